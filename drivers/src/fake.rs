@@ -1,0 +1,373 @@
+//! A stateful fake driver: it keeps its instances in memory, follows the same contract as the
+//! real drivers (idempotent spawn/destroy, power states), and can be told to fail or hang at a
+//! given step for a given instance, so that tests of the control plane can walk every path.
+//! It is the only fake in the project; tests that are about a driver use the real one.
+
+use crate::{Compute, DriverError, DriverInstance, RebootKind};
+use async_trait::async_trait;
+use nova_core::ids::{InstanceUuid, NodeUuid};
+use nova_core::model::{NodeInventory, NodeType, PowerState, Resources};
+use nova_core::rpc::InstanceSpec;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The driver calls a rule can target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Spawn,
+    Destroy,
+    PowerOff,
+    PowerOn,
+    Reboot,
+}
+
+/// What a rule makes the driver do instead of its work.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Misbehaviour {
+    /// Fail with this message.
+    Fail(String),
+    /// Never return (until the call is dropped).
+    Hang,
+}
+
+/// Which instances a rule applies to.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    Any,
+    /// Instances whose server name contains this text.
+    NameContains(String),
+    Instance(InstanceUuid),
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Rule {
+    pub step: Step,
+    pub target: Target,
+    pub misbehaviour: Misbehaviour,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct FakeSettings {
+    pub node_type: NodeType,
+    /// How many nodes the host exposes (more than one acts like a bare-metal pool).
+    pub nodes: u32,
+    pub vcpus: i64,
+    pub memory_mb: i64,
+    pub disk_gb: i64,
+    pub cpu_allocation_ratio: f64,
+    pub ram_allocation_ratio: f64,
+    pub disk_allocation_ratio: f64,
+    /// Misbehaviours active from the start (the all-in-one's config can set them too).
+    pub rules: Vec<Rule>,
+}
+
+impl Default for FakeSettings {
+    fn default() -> Self {
+        Self {
+            node_type: NodeType::Vm,
+            nodes: 1,
+            vcpus: 1000,
+            memory_mb: 8 * 1024 * 1024,
+            disk_gb: 1024 * 1024,
+            cpu_allocation_ratio: 16.0,
+            ram_allocation_ratio: 1.5,
+            disk_allocation_ratio: 1.0,
+            rules: Vec::new(),
+        }
+    }
+}
+
+struct FakeInstance {
+    name: String,
+    node: String,
+    power_state: PowerState,
+    console: String,
+}
+
+pub struct FakeDriver {
+    host: String,
+    settings: FakeSettings,
+    instances: Mutex<HashMap<InstanceUuid, FakeInstance>>,
+    rules: Mutex<Vec<Rule>>,
+    spawn_calls: Mutex<u64>,
+}
+
+impl FakeDriver {
+    pub fn new(host: &str, settings: FakeSettings) -> Self {
+        let rules = settings.rules.clone();
+        Self {
+            host: host.to_owned(),
+            settings,
+            instances: Mutex::new(HashMap::new()),
+            rules: Mutex::new(rules),
+            spawn_calls: Mutex::new(0),
+        }
+    }
+
+    /// Adds a misbehaviour; it applies to every matching call until cleared.
+    pub fn add_rule(&self, rule: Rule) {
+        lock(&self.rules).push(rule);
+    }
+
+    pub fn clear_rules(&self) {
+        lock(&self.rules).clear();
+    }
+
+    /// Changes an instance's power state behind the service's back (a guest that shut itself
+    /// down), for the power-state sync.
+    pub fn set_power_state_externally(&self, uuid: InstanceUuid, power: PowerState) {
+        if let Some(i) = lock(&self.instances).get_mut(&uuid) {
+            i.power_state = power;
+        }
+    }
+
+    /// Removes an instance behind the service's back.
+    pub fn remove_externally(&self, uuid: InstanceUuid) {
+        lock(&self.instances).remove(&uuid);
+    }
+
+    pub fn instance_count(&self) -> usize {
+        lock(&self.instances).len()
+    }
+
+    pub fn has_instance(&self, uuid: InstanceUuid) -> bool {
+        lock(&self.instances).contains_key(&uuid)
+    }
+
+    /// How many times spawn ran its work (idempotent repeats included).
+    pub fn spawn_calls(&self) -> u64 {
+        *lock(&self.spawn_calls)
+    }
+
+    fn node_name(&self, i: u32) -> String {
+        if self.settings.nodes <= 1 {
+            self.host.clone()
+        } else {
+            format!("{}-{i}", self.host)
+        }
+    }
+
+    /// Applies the first matching rule, if any.
+    async fn misbehave(
+        &self,
+        step: Step,
+        uuid: InstanceUuid,
+        name: Option<&str>,
+    ) -> Result<(), DriverError> {
+        let name = match name {
+            Some(n) => Some(n.to_owned()),
+            None => lock(&self.instances).get(&uuid).map(|i| i.name.clone()),
+        };
+        let hit = lock(&self.rules)
+            .iter()
+            .find(|r| {
+                r.step == step
+                    && match &r.target {
+                        Target::Any => true,
+                        Target::Instance(u) => *u == uuid,
+                        Target::NameContains(s) => name.as_deref().is_some_and(|n| n.contains(s)),
+                    }
+            })
+            .map(|r| r.misbehaviour.clone());
+        match hit {
+            None => Ok(()),
+            Some(Misbehaviour::Fail(msg)) => Err(DriverError::Backend(msg)),
+            Some(Misbehaviour::Hang) => {
+                tracing::info!(%uuid, ?step, "fake driver hangs as told");
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        }
+    }
+
+    fn with_instance<T>(
+        &self,
+        uuid: InstanceUuid,
+        f: impl FnOnce(&mut FakeInstance) -> T,
+    ) -> Result<T, DriverError> {
+        lock(&self.instances).get_mut(&uuid).map(f).ok_or(DriverError::NotFound(uuid))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[async_trait]
+impl Compute for FakeDriver {
+    async fn inventory(&self) -> Result<Vec<NodeInventory>, DriverError> {
+        let s = &self.settings;
+        Ok((0..s.nodes.max(1))
+            .map(|i| {
+                let name = self.node_name(i);
+                NodeInventory {
+                    // Stable across restarts: the same host and node name give the same uuid.
+                    uuid: NodeUuid(uuid::Uuid::new_v5(
+                        &uuid::Uuid::NAMESPACE_OID,
+                        format!("fake-node:{}:{name}", self.host).as_bytes(),
+                    )),
+                    name,
+                    node_type: s.node_type,
+                    hypervisor_type: "fake".into(),
+                    total: Resources { vcpus: s.vcpus, memory_mb: s.memory_mb, disk_gb: s.disk_gb },
+                    cpu_allocation_ratio: s.cpu_allocation_ratio,
+                    ram_allocation_ratio: s.ram_allocation_ratio,
+                    disk_allocation_ratio: s.disk_allocation_ratio,
+                }
+            })
+            .collect())
+    }
+
+    async fn spawn(&self, spec: &InstanceSpec) -> Result<DriverInstance, DriverError> {
+        *lock(&self.spawn_calls) += 1;
+        self.misbehave(Step::Spawn, spec.uuid, Some(&spec.name)).await?;
+        let mut instances = lock(&self.instances);
+        let i = instances.entry(spec.uuid).or_insert_with(|| FakeInstance {
+            name: spec.name.clone(),
+            node: spec.node.clone(),
+            power_state: PowerState::Running,
+            console: format!("fake: booting {} ({})\nfake: login: \n", spec.name, spec.uuid),
+        });
+        Ok(DriverInstance { uuid: spec.uuid, node: i.node.clone(), power_state: i.power_state })
+    }
+
+    async fn destroy(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+        self.misbehave(Step::Destroy, uuid, None).await?;
+        lock(&self.instances).remove(&uuid);
+        Ok(())
+    }
+
+    async fn power_off(&self, uuid: InstanceUuid, _timeout: Duration) -> Result<(), DriverError> {
+        self.misbehave(Step::PowerOff, uuid, None).await?;
+        self.with_instance(uuid, |i| {
+            i.power_state = PowerState::Shutdown;
+            i.console.push_str("fake: powered off\n");
+        })
+    }
+
+    async fn power_on(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+        self.misbehave(Step::PowerOn, uuid, None).await?;
+        self.with_instance(uuid, |i| {
+            i.power_state = PowerState::Running;
+            i.console.push_str("fake: powered on\n");
+        })
+    }
+
+    async fn reboot(&self, uuid: InstanceUuid, kind: RebootKind) -> Result<(), DriverError> {
+        self.misbehave(Step::Reboot, uuid, None).await?;
+        self.with_instance(uuid, |i| {
+            i.power_state = PowerState::Running;
+            i.console.push_str(&format!("fake: {kind:?} reboot\n"));
+        })
+    }
+
+    async fn power_state(&self, uuid: InstanceUuid) -> Result<PowerState, DriverError> {
+        self.with_instance(uuid, |i| i.power_state)
+    }
+
+    async fn list_instances(&self) -> Result<Vec<DriverInstance>, DriverError> {
+        Ok(lock(&self.instances)
+            .iter()
+            .map(|(uuid, i)| DriverInstance {
+                uuid: *uuid,
+                node: i.node.clone(),
+                power_state: i.power_state,
+            })
+            .collect())
+    }
+
+    async fn console_output(
+        &self,
+        uuid: InstanceUuid,
+        lines: Option<usize>,
+    ) -> Result<String, DriverError> {
+        self.with_instance(uuid, |i| crate::tail_lines(&i.console, lines))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nova_core::model::Flavor;
+
+    fn spec(name: &str) -> InstanceSpec {
+        InstanceSpec {
+            uuid: InstanceUuid::new_v4(),
+            name: name.into(),
+            project_id: "p".into(),
+            user_id: "u".into(),
+            node: "h".into(),
+            flavor: Flavor {
+                flavorid: "1".into(),
+                name: "f".into(),
+                memory_mb: 1,
+                vcpus: 1,
+                root_gb: 1,
+                ephemeral_gb: 0,
+                swap: 0,
+                rxtx_factor: 1.0,
+                is_public: true,
+                disabled: false,
+                description: None,
+                extra_specs: Default::default(),
+            },
+            image_ref: "img".into(),
+            metadata: Default::default(),
+            user_data: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn spawn_and_destroy_are_idempotent() {
+        let d = FakeDriver::new("h", FakeSettings::default());
+        let s = spec("a");
+        d.spawn(&s).await.unwrap();
+        d.power_off(s.uuid, Duration::ZERO).await.unwrap();
+        // A second spawn finds the instance as it is, it does not make another.
+        let again = d.spawn(&s).await.unwrap();
+        assert_eq!(again.power_state, PowerState::Shutdown);
+        assert_eq!(d.instance_count(), 1);
+        d.destroy(s.uuid).await.unwrap();
+        d.destroy(s.uuid).await.unwrap();
+        assert_eq!(d.instance_count(), 0);
+        assert!(matches!(d.power_state(s.uuid).await, Err(DriverError::NotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn rules_fail_or_hang_the_matching_step_only() {
+        let d = FakeDriver::new("h", FakeSettings::default());
+        d.add_rule(Rule {
+            step: Step::Spawn,
+            target: Target::NameContains("bad".into()),
+            misbehaviour: Misbehaviour::Fail("no luck".into()),
+        });
+        d.add_rule(Rule {
+            step: Step::Spawn,
+            target: Target::NameContains("slow".into()),
+            misbehaviour: Misbehaviour::Hang,
+        });
+        assert!(d.spawn(&spec("good")).await.is_ok());
+        let err = d.spawn(&spec("bad-1")).await.unwrap_err();
+        assert_eq!(err.to_string(), "no luck");
+        let hung = tokio::time::timeout(Duration::from_millis(50), d.spawn(&spec("slow"))).await;
+        assert!(hung.is_err(), "the call should still be hanging");
+        assert_eq!(d.instance_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn console_output_keeps_the_last_lines() {
+        let d = FakeDriver::new("h", FakeSettings::default());
+        let s = spec("a");
+        d.spawn(&s).await.unwrap();
+        d.power_off(s.uuid, Duration::ZERO).await.unwrap();
+        d.power_on(s.uuid).await.unwrap();
+        let out = d.console_output(s.uuid, Some(2)).await.unwrap();
+        assert_eq!(out, "fake: powered off\nfake: powered on\n");
+    }
+}

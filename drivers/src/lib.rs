@@ -1,0 +1,104 @@
+//! The [`Compute`] trait: what a compute agent asks of a hypervisor, a container engine or a
+//! bare-metal pool, and its implementations. Which one a host runs is chosen at run time and
+//! held as `Arc<dyn Compute>`.
+//!
+//! # Contract
+//!
+//! - Every call is keyed by the instance uuid; a driver finds its instance by that uuid alone
+//!   (a domain name, a container label, a node's assigned instance), so that an agent that
+//!   restarted can find what it had built.
+//! - [`Compute::spawn`] and [`Compute::destroy`] are idempotent: spawning an instance that
+//!   exists returns it as it is (one instance, never two), and destroying an instance that does
+//!   not exist succeeds.
+//! - Power calls leave the instance in the state they name whatever it was in before
+//!   (powering off a stopped instance succeeds).
+//! - Calls may take long (a bare-metal boot takes minutes); the agent, not the driver, bounds
+//!   them with timeouts, and the conductor's build timeout bounds a build as a whole.
+//! - Errors carry a message meant for the user: it becomes the server's fault.
+
+pub mod fake;
+
+use async_trait::async_trait;
+use nova_core::ids::InstanceUuid;
+use nova_core::model::{NodeInventory, PowerState};
+use nova_core::rpc::InstanceSpec;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The instance is not on this host.
+    #[error("instance {0} not found on this host")]
+    NotFound(InstanceUuid),
+    /// The request cannot work on this driver (an image of the wrong type, say).
+    #[error("{0}")]
+    Invalid(String),
+    /// The hypervisor, engine or BMC failed.
+    #[error("{0}")]
+    Backend(String),
+}
+
+/// Soft asks the guest to restart; hard resets it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RebootKind {
+    Soft,
+    Hard,
+}
+
+/// An instance as the driver sees it on its host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DriverInstance {
+    pub uuid: InstanceUuid,
+    pub node: String,
+    pub power_state: PowerState,
+}
+
+#[async_trait]
+pub trait Compute: Send + Sync + 'static {
+    /// The nodes this driver offers, with their type and capacity. A VM or container host has
+    /// one; a bare-metal pool has one per machine.
+    async fn inventory(&self) -> Result<Vec<NodeInventory>, DriverError>;
+
+    /// Creates and starts the instance on `spec.node`. Idempotent.
+    async fn spawn(&self, spec: &InstanceSpec) -> Result<DriverInstance, DriverError>;
+
+    /// Stops and removes the instance and everything it created on the host. Idempotent:
+    /// a missing instance is not an error.
+    async fn destroy(&self, uuid: InstanceUuid) -> Result<(), DriverError>;
+
+    /// Shuts the instance down, gracefully within `timeout`, then forcibly.
+    async fn power_off(&self, uuid: InstanceUuid, timeout: Duration) -> Result<(), DriverError>;
+
+    async fn power_on(&self, uuid: InstanceUuid) -> Result<(), DriverError>;
+
+    async fn reboot(&self, uuid: InstanceUuid, kind: RebootKind) -> Result<(), DriverError>;
+
+    /// The power state of one instance; `NotFound` when it is gone.
+    async fn power_state(&self, uuid: InstanceUuid) -> Result<PowerState, DriverError>;
+
+    /// Every instance this driver manages on the host (for the power-state sync and for
+    /// re-adoption after an agent restart).
+    async fn list_instances(&self) -> Result<Vec<DriverInstance>, DriverError>;
+
+    /// The instance's console log; the last `lines` lines when given (Nova's `length`).
+    async fn console_output(
+        &self,
+        uuid: InstanceUuid,
+        lines: Option<usize>,
+    ) -> Result<String, DriverError>;
+}
+
+/// The last `lines` lines of `text` (all of it for `None`), as `os-getConsoleOutput` returns.
+pub fn tail_lines(text: &str, lines: Option<usize>) -> String {
+    match lines {
+        None => text.to_owned(),
+        Some(n) => {
+            let all: Vec<&str> = text.lines().collect();
+            let start = all.len().saturating_sub(n);
+            let mut out = all[start..].join("\n");
+            if !out.is_empty() && text.ends_with('\n') {
+                out.push('\n');
+            }
+            out
+        }
+    }
+}

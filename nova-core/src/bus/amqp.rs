@@ -1,0 +1,244 @@
+//! RabbitMQ through lapin.
+//!
+//! - Queues are durable quorum queues: they survive a broker restart and are replicated when the
+//!   broker is a cluster.
+//! - Messages are persistent and every publish waits for the broker's confirm, so `publish`
+//!   returning `Ok` means the message is on disk.
+//! - Consumers ack by hand, after the database commit (the caller decides), with a prefetch
+//!   limit so that one consumer never hoards a queue.
+//! - A lost connection is re-opened with exponential backoff, for publishers and consumers
+//!   alike; an unacked delivery of the old connection is redelivered by the broker.
+
+use super::{Acker, Bus, BusError, Delivery, Subscription};
+use async_trait::async_trait;
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// How long `publish` keeps retrying through a broker outage before it gives up.
+const PUBLISH_DEADLINE: Duration = Duration::from_secs(60);
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// AMQP delivery mode 2: the broker writes the message to disk.
+const PERSISTENT: u8 = 2;
+
+struct Link {
+    connection: Connection,
+    channel: Channel,
+    declared: HashSet<String>,
+}
+
+pub struct AmqpBus {
+    url: String,
+    link: Mutex<Option<Link>>,
+}
+
+fn props() -> ConnectionProperties {
+    ConnectionProperties::default()
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio)
+}
+
+fn queue_args() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(
+        ShortString::from("x-queue-type"),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
+    args
+}
+
+async fn declare(channel: &Channel, queue: &str) -> Result<(), lapin::Error> {
+    let options = QueueDeclareOptions { durable: true, ..Default::default() };
+    channel.queue_declare(queue, options, queue_args()).await.map(|_| ())
+}
+
+fn unavailable(e: lapin::Error) -> BusError {
+    BusError::Unavailable(e.to_string())
+}
+
+impl AmqpBus {
+    /// Connects once to check the URL and the broker; later outages are retried.
+    pub async fn connect(url: &str) -> Result<Self, BusError> {
+        let bus = Self { url: url.to_owned(), link: Mutex::new(None) };
+        bus.channel_for(None).await?;
+        Ok(bus)
+    }
+
+    async fn open(&self) -> Result<Link, lapin::Error> {
+        let connection = Connection::connect(&self.url, props()).await?;
+        let channel = connection.create_channel().await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        Ok(Link { connection, channel, declared: HashSet::new() })
+    }
+
+    /// The publishing channel, (re)connecting when needed and declaring `queue` once per
+    /// connection.
+    async fn channel_for(&self, queue: Option<&str>) -> Result<Channel, BusError> {
+        let mut guard = self.link.lock().await;
+        let alive = guard
+            .as_ref()
+            .is_some_and(|l| l.connection.status().connected() && l.channel.status().connected());
+        if !alive {
+            *guard = Some(self.open().await.map_err(unavailable)?);
+        }
+        let link = guard.as_mut().ok_or(BusError::NotConfirmed)?;
+        if let Some(queue) = queue {
+            if !link.declared.contains(queue) {
+                declare(&link.channel, queue).await.map_err(unavailable)?;
+                link.declared.insert(queue.to_owned());
+            }
+        }
+        Ok(link.channel.clone())
+    }
+
+    async fn publish_once(&self, queue: &str, payload: &[u8]) -> Result<(), BusError> {
+        let channel = self.channel_for(Some(queue)).await?;
+        let confirm = channel
+            .basic_publish(
+                "",
+                queue,
+                BasicPublishOptions::default(),
+                payload,
+                BasicProperties::default()
+                    .with_delivery_mode(PERSISTENT)
+                    .with_content_type(ShortString::from("application/json")),
+            )
+            .await
+            .map_err(unavailable)?
+            .await
+            .map_err(unavailable)?;
+        if confirm.is_ack() {
+            Ok(())
+        } else {
+            Err(BusError::NotConfirmed)
+        }
+    }
+}
+
+#[async_trait]
+impl Bus for AmqpBus {
+    async fn publish(&self, queue: &str, payload: Vec<u8>) -> Result<(), BusError> {
+        let deadline = tokio::time::Instant::now() + PUBLISH_DEADLINE;
+        let mut backoff = BACKOFF_START;
+        loop {
+            match self.publish_once(queue, &payload).await {
+                Ok(()) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() + backoff < deadline => {
+                    tracing::warn!(queue, error = %e, ?backoff, "publish failed, retrying");
+                    // Drop the link so that the next try opens a fresh connection.
+                    *self.link.lock().await = None;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn subscribe(&self, queue: &str, prefetch: u16) -> Result<Subscription, BusError> {
+        // A bounded hand-over: the broker's prefetch limit is what bounds unacked messages.
+        let (tx, rx) = async_channel::bounded(usize::from(prefetch.max(1)));
+        let url = self.url.clone();
+        let queue = queue.to_owned();
+        // Consume once here so that the caller learns about a bad URL or queue at once.
+        let first = open_consumer(&url, &queue, prefetch).await.map_err(unavailable)?;
+        tokio::spawn(consume_forever(url, queue, prefetch, first, tx));
+        Ok(Subscription::new(rx))
+    }
+}
+
+async fn open_consumer(
+    url: &str,
+    queue: &str,
+    prefetch: u16,
+) -> Result<(Connection, lapin::Consumer), lapin::Error> {
+    let connection = Connection::connect(url, props()).await?;
+    let channel = connection.create_channel().await?;
+    channel.basic_qos(prefetch.max(1), BasicQosOptions::default()).await?;
+    declare(&channel, queue).await?;
+    let consumer = channel
+        .basic_consume(queue, "", BasicConsumeOptions::default(), FieldTable::default())
+        .await?;
+    Ok((connection, consumer))
+}
+
+/// Pumps deliveries into `tx` and reconnects with backoff whenever the connection drops,
+/// until every receiver is gone.
+async fn consume_forever(
+    url: String,
+    queue: String,
+    prefetch: u16,
+    first: (Connection, lapin::Consumer),
+    tx: async_channel::Sender<Delivery>,
+) {
+    let mut current = Some(first);
+    let mut backoff = BACKOFF_START;
+    loop {
+        let (connection, mut consumer) = match current.take() {
+            Some(c) => c,
+            None => match open_consumer(&url, &queue, prefetch).await {
+                Ok(c) => {
+                    tracing::info!(queue, "consumer reconnected");
+                    backoff = BACKOFF_START;
+                    c
+                }
+                Err(e) => {
+                    tracing::warn!(queue, error = %e, ?backoff, "consumer cannot connect, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+            },
+        };
+        // Keep the connection alive as long as its consumer.
+        let _connection = Arc::new(connection);
+        while let Some(item) = consumer.next().await {
+            match item {
+                Ok(d) => {
+                    let acker = Box::new(AmqpAcker(d.acker));
+                    let delivery = Delivery::new(d.data, d.redelivered, acker);
+                    if tx.send(delivery).await.is_err() {
+                        return; // nobody listens any more
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(queue, error = %e, "consumer lost its connection");
+                    break;
+                }
+            }
+        }
+        if tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+struct AmqpAcker(lapin::acker::Acker);
+
+#[async_trait]
+impl Acker for AmqpAcker {
+    async fn ack(self: Box<Self>) {
+        // A failed ack means the connection is gone; the broker will redeliver, and handlers are
+        // idempotent.
+        if let Err(e) = self.0.ack(BasicAckOptions::default()).await {
+            tracing::warn!(error = %e, "ack failed; the message will be redelivered");
+        }
+    }
+
+    async fn requeue(self: Box<Self>, _payload: Vec<u8>) {
+        let options = BasicNackOptions { requeue: true, ..Default::default() };
+        if let Err(e) = self.0.nack(options).await {
+            tracing::warn!(error = %e, "nack failed; the message will be redelivered");
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! The message bus: one trait, two implementations.
+//!
+//! [`amqp::AmqpBus`] talks to RabbitMQ (durable quorum queues, persistent messages, publisher
+//! confirms, manual acks, a prefetch limit, reconnect with backoff). [`inproc::InProcBus`] keeps
+//! queues in memory for the all-in-one. Both give the same guarantee to a consumer: a delivery
+//! that is not acked comes back.
+
+pub mod amqp;
+pub mod inproc;
+
+use async_trait::async_trait;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("message broker unavailable: {0}")]
+    Unavailable(String),
+    #[error("the broker did not confirm the message")]
+    NotConfirmed,
+}
+
+/// A durable, at-least-once message bus.
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Sends `payload` to `queue` and returns once the bus holds it durably (for AMQP: once the
+    /// broker confirmed it). Retries through broker restarts up to a deadline.
+    async fn publish(&self, queue: &str, payload: Vec<u8>) -> Result<(), BusError>;
+
+    /// Consumes `queue` with at most `prefetch` unacknowledged deliveries. The subscription
+    /// survives broker restarts: it reconnects and goes on.
+    async fn subscribe(&self, queue: &str, prefetch: u16) -> Result<Subscription, BusError>;
+}
+
+/// A stream of deliveries from one queue.
+pub struct Subscription {
+    rx: async_channel::Receiver<Delivery>,
+}
+
+impl Subscription {
+    pub(crate) fn new(rx: async_channel::Receiver<Delivery>) -> Self {
+        Self { rx }
+    }
+
+    /// The next delivery; `None` once the bus is shut down.
+    pub async fn next(&self) -> Option<Delivery> {
+        self.rx.recv().await.ok()
+    }
+}
+
+/// One message. Ack it once its effects are committed; drop or nack it to have it come back.
+pub struct Delivery {
+    pub payload: Vec<u8>,
+    /// True when the bus delivered this message before (the previous consumer did not ack).
+    pub redelivered: bool,
+    acker: Box<dyn Acker>,
+}
+
+impl Delivery {
+    pub(crate) fn new(payload: Vec<u8>, redelivered: bool, acker: Box<dyn Acker>) -> Self {
+        Self { payload, redelivered, acker }
+    }
+
+    pub async fn ack(self) {
+        self.acker.ack().await;
+    }
+
+    /// Hands the message back to the queue for another try.
+    pub async fn requeue(self) {
+        self.acker.requeue(self.payload).await;
+    }
+}
+
+#[async_trait]
+pub(crate) trait Acker: Send + Sync {
+    async fn ack(self: Box<Self>);
+    async fn requeue(self: Box<Self>, payload: Vec<u8>);
+}
+
+/// Runs `handler` on every delivery of `sub`, at most `concurrency` at a time, until the
+/// subscription ends. The handler decides whether to ack.
+pub async fn consume<F, Fut>(sub: Subscription, concurrency: usize, handler: F)
+where
+    F: Fn(Delivery) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let handler = Arc::new(handler);
+    while let Some(delivery) = sub.next().await {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            handler(delivery).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Which bus a process uses, from its configuration.
+pub async fn connect(settings: &crate::settings::BusSettings) -> Result<Arc<dyn Bus>, BusError> {
+    match settings.kind {
+        crate::settings::BusKind::Amqp => {
+            Ok(Arc::new(amqp::AmqpBus::connect(&settings.amqp_url).await?))
+        }
+        crate::settings::BusKind::InProcess => Ok(Arc::new(inproc::InProcBus::default())),
+    }
+}

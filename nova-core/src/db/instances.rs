@@ -1,0 +1,425 @@
+//! Instances: creation with their build task, the state transitions the API asks for, and the
+//! compare-and-set updates the conductor applies. Every update names the state it expects, so
+//! a late or duplicated message cannot move a server backwards.
+
+use super::actions::{self, Requester};
+use super::rows::{FaultRow, InstanceRow, INSTANCE_COLUMNS};
+use super::tasks;
+use super::{corrupt, on_pool, on_tx, Db, DbError, DbResult, Tx};
+use crate::ids::{InstanceUuid, TaskId};
+use crate::model::{Fault, Flavor, Instance, NodeType, PowerState, TaskState, VmState};
+use crate::rpc::TaskKind;
+use crate::time::{now_ms, Millis};
+use std::collections::{BTreeMap, HashMap};
+use uuid::Uuid;
+
+/// What the API validated and wants built.
+#[derive(Clone, Debug)]
+pub struct NewInstance {
+    pub name: String,
+    pub project_id: String,
+    pub user_id: String,
+    pub node_type: NodeType,
+    pub flavor: Flavor,
+    pub image_ref: String,
+    pub metadata: BTreeMap<String, String>,
+    pub user_data: Option<String>,
+    pub availability_zone: Option<String>,
+}
+
+/// Writes the instance (building/scheduling), its `create` action and its build task in one
+/// transaction. The caller publishes the task after the commit.
+pub async fn create_with_build_task(
+    db: &Db,
+    new: &NewInstance,
+    request_id: &str,
+) -> DbResult<(Instance, TaskId)> {
+    let uuid = InstanceUuid::new_v4();
+    let now = now_ms();
+    let flavor = serde_json::to_string(&new.flavor).map_err(|e| corrupt(e.to_string()))?;
+    let metadata = serde_json::to_string(&new.metadata).map_err(|e| corrupt(e.to_string()))?;
+    let mut tx = db.begin().await?;
+    on_tx!(&mut tx, c => {
+        sqlx::query(
+            "INSERT INTO instances (uuid, name, project_id, user_id, vm_state, task_state, \
+             power_state, node_type, flavor, image_ref, metadata, user_data, availability_zone, \
+             created_at, updated_at, deleted) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15)",
+        )
+        .bind(uuid.0)
+        .bind(&new.name)
+        .bind(&new.project_id)
+        .bind(&new.user_id)
+        .bind(VmState::Building.as_str())
+        .bind(TaskState::Scheduling.as_str())
+        .bind(PowerState::NoState.code())
+        .bind(new.node_type.as_str())
+        .bind(&flavor)
+        .bind(&new.image_ref)
+        .bind(&metadata)
+        .bind(&new.user_data)
+        .bind(&new.availability_zone)
+        .bind(now)
+        .bind(false)
+        .execute(&mut *c)
+        .await?;
+    });
+    let who = Requester { request_id, project_id: &new.project_id, user_id: &new.user_id };
+    let action_id = actions::start(&mut tx, uuid, TaskKind::Build.action_name(), &who).await?;
+    let task = tasks::insert(&mut tx, uuid, TaskKind::Build, request_id, action_id).await?;
+    tx.commit().await?;
+    let instance = Instance {
+        uuid,
+        name: new.name.clone(),
+        project_id: new.project_id.clone(),
+        user_id: new.user_id.clone(),
+        vm_state: VmState::Building,
+        task_state: Some(TaskState::Scheduling),
+        power_state: PowerState::NoState,
+        host: None,
+        node: None,
+        node_type: new.node_type,
+        flavor: new.flavor.clone(),
+        image_ref: new.image_ref.clone(),
+        metadata: new.metadata.clone(),
+        user_data: new.user_data.clone(),
+        availability_zone: new.availability_zone.clone(),
+        launched_at: None,
+        terminated_at: None,
+        created_at: now,
+        updated_at: now,
+        deleted: false,
+        fault: None,
+    };
+    Ok((instance, task))
+}
+
+async fn latest_faults(db: &Db, uuids: &[Uuid]) -> DbResult<HashMap<Uuid, Fault>> {
+    let mut faults = HashMap::new();
+    // Faults matter only for servers in ERROR, which are few; one query per chunk.
+    for chunk in uuids.chunks(500) {
+        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT instance_uuid, code, message, details, created_at FROM instance_faults \
+             WHERE instance_uuid IN ({}) ORDER BY id",
+            placeholders.join(", ")
+        );
+        let rows: Vec<FaultRow> = on_pool!(db, p => {
+            let mut q = sqlx::query_as(&sql);
+            for u in chunk {
+                q = q.bind(*u);
+            }
+            q.fetch_all(p).await?
+        });
+        for row in rows {
+            // Ordered by id: the last one wins, as Nova shows the latest fault.
+            faults.insert(row.instance_uuid, row.into_model());
+        }
+    }
+    Ok(faults)
+}
+
+async fn with_faults(db: &Db, rows: Vec<InstanceRow>) -> DbResult<Vec<Instance>> {
+    let errored: Vec<Uuid> =
+        rows.iter().filter(|r| r.vm_state == VmState::Error.as_str()).map(|r| r.uuid).collect();
+    let mut faults =
+        if errored.is_empty() { HashMap::new() } else { latest_faults(db, &errored).await? };
+    rows.into_iter()
+        .map(|r| {
+            let fault = faults.remove(&r.uuid);
+            r.into_model(fault)
+        })
+        .collect()
+}
+
+/// A server that is not deleted, with its latest fault when in ERROR.
+pub async fn get(db: &Db, uuid: InstanceUuid) -> DbResult<Option<Instance>> {
+    let sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE uuid = $1 AND NOT deleted");
+    let row: Option<InstanceRow> =
+        on_pool!(db, p => sqlx::query_as(&sql).bind(uuid.0).fetch_optional(p).await?);
+    Ok(with_faults(db, row.into_iter().collect()).await?.pop())
+}
+
+/// A server whether deleted or not (the conductor and tests).
+pub async fn get_any(db: &Db, uuid: InstanceUuid) -> DbResult<Option<Instance>> {
+    let sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE uuid = $1");
+    let row: Option<InstanceRow> =
+        on_pool!(db, p => sqlx::query_as(&sql).bind(uuid.0).fetch_optional(p).await?);
+    Ok(with_faults(db, row.into_iter().collect()).await?.pop())
+}
+
+/// Servers that are not deleted, newest first (Nova's default sort: created_at desc), of one
+/// project or of all when `project` is `None`.
+pub async fn list(db: &Db, project: Option<&str>, limit: i64) -> DbResult<Vec<Instance>> {
+    let rows: Vec<InstanceRow> = match project {
+        Some(project) => {
+            let sql = format!(
+                "SELECT {INSTANCE_COLUMNS} FROM instances WHERE project_id = $1 AND NOT deleted \
+                 ORDER BY created_at DESC, uuid DESC LIMIT $2"
+            );
+            on_pool!(db, p => sqlx::query_as(&sql).bind(project).bind(limit).fetch_all(p).await?)
+        }
+        None => {
+            let sql = format!(
+                "SELECT {INSTANCE_COLUMNS} FROM instances WHERE NOT deleted \
+                 ORDER BY created_at DESC, uuid DESC LIMIT $1"
+            );
+            on_pool!(db, p => sqlx::query_as(&sql).bind(limit).fetch_all(p).await?)
+        }
+    };
+    with_faults(db, rows).await
+}
+
+/// Which states a user action may start from, and the task state it sets.
+#[derive(Clone, Copy, Debug)]
+pub struct TransitionRule {
+    pub from_vm_states: &'static [VmState],
+    pub task_state: TaskState,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransitionError {
+    #[error("instance not found")]
+    NotFound,
+    #[error("instance is in vm_state {vm_state} and task_state {task_state:?}")]
+    Conflict { vm_state: VmState, task_state: Option<TaskState> },
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Starts a user action: sets the task state if the server is in one of the rule's vm states
+/// with no task running, and writes the action and task rows, all in one transaction.
+/// `project` limits the lookup to one project (`None`: any, for admins).
+pub async fn begin_action(
+    db: &Db,
+    uuid: InstanceUuid,
+    project: Option<&str>,
+    rule: TransitionRule,
+    kind: TaskKind,
+    who: &Requester<'_>,
+) -> Result<TaskId, TransitionError> {
+    let mut tx = db.begin().await?;
+    let current = lock_current(&mut tx, uuid, project).await?;
+    let Some((vm_state, task_state)) = current else {
+        return Err(TransitionError::NotFound);
+    };
+    // Delete may interrupt any task but another delete (Nova allows deleting a server that is
+    // building, stopping, …); every other action needs the server idle.
+    let idle_ok = task_state.is_none()
+        || (rule.task_state == TaskState::Deleting && task_state != Some(TaskState::Deleting));
+    if !rule.from_vm_states.contains(&vm_state) || !idle_ok {
+        return Err(TransitionError::Conflict { vm_state, task_state });
+    }
+    on_tx!(&mut tx, c => {
+        sqlx::query("UPDATE instances SET task_state = $2, updated_at = $3 WHERE uuid = $1")
+            .bind(uuid.0)
+            .bind(rule.task_state.as_str())
+            .bind(now_ms())
+            .execute(&mut *c)
+            .await
+            .map_err(DbError::from)?;
+    });
+    let action_id = actions::start(&mut tx, uuid, kind.action_name(), who).await?;
+    let task = tasks::insert(&mut tx, uuid, kind, who.request_id, action_id).await?;
+    tx.commit().await?;
+    Ok(task)
+}
+
+/// Reads the states of a live instance inside `tx`; on PostgreSQL the row is locked so that two
+/// concurrent actions cannot both pass the check (SQLite serialises writers anyway).
+async fn lock_current(
+    tx: &mut Tx,
+    uuid: InstanceUuid,
+    project: Option<&str>,
+) -> DbResult<Option<(VmState, Option<TaskState>)>> {
+    let lock = if matches!(tx, Tx::Pg(_)) { " FOR UPDATE" } else { "" };
+    let sql = format!(
+        "SELECT vm_state, task_state FROM instances WHERE uuid = $1 AND NOT deleted \
+         AND ($2 IS NULL OR project_id = $2){lock}"
+    );
+    let row: Option<(String, Option<String>)> = on_tx!(tx, c => {
+        sqlx::query_as(&sql)
+            .bind(uuid.0)
+            .bind(project)
+            .fetch_optional(&mut *c)
+            .await?
+    });
+    let Some((vm, task)) = row else { return Ok(None) };
+    let vm = VmState::parse(&vm).ok_or_else(|| corrupt(format!("vm_state {vm}")))?;
+    let task = match task {
+        None => None,
+        Some(t) => Some(TaskState::parse(&t).ok_or_else(|| corrupt(format!("task_state {t}")))?),
+    };
+    Ok(Some((vm, task)))
+}
+
+/// The states an update expects to find; a mismatch makes it a no-op.
+#[derive(Clone, Copy, Debug)]
+pub struct Expect {
+    pub vm_state: Option<VmState>,
+    pub task_state: Option<TaskState>,
+}
+
+/// The states an update sets.
+#[derive(Clone, Copy, Debug)]
+pub struct SetStates {
+    pub vm_state: VmState,
+    pub task_state: Option<TaskState>,
+    pub power_state: Option<PowerState>,
+    /// Sets `launched_at` to now (a build or a start finished).
+    pub launched: bool,
+}
+
+/// Compare-and-set of the states of a live instance; true when it matched and changed.
+pub async fn transition(
+    tx: &mut Tx,
+    uuid: InstanceUuid,
+    expect: Expect,
+    set: SetStates,
+) -> DbResult<bool> {
+    let now = now_ms();
+    let n = on_tx!(tx, c => {
+        sqlx::query(
+            "UPDATE instances SET vm_state = $2, task_state = $3, \
+             power_state = COALESCE($4, power_state), \
+             launched_at = CASE WHEN $5 THEN $6 ELSE launched_at END, updated_at = $6 \
+             WHERE uuid = $1 AND NOT deleted \
+             AND ($7 IS NULL OR vm_state = $7) AND ($8 IS NULL OR task_state = $8)",
+        )
+        .bind(uuid.0)
+        .bind(set.vm_state.as_str())
+        .bind(set.task_state.map(|t| t.as_str()))
+        .bind(set.power_state.map(PowerState::code))
+        .bind(set.launched)
+        .bind(now)
+        .bind(expect.vm_state.map(|v| v.as_str()))
+        .bind(expect.task_state.map(|t| t.as_str()))
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// Records where the scheduler placed a building instance and moves it to spawning; false when
+/// it is no longer building/scheduling (deleted meanwhile, or a duplicate message).
+pub async fn assign_host(tx: &mut Tx, uuid: InstanceUuid, host: &str, node: &str) -> DbResult<bool> {
+    let n = on_tx!(tx, c => {
+        sqlx::query(
+            "UPDATE instances SET host = $2, node = $3, task_state = $4, updated_at = $5 \
+             WHERE uuid = $1 AND NOT deleted AND vm_state = $6 AND task_state = $7",
+        )
+        .bind(uuid.0)
+        .bind(host)
+        .bind(node)
+        .bind(TaskState::Spawning.as_str())
+        .bind(now_ms())
+        .bind(VmState::Building.as_str())
+        .bind(TaskState::Scheduling.as_str())
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// Puts a live instance in ERROR with a fault. The fault is written only when the state
+/// changed, so a duplicate failure report does not pile up faults.
+pub async fn set_error(tx: &mut Tx, uuid: InstanceUuid, expect: Expect, fault: &Fault, host: Option<&str>) -> DbResult<bool> {
+    let set = SetStates {
+        vm_state: VmState::Error,
+        task_state: None,
+        power_state: None,
+        launched: false,
+    };
+    if !transition(tx, uuid, expect, set).await? {
+        return Ok(false);
+    }
+    add_fault(tx, uuid, fault, host).await?;
+    Ok(true)
+}
+
+/// Records a fault without changing states (a failed stop keeps the server ACTIVE, as Nova).
+pub async fn add_fault(tx: &mut Tx, uuid: InstanceUuid, fault: &Fault, host: Option<&str>) -> DbResult<()> {
+    on_tx!(tx, c => {
+        sqlx::query(
+            "INSERT INTO instance_faults (instance_uuid, code, message, details, host, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(uuid.0)
+        .bind(fault.code)
+        .bind(&fault.message)
+        .bind(&fault.details)
+        .bind(host)
+        .bind(fault.created_at)
+        .execute(&mut *c)
+        .await?;
+    });
+    Ok(())
+}
+
+/// Marks an instance deleted (soft delete, as Nova keeps the row); false if it already was.
+pub async fn mark_deleted(tx: &mut Tx, uuid: InstanceUuid) -> DbResult<bool> {
+    let now = now_ms();
+    let n = on_tx!(tx, c => {
+        sqlx::query(
+            "UPDATE instances SET vm_state = $2, task_state = NULL, deleted = $3, \
+             deleted_at = $4, terminated_at = $4, updated_at = $4 WHERE uuid = $1 AND NOT deleted",
+        )
+        .bind(uuid.0)
+        .bind(VmState::Deleted.as_str())
+        .bind(true)
+        .bind(now)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// Builds still running that were created before `before` (the build timeout).
+pub async fn builds_started_before(db: &Db, before: Millis) -> DbResult<Vec<Instance>> {
+    let sql = format!(
+        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE vm_state = $1 AND NOT deleted \
+         AND created_at < $2 ORDER BY created_at LIMIT 500"
+    );
+    let rows: Vec<InstanceRow> = on_pool!(db, p => {
+        sqlx::query_as(&sql)
+            .bind(VmState::Building.as_str())
+            .bind(before)
+            .fetch_all(p)
+            .await?
+    });
+    rows.into_iter().map(|r| r.into_model(None)).collect()
+}
+
+/// Records the power state the sync loop observed.
+pub async fn set_power_state(db: &Db, uuid: InstanceUuid, power: PowerState) -> DbResult<()> {
+    on_pool!(db, p => {
+        sqlx::query("UPDATE instances SET power_state = $2, updated_at = $3 WHERE uuid = $1")
+            .bind(uuid.0)
+            .bind(power.code())
+            .bind(now_ms())
+            .execute(p)
+            .await?;
+    });
+    Ok(())
+}
+
+/// Live instances placed on `host` (power-state sync and re-adoption).
+pub async fn on_host(db: &Db, host: &str) -> DbResult<Vec<Instance>> {
+    let sql = format!(
+        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE host = $1 AND NOT deleted ORDER BY created_at"
+    );
+    let rows: Vec<InstanceRow> =
+        on_pool!(db, p => sqlx::query_as(&sql).bind(host).fetch_all(p).await?);
+    rows.into_iter().map(|r| r.into_model(None)).collect()
+}
+
+/// How many rows the instances table holds (tests check that rejected requests write nothing).
+pub async fn count_all(db: &Db) -> DbResult<i64> {
+    let (n,): (i64,) = on_pool!(db, p => {
+        sqlx::query_as("SELECT COUNT(*) FROM instances").fetch_one(p).await?
+    });
+    Ok(n)
+}

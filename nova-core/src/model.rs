@@ -1,0 +1,342 @@
+//! Domain types: the states of a server as Nova names them, flavors, nodes, services, faults.
+
+use crate::ids::{InstanceUuid, NodeUuid};
+use crate::time::Millis;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Declares a string-valued enum whose strings are the ones Nova stores and shows.
+macro_rules! string_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $s:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name { $(#[serde(rename = $s)] $variant),+ }
+
+        impl $name {
+            pub fn as_str(&self) -> &'static str {
+                match self { $(Self::$variant => $s),+ }
+            }
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some(Self::$variant),)+ _ => None }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// `vm_state`: what the server is, stable between tasks (nova/compute/vm_states.py).
+    VmState {
+        Building => "building",
+        Active => "active",
+        Stopped => "stopped",
+        Paused => "paused",
+        Suspended => "suspended",
+        Rescued => "rescued",
+        Resized => "resized",
+        SoftDeleted => "soft-delete",
+        Deleted => "deleted",
+        Error => "error",
+        Shelved => "shelved",
+        ShelvedOffloaded => "shelved_offloaded",
+    }
+);
+
+string_enum!(
+    /// `task_state`: what is being done to the server right now (nova/compute/task_states.py).
+    TaskState {
+        Scheduling => "scheduling",
+        BlockDeviceMapping => "block_device_mapping",
+        Networking => "networking",
+        Spawning => "spawning",
+        PoweringOff => "powering-off",
+        PoweringOn => "powering-on",
+        Rebooting => "rebooting",
+        RebootingHard => "rebooting_hard",
+        Deleting => "deleting",
+    }
+);
+
+string_enum!(
+    /// The kind of compute node; a flavor's `node:type` extra spec names the one it needs.
+    NodeType {
+        Vm => "vm",
+        Container => "container",
+        Baremetal => "baremetal",
+    }
+);
+
+/// The extra spec that names the node type a flavor needs; absent means [`NodeType::Vm`].
+pub const NODE_TYPE_EXTRA_SPEC: &str = "node:type";
+
+/// `power_state` as Nova stores it (nova/compute/power_state.py).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "i32", try_from = "i32")]
+pub enum PowerState {
+    NoState,
+    Running,
+    Paused,
+    Shutdown,
+    Crashed,
+    Suspended,
+}
+
+impl PowerState {
+    pub fn code(self) -> i32 {
+        match self {
+            Self::NoState => 0,
+            Self::Running => 1,
+            Self::Paused => 3,
+            Self::Shutdown => 4,
+            Self::Crashed => 6,
+            Self::Suspended => 7,
+        }
+    }
+    pub fn from_code(code: i32) -> Option<Self> {
+        Some(match code {
+            0 => Self::NoState,
+            1 => Self::Running,
+            3 => Self::Paused,
+            4 => Self::Shutdown,
+            6 => Self::Crashed,
+            7 => Self::Suspended,
+            _ => return None,
+        })
+    }
+}
+
+impl From<PowerState> for i32 {
+    fn from(p: PowerState) -> i32 {
+        p.code()
+    }
+}
+
+impl TryFrom<i32> for PowerState {
+    type Error = String;
+    fn try_from(code: i32) -> Result<Self, String> {
+        Self::from_code(code).ok_or_else(|| format!("unknown power state {code}"))
+    }
+}
+
+/// The API `status` of a server, derived from its states with Nova's mapping
+/// (nova/api/openstack/common.py `_STATE_MAP`). Deleting and powering-off keep the status.
+pub fn api_status(vm: VmState, task: Option<TaskState>) -> &'static str {
+    use TaskState as T;
+    use VmState as V;
+    match (vm, task) {
+        (V::Active, Some(T::Rebooting)) => "REBOOT",
+        (V::Active, Some(T::RebootingHard)) => "HARD_REBOOT",
+        (V::Active, _) => "ACTIVE",
+        (V::Building, _) => "BUILD",
+        (V::Stopped, _) => "SHUTOFF",
+        (V::Resized, _) => "VERIFY_RESIZE",
+        (V::Paused, _) => "PAUSED",
+        (V::Suspended, _) => "SUSPENDED",
+        (V::Rescued, _) => "RESCUE",
+        (V::Error, _) => "ERROR",
+        (V::Deleted, _) => "DELETED",
+        (V::SoftDeleted, _) => "SOFT_DELETED",
+        (V::Shelved, _) => "SHELVED",
+        (V::ShelvedOffloaded, _) => "SHELVED_OFFLOADED",
+    }
+}
+
+/// A flavor as the API and the scheduler see it. Instances keep a copy (the flavor snapshot)
+/// so that a later change of the flavor does not change servers built from it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Flavor {
+    pub flavorid: String,
+    pub name: String,
+    pub memory_mb: i64,
+    pub vcpus: i64,
+    pub root_gb: i64,
+    pub ephemeral_gb: i64,
+    pub swap: i64,
+    pub rxtx_factor: f64,
+    pub is_public: bool,
+    pub disabled: bool,
+    pub description: Option<String>,
+    pub extra_specs: BTreeMap<String, String>,
+}
+
+impl Flavor {
+    /// The node type this flavor asks for: its `node:type` extra spec, `vm` without one.
+    pub fn node_type(&self) -> Result<NodeType, String> {
+        match self.extra_specs.get(NODE_TYPE_EXTRA_SPEC) {
+            None => Ok(NodeType::Vm),
+            Some(v) => NodeType::parse(v).ok_or_else(|| {
+                format!("Flavor {} has an unknown {NODE_TYPE_EXTRA_SPEC} '{v}'", self.flavorid)
+            }),
+        }
+    }
+
+    /// The resources a server of this flavor claims on a node.
+    pub fn resources(&self) -> Resources {
+        Resources {
+            vcpus: self.vcpus,
+            memory_mb: self.memory_mb,
+            disk_gb: self.root_gb + self.ephemeral_gb,
+        }
+    }
+}
+
+/// An amount of the resources a node offers and an instance claims.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    pub vcpus: i64,
+    pub memory_mb: i64,
+    pub disk_gb: i64,
+}
+
+/// A recorded failure of a server, shown as `fault` while it is in ERROR.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Fault {
+    pub code: i32,
+    pub message: String,
+    pub details: Option<String>,
+    pub created_at: Millis,
+}
+
+/// A server and everything the API shows of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Instance {
+    pub uuid: InstanceUuid,
+    pub name: String,
+    pub project_id: String,
+    pub user_id: String,
+    pub vm_state: VmState,
+    pub task_state: Option<TaskState>,
+    pub power_state: PowerState,
+    pub host: Option<String>,
+    pub node: Option<String>,
+    pub node_type: NodeType,
+    pub flavor: Flavor,
+    pub image_ref: String,
+    pub metadata: BTreeMap<String, String>,
+    pub user_data: Option<String>,
+    pub availability_zone: Option<String>,
+    pub launched_at: Option<Millis>,
+    pub terminated_at: Option<Millis>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub deleted: bool,
+    pub fault: Option<Fault>,
+}
+
+/// What one compute node offers, as its agent reports it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeInventory {
+    pub uuid: NodeUuid,
+    /// The node's name (`hypervisor_hostname`); unique on its host.
+    pub name: String,
+    pub node_type: NodeType,
+    pub hypervisor_type: String,
+    pub total: Resources,
+    pub cpu_allocation_ratio: f64,
+    pub ram_allocation_ratio: f64,
+    pub disk_allocation_ratio: f64,
+}
+
+/// A compute node as the database holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ComputeNode {
+    pub inventory: NodeInventory,
+    pub host: String,
+    pub used: Resources,
+    pub generation: i64,
+}
+
+impl ComputeNode {
+    /// What can still be claimed, allocation ratios applied.
+    pub fn free(&self) -> Resources {
+        let inv = &self.inventory;
+        // Ratios are small positive numbers; flooring matches Placement's integer capacity.
+        #[allow(clippy::cast_possible_truncation)]
+        let cap = |total: i64, ratio: f64| (total as f64 * ratio).floor() as i64;
+        Resources {
+            vcpus: cap(inv.total.vcpus, inv.cpu_allocation_ratio) - self.used.vcpus,
+            memory_mb: cap(inv.total.memory_mb, inv.ram_allocation_ratio) - self.used.memory_mb,
+            disk_gb: cap(inv.total.disk_gb, inv.disk_allocation_ratio) - self.used.disk_gb,
+        }
+    }
+}
+
+/// A registered service (`nova-compute` on a host, say) and its liveness.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Service {
+    pub id: i64,
+    pub binary: String,
+    pub host: String,
+    pub disabled: bool,
+    pub disabled_reason: Option<String>,
+    pub forced_down: bool,
+    pub last_seen_at: Option<Millis>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+impl Service {
+    /// Up when not forced down and the last heartbeat is younger than `down_after_ms`,
+    /// as Nova's DB servicegroup driver decides.
+    pub fn is_up(&self, now: Millis, down_after_ms: i64) -> bool {
+        !self.forced_down && self.last_seen_at.is_some_and(|t| now - t <= down_after_ms)
+    }
+}
+
+/// The binary name under which compute agents register, as Nova's does.
+pub const COMPUTE_BINARY: &str = "nova-compute";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_follows_novas_map() {
+        assert_eq!(api_status(VmState::Building, Some(TaskState::Scheduling)), "BUILD");
+        assert_eq!(api_status(VmState::Active, None), "ACTIVE");
+        assert_eq!(api_status(VmState::Active, Some(TaskState::PoweringOff)), "ACTIVE");
+        assert_eq!(api_status(VmState::Active, Some(TaskState::Deleting)), "ACTIVE");
+        assert_eq!(api_status(VmState::Active, Some(TaskState::Rebooting)), "REBOOT");
+        assert_eq!(
+            api_status(VmState::Active, Some(TaskState::RebootingHard)),
+            "HARD_REBOOT"
+        );
+        assert_eq!(api_status(VmState::Stopped, None), "SHUTOFF");
+        assert_eq!(api_status(VmState::Error, None), "ERROR");
+    }
+
+    #[test]
+    fn power_state_round_trips_through_json_as_a_number() {
+        let json = serde_json::to_string(&PowerState::Shutdown).unwrap();
+        assert_eq!(json, "4");
+        let back: PowerState = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, PowerState::Shutdown);
+        assert!(serde_json::from_str::<PowerState>("2").is_err());
+    }
+
+    #[test]
+    fn free_capacity_applies_ratios() {
+        let node = ComputeNode {
+            inventory: NodeInventory {
+                uuid: NodeUuid::new_v4(),
+                name: "n".into(),
+                node_type: NodeType::Vm,
+                hypervisor_type: "fake".into(),
+                total: Resources { vcpus: 4, memory_mb: 1000, disk_gb: 10 },
+                cpu_allocation_ratio: 4.0,
+                ram_allocation_ratio: 1.5,
+                disk_allocation_ratio: 1.0,
+            },
+            host: "h".into(),
+            used: Resources { vcpus: 2, memory_mb: 500, disk_gb: 1 },
+            generation: 0,
+        };
+        assert_eq!(node.free(), Resources { vcpus: 14, memory_mb: 1000, disk_gb: 9 });
+    }
+}

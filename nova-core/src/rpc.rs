@@ -1,0 +1,194 @@
+//! The messages the services exchange over the bus, and the queues they travel on.
+//!
+//! The broker is a wake-up signal, not the source of truth: a message names a task row and the
+//! state it expects, and every handler checks the database before it acts, so a lost message is
+//! re-driven by the reconciler and a duplicated one is a no-op.
+
+use crate::ids::{InstanceUuid, TaskId};
+use crate::model::{Flavor, NodeInventory, PowerState};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Version of the message schema. A receiver rejects (and dead-letters by logging) messages of
+/// a version it does not know instead of guessing at their meaning.
+pub const RPC_VERSION: u16 = 1;
+
+/// Every message on the bus: a version, the request id that started it (for the logs), a body.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    pub version: u16,
+    pub request_id: Option<String>,
+    pub body: T,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("malformed message: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("message version {0} is not supported (this build speaks {RPC_VERSION})")]
+    Version(u16),
+}
+
+impl<T: Serialize + DeserializeOwned> Envelope<T> {
+    pub fn new(request_id: Option<String>, body: T) -> Self {
+        Self { version: RPC_VERSION, request_id, body }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing plain data types to JSON cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            version: u16,
+        }
+        let v: VersionOnly = serde_json::from_slice(bytes)?;
+        if v.version != RPC_VERSION {
+            return Err(DecodeError::Version(v.version));
+        }
+        Ok(serde_json::from_slice(bytes)?)
+    }
+}
+
+/// What a task asks for. Stored in the task row; the conductor carries it out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    Build,
+    Delete,
+    Stop,
+    Start,
+    Reboot { hard: bool },
+}
+
+impl TaskKind {
+    /// Nova's instance-action name for this task (`os-instance-actions`).
+    pub fn action_name(&self) -> &'static str {
+        match self {
+            Self::Build => "create",
+            Self::Delete => "delete",
+            Self::Stop => "stop",
+            Self::Start => "start",
+            Self::Reboot { .. } => "reboot",
+        }
+    }
+}
+
+/// API → conductor: a task row is waiting to be carried out.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TaskSubmitted {
+    pub task_id: TaskId,
+    pub instance: InstanceUuid,
+}
+
+/// What a compute agent needs to build a server; it has no database to look things up in.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceSpec {
+    pub uuid: InstanceUuid,
+    pub name: String,
+    pub project_id: String,
+    pub user_id: String,
+    /// The node on the agent's host that the claim was made against.
+    pub node: String,
+    pub flavor: Flavor,
+    pub image_ref: String,
+    pub metadata: BTreeMap<String, String>,
+    pub user_data: Option<String>,
+}
+
+/// Conductor → agent on `compute.<host>`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum ComputeCommand {
+    Spawn { task_id: TaskId, spec: InstanceSpec },
+    /// `task_id` is absent when the conductor cleans up on its own (a build that timed out).
+    Destroy { task_id: Option<TaskId>, instance: InstanceUuid },
+    PowerOff { task_id: TaskId, instance: InstanceUuid },
+    PowerOn { task_id: TaskId, instance: InstanceUuid },
+    Reboot { task_id: TaskId, instance: InstanceUuid, hard: bool },
+}
+
+impl ComputeCommand {
+    pub fn instance(&self) -> InstanceUuid {
+        match self {
+            Self::Spawn { spec, .. } => spec.uuid,
+            Self::Destroy { instance, .. }
+            | Self::PowerOff { instance, .. }
+            | Self::PowerOn { instance, .. }
+            | Self::Reboot { instance, .. } => *instance,
+        }
+    }
+}
+
+/// How a driver call ended, as the agent reports it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The step finished; the instance is now in `power_state`.
+    Done { power_state: PowerState },
+    /// The instance no longer exists on the host.
+    Destroyed,
+    /// The driver call failed; `message` is meant for the user (it becomes the fault).
+    Failed { message: String, details: Option<String> },
+}
+
+/// Agent → conductor on the events queue. Agents report; the conductor writes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum AgentEvent {
+    /// Sent at start and whenever the inventory changes: the service and its nodes.
+    Register { host: String, binary: String, nodes: Vec<NodeInventory> },
+    Heartbeat { host: String },
+    /// A command from the conductor finished.
+    TaskResult {
+        host: String,
+        task_id: Option<TaskId>,
+        instance: InstanceUuid,
+        outcome: Outcome,
+    },
+    /// The power-state sync loop saw something the service did not do (`None`: gone).
+    PowerObserved { host: String, instance: InstanceUuid, power_state: Option<PowerState> },
+}
+
+/// The queue names. A prefix keeps deployments (and parallel tests) sharing a broker apart.
+#[derive(Clone, Debug)]
+pub struct Queues {
+    prefix: String,
+}
+
+impl Queues {
+    pub fn new(prefix: &str) -> Self {
+        Self { prefix: prefix.to_owned() }
+    }
+    /// Tasks from the API, consumed by every conductor (competing consumers).
+    pub fn conductor_tasks(&self) -> String {
+        format!("{}conductor.tasks", self.prefix)
+    }
+    /// Events from agents, consumed by every conductor.
+    pub fn conductor_events(&self) -> String {
+        format!("{}conductor.events", self.prefix)
+    }
+    /// Commands for the agent on `host`.
+    pub fn compute(&self, host: &str) -> String {
+        format!("{}compute.{host}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_rejects_unknown_versions_and_garbage() {
+        let e = Envelope::new(None, TaskSubmitted { task_id: TaskId::new_v4(), instance: InstanceUuid::new_v4() });
+        let bytes = e.encode();
+        assert!(Envelope::<TaskSubmitted>::decode(&bytes).is_ok());
+        let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        v["version"] = 99.into();
+        let err = Envelope::<TaskSubmitted>::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert!(matches!(err, DecodeError::Version(99)));
+        assert!(Envelope::<TaskSubmitted>::decode(b"{").is_err());
+    }
+}

@@ -1,0 +1,68 @@
+//! Configuration pieces every process shares, and the loader: a TOML file (optional) under
+//! environment overrides (`NOVA__SECTION__KEY=value`). Every option has a default that works
+//! for the all-in-one.
+
+use serde::{de::DeserializeOwned, Deserialize};
+use std::path::Path;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BusKind {
+    Amqp,
+    InProcess,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct BusSettings {
+    pub kind: BusKind,
+    pub amqp_url: String,
+    /// Prepended to every queue name, to keep deployments sharing a broker apart.
+    pub queue_prefix: String,
+    /// Unacked deliveries per consumer.
+    pub prefetch: u16,
+}
+
+impl Default for BusSettings {
+    fn default() -> Self {
+        Self {
+            kind: BusKind::InProcess,
+            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            queue_prefix: String::new(),
+            prefetch: 64,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct DatabaseSettings {
+    /// `postgres://…` or `sqlite://path?mode=rwc`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self { url: "sqlite://nova.sqlite?mode=rwc".into(), max_connections: 16 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct SettingsError(#[from] config::ConfigError);
+
+/// Loads `T` from `file` (when given) and the `NOVA__…` environment variables.
+pub fn load<T: DeserializeOwned>(file: Option<&Path>) -> Result<T, SettingsError> {
+    let mut builder = config::Config::builder();
+    if let Some(file) = file {
+        builder = builder.add_source(config::File::from(file).required(true));
+    }
+    builder = builder.add_source(
+        config::Environment::with_prefix("NOVA")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true),
+    );
+    Ok(builder.build()?.try_deserialize()?)
+}
