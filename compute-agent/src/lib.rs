@@ -1,1 +1,255 @@
+//! The compute agent: one per host (or per bare-metal pool). It registers its service and nodes
+//! with the conductor, heartbeats, consumes `compute.<host>`, runs the driver call each command
+//! asks for, and reports every result and every power-state change back on the conductor's
+//! event queue. It holds no database connection: the conductor writes.
 
+pub mod settings;
+
+use drivers::{Compute, DriverError, RebootKind};
+use nova_core::bus::{self, Bus, BusError, Delivery};
+use nova_core::ids::InstanceUuid;
+use nova_core::model::{PowerState, COMPUTE_BINARY};
+use nova_core::rpc::{AgentEvent, ComputeCommand, Envelope, Outcome, Queues};
+pub use settings::AgentSettings;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tracing::Instrument;
+
+pub struct Agent {
+    settings: AgentSettings,
+    bus: Arc<dyn Bus>,
+    queues: Queues,
+    driver: Arc<dyn Compute>,
+    /// The power state of every instance as last reported to the conductor, by a command's
+    /// result or by the sync loop; the sync loop reports only differences from it.
+    reported: Mutex<HashMap<InstanceUuid, PowerState>>,
+}
+
+impl Agent {
+    pub fn new(
+        settings: AgentSettings,
+        bus: Arc<dyn Bus>,
+        queues: Queues,
+        driver: Arc<dyn Compute>,
+    ) -> Arc<Self> {
+        Arc::new(Self { settings, bus, queues, driver, reported: Mutex::new(HashMap::new()) })
+    }
+
+    /// Registers, then serves commands, heartbeats and syncs power states until dropped.
+    pub async fn run(self: Arc<Self>, prefetch: u16) -> anyhow::Result<()> {
+        self.register().await?;
+        let sub = self.bus.subscribe(&self.queues.compute(&self.settings.host), prefetch).await?;
+        tracing::info!(host = %self.settings.host, "compute agent serving");
+        let heartbeat = tokio::spawn(self.clone().heartbeat_loop());
+        let sync = tokio::spawn(self.clone().sync_loop());
+        let me = self.clone();
+        bus::consume(sub, usize::from(prefetch), move |d| {
+            let me = me.clone();
+            async move { me.handle(d).await }
+        })
+        .await;
+        heartbeat.abort();
+        sync.abort();
+        Ok(())
+    }
+
+    async fn report(&self, event: AgentEvent, request_id: Option<String>) -> Result<(), BusError> {
+        let envelope = Envelope::new(request_id, event);
+        self.bus.publish(&self.queues.conductor_events(), envelope.encode()).await
+    }
+
+    async fn register(&self) -> anyhow::Result<()> {
+        let nodes = self.driver.inventory().await?;
+        tracing::info!(host = %self.settings.host, nodes = nodes.len(), "registering");
+        let event = AgentEvent::Register {
+            host: self.settings.host.clone(),
+            binary: COMPUTE_BINARY.to_owned(),
+            nodes,
+        };
+        self.report(event, None).await?;
+        Ok(())
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.settings.heartbeat_interval());
+        let mut beats: u64 = 0;
+        loop {
+            tick.tick().await;
+            beats += 1;
+            // Re-register now and then so that a conductor that lost the service (a database
+            // restored from backup, say) learns it again and inventory changes reach it.
+            let result = if beats % 60 == 0 {
+                self.register().await.map_err(|e| e.to_string())
+            } else {
+                let event = AgentEvent::Heartbeat { host: self.settings.host.clone() };
+                self.report(event, None).await.map_err(|e| e.to_string())
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "heartbeat not sent");
+            }
+        }
+    }
+
+    /// Reports power states the service did not cause: on the first pass every instance the
+    /// driver has (so that a restarted agent re-adopts what runs instead of rebuilding it),
+    /// afterwards only changes and disappearances.
+    async fn sync_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.settings.sync_interval());
+        loop {
+            tick.tick().await;
+            let now: HashMap<InstanceUuid, PowerState> = match self.driver.list_instances().await {
+                Ok(list) => list.into_iter().map(|i| (i.uuid, i.power_state)).collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "power-state sync: cannot list instances");
+                    continue;
+                }
+            };
+            let changes: Vec<(InstanceUuid, Option<PowerState>)> = {
+                let reported = lock(&self.reported);
+                let mut changes: Vec<_> = now
+                    .iter()
+                    .filter(|(u, p)| reported.get(u) != Some(p))
+                    .map(|(u, p)| (*u, Some(*p)))
+                    .collect();
+                changes.extend(reported.keys().filter(|u| !now.contains_key(u)).map(|u| (*u, None)));
+                changes
+            };
+            for (instance, power_state) in changes {
+                let event = AgentEvent::PowerObserved {
+                    host: self.settings.host.clone(),
+                    instance,
+                    power_state,
+                };
+                if let Err(e) = self.report(event, None).await {
+                    tracing::warn!(error = %e, "power-state sync: report not sent");
+                    break;
+                }
+                self.remember(instance, power_state);
+            }
+        }
+    }
+
+    fn remember(&self, instance: InstanceUuid, power_state: Option<PowerState>) {
+        let mut reported = lock(&self.reported);
+        match power_state {
+            Some(p) => reported.insert(instance, p),
+            None => reported.remove(&instance),
+        };
+    }
+
+    async fn handle(self: Arc<Self>, delivery: Delivery) {
+        let envelope = match Envelope::<ComputeCommand>::decode(&delivery.payload) {
+            Ok(e) => e,
+            Err(e) => {
+                // Redelivering a message this build cannot read would loop forever.
+                tracing::error!(error = %e, "dropping unreadable command");
+                delivery.ack().await;
+                return;
+            }
+        };
+        let command = envelope.body;
+        let span = tracing::info_span!(
+            "command",
+            request_id = envelope.request_id.as_deref().unwrap_or("-"),
+            instance = %command.instance(),
+        );
+        let (task_id, outcome) = self.execute(&command).instrument(span.clone()).await;
+        let event = AgentEvent::TaskResult {
+            host: self.settings.host.clone(),
+            task_id,
+            instance: command.instance(),
+            outcome,
+        };
+        let observed = match &outcome_of(&event) {
+            Some(Outcome::Done { power_state }) => Some(Some(*power_state)),
+            Some(Outcome::Destroyed) => Some(None),
+            _ => None,
+        };
+        match self.report(event, envelope.request_id).instrument(span).await {
+            Ok(()) => {
+                if let Some(p) = observed {
+                    self.remember(command.instance(), p);
+                }
+                delivery.ack().await
+            }
+            // The result did not reach the conductor; run the (idempotent) command again later.
+            Err(e) => {
+                tracing::warn!(error = %e, "result not reported; requeueing the command");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                delivery.requeue().await;
+            }
+        }
+    }
+
+    async fn execute(&self, command: &ComputeCommand) -> (Option<nova_core::ids::TaskId>, Outcome) {
+        let limit = self.settings.operation_timeout();
+        let driver = &self.driver;
+        let (task_id, result) = match command {
+            ComputeCommand::Spawn { task_id, spec } => {
+                tracing::info!(node = %spec.node, "spawning");
+                let r = bounded(limit, driver.spawn(spec)).await.map(|i| i.power_state);
+                (Some(*task_id), r)
+            }
+            ComputeCommand::Destroy { task_id, instance } => {
+                tracing::info!("destroying");
+                match bounded(limit, driver.destroy(*instance)).await {
+                    Ok(()) => return (*task_id, Outcome::Destroyed),
+                    Err(e) => (*task_id, Err(e)),
+                }
+            }
+            ComputeCommand::PowerOff { task_id, instance } => {
+                let graceful = self.settings.graceful_shutdown_timeout();
+                let r = bounded(limit, driver.power_off(*instance, graceful)).await;
+                (Some(*task_id), self.then_state(r, *instance).await)
+            }
+            ComputeCommand::PowerOn { task_id, instance } => {
+                let r = bounded(limit, driver.power_on(*instance)).await;
+                (Some(*task_id), self.then_state(r, *instance).await)
+            }
+            ComputeCommand::Reboot { task_id, instance, hard } => {
+                let kind = if *hard { RebootKind::Hard } else { RebootKind::Soft };
+                let r = bounded(limit, driver.reboot(*instance, kind)).await;
+                (Some(*task_id), self.then_state(r, *instance).await)
+            }
+        };
+        let outcome = match result {
+            Ok(power_state) => Outcome::Done { power_state },
+            Err(e) => {
+                tracing::warn!(error = %e, "driver call failed");
+                Outcome::Failed { message: e.to_string(), details: None }
+            }
+        };
+        (task_id, outcome)
+    }
+
+    async fn then_state(
+        &self,
+        r: Result<(), DriverError>,
+        instance: InstanceUuid,
+    ) -> Result<PowerState, DriverError> {
+        r?;
+        self.driver.power_state(instance).await
+    }
+}
+
+/// Bounds a driver call: a call that outlives `limit` counts as failed.
+async fn bounded<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T, DriverError>>,
+) -> Result<T, DriverError> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(DriverError::Backend(format!("driver call timed out after {}s", limit.as_secs())))
+    })
+}
+
+fn outcome_of(event: &AgentEvent) -> Option<&Outcome> {
+    match event {
+        AgentEvent::TaskResult { outcome, .. } => Some(outcome),
+        _ => None,
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

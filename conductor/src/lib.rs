@@ -1,1 +1,129 @@
+//! The conductor: it carries out the tasks the API wrote, and applies what the agents report.
+//!
+//! Every handler is idempotent. A message only points at a task row; the handler reads the row
+//! and the instance, acts only if they are in the state it expects, and acks the message after
+//! its transaction committed and its follow-up message was confirmed. A duplicate finds the work
+//! done and does nothing; a lost message is sent again by the [`reconciler`].
 
+pub mod events;
+pub mod reconciler;
+pub mod scheduler;
+pub mod settings;
+pub mod tasks;
+
+use nova_core::bus::{self, Bus, BusError};
+use nova_core::db::{Db, DbError};
+use nova_core::rpc::{AgentEvent, ComputeCommand, Envelope, Queues, TaskSubmitted};
+pub use settings::ConductorSettings;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a handler could not finish; the message goes back to the queue for another try.
+#[derive(Debug, thiserror::Error)]
+pub enum ConductorError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+pub type Result<T> = std::result::Result<T, ConductorError>;
+
+pub struct Conductor {
+    pub(crate) settings: ConductorSettings,
+    pub(crate) db: Db,
+    pub(crate) bus: Arc<dyn Bus>,
+    pub(crate) queues: Queues,
+    pub(crate) scheduler: scheduler::Scheduler,
+}
+
+impl Conductor {
+    pub fn new(settings: ConductorSettings, db: Db, bus: Arc<dyn Bus>, queues: Queues) -> Arc<Self> {
+        Arc::new(Self { settings, db, bus, queues, scheduler: Default::default() })
+    }
+
+    /// Consumes tasks and events and runs the reconciler until dropped.
+    pub async fn run(self: Arc<Self>, prefetch: u16) -> anyhow::Result<()> {
+        let task_sub = self.bus.subscribe(&self.queues.conductor_tasks(), prefetch).await?;
+        let event_sub = self.bus.subscribe(&self.queues.conductor_events(), prefetch).await?;
+        tracing::info!(database = self.db.backend(), "conductor serving");
+        let reconciler = tokio::spawn(reconciler::run(self.clone()));
+        let me = self.clone();
+        let tasks = bus::consume(task_sub, usize::from(prefetch), move |d| {
+            let me = me.clone();
+            async move {
+                match Envelope::<TaskSubmitted>::decode(&d.payload) {
+                    Err(e) => {
+                        tracing::error!(error = %e, "dropping unreadable task message");
+                        d.ack().await;
+                    }
+                    Ok(env) => {
+                        let span = tracing::info_span!(
+                            "task",
+                            request_id = env.request_id.as_deref().unwrap_or("-"),
+                            instance = %env.body.instance,
+                            task = %env.body.task_id,
+                        );
+                        let result = tracing::Instrument::instrument(
+                            me.handle_task(env.body.task_id),
+                            span,
+                        )
+                        .await;
+                        settle(d, result).await;
+                    }
+                }
+            }
+        });
+        let me = self.clone();
+        let events = bus::consume(event_sub, usize::from(prefetch), move |d| {
+            let me = me.clone();
+            async move {
+                match Envelope::<AgentEvent>::decode(&d.payload) {
+                    Err(e) => {
+                        tracing::error!(error = %e, "dropping unreadable agent event");
+                        d.ack().await;
+                    }
+                    Ok(env) => {
+                        let span = tracing::info_span!(
+                            "event",
+                            request_id = env.request_id.as_deref().unwrap_or("-")
+                        );
+                        let result =
+                            tracing::Instrument::instrument(me.handle_event(env.body), span).await;
+                        settle(d, result).await;
+                    }
+                }
+            }
+        });
+        tokio::join!(tasks, events);
+        reconciler.abort();
+        Ok(())
+    }
+
+    pub(crate) async fn send_to_host(
+        &self,
+        host: &str,
+        command: ComputeCommand,
+        request_id: Option<String>,
+    ) -> std::result::Result<(), BusError> {
+        let env = Envelope::new(request_id, command);
+        self.bus.publish(&self.queues.compute(host), env.encode()).await
+    }
+
+    pub(crate) fn alive_since(&self) -> i64 {
+        nova_core::time::now_ms() - self.settings.service_down_ms()
+    }
+}
+
+/// Acks a handled message; puts it back (after a pause, so a database outage is not a busy
+/// loop) when the handler failed.
+async fn settle(d: bus::Delivery, result: Result<()>) {
+    match result {
+        Ok(()) => d.ack().await,
+        Err(e) => {
+            tracing::warn!(error = %e, "handler failed; the message will be retried");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            d.requeue().await;
+        }
+    }
+}

@@ -188,3 +188,14 @@ pub async fn open_for(db: &Db, instance: InstanceUuid) -> DbResult<Vec<Task>> {
         on_pool!(db, p => sqlx::query_as(&sql).bind(instance.0).fetch_all(p).await?);
     rows.into_iter().map(TaskRow::into_model).collect()
 }
+
+/// The open tasks of an instance, read inside a transaction.
+pub async fn open_for_tx(tx: &mut Tx, instance: InstanceUuid) -> DbResult<Vec<Task>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM tasks WHERE instance_uuid = $1 \
+         AND state IN ('pending', 'dispatched') ORDER BY created_at"
+    );
+    let rows: Vec<TaskRow> =
+        on_tx!(tx, c => sqlx::query_as(&sql).bind(instance.0).fetch_all(&mut *c).await?);
+    rows.into_iter().map(TaskRow::into_model).collect()
+}

@@ -1,0 +1,64 @@
+//! The agent's configuration (`[agent]` in its TOML file, `NOVA__AGENT__…` in the environment).
+
+use drivers::fake::FakeSettings;
+use serde::Deserialize;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct AgentSettings {
+    /// The name this host registers under; commands arrive on `compute.<host>`.
+    pub host: String,
+    pub heartbeat_interval_ms: u64,
+    pub sync_interval_ms: u64,
+    /// How long a guest gets to shut down before it is forced off.
+    pub graceful_shutdown_timeout_s: u64,
+    /// A driver call that takes longer fails.
+    pub operation_timeout_s: u64,
+    pub driver: DriverKind,
+    pub fake: FakeSettings,
+}
+
+/// Which driver the agent runs. More arrive with the driver issues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriverKind {
+    Fake,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        Self {
+            host: default_host(),
+            heartbeat_interval_ms: 10_000,
+            sync_interval_ms: 10_000,
+            graceful_shutdown_timeout_s: 60,
+            operation_timeout_s: 3600,
+            driver: DriverKind::Fake,
+            fake: FakeSettings::default(),
+        }
+    }
+}
+
+fn default_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+impl AgentSettings {
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms.max(10))
+    }
+    pub fn sync_interval(&self) -> Duration {
+        Duration::from_millis(self.sync_interval_ms.max(10))
+    }
+    pub fn graceful_shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.graceful_shutdown_timeout_s)
+    }
+    pub fn operation_timeout(&self) -> Duration {
+        Duration::from_secs(self.operation_timeout_s.max(1))
+    }
+}

@@ -1,0 +1,212 @@
+//! Applying what the agents report: registrations, heartbeats, results of commands, and power
+//! states the sync loop observed.
+
+use crate::tasks::event_name;
+use crate::{Conductor, Result};
+use nova_core::db::tasks::{self as task_rows, Task, TaskState as RowState};
+use nova_core::db::{actions, instances, nodes};
+use nova_core::ids::{InstanceUuid, TaskId};
+use nova_core::model::{Fault, PowerState, TaskState, VmState};
+use nova_core::rpc::{AgentEvent, ComputeCommand, Outcome, TaskKind};
+use nova_core::time::now_ms;
+
+impl Conductor {
+    pub(crate) async fn handle_event(&self, event: AgentEvent) -> Result<()> {
+        match event {
+            AgentEvent::Register { host, binary, nodes: inventory } => {
+                nodes::register(&self.db, &host, &binary, &inventory).await?;
+                tracing::info!(%host, nodes = inventory.len(), "service registered");
+                Ok(())
+            }
+            AgentEvent::Heartbeat { host } => {
+                if !nodes::heartbeat(&self.db, &host, nova_core::model::COMPUTE_BINARY).await? {
+                    tracing::warn!(%host, "heartbeat from an unregistered service");
+                }
+                Ok(())
+            }
+            AgentEvent::TaskResult { host, task_id, instance, outcome } => {
+                self.apply_result(&host, task_id, instance, outcome).await
+            }
+            AgentEvent::PowerObserved { host, instance, power_state } => {
+                self.apply_observed(&host, instance, power_state).await
+            }
+        }
+    }
+
+    async fn apply_result(
+        &self,
+        host: &str,
+        task_id: Option<TaskId>,
+        uuid: InstanceUuid,
+        outcome: Outcome,
+    ) -> Result<()> {
+        let task = match task_id {
+            Some(id) => task_rows::get(&self.db, id).await?,
+            None => None,
+        };
+        let Some(task) = task.filter(|t| matches!(t.state, RowState::Pending | RowState::Dispatched)) else {
+            // A clean-up the conductor ordered itself, or a duplicate result.
+            tracing::debug!(?outcome, "result without an open task");
+            return Ok(());
+        };
+        let Some(instance) = instances::get_any(&self.db, uuid).await? else {
+            return self.close_task(&task, RowState::Failed).await;
+        };
+        match (task.kind, outcome) {
+            (TaskKind::Delete, Outcome::Destroyed) => {
+                self.finish_delete(&task, &instance, Some(host)).await
+            }
+            (TaskKind::Build, Outcome::Done { power_state }) => {
+                let set = instances::SetStates {
+                    vm_state: VmState::Active,
+                    task_state: None,
+                    power_state: Some(power_state),
+                    launched: true,
+                };
+                let expect = instances::Expect {
+                    vm_state: Some(VmState::Building),
+                    task_state: Some(TaskState::Spawning),
+                };
+                if !self.finish(&task, expect, set, None, host).await? {
+                    // Timed out, or deleted while it was built: make sure nothing stays behind
+                    // unless a delete is already on its way to the host.
+                    if instance.task_state != Some(TaskState::Deleting) {
+                        tracing::info!("a build finished too late; removing it from the host");
+                        let command = ComputeCommand::Destroy { task_id: None, instance: uuid };
+                        self.send_to_host(host, command, Some(task.request_id.clone())).await?;
+                    }
+                } else {
+                    tracing::info!("active");
+                }
+                Ok(())
+            }
+            (TaskKind::Build, Outcome::Failed { message, details }) => {
+                let event = event_name(TaskKind::Build);
+                self.fail_build(&task, &instance, event, message, details, Some(host)).await
+            }
+            (kind @ (TaskKind::Stop | TaskKind::Start | TaskKind::Reboot { .. }), Outcome::Done { power_state }) => {
+                let (expect_task, vm_state) = match kind {
+                    TaskKind::Stop => (TaskState::PoweringOff, VmState::Stopped),
+                    TaskKind::Start => (TaskState::PoweringOn, VmState::Active),
+                    TaskKind::Reboot { hard: true } => (TaskState::RebootingHard, VmState::Active),
+                    _ => (TaskState::Rebooting, VmState::Active),
+                };
+                let set = instances::SetStates {
+                    vm_state,
+                    task_state: None,
+                    power_state: Some(power_state),
+                    launched: false,
+                };
+                let expect = instances::Expect { vm_state: None, task_state: Some(expect_task) };
+                self.finish(&task, expect, set, None, host).await.map(|_| ())
+            }
+            (_, Outcome::Failed { message, details }) => {
+                // As Nova's @reverts_task_state: the task state goes back to none, the vm state
+                // stays, and the failure is recorded as a fault and in the action.
+                let fault = Fault { code: 500, message: message.clone(), details, created_at: now_ms() };
+                let set = instances::SetStates {
+                    vm_state: instance.vm_state,
+                    task_state: None,
+                    power_state: None,
+                    launched: false,
+                };
+                let expect = instances::Expect { vm_state: Some(instance.vm_state), task_state: instance.task_state };
+                self.finish(&task, expect, set, Some((&fault, &message)), host).await.map(|_| ())
+            }
+            (kind, outcome) => {
+                tracing::warn!(?kind, ?outcome, "result does not fit its task; closing the task");
+                self.close_task(&task, RowState::Failed).await
+            }
+        }
+    }
+
+    /// Applies the result of a task in one transaction: the state change (compare-and-set),
+    /// the fault if any, the task row, the action event. False when the instance was not in the
+    /// expected state (the task is closed as failed then).
+    async fn finish(
+        &self,
+        task: &Task,
+        expect: instances::Expect,
+        set: instances::SetStates,
+        failure: Option<(&Fault, &str)>,
+        host: &str,
+    ) -> Result<bool> {
+        let mut tx = self.db.begin().await?;
+        let changed = instances::transition(&mut tx, task.instance, expect, set).await?;
+        let to = if changed && failure.is_none() { RowState::Done } else { RowState::Failed };
+        if let Some((fault, _)) = failure.filter(|_| changed) {
+            instances::add_fault(&mut tx, task.instance, fault, Some(host)).await?;
+        }
+        if task_rows::advance(&mut tx, task.id, &[RowState::Pending, RowState::Dispatched], to).await? {
+            if let Some(action) = task.action_id {
+                let error = match (changed, failure) {
+                    (_, Some((_, message))) => Some(message),
+                    (false, None) => Some("the instance changed while the task ran"),
+                    (true, None) => None,
+                };
+                actions::record_event(&mut tx, action, event_name(task.kind), task.created_at, error, Some(host))
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// The power-state sync, as Nova's `_sync_instance_power_state`: instances with a task in
+    /// flight are left alone; an active instance found shut down becomes SHUTOFF; one that
+    /// vanished from its host becomes ERROR with a fault; a deleted one still running is reaped.
+    async fn apply_observed(
+        &self,
+        host: &str,
+        uuid: InstanceUuid,
+        observed: Option<PowerState>,
+    ) -> Result<()> {
+        let Some(instance) = instances::get_any(&self.db, uuid).await? else {
+            tracing::warn!(%host, %uuid, "host runs an instance the service does not know");
+            return Ok(());
+        };
+        if instance.deleted {
+            if observed.is_some() {
+                tracing::info!(%host, %uuid, "reaping an instance that was deleted");
+                let command = ComputeCommand::Destroy { task_id: None, instance: uuid };
+                self.send_to_host(host, command, None).await?;
+            }
+            return Ok(());
+        }
+        if instance.host.as_deref() != Some(host) || instance.task_state.is_some() {
+            return Ok(());
+        }
+        let expect = instances::Expect { vm_state: Some(instance.vm_state), task_state: None };
+        match (instance.vm_state, observed) {
+            (VmState::Active | VmState::Stopped, None) => {
+                let fault = Fault {
+                    code: 500,
+                    message: format!("Instance {uuid} is missing on its host {host}"),
+                    details: None,
+                    created_at: now_ms(),
+                };
+                let mut tx = self.db.begin().await?;
+                instances::set_error(&mut tx, uuid, expect, &fault, Some(host)).await?;
+                tx.commit().await?;
+                tracing::warn!("instance vanished from its host");
+            }
+            (VmState::Active, Some(p @ (PowerState::Shutdown | PowerState::Crashed))) => {
+                let set = instances::SetStates {
+                    vm_state: VmState::Stopped,
+                    task_state: None,
+                    power_state: Some(p),
+                    launched: false,
+                };
+                let mut tx = self.db.begin().await?;
+                instances::transition(&mut tx, uuid, expect, set).await?;
+                tx.commit().await?;
+                tracing::info!("instance shut down outside the service; now SHUTOFF");
+            }
+            (_, Some(p)) if p != instance.power_state => {
+                instances::set_power_state(&self.db, uuid, p).await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

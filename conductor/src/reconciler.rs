@@ -1,0 +1,82 @@
+//! The reconciler: on a timer, it ends builds that outlived the build timeout, sends again the
+//! messages of tasks that stopped moving, and notices compute services that went silent.
+
+use crate::tasks::event_name;
+use crate::{Conductor, Result};
+use nova_core::db::tasks::{self as task_rows, TaskState as RowState};
+use nova_core::db::{actions, instances, nodes};
+use nova_core::model::{Fault, Instance, VmState, COMPUTE_BINARY};
+use nova_core::rpc::{ComputeCommand, TaskKind};
+use nova_core::time::now_ms;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub async fn run(conductor: Arc<Conductor>) {
+    let period = Duration::from_millis(conductor.settings.reconcile_interval_ms.max(50));
+    let mut tick = tokio::time::interval(period);
+    let mut down: HashSet<String> = HashSet::new();
+    loop {
+        tick.tick().await;
+        if let Err(e) = pass(&conductor, &mut down).await {
+            tracing::warn!(error = %e, "reconciler pass failed");
+        }
+    }
+}
+
+async fn pass(c: &Conductor, down: &mut HashSet<String>) -> Result<()> {
+    let now = now_ms();
+    for instance in instances::builds_started_before(&c.db, now - c.settings.build_timeout_ms()).await? {
+        time_out_build(c, &instance).await?;
+    }
+    for task in task_rows::stale(&c.db, now - c.settings.redrive_after_ms(), 200).await? {
+        task_rows::touch(&c.db, task.id).await?;
+        match task.state {
+            RowState::Pending => c.resubmit(&task).await?,
+            RowState::Dispatched => c.redispatch(&task).await?,
+            RowState::Done | RowState::Failed => {}
+        }
+    }
+    for service in nodes::services(&c.db).await? {
+        if service.binary != COMPUTE_BINARY {
+            continue;
+        }
+        let up = service.is_up(now, c.settings.service_down_ms());
+        if !up && down.insert(service.host.clone()) {
+            tracing::warn!(host = %service.host, last_seen_at = ?service.last_seen_at, "compute service is down");
+        } else if up && down.remove(&service.host) {
+            tracing::info!(host = %service.host, "compute service is up again");
+        }
+    }
+    Ok(())
+}
+
+async fn time_out_build(c: &Conductor, instance: &Instance) -> Result<()> {
+    let message = format!(
+        "Build of instance {} aborted: it did not finish within {} seconds",
+        instance.uuid, c.settings.build_timeout_s
+    );
+    let fault = Fault { code: 500, message: message.clone(), details: None, created_at: now_ms() };
+    let expect = instances::Expect { vm_state: Some(VmState::Building), task_state: None };
+    let mut tx = c.db.begin().await?;
+    let changed = instances::set_error(&mut tx, instance.uuid, expect, &fault, instance.host.as_deref()).await?;
+    nodes::release(&mut tx, instance.uuid).await?;
+    for task in task_rows::open_for_tx(&mut tx, instance.uuid).await? {
+        if task.kind == TaskKind::Build {
+            task_rows::advance(&mut tx, task.id, &[RowState::Pending, RowState::Dispatched], RowState::Failed).await?;
+            if let Some(action) = task.action_id {
+                actions::record_event(&mut tx, action, event_name(task.kind), task.created_at, Some(&message), instance.host.as_deref()).await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    if changed {
+        tracing::warn!(instance = %instance.uuid, "build timed out");
+        if let Some(host) = &instance.host {
+            // Whatever the host half-built must go; the destroy is idempotent.
+            let command = ComputeCommand::Destroy { task_id: None, instance: instance.uuid };
+            c.send_to_host(host, command, None).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! Placement of a build: the pool of nodes of the requested type, a filter (enabled, alive,
+//! room for the flavor), a weigher (most free RAM first), then a claim.
+//!
+//! The claim is optimistic across conductors: a generation compare-and-swap in the same
+//! transaction as the allocation row (see `nova_core::db::nodes::claim`). Within one conductor,
+//! claims on the same node take turns behind a per-node lock, so that concurrent builds do not
+//! spend their time losing races to each other; the compare-and-swap still guards against
+//! other conductors.
+
+use nova_core::db::nodes;
+use nova_core::db::{instances, tasks, Db, DbResult};
+use nova_core::ids::NodeUuid;
+use nova_core::model::{ComputeNode, Instance};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Where a build went.
+#[derive(Debug)]
+pub enum Placement {
+    Placed { host: String, node: String },
+    /// No node of the type has room (Nova's NoValidHost).
+    NoValidHost,
+    /// The instance is no longer waiting to be scheduled (deleted meanwhile, or a duplicate).
+    Superseded,
+}
+
+#[derive(Default)]
+pub struct Scheduler {
+    node_locks: Mutex<HashMap<NodeUuid, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Scheduler {
+    fn lock_for(&self, node: NodeUuid) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.node_locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(node).or_default().clone()
+    }
+
+    /// Picks a node for `instance`, claims the flavor's resources on it, records the host on the
+    /// instance (task state spawning) and marks `task` dispatched, all in one transaction.
+    pub async fn place(
+        &self,
+        db: &Db,
+        instance: &Instance,
+        task: nova_core::ids::TaskId,
+        alive_since: i64,
+        attempts: u32,
+    ) -> DbResult<Placement> {
+        let need = instance.flavor.resources();
+        for _ in 0..attempts.max(1) {
+            let candidates = nodes::candidates(db, instance.node_type, need, alive_since).await?;
+            if candidates.is_empty() {
+                return Ok(Placement::NoValidHost);
+            }
+            for candidate in candidates {
+                let lock = self.lock_for(candidate.inventory.uuid);
+                let _turn = lock.lock().await;
+                // The list may be stale by now; read the node again behind the lock.
+                let Some(node) = nodes::node(db, candidate.inventory.uuid).await? else {
+                    continue;
+                };
+                if !fits(&node, need) {
+                    continue;
+                }
+                let mut tx = db.begin().await?;
+                let claimed =
+                    nodes::claim(&mut tx, node.inventory.uuid, node.generation, instance.uuid, need)
+                        .await?;
+                if !claimed {
+                    // Another conductor changed the node; the transaction rolls back on drop.
+                    tracing::debug!(node = %node.inventory.uuid, "claim lost a race, retrying");
+                    continue;
+                }
+                if !instances::assign_host(&mut tx, instance.uuid, &node.host, &node.inventory.name)
+                    .await?
+                {
+                    return Ok(Placement::Superseded);
+                }
+                tasks::advance(&mut tx, task, &[tasks::TaskState::Pending], tasks::TaskState::Dispatched)
+                    .await?;
+                tx.commit().await?;
+                return Ok(Placement::Placed { host: node.host, node: node.inventory.name });
+            }
+        }
+        Ok(Placement::NoValidHost)
+    }
+}
+
+fn fits(node: &ComputeNode, need: nova_core::model::Resources) -> bool {
+    let free = node.free();
+    free.vcpus >= need.vcpus && free.memory_mb >= need.memory_mb && free.disk_gb >= need.disk_gb
+}

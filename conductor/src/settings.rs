@@ -1,0 +1,43 @@
+//! The conductor's configuration (`[conductor]`, `NOVA__CONDUCTOR__…`).
+
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct ConductorSettings {
+    /// A build still running after this long ends in ERROR (Nova's `instance_build_timeout`,
+    /// which Nova leaves off; here it is on by default so that nothing stays in BUILD).
+    pub build_timeout_s: u64,
+    /// A compute service not heard from for this long is down (Nova's `service_down_time`).
+    pub service_down_time_s: u64,
+    /// How often the reconciler looks for work that stopped moving.
+    pub reconcile_interval_ms: u64,
+    /// An open task untouched for this long is sent again (its message may have been lost).
+    pub redrive_after_s: u64,
+    /// Optimistic claim attempts before a build gives up with "no valid host".
+    pub claim_attempts: u32,
+}
+
+impl Default for ConductorSettings {
+    fn default() -> Self {
+        Self {
+            build_timeout_s: 600,
+            service_down_time_s: 60,
+            reconcile_interval_ms: 5_000,
+            redrive_after_s: 60,
+            claim_attempts: 10,
+        }
+    }
+}
+
+impl ConductorSettings {
+    pub fn service_down_ms(&self) -> i64 {
+        i64::try_from(self.service_down_time_s.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+    pub fn build_timeout_ms(&self) -> i64 {
+        i64::try_from(self.build_timeout_s.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+    pub fn redrive_after_ms(&self) -> i64 {
+        i64::try_from(self.redrive_after_s.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+}

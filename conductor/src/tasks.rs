@@ -1,0 +1,239 @@
+//! Carrying out a task the API wrote: build, delete, stop, start, reboot.
+
+use crate::scheduler::Placement;
+use crate::{Conductor, Result};
+use nova_core::db::tasks::{self as task_rows, Task, TaskState as RowState};
+use nova_core::db::{actions, instances, nodes};
+use nova_core::ids::TaskId;
+use nova_core::model::{Fault, Instance, TaskState, VmState, COMPUTE_BINARY};
+use nova_core::rpc::{ComputeCommand, Envelope, InstanceSpec, TaskKind, TaskSubmitted};
+use nova_core::time::now_ms;
+
+/// Nova's event names in the instance-action record.
+pub(crate) fn event_name(kind: TaskKind) -> &'static str {
+    match kind {
+        TaskKind::Build => "compute__do_build_and_run_instance",
+        TaskKind::Delete => "compute_terminate_instance",
+        TaskKind::Stop => "compute_stop_instance",
+        TaskKind::Start => "compute_start_instance",
+        TaskKind::Reboot { .. } => "compute_reboot_instance",
+    }
+}
+
+const SCHEDULE_EVENT: &str = "conductor_schedule_and_build_instances";
+
+impl Conductor {
+    pub(crate) async fn handle_task(&self, id: TaskId) -> Result<()> {
+        let Some(task) = task_rows::get(&self.db, id).await? else {
+            tracing::warn!("task not found; ignoring");
+            return Ok(());
+        };
+        match task.state {
+            RowState::Done | RowState::Failed => return Ok(()), // a duplicate
+            RowState::Dispatched => return self.redispatch(&task).await,
+            RowState::Pending => {}
+        }
+        let Some(instance) = instances::get_any(&self.db, task.instance).await? else {
+            tracing::warn!("task for an unknown instance; ignoring");
+            return Ok(());
+        };
+        match task.kind {
+            TaskKind::Build => self.build(&task, &instance).await,
+            TaskKind::Delete => self.delete(&task, &instance).await,
+            TaskKind::Stop | TaskKind::Start | TaskKind::Reboot { .. } => {
+                self.power_action(&task, &instance).await
+            }
+        }
+    }
+
+    async fn build(&self, task: &Task, instance: &Instance) -> Result<()> {
+        if instance.deleted
+            || instance.vm_state != VmState::Building
+            || instance.task_state != Some(TaskState::Scheduling)
+        {
+            return self.close_task(task, RowState::Failed).await;
+        }
+        let placement = self
+            .scheduler
+            .place(&self.db, instance, task.id, self.alive_since(), self.settings.claim_attempts)
+            .await?;
+        match placement {
+            Placement::Placed { host, node } => {
+                tracing::info!(%host, %node, "scheduled");
+                let command = ComputeCommand::Spawn { task_id: task.id, spec: spec(instance, &node) };
+                self.send_to_host(&host, command, Some(task.request_id.clone())).await?;
+                Ok(())
+            }
+            Placement::NoValidHost => {
+                tracing::info!("no valid host");
+                // Nova's message for NoValidHost.
+                let message =
+                    "No valid host was found. There are not enough hosts available.".to_owned();
+                self.fail_build(task, instance, SCHEDULE_EVENT, message, None, None).await
+            }
+            Placement::Superseded => self.close_task(task, RowState::Failed).await,
+        }
+    }
+
+    /// Ends a build in ERROR with a fault, gives back its claim and closes its task.
+    pub(crate) async fn fail_build(
+        &self,
+        task: &Task,
+        instance: &Instance,
+        event: &str,
+        message: String,
+        details: Option<String>,
+        host: Option<&str>,
+    ) -> Result<()> {
+        let fault = Fault { code: 500, message: message.clone(), details, created_at: now_ms() };
+        let expect = instances::Expect { vm_state: Some(VmState::Building), task_state: None };
+        let mut tx = self.db.begin().await?;
+        instances::set_error(&mut tx, instance.uuid, expect, &fault, host).await?;
+        nodes::release(&mut tx, instance.uuid).await?;
+        if task_rows::advance(&mut tx, task.id, &[RowState::Pending, RowState::Dispatched], RowState::Failed).await? {
+            if let Some(action) = task.action_id {
+                actions::record_event(&mut tx, action, event, task.created_at, Some(&message), host).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete(&self, task: &Task, instance: &Instance) -> Result<()> {
+        if instance.deleted {
+            return self.close_task(task, RowState::Done).await;
+        }
+        let host_up = match &instance.host {
+            None => None,
+            Some(host) => {
+                let service = nodes::service(&self.db, host, COMPUTE_BINARY).await?;
+                let up = service.is_some_and(|s| {
+                    s.is_up(now_ms(), self.settings.service_down_ms())
+                });
+                Some((host.clone(), up))
+            }
+        };
+        match host_up {
+            Some((host, true)) => {
+                let mut tx = self.db.begin().await?;
+                let moved = task_rows::advance(&mut tx, task.id, &[RowState::Pending], RowState::Dispatched).await?;
+                tx.commit().await?;
+                if moved {
+                    let command = ComputeCommand::Destroy { task_id: Some(task.id), instance: instance.uuid };
+                    self.send_to_host(&host, command, Some(task.request_id.clone())).await?;
+                }
+                Ok(())
+            }
+            // Never placed, or its host is down: delete locally, as Nova does when the
+            // compute service is down.
+            other => {
+                if let Some((host, _)) = other {
+                    tracing::warn!(%host, "compute service is down; deleting locally");
+                }
+                self.finish_delete(task, instance, None).await
+            }
+        }
+    }
+
+    /// Marks the instance deleted, gives back its claim, closes the task.
+    pub(crate) async fn finish_delete(
+        &self,
+        task: &Task,
+        instance: &Instance,
+        host: Option<&str>,
+    ) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        instances::mark_deleted(&mut tx, instance.uuid).await?;
+        nodes::release(&mut tx, instance.uuid).await?;
+        task_rows::advance(&mut tx, task.id, &[RowState::Pending, RowState::Dispatched], RowState::Done)
+            .await?;
+        // A delete supersedes whatever else was open (a build that never finished, say).
+        task_rows::finish_open(&mut tx, instance.uuid, RowState::Failed).await?;
+        if let Some(action) = task.action_id {
+            actions::record_event(&mut tx, action, event_name(task.kind), task.created_at, None, host).await?;
+        }
+        tx.commit().await?;
+        tracing::info!("deleted");
+        Ok(())
+    }
+
+    async fn power_action(&self, task: &Task, instance: &Instance) -> Result<()> {
+        let Some(host) = instance.host.clone().filter(|_| !instance.deleted) else {
+            return self.close_task(task, RowState::Failed).await;
+        };
+        let mut tx = self.db.begin().await?;
+        let moved = task_rows::advance(&mut tx, task.id, &[RowState::Pending], RowState::Dispatched).await?;
+        tx.commit().await?;
+        if moved {
+            if let Some(command) = command_for(task, instance) {
+                self.send_to_host(&host, command, Some(task.request_id.clone())).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the command of a dispatched task again (the reconciler found it stuck; the agent's
+    /// handlers are idempotent).
+    pub(crate) async fn redispatch(&self, task: &Task) -> Result<()> {
+        let Some(instance) = instances::get_any(&self.db, task.instance).await? else {
+            return Ok(());
+        };
+        match (&instance.host, command_for(task, &instance)) {
+            (Some(host), Some(command)) if !instance.deleted => {
+                tracing::info!(%host, "re-sending the command of a stuck task");
+                self.send_to_host(host, command, Some(task.request_id.clone())).await?;
+                Ok(())
+            }
+            _ => self.close_task(task, RowState::Failed).await,
+        }
+    }
+
+    /// Sends a pending task's message again (the API's publish may have been lost).
+    pub(crate) async fn resubmit(&self, task: &Task) -> Result<()> {
+        let env = Envelope::new(
+            Some(task.request_id.clone()),
+            TaskSubmitted { task_id: task.id, instance: task.instance },
+        );
+        self.bus.publish(&self.queues.conductor_tasks(), env.encode()).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn close_task(&self, task: &Task, to: RowState) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        task_rows::advance(&mut tx, task.id, &[RowState::Pending, RowState::Dispatched], to).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The command that carries out `task` on the instance's host.
+pub(crate) fn command_for(task: &Task, instance: &Instance) -> Option<ComputeCommand> {
+    let (task_id, uuid) = (task.id, instance.uuid);
+    Some(match task.kind {
+        TaskKind::Build => {
+            let node = instance.node.as_deref()?;
+            if instance.vm_state != VmState::Building {
+                return None;
+            }
+            ComputeCommand::Spawn { task_id, spec: spec(instance, node) }
+        }
+        TaskKind::Delete => ComputeCommand::Destroy { task_id: Some(task_id), instance: uuid },
+        TaskKind::Stop => ComputeCommand::PowerOff { task_id, instance: uuid },
+        TaskKind::Start => ComputeCommand::PowerOn { task_id, instance: uuid },
+        TaskKind::Reboot { hard } => ComputeCommand::Reboot { task_id, instance: uuid, hard },
+    })
+}
+
+fn spec(instance: &Instance, node: &str) -> InstanceSpec {
+    InstanceSpec {
+        uuid: instance.uuid,
+        name: instance.name.clone(),
+        project_id: instance.project_id.clone(),
+        user_id: instance.user_id.clone(),
+        node: node.to_owned(),
+        flavor: instance.flavor.clone(),
+        image_ref: instance.image_ref.clone(),
+        metadata: instance.metadata.clone(),
+        user_data: instance.user_data.clone(),
+    }
+}
