@@ -34,6 +34,9 @@ pub enum DbError {
 
 pub type DbResult<T> = Result<T, DbError>;
 
+/// The driver error inside [`DbError::Sqlx`], for callers that tell outages from bugs.
+pub use sqlx::Error as SqlxError;
+
 /// A connection pool to one of the two backends.
 #[derive(Clone, Debug)]
 pub enum Db {

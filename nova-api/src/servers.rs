@@ -1,0 +1,514 @@
+//! `/servers`: create, list, detail, show, delete, and the `os-stop`, `os-start` and `reboot`
+//! actions. Each write is one transaction that also records the task; the task is published
+//! after the commit, and a lost publish is re-driven by the conductor's reconciler, so a
+//! 202 always means the request will be carried out.
+
+use crate::error::{ApiError, ApiResult};
+use crate::links::PublicUrl;
+use crate::{body, views, AppState};
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::Engine;
+use keystone_auth::RequestContext;
+use nova_core::db::actions::Requester;
+use nova_core::db::instances::{self, NewInstance, TransitionError, TransitionRule};
+use nova_core::db::flavors;
+use nova_core::ids::{InstanceUuid, TaskId};
+use nova_core::model::{TaskState, VmState};
+use nova_core::rpc::{Envelope, TaskKind, TaskSubmitted};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+/// Nova's `max_limit`: the most servers one page returns.
+const MAX_LIMIT: i64 = 1000;
+/// Nova's default for the number of servers one request may create (`max_count`).
+const MAX_COUNT: i64 = 100;
+
+/// Server properties Nova's 2.1 schema knows that this deployment cannot honour yet; they get a
+/// clear 400 instead of being ignored.
+const NOT_YET_SUPPORTED: &[&str] = &[
+    "networks",
+    "key_name",
+    "block_device_mapping",
+    "block_device_mapping_v2",
+    "personality",
+    "config_drive",
+    "adminPass",
+    "accessIPv4",
+    "accessIPv6",
+    "return_reservation_id",
+];
+const KNOWN: &[&str] = &[
+    "name",
+    "imageRef",
+    "flavorRef",
+    "metadata",
+    "user_data",
+    "availability_zone",
+    "min_count",
+    "max_count",
+    "OS-DCF:diskConfig",
+    "security_groups",
+];
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::BadRequest(msg.into())
+}
+
+fn invalid(field: &str, value: &Value, why: &str) -> ApiError {
+    bad(format!("Invalid input for field/attribute {field}. Value: {value}. {why}"))
+}
+
+/// A server name as Nova's `name` format wants it: 1–255 characters, no leading or trailing
+/// whitespace.
+fn parse_name(v: &Value) -> ApiResult<String> {
+    let s = v.as_str().ok_or_else(|| invalid("name", v, &format!("{v} is not of type 'string'")))?;
+    let len = s.chars().count();
+    if len == 0 {
+        return Err(invalid("name", v, "'' is too short"));
+    }
+    if len > 255 {
+        return Err(invalid("name", v, "is too long"));
+    }
+    if s.trim() != s {
+        return Err(invalid("name", v, "Leading/trailing whitespace is not allowed"));
+    }
+    Ok(s.to_owned())
+}
+
+/// A reference is an id or a URL ending in one (Nova takes the last path segment).
+fn last_segment(s: &str) -> &str {
+    s.trim_end_matches('/').rsplit('/').next().unwrap_or(s)
+}
+
+fn parse_metadata(v: &Value) -> ApiResult<BTreeMap<String, String>> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| invalid("metadata", v, &format!("{v} is not of type 'object'")))?;
+    let mut out = BTreeMap::new();
+    for (k, val) in obj {
+        let key_ok = (1..=255).contains(&k.chars().count())
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || "-_:. ".contains(c));
+        if !key_ok {
+            return Err(invalid("metadata", v, &format!("'{k}' does not match any of the regexes: '^[a-zA-Z0-9-_:. ]{{1,255}}$'")));
+        }
+        let s = val
+            .as_str()
+            .ok_or_else(|| invalid(&format!("metadata/{k}"), val, &format!("{val} is not of type 'string'")))?;
+        if s.chars().count() > 255 {
+            return Err(invalid(&format!("metadata/{k}"), val, "is too long"));
+        }
+        out.insert(k.clone(), s.to_owned());
+    }
+    Ok(out)
+}
+
+fn parse_count(server: &Map<String, Value>, key: &str) -> ApiResult<Option<i64>> {
+    let Some(v) = server.get(key) else { return Ok(None) };
+    // Nova accepts an integer or a string of digits.
+    let n = match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.parse::<i64>().ok(),
+        _ => None,
+    };
+    match n {
+        Some(n) if n >= 1 => Ok(Some(n)),
+        Some(_) => Err(invalid(key, v, "is less than the minimum of 1")),
+        None => Err(invalid(key, v, &format!("{v} is not of type 'integer', 'string'"))),
+    }
+}
+
+/// A validated create request.
+struct CreateRequest {
+    name: String,
+    image_ref: String,
+    flavor_ref: String,
+    metadata: BTreeMap<String, String>,
+    user_data: Option<String>,
+    availability_zone: Option<String>,
+    count: i64,
+}
+
+fn parse_create(body: &Value) -> ApiResult<CreateRequest> {
+    let root = body.as_object().ok_or_else(|| bad("The request body must be a JSON object."))?;
+    if let Some(extra) = root.keys().find(|k| k.as_str() != "server") {
+        return Err(bad(format!("Additional properties are not allowed ('{extra}' was unexpected)")));
+    }
+    let server_v = root.get("server").ok_or_else(|| {
+        bad(format!("Invalid input for field/attribute server. Value: {body}. 'server' is a required property"))
+    })?;
+    let server = server_v
+        .as_object()
+        .ok_or_else(|| invalid("server", server_v, &format!("{server_v} is not of type 'object'")))?;
+    for key in server.keys() {
+        if NOT_YET_SUPPORTED.contains(&key.as_str()) {
+            return Err(bad(format!("'{key}' is not supported by this deployment yet.")));
+        }
+        if !KNOWN.contains(&key.as_str()) {
+            return Err(bad(format!("Additional properties are not allowed ('{key}' was unexpected)")));
+        }
+    }
+    for required in ["name", "flavorRef"] {
+        if !server.contains_key(required) {
+            return Err(invalid("server", server_v, &format!("'{required}' is a required property")));
+        }
+    }
+    let name = parse_name(&server["name"])?;
+    let flavor_v = &server["flavorRef"];
+    let flavor_ref = match flavor_v {
+        Value::String(s) if !s.is_empty() => last_segment(s).to_owned(),
+        Value::Number(n) => n.to_string(),
+        _ => return Err(invalid("flavorRef", flavor_v, "is not a valid flavor reference")),
+    };
+    // As Nova without a block device mapping: an image is required.
+    let image_v = server.get("imageRef").ok_or_else(|| bad("Missing imageRef attribute"))?;
+    let image_ref = image_v
+        .as_str()
+        .map(last_segment)
+        .filter(|s| uuid::Uuid::parse_str(s).is_ok())
+        .ok_or_else(|| invalid("imageRef", image_v, "is not a 'uuid'"))?
+        .to_owned();
+    let metadata = match server.get("metadata") {
+        None => BTreeMap::new(),
+        Some(v) => parse_metadata(v)?,
+    };
+    let user_data = match server.get("user_data") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let s = v
+                .as_str()
+                .ok_or_else(|| invalid("user_data", v, &format!("{v} is not of type 'string'")))?;
+            if s.len() > 65535 {
+                return Err(invalid("user_data", v, "is too long"));
+            }
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|_| bad("User data needs to be valid base 64."))?;
+            Some(s.to_owned())
+        }
+    };
+    let availability_zone = match server.get("availability_zone") {
+        None => None,
+        Some(v) => match v.as_str() {
+            Some(s) if (1..=255).contains(&s.chars().count()) => Some(s.to_owned()),
+            _ => return Err(invalid("availability_zone", v, "is not a valid availability zone")),
+        },
+    };
+    if let Some(v) = server.get("OS-DCF:diskConfig") {
+        if !matches!(v.as_str(), Some("AUTO" | "MANUAL")) {
+            return Err(invalid("OS-DCF:diskConfig", v, "is not one of ['AUTO', 'MANUAL']"));
+        }
+    }
+    if let Some(v) = server.get("security_groups") {
+        let only_default = v.as_array().is_some_and(|groups| {
+            groups.iter().all(|g| g.get("name").and_then(Value::as_str) == Some("default"))
+        });
+        if !only_default {
+            return Err(bad("Only the 'default' security group is supported by this deployment yet."));
+        }
+    }
+    let min = parse_count(server, "min_count")?.unwrap_or(1);
+    let max = parse_count(server, "max_count")?.unwrap_or(min);
+    if min > max {
+        return Err(bad("min_count must be <= max_count"));
+    }
+    if max > MAX_COUNT {
+        return Err(bad(format!("max_count must be <= {MAX_COUNT}")));
+    }
+    Ok(CreateRequest {
+        name,
+        image_ref,
+        flavor_ref,
+        metadata,
+        user_data,
+        availability_zone,
+        count: max,
+    })
+}
+
+async fn publish_task(state: &AppState, task_id: TaskId, instance: InstanceUuid, request_id: &str) {
+    let env = Envelope::new(Some(request_id.to_owned()), TaskSubmitted { task_id, instance });
+    // The task row is committed: if this publish fails, the reconciler re-drives the task. The
+    // request has been accepted either way.
+    if let Err(e) = state.bus.publish(&state.queues.conductor_tasks(), env.encode()).await {
+        tracing::warn!(error = %e, %instance, "task not published; the reconciler will re-drive it");
+    }
+}
+
+async fn create(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    raw: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let body = body::json(&raw)?;
+    let request = parse_create(&body)?;
+    let flavor = flavors::get(&state.db, &request.flavor_ref)
+        .await?
+        .filter(|f| !f.disabled)
+        .ok_or_else(|| bad(format!("Flavor {} could not be found.", request.flavor_ref)))?;
+    let node_type = flavor.node_type().map_err(bad)?;
+    // TODO-correctness: the image is checked against the image service (and its type against
+    // the node type) once the image service exists (image issue).
+    let url = PublicUrl::of(&req);
+    let mut first = None;
+    for n in 1..=request.count {
+        // As Nova: several servers from one request are named name-1, name-2, …
+        let name = if request.count > 1 { format!("{}-{n}", request.name) } else { request.name.clone() };
+        let new = NewInstance {
+            name,
+            project_id: ctx.project_id.clone(),
+            user_id: ctx.user_id.clone(),
+            node_type,
+            flavor: flavor.clone(),
+            image_ref: request.image_ref.clone(),
+            metadata: request.metadata.clone(),
+            user_data: request.user_data.clone(),
+            availability_zone: request.availability_zone.clone(),
+        };
+        let (instance, task) = instances::create_with_build_task(&state.db, &new, &ctx.request_id).await?;
+        publish_task(&state, task, instance.uuid, &ctx.request_id).await;
+        tracing::info!(instance = %instance.uuid, "server accepted");
+        first.get_or_insert(instance);
+    }
+    let instance = first.ok_or_else(|| ApiError::Internal("no server created".into()))?;
+    let id = instance.uuid.to_string();
+    let links = url.links("servers", &id);
+    let location = links[0]["href"].as_str().unwrap_or_default().to_owned();
+    Ok(HttpResponse::Accepted().insert_header(("Location", location)).json(json!({
+        "server": {
+            "id": id,
+            "links": links,
+            "OS-DCF:diskConfig": "MANUAL",
+            "security_groups": [{"name": "default"}],
+            "adminPass": admin_pass(),
+        }
+    })))
+}
+
+/// A random administrator password, as Nova returns at create (12 characters).
+fn admin_pass() -> String {
+    use rand::distributions::{Alphanumeric, DistString};
+    Alphanumeric.sample_string(&mut rand::thread_rng(), 12)
+}
+
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    limit: Option<String>,
+    all_tenants: Option<String>,
+}
+
+async fn list_instances(
+    req: &HttpRequest,
+    ctx: &RequestContext,
+    state: &AppState,
+) -> ApiResult<Vec<nova_core::model::Instance>> {
+    let q = web::Query::<ListQuery>::from_query(req.query_string())
+        .map_err(|e| bad(format!("Invalid query: {e}")))?;
+    let limit = match &q.limit {
+        None => MAX_LIMIT,
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) if n >= 0 => n.min(MAX_LIMIT),
+            _ => return Err(bad("limit param must be an integer")),
+        },
+    };
+    // As Nova: `all_tenants` without a value means true, and it is for admins only (403).
+    let all = match q.all_tenants.as_deref() {
+        None => false,
+        Some(v) => !matches!(v.to_ascii_lowercase().as_str(), "0" | "false" | "off" | "no"),
+    };
+    if all && !ctx.is_admin() {
+        return Err(ApiError::Forbidden(
+            "Policy doesn't allow os_compute_api:servers:index:get_all_tenants to be performed.".into(),
+        ));
+    }
+    let project = if all { None } else { Some(ctx.project_id.as_str()) };
+    Ok(instances::list(&state.db, project, limit).await?)
+}
+
+async fn list(req: HttpRequest, ctx: RequestContext, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    let url = PublicUrl::of(&req);
+    let found = list_instances(&req, &ctx, &state).await?;
+    let items: Vec<_> = found.iter().map(|i| views::server_summary(&url, i)).collect();
+    Ok(HttpResponse::Ok().json(json!({ "servers": items })))
+}
+
+async fn detail(req: HttpRequest, ctx: RequestContext, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    let url = PublicUrl::of(&req);
+    let found = list_instances(&req, &ctx, &state).await?;
+    let items: Vec<_> = found.iter().map(|i| views::server_detail(&url, &ctx, i)).collect();
+    Ok(HttpResponse::Ok().json(json!({ "servers": items })))
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("Instance {id} could not be found."))
+}
+
+/// The instance with this id if the caller may see it: another project's server is a 404, as
+/// in Nova, so that ids do not leak.
+async fn visible(state: &AppState, ctx: &RequestContext, id: &str) -> ApiResult<nova_core::model::Instance> {
+    let uuid: InstanceUuid = id.parse().map_err(|_| not_found(id))?;
+    let instance = instances::get(&state.db, uuid).await?.ok_or_else(|| not_found(id))?;
+    if !ctx.is_admin() && instance.project_id != ctx.project_id {
+        return Err(not_found(id));
+    }
+    Ok(instance)
+}
+
+async fn show(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let instance = visible(&state, &ctx, &id).await?;
+    let url = PublicUrl::of(&req);
+    Ok(HttpResponse::Ok().json(json!({ "server": views::server_detail(&url, &ctx, &instance) })))
+}
+
+/// Starts an action (delete included) if the server is in a state that allows it.
+async fn begin(
+    state: &AppState,
+    ctx: &RequestContext,
+    id: &str,
+    action: &str,
+    rule: TransitionRule,
+    kind: TaskKind,
+) -> ApiResult<()> {
+    let uuid: InstanceUuid = id.parse().map_err(|_| not_found(id))?;
+    let project = if ctx.is_admin() { None } else { Some(ctx.project_id.as_str()) };
+    let who = Requester {
+        request_id: &ctx.request_id,
+        project_id: &ctx.project_id,
+        user_id: &ctx.user_id,
+    };
+    match instances::begin_action(&state.db, uuid, project, rule, kind, &who).await {
+        Ok(task) => {
+            publish_task(state, task, uuid, &ctx.request_id).await;
+            Ok(())
+        }
+        Err(TransitionError::NotFound) => Err(not_found(id)),
+        // Nova's message for InstanceInvalidState / InstanceInvalidTaskState.
+        Err(TransitionError::Conflict { vm_state, task_state: Some(t) }) if rule.from_vm_states.contains(&vm_state) => {
+            Err(ApiError::Conflict(format!(
+                "Cannot '{action}' instance {id} while it is in task_state {t}"
+            )))
+        }
+        Err(TransitionError::Conflict { vm_state, .. }) => Err(ApiError::Conflict(format!(
+            "Cannot '{action}' instance {id} while it is in vm_state {vm_state}"
+        ))),
+        Err(TransitionError::Db(e)) => Err(e.into()),
+    }
+}
+
+const ALL_LIVE_STATES: &[VmState] = &[
+    VmState::Building,
+    VmState::Active,
+    VmState::Stopped,
+    VmState::Paused,
+    VmState::Suspended,
+    VmState::Rescued,
+    VmState::Resized,
+    VmState::SoftDeleted,
+    VmState::Error,
+    VmState::Shelved,
+    VmState::ShelvedOffloaded,
+];
+
+async fn delete(ctx: RequestContext, state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
+    let rule = TransitionRule { from_vm_states: ALL_LIVE_STATES, task_state: TaskState::Deleting };
+    begin(&state, &ctx, &id, "delete", rule, TaskKind::Delete).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn action(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    raw: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let body = body::json(&raw)?;
+    let obj = body.as_object().filter(|o| o.len() == 1).ok_or_else(|| {
+        bad("The action body must be an object with exactly one action.")
+    })?;
+    let (name, arg) = obj.iter().next().ok_or_else(|| bad("No action given."))?;
+    let (action, rule, kind) = match name.as_str() {
+        "os-stop" => (
+            "stop",
+            TransitionRule { from_vm_states: &[VmState::Active, VmState::Error], task_state: TaskState::PoweringOff },
+            TaskKind::Stop,
+        ),
+        "os-start" => (
+            "start",
+            TransitionRule { from_vm_states: &[VmState::Stopped], task_state: TaskState::PoweringOn },
+            TaskKind::Start,
+        ),
+        "reboot" => {
+            let kind = arg
+                .get("type")
+                .and_then(Value::as_str)
+                .map(str::to_ascii_uppercase)
+                .filter(|t| t == "SOFT" || t == "HARD")
+                .ok_or_else(|| {
+                    invalid("type", arg.get("type").unwrap_or(&Value::Null), "is not one of ['HARD', 'Hard', 'hard', 'SOFT', 'Soft', 'soft']")
+                })?;
+            if kind == "HARD" {
+                (
+                    "reboot",
+                    TransitionRule {
+                        from_vm_states: &[VmState::Active, VmState::Stopped, VmState::Error],
+                        task_state: TaskState::RebootingHard,
+                    },
+                    TaskKind::Reboot { hard: true },
+                )
+            } else {
+                (
+                    "reboot",
+                    TransitionRule { from_vm_states: &[VmState::Active], task_state: TaskState::Rebooting },
+                    TaskKind::Reboot { hard: false },
+                )
+            }
+        }
+        other => return Err(bad(format!("There is no such action: {other}"))),
+    };
+    if matches!(name.as_str(), "os-stop" | "os-start") && !arg.is_null() {
+        return Err(invalid(name, arg, "None is the only accepted value"));
+    }
+    begin(&state, &ctx, &id, action, rule, kind).await?;
+    Ok(HttpResponse::Accepted().finish())
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/servers", web::post().to(create))
+        .route("/servers", web::get().to(list))
+        .route("/servers/detail", web::get().to(detail))
+        .route("/servers/{id}", web::get().to(show))
+        .route("/servers/{id}", web::delete().to(delete))
+        .route("/servers/{id}/action", web::post().to(action));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_requires_name_and_flavor_and_rejects_unknown_fields() {
+        let ok = json!({"server": {"name": "a", "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b", "flavorRef": "1"}});
+        assert!(parse_create(&ok).is_ok());
+        let no_name = json!({"server": {"imageRef": "70a599e0-31e7-49b7-b260-868f441e862b", "flavorRef": "1"}});
+        let e = parse_create(&no_name).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("'name' is a required property"), "{e}");
+        let extra = json!({"server": {"name": "a", "flavorRef": "1", "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b", "bogus": 1}});
+        let e = parse_create(&extra).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("'bogus' was unexpected"), "{e}");
+        let spaced = json!({"server": {"name": " a", "flavorRef": "1", "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b"}});
+        assert!(parse_create(&spaced).is_err());
+    }
+
+    #[test]
+    fn references_may_be_urls() {
+        let r = json!({"server": {"name": "a", "flavorRef": "http://x/flavors/42",
+            "imageRef": "http://x/images/70a599e0-31e7-49b7-b260-868f441e862b"}});
+        let c = parse_create(&r).ok().map(|c| (c.flavor_ref, c.image_ref));
+        assert_eq!(c, Some(("42".into(), "70a599e0-31e7-49b7-b260-868f441e862b".into())));
+    }
+}
