@@ -136,6 +136,11 @@ impl FakeDriver {
         lock(&self.instances).len()
     }
 
+    /// The power state the fake holds for an instance, if it has it.
+    pub async fn list_power(&self, uuid: InstanceUuid) -> Option<PowerState> {
+        lock(&self.instances).get(&uuid).map(|i| i.power_state)
+    }
+
     pub fn has_instance(&self, uuid: InstanceUuid) -> bool {
         lock(&self.instances).contains_key(&uuid)
     }

@@ -1,1 +1,22 @@
+//! The test harness: real services for every test, and a small Compute API client.
+//!
+//! - [`env`]: where PostgreSQL and RabbitMQ are (started by `scripts/test.sh`), a fresh
+//!   database per test, a queue prefix per test so that tests can share the broker.
+//! - [`stack`]: the whole service in its two shapes — distributed (api, conductor and agent each
+//!   on its own runtime and thread, connected only through RabbitMQ and PostgreSQL) and the
+//!   all-in-one (SQLite, in-process bus).
+//! - [`client`]: HTTP calls the way an OpenStack client makes them.
 
+pub mod client;
+pub mod env;
+pub mod stack;
+
+/// Logs for tests, once, at `RUST_LOG` (default warn).
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}

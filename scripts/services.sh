@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs (from Debian's packages) and starts the services the tests and the distributed mode
+# need: PostgreSQL and RabbitMQ. Idempotent: what is installed and running is left alone.
+# Creates the PostgreSQL role `nova` (password `nova`, may create databases).
+set -euo pipefail
+
+need=()
+command -v rabbitmq-server >/dev/null 2>&1 || need+=(rabbitmq-server)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "services: installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# PostgreSQL: the packaged cluster, started without systemd.
+if ! pg_lsclusters -h 2>/dev/null | grep -q online; then
+    cluster=$(pg_lsclusters -h | awk 'NR==1 {print $1" "$2}')
+    if [ -z "$cluster" ]; then
+        version=$(ls /usr/lib/postgresql | sort -V | tail -n1)
+        pg_createcluster "$version" main >/dev/null
+        cluster="$version main"
+    fi
+    echo "services: starting PostgreSQL $cluster"
+    pg_ctlcluster $cluster start
+fi
+for _ in $(seq 1 50); do
+    runuser -u postgres -- psql -qAtc 'SELECT 1' >/dev/null 2>&1 && break
+    sleep 0.2
+done
+if ! runuser -u postgres -- psql -qAtc "SELECT 1 FROM pg_roles WHERE rolname = 'nova'" | grep -q 1; then
+    runuser -u postgres -- psql -qc "CREATE ROLE nova LOGIN PASSWORD 'nova' CREATEDB" >/dev/null
+fi
+
+# RabbitMQ: started through its init script (no systemd here).
+if ! rabbitmqctl -q status >/dev/null 2>&1; then
+    echo "services: starting RabbitMQ"
+    service rabbitmq-server start >/dev/null 2>&1 || (rabbitmq-server -detached && sleep 2)
+fi
+rabbitmqctl -q await_startup --timeout 120 >/dev/null
+echo "services: PostgreSQL and RabbitMQ are up"

@@ -1,0 +1,126 @@
+//! Boot benchmark: N servers with the fake driver through the HTTP API, on RabbitMQ and
+//! PostgreSQL (or `--all-in-one`: SQLite and the in-process bus). Prints throughput and the
+//! p50/p99 of POST → ACTIVE.
+//!
+//! `cargo run --release -p e2e --bin bench-boot -- [--servers N] [--concurrency C] [--all-in-one]`
+//!
+//! Latency of one server is measured from the moment the client sends its POST to the moment
+//! the conductor committed it ACTIVE (`launched_at`, written by the service on the same
+//! machine's clock); completion is watched in the database so that polling does not load the
+//! API being measured.
+
+use e2e::client::Client;
+use e2e::stack::{AllInOneStack, Distributed, Options, Stack};
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+struct Args {
+    servers: usize,
+    concurrency: usize,
+    all_in_one: bool,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut a = Args { servers: 1000, concurrency: 32, all_in_one: false };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--servers" => a.servers = it.next().unwrap_or_default().parse()?,
+            "--concurrency" => a.concurrency = it.next().unwrap_or_default().parse()?,
+            "--all-in-one" => a.all_in_one = true,
+            other => anyhow::bail!("unknown argument {other}"),
+        }
+    }
+    Ok(a)
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = args()?;
+    // Production-like timings: no fast heartbeats or reconciler passes that tests use.
+    let options = Options {
+        heartbeat_ms: 5_000,
+        sync_ms: 10_000,
+        reconcile_ms: 5_000,
+        redrive_after_s: 60,
+        build_timeout_s: 600,
+        service_down_s: 60,
+        prefetch: 128,
+        ..Options::default()
+    };
+    let stack: Box<dyn Stack> = if args.all_in_one {
+        Box::new(AllInOneStack::start(options).await?)
+    } else {
+        Box::new(Distributed::start(options).await?)
+    };
+    let shape = if args.all_in_one { "all-in-one (SQLite, in-process bus)" } else { "distributed (RabbitMQ, PostgreSQL)" };
+    let client = Client::new(stack.api_url(), "bench:bench");
+    // Warm up connections and caches with a few servers that are not counted.
+    for i in 0..5 {
+        client.create_server(&format!("warm-{i}"), "42").await?;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let warm = nova_core::db::instances::list(stack.db(), Some("bench"), 10_000).await?.len();
+
+    let started_wall = nova_core::time::now_ms();
+    let started = Instant::now();
+    let posted: Vec<(String, i64)> = futures::stream::iter(0..args.servers)
+        .map(|i| {
+            let client = client.clone();
+            async move {
+                let t0 = nova_core::time::now_ms();
+                let id = client.create_server(&format!("bench-{i}"), "42").await?;
+                anyhow::Ok((id, t0))
+            }
+        })
+        .buffer_unordered(args.concurrency)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let post_done = started.elapsed();
+    let sent: HashMap<String, i64> = posted.into_iter().collect();
+
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let launched = loop {
+        let all = nova_core::db::instances::list(stack.db(), Some("bench"), 10_000).await?;
+        let active: Vec<_> = all.iter().filter(|i| i.launched_at.is_some()).collect();
+        let errors = all.iter().filter(|i| i.vm_state == nova_core::model::VmState::Error).count();
+        anyhow::ensure!(errors == 0, "{errors} servers went to ERROR");
+        if active.len() >= args.servers + warm {
+            break all;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "only {} of {} ACTIVE after 300 s", active.len(), args.servers);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut latencies: Vec<i64> = Vec::with_capacity(args.servers);
+    let mut last_active = started_wall;
+    for i in &launched {
+        if let (Some(t0), Some(at)) = (sent.get(&i.uuid.to_string()), i.launched_at) {
+            latencies.push(at - t0);
+            last_active = last_active.max(at);
+        }
+    }
+    latencies.sort_unstable();
+    #[allow(clippy::cast_precision_loss)]
+    let total_s = (last_active - started_wall) as f64 / 1000.0;
+    #[allow(clippy::cast_precision_loss)]
+    let throughput = args.servers as f64 / total_s;
+    println!("shape:            {shape}");
+    println!("servers:          {} (client concurrency {})", args.servers, args.concurrency);
+    println!("all POSTs done:   {:.2} s", post_done.as_secs_f64());
+    println!("all ACTIVE after: {total_s:.2} s");
+    println!("throughput:       {throughput:.0} servers/s");
+    println!("POST -> ACTIVE:   p50 {} ms, p99 {} ms, max {} ms", percentile(&latencies, 0.5), percentile(&latencies, 0.99), latencies.last().copied().unwrap_or(0));
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! A small Compute API client, speaking as an OpenStack client does.
+
+use serde_json::{json, Value};
+use std::time::Duration;
+
+pub const IMAGE: &str = "70a599e0-31e7-49b7-b260-868f441e862b";
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+/// A response: status and JSON body (`Null` when there is none).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Client {
+    /// `token` is `user:project` (the noauth2 strategy).
+    pub fn new(api_url: &str, token: &str) -> Self {
+        Self {
+            base: format!("{api_url}/v2.1"),
+            token: token.to_owned(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    pub async fn raw(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<Reply> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("X-Auth-Token", &self.token)
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json");
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let res = req.send().await?;
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let bytes = res.bytes().await?;
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes)? };
+        Ok(Reply { status, body, headers })
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Reply> {
+        self.raw(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Reply> {
+        self.raw(reqwest::Method::POST, path, Some(serde_json::to_vec(body)?)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Reply> {
+        self.raw(reqwest::Method::DELETE, path, None).await
+    }
+
+    /// Creates a server and returns its id; fails unless the API answers 202.
+    pub async fn create_server(&self, name: &str, flavor: &str) -> anyhow::Result<String> {
+        let body = json!({"server": {"name": name, "imageRef": IMAGE, "flavorRef": flavor}});
+        let r = self.post("/servers", &body).await?;
+        anyhow::ensure!(r.status == 202, "create {name}: {} {}", r.status, r.body);
+        r.body["server"]["id"].as_str().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("no id in {}", r.body))
+    }
+
+    pub async fn server(&self, id: &str) -> anyhow::Result<Reply> {
+        self.get(&format!("/servers/{id}")).await
+    }
+
+    /// Polls until the server shows `status` (or a terminal ERROR when another was wanted).
+    pub async fn wait_status(&self, id: &str, status: &str, within: Duration) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut last = Value::Null;
+        while tokio::time::Instant::now() < deadline {
+            let r = self.server(id).await?;
+            anyhow::ensure!(r.status == 200, "server {id}: {} {}", r.status, r.body);
+            let s = r.body["server"]["status"].as_str().unwrap_or_default().to_owned();
+            if s == status {
+                return Ok(r.body["server"].clone());
+            }
+            if s == "ERROR" {
+                anyhow::bail!("server {id} went to ERROR while waiting for {status}: {}", r.body);
+            }
+            last = r.body;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("server {id} not {status} within {within:?}; last: {last}")
+    }
+
+    /// Polls until the server is gone (404).
+    pub async fn wait_gone(&self, id: &str, within: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < deadline {
+            let r = self.server(id).await?;
+            if r.status == 404 {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("server {id} still there after {within:?}")
+    }
+
+    pub async fn action(&self, id: &str, body: &Value) -> anyhow::Result<Reply> {
+        self.post(&format!("/servers/{id}/action"), body).await
+    }
+}

@@ -1,0 +1,41 @@
+//! Where the real services are. `scripts/test.sh` starts them and exports these variables; the
+//! defaults match what it sets up.
+
+use sqlx::Connection;
+
+pub fn pg_admin_url() -> String {
+    std::env::var("NOVA_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://nova:nova@127.0.0.1:5432/postgres".into())
+}
+
+pub fn amqp_url() -> String {
+    std::env::var("NOVA_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+fn short_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+/// A queue prefix of its own, so that parallel tests on one broker do not see each other.
+pub fn queue_prefix() -> String {
+    format!("t{}.", short_id())
+}
+
+/// Creates an empty database and returns its URL.
+pub async fn fresh_pg_database() -> anyhow::Result<String> {
+    let admin = pg_admin_url();
+    let name = format!("nova_test_{}", short_id());
+    let mut conn = sqlx::PgConnection::connect(&admin).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
+    conn.close().await?;
+    let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin);
+    Ok(format!("{base}/{name}"))
+}
+
+/// A SQLite database in a temporary directory (kept alive by the returned guard).
+pub fn fresh_sqlite_database() -> anyhow::Result<(tempfile::TempDir, String)> {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("nova.sqlite").display());
+    Ok((dir, url))
+}

@@ -1,0 +1,333 @@
+//! The service under test, in its two shapes.
+
+use crate::env;
+use compute_agent::{Agent, AgentSettings};
+use conductor::{Conductor, ConductorSettings};
+use drivers::fake::{FakeDriver, FakeSettings};
+use keystone_auth::AuthSettings;
+use nova_api::ApiSettings;
+use nova_core::bus::amqp::AmqpBus;
+use nova_core::db::Db;
+use nova_core::rpc::Queues;
+use nova_core::settings::DatabaseSettings;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Timings short enough for tests; production defaults are in each settings type.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub build_timeout_s: u64,
+    pub heartbeat_ms: u64,
+    pub sync_ms: u64,
+    pub service_down_s: u64,
+    pub reconcile_ms: u64,
+    pub redrive_after_s: u64,
+    pub fake: FakeSettings,
+    pub host: String,
+    pub prefetch: u16,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            build_timeout_s: 60,
+            heartbeat_ms: 200,
+            sync_ms: 300,
+            service_down_s: 3,
+            reconcile_ms: 200,
+            redrive_after_s: 5,
+            fake: FakeSettings::default(),
+            host: "compute-1".into(),
+            prefetch: 64,
+        }
+    }
+}
+
+impl Options {
+    fn conductor(&self) -> ConductorSettings {
+        ConductorSettings {
+            build_timeout_s: self.build_timeout_s,
+            service_down_time_s: self.service_down_s,
+            reconcile_interval_ms: self.reconcile_ms,
+            redrive_after_s: self.redrive_after_s,
+            ..Default::default()
+        }
+    }
+
+    fn agent(&self) -> AgentSettings {
+        AgentSettings {
+            host: self.host.clone(),
+            heartbeat_interval_ms: self.heartbeat_ms,
+            sync_interval_ms: self.sync_ms,
+            fake: self.fake.clone(),
+            ..Default::default()
+        }
+    }
+
+    fn api(&self) -> ApiSettings {
+        ApiSettings { bind: "127.0.0.1:0".into(), public_url: None, workers: 2 }
+    }
+}
+
+/// What a test needs of a running service, whatever its shape.
+pub trait Stack: Send + Sync {
+    fn api_url(&self) -> &str;
+    /// The test's own connection to the service's database, for assertions.
+    fn db(&self) -> &Db;
+    fn driver(&self) -> &Arc<FakeDriver>;
+}
+
+/// One service on its own thread and tokio runtime; it stops when told or dropped.
+pub struct Component {
+    name: String,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Component {
+    /// Runs `make(stop)` on a fresh runtime in a new thread. The future should end when `stop`
+    /// resolves (it is also cut off when the runtime shuts down).
+    pub fn spawn<F, Fut>(name: &str, make: F) -> Self
+    where
+        F: FnOnce(oneshot::Receiver<()>) -> Fut + Send + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let thread_name = name.to_owned();
+        let thread = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(component = %thread_name, error = %e, "no runtime");
+                        return;
+                    }
+                };
+                let local = tokio::task::LocalSet::new();
+                if let Err(e) = local.block_on(&rt, make(rx)) {
+                    tracing::error!(component = %thread_name, error = %e, "component failed");
+                }
+                rt.shutdown_background();
+            })
+            .ok();
+        Self { name: name.to_owned(), stop: Some(tx), thread }
+    }
+
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!(component = %self.name, "component thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Component {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// Runs `fut` until it ends or `stop` fires.
+async fn until_stopped(
+    fut: impl Future<Output = anyhow::Result<()>>,
+    stop: oneshot::Receiver<()>,
+) -> anyhow::Result<()> {
+    tokio::select! {
+        r = fut => r,
+        _ = stop => Ok(()),
+    }
+}
+
+/// The distributed shape: api, conductor and agent each on its own runtime, connected only
+/// through RabbitMQ and PostgreSQL.
+pub struct Distributed {
+    api_url: String,
+    db: Db,
+    driver: Arc<FakeDriver>,
+    pub db_url: String,
+    pub queues: Queues,
+    pub options: Options,
+    agent: Option<Component>,
+    conductor: Option<Component>,
+    api: Option<Component>,
+}
+
+impl Distributed {
+    pub async fn start(options: Options) -> anyhow::Result<Self> {
+        crate::init_logging();
+        let db_url = env::fresh_pg_database().await?;
+        let database = DatabaseSettings { url: db_url.clone(), max_connections: 8 };
+        // The test's own pool connects first and so runs the migrations once.
+        let db = Db::connect(&database).await?;
+        let queues = Queues::new(&env::queue_prefix());
+        let driver = Arc::new(FakeDriver::new(&options.host, options.fake.clone()));
+
+        let conductor = {
+            let (database, queues, settings, prefetch) =
+                (database.clone(), queues.clone(), options.conductor(), options.prefetch);
+            Component::spawn("conductor", move |stop| async move {
+                let db = Db::connect(&database).await?;
+                let bus = Arc::new(AmqpBus::connect(&env::amqp_url()).await?);
+                until_stopped(Conductor::new(settings, db, bus, queues).run(prefetch), stop).await
+            })
+        };
+
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let api = {
+            let (database, queues, settings) = (database.clone(), queues.clone(), options.api());
+            Component::spawn("api", move |stop| async move {
+                let db = Db::connect(&database).await?;
+                let bus = Arc::new(AmqpBus::connect(&env::amqp_url()).await?);
+                let api = nova_api::start(&settings, AuthSettings::default(), db, bus, queues)?;
+                addr_tx.send(api.addr)?;
+                let handle = api.server.handle();
+                tokio::select! {
+                    r = api.server => r?,
+                    _ = stop => handle.stop(false).await,
+                }
+                Ok(())
+            })
+        };
+        let addr = tokio::task::spawn_blocking(move || addr_rx.recv_timeout(Duration::from_secs(30)))
+            .await??;
+        let mut me = Self {
+            api_url: format!("http://{addr}"),
+            db,
+            driver,
+            db_url,
+            queues,
+            options,
+            agent: None,
+            conductor: Some(conductor),
+            api: Some(api),
+        };
+        me.start_agent();
+        me.wait_for_node().await?;
+        Ok(me)
+    }
+
+    /// Starts a compute agent on the same (fake) host: after `stop_agent` this is an agent
+    /// restart, and the driver still holds the instances it had.
+    pub fn start_agent(&mut self) {
+        let (queues, settings, driver, prefetch) = (
+            self.queues.clone(),
+            self.options.agent(),
+            self.driver.clone(),
+            self.options.prefetch,
+        );
+        self.agent = Some(Component::spawn("agent", move |stop| async move {
+            let bus = Arc::new(AmqpBus::connect(&env::amqp_url()).await?);
+            until_stopped(Agent::new(settings, bus, queues, driver).run(prefetch), stop).await
+        }));
+    }
+
+    pub fn stop_agent(&mut self) {
+        if let Some(a) = self.agent.take() {
+            a.stop();
+        }
+    }
+
+    /// Waits until the agent's node is registered (builds before that find no host).
+    async fn wait_for_node(&self) -> anyhow::Result<()> {
+        wait_for_node(&self.db).await
+    }
+}
+
+async fn wait_for_node(db: &Db) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
+        if !nova_core::db::nodes::nodes(db).await?.is_empty() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("no compute node registered within 30 s")
+}
+
+impl Drop for Distributed {
+    fn drop(&mut self) {
+        // Stop in the order a deployment would: no new requests, then the workers.
+        for c in [self.api.take(), self.conductor.take(), self.agent.take()].into_iter().flatten() {
+            c.stop();
+        }
+    }
+}
+
+impl Stack for Distributed {
+    fn api_url(&self) -> &str {
+        &self.api_url
+    }
+    fn db(&self) -> &Db {
+        &self.db
+    }
+    fn driver(&self) -> &Arc<FakeDriver> {
+        &self.driver
+    }
+}
+
+/// The all-in-one shape: one process, SQLite, the in-process bus.
+pub struct AllInOneStack {
+    api_url: String,
+    aio: Option<allinone::AllInOne>,
+    db: Db,
+    driver: Arc<FakeDriver>,
+    _dir: tempfile::TempDir,
+}
+
+impl AllInOneStack {
+    pub async fn start(options: Options) -> anyhow::Result<Self> {
+        crate::init_logging();
+        let (dir, url) = env::fresh_sqlite_database()?;
+        let mut settings = allinone::Settings {
+            api: options.api(),
+            conductor: options.conductor(),
+            agent: options.agent(),
+            ..Default::default()
+        };
+        settings.database.url = url;
+        settings.bus.prefetch = options.prefetch;
+        let aio = allinone::AllInOne::start(settings).await?;
+        let db = aio.db.clone();
+        wait_for_node(&db).await?;
+        Ok(Self {
+            api_url: format!("http://{}", aio.api_addr),
+            driver: aio.driver.clone(),
+            db,
+            aio: Some(aio),
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for AllInOneStack {
+    fn drop(&mut self) {
+        drop(self.aio.take());
+    }
+}
+
+impl Stack for AllInOneStack {
+    fn api_url(&self) -> &str {
+        &self.api_url
+    }
+    fn db(&self) -> &Db {
+        &self.db
+    }
+    fn driver(&self) -> &Arc<FakeDriver> {
+        &self.driver
+    }
+}

@@ -1,0 +1,340 @@
+//! End-to-end scenarios over HTTP, each run against both shapes of the service: distributed
+//! (RabbitMQ + PostgreSQL, components on separate runtimes) and the all-in-one (SQLite +
+//! in-process bus).
+
+use drivers::fake::{Misbehaviour, Rule, Step, Target};
+use e2e::client::Client;
+use e2e::stack::{AllInOneStack, Distributed, Options, Stack};
+use nova_core::db::{actions, instances, nodes};
+use nova_core::ids::InstanceUuid;
+use nova_core::model::{Flavor, PowerState};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Runs a scenario on both shapes, with the options it needs.
+macro_rules! on_both_shapes {
+    ($name:ident, $options:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn distributed() -> anyhow::Result<()> {
+                let stack = Distributed::start($options).await?;
+                super::$name(&stack).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn all_in_one() -> anyhow::Result<()> {
+                let stack = AllInOneStack::start($options).await?;
+                super::$name(&stack).await
+            }
+        }
+    };
+}
+
+fn client(stack: &dyn Stack) -> Client {
+    Client::new(stack.api_url(), "demo:demo")
+}
+
+fn uuid(id: &str) -> anyhow::Result<InstanceUuid> {
+    Ok(id.parse()?)
+}
+
+on_both_shapes!(twenty_concurrent_servers_become_active_and_delete_cleanly, Options::default());
+async fn twenty_concurrent_servers_become_active_and_delete_cleanly(stack: &dyn Stack) -> anyhow::Result<()> {
+    let c = client(stack);
+    let creates = (0..20).map(|i| {
+        let c = c.clone();
+        async move { c.create_server(&format!("many-{i}"), "1").await }
+    });
+    let ids: Vec<String> = futures::future::try_join_all(creates).await?;
+    for id in &ids {
+        let server = c.wait_status(id, "ACTIVE", WAIT).await?;
+        assert_eq!(server["OS-EXT-STS:power_state"], json!(1));
+        assert_eq!(server["OS-EXT-STS:task_state"], Value::Null);
+        assert!(server["OS-SRV-USG:launched_at"].is_string());
+        assert!(stack.driver().has_instance(uuid(id)?));
+    }
+    assert_eq!(nodes::allocation_count(stack.db()).await?, 20);
+    let node = &nodes::nodes(stack.db()).await?[0];
+    assert_eq!(node.used.memory_mb, 20 * 512, "m1.tiny claims 512 MB each");
+
+    let list = c.get("/servers").await?;
+    assert_eq!(list.body["servers"].as_array().map(Vec::len), Some(20));
+
+    for id in &ids {
+        let r = c.delete(&format!("/servers/{id}")).await?;
+        assert_eq!(r.status, 204, "{}", r.body);
+    }
+    for id in &ids {
+        c.wait_gone(id, WAIT).await?;
+        assert!(!stack.driver().has_instance(uuid(id)?));
+    }
+    assert_eq!(nodes::allocation_count(stack.db()).await?, 0);
+    let node = &nodes::nodes(stack.db()).await?[0];
+    assert_eq!(node.used.memory_mb, 0);
+    // The actions are recorded: create and delete, each with a successful event.
+    let recorded = actions::list(stack.db(), uuid(&ids[0])?).await?;
+    let names: Vec<&str> = recorded.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(names, ["create", "delete"]);
+    assert!(recorded.iter().all(|a| a.events.len() == 1 && a.events[0].result.as_deref() == Some("Success")));
+    Ok(())
+}
+
+on_both_shapes!(a_driver_failure_ends_in_error_with_a_fault_and_no_claim, Options::default());
+async fn a_driver_failure_ends_in_error_with_a_fault_and_no_claim(stack: &dyn Stack) -> anyhow::Result<()> {
+    stack.driver().add_rule(Rule {
+        step: Step::Spawn,
+        target: Target::NameContains("doomed".into()),
+        misbehaviour: Misbehaviour::Fail("the hypervisor said no".into()),
+    });
+    let c = client(stack);
+    let id = c.create_server("doomed", "1").await?;
+    let server = wait_error(&c, &id).await?;
+    assert_eq!(server["fault"]["code"], json!(500));
+    assert_eq!(server["fault"]["message"], json!("the hypervisor said no"));
+    assert!(server["fault"]["created"].is_string());
+    assert_eq!(nodes::allocation(stack.db(), uuid(&id)?).await?, None);
+    assert_eq!(nodes::allocation_count(stack.db()).await?, 0);
+    let recorded = actions::list(stack.db(), uuid(&id)?).await?;
+    assert_eq!(recorded[0].message.as_deref(), Some("Error"));
+    assert_eq!(recorded[0].events[0].result.as_deref(), Some("Error"));
+    // A server in ERROR can still be deleted.
+    assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 204);
+    c.wait_gone(&id, WAIT).await?;
+    Ok(())
+}
+
+on_both_shapes!(a_hung_build_ends_in_error_after_the_build_timeout, Options { build_timeout_s: 2, ..Options::default() });
+async fn a_hung_build_ends_in_error_after_the_build_timeout(stack: &dyn Stack) -> anyhow::Result<()> {
+    stack.driver().add_rule(Rule {
+        step: Step::Spawn,
+        target: Target::NameContains("stuck".into()),
+        misbehaviour: Misbehaviour::Hang,
+    });
+    let c = client(stack);
+    let id = c.create_server("stuck", "1").await?;
+    let started = std::time::Instant::now();
+    let server = wait_error(&c, &id).await?;
+    assert!(started.elapsed() >= Duration::from_millis(1500), "ERROR came before the timeout");
+    let message = server["fault"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("did not finish within 2 seconds"), "{message}");
+    assert_eq!(nodes::allocation_count(stack.db()).await?, 0);
+    Ok(())
+}
+
+on_both_shapes!(stop_start_and_reboot_follow_novas_states, Options::default());
+async fn stop_start_and_reboot_follow_novas_states(stack: &dyn Stack) -> anyhow::Result<()> {
+    let c = client(stack);
+    let id = c.create_server("power", "1").await?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+
+    let r = c.action(&id, &json!({"os-start": null})).await?;
+    assert_eq!(r.status, 409, "start of an active server: {}", r.body);
+    assert_eq!(
+        r.body["conflictingRequest"]["message"],
+        json!(format!("Cannot 'start' instance {id} while it is in vm_state active"))
+    );
+
+    assert_eq!(c.action(&id, &json!({"os-stop": null})).await?.status, 202);
+    let s = c.wait_status(&id, "SHUTOFF", WAIT).await?;
+    assert_eq!(s["OS-EXT-STS:power_state"], json!(4));
+    assert_eq!(stack.driver().list_power(uuid(&id)?).await, Some(PowerState::Shutdown));
+    assert_eq!(c.action(&id, &json!({"os-stop": null})).await?.status, 409);
+
+    assert_eq!(c.action(&id, &json!({"os-start": null})).await?.status, 202);
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+
+    let r = c.action(&id, &json!({"reboot": {"type": "HARD"}})).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    let r = c.action(&id, &json!({"reboot": {"type": "sideways"}})).await?;
+    assert_eq!(r.status, 400);
+
+    let recorded = actions::list(stack.db(), uuid(&id)?).await?;
+    let names: Vec<&str> = recorded.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(names, ["create", "stop", "start", "reboot"]);
+    Ok(())
+}
+
+on_both_shapes!(bad_input_gets_novas_fault_and_writes_nothing, Options::default());
+async fn bad_input_gets_novas_fault_and_writes_nothing(stack: &dyn Stack) -> anyhow::Result<()> {
+    let c = client(stack);
+    let before = instances::count_all(stack.db()).await?;
+
+    let r = c.raw(reqwest::Method::POST, "/servers", Some(b"{\"server\": {".to_vec())).await?;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body, json!({"badRequest": {"code": 400, "message": "Malformed request body"}}));
+
+    let r = c
+        .post("/servers", &json!({"server": {"name": "x", "imageRef": e2e::client::IMAGE, "flavorRef": "nope"}}))
+        .await?;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body["badRequest"]["message"], json!("Flavor nope could not be found."));
+
+    let r = c.post("/servers", &json!({"server": {"imageRef": e2e::client::IMAGE, "flavorRef": "1"}})).await?;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body["badRequest"]["code"], json!(400));
+    let message = r.body["badRequest"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("'name' is a required property"), "{message}");
+
+    let r = c
+        .post("/servers", &json!({"server": {"name": "x", "imageRef": "not-a-uuid", "flavorRef": "1"}}))
+        .await?;
+    assert_eq!(r.status, 400);
+
+    assert_eq!(instances::count_all(stack.db()).await?, before, "a rejected request wrote a row");
+
+    let missing = uuid::Uuid::new_v4();
+    let r = c.get(&format!("/servers/{missing}")).await?;
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.body,
+        json!({"itemNotFound": {"code": 404, "message": format!("Instance {missing} could not be found.")}})
+    );
+    let r = c.get("/no-such-thing").await?;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.body["itemNotFound"]["code"], json!(404));
+
+    let r = c.raw(reqwest::Method::GET, "/servers", None).await?;
+    assert_eq!(r.headers["openstack-api-version"], "compute 2.1");
+    assert!(r.headers["x-openstack-request-id"].to_str()?.starts_with("req-"));
+    Ok(())
+}
+
+on_both_shapes!(another_projects_server_is_not_found, Options::default());
+async fn another_projects_server_is_not_found(stack: &dyn Stack) -> anyhow::Result<()> {
+    let mine = client(stack);
+    let id = mine.create_server("private", "1").await?;
+    let theirs = Client::new(stack.api_url(), "eve:other");
+    assert_eq!(theirs.server(&id).await?.status, 404);
+    assert_eq!(theirs.delete(&format!("/servers/{id}")).await?.status, 404);
+    assert_eq!(theirs.get("/servers").await?.body["servers"], json!([]));
+    assert_eq!(theirs.get("/servers?all_tenants=1").await?.status, 403);
+    let admin = Client::new(stack.api_url(), "admin:admin");
+    let r = admin.get("/servers/detail?all_tenants=1").await?;
+    assert_eq!(r.body["servers"].as_array().map(Vec::len), Some(1));
+    let r = Client::new(stack.api_url(), "").get("/servers").await?;
+    assert_eq!(r.status, 401);
+    Ok(())
+}
+
+on_both_shapes!(a_flavor_no_node_can_hold_gives_no_valid_host, Options::default());
+async fn a_flavor_no_node_can_hold_gives_no_valid_host(stack: &dyn Stack) -> anyhow::Result<()> {
+    let huge = Flavor {
+        flavorid: "huge".into(),
+        name: "huge".into(),
+        memory_mb: 1 << 40,
+        vcpus: 1,
+        root_gb: 1,
+        ephemeral_gb: 0,
+        swap: 0,
+        rxtx_factor: 1.0,
+        is_public: true,
+        disabled: false,
+        description: None,
+        extra_specs: Default::default(),
+    };
+    nova_core::db::flavors::create(stack.db(), &huge).await?;
+    let mut container = huge.clone();
+    container.flavorid = "c1".into();
+    container.name = "c1".into();
+    container.memory_mb = 64;
+    container.extra_specs.insert("node:type".into(), "container".into());
+    nova_core::db::flavors::create(stack.db(), &container).await?;
+
+    let c = client(stack);
+    for flavor in ["huge", "c1"] {
+        let id = c.create_server(&format!("nvh-{flavor}"), flavor).await?;
+        let server = wait_error(&c, &id).await?;
+        let message = server["fault"]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with("No valid host was found"), "{message}");
+    }
+    assert_eq!(nodes::allocation_count(stack.db()).await?, 0);
+    Ok(())
+}
+
+on_both_shapes!(the_power_sync_notices_what_happens_behind_the_services_back, Options::default());
+async fn the_power_sync_notices_what_happens_behind_the_services_back(stack: &dyn Stack) -> anyhow::Result<()> {
+    let c = client(stack);
+    let a = c.create_server("halts", "1").await?;
+    let b = c.create_server("vanishes", "1").await?;
+    c.wait_status(&a, "ACTIVE", WAIT).await?;
+    c.wait_status(&b, "ACTIVE", WAIT).await?;
+    stack.driver().set_power_state_externally(uuid(&a)?, PowerState::Shutdown);
+    stack.driver().remove_externally(uuid(&b)?);
+    let s = c.wait_status(&a, "SHUTOFF", WAIT).await?;
+    assert_eq!(s["OS-EXT-STS:power_state"], json!(4));
+    let s = wait_error(&c, &b).await?;
+    assert!(s["fault"]["message"].as_str().unwrap_or_default().contains("missing on its host"));
+    Ok(())
+}
+
+/// Polls until the server is in ERROR and returns it.
+async fn wait_error(c: &Client, id: &str) -> anyhow::Result<Value> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        let r = c.server(id).await?;
+        if r.body["server"]["status"] == json!("ERROR") {
+            return Ok(r.body["server"].clone());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("server {id} never reached ERROR")
+}
+
+// Scenarios that need separate processes: a compute agent that stops and comes back.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_host_is_reported_down_and_gets_no_builds() -> anyhow::Result<()> {
+    let mut stack = Distributed::start(Options { service_down_s: 1, ..Options::default() }).await?;
+    let service = nodes::service(stack.db(), "compute-1", "nova-compute").await?;
+    let now = nova_core::time::now_ms();
+    assert!(service.is_some_and(|s| s.is_up(now, 1000)));
+    stack.stop_agent();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let service = nodes::service(stack.db(), "compute-1", "nova-compute").await?;
+    let now = nova_core::time::now_ms();
+    assert!(service.is_some_and(|s| !s.is_up(now, 1000)), "the service should be down");
+    let c = client(&stack);
+    let id = c.create_server("nowhere", "1").await?;
+    let server = wait_error(&c, &id).await?;
+    assert!(server["fault"]["message"].as_str().unwrap_or_default().starts_with("No valid host"));
+    // Back up: builds go through again.
+    stack.start_agent();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let s = nodes::service(stack.db(), "compute-1", "nova-compute").await?;
+        if s.is_some_and(|s| s.is_up(nova_core::time::now_ms(), 1000)) {
+            break;
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "service never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let id = c.create_server("somewhere", "1").await?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_agent_adopts_its_instances_instead_of_duplicating_them() -> anyhow::Result<()> {
+    let mut stack = Distributed::start(Options::default()).await?;
+    let c = client(&stack);
+    let id = c.create_server("survivor", "1").await?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    let spawns = stack.driver().spawn_calls();
+    stack.stop_agent();
+    stack.start_agent();
+    // Give the new agent a few sync rounds.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(stack.driver().instance_count(), 1);
+    assert_eq!(stack.driver().spawn_calls(), spawns, "the restart must not rebuild");
+    let s = c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(s["OS-EXT-STS:power_state"], json!(1));
+    // And it still takes commands for what it adopted.
+    assert_eq!(c.action(&id, &json!({"os-stop": null})).await?.status, 202);
+    c.wait_status(&id, "SHUTOFF", WAIT).await?;
+    Ok(())
+}
