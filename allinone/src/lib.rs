@@ -47,11 +47,30 @@ impl AllInOne {
         let bus: Arc<dyn Bus> = Arc::new(InProcBus::default());
         let queues = Queues::new(&settings.bus.queue_prefix);
         let prefetch = settings.bus.prefetch;
-        let driver = Arc::new(FakeDriver::new(&settings.agent.host, settings.agent.fake.clone()));
+        let driver = Arc::new(FakeDriver::new(
+            &settings.agent.host,
+            settings.agent.fake.clone(),
+        ));
 
-        let conductor = Conductor::new(settings.conductor.clone(), db.clone(), bus.clone(), queues.clone());
-        let agent = Agent::new(settings.agent.clone(), bus.clone(), queues.clone(), driver.clone());
-        let api = nova_api::start(&settings.api, settings.auth.clone(), db.clone(), bus, queues)?;
+        let conductor = Conductor::new(
+            settings.conductor.clone(),
+            db.clone(),
+            bus.clone(),
+            queues.clone(),
+        );
+        let agent = Agent::new(
+            settings.agent.clone(),
+            bus.clone(),
+            queues.clone(),
+            driver.clone(),
+        );
+        let api = nova_api::start(
+            &settings.api,
+            settings.auth.clone(),
+            db.clone(),
+            bus,
+            queues,
+        )?;
         let api_handle = api.server.handle();
         let tasks = vec![
             tokio::spawn(async move {
@@ -70,7 +89,13 @@ impl AllInOne {
                 }
             }),
         ];
-        Ok(Self { api_addr: api.addr, db, driver, tasks, api: api_handle })
+        Ok(Self {
+            api_addr: api.addr,
+            db,
+            driver,
+            tasks,
+            api: api_handle,
+        })
     }
 
     /// Stops the API gracefully and the other services at once.

@@ -12,8 +12,15 @@ async fn main() -> anyhow::Result<()> {
     let file = std::env::args().nth(1);
     let settings: Settings = nova_core::settings::load(file.as_deref().map(std::path::Path::new))?;
     let aio = AllInOne::start(settings.clone()).await?;
-    let url = settings.api.public_url.clone().unwrap_or_else(|| format!("http://{}", aio.api_addr));
-    println!("Compute API listening on {url}/v2.1 (database: {})", settings.database.url);
+    let url = settings
+        .api
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", aio.api_addr));
+    println!(
+        "Compute API listening on {url}/v2.1 (database: {})",
+        settings.database.url
+    );
     println!("Try: curl -s -H 'X-Auth-Token: admin:admin' {url}/v2.1/flavors");
     tokio::signal::ctrl_c().await?;
     aio.stop().await;

@@ -33,13 +33,22 @@ impl Agent {
         queues: Queues,
         driver: Arc<dyn Compute>,
     ) -> Arc<Self> {
-        Arc::new(Self { settings, bus, queues, driver, reported: Mutex::new(HashMap::new()) })
+        Arc::new(Self {
+            settings,
+            bus,
+            queues,
+            driver,
+            reported: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Registers, then serves commands, heartbeats and syncs power states until dropped.
     pub async fn run(self: Arc<Self>, prefetch: u16) -> anyhow::Result<()> {
         self.register().await?;
-        let sub = self.bus.subscribe(&self.queues.compute(&self.settings.host), prefetch).await?;
+        let sub = self
+            .bus
+            .subscribe(&self.queues.compute(&self.settings.host), prefetch)
+            .await?;
         tracing::info!(host = %self.settings.host, "compute agent serving");
         let heartbeat = tokio::spawn(self.clone().heartbeat_loop());
         let sync = tokio::spawn(self.clone().sync_loop());
@@ -56,7 +65,9 @@ impl Agent {
 
     async fn report(&self, event: AgentEvent, request_id: Option<String>) -> Result<(), BusError> {
         let envelope = Envelope::new(request_id, event);
-        self.bus.publish(&self.queues.conductor_events(), envelope.encode()).await
+        self.bus
+            .publish(&self.queues.conductor_events(), envelope.encode())
+            .await
     }
 
     async fn register(&self) -> anyhow::Result<()> {
@@ -79,10 +90,12 @@ impl Agent {
             beats += 1;
             // Re-register now and then so that a conductor that lost the service (a database
             // restored from backup, say) learns it again and inventory changes reach it.
-            let result = if beats % 60 == 0 {
+            let result = if beats.is_multiple_of(60) {
                 self.register().await.map_err(|e| e.to_string())
             } else {
-                let event = AgentEvent::Heartbeat { host: self.settings.host.clone() };
+                let event = AgentEvent::Heartbeat {
+                    host: self.settings.host.clone(),
+                };
                 self.report(event, None).await.map_err(|e| e.to_string())
             };
             if let Err(e) = result {
@@ -112,7 +125,12 @@ impl Agent {
                     .filter(|(u, p)| reported.get(u) != Some(p))
                     .map(|(u, p)| (*u, Some(*p)))
                     .collect();
-                changes.extend(reported.keys().filter(|u| !now.contains_key(u)).map(|u| (*u, None)));
+                changes.extend(
+                    reported
+                        .keys()
+                        .filter(|u| !now.contains_key(u))
+                        .map(|u| (*u, None)),
+                );
                 changes
             };
             for (instance, power_state) in changes {
@@ -166,7 +184,11 @@ impl Agent {
             Some(Outcome::Destroyed) => Some(None),
             _ => None,
         };
-        match self.report(event, envelope.request_id).instrument(span).await {
+        match self
+            .report(event, envelope.request_id)
+            .instrument(span)
+            .await
+        {
             Ok(()) => {
                 if let Some(p) = observed {
                     self.remember(command.instance(), p);
@@ -188,7 +210,9 @@ impl Agent {
         let (task_id, result) = match command {
             ComputeCommand::Spawn { task_id, spec } => {
                 tracing::info!(node = %spec.node, "spawning");
-                let r = bounded(limit, driver.spawn(spec)).await.map(|i| i.power_state);
+                let r = bounded(limit, driver.spawn(spec))
+                    .await
+                    .map(|i| i.power_state);
                 (Some(*task_id), r)
             }
             ComputeCommand::Destroy { task_id, instance } => {
@@ -207,8 +231,16 @@ impl Agent {
                 let r = bounded(limit, driver.power_on(*instance)).await;
                 (Some(*task_id), self.then_state(r, *instance).await)
             }
-            ComputeCommand::Reboot { task_id, instance, hard } => {
-                let kind = if *hard { RebootKind::Hard } else { RebootKind::Soft };
+            ComputeCommand::Reboot {
+                task_id,
+                instance,
+                hard,
+            } => {
+                let kind = if *hard {
+                    RebootKind::Hard
+                } else {
+                    RebootKind::Soft
+                };
                 let r = bounded(limit, driver.reboot(*instance, kind)).await;
                 (Some(*task_id), self.then_state(r, *instance).await)
             }
@@ -217,7 +249,10 @@ impl Agent {
             Ok(power_state) => Outcome::Done { power_state },
             Err(e) => {
                 tracing::warn!(error = %e, "driver call failed");
-                Outcome::Failed { message: e.to_string(), details: None }
+                Outcome::Failed {
+                    message: e.to_string(),
+                    details: None,
+                }
             }
         };
         (task_id, outcome)
@@ -239,7 +274,10 @@ async fn bounded<T>(
     call: impl std::future::Future<Output = Result<T, DriverError>>,
 ) -> Result<T, DriverError> {
     tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
-        Err(DriverError::Backend(format!("driver call timed out after {}s", limit.as_secs())))
+        Err(DriverError::Backend(format!(
+            "driver call timed out after {}s",
+            limit.as_secs()
+        )))
     })
 }
 

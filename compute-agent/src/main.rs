@@ -19,14 +19,21 @@ struct Settings {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let file = std::env::args().nth(1);
     let settings: Settings = nova_core::settings::load(file.as_deref().map(std::path::Path::new))?;
     let bus = nova_core::bus::connect(&settings.bus).await?;
     let driver: Arc<dyn Compute> = match settings.agent.driver {
-        DriverKind::Fake => Arc::new(FakeDriver::new(&settings.agent.host, settings.agent.fake.clone())),
+        DriverKind::Fake => Arc::new(FakeDriver::new(
+            &settings.agent.host,
+            settings.agent.fake.clone(),
+        )),
     };
     let queues = Queues::new(&settings.bus.queue_prefix);
-    Agent::new(settings.agent, bus, queues, driver).run(settings.bus.prefetch).await
+    Agent::new(settings.agent, bus, queues, driver)
+        .run(settings.bus.prefetch)
+        .await
 }

@@ -13,7 +13,11 @@ use nova_core::time::now_ms;
 impl Conductor {
     pub(crate) async fn handle_event(&self, event: AgentEvent) -> Result<()> {
         match event {
-            AgentEvent::Register { host, binary, nodes: inventory } => {
+            AgentEvent::Register {
+                host,
+                binary,
+                nodes: inventory,
+            } => {
                 nodes::register(&self.db, &host, &binary, &inventory).await?;
                 tracing::info!(%host, nodes = inventory.len(), "service registered");
                 Ok(())
@@ -24,12 +28,17 @@ impl Conductor {
                 }
                 Ok(())
             }
-            AgentEvent::TaskResult { host, task_id, instance, outcome } => {
-                self.apply_result(&host, task_id, instance, outcome).await
-            }
-            AgentEvent::PowerObserved { host, instance, power_state } => {
-                self.apply_observed(&host, instance, power_state).await
-            }
+            AgentEvent::TaskResult {
+                host,
+                task_id,
+                instance,
+                outcome,
+            } => self.apply_result(&host, task_id, instance, outcome).await,
+            AgentEvent::PowerObserved {
+                host,
+                instance,
+                power_state,
+            } => self.apply_observed(&host, instance, power_state).await,
         }
     }
 
@@ -44,7 +53,9 @@ impl Conductor {
             Some(id) => task_rows::get(&self.db, id).await?,
             None => None,
         };
-        let Some(task) = task.filter(|t| matches!(t.state, RowState::Pending | RowState::Dispatched)) else {
+        let Some(task) =
+            task.filter(|t| matches!(t.state, RowState::Pending | RowState::Dispatched))
+        else {
             // A clean-up the conductor ordered itself, or a duplicate result.
             tracing::debug!(?outcome, "result without an open task");
             return Ok(());
@@ -72,8 +83,12 @@ impl Conductor {
                     // unless a delete is already on its way to the host.
                     if instance.task_state != Some(TaskState::Deleting) {
                         tracing::info!("a build finished too late; removing it from the host");
-                        let command = ComputeCommand::Destroy { task_id: None, instance: uuid };
-                        self.send_to_host(host, command, Some(task.request_id.clone())).await?;
+                        let command = ComputeCommand::Destroy {
+                            task_id: None,
+                            instance: uuid,
+                        };
+                        self.send_to_host(host, command, Some(task.request_id.clone()))
+                            .await?;
                     }
                 } else {
                     tracing::info!("active");
@@ -82,9 +97,13 @@ impl Conductor {
             }
             (TaskKind::Build, Outcome::Failed { message, details }) => {
                 let event = event_name(TaskKind::Build);
-                self.fail_build(&task, &instance, event, message, details, Some(host)).await
+                self.fail_build(&task, &instance, event, message, details, Some(host))
+                    .await
             }
-            (kind @ (TaskKind::Stop | TaskKind::Start | TaskKind::Reboot { .. }), Outcome::Done { power_state }) => {
+            (
+                kind @ (TaskKind::Stop | TaskKind::Start | TaskKind::Reboot { .. }),
+                Outcome::Done { power_state },
+            ) => {
                 let (expect_task, vm_state) = match kind {
                     TaskKind::Stop => (TaskState::PoweringOff, VmState::Stopped),
                     TaskKind::Start => (TaskState::PoweringOn, VmState::Active),
@@ -97,24 +116,43 @@ impl Conductor {
                     power_state: Some(power_state),
                     launched: false,
                 };
-                let expect = instances::Expect { vm_state: None, task_state: Some(expect_task) };
-                self.finish(&task, expect, set, None, host).await.map(|_| ())
+                let expect = instances::Expect {
+                    vm_state: None,
+                    task_state: Some(expect_task),
+                };
+                self.finish(&task, expect, set, None, host)
+                    .await
+                    .map(|_| ())
             }
             (_, Outcome::Failed { message, details }) => {
                 // As Nova's @reverts_task_state: the task state goes back to none, the vm state
                 // stays, and the failure is recorded as a fault and in the action.
-                let fault = Fault { code: 500, message: message.clone(), details, created_at: now_ms() };
+                let fault = Fault {
+                    code: 500,
+                    message: message.clone(),
+                    details,
+                    created_at: now_ms(),
+                };
                 let set = instances::SetStates {
                     vm_state: instance.vm_state,
                     task_state: None,
                     power_state: None,
                     launched: false,
                 };
-                let expect = instances::Expect { vm_state: Some(instance.vm_state), task_state: instance.task_state };
-                self.finish(&task, expect, set, Some((&fault, &message)), host).await.map(|_| ())
+                let expect = instances::Expect {
+                    vm_state: Some(instance.vm_state),
+                    task_state: instance.task_state,
+                };
+                self.finish(&task, expect, set, Some((&fault, &message)), host)
+                    .await
+                    .map(|_| ())
             }
             (kind, outcome) => {
-                tracing::warn!(?kind, ?outcome, "result does not fit its task; closing the task");
+                tracing::warn!(
+                    ?kind,
+                    ?outcome,
+                    "result does not fit its task; closing the task"
+                );
                 self.close_task(&task, RowState::Failed).await
             }
         }
@@ -133,19 +171,37 @@ impl Conductor {
     ) -> Result<bool> {
         let mut tx = self.db.begin().await?;
         let changed = instances::transition(&mut tx, task.instance, expect, set).await?;
-        let to = if changed && failure.is_none() { RowState::Done } else { RowState::Failed };
+        let to = if changed && failure.is_none() {
+            RowState::Done
+        } else {
+            RowState::Failed
+        };
         if let Some((fault, _)) = failure.filter(|_| changed) {
             instances::add_fault(&mut tx, task.instance, fault, Some(host)).await?;
         }
-        if task_rows::advance(&mut tx, task.id, &[RowState::Pending, RowState::Dispatched], to).await? {
+        if task_rows::advance(
+            &mut tx,
+            task.id,
+            &[RowState::Pending, RowState::Dispatched],
+            to,
+        )
+        .await?
+        {
             if let Some(action) = task.action_id {
                 let error = match (changed, failure) {
                     (_, Some((_, message))) => Some(message),
                     (false, None) => Some("the instance changed while the task ran"),
                     (true, None) => None,
                 };
-                actions::record_event(&mut tx, action, event_name(task.kind), task.created_at, error, Some(host))
-                    .await?;
+                actions::record_event(
+                    &mut tx,
+                    action,
+                    event_name(task.kind),
+                    task.created_at,
+                    error,
+                    Some(host),
+                )
+                .await?;
             }
         }
         tx.commit().await?;
@@ -168,7 +224,10 @@ impl Conductor {
         if instance.deleted {
             if observed.is_some() {
                 tracing::info!(%host, %uuid, "reaping an instance that was deleted");
-                let command = ComputeCommand::Destroy { task_id: None, instance: uuid };
+                let command = ComputeCommand::Destroy {
+                    task_id: None,
+                    instance: uuid,
+                };
                 self.send_to_host(host, command, None).await?;
             }
             return Ok(());
@@ -176,7 +235,10 @@ impl Conductor {
         if instance.host.as_deref() != Some(host) || instance.task_state.is_some() {
             return Ok(());
         }
-        let expect = instances::Expect { vm_state: Some(instance.vm_state), task_state: None };
+        let expect = instances::Expect {
+            vm_state: Some(instance.vm_state),
+            task_state: None,
+        };
         match (instance.vm_state, observed) {
             (VmState::Active | VmState::Stopped, None) => {
                 let fault = Fault {

@@ -38,14 +38,31 @@ pub struct Conductor {
 }
 
 impl Conductor {
-    pub fn new(settings: ConductorSettings, db: Db, bus: Arc<dyn Bus>, queues: Queues) -> Arc<Self> {
-        Arc::new(Self { settings, db, bus, queues, scheduler: Default::default() })
+    pub fn new(
+        settings: ConductorSettings,
+        db: Db,
+        bus: Arc<dyn Bus>,
+        queues: Queues,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            settings,
+            db,
+            bus,
+            queues,
+            scheduler: Default::default(),
+        })
     }
 
     /// Consumes tasks and events and runs the reconciler until dropped.
     pub async fn run(self: Arc<Self>, prefetch: u16) -> anyhow::Result<()> {
-        let task_sub = self.bus.subscribe(&self.queues.conductor_tasks(), prefetch).await?;
-        let event_sub = self.bus.subscribe(&self.queues.conductor_events(), prefetch).await?;
+        let task_sub = self
+            .bus
+            .subscribe(&self.queues.conductor_tasks(), prefetch)
+            .await?;
+        let event_sub = self
+            .bus
+            .subscribe(&self.queues.conductor_events(), prefetch)
+            .await?;
         tracing::info!(database = self.db.backend(), "conductor serving");
         let reconciler = tokio::spawn(reconciler::run(self.clone()));
         let me = self.clone();
@@ -64,11 +81,9 @@ impl Conductor {
                             instance = %env.body.instance,
                             task = %env.body.task_id,
                         );
-                        let result = tracing::Instrument::instrument(
-                            me.handle_task(env.body.task_id),
-                            span,
-                        )
-                        .await;
+                        let result =
+                            tracing::Instrument::instrument(me.handle_task(env.body.task_id), span)
+                                .await;
                         settle(d, result).await;
                     }
                 }
@@ -107,7 +122,9 @@ impl Conductor {
         request_id: Option<String>,
     ) -> std::result::Result<(), BusError> {
         let env = Envelope::new(request_id, command);
-        self.bus.publish(&self.queues.compute(host), env.encode()).await
+        self.bus
+            .publish(&self.queues.compute(host), env.encode())
+            .await
     }
 
     pub(crate) fn alive_since(&self) -> i64 {

@@ -26,5 +26,7 @@ async fn main() -> anyhow::Result<()> {
     let db = Db::connect(&settings.database).await?;
     let bus = nova_core::bus::connect(&settings.bus).await?;
     let queues = Queues::new(&settings.bus.queue_prefix);
-    Conductor::new(settings.conductor, db, bus, queues).run(settings.bus.prefetch).await
+    Conductor::new(settings.conductor, db, bus, queues)
+        .run(settings.bus.prefetch)
+        .await
 }

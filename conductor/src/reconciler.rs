@@ -26,7 +26,9 @@ pub async fn run(conductor: Arc<Conductor>) {
 
 async fn pass(c: &Conductor, down: &mut HashSet<String>) -> Result<()> {
     let now = now_ms();
-    for instance in instances::builds_started_before(&c.db, now - c.settings.build_timeout_ms()).await? {
+    for instance in
+        instances::builds_started_before(&c.db, now - c.settings.build_timeout_ms()).await?
+    {
         time_out_build(c, &instance).await?;
     }
     for task in task_rows::stale(&c.db, now - c.settings.redrive_after_ms(), 200).await? {
@@ -56,16 +58,45 @@ async fn time_out_build(c: &Conductor, instance: &Instance) -> Result<()> {
         "Build of instance {} aborted: it did not finish within {} seconds",
         instance.uuid, c.settings.build_timeout_s
     );
-    let fault = Fault { code: 500, message: message.clone(), details: None, created_at: now_ms() };
-    let expect = instances::Expect { vm_state: Some(VmState::Building), task_state: None };
+    let fault = Fault {
+        code: 500,
+        message: message.clone(),
+        details: None,
+        created_at: now_ms(),
+    };
+    let expect = instances::Expect {
+        vm_state: Some(VmState::Building),
+        task_state: None,
+    };
     let mut tx = c.db.begin().await?;
-    let changed = instances::set_error(&mut tx, instance.uuid, expect, &fault, instance.host.as_deref()).await?;
+    let changed = instances::set_error(
+        &mut tx,
+        instance.uuid,
+        expect,
+        &fault,
+        instance.host.as_deref(),
+    )
+    .await?;
     nodes::release(&mut tx, instance.uuid).await?;
     for task in task_rows::open_for_tx(&mut tx, instance.uuid).await? {
         if task.kind == TaskKind::Build {
-            task_rows::advance(&mut tx, task.id, &[RowState::Pending, RowState::Dispatched], RowState::Failed).await?;
+            task_rows::advance(
+                &mut tx,
+                task.id,
+                &[RowState::Pending, RowState::Dispatched],
+                RowState::Failed,
+            )
+            .await?;
             if let Some(action) = task.action_id {
-                actions::record_event(&mut tx, action, event_name(task.kind), task.created_at, Some(&message), instance.host.as_deref()).await?;
+                actions::record_event(
+                    &mut tx,
+                    action,
+                    event_name(task.kind),
+                    task.created_at,
+                    Some(&message),
+                    instance.host.as_deref(),
+                )
+                .await?;
             }
         }
     }
@@ -74,7 +105,10 @@ async fn time_out_build(c: &Conductor, instance: &Instance) -> Result<()> {
         tracing::warn!(instance = %instance.uuid, "build timed out");
         if let Some(host) = &instance.host {
             // Whatever the host half-built must go; the destroy is idempotent.
-            let command = ComputeCommand::Destroy { task_id: None, instance: instance.uuid };
+            let command = ComputeCommand::Destroy {
+                task_id: None,
+                instance: instance.uuid,
+            };
             c.send_to_host(host, command, None).await?;
         }
     }

@@ -17,7 +17,10 @@ use std::sync::{Arc, Mutex};
 /// Where a build went.
 #[derive(Debug)]
 pub enum Placement {
-    Placed { host: String, node: String },
+    Placed {
+        host: String,
+        node: String,
+    },
     /// No node of the type has room (Nova's NoValidHost).
     NoValidHost,
     /// The instance is no longer waiting to be scheduled (deleted meanwhile, or a duplicate).
@@ -62,9 +65,26 @@ impl Scheduler {
                     continue;
                 }
                 let mut tx = db.begin().await?;
-                let claimed =
-                    nodes::claim(&mut tx, node.inventory.uuid, node.generation, instance.uuid, need)
-                        .await?;
+                // Take the task first: a duplicate message handled concurrently waits on this
+                // row and then finds the task no longer pending.
+                if !tasks::advance(
+                    &mut tx,
+                    task,
+                    &[tasks::TaskState::Pending],
+                    tasks::TaskState::Dispatched,
+                )
+                .await?
+                {
+                    return Ok(Placement::Superseded);
+                }
+                let claimed = nodes::claim(
+                    &mut tx,
+                    node.inventory.uuid,
+                    node.generation,
+                    instance.uuid,
+                    need,
+                )
+                .await?;
                 if !claimed {
                     // Another conductor changed the node; the transaction rolls back on drop.
                     tracing::debug!(node = %node.inventory.uuid, "claim lost a race, retrying");
@@ -75,10 +95,11 @@ impl Scheduler {
                 {
                     return Ok(Placement::Superseded);
                 }
-                tasks::advance(&mut tx, task, &[tasks::TaskState::Pending], tasks::TaskState::Dispatched)
-                    .await?;
                 tx.commit().await?;
-                return Ok(Placement::Placed { host: node.host, node: node.inventory.name });
+                return Ok(Placement::Placed {
+                    host: node.host,
+                    node: node.inventory.name,
+                });
             }
         }
         Ok(Placement::NoValidHost)

@@ -55,13 +55,23 @@ impl Conductor {
         }
         let placement = self
             .scheduler
-            .place(&self.db, instance, task.id, self.alive_since(), self.settings.claim_attempts)
+            .place(
+                &self.db,
+                instance,
+                task.id,
+                self.alive_since(),
+                self.settings.claim_attempts,
+            )
             .await?;
         match placement {
             Placement::Placed { host, node } => {
                 tracing::info!(%host, %node, "scheduled");
-                let command = ComputeCommand::Spawn { task_id: task.id, spec: spec(instance, &node) };
-                self.send_to_host(&host, command, Some(task.request_id.clone())).await?;
+                let command = ComputeCommand::Spawn {
+                    task_id: task.id,
+                    spec: Box::new(spec(instance, &node)),
+                };
+                self.send_to_host(&host, command, Some(task.request_id.clone()))
+                    .await?;
                 Ok(())
             }
             Placement::NoValidHost => {
@@ -69,9 +79,11 @@ impl Conductor {
                 // Nova's message for NoValidHost.
                 let message =
                     "No valid host was found. There are not enough hosts available.".to_owned();
-                self.fail_build(task, instance, SCHEDULE_EVENT, message, None, None).await
+                self.fail_build(task, instance, SCHEDULE_EVENT, message, None, None)
+                    .await
             }
-            Placement::Superseded => self.close_task(task, RowState::Failed).await,
+            // Another handler took the task (a duplicate message), or the instance moved on.
+            Placement::Superseded => Ok(()),
         }
     }
 
@@ -85,14 +97,37 @@ impl Conductor {
         details: Option<String>,
         host: Option<&str>,
     ) -> Result<()> {
-        let fault = Fault { code: 500, message: message.clone(), details, created_at: now_ms() };
-        let expect = instances::Expect { vm_state: Some(VmState::Building), task_state: None };
+        let fault = Fault {
+            code: 500,
+            message: message.clone(),
+            details,
+            created_at: now_ms(),
+        };
+        let expect = instances::Expect {
+            vm_state: Some(VmState::Building),
+            task_state: None,
+        };
         let mut tx = self.db.begin().await?;
         instances::set_error(&mut tx, instance.uuid, expect, &fault, host).await?;
         nodes::release(&mut tx, instance.uuid).await?;
-        if task_rows::advance(&mut tx, task.id, &[RowState::Pending, RowState::Dispatched], RowState::Failed).await? {
+        if task_rows::advance(
+            &mut tx,
+            task.id,
+            &[RowState::Pending, RowState::Dispatched],
+            RowState::Failed,
+        )
+        .await?
+        {
             if let Some(action) = task.action_id {
-                actions::record_event(&mut tx, action, event, task.created_at, Some(&message), host).await?;
+                actions::record_event(
+                    &mut tx,
+                    action,
+                    event,
+                    task.created_at,
+                    Some(&message),
+                    host,
+                )
+                .await?;
             }
         }
         tx.commit().await?;
@@ -107,20 +142,29 @@ impl Conductor {
             None => None,
             Some(host) => {
                 let service = nodes::service(&self.db, host, COMPUTE_BINARY).await?;
-                let up = service.is_some_and(|s| {
-                    s.is_up(now_ms(), self.settings.service_down_ms())
-                });
+                let up =
+                    service.is_some_and(|s| s.is_up(now_ms(), self.settings.service_down_ms()));
                 Some((host.clone(), up))
             }
         };
         match host_up {
             Some((host, true)) => {
                 let mut tx = self.db.begin().await?;
-                let moved = task_rows::advance(&mut tx, task.id, &[RowState::Pending], RowState::Dispatched).await?;
+                let moved = task_rows::advance(
+                    &mut tx,
+                    task.id,
+                    &[RowState::Pending],
+                    RowState::Dispatched,
+                )
+                .await?;
                 tx.commit().await?;
                 if moved {
-                    let command = ComputeCommand::Destroy { task_id: Some(task.id), instance: instance.uuid };
-                    self.send_to_host(&host, command, Some(task.request_id.clone())).await?;
+                    let command = ComputeCommand::Destroy {
+                        task_id: Some(task.id),
+                        instance: instance.uuid,
+                    };
+                    self.send_to_host(&host, command, Some(task.request_id.clone()))
+                        .await?;
                 }
                 Ok(())
             }
@@ -145,12 +189,25 @@ impl Conductor {
         let mut tx = self.db.begin().await?;
         instances::mark_deleted(&mut tx, instance.uuid).await?;
         nodes::release(&mut tx, instance.uuid).await?;
-        task_rows::advance(&mut tx, task.id, &[RowState::Pending, RowState::Dispatched], RowState::Done)
-            .await?;
+        task_rows::advance(
+            &mut tx,
+            task.id,
+            &[RowState::Pending, RowState::Dispatched],
+            RowState::Done,
+        )
+        .await?;
         // A delete supersedes whatever else was open (a build that never finished, say).
         task_rows::finish_open(&mut tx, instance.uuid, RowState::Failed).await?;
         if let Some(action) = task.action_id {
-            actions::record_event(&mut tx, action, event_name(task.kind), task.created_at, None, host).await?;
+            actions::record_event(
+                &mut tx,
+                action,
+                event_name(task.kind),
+                task.created_at,
+                None,
+                host,
+            )
+            .await?;
         }
         tx.commit().await?;
         tracing::info!("deleted");
@@ -162,11 +219,14 @@ impl Conductor {
             return self.close_task(task, RowState::Failed).await;
         };
         let mut tx = self.db.begin().await?;
-        let moved = task_rows::advance(&mut tx, task.id, &[RowState::Pending], RowState::Dispatched).await?;
+        let moved =
+            task_rows::advance(&mut tx, task.id, &[RowState::Pending], RowState::Dispatched)
+                .await?;
         tx.commit().await?;
         if moved {
             if let Some(command) = command_for(task, instance) {
-                self.send_to_host(&host, command, Some(task.request_id.clone())).await?;
+                self.send_to_host(&host, command, Some(task.request_id.clone()))
+                    .await?;
             }
         }
         Ok(())
@@ -181,7 +241,8 @@ impl Conductor {
         match (&instance.host, command_for(task, &instance)) {
             (Some(host), Some(command)) if !instance.deleted => {
                 tracing::info!(%host, "re-sending the command of a stuck task");
-                self.send_to_host(host, command, Some(task.request_id.clone())).await?;
+                self.send_to_host(host, command, Some(task.request_id.clone()))
+                    .await?;
                 Ok(())
             }
             _ => self.close_task(task, RowState::Failed).await,
@@ -192,15 +253,26 @@ impl Conductor {
     pub(crate) async fn resubmit(&self, task: &Task) -> Result<()> {
         let env = Envelope::new(
             Some(task.request_id.clone()),
-            TaskSubmitted { task_id: task.id, instance: task.instance },
+            TaskSubmitted {
+                task_id: task.id,
+                instance: task.instance,
+            },
         );
-        self.bus.publish(&self.queues.conductor_tasks(), env.encode()).await?;
+        self.bus
+            .publish(&self.queues.conductor_tasks(), env.encode())
+            .await?;
         Ok(())
     }
 
     pub(crate) async fn close_task(&self, task: &Task, to: RowState) -> Result<()> {
         let mut tx = self.db.begin().await?;
-        task_rows::advance(&mut tx, task.id, &[RowState::Pending, RowState::Dispatched], to).await?;
+        task_rows::advance(
+            &mut tx,
+            task.id,
+            &[RowState::Pending, RowState::Dispatched],
+            to,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -215,12 +287,28 @@ pub(crate) fn command_for(task: &Task, instance: &Instance) -> Option<ComputeCom
             if instance.vm_state != VmState::Building {
                 return None;
             }
-            ComputeCommand::Spawn { task_id, spec: spec(instance, node) }
+            ComputeCommand::Spawn {
+                task_id,
+                spec: Box::new(spec(instance, node)),
+            }
         }
-        TaskKind::Delete => ComputeCommand::Destroy { task_id: Some(task_id), instance: uuid },
-        TaskKind::Stop => ComputeCommand::PowerOff { task_id, instance: uuid },
-        TaskKind::Start => ComputeCommand::PowerOn { task_id, instance: uuid },
-        TaskKind::Reboot { hard } => ComputeCommand::Reboot { task_id, instance: uuid, hard },
+        TaskKind::Delete => ComputeCommand::Destroy {
+            task_id: Some(task_id),
+            instance: uuid,
+        },
+        TaskKind::Stop => ComputeCommand::PowerOff {
+            task_id,
+            instance: uuid,
+        },
+        TaskKind::Start => ComputeCommand::PowerOn {
+            task_id,
+            instance: uuid,
+        },
+        TaskKind::Reboot { hard } => ComputeCommand::Reboot {
+            task_id,
+            instance: uuid,
+            hard,
+        },
     })
 }
 

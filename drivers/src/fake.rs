@@ -196,7 +196,10 @@ impl FakeDriver {
         uuid: InstanceUuid,
         f: impl FnOnce(&mut FakeInstance) -> T,
     ) -> Result<T, DriverError> {
-        lock(&self.instances).get_mut(&uuid).map(f).ok_or(DriverError::NotFound(uuid))
+        lock(&self.instances)
+            .get_mut(&uuid)
+            .map(f)
+            .ok_or(DriverError::NotFound(uuid))
     }
 }
 
@@ -220,7 +223,11 @@ impl Compute for FakeDriver {
                     name,
                     node_type: s.node_type,
                     hypervisor_type: "fake".into(),
-                    total: Resources { vcpus: s.vcpus, memory_mb: s.memory_mb, disk_gb: s.disk_gb },
+                    total: Resources {
+                        vcpus: s.vcpus,
+                        memory_mb: s.memory_mb,
+                        disk_gb: s.disk_gb,
+                    },
                     cpu_allocation_ratio: s.cpu_allocation_ratio,
                     ram_allocation_ratio: s.ram_allocation_ratio,
                     disk_allocation_ratio: s.disk_allocation_ratio,
@@ -231,15 +238,23 @@ impl Compute for FakeDriver {
 
     async fn spawn(&self, spec: &InstanceSpec) -> Result<DriverInstance, DriverError> {
         *lock(&self.spawn_calls) += 1;
-        self.misbehave(Step::Spawn, spec.uuid, Some(&spec.name)).await?;
+        self.misbehave(Step::Spawn, spec.uuid, Some(&spec.name))
+            .await?;
         let mut instances = lock(&self.instances);
         let i = instances.entry(spec.uuid).or_insert_with(|| FakeInstance {
             name: spec.name.clone(),
             node: spec.node.clone(),
             power_state: PowerState::Running,
-            console: format!("fake: booting {} ({})\nfake: login: \n", spec.name, spec.uuid),
+            console: format!(
+                "fake: booting {} ({})\nfake: login: \n",
+                spec.name, spec.uuid
+            ),
         });
-        Ok(DriverInstance { uuid: spec.uuid, node: i.node.clone(), power_state: i.power_state })
+        Ok(DriverInstance {
+            uuid: spec.uuid,
+            node: i.node.clone(),
+            power_state: i.power_state,
+        })
     }
 
     async fn destroy(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
@@ -341,7 +356,10 @@ mod tests {
         d.destroy(s.uuid).await.unwrap();
         d.destroy(s.uuid).await.unwrap();
         assert_eq!(d.instance_count(), 0);
-        assert!(matches!(d.power_state(s.uuid).await, Err(DriverError::NotFound(_))));
+        assert!(matches!(
+            d.power_state(s.uuid).await,
+            Err(DriverError::NotFound(_))
+        ));
     }
 
     #[tokio::test]

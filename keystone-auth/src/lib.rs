@@ -90,7 +90,9 @@ fn context_from(req: &HttpRequest) -> Result<RequestContext, Unauthorized> {
                 .get("X-Auth-Token")
                 .and_then(|v| v.to_str().ok())
                 .filter(|t| !t.is_empty())
-                .ok_or_else(|| Unauthorized("The request you have made requires authentication.".into()))?;
+                .ok_or_else(|| {
+                    Unauthorized("The request you have made requires authentication.".into())
+                })?;
             let (user, project) = token.split_once(':').unwrap_or((token, token));
             let mut roles = vec!["member".to_owned(), "reader".to_owned()];
             if user == "admin" {

@@ -10,14 +10,22 @@ use keystone_auth::RequestContext;
 use nova_core::db::flavors;
 use serde_json::json;
 
-async fn list(req: HttpRequest, _ctx: RequestContext, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+async fn list(
+    req: HttpRequest,
+    _ctx: RequestContext,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
     let url = PublicUrl::of(&req);
     let all = flavors::list(&state.db).await?;
     let items: Vec<_> = all.iter().map(|f| views::flavor_summary(&url, f)).collect();
     Ok(HttpResponse::Ok().json(json!({ "flavors": items })))
 }
 
-async fn detail(req: HttpRequest, _ctx: RequestContext, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+async fn detail(
+    req: HttpRequest,
+    _ctx: RequestContext,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
     let url = PublicUrl::of(&req);
     let all = flavors::list(&state.db).await?;
     let items: Vec<_> = all.iter().map(|f| views::flavor_detail(&url, f)).collect();
@@ -34,7 +42,8 @@ async fn show(
     let flavor = flavors::get(&state.db, &id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("Flavor {id} could not be found.")))?;
-    Ok(HttpResponse::Ok().json(json!({ "flavor": views::flavor_detail(&PublicUrl::of(&req), &flavor) })))
+    Ok(HttpResponse::Ok()
+        .json(json!({ "flavor": views::flavor_detail(&PublicUrl::of(&req), &flavor) })))
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

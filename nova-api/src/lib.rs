@@ -40,7 +40,11 @@ pub struct ApiSettings {
 
 impl Default for ApiSettings {
     fn default() -> Self {
-        Self { bind: "127.0.0.1:8774".into(), public_url: None, workers: 0 }
+        Self {
+            bind: "127.0.0.1:8774".into(),
+            public_url: None,
+            workers: 0,
+        }
     }
 }
 
@@ -63,8 +67,12 @@ async fn request_id(
     let mut res = next.call(req).instrument(span.clone()).await?;
     span.in_scope(|| tracing::debug!(status = res.status().as_u16(), "response"));
     if let Ok(v) = HeaderValue::from_str(&id.0) {
-        res.headers_mut().insert(header::HeaderName::from_static("x-openstack-request-id"), v.clone());
-        res.headers_mut().insert(header::HeaderName::from_static("x-compute-request-id"), v);
+        res.headers_mut().insert(
+            header::HeaderName::from_static("x-openstack-request-id"),
+            v.clone(),
+        );
+        res.headers_mut()
+            .insert(header::HeaderName::from_static("x-compute-request-id"), v);
     }
     Ok(res)
 }
@@ -91,12 +99,17 @@ fn nova_fault<B: MessageBody + 'static>(
     };
     let (req, _) = res.into_parts();
     let response = HttpResponse::build(status).json(error::fault_body(status, &message));
-    Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, response).map_into_right_body()))
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, response).map_into_right_body(),
+    ))
 }
 
 async fn not_found() -> HttpResponse {
     let status = actix_web::http::StatusCode::NOT_FOUND;
-    HttpResponse::NotFound().json(error::fault_body(status, "The resource could not be found."))
+    HttpResponse::NotFound().json(error::fault_body(
+        status,
+        "The resource could not be found.",
+    ))
 }
 
 /// The routes of the Compute API, for `App::configure`.
@@ -143,7 +156,11 @@ pub fn start(
     if settings.workers > 0 {
         server = server.workers(settings.workers);
     }
-    let addr = server.addrs().first().copied().ok_or_else(|| std::io::Error::other("no address bound"))?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| std::io::Error::other("no address bound"))?;
     let server = server.disable_signals().run();
     Ok(RunningApi { addr, server })
 }

@@ -11,7 +11,10 @@ pub struct PublicUrl(pub String);
 
 impl PublicUrl {
     pub fn of(req: &HttpRequest) -> Self {
-        if let Some(url) = req.app_data::<ConfiguredPublicUrl>().and_then(|c| c.0.clone()) {
+        if let Some(url) = req
+            .app_data::<ConfiguredPublicUrl>()
+            .and_then(|c| c.0.clone())
+        {
             return Self(url.trim_end_matches('/').to_owned());
         }
         let info = req.connection_info();

@@ -10,8 +10,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use keystone_auth::RequestContext;
 use nova_core::db::actions::Requester;
-use nova_core::db::instances::{self, NewInstance, TransitionError, TransitionRule};
 use nova_core::db::flavors;
+use nova_core::db::instances::{self, NewInstance, TransitionError, TransitionRule};
 use nova_core::ids::{InstanceUuid, TaskId};
 use nova_core::model::{TaskState, VmState};
 use nova_core::rpc::{Envelope, TaskKind, TaskSubmitted};
@@ -55,13 +55,17 @@ fn bad(msg: impl Into<String>) -> ApiError {
 }
 
 fn invalid(field: &str, value: &Value, why: &str) -> ApiError {
-    bad(format!("Invalid input for field/attribute {field}. Value: {value}. {why}"))
+    bad(format!(
+        "Invalid input for field/attribute {field}. Value: {value}. {why}"
+    ))
 }
 
 /// A server name as Nova's `name` format wants it: 1–255 characters, no leading or trailing
 /// whitespace.
 fn parse_name(v: &Value) -> ApiResult<String> {
-    let s = v.as_str().ok_or_else(|| invalid("name", v, &format!("{v} is not of type 'string'")))?;
+    let s = v
+        .as_str()
+        .ok_or_else(|| invalid("name", v, &format!("{v} is not of type 'string'")))?;
     let len = s.chars().count();
     if len == 0 {
         return Err(invalid("name", v, "'' is too short"));
@@ -70,7 +74,11 @@ fn parse_name(v: &Value) -> ApiResult<String> {
         return Err(invalid("name", v, "is too long"));
     }
     if s.trim() != s {
-        return Err(invalid("name", v, "Leading/trailing whitespace is not allowed"));
+        return Err(invalid(
+            "name",
+            v,
+            "Leading/trailing whitespace is not allowed",
+        ));
     }
     Ok(s.to_owned())
 }
@@ -87,13 +95,22 @@ fn parse_metadata(v: &Value) -> ApiResult<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for (k, val) in obj {
         let key_ok = (1..=255).contains(&k.chars().count())
-            && k.chars().all(|c| c.is_ascii_alphanumeric() || "-_:. ".contains(c));
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_:. ".contains(c));
         if !key_ok {
-            return Err(invalid("metadata", v, &format!("'{k}' does not match any of the regexes: '^[a-zA-Z0-9-_:. ]{{1,255}}$'")));
+            return Err(invalid(
+                "metadata",
+                v,
+                &format!("'{k}' does not match any of the regexes: '^[a-zA-Z0-9-_:. ]{{1,255}}$'"),
+            ));
         }
-        let s = val
-            .as_str()
-            .ok_or_else(|| invalid(&format!("metadata/{k}"), val, &format!("{val} is not of type 'string'")))?;
+        let s = val.as_str().ok_or_else(|| {
+            invalid(
+                &format!("metadata/{k}"),
+                val,
+                &format!("{val} is not of type 'string'"),
+            )
+        })?;
         if s.chars().count() > 255 {
             return Err(invalid(&format!("metadata/{k}"), val, "is too long"));
         }
@@ -103,7 +120,9 @@ fn parse_metadata(v: &Value) -> ApiResult<BTreeMap<String, String>> {
 }
 
 fn parse_count(server: &Map<String, Value>, key: &str) -> ApiResult<Option<i64>> {
-    let Some(v) = server.get(key) else { return Ok(None) };
+    let Some(v) = server.get(key) else {
+        return Ok(None);
+    };
     // Nova accepts an integer or a string of digits.
     let n = match v {
         Value::Number(n) => n.as_i64(),
@@ -113,7 +132,11 @@ fn parse_count(server: &Map<String, Value>, key: &str) -> ApiResult<Option<i64>>
     match n {
         Some(n) if n >= 1 => Ok(Some(n)),
         Some(_) => Err(invalid(key, v, "is less than the minimum of 1")),
-        None => Err(invalid(key, v, &format!("{v} is not of type 'integer', 'string'"))),
+        None => Err(invalid(
+            key,
+            v,
+            &format!("{v} is not of type 'integer', 'string'"),
+        )),
     }
 }
 
@@ -129,27 +152,43 @@ struct CreateRequest {
 }
 
 fn parse_create(body: &Value) -> ApiResult<CreateRequest> {
-    let root = body.as_object().ok_or_else(|| bad("The request body must be a JSON object."))?;
+    let root = body
+        .as_object()
+        .ok_or_else(|| bad("The request body must be a JSON object."))?;
     if let Some(extra) = root.keys().find(|k| k.as_str() != "server") {
-        return Err(bad(format!("Additional properties are not allowed ('{extra}' was unexpected)")));
+        return Err(bad(format!(
+            "Additional properties are not allowed ('{extra}' was unexpected)"
+        )));
     }
     let server_v = root.get("server").ok_or_else(|| {
         bad(format!("Invalid input for field/attribute server. Value: {body}. 'server' is a required property"))
     })?;
-    let server = server_v
-        .as_object()
-        .ok_or_else(|| invalid("server", server_v, &format!("{server_v} is not of type 'object'")))?;
+    let server = server_v.as_object().ok_or_else(|| {
+        invalid(
+            "server",
+            server_v,
+            &format!("{server_v} is not of type 'object'"),
+        )
+    })?;
     for key in server.keys() {
         if NOT_YET_SUPPORTED.contains(&key.as_str()) {
-            return Err(bad(format!("'{key}' is not supported by this deployment yet.")));
+            return Err(bad(format!(
+                "'{key}' is not supported by this deployment yet."
+            )));
         }
         if !KNOWN.contains(&key.as_str()) {
-            return Err(bad(format!("Additional properties are not allowed ('{key}' was unexpected)")));
+            return Err(bad(format!(
+                "Additional properties are not allowed ('{key}' was unexpected)"
+            )));
         }
     }
     for required in ["name", "flavorRef"] {
         if !server.contains_key(required) {
-            return Err(invalid("server", server_v, &format!("'{required}' is a required property")));
+            return Err(invalid(
+                "server",
+                server_v,
+                &format!("'{required}' is a required property"),
+            ));
         }
     }
     let name = parse_name(&server["name"])?;
@@ -157,10 +196,18 @@ fn parse_create(body: &Value) -> ApiResult<CreateRequest> {
     let flavor_ref = match flavor_v {
         Value::String(s) if !s.is_empty() => last_segment(s).to_owned(),
         Value::Number(n) => n.to_string(),
-        _ => return Err(invalid("flavorRef", flavor_v, "is not a valid flavor reference")),
+        _ => {
+            return Err(invalid(
+                "flavorRef",
+                flavor_v,
+                "is not a valid flavor reference",
+            ))
+        }
     };
     // As Nova without a block device mapping: an image is required.
-    let image_v = server.get("imageRef").ok_or_else(|| bad("Missing imageRef attribute"))?;
+    let image_v = server
+        .get("imageRef")
+        .ok_or_else(|| bad("Missing imageRef attribute"))?;
     let image_ref = image_v
         .as_str()
         .map(last_segment)
@@ -190,20 +237,34 @@ fn parse_create(body: &Value) -> ApiResult<CreateRequest> {
         None => None,
         Some(v) => match v.as_str() {
             Some(s) if (1..=255).contains(&s.chars().count()) => Some(s.to_owned()),
-            _ => return Err(invalid("availability_zone", v, "is not a valid availability zone")),
+            _ => {
+                return Err(invalid(
+                    "availability_zone",
+                    v,
+                    "is not a valid availability zone",
+                ))
+            }
         },
     };
     if let Some(v) = server.get("OS-DCF:diskConfig") {
         if !matches!(v.as_str(), Some("AUTO" | "MANUAL")) {
-            return Err(invalid("OS-DCF:diskConfig", v, "is not one of ['AUTO', 'MANUAL']"));
+            return Err(invalid(
+                "OS-DCF:diskConfig",
+                v,
+                "is not one of ['AUTO', 'MANUAL']",
+            ));
         }
     }
     if let Some(v) = server.get("security_groups") {
         let only_default = v.as_array().is_some_and(|groups| {
-            groups.iter().all(|g| g.get("name").and_then(Value::as_str) == Some("default"))
+            groups
+                .iter()
+                .all(|g| g.get("name").and_then(Value::as_str) == Some("default"))
         });
         if !only_default {
-            return Err(bad("Only the 'default' security group is supported by this deployment yet."));
+            return Err(bad(
+                "Only the 'default' security group is supported by this deployment yet.",
+            ));
         }
     }
     let min = parse_count(server, "min_count")?.unwrap_or(1);
@@ -225,12 +286,26 @@ fn parse_create(body: &Value) -> ApiResult<CreateRequest> {
     })
 }
 
+/// How long a request waits for the broker to take its task. The task row is committed
+/// already: if the broker is down, the conductor's reconciler re-drives the task later, so the
+/// client need not wait for the broker to come back.
+const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn publish_task(state: &AppState, task_id: TaskId, instance: InstanceUuid, request_id: &str) {
-    let env = Envelope::new(Some(request_id.to_owned()), TaskSubmitted { task_id, instance });
-    // The task row is committed: if this publish fails, the reconciler re-drives the task. The
-    // request has been accepted either way.
-    if let Err(e) = state.bus.publish(&state.queues.conductor_tasks(), env.encode()).await {
-        tracing::warn!(error = %e, %instance, "task not published; the reconciler will re-drive it");
+    let env = Envelope::new(
+        Some(request_id.to_owned()),
+        TaskSubmitted { task_id, instance },
+    );
+    let queue = state.queues.conductor_tasks();
+    let publish = state.bus.publish(&queue, env.encode());
+    match tokio::time::timeout(PUBLISH_WAIT, publish).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, %instance, "task not published; the reconciler will re-drive it")
+        }
+        Err(_) => {
+            tracing::warn!(%instance, "broker slow or down; the reconciler will re-drive the task")
+        }
     }
 }
 
@@ -253,7 +328,11 @@ async fn create(
     let mut first = None;
     for n in 1..=request.count {
         // As Nova: several servers from one request are named name-1, name-2, …
-        let name = if request.count > 1 { format!("{}-{n}", request.name) } else { request.name.clone() };
+        let name = if request.count > 1 {
+            format!("{}-{n}", request.name)
+        } else {
+            request.name.clone()
+        };
         let new = NewInstance {
             name,
             project_id: ctx.project_id.clone(),
@@ -265,7 +344,8 @@ async fn create(
             user_data: request.user_data.clone(),
             availability_zone: request.availability_zone.clone(),
         };
-        let (instance, task) = instances::create_with_build_task(&state.db, &new, &ctx.request_id).await?;
+        let (instance, task) =
+            instances::create_with_build_task(&state.db, &new, &ctx.request_id).await?;
         publish_task(&state, task, instance.uuid, &ctx.request_id).await;
         tracing::info!(instance = %instance.uuid, "server accepted");
         first.get_or_insert(instance);
@@ -274,15 +354,17 @@ async fn create(
     let id = instance.uuid.to_string();
     let links = url.links("servers", &id);
     let location = links[0]["href"].as_str().unwrap_or_default().to_owned();
-    Ok(HttpResponse::Accepted().insert_header(("Location", location)).json(json!({
-        "server": {
-            "id": id,
-            "links": links,
-            "OS-DCF:diskConfig": "MANUAL",
-            "security_groups": [{"name": "default"}],
-            "adminPass": admin_pass(),
-        }
-    })))
+    Ok(HttpResponse::Accepted()
+        .insert_header(("Location", location))
+        .json(json!({
+            "server": {
+                "id": id,
+                "links": links,
+                "OS-DCF:diskConfig": "MANUAL",
+                "security_groups": [{"name": "default"}],
+                "adminPass": admin_pass(),
+            }
+        })))
 }
 
 /// A random administrator password, as Nova returns at create (12 characters).
@@ -314,28 +396,50 @@ async fn list_instances(
     // As Nova: `all_tenants` without a value means true, and it is for admins only (403).
     let all = match q.all_tenants.as_deref() {
         None => false,
-        Some(v) => !matches!(v.to_ascii_lowercase().as_str(), "0" | "false" | "off" | "no"),
+        Some(v) => !matches!(
+            v.to_ascii_lowercase().as_str(),
+            "0" | "false" | "off" | "no"
+        ),
     };
     if all && !ctx.is_admin() {
         return Err(ApiError::Forbidden(
-            "Policy doesn't allow os_compute_api:servers:index:get_all_tenants to be performed.".into(),
+            "Policy doesn't allow os_compute_api:servers:index:get_all_tenants to be performed."
+                .into(),
         ));
     }
-    let project = if all { None } else { Some(ctx.project_id.as_str()) };
+    let project = if all {
+        None
+    } else {
+        Some(ctx.project_id.as_str())
+    };
     Ok(instances::list(&state.db, project, limit).await?)
 }
 
-async fn list(req: HttpRequest, ctx: RequestContext, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+async fn list(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
     let url = PublicUrl::of(&req);
     let found = list_instances(&req, &ctx, &state).await?;
-    let items: Vec<_> = found.iter().map(|i| views::server_summary(&url, i)).collect();
+    let items: Vec<_> = found
+        .iter()
+        .map(|i| views::server_summary(&url, i))
+        .collect();
     Ok(HttpResponse::Ok().json(json!({ "servers": items })))
 }
 
-async fn detail(req: HttpRequest, ctx: RequestContext, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+async fn detail(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
     let url = PublicUrl::of(&req);
     let found = list_instances(&req, &ctx, &state).await?;
-    let items: Vec<_> = found.iter().map(|i| views::server_detail(&url, &ctx, i)).collect();
+    let items: Vec<_> = found
+        .iter()
+        .map(|i| views::server_detail(&url, &ctx, i))
+        .collect();
     Ok(HttpResponse::Ok().json(json!({ "servers": items })))
 }
 
@@ -345,9 +449,15 @@ fn not_found(id: &str) -> ApiError {
 
 /// The instance with this id if the caller may see it: another project's server is a 404, as
 /// in Nova, so that ids do not leak.
-async fn visible(state: &AppState, ctx: &RequestContext, id: &str) -> ApiResult<nova_core::model::Instance> {
+async fn visible(
+    state: &AppState,
+    ctx: &RequestContext,
+    id: &str,
+) -> ApiResult<nova_core::model::Instance> {
     let uuid: InstanceUuid = id.parse().map_err(|_| not_found(id))?;
-    let instance = instances::get(&state.db, uuid).await?.ok_or_else(|| not_found(id))?;
+    let instance = instances::get(&state.db, uuid)
+        .await?
+        .ok_or_else(|| not_found(id))?;
     if !ctx.is_admin() && instance.project_id != ctx.project_id {
         return Err(not_found(id));
     }
@@ -375,7 +485,11 @@ async fn begin(
     kind: TaskKind,
 ) -> ApiResult<()> {
     let uuid: InstanceUuid = id.parse().map_err(|_| not_found(id))?;
-    let project = if ctx.is_admin() { None } else { Some(ctx.project_id.as_str()) };
+    let project = if ctx.is_admin() {
+        None
+    } else {
+        Some(ctx.project_id.as_str())
+    };
     let who = Requester {
         request_id: &ctx.request_id,
         project_id: &ctx.project_id,
@@ -388,11 +502,12 @@ async fn begin(
         }
         Err(TransitionError::NotFound) => Err(not_found(id)),
         // Nova's message for InstanceInvalidState / InstanceInvalidTaskState.
-        Err(TransitionError::Conflict { vm_state, task_state: Some(t) }) if rule.from_vm_states.contains(&vm_state) => {
-            Err(ApiError::Conflict(format!(
-                "Cannot '{action}' instance {id} while it is in task_state {t}"
-            )))
-        }
+        Err(TransitionError::Conflict {
+            vm_state,
+            task_state: Some(t),
+        }) if rule.from_vm_states.contains(&vm_state) => Err(ApiError::Conflict(format!(
+            "Cannot '{action}' instance {id} while it is in task_state {t}"
+        ))),
         Err(TransitionError::Conflict { vm_state, .. }) => Err(ApiError::Conflict(format!(
             "Cannot '{action}' instance {id} while it is in vm_state {vm_state}"
         ))),
@@ -414,8 +529,15 @@ const ALL_LIVE_STATES: &[VmState] = &[
     VmState::ShelvedOffloaded,
 ];
 
-async fn delete(ctx: RequestContext, state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
-    let rule = TransitionRule { from_vm_states: ALL_LIVE_STATES, task_state: TaskState::Deleting };
+async fn delete(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let rule = TransitionRule {
+        from_vm_states: ALL_LIVE_STATES,
+        task_state: TaskState::Deleting,
+    };
     begin(&state, &ctx, &id, "delete", rule, TaskKind::Delete).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -427,19 +549,26 @@ async fn action(
     raw: web::Bytes,
 ) -> ApiResult<HttpResponse> {
     let body = body::json(&raw)?;
-    let obj = body.as_object().filter(|o| o.len() == 1).ok_or_else(|| {
-        bad("The action body must be an object with exactly one action.")
-    })?;
+    let obj = body
+        .as_object()
+        .filter(|o| o.len() == 1)
+        .ok_or_else(|| bad("The action body must be an object with exactly one action."))?;
     let (name, arg) = obj.iter().next().ok_or_else(|| bad("No action given."))?;
     let (action, rule, kind) = match name.as_str() {
         "os-stop" => (
             "stop",
-            TransitionRule { from_vm_states: &[VmState::Active, VmState::Error], task_state: TaskState::PoweringOff },
+            TransitionRule {
+                from_vm_states: &[VmState::Active, VmState::Error],
+                task_state: TaskState::PoweringOff,
+            },
             TaskKind::Stop,
         ),
         "os-start" => (
             "start",
-            TransitionRule { from_vm_states: &[VmState::Stopped], task_state: TaskState::PoweringOn },
+            TransitionRule {
+                from_vm_states: &[VmState::Stopped],
+                task_state: TaskState::PoweringOn,
+            },
             TaskKind::Start,
         ),
         "reboot" => {
@@ -449,7 +578,11 @@ async fn action(
                 .map(str::to_ascii_uppercase)
                 .filter(|t| t == "SOFT" || t == "HARD")
                 .ok_or_else(|| {
-                    invalid("type", arg.get("type").unwrap_or(&Value::Null), "is not one of ['HARD', 'Hard', 'hard', 'SOFT', 'Soft', 'soft']")
+                    invalid(
+                        "type",
+                        arg.get("type").unwrap_or(&Value::Null),
+                        "is not one of ['HARD', 'Hard', 'hard', 'SOFT', 'Soft', 'soft']",
+                    )
                 })?;
             if kind == "HARD" {
                 (
@@ -463,7 +596,10 @@ async fn action(
             } else {
                 (
                     "reboot",
-                    TransitionRule { from_vm_states: &[VmState::Active], task_state: TaskState::Rebooting },
+                    TransitionRule {
+                        from_vm_states: &[VmState::Active],
+                        task_state: TaskState::Rebooting,
+                    },
                     TaskKind::Reboot { hard: false },
                 )
             }
@@ -495,10 +631,16 @@ mod tests {
         let ok = json!({"server": {"name": "a", "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b", "flavorRef": "1"}});
         assert!(parse_create(&ok).is_ok());
         let no_name = json!({"server": {"imageRef": "70a599e0-31e7-49b7-b260-868f441e862b", "flavorRef": "1"}});
-        let e = parse_create(&no_name).err().map(|e| e.to_string()).unwrap_or_default();
+        let e = parse_create(&no_name)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("'name' is a required property"), "{e}");
         let extra = json!({"server": {"name": "a", "flavorRef": "1", "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b", "bogus": 1}});
-        let e = parse_create(&extra).err().map(|e| e.to_string()).unwrap_or_default();
+        let e = parse_create(&extra)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("'bogus' was unexpected"), "{e}");
         let spaced = json!({"server": {"name": " a", "flavorRef": "1", "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b"}});
         assert!(parse_create(&spaced).is_err());
@@ -509,6 +651,9 @@ mod tests {
         let r = json!({"server": {"name": "a", "flavorRef": "http://x/flavors/42",
             "imageRef": "http://x/images/70a599e0-31e7-49b7-b260-868f441e862b"}});
         let c = parse_create(&r).ok().map(|c| (c.flavor_ref, c.image_ref));
-        assert_eq!(c, Some(("42".into(), "70a599e0-31e7-49b7-b260-868f441e862b".into())));
+        assert_eq!(
+            c,
+            Some(("42".into(), "70a599e0-31e7-49b7-b260-868f441e862b".into()))
+        );
     }
 }

@@ -73,7 +73,9 @@ fn requested(req: &ServiceRequest) -> Result<(u16, u16), ApiError> {
             // `compute 2.5` (possibly among other services, comma separated).
             v.split(',').map(str::trim).find_map(|part| {
                 let (service, version) = part.split_once(char::is_whitespace)?;
-                service.eq_ignore_ascii_case("compute").then(|| version.trim().to_owned())
+                service
+                    .eq_ignore_ascii_case("compute")
+                    .then(|| version.trim().to_owned())
             })
         })
         .or_else(|| {
@@ -82,7 +84,9 @@ fn requested(req: &ServiceRequest) -> Result<(u16, u16), ApiError> {
                 .and_then(|v| v.to_str().ok())
                 .map(|v| v.trim().to_owned())
         });
-    let Some(raw) = raw else { return Ok(MIN_VERSION) };
+    let Some(raw) = raw else {
+        return Ok(MIN_VERSION);
+    };
     if raw.eq_ignore_ascii_case("latest") {
         return Ok(MAX_VERSION);
     }
@@ -125,7 +129,10 @@ pub async fn negotiate(
     let pairs = [
         ("openstack-api-version", format!("compute {v}")),
         ("x-openstack-nova-api-version", v.clone()),
-        ("vary", "OpenStack-API-Version, X-OpenStack-Nova-API-Version".to_owned()),
+        (
+            "vary",
+            "OpenStack-API-Version, X-OpenStack-Nova-API-Version".to_owned(),
+        ),
     ];
     for (name, value) in pairs {
         if let Ok(value) = HeaderValue::from_str(&value) {

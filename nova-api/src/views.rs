@@ -60,7 +60,10 @@ pub fn server_detail(url: &PublicUrl, ctx: &RequestContext, i: &Instance) -> Val
         "security_groups": [{"name": "default"}],
     });
     // Nova shows progress only while it means something.
-    if matches!(status, "ACTIVE" | "BUILD" | "REBUILD" | "RESIZE" | "VERIFY_RESIZE" | "MIGRATING") {
+    if matches!(
+        status,
+        "ACTIVE" | "BUILD" | "REBUILD" | "RESIZE" | "VERIFY_RESIZE" | "MIGRATING"
+    ) {
         v["progress"] = json!(0);
     }
     if ctx.is_admin() {

@@ -171,7 +171,10 @@ impl Flavor {
         match self.extra_specs.get(NODE_TYPE_EXTRA_SPEC) {
             None => Ok(NodeType::Vm),
             Some(v) => NodeType::parse(v).ok_or_else(|| {
-                format!("Flavor {} has an unknown {NODE_TYPE_EXTRA_SPEC} '{v}'", self.flavorid)
+                format!(
+                    "Flavor {} has an unknown {NODE_TYPE_EXTRA_SPEC} '{v}'",
+                    self.flavorid
+                )
             }),
         }
     }
@@ -298,11 +301,23 @@ mod tests {
 
     #[test]
     fn status_follows_novas_map() {
-        assert_eq!(api_status(VmState::Building, Some(TaskState::Scheduling)), "BUILD");
+        assert_eq!(
+            api_status(VmState::Building, Some(TaskState::Scheduling)),
+            "BUILD"
+        );
         assert_eq!(api_status(VmState::Active, None), "ACTIVE");
-        assert_eq!(api_status(VmState::Active, Some(TaskState::PoweringOff)), "ACTIVE");
-        assert_eq!(api_status(VmState::Active, Some(TaskState::Deleting)), "ACTIVE");
-        assert_eq!(api_status(VmState::Active, Some(TaskState::Rebooting)), "REBOOT");
+        assert_eq!(
+            api_status(VmState::Active, Some(TaskState::PoweringOff)),
+            "ACTIVE"
+        );
+        assert_eq!(
+            api_status(VmState::Active, Some(TaskState::Deleting)),
+            "ACTIVE"
+        );
+        assert_eq!(
+            api_status(VmState::Active, Some(TaskState::Rebooting)),
+            "REBOOT"
+        );
         assert_eq!(
             api_status(VmState::Active, Some(TaskState::RebootingHard)),
             "HARD_REBOOT"
@@ -328,15 +343,30 @@ mod tests {
                 name: "n".into(),
                 node_type: NodeType::Vm,
                 hypervisor_type: "fake".into(),
-                total: Resources { vcpus: 4, memory_mb: 1000, disk_gb: 10 },
+                total: Resources {
+                    vcpus: 4,
+                    memory_mb: 1000,
+                    disk_gb: 10,
+                },
                 cpu_allocation_ratio: 4.0,
                 ram_allocation_ratio: 1.5,
                 disk_allocation_ratio: 1.0,
             },
             host: "h".into(),
-            used: Resources { vcpus: 2, memory_mb: 500, disk_gb: 1 },
+            used: Resources {
+                vcpus: 2,
+                memory_mb: 500,
+                disk_gb: 1,
+            },
             generation: 0,
         };
-        assert_eq!(node.free(), Resources { vcpus: 14, memory_mb: 1000, disk_gb: 9 });
+        assert_eq!(
+            node.free(),
+            Resources {
+                vcpus: 14,
+                memory_mb: 1000,
+                disk_gb: 9
+            }
+        );
     }
 }

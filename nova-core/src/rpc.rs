@@ -31,7 +31,11 @@ pub enum DecodeError {
 
 impl<T: Serialize + DeserializeOwned> Envelope<T> {
     pub fn new(request_id: Option<String>, body: T) -> Self {
-        Self { version: RPC_VERSION, request_id, body }
+        Self {
+            version: RPC_VERSION,
+            request_id,
+            body,
+        }
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -102,12 +106,28 @@ pub struct InstanceSpec {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum ComputeCommand {
-    Spawn { task_id: TaskId, spec: InstanceSpec },
+    Spawn {
+        task_id: TaskId,
+        spec: Box<InstanceSpec>,
+    },
     /// `task_id` is absent when the conductor cleans up on its own (a build that timed out).
-    Destroy { task_id: Option<TaskId>, instance: InstanceUuid },
-    PowerOff { task_id: TaskId, instance: InstanceUuid },
-    PowerOn { task_id: TaskId, instance: InstanceUuid },
-    Reboot { task_id: TaskId, instance: InstanceUuid, hard: bool },
+    Destroy {
+        task_id: Option<TaskId>,
+        instance: InstanceUuid,
+    },
+    PowerOff {
+        task_id: TaskId,
+        instance: InstanceUuid,
+    },
+    PowerOn {
+        task_id: TaskId,
+        instance: InstanceUuid,
+    },
+    Reboot {
+        task_id: TaskId,
+        instance: InstanceUuid,
+        hard: bool,
+    },
 }
 
 impl ComputeCommand {
@@ -131,7 +151,10 @@ pub enum Outcome {
     /// The instance no longer exists on the host.
     Destroyed,
     /// The driver call failed; `message` is meant for the user (it becomes the fault).
-    Failed { message: String, details: Option<String> },
+    Failed {
+        message: String,
+        details: Option<String>,
+    },
 }
 
 /// Agent → conductor on the events queue. Agents report; the conductor writes.
@@ -139,8 +162,14 @@ pub enum Outcome {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum AgentEvent {
     /// Sent at start and whenever the inventory changes: the service and its nodes.
-    Register { host: String, binary: String, nodes: Vec<NodeInventory> },
-    Heartbeat { host: String },
+    Register {
+        host: String,
+        binary: String,
+        nodes: Vec<NodeInventory>,
+    },
+    Heartbeat {
+        host: String,
+    },
     /// A command from the conductor finished.
     TaskResult {
         host: String,
@@ -149,7 +178,11 @@ pub enum AgentEvent {
         outcome: Outcome,
     },
     /// The power-state sync loop saw something the service did not do (`None`: gone).
-    PowerObserved { host: String, instance: InstanceUuid, power_state: Option<PowerState> },
+    PowerObserved {
+        host: String,
+        instance: InstanceUuid,
+        power_state: Option<PowerState>,
+    },
 }
 
 /// The queue names. A prefix keeps deployments (and parallel tests) sharing a broker apart.
@@ -160,7 +193,9 @@ pub struct Queues {
 
 impl Queues {
     pub fn new(prefix: &str) -> Self {
-        Self { prefix: prefix.to_owned() }
+        Self {
+            prefix: prefix.to_owned(),
+        }
     }
     /// Tasks from the API, consumed by every conductor (competing consumers).
     pub fn conductor_tasks(&self) -> String {
@@ -182,7 +217,13 @@ mod tests {
 
     #[test]
     fn envelope_rejects_unknown_versions_and_garbage() {
-        let e = Envelope::new(None, TaskSubmitted { task_id: TaskId::new_v4(), instance: InstanceUuid::new_v4() });
+        let e = Envelope::new(
+            None,
+            TaskSubmitted {
+                task_id: TaskId::new_v4(),
+                instance: InstanceUuid::new_v4(),
+            },
+        );
         let bytes = e.encode();
         assert!(Envelope::<TaskSubmitted>::decode(&bytes).is_ok());
         let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();

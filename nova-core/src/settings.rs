@@ -44,7 +44,10 @@ pub struct DatabaseSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self { url: "sqlite://nova.sqlite?mode=rwc".into(), max_connections: 16 }
+        Self {
+            url: "sqlite://nova.sqlite?mode=rwc".into(),
+            max_connections: 16,
+        }
     }
 }
 

@@ -34,7 +34,12 @@ impl Client {
         }
     }
 
-    pub async fn raw(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<Reply> {
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<Reply> {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -48,8 +53,16 @@ impl Client {
         let status = res.status().as_u16();
         let headers = res.headers().clone();
         let bytes = res.bytes().await?;
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes)? };
-        Ok(Reply { status, body, headers })
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)?
+        };
+        Ok(Reply {
+            status,
+            body,
+            headers,
+        })
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Reply> {
@@ -57,7 +70,8 @@ impl Client {
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Reply> {
-        self.raw(reqwest::Method::POST, path, Some(serde_json::to_vec(body)?)).await
+        self.raw(reqwest::Method::POST, path, Some(serde_json::to_vec(body)?))
+            .await
     }
 
     pub async fn delete(&self, path: &str) -> anyhow::Result<Reply> {
@@ -69,7 +83,10 @@ impl Client {
         let body = json!({"server": {"name": name, "imageRef": IMAGE, "flavorRef": flavor}});
         let r = self.post("/servers", &body).await?;
         anyhow::ensure!(r.status == 202, "create {name}: {} {}", r.status, r.body);
-        r.body["server"]["id"].as_str().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("no id in {}", r.body))
+        r.body["server"]["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("no id in {}", r.body))
     }
 
     pub async fn server(&self, id: &str) -> anyhow::Result<Reply> {
@@ -77,18 +94,29 @@ impl Client {
     }
 
     /// Polls until the server shows `status` (or a terminal ERROR when another was wanted).
-    pub async fn wait_status(&self, id: &str, status: &str, within: Duration) -> anyhow::Result<Value> {
+    pub async fn wait_status(
+        &self,
+        id: &str,
+        status: &str,
+        within: Duration,
+    ) -> anyhow::Result<Value> {
         let deadline = tokio::time::Instant::now() + within;
         let mut last = Value::Null;
         while tokio::time::Instant::now() < deadline {
             let r = self.server(id).await?;
             anyhow::ensure!(r.status == 200, "server {id}: {} {}", r.status, r.body);
-            let s = r.body["server"]["status"].as_str().unwrap_or_default().to_owned();
+            let s = r.body["server"]["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             if s == status {
                 return Ok(r.body["server"].clone());
             }
             if s == "ERROR" {
-                anyhow::bail!("server {id} went to ERROR while waiting for {status}: {}", r.body);
+                anyhow::bail!(
+                    "server {id} went to ERROR while waiting for {status}: {}",
+                    r.body
+                );
             }
             last = r.body;
             tokio::time::sleep(Duration::from_millis(50)).await;

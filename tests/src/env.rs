@@ -27,15 +27,23 @@ pub async fn fresh_pg_database() -> anyhow::Result<String> {
     let admin = pg_admin_url();
     let name = format!("nova_test_{}", short_id());
     let mut conn = sqlx::PgConnection::connect(&admin).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
     conn.close().await?;
-    let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin);
+    let base = admin
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_owned())
+        .unwrap_or(admin);
     Ok(format!("{base}/{name}"))
 }
 
 /// A SQLite database in a temporary directory (kept alive by the returned guard).
 pub fn fresh_sqlite_database() -> anyhow::Result<(tempfile::TempDir, String)> {
     let dir = tempfile::tempdir()?;
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("nova.sqlite").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("nova.sqlite").display()
+    );
     Ok((dir, url))
 }

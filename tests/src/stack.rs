@@ -67,7 +67,11 @@ impl Options {
     }
 
     fn api(&self) -> ApiSettings {
-        ApiSettings { bind: "127.0.0.1:0".into(), public_url: None, workers: 2 }
+        ApiSettings {
+            bind: "127.0.0.1:0".into(),
+            public_url: None,
+            workers: 2,
+        }
     }
 }
 
@@ -117,7 +121,11 @@ impl Component {
                 rt.shutdown_background();
             })
             .ok();
-        Self { name: name.to_owned(), stop: Some(tx), thread }
+        Self {
+            name: name.to_owned(),
+            stop: Some(tx),
+            thread,
+        }
     }
 
     pub fn stop(mut self) {
@@ -171,19 +179,30 @@ impl Distributed {
     pub async fn start(options: Options) -> anyhow::Result<Self> {
         crate::init_logging();
         let db_url = env::fresh_pg_database().await?;
-        let database = DatabaseSettings { url: db_url.clone(), max_connections: 8 };
+        let database = DatabaseSettings {
+            url: db_url.clone(),
+            max_connections: 8,
+        };
         // The test's own pool connects first and so runs the migrations once.
         let db = Db::connect(&database).await?;
         let queues = Queues::new(&env::queue_prefix());
         let driver = Arc::new(FakeDriver::new(&options.host, options.fake.clone()));
 
         let conductor = {
-            let (database, queues, settings, prefetch) =
-                (database.clone(), queues.clone(), options.conductor(), options.prefetch);
+            let (database, queues, settings, prefetch) = (
+                database.clone(),
+                queues.clone(),
+                options.conductor(),
+                options.prefetch,
+            );
             Component::spawn("conductor", move |stop| async move {
                 let db = Db::connect(&database).await?;
                 let bus = Arc::new(AmqpBus::connect(&env::amqp_url()).await?);
-                until_stopped(Conductor::new(settings, db, bus, queues).run(prefetch), stop).await
+                until_stopped(
+                    Conductor::new(settings, db, bus, queues).run(prefetch),
+                    stop,
+                )
+                .await
             })
         };
 
@@ -203,8 +222,9 @@ impl Distributed {
                 Ok(())
             })
         };
-        let addr = tokio::task::spawn_blocking(move || addr_rx.recv_timeout(Duration::from_secs(30)))
-            .await??;
+        let addr =
+            tokio::task::spawn_blocking(move || addr_rx.recv_timeout(Duration::from_secs(30)))
+                .await??;
         let mut me = Self {
             api_url: format!("http://{addr}"),
             db,
@@ -232,7 +252,11 @@ impl Distributed {
         );
         self.agent = Some(Component::spawn("agent", move |stop| async move {
             let bus = Arc::new(AmqpBus::connect(&env::amqp_url()).await?);
-            until_stopped(Agent::new(settings, bus, queues, driver).run(prefetch), stop).await
+            until_stopped(
+                Agent::new(settings, bus, queues, driver).run(prefetch),
+                stop,
+            )
+            .await
         }));
     }
 
@@ -262,9 +286,33 @@ async fn wait_for_node(db: &Db) -> anyhow::Result<()> {
 impl Drop for Distributed {
     fn drop(&mut self) {
         // Stop in the order a deployment would: no new requests, then the workers.
-        for c in [self.api.take(), self.conductor.take(), self.agent.take()].into_iter().flatten() {
+        for c in [self.api.take(), self.conductor.take(), self.agent.take()]
+            .into_iter()
+            .flatten()
+        {
             c.stop();
         }
+        // Remove this test's queues from the shared broker, on a runtime of its own (drop may
+        // run inside the test's runtime, which must not be blocked on).
+        let names = [
+            self.queues.conductor_tasks(),
+            self.queues.conductor_events(),
+            self.queues.compute(&self.options.host),
+        ];
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let bus = AmqpBus::connect(&env::amqp_url()).await.ok()?;
+                for name in &names {
+                    let _ = bus.delete_queue(name).await;
+                }
+                Some(())
+            })
+        });
+        let _ = cleanup.join();
     }
 }
 

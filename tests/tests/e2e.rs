@@ -42,8 +42,13 @@ fn uuid(id: &str) -> anyhow::Result<InstanceUuid> {
     Ok(id.parse()?)
 }
 
-on_both_shapes!(twenty_concurrent_servers_become_active_and_delete_cleanly, Options::default());
-async fn twenty_concurrent_servers_become_active_and_delete_cleanly(stack: &dyn Stack) -> anyhow::Result<()> {
+on_both_shapes!(
+    twenty_concurrent_servers_become_active_and_delete_cleanly,
+    Options::default()
+);
+async fn twenty_concurrent_servers_become_active_and_delete_cleanly(
+    stack: &dyn Stack,
+) -> anyhow::Result<()> {
     let c = client(stack);
     let creates = (0..20).map(|i| {
         let c = c.clone();
@@ -79,12 +84,19 @@ async fn twenty_concurrent_servers_become_active_and_delete_cleanly(stack: &dyn 
     let recorded = actions::list(stack.db(), uuid(&ids[0])?).await?;
     let names: Vec<&str> = recorded.iter().map(|a| a.action.as_str()).collect();
     assert_eq!(names, ["create", "delete"]);
-    assert!(recorded.iter().all(|a| a.events.len() == 1 && a.events[0].result.as_deref() == Some("Success")));
+    assert!(recorded
+        .iter()
+        .all(|a| a.events.len() == 1 && a.events[0].result.as_deref() == Some("Success")));
     Ok(())
 }
 
-on_both_shapes!(a_driver_failure_ends_in_error_with_a_fault_and_no_claim, Options::default());
-async fn a_driver_failure_ends_in_error_with_a_fault_and_no_claim(stack: &dyn Stack) -> anyhow::Result<()> {
+on_both_shapes!(
+    a_driver_failure_ends_in_error_with_a_fault_and_no_claim,
+    Options::default()
+);
+async fn a_driver_failure_ends_in_error_with_a_fault_and_no_claim(
+    stack: &dyn Stack,
+) -> anyhow::Result<()> {
     stack.driver().add_rule(Rule {
         step: Step::Spawn,
         target: Target::NameContains("doomed".into()),
@@ -107,8 +119,16 @@ async fn a_driver_failure_ends_in_error_with_a_fault_and_no_claim(stack: &dyn St
     Ok(())
 }
 
-on_both_shapes!(a_hung_build_ends_in_error_after_the_build_timeout, Options { build_timeout_s: 2, ..Options::default() });
-async fn a_hung_build_ends_in_error_after_the_build_timeout(stack: &dyn Stack) -> anyhow::Result<()> {
+on_both_shapes!(
+    a_hung_build_ends_in_error_after_the_build_timeout,
+    Options {
+        build_timeout_s: 2,
+        ..Options::default()
+    }
+);
+async fn a_hung_build_ends_in_error_after_the_build_timeout(
+    stack: &dyn Stack,
+) -> anyhow::Result<()> {
     stack.driver().add_rule(Rule {
         step: Step::Spawn,
         target: Target::NameContains("stuck".into()),
@@ -118,14 +138,23 @@ async fn a_hung_build_ends_in_error_after_the_build_timeout(stack: &dyn Stack) -
     let id = c.create_server("stuck", "1").await?;
     let started = std::time::Instant::now();
     let server = wait_error(&c, &id).await?;
-    assert!(started.elapsed() >= Duration::from_millis(1500), "ERROR came before the timeout");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "ERROR came before the timeout"
+    );
     let message = server["fault"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("did not finish within 2 seconds"), "{message}");
+    assert!(
+        message.contains("did not finish within 2 seconds"),
+        "{message}"
+    );
     assert_eq!(nodes::allocation_count(stack.db()).await?, 0);
     Ok(())
 }
 
-on_both_shapes!(stop_start_and_reboot_follow_novas_states, Options::default());
+on_both_shapes!(
+    stop_start_and_reboot_follow_novas_states,
+    Options::default()
+);
 async fn stop_start_and_reboot_follow_novas_states(stack: &dyn Stack) -> anyhow::Result<()> {
     let c = client(stack);
     let id = c.create_server("power", "1").await?;
@@ -135,13 +164,18 @@ async fn stop_start_and_reboot_follow_novas_states(stack: &dyn Stack) -> anyhow:
     assert_eq!(r.status, 409, "start of an active server: {}", r.body);
     assert_eq!(
         r.body["conflictingRequest"]["message"],
-        json!(format!("Cannot 'start' instance {id} while it is in vm_state active"))
+        json!(format!(
+            "Cannot 'start' instance {id} while it is in vm_state active"
+        ))
     );
 
     assert_eq!(c.action(&id, &json!({"os-stop": null})).await?.status, 202);
     let s = c.wait_status(&id, "SHUTOFF", WAIT).await?;
     assert_eq!(s["OS-EXT-STS:power_state"], json!(4));
-    assert_eq!(stack.driver().list_power(uuid(&id)?).await, Some(PowerState::Shutdown));
+    assert_eq!(
+        stack.driver().list_power(uuid(&id)?).await,
+        Some(PowerState::Shutdown)
+    );
     assert_eq!(c.action(&id, &json!({"os-stop": null})).await?.status, 409);
 
     assert_eq!(c.action(&id, &json!({"os-start": null})).await?.status, 202);
@@ -150,7 +184,9 @@ async fn stop_start_and_reboot_follow_novas_states(stack: &dyn Stack) -> anyhow:
     let r = c.action(&id, &json!({"reboot": {"type": "HARD"}})).await?;
     assert_eq!(r.status, 202, "{}", r.body);
     c.wait_status(&id, "ACTIVE", WAIT).await?;
-    let r = c.action(&id, &json!({"reboot": {"type": "sideways"}})).await?;
+    let r = c
+        .action(&id, &json!({"reboot": {"type": "sideways"}}))
+        .await?;
     assert_eq!(r.status, 400);
 
     let recorded = actions::list(stack.db(), uuid(&id)?).await?;
@@ -159,33 +195,66 @@ async fn stop_start_and_reboot_follow_novas_states(stack: &dyn Stack) -> anyhow:
     Ok(())
 }
 
-on_both_shapes!(bad_input_gets_novas_fault_and_writes_nothing, Options::default());
+on_both_shapes!(
+    bad_input_gets_novas_fault_and_writes_nothing,
+    Options::default()
+);
 async fn bad_input_gets_novas_fault_and_writes_nothing(stack: &dyn Stack) -> anyhow::Result<()> {
     let c = client(stack);
     let before = instances::count_all(stack.db()).await?;
 
-    let r = c.raw(reqwest::Method::POST, "/servers", Some(b"{\"server\": {".to_vec())).await?;
-    assert_eq!(r.status, 400);
-    assert_eq!(r.body, json!({"badRequest": {"code": 400, "message": "Malformed request body"}}));
-
     let r = c
-        .post("/servers", &json!({"server": {"name": "x", "imageRef": e2e::client::IMAGE, "flavorRef": "nope"}}))
+        .raw(
+            reqwest::Method::POST,
+            "/servers",
+            Some(b"{\"server\": {".to_vec()),
+        )
         .await?;
     assert_eq!(r.status, 400);
-    assert_eq!(r.body["badRequest"]["message"], json!("Flavor nope could not be found."));
+    assert_eq!(
+        r.body,
+        json!({"badRequest": {"code": 400, "message": "Malformed request body"}})
+    );
 
-    let r = c.post("/servers", &json!({"server": {"imageRef": e2e::client::IMAGE, "flavorRef": "1"}})).await?;
+    let r = c
+        .post(
+            "/servers",
+            &json!({"server": {"name": "x", "imageRef": e2e::client::IMAGE, "flavorRef": "nope"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        json!("Flavor nope could not be found.")
+    );
+
+    let r = c
+        .post(
+            "/servers",
+            &json!({"server": {"imageRef": e2e::client::IMAGE, "flavorRef": "1"}}),
+        )
+        .await?;
     assert_eq!(r.status, 400);
     assert_eq!(r.body["badRequest"]["code"], json!(400));
     let message = r.body["badRequest"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("'name' is a required property"), "{message}");
+    assert!(
+        message.contains("'name' is a required property"),
+        "{message}"
+    );
 
     let r = c
-        .post("/servers", &json!({"server": {"name": "x", "imageRef": "not-a-uuid", "flavorRef": "1"}}))
+        .post(
+            "/servers",
+            &json!({"server": {"name": "x", "imageRef": "not-a-uuid", "flavorRef": "1"}}),
+        )
         .await?;
     assert_eq!(r.status, 400);
 
-    assert_eq!(instances::count_all(stack.db()).await?, before, "a rejected request wrote a row");
+    assert_eq!(
+        instances::count_all(stack.db()).await?,
+        before,
+        "a rejected request wrote a row"
+    );
 
     let missing = uuid::Uuid::new_v4();
     let r = c.get(&format!("/servers/{missing}")).await?;
@@ -200,7 +269,9 @@ async fn bad_input_gets_novas_fault_and_writes_nothing(stack: &dyn Stack) -> any
 
     let r = c.raw(reqwest::Method::GET, "/servers", None).await?;
     assert_eq!(r.headers["openstack-api-version"], "compute 2.1");
-    assert!(r.headers["x-openstack-request-id"].to_str()?.starts_with("req-"));
+    assert!(r.headers["x-openstack-request-id"]
+        .to_str()?
+        .starts_with("req-"));
     Ok(())
 }
 
@@ -221,7 +292,10 @@ async fn another_projects_server_is_not_found(stack: &dyn Stack) -> anyhow::Resu
     Ok(())
 }
 
-on_both_shapes!(a_flavor_no_node_can_hold_gives_no_valid_host, Options::default());
+on_both_shapes!(
+    a_flavor_no_node_can_hold_gives_no_valid_host,
+    Options::default()
+);
 async fn a_flavor_no_node_can_hold_gives_no_valid_host(stack: &dyn Stack) -> anyhow::Result<()> {
     let huge = Flavor {
         flavorid: "huge".into(),
@@ -242,7 +316,9 @@ async fn a_flavor_no_node_can_hold_gives_no_valid_host(stack: &dyn Stack) -> any
     container.flavorid = "c1".into();
     container.name = "c1".into();
     container.memory_mb = 64;
-    container.extra_specs.insert("node:type".into(), "container".into());
+    container
+        .extra_specs
+        .insert("node:type".into(), "container".into());
     nova_core::db::flavors::create(stack.db(), &container).await?;
 
     let c = client(stack);
@@ -256,19 +332,29 @@ async fn a_flavor_no_node_can_hold_gives_no_valid_host(stack: &dyn Stack) -> any
     Ok(())
 }
 
-on_both_shapes!(the_power_sync_notices_what_happens_behind_the_services_back, Options::default());
-async fn the_power_sync_notices_what_happens_behind_the_services_back(stack: &dyn Stack) -> anyhow::Result<()> {
+on_both_shapes!(
+    the_power_sync_notices_what_happens_behind_the_services_back,
+    Options::default()
+);
+async fn the_power_sync_notices_what_happens_behind_the_services_back(
+    stack: &dyn Stack,
+) -> anyhow::Result<()> {
     let c = client(stack);
     let a = c.create_server("halts", "1").await?;
     let b = c.create_server("vanishes", "1").await?;
     c.wait_status(&a, "ACTIVE", WAIT).await?;
     c.wait_status(&b, "ACTIVE", WAIT).await?;
-    stack.driver().set_power_state_externally(uuid(&a)?, PowerState::Shutdown);
+    stack
+        .driver()
+        .set_power_state_externally(uuid(&a)?, PowerState::Shutdown);
     stack.driver().remove_externally(uuid(&b)?);
     let s = c.wait_status(&a, "SHUTOFF", WAIT).await?;
     assert_eq!(s["OS-EXT-STS:power_state"], json!(4));
     let s = wait_error(&c, &b).await?;
-    assert!(s["fault"]["message"].as_str().unwrap_or_default().contains("missing on its host"));
+    assert!(s["fault"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("missing on its host"));
     Ok(())
 }
 
@@ -289,7 +375,11 @@ async fn wait_error(c: &Client, id: &str) -> anyhow::Result<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_host_is_reported_down_and_gets_no_builds() -> anyhow::Result<()> {
-    let mut stack = Distributed::start(Options { service_down_s: 1, ..Options::default() }).await?;
+    let mut stack = Distributed::start(Options {
+        service_down_s: 1,
+        ..Options::default()
+    })
+    .await?;
     let service = nodes::service(stack.db(), "compute-1", "nova-compute").await?;
     let now = nova_core::time::now_ms();
     assert!(service.is_some_and(|s| s.is_up(now, 1000)));
@@ -297,11 +387,17 @@ async fn a_silent_host_is_reported_down_and_gets_no_builds() -> anyhow::Result<(
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let service = nodes::service(stack.db(), "compute-1", "nova-compute").await?;
     let now = nova_core::time::now_ms();
-    assert!(service.is_some_and(|s| !s.is_up(now, 1000)), "the service should be down");
+    assert!(
+        service.is_some_and(|s| !s.is_up(now, 1000)),
+        "the service should be down"
+    );
     let c = client(&stack);
     let id = c.create_server("nowhere", "1").await?;
     let server = wait_error(&c, &id).await?;
-    assert!(server["fault"]["message"].as_str().unwrap_or_default().starts_with("No valid host"));
+    assert!(server["fault"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("No valid host"));
     // Back up: builds go through again.
     stack.start_agent();
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -310,7 +406,10 @@ async fn a_silent_host_is_reported_down_and_gets_no_builds() -> anyhow::Result<(
         if s.is_some_and(|s| s.is_up(nova_core::time::now_ms(), 1000)) {
             break;
         }
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "service never came back");
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "service never came back"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let id = c.create_server("somewhere", "1").await?;
@@ -319,7 +418,8 @@ async fn a_silent_host_is_reported_down_and_gets_no_builds() -> anyhow::Result<(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restarted_agent_adopts_its_instances_instead_of_duplicating_them() -> anyhow::Result<()> {
+async fn a_restarted_agent_adopts_its_instances_instead_of_duplicating_them() -> anyhow::Result<()>
+{
     let mut stack = Distributed::start(Options::default()).await?;
     let c = client(&stack);
     let id = c.create_server("survivor", "1").await?;
@@ -330,7 +430,11 @@ async fn a_restarted_agent_adopts_its_instances_instead_of_duplicating_them() ->
     // Give the new agent a few sync rounds.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(stack.driver().instance_count(), 1);
-    assert_eq!(stack.driver().spawn_calls(), spawns, "the restart must not rebuild");
+    assert_eq!(
+        stack.driver().spawn_calls(),
+        spawns,
+        "the restart must not rebuild"
+    );
     let s = c.wait_status(&id, "ACTIVE", WAIT).await?;
     assert_eq!(s["OS-EXT-STS:power_state"], json!(1));
     // And it still takes commands for what it adopted.

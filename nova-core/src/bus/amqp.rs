@@ -57,8 +57,14 @@ fn queue_args() -> FieldTable {
 }
 
 async fn declare(channel: &Channel, queue: &str) -> Result<(), lapin::Error> {
-    let options = QueueDeclareOptions { durable: true, ..Default::default() };
-    channel.queue_declare(queue, options, queue_args()).await.map(|_| ())
+    let options = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(queue, options, queue_args())
+        .await
+        .map(|_| ())
 }
 
 fn unavailable(e: lapin::Error) -> BusError {
@@ -68,7 +74,10 @@ fn unavailable(e: lapin::Error) -> BusError {
 impl AmqpBus {
     /// Connects once to check the URL and the broker; later outages are retried.
     pub async fn connect(url: &str) -> Result<Self, BusError> {
-        let bus = Self { url: url.to_owned(), link: Mutex::new(None) };
+        let bus = Self {
+            url: url.to_owned(),
+            link: Mutex::new(None),
+        };
         bus.channel_for(None).await?;
         Ok(bus)
     }
@@ -76,8 +85,14 @@ impl AmqpBus {
     async fn open(&self) -> Result<Link, lapin::Error> {
         let connection = Connection::connect(&self.url, props()).await?;
         let channel = connection.create_channel().await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
-        Ok(Link { connection, channel, declared: HashSet::new() })
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Link {
+            connection,
+            channel,
+            declared: HashSet::new(),
+        })
     }
 
     /// The publishing channel, (re)connecting when needed and declaring `queue` once per
@@ -98,6 +113,19 @@ impl AmqpBus {
             }
         }
         Ok(link.channel.clone())
+    }
+
+    /// Deletes a queue and the messages in it (test clean-up, decommissioned hosts).
+    pub async fn delete_queue(&self, queue: &str) -> Result<(), BusError> {
+        let channel = self.channel_for(None).await?;
+        channel
+            .queue_delete(queue, lapin::options::QueueDeleteOptions::default())
+            .await
+            .map_err(unavailable)?;
+        if let Some(link) = self.link.lock().await.as_mut() {
+            link.declared.remove(queue);
+        }
+        Ok(())
     }
 
     async fn publish_once(&self, queue: &str, payload: &[u8]) -> Result<(), BusError> {
@@ -150,7 +178,9 @@ impl Bus for AmqpBus {
         let url = self.url.clone();
         let queue = queue.to_owned();
         // Consume once here so that the caller learns about a bad URL or queue at once.
-        let first = open_consumer(&url, &queue, prefetch).await.map_err(unavailable)?;
+        let first = open_consumer(&url, &queue, prefetch)
+            .await
+            .map_err(unavailable)?;
         tokio::spawn(consume_forever(url, queue, prefetch, first, tx));
         Ok(Subscription::new(rx))
     }
@@ -163,10 +193,17 @@ async fn open_consumer(
 ) -> Result<(Connection, lapin::Consumer), lapin::Error> {
     let connection = Connection::connect(url, props()).await?;
     let channel = connection.create_channel().await?;
-    channel.basic_qos(prefetch.max(1), BasicQosOptions::default()).await?;
+    channel
+        .basic_qos(prefetch.max(1), BasicQosOptions::default())
+        .await?;
     declare(&channel, queue).await?;
     let consumer = channel
-        .basic_consume(queue, "", BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            queue,
+            "",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await?;
     Ok((connection, consumer))
 }
@@ -236,7 +273,10 @@ impl Acker for AmqpAcker {
     }
 
     async fn requeue(self: Box<Self>, _payload: Vec<u8>) {
-        let options = BasicNackOptions { requeue: true, ..Default::default() };
+        let options = BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        };
         if let Err(e) = self.0.nack(options).await {
             tracing::warn!(error = %e, "nack failed; the message will be redelivered");
         }

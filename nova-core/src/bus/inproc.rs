@@ -7,7 +7,10 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-type Queue = (async_channel::Sender<Delivery>, async_channel::Receiver<Delivery>);
+type Queue = (
+    async_channel::Sender<Delivery>,
+    async_channel::Receiver<Delivery>,
+);
 
 #[derive(Default)]
 pub struct InProcBus {
@@ -17,7 +20,10 @@ pub struct InProcBus {
 impl InProcBus {
     fn queue(&self, name: &str) -> Queue {
         let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
-        queues.entry(name.to_owned()).or_insert_with(async_channel::unbounded).clone()
+        queues
+            .entry(name.to_owned())
+            .or_insert_with(async_channel::unbounded)
+            .clone()
     }
 }
 
@@ -40,7 +46,9 @@ impl Acker for InProcAcker {
 impl Bus for InProcBus {
     async fn publish(&self, queue: &str, payload: Vec<u8>) -> Result<(), BusError> {
         let (tx, _) = self.queue(queue);
-        let acker = Box::new(InProcAcker { requeue_to: tx.clone() });
+        let acker = Box::new(InProcAcker {
+            requeue_to: tx.clone(),
+        });
         tx.send(Delivery::new(payload, false, acker))
             .await
             .map_err(|_| BusError::Unavailable("in-process queue closed".into()))

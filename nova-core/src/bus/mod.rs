@@ -59,7 +59,11 @@ pub struct Delivery {
 
 impl Delivery {
     pub(crate) fn new(payload: Vec<u8>, redelivered: bool, acker: Box<dyn Acker>) -> Self {
-        Self { payload, redelivered, acker }
+        Self {
+            payload,
+            redelivered,
+            acker,
+        }
     }
 
     pub async fn ack(self) {

@@ -100,7 +100,16 @@ pub async fn record_event(
 
 /// The actions of an instance, oldest first, with their events.
 pub async fn list(db: &Db, instance: InstanceUuid) -> DbResult<Vec<Action>> {
-    type ActionRow = (i64, String, String, String, String, i64, Option<i64>, Option<String>);
+    type ActionRow = (
+        i64,
+        String,
+        String,
+        String,
+        String,
+        i64,
+        Option<i64>,
+        Option<String>,
+    );
     let rows: Vec<ActionRow> = on_pool!(db, p => {
         sqlx::query_as(
             "SELECT id, action, request_id, project_id, user_id, start_time, finish_time, \

@@ -32,9 +32,8 @@ pub async fn get(db: &Db, flavorid: &str) -> DbResult<Option<Flavor>> {
 
 /// Public flavors, ordered as Nova orders them by default (by flavor id).
 pub async fn list(db: &Db) -> DbResult<Vec<Flavor>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM flavors WHERE is_public AND NOT disabled ORDER BY flavorid"
-    );
+    let sql =
+        format!("SELECT {COLUMNS} FROM flavors WHERE is_public AND NOT disabled ORDER BY flavorid");
     let rows: Vec<FlavorRow> = on_pool!(db, p => sqlx::query_as(&sql).fetch_all(p).await?);
     let specs: Vec<(i64, String, String)> = on_pool!(db, p => {
         sqlx::query_as("SELECT flavor_id, key, value FROM flavor_extra_specs")

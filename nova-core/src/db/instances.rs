@@ -64,7 +64,11 @@ pub async fn create_with_build_task(
         .execute(&mut *c)
         .await?;
     });
-    let who = Requester { request_id, project_id: &new.project_id, user_id: &new.user_id };
+    let who = Requester {
+        request_id,
+        project_id: &new.project_id,
+        user_id: &new.user_id,
+    };
     let action_id = actions::start(&mut tx, uuid, TaskKind::Build.action_name(), &who).await?;
     let task = tasks::insert(&mut tx, uuid, TaskKind::Build, request_id, action_id).await?;
     tx.commit().await?;
@@ -120,10 +124,16 @@ async fn latest_faults(db: &Db, uuids: &[Uuid]) -> DbResult<HashMap<Uuid, Fault>
 }
 
 async fn with_faults(db: &Db, rows: Vec<InstanceRow>) -> DbResult<Vec<Instance>> {
-    let errored: Vec<Uuid> =
-        rows.iter().filter(|r| r.vm_state == VmState::Error.as_str()).map(|r| r.uuid).collect();
-    let mut faults =
-        if errored.is_empty() { HashMap::new() } else { latest_faults(db, &errored).await? };
+    let errored: Vec<Uuid> = rows
+        .iter()
+        .filter(|r| r.vm_state == VmState::Error.as_str())
+        .map(|r| r.uuid)
+        .collect();
+    let mut faults = if errored.is_empty() {
+        HashMap::new()
+    } else {
+        latest_faults(db, &errored).await?
+    };
     rows.into_iter()
         .map(|r| {
             let fault = faults.remove(&r.uuid);
@@ -182,7 +192,10 @@ pub enum TransitionError {
     #[error("instance not found")]
     NotFound,
     #[error("instance is in vm_state {vm_state} and task_state {task_state:?}")]
-    Conflict { vm_state: VmState, task_state: Option<TaskState> },
+    Conflict {
+        vm_state: VmState,
+        task_state: Option<TaskState>,
+    },
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -208,7 +221,10 @@ pub async fn begin_action(
     let idle_ok = task_state.is_none()
         || (rule.task_state == TaskState::Deleting && task_state != Some(TaskState::Deleting));
     if !rule.from_vm_states.contains(&vm_state) || !idle_ok {
-        return Err(TransitionError::Conflict { vm_state, task_state });
+        return Err(TransitionError::Conflict {
+            vm_state,
+            task_state,
+        });
     }
     on_tx!(&mut tx, c => {
         sqlx::query("UPDATE instances SET task_state = $2, updated_at = $3 WHERE uuid = $1")
@@ -232,7 +248,11 @@ async fn lock_current(
     uuid: InstanceUuid,
     project: Option<&str>,
 ) -> DbResult<Option<(VmState, Option<TaskState>)>> {
-    let lock = if matches!(tx, Tx::Pg(_)) { " FOR UPDATE" } else { "" };
+    let lock = if matches!(tx, Tx::Pg(_)) {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
     let sql = format!(
         "SELECT vm_state, task_state FROM instances WHERE uuid = $1 AND NOT deleted \
          AND ($2 IS NULL OR project_id = $2){lock}"
@@ -244,7 +264,9 @@ async fn lock_current(
             .fetch_optional(&mut *c)
             .await?
     });
-    let Some((vm, task)) = row else { return Ok(None) };
+    let Some((vm, task)) = row else {
+        return Ok(None);
+    };
     let vm = VmState::parse(&vm).ok_or_else(|| corrupt(format!("vm_state {vm}")))?;
     let task = match task {
         None => None,
@@ -303,7 +325,12 @@ pub async fn transition(
 
 /// Records where the scheduler placed a building instance and moves it to spawning; false when
 /// it is no longer building/scheduling (deleted meanwhile, or a duplicate message).
-pub async fn assign_host(tx: &mut Tx, uuid: InstanceUuid, host: &str, node: &str) -> DbResult<bool> {
+pub async fn assign_host(
+    tx: &mut Tx,
+    uuid: InstanceUuid,
+    host: &str,
+    node: &str,
+) -> DbResult<bool> {
     let n = on_tx!(tx, c => {
         sqlx::query(
             "UPDATE instances SET host = $2, node = $3, task_state = $4, updated_at = $5 \
@@ -325,7 +352,13 @@ pub async fn assign_host(tx: &mut Tx, uuid: InstanceUuid, host: &str, node: &str
 
 /// Puts a live instance in ERROR with a fault. The fault is written only when the state
 /// changed, so a duplicate failure report does not pile up faults.
-pub async fn set_error(tx: &mut Tx, uuid: InstanceUuid, expect: Expect, fault: &Fault, host: Option<&str>) -> DbResult<bool> {
+pub async fn set_error(
+    tx: &mut Tx,
+    uuid: InstanceUuid,
+    expect: Expect,
+    fault: &Fault,
+    host: Option<&str>,
+) -> DbResult<bool> {
     let set = SetStates {
         vm_state: VmState::Error,
         task_state: None,
@@ -340,7 +373,12 @@ pub async fn set_error(tx: &mut Tx, uuid: InstanceUuid, expect: Expect, fault: &
 }
 
 /// Records a fault without changing states (a failed stop keeps the server ACTIVE, as Nova).
-pub async fn add_fault(tx: &mut Tx, uuid: InstanceUuid, fault: &Fault, host: Option<&str>) -> DbResult<()> {
+pub async fn add_fault(
+    tx: &mut Tx,
+    uuid: InstanceUuid,
+    fault: &Fault,
+    host: Option<&str>,
+) -> DbResult<()> {
     on_tx!(tx, c => {
         sqlx::query(
             "INSERT INTO instance_faults (instance_uuid, code, message, details, host, created_at) \

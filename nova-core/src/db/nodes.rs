@@ -85,7 +85,8 @@ pub async fn heartbeat(db: &Db, host: &str, binary: &str) -> DbResult<bool> {
 }
 
 pub async fn service(db: &Db, host: &str, binary: &str) -> DbResult<Option<Service>> {
-    let sql = format!("SELECT {SERVICE_COLUMNS} FROM services WHERE host = $1 AND binary_name = $2");
+    let sql =
+        format!("SELECT {SERVICE_COLUMNS} FROM services WHERE host = $1 AND binary_name = $2");
     let row: Option<ServiceRow> =
         on_pool!(db, p => sqlx::query_as(&sql).bind(host).bind(binary).fetch_optional(p).await?);
     Ok(row.map(ServiceRow::into_model))
@@ -219,7 +220,10 @@ pub async fn release(tx: &mut Tx, instance: InstanceUuid) -> DbResult<bool> {
 }
 
 /// What `instance` holds, if anything.
-pub async fn allocation(db: &Db, instance: InstanceUuid) -> DbResult<Option<(NodeUuid, Resources)>> {
+pub async fn allocation(
+    db: &Db,
+    instance: InstanceUuid,
+) -> DbResult<Option<(NodeUuid, Resources)>> {
     let row: Option<(Uuid, i64, i64, i64)> = on_pool!(db, p => {
         sqlx::query_as(
             "SELECT node_uuid, vcpus, memory_mb, disk_gb FROM allocations WHERE instance_uuid = $1",
@@ -229,7 +233,14 @@ pub async fn allocation(db: &Db, instance: InstanceUuid) -> DbResult<Option<(Nod
         .await?
     });
     Ok(row.map(|(n, vcpus, memory_mb, disk_gb)| {
-        (NodeUuid(n), Resources { vcpus, memory_mb, disk_gb })
+        (
+            NodeUuid(n),
+            Resources {
+                vcpus,
+                memory_mb,
+                disk_gb,
+            },
+        )
     }))
 }
 

@@ -22,7 +22,11 @@ struct Args {
 }
 
 fn args() -> anyhow::Result<Args> {
-    let mut a = Args { servers: 1000, concurrency: 32, all_in_one: false };
+    let mut a = Args {
+        servers: 1000,
+        concurrency: 32,
+        all_in_one: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -39,7 +43,11 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
     if sorted.is_empty() {
         return 0;
     }
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
 }
@@ -63,14 +71,20 @@ async fn main() -> anyhow::Result<()> {
     } else {
         Box::new(Distributed::start(options).await?)
     };
-    let shape = if args.all_in_one { "all-in-one (SQLite, in-process bus)" } else { "distributed (RabbitMQ, PostgreSQL)" };
+    let shape = if args.all_in_one {
+        "all-in-one (SQLite, in-process bus)"
+    } else {
+        "distributed (RabbitMQ, PostgreSQL)"
+    };
     let client = Client::new(stack.api_url(), "bench:bench");
     // Warm up connections and caches with a few servers that are not counted.
     for i in 0..5 {
         client.create_server(&format!("warm-{i}"), "42").await?;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let warm = nova_core::db::instances::list(stack.db(), Some("bench"), 10_000).await?.len();
+    let warm = nova_core::db::instances::list(stack.db(), Some("bench"), 10_000)
+        .await?
+        .len();
 
     let started_wall = nova_core::time::now_ms();
     let started = Instant::now();
@@ -95,12 +109,20 @@ async fn main() -> anyhow::Result<()> {
     let launched = loop {
         let all = nova_core::db::instances::list(stack.db(), Some("bench"), 10_000).await?;
         let active: Vec<_> = all.iter().filter(|i| i.launched_at.is_some()).collect();
-        let errors = all.iter().filter(|i| i.vm_state == nova_core::model::VmState::Error).count();
+        let errors = all
+            .iter()
+            .filter(|i| i.vm_state == nova_core::model::VmState::Error)
+            .count();
         anyhow::ensure!(errors == 0, "{errors} servers went to ERROR");
         if active.len() >= args.servers + warm {
             break all;
         }
-        anyhow::ensure!(Instant::now() < deadline, "only {} of {} ACTIVE after 300 s", active.len(), args.servers);
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {} of {} ACTIVE after 300 s",
+            active.len(),
+            args.servers
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let mut latencies: Vec<i64> = Vec::with_capacity(args.servers);
@@ -117,10 +139,18 @@ async fn main() -> anyhow::Result<()> {
     #[allow(clippy::cast_precision_loss)]
     let throughput = args.servers as f64 / total_s;
     println!("shape:            {shape}");
-    println!("servers:          {} (client concurrency {})", args.servers, args.concurrency);
+    println!(
+        "servers:          {} (client concurrency {})",
+        args.servers, args.concurrency
+    );
     println!("all POSTs done:   {:.2} s", post_done.as_secs_f64());
     println!("all ACTIVE after: {total_s:.2} s");
     println!("throughput:       {throughput:.0} servers/s");
-    println!("POST -> ACTIVE:   p50 {} ms, p99 {} ms, max {} ms", percentile(&latencies, 0.5), percentile(&latencies, 0.99), latencies.last().copied().unwrap_or(0));
+    println!(
+        "POST -> ACTIVE:   p50 {} ms, p99 {} ms, max {} ms",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or(0)
+    );
     Ok(())
 }

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every check and test on a fresh machine: installs and starts PostgreSQL and RabbitMQ
+# (scripts/services.sh), checks formatting and lints, then runs all tests against the real
+# services.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/services.sh
+export NOVA_TEST_PG_URL="${NOVA_TEST_PG_URL:-postgres://nova:nova@127.0.0.1:5432/postgres}"
+export NOVA_TEST_AMQP_URL="${NOVA_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
+
+# Databases left by earlier runs (each test makes its own).
+runuser -u postgres -- psql -qAtc "SELECT datname FROM pg_database WHERE datname LIKE 'nova_test_%'" \
+    | while read -r db; do runuser -u postgres -- psql -qc "DROP DATABASE IF EXISTS $db" >/dev/null; done
+
+rustup component list --installed 2>/dev/null | grep -q rustfmt && cargo fmt --all -- --check
+rustup component list --installed 2>/dev/null | grep -q clippy && cargo clippy -q --all-targets -- -D warnings
+
+# cargo runs test binaries one after another; broker_restart restarts the shared broker, so
+# it must stay a binary of its own.
+cargo test --workspace

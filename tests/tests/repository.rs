@@ -1,0 +1,332 @@
+//! The repository layer on both backends: every test runs on PostgreSQL and on SQLite.
+
+use e2e::env;
+use nova_core::db::actions::Requester;
+use nova_core::db::instances::{
+    self, Expect, NewInstance, SetStates, TransitionError, TransitionRule,
+};
+use nova_core::db::tasks::{self, TaskState as RowState};
+use nova_core::db::{flavors, nodes, Db};
+use nova_core::ids::{InstanceUuid, NodeUuid};
+use nova_core::model::{Fault, NodeInventory, NodeType, PowerState, Resources, TaskState, VmState};
+use nova_core::rpc::TaskKind;
+use nova_core::settings::DatabaseSettings;
+
+macro_rules! on_both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn postgresql() -> anyhow::Result<()> {
+                let url = e2e::env::fresh_pg_database().await?;
+                super::$name(super::connect(&url).await?).await
+            }
+
+            #[tokio::test]
+            async fn sqlite() -> anyhow::Result<()> {
+                let (_dir, url) = e2e::env::fresh_sqlite_database()?;
+                super::$name(super::connect(&url).await?).await
+            }
+        }
+    };
+}
+
+async fn connect(url: &str) -> anyhow::Result<Db> {
+    Ok(Db::connect(&DatabaseSettings {
+        url: url.into(),
+        max_connections: 4,
+    })
+    .await?)
+}
+
+fn who() -> Requester<'static> {
+    Requester {
+        request_id: "req-test",
+        project_id: "p1",
+        user_id: "u1",
+    }
+}
+
+async fn new_instance(
+    db: &Db,
+    name: &str,
+) -> anyhow::Result<(InstanceUuid, nova_core::ids::TaskId)> {
+    let flavor = flavors::get(db, "1")
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("m1.tiny missing"))?;
+    let new = NewInstance {
+        name: name.into(),
+        project_id: "p1".into(),
+        user_id: "u1".into(),
+        node_type: NodeType::Vm,
+        flavor,
+        image_ref: "img".into(),
+        metadata: [("k".to_owned(), "v".to_owned())].into(),
+        user_data: None,
+        availability_zone: None,
+    };
+    let (i, t) = instances::create_with_build_task(db, &new, "req-test").await?;
+    Ok((i.uuid, t))
+}
+
+fn inventory(vcpus: i64, memory_mb: i64) -> NodeInventory {
+    NodeInventory {
+        uuid: NodeUuid::new_v4(),
+        name: "node-a".into(),
+        node_type: NodeType::Vm,
+        hypervisor_type: "fake".into(),
+        total: Resources {
+            vcpus,
+            memory_mb,
+            disk_gb: 100,
+        },
+        cpu_allocation_ratio: 1.0,
+        ram_allocation_ratio: 1.0,
+        disk_allocation_ratio: 1.0,
+    }
+}
+
+on_both_backends!(an_instance_is_written_with_its_task_and_action);
+async fn an_instance_is_written_with_its_task_and_action(db: Db) -> anyhow::Result<()> {
+    let (uuid, task) = new_instance(&db, "one").await?;
+    let i = instances::get(&db, uuid)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("not found"))?;
+    assert_eq!(
+        (i.vm_state, i.task_state),
+        (VmState::Building, Some(TaskState::Scheduling))
+    );
+    assert_eq!(i.metadata.get("k").map(String::as_str), Some("v"));
+    assert_eq!(i.flavor.name, "m1.tiny");
+    let t = tasks::get(&db, task)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no task"))?;
+    assert_eq!(
+        (t.kind, t.state, t.instance),
+        (TaskKind::Build, RowState::Pending, uuid)
+    );
+    let recorded = nova_core::db::actions::list(&db, uuid).await?;
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].action, "create");
+    assert_eq!(instances::list(&db, Some("p1"), 10).await?.len(), 1);
+    assert!(instances::list(&db, Some("p2"), 10).await?.is_empty());
+    Ok(())
+}
+
+on_both_backends!(a_claim_with_a_stale_generation_changes_nothing);
+async fn a_claim_with_a_stale_generation_changes_nothing(db: Db) -> anyhow::Result<()> {
+    let inv = inventory(4, 2048);
+    nodes::register(&db, "h1", "nova-compute", std::slice::from_ref(&inv)).await?;
+    let node = nodes::node(&db, inv.uuid)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no node"))?;
+    let (a, _) = new_instance(&db, "a").await?;
+    let (b, _) = new_instance(&db, "b").await?;
+    let need = Resources {
+        vcpus: 1,
+        memory_mb: 512,
+        disk_gb: 1,
+    };
+
+    let mut tx = db.begin().await?;
+    assert!(nodes::claim(&mut tx, inv.uuid, node.generation, a, need).await?);
+    tx.commit().await?;
+    // The same generation again: somebody else claimed in between, so this one loses.
+    let mut tx = db.begin().await?;
+    assert!(!nodes::claim(&mut tx, inv.uuid, node.generation, b, need).await?);
+    tx.commit().await?;
+    assert_eq!(nodes::allocation(&db, b).await?, None);
+
+    let node = nodes::node(&db, inv.uuid)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no node"))?;
+    assert_eq!(node.used, need);
+    // With the fresh generation it goes through.
+    let mut tx = db.begin().await?;
+    assert!(nodes::claim(&mut tx, inv.uuid, node.generation, b, need).await?);
+    tx.commit().await?;
+    assert_eq!(nodes::allocation_count(&db).await?, 2);
+    Ok(())
+}
+
+on_both_backends!(a_claim_beyond_capacity_fails_and_release_is_idempotent);
+async fn a_claim_beyond_capacity_fails_and_release_is_idempotent(db: Db) -> anyhow::Result<()> {
+    let inv = inventory(2, 1024);
+    nodes::register(&db, "h1", "nova-compute", std::slice::from_ref(&inv)).await?;
+    let (a, _) = new_instance(&db, "a").await?;
+    let (b, _) = new_instance(&db, "b").await?;
+    let need = Resources {
+        vcpus: 1,
+        memory_mb: 768,
+        disk_gb: 1,
+    };
+    let g = |db: Db| async move {
+        anyhow::Ok(
+            nodes::node(&db, inv.uuid)
+                .await?
+                .map(|n| n.generation)
+                .unwrap_or(-1),
+        )
+    };
+
+    // (The generation is read before the transaction: SQLite has a single connection.)
+    let generation = g(db.clone()).await?;
+    let mut tx = db.begin().await?;
+    assert!(nodes::claim(&mut tx, inv.uuid, generation, a, need).await?);
+    tx.commit().await?;
+    let generation = g(db.clone()).await?;
+    let mut tx = db.begin().await?;
+    assert!(
+        !nodes::claim(&mut tx, inv.uuid, generation, b, need).await?,
+        "1536 MB > 1024 MB"
+    );
+    tx.commit().await?;
+    // The scheduler's filter agrees.
+    let alive_since = nova_core::time::now_ms() - 60_000;
+    assert!(nodes::candidates(&db, NodeType::Vm, need, alive_since)
+        .await?
+        .is_empty());
+    assert!(
+        nodes::candidates(&db, NodeType::Container, Resources::default(), alive_since)
+            .await?
+            .is_empty()
+    );
+
+    let mut tx = db.begin().await?;
+    assert!(nodes::release(&mut tx, a).await?);
+    assert!(
+        !nodes::release(&mut tx, a).await?,
+        "a second release gives nothing back"
+    );
+    tx.commit().await?;
+    let node = nodes::node(&db, inv.uuid)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no node"))?;
+    assert_eq!(node.used, Resources::default());
+    assert_eq!(
+        nodes::candidates(&db, NodeType::Vm, need, alive_since)
+            .await?
+            .len(),
+        1
+    );
+    Ok(())
+}
+
+on_both_backends!(transitions_compare_and_set);
+async fn transitions_compare_and_set(db: Db) -> anyhow::Result<()> {
+    let (uuid, _) = new_instance(&db, "cas").await?;
+    let stop = TransitionRule {
+        from_vm_states: &[VmState::Active],
+        task_state: TaskState::PoweringOff,
+    };
+    let r = instances::begin_action(&db, uuid, Some("p1"), stop, TaskKind::Stop, &who()).await;
+    assert!(matches!(
+        r,
+        Err(TransitionError::Conflict {
+            vm_state: VmState::Building,
+            ..
+        })
+    ));
+    let r = instances::begin_action(&db, uuid, Some("other"), stop, TaskKind::Stop, &who()).await;
+    assert!(
+        matches!(r, Err(TransitionError::NotFound)),
+        "another project's instance is not found"
+    );
+
+    let mut tx = db.begin().await?;
+    let active = SetStates {
+        vm_state: VmState::Active,
+        task_state: None,
+        power_state: Some(PowerState::Running),
+        launched: true,
+    };
+    let wrong = Expect {
+        vm_state: Some(VmState::Building),
+        task_state: Some(TaskState::Spawning),
+    };
+    assert!(
+        !instances::transition(&mut tx, uuid, wrong, active).await?,
+        "task state is scheduling, not spawning"
+    );
+    assert!(instances::assign_host(&mut tx, uuid, "h1", "node-a").await?);
+    assert!(instances::transition(&mut tx, uuid, wrong, active).await?);
+    assert!(
+        !instances::transition(&mut tx, uuid, wrong, active).await?,
+        "a duplicate is a no-op"
+    );
+    tx.commit().await?;
+
+    let i = instances::get(&db, uuid)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("gone"))?;
+    assert_eq!(
+        (i.vm_state, i.power_state, i.host.as_deref()),
+        (VmState::Active, PowerState::Running, Some("h1"))
+    );
+    assert!(i.launched_at.is_some());
+
+    instances::begin_action(&db, uuid, Some("p1"), stop, TaskKind::Stop, &who()).await?;
+    let again = instances::begin_action(&db, uuid, Some("p1"), stop, TaskKind::Stop, &who()).await;
+    assert!(matches!(
+        again,
+        Err(TransitionError::Conflict {
+            task_state: Some(TaskState::PoweringOff),
+            ..
+        })
+    ));
+
+    let fault = Fault {
+        code: 500,
+        message: "boom".into(),
+        details: None,
+        created_at: 1,
+    };
+    let mut tx = db.begin().await?;
+    let expect = Expect {
+        vm_state: Some(VmState::Active),
+        task_state: None,
+    };
+    assert!(instances::set_error(&mut tx, uuid, expect, &fault, Some("h1")).await?);
+    assert!(!instances::set_error(&mut tx, uuid, expect, &fault, Some("h1")).await?);
+    tx.commit().await?;
+    let i = instances::get(&db, uuid)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("gone"))?;
+    assert_eq!(i.vm_state, VmState::Error);
+    assert_eq!(i.fault.map(|f| f.message), Some("boom".into()));
+
+    let mut tx = db.begin().await?;
+    assert!(instances::mark_deleted(&mut tx, uuid).await?);
+    assert!(!instances::mark_deleted(&mut tx, uuid).await?);
+    tx.commit().await?;
+    assert!(instances::get(&db, uuid).await?.is_none());
+    assert!(instances::get_any(&db, uuid)
+        .await?
+        .is_some_and(|i| i.deleted));
+    Ok(())
+}
+
+on_both_backends!(services_heartbeat_and_go_down_when_silent);
+async fn services_heartbeat_and_go_down_when_silent(db: Db) -> anyhow::Result<()> {
+    assert!(
+        !nodes::heartbeat(&db, "h1", "nova-compute").await?,
+        "unregistered"
+    );
+    nodes::register(&db, "h1", "nova-compute", &[inventory(1, 1)]).await?;
+    assert!(nodes::heartbeat(&db, "h1", "nova-compute").await?);
+    let s = nodes::service(&db, "h1", "nova-compute")
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("none"))?;
+    let now = nova_core::time::now_ms();
+    assert!(s.is_up(now, 1000));
+    assert!(!s.is_up(now + 5000, 1000));
+    // Registering again updates, it does not duplicate.
+    nodes::register(&db, "h1", "nova-compute", &[]).await?;
+    assert_eq!(nodes::services(&db).await?.len(), 1);
+    Ok(())
+}
+
+#[test]
+fn test_env_defaults_point_at_loopback() {
+    assert!(env::pg_admin_url().contains("127.0.0.1") || std::env::var("NOVA_TEST_PG_URL").is_ok());
+    assert!(env::amqp_url().contains("127.0.0.1") || std::env::var("NOVA_TEST_AMQP_URL").is_ok());
+}
