@@ -18,4 +18,12 @@ rustup component list --installed 2>/dev/null | grep -q clippy && cargo clippy -
 
 # cargo runs test binaries one after another; broker_restart restarts the shared broker, so
 # it must stay a binary of its own.
-cargo test --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run (the last of cargo's own lines may be an empty doc-test
+# binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "summary: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

@@ -7,11 +7,11 @@ pub mod settings;
 
 use drivers::{Compute, DriverError, RebootKind};
 use nova_core::bus::{self, Bus, BusError, Delivery};
-use nova_core::ids::InstanceUuid;
+use nova_core::ids::{InstanceUuid, TaskId};
 use nova_core::model::{PowerState, COMPUTE_BINARY};
 use nova_core::rpc::{AgentEvent, ComputeCommand, Envelope, Outcome, Queues};
 pub use settings::AgentSettings;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::Instrument;
@@ -24,6 +24,10 @@ pub struct Agent {
     /// The power state of every instance as last reported to the conductor, by a command's
     /// result or by the sync loop; the sync loop reports only differences from it.
     reported: Mutex<HashMap<InstanceUuid, PowerState>>,
+    /// Tasks whose command is running here now. The conductor re-sends the command of a task
+    /// that seems stuck; a copy that arrives while the first still runs is dropped, so that a
+    /// driver never runs two spawns of one instance at once.
+    running: Mutex<HashSet<TaskId>>,
 }
 
 impl Agent {
@@ -39,6 +43,7 @@ impl Agent {
             queues,
             driver,
             reported: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashSet::new()),
         })
     }
 
@@ -167,39 +172,64 @@ impl Agent {
             }
         };
         let command = envelope.body;
+        let task = command.task_id();
+        if let Some(task) = task {
+            if !lock(&self.running).insert(task) {
+                tracing::info!(%task, "command already running here; dropping the copy");
+                delivery.ack().await;
+                return;
+            }
+        }
+        let retry = self
+            .clone()
+            .handle_command(delivery, command, envelope.request_id)
+            .await;
+        if let Some(task) = task {
+            lock(&self.running).remove(&task);
+        }
+        // Requeued only now, so that the copy is not mistaken for a duplicate of itself.
+        if let Some(delivery) = retry {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            delivery.requeue().await;
+        }
+    }
+
+    async fn handle_command(
+        self: Arc<Self>,
+        delivery: Delivery,
+        command: ComputeCommand,
+        request_id: Option<String>,
+    ) -> Option<Delivery> {
         let span = tracing::info_span!(
             "command",
-            request_id = envelope.request_id.as_deref().unwrap_or("-"),
+            request_id = request_id.as_deref().unwrap_or("-"),
             instance = %command.instance(),
         );
         let (task_id, outcome) = self.execute(&command).instrument(span.clone()).await;
+        // What the conductor will know of the instance's power once this result reaches it.
+        let observed = match &outcome {
+            Outcome::Done { power_state } => Some(Some(*power_state)),
+            Outcome::Destroyed => Some(None),
+            Outcome::Failed { .. } => None,
+        };
         let event = AgentEvent::TaskResult {
             host: self.settings.host.clone(),
             task_id,
             instance: command.instance(),
             outcome,
         };
-        let observed = match &outcome_of(&event) {
-            Some(Outcome::Done { power_state }) => Some(Some(*power_state)),
-            Some(Outcome::Destroyed) => Some(None),
-            _ => None,
-        };
-        match self
-            .report(event, envelope.request_id)
-            .instrument(span)
-            .await
-        {
+        match self.report(event, request_id).instrument(span).await {
             Ok(()) => {
                 if let Some(p) = observed {
                     self.remember(command.instance(), p);
                 }
-                delivery.ack().await
+                delivery.ack().await;
+                None
             }
             // The result did not reach the conductor; run the (idempotent) command again later.
             Err(e) => {
                 tracing::warn!(error = %e, "result not reported; requeueing the command");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                delivery.requeue().await;
+                Some(delivery)
             }
         }
     }
@@ -279,13 +309,6 @@ async fn bounded<T>(
             limit.as_secs()
         )))
     })
-}
-
-fn outcome_of(event: &AgentEvent) -> Option<&Outcome> {
-    match event {
-        AgentEvent::TaskResult { outcome, .. } => Some(outcome),
-        _ => None,
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

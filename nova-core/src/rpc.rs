@@ -131,6 +131,17 @@ pub enum ComputeCommand {
 }
 
 impl ComputeCommand {
+    /// The task this command carries out (none for the conductor's own clean-ups).
+    pub fn task_id(&self) -> Option<TaskId> {
+        match self {
+            Self::Spawn { task_id, .. }
+            | Self::PowerOff { task_id, .. }
+            | Self::PowerOn { task_id, .. }
+            | Self::Reboot { task_id, .. } => Some(*task_id),
+            Self::Destroy { task_id, .. } => *task_id,
+        }
+    }
+
     pub fn instance(&self) -> InstanceUuid {
         match self {
             Self::Spawn { spec, .. } => spec.uuid,
