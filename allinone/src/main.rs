@@ -4,13 +4,8 @@ use allinone::{AllInOne, Settings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let file = std::env::args().nth(1);
-    let settings: Settings = nova_core::settings::load(file.as_deref().map(std::path::Path::new))?;
+    nova_core::settings::init_logging();
+    let settings: Settings = nova_core::settings::load_from_args()?;
     let aio = AllInOne::start(settings.clone()).await?;
     let url = settings
         .api

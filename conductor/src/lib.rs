@@ -17,6 +17,7 @@ use nova_core::rpc::{AgentEvent, ComputeCommand, Envelope, Queues, TaskSubmitted
 pub use settings::ConductorSettings;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Why a handler could not finish; the message goes back to the queue for another try.
 #[derive(Debug, thiserror::Error)]
@@ -65,51 +66,32 @@ impl Conductor {
             .await?;
         tracing::info!(database = self.db.backend(), "conductor serving");
         let reconciler = tokio::spawn(reconciler::run(self.clone()));
-        let me = self.clone();
-        let tasks = bus::consume(task_sub, usize::from(prefetch), move |d| {
-            let me = me.clone();
-            async move {
-                match Envelope::<TaskSubmitted>::decode(&d.payload) {
-                    Err(e) => {
-                        tracing::error!(error = %e, "dropping unreadable task message");
-                        d.ack().await;
-                    }
-                    Ok(env) => {
-                        let span = tracing::info_span!(
-                            "task",
-                            request_id = env.request_id.as_deref().unwrap_or("-"),
-                            instance = %env.body.instance,
-                            task = %env.body.task_id,
-                        );
-                        let result =
-                            tracing::Instrument::instrument(me.handle_task(env.body.task_id), span)
-                                .await;
-                        settle(d, result).await;
-                    }
-                }
-            }
-        });
-        let me = self.clone();
-        let events = bus::consume(event_sub, usize::from(prefetch), move |d| {
-            let me = me.clone();
-            async move {
-                match Envelope::<AgentEvent>::decode(&d.payload) {
-                    Err(e) => {
-                        tracing::error!(error = %e, "dropping unreadable agent event");
-                        d.ack().await;
-                    }
-                    Ok(env) => {
-                        let span = tracing::info_span!(
-                            "event",
-                            request_id = env.request_id.as_deref().unwrap_or("-")
-                        );
-                        let result =
-                            tracing::Instrument::instrument(me.handle_event(env.body), span).await;
-                        settle(d, result).await;
-                    }
-                }
-            }
-        });
+        let tasks = serve(
+            self.clone(),
+            task_sub,
+            prefetch,
+            |me, env: Envelope<TaskSubmitted>| async move {
+                let span = tracing::info_span!(
+                    "task",
+                    request_id = env.request_id.as_deref().unwrap_or("-"),
+                    instance = %env.body.instance,
+                    task = %env.body.task_id,
+                );
+                me.handle_task(env.body.task_id).instrument(span).await
+            },
+        );
+        let events = serve(
+            self.clone(),
+            event_sub,
+            prefetch,
+            |me, env: Envelope<AgentEvent>| async move {
+                let span = tracing::info_span!(
+                    "event",
+                    request_id = env.request_id.as_deref().unwrap_or("-")
+                );
+                me.handle_event(env.body).instrument(span).await
+            },
+        );
         tokio::join!(tasks, events);
         reconciler.abort();
         Ok(())
@@ -130,6 +112,30 @@ impl Conductor {
     pub(crate) fn alive_since(&self) -> i64 {
         nova_core::time::now_ms() - self.settings.service_down_ms()
     }
+}
+
+/// Decodes every delivery of `sub` and hands it to `handle`, at most `prefetch` at a time;
+/// acks or requeues by the outcome (see [`settle`]). Unreadable messages are dropped: a
+/// redelivery could never read them either.
+async fn serve<T, F, Fut>(me: Arc<Conductor>, sub: bus::Subscription, prefetch: u16, handle: F)
+where
+    T: serde::de::DeserializeOwned + serde::Serialize + Send + 'static,
+    F: Fn(Arc<Conductor>, Envelope<T>) -> Fut + Copy + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send + 'static,
+{
+    bus::consume(sub, usize::from(prefetch), move |d| {
+        let me = me.clone();
+        async move {
+            match Envelope::<T>::decode(&d.payload) {
+                Err(e) => {
+                    tracing::error!(error = %e, "dropping an unreadable message");
+                    d.ack().await;
+                }
+                Ok(env) => settle(d, handle(me, env).await).await,
+            }
+        }
+    })
+    .await
 }
 
 /// Acks a handled message; puts it back (after a pause, so a database outage is not a busy

@@ -10,15 +10,24 @@ use keystone_auth::RequestContext;
 use nova_core::db::flavors;
 use serde_json::json;
 
+/// `GET /flavors` (summaries) and `/flavors/detail`: public, enabled flavors.
+async fn listing(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    view: fn(&PublicUrl, &nova_core::model::Flavor) -> serde_json::Value,
+) -> ApiResult<HttpResponse> {
+    let url = PublicUrl::of(&req);
+    let all = flavors::list(&state.db).await?;
+    let items: Vec<_> = all.iter().map(|f| view(&url, f)).collect();
+    Ok(HttpResponse::Ok().json(json!({ "flavors": items })))
+}
+
 async fn list(
     req: HttpRequest,
     _ctx: RequestContext,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let url = PublicUrl::of(&req);
-    let all = flavors::list(&state.db).await?;
-    let items: Vec<_> = all.iter().map(|f| views::flavor_summary(&url, f)).collect();
-    Ok(HttpResponse::Ok().json(json!({ "flavors": items })))
+    listing(req, state, views::flavor_summary).await
 }
 
 async fn detail(
@@ -26,10 +35,7 @@ async fn detail(
     _ctx: RequestContext,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let url = PublicUrl::of(&req);
-    let all = flavors::list(&state.db).await?;
-    let items: Vec<_> = all.iter().map(|f| views::flavor_detail(&url, f)).collect();
-    Ok(HttpResponse::Ok().json(json!({ "flavors": items })))
+    listing(req, state, views::flavor_detail).await
 }
 
 async fn show(

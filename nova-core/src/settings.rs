@@ -69,3 +69,19 @@ pub fn load<T: DeserializeOwned>(file: Option<&Path>) -> Result<T, SettingsError
     );
     Ok(builder.build()?.try_deserialize()?)
 }
+
+/// Logging for a service process: `RUST_LOG` or `info`, to stderr.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+}
+
+/// Loads `T` from the file named by the first command-line argument (if any) and the
+/// environment, as every service binary does.
+pub fn load_from_args<T: DeserializeOwned>() -> Result<T, SettingsError> {
+    let file = std::env::args().nth(1);
+    load(file.as_deref().map(Path::new))
+}
