@@ -461,3 +461,24 @@ pub async fn count_all(db: &Db) -> DbResult<i64> {
     });
     Ok(n)
 }
+
+/// How many live instances of a project are in each vm state.
+pub async fn count_by_state(db: &Db, project: &str) -> DbResult<Vec<(VmState, i64)>> {
+    let rows: Vec<(String, i64)> = on_pool!(db, p => {
+        sqlx::query_as(
+            "SELECT vm_state, COUNT(*) FROM instances WHERE project_id = $1 AND NOT deleted \
+             GROUP BY vm_state",
+        )
+        .bind(project)
+        .fetch_all(p)
+        .await?
+    });
+    rows.into_iter()
+        .map(|(s, n)| {
+            Ok((
+                VmState::parse(&s).ok_or_else(|| corrupt(format!("vm_state {s}")))?,
+                n,
+            ))
+        })
+        .collect()
+}

@@ -2,7 +2,12 @@
 //! PostgreSQL (or `--all-in-one`: SQLite and the in-process bus). Prints throughput and the
 //! p50/p99 of POST → ACTIVE.
 //!
-//! `cargo run --release -p e2e --bin bench-boot -- [--servers N] [--concurrency C] [--all-in-one]`
+//! `cargo run --release -p e2e --bin bench-boot -- [--servers N] [--concurrency C] [--rate R]
+//! [--all-in-one]`
+//!
+//! Without `--rate` the client sends as fast as `C` connections allow (a burst: latency then
+//! includes the queue that builds up); with `--rate R` it offers R POSTs per second whatever
+//! the answers (an open loop), which shows the latency at a load the service sustains.
 //!
 //! Latency of one server is measured from the moment the client sends its POST to the moment
 //! the conductor committed it ACTIVE (`launched_at`, written by the service on the same
@@ -19,6 +24,8 @@ struct Args {
     servers: usize,
     concurrency: usize,
     all_in_one: bool,
+    /// Offered load in POSTs per second (open loop); 0 sends as fast as the client can.
+    rate: u32,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -26,6 +33,7 @@ fn args() -> anyhow::Result<Args> {
         servers: 1000,
         concurrency: 32,
         all_in_one: false,
+        rate: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -33,6 +41,7 @@ fn args() -> anyhow::Result<Args> {
             "--servers" => a.servers = it.next().unwrap_or_default().parse()?,
             "--concurrency" => a.concurrency = it.next().unwrap_or_default().parse()?,
             "--all-in-one" => a.all_in_one = true,
+            "--rate" => a.rate = it.next().unwrap_or_default().parse()?,
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
@@ -88,7 +97,16 @@ async fn main() -> anyhow::Result<()> {
 
     let started_wall = nova_core::time::now_ms();
     let started = Instant::now();
+    let pacing = (args.rate > 0).then(|| Duration::from_secs(1) / args.rate);
     let posted: Vec<(String, i64)> = futures::stream::iter(0..args.servers)
+        .then(|i| async move {
+            if let Some(gap) = pacing {
+                // Open loop: the i-th POST leaves at i/rate seconds, answered or not.
+                let due = started + gap * u32::try_from(i).unwrap_or(u32::MAX);
+                tokio::time::sleep_until(due.into()).await;
+            }
+            i
+        })
         .map(|i| {
             let client = client.clone();
             async move {
@@ -97,7 +115,11 @@ async fn main() -> anyhow::Result<()> {
                 anyhow::Ok((id, t0))
             }
         })
-        .buffer_unordered(args.concurrency)
+        .buffer_unordered(if pacing.is_some() {
+            10_000
+        } else {
+            args.concurrency
+        })
         .collect::<Vec<_>>()
         .await
         .into_iter()
@@ -106,25 +128,28 @@ async fn main() -> anyhow::Result<()> {
     let sent: HashMap<String, i64> = posted.into_iter().collect();
 
     let deadline = Instant::now() + Duration::from_secs(300);
-    let launched = loop {
-        let all = nova_core::db::instances::list(stack.db(), Some("bench"), 10_000).await?;
-        let active: Vec<_> = all.iter().filter(|i| i.launched_at.is_some()).collect();
-        let errors = all
-            .iter()
-            .filter(|i| i.vm_state == nova_core::model::VmState::Error)
-            .count();
+    loop {
+        let counts = nova_core::db::instances::count_by_state(stack.db(), "bench").await?;
+        let count = |state| {
+            counts
+                .iter()
+                .find(|(s, _)| *s == state)
+                .map_or(0, |(_, n)| *n)
+        };
+        let errors = count(nova_core::model::VmState::Error);
         anyhow::ensure!(errors == 0, "{errors} servers went to ERROR");
-        if active.len() >= args.servers + warm {
-            break all;
+        let active = usize::try_from(count(nova_core::model::VmState::Active))?;
+        if active >= args.servers + warm {
+            break;
         }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "only {} of {} ACTIVE after 300 s",
-            active.len(),
+            "only {active} of {} ACTIVE after 300 s",
             args.servers
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let launched = nova_core::db::instances::list(stack.db(), Some("bench"), 100_000).await?;
     let mut latencies: Vec<i64> = Vec::with_capacity(args.servers);
     let mut last_active = started_wall;
     for i in &launched {
@@ -139,10 +164,16 @@ async fn main() -> anyhow::Result<()> {
     #[allow(clippy::cast_precision_loss)]
     let throughput = args.servers as f64 / total_s;
     println!("shape:            {shape}");
-    println!(
-        "servers:          {} (client concurrency {})",
-        args.servers, args.concurrency
-    );
+    match args.rate {
+        0 => println!(
+            "servers:          {} (burst, client concurrency {})",
+            args.servers, args.concurrency
+        ),
+        r => println!(
+            "servers:          {} (open loop at {r} POST/s)",
+            args.servers
+        ),
+    }
     println!("all POSTs done:   {:.2} s", post_done.as_secs_f64());
     println!("all ACTIVE after: {total_s:.2} s");
     println!("throughput:       {throughput:.0} servers/s");
