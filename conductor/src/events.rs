@@ -56,8 +56,22 @@ impl Conductor {
         let Some(task) =
             task.filter(|t| matches!(t.state, RowState::Pending | RowState::Dispatched))
         else {
-            // A clean-up the conductor ordered itself, or a duplicate result.
+            // A clean-up the conductor ordered itself, a duplicate result, or the late result
+            // of a task that was superseded (a build the user deleted meanwhile): whatever now
+            // runs for an instance that is gone must go.
             tracing::debug!(?outcome, "result without an open task");
+            if matches!(outcome, Outcome::Done { .. }) {
+                let gone = instances::get_any(&self.db, uuid)
+                    .await?
+                    .is_none_or(|i| i.deleted);
+                if gone {
+                    let command = ComputeCommand::Destroy {
+                        task_id: None,
+                        instance: uuid,
+                    };
+                    self.send_to_host(host, command, None).await?;
+                }
+            }
             return Ok(());
         };
         let Some(instance) = instances::get_any(&self.db, uuid).await? else {

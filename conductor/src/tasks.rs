@@ -140,12 +140,7 @@ impl Conductor {
         }
         let host_up = match &instance.host {
             None => None,
-            Some(host) => {
-                let service = nodes::service(&self.db, host, COMPUTE_BINARY).await?;
-                let up =
-                    service.is_some_and(|s| s.is_up(now_ms(), self.settings.service_down_ms()));
-                Some((host.clone(), up))
-            }
+            Some(host) => Some((host.clone(), self.host_is_up(host).await?)),
         };
         match host_up {
             Some((host, true)) => {
@@ -238,6 +233,16 @@ impl Conductor {
         let Some(instance) = instances::get_any(&self.db, task.instance).await? else {
             return Ok(());
         };
+        if task.kind == TaskKind::Delete && !instance.deleted {
+            let up = match &instance.host {
+                Some(host) => self.host_is_up(host).await?,
+                None => false,
+            };
+            if !up {
+                // The host died with the destroy in flight: delete locally, as Nova does.
+                return self.finish_delete(task, &instance, None).await;
+            }
+        }
         match (&instance.host, command_for(task, &instance)) {
             (Some(host), Some(command)) if !instance.deleted => {
                 tracing::info!(%host, "re-sending the command of a stuck task");
@@ -247,6 +252,12 @@ impl Conductor {
             }
             _ => self.close_task(task, RowState::Failed).await,
         }
+    }
+
+    /// Whether the compute service on `host` is heard from (Nova's servicegroup check).
+    pub(crate) async fn host_is_up(&self, host: &str) -> Result<bool> {
+        let service = nodes::service(&self.db, host, COMPUTE_BINARY).await?;
+        Ok(service.is_some_and(|s| s.is_up(now_ms(), self.settings.service_down_ms())))
     }
 
     /// Sends a pending task's message again (the API's publish may have been lost).

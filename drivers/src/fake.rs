@@ -32,6 +32,8 @@ pub enum Misbehaviour {
     Fail(String),
     /// Never return (until the call is dropped).
     Hang,
+    /// Take this many milliseconds, then do the work.
+    Delay(u64),
 }
 
 /// Which instances a rule applies to.
@@ -183,6 +185,10 @@ impl FakeDriver {
         match hit {
             None => Ok(()),
             Some(Misbehaviour::Fail(msg)) => Err(DriverError::Backend(msg)),
+            Some(Misbehaviour::Delay(ms)) => {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok(())
+            }
             Some(Misbehaviour::Hang) => {
                 tracing::info!(%uuid, ?step, "fake driver hangs as told");
                 std::future::pending::<()>().await;

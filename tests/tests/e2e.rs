@@ -358,6 +358,43 @@ async fn the_power_sync_notices_what_happens_behind_the_services_back(
     Ok(())
 }
 
+on_both_shapes!(
+    a_server_deleted_while_it_builds_leaves_nothing_behind,
+    Options::default()
+);
+async fn a_server_deleted_while_it_builds_leaves_nothing_behind(
+    stack: &dyn Stack,
+) -> anyhow::Result<()> {
+    stack.driver().add_rule(Rule {
+        step: Step::Spawn,
+        target: Target::NameContains("slow".into()),
+        misbehaviour: Misbehaviour::Delay(1500),
+    });
+    let c = client(stack);
+    let id = c.create_server("slow", "1").await?;
+    // Wait until the spawn is under way on the host, then delete.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while c.server(&id).await?.body["server"]["OS-EXT-STS:task_state"] != json!("spawning") {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "never spawning");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let r = c.delete(&format!("/servers/{id}")).await?;
+    assert_eq!(r.status, 204);
+    c.wait_gone(&id, WAIT).await?;
+    // The spawn finishes after the delete (its delay is 1.5 s); what it built must go too.
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while stack.driver().has_instance(uuid(&id)?) {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the late build stayed on the host"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(nodes::allocation_count(stack.db()).await?, 0);
+    Ok(())
+}
+
 /// Polls until the server is in ERROR and returns it.
 async fn wait_error(c: &Client, id: &str) -> anyhow::Result<Value> {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -440,5 +477,25 @@ async fn a_restarted_agent_adopts_its_instances_instead_of_duplicating_them() ->
     // And it still takes commands for what it adopted.
     assert_eq!(c.action(&id, &json!({"os-stop": null})).await?.status, 202);
     c.wait_status(&id, "SHUTOFF", WAIT).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_sent_to_a_host_that_died_completes_locally() -> anyhow::Result<()> {
+    let mut stack = Distributed::start(Options {
+        service_down_s: 1,
+        redrive_after_s: 2,
+        ..Options::default()
+    })
+    .await?;
+    let c = client(&stack);
+    let id = c.create_server("orphan", "1").await?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    stack.stop_agent();
+    // Deleted at once, before the host is known to be down: the destroy goes to its queue and
+    // nobody answers. Once the task is stale and the host down, the conductor deletes locally.
+    assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 204);
+    c.wait_gone(&id, WAIT).await?;
+    assert_eq!(nodes::allocation_count(stack.db()).await?, 0);
     Ok(())
 }
