@@ -16,6 +16,9 @@ runuser -u postgres -- psql -qAtc "SELECT datname FROM pg_database WHERE datname
 rustup component list --installed 2>/dev/null | grep -q rustfmt && cargo fmt --all -- --check
 rustup component list --installed 2>/dev/null | grep -q clippy && cargo clippy -q --all-targets -- -D warnings
 
+# tests/tests/processes.rs runs the service binaries as processes.
+cargo build -q --workspace --bins
+
 # cargo runs test binaries one after another; broker_restart restarts the shared broker, so
 # it must stay a binary of its own.
 log=$(mktemp)

@@ -24,7 +24,8 @@ async fn main() -> anyhow::Result<()> {
     let bus = nova_core::bus::connect(&settings.bus).await?;
     let queues = Queues::new(&settings.bus.queue_prefix);
     let api = nova_api::start(&settings.api, settings.auth, db, bus, queues)?;
-    tracing::info!("compute API listening on http://{}", api.addr);
+    // On stdout, for whoever started the process (tests read the port from it).
+    println!("Compute API listening on http://{}/v2.1", api.addr);
     api.server.await?;
     Ok(())
 }

@@ -47,3 +47,24 @@ pub fn fresh_sqlite_database() -> anyhow::Result<(tempfile::TempDir, String)> {
     );
     Ok((dir, url))
 }
+
+/// Removes a test's queues from the shared broker. Blocking, on a runtime of its own: it runs
+/// from `Drop`, possibly inside a test's runtime, which must not be blocked on.
+pub fn delete_queues(names: Vec<String>) {
+    let cleanup = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        rt.block_on(async {
+            let bus = nova_core::bus::amqp::AmqpBus::connect(&amqp_url())
+                .await
+                .ok()?;
+            for name in &names {
+                let _ = bus.delete_queue(name).await;
+            }
+            Some(())
+        })
+    });
+    let _ = cleanup.join();
+}

@@ -292,27 +292,11 @@ impl Drop for Distributed {
         {
             c.stop();
         }
-        // Remove this test's queues from the shared broker, on a runtime of its own (drop may
-        // run inside the test's runtime, which must not be blocked on).
-        let names = [
+        env::delete_queues(vec![
             self.queues.conductor_tasks(),
             self.queues.conductor_events(),
             self.queues.compute(&self.options.host),
-        ];
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let bus = AmqpBus::connect(&env::amqp_url()).await.ok()?;
-                for name in &names {
-                    let _ = bus.delete_queue(name).await;
-                }
-                Some(())
-            })
-        });
-        let _ = cleanup.join();
+        ]);
     }
 }
 
