@@ -7,16 +7,28 @@ async fn main() -> anyhow::Result<()> {
     nova_core::settings::init_logging();
     let settings: Settings = nova_core::settings::load_from_args()?;
     let aio = AllInOne::start(settings.clone()).await?;
-    let url = settings
-        .api
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", aio.api_addr));
+    let url = &aio.url;
     println!(
         "Compute API listening on {url}/v2.1 (database: {})",
         settings.database.url
     );
-    println!("Try: curl -s -H 'X-Auth-Token: admin:admin' {url}/v2.1/flavors");
+    if aio.identity.api.is_some() {
+        println!("Identity API (Keystone v3) at {url}/identity/v3");
+    }
+    if let Some(g) = &aio.identity.generated {
+        for (user, password) in [("admin", &g.admin_password), ("demo", &g.demo_password)] {
+            if let Some(p) = password {
+                println!("Bootstrap: generated password of user {user} (shown once): {p}");
+            }
+        }
+    }
+    if let Some(path) = &aio.clouds_yaml {
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+        println!(
+            "Wrote {0}: export OS_CLIENT_CONFIG_FILE={0} OS_CLOUD=demo (or OS_CLOUD=admin)",
+            path.display()
+        );
+    }
     tokio::signal::ctrl_c().await?;
     aio.stop().await;
     Ok(())

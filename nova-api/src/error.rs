@@ -60,12 +60,6 @@ impl From<BusError> for ApiError {
     }
 }
 
-impl From<keystone_auth::Unauthorized> for ApiError {
-    fn from(e: keystone_auth::Unauthorized) -> Self {
-        ApiError::Unauthorized(e.0)
-    }
-}
-
 /// Nova's name of the fault body for a status code.
 pub fn fault_name(status: StatusCode) -> &'static str {
     match status.as_u16() {

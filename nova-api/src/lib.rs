@@ -17,7 +17,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::{from_fn, ErrorHandlerResponse, ErrorHandlers, Next};
 use actix_web::{web, App, HttpMessage, HttpResponse, HttpServer};
-use keystone_auth::{AuthSettings, RequestId};
+use keystone_auth::{Identity, RequestId};
 use links::ConfiguredPublicUrl;
 use nova_core::bus::Bus;
 use nova_core::db::Db;
@@ -134,18 +134,24 @@ pub struct RunningApi {
 /// Binds the API and returns the server future (to spawn or await) and the bound address.
 pub fn start(
     settings: &ApiSettings,
-    auth: AuthSettings,
+    identity: &Identity,
     db: Db,
     bus: Arc<dyn Bus>,
     queues: Queues,
 ) -> std::io::Result<RunningApi> {
     let state = web::Data::new(AppState { db, bus, queues });
     let public_url = ConfiguredPublicUrl(settings.public_url.clone());
+    let identity = identity.clone();
     let mut server = HttpServer::new(move || {
-        App::new()
+        let mut app = App::new()
             .app_data(state.clone())
-            .app_data(auth.clone())
-            .app_data(public_url.clone())
+            .app_data(identity.authenticator.clone());
+        if let Some(api) = &identity.api {
+            app = app
+                .app_data(api.clone())
+                .configure(keystone_auth::api::routes);
+        }
+        app.app_data(public_url.clone())
             .app_data(web::PayloadConfig::new(body::MAX_BODY))
             .wrap(ErrorHandlers::new().default_handler(nova_fault))
             .wrap(from_fn(request_id))

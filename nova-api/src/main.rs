@@ -1,6 +1,6 @@
 //! `nova-api`: the API as its own process (distributed mode).
 
-use keystone_auth::AuthSettings;
+use keystone_auth::{AuthSettings, Identity};
 use nova_api::ApiSettings;
 use nova_core::db::Db;
 use nova_core::rpc::Queues;
@@ -23,7 +23,18 @@ async fn main() -> anyhow::Result<()> {
     let db = Db::connect(&settings.database).await?;
     let bus = nova_core::bus::connect(&settings.bus).await?;
     let queues = Queues::new(&settings.bus.queue_prefix);
-    let api = nova_api::start(&settings.api, settings.auth, db, bus, queues)?;
+    let identity = Identity::setup(&db, &settings.auth)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    if let Some(g) = &identity.generated {
+        if let Some(p) = &g.admin_password {
+            println!("Bootstrap: generated password of user admin (shown once): {p}");
+        }
+        if let Some(p) = &g.demo_password {
+            println!("Bootstrap: generated password of user demo (shown once): {p}");
+        }
+    }
+    let api = nova_api::start(&settings.api, &identity, db, bus, queues)?;
     // On stdout, for whoever started the process (tests read the port from it).
     println!("Compute API listening on http://{}/v2.1", api.addr);
     api.server.await?;

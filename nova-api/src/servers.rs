@@ -50,6 +50,17 @@ const KNOWN: &[&str] = &[
     "security_groups",
 ];
 
+/// Nova's default policy for writes (`project_member`): a reader may look, not touch.
+fn require_write(ctx: &RequestContext, rule: &str) -> ApiResult<()> {
+    if ctx.can_write() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "Policy doesn't allow {rule} to be performed."
+        )))
+    }
+}
+
 fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::BadRequest(msg.into())
 }
@@ -315,6 +326,7 @@ async fn create(
     state: web::Data<AppState>,
     raw: web::Bytes,
 ) -> ApiResult<HttpResponse> {
+    require_write(&ctx, "os_compute_api:servers:create")?;
     let body = body::json(&raw)?;
     let request = parse_create(&body)?;
     let flavor = flavors::get(&state.db, &request.flavor_ref)
@@ -534,6 +546,7 @@ async fn delete(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
+    require_write(&ctx, "os_compute_api:servers:delete")?;
     let rule = TransitionRule {
         from_vm_states: ALL_LIVE_STATES,
         task_state: TaskState::Deleting,
@@ -606,6 +619,7 @@ async fn action(
         }
         other => return Err(bad(format!("There is no such action: {other}"))),
     };
+    require_write(&ctx, &format!("os_compute_api:servers:{action}"))?;
     if matches!(name.as_str(), "os-stop" | "os-start") && !arg.is_null() {
         return Err(invalid(name, arg, "None is the only accepted value"));
     }

@@ -4,7 +4,7 @@ use crate::env;
 use compute_agent::{Agent, AgentSettings};
 use conductor::{Conductor, ConductorSettings};
 use drivers::fake::{FakeDriver, FakeSettings};
-use keystone_auth::AuthSettings;
+use keystone_auth::{AuthSettings, Identity, Strategy};
 use nova_api::ApiSettings;
 use nova_core::bus::amqp::AmqpBus;
 use nova_core::db::Db;
@@ -72,6 +72,14 @@ impl Options {
             public_url: None,
             workers: 2,
         }
+    }
+}
+
+/// These stacks are about compute, not identity: Nova's noauth2, chosen explicitly.
+fn noauth2() -> AuthSettings {
+    AuthSettings {
+        strategy: Strategy::Noauth2,
+        ..Default::default()
     }
 }
 
@@ -212,7 +220,10 @@ impl Distributed {
             Component::spawn("api", move |stop| async move {
                 let db = Db::connect(&database).await?;
                 let bus = Arc::new(AmqpBus::connect(&env::amqp_url()).await?);
-                let api = nova_api::start(&settings, AuthSettings::default(), db, bus, queues)?;
+                let identity = Identity::setup(&db, &noauth2())
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                let api = nova_api::start(&settings, &identity, db, bus, queues)?;
                 addr_tx.send(api.addr)?;
                 let handle = api.server.handle();
                 tokio::select! {
@@ -326,6 +337,7 @@ impl AllInOneStack {
         crate::init_logging();
         let (dir, url) = env::fresh_sqlite_database()?;
         let mut settings = allinone::Settings {
+            auth: noauth2(),
             api: options.api(),
             conductor: options.conductor(),
             agent: options.agent(),

@@ -5,6 +5,7 @@
 
 pub mod actions;
 pub mod flavors;
+pub mod identity;
 pub mod instances;
 pub mod nodes;
 mod rows;

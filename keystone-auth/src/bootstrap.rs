@@ -1,0 +1,100 @@
+//! The first start, as `keystone-manage bootstrap`: the `default` domain, the roles `admin`,
+//! `member` and `reader`, an `admin` project and user with all three roles, and a non-admin
+//! `demo` project and user (member, reader). Idempotent: what exists is left as it is.
+
+use crate::password;
+use crate::settings::AuthSettings;
+use nova_core::db::identity::{self as store, Project, User, DEFAULT_DOMAIN_ID};
+use nova_core::db::{Db, DbError};
+
+/// Passwords the bootstrap generated (to show once); `None` where the account existed or the
+/// password came from the configuration.
+#[derive(Debug, Default)]
+pub struct Generated {
+    pub admin_password: Option<String>,
+    pub demo_password: Option<String>,
+}
+
+async fn role(db: &Db, name: &str) -> Result<String, DbError> {
+    Ok(match store::role_by_name(db, name).await? {
+        Some(r) => r.id,
+        None => store::create_role(db, &store::new_id(), name).await?.id,
+    })
+}
+
+async fn project(db: &Db, name: &str) -> Result<String, DbError> {
+    if let Some(p) = store::project_by_name(db, DEFAULT_DOMAIN_ID, name).await? {
+        return Ok(p.id);
+    }
+    let p = Project {
+        id: store::new_id(),
+        name: name.into(),
+        domain_id: DEFAULT_DOMAIN_ID.into(),
+        description: format!("Bootstrap project {name}"),
+        enabled: true,
+    };
+    store::create_project(db, &p).await?;
+    Ok(p.id)
+}
+
+/// Creates the user if missing; returns its id and the password when it was generated.
+async fn user(
+    db: &Db,
+    name: &str,
+    project_id: &str,
+    configured: Option<&str>,
+) -> Result<(String, Option<String>), DbError> {
+    if let Some(u) = store::user_by_name(db, DEFAULT_DOMAIN_ID, name).await? {
+        return Ok((u.id, None));
+    }
+    let (secret, generated) = match configured {
+        Some(p) => (p.to_owned(), None),
+        None => {
+            let p = password::generate();
+            (p.clone(), Some(p))
+        }
+    };
+    let hash =
+        password::hash(&secret).map_err(|e| DbError::Corrupt(format!("password hash: {e}")))?;
+    let u = User {
+        id: store::new_id(),
+        name: name.into(),
+        domain_id: DEFAULT_DOMAIN_ID.into(),
+        enabled: true,
+        email: None,
+        default_project_id: Some(project_id.into()),
+        password_hash: Some(hash),
+    };
+    store::create_user(db, &u).await?;
+    Ok((u.id, generated))
+}
+
+pub async fn bootstrap(db: &Db, settings: &AuthSettings) -> Result<Generated, DbError> {
+    if store::domain(db, DEFAULT_DOMAIN_ID).await?.is_none() {
+        store::create_domain(db, DEFAULT_DOMAIN_ID, "Default", "The default domain").await?;
+    }
+    let admin_role = role(db, "admin").await?;
+    let member_role = role(db, "member").await?;
+    let reader_role = role(db, "reader").await?;
+    let admin_project = project(db, "admin").await?;
+    let demo_project = project(db, "demo").await?;
+    let (admin, admin_password) = user(
+        db,
+        "admin",
+        &admin_project,
+        settings.admin_password.as_deref(),
+    )
+    .await?;
+    let (demo, demo_password) =
+        user(db, "demo", &demo_project, settings.demo_password.as_deref()).await?;
+    for r in [&admin_role, &member_role, &reader_role] {
+        store::grant(db, &admin, r, &admin_project, "").await?;
+    }
+    for r in [&member_role, &reader_role] {
+        store::grant(db, &demo, r, &demo_project, "").await?;
+    }
+    Ok(Generated {
+        admin_password,
+        demo_password,
+    })
+}
