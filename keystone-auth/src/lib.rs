@@ -180,6 +180,10 @@ impl FromRequest for RequestContext {
             .cloned()
             .unwrap_or_else(RequestId::generate)
             .0;
+        // Without a configured public URL, the identity endpoint is on the host the client
+        // reached (the all-in-one serves both).
+        let info = req.connection_info();
+        let here = format!("{}://{}/identity", info.scheme(), info.host());
         Box::pin(async move {
             let Some(auth) = auth else {
                 return Err(Unauthorized {
@@ -187,7 +191,14 @@ impl FromRequest for RequestContext {
                     identity_url: None,
                 });
             };
-            auth.authenticate(token.as_deref(), request_id).await
+            auth.authenticate(token.as_deref(), request_id)
+                .await
+                .map_err(|mut e| {
+                    if e.identity_url.is_none() && auth.strategy == Strategy::Keystone {
+                        e.identity_url = Some(here);
+                    }
+                    e
+                })
         })
     }
 }

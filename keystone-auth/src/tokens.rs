@@ -116,8 +116,15 @@ pub struct TokenService {
     keys: KeyRing,
     lifetime_s: i64,
     revocations: RwLock<Revocations>,
+    /// Tokens whose signature was checked, with their claims: a client sends the same token
+    /// many times, and an ES256 verification costs tens of microseconds. Expiry and revocation
+    /// are still checked on every use (as keystonemiddleware's token cache does).
+    verified: RwLock<HashMap<String, Claims>>,
     db: Db,
 }
+
+/// Verified tokens kept at most; past this the cache starts afresh (a bound on memory).
+const VERIFIED_MAX: usize = 100_000;
 
 fn audit_id() -> String {
     use base64::Engine;
@@ -131,6 +138,7 @@ impl TokenService {
             keys,
             lifetime_s,
             revocations: RwLock::new(Revocations::default()),
+            verified: RwLock::new(HashMap::new()),
             db,
         })
     }
@@ -166,6 +174,42 @@ impl TokenService {
 
     /// Checks signature (ES256 only, by a key of the ring), expiry and revocation.
     pub fn validate(&self, token: &str) -> Result<Claims, TokenError> {
+        let cached = self
+            .verified
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .cloned();
+        let claims = match cached {
+            Some(c) => {
+                if c.exp <= now_ms() / 1000 {
+                    return Err(TokenError::Invalid);
+                }
+                c
+            }
+            None => {
+                let c = self.verify_signature(token)?;
+                let mut verified = self.verified.write().unwrap_or_else(|e| e.into_inner());
+                if verified.len() >= VERIFIED_MAX {
+                    verified.clear();
+                }
+                verified.insert(token.to_owned(), c.clone());
+                c
+            }
+        };
+        if self
+            .revocations
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .revokes(&claims)
+        {
+            return Err(TokenError::Revoked);
+        }
+        Ok(claims)
+    }
+
+    /// The signature and expiry check alone, without the cache.
+    pub fn verify_signature(&self, token: &str) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         if header.alg != Algorithm::ES256 {
             return Err(TokenError::Invalid);
@@ -178,13 +222,9 @@ impl TokenService {
         let mut validation = Validation::new(Algorithm::ES256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub", "iat"]);
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation)
-            .map_err(|_| TokenError::Invalid)?;
-        let revocations = self.revocations.read().unwrap_or_else(|e| e.into_inner());
-        if revocations.revokes(&data.claims) {
-            return Err(TokenError::Revoked);
-        }
-        Ok(data.claims)
+        jsonwebtoken::decode::<Claims>(token, key, &validation)
+            .map(|d| d.claims)
+            .map_err(|_| TokenError::Invalid)
     }
 
     /// Revokes one token (by its audit id), persistently.

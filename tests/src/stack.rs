@@ -27,6 +27,8 @@ pub struct Options {
     pub fake: FakeSettings,
     pub host: String,
     pub prefetch: u16,
+    /// Identity for the all-in-one; `None` is noauth2 (for tests about compute).
+    pub auth: Option<AuthSettings>,
 }
 
 impl Default for Options {
@@ -41,6 +43,7 @@ impl Default for Options {
             fake: FakeSettings::default(),
             host: "compute-1".into(),
             prefetch: 64,
+            auth: None,
         }
     }
 }
@@ -326,6 +329,10 @@ impl Stack for Distributed {
 /// The all-in-one shape: one process, SQLite, the in-process bus.
 pub struct AllInOneStack {
     api_url: String,
+    /// Where the all-in-one wrote `clouds.yaml` (with Keystone identity).
+    pub clouds_yaml: Option<std::path::PathBuf>,
+    pub identity: Identity,
+    pub key_repository: std::path::PathBuf,
     aio: Option<allinone::AllInOne>,
     db: Db,
     driver: Arc<FakeDriver>,
@@ -336,8 +343,11 @@ impl AllInOneStack {
     pub async fn start(options: Options) -> anyhow::Result<Self> {
         crate::init_logging();
         let (dir, url) = env::fresh_sqlite_database()?;
+        let mut auth = options.auth.clone().unwrap_or_else(noauth2);
+        auth.key_repository = dir.path().join("keys");
         let mut settings = allinone::Settings {
-            auth: noauth2(),
+            auth,
+            clouds_yaml: dir.path().join("clouds.yaml"),
             api: options.api(),
             conductor: options.conductor(),
             agent: options.agent(),
@@ -349,6 +359,9 @@ impl AllInOneStack {
         let db = aio.db.clone();
         wait_for_node(&db).await?;
         Ok(Self {
+            clouds_yaml: aio.clouds_yaml.clone(),
+            identity: aio.identity.clone(),
+            key_repository: dir.path().join("keys"),
             api_url: format!("http://{}", aio.api_addr),
             driver: aio.driver.clone(),
             db,

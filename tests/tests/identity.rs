@@ -1,0 +1,482 @@
+//! Identity end to end: the real `openstack` CLI against the all-in-one, and the ways a token
+//! must be refused. `scripts/test.sh` installs python-openstackclient into `.venv`.
+
+use base64::Engine;
+use e2e::client::Client;
+use e2e::stack::{AllInOneStack, Options};
+use keystone_auth::keys::KeyRing;
+use keystone_auth::tokens::{NewToken, RoleRef, TokenService};
+use keystone_auth::{AuthSettings, Strategy};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+const ADMIN_PASSWORD: &str = "admin-secret";
+const DEMO_PASSWORD: &str = "demo-secret";
+
+fn keystone() -> AuthSettings {
+    AuthSettings {
+        strategy: Strategy::Keystone,
+        admin_password: Some(ADMIN_PASSWORD.into()),
+        demo_password: Some(DEMO_PASSWORD.into()),
+        ..Default::default()
+    }
+}
+
+async fn start() -> anyhow::Result<AllInOneStack> {
+    AllInOneStack::start(Options {
+        auth: Some(keystone()),
+        ..Options::default()
+    })
+    .await
+}
+
+fn b64(data: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+}
+
+/// Password auth scoped to a project of the default domain; returns the token.
+async fn token(url: &str, user: &str, password: &str, project: &str) -> anyhow::Result<String> {
+    let body = json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {"name": user, "domain": {"id": "default"}, "password": password}}},
+        "scope": {"project": {"name": project, "domain": {"id": "default"}}}}});
+    let res = reqwest::Client::new()
+        .post(format!("{url}/identity/v3/auth/tokens"))
+        .json(&body)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        res.status().as_u16() == 201,
+        "token for {user}: {}",
+        res.status()
+    );
+    Ok(res.headers()["X-Subject-Token"].to_str()?.to_owned())
+}
+
+fn openstack_cli() -> anyhow::Result<PathBuf> {
+    let path = std::env::var("NOVA_TEST_OPENSTACK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/openstack")
+        });
+    anyhow::ensure!(
+        path.exists(),
+        "{} missing: scripts/test.sh installs python-openstackclient",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// Runs the CLI with the all-in-one's clouds.yaml and returns stdout; fails on a non-zero exit.
+async fn cli(stack: &AllInOneStack, cloud: &str, args: &[&str]) -> anyhow::Result<String> {
+    let clouds = stack
+        .clouds_yaml
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no clouds.yaml written"))?;
+    let mut cmd = Command::new(openstack_cli()?);
+    cmd.args(args)
+        .env("OS_CLIENT_CONFIG_FILE", clouds)
+        .env("OS_CLOUD", cloud);
+    let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
+    anyhow::ensure!(
+        out.status.success(),
+        "openstack {args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+async fn cli_json(stack: &AllInOneStack, cloud: &str, args: &[&str]) -> anyhow::Result<Value> {
+    let mut all = args.to_vec();
+    all.extend(["-f", "json"]);
+    Ok(serde_json::from_str(&cli(stack, cloud, &all).await?)?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openstack_cli_logs_in_and_administers_identity() -> anyhow::Result<()> {
+    let stack = start().await?;
+    let url = e2e::stack::Stack::api_url(&stack).to_owned();
+
+    let issued = cli_json(&stack, "admin", &["token", "issue"]).await?;
+    let admin_token = issued["id"].as_str().unwrap_or_default().to_owned();
+    assert!(admin_token.split('.').count() == 3, "a JWS token: {issued}");
+
+    let catalog = cli_json(&stack, "demo", &["catalog", "list"]).await?;
+    let types: Vec<&str> = catalog
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["Type"].as_str())
+        .collect();
+    assert!(
+        types.contains(&"identity") && types.contains(&"compute"),
+        "{catalog}"
+    );
+
+    let project = cli_json(
+        &stack,
+        "admin",
+        &["project", "create", "--domain", "default", "team"],
+    )
+    .await?;
+    assert_eq!(project["name"], json!("team"));
+    let user = cli_json(
+        &stack,
+        "admin",
+        &[
+            "user",
+            "create",
+            "--domain",
+            "default",
+            "--password",
+            "pw-1",
+            "alice",
+        ],
+    )
+    .await?;
+    assert_eq!(user["name"], json!("alice"));
+    cli(
+        &stack,
+        "admin",
+        &[
+            "role",
+            "add",
+            "--project",
+            "team",
+            "--user",
+            "alice",
+            "member",
+        ],
+    )
+    .await?;
+    let shown = cli_json(&stack, "admin", &["project", "show", "team"]).await?;
+    assert_eq!(shown["id"], project["id"]);
+
+    // The new user logs in to the new project and uses compute with the token.
+    let alice = token(&url, "alice", "pw-1", "team").await?;
+    let c = Client::new(&url, &alice);
+    let id = c.create_server("alices", "1").await?;
+    let server = c
+        .wait_status(&id, "ACTIVE", Duration::from_secs(60))
+        .await?;
+    assert_eq!(server["tenant_id"], project["id"]);
+    assert_eq!(
+        cli_json(&stack, "demo", &["server", "list"]).await?,
+        json!([]),
+        "demo sees only demo's"
+    );
+
+    // Revocation through the CLI: the token stops working everywhere.
+    let demo_token = cli_json(&stack, "demo", &["token", "issue"]).await?["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        Client::new(&url, &demo_token).get("/servers").await?.status,
+        200
+    );
+    cli(&stack, "demo", &["token", "revoke", &demo_token]).await?;
+    assert_eq!(
+        Client::new(&url, &demo_token).get("/servers").await?.status,
+        401
+    );
+
+    let listed = cli_json(&stack, "admin", &["user", "list"]).await?;
+    let names: Vec<&str> = listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u["Name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"alice") && names.contains(&"admin") && names.contains(&"demo"),
+        "{listed}"
+    );
+    cli(&stack, "admin", &["user", "delete", "alice"]).await?;
+    assert_eq!(
+        Client::new(&url, &alice).get("/servers").await?.status,
+        401,
+        "a deleted user's token dies"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tokens_are_refused() -> anyhow::Result<()> {
+    let stack = start().await?;
+    let url = e2e::stack::Stack::api_url(&stack).to_owned();
+    let good = token(&url, "demo", DEMO_PASSWORD, "demo").await?;
+    assert_eq!(Client::new(&url, &good).get("/servers").await?.status, 200);
+
+    // No token: 401 naming the identity endpoint.
+    let r = Client::new(&url, "").get("/servers").await?;
+    assert_eq!(r.status, 401);
+    let www = r
+        .headers
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        www.starts_with("Keystone uri=") && www.contains("/identity"),
+        "{www}"
+    );
+
+    let parts: Vec<&str> = good.split('.').collect();
+    // Forged: the payload changed (another user), the signature kept.
+    let mut claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[1])?,
+    )?;
+    claims["sub"] = json!("someone-else");
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64(&serde_json::to_vec(&claims)?),
+        parts[2]
+    );
+    // alg none: no signature at all.
+    let none = format!("{}.{}.", b64(br#"{"alg":"none","typ":"JWT"}"#), parts[1]);
+    // HS256 with the public key as the shared secret (the classic key-confusion attack).
+    let public_pem = std::fs::read_dir(stack.key_repository.join("public"))?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no public key"))??
+        .path();
+    let header = json!({"alg": "HS256", "typ": "JWT"});
+    let signing_input = format!("{}.{}", b64(&serde_json::to_vec(&header)?), parts[1]);
+    let hmac = jsonwebtoken::crypto::sign(
+        signing_input.as_bytes(),
+        &jsonwebtoken::EncodingKey::from_secret(&std::fs::read(public_pem)?),
+        jsonwebtoken::Algorithm::HS256,
+    )?;
+    let confused = format!("{signing_input}.{hmac}");
+    // Expired: properly signed with the service's own key, but past its expiry.
+    let keys = KeyRing::load_or_create(&stack.key_repository)?;
+    let past = TokenService::new(keys, -10, e2e::stack::Stack::db(&stack).clone());
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[1])?,
+    )?;
+    let (expired, _) = past
+        .issue(NewToken {
+            user_id: claims["sub"].as_str().unwrap_or_default(),
+            methods: vec!["password".into()],
+            project_id: claims["openstack_project_id"].as_str().map(str::to_owned),
+            domain_id: None,
+            roles: vec![RoleRef {
+                id: "x".into(),
+                name: "member".into(),
+            }],
+            parent: None,
+        })
+        .map_err(anyhow::Error::msg)?;
+    for (what, bad) in [
+        ("forged", forged),
+        ("alg none", none),
+        ("HS256 with the public key", confused),
+        ("expired", expired),
+        ("garbage", "abc".into()),
+    ] {
+        let r = Client::new(&url, &bad).get("/servers").await?;
+        assert_eq!(r.status, 401, "{what} token was accepted");
+    }
+
+    // A wrong password and an unknown user get the same answer.
+    let try_login = |user: &'static str, password: &'static str| {
+        let url = url.clone();
+        async move {
+            let body = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+                "name": user, "domain": {"id": "default"}, "password": password}}}}});
+            let res = reqwest::Client::new()
+                .post(format!("{url}/identity/v3/auth/tokens"))
+                .json(&body)
+                .send()
+                .await?;
+            anyhow::Ok((res.status().as_u16(), res.text().await?))
+        }
+    };
+    let wrong_password = try_login("demo", "nope").await?;
+    let no_such_user = try_login("nobody", "nope").await?;
+    assert_eq!(wrong_password.0, 401);
+    assert_eq!(wrong_password, no_such_user);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_decide_what_a_caller_may_do() -> anyhow::Result<()> {
+    let stack = start().await?;
+    let url = e2e::stack::Stack::api_url(&stack).to_owned();
+    let admin = Client::new(&url, &token(&url, "admin", ADMIN_PASSWORD, "admin").await?);
+    let demo_token = token(&url, "demo", DEMO_PASSWORD, "demo").await?;
+    let demo = Client::new(&url, &demo_token);
+
+    // A member: compute yes, admin APIs no.
+    let id = demo.create_server("mine", "1").await?;
+    assert_eq!(demo.get("/servers?all_tenants=1").await?.status, 403);
+    let r = reqwest::Client::new()
+        .post(format!("{url}/identity/v3/projects"))
+        .header("X-Auth-Token", &demo_token)
+        .json(&json!({"project": {"name": "sneaky"}}))
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 403);
+
+    // Another project's server is not found, even by name of id.
+    let r = admin.server(&id).await?;
+    assert_eq!(r.status, 200, "an admin sees every project's servers");
+    let admins_own = admin.create_server("admins", "1").await?;
+    assert_eq!(demo.server(&admins_own).await?.status, 404);
+
+    // A reader reads and does not write.
+    let admin_token = token(&url, "admin", ADMIN_PASSWORD, "admin").await?;
+    let http = reqwest::Client::new();
+    let v3 = format!("{url}/identity/v3");
+    let created = http
+        .post(format!("{v3}/users"))
+        .header("X-Auth-Token", &admin_token)
+        .json(&json!({"user": {"name": "rita", "password": "pw-r", "domain_id": "default"}}))
+        .send()
+        .await?
+        .json::<Value>()
+        .await?;
+    let rita = created["user"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let roles: Value = http
+        .get(format!("{v3}/roles?name=reader"))
+        .header("X-Auth-Token", &admin_token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let reader = roles["roles"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let projects: Value = http
+        .get(format!("{v3}/projects?name=demo"))
+        .header("X-Auth-Token", &admin_token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let demo_project = projects["projects"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let r = http
+        .put(format!(
+            "{v3}/projects/{demo_project}/users/{rita}/roles/{reader}"
+        ))
+        .header("X-Auth-Token", &admin_token)
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 204);
+    let rita_c = Client::new(&url, &token(&url, "rita", "pw-r", "demo").await?);
+    assert_eq!(rita_c.server(&id).await?.status, 200, "a reader reads");
+    let r = rita_c
+        .post(
+            "/servers",
+            &json!({"server": {"name": "no", "imageRef": e2e::client::IMAGE, "flavorRef": "1"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 403, "a reader does not create: {}", r.body);
+    assert_eq!(rita_c.delete(&format!("/servers/{id}")).await?.status, 403);
+    assert_eq!(
+        rita_c.action(&id, &json!({"os-stop": null})).await?.status,
+        403
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_rotated_key_keeps_older_tokens_valid() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (_db_dir, url) = e2e::env::fresh_sqlite_database()?;
+    let db = nova_core::db::Db::connect(&nova_core::settings::DatabaseSettings {
+        url,
+        max_connections: 1,
+    })
+    .await?;
+    let issue = |svc: &TokenService| {
+        svc.issue(NewToken {
+            user_id: "u",
+            methods: vec!["password".into()],
+            project_id: Some("p".into()),
+            domain_id: None,
+            roles: vec![],
+            parent: None,
+        })
+        .map(|(t, _)| t)
+        .map_err(anyhow::Error::msg)
+    };
+    let before = TokenService::new(KeyRing::load_or_create(dir.path())?, 3600, db.clone());
+    let old_token = issue(&before)?;
+    let new_kid = KeyRing::rotate(dir.path())?;
+    let after = TokenService::new(KeyRing::load_or_create(dir.path())?, 3600, db.clone());
+    assert!(
+        after.validate(&old_token).is_ok(),
+        "a token of the previous key still validates"
+    );
+    let new_token = issue(&after)?;
+    let header = jsonwebtoken::decode_header(&new_token)?;
+    assert_eq!(
+        header.kid.as_deref(),
+        Some(new_kid.as_str()),
+        "new tokens are signed with the new key"
+    );
+    assert!(
+        before.validate(&new_token).is_err(),
+        "a ring without the new key refuses its tokens"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_mode_validates_against_another_keystone() -> anyhow::Result<()> {
+    // The "existing cloud": an all-in-one with its own identity service.
+    let keystone_side = start().await?;
+    let remote_url = e2e::stack::Stack::api_url(&keystone_side).to_owned();
+    // This service joins it: tokens are checked remotely, with the admin as service account.
+    let mut remote = AuthSettings {
+        strategy: Strategy::Remote,
+        ..Default::default()
+    };
+    remote.remote.auth_url = format!("{remote_url}/identity/v3");
+    remote.remote.username = "admin".into();
+    remote.remote.password = ADMIN_PASSWORD.into();
+    remote.remote.project_name = "admin".into();
+    remote.remote.cache_ttl_s = 1;
+    let joined = AllInOneStack::start(Options {
+        auth: Some(remote),
+        ..Options::default()
+    })
+    .await?;
+    let url = e2e::stack::Stack::api_url(&joined).to_owned();
+
+    let demo_token = token(&remote_url, "demo", DEMO_PASSWORD, "demo").await?;
+    let demo = Client::new(&url, &demo_token);
+    let id = demo.create_server("joined", "1").await?;
+    demo.wait_status(&id, "ACTIVE", Duration::from_secs(60))
+        .await?;
+    assert_eq!(
+        Client::new(&url, "not-a-token")
+            .get("/servers")
+            .await?
+            .status,
+        401
+    );
+
+    // Revoked at the remote Keystone: refused here once the cache entry ages out.
+    let r = reqwest::Client::new()
+        .delete(format!("{remote_url}/identity/v3/auth/tokens"))
+        .header("X-Auth-Token", &demo_token)
+        .header("X-Subject-Token", &demo_token)
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 204);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(demo.get("/servers").await?.status, 401);
+    Ok(())
+}
