@@ -141,3 +141,28 @@ impl Client {
         self.post(&format!("/servers/{id}/action"), body).await
     }
 }
+
+/// A project-scoped token by password (users and projects of the `default` domain), from the
+/// identity API at `api_url/identity/v3`.
+pub async fn password_token(
+    api_url: &str,
+    user: &str,
+    password: &str,
+    project: &str,
+) -> anyhow::Result<String> {
+    let body = json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": user, "domain": {"id": "default"}, "password": password}}},
+        "scope": {"project": {"name": project, "domain": {"id": "default"}}}}});
+    let res = reqwest::Client::new()
+        .post(format!("{api_url}/identity/v3/auth/tokens"))
+        .json(&body)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        res.status().as_u16() == 201,
+        "token for {user}: {}",
+        res.status()
+    );
+    Ok(res.headers()["X-Subject-Token"].to_str()?.to_owned())
+}

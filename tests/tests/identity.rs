@@ -36,23 +36,7 @@ fn b64(data: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
 }
 
-/// Password auth scoped to a project of the default domain; returns the token.
-async fn token(url: &str, user: &str, password: &str, project: &str) -> anyhow::Result<String> {
-    let body = json!({"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {"name": user, "domain": {"id": "default"}, "password": password}}},
-        "scope": {"project": {"name": project, "domain": {"id": "default"}}}}});
-    let res = reqwest::Client::new()
-        .post(format!("{url}/identity/v3/auth/tokens"))
-        .json(&body)
-        .send()
-        .await?;
-    anyhow::ensure!(
-        res.status().as_u16() == 201,
-        "token for {user}: {}",
-        res.status()
-    );
-    Ok(res.headers()["X-Subject-Token"].to_str()?.to_owned())
-}
+use e2e::client::password_token as token;
 
 fn openstack_cli() -> anyhow::Result<PathBuf> {
     let path = std::env::var("NOVA_TEST_OPENSTACK")

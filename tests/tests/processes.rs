@@ -40,6 +40,8 @@ impl Drop for Processes {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_boot_and_delete_servers() -> anyhow::Result<()> {
     let db_url = env::fresh_pg_database().await?;
+    let keys = tempfile::tempdir()?;
+    let key_repository = keys.path().display().to_string();
     let prefix = env::queue_prefix();
     let common = [
         ("NOVA__DATABASE__URL", db_url.as_str()),
@@ -58,9 +60,16 @@ async fn three_processes_boot_and_delete_servers() -> anyhow::Result<()> {
     };
     let mut procs = Processes(Vec::new());
     // The API first: it runs the migrations before the conductor connects.
-    procs
-        .0
-        .push(spawn("nova-api", &[("NOVA__API__BIND", "127.0.0.1:0")])?);
+    // With Keystone identity, as deployed: the API process serves /identity too.
+    procs.0.push(spawn(
+        "nova-api",
+        &[
+            ("NOVA__API__BIND", "127.0.0.1:0"),
+            ("NOVA__AUTH__KEY_REPOSITORY", key_repository.as_str()),
+            ("NOVA__AUTH__ADMIN_PASSWORD", "admin-pw"),
+            ("NOVA__AUTH__DEMO_PASSWORD", "demo-pw"),
+        ],
+    )?);
     let stdout = procs.0[0]
         .stdout
         .take()
@@ -84,7 +93,10 @@ async fn three_processes_boot_and_delete_servers() -> anyhow::Result<()> {
         ],
     )?);
 
-    let c = Client::new(&url, "demo:demo");
+    let c = Client::new(
+        &url,
+        &e2e::client::password_token(&url, "demo", "demo-pw", "demo").await?,
+    );
     // The agent registers through the conductor; until then builds find no host, so wait for
     // the node through the API's own view of it: a build that goes ACTIVE.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -107,7 +119,10 @@ async fn three_processes_boot_and_delete_servers() -> anyhow::Result<()> {
         let s = c.wait_status(id, "ACTIVE", Duration::from_secs(60)).await?;
         assert_eq!(s["OS-EXT-STS:power_state"], serde_json::json!(1));
     }
-    let admin = Client::new(&url, "admin:admin");
+    let admin = Client::new(
+        &url,
+        &e2e::client::password_token(&url, "admin", "admin-pw", "admin").await?,
+    );
     let s = admin.server(&ids[0]).await?;
     assert_eq!(
         s.body["server"]["OS-EXT-SRV-ATTR:host"],
