@@ -840,6 +840,32 @@ async fn add_grant(
     Ok(HttpResponse::NoContent().finish())
 }
 
+async fn add_domain_grant(
+    req: HttpRequest,
+    st: web::Data<IdentityState>,
+    path: web::Path<(String, String, String)>,
+) -> IdResult<HttpResponse> {
+    require_admin(&req, &st, "identity:create_grant")?;
+    let (domain, user, role) = path.into_inner();
+    if store::domain(&st.db, &domain).await?.is_none() {
+        return Err(IdentityError::NotFound(format!(
+            "Could not find domain: {domain}."
+        )));
+    }
+    if store::user(&st.db, &user).await?.is_none() {
+        return Err(IdentityError::NotFound(format!(
+            "Could not find user: {user}."
+        )));
+    }
+    if store::role(&st.db, &role).await?.is_none() {
+        return Err(IdentityError::NotFound(format!(
+            "Could not find role: {role}."
+        )));
+    }
+    store::grant(&st.db, &user, &role, "", &domain).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
 async fn check_grant(
     req: HttpRequest,
     st: web::Data<IdentityState>,
@@ -948,6 +974,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/v3/auth/projects", web::get().to(auth_projects))
             .route("/v3/domains", web::get().to(list_domains))
             .route("/v3/domains/{id}", web::get().to(show_domain))
+            .route(
+                "/v3/domains/{d}/users/{u}/roles/{r}",
+                web::put().to(add_domain_grant),
+            )
             .route("/v3/projects", web::get().to(list_projects))
             .route("/v3/projects", web::post().to(create_project))
             .route("/v3/projects/{id}", web::get().to(show_project))

@@ -464,3 +464,176 @@ async fn remote_mode_validates_against_another_keystone() -> anyhow::Result<()> 
     assert_eq!(demo.get("/servers").await?.status, 401);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_api_follows_keystone() -> anyhow::Result<()> {
+    let mut auth = keystone();
+    auth.public_url = Some("https://cloud.example.com".into());
+    let stack = AllInOneStack::start(Options {
+        auth: Some(auth),
+        ..Options::default()
+    })
+    .await?;
+    let url = e2e::stack::Stack::api_url(&stack).to_owned();
+    let v3 = format!("{url}/identity/v3");
+    let http = reqwest::Client::new();
+
+    // Discovery, with links on the public URL (behind a proxy it differs from the bind address).
+    let r = http.get(format!("{url}/identity")).send().await?;
+    assert_eq!(r.status().as_u16(), 300);
+    let body: Value = r.json().await?;
+    assert_eq!(body["versions"]["values"][0]["id"], json!("v3.14"));
+    assert_eq!(
+        body["versions"]["values"][0]["links"][0]["href"],
+        json!("https://cloud.example.com/identity/v3/")
+    );
+    let body: Value = http.get(&v3).send().await?.json().await?;
+    assert_eq!(body["version"]["status"], json!("stable"));
+
+    let admin = token(&url, "admin", ADMIN_PASSWORD, "admin").await?;
+    let get = |path: String, token: String, subject: Option<String>| {
+        let http = http.clone();
+        async move {
+            let mut req = http.get(path).header("X-Auth-Token", token);
+            if let Some(s) = subject {
+                req = req.header("X-Subject-Token", s);
+            }
+            let res = req.send().await?;
+            let status = res.status().as_u16();
+            let body = if status == 200 {
+                res.json::<Value>().await?
+            } else {
+                Value::Null
+            };
+            anyhow::Ok((status, body))
+        }
+    };
+
+    // Validation shows the token; without ?nocatalog with its catalog, on the public URL.
+    let (status, body) = get(
+        format!("{v3}/auth/tokens"),
+        admin.clone(),
+        Some(admin.clone()),
+    )
+    .await?;
+    assert_eq!(status, 200);
+    let t = &body["token"];
+    assert_eq!(t["user"]["name"], json!("admin"));
+    assert_eq!(t["user"]["domain"]["id"], json!("default"));
+    assert_eq!(t["project"]["name"], json!("admin"));
+    assert!(
+        t["expires_at"]
+            .as_str()
+            .is_some_and(|e| e.ends_with('Z') && e.contains('.')),
+        "{t}"
+    );
+    assert!(t["roles"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|r| r["name"] == json!("admin"))));
+    let urls: Vec<&str> = t["catalog"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["endpoints"].as_array().into_iter().flatten())
+        .filter_map(|e| e["url"].as_str())
+        .collect();
+    assert!(urls.contains(&"https://cloud.example.com/v2.1"), "{urls:?}");
+    let (_, body) = get(
+        format!("{v3}/auth/tokens?nocatalog"),
+        admin.clone(),
+        Some(admin.clone()),
+    )
+    .await?;
+    assert!(body["token"].get("catalog").is_none());
+    let head = http
+        .head(format!("{v3}/auth/tokens"))
+        .header("X-Auth-Token", &admin)
+        .header("X-Subject-Token", &admin)
+        .send()
+        .await?;
+    assert_eq!(head.status().as_u16(), 200);
+
+    // Unscoped, then rescoped with the token method: same user, chained audit ids.
+    let body = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": "demo", "domain": {"name": "Default"}, "password": DEMO_PASSWORD}}}}});
+    let res = http
+        .post(format!("{v3}/auth/tokens"))
+        .json(&body)
+        .send()
+        .await?;
+    assert_eq!(res.status().as_u16(), 201);
+    let unscoped = res.headers()["X-Subject-Token"].to_str()?.to_owned();
+    let body: Value = res.json().await?;
+    assert!(body["token"].get("project").is_none() && body["token"].get("catalog").is_none());
+    let (status, projects) = get(format!("{v3}/auth/projects"), unscoped.clone(), None).await?;
+    assert_eq!(status, 200);
+    assert_eq!(projects["projects"][0]["name"], json!("demo"));
+    let user_id = body["token"]["user"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (status, projects) = get(
+        format!("{v3}/users/{user_id}/projects"),
+        unscoped.clone(),
+        None,
+    )
+    .await?;
+    assert_eq!(
+        (status, projects["projects"].as_array().map(Vec::len)),
+        (200, Some(1))
+    );
+    let body = json!({"auth": {"identity": {"methods": ["token"], "token": {"id": unscoped}},
+        "scope": {"project": {"name": "demo", "domain": {"id": "default"}}}}});
+    let res = http
+        .post(format!("{v3}/auth/tokens"))
+        .json(&body)
+        .send()
+        .await?;
+    assert_eq!(res.status().as_u16(), 201);
+    let scoped: Value = res.json().await?;
+    assert_eq!(scoped["token"]["methods"], json!(["token"]));
+    assert_eq!(
+        scoped["token"]["audit_ids"].as_array().map(Vec::len),
+        Some(2)
+    );
+    let (status, catalog) = get(format!("{v3}/auth/catalog"), admin.clone(), None).await?;
+    assert_eq!(status, 200);
+    assert!(catalog["catalog"].as_array().is_some_and(|c| c.len() >= 2));
+
+    // Domain scope, once the user has a role on the domain.
+    let (_, roles) = get(format!("{v3}/roles?name=admin"), admin.clone(), None).await?;
+    let (_, users) = get(format!("{v3}/users?name=admin"), admin.clone(), None).await?;
+    let (role, user) = (
+        roles["roles"][0]["id"].as_str().unwrap_or_default(),
+        users["users"][0]["id"].as_str().unwrap_or_default(),
+    );
+    let r = http
+        .put(format!("{v3}/domains/default/users/{user}/roles/{role}"))
+        .header("X-Auth-Token", &admin)
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 204);
+    let body = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "id": user, "password": ADMIN_PASSWORD}}}, "scope": {"domain": {"id": "default"}}}});
+    let res = http
+        .post(format!("{v3}/auth/tokens"))
+        .json(&body)
+        .send()
+        .await?;
+    assert_eq!(res.status().as_u16(), 201);
+    let body: Value = res.json().await?;
+    assert_eq!(body["token"]["domain"]["id"], json!("default"));
+    assert!(body["token"].get("project").is_none());
+
+    // A scope the user has no role on is refused.
+    let body = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": "demo", "domain": {"id": "default"}, "password": DEMO_PASSWORD}}},
+        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}});
+    let res = http
+        .post(format!("{v3}/auth/tokens"))
+        .json(&body)
+        .send()
+        .await?;
+    assert_eq!(res.status().as_u16(), 401);
+    Ok(())
+}
