@@ -8,6 +8,8 @@ pub mod body;
 pub mod error;
 pub mod flavors;
 pub mod links;
+pub mod os_services;
+pub mod policy;
 pub mod servers;
 pub mod versions;
 pub mod views;
@@ -36,6 +38,9 @@ pub struct ApiSettings {
     pub public_url: Option<String>,
     /// HTTP worker threads (0: one per core).
     pub workers: usize,
+    /// A compute service silent this long shows as down (Nova's `service_down_time`; keep it
+    /// equal to the conductor's).
+    pub service_down_time_s: u64,
 }
 
 impl Default for ApiSettings {
@@ -44,6 +49,7 @@ impl Default for ApiSettings {
             bind: "127.0.0.1:8774".into(),
             public_url: None,
             workers: 0,
+            service_down_time_s: 60,
         }
     }
 }
@@ -51,6 +57,7 @@ impl Default for ApiSettings {
 /// What every handler shares.
 pub struct AppState {
     pub db: Db,
+    pub service_down_ms: i64,
     pub bus: Arc<dyn Bus>,
     pub queues: Queues,
 }
@@ -121,7 +128,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("", web::get().to(versions::v2_1))
             .route("/", web::get().to(versions::v2_1))
             .configure(servers::configure)
-            .configure(flavors::configure),
+            .configure(flavors::configure)
+            .configure(os_services::configure),
     );
 }
 
@@ -139,7 +147,14 @@ pub fn start(
     bus: Arc<dyn Bus>,
     queues: Queues,
 ) -> std::io::Result<RunningApi> {
-    let state = web::Data::new(AppState { db, bus, queues });
+    let service_down_ms =
+        i64::try_from(settings.service_down_time_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let state = web::Data::new(AppState {
+        db,
+        service_down_ms,
+        bus,
+        queues,
+    });
     let public_url = ConfiguredPublicUrl(settings.public_url.clone());
     let identity = identity.clone();
     let mut server = HttpServer::new(move || {

@@ -5,6 +5,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::links::PublicUrl;
+use crate::policy::require_write;
 use crate::{body, views, AppState};
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
@@ -49,17 +50,6 @@ const KNOWN: &[&str] = &[
     "OS-DCF:diskConfig",
     "security_groups",
 ];
-
-/// Nova's default policy for writes (`project_member`): a reader may look, not touch.
-fn require_write(ctx: &RequestContext, rule: &str) -> ApiResult<()> {
-    if ctx.can_write() {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(format!(
-            "Policy doesn't allow {rule} to be performed."
-        )))
-    }
-}
 
 fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::BadRequest(msg.into())

@@ -74,6 +74,7 @@ impl Options {
             bind: "127.0.0.1:0".into(),
             public_url: None,
             workers: 2,
+            service_down_time_s: self.service_down_s,
         }
     }
 }

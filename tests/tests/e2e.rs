@@ -395,6 +395,78 @@ async fn a_server_deleted_while_it_builds_leaves_nothing_behind(
     Ok(())
 }
 
+on_both_shapes!(admin_apis_are_for_admins, Options::default());
+async fn admin_apis_are_for_admins(stack: &dyn Stack) -> anyhow::Result<()> {
+    let admin = Client::new(stack.api_url(), "admin:admin");
+    let member = client(stack);
+    let flavor =
+        json!({"flavor": {"name": "c1.small", "ram": 256, "vcpus": 1, "disk": 1, "id": "c1"}});
+
+    let r = member.post("/flavors", &flavor).await?;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        r.body["forbidden"]["message"],
+        json!("Policy doesn't allow os_compute_api:os-flavor-manage:create to be performed.")
+    );
+    assert_eq!(member.get("/os-services").await?.status, 403);
+
+    let r = admin.post("/flavors", &flavor).await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["flavor"]["ram"], json!(256));
+    assert_eq!(
+        admin.post("/flavors", &flavor).await?.status,
+        409,
+        "the id is taken"
+    );
+    let bad_type = json!({"extra_specs": {"node:type": "toaster"}});
+    assert_eq!(
+        admin
+            .post("/flavors/c1/os-extra_specs", &bad_type)
+            .await?
+            .status,
+        400
+    );
+    let specs = json!({"extra_specs": {"node:type": "container"}});
+    assert_eq!(
+        member
+            .post("/flavors/c1/os-extra_specs", &specs)
+            .await?
+            .status,
+        403
+    );
+    assert_eq!(
+        admin
+            .post("/flavors/c1/os-extra_specs", &specs)
+            .await?
+            .status,
+        200
+    );
+    assert_eq!(member.get("/flavors/c1/os-extra_specs").await?.body, specs);
+    // No container node here: a server of that flavor finds no host.
+    let id = member.create_server("boxed", "c1").await?;
+    let server = wait_error(&member, &id).await?;
+    assert!(server["fault"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("No valid host"));
+
+    assert_eq!(member.delete("/flavors/c1").await?.status, 403);
+    assert_eq!(admin.delete("/flavors/c1").await?.status, 202);
+    assert_eq!(admin.get("/flavors/c1").await?.status, 404);
+    assert_eq!(admin.delete("/flavors/c1").await?.status, 404);
+
+    let services = admin.get("/os-services").await?;
+    assert_eq!(services.status, 200);
+    let compute = &services.body["services"][0];
+    assert_eq!(compute["binary"], json!("nova-compute"));
+    assert_eq!(compute["host"], json!("compute-1"));
+    assert_eq!(
+        (compute["state"].clone(), compute["status"].clone()),
+        (json!("up"), json!("enabled"))
+    );
+    Ok(())
+}
+
 /// Polls until the server is in ERROR and returns it.
 async fn wait_error(c: &Client, id: &str) -> anyhow::Result<Value> {
     let deadline = tokio::time::Instant::now() + WAIT;

@@ -92,3 +92,49 @@ pub async fn create(db: &Db, flavor: &Flavor) -> DbResult<()> {
     let _ = id;
     tx.commit().await
 }
+
+/// Deletes a flavor and its extra specs; false when there is none with this flavor id. Servers
+/// keep their flavor snapshot.
+pub async fn delete(db: &Db, flavorid: &str) -> DbResult<bool> {
+    let mut tx = db.begin().await?;
+    let n = super::on_tx!(&mut tx, c => {
+        sqlx::query("DELETE FROM flavor_extra_specs WHERE flavor_id IN (SELECT id FROM flavors WHERE flavorid = $1)")
+            .bind(flavorid)
+            .execute(&mut *c)
+            .await?;
+        sqlx::query("DELETE FROM flavors WHERE flavorid = $1").bind(flavorid).execute(&mut *c).await?.rows_affected()
+    });
+    tx.commit().await?;
+    Ok(n == 1)
+}
+
+/// Sets (adds or replaces) extra specs of a flavor; false when the flavor does not exist.
+pub async fn set_extra_specs(
+    db: &Db,
+    flavorid: &str,
+    specs: &BTreeMap<String, String>,
+) -> DbResult<bool> {
+    let mut tx = db.begin().await?;
+    let found = super::on_tx!(&mut tx, c => {
+        let id: Option<(i64,)> = sqlx::query_as("SELECT id FROM flavors WHERE flavorid = $1")
+            .bind(flavorid)
+            .fetch_optional(&mut *c)
+            .await?;
+        if let Some((id,)) = id {
+            for (k, v) in specs {
+                sqlx::query(
+                    "INSERT INTO flavor_extra_specs (flavor_id, key, value) VALUES ($1, $2, $3) \
+                     ON CONFLICT (flavor_id, key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(id)
+                .bind(k)
+                .bind(v)
+                .execute(&mut *c)
+                .await?;
+            }
+        }
+        id.is_some()
+    });
+    tx.commit().await?;
+    Ok(found)
+}
