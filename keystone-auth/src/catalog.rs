@@ -1,4 +1,4 @@
-//! The service catalog in tokens: identity, compute and (when configured) image, each with a
+//! The service catalog in tokens: identity, compute and image, each with a
 //! public and an internal endpoint in the configured region.
 
 use crate::settings::AuthSettings;
@@ -34,8 +34,11 @@ pub fn catalog(base: &str, settings: &AuthSettings) -> Value {
         service("identity", "keystone", &format!("{base}/identity"), region),
         service("compute", "nova", &format!("{base}/v2.1"), region),
     ];
-    if let Some(image) = &settings.image_url {
-        services.push(service("image", "glance", image, region));
-    }
+    // The image service is served next to compute unless configured elsewhere.
+    let image = settings
+        .image_url
+        .clone()
+        .unwrap_or_else(|| format!("{base}/image"));
+    services.push(service("image", "glance", &image, region));
     Value::Array(services)
 }

@@ -26,7 +26,7 @@ pub struct AuthSettings {
     /// Public URLs for the catalog and for links; unset, they derive from the request's host.
     pub public_url: Option<String>,
     pub region: String,
-    /// The image service's URL for the catalog, when one is deployed.
+    /// The image service's URL for the catalog (default: `<public URL>/image`).
     pub image_url: Option<String>,
     /// Bootstrap passwords; unset, they are generated and printed once.
     pub admin_password: Option<String>,

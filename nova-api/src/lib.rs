@@ -7,6 +7,7 @@
 pub mod body;
 pub mod error;
 pub mod flavors;
+pub mod images;
 pub mod links;
 pub mod os_services;
 pub mod policy;
@@ -41,6 +42,10 @@ pub struct ApiSettings {
     /// A compute service silent this long shows as down (Nova's `service_down_time`; keep it
     /// equal to the conductor's).
     pub service_down_time_s: u64,
+    /// Where the image service keeps image data.
+    pub image_store_dir: std::path::PathBuf,
+    /// The largest image accepted, in bytes (Glance's `image_size_cap`, 1 TiB by default).
+    pub image_size_cap: i64,
 }
 
 impl Default for ApiSettings {
@@ -50,6 +55,8 @@ impl Default for ApiSettings {
             public_url: None,
             workers: 0,
             service_down_time_s: 60,
+            image_store_dir: "images".into(),
+            image_size_cap: 1 << 40,
         }
     }
 }
@@ -157,10 +164,16 @@ pub fn start(
     });
     let public_url = ConfiguredPublicUrl(settings.public_url.clone());
     let identity = identity.clone();
+    let image_store = web::Data::new(images::ImageStore {
+        dir: settings.image_store_dir.clone(),
+        size_cap: settings.image_size_cap,
+    });
     let mut server = HttpServer::new(move || {
         let mut app = App::new()
             .app_data(state.clone())
-            .app_data(identity.authenticator.clone());
+            .app_data(identity.authenticator.clone())
+            .app_data(image_store.clone())
+            .configure(images::routes);
         if let Some(api) = &identity.api {
             app = app
                 .app_data(api.clone())

@@ -324,8 +324,7 @@ async fn create(
         .filter(|f| !f.disabled)
         .ok_or_else(|| bad(format!("Flavor {} could not be found.", request.flavor_ref)))?;
     let node_type = flavor.node_type().map_err(bad)?;
-    // TODO-correctness: the image is checked against the image service (and its type against
-    // the node type) once the image service exists (image issue).
+    crate::images::for_server(&state, &ctx, &request.image_ref, node_type).await?;
     let url = PublicUrl::of(&req);
     let mut first = None;
     for n in 1..=request.count {

@@ -3,7 +3,10 @@
 use serde_json::{json, Value};
 use std::time::Duration;
 
+/// A public disk image (bare/raw) every stack registers, for servers on VM nodes.
 pub const IMAGE: &str = "70a599e0-31e7-49b7-b260-868f441e862b";
+/// A public `docker` image every stack registers, for servers on container nodes.
+pub const DOCKER_IMAGE: &str = "5c2d4e1e-9d4f-4a47-9d52-0c6b2b1a8f11";
 
 #[derive(Clone)]
 pub struct Client {
@@ -78,9 +81,18 @@ impl Client {
         self.raw(reqwest::Method::DELETE, path, None).await
     }
 
-    /// Creates a server and returns its id; fails unless the API answers 202.
+    /// Creates a server from [`IMAGE`] and returns its id; fails unless the API answers 202.
     pub async fn create_server(&self, name: &str, flavor: &str) -> anyhow::Result<String> {
-        let body = json!({"server": {"name": name, "imageRef": IMAGE, "flavorRef": flavor}});
+        self.create_server_from(name, flavor, IMAGE).await
+    }
+
+    pub async fn create_server_from(
+        &self,
+        name: &str,
+        flavor: &str,
+        image: &str,
+    ) -> anyhow::Result<String> {
+        let body = json!({"server": {"name": name, "imageRef": image, "flavorRef": flavor}});
         let r = self.post("/servers", &body).await?;
         anyhow::ensure!(r.status == 202, "create {name}: {} {}", r.status, r.body);
         r.body["server"]["id"]

@@ -68,3 +68,44 @@ pub fn delete_queues(names: Vec<String>) {
     });
     let _ = cleanup.join();
 }
+
+/// Registers the public test images ([`crate::client::IMAGE`], [`crate::client::DOCKER_IMAGE`])
+/// as active records. Their data is never read: the fake driver boots nothing.
+pub async fn register_test_images(db: &nova_core::db::Db) -> anyhow::Result<()> {
+    use nova_core::db::images::{self, Image};
+    for (id, name, container, disk) in [
+        (crate::client::IMAGE, "test-disk", "bare", "raw"),
+        (crate::client::DOCKER_IMAGE, "test-docker", "docker", "raw"),
+    ] {
+        if images::get(db, id).await?.is_some() {
+            continue;
+        }
+        let now = nova_core::time::now_ms();
+        images::create(
+            db,
+            &Image {
+                id: id.into(),
+                name: Some(name.into()),
+                owner: "admin".into(),
+                status: "active".into(),
+                visibility: "public".into(),
+                protected: false,
+                os_hidden: false,
+                container_format: Some(container.into()),
+                disk_format: Some(disk.into()),
+                size: Some(0),
+                checksum: None,
+                os_hash_algo: None,
+                os_hash_value: None,
+                min_disk: 0,
+                min_ram: 0,
+                properties: "{}".into(),
+                created_at: now,
+                updated_at: now,
+                tags: vec![],
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}

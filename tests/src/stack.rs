@@ -75,6 +75,7 @@ impl Options {
             public_url: None,
             workers: 2,
             service_down_time_s: self.service_down_s,
+            ..ApiSettings::default()
         }
     }
 }
@@ -185,6 +186,7 @@ pub struct Distributed {
     agent: Option<Component>,
     conductor: Option<Component>,
     api: Option<Component>,
+    _images_dir: tempfile::TempDir,
 }
 
 impl Distributed {
@@ -197,6 +199,7 @@ impl Distributed {
         };
         // The test's own pool connects first and so runs the migrations once.
         let db = Db::connect(&database).await?;
+        env::register_test_images(&db).await?;
         let queues = Queues::new(&env::queue_prefix());
         let driver = Arc::new(FakeDriver::new(&options.host, options.fake.clone()));
 
@@ -218,9 +221,12 @@ impl Distributed {
             })
         };
 
+        let images_dir = tempfile::tempdir()?;
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let api = {
-            let (database, queues, settings) = (database.clone(), queues.clone(), options.api());
+            let mut settings = options.api();
+            settings.image_store_dir = images_dir.path().to_owned();
+            let (database, queues) = (database.clone(), queues.clone());
             Component::spawn("api", move |stop| async move {
                 let db = Db::connect(&database).await?;
                 let bus = Arc::new(AmqpBus::connect(&env::amqp_url()).await?);
@@ -250,6 +256,7 @@ impl Distributed {
             agent: None,
             conductor: Some(conductor),
             api: Some(api),
+            _images_dir: images_dir,
         };
         me.start_agent();
         me.wait_for_node().await?;
@@ -355,9 +362,11 @@ impl AllInOneStack {
             ..Default::default()
         };
         settings.database.url = url;
+        settings.api.image_store_dir = dir.path().join("images");
         settings.bus.prefetch = options.prefetch;
         let aio = allinone::AllInOne::start(settings).await?;
         let db = aio.db.clone();
+        env::register_test_images(&db).await?;
         wait_for_node(&db).await?;
         Ok(Self {
             clouds_yaml: aio.clouds_yaml.clone(),

@@ -322,8 +322,13 @@ async fn a_flavor_no_node_can_hold_gives_no_valid_host(stack: &dyn Stack) -> any
     nova_core::db::flavors::create(stack.db(), &container).await?;
 
     let c = client(stack);
-    for flavor in ["huge", "c1"] {
-        let id = c.create_server(&format!("nvh-{flavor}"), flavor).await?;
+    for (flavor, image) in [
+        ("huge", e2e::client::IMAGE),
+        ("c1", e2e::client::DOCKER_IMAGE),
+    ] {
+        let id = c
+            .create_server_from(&format!("nvh-{flavor}"), flavor, image)
+            .await?;
         let server = wait_error(&c, &id).await?;
         let message = server["fault"]["message"].as_str().unwrap_or_default();
         assert!(message.starts_with("No valid host was found"), "{message}");
@@ -442,8 +447,18 @@ async fn admin_apis_are_for_admins(stack: &dyn Stack) -> anyhow::Result<()> {
         200
     );
     assert_eq!(member.get("/flavors/c1/os-extra_specs").await?.body, specs);
+    // A disk image does not fit a container flavor: 400 before anything is queued.
+    let r = member
+        .post(
+            "/servers",
+            &json!({"server": {"name": "x", "imageRef": e2e::client::IMAGE, "flavorRef": "c1"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
     // No container node here: a server of that flavor finds no host.
-    let id = member.create_server("boxed", "c1").await?;
+    let id = member
+        .create_server_from("boxed", "c1", e2e::client::DOCKER_IMAGE)
+        .await?;
     let server = wait_error(&member, &id).await?;
     assert!(server["fault"]["message"]
         .as_str()

@@ -40,6 +40,15 @@ impl Drop for Processes {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_boot_and_delete_servers() -> anyhow::Result<()> {
     let db_url = env::fresh_pg_database().await?;
+    {
+        let settings = nova_core::settings::DatabaseSettings {
+            url: db_url.clone(),
+            max_connections: 1,
+        };
+        let db = nova_core::db::Db::connect(&settings).await?;
+        env::register_test_images(&db).await?;
+        db.close().await;
+    }
     let keys = tempfile::tempdir()?;
     let key_repository = keys.path().display().to_string();
     let prefix = env::queue_prefix();
@@ -59,7 +68,7 @@ async fn three_processes_boot_and_delete_servers() -> anyhow::Result<()> {
         Ok(cmd.spawn()?)
     };
     let mut procs = Processes(Vec::new());
-    // The API first: it runs the migrations before the conductor connects.
+    // The API first (the test ran the migrations already).
     // With Keystone identity, as deployed: the API process serves /identity too.
     procs.0.push(spawn(
         "nova-api",

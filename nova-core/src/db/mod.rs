@@ -6,6 +6,7 @@
 pub mod actions;
 pub mod flavors;
 pub mod identity;
+pub mod images;
 pub mod instances;
 pub mod nodes;
 mod rows;

@@ -1,0 +1,173 @@
+//! Images: their records and tags. The data lives in the image store (nova-api's `images`).
+
+use super::{on_pool, Db, DbResult};
+use crate::time::now_ms;
+
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct Image {
+    pub id: String,
+    pub name: Option<String>,
+    pub owner: String,
+    pub status: String,
+    pub visibility: String,
+    pub protected: bool,
+    pub os_hidden: bool,
+    pub container_format: Option<String>,
+    pub disk_format: Option<String>,
+    pub size: Option<i64>,
+    pub checksum: Option<String>,
+    pub os_hash_algo: Option<String>,
+    pub os_hash_value: Option<String>,
+    pub min_disk: i64,
+    pub min_ram: i64,
+    /// Extra properties, a JSON object of strings.
+    pub properties: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    #[sqlx(skip)]
+    pub tags: Vec<String>,
+}
+
+const COLUMNS: &str =
+    "id, name, owner, status, visibility, protected, os_hidden, container_format, \
+    disk_format, size, checksum, os_hash_algo, os_hash_value, min_disk, min_ram, properties, \
+    created_at, updated_at";
+
+pub async fn create(db: &Db, i: &Image) -> DbResult<()> {
+    on_pool!(db, p => {
+        sqlx::query(&format!(
+            "INSERT INTO images ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+        ))
+        .bind(&i.id).bind(&i.name).bind(&i.owner).bind(&i.status).bind(&i.visibility).bind(i.protected)
+        .bind(i.os_hidden).bind(&i.container_format).bind(&i.disk_format).bind(i.size).bind(&i.checksum)
+        .bind(&i.os_hash_algo).bind(&i.os_hash_value).bind(i.min_disk).bind(i.min_ram).bind(&i.properties)
+        .bind(i.created_at).bind(i.updated_at)
+        .execute(p).await?;
+    });
+    for t in &i.tags {
+        add_tag(db, &i.id, t).await?;
+    }
+    Ok(())
+}
+
+async fn tags(db: &Db, id: &str) -> DbResult<Vec<String>> {
+    let rows: Vec<(String,)> = on_pool!(db, p => {
+        sqlx::query_as("SELECT tag FROM image_tags WHERE image_id = $1 ORDER BY tag").bind(id).fetch_all(p).await?
+    });
+    Ok(rows.into_iter().map(|(t,)| t).collect())
+}
+
+/// An image that is not deleted.
+pub async fn get(db: &Db, id: &str) -> DbResult<Option<Image>> {
+    let sql = format!("SELECT {COLUMNS} FROM images WHERE id = $1 AND status <> 'deleted'");
+    let row: Option<Image> =
+        on_pool!(db, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await?);
+    match row {
+        None => Ok(None),
+        Some(mut i) => {
+            i.tags = tags(db, &i.id).await?;
+            Ok(Some(i))
+        }
+    }
+}
+
+/// Every image that is not deleted, with its tags (the API filters and pages).
+pub async fn list(db: &Db) -> DbResult<Vec<Image>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM images WHERE status <> 'deleted' ORDER BY created_at DESC, id DESC"
+    );
+    let mut rows: Vec<Image> = on_pool!(db, p => sqlx::query_as(&sql).fetch_all(p).await?);
+    let all_tags: Vec<(String, String)> = on_pool!(db, p => {
+        sqlx::query_as("SELECT image_id, tag FROM image_tags ORDER BY tag").fetch_all(p).await?
+    });
+    for i in &mut rows {
+        i.tags = all_tags
+            .iter()
+            .filter(|(id, _)| *id == i.id)
+            .map(|(_, t)| t.clone())
+            .collect();
+    }
+    Ok(rows)
+}
+
+/// Writes the mutable fields of an image (a PATCH).
+pub async fn update(db: &Db, i: &Image) -> DbResult<()> {
+    on_pool!(db, p => {
+        sqlx::query(
+            "UPDATE images SET name = $2, visibility = $3, protected = $4, os_hidden = $5, \
+             container_format = $6, disk_format = $7, min_disk = $8, min_ram = $9, properties = $10, \
+             updated_at = $11 WHERE id = $1",
+        )
+        .bind(&i.id).bind(&i.name).bind(&i.visibility).bind(i.protected).bind(i.os_hidden)
+        .bind(&i.container_format).bind(&i.disk_format).bind(i.min_disk).bind(i.min_ram)
+        .bind(&i.properties).bind(now_ms())
+        .execute(p).await?;
+    });
+    let current = tags(db, &i.id).await?;
+    for t in current.iter().filter(|t| !i.tags.contains(t)) {
+        remove_tag(db, &i.id, t).await?;
+    }
+    for t in i.tags.iter().filter(|t| !current.contains(t)) {
+        add_tag(db, &i.id, t).await?;
+    }
+    Ok(())
+}
+
+/// Moves the status from one of `from` to `to`; false when it was in none of them.
+pub async fn set_status(db: &Db, id: &str, from: &[&str], to: &str) -> DbResult<bool> {
+    let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 4)).collect();
+    let sql = format!(
+        "UPDATE images SET status = $2, updated_at = $3 WHERE id = $1 AND status IN ({})",
+        placeholders.join(", ")
+    );
+    let n = on_pool!(db, p => {
+        let mut q = sqlx::query(&sql).bind(id).bind(to).bind(now_ms());
+        for f in from {
+            q = q.bind(*f);
+        }
+        q.execute(p).await?.rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// Records a finished upload and makes the image active; false when it was not saving.
+pub async fn finish_upload(
+    db: &Db,
+    id: &str,
+    size: i64,
+    md5: &str,
+    sha512: &str,
+) -> DbResult<bool> {
+    let n = on_pool!(db, p => {
+        sqlx::query(
+            "UPDATE images SET status = 'active', size = $2, checksum = $3, os_hash_algo = 'sha512', \
+             os_hash_value = $4, updated_at = $5 WHERE id = $1 AND status = 'saving'",
+        )
+        .bind(id).bind(size).bind(md5).bind(sha512).bind(now_ms())
+        .execute(p).await?.rows_affected()
+    });
+    Ok(n == 1)
+}
+
+pub async fn delete(db: &Db, id: &str) -> DbResult<bool> {
+    let n = on_pool!(db, p => {
+        sqlx::query("UPDATE images SET status = 'deleted', updated_at = $2 WHERE id = $1 AND status <> 'deleted'")
+            .bind(id).bind(now_ms()).execute(p).await?.rows_affected()
+    });
+    Ok(n == 1)
+}
+
+pub async fn add_tag(db: &Db, id: &str, tag: &str) -> DbResult<()> {
+    on_pool!(db, p => {
+        sqlx::query("INSERT INTO image_tags (image_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(id).bind(tag).execute(p).await?;
+    });
+    Ok(())
+}
+
+pub async fn remove_tag(db: &Db, id: &str, tag: &str) -> DbResult<bool> {
+    let n = on_pool!(db, p => {
+        sqlx::query("DELETE FROM image_tags WHERE image_id = $1 AND tag = $2").bind(id).bind(tag).execute(p).await?.rows_affected()
+    });
+    Ok(n == 1)
+}
