@@ -312,11 +312,9 @@ async fn list(
     let q = web::Query::<ListQuery>::from_query(req.query_string())
         .map_err(|e| bad(format!("Invalid query: {e}")))?;
     // Repeated `tag` parameters: every one must be on the image.
-    let tags: Vec<String> = req
-        .query_string()
-        .split('&')
-        .filter_map(|kv| kv.strip_prefix("tag="))
-        .map(|t| percent_decode(t))
+    let tags: Vec<String> = form_urlencoded::parse(req.query_string().as_bytes())
+        .filter(|(k, _)| k == "tag")
+        .map(|(_, v)| v.into_owned())
         .collect();
     let limit = match &q.limit {
         None => 25,
@@ -410,24 +408,6 @@ async fn list(
         }
     }
     Ok(HttpResponse::Ok().json(body))
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.replace('+', " ").into_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&String::from_utf8_lossy(&bytes[i + 1..i + 3]), 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn show(
