@@ -27,10 +27,8 @@ const MAX_COUNT: i64 = 100;
 /// Server properties Nova's 2.1 schema knows that this deployment cannot honour yet; they get a
 /// clear 400 instead of being ignored.
 const NOT_YET_SUPPORTED: &[&str] = &[
-    "networks",
     "key_name",
     "block_device_mapping",
-    "block_device_mapping_v2",
     "personality",
     "config_drive",
     "adminPass",
@@ -41,6 +39,8 @@ const NOT_YET_SUPPORTED: &[&str] = &[
 const KNOWN: &[&str] = &[
     "name",
     "imageRef",
+    "block_device_mapping_v2",
+    "networks",
     "flavorRef",
     "metadata",
     "user_data",
@@ -141,6 +141,46 @@ fn parse_count(server: &Map<String, Value>, key: &str) -> ApiResult<Option<i64>>
     }
 }
 
+/// The image of a block device mapping that boots from an image onto local disk (what the
+/// `openstack` CLI sends with `--image`). Volumes and other mappings need the block storage
+/// work and are refused with a clear 400 until then.
+fn boot_image_of(bdms: &Value) -> ApiResult<Option<String>> {
+    let list = bdms.as_array().ok_or_else(|| {
+        invalid(
+            "block_device_mapping_v2",
+            bdms,
+            &format!("{bdms} is not of type 'array'"),
+        )
+    })?;
+    let mut image = None;
+    for bdm in list {
+        let source = bdm.get("source_type").and_then(Value::as_str);
+        let destination = bdm
+            .get("destination_type")
+            .and_then(Value::as_str)
+            .unwrap_or("local");
+        let boot_index = bdm
+            .get("boot_index")
+            .and_then(|b| b.as_i64().or_else(|| b.as_str()?.parse().ok()));
+        match (source, destination, boot_index) {
+            (Some("image"), "local", Some(0)) => {
+                let id = bdm
+                    .get("uuid")
+                    .and_then(Value::as_str)
+                    .filter(|u| uuid::Uuid::parse_str(u).is_ok())
+                    .ok_or_else(|| invalid("block_device_mapping_v2/uuid", bdm, "is not a 'uuid'"))?;
+                image = Some(id.to_owned());
+            }
+            _ => {
+                return Err(bad(
+                    "Only a block device mapping that boots an image on local disk is supported by this deployment yet.",
+                ))
+            }
+        }
+    }
+    Ok(image)
+}
+
 /// A validated create request.
 struct CreateRequest {
     name: String,
@@ -205,16 +245,40 @@ fn parse_create(body: &Value) -> ApiResult<CreateRequest> {
             ))
         }
     };
-    // As Nova without a block device mapping: an image is required.
-    let image_v = server
-        .get("imageRef")
-        .ok_or_else(|| bad("Missing imageRef attribute"))?;
-    let image_ref = image_v
-        .as_str()
-        .map(last_segment)
-        .filter(|s| uuid::Uuid::parse_str(s).is_ok())
-        .ok_or_else(|| invalid("imageRef", image_v, "is not a 'uuid'"))?
-        .to_owned();
+    // No networking service yet: only "no particular network" is honoured (an empty list, as
+    // the openstack CLI sends without --network, or "none"/"auto").
+    if let Some(n) = server.get("networks") {
+        let plain =
+            n.as_array().is_some_and(Vec::is_empty) || matches!(n.as_str(), Some("none" | "auto"));
+        if !plain {
+            return Err(bad(
+                "Choosing networks is not supported by this deployment yet.",
+            ));
+        }
+    }
+    let boot_image = match server.get("block_device_mapping_v2") {
+        None => None,
+        Some(bdms) => boot_image_of(bdms)?,
+    };
+    // As Nova: without a block device mapping to boot from, an image is required.
+    let image_ref = match (server.get("imageRef"), boot_image) {
+        (Some(image_v), from_bdm) => {
+            let id = image_v
+                .as_str()
+                .map(last_segment)
+                .filter(|s| uuid::Uuid::parse_str(s).is_ok())
+                .ok_or_else(|| invalid("imageRef", image_v, "is not a 'uuid'"))?
+                .to_owned();
+            if from_bdm.as_ref().is_some_and(|b| *b != id) {
+                return Err(bad(
+                    "imageRef and the boot block device name different images.",
+                ));
+            }
+            id
+        }
+        (None, Some(id)) => id,
+        (None, None) => return Err(bad("Missing imageRef attribute")),
+    };
     let metadata = match server.get("metadata") {
         None => BTreeMap::new(),
         Some(v) => parse_metadata(v)?,

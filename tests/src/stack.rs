@@ -29,6 +29,8 @@ pub struct Options {
     pub prefetch: u16,
     /// Identity for the all-in-one; `None` is noauth2 (for tests about compute).
     pub auth: Option<AuthSettings>,
+    /// The image service's size limit, when a test needs a small one.
+    pub image_size_cap: Option<i64>,
 }
 
 impl Default for Options {
@@ -44,6 +46,7 @@ impl Default for Options {
             host: "compute-1".into(),
             prefetch: 64,
             auth: None,
+            image_size_cap: None,
         }
     }
 }
@@ -363,6 +366,9 @@ impl AllInOneStack {
         };
         settings.database.url = url;
         settings.api.image_store_dir = dir.path().join("images");
+        if let Some(cap) = options.image_size_cap {
+            settings.api.image_size_cap = cap;
+        }
         settings.bus.prefetch = options.prefetch;
         let aio = allinone::AllInOne::start(settings).await?;
         let db = aio.db.clone();

@@ -1,0 +1,378 @@
+//! The image service end to end: the real `openstack` CLI (images, then a server from an image
+//! by name), and the failure paths of uploads and visibility.
+
+use e2e::client::password_token;
+use e2e::stack::{AllInOneStack, Options, Stack};
+use keystone_auth::{AuthSettings, Strategy};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+const ADMIN_PASSWORD: &str = "admin-secret";
+const DEMO_PASSWORD: &str = "demo-secret";
+
+async fn start(size_cap: Option<i64>) -> anyhow::Result<AllInOneStack> {
+    let auth = AuthSettings {
+        strategy: Strategy::Keystone,
+        admin_password: Some(ADMIN_PASSWORD.into()),
+        demo_password: Some(DEMO_PASSWORD.into()),
+        ..Default::default()
+    };
+    AllInOneStack::start(Options {
+        auth: Some(auth),
+        image_size_cap: size_cap,
+        ..Options::default()
+    })
+    .await
+}
+
+fn openstack_cli() -> anyhow::Result<PathBuf> {
+    let path = std::env::var("NOVA_TEST_OPENSTACK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/openstack")
+        });
+    anyhow::ensure!(
+        path.exists(),
+        "{} missing: scripts/test.sh installs python-openstackclient",
+        path.display()
+    );
+    Ok(path)
+}
+
+async fn cli(stack: &AllInOneStack, args: &[&str]) -> anyhow::Result<String> {
+    let clouds = stack
+        .clouds_yaml
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no clouds.yaml"))?;
+    let mut cmd = Command::new(openstack_cli()?);
+    cmd.args(args)
+        .env("OS_CLIENT_CONFIG_FILE", clouds)
+        .env("OS_CLOUD", "demo");
+    let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
+    anyhow::ensure!(
+        out.status.success(),
+        "openstack {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+async fn cli_json(stack: &AllInOneStack, args: &[&str]) -> anyhow::Result<Value> {
+    let mut all = args.to_vec();
+    all.extend(["-f", "json"]);
+    Ok(serde_json::from_str(&cli(stack, &all).await?)?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openstack_cli_manages_images_and_boots_from_one() -> anyhow::Result<()> {
+    let stack = start(None).await?;
+    let dir = tempfile::tempdir()?;
+    let disk = dir.path().join("disk.qcow2");
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&disk, &data)?;
+    let archive = dir.path().join("box.tar");
+    std::fs::write(
+        &archive,
+        b"not really a docker save archive; the container driver comes later",
+    )?;
+
+    let created = cli_json(
+        &stack,
+        &[
+            "image",
+            "create",
+            "--file",
+            disk.to_str().unwrap_or_default(),
+            "--disk-format",
+            "qcow2",
+            "--container-format",
+            "bare",
+            "disk1",
+        ],
+    )
+    .await?;
+    assert_eq!(created["status"], json!("active"));
+    assert_eq!(created["size"], json!(3_000_000));
+    let md5 = format!("{:x}", md5_of(&data));
+    assert_eq!(created["checksum"], json!(md5));
+    let boxed = cli_json(
+        &stack,
+        &[
+            "image",
+            "create",
+            "--file",
+            archive.to_str().unwrap_or_default(),
+            "--container-format",
+            "docker",
+            "--disk-format",
+            "raw",
+            "box",
+        ],
+    )
+    .await?;
+    assert_eq!(boxed["container_format"], json!("docker"));
+
+    let listed = cli_json(&stack, &["image", "list"]).await?;
+    let names: Vec<&str> = listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["Name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"disk1") && names.contains(&"box"),
+        "{listed}"
+    );
+    cli(
+        &stack,
+        &[
+            "image",
+            "set",
+            "--property",
+            "os_distro=busybox",
+            "--tag",
+            "small",
+            "disk1",
+        ],
+    )
+    .await?;
+    let shown = cli_json(&stack, &["image", "show", "disk1"]).await?;
+    assert_eq!(shown["tags"], json!(["small"]));
+    assert_eq!(shown["properties"]["os_distro"], json!("busybox"));
+    let back = dir.path().join("back");
+    cli(
+        &stack,
+        &[
+            "image",
+            "save",
+            "--file",
+            back.to_str().unwrap_or_default(),
+            "disk1",
+        ],
+    )
+    .await?;
+    assert_eq!(std::fs::read(&back)?, data, "the download is the upload");
+
+    // A server from an image by name, as users do; the image's type must fit the node type.
+    let server = cli_json(
+        &stack,
+        &[
+            "server", "create", "--image", "disk1", "--flavor", "m1.tiny", "--wait", "web",
+        ],
+    )
+    .await?;
+    assert_eq!(server["status"], json!("ACTIVE"));
+    let wrong = cli(
+        &stack,
+        &[
+            "server", "create", "--image", "box", "--flavor", "m1.tiny", "wrong",
+        ],
+    )
+    .await;
+    let message = wrong.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("cannot boot on a vm node"), "{message}");
+
+    cli(&stack, &["image", "delete", "box"]).await?;
+    let listed = cli_json(&stack, &["image", "list"]).await?;
+    assert!(!listed.to_string().contains("\"box\""), "{listed}");
+    Ok(())
+}
+
+fn md5_of(data: &[u8]) -> md5::Digest {
+    md5::compute(data)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_fail_cleanly_and_visibility_holds() -> anyhow::Result<()> {
+    let stack = start(Some(1 << 20)).await?;
+    let url = stack.api_url().to_owned();
+    let demo = password_token(&url, "demo", DEMO_PASSWORD, "demo").await?;
+    let admin = password_token(&url, "admin", ADMIN_PASSWORD, "admin").await?;
+    let http = reqwest::Client::new();
+    let v2 = format!("{url}/image/v2/images");
+    let create = |token: String, body: Value| {
+        let (http, v2) = (http.clone(), v2.clone());
+        async move {
+            let r = http
+                .post(&v2)
+                .header("X-Auth-Token", token)
+                .json(&body)
+                .send()
+                .await?;
+            let status = r.status().as_u16();
+            anyhow::Ok((status, r.json::<Value>().await.unwrap_or(Value::Null)))
+        }
+    };
+    let get = |token: String, id: String| {
+        let (http, v2) = (http.clone(), v2.clone());
+        async move {
+            let r = http
+                .get(format!("{v2}/{id}"))
+                .header("X-Auth-Token", token)
+                .send()
+                .await?;
+            let status = r.status().as_u16();
+            anyhow::Ok((status, r.json::<Value>().await.unwrap_or(Value::Null)))
+        }
+    };
+    let fmt = json!({"name": "x", "container_format": "bare", "disk_format": "raw"});
+
+    // Over the size limit: 413, and the image is queued again with nothing stored.
+    let (_, img) = create(demo.clone(), fmt.clone()).await?;
+    let id = img["id"].as_str().unwrap_or_default().to_owned();
+    let r = http
+        .put(format!("{v2}/{id}/file"))
+        .header("X-Auth-Token", &demo)
+        .header("Content-Type", "application/octet-stream")
+        .body(vec![7u8; 2 << 20])
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 413);
+    assert_eq!(
+        get(demo.clone(), id.clone()).await?.1["status"],
+        json!("queued")
+    );
+
+    // Interrupted: the client's stream breaks off; never active, queued for another try.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+        Ok(vec![1u8; 64 << 10]),
+        Ok(vec![2u8; 64 << 10]),
+        Err(std::io::Error::other("cable pulled")),
+    ];
+    let r = http
+        .put(format!("{v2}/{id}/file"))
+        .header("X-Auth-Token", &demo)
+        .header("Content-Type", "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await;
+    assert!(r.is_err() || r.as_ref().is_ok_and(|r| r.status().as_u16() >= 400));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = get(demo.clone(), id.clone()).await?.1["status"].clone();
+        if status == json!("queued") {
+            break;
+        }
+        assert_ne!(
+            status,
+            json!("active"),
+            "an interrupted upload must never be active"
+        );
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "still {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // It can be uploaded again, and then it is active with the right hashes.
+    let r = http
+        .put(format!("{v2}/{id}/file"))
+        .header("X-Auth-Token", &demo)
+        .header("Content-Type", "application/octet-stream")
+        .body(b"hello".to_vec())
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 204);
+    let (_, img) = get(demo.clone(), id.clone()).await?;
+    assert_eq!(img["status"], json!("active"));
+    assert_eq!(img["checksum"], json!("5d41402abc4b2a76b9719d911017c592"));
+    assert_eq!(img["os_hash_algo"], json!("sha512"));
+    assert_eq!(img["size"], json!(5));
+
+    // Visibility: another project's private image is not found; a member cannot publish.
+    let (_, private) = create(
+        admin.clone(),
+        json!({"name": "secret", "visibility": "private"}),
+    )
+    .await?;
+    let private_id = private["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(get(demo.clone(), private_id.clone()).await?.0, 404);
+    let listed: Value = http
+        .get(&v2)
+        .header("X-Auth-Token", &demo)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert!(!listed.to_string().contains(&private_id));
+    assert_eq!(
+        create(
+            demo.clone(),
+            json!({"name": "mine", "visibility": "public"})
+        )
+        .await?
+        .0,
+        403
+    );
+    assert_eq!(
+        create(
+            demo.clone(),
+            json!({"name": "bad", "disk_format": "floppy"})
+        )
+        .await?
+        .0,
+        400
+    );
+    assert_eq!(
+        create(demo.clone(), json!({"name": "bad", "status": "active"}))
+            .await?
+            .0,
+        403
+    );
+
+    // JSON patch needs its media type; protected images are not deleted.
+    let r = http
+        .patch(format!("{v2}/{id}"))
+        .header("X-Auth-Token", &demo)
+        .json(&json!([]))
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 415);
+    let r = http
+        .patch(format!("{v2}/{id}"))
+        .header("X-Auth-Token", &demo)
+        .header(
+            "Content-Type",
+            "application/openstack-images-v2.1-json-patch",
+        )
+        .body(json!([{"op": "replace", "path": "/protected", "value": true}]).to_string())
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        http.delete(format!("{v2}/{id}"))
+            .header("X-Auth-Token", &demo)
+            .send()
+            .await?
+            .status()
+            .as_u16(),
+        403
+    );
+
+    // Filters and paging.
+    for n in 0..3 {
+        create(
+            demo.clone(),
+            json!({"name": format!("page-{n}"), "tags": ["paged"]}),
+        )
+        .await?;
+    }
+    let page: Value = http
+        .get(format!("{v2}?tag=paged&limit=2"))
+        .header("X-Auth-Token", &demo)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(page["images"].as_array().map(Vec::len), Some(2));
+    let next = page["next"].as_str().unwrap_or_default().to_owned();
+    assert!(next.starts_with("/v2/images?marker="), "{page}");
+    let rest: Value = http
+        .get(format!("{url}/image{next}&tag=paged"))
+        .header("X-Auth-Token", &demo)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(rest["images"].as_array().map(Vec::len), Some(1));
+    Ok(())
+}
