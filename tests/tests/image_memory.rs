@@ -35,7 +35,7 @@ fn peak_rss(pid: u32) -> anyhow::Result<u64> {
 fn chunk(i: usize) -> Vec<u8> {
     let mut v = vec![0u8; CHUNK];
     for (j, b) in v.iter_mut().enumerate() {
-        *b = ((i * 31 + j * 7) % 251) as u8;
+        *b = u8::try_from((i * 31 + j * 7) % 251).unwrap_or(0);
     }
     v
 }

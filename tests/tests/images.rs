@@ -70,7 +70,9 @@ async fn the_openstack_cli_manages_images_and_boots_from_one() -> anyhow::Result
     let stack = start(None).await?;
     let dir = tempfile::tempdir()?;
     let disk = dir.path().join("disk.qcow2");
-    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let data: Vec<u8> = (0..3_000_000u32)
+        .map(|i| u8::try_from(i % 251).unwrap_or(0))
+        .collect();
     std::fs::write(&disk, &data)?;
     let archive = dir.path().join("box.tar");
     std::fs::write(

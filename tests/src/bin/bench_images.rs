@@ -23,7 +23,9 @@ async fn main() -> anyhow::Result<()> {
     let source = dir.path().join("source.img");
     {
         let mut f = tokio::fs::File::create(&source).await?;
-        let block: Vec<u8> = (0..1usize << 20).map(|i| (i * 7 % 251) as u8).collect();
+        let block: Vec<u8> = (0..1usize << 20)
+            .map(|i| u8::try_from(i * 7 % 251).unwrap_or(0))
+            .collect();
         for _ in 0..mib {
             f.write_all(&block).await?;
         }
