@@ -5,8 +5,10 @@
 //! - [`stack`]: the whole service in its two shapes — distributed (api, conductor and agent each
 //!   on its own runtime and thread, connected only through RabbitMQ and PostgreSQL) and the
 //!   all-in-one (SQLite, in-process bus).
-//! - [`client`]: HTTP calls the way an OpenStack client makes them.
+//! - [`client`]: HTTP calls the way an OpenStack client makes them; [`cli`]: the real
+//!   `openstack` CLI.
 
+pub mod cli;
 pub mod client;
 pub mod env;
 pub mod stack;

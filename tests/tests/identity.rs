@@ -8,8 +8,6 @@ use keystone_auth::keys::KeyRing;
 use keystone_auth::tokens::{NewToken, RoleRef, TokenService};
 use keystone_auth::{AuthSettings, Strategy};
 use serde_json::{json, Value};
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 const ADMIN_PASSWORD: &str = "admin-secret";
@@ -38,44 +36,12 @@ fn b64(data: &[u8]) -> String {
 
 use e2e::client::password_token as token;
 
-fn openstack_cli() -> anyhow::Result<PathBuf> {
-    let path = std::env::var("NOVA_TEST_OPENSTACK")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/openstack")
-        });
-    anyhow::ensure!(
-        path.exists(),
-        "{} missing: scripts/test.sh installs python-openstackclient",
-        path.display()
-    );
-    Ok(path)
-}
-
-/// Runs the CLI with the all-in-one's clouds.yaml and returns stdout; fails on a non-zero exit.
 async fn cli(stack: &AllInOneStack, cloud: &str, args: &[&str]) -> anyhow::Result<String> {
-    let clouds = stack
-        .clouds_yaml
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("no clouds.yaml written"))?;
-    let mut cmd = Command::new(openstack_cli()?);
-    cmd.args(args)
-        .env("OS_CLIENT_CONFIG_FILE", clouds)
-        .env("OS_CLOUD", cloud);
-    let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
-    anyhow::ensure!(
-        out.status.success(),
-        "openstack {args:?}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
+    e2e::cli::run(stack, cloud, args).await
 }
 
 async fn cli_json(stack: &AllInOneStack, cloud: &str, args: &[&str]) -> anyhow::Result<Value> {
-    let mut all = args.to_vec();
-    all.extend(["-f", "json"]);
-    Ok(serde_json::from_str(&cli(stack, cloud, &all).await?)?)
+    e2e::cli::run_json(stack, cloud, args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,8 +5,6 @@ use e2e::client::password_token;
 use e2e::stack::{AllInOneStack, Options, Stack};
 use keystone_auth::{AuthSettings, Strategy};
 use serde_json::{json, Value};
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 const ADMIN_PASSWORD: &str = "admin-secret";
@@ -27,42 +25,12 @@ async fn start(size_cap: Option<i64>) -> anyhow::Result<AllInOneStack> {
     .await
 }
 
-fn openstack_cli() -> anyhow::Result<PathBuf> {
-    let path = std::env::var("NOVA_TEST_OPENSTACK")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/openstack")
-        });
-    anyhow::ensure!(
-        path.exists(),
-        "{} missing: scripts/test.sh installs python-openstackclient",
-        path.display()
-    );
-    Ok(path)
-}
-
 async fn cli(stack: &AllInOneStack, args: &[&str]) -> anyhow::Result<String> {
-    let clouds = stack
-        .clouds_yaml
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("no clouds.yaml"))?;
-    let mut cmd = Command::new(openstack_cli()?);
-    cmd.args(args)
-        .env("OS_CLIENT_CONFIG_FILE", clouds)
-        .env("OS_CLOUD", "demo");
-    let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
-    anyhow::ensure!(
-        out.status.success(),
-        "openstack {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
+    e2e::cli::run(stack, "demo", args).await
 }
 
 async fn cli_json(stack: &AllInOneStack, args: &[&str]) -> anyhow::Result<Value> {
-    let mut all = args.to_vec();
-    all.extend(["-f", "json"]);
-    Ok(serde_json::from_str(&cli(stack, &all).await?)?)
+    e2e::cli::run_json(stack, "demo", args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
