@@ -85,7 +85,12 @@ impl AllInOne {
             queues.clone(),
             driver.clone(),
         );
-        let identity = Identity::setup(&db, &settings.auth)
+        // One public URL for the whole API unless identity has its own.
+        let mut auth = settings.auth.clone();
+        if auth.public_url.is_none() {
+            auth.public_url = settings.api.public_url.clone();
+        }
+        let identity = Identity::setup(&db, &auth)
             .await
             .map_err(anyhow::Error::msg)?;
         let api = nova_api::start(&settings.api, &identity, db.clone(), bus, queues)?;

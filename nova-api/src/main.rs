@@ -23,7 +23,12 @@ async fn main() -> anyhow::Result<()> {
     let db = Db::connect(&settings.database).await?;
     let bus = nova_core::bus::connect(&settings.bus).await?;
     let queues = Queues::new(&settings.bus.queue_prefix);
-    let identity = Identity::setup(&db, &settings.auth)
+    // One public URL for the whole API unless identity has its own.
+    let mut auth = settings.auth.clone();
+    if auth.public_url.is_none() {
+        auth.public_url = settings.api.public_url.clone();
+    }
+    let identity = Identity::setup(&db, &auth)
         .await
         .map_err(anyhow::Error::msg)?;
     if let Some(g) = &identity.generated {
