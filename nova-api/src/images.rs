@@ -53,6 +53,46 @@ const READ_ONLY: &[&str] = &[
 ];
 const PATCH_MEDIA_TYPE: &str = "application/openstack-images-v2.1-json-patch";
 
+/// A digest computed on a thread of its own from chunks sent to it.
+struct Hasher {
+    tx: tokio::sync::mpsc::Sender<web::Bytes>,
+    done: std::thread::JoinHandle<String>,
+}
+
+impl Hasher {
+    fn start<D: Digest + Send + 'static>(mut digest: D) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<web::Bytes>(16);
+        let done = std::thread::spawn(move || {
+            while let Some(chunk) = rx.blocking_recv() {
+                digest.update(&chunk);
+            }
+            digest
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        });
+        Self { tx, done }
+    }
+
+    async fn feed(&self, chunk: web::Bytes) -> ApiResult<()> {
+        self.tx
+            .send(chunk)
+            .await
+            .map_err(|_| ApiError::Internal("hasher stopped".into()))
+    }
+
+    /// The hex digest of everything fed.
+    async fn finish(self) -> ApiResult<String> {
+        drop(self.tx);
+        let done = self.done;
+        tokio::task::spawn_blocking(move || done.join())
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|_| ApiError::Internal("hasher panicked".into()))
+    }
+}
+
 /// Where image data lives and how large an image may be.
 #[derive(Clone, Debug)]
 pub struct ImageStore {
@@ -518,10 +558,16 @@ async fn upload(
         tokio::fs::create_dir_all(&images.dir)
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let mut file = tokio::fs::File::create(&partial)
+        let file = tokio::fs::File::create(&partial)
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let (mut md5, mut sha) = (Md5::new(), Sha512::new());
+        // Large writes: every write to a tokio file is a trip to the blocking pool.
+        let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
+        // The two digests are computed on threads of their own while the data streams to disk:
+        // together they cost more than the rest of the upload. The channels are bounded, so
+        // memory stays bounded too.
+        let md5 = Hasher::start(Md5::new());
+        let sha = Hasher::start(Sha512::new());
         let mut size: i64 = 0;
         while let Some(chunk) = payload.next().await {
             let chunk = chunk.map_err(|e| bad(format!("The upload was interrupted: {e}")))?;
@@ -532,17 +578,20 @@ async fn upload(
                     images.size_cap
                 )));
             }
-            md5.update(&chunk);
-            sha.update(&chunk);
+            md5.feed(chunk.clone()).await?;
+            sha.feed(chunk.clone()).await?;
             file.write_all(&chunk)
                 .await
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
         }
-        file.sync_all()
+        file.flush()
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
-        Ok((size, hex(&md5.finalize()), hex(&sha.finalize())))
+        file.get_ref()
+            .sync_all()
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok((size, md5.finish().await?, sha.finish().await?))
     }
     .await;
     match result {
