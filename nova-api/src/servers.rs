@@ -480,18 +480,25 @@ async fn list_instances(
     Ok(instances::list(&state.db, project, limit).await?)
 }
 
+/// `GET /servers` (summaries) and `/servers/detail`: the same servers, two views.
+async fn listing(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    view: fn(&PublicUrl, &RequestContext, &nova_core::model::Instance) -> Value,
+) -> ApiResult<HttpResponse> {
+    let url = PublicUrl::of(&req);
+    let found = list_instances(&req, &ctx, &state).await?;
+    let items: Vec<_> = found.iter().map(|i| view(&url, &ctx, i)).collect();
+    Ok(HttpResponse::Ok().json(json!({ "servers": items })))
+}
+
 async fn list(
     req: HttpRequest,
     ctx: RequestContext,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let url = PublicUrl::of(&req);
-    let found = list_instances(&req, &ctx, &state).await?;
-    let items: Vec<_> = found
-        .iter()
-        .map(|i| views::server_summary(&url, i))
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "servers": items })))
+    listing(req, ctx, state, |url, _, i| views::server_summary(url, i)).await
 }
 
 async fn detail(
@@ -499,13 +506,7 @@ async fn detail(
     ctx: RequestContext,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let url = PublicUrl::of(&req);
-    let found = list_instances(&req, &ctx, &state).await?;
-    let items: Vec<_> = found
-        .iter()
-        .map(|i| views::server_detail(&url, &ctx, i))
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "servers": items })))
+    listing(req, ctx, state, views::server_detail).await
 }
 
 fn not_found(id: &str) -> ApiError {
