@@ -5,10 +5,14 @@
 //! Drivers: until the Docker and libvirt drivers land, the agent runs the `fake` driver, which
 //! registers one node of the configured type.
 
+use compute_agent::credential::{
+    Credential, CredentialSettings, Issued, KeystonePassword, PasswordSettings, StaticToken,
+};
+use compute_agent::image_cache::ImageCache;
 use compute_agent::{Agent, AgentSettings};
 use conductor::{Conductor, ConductorSettings};
 use drivers::fake::FakeDriver;
-use keystone_auth::{AuthSettings, Identity};
+use keystone_auth::{AuthSettings, Identity, Strategy};
 use nova_api::ApiSettings;
 use nova_core::bus::inproc::InProcBus;
 use nova_core::bus::Bus;
@@ -53,6 +57,7 @@ pub struct AllInOne {
     pub api_addr: SocketAddr,
     pub db: Db,
     pub driver: Arc<FakeDriver>,
+    pub images: Arc<ImageCache>,
     /// The public URL of the API (the identity endpoint is `<url>/identity/v3`).
     pub url: String,
     /// Where `clouds.yaml` was written, if it was.
@@ -79,12 +84,6 @@ impl AllInOne {
             bus.clone(),
             queues.clone(),
         );
-        let agent = Agent::new(
-            settings.agent.clone(),
-            bus.clone(),
-            queues.clone(),
-            driver.clone(),
-        );
         // One public URL for the whole API unless identity has its own.
         let mut auth = settings.auth.clone();
         if auth.public_url.is_none() {
@@ -93,7 +92,21 @@ impl AllInOne {
         let identity = Identity::setup(&db, &auth)
             .await
             .map_err(anyhow::Error::msg)?;
-        let api = nova_api::start(&settings.api, &identity, db.clone(), bus, queues)?;
+        let api = nova_api::start(
+            &settings.api,
+            &identity,
+            db.clone(),
+            bus.clone(),
+            queues.clone(),
+        )?;
+        let images = image_cache(&settings, &identity, api.addr)?;
+        let agent = Agent::new(
+            settings.agent.clone(),
+            bus,
+            queues,
+            driver.clone(),
+            images.clone(),
+        );
         let url = settings
             .api
             .public_url
@@ -122,6 +135,7 @@ impl AllInOne {
             api_addr: api.addr,
             db,
             driver,
+            images,
             url,
             clouds_yaml,
             identity,
@@ -145,6 +159,49 @@ impl Drop for AllInOne {
             t.abort();
         }
     }
+}
+
+/// The agent's image cache, fetching from this process's own image service unless another is
+/// configured, with a credential this process can supply: a token issued in-process for the
+/// bootstrap `admin` (Keystone), or `admin:admin` (noauth2).
+fn image_cache(
+    settings: &Settings,
+    identity: &Identity,
+    api_addr: SocketAddr,
+) -> anyhow::Result<Arc<ImageCache>> {
+    let mut images = settings.agent.images.clone();
+    if images.endpoint.is_none() {
+        images.endpoint = Some(format!("http://{api_addr}/image"));
+    }
+    let credential: Option<Arc<dyn Credential>> = match (&images.auth, &identity.api) {
+        (CredentialSettings::None, Some(state)) => {
+            let state = state.clone();
+            Some(Arc::new(Issued::new(move || {
+                let state = state.clone();
+                async move { state.issue_for("admin", "admin").await }
+            })))
+        }
+        (CredentialSettings::None, None) if settings.auth.strategy == Strategy::Noauth2 => {
+            Some(Arc::new(StaticToken("admin:admin".into())))
+        }
+        // Identity is elsewhere: the service account that validates tokens fetches images too
+        // (Nova's `[keystone_authtoken]` user).
+        (CredentialSettings::None, None) => {
+            let r = &settings.auth.remote;
+            Some(Arc::new(KeystonePassword::new(PasswordSettings {
+                auth_url: r.auth_url.clone(),
+                username: r.username.clone(),
+                password: r.password.clone(),
+                project_name: r.project_name.clone(),
+                user_domain_name: String::new(),
+                project_domain_name: String::new(),
+                user_domain_id: Some(r.user_domain_id.clone()),
+                project_domain_id: Some(r.project_domain_id.clone()),
+            })))
+        }
+        _ => None,
+    };
+    Ok(Arc::new(ImageCache::open(&images, credential)?))
 }
 
 /// Writes a `clouds.yaml` with an `admin` and a `demo` cloud when their passwords are known

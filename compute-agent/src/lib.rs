@@ -3,9 +3,12 @@
 //! asks for, and reports every result and every power-state change back on the conductor's
 //! event queue. It holds no database connection: the conductor writes.
 
+pub mod credential;
+pub mod image_cache;
 pub mod settings;
 
 use drivers::{Compute, DriverError, RebootKind};
+use image_cache::ImageCache;
 use nova_core::bus::{self, Bus, BusError, Delivery};
 use nova_core::ids::{InstanceUuid, TaskId};
 use nova_core::model::{PowerState, COMPUTE_BINARY};
@@ -21,6 +24,7 @@ pub struct Agent {
     bus: Arc<dyn Bus>,
     queues: Queues,
     driver: Arc<dyn Compute>,
+    images: Arc<ImageCache>,
     /// The power state of every instance as last reported to the conductor, by a command's
     /// result or by the sync loop; the sync loop reports only differences from it.
     reported: Mutex<HashMap<InstanceUuid, PowerState>>,
@@ -36,12 +40,14 @@ impl Agent {
         bus: Arc<dyn Bus>,
         queues: Queues,
         driver: Arc<dyn Compute>,
+        images: Arc<ImageCache>,
     ) -> Arc<Self> {
         Arc::new(Self {
             settings,
             bus,
             queues,
             driver,
+            images,
             reported: Mutex::new(HashMap::new()),
             running: Mutex::new(HashSet::new()),
         })
@@ -57,6 +63,7 @@ impl Agent {
         tracing::info!(host = %self.settings.host, "compute agent serving");
         let heartbeat = tokio::spawn(self.clone().heartbeat_loop());
         let sync = tokio::spawn(self.clone().sync_loop());
+        let eviction = tokio::spawn(self.clone().eviction_loop());
         let me = self.clone();
         bus::consume(sub, usize::from(prefetch), move |d| {
             let me = me.clone();
@@ -65,7 +72,20 @@ impl Agent {
         .await;
         heartbeat.abort();
         sync.abort();
+        eviction.abort();
         Ok(())
+    }
+
+    async fn eviction_loop(self: Arc<Self>) {
+        let every = Duration::from_secs(self.settings.images.eviction_interval_s.max(1));
+        let age = Duration::from_secs(self.settings.images.max_unused_age_s);
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.images.evict(age).await {
+                tracing::warn!(error = %e, "image cache eviction failed");
+            }
+        }
     }
 
     async fn report(&self, event: AgentEvent, request_id: Option<String>) -> Result<(), BusError> {
@@ -240,15 +260,37 @@ impl Agent {
         let (task_id, result) = match command {
             ComputeCommand::Spawn { task_id, spec } => {
                 tracing::info!(node = %spec.node, "spawning");
-                let r = bounded(limit, driver.spawn(spec))
-                    .await
-                    .map(|i| i.power_state);
+                let r = bounded(limit, async {
+                    let image = match &spec.image {
+                        Some(image) => Some(
+                            self.images
+                                .acquire(image, spec.uuid)
+                                .await
+                                // Nova's BuildAbortException message.
+                                .map_err(|e| {
+                                    DriverError::Backend(format!(
+                                        "Build of instance {} aborted: {e}",
+                                        spec.uuid
+                                    ))
+                                })?,
+                        ),
+                        None => None,
+                    };
+                    driver.spawn(spec, image.as_deref()).await
+                })
+                .await
+                .map(|i| i.power_state);
                 (Some(*task_id), r)
             }
             ComputeCommand::Destroy { task_id, instance } => {
                 tracing::info!("destroying");
                 match bounded(limit, driver.destroy(*instance)).await {
-                    Ok(()) => return (*task_id, Outcome::Destroyed),
+                    Ok(()) => {
+                        if let Err(e) = self.images.release(*instance) {
+                            tracing::warn!(error = %e, "image cache: use not released");
+                        }
+                        return (*task_id, Outcome::Destroyed);
+                    }
                     Err(e) => (*task_id, Err(e)),
                 }
             }

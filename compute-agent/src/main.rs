@@ -1,5 +1,6 @@
 //! `nova-compute`: the compute agent as its own process (distributed mode).
 
+use compute_agent::image_cache::ImageCache;
 use compute_agent::settings::DriverKind;
 use compute_agent::{Agent, AgentSettings};
 use drivers::fake::FakeDriver;
@@ -28,7 +29,8 @@ async fn main() -> anyhow::Result<()> {
         )),
     };
     let queues = Queues::new(&settings.bus.queue_prefix);
-    Agent::new(settings.agent, bus, queues, driver)
+    let images = Arc::new(ImageCache::open(&settings.agent.images, None)?);
+    Agent::new(settings.agent, bus, queues, driver, images)
         .run(settings.bus.prefetch)
         .await
 }

@@ -17,6 +17,8 @@ pub struct AgentSettings {
     pub operation_timeout_s: u64,
     pub driver: DriverKind,
     pub fake: FakeSettings,
+    /// The image cache and how to reach the image service (`[agent.images]`).
+    pub images: crate::image_cache::ImageSettings,
 }
 
 /// Which driver the agent runs. More arrive with the driver issues.
@@ -36,6 +38,7 @@ impl Default for AgentSettings {
             operation_timeout_s: 3600,
             driver: DriverKind::Fake,
             fake: FakeSettings::default(),
+            images: Default::default(),
         }
     }
 }

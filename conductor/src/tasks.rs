@@ -3,10 +3,10 @@
 use crate::scheduler::Placement;
 use crate::{Conductor, Result};
 use nova_core::db::tasks::{self as task_rows, Task, TaskState as RowState};
-use nova_core::db::{actions, instances, nodes};
+use nova_core::db::{actions, images, instances, nodes, Db};
 use nova_core::ids::TaskId;
 use nova_core::model::{Fault, Instance, TaskState, VmState, COMPUTE_BINARY};
-use nova_core::rpc::{ComputeCommand, Envelope, InstanceSpec, TaskKind, TaskSubmitted};
+use nova_core::rpc::{ComputeCommand, Envelope, ImageSpec, InstanceSpec, TaskKind, TaskSubmitted};
 use nova_core::time::now_ms;
 
 /// Nova's event names in the instance-action record.
@@ -66,9 +66,17 @@ impl Conductor {
         match placement {
             Placement::Placed { host, node } => {
                 tracing::info!(%host, %node, "scheduled");
+                let spec = match spec(&self.db, instance, &node).await? {
+                    Ok(spec) => spec,
+                    Err(message) => {
+                        return self
+                            .fail_build(task, instance, SCHEDULE_EVENT, message, None, None)
+                            .await
+                    }
+                };
                 let command = ComputeCommand::Spawn {
                     task_id: task.id,
-                    spec: Box::new(spec(instance, &node)),
+                    spec: Box::new(spec),
                 };
                 self.send_to_host(&host, command, Some(task.request_id.clone()))
                     .await?;
@@ -219,7 +227,7 @@ impl Conductor {
                 .await?;
         tx.commit().await?;
         if moved {
-            if let Some(command) = command_for(task, instance) {
+            if let Some(command) = command_for(&self.db, task, instance).await? {
                 self.send_to_host(&host, command, Some(task.request_id.clone()))
                     .await?;
             }
@@ -243,7 +251,10 @@ impl Conductor {
                 return self.finish_delete(task, &instance, None).await;
             }
         }
-        match (&instance.host, command_for(task, &instance)) {
+        match (
+            &instance.host,
+            command_for(&self.db, task, &instance).await?,
+        ) {
             (Some(host), Some(command)) if !instance.deleted => {
                 tracing::info!(%host, "re-sending the command of a stuck task");
                 self.send_to_host(host, command, Some(task.request_id.clone()))
@@ -289,18 +300,28 @@ impl Conductor {
     }
 }
 
-/// The command that carries out `task` on the instance's host.
-pub(crate) fn command_for(task: &Task, instance: &Instance) -> Option<ComputeCommand> {
+/// The command that carries out `task` on the instance's host; `None` when there is none to
+/// send (the build moved on, or its image is gone: the build timeout then ends it).
+pub(crate) async fn command_for(
+    db: &Db,
+    task: &Task,
+    instance: &Instance,
+) -> Result<Option<ComputeCommand>> {
     let (task_id, uuid) = (task.id, instance.uuid);
-    Some(match task.kind {
+    Ok(Some(match task.kind {
         TaskKind::Build => {
-            let node = instance.node.as_deref()?;
+            let Some(node) = instance.node.as_deref() else {
+                return Ok(None);
+            };
             if instance.vm_state != VmState::Building {
-                return None;
+                return Ok(None);
             }
+            let Ok(spec) = spec(db, instance, node).await? else {
+                return Ok(None);
+            };
             ComputeCommand::Spawn {
                 task_id,
-                spec: Box::new(spec(instance, node)),
+                spec: Box::new(spec),
             }
         }
         TaskKind::Delete => ComputeCommand::Destroy {
@@ -320,11 +341,43 @@ pub(crate) fn command_for(task: &Task, instance: &Instance) -> Option<ComputeCom
             instance: uuid,
             hard,
         },
-    })
+    }))
 }
 
-fn spec(instance: &Instance, node: &str) -> InstanceSpec {
-    InstanceSpec {
+/// What the agent needs to build `instance` on `node`, or the fault message when its image
+/// can no longer be used (deleted or deactivated since the server was asked for; Nova fails
+/// the build the same way).
+async fn spec(
+    db: &Db,
+    instance: &Instance,
+    node: &str,
+) -> Result<std::result::Result<InstanceSpec, String>> {
+    let image = match images::get(db, &instance.image_ref).await? {
+        Some(i) if i.status == "active" => i,
+        _ => {
+            return Ok(Err(format!(
+                "Image {} could not be found.",
+                instance.image_ref
+            )))
+        }
+    };
+    let (Some(hash_algo), Some(hash_value), Some(size)) =
+        (image.os_hash_algo, image.os_hash_value, image.size)
+    else {
+        return Ok(Err(format!(
+            "Image {} has no data to boot from.",
+            instance.image_ref
+        )));
+    };
+    let image = ImageSpec {
+        id: image.id,
+        container_format: image.container_format,
+        disk_format: image.disk_format,
+        size: u64::try_from(size).unwrap_or(0),
+        hash_algo,
+        hash_value,
+    };
+    Ok(Ok(InstanceSpec {
         uuid: instance.uuid,
         name: instance.name.clone(),
         project_id: instance.project_id.clone(),
@@ -332,7 +385,8 @@ fn spec(instance: &Instance, node: &str) -> InstanceSpec {
         node: node.to_owned(),
         flavor: instance.flavor.clone(),
         image_ref: instance.image_ref.clone(),
+        image: Some(image),
         metadata: instance.metadata.clone(),
         user_data: instance.user_data.clone(),
-    }
+    }))
 }

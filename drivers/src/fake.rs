@@ -10,6 +10,7 @@ use nova_core::model::{NodeInventory, NodeType, PowerState, Resources};
 use nova_core::rpc::InstanceSpec;
 use serde::Deserialize;
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -89,6 +90,8 @@ struct FakeInstance {
     name: String,
     node: String,
     power_state: PowerState,
+    /// The cached image data it was spawned from.
+    image: Option<PathBuf>,
     console: String,
 }
 
@@ -145,6 +148,11 @@ impl FakeDriver {
 
     pub fn has_instance(&self, uuid: InstanceUuid) -> bool {
         lock(&self.instances).contains_key(&uuid)
+    }
+
+    /// The image file the instance was spawned from.
+    pub fn image_of(&self, uuid: InstanceUuid) -> Option<PathBuf> {
+        lock(&self.instances).get(&uuid)?.image.clone()
     }
 
     /// How many times spawn ran its work (idempotent repeats included).
@@ -242,15 +250,29 @@ impl Compute for FakeDriver {
             .collect())
     }
 
-    async fn spawn(&self, spec: &InstanceSpec) -> Result<DriverInstance, DriverError> {
+    async fn spawn(
+        &self,
+        spec: &InstanceSpec,
+        image: Option<&Path>,
+    ) -> Result<DriverInstance, DriverError> {
         *lock(&self.spawn_calls) += 1;
         self.misbehave(Step::Spawn, spec.uuid, Some(&spec.name))
             .await?;
+        // Boots nothing, but insists on what a real driver needs: the image's data on disk.
+        if let Some(path) = image {
+            if !path.is_file() {
+                return Err(DriverError::Invalid(format!(
+                    "image data {} is missing",
+                    path.display()
+                )));
+            }
+        }
         let mut instances = lock(&self.instances);
         let i = instances.entry(spec.uuid).or_insert_with(|| FakeInstance {
             name: spec.name.clone(),
             node: spec.node.clone(),
             power_state: PowerState::Running,
+            image: image.map(Path::to_path_buf),
             console: format!(
                 "fake: booting {} ({})\nfake: login: \n",
                 spec.name, spec.uuid
@@ -344,6 +366,7 @@ mod tests {
                 extra_specs: Default::default(),
             },
             image_ref: "img".into(),
+            image: None,
             metadata: Default::default(),
             user_data: None,
         }
@@ -353,10 +376,10 @@ mod tests {
     async fn spawn_and_destroy_are_idempotent() {
         let d = FakeDriver::new("h", FakeSettings::default());
         let s = spec("a");
-        d.spawn(&s).await.unwrap();
+        d.spawn(&s, None).await.unwrap();
         d.power_off(s.uuid, Duration::ZERO).await.unwrap();
         // A second spawn finds the instance as it is, it does not make another.
-        let again = d.spawn(&s).await.unwrap();
+        let again = d.spawn(&s, None).await.unwrap();
         assert_eq!(again.power_state, PowerState::Shutdown);
         assert_eq!(d.instance_count(), 1);
         d.destroy(s.uuid).await.unwrap();
@@ -381,10 +404,11 @@ mod tests {
             target: Target::NameContains("slow".into()),
             misbehaviour: Misbehaviour::Hang,
         });
-        assert!(d.spawn(&spec("good")).await.is_ok());
-        let err = d.spawn(&spec("bad-1")).await.unwrap_err();
+        assert!(d.spawn(&spec("good"), None).await.is_ok());
+        let err = d.spawn(&spec("bad-1"), None).await.unwrap_err();
         assert_eq!(err.to_string(), "no luck");
-        let hung = tokio::time::timeout(Duration::from_millis(50), d.spawn(&spec("slow"))).await;
+        let hung =
+            tokio::time::timeout(Duration::from_millis(50), d.spawn(&spec("slow"), None)).await;
         assert!(hung.is_err(), "the call should still be hanging");
         assert_eq!(d.instance_count(), 1);
     }
@@ -393,7 +417,7 @@ mod tests {
     async fn console_output_keeps_the_last_lines() {
         let d = FakeDriver::new("h", FakeSettings::default());
         let s = spec("a");
-        d.spawn(&s).await.unwrap();
+        d.spawn(&s, None).await.unwrap();
         d.power_off(s.uuid, Duration::ZERO).await.unwrap();
         d.power_on(s.uuid).await.unwrap();
         let out = d.console_output(s.uuid, Some(2)).await.unwrap();

@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use nova_core::ids::InstanceUuid;
 use nova_core::model::{NodeInventory, PowerState};
 use nova_core::rpc::InstanceSpec;
+use std::path::Path;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,8 +59,14 @@ pub trait Compute: Send + Sync + 'static {
     /// one; a bare-metal pool has one per machine.
     async fn inventory(&self) -> Result<Vec<NodeInventory>, DriverError>;
 
-    /// Creates and starts the instance on `spec.node`. Idempotent.
-    async fn spawn(&self, spec: &InstanceSpec) -> Result<DriverInstance, DriverError>;
+    /// Creates and starts the instance on `spec.node` from `image`, the image's data in the
+    /// host's image cache (verified against its hash; shared with other instances, so never
+    /// written to). Idempotent.
+    async fn spawn(
+        &self,
+        spec: &InstanceSpec,
+        image: Option<&Path>,
+    ) -> Result<DriverInstance, DriverError>;
 
     /// Stops and removes the instance and everything it created on the host. Idempotent:
     /// a missing instance is not an error.

@@ -22,6 +22,44 @@ pub struct IdentityState {
     pub settings: AuthSettings,
 }
 
+impl IdentityState {
+    /// A project-scoped token for `user` in `project` (names, in the `default` domain), issued
+    /// in-process without a password: for a service that shares this process and has no
+    /// credential of its own (the all-in-one's compute agent fetching images). Returns the
+    /// token and its expiry in seconds since the epoch.
+    pub async fn issue_for(&self, user: &str, project: &str) -> Result<(String, i64), String> {
+        let err = |e: DbError| e.to_string();
+        let user = store::user_by_name(&self.db, "default", user)
+            .await
+            .map_err(err)?
+            .filter(|u| u.enabled)
+            .ok_or_else(|| format!("no enabled user {user} in the default domain"))?;
+        let project = store::project_by_name(&self.db, "default", project)
+            .await
+            .map_err(err)?
+            .filter(|p| p.enabled)
+            .ok_or_else(|| format!("no enabled project {project} in the default domain"))?;
+        let roles = store::roles_of(&self.db, &user.id, &project.id, "")
+            .await
+            .map_err(err)?
+            .into_iter()
+            .map(|r| RoleRef {
+                id: r.id,
+                name: r.name,
+            })
+            .collect();
+        let (token, claims) = self.tokens.issue(NewToken {
+            user_id: &user.id,
+            methods: vec!["password".into()],
+            project_id: Some(project.id),
+            domain_id: None,
+            roles,
+            parent: None,
+        })?;
+        Ok((token, claims.exp))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     #[error("{0}")]

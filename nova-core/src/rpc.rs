@@ -98,8 +98,24 @@ pub struct InstanceSpec {
     pub node: String,
     pub flavor: Flavor,
     pub image_ref: String,
+    /// The image's record, for the agent to fetch and verify its data; `None` for a server
+    /// that boots from no image. Absent in messages from builds before images were delivered.
+    #[serde(default)]
+    pub image: Option<ImageSpec>,
     pub metadata: BTreeMap<String, String>,
     pub user_data: Option<String>,
+}
+
+/// An image as a compute host needs it: where to fetch it and how to check what it fetched.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageSpec {
+    pub id: String,
+    pub container_format: Option<String>,
+    pub disk_format: Option<String>,
+    pub size: u64,
+    /// Glance's `os_hash_algo` (always `sha512` here) and `os_hash_value`, hex.
+    pub hash_algo: String,
+    pub hash_value: String,
 }
 
 /// Conductor → agent on `compute.<host>`.

@@ -152,6 +152,42 @@ impl Client {
     pub async fn action(&self, id: &str, body: &Value) -> anyhow::Result<Reply> {
         self.post(&format!("/servers/{id}/action"), body).await
     }
+
+    /// Creates an image in the image service and uploads `data`; returns its id.
+    pub async fn create_image(
+        &self,
+        name: &str,
+        container_format: &str,
+        disk_format: &str,
+        data: Vec<u8>,
+    ) -> anyhow::Result<String> {
+        let images = format!("{}/image/v2/images", self.base.trim_end_matches("/v2.1"));
+        let body = json!({"name": name, "container_format": container_format,
+                          "disk_format": disk_format});
+        let res = self
+            .http
+            .post(&images)
+            .header("X-Auth-Token", &self.token)
+            .json(&body)
+            .send()
+            .await?;
+        anyhow::ensure!(res.status() == 201, "image create: {}", res.status());
+        let doc: Value = res.json().await?;
+        let id = doc["id"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("no id in {doc}"))?
+            .to_owned();
+        let res = self
+            .http
+            .put(format!("{images}/{id}/file"))
+            .header("X-Auth-Token", &self.token)
+            .header("Content-Type", "application/octet-stream")
+            .body(data)
+            .send()
+            .await?;
+        anyhow::ensure!(res.status() == 204, "image upload: {}", res.status());
+        Ok(id)
+    }
 }
 
 /// A project-scoped token by password (users and projects of the `default` domain), from the

@@ -70,9 +70,14 @@ pub fn delete_queues(names: Vec<String>) {
 }
 
 /// Registers the public test images ([`crate::client::IMAGE`], [`crate::client::DOCKER_IMAGE`])
-/// as active records. Their data is never read: the fake driver boots nothing.
-pub async fn register_test_images(db: &nova_core::db::Db) -> anyhow::Result<()> {
+/// as active images with a little data each in the image store at `store` (the fake driver
+/// boots nothing, but compute hosts fetch and verify the data all the same).
+pub async fn register_test_images(
+    db: &nova_core::db::Db,
+    store: &std::path::Path,
+) -> anyhow::Result<()> {
     use nova_core::db::images::{self, Image};
+    use sha2::Digest as _;
     for (id, name, container, disk) in [
         (crate::client::IMAGE, "test-disk", "bare", "raw"),
         (crate::client::DOCKER_IMAGE, "test-docker", "docker", "raw"),
@@ -80,6 +85,11 @@ pub async fn register_test_images(db: &nova_core::db::Db) -> anyhow::Result<()> 
         if images::get(db, id).await?.is_some() {
             continue;
         }
+        let data = format!("test image {name}\n").repeat(1000);
+        std::fs::create_dir_all(store)?;
+        std::fs::write(store.join(id), &data)?;
+        let md5 = format!("{:x}", md5::compute(data.as_bytes()));
+        let sha512 = format!("{:x}", sha2::Sha512::digest(data.as_bytes()));
         let now = nova_core::time::now_ms();
         images::create(
             db,
@@ -93,10 +103,10 @@ pub async fn register_test_images(db: &nova_core::db::Db) -> anyhow::Result<()> 
                 os_hidden: false,
                 container_format: Some(container.into()),
                 disk_format: Some(disk.into()),
-                size: Some(0),
-                checksum: None,
-                os_hash_algo: None,
-                os_hash_value: None,
+                size: Some(i64::try_from(data.len())?),
+                checksum: Some(md5),
+                os_hash_algo: Some("sha512".into()),
+                os_hash_value: Some(sha512),
                 min_disk: 0,
                 min_ram: 0,
                 properties: "{}".into(),

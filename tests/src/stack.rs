@@ -1,6 +1,8 @@
 //! The service under test, in its two shapes.
 
 use crate::env;
+use compute_agent::credential::StaticToken;
+use compute_agent::image_cache::{ImageCache, ImageSettings};
 use compute_agent::{Agent, AgentSettings};
 use conductor::{Conductor, ConductorSettings};
 use drivers::fake::{FakeDriver, FakeSettings};
@@ -97,6 +99,10 @@ pub trait Stack: Send + Sync {
     /// The test's own connection to the service's database, for assertions.
     fn db(&self) -> &Db;
     fn driver(&self) -> &Arc<FakeDriver>;
+    /// The compute host's image cache.
+    fn images(&self) -> &Arc<ImageCache>;
+    /// The image service's store (a file per image, named by its id).
+    fn image_store(&self) -> std::path::PathBuf;
 }
 
 /// One service on its own thread and tokio runtime; it stops when told or dropped.
@@ -183,6 +189,8 @@ pub struct Distributed {
     api_url: String,
     db: Db,
     driver: Arc<FakeDriver>,
+    images: Arc<ImageCache>,
+    store: std::path::PathBuf,
     pub db_url: String,
     pub queues: Queues,
     pub options: Options,
@@ -202,7 +210,10 @@ impl Distributed {
         };
         // The test's own pool connects first and so runs the migrations once.
         let db = Db::connect(&database).await?;
-        env::register_test_images(&db).await?;
+        let images_dir = tempfile::tempdir()?;
+        let store = images_dir.path().join("store");
+        std::fs::create_dir_all(&store)?;
+        env::register_test_images(&db, &store).await?;
         let queues = Queues::new(&env::queue_prefix());
         let driver = Arc::new(FakeDriver::new(&options.host, options.fake.clone()));
 
@@ -224,11 +235,10 @@ impl Distributed {
             })
         };
 
-        let images_dir = tempfile::tempdir()?;
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let api = {
             let mut settings = options.api();
-            settings.image_store_dir = images_dir.path().to_owned();
+            settings.image_store_dir = store.clone();
             let (database, queues) = (database.clone(), queues.clone());
             Component::spawn("api", move |stop| async move {
                 let db = Db::connect(&database).await?;
@@ -249,10 +259,21 @@ impl Distributed {
         let addr =
             tokio::task::spawn_blocking(move || addr_rx.recv_timeout(Duration::from_secs(30)))
                 .await??;
+        // The agent fetches as an admin would; the API runs noauth2.
+        let images = Arc::new(ImageCache::open(
+            &ImageSettings {
+                cache_dir: images_dir.path().join("cache"),
+                endpoint: Some(format!("http://{addr}/image")),
+                ..Default::default()
+            },
+            Some(Arc::new(StaticToken("admin:admin".into()))),
+        )?);
         let mut me = Self {
             api_url: format!("http://{addr}"),
             db,
             driver,
+            images,
+            store,
             db_url,
             queues,
             options,
@@ -269,16 +290,17 @@ impl Distributed {
     /// Starts a compute agent on the same (fake) host: after `stop_agent` this is an agent
     /// restart, and the driver still holds the instances it had.
     pub fn start_agent(&mut self) {
-        let (queues, settings, driver, prefetch) = (
+        let (queues, settings, driver, images, prefetch) = (
             self.queues.clone(),
             self.options.agent(),
             self.driver.clone(),
+            self.images.clone(),
             self.options.prefetch,
         );
         self.agent = Some(Component::spawn("agent", move |stop| async move {
             let bus = Arc::new(AmqpBus::connect(&env::amqp_url()).await?);
             until_stopped(
-                Agent::new(settings, bus, queues, driver).run(prefetch),
+                Agent::new(settings, bus, queues, driver, images).run(prefetch),
                 stop,
             )
             .await
@@ -335,6 +357,12 @@ impl Stack for Distributed {
     fn driver(&self) -> &Arc<FakeDriver> {
         &self.driver
     }
+    fn images(&self) -> &Arc<ImageCache> {
+        &self.images
+    }
+    fn image_store(&self) -> std::path::PathBuf {
+        self.store.clone()
+    }
 }
 
 /// The all-in-one shape: one process, SQLite, the in-process bus.
@@ -347,6 +375,8 @@ pub struct AllInOneStack {
     aio: Option<allinone::AllInOne>,
     db: Db,
     driver: Arc<FakeDriver>,
+    images: Arc<ImageCache>,
+    store: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -366,13 +396,14 @@ impl AllInOneStack {
         };
         settings.database.url = url;
         settings.api.image_store_dir = dir.path().join("images");
+        settings.agent.images.cache_dir = dir.path().join("image-cache");
         if let Some(cap) = options.image_size_cap {
             settings.api.image_size_cap = cap;
         }
         settings.bus.prefetch = options.prefetch;
         let aio = allinone::AllInOne::start(settings).await?;
         let db = aio.db.clone();
-        env::register_test_images(&db).await?;
+        env::register_test_images(&db, &dir.path().join("images")).await?;
         wait_for_node(&db).await?;
         Ok(Self {
             clouds_yaml: aio.clouds_yaml.clone(),
@@ -380,6 +411,8 @@ impl AllInOneStack {
             key_repository: dir.path().join("keys"),
             api_url: format!("http://{}", aio.api_addr),
             driver: aio.driver.clone(),
+            images: aio.images.clone(),
+            store: dir.path().join("images"),
             db,
             aio: Some(aio),
             _dir: dir,
@@ -402,5 +435,11 @@ impl Stack for AllInOneStack {
     }
     fn driver(&self) -> &Arc<FakeDriver> {
         &self.driver
+    }
+    fn images(&self) -> &Arc<ImageCache> {
+        &self.images
+    }
+    fn image_store(&self) -> std::path::PathBuf {
+        self.store.clone()
     }
 }

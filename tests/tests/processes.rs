@@ -40,13 +40,16 @@ impl Drop for Processes {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_boot_and_delete_servers() -> anyhow::Result<()> {
     let db_url = env::fresh_pg_database().await?;
+    let images = tempfile::tempdir()?;
+    let store = images.path().join("store");
+    let cache = images.path().join("cache");
     {
         let settings = nova_core::settings::DatabaseSettings {
             url: db_url.clone(),
             max_connections: 1,
         };
         let db = nova_core::db::Db::connect(&settings).await?;
-        env::register_test_images(&db).await?;
+        env::register_test_images(&db, &store).await?;
         db.close().await;
     }
     let keys = tempfile::tempdir()?;
@@ -74,6 +77,7 @@ async fn three_processes_boot_and_delete_servers() -> anyhow::Result<()> {
         "nova-api",
         &[
             ("NOVA__API__BIND", "127.0.0.1:0"),
+            ("NOVA__API__IMAGE_STORE_DIR", &store.display().to_string()),
             ("NOVA__AUTH__KEY_REPOSITORY", key_repository.as_str()),
             ("NOVA__AUTH__ADMIN_PASSWORD", "admin-pw"),
             ("NOVA__AUTH__DEMO_PASSWORD", "demo-pw"),
@@ -94,11 +98,25 @@ async fn three_processes_boot_and_delete_servers() -> anyhow::Result<()> {
     })
     .await??;
     procs.0.push(spawn("nova-conductor", &[])?);
+    // The agent fetches images with a password credential of its own, as deployed.
     procs.0.push(spawn(
         "nova-compute",
         &[
             ("NOVA__AGENT__HOST", "proc-host"),
             ("NOVA__AGENT__HEARTBEAT_INTERVAL_MS", "500"),
+            (
+                "NOVA__AGENT__IMAGES__CACHE_DIR",
+                &cache.display().to_string(),
+            ),
+            ("NOVA__AGENT__IMAGES__ENDPOINT", &format!("{url}/image")),
+            ("NOVA__AGENT__IMAGES__AUTH__METHOD", "password"),
+            (
+                "NOVA__AGENT__IMAGES__AUTH__AUTH_URL",
+                &format!("{url}/identity/v3"),
+            ),
+            ("NOVA__AGENT__IMAGES__AUTH__USERNAME", "admin"),
+            ("NOVA__AGENT__IMAGES__AUTH__PASSWORD", "admin-pw"),
+            ("NOVA__AGENT__IMAGES__AUTH__PROJECT_NAME", "admin"),
         ],
     )?);
 
@@ -136,6 +154,14 @@ async fn three_processes_boot_and_delete_servers() -> anyhow::Result<()> {
     assert_eq!(
         s.body["server"]["OS-EXT-SRV-ATTR:host"],
         serde_json::json!("proc-host")
+    );
+    // The image reached the host's cache under its sha512, once for all six servers.
+    let data = std::fs::read(store.join(e2e::client::IMAGE))?;
+    let hash = format!("{:x}", <sha2::Sha512 as sha2::Digest>::digest(&data));
+    assert_eq!(std::fs::read(cache.join(&hash))?, data);
+    assert_eq!(
+        std::fs::read_dir(cache.join("instances"))?.count(),
+        ids.len()
     );
     for id in &ids {
         assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 204);

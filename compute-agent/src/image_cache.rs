@@ -1,0 +1,362 @@
+//! The host's image cache: image data fetched from the image service once per host and shared
+//! by every instance booted from it, as Nova's `_base` directory is.
+//!
+//! Layout under the cache directory:
+//! - `<sha512 hex>`: an image's data, put there (by rename) only after its hash was checked, so
+//!   a file of that name is always whole and verified. Its mtime is the last time an instance
+//!   used it.
+//! - `tmp/`: fetches in progress (emptied at start: a fetch cut short by a crash is garbage).
+//! - `instances/<uuid>`: the hash the instance was built from, so that eviction spares images
+//!   in use, across agent restarts.
+//!
+//! Two builds of one new image fetch it once: fetches of one hash are serialised, and the
+//! second finds the first one's file.
+
+use crate::credential::Credential;
+use futures::StreamExt;
+use nova_core::ids::InstanceUuid;
+use nova_core::rpc::ImageSpec;
+use serde::Deserialize;
+use sha2::{Digest, Sha512};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::io::AsyncWriteExt;
+
+/// `[agent.images]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct ImageSettings {
+    pub cache_dir: PathBuf,
+    /// The image service's endpoint, `http://host:8774/image` (what the catalog lists).
+    pub endpoint: Option<String>,
+    /// An image no instance on this host uses is removed once it has been unused this long
+    /// (Nova's `remove_unused_original_minimum_age_seconds`).
+    pub max_unused_age_s: u64,
+    pub eviction_interval_s: u64,
+    pub auth: crate::credential::CredentialSettings,
+}
+
+impl Default for ImageSettings {
+    fn default() -> Self {
+        Self {
+            cache_dir: "image-cache".into(),
+            endpoint: None,
+            max_unused_age_s: 86_400,
+            eviction_interval_s: 600,
+            auth: Default::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("no image service is configured for this compute host (agent.images.endpoint)")]
+    NotConfigured,
+    #[error("image {0} has no usable sha512 hash")]
+    NoHash(String),
+    #[error("image {id} could not be fetched: {reason}")]
+    Fetch { id: String, reason: String },
+    #[error("image {id} failed verification: {reason}")]
+    Verify { id: String, reason: String },
+    #[error("image cache: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct ImageCache {
+    dir: PathBuf,
+    endpoint: Option<String>,
+    credential: Option<Arc<dyn Credential>>,
+    client: reqwest::Client,
+    /// One lock per hash being fetched or checked: the single flight.
+    flights: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    fetches: AtomicU64,
+}
+
+impl ImageCache {
+    /// Opens (creating) the cache directory. `credential` overrides the configured one.
+    pub fn open(
+        settings: &ImageSettings,
+        credential: Option<Arc<dyn Credential>>,
+    ) -> std::io::Result<Self> {
+        let dir = settings.cache_dir.clone();
+        std::fs::create_dir_all(dir.join("instances"))?;
+        let tmp = dir.join("tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp)?;
+        }
+        std::fs::create_dir_all(&tmp)?;
+        Ok(Self {
+            dir,
+            endpoint: settings
+                .endpoint
+                .as_ref()
+                .map(|e| e.trim_end_matches('/').to_owned()),
+            credential: credential.or_else(|| settings.auth.build()),
+            client: reqwest::Client::new(),
+            flights: Default::default(),
+            fetches: AtomicU64::new(0),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// How many times image data was downloaded (cache misses).
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    /// The verified data of `image` for `instance`, fetched if this host lacks it.
+    pub async fn acquire(
+        &self,
+        image: &ImageSpec,
+        instance: InstanceUuid,
+    ) -> Result<PathBuf, CacheError> {
+        let hash = checked_hash(image)?;
+        let path = self.dir.join(&hash);
+        let flight = self.flight(&hash);
+        {
+            let _turn = flight.lock().await;
+            let present = tokio::fs::metadata(&path)
+                .await
+                .is_ok_and(|m| m.len() == image.size);
+            if !present {
+                self.fetch(image, &hash, &path).await?;
+            }
+            touch(&path)?;
+            // Recorded while the turn is held, so that eviction (which takes the same turn)
+            // never removes an image between its fetch and its first user.
+            std::fs::write(self.dir.join("instances").join(instance.to_string()), &hash)?;
+        }
+        self.forget_flight(&hash, flight);
+        Ok(path)
+    }
+
+    /// The instance no longer uses its image (it was destroyed).
+    pub fn release(&self, instance: InstanceUuid) -> std::io::Result<()> {
+        match std::fs::remove_file(self.dir.join("instances").join(instance.to_string())) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes images that no instance uses and that were last used longer ago than
+    /// `max_unused_age`; returns their hashes.
+    pub async fn evict(&self, max_unused_age: Duration) -> std::io::Result<Vec<String>> {
+        let mut in_use = HashSet::new();
+        for entry in std::fs::read_dir(self.dir.join("instances"))? {
+            if let Ok(hash) = std::fs::read_to_string(entry?.path()) {
+                in_use.insert(hash.trim().to_owned());
+            }
+        }
+        let now = SystemTime::now();
+        let mut evicted = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !is_sha512_hex(&name) || in_use.contains(&name) {
+                continue;
+            }
+            let flight = self.flight(&name);
+            // A fetch or a use of this image is under way: not now.
+            let Ok(_turn) = flight.try_lock() else {
+                continue;
+            };
+            let age = entry
+                .metadata()?
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .unwrap_or_default();
+            // Checked again under the turn: an instance may have taken it meanwhile.
+            let taken = self.dir.join("instances").read_dir()?.any(|e| {
+                e.ok()
+                    .and_then(|e| std::fs::read_to_string(e.path()).ok())
+                    .is_some_and(|h| h.trim() == name)
+            });
+            if age >= max_unused_age && !taken {
+                std::fs::remove_file(entry.path())?;
+                tracing::info!(hash = %&name[..16], "evicted an unused image");
+                evicted.push(name.clone());
+            }
+            drop(_turn);
+            self.forget_flight(&name, flight);
+        }
+        Ok(evicted)
+    }
+
+    fn flight(&self, hash: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        flights.entry(hash.to_owned()).or_default().clone()
+    }
+
+    /// Drops the lock of `hash` from the map once nobody else holds or waits for it.
+    fn forget_flight(&self, hash: &str, flight: Arc<tokio::sync::Mutex<()>>) {
+        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        // The map's reference and ours: nobody else has it.
+        if Arc::strong_count(&flight) == 2 {
+            flights.remove(hash);
+        }
+    }
+
+    async fn fetch(&self, image: &ImageSpec, hash: &str, path: &Path) -> Result<(), CacheError> {
+        let id = image.id.clone();
+        let fail = |reason: String| CacheError::Fetch {
+            id: id.clone(),
+            reason,
+        };
+        let endpoint = self.endpoint.as_deref().ok_or(CacheError::NotConfigured)?;
+        let credential = self.credential.as_ref().ok_or(CacheError::NotConfigured)?;
+        let url = format!("{endpoint}/v2/images/{}/file", image.id);
+        tracing::info!(image = %image.id, size = image.size, "fetching image");
+        let mut renew = false;
+        let resp = loop {
+            let token = credential.token(renew).await.map_err(&fail)?;
+            let resp = self
+                .client
+                .get(&url)
+                .header("X-Auth-Token", token)
+                .send()
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            if resp.status() == reqwest::StatusCode::UNAUTHORIZED && !renew {
+                renew = true;
+                continue;
+            }
+            break resp;
+        };
+        if resp.status() != reqwest::StatusCode::OK {
+            return Err(fail(format!(
+                "the image service answered {}",
+                resp.status()
+            )));
+        }
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let tmp = self
+            .dir
+            .join("tmp")
+            .join(format!("{hash}.{}", uuid::Uuid::new_v4().simple()));
+        let result = self.download(resp, &tmp, image, hash).await;
+        match result {
+            Ok(()) => {
+                tokio::fs::rename(&tmp, path).await?;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Streams the body into `tmp`, hashing as it goes, and checks size and hash.
+    async fn download(
+        &self,
+        resp: reqwest::Response,
+        tmp: &Path,
+        image: &ImageSpec,
+        hash: &str,
+    ) -> Result<(), CacheError> {
+        let file = tokio::fs::File::create(tmp).await?;
+        let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
+        let mut hasher = Sha512::new();
+        let mut size: u64 = 0;
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| CacheError::Fetch {
+                id: image.id.clone(),
+                reason: format!("transfer cut short: {e}"),
+            })?;
+            size += chunk.len() as u64;
+            if size > image.size {
+                break;
+            }
+            hasher.update(&chunk);
+            out.write_all(&chunk).await?;
+        }
+        out.flush().await?;
+        out.into_inner().sync_all().await?;
+        let verify = |reason: String| CacheError::Verify {
+            id: image.id.clone(),
+            reason,
+        };
+        if size > image.size {
+            return Err(verify(format!(
+                "expected {} bytes, received more",
+                image.size
+            )));
+        }
+        if size < image.size {
+            return Err(verify(format!(
+                "expected {} bytes, received {size}",
+                image.size
+            )));
+        }
+        let got = format!("{:x}", hasher.finalize());
+        if got != hash {
+            return Err(verify(format!(
+                "sha512 is {}…, the image service recorded {}…",
+                &got[..16],
+                &hash[..16]
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The image's sha512 as a file name, refusing anything else (a hash is also a path here).
+fn checked_hash(image: &ImageSpec) -> Result<String, CacheError> {
+    let hash = image.hash_value.to_ascii_lowercase();
+    if image.hash_algo != "sha512" || !is_sha512_hex(&hash) {
+        return Err(CacheError::NoHash(image.id.clone()));
+    }
+    Ok(hash)
+}
+
+fn is_sha512_hex(s: &str) -> bool {
+    s.len() == 128
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+/// Marks the image as used now (its mtime is its last use).
+fn touch(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.set_modified(SystemTime::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(algo: &str, value: &str) -> ImageSpec {
+        ImageSpec {
+            id: "i".into(),
+            container_format: None,
+            disk_format: None,
+            size: 1,
+            hash_algo: algo.into(),
+            hash_value: value.into(),
+        }
+    }
+
+    #[test]
+    fn only_a_sha512_hex_digest_names_a_cache_file() {
+        let good = "ab".repeat(64);
+        assert_eq!(
+            checked_hash(&image("sha512", &good)).ok(),
+            Some(good.clone())
+        );
+        assert_eq!(
+            checked_hash(&image("sha512", &good.to_uppercase())).ok(),
+            Some(good.clone())
+        );
+        for bad in ["", "../../etc/passwd", &"ab".repeat(63), &"zz".repeat(64)] {
+            assert!(checked_hash(&image("sha512", bad)).is_err(), "{bad}");
+        }
+        assert!(checked_hash(&image("md5", &good)).is_err());
+    }
+}
