@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs (from Debian's packages) and starts the services the tests and the distributed mode
-# need: PostgreSQL and RabbitMQ. Idempotent: what is installed and running is left alone.
+# need: PostgreSQL, RabbitMQ and the Docker Engine (with busybox-static, from which the tests
+# build their container image). Idempotent: what is installed and running is left alone.
 # Creates the PostgreSQL role `nova` (password `nova`, may create databases).
 set -euo pipefail
 
 need=()
 command -v rabbitmq-server >/dev/null 2>&1 || need+=(rabbitmq-server)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+[ -x /bin/busybox ] || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then
     echo "services: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -39,4 +42,17 @@ if ! rabbitmqctl -q status >/dev/null 2>&1; then
     service rabbitmq-server start >/dev/null 2>&1 || (rabbitmq-server -detached && sleep 2)
 fi
 rabbitmqctl -q await_startup --timeout 120 >/dev/null
-echo "services: PostgreSQL and RabbitMQ are up"
+
+# Docker Engine: its init script where it works, else dockerd by hand (the init script's ulimit
+# is refused in some containers).
+if ! docker info >/dev/null 2>&1; then
+    echo "services: starting the Docker Engine"
+    service docker start >/dev/null 2>&1 || true
+    for _ in $(seq 1 20); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+    if ! docker info >/dev/null 2>&1; then
+        nohup dockerd >/var/log/dockerd.log 2>&1 &
+        for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+    fi
+    docker info >/dev/null 2>&1 || { echo "services: dockerd did not start; see /var/log/dockerd.log" >&2; exit 1; }
+fi
+echo "services: PostgreSQL, RabbitMQ and Docker are up"

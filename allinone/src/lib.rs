@@ -2,8 +2,9 @@
 //! in-process bus and (by default) a SQLite database. The same code runs as separate processes
 //! over RabbitMQ and PostgreSQL in the distributed mode.
 //!
-//! Drivers: until the Docker and libvirt drivers land, the agent runs the `fake` driver, which
-//! registers one node of the configured type.
+//! Drivers: `agent.driver` picks one; `fake` (the default until the libvirt driver lands)
+//! registers one node of the configured type and boots nothing, `docker` runs containers on
+//! the local Docker Engine.
 
 use compute_agent::credential::{
     Credential, CredentialSettings, Issued, KeystonePassword, PasswordSettings, StaticToken,
@@ -12,6 +13,7 @@ use compute_agent::image_cache::ImageCache;
 use compute_agent::{Agent, AgentSettings};
 use conductor::{Conductor, ConductorSettings};
 use drivers::fake::FakeDriver;
+use drivers::Compute;
 use keystone_auth::{AuthSettings, Identity, Strategy};
 use nova_api::ApiSettings;
 use nova_core::bus::inproc::InProcBus;
@@ -56,7 +58,9 @@ impl Default for Settings {
 pub struct AllInOne {
     pub api_addr: SocketAddr,
     pub db: Db,
-    pub driver: Arc<FakeDriver>,
+    pub driver: Arc<dyn Compute>,
+    /// The driver again when it is the fake one, for tests that steer it.
+    pub fake: Option<Arc<FakeDriver>>,
     pub images: Arc<ImageCache>,
     /// The public URL of the API (the identity endpoint is `<url>/identity/v3`).
     pub url: String,
@@ -73,10 +77,7 @@ impl AllInOne {
         let bus: Arc<dyn Bus> = Arc::new(InProcBus::default());
         let queues = Queues::new(&settings.bus.queue_prefix);
         let prefetch = settings.bus.prefetch;
-        let driver = Arc::new(FakeDriver::new(
-            &settings.agent.host,
-            settings.agent.fake.clone(),
-        ));
+        let (driver, fake) = compute_agent::driver_from_settings(&settings.agent).await?;
 
         let conductor = Conductor::new(
             settings.conductor.clone(),
@@ -135,6 +136,7 @@ impl AllInOne {
             api_addr: api.addr,
             db,
             driver,
+            fake,
             images,
             url,
             clouds_yaml,

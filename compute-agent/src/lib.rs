@@ -7,6 +7,8 @@ pub mod credential;
 pub mod image_cache;
 pub mod settings;
 
+use drivers::docker::DockerDriver;
+use drivers::fake::FakeDriver;
 use drivers::{Compute, DriverError, RebootKind};
 use image_cache::ImageCache;
 use nova_core::bus::{self, Bus, BusError, Delivery};
@@ -14,10 +16,28 @@ use nova_core::ids::{InstanceUuid, TaskId};
 use nova_core::model::{PowerState, COMPUTE_BINARY};
 use nova_core::rpc::{AgentEvent, ComputeCommand, Envelope, Outcome, Queues};
 pub use settings::AgentSettings;
+use settings::DriverKind;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::Instrument;
+
+/// The driver the settings name; the fake one is also returned as itself, for tests that
+/// steer it.
+pub async fn driver_from_settings(
+    settings: &AgentSettings,
+) -> Result<(Arc<dyn Compute>, Option<Arc<FakeDriver>>), DriverError> {
+    Ok(match settings.driver {
+        DriverKind::Fake => {
+            let fake = Arc::new(FakeDriver::new(&settings.host, settings.fake.clone()));
+            (fake.clone(), Some(fake))
+        }
+        DriverKind::Docker => {
+            let docker = DockerDriver::connect(&settings.host, settings.docker.clone()).await?;
+            (Arc::new(docker), None)
+        }
+    })
+}
 
 pub struct Agent {
     settings: AgentSettings,

@@ -1,5 +1,6 @@
 //! The agent's configuration (`[agent]` in its TOML file, `NOVA__AGENT__…` in the environment).
 
+use drivers::docker::DockerSettings;
 use drivers::fake::FakeSettings;
 use serde::Deserialize;
 use std::time::Duration;
@@ -17,15 +18,19 @@ pub struct AgentSettings {
     pub operation_timeout_s: u64,
     pub driver: DriverKind,
     pub fake: FakeSettings,
+    pub docker: DockerSettings,
     /// The image cache and how to reach the image service (`[agent.images]`).
     pub images: crate::image_cache::ImageSettings,
 }
 
-/// Which driver the agent runs. More arrive with the driver issues.
+/// Which driver the agent runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DriverKind {
+    /// In memory, for tests and development: boots nothing.
     Fake,
+    /// Containers on the local Docker Engine.
+    Docker,
 }
 
 impl Default for AgentSettings {
@@ -38,6 +43,7 @@ impl Default for AgentSettings {
             operation_timeout_s: 3600,
             driver: DriverKind::Fake,
             fake: FakeSettings::default(),
+            docker: DockerSettings::default(),
             images: Default::default(),
         }
     }

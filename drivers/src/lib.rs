@@ -16,6 +16,7 @@
 //!   them with timeouts, and the conductor's build timeout bounds a build as a whole.
 //! - Errors carry a message meant for the user: it becomes the server's fault.
 
+pub mod docker;
 pub mod fake;
 
 use async_trait::async_trait;

@@ -10,6 +10,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod docker;
 pub mod env;
 pub mod stack;
 

@@ -3,9 +3,12 @@
 use crate::env;
 use compute_agent::credential::StaticToken;
 use compute_agent::image_cache::{ImageCache, ImageSettings};
+use compute_agent::settings::DriverKind;
 use compute_agent::{Agent, AgentSettings};
 use conductor::{Conductor, ConductorSettings};
+use drivers::docker::DockerSettings;
 use drivers::fake::{FakeDriver, FakeSettings};
+use drivers::Compute;
 use keystone_auth::{AuthSettings, Identity, Strategy};
 use nova_api::ApiSettings;
 use nova_core::bus::amqp::AmqpBus;
@@ -27,6 +30,10 @@ pub struct Options {
     pub reconcile_ms: u64,
     pub redrive_after_s: u64,
     pub fake: FakeSettings,
+    /// `Fake` unless a test is about a real driver.
+    pub driver: DriverKind,
+    pub docker: DockerSettings,
+    pub graceful_shutdown_s: u64,
     pub host: String,
     pub prefetch: u16,
     /// Identity for the all-in-one; `None` is noauth2 (for tests about compute).
@@ -45,6 +52,9 @@ impl Default for Options {
             reconcile_ms: 200,
             redrive_after_s: 5,
             fake: FakeSettings::default(),
+            driver: DriverKind::Fake,
+            docker: DockerSettings::default(),
+            graceful_shutdown_s: 60,
             host: "compute-1".into(),
             prefetch: 64,
             auth: None,
@@ -70,6 +80,9 @@ impl Options {
             heartbeat_interval_ms: self.heartbeat_ms,
             sync_interval_ms: self.sync_ms,
             fake: self.fake.clone(),
+            driver: self.driver,
+            docker: self.docker.clone(),
+            graceful_shutdown_timeout_s: self.graceful_shutdown_s,
             ..Default::default()
         }
     }
@@ -98,7 +111,10 @@ pub trait Stack: Send + Sync {
     fn api_url(&self) -> &str;
     /// The test's own connection to the service's database, for assertions.
     fn db(&self) -> &Db;
+    /// The fake driver; panics on a stack that runs another (tests know which they run).
     fn driver(&self) -> &Arc<FakeDriver>;
+    /// The driver the agent runs, whichever it is.
+    fn compute(&self) -> Arc<dyn Compute>;
     /// The compute host's image cache.
     fn images(&self) -> &Arc<ImageCache>;
     /// The image service's store (a file per image, named by its id).
@@ -188,7 +204,8 @@ async fn until_stopped(
 pub struct Distributed {
     api_url: String,
     db: Db,
-    driver: Arc<FakeDriver>,
+    driver: Arc<dyn Compute>,
+    fake: Option<Arc<FakeDriver>>,
     images: Arc<ImageCache>,
     store: std::path::PathBuf,
     pub db_url: String,
@@ -215,7 +232,7 @@ impl Distributed {
         std::fs::create_dir_all(&store)?;
         env::register_test_images(&db, &store).await?;
         let queues = Queues::new(&env::queue_prefix());
-        let driver = Arc::new(FakeDriver::new(&options.host, options.fake.clone()));
+        let (driver, fake) = compute_agent::driver_from_settings(&options.agent()).await?;
 
         let conductor = {
             let (database, queues, settings, prefetch) = (
@@ -272,6 +289,7 @@ impl Distributed {
             api_url: format!("http://{addr}"),
             db,
             driver,
+            fake,
             images,
             store,
             db_url,
@@ -287,8 +305,9 @@ impl Distributed {
         Ok(me)
     }
 
-    /// Starts a compute agent on the same (fake) host: after `stop_agent` this is an agent
-    /// restart, and the driver still holds the instances it had.
+    /// Starts a compute agent on the same host: after `stop_agent` this is an agent restart,
+    /// and the driver still holds the instances it had (the fake keeps them in memory; the
+    /// Docker driver keeps nothing of its own, the engine has them).
     pub fn start_agent(&mut self) {
         let (queues, settings, driver, images, prefetch) = (
             self.queues.clone(),
@@ -355,7 +374,10 @@ impl Stack for Distributed {
         &self.db
     }
     fn driver(&self) -> &Arc<FakeDriver> {
-        &self.driver
+        self.fake.as_ref().expect("this stack runs the fake driver")
+    }
+    fn compute(&self) -> Arc<dyn Compute> {
+        self.driver.clone()
     }
     fn images(&self) -> &Arc<ImageCache> {
         &self.images
@@ -374,7 +396,6 @@ pub struct AllInOneStack {
     pub key_repository: std::path::PathBuf,
     aio: Option<allinone::AllInOne>,
     db: Db,
-    driver: Arc<FakeDriver>,
     images: Arc<ImageCache>,
     store: std::path::PathBuf,
     _dir: tempfile::TempDir,
@@ -410,7 +431,6 @@ impl AllInOneStack {
             identity: aio.identity.clone(),
             key_repository: dir.path().join("keys"),
             api_url: format!("http://{}", aio.api_addr),
-            driver: aio.driver.clone(),
             images: aio.images.clone(),
             store: dir.path().join("images"),
             db,
@@ -434,7 +454,13 @@ impl Stack for AllInOneStack {
         &self.db
     }
     fn driver(&self) -> &Arc<FakeDriver> {
-        &self.driver
+        self.aio
+            .as_ref()
+            .and_then(|a| a.fake.as_ref())
+            .expect("this stack runs the fake driver")
+    }
+    fn compute(&self) -> Arc<dyn Compute> {
+        self.aio.as_ref().expect("running").driver.clone()
     }
     fn images(&self) -> &Arc<ImageCache> {
         &self.images

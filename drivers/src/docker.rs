@@ -1,0 +1,557 @@
+//! Containers on a Docker Engine, through its API (bollard). One node per host, of type
+//! `container`, `hypervisor_type` `docker`.
+//!
+//! An instance is the container named `nova-<uuid>`, labelled with its uuid, project, name and
+//! the agent's host (several agents may share one engine; each sees only its own). Images
+//! arrive as `docker save` archives from the host's image cache and are loaded into the engine
+//! when it lacks them; the container is created from the image id the archive's manifest names,
+//! never from a tag, so that two images with one tag cannot be confused.
+//!
+//! Metadata and user data are offered as a read-only directory in the container, laid out as
+//! Nova's config drive (`/mnt/config/openstack/latest/{meta_data.json,user_data}`).
+
+use crate::{tail_lines, Compute, DriverError, DriverInstance, RebootKind};
+use async_trait::async_trait;
+use base64::Engine as _;
+use bollard::errors::Error as DockerError;
+use bollard::models::{
+    ContainerCreateBody, ContainerStateStatusEnum, ContainerSummaryStateEnum, HostConfig,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ImportImageOptions, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RestartContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures::StreamExt;
+use nova_core::ids::{InstanceUuid, NodeUuid};
+use nova_core::model::{NodeInventory, NodeType, PowerState, Resources};
+use nova_core::rpc::InstanceSpec;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const LABEL_INSTANCE: &str = "org.openstack.nova.instance";
+pub const LABEL_PROJECT: &str = "org.openstack.nova.project";
+pub const LABEL_NAME: &str = "org.openstack.nova.name";
+pub const LABEL_HOST: &str = "org.openstack.nova.host";
+
+/// Where the config drive appears inside the container.
+pub const CONFIG_DRIVE_MOUNT: &str = "/mnt/config";
+
+/// `[agent.docker]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct DockerSettings {
+    /// The engine's socket; `DOCKER_HOST` or `/var/run/docker.sock` when unset.
+    pub socket: Option<String>,
+    /// Nova's `initial_*_allocation_ratio` defaults.
+    pub cpu_allocation_ratio: f64,
+    pub ram_allocation_ratio: f64,
+    pub disk_allocation_ratio: f64,
+    /// Memory kept for the host itself (Nova's `reserved_host_memory_mb`).
+    pub reserved_host_memory_mb: i64,
+    /// `none` (the default, no network) or a Docker network mode such as `bridge`.
+    pub network_mode: String,
+    /// Host directory for the instances' config drives.
+    pub state_dir: PathBuf,
+    /// How long a soft reboot waits for the container to stop before killing it (Nova's
+    /// libvirt `wait_soft_reboot_seconds`).
+    pub soft_reboot_timeout_s: u64,
+}
+
+impl Default for DockerSettings {
+    fn default() -> Self {
+        Self {
+            socket: None,
+            cpu_allocation_ratio: 4.0,
+            ram_allocation_ratio: 1.0,
+            disk_allocation_ratio: 1.0,
+            reserved_host_memory_mb: 512,
+            network_mode: "none".into(),
+            state_dir: "docker-state".into(),
+            soft_reboot_timeout_s: 120,
+        }
+    }
+}
+
+pub struct DockerDriver {
+    docker: Docker,
+    host: String,
+    settings: DockerSettings,
+}
+
+fn backend(e: DockerError) -> DriverError {
+    DriverError::Backend(format!("Docker Engine: {e}"))
+}
+
+fn status_of(e: &DockerError) -> Option<u16> {
+    match e {
+        DockerError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+fn container_name(uuid: InstanceUuid) -> String {
+    format!("nova-{uuid}")
+}
+
+impl DockerDriver {
+    /// Connects to the engine, agreeing on an API version it speaks.
+    pub async fn connect(host: &str, settings: DockerSettings) -> Result<Self, DriverError> {
+        let docker = match &settings.socket {
+            Some(path) => Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION),
+            None => Docker::connect_with_local_defaults(),
+        }
+        .map_err(backend)?
+        .negotiate_version()
+        .await
+        .map_err(backend)?;
+        std::fs::create_dir_all(&settings.state_dir)
+            .map_err(|e| DriverError::Backend(format!("{}: {e}", settings.state_dir.display())))?;
+        Ok(Self {
+            docker,
+            host: host.to_owned(),
+            settings,
+        })
+    }
+
+    /// The engine client, for tests and benchmarks that compare with it.
+    pub fn engine(&self) -> &Docker {
+        &self.docker
+    }
+
+    fn node_uuid(&self) -> NodeUuid {
+        NodeUuid(uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_OID,
+            format!("docker-node:{}", self.host).as_bytes(),
+        ))
+    }
+
+    fn drive_dir(&self, uuid: InstanceUuid) -> PathBuf {
+        self.settings.state_dir.join(uuid.to_string())
+    }
+
+    /// The container's state, `None` when there is no container of this instance.
+    async fn inspect(&self, uuid: InstanceUuid) -> Result<Option<PowerState>, DriverError> {
+        match self
+            .docker
+            .inspect_container(&container_name(uuid), None)
+            .await
+        {
+            Ok(c) => {
+                let status = c.state.and_then(|s| s.status);
+                Ok(Some(power_of_status(status)))
+            }
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    /// Loads the archive into the engine unless the image it holds is there; returns its id.
+    async fn ensure_image(&self, archive: &Path) -> Result<String, DriverError> {
+        let path = archive.to_owned();
+        let id = tokio::task::spawn_blocking(move || image_id_of_archive(&path))
+            .await
+            .map_err(|e| DriverError::Backend(e.to_string()))??;
+        if self.docker.inspect_image(&id).await.is_ok() {
+            return Ok(id);
+        }
+        tracing::info!(image = %id, "loading image archive into the engine");
+        let file = tokio::fs::File::open(archive)
+            .await
+            .map_err(|e| DriverError::Backend(format!("{}: {e}", archive.display())))?;
+        let body = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
+        let mut progress = self.docker.import_image_stream(
+            ImportImageOptions {
+                quiet: true,
+                platform: None,
+            },
+            body,
+            None,
+        );
+        while let Some(step) = progress.next().await {
+            step.map_err(|e| {
+                DriverError::Invalid(format!("the image archive does not load: {e}"))
+            })?;
+        }
+        match self.docker.inspect_image(&id).await {
+            Ok(_) => Ok(id),
+            Err(_) => Err(DriverError::Invalid(format!(
+                "the image archive loaded, but not the image {id} its manifest names"
+            ))),
+        }
+    }
+
+    /// Writes the config drive: Nova's `openstack/latest` layout.
+    fn write_config_drive(&self, spec: &InstanceSpec) -> Result<PathBuf, DriverError> {
+        let dir = self.drive_dir(spec.uuid);
+        let latest = dir.join("openstack").join("latest");
+        let io = |e: std::io::Error| DriverError::Backend(format!("config drive: {e}"));
+        std::fs::create_dir_all(&latest).map_err(io)?;
+        let meta = serde_json::json!({
+            "uuid": spec.uuid.to_string(),
+            "name": spec.name,
+            "hostname": hostname(&spec.name),
+            "project_id": spec.project_id,
+            "availability_zone": "nova",
+            "launch_index": 0,
+            "meta": spec.metadata,
+        });
+        std::fs::write(latest.join("meta_data.json"), meta.to_string()).map_err(io)?;
+        if let Some(data) = &spec.user_data {
+            // The API took it base64-encoded; the guest reads it decoded, as from Nova's drive.
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data.trim())
+                .map_err(|e| DriverError::Invalid(format!("user_data is not base64: {e}")))?;
+            std::fs::write(latest.join("user_data"), bytes).map_err(io)?;
+        }
+        Ok(dir)
+    }
+
+    async fn create(&self, spec: &InstanceSpec, image_id: &str) -> Result<(), DriverError> {
+        let drive = self.write_config_drive(spec)?;
+        let drive = std::fs::canonicalize(&drive)
+            .map_err(|e| DriverError::Backend(format!("config drive: {e}")))?;
+        let labels = HashMap::from([
+            (LABEL_INSTANCE.to_owned(), spec.uuid.to_string()),
+            (LABEL_PROJECT.to_owned(), spec.project_id.clone()),
+            (LABEL_NAME.to_owned(), spec.name.clone()),
+            (LABEL_HOST.to_owned(), self.host.clone()),
+        ]);
+        let memory = spec.flavor.memory_mb * 1024 * 1024;
+        let body = ContainerCreateBody {
+            image: Some(image_id.to_owned()),
+            hostname: Some(hostname(&spec.name)),
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                nano_cpus: Some(spec.flavor.vcpus * 1_000_000_000),
+                memory: Some(memory),
+                // No swap beyond the flavor's memory.
+                memory_swap: Some(memory),
+                network_mode: Some(self.settings.network_mode.clone()),
+                binds: Some(vec![format!("{}:{CONFIG_DRIVE_MOUNT}:ro", drive.display())]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::default()
+            .name(&container_name(spec.uuid))
+            .build();
+        match self.docker.create_container(Some(options), body).await {
+            Ok(_) => Ok(()),
+            // Created meanwhile by another copy of this spawn: one container all the same.
+            Err(e) if status_of(&e) == Some(409) => Ok(()),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn start(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+        match self
+            .docker
+            .start_container(&container_name(uuid), None)
+            .await
+        {
+            Ok(()) => Ok(()),
+            // 304: already running.
+            Err(e) if status_of(&e) == Some(304) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) => Err(DriverError::NotFound(uuid)),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    fn not_found_or(uuid: InstanceUuid, e: DockerError) -> DriverError {
+        if status_of(&e) == Some(404) {
+            DriverError::NotFound(uuid)
+        } else {
+            backend(e)
+        }
+    }
+}
+
+#[async_trait]
+impl Compute for DockerDriver {
+    async fn inventory(&self) -> Result<Vec<NodeInventory>, DriverError> {
+        let info = self.docker.info().await.map_err(backend)?;
+        let vcpus = info.ncpu.unwrap_or(1);
+        let memory_mb = info.mem_total.unwrap_or(0) / (1024 * 1024);
+        let root = info
+            .docker_root_dir
+            .unwrap_or_else(|| "/var/lib/docker".into());
+        let disk_gb = rustix::fs::statvfs(root.as_str())
+            .map(|s| s.f_blocks.saturating_mul(s.f_frsize) / (1024 * 1024 * 1024))
+            .unwrap_or(0);
+        Ok(vec![NodeInventory {
+            uuid: self.node_uuid(),
+            name: self.host.clone(),
+            node_type: NodeType::Container,
+            hypervisor_type: "docker".into(),
+            total: Resources {
+                vcpus,
+                memory_mb: (memory_mb - self.settings.reserved_host_memory_mb).max(0),
+                disk_gb: i64::try_from(disk_gb).unwrap_or(i64::MAX),
+            },
+            cpu_allocation_ratio: self.settings.cpu_allocation_ratio,
+            ram_allocation_ratio: self.settings.ram_allocation_ratio,
+            disk_allocation_ratio: self.settings.disk_allocation_ratio,
+        }])
+    }
+
+    async fn spawn(
+        &self,
+        spec: &InstanceSpec,
+        image: Option<&Path>,
+    ) -> Result<DriverInstance, DriverError> {
+        let instance = |power_state| DriverInstance {
+            uuid: spec.uuid,
+            node: self.host.clone(),
+            power_state,
+        };
+        match self.inspect(spec.uuid).await? {
+            Some(PowerState::NoState) => {
+                // Created but never started (the agent stopped in between): finish the job.
+                self.start(spec.uuid).await?;
+                return Ok(instance(self.power_state(spec.uuid).await?));
+            }
+            Some(state) => return Ok(instance(state)),
+            None => {}
+        }
+        if let Some(format) = spec
+            .image
+            .as_ref()
+            .and_then(|i| i.container_format.as_deref())
+        {
+            if format != "docker" {
+                return Err(DriverError::Invalid(format!(
+                    "image {} has container_format {format}; a container needs docker",
+                    spec.image_ref
+                )));
+            }
+        }
+        let archive = image.ok_or_else(|| {
+            DriverError::Invalid("a container needs an image (a docker save archive)".into())
+        })?;
+        let image_id = self.ensure_image(archive).await?;
+        self.create(spec, &image_id).await?;
+        self.start(spec.uuid).await?;
+        Ok(instance(self.power_state(spec.uuid).await?))
+    }
+
+    async fn destroy(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        match self
+            .docker
+            .remove_container(&container_name(uuid), Some(options))
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if status_of(&e) == Some(404) => {}
+            Err(e) => return Err(backend(e)),
+        }
+        match std::fs::remove_dir_all(self.drive_dir(uuid)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(DriverError::Backend(
+                format!("config drive not removed: {e}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    async fn power_off(&self, uuid: InstanceUuid, timeout: Duration) -> Result<(), DriverError> {
+        // SIGTERM, then SIGKILL once `timeout` has passed: the engine's own stop.
+        let t = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX);
+        let options = StopContainerOptionsBuilder::default().t(t).build();
+        match self
+            .docker
+            .stop_container(&container_name(uuid), Some(options))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if status_of(&e) == Some(304) => Ok(()),
+            Err(e) => Err(Self::not_found_or(uuid, e)),
+        }
+    }
+
+    async fn power_on(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+        self.start(uuid).await
+    }
+
+    async fn reboot(&self, uuid: InstanceUuid, kind: RebootKind) -> Result<(), DriverError> {
+        let t = match kind {
+            RebootKind::Soft => i32::try_from(self.settings.soft_reboot_timeout_s).unwrap_or(120),
+            RebootKind::Hard => 0,
+        };
+        let options = RestartContainerOptionsBuilder::default().t(t).build();
+        self.docker
+            .restart_container(&container_name(uuid), Some(options))
+            .await
+            .map_err(|e| Self::not_found_or(uuid, e))
+    }
+
+    async fn power_state(&self, uuid: InstanceUuid) -> Result<PowerState, DriverError> {
+        self.inspect(uuid).await?.ok_or(DriverError::NotFound(uuid))
+    }
+
+    async fn list_instances(&self) -> Result<Vec<DriverInstance>, DriverError> {
+        let filters = HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{LABEL_HOST}={}", self.host)],
+        )]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(backend)?;
+        Ok(containers
+            .into_iter()
+            .filter_map(|c| {
+                let uuid = c.labels.as_ref()?.get(LABEL_INSTANCE)?.parse().ok()?;
+                Some(DriverInstance {
+                    uuid,
+                    node: self.host.clone(),
+                    power_state: power_of_summary(c.state),
+                })
+            })
+            .collect())
+    }
+
+    async fn console_output(
+        &self,
+        uuid: InstanceUuid,
+        lines: Option<usize>,
+    ) -> Result<String, DriverError> {
+        let tail = lines.map_or_else(|| "all".to_owned(), |n| n.to_string());
+        let options = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .tail(&tail)
+            .build();
+        let mut logs = self.docker.logs(&container_name(uuid), Some(options));
+        let mut text = String::new();
+        while let Some(chunk) = logs.next().await {
+            let chunk = chunk.map_err(|e| Self::not_found_or(uuid, e))?;
+            text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        }
+        // The engine's tail counts lines of both streams; cut again for an exact count.
+        Ok(tail_lines(&text, lines))
+    }
+}
+
+/// Nova's power states for the engine's container states.
+fn power_of_status(status: Option<ContainerStateStatusEnum>) -> PowerState {
+    use ContainerStateStatusEnum as S;
+    match status {
+        Some(S::RUNNING | S::RESTARTING) => PowerState::Running,
+        Some(S::PAUSED) => PowerState::Paused,
+        Some(S::EXITED | S::REMOVING | S::STOPPING) => PowerState::Shutdown,
+        Some(S::DEAD) => PowerState::Crashed,
+        // Created and never started.
+        Some(S::CREATED) | Some(S::EMPTY) | None => PowerState::NoState,
+    }
+}
+
+fn power_of_summary(state: Option<ContainerSummaryStateEnum>) -> PowerState {
+    use ContainerSummaryStateEnum as S;
+    match state {
+        Some(S::RUNNING | S::RESTARTING) => PowerState::Running,
+        Some(S::PAUSED) => PowerState::Paused,
+        Some(S::EXITED | S::REMOVING | S::STOPPING) => PowerState::Shutdown,
+        Some(S::DEAD) => PowerState::Crashed,
+        Some(S::CREATED) | Some(S::EMPTY) | None => PowerState::NoState,
+    }
+}
+
+/// Nova's `sanitize_hostname`: lower case, spaces and underscores to hyphens, other characters
+/// outside `[a-z0-9.-]` dropped, at most 63 characters, no leading or trailing `.`/`-`.
+pub fn hostname(name: &str) -> String {
+    let mapped: String = name
+        .to_lowercase()
+        .chars()
+        .map(|c| if c == ' ' || c == '_' { '-' } else { c })
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '.' || *c == '-')
+        .collect();
+    let cut: String = mapped.chars().take(63).collect();
+    let trimmed = cut.trim_matches(|c| c == '.' || c == '-');
+    if trimmed.is_empty() {
+        "server".into()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+#[derive(Deserialize)]
+struct ManifestEntry {
+    #[serde(rename = "Config")]
+    config: String,
+}
+
+/// The image id (`sha256:<hex>`) that a `docker save` archive holds, from its `manifest.json`.
+/// The config blob's name is its digest, which is the image id, in both the classic layout
+/// (`<hex>.json`) and the OCI one (`blobs/sha256/<hex>`).
+pub fn image_id_of_archive(path: &Path) -> Result<String, DriverError> {
+    let corrupt =
+        |why: String| DriverError::Invalid(format!("the image archive is corrupt: {why}"));
+    let file = std::fs::File::open(path)
+        .map_err(|e| DriverError::Backend(format!("{}: {e}", path.display())))?;
+    let mut archive = tar::Archive::new(file);
+    let entries = archive
+        .entries_with_seek()
+        .map_err(|e| corrupt(e.to_string()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| corrupt(e.to_string()))?;
+        let is_manifest = entry
+            .path()
+            .map(|p| p.as_ref() == Path::new("manifest.json"))
+            .unwrap_or(false);
+        if !is_manifest {
+            continue;
+        }
+        let manifest: Vec<ManifestEntry> =
+            serde_json::from_reader(entry).map_err(|e| corrupt(format!("manifest.json: {e}")))?;
+        let [only] = manifest.as_slice() else {
+            return Err(corrupt(format!(
+                "manifest.json lists {} images; one is expected",
+                manifest.len()
+            )));
+        };
+        let name = only.config.rsplit('/').next().unwrap_or_default();
+        let hex = name.strip_suffix(".json").unwrap_or(name);
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(corrupt(format!("unexpected config {}", only.config)));
+        }
+        return Ok(format!("sha256:{hex}"));
+    }
+    Err(corrupt(
+        "no manifest.json (not a docker save archive)".into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames_are_sanitised_as_nova_does() {
+        assert_eq!(hostname("My Server_1"), "my-server-1");
+        assert_eq!(hostname("--a.b--"), "a.b");
+        assert_eq!(hostname("ünïcode!"), "ncode");
+        assert_eq!(hostname("***"), "server");
+        assert_eq!(hostname(&"x".repeat(100)).len(), 63);
+    }
+
+    #[test]
+    fn an_archive_without_a_manifest_is_corrupt() {
+        let dir = std::env::temp_dir().join(format!("nova-docker-test-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&dir, b"this is not a tar archive at all, just text").unwrap();
+        let err = image_id_of_archive(&dir).unwrap_err();
+        std::fs::remove_file(&dir).unwrap();
+        assert!(err.to_string().contains("corrupt"), "{err}");
+    }
+}

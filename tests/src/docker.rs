@@ -1,0 +1,127 @@
+//! The Docker test image: busybox on `scratch`, built locally (no registry is reachable) and
+//! saved as a `docker save` archive, then removed from the engine so that the driver under test
+//! has to load it.
+
+use std::path::PathBuf;
+use std::process::Command;
+use tokio::sync::OnceCell;
+
+/// What the test container runs: prints its hostname and user data, then idles until SIGTERM
+/// (a shell as PID 1 ignores SIGTERM unless it traps it, and a graceful stop would always
+/// wait for the kill).
+pub const TEST_IMAGE_CMD: &str = "trap 'echo stopping; exit 0' TERM; \
+    echo \"hello from $(hostname)\"; \
+    cat /mnt/config/openstack/latest/user_data 2>/dev/null; \
+    while true; do sleep 1; done";
+
+pub struct TestImage {
+    /// The archive, as an image upload needs it.
+    pub archive: PathBuf,
+    /// `sha256:<hex>`, the id the engine gives it once loaded.
+    pub id: String,
+    _dir: tempfile::TempDir,
+}
+
+static IMAGE: OnceCell<TestImage> = OnceCell::const_new();
+
+fn run(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd.output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Builds the image once per test binary.
+pub async fn test_image() -> anyhow::Result<&'static TestImage> {
+    IMAGE
+        .get_or_try_init(|| async {
+            tokio::task::spawn_blocking(build)
+                .await
+                .map_err(anyhow::Error::from)?
+        })
+        .await
+}
+
+fn build() -> anyhow::Result<TestImage> {
+    // Earlier runs' images, unless a container still uses them.
+    let _ = run(Command::new("sh").args([
+        "-c",
+        "docker images -q nova-test-busybox | sort -u | xargs -r docker rmi -f 2>/dev/null; true",
+    ]));
+    let dir = tempfile::tempdir()?;
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .ok_or_else(|| anyhow::anyhow!("busybox-static is not installed"))?;
+    std::fs::copy(busybox, dir.path().join("busybox"))?;
+    let cmd = serde_json::to_string(&["/bin/sh", "-c", TEST_IMAGE_CMD])?;
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!(
+            "FROM scratch\nCOPY busybox /bin/busybox\n\
+             RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCMD {cmd}\n"
+        ),
+    )?;
+    // A tag of this run's own: the image is removed again below, and a tag shared with a
+    // concurrent run would be taken from under it.
+    let tag = format!("nova-test-busybox:{}", uuid::Uuid::new_v4().simple());
+    run(Command::new("docker")
+        .args(["build", "-q", "-t", &tag])
+        .arg(dir.path())
+        .env("DOCKER_BUILDKIT", "0"))?;
+    let id = run(Command::new("docker").args(["image", "inspect", "-f", "{{.Id}}", &tag]))?;
+    let archive = dir.path().join("image.tar");
+    run(Command::new("docker")
+        .args(["save", "-o"])
+        .arg(&archive)
+        .arg(&tag))?;
+    // Untag only; the image itself may be in use by containers of an earlier test in this
+    // binary's run (it is content-addressed, so that changes nothing), and if nothing uses it
+    // the engine deletes it and the driver must load it.
+    let _ = run(Command::new("docker").args(["rmi", &tag]));
+    Ok(TestImage {
+        archive,
+        id,
+        _dir: dir,
+    })
+}
+
+/// Removes every container of an agent host when dropped, so that a failed test leaves no
+/// containers behind on the shared engine.
+pub struct RemoveContainersOf(pub String);
+
+impl Drop for RemoveContainersOf {
+    fn drop(&mut self) {
+        let host = self.0.clone();
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let docker = bollard::Docker::connect_with_local_defaults().ok()?;
+                let filters = std::collections::HashMap::from([(
+                    "label".to_owned(),
+                    vec![format!("{}={host}", drivers::docker::LABEL_HOST)],
+                )]);
+                let options = bollard::query_parameters::ListContainersOptionsBuilder::default()
+                    .all(true)
+                    .filters(&filters)
+                    .build();
+                for c in docker.list_containers(Some(options)).await.ok()? {
+                    let Some(id) = c.id else { continue };
+                    let remove =
+                        bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+                            .force(true)
+                            .build();
+                    let _ = docker.remove_container(&id, Some(remove)).await;
+                }
+                Some(())
+            })
+        });
+        let _ = cleanup.join();
+    }
+}

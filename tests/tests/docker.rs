@@ -1,0 +1,395 @@
+//! The Docker driver through the whole service (distributed shape: API, conductor and agent
+//! over RabbitMQ and PostgreSQL) against the real Docker Engine that `scripts/test.sh` starts.
+//! Containers run with `--network none`: nothing here sends traffic to a container.
+
+use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBuilder};
+use bollard::Docker;
+use compute_agent::settings::DriverKind;
+use drivers::docker::{DockerSettings, LABEL_INSTANCE};
+use e2e::client::Client;
+use e2e::docker::{test_image, RemoveContainersOf};
+use e2e::stack::{Distributed, Options, Stack};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+/// The stack's options, the config-drive directory, and a guard that removes the host's
+/// containers however the test ends.
+fn options() -> anyhow::Result<(Options, tempfile::TempDir, RemoveContainersOf)> {
+    let state = tempfile::tempdir()?;
+    let options = Options {
+        driver: DriverKind::Docker,
+        docker: DockerSettings {
+            state_dir: state.path().to_owned(),
+            soft_reboot_timeout_s: 10,
+            ..Default::default()
+        },
+        graceful_shutdown_s: 10,
+        // Several test stacks share the engine; each agent sees only its own host's containers.
+        host: format!("docker-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+        ..Options::default()
+    };
+    let guard = RemoveContainersOf(options.host.clone());
+    Ok((options, state, guard))
+}
+
+fn engine() -> anyhow::Result<Docker> {
+    Ok(Docker::connect_with_local_defaults()?)
+}
+
+/// A flavor for containers (`node:type=container`), created as an admin.
+async fn container_flavor(stack: &dyn Stack, id: &str, ram: u64, vcpus: u32) -> anyhow::Result<()> {
+    let admin = Client::new(stack.api_url(), "admin:admin");
+    let r = admin
+        .post(
+            "/flavors",
+            &json!({"flavor": {"name": format!("c-{id}"), "id": id, "ram": ram,
+                               "vcpus": vcpus, "disk": 1}}),
+        )
+        .await?;
+    anyhow::ensure!(r.status == 200, "flavor create: {} {}", r.status, r.body);
+    let r = admin
+        .post(
+            &format!("/flavors/{id}/os-extra_specs"),
+            &json!({"extra_specs": {"node:type": "container"}}),
+        )
+        .await?;
+    anyhow::ensure!(r.status == 200, "extra specs: {} {}", r.status, r.body);
+    Ok(())
+}
+
+async fn docker_image(c: &Client) -> anyhow::Result<String> {
+    let image = test_image().await?;
+    c.create_image("busybox", "docker", "raw", std::fs::read(&image.archive)?)
+        .await
+}
+
+/// The containers of one instance, whatever their state.
+async fn containers_of(docker: &Docker, id: &str) -> anyhow::Result<usize> {
+    let filters = HashMap::from([("label".to_owned(), vec![format!("{LABEL_INSTANCE}={id}")])]);
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    Ok(docker.list_containers(Some(options)).await?.len())
+}
+
+async fn container_state(docker: &Docker, id: &str) -> anyhow::Result<(String, String)> {
+    let c = docker
+        .inspect_container(&format!("nova-{id}"), None::<InspectContainerOptions>)
+        .await?;
+    let state = c.state.unwrap_or_default();
+    Ok((
+        state.status.map(|s| s.to_string()).unwrap_or_default(),
+        state.started_at.unwrap_or_default(),
+    ))
+}
+
+async fn create_server(c: &Client, body: Value) -> anyhow::Result<String> {
+    let r = c.post("/servers", &json!({ "server": body })).await?;
+    anyhow::ensure!(r.status == 202, "create: {} {}", r.status, r.body);
+    Ok(r.body["server"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+async fn wait_error(c: &Client, id: &str) -> anyhow::Result<Value> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        let r = c.server(id).await?;
+        if r.body["server"]["status"] == json!("ERROR") {
+            return Ok(r.body["server"].clone());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("server {id} never reached ERROR")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_server_lives_its_whole_life_through_the_api() -> anyhow::Result<()> {
+    let (options, state, _cleanup) = options()?;
+    let stack = Distributed::start(options).await?;
+    let docker = engine()?;
+    let c = Client::new(stack.api_url(), "demo:demo");
+    container_flavor(&stack, "c1", 256, 2).await?;
+    let image = docker_image(&c).await?;
+    let user_data = "#!/bin/sh\necho configured by user data\n";
+    let id = create_server(
+        &c,
+        json!({"name": "Web Server_1", "imageRef": image, "flavorRef": "c1", "networks": "none",
+               "metadata": {"role": "web"},
+               "user_data": base64_encode(user_data.as_bytes())}),
+    )
+    .await?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+
+    // The engine runs it with the flavor's limits, no network, named and labelled.
+    let inspect = docker
+        .inspect_container(&format!("nova-{id}"), None::<InspectContainerOptions>)
+        .await?;
+    let host_config = inspect.host_config.clone().unwrap_or_default();
+    assert_eq!(host_config.memory, Some(256 * 1024 * 1024));
+    assert_eq!(host_config.nano_cpus, Some(2_000_000_000));
+    assert_eq!(host_config.network_mode.as_deref(), Some("none"));
+    // Created from the image id the archive's manifest names (loaded, not pulled).
+    assert_eq!(
+        inspect.image.as_deref(),
+        Some(test_image().await?.id.as_str())
+    );
+    let config = inspect.config.clone().unwrap_or_default();
+    assert_eq!(config.hostname.as_deref(), Some("web-server-1"));
+    let labels = config.labels.unwrap_or_default();
+    assert_eq!(labels.get(LABEL_INSTANCE), Some(&id));
+    assert_eq!(
+        labels.get("org.openstack.nova.project").map(String::as_str),
+        Some("demo")
+    );
+    assert_eq!(container_state(&docker, &id).await?.0, "running");
+
+    // The config drive: metadata and user data, read-only, and the console shows both.
+    let drive = state.path().join(&id).join("openstack/latest");
+    let meta: Value = serde_json::from_slice(&std::fs::read(drive.join("meta_data.json"))?)?;
+    assert_eq!(meta["meta"]["role"], json!("web"));
+    assert_eq!(meta["uuid"], json!(id));
+    let mount = inspect.mounts.unwrap_or_default();
+    assert!(mount
+        .iter()
+        .any(|m| m.destination.as_deref() == Some("/mnt/config") && m.rw == Some(false)));
+    let uuid: nova_core::ids::InstanceUuid = id.parse()?;
+    let compute = stack.compute();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let console = loop {
+        let text = compute.console_output(uuid, None).await?;
+        if text.contains("configured by user data") || tokio::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(console.contains("hello from web-server-1"), "{console}");
+    assert!(console.contains("configured by user data"), "{console}");
+    // Nova's `length`: the last lines only.
+    let last = compute.console_output(uuid, Some(1)).await?;
+    assert_eq!(last, "echo configured by user data\n");
+
+    // Stop, start, reboot soft and hard.
+    let r = c.action(&id, &json!({"os-stop": null})).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let s = c.wait_status(&id, "SHUTOFF", WAIT).await?;
+    assert_eq!(s["OS-EXT-STS:power_state"], json!(4));
+    assert_eq!(container_state(&docker, &id).await?.0, "exited");
+    let r = c.action(&id, &json!({"os-start": null})).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    for kind in ["SOFT", "HARD"] {
+        let (status, before) = container_state(&docker, &id).await?;
+        assert_eq!(status, "running");
+        let r = c.action(&id, &json!({"reboot": {"type": kind}})).await?;
+        assert_eq!(r.status, 202, "{}", r.body);
+        // REBOOT / HARD_REBOOT, then ACTIVE again, with a new start time.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let s = c.server(&id).await?.body["server"].clone();
+            let (status, started) = container_state(&docker, &id).await?;
+            if s["status"] == json!("ACTIVE") && status == "running" && started != before {
+                break;
+            }
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "{kind} reboot: {s}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    // Delete leaves nothing: no container, no config drive.
+    assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 204);
+    c.wait_gone(&id, WAIT).await?;
+    assert_eq!(containers_of(&docker, &id).await?, 0);
+    assert!(!state.path().join(&id).exists());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_behind_the_services_back_are_noticed_and_a_restarted_agent_adopts(
+) -> anyhow::Result<()> {
+    let (options, _state, _cleanup) = options()?;
+    let mut stack = Distributed::start(options).await?;
+    let docker = engine()?;
+    let c = Client::new(stack.api_url(), "demo:demo");
+    container_flavor(&stack, "c2", 128, 1).await?;
+    let image = docker_image(&c).await?;
+    let a = create_server(
+        &c,
+        json!({"name": "a", "imageRef": image, "flavorRef": "c2"}),
+    )
+    .await?;
+    let b = create_server(
+        &c,
+        json!({"name": "b", "imageRef": image, "flavorRef": "c2"}),
+    )
+    .await?;
+    for id in [&a, &b] {
+        c.wait_status(id, "ACTIVE", WAIT).await?;
+    }
+
+    // The agent restarts while both run: it adopts them, it does not build them again.
+    stack.stop_agent();
+    stack.start_agent();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for id in [&a, &b] {
+        assert_eq!(containers_of(&docker, id).await?, 1);
+        assert_eq!(
+            c.server(id).await?.body["server"]["status"],
+            json!("ACTIVE")
+        );
+    }
+
+    // Killed outside the service: SHUTOFF.
+    docker
+        .kill_container(
+            &format!("nova-{a}"),
+            None::<bollard::query_parameters::KillContainerOptions>,
+        )
+        .await?;
+    let s = c.wait_status(&a, "SHUTOFF", WAIT).await?;
+    assert_eq!(s["OS-EXT-STS:power_state"], json!(4));
+
+    // Removed outside the service: ERROR with a fault, as Nova's power sync does.
+    docker
+        .remove_container(
+            &format!("nova-{b}"),
+            Some(
+                bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+                    .force(true)
+                    .build(),
+            ),
+        )
+        .await?;
+    let s = wait_error(&c, &b).await?;
+    assert!(
+        s["fault"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("missing"),
+        "{s}"
+    );
+
+    for id in [&a, &b] {
+        assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 204);
+        c.wait_gone(id, WAIT).await?;
+        assert_eq!(containers_of(&docker, id).await?, 0);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_archive_or_an_oversized_flavor_ends_in_error() -> anyhow::Result<()> {
+    let (options, _state, _cleanup) = options()?;
+    let stack = Distributed::start(options).await?;
+    let docker = engine()?;
+    let c = Client::new(stack.api_url(), "demo:demo");
+    container_flavor(&stack, "c3", 128, 1).await?;
+
+    let junk = c
+        .create_image("junk", "docker", "raw", b"not a tar archive".repeat(1000))
+        .await?;
+    let id = create_server(
+        &c,
+        json!({"name": "junk", "imageRef": junk, "flavorRef": "c3"}),
+    )
+    .await?;
+    let s = wait_error(&c, &id).await?;
+    let message = s["fault"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("corrupt"), "{s}");
+    assert_eq!(containers_of(&docker, &id).await?, 0);
+
+    // More memory than the Docker host has: no host can take it.
+    container_flavor(&stack, "huge", 64 * 1024 * 1024, 1).await?;
+    let image = docker_image(&c).await?;
+    let id = create_server(
+        &c,
+        json!({"name": "huge", "imageRef": image, "flavorRef": "huge"}),
+    )
+    .await?;
+    let s = wait_error(&c, &id).await?;
+    assert!(
+        s["fault"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("No valid host"),
+        "{s}"
+    );
+    assert_eq!(containers_of(&docker, &id).await?, 0);
+    Ok(())
+}
+
+/// The driver on its own: every call idempotent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_driver_call_is_idempotent() -> anyhow::Result<()> {
+    use drivers::Compute;
+    use nova_core::model::PowerState;
+    let (options, _state, _cleanup) = options()?;
+    let driver =
+        drivers::docker::DockerDriver::connect(&options.host, options.docker.clone()).await?;
+    let docker = engine()?;
+    let image = test_image().await?;
+    let spec = nova_core::rpc::InstanceSpec {
+        uuid: nova_core::ids::InstanceUuid::new_v4(),
+        name: "idem".into(),
+        project_id: "p".into(),
+        user_id: "u".into(),
+        node: options.host.clone(),
+        flavor: nova_core::model::Flavor {
+            flavorid: "x".into(),
+            name: "x".into(),
+            memory_mb: 64,
+            vcpus: 1,
+            root_gb: 0,
+            ephemeral_gb: 0,
+            swap: 0,
+            rxtx_factor: 1.0,
+            is_public: true,
+            disabled: false,
+            description: None,
+            extra_specs: Default::default(),
+        },
+        image_ref: "img".into(),
+        image: None,
+        metadata: Default::default(),
+        user_data: None,
+    };
+    let id = spec.uuid.to_string();
+    let first = driver.spawn(&spec, Some(&image.archive)).await?;
+    let second = driver.spawn(&spec, Some(&image.archive)).await?;
+    assert_eq!(first, second);
+    assert_eq!(containers_of(&docker, &id).await?, 1);
+    for _ in 0..2 {
+        driver.power_off(spec.uuid, Duration::from_secs(5)).await?;
+        assert_eq!(driver.power_state(spec.uuid).await?, PowerState::Shutdown);
+    }
+    // A spawn of a stopped instance finds it as it is.
+    let again = driver.spawn(&spec, Some(&image.archive)).await?;
+    assert_eq!(again.power_state, PowerState::Shutdown);
+    for _ in 0..2 {
+        driver.power_on(spec.uuid).await?;
+        assert_eq!(driver.power_state(spec.uuid).await?, PowerState::Running);
+    }
+    let listed = driver.list_instances().await?;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].uuid, spec.uuid);
+    for _ in 0..2 {
+        driver.destroy(spec.uuid).await?;
+    }
+    assert_eq!(containers_of(&docker, &id).await?, 0);
+    assert!(matches!(
+        driver.power_state(spec.uuid).await,
+        Err(drivers::DriverError::NotFound(_))
+    ));
+    assert!(driver.list_instances().await?.is_empty());
+    Ok(())
+}
+
+fn base64_encode(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
