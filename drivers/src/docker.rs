@@ -30,6 +30,7 @@ use nova_core::rpc::InstanceSpec;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 pub const LABEL_INSTANCE: &str = "org.openstack.nova.instance";
@@ -80,6 +81,21 @@ pub struct DockerDriver {
     docker: Docker,
     host: String,
     settings: DockerSettings,
+    /// Image ids of cached archives, by path.
+    archive_ids: Mutex<HashMap<PathBuf, String>>,
+}
+
+/// What a container create found.
+#[derive(Debug, PartialEq, Eq)]
+enum Created {
+    New,
+    Exists,
+    /// The engine lacks the image.
+    NoImage,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn backend(e: DockerError) -> DriverError {
@@ -114,6 +130,7 @@ impl DockerDriver {
             docker,
             host: host.to_owned(),
             settings,
+            archive_ids: Mutex::new(HashMap::new()),
         })
     }
 
@@ -149,15 +166,22 @@ impl DockerDriver {
         }
     }
 
-    /// Loads the archive into the engine unless the image it holds is there; returns its id.
-    async fn ensure_image(&self, archive: &Path) -> Result<String, DriverError> {
+    /// The image id the archive holds, read from its manifest once per archive (a cached
+    /// image file never changes: it is named by its hash).
+    async fn image_id(&self, archive: &Path) -> Result<String, DriverError> {
+        if let Some(id) = lock(&self.archive_ids).get(archive) {
+            return Ok(id.clone());
+        }
         let path = archive.to_owned();
         let id = tokio::task::spawn_blocking(move || image_id_of_archive(&path))
             .await
             .map_err(|e| DriverError::Backend(e.to_string()))??;
-        if self.docker.inspect_image(&id).await.is_ok() {
-            return Ok(id);
-        }
+        lock(&self.archive_ids).insert(archive.to_owned(), id.clone());
+        Ok(id)
+    }
+
+    /// Loads the archive into the engine (`docker load`) and checks that it brought `id`.
+    async fn load(&self, archive: &Path, id: &str) -> Result<(), DriverError> {
         tracing::info!(image = %id, "loading image archive into the engine");
         let file = tokio::fs::File::open(archive)
             .await
@@ -176,8 +200,8 @@ impl DockerDriver {
                 DriverError::Invalid(format!("the image archive does not load: {e}"))
             })?;
         }
-        match self.docker.inspect_image(&id).await {
-            Ok(_) => Ok(id),
+        match self.docker.inspect_image(id).await {
+            Ok(_) => Ok(()),
             Err(_) => Err(DriverError::Invalid(format!(
                 "the image archive loaded, but not the image {id} its manifest names"
             ))),
@@ -210,7 +234,7 @@ impl DockerDriver {
         Ok(dir)
     }
 
-    async fn create(&self, spec: &InstanceSpec, image_id: &str) -> Result<(), DriverError> {
+    async fn create(&self, spec: &InstanceSpec, image_id: &str) -> Result<Created, DriverError> {
         let drive = self.write_config_drive(spec)?;
         let drive = std::fs::canonicalize(&drive)
             .map_err(|e| DriverError::Backend(format!("config drive: {e}")))?;
@@ -240,9 +264,10 @@ impl DockerDriver {
             .name(&container_name(spec.uuid))
             .build();
         match self.docker.create_container(Some(options), body).await {
-            Ok(_) => Ok(()),
-            // Created meanwhile by another copy of this spawn: one container all the same.
-            Err(e) if status_of(&e) == Some(409) => Ok(()),
+            Ok(_) => Ok(Created::New),
+            // There already (an earlier spawn of this instance): one container all the same.
+            Err(e) if status_of(&e) == Some(409) => Ok(Created::Exists),
+            Err(e) if status_of(&e) == Some(404) => Ok(Created::NoImage),
             Err(e) => Err(backend(e)),
         }
     }
@@ -308,15 +333,6 @@ impl Compute for DockerDriver {
             node: self.host.clone(),
             power_state,
         };
-        match self.inspect(spec.uuid).await? {
-            Some(PowerState::NoState) => {
-                // Created but never started (the agent stopped in between): finish the job.
-                self.start(spec.uuid).await?;
-                return Ok(instance(self.power_state(spec.uuid).await?));
-            }
-            Some(state) => return Ok(instance(state)),
-            None => {}
-        }
         if let Some(format) = spec
             .image
             .as_ref()
@@ -332,8 +348,27 @@ impl Compute for DockerDriver {
         let archive = image.ok_or_else(|| {
             DriverError::Invalid("a container needs an image (a docker save archive)".into())
         })?;
-        let image_id = self.ensure_image(archive).await?;
-        self.create(spec, &image_id).await?;
+        // Optimistic: create first and learn from the engine's answer whether the container
+        // exists or the image must be loaded, rather than asking beforehand on every boot.
+        let image_id = self.image_id(archive).await?;
+        let mut created = self.create(spec, &image_id).await?;
+        if created == Created::NoImage {
+            self.load(archive, &image_id).await?;
+            created = self.create(spec, &image_id).await?;
+        }
+        match created {
+            Created::New => {}
+            Created::Exists => match self.power_state(spec.uuid).await? {
+                // Created but never started (the agent stopped in between): finish the job.
+                PowerState::NoState => {}
+                state => return Ok(instance(state)),
+            },
+            Created::NoImage => {
+                return Err(DriverError::Backend(format!(
+                    "the engine lost image {image_id} right after loading it"
+                )))
+            }
+        }
         self.start(spec.uuid).await?;
         Ok(instance(self.power_state(spec.uuid).await?))
     }

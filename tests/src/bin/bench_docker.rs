@@ -1,0 +1,204 @@
+//! Container boot benchmark: POST → ACTIVE through the whole distributed stack (API, RabbitMQ,
+//! conductor, PostgreSQL, agent, Docker driver) against a raw create + start of the same image
+//! through the engine's API, side by side in one run, one boot at a time, alternating.
+//!
+//! `cargo run --release -p e2e --bin bench-docker -- [--boots N]`
+//!
+//! Needs what `scripts/test.sh` starts (PostgreSQL, RabbitMQ, dockerd). The stack's time is
+//! from the moment the client sends its POST to the moment the conductor committed the server
+//! ACTIVE (`launched_at`, same machine's clock), watched in the database so that polling does
+//! not load the API. The raw time is create + start with the same limits and `--network none`.
+
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
+use compute_agent::settings::DriverKind;
+use drivers::docker::{DockerSettings, LABEL_HOST};
+use e2e::client::Client;
+use e2e::docker::{test_image, RemoveContainersOf};
+use e2e::stack::{Distributed, Options, Stack};
+use serde_json::json;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+fn boots() -> anyhow::Result<usize> {
+    let mut n = 30;
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--boots" => n = it.next().unwrap_or_default().parse()?,
+            other => anyhow::bail!("unknown argument {other}"),
+        }
+    }
+    Ok(n)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+const MEMORY_MB: i64 = 128;
+
+/// One boot through the service; returns POST → ACTIVE in ms.
+async fn boot_through_stack(
+    stack: &Distributed,
+    c: &Client,
+    image: &str,
+    i: usize,
+) -> anyhow::Result<f64> {
+    let t0 = nova_core::time::now_ms();
+    let r = c
+        .post(
+            "/servers",
+            &json!({"server": {"name": format!("bench-{i}"), "imageRef": image,
+                               "flavorRef": "bench-c", "networks": "none"}}),
+        )
+        .await?;
+    anyhow::ensure!(r.status == 202, "create: {} {}", r.status, r.body);
+    let id: nova_core::ids::InstanceUuid = r.body["server"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .parse()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let launched = loop {
+        let i = nova_core::db::instances::get(stack.db(), id).await?;
+        if let Some(at) = i.and_then(|i| i.launched_at) {
+            break at;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "server {id} not ACTIVE in 60 s");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let elapsed = launched - t0;
+    assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 204);
+    c.wait_gone(&id.to_string(), Duration::from_secs(60))
+        .await?;
+    #[allow(clippy::cast_precision_loss)]
+    Ok(elapsed as f64)
+}
+
+/// One raw create + start with the same image and limits (and, with `drive`, a read-only bind
+/// mount like the driver's config drive); returns ms.
+async fn boot_raw(
+    docker: &bollard::Docker,
+    image_id: &str,
+    host: &str,
+    i: usize,
+    drive: Option<&std::path::Path>,
+) -> anyhow::Result<f64> {
+    let name = format!("bench-raw-{host}-{i}-{}", drive.is_some());
+    let memory = MEMORY_MB * 1024 * 1024;
+    let body = ContainerCreateBody {
+        image: Some(image_id.to_owned()),
+        hostname: Some(format!("bench-{i}")),
+        labels: Some(HashMap::from([(LABEL_HOST.to_owned(), host.to_owned())])),
+        host_config: Some(HostConfig {
+            nano_cpus: Some(1_000_000_000),
+            memory: Some(memory),
+            memory_swap: Some(memory),
+            network_mode: Some("none".into()),
+            binds: drive.map(|d| vec![format!("{}:/mnt/config:ro", d.display())]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let t0 = Instant::now();
+    let options = CreateContainerOptionsBuilder::default().name(&name).build();
+    docker.create_container(Some(options), body).await?;
+    docker.start_container(&name, None).await?;
+    let elapsed = t0.elapsed().as_secs_f64() * 1000.0;
+    let remove = RemoveContainerOptionsBuilder::default().force(true).build();
+    docker.remove_container(&name, Some(remove)).await?;
+    Ok(elapsed)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let n = boots()?;
+    let state = tempfile::tempdir()?;
+    let host = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let _cleanup = RemoveContainersOf(host.clone());
+    let options = Options {
+        driver: DriverKind::Docker,
+        docker: DockerSettings {
+            state_dir: state.path().to_owned(),
+            ..Default::default()
+        },
+        host: host.clone(),
+        // Production's intervals: the sync loop's engine calls would otherwise compete.
+        heartbeat_ms: 10_000,
+        sync_ms: 10_000,
+        service_down_s: 60,
+        ..Options::default()
+    };
+    let stack = Distributed::start(options).await?;
+    let docker = bollard::Docker::connect_with_local_defaults()?;
+    let admin = Client::new(stack.api_url(), "admin:admin");
+    let r = admin
+        .post(
+            "/flavors",
+            &json!({"flavor": {"name": "bench-c", "id": "bench-c", "ram": MEMORY_MB,
+                               "vcpus": 1, "disk": 1}}),
+        )
+        .await?;
+    anyhow::ensure!(r.status == 200, "flavor: {}", r.body);
+    admin
+        .post(
+            "/flavors/bench-c/os-extra_specs",
+            &json!({"extra_specs": {"node:type": "container"}}),
+        )
+        .await?;
+    let c = Client::new(stack.api_url(), "demo:demo");
+    let archive = test_image().await?;
+    let image = c
+        .create_image("bench", "docker", "raw", std::fs::read(&archive.archive)?)
+        .await?;
+
+    // Warm-up: the first boot fetches the image into the host's cache and loads it into the
+    // engine; both paths then start from a loaded image.
+    let drive = tempfile::tempdir()?;
+    std::fs::write(drive.path().join("meta_data.json"), "{}")?;
+    boot_through_stack(&stack, &c, &image, 0).await?;
+    boot_raw(&docker, &archive.id, &host, 0, None).await?;
+
+    let (mut through, mut raw, mut raw_drive) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 1..=n {
+        through.push(boot_through_stack(&stack, &c, &image, i).await?);
+        raw.push(boot_raw(&docker, &archive.id, &host, i, None).await?);
+        raw_drive.push(boot_raw(&docker, &archive.id, &host, i, Some(drive.path())).await?);
+    }
+    through.sort_by(f64::total_cmp);
+    raw.sort_by(f64::total_cmp);
+    raw_drive.sort_by(f64::total_cmp);
+    let (s50, r50) = (percentile(&through, 0.5), percentile(&raw, 0.5));
+    let d50 = percentile(&raw_drive, 0.5);
+    println!("container boots, {n} each, one at a time, alternating:");
+    println!(
+        "  through the service (POST → ACTIVE): p50 {s50:.0} ms, p90 {:.0} ms",
+        percentile(&through, 0.9)
+    );
+    println!(
+        "  raw engine create + start:          p50 {r50:.0} ms, p90 {:.0} ms",
+        percentile(&raw, 0.9)
+    );
+    println!(
+        "  raw, with the config-drive mount:   p50 {d50:.0} ms, p90 {:.0} ms",
+        percentile(&raw_drive, 0.9)
+    );
+    println!(
+        "  overhead at p50: {:.0} ms = {:.1} % of the raw time ({:.0} ms = {:.1} % of the raw \
+         time with the same mount)",
+        s50 - r50,
+        (s50 - r50) / r50 * 100.0,
+        s50 - d50,
+        (s50 - d50) / d50 * 100.0
+    );
+    Ok(())
+}
