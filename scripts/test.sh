@@ -16,15 +16,20 @@ runuser -u postgres -- psql -qAtc "SELECT datname FROM pg_database WHERE datname
 rustup component list --installed 2>/dev/null | grep -q rustfmt && cargo fmt --all -- --check
 rustup component list --installed 2>/dev/null | grep -q clippy && cargo clippy -q --all-targets -- -D warnings
 
-# The real OpenStack clients, in a virtualenv of the project's (tests/tests/identity.rs).
-if [ ! -x .venv/bin/openstack ]; then
+# The real OpenStack clients (tests/tests/identity.rs, images.rs) and tempest, whose response
+# schemas check every Compute API response the tests see (tests/schema/validate.py), in a
+# virtualenv of the project's.
+if [ ! -x .venv/bin/python ]; then
     if ! python3 -m venv .venv 2>/dev/null; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
         python3 -m venv .venv
     fi
-    .venv/bin/pip install -q --disable-pip-version-check python-openstackclient
+fi
+if [ ! -x .venv/bin/openstack ] || ! .venv/bin/python -c 'import tempest.lib' 2>/dev/null; then
+    .venv/bin/pip install -q --disable-pip-version-check python-openstackclient tempest
 fi
 export NOVA_TEST_OPENSTACK="$PWD/.venv/bin/openstack"
+export NOVA_TEST_PYTHON="$PWD/.venv/bin/python"
 
 # tests/tests/processes.rs runs the service binaries as processes.
 cargo build -q --workspace --bins

@@ -13,6 +13,8 @@ pub struct Client {
     base: String,
     token: String,
     http: reqwest::Client,
+    /// The compute microversion asked for (`OpenStack-API-Version: compute X.Y`); none: 2.1.
+    microversion: Option<String>,
 }
 
 /// A response: status and JSON body (`Null` when there is none).
@@ -29,6 +31,7 @@ impl Client {
         Self {
             base: format!("{api_url}/v2.1"),
             token: token.to_owned(),
+            microversion: None,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .pool_max_idle_per_host(64)
@@ -37,6 +40,17 @@ impl Client {
         }
     }
 
+    /// The same client asking for compute microversion `version`.
+    pub fn at_microversion(&self, version: &str) -> Self {
+        Self {
+            microversion: Some(version.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// Sends a request to the compute API. Every response is checked against tempest's
+    /// response schema for the microversion asked for ([`crate::schema`]); one that breaks it
+    /// is an error.
     pub async fn raw(
         &self,
         method: reqwest::Method,
@@ -45,10 +59,14 @@ impl Client {
     ) -> anyhow::Result<Reply> {
         let mut req = self
             .http
-            .request(method, format!("{}{path}", self.base))
+            .request(method.clone(), format!("{}{path}", self.base))
             .header("X-Auth-Token", &self.token)
             .header("Content-Type", "application/json")
             .header("Accept", "application/json");
+        if let Some(v) = &self.microversion {
+            req = req.header("OpenStack-API-Version", format!("compute {v}"));
+        }
+        let request: Option<Value> = body.as_deref().and_then(|b| serde_json::from_slice(b).ok());
         if let Some(b) = body {
             req = req.body(b);
         }
@@ -61,6 +79,15 @@ impl Client {
         } else {
             serde_json::from_slice(&bytes)?
         };
+        crate::schema::check(&crate::schema::Exchange {
+            method: method.as_str(),
+            path,
+            version: self.microversion.as_deref(),
+            status,
+            headers: &headers,
+            body: &body,
+            request: request.as_ref(),
+        })?;
         Ok(Reply {
             status,
             body,

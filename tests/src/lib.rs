@@ -5,13 +5,15 @@
 //! - [`stack`]: the whole service in its two shapes — distributed (api, conductor and agent each
 //!   on its own runtime and thread, connected only through RabbitMQ and PostgreSQL) and the
 //!   all-in-one (SQLite, in-process bus).
-//! - [`client`]: HTTP calls the way an OpenStack client makes them; [`cli`]: the real
+//! - [`client`]: HTTP calls the way an OpenStack client makes them, every response checked
+//!   against tempest's schema for its microversion ([`schema`]); [`cli`]: the real
 //!   `openstack` CLI.
 
 pub mod cli;
 pub mod client;
 pub mod docker;
 pub mod env;
+pub mod schema;
 pub mod stack;
 
 /// Logs for tests, once, at `RUST_LOG` (default: warnings). lapin is silenced by default: a
