@@ -25,7 +25,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures::StreamExt;
 use nova_core::ids::{InstanceUuid, NodeUuid};
-use nova_core::model::{NodeInventory, NodeType, PowerState, Resources};
+use nova_core::model::{sanitize_hostname, NodeInventory, NodeType, PowerState, Resources};
 use nova_core::rpc::InstanceSpec;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -217,7 +217,7 @@ impl DockerDriver {
         let meta = serde_json::json!({
             "uuid": spec.uuid.to_string(),
             "name": spec.name,
-            "hostname": hostname(&spec.name),
+            "hostname": sanitize_hostname(&spec.name),
             "project_id": spec.project_id,
             "availability_zone": "nova",
             "launch_index": 0,
@@ -247,7 +247,7 @@ impl DockerDriver {
         let memory = spec.flavor.memory_mb * 1024 * 1024;
         let body = ContainerCreateBody {
             image: Some(image_id.to_owned()),
-            hostname: Some(hostname(&spec.name)),
+            hostname: Some(sanitize_hostname(&spec.name)),
             labels: Some(labels),
             host_config: Some(HostConfig {
                 nano_cpus: Some(spec.flavor.vcpus * 1_000_000_000),
@@ -503,24 +503,6 @@ fn power_of_summary(state: Option<ContainerSummaryStateEnum>) -> PowerState {
     }
 }
 
-/// Nova's `sanitize_hostname`: lower case, spaces and underscores to hyphens, other characters
-/// outside `[a-z0-9.-]` dropped, at most 63 characters, no leading or trailing `.`/`-`.
-pub fn hostname(name: &str) -> String {
-    let mapped: String = name
-        .to_lowercase()
-        .chars()
-        .map(|c| if c == ' ' || c == '_' { '-' } else { c })
-        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '.' || *c == '-')
-        .collect();
-    let cut: String = mapped.chars().take(63).collect();
-    let trimmed = cut.trim_matches(|c| c == '.' || c == '-');
-    if trimmed.is_empty() {
-        "server".into()
-    } else {
-        trimmed.to_owned()
-    }
-}
-
 #[derive(Deserialize)]
 struct ManifestEntry {
     #[serde(rename = "Config")]
@@ -571,15 +553,6 @@ pub fn image_id_of_archive(path: &Path) -> Result<String, DriverError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hostnames_are_sanitised_as_nova_does() {
-        assert_eq!(hostname("My Server_1"), "my-server-1");
-        assert_eq!(hostname("--a.b--"), "a.b");
-        assert_eq!(hostname("ünïcode!"), "ncode");
-        assert_eq!(hostname("***"), "server");
-        assert_eq!(hostname(&"x".repeat(100)).len(), 63);
-    }
 
     #[test]
     fn an_archive_without_a_manifest_is_corrupt() {

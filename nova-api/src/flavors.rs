@@ -4,6 +4,7 @@
 use crate::error::{ApiError, ApiResult};
 use crate::links::PublicUrl;
 use crate::policy::require_admin;
+use crate::versions::ApiVersion;
 use crate::views;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -16,11 +17,12 @@ use serde_json::{json, Value};
 async fn listing(
     req: HttpRequest,
     state: web::Data<AppState>,
-    view: fn(&PublicUrl, &nova_core::model::Flavor) -> serde_json::Value,
+    view: fn(&PublicUrl, ApiVersion, &nova_core::model::Flavor) -> serde_json::Value,
 ) -> ApiResult<HttpResponse> {
     let url = PublicUrl::of(&req);
+    let version = ApiVersion::of(&req);
     let all = flavors::list(&state.db).await?;
-    let items: Vec<_> = all.iter().map(|f| view(&url, f)).collect();
+    let items: Vec<_> = all.iter().map(|f| view(&url, version, f)).collect();
     Ok(HttpResponse::Ok().json(json!({ "flavors": items })))
 }
 
@@ -51,7 +53,7 @@ async fn show(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("Flavor {id} could not be found.")))?;
     Ok(HttpResponse::Ok()
-        .json(json!({ "flavor": views::flavor_detail(&PublicUrl::of(&req), &flavor) })))
+        .json(json!({ "flavor": views::flavor_detail(&PublicUrl::of(&req), ApiVersion::of(&req), &flavor) })))
 }
 
 fn bad(msg: impl Into<String>) -> ApiError {
@@ -78,7 +80,20 @@ fn count(body: &Value, key: &str, min: i64, default: Option<i64>) -> ApiResult<i
     }
 }
 
-/// `POST /flavors` (admin): Nova's 2.1 create.
+/// What a flavor create may carry (`description` from 2.55), as Nova's schema.
+const CREATE_KEYS: &[&str] = &[
+    "name",
+    "id",
+    "ram",
+    "vcpus",
+    "disk",
+    "OS-FLV-EXT-DATA:ephemeral",
+    "swap",
+    "rxtx_factor",
+    "os-flavor-access:is_public",
+];
+
+/// `POST /flavors` (admin).
 async fn create(
     req: HttpRequest,
     ctx: RequestContext,
@@ -93,6 +108,31 @@ async fn create(
         .ok_or_else(|| {
             bad("Invalid input for field/attribute flavor. 'flavor' is a required property")
         })?;
+    let version = ApiVersion::of(&req);
+    if let Some(key) = f
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k)
+        .find(|k| {
+            let allowed = CREATE_KEYS.contains(&k.as_str())
+                || (k.as_str() == "description" && version.at_least(55));
+            !allowed
+        })
+    {
+        return Err(bad(format!(
+            "Invalid input for field/attribute flavor. Additional properties are not allowed ('{key}' was unexpected)"
+        )));
+    }
+    let description = match f.get("description") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(d)) if d.chars().count() <= 65535 => Some(d.clone()),
+        Some(other) => {
+            return Err(bad(format!(
+                "Invalid input for field/attribute description. Value: {other}. is not a string of at most 65535 characters"
+            )))
+        }
+    };
     let name = f["name"]
         .as_str()
         .map(str::trim)
@@ -134,7 +174,7 @@ async fn create(
                 .ok_or_else(|| bad("os-flavor-access:is_public must be a boolean"))
         })?,
         disabled: false,
-        description: None,
+        description,
         extra_specs: Default::default(),
     };
     if flavors::get(&state.db, &flavor.flavorid).await?.is_some() {
@@ -155,7 +195,7 @@ async fn create(
     }
     flavors::create(&state.db, &flavor).await?;
     Ok(HttpResponse::Ok()
-        .json(json!({ "flavor": views::flavor_detail(&PublicUrl::of(&req), &flavor) })))
+        .json(json!({ "flavor": views::flavor_detail(&PublicUrl::of(&req), ApiVersion::of(&req), &flavor) })))
 }
 
 /// `DELETE /flavors/{id}` (admin); servers keep their snapshot of it.

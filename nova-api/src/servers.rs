@@ -6,6 +6,7 @@
 use crate::error::{ApiError, ApiResult};
 use crate::links::PublicUrl;
 use crate::policy::require_write;
+use crate::versions::ApiVersion;
 use crate::{body, views, AppState};
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
@@ -17,7 +18,7 @@ use nova_core::ids::{InstanceUuid, TaskId};
 use nova_core::model::{TaskState, VmState};
 use nova_core::rpc::{Envelope, TaskKind, TaskSubmitted};
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Nova's `max_limit`: the most servers one page returns.
 const MAX_LIMIT: i64 = 1000;
@@ -192,7 +193,7 @@ struct CreateRequest {
     count: i64,
 }
 
-fn parse_create(body: &Value) -> ApiResult<CreateRequest> {
+fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<CreateRequest> {
     let root = body
         .as_object()
         .ok_or_else(|| bad("The request body must be a JSON object."))?;
@@ -223,7 +224,13 @@ fn parse_create(body: &Value) -> ApiResult<CreateRequest> {
             )));
         }
     }
-    for required in ["name", "flavorRef"] {
+    // From 2.37 a server says what network it wants, if only "auto" or "none" (as Nova).
+    let required: &[&str] = if version.at_least(37) {
+        &["name", "flavorRef", "networks"]
+    } else {
+        &["name", "flavorRef"]
+    };
+    for &required in required {
         if !server.contains_key(required) {
             return Err(invalid(
                 "server",
@@ -382,7 +389,7 @@ async fn create(
 ) -> ApiResult<HttpResponse> {
     require_write(&ctx, "os_compute_api:servers:create")?;
     let body = body::json(&raw)?;
-    let request = parse_create(&body)?;
+    let request = parse_create(&body, ApiVersion::of(&req))?;
     let flavor = flavors::get(&state.db, &request.flavor_ref)
         .await?
         .filter(|f| !f.disabled)
@@ -480,25 +487,18 @@ async fn list_instances(
     Ok(instances::list(&state.db, project, limit).await?)
 }
 
-/// `GET /servers` (summaries) and `/servers/detail`: the same servers, two views.
-async fn listing(
-    req: HttpRequest,
-    ctx: RequestContext,
-    state: web::Data<AppState>,
-    view: fn(&PublicUrl, &RequestContext, &nova_core::model::Instance) -> Value,
-) -> ApiResult<HttpResponse> {
-    let url = PublicUrl::of(&req);
-    let found = list_instances(&req, &ctx, &state).await?;
-    let items: Vec<_> = found.iter().map(|i| view(&url, &ctx, i)).collect();
-    Ok(HttpResponse::Ok().json(json!({ "servers": items })))
-}
-
 async fn list(
     req: HttpRequest,
     ctx: RequestContext,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    listing(req, ctx, state, |url, _, i| views::server_summary(url, i)).await
+    let url = PublicUrl::of(&req);
+    let found = list_instances(&req, &ctx, &state).await?;
+    let items: Vec<_> = found
+        .iter()
+        .map(|i| views::server_summary(&url, i))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "servers": items })))
 }
 
 async fn detail(
@@ -506,7 +506,50 @@ async fn detail(
     ctx: RequestContext,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    listing(req, ctx, state, views::server_detail).await
+    let url = PublicUrl::of(&req);
+    let version = ApiVersion::of(&req);
+    let found = list_instances(&req, &ctx, &state).await?;
+    let host_status = host_status(&state, &ctx, version).await?;
+    let viewer = views::ServerViewer {
+        url: &url,
+        ctx: &ctx,
+        version,
+        host_status: &host_status,
+        single: false,
+    };
+    let items: Vec<_> = found
+        .iter()
+        .map(|i| views::server_detail(&viewer, i))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "servers": items })))
+}
+
+/// Nova's `host_status` of every compute host, when the view shows it (2.16, admins): UP,
+/// DOWN from the heartbeats, MAINTENANCE when the service is disabled.
+async fn host_status(
+    state: &AppState,
+    ctx: &RequestContext,
+    version: ApiVersion,
+) -> ApiResult<HashMap<String, &'static str>> {
+    if !(ctx.is_admin() && version.at_least(16)) {
+        return Ok(HashMap::new());
+    }
+    let now = nova_core::time::now_ms();
+    Ok(nova_core::db::nodes::services(&state.db)
+        .await?
+        .into_iter()
+        .filter(|s| s.binary == nova_core::model::COMPUTE_BINARY)
+        .map(|s| {
+            let status = if s.disabled {
+                "MAINTENANCE"
+            } else if s.is_up(now, state.service_down_ms) {
+                "UP"
+            } else {
+                "DOWN"
+            };
+            (s.host, status)
+        })
+        .collect())
 }
 
 fn not_found(id: &str) -> ApiError {
@@ -538,7 +581,16 @@ async fn show(
 ) -> ApiResult<HttpResponse> {
     let instance = visible(&state, &ctx, &id).await?;
     let url = PublicUrl::of(&req);
-    Ok(HttpResponse::Ok().json(json!({ "server": views::server_detail(&url, &ctx, &instance) })))
+    let version = ApiVersion::of(&req);
+    let host_status = host_status(&state, &ctx, version).await?;
+    let viewer = views::ServerViewer {
+        url: &url,
+        ctx: &ctx,
+        version,
+        host_status: &host_status,
+        single: true,
+    };
+    Ok(HttpResponse::Ok().json(json!({ "server": views::server_detail(&viewer, &instance) })))
 }
 
 /// Starts an action (delete included) if the server is in a state that allows it.
@@ -697,28 +749,30 @@ mod tests {
     #[test]
     fn create_requires_name_and_flavor_and_rejects_unknown_fields() {
         let ok = json!({"server": {"name": "a", "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b", "flavorRef": "1"}});
-        assert!(parse_create(&ok).is_ok());
+        assert!(parse_create(&ok, ApiVersion(2, 1)).is_ok());
         let no_name = json!({"server": {"imageRef": "70a599e0-31e7-49b7-b260-868f441e862b", "flavorRef": "1"}});
-        let e = parse_create(&no_name)
+        let e = parse_create(&no_name, ApiVersion(2, 1))
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("'name' is a required property"), "{e}");
         let extra = json!({"server": {"name": "a", "flavorRef": "1", "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b", "bogus": 1}});
-        let e = parse_create(&extra)
+        let e = parse_create(&extra, ApiVersion(2, 1))
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("'bogus' was unexpected"), "{e}");
         let spaced = json!({"server": {"name": " a", "flavorRef": "1", "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b"}});
-        assert!(parse_create(&spaced).is_err());
+        assert!(parse_create(&spaced, ApiVersion(2, 1)).is_err());
     }
 
     #[test]
     fn references_may_be_urls() {
         let r = json!({"server": {"name": "a", "flavorRef": "http://x/flavors/42",
             "imageRef": "http://x/images/70a599e0-31e7-49b7-b260-868f441e862b"}});
-        let c = parse_create(&r).ok().map(|c| (c.flavor_ref, c.image_ref));
+        let c = parse_create(&r, ApiVersion(2, 1))
+            .ok()
+            .map(|c| (c.flavor_ref, c.image_ref));
         assert_eq!(
             c,
             Some(("42".into(), "70a599e0-31e7-49b7-b260-868f441e862b".into()))

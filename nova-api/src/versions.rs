@@ -1,19 +1,37 @@
 //! Version discovery (`GET /`, `GET /v2.1/`) and microversion negotiation.
 //!
-//! This build serves microversion 2.1 only: a request for another version gets 406 as Nova
-//! answers one outside its range, `latest` means 2.1, and every response under `/v2.1` names
-//! the version it was served at.
+//! This build serves microversions 2.1 to 2.96: a request outside the range gets 406 as Nova
+//! answers, `latest` means 2.96, and every response under `/v2.1` names the version it was
+//! served at. Handlers read the negotiated version with [`ApiVersion::of`].
 
 use crate::error::ApiError;
 use crate::links::PublicUrl;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde_json::json;
 
 /// The range this build serves, as (major, minor).
 pub const MIN_VERSION: (u16, u16) = (2, 1);
-pub const MAX_VERSION: (u16, u16) = (2, 1);
+pub const MAX_VERSION: (u16, u16) = (2, 96);
+
+/// The microversion a request is served at (2.1 when it asked for none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ApiVersion(pub u16, pub u16);
+
+impl ApiVersion {
+    pub fn of(req: &HttpRequest) -> Self {
+        req.extensions()
+            .get::<ApiVersion>()
+            .copied()
+            .unwrap_or(ApiVersion(MIN_VERSION.0, MIN_VERSION.1))
+    }
+
+    /// Whether the request asked for 2.`minor` or later.
+    pub fn at_least(self, minor: u16) -> bool {
+        self >= ApiVersion(2, minor)
+    }
+}
 
 fn fmt(v: (u16, u16)) -> String {
     format!("{}.{}", v.0, v.1)
@@ -123,6 +141,8 @@ pub async fn negotiate(
             return Ok(ServiceResponse::new(http, response));
         }
     };
+    req.extensions_mut()
+        .insert(ApiVersion(version.0, version.1));
     let mut res = next.call(req).await?.map_into_boxed_body();
     let v = fmt(version);
     let headers = res.headers_mut();

@@ -1,12 +1,17 @@
-//! JSON views of servers and flavors at microversion 2.1, field for field as Nova's
-//! (nova/api/openstack/compute/views/servers.py and flavors.py).
+//! JSON views of servers and flavors, field for field as Nova's at each microversion
+//! (nova/api/openstack/compute/views/servers.py and flavors.py). A field appears from the
+//! microversion that introduced it and never before: responses at 2.1 carry nothing of later
+//! versions.
 
 use crate::links::PublicUrl;
+use crate::versions::ApiVersion;
 use keystone_auth::RequestContext;
+use nova_core::model::sanitize_hostname;
 use nova_core::model::{api_status, Flavor, Instance};
 use nova_core::time::{iso8601_naive_micros, iso8601_z};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha224};
+use std::collections::HashMap;
 
 /// Nova's `hostId`: a hash of project and host, so that a user can tell whether two of their
 /// servers share a host without learning the host's name.
@@ -26,8 +31,22 @@ pub fn server_summary(url: &PublicUrl, i: &Instance) -> Value {
     json!({"id": id, "name": i.name, "links": url.links("servers", &id)})
 }
 
+/// What a server view depends on besides the server.
+pub struct ServerViewer<'a> {
+    pub url: &'a PublicUrl,
+    pub ctx: &'a RequestContext,
+    pub version: ApiVersion,
+    /// `host_status` by host (2.16, for admins): `UP`, `DOWN`, `MAINTENANCE`.
+    pub host_status: &'a HashMap<String, &'static str>,
+    /// The single-server view (`GET /servers/{id}`) carries `server_groups` from 2.71; the
+    /// list does not.
+    pub single: bool,
+}
+
 /// A server in full (`GET /servers/{id}`, `/servers/detail`).
-pub fn server_detail(url: &PublicUrl, ctx: &RequestContext, i: &Instance) -> Value {
+pub fn server_detail(viewer: &ServerViewer<'_>, i: &Instance) -> Value {
+    let (url, ctx, v) = (viewer.url, viewer.ctx, viewer.version);
+    let version = v;
     let id = i.uuid.to_string();
     let status = api_status(i.vm_state, i.task_state);
     let mut v = json!({
@@ -39,7 +58,7 @@ pub fn server_detail(url: &PublicUrl, ctx: &RequestContext, i: &Instance) -> Val
         "metadata": i.metadata,
         "hostId": host_id(i),
         "image": {"id": i.image_ref, "links": url.bookmark("images", &i.image_ref)},
-        "flavor": {"id": i.flavor.flavorid, "links": url.bookmark("flavors", &i.flavor.flavorid)},
+        "flavor": server_flavor(url, v, &i.flavor),
         "created": iso8601_z(i.created_at),
         "updated": iso8601_z(i.updated_at),
         // TODO-correctness: addresses come with the network work.
@@ -66,10 +85,55 @@ pub fn server_detail(url: &PublicUrl, ctx: &RequestContext, i: &Instance) -> Val
     ) {
         v["progress"] = json!(0);
     }
-    if ctx.is_admin() {
+    let admin = ctx.is_admin();
+    if admin {
         v["OS-EXT-SRV-ATTR:host"] = json!(i.host);
         v["OS-EXT-SRV-ATTR:hypervisor_hostname"] = json!(i.node);
         v["OS-EXT-SRV-ATTR:instance_name"] = json!(format!("instance-{}", i.uuid));
+    }
+    if admin && version.at_least(3) {
+        // Nova makes one reservation id per create request; this service keeps none, so the
+        // server's own id stands in for it (unique and stable).
+        v["OS-EXT-SRV-ATTR:reservation_id"] = json!(format!("r-{}", &id[..8]));
+        v["OS-EXT-SRV-ATTR:launch_index"] = json!(0);
+        v["OS-EXT-SRV-ATTR:kernel_id"] = json!("");
+        v["OS-EXT-SRV-ATTR:ramdisk_id"] = json!("");
+        v["OS-EXT-SRV-ATTR:root_device_name"] = Value::Null;
+        v["OS-EXT-SRV-ATTR:user_data"] = json!(i.user_data);
+    }
+    if (admin && version.at_least(3)) || version.at_least(90) {
+        v["OS-EXT-SRV-ATTR:hostname"] = json!(sanitize_hostname(&i.name));
+    }
+    if version.at_least(9) {
+        // Locking is not offered yet: no server is ever locked.
+        v["locked"] = json!(false);
+    }
+    if admin && version.at_least(16) {
+        let status = i
+            .host
+            .as_ref()
+            .map(|h| viewer.host_status.get(h).copied().unwrap_or("UNKNOWN"))
+            .unwrap_or("");
+        v["host_status"] = json!(status);
+    }
+    if version.at_least(19) {
+        v["description"] = Value::Null;
+    }
+    if version.at_least(26) {
+        v["tags"] = json!([]);
+    }
+    if version.at_least(63) {
+        v["trusted_image_certificates"] = Value::Null;
+    }
+    if version.at_least(71) && viewer.single {
+        v["server_groups"] = json!([]);
+    }
+    if version.at_least(73) {
+        v["locked_reason"] = Value::Null;
+    }
+    if version.at_least(96) {
+        // The zone the user asked for at create, if any.
+        v["pinned_availability_zone"] = json!(i.availability_zone);
     }
     if let Some(fault) = &i.fault {
         let mut f = json!({
@@ -88,12 +152,35 @@ pub fn server_detail(url: &PublicUrl, ctx: &RequestContext, i: &Instance) -> Val
     v
 }
 
-pub fn flavor_summary(url: &PublicUrl, f: &Flavor) -> Value {
-    json!({"id": f.flavorid, "name": f.name, "links": url.links("flavors", &f.flavorid)})
+/// The server's flavor: a reference until 2.46, the flavor itself (as it was when the server
+/// was created) from 2.47.
+fn server_flavor(url: &PublicUrl, v: ApiVersion, f: &Flavor) -> Value {
+    if v.at_least(47) {
+        json!({
+            "original_name": f.name,
+            "vcpus": f.vcpus,
+            "ram": f.memory_mb,
+            "disk": f.root_gb,
+            "ephemeral": f.ephemeral_gb,
+            "swap": f.swap,
+            "extra_specs": f.extra_specs,
+        })
+    } else {
+        json!({"id": f.flavorid, "links": url.bookmark("flavors", &f.flavorid)})
+    }
 }
 
-pub fn flavor_detail(url: &PublicUrl, f: &Flavor) -> Value {
-    json!({
+pub fn flavor_summary(url: &PublicUrl, v: ApiVersion, f: &Flavor) -> Value {
+    let mut out =
+        json!({"id": f.flavorid, "name": f.name, "links": url.links("flavors", &f.flavorid)});
+    if v.at_least(55) {
+        out["description"] = json!(f.description);
+    }
+    out
+}
+
+pub fn flavor_detail(url: &PublicUrl, v: ApiVersion, f: &Flavor) -> Value {
+    let mut out = json!({
         "id": f.flavorid,
         "name": f.name,
         "ram": f.memory_mb,
@@ -101,10 +188,17 @@ pub fn flavor_detail(url: &PublicUrl, f: &Flavor) -> Value {
         "vcpus": f.vcpus,
         "OS-FLV-EXT-DATA:ephemeral": f.ephemeral_gb,
         "OS-FLV-DISABLED:disabled": f.disabled,
-        // Nova shows no swap as an empty string.
-        "swap": if f.swap == 0 { json!("") } else { json!(f.swap) },
+        // Nova shows no swap as an empty string until 2.75, as 0 from then on.
+        "swap": if f.swap == 0 && !v.at_least(75) { json!("") } else { json!(f.swap) },
         "rxtx_factor": f.rxtx_factor,
         "os-flavor-access:is_public": f.is_public,
         "links": url.links("flavors", &f.flavorid),
-    })
+    });
+    if v.at_least(55) {
+        out["description"] = json!(f.description);
+    }
+    if v.at_least(61) {
+        out["extra_specs"] = json!(f.extra_specs);
+    }
+    out
 }

@@ -274,6 +274,8 @@ impl ComputeNode {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Service {
     pub id: i64,
+    /// The id the API shows from microversion 2.53.
+    pub uuid: String,
     pub binary: String,
     pub host: String,
     pub disabled: bool,
@@ -368,5 +370,37 @@ mod tests {
                 disk_gb: 9
             }
         );
+    }
+}
+
+/// Nova's `sanitize_hostname`: lower case, spaces and underscores to hyphens, other characters
+/// outside `[a-z0-9.-]` dropped, at most 63 characters, no leading or trailing `.`/`-`.
+pub fn sanitize_hostname(name: &str) -> String {
+    let mapped: String = name
+        .to_lowercase()
+        .chars()
+        .map(|c| if c == ' ' || c == '_' { '-' } else { c })
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '.' || *c == '-')
+        .collect();
+    let cut: String = mapped.chars().take(63).collect();
+    let trimmed = cut.trim_matches(|c| c == '.' || c == '-');
+    if trimmed.is_empty() {
+        "server".into()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod hostname_tests {
+    use super::*;
+
+    #[test]
+    fn hostnames_are_sanitised_as_nova_does() {
+        assert_eq!(sanitize_hostname("My Server_1"), "my-server-1");
+        assert_eq!(sanitize_hostname("--a.b--"), "a.b");
+        assert_eq!(sanitize_hostname("ünïcode!"), "ncode");
+        assert_eq!(sanitize_hostname("***"), "server");
+        assert_eq!(sanitize_hostname(&"x".repeat(100)).len(), 63);
     }
 }

@@ -19,7 +19,9 @@ import json
 import re
 import sys
 
+from tempest.lib.api_schema.response.compute.v2_1 import flavors as flavors_v21
 from tempest.lib.api_schema.response.compute.v2_1 import flavors_extra_specs
+from tempest.lib.api_schema.response.compute.v2_1 import servers as servers_v21
 from tempest.lib.api_schema.response.compute.v2_1 import versions as versions_schema
 from tempest.lib.common import rest_client
 from tempest.lib.services.compute import base_compute_client
@@ -58,7 +60,8 @@ def services(version):
 
 
 def server_create(version, body):
-    s = servers(version)
+    # tempest's create_server uses the 2.1 module whatever the microversion.
+    s = servers_v21
     if isinstance(body, dict) and "adminPass" in body.get("server", {}):
         return s.create_server_with_admin_pass
     return s.create_server
@@ -67,7 +70,7 @@ def server_create(version, body):
 def server_action(version, request):
     """The schema tempest's servers client uses for the action in the request body."""
     name = next(iter(request or {}), None)
-    s = servers(version)
+    s = servers_v21  # as tempest's `action`: the 2.1 module's schemas
     if name in ("os-stop", "os-start", "reboot", "lock", "unlock"):
         return s.server_actions_common_schema
     if name == "os-getConsoleOutput":
@@ -83,14 +86,15 @@ ROUTES = [
     ("POST", r"/servers", lambda v, b, r: server_create(v, b)),
     ("GET", rf"/servers/{ID}", lambda v, b, r: servers(v).get_server),
     ("PUT", rf"/servers/{ID}", lambda v, b, r: servers(v).update_server),
-    ("DELETE", rf"/servers/{ID}", lambda v, b, r: servers(v).delete_server),
+    # As tempest: delete and actions use the 2.1 module's schemas at every microversion.
+    ("DELETE", rf"/servers/{ID}", lambda v, b, r: servers_v21.delete_server),
     ("POST", rf"/servers/{ID}/action", lambda v, b, r: server_action(v, r)),
     ("GET", r"/flavors", lambda v, b, r: flavors(v).list_flavors),
     ("GET", r"/flavors/detail", lambda v, b, r: flavors(v).list_flavors_details),
     ("POST", r"/flavors", lambda v, b, r: flavors(v).create_update_get_flavor_details),
     ("GET", rf"/flavors/{ID}", lambda v, b, r: flavors(v).create_update_get_flavor_details),
     ("PUT", rf"/flavors/{ID}", lambda v, b, r: flavors(v).create_update_get_flavor_details),
-    ("DELETE", rf"/flavors/{ID}", lambda v, b, r: flavors(v).delete_flavor),
+    ("DELETE", rf"/flavors/{ID}", lambda v, b, r: flavors_v21.delete_flavor),
     ("GET", rf"/flavors/{ID}/os-extra_specs",
      lambda v, b, r: flavors_extra_specs.set_get_flavor_extra_specs),
     ("POST", rf"/flavors/{ID}/os-extra_specs",

@@ -79,10 +79,18 @@ impl Client {
         } else {
             serde_json::from_slice(&bytes)?
         };
+        // `latest` is checked as the version the service says it served.
+        let served = headers
+            .get("x-openstack-nova-api-version")
+            .and_then(|v| v.to_str().ok());
+        let version = match self.microversion.as_deref() {
+            Some("latest") => served,
+            asked => asked,
+        };
         crate::schema::check(&crate::schema::Exchange {
             method: method.as_str(),
             path,
-            version: self.microversion.as_deref(),
+            version,
             status,
             headers: &headers,
             body: &body,

@@ -582,6 +582,120 @@ async fn image_data_that_fails_verification_ends_the_build_in_error(
     Ok(())
 }
 
+/// Microversions where a response changes shape (tempest's schema boundaries and Nova's).
+const MICROVERSIONS: &[&str] = &[
+    "2.1", "2.2", "2.3", "2.9", "2.11", "2.16", "2.19", "2.26", "2.37", "2.45", "2.47", "2.53",
+    "2.55", "2.61", "2.63", "2.71", "2.73", "2.75", "2.79", "2.90", "2.96", "latest",
+];
+
+on_both_shapes!(
+    responses_follow_each_microversion_and_its_schema,
+    Options::default()
+);
+/// Every response here goes through tempest's schema for the microversion asked for (the test
+/// client checks each one): servers, flavors and services, as a member and as an admin.
+async fn responses_follow_each_microversion_and_its_schema(
+    stack: &dyn Stack,
+) -> anyhow::Result<()> {
+    let member = client(stack);
+    let admin = Client::new(stack.api_url(), "admin:admin");
+    for (n, v) in MICROVERSIONS.iter().enumerate() {
+        let (c, a) = (member.at_microversion(v), admin.at_microversion(v));
+        let at_least = |minor: u16| *v == "latest" || v[2..].parse::<u16>().unwrap_or(0) >= minor;
+        let r = c.get("/").await?;
+        assert_eq!(r.status, 200);
+        let served = if *v == "latest" { "2.96" } else { v };
+        assert_eq!(
+            r.headers["openstack-api-version"].to_str()?,
+            format!("compute {served}")
+        );
+        assert_eq!(r.headers["x-openstack-nova-api-version"].to_str()?, served);
+
+        // From 2.37 a server must say which network it wants.
+        let mut body = json!({"server": {"name": format!("mv-{n}"), "imageRef": e2e::client::IMAGE,
+                                         "flavorRef": "1"}});
+        if at_least(37) {
+            let r = c.post("/servers", &body).await?;
+            assert_eq!(r.status, 400, "{v}: {}", r.body);
+            assert!(r.body["badRequest"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("networks"));
+            body["server"]["networks"] = json!("none");
+        }
+        let r = c.post("/servers", &body).await?;
+        assert_eq!(r.status, 202, "{v}: {}", r.body);
+        let id = r.body["server"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let shown = c.wait_status(&id, "ACTIVE", WAIT).await?;
+        assert_eq!(shown.get("locked").is_some(), at_least(9), "{v}");
+        assert_eq!(shown.get("description").is_some(), at_least(19), "{v}");
+        assert_eq!(shown["flavor"].get("id").is_none(), at_least(47), "{v}");
+        assert_eq!(
+            shown.get("pinned_availability_zone").is_some(),
+            at_least(96),
+            "{v}"
+        );
+        assert_eq!(
+            shown.get("OS-EXT-SRV-ATTR:hostname").is_some(),
+            at_least(90),
+            "{v}"
+        );
+        let as_admin = a.get(&format!("/servers/{id}")).await?.body["server"].clone();
+        assert_eq!(
+            as_admin.get("OS-EXT-SRV-ATTR:hostname").is_some(),
+            at_least(3),
+            "{v}"
+        );
+        assert_eq!(as_admin.get("host_status").is_some(), at_least(16), "{v}");
+        for path in ["/servers", "/servers/detail"] {
+            assert_eq!(c.get(path).await?.status, 200);
+            assert_eq!(a.get(&format!("{path}?all_tenants=1")).await?.status, 200);
+        }
+        assert_eq!(c.action(&id, &json!({"os-stop": null})).await?.status, 202);
+        c.wait_status(&id, "SHUTOFF", WAIT).await?;
+
+        for path in ["/flavors", "/flavors/detail", "/flavors/1"] {
+            assert_eq!(c.get(path).await?.status, 200);
+        }
+        let detail = c.get("/flavors/1").await?.body["flavor"].clone();
+        assert_eq!(detail.get("description").is_some(), at_least(55), "{v}");
+        assert_eq!(detail.get("extra_specs").is_some(), at_least(61), "{v}");
+        assert_eq!(
+            detail["swap"],
+            if at_least(75) { json!(0) } else { json!("") },
+            "{v}"
+        );
+        let mut flavor = json!({"flavor": {"name": format!("mv-flavor-{n}"), "ram": 64,
+                                           "vcpus": 1, "disk": 0}});
+        if at_least(55) {
+            flavor["flavor"]["description"] = json!("made at a microversion");
+        }
+        let r = a.post("/flavors", &flavor).await?;
+        assert_eq!(r.status, 200, "{v}: {}", r.body);
+        let fid = r.body["flavor"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert_eq!(a.delete(&format!("/flavors/{fid}")).await?.status, 202);
+
+        let services = a.get("/os-services").await?;
+        assert_eq!(services.status, 200);
+        let first = &services.body["services"][0];
+        assert_eq!(first["id"].is_string(), at_least(53), "{v}");
+        assert_eq!(first.get("forced_down").is_some(), at_least(11), "{v}");
+
+        assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 204);
+        c.wait_gone(&id, WAIT).await?;
+    }
+    // Outside the range: 406, with Nova's message.
+    let r = member.at_microversion("2.97").get("/flavors").await?;
+    assert_eq!(r.status, 406, "{}", r.body);
+    Ok(())
+}
+
 /// Polls until the server is in ERROR and returns it.
 async fn wait_error(c: &Client, id: &str) -> anyhow::Result<Value> {
     let deadline = tokio::time::Instant::now() + WAIT;

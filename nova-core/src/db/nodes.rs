@@ -11,8 +11,8 @@ use crate::model::{ComputeNode, NodeInventory, NodeType, Resources, Service};
 use crate::time::{now_ms, Millis};
 use uuid::Uuid;
 
-const SERVICE_COLUMNS: &str = "id, binary_name, host, disabled, disabled_reason, forced_down, \
-    last_seen_at, created_at, updated_at";
+const SERVICE_COLUMNS: &str = "id, uuid, binary_name, host, disabled, disabled_reason, \
+    forced_down, last_seen_at, created_at, updated_at";
 
 /// Registers (or refreshes) a service and its nodes, and counts as a heartbeat.
 pub async fn register(db: &Db, host: &str, binary: &str, nodes: &[NodeInventory]) -> DbResult<()> {

@@ -185,6 +185,7 @@ impl NodeRow {
 #[derive(sqlx::FromRow)]
 pub(super) struct ServiceRow {
     pub id: i64,
+    pub uuid: uuid::Uuid,
     pub binary_name: String,
     pub host: String,
     pub disabled: bool,
@@ -199,6 +200,7 @@ impl ServiceRow {
     pub fn into_model(self) -> Service {
         Service {
             id: self.id,
+            uuid: self.uuid.to_string(),
             binary: self.binary_name,
             host: self.host,
             disabled: self.disabled,
