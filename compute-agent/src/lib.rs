@@ -122,6 +122,7 @@ impl Agent {
             host: self.settings.host.clone(),
             binary: COMPUTE_BINARY.to_owned(),
             nodes,
+            host_ip: Some(self.settings.my_ip()),
         };
         self.report(event, None).await?;
         Ok(())

@@ -10,6 +10,9 @@ use std::time::Duration;
 pub struct AgentSettings {
     /// The name this host registers under; commands arrive on `compute.<host>`.
     pub host: String,
+    /// The host's address as the API shows it (Nova's `my_ip`); found from the routing table
+    /// when unset.
+    pub my_ip: Option<String>,
     pub heartbeat_interval_ms: u64,
     pub sync_interval_ms: u64,
     /// How long a guest gets to shut down before it is forced off.
@@ -37,6 +40,7 @@ impl Default for AgentSettings {
     fn default() -> Self {
         Self {
             host: default_host(),
+            my_ip: None,
             heartbeat_interval_ms: 10_000,
             sync_interval_ms: 10_000,
             graceful_shutdown_timeout_s: 60,
@@ -58,6 +62,21 @@ fn default_host() -> String {
 }
 
 impl AgentSettings {
+    /// `my_ip`, or the source address of the default route, as Nova finds it: a UDP socket
+    /// "connected" to an outside address (connecting sends nothing), else loopback.
+    pub fn my_ip(&self) -> String {
+        if let Some(ip) = &self.my_ip {
+            return ip.clone();
+        }
+        std::net::UdpSocket::bind("0.0.0.0:0")
+            .and_then(|s| {
+                s.connect("192.0.2.1:9")?;
+                s.local_addr()
+            })
+            .map(|a| a.ip().to_string())
+            .unwrap_or_else(|_| "127.0.0.1".into())
+    }
+
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_millis(self.heartbeat_interval_ms.max(10))
     }

@@ -17,8 +17,12 @@ impl Conductor {
                 host,
                 binary,
                 nodes: inventory,
+                host_ip,
             } => {
                 nodes::register(&self.db, &host, &binary, &inventory).await?;
+                if let Some(ip) = host_ip {
+                    nodes::set_host_ip(&self.db, &host, &binary, &ip).await?;
+                }
                 tracing::info!(%host, nodes = inventory.len(), "service registered");
                 Ok(())
             }

@@ -9,6 +9,8 @@ pub mod error;
 pub mod flavors;
 pub mod images;
 pub mod links;
+pub mod os_availability_zone;
+pub mod os_hypervisors;
 pub mod os_services;
 pub mod policy;
 pub mod servers;
@@ -136,7 +138,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/", web::get().to(versions::v2_1))
             .configure(servers::configure)
             .configure(flavors::configure)
-            .configure(os_services::configure),
+            .configure(os_services::configure)
+            .configure(os_hypervisors::configure)
+            .configure(os_availability_zone::configure),
     );
 }
 

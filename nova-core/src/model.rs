@@ -249,6 +249,8 @@ pub struct NodeInventory {
 /// A compute node as the database holds it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ComputeNode {
+    /// The integer id the API shows below microversion 2.53.
+    pub api_id: i64,
     pub inventory: NodeInventory,
     pub host: String,
     pub used: Resources,
@@ -278,6 +280,8 @@ pub struct Service {
     pub uuid: String,
     pub binary: String,
     pub host: String,
+    /// The address the host's agent reported.
+    pub host_ip: Option<String>,
     pub disabled: bool,
     pub disabled_reason: Option<String>,
     pub forced_down: bool,
@@ -340,6 +344,7 @@ mod tests {
     #[test]
     fn free_capacity_applies_ratios() {
         let node = ComputeNode {
+            api_id: 1,
             inventory: NodeInventory {
                 uuid: NodeUuid::new_v4(),
                 name: "n".into(),

@@ -193,6 +193,9 @@ pub enum AgentEvent {
         host: String,
         binary: String,
         nodes: Vec<NodeInventory>,
+        /// The host's address (Nova's `my_ip`); absent from agents of earlier builds.
+        #[serde(default)]
+        host_ip: Option<String>,
     },
     Heartbeat {
         host: String,

@@ -25,7 +25,9 @@ from tempest.lib.api_schema.response.compute.v2_1 import servers as servers_v21
 from tempest.lib.api_schema.response.compute.v2_1 import versions as versions_schema
 from tempest.lib.common import rest_client
 from tempest.lib.services.compute import base_compute_client
+from tempest.lib.api_schema.response.compute.v2_1 import availability_zone as az_schema
 from tempest.lib.services.compute import flavors_client
+from tempest.lib.services.compute import hypervisor_client
 from tempest.lib.services.compute import servers_client
 from tempest.lib.services.compute import services_client
 
@@ -57,6 +59,14 @@ def flavors(version):
 
 def services(version):
     return module(services_client.ServicesClient.schema_versions_info, version)
+
+
+def hypervisors(version, name):
+    # Nova dropped the capacity fields and /statistics at 2.88; tempest's newest hypervisor
+    # schema (2.53) still requires them, so tempest has no schema for 2.88 and later.
+    if version and version != "latest" and tuple(map(int, version.split("."))) >= (2, 88):
+        return None
+    return getattr(module(hypervisor_client.HypervisorClient.schema_versions_info, version), name)
 
 
 def server_create(version, body):
@@ -106,6 +116,15 @@ ROUTES = [
     ("DELETE", rf"/flavors/{ID}/os-extra_specs/{ID}",
      lambda v, b, r: flavors_extra_specs.unset_flavor_extra_specs),
     ("GET", r"/os-services", lambda v, b, r: services(v).list_services),
+    ("GET", r"/os-hypervisors", lambda v, b, r: hypervisors(v, "list_search_hypervisors")),
+    ("GET", r"/os-hypervisors/detail",
+     lambda v, b, r: hypervisors(v, "list_hypervisors_detail")),
+    ("GET", r"/os-hypervisors/statistics",
+     lambda v, b, r: hypervisors(v, "get_hypervisor_statistics")),
+    ("GET", rf"/os-hypervisors/{ID}", lambda v, b, r: hypervisors(v, "get_hypervisor")),
+    ("GET", r"/os-availability-zone", lambda v, b, r: az_schema.list_availability_zone_list),
+    ("GET", r"/os-availability-zone/detail",
+     lambda v, b, r: az_schema.list_availability_zone_list_detail),
 ]
 
 

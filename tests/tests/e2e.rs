@@ -687,6 +687,51 @@ async fn responses_follow_each_microversion_and_its_schema(
         assert_eq!(first["id"].is_string(), at_least(53), "{v}");
         assert_eq!(first.get("forced_down").is_some(), at_least(11), "{v}");
 
+        // Hypervisors: integer ids until 2.52, uuids from 2.53; capacity until 2.87.
+        let list = a.get("/os-hypervisors").await?;
+        assert_eq!(list.status, 200);
+        let hid = &list.body["hypervisors"][0]["id"];
+        assert_eq!(hid.is_string(), at_least(53), "{v}: {hid}");
+        let hid = hid.as_str().map_or_else(|| hid.to_string(), str::to_owned);
+        let one = a.get(&format!("/os-hypervisors/{hid}")).await?;
+        assert_eq!(one.status, 200, "{v}: {}", one.body);
+        assert_eq!(
+            one.body["hypervisor"].get("vcpus").is_some(),
+            !at_least(88),
+            "{v}"
+        );
+        assert_eq!(
+            one.body["hypervisor"].get("servers").is_some(),
+            at_least(75),
+            "{v}"
+        );
+        assert_eq!(a.get("/os-hypervisors/detail").await?.status, 200);
+        let stats = a.get("/os-hypervisors/statistics").await?.status;
+        assert_eq!(stats, if at_least(88) { 404 } else { 200 }, "{v}");
+        if at_least(53) {
+            let r = a.get("/os-hypervisors/detail?with_servers=true").await?;
+            assert!(
+                r.body["hypervisors"][0]["servers"].is_array(),
+                "{v}: {}",
+                r.body
+            );
+        }
+        assert_eq!(c.get("/os-hypervisors").await?.status, 403);
+
+        let zones = c.get("/os-availability-zone").await?;
+        assert_eq!(
+            zones.body["availabilityZoneInfo"][0]["zoneName"],
+            json!("nova")
+        );
+        assert_eq!(
+            zones.body["availabilityZoneInfo"][0]["zoneState"]["available"],
+            json!(true)
+        );
+        assert_eq!(c.get("/os-availability-zone/detail").await?.status, 403);
+        let zones = a.get("/os-availability-zone/detail").await?;
+        assert_eq!(zones.status, 200);
+        assert!(zones.body["availabilityZoneInfo"][0]["hosts"].is_object());
+
         assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 204);
         c.wait_gone(&id, WAIT).await?;
     }

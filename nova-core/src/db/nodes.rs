@@ -11,8 +11,21 @@ use crate::model::{ComputeNode, NodeInventory, NodeType, Resources, Service};
 use crate::time::{now_ms, Millis};
 use uuid::Uuid;
 
-const SERVICE_COLUMNS: &str = "id, uuid, binary_name, host, disabled, disabled_reason, \
-    forced_down, last_seen_at, created_at, updated_at";
+const SERVICE_COLUMNS: &str = "id, uuid, binary_name, host, host_ip, disabled, \
+    disabled_reason, forced_down, last_seen_at, created_at, updated_at";
+
+/// Records the address a service reported for its host.
+pub async fn set_host_ip(db: &Db, host: &str, binary: &str, ip: &str) -> DbResult<()> {
+    on_pool!(db, p => {
+        sqlx::query("UPDATE services SET host_ip = $3 WHERE host = $1 AND binary_name = $2")
+            .bind(host)
+            .bind(binary)
+            .bind(ip)
+            .execute(p)
+            .await?;
+    });
+    Ok(())
+}
 
 /// Registers (or refreshes) a service and its nodes, and counts as a heartbeat.
 pub async fn register(db: &Db, host: &str, binary: &str, nodes: &[NodeInventory]) -> DbResult<()> {

@@ -133,6 +133,7 @@ impl FlavorRow {
 #[derive(sqlx::FromRow)]
 pub(super) struct NodeRow {
     pub uuid: Uuid,
+    pub api_id: i64,
     pub host: String,
     pub name: String,
     pub node_type: String,
@@ -149,13 +150,15 @@ pub(super) struct NodeRow {
     pub generation: i64,
 }
 
-pub(super) const NODE_COLUMNS: &str = "n.uuid, n.host, n.name, n.node_type, n.hypervisor_type, \
+pub(super) const NODE_COLUMNS: &str =
+    "n.uuid, n.api_id, n.host, n.name, n.node_type, n.hypervisor_type, \
     n.vcpus, n.memory_mb, n.local_gb, n.vcpus_used, n.memory_mb_used, n.local_gb_used, \
     n.cpu_allocation_ratio, n.ram_allocation_ratio, n.disk_allocation_ratio, n.generation";
 
 impl NodeRow {
     pub fn into_model(self) -> DbResult<ComputeNode> {
         Ok(ComputeNode {
+            api_id: self.api_id,
             inventory: NodeInventory {
                 uuid: NodeUuid(self.uuid),
                 name: self.name,
@@ -188,6 +191,7 @@ pub(super) struct ServiceRow {
     pub uuid: uuid::Uuid,
     pub binary_name: String,
     pub host: String,
+    pub host_ip: Option<String>,
     pub disabled: bool,
     pub disabled_reason: Option<String>,
     pub forced_down: bool,
@@ -203,6 +207,7 @@ impl ServiceRow {
             uuid: self.uuid.to_string(),
             binary: self.binary_name,
             host: self.host,
+            host_ip: self.host_ip,
             disabled: self.disabled,
             disabled_reason: self.disabled_reason,
             forced_down: self.forced_down,

@@ -1,0 +1,312 @@
+//! `/os-hypervisors` (admin): the compute nodes as Nova shows them, by microversion — integer
+//! ids below 2.53 and uuids from it, `cpu_info` a string below 2.28 and an object from it,
+//! the capacity fields until 2.87 (and `/statistics` with them), `uptime` from 2.88, and the
+//! servers of a node from 2.53 when asked for (`with_servers`; always in a single
+//! hypervisor from 2.75).
+
+use crate::error::{ApiError, ApiResult};
+use crate::policy::require_admin;
+use crate::versions::ApiVersion;
+use crate::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use keystone_auth::RequestContext;
+use nova_core::db::{instances, nodes};
+use nova_core::model::{ComputeNode, Instance, Service, COMPUTE_BINARY};
+use nova_core::time::now_ms;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+/// A node with what the views need of its service and servers.
+struct Hypervisor {
+    node: ComputeNode,
+    service: Option<Service>,
+    servers: Vec<(String, String)>,
+}
+
+/// Every node, with its service and (when wanted) its servers.
+async fn hypervisors(state: &AppState, with_servers: bool) -> ApiResult<Vec<Hypervisor>> {
+    let services: HashMap<String, Service> = nodes::services(&state.db)
+        .await?
+        .into_iter()
+        .filter(|s| s.binary == COMPUTE_BINARY)
+        .map(|s| (s.host.clone(), s))
+        .collect();
+    // Every server counts (running_vms, current_workload); the list is bounded by the
+    // repository's own limit.
+    let all: Vec<Instance> = instances::list(&state.db, None, i64::MAX).await?;
+    let mut by_node: HashMap<(String, String), Vec<&Instance>> = HashMap::new();
+    for i in &all {
+        if let (Some(h), Some(n)) = (&i.host, &i.node) {
+            by_node.entry((h.clone(), n.clone())).or_default().push(i);
+        }
+    }
+    let mut out: Vec<Hypervisor> = nodes::nodes(&state.db)
+        .await?
+        .into_iter()
+        .map(|node| {
+            let key = (node.host.clone(), node.inventory.name.clone());
+            let on_node = by_node.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+            Hypervisor {
+                service: services.get(&node.host).cloned(),
+                servers: if with_servers {
+                    on_node
+                        .iter()
+                        .map(|i| (i.uuid.to_string(), format!("instance-{}", i.uuid)))
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+                node,
+            }
+        })
+        .collect();
+    out.sort_by_key(|h| h.node.api_id);
+    Ok(out)
+}
+
+/// Servers and servers in a task, per node.
+async fn workload(state: &AppState) -> ApiResult<HashMap<(String, String), (i64, i64)>> {
+    let mut out: HashMap<(String, String), (i64, i64)> = HashMap::new();
+    for i in instances::list(&state.db, None, i64::MAX).await? {
+        if let (Some(h), Some(n)) = (i.host, i.node) {
+            let e = out.entry((h, n)).or_default();
+            e.0 += 1;
+            if i.task_state.is_some() {
+                e.1 += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn id_of(h: &Hypervisor, v: ApiVersion) -> Value {
+    if v.at_least(53) {
+        json!(h.node.inventory.uuid.0.to_string())
+    } else {
+        json!(h.node.api_id)
+    }
+}
+
+fn state_and_status(h: &Hypervisor, down_after_ms: i64) -> (&'static str, &'static str) {
+    let up = h
+        .service
+        .as_ref()
+        .is_some_and(|s| s.is_up(now_ms(), down_after_ms));
+    let disabled = h.service.as_ref().is_some_and(|s| s.disabled);
+    (
+        if up { "up" } else { "down" },
+        if disabled { "disabled" } else { "enabled" },
+    )
+}
+
+fn summary(h: &Hypervisor, v: ApiVersion, down_after_ms: i64) -> Value {
+    let (state, status) = state_and_status(h, down_after_ms);
+    json!({
+        "id": id_of(h, v),
+        "hypervisor_hostname": h.node.inventory.name,
+        "state": state,
+        "status": status,
+    })
+}
+
+fn detail(h: &Hypervisor, v: ApiVersion, down_after_ms: i64, load: (i64, i64)) -> Value {
+    let mut out = summary(h, v, down_after_ms);
+    let inv = &h.node.inventory;
+    let service = h.service.as_ref();
+    out["hypervisor_type"] = json!(inv.hypervisor_type);
+    // Drivers do not report a version yet: 0 says "unknown" in the field's integer type.
+    out["hypervisor_version"] = json!(0);
+    out["host_ip"] = json!(service
+        .and_then(|s| s.host_ip.clone())
+        .unwrap_or_else(|| "127.0.0.1".into()));
+    out["service"] = json!({
+        "host": h.node.host,
+        "id": match service {
+            Some(s) if v.at_least(53) => json!(s.uuid),
+            Some(s) => json!(s.id),
+            None => Value::Null,
+        },
+        "disabled_reason": service.and_then(|s| s.disabled_reason.clone()),
+    });
+    if v.at_least(88) {
+        // Only the libvirt and z/VM drivers report an uptime in Nova; the others say null.
+        out["uptime"] = Value::Null;
+    } else {
+        let (total, used) = (&inv.total, &h.node.used);
+        out["cpu_info"] = if v.at_least(28) { json!({}) } else { json!("") };
+        out["vcpus"] = json!(total.vcpus);
+        out["vcpus_used"] = json!(used.vcpus);
+        out["memory_mb"] = json!(total.memory_mb);
+        out["memory_mb_used"] = json!(used.memory_mb);
+        out["free_ram_mb"] = json!(total.memory_mb - used.memory_mb);
+        out["local_gb"] = json!(total.disk_gb);
+        out["local_gb_used"] = json!(used.disk_gb);
+        out["free_disk_gb"] = json!(total.disk_gb - used.disk_gb);
+        out["disk_available_least"] = json!(total.disk_gb - used.disk_gb);
+        out["running_vms"] = json!(load.0);
+        out["current_workload"] = json!(load.1);
+    }
+    out
+}
+
+fn add_servers(out: &mut Value, h: &Hypervisor) {
+    out["servers"] = h
+        .servers
+        .iter()
+        .map(|(uuid, name)| json!({"uuid": uuid, "name": name}))
+        .collect();
+}
+
+#[derive(serde::Deserialize)]
+struct Query {
+    with_servers: Option<String>,
+}
+
+/// `with_servers` as Nova reads a boolean query parameter; `None` when absent.
+fn with_servers(req: &HttpRequest, v: ApiVersion) -> ApiResult<Option<bool>> {
+    if !v.at_least(53) {
+        return Ok(None);
+    }
+    let q = web::Query::<Query>::from_query(req.query_string())
+        .map_err(|e| ApiError::BadRequest(format!("Invalid query: {e}")))?;
+    match q
+        .with_servers
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None => Ok(None),
+        Some("1" | "true" | "yes" | "on") => Ok(Some(true)),
+        Some("0" | "false" | "no" | "off") => Ok(Some(false)),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "Invalid input for query parameters with_servers. Value: {other}."
+        ))),
+    }
+}
+
+async fn list(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    require_admin(&ctx, "os_compute_api:os-hypervisors:list")?;
+    let v = ApiVersion::of(&req);
+    let servers = with_servers(&req, v)?.unwrap_or(false);
+    let items: Vec<Value> = hypervisors(&state, servers)
+        .await?
+        .iter()
+        .map(|h| {
+            let mut out = summary(h, v, state.service_down_ms);
+            if servers {
+                add_servers(&mut out, h);
+            }
+            out
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "hypervisors": items })))
+}
+
+async fn list_detail(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    require_admin(&ctx, "os_compute_api:os-hypervisors:list-detail")?;
+    let v = ApiVersion::of(&req);
+    let servers = with_servers(&req, v)?.unwrap_or(false);
+    let load = workload(&state).await?;
+    let items: Vec<Value> = hypervisors(&state, servers)
+        .await?
+        .iter()
+        .map(|h| {
+            let key = (h.node.host.clone(), h.node.inventory.name.clone());
+            let mut out = detail(
+                h,
+                v,
+                state.service_down_ms,
+                load.get(&key).copied().unwrap_or_default(),
+            );
+            if servers {
+                add_servers(&mut out, h);
+            }
+            out
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "hypervisors": items })))
+}
+
+async fn show(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    require_admin(&ctx, "os_compute_api:os-hypervisors:show")?;
+    let v = ApiVersion::of(&req);
+    let id = id.into_inner();
+    let not_found = || ApiError::NotFound(format!("Hypervisor with ID {id} could not be found."));
+    if v.at_least(53) && uuid::Uuid::parse_str(&id).is_err() {
+        return Err(ApiError::BadRequest(format!("Invalid uuid {id}")));
+    }
+    // From 2.75 a single hypervisor lists its servers unless told not to.
+    let servers = match with_servers(&req, v)? {
+        Some(w) => w,
+        None => v.at_least(75),
+    };
+    let all = hypervisors(&state, servers).await?;
+    let h = all
+        .iter()
+        .find(|h| id_of(h, v).to_string().trim_matches('"') == id)
+        .ok_or_else(not_found)?;
+    let load = workload(&state).await?;
+    let key = (h.node.host.clone(), h.node.inventory.name.clone());
+    let mut out = detail(
+        h,
+        v,
+        state.service_down_ms,
+        load.get(&key).copied().unwrap_or_default(),
+    );
+    if servers && (v.at_least(75) || !h.servers.is_empty()) {
+        add_servers(&mut out, h);
+    }
+    Ok(HttpResponse::Ok().json(json!({ "hypervisor": out })))
+}
+
+/// `GET /os-hypervisors/statistics`: sums over every node (gone from 2.88, as in Nova).
+async fn statistics(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    require_admin(&ctx, "os_compute_api:os-hypervisors:statistics")?;
+    if ApiVersion::of(&req).at_least(88) {
+        return Err(ApiError::NotFound(
+            "The resource could not be found.".into(),
+        ));
+    }
+    let all = hypervisors(&state, false).await?;
+    let load = workload(&state).await?;
+    let sum = |f: &dyn Fn(&Hypervisor) -> i64| all.iter().map(f).sum::<i64>();
+    let (running, busy) = load.values().fold((0, 0), |(r, b), (x, y)| (r + x, b + y));
+    Ok(HttpResponse::Ok().json(json!({"hypervisor_statistics": {
+        "count": all.len(),
+        "vcpus": sum(&|h| h.node.inventory.total.vcpus),
+        "vcpus_used": sum(&|h| h.node.used.vcpus),
+        "memory_mb": sum(&|h| h.node.inventory.total.memory_mb),
+        "memory_mb_used": sum(&|h| h.node.used.memory_mb),
+        "free_ram_mb": sum(&|h| h.node.inventory.total.memory_mb - h.node.used.memory_mb),
+        "local_gb": sum(&|h| h.node.inventory.total.disk_gb),
+        "local_gb_used": sum(&|h| h.node.used.disk_gb),
+        "free_disk_gb": sum(&|h| h.node.inventory.total.disk_gb - h.node.used.disk_gb),
+        "disk_available_least": sum(&|h| h.node.inventory.total.disk_gb - h.node.used.disk_gb),
+        "running_vms": running,
+        "current_workload": busy,
+    }})))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/os-hypervisors", web::get().to(list))
+        .route("/os-hypervisors/detail", web::get().to(list_detail))
+        .route("/os-hypervisors/statistics", web::get().to(statistics))
+        .route("/os-hypervisors/{id}", web::get().to(show));
+}
