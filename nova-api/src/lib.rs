@@ -8,6 +8,7 @@ pub mod body;
 pub mod error;
 pub mod flavors;
 pub mod images;
+pub mod keypairs;
 pub mod links;
 pub mod os_availability_zone;
 pub mod os_hypervisors;
@@ -140,6 +141,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(flavors::configure)
             .configure(os_services::configure)
             .configure(os_hypervisors::configure)
+            .configure(keypairs::configure)
             .configure(os_availability_zone::configure),
     );
 }

@@ -28,6 +28,7 @@ from tempest.lib.services.compute import base_compute_client
 from tempest.lib.api_schema.response.compute.v2_1 import availability_zone as az_schema
 from tempest.lib.services.compute import flavors_client
 from tempest.lib.services.compute import hypervisor_client
+from tempest.lib.services.compute import keypairs_client
 from tempest.lib.services.compute import servers_client
 from tempest.lib.services.compute import services_client
 
@@ -67,6 +68,10 @@ def hypervisors(version, name):
     if version and version != "latest" and tuple(map(int, version.split("."))) >= (2, 88):
         return None
     return getattr(module(hypervisor_client.HypervisorClient.schema_versions_info, version), name)
+
+
+def keypairs(version):
+    return module(keypairs_client.KeyPairsClient.schema_versions_info, version)
 
 
 def server_create(version, body):
@@ -122,6 +127,10 @@ ROUTES = [
     ("GET", r"/os-hypervisors/statistics",
      lambda v, b, r: hypervisors(v, "get_hypervisor_statistics")),
     ("GET", rf"/os-hypervisors/{ID}", lambda v, b, r: hypervisors(v, "get_hypervisor")),
+    ("GET", r"/os-keypairs", lambda v, b, r: keypairs(v).list_keypairs),
+    ("POST", r"/os-keypairs", lambda v, b, r: keypairs(v).create_keypair),
+    ("GET", rf"/os-keypairs/{ID}", lambda v, b, r: keypairs(v).get_keypair),
+    ("DELETE", rf"/os-keypairs/{ID}", lambda v, b, r: keypairs(v).delete_keypair),
     ("GET", r"/os-availability-zone", lambda v, b, r: az_schema.list_availability_zone_list),
     ("GET", r"/os-availability-zone/detail",
      lambda v, b, r: az_schema.list_availability_zone_list_detail),

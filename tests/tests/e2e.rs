@@ -718,6 +718,58 @@ async fn responses_follow_each_microversion_and_its_schema(
         }
         assert_eq!(c.get("/os-hypervisors").await?.status, 403);
 
+        // Key pairs: an uploaded key with ssh-keygen's fingerprint, a generated one (until
+        // 2.91), duplicates and bad keys refused; `type` from 2.2, 201/204 from 2.2.
+        let public = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOrND+VXGisTsfa2ChfSWGukYJ/3CLC3kflkLOEQxhJT root@vm";
+        let kp = json!({"keypair": {"name": format!("kp-{n}"), "public_key": public}});
+        let r = c.post("/os-keypairs", &kp).await?;
+        assert_eq!(
+            r.status,
+            if at_least(2) { 201 } else { 200 },
+            "{v}: {}",
+            r.body
+        );
+        assert_eq!(
+            r.body["keypair"]["fingerprint"],
+            json!("68:d0:61:50:21:d0:21:a9:a7:e6:7c:0f:af:55:75:90")
+        );
+        assert_eq!(c.post("/os-keypairs", &kp).await?.status, 409);
+        let bad = json!({"keypair": {"name": "bad", "public_key": "ssh-rsa nonsense"}});
+        assert_eq!(c.post("/os-keypairs", &bad).await?.status, 400);
+        let generated = c
+            .post(
+                "/os-keypairs",
+                &json!({"keypair": {"name": format!("gen-{n}")}}),
+            )
+            .await?;
+        if at_least(92) {
+            assert_eq!(generated.status, 400, "{v}");
+        } else {
+            assert!(generated.body["keypair"]["private_key"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("PRIVATE KEY"));
+            c.delete(&format!("/os-keypairs/gen-{n}")).await?;
+        }
+        let listed = c.get("/os-keypairs").await?;
+        assert_eq!(
+            listed.body["keypairs"][0]["keypair"].get("type").is_some(),
+            at_least(2)
+        );
+        let shown = c.get(&format!("/os-keypairs/kp-{n}")).await?;
+        assert_eq!(shown.status, 200);
+        assert_eq!(shown.body["keypair"]["user_id"], json!("demo"));
+        // Another user's key pairs: admins only, from 2.10.
+        if at_least(10) {
+            let theirs = a.get(&format!("/os-keypairs/kp-{n}?user_id=demo")).await?;
+            assert_eq!(theirs.status, 200, "{v}");
+            let other = c.get("/os-keypairs?user_id=admin").await?;
+            assert_eq!(other.status, 403, "{v}");
+        }
+        let r = c.delete(&format!("/os-keypairs/kp-{n}")).await?;
+        assert_eq!(r.status, if at_least(2) { 204 } else { 202 }, "{v}");
+        assert_eq!(c.get(&format!("/os-keypairs/kp-{n}")).await?.status, 404);
+
         let zones = c.get("/os-availability-zone").await?;
         assert_eq!(
             zones.body["availabilityZoneInfo"][0]["zoneName"],

@@ -8,6 +8,7 @@ pub mod flavors;
 pub mod identity;
 pub mod images;
 pub mod instances;
+pub mod keypairs;
 pub mod nodes;
 mod rows;
 pub mod tasks;

@@ -1,0 +1,343 @@
+//! `/os-keypairs`: a user's SSH public keys, as Nova keeps them — per user, by name.
+//!
+//! By microversion: `type` from 2.2 (create answers 201 and delete 204 from then on), another
+//! user's key pairs for admins with `user_id` from 2.10, `limit`/`marker` paging from 2.35,
+//! names with `@` and `.` and no more generated keys from 2.92. Fingerprints are Nova's: the
+//! MD5 of the key's wire encoding, as colon-separated hex (what `ssh-keygen -l -E md5`
+//! prints). A generated key is RSA 2048, as Nova's, returned once in OpenSSH format.
+//! `x509` keys are not accepted yet.
+
+use crate::error::{ApiError, ApiResult};
+use crate::links::PublicUrl;
+use crate::policy::require_write;
+use crate::versions::ApiVersion;
+use crate::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use keystone_auth::RequestContext;
+use md5::{Digest, Md5};
+use nova_core::db::keypairs::{self, KeyPair};
+use nova_core::time::iso8601_naive_micros;
+use serde_json::{json, Value};
+
+const MAX_LIMIT: i64 = 1000;
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::BadRequest(msg.into())
+}
+
+fn not_found(name: &str, user: &str) -> ApiError {
+    ApiError::NotFound(format!("Keypair {name} could not be found for user {user}"))
+}
+
+/// Nova's fingerprint of an OpenSSH public key line; `None` when it is not one.
+pub fn fingerprint(public_key: &str) -> Option<String> {
+    let key = ssh_key::PublicKey::from_openssh(public_key.trim()).ok()?;
+    let blob = key.to_bytes().ok()?;
+    let digest = Md5::digest(&blob);
+    Some(
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+    )
+}
+
+/// A new RSA 2048 key pair: (public key line, private key in OpenSSH format).
+fn generate(comment: &str) -> ApiResult<(String, String)> {
+    let internal = |e: ssh_key::Error| ApiError::Internal(format!("key generation: {e}"));
+    let mut rng = ssh_key::rand_core::OsRng;
+    let rsa = ssh_key::private::RsaKeypair::random(&mut rng, 2048).map_err(internal)?;
+    let private = ssh_key::PrivateKey::new(ssh_key::private::KeypairData::Rsa(rsa), comment)
+        .map_err(internal)?;
+    let public = private.public_key().to_openssh().map_err(internal)?;
+    let pem = private
+        .to_openssh(ssh_key::LineEnding::LF)
+        .map_err(internal)?;
+    Ok((public, pem.to_string()))
+}
+
+/// The user the request acts for: another user's key pairs are for admins, from 2.10.
+fn target_user(ctx: &RequestContext, v: ApiVersion, asked: Option<&str>) -> ApiResult<String> {
+    match asked {
+        Some(user) if v.at_least(10) && user != ctx.user_id => {
+            if !ctx.is_admin() {
+                return Err(ApiError::Forbidden(
+                    "Policy doesn't allow os_compute_api:os-keypairs to be performed for another user."
+                        .into(),
+                ));
+            }
+            Ok(user.to_owned())
+        }
+        _ => Ok(ctx.user_id.clone()),
+    }
+}
+
+fn name_is_valid(name: &str, v: ApiVersion) -> bool {
+    let n = name.chars().count();
+    (1..=255).contains(&n)
+        && name.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(c, ' ' | '_' | '-')
+                || (v.at_least(92) && matches!(c, '@' | '.'))
+        })
+}
+
+/// The list view: name, key and fingerprint (and type from 2.2).
+fn summary(k: &KeyPair, v: ApiVersion) -> Value {
+    let mut out = json!({
+        "name": k.name,
+        "public_key": k.public_key,
+        "fingerprint": k.fingerprint,
+    });
+    if v.at_least(2) {
+        out["type"] = json!(k.key_type);
+    }
+    out
+}
+
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    user_id: Option<String>,
+    limit: Option<String>,
+    marker: Option<String>,
+}
+
+async fn list(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let v = ApiVersion::of(&req);
+    let q = web::Query::<ListQuery>::from_query(req.query_string())
+        .map_err(|e| bad(format!("Invalid query: {e}")))?;
+    let user = target_user(&ctx, v, q.user_id.as_deref())?;
+    let (limit, marker) = if v.at_least(35) {
+        let limit = match &q.limit {
+            None => MAX_LIMIT,
+            Some(s) => s
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "Invalid input for query parameters limit. Value: {s}."
+                    ))
+                })?
+                .min(MAX_LIMIT),
+        };
+        (limit, q.marker.clone())
+    } else {
+        (i64::MAX, None)
+    };
+    if let Some(m) = &marker {
+        if keypairs::get(&state.db, &user, m).await?.is_none() {
+            return Err(bad(format!("marker [{m}] not found")));
+        }
+    }
+    let found = keypairs::list(&state.db, &user, marker.as_deref(), limit).await?;
+    let items: Vec<Value> = found
+        .iter()
+        .map(|k| json!({ "keypair": summary(k, v) }))
+        .collect();
+    let mut body = json!({ "keypairs": items });
+    // As Nova: a `next` link when the page is full.
+    if v.at_least(35) && i64::try_from(found.len()).unwrap_or(i64::MAX) == limit && limit > 0 {
+        if let Some(last) = found.last() {
+            let base = PublicUrl::of(&req).0;
+            let mut next = format!("{base}/v2.1/os-keypairs?limit={limit}&marker={}", last.name);
+            if user != ctx.user_id {
+                next.push_str(&format!("&user_id={user}"));
+            }
+            body["keypairs_links"] = json!([{"rel": "next", "href": next}]);
+        }
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+#[derive(serde::Deserialize)]
+struct UserQuery {
+    user_id: Option<String>,
+}
+
+fn user_query(req: &HttpRequest) -> ApiResult<Option<String>> {
+    Ok(web::Query::<UserQuery>::from_query(req.query_string())
+        .map_err(|e| bad(format!("Invalid query: {e}")))?
+        .into_inner()
+        .user_id)
+}
+
+async fn show(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let v = ApiVersion::of(&req);
+    let user = target_user(&ctx, v, user_query(&req)?.as_deref())?;
+    let k = keypairs::get(&state.db, &user, &name)
+        .await?
+        .ok_or_else(|| not_found(&name, &user))?;
+    let mut out = summary(&k, v);
+    out["user_id"] = json!(k.user_id);
+    out["id"] = json!(k.id);
+    out["created_at"] = json!(iso8601_naive_micros(k.created_at));
+    out["updated_at"] = Value::Null;
+    out["deleted_at"] = Value::Null;
+    out["deleted"] = json!(false);
+    Ok(HttpResponse::Ok().json(json!({ "keypair": out })))
+}
+
+async fn create(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    raw: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    require_write(&ctx, "os_compute_api:os-keypairs:create")?;
+    let v = ApiVersion::of(&req);
+    let body = crate::body::json(&raw)?;
+    let k = body
+        .get("keypair")
+        .and_then(Value::as_object)
+        .ok_or_else(|| {
+            bad("Invalid input for field/attribute keypair. 'keypair' is a required property")
+        })?;
+    if let Some(extra) = body
+        .as_object()
+        .and_then(|o| o.keys().find(|k| *k != "keypair"))
+    {
+        return Err(bad(format!(
+            "Additional properties are not allowed ('{extra}' was unexpected)"
+        )));
+    }
+    for key in k.keys() {
+        let allowed = matches!(key.as_str(), "name" | "public_key")
+            || (key == "type" && v.at_least(2))
+            || (key == "user_id" && v.at_least(10));
+        if !allowed {
+            return Err(bad(format!(
+                "Invalid input for field/attribute keypair. Additional properties are not allowed ('{key}' was unexpected)"
+            )));
+        }
+    }
+    let name = k.get("name").and_then(Value::as_str).ok_or_else(|| {
+        bad("Invalid input for field/attribute keypair. 'name' is a required property")
+    })?;
+    if !name_is_valid(name, v) {
+        return Err(bad(format!(
+            "Invalid input for field/attribute name. Value: {name}. Keypair name must be 1 to 255 characters of letters, digits, spaces, '_' and '-'{}.",
+            if v.at_least(92) { ", '@' and '.'" } else { "" }
+        )));
+    }
+    let key_type = match k.get("type") {
+        None => "ssh",
+        Some(Value::String(t)) if t == "ssh" => "ssh",
+        Some(Value::String(t)) if t == "x509" => {
+            return Err(bad("Keypair type x509 is not supported by this deployment yet."))
+        }
+        Some(other) => {
+            return Err(bad(format!(
+                "Invalid input for field/attribute type. Value: {other}. It must be one of ['ssh', 'x509']"
+            )))
+        }
+    };
+    let user = target_user(&ctx, v, k.get("user_id").and_then(Value::as_str))?;
+    let (public_key, private_key) = match k.get("public_key") {
+        Some(Value::String(pk)) => (pk.trim().to_owned(), None),
+        Some(other) => return Err(bad(format!(
+            "Invalid input for field/attribute public_key. Value: {other}. is not of type 'string'"
+        ))),
+        None if v.at_least(92) => {
+            return Err(bad(
+                "Invalid input for field/attribute keypair. 'public_key' is a required property",
+            ))
+        }
+        None => {
+            let (public, private) = web::block(move || generate("Generated-by-Nova"))
+                .await
+                .map_err(|e| ApiError::Internal(format!("key generation: {e}")))??;
+            (public, Some(private))
+        }
+    };
+    let fingerprint = fingerprint(&public_key)
+        .ok_or_else(|| bad("Keypair data is invalid: failed to generate fingerprint"))?;
+    let stored = keypairs::create(&state.db, &user, name, key_type, &public_key, &fingerprint)
+        .await?
+        .ok_or_else(|| ApiError::Conflict(format!("Key pair '{name}' already exists.")))?;
+    let mut out = summary(&stored, v);
+    out["user_id"] = json!(stored.user_id);
+    if let Some(private) = private_key {
+        out["private_key"] = json!(private);
+    }
+    let mut res = if v.at_least(2) {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    };
+    Ok(res.json(json!({ "keypair": out })))
+}
+
+async fn delete(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    require_write(&ctx, "os_compute_api:os-keypairs:delete")?;
+    let v = ApiVersion::of(&req);
+    let user = target_user(&ctx, v, user_query(&req)?.as_deref())?;
+    if !keypairs::delete(&state.db, &user, &name).await? {
+        return Err(not_found(&name, &user));
+    }
+    Ok(if v.at_least(2) {
+        HttpResponse::NoContent().finish()
+    } else {
+        HttpResponse::Accepted().finish()
+    })
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/os-keypairs", web::get().to(list))
+        .route("/os-keypairs", web::post().to(create))
+        .route("/os-keypairs/{name}", web::get().to(show))
+        .route("/os-keypairs/{name}", web::delete().to(delete));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fingerprints as `ssh-keygen -l -E md5` prints them, for each key type.
+    #[test]
+    fn fingerprints_match_ssh_keygen() {
+        let cases = [
+            (
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOrND+VXGisTsfa2ChfSWGukYJ/3CLC3kflkLOEQxhJT root@vm",
+                "68:d0:61:50:21:d0:21:a9:a7:e6:7c:0f:af:55:75:90",
+            ),
+            (
+                "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBIeF186RwM8KaCDtpGkupz1nQpBAbQAonnMT8Sug45X1C42G1S2GqNLLFcCffAxl0KiWh4iZkwYWb5QRiu15DaU= root@vm",
+                "59:e2:c9:f5:5f:e4:75:ef:c8:b4:26:ae:35:c7:7e:cf",
+            ),
+            (
+                "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQCmw7MHGqLzdUgaUVdzfShU0ONFy+c1EqjVh5+vmVdYoaktrH3ArYTZJg9EpkwoPY0WxLoIB+OUG7RLDwFNE2GRMi3Xzghd7341wTsdme9FzVQiJTkP/Uq/2tQ0QSJInn/n/aVxH9C7r2apqzLM3ySWTPV+QNBa10qAcSdtLrB4Aw== root@vm",
+                "76:22:30:8d:27:8b:c4:76:3b:bd:65:dd:74:07:80:d1",
+            ),
+        ];
+        for (key, expected) in cases {
+            assert_eq!(fingerprint(key).as_deref(), Some(expected), "{key}");
+        }
+        assert_eq!(fingerprint("ssh-rsa not-base64"), None);
+        assert_eq!(fingerprint("garbage"), None);
+    }
+
+    #[test]
+    fn names_follow_the_microversion() {
+        assert!(name_is_valid("my key_1-a", ApiVersion(2, 1)));
+        assert!(!name_is_valid("me@host.example", ApiVersion(2, 91)));
+        assert!(name_is_valid("me@host.example", ApiVersion(2, 92)));
+        assert!(!name_is_valid("", ApiVersion(2, 92)));
+        assert!(!name_is_valid("a/b", ApiVersion(2, 92)));
+    }
+}

@@ -1,0 +1,85 @@
+//! Key pairs: public keys a user registered (or had generated), per user and name.
+
+use super::{on_pool, Db, DbResult};
+
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct KeyPair {
+    pub id: i64,
+    pub user_id: String,
+    pub name: String,
+    /// `ssh` or `x509`.
+    pub key_type: String,
+    pub public_key: String,
+    pub fingerprint: String,
+    pub created_at: i64,
+}
+
+const COLUMNS: &str = "id, user_id, name, key_type, public_key, fingerprint, created_at";
+
+/// Stores a new key pair; `false` when the user already has one of this name.
+pub async fn create(
+    db: &Db,
+    user_id: &str,
+    name: &str,
+    key_type: &str,
+    public_key: &str,
+    fingerprint: &str,
+) -> DbResult<Option<KeyPair>> {
+    let now = crate::time::now_ms();
+    let sql = format!(
+        "INSERT INTO keypairs (user_id, name, key_type, public_key, fingerprint, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id, name) DO NOTHING \
+         RETURNING {COLUMNS}"
+    );
+    Ok(on_pool!(db, p => {
+        sqlx::query_as(&sql)
+            .bind(user_id)
+            .bind(name)
+            .bind(key_type)
+            .bind(public_key)
+            .bind(fingerprint)
+            .bind(now)
+            .fetch_optional(p)
+            .await?
+    }))
+}
+
+pub async fn get(db: &Db, user_id: &str, name: &str) -> DbResult<Option<KeyPair>> {
+    let sql = format!("SELECT {COLUMNS} FROM keypairs WHERE user_id = $1 AND name = $2");
+    Ok(on_pool!(db, p => {
+        sqlx::query_as(&sql).bind(user_id).bind(name).fetch_optional(p).await?
+    }))
+}
+
+/// The user's key pairs by name, after `marker` (a name) when given, at most `limit`.
+pub async fn list(
+    db: &Db,
+    user_id: &str,
+    marker: Option<&str>,
+    limit: i64,
+) -> DbResult<Vec<KeyPair>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM keypairs WHERE user_id = $1 AND name > $2 ORDER BY name LIMIT $3"
+    );
+    Ok(on_pool!(db, p => {
+        sqlx::query_as(&sql)
+            .bind(user_id)
+            .bind(marker.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(p)
+            .await?
+    }))
+}
+
+/// Deletes the key pair; `false` when there was none.
+pub async fn delete(db: &Db, user_id: &str, name: &str) -> DbResult<bool> {
+    let done = on_pool!(db, p => {
+        sqlx::query("DELETE FROM keypairs WHERE user_id = $1 AND name = $2")
+            .bind(user_id)
+            .bind(name)
+            .execute(p)
+            .await?
+            .rows_affected()
+    });
+    Ok(done > 0)
+}
