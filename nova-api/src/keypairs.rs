@@ -245,9 +245,11 @@ async fn create(
     let user = target_user(&ctx, v, k.get("user_id").and_then(Value::as_str))?;
     let (public_key, private_key) = match k.get("public_key") {
         Some(Value::String(pk)) => (pk.trim().to_owned(), None),
-        Some(other) => return Err(bad(format!(
+        Some(other) => {
+            return Err(bad(format!(
             "Invalid input for field/attribute public_key. Value: {other}. is not of type 'string'"
-        ))),
+        )))
+        }
         None if v.at_least(92) => {
             return Err(bad(
                 "Invalid input for field/attribute keypair. 'public_key' is a required property",

@@ -1,0 +1,170 @@
+//! The Compute API through the real `openstack` CLI (python-openstackclient in `.venv`), against
+//! the all-in-one with Keystone identity: flavors, key pairs, a server's life, and the admin
+//! views (services, hypervisors, availability zones). The CLI negotiates its microversion with
+//! the service, as it does against Nova.
+
+use e2e::stack::{AllInOneStack, Options};
+use keystone_auth::{AuthSettings, Strategy};
+use serde_json::{json, Value};
+
+async fn start() -> anyhow::Result<AllInOneStack> {
+    let auth = AuthSettings {
+        strategy: Strategy::Keystone,
+        admin_password: Some("admin-secret".into()),
+        demo_password: Some("demo-secret".into()),
+        ..Default::default()
+    };
+    AllInOneStack::start(Options {
+        auth: Some(auth),
+        ..Options::default()
+    })
+    .await
+}
+
+async fn demo(stack: &AllInOneStack, args: &[&str]) -> anyhow::Result<Value> {
+    e2e::cli::run_json(stack, "demo", args).await
+}
+
+async fn admin(stack: &AllInOneStack, args: &[&str]) -> anyhow::Result<Value> {
+    e2e::cli::run_json(stack, "admin", args).await
+}
+
+/// The value of `field` in the CLI's JSON (`show` prints an object).
+fn field<'a>(v: &'a Value, name: &str) -> &'a Value {
+    &v[name]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openstack_cli_drives_the_compute_api() -> anyhow::Result<()> {
+    let stack = start().await?;
+
+    // Flavors: create (admin), set a property, list, show.
+    let flavor = admin(
+        &stack,
+        &[
+            "flavor",
+            "create",
+            "--ram",
+            "256",
+            "--vcpus",
+            "1",
+            "--disk",
+            "1",
+            "--id",
+            "cli-1",
+            "cli.small",
+        ],
+    )
+    .await?;
+    assert_eq!(field(&flavor, "name"), &json!("cli.small"));
+    e2e::cli::run(
+        &stack,
+        "admin",
+        &[
+            "flavor",
+            "set",
+            "--property",
+            "hw:cpu_policy=shared",
+            "cli.small",
+        ],
+    )
+    .await?;
+    let shown = demo(&stack, &["flavor", "show", "cli.small"]).await?;
+    assert_eq!(field(&shown, "ram"), &json!(256));
+    let properties = field(&shown, "properties").to_string();
+    assert!(properties.contains("hw:cpu_policy"), "{shown}");
+    let list = demo(&stack, &["flavor", "list"]).await?;
+    assert!(list
+        .as_array()
+        .is_some_and(|l| l.iter().any(|f| f["Name"] == json!("cli.small"))));
+
+    // Key pairs: upload, list, show, delete; a generated one prints its private key.
+    let dir = tempfile::tempdir()?;
+    let public = dir.path().join("key.pub");
+    std::fs::write(
+        &public,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOrND+VXGisTsfa2ChfSWGukYJ/3CLC3kflkLOEQxhJT me@host\n",
+    )?;
+    let kp = demo(
+        &stack,
+        &[
+            "keypair",
+            "create",
+            "--public-key",
+            public.to_str().unwrap_or_default(),
+            "mine",
+        ],
+    )
+    .await?;
+    assert_eq!(
+        field(&kp, "fingerprint"),
+        &json!("68:d0:61:50:21:d0:21:a9:a7:e6:7c:0f:af:55:75:90")
+    );
+    let keys = demo(&stack, &["keypair", "list"]).await?;
+    assert!(keys
+        .as_array()
+        .is_some_and(|l| l.iter().any(|k| k["Name"] == json!("mine"))));
+    e2e::cli::run(&stack, "demo", &["keypair", "delete", "mine"]).await?;
+    let keys = demo(&stack, &["keypair", "list"]).await?;
+    assert_eq!(keys, json!([]));
+
+    // A server's life, by image and flavor names.
+    let server = demo(
+        &stack,
+        &[
+            "server",
+            "create",
+            "--image",
+            "test-disk",
+            "--flavor",
+            "cli.small",
+            "--wait",
+            "web",
+        ],
+    )
+    .await?;
+    assert_eq!(field(&server, "status"), &json!("ACTIVE"));
+    let id = field(&server, "id").as_str().unwrap_or_default().to_owned();
+    let servers = demo(&stack, &["server", "list"]).await?;
+    assert!(servers
+        .as_array()
+        .is_some_and(|l| l.iter().any(|s| s["ID"] == json!(id))));
+    for (action, status) in [("stop", "SHUTOFF"), ("start", "ACTIVE")] {
+        e2e::cli::run(&stack, "demo", &["server", action, "web"]).await?;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let s = demo(&stack, &["server", "show", "web"]).await?;
+            if field(&s, "status") == &json!(status) {
+                break;
+            }
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "{action}: {s}");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+    e2e::cli::run(&stack, "demo", &["server", "reboot", "--wait", "web"]).await?;
+    let s = demo(&stack, &["server", "show", "web"]).await?;
+    assert_eq!(field(&s, "status"), &json!("ACTIVE"));
+    e2e::cli::run(&stack, "demo", &["server", "delete", "--wait", "web"]).await?;
+    assert_eq!(demo(&stack, &["server", "list"]).await?, json!([]));
+
+    // The admin views.
+    let services = admin(&stack, &["compute", "service", "list"]).await?;
+    assert!(services.as_array().is_some_and(|l| l
+        .iter()
+        .any(|s| s["Binary"] == json!("nova-compute") && s["State"] == json!("up"))));
+    let hypervisors = admin(&stack, &["hypervisor", "list"]).await?;
+    assert_eq!(
+        hypervisors.as_array().map(Vec::len),
+        Some(1),
+        "{hypervisors}"
+    );
+    assert_eq!(hypervisors[0]["State"], json!("up"));
+    let zones = demo(&stack, &["availability", "zone", "list", "--compute"]).await?;
+    assert!(
+        zones
+            .as_array()
+            .is_some_and(|l| l.iter().any(|z| z["Zone Name"] == json!("nova"))),
+        "{zones}"
+    );
+    Ok(())
+}
