@@ -262,6 +262,7 @@ async fn create(
             (public, Some(private))
         }
     };
+    crate::quotas::check_keypair_create(&state.db, &ctx.project_id, &user).await?;
     let fingerprint = fingerprint(&public_key)
         .ok_or_else(|| bad("Keypair data is invalid: failed to generate fingerprint"))?;
     let stored = keypairs::create(&state.db, &user, name, key_type, &public_key, &fingerprint)

@@ -14,6 +14,7 @@ pub mod os_availability_zone;
 pub mod os_hypervisors;
 pub mod os_services;
 pub mod policy;
+pub mod quotas;
 pub mod servers;
 pub mod versions;
 pub mod views;
@@ -142,6 +143,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(os_services::configure)
             .configure(os_hypervisors::configure)
             .configure(keypairs::configure)
+            .configure(quotas::configure)
             .configure(os_availability_zone::configure),
     );
 }

@@ -396,6 +396,14 @@ async fn create(
         .ok_or_else(|| bad(format!("Flavor {} could not be found.", request.flavor_ref)))?;
     let node_type = flavor.node_type().map_err(bad)?;
     crate::images::for_server(&state, &ctx, &request.image_ref, node_type).await?;
+    crate::quotas::check_server_create(
+        &state.db,
+        &ctx.project_id,
+        request.count,
+        flavor.vcpus,
+        flavor.memory_mb,
+    )
+    .await?;
     let url = PublicUrl::of(&req);
     let mut first = None;
     for n in 1..=request.count {

@@ -29,6 +29,8 @@ from tempest.lib.api_schema.response.compute.v2_1 import availability_zone as az
 from tempest.lib.services.compute import flavors_client
 from tempest.lib.services.compute import hypervisor_client
 from tempest.lib.services.compute import keypairs_client
+from tempest.lib.services.compute import limits_client
+from tempest.lib.services.compute import quotas_client
 from tempest.lib.services.compute import servers_client
 from tempest.lib.services.compute import services_client
 
@@ -72,6 +74,10 @@ def hypervisors(version, name):
 
 def keypairs(version):
     return module(keypairs_client.KeyPairsClient.schema_versions_info, version)
+
+
+def quota_sets(version):
+    return module(quotas_client.QuotasClient.schema_versions_info, version)
 
 
 def server_create(version, body):
@@ -131,6 +137,14 @@ ROUTES = [
     ("POST", r"/os-keypairs", lambda v, b, r: keypairs(v).create_keypair),
     ("GET", rf"/os-keypairs/{ID}", lambda v, b, r: keypairs(v).get_keypair),
     ("DELETE", rf"/os-keypairs/{ID}", lambda v, b, r: keypairs(v).delete_keypair),
+    ("GET", r"/limits",
+     lambda v, b, r: module(limits_client.LimitsClient.schema_versions_info, v).get_limit),
+    ("GET", rf"/os-quota-sets/{ID}", lambda v, b, r: quota_sets(v).get_quota_set),
+    ("GET", rf"/os-quota-sets/{ID}/defaults", lambda v, b, r: quota_sets(v).get_quota_set),
+    ("GET", rf"/os-quota-sets/{ID}/detail",
+     lambda v, b, r: quota_sets(v).get_quota_set_details),
+    ("PUT", rf"/os-quota-sets/{ID}", lambda v, b, r: quota_sets(v).update_quota_set),
+    ("DELETE", rf"/os-quota-sets/{ID}", lambda v, b, r: quota_sets(v).delete_quota),
     ("GET", r"/os-availability-zone", lambda v, b, r: az_schema.list_availability_zone_list),
     ("GET", r"/os-availability-zone/detail",
      lambda v, b, r: az_schema.list_availability_zone_list_detail),

@@ -48,6 +48,24 @@ pub fn fresh_sqlite_database() -> anyhow::Result<(tempfile::TempDir, String)> {
     Ok((dir, url))
 }
 
+/// Lifts the quotas of the projects the tests use (`demo`, `admin`): tests about other things
+/// boot more servers than Nova's default quota allows. Quota tests use projects of their own.
+pub async fn lift_quotas(db: &nova_core::db::Db) -> anyhow::Result<()> {
+    let unlimited: std::collections::BTreeMap<String, i64> =
+        ["instances", "cores", "ram", "key_pairs"]
+            .into_iter()
+            .map(|r| (r.to_owned(), -1))
+            .collect();
+    for project in ["demo", "admin"] {
+        nova_core::db::quotas::set(db, project, &unlimited).await?;
+    }
+    // With Keystone identity the projects have generated ids; lift theirs too.
+    for project in nova_core::db::identity::projects(db, None, None).await? {
+        nova_core::db::quotas::set(db, &project.id, &unlimited).await?;
+    }
+    Ok(())
+}
+
 /// Removes a test's queues from the shared broker. Blocking, on a runtime of its own: it runs
 /// from `Drop`, possibly inside a test's runtime, which must not be blocked on.
 pub fn delete_queues(names: Vec<String>) {

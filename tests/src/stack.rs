@@ -231,6 +231,7 @@ impl Distributed {
         let store = images_dir.path().join("store");
         std::fs::create_dir_all(&store)?;
         env::register_test_images(&db, &store).await?;
+        env::lift_quotas(&db).await?;
         let queues = Queues::new(&env::queue_prefix());
         let (driver, fake) = compute_agent::driver_from_settings(&options.agent()).await?;
 
@@ -425,6 +426,7 @@ impl AllInOneStack {
         let aio = allinone::AllInOne::start(settings).await?;
         let db = aio.db.clone();
         env::register_test_images(&db, &dir.path().join("images")).await?;
+        env::lift_quotas(&db).await?;
         wait_for_node(&db).await?;
         Ok(Self {
             clouds_yaml: aio.clouds_yaml.clone(),

@@ -159,6 +159,33 @@ async fn the_openstack_cli_drives_the_compute_api() -> anyhow::Result<()> {
         "{hypervisors}"
     );
     assert_eq!(hypervisors[0]["State"], json!("up"));
+    // Limits and quotas.
+    let limits = demo(&stack, &["limits", "show", "--absolute"]).await?;
+    assert!(
+        limits
+            .as_array()
+            // openstacksdk's names, or novaclient's.
+            .is_some_and(
+                |l| l.iter().any(|x| x["Name"] == json!("max_total_instances")
+                    || x["Name"] == json!("maxTotalInstances"))
+            ),
+        "{limits}"
+    );
+    e2e::cli::run(
+        &stack,
+        "admin",
+        &["quota", "set", "--instances", "7", "demo"],
+    )
+    .await?;
+    let quota = admin(&stack, &["quota", "show", "demo"]).await?;
+    assert!(quota.to_string().contains("\"instances\""), "{quota}");
+    let instances = quota
+        .as_array()
+        .and_then(|l| l.iter().find(|x| x["Resource"] == json!("instances")))
+        .map(|x| x["Limit"].clone())
+        .or_else(|| quota.get("instances").cloned());
+    assert_eq!(instances, Some(json!(7)), "{quota}");
+
     let zones = demo(&stack, &["availability", "zone", "list", "--compute"]).await?;
     assert!(
         zones

@@ -770,6 +770,46 @@ async fn responses_follow_each_microversion_and_its_schema(
         assert_eq!(r.status, if at_least(2) { 204 } else { 202 }, "{v}");
         assert_eq!(c.get(&format!("/os-keypairs/kp-{n}")).await?.status, 404);
 
+        // Limits and quotas: shapes by version (checked against tempest's schemas).
+        let limits = c.get("/limits").await?;
+        assert_eq!(limits.status, 200);
+        let absolute = &limits.body["limits"]["absolute"];
+        assert_eq!(
+            absolute.get("maxTotalFloatingIps").is_some(),
+            !at_least(36),
+            "{v}"
+        );
+        assert_eq!(
+            absolute.get("maxPersonality").is_some(),
+            !at_least(57),
+            "{v}"
+        );
+        for path in [
+            "/os-quota-sets/demo",
+            "/os-quota-sets/demo/defaults",
+            "/os-quota-sets/demo/detail",
+        ] {
+            assert_eq!(c.get(path).await?.status, 200, "{v} {path}");
+        }
+        let set = c.get("/os-quota-sets/demo/defaults").await?.body["quota_set"].clone();
+        assert_eq!(set["instances"], json!(10));
+        assert_eq!(set.get("floating_ips").is_some(), !at_least(36), "{v}");
+        assert_eq!(set.get("injected_files").is_some(), !at_least(57), "{v}");
+        let project = format!("mv-project-{n}");
+        let r = a
+            .raw(
+                reqwest::Method::PUT,
+                &format!("/os-quota-sets/{project}"),
+                Some(serde_json::to_vec(&json!({"quota_set": {"instances": 5}}))?),
+            )
+            .await?;
+        assert_eq!(r.status, 200, "{v}: {}", r.body);
+        assert_eq!(r.body["quota_set"]["instances"], json!(5));
+        assert_eq!(
+            a.delete(&format!("/os-quota-sets/{project}")).await?.status,
+            202
+        );
+
         let zones = c.get("/os-availability-zone").await?;
         assert_eq!(
             zones.body["availabilityZoneInfo"][0]["zoneName"],
@@ -790,6 +830,106 @@ async fn responses_follow_each_microversion_and_its_schema(
     // Outside the range: 406, with Nova's message.
     let r = member.at_microversion("2.97").get("/flavors").await?;
     assert_eq!(r.status, 406, "{}", r.body);
+    Ok(())
+}
+
+on_both_shapes!(quotas_are_enforced_as_nova_does, Options::default());
+async fn quotas_are_enforced_as_nova_does(stack: &dyn Stack) -> anyhow::Result<()> {
+    // A project of its own: the test stacks lift the quotas of `demo` and `admin`.
+    let c = Client::new(stack.api_url(), "alice:quota-project");
+    let admin = Client::new(stack.api_url(), "admin:admin");
+    let put = |body: Value| {
+        let admin = admin.clone();
+        async move {
+            admin
+                .raw(
+                    reqwest::Method::PUT,
+                    "/os-quota-sets/quota-project",
+                    Some(serde_json::to_vec(&body)?),
+                )
+                .await
+        }
+    };
+    assert_eq!(
+        put(json!({"quota_set": {"instances": 2, "key_pairs": 1}}))
+            .await?
+            .status,
+        200
+    );
+    // Members cannot change quotas, nor read another project's.
+    let r = c
+        .raw(
+            reqwest::Method::PUT,
+            "/os-quota-sets/quota-project",
+            Some(serde_json::to_vec(
+                &json!({"quota_set": {"instances": 100}}),
+            )?),
+        )
+        .await?;
+    assert_eq!(r.status, 403);
+    assert_eq!(c.get("/os-quota-sets/demo").await?.status, 403);
+
+    let a = c.create_server("q-1", "1").await?;
+    let b = c.create_server("q-2", "1").await?;
+    let before = instances::list(stack.db(), Some("quota-project"), 100)
+        .await?
+        .len();
+    let r = c
+        .post(
+            "/servers",
+            &json!({"server": {"name": "q-3", "imageRef": e2e::client::IMAGE, "flavorRef": "1"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        r.body["forbidden"]["message"],
+        json!("Quota exceeded for instances: Requested 1, but already used 2 of 2 instances")
+    );
+    // Nothing was written for the refused request.
+    assert_eq!(
+        instances::list(stack.db(), Some("quota-project"), 100)
+            .await?
+            .len(),
+        before
+    );
+    let limits = c.get("/limits").await?.body["limits"]["absolute"].clone();
+    assert_eq!(limits["maxTotalInstances"], json!(2));
+    assert_eq!(limits["totalInstancesUsed"], json!(2));
+    assert_eq!(limits["totalRAMUsed"], json!(1024));
+    let detail = c.get("/os-quota-sets/quota-project/detail").await?;
+    assert_eq!(detail.body["quota_set"]["instances"]["in_use"], json!(2));
+
+    // Below what is in use: refused unless forced.
+    let r = put(json!({"quota_set": {"instances": 1}})).await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        put(json!({"quota_set": {"instances": 1, "force": true}}))
+            .await?
+            .status,
+        200
+    );
+    assert_eq!(put(json!({"quota_set": {"bogus": 1}})).await?.status, 400);
+    assert_eq!(put(json!({"quota_set": {"cores": -2}})).await?.status, 400);
+
+    // Key pairs: one allowed.
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOrND+VXGisTsfa2ChfSWGukYJ/3CLC3kflkLOEQxhJT x";
+    let kp = |name: &str| json!({"keypair": {"name": name, "public_key": key}});
+    assert_eq!(c.post("/os-keypairs", &kp("one")).await?.status, 200);
+    assert_eq!(c.post("/os-keypairs", &kp("two")).await?.status, 403);
+
+    // Deleting servers frees quota; resetting restores the defaults.
+    for id in [&a, &b] {
+        c.delete(&format!("/servers/{id}")).await?;
+        c.wait_gone(id, WAIT).await?;
+    }
+    assert_eq!(
+        admin.delete("/os-quota-sets/quota-project").await?.status,
+        202
+    );
+    let set = c.get("/os-quota-sets/quota-project").await?.body["quota_set"].clone();
+    assert_eq!(set["instances"], json!(10));
+    assert_eq!(set["key_pairs"], json!(100));
+    c.create_server("q-after", "1").await?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ pub mod images;
 pub mod instances;
 pub mod keypairs;
 pub mod nodes;
+pub mod quotas;
 mod rows;
 pub mod tasks;
 

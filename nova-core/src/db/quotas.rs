@@ -1,0 +1,78 @@
+//! Quotas: limits set per project, and what a project uses.
+
+use super::{on_pool, Db, DbResult};
+use std::collections::BTreeMap;
+
+/// The limits set for the project (resources without one have the default).
+pub async fn limits(db: &Db, project_id: &str) -> DbResult<BTreeMap<String, i64>> {
+    let rows: Vec<(String, i64)> = on_pool!(db, p => {
+        sqlx::query_as("SELECT resource, hard_limit FROM quotas WHERE project_id = $1")
+            .bind(project_id)
+            .fetch_all(p)
+            .await?
+    });
+    Ok(rows.into_iter().collect())
+}
+
+/// Sets the project's limits for these resources.
+pub async fn set(db: &Db, project_id: &str, limits: &BTreeMap<String, i64>) -> DbResult<()> {
+    let mut tx = db.begin().await?;
+    for (resource, limit) in limits {
+        super::on_tx!(&mut tx, c => {
+            sqlx::query(
+                "INSERT INTO quotas (project_id, resource, hard_limit) VALUES ($1, $2, $3) \
+                 ON CONFLICT (project_id, resource) DO UPDATE SET hard_limit = excluded.hard_limit",
+            )
+            .bind(project_id)
+            .bind(resource)
+            .bind(limit)
+            .execute(&mut *c)
+            .await?;
+        });
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Back to the defaults.
+pub async fn reset(db: &Db, project_id: &str) -> DbResult<()> {
+    on_pool!(db, p => {
+        sqlx::query("DELETE FROM quotas WHERE project_id = $1")
+            .bind(project_id)
+            .execute(p)
+            .await?;
+    });
+    Ok(())
+}
+
+/// What a project's live servers use: (instances, vcpus, RAM in MB), from the flavors they
+/// were created with.
+pub async fn server_usage(db: &Db, project_id: &str) -> DbResult<(i64, i64, i64)> {
+    let flavors: Vec<(String,)> = on_pool!(db, p => {
+        sqlx::query_as("SELECT flavor FROM instances WHERE project_id = $1 AND deleted = $2")
+            .bind(project_id)
+            .bind(false)
+            .fetch_all(p)
+            .await?
+    });
+    let mut usage = (0, 0, 0);
+    for (json,) in flavors {
+        let f: crate::model::Flavor = serde_json::from_str(&json)
+            .map_err(|e| super::DbError::Corrupt(format!("instance flavor: {e}")))?;
+        usage.0 += 1;
+        usage.1 += f.vcpus;
+        usage.2 += f.memory_mb;
+    }
+    Ok(usage)
+}
+
+/// How many key pairs a user has.
+pub async fn keypair_count(db: &Db, user_id: &str) -> DbResult<i64> {
+    let (n,): (i64,) = on_pool!(db, p => {
+        sqlx::query_as("SELECT COUNT(*) FROM keypairs WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_one(p)
+            .await?
+    });
+    Ok(n)
+}
