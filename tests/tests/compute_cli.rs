@@ -195,3 +195,31 @@ async fn the_openstack_cli_drives_the_compute_api() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The same ground through openstacksdk's `conn.compute` (`tests/sdk/compute.py`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openstacksdk_drives_the_compute_api() -> anyhow::Result<()> {
+    let stack = start().await?;
+    let python = std::env::var("NOVA_TEST_PYTHON")
+        .unwrap_or_else(|_| format!("{}/../.venv/bin/python", env!("CARGO_MANIFEST_DIR")));
+    let script = format!("{}/sdk/compute.py", env!("CARGO_MANIFEST_DIR"));
+    let clouds = stack
+        .clouds_yaml
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no clouds.yaml"))?;
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .env("OS_CLIENT_CONFIG_FILE", clouds)
+            .output()
+    })
+    .await??;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sdk: all checks passed"));
+    Ok(())
+}
