@@ -453,20 +453,28 @@ fn admin_pass() -> String {
     Alphanumeric.sample_string(&mut rand::thread_rng(), 12)
 }
 
-#[derive(serde::Deserialize)]
-struct ListQuery {
-    limit: Option<String>,
-    all_tenants: Option<String>,
+/// One page of a server listing, and the marker of the next page when there may be one.
+struct Page {
+    servers: Vec<nova_core::model::Instance>,
+    next: Option<String>,
+    limit: i64,
 }
 
+/// `GET /servers` and `/servers/detail` with Nova's filters: `name` (a regular expression,
+/// matched anywhere), `status`, `image`, `flavor`, `changes-since`, and for admins `host` and
+/// `all_tenants`; `limit` (at most 1,000) and `marker` paging, newest first. Filters Nova
+/// reserves for admins are ignored for others, as Nova does; unknown ones too.
 async fn list_instances(
     req: &HttpRequest,
     ctx: &RequestContext,
     state: &AppState,
-) -> ApiResult<Vec<nova_core::model::Instance>> {
-    let q = web::Query::<ListQuery>::from_query(req.query_string())
-        .map_err(|e| bad(format!("Invalid query: {e}")))?;
-    let limit = match &q.limit {
+) -> ApiResult<Page> {
+    let mut q: HashMap<String, Vec<String>> = HashMap::new();
+    for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
+        q.entry(k.into_owned()).or_default().push(v.into_owned());
+    }
+    let one = |k: &str| q.get(k).and_then(|v| v.last()).map(String::as_str);
+    let limit = match one("limit") {
         None => MAX_LIMIT,
         Some(s) => match s.parse::<i64>() {
             Ok(n) if n >= 0 => n.min(MAX_LIMIT),
@@ -474,7 +482,7 @@ async fn list_instances(
         },
     };
     // As Nova: `all_tenants` without a value means true, and it is for admins only (403).
-    let all = match q.all_tenants.as_deref() {
+    let all = match one("all_tenants") {
         None => false,
         Some(v) => !matches!(
             v.to_ascii_lowercase().as_str(),
@@ -492,7 +500,101 @@ async fn list_instances(
     } else {
         Some(ctx.project_id.as_str())
     };
-    Ok(instances::list(&state.db, project, limit).await?)
+    let changes_since = match one("changes-since") {
+        None => None,
+        Some(t) => Some(nova_core::time::parse_iso8601(t).ok_or_else(|| {
+            bad(format!(
+                "Invalid input for query parameters changes-since. Value: {t}."
+            ))
+        })?),
+    };
+    let name = match one("name") {
+        None => None,
+        Some(n) => Some(regex::Regex::new(n).map_err(|_| {
+            bad(format!(
+                "Invalid input for query parameters name. Value: {n}."
+            ))
+        })?),
+    };
+    let statuses: Option<Vec<String>> = q
+        .get("status")
+        .map(|v| v.iter().map(|s| s.to_ascii_uppercase()).collect());
+    let flavor = one("flavor").map(|f| f.rsplit('/').next().unwrap_or(f).to_owned());
+    let image = one("image").map(|i| i.rsplit('/').next().unwrap_or(i).to_owned());
+    let host = one("host").filter(|_| ctx.is_admin());
+    let after = match one("marker") {
+        None => None,
+        Some(m) => {
+            let found = match m.parse::<InstanceUuid>().ok() {
+                Some(u) => instances::get(&state.db, u).await?,
+                None => None,
+            };
+            let found = found
+                .filter(|i| ctx.is_admin() || i.project_id == ctx.project_id)
+                .ok_or_else(|| bad(format!("marker [{m}] not found")))?;
+            Some((found.created_at, found.uuid))
+        }
+    };
+    let keep = |i: &nova_core::model::Instance| {
+        name.as_ref().is_none_or(|r| r.is_match(&i.name))
+            && statuses.as_ref().is_none_or(|s| {
+                s.iter()
+                    .any(|s| s == nova_core::model::api_status(i.vm_state, i.task_state))
+            })
+            && flavor.as_ref().is_none_or(|f| *f == i.flavor.flavorid)
+    };
+    // The database pages; filters it cannot apply are applied here, reading on page by page
+    // until the page is full or the servers run out.
+    let mut out = Vec::new();
+    let mut cursor = after;
+    loop {
+        let chunk = instances::list_page(
+            &state.db,
+            &instances::ListQuery {
+                project,
+                host,
+                image_ref: image.as_deref(),
+                changes_since,
+                after: cursor,
+                limit: limit.max(1),
+            },
+        )
+        .await?;
+        let exhausted = i64::try_from(chunk.len()).unwrap_or(i64::MAX) < limit.max(1);
+        cursor = chunk.last().map(|i| (i.created_at, i.uuid));
+        for i in chunk {
+            if i64::try_from(out.len()).unwrap_or(i64::MAX) < limit && keep(&i) {
+                out.push(i);
+            }
+        }
+        if exhausted || i64::try_from(out.len()).unwrap_or(i64::MAX) >= limit {
+            break;
+        }
+    }
+    // As Nova: a full page gets a link to the next one (which may turn out empty).
+    let next = (limit > 0 && i64::try_from(out.len()).unwrap_or(0) == limit)
+        .then(|| out.last().map(|i| i.uuid.to_string()))
+        .flatten();
+    Ok(Page {
+        servers: out,
+        next,
+        limit,
+    })
+}
+
+/// `servers_links` for a full page: the same query with `marker` set to the page's last.
+fn next_link(req: &HttpRequest, page: &Page, path: &str) -> Option<Value> {
+    let marker = page.next.as_ref()?;
+    let base = PublicUrl::of(req).0;
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
+        if k != "marker" && k != "limit" {
+            query.append_pair(&k, &v);
+        }
+    }
+    query.append_pair("limit", &page.limit.to_string());
+    query.append_pair("marker", marker);
+    Some(json!([{"rel": "next", "href": format!("{base}/v2.1/{path}?{}", query.finish())}]))
 }
 
 async fn list(
@@ -501,12 +603,17 @@ async fn list(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let url = PublicUrl::of(&req);
-    let found = list_instances(&req, &ctx, &state).await?;
-    let items: Vec<_> = found
+    let page = list_instances(&req, &ctx, &state).await?;
+    let items: Vec<_> = page
+        .servers
         .iter()
         .map(|i| views::server_summary(&url, i))
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "servers": items })))
+    let mut body = json!({ "servers": items });
+    if let Some(links) = next_link(&req, &page, "servers") {
+        body["servers_links"] = links;
+    }
+    Ok(HttpResponse::Ok().json(body))
 }
 
 async fn detail(
@@ -516,7 +623,7 @@ async fn detail(
 ) -> ApiResult<HttpResponse> {
     let url = PublicUrl::of(&req);
     let version = ApiVersion::of(&req);
-    let found = list_instances(&req, &ctx, &state).await?;
+    let page = list_instances(&req, &ctx, &state).await?;
     let host_status = host_status(&state, &ctx, version).await?;
     let viewer = views::ServerViewer {
         url: &url,
@@ -525,11 +632,16 @@ async fn detail(
         host_status: &host_status,
         single: false,
     };
-    let items: Vec<_> = found
+    let items: Vec<_> = page
+        .servers
         .iter()
         .map(|i| views::server_detail(&viewer, i))
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "servers": items })))
+    let mut body = json!({ "servers": items });
+    if let Some(links) = next_link(&req, &page, "servers/detail") {
+        body["servers_links"] = links;
+    }
+    Ok(HttpResponse::Ok().json(body))
 }
 
 /// Nova's `host_status` of every compute host, when the view shows it (2.16, admins): UP,

@@ -23,3 +23,19 @@ pub fn iso8601_z(ms: Millis) -> String {
 pub fn iso8601_naive_micros(ms: Millis) -> String {
     to_datetime(ms).format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
 }
+
+/// An ISO 8601 time as Nova's API accepts it (`changes-since`): with an offset or `Z`, or
+/// without one (then UTC), to the second or finer.
+pub fn parse_iso8601(s: &str) -> Option<Millis> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(t.timestamp_millis());
+    }
+    [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S%.f",
+    ]
+    .iter()
+    .find_map(|f| chrono::NaiveDateTime::parse_from_str(s, f).ok())
+    .map(|t| t.and_utc().timestamp_millis())
+}

@@ -933,6 +933,88 @@ async fn quotas_are_enforced_as_nova_does(stack: &dyn Stack) -> anyhow::Result<(
     Ok(())
 }
 
+on_both_shapes!(server_lists_filter_and_page_as_nova, Options::default());
+async fn server_lists_filter_and_page_as_nova(stack: &dyn Stack) -> anyhow::Result<()> {
+    let c = Client::new(stack.api_url(), "carol:list-project");
+    let mut ids = Vec::new();
+    for name in ["web-1", "web-2", "db-1", "web-3", "cache-1"] {
+        ids.push(c.create_server(name, "1").await?);
+    }
+    for id in &ids {
+        c.wait_status(id, "ACTIVE", WAIT).await?;
+    }
+    let names = |r: &e2e::client::Reply| -> Vec<String> {
+        r.body["servers"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|s| s["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Newest first; a regular expression matched anywhere in the name.
+    let all = c.get("/servers").await?;
+    assert_eq!(names(&all), ["cache-1", "web-3", "db-1", "web-2", "web-1"]);
+    assert!(all.body.get("servers_links").is_none());
+    assert_eq!(
+        names(&c.get("/servers?name=web").await?),
+        ["web-3", "web-2", "web-1"]
+    );
+    assert_eq!(
+        names(&c.get("/servers/detail?name=%5Eweb-%5B12%5D%24").await?),
+        ["web-2", "web-1"]
+    );
+    assert_eq!(c.get("/servers?name=%5B").await?.status, 400);
+
+    // Pages of two, following the links to the end.
+    let mut seen = Vec::new();
+    let mut path = "/servers/detail?limit=2&name=-".to_owned();
+    loop {
+        let r = c.get(&path).await?;
+        assert_eq!(r.status, 200, "{}", r.body);
+        seen.extend(names(&r));
+        let Some(next) = r.body["servers_links"][0]["href"].as_str() else {
+            break;
+        };
+        path = next.split("/v2.1").nth(1).unwrap_or_default().to_owned();
+        assert!(path.contains("name=-"), "filters carry over: {path}");
+    }
+    assert_eq!(seen, ["cache-1", "web-3", "db-1", "web-2", "web-1"]);
+    assert_eq!(
+        c.get("/servers?marker=00000000-0000-0000-0000-000000000000")
+            .await?
+            .status,
+        400
+    );
+
+    // Status, flavor and image; changes-since.
+    c.action(&ids[2], &json!({"os-stop": null})).await?;
+    c.wait_status(&ids[2], "SHUTOFF", WAIT).await?;
+    assert_eq!(names(&c.get("/servers?status=SHUTOFF").await?), ["db-1"]);
+    assert_eq!(
+        names(&c.get("/servers?status=shutoff&status=ERROR").await?),
+        ["db-1"]
+    );
+    assert_eq!(
+        names(&c.get("/servers?flavor=2").await?),
+        Vec::<String>::new()
+    );
+    assert_eq!(names(&c.get("/servers?flavor=1").await?).len(), 5);
+    let image = format!("/servers?image={}", e2e::client::IMAGE);
+    assert_eq!(names(&c.get(&image).await?).len(), 5);
+    assert_eq!(
+        names(&c.get("/servers?changes-since=2999-01-01T00:00:00Z").await?).len(),
+        0
+    );
+    assert_eq!(
+        names(&c.get("/servers?changes-since=2000-01-01T00:00:00").await?).len(),
+        5
+    );
+    assert_eq!(c.get("/servers?changes-since=yesterday").await?.status, 400);
+    Ok(())
+}
+
 /// Polls until the server is in ERROR and returns it.
 async fn wait_error(c: &Client, id: &str) -> anyhow::Result<Value> {
     let deadline = tokio::time::Instant::now() + WAIT;

@@ -180,6 +180,50 @@ pub async fn list(db: &Db, project: Option<&str>, limit: i64) -> DbResult<Vec<In
     with_faults(db, rows).await
 }
 
+/// What a server listing selects in the database; the rest of Nova's filters (name as a
+/// regular expression, status, flavor) are applied by the caller.
+#[derive(Clone, Debug, Default)]
+pub struct ListQuery<'a> {
+    /// `None`: every project (admins with `all_tenants`).
+    pub project: Option<&'a str>,
+    pub host: Option<&'a str>,
+    pub image_ref: Option<&'a str>,
+    /// Changed at or after (`changes-since`, epoch ms).
+    pub changes_since: Option<Millis>,
+    /// Servers after this one in the listing's order (newest first).
+    pub after: Option<(Millis, InstanceUuid)>,
+    pub limit: i64,
+}
+
+/// Live servers, newest first (Nova's default `created_at desc, id desc`), keyset-paged.
+pub async fn list_page(db: &Db, q: &ListQuery<'_>) -> DbResult<Vec<Instance>> {
+    // One statement for both backends: absent filters are NULL parameters.
+    let sql = format!(
+        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE NOT deleted \
+         AND ($1 IS NULL OR project_id = $1) AND ($2 IS NULL OR host = $2) \
+         AND ($3 IS NULL OR image_ref = $3) AND ($4 IS NULL OR updated_at >= $4) \
+         AND ($5 IS NULL OR created_at < $5 OR (created_at = $5 AND uuid < $6)) \
+         ORDER BY created_at DESC, uuid DESC LIMIT $7"
+    );
+    let (after_at, after_id) = match q.after {
+        Some((at, id)) => (Some(at), Some(id.0)),
+        None => (None, None),
+    };
+    let rows: Vec<InstanceRow> = on_pool!(db, p => {
+        sqlx::query_as(&sql)
+            .bind(q.project)
+            .bind(q.host)
+            .bind(q.image_ref)
+            .bind(q.changes_since)
+            .bind(after_at)
+            .bind(after_id)
+            .bind(q.limit)
+            .fetch_all(p)
+            .await?
+    });
+    with_faults(db, rows).await
+}
+
 /// Which states a user action may start from, and the task state it sets.
 #[derive(Clone, Copy, Debug)]
 pub struct TransitionRule {
