@@ -157,6 +157,10 @@ impl Agent {
         let mut tick = tokio::time::interval(self.settings.sync_interval());
         loop {
             tick.tick().await;
+            // What was reported before the driver is asked: a command that finishes while the
+            // list is being made updates `reported` with an instance the list may not show,
+            // and must not be mistaken for one that vanished.
+            let before: HashMap<InstanceUuid, PowerState> = lock(&self.reported).clone();
             let now: HashMap<InstanceUuid, PowerState> = match self.driver.list_instances().await {
                 Ok(list) => list.into_iter().map(|i| (i.uuid, i.power_state)).collect(),
                 Err(e) => {
@@ -164,21 +168,18 @@ impl Agent {
                     continue;
                 }
             };
-            let changes: Vec<(InstanceUuid, Option<PowerState>)> = {
-                let reported = lock(&self.reported);
-                let mut changes: Vec<_> = now
-                    .iter()
-                    .filter(|(u, p)| reported.get(u) != Some(p))
-                    .map(|(u, p)| (*u, Some(*p)))
-                    .collect();
-                changes.extend(
-                    reported
-                        .keys()
-                        .filter(|u| !now.contains_key(u))
-                        .map(|u| (*u, None)),
-                );
-                changes
-            };
+            let mut changes: Vec<(InstanceUuid, Option<PowerState>)> = now
+                .iter()
+                .filter(|(u, p)| before.get(u) != Some(p))
+                .map(|(u, p)| (*u, Some(*p)))
+                .collect();
+            for u in before.keys().filter(|u| !now.contains_key(u)) {
+                // Gone from the list: asked once more, so that only an instance the driver
+                // really lacks is reported missing.
+                if let Err(DriverError::NotFound(_)) = self.driver.power_state(*u).await {
+                    changes.push((*u, None));
+                }
+            }
             for (instance, power_state) in changes {
                 let event = AgentEvent::PowerObserved {
                     host: self.settings.host.clone(),

@@ -1,5 +1,10 @@
 //! `nova-compute`: the compute agent as its own process (distributed mode).
 
+// glibc's malloc spends a quarter of a large listing's time in its free lists (perf);
+// mimalloc does not.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use compute_agent::image_cache::ImageCache;
 use compute_agent::{Agent, AgentSettings};
 use nova_core::rpc::Queues;

@@ -1,5 +1,10 @@
 //! `nova-conductor`: the conductor as its own process (distributed mode).
 
+// glibc's malloc spends a quarter of a large listing's time in its free lists (perf);
+// mimalloc does not.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use conductor::{Conductor, ConductorSettings};
 use nova_core::db::Db;
 use nova_core::rpc::Queues;

@@ -1,5 +1,10 @@
 //! `nova-api`: the API as its own process (distributed mode).
 
+// glibc's malloc spends a quarter of a large listing's time in its free lists (perf);
+// mimalloc does not.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use keystone_auth::{AuthSettings, Identity};
 use nova_api::ApiSettings;
 use nova_core::db::Db;

@@ -36,7 +36,7 @@ pub struct Options {
     pub graceful_shutdown_s: u64,
     pub host: String,
     pub prefetch: u16,
-    /// Identity for the all-in-one; `None` is noauth2 (for tests about compute).
+    /// Identity; `None` is noauth2 (for tests about compute).
     pub auth: Option<AuthSettings>,
     /// The image service's size limit, when a test needs a small one.
     pub image_size_cap: Option<i64>,
@@ -254,6 +254,9 @@ impl Distributed {
         };
 
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        // noauth2 unless the test asks for Keystone (whose keys live with the images).
+        let mut auth = options.auth.clone().unwrap_or_else(noauth2);
+        auth.key_repository = images_dir.path().join("keys");
         let api = {
             let mut settings = options.api();
             settings.image_store_dir = store.clone();
@@ -261,7 +264,7 @@ impl Distributed {
             Component::spawn("api", move |stop| async move {
                 let db = Db::connect(&database).await?;
                 let bus = Arc::new(AmqpBus::connect(&env::amqp_url()).await?);
-                let identity = Identity::setup(&db, &noauth2())
+                let identity = Identity::setup(&db, &auth)
                     .await
                     .map_err(anyhow::Error::msg)?;
                 let api = nova_api::start(&settings, &identity, db, bus, queues)?;
@@ -277,14 +280,31 @@ impl Distributed {
         let addr =
             tokio::task::spawn_blocking(move || addr_rx.recv_timeout(Duration::from_secs(30)))
                 .await??;
-        // The agent fetches as an admin would; the API runs noauth2.
+        // The agent fetches as an admin: with Keystone by the admin's password, as deployed;
+        // under noauth2 with its admin token.
+        let credential: Arc<dyn compute_agent::credential::Credential> =
+            match options.auth.as_ref().and_then(|a| a.admin_password.clone()) {
+                Some(password) => Arc::new(compute_agent::credential::KeystonePassword::new(
+                    compute_agent::credential::PasswordSettings {
+                        auth_url: format!("http://{addr}/identity/v3"),
+                        username: "admin".into(),
+                        password,
+                        project_name: "admin".into(),
+                        user_domain_name: "Default".into(),
+                        project_domain_name: "Default".into(),
+                        user_domain_id: None,
+                        project_domain_id: None,
+                    },
+                )),
+                None => Arc::new(StaticToken("admin:admin".into())),
+            };
         let images = Arc::new(ImageCache::open(
             &ImageSettings {
                 cache_dir: images_dir.path().join("cache"),
                 endpoint: Some(format!("http://{addr}/image")),
                 ..Default::default()
             },
-            Some(Arc::new(StaticToken("admin:admin".into()))),
+            Some(credential),
         )?);
         let mut me = Self {
             api_url: format!("http://{addr}"),

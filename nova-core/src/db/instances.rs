@@ -197,29 +197,55 @@ pub struct ListQuery<'a> {
 
 /// Live servers, newest first (Nova's default `created_at desc, id desc`), keyset-paged.
 pub async fn list_page(db: &Db, q: &ListQuery<'_>) -> DbResult<Vec<Instance>> {
-    // One statement for both backends: absent filters are NULL parameters.
-    let sql = format!(
-        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE NOT deleted \
-         AND ($1 IS NULL OR project_id = $1) AND ($2 IS NULL OR host = $2) \
-         AND ($3 IS NULL OR image_ref = $3) AND ($4 IS NULL OR updated_at >= $4) \
-         AND ($5 IS NULL OR created_at < $5 OR (created_at = $5 AND uuid < $6)) \
-         ORDER BY created_at DESC, uuid DESC LIMIT $7"
-    );
-    let (after_at, after_id) = match q.after {
-        Some((at, id)) => (Some(at), Some(id.0)),
-        None => (None, None),
-    };
+    // Only the filters given become conditions: `($1 IS NULL OR …)` would keep PostgreSQL's
+    // generic plans from using the (project, deleted, created_at) index.
+    enum Arg<'a> {
+        Text(&'a str),
+        Int(i64),
+        Id(Uuid),
+    }
+    let mut sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE NOT deleted");
+    let mut args: Vec<Arg<'_>> = Vec::new();
+    if let Some(p) = q.project {
+        args.push(Arg::Text(p));
+        sql.push_str(&format!(" AND project_id = ${}", args.len()));
+    }
+    if let Some(h) = q.host {
+        args.push(Arg::Text(h));
+        sql.push_str(&format!(" AND host = ${}", args.len()));
+    }
+    if let Some(i) = q.image_ref {
+        args.push(Arg::Text(i));
+        sql.push_str(&format!(" AND image_ref = ${}", args.len()));
+    }
+    if let Some(t) = q.changes_since {
+        args.push(Arg::Int(t));
+        sql.push_str(&format!(" AND updated_at >= ${}", args.len()));
+    }
+    if let Some((at, id)) = q.after {
+        args.push(Arg::Int(at));
+        let n = args.len();
+        args.push(Arg::Id(id.0));
+        sql.push_str(&format!(
+            " AND (created_at < ${n} OR (created_at = ${n} AND uuid < ${}))",
+            n + 1
+        ));
+    }
+    args.push(Arg::Int(q.limit));
+    sql.push_str(&format!(
+        " ORDER BY created_at DESC, uuid DESC LIMIT ${}",
+        args.len()
+    ));
     let rows: Vec<InstanceRow> = on_pool!(db, p => {
-        sqlx::query_as(&sql)
-            .bind(q.project)
-            .bind(q.host)
-            .bind(q.image_ref)
-            .bind(q.changes_since)
-            .bind(after_at)
-            .bind(after_id)
-            .bind(q.limit)
-            .fetch_all(p)
-            .await?
+        let mut query = sqlx::query_as(&sql);
+        for a in &args {
+            query = match a {
+                Arg::Text(t) => query.bind(*t),
+                Arg::Int(i) => query.bind(*i),
+                Arg::Id(u) => query.bind(*u),
+            };
+        }
+        query.fetch_all(p).await?
     });
     with_faults(db, rows).await
 }

@@ -1,0 +1,224 @@
+//! Read benchmark: `GET /servers/detail` in pages of 1,000 over 10,000 servers, and
+//! `GET /servers/{id}`, through the distributed stack's API (2 workers, PostgreSQL) with
+//! Keystone tokens (every request validates its token). Prints requests per second and
+//! latency percentiles.
+//!
+//! `cargo run --release -p e2e --bin bench-api -- [--servers N] [--seconds S] [--concurrency C]`
+//!
+//! The servers are booted through the API with the fake driver first. The load client runs in
+//! the same process, on the same two cores as the API and PostgreSQL.
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use e2e::client::{password_token, Client};
+use e2e::stack::{Distributed, Options, Stack};
+use futures::StreamExt;
+use keystone_auth::{AuthSettings, Strategy};
+use std::time::{Duration, Instant};
+
+struct Args {
+    servers: usize,
+    seconds: u64,
+    concurrency: usize,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        servers: 10_000,
+        seconds: 10,
+        concurrency: 8,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--servers" => a.servers = it.next().unwrap_or_default().parse()?,
+            "--seconds" => a.seconds = it.next().unwrap_or_default().parse()?,
+            "--concurrency" => a.concurrency = it.next().unwrap_or_default().parse()?,
+            other => anyhow::bail!("unknown argument {other}"),
+        }
+    }
+    Ok(a)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+/// Runs `concurrency` loops of requests from `paths` (round robin) for `seconds`; prints the
+/// figures.
+async fn run(
+    label: &str,
+    http: &reqwest::Client,
+    token: &str,
+    paths: &[String],
+    seconds: u64,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let workers = (0..concurrency).map(|w| {
+        let (http, token) = (http.clone(), token.to_owned());
+        let paths = paths.to_vec();
+        async move {
+            let mut lat = Vec::new();
+            let mut i = w;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let res = http
+                    .get(&paths[i % paths.len()])
+                    .header("X-Auth-Token", &token)
+                    .send()
+                    .await?;
+                anyhow::ensure!(res.status() == 200, "{}", res.status());
+                res.bytes().await?;
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                i += concurrency;
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }
+    });
+    let mut all: Vec<f64> = Vec::new();
+    let results: Vec<_> = futures::stream::iter(workers)
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    for r in results {
+        all.extend(r?);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_by(f64::total_cmp);
+    #[allow(clippy::cast_precision_loss)]
+    let rps = all.len() as f64 / elapsed;
+    println!(
+        "{label:<34} {rps:>9.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   ({} requests, {concurrency} connections)",
+        percentile(&all, 0.5),
+        percentile(&all, 0.99),
+        all.len(),
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = args()?;
+    let auth = AuthSettings {
+        strategy: Strategy::Keystone,
+        admin_password: Some("bench-admin".into()),
+        demo_password: Some("bench-demo".into()),
+        ..Default::default()
+    };
+    let stack = Distributed::start(Options {
+        auth: Some(auth),
+        ..Options::default()
+    })
+    .await?;
+    e2e::env::lift_quotas(stack.db()).await?;
+    let url = stack.api_url().to_owned();
+    let token = password_token(&url, "demo", "bench-demo", "demo").await?;
+    let c = Client::new(&url, &token);
+
+    // Boot the servers (fake driver), 32 requests at a time.
+    let t = Instant::now();
+    let creates = futures::stream::iter(0..a.servers)
+        .map(|i| {
+            let c = c.clone();
+            async move { c.create_server(&format!("bench-{i}"), "1").await }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    let ids: Vec<String> = creates.into_iter().collect::<anyhow::Result<_>>()?;
+    let project = nova_core::db::identity::projects(stack.db(), Some("demo"), None)
+        .await?
+        .first()
+        .map(|p| p.id.clone())
+        .ok_or_else(|| anyhow::anyhow!("no demo project"))?;
+    loop {
+        let counts = nova_core::db::instances::count_by_state(stack.db(), &project).await?;
+        let active = counts
+            .iter()
+            .find(|(s, _)| *s == nova_core::model::VmState::Active)
+            .map_or(0, |c| c.1);
+        if usize::try_from(active).unwrap_or(0) >= a.servers {
+            break;
+        }
+        let failed = counts
+            .iter()
+            .find(|(s, _)| *s == nova_core::model::VmState::Error)
+            .map_or(0, |c| c.1);
+        anyhow::ensure!(failed == 0, "{failed} servers went to ERROR");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "{} servers ACTIVE after {:.1} s; measuring for {} s each",
+        a.servers,
+        t.elapsed().as_secs_f64(),
+        a.seconds
+    );
+
+    // The ten pages of 1,000, by their markers, as a client walking the list would ask.
+    let base = format!("{url}/v2.1");
+    let mut pages = vec![format!("{base}/servers/detail?limit=1000")];
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    loop {
+        let last = pages.last().cloned().unwrap_or_default();
+        let body: serde_json::Value = http
+            .get(&last)
+            .header("X-Auth-Token", &token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        match body["servers_links"][0]["href"].as_str() {
+            Some(next) if body["servers"].as_array().is_some_and(|s| !s.is_empty()) => {
+                pages.push(next.to_owned());
+            }
+            _ => break,
+        }
+    }
+    pages.retain(|p| !p.is_empty());
+    let shows: Vec<String> = ids
+        .iter()
+        .map(|id| format!("{base}/servers/{id}"))
+        .collect();
+    run(
+        "GET /servers/detail?limit=1000 (1 conn)",
+        &http,
+        &token,
+        &pages,
+        a.seconds,
+        1,
+    )
+    .await?;
+    run(
+        "GET /servers/detail?limit=1000",
+        &http,
+        &token,
+        &pages,
+        a.seconds,
+        a.concurrency.min(4),
+    )
+    .await?;
+    run(
+        "GET /servers/{id}",
+        &http,
+        &token,
+        &shows,
+        a.seconds,
+        a.concurrency,
+    )
+    .await?;
+    Ok(())
+}
