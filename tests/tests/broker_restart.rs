@@ -19,7 +19,15 @@ fn rabbitmqctl(args: &[&str]) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_service_rides_through_a_broker_restart() -> anyhow::Result<()> {
-    let stack = Distributed::start(Options::default()).await?;
+    // Heartbeats travel over the broker: while it is down no host is heard from, and past
+    // `service_down_s` every host counts as down (as Nova's services do when their heartbeats
+    // stop). The tests' 3 s is shorter than a broker restart can take; this test is about the
+    // messages, so it gives the hosts the time production's 60 s default would.
+    let stack = Distributed::start(Options {
+        service_down_s: 30,
+        ..Options::default()
+    })
+    .await?;
     let c = Client::new(&stack_url(&stack), "demo:demo");
     let before = c.create_server("before", "1").await?;
     c.wait_status(&before, "ACTIVE", Duration::from_secs(60))
