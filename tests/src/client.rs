@@ -171,6 +171,19 @@ impl Client {
         anyhow::bail!("server {id} not {status} within {within:?}; last: {last}")
     }
 
+    /// Polls until the server is in ERROR and returns it.
+    pub async fn wait_error(&self, id: &str, within: Duration) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < deadline {
+            let r = self.server(id).await?;
+            if r.body["server"]["status"] == json!("ERROR") {
+                return Ok(r.body["server"].clone());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("server {id} never reached ERROR within {within:?}")
+    }
+
     /// Polls until the server is gone (404).
     pub async fn wait_gone(&self, id: &str, within: Duration) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + within;

@@ -96,18 +96,6 @@ async fn create_server(c: &Client, body: Value) -> anyhow::Result<String> {
         .to_owned())
 }
 
-async fn wait_error(c: &Client, id: &str) -> anyhow::Result<Value> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::time::Instant::now() < deadline {
-        let r = c.server(id).await?;
-        if r.body["server"]["status"] == json!("ERROR") {
-            return Ok(r.body["server"].clone());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("server {id} never reached ERROR")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_server_lives_its_whole_life_through_the_api() -> anyhow::Result<()> {
     let (options, state, _cleanup) = options()?;
@@ -265,7 +253,7 @@ async fn changes_behind_the_services_back_are_noticed_and_a_restarted_agent_adop
             ),
         )
         .await?;
-    let s = wait_error(&c, &b).await?;
+    let s = c.wait_error(&b, WAIT).await?;
     assert!(
         s["fault"]["message"]
             .as_str()
@@ -298,7 +286,7 @@ async fn a_corrupt_archive_or_an_oversized_flavor_ends_in_error() -> anyhow::Res
         json!({"name": "junk", "imageRef": junk, "flavorRef": "c3"}),
     )
     .await?;
-    let s = wait_error(&c, &id).await?;
+    let s = c.wait_error(&id, WAIT).await?;
     let message = s["fault"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("corrupt"), "{s}");
     assert_eq!(containers_of(&docker, &id).await?, 0);
@@ -311,7 +299,7 @@ async fn a_corrupt_archive_or_an_oversized_flavor_ends_in_error() -> anyhow::Res
         json!({"name": "huge", "imageRef": image, "flavorRef": "huge"}),
     )
     .await?;
-    let s = wait_error(&c, &id).await?;
+    let s = c.wait_error(&id, WAIT).await?;
     assert!(
         s["fault"]["message"]
             .as_str()

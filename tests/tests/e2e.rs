@@ -104,7 +104,7 @@ async fn a_driver_failure_ends_in_error_with_a_fault_and_no_claim(
     });
     let c = client(stack);
     let id = c.create_server("doomed", "1").await?;
-    let server = wait_error(&c, &id).await?;
+    let server = c.wait_error(&id, WAIT).await?;
     assert_eq!(server["fault"]["code"], json!(500));
     assert_eq!(server["fault"]["message"], json!("the hypervisor said no"));
     assert!(server["fault"]["created"].is_string());
@@ -137,7 +137,7 @@ async fn a_hung_build_ends_in_error_after_the_build_timeout(
     let c = client(stack);
     let id = c.create_server("stuck", "1").await?;
     let started = std::time::Instant::now();
-    let server = wait_error(&c, &id).await?;
+    let server = c.wait_error(&id, WAIT).await?;
     assert!(
         started.elapsed() >= Duration::from_millis(1500),
         "ERROR came before the timeout"
@@ -329,7 +329,7 @@ async fn a_flavor_no_node_can_hold_gives_no_valid_host(stack: &dyn Stack) -> any
         let id = c
             .create_server_from(&format!("nvh-{flavor}"), flavor, image)
             .await?;
-        let server = wait_error(&c, &id).await?;
+        let server = c.wait_error(&id, WAIT).await?;
         let message = server["fault"]["message"].as_str().unwrap_or_default();
         assert!(message.starts_with("No valid host was found"), "{message}");
     }
@@ -355,7 +355,7 @@ async fn the_power_sync_notices_what_happens_behind_the_services_back(
     stack.driver().remove_externally(uuid(&b)?);
     let s = c.wait_status(&a, "SHUTOFF", WAIT).await?;
     assert_eq!(s["OS-EXT-STS:power_state"], json!(4));
-    let s = wait_error(&c, &b).await?;
+    let s = c.wait_error(&b, WAIT).await?;
     assert!(s["fault"]["message"]
         .as_str()
         .unwrap_or_default()
@@ -459,7 +459,7 @@ async fn admin_apis_are_for_admins(stack: &dyn Stack) -> anyhow::Result<()> {
     let id = member
         .create_server_from("boxed", "c1", e2e::client::DOCKER_IMAGE)
         .await?;
-    let server = wait_error(&member, &id).await?;
+    let server = member.wait_error(&id, WAIT).await?;
     assert!(server["fault"]["message"]
         .as_str()
         .unwrap_or_default()
@@ -557,7 +557,7 @@ async fn image_data_that_fails_verification_ends_the_build_in_error(
     bytes[50_000] ^= 0xff;
     std::fs::write(&stored, bytes)?;
     let id = c.create_server_from("rotten", "1", &image).await?;
-    let server = wait_error(&c, &id).await?;
+    let server = c.wait_error(&id, WAIT).await?;
     let message = server["fault"]["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("failed verification") && message.contains(&image),
@@ -1015,19 +1015,6 @@ async fn server_lists_filter_and_page_as_nova(stack: &dyn Stack) -> anyhow::Resu
     Ok(())
 }
 
-/// Polls until the server is in ERROR and returns it.
-async fn wait_error(c: &Client, id: &str) -> anyhow::Result<Value> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::time::Instant::now() < deadline {
-        let r = c.server(id).await?;
-        if r.body["server"]["status"] == json!("ERROR") {
-            return Ok(r.body["server"].clone());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    anyhow::bail!("server {id} never reached ERROR")
-}
-
 // Scenarios that need separate processes: a compute agent that stops and comes back.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1050,7 +1037,7 @@ async fn a_silent_host_is_reported_down_and_gets_no_builds() -> anyhow::Result<(
     );
     let c = client(&stack);
     let id = c.create_server("nowhere", "1").await?;
-    let server = wait_error(&c, &id).await?;
+    let server = c.wait_error(&id, WAIT).await?;
     assert!(server["fault"]["message"]
         .as_str()
         .unwrap_or_default()
