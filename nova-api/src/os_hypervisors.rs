@@ -21,6 +21,8 @@ struct Hypervisor {
     node: ComputeNode,
     service: Option<Service>,
     servers: Vec<(String, String)>,
+    /// Servers on the node (`running_vms`) and those with a task under way (`current_workload`).
+    load: (i64, i64),
 }
 
 /// Every node, with its service and (when wanted) its servers.
@@ -31,8 +33,7 @@ async fn hypervisors(state: &AppState, with_servers: bool) -> ApiResult<Vec<Hype
         .filter(|s| s.binary == COMPUTE_BINARY)
         .map(|s| (s.host.clone(), s))
         .collect();
-    // Every server counts (running_vms, current_workload); the list is bounded by the
-    // repository's own limit.
+    // Every live server counts (running_vms, current_workload).
     let all: Vec<Instance> = instances::list(&state.db, None, i64::MAX).await?;
     let mut by_node: HashMap<(String, String), Vec<&Instance>> = HashMap::new();
     for i in &all {
@@ -46,7 +47,10 @@ async fn hypervisors(state: &AppState, with_servers: bool) -> ApiResult<Vec<Hype
         .map(|node| {
             let key = (node.host.clone(), node.inventory.name.clone());
             let on_node = by_node.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+            let busy = on_node.iter().filter(|i| i.task_state.is_some()).count();
+            let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
             Hypervisor {
+                load: (count(on_node.len()), count(busy)),
                 service: services.get(&node.host).cloned(),
                 servers: if with_servers {
                     on_node
@@ -61,21 +65,6 @@ async fn hypervisors(state: &AppState, with_servers: bool) -> ApiResult<Vec<Hype
         })
         .collect();
     out.sort_by_key(|h| h.node.api_id);
-    Ok(out)
-}
-
-/// Servers and servers in a task, per node.
-async fn workload(state: &AppState) -> ApiResult<HashMap<(String, String), (i64, i64)>> {
-    let mut out: HashMap<(String, String), (i64, i64)> = HashMap::new();
-    for i in instances::list(&state.db, None, i64::MAX).await? {
-        if let (Some(h), Some(n)) = (i.host, i.node) {
-            let e = out.entry((h, n)).or_default();
-            e.0 += 1;
-            if i.task_state.is_some() {
-                e.1 += 1;
-            }
-        }
-    }
     Ok(out)
 }
 
@@ -109,7 +98,7 @@ fn summary(h: &Hypervisor, v: ApiVersion, down_after_ms: i64) -> Value {
     })
 }
 
-fn detail(h: &Hypervisor, v: ApiVersion, down_after_ms: i64, load: (i64, i64)) -> Value {
+fn detail(h: &Hypervisor, v: ApiVersion, down_after_ms: i64) -> Value {
     let mut out = summary(h, v, down_after_ms);
     let inv = &h.node.inventory;
     let service = h.service.as_ref();
@@ -143,8 +132,8 @@ fn detail(h: &Hypervisor, v: ApiVersion, down_after_ms: i64, load: (i64, i64)) -
         out["local_gb_used"] = json!(used.disk_gb);
         out["free_disk_gb"] = json!(total.disk_gb - used.disk_gb);
         out["disk_available_least"] = json!(total.disk_gb - used.disk_gb);
-        out["running_vms"] = json!(load.0);
-        out["current_workload"] = json!(load.1);
+        out["running_vms"] = json!(h.load.0);
+        out["current_workload"] = json!(h.load.1);
     }
     out
 }
@@ -214,18 +203,11 @@ async fn list_detail(
     require_admin(&ctx, "os_compute_api:os-hypervisors:list-detail")?;
     let v = ApiVersion::of(&req);
     let servers = with_servers(&req, v)?.unwrap_or(false);
-    let load = workload(&state).await?;
     let items: Vec<Value> = hypervisors(&state, servers)
         .await?
         .iter()
         .map(|h| {
-            let key = (h.node.host.clone(), h.node.inventory.name.clone());
-            let mut out = detail(
-                h,
-                v,
-                state.service_down_ms,
-                load.get(&key).copied().unwrap_or_default(),
-            );
+            let mut out = detail(h, v, state.service_down_ms);
             if servers {
                 add_servers(&mut out, h);
             }
@@ -258,14 +240,7 @@ async fn show(
         .iter()
         .find(|h| id_of(h, v).to_string().trim_matches('"') == id)
         .ok_or_else(not_found)?;
-    let load = workload(&state).await?;
-    let key = (h.node.host.clone(), h.node.inventory.name.clone());
-    let mut out = detail(
-        h,
-        v,
-        state.service_down_ms,
-        load.get(&key).copied().unwrap_or_default(),
-    );
+    let mut out = detail(h, v, state.service_down_ms);
     if servers && (v.at_least(75) || !h.servers.is_empty()) {
         add_servers(&mut out, h);
     }
@@ -285,9 +260,8 @@ async fn statistics(
         ));
     }
     let all = hypervisors(&state, false).await?;
-    let load = workload(&state).await?;
     let sum = |f: &dyn Fn(&Hypervisor) -> i64| all.iter().map(f).sum::<i64>();
-    let (running, busy) = load.values().fold((0, 0), |(r, b), (x, y)| (r + x, b + y));
+    let (running, busy) = (sum(&|h| h.load.0), sum(&|h| h.load.1));
     Ok(HttpResponse::Ok().json(json!({"hypervisor_statistics": {
         "count": all.len(),
         "vcpus": sum(&|h| h.node.inventory.total.vcpus),

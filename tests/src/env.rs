@@ -48,21 +48,27 @@ pub fn fresh_sqlite_database() -> anyhow::Result<(tempfile::TempDir, String)> {
     Ok((dir, url))
 }
 
-/// Lifts the quotas of the projects the tests use (`demo`, `admin`): tests about other things
-/// boot more servers than Nova's default quota allows. Quota tests use projects of their own.
+/// Lifts the quotas of the projects the tests use (`demo`, `admin`, and with Keystone every
+/// project there is): tests about other things boot more servers than Nova's default quota
+/// allows. Quota tests use projects of their own.
 pub async fn lift_quotas(db: &nova_core::db::Db) -> anyhow::Result<()> {
+    for project in ["demo", "admin"] {
+        lift_quota_of(db, project).await?;
+    }
+    for project in nova_core::db::identity::projects(db, None, None).await? {
+        lift_quota_of(db, &project.id).await?;
+    }
+    Ok(())
+}
+
+/// No limit on servers, cores, RAM and key pairs for `project`.
+pub async fn lift_quota_of(db: &nova_core::db::Db, project: &str) -> anyhow::Result<()> {
     let unlimited: std::collections::BTreeMap<String, i64> =
         ["instances", "cores", "ram", "key_pairs"]
             .into_iter()
             .map(|r| (r.to_owned(), -1))
             .collect();
-    for project in ["demo", "admin"] {
-        nova_core::db::quotas::set(db, project, &unlimited).await?;
-    }
-    // With Keystone identity the projects have generated ids; lift theirs too.
-    for project in nova_core::db::identity::projects(db, None, None).await? {
-        nova_core::db::quotas::set(db, &project.id, &unlimited).await?;
-    }
+    nova_core::db::quotas::set(db, project, &unlimited).await?;
     Ok(())
 }
 

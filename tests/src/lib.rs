@@ -28,3 +28,18 @@ pub fn init_logging() {
         .with_test_writer()
         .try_init();
 }
+
+/// The `p` quantile (0..=1) of an ascending `sorted` sample, nearest rank; the default for an
+/// empty one. For the benchmarks.
+pub fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
+    if sorted.is_empty() {
+        return T::default();
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let idx = ((sorted.len() as f64 - 1.0) * p.clamp(0.0, 1.0)).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}

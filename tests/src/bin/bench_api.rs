@@ -41,19 +41,6 @@ fn args() -> anyhow::Result<Args> {
     Ok(a)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx]
-}
-
 /// Runs `concurrency` loops of requests from `paths` (round robin) for `seconds`; prints the
 /// figures.
 async fn run(
@@ -101,8 +88,8 @@ async fn run(
     let rps = all.len() as f64 / elapsed;
     println!(
         "{label:<34} {rps:>9.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   ({} requests, {concurrency} connections)",
-        percentile(&all, 0.5),
-        percentile(&all, 0.99),
+        e2e::percentile(&all, 0.5),
+        e2e::percentile(&all, 0.99),
         all.len(),
     );
     Ok(())

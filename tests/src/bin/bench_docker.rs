@@ -32,19 +32,6 @@ fn boots() -> anyhow::Result<usize> {
     Ok(n)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx]
-}
-
 const MEMORY_MB: i64 = 128;
 
 /// One boot through the service; returns POST → ACTIVE in ms.
@@ -177,20 +164,20 @@ async fn main() -> anyhow::Result<()> {
     through.sort_by(f64::total_cmp);
     raw.sort_by(f64::total_cmp);
     raw_drive.sort_by(f64::total_cmp);
-    let (s50, r50) = (percentile(&through, 0.5), percentile(&raw, 0.5));
-    let d50 = percentile(&raw_drive, 0.5);
+    let (s50, r50) = (e2e::percentile(&through, 0.5), e2e::percentile(&raw, 0.5));
+    let d50 = e2e::percentile(&raw_drive, 0.5);
     println!("container boots, {n} each, one at a time, alternating:");
     println!(
         "  through the service (POST → ACTIVE): p50 {s50:.0} ms, p90 {:.0} ms",
-        percentile(&through, 0.9)
+        e2e::percentile(&through, 0.9)
     );
     println!(
         "  raw engine create + start:          p50 {r50:.0} ms, p90 {:.0} ms",
-        percentile(&raw, 0.9)
+        e2e::percentile(&raw, 0.9)
     );
     println!(
         "  raw, with the config-drive mount:   p50 {d50:.0} ms, p90 {:.0} ms",
-        percentile(&raw_drive, 0.9)
+        e2e::percentile(&raw_drive, 0.9)
     );
     println!(
         "  overhead at p50: {:.0} ms = {:.1} % of the raw time ({:.0} ms = {:.1} % of the raw \
