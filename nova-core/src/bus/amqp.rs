@@ -177,10 +177,23 @@ impl Bus for AmqpBus {
         let (tx, rx) = async_channel::bounded(usize::from(prefetch.max(1)));
         let url = self.url.clone();
         let queue = queue.to_owned();
-        // Consume once here so that the caller learns about a bad URL or queue at once.
-        let first = open_consumer(&url, &queue, prefetch)
-            .await
-            .map_err(unavailable)?;
+        // Consume once here so that the caller learns about a broker it cannot use — after
+        // retrying for as long as a publish would: a broker that is still starting (its
+        // quorum queues recovering after a restart answer INTERNAL_ERROR for a moment) is not
+        // a reason for a service to fail at start.
+        let deadline = tokio::time::Instant::now() + PUBLISH_DEADLINE;
+        let mut backoff = BACKOFF_START;
+        let first = loop {
+            match open_consumer(&url, &queue, prefetch).await {
+                Ok(c) => break c,
+                Err(e) if tokio::time::Instant::now() + backoff < deadline => {
+                    tracing::warn!(queue, error = %e, ?backoff, "cannot consume yet, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        };
         tokio::spawn(consume_forever(url, queue, prefetch, first, tx));
         Ok(Subscription::new(rx))
     }
