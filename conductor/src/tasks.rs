@@ -388,5 +388,7 @@ async fn spec(
         image: Some(image),
         metadata: instance.metadata.clone(),
         user_data: instance.user_data.clone(),
+        key_name: instance.key_name.clone(),
+        key_data: instance.key_data.clone(),
     }))
 }

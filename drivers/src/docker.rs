@@ -214,7 +214,7 @@ impl DockerDriver {
         let latest = dir.join("openstack").join("latest");
         let io = |e: std::io::Error| DriverError::Backend(format!("config drive: {e}"));
         std::fs::create_dir_all(&latest).map_err(io)?;
-        let meta = serde_json::json!({
+        let mut meta = serde_json::json!({
             "uuid": spec.uuid.to_string(),
             "name": spec.name,
             "hostname": sanitize_hostname(&spec.name),
@@ -223,6 +223,10 @@ impl DockerDriver {
             "launch_index": 0,
             "meta": spec.metadata,
         });
+        if let (Some(name), Some(key)) = (&spec.key_name, &spec.key_data) {
+            // As Nova's metadata: `public_keys` by key name (what cloud-init installs).
+            meta["public_keys"] = serde_json::json!({ name: key });
+        }
         std::fs::write(latest.join("meta_data.json"), meta.to_string()).map_err(io)?;
         if let Some(data) = &spec.user_data {
             // The API took it base64-encoded; the guest reads it decoded, as from Nova's drive.

@@ -92,6 +92,8 @@ struct FakeInstance {
     power_state: PowerState,
     /// The cached image data it was spawned from.
     image: Option<PathBuf>,
+    /// The public key the spec carried (the server's key pair).
+    key_data: Option<String>,
     console: String,
 }
 
@@ -153,6 +155,11 @@ impl FakeDriver {
     /// The image file the instance was spawned from.
     pub fn image_of(&self, uuid: InstanceUuid) -> Option<PathBuf> {
         lock(&self.instances).get(&uuid)?.image.clone()
+    }
+
+    /// The public key the instance was spawned with.
+    pub fn key_of(&self, uuid: InstanceUuid) -> Option<String> {
+        lock(&self.instances).get(&uuid)?.key_data.clone()
     }
 
     /// How many times spawn ran its work (idempotent repeats included).
@@ -273,6 +280,7 @@ impl Compute for FakeDriver {
             node: spec.node.clone(),
             power_state: PowerState::Running,
             image: image.map(Path::to_path_buf),
+            key_data: spec.key_data.clone(),
             console: format!(
                 "fake: booting {} ({})\nfake: login: \n",
                 spec.name, spec.uuid
@@ -369,6 +377,8 @@ mod tests {
             image: None,
             metadata: Default::default(),
             user_data: None,
+            key_name: None,
+            key_data: None,
         }
     }
 

@@ -1,5 +1,6 @@
-//! `/flavors`: list, detail, show. (Create, delete and extra specs come with the Compute API
-//! issue.)
+//! `/flavors`: list, detail, show; create, update (description, 2.55) and delete for admins;
+//! extra specs; flavor access (private flavors shared with projects). A private flavor is
+//! visible to admins and to the projects it is shared with, as in Nova.
 
 use crate::error::{ApiError, ApiResult};
 use crate::links::PublicUrl;
@@ -13,47 +14,152 @@ use nova_core::db::flavors;
 use nova_core::model::Flavor;
 use serde_json::{json, Value};
 
-/// `GET /flavors` (summaries) and `/flavors/detail`: public, enabled flavors.
+fn flavor_not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("Flavor {id} could not be found."))
+}
+
+/// Whether the caller may see and use a flavor: public ones, and private ones for admins and
+/// the projects they are shared with (Nova's flavor query for non-admins).
+pub async fn usable_by(state: &AppState, ctx: &RequestContext, f: &Flavor) -> ApiResult<bool> {
+    Ok(f.is_public
+        || ctx.is_admin()
+        || flavors::access_of(&state.db, &f.flavorid)
+            .await?
+            .contains(&ctx.project_id))
+}
+
+/// The flavor with this id if the caller may see it.
+pub async fn visible(state: &AppState, ctx: &RequestContext, id: &str) -> ApiResult<Flavor> {
+    match flavors::get(&state.db, id).await? {
+        Some(f) if usable_by(state, ctx, &f).await? => Ok(f),
+        _ => Err(flavor_not_found(id)),
+    }
+}
+
+/// `GET /flavors` (summaries) and `/flavors/detail`, as Nova chooses: a member sees enabled
+/// public flavors and the private ones shared with their project; an admin chooses with
+/// `is_public` (default: public ones and those shared with the admin's project; `none`: all).
 async fn listing(
     req: HttpRequest,
+    ctx: RequestContext,
     state: web::Data<AppState>,
     view: fn(&PublicUrl, ApiVersion, &nova_core::model::Flavor) -> serde_json::Value,
 ) -> ApiResult<HttpResponse> {
     let url = PublicUrl::of(&req);
     let version = ApiVersion::of(&req);
-    let all = flavors::list(&state.db).await?;
-    let items: Vec<_> = all.iter().map(|f| view(&url, version, f)).collect();
+    let is_public = if ctx.is_admin() {
+        let param = form_urlencoded::parse(req.query_string().as_bytes())
+            .find(|(k, _)| k == "is_public")
+            .map(|(_, v)| v.to_ascii_lowercase());
+        match param.as_deref() {
+            None => Some(true),
+            Some("none") => None,
+            Some("true" | "t" | "1" | "yes" | "y" | "on") => Some(true),
+            Some("false" | "f" | "0" | "no" | "n" | "off") => Some(false),
+            Some(other) => return Err(bad(format!("Invalid is_public filter [{other}]"))),
+        }
+    } else {
+        Some(true)
+    };
+    let shared: std::collections::HashSet<String> = flavors::access_all(&state.db)
+        .await?
+        .into_iter()
+        .filter(|(_, project)| *project == ctx.project_id)
+        .map(|(flavor, _)| flavor)
+        .collect();
+    let all = flavors::list_all(&state.db).await?;
+    let items: Vec<_> = all
+        .iter()
+        .filter(|f| ctx.is_admin() || !f.disabled)
+        .filter(|f| match is_public {
+            None => true,
+            Some(true) => f.is_public || shared.contains(&f.flavorid),
+            Some(false) => !f.is_public,
+        })
+        .map(|f| view(&url, version, f))
+        .collect();
     Ok(HttpResponse::Ok().json(json!({ "flavors": items })))
 }
 
 async fn list(
     req: HttpRequest,
-    _ctx: RequestContext,
+    ctx: RequestContext,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    listing(req, state, views::flavor_summary).await
+    listing(req, ctx, state, views::flavor_summary).await
 }
 
 async fn detail(
     req: HttpRequest,
-    _ctx: RequestContext,
+    ctx: RequestContext,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    listing(req, state, views::flavor_detail).await
+    listing(req, ctx, state, views::flavor_detail).await
 }
 
 async fn show(
     req: HttpRequest,
-    _ctx: RequestContext,
+    ctx: RequestContext,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let id = id.into_inner();
-    let flavor = flavors::get(&state.db, &id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("Flavor {id} could not be found.")))?;
+    let flavor = visible(&state, &ctx, &id).await?;
     Ok(HttpResponse::Ok()
         .json(json!({ "flavor": views::flavor_detail(&PublicUrl::of(&req), ApiVersion::of(&req), &flavor) })))
+}
+
+/// `PUT /flavors/{id}` (2.55, admin): only the description changes.
+async fn update(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    raw: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let version = ApiVersion::of(&req);
+    if !version.at_least(55) {
+        return Err(ApiError::NotFound(
+            "The resource could not be found.".into(),
+        ));
+    }
+    require_admin(&ctx, "os_compute_api:os-flavor-manage:update")?;
+    let body = crate::body::json(&raw)?;
+    let f = body
+        .get("flavor")
+        .and_then(Value::as_object)
+        .ok_or_else(|| {
+            bad("Invalid input for field/attribute flavor. 'flavor' is a required property")
+        })?;
+    if let Some(extra) = f.keys().find(|k| k.as_str() != "description") {
+        return Err(bad(format!(
+            "Invalid input for field/attribute flavor. Additional properties are not allowed ('{extra}' was unexpected)"
+        )));
+    }
+    let description =
+        match f.get("description") {
+            None => return Err(bad(
+                "Invalid input for field/attribute flavor. 'description' is a required property",
+            )),
+            Some(v) => parse_description(v)?,
+        };
+    if !flavors::set_description(&state.db, &id, description.as_deref()).await? {
+        return Err(flavor_not_found(&id));
+    }
+    let flavor = flavors::get(&state.db, &id)
+        .await?
+        .ok_or_else(|| flavor_not_found(&id))?;
+    Ok(HttpResponse::Ok()
+        .json(json!({ "flavor": views::flavor_detail(&PublicUrl::of(&req), version, &flavor) })))
+}
+
+fn parse_description(v: &Value) -> ApiResult<Option<String>> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(d) if d.chars().count() <= 65535 => Ok(Some(d.clone())),
+        other => Err(bad(format!(
+            "Invalid input for field/attribute description. Value: {other}. is not a string of at most 65535 characters"
+        ))),
+    }
 }
 
 fn bad(msg: impl Into<String>) -> ApiError {
@@ -125,13 +231,8 @@ async fn create(
         )));
     }
     let description = match f.get("description") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(d)) if d.chars().count() <= 65535 => Some(d.clone()),
-        Some(other) => {
-            return Err(bad(format!(
-                "Invalid input for field/attribute description. Value: {other}. is not a string of at most 65535 characters"
-            )))
-        }
+        None => None,
+        Some(v) => parse_description(v)?,
     };
     let name = f["name"]
         .as_str()
@@ -183,7 +284,7 @@ async fn create(
             flavor.flavorid
         )));
     }
-    if flavors::list(&state.db)
+    if flavors::list_all(&state.db)
         .await?
         .iter()
         .any(|x| x.name == flavor.name)
@@ -194,6 +295,10 @@ async fn create(
         )));
     }
     flavors::create(&state.db, &flavor).await?;
+    // As Nova: a private flavor starts shared with the project that created it.
+    if !flavor.is_public {
+        flavors::add_access(&state.db, &flavor.flavorid, &ctx.project_id).await?;
+    }
     Ok(HttpResponse::Ok()
         .json(json!({ "flavor": views::flavor_detail(&PublicUrl::of(&req), ApiVersion::of(&req), &flavor) })))
 }
@@ -214,14 +319,181 @@ async fn delete(
 }
 
 async fn show_extra_specs(
-    _ctx: RequestContext,
+    ctx: RequestContext,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
+    let flavor = visible(&state, &ctx, &id).await?;
+    Ok(HttpResponse::Ok().json(json!({ "extra_specs": flavor.extra_specs })))
+}
+
+fn spec_not_found(id: &str, key: &str) -> ApiError {
+    ApiError::NotFound(format!("Flavor {id} has no extra specs with key {key}."))
+}
+
+async fn show_extra_spec(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let (id, key) = path.into_inner();
+    let flavor = visible(&state, &ctx, &id).await?;
+    let value = flavor
+        .extra_specs
+        .get(&key)
+        .ok_or_else(|| spec_not_found(&id, &key))?;
+    Ok(HttpResponse::Ok().json(json!({ key: value })))
+}
+
+/// `PUT /flavors/{id}/os-extra_specs/{key}` with `{"<key>": "<value>"}` (admin).
+async fn set_extra_spec(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    raw: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    require_admin(&ctx, "os_compute_api:os-flavor-extra-specs:update")?;
+    let (id, key) = path.into_inner();
+    let body = crate::body::json(&raw)?;
+    let obj = body
+        .as_object()
+        .ok_or_else(|| bad("The request body must be a JSON object."))?;
+    if obj.len() != 1 {
+        return Err(bad("Request body contains too many items"));
+    }
+    let Some(raw_value) = obj.get(&key) else {
+        return Err(bad("Request body and URI mismatch"));
+    };
+    let value = spec_value(&key, raw_value)?;
+    let specs = std::collections::BTreeMap::from([(key.clone(), value.clone())]);
+    if !flavors::set_extra_specs(&state.db, &id, &specs).await? {
+        return Err(flavor_not_found(&id));
+    }
+    Ok(HttpResponse::Ok().json(json!({ key: value })))
+}
+
+async fn delete_extra_spec(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    require_admin(&ctx, "os_compute_api:os-flavor-extra-specs:delete")?;
+    let (id, key) = path.into_inner();
+    flavors::get(&state.db, &id)
+        .await?
+        .ok_or_else(|| flavor_not_found(&id))?;
+    if !flavors::delete_extra_spec(&state.db, &id, &key).await? {
+        return Err(spec_not_found(&id, &key));
+    }
+    Ok(HttpResponse::Ok().finish())
+}
+
+/// An extra spec's value: Nova takes strings, numbers and booleans and stores strings; the
+/// node type must name one this service knows.
+fn spec_value(k: &str, v: &Value) -> ApiResult<String> {
+    let v = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => {
+            return Err(bad(format!(
+                "Invalid input for field/attribute extra_specs/{k}. Value: {other}."
+            )))
+        }
+    };
+    if k == nova_core::model::NODE_TYPE_EXTRA_SPEC
+        && nova_core::model::NodeType::parse(&v).is_none()
+    {
+        return Err(bad(format!(
+            "Invalid extra spec {k}={v}: the node type must be vm, container or baremetal."
+        )));
+    }
+    Ok(v)
+}
+
+fn access_view(flavorid: &str, projects: &[String]) -> Value {
+    let list: Vec<Value> = projects
+        .iter()
+        .map(|p| json!({"flavor_id": flavorid, "tenant_id": p}))
+        .collect();
+    json!({ "flavor_access": list })
+}
+
+/// `GET /flavors/{id}/os-flavor-access` (admin): the projects a private flavor is shared with.
+async fn list_access(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    require_admin(&ctx, "os_compute_api:os-flavor-access")?;
     let flavor = flavors::get(&state.db, &id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("Flavor {id} could not be found.")))?;
-    Ok(HttpResponse::Ok().json(json!({ "extra_specs": flavor.extra_specs })))
+        .ok_or_else(|| flavor_not_found(&id))?;
+    if flavor.is_public {
+        return Err(ApiError::NotFound(
+            "Access list not available for public flavors.".into(),
+        ));
+    }
+    let projects = flavors::access_of(&state.db, &id).await?;
+    Ok(HttpResponse::Ok().json(access_view(&id, &projects)))
+}
+
+/// `POST /flavors/{id}/action`: `addTenantAccess` / `removeTenantAccess` (admin).
+async fn flavor_action(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    raw: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let body = crate::body::json(&raw)?;
+    let (name, arg) = body
+        .as_object()
+        .filter(|o| o.len() == 1)
+        .and_then(|o| o.iter().next())
+        .ok_or_else(|| bad("The action body must be an object with exactly one action."))?;
+    let add = match name.as_str() {
+        "addTenantAccess" => true,
+        "removeTenantAccess" => false,
+        other => return Err(bad(format!("There is no such action: {other}"))),
+    };
+    let rule = if add {
+        "os_compute_api:os-flavor-access:add_tenant_access"
+    } else {
+        "os_compute_api:os-flavor-access:remove_tenant_access"
+    };
+    require_admin(&ctx, rule)?;
+    let tenant = arg
+        .as_object()
+        .filter(|o| o.len() == 1)
+        .and_then(|o| o.get("tenant"))
+        .and_then(Value::as_str)
+        .filter(|t| (1..=255).contains(&t.chars().count()))
+        .ok_or_else(|| {
+            bad(format!(
+                "Invalid input for field/attribute {name}. Value: {arg}. 'tenant' is a required property"
+            ))
+        })?;
+    let flavor = flavors::get(&state.db, &id)
+        .await?
+        .ok_or_else(|| flavor_not_found(&id))?;
+    if add && flavor.is_public {
+        return Err(ApiError::Conflict(
+            "Can not add access to a public flavor.".into(),
+        ));
+    }
+    if add {
+        if !flavors::add_access(&state.db, &id, tenant).await? {
+            return Err(ApiError::Conflict(format!(
+                "Flavor access already exists for flavor {id} and project {tenant} combination."
+            )));
+        }
+    } else if !flavors::remove_access(&state.db, &id, tenant).await? {
+        return Err(ApiError::NotFound(format!(
+            "Flavor access not found for {id} / {tenant} combination."
+        )));
+    }
+    let projects = flavors::access_of(&state.db, &id).await?;
+    Ok(HttpResponse::Ok().json(access_view(&id, &projects)))
 }
 
 /// `POST /flavors/{id}/os-extra_specs` (admin). `node:type` must name a known node type.
@@ -236,24 +508,7 @@ async fn set_extra_specs(
     let specs = body.get("extra_specs").and_then(Value::as_object).ok_or_else(|| bad("Invalid input for field/attribute extra_specs. 'extra_specs' is a required property"))?;
     let mut parsed = std::collections::BTreeMap::new();
     for (k, v) in specs {
-        let v = match v {
-            Value::String(s) => s.clone(),
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
-            other => {
-                return Err(bad(format!(
-                    "Invalid input for field/attribute extra_specs/{k}. Value: {other}."
-                )))
-            }
-        };
-        if k == nova_core::model::NODE_TYPE_EXTRA_SPEC
-            && nova_core::model::NodeType::parse(&v).is_none()
-        {
-            return Err(bad(format!(
-                "Invalid extra spec {k}={v}: the node type must be vm, container or baremetal."
-            )));
-        }
-        parsed.insert(k.clone(), v);
+        parsed.insert(k.clone(), spec_value(k, v)?);
     }
     if !flavors::set_extra_specs(&state.db, &id, &parsed).await? {
         return Err(ApiError::NotFound(format!(
@@ -268,7 +523,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/flavors", web::post().to(create))
         .route("/flavors/detail", web::get().to(detail))
         .route("/flavors/{id}", web::get().to(show))
+        .route("/flavors/{id}", web::put().to(update))
         .route("/flavors/{id}", web::delete().to(delete))
+        .route("/flavors/{id}/action", web::post().to(flavor_action))
+        .route("/flavors/{id}/os-flavor-access", web::get().to(list_access))
+        .route(
+            "/flavors/{id}/os-extra_specs/{key}",
+            web::get().to(show_extra_spec),
+        )
+        .route(
+            "/flavors/{id}/os-extra_specs/{key}",
+            web::put().to(set_extra_spec),
+        )
+        .route(
+            "/flavors/{id}/os-extra_specs/{key}",
+            web::delete().to(delete_extra_spec),
+        )
         .route(
             "/flavors/{id}/os-extra_specs",
             web::get().to(show_extra_specs),

@@ -8,6 +8,7 @@ pub mod body;
 pub mod error;
 pub mod flavors;
 pub mod images;
+pub mod instance_actions;
 pub mod keypairs;
 pub mod links;
 pub mod os_availability_zone;
@@ -15,6 +16,8 @@ pub mod os_hypervisors;
 pub mod os_services;
 pub mod policy;
 pub mod quotas;
+pub mod server_metadata;
+pub mod server_tags;
 pub mod servers;
 pub mod versions;
 pub mod views;
@@ -139,6 +142,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("", web::get().to(versions::v2_1))
             .route("/", web::get().to(versions::v2_1))
             .configure(servers::configure)
+            .configure(server_metadata::configure)
+            .configure(server_tags::configure)
+            .configure(instance_actions::configure)
             .configure(flavors::configure)
             .configure(os_services::configure)
             .configure(os_hypervisors::configure)

@@ -90,6 +90,18 @@ pub async fn check_server_create(
     Ok(())
 }
 
+/// Refuses more metadata items on a server than the project's `metadata_items` quota, with
+/// Nova's `MetadataLimitExceeded` (403).
+pub async fn check_metadata_items(db: &Db, project: &str, items: usize) -> ApiResult<()> {
+    let limit = limits_of(db, project).await?["metadata_items"];
+    if limit >= 0 && i64::try_from(items).unwrap_or(i64::MAX) > limit {
+        return Err(ApiError::Forbidden(format!(
+            "Maximum number of metadata items exceeds {limit}"
+        )));
+    }
+    Ok(())
+}
+
 /// Refuses a key pair beyond the user's `key_pairs` quota (Nova's limit is per user, set on
 /// the project).
 pub async fn check_keypair_create(db: &Db, project: &str, user: &str) -> ApiResult<()> {

@@ -15,7 +15,7 @@ use nova_core::db::actions::Requester;
 use nova_core::db::flavors;
 use nova_core::db::instances::{self, NewInstance, TransitionError, TransitionRule};
 use nova_core::ids::{InstanceUuid, TaskId};
-use nova_core::model::{TaskState, VmState};
+use nova_core::model::{LockedBy, TaskState, VmState};
 use nova_core::rpc::{Envelope, TaskKind, TaskSubmitted};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -28,7 +28,6 @@ const MAX_COUNT: i64 = 100;
 /// Server properties Nova's 2.1 schema knows that this deployment cannot honour yet; they get a
 /// clear 400 instead of being ignored.
 const NOT_YET_SUPPORTED: &[&str] = &[
-    "key_name",
     "block_device_mapping",
     "personality",
     "config_drive",
@@ -50,13 +49,14 @@ const KNOWN: &[&str] = &[
     "max_count",
     "OS-DCF:diskConfig",
     "security_groups",
+    "key_name",
 ];
 
-fn bad(msg: impl Into<String>) -> ApiError {
+pub(crate) fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::BadRequest(msg.into())
 }
 
-fn invalid(field: &str, value: &Value, why: &str) -> ApiError {
+pub(crate) fn invalid(field: &str, value: &Value, why: &str) -> ApiError {
     bad(format!(
         "Invalid input for field/attribute {field}. Value: {value}. {why}"
     ))
@@ -85,12 +85,40 @@ fn parse_name(v: &Value) -> ApiResult<String> {
     Ok(s.to_owned())
 }
 
+/// A server description (2.19): `null` or up to 255 printable characters (Nova's
+/// `description` parameter type).
+fn parse_description(v: &Value) -> ApiResult<Option<String>> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) => {
+            if s.chars().count() > 255 {
+                return Err(invalid("description", v, "is too long"));
+            }
+            if s.chars()
+                .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+            {
+                return Err(invalid(
+                    "description",
+                    v,
+                    "Invalid characters in the description",
+                ));
+            }
+            Ok(Some(s.clone()))
+        }
+        _ => Err(invalid(
+            "description",
+            v,
+            &format!("{v} is not of type 'string', 'null'"),
+        )),
+    }
+}
+
 /// A reference is an id or a URL ending in one (Nova takes the last path segment).
 fn last_segment(s: &str) -> &str {
     s.trim_end_matches('/').rsplit('/').next().unwrap_or(s)
 }
 
-fn parse_metadata(v: &Value) -> ApiResult<BTreeMap<String, String>> {
+pub(crate) fn parse_metadata(v: &Value) -> ApiResult<BTreeMap<String, String>> {
     let obj = v
         .as_object()
         .ok_or_else(|| invalid("metadata", v, &format!("{v} is not of type 'object'")))?;
@@ -190,6 +218,9 @@ struct CreateRequest {
     metadata: BTreeMap<String, String>,
     user_data: Option<String>,
     availability_zone: Option<String>,
+    description: Option<String>,
+    key_name: Option<String>,
+    tags: Vec<String>,
     count: i64,
 }
 
@@ -212,7 +243,27 @@ fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<CreateRequest> {
             &format!("{server_v} is not of type 'object'"),
         )
     })?;
+    // Properties later microversions added are unknown before them, as in Nova's schemas.
+    let known_from = |key: &str| match key {
+        "description" => 19,
+        "tags" => 52,
+        "hostname" => 90,
+        _ => 1,
+    };
     for key in server.keys() {
+        if !version.at_least(known_from(key)) {
+            return Err(bad(format!(
+                "Additional properties are not allowed ('{key}' was unexpected)"
+            )));
+        }
+        if key == "hostname" {
+            return Err(bad(format!(
+                "'{key}' is not supported by this deployment yet."
+            )));
+        }
+        if matches!(key.as_str(), "description" | "tags") {
+            continue;
+        }
         if NOT_YET_SUPPORTED.contains(&key.as_str()) {
             return Err(bad(format!(
                 "'{key}' is not supported by this deployment yet."
@@ -339,6 +390,21 @@ fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<CreateRequest> {
             ));
         }
     }
+    let description = match server.get("description") {
+        None => None,
+        Some(v) => parse_description(v)?,
+    };
+    let key_name = match server.get("key_name") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_str() {
+            Some(s) if (1..=255).contains(&s.chars().count()) => Some(s.to_owned()),
+            _ => return Err(invalid("key_name", v, "is not a valid key pair name")),
+        },
+    };
+    let tags = match server.get("tags") {
+        None => Vec::new(),
+        Some(v) => crate::server_tags::parse_tags(v)?,
+    };
     let min = parse_count(server, "min_count")?.unwrap_or(1);
     let max = parse_count(server, "max_count")?.unwrap_or(min);
     if min > max {
@@ -354,6 +420,9 @@ fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<CreateRequest> {
         metadata,
         user_data,
         availability_zone,
+        description,
+        key_name,
+        tags,
         count: max,
     })
 }
@@ -390,12 +459,28 @@ async fn create(
     require_write(&ctx, "os_compute_api:servers:create")?;
     let body = body::json(&raw)?;
     let request = parse_create(&body, ApiVersion::of(&req))?;
-    let flavor = flavors::get(&state.db, &request.flavor_ref)
-        .await?
-        .filter(|f| !f.disabled)
-        .ok_or_else(|| bad(format!("Flavor {} could not be found.", request.flavor_ref)))?;
+    let flavor = match flavors::get(&state.db, &request.flavor_ref).await? {
+        Some(f) if !f.disabled && crate::flavors::usable_by(&state, &ctx, &f).await? => f,
+        _ => {
+            return Err(bad(format!(
+                "Flavor {} could not be found.",
+                request.flavor_ref
+            )))
+        }
+    };
     let node_type = flavor.node_type().map_err(bad)?;
     crate::images::for_server(&state, &ctx, &request.image_ref, node_type).await?;
+    // As Nova: a key pair is the caller's own, and its public key is copied onto the server.
+    let key_data = match &request.key_name {
+        None => None,
+        Some(name) => Some(
+            nova_core::db::keypairs::get(&state.db, &ctx.user_id, name)
+                .await?
+                .ok_or_else(|| bad("Invalid key_name provided."))?
+                .public_key,
+        ),
+    };
+    crate::quotas::check_metadata_items(&state.db, &ctx.project_id, request.metadata.len()).await?;
     crate::quotas::check_server_create(
         &state.db,
         &ctx.project_id,
@@ -423,6 +508,10 @@ async fn create(
             metadata: request.metadata.clone(),
             user_data: request.user_data.clone(),
             availability_zone: request.availability_zone.clone(),
+            description: request.description.clone(),
+            key_name: request.key_name.clone(),
+            key_data: key_data.clone(),
+            tags: request.tags.clone(),
         };
         let (instance, task) =
             instances::create_with_build_task(&state.db, &new, &ctx.request_id).await?;
@@ -535,8 +624,23 @@ async fn list_instances(
             Some((found.created_at, found.uuid))
         }
     };
+    // Tag filters (2.26), each a comma-separated list: all of `tags`, any of `tags-any`, not
+    // all of `not-tags`, none of `not-tags-any` (Nova's semantics).
+    let tag_list = |key: &str| -> Option<Vec<String>> {
+        if !ApiVersion::of(req).at_least(26) {
+            return None;
+        }
+        one(key).map(|v| v.split(',').map(str::to_owned).collect())
+    };
+    let (tags_all, tags_any) = (tag_list("tags"), tag_list("tags-any"));
+    let (not_tags, not_tags_any) = (tag_list("not-tags"), tag_list("not-tags-any"));
     let keep = |i: &nova_core::model::Instance| {
-        name.as_ref().is_none_or(|r| r.is_match(&i.name))
+        let has = |t: &String| i.tags.contains(t);
+        tags_all.as_ref().is_none_or(|ts| ts.iter().all(has))
+            && tags_any.as_ref().is_none_or(|ts| ts.iter().any(has))
+            && not_tags.as_ref().is_none_or(|ts| !ts.iter().all(has))
+            && not_tags_any.as_ref().is_none_or(|ts| !ts.iter().any(has))
+            && name.as_ref().is_none_or(|r| r.is_match(&i.name))
             && statuses.as_ref().is_none_or(|s| {
                 s.iter()
                     .any(|s| s == nova_core::model::api_status(i.vm_state, i.task_state))
@@ -630,7 +734,7 @@ async fn detail(
         ctx: &ctx,
         version,
         host_status: &host_status,
-        single: false,
+        kind: views::ViewKind::List,
     };
     let items: Vec<_> = page
         .servers
@@ -672,13 +776,13 @@ async fn host_status(
         .collect())
 }
 
-fn not_found(id: &str) -> ApiError {
+pub(crate) fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("Instance {id} could not be found."))
 }
 
 /// The instance with this id if the caller may see it: another project's server is a 404, as
 /// in Nova, so that ids do not leak.
-async fn visible(
+pub(crate) async fn visible(
     state: &AppState,
     ctx: &RequestContext,
     id: &str,
@@ -708,7 +812,7 @@ async fn show(
         ctx: &ctx,
         version,
         host_status: &host_status,
-        single: true,
+        kind: views::ViewKind::Show,
     };
     Ok(HttpResponse::Ok().json(json!({ "server": views::server_detail(&viewer, &instance) })))
 }
@@ -733,12 +837,15 @@ async fn begin(
         project_id: &ctx.project_id,
         user_id: &ctx.user_id,
     };
-    match instances::begin_action(&state.db, uuid, project, rule, kind, &who).await {
+    match instances::begin_action(&state.db, uuid, project, ctx.is_admin(), rule, kind, &who).await
+    {
         Ok(task) => {
             publish_task(state, task, uuid, &ctx.request_id).await;
             Ok(())
         }
         Err(TransitionError::NotFound) => Err(not_found(id)),
+        // Nova's InstanceIsLocked.
+        Err(TransitionError::Locked) => Err(ApiError::Conflict(format!("Instance {id} is locked"))),
         // Nova's message for InstanceInvalidState / InstanceInvalidTaskState.
         Err(TransitionError::Conflict {
             vm_state,
@@ -781,7 +888,200 @@ async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// `PUT /servers/{id}`: renames the server and (2.19) changes its description. Nova answers
+/// with its basic server view.
+async fn update(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    raw: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    require_write(&ctx, "os_compute_api:servers:update")?;
+    let version = ApiVersion::of(&req);
+    let body = body::json(&raw)?;
+    let root = body
+        .as_object()
+        .ok_or_else(|| bad("The request body must be a JSON object."))?;
+    if let Some(extra) = root.keys().find(|k| k.as_str() != "server") {
+        return Err(bad(format!(
+            "Additional properties are not allowed ('{extra}' was unexpected)"
+        )));
+    }
+    let server_v = root
+        .get("server")
+        .ok_or_else(|| invalid("server", &body, "'server' is a required property"))?;
+    let server = server_v.as_object().ok_or_else(|| {
+        invalid(
+            "server",
+            server_v,
+            &format!("{server_v} is not of type 'object'"),
+        )
+    })?;
+    let mut name = None;
+    let mut description = None;
+    for (key, v) in server {
+        match key.as_str() {
+            "name" => name = Some(parse_name(v)?),
+            "description" if version.at_least(19) => description = Some(parse_description(v)?),
+            // Accepted by Nova's schema; this deployment has no access IPs and one disk
+            // config, so the values are checked and otherwise have no effect.
+            "OS-DCF:diskConfig" if matches!(v.as_str(), Some("AUTO" | "MANUAL")) => {}
+            "OS-DCF:diskConfig" => {
+                return Err(invalid(key, v, "is not one of ['AUTO', 'MANUAL']"));
+            }
+            "accessIPv4" | "accessIPv6" | "hostname" => {
+                return Err(bad(format!(
+                    "'{key}' is not supported by this deployment yet."
+                )));
+            }
+            other => {
+                return Err(bad(format!(
+                    "Additional properties are not allowed ('{other}' was unexpected)"
+                )))
+            }
+        }
+    }
+    let uuid: InstanceUuid = id.parse().map_err(|_| not_found(&id))?;
+    let project = (!ctx.is_admin()).then_some(ctx.project_id.as_str());
+    let instance = instances::modify(&state.db, uuid, project, None, |i| {
+        if let Some(name) = name {
+            i.name = name;
+        }
+        if let Some(description) = description {
+            i.description = description;
+        }
+        Ok::<(), ApiError>(())
+    })
+    .await?
+    .ok_or_else(|| not_found(&id))?;
+    let url = PublicUrl::of(&req);
+    let host_status = HashMap::new();
+    let viewer = views::ServerViewer {
+        url: &url,
+        ctx: &ctx,
+        version,
+        host_status: &host_status,
+        kind: views::ViewKind::Update,
+    };
+    Ok(HttpResponse::Ok().json(json!({ "server": views::server_detail(&viewer, &instance) })))
+}
+
+/// The `lock` action: the owner's lock, or an admin's that only an admin undoes; from 2.73
+/// with a reason. Recorded as an instance action, as Nova does.
+async fn lock(
+    req: &HttpRequest,
+    ctx: &RequestContext,
+    state: &AppState,
+    id: &str,
+    arg: &Value,
+) -> ApiResult<()> {
+    require_write(ctx, "os_compute_api:os-lock-server:lock")?;
+    let reason = match arg {
+        Value::Null => None,
+        Value::Object(o) if ApiVersion::of(req).at_least(73) => {
+            if let Some(extra) = o.keys().find(|k| k.as_str() != "locked_reason") {
+                return Err(bad(format!(
+                    "Additional properties are not allowed ('{extra}' was unexpected)"
+                )));
+            }
+            match o.get("locked_reason") {
+                None => None,
+                Some(r) => match r.as_str() {
+                    Some(s) if s.chars().count() <= 255 => Some(s.to_owned()),
+                    _ => return Err(invalid("locked_reason", r, "is not a valid reason")),
+                },
+            }
+        }
+        other => return Err(invalid("lock", other, "None is the only accepted value")),
+    };
+    let uuid: InstanceUuid = id.parse().map_err(|_| not_found(id))?;
+    let project = (!ctx.is_admin()).then_some(ctx.project_id.as_str());
+    let who = Requester {
+        request_id: &ctx.request_id,
+        project_id: &ctx.project_id,
+        user_id: &ctx.user_id,
+    };
+    instances::modify(&state.db, uuid, project, Some(("lock", &who)), |i| {
+        let owner = i.project_id == ctx.project_id;
+        // As Nova: an owner's second lock changes nothing; an admin's lock replaces it.
+        if i.locked_by.is_some() && owner {
+            return Ok::<(), ApiError>(());
+        }
+        i.locked_by = Some(if owner {
+            LockedBy::Owner
+        } else {
+            LockedBy::Admin
+        });
+        i.locked_reason = reason;
+        Ok(())
+    })
+    .await?
+    .ok_or_else(|| not_found(id))?;
+    Ok(())
+}
+
+/// The `unlock` action: an admin's lock needs an admin (`unlock_override`).
+async fn unlock(ctx: &RequestContext, state: &AppState, id: &str, arg: &Value) -> ApiResult<()> {
+    require_write(ctx, "os_compute_api:os-lock-server:unlock")?;
+    if !arg.is_null() {
+        return Err(invalid("unlock", arg, "None is the only accepted value"));
+    }
+    let uuid: InstanceUuid = id.parse().map_err(|_| not_found(id))?;
+    let project = (!ctx.is_admin()).then_some(ctx.project_id.as_str());
+    let who = Requester {
+        request_id: &ctx.request_id,
+        project_id: &ctx.project_id,
+        user_id: &ctx.user_id,
+    };
+    instances::modify(&state.db, uuid, project, Some(("unlock", &who)), |i| {
+        let expected = if i.project_id == ctx.project_id {
+            LockedBy::Owner
+        } else {
+            LockedBy::Admin
+        };
+        if i.locked_by.is_some_and(|by| by != expected) && !ctx.is_admin() {
+            return Err(ApiError::Forbidden(
+                "Policy doesn't allow os_compute_api:os-lock-server:unlock:unlock_override to be performed."
+                    .into(),
+            ));
+        }
+        i.locked_by = None;
+        i.locked_reason = None;
+        Ok(())
+    })
+    .await?
+    .ok_or_else(|| not_found(id))?;
+    Ok(())
+}
+
+/// `GET /servers/{id}/ips`: the server's addresses by network. Servers get no addresses
+/// until the network work lands (containers run with `network none`), so this is empty.
+async fn ips(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    visible(&state, &ctx, &id).await?;
+    Ok(HttpResponse::Ok().json(json!({ "addresses": {} })))
+}
+
+/// `GET /servers/{id}/ips/{network}`: Nova's 404 for a network the server is not on, which is
+/// every network while servers have no addresses.
+async fn ips_of_network(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let (id, _network) = path.into_inner();
+    visible(&state, &ctx, &id).await?;
+    Err(ApiError::NotFound(
+        "Instance is not a member of specified network".into(),
+    ))
+}
+
 async fn action(
+    req: HttpRequest,
     ctx: RequestContext,
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -793,6 +1093,17 @@ async fn action(
         .filter(|o| o.len() == 1)
         .ok_or_else(|| bad("The action body must be an object with exactly one action."))?;
     let (name, arg) = obj.iter().next().ok_or_else(|| bad("No action given."))?;
+    match name.as_str() {
+        "lock" => {
+            lock(&req, &ctx, &state, &id, arg).await?;
+            return Ok(HttpResponse::Accepted().finish());
+        }
+        "unlock" => {
+            unlock(&ctx, &state, &id, arg).await?;
+            return Ok(HttpResponse::Accepted().finish());
+        }
+        _ => {}
+    }
     let (action, rule, kind) = match name.as_str() {
         "os-stop" => (
             "stop",
@@ -858,6 +1169,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/servers", web::get().to(list))
         .route("/servers/detail", web::get().to(detail))
         .route("/servers/{id}", web::get().to(show))
+        .route("/servers/{id}", web::put().to(update))
+        .route("/servers/{id}/ips", web::get().to(ips))
+        .route("/servers/{id}/ips/{network}", web::get().to(ips_of_network))
         .route("/servers/{id}", web::delete().to(delete))
         .route("/servers/{id}/action", web::post().to(action));
 }

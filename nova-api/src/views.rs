@@ -16,10 +16,15 @@ use std::collections::HashMap;
 /// Nova's `hostId`: a hash of project and host, so that a user can tell whether two of their
 /// servers share a host without learning the host's name.
 fn host_id(instance: &Instance) -> String {
-    match &instance.host {
-        None => String::new(),
+    host_id_of(&instance.project_id, instance.host.as_deref())
+}
+
+/// Nova's `generate_hostid(host, project_id)`: empty when there is no host.
+pub fn host_id_of(project_id: &str, host: Option<&str>) -> String {
+    match host {
+        None | Some("") => String::new(),
         Some(host) => {
-            let digest = Sha224::digest(format!("{}{}", instance.project_id, host).as_bytes());
+            let digest = Sha224::digest(format!("{project_id}{host}").as_bytes());
             digest.iter().map(|b| format!("{b:02x}")).collect()
         }
     }
@@ -38,9 +43,20 @@ pub struct ServerViewer<'a> {
     pub version: ApiVersion,
     /// `host_status` by host (2.16, for admins): `UP`, `DOWN`, `MAINTENANCE`.
     pub host_status: &'a HashMap<String, &'static str>,
-    /// The single-server view (`GET /servers/{id}`) carries `server_groups` from 2.71; the
-    /// list does not.
-    pub single: bool,
+    pub kind: ViewKind,
+}
+
+/// Which of Nova's server views: they differ in what they show besides the basics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ViewKind {
+    /// `GET /servers/detail`.
+    List,
+    /// `GET /servers/{id}`: the list's fields plus `server_groups` from 2.71.
+    Show,
+    /// The answer to `PUT /servers/{id}`: Nova's `show` with the optional parts turned off
+    /// (no AZ, key, usage, security groups, extended status/attributes or volumes), but
+    /// `server_groups` from 2.71.
+    Update,
 }
 
 /// A server in full (`GET /servers/{id}`, `/servers/detail`).
@@ -49,6 +65,9 @@ pub fn server_detail(viewer: &ServerViewer<'_>, i: &Instance) -> Value {
     let version = v;
     let id = i.uuid.to_string();
     let status = api_status(i.vm_state, i.task_state);
+    if viewer.kind == ViewKind::Update {
+        return server_after_update(viewer, i, status);
+    }
     let mut v = json!({
         "id": id,
         "name": i.name,
@@ -69,7 +88,7 @@ pub fn server_detail(viewer: &ServerViewer<'_>, i: &Instance) -> Value {
         "OS-DCF:diskConfig": "MANUAL",
         "OS-EXT-AZ:availability_zone": i.availability_zone.as_deref().unwrap_or("nova"),
         "config_drive": "",
-        "key_name": null,
+        "key_name": i.key_name,
         "OS-SRV-USG:launched_at": i.launched_at.map(iso8601_naive_micros),
         "OS-SRV-USG:terminated_at": i.terminated_at.map(iso8601_naive_micros),
         "OS-EXT-STS:task_state": i.task_state.map(|t| t.as_str()),
@@ -104,10 +123,6 @@ pub fn server_detail(viewer: &ServerViewer<'_>, i: &Instance) -> Value {
     if (admin && version.at_least(3)) || version.at_least(90) {
         v["OS-EXT-SRV-ATTR:hostname"] = json!(sanitize_hostname(&i.name));
     }
-    if version.at_least(9) {
-        // Locking is not offered yet: no server is ever locked.
-        v["locked"] = json!(false);
-    }
     if admin && version.at_least(16) {
         let status = i
             .host
@@ -116,25 +131,38 @@ pub fn server_detail(viewer: &ServerViewer<'_>, i: &Instance) -> Value {
             .unwrap_or("");
         v["host_status"] = json!(status);
     }
-    if version.at_least(19) {
-        v["description"] = Value::Null;
-    }
-    if version.at_least(26) {
-        v["tags"] = json!([]);
-    }
-    if version.at_least(63) {
-        v["trusted_image_certificates"] = Value::Null;
-    }
-    if version.at_least(71) && viewer.single {
+    versioned_basics(&mut v, version, i);
+    if version.at_least(71) && viewer.kind == ViewKind::Show {
         v["server_groups"] = json!([]);
-    }
-    if version.at_least(73) {
-        v["locked_reason"] = Value::Null;
     }
     if version.at_least(96) {
         // The zone the user asked for at create, if any.
         v["pinned_availability_zone"] = json!(i.availability_zone);
     }
+    add_fault(&mut v, ctx, i);
+    v
+}
+
+/// The fields every server view has from the version that introduced them.
+fn versioned_basics(v: &mut Value, version: ApiVersion, i: &Instance) {
+    if version.at_least(9) {
+        v["locked"] = json!(i.locked_by.is_some());
+    }
+    if version.at_least(19) {
+        v["description"] = json!(i.description);
+    }
+    if version.at_least(26) {
+        v["tags"] = json!(i.tags);
+    }
+    if version.at_least(63) {
+        v["trusted_image_certificates"] = Value::Null;
+    }
+    if version.at_least(73) {
+        v["locked_reason"] = json!(i.locked_reason);
+    }
+}
+
+fn add_fault(v: &mut Value, ctx: &RequestContext, i: &Instance) {
     if let Some(fault) = &i.fault {
         let mut f = json!({
             "code": fault.code,
@@ -149,6 +177,46 @@ pub fn server_detail(viewer: &ServerViewer<'_>, i: &Instance) -> Value {
         }
         v["fault"] = f;
     }
+}
+
+/// Nova's answer to a server update: the basic show view, nothing optional.
+fn server_after_update(viewer: &ServerViewer<'_>, i: &Instance, status: &str) -> Value {
+    let (url, version) = (viewer.url, viewer.version);
+    let id = i.uuid.to_string();
+    let mut v = json!({
+        "id": id,
+        "name": i.name,
+        "status": status,
+        "tenant_id": i.project_id,
+        "user_id": i.user_id,
+        "metadata": i.metadata,
+        "hostId": host_id(i),
+        "image": {"id": i.image_ref, "links": url.bookmark("images", &i.image_ref)},
+        "flavor": server_flavor(url, version, &i.flavor),
+        "created": iso8601_z(i.created_at),
+        "updated": iso8601_z(i.updated_at),
+        "addresses": {},
+        "accessIPv4": "",
+        "accessIPv6": "",
+        "links": url.links("servers", &id),
+        "OS-DCF:diskConfig": "MANUAL",
+    });
+    if matches!(
+        status,
+        "ACTIVE" | "BUILD" | "REBUILD" | "RESIZE" | "VERIFY_RESIZE" | "MIGRATING"
+    ) {
+        v["progress"] = json!(0);
+    }
+    versioned_basics(&mut v, version, i);
+    if version.at_least(71) {
+        // 2.71 added the groups to show, update and rebuild alike.
+        v["server_groups"] = json!([]);
+    }
+    if version.at_least(90) {
+        // 2.90 made the hostname updatable, so its update answer shows it.
+        v["OS-EXT-SRV-ATTR:hostname"] = json!(sanitize_hostname(&i.name));
+    }
+    add_fault(&mut v, viewer.ctx, i);
     v
 }
 

@@ -230,6 +230,42 @@ pub struct Instance {
     pub updated_at: Millis,
     pub deleted: bool,
     pub fault: Option<Fault>,
+    /// The user's description (2.19).
+    pub description: Option<String>,
+    /// The key pair named at create and its public key as it was then (Nova keeps both, so
+    /// deleting the key pair later does not change the server).
+    pub key_name: Option<String>,
+    pub key_data: Option<String>,
+    /// Who locked the server, if it is locked, and why (2.73).
+    pub locked_by: Option<LockedBy>,
+    pub locked_reason: Option<String>,
+    /// The server's tags (2.26), in the order they were set.
+    pub tags: Vec<String>,
+}
+
+/// Who locked a server: its owner may unlock their own lock; only an admin undoes an admin's
+/// (Nova's `locked_by`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockedBy {
+    Owner,
+    Admin,
+}
+
+impl LockedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockedBy::Owner => "owner",
+            LockedBy::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "owner" => Some(LockedBy::Owner),
+            "admin" => Some(LockedBy::Admin),
+            _ => None,
+        }
+    }
 }
 
 /// What one compute node offers, as its agent reports it.

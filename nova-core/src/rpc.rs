@@ -104,6 +104,11 @@ pub struct InstanceSpec {
     pub image: Option<ImageSpec>,
     pub metadata: BTreeMap<String, String>,
     pub user_data: Option<String>,
+    /// The key pair named at create and its public key, for the guest's `public_keys`.
+    #[serde(default)]
+    pub key_name: Option<String>,
+    #[serde(default)]
+    pub key_data: Option<String>,
 }
 
 /// An image as a compute host needs it: where to fetch it and how to check what it fetched.

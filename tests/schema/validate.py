@@ -20,7 +20,10 @@ import re
 import sys
 
 from tempest.lib.api_schema.response.compute.v2_1 import flavors as flavors_v21
+from tempest.lib.api_schema.response.compute.v2_1 import flavors_access
 from tempest.lib.api_schema.response.compute.v2_1 import flavors_extra_specs
+from tempest.lib.api_schema.response.compute.v2_1 import services as services_v21
+from tempest.lib.api_schema.response.compute.v2_11 import services as services_v211
 from tempest.lib.api_schema.response.compute.v2_1 import servers as servers_v21
 from tempest.lib.api_schema.response.compute.v2_1 import versions as versions_schema
 from tempest.lib.common import rest_client
@@ -110,6 +113,29 @@ ROUTES = [
     # As tempest: delete and actions use the 2.1 module's schemas at every microversion.
     ("DELETE", rf"/servers/{ID}", lambda v, b, r: servers_v21.delete_server),
     ("POST", rf"/servers/{ID}/action", lambda v, b, r: server_action(v, r)),
+    # As tempest's servers client: metadata and addresses use the 2.1 module's schemas.
+    ("GET", rf"/servers/{ID}/metadata", lambda v, b, r: servers_v21.list_server_metadata),
+    # tempest: POST merges (update_server_metadata), PUT replaces (set_server_metadata).
+    ("POST", rf"/servers/{ID}/metadata", lambda v, b, r: servers_v21.update_server_metadata),
+    ("PUT", rf"/servers/{ID}/metadata", lambda v, b, r: servers_v21.set_server_metadata),
+    ("GET", rf"/servers/{ID}/metadata/{ID}",
+     lambda v, b, r: servers_v21.set_show_server_metadata_item),
+    ("PUT", rf"/servers/{ID}/metadata/{ID}",
+     lambda v, b, r: servers_v21.set_show_server_metadata_item),
+    ("DELETE", rf"/servers/{ID}/metadata/{ID}",
+     lambda v, b, r: servers_v21.delete_server_metadata_item),
+    ("GET", rf"/servers/{ID}/tags", lambda v, b, r: servers(v).list_tags),
+    ("PUT", rf"/servers/{ID}/tags", lambda v, b, r: servers(v).update_all_tags),
+    ("DELETE", rf"/servers/{ID}/tags", lambda v, b, r: servers(v).delete_all_tags),
+    ("GET", rf"/servers/{ID}/tags/{ID}", lambda v, b, r: servers(v).check_tag_existence),
+    ("PUT", rf"/servers/{ID}/tags/{ID}", lambda v, b, r: servers(v).update_tag),
+    ("DELETE", rf"/servers/{ID}/tags/{ID}", lambda v, b, r: servers(v).delete_tag),
+    ("GET", rf"/servers/{ID}/ips", lambda v, b, r: servers_v21.list_addresses),
+    ("GET", rf"/servers/{ID}/ips/{ID}", lambda v, b, r: servers_v21.list_addresses_by_network),
+    ("GET", rf"/servers/{ID}/os-instance-actions",
+     lambda v, b, r: servers(v).list_instance_actions),
+    ("GET", rf"/servers/{ID}/os-instance-actions/{ID}",
+     lambda v, b, r: servers(v).show_instance_action),
     ("GET", r"/flavors", lambda v, b, r: flavors(v).list_flavors),
     ("GET", r"/flavors/detail", lambda v, b, r: flavors(v).list_flavors_details),
     ("POST", r"/flavors", lambda v, b, r: flavors(v).create_update_get_flavor_details),
@@ -127,6 +153,17 @@ ROUTES = [
     ("DELETE", rf"/flavors/{ID}/os-extra_specs/{ID}",
      lambda v, b, r: flavors_extra_specs.unset_flavor_extra_specs),
     ("GET", r"/os-services", lambda v, b, r: services(v).list_services),
+    # As tempest's services client: the routes before 2.53 use fixed schemas.
+    ("PUT", r"/os-services/enable", lambda v, b, r: services_v21.enable_disable_service),
+    ("PUT", r"/os-services/disable", lambda v, b, r: services_v21.enable_disable_service),
+    ("PUT", r"/os-services/disable-log-reason",
+     lambda v, b, r: services_v21.disable_log_reason),
+    ("PUT", r"/os-services/force-down", lambda v, b, r: services_v211.update_forced_down),
+    ("PUT", rf"/os-services/{ID}", lambda v, b, r: services(v).update_service),
+    ("GET", rf"/flavors/{ID}/os-flavor-access",
+     lambda v, b, r: flavors_access.add_remove_list_flavor_access),
+    ("POST", rf"/flavors/{ID}/action",
+     lambda v, b, r: flavors_access.add_remove_list_flavor_access),
     ("GET", r"/os-hypervisors", lambda v, b, r: hypervisors(v, "list_search_hypervisors")),
     ("GET", r"/os-hypervisors/detail",
      lambda v, b, r: hypervisors(v, "list_hypervisors_detail")),

@@ -112,6 +112,11 @@ impl Client {
             .await
     }
 
+    pub async fn put(&self, path: &str, body: &Value) -> anyhow::Result<Reply> {
+        self.raw(reqwest::Method::PUT, path, Some(serde_json::to_vec(body)?))
+            .await
+    }
+
     pub async fn delete(&self, path: &str) -> anyhow::Result<Reply> {
         self.raw(reqwest::Method::DELETE, path, None).await
     }

@@ -16,6 +16,30 @@ pub mod env;
 pub mod schema;
 pub mod stack;
 
+/// Runs an async scenario `fn $name(&dyn Stack) -> anyhow::Result<()>` on both shapes of the
+/// service, each started with `$options`: a module `$name` with tests `distributed` and
+/// `all_in_one`.
+#[macro_export]
+macro_rules! on_both_shapes {
+    ($name:ident, $options:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn distributed() -> anyhow::Result<()> {
+                let stack = $crate::stack::Distributed::start($options).await?;
+                super::$name(&stack).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn all_in_one() -> anyhow::Result<()> {
+                let stack = $crate::stack::AllInOneStack::start($options).await?;
+                super::$name(&stack).await
+            }
+        }
+    };
+}
+
 /// Logs for tests, once, at `RUST_LOG` (default: warnings). lapin is silenced by default: a
 /// component stopped by a test drops its runtime under lapin's I/O loop, which then logs an
 /// error that says nothing about the service.

@@ -345,6 +345,8 @@ async fn every_driver_call_is_idempotent() -> anyhow::Result<()> {
         image: None,
         metadata: Default::default(),
         user_data: None,
+        key_name: None,
+        key_data: None,
     };
     let id = spec.uuid.to_string();
     let first = driver.spawn(&spec, Some(&image.archive)).await?;

@@ -4,7 +4,7 @@
 
 use drivers::fake::{Misbehaviour, Rule, Step, Target};
 use e2e::client::Client;
-use e2e::stack::{AllInOneStack, Distributed, Options, Stack};
+use e2e::stack::{Distributed, Options, Stack};
 use nova_core::db::{actions, instances, nodes};
 use nova_core::ids::InstanceUuid;
 use nova_core::model::{Flavor, PowerState};
@@ -13,26 +13,7 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// Runs a scenario on both shapes, with the options it needs.
-macro_rules! on_both_shapes {
-    ($name:ident, $options:expr) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn distributed() -> anyhow::Result<()> {
-                let stack = Distributed::start($options).await?;
-                super::$name(&stack).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn all_in_one() -> anyhow::Result<()> {
-                let stack = AllInOneStack::start($options).await?;
-                super::$name(&stack).await
-            }
-        }
-    };
-}
+use e2e::on_both_shapes;
 
 fn client(stack: &dyn Stack) -> Client {
     Client::new(stack.api_url(), "demo:demo")

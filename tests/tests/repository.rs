@@ -63,6 +63,10 @@ async fn new_instance(
         metadata: [("k".to_owned(), "v".to_owned())].into(),
         user_data: None,
         availability_zone: None,
+        description: None,
+        key_name: None,
+        key_data: None,
+        tags: Vec::new(),
     };
     let (i, t) = instances::create_with_build_task(db, &new, "req-test").await?;
     Ok((i.uuid, t))
@@ -218,7 +222,8 @@ async fn transitions_compare_and_set(db: Db) -> anyhow::Result<()> {
         from_vm_states: &[VmState::Active],
         task_state: TaskState::PoweringOff,
     };
-    let r = instances::begin_action(&db, uuid, Some("p1"), stop, TaskKind::Stop, &who()).await;
+    let r =
+        instances::begin_action(&db, uuid, Some("p1"), false, stop, TaskKind::Stop, &who()).await;
     assert!(matches!(
         r,
         Err(TransitionError::Conflict {
@@ -226,7 +231,16 @@ async fn transitions_compare_and_set(db: Db) -> anyhow::Result<()> {
             ..
         })
     ));
-    let r = instances::begin_action(&db, uuid, Some("other"), stop, TaskKind::Stop, &who()).await;
+    let r = instances::begin_action(
+        &db,
+        uuid,
+        Some("other"),
+        false,
+        stop,
+        TaskKind::Stop,
+        &who(),
+    )
+    .await;
     assert!(
         matches!(r, Err(TransitionError::NotFound)),
         "another project's instance is not found"
@@ -264,8 +278,9 @@ async fn transitions_compare_and_set(db: Db) -> anyhow::Result<()> {
     );
     assert!(i.launched_at.is_some());
 
-    instances::begin_action(&db, uuid, Some("p1"), stop, TaskKind::Stop, &who()).await?;
-    let again = instances::begin_action(&db, uuid, Some("p1"), stop, TaskKind::Stop, &who()).await;
+    instances::begin_action(&db, uuid, Some("p1"), false, stop, TaskKind::Stop, &who()).await?;
+    let again =
+        instances::begin_action(&db, uuid, Some("p1"), false, stop, TaskKind::Stop, &who()).await;
     assert!(matches!(
         again,
         Err(TransitionError::Conflict {

@@ -32,8 +32,17 @@ pub async fn get(db: &Db, flavorid: &str) -> DbResult<Option<Flavor>> {
 
 /// Public flavors, ordered as Nova orders them by default (by flavor id).
 pub async fn list(db: &Db) -> DbResult<Vec<Flavor>> {
-    let sql =
-        format!("SELECT {COLUMNS} FROM flavors WHERE is_public AND NOT disabled ORDER BY flavorid");
+    Ok(list_all(db)
+        .await?
+        .into_iter()
+        .filter(|f| f.is_public && !f.disabled)
+        .collect())
+}
+
+/// Every flavor, private and disabled ones included, by flavor id; callers filter by what the
+/// asker may see (flavors are few).
+pub async fn list_all(db: &Db) -> DbResult<Vec<Flavor>> {
+    let sql = format!("SELECT {COLUMNS} FROM flavors ORDER BY flavorid");
     let rows: Vec<FlavorRow> = on_pool!(db, p => sqlx::query_as(&sql).fetch_all(p).await?);
     let specs: Vec<(i64, String, String)> = on_pool!(db, p => {
         sqlx::query_as("SELECT flavor_id, key, value FROM flavor_extra_specs")
@@ -137,4 +146,91 @@ pub async fn set_extra_specs(
     });
     tx.commit().await?;
     Ok(found)
+}
+
+/// Which projects may use which private flavor: (flavor id, project id) pairs.
+pub async fn access_all(db: &Db) -> DbResult<Vec<(String, String)>> {
+    Ok(on_pool!(db, p => {
+        sqlx::query_as(
+            "SELECT f.flavorid, a.project_id FROM flavor_projects a \
+             JOIN flavors f ON f.id = a.flavor_id ORDER BY f.flavorid, a.project_id",
+        )
+        .fetch_all(p)
+        .await?
+    }))
+}
+
+/// The projects a flavor is shared with.
+pub async fn access_of(db: &Db, flavorid: &str) -> DbResult<Vec<String>> {
+    let rows: Vec<(String,)> = on_pool!(db, p => {
+        sqlx::query_as(
+            "SELECT a.project_id FROM flavor_projects a JOIN flavors f ON f.id = a.flavor_id \
+             WHERE f.flavorid = $1 ORDER BY a.project_id",
+        )
+        .bind(flavorid)
+        .fetch_all(p)
+        .await?
+    });
+    Ok(rows.into_iter().map(|(p,)| p).collect())
+}
+
+/// Shares a flavor with a project; false when it already was.
+pub async fn add_access(db: &Db, flavorid: &str, project: &str) -> DbResult<bool> {
+    let n = on_pool!(db, p => {
+        sqlx::query(
+            "INSERT INTO flavor_projects (flavor_id, project_id) \
+             SELECT id, $2 FROM flavors WHERE flavorid = $1 ON CONFLICT DO NOTHING",
+        )
+        .bind(flavorid)
+        .bind(project)
+        .execute(p)
+        .await?
+        .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// Stops sharing a flavor with a project; false when it was not shared with it.
+pub async fn remove_access(db: &Db, flavorid: &str, project: &str) -> DbResult<bool> {
+    let n = on_pool!(db, p => {
+        sqlx::query(
+            "DELETE FROM flavor_projects WHERE project_id = $2 AND flavor_id IN \
+             (SELECT id FROM flavors WHERE flavorid = $1)",
+        )
+        .bind(flavorid)
+        .bind(project)
+        .execute(p)
+        .await?
+        .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// Sets a flavor's description; false when there is no such flavor.
+pub async fn set_description(db: &Db, flavorid: &str, description: Option<&str>) -> DbResult<bool> {
+    let n = on_pool!(db, p => {
+        sqlx::query("UPDATE flavors SET description = $2 WHERE flavorid = $1")
+            .bind(flavorid)
+            .bind(description)
+            .execute(p)
+            .await?
+            .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// Removes one extra spec; false when the flavor has no such key.
+pub async fn delete_extra_spec(db: &Db, flavorid: &str, key: &str) -> DbResult<bool> {
+    let n = on_pool!(db, p => {
+        sqlx::query(
+            "DELETE FROM flavor_extra_specs WHERE key = $2 AND flavor_id IN \
+             (SELECT id FROM flavors WHERE flavorid = $1)",
+        )
+        .bind(flavorid)
+        .bind(key)
+        .execute(p)
+        .await?
+        .rows_affected()
+    });
+    Ok(n == 1)
 }

@@ -7,7 +7,7 @@ use super::rows::{FaultRow, InstanceRow, INSTANCE_COLUMNS};
 use super::tasks;
 use super::{corrupt, on_pool, on_tx, Db, DbError, DbResult, Tx};
 use crate::ids::{InstanceUuid, TaskId};
-use crate::model::{Fault, Flavor, Instance, NodeType, PowerState, TaskState, VmState};
+use crate::model::{Fault, Flavor, Instance, LockedBy, NodeType, PowerState, TaskState, VmState};
 use crate::rpc::TaskKind;
 use crate::time::{now_ms, Millis};
 use std::collections::{BTreeMap, HashMap};
@@ -25,6 +25,10 @@ pub struct NewInstance {
     pub metadata: BTreeMap<String, String>,
     pub user_data: Option<String>,
     pub availability_zone: Option<String>,
+    pub description: Option<String>,
+    pub key_name: Option<String>,
+    pub key_data: Option<String>,
+    pub tags: Vec<String>,
 }
 
 /// Writes the instance (building/scheduling), its `create` action and its build task in one
@@ -38,13 +42,15 @@ pub async fn create_with_build_task(
     let now = now_ms();
     let flavor = serde_json::to_string(&new.flavor).map_err(|e| corrupt(e.to_string()))?;
     let metadata = serde_json::to_string(&new.metadata).map_err(|e| corrupt(e.to_string()))?;
+    let tags = serde_json::to_string(&new.tags).map_err(|e| corrupt(e.to_string()))?;
     let mut tx = db.begin().await?;
     on_tx!(&mut tx, c => {
         sqlx::query(
             "INSERT INTO instances (uuid, name, project_id, user_id, vm_state, task_state, \
              power_state, node_type, flavor, image_ref, metadata, user_data, availability_zone, \
-             created_at, updated_at, deleted) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15)",
+             created_at, updated_at, deleted, description, key_name, key_data, tags) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, \
+             $16, $17, $18, $19)",
         )
         .bind(uuid.0)
         .bind(&new.name)
@@ -61,6 +67,10 @@ pub async fn create_with_build_task(
         .bind(&new.availability_zone)
         .bind(now)
         .bind(false)
+        .bind(&new.description)
+        .bind(&new.key_name)
+        .bind(&new.key_data)
+        .bind(&tags)
         .execute(&mut *c)
         .await?;
     });
@@ -94,6 +104,12 @@ pub async fn create_with_build_task(
         updated_at: now,
         deleted: false,
         fault: None,
+        description: new.description.clone(),
+        key_name: new.key_name.clone(),
+        key_data: new.key_data.clone(),
+        locked_by: None,
+        locked_reason: None,
+        tags: new.tags.clone(),
     };
     Ok((instance, task))
 }
@@ -266,26 +282,35 @@ pub enum TransitionError {
         vm_state: VmState,
         task_state: Option<TaskState>,
     },
+    /// The server is locked and the caller may not override the lock (Nova's
+    /// `check_instance_lock`).
+    #[error("instance is locked")]
+    Locked,
     #[error(transparent)]
     Db(#[from] DbError),
 }
 
 /// Starts a user action: sets the task state if the server is in one of the rule's vm states
 /// with no task running, and writes the action and task rows, all in one transaction.
-/// `project` limits the lookup to one project (`None`: any, for admins).
+/// `project` limits the lookup to one project (`None`: any, for admins); a locked server
+/// refuses unless `lock_override` (admins, as Nova).
 pub async fn begin_action(
     db: &Db,
     uuid: InstanceUuid,
     project: Option<&str>,
+    lock_override: bool,
     rule: TransitionRule,
     kind: TaskKind,
     who: &Requester<'_>,
 ) -> Result<TaskId, TransitionError> {
     let mut tx = db.begin().await?;
     let current = lock_current(&mut tx, uuid, project).await?;
-    let Some((vm_state, task_state)) = current else {
+    let Some((vm_state, task_state, locked)) = current else {
         return Err(TransitionError::NotFound);
     };
+    if locked && !lock_override {
+        return Err(TransitionError::Locked);
+    }
     // Delete may interrupt any task but another delete (Nova allows deleting a server that is
     // building, stopping, …); every other action needs the server idle.
     let idle_ok = task_state.is_none()
@@ -311,30 +336,31 @@ pub async fn begin_action(
     Ok(task)
 }
 
-/// Reads the states of a live instance inside `tx`; on PostgreSQL the row is locked so that two
-/// concurrent actions cannot both pass the check (SQLite serialises writers anyway).
+/// Reads the states (and whether it is locked) of a live instance inside `tx`; on PostgreSQL
+/// the row is locked so that two concurrent actions cannot both pass the check (SQLite
+/// serialises writers anyway).
 async fn lock_current(
     tx: &mut Tx,
     uuid: InstanceUuid,
     project: Option<&str>,
-) -> DbResult<Option<(VmState, Option<TaskState>)>> {
+) -> DbResult<Option<(VmState, Option<TaskState>, bool)>> {
     let lock = if matches!(tx, Tx::Pg(_)) {
         " FOR UPDATE"
     } else {
         ""
     };
     let sql = format!(
-        "SELECT vm_state, task_state FROM instances WHERE uuid = $1 AND NOT deleted \
+        "SELECT vm_state, task_state, locked_by FROM instances WHERE uuid = $1 AND NOT deleted \
          AND ($2 IS NULL OR project_id = $2){lock}"
     );
-    let row: Option<(String, Option<String>)> = on_tx!(tx, c => {
+    let row: Option<(String, Option<String>, Option<String>)> = on_tx!(tx, c => {
         sqlx::query_as(&sql)
             .bind(uuid.0)
             .bind(project)
             .fetch_optional(&mut *c)
             .await?
     });
-    let Some((vm, task)) = row else {
+    let Some((vm, task, locked_by)) = row else {
         return Ok(None);
     };
     let vm = VmState::parse(&vm).ok_or_else(|| corrupt(format!("vm_state {vm}")))?;
@@ -342,7 +368,76 @@ async fn lock_current(
         None => None,
         Some(t) => Some(TaskState::parse(&t).ok_or_else(|| corrupt(format!("task_state {t}")))?),
     };
-    Ok(Some((vm, task)))
+    Ok(Some((vm, task, locked_by.is_some())))
+}
+
+/// Changes what a user may edit of a live server — name, description, metadata, tags, lock —
+/// by applying `edit` to it inside one transaction (row locked on PostgreSQL), so that
+/// concurrent edits do not lose each other's changes. `None` when there is no such server (in
+/// `project`, if given); an error of `edit` aborts and changes nothing. With `record`, the
+/// change is also an instance action of that name (with its one `api_<name>` event), as Nova
+/// records lock and unlock.
+pub async fn modify<E, F>(
+    db: &Db,
+    uuid: InstanceUuid,
+    project: Option<&str>,
+    record: Option<(&str, &Requester<'_>)>,
+    edit: F,
+) -> Result<Option<Instance>, E>
+where
+    E: From<DbError>,
+    F: FnOnce(&mut Instance) -> Result<(), E>,
+{
+    let mut tx = db.begin().await?;
+    let lock = if matches!(tx, Tx::Pg(_)) {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE uuid = $1 AND NOT deleted \
+         AND ($2 IS NULL OR project_id = $2){lock}"
+    );
+    let row: Option<InstanceRow> = on_tx!(&mut tx, c => {
+        sqlx::query_as(&sql)
+            .bind(uuid.0)
+            .bind(project)
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(DbError::from)?
+    });
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let mut instance = row.into_model(None)?;
+    edit(&mut instance)?;
+    let metadata = serde_json::to_string(&instance.metadata).map_err(|e| corrupt(e.to_string()))?;
+    let tags = serde_json::to_string(&instance.tags).map_err(|e| corrupt(e.to_string()))?;
+    instance.updated_at = now_ms();
+    on_tx!(&mut tx, c => {
+        sqlx::query(
+            "UPDATE instances SET name = $2, description = $3, metadata = $4, tags = $5, \
+             locked_by = $6, locked_reason = $7, updated_at = $8 WHERE uuid = $1",
+        )
+        .bind(uuid.0)
+        .bind(&instance.name)
+        .bind(&instance.description)
+        .bind(&metadata)
+        .bind(&tags)
+        .bind(instance.locked_by.map(LockedBy::as_str))
+        .bind(&instance.locked_reason)
+        .bind(instance.updated_at)
+        .execute(&mut *c)
+        .await
+        .map_err(DbError::from)?;
+    });
+    if let Some((action, who)) = record {
+        let id = actions::start(&mut tx, uuid, action, who).await?;
+        let event = format!("api_{action}");
+        actions::record_event(&mut tx, id, &event, instance.updated_at, None, None).await?;
+    }
+    tx.commit().await?;
+    Ok(get(db, uuid).await?)
 }
 
 /// The states an update expects to find; a mismatch makes it a no-op.

@@ -263,3 +263,139 @@ pub async fn allocation_count(db: &Db) -> DbResult<i64> {
         on_pool!(db, p => sqlx::query_as("SELECT COUNT(*) FROM allocations").fetch_one(p).await?);
     Ok(n)
 }
+
+/// How the API names a service: by id (before 2.53), by uuid (from 2.53), or by host and
+/// binary (the older `enable`/`disable` routes).
+#[derive(Clone, Copy, Debug)]
+pub enum ServiceKey<'a> {
+    Id(i64),
+    Uuid(Uuid),
+    HostBinary(&'a str, &'a str),
+}
+
+impl ServiceKey<'_> {
+    fn condition(&self) -> &'static str {
+        match self {
+            ServiceKey::Id(_) => "id = $1",
+            ServiceKey::Uuid(_) => "uuid = $1",
+            ServiceKey::HostBinary(..) => "host = $1 AND binary_name = $2",
+        }
+    }
+}
+
+/// Binds a key's values in the order [`ServiceKey::condition`] names them.
+macro_rules! bind_key {
+    ($q:expr, $key:expr) => {
+        match $key {
+            ServiceKey::Id(id) => $q.bind(id),
+            ServiceKey::Uuid(u) => $q.bind(u),
+            ServiceKey::HostBinary(h, b) => $q.bind(h).bind(b),
+        }
+    };
+}
+
+pub async fn service_by(db: &Db, key: ServiceKey<'_>) -> DbResult<Option<Service>> {
+    let sql = format!(
+        "SELECT {SERVICE_COLUMNS} FROM services WHERE {}",
+        key.condition()
+    );
+    let row: Option<ServiceRow> = on_pool!(db, p => {
+        let q = sqlx::query_as(&sql);
+        bind_key!(q, key).fetch_optional(p).await?
+    });
+    Ok(row.map(ServiceRow::into_model))
+}
+
+/// What an admin changes of a service; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct ServiceChange {
+    pub disabled: Option<bool>,
+    /// Written whenever `disabled` is given: the reason when disabling, cleared when enabling.
+    pub disabled_reason: Option<String>,
+    pub forced_down: Option<bool>,
+}
+
+/// Applies `change` to a service; the service as it is afterwards, `None` if there is none.
+pub async fn update_service(
+    db: &Db,
+    key: ServiceKey<'_>,
+    change: &ServiceChange,
+) -> DbResult<Option<Service>> {
+    let offset = match key {
+        ServiceKey::HostBinary(..) => 2,
+        _ => 1,
+    };
+    let sql = format!(
+        "UPDATE services SET disabled = COALESCE(${a}, disabled), \
+         disabled_reason = CASE WHEN ${a} IS NULL THEN disabled_reason ELSE ${b} END, \
+         forced_down = COALESCE(${c}, forced_down), updated_at = ${d} WHERE {}",
+        key.condition(),
+        a = offset + 1,
+        b = offset + 2,
+        c = offset + 3,
+        d = offset + 4,
+    );
+    let n = on_pool!(db, p => {
+        let q = sqlx::query(&sql);
+        bind_key!(q, key)
+            .bind(change.disabled)
+            .bind(&change.disabled_reason)
+            .bind(change.forced_down)
+            .bind(now_ms())
+            .execute(p)
+            .await?
+            .rows_affected()
+    });
+    if n == 0 {
+        return Ok(None);
+    }
+    service_by(db, key).await
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ServiceDeletion {
+    Deleted,
+    NotFound,
+    /// A compute service whose host still has live servers (Nova refuses, 409).
+    HostsInstances,
+}
+
+/// Deletes a service; for a compute service also its nodes, unless servers still live there.
+pub async fn delete_service(db: &Db, key: ServiceKey<'_>) -> DbResult<ServiceDeletion> {
+    let Some(service) = service_by(db, key).await? else {
+        return Ok(ServiceDeletion::NotFound);
+    };
+    let mut tx = db.begin().await?;
+    let outcome = on_tx!(&mut tx, c => {
+        if service.binary == crate::model::COMPUTE_BINARY {
+            let (live,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM instances WHERE host = $1 AND NOT deleted",
+            )
+            .bind(&service.host)
+            .fetch_one(&mut *c)
+            .await?;
+            if live > 0 {
+                return Ok(ServiceDeletion::HostsInstances);
+            }
+            // Allocations of deleted servers may still name the nodes.
+            sqlx::query(
+                "DELETE FROM allocations WHERE node_uuid IN \
+                 (SELECT uuid FROM compute_nodes WHERE host = $1)",
+            )
+            .bind(&service.host)
+            .execute(&mut *c)
+            .await?;
+            sqlx::query("DELETE FROM compute_nodes WHERE host = $1")
+                .bind(&service.host)
+                .execute(&mut *c)
+                .await?;
+        }
+        sqlx::query("DELETE FROM services WHERE id = $1")
+            .bind(service.id)
+            .execute(&mut *c)
+            .await?;
+        ServiceDeletion::Deleted
+    });
+    tx.commit().await?;
+    Ok(outcome)
+}

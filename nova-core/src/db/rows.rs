@@ -3,8 +3,8 @@
 use super::{corrupt, DbResult};
 use crate::ids::{InstanceUuid, NodeUuid};
 use crate::model::{
-    ComputeNode, Fault, Flavor, Instance, NodeInventory, NodeType, PowerState, Resources, Service,
-    TaskState, VmState,
+    ComputeNode, Fault, Flavor, Instance, LockedBy, NodeInventory, NodeType, PowerState, Resources,
+    Service, TaskState, VmState,
 };
 use uuid::Uuid;
 
@@ -30,12 +30,19 @@ pub(super) struct InstanceRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub deleted: bool,
+    pub description: Option<String>,
+    pub key_name: Option<String>,
+    pub key_data: Option<String>,
+    pub locked_by: Option<String>,
+    pub locked_reason: Option<String>,
+    pub tags: String,
 }
 
 /// The column list matching [`InstanceRow`], for `SELECT`s.
 pub(super) const INSTANCE_COLUMNS: &str = "uuid, name, project_id, user_id, vm_state, \
     task_state, power_state, host, node, node_type, flavor, image_ref, metadata, user_data, \
-    availability_zone, launched_at, terminated_at, created_at, updated_at, deleted";
+    availability_zone, launched_at, terminated_at, created_at, updated_at, deleted, \
+    description, key_name, key_data, locked_by, locked_reason, tags";
 
 impl InstanceRow {
     pub fn into_model(self, fault: Option<Fault>) -> DbResult<Instance> {
@@ -71,6 +78,17 @@ impl InstanceRow {
             updated_at: self.updated_at,
             deleted: self.deleted,
             fault,
+            description: self.description,
+            key_name: self.key_name,
+            key_data: self.key_data,
+            locked_by: match self.locked_by.as_deref() {
+                None => None,
+                Some(l) => {
+                    Some(LockedBy::parse(l).ok_or_else(|| corrupt(format!("locked_by {l}")))?)
+                }
+            },
+            locked_reason: self.locked_reason,
+            tags: serde_json::from_str(&self.tags).map_err(|e| corrupt(format!("tags: {e}")))?,
         })
     }
 }

@@ -1,0 +1,550 @@
+//! What a server carries besides its lifecycle, over HTTP on both shapes: update (name,
+//! description), metadata and tags as resources, lock/unlock and who may undo a lock,
+//! `/ips`, the instance-action record; and the admin switches on compute services and the
+//! sharing of private flavors. Every response is checked against tempest's schema for the
+//! microversion asked for (the client does it).
+
+use e2e::client::{Client, IMAGE};
+use e2e::on_both_shapes;
+use e2e::stack::{Options, Stack};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn demo(stack: &dyn Stack, version: &str) -> Client {
+    Client::new(stack.api_url(), "demo:demo").at_microversion(version)
+}
+
+fn admin(stack: &dyn Stack, version: &str) -> Client {
+    Client::new(stack.api_url(), "admin:admin").at_microversion(version)
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Creates a server at `c`'s microversion (≥ 2.52, which takes tags) and waits for ACTIVE.
+async fn active_server(c: &Client, server: Value) -> anyhow::Result<String> {
+    let r = c.post("/servers", &json!({ "server": server })).await?;
+    anyhow::ensure!(r.status == 202, "create: {} {}", r.status, r.body);
+    let id = r.body["server"]["id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("no id in {}", r.body))?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    Ok(id)
+}
+
+on_both_shapes!(
+    a_server_is_updated_described_tagged_and_given_metadata,
+    Options::default()
+);
+async fn a_server_is_updated_described_tagged_and_given_metadata(
+    stack: &dyn Stack,
+) -> anyhow::Result<()> {
+    let c = demo(stack, "2.73");
+    let r = c
+        .post("/os-keypairs", &json!({"keypair": {"name": "k1"}}))
+        .await?;
+    assert_eq!(r.status, 201, "{}", r.status);
+    let public_key = r.body["keypair"]["public_key"].clone();
+    // A key pair that is not the caller's is a 400 and writes nothing.
+    let r = c
+        .post(
+            "/servers",
+            &json!({"server": {"name": "s", "imageRef": IMAGE, "flavorRef": "1",
+                "networks": "none", "key_name": "nope"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        json!("Invalid key_name provided.")
+    );
+    assert_eq!(c.get("/servers").await?.body["servers"], json!([]));
+
+    let id = active_server(
+        &c,
+        json!({"name": "first", "imageRef": IMAGE, "flavorRef": "1", "networks": "none",
+            "description": "the first", "tags": ["a", "b"], "key_name": "k1",
+            "metadata": {"m": "1"}}),
+    )
+    .await?;
+    let s = c.server(&id).await?.body["server"].clone();
+    assert_eq!(s["description"], json!("the first"));
+    assert_eq!(s["tags"], json!(["a", "b"]));
+    assert_eq!(s["key_name"], json!("k1"));
+    assert_eq!(s["locked"], json!(false));
+    assert_eq!(s["locked_reason"], Value::Null);
+    // The key was copied onto the server: the driver got it in the spec.
+    assert_eq!(
+        stack.driver().key_of(id.parse()?),
+        public_key.as_str().map(str::to_owned)
+    );
+
+    // Update: name and description (2.19); Nova's basic view comes back.
+    let r = c
+        .put(
+            &format!("/servers/{id}"),
+            &json!({"server": {"name": "renamed", "description": null}}),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["server"]["name"], json!("renamed"));
+    assert_eq!(r.body["server"]["description"], Value::Null);
+    assert!(r.body["server"]
+        .get("OS-EXT-AZ:availability_zone")
+        .is_none());
+    let old = c.at_microversion("2.1");
+    let r = old
+        .put(
+            &format!("/servers/{id}"),
+            &json!({"server": {"description": "not yet"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 400, "description is unknown at 2.1: {}", r.body);
+    let r = c
+        .put(
+            &format!("/servers/{id}"),
+            &json!({"server": {"name": " x"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        c.server(&id).await?.body["server"]["name"],
+        json!("renamed")
+    );
+
+    // Metadata: merge, replace, one item, delete.
+    let meta = format!("/servers/{id}/metadata");
+    assert_eq!(c.get(&meta).await?.body, json!({"metadata": {"m": "1"}}));
+    let r = c.post(&meta, &json!({"metadata": {"n": "2"}})).await?;
+    assert_eq!(r.body, json!({"metadata": {"m": "1", "n": "2"}}));
+    let r = c.put(&meta, &json!({"metadata": {"x": "9"}})).await?;
+    assert_eq!(r.body, json!({"metadata": {"x": "9"}}));
+    assert_eq!(
+        c.get(&format!("{meta}/x")).await?.body,
+        json!({"meta": {"x": "9"}})
+    );
+    let r = c
+        .put(&format!("{meta}/y"), &json!({"meta": {"y": "8"}}))
+        .await?;
+    assert_eq!((r.status, r.body), (200, json!({"meta": {"y": "8"}})));
+    let r = c
+        .put(&format!("{meta}/y"), &json!({"meta": {"z": "8"}}))
+        .await?;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        json!("Request body and URI mismatch")
+    );
+    assert_eq!(c.delete(&format!("{meta}/x")).await?.status, 204);
+    let r = c.delete(&format!("{meta}/x")).await?;
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.body["itemNotFound"]["message"],
+        json!("Metadata item was not found")
+    );
+    let r = c
+        .post(&meta, &json!({"metadata": {"bad/key": "1"}}))
+        .await?;
+    assert_eq!(r.status, 400);
+    // The project's metadata_items quota holds for updates too (Nova's 403).
+    let admin_c = admin(stack, "2.73");
+    let r = admin_c
+        .put(
+            "/os-quota-sets/demo",
+            &json!({"quota_set": {"metadata_items": 2}}),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = c
+        .post(&meta, &json!({"metadata": {"p": "1", "q": "2"}}))
+        .await?;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        r.body["forbidden"]["message"],
+        json!("Maximum number of metadata items exceeds 2")
+    );
+    assert_eq!(c.get(&meta).await?.body, json!({"metadata": {"y": "8"}}));
+
+    // Tags (2.26): one by one, all at once, and as list filters.
+    let tags = format!("/servers/{id}/tags");
+    assert_eq!(strings(&c.get(&tags).await?.body["tags"]), ["a", "b"]);
+    let r = c.put(&format!("{tags}/c"), &Value::Null).await?;
+    assert_eq!(r.status, 201);
+    assert!(r.headers["location"]
+        .to_str()?
+        .ends_with(&format!("/servers/{id}/tags/c")));
+    assert_eq!(c.put(&format!("{tags}/c"), &Value::Null).await?.status, 204);
+    assert_eq!(c.get(&format!("{tags}/c")).await?.status, 204);
+    assert_eq!(c.get(&format!("{tags}/zz")).await?.status, 404);
+    assert_eq!(c.delete(&format!("{tags}/a")).await?.status, 204);
+    assert_eq!(c.delete(&format!("{tags}/a")).await?.status, 404);
+    let found = |q: &'static str| {
+        let c = c.clone();
+        async move {
+            let r = c.get(&format!("/servers?{q}")).await?;
+            anyhow::Ok(r.body["servers"].as_array().map_or(0, Vec::len))
+        }
+    };
+    assert_eq!(found("tags=b,c").await?, 1);
+    assert_eq!(found("tags=a,b").await?, 0);
+    assert_eq!(found("tags-any=a,c").await?, 1);
+    assert_eq!(found("not-tags=b,c").await?, 0);
+    assert_eq!(found("not-tags-any=a,z").await?, 1);
+    let r = c.put(&tags, &json!({"tags": ["x/y"]})).await?;
+    assert_eq!(r.status, 400);
+    let r = c.put(&tags, &json!({"tags": ["q", "q", "r"]})).await?;
+    assert_eq!((r.status, r.body), (200, json!({"tags": ["q", "r"]})));
+    let too_many: Vec<String> = (0..51).map(|i| format!("t{i}")).collect();
+    assert_eq!(
+        c.put(&tags, &json!({ "tags": too_many })).await?.status,
+        400
+    );
+    assert_eq!(c.delete(&tags).await?.status, 204);
+    assert_eq!(c.get(&tags).await?.body, json!({"tags": []}));
+    assert_eq!(c.at_microversion("2.25").get(&tags).await?.status, 404);
+
+    // Addresses: none while servers have no networks.
+    let r = c.get(&format!("/servers/{id}/ips")).await?;
+    assert_eq!((r.status, r.body), (200, json!({"addresses": {}})));
+    assert_eq!(
+        c.get(&format!("/servers/{id}/ips/private")).await?.status,
+        404
+    );
+    let other = Client::new(stack.api_url(), "eve:other");
+    assert_eq!(other.get(&format!("/servers/{id}/ips")).await?.status, 404);
+    assert_eq!(other.get(&meta).await?.status, 404);
+    assert_eq!(other.get(&tags).await?.status, 404);
+    Ok(())
+}
+
+on_both_shapes!(a_locked_server_refuses_until_unlocked, Options::default());
+async fn a_locked_server_refuses_until_unlocked(stack: &dyn Stack) -> anyhow::Result<()> {
+    let c = demo(stack, "2.73");
+    let a = admin(stack, "2.73");
+    let id = active_server(
+        &c,
+        json!({"name": "locked", "imageRef": IMAGE, "flavorRef": "1", "networks": "none"}),
+    )
+    .await?;
+    let r = c
+        .action(&id, &json!({"lock": {"locked_reason": "maintenance"}}))
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let s = c.server(&id).await?.body["server"].clone();
+    assert_eq!(s["locked"], json!(true));
+    assert_eq!(s["locked_reason"], json!("maintenance"));
+    // Before 2.73 a lock takes no reason.
+    let r = c
+        .at_microversion("2.72")
+        .action(&id, &json!({"lock": {"locked_reason": "x"}}))
+        .await?;
+    assert_eq!(r.status, 400);
+
+    let locked =
+        json!({"conflictingRequest": {"code": 409, "message": format!("Instance {id} is locked")}});
+    let r = c.action(&id, &json!({"os-stop": null})).await?;
+    assert_eq!((r.status, &r.body), (409, &locked));
+    assert_eq!(c.delete(&format!("/servers/{id}")).await?.body, locked);
+    let r = c
+        .post(
+            &format!("/servers/{id}/metadata"),
+            &json!({"metadata": {"k": "v"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 409);
+
+    // An admin's lock is the admin's to undo.
+    assert_eq!(a.action(&id, &json!({"lock": null})).await?.status, 202);
+    let r = c.action(&id, &json!({"unlock": null})).await?;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        r.body["forbidden"]["message"],
+        json!("Policy doesn't allow os_compute_api:os-lock-server:unlock:unlock_override to be performed.")
+    );
+    assert_eq!(a.action(&id, &json!({"unlock": null})).await?.status, 202);
+    let s = c.server(&id).await?.body["server"].clone();
+    assert_eq!(
+        (s["locked"].clone(), s["locked_reason"].clone()),
+        (json!(false), Value::Null)
+    );
+    // The owner's own lock is the owner's to undo; unlocking twice is fine.
+    assert_eq!(c.action(&id, &json!({"lock": null})).await?.status, 202);
+    assert_eq!(c.action(&id, &json!({"unlock": null})).await?.status, 202);
+    assert_eq!(c.action(&id, &json!({"unlock": null})).await?.status, 202);
+    assert_eq!(c.action(&id, &json!({"os-stop": null})).await?.status, 202);
+    c.wait_status(&id, "SHUTOFF", WAIT).await?;
+
+    // The record: newest first; paged from 2.58; events for the owner from 2.51.
+    let actions = format!("/servers/{id}/os-instance-actions");
+    let r = c.at_microversion("2.58").get(&actions).await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let names: Vec<String> = r.body["instanceActions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["action"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        names,
+        ["stop", "unlock", "unlock", "lock", "unlock", "lock", "lock", "create"]
+    );
+    let page = c
+        .at_microversion("2.58")
+        .get(&format!("{actions}?limit=2"))
+        .await?;
+    assert_eq!(
+        page.body["instanceActions"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert!(page.body["links"][0]["href"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("marker="));
+    let create_req = r.body["instanceActions"][7]["request_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let one = format!("{actions}/{create_req}");
+    let r = c.at_microversion("2.84").get(&one).await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let events = r.body["instanceAction"]["events"].clone();
+    assert_eq!(events[0]["result"], json!("Success"), "{events}");
+    assert!(events[0]["hostId"].as_str().is_some_and(|h| !h.is_empty()));
+    assert!(events[0].get("host").is_none(), "host is for admins");
+    let r = c.at_microversion("2.1").get(&one).await?;
+    assert!(
+        r.body["instanceAction"].get("events").is_none(),
+        "events for admins only at 2.1"
+    );
+    let r = a.at_microversion("2.62").get(&one).await?;
+    assert!(r.body["instanceAction"]["events"][0]["host"].is_string());
+    assert_eq!(c.get(&format!("{actions}/req-nope")).await?.status, 404);
+
+    // From 2.21 a deleted server's record stays readable.
+    assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 204);
+    c.wait_gone(&id, WAIT).await?;
+    let r = c.at_microversion("2.21").get(&actions).await?;
+    assert_eq!(r.body["instanceActions"][0]["action"], json!("delete"));
+    assert_eq!(c.at_microversion("2.20").get(&actions).await?.status, 404);
+    Ok(())
+}
+
+on_both_shapes!(
+    compute_services_are_disabled_forced_down_and_deleted,
+    Options::default()
+);
+async fn compute_services_are_disabled_forced_down_and_deleted(
+    stack: &dyn Stack,
+) -> anyhow::Result<()> {
+    let a = admin(stack, "2.53");
+    let c = demo(stack, "2.53");
+    let services = a.get("/os-services?binary=nova-compute").await?;
+    let compute = services.body["services"][0].clone();
+    let (uuid, host) = (compute["id"].clone(), compute["host"].clone());
+    let path = format!("/os-services/{}", uuid.as_str().unwrap_or_default());
+
+    let r = a
+        .put(
+            &path,
+            &json!({"status": "disabled", "disabled_reason": "maintenance"}),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["service"]["status"], json!("disabled"));
+    assert_eq!(r.body["service"]["disabled_reason"], json!("maintenance"));
+    // A disabled host takes no new servers.
+    let r = c
+        .post(
+            "/servers",
+            &json!({"server": {"name": "nowhere", "imageRef": IMAGE, "flavorRef": "1",
+                "networks": "none"}}),
+        )
+        .await?;
+    let id = r.body["server"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let s = c.wait_error(&id, WAIT).await?;
+    assert!(s["fault"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("No valid host"));
+    // Nova's rules for the body.
+    let r = a
+        .put(&path, &json!({"status": "enabled", "disabled_reason": "x"}))
+        .await?;
+    assert_eq!(r.status, 400);
+    assert_eq!(a.put(&path, &json!({})).await?.status, 400);
+    assert_eq!(
+        c.put(&path, &json!({"status": "enabled"})).await?.status,
+        403
+    );
+    let r = a.put(&path, &json!({"status": "enabled"})).await?;
+    assert_eq!(r.body["service"]["disabled_reason"], Value::Null);
+
+    // Forced down: shown down at once, and not scheduled to.
+    let r = a.put(&path, &json!({"forced_down": true})).await?;
+    assert_eq!(
+        (
+            r.body["service"]["forced_down"].clone(),
+            r.body["service"]["state"].clone()
+        ),
+        (json!(true), json!("down"))
+    );
+    let r = a.put(&path, &json!({"forced_down": false})).await?;
+    assert_eq!(r.body["service"]["state"], json!("up"));
+
+    // The routes before 2.53 name the service by host and binary.
+    let old = admin(stack, "2.11");
+    let by_host = json!({"host": host, "binary": "nova-compute"});
+    let r = old.put("/os-services/disable", &by_host).await?;
+    assert_eq!(
+        (r.status, r.body.clone()),
+        (
+            200,
+            json!({"service": {"host": host, "binary": "nova-compute", "status": "disabled"}})
+        )
+    );
+    let mut with_reason = by_host.clone();
+    with_reason["disabled_reason"] = json!("cabling");
+    let r = old
+        .put("/os-services/disable-log-reason", &with_reason)
+        .await?;
+    assert_eq!(r.body["service"]["disabled_reason"], json!("cabling"));
+    let r = old.put("/os-services/enable", &by_host).await?;
+    assert_eq!(r.body["service"]["status"], json!("enabled"));
+    let mut down = by_host.clone();
+    down["forced_down"] = json!(false);
+    let r = old.put("/os-services/force-down", &down).await?;
+    assert_eq!(r.body["service"]["forced_down"], json!(false));
+    let r = old
+        .put(
+            "/os-services/enable",
+            &json!({"host": "nohost", "binary": "nova-compute"}),
+        )
+        .await?;
+    assert_eq!(r.status, 404);
+
+    // The host serves again; a compute service that still hosts servers is not deleted.
+    let id = active_server(
+        &c,
+        json!({"name": "here", "imageRef": IMAGE, "flavorRef": "1", "networks": "none"}),
+    )
+    .await?;
+    let r = a.delete(&path).await?;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(a.delete("/os-services/not-a-uuid").await?.status, 400);
+    for server in c.get("/servers").await?.body["servers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let sid = server["id"].as_str().unwrap_or_default();
+        assert_eq!(c.delete(&format!("/servers/{sid}")).await?.status, 204);
+        c.wait_gone(sid, WAIT).await?;
+    }
+    let _ = id;
+    assert_eq!(a.delete(&path).await?.status, 204);
+    assert_eq!(a.delete(&path).await?.status, 404);
+    let left = a.get("/os-services?binary=nova-compute").await?;
+    assert_eq!(left.body["services"], json!([]));
+    assert_eq!(
+        a.get("/os-hypervisors").await?.body["hypervisors"],
+        json!([])
+    );
+    Ok(())
+}
+
+on_both_shapes!(
+    a_private_flavor_is_for_the_projects_it_is_shared_with,
+    Options::default()
+);
+async fn a_private_flavor_is_for_the_projects_it_is_shared_with(
+    stack: &dyn Stack,
+) -> anyhow::Result<()> {
+    let a = admin(stack, "2.61");
+    let c = demo(stack, "2.61");
+    let other = Client::new(stack.api_url(), "eve:other").at_microversion("2.61");
+    let private = json!({"flavor": {"name": "p1.tiny", "ram": 512, "vcpus": 1, "disk": 1,
+        "id": "p1", "os-flavor-access:is_public": false}});
+    assert_eq!(a.post("/flavors", &private).await?.status, 200);
+    let ids = |r: &Value| -> Vec<String> {
+        r["flavors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f["id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert!(!ids(&c.get("/flavors").await?.body).contains(&"p1".to_owned()));
+    assert_eq!(c.get("/flavors/p1").await?.status, 404);
+    // Created by the admin's project, it is shared with it (as Nova).
+    let r = a.get("/flavors/p1/os-flavor-access").await?;
+    assert_eq!(
+        r.body,
+        json!({"flavor_access": [{"flavor_id": "p1", "tenant_id": "admin"}]})
+    );
+    assert!(ids(&a.get("/flavors?is_public=false").await?.body).contains(&"p1".to_owned()));
+    // As Nova, an admin's default listing has public flavors and those shared with the
+    // admin's project; `is_public=false` only the private ones.
+    assert!(!ids(&a.get("/flavors?is_public=false").await?.body).contains(&"1".to_owned()));
+    // Not usable until shared.
+    let server = json!({"server": {"name": "p", "imageRef": IMAGE, "flavorRef": "p1",
+        "networks": "none"}});
+    assert_eq!(c.post("/servers", &server).await?.status, 400);
+
+    let add = json!({"addTenantAccess": {"tenant": "demo"}});
+    assert_eq!(c.post("/flavors/p1/action", &add).await?.status, 403);
+    let r = a.post("/flavors/p1/action", &add).await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["flavor_access"].as_array().map(Vec::len), Some(2));
+    assert_eq!(a.post("/flavors/p1/action", &add).await?.status, 409);
+    assert!(ids(&c.get("/flavors/detail").await?.body).contains(&"p1".to_owned()));
+    assert_eq!(c.get("/flavors/p1").await?.status, 200);
+    assert_eq!(other.get("/flavors/p1").await?.status, 404);
+    let r = c.post("/servers", &server).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+
+    let remove = json!({"removeTenantAccess": {"tenant": "demo"}});
+    assert_eq!(a.post("/flavors/p1/action", &remove).await?.status, 200);
+    assert_eq!(a.post("/flavors/p1/action", &remove).await?.status, 404);
+    assert_eq!(c.get("/flavors/p1").await?.status, 404);
+    // Public flavors have no access list.
+    assert_eq!(a.get("/flavors/1/os-flavor-access").await?.status, 404);
+    assert_eq!(a.post("/flavors/1/action", &add).await?.status, 409);
+
+    // Extra specs one by one, and the description (2.55).
+    let spec = "/flavors/p1/os-extra_specs/hw:cpu_policy";
+    let r = a.put(spec, &json!({"hw:cpu_policy": "shared"})).await?;
+    assert_eq!(
+        (r.status, r.body),
+        (200, json!({"hw:cpu_policy": "shared"}))
+    );
+    assert_eq!(a.get(spec).await?.body, json!({"hw:cpu_policy": "shared"}));
+    assert_eq!(a.put(spec, &json!({"other": "x"})).await?.status, 400);
+    assert_eq!(a.delete(spec).await?.status, 200);
+    assert_eq!(a.get(spec).await?.status, 404);
+    let r = a
+        .put("/flavors/p1", &json!({"flavor": {"description": "for p"}}))
+        .await?;
+    assert_eq!(
+        (r.status, r.body["flavor"]["description"].clone()),
+        (200, json!("for p"))
+    );
+    assert_eq!(
+        a.at_microversion("2.54")
+            .put("/flavors/p1", &json!({"flavor": {"description": "x"}}))
+            .await?
+            .status,
+        404
+    );
+    Ok(())
+}
