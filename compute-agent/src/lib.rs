@@ -14,7 +14,7 @@ use image_cache::ImageCache;
 use nova_core::bus::{self, Bus, BusError, Delivery};
 use nova_core::ids::{InstanceUuid, TaskId};
 use nova_core::model::{PowerState, COMPUTE_BINARY};
-use nova_core::rpc::{AgentEvent, ComputeCommand, Envelope, Outcome, Queues};
+use nova_core::rpc::{AgentEvent, CallReply, ComputeCommand, Envelope, Outcome, Queues};
 pub use settings::AgentSettings;
 use settings::DriverKind;
 use std::collections::{HashMap, HashSet};
@@ -214,6 +214,10 @@ impl Agent {
             }
         };
         let command = envelope.body;
+        if let ComputeCommand::ConsoleOutput { instance, length } = command {
+            self.answer_console_output(delivery, instance, length).await;
+            return;
+        }
         let task = command.task_id();
         if let Some(task) = task {
             if !lock(&self.running).insert(task) {
@@ -234,6 +238,28 @@ impl Agent {
             tokio::time::sleep(Duration::from_secs(1)).await;
             delivery.requeue().await;
         }
+    }
+
+    /// Answers a console-output call. A call is a question, not a task: it is acked once
+    /// answered and never retried (the caller has a timeout).
+    async fn answer_console_output(
+        &self,
+        mut delivery: Delivery,
+        instance: InstanceUuid,
+        length: Option<usize>,
+    ) {
+        let limit = self.settings.operation_timeout();
+        let reply = match bounded(limit, self.driver.console_output(instance, length)).await {
+            Ok(output) => CallReply::ConsoleOutput { output },
+            Err(DriverError::NotFound(_)) => CallReply::NotFound,
+            Err(DriverError::Invalid(message)) => CallReply::NotSupported { message },
+            Err(DriverError::Backend(message)) => CallReply::Failed { message },
+        };
+        match serde_json::to_vec(&reply) {
+            Ok(bytes) => delivery.reply(bytes).await,
+            Err(e) => tracing::error!(error = %e, "console reply not encodable"),
+        }
+        delivery.ack().await;
     }
 
     async fn handle_command(
@@ -338,6 +364,11 @@ impl Agent {
                 let r = bounded(limit, driver.reboot(*instance, kind)).await;
                 (Some(*task_id), self.then_state(r, *instance).await)
             }
+            // Calls are answered in `handle` and never run as tasks.
+            ComputeCommand::ConsoleOutput { .. } => (
+                None,
+                Err(DriverError::Invalid("a call is not a task".into())),
+            ),
         };
         let outcome = match result {
             Ok(power_state) => Outcome::Done { power_state },

@@ -16,7 +16,7 @@ use nova_core::db::flavors;
 use nova_core::db::instances::{self, NewInstance, TransitionError, TransitionRule};
 use nova_core::ids::{InstanceUuid, TaskId};
 use nova_core::model::{LockedBy, TaskState, VmState};
-use nova_core::rpc::{Envelope, TaskKind, TaskSubmitted};
+use nova_core::rpc::{CallReply, ComputeCommand, Envelope, TaskKind, TaskSubmitted};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
 
@@ -1055,6 +1055,100 @@ async fn unlock(ctx: &RequestContext, state: &AppState, id: &str, arg: &Value) -
     Ok(())
 }
 
+/// How long the API waits for a compute host to send a console log.
+const CONSOLE_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Nova's `length` of `os-getConsoleOutput`: an integer (or a string of one) from -1, where -1
+/// or none means the whole log.
+fn parse_console_length(arg: &Value) -> ApiResult<Option<usize>> {
+    let obj = match arg {
+        Value::Null => return Ok(None),
+        Value::Object(o) => o,
+        other => {
+            return Err(invalid(
+                "os-getConsoleOutput",
+                other,
+                &format!("{other} is not of type 'object'"),
+            ))
+        }
+    };
+    if let Some(extra) = obj.keys().find(|k| k.as_str() != "length") {
+        return Err(bad(format!(
+            "Additional properties are not allowed ('{extra}' was unexpected)"
+        )));
+    }
+    let Some(v) = obj.get("length") else {
+        return Ok(None);
+    };
+    let n = match v {
+        Value::Null => return Ok(None),
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.parse::<i64>().ok(),
+        _ => None,
+    };
+    match n {
+        Some(-1) => Ok(None),
+        Some(n) if n >= 0 => Ok(Some(usize::try_from(n).unwrap_or(usize::MAX))),
+        Some(_) => Err(invalid("length", v, "is less than the minimum of -1")),
+        None => Err(invalid("length", v, "does not match '^-?[0-9]+$'")),
+    }
+}
+
+/// The `os-getConsoleOutput` action: the log comes from the server's host, asked over the
+/// bus and answered directly (request/reply), as Nova's RPC call to nova-compute.
+async fn console_output(
+    ctx: &RequestContext,
+    state: &AppState,
+    id: &str,
+    arg: &Value,
+) -> ApiResult<String> {
+    require_write(ctx, "os_compute_api:os-console-output")?;
+    let length = parse_console_length(arg)?;
+    let instance = visible(state, ctx, id).await?;
+    if instance.task_state == Some(TaskState::Deleting) {
+        return Err(ApiError::Conflict(format!(
+            "Cannot 'get_console_output' instance {id} while it is in task_state deleting"
+        )));
+    }
+    // Nova's check_instance_host: no host yet, no console.
+    let host = instance
+        .host
+        .as_deref()
+        .ok_or_else(|| ApiError::Conflict(format!("Instance {id} is not ready")))?;
+    let call = Envelope::new(
+        Some(ctx.request_id.clone()),
+        ComputeCommand::ConsoleOutput {
+            instance: instance.uuid,
+            length,
+        },
+    );
+    let queue = state.queues.compute(host);
+    let answer = match state
+        .bus
+        .call(&queue, call.encode(), CONSOLE_CALL_TIMEOUT)
+        .await
+    {
+        Ok(bytes) => bytes,
+        Err(nova_core::bus::BusError::Timeout(_)) => {
+            return Err(ApiError::Unavailable(format!(
+                "The compute host {host} did not send the console output in time; try again later."
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match serde_json::from_slice::<CallReply>(&answer) {
+        Ok(CallReply::ConsoleOutput { output }) => Ok(output),
+        Ok(CallReply::NotFound) => Err(ApiError::NotFound(
+            "Guest does not have a console available.".into(),
+        )),
+        Ok(CallReply::NotSupported { message }) => Err(ApiError::NotImplemented(message)),
+        Ok(CallReply::Failed { message }) => Err(ApiError::Internal(format!(
+            "console output of {id} on {host}: {message}"
+        ))),
+        Err(e) => Err(ApiError::Internal(format!("unreadable console reply: {e}"))),
+    }
+}
+
 /// `GET /servers/{id}/ips`: the server's addresses by network. Servers get no addresses
 /// until the network work lands (containers run with `network none`), so this is empty.
 async fn ips(
@@ -1101,6 +1195,10 @@ async fn action(
         "unlock" => {
             unlock(&ctx, &state, &id, arg).await?;
             return Ok(HttpResponse::Accepted().finish());
+        }
+        "os-getConsoleOutput" => {
+            let output = console_output(&ctx, &state, &id, arg).await?;
+            return Ok(HttpResponse::Ok().json(json!({ "output": output })));
         }
         _ => {}
     }

@@ -149,6 +149,30 @@ pub enum ComputeCommand {
         instance: InstanceUuid,
         hard: bool,
     },
+    /// API → agent, a call ([`crate::bus::Bus::call`]): the instance's console log, the last
+    /// `length` lines when given. No task; the answer is a [`CallReply`].
+    ConsoleOutput {
+        instance: InstanceUuid,
+        length: Option<usize>,
+    },
+}
+
+/// An agent's answer to a call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum CallReply {
+    ConsoleOutput {
+        output: String,
+    },
+    /// The driver has no such instance on this host.
+    NotFound,
+    /// The driver cannot do it for this instance (Nova's NotImplementedError).
+    NotSupported {
+        message: String,
+    },
+    Failed {
+        message: String,
+    },
 }
 
 impl ComputeCommand {
@@ -160,6 +184,7 @@ impl ComputeCommand {
             | Self::PowerOn { task_id, .. }
             | Self::Reboot { task_id, .. } => Some(*task_id),
             Self::Destroy { task_id, .. } => *task_id,
+            Self::ConsoleOutput { .. } => None,
         }
     }
 
@@ -169,7 +194,8 @@ impl ComputeCommand {
             Self::Destroy { instance, .. }
             | Self::PowerOff { instance, .. }
             | Self::PowerOn { instance, .. }
-            | Self::Reboot { instance, .. } => *instance,
+            | Self::Reboot { instance, .. }
+            | Self::ConsoleOutput { instance, .. } => *instance,
         }
     }
 }

@@ -146,11 +146,22 @@ async fn a_container_server_lives_its_whole_life_through_the_api() -> anyhow::Re
     assert!(mount
         .iter()
         .any(|m| m.destination.as_deref() == Some("/mnt/config") && m.rw == Some(false)));
-    let uuid: nova_core::ids::InstanceUuid = id.parse()?;
-    let compute = stack.compute();
+    // The console through the API: os-getConsoleOutput is answered by the host's agent
+    // over the bus, from the container's log.
+    let console_of = |length: Value| {
+        let c = c.clone();
+        let id = id.clone();
+        async move {
+            let r = c
+                .action(&id, &json!({"os-getConsoleOutput": {"length": length}}))
+                .await?;
+            anyhow::ensure!(r.status == 200, "console: {} {}", r.status, r.body);
+            Ok(r.body["output"].as_str().unwrap_or_default().to_owned())
+        }
+    };
     let deadline = tokio::time::Instant::now() + WAIT;
     let console = loop {
-        let text = compute.console_output(uuid, None).await?;
+        let text = console_of(Value::Null).await?;
         if text.contains("configured by user data") || tokio::time::Instant::now() > deadline {
             break text;
         }
@@ -159,7 +170,7 @@ async fn a_container_server_lives_its_whole_life_through_the_api() -> anyhow::Re
     assert!(console.contains("hello from web-server-1"), "{console}");
     assert!(console.contains("configured by user data"), "{console}");
     // Nova's `length`: the last lines only.
-    let last = compute.console_output(uuid, Some(1)).await?;
+    let last = console_of(json!(1)).await?;
     assert_eq!(last, "echo configured by user data\n");
 
     // Stop, start, reboot soft and hard.

@@ -548,3 +548,41 @@ async fn a_private_flavor_is_for_the_projects_it_is_shared_with(
     );
     Ok(())
 }
+
+on_both_shapes!(the_console_output_comes_from_the_host, Options::default());
+async fn the_console_output_comes_from_the_host(stack: &dyn Stack) -> anyhow::Result<()> {
+    let c = demo(stack, "2.1");
+    let id = c.create_server("talkative", "1").await?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    let console = |arg: Value| {
+        let c = c.clone();
+        let id = id.clone();
+        async move { c.action(&id, &json!({ "os-getConsoleOutput": arg })).await }
+    };
+    let all = console(json!({})).await?;
+    assert_eq!(all.status, 200, "{}", all.body);
+    let text = all.body["output"].as_str().unwrap_or_default().to_owned();
+    assert!(text.starts_with("fake: booting talkative"), "{text}");
+    assert_eq!(console(json!({"length": -1})).await?.body, all.body);
+    assert_eq!(console(json!({"length": "-1"})).await?.body, all.body);
+    let last = console(json!({"length": 1})).await?;
+    assert_eq!(last.body["output"], json!("fake: login: \n"));
+    assert_eq!(
+        console(json!({"length": 0})).await?.body["output"],
+        json!("")
+    );
+    assert_eq!(console(json!({"length": -2})).await?.status, 400);
+    assert_eq!(console(json!({"length": "x"})).await?.status, 400);
+    assert_eq!(console(json!({"lines": 1})).await?.status, 400);
+    // Another project's server stays unknown.
+    let other = Client::new(stack.api_url(), "eve:other");
+    let r = other
+        .action(&id, &json!({"os-getConsoleOutput": {}}))
+        .await?;
+    assert_eq!(r.status, 404);
+    // A server the host no longer has: Nova's 404.
+    stack.driver().remove_externally(id.parse()?);
+    let r = console(json!({})).await?;
+    assert_eq!(r.status, 404, "{}", r.body);
+    Ok(())
+}

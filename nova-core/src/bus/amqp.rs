@@ -8,8 +8,11 @@
 //!   limit so that one consumer never hoards a queue.
 //! - A lost connection is re-opened with exponential backoff, for publishers and consumers
 //!   alike; an unacked delivery of the old connection is redelivered by the broker.
+//! - Calls (request/reply) use RabbitMQ's direct reply-to: the caller consumes the
+//!   `amq.rabbitmq.reply-to` pseudo-queue on a channel of its own and the consumer answers
+//!   there; the request is transient and expires with the caller's timeout.
 
-use super::{Acker, Bus, BusError, Delivery, Subscription};
+use super::{Acker, Bus, BusError, Delivery, Replier, Subscription};
 use async_trait::async_trait;
 use futures::StreamExt;
 use lapin::options::{
@@ -29,6 +32,8 @@ const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// AMQP delivery mode 2: the broker writes the message to disk.
 const PERSISTENT: u8 = 2;
+/// RabbitMQ's pseudo-queue for direct replies.
+const REPLY_TO: &str = "amq.rabbitmq.reply-to";
 
 struct Link {
     connection: Connection,
@@ -115,6 +120,76 @@ impl AmqpBus {
         Ok(link.channel.clone())
     }
 
+    /// A fresh channel on the publishing connection (for a call), with `queue` declared.
+    async fn call_channel(&self, queue: &str) -> Result<Channel, BusError> {
+        self.channel_for(Some(queue)).await?;
+        let guard = self.link.lock().await;
+        let link = guard.as_ref().ok_or(BusError::NotConfirmed)?;
+        link.connection.create_channel().await.map_err(unavailable)
+    }
+
+    async fn call_once(
+        &self,
+        queue: &str,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, BusError> {
+        let channel = self.call_channel(queue).await?;
+        let result = async {
+            // Consuming the pseudo-queue (without acks, as RabbitMQ requires) must come before
+            // the publish that names it.
+            let mut replies = channel
+                .basic_consume(
+                    REPLY_TO,
+                    "",
+                    BasicConsumeOptions {
+                        no_ack: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(unavailable)?;
+            let correlation = uuid::Uuid::new_v4().to_string();
+            let expiration = timeout.as_millis().to_string();
+            channel
+                .basic_publish(
+                    "",
+                    queue,
+                    BasicPublishOptions::default(),
+                    payload,
+                    BasicProperties::default()
+                        .with_content_type(ShortString::from("application/json"))
+                        .with_reply_to(ShortString::from(REPLY_TO))
+                        .with_correlation_id(ShortString::from(correlation.as_str()))
+                        .with_expiration(ShortString::from(expiration.as_str())),
+                )
+                .await
+                .map_err(unavailable)?;
+            let wait = async {
+                while let Some(item) = replies.next().await {
+                    let d = item.map_err(unavailable)?;
+                    let ours = d
+                        .properties
+                        .correlation_id()
+                        .as_ref()
+                        .is_some_and(|c| c.as_str() == correlation);
+                    if ours {
+                        return Ok(d.data);
+                    }
+                }
+                Err(BusError::Unavailable("the reply channel closed".into()))
+            };
+            tokio::time::timeout(timeout, wait)
+                .await
+                .map_err(|_| BusError::Timeout(timeout))?
+        }
+        .await;
+        // The channel served this call only.
+        let _ = channel.close(200, "call done").await;
+        result
+    }
+
     /// Deletes a queue and the messages in it (test clean-up, decommissioned hosts).
     pub async fn delete_queue(&self, queue: &str) -> Result<(), BusError> {
         let channel = self.channel_for(None).await?;
@@ -197,13 +272,30 @@ impl Bus for AmqpBus {
         tokio::spawn(consume_forever(url, queue, prefetch, first, tx));
         Ok(Subscription::new(rx))
     }
+
+    async fn call(
+        &self,
+        queue: &str,
+        payload: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, BusError> {
+        let result = self.call_once(queue, &payload, timeout).await;
+        if matches!(result, Err(BusError::Unavailable(_))) {
+            // Open a fresh connection next time, as a failed publish does.
+            *self.link.lock().await = None;
+        }
+        result
+    }
 }
 
-async fn open_consumer(
-    url: &str,
-    queue: &str,
-    prefetch: u16,
-) -> Result<(Connection, lapin::Consumer), lapin::Error> {
+struct Consumer {
+    connection: Connection,
+    /// The consumer's channel, also the one its replies to calls go out on.
+    channel: Channel,
+    consumer: lapin::Consumer,
+}
+
+async fn open_consumer(url: &str, queue: &str, prefetch: u16) -> Result<Consumer, lapin::Error> {
     let connection = Connection::connect(url, props()).await?;
     let channel = connection.create_channel().await?;
     channel
@@ -218,7 +310,11 @@ async fn open_consumer(
             FieldTable::default(),
         )
         .await?;
-    Ok((connection, consumer))
+    Ok(Consumer {
+        connection,
+        channel,
+        consumer,
+    })
 }
 
 /// Pumps deliveries into `tx` and reconnects with backoff whenever the connection drops,
@@ -227,13 +323,17 @@ async fn consume_forever(
     url: String,
     queue: String,
     prefetch: u16,
-    first: (Connection, lapin::Consumer),
+    first: Consumer,
     tx: async_channel::Sender<Delivery>,
 ) {
     let mut current = Some(first);
     let mut backoff = BACKOFF_START;
     loop {
-        let (connection, mut consumer) = match current.take() {
+        let Consumer {
+            connection,
+            channel,
+            mut consumer,
+        } = match current.take() {
             Some(c) => c,
             None => match open_consumer(&url, &queue, prefetch).await {
                 Ok(c) => {
@@ -254,8 +354,17 @@ async fn consume_forever(
         while let Some(item) = consumer.next().await {
             match item {
                 Ok(d) => {
+                    let reply_to = d.properties.reply_to().clone();
+                    let correlation = d.properties.correlation_id().clone();
                     let acker = Box::new(AmqpAcker(d.acker));
-                    let delivery = Delivery::new(d.data, d.redelivered, acker);
+                    let mut delivery = Delivery::new(d.data, d.redelivered, acker);
+                    if let Some(reply_to) = reply_to {
+                        delivery = delivery.with_replier(Box::new(AmqpReplier {
+                            channel: channel.clone(),
+                            reply_to,
+                            correlation,
+                        }));
+                    }
                     if tx.send(delivery).await.is_err() {
                         return; // nobody listens any more
                     }
@@ -270,6 +379,37 @@ async fn consume_forever(
             return;
         }
         tokio::time::sleep(backoff).await;
+    }
+}
+
+struct AmqpReplier {
+    channel: Channel,
+    reply_to: ShortString,
+    correlation: Option<ShortString>,
+}
+
+#[async_trait]
+impl Replier for AmqpReplier {
+    async fn reply(self: Box<Self>, payload: Vec<u8>) {
+        let mut properties =
+            BasicProperties::default().with_content_type(ShortString::from("application/json"));
+        if let Some(c) = self.correlation {
+            properties = properties.with_correlation_id(c);
+        }
+        let sent = self
+            .channel
+            .basic_publish(
+                "",
+                self.reply_to.as_str(),
+                BasicPublishOptions::default(),
+                &payload,
+                properties,
+            )
+            .await;
+        // A caller that is gone (timed out, reconnected) cannot be answered; it knows.
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "reply not sent");
+        }
     }
 }
 

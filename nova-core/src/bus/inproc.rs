@@ -2,7 +2,7 @@
 //! process (an unacked delivery comes back), nothing survives a restart — the database does,
 //! and the conductor's reconciler re-drives whatever was in flight.
 
-use super::{Acker, Bus, BusError, Delivery, Subscription};
+use super::{Acker, Bus, BusError, Delivery, Replier, Subscription};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -42,6 +42,16 @@ impl Acker for InProcAcker {
     }
 }
 
+struct InProcReplier(tokio::sync::oneshot::Sender<Vec<u8>>);
+
+#[async_trait]
+impl Replier for InProcReplier {
+    async fn reply(self: Box<Self>, payload: Vec<u8>) {
+        // The caller may have given up; then nobody wants the answer.
+        let _ = self.0.send(payload);
+    }
+}
+
 #[async_trait]
 impl Bus for InProcBus {
     async fn publish(&self, queue: &str, payload: Vec<u8>) -> Result<(), BusError> {
@@ -58,6 +68,29 @@ impl Bus for InProcBus {
         // Consumers of one queue compete for its messages, as on RabbitMQ; the concurrency
         // limit is the consumer's (see `bus::consume`).
         Ok(Subscription::new(self.queue(queue).1))
+    }
+
+    async fn call(
+        &self,
+        queue: &str,
+        payload: Vec<u8>,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<u8>, BusError> {
+        let (tx, _) = self.queue(queue);
+        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+        let acker = Box::new(InProcAcker {
+            requeue_to: tx.clone(),
+        });
+        let delivery =
+            Delivery::new(payload, false, acker).with_replier(Box::new(InProcReplier(reply_tx)));
+        tx.send(delivery)
+            .await
+            .map_err(|_| BusError::Unavailable("in-process queue closed".into()))?;
+        match tokio::time::timeout(timeout, reply_rx).await {
+            Ok(Ok(reply)) => Ok(reply),
+            // Answered by nobody (dropped unanswered) or not in time.
+            Ok(Err(_)) | Err(_) => Err(BusError::Timeout(timeout)),
+        }
     }
 }
 
@@ -77,5 +110,33 @@ mod tests {
         assert_eq!(d.payload, b"one");
         assert!(d.redelivered);
         d.ack().await;
+    }
+
+    #[tokio::test]
+    async fn a_call_gets_the_consumers_reply_and_times_out_without_one() {
+        let bus = std::sync::Arc::new(InProcBus::default());
+        let sub = bus.subscribe("q", 1).await.unwrap();
+        let server = tokio::spawn(async move {
+            let mut d = sub.next().await.unwrap();
+            assert!(d.expects_reply());
+            let mut answer = d.payload.clone();
+            answer.extend_from_slice(b"!");
+            d.reply(answer).await;
+            d.ack().await;
+        });
+        let reply = bus
+            .call("q", b"hi".to_vec(), std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(reply, b"hi!");
+        server.await.unwrap();
+        let r = bus
+            .call(
+                "q",
+                b"anyone?".to_vec(),
+                std::time::Duration::from_millis(50),
+            )
+            .await;
+        assert!(matches!(r, Err(BusError::Timeout(_))));
     }
 }

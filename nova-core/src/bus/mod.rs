@@ -19,6 +19,9 @@ pub enum BusError {
     Unavailable(String),
     #[error("the broker did not confirm the message")]
     NotConfirmed,
+    /// A call got no reply in time (nobody consumes the queue, or the consumer is slow).
+    #[error("no reply within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 /// A durable, at-least-once message bus.
@@ -31,6 +34,16 @@ pub trait Bus: Send + Sync + 'static {
     /// Consumes `queue` with at most `prefetch` unacknowledged deliveries. The subscription
     /// survives broker restarts: it reconnects and goes on.
     async fn subscribe(&self, queue: &str, prefetch: u16) -> Result<Subscription, BusError>;
+
+    /// Request/reply: sends `payload` to `queue` and waits up to `timeout` for the consumer's
+    /// [`Delivery::reply`]. Calls are not durable: one that nobody answers in time expires,
+    /// for questions (a console log) whose answer is useless later.
+    async fn call(
+        &self,
+        queue: &str,
+        payload: Vec<u8>,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<u8>, BusError>;
 }
 
 /// A stream of deliveries from one queue.
@@ -55,6 +68,8 @@ pub struct Delivery {
     /// True when the bus delivered this message before (the previous consumer did not ack).
     pub redelivered: bool,
     acker: Box<dyn Acker>,
+    /// Where the answer goes when the message is a [`Bus::call`].
+    replier: Option<Box<dyn Replier>>,
 }
 
 impl Delivery {
@@ -63,6 +78,25 @@ impl Delivery {
             payload,
             redelivered,
             acker,
+            replier: None,
+        }
+    }
+
+    pub(crate) fn with_replier(mut self, replier: Box<dyn Replier>) -> Self {
+        self.replier = Some(replier);
+        self
+    }
+
+    /// Whether the sender waits for an answer ([`Bus::call`]).
+    pub fn expects_reply(&self) -> bool {
+        self.replier.is_some()
+    }
+
+    /// Answers a call; a message that is no call has nobody to answer, and the reply is
+    /// dropped. A caller that gave up meanwhile does not hear it either.
+    pub async fn reply(&mut self, payload: Vec<u8>) {
+        if let Some(replier) = self.replier.take() {
+            replier.reply(payload).await;
         }
     }
 
@@ -80,6 +114,11 @@ impl Delivery {
 pub(crate) trait Acker: Send + Sync {
     async fn ack(self: Box<Self>);
     async fn requeue(self: Box<Self>, payload: Vec<u8>);
+}
+
+#[async_trait]
+pub(crate) trait Replier: Send + Sync {
+    async fn reply(self: Box<Self>, payload: Vec<u8>);
 }
 
 /// Runs `handler` on every delivery of `sub`, at most `concurrency` at a time, until the
