@@ -621,9 +621,10 @@ async fn list_instances(
             let found = found
                 .filter(|i| ctx.is_admin() || i.project_id == ctx.project_id)
                 .ok_or_else(|| bad(format!("marker [{m}] not found")))?;
-            Some((found.created_at, found.uuid))
+            Some(found)
         }
     };
+    let sort = sort_params(&q, ctx)?;
     // Tag filters (2.26), each a comma-separated list: all of `tags`, any of `tags-any`, not
     // all of `not-tags`, none of `not-tags-any` (Nova's semantics).
     let tag_list = |key: &str| -> Option<Vec<String>> {
@@ -659,13 +660,14 @@ async fn list_instances(
                 host,
                 image_ref: image.as_deref(),
                 changes_since,
+                sort: sort.clone(),
                 after: cursor,
                 limit: limit.max(1),
             },
         )
         .await?;
         let exhausted = i64::try_from(chunk.len()).unwrap_or(i64::MAX) < limit.max(1);
-        cursor = chunk.last().map(|i| (i.created_at, i.uuid));
+        cursor = chunk.last().cloned();
         for i in chunk {
             if i64::try_from(out.len()).unwrap_or(i64::MAX) < limit && keep(&i) {
                 out.push(i);
@@ -684,6 +686,95 @@ async fn list_instances(
         next,
         limit,
     })
+}
+
+/// Sort keys Nova accepts that this service holds no value for (every server has the same
+/// one), so sorting by them changes nothing; and keys Nova ignores silently.
+const SORT_KEYS_WITHOUT_EFFECT: &[&str] = &[
+    "access_ip_v4",
+    "access_ip_v6",
+    "auto_disk_config",
+    "config_drive",
+    "hostname",
+    "instance_type_id",
+    "kernel_id",
+    "launch_index",
+    "progress",
+    "ramdisk_id",
+    "root_device_name",
+    // Nova's SERVER_LIST_IGNORE_SORT_KEY.
+    "architecture",
+    "cell_name",
+    "cleaned",
+    "default_ephemeral_device",
+    "default_swap_device",
+    "deleted",
+    "deleted_at",
+    "disable_terminate",
+    "ephemeral_gb",
+    "ephemeral_key_uuid",
+    "id",
+    "key_data",
+    "launched_on",
+    "locked",
+    "memory_mb",
+    "os_type",
+    "reservation_id",
+    "root_gb",
+    "shutdown_terminate",
+    "user_data",
+    "vcpus",
+    "vm_mode",
+];
+
+/// `sort_key`/`sort_dir` pairs as Nova reads them (nova.api.openstack.common.get_sort_params):
+/// the n-th direction goes with the n-th key; a key without one gets the first direction given
+/// (descending when none). Sorting by `host` or `node` is for admins (403).
+fn sort_params(
+    q: &HashMap<String, Vec<String>>,
+    ctx: &RequestContext,
+) -> ApiResult<Vec<(instances::SortKey, instances::SortDir)>> {
+    let keys = q.get("sort_key").cloned().unwrap_or_default();
+    let dirs = q.get("sort_dir").cloned().unwrap_or_default();
+    let mut parsed_dirs = Vec::with_capacity(dirs.len());
+    for d in &dirs {
+        parsed_dirs.push(match d.as_str() {
+            "asc" => instances::SortDir::Asc,
+            "desc" => instances::SortDir::Desc,
+            other => {
+                return Err(bad(format!(
+                    "Invalid input for query parameters sort_dir. Value: {other}. '{other}' is not one of ['asc', 'desc']"
+                )))
+            }
+        });
+    }
+    let default = parsed_dirs
+        .first()
+        .copied()
+        .unwrap_or(instances::SortDir::Desc);
+    let mut sort = Vec::new();
+    for (n, key) in keys.iter().enumerate() {
+        if (key == "host" || key == "node") && !ctx.is_admin() {
+            return Err(ApiError::Forbidden(format!(
+                "Only administrators can sort servers by {key}"
+            )));
+        }
+        let dir = parsed_dirs.get(n).copied().unwrap_or(default);
+        match instances::SortKey::parse(key) {
+            Some(k) => sort.push((k, dir)),
+            None if SORT_KEYS_WITHOUT_EFFECT.contains(&key.as_str()) => {}
+            None => {
+                return Err(bad(format!(
+                    "Invalid input for query parameters sort_key. Value: {key}."
+                )))
+            }
+        }
+    }
+    if sort.is_empty() && !parsed_dirs.is_empty() {
+        // Directions without keys apply to Nova's default key.
+        sort.push((instances::SortKey::CreatedAt, default));
+    }
+    Ok(sort)
 }
 
 /// `servers_links` for a full page: the same query with `marker` set to the page's last.

@@ -197,7 +197,7 @@ pub async fn list(db: &Db, project: Option<&str>, limit: i64) -> DbResult<Vec<In
 }
 
 /// What a server listing selects in the database; the rest of Nova's filters (name as a
-/// regular expression, status, flavor) are applied by the caller.
+/// regular expression, status, flavor, tags) are applied by the caller.
 #[derive(Clone, Debug, Default)]
 pub struct ListQuery<'a> {
     /// `None`: every project (admins with `all_tenants`).
@@ -206,57 +206,215 @@ pub struct ListQuery<'a> {
     pub image_ref: Option<&'a str>,
     /// Changed at or after (`changes-since`, epoch ms).
     pub changes_since: Option<Millis>,
-    /// Servers after this one in the listing's order (newest first).
-    pub after: Option<(Millis, InstanceUuid)>,
+    /// The order; [`ListQuery::order`] completes it so that it is total.
+    pub sort: Vec<(SortKey, SortDir)>,
+    /// Servers after this one in the listing's order (the page's marker or last server).
+    pub after: Option<Instance>,
     pub limit: i64,
 }
 
-/// Live servers, newest first (Nova's default `created_at desc, id desc`), keyset-paged.
+/// What servers can be sorted by (Nova's `sort_key`s that this service holds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortKey {
+    CreatedAt,
+    UpdatedAt,
+    LaunchedAt,
+    TerminatedAt,
+    Name,
+    Description,
+    Host,
+    Node,
+    Uuid,
+    VmState,
+    TaskState,
+    PowerState,
+    ProjectId,
+    UserId,
+    ImageRef,
+    AvailabilityZone,
+    KeyName,
+    LockedBy,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortDir {
+    Asc,
+    Desc,
+}
+
+/// A bound value of the dynamic listing query.
+enum Arg {
+    Text(String),
+    Int(i64),
+    Id(Uuid),
+}
+
+impl SortKey {
+    /// Nova's name of the key (`sort_key=`).
+    pub fn parse(nova: &str) -> Option<Self> {
+        Some(match nova {
+            "created_at" => Self::CreatedAt,
+            "updated_at" => Self::UpdatedAt,
+            "launched_at" => Self::LaunchedAt,
+            "terminated_at" => Self::TerminatedAt,
+            "display_name" => Self::Name,
+            "display_description" => Self::Description,
+            "host" => Self::Host,
+            "node" => Self::Node,
+            "uuid" => Self::Uuid,
+            "vm_state" => Self::VmState,
+            "task_state" => Self::TaskState,
+            "power_state" => Self::PowerState,
+            "project_id" => Self::ProjectId,
+            "user_id" => Self::UserId,
+            "image_ref" => Self::ImageRef,
+            "availability_zone" => Self::AvailabilityZone,
+            "key_name" => Self::KeyName,
+            "locked_by" => Self::LockedBy,
+            _ => return None,
+        })
+    }
+
+    /// The SQL it sorts by. Nullable columns are coalesced so that both backends order and
+    /// compare them alike (PostgreSQL and SQLite put NULLs at opposite ends).
+    fn expr(self) -> &'static str {
+        match self {
+            Self::CreatedAt => "created_at",
+            Self::UpdatedAt => "updated_at",
+            Self::LaunchedAt => "COALESCE(launched_at, -1)",
+            Self::TerminatedAt => "COALESCE(terminated_at, -1)",
+            Self::Name => "name",
+            Self::Description => "COALESCE(description, '')",
+            Self::Host => "COALESCE(host, '')",
+            Self::Node => "COALESCE(node, '')",
+            Self::Uuid => "uuid",
+            Self::VmState => "vm_state",
+            Self::TaskState => "COALESCE(task_state, '')",
+            Self::PowerState => "power_state",
+            Self::ProjectId => "project_id",
+            Self::UserId => "user_id",
+            Self::ImageRef => "image_ref",
+            Self::AvailabilityZone => "COALESCE(availability_zone, '')",
+            Self::KeyName => "COALESCE(key_name, '')",
+            Self::LockedBy => "COALESCE(locked_by, '')",
+        }
+    }
+
+    /// The value of `expr` for a server, for the keyset condition after a marker.
+    fn value(self, i: &Instance) -> Arg {
+        let text = |s: Option<&str>| Arg::Text(s.unwrap_or_default().to_owned());
+        match self {
+            Self::CreatedAt => Arg::Int(i.created_at),
+            Self::UpdatedAt => Arg::Int(i.updated_at),
+            Self::LaunchedAt => Arg::Int(i.launched_at.unwrap_or(-1)),
+            Self::TerminatedAt => Arg::Int(i.terminated_at.unwrap_or(-1)),
+            Self::Name => text(Some(&i.name)),
+            Self::Description => text(i.description.as_deref()),
+            Self::Host => text(i.host.as_deref()),
+            Self::Node => text(i.node.as_deref()),
+            Self::Uuid => Arg::Id(i.uuid.0),
+            Self::VmState => text(Some(i.vm_state.as_str())),
+            Self::TaskState => text(i.task_state.map(|t| t.as_str())),
+            Self::PowerState => Arg::Int(i64::from(i.power_state.code())),
+            Self::ProjectId => text(Some(&i.project_id)),
+            Self::UserId => text(Some(&i.user_id)),
+            Self::ImageRef => text(Some(&i.image_ref)),
+            Self::AvailabilityZone => text(i.availability_zone.as_deref()),
+            Self::KeyName => text(i.key_name.as_deref()),
+            Self::LockedBy => text(i.locked_by.map(LockedBy::as_str)),
+        }
+    }
+}
+
+impl ListQuery<'_> {
+    /// The order as Nova's `process_sort_params` makes it: the keys asked for, then
+    /// `created_at` and the id (here the uuid) unless already there, in the first direction
+    /// asked for (default descending) — a total order, which keyset paging needs.
+    pub fn order(&self) -> Vec<(SortKey, SortDir)> {
+        let default = self.sort.first().map_or(SortDir::Desc, |(_, d)| *d);
+        let mut order = self.sort.clone();
+        for key in [SortKey::CreatedAt, SortKey::Uuid] {
+            if !order.iter().any(|(k, _)| *k == key) {
+                order.push((key, default));
+            }
+        }
+        order
+    }
+}
+
+/// Live servers in the query's order, keyset-paged.
 pub async fn list_page(db: &Db, q: &ListQuery<'_>) -> DbResult<Vec<Instance>> {
     // Only the filters given become conditions: `($1 IS NULL OR …)` would keep PostgreSQL's
     // generic plans from using the (project, deleted, created_at) index.
-    enum Arg<'a> {
-        Text(&'a str),
-        Int(i64),
-        Id(Uuid),
-    }
     let mut sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE NOT deleted");
-    let mut args: Vec<Arg<'_>> = Vec::new();
+    let mut args: Vec<Arg> = Vec::new();
+    let bind = |args: &mut Vec<Arg>, a: Arg| {
+        args.push(a);
+        format!("${}", args.len())
+    };
     if let Some(p) = q.project {
-        args.push(Arg::Text(p));
-        sql.push_str(&format!(" AND project_id = ${}", args.len()));
-    }
-    if let Some(h) = q.host {
-        args.push(Arg::Text(h));
-        sql.push_str(&format!(" AND host = ${}", args.len()));
-    }
-    if let Some(i) = q.image_ref {
-        args.push(Arg::Text(i));
-        sql.push_str(&format!(" AND image_ref = ${}", args.len()));
-    }
-    if let Some(t) = q.changes_since {
-        args.push(Arg::Int(t));
-        sql.push_str(&format!(" AND updated_at >= ${}", args.len()));
-    }
-    if let Some((at, id)) = q.after {
-        args.push(Arg::Int(at));
-        let n = args.len();
-        args.push(Arg::Id(id.0));
         sql.push_str(&format!(
-            " AND (created_at < ${n} OR (created_at = ${n} AND uuid < ${}))",
-            n + 1
+            " AND project_id = {}",
+            bind(&mut args, Arg::Text(p.into()))
         ));
     }
-    args.push(Arg::Int(q.limit));
+    if let Some(h) = q.host {
+        sql.push_str(&format!(
+            " AND host = {}",
+            bind(&mut args, Arg::Text(h.into()))
+        ));
+    }
+    if let Some(i) = q.image_ref {
+        sql.push_str(&format!(
+            " AND image_ref = {}",
+            bind(&mut args, Arg::Text(i.into()))
+        ));
+    }
+    if let Some(t) = q.changes_since {
+        sql.push_str(&format!(
+            " AND updated_at >= {}",
+            bind(&mut args, Arg::Int(t))
+        ));
+    }
+    let order = q.order();
+    if let Some(after) = &q.after {
+        // (k1 > v1) OR (k1 = v1 AND k2 > v2) OR …, with < for descending keys.
+        let mut alternatives = Vec::new();
+        for (n, (key, dir)) in order.iter().enumerate() {
+            let mut terms: Vec<String> = order[..n]
+                .iter()
+                .map(|(k, _)| format!("{} = {}", k.expr(), bind(&mut args, k.value(after))))
+                .collect();
+            let op = if *dir == SortDir::Asc { ">" } else { "<" };
+            terms.push(format!(
+                "{} {op} {}",
+                key.expr(),
+                bind(&mut args, key.value(after))
+            ));
+            alternatives.push(format!("({})", terms.join(" AND ")));
+        }
+        sql.push_str(&format!(" AND ({})", alternatives.join(" OR ")));
+    }
+    let order_by: Vec<String> = order
+        .iter()
+        .map(|(k, d)| {
+            format!(
+                "{} {}",
+                k.expr(),
+                if *d == SortDir::Asc { "ASC" } else { "DESC" }
+            )
+        })
+        .collect();
     sql.push_str(&format!(
-        " ORDER BY created_at DESC, uuid DESC LIMIT ${}",
-        args.len()
+        " ORDER BY {} LIMIT {}",
+        order_by.join(", "),
+        bind(&mut args, Arg::Int(q.limit))
     ));
     let rows: Vec<InstanceRow> = on_pool!(db, p => {
         let mut query = sqlx::query_as(&sql);
         for a in &args {
             query = match a {
-                Arg::Text(t) => query.bind(*t),
+                Arg::Text(t) => query.bind(t.as_str()),
                 Arg::Int(i) => query.bind(*i),
                 Arg::Id(u) => query.bind(*u),
             };
