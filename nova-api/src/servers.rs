@@ -804,11 +804,25 @@ async fn list(
         .iter()
         .map(|i| views::server_summary(&url, i))
         .collect();
-    let mut body = json!({ "servers": items });
-    if let Some(links) = next_link(&req, &page, "servers") {
-        body["servers_links"] = links;
-    }
-    Ok(HttpResponse::Ok().json(body))
+    let body = ServerList {
+        servers: items,
+        servers_links: next_link(&req, &page, "servers"),
+    };
+    Ok(HttpResponse::Ok().json(&body))
+}
+
+/// A listing's body, serialised as it is (no JSON tree in between).
+#[derive(serde::Serialize)]
+struct ServerList<T> {
+    servers: Vec<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    servers_links: Option<Value>,
+}
+
+/// `{"server": …}`.
+#[derive(serde::Serialize)]
+struct OneServer<'a> {
+    server: views::ServerDetail<'a>,
 }
 
 async fn detail(
@@ -832,11 +846,11 @@ async fn detail(
         .iter()
         .map(|i| views::server_detail(&viewer, i))
         .collect();
-    let mut body = json!({ "servers": items });
-    if let Some(links) = next_link(&req, &page, "servers/detail") {
-        body["servers_links"] = links;
-    }
-    Ok(HttpResponse::Ok().json(body))
+    let body = ServerList {
+        servers: items,
+        servers_links: next_link(&req, &page, "servers/detail"),
+    };
+    Ok(HttpResponse::Ok().json(&body))
 }
 
 /// Nova's `host_status` of every compute host, when the view shows it (2.16, admins): UP,
@@ -905,7 +919,9 @@ async fn show(
         host_status: &host_status,
         kind: views::ViewKind::Show,
     };
-    Ok(HttpResponse::Ok().json(json!({ "server": views::server_detail(&viewer, &instance) })))
+    Ok(HttpResponse::Ok().json(&OneServer {
+        server: views::server_detail(&viewer, &instance),
+    }))
 }
 
 /// Starts an action (delete included) if the server is in a state that allows it.
@@ -1055,7 +1071,9 @@ async fn update(
         host_status: &host_status,
         kind: views::ViewKind::Update,
     };
-    Ok(HttpResponse::Ok().json(json!({ "server": views::server_detail(&viewer, &instance) })))
+    Ok(HttpResponse::Ok().json(&OneServer {
+        server: views::server_detail(&viewer, &instance),
+    }))
 }
 
 /// The `lock` action: the owner's lock, or an admin's that only an admin undoes; from 2.73

@@ -9,9 +9,11 @@ use keystone_auth::RequestContext;
 use nova_core::model::sanitize_hostname;
 use nova_core::model::{api_status, Flavor, Instance};
 use nova_core::time::{iso8601_naive_micros, iso8601_z};
+use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha224};
 use std::collections::HashMap;
+use std::fmt::Write;
 
 /// Nova's `hostId`: a hash of project and host, so that a user can tell whether two of their
 /// servers share a host without learning the host's name.
@@ -24,16 +26,62 @@ pub fn host_id_of(project_id: &str, host: Option<&str>) -> String {
     match host {
         None | Some("") => String::new(),
         Some(host) => {
-            let digest = Sha224::digest(format!("{project_id}{host}").as_bytes());
-            digest.iter().map(|b| format!("{b:02x}")).collect()
+            let mut hasher = Sha224::new();
+            hasher.update(project_id.as_bytes());
+            hasher.update(host.as_bytes());
+            let mut out = String::with_capacity(56);
+            for b in hasher.finalize() {
+                // Writing to a String cannot fail.
+                let _ = write!(out, "{b:02x}");
+            }
+            out
         }
     }
 }
 
+/// A link of a resource (`self`, `bookmark`), as Nova builds them.
+#[derive(Serialize)]
+pub struct Link {
+    pub rel: &'static str,
+    pub href: String,
+}
+
+fn self_and_bookmark(url: &PublicUrl, collection: &str, id: &str) -> [Link; 2] {
+    [
+        Link {
+            rel: "self",
+            href: format!("{}/v2.1/{collection}/{id}", url.0),
+        },
+        Link {
+            rel: "bookmark",
+            href: format!("{}/{collection}/{id}", url.0),
+        },
+    ]
+}
+
+fn bookmark(url: &PublicUrl, collection: &str, id: &str) -> [Link; 1] {
+    [Link {
+        rel: "bookmark",
+        href: format!("{}/{collection}/{id}", url.0),
+    }]
+}
+
 /// The `id`, `name` and `links` of a server (`GET /servers`).
-pub fn server_summary(url: &PublicUrl, i: &Instance) -> Value {
+#[derive(Serialize)]
+pub struct ServerSummary<'a> {
+    id: String,
+    name: &'a str,
+    links: [Link; 2],
+}
+
+pub fn server_summary<'a>(url: &PublicUrl, i: &'a Instance) -> ServerSummary<'a> {
     let id = i.uuid.to_string();
-    json!({"id": id, "name": i.name, "links": url.links("servers", &id)})
+    let links = self_and_bookmark(url, "servers", &id);
+    ServerSummary {
+        id,
+        name: &i.name,
+        links,
+    }
 }
 
 /// What a server view depends on besides the server.
@@ -59,182 +107,277 @@ pub enum ViewKind {
     Update,
 }
 
-/// A server in full (`GET /servers/{id}`, `/servers/detail`).
-pub fn server_detail(viewer: &ServerViewer<'_>, i: &Instance) -> Value {
-    let (url, ctx, v) = (viewer.url, viewer.ctx, viewer.version);
-    let version = v;
+#[derive(Serialize)]
+struct ImageRef<'a> {
+    id: &'a str,
+    links: [Link; 1],
+}
+
+#[derive(Serialize)]
+struct SecurityGroup {
+    name: &'static str,
+}
+
+#[derive(Serialize)]
+struct FaultView<'a> {
+    code: i32,
+    created: String,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<&'a str>,
+}
+
+/// An empty JSON object (`addresses` until servers have networks).
+#[derive(Serialize)]
+struct Empty {}
+
+/// The parts of Nova's full server view that only some views show (`show_AZ`,
+/// `show_keypair`, `show_srv_usg`, `show_sec_grp`, `show_extended_status`,
+/// `show_extended_volumes` and `show_config_drive` in Nova's view builder): the detail and
+/// show views have them, the update view does not.
+#[derive(Serialize)]
+struct Extended<'a> {
+    #[serde(rename = "OS-EXT-AZ:availability_zone")]
+    availability_zone: &'a str,
+    config_drive: &'static str,
+    key_name: Option<&'a str>,
+    #[serde(rename = "OS-SRV-USG:launched_at")]
+    launched_at: Option<String>,
+    #[serde(rename = "OS-SRV-USG:terminated_at")]
+    terminated_at: Option<String>,
+    #[serde(rename = "OS-EXT-STS:task_state")]
+    task_state: Option<&'static str>,
+    #[serde(rename = "OS-EXT-STS:vm_state")]
+    vm_state: &'static str,
+    #[serde(rename = "OS-EXT-STS:power_state")]
+    power_state: i32,
+    #[serde(rename = "os-extended-volumes:volumes_attached")]
+    volumes_attached: [Empty; 0],
+    security_groups: [SecurityGroup; 1],
+}
+
+/// `OS-EXT-SRV-ATTR:*` (admins; the 2.3 ones from 2.3).
+#[derive(Serialize)]
+struct ServerAttributes<'a> {
+    #[serde(rename = "OS-EXT-SRV-ATTR:host")]
+    host: Option<&'a str>,
+    #[serde(rename = "OS-EXT-SRV-ATTR:hypervisor_hostname")]
+    hypervisor_hostname: Option<&'a str>,
+    #[serde(rename = "OS-EXT-SRV-ATTR:instance_name")]
+    instance_name: String,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    since_2_3: Option<ServerAttributes23<'a>>,
+}
+
+#[derive(Serialize)]
+struct ServerAttributes23<'a> {
+    #[serde(rename = "OS-EXT-SRV-ATTR:reservation_id")]
+    reservation_id: String,
+    #[serde(rename = "OS-EXT-SRV-ATTR:launch_index")]
+    launch_index: i32,
+    #[serde(rename = "OS-EXT-SRV-ATTR:kernel_id")]
+    kernel_id: &'static str,
+    #[serde(rename = "OS-EXT-SRV-ATTR:ramdisk_id")]
+    ramdisk_id: &'static str,
+    #[serde(rename = "OS-EXT-SRV-ATTR:root_device_name")]
+    root_device_name: Option<&'static str>,
+    #[serde(rename = "OS-EXT-SRV-ATTR:user_data")]
+    user_data: Option<&'a str>,
+}
+
+/// A server, field for field as Nova's view at the viewer's microversion. Fields of later
+/// microversions are absent (`None` here is "not shown"; a shown null is `Some(None)`).
+/// Serialised directly: no JSON tree is built for a page of a thousand servers.
+#[derive(Serialize)]
+pub struct ServerDetail<'a> {
+    id: String,
+    name: &'a str,
+    status: &'static str,
+    tenant_id: &'a str,
+    user_id: &'a str,
+    metadata: &'a std::collections::BTreeMap<String, String>,
+    #[serde(rename = "hostId")]
+    host_id: String,
+    image: ImageRef<'a>,
+    flavor: ServerFlavor<'a>,
+    created: String,
+    updated: String,
+    // TODO-correctness: addresses come with the network work.
+    addresses: Empty,
+    #[serde(rename = "accessIPv4")]
+    access_ipv4: &'static str,
+    #[serde(rename = "accessIPv6")]
+    access_ipv6: &'static str,
+    links: [Link; 2],
+    #[serde(rename = "OS-DCF:diskConfig")]
+    disk_config: &'static str,
+    /// Nova shows progress only while it means something.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    progress: Option<i32>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    extended: Option<Extended<'a>>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    attributes: Option<ServerAttributes<'a>>,
+    #[serde(rename = "OS-EXT-SRV-ATTR:hostname", skip_serializing_if = "Option::is_none")]
+    hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host_status: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    locked: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trusted_image_certificates: Option<Option<[&'static str; 0]>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_groups: Option<[&'static str; 0]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    locked_reason: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pinned_availability_zone: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fault: Option<FaultView<'a>>,
+}
+
+/// A server in full (`GET /servers/{id}`, `/servers/detail`, and the update's answer).
+pub fn server_detail<'a>(viewer: &ServerViewer<'a>, i: &'a Instance) -> ServerDetail<'a> {
+    let (url, ctx, version) = (viewer.url, viewer.ctx, viewer.version);
     let id = i.uuid.to_string();
     let status = api_status(i.vm_state, i.task_state);
-    if viewer.kind == ViewKind::Update {
-        return server_after_update(viewer, i, status);
-    }
-    let mut v = json!({
-        "id": id,
-        "name": i.name,
-        "status": status,
-        "tenant_id": i.project_id,
-        "user_id": i.user_id,
-        "metadata": i.metadata,
-        "hostId": host_id(i),
-        "image": {"id": i.image_ref, "links": url.bookmark("images", &i.image_ref)},
-        "flavor": server_flavor(url, v, &i.flavor),
-        "created": iso8601_z(i.created_at),
-        "updated": iso8601_z(i.updated_at),
-        // TODO-correctness: addresses come with the network work.
-        "addresses": {},
-        "accessIPv4": "",
-        "accessIPv6": "",
-        "links": url.links("servers", &id),
-        "OS-DCF:diskConfig": "MANUAL",
-        "OS-EXT-AZ:availability_zone": i.availability_zone.as_deref().unwrap_or("nova"),
-        "config_drive": "",
-        "key_name": i.key_name,
-        "OS-SRV-USG:launched_at": i.launched_at.map(iso8601_naive_micros),
-        "OS-SRV-USG:terminated_at": i.terminated_at.map(iso8601_naive_micros),
-        "OS-EXT-STS:task_state": i.task_state.map(|t| t.as_str()),
-        "OS-EXT-STS:vm_state": i.vm_state.as_str(),
-        "OS-EXT-STS:power_state": i.power_state.code(),
-        "os-extended-volumes:volumes_attached": [],
-        "security_groups": [{"name": "default"}],
-    });
-    // Nova shows progress only while it means something.
-    if matches!(
-        status,
-        "ACTIVE" | "BUILD" | "REBUILD" | "RESIZE" | "VERIFY_RESIZE" | "MIGRATING"
-    ) {
-        v["progress"] = json!(0);
-    }
     let admin = ctx.is_admin();
-    if admin {
-        v["OS-EXT-SRV-ATTR:host"] = json!(i.host);
-        v["OS-EXT-SRV-ATTR:hypervisor_hostname"] = json!(i.node);
-        v["OS-EXT-SRV-ATTR:instance_name"] = json!(format!("instance-{}", i.uuid));
-    }
-    if admin && version.at_least(3) {
-        // Nova makes one reservation id per create request; this service keeps none, so the
-        // server's own id stands in for it (unique and stable).
-        v["OS-EXT-SRV-ATTR:reservation_id"] = json!(format!("r-{}", &id[..8]));
-        v["OS-EXT-SRV-ATTR:launch_index"] = json!(0);
-        v["OS-EXT-SRV-ATTR:kernel_id"] = json!("");
-        v["OS-EXT-SRV-ATTR:ramdisk_id"] = json!("");
-        v["OS-EXT-SRV-ATTR:root_device_name"] = Value::Null;
-        v["OS-EXT-SRV-ATTR:user_data"] = json!(i.user_data);
-    }
-    if (admin && version.at_least(3)) || version.at_least(90) {
-        v["OS-EXT-SRV-ATTR:hostname"] = json!(sanitize_hostname(&i.name));
-    }
-    if admin && version.at_least(16) {
-        let status = i
-            .host
-            .as_ref()
-            .map(|h| viewer.host_status.get(h).copied().unwrap_or("UNKNOWN"))
-            .unwrap_or("");
-        v["host_status"] = json!(status);
-    }
-    versioned_basics(&mut v, version, i);
-    if version.at_least(71) && viewer.kind == ViewKind::Show {
-        v["server_groups"] = json!([]);
-    }
-    if version.at_least(96) {
-        // The zone the user asked for at create, if any.
-        v["pinned_availability_zone"] = json!(i.availability_zone);
-    }
-    add_fault(&mut v, ctx, i);
-    v
-}
-
-/// The fields every server view has from the version that introduced them.
-fn versioned_basics(v: &mut Value, version: ApiVersion, i: &Instance) {
-    if version.at_least(9) {
-        v["locked"] = json!(i.locked_by.is_some());
-    }
-    if version.at_least(19) {
-        v["description"] = json!(i.description);
-    }
-    if version.at_least(26) {
-        v["tags"] = json!(i.tags);
-    }
-    if version.at_least(63) {
-        v["trusted_image_certificates"] = Value::Null;
-    }
-    if version.at_least(73) {
-        v["locked_reason"] = json!(i.locked_reason);
-    }
-}
-
-fn add_fault(v: &mut Value, ctx: &RequestContext, i: &Instance) {
-    if let Some(fault) = &i.fault {
-        let mut f = json!({
-            "code": fault.code,
-            "created": iso8601_z(fault.created_at),
-            "message": fault.message,
-        });
-        // As Nova: details of a 500 fault are for admins only.
-        if let Some(details) = &fault.details {
-            if ctx.is_admin() || fault.code != 500 {
-                f["details"] = json!(details);
-            }
-        }
-        v["fault"] = f;
-    }
-}
-
-/// Nova's answer to a server update: the basic show view, nothing optional.
-fn server_after_update(viewer: &ServerViewer<'_>, i: &Instance, status: &str) -> Value {
-    let (url, version) = (viewer.url, viewer.version);
-    let id = i.uuid.to_string();
-    let mut v = json!({
-        "id": id,
-        "name": i.name,
-        "status": status,
-        "tenant_id": i.project_id,
-        "user_id": i.user_id,
-        "metadata": i.metadata,
-        "hostId": host_id(i),
-        "image": {"id": i.image_ref, "links": url.bookmark("images", &i.image_ref)},
-        "flavor": server_flavor(url, version, &i.flavor),
-        "created": iso8601_z(i.created_at),
-        "updated": iso8601_z(i.updated_at),
-        "addresses": {},
-        "accessIPv4": "",
-        "accessIPv6": "",
-        "links": url.links("servers", &id),
-        "OS-DCF:diskConfig": "MANUAL",
+    let full = viewer.kind != ViewKind::Update;
+    let extended = full.then(|| Extended {
+        availability_zone: i.availability_zone.as_deref().unwrap_or("nova"),
+        config_drive: "",
+        key_name: i.key_name.as_deref(),
+        launched_at: i.launched_at.map(iso8601_naive_micros),
+        terminated_at: i.terminated_at.map(iso8601_naive_micros),
+        task_state: i.task_state.map(|t| t.as_str()),
+        vm_state: i.vm_state.as_str(),
+        power_state: i.power_state.code(),
+        volumes_attached: [],
+        security_groups: [SecurityGroup { name: "default" }],
     });
-    if matches!(
-        status,
-        "ACTIVE" | "BUILD" | "REBUILD" | "RESIZE" | "VERIFY_RESIZE" | "MIGRATING"
-    ) {
-        v["progress"] = json!(0);
-    }
-    versioned_basics(&mut v, version, i);
-    if version.at_least(71) {
+    let attributes = (full && admin).then(|| ServerAttributes {
+        host: i.host.as_deref(),
+        hypervisor_hostname: i.node.as_deref(),
+        instance_name: format!("instance-{}", i.uuid),
+        since_2_3: version.at_least(3).then(|| ServerAttributes23 {
+            // Nova makes one reservation id per create request; this service keeps none,
+            // so the server's own id stands in for it (unique and stable).
+            reservation_id: format!("r-{}", &id[..8]),
+            launch_index: 0,
+            kernel_id: "",
+            ramdisk_id: "",
+            root_device_name: None,
+            user_data: i.user_data.as_deref(),
+        }),
+    });
+    // The update view shows the hostname from 2.90, which made it updatable.
+    let hostname_shown = if full {
+        (admin && version.at_least(3)) || version.at_least(90)
+    } else {
+        version.at_least(90)
+    };
+    let host_status = (full && admin && version.at_least(16)).then(|| match &i.host {
+        Some(h) => viewer.host_status.get(h).copied().unwrap_or("UNKNOWN"),
+        None => "",
+    });
+    let server_groups_shown = match viewer.kind {
+        ViewKind::List => false,
         // 2.71 added the groups to show, update and rebuild alike.
-        v["server_groups"] = json!([]);
+        ViewKind::Show | ViewKind::Update => version.at_least(71),
+    };
+    let fault = i.fault.as_ref().map(|f| FaultView {
+        code: f.code,
+        created: iso8601_z(f.created_at),
+        message: &f.message,
+        // As Nova: details of a 500 fault are for admins only.
+        details: f
+            .details
+            .as_deref()
+            .filter(|_| admin || f.code != 500),
+    });
+    let links = self_and_bookmark(url, "servers", &id);
+    ServerDetail {
+        name: &i.name,
+        status,
+        tenant_id: &i.project_id,
+        user_id: &i.user_id,
+        metadata: &i.metadata,
+        host_id: host_id(i),
+        image: ImageRef {
+            id: &i.image_ref,
+            links: bookmark(url, "images", &i.image_ref),
+        },
+        flavor: server_flavor(url, version, &i.flavor),
+        created: iso8601_z(i.created_at),
+        updated: iso8601_z(i.updated_at),
+        addresses: Empty {},
+        access_ipv4: "",
+        access_ipv6: "",
+        links,
+        disk_config: "MANUAL",
+        progress: matches!(
+            status,
+            "ACTIVE" | "BUILD" | "REBUILD" | "RESIZE" | "VERIFY_RESIZE" | "MIGRATING"
+        )
+        .then_some(0),
+        extended,
+        attributes,
+        hostname: hostname_shown.then(|| sanitize_hostname(&i.name)),
+        host_status,
+        locked: version.at_least(9).then_some(i.locked_by.is_some()),
+        description: version.at_least(19).then_some(i.description.as_deref()),
+        tags: version.at_least(26).then_some(i.tags.as_slice()),
+        trusted_image_certificates: version.at_least(63).then_some(None),
+        server_groups: server_groups_shown.then_some([]),
+        locked_reason: version.at_least(73).then_some(i.locked_reason.as_deref()),
+        // The zone the user asked for at create, if any.
+        pinned_availability_zone: (full && version.at_least(96))
+            .then_some(i.availability_zone.as_deref()),
+        fault,
+        id,
     }
-    if version.at_least(90) {
-        // 2.90 made the hostname updatable, so its update answer shows it.
-        v["OS-EXT-SRV-ATTR:hostname"] = json!(sanitize_hostname(&i.name));
-    }
-    add_fault(&mut v, viewer.ctx, i);
-    v
 }
 
 /// The server's flavor: a reference until 2.46, the flavor itself (as it was when the server
 /// was created) from 2.47.
-fn server_flavor(url: &PublicUrl, v: ApiVersion, f: &Flavor) -> Value {
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ServerFlavor<'a> {
+    Reference {
+        id: &'a str,
+        links: [Link; 1],
+    },
+    Embedded {
+        original_name: &'a str,
+        vcpus: i64,
+        ram: i64,
+        disk: i64,
+        ephemeral: i64,
+        swap: i64,
+        extra_specs: &'a std::collections::BTreeMap<String, String>,
+    },
+}
+
+fn server_flavor<'a>(url: &PublicUrl, v: ApiVersion, f: &'a Flavor) -> ServerFlavor<'a> {
     if v.at_least(47) {
-        json!({
-            "original_name": f.name,
-            "vcpus": f.vcpus,
-            "ram": f.memory_mb,
-            "disk": f.root_gb,
-            "ephemeral": f.ephemeral_gb,
-            "swap": f.swap,
-            "extra_specs": f.extra_specs,
-        })
+        ServerFlavor::Embedded {
+            original_name: &f.name,
+            vcpus: f.vcpus,
+            ram: f.memory_mb,
+            disk: f.root_gb,
+            ephemeral: f.ephemeral_gb,
+            swap: f.swap,
+            extra_specs: &f.extra_specs,
+        }
     } else {
-        json!({"id": f.flavorid, "links": url.bookmark("flavors", &f.flavorid)})
+        ServerFlavor::Reference {
+            id: &f.flavorid,
+            links: bookmark(url, "flavors", &f.flavorid),
+        }
     }
 }
 

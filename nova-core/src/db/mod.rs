@@ -85,8 +85,13 @@ impl Db {
     pub async fn connect(settings: &DatabaseSettings) -> DbResult<Self> {
         let url = settings.url.as_str();
         let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            // No ping before each use (sqlx's default): it doubled the round trips of every
+            // request. A connection that died (a database restart) fails its next query
+            // instead, which callers see as the database being unavailable (503, retryable),
+            // and the pool replaces it.
             let pool = PgPoolOptions::new()
                 .max_connections(settings.max_connections)
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect(url)
                 .await?;
