@@ -618,8 +618,42 @@ async fn upload(
 }
 
 /// `GET /v2/images/{id}/file`: streams the data (204 when there is none yet).
+/// How much one read of an image file takes: large reads keep the per-chunk overhead (a hop
+/// to the blocking pool, a write to the socket) small against the copying itself.
+const DOWNLOAD_CHUNK: usize = 1 << 20;
+
+/// The file's data as a stream of chunks, read on the blocking pool (memory stays bounded:
+/// one chunk in flight).
+fn file_chunks(
+    file: std::fs::File,
+) -> impl futures::Stream<Item = Result<web::Bytes, std::io::Error>> {
+    futures::stream::try_unfold(Some(file), |file| async move {
+        let Some(mut file) = file else {
+            return Ok(None);
+        };
+        let (file, chunk) = web::block(move || {
+            use std::io::Read;
+            let mut buf = vec![0u8; DOWNLOAD_CHUNK];
+            let mut filled = 0;
+            while filled < buf.len() {
+                match file.read(&mut buf[filled..])? {
+                    0 => break,
+                    n => filled += n,
+                }
+            }
+            buf.truncate(filled);
+            Ok::<_, std::io::Error>((file, buf))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        if chunk.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some((web::Bytes::from(chunk), Some(file))))
+    })
+}
+
 async fn download(
-    req: HttpRequest,
     ctx: RequestContext,
     state: web::Data<AppState>,
     images: web::Data<ImageStore>,
@@ -629,19 +663,16 @@ async fn download(
     if image.status != "active" {
         return Ok(HttpResponse::NoContent().finish());
     }
-    let file = actix_files::NamedFile::open_async(images.path(&id))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let mut res = file
-        .set_content_type(
-            "application/octet-stream"
-                .parse()
-                .map_err(|_| ApiError::Internal("mime".into()))?,
-        )
-        .disable_content_disposition()
-        .use_etag(false)
-        .use_last_modified(false)
-        .into_response(&req);
+    let file = std::fs::File::open(images.path(&id))
+        .map_err(|e| ApiError::Internal(format!("image data of {id}: {e}")))?;
+    let len = file
+        .metadata()
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .len();
+    let mut res = HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .no_chunking(len)
+        .streaming(file_chunks(file));
     if let Some(md5) = &image.checksum {
         if let Ok(v) = md5.parse() {
             res.headers_mut().insert(
