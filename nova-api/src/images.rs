@@ -3,8 +3,8 @@
 //! computed on the way in. Memory stays bounded whatever the image size: the data never sits in
 //! memory whole.
 //!
-//! Errors here use the compute fault body too; Glance's own body differs
-//! (TODO-correctness: Glance's `{"code", "title", "message"}` webob error body).
+//! Errors leave in Glance's body (webob's JSON error: `{"code", "title", "message"}`), not in
+//! the compute API's fault body: [`ImageError`].
 
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
@@ -93,6 +93,57 @@ impl Hasher {
     }
 }
 
+/// The image API's error: the same cases as the compute API's [`ApiError`], in Glance's body.
+#[derive(Debug)]
+pub struct ImageError(ApiError);
+
+pub type ImageResult<T> = Result<T, ImageError>;
+
+impl From<ApiError> for ImageError {
+    fn from(e: ApiError) -> Self {
+        Self(e)
+    }
+}
+
+impl From<nova_core::db::DbError> for ImageError {
+    fn from(e: nova_core::db::DbError) -> Self {
+        Self(e.into())
+    }
+}
+
+impl std::fmt::Display for ImageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl actix_web::ResponseError for ImageError {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        self.0.status_code()
+    }
+
+    /// webob's JSON error, as Glance sends it: the status line as `code`, its reason as
+    /// `title`, and the explanation rendered through webob's body template as `message`.
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let explanation = match &self.0 {
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                "The server has either erred or is incapable of performing the requested \
+                 operation."
+                    .to_owned()
+            }
+            other => other.to_string(),
+        };
+        let title = status.canonical_reason().unwrap_or("Error");
+        HttpResponse::build(status).json(json!({
+            "code": format!("{} {title}", status.as_u16()),
+            "title": title,
+            "message": format!("{explanation}<br /><br />\n\n\n"),
+        }))
+    }
+}
+
 /// Where image data lives and how large an image may be.
 #[derive(Clone, Debug)]
 pub struct ImageStore {
@@ -114,12 +165,37 @@ fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::BadRequest(msg.into())
 }
 
-/// Glance's visibility rules: admins see all; others see public and community images and
-/// their own project's.
-fn visible(ctx: &RequestContext, i: &Image) -> bool {
+/// Glance's visibility rules: admins see all; others see public and community images, their
+/// own project's, and shared images offered to their project (`offered`: whether it is a
+/// member, whatever its answer).
+fn visible(ctx: &RequestContext, i: &Image, offered: bool) -> bool {
     ctx.is_admin()
         || i.owner == ctx.project_id
         || matches!(i.visibility.as_str(), "public" | "community")
+        || (i.visibility == "shared" && offered)
+}
+
+/// Whether a shared image is offered to the caller's project (a lookup only when it matters).
+async fn offered(state: &AppState, ctx: &RequestContext, i: &Image) -> ApiResult<bool> {
+    if i.visibility != "shared" || i.owner == ctx.project_id || ctx.is_admin() {
+        return Ok(false);
+    }
+    Ok(store::member(&state.db, &i.id, &ctx.project_id)
+        .await?
+        .is_some())
+}
+
+/// The image if the caller may see it.
+async fn visible_image(
+    state: &AppState,
+    ctx: &RequestContext,
+    id: &str,
+) -> ApiResult<Option<Image>> {
+    let Some(image) = store::get(&state.db, id).await? else {
+        return Ok(None);
+    };
+    let offered = offered(state, ctx, &image).await?;
+    Ok(visible(ctx, &image, offered).then_some(image))
 }
 
 fn may_modify(ctx: &RequestContext, i: &Image) -> bool {
@@ -128,9 +204,8 @@ fn may_modify(ctx: &RequestContext, i: &Image) -> bool {
 
 /// An image the caller may see, or 404.
 async fn find(state: &AppState, ctx: &RequestContext, id: &str) -> ApiResult<Image> {
-    store::get(&state.db, id)
+    visible_image(state, ctx, id)
         .await?
-        .filter(|i| visible(ctx, i))
         .ok_or_else(|| not_found(id))
 }
 
@@ -258,7 +333,7 @@ async fn create(
     ctx: RequestContext,
     state: web::Data<AppState>,
     raw: web::Bytes,
-) -> ApiResult<HttpResponse> {
+) -> ImageResult<HttpResponse> {
     crate::policy::require_write(&ctx, "add_image")?;
     let body = crate::body::json(&raw)?;
     let obj = body
@@ -305,7 +380,8 @@ async fn create(
         return Err(ApiError::Conflict(format!(
             "Image with identifier {} already exists!",
             image.id
-        )));
+        ))
+        .into());
     }
     store::create(&state.db, &image).await?;
     let image = store::get(&state.db, &image.id)
@@ -331,6 +407,7 @@ struct ListQuery {
     sort_key: Option<String>,
     sort_dir: Option<String>,
     sort: Option<String>,
+    member_status: Option<String>,
 }
 
 fn sort_value(i: &Image, key: &str) -> String {
@@ -348,7 +425,7 @@ async fn list(
     req: HttpRequest,
     ctx: RequestContext,
     state: web::Data<AppState>,
-) -> ApiResult<HttpResponse> {
+) -> ImageResult<HttpResponse> {
     let q = web::Query::<ListQuery>::from_query(req.query_string())
         .map_err(|e| bad(format!("Invalid query: {e}")))?;
     // Repeated `tag` parameters: every one must be on the image.
@@ -367,10 +444,27 @@ async fn list(
         q.id.as_deref()
             .map(|v| v.strip_prefix("in:").unwrap_or(v).split(',').collect());
     let hidden = matches!(q.os_hidden.as_deref(), Some("true" | "True" | "1"));
+    // Shared images offered to the caller are listed once accepted, or with the answer asked
+    // for (`member_status`), as Glance lists them.
+    let wanted_answer = q.member_status.as_deref().unwrap_or("accepted");
+    if !matches!(wanted_answer, "accepted" | "pending" | "rejected" | "all") {
+        return Err(bad(format!("Invalid status value: {wanted_answer}")).into());
+    }
+    let answers: std::collections::HashMap<String, String> =
+        store::memberships(&state.db, &ctx.project_id)
+            .await?
+            .into_iter()
+            .map(|m| (m.image_id, m.status))
+            .collect();
     let mut images: Vec<Image> = store::list(&state.db)
         .await?
         .into_iter()
-        .filter(|i| visible(&ctx, i))
+        .filter(|i| {
+            let listed_offer = answers
+                .get(&i.id)
+                .is_some_and(|a| wanted_answer == "all" || a == wanted_answer);
+            visible(&ctx, i, listed_offer)
+        })
         // Community images are listed only when asked for, or to their owner (as Glance).
         .filter(|i| {
             i.visibility != "community"
@@ -419,7 +513,7 @@ async fn list(
         ),
     };
     if !matches!(dir.as_str(), "asc" | "desc") {
-        return Err(bad(format!("Invalid sort direction: {dir}")));
+        return Err(bad(format!("Invalid sort direction: {dir}")).into());
     }
     images.sort_by(|a, b| {
         let o = sort_value(a, &key)
@@ -454,7 +548,7 @@ async fn show(
     ctx: RequestContext,
     state: web::Data<AppState>,
     id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
+) -> ImageResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(view(&find(&state, &ctx, &id).await?)))
 }
 
@@ -464,7 +558,7 @@ async fn update(
     state: web::Data<AppState>,
     id: web::Path<String>,
     raw: web::Bytes,
-) -> ApiResult<HttpResponse> {
+) -> ImageResult<HttpResponse> {
     let media = req
         .headers()
         .get(CONTENT_TYPE)
@@ -473,7 +567,8 @@ async fn update(
     if !media.starts_with(PATCH_MEDIA_TYPE) {
         return Err(ApiError::UnsupportedMediaType(format!(
             "Unsupported media type; use {PATCH_MEDIA_TYPE}."
-        )));
+        ))
+        .into());
     }
     let mut image = find_own(&state, &ctx, &id).await?;
     let ops = crate::body::json(&raw)?;
@@ -493,18 +588,18 @@ async fn update(
             .and_then(|p| p.strip_prefix('/'))
             .ok_or_else(|| bad("Each operation needs a 'path' starting with '/'."))?;
         if path.contains('/') {
-            return Err(bad(format!("Invalid path /{path}")));
+            return Err(bad(format!("Invalid path /{path}")).into());
         }
         match kind {
             "replace" | "add" => set_field(&mut image, &ctx, path, &op["value"], &mut props)?,
             "remove" => {
                 if props.remove(path).is_none() {
-                    return Err(ApiError::Conflict(format!(
-                        "Property {path} does not exist."
-                    )));
+                    return Err(
+                        ApiError::Conflict(format!("Property {path} does not exist.")).into(),
+                    );
                 }
             }
-            other => return Err(bad(format!("Unsupported operation '{other}'."))),
+            other => return Err(bad(format!("Unsupported operation '{other}'.")).into()),
         }
     }
     image.properties = Value::Object(props).to_string();
@@ -520,12 +615,12 @@ async fn delete(
     state: web::Data<AppState>,
     store_: web::Data<ImageStore>,
     id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
+) -> ImageResult<HttpResponse> {
     let image = find_own(&state, &ctx, &id).await?;
     if image.protected {
-        return Err(ApiError::Forbidden(format!(
-            "Image {id} is protected and cannot be deleted."
-        )));
+        return Err(
+            ApiError::Forbidden(format!("Image {id} is protected and cannot be deleted.")).into(),
+        );
     }
     store::delete(&state.db, &id).await?;
     let _ = tokio::fs::remove_file(store_.path(&id)).await;
@@ -540,18 +635,20 @@ async fn upload(
     images: web::Data<ImageStore>,
     id: web::Path<String>,
     mut payload: web::Payload,
-) -> ApiResult<HttpResponse> {
+) -> ImageResult<HttpResponse> {
     let image = find_own(&state, &ctx, &id).await?;
     if image.container_format.is_none() || image.disk_format.is_none() {
         return Err(bad(
             "Properties container_format and disk_format must be set prior to uploading data.",
-        ));
+        )
+        .into());
     }
     if !store::set_status(&state.db, &id, &["queued"], "saving").await? {
         return Err(ApiError::Conflict(format!(
             "Image status transition from {} to saving is not allowed",
             image.status
-        )));
+        ))
+        .into());
     }
     let partial = images.dir.join(format!("{id}.partial"));
     let result: ApiResult<(i64, String, String)> = async {
@@ -602,9 +699,9 @@ async fn upload(
             if !store::finish_upload(&state.db, &id, size, &md5, &sha).await? {
                 // Deleted meanwhile.
                 let _ = tokio::fs::remove_file(images.path(&id)).await;
-                return Err(ApiError::Conflict(format!(
-                    "Image {id} changed during the upload."
-                )));
+                return Err(
+                    ApiError::Conflict(format!("Image {id} changed during the upload.")).into(),
+                );
             }
             Ok(HttpResponse::NoContent().finish())
         }
@@ -612,7 +709,7 @@ async fn upload(
             let _ = tokio::fs::remove_file(&partial).await;
             store::set_status(&state.db, &id, &["saving"], "queued").await?;
             tracing::warn!(image = %id, error = %e, "upload failed; the image is queued again");
-            Err(e)
+            Err(e.into())
         }
     }
 }
@@ -658,7 +755,7 @@ async fn download(
     state: web::Data<AppState>,
     images: web::Data<ImageStore>,
     id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
+) -> ImageResult<HttpResponse> {
     let image = find(&state, &ctx, &id).await?;
     if image.status != "active" {
         return Ok(HttpResponse::NoContent().finish());
@@ -688,7 +785,7 @@ async fn add_tag(
     ctx: RequestContext,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
-) -> ApiResult<HttpResponse> {
+) -> ImageResult<HttpResponse> {
     let (id, tag) = path.into_inner();
     find_own(&state, &ctx, &id).await?;
     store::add_tag(&state.db, &id, &tag).await?;
@@ -699,11 +796,11 @@ async fn remove_tag(
     ctx: RequestContext,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
-) -> ApiResult<HttpResponse> {
+) -> ImageResult<HttpResponse> {
     let (id, tag) = path.into_inner();
     find_own(&state, &ctx, &id).await?;
     if !store::remove_tag(&state.db, &id, &tag).await? {
-        return Err(ApiError::NotFound(format!("Tag {tag} not found")));
+        return Err(ApiError::NotFound(format!("Tag {tag} not found")).into());
     }
     Ok(HttpResponse::NoContent().finish())
 }
@@ -735,8 +832,161 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/v2/images/{id}/file", web::put().to(upload))
             .route("/v2/images/{id}/file", web::get().to(download))
             .route("/v2/images/{id}/tags/{tag}", web::put().to(add_tag))
-            .route("/v2/images/{id}/tags/{tag}", web::delete().to(remove_tag)),
+            .route("/v2/images/{id}/tags/{tag}", web::delete().to(remove_tag))
+            .route("/v2/images/{id}/members", web::get().to(list_members))
+            .route("/v2/images/{id}/members", web::post().to(add_member))
+            .route(
+                "/v2/images/{id}/members/{member}",
+                web::get().to(show_member),
+            )
+            .route(
+                "/v2/images/{id}/members/{member}",
+                web::put().to(answer_member),
+            )
+            .route(
+                "/v2/images/{id}/members/{member}",
+                web::delete().to(remove_member),
+            ),
     );
+}
+
+fn member_view(m: &store::Member) -> Value {
+    json!({
+        "image_id": m.image_id,
+        "member_id": m.member_id,
+        "status": m.status,
+        "created_at": iso8601_z(m.created_at),
+        "updated_at": iso8601_z(m.updated_at),
+        "schema": "/v2/schemas/member",
+    })
+}
+
+/// The image of a members request: visible to the caller, and shared (Glance: only shared
+/// images have members, 403).
+async fn shared_image(state: &AppState, ctx: &RequestContext, id: &str) -> ApiResult<Image> {
+    let image = find(state, ctx, id).await?;
+    if image.visibility != "shared" {
+        return Err(ApiError::Forbidden(
+            "Only shared images have members.".into(),
+        ));
+    }
+    Ok(image)
+}
+
+fn member_not_found(id: &str, member: &str) -> ApiError {
+    ApiError::NotFound(format!("{member} is not a member of image {id}."))
+}
+
+/// `GET /v2/images/{id}/members`: all of them for the owner, its own membership for a member.
+async fn list_members(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> ImageResult<HttpResponse> {
+    let image = shared_image(&state, &ctx, &id).await?;
+    let owner = ctx.is_admin() || image.owner == ctx.project_id;
+    let members: Vec<Value> = store::members(&state.db, &id)
+        .await?
+        .iter()
+        .filter(|m| owner || m.member_id == ctx.project_id)
+        .map(member_view)
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"members": members, "schema": "/v2/schemas/members"})))
+}
+
+/// `POST /v2/images/{id}/members` with `{"member": "<project>"}`: the owner offers the image.
+async fn add_member(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    raw: web::Bytes,
+) -> ImageResult<HttpResponse> {
+    let image = shared_image(&state, &ctx, &id).await?;
+    if !may_modify(&ctx, &image) {
+        return Err(ApiError::Forbidden(
+            "You are not permitted to create image members for the image.".into(),
+        )
+        .into());
+    }
+    let body = crate::body::json(&raw)?;
+    let member = body
+        .as_object()
+        .filter(|o| o.len() == 1)
+        .and_then(|o| o.get("member"))
+        .and_then(Value::as_str)
+        .filter(|m| (1..=255).contains(&m.chars().count()))
+        .ok_or_else(|| bad("Member to be added not specified"))?;
+    let created = store::add_member(&state.db, &id, member)
+        .await?
+        .ok_or_else(|| {
+            ApiError::Conflict(format!("Member {member} is duplicated for image {id}"))
+        })?;
+    Ok(HttpResponse::Ok().json(member_view(&created)))
+}
+
+/// The owner sees every member, a member only itself.
+async fn show_member(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> ImageResult<HttpResponse> {
+    let (id, member) = path.into_inner();
+    let image = shared_image(&state, &ctx, &id).await?;
+    let owner = ctx.is_admin() || image.owner == ctx.project_id;
+    if !owner && member != ctx.project_id {
+        return Err(member_not_found(&id, &member).into());
+    }
+    let m = store::member(&state.db, &id, &member)
+        .await?
+        .ok_or_else(|| member_not_found(&id, &member))?;
+    Ok(HttpResponse::Ok().json(member_view(&m)))
+}
+
+/// `PUT …/members/{member}` with `{"status": …}`: only the member itself answers.
+async fn answer_member(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    raw: web::Bytes,
+) -> ImageResult<HttpResponse> {
+    let (id, member) = path.into_inner();
+    shared_image(&state, &ctx, &id).await?;
+    let body = crate::body::json(&raw)?;
+    let status = body
+        .get("status")
+        .and_then(Value::as_str)
+        .filter(|s| matches!(*s, "pending" | "accepted" | "rejected"))
+        .ok_or_else(|| bad("Invalid status: it must be pending, accepted or rejected."))?;
+    if member != ctx.project_id || !ctx.can_write() {
+        return Err(ApiError::Forbidden(
+            "You are not permitted to modify 'status' on this image member.".into(),
+        )
+        .into());
+    }
+    let m = store::set_member_status(&state.db, &id, &member, status)
+        .await?
+        .ok_or_else(|| member_not_found(&id, &member))?;
+    Ok(HttpResponse::Ok().json(member_view(&m)))
+}
+
+/// `DELETE …/members/{member}`: the owner withdraws the offer.
+async fn remove_member(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> ImageResult<HttpResponse> {
+    let (id, member) = path.into_inner();
+    let image = shared_image(&state, &ctx, &id).await?;
+    if !may_modify(&ctx, &image) {
+        return Err(ApiError::Forbidden(
+            "You are not permitted to delete image members for the image.".into(),
+        )
+        .into());
+    }
+    if !store::delete_member(&state.db, &id, &member).await? {
+        return Err(member_not_found(&id, &member).into());
+    }
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// Whether an image can boot on a node type: a `docker save` archive on a container node, a
@@ -775,9 +1025,8 @@ pub async fn for_server(
     id: &str,
     node_type: nova_core::model::NodeType,
 ) -> ApiResult<Image> {
-    let image = store::get(&state.db, id)
+    let image = visible_image(state, ctx, id)
         .await?
-        .filter(|i| visible(ctx, i))
         .ok_or_else(|| bad(format!("Image {id} could not be found.")))?;
     if image.status != "active" {
         return Err(bad(format!("Image {id} is not active.")));

@@ -218,7 +218,10 @@ pub struct ServerDetail<'a> {
     extended: Option<Extended<'a>>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     attributes: Option<ServerAttributes<'a>>,
-    #[serde(rename = "OS-EXT-SRV-ATTR:hostname", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "OS-EXT-SRV-ATTR:hostname",
+        skip_serializing_if = "Option::is_none"
+    )]
     hostname: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     host_status: Option<&'a str>,
@@ -294,10 +297,7 @@ pub fn server_detail<'a>(viewer: &ServerViewer<'a>, i: &'a Instance) -> ServerDe
         created: iso8601_z(f.created_at),
         message: &f.message,
         // As Nova: details of a 500 fault are for admins only.
-        details: f
-            .details
-            .as_deref()
-            .filter(|_| admin || f.code != 500),
+        details: f.details.as_deref().filter(|_| admin || f.code != 500),
     });
     let links = self_and_bookmark(url, "servers", &id);
     ServerDetail {

@@ -346,3 +346,186 @@ async fn uploads_fail_cleanly_and_visibility_holds() -> anyhow::Result<()> {
     assert_eq!(rest["images"].as_array().map(Vec::len), Some(1));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_image_is_for_the_projects_it_is_offered_to() -> anyhow::Result<()> {
+    let stack = start(None).await?;
+    let url = stack.api_url().to_owned();
+    let demo = password_token(&url, "demo", DEMO_PASSWORD, "demo").await?;
+    let admin = password_token(&url, "admin", ADMIN_PASSWORD, "admin").await?;
+    let http = reqwest::Client::new();
+    let v2 = format!("{url}/image/v2/images");
+    let call = |method: reqwest::Method, path: String, token: String, body: Option<Value>| {
+        let http = http.clone();
+        async move {
+            let mut r = http.request(method, path).header("X-Auth-Token", token);
+            if let Some(b) = body {
+                r = r.json(&b);
+            }
+            let r = r.send().await?;
+            let status = r.status().as_u16();
+            anyhow::Ok((status, r.json::<Value>().await.unwrap_or(Value::Null)))
+        }
+    };
+    use reqwest::Method;
+    let (s, img) = call(
+        Method::POST,
+        v2.clone(),
+        admin.clone(),
+        Some(json!({"name": "offered", "visibility": "shared",
+            "container_format": "bare", "disk_format": "qcow2"})),
+    )
+    .await?;
+    assert_eq!(s, 201, "{img}");
+    let id = img["id"].as_str().unwrap_or_default().to_owned();
+    let r = http
+        .put(format!("{v2}/{id}/file"))
+        .header("X-Auth-Token", &admin)
+        .header("Content-Type", "application/octet-stream")
+        .body(b"disk".to_vec())
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 204);
+    let image = format!("{v2}/{id}");
+    let members = format!("{image}/members");
+    let listed = |token: String, query: &'static str| {
+        let call = call.clone();
+        let v2 = v2.clone();
+        async move {
+            let (_, body) = call(Method::GET, format!("{v2}{query}"), token, None).await?;
+            anyhow::Ok(body.to_string())
+        }
+    };
+
+    // The member is named by its project id (an image's `owner` shows it).
+    let (_, probe) = call(
+        Method::POST,
+        v2.clone(),
+        demo.clone(),
+        Some(json!({"name": "probe"})),
+    )
+    .await?;
+    let demo_project = probe["owner"].as_str().unwrap_or_default().to_owned();
+
+    // Not offered yet: unknown to the other project, in Glance's error body.
+    let (s, body) = call(Method::GET, image.clone(), demo.clone(), None).await?;
+    assert_eq!(s, 404);
+    assert_eq!(
+        body,
+        json!({"code": "404 Not Found", "title": "Not Found",
+            "message": format!("No image found with ID {id}<br /><br />\n\n\n")})
+    );
+    assert!(!listed(demo.clone(), "").await?.contains(&id));
+
+    // Offered: the member sees it (pending), lists it once it accepts.
+    let (s, m) = call(
+        Method::POST,
+        members.clone(),
+        admin.clone(),
+        Some(json!({"member": demo_project})),
+    )
+    .await?;
+    assert_eq!(
+        (s, m["status"].clone(), m["member_id"].clone()),
+        (200, json!("pending"), json!(demo_project))
+    );
+    let again = call(
+        Method::POST,
+        members.clone(),
+        admin.clone(),
+        Some(json!({"member": demo_project})),
+    );
+    assert_eq!(again.await?.0, 409);
+    assert_eq!(
+        call(Method::GET, image.clone(), demo.clone(), None)
+            .await?
+            .0,
+        200
+    );
+    assert!(!listed(demo.clone(), "").await?.contains(&id));
+    assert!(listed(demo.clone(), "?member_status=pending")
+        .await?
+        .contains(&id));
+    let (s, own) = call(Method::GET, members.clone(), demo.clone(), None).await?;
+    assert_eq!((s, own["members"].as_array().map(Vec::len)), (200, Some(1)));
+    // Only the member answers; only the owner withdraws.
+    let accept = Some(json!({"status": "accepted"}));
+    let as_owner = call(
+        Method::PUT,
+        format!("{members}/{demo_project}"),
+        admin.clone(),
+        accept.clone(),
+    );
+    assert_eq!(as_owner.await?.0, 403);
+    let (s, m) = call(
+        Method::PUT,
+        format!("{members}/{demo_project}"),
+        demo.clone(),
+        accept,
+    )
+    .await?;
+    assert_eq!((s, m["status"].clone()), (200, json!("accepted")));
+    assert!(listed(demo.clone(), "").await?.contains(&id));
+    assert_eq!(
+        call(
+            Method::DELETE,
+            format!("{members}/{demo_project}"),
+            demo.clone(),
+            None
+        )
+        .await?
+        .0,
+        403
+    );
+    // An accepted image boots the member's servers.
+    let compute = e2e::client::Client::new(&url, &demo);
+    let r = compute
+        .post(
+            "/servers",
+            &json!({"server": {"name": "from-shared", "imageRef": id, "flavorRef": "1"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+
+    // Private images have no members.
+    let (_, private) = call(
+        Method::POST,
+        v2.clone(),
+        admin.clone(),
+        Some(json!({"name": "mine", "visibility": "private"})),
+    )
+    .await?;
+    let private_members = format!(
+        "{v2}/{}/members",
+        private["id"].as_str().unwrap_or_default()
+    );
+    let (s, body) = call(
+        Method::POST,
+        private_members,
+        admin.clone(),
+        Some(json!({"member": demo_project})),
+    )
+    .await?;
+    assert_eq!(s, 403);
+    assert_eq!(body["title"], json!("Forbidden"));
+
+    // Withdrawn: unknown again.
+    assert_eq!(
+        call(
+            Method::DELETE,
+            format!("{members}/{demo_project}"),
+            admin.clone(),
+            None
+        )
+        .await?
+        .0,
+        204
+    );
+    assert_eq!(
+        call(Method::GET, image.clone(), demo.clone(), None)
+            .await?
+            .0,
+        404
+    );
+    Ok(())
+}

@@ -171,3 +171,97 @@ pub async fn remove_tag(db: &Db, id: &str, tag: &str) -> DbResult<bool> {
     });
     Ok(n == 1)
 }
+
+/// A project a shared image is offered to (Glance's image member).
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct Member {
+    pub image_id: String,
+    pub member_id: String,
+    /// `pending`, `accepted` or `rejected`.
+    pub status: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const MEMBER_COLUMNS: &str = "image_id, member_id, status, created_at, updated_at";
+
+pub async fn members(db: &Db, image_id: &str) -> DbResult<Vec<Member>> {
+    let sql = format!(
+        "SELECT {MEMBER_COLUMNS} FROM image_members WHERE image_id = $1 ORDER BY member_id"
+    );
+    Ok(on_pool!(db, p => sqlx::query_as(&sql).bind(image_id).fetch_all(p).await?))
+}
+
+pub async fn member(db: &Db, image_id: &str, member_id: &str) -> DbResult<Option<Member>> {
+    let sql = format!(
+        "SELECT {MEMBER_COLUMNS} FROM image_members WHERE image_id = $1 AND member_id = $2"
+    );
+    Ok(on_pool!(db, p => {
+        sqlx::query_as(&sql).bind(image_id).bind(member_id).fetch_optional(p).await?
+    }))
+}
+
+/// The images offered to `project`, with its answer to each.
+pub async fn memberships(db: &Db, project: &str) -> DbResult<Vec<Member>> {
+    let sql = format!("SELECT {MEMBER_COLUMNS} FROM image_members WHERE member_id = $1");
+    Ok(on_pool!(db, p => sqlx::query_as(&sql).bind(project).fetch_all(p).await?))
+}
+
+/// Offers an image to a project (`pending`); `None` when it already was.
+pub async fn add_member(db: &Db, image_id: &str, member_id: &str) -> DbResult<Option<Member>> {
+    let now = now_ms();
+    let n = on_pool!(db, p => {
+        sqlx::query(
+            "INSERT INTO image_members (image_id, member_id, status, created_at, updated_at) \
+             VALUES ($1, $2, 'pending', $3, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(image_id)
+        .bind(member_id)
+        .bind(now)
+        .execute(p)
+        .await?
+        .rows_affected()
+    });
+    if n == 0 {
+        return Ok(None);
+    }
+    member(db, image_id, member_id).await
+}
+
+/// The member's answer; `None` when there is no such member.
+pub async fn set_member_status(
+    db: &Db,
+    image_id: &str,
+    member_id: &str,
+    status: &str,
+) -> DbResult<Option<Member>> {
+    let n = on_pool!(db, p => {
+        sqlx::query(
+            "UPDATE image_members SET status = $3, updated_at = $4 \
+             WHERE image_id = $1 AND member_id = $2",
+        )
+        .bind(image_id)
+        .bind(member_id)
+        .bind(status)
+        .bind(now_ms())
+        .execute(p)
+        .await?
+        .rows_affected()
+    });
+    if n == 0 {
+        return Ok(None);
+    }
+    member(db, image_id, member_id).await
+}
+
+pub async fn delete_member(db: &Db, image_id: &str, member_id: &str) -> DbResult<bool> {
+    let n = on_pool!(db, p => {
+        sqlx::query("DELETE FROM image_members WHERE image_id = $1 AND member_id = $2")
+            .bind(image_id)
+            .bind(member_id)
+            .execute(p)
+            .await?
+            .rows_affected()
+    });
+    Ok(n == 1)
+}
