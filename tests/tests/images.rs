@@ -389,7 +389,6 @@ async fn a_shared_image_is_for_the_projects_it_is_offered_to() -> anyhow::Result
     let image = format!("{v2}/{id}");
     let members = format!("{image}/members");
     let listed = |token: String, query: &'static str| {
-        let call = call;
         let v2 = v2.clone();
         async move {
             let (_, body) = call(Method::GET, format!("{v2}{query}"), token, None).await?;
