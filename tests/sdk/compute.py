@@ -54,6 +54,18 @@ def main():
     demo.compute.wait_for_server(server, status="ACTIVE", wait=120)
     shown = demo.compute.get_server(server.id)
     check(shown.flavor is not None, "server shows its flavor")
+    # Update, metadata, tags, lock, console, actions.
+    demo.compute.update_server(server, name="sdk-web2")
+    check(demo.compute.get_server(server.id).name == "sdk-web2", "renamed")
+    demo.compute.set_server_metadata(server, role="web")
+    check(demo.compute.get_server_metadata(server).metadata == {"role": "web"}, "metadata")
+    demo.compute.delete_server_metadata(server, ["role"])
+    demo.compute.lock_server(server)
+    demo.compute.unlock_server(server)
+    console = demo.compute.get_server_console_output(server, length=1)
+    check(console["output"].startswith("fake:"), console)
+    actions = [a.action for a in demo.compute.server_actions(server)]
+    check("lock" in actions and "create" in actions, actions)
     demo.compute.delete_server(server)
     demo.compute.wait_for_delete(server, wait=120)
 

@@ -144,6 +144,73 @@ async fn the_openstack_cli_drives_the_compute_api() -> anyhow::Result<()> {
     e2e::cli::run(&stack, "demo", &["server", "reboot", "--wait", "web"]).await?;
     let s = demo(&stack, &["server", "show", "web"]).await?;
     assert_eq!(field(&s, "status"), &json!("ACTIVE"));
+
+    // What else the CLI does to a server: rename, describe, properties, tags, lock, the
+    // console log and the action record.
+    // At 2.73, which description (2.19), tags (2.26) and lock reasons (2.73) need.
+    let cli = |args: &'static [&'static str]| {
+        let mut all = vec!["--os-compute-api-version", "2.73"];
+        all.extend_from_slice(args);
+        let stack = &stack;
+        async move { e2e::cli::run(stack, "demo", &all).await }
+    };
+    cli(&[
+        "server",
+        "set",
+        "--name",
+        "web2",
+        "--description",
+        "front",
+        "web",
+    ])
+    .await?;
+    cli(&[
+        "server",
+        "set",
+        "--property",
+        "role=front",
+        "--tag",
+        "blue",
+        "web2",
+    ])
+    .await?;
+    let s = demo(
+        &stack,
+        &["--os-compute-api-version", "2.73", "server", "show", "web2"],
+    )
+    .await?;
+    assert_eq!(field(&s, "description"), &json!("front"));
+    assert!(field(&s, "properties").to_string().contains("role"), "{s}");
+    assert!(field(&s, "tags").to_string().contains("blue"), "{s}");
+    cli(&["server", "unset", "--property", "role", "web2"]).await?;
+    cli(&["server", "lock", "--reason", "maintenance", "web2"]).await?;
+    let s = demo(
+        &stack,
+        &["--os-compute-api-version", "2.73", "server", "show", "web2"],
+    )
+    .await?;
+    assert_eq!(field(&s, "locked"), &json!(true));
+    assert!(
+        e2e::cli::run(&stack, "demo", &["server", "stop", "web2"])
+            .await
+            .is_err(),
+        "a locked server refuses to stop"
+    );
+    cli(&["server", "unlock", "web2"]).await?;
+    let log = cli(&["console", "log", "show", "--lines", "1", "web2"]).await?;
+    assert_eq!(log.trim(), "fake: Soft reboot", "the last line: {log}");
+    let events = demo(&stack, &["server", "event", "list", "web2"]).await?;
+    let actions: Vec<&str> = events
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["Action"].as_str())
+        .collect();
+    assert!(
+        actions.contains(&"lock") && actions.contains(&"create"),
+        "{events}"
+    );
+    cli(&["server", "set", "--name", "web", "web2"]).await?;
     e2e::cli::run(&stack, "demo", &["server", "delete", "--wait", "web"]).await?;
     assert_eq!(demo(&stack, &["server", "list"]).await?, json!([]));
 
