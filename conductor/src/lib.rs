@@ -77,7 +77,9 @@ impl Conductor {
                     instance = %env.body.instance,
                     task = %env.body.task_id,
                 );
-                me.handle_task(env.body.task_id).instrument(span).await
+                me.handle_task(env.body.task_id, env.body.instance)
+                    .instrument(span)
+                    .await
             },
         );
         let events = serve(

@@ -56,10 +56,18 @@ impl Scheduler {
             }
             for candidate in candidates {
                 let lock = self.lock_for(candidate.inventory.uuid);
-                let _turn = lock.lock().await;
-                // The list may be stale by now; read the node again behind the lock.
-                let Some(node) = nodes::node(db, candidate.inventory.uuid).await? else {
-                    continue;
+                // Uncontended, the list is as fresh as a re-read (the claim is a compare-and-set
+                // on the node's generation anyway); after waiting for the turn it may be stale,
+                // so the node is read again.
+                let (_turn, node) = match lock.clone().try_lock_owned() {
+                    Ok(turn) => (turn, candidate),
+                    Err(_) => {
+                        let turn = lock.lock_owned().await;
+                        let Some(node) = nodes::node(db, candidate.inventory.uuid).await? else {
+                            continue;
+                        };
+                        (turn, node)
+                    }
                 };
                 if !fits(&node, need) {
                     continue;

@@ -4,7 +4,7 @@ use crate::scheduler::Placement;
 use crate::{Conductor, Result};
 use nova_core::db::tasks::{self as task_rows, Task, TaskState as RowState};
 use nova_core::db::{actions, images, instances, nodes, Db};
-use nova_core::ids::TaskId;
+use nova_core::ids::{InstanceUuid, TaskId};
 use nova_core::model::{Fault, Instance, TaskState, VmState, COMPUTE_BINARY};
 use nova_core::rpc::{ComputeCommand, Envelope, ImageSpec, InstanceSpec, TaskKind, TaskSubmitted};
 use nova_core::time::now_ms;
@@ -23,8 +23,14 @@ pub(crate) fn event_name(kind: TaskKind) -> &'static str {
 const SCHEDULE_EVENT: &str = "conductor_schedule_and_build_instances";
 
 impl Conductor {
-    pub(crate) async fn handle_task(&self, id: TaskId) -> Result<()> {
-        let Some(task) = task_rows::get(&self.db, id).await? else {
+    /// Carries out a submitted task. The message names the instance too, so that the task
+    /// and the instance are read together; the task's own record is what counts.
+    pub(crate) async fn handle_task(&self, id: TaskId, instance: InstanceUuid) -> Result<()> {
+        let (task, read) = tokio::join!(
+            task_rows::get(&self.db, id),
+            instances::get_any(&self.db, instance)
+        );
+        let Some(task) = task? else {
             tracing::warn!("task not found; ignoring");
             return Ok(());
         };
@@ -33,9 +39,17 @@ impl Conductor {
             RowState::Dispatched => return self.redispatch(&task).await,
             RowState::Pending => {}
         }
-        let Some(instance) = instances::get_any(&self.db, task.instance).await? else {
-            tracing::warn!("task for an unknown instance; ignoring");
-            return Ok(());
+        let read = read?.filter(|i| i.uuid == task.instance);
+        let instance = match read {
+            Some(i) => i,
+            // A message whose instance is not the task's: read the task's own.
+            None => match instances::get_any(&self.db, task.instance).await? {
+                Some(i) => i,
+                None => {
+                    tracing::warn!("task for an unknown instance; ignoring");
+                    return Ok(());
+                }
+            },
         };
         match task.kind {
             TaskKind::Build => self.build(&task, &instance).await,
@@ -53,20 +67,20 @@ impl Conductor {
         {
             return self.close_task(task, RowState::Failed).await;
         }
-        let placement = self
-            .scheduler
-            .place(
-                &self.db,
-                instance,
-                task.id,
-                self.alive_since(),
-                self.settings.claim_attempts,
-            )
-            .await?;
-        match placement {
+        // The image's record is read while the scheduler places the server: the two do not
+        // depend on each other, and the spawn needs both.
+        let place = self.scheduler.place(
+            &self.db,
+            instance,
+            task.id,
+            self.alive_since(),
+            self.settings.claim_attempts,
+        );
+        let (placement, image) = tokio::join!(place, images::get(&self.db, &instance.image_ref));
+        match placement? {
             Placement::Placed { host, node } => {
                 tracing::info!(%host, %node, "scheduled");
-                let spec = match spec(&self.db, instance, &node).await? {
+                let spec = match spec_from(instance, &node, image?) {
                     Ok(spec) => spec,
                     Err(message) => {
                         return self
@@ -352,22 +366,31 @@ async fn spec(
     instance: &Instance,
     node: &str,
 ) -> Result<std::result::Result<InstanceSpec, String>> {
-    let image = match images::get(db, &instance.image_ref).await? {
+    Ok(spec_from(instance, node, images::get(db, &instance.image_ref).await?))
+}
+
+/// [`spec`] with the image's record (`None`: deleted) already read.
+fn spec_from(
+    instance: &Instance,
+    node: &str,
+    image: Option<images::Image>,
+) -> std::result::Result<InstanceSpec, String> {
+    let image = match image {
         Some(i) if i.status == "active" => i,
         _ => {
-            return Ok(Err(format!(
+            return Err(format!(
                 "Image {} could not be found.",
                 instance.image_ref
-            )))
+            ))
         }
     };
     let (Some(hash_algo), Some(hash_value), Some(size)) =
         (image.os_hash_algo, image.os_hash_value, image.size)
     else {
-        return Ok(Err(format!(
+        return Err(format!(
             "Image {} has no data to boot from.",
             instance.image_ref
-        )));
+        ));
     };
     let image = ImageSpec {
         id: image.id,
@@ -377,7 +400,7 @@ async fn spec(
         hash_algo,
         hash_value,
     };
-    Ok(Ok(InstanceSpec {
+    Ok(InstanceSpec {
         uuid: instance.uuid,
         name: instance.name.clone(),
         project_id: instance.project_id.clone(),
@@ -390,5 +413,5 @@ async fn spec(
         user_data: instance.user_data.clone(),
         key_name: instance.key_name.clone(),
         key_data: instance.key_data.clone(),
-    }))
+    })
 }

@@ -1017,20 +1017,14 @@ pub fn fits(node_type: nova_core::model::NodeType, image: &Image) -> Result<(), 
     }
 }
 
-/// The image a server create names, checked as Nova checks it: visible to the caller, active,
-/// and (here) of a type the flavor's node type can boot.
-pub async fn for_server(
-    state: &AppState,
-    ctx: &RequestContext,
-    id: &str,
-    node_type: nova_core::model::NodeType,
-) -> ApiResult<Image> {
+/// The image a server create names, checked as Nova checks it: visible to the caller and
+/// active. Whether it fits the flavor's node type is [`fits`].
+pub async fn for_server(state: &AppState, ctx: &RequestContext, id: &str) -> ApiResult<Image> {
     let image = visible_image(state, ctx, id)
         .await?
         .ok_or_else(|| bad(format!("Image {id} could not be found.")))?;
     if image.status != "active" {
         return Err(bad(format!("Image {id} is not active.")));
     }
-    fits(node_type, &image).map_err(bad)?;
     Ok(image)
 }

@@ -63,37 +63,46 @@ async fn usage_of(db: &Db, project: &str) -> ApiResult<BTreeMap<&'static str, i6
     ]))
 }
 
-/// Refuses a server create that would go over the project's quota, with Nova's message (403).
-pub async fn check_server_create(
-    db: &Db,
-    project: &str,
-    count: i64,
-    vcpus: i64,
-    memory_mb: i64,
-) -> ApiResult<()> {
-    let limits = limits_of(db, project).await?;
-    let used = usage_of(db, project).await?;
-    let wants = [
-        ("instances", count),
-        ("cores", vcpus * count),
-        ("ram", memory_mb * count),
-    ];
-    for (resource, requested) in wants {
-        let limit = limits[resource];
-        let in_use = used.get(resource).copied().unwrap_or(0);
-        if limit >= 0 && in_use + requested > limit {
-            return Err(ApiError::Forbidden(format!(
-                "Quota exceeded for {resource}: Requested {requested}, but already used {in_use} of {limit} {resource}"
-            )));
-        }
-    }
-    Ok(())
+/// A project's limits and what it uses, read together for a server create.
+pub struct ProjectQuota {
+    limits: BTreeMap<&'static str, i64>,
+    used: BTreeMap<&'static str, i64>,
 }
 
-/// Refuses more metadata items on a server than the project's `metadata_items` quota, with
-/// Nova's `MetadataLimitExceeded` (403).
-pub async fn check_metadata_items(db: &Db, project: &str, items: usize) -> ApiResult<()> {
-    let limit = limits_of(db, project).await?["metadata_items"];
+impl ProjectQuota {
+    pub async fn of(db: &Db, project: &str) -> ApiResult<Self> {
+        let (limits, used) = futures::try_join!(limits_of(db, project), usage_of(db, project))?;
+        Ok(Self { limits, used })
+    }
+
+    /// Refuses a server create that would go over the quota, with Nova's message (403).
+    pub fn check_server_create(&self, count: i64, vcpus: i64, memory_mb: i64) -> ApiResult<()> {
+        let wants = [
+            ("instances", count),
+            ("cores", vcpus * count),
+            ("ram", memory_mb * count),
+        ];
+        for (resource, requested) in wants {
+            let limit = self.limits[resource];
+            let in_use = self.used.get(resource).copied().unwrap_or(0);
+            if limit >= 0 && in_use + requested > limit {
+                return Err(ApiError::Forbidden(format!(
+                    "Quota exceeded for {resource}: Requested {requested}, but already used {in_use} of {limit} {resource}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses more metadata items on a server than the `metadata_items` quota, with Nova's
+    /// `MetadataLimitExceeded` (403).
+    pub fn check_metadata_items(&self, items: usize) -> ApiResult<()> {
+        check_metadata_items(self.limits["metadata_items"], items)
+    }
+}
+
+/// Nova's `MetadataLimitExceeded` (403) when `items` is over `limit` (-1: unlimited).
+pub fn check_metadata_items(limit: i64, items: usize) -> ApiResult<()> {
     if limit >= 0 && i64::try_from(items).unwrap_or(i64::MAX) > limit {
         return Err(ApiError::Forbidden(format!(
             "Maximum number of metadata items exceeds {limit}"

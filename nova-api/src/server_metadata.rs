@@ -56,12 +56,7 @@ async fn edit(
     let edited = instances::modify(&state.db, uuid, project, None, |i: &mut Instance| {
         check_editable(ctx, i, action)?;
         change(&mut i.metadata)?;
-        if limit >= 0 && i64::try_from(i.metadata.len()).unwrap_or(i64::MAX) > limit {
-            return Err(ApiError::Forbidden(format!(
-                "Maximum number of metadata items exceeds {limit}"
-            )));
-        }
-        Ok(())
+        crate::quotas::check_metadata_items(limit, i.metadata.len())
     })
     .await?
     .ok_or_else(|| not_found(id))?;

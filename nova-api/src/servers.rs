@@ -459,36 +459,41 @@ async fn create(
     require_write(&ctx, "os_compute_api:servers:create")?;
     let body = body::json(&raw)?;
     let request = parse_create(&body, ApiVersion::of(&req))?;
-    let flavor = match flavors::get(&state.db, &request.flavor_ref).await? {
-        Some(f) if !f.disabled && crate::flavors::usable_by(&state, &ctx, &f).await? => f,
-        _ => {
-            return Err(bad(format!(
+    // The lookups do not depend on each other: they run together (each on its own pooled
+    // connection), and their errors are reported in a fixed order.
+    let flavor = async {
+        match flavors::get(&state.db, &request.flavor_ref).await? {
+            Some(f) if !f.disabled && crate::flavors::usable_by(&state, &ctx, &f).await? => {
+                ApiResult::Ok(f)
+            }
+            _ => Err(bad(format!(
                 "Flavor {} could not be found.",
                 request.flavor_ref
-            )))
+            ))),
         }
     };
-    let node_type = flavor.node_type().map_err(bad)?;
-    crate::images::for_server(&state, &ctx, &request.image_ref, node_type).await?;
+    let image = crate::images::for_server(&state, &ctx, &request.image_ref);
     // As Nova: a key pair is the caller's own, and its public key is copied onto the server.
-    let key_data = match &request.key_name {
-        None => None,
-        Some(name) => Some(
-            nova_core::db::keypairs::get(&state.db, &ctx.user_id, name)
-                .await?
-                .ok_or_else(|| bad("Invalid key_name provided."))?
-                .public_key,
-        ),
+    let key_data = async {
+        match &request.key_name {
+            None => ApiResult::Ok(None),
+            Some(name) => Ok(Some(
+                nova_core::db::keypairs::get(&state.db, &ctx.user_id, name)
+                    .await?
+                    .ok_or_else(|| bad("Invalid key_name provided."))?
+                    .public_key,
+            )),
+        }
     };
-    crate::quotas::check_metadata_items(&state.db, &ctx.project_id, request.metadata.len()).await?;
-    crate::quotas::check_server_create(
-        &state.db,
-        &ctx.project_id,
-        request.count,
-        flavor.vcpus,
-        flavor.memory_mb,
-    )
-    .await?;
+    let quota = crate::quotas::ProjectQuota::of(&state.db, &ctx.project_id);
+    let (flavor, image, key_data, quota) = futures::join!(flavor, image, key_data, quota);
+    let flavor = flavor?;
+    let node_type = flavor.node_type().map_err(bad)?;
+    crate::images::fits(node_type, &image?).map_err(bad)?;
+    let key_data = key_data?;
+    let quota = quota?;
+    quota.check_metadata_items(request.metadata.len())?;
+    quota.check_server_create(request.count, flavor.vcpus, flavor.memory_mb)?;
     let url = PublicUrl::of(&req);
     let mut first = None;
     for n in 1..=request.count {
