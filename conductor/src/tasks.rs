@@ -366,7 +366,11 @@ async fn spec(
     instance: &Instance,
     node: &str,
 ) -> Result<std::result::Result<InstanceSpec, String>> {
-    Ok(spec_from(instance, node, images::get(db, &instance.image_ref).await?))
+    Ok(spec_from(
+        instance,
+        node,
+        images::get(db, &instance.image_ref).await?,
+    ))
 }
 
 /// [`spec`] with the image's record (`None`: deleted) already read.
@@ -377,12 +381,7 @@ fn spec_from(
 ) -> std::result::Result<InstanceSpec, String> {
     let image = match image {
         Some(i) if i.status == "active" => i,
-        _ => {
-            return Err(format!(
-                "Image {} could not be found.",
-                instance.image_ref
-            ))
-        }
+        _ => return Err(format!("Image {} could not be found.", instance.image_ref)),
     };
     let (Some(hash_algo), Some(hash_value), Some(size)) =
         (image.os_hash_algo, image.os_hash_value, image.size)

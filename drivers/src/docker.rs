@@ -316,6 +316,10 @@ impl Compute for DockerDriver {
             name: self.host.clone(),
             node_type: NodeType::Container,
             hypervisor_type: "docker".into(),
+            hypervisor_version: info
+                .server_version
+                .as_deref()
+                .map_or(0, nova_core::model::version_to_int),
             total: Resources {
                 vcpus,
                 memory_mb: (memory_mb - self.settings.reserved_host_memory_mb).max(0),

@@ -244,6 +244,8 @@ impl Compute for FakeDriver {
                     name,
                     node_type: s.node_type,
                     hypervisor_type: "fake".into(),
+                    // Nova's fake driver reports 1000.
+                    hypervisor_version: 1000,
                     total: Resources {
                         vcpus: s.vcpus,
                         memory_mb: s.memory_mb,

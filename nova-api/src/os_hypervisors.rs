@@ -103,8 +103,8 @@ fn detail(h: &Hypervisor, v: ApiVersion, down_after_ms: i64) -> Value {
     let inv = &h.node.inventory;
     let service = h.service.as_ref();
     out["hypervisor_type"] = json!(inv.hypervisor_type);
-    // Drivers do not report a version yet: 0 says "unknown" in the field's integer type.
-    out["hypervisor_version"] = json!(0);
+    // As the driver reported it, in Nova's integer encoding (0: unknown).
+    out["hypervisor_version"] = json!(inv.hypervisor_version);
     out["host_ip"] = json!(service
         .and_then(|s| s.host_ip.clone())
         .unwrap_or_else(|| "127.0.0.1".into()));

@@ -276,10 +276,30 @@ pub struct NodeInventory {
     pub name: String,
     pub node_type: NodeType,
     pub hypervisor_type: String,
+    /// The hypervisor's version in Nova's integer encoding ([`version_to_int`]); 0 unknown.
+    #[serde(default)]
+    pub hypervisor_version: i64,
     pub total: Resources,
     pub cpu_allocation_ratio: f64,
     pub ram_allocation_ratio: f64,
     pub disk_allocation_ratio: f64,
+}
+
+/// A dotted version (`20.10.24+dfsg1`, `9.0.0`) in Nova's integer encoding
+/// (oslo's `convert_version_to_int`: major * 1,000,000 + minor * 1,000 + patch); anything
+/// after the numbers is ignored, 0 when there are none.
+pub fn version_to_int(version: &str) -> i64 {
+    let mut parts = version.split('.').map(|p| {
+        p.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+    });
+    let mut total = 0i64;
+    for weight in [1_000_000, 1_000, 1] {
+        let n: i64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        total += n.min(999) * weight;
+    }
+    total
 }
 
 /// A compute node as the database holds it.
@@ -369,6 +389,13 @@ mod tests {
     }
 
     #[test]
+    fn versions_are_encoded_as_nova_does() {
+        assert_eq!(version_to_int("20.10.24+dfsg1"), 20_010_024);
+        assert_eq!(version_to_int("9.0"), 9_000_000);
+        assert_eq!(version_to_int("unknown"), 0);
+    }
+
+    #[test]
     fn power_state_round_trips_through_json_as_a_number() {
         let json = serde_json::to_string(&PowerState::Shutdown).unwrap();
         assert_eq!(json, "4");
@@ -386,6 +413,7 @@ mod tests {
                 name: "n".into(),
                 node_type: NodeType::Vm,
                 hypervisor_type: "fake".into(),
+                hypervisor_version: 0,
                 total: Resources {
                     vcpus: 4,
                     memory_mb: 1000,

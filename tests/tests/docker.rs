@@ -103,6 +103,19 @@ async fn a_container_server_lives_its_whole_life_through_the_api() -> anyhow::Re
     let docker = engine()?;
     let c = Client::new(stack.api_url(), "demo:demo");
     container_flavor(&stack, "c1", 256, 2).await?;
+    // The node reports the engine's version in Nova's integer encoding.
+    let admin = Client::new(stack.api_url(), "admin:admin");
+    let hypervisors = admin.get("/os-hypervisors/detail").await?;
+    let engine_version = docker.version().await?.version.unwrap_or_default();
+    assert_eq!(
+        hypervisors.body["hypervisors"][0]["hypervisor_version"],
+        json!(nova_core::model::version_to_int(&engine_version)),
+        "{engine_version}"
+    );
+    assert_eq!(
+        hypervisors.body["hypervisors"][0]["hypervisor_type"],
+        json!("docker")
+    );
     let image = docker_image(&c).await?;
     let user_data = "#!/bin/sh\necho configured by user data\n";
     let id = create_server(

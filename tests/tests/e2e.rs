@@ -676,6 +676,12 @@ async fn responses_follow_each_microversion_and_its_schema(
         let hid = hid.as_str().map_or_else(|| hid.to_string(), str::to_owned);
         let one = a.get(&format!("/os-hypervisors/{hid}")).await?;
         assert_eq!(one.status, 200, "{v}: {}", one.body);
+        // The driver's version, as the fake driver reports it (Nova's does the same).
+        assert_eq!(
+            one.body["hypervisor"]["hypervisor_version"],
+            json!(1000),
+            "{v}"
+        );
         assert_eq!(
             one.body["hypervisor"].get("vcpus").is_some(),
             !at_least(88),

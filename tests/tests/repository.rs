@@ -78,6 +78,7 @@ fn inventory(vcpus: i64, memory_mb: i64) -> NodeInventory {
         name: "node-a".into(),
         node_type: NodeType::Vm,
         hypervisor_type: "fake".into(),
+        hypervisor_version: 0,
         total: Resources {
             vcpus,
             memory_mb,

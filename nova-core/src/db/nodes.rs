@@ -50,10 +50,11 @@ pub async fn register(db: &Db, host: &str, binary: &str, nodes: &[NodeInventory]
             sqlx::query(
                 "INSERT INTO compute_nodes (uuid, host, name, node_type, hypervisor_type, vcpus, \
                  memory_mb, local_gb, cpu_allocation_ratio, ram_allocation_ratio, \
-                 disk_allocation_ratio, generation, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, $12) \
+                 disk_allocation_ratio, generation, created_at, updated_at, hypervisor_version) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, $12, $13) \
                  ON CONFLICT (uuid) DO UPDATE SET node_type = excluded.node_type, \
                  hypervisor_type = excluded.hypervisor_type, vcpus = excluded.vcpus, \
+                 hypervisor_version = excluded.hypervisor_version, \
                  memory_mb = excluded.memory_mb, local_gb = excluded.local_gb, \
                  cpu_allocation_ratio = excluded.cpu_allocation_ratio, \
                  ram_allocation_ratio = excluded.ram_allocation_ratio, \
@@ -72,6 +73,7 @@ pub async fn register(db: &Db, host: &str, binary: &str, nodes: &[NodeInventory]
             .bind(n.ram_allocation_ratio)
             .bind(n.disk_allocation_ratio)
             .bind(now)
+            .bind(n.hypervisor_version)
             .execute(&mut *c)
             .await?;
         }

@@ -156,6 +156,7 @@ pub(super) struct NodeRow {
     pub name: String,
     pub node_type: String,
     pub hypervisor_type: String,
+    pub hypervisor_version: i64,
     pub vcpus: i64,
     pub memory_mb: i64,
     pub local_gb: i64,
@@ -169,7 +170,7 @@ pub(super) struct NodeRow {
 }
 
 pub(super) const NODE_COLUMNS: &str =
-    "n.uuid, n.api_id, n.host, n.name, n.node_type, n.hypervisor_type, \
+    "n.uuid, n.api_id, n.host, n.name, n.node_type, n.hypervisor_type, n.hypervisor_version, \
     n.vcpus, n.memory_mb, n.local_gb, n.vcpus_used, n.memory_mb_used, n.local_gb_used, \
     n.cpu_allocation_ratio, n.ram_allocation_ratio, n.disk_allocation_ratio, n.generation";
 
@@ -183,6 +184,7 @@ impl NodeRow {
                 node_type: NodeType::parse(&self.node_type)
                     .ok_or_else(|| corrupt(format!("node_type {}", self.node_type)))?,
                 hypervisor_type: self.hypervisor_type,
+                hypervisor_version: self.hypervisor_version,
                 total: Resources {
                     vcpus: self.vcpus,
                     memory_mb: self.memory_mb,
