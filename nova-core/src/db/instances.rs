@@ -48,9 +48,10 @@ pub async fn create_with_build_task(
         sqlx::query(
             "INSERT INTO instances (uuid, name, project_id, user_id, vm_state, task_state, \
              power_state, node_type, flavor, image_ref, metadata, user_data, availability_zone, \
-             created_at, updated_at, deleted, description, key_name, key_data, tags) \
+             created_at, updated_at, deleted, description, key_name, key_data, tags, vcpus, \
+             memory_mb) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, \
-             $16, $17, $18, $19)",
+             $16, $17, $18, $19, $20, $21)",
         )
         .bind(uuid.0)
         .bind(&new.name)
@@ -71,6 +72,8 @@ pub async fn create_with_build_task(
         .bind(&new.key_name)
         .bind(&new.key_data)
         .bind(&tags)
+        .bind(new.flavor.vcpus)
+        .bind(new.flavor.memory_mb)
         .execute(&mut *c)
         .await?;
     });

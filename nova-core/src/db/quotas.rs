@@ -46,23 +46,20 @@ pub async fn reset(db: &Db, project_id: &str) -> DbResult<()> {
 }
 
 /// What a project's live servers use: (instances, vcpus, RAM in MB), from the flavors they
-/// were created with.
+/// were created with (kept on each server as columns).
 pub async fn server_usage(db: &Db, project_id: &str) -> DbResult<(i64, i64, i64)> {
-    let flavors: Vec<(String,)> = on_pool!(db, p => {
-        sqlx::query_as("SELECT flavor FROM instances WHERE project_id = $1 AND deleted = $2")
-            .bind(project_id)
-            .bind(false)
-            .fetch_all(p)
-            .await?
+    // SUM is NULL over no rows; COALESCE keeps the type a BIGINT on both backends.
+    let usage: (i64, i64, i64) = on_pool!(db, p => {
+        sqlx::query_as(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(vcpus), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(memory_mb), 0) AS BIGINT) \
+             FROM instances WHERE project_id = $1 AND deleted = $2",
+        )
+        .bind(project_id)
+        .bind(false)
+        .fetch_one(p)
+        .await?
     });
-    let mut usage = (0, 0, 0);
-    for (json,) in flavors {
-        let f: crate::model::Flavor = serde_json::from_str(&json)
-            .map_err(|e| super::DbError::Corrupt(format!("instance flavor: {e}")))?;
-        usage.0 += 1;
-        usage.1 += f.vcpus;
-        usage.2 += f.memory_mb;
-    }
     Ok(usage)
 }
 

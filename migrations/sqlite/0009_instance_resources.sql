@@ -1,0 +1,7 @@
+-- What each server holds of its flavor, as columns, so that quota usage is a SUM in the
+-- database instead of reading every server's flavor snapshot (the PostgreSQL copy uses its
+-- JSON operators for the backfill).
+ALTER TABLE instances ADD COLUMN vcpus BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE instances ADD COLUMN memory_mb BIGINT NOT NULL DEFAULT 0;
+UPDATE instances SET vcpus = json_extract(flavor, '$.vcpus'),
+    memory_mb = json_extract(flavor, '$.memory_mb');
