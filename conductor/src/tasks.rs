@@ -412,5 +412,6 @@ fn spec_from(
         user_data: instance.user_data.clone(),
         key_name: instance.key_name.clone(),
         key_data: instance.key_data.clone(),
+        hostname: Some(instance.hostname.clone()),
     })
 }

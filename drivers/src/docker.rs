@@ -217,7 +217,7 @@ impl DockerDriver {
         let mut meta = serde_json::json!({
             "uuid": spec.uuid.to_string(),
             "name": spec.name,
-            "hostname": sanitize_hostname(&spec.name),
+            "hostname": hostname_of(spec),
             "project_id": spec.project_id,
             "availability_zone": "nova",
             "launch_index": 0,
@@ -251,7 +251,7 @@ impl DockerDriver {
         let memory = spec.flavor.memory_mb * 1024 * 1024;
         let body = ContainerCreateBody {
             image: Some(image_id.to_owned()),
-            hostname: Some(sanitize_hostname(&spec.name)),
+            hostname: Some(hostname_of(spec)),
             labels: Some(labels),
             host_config: Some(HostConfig {
                 nano_cpus: Some(spec.flavor.vcpus * 1_000_000_000),
@@ -297,6 +297,14 @@ impl DockerDriver {
             backend(e)
         }
     }
+}
+
+/// The guest's hostname: the server's, or (for a spec from before it was sent) made from the
+/// name as Nova makes it.
+fn hostname_of(spec: &InstanceSpec) -> String {
+    spec.hostname
+        .clone()
+        .unwrap_or_else(|| sanitize_hostname(&spec.name))
 }
 
 #[async_trait]

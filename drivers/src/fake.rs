@@ -381,6 +381,7 @@ mod tests {
             user_data: None,
             key_name: None,
             key_data: None,
+            hostname: None,
         }
     }
 

@@ -113,6 +113,31 @@ fn parse_description(v: &Value) -> ApiResult<Option<String>> {
     }
 }
 
+/// Nova's hostname parameter (2.90): one DNS label of letters, digits and hyphens that neither
+/// starts nor ends with a hyphen, 2 to 63 characters; from 2.94 a fully qualified name of such
+/// labels (up to 255 characters).
+fn parse_hostname(v: &Value, version: ApiVersion) -> ApiResult<String> {
+    let s = v
+        .as_str()
+        .ok_or_else(|| invalid("hostname", v, &format!("{v} is not of type 'string'")))?;
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let ok = if version.at_least(94) {
+        (1..=255).contains(&s.len()) && s.split('.').all(label_ok)
+    } else {
+        s.len() >= 2 && label_ok(s)
+    };
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(invalid("hostname", v, "is not a valid hostname"))
+    }
+}
+
 /// A reference is an id or a URL ending in one (Nova takes the last path segment).
 fn last_segment(s: &str) -> &str {
     s.trim_end_matches('/').rsplit('/').next().unwrap_or(s)
@@ -221,6 +246,7 @@ struct CreateRequest {
     description: Option<String>,
     key_name: Option<String>,
     tags: Vec<String>,
+    hostname: Option<String>,
     count: i64,
 }
 
@@ -256,12 +282,7 @@ fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<CreateRequest> {
                 "Additional properties are not allowed ('{key}' was unexpected)"
             )));
         }
-        if key == "hostname" {
-            return Err(bad(format!(
-                "'{key}' is not supported by this deployment yet."
-            )));
-        }
-        if matches!(key.as_str(), "description" | "tags") {
+        if matches!(key.as_str(), "description" | "tags" | "hostname") {
             continue;
         }
         if NOT_YET_SUPPORTED.contains(&key.as_str()) {
@@ -405,6 +426,10 @@ fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<CreateRequest> {
         None => Vec::new(),
         Some(v) => crate::server_tags::parse_tags(v)?,
     };
+    let hostname = match server.get("hostname") {
+        None => None,
+        Some(v) => Some(parse_hostname(v, version)?),
+    };
     let min = parse_count(server, "min_count")?.unwrap_or(1);
     let max = parse_count(server, "max_count")?.unwrap_or(min);
     if min > max {
@@ -412,6 +437,12 @@ fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<CreateRequest> {
     }
     if max > MAX_COUNT {
         return Err(bad(format!("max_count must be <= {MAX_COUNT}")));
+    }
+    if hostname.is_some() && max > 1 {
+        // One hostname cannot name several servers (Nova refuses the same).
+        return Err(bad(
+            "Cannot set the hostname of more than one server: drop 'hostname' or create one.",
+        ));
     }
     Ok(CreateRequest {
         name,
@@ -423,6 +454,7 @@ fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<CreateRequest> {
         description,
         key_name,
         tags,
+        hostname,
         count: max,
     })
 }
@@ -517,6 +549,7 @@ async fn create(
             key_name: request.key_name.clone(),
             key_data: key_data.clone(),
             tags: request.tags.clone(),
+            hostname: request.hostname.clone(),
         };
         let (instance, task) =
             instances::create_with_build_task(&state.db, &new, &ctx.request_id).await?;
@@ -1032,17 +1065,19 @@ async fn update(
     })?;
     let mut name = None;
     let mut description = None;
+    let mut hostname = None;
     for (key, v) in server {
         match key.as_str() {
             "name" => name = Some(parse_name(v)?),
             "description" if version.at_least(19) => description = Some(parse_description(v)?),
+            "hostname" if version.at_least(90) => hostname = Some(parse_hostname(v, version)?),
             // Accepted by Nova's schema; this deployment has no access IPs and one disk
             // config, so the values are checked and otherwise have no effect.
             "OS-DCF:diskConfig" if matches!(v.as_str(), Some("AUTO" | "MANUAL")) => {}
             "OS-DCF:diskConfig" => {
                 return Err(invalid(key, v, "is not one of ['AUTO', 'MANUAL']"));
             }
-            "accessIPv4" | "accessIPv6" | "hostname" => {
+            "accessIPv4" | "accessIPv6" => {
                 return Err(bad(format!(
                     "'{key}' is not supported by this deployment yet."
                 )));
@@ -1062,6 +1097,9 @@ async fn update(
         }
         if let Some(description) = description {
             i.description = description;
+        }
+        if let Some(hostname) = hostname {
+            i.hostname = hostname;
         }
         Ok::<(), ApiError>(())
     })

@@ -6,7 +6,6 @@
 use crate::links::PublicUrl;
 use crate::versions::ApiVersion;
 use keystone_auth::RequestContext;
-use nova_core::model::sanitize_hostname;
 use nova_core::model::{api_status, Flavor, Instance};
 use nova_core::time::{iso8601_naive_micros, iso8601_z};
 use serde::Serialize;
@@ -326,7 +325,7 @@ pub fn server_detail<'a>(viewer: &ServerViewer<'a>, i: &'a Instance) -> ServerDe
         .then_some(0),
         extended,
         attributes,
-        hostname: hostname_shown.then(|| sanitize_hostname(&i.name)),
+        hostname: hostname_shown.then(|| i.hostname.clone()),
         host_status,
         locked: version.at_least(9).then_some(i.locked_by.is_some()),
         description: version.at_least(19).then_some(i.description.as_deref()),

@@ -241,6 +241,9 @@ pub struct Instance {
     pub locked_reason: Option<String>,
     /// The server's tags (2.26), in the order they were set.
     pub tags: Vec<String>,
+    /// The guest's hostname: chosen at create or update (2.90), else made from the name at
+    /// create ([`sanitize_hostname`]); a rename does not change it, as in Nova.
+    pub hostname: String,
 }
 
 /// Who locked a server: its owner may unlock their own lock; only an admin undoes an admin's

@@ -109,6 +109,10 @@ pub struct InstanceSpec {
     pub key_name: Option<String>,
     #[serde(default)]
     pub key_data: Option<String>,
+    /// The guest's hostname; absent in messages from before it was kept (then made from the
+    /// name).
+    #[serde(default)]
+    pub hostname: Option<String>,
 }
 
 /// An image as a compute host needs it: where to fetch it and how to check what it fetched.

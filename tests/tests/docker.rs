@@ -371,6 +371,7 @@ async fn every_driver_call_is_idempotent() -> anyhow::Result<()> {
         user_data: None,
         key_name: None,
         key_data: None,
+        hostname: None,
     };
     let id = spec.uuid.to_string();
     let first = driver.spawn(&spec, Some(&image.archive)).await?;

@@ -67,6 +67,7 @@ async fn new_instance(
         key_name: None,
         key_data: None,
         tags: Vec::new(),
+        hostname: None,
     };
     let (i, t) = instances::create_with_build_task(db, &new, "req-test").await?;
     Ok((i.uuid, t))

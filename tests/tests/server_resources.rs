@@ -645,3 +645,80 @@ async fn servers_are_listed_in_the_order_asked_for(stack: &dyn Stack) -> anyhow:
     assert_eq!(r.status, 200);
     Ok(())
 }
+
+on_both_shapes!(a_server_keeps_the_hostname_it_was_given, Options::default());
+async fn a_server_keeps_the_hostname_it_was_given(stack: &dyn Stack) -> anyhow::Result<()> {
+    let c = demo(stack, "2.90");
+    let server = |extra: Value| {
+        let mut s = json!({"name": "Web Server", "imageRef": IMAGE, "flavorRef": "1",
+            "networks": "none"});
+        if let (Some(s), Some(e)) = (s.as_object_mut(), extra.as_object()) {
+            s.extend(e.clone());
+        }
+        json!({ "server": s })
+    };
+    // Refused before 2.90, when malformed, for a FQDN before 2.94, for several servers.
+    let r = c
+        .at_microversion("2.89")
+        .post("/servers", &server(json!({"hostname": "web-01"})))
+        .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    for bad in ["-web", "web_01", "x", "web.example.com"] {
+        let r = c
+            .post("/servers", &server(json!({"hostname": bad})))
+            .await?;
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+    }
+    let r = c
+        .post(
+            "/servers",
+            &server(json!({"hostname": "web-01", "max_count": 2})),
+        )
+        .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(c.get("/servers").await?.body["servers"], json!([]));
+
+    // Given at create; a rename keeps it; an update (2.90) changes it.
+    let id = active_server(&c, server(json!({"hostname": "web-01"}))["server"].clone()).await?;
+    let hostname = |c: Client, id: String| async move {
+        let r = c.server(&id).await?;
+        anyhow::Ok(r.body["server"]["OS-EXT-SRV-ATTR:hostname"].clone())
+    };
+    assert_eq!(hostname(c.clone(), id.clone()).await?, json!("web-01"));
+    let r = c
+        .put(
+            &format!("/servers/{id}"),
+            &json!({"server": {"name": "renamed"}}),
+        )
+        .await?;
+    assert_eq!(
+        r.body["server"]["OS-EXT-SRV-ATTR:hostname"],
+        json!("web-01")
+    );
+    let r = c
+        .put(
+            &format!("/servers/{id}"),
+            &json!({"server": {"hostname": "web-02"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(hostname(c.clone(), id.clone()).await?, json!("web-02"));
+    let r = c
+        .at_microversion("2.89")
+        .put(
+            &format!("/servers/{id}"),
+            &json!({"server": {"hostname": "web-03"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 400);
+    // Without one, made from the name at create, as Nova does; FQDNs from 2.94.
+    let plain = active_server(&c, server(json!({}))["server"].clone()).await?;
+    assert_eq!(hostname(c.clone(), plain).await?, json!("web-server"));
+    let fqdn = active_server(
+        &c.at_microversion("2.94"),
+        server(json!({"hostname": "web.example.com"}))["server"].clone(),
+    )
+    .await?;
+    assert_eq!(hostname(c.clone(), fqdn).await?, json!("web.example.com"));
+    Ok(())
+}

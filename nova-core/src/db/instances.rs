@@ -29,6 +29,8 @@ pub struct NewInstance {
     pub key_name: Option<String>,
     pub key_data: Option<String>,
     pub tags: Vec<String>,
+    /// The hostname asked for (2.90); `None`: made from the name.
+    pub hostname: Option<String>,
 }
 
 /// Writes the instance (building/scheduling), its `create` action and its build task in one
@@ -43,15 +45,19 @@ pub async fn create_with_build_task(
     let flavor = serde_json::to_string(&new.flavor).map_err(|e| corrupt(e.to_string()))?;
     let metadata = serde_json::to_string(&new.metadata).map_err(|e| corrupt(e.to_string()))?;
     let tags = serde_json::to_string(&new.tags).map_err(|e| corrupt(e.to_string()))?;
+    let hostname = new
+        .hostname
+        .clone()
+        .unwrap_or_else(|| crate::model::sanitize_hostname(&new.name));
     let mut tx = db.begin().await?;
     on_tx!(&mut tx, c => {
         sqlx::query(
             "INSERT INTO instances (uuid, name, project_id, user_id, vm_state, task_state, \
              power_state, node_type, flavor, image_ref, metadata, user_data, availability_zone, \
              created_at, updated_at, deleted, description, key_name, key_data, tags, vcpus, \
-             memory_mb) \
+             memory_mb, hostname) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, \
-             $16, $17, $18, $19, $20, $21)",
+             $16, $17, $18, $19, $20, $21, $22)",
         )
         .bind(uuid.0)
         .bind(&new.name)
@@ -74,6 +80,7 @@ pub async fn create_with_build_task(
         .bind(&tags)
         .bind(new.flavor.vcpus)
         .bind(new.flavor.memory_mb)
+        .bind(&hostname)
         .execute(&mut *c)
         .await?;
     });
@@ -113,6 +120,7 @@ pub async fn create_with_build_task(
         locked_by: None,
         locked_reason: None,
         tags: new.tags.clone(),
+        hostname,
     };
     Ok((instance, task))
 }
@@ -578,7 +586,7 @@ where
     on_tx!(&mut tx, c => {
         sqlx::query(
             "UPDATE instances SET name = $2, description = $3, metadata = $4, tags = $5, \
-             locked_by = $6, locked_reason = $7, updated_at = $8 WHERE uuid = $1",
+             locked_by = $6, locked_reason = $7, updated_at = $8, hostname = $9 WHERE uuid = $1",
         )
         .bind(uuid.0)
         .bind(&instance.name)
@@ -588,6 +596,7 @@ where
         .bind(instance.locked_by.map(LockedBy::as_str))
         .bind(&instance.locked_reason)
         .bind(instance.updated_at)
+        .bind(&instance.hostname)
         .execute(&mut *c)
         .await
         .map_err(DbError::from)?;

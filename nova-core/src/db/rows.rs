@@ -36,13 +36,14 @@ pub(super) struct InstanceRow {
     pub locked_by: Option<String>,
     pub locked_reason: Option<String>,
     pub tags: String,
+    pub hostname: Option<String>,
 }
 
 /// The column list matching [`InstanceRow`], for `SELECT`s.
 pub(super) const INSTANCE_COLUMNS: &str = "uuid, name, project_id, user_id, vm_state, \
     task_state, power_state, host, node, node_type, flavor, image_ref, metadata, user_data, \
     availability_zone, launched_at, terminated_at, created_at, updated_at, deleted, \
-    description, key_name, key_data, locked_by, locked_reason, tags";
+    description, key_name, key_data, locked_by, locked_reason, tags, hostname";
 
 impl InstanceRow {
     pub fn into_model(self, fault: Option<Fault>) -> DbResult<Instance> {
@@ -52,6 +53,9 @@ impl InstanceRow {
             None => None,
             Some(t) => Some(TaskState::parse(t).ok_or_else(|| corrupt(format!("task_state {t}")))?),
         };
+        let hostname = self
+            .hostname
+            .unwrap_or_else(|| crate::model::sanitize_hostname(&self.name));
         Ok(Instance {
             uuid: InstanceUuid(self.uuid),
             name: self.name,
@@ -89,6 +93,8 @@ impl InstanceRow {
             },
             locked_reason: self.locked_reason,
             tags: serde_json::from_str(&self.tags).map_err(|e| corrupt(format!("tags: {e}")))?,
+            // Rows from before hostnames were kept: derived from the name, as then.
+            hostname,
         })
     }
 }
