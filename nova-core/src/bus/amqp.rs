@@ -279,7 +279,13 @@ impl Bus for AmqpBus {
         payload: Vec<u8>,
         timeout: Duration,
     ) -> Result<Vec<u8>, BusError> {
-        let result = self.call_once(queue, &payload, timeout).await;
+        // The whole call is bounded, not only the wait for the answer: a broker that stops
+        // answering mid-call must not hold the caller.
+        let result =
+            match tokio::time::timeout(timeout, self.call_once(queue, &payload, timeout)).await {
+                Ok(r) => r,
+                Err(_) => Err(BusError::Timeout(timeout)),
+            };
         if matches!(result, Err(BusError::Unavailable(_))) {
             // Open a fresh connection next time, as a failed publish does.
             *self.link.lock().await = None;
