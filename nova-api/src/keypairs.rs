@@ -207,9 +207,7 @@ async fn create(
         .as_object()
         .and_then(|o| o.keys().find(|k| *k != "keypair"))
     {
-        return Err(bad(format!(
-            "Additional properties are not allowed ('{extra}' was unexpected)"
-        )));
+        return Err(crate::body::unexpected(extra));
     }
     for key in k.keys() {
         let allowed = matches!(key.as_str(), "name" | "public_key")

@@ -62,15 +62,6 @@ fn object(body: &Value) -> ApiResult<&Map<String, Value>> {
         .ok_or_else(|| bad("The request body must be a JSON object."))
 }
 
-fn only(obj: &Map<String, Value>, allowed: &[&str]) -> ApiResult<()> {
-    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(extra) => Err(bad(format!(
-            "Additional properties are not allowed ('{extra}' was unexpected)"
-        ))),
-        None => Ok(()),
-    }
-}
-
 fn string_field(obj: &Map<String, Value>, key: &str, body: &Value) -> ApiResult<String> {
     let v = obj
         .get(key)
@@ -141,7 +132,7 @@ async fn update_by_action(
         }
         other => return Err(ApiError::NotFound(format!("Unknown action {other}"))),
     };
-    only(obj, allowed)?;
+    body::only(obj, allowed)?;
     let host = string_field(obj, "host", &body)?;
     let binary = string_field(obj, "binary", &body)?;
     let service = nodes::update_service(&state.db, ServiceKey::HostBinary(&host, &binary), &change)
@@ -173,7 +164,7 @@ async fn update_by_uuid(
     body: Value,
 ) -> ApiResult<HttpResponse> {
     let obj = object(&body)?;
-    only(obj, &["status", "disabled_reason", "forced_down"])?;
+    body::only(obj, &["status", "disabled_reason", "forced_down"])?;
     let uuid: uuid::Uuid = id.parse().map_err(|_| bad(format!("Invalid uuid {id}")))?;
     let disabled = match obj.get("status") {
         None => None,

@@ -31,11 +31,7 @@ fn wrapped<'a>(body: &'a Value, key: &str) -> ApiResult<&'a Value> {
     let obj = body
         .as_object()
         .ok_or_else(|| bad("The request body must be a JSON object."))?;
-    if let Some(extra) = obj.keys().find(|k| k.as_str() != key) {
-        return Err(bad(format!(
-            "Additional properties are not allowed ('{extra}' was unexpected)"
-        )));
-    }
+    body::only(obj, &[key])?;
     obj.get(key)
         .ok_or_else(|| invalid(key, body, &format!("'{key}' is a required property")))
 }

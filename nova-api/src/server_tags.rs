@@ -131,11 +131,7 @@ async fn replace(
     let obj = body
         .as_object()
         .ok_or_else(|| bad("The request body must be a JSON object."))?;
-    if let Some(extra) = obj.keys().find(|k| k.as_str() != "tags") {
-        return Err(bad(format!(
-            "Additional properties are not allowed ('{extra}' was unexpected)"
-        )));
-    }
+    body::only(obj, &["tags"])?;
     let given = parse_tags(
         obj.get("tags")
             .ok_or_else(|| invalid("tags", &body, "'tags' is a required property"))?,

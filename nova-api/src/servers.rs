@@ -254,11 +254,7 @@ fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<CreateRequest> {
     let root = body
         .as_object()
         .ok_or_else(|| bad("The request body must be a JSON object."))?;
-    if let Some(extra) = root.keys().find(|k| k.as_str() != "server") {
-        return Err(bad(format!(
-            "Additional properties are not allowed ('{extra}' was unexpected)"
-        )));
-    }
+    body::only(root, &["server"])?;
     let server_v = root.get("server").ok_or_else(|| {
         bad(format!("Invalid input for field/attribute server. Value: {body}. 'server' is a required property"))
     })?;
@@ -278,9 +274,7 @@ fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<CreateRequest> {
     };
     for key in server.keys() {
         if !version.at_least(known_from(key)) {
-            return Err(bad(format!(
-                "Additional properties are not allowed ('{key}' was unexpected)"
-            )));
+            return Err(body::unexpected(key));
         }
         if matches!(key.as_str(), "description" | "tags" | "hostname") {
             continue;
@@ -291,9 +285,7 @@ fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<CreateRequest> {
             )));
         }
         if !KNOWN.contains(&key.as_str()) {
-            return Err(bad(format!(
-                "Additional properties are not allowed ('{key}' was unexpected)"
-            )));
+            return Err(body::unexpected(key));
         }
     }
     // From 2.37 a server says what network it wants, if only "auto" or "none" (as Nova).
@@ -1048,11 +1040,7 @@ async fn update(
     let root = body
         .as_object()
         .ok_or_else(|| bad("The request body must be a JSON object."))?;
-    if let Some(extra) = root.keys().find(|k| k.as_str() != "server") {
-        return Err(bad(format!(
-            "Additional properties are not allowed ('{extra}' was unexpected)"
-        )));
-    }
+    body::only(root, &["server"])?;
     let server_v = root
         .get("server")
         .ok_or_else(|| invalid("server", &body, "'server' is a required property"))?;
@@ -1082,11 +1070,7 @@ async fn update(
                     "'{key}' is not supported by this deployment yet."
                 )));
             }
-            other => {
-                return Err(bad(format!(
-                    "Additional properties are not allowed ('{other}' was unexpected)"
-                )))
-            }
+            other => return Err(body::unexpected(other)),
         }
     }
     let uuid: InstanceUuid = id.parse().map_err(|_| not_found(&id))?;
@@ -1132,11 +1116,7 @@ async fn lock(
     let reason = match arg {
         Value::Null => None,
         Value::Object(o) if ApiVersion::of(req).at_least(73) => {
-            if let Some(extra) = o.keys().find(|k| k.as_str() != "locked_reason") {
-                return Err(bad(format!(
-                    "Additional properties are not allowed ('{extra}' was unexpected)"
-                )));
-            }
+            body::only(o, &["locked_reason"])?;
             match o.get("locked_reason") {
                 None => None,
                 Some(r) => match r.as_str() {
@@ -1224,11 +1204,7 @@ fn parse_console_length(arg: &Value) -> ApiResult<Option<usize>> {
             ))
         }
     };
-    if let Some(extra) = obj.keys().find(|k| k.as_str() != "length") {
-        return Err(bad(format!(
-            "Additional properties are not allowed ('{extra}' was unexpected)"
-        )));
-    }
+    body::only(obj, &["length"])?;
     let Some(v) = obj.get("length") else {
         return Ok(None);
     };
