@@ -6,6 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/services.sh
+
+# A clean checkout builds once: incremental state would only take disk (over a GB) that CI's
+# machine may not have.
+if [ -n "${CI:-}" ]; then
+    export CARGO_INCREMENTAL=0
+fi
 export NOVA_TEST_PG_URL="${NOVA_TEST_PG_URL:-postgres://nova:nova@127.0.0.1:5432/postgres}"
 export NOVA_TEST_AMQP_URL="${NOVA_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 
