@@ -3,16 +3,20 @@
 //! Keystone tokens (every request validates its token). Prints requests per second and
 //! latency percentiles.
 //!
-//! `cargo run --release -p e2e --bin bench-api -- [--servers N] [--seconds S] [--concurrency C]`
+//! `cargo run --release -p e2e --bin bench-api -- [--servers N] [--seconds S] [--concurrency C]
+//! [--all-in-one]`
 //!
 //! The servers are booted through the API with the fake driver first. The load client runs in
-//! the same process, on the same two cores as the API and PostgreSQL.
+//! the same process, on the same two cores as the API and PostgreSQL. When `wrk` (Debian's
+//! package) is installed, the same requests are measured again with it as the load client: a
+//! C client that takes far less of the two shared cores than reqwest on tokio does, so its
+//! figures are closer to what the service itself can serve.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use e2e::client::{password_token, Client};
-use e2e::stack::{Distributed, Options, Stack};
+use e2e::stack::{AllInOneStack, Distributed, Options, Stack};
 use futures::StreamExt;
 use keystone_auth::{AuthSettings, Strategy};
 use std::time::{Duration, Instant};
@@ -21,6 +25,8 @@ struct Args {
     servers: usize,
     seconds: u64,
     concurrency: usize,
+    /// The embedded default (SQLite, in-process bus) instead of the distributed shape.
+    all_in_one: bool,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -28,6 +34,7 @@ fn args() -> anyhow::Result<Args> {
         servers: 10_000,
         seconds: 10,
         concurrency: 8,
+        all_in_one: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -35,6 +42,7 @@ fn args() -> anyhow::Result<Args> {
             "--servers" => a.servers = it.next().unwrap_or_default().parse()?,
             "--seconds" => a.seconds = it.next().unwrap_or_default().parse()?,
             "--concurrency" => a.concurrency = it.next().unwrap_or_default().parse()?,
+            "--all-in-one" => a.all_in_one = true,
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
@@ -95,6 +103,91 @@ async fn run(
     Ok(())
 }
 
+/// The same round robin over `paths` with `wrk` as the load client (one thread, `connections`
+/// connections); prints its figures. Every response must be a 200.
+async fn run_wrk(
+    label: &str,
+    origin: &str,
+    token: &str,
+    paths: &[String],
+    seconds: u64,
+    connections: usize,
+) -> anyhow::Result<()> {
+    let quoted = paths
+        .iter()
+        .map(|p| {
+            p.strip_prefix(origin)
+                .map(|path| format!("{path:?}"))
+                .ok_or_else(|| anyhow::anyhow!("{p} is not under {origin}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // wrk's Lua: each connection walks the paths round robin; any status but 200 is counted
+    // and reported at the end.
+    let script = format!(
+        r#"local paths = {{{paths}}}
+local i = 0
+local bad = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", paths[(i % #paths) + 1], {{["X-Auth-Token"] = "{token}"}})
+end
+response = function(status, headers, body)
+  if status ~= 200 then bad = bad + 1 end
+end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %.1f %.1f %d\n", summary.requests,
+    latency:percentile(50), latency:percentile(99), bad))
+end
+"#,
+        paths = quoted.join(",")
+    );
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("paths.lua");
+    std::fs::write(&file, script)?;
+    let out = tokio::process::Command::new("wrk")
+        .args([
+            "-t1",
+            "-c",
+            &connections.to_string(),
+            "-d",
+            &format!("{seconds}s"),
+            "-s",
+        ])
+        .arg(&file)
+        .arg(origin)
+        .output()
+        .await?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(
+        out.status.success(),
+        "wrk: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // wrk's own Requests/sec counts over its whole run; latencies are in microseconds.
+    let rps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .ok_or_else(|| anyhow::anyhow!("no Requests/sec in wrk's output: {text}"))?;
+    let fields: Vec<f64> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .ok_or_else(|| anyhow::anyhow!("no RESULT in wrk's output: {text}"))?
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let [requests, p50, p99, bad] = fields[..] else {
+        anyhow::bail!("wrk's RESULT line: {text}");
+    };
+    anyhow::ensure!(bad == 0.0, "{bad} of {requests} responses were not 200");
+    println!(
+        "{label:<34} {rps:>9.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   ({requests} requests, {connections} connections, wrk)",
+        p50 / 1000.0,
+        p99 / 1000.0,
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = args()?;
@@ -104,11 +197,23 @@ async fn main() -> anyhow::Result<()> {
         demo_password: Some("bench-demo".into()),
         ..Default::default()
     };
-    let stack = Distributed::start(Options {
+    let options = Options {
         auth: Some(auth),
         ..Options::default()
-    })
-    .await?;
+    };
+    let stack: Box<dyn Stack> = if a.all_in_one {
+        Box::new(AllInOneStack::start(options).await?)
+    } else {
+        Box::new(Distributed::start(options).await?)
+    };
+    println!(
+        "shape: {}",
+        if a.all_in_one {
+            "all-in-one (SQLite)"
+        } else {
+            "distributed (PostgreSQL)"
+        }
+    );
     e2e::env::lift_quotas(stack.db()).await?;
     let url = stack.api_url().to_owned();
     let token = password_token(&url, "demo", "bench-demo", "demo").await?;
@@ -207,5 +312,31 @@ async fn main() -> anyhow::Result<()> {
         a.concurrency,
     )
     .await?;
+    if std::process::Command::new("wrk")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        run_wrk(
+            "GET /servers/detail?limit=1000",
+            &url,
+            &token,
+            &pages,
+            a.seconds,
+            1,
+        )
+        .await?;
+        run_wrk(
+            "GET /servers/{id}",
+            &url,
+            &token,
+            &shows,
+            a.seconds,
+            a.concurrency,
+        )
+        .await?;
+    } else {
+        println!("(wrk is not installed: `apt-get install wrk` adds its figures)");
+    }
     Ok(())
 }
