@@ -54,60 +54,76 @@ impl Scheduler {
             if candidates.is_empty() {
                 return Ok(Placement::NoValidHost);
             }
-            for candidate in candidates {
+            'candidates: for candidate in candidates {
                 let lock = self.lock_for(candidate.inventory.uuid);
-                // Uncontended, the list is as fresh as a re-read (the claim is a compare-and-set
+                // Uncontended, the listed row is usually current (the claim is a compare-and-set
                 // on the node's generation anyway); after waiting for the turn it may be stale,
-                // so the node is read again.
-                let (_turn, node) = match lock.clone().try_lock_owned() {
-                    Ok(turn) => (turn, candidate),
+                // so the node is read again. A claim lost on the listed row (another task took
+                // the node between the list and the turn) is retried once on a fresh read.
+                let (_turn, mut node, mut fresh) = match lock.clone().try_lock_owned() {
+                    Ok(turn) => (turn, candidate, false),
                     Err(_) => {
                         let turn = lock.lock_owned().await;
                         let Some(node) = nodes::node(db, candidate.inventory.uuid).await? else {
                             continue;
                         };
-                        (turn, node)
+                        (turn, node, true)
                     }
                 };
-                if !fits(&node, need) {
-                    continue;
-                }
-                let mut tx = db.begin().await?;
-                // Take the task first: a duplicate message handled concurrently waits on this
-                // row and then finds the task no longer pending.
-                if !tasks::advance(
-                    &mut tx,
-                    task,
-                    &[tasks::TaskState::Pending],
-                    tasks::TaskState::Dispatched,
-                )
-                .await?
-                {
-                    return Ok(Placement::Superseded);
-                }
-                let claimed = nodes::claim(
-                    &mut tx,
-                    node.inventory.uuid,
-                    node.generation,
-                    instance.uuid,
-                    need,
-                )
-                .await?;
-                if !claimed {
-                    // Another conductor changed the node; the transaction rolls back on drop.
-                    tracing::debug!(node = %node.inventory.uuid, "claim lost a race, retrying");
-                    continue;
-                }
-                if !instances::assign_host(&mut tx, instance.uuid, &node.host, &node.inventory.name)
+                loop {
+                    if !fits(&node, need) {
+                        continue 'candidates;
+                    }
+                    let mut tx = db.begin().await?;
+                    // Take the task first: a duplicate message handled concurrently waits on
+                    // this row and then finds the task no longer pending.
+                    if !tasks::advance(
+                        &mut tx,
+                        task,
+                        &[tasks::TaskState::Pending],
+                        tasks::TaskState::Dispatched,
+                    )
                     .await?
-                {
-                    return Ok(Placement::Superseded);
+                    {
+                        return Ok(Placement::Superseded);
+                    }
+                    let claimed = nodes::claim(
+                        &mut tx,
+                        node.inventory.uuid,
+                        node.generation,
+                        instance.uuid,
+                        need,
+                    )
+                    .await?;
+                    if !claimed {
+                        // The node changed; the transaction rolls back on drop.
+                        tracing::debug!(node = %node.inventory.uuid, "claim lost a race");
+                        drop(tx);
+                        if fresh {
+                            continue 'candidates;
+                        }
+                        let Some(current) = nodes::node(db, node.inventory.uuid).await? else {
+                            continue 'candidates;
+                        };
+                        (node, fresh) = (current, true);
+                        continue;
+                    }
+                    if !instances::assign_host(
+                        &mut tx,
+                        instance.uuid,
+                        &node.host,
+                        &node.inventory.name,
+                    )
+                    .await?
+                    {
+                        return Ok(Placement::Superseded);
+                    }
+                    tx.commit().await?;
+                    return Ok(Placement::Placed {
+                        host: node.host,
+                        node: node.inventory.name,
+                    });
                 }
-                tx.commit().await?;
-                return Ok(Placement::Placed {
-                    host: node.host,
-                    node: node.inventory.name,
-                });
             }
         }
         Ok(Placement::NoValidHost)

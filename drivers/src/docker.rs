@@ -10,7 +10,9 @@
 //! Metadata and user data are offered as a read-only directory in the container, laid out as
 //! Nova's config drive (`/mnt/config/openstack/latest/{meta_data.json,user_data}`).
 
-use crate::{tail_lines, Compute, DriverError, DriverInstance, RebootKind};
+use crate::{
+    last_bytes, tail_lines, Compute, DriverError, DriverInstance, RebootKind, MAX_CONSOLE_BYTES,
+};
 use async_trait::async_trait;
 use base64::Engine as _;
 use bollard::errors::Error as DockerError;
@@ -485,11 +487,16 @@ impl Compute for DockerDriver {
             .tail(&tail)
             .build();
         let mut logs = self.docker.logs(&container_name(uuid), Some(options));
-        let mut text = String::new();
+        // Only the end is kept, so a long log never sits whole in memory.
+        let mut end: Vec<u8> = Vec::new();
         while let Some(chunk) = logs.next().await {
             let chunk = chunk.map_err(|e| Self::not_found_or(uuid, e))?;
-            text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+            end.extend_from_slice(&chunk.into_bytes());
+            if end.len() > 2 * MAX_CONSOLE_BYTES {
+                end.drain(..end.len() - MAX_CONSOLE_BYTES);
+            }
         }
+        let text = String::from_utf8_lossy(last_bytes(&end, MAX_CONSOLE_BYTES));
         // The engine's tail counts lines of both streams; cut again for an exact count.
         Ok(tail_lines(&text, lines))
     }

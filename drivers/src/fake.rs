@@ -345,7 +345,10 @@ impl Compute for FakeDriver {
         uuid: InstanceUuid,
         lines: Option<usize>,
     ) -> Result<String, DriverError> {
-        self.with_instance(uuid, |i| crate::tail_lines(&i.console, lines))
+        self.with_instance(uuid, |i| {
+            let end = crate::last_bytes(i.console.as_bytes(), crate::MAX_CONSOLE_BYTES);
+            crate::tail_lines(&String::from_utf8_lossy(end), lines)
+        })
     }
 }
 

@@ -87,12 +87,27 @@ pub trait Compute: Send + Sync + 'static {
     /// re-adoption after an agent restart).
     async fn list_instances(&self) -> Result<Vec<DriverInstance>, DriverError>;
 
-    /// The instance's console log; the last `lines` lines when given (Nova's `length`).
+    /// The instance's console log: its last [`MAX_CONSOLE_BYTES`] at most, and of those the
+    /// last `lines` lines when given (Nova's `length`).
     async fn console_output(
         &self,
         uuid: InstanceUuid,
         lines: Option<usize>,
     ) -> Result<String, DriverError>;
+}
+
+/// The most of a console log that is returned, its end (Nova's libvirt driver keeps the same
+/// 100 KiB): a log is otherwise unbounded, and it travels in one message over the bus.
+pub const MAX_CONSOLE_BYTES: usize = 100 * 1024;
+
+/// The end of `bytes`, at most `max` long, starting on a character boundary if it is UTF-8.
+pub fn last_bytes(bytes: &[u8], max: usize) -> &[u8] {
+    let mut start = bytes.len().saturating_sub(max);
+    // Skip UTF-8 continuation bytes (0b10xx_xxxx) so the cut does not split a character.
+    while start < bytes.len() && start > 0 && bytes[start] & 0xC0 == 0x80 {
+        start += 1;
+    }
+    &bytes[start..]
 }
 
 /// The last `lines` lines of `text` (all of it for `None`), as `os-getConsoleOutput` returns.
@@ -108,5 +123,26 @@ pub fn tail_lines(text: &str, lines: Option<usize>) -> String {
             }
             out
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_bytes_keeps_the_end_on_a_character_boundary() {
+        assert_eq!(last_bytes(b"abcdef", 3), b"def");
+        assert_eq!(last_bytes(b"ab", 3), b"ab");
+        // "é" is two bytes; a cut inside it starts after it.
+        let text = "aébc".as_bytes();
+        assert_eq!(last_bytes(text, 4), "ébc".as_bytes());
+        assert_eq!(last_bytes(text, 3), b"bc");
+    }
+
+    #[test]
+    fn tail_lines_counts_from_the_end() {
+        assert_eq!(tail_lines("a\nb\nc\n", Some(2)), "b\nc\n");
+        assert_eq!(tail_lines("a\nb\nc", None), "a\nb\nc");
     }
 }

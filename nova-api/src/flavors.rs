@@ -294,11 +294,9 @@ async fn create(
             flavor.name
         )));
     }
+    // As Nova (bug 1209101): a private flavor starts shared with no project, not even its
+    // creator's; admins see and use it anyway.
     flavors::create(&state.db, &flavor).await?;
-    // As Nova: a private flavor starts shared with the project that created it.
-    if !flavor.is_public {
-        flavors::add_access(&state.db, &flavor.flavorid, &ctx.project_id).await?;
-    }
     Ok(HttpResponse::Ok()
         .json(json!({ "flavor": views::flavor_detail(&PublicUrl::of(&req), ApiVersion::of(&req), &flavor) })))
 }

@@ -49,11 +49,17 @@ async fn edit(
     let uuid: InstanceUuid = id.parse().map_err(|_| not_found(id))?;
     let project = (!ctx.is_admin()).then_some(ctx.project_id.as_str());
     let limit = crate::quotas::limits_of(&state.db, &ctx.project_id).await?["metadata_items"];
-    let edited = instances::modify(&state.db, uuid, project, None, |i: &mut Instance| {
-        check_editable(ctx, i, action)?;
-        change(&mut i.metadata)?;
-        crate::quotas::check_metadata_items(limit, i.metadata.len())
-    })
+    let edited = instances::modify(
+        &state.db,
+        uuid,
+        project,
+        instances::Record::No,
+        |i: &mut Instance| {
+            check_editable(ctx, i, action)?;
+            change(&mut i.metadata)?;
+            crate::quotas::check_metadata_items(limit, i.metadata.len())
+        },
+    )
     .await?
     .ok_or_else(|| not_found(id))?;
     Ok(edited.metadata)

@@ -13,6 +13,7 @@ use keystone_auth::RequestContext;
 use nova_core::db::instances;
 use nova_core::ids::InstanceUuid;
 use nova_core::model::{Instance, VmState};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde_json::{json, Value};
 
 /// Nova's `MAX_INSTANCE_TAGS`.
@@ -27,6 +28,24 @@ const EDITABLE_IN: &[VmState] = &[
     VmState::Shelved,
     VmState::ShelvedOffloaded,
 ];
+
+/// What a path segment cannot hold as is (RFC 3986's reserved and unsafe characters).
+const PATH_SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
 
 /// Nova's `tag` parameter type: a string of 1–60 characters without `/` or `,`.
 pub fn parse_tag(field: &str, v: &Value) -> ApiResult<String> {
@@ -86,16 +105,22 @@ async fn edit<T>(
     let uuid: InstanceUuid = id.parse().map_err(|_| not_found(id))?;
     let project = (!ctx.is_admin()).then_some(ctx.project_id.as_str());
     let mut out = None;
-    let edited = instances::modify(&state.db, uuid, project, None, |i: &mut Instance| {
-        if !EDITABLE_IN.contains(&i.vm_state) {
-            return Err(ApiError::Conflict(format!(
-                "Cannot '{action}' instance {} while it is in vm_state {}",
-                i.uuid, i.vm_state
-            )));
-        }
-        out = Some(change(&mut i.tags)?);
-        Ok(())
-    })
+    let edited = instances::modify(
+        &state.db,
+        uuid,
+        project,
+        instances::Record::No,
+        |i: &mut Instance| {
+            if !EDITABLE_IN.contains(&i.vm_state) {
+                return Err(ApiError::Conflict(format!(
+                    "Cannot '{action}' instance {} while it is in vm_state {}",
+                    i.uuid, i.vm_state
+                )));
+            }
+            out = Some(change(&mut i.tags)?);
+            Ok(())
+        },
+    )
     .await?
     .ok_or_else(|| not_found(id))?;
     let out = out.ok_or_else(|| ApiError::Internal("tag edit did not run".into()))?;
@@ -188,6 +213,13 @@ async fn add(
     require_write(&ctx, "os_compute_api:os-server-tags:update")?;
     let (id, tag) = path.into_inner();
     let tag = parse_tag("tag", &Value::String(tag))?;
+    // As Nova, both answers carry the tag's location; the tag is a path segment there (any
+    // character but `/` and `,` is a valid tag).
+    let location = format!(
+        "{}/v2.1/servers/{id}/tags/{}",
+        PublicUrl::of(&req).0,
+        utf8_percent_encode(&tag, PATH_SEGMENT)
+    );
     let (_, added) = edit(&state, &ctx, &id, "update tag", |t| {
         if t.contains(&tag) {
             return Ok(false);
@@ -201,8 +233,6 @@ async fn add(
         Ok(true)
     })
     .await?;
-    // As Nova, both answers carry the tag's location.
-    let location = format!("{}/v2.1/servers/{id}/tags/{tag}", PublicUrl::of(&req).0);
     let mut answer = if added {
         HttpResponse::Created()
     } else {

@@ -644,8 +644,10 @@ async fn list_instances(
     let after = match one("marker") {
         None => None,
         Some(m) => {
+            // As Nova (read_deleted='yes'): a marker deleted since the last page still marks
+            // the place.
             let found = match m.parse::<InstanceUuid>().ok() {
-                Some(u) => instances::get(&state.db, u).await?,
+                Some(u) => instances::get_any(&state.db, u).await?,
                 None => None,
             };
             let found = found
@@ -1075,7 +1077,7 @@ async fn update(
     }
     let uuid: InstanceUuid = id.parse().map_err(|_| not_found(&id))?;
     let project = (!ctx.is_admin()).then_some(ctx.project_id.as_str());
-    let instance = instances::modify(&state.db, uuid, project, None, |i| {
+    let instance = instances::modify(&state.db, uuid, project, instances::Record::No, |i| {
         if let Some(name) = name {
             i.name = name;
         }
@@ -1090,13 +1092,19 @@ async fn update(
     .await?
     .ok_or_else(|| not_found(&id))?;
     let url = PublicUrl::of(&req);
-    let host_status = HashMap::new();
+    // As Nova: from 2.75 the update answers with every attribute GET shows.
+    let kind = if version.at_least(75) {
+        views::ViewKind::Show
+    } else {
+        views::ViewKind::Update
+    };
+    let host_status = host_status(&state, &ctx, version).await?;
     let viewer = views::ServerViewer {
         url: &url,
         ctx: &ctx,
         version,
         host_status: &host_status,
-        kind: views::ViewKind::Update,
+        kind,
     };
     Ok(HttpResponse::Ok().json(&OneServer {
         server: views::server_detail(&viewer, &instance),
@@ -1134,20 +1142,26 @@ async fn lock(
         project_id: &ctx.project_id,
         user_id: &ctx.user_id,
     };
-    instances::modify(&state.db, uuid, project, Some(("lock", &who)), |i| {
-        let owner = i.project_id == ctx.project_id;
-        // As Nova: an owner's second lock changes nothing; an admin's lock replaces it.
-        if i.locked_by.is_some() && owner {
-            return Ok::<(), ApiError>(());
-        }
-        i.locked_by = Some(if owner {
-            LockedBy::Owner
-        } else {
-            LockedBy::Admin
-        });
-        i.locked_reason = reason;
-        Ok(())
-    })
+    instances::modify(
+        &state.db,
+        uuid,
+        project,
+        instances::Record::IfChanged("lock", &who),
+        |i| {
+            let owner = i.project_id == ctx.project_id;
+            // As Nova: an owner's second lock changes nothing; an admin's lock replaces it.
+            if i.locked_by.is_some() && owner {
+                return Ok::<(), ApiError>(());
+            }
+            i.locked_by = Some(if owner {
+                LockedBy::Owner
+            } else {
+                LockedBy::Admin
+            });
+            i.locked_reason = reason;
+            Ok(())
+        },
+    )
     .await?
     .ok_or_else(|| not_found(id))?;
     Ok(())
@@ -1166,7 +1180,7 @@ async fn unlock(ctx: &RequestContext, state: &AppState, id: &str, arg: &Value) -
         project_id: &ctx.project_id,
         user_id: &ctx.user_id,
     };
-    instances::modify(&state.db, uuid, project, Some(("unlock", &who)), |i| {
+    instances::modify(&state.db, uuid, project, instances::Record::Always("unlock", &who), |i| {
         let expected = if i.project_id == ctx.project_id {
             LockedBy::Owner
         } else {
@@ -1265,7 +1279,11 @@ async fn console_output(
         Err(e) => return Err(e.into()),
     };
     match serde_json::from_slice::<CallReply>(&answer) {
-        Ok(CallReply::ConsoleOutput { output }) => Ok(output),
+        // As Nova: ASCII control characters other than tab and newline are removed.
+        Ok(CallReply::ConsoleOutput { output }) => Ok(output
+            .chars()
+            .filter(|c| !matches!(c, '\x00'..='\x08' | '\x0B'..='\x1F'))
+            .collect()),
         Ok(CallReply::NotFound) => Err(ApiError::NotFound(
             "Guest does not have a console available.".into(),
         )),

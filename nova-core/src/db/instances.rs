@@ -540,17 +540,28 @@ async fn lock_current(
     Ok(Some((vm, task, locked_by.is_some())))
 }
 
+/// Whether an edit by [`modify`] is recorded as an instance action (with its one
+/// `api_<action>` event), as Nova records lock and unlock.
+#[derive(Clone, Copy, Debug)]
+pub enum Record<'a> {
+    /// Never (renames, metadata, tags).
+    No,
+    /// When it changed something: Nova's lock records nothing for an owner's second lock.
+    IfChanged(&'a str, &'a Requester<'a>),
+    /// Always: Nova's unlock records even an unlocked server's.
+    Always(&'a str, &'a Requester<'a>),
+}
+
 /// Changes what a user may edit of a live server — name, description, metadata, tags, lock —
 /// by applying `edit` to it inside one transaction (row locked on PostgreSQL), so that
 /// concurrent edits do not lose each other's changes. `None` when there is no such server (in
-/// `project`, if given); an error of `edit` aborts and changes nothing. With `record`, the
-/// change is also an instance action of that name (with its one `api_<name>` event), as Nova
-/// records lock and unlock.
+/// `project`, if given); an error of `edit` aborts and changes nothing. An edit that changes
+/// nothing writes nothing (Nova saves changed fields only); `record` says when it is an action.
 pub async fn modify<E, F>(
     db: &Db,
     uuid: InstanceUuid,
     project: Option<&str>,
-    record: Option<(&str, &Requester<'_>)>,
+    record: Record<'_>,
     edit: F,
 ) -> Result<Option<Instance>, E>
 where
@@ -579,10 +590,25 @@ where
         return Ok(None);
     };
     let mut instance = row.into_model(None)?;
+    let before = instance.clone();
     edit(&mut instance)?;
+    let changed = instance != before;
+    let action = match record {
+        Record::Always(action, who) => Some((action, who)),
+        Record::IfChanged(action, who) if changed => Some((action, who)),
+        Record::IfChanged(..) | Record::No => None,
+    };
+    if !changed && action.is_none() {
+        // Nothing to write: the transaction ends (rolled back) before the server is read
+        // again, as SQLite has one connection.
+        drop(tx);
+        return Ok(get(db, uuid).await?);
+    }
+    if changed {
+        instance.updated_at = now_ms();
+    }
     let metadata = serde_json::to_string(&instance.metadata).map_err(|e| corrupt(e.to_string()))?;
     let tags = serde_json::to_string(&instance.tags).map_err(|e| corrupt(e.to_string()))?;
-    instance.updated_at = now_ms();
     on_tx!(&mut tx, c => {
         sqlx::query(
             "UPDATE instances SET name = $2, description = $3, metadata = $4, tags = $5, \
@@ -601,10 +627,10 @@ where
         .await
         .map_err(DbError::from)?;
     });
-    if let Some((action, who)) = record {
+    if let Some((action, who)) = action {
         let id = actions::start(&mut tx, uuid, action, who).await?;
         let event = format!("api_{action}");
-        actions::record_event(&mut tx, id, &event, instance.updated_at, None, None).await?;
+        actions::record_event(&mut tx, id, &event, now_ms(), None, None).await?;
     }
     tx.commit().await?;
     Ok(get(db, uuid).await?)
