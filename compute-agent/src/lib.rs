@@ -215,6 +215,12 @@ impl Agent {
         };
         let command = envelope.body;
         if let ComputeCommand::ConsoleOutput { instance, length } = command {
+            if delivery.call_expired() {
+                // It waited behind tasks longer than its caller did.
+                tracing::info!(%instance, "console call expired before its turn; dropped");
+                delivery.ack().await;
+                return;
+            }
             self.answer_console_output(delivery, instance, length).await;
             return;
         }

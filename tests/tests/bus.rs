@@ -1,6 +1,7 @@
 //! The AMQP bus's request/reply against the real RabbitMQ: a call gets the consumer's answer
-//! (direct reply-to), concurrent calls get their own answers, and a call nobody answers ends
-//! at its timeout instead of hanging.
+//! (direct reply-to), concurrent calls get their own answers, a call nobody answers ends at its
+//! timeout instead of hanging, and one that outwaited its caller in a consumer's backlog is
+//! known to be stale.
 
 use nova_core::bus::amqp::AmqpBus;
 use nova_core::bus::{Bus, BusError};
@@ -29,7 +30,7 @@ async fn calls_are_answered_by_the_consumer_or_time_out() -> anyhow::Result<()> 
     let server = tokio::spawn(nova_core::bus::consume(sub, 8, move |mut d| {
         let seen = seen.clone();
         async move {
-            if d.payload == b"anyone?" {
+            if d.payload == b"anyone?" || d.call_expired() {
                 seen.store(true, std::sync::atomic::Ordering::SeqCst);
             }
             let mut answer = b"re: ".to_vec();
@@ -57,8 +58,47 @@ async fn calls_are_answered_by_the_consumer_or_time_out() -> anyhow::Result<()> 
     server.abort();
     assert!(
         !stale.load(std::sync::atomic::Ordering::SeqCst),
-        "an expired call was delivered"
+        "an expired call was delivered, or a live one said it had expired"
     );
+
+    // A call that waits in a busy consumer's backlog past its caller's timeout says so when
+    // its turn comes (the deadline travels in a header).
+    let sub = bus.subscribe(&queue, 8).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let server = tokio::spawn(nova_core::bus::consume(sub, 1, move |mut d| {
+        let tx = tx.clone();
+        async move {
+            if d.payload == b"slow" {
+                tokio::time::sleep(Duration::from_millis(800)).await;
+            }
+            let _ = tx.send((d.payload.clone(), d.call_expired()));
+            d.reply(b"done".to_vec()).await;
+            d.ack().await;
+        }
+    }));
+    let slow = {
+        let bus = bus.clone();
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            bus.call(&queue, b"slow".to_vec(), Duration::from_secs(10))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let late = bus
+        .call(&queue, b"late".to_vec(), Duration::from_millis(300))
+        .await;
+    assert!(matches!(late, Err(BusError::Timeout(_))), "{late:?}");
+    assert_eq!(slow.await??, b"done");
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let Some(item) = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await? else {
+            break;
+        };
+        seen.push(item);
+    }
+    assert_eq!(seen, [(b"slow".to_vec(), false), (b"late".to_vec(), true)]);
+    server.abort();
     e2e::env::delete_queues(vec![queue]);
     Ok(())
 }

@@ -34,6 +34,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const PERSISTENT: u8 = 2;
 /// RabbitMQ's pseudo-queue for direct replies.
 const REPLY_TO: &str = "amq.rabbitmq.reply-to";
+/// A call's deadline (ms since the epoch), set by the caller.
+const DEADLINE_HEADER: &str = "x-nova-deadline-ms";
 
 struct Link {
     connection: Connection,
@@ -152,6 +154,15 @@ impl AmqpBus {
                 .map_err(unavailable)?;
             let correlation = uuid::Uuid::new_v4().to_string();
             let expiration = timeout.as_millis().to_string();
+            // The broker drops the call when it expires in the queue; the deadline tells a
+            // consumer that already holds it (in its prefetch backlog) not to answer late.
+            let deadline = crate::time::now_ms()
+                .saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
+            let mut headers = FieldTable::default();
+            headers.insert(
+                ShortString::from(DEADLINE_HEADER),
+                AMQPValue::LongLongInt(deadline),
+            );
             channel
                 .basic_publish(
                     "",
@@ -162,7 +173,8 @@ impl AmqpBus {
                         .with_content_type(ShortString::from("application/json"))
                         .with_reply_to(ShortString::from(REPLY_TO))
                         .with_correlation_id(ShortString::from(correlation.as_str()))
-                        .with_expiration(ShortString::from(expiration.as_str())),
+                        .with_expiration(ShortString::from(expiration.as_str()))
+                        .with_headers(headers),
                 )
                 .await
                 .map_err(unavailable)?;
@@ -362,14 +374,23 @@ async fn consume_forever(
                 Ok(d) => {
                     let reply_to = d.properties.reply_to().clone();
                     let correlation = d.properties.correlation_id().clone();
+                    let deadline = d.properties.headers().as_ref().and_then(|h| {
+                        match h.inner().get(DEADLINE_HEADER) {
+                            Some(AMQPValue::LongLongInt(ms)) => Some(*ms),
+                            _ => None,
+                        }
+                    });
                     let acker = Box::new(AmqpAcker(d.acker));
                     let mut delivery = Delivery::new(d.data, d.redelivered, acker);
                     if let Some(reply_to) = reply_to {
-                        delivery = delivery.with_replier(Box::new(AmqpReplier {
-                            channel: channel.clone(),
-                            reply_to,
-                            correlation,
-                        }));
+                        delivery = delivery.with_replier(
+                            Box::new(AmqpReplier {
+                                channel: channel.clone(),
+                                reply_to,
+                                correlation,
+                            }),
+                            deadline,
+                        );
                     }
                     if tx.send(delivery).await.is_err() {
                         return; // nobody listens any more

@@ -81,8 +81,10 @@ impl Bus for InProcBus {
         let acker = Box::new(InProcAcker {
             requeue_to: tx.clone(),
         });
-        let delivery =
-            Delivery::new(payload, false, acker).with_replier(Box::new(InProcReplier(reply_tx)));
+        let deadline = crate::time::now_ms()
+            .saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
+        let delivery = Delivery::new(payload, false, acker)
+            .with_replier(Box::new(InProcReplier(reply_tx)), Some(deadline));
         tx.send(delivery)
             .await
             .map_err(|_| BusError::Unavailable("in-process queue closed".into()))?;
@@ -138,5 +140,10 @@ mod tests {
             )
             .await;
         assert!(matches!(r, Err(BusError::Timeout(_))));
+        // The unanswered call is still queued here (no broker expiry), but says it is stale.
+        let sub = bus.subscribe("q", 1).await.unwrap();
+        let d = sub.next().await.unwrap();
+        assert_eq!(d.payload, b"anyone?");
+        assert!(d.call_expired());
     }
 }

@@ -70,6 +70,8 @@ pub struct Delivery {
     acker: Box<dyn Acker>,
     /// Where the answer goes when the message is a [`Bus::call`].
     replier: Option<Box<dyn Replier>>,
+    /// When the caller stops waiting (ms since the epoch), for a call that says so.
+    reply_deadline_ms: Option<i64>,
 }
 
 impl Delivery {
@@ -79,12 +81,27 @@ impl Delivery {
             redelivered,
             acker,
             replier: None,
+            reply_deadline_ms: None,
         }
     }
 
-    pub(crate) fn with_replier(mut self, replier: Box<dyn Replier>) -> Self {
+    pub(crate) fn with_replier(
+        mut self,
+        replier: Box<dyn Replier>,
+        deadline_ms: Option<i64>,
+    ) -> Self {
         self.replier = Some(replier);
+        self.reply_deadline_ms = deadline_ms;
         self
+    }
+
+    /// Whether this is a call whose caller has stopped waiting: a message in a consumer's
+    /// backlog outlives the broker's expiry, and answering it would be work for nobody.
+    pub fn call_expired(&self) -> bool {
+        self.replier.is_some()
+            && self
+                .reply_deadline_ms
+                .is_some_and(|d| crate::time::now_ms() > d)
     }
 
     /// Whether the sender waits for an answer ([`Bus::call`]).
