@@ -282,7 +282,7 @@ impl Agent {
         let (task_id, outcome) = self.execute(&command).instrument(span.clone()).await;
         // What the conductor will know of the instance's power once this result reaches it.
         let observed = match &outcome {
-            Outcome::Done { power_state } => Some(Some(*power_state)),
+            Outcome::Done { power_state, .. } => Some(Some(*power_state)),
             Outcome::Destroyed => Some(None),
             Outcome::Failed { .. } => None,
         };
@@ -333,7 +333,7 @@ impl Agent {
                     driver.spawn(spec, image.as_deref()).await
                 })
                 .await
-                .map(|i| i.power_state);
+                .map(|i| (i.power_state, i.addresses));
                 (Some(*task_id), r)
             }
             ComputeCommand::Destroy { task_id, instance } => {
@@ -351,11 +351,17 @@ impl Agent {
             ComputeCommand::PowerOff { task_id, instance } => {
                 let graceful = self.settings.graceful_shutdown_timeout();
                 let r = bounded(limit, driver.power_off(*instance, graceful)).await;
-                (Some(*task_id), self.then_state(r, *instance).await)
+                (
+                    Some(*task_id),
+                    no_addresses(self.then_state(r, *instance).await),
+                )
             }
             ComputeCommand::PowerOn { task_id, instance } => {
                 let r = bounded(limit, driver.power_on(*instance)).await;
-                (Some(*task_id), self.then_state(r, *instance).await)
+                (
+                    Some(*task_id),
+                    no_addresses(self.then_state(r, *instance).await),
+                )
             }
             ComputeCommand::Reboot {
                 task_id,
@@ -368,7 +374,10 @@ impl Agent {
                     RebootKind::Soft
                 };
                 let r = bounded(limit, driver.reboot(*instance, kind)).await;
-                (Some(*task_id), self.then_state(r, *instance).await)
+                (
+                    Some(*task_id),
+                    no_addresses(self.then_state(r, *instance).await),
+                )
             }
             // Calls are answered in `handle` and never run as tasks.
             ComputeCommand::ConsoleOutput { .. } => (
@@ -377,7 +386,10 @@ impl Agent {
             ),
         };
         let outcome = match result {
-            Ok(power_state) => Outcome::Done { power_state },
+            Ok((power_state, addresses)) => Outcome::Done {
+                power_state,
+                addresses,
+            },
             Err(e) => {
                 tracing::warn!(error = %e, "driver call failed");
                 Outcome::Failed {
@@ -414,4 +426,11 @@ async fn bounded<T>(
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A step other than a build reports no addresses: those are the build's.
+fn no_addresses(
+    r: Result<PowerState, DriverError>,
+) -> Result<(PowerState, Vec<nova_core::model::Address>), DriverError> {
+    r.map(|p| (p, Vec::new()))
 }

@@ -85,12 +85,19 @@ impl Conductor {
             (TaskKind::Delete, Outcome::Destroyed) => {
                 self.finish_delete(&task, &instance, Some(host)).await
             }
-            (TaskKind::Build, Outcome::Done { power_state }) => {
+            (
+                TaskKind::Build,
+                Outcome::Done {
+                    power_state,
+                    addresses,
+                },
+            ) => {
                 let set = instances::SetStates {
                     vm_state: VmState::Active,
                     task_state: None,
                     power_state: Some(power_state),
                     launched: true,
+                    addresses: Some(addresses),
                 };
                 let expect = instances::Expect {
                     vm_state: Some(VmState::Building),
@@ -120,7 +127,7 @@ impl Conductor {
             }
             (
                 kind @ (TaskKind::Stop | TaskKind::Start | TaskKind::Reboot { .. }),
-                Outcome::Done { power_state },
+                Outcome::Done { power_state, .. },
             ) => {
                 let (expect_task, vm_state) = match kind {
                     TaskKind::Stop => (TaskState::PoweringOff, VmState::Stopped),
@@ -133,6 +140,7 @@ impl Conductor {
                     task_state: None,
                     power_state: Some(power_state),
                     launched: false,
+                    addresses: None,
                 };
                 let expect = instances::Expect {
                     vm_state: None,
@@ -156,6 +164,7 @@ impl Conductor {
                     task_state: None,
                     power_state: None,
                     launched: false,
+                    addresses: None,
                 };
                 let expect = instances::Expect {
                     vm_state: Some(instance.vm_state),
@@ -276,6 +285,7 @@ impl Conductor {
                     task_state: None,
                     power_state: Some(p),
                     launched: false,
+                    addresses: None,
                 };
                 let mut tx = self.db.begin().await?;
                 instances::transition(&mut tx, uuid, expect, set).await?;

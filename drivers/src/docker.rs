@@ -27,7 +27,9 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures::StreamExt;
 use nova_core::ids::{InstanceUuid, NodeUuid};
-use nova_core::model::{sanitize_hostname, NodeInventory, NodeType, PowerState, Resources};
+use nova_core::model::{
+    sanitize_hostname, Address, NetworkRequest, NodeInventory, NodeType, PowerState, Resources,
+};
 use nova_core::rpc::InstanceSpec;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -153,6 +155,48 @@ impl DockerDriver {
     }
 
     /// The container's state, `None` when there is no container of this instance.
+    /// The Docker network a server's container joins: none when the create asked for none,
+    /// else the host's configured one.
+    fn network_of<'a>(&'a self, spec: &InstanceSpec) -> &'a str {
+        match spec.networks {
+            NetworkRequest::None => "none",
+            NetworkRequest::Auto => &self.settings.network_mode,
+        }
+    }
+
+    /// The container's power state and its addresses on its networks, from one inspect.
+    async fn state_and_addresses(
+        &self,
+        uuid: InstanceUuid,
+    ) -> Result<(PowerState, Vec<Address>), DriverError> {
+        let c = self
+            .docker
+            .inspect_container(&container_name(uuid), None)
+            .await
+            .map_err(|e| Self::not_found_or(uuid, e))?;
+        let power = power_of_status(c.state.and_then(|s| s.status));
+        let networks = c
+            .network_settings
+            .and_then(|n| n.networks)
+            .unwrap_or_default();
+        let mut addresses = Vec::new();
+        for (network, endpoint) in networks {
+            let mac = endpoint.mac_address.filter(|m| !m.is_empty());
+            for (addr, version) in [(endpoint.ip_address, 4), (endpoint.global_ipv6_address, 6)] {
+                if let Some(addr) = addr.filter(|a| !a.is_empty()) {
+                    addresses.push(Address {
+                        network: network.clone(),
+                        addr,
+                        version,
+                        mac: mac.clone(),
+                    });
+                }
+            }
+        }
+        addresses.sort_by(|a, b| (&a.network, a.version).cmp(&(&b.network, b.version)));
+        Ok((power, addresses))
+    }
+
     async fn inspect(&self, uuid: InstanceUuid) -> Result<Option<PowerState>, DriverError> {
         match self
             .docker
@@ -260,7 +304,7 @@ impl DockerDriver {
                 memory: Some(memory),
                 // No swap beyond the flavor's memory.
                 memory_swap: Some(memory),
-                network_mode: Some(self.settings.network_mode.clone()),
+                network_mode: Some(self.network_of(spec).to_owned()),
                 binds: Some(vec![format!("{}:{CONFIG_DRIVE_MOUNT}:ro", drive.display())]),
                 ..Default::default()
             }),
@@ -346,11 +390,13 @@ impl Compute for DockerDriver {
         spec: &InstanceSpec,
         image: Option<&Path>,
     ) -> Result<DriverInstance, DriverError> {
-        let instance = |power_state| DriverInstance {
+        let instance = |power_state, addresses| DriverInstance {
             uuid: spec.uuid,
             node: self.host.clone(),
             power_state,
+            addresses,
         };
+        let networked = self.network_of(spec) != "none";
         if let Some(format) = spec
             .image
             .as_ref()
@@ -376,10 +422,10 @@ impl Compute for DockerDriver {
         }
         match created {
             Created::New => {}
-            Created::Exists => match self.power_state(spec.uuid).await? {
+            Created::Exists => match self.state_and_addresses(spec.uuid).await? {
                 // Created but never started (the agent stopped in between): finish the job.
-                PowerState::NoState => {}
-                state => return Ok(instance(state)),
+                (PowerState::NoState, _) => {}
+                (state, addresses) => return Ok(instance(state, addresses)),
             },
             Created::NoImage => {
                 return Err(DriverError::Backend(format!(
@@ -388,11 +434,16 @@ impl Compute for DockerDriver {
             }
         }
         self.start(spec.uuid).await?;
+        if networked {
+            // Its addresses exist from the start on (the engine assigns them then).
+            let (state, addresses) = self.state_and_addresses(spec.uuid).await?;
+            return Ok(instance(state, addresses));
+        }
         // The engine answered the start: the container is running. No inspect to confirm it
         // (a few ms on every boot, against a raw create + start); a container whose program
         // exits at once is found by the power-state sync, as Nova's finds a guest that shut
         // itself down.
-        Ok(instance(PowerState::Running))
+        Ok(instance(PowerState::Running, Vec::new()))
     }
 
     async fn destroy(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
@@ -474,6 +525,8 @@ impl Compute for DockerDriver {
                     uuid,
                     node: self.host.clone(),
                     power_state: power_of_summary(c.state),
+                    // The sync needs states only.
+                    addresses: Vec::new(),
                 })
             })
             .collect())

@@ -292,6 +292,8 @@ impl Compute for FakeDriver {
             uuid: spec.uuid,
             node: i.node.clone(),
             power_state: i.power_state,
+            // It connects nothing.
+            addresses: Vec::new(),
         })
     }
 
@@ -336,6 +338,7 @@ impl Compute for FakeDriver {
                 uuid: *uuid,
                 node: i.node.clone(),
                 power_state: i.power_state,
+                addresses: Vec::new(),
             })
             .collect())
     }
@@ -385,6 +388,7 @@ mod tests {
             key_name: None,
             key_data: None,
             hostname: None,
+            networks: nova_core::model::NetworkRequest::None,
         }
     }
 

@@ -21,7 +21,7 @@ pub mod fake;
 
 use async_trait::async_trait;
 use nova_core::ids::InstanceUuid;
-use nova_core::model::{NodeInventory, PowerState};
+use nova_core::model::{Address, NodeInventory, PowerState};
 use nova_core::rpc::InstanceSpec;
 use std::path::Path;
 use std::time::Duration;
@@ -52,6 +52,8 @@ pub struct DriverInstance {
     pub uuid: InstanceUuid,
     pub node: String,
     pub power_state: PowerState,
+    /// Where the instance is reachable (from a spawn; a listing need not tell).
+    pub addresses: Vec<Address>,
 }
 
 #[async_trait]

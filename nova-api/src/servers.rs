@@ -15,7 +15,7 @@ use nova_core::db::actions::Requester;
 use nova_core::db::flavors;
 use nova_core::db::instances::{self, NewInstance, TransitionError, TransitionRule};
 use nova_core::ids::{InstanceUuid, TaskId};
-use nova_core::model::{LockedBy, TaskState, VmState};
+use nova_core::model::{LockedBy, NetworkRequest, TaskState, VmState};
 use nova_core::rpc::{CallReply, ComputeCommand, Envelope, TaskKind, TaskSubmitted};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -247,6 +247,7 @@ struct CreateRequest {
     key_name: Option<String>,
     tags: Vec<String>,
     hostname: Option<String>,
+    networks: NetworkRequest,
     count: i64,
 }
 
@@ -316,17 +317,21 @@ fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<CreateRequest> {
             ))
         }
     };
-    // No networking service yet: only "no particular network" is honoured (an empty list, as
-    // the openstack CLI sends without --network, or "none"/"auto").
-    if let Some(n) = server.get("networks") {
-        let plain =
-            n.as_array().is_some_and(Vec::is_empty) || matches!(n.as_str(), Some("none" | "auto"));
-        if !plain {
-            return Err(bad(
-                "Choosing networks is not supported by this deployment yet.",
-            ));
-        }
-    }
+    // No networking service to choose networks from: "none", or "auto" (an empty list too, as
+    // the openstack CLI sends without --network, and no `networks` at all before 2.37): the
+    // network the host's driver gives servers.
+    let networks = match server.get("networks") {
+        None => NetworkRequest::Auto,
+        Some(n) if n.as_array().is_some_and(Vec::is_empty) => NetworkRequest::Auto,
+        Some(n) => match n.as_str().and_then(NetworkRequest::parse) {
+            Some(request) => request,
+            None => {
+                return Err(bad(
+                    "Choosing networks is not supported by this deployment yet.",
+                ))
+            }
+        },
+    };
     let boot_image = match server.get("block_device_mapping_v2") {
         None => None,
         Some(bdms) => boot_image_of(bdms)?,
@@ -447,6 +452,7 @@ fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<CreateRequest> {
         key_name,
         tags,
         hostname,
+        networks,
         count: max,
     })
 }
@@ -542,6 +548,7 @@ async fn create(
             key_data: key_data.clone(),
             tags: request.tags.clone(),
             hostname: request.hostname.clone(),
+            networks: request.networks,
         };
         let (instance, task) =
             instances::create_with_build_task(&state.db, &new, &ctx.request_id).await?;
@@ -1295,29 +1302,34 @@ async fn console_output(
     }
 }
 
-/// `GET /servers/{id}/ips`: the server's addresses by network. Servers get no addresses
-/// until the network work lands (containers run with `network none`), so this is empty.
+/// `GET /servers/{id}/ips`: the server's addresses by network (`version` and `addr`, as
+/// Nova's basic address view).
 async fn ips(
     ctx: RequestContext,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    visible(&state, &ctx, &id).await?;
-    Ok(HttpResponse::Ok().json(json!({ "addresses": {} })))
+    let instance = visible(&state, &ctx, &id).await?;
+    Ok(HttpResponse::Ok()
+        .json(json!({ "addresses": views::addresses(&instance.addresses, false) })))
 }
 
-/// `GET /servers/{id}/ips/{network}`: Nova's 404 for a network the server is not on, which is
-/// every network while servers have no addresses.
+/// `GET /servers/{id}/ips/{network}`: the addresses on one network; Nova's 404 for a network
+/// the server is not on.
 async fn ips_of_network(
     ctx: RequestContext,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
-    let (id, _network) = path.into_inner();
-    visible(&state, &ctx, &id).await?;
-    Err(ApiError::NotFound(
-        "Instance is not a member of specified network".into(),
-    ))
+    let (id, network) = path.into_inner();
+    let instance = visible(&state, &ctx, &id).await?;
+    let mut all = views::addresses(&instance.addresses, false);
+    match all.remove(network.as_str()) {
+        Some(on) => Ok(HttpResponse::Ok().json(json!({ network.as_str(): on }))),
+        None => Err(ApiError::NotFound(
+            "Instance is not a member of specified network".into(),
+        )),
+    }
 }
 
 async fn action(

@@ -126,9 +126,46 @@ struct FaultView<'a> {
     details: Option<&'a str>,
 }
 
-/// An empty JSON object (`addresses` until servers have networks).
+/// An empty JSON object (the elements of `volumes_attached`, which is always empty here).
 #[derive(Serialize)]
 struct Empty {}
+
+/// One of a server's addresses as Nova shows it: `version` and `addr`; in the full views also
+/// its type and MAC (Nova's `extend_address`: the detail and show views, and the update's from
+/// 2.75). Every address here is the one the host gave at boot: Nova's `fixed`.
+#[derive(Serialize)]
+pub struct AddressView<'a> {
+    version: u8,
+    addr: &'a str,
+    #[serde(rename = "OS-EXT-IPS:type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    #[serde(
+        rename = "OS-EXT-IPS-MAC:mac_addr",
+        skip_serializing_if = "Option::is_none"
+    )]
+    mac: Option<&'a str>,
+}
+
+/// A server's addresses keyed by network name (`addresses`, and `/ips`).
+pub fn addresses(
+    of: &[nova_core::model::Address],
+    extended: bool,
+) -> std::collections::BTreeMap<&str, Vec<AddressView<'_>>> {
+    let mut by_network: std::collections::BTreeMap<&str, Vec<AddressView<'_>>> =
+        std::collections::BTreeMap::new();
+    for a in of {
+        by_network
+            .entry(a.network.as_str())
+            .or_default()
+            .push(AddressView {
+                version: a.version,
+                addr: &a.addr,
+                kind: extended.then_some("fixed"),
+                mac: a.mac.as_deref().filter(|_| extended),
+            });
+    }
+    by_network
+}
 
 /// The parts of Nova's full server view that only some views show (`show_AZ`,
 /// `show_keypair`, `show_srv_usg`, `show_sec_grp`, `show_extended_status`,
@@ -201,8 +238,7 @@ pub struct ServerDetail<'a> {
     flavor: ServerFlavor<'a>,
     created: String,
     updated: String,
-    // TODO-correctness: addresses come with the network work.
-    addresses: Empty,
+    addresses: std::collections::BTreeMap<&'a str, Vec<AddressView<'a>>>,
     #[serde(rename = "accessIPv4")]
     access_ipv4: &'static str,
     #[serde(rename = "accessIPv6")]
@@ -313,7 +349,7 @@ pub fn server_detail<'a>(viewer: &ServerViewer<'a>, i: &'a Instance) -> ServerDe
         flavor: server_flavor(url, version, &i.flavor),
         created: iso8601_z(i.created_at),
         updated: iso8601_z(i.updated_at),
-        addresses: Empty {},
+        addresses: addresses(&i.addresses, full),
         access_ipv4: "",
         access_ipv6: "",
         links,

@@ -244,6 +244,48 @@ pub struct Instance {
     /// The guest's hostname: chosen at create or update (2.90), else made from the name at
     /// create ([`sanitize_hostname`]); a rename does not change it, as in Nova.
     pub hostname: String,
+    /// What the create asked of networks.
+    pub networks: NetworkRequest,
+    /// Where the server is reachable, as its driver reported at the end of the build.
+    pub addresses: Vec<Address>,
+}
+
+/// What a server create asked of networks (Nova's `networks`): none at all, or whatever the
+/// deployment gives a server (`auto`; an empty list too, as the openstack CLI sends it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkRequest {
+    None,
+    #[default]
+    Auto,
+}
+
+impl NetworkRequest {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkRequest::None => "none",
+            NetworkRequest::Auto => "auto",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "none" => Some(NetworkRequest::None),
+            "auto" => Some(NetworkRequest::Auto),
+            _ => None,
+        }
+    }
+}
+
+/// A server's address on one network, as its driver found it when the server started (Nova's
+/// fixed IP of a port): shown in `addresses` and `/ips`, keyed by the network's name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    pub network: String,
+    pub addr: String,
+    /// 4 or 6.
+    pub version: u8,
+    pub mac: Option<String>,
 }
 
 /// Who locked a server: its owner may unlock their own lock; only an admin undoes an admin's

@@ -5,7 +5,7 @@
 //! re-driven by the reconciler and a duplicated one is a no-op.
 
 use crate::ids::{InstanceUuid, TaskId};
-use crate::model::{Flavor, NodeInventory, PowerState};
+use crate::model::{Address, Flavor, NetworkRequest, NodeInventory, PowerState};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -113,6 +113,10 @@ pub struct InstanceSpec {
     /// name).
     #[serde(default)]
     pub hostname: Option<String>,
+    /// What the create asked of networks; absent in messages from before it was kept (then
+    /// whatever the host gives, as it was).
+    #[serde(default)]
+    pub networks: NetworkRequest,
 }
 
 /// An image as a compute host needs it: where to fetch it and how to check what it fetched.
@@ -208,8 +212,13 @@ impl ComputeCommand {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
-    /// The step finished; the instance is now in `power_state`.
-    Done { power_state: PowerState },
+    /// The step finished; the instance is now in `power_state`, reachable at `addresses` (a
+    /// build's; absent from agents of earlier builds).
+    Done {
+        power_state: PowerState,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        addresses: Vec<Address>,
+    },
     /// The instance no longer exists on the host.
     Destroyed,
     /// The driver call failed; `message` is meant for the user (it becomes the fault).

@@ -125,3 +125,38 @@ impl Drop for RemoveContainersOf {
         let _ = cleanup.join();
     }
 }
+
+/// A Docker network of the test's own, internal (no route off the host, nothing reaches it
+/// from outside); removed when dropped. Drop it after the containers on it are gone.
+pub struct TestNetwork(pub String);
+
+impl TestNetwork {
+    pub async fn create(name: &str) -> anyhow::Result<Self> {
+        let docker = bollard::Docker::connect_with_local_defaults()?;
+        docker
+            .create_network(bollard::models::NetworkCreateRequest {
+                name: name.to_owned(),
+                internal: Some(true),
+                ..Default::default()
+            })
+            .await?;
+        Ok(Self(name.to_owned()))
+    }
+}
+
+impl Drop for TestNetwork {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let docker = bollard::Docker::connect_with_local_defaults().ok()?;
+                docker.remove_network(&name).await.ok()
+            })
+        });
+        let _ = cleanup.join();
+    }
+}

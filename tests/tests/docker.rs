@@ -1,13 +1,15 @@
 //! The Docker driver through the whole service (distributed shape: API, conductor and agent
 //! over RabbitMQ and PostgreSQL) against the real Docker Engine that `scripts/test.sh` starts.
-//! Containers run with `--network none`: nothing here sends traffic to a container.
+//! Containers run with `--network none`, or on an internal Docker network the test creates
+//! itself, whose addresses are read from the engine's configuration: nothing here sends
+//! traffic to a container.
 
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBuilder};
 use bollard::Docker;
 use compute_agent::settings::DriverKind;
 use drivers::docker::{DockerSettings, LABEL_INSTANCE};
 use e2e::client::Client;
-use e2e::docker::{test_image, RemoveContainersOf};
+use e2e::docker::{test_image, RemoveContainersOf, TestNetwork};
 use e2e::stack::{Distributed, Options, Stack};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -335,6 +337,99 @@ async fn a_corrupt_archive_or_an_oversized_flavor_ends_in_error() -> anyhow::Res
     Ok(())
 }
 
+/// A server that asks for no network gets none; one that takes what the host gives joins the
+/// host's configured network, and its address and MAC there (as the engine assigned them) are
+/// its `addresses` and `/ips`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_on_the_hosts_network_shows_its_address() -> anyhow::Result<()> {
+    let network = format!(
+        "nova-test-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    // Declared first, so dropped last: after the containers on it are removed.
+    let _network = TestNetwork::create(&network).await?;
+    let (mut options, _state, _cleanup) = options()?;
+    options.docker.network_mode = network.clone();
+    let stack = Distributed::start(options).await?;
+    let docker = engine()?;
+    let c = Client::new(stack.api_url(), "demo:demo").at_microversion("2.47");
+    container_flavor(&stack, "cn", 128, 1).await?;
+    let image = docker_image(&c).await?;
+
+    let id = create_server(
+        &c,
+        json!({"name": "on-net", "imageRef": image, "flavorRef": "cn", "networks": "auto"}),
+    )
+    .await?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    let inspect = docker
+        .inspect_container(&format!("nova-{id}"), None::<InspectContainerOptions>)
+        .await?;
+    assert_eq!(
+        inspect
+            .host_config
+            .as_ref()
+            .and_then(|h| h.network_mode.as_deref()),
+        Some(network.as_str())
+    );
+    let endpoint = inspect
+        .network_settings
+        .and_then(|n| n.networks)
+        .and_then(|mut n| n.remove(&network))
+        .ok_or_else(|| anyhow::anyhow!("the container is not on {network}"))?;
+    let (ip, mac) = (
+        endpoint.ip_address.unwrap_or_default(),
+        endpoint.mac_address.unwrap_or_default(),
+    );
+    assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "{ip}");
+    let s = c.server(&id).await?.body["server"].clone();
+    assert_eq!(
+        s["addresses"],
+        json!({ network.as_str(): [{"version": 4, "addr": ip, "OS-EXT-IPS:type": "fixed",
+                                    "OS-EXT-IPS-MAC:mac_addr": mac}] })
+    );
+    let r = c.get(&format!("/servers/{id}/ips")).await?;
+    assert_eq!(
+        r.body,
+        json!({"addresses": { network.as_str(): [{"version": 4, "addr": ip}] }})
+    );
+    let r = c.get(&format!("/servers/{id}/ips/{network}")).await?;
+    assert_eq!(
+        r.body,
+        json!({ network.as_str(): [{"version": 4, "addr": ip}] })
+    );
+    assert_eq!(
+        c.get(&format!("/servers/{id}/ips/other")).await?.status,
+        404
+    );
+    let listed = c.get("/servers/detail").await?;
+    assert_eq!(listed.body["servers"][0]["addresses"], s["addresses"]);
+
+    let alone = create_server(
+        &c,
+        json!({"name": "alone", "imageRef": image, "flavorRef": "cn", "networks": "none"}),
+    )
+    .await?;
+    c.wait_status(&alone, "ACTIVE", WAIT).await?;
+    let inspect = docker
+        .inspect_container(&format!("nova-{alone}"), None::<InspectContainerOptions>)
+        .await?;
+    assert_eq!(
+        inspect.host_config.and_then(|h| h.network_mode),
+        Some("none".to_owned())
+    );
+    assert_eq!(
+        c.server(&alone).await?.body["server"]["addresses"],
+        json!({})
+    );
+
+    for server in [&id, &alone] {
+        assert_eq!(c.delete(&format!("/servers/{server}")).await?.status, 204);
+        c.wait_gone(server, WAIT).await?;
+    }
+    Ok(())
+}
+
 /// The driver on its own: every call idempotent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_driver_call_is_idempotent() -> anyhow::Result<()> {
@@ -372,6 +467,7 @@ async fn every_driver_call_is_idempotent() -> anyhow::Result<()> {
         key_name: None,
         key_data: None,
         hostname: None,
+        networks: nova_core::model::NetworkRequest::None,
     };
     let id = spec.uuid.to_string();
     let first = driver.spawn(&spec, Some(&image.archive)).await?;

@@ -8,7 +8,10 @@ use nova_core::db::instances::{
 use nova_core::db::tasks::{self, TaskState as RowState};
 use nova_core::db::{flavors, nodes, Db};
 use nova_core::ids::{InstanceUuid, NodeUuid};
-use nova_core::model::{Fault, NodeInventory, NodeType, PowerState, Resources, TaskState, VmState};
+use nova_core::model::{
+    Address, Fault, NetworkRequest, NodeInventory, NodeType, PowerState, Resources, TaskState,
+    VmState,
+};
 use nova_core::rpc::TaskKind;
 use nova_core::settings::DatabaseSettings;
 
@@ -68,6 +71,7 @@ async fn new_instance(
         key_data: None,
         tags: Vec::new(),
         hostname: None,
+        networks: NetworkRequest::Auto,
     };
     let (i, t) = instances::create_with_build_task(db, &new, "req-test").await?;
     Ok((i.uuid, t))
@@ -254,19 +258,25 @@ async fn transitions_compare_and_set(db: Db) -> anyhow::Result<()> {
         task_state: None,
         power_state: Some(PowerState::Running),
         launched: true,
+        addresses: Some(vec![Address {
+            network: "net".into(),
+            addr: "10.0.0.5".into(),
+            version: 4,
+            mac: Some("fa:16:3e:00:00:01".into()),
+        }]),
     };
     let wrong = Expect {
         vm_state: Some(VmState::Building),
         task_state: Some(TaskState::Spawning),
     };
     assert!(
-        !instances::transition(&mut tx, uuid, wrong, active).await?,
+        !instances::transition(&mut tx, uuid, wrong, active.clone()).await?,
         "task state is scheduling, not spawning"
     );
     assert!(instances::assign_host(&mut tx, uuid, "h1", "node-a").await?);
-    assert!(instances::transition(&mut tx, uuid, wrong, active).await?);
+    assert!(instances::transition(&mut tx, uuid, wrong, active.clone()).await?);
     assert!(
-        !instances::transition(&mut tx, uuid, wrong, active).await?,
+        !instances::transition(&mut tx, uuid, wrong, active.clone()).await?,
         "a duplicate is a no-op"
     );
     tx.commit().await?;
@@ -279,6 +289,8 @@ async fn transitions_compare_and_set(db: Db) -> anyhow::Result<()> {
         (VmState::Active, PowerState::Running, Some("h1"))
     );
     assert!(i.launched_at.is_some());
+    assert_eq!(Some(i.addresses), active.addresses);
+    assert_eq!(i.networks, NetworkRequest::Auto);
 
     instances::begin_action(&db, uuid, Some("p1"), false, stop, TaskKind::Stop, &who()).await?;
     let again =

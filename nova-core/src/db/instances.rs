@@ -7,7 +7,10 @@ use super::rows::{FaultRow, InstanceRow, INSTANCE_COLUMNS};
 use super::tasks;
 use super::{corrupt, on_pool, on_tx, Db, DbError, DbResult, Tx};
 use crate::ids::{InstanceUuid, TaskId};
-use crate::model::{Fault, Flavor, Instance, LockedBy, NodeType, PowerState, TaskState, VmState};
+use crate::model::{
+    Address, Fault, Flavor, Instance, LockedBy, NetworkRequest, NodeType, PowerState, TaskState,
+    VmState,
+};
 use crate::rpc::TaskKind;
 use crate::time::{now_ms, Millis};
 use std::collections::{BTreeMap, HashMap};
@@ -31,6 +34,7 @@ pub struct NewInstance {
     pub tags: Vec<String>,
     /// The hostname asked for (2.90); `None`: made from the name.
     pub hostname: Option<String>,
+    pub networks: NetworkRequest,
 }
 
 /// Writes the instance (building/scheduling), its `create` action and its build task in one
@@ -55,9 +59,9 @@ pub async fn create_with_build_task(
             "INSERT INTO instances (uuid, name, project_id, user_id, vm_state, task_state, \
              power_state, node_type, flavor, image_ref, metadata, user_data, availability_zone, \
              created_at, updated_at, deleted, description, key_name, key_data, tags, vcpus, \
-             memory_mb, hostname) \
+             memory_mb, hostname, networks) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, \
-             $16, $17, $18, $19, $20, $21, $22)",
+             $16, $17, $18, $19, $20, $21, $22, $23)",
         )
         .bind(uuid.0)
         .bind(&new.name)
@@ -81,6 +85,7 @@ pub async fn create_with_build_task(
         .bind(new.flavor.vcpus)
         .bind(new.flavor.memory_mb)
         .bind(&hostname)
+        .bind(new.networks.as_str())
         .execute(&mut *c)
         .await?;
     });
@@ -121,6 +126,8 @@ pub async fn create_with_build_task(
         locked_reason: None,
         tags: new.tags.clone(),
         hostname,
+        networks: new.networks,
+        addresses: Vec::new(),
     };
     Ok((instance, task))
 }
@@ -644,13 +651,15 @@ pub struct Expect {
 }
 
 /// The states an update sets.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct SetStates {
     pub vm_state: VmState,
     pub task_state: Option<TaskState>,
     pub power_state: Option<PowerState>,
     /// Sets `launched_at` to now (a build or a start finished).
     pub launched: bool,
+    /// Replaces the server's addresses (a build finished).
+    pub addresses: Option<Vec<Address>>,
 }
 
 /// Compare-and-set of the states of a live instance; true when it matched and changed.
@@ -661,11 +670,16 @@ pub async fn transition(
     set: SetStates,
 ) -> DbResult<bool> {
     let now = now_ms();
+    let addresses = match &set.addresses {
+        Some(a) => Some(serde_json::to_string(a).map_err(|e| corrupt(e.to_string()))?),
+        None => None,
+    };
     let n = on_tx!(tx, c => {
         sqlx::query(
             "UPDATE instances SET vm_state = $2, task_state = $3, \
              power_state = COALESCE($4, power_state), \
-             launched_at = CASE WHEN $5 THEN $6 ELSE launched_at END, updated_at = $6 \
+             launched_at = CASE WHEN $5 THEN $6 ELSE launched_at END, updated_at = $6, \
+             addresses = COALESCE($9, addresses) \
              WHERE uuid = $1 AND NOT deleted \
              AND ($7 IS NULL OR vm_state = $7) AND ($8 IS NULL OR task_state = $8)",
         )
@@ -677,6 +691,7 @@ pub async fn transition(
         .bind(now)
         .bind(expect.vm_state.map(|v| v.as_str()))
         .bind(expect.task_state.map(|t| t.as_str()))
+        .bind(&addresses)
         .execute(&mut *c)
         .await?
         .rows_affected()
@@ -725,6 +740,7 @@ pub async fn set_error(
         task_state: None,
         power_state: None,
         launched: false,
+        addresses: None,
     };
     if !transition(tx, uuid, expect, set).await? {
         return Ok(false);

@@ -3,8 +3,8 @@
 use super::{corrupt, DbResult};
 use crate::ids::{InstanceUuid, NodeUuid};
 use crate::model::{
-    ComputeNode, Fault, Flavor, Instance, LockedBy, NodeInventory, NodeType, PowerState, Resources,
-    Service, TaskState, VmState,
+    ComputeNode, Fault, Flavor, Instance, LockedBy, NetworkRequest, NodeInventory, NodeType,
+    PowerState, Resources, Service, TaskState, VmState,
 };
 use uuid::Uuid;
 
@@ -37,13 +37,16 @@ pub(super) struct InstanceRow {
     pub locked_reason: Option<String>,
     pub tags: String,
     pub hostname: Option<String>,
+    pub networks: Option<String>,
+    pub addresses: String,
 }
 
 /// The column list matching [`InstanceRow`], for `SELECT`s.
 pub(super) const INSTANCE_COLUMNS: &str = "uuid, name, project_id, user_id, vm_state, \
     task_state, power_state, host, node, node_type, flavor, image_ref, metadata, user_data, \
     availability_zone, launched_at, terminated_at, created_at, updated_at, deleted, \
-    description, key_name, key_data, locked_by, locked_reason, tags, hostname";
+    description, key_name, key_data, locked_by, locked_reason, tags, hostname, networks, \
+    addresses";
 
 impl InstanceRow {
     pub fn into_model(self, fault: Option<Fault>) -> DbResult<Instance> {
@@ -95,6 +98,14 @@ impl InstanceRow {
             tags: serde_json::from_str(&self.tags).map_err(|e| corrupt(format!("tags: {e}")))?,
             // Rows from before hostnames were kept: derived from the name, as then.
             hostname,
+            networks: match self.networks.as_deref() {
+                None => NetworkRequest::Auto,
+                Some(n) => {
+                    NetworkRequest::parse(n).ok_or_else(|| corrupt(format!("networks {n}")))?
+                }
+            },
+            addresses: serde_json::from_str(&self.addresses)
+                .map_err(|e| corrupt(format!("addresses: {e}")))?,
         })
     }
 }
