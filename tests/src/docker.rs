@@ -96,33 +96,25 @@ pub struct RemoveContainersOf(pub String);
 impl Drop for RemoveContainersOf {
     fn drop(&mut self) {
         let host = self.0.clone();
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let docker = bollard::Docker::connect_with_local_defaults().ok()?;
-                let filters = std::collections::HashMap::from([(
-                    "label".to_owned(),
-                    vec![format!("{}={host}", drivers::docker::LABEL_HOST)],
-                )]);
-                let options = bollard::query_parameters::ListContainersOptionsBuilder::default()
-                    .all(true)
-                    .filters(&filters)
+        crate::env::clean_up(async move {
+            let docker = bollard::Docker::connect_with_local_defaults().ok()?;
+            let filters = std::collections::HashMap::from([(
+                "label".to_owned(),
+                vec![format!("{}={host}", drivers::docker::LABEL_HOST)],
+            )]);
+            let options = bollard::query_parameters::ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build();
+            for c in docker.list_containers(Some(options)).await.ok()? {
+                let Some(id) = c.id else { continue };
+                let remove = bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+                    .force(true)
                     .build();
-                for c in docker.list_containers(Some(options)).await.ok()? {
-                    let Some(id) = c.id else { continue };
-                    let remove =
-                        bollard::query_parameters::RemoveContainerOptionsBuilder::default()
-                            .force(true)
-                            .build();
-                    let _ = docker.remove_container(&id, Some(remove)).await;
-                }
-                Some(())
-            })
+                let _ = docker.remove_container(&id, Some(remove)).await;
+            }
+            Some(())
         });
-        let _ = cleanup.join();
     }
 }
 
@@ -147,16 +139,9 @@ impl TestNetwork {
 impl Drop for TestNetwork {
     fn drop(&mut self) {
         let name = self.0.clone();
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let docker = bollard::Docker::connect_with_local_defaults().ok()?;
-                docker.remove_network(&name).await.ok()
-            })
+        crate::env::clean_up(async move {
+            let docker = bollard::Docker::connect_with_local_defaults().ok()?;
+            docker.remove_network(&name).await.ok()
         });
-        let _ = cleanup.join();
     }
 }

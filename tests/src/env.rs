@@ -72,25 +72,33 @@ pub async fn lift_quota_of(db: &nova_core::db::Db, project: &str) -> anyhow::Res
     Ok(())
 }
 
-/// Removes a test's queues from the shared broker. Blocking, on a runtime of its own: it runs
+/// Runs a best-effort cleanup to its end, on a thread and runtime of its own: cleanups run
 /// from `Drop`, possibly inside a test's runtime, which must not be blocked on.
-pub fn delete_queues(names: Vec<String>) {
-    let cleanup = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
+pub fn clean_up<F>(cleanup: F)
+where
+    F: std::future::Future<Output = Option<()>> + Send + 'static,
+{
+    let thread = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .ok()?;
-        rt.block_on(async {
-            let bus = nova_core::bus::amqp::AmqpBus::connect(&amqp_url())
-                .await
-                .ok()?;
-            for name in &names {
-                let _ = bus.delete_queue(name).await;
-            }
-            Some(())
-        })
+            .ok()?
+            .block_on(cleanup)
     });
-    let _ = cleanup.join();
+    let _ = thread.join();
+}
+
+/// Removes a test's queues from the shared broker (blocking, see [`clean_up`]).
+pub fn delete_queues(names: Vec<String>) {
+    clean_up(async move {
+        let bus = nova_core::bus::amqp::AmqpBus::connect(&amqp_url())
+            .await
+            .ok()?;
+        for name in &names {
+            let _ = bus.delete_queue(name).await;
+        }
+        Some(())
+    });
 }
 
 /// Registers the public test images ([`crate::client::IMAGE`], [`crate::client::DOCKER_IMAGE`])
