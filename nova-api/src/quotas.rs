@@ -75,6 +75,21 @@ impl ProjectQuota {
         Ok(Self { limits, used })
     }
 
+    /// The same limits with the servers' usage as read again (inside the create's
+    /// transaction).
+    pub fn with_server_usage(&self, u: nova_core::db::instances::ServerUsage) -> Self {
+        let mut used = self.used.clone();
+        used.extend([
+            ("instances", u.instances),
+            ("cores", u.cores),
+            ("ram", u.ram),
+        ]);
+        Self {
+            limits: self.limits.clone(),
+            used,
+        }
+    }
+
     /// Refuses a server create that would go over the quota, with Nova's message (403).
     pub fn check_server_create(&self, count: i64, vcpus: i64, memory_mb: i64) -> ApiResult<()> {
         let wants = [

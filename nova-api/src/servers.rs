@@ -525,7 +525,7 @@ async fn create(
     quota.check_metadata_items(request.metadata.len())?;
     quota.check_server_create(request.count, flavor.vcpus, flavor.memory_mb)?;
     let url = PublicUrl::of(&req);
-    let mut first = None;
+    let mut news = Vec::new();
     for n in 1..=request.count {
         // As Nova: several servers from one request are named name-1, name-2, …
         let name = if request.count > 1 {
@@ -550,8 +550,21 @@ async fn create(
             hostname: request.hostname.clone(),
             networks: request.networks,
         };
-        let (instance, task) =
-            instances::create_with_build_task(&state.db, &new, &ctx.request_id).await?;
+        news.push(new);
+    }
+    // The check above answers most requests early; this one, on the usage read again under
+    // the project's lock, is the one concurrent creates cannot slip past (Nova rechecks after
+    // creating instead, and deletes what went over).
+    let created = instances::create_with_build_tasks(&state.db, &news, &ctx.request_id, |u| {
+        quota.with_server_usage(u).check_server_create(
+            request.count,
+            flavor.vcpus,
+            flavor.memory_mb,
+        )
+    })
+    .await?;
+    let mut first = None;
+    for (instance, task) in created {
         publish_task(&state, task, instance.uuid, &ctx.request_id).await;
         tracing::info!(instance = %instance.uuid, "server accepted");
         first.get_or_insert(instance);

@@ -73,7 +73,14 @@ async fn new_instance(
         hostname: None,
         networks: NetworkRequest::Auto,
     };
-    let (i, t) = instances::create_with_build_task(db, &new, "req-test").await?;
+    let created = instances::create_with_build_tasks(db, &[new], "req-test", |_| {
+        Ok::<(), nova_core::db::DbError>(())
+    })
+    .await?;
+    let (i, t) = created
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("nothing created"))?;
     Ok((i.uuid, t))
 }
 

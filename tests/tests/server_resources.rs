@@ -764,3 +764,49 @@ async fn a_server_keeps_the_hostname_it_was_given(stack: &dyn Stack) -> anyhow::
     assert_eq!(hostname(c.clone(), fqdn).await?, json!("web.example.com"));
     Ok(())
 }
+
+on_both_shapes!(
+    concurrent_creates_cannot_together_pass_the_quota,
+    Options::default()
+);
+/// Each request alone fits the quota; together they do not. The usage is checked again inside
+/// the create's transaction, under the project's lock, so exactly the quota's worth get in and
+/// the rest get Nova's 403 with nothing written.
+async fn concurrent_creates_cannot_together_pass_the_quota(
+    stack: &dyn Stack,
+) -> anyhow::Result<()> {
+    let a = admin(stack, "2.1");
+    let r = a
+        .put(
+            "/os-quota-sets/racing",
+            &json!({"quota_set": {"instances": 2}}),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let c = Client::new(stack.api_url(), "racer:racing").at_microversion("2.1");
+    let attempts = (0..8).map(|i| {
+        let c = c.clone();
+        async move {
+            c.post(
+                "/servers",
+                &json!({"server": {"name": format!("r{i}"), "imageRef": IMAGE,
+                    "flavorRef": "1", "networks": "none"}}),
+            )
+            .await
+        }
+    });
+    let answers = futures::future::try_join_all(attempts).await?;
+    let accepted = answers.iter().filter(|r| r.status == 202).count();
+    let refused: Vec<_> = answers.iter().filter(|r| r.status == 403).collect();
+    assert_eq!((accepted, refused.len()), (2, 6), "{answers:?}");
+    for r in refused {
+        let message = r.body["forbidden"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("Quota exceeded for instances: Requested 1, but already used"),
+            "{message}"
+        );
+    }
+    let listed = c.get("/servers").await?;
+    assert_eq!(listed.body["servers"].as_array().map(Vec::len), Some(2));
+    Ok(())
+}

@@ -37,10 +37,72 @@ pub struct NewInstance {
     pub networks: NetworkRequest,
 }
 
-/// Writes the instance (building/scheduling), its `create` action and its build task in one
-/// transaction. The caller publishes the task after the commit.
-pub async fn create_with_build_task(
+/// What a project's servers use: how many, their vcpus and their memory (MB).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerUsage {
+    pub instances: i64,
+    pub cores: i64,
+    pub ram: i64,
+}
+
+/// Writes the servers of one create request (building/scheduling), each with its `create`
+/// action and build task, all in one transaction, once `admit` has accepted the project's usage
+/// as read inside that transaction. The project's creates are serialised there (an advisory
+/// lock on PostgreSQL; SQLite has one writer), so concurrent requests cannot together go over a
+/// quota that each alone fits; a refusal writes nothing. The caller publishes the tasks after
+/// the commit.
+pub async fn create_with_build_tasks<E, F>(
     db: &Db,
+    news: &[NewInstance],
+    request_id: &str,
+    admit: F,
+) -> Result<Vec<(Instance, TaskId)>, E>
+where
+    E: From<DbError>,
+    F: FnOnce(ServerUsage) -> Result<(), E>,
+{
+    // One request's servers are all of one project.
+    let Some(project) = news.first().map(|n| n.project_id.as_str()) else {
+        return Ok(Vec::new());
+    };
+    let mut tx = db.begin().await?;
+    if let Tx::Pg(t) = &mut tx {
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(QUOTA_LOCK_CLASS)
+            .bind(project)
+            .execute(&mut **t)
+            .await
+            .map_err(DbError::from)?;
+    }
+    let (instances, cores, ram): (i64, i64, i64) = on_tx!(&mut tx, c => {
+        sqlx::query_as(super::quotas::SERVER_USAGE_SQL)
+        .bind(project)
+        .bind(false)
+        .fetch_one(&mut *c)
+        .await
+        .map_err(DbError::from)?
+    });
+    let usage = ServerUsage {
+        instances,
+        cores,
+        ram,
+    };
+    admit(usage)?;
+    let mut created = Vec::with_capacity(news.len());
+    for new in news {
+        created.push(insert_with_build_task(&mut tx, new, request_id).await?);
+    }
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// The class of the PostgreSQL advisory locks that serialise one project's server creates
+/// (the second key is the project's hash).
+const QUOTA_LOCK_CLASS: i32 = 0x4e4f_5641; // "NOVA"
+
+/// One server and its `create` action and build task, inside the caller's transaction.
+async fn insert_with_build_task(
+    tx: &mut Tx,
     new: &NewInstance,
     request_id: &str,
 ) -> DbResult<(Instance, TaskId)> {
@@ -53,8 +115,7 @@ pub async fn create_with_build_task(
         .hostname
         .clone()
         .unwrap_or_else(|| crate::model::sanitize_hostname(&new.name));
-    let mut tx = db.begin().await?;
-    on_tx!(&mut tx, c => {
+    on_tx!(tx, c => {
         sqlx::query(
             "INSERT INTO instances (uuid, name, project_id, user_id, vm_state, task_state, \
              power_state, node_type, flavor, image_ref, metadata, user_data, availability_zone, \
@@ -94,9 +155,8 @@ pub async fn create_with_build_task(
         project_id: &new.project_id,
         user_id: &new.user_id,
     };
-    let action_id = actions::start(&mut tx, uuid, TaskKind::Build.action_name(), &who).await?;
-    let task = tasks::insert(&mut tx, uuid, TaskKind::Build, request_id, action_id).await?;
-    tx.commit().await?;
+    let action_id = actions::start(tx, uuid, TaskKind::Build.action_name(), &who).await?;
+    let task = tasks::insert(tx, uuid, TaskKind::Build, request_id, action_id).await?;
     let instance = Instance {
         uuid,
         name: new.name.clone(),

@@ -45,16 +45,18 @@ pub async fn reset(db: &Db, project_id: &str) -> DbResult<()> {
     Ok(())
 }
 
+/// A project's servers, their vcpus and memory (`$1` the project, `$2` false). SUM is NULL over
+/// no rows; COALESCE keeps the type a BIGINT on both backends.
+pub(crate) const SERVER_USAGE_SQL: &str =
+    "SELECT COUNT(*), CAST(COALESCE(SUM(vcpus), 0) AS BIGINT), \
+     CAST(COALESCE(SUM(memory_mb), 0) AS BIGINT) \
+     FROM instances WHERE project_id = $1 AND deleted = $2";
+
 /// What a project's live servers use: (instances, vcpus, RAM in MB), from the flavors they
 /// were created with (kept on each server as columns).
 pub async fn server_usage(db: &Db, project_id: &str) -> DbResult<(i64, i64, i64)> {
-    // SUM is NULL over no rows; COALESCE keeps the type a BIGINT on both backends.
     let usage: (i64, i64, i64) = on_pool!(db, p => {
-        sqlx::query_as(
-            "SELECT COUNT(*), CAST(COALESCE(SUM(vcpus), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(memory_mb), 0) AS BIGINT) \
-             FROM instances WHERE project_id = $1 AND deleted = $2",
-        )
+        sqlx::query_as(SERVER_USAGE_SQL)
         .bind(project_id)
         .bind(false)
         .fetch_one(p)
