@@ -413,6 +413,6 @@ fn spec_from(
         key_name: instance.key_name.clone(),
         key_data: instance.key_data.clone(),
         hostname: Some(instance.hostname.clone()),
-        networks: instance.networks,
+        networks: instance.networks.clone(),
     })
 }

@@ -18,6 +18,7 @@ use base64::Engine as _;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
     ContainerCreateBody, ContainerStateStatusEnum, ContainerSummaryStateEnum, HostConfig,
+    NetworkConnectRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ImportImageOptions, ListContainersOptionsBuilder,
@@ -113,6 +114,12 @@ fn status_of(e: &DockerError) -> Option<u16> {
     }
 }
 
+/// Whether the engine's error names a network (`network … not found`), not an image.
+fn is_about_a_network(e: &DockerError) -> bool {
+    matches!(e, DockerError::DockerResponseServerError { message, .. }
+        if message.starts_with("network ") || message.contains(" network "))
+}
+
 fn container_name(uuid: InstanceUuid) -> String {
     format!("nova-{uuid}")
 }
@@ -154,33 +161,74 @@ impl DockerDriver {
         self.settings.state_dir.join(uuid.to_string())
     }
 
-    /// The container's state, `None` when there is no container of this instance.
-    /// The Docker network a server's container joins: none when the create asked for none,
-    /// else the host's configured one.
-    fn network_of<'a>(&'a self, spec: &InstanceSpec) -> &'a str {
-        match spec.networks {
-            NetworkRequest::None => "none",
-            NetworkRequest::Auto => &self.settings.network_mode,
+    /// The Docker networks a server's container joins, each with the name its addresses are
+    /// shown under: none when the create asked for none; the host's configured network for
+    /// `auto`; the chosen networks' engine networks, in the order chosen.
+    fn networks_of(&self, spec: &InstanceSpec) -> Vec<(String, String)> {
+        match &spec.networks {
+            NetworkRequest::None => Vec::new(),
+            NetworkRequest::Auto if self.settings.network_mode == "none" => Vec::new(),
+            NetworkRequest::Auto => vec![(
+                self.settings.network_mode.clone(),
+                self.settings.network_mode.clone(),
+            )],
+            NetworkRequest::Chosen(chosen) => chosen
+                .iter()
+                .map(|n| (n.backend.clone(), n.name.clone()))
+                .collect(),
         }
     }
 
-    /// The container's power state and its addresses on its networks, from one inspect.
+    /// Connects the container to the networks after its first, which it joined at create (the
+    /// engine takes one network at create before API 1.44), skipping those it is on already.
+    async fn connect_more(
+        &self,
+        uuid: InstanceUuid,
+        networks: &[(String, String)],
+        already: &[String],
+    ) -> Result<(), DriverError> {
+        for (backend, _) in networks.iter().skip(1) {
+            if already.contains(backend) {
+                continue;
+            }
+            let request = NetworkConnectRequest {
+                container: container_name(uuid),
+                endpoint_config: None,
+            };
+            self.docker
+                .connect_network(backend, request)
+                .await
+                .map_err(|e| {
+                    DriverError::Backend(format!("connecting to network {backend}: {e}"))
+                })?;
+        }
+        Ok(())
+    }
+
+    /// The container's power state, its addresses on its networks (named as `networks` names
+    /// them) and the engine networks it is on, from one inspect.
     async fn state_and_addresses(
         &self,
         uuid: InstanceUuid,
-    ) -> Result<(PowerState, Vec<Address>), DriverError> {
+        networks: &[(String, String)],
+    ) -> Result<(PowerState, Vec<Address>, Vec<String>), DriverError> {
         let c = self
             .docker
             .inspect_container(&container_name(uuid), None)
             .await
             .map_err(|e| Self::not_found_or(uuid, e))?;
         let power = power_of_status(c.state.and_then(|s| s.status));
-        let networks = c
+        let endpoints = c
             .network_settings
             .and_then(|n| n.networks)
             .unwrap_or_default();
         let mut addresses = Vec::new();
-        for (network, endpoint) in networks {
+        let mut joined = Vec::new();
+        for (backend, endpoint) in endpoints {
+            let network = networks
+                .iter()
+                .find(|(b, _)| *b == backend)
+                .map_or_else(|| backend.clone(), |(_, name)| name.clone());
             let mac = endpoint.mac_address.filter(|m| !m.is_empty());
             for (addr, version) in [(endpoint.ip_address, 4), (endpoint.global_ipv6_address, 6)] {
                 if let Some(addr) = addr.filter(|a| !a.is_empty()) {
@@ -192,9 +240,10 @@ impl DockerDriver {
                     });
                 }
             }
+            joined.push(backend);
         }
         addresses.sort_by(|a, b| (&a.network, a.version).cmp(&(&b.network, b.version)));
-        Ok((power, addresses))
+        Ok((power, addresses, joined))
     }
 
     async fn inspect(&self, uuid: InstanceUuid) -> Result<Option<PowerState>, DriverError> {
@@ -285,6 +334,7 @@ impl DockerDriver {
     }
 
     async fn create(&self, spec: &InstanceSpec, image_id: &str) -> Result<Created, DriverError> {
+        let networks = self.networks_of(spec);
         let drive = self.write_config_drive(spec)?;
         let drive = std::fs::canonicalize(&drive)
             .map_err(|e| DriverError::Backend(format!("config drive: {e}")))?;
@@ -304,7 +354,11 @@ impl DockerDriver {
                 memory: Some(memory),
                 // No swap beyond the flavor's memory.
                 memory_swap: Some(memory),
-                network_mode: Some(self.network_of(spec).to_owned()),
+                network_mode: Some(
+                    networks
+                        .first()
+                        .map_or_else(|| "none".to_owned(), |(backend, _)| backend.clone()),
+                ),
                 binds: Some(vec![format!("{}:{CONFIG_DRIVE_MOUNT}:ro", drive.display())]),
                 ..Default::default()
             }),
@@ -317,7 +371,9 @@ impl DockerDriver {
             Ok(_) => Ok(Created::New),
             // There already (an earlier spawn of this instance): one container all the same.
             Err(e) if status_of(&e) == Some(409) => Ok(Created::Exists),
-            Err(e) if status_of(&e) == Some(404) => Ok(Created::NoImage),
+            // The engine's 404 is about the image or (on newer engines) a network; only the
+            // first is ours to fix.
+            Err(e) if status_of(&e) == Some(404) && !is_about_a_network(&e) => Ok(Created::NoImage),
             Err(e) => Err(backend(e)),
         }
     }
@@ -331,13 +387,14 @@ impl DockerDriver {
             Ok(()) => Ok(()),
             // 304: already running.
             Err(e) if status_of(&e) == Some(304) => Ok(()),
-            Err(e) if status_of(&e) == Some(404) => Err(DriverError::NotFound(uuid)),
-            Err(e) => Err(backend(e)),
+            Err(e) => Err(Self::not_found_or(uuid, e)),
         }
     }
 
+    /// The engine's 404 as "no such container", unless it is about a network (the engine
+    /// checks a container's network when it starts it).
     fn not_found_or(uuid: InstanceUuid, e: DockerError) -> DriverError {
-        if status_of(&e) == Some(404) {
+        if status_of(&e) == Some(404) && !is_about_a_network(&e) {
             DriverError::NotFound(uuid)
         } else {
             backend(e)
@@ -396,7 +453,7 @@ impl Compute for DockerDriver {
             power_state,
             addresses,
         };
-        let networked = self.network_of(spec) != "none";
+        let networks = self.networks_of(spec);
         if let Some(format) = spec
             .image
             .as_ref()
@@ -422,10 +479,12 @@ impl Compute for DockerDriver {
         }
         match created {
             Created::New => {}
-            Created::Exists => match self.state_and_addresses(spec.uuid).await? {
+            Created::Exists => match self.state_and_addresses(spec.uuid, &networks).await? {
                 // Created but never started (the agent stopped in between): finish the job.
-                (PowerState::NoState, _) => {}
-                (state, addresses) => return Ok(instance(state, addresses)),
+                (PowerState::NoState, _, joined) => {
+                    self.connect_more(spec.uuid, &networks, &joined).await?;
+                }
+                (state, addresses, _) => return Ok(instance(state, addresses)),
             },
             Created::NoImage => {
                 return Err(DriverError::Backend(format!(
@@ -433,10 +492,13 @@ impl Compute for DockerDriver {
                 )))
             }
         }
+        if created == Created::New {
+            self.connect_more(spec.uuid, &networks, &[]).await?;
+        }
         self.start(spec.uuid).await?;
-        if networked {
+        if !networks.is_empty() {
             // Its addresses exist from the start on (the engine assigns them then).
-            let (state, addresses) = self.state_and_addresses(spec.uuid).await?;
+            let (state, addresses, _) = self.state_and_addresses(spec.uuid, &networks).await?;
             return Ok(instance(state, addresses));
         }
         // The engine answered the start: the container is running. No inspect to confirm it

@@ -1,4 +1,4 @@
-//! The service catalog in tokens: identity, compute and image, each with a
+//! The service catalog in tokens: identity, compute, image and network, each with a
 //! public and an internal endpoint in the configured region.
 
 use crate::settings::AuthSettings;
@@ -40,5 +40,12 @@ pub fn catalog(base: &str, settings: &AuthSettings) -> Value {
         .clone()
         .unwrap_or_else(|| format!("{base}/image"));
     services.push(service("image", "glance", &image, region));
+    // Networks (a Neutron subset) are served next to compute.
+    services.push(service(
+        "network",
+        "neutron",
+        &format!("{base}/network"),
+        region,
+    ));
     Value::Array(services)
 }

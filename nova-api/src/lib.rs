@@ -11,6 +11,7 @@ pub mod images;
 pub mod instance_actions;
 pub mod keypairs;
 pub mod links;
+pub mod networks;
 pub mod os_availability_zone;
 pub mod os_hypervisors;
 pub mod os_services;
@@ -187,7 +188,8 @@ pub fn start(
             .app_data(state.clone())
             .app_data(identity.authenticator.clone())
             .app_data(image_store.clone())
-            .configure(images::routes);
+            .configure(images::routes)
+            .configure(networks::routes);
         if let Some(api) = &identity.api {
             app = app
                 .app_data(api.clone())

@@ -286,7 +286,8 @@ async fn reset(
     project: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     require_admin(&ctx, "os_compute_api:os-quota-sets:delete")?;
-    quotas::reset(&state.db, &project).await?;
+    let resources: Vec<&str> = RESOURCES.iter().map(|(r, _, _)| *r).collect();
+    quotas::reset(&state.db, &project, &resources).await?;
     Ok(HttpResponse::Accepted().finish())
 }
 

@@ -15,7 +15,7 @@ use nova_core::db::actions::Requester;
 use nova_core::db::flavors;
 use nova_core::db::instances::{self, NewInstance, TransitionError, TransitionRule};
 use nova_core::ids::{InstanceUuid, TaskId};
-use nova_core::model::{LockedBy, NetworkRequest, TaskState, VmState};
+use nova_core::model::{ChosenNetwork, LockedBy, NetworkRequest, TaskState, VmState};
 use nova_core::rpc::{CallReply, ComputeCommand, Envelope, TaskKind, TaskSubmitted};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -248,7 +248,67 @@ struct CreateRequest {
     tags: Vec<String>,
     hostname: Option<String>,
     networks: NetworkRequest,
+    /// Networks chosen by uuid, in order (then `networks` is replaced by them).
+    network_ids: Vec<String>,
     count: i64,
+}
+
+/// The uuids of a `networks` list (Nova's checks: objects with a uuid in proper format; ports,
+/// fixed IPs and device tags need a networking service with ports, which this one has not).
+fn parse_network_list(list: &[Value]) -> ApiResult<Vec<String>> {
+    let mut ids = Vec::new();
+    for entry in list {
+        let object = entry
+            .as_object()
+            .ok_or_else(|| invalid("networks", entry, "is not of type 'object'"))?;
+        for key in object.keys() {
+            match key.as_str() {
+                "uuid" => {}
+                "port" if object[key].is_null() => {}
+                "port" | "fixed_ip" | "tag" => {
+                    return Err(bad(format!(
+                        "'{key}' in networks is not supported by this deployment: it has \
+                         networks but no ports; choose networks by uuid."
+                    )))
+                }
+                other => return Err(body::unexpected(other)),
+            }
+        }
+        let uuid = match object.get("uuid") {
+            Some(Value::String(s)) => s,
+            Some(other) => return Err(invalid("uuid", other, "is not of type 'string'")),
+            None => return Err(bad("Bad network format: missing 'uuid'")),
+        };
+        if uuid::Uuid::parse_str(uuid).is_err() {
+            return Err(bad(format!(
+                "Bad networks format: network uuid is not in proper format ({uuid})"
+            )));
+        }
+        ids.push(uuid.clone());
+    }
+    Ok(ids)
+}
+
+/// The networks chosen by uuid, as the caller may use them: each one theirs or shared
+/// (Nova's 400 for one the networking service does not show the caller).
+async fn resolve_networks(
+    state: &AppState,
+    ctx: &RequestContext,
+    ids: &[String],
+) -> ApiResult<Vec<ChosenNetwork>> {
+    let mut chosen = Vec::with_capacity(ids.len());
+    for id in ids {
+        let network = nova_core::db::networks::get(&state.db, id)
+            .await?
+            .filter(|n| crate::networks::visible(ctx, n))
+            .ok_or_else(|| bad(format!("Network {id} could not be found.")))?;
+        chosen.push(ChosenNetwork {
+            id: network.id,
+            name: network.name,
+            backend: network.backend,
+        });
+    }
+    Ok(chosen)
 }
 
 fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<CreateRequest> {
@@ -317,17 +377,20 @@ fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<CreateRequest> {
             ))
         }
     };
-    // No networking service to choose networks from: "none", or "auto" (an empty list too, as
-    // the openstack CLI sends without --network, and no `networks` at all before 2.37): the
-    // network the host's driver gives servers.
-    let networks = match server.get("networks") {
-        None => NetworkRequest::Auto,
-        Some(n) if n.as_array().is_some_and(Vec::is_empty) => NetworkRequest::Auto,
+    // "none", "auto" (an empty list too, as the openstack CLI sends it without --network, and
+    // no `networks` at all before 2.37: the network the host's driver gives servers), or a list
+    // of networks by uuid, looked up in the networking service once the body is valid.
+    let (networks, network_ids) = match server.get("networks") {
+        None => (NetworkRequest::Auto, Vec::new()),
+        Some(Value::Array(list)) if list.is_empty() => (NetworkRequest::Auto, Vec::new()),
+        Some(Value::Array(list)) => (NetworkRequest::Auto, parse_network_list(list)?),
         Some(n) => match n.as_str().and_then(NetworkRequest::parse) {
-            Some(request) => request,
+            Some(request) => (request, Vec::new()),
             None => {
-                return Err(bad(
-                    "Choosing networks is not supported by this deployment yet.",
+                return Err(invalid(
+                    "networks",
+                    n,
+                    "is not valid under any of the given schemas",
                 ))
             }
         },
@@ -453,6 +516,7 @@ fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<CreateRequest> {
         tags,
         hostname,
         networks,
+        network_ids,
         count: max,
     })
 }
@@ -516,11 +580,19 @@ async fn create(
         }
     };
     let quota = crate::quotas::ProjectQuota::of(&state.db, &ctx.project_id);
-    let (flavor, image, key_data, quota) = futures::join!(flavor, image, key_data, quota);
+    let chosen = resolve_networks(&state, &ctx, &request.network_ids);
+    let (flavor, image, key_data, quota, chosen) =
+        futures::join!(flavor, image, key_data, quota, chosen);
     let flavor = flavor?;
     let node_type = flavor.node_type().map_err(bad)?;
     crate::images::fits(node_type, &image?).map_err(bad)?;
     let key_data = key_data?;
+    let chosen = chosen?;
+    let networks = if chosen.is_empty() {
+        request.networks.clone()
+    } else {
+        NetworkRequest::Chosen(chosen)
+    };
     let quota = quota?;
     quota.check_metadata_items(request.metadata.len())?;
     quota.check_server_create(request.count, flavor.vcpus, flavor.memory_mb)?;
@@ -548,7 +620,7 @@ async fn create(
             key_data: key_data.clone(),
             tags: request.tags.clone(),
             hostname: request.hostname.clone(),
-            networks: request.networks,
+            networks: networks.clone(),
         };
         news.push(new);
     }

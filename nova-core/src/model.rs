@@ -250,30 +250,52 @@ pub struct Instance {
     pub addresses: Vec<Address>,
 }
 
-/// What a server create asked of networks (Nova's `networks`): none at all, or whatever the
-/// deployment gives a server (`auto`; an empty list too, as the openstack CLI sends it).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What a server create asked of networks (Nova's `networks`): none at all, whatever the
+/// deployment gives a server (`auto`; an empty list too, as the openstack CLI sends it), or
+/// networks chosen by id, in the order asked.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NetworkRequest {
     None,
     #[default]
     Auto,
+    Chosen(Vec<ChosenNetwork>),
+}
+
+/// A network a server create chose, as it was then: its name keys the server's addresses, and
+/// `backend` is the network as the compute host knows it (for Docker, an engine network).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChosenNetwork {
+    pub id: String,
+    pub name: String,
+    pub backend: String,
 }
 
 impl NetworkRequest {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NetworkRequest::None => "none",
-            NetworkRequest::Auto => "auto",
-        }
-    }
-
+    /// `none` or `auto`, as a create names them.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "none" => Some(NetworkRequest::None),
             "auto" => Some(NetworkRequest::Auto),
             _ => None,
         }
+    }
+
+    /// The request as the `instances.networks` column keeps it: `none`, `auto`, or the chosen
+    /// networks as a JSON list.
+    pub fn to_column(&self) -> String {
+        match self {
+            NetworkRequest::None => "none".into(),
+            NetworkRequest::Auto => "auto".into(),
+            NetworkRequest::Chosen(networks) => {
+                serde_json::to_string(networks).unwrap_or_else(|_| "[]".into())
+            }
+        }
+    }
+
+    /// The request from the column's text; `None` when the text is none of its forms.
+    pub fn from_column(s: &str) -> Option<Self> {
+        Self::parse(s).or_else(|| serde_json::from_str(s).ok().map(NetworkRequest::Chosen))
     }
 }
 
@@ -516,5 +538,33 @@ mod hostname_tests {
         assert_eq!(sanitize_hostname("ünïcode!"), "ncode");
         assert_eq!(sanitize_hostname("***"), "server");
         assert_eq!(sanitize_hostname(&"x".repeat(100)).len(), 63);
+    }
+}
+
+#[cfg(test)]
+mod network_request_tests {
+    use super::*;
+
+    #[test]
+    fn a_network_request_survives_its_column_and_old_messages() {
+        let chosen = NetworkRequest::Chosen(vec![ChosenNetwork {
+            id: "5a0c6f7e-1b7e-4c35-8d3c-2f4bb7b3d0a1".into(),
+            name: "front".into(),
+            backend: "br-front".into(),
+        }]);
+        for request in [NetworkRequest::None, NetworkRequest::Auto, chosen] {
+            assert_eq!(
+                NetworkRequest::from_column(&request.to_column()),
+                Some(request.clone())
+            );
+            let json = serde_json::to_string(&request).unwrap_or_default();
+            assert_eq!(serde_json::from_str::<NetworkRequest>(&json).ok(), Some(request));
+        }
+        // Messages from before networks could be chosen say "none" or "auto".
+        assert_eq!(
+            serde_json::from_str::<NetworkRequest>("\"none\"").ok(),
+            Some(NetworkRequest::None)
+        );
+        assert_eq!(NetworkRequest::from_column("bogus"), None);
     }
 }

@@ -40,8 +40,12 @@ def main():
     # A server's life.
     image = demo.image.find_image("test-disk")
     check(image is not None, "image found by name")
+    # A network offered to every project, found by name in the networking service.
+    admin.network.create_network(name="sdk-net", is_shared=True, provider_physical_network="sdk-phys")
+    network = demo.network.find_network("sdk-net")
+    check(network is not None and network.is_shared, "network found by name")
     server = demo.compute.create_server(
-        name="sdk-web", image_id=image.id, flavor_id=flavor.id, networks="none"
+        name="sdk-web", image_id=image.id, flavor_id=flavor.id, networks=[{"uuid": network.id}]
     )
     server = demo.compute.wait_for_server(server, status="ACTIVE", wait=120)
     check(server.status == "ACTIVE", server.status)
@@ -68,6 +72,8 @@ def main():
     check("lock" in actions and "create" in actions, actions)
     demo.compute.delete_server(server)
     demo.compute.wait_for_delete(server, wait=120)
+    admin.network.delete_network(network)
+    check(demo.network.find_network("sdk-net") is None, "network deleted")
 
     # Admin views, limits and quotas.
     services = list(admin.compute.services())

@@ -206,6 +206,56 @@ impl Client {
         self.post(&format!("/servers/{id}/action"), body).await
     }
 
+    /// Sends a request to the networking service (`path` under `/network/v2.0`). tempest has
+    /// no response schemas for it; the tests check its bodies themselves.
+    pub async fn networking(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Reply> {
+        let url = format!("{}/network/v2.0{path}", self.base.trim_end_matches("/v2.1"));
+        let mut req = self
+            .http
+            .request(method, url)
+            .header("X-Auth-Token", &self.token)
+            .header("Accept", "application/json");
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let res = req.send().await?;
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let bytes = res.bytes().await?;
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)?
+        };
+        Ok(Reply {
+            status,
+            body,
+            headers,
+        })
+    }
+
+    /// Creates a network (as an admin may) and returns its id; fails unless the service
+    /// answers 201.
+    pub async fn create_network(&self, network: Value) -> anyhow::Result<String> {
+        let r = self
+            .networking(
+                reqwest::Method::POST,
+                "/networks",
+                Some(&json!({ "network": network })),
+            )
+            .await?;
+        anyhow::ensure!(r.status == 201, "network create: {} {}", r.status, r.body);
+        r.body["network"]["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("no id in {}", r.body))
+    }
+
     /// Creates an image in the image service and uploads `data`; returns its id.
     pub async fn create_image(
         &self,

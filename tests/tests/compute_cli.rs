@@ -1,5 +1,5 @@
 //! The Compute API through the real `openstack` CLI (python-openstackclient in `.venv`), against
-//! the all-in-one with Keystone identity: flavors, key pairs, a server's life, and the admin
+//! the all-in-one with Keystone identity: flavors, key pairs, networks, a server's life, and the admin
 //! views (services, hypervisors, availability zones). The CLI negotiates its microversion with
 //! the service, as it does against Nova.
 
@@ -108,7 +108,36 @@ async fn the_openstack_cli_drives_the_compute_api() -> anyhow::Result<()> {
     let keys = demo(&stack, &["keypair", "list"]).await?;
     assert_eq!(keys, json!([]));
 
-    // A server's life, by image and flavor names.
+    // A network an admin offers every project; the CLI finds it by name in the networking
+    // service before it asks for the server.
+    let network = admin(
+        &stack,
+        &[
+            "network",
+            "create",
+            "--share",
+            "--provider-network-type",
+            "flat",
+            "--provider-physical-network",
+            "cli-phys",
+            "cli-net",
+        ],
+    )
+    .await?;
+    assert_eq!(field(&network, "name"), &json!("cli-net"), "{network}");
+    assert_eq!(
+        field(&network, "provider:physical_network"),
+        &json!("cli-phys")
+    );
+    let networks = demo(&stack, &["network", "list"]).await?;
+    assert!(
+        networks
+            .as_array()
+            .is_some_and(|l| l.len() == 1 && l[0]["Name"] == json!("cli-net")),
+        "{networks}"
+    );
+
+    // A server's life, by image, flavor and network names.
     let server = demo(
         &stack,
         &[
@@ -118,6 +147,8 @@ async fn the_openstack_cli_drives_the_compute_api() -> anyhow::Result<()> {
             "test-disk",
             "--flavor",
             "cli.small",
+            "--network",
+            "cli-net",
             "--wait",
             "web",
         ],
@@ -213,6 +244,8 @@ async fn the_openstack_cli_drives_the_compute_api() -> anyhow::Result<()> {
     cli(&["server", "set", "--name", "web", "web2"]).await?;
     e2e::cli::run(&stack, "demo", &["server", "delete", "--wait", "web"]).await?;
     assert_eq!(demo(&stack, &["server", "list"]).await?, json!([]));
+    e2e::cli::run(&stack, "admin", &["network", "delete", "cli-net"]).await?;
+    assert_eq!(demo(&stack, &["network", "list"]).await?, json!([]));
 
     // The admin views.
     let services = admin(&stack, &["compute", "service", "list"]).await?;

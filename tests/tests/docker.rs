@@ -430,6 +430,92 @@ async fn a_server_on_the_hosts_network_shows_its_address() -> anyhow::Result<()>
     Ok(())
 }
 
+/// Networks chosen by uuid: the container joins each one's engine network (the first at
+/// create, the others before it starts) and the server's addresses are keyed by the networks'
+/// names, not the engine's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_on_chosen_networks_shows_an_address_on_each() -> anyhow::Result<()> {
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let engine_networks = [format!("nova-a-{suffix}"), format!("nova-b-{suffix}")];
+    // Declared first, so dropped last: after the containers on them are removed.
+    let _first = TestNetwork::create(&engine_networks[0]).await?;
+    let _second = TestNetwork::create(&engine_networks[1]).await?;
+    let (options, _state, _cleanup) = options()?;
+    let stack = Distributed::start(options).await?;
+    let docker = engine()?;
+    let admin = Client::new(stack.api_url(), "admin:admin");
+    let mut ids = Vec::new();
+    for (name, engine_network) in ["front", "back"].iter().zip(&engine_networks) {
+        ids.push(
+            admin
+                .create_network(json!({"name": name, "shared": true,
+                    "provider:physical_network": engine_network}))
+                .await?,
+        );
+    }
+    let c = Client::new(stack.api_url(), "demo:demo").at_microversion("2.47");
+    container_flavor(&stack, "cn", 128, 1).await?;
+    let image = docker_image(&c).await?;
+    let id = create_server(
+        &c,
+        json!({"name": "two-nets", "imageRef": image, "flavorRef": "cn",
+            "networks": [{"uuid": ids[0]}, {"uuid": ids[1]}]}),
+    )
+    .await?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    let inspect = docker
+        .inspect_container(&format!("nova-{id}"), None::<InspectContainerOptions>)
+        .await?;
+    assert_eq!(
+        inspect
+            .host_config
+            .as_ref()
+            .and_then(|h| h.network_mode.as_deref()),
+        Some(engine_networks[0].as_str())
+    );
+    let mut endpoints = inspect
+        .network_settings
+        .and_then(|n| n.networks)
+        .unwrap_or_default();
+    let mut expected = serde_json::Map::new();
+    for (name, engine_network) in ["front", "back"].iter().zip(&engine_networks) {
+        let endpoint = endpoints
+            .remove(engine_network)
+            .ok_or_else(|| anyhow::anyhow!("the container is not on {engine_network}"))?;
+        let ip = endpoint.ip_address.unwrap_or_default();
+        assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "{ip}");
+        expected.insert(
+            (*name).to_owned(),
+            json!([{"version": 4, "addr": ip, "OS-EXT-IPS:type": "fixed",
+                    "OS-EXT-IPS-MAC:mac_addr": endpoint.mac_address.unwrap_or_default()}]),
+        );
+    }
+    assert!(endpoints.is_empty(), "on more networks: {endpoints:?}");
+    let s = c.server(&id).await?.body["server"].clone();
+    assert_eq!(s["addresses"], Value::Object(expected));
+
+    // A network the host does not have: ERROR with a fault that names it.
+    let missing = format!("nova-missing-{suffix}");
+    let ghost = admin
+        .create_network(json!({"name": "ghost", "shared": true,
+            "provider:physical_network": missing}))
+        .await?;
+    let lost = create_server(
+        &c,
+        json!({"name": "lost", "imageRef": image, "flavorRef": "cn",
+            "networks": [{"uuid": ghost}]}),
+    )
+    .await?;
+    let s = c.wait_error(&lost, WAIT).await?;
+    let fault = s["fault"]["message"].as_str().unwrap_or_default();
+    assert!(fault.contains(&missing), "{s}");
+    for server in [&id, &lost] {
+        assert_eq!(c.delete(&format!("/servers/{server}")).await?.status, 204);
+        c.wait_gone(server, WAIT).await?;
+    }
+    Ok(())
+}
+
 /// The driver on its own: every call idempotent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_driver_call_is_idempotent() -> anyhow::Result<()> {

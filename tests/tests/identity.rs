@@ -61,7 +61,7 @@ async fn the_openstack_cli_logs_in_and_administers_identity() -> anyhow::Result<
         .filter_map(|s| s["Type"].as_str())
         .collect();
     assert!(
-        types.contains(&"identity") && types.contains(&"compute"),
+        types.contains(&"identity") && types.contains(&"compute") && types.contains(&"network"),
         "{catalog}"
     );
 

@@ -810,3 +810,171 @@ async fn concurrent_creates_cannot_together_pass_the_quota(
     assert_eq!(listed.body["servers"].as_array().map(Vec::len), Some(2));
     Ok(())
 }
+
+on_both_shapes!(servers_choose_networks_by_uuid, Options::default());
+/// The networking service's networks and a create's `networks` list: admins create networks,
+/// members see their project's and shared ones, a server may choose those, and a network a
+/// server is on is not deleted from under it.
+async fn servers_choose_networks_by_uuid(stack: &dyn Stack) -> anyhow::Result<()> {
+    use reqwest::Method;
+    let a = admin(stack, "2.37");
+    let c = demo(stack, "2.37");
+    let shared = a
+        .create_network(json!({"name": "shared-net", "shared": true,
+            "provider:physical_network": "phys-a", "provider:network_type": "flat"}))
+        .await?;
+    let private = a.create_network(json!({"name": "admins-net"})).await?;
+    let r = a
+        .networking(Method::GET, &format!("/networks/{private}"), None)
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let n = &r.body["network"];
+    assert_eq!(
+        (
+            &n["name"],
+            &n["shared"],
+            &n["status"],
+            &n["provider:physical_network"]
+        ),
+        (
+            &json!("admins-net"),
+            &json!(false),
+            &json!("ACTIVE"),
+            &json!("admins-net")
+        )
+    );
+
+    // The project's network quota counts them, and is enforced.
+    let r = a
+        .networking(
+            Method::PUT,
+            "/quotas/admin",
+            Some(&json!({"quota": {"network": 2}})),
+        )
+        .await?;
+    assert_eq!(r.body, json!({"quota": {"network": 2}}), "{}", r.status);
+    let r = a
+        .networking(Method::GET, "/quotas/admin/details.json", None)
+        .await?;
+    assert_eq!(
+        r.body,
+        json!({"quota": {"network": {"limit": 2, "used": 2, "reserved": 0}}})
+    );
+    let r = a
+        .networking(
+            Method::POST,
+            "/networks",
+            Some(&json!({"network": {"name": "third"}})),
+        )
+        .await?;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(r.body["NeutronError"]["type"], json!("OverQuota"));
+    let r = c.networking(Method::GET, "/quotas/admin", None).await?;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = a.networking(Method::DELETE, "/quotas/admin", None).await?;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = a.networking(Method::GET, "/quotas/admin", None).await?;
+    assert_eq!(r.body, json!({"quota": {"network": 100}}));
+
+    // Members create no networks here (provider networks are for admins, as in Neutron).
+    let r = c
+        .networking(
+            Method::POST,
+            "/networks",
+            Some(&json!({"network": {"name": "mine"}})),
+        )
+        .await?;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.body["NeutronError"]["type"], json!("PolicyNotAuthorized"));
+    // Refused values are refused, not ignored.
+    let r = a
+        .networking(
+            Method::POST,
+            "/networks",
+            Some(&json!({"network": {"name": "v", "provider:network_type": "vxlan"}})),
+        )
+        .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+
+    // A member sees the shared network, without its provider attributes, and not the admins'.
+    let r = c.networking(Method::GET, "/networks", None).await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let listed = r.body["networks"].as_array().cloned().unwrap_or_default();
+    assert_eq!(listed.len(), 1, "{}", r.body);
+    assert_eq!(listed[0]["id"], json!(shared));
+    assert!(listed[0].get("provider:physical_network").is_none());
+    let r = c
+        .networking(Method::GET, &format!("/networks/{private}"), None)
+        .await?;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(r.body["NeutronError"]["type"], json!("NetworkNotFound"));
+    // Filters, as openstacksdk's lookup by name uses them.
+    let r = a
+        .networking(Method::GET, "/networks?name=shared-net&fields=id", None)
+        .await?;
+    assert_eq!(r.body["networks"], json!([{ "id": shared }]));
+    let r = a
+        .networking(Method::GET, "/networks?shared=False", None)
+        .await?;
+    assert_eq!(r.body["networks"][0]["id"], json!(private), "{}", r.body);
+    assert_eq!(r.body["networks"].as_array().map(Vec::len), Some(1));
+    let r = a
+        .networking(Method::GET, "/networks?colour=red", None)
+        .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+
+    // Networks a member may not use, or that are not networks, are refused and write nothing.
+    for (networks, message) in [
+        (
+            json!([{ "uuid": private }]),
+            format!("Network {private} could not be found."),
+        ),
+        (
+            json!([{"uuid": "not-a-uuid"}]),
+            "Bad networks format: network uuid is not in proper format (not-a-uuid)".to_owned(),
+        ),
+    ] {
+        let r = c
+            .post(
+                "/servers",
+                &json!({"server": {"name": "s", "imageRef": IMAGE, "flavorRef": "1",
+                    "networks": networks}}),
+            )
+            .await?;
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert_eq!(r.body["badRequest"]["message"], json!(message));
+    }
+    let r = c
+        .post(
+            "/servers",
+            &json!({"server": {"name": "s", "imageRef": IMAGE, "flavorRef": "1",
+                "networks": [{"port": shared}]}}),
+        )
+        .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(c.get("/servers").await?.body["servers"], json!([]));
+
+    let id = active_server(
+        &c,
+        json!({"name": "chosen", "imageRef": IMAGE, "flavorRef": "1",
+            "networks": [{ "uuid": shared }]}),
+    )
+    .await?;
+    // In use: not deleted (Neutron's 409), until the server is gone.
+    let r = a
+        .networking(Method::DELETE, &format!("/networks/{shared}"), None)
+        .await?;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(r.body["NeutronError"]["type"], json!("NetworkInUse"));
+    assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 204);
+    c.wait_gone(&id, WAIT).await?;
+    for network in [&shared, &private] {
+        let r = a
+            .networking(Method::DELETE, &format!("/networks/{network}"), None)
+            .await?;
+        assert_eq!(r.status, 204, "{}", r.body);
+    }
+    let r = a.networking(Method::GET, "/networks", None).await?;
+    assert_eq!(r.body["networks"], json!([]));
+    Ok(())
+}

@@ -146,7 +146,7 @@ async fn insert_with_build_task(
         .bind(new.flavor.vcpus)
         .bind(new.flavor.memory_mb)
         .bind(&hostname)
-        .bind(new.networks.as_str())
+        .bind(new.networks.to_column())
         .execute(&mut *c)
         .await?;
     });
@@ -186,7 +186,7 @@ async fn insert_with_build_task(
         locked_reason: None,
         tags: new.tags.clone(),
         hostname,
-        networks: new.networks,
+        networks: new.networks.clone(),
         addresses: Vec::new(),
     };
     Ok((instance, task))

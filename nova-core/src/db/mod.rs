@@ -9,6 +9,7 @@ pub mod identity;
 pub mod images;
 pub mod instances;
 pub mod keypairs;
+pub mod networks;
 pub mod nodes;
 pub mod quotas;
 mod rows;

@@ -34,15 +34,41 @@ pub async fn set(db: &Db, project_id: &str, limits: &BTreeMap<String, i64>) -> D
     Ok(())
 }
 
-/// Back to the defaults.
-pub async fn reset(db: &Db, project_id: &str) -> DbResult<()> {
-    on_pool!(db, p => {
-        sqlx::query("DELETE FROM quotas WHERE project_id = $1")
-            .bind(project_id)
-            .execute(p)
-            .await?;
-    });
+/// These resources back to their defaults for the project (each service resets its own).
+pub async fn reset(db: &Db, project_id: &str, resources: &[&str]) -> DbResult<()> {
+    for resource in resources {
+        on_pool!(db, p => {
+            sqlx::query("DELETE FROM quotas WHERE project_id = $1 AND resource = $2")
+                .bind(project_id)
+                .bind(resource)
+                .execute(p)
+                .await?;
+        });
+    }
     Ok(())
+}
+
+/// The projects that have a limit set for `resource`, with it.
+pub async fn projects_with(db: &Db, resource: &str) -> DbResult<Vec<(String, i64)>> {
+    Ok(on_pool!(db, p => {
+        sqlx::query_as(
+            "SELECT project_id, hard_limit FROM quotas WHERE resource = $1 ORDER BY project_id",
+        )
+        .bind(resource)
+        .fetch_all(p)
+        .await?
+    }))
+}
+
+/// How many networks a project has.
+pub async fn network_count(db: &Db, project_id: &str) -> DbResult<i64> {
+    let (n,): (i64,) = on_pool!(db, p => {
+        sqlx::query_as("SELECT COUNT(*) FROM networks WHERE project_id = $1")
+            .bind(project_id)
+            .fetch_one(p)
+            .await?
+    });
+    Ok(n)
 }
 
 /// A project's servers, their vcpus and memory (`$1` the project, `$2` false). SUM is NULL over

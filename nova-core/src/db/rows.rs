@@ -100,9 +100,8 @@ impl InstanceRow {
             hostname,
             networks: match self.networks.as_deref() {
                 None => NetworkRequest::Auto,
-                Some(n) => {
-                    NetworkRequest::parse(n).ok_or_else(|| corrupt(format!("networks {n}")))?
-                }
+                Some(n) => NetworkRequest::from_column(n)
+                    .ok_or_else(|| corrupt(format!("networks {n}")))?,
             },
             addresses: serde_json::from_str(&self.addresses)
                 .map_err(|e| corrupt(format!("addresses: {e}")))?,

@@ -1,0 +1,15 @@
+-- Networks (a Neutron subset): what a server create may choose by id. `backend` is the network
+-- as compute hosts know it (for Docker, the name of an engine network): Neutron's
+-- provider:physical_network.
+CREATE TABLE networks (
+    id             TEXT PRIMARY KEY,
+    name           TEXT NOT NULL,
+    description    TEXT NOT NULL DEFAULT '',
+    project_id     TEXT NOT NULL,
+    shared         INTEGER NOT NULL DEFAULT 0,
+    admin_state_up INTEGER NOT NULL DEFAULT 1,
+    backend        TEXT NOT NULL,
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL
+);
+CREATE INDEX networks_name_idx ON networks (name);

@@ -1,0 +1,665 @@
+//! The networking service's networks (a Neutron v2.0 subset) under `/network`: what a server
+//! create may choose by id (`networks: [{"uuid": …}]`), and what clients look a network up in
+//! by name (`openstack server create --network NAME` asks here before it asks for a server).
+//!
+//! A network is a name for a network the compute hosts provide (a provider network, in
+//! Neutron's terms): `provider:physical_network` names it on the hosts (for Docker, an engine
+//! network), and it defaults to the network's name. There are no subnets, ports or routers:
+//! addresses come from the host's network when a server starts. Because a network must exist
+//! on the hosts, creating one is for admins, as Neutron's policy has it for provider networks.
+//!
+//! Quotas (`/v2.0/quotas`) limit the networks of a project, which `openstack quota show` reads
+//! from every networking service in the catalog.
+//!
+//! Errors leave in Neutron's body (`{"NeutronError": {"type", "message", "detail"}}`):
+//! [`NetworkError`].
+
+use crate::error::ApiError;
+use crate::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use keystone_auth::RequestContext;
+use nova_core::db::networks::{self as store, Network};
+use nova_core::db::quotas;
+use nova_core::time::{iso8601_z, now_ms};
+use serde_json::{json, Map, Value};
+
+/// The networking API's error: the same cases as the compute API's [`ApiError`], in Neutron's
+/// body, with the exception's name as `type`.
+#[derive(Debug)]
+pub struct NetworkError {
+    error: ApiError,
+    kind: &'static str,
+}
+
+pub type NetworkResult<T> = Result<T, NetworkError>;
+
+impl NetworkError {
+    fn new(kind: &'static str, error: ApiError) -> Self {
+        Self { error, kind }
+    }
+}
+
+impl From<ApiError> for NetworkError {
+    /// Neutron's generic type for each status (webob's exception names).
+    fn from(error: ApiError) -> Self {
+        let kind = match &error {
+            ApiError::BadRequest(_) => "HTTPBadRequest",
+            ApiError::Unauthorized(_) => "HTTPUnauthorized",
+            ApiError::Forbidden(_) => "HTTPForbidden",
+            ApiError::NotFound(_) => "HTTPNotFound",
+            ApiError::Conflict(_) => "HTTPConflict",
+            ApiError::Unavailable(_) => "HTTPServiceUnavailable",
+            _ => "HTTPInternalServerError",
+        };
+        Self { error, kind }
+    }
+}
+
+impl From<nova_core::db::DbError> for NetworkError {
+    fn from(e: nova_core::db::DbError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+impl std::fmt::Display for NetworkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl actix_web::ResponseError for NetworkError {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        self.error.status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let message = match &self.error {
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                "Request Failed: internal server error while processing your request.".to_owned()
+            }
+            other => other.to_string(),
+        };
+        HttpResponse::build(self.status_code()).json(json!({
+            "NeutronError": {"type": self.kind, "message": message, "detail": ""}
+        }))
+    }
+}
+
+fn bad(msg: impl Into<String>) -> NetworkError {
+    ApiError::BadRequest(msg.into()).into()
+}
+
+fn not_found(id: &str) -> NetworkError {
+    NetworkError::new(
+        "NetworkNotFound",
+        ApiError::NotFound(format!("Network {id} could not be found.")),
+    )
+}
+
+fn denied(rule: &str) -> NetworkError {
+    NetworkError::new(
+        "PolicyNotAuthorized",
+        ApiError::Forbidden(format!("(rule:{rule}) is disallowed by policy")),
+    )
+}
+
+/// Neutron's visibility: admins see every network; others their project's and shared ones.
+pub fn visible(ctx: &RequestContext, n: &Network) -> bool {
+    ctx.is_admin() || n.shared || n.project_id == ctx.project_id
+}
+
+/// The network if the caller may see it, or 404.
+async fn find(state: &AppState, ctx: &RequestContext, id: &str) -> NetworkResult<Network> {
+    store::get(&state.db, id)
+        .await?
+        .filter(|n| visible(ctx, n))
+        .ok_or_else(|| not_found(id))
+}
+
+/// Neutron's network view with the extensions served here: provider attributes (for admins,
+/// as Neutron shows them), external-net and the standard attributes' timestamps and
+/// description.
+fn view(ctx: &RequestContext, n: &Network) -> Map<String, Value> {
+    let mut v = json!({
+        "id": n.id,
+        "name": n.name,
+        "description": n.description,
+        "project_id": n.project_id,
+        "tenant_id": n.project_id,
+        "status": "ACTIVE",
+        "admin_state_up": n.admin_state_up,
+        "shared": n.shared,
+        "subnets": [],
+        "router:external": false,
+        "created_at": iso8601_z(n.created_at),
+        "updated_at": iso8601_z(n.updated_at),
+    });
+    let map = v.as_object_mut().expect("a JSON object");
+    if ctx.is_admin() {
+        map.insert("provider:network_type".into(), json!("flat"));
+        map.insert("provider:physical_network".into(), json!(n.backend));
+        map.insert("provider:segmentation_id".into(), Value::Null);
+    }
+    std::mem::take(map)
+}
+
+/// Only the `fields` asked for, when any were (Neutron's field selection).
+fn select(mut view: Map<String, Value>, fields: &[String]) -> Value {
+    if !fields.is_empty() {
+        view.retain(|k, _| fields.iter().any(|f| f == k));
+    }
+    Value::Object(view)
+}
+
+/// Query parameters that are not filters.
+const PAGING: &[&str] = &[
+    "fields",
+    "limit",
+    "marker",
+    "page_reverse",
+    "sort_key",
+    "sort_dir",
+];
+/// Attributes a list may be filtered by (Neutron rejects the others).
+const FILTERS: &[&str] = &[
+    "id",
+    "name",
+    "description",
+    "project_id",
+    "tenant_id",
+    "status",
+    "admin_state_up",
+    "shared",
+    "router:external",
+    "provider:network_type",
+    "provider:physical_network",
+];
+
+/// Whether a view's attribute equals one of the filter's values, compared as Neutron converts
+/// them (booleans from `true`/`false` in any case, or 1/0).
+fn matches(value: Option<&Value>, wanted: &[String]) -> bool {
+    wanted.iter().any(|w| match value {
+        Some(Value::Bool(b)) => match w.to_ascii_lowercase().as_str() {
+            "true" | "1" => *b,
+            "false" | "0" => !*b,
+            _ => false,
+        },
+        Some(Value::String(s)) => s == w,
+        _ => false,
+    })
+}
+
+async fn list(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+) -> NetworkResult<HttpResponse> {
+    let mut filters: Vec<(String, Vec<String>)> = Vec::new();
+    let mut fields = Vec::new();
+    let (mut limit, mut marker, mut sort_key, mut descending) = (None, None, None, false);
+    for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
+        let (k, v) = (k.into_owned(), v.into_owned());
+        match k.as_str() {
+            "fields" => fields.push(v),
+            "limit" => {
+                limit = Some(v.parse::<usize>().map_err(|_| {
+                    bad(format!(
+                        "Bad limit request: Limit must be an integer 0 or greater and not '{v}'."
+                    ))
+                })?)
+            }
+            "marker" => marker = Some(v),
+            "sort_key" => {
+                if !matches!(v.as_str(), "id" | "name" | "created_at" | "updated_at") {
+                    return Err(bad(format!("{v} is invalid attribute for sort_keys")));
+                }
+                sort_key = Some(v);
+            }
+            "sort_dir" => match v.as_str() {
+                "asc" => descending = false,
+                "desc" => descending = true,
+                _ => {
+                    return Err(bad(format!(
+                        "{v} is invalid value for sort_dirs, valid value is 'asc' and 'desc'"
+                    )))
+                }
+            },
+            "page_reverse" => {}
+            key if FILTERS.contains(&key) => match filters.iter_mut().find(|(f, _)| *f == k) {
+                Some((_, values)) => values.push(v),
+                None => filters.push((k, vec![v])),
+            },
+            key if PAGING.contains(&key) => {}
+            key => return Err(bad(format!("[{key}] is invalid attribute for filtering"))),
+        }
+    }
+    // Networks are few (an admin creates each): filtered here rather than in SQL.
+    let mut networks: Vec<Network> = store::list(&state.db)
+        .await?
+        .into_iter()
+        .filter(|n| visible(&ctx, n))
+        .collect();
+    if let Some(key) = &sort_key {
+        networks.sort_by(|a, b| match key.as_str() {
+            "name" => a.name.cmp(&b.name),
+            "created_at" => a.created_at.cmp(&b.created_at),
+            "updated_at" => a.updated_at.cmp(&b.updated_at),
+            _ => a.id.cmp(&b.id),
+        });
+    }
+    if descending {
+        networks.reverse();
+    }
+    let mut views: Vec<Map<String, Value>> = networks
+        .iter()
+        .map(|n| view(&ctx, n))
+        .filter(|v| filters.iter().all(|(k, wanted)| matches(v.get(k), wanted)))
+        .collect();
+    if let Some(marker) = &marker {
+        let at = views
+            .iter()
+            .position(|v| v.get("id").and_then(Value::as_str) == Some(marker))
+            .ok_or_else(|| not_found(marker))?;
+        views.drain(..=at);
+    }
+    let mut links = Vec::new();
+    if let Some(limit) = limit.filter(|l| *l > 0) {
+        if views.len() > limit {
+            views.truncate(limit);
+            let last = views
+                .last()
+                .and_then(|v| v.get("id"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let base = crate::links::PublicUrl::of(&req).0;
+            links.push(json!({
+                "rel": "next",
+                "href": format!("{base}/network/v2.0/networks?limit={limit}&marker={last}"),
+            }));
+        }
+    }
+    let networks: Vec<Value> = views.into_iter().map(|v| select(v, &fields)).collect();
+    let mut body = json!({ "networks": networks });
+    if !links.is_empty() {
+        body["networks_links"] = Value::Array(links);
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn show(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> NetworkResult<HttpResponse> {
+    let fields: Vec<String> = form_urlencoded::parse(req.query_string().as_bytes())
+        .filter(|(k, _)| k == "fields")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    let network = find(&state, &ctx, &id).await?;
+    Ok(HttpResponse::Ok().json(json!({"network": select(view(&ctx, &network), &fields)})))
+}
+
+/// The `network` object of a create or update body.
+fn network_body(raw: &[u8]) -> NetworkResult<Map<String, Value>> {
+    let body = crate::body::json(raw)?;
+    match body.get("network") {
+        Some(Value::Object(n)) => Ok(n.clone()),
+        _ => Err(bad("Resource body required")),
+    }
+}
+
+fn string_of(key: &str, v: &Value, max: usize) -> NetworkResult<String> {
+    match v.as_str() {
+        Some(s) if s.chars().count() <= max => Ok(s.to_owned()),
+        Some(s) => Err(bad(format!(
+            "Invalid input for {key}. Reason: '{s}' exceeds maximum length of {max}."
+        ))),
+        None => Err(bad(format!(
+            "Invalid input for {key}. Reason: '{v}' is not a valid string."
+        ))),
+    }
+}
+
+fn bool_of(key: &str, v: &Value) -> NetworkResult<bool> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
+        other => Err(bad(format!(
+            "Invalid input for {key}. Reason: '{other}' cannot be converted to boolean."
+        ))),
+    }
+}
+
+/// Applies the attributes both create and update may set; `false` for a key it does not know.
+fn apply_common(n: &mut Network, key: &str, value: &Value) -> NetworkResult<bool> {
+    match key {
+        "name" => n.name = string_of(key, value, 255)?,
+        "description" => n.description = string_of(key, value, 255)?,
+        "admin_state_up" => n.admin_state_up = bool_of(key, value)?,
+        "shared" => n.shared = bool_of(key, value)?,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// What a create may ask of the attributes this service has one answer to: accepted when the
+/// value is that answer, refused otherwise rather than silently ignored.
+fn check_fixed(key: &str, value: &Value) -> NetworkResult<bool> {
+    let accepted = match key {
+        "provider:network_type" => value.is_null() || value == "flat",
+        "provider:segmentation_id" => value.is_null(),
+        "router:external" | "is_default" => value == &Value::Bool(false) || value == "false",
+        "port_security_enabled" => value == &Value::Bool(true) || value == "true",
+        "availability_zone_hints" => value.as_array().is_some_and(Vec::is_empty),
+        _ => return Ok(false),
+    };
+    if accepted {
+        Ok(true)
+    } else {
+        Err(bad(format!(
+            "Invalid input for {key}: {value} is not supported by this deployment; networks \
+             here are flat provider networks of the compute hosts."
+        )))
+    }
+}
+
+/// Neutron's default limit of networks per project (`quota_network`).
+const DEFAULT_NETWORK_QUOTA: i64 = 100;
+/// The resource's name in the quota table and in Neutron's quota bodies.
+const NETWORK: &str = "network";
+
+async fn network_limit(state: &AppState, project: &str) -> NetworkResult<i64> {
+    Ok(quotas::limits(&state.db, project)
+        .await?
+        .get(NETWORK)
+        .copied()
+        .unwrap_or(DEFAULT_NETWORK_QUOTA))
+}
+
+/// Neutron's policy for reading a quota: an admin, or the project's own.
+fn may_read_quota(ctx: &RequestContext, project: &str) -> NetworkResult<()> {
+    if ctx.is_admin() || ctx.project_id == project {
+        Ok(())
+    } else {
+        Err(denied("get_quota"))
+    }
+}
+
+/// `GET /v2.0/quotas`: the projects with a limit of their own (admins).
+async fn list_quotas(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+) -> NetworkResult<HttpResponse> {
+    if !ctx.is_admin() {
+        return Err(denied("get_quota"));
+    }
+    let quotas: Vec<Value> = quotas::projects_with(&state.db, NETWORK)
+        .await?
+        .into_iter()
+        .map(|(project, limit)| json!({"network": limit, "project_id": project, "tenant_id": project}))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "quotas": quotas })))
+}
+
+/// `GET /v2.0/quotas/{project}`: the limits of the resources this service has: networks.
+async fn show_quota(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    project: web::Path<String>,
+) -> NetworkResult<HttpResponse> {
+    may_read_quota(&ctx, &project)?;
+    let limit = network_limit(&state, &project).await?;
+    Ok(HttpResponse::Ok().json(json!({"quota": {NETWORK: limit}})))
+}
+
+async fn default_quota(
+    ctx: RequestContext,
+    project: web::Path<String>,
+) -> NetworkResult<HttpResponse> {
+    may_read_quota(&ctx, &project)?;
+    Ok(HttpResponse::Ok().json(json!({"quota": {NETWORK: DEFAULT_NETWORK_QUOTA}})))
+}
+
+/// `GET /v2.0/quotas/{project}/details.json`: limit, use and reservations (none here).
+async fn quota_details(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    project: web::Path<String>,
+) -> NetworkResult<HttpResponse> {
+    may_read_quota(&ctx, &project)?;
+    let limit = network_limit(&state, &project).await?;
+    let used = quotas::network_count(&state.db, &project).await?;
+    Ok(HttpResponse::Ok().json(json!({"quota": {
+        NETWORK: {"limit": limit, "used": used, "reserved": 0},
+    }})))
+}
+
+async fn update_quota(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    project: web::Path<String>,
+    raw: web::Bytes,
+) -> NetworkResult<HttpResponse> {
+    if !ctx.is_admin() {
+        return Err(denied("update_quota"));
+    }
+    let body = crate::body::json(&raw)?;
+    let quota = body
+        .get("quota")
+        .and_then(Value::as_object)
+        .ok_or_else(|| bad("Resource body required"))?;
+    let mut limits = std::collections::BTreeMap::new();
+    for (key, value) in quota {
+        match key.as_str() {
+            NETWORK => {
+                let limit = value
+                    .as_i64()
+                    .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+                    .filter(|l| *l >= -1)
+                    .ok_or_else(|| {
+                        bad(format!("Invalid input for network. Reason: '{value}' is not an integer of -1 or more."))
+                    })?;
+                limits.insert(NETWORK.to_owned(), limit);
+            }
+            // As Neutron: `force` and `check_limit` ask whether a limit under the use is
+            // accepted; here it always is (the use stays, further creates are refused).
+            "force" | "check_limit" => {}
+            other => return Err(bad(format!("Unrecognized attribute(s) '{other}'"))),
+        }
+    }
+    quotas::set(&state.db, &project, &limits).await?;
+    let limit = network_limit(&state, &project).await?;
+    Ok(HttpResponse::Ok().json(json!({"quota": {NETWORK: limit}})))
+}
+
+async fn reset_quota(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    project: web::Path<String>,
+) -> NetworkResult<HttpResponse> {
+    if !ctx.is_admin() {
+        return Err(denied("delete_quota"));
+    }
+    quotas::reset(&state.db, &project, &[NETWORK]).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn create(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    raw: web::Bytes,
+) -> NetworkResult<HttpResponse> {
+    if !ctx.is_admin() {
+        return Err(denied("create_network"));
+    }
+    let body = network_body(&raw)?;
+    let now = now_ms();
+    let mut network = Network {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: String::new(),
+        description: String::new(),
+        project_id: ctx.project_id.clone(),
+        shared: false,
+        admin_state_up: true,
+        backend: String::new(),
+        created_at: now,
+        updated_at: now,
+    };
+    let mut backend = None;
+    for (key, value) in &body {
+        if apply_common(&mut network, key, value)? || check_fixed(key, value)? {
+            continue;
+        }
+        match key.as_str() {
+            "project_id" | "tenant_id" => network.project_id = string_of(key, value, 255)?,
+            "provider:physical_network" if !value.is_null() => {
+                backend = Some(string_of(key, value, 64)?)
+            }
+            "provider:physical_network" => {}
+            other => return Err(bad(format!("Unrecognized attribute(s) '{other}'"))),
+        }
+    }
+    // Without a physical network, the hosts' network of the same name.
+    network.backend = match backend {
+        Some(b) if !b.is_empty() => b,
+        _ if !network.name.is_empty() => network.name.clone(),
+        _ => {
+            return Err(bad(
+                "A network needs a name or provider:physical_network: the network the \
+                 compute hosts know it by.",
+            ))
+        }
+    };
+    // The project's network quota (Neutron counts it for admins' creates too). Networks are
+    // created by admins, one at a time in practice: a count before the insert is enough.
+    let limit = network_limit(&state, &network.project_id).await?;
+    if limit >= 0 && quotas::network_count(&state.db, &network.project_id).await? >= limit {
+        return Err(NetworkError::new(
+            "OverQuota",
+            ApiError::Conflict("Quota exceeded for resources: ['network'].".into()),
+        ));
+    }
+    store::create(&state.db, &network).await?;
+    Ok(HttpResponse::Created().json(json!({"network": view(&ctx, &network)})))
+}
+
+async fn update(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    raw: web::Bytes,
+) -> NetworkResult<HttpResponse> {
+    let mut network = find(&state, &ctx, &id).await?;
+    if !(ctx.is_admin() || (network.project_id == ctx.project_id && ctx.can_write())) {
+        return Err(denied("update_network"));
+    }
+    let body = network_body(&raw)?;
+    for (key, value) in &body {
+        if key == "shared" && !ctx.is_admin() {
+            return Err(denied("update_network:shared"));
+        }
+        if !apply_common(&mut network, key, value)? {
+            return Err(bad(format!("Cannot update read-only attribute {key}")));
+        }
+    }
+    network.updated_at = now_ms();
+    if !store::update(&state.db, &network).await? {
+        return Err(not_found(&id));
+    }
+    Ok(HttpResponse::Ok().json(json!({"network": view(&ctx, &network)})))
+}
+
+async fn delete(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> NetworkResult<HttpResponse> {
+    let network = find(&state, &ctx, &id).await?;
+    if !(ctx.is_admin() || (network.project_id == ctx.project_id && ctx.can_write())) {
+        return Err(denied("delete_network"));
+    }
+    if store::in_use(&state.db, &id).await? {
+        return Err(NetworkError::new(
+            "NetworkInUse",
+            ApiError::Conflict(format!(
+                "Unable to complete operation on network {id}. There are one or more ports \
+                 still in use on the network."
+            )),
+        ));
+    }
+    if !store::delete(&state.db, &id).await? {
+        return Err(not_found(&id));
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The extensions whose attributes the views above carry (Neutron's aliases).
+async fn extensions() -> HttpResponse {
+    let ext = |alias: &str, name: &str, description: &str| {
+        json!({"alias": alias, "name": name, "description": description,
+               "updated": "2013-01-01T10:00:00-00:00", "links": []})
+    };
+    HttpResponse::Ok().json(json!({"extensions": [
+        ext("provider", "Provider Network", "Expose mapping of virtual networks to physical networks"),
+        ext("external-net", "Neutron external network", "Adds external network attribute to network resource."),
+        ext("standard-attr-description", "standard-attr-description", "Extension to add descriptions to standard attributes"),
+        ext("quotas", "Quota management support", "Expose functions for quotas management per project"),
+        ext("quota_details", "Quota details extension", "Expose functions for quotas usage statistics per project"),
+        ext("standard-attr-timestamp", "Resource timestamps", "Adds created_at and updated_at fields to all Neutron resources that have Neutron standard attributes."),
+    ]}))
+}
+
+/// Neutron's version document at the service's root.
+async fn versions(req: HttpRequest) -> HttpResponse {
+    let base = crate::links::PublicUrl::of(&req).0;
+    HttpResponse::Ok().json(json!({"versions": [{
+        "id": "v2.0",
+        "status": "CURRENT",
+        "links": [{"rel": "self", "href": format!("{base}/network/v2.0/")}],
+    }]}))
+}
+
+/// The resources of v2.0, as Neutron lists them at `/v2.0/`.
+async fn resources(req: HttpRequest) -> HttpResponse {
+    let base = crate::links::PublicUrl::of(&req).0;
+    HttpResponse::Ok().json(json!({"resources": [{
+        "name": "network",
+        "collection": "networks",
+        "links": [{"rel": "self", "href": format!("{base}/network/v2.0/networks")}],
+    }]}))
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/network")
+            .route("", web::get().to(versions))
+            .route("/", web::get().to(versions))
+            .route("/v2.0", web::get().to(resources))
+            .route("/v2.0/", web::get().to(resources))
+            .route("/v2.0/extensions", web::get().to(extensions))
+            .route("/v2.0/networks", web::get().to(list))
+            .route("/v2.0/networks", web::post().to(create))
+            .route("/v2.0/networks/{id}", web::get().to(show))
+            .route("/v2.0/networks/{id}", web::put().to(update))
+            .route("/v2.0/networks/{id}", web::delete().to(delete))
+            .route("/v2.0/quotas", web::get().to(list_quotas))
+            .route("/v2.0/quotas/{project}", web::get().to(show_quota))
+            .route("/v2.0/quotas/{project}", web::put().to(update_quota))
+            .route("/v2.0/quotas/{project}", web::delete().to(reset_quota))
+            .route(
+                "/v2.0/quotas/{project}/default",
+                web::get().to(default_quota),
+            )
+            .route(
+                "/v2.0/quotas/{project}/details",
+                web::get().to(quota_details),
+            )
+            .route(
+                "/v2.0/quotas/{project}/details.json",
+                web::get().to(quota_details),
+            ),
+    );
+}
