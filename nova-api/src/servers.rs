@@ -819,7 +819,6 @@ const SORT_KEYS_WITHOUT_EFFECT: &[&str] = &[
     "access_ip_v6",
     "auto_disk_config",
     "config_drive",
-    "hostname",
     "instance_type_id",
     "kernel_id",
     "launch_index",

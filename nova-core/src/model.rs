@@ -558,7 +558,10 @@ mod network_request_tests {
                 Some(request.clone())
             );
             let json = serde_json::to_string(&request).unwrap_or_default();
-            assert_eq!(serde_json::from_str::<NetworkRequest>(&json).ok(), Some(request));
+            assert_eq!(
+                serde_json::from_str::<NetworkRequest>(&json).ok(),
+                Some(request)
+            );
         }
         // Messages from before networks could be chosen say "none" or "auto".
         assert_eq!(

@@ -366,3 +366,35 @@ fn test_env_defaults_point_at_loopback() {
     assert!(env::pg_admin_url().contains("127.0.0.1") || std::env::var("NOVA_TEST_PG_URL").is_ok());
     assert!(env::amqp_url().contains("127.0.0.1") || std::env::var("NOVA_TEST_AMQP_URL").is_ok());
 }
+
+/// Servers from before hostnames were kept (their column NULL) get, at start-up, the hostname
+/// they have been shown with (made from the name), so that sorting by hostname sees it.
+async fn old_servers_get_their_hostname_at_start(url: &str) -> anyhow::Result<()> {
+    let db = connect(url).await?;
+    new_instance(&db, "Old Server").await?;
+    sqlx::any::install_default_drivers();
+    let raw = sqlx::AnyPool::connect(url).await?;
+    // As a row written before migration 0010.
+    sqlx::query("UPDATE instances SET hostname = NULL")
+        .execute(&raw)
+        .await?;
+    let count = "SELECT COUNT(*) FROM instances WHERE hostname = 'old-server'";
+    let (n,): (i64,) = sqlx::query_as(count).fetch_one(&raw).await?;
+    assert_eq!(n, 0);
+    drop(db);
+    let _db = connect(url).await?;
+    let (n,): (i64,) = sqlx::query_as(count).fetch_one(&raw).await?;
+    assert_eq!(n, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn old_servers_get_their_hostname_at_start_postgresql() -> anyhow::Result<()> {
+    old_servers_get_their_hostname_at_start(&e2e::env::fresh_pg_database().await?).await
+}
+
+#[tokio::test]
+async fn old_servers_get_their_hostname_at_start_sqlite() -> anyhow::Result<()> {
+    let (_dir, url) = e2e::env::fresh_sqlite_database()?;
+    old_servers_get_their_hostname_at_start(&url).await
+}

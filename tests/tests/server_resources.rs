@@ -617,8 +617,9 @@ on_both_shapes!(
 );
 async fn servers_are_listed_in_the_order_asked_for(stack: &dyn Stack) -> anyhow::Result<()> {
     let c = demo(stack, "2.1");
+    let mut ids = Vec::new();
     for name in ["charlie", "alpha", "bravo", "alpha"] {
-        c.create_server(name, "1").await?;
+        ids.push(c.create_server(name, "1").await?);
     }
     let names = |r: &Value| -> Vec<String> {
         r["servers"]
@@ -658,6 +659,26 @@ async fn servers_are_listed_in_the_order_asked_for(stack: &dyn Stack) -> anyhow:
         .get("/servers?sort_key=display_name&sort_dir=desc&sort_key=created_at&sort_dir=asc")
         .await?;
     assert_eq!(names(&r.body), ["charlie", "bravo", "alpha", "alpha"]);
+    // A rename keeps the hostname made at create: by hostname "charlie" stays last.
+    let rename = |name: &str| json!({"server": {"name": name}});
+    let path = format!("/servers/{}", ids[0]);
+    assert_eq!(c.put(&path, &rename("aardvark")).await?.status, 200);
+    let r = c.get("/servers?sort_key=hostname&sort_dir=asc").await?;
+    assert_eq!(names(&r.body), ["alpha", "alpha", "bravo", "aardvark"]);
+    let r = c
+        .get("/servers?sort_key=hostname&sort_dir=asc&limit=3")
+        .await?;
+    let marker = r.body["servers"][2]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let r = c
+        .get(&format!(
+            "/servers?sort_key=hostname&sort_dir=asc&marker={marker}"
+        ))
+        .await?;
+    assert_eq!(names(&r.body), ["aardvark"]);
+    assert_eq!(c.put(&path, &rename("charlie")).await?.status, 200);
     // Keys Nova knows but nothing here varies by are accepted; unknown ones are not.
     assert_eq!(c.get("/servers?sort_key=progress").await?.status, 200);
     assert_eq!(c.get("/servers?sort_key=bogus").await?.status, 400);

@@ -312,6 +312,7 @@ pub enum SortKey {
     AvailabilityZone,
     KeyName,
     LockedBy,
+    Hostname,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -349,6 +350,7 @@ impl SortKey {
             "availability_zone" => Self::AvailabilityZone,
             "key_name" => Self::KeyName,
             "locked_by" => Self::LockedBy,
+            "hostname" => Self::Hostname,
             _ => return None,
         })
     }
@@ -375,6 +377,8 @@ impl SortKey {
             Self::AvailabilityZone => "COALESCE(availability_zone, '')",
             Self::KeyName => "COALESCE(key_name, '')",
             Self::LockedBy => "COALESCE(locked_by, '')",
+            // Every row has one: new rows at create, older ones by `backfill_hostnames`.
+            Self::Hostname => "COALESCE(hostname, '')",
         }
     }
 
@@ -400,6 +404,7 @@ impl SortKey {
             Self::AvailabilityZone => text(i.availability_zone.as_deref()),
             Self::KeyName => text(i.key_name.as_deref()),
             Self::LockedBy => text(i.locked_by.map(LockedBy::as_str)),
+            Self::Hostname => text(Some(&i.hostname)),
         }
     }
 }
@@ -918,4 +923,26 @@ pub async fn count_by_state(db: &Db, project: &str) -> DbResult<Vec<(VmState, i6
             ))
         })
         .collect()
+}
+
+/// Gives servers from before hostnames were kept (migration 0010 left them NULL) the hostname
+/// they have been shown with since, made from their name, so that `sort_key=hostname` orders
+/// and pages them like the others. Run at start-up; a no-op once done.
+pub async fn backfill_hostnames(db: &Db) -> DbResult<u64> {
+    let rows: Vec<(Uuid, String)> = on_pool!(db, p => {
+        sqlx::query_as("SELECT uuid, name FROM instances WHERE hostname IS NULL")
+            .fetch_all(p)
+            .await?
+    });
+    for (uuid, name) in &rows {
+        let hostname = crate::model::sanitize_hostname(name);
+        on_pool!(db, p => {
+            sqlx::query("UPDATE instances SET hostname = $2 WHERE uuid = $1 AND hostname IS NULL")
+                .bind(uuid)
+                .bind(&hostname)
+                .execute(p)
+                .await?;
+        });
+    }
+    Ok(u64::try_from(rows.len()).unwrap_or(u64::MAX))
 }

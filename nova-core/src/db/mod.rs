@@ -175,6 +175,7 @@ impl Db {
         } else {
             return Err(DbError::Url(url.to_owned()));
         };
+        instances::backfill_hostnames(&db).await?;
         Ok(db)
     }
 
