@@ -114,10 +114,11 @@ fn status_of(e: &DockerError) -> Option<u16> {
     }
 }
 
-/// Whether the engine's error names a network (`network … not found`), not an image.
-fn is_about_a_network(e: &DockerError) -> bool {
-    matches!(e, DockerError::DockerResponseServerError { message, .. }
-        if message.starts_with("network ") || message.contains(" network "))
+/// Whether the engine's error is its 404 for `what` ("No such image: …", "No such container:
+/// …"): a 404 may also be about a network the container is to join, which is not ours to fix.
+fn is_no_such(e: &DockerError, what: &str) -> bool {
+    matches!(e, DockerError::DockerResponseServerError { status_code: 404, message }
+        if message.starts_with(&format!("No such {what}")))
 }
 
 fn container_name(uuid: InstanceUuid) -> String {
@@ -373,7 +374,7 @@ impl DockerDriver {
             Err(e) if status_of(&e) == Some(409) => Ok(Created::Exists),
             // The engine's 404 is about the image or (on newer engines) a network; only the
             // first is ours to fix.
-            Err(e) if status_of(&e) == Some(404) && !is_about_a_network(&e) => Ok(Created::NoImage),
+            Err(e) if is_no_such(&e, "image") => Ok(Created::NoImage),
             Err(e) => Err(backend(e)),
         }
     }
@@ -394,7 +395,7 @@ impl DockerDriver {
     /// The engine's 404 as "no such container", unless it is about a network (the engine
     /// checks a container's network when it starts it).
     fn not_found_or(uuid: InstanceUuid, e: DockerError) -> DriverError {
-        if status_of(&e) == Some(404) && !is_about_a_network(&e) {
+        if is_no_such(&e, "container") {
             DriverError::NotFound(uuid)
         } else {
             backend(e)

@@ -132,6 +132,8 @@ fn view(ctx: &RequestContext, n: &Network) -> Map<String, Value> {
         "shared": n.shared,
         "subnets": [],
         "router:external": false,
+        // Docker's networks do not filter spoofed traffic: no port security here.
+        "port_security_enabled": false,
         "created_at": iso8601_z(n.created_at),
         "updated_at": iso8601_z(n.updated_at),
     });
@@ -174,6 +176,16 @@ const FILTERS: &[&str] = &[
     "router:external",
     "provider:network_type",
     "provider:physical_network",
+    "provider:segmentation_id",
+    "port_security_enabled",
+];
+
+/// Boolean filters, whose values Neutron converts (and refuses when they are not booleans).
+const BOOLEAN_FILTERS: &[&str] = &[
+    "admin_state_up",
+    "shared",
+    "router:external",
+    "port_security_enabled",
 ];
 
 /// Whether a view's attribute equals one of the filter's values, compared as Neutron converts
@@ -198,9 +210,22 @@ async fn list(
     let mut filters: Vec<(String, Vec<String>)> = Vec::new();
     let mut fields = Vec::new();
     let (mut limit, mut marker, mut sort_key, mut descending) = (None, None, None, false);
+    let mut sort_dirs = 0;
     for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
         let (k, v) = (k.into_owned(), v.into_owned());
+        if BOOLEAN_FILTERS.contains(&k.as_str())
+            && !matches!(
+                v.to_ascii_lowercase().as_str(),
+                "true" | "false" | "1" | "0"
+            )
+        {
+            return Err(bad(format!(
+                "Invalid input for operation: '{v}' cannot be converted to boolean."
+            )));
+        }
         match k.as_str() {
+            // Neutron drops empty values.
+            "fields" if v.is_empty() => {}
             "fields" => fields.push(v),
             "limit" => {
                 limit = Some(v.parse::<usize>().map_err(|_| {
@@ -212,13 +237,15 @@ async fn list(
             "marker" => marker = Some(v),
             "sort_key" => {
                 if !matches!(v.as_str(), "id" | "name" | "created_at" | "updated_at") {
-                    return Err(bad(format!("{v} is invalid attribute for sort_keys")));
+                    return Err(bad(format!("['{v}'] is invalid attribute for sort_keys")));
                 }
                 sort_key = Some(v);
             }
             "sort_dir" => match v.as_str() {
-                "asc" => descending = false,
-                "desc" => descending = true,
+                "asc" | "desc" => {
+                    descending = v == "desc";
+                    sort_dirs += 1;
+                }
                 _ => {
                     return Err(bad(format!(
                         "{v} is invalid value for sort_dirs, valid value is 'asc' and 'desc'"
@@ -231,8 +258,11 @@ async fn list(
                 None => filters.push((k, vec![v])),
             },
             key if PAGING.contains(&key) => {}
-            key => return Err(bad(format!("[{key}] is invalid attribute for filtering"))),
+            key => return Err(bad(format!("['{key}'] is invalid attribute for filtering"))),
         }
+    }
+    if sort_dirs != usize::from(sort_key.is_some()) {
+        return Err(bad("The number of sort_keys and sort_dirs must be same"));
     }
     // Networks are few (an admin creates each): filtered here rather than in SQL.
     let mut networks: Vec<Network> = store::list(&state.db)
@@ -256,7 +286,8 @@ async fn list(
         .map(|n| view(&ctx, n))
         .filter(|v| filters.iter().all(|(k, wanted)| matches(v.get(k), wanted)))
         .collect();
-    if let Some(marker) = &marker {
+    // As Neutron: a marker only means something with a limit.
+    if let Some(marker) = marker.as_ref().filter(|_| limit.is_some_and(|l| l > 0)) {
         let at = views
             .iter()
             .position(|v| v.get("id").and_then(Value::as_str) == Some(marker))
@@ -272,10 +303,18 @@ async fn list(
                 .and_then(|v| v.get("id"))
                 .and_then(Value::as_str)
                 .unwrap_or_default();
+            // The same query, with the page's last network as the marker (as Neutron).
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
+                if k != "marker" && k != "page_reverse" {
+                    query.append_pair(&k, &v);
+                }
+            }
+            query.append_pair("marker", last);
             let base = crate::links::PublicUrl::of(&req).0;
             links.push(json!({
                 "rel": "next",
-                "href": format!("{base}/network/v2.0/networks?limit={limit}&marker={last}"),
+                "href": format!("{base}/network/v2.0/networks?{}", query.finish()),
             }));
         }
     }
@@ -352,7 +391,7 @@ fn check_fixed(key: &str, value: &Value) -> NetworkResult<bool> {
         "provider:network_type" => value.is_null() || value == "flat",
         "provider:segmentation_id" => value.is_null(),
         "router:external" | "is_default" => value == &Value::Bool(false) || value == "false",
-        "port_security_enabled" => value == &Value::Bool(true) || value == "true",
+        "port_security_enabled" => value == &Value::Bool(false) || value == "false",
         "availability_zone_hints" => value.as_array().is_some_and(Vec::is_empty),
         _ => return Ok(false),
     };
@@ -452,6 +491,9 @@ async fn update_quota(
         .and_then(Value::as_object)
         .ok_or_else(|| bad("Resource body required"))?;
     let mut limits = std::collections::BTreeMap::new();
+    let force = quota
+        .get("force")
+        .is_some_and(|f| f == &Value::Bool(true) || f == "true" || f == "True");
     for (key, value) in quota {
         match key.as_str() {
             NETWORK => {
@@ -464,10 +506,19 @@ async fn update_quota(
                     })?;
                 limits.insert(NETWORK.to_owned(), limit);
             }
-            // As Neutron: `force` and `check_limit` ask whether a limit under the use is
-            // accepted; here it always is (the use stays, further creates are refused).
+            // As Neutron since 2025.1: a limit under what the project uses is refused unless
+            // forced (`check_limit` is the older spelling of not forcing).
             "force" | "check_limit" => {}
             other => return Err(bad(format!("Unrecognized attribute(s) '{other}'"))),
+        }
+    }
+    if let Some(&limit) = limits.get(NETWORK).filter(|l| **l >= 0 && !force) {
+        let used = quotas::network_count(&state.db, &project).await?;
+        if limit < used {
+            return Err(bad(format!(
+                "Quota limit {limit} for network must be greater than or equal to already \
+                 used {used}"
+            )));
         }
     }
     quotas::set(&state.db, &project, &limits).await?;
@@ -533,16 +584,24 @@ async fn create(
             ))
         }
     };
-    // The project's network quota (Neutron counts it for admins' creates too). Networks are
-    // created by admins, one at a time in practice: a count before the insert is enough.
+    // Docker's modes that are not networks: the host's own stack, none, another container's.
+    if matches!(network.backend.as_str(), "host" | "none")
+        || network.backend.starts_with("container:")
+    {
+        return Err(bad(format!(
+            "Invalid input for provider:physical_network: '{}' is not a network of the \
+             hosts.",
+            network.backend
+        )));
+    }
+    // The project's network quota (Neutron counts it for admins' creates too).
     let limit = network_limit(&state, &network.project_id).await?;
-    if limit >= 0 && quotas::network_count(&state.db, &network.project_id).await? >= limit {
+    if !store::create_within_quota(&state.db, &network, limit).await? {
         return Err(NetworkError::new(
             "OverQuota",
             ApiError::Conflict("Quota exceeded for resources: ['network'].".into()),
         ));
     }
-    store::create(&state.db, &network).await?;
     Ok(HttpResponse::Created().json(json!({"network": view(&ctx, &network)})))
 }
 
@@ -561,9 +620,22 @@ async fn update(
         if key == "shared" && !ctx.is_admin() {
             return Err(denied("update_network:shared"));
         }
-        if !apply_common(&mut network, key, value)? {
-            return Err(bad(format!("Cannot update read-only attribute {key}")));
+        if apply_common(&mut network, key, value)? || check_fixed(key, value)? {
+            continue;
         }
+        return Err(bad(match key.as_str() {
+            "id"
+            | "project_id"
+            | "tenant_id"
+            | "status"
+            | "subnets"
+            | "created_at"
+            | "updated_at"
+            | "provider:physical_network" => {
+                format!("Cannot update read-only attribute {key}")
+            }
+            other => format!("Unrecognized attribute(s) '{other}'"),
+        }));
     }
     network.updated_at = now_ms();
     if !store::update(&state.db, &network).await? {
@@ -581,19 +653,17 @@ async fn delete(
     if !(ctx.is_admin() || (network.project_id == ctx.project_id && ctx.can_write())) {
         return Err(denied("delete_network"));
     }
-    if store::in_use(&state.db, &id).await? {
-        return Err(NetworkError::new(
+    match store::delete_unless_in_use(&state.db, &id).await? {
+        store::Deleted::Yes => Ok(HttpResponse::NoContent().finish()),
+        store::Deleted::Missing => Err(not_found(&id)),
+        store::Deleted::InUse => Err(NetworkError::new(
             "NetworkInUse",
             ApiError::Conflict(format!(
                 "Unable to complete operation on network {id}. There are one or more ports \
                  still in use on the network."
             )),
-        ));
+        )),
     }
-    if !store::delete(&state.db, &id).await? {
-        return Err(not_found(&id));
-    }
-    Ok(HttpResponse::NoContent().finish())
 }
 
 /// The extensions whose attributes the views above carry (Neutron's aliases).

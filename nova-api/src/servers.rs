@@ -248,7 +248,7 @@ struct CreateRequest {
     tags: Vec<String>,
     hostname: Option<String>,
     networks: NetworkRequest,
-    /// Networks chosen by uuid, in order (then `networks` is replaced by them).
+    /// Networks chosen by uuid, in order (then they replace `networks`).
     network_ids: Vec<String>,
     count: i64,
 }
@@ -279,36 +279,72 @@ fn parse_network_list(list: &[Value]) -> ApiResult<Vec<String>> {
             Some(other) => return Err(invalid("uuid", other, "is not of type 'string'")),
             None => return Err(bad("Bad network format: missing 'uuid'")),
         };
-        if uuid::Uuid::parse_str(uuid).is_err() {
+        let Ok(parsed) = uuid::Uuid::parse_str(uuid) else {
             return Err(bad(format!(
                 "Bad networks format: network uuid is not in proper format ({uuid})"
             )));
-        }
-        ids.push(uuid.clone());
+        };
+        // Networks are stored by their hyphenated lower-case form.
+        ids.push(parsed.hyphenated().to_string());
     }
     Ok(ids)
 }
 
-/// The networks chosen by uuid, as the caller may use them: each one theirs or shared
-/// (Nova's 400 for one the networking service does not show the caller).
+fn chosen(n: nova_core::db::networks::Network) -> ChosenNetwork {
+    ChosenNetwork {
+        id: n.id,
+        name: n.name,
+        backend: n.backend,
+    }
+}
+
+/// What the server will be on. Networks chosen by uuid as the caller may use them: each one
+/// theirs or shared (Nova's 400 for one the networking service does not show the caller), and
+/// no two the same network on the hosts (a container has one interface per host network).
+/// For `auto`, as Nova: the one network the project may use, a 409 when there are several,
+/// and (where Nova would allocate a network for the project) the hosts' own when there is none.
 async fn resolve_networks(
     state: &AppState,
     ctx: &RequestContext,
+    asked: &NetworkRequest,
     ids: &[String],
-) -> ApiResult<Vec<ChosenNetwork>> {
-    let mut chosen = Vec::with_capacity(ids.len());
+) -> ApiResult<NetworkRequest> {
+    use nova_core::db::networks;
+    if ids.is_empty() {
+        if *asked != NetworkRequest::Auto {
+            return Ok(asked.clone());
+        }
+        let mut usable: Vec<_> = networks::list(&state.db)
+            .await?
+            .into_iter()
+            .filter(|n| crate::networks::visible(ctx, n))
+            .collect();
+        return match usable.len() {
+            0 => Ok(NetworkRequest::Auto),
+            1 => Ok(NetworkRequest::Chosen(vec![chosen(usable.remove(0))])),
+            _ => Err(ApiError::Conflict(
+                "More than one possible network found. Specify network ID(s) to select \
+                 which one(s) to connect to."
+                    .into(),
+            )),
+        };
+    }
+    let mut picked: Vec<ChosenNetwork> = Vec::with_capacity(ids.len());
     for id in ids {
-        let network = nova_core::db::networks::get(&state.db, id)
+        let network = networks::get(&state.db, id)
             .await?
             .filter(|n| crate::networks::visible(ctx, n))
             .ok_or_else(|| bad(format!("Network {id} could not be found.")))?;
-        chosen.push(ChosenNetwork {
-            id: network.id,
-            name: network.name,
-            backend: network.backend,
-        });
+        if let Some(same) = picked.iter().find(|p| p.backend == network.backend) {
+            return Err(bad(format!(
+                "Networks {} and {id} are the same network on the hosts ({}): a server is on \
+                 each host network once.",
+                same.id, network.backend
+            )));
+        }
+        picked.push(chosen(network));
     }
-    Ok(chosen)
+    Ok(NetworkRequest::Chosen(picked))
 }
 
 fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<CreateRequest> {
@@ -580,19 +616,14 @@ async fn create(
         }
     };
     let quota = crate::quotas::ProjectQuota::of(&state.db, &ctx.project_id);
-    let chosen = resolve_networks(&state, &ctx, &request.network_ids);
-    let (flavor, image, key_data, quota, chosen) =
-        futures::join!(flavor, image, key_data, quota, chosen);
+    let networks = resolve_networks(&state, &ctx, &request.networks, &request.network_ids);
+    let (flavor, image, key_data, quota, networks) =
+        futures::join!(flavor, image, key_data, quota, networks);
     let flavor = flavor?;
     let node_type = flavor.node_type().map_err(bad)?;
     crate::images::fits(node_type, &image?).map_err(bad)?;
     let key_data = key_data?;
-    let chosen = chosen?;
-    let networks = if chosen.is_empty() {
-        request.networks.clone()
-    } else {
-        NetworkRequest::Chosen(chosen)
-    };
+    let networks = networks?;
     let quota = quota?;
     quota.check_metadata_items(request.metadata.len())?;
     quota.check_server_create(request.count, flavor.vcpus, flavor.memory_mb)?;

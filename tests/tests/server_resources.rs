@@ -890,6 +890,23 @@ async fn servers_choose_networks_by_uuid(stack: &dyn Stack) -> anyhow::Result<()
         .await?;
     assert_eq!(r.status, 409, "{}", r.body);
     assert_eq!(r.body["NeutronError"]["type"], json!("OverQuota"));
+    // A limit under the use is refused unless forced.
+    let r = a
+        .networking(
+            Method::PUT,
+            "/quotas/admin",
+            Some(&json!({"quota": {"network": 1, "check_limit": true}})),
+        )
+        .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = a
+        .networking(
+            Method::PUT,
+            "/quotas/admin",
+            Some(&json!({"quota": {"network": 1, "force": true}})),
+        )
+        .await?;
+    assert_eq!(r.body, json!({"quota": {"network": 1}}), "{}", r.status);
     let r = c.networking(Method::GET, "/quotas/admin", None).await?;
     assert_eq!(r.status, 403, "{}", r.body);
     let r = a.networking(Method::DELETE, "/quotas/admin", None).await?;
@@ -975,10 +992,11 @@ async fn servers_choose_networks_by_uuid(stack: &dyn Stack) -> anyhow::Result<()
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(c.get("/servers").await?.body["servers"], json!([]));
 
+    // An upper-case uuid names the same network.
     let id = active_server(
         &c,
         json!({"name": "chosen", "imageRef": IMAGE, "flavorRef": "1",
-            "networks": [{ "uuid": shared }]}),
+            "networks": [{ "uuid": shared.to_uppercase() }]}),
     )
     .await?;
     // In use: not deleted (Neutron's 409), until the server is gone.
@@ -989,7 +1007,102 @@ async fn servers_choose_networks_by_uuid(stack: &dyn Stack) -> anyhow::Result<()
     assert_eq!(r.body["NeutronError"]["type"], json!("NetworkInUse"));
     assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 204);
     c.wait_gone(&id, WAIT).await?;
-    for network in [&shared, &private] {
+
+    // `auto`, as Nova: the one network the project may use...
+    let auto = active_server(
+        &c,
+        json!({"name": "auto", "imageRef": IMAGE, "flavorRef": "1", "networks": "auto"}),
+    )
+    .await?;
+    let r = a
+        .networking(Method::DELETE, &format!("/networks/{shared}"), None)
+        .await?;
+    assert_eq!(r.status, 409, "the auto server is on it: {}", r.body);
+    assert_eq!(c.delete(&format!("/servers/{auto}")).await?.status, 204);
+    c.wait_gone(&auto, WAIT).await?;
+    // ... and a 409 when it may use several.
+    let second = a
+        .create_network(json!({"name": "second", "shared": true}))
+        .await?;
+    let r = c
+        .post(
+            "/servers",
+            &json!({"server": {"name": "s", "imageRef": IMAGE, "flavorRef": "1",
+                "networks": "auto"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 409, "{}", r.body);
+    // Two networks that are one network on the hosts: a 400.
+    let alias = a
+        .create_network(json!({"name": "alias", "shared": true,
+            "provider:physical_network": "phys-a"}))
+        .await?;
+    let r = c
+        .post(
+            "/servers",
+            &json!({"server": {"name": "s", "imageRef": IMAGE, "flavorRef": "1",
+                "networks": [{ "uuid": shared }, { "uuid": alias }]}}),
+        )
+        .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(c.get("/servers").await?.body["servers"], json!([]));
+    // The next page keeps the query's filters.
+    let r = a
+        .networking(Method::GET, "/networks?shared=true&limit=1", None)
+        .await?;
+    let next = r.body["networks_links"][0]["href"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(next.contains("shared=true"), "{}", r.body);
+    let mut seen = strings(&json!([r.body["networks"][0]["name"]]));
+    let mut next = Some(next);
+    while let Some(href) = next {
+        let path = href
+            .split_once("/network/v2.0")
+            .map(|(_, p)| p.to_owned())
+            .unwrap_or_default();
+        let page = a.networking(Method::GET, &path, None).await?;
+        seen.extend(
+            page.body["networks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n["name"].as_str().map(str::to_owned)),
+        );
+        next = page.body["networks_links"][0]["href"]
+            .as_str()
+            .map(str::to_owned);
+    }
+    assert_eq!(seen, ["shared-net", "second", "alias"]);
+    // Updates: what this service has one answer to is accepted as that answer only.
+    let path = format!("/networks/{second}");
+    let r = a
+        .networking(
+            Method::PUT,
+            &path,
+            Some(&json!({"network": {"name": "2nd", "port_security_enabled": false}})),
+        )
+        .await?;
+    assert_eq!(r.body["network"]["name"], json!("2nd"), "{}", r.body);
+    let r = a
+        .networking(
+            Method::PUT,
+            &path,
+            Some(&json!({"network": {"port_security_enabled": true}})),
+        )
+        .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    // Docker's modes that are not networks are refused.
+    let r = a
+        .networking(
+            Method::POST,
+            "/networks",
+            Some(&json!({"network": {"name": "h", "provider:physical_network": "host"}})),
+        )
+        .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    for network in [&shared, &private, &second, &alias] {
         let r = a
             .networking(Method::DELETE, &format!("/networks/{network}"), None)
             .await?;

@@ -1,7 +1,7 @@
 //! Networks (a Neutron subset): what a server create may choose by id. A network is a name for
 //! a network that compute hosts provide (`backend`: for Docker, an engine network).
 
-use super::{on_pool, Db, DbResult};
+use super::{on_pool, on_tx, Db, DbResult, Tx};
 
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Network {
@@ -21,10 +21,35 @@ pub struct Network {
 const COLUMNS: &str =
     "id, name, description, project_id, shared, admin_state_up, backend, created_at, updated_at";
 
-pub async fn create(db: &Db, n: &Network) -> DbResult<()> {
+/// The class of the PostgreSQL advisory locks that serialise one project's network creates
+/// (the second key is the project's hash).
+const NETWORK_LOCK_CLASS: i32 = 0x4e45_5457; // "NETW"
+
+/// Stores a new network unless its project has `limit` networks already (a negative limit:
+/// no limit); `false` then. The count and the insert are one transaction, under a lock per
+/// project on PostgreSQL (SQLite has one writer), so concurrent creates cannot pass the quota
+/// together.
+pub async fn create_within_quota(db: &Db, n: &Network, limit: i64) -> DbResult<bool> {
+    let mut tx = db.begin().await?;
+    if let Tx::Pg(t) = &mut tx {
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(NETWORK_LOCK_CLASS)
+            .bind(&n.project_id)
+            .execute(&mut **t)
+            .await?;
+    }
+    let (count,): (i64,) = on_tx!(&mut tx, c => {
+        sqlx::query_as("SELECT COUNT(*) FROM networks WHERE project_id = $1")
+            .bind(&n.project_id)
+            .fetch_one(&mut *c)
+            .await?
+    });
+    if limit >= 0 && count >= limit {
+        return Ok(false);
+    }
     let sql =
         format!("INSERT INTO networks ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
-    on_pool!(db, p => {
+    on_tx!(&mut tx, c => {
         sqlx::query(&sql)
             .bind(&n.id)
             .bind(&n.name)
@@ -35,10 +60,11 @@ pub async fn create(db: &Db, n: &Network) -> DbResult<()> {
             .bind(&n.backend)
             .bind(n.created_at)
             .bind(n.updated_at)
-            .execute(p)
+            .execute(&mut *c)
             .await?;
     });
-    Ok(())
+    tx.commit().await?;
+    Ok(true)
 }
 
 pub async fn get(db: &Db, id: &str) -> DbResult<Option<Network>> {
@@ -74,31 +100,41 @@ pub async fn update(db: &Db, n: &Network) -> DbResult<bool> {
     Ok(done > 0)
 }
 
-/// Whether a server that is not deleted was created on the network. Servers keep the networks
-/// they chose as a JSON list of their ids (and names), so a network's id, which is a uuid,
-/// appears in that text only when a server chose it.
-pub async fn in_use(db: &Db, id: &str) -> DbResult<bool> {
-    let pattern = format!("%\"{id}\"%");
-    let (found,): (bool,) = on_pool!(db, p => {
-        sqlx::query_as(
-            "SELECT EXISTS (SELECT 1 FROM instances WHERE deleted = $1 AND networks LIKE $2)",
-        )
-        .bind(false)
-        .bind(&pattern)
-        .fetch_one(p)
-        .await?
-    });
-    Ok(found)
+/// What a network delete did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deleted {
+    Yes,
+    /// A server that is not deleted chose the network: it stays.
+    InUse,
+    Missing,
 }
 
-/// Deletes the network; `false` when there was none.
-pub async fn delete(db: &Db, id: &str) -> DbResult<bool> {
+/// Deletes the network unless a server that is not deleted chose it, in one statement.
+/// Servers keep the networks they chose as a JSON list with their ids; a network's id is a
+/// uuid, which appears in that text only when a server chose it.
+///
+/// A create that chose the network and commits while this runs is not seen (it read the
+/// network before): that server keeps its snapshot of the network and works, but the network
+/// is no longer listed.
+pub async fn delete_unless_in_use(db: &Db, id: &str) -> DbResult<Deleted> {
+    let pattern = format!("%\"{id}\"%");
     let done = on_pool!(db, p => {
-        sqlx::query("DELETE FROM networks WHERE id = $1")
-            .bind(id)
-            .execute(p)
-            .await?
-            .rows_affected()
+        sqlx::query(
+            "DELETE FROM networks WHERE id = $1 AND NOT EXISTS \
+             (SELECT 1 FROM instances WHERE deleted = $2 AND networks LIKE $3)",
+        )
+        .bind(id)
+        .bind(false)
+        .bind(&pattern)
+        .execute(p)
+        .await?
+        .rows_affected()
     });
-    Ok(done > 0)
+    if done > 0 {
+        Ok(Deleted::Yes)
+    } else if get(db, id).await?.is_some() {
+        Ok(Deleted::InUse)
+    } else {
+        Ok(Deleted::Missing)
+    }
 }
