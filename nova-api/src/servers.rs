@@ -258,9 +258,13 @@ struct CreateRequest {
 fn parse_network_list(list: &[Value]) -> ApiResult<Vec<String>> {
     let mut ids = Vec::new();
     for entry in list {
-        let object = entry
-            .as_object()
-            .ok_or_else(|| invalid("networks", entry, "is not of type 'object'"))?;
+        let object = entry.as_object().ok_or_else(|| {
+            invalid(
+                "networks",
+                entry,
+                &format!("{entry} is not of type 'object'"),
+            )
+        })?;
         for key in object.keys() {
             match key.as_str() {
                 "uuid" => {}
@@ -276,7 +280,13 @@ fn parse_network_list(list: &[Value]) -> ApiResult<Vec<String>> {
         }
         let uuid = match object.get("uuid") {
             Some(Value::String(s)) => s,
-            Some(other) => return Err(invalid("uuid", other, "is not of type 'string'")),
+            Some(other) => {
+                return Err(invalid(
+                    "uuid",
+                    other,
+                    &format!("{other} is not of type 'string'"),
+                ))
+            }
             None => return Err(bad("Bad network format: missing 'uuid'")),
         };
         let Ok(parsed) = uuid::Uuid::parse_str(uuid) else {
@@ -420,13 +430,21 @@ fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<CreateRequest> {
         None => (NetworkRequest::Auto, Vec::new()),
         Some(Value::Array(list)) if list.is_empty() => (NetworkRequest::Auto, Vec::new()),
         Some(Value::Array(list)) => (NetworkRequest::Auto, parse_network_list(list)?),
+        // "auto" and "none" came with 2.37; before, `networks` is a list (as Nova's schema).
+        Some(n) if !version.at_least(37) => {
+            return Err(invalid(
+                "networks",
+                n,
+                &format!("{n} is not of type 'array'"),
+            ))
+        }
         Some(n) => match n.as_str().and_then(NetworkRequest::parse) {
             Some(request) => (request, Vec::new()),
             None => {
                 return Err(invalid(
                     "networks",
                     n,
-                    "is not valid under any of the given schemas",
+                    &format!("{n} is not valid under any of the given schemas"),
                 ))
             }
         },

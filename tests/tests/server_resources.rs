@@ -811,7 +811,7 @@ async fn concurrent_creates_cannot_together_pass_the_quota(
             c.post(
                 "/servers",
                 &json!({"server": {"name": format!("r{i}"), "imageRef": IMAGE,
-                    "flavorRef": "1", "networks": "none"}}),
+                    "flavorRef": "1"}}),
             )
             .await
         }

@@ -142,7 +142,8 @@ async fn main() -> anyhow::Result<()> {
             &json!({"extra_specs": {"node:type": "container"}}),
         )
         .await?;
-    let c = Client::new(stack.api_url(), "demo:demo");
+    // 2.37: `networks: "none"` (the raw containers have no network either).
+    let c = Client::new(stack.api_url(), "demo:demo").at_microversion("2.37");
     let archive = test_image().await?;
     let image = c
         .create_image("bench", "docker", "raw", std::fs::read(&archive.archive)?)
