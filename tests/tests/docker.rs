@@ -103,7 +103,7 @@ async fn a_container_server_lives_its_whole_life_through_the_api() -> anyhow::Re
     let (options, state, _cleanup) = options()?;
     let stack = Distributed::start(options).await?;
     let docker = engine()?;
-    let c = Client::new(stack.api_url(), "demo:demo");
+    let c = Client::new(stack.api_url(), "demo:demo").at_microversion("2.37");
     container_flavor(&stack, "c1", 256, 2).await?;
     // The node reports the engine's version in Nova's integer encoding.
     let admin = Client::new(stack.api_url(), "admin:admin");
