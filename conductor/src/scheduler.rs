@@ -1,5 +1,6 @@
 //! Placement of a build: the pool of nodes of the requested type, a filter (enabled, alive,
-//! room for the flavor), a weigher (most free RAM first), then a claim.
+//! room for the flavor, the create's `same_host`/`different_host` hints), a weigher (most free
+//! RAM first), then a claim.
 //!
 //! The claim is optimistic across conductors: a generation compare-and-swap in the same
 //! transaction as the allocation row (see `nova_core::db::nodes::claim`). Within one conductor,
@@ -49,8 +50,23 @@ impl Scheduler {
         attempts: u32,
     ) -> DbResult<Placement> {
         let need = instance.flavor.resources();
+        let hints = &instance.scheduler_hints;
+        // Nova's SameHostFilter and DifferentHostFilter: the hosts the hinted servers are on.
+        let (same, different) = if hints.is_empty() {
+            Default::default()
+        } else {
+            (
+                instances::hosts_of(db, &hints.same_host).await?,
+                instances::hosts_of(db, &hints.different_host).await?,
+            )
+        };
         for _ in 0..attempts.max(1) {
-            let candidates = nodes::candidates(db, instance.node_type, need, alive_since).await?;
+            let mut candidates =
+                nodes::candidates(db, instance.node_type, need, alive_since).await?;
+            candidates.retain(|node| {
+                (hints.same_host.is_empty() || same.contains(&node.host))
+                    && !different.contains(&node.host)
+            });
             if candidates.is_empty() {
                 return Ok(Placement::NoValidHost);
             }

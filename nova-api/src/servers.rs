@@ -15,7 +15,9 @@ use nova_core::db::actions::Requester;
 use nova_core::db::flavors;
 use nova_core::db::instances::{self, NewInstance, TransitionError, TransitionRule};
 use nova_core::ids::{InstanceUuid, TaskId};
-use nova_core::model::{ChosenNetwork, LockedBy, NetworkRequest, TaskState, VmState};
+use nova_core::model::{
+    ChosenNetwork, LockedBy, NetworkRequest, SchedulerHints, TaskState, VmState,
+};
 use nova_core::rpc::{CallReply, ComputeCommand, Envelope, TaskKind, TaskSubmitted};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -237,6 +239,7 @@ fn boot_image_of(bdms: &Value) -> ApiResult<Option<String>> {
 
 /// A validated create request.
 struct CreateRequest {
+    scheduler_hints: SchedulerHints,
     name: String,
     image_ref: String,
     flavor_ref: String,
@@ -357,11 +360,74 @@ async fn resolve_networks(
     Ok(NetworkRequest::Chosen(picked))
 }
 
+/// Where a create's scheduler hints are (Nova's `os:scheduler_hints`, and the name of the
+/// extension it came from, which Nova still accepts).
+const HINTS: &str = "os:scheduler_hints";
+const HINTS_OLD_NAME: &str = "OS-SCH-HNT:scheduler_hints";
+
+/// Nova's scheduler hints. `same_host` and `different_host` (a server's uuid or a list of
+/// them) are honoured by placement; `group` names a server group, of which this deployment has
+/// none; Nova's other hints are for filters this scheduler does not have (a 400 rather than
+/// ignored); hints no filter knows are ignored, as Nova ignores them (its schema allows any).
+fn parse_hints(root: &serde_json::Map<String, Value>) -> ApiResult<SchedulerHints> {
+    let Some(hints_v) = root.get(HINTS).or_else(|| root.get(HINTS_OLD_NAME)) else {
+        return Ok(SchedulerHints::default());
+    };
+    let hints = hints_v.as_object().ok_or_else(|| {
+        invalid(
+            HINTS,
+            hints_v,
+            &format!("{hints_v} is not of type 'object'"),
+        )
+    })?;
+    let uuids = |key: &str, v: &Value| -> ApiResult<Vec<String>> {
+        let list = match v {
+            Value::String(_) => vec![v.clone()],
+            Value::Array(items) => items.clone(),
+            other => {
+                return Err(invalid(
+                    key,
+                    other,
+                    &format!("{other} is not valid under any of the given schemas"),
+                ))
+            }
+        };
+        list.iter()
+            .map(|item| {
+                item.as_str()
+                    .and_then(|s| uuid::Uuid::parse_str(s).ok())
+                    .map(|u| u.hyphenated().to_string())
+                    .ok_or_else(|| invalid(key, item, &format!("{item} is not a 'uuid'")))
+            })
+            .collect()
+    };
+    let mut out = SchedulerHints::default();
+    for (key, value) in hints {
+        match key.as_str() {
+            "same_host" => out.same_host = uuids(key, value)?,
+            "different_host" => out.different_host = uuids(key, value)?,
+            "group" => {
+                return Err(bad(
+                    "Server groups are not supported by this deployment yet.",
+                ))
+            }
+            "query" | "target_cell" | "different_cell" | "build_near_host_ip" | "cidr" => {
+                return Err(bad(format!(
+                    "The scheduler hint '{key}' is not supported by this deployment."
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
 fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<CreateRequest> {
     let root = body
         .as_object()
         .ok_or_else(|| bad("The request body must be a JSON object."))?;
-    body::only(root, &["server"])?;
+    body::only(root, &["server", HINTS, HINTS_OLD_NAME])?;
+    let scheduler_hints = parse_hints(root)?;
     let server_v = root.get("server").ok_or_else(|| {
         bad(format!("Invalid input for field/attribute server. Value: {body}. 'server' is a required property"))
     })?;
@@ -572,6 +638,7 @@ fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<CreateRequest> {
         networks,
         network_ids,
         count: max,
+        scheduler_hints,
     })
 }
 
@@ -670,6 +737,7 @@ async fn create(
             tags: request.tags.clone(),
             hostname: request.hostname.clone(),
             networks: networks.clone(),
+            scheduler_hints: request.scheduler_hints.clone(),
         };
         news.push(new);
     }

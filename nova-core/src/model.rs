@@ -248,6 +248,24 @@ pub struct Instance {
     pub networks: NetworkRequest,
     /// Where the server is reachable, as its driver reported at the end of the build.
     pub addresses: Vec<Address>,
+    /// The create's scheduler hints that placement honours.
+    pub scheduler_hints: SchedulerHints,
+}
+
+/// Nova's `same_host` and `different_host` scheduler hints (its SameHostFilter and
+/// DifferentHostFilter): servers whose host a new server must share, or avoid.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedulerHints {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub same_host: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub different_host: Vec<String>,
+}
+
+impl SchedulerHints {
+    pub fn is_empty(&self) -> bool {
+        self.same_host.is_empty() && self.different_host.is_empty()
+    }
 }
 
 /// What a server create asked of networks (Nova's `networks`): none at all, whatever the

@@ -212,6 +212,8 @@ pub struct Distributed {
     pub queues: Queues,
     pub options: Options,
     agent: Option<Component>,
+    /// Agents on other hosts ([`Distributed::start_agent_on`]), with their hosts.
+    more_agents: Vec<(String, Component)>,
     conductor: Option<Component>,
     api: Option<Component>,
     _images_dir: tempfile::TempDir,
@@ -317,6 +319,7 @@ impl Distributed {
             queues,
             options,
             agent: None,
+            more_agents: Vec::new(),
             conductor: Some(conductor),
             api: Some(api),
             _images_dir: images_dir,
@@ -345,6 +348,37 @@ impl Distributed {
             )
             .await
         }));
+    }
+
+    /// Starts a compute agent on another host, with a driver of its own, and waits until its
+    /// node is registered (for tests about placement across hosts).
+    pub async fn start_agent_on(&mut self, host: &str) -> anyhow::Result<()> {
+        let mut settings = self.options.agent();
+        settings.host = host.to_owned();
+        let (driver, _) = compute_agent::driver_from_settings(&settings).await?;
+        let (queues, images, prefetch) = (
+            self.queues.clone(),
+            self.images.clone(),
+            self.options.prefetch,
+        );
+        let agent = Component::spawn("agent", move |stop| async move {
+            let bus = Arc::new(AmqpBus::connect(&env::amqp_url()).await?);
+            until_stopped(
+                Agent::new(settings, bus, queues, driver, images).run(prefetch),
+                stop,
+            )
+            .await
+        });
+        self.more_agents.push((host.to_owned(), agent));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while tokio::time::Instant::now() < deadline {
+            let nodes = nova_core::db::nodes::nodes(&self.db).await?;
+            if nodes.iter().any(|n| n.host == host) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("no compute node of {host} registered within 30 s")
     }
 
     pub fn stop_agent(&mut self) {
@@ -379,11 +413,16 @@ impl Drop for Distributed {
         {
             c.stop();
         }
-        env::delete_queues(vec![
+        let mut queues = vec![
             self.queues.conductor_tasks(),
             self.queues.conductor_events(),
             self.queues.compute(&self.options.host),
-        ]);
+        ];
+        for (host, agent) in self.more_agents.drain(..) {
+            agent.stop();
+            queues.push(self.queues.compute(&host));
+        }
+        env::delete_queues(queues);
     }
 }
 

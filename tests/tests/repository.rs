@@ -72,6 +72,7 @@ async fn new_instance(
         tags: Vec::new(),
         hostname: None,
         networks: NetworkRequest::Auto,
+        scheduler_hints: Default::default(),
     };
     let created = instances::create_with_build_tasks(db, &[new], "req-test", |_| {
         Ok::<(), nova_core::db::DbError>(())

@@ -1112,3 +1112,100 @@ async fn servers_choose_networks_by_uuid(stack: &dyn Stack) -> anyhow::Result<()
     assert_eq!(r.body["networks"], json!([]));
     Ok(())
 }
+
+/// Nova's `same_host` and `different_host` scheduler hints across two hosts: a server follows,
+/// or avoids, the hosts of the servers it names; both at once leave no valid host. A server
+/// group, or a hint for a filter this scheduler lacks, is a 400; a hint no filter knows is
+/// ignored, as in Nova.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduler_hints_place_a_server_with_or_away_from_others() -> anyhow::Result<()> {
+    let mut stack = e2e::stack::Distributed::start(Options::default()).await?;
+    stack.start_agent_on("compute-2").await?;
+    let a = admin(&stack, "2.1");
+    let create = |hints: Value| {
+        let a = a.clone();
+        async move {
+            a.post(
+                "/servers",
+                &json!({"server": {"name": "s", "imageRef": IMAGE, "flavorRef": "1"},
+                        "os:scheduler_hints": hints}),
+            )
+            .await
+        }
+    };
+    let host_of = |body: &Value| body["server"]["OS-EXT-SRV-ATTR:host"].clone();
+    let first = active_server(
+        &a,
+        json!({"name": "first", "imageRef": IMAGE, "flavorRef": "1"}),
+    )
+    .await?;
+    let home = host_of(&a.server(&first).await?.body);
+    assert!(home.is_string(), "{home}");
+    // The weigher alone would send each of these to the emptier host: they go where the
+    // hints say. First with `first`, on its host...
+    let placed = |hints: Value| {
+        let a = a.clone();
+        async move {
+            let r = create(hints.clone()).await?;
+            anyhow::ensure!(r.status == 202, "{hints}: {}", r.body);
+            let id = r.body["server"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            a.wait_status(&id, "ACTIVE", WAIT).await?;
+            Ok::<Value, anyhow::Error>(
+                a.server(&id).await?.body["server"]["OS-EXT-SRV-ATTR:host"].clone(),
+            )
+        }
+    };
+    for hints in [
+        json!({ "same_host": first }),
+        json!({ "same_host": [first] }),
+    ] {
+        for _ in 0..2 {
+            assert_eq!(placed(hints.clone()).await?, home, "{hints}");
+        }
+    }
+    // ... then away from a server on the other, emptier host.
+    let second = active_server(
+        &a,
+        json!({"name": "second", "imageRef": IMAGE, "flavorRef": "1"}),
+    )
+    .await?;
+    let other = host_of(&a.server(&second).await?.body);
+    assert_ne!(other, home);
+    for hints in [
+        json!({ "different_host": [second] }),
+        json!({ "different_host": second, "a_custom_hint": "x" }),
+    ] {
+        for _ in 0..2 {
+            assert_eq!(placed(hints.clone()).await?, home, "{hints}");
+        }
+    }
+    let r = create(json!({ "same_host": [first], "different_host": [first] })).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.body["server"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let s = a.wait_error(&id, WAIT).await?;
+    assert!(
+        s["fault"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("No valid host"),
+        "{s}"
+    );
+    let before = a.get("/servers").await?.body["servers"].clone();
+    for hints in [
+        json!({ "group": first }),
+        json!({ "query": "[\">=\", \"$free_ram_mb\", 1024]" }),
+        json!({ "same_host": ["not-a-uuid"] }),
+        json!("not an object"),
+    ] {
+        let r = create(hints.clone()).await?;
+        assert_eq!(r.status, 400, "{hints}: {}", r.body);
+    }
+    assert_eq!(a.get("/servers").await?.body["servers"], before);
+    Ok(())
+}

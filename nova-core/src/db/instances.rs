@@ -8,8 +8,8 @@ use super::tasks;
 use super::{corrupt, on_pool, on_tx, Db, DbError, DbResult, Tx};
 use crate::ids::{InstanceUuid, TaskId};
 use crate::model::{
-    Address, Fault, Flavor, Instance, LockedBy, NetworkRequest, NodeType, PowerState, TaskState,
-    VmState,
+    Address, Fault, Flavor, Instance, LockedBy, NetworkRequest, NodeType, PowerState,
+    SchedulerHints, TaskState, VmState,
 };
 use crate::rpc::TaskKind;
 use crate::time::{now_ms, Millis};
@@ -35,6 +35,7 @@ pub struct NewInstance {
     /// The hostname asked for (2.90); `None`: made from the name.
     pub hostname: Option<String>,
     pub networks: NetworkRequest,
+    pub scheduler_hints: SchedulerHints,
 }
 
 /// What a project's servers use: how many, their vcpus and their memory (MB).
@@ -115,14 +116,15 @@ async fn insert_with_build_task(
         .hostname
         .clone()
         .unwrap_or_else(|| crate::model::sanitize_hostname(&new.name));
+    let hints = serde_json::to_string(&new.scheduler_hints).map_err(|e| corrupt(e.to_string()))?;
     on_tx!(tx, c => {
         sqlx::query(
             "INSERT INTO instances (uuid, name, project_id, user_id, vm_state, task_state, \
              power_state, node_type, flavor, image_ref, metadata, user_data, availability_zone, \
              created_at, updated_at, deleted, description, key_name, key_data, tags, vcpus, \
-             memory_mb, hostname, networks) \
+             memory_mb, hostname, networks, scheduler_hints) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, \
-             $16, $17, $18, $19, $20, $21, $22, $23)",
+             $16, $17, $18, $19, $20, $21, $22, $23, $24)",
         )
         .bind(uuid.0)
         .bind(&new.name)
@@ -147,6 +149,7 @@ async fn insert_with_build_task(
         .bind(new.flavor.memory_mb)
         .bind(&hostname)
         .bind(new.networks.to_column())
+        .bind(&hints)
         .execute(&mut *c)
         .await?;
     });
@@ -188,6 +191,7 @@ async fn insert_with_build_task(
         hostname,
         networks: new.networks.clone(),
         addresses: Vec::new(),
+        scheduler_hints: new.scheduler_hints.clone(),
     };
     Ok((instance, task))
 }
@@ -945,4 +949,26 @@ pub async fn backfill_hostnames(db: &Db) -> DbResult<u64> {
         });
     }
     Ok(u64::try_from(rows.len()).unwrap_or(u64::MAX))
+}
+
+/// The hosts of these servers (those not deleted and placed), for the scheduler's
+/// `same_host` and `different_host` hints. Ids that are not uuids name no server.
+pub async fn hosts_of(db: &Db, uuids: &[String]) -> DbResult<std::collections::BTreeSet<String>> {
+    let mut hosts = std::collections::BTreeSet::new();
+    for id in uuids {
+        let Ok(uuid) = Uuid::parse_str(id) else {
+            continue;
+        };
+        let host: Option<(Option<String>,)> = on_pool!(db, p => {
+            sqlx::query_as("SELECT host FROM instances WHERE uuid = $1 AND deleted = $2")
+                .bind(uuid)
+                .bind(false)
+                .fetch_optional(p)
+                .await?
+        });
+        if let Some((Some(host),)) = host {
+            hosts.insert(host);
+        }
+    }
+    Ok(hosts)
 }

@@ -39,6 +39,7 @@ pub(super) struct InstanceRow {
     pub hostname: Option<String>,
     pub networks: Option<String>,
     pub addresses: String,
+    pub scheduler_hints: String,
 }
 
 /// The column list matching [`InstanceRow`], for `SELECT`s.
@@ -46,7 +47,7 @@ pub(super) const INSTANCE_COLUMNS: &str = "uuid, name, project_id, user_id, vm_s
     task_state, power_state, host, node, node_type, flavor, image_ref, metadata, user_data, \
     availability_zone, launched_at, terminated_at, created_at, updated_at, deleted, \
     description, key_name, key_data, locked_by, locked_reason, tags, hostname, networks, \
-    addresses";
+    addresses, scheduler_hints";
 
 impl InstanceRow {
     pub fn into_model(self, fault: Option<Fault>) -> DbResult<Instance> {
@@ -105,6 +106,8 @@ impl InstanceRow {
             },
             addresses: serde_json::from_str(&self.addresses)
                 .map_err(|e| corrupt(format!("addresses: {e}")))?,
+            scheduler_hints: serde_json::from_str(&self.scheduler_hints)
+                .map_err(|e| corrupt(format!("scheduler_hints: {e}")))?,
         })
     }
 }
