@@ -160,6 +160,28 @@ async fn the_openstack_cli_drives_the_compute_api() -> anyhow::Result<()> {
     assert!(servers
         .as_array()
         .is_some_and(|l| l.iter().any(|s| s["ID"] == json!(id))));
+    // A scheduler hint, as the CLI sends it (openstacksdk's `OS-SCH-HNT:scheduler_hints`).
+    let hint = format!("same_host={id}");
+    let near = demo(
+        &stack,
+        &[
+            "server",
+            "create",
+            "--image",
+            "test-disk",
+            "--flavor",
+            "cli.small",
+            "--network",
+            "cli-net",
+            "--hint",
+            &hint,
+            "--wait",
+            "near",
+        ],
+    )
+    .await?;
+    assert_eq!(field(&near, "status"), &json!("ACTIVE"), "{near}");
+    e2e::cli::run(&stack, "demo", &["server", "delete", "--wait", "near"]).await?;
     for (action, status) in [("stop", "SHUTOFF"), ("start", "ACTIVE")] {
         e2e::cli::run(&stack, "demo", &["server", action, "web"]).await?;
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
