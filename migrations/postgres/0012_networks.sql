@@ -9,6 +9,7 @@ CREATE TABLE networks (
     shared         BOOLEAN NOT NULL DEFAULT FALSE,
     admin_state_up BOOLEAN NOT NULL DEFAULT TRUE,
     backend        TEXT NOT NULL,
+    tags           TEXT NOT NULL DEFAULT '[]',
     created_at     BIGINT NOT NULL,
     updated_at     BIGINT NOT NULL
 );

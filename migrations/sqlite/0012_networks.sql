@@ -9,6 +9,7 @@ CREATE TABLE networks (
     shared         INTEGER NOT NULL DEFAULT 0,
     admin_state_up INTEGER NOT NULL DEFAULT 1,
     backend        TEXT NOT NULL,
+    tags           TEXT NOT NULL DEFAULT '[]',
     created_at     INTEGER NOT NULL,
     updated_at     INTEGER NOT NULL
 );

@@ -131,6 +131,7 @@ fn view(ctx: &RequestContext, n: &Network) -> Map<String, Value> {
         "admin_state_up": n.admin_state_up,
         "shared": n.shared,
         "subnets": [],
+        "tags": n.tag_list(),
         "router:external": false,
         // Docker's networks do not filter spoofed traffic: no port security here.
         "port_security_enabled": false,
@@ -211,6 +212,8 @@ async fn list(
     let mut fields = Vec::new();
     let (mut limit, mut marker, mut sort_key, mut descending) = (None, None, None, false);
     let mut sort_dirs = 0;
+    // Neutron's tag filters, each a comma-separated list.
+    let mut tag_filters: Vec<(String, Vec<String>)> = Vec::new();
     for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
         let (k, v) = (k.into_owned(), v.into_owned());
         if BOOLEAN_FILTERS.contains(&k.as_str())
@@ -253,6 +256,9 @@ async fn list(
                 }
             },
             "page_reverse" => {}
+            "tags" | "tags-any" | "not-tags" | "not-tags-any" => {
+                tag_filters.push((k, v.split(',').map(str::to_owned).collect()));
+            }
             key if FILTERS.contains(&key) => match filters.iter_mut().find(|(f, _)| *f == k) {
                 Some((_, values)) => values.push(v),
                 None => filters.push((k, vec![v])),
@@ -285,6 +291,24 @@ async fn list(
         .iter()
         .map(|n| view(&ctx, n))
         .filter(|v| filters.iter().all(|(k, wanted)| matches(v.get(k), wanted)))
+        .filter(|v| {
+            let tags: Vec<&str> = v
+                .get("tags")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            tag_filters.iter().all(|(kind, wanted)| {
+                let has = |t: &String| tags.contains(&t.as_str());
+                match kind.as_str() {
+                    "tags" => wanted.iter().all(has),
+                    "tags-any" => wanted.iter().any(has),
+                    "not-tags" => !wanted.iter().all(has),
+                    _ => !wanted.iter().any(has),
+                }
+            })
+        })
         .collect();
     // As Neutron: a marker only means something with a limit.
     if let Some(marker) = marker.as_ref().filter(|_| limit.is_some_and(|l| l > 0)) {
@@ -556,6 +580,7 @@ async fn create(
         shared: false,
         admin_state_up: true,
         backend: String::new(),
+        tags: "[]".into(),
         created_at: now,
         updated_at: now,
     };
@@ -611,10 +636,7 @@ async fn update(
     id: web::Path<String>,
     raw: web::Bytes,
 ) -> NetworkResult<HttpResponse> {
-    let mut network = find(&state, &ctx, &id).await?;
-    if !(ctx.is_admin() || (network.project_id == ctx.project_id && ctx.can_write())) {
-        return Err(denied("update_network"));
-    }
+    let mut network = find_own(&state, &ctx, &id, "update_network").await?;
     let body = network_body(&raw)?;
     for (key, value) in &body {
         if key == "shared" && !ctx.is_admin() {
@@ -649,10 +671,7 @@ async fn delete(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> NetworkResult<HttpResponse> {
-    let network = find(&state, &ctx, &id).await?;
-    if !(ctx.is_admin() || (network.project_id == ctx.project_id && ctx.can_write())) {
-        return Err(denied("delete_network"));
-    }
+    find_own(&state, &ctx, &id, "delete_network").await?;
     match store::delete_unless_in_use(&state.db, &id).await? {
         store::Deleted::Yes => Ok(HttpResponse::NoContent().finish()),
         store::Deleted::Missing => Err(not_found(&id)),
@@ -664,6 +683,150 @@ async fn delete(
             )),
         )),
     }
+}
+
+/// A network the caller may change (its project's, or any for admins): 404 if invisible,
+/// 403 if visible but not theirs.
+async fn find_own(
+    state: &AppState,
+    ctx: &RequestContext,
+    id: &str,
+    rule: &str,
+) -> NetworkResult<Network> {
+    let network = find(state, ctx, id).await?;
+    if !(ctx.is_admin() || (network.project_id == ctx.project_id && ctx.can_write())) {
+        return Err(denied(rule));
+    }
+    Ok(network)
+}
+
+/// Neutron's limit on a tag's length.
+const MAX_TAG_LEN: usize = 255;
+
+fn check_tag(tag: &str) -> NetworkResult<()> {
+    if tag.is_empty() || tag.chars().count() > MAX_TAG_LEN || tag.contains(',') {
+        return Err(bad(format!(
+            "Invalid input for operation: '{tag}' is not a valid tag (1 to {MAX_TAG_LEN} \
+             characters, no comma)."
+        )));
+    }
+    Ok(())
+}
+
+async fn write_tags(state: &AppState, mut network: Network, tags: &[String]) -> NetworkResult<()> {
+    network.tags = serde_json::to_string(tags).map_err(|e| ApiError::Internal(e.to_string()))?;
+    network.updated_at = now_ms();
+    if !store::update(&state.db, &network).await? {
+        return Err(not_found(&network.id));
+    }
+    Ok(())
+}
+
+/// `GET /v2.0/networks/{id}/tags`.
+async fn list_tags(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> NetworkResult<HttpResponse> {
+    let network = find(&state, &ctx, &id).await?;
+    Ok(HttpResponse::Ok().json(json!({"tags": network.tag_list()})))
+}
+
+/// `GET /v2.0/networks/{id}/tags/{tag}`: 204 when the network has it.
+async fn show_tag(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> NetworkResult<HttpResponse> {
+    let (id, tag) = path.into_inner();
+    let network = find(&state, &ctx, &id).await?;
+    if network.tag_list().contains(&tag) {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(tag_not_found(&tag, &id))
+    }
+}
+
+fn tag_not_found(tag: &str, id: &str) -> NetworkError {
+    NetworkError::new(
+        "TagNotFound",
+        ApiError::NotFound(format!("Tag {tag} could not be found for network {id}.")),
+    )
+}
+
+/// `PUT /v2.0/networks/{id}/tags`: replaces them all.
+async fn replace_tags(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    raw: web::Bytes,
+) -> NetworkResult<HttpResponse> {
+    let network = find_own(&state, &ctx, &id, "update_networks_tags").await?;
+    let body = crate::body::json(&raw)?;
+    let tags = body
+        .get("tags")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("Invalid input for operation: a list of tags is required."))?;
+    let mut list: Vec<String> = Vec::new();
+    for tag in tags {
+        let tag = tag.as_str().ok_or_else(|| {
+            bad(format!(
+                "Invalid input for operation: '{tag}' is not a string."
+            ))
+        })?;
+        check_tag(tag)?;
+        if !list.iter().any(|t| t == tag) {
+            list.push(tag.to_owned());
+        }
+    }
+    write_tags(&state, network, &list).await?;
+    Ok(HttpResponse::Ok().json(json!({ "tags": list })))
+}
+
+/// `PUT /v2.0/networks/{id}/tags/{tag}`: adds one (201).
+async fn add_tag(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> NetworkResult<HttpResponse> {
+    let (id, tag) = path.into_inner();
+    check_tag(&tag)?;
+    let network = find_own(&state, &ctx, &id, "update_networks_tags").await?;
+    let mut tags = network.tag_list();
+    if !tags.contains(&tag) {
+        tags.push(tag);
+        write_tags(&state, network, &tags).await?;
+    }
+    Ok(HttpResponse::Created().finish())
+}
+
+/// `DELETE /v2.0/networks/{id}/tags`: removes them all.
+async fn remove_tags(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> NetworkResult<HttpResponse> {
+    let network = find_own(&state, &ctx, &id, "delete_networks_tags").await?;
+    write_tags(&state, network, &[]).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `DELETE /v2.0/networks/{id}/tags/{tag}`.
+async fn remove_tag(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> NetworkResult<HttpResponse> {
+    let (id, tag) = path.into_inner();
+    let network = find_own(&state, &ctx, &id, "delete_networks_tags").await?;
+    let mut tags = network.tag_list();
+    let before = tags.len();
+    tags.retain(|t| *t != tag);
+    if tags.len() == before {
+        return Err(tag_not_found(&tag, &id));
+    }
+    write_tags(&state, network, &tags).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// The extensions whose attributes the views above carry (Neutron's aliases).
@@ -678,6 +841,7 @@ async fn extensions() -> HttpResponse {
         ext("standard-attr-description", "standard-attr-description", "Extension to add descriptions to standard attributes"),
         ext("quotas", "Quota management support", "Expose functions for quotas management per project"),
         ext("quota_details", "Quota details extension", "Expose functions for quotas usage statistics per project"),
+        ext("standard-attr-tag", "Tag support for resources with standard attribute: network", "Enables to set tag on resources with standard attribute."),
         ext("standard-attr-timestamp", "Resource timestamps", "Adds created_at and updated_at fields to all Neutron resources that have Neutron standard attributes."),
     ]}))
 }
@@ -715,6 +879,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/v2.0/networks/{id}", web::get().to(show))
             .route("/v2.0/networks/{id}", web::put().to(update))
             .route("/v2.0/networks/{id}", web::delete().to(delete))
+            .route("/v2.0/networks/{id}/tags", web::get().to(list_tags))
+            .route("/v2.0/networks/{id}/tags", web::put().to(replace_tags))
+            .route("/v2.0/networks/{id}/tags", web::delete().to(remove_tags))
+            .route("/v2.0/networks/{id}/tags/{tag}", web::get().to(show_tag))
+            .route("/v2.0/networks/{id}/tags/{tag}", web::put().to(add_tag))
+            .route(
+                "/v2.0/networks/{id}/tags/{tag}",
+                web::delete().to(remove_tag),
+            )
             .route("/v2.0/quotas", web::get().to(list_quotas))
             .route("/v2.0/quotas/{project}", web::get().to(show_quota))
             .route("/v2.0/quotas/{project}", web::put().to(update_quota))

@@ -120,6 +120,8 @@ async fn the_openstack_cli_drives_the_compute_api() -> anyhow::Result<()> {
             "flat",
             "--provider-physical-network",
             "cli-phys",
+            "--tag",
+            "cli",
             "cli-net",
         ],
     )
@@ -129,7 +131,7 @@ async fn the_openstack_cli_drives_the_compute_api() -> anyhow::Result<()> {
         field(&network, "provider:physical_network"),
         &json!("cli-phys")
     );
-    let networks = demo(&stack, &["network", "list"]).await?;
+    let networks = demo(&stack, &["network", "list", "--tags", "cli"]).await?;
     assert!(
         networks
             .as_array()

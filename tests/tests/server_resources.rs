@@ -1075,6 +1075,56 @@ async fn servers_choose_networks_by_uuid(stack: &dyn Stack) -> anyhow::Result<()
             .map(str::to_owned);
     }
     assert_eq!(seen, ["shared-net", "second", "alias"]);
+    // Tags (standard-attr-tag): all at once, one by one, as filters.
+    let tags = format!("/networks/{second}/tags");
+    let r = a
+        .networking(Method::PUT, &tags, Some(&json!({"tags": ["red", "blue"]})))
+        .await?;
+    assert_eq!(r.body, json!({"tags": ["red", "blue"]}), "{}", r.status);
+    let r = a
+        .networking(Method::PUT, &format!("{tags}/green"), None)
+        .await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = a
+        .networking(Method::DELETE, &format!("{tags}/red"), None)
+        .await?;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = a
+        .networking(Method::DELETE, &format!("{tags}/red"), None)
+        .await?;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = c
+        .networking(Method::PUT, &format!("{tags}/mine"), None)
+        .await?;
+    assert_eq!(
+        r.status, 403,
+        "a member tags no admin's network: {}",
+        r.body
+    );
+    let names_of = |r: &e2e::client::Reply| -> Vec<String> {
+        r.body["networks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    for (query, expected) in [
+        ("tags=blue,green", vec!["second"]),
+        ("tags=blue,red", vec![]),
+        ("tags-any=red,green", vec!["second"]),
+        (
+            "not-tags-any=green&shared=true",
+            vec!["shared-net", "alias"],
+        ),
+    ] {
+        let r = a
+            .networking(Method::GET, &format!("/networks?{query}"), None)
+            .await?;
+        assert_eq!(names_of(&r), expected, "{query}");
+    }
+    let r = a.networking(Method::GET, &tags, None).await?;
+    assert_eq!(r.body, json!({"tags": ["blue", "green"]}));
     // Updates: what this service has one answer to is accepted as that answer only.
     let path = format!("/networks/{second}");
     let r = a

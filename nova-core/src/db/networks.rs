@@ -14,12 +14,21 @@ pub struct Network {
     pub admin_state_up: bool,
     /// The network as compute hosts know it (Neutron's `provider:physical_network`).
     pub backend: String,
+    /// The network's tags (Neutron's standard-attr-tag), a JSON list.
+    pub tags: String,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
-const COLUMNS: &str =
-    "id, name, description, project_id, shared, admin_state_up, backend, created_at, updated_at";
+const COLUMNS: &str = "id, name, description, project_id, shared, admin_state_up, backend, \
+    tags, created_at, updated_at";
+
+impl Network {
+    /// The tags, in the order they were set.
+    pub fn tag_list(&self) -> Vec<String> {
+        serde_json::from_str(&self.tags).unwrap_or_default()
+    }
+}
 
 /// The class of the PostgreSQL advisory locks that serialise one project's network creates
 /// (the second key is the project's hash).
@@ -47,8 +56,9 @@ pub async fn create_within_quota(db: &Db, n: &Network, limit: i64) -> DbResult<b
     if limit >= 0 && count >= limit {
         return Ok(false);
     }
-    let sql =
-        format!("INSERT INTO networks ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
+    let sql = format!(
+        "INSERT INTO networks ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    );
     on_tx!(&mut tx, c => {
         sqlx::query(&sql)
             .bind(&n.id)
@@ -58,6 +68,7 @@ pub async fn create_within_quota(db: &Db, n: &Network, limit: i64) -> DbResult<b
             .bind(n.shared)
             .bind(n.admin_state_up)
             .bind(&n.backend)
+            .bind(&n.tags)
             .bind(n.created_at)
             .bind(n.updated_at)
             .execute(&mut *c)
@@ -85,7 +96,7 @@ pub async fn update(db: &Db, n: &Network) -> DbResult<bool> {
     let done = on_pool!(db, p => {
         sqlx::query(
             "UPDATE networks SET name = $2, description = $3, shared = $4, \
-             admin_state_up = $5, updated_at = $6 WHERE id = $1",
+             admin_state_up = $5, updated_at = $6, tags = $7 WHERE id = $1",
         )
         .bind(&n.id)
         .bind(&n.name)
@@ -93,6 +104,7 @@ pub async fn update(db: &Db, n: &Network) -> DbResult<bool> {
         .bind(n.shared)
         .bind(n.admin_state_up)
         .bind(n.updated_at)
+        .bind(&n.tags)
         .execute(p)
         .await?
         .rows_affected()
