@@ -247,6 +247,7 @@ impl DockerDriver {
         Ok((power, addresses, joined))
     }
 
+    /// The container's state, `None` when there is no container of this instance.
     async fn inspect(&self, uuid: InstanceUuid) -> Result<Option<PowerState>, DriverError> {
         match self
             .docker
