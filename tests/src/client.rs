@@ -25,6 +25,25 @@ pub struct Reply {
     pub headers: reqwest::header::HeaderMap,
 }
 
+impl Reply {
+    /// A response's status, headers and JSON body (`null` when it has none).
+    async fn read(res: reqwest::Response) -> anyhow::Result<Self> {
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let bytes = res.bytes().await?;
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)?
+        };
+        Ok(Self {
+            status,
+            body,
+            headers,
+        })
+    }
+}
+
 impl Client {
     /// `token` is `user:project` (the noauth2 strategy).
     pub fn new(api_url: &str, token: &str) -> Self {
@@ -70,15 +89,11 @@ impl Client {
         if let Some(b) = body {
             req = req.body(b);
         }
-        let res = req.send().await?;
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let bytes = res.bytes().await?;
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)?
-        };
+        let Reply {
+            status,
+            body,
+            headers,
+        } = Reply::read(req.send().await?).await?;
         // `latest` is checked as the version the service says it served.
         let served = headers
             .get("x-openstack-nova-api-version")
@@ -223,20 +238,7 @@ impl Client {
         if let Some(body) = body {
             req = req.json(body);
         }
-        let res = req.send().await?;
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let bytes = res.bytes().await?;
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)?
-        };
-        Ok(Reply {
-            status,
-            body,
-            headers,
-        })
+        Reply::read(req.send().await?).await
     }
 
     /// Creates a network (as an admin may) and returns its id; fails unless the service
