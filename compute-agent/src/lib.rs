@@ -294,6 +294,7 @@ impl Agent {
         };
         match self.report(event, request_id).instrument(span).await {
             Ok(()) => {
+                tracing::debug!("result reported");
                 if let Some(p) = observed {
                     self.remember(command.instance(), p);
                 }
@@ -330,6 +331,7 @@ impl Agent {
                         ),
                         None => None,
                     };
+                    tracing::debug!("image ready");
                     driver.spawn(spec, image.as_deref()).await
                 })
                 .await

@@ -12,6 +12,7 @@ use nova_core::time::now_ms;
 
 impl Conductor {
     pub(crate) async fn handle_event(&self, event: AgentEvent) -> Result<()> {
+        tracing::debug!("event received");
         match event {
             AgentEvent::Register {
                 host,
@@ -53,10 +54,16 @@ impl Conductor {
         uuid: InstanceUuid,
         outcome: Outcome,
     ) -> Result<()> {
-        let task = match task_id {
-            Some(id) => task_rows::get(&self.db, id).await?,
-            None => None,
+        // The task and the instance are read together: every result needs both, and neither
+        // read depends on the other (one round trip less on every boot).
+        let task = async {
+            match task_id {
+                Some(id) => task_rows::get(&self.db, id).await,
+                None => Ok(None),
+            }
         };
+        let (task, read) = tokio::join!(task, instances::get_any(&self.db, uuid));
+        let (task, read) = (task?, read?);
         let Some(task) =
             task.filter(|t| matches!(t.state, RowState::Pending | RowState::Dispatched))
         else {
@@ -65,9 +72,7 @@ impl Conductor {
             // runs for an instance that is gone must go.
             tracing::debug!(?outcome, "result without an open task");
             if matches!(outcome, Outcome::Done { .. }) {
-                let gone = instances::get_any(&self.db, uuid)
-                    .await?
-                    .is_none_or(|i| i.deleted);
+                let gone = read.is_none_or(|i| i.deleted);
                 if gone {
                     let command = ComputeCommand::Destroy {
                         task_id: None,
@@ -78,7 +83,7 @@ impl Conductor {
             }
             return Ok(());
         };
-        let Some(instance) = instances::get_any(&self.db, uuid).await? else {
+        let Some(instance) = read else {
             return self.close_task(&task, RowState::Failed).await;
         };
         match (task.kind, outcome) {

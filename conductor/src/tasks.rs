@@ -26,6 +26,7 @@ impl Conductor {
     /// Carries out a submitted task. The message names the instance too, so that the task
     /// and the instance are read together; the task's own record is what counts.
     pub(crate) async fn handle_task(&self, id: TaskId, instance: InstanceUuid) -> Result<()> {
+        tracing::debug!("task received");
         let (task, read) = tokio::join!(
             task_rows::get(&self.db, id),
             instances::get_any(&self.db, instance)

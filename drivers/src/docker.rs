@@ -479,6 +479,7 @@ impl Compute for DockerDriver {
             self.load(archive, &image_id).await?;
             created = self.create(spec, &image_id).await?;
         }
+        tracing::debug!(?created, "container created");
         match created {
             Created::New => {}
             Created::Exists => match self.state_and_addresses(spec.uuid, &networks).await? {
@@ -498,6 +499,7 @@ impl Compute for DockerDriver {
             self.connect_more(spec.uuid, &networks, &[]).await?;
         }
         self.start(spec.uuid).await?;
+        tracing::debug!("container started");
         if !networks.is_empty() {
             // Its addresses exist from the start on (the engine assigns them then).
             let (state, addresses, _) = self.state_and_addresses(spec.uuid, &networks).await?;

@@ -712,6 +712,7 @@ async fn create(
     let quota = quota?;
     quota.check_metadata_items(request.metadata.len())?;
     quota.check_server_create(request.count, flavor.vcpus, flavor.memory_mb)?;
+    tracing::debug!("create: flavor, image, quota and networks checked");
     let url = PublicUrl::of(&req);
     let mut news = Vec::new();
     for n in 1..=request.count {
@@ -752,6 +753,7 @@ async fn create(
         )
     })
     .await?;
+    tracing::debug!("create: servers and their build tasks written");
     let mut first = None;
     for (instance, task) in created {
         publish_task(&state, task, instance.uuid, &ctx.request_id).await;
