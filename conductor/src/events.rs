@@ -54,8 +54,8 @@ impl Conductor {
         uuid: InstanceUuid,
         outcome: Outcome,
     ) -> Result<()> {
-        // The task and the instance are read together: every result needs both, and neither
-        // read depends on the other (one round trip less on every boot).
+        // The task and the instance are read together: a result for an open task needs both,
+        // and neither read depends on the other (one round trip less on every boot).
         let task = async {
             match task_id {
                 Some(id) => task_rows::get(&self.db, id).await,
@@ -63,16 +63,19 @@ impl Conductor {
             }
         };
         let (task, read) = tokio::join!(task, instances::get_any(&self.db, uuid));
-        let (task, read) = (task?, read?);
         let Some(task) =
-            task.filter(|t| matches!(t.state, RowState::Pending | RowState::Dispatched))
+            task?.filter(|t| matches!(t.state, RowState::Pending | RowState::Dispatched))
         else {
             // A clean-up the conductor ordered itself, a duplicate result, or the late result
             // of a task that was superseded (a build the user deleted meanwhile): whatever now
             // runs for an instance that is gone must go.
             tracing::debug!(?outcome, "result without an open task");
             if matches!(outcome, Outcome::Done { .. }) {
-                let gone = read.is_none_or(|i| i.deleted);
+                // Read again, after the task: the instance read above may predate the delete
+                // that closed the task, and would hide that the server is gone.
+                let gone = instances::get_any(&self.db, uuid)
+                    .await?
+                    .is_none_or(|i| i.deleted);
                 if gone {
                     let command = ComputeCommand::Destroy {
                         task_id: None,
@@ -83,7 +86,7 @@ impl Conductor {
             }
             return Ok(());
         };
-        let Some(instance) = read else {
+        let Some(instance) = read? else {
             return self.close_task(&task, RowState::Failed).await;
         };
         match (task.kind, outcome) {

@@ -5,9 +5,10 @@
 //! `cargo run --release -p e2e --bin bench-docker -- [--boots N]`
 //!
 //! Needs what `scripts/test.sh` starts (PostgreSQL, RabbitMQ, dockerd). The stack's time is
-//! from the moment the client sends its POST to the moment the conductor committed the server
-//! ACTIVE (`launched_at`, same machine's clock), watched in the database (every 20 ms) so that
-//! polling does not load the API. The raw time is create + start with the same limits and `--network none`.
+//! from the moment the client sends its POST to the moment PostgreSQL tells the benchmark that
+//! the transaction making the server ACTIVE committed (a notification sent by a trigger on the
+//! benchmark's own database, delivered after the commit); nothing polls. The raw time is
+//! create + start with the same limits and `--network none`.
 
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
@@ -17,8 +18,10 @@ use e2e::client::Client;
 use e2e::docker::{test_image, RemoveContainersOf};
 use e2e::stack::{Distributed, Options, Stack};
 use serde_json::json;
+use sqlx::Connection;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 fn boots() -> anyhow::Result<usize> {
     let mut n = 30;
@@ -34,20 +37,51 @@ fn boots() -> anyhow::Result<usize> {
 
 const MEMORY_MB: i64 = 128;
 
-/// How often the benchmark looks for the server's `launched_at`.
-const POLL: Duration = Duration::from_millis(20);
-
 /// The pause before each boot (see the loop in `main`).
 const SETTLE: Duration = Duration::from_millis(100);
 
+/// When a server's build commits ACTIVE: the server's id and the moment the notification
+/// arrived.
+type Activations = UnboundedReceiver<(String, Instant)>;
+
+/// Watches the stack's database for servers becoming ACTIVE. A trigger (added to this run's own
+/// database, not to the schema) notifies when `launched_at` is first set; PostgreSQL delivers a
+/// notification only once its transaction has committed, so the moment it arrives is after
+/// ACTIVE is durable — the end of POST → ACTIVE, without a polling loop loading the two cores
+/// while the engine starts the container.
+async fn watch_activations(db_url: &str) -> anyhow::Result<Activations> {
+    let mut conn = sqlx::PgConnection::connect(db_url).await?;
+    sqlx::raw_sql(
+        "CREATE FUNCTION bench_notify_active() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN PERFORM pg_notify('bench_active', NEW.uuid::text); RETURN NEW; END $$; \
+         CREATE TRIGGER bench_active AFTER UPDATE ON instances FOR EACH ROW \
+         WHEN (OLD.launched_at IS NULL AND NEW.launched_at IS NOT NULL) \
+         EXECUTE FUNCTION bench_notify_active();",
+    )
+    .execute(&mut conn)
+    .await?;
+    let mut listener = sqlx::postgres::PgListener::connect(db_url).await?;
+    listener.listen("bench_active").await?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(n) = listener.recv().await {
+            let at = Instant::now();
+            if tx.send((n.payload().to_owned(), at)).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(rx)
+}
+
 /// One boot through the service; returns POST → ACTIVE in ms.
 async fn boot_through_stack(
-    stack: &Distributed,
+    activations: &mut Activations,
     c: &Client,
     image: &str,
     i: usize,
 ) -> anyhow::Result<f64> {
-    let t0 = nova_core::time::now_ms();
+    let t0 = Instant::now();
     tracing::debug!(i, "POST");
     let r = c
         .post(
@@ -58,30 +92,26 @@ async fn boot_through_stack(
         .await?;
     anyhow::ensure!(r.status == 202, "create: {} {}", r.status, r.body);
     tracing::debug!(i, "202");
-    let id: nova_core::ids::InstanceUuid = r.body["server"]["id"]
+    let id = r.body["server"]["id"]
         .as_str()
         .unwrap_or_default()
-        .parse()?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let launched = loop {
-        let i = nova_core::db::instances::get(stack.db(), id).await?;
-        if let Some(at) = i.and_then(|i| i.launched_at) {
-            break at;
+        .to_owned();
+    let active = async {
+        while let Some((server, at)) = activations.recv().await {
+            if server == id {
+                return Ok(at);
+            }
         }
-        anyhow::ensure!(Instant::now() < deadline, "server {id} not ACTIVE in 60 s");
-        // What is measured is the commit's own timestamp, so the polling rate only decides when
-        // the loop notices it. A fast loop would load the two cores (a query every few ms)
-        // while the engine starts the container, and so slow the very engine work it compares
-        // against; real clients poll every few seconds.
-        tokio::time::sleep(POLL).await;
+        anyhow::bail!("the database stopped sending notifications")
     };
-    let elapsed = launched - t0;
+    let at = tokio::time::timeout(Duration::from_secs(60), active)
+        .await
+        .map_err(|_| anyhow::anyhow!("server {id} not ACTIVE in 60 s"))??;
+    let elapsed = at.duration_since(t0).as_secs_f64() * 1000.0;
     tracing::debug!(i, elapsed, "boot through the service");
     assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 204);
-    c.wait_gone(&id.to_string(), Duration::from_secs(60))
-        .await?;
-    #[allow(clippy::cast_precision_loss)]
-    Ok(elapsed as f64)
+    c.wait_gone(&id, Duration::from_secs(60)).await?;
+    Ok(elapsed)
 }
 
 /// One raw create + start with the same image and limits (and, with `drive`, a read-only bind
@@ -123,7 +153,8 @@ async fn boot_raw(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let n = boots()?;
-    // `RUST_LOG=info` shows one boot's path through the services, with timestamps.
+    // `RUST_LOG=warn,nova_api=debug,conductor=debug,compute_agent=debug,drivers=debug,
+    // bench_docker=debug` shows each boot's path through the services, with timestamps.
     e2e::init_logging();
     let state = tempfile::tempdir()?;
     let host = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
@@ -142,6 +173,7 @@ async fn main() -> anyhow::Result<()> {
         ..Options::default()
     };
     let stack = Distributed::start(options).await?;
+    let mut activations = watch_activations(&stack.db_url).await?;
     let docker = bollard::Docker::connect_with_local_defaults()?;
     let admin = Client::new(stack.api_url(), "admin:admin");
     let r = admin
@@ -169,7 +201,7 @@ async fn main() -> anyhow::Result<()> {
     // engine; both paths then start from a loaded image.
     let drive = tempfile::tempdir()?;
     std::fs::write(drive.path().join("meta_data.json"), "{}")?;
-    boot_through_stack(&stack, &c, &image, 0).await?;
+    boot_through_stack(&mut activations, &c, &image, 0).await?;
     boot_raw(&docker, &archive.id, &host, 0, None).await?;
 
     let (mut through, mut raw, mut raw_drive) = (Vec::new(), Vec::new(), Vec::new());
@@ -181,14 +213,14 @@ async fn main() -> anyhow::Result<()> {
     for i in 1..=n {
         if i % 2 == 1 {
             settle().await;
-            through.push(boot_through_stack(&stack, &c, &image, i).await?);
+            through.push(boot_through_stack(&mut activations, &c, &image, i).await?);
             settle().await;
             raw.push(boot_raw(&docker, &archive.id, &host, i, None).await?);
         } else {
             settle().await;
             raw.push(boot_raw(&docker, &archive.id, &host, i, None).await?);
             settle().await;
-            through.push(boot_through_stack(&stack, &c, &image, i).await?);
+            through.push(boot_through_stack(&mut activations, &c, &image, i).await?);
         }
         settle().await;
         raw_drive.push(boot_raw(&docker, &archive.id, &host, i, Some(drive.path())).await?);
