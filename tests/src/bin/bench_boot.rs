@@ -9,9 +9,9 @@
 //! includes the queue that builds up); with `--rate R` it offers R POSTs per second whatever
 //! the answers (an open loop), which shows the latency at a load the service sustains.
 //!
-//! Latency of one server is measured from the moment the client sends its POST to the moment
-//! the conductor committed it ACTIVE (`launched_at`, written by the service on the same
-//! machine's clock); completion is watched in the database so that polling does not load the
+//! Latency of one server is measured from the moment the client sends its POST to the
+//! `launched_at` the conductor writes in the transaction that commits it ACTIVE (same machine's
+//! clock; the commit itself, about a millisecond, is not counted); completion is watched in the database so that polling does not load the
 //! API being measured.
 
 // glibc's malloc spends a quarter of a large listing's time in its free lists (perf);
