@@ -11,8 +11,8 @@
 //!
 //! Latency of one server is measured from the moment the client sends its POST to the
 //! `launched_at` the conductor writes in the transaction that commits it ACTIVE (same machine's
-//! clock; the commit itself, about a millisecond, is not counted); completion is watched in the database so that polling does not load the
-//! API being measured.
+//! clock; the commit itself, about a millisecond, is not counted); completion is watched in
+//! the database so that polling does not load the API being measured.
 
 // glibc's malloc spends a quarter of a large listing's time in its free lists (perf);
 // mimalloc does not.
