@@ -4,6 +4,7 @@
 //! itself, whose addresses are read from the engine's configuration: nothing here sends
 //! traffic to a container.
 
+use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBuilder};
 use bollard::Docker;
 use compute_agent::settings::DriverKind;
@@ -78,10 +79,23 @@ async fn containers_of(docker: &Docker, id: &str) -> anyhow::Result<usize> {
     Ok(docker.list_containers(Some(options)).await?.len())
 }
 
-async fn container_state(docker: &Docker, id: &str) -> anyhow::Result<(String, String)> {
-    let c = docker
+/// The engine's inspect of the server's container.
+async fn inspect_of(docker: &Docker, id: &str) -> anyhow::Result<ContainerInspectResponse> {
+    Ok(docker
         .inspect_container(&format!("nova-{id}"), None::<InspectContainerOptions>)
-        .await?;
+        .await?)
+}
+
+/// The network mode the container was created with.
+fn network_mode(inspect: &ContainerInspectResponse) -> Option<&str> {
+    inspect
+        .host_config
+        .as_ref()
+        .and_then(|h| h.network_mode.as_deref())
+}
+
+async fn container_state(docker: &Docker, id: &str) -> anyhow::Result<(String, String)> {
+    let c = inspect_of(docker, id).await?;
     let state = c.state.unwrap_or_default();
     Ok((
         state.status.map(|s| s.to_string()).unwrap_or_default(),
@@ -130,9 +144,7 @@ async fn a_container_server_lives_its_whole_life_through_the_api() -> anyhow::Re
     c.wait_status(&id, "ACTIVE", WAIT).await?;
 
     // The engine runs it with the flavor's limits, no network, named and labelled.
-    let inspect = docker
-        .inspect_container(&format!("nova-{id}"), None::<InspectContainerOptions>)
-        .await?;
+    let inspect = inspect_of(&docker, &id).await?;
     let host_config = inspect.host_config.clone().unwrap_or_default();
     assert_eq!(host_config.memory, Some(256 * 1024 * 1024));
     assert_eq!(host_config.nano_cpus, Some(2_000_000_000));
@@ -362,16 +374,8 @@ async fn a_server_on_the_hosts_network_shows_its_address() -> anyhow::Result<()>
     )
     .await?;
     c.wait_status(&id, "ACTIVE", WAIT).await?;
-    let inspect = docker
-        .inspect_container(&format!("nova-{id}"), None::<InspectContainerOptions>)
-        .await?;
-    assert_eq!(
-        inspect
-            .host_config
-            .as_ref()
-            .and_then(|h| h.network_mode.as_deref()),
-        Some(network.as_str())
-    );
+    let inspect = inspect_of(&docker, &id).await?;
+    assert_eq!(network_mode(&inspect), Some(network.as_str()));
     let endpoint = inspect
         .network_settings
         .and_then(|n| n.networks)
@@ -411,13 +415,8 @@ async fn a_server_on_the_hosts_network_shows_its_address() -> anyhow::Result<()>
     )
     .await?;
     c.wait_status(&alone, "ACTIVE", WAIT).await?;
-    let inspect = docker
-        .inspect_container(&format!("nova-{alone}"), None::<InspectContainerOptions>)
-        .await?;
-    assert_eq!(
-        inspect.host_config.and_then(|h| h.network_mode),
-        Some("none".to_owned())
-    );
+    let inspect = inspect_of(&docker, &alone).await?;
+    assert_eq!(network_mode(&inspect), Some("none"));
     assert_eq!(
         c.server(&alone).await?.body["server"]["addresses"],
         json!({})
@@ -463,16 +462,8 @@ async fn a_server_on_chosen_networks_shows_an_address_on_each() -> anyhow::Resul
     )
     .await?;
     c.wait_status(&id, "ACTIVE", WAIT).await?;
-    let inspect = docker
-        .inspect_container(&format!("nova-{id}"), None::<InspectContainerOptions>)
-        .await?;
-    assert_eq!(
-        inspect
-            .host_config
-            .as_ref()
-            .and_then(|h| h.network_mode.as_deref()),
-        Some(engine_networks[0].as_str())
-    );
+    let inspect = inspect_of(&docker, &id).await?;
+    assert_eq!(network_mode(&inspect), Some(engine_networks[0].as_str()));
     let mut endpoints = inspect
         .network_settings
         .and_then(|n| n.networks)
