@@ -12,7 +12,7 @@ pub mod settings;
 pub mod tasks;
 
 use nova_core::bus::{self, Bus, BusError};
-use nova_core::db::{Db, DbError};
+use nova_db::{Db, DbError};
 use nova_core::rpc::{AgentEvent, ComputeCommand, Envelope, Queues, TaskSubmitted};
 pub use settings::ConductorSettings;
 use std::sync::Arc;

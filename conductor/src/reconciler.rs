@@ -3,8 +3,8 @@
 
 use crate::tasks::event_name;
 use crate::{Conductor, Result};
-use nova_core::db::tasks::{self as task_rows, TaskState as RowState};
-use nova_core::db::{actions, instances, nodes};
+use nova_db::tasks::{self as task_rows, TaskState as RowState};
+use nova_db::{actions, instances, nodes};
 use nova_core::model::{Fault, Instance, VmState, COMPUTE_BINARY};
 use nova_core::rpc::{ComputeCommand, TaskKind};
 use nova_core::time::now_ms;

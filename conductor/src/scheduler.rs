@@ -3,13 +3,13 @@
 //! RAM first), then a claim.
 //!
 //! The claim is optimistic across conductors: a generation compare-and-swap in the same
-//! transaction as the allocation row (see `nova_core::db::nodes::claim`). Within one conductor,
+//! transaction as the allocation row (see `nova_db::nodes::claim`). Within one conductor,
 //! claims on the same node take turns behind a per-node lock, so that concurrent builds do not
 //! spend their time losing races to each other; the compare-and-swap still guards against
 //! other conductors.
 
-use nova_core::db::nodes;
-use nova_core::db::{instances, tasks, Db, DbResult};
+use nova_db::nodes;
+use nova_db::{instances, tasks, Db, DbResult};
 use nova_core::ids::NodeUuid;
 use nova_core::model::{ComputeNode, Instance};
 use std::collections::HashMap;

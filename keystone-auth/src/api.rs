@@ -10,8 +10,8 @@ use crate::settings::AuthSettings;
 use crate::tokens::{Claims, NewToken, RoleRef, TokenError, TokenService};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use nova_core::db::identity::{self as store, Project, Role, User};
-use nova_core::db::{Db, DbError};
+use nova_db::identity::{self as store, Project, Role, User};
+use nova_db::{Db, DbError};
 use serde_json::{json, Value};
 use std::sync::Arc;
 

@@ -4,8 +4,8 @@
 
 use crate::password;
 use crate::settings::AuthSettings;
-use nova_core::db::identity::{self as store, Project, User, DEFAULT_DOMAIN_ID};
-use nova_core::db::{Db, DbError};
+use nova_db::identity::{self as store, Project, User, DEFAULT_DOMAIN_ID};
+use nova_db::{Db, DbError};
 
 /// Passwords the bootstrap generated (to show once); `None` where the account existed or the
 /// password came from the configuration.

@@ -214,7 +214,7 @@ pub struct Identity {
 }
 
 impl Identity {
-    pub async fn setup(db: &nova_core::db::Db, settings: &AuthSettings) -> Result<Self, String> {
+    pub async fn setup(db: &nova_db::Db, settings: &AuthSettings) -> Result<Self, String> {
         let identity_url = settings
             .public_url
             .as_ref()

@@ -4,7 +4,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use nova_core::bus::BusError;
-use nova_core::db::DbError;
+use nova_db::DbError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -50,12 +50,12 @@ impl From<DbError> for ApiError {
     }
 }
 
-fn is_unavailable(e: &nova_core::db::SqlxError) -> bool {
+fn is_unavailable(e: &nova_db::SqlxError) -> bool {
     matches!(
         e,
-        nova_core::db::SqlxError::PoolTimedOut
-            | nova_core::db::SqlxError::PoolClosed
-            | nova_core::db::SqlxError::Io(_)
+        nova_db::SqlxError::PoolTimedOut
+            | nova_db::SqlxError::PoolClosed
+            | nova_db::SqlxError::Io(_)
     )
 }
 

@@ -10,7 +10,7 @@ use crate::views;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use keystone_auth::RequestContext;
-use nova_core::db::flavors;
+use nova_db::flavors;
 use nova_core::model::Flavor;
 use serde_json::{json, Value};
 

@@ -13,7 +13,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures::StreamExt;
 use keystone_auth::RequestContext;
 use md5::Md5;
-use nova_core::db::images::{self as store, Image};
+use nova_db::images::{self as store, Image};
 use nova_core::time::{iso8601_z, now_ms};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha512};
@@ -105,8 +105,8 @@ impl From<ApiError> for ImageError {
     }
 }
 
-impl From<nova_core::db::DbError> for ImageError {
-    fn from(e: nova_core::db::DbError) -> Self {
+impl From<nova_db::DbError> for ImageError {
+    fn from(e: nova_db::DbError) -> Self {
         Self(e.into())
     }
 }

@@ -15,7 +15,7 @@ use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use keystone_auth::RequestContext;
 use md5::{Digest, Md5};
-use nova_core::db::keypairs::{self, KeyPair};
+use nova_db::keypairs::{self, KeyPair};
 use nova_core::time::iso8601_naive_micros;
 use serde_json::{json, Value};
 

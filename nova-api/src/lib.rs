@@ -31,7 +31,7 @@ use actix_web::{web, App, HttpMessage, HttpResponse, HttpServer};
 use keystone_auth::{Identity, RequestId};
 use links::ConfiguredPublicUrl;
 use nova_core::bus::Bus;
-use nova_core::db::Db;
+use nova_db::Db;
 use nova_core::rpc::Queues;
 use serde::Deserialize;
 use std::net::SocketAddr;

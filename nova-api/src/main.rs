@@ -7,9 +7,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use keystone_auth::{AuthSettings, Identity};
 use nova_api::ApiSettings;
-use nova_core::db::Db;
+use nova_db::Db;
 use nova_core::rpc::Queues;
-use nova_core::settings::{BusSettings, DatabaseSettings};
+use nova_core::settings::BusSettings;
+use nova_db::DatabaseSettings;
 use serde::Deserialize;
 
 #[derive(Deserialize, Default)]

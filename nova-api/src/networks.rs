@@ -18,8 +18,8 @@ use crate::error::ApiError;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use keystone_auth::RequestContext;
-use nova_core::db::networks::{self as store, Network};
-use nova_core::db::quotas;
+use nova_db::networks::{self as store, Network};
+use nova_db::quotas;
 use nova_core::time::{iso8601_z, now_ms};
 use serde_json::{json, Map, Value};
 
@@ -55,8 +55,8 @@ impl From<ApiError> for NetworkError {
     }
 }
 
-impl From<nova_core::db::DbError> for NetworkError {
-    fn from(e: nova_core::db::DbError) -> Self {
+impl From<nova_db::DbError> for NetworkError {
+    fn from(e: nova_db::DbError) -> Self {
         ApiError::from(e).into()
     }
 }

@@ -7,7 +7,7 @@ use crate::policy::require_admin;
 use crate::AppState;
 use actix_web::{web, HttpResponse};
 use keystone_auth::RequestContext;
-use nova_core::db::nodes;
+use nova_db::nodes;
 use nova_core::model::COMPUTE_BINARY;
 use nova_core::time::{iso8601_naive_micros, now_ms};
 use serde_json::{json, Map, Value};

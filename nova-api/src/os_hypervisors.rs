@@ -10,7 +10,7 @@ use crate::versions::ApiVersion;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use keystone_auth::RequestContext;
-use nova_core::db::{instances, nodes};
+use nova_db::{instances, nodes};
 use nova_core::model::{ComputeNode, Instance, Service, COMPUTE_BINARY};
 use nova_core::time::now_ms;
 use serde_json::{json, Value};

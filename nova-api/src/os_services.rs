@@ -10,7 +10,7 @@ use crate::versions::ApiVersion;
 use crate::{body, AppState};
 use actix_web::{web, HttpRequest, HttpResponse};
 use keystone_auth::RequestContext;
-use nova_core::db::nodes::{self, ServiceChange, ServiceDeletion, ServiceKey};
+use nova_db::nodes::{self, ServiceChange, ServiceDeletion, ServiceKey};
 use nova_core::model::{Service, COMPUTE_BINARY};
 use nova_core::time::{iso8601_naive_micros, now_ms};
 use serde_json::{json, Map, Value};

@@ -17,8 +17,8 @@ use crate::versions::ApiVersion;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use keystone_auth::RequestContext;
-use nova_core::db::quotas;
-use nova_core::db::Db;
+use nova_db::quotas;
+use nova_db::Db;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -77,7 +77,7 @@ impl ProjectQuota {
 
     /// The same limits with the servers' usage as read again (inside the create's
     /// transaction).
-    pub fn with_server_usage(&self, u: nova_core::db::instances::ServerUsage) -> Self {
+    pub fn with_server_usage(&self, u: nova_db::instances::ServerUsage) -> Self {
         let mut used = self.used.clone();
         used.extend([
             ("instances", u.instances),

@@ -8,7 +8,7 @@ use crate::servers::{bad, invalid, not_found, parse_metadata, visible};
 use crate::{body, AppState};
 use actix_web::{web, HttpResponse};
 use keystone_auth::RequestContext;
-use nova_core::db::instances;
+use nova_db::instances;
 use nova_core::ids::InstanceUuid;
 use nova_core::model::{Instance, VmState};
 use serde_json::{json, Value};

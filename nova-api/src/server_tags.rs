@@ -10,7 +10,7 @@ use crate::versions::ApiVersion;
 use crate::{body, AppState};
 use actix_web::{web, HttpRequest, HttpResponse};
 use keystone_auth::RequestContext;
-use nova_core::db::instances;
+use nova_db::instances;
 use nova_core::ids::InstanceUuid;
 use nova_core::model::{Instance, VmState};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};

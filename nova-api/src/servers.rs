@@ -11,9 +11,9 @@ use crate::{body, views, AppState};
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use keystone_auth::RequestContext;
-use nova_core::db::actions::Requester;
-use nova_core::db::flavors;
-use nova_core::db::instances::{self, NewInstance, TransitionError, TransitionRule};
+use nova_db::actions::Requester;
+use nova_db::flavors;
+use nova_db::instances::{self, NewInstance, TransitionError, TransitionRule};
 use nova_core::ids::{InstanceUuid, TaskId};
 use nova_core::model::{
     ChosenNetwork, LockedBy, NetworkRequest, SchedulerHints, TaskState, VmState,
@@ -303,7 +303,7 @@ fn parse_network_list(list: &[Value]) -> ApiResult<Vec<String>> {
     Ok(ids)
 }
 
-fn chosen(n: nova_core::db::networks::Network) -> ChosenNetwork {
+fn chosen(n: nova_db::networks::Network) -> ChosenNetwork {
     ChosenNetwork {
         id: n.id,
         name: n.name,
@@ -322,7 +322,7 @@ async fn resolve_networks(
     asked: &NetworkRequest,
     ids: &[String],
 ) -> ApiResult<NetworkRequest> {
-    use nova_core::db::networks;
+    use nova_db::networks;
     if ids.is_empty() {
         if *asked != NetworkRequest::Auto {
             return Ok(asked.clone());
@@ -693,7 +693,7 @@ async fn create(
         match &request.key_name {
             None => ApiResult::Ok(None),
             Some(name) => Ok(Some(
-                nova_core::db::keypairs::get(&state.db, &ctx.user_id, name)
+                nova_db::keypairs::get(&state.db, &ctx.user_id, name)
                     .await?
                     .ok_or_else(|| bad("Invalid key_name provided."))?
                     .public_key,
@@ -1106,7 +1106,7 @@ async fn host_status(
         return Ok(HashMap::new());
     }
     let now = nova_core::time::now_ms();
-    Ok(nova_core::db::nodes::services(&state.db)
+    Ok(nova_db::nodes::services(&state.db)
         .await?
         .into_iter()
         .filter(|s| s.binary == nova_core::model::COMPUTE_BINARY)

@@ -1,11 +1,10 @@
-//! What the services share: domain types ([`model`]), the messages they exchange ([`rpc`]),
-//! the message bus with its AMQP and in-process implementations ([`bus`]), configuration
-//! pieces common to every process ([`settings`]) and, behind the `db` feature, the database
-//! layer ([`db`]). HTTP types stay in `nova-api`; database rows never leave [`db`].
+//! What every part shares: ids ([`ids`]), domain types ([`model`]), the messages they exchange
+//! ([`rpc`]), the message bus with its AMQP and in-process implementations ([`bus`]), and the
+//! configuration loader and pieces common to every process ([`settings`]). The database layer
+//! is `nova-db` and HTTP lives in the API crates: the compute agent, which uses this crate,
+//! can reach neither.
 
 pub mod bus;
-#[cfg(feature = "db")]
-pub mod db;
 pub mod ids;
 pub mod model;
 pub mod rpc;

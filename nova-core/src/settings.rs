@@ -34,23 +34,6 @@ impl Default for BusSettings {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(default)]
-pub struct DatabaseSettings {
-    /// `postgres://…` or `sqlite://path?mode=rwc`.
-    pub url: String,
-    pub max_connections: u32,
-}
-
-impl Default for DatabaseSettings {
-    fn default() -> Self {
-        Self {
-            url: "sqlite://nova.sqlite?mode=rwc".into(),
-            max_connections: 16,
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
 pub struct SettingsError(#[from] config::ConfigError);

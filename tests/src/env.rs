@@ -51,24 +51,24 @@ pub fn fresh_sqlite_database() -> anyhow::Result<(tempfile::TempDir, String)> {
 /// Lifts the quotas of the projects the tests use (`demo`, `admin`, and with Keystone every
 /// project there is): tests about other things boot more servers than Nova's default quota
 /// allows. Quota tests use projects of their own.
-pub async fn lift_quotas(db: &nova_core::db::Db) -> anyhow::Result<()> {
+pub async fn lift_quotas(db: &nova_db::Db) -> anyhow::Result<()> {
     for project in ["demo", "admin"] {
         lift_quota_of(db, project).await?;
     }
-    for project in nova_core::db::identity::projects(db, None, None).await? {
+    for project in nova_db::identity::projects(db, None, None).await? {
         lift_quota_of(db, &project.id).await?;
     }
     Ok(())
 }
 
 /// No limit on servers, cores, RAM and key pairs for `project`.
-pub async fn lift_quota_of(db: &nova_core::db::Db, project: &str) -> anyhow::Result<()> {
+pub async fn lift_quota_of(db: &nova_db::Db, project: &str) -> anyhow::Result<()> {
     let unlimited: std::collections::BTreeMap<String, i64> =
         ["instances", "cores", "ram", "key_pairs"]
             .into_iter()
             .map(|r| (r.to_owned(), -1))
             .collect();
-    nova_core::db::quotas::set(db, project, &unlimited).await?;
+    nova_db::quotas::set(db, project, &unlimited).await?;
     Ok(())
 }
 
@@ -105,10 +105,10 @@ pub fn delete_queues(names: Vec<String>) {
 /// as active images with a little data each in the image store at `store` (the fake driver
 /// boots nothing, but compute hosts fetch and verify the data all the same).
 pub async fn register_test_images(
-    db: &nova_core::db::Db,
+    db: &nova_db::Db,
     store: &std::path::Path,
 ) -> anyhow::Result<()> {
-    use nova_core::db::images::{self, Image};
+    use nova_db::images::{self, Image};
     use sha2::Digest as _;
     for (id, name, container, disk) in [
         (crate::client::IMAGE, "test-disk", "bare", "raw"),

@@ -12,9 +12,9 @@ use drivers::Compute;
 use keystone_auth::{AuthSettings, Identity, Strategy};
 use nova_api::ApiSettings;
 use nova_core::bus::amqp::AmqpBus;
-use nova_core::db::Db;
+use nova_db::Db;
 use nova_core::rpc::Queues;
-use nova_core::settings::DatabaseSettings;
+use nova_db::DatabaseSettings;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -372,7 +372,7 @@ impl Distributed {
         self.more_agents.push((host.to_owned(), agent));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while tokio::time::Instant::now() < deadline {
-            let nodes = nova_core::db::nodes::nodes(&self.db).await?;
+            let nodes = nova_db::nodes::nodes(&self.db).await?;
             if nodes.iter().any(|n| n.host == host) {
                 return Ok(());
             }
@@ -396,7 +396,7 @@ impl Distributed {
 async fn wait_for_node(db: &Db) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while tokio::time::Instant::now() < deadline {
-        if !nova_core::db::nodes::nodes(db).await?.is_empty() {
+        if !nova_db::nodes::nodes(db).await?.is_empty() {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -5,7 +5,7 @@
 use drivers::fake::{Misbehaviour, Rule, Step, Target};
 use e2e::client::Client;
 use e2e::stack::{Distributed, Options, Stack};
-use nova_core::db::{actions, instances, nodes};
+use nova_db::{actions, instances, nodes};
 use nova_core::ids::InstanceUuid;
 use nova_core::model::{Flavor, PowerState};
 use serde_json::{json, Value};
@@ -292,7 +292,7 @@ async fn a_flavor_no_node_can_hold_gives_no_valid_host(stack: &dyn Stack) -> any
         description: None,
         extra_specs: Default::default(),
     };
-    nova_core::db::flavors::create(stack.db(), &huge).await?;
+    nova_db::flavors::create(stack.db(), &huge).await?;
     let mut container = huge.clone();
     container.flavorid = "c1".into();
     container.name = "c1".into();
@@ -300,7 +300,7 @@ async fn a_flavor_no_node_can_hold_gives_no_valid_host(stack: &dyn Stack) -> any
     container
         .extra_specs
         .insert("node:type".into(), "container".into());
-    nova_core::db::flavors::create(stack.db(), &container).await?;
+    nova_db::flavors::create(stack.db(), &container).await?;
 
     let c = client(stack);
     for (flavor, image) in [

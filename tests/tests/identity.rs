@@ -344,7 +344,7 @@ async fn roles_decide_what_a_caller_may_do() -> anyhow::Result<()> {
 async fn a_rotated_key_keeps_older_tokens_valid() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let (_db_dir, url) = e2e::env::fresh_sqlite_database()?;
-    let db = nova_core::db::Db::connect(&nova_core::settings::DatabaseSettings {
+    let db = nova_db::Db::connect(&nova_db::DatabaseSettings {
         url,
         max_connections: 1,
     })

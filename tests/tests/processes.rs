@@ -44,11 +44,11 @@ async fn three_processes_boot_and_delete_servers() -> anyhow::Result<()> {
     let store = images.path().join("store");
     let cache = images.path().join("cache");
     {
-        let settings = nova_core::settings::DatabaseSettings {
+        let settings = nova_db::DatabaseSettings {
             url: db_url.clone(),
             max_connections: 1,
         };
-        let db = nova_core::db::Db::connect(&settings).await?;
+        let db = nova_db::Db::connect(&settings).await?;
         env::register_test_images(&db, &store).await?;
         db.close().await;
     }

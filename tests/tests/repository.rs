@@ -1,19 +1,19 @@
 //! The repository layer on both backends: every test runs on PostgreSQL and on SQLite.
 
 use e2e::env;
-use nova_core::db::actions::Requester;
-use nova_core::db::instances::{
+use nova_db::actions::Requester;
+use nova_db::instances::{
     self, Expect, NewInstance, SetStates, TransitionError, TransitionRule,
 };
-use nova_core::db::tasks::{self, TaskState as RowState};
-use nova_core::db::{flavors, nodes, Db};
+use nova_db::tasks::{self, TaskState as RowState};
+use nova_db::{flavors, nodes, Db};
 use nova_core::ids::{InstanceUuid, NodeUuid};
 use nova_core::model::{
     Address, Fault, NetworkRequest, NodeInventory, NodeType, PowerState, Resources, TaskState,
     VmState,
 };
 use nova_core::rpc::TaskKind;
-use nova_core::settings::DatabaseSettings;
+use nova_db::DatabaseSettings;
 
 macro_rules! on_both_backends {
     ($name:ident) => {
@@ -75,7 +75,7 @@ async fn new_instance(
         scheduler_hints: Default::default(),
     };
     let created = instances::create_with_build_tasks(db, &[new], "req-test", |_| {
-        Ok::<(), nova_core::db::DbError>(())
+        Ok::<(), nova_db::DbError>(())
     })
     .await?;
     let (i, t) = created
@@ -122,7 +122,7 @@ async fn an_instance_is_written_with_its_task_and_action(db: Db) -> anyhow::Resu
         (t.kind, t.state, t.instance),
         (TaskKind::Build, RowState::Pending, uuid)
     );
-    let recorded = nova_core::db::actions::list(&db, uuid).await?;
+    let recorded = nova_db::actions::list(&db, uuid).await?;
     assert_eq!(recorded.len(), 1);
     assert_eq!(recorded[0].action, "create");
     assert_eq!(instances::list(&db, Some("p1"), 10).await?.len(), 1);

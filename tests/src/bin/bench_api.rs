@@ -230,13 +230,13 @@ async fn main() -> anyhow::Result<()> {
         .collect::<Vec<_>>()
         .await;
     let ids: Vec<String> = creates.into_iter().collect::<anyhow::Result<_>>()?;
-    let project = nova_core::db::identity::projects(stack.db(), Some("demo"), None)
+    let project = nova_db::identity::projects(stack.db(), Some("demo"), None)
         .await?
         .first()
         .map(|p| p.id.clone())
         .ok_or_else(|| anyhow::anyhow!("no demo project"))?;
     loop {
-        let counts = nova_core::db::instances::count_by_state(stack.db(), &project).await?;
+        let counts = nova_db::instances::count_by_state(stack.db(), &project).await?;
         let active = counts
             .iter()
             .find(|(s, _)| *s == nova_core::model::VmState::Active)

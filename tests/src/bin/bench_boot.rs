@@ -85,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
         client.create_server(&format!("warm-{i}"), "42").await?;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let warm = nova_core::db::instances::list(stack.db(), Some("bench"), 10_000)
+    let warm = nova_db::instances::list(stack.db(), Some("bench"), 10_000)
         .await?
         .len();
 
@@ -123,7 +123,7 @@ async fn main() -> anyhow::Result<()> {
 
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let counts = nova_core::db::instances::count_by_state(stack.db(), "bench").await?;
+        let counts = nova_db::instances::count_by_state(stack.db(), "bench").await?;
         let count = |state| {
             counts
                 .iter()
@@ -143,7 +143,7 @@ async fn main() -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let launched = nova_core::db::instances::list(stack.db(), Some("bench"), 100_000).await?;
+    let launched = nova_db::instances::list(stack.db(), Some("bench"), 100_000).await?;
     let mut latencies: Vec<i64> = Vec::with_capacity(args.servers);
     let mut last_active = started_wall;
     for i in &launched {

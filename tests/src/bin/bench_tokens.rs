@@ -5,9 +5,9 @@
 
 use keystone_auth::keys::KeyRing;
 use keystone_auth::tokens::{NewToken, RoleRef, TokenService};
-use nova_core::db::identity::RevocationEvent;
-use nova_core::db::Db;
-use nova_core::settings::DatabaseSettings;
+use nova_db::identity::RevocationEvent;
+use nova_db::Db;
+use nova_db::DatabaseSettings;
 use std::time::{Duration, Instant};
 
 fn measure(

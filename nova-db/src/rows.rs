@@ -1,8 +1,8 @@
 //! Row types as the tables hold them, and their conversion to domain types.
 
-use super::{corrupt, DbResult};
-use crate::ids::{InstanceUuid, NodeUuid};
-use crate::model::{
+use crate::{corrupt, DbResult};
+use nova_core::ids::{InstanceUuid, NodeUuid};
+use nova_core::model::{
     ComputeNode, Fault, Flavor, Instance, LockedBy, NetworkRequest, NodeInventory, NodeType,
     PowerState, Resources, Service, TaskState, VmState,
 };
@@ -59,7 +59,7 @@ impl InstanceRow {
         };
         let hostname = self
             .hostname
-            .unwrap_or_else(|| crate::model::sanitize_hostname(&self.name));
+            .unwrap_or_else(|| nova_core::model::sanitize_hostname(&self.name));
         Ok(Instance {
             uuid: InstanceUuid(self.uuid),
             name: self.name,

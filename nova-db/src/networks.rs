@@ -1,7 +1,7 @@
 //! Networks (a Neutron subset): what a server create may choose by id. A network is a name for
 //! a network that compute hosts provide (`backend`: for Docker, an engine network).
 
-use super::{on_pool, on_tx, Db, DbResult, Tx};
+use crate::{on_pool, on_tx, Db, DbResult, Tx};
 
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Network {

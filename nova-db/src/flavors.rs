@@ -1,8 +1,8 @@
 //! Flavors and their extra specs.
 
-use super::rows::FlavorRow;
-use super::{on_pool, Db, DbResult};
-use crate::model::Flavor;
+use crate::rows::FlavorRow;
+use crate::{on_pool, Db, DbResult};
+use nova_core::model::Flavor;
 use std::collections::BTreeMap;
 
 const COLUMNS: &str = "id, flavorid, name, memory_mb, vcpus, root_gb, ephemeral_gb, swap, \
@@ -67,7 +67,7 @@ pub async fn list_all(db: &Db) -> DbResult<Vec<Flavor>> {
 /// use this).
 pub async fn create(db: &Db, flavor: &Flavor) -> DbResult<()> {
     let mut tx = db.begin().await?;
-    let now = crate::time::now_ms();
+    let now = nova_core::time::now_ms();
     let id: i64 = super::on_tx!(&mut tx, c => {
         let (id,): (i64,) = sqlx::query_as(
             "INSERT INTO flavors (flavorid, name, memory_mb, vcpus, root_gb, ephemeral_gb, swap, \

@@ -1,6 +1,6 @@
 //! Key pairs: public keys a user registered (or had generated), per user and name.
 
-use super::{on_pool, Db, DbResult};
+use crate::{on_pool, Db, DbResult};
 
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct KeyPair {
@@ -25,7 +25,7 @@ pub async fn create(
     public_key: &str,
     fingerprint: &str,
 ) -> DbResult<Option<KeyPair>> {
-    let now = crate::time::now_ms();
+    let now = nova_core::time::now_ms();
     let sql = format!(
         "INSERT INTO keypairs (user_id, name, key_type, public_key, fingerprint, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id, name) DO NOTHING \

@@ -1,8 +1,8 @@
 //! Identity data (a Keystone v3 subset): domains, projects, users, roles, role assignments and
 //! token revocations.
 
-use super::{on_pool, Db, DbResult};
-use crate::time::{now_ms, Millis};
+use crate::{on_pool, Db, DbResult};
+use nova_core::time::{now_ms, Millis};
 
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct Domain {

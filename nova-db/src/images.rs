@@ -1,7 +1,7 @@
 //! Images: their records and tags. The data lives in the image store (nova-api's `images`).
 
-use super::{on_pool, Db, DbResult};
-use crate::time::now_ms;
+use crate::{on_pool, Db, DbResult};
+use nova_core::time::now_ms;
 
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct Image {

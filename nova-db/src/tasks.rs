@@ -1,10 +1,10 @@
 //! Task rows: one user request the conductor carries out. The message on the bus only points
 //! at the row; the row says what to do and how far it got.
 
-use super::{corrupt, on_pool, on_tx, Db, DbResult, Tx};
-use crate::ids::{InstanceUuid, TaskId};
-use crate::rpc::TaskKind;
-use crate::time::{now_ms, Millis};
+use crate::{corrupt, on_pool, on_tx, Db, DbResult, Tx};
+use nova_core::ids::{InstanceUuid, TaskId};
+use nova_core::rpc::TaskKind;
+use nova_core::time::{now_ms, Millis};
 use uuid::Uuid;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

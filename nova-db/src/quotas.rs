@@ -1,6 +1,6 @@
 //! Quotas: limits set per project, and what a project uses.
 
-use super::{on_pool, Db, DbResult};
+use crate::{on_pool, Db, DbResult};
 use std::collections::BTreeMap;
 
 /// The limits set for the project (resources without one have the default).

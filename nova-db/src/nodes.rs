@@ -4,11 +4,11 @@
 //! generation is unchanged and the capacity still fits, in the same transaction as the
 //! allocation row. A lost race changes nothing and the caller retries, as Placement does.
 
-use super::rows::{NodeRow, ServiceRow, NODE_COLUMNS};
-use super::{on_pool, on_tx, Db, DbResult, Tx};
-use crate::ids::{InstanceUuid, NodeUuid};
-use crate::model::{ComputeNode, NodeInventory, NodeType, Resources, Service};
-use crate::time::{now_ms, Millis};
+use crate::rows::{NodeRow, ServiceRow, NODE_COLUMNS};
+use crate::{on_pool, on_tx, Db, DbResult, Tx};
+use nova_core::ids::{InstanceUuid, NodeUuid};
+use nova_core::model::{ComputeNode, NodeInventory, NodeType, Resources, Service};
+use nova_core::time::{now_ms, Millis};
 use uuid::Uuid;
 
 const SERVICE_COLUMNS: &str = "id, uuid, binary_name, host, host_ip, disabled, \
@@ -133,7 +133,7 @@ pub async fn candidates(
     );
     let rows: Vec<NodeRow> = on_pool!(db, p => {
         sqlx::query_as(&sql)
-            .bind(crate::model::COMPUTE_BINARY)
+            .bind(nova_core::model::COMPUTE_BINARY)
             .bind(node_type.as_str())
             .bind(alive_since)
             .bind(need.vcpus)
@@ -369,7 +369,7 @@ pub async fn delete_service(db: &Db, key: ServiceKey<'_>) -> DbResult<ServiceDel
     };
     let mut tx = db.begin().await?;
     let outcome = on_tx!(&mut tx, c => {
-        if service.binary == crate::model::COMPUTE_BINARY {
+        if service.binary == nova_core::model::COMPUTE_BINARY {
             let (live,): (i64,) = sqlx::query_as(
                 "SELECT COUNT(*) FROM instances WHERE host = $1 AND NOT deleted",
             )

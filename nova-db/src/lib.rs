@@ -1,7 +1,7 @@
 //! The database layer: one repository over PostgreSQL (deployments) and SQLite (the
 //! all-in-one). Queries are written once in the SQL both understand; [`on_pool!`] and [`on_tx!`]
 //! run them against whichever backend is configured. Rows stay in this module; callers get
-//! [`crate::model`] types.
+//! [`nova_core::model`] types.
 
 pub mod actions;
 pub mod flavors;
@@ -15,7 +15,7 @@ pub mod quotas;
 mod rows;
 pub mod tasks;
 
-use crate::settings::DatabaseSettings;
+use serde::Deserialize;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
@@ -43,6 +43,24 @@ pub type DbResult<T> = Result<T, DbError>;
 
 /// The driver error inside [`DbError::Sqlx`], for callers that tell outages from bugs.
 pub use sqlx::Error as SqlxError;
+
+/// Where the database is (`[database]` in every process's configuration).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct DatabaseSettings {
+    /// `postgres://…` or `sqlite://path?mode=rwc`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://nova.sqlite?mode=rwc".into(),
+            max_connections: 16,
+        }
+    }
+}
 
 /// A connection pool to one of the two backends.
 #[derive(Clone, Debug)]
@@ -113,14 +131,14 @@ pub enum Tx {
 macro_rules! on_pool {
     ($db:expr, $p:ident => $body:expr) => {
         match $db {
-            $crate::db::Db::Pg(pg) => {
+            $crate::Db::Pg(pg) => {
                 let mut conn = pg.take().await?;
                 let $p = &mut *conn;
                 let out = $body;
                 pg.keep(conn);
                 out
             }
-            $crate::db::Db::Sqlite($p) => $body,
+            $crate::Db::Sqlite($p) => $body,
         }
     };
 }
@@ -128,11 +146,11 @@ macro_rules! on_pool {
 macro_rules! on_tx {
     ($tx:expr, $c:ident => $body:expr) => {
         match $tx {
-            $crate::db::Tx::Pg(t) => {
+            $crate::Tx::Pg(t) => {
                 let $c = &mut **t;
                 $body
             }
-            $crate::db::Tx::Sqlite(t) => {
+            $crate::Tx::Sqlite(t) => {
                 let $c = &mut **t;
                 $body
             }

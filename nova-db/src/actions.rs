@@ -1,8 +1,8 @@
 //! Instance actions and their events: the record `os-instance-actions` shows.
 
-use super::{on_pool, on_tx, Db, DbResult, Tx};
-use crate::ids::InstanceUuid;
-use crate::time::{now_ms, Millis};
+use crate::{on_pool, on_tx, Db, DbResult, Tx};
+use nova_core::ids::InstanceUuid;
+use nova_core::time::{now_ms, Millis};
 
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct ActionEvent {

@@ -2,17 +2,17 @@
 //! compare-and-set updates the conductor applies. Every update names the state it expects, so
 //! a late or duplicated message cannot move a server backwards.
 
-use super::actions::{self, Requester};
-use super::rows::{FaultRow, InstanceRow, INSTANCE_COLUMNS};
-use super::tasks;
-use super::{corrupt, on_pool, on_tx, Db, DbError, DbResult, Tx};
-use crate::ids::{InstanceUuid, TaskId};
-use crate::model::{
+use crate::actions::{self, Requester};
+use crate::rows::{FaultRow, InstanceRow, INSTANCE_COLUMNS};
+use crate::tasks;
+use crate::{corrupt, on_pool, on_tx, Db, DbError, DbResult, Tx};
+use nova_core::ids::{InstanceUuid, TaskId};
+use nova_core::model::{
     Address, Fault, Flavor, Instance, LockedBy, NetworkRequest, NodeType, PowerState,
     SchedulerHints, TaskState, VmState,
 };
-use crate::rpc::TaskKind;
-use crate::time::{now_ms, Millis};
+use nova_core::rpc::TaskKind;
+use nova_core::time::{now_ms, Millis};
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
@@ -115,7 +115,7 @@ async fn insert_with_build_task(
     let hostname = new
         .hostname
         .clone()
-        .unwrap_or_else(|| crate::model::sanitize_hostname(&new.name));
+        .unwrap_or_else(|| nova_core::model::sanitize_hostname(&new.name));
     let hints = serde_json::to_string(&new.scheduler_hints).map_err(|e| corrupt(e.to_string()))?;
     on_tx!(tx, c => {
         sqlx::query(
@@ -939,7 +939,7 @@ pub async fn backfill_hostnames(db: &Db) -> DbResult<u64> {
             .await?
     });
     for (uuid, name) in &rows {
-        let hostname = crate::model::sanitize_hostname(name);
+        let hostname = nova_core::model::sanitize_hostname(name);
         on_pool!(db, p => {
             sqlx::query("UPDATE instances SET hostname = $2 WHERE uuid = $1 AND hostname IS NULL")
                 .bind(uuid)
