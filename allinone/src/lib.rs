@@ -6,6 +6,7 @@
 //! registers one node of the configured type and boots nothing, `docker` runs containers on
 //! the local Docker Engine.
 
+use api_server::{ApiSettings, Backends};
 use compute_agent::credential::{
     Credential, CredentialSettings, Issued, KeystonePassword, PasswordSettings, StaticToken,
 };
@@ -14,14 +15,14 @@ use compute_agent::{Agent, AgentSettings};
 use conductor::{Conductor, ConductorSettings};
 use drivers::fake::FakeDriver;
 use drivers::Compute;
+use image_api::ImageSettings;
 use keystone_auth::{AuthSettings, Identity, Strategy};
-use nova_api::ApiSettings;
 use nova_core::bus::inproc::InProcBus;
 use nova_core::bus::Bus;
-use nova_db::Db;
 use nova_core::rpc::Queues;
 use nova_core::settings::BusSettings;
 use nova_db::DatabaseSettings;
+use nova_db::Db;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use tokio::task::JoinHandle;
 #[serde(default)]
 pub struct Settings {
     pub api: ApiSettings,
+    pub image: ImageSettings,
     pub auth: AuthSettings,
     pub database: DatabaseSettings,
     /// Only `prefetch` and `queue_prefix` apply: the all-in-one always uses the in-process bus.
@@ -45,6 +47,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             api: ApiSettings::default(),
+            image: ImageSettings::default(),
             auth: AuthSettings::default(),
             database: DatabaseSettings::default(),
             bus: BusSettings::default(),
@@ -94,12 +97,15 @@ impl AllInOne {
         let identity = Identity::setup(&db, &auth)
             .await
             .map_err(anyhow::Error::msg)?;
-        let api = nova_api::start(
+        let api = api_server::start(
             &settings.api,
-            &identity,
-            db.clone(),
-            bus.clone(),
-            queues.clone(),
+            &settings.image,
+            Backends {
+                db: db.clone(),
+                bus: bus.clone(),
+                queues: queues.clone(),
+                identity: identity.clone(),
+            },
         )?;
         let images = image_cache(&settings, &identity, api.addr)?;
         let agent = Agent::new(

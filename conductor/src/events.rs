@@ -3,12 +3,12 @@
 
 use crate::tasks::event_name;
 use crate::{Conductor, Result};
-use nova_db::tasks::{self as task_rows, Task, TaskState as RowState};
-use nova_db::{actions, instances, nodes};
 use nova_core::ids::{InstanceUuid, TaskId};
 use nova_core::model::{Fault, PowerState, TaskState, VmState};
 use nova_core::rpc::{AgentEvent, ComputeCommand, Outcome, TaskKind};
 use nova_core::time::now_ms;
+use nova_db::tasks::{self as task_rows, Task, TaskState as RowState};
+use nova_db::{actions, instances, nodes};
 
 impl Conductor {
     pub(crate) async fn handle_event(&self, event: AgentEvent) -> Result<()> {

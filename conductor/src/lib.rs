@@ -12,8 +12,8 @@ pub mod settings;
 pub mod tasks;
 
 use nova_core::bus::{self, Bus, BusError};
-use nova_db::{Db, DbError};
 use nova_core::rpc::{AgentEvent, ComputeCommand, Envelope, Queues, TaskSubmitted};
+use nova_db::{Db, DbError};
 pub use settings::ConductorSettings;
 use std::sync::Arc;
 use std::time::Duration;

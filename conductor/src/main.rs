@@ -6,10 +6,10 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use conductor::{Conductor, ConductorSettings};
-use nova_db::Db;
 use nova_core::rpc::Queues;
 use nova_core::settings::BusSettings;
 use nova_db::DatabaseSettings;
+use nova_db::Db;
 use serde::Deserialize;
 
 #[derive(Deserialize, Default)]

@@ -3,11 +3,11 @@
 
 use crate::tasks::event_name;
 use crate::{Conductor, Result};
-use nova_db::tasks::{self as task_rows, TaskState as RowState};
-use nova_db::{actions, instances, nodes};
 use nova_core::model::{Fault, Instance, VmState, COMPUTE_BINARY};
 use nova_core::rpc::{ComputeCommand, TaskKind};
 use nova_core::time::now_ms;
+use nova_db::tasks::{self as task_rows, TaskState as RowState};
+use nova_db::{actions, instances, nodes};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;

@@ -8,10 +8,10 @@
 //! spend their time losing races to each other; the compare-and-swap still guards against
 //! other conductors.
 
-use nova_db::nodes;
-use nova_db::{instances, tasks, Db, DbResult};
 use nova_core::ids::NodeUuid;
 use nova_core::model::{ComputeNode, Instance};
+use nova_db::nodes;
+use nova_db::{instances, tasks, Db, DbResult};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 

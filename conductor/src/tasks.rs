@@ -2,12 +2,12 @@
 
 use crate::scheduler::Placement;
 use crate::{Conductor, Result};
-use nova_db::tasks::{self as task_rows, Task, TaskState as RowState};
-use nova_db::{actions, images, instances, nodes, Db};
 use nova_core::ids::{InstanceUuid, TaskId};
 use nova_core::model::{Fault, Instance, TaskState, VmState, COMPUTE_BINARY};
 use nova_core::rpc::{ComputeCommand, Envelope, ImageSpec, InstanceSpec, TaskKind, TaskSubmitted};
 use nova_core::time::now_ms;
+use nova_db::tasks::{self as task_rows, Task, TaskState as RowState};
+use nova_db::{actions, images, instances, nodes, Db};
 
 /// Nova's event names in the instance-action record.
 pub(crate) fn event_name(kind: TaskKind) -> &'static str {

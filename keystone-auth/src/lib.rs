@@ -1,6 +1,6 @@
 //! Identity: a Keystone v3 subset ([`api`]: tokens, catalog, users, projects, roles), the JWS
-//! tokens it issues ([`tokens`], [`keys`]), and the [`RequestContext`] every API call carries,
-//! made by the configured [`Strategy`]:
+//! tokens it issues ([`tokens`], [`keys`]), and the [`Authenticator`] that makes the
+//! [`RequestContext`] every API call carries, by the configured [`Strategy`]:
 //!
 //! - `keystone` (the default): tokens issued by this service, validated locally.
 //! - `remote`: tokens of an existing Keystone, validated against it ([`remote`]).
@@ -16,80 +16,9 @@ pub mod remote;
 pub mod settings;
 pub mod tokens;
 
-use actix_web::dev::Payload;
-use actix_web::http::StatusCode;
-use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use api_toolkit::{Authenticate, RequestContext, Unauthorized};
 pub use settings::{AuthSettings, Strategy};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-
-/// Who is calling, as every API handler sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RequestContext {
-    pub request_id: String,
-    pub user_id: String,
-    pub project_id: String,
-    pub roles: Vec<String>,
-}
-
-impl RequestContext {
-    pub fn is_admin(&self) -> bool {
-        self.has_role("admin")
-    }
-
-    pub fn has_role(&self, role: &str) -> bool {
-        self.roles.iter().any(|r| r == role)
-    }
-
-    /// Nova's default policy for writes (`project_member`): members and admins; a reader only
-    /// reads.
-    pub fn can_write(&self) -> bool {
-        self.is_admin() || self.has_role("member")
-    }
-}
-
-/// The request id (`req-<uuid>`, as Nova's) that the API's middleware put in the request's
-/// extensions; it travels with the task over the bus and into the logs.
-#[derive(Clone, Debug)]
-pub struct RequestId(pub String);
-
-impl RequestId {
-    pub fn generate() -> Self {
-        Self(format!("req-{}", uuid::Uuid::new_v4()))
-    }
-}
-
-/// Why a request could not be authenticated: a 401 that names the identity endpoint, as
-/// keystonemiddleware answers.
-#[derive(Debug)]
-pub struct Unauthorized {
-    pub message: String,
-    /// The identity service's public URL, for `WWW-Authenticate`.
-    pub identity_url: Option<String>,
-}
-
-impl std::fmt::Display for Unauthorized {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl ResponseError for Unauthorized {
-    fn status_code(&self) -> StatusCode {
-        StatusCode::UNAUTHORIZED
-    }
-    fn error_response(&self) -> HttpResponse {
-        let mut res = HttpResponse::Unauthorized();
-        if let Some(url) = &self.identity_url {
-            res.insert_header(("WWW-Authenticate", format!("Keystone uri=\"{url}\"")));
-        }
-        // keystonemiddleware's body for 401.
-        res.json(serde_json::json!({
-            "error": {"code": 401, "title": "Unauthorized", "message": self.message}
-        }))
-    }
-}
 
 /// Turns the token of a request into a [`RequestContext`]; shared by every API as app data.
 pub struct Authenticator {
@@ -107,9 +36,29 @@ impl Authenticator {
             identity_url: self.identity_url.clone(),
         }
     }
+}
 
+#[async_trait::async_trait]
+impl Authenticate for Authenticator {
+    async fn authenticate(
+        &self,
+        token: Option<&str>,
+        request_id: String,
+        here: &str,
+    ) -> Result<RequestContext, Unauthorized> {
+        self.context(token, request_id).await.map_err(|mut e| {
+            // Keystone tokens are issued here: a client that has none is sent here.
+            if e.identity_url.is_none() && self.strategy == Strategy::Keystone {
+                e.identity_url = Some(here.to_owned());
+            }
+            e
+        })
+    }
+}
+
+impl Authenticator {
     /// The context for `token` (the `X-Auth-Token` header).
-    pub async fn authenticate(
+    async fn context(
         &self,
         token: Option<&str>,
         request_id: String,
@@ -161,59 +110,37 @@ impl Authenticator {
     }
 }
 
-impl FromRequest for RequestContext {
-    type Error = Unauthorized;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let auth = req
-            .app_data::<actix_web::web::Data<Authenticator>>()
-            .cloned();
-        let token = req
-            .headers()
-            .get("X-Auth-Token")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let request_id = req
-            .extensions()
-            .get::<RequestId>()
-            .cloned()
-            .unwrap_or_else(RequestId::generate)
-            .0;
-        // Without a configured public URL, the identity endpoint is on the host the client
-        // reached (the all-in-one serves both).
-        let info = req.connection_info();
-        let here = format!("{}://{}/identity", info.scheme(), info.host());
-        Box::pin(async move {
-            let Some(auth) = auth else {
-                return Err(Unauthorized {
-                    message: "no authenticator configured".into(),
-                    identity_url: None,
-                });
-            };
-            auth.authenticate(token.as_deref(), request_id)
-                .await
-                .map_err(|mut e| {
-                    if e.identity_url.is_none() && auth.strategy == Strategy::Keystone {
-                        e.identity_url = Some(here);
-                    }
-                    e
-                })
-        })
-    }
+fn authenticator_data(a: Authenticator) -> actix_web::web::Data<dyn Authenticate> {
+    actix_web::web::Data::from(Arc::new(a) as Arc<dyn Authenticate>)
 }
 
 /// Identity as a process serves it: the authenticator every API uses and, with the `keystone`
 /// strategy, the identity API's state (keys loaded or created, bootstrap done).
 #[derive(Clone)]
 pub struct Identity {
-    pub authenticator: actix_web::web::Data<Authenticator>,
+    pub authenticator: actix_web::web::Data<dyn Authenticate>,
     pub api: Option<actix_web::web::Data<api::IdentityState>>,
     /// Passwords the bootstrap generated, to show once.
     pub generated: Option<Arc<bootstrap::Generated>>,
 }
 
+/// The identity API, to serve ([`api_toolkit::server::serve`]).
+struct IdentityApi(actix_web::web::Data<api::IdentityState>);
+
+impl api_toolkit::Service for IdentityApi {
+    fn configure(&self, cfg: &mut actix_web::web::ServiceConfig) {
+        cfg.app_data(self.0.clone());
+        api::routes(cfg);
+    }
+}
+
 impl Identity {
+    /// The identity API when this process issues tokens (`keystone`); `None` otherwise.
+    pub fn api_service(&self) -> Option<Arc<dyn api_toolkit::Service>> {
+        let state = self.api.clone()?;
+        Some(Arc::new(IdentityApi(state)))
+    }
+
     pub async fn setup(db: &nova_db::Db, settings: &AuthSettings) -> Result<Self, String> {
         let identity_url = settings
             .public_url
@@ -231,7 +158,7 @@ impl Identity {
                     identity_url,
                 };
                 Ok(Self {
-                    authenticator: actix_web::web::Data::new(authenticator),
+                    authenticator: authenticator_data(authenticator),
                     api: None,
                     generated: None,
                 })
@@ -246,7 +173,7 @@ impl Identity {
                     identity_url: url,
                 };
                 Ok(Self {
-                    authenticator: actix_web::web::Data::new(authenticator),
+                    authenticator: authenticator_data(authenticator),
                     api: None,
                     generated: None,
                 })
@@ -265,7 +192,7 @@ impl Identity {
                     settings: settings.clone(),
                 };
                 Ok(Self {
-                    authenticator: actix_web::web::Data::new(authenticator),
+                    authenticator: authenticator_data(authenticator),
                     api: Some(actix_web::web::Data::new(state)),
                     generated: Some(Arc::new(generated)),
                 })

@@ -8,9 +8,9 @@
 
 use crate::keys::KeyRing;
 use jsonwebtoken::{Algorithm, Header, Validation};
+use nova_core::time::now_ms;
 use nova_db::identity::{self, RevocationEvent};
 use nova_db::{Db, DbError};
-use nova_core::time::now_ms;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};

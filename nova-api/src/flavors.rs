@@ -2,16 +2,16 @@
 //! extra specs; flavor access (private flavors shared with projects). A private flavor is
 //! visible to admins and to the projects it is shared with, as in Nova.
 
-use crate::error::{ApiError, ApiResult};
-use crate::links::PublicUrl;
-use crate::policy::require_admin;
 use crate::versions::ApiVersion;
 use crate::views;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
-use keystone_auth::RequestContext;
-use nova_db::flavors;
+use api_toolkit::links::PublicUrl;
+use api_toolkit::policy::NOVA;
+use api_toolkit::RequestContext;
+use api_toolkit::{bad, ApiError, ApiResult};
 use nova_core::model::Flavor;
+use nova_db::flavors;
 use serde_json::{json, Value};
 
 fn flavor_not_found(id: &str) -> ApiError {
@@ -122,8 +122,8 @@ async fn update(
             "The resource could not be found.".into(),
         ));
     }
-    require_admin(&ctx, "os_compute_api:os-flavor-manage:update")?;
-    let body = crate::body::json(&raw)?;
+    NOVA.require_admin(&ctx, "os_compute_api:os-flavor-manage:update")?;
+    let body = api_toolkit::body::json(&raw)?;
     let f = body
         .get("flavor")
         .and_then(Value::as_object)
@@ -160,10 +160,6 @@ fn parse_description(v: &Value) -> ApiResult<Option<String>> {
             "Invalid input for field/attribute description. Value: {other}. is not a string of at most 65535 characters"
         ))),
     }
-}
-
-fn bad(msg: impl Into<String>) -> ApiError {
-    ApiError::BadRequest(msg.into())
 }
 
 /// A non-negative integer field of the create body, as Nova's flavor schema wants it.
@@ -206,8 +202,8 @@ async fn create(
     state: web::Data<AppState>,
     raw: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    require_admin(&ctx, "os_compute_api:os-flavor-manage:create")?;
-    let body = crate::body::json(&raw)?;
+    NOVA.require_admin(&ctx, "os_compute_api:os-flavor-manage:create")?;
+    let body = api_toolkit::body::json(&raw)?;
     let f = body
         .get("flavor")
         .filter(|f| f.is_object())
@@ -307,7 +303,7 @@ async fn delete(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    require_admin(&ctx, "os_compute_api:os-flavor-manage:delete")?;
+    NOVA.require_admin(&ctx, "os_compute_api:os-flavor-manage:delete")?;
     if !flavors::delete(&state.db, &id).await? {
         return Err(ApiError::NotFound(format!(
             "Flavor {id} could not be found."
@@ -350,9 +346,9 @@ async fn set_extra_spec(
     path: web::Path<(String, String)>,
     raw: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    require_admin(&ctx, "os_compute_api:os-flavor-extra-specs:update")?;
+    NOVA.require_admin(&ctx, "os_compute_api:os-flavor-extra-specs:update")?;
     let (id, key) = path.into_inner();
-    let body = crate::body::json(&raw)?;
+    let body = api_toolkit::body::json(&raw)?;
     let obj = body
         .as_object()
         .ok_or_else(|| bad("The request body must be a JSON object."))?;
@@ -375,7 +371,7 @@ async fn delete_extra_spec(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
-    require_admin(&ctx, "os_compute_api:os-flavor-extra-specs:delete")?;
+    NOVA.require_admin(&ctx, "os_compute_api:os-flavor-extra-specs:delete")?;
     let (id, key) = path.into_inner();
     flavors::get(&state.db, &id)
         .await?
@@ -423,7 +419,7 @@ async fn list_access(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    require_admin(&ctx, "os_compute_api:os-flavor-access")?;
+    NOVA.require_admin(&ctx, "os_compute_api:os-flavor-access")?;
     let flavor = flavors::get(&state.db, &id)
         .await?
         .ok_or_else(|| flavor_not_found(&id))?;
@@ -443,7 +439,7 @@ async fn flavor_action(
     id: web::Path<String>,
     raw: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    let body = crate::body::json(&raw)?;
+    let body = api_toolkit::body::json(&raw)?;
     let (name, arg) = body
         .as_object()
         .filter(|o| o.len() == 1)
@@ -459,7 +455,7 @@ async fn flavor_action(
     } else {
         "os_compute_api:os-flavor-access:remove_tenant_access"
     };
-    require_admin(&ctx, rule)?;
+    NOVA.require_admin(&ctx, rule)?;
     let tenant = arg
         .as_object()
         .filter(|o| o.len() == 1)
@@ -501,8 +497,8 @@ async fn set_extra_specs(
     id: web::Path<String>,
     raw: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    require_admin(&ctx, "os_compute_api:os-flavor-extra-specs:create")?;
-    let body = crate::body::json(&raw)?;
+    NOVA.require_admin(&ctx, "os_compute_api:os-flavor-extra-specs:create")?;
+    let body = api_toolkit::body::json(&raw)?;
     let specs = body.get("extra_specs").and_then(Value::as_object).ok_or_else(|| bad("Invalid input for field/attribute extra_specs. 'extra_specs' is a required property"))?;
     let mut parsed = std::collections::BTreeMap::new();
     for (k, v) in specs {

@@ -4,19 +4,20 @@
 //! `updated_at` and `limit`/`marker`/`changes-since` paging, 2.62 the event's `hostId` (and
 //! `host` for admins), 2.66 `changes-before`, 2.84 the event's `details`.
 
-use crate::error::{ApiError, ApiResult};
-use crate::links::PublicUrl;
-use crate::servers::{bad, not_found};
+use crate::servers::not_found;
 use crate::versions::ApiVersion;
 use crate::views::host_id_of;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
-use keystone_auth::RequestContext;
-use nova_db::actions::{self, Action};
-use nova_db::instances;
+use api_toolkit::bad;
+use api_toolkit::links::PublicUrl;
+use api_toolkit::RequestContext;
+use api_toolkit::{ApiError, ApiResult};
 use nova_core::ids::InstanceUuid;
 use nova_core::model::Instance;
 use nova_core::time::{iso8601_naive_micros, parse_iso8601};
+use nova_db::actions::{self, Action};
+use nova_db::instances;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 

@@ -7,23 +7,19 @@
 //! prints). A generated key is RSA 2048, as Nova's, returned once in OpenSSH format.
 //! `x509` keys are not accepted yet.
 
-use crate::error::{ApiError, ApiResult};
-use crate::links::PublicUrl;
-use crate::policy::require_write;
 use crate::versions::ApiVersion;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
-use keystone_auth::RequestContext;
+use api_toolkit::links::PublicUrl;
+use api_toolkit::policy::NOVA;
+use api_toolkit::RequestContext;
+use api_toolkit::{bad, ApiError, ApiResult};
 use md5::{Digest, Md5};
-use nova_db::keypairs::{self, KeyPair};
 use nova_core::time::iso8601_naive_micros;
+use nova_db::keypairs::{self, KeyPair};
 use serde_json::{json, Value};
 
 const MAX_LIMIT: i64 = 1000;
-
-fn bad(msg: impl Into<String>) -> ApiError {
-    ApiError::BadRequest(msg.into())
-}
 
 fn not_found(name: &str, user: &str) -> ApiError {
     ApiError::NotFound(format!("Keypair {name} could not be found for user {user}"))
@@ -194,9 +190,9 @@ async fn create(
     state: web::Data<AppState>,
     raw: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    require_write(&ctx, "os_compute_api:os-keypairs:create")?;
+    NOVA.require_write(&ctx, "os_compute_api:os-keypairs:create")?;
     let v = ApiVersion::of(&req);
-    let body = crate::body::json(&raw)?;
+    let body = api_toolkit::body::json(&raw)?;
     let k = body
         .get("keypair")
         .and_then(Value::as_object)
@@ -207,7 +203,7 @@ async fn create(
         .as_object()
         .and_then(|o| o.keys().find(|k| *k != "keypair"))
     {
-        return Err(crate::body::unexpected(extra));
+        return Err(api_toolkit::body::unexpected(extra));
     }
     for key in k.keys() {
         let allowed = matches!(key.as_str(), "name" | "public_key")
@@ -285,7 +281,7 @@ async fn delete(
     state: web::Data<AppState>,
     name: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    require_write(&ctx, "os_compute_api:os-keypairs:delete")?;
+    NOVA.require_write(&ctx, "os_compute_api:os-keypairs:delete")?;
     let v = ApiVersion::of(&req);
     let user = target_user(&ctx, v, user_query(&req)?.as_deref())?;
     if !keypairs::delete(&state.db, &user, &name).await? {

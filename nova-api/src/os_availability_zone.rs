@@ -2,14 +2,14 @@
 //! Nova's default `nova`; it is available while one of its compute services is enabled and up
 //! (Nova lists a zone whose services are all down or disabled as unavailable).
 
-use crate::error::ApiResult;
-use crate::policy::require_admin;
 use crate::AppState;
 use actix_web::{web, HttpResponse};
-use keystone_auth::RequestContext;
-use nova_db::nodes;
+use api_toolkit::policy::NOVA;
+use api_toolkit::ApiResult;
+use api_toolkit::RequestContext;
 use nova_core::model::COMPUTE_BINARY;
 use nova_core::time::{iso8601_naive_micros, now_ms};
+use nova_db::nodes;
 use serde_json::{json, Map, Value};
 
 pub const DEFAULT_ZONE: &str = "nova";
@@ -28,7 +28,7 @@ async fn list(_ctx: RequestContext, state: web::Data<AppState>) -> ApiResult<Htt
 }
 
 async fn detail(ctx: RequestContext, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    require_admin(&ctx, "os_compute_api:os-availability-zone:detail")?;
+    NOVA.require_admin(&ctx, "os_compute_api:os-availability-zone:detail")?;
     let now = now_ms();
     let mut hosts = Map::new();
     let mut available = false;

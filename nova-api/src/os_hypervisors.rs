@@ -4,15 +4,15 @@
 //! servers of a node from 2.53 when asked for (`with_servers`; always in a single
 //! hypervisor from 2.75).
 
-use crate::error::{ApiError, ApiResult};
-use crate::policy::require_admin;
 use crate::versions::ApiVersion;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
-use keystone_auth::RequestContext;
-use nova_db::{instances, nodes};
+use api_toolkit::policy::NOVA;
+use api_toolkit::RequestContext;
+use api_toolkit::{ApiError, ApiResult};
 use nova_core::model::{ComputeNode, Instance, Service, COMPUTE_BINARY};
 use nova_core::time::now_ms;
+use nova_db::{instances, nodes};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -178,7 +178,7 @@ async fn list(
     ctx: RequestContext,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    require_admin(&ctx, "os_compute_api:os-hypervisors:list")?;
+    NOVA.require_admin(&ctx, "os_compute_api:os-hypervisors:list")?;
     let v = ApiVersion::of(&req);
     let servers = with_servers(&req, v)?.unwrap_or(false);
     let items: Vec<Value> = hypervisors(&state, servers)
@@ -200,7 +200,7 @@ async fn list_detail(
     ctx: RequestContext,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    require_admin(&ctx, "os_compute_api:os-hypervisors:list-detail")?;
+    NOVA.require_admin(&ctx, "os_compute_api:os-hypervisors:list-detail")?;
     let v = ApiVersion::of(&req);
     let servers = with_servers(&req, v)?.unwrap_or(false);
     let items: Vec<Value> = hypervisors(&state, servers)
@@ -223,7 +223,7 @@ async fn show(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    require_admin(&ctx, "os_compute_api:os-hypervisors:show")?;
+    NOVA.require_admin(&ctx, "os_compute_api:os-hypervisors:show")?;
     let v = ApiVersion::of(&req);
     let id = id.into_inner();
     let not_found = || ApiError::NotFound(format!("Hypervisor with ID {id} could not be found."));
@@ -253,7 +253,7 @@ async fn statistics(
     ctx: RequestContext,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    require_admin(&ctx, "os_compute_api:os-hypervisors:statistics")?;
+    NOVA.require_admin(&ctx, "os_compute_api:os-hypervisors:statistics")?;
     if ApiVersion::of(&req).at_least(88) {
         return Err(ApiError::NotFound(
             "The resource could not be found.".into(),

@@ -3,16 +3,18 @@
 //! service is named by host and binary on `PUT /os-services/{enable,disable,...}` and by its
 //! integer id on delete; from 2.53 by its uuid on `PUT`/`DELETE /os-services/{uuid}`.
 
-use crate::error::{ApiError, ApiResult};
-use crate::policy::require_admin;
-use crate::servers::{bad, invalid};
 use crate::versions::ApiVersion;
-use crate::{body, AppState};
+use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
-use keystone_auth::RequestContext;
-use nova_db::nodes::{self, ServiceChange, ServiceDeletion, ServiceKey};
+use api_toolkit::bad;
+use api_toolkit::body;
+use api_toolkit::body::invalid;
+use api_toolkit::policy::NOVA;
+use api_toolkit::RequestContext;
+use api_toolkit::{ApiError, ApiResult};
 use nova_core::model::{Service, COMPUTE_BINARY};
 use nova_core::time::{iso8601_naive_micros, now_ms};
+use nova_db::nodes::{self, ServiceChange, ServiceDeletion, ServiceKey};
 use serde_json::{json, Map, Value};
 
 fn view(state: &AppState, version: ApiVersion, s: &Service, now: i64) -> Value {
@@ -39,7 +41,7 @@ async fn list(
     ctx: RequestContext,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    require_admin(&ctx, "os_compute_api:os-services:list")?;
+    NOVA.require_admin(&ctx, "os_compute_api:os-services:list")?;
     let version = ApiVersion::of(&req);
     let q: std::collections::HashMap<String, String> =
         form_urlencoded::parse(req.query_string().as_bytes())
@@ -225,7 +227,7 @@ async fn update(
     id: web::Path<String>,
     raw: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    require_admin(&ctx, "os_compute_api:os-services:update")?;
+    NOVA.require_admin(&ctx, "os_compute_api:os-services:update")?;
     let body = body::json(&raw)?;
     if ApiVersion::of(&req).at_least(53) {
         update_by_uuid(req, state, id.into_inner(), body).await
@@ -240,7 +242,7 @@ async fn delete(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    require_admin(&ctx, "os_compute_api:os-services:delete")?;
+    NOVA.require_admin(&ctx, "os_compute_api:os-services:delete")?;
     let not_found = || ApiError::NotFound(format!("Service {id} could not be found."));
     let key = if ApiVersion::of(&req).at_least(53) {
         ServiceKey::Uuid(id.parse().map_err(|_| bad(format!("Invalid uuid {id}")))?)

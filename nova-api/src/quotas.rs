@@ -11,12 +11,12 @@
 //! Like Nova's, the check at create reads usage and then writes: two creates racing at the
 //! last free slot may both pass (Nova narrows this with a recheck after the write).
 
-use crate::error::{ApiError, ApiResult};
-use crate::policy::require_admin;
 use crate::versions::ApiVersion;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
-use keystone_auth::RequestContext;
+use api_toolkit::policy::NOVA;
+use api_toolkit::RequestContext;
+use api_toolkit::{bad, ApiError, ApiResult};
 use nova_db::quotas;
 use nova_db::Db;
 use serde_json::{json, Map, Value};
@@ -208,10 +208,6 @@ async fn detail(
     Ok(HttpResponse::Ok().json(json!({ "quota_set": set })))
 }
 
-fn bad(msg: impl Into<String>) -> ApiError {
-    ApiError::BadRequest(msg.into())
-}
-
 async fn update(
     req: HttpRequest,
     ctx: RequestContext,
@@ -219,9 +215,9 @@ async fn update(
     project: web::Path<String>,
     raw: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    require_admin(&ctx, "os_compute_api:os-quota-sets:update")?;
+    NOVA.require_admin(&ctx, "os_compute_api:os-quota-sets:update")?;
     let v = ApiVersion::of(&req);
-    let body = crate::body::json(&raw)?;
+    let body = api_toolkit::body::json(&raw)?;
     let set = body
         .get("quota_set")
         .and_then(Value::as_object)
@@ -285,7 +281,7 @@ async fn reset(
     state: web::Data<AppState>,
     project: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    require_admin(&ctx, "os_compute_api:os-quota-sets:delete")?;
+    NOVA.require_admin(&ctx, "os_compute_api:os-quota-sets:delete")?;
     let resources: Vec<&str> = RESOURCES.iter().map(|(r, _, _)| *r).collect();
     quotas::reset(&state.db, &project, &resources).await?;
     Ok(HttpResponse::Accepted().finish())

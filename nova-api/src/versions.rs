@@ -4,11 +4,11 @@
 //! answers, `latest` means 2.96, and every response under `/v2.1` names the version it was
 //! served at. Handlers read the negotiated version with [`ApiVersion::of`].
 
-use crate::error::ApiError;
-use crate::links::PublicUrl;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use api_toolkit::links::PublicUrl;
+use api_toolkit::ApiError;
 use serde_json::json;
 
 /// The range this build serves, as (major, minor).

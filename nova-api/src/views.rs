@@ -3,9 +3,9 @@
 //! microversion that introduced it and never before: responses at 2.1 carry nothing of later
 //! versions.
 
-use crate::links::PublicUrl;
 use crate::versions::ApiVersion;
-use keystone_auth::RequestContext;
+use api_toolkit::links::PublicUrl;
+use api_toolkit::RequestContext;
 use nova_core::model::{api_status, Flavor, Instance};
 use nova_core::time::{iso8601_naive_micros, iso8601_z};
 use serde::Serialize;
@@ -56,6 +56,11 @@ fn self_and_bookmark(url: &PublicUrl, collection: &str, id: &str) -> [Link; 2] {
             href: format!("{}/{collection}/{id}", url.0),
         },
     ]
+}
+
+/// `[self, bookmark]` links of a resource as a JSON value.
+pub fn links(url: &PublicUrl, collection: &str, id: &str) -> serde_json::Value {
+    serde_json::to_value(self_and_bookmark(url, collection, id)).unwrap_or_default()
 }
 
 fn bookmark(url: &PublicUrl, collection: &str, id: &str) -> [Link; 1] {
@@ -418,7 +423,7 @@ fn server_flavor<'a>(url: &PublicUrl, v: ApiVersion, f: &'a Flavor) -> ServerFla
 
 pub fn flavor_summary(url: &PublicUrl, v: ApiVersion, f: &Flavor) -> Value {
     let mut out =
-        json!({"id": f.flavorid, "name": f.name, "links": url.links("flavors", &f.flavorid)});
+        json!({"id": f.flavorid, "name": f.name, "links": links(url, "flavors", &f.flavorid)});
     if v.at_least(55) {
         out["description"] = json!(f.description);
     }
@@ -438,7 +443,7 @@ pub fn flavor_detail(url: &PublicUrl, v: ApiVersion, f: &Flavor) -> Value {
         "swap": if f.swap == 0 && !v.at_least(75) { json!("") } else { json!(f.swap) },
         "rxtx_factor": f.rxtx_factor,
         "os-flavor-access:is_public": f.is_public,
-        "links": url.links("flavors", &f.flavorid),
+        "links": links(url, "flavors", &f.flavorid),
     });
     if v.at_least(55) {
         out["description"] = json!(f.description);

@@ -72,6 +72,27 @@ string_enum!(
     }
 );
 
+impl NodeType {
+    /// Whether an image of these formats boots on this node type: a `docker save` archive on a
+    /// container node, a disk image (`bare`/`ovf` with a disk format) on a VM, a whole-disk
+    /// image on a bare-metal node (written to the machine's disk as it is).
+    pub fn boots(self, container_format: &str, disk_format: &str) -> bool {
+        match self {
+            NodeType::Container => container_format == "docker",
+            NodeType::Vm => {
+                matches!(container_format, "bare" | "ovf")
+                    && matches!(
+                        disk_format,
+                        "qcow2" | "raw" | "vmdk" | "vdi" | "vhd" | "vhdx" | "iso"
+                    )
+            }
+            NodeType::Baremetal => {
+                container_format == "bare" && matches!(disk_format, "raw" | "qcow2")
+            }
+        }
+    }
+}
+
 /// The extra spec that names the node type a flavor needs; absent means [`NodeType::Vm`].
 pub const NODE_TYPE_EXTRA_SPEC: &str = "node:type";
 

@@ -1,6 +1,6 @@
 //! Images: their records and tags. The data lives in the image store (nova-api's `images`).
 
-use crate::{on_pool, Db, DbResult};
+use crate::{on_pool, Db, DbResult, Viewer};
 use nova_core::time::now_ms;
 
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
@@ -62,6 +62,38 @@ pub async fn get(db: &Db, id: &str) -> DbResult<Option<Image>> {
     let sql = format!("SELECT {COLUMNS} FROM images WHERE id = $1 AND status <> 'deleted'");
     let row: Option<Image> =
         on_pool!(db, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await?);
+    match row {
+        None => Ok(None),
+        Some(mut i) => {
+            i.tags = tags(db, &i.id).await?;
+            Ok(Some(i))
+        }
+    }
+}
+
+/// Glance's visibility rules as SQL on `images`, with the viewer's project as `$n`: admins see
+/// every image; others public and community images, their project's, and shared images
+/// offered to their project (whatever its answer).
+fn visible_sql(n: usize) -> String {
+    format!(
+        "(owner = ${n} OR visibility IN ('public', 'community') OR (visibility = 'shared' \
+         AND EXISTS (SELECT 1 FROM image_members m WHERE m.image_id = images.id \
+         AND m.member_id = ${n})))"
+    )
+}
+
+/// An image that is not deleted, if `viewer` may see it.
+pub async fn get_visible(db: &Db, id: &str, viewer: Viewer<'_>) -> DbResult<Option<Image>> {
+    if viewer.admin {
+        return get(db, id).await;
+    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM images WHERE id = $1 AND status <> 'deleted' AND {}",
+        visible_sql(2)
+    );
+    let row: Option<Image> = on_pool!(db, p => {
+        sqlx::query_as(&sql).bind(id).bind(viewer.project).fetch_optional(p).await?
+    });
     match row {
         None => Ok(None),
         Some(mut i) => {

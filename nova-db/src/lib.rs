@@ -62,6 +62,14 @@ impl Default for DatabaseSettings {
     }
 }
 
+/// Who looks, for the visibility rules of resources that projects share (images, networks):
+/// the caller's project, and whether the caller is an admin (who sees everything).
+#[derive(Clone, Copy, Debug)]
+pub struct Viewer<'a> {
+    pub project: &'a str,
+    pub admin: bool,
+}
+
 /// A connection pool to one of the two backends.
 #[derive(Clone, Debug)]
 pub enum Db {

@@ -1,7 +1,7 @@
 //! Networks (a Neutron subset): what a server create may choose by id. A network is a name for
 //! a network that compute hosts provide (`backend`: for Docker, an engine network).
 
-use crate::{on_pool, on_tx, Db, DbResult, Tx};
+use crate::{on_pool, on_tx, Db, DbResult, Tx, Viewer};
 
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Network {
@@ -83,6 +83,16 @@ pub async fn get(db: &Db, id: &str) -> DbResult<Option<Network>> {
     Ok(on_pool!(db, p => {
         sqlx::query_as(&sql).bind(id).fetch_optional(p).await?
     }))
+}
+
+/// Neutron's visibility: admins see every network; others their project's and shared ones.
+pub fn visible_to(n: &Network, viewer: Viewer<'_>) -> bool {
+    viewer.admin || n.shared || n.project_id == viewer.project
+}
+
+/// A network, if `viewer` may see it.
+pub async fn get_visible(db: &Db, id: &str, viewer: Viewer<'_>) -> DbResult<Option<Network>> {
+    Ok(get(db, id).await?.filter(|n| visible_to(n, viewer)))
 }
 
 /// Every network, by creation (callers filter what a project may see).

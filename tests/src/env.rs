@@ -104,10 +104,7 @@ pub fn delete_queues(names: Vec<String>) {
 /// Registers the public test images ([`crate::client::IMAGE`], [`crate::client::DOCKER_IMAGE`])
 /// as active images with a little data each in the image store at `store` (the fake driver
 /// boots nothing, but compute hosts fetch and verify the data all the same).
-pub async fn register_test_images(
-    db: &nova_db::Db,
-    store: &std::path::Path,
-) -> anyhow::Result<()> {
+pub async fn register_test_images(db: &nova_db::Db, store: &std::path::Path) -> anyhow::Result<()> {
     use nova_db::images::{self, Image};
     use sha2::Digest as _;
     for (id, name, container, disk) in [

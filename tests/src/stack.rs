@@ -1,6 +1,7 @@
 //! The service under test, in its two shapes.
 
 use crate::env;
+use api_server::{ApiSettings, Backends};
 use compute_agent::credential::StaticToken;
 use compute_agent::image_cache::{ImageCache, ImageSettings};
 use compute_agent::settings::DriverKind;
@@ -10,11 +11,11 @@ use drivers::docker::DockerSettings;
 use drivers::fake::{FakeDriver, FakeSettings};
 use drivers::Compute;
 use keystone_auth::{AuthSettings, Identity, Strategy};
-use nova_api::ApiSettings;
+
 use nova_core::bus::amqp::AmqpBus;
-use nova_db::Db;
 use nova_core::rpc::Queues;
 use nova_db::DatabaseSettings;
+use nova_db::Db;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,6 +86,14 @@ impl Options {
             graceful_shutdown_timeout_s: self.graceful_shutdown_s,
             ..Default::default()
         }
+    }
+
+    fn image(&self) -> image_api::ImageSettings {
+        let mut image = image_api::ImageSettings::default();
+        if let Some(cap) = self.image_size_cap {
+            image.size_cap = cap;
+        }
+        image
     }
 
     fn api(&self) -> ApiSettings {
@@ -260,8 +269,9 @@ impl Distributed {
         let mut auth = options.auth.clone().unwrap_or_else(noauth2);
         auth.key_repository = images_dir.path().join("keys");
         let api = {
-            let mut settings = options.api();
-            settings.image_store_dir = store.clone();
+            let settings = options.api();
+            let mut image = options.image();
+            image.store.dir = store.clone();
             let (database, queues) = (database.clone(), queues.clone());
             Component::spawn("api", move |stop| async move {
                 let db = Db::connect(&database).await?;
@@ -269,7 +279,16 @@ impl Distributed {
                 let identity = Identity::setup(&db, &auth)
                     .await
                     .map_err(anyhow::Error::msg)?;
-                let api = nova_api::start(&settings, &identity, db, bus, queues)?;
+                let api = api_server::start(
+                    &settings,
+                    &image,
+                    Backends {
+                        db,
+                        bus,
+                        queues,
+                        identity,
+                    },
+                )?;
                 addr_tx.send(api.addr)?;
                 let handle = api.server.handle();
                 tokio::select! {
@@ -476,11 +495,9 @@ impl AllInOneStack {
             ..Default::default()
         };
         settings.database.url = url;
-        settings.api.image_store_dir = dir.path().join("images");
+        settings.image = options.image();
+        settings.image.store.dir = dir.path().join("images");
         settings.agent.images.cache_dir = dir.path().join("image-cache");
-        if let Some(cap) = options.image_size_cap {
-            settings.api.image_size_cap = cap;
-        }
         settings.bus.prefetch = options.prefetch;
         let aio = allinone::AllInOne::start(settings).await?;
         let db = aio.db.clone();

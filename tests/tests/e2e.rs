@@ -5,9 +5,9 @@
 use drivers::fake::{Misbehaviour, Rule, Step, Target};
 use e2e::client::Client;
 use e2e::stack::{Distributed, Options, Stack};
-use nova_db::{actions, instances, nodes};
 use nova_core::ids::InstanceUuid;
 use nova_core::model::{Flavor, PowerState};
+use nova_db::{actions, instances, nodes};
 use serde_json::{json, Value};
 use std::time::Duration;
 

@@ -61,7 +61,7 @@ async fn a_gigabyte_image_streams_through_bounded_memory() -> anyhow::Result<()>
     let mut child = Command::new(bin)
         .env("NOVA__DATABASE__URL", db)
         .env("NOVA__API__BIND", "127.0.0.1:0")
-        .env("NOVA__API__IMAGE_STORE_DIR", dir.path().join("images"))
+        .env("NOVA__IMAGE__STORE__DIR", dir.path().join("images"))
         .env("NOVA__AUTH__KEY_REPOSITORY", dir.path().join("keys"))
         .env("NOVA__AUTH__ADMIN_PASSWORD", "a")
         .env("NOVA__AUTH__DEMO_PASSWORD", "d")

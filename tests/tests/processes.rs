@@ -77,7 +77,7 @@ async fn three_processes_boot_and_delete_servers() -> anyhow::Result<()> {
         "nova-api",
         &[
             ("NOVA__API__BIND", "127.0.0.1:0"),
-            ("NOVA__API__IMAGE_STORE_DIR", &store.display().to_string()),
+            ("NOVA__IMAGE__STORE__DIR", &store.display().to_string()),
             ("NOVA__AUTH__KEY_REPOSITORY", key_repository.as_str()),
             ("NOVA__AUTH__ADMIN_PASSWORD", "admin-pw"),
             ("NOVA__AUTH__DEMO_PASSWORD", "demo-pw"),

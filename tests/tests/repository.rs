@@ -1,19 +1,17 @@
 //! The repository layer on both backends: every test runs on PostgreSQL and on SQLite.
 
 use e2e::env;
-use nova_db::actions::Requester;
-use nova_db::instances::{
-    self, Expect, NewInstance, SetStates, TransitionError, TransitionRule,
-};
-use nova_db::tasks::{self, TaskState as RowState};
-use nova_db::{flavors, nodes, Db};
 use nova_core::ids::{InstanceUuid, NodeUuid};
 use nova_core::model::{
     Address, Fault, NetworkRequest, NodeInventory, NodeType, PowerState, Resources, TaskState,
     VmState,
 };
 use nova_core::rpc::TaskKind;
+use nova_db::actions::Requester;
+use nova_db::instances::{self, Expect, NewInstance, SetStates, TransitionError, TransitionRule};
+use nova_db::tasks::{self, TaskState as RowState};
 use nova_db::DatabaseSettings;
+use nova_db::{flavors, nodes, Db};
 
 macro_rules! on_both_backends {
     ($name:ident) => {

@@ -6,8 +6,8 @@
 use keystone_auth::keys::KeyRing;
 use keystone_auth::tokens::{NewToken, RoleRef, TokenService};
 use nova_db::identity::RevocationEvent;
-use nova_db::Db;
 use nova_db::DatabaseSettings;
+use nova_db::Db;
 use std::time::{Duration, Instant};
 
 fn measure(

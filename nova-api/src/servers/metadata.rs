@@ -2,15 +2,19 @@
 //! server_metadata.py). Reads need only visibility; writes need a member, an unlocked server
 //! (admins may override) in a state Nova allows, and stay within the `metadata_items` quota.
 
-use crate::error::{ApiError, ApiResult};
-use crate::policy::require_write;
-use crate::servers::{bad, invalid, not_found, parse_metadata, visible};
-use crate::{body, AppState};
+use super::params::parse_metadata;
+use super::{not_found, visible};
+use crate::AppState;
 use actix_web::{web, HttpResponse};
-use keystone_auth::RequestContext;
-use nova_db::instances;
+use api_toolkit::bad;
+use api_toolkit::body;
+use api_toolkit::body::invalid;
+use api_toolkit::policy::NOVA;
+use api_toolkit::RequestContext;
+use api_toolkit::{ApiError, ApiResult};
 use nova_core::ids::InstanceUuid;
 use nova_core::model::{Instance, VmState};
+use nova_db::instances;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -101,7 +105,7 @@ async fn merge(
     id: web::Path<String>,
     raw: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    require_write(&ctx, "os_compute_api:server-metadata:create")?;
+    NOVA.require_write(&ctx, "os_compute_api:server-metadata:create")?;
     let given = parse_metadata(wrapped(&body::json(&raw)?, "metadata")?)?;
     let all = edit(&state, &ctx, &id, "update metadata", |m| {
         m.extend(given);
@@ -118,7 +122,7 @@ async fn replace(
     id: web::Path<String>,
     raw: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    require_write(&ctx, "os_compute_api:server-metadata:update_all")?;
+    NOVA.require_write(&ctx, "os_compute_api:server-metadata:update_all")?;
     let given = parse_metadata(wrapped(&body::json(&raw)?, "metadata")?)?;
     let all = edit(&state, &ctx, &id, "update metadata", |m| {
         *m = given;
@@ -146,7 +150,7 @@ async fn set_item(
     path: web::Path<(String, String)>,
     raw: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    require_write(&ctx, "os_compute_api:server-metadata:update")?;
+    NOVA.require_write(&ctx, "os_compute_api:server-metadata:update")?;
     let (id, key) = path.into_inner();
     let body = body::json(&raw)?;
     let meta = wrapped(&body, "meta")?;
@@ -174,7 +178,7 @@ async fn delete_item(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
-    require_write(&ctx, "os_compute_api:server-metadata:delete")?;
+    NOVA.require_write(&ctx, "os_compute_api:server-metadata:delete")?;
     let (id, key) = path.into_inner();
     edit(&state, &ctx, &id, "delete metadata", |m| {
         m.remove(&key).map(|_| ()).ok_or_else(item_not_found)

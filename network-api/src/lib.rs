@@ -11,109 +11,44 @@
 //! Quotas (`/v2.0/quotas`) limit the networks of a project, which `openstack quota show` reads
 //! from every networking service in the catalog.
 //!
-//! Errors leave in Neutron's body (`{"NeutronError": {"type", "message", "detail"}}`):
-//! [`NetworkError`].
+//! Errors leave in Neutron's body (`{"NeutronError": {"type", "message", "detail"}}`), with
+//! Neutron's exception names ([`ApiError::named`]).
 
-use crate::error::ApiError;
-use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
-use keystone_auth::RequestContext;
+use api_toolkit::body;
+use api_toolkit::links::PublicUrl;
+use api_toolkit::policy::NEUTRON;
+use api_toolkit::{bad, ApiError, ApiResult, FaultFormat, RequestContext};
+use nova_core::time::{iso8601_z, now_ms};
 use nova_db::networks::{self as store, Network};
 use nova_db::quotas;
-use nova_core::time::{iso8601_z, now_ms};
+use nova_db::Db;
 use serde_json::{json, Map, Value};
 
-/// The networking API's error: the same cases as the compute API's [`ApiError`], in Neutron's
-/// body, with the exception's name as `type`.
-#[derive(Debug)]
-pub struct NetworkError {
-    error: ApiError,
-    kind: &'static str,
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("Network {id} could not be found.")).named("NetworkNotFound")
 }
 
-pub type NetworkResult<T> = Result<T, NetworkError>;
+fn denied(rule: &str) -> ApiError {
+    NEUTRON.denied(rule)
+}
 
-impl NetworkError {
-    fn new(kind: &'static str, error: ApiError) -> Self {
-        Self { error, kind }
+/// Who the caller is, for Neutron's visibility of networks.
+fn viewer(ctx: &RequestContext) -> nova_db::Viewer<'_> {
+    nova_db::Viewer {
+        project: &ctx.project_id,
+        admin: ctx.is_admin(),
     }
 }
 
-impl From<ApiError> for NetworkError {
-    /// Neutron's generic type for each status (webob's exception names).
-    fn from(error: ApiError) -> Self {
-        let kind = match &error {
-            ApiError::BadRequest(_) => "HTTPBadRequest",
-            ApiError::Unauthorized(_) => "HTTPUnauthorized",
-            ApiError::Forbidden(_) => "HTTPForbidden",
-            ApiError::NotFound(_) => "HTTPNotFound",
-            ApiError::Conflict(_) => "HTTPConflict",
-            ApiError::Unavailable(_) => "HTTPServiceUnavailable",
-            _ => "HTTPInternalServerError",
-        };
-        Self { error, kind }
-    }
-}
-
-impl From<nova_db::DbError> for NetworkError {
-    fn from(e: nova_db::DbError) -> Self {
-        ApiError::from(e).into()
-    }
-}
-
-impl std::fmt::Display for NetworkError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.error.fmt(f)
-    }
-}
-
-impl actix_web::ResponseError for NetworkError {
-    fn status_code(&self) -> actix_web::http::StatusCode {
-        self.error.status_code()
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let message = match &self.error {
-            ApiError::Internal(detail) => {
-                tracing::error!(%detail, "internal error");
-                "Request Failed: internal server error while processing your request.".to_owned()
-            }
-            other => other.to_string(),
-        };
-        HttpResponse::build(self.status_code()).json(json!({
-            "NeutronError": {"type": self.kind, "message": message, "detail": ""}
-        }))
-    }
-}
-
-fn bad(msg: impl Into<String>) -> NetworkError {
-    ApiError::BadRequest(msg.into()).into()
-}
-
-fn not_found(id: &str) -> NetworkError {
-    NetworkError::new(
-        "NetworkNotFound",
-        ApiError::NotFound(format!("Network {id} could not be found.")),
-    )
-}
-
-fn denied(rule: &str) -> NetworkError {
-    NetworkError::new(
-        "PolicyNotAuthorized",
-        ApiError::Forbidden(format!("(rule:{rule}) is disallowed by policy")),
-    )
-}
-
-/// Neutron's visibility: admins see every network; others their project's and shared ones.
-pub fn visible(ctx: &RequestContext, n: &Network) -> bool {
-    ctx.is_admin() || n.shared || n.project_id == ctx.project_id
+fn visible(ctx: &RequestContext, n: &Network) -> bool {
+    store::visible_to(n, viewer(ctx))
 }
 
 /// The network if the caller may see it, or 404.
-async fn find(state: &AppState, ctx: &RequestContext, id: &str) -> NetworkResult<Network> {
-    store::get(&state.db, id)
+async fn find(state: &NetworkState, ctx: &RequestContext, id: &str) -> ApiResult<Network> {
+    store::get_visible(&state.db, id, viewer(ctx))
         .await?
-        .filter(|n| visible(ctx, n))
         .ok_or_else(|| not_found(id))
 }
 
@@ -206,8 +141,8 @@ fn matches(value: Option<&Value>, wanted: &[String]) -> bool {
 async fn list(
     req: HttpRequest,
     ctx: RequestContext,
-    state: web::Data<AppState>,
-) -> NetworkResult<HttpResponse> {
+    state: web::Data<NetworkState>,
+) -> ApiResult<HttpResponse> {
     let mut filters: Vec<(String, Vec<String>)> = Vec::new();
     let mut fields = Vec::new();
     let (mut limit, mut marker, mut sort_key, mut descending) = (None, None, None, false);
@@ -335,7 +270,7 @@ async fn list(
                 }
             }
             query.append_pair("marker", last);
-            let base = crate::links::PublicUrl::of(&req).0;
+            let base = PublicUrl::of(&req).0;
             links.push(json!({
                 "rel": "next",
                 "href": format!("{base}/network/v2.0/networks?{}", query.finish()),
@@ -353,9 +288,9 @@ async fn list(
 async fn show(
     req: HttpRequest,
     ctx: RequestContext,
-    state: web::Data<AppState>,
+    state: web::Data<NetworkState>,
     id: web::Path<String>,
-) -> NetworkResult<HttpResponse> {
+) -> ApiResult<HttpResponse> {
     let fields: Vec<String> = form_urlencoded::parse(req.query_string().as_bytes())
         .filter(|(k, _)| k == "fields")
         .map(|(_, v)| v.into_owned())
@@ -365,15 +300,15 @@ async fn show(
 }
 
 /// The `network` object of a create or update body.
-fn network_body(raw: &[u8]) -> NetworkResult<Map<String, Value>> {
-    let body = crate::body::json(raw)?;
+fn network_body(raw: &[u8]) -> ApiResult<Map<String, Value>> {
+    let body = body::json(raw)?;
     match body.get("network") {
         Some(Value::Object(n)) => Ok(n.clone()),
         _ => Err(bad("Resource body required")),
     }
 }
 
-fn string_of(key: &str, v: &Value, max: usize) -> NetworkResult<String> {
+fn string_of(key: &str, v: &Value, max: usize) -> ApiResult<String> {
     match v.as_str() {
         Some(s) if s.chars().count() <= max => Ok(s.to_owned()),
         Some(s) => Err(bad(format!(
@@ -385,7 +320,7 @@ fn string_of(key: &str, v: &Value, max: usize) -> NetworkResult<String> {
     }
 }
 
-fn bool_of(key: &str, v: &Value) -> NetworkResult<bool> {
+fn bool_of(key: &str, v: &Value) -> ApiResult<bool> {
     match v {
         Value::Bool(b) => Ok(*b),
         Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
@@ -397,7 +332,7 @@ fn bool_of(key: &str, v: &Value) -> NetworkResult<bool> {
 }
 
 /// Applies the attributes both create and update may set; `false` for a key it does not know.
-fn apply_common(n: &mut Network, key: &str, value: &Value) -> NetworkResult<bool> {
+fn apply_common(n: &mut Network, key: &str, value: &Value) -> ApiResult<bool> {
     match key {
         "name" => n.name = string_of(key, value, 255)?,
         "description" => n.description = string_of(key, value, 255)?,
@@ -410,7 +345,7 @@ fn apply_common(n: &mut Network, key: &str, value: &Value) -> NetworkResult<bool
 
 /// What a create may ask of the attributes this service has one answer to: accepted when the
 /// value is that answer, refused otherwise rather than silently ignored.
-fn check_fixed(key: &str, value: &Value) -> NetworkResult<bool> {
+fn check_fixed(key: &str, value: &Value) -> ApiResult<bool> {
     let accepted = match key {
         "provider:network_type" => value.is_null() || value == "flat",
         "provider:segmentation_id" => value.is_null(),
@@ -434,7 +369,7 @@ const DEFAULT_NETWORK_QUOTA: i64 = 100;
 /// The resource's name in the quota table and in Neutron's quota bodies.
 const NETWORK: &str = "network";
 
-async fn network_limit(state: &AppState, project: &str) -> NetworkResult<i64> {
+async fn network_limit(state: &NetworkState, project: &str) -> ApiResult<i64> {
     Ok(quotas::limits(&state.db, project)
         .await?
         .get(NETWORK)
@@ -443,7 +378,7 @@ async fn network_limit(state: &AppState, project: &str) -> NetworkResult<i64> {
 }
 
 /// Neutron's policy for reading a quota: an admin, or the project's own.
-fn may_read_quota(ctx: &RequestContext, project: &str) -> NetworkResult<()> {
+fn may_read_quota(ctx: &RequestContext, project: &str) -> ApiResult<()> {
     if ctx.is_admin() || ctx.project_id == project {
         Ok(())
     } else {
@@ -454,8 +389,8 @@ fn may_read_quota(ctx: &RequestContext, project: &str) -> NetworkResult<()> {
 /// `GET /v2.0/quotas`: the projects with a limit of their own (admins).
 async fn list_quotas(
     ctx: RequestContext,
-    state: web::Data<AppState>,
-) -> NetworkResult<HttpResponse> {
+    state: web::Data<NetworkState>,
+) -> ApiResult<HttpResponse> {
     if !ctx.is_admin() {
         return Err(denied("get_quota"));
     }
@@ -470,18 +405,15 @@ async fn list_quotas(
 /// `GET /v2.0/quotas/{project}`: the limits of the resources this service has: networks.
 async fn show_quota(
     ctx: RequestContext,
-    state: web::Data<AppState>,
+    state: web::Data<NetworkState>,
     project: web::Path<String>,
-) -> NetworkResult<HttpResponse> {
+) -> ApiResult<HttpResponse> {
     may_read_quota(&ctx, &project)?;
     let limit = network_limit(&state, &project).await?;
     Ok(HttpResponse::Ok().json(json!({"quota": {NETWORK: limit}})))
 }
 
-async fn default_quota(
-    ctx: RequestContext,
-    project: web::Path<String>,
-) -> NetworkResult<HttpResponse> {
+async fn default_quota(ctx: RequestContext, project: web::Path<String>) -> ApiResult<HttpResponse> {
     may_read_quota(&ctx, &project)?;
     Ok(HttpResponse::Ok().json(json!({"quota": {NETWORK: DEFAULT_NETWORK_QUOTA}})))
 }
@@ -489,9 +421,9 @@ async fn default_quota(
 /// `GET /v2.0/quotas/{project}/details.json`: limit, use and reservations (none here).
 async fn quota_details(
     ctx: RequestContext,
-    state: web::Data<AppState>,
+    state: web::Data<NetworkState>,
     project: web::Path<String>,
-) -> NetworkResult<HttpResponse> {
+) -> ApiResult<HttpResponse> {
     may_read_quota(&ctx, &project)?;
     let limit = network_limit(&state, &project).await?;
     let used = quotas::network_count(&state.db, &project).await?;
@@ -502,14 +434,14 @@ async fn quota_details(
 
 async fn update_quota(
     ctx: RequestContext,
-    state: web::Data<AppState>,
+    state: web::Data<NetworkState>,
     project: web::Path<String>,
     raw: web::Bytes,
-) -> NetworkResult<HttpResponse> {
+) -> ApiResult<HttpResponse> {
     if !ctx.is_admin() {
         return Err(denied("update_quota"));
     }
-    let body = crate::body::json(&raw)?;
+    let body = body::json(&raw)?;
     let quota = body
         .get("quota")
         .and_then(Value::as_object)
@@ -552,9 +484,9 @@ async fn update_quota(
 
 async fn reset_quota(
     ctx: RequestContext,
-    state: web::Data<AppState>,
+    state: web::Data<NetworkState>,
     project: web::Path<String>,
-) -> NetworkResult<HttpResponse> {
+) -> ApiResult<HttpResponse> {
     if !ctx.is_admin() {
         return Err(denied("delete_quota"));
     }
@@ -564,9 +496,9 @@ async fn reset_quota(
 
 async fn create(
     ctx: RequestContext,
-    state: web::Data<AppState>,
+    state: web::Data<NetworkState>,
     raw: web::Bytes,
-) -> NetworkResult<HttpResponse> {
+) -> ApiResult<HttpResponse> {
     if !ctx.is_admin() {
         return Err(denied("create_network"));
     }
@@ -622,20 +554,20 @@ async fn create(
     // The project's network quota (Neutron counts it for admins' creates too).
     let limit = network_limit(&state, &network.project_id).await?;
     if !store::create_within_quota(&state.db, &network, limit).await? {
-        return Err(NetworkError::new(
-            "OverQuota",
-            ApiError::Conflict("Quota exceeded for resources: ['network'].".into()),
-        ));
+        return Err(
+            ApiError::Conflict("Quota exceeded for resources: ['network'].".into())
+                .named("OverQuota"),
+        );
     }
     Ok(HttpResponse::Created().json(json!({"network": view(&ctx, &network)})))
 }
 
 async fn update(
     ctx: RequestContext,
-    state: web::Data<AppState>,
+    state: web::Data<NetworkState>,
     id: web::Path<String>,
     raw: web::Bytes,
-) -> NetworkResult<HttpResponse> {
+) -> ApiResult<HttpResponse> {
     let mut network = find_own(&state, &ctx, &id, "update_network").await?;
     let body = network_body(&raw)?;
     for (key, value) in &body {
@@ -668,31 +600,29 @@ async fn update(
 
 async fn delete(
     ctx: RequestContext,
-    state: web::Data<AppState>,
+    state: web::Data<NetworkState>,
     id: web::Path<String>,
-) -> NetworkResult<HttpResponse> {
+) -> ApiResult<HttpResponse> {
     find_own(&state, &ctx, &id, "delete_network").await?;
     match store::delete_unless_in_use(&state.db, &id).await? {
         store::Deleted::Yes => Ok(HttpResponse::NoContent().finish()),
         store::Deleted::Missing => Err(not_found(&id)),
-        store::Deleted::InUse => Err(NetworkError::new(
-            "NetworkInUse",
-            ApiError::Conflict(format!(
-                "Unable to complete operation on network {id}. There are one or more ports \
+        store::Deleted::InUse => Err(ApiError::Conflict(format!(
+            "Unable to complete operation on network {id}. There are one or more ports \
                  still in use on the network."
-            )),
-        )),
+        ))
+        .named("NetworkInUse")),
     }
 }
 
 /// A network the caller may change (its project's, or any for admins): 404 if invisible,
 /// 403 if visible but not theirs.
 async fn find_own(
-    state: &AppState,
+    state: &NetworkState,
     ctx: &RequestContext,
     id: &str,
     rule: &str,
-) -> NetworkResult<Network> {
+) -> ApiResult<Network> {
     let network = find(state, ctx, id).await?;
     if !(ctx.is_admin() || (network.project_id == ctx.project_id && ctx.can_write())) {
         return Err(denied(rule));
@@ -703,7 +633,7 @@ async fn find_own(
 /// Neutron's limit on a tag's length.
 const MAX_TAG_LEN: usize = 255;
 
-fn check_tag(tag: &str) -> NetworkResult<()> {
+fn check_tag(tag: &str) -> ApiResult<()> {
     if tag.is_empty() || tag.chars().count() > MAX_TAG_LEN || tag.contains(',') {
         return Err(bad(format!(
             "Invalid input for operation: '{tag}' is not a valid tag (1 to {MAX_TAG_LEN} \
@@ -713,7 +643,7 @@ fn check_tag(tag: &str) -> NetworkResult<()> {
     Ok(())
 }
 
-async fn write_tags(state: &AppState, mut network: Network, tags: &[String]) -> NetworkResult<()> {
+async fn write_tags(state: &NetworkState, mut network: Network, tags: &[String]) -> ApiResult<()> {
     network.tags = serde_json::to_string(tags).map_err(|e| ApiError::Internal(e.to_string()))?;
     network.updated_at = now_ms();
     if !store::update(&state.db, &network).await? {
@@ -725,9 +655,9 @@ async fn write_tags(state: &AppState, mut network: Network, tags: &[String]) -> 
 /// `GET /v2.0/networks/{id}/tags`.
 async fn list_tags(
     ctx: RequestContext,
-    state: web::Data<AppState>,
+    state: web::Data<NetworkState>,
     id: web::Path<String>,
-) -> NetworkResult<HttpResponse> {
+) -> ApiResult<HttpResponse> {
     let network = find(&state, &ctx, &id).await?;
     Ok(HttpResponse::Ok().json(json!({"tags": network.tag_list()})))
 }
@@ -735,9 +665,9 @@ async fn list_tags(
 /// `GET /v2.0/networks/{id}/tags/{tag}`: 204 when the network has it.
 async fn show_tag(
     ctx: RequestContext,
-    state: web::Data<AppState>,
+    state: web::Data<NetworkState>,
     path: web::Path<(String, String)>,
-) -> NetworkResult<HttpResponse> {
+) -> ApiResult<HttpResponse> {
     let (id, tag) = path.into_inner();
     let network = find(&state, &ctx, &id).await?;
     if network.tag_list().contains(&tag) {
@@ -747,22 +677,20 @@ async fn show_tag(
     }
 }
 
-fn tag_not_found(tag: &str, id: &str) -> NetworkError {
-    NetworkError::new(
-        "TagNotFound",
-        ApiError::NotFound(format!("Tag {tag} could not be found for network {id}.")),
-    )
+fn tag_not_found(tag: &str, id: &str) -> ApiError {
+    ApiError::NotFound(format!("Tag {tag} could not be found for network {id}."))
+        .named("TagNotFound")
 }
 
 /// `PUT /v2.0/networks/{id}/tags`: replaces them all.
 async fn replace_tags(
     ctx: RequestContext,
-    state: web::Data<AppState>,
+    state: web::Data<NetworkState>,
     id: web::Path<String>,
     raw: web::Bytes,
-) -> NetworkResult<HttpResponse> {
+) -> ApiResult<HttpResponse> {
     let network = find_own(&state, &ctx, &id, "update_networks_tags").await?;
-    let body = crate::body::json(&raw)?;
+    let body = body::json(&raw)?;
     let tags = body
         .get("tags")
         .and_then(Value::as_array)
@@ -786,9 +714,9 @@ async fn replace_tags(
 /// `PUT /v2.0/networks/{id}/tags/{tag}`: adds one (201).
 async fn add_tag(
     ctx: RequestContext,
-    state: web::Data<AppState>,
+    state: web::Data<NetworkState>,
     path: web::Path<(String, String)>,
-) -> NetworkResult<HttpResponse> {
+) -> ApiResult<HttpResponse> {
     let (id, tag) = path.into_inner();
     check_tag(&tag)?;
     let network = find_own(&state, &ctx, &id, "update_networks_tags").await?;
@@ -803,9 +731,9 @@ async fn add_tag(
 /// `DELETE /v2.0/networks/{id}/tags`: removes them all.
 async fn remove_tags(
     ctx: RequestContext,
-    state: web::Data<AppState>,
+    state: web::Data<NetworkState>,
     id: web::Path<String>,
-) -> NetworkResult<HttpResponse> {
+) -> ApiResult<HttpResponse> {
     let network = find_own(&state, &ctx, &id, "delete_networks_tags").await?;
     write_tags(&state, network, &[]).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -814,9 +742,9 @@ async fn remove_tags(
 /// `DELETE /v2.0/networks/{id}/tags/{tag}`.
 async fn remove_tag(
     ctx: RequestContext,
-    state: web::Data<AppState>,
+    state: web::Data<NetworkState>,
     path: web::Path<(String, String)>,
-) -> NetworkResult<HttpResponse> {
+) -> ApiResult<HttpResponse> {
     let (id, tag) = path.into_inner();
     let network = find_own(&state, &ctx, &id, "delete_networks_tags").await?;
     let mut tags = network.tag_list();
@@ -848,7 +776,7 @@ async fn extensions() -> HttpResponse {
 
 /// Neutron's version document at the service's root.
 async fn versions(req: HttpRequest) -> HttpResponse {
-    let base = crate::links::PublicUrl::of(&req).0;
+    let base = PublicUrl::of(&req).0;
     HttpResponse::Ok().json(json!({"versions": [{
         "id": "v2.0",
         "status": "CURRENT",
@@ -858,7 +786,7 @@ async fn versions(req: HttpRequest) -> HttpResponse {
 
 /// The resources of v2.0, as Neutron lists them at `/v2.0/`.
 async fn resources(req: HttpRequest) -> HttpResponse {
-    let base = crate::links::PublicUrl::of(&req).0;
+    let base = PublicUrl::of(&req).0;
     HttpResponse::Ok().json(json!({"resources": [{
         "name": "network",
         "collection": "networks",
@@ -866,9 +794,35 @@ async fn resources(req: HttpRequest) -> HttpResponse {
     }]}))
 }
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+/// What the networking handlers share.
+pub struct NetworkState {
+    pub db: Db,
+}
+
+/// The networking API, to serve ([`api_toolkit::server::serve`]).
+pub struct NetworkApi {
+    state: web::Data<NetworkState>,
+}
+
+impl NetworkApi {
+    pub fn new(db: Db) -> Self {
+        Self {
+            state: web::Data::new(NetworkState { db }),
+        }
+    }
+}
+
+impl api_toolkit::Service for NetworkApi {
+    fn configure(&self, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(self.state.clone());
+        routes(cfg);
+    }
+}
+
+fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/network")
+            .wrap(FaultFormat::Neutron.errors())
             .route("", web::get().to(versions))
             .route("/", web::get().to(versions))
             .route("/v2.0", web::get().to(resources))

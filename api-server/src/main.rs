@@ -1,22 +1,24 @@
-//! `nova-api`: the API as its own process (distributed mode).
+//! `nova-api`: the API process on its own (distributed mode): the APIs `[api] services` names.
 
 // glibc's malloc spends a quarter of a large listing's time in its free lists (perf);
 // mimalloc does not.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use api_server::{ApiSettings, Backends};
+use image_api::ImageSettings;
 use keystone_auth::{AuthSettings, Identity};
-use nova_api::ApiSettings;
-use nova_db::Db;
 use nova_core::rpc::Queues;
 use nova_core::settings::BusSettings;
 use nova_db::DatabaseSettings;
+use nova_db::Db;
 use serde::Deserialize;
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Settings {
     api: ApiSettings,
+    image: ImageSettings,
     auth: AuthSettings,
     database: DatabaseSettings,
     bus: BusSettings,
@@ -45,7 +47,16 @@ async fn main() -> anyhow::Result<()> {
             println!("Bootstrap: generated password of user demo (shown once): {p}");
         }
     }
-    let api = nova_api::start(&settings.api, &identity, db, bus, queues)?;
+    let api = api_server::start(
+        &settings.api,
+        &settings.image,
+        Backends {
+            db,
+            bus,
+            queues,
+            identity,
+        },
+    )?;
     // On stdout, for whoever started the process (tests read the port from it).
     println!("Compute API listening on http://{}/v2.1", api.addr);
     api.server.await?;

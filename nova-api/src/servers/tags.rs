@@ -2,17 +2,20 @@
 //! server_tags.py). At most 50 tags of 1–60 characters, without `/` or `,`; writes need a
 //! member and a server in a state Nova allows.
 
-use crate::error::{ApiError, ApiResult};
-use crate::links::PublicUrl;
-use crate::policy::require_write;
-use crate::servers::{bad, invalid, not_found, visible};
+use super::{not_found, visible};
 use crate::versions::ApiVersion;
-use crate::{body, AppState};
+use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
-use keystone_auth::RequestContext;
-use nova_db::instances;
+use api_toolkit::bad;
+use api_toolkit::body;
+use api_toolkit::body::invalid;
+use api_toolkit::links::PublicUrl;
+use api_toolkit::policy::NOVA;
+use api_toolkit::RequestContext;
+use api_toolkit::{ApiError, ApiResult};
 use nova_core::ids::InstanceUuid;
 use nova_core::model::{Instance, VmState};
+use nova_db::instances;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde_json::{json, Value};
 
@@ -151,7 +154,7 @@ async fn replace(
     raw: web::Bytes,
 ) -> ApiResult<HttpResponse> {
     require_version(&req)?;
-    require_write(&ctx, "os_compute_api:os-server-tags:update_all")?;
+    NOVA.require_write(&ctx, "os_compute_api:os-server-tags:update_all")?;
     let body = body::json(&raw)?;
     let obj = body
         .as_object()
@@ -176,7 +179,7 @@ async fn delete_all(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     require_version(&req)?;
-    require_write(&ctx, "os_compute_api:os-server-tags:delete_all")?;
+    NOVA.require_write(&ctx, "os_compute_api:os-server-tags:delete_all")?;
     edit(&state, &ctx, &id, "delete tags", |t| {
         t.clear();
         Ok(())
@@ -210,7 +213,7 @@ async fn add(
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     require_version(&req)?;
-    require_write(&ctx, "os_compute_api:os-server-tags:update")?;
+    NOVA.require_write(&ctx, "os_compute_api:os-server-tags:update")?;
     let (id, tag) = path.into_inner();
     let tag = parse_tag("tag", &Value::String(tag))?;
     // As Nova, both answers carry the tag's location; the tag is a path segment there (any
@@ -248,7 +251,7 @@ async fn remove(
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     require_version(&req)?;
-    require_write(&ctx, "os_compute_api:os-server-tags:delete")?;
+    NOVA.require_write(&ctx, "os_compute_api:os-server-tags:delete")?;
     let (id, tag) = path.into_inner();
     edit(&state, &ctx, &id, "delete tag", |t| {
         let before = t.len();

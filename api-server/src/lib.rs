@@ -1,0 +1,114 @@
+//! The API process: the APIs it is configured to serve — compute, image, network, identity —
+//! on one HTTP server ([`api_toolkit::server`]). The `nova-api` binary runs it alone (the
+//! distributed shape, as many replicas as wanted); the all-in-one runs it beside a conductor
+//! and an agent.
+
+use api_toolkit::server::{HttpSettings, RunningServer, Service};
+use image_api::ImageSettings;
+use keystone_auth::Identity;
+use nova_core::bus::Bus;
+use nova_core::rpc::Queues;
+use nova_db::Db;
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// The APIs a process can serve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiName {
+    /// The Compute API (`/`, `/v2.1`).
+    Compute,
+    /// The image service (`/image`).
+    Image,
+    /// The networking service (`/network`).
+    Network,
+    /// The identity service (`/identity`), with the `keystone` auth strategy.
+    Identity,
+}
+
+/// `[api]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct ApiSettings {
+    /// Where to listen; port 0 picks a free one.
+    pub bind: String,
+    /// The URL clients reach the APIs at, when it differs from the bind address (a proxy).
+    pub public_url: Option<String>,
+    /// HTTP worker threads (0: one per core).
+    pub workers: usize,
+    /// A compute service silent this long shows as down (Nova's `service_down_time`; keep it
+    /// equal to the conductor's).
+    pub service_down_time_s: u64,
+    /// The APIs this process serves (all by default).
+    pub services: Vec<ApiName>,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        let http = HttpSettings::default();
+        Self {
+            bind: http.bind,
+            public_url: http.public_url,
+            workers: http.workers,
+            service_down_time_s: 60,
+            services: vec![
+                ApiName::Compute,
+                ApiName::Image,
+                ApiName::Network,
+                ApiName::Identity,
+            ],
+        }
+    }
+}
+
+/// What the APIs work with.
+pub struct Backends {
+    pub db: Db,
+    pub bus: Arc<dyn Bus>,
+    pub queues: Queues,
+    pub identity: Identity,
+}
+
+/// Binds the server for the configured APIs.
+pub fn start(
+    settings: &ApiSettings,
+    image: &ImageSettings,
+    backends: Backends,
+) -> anyhow::Result<RunningServer> {
+    let service_down_ms =
+        i64::try_from(settings.service_down_time_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let mut services: Vec<Arc<dyn Service>> = Vec::new();
+    for name in &settings.services {
+        match name {
+            ApiName::Compute => services.push(Arc::new(nova_api::ComputeApi::new(
+                backends.db.clone(),
+                backends.bus.clone(),
+                backends.queues.clone(),
+                service_down_ms,
+            ))),
+            ApiName::Image => services.push(Arc::new(image_api::ImageApi::new(
+                backends.db.clone(),
+                image,
+            )?)),
+            ApiName::Network => {
+                services.push(Arc::new(network_api::NetworkApi::new(backends.db.clone())))
+            }
+            // Served where this process issues tokens; with a remote Keystone there is none.
+            ApiName::Identity => {
+                if let Some(api) = backends.identity.api_service() {
+                    services.push(api);
+                }
+            }
+        }
+    }
+    let http = HttpSettings {
+        bind: settings.bind.clone(),
+        public_url: settings.public_url.clone(),
+        workers: settings.workers,
+    };
+    Ok(api_toolkit::server::serve(
+        &http,
+        backends.identity.authenticator.clone(),
+        services,
+    )?)
+}

@@ -1,0 +1,126 @@
+//! The image service (a Glance v2 subset) under `/image`: [`images`] (records, visibility,
+//! JSON-patch updates), [`tags`], [`members`], and [`data`], kept in an image store
+//! ([`store`]: a local directory, or an S3-compatible object store that API replicas share).
+//!
+//! Errors leave in Glance's body (webob's JSON error: `{"code", "title", "message"}`).
+
+mod data;
+mod images;
+mod members;
+pub mod store;
+mod tags;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use api_toolkit::links::PublicUrl;
+use api_toolkit::FaultFormat;
+use nova_db::Db;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use store::ImageStore;
+
+pub use images::{CONTAINER_FORMATS, DISK_FORMATS};
+
+/// `[image]`: where image data is kept and how large an image may be.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct ImageSettings {
+    /// The largest image accepted, in bytes (Glance's `image_size_cap`, 1 TiB by default).
+    pub size_cap: i64,
+    pub store: store::StoreSettings,
+}
+
+impl Default for ImageSettings {
+    fn default() -> Self {
+        Self {
+            size_cap: 1 << 40,
+            store: store::StoreSettings::default(),
+        }
+    }
+}
+
+/// What the image handlers share.
+pub struct ImageState {
+    pub db: Db,
+    pub store: Arc<dyn ImageStore>,
+    pub size_cap: i64,
+}
+
+/// The image API, to serve ([`api_toolkit::server::serve`]).
+pub struct ImageApi {
+    state: web::Data<ImageState>,
+}
+
+impl ImageApi {
+    pub fn new(db: Db, settings: &ImageSettings) -> Result<Self, store::StoreError> {
+        Ok(Self {
+            state: web::Data::new(ImageState {
+                db,
+                store: store::open(&settings.store)?,
+                size_cap: settings.size_cap,
+            }),
+        })
+    }
+}
+
+impl api_toolkit::Service for ImageApi {
+    fn configure(&self, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(self.state.clone());
+        routes(cfg);
+    }
+}
+
+async fn versions(req: HttpRequest) -> HttpResponse {
+    let base = PublicUrl::of(&req).0;
+    let href = format!("{base}/image/v2/");
+    let values: Vec<Value> = (0..=16)
+        .rev()
+        .map(|minor| {
+            let status = if minor == 16 { "CURRENT" } else { "SUPPORTED" };
+            json!({"id": format!("v2.{minor}"), "status": status, "links": [{"rel": "self", "href": href}]})
+        })
+        .collect();
+    HttpResponse::MultipleChoices().json(json!({ "versions": values }))
+}
+
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/image")
+            .wrap(FaultFormat::Glance.errors())
+            .route("", web::get().to(versions))
+            .route("/", web::get().to(versions))
+            .route("/versions", web::get().to(versions))
+            .route("/v2/images", web::get().to(images::list))
+            .route("/v2/images", web::post().to(images::create))
+            .route("/v2/images/{id}", web::get().to(images::show))
+            .route("/v2/images/{id}", web::patch().to(images::update))
+            .route("/v2/images/{id}", web::delete().to(images::delete))
+            .route("/v2/images/{id}/file", web::put().to(data::upload))
+            .route("/v2/images/{id}/file", web::get().to(data::download))
+            .route("/v2/images/{id}/tags/{tag}", web::put().to(tags::add_tag))
+            .route(
+                "/v2/images/{id}/tags/{tag}",
+                web::delete().to(tags::remove_tag),
+            )
+            .route(
+                "/v2/images/{id}/members",
+                web::get().to(members::list_members),
+            )
+            .route(
+                "/v2/images/{id}/members",
+                web::post().to(members::add_member),
+            )
+            .route(
+                "/v2/images/{id}/members/{member}",
+                web::get().to(members::show_member),
+            )
+            .route(
+                "/v2/images/{id}/members/{member}",
+                web::put().to(members::answer_member),
+            )
+            .route(
+                "/v2/images/{id}/members/{member}",
+                web::delete().to(members::remove_member),
+            ),
+    );
+}

@@ -1,0 +1,309 @@
+//! Tokens (`/v3/auth/tokens`: issue by password or token, validate, check, revoke) and what
+//! a token shows of itself: its catalog and the projects its user may scope to.
+
+use super::projects::project_view;
+use super::*;
+use crate::catalog::catalog;
+use crate::password;
+use crate::tokens::{Claims, NewToken, RoleRef, TokenError};
+
+/// Finds a domain given as `{"id": …}` or `{"name": …}`.
+pub(super) async fn find_domain(db: &Db, v: &Value) -> ApiResult<String> {
+    if let Some(id) = v["id"].as_str() {
+        return Ok(store::domain(db, id).await?.ok_or_else(unauthorized)?.id);
+    }
+    if let Some(name) = v["name"].as_str() {
+        return Ok(store::domain_by_name(db, name)
+            .await?
+            .ok_or_else(unauthorized)?
+            .id);
+    }
+    Err(bad("A domain needs an id or a name."))
+}
+
+/// The user of a password auth, checked. A wrong user and a wrong password give the same 401.
+pub(super) async fn password_user(db: &Db, v: &Value) -> ApiResult<User> {
+    let u = &v["user"];
+    let secret = u["password"]
+        .as_str()
+        .ok_or_else(|| bad("password is required."))?;
+    let user = if let Some(id) = u["id"].as_str() {
+        store::user(db, id).await?
+    } else if let Some(name) = u["name"].as_str() {
+        let domain = if u["domain"].is_object() {
+            find_domain(db, &u["domain"]).await.ok()
+        } else {
+            None
+        };
+        match domain {
+            Some(d) => store::user_by_name(db, &d, name).await?,
+            None => None,
+        }
+    } else {
+        return Err(bad("A user needs an id, or a name and a domain."));
+    };
+    match user {
+        Some(user)
+            if user.enabled
+                && user
+                    .password_hash
+                    .as_deref()
+                    .is_some_and(|h| password::verify(secret, h)) =>
+        {
+            Ok(user)
+        }
+        Some(_) => Err(unauthorized()),
+        None => {
+            password::verify_nothing(secret);
+            Err(unauthorized())
+        }
+    }
+}
+
+pub(super) struct Scope {
+    project: Option<Project>,
+    domain_id: Option<String>,
+    roles: Vec<Role>,
+}
+
+pub(super) async fn resolve_scope(db: &Db, user: &str, scope: &Value) -> ApiResult<Scope> {
+    if scope.is_null() || scope == "unscoped" {
+        return Ok(Scope {
+            project: None,
+            domain_id: None,
+            roles: vec![],
+        });
+    }
+    if scope["project"].is_object() {
+        let p = &scope["project"];
+        let project = if let Some(id) = p["id"].as_str() {
+            store::project(db, id).await?
+        } else if let Some(name) = p["name"].as_str() {
+            let d = find_domain(db, &p["domain"]).await?;
+            store::project_by_name(db, &d, name).await?
+        } else {
+            return Err(bad("A project scope needs an id, or a name and a domain."));
+        };
+        let project = project.filter(|p| p.enabled).ok_or_else(unauthorized)?;
+        let roles = store::roles_of(db, user, &project.id, "").await?;
+        if roles.is_empty() {
+            return Err(unauthorized());
+        }
+        return Ok(Scope {
+            project: Some(project),
+            domain_id: None,
+            roles,
+        });
+    }
+    if scope["domain"].is_object() {
+        let d = find_domain(db, &scope["domain"]).await?;
+        let roles = store::roles_of(db, user, "", &d).await?;
+        if roles.is_empty() {
+            return Err(unauthorized());
+        }
+        return Ok(Scope {
+            project: None,
+            domain_id: Some(d),
+            roles,
+        });
+    }
+    Err(bad("Only project, domain or no scope is supported."))
+}
+
+/// The token body Keystone returns for `claims`.
+pub(super) async fn token_body(
+    req: &HttpRequest,
+    st: &IdentityState,
+    c: &Claims,
+    with_catalog: bool,
+) -> ApiResult<Value> {
+    let user = store::user(&st.db, &c.sub)
+        .await?
+        .ok_or_else(unauthorized)?;
+    let mut t = json!({
+        "methods": c.openstack_methods,
+        "user": {"id": user.id, "name": user.name, "domain": domain_ref(&st.db, &user.domain_id).await?,
+                 "password_expires_at": null},
+        "audit_ids": c.openstack_audit_ids,
+        "expires_at": keystone_time(c.exp),
+        "issued_at": keystone_time(c.iat),
+    });
+    if let Some(pid) = &c.openstack_project_id {
+        let p = store::project(&st.db, pid)
+            .await?
+            .ok_or_else(unauthorized)?;
+        t["project"] =
+            json!({"id": p.id, "name": p.name, "domain": domain_ref(&st.db, &p.domain_id).await?});
+        t["is_domain"] = json!(false);
+    }
+    if let Some(did) = &c.openstack_domain_id {
+        t["domain"] = domain_ref(&st.db, did).await?;
+    }
+    if c.openstack_project_id.is_some() || c.openstack_domain_id.is_some() {
+        t["roles"] = json!(c.openstack_roles);
+        if with_catalog {
+            t["catalog"] = catalog(&base_url(req, &st.settings), &st.settings);
+        }
+    }
+    Ok(json!({"token": t}))
+}
+
+pub(super) async fn issue_token(
+    req: HttpRequest,
+    st: web::Data<IdentityState>,
+    raw: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let body = json_body(&raw)?;
+    let identity = &body["auth"]["identity"];
+    let methods: Vec<String> = identity["methods"]
+        .as_array()
+        .ok_or_else(|| bad("auth.identity.methods is required."))?
+        .iter()
+        .filter_map(|m| m.as_str().map(str::to_owned))
+        .collect();
+    let (user, parent) = match methods.as_slice() {
+        [m] if m == "password" => (password_user(&st.db, &identity["password"]).await?, None),
+        [m] if m == "token" => {
+            let old = identity["token"]["id"]
+                .as_str()
+                .ok_or_else(|| bad("token.id is required."))?;
+            let claims = st.tokens.validate(old).map_err(|_| unauthorized())?;
+            let user = store::user(&st.db, &claims.sub)
+                .await?
+                .filter(|u| u.enabled)
+                .ok_or_else(unauthorized)?;
+            (user, Some(claims))
+        }
+        _ => {
+            return Err(bad(
+                "Exactly one of the methods 'password' and 'token' is supported.",
+            ))
+        }
+    };
+    let scope = resolve_scope(&st.db, &user.id, &body["auth"]["scope"]).await?;
+    let roles: Vec<RoleRef> = scope
+        .roles
+        .iter()
+        .map(|r| RoleRef {
+            id: r.id.clone(),
+            name: r.name.clone(),
+        })
+        .collect();
+    let (token, claims) = st
+        .tokens
+        .issue(NewToken {
+            user_id: &user.id,
+            methods,
+            project_id: scope.project.map(|p| p.id),
+            domain_id: scope.domain_id,
+            roles,
+            parent: parent.as_ref(),
+        })
+        .map_err(ApiError::Internal)?;
+    let nocatalog = req
+        .query_string()
+        .split('&')
+        .any(|q| q == "nocatalog" || q.starts_with("nocatalog="));
+    let body = token_body(&req, &st, &claims, !nocatalog).await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("X-Subject-Token", token))
+        .json(body))
+}
+
+pub(super) fn subject(req: &HttpRequest, st: &IdentityState) -> ApiResult<Claims> {
+    let token = req
+        .headers()
+        .get("X-Subject-Token")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| bad("X-Subject-Token is required."))?;
+    st.tokens.validate(token).map_err(|e| match e {
+        TokenError::Missing | TokenError::Invalid | TokenError::Revoked => {
+            ApiError::NotFound("Could not find token.".into())
+        }
+    })
+}
+
+/// A token may inspect or revoke itself; admins may any.
+pub(super) fn may_see(caller: &Claims, subject: &Claims) -> bool {
+    caller.sub == subject.sub || has_role(caller, "admin") || has_role(caller, "service")
+}
+
+pub(super) async fn validate_token(
+    req: HttpRequest,
+    st: web::Data<IdentityState>,
+) -> ApiResult<HttpResponse> {
+    let c = caller(&req, &st)?;
+    let s = subject(&req, &st)?;
+    if !may_see(&c, &s) {
+        return Err(KEYSTONE.denied("identity:validate_token"));
+    }
+    let nocatalog = req
+        .query_string()
+        .split('&')
+        .any(|q| q == "nocatalog" || q.starts_with("nocatalog="));
+    let body = token_body(&req, &st, &s, !nocatalog).await?;
+    let token = req.headers().get("X-Subject-Token").cloned();
+    let mut res = HttpResponse::Ok();
+    if let Some(t) = token {
+        res.insert_header(("X-Subject-Token", t));
+    }
+    Ok(res.json(body))
+}
+
+pub(super) async fn check_token(
+    req: HttpRequest,
+    st: web::Data<IdentityState>,
+) -> ApiResult<HttpResponse> {
+    let c = caller(&req, &st)?;
+    let s = subject(&req, &st)?;
+    if !may_see(&c, &s) {
+        return Err(KEYSTONE.denied("identity:check_token"));
+    }
+    Ok(HttpResponse::Ok().finish())
+}
+
+pub(super) async fn revoke_token(
+    req: HttpRequest,
+    st: web::Data<IdentityState>,
+) -> ApiResult<HttpResponse> {
+    let c = caller(&req, &st)?;
+    let s = subject(&req, &st)?;
+    if !may_see(&c, &s) {
+        return Err(KEYSTONE.denied("identity:revoke_token"));
+    }
+    st.tokens.revoke(&s).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub(super) async fn auth_catalog(
+    req: HttpRequest,
+    st: web::Data<IdentityState>,
+) -> ApiResult<HttpResponse> {
+    let c = caller(&req, &st)?;
+    if c.openstack_project_id.is_none() && c.openstack_domain_id.is_none() {
+        return Err(KEYSTONE.denied("an unscoped token has no catalog"));
+    }
+    let base = base_url(&req, &st.settings);
+    Ok(
+        HttpResponse::Ok().json(json!({"catalog": catalog(&base, &st.settings),
+        "links": {"self": format!("{base}/identity/v3/auth/catalog")}})),
+    )
+}
+
+pub(super) async fn auth_projects(
+    req: HttpRequest,
+    st: web::Data<IdentityState>,
+) -> ApiResult<HttpResponse> {
+    let c = caller(&req, &st)?;
+    let base = v3_url(&req, &st.settings);
+    let items = store::projects_of_user(&st.db, &c.sub)
+        .await?
+        .iter()
+        .map(|p| project_view(p, &base))
+        .collect();
+    Ok(collection(
+        "projects",
+        items,
+        format!("{base}/auth/projects"),
+    ))
+}

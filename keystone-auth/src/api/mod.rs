@@ -1,0 +1,293 @@
+//! The identity API (a Keystone v3 subset) that the `openstack` CLI and keystoneauth use,
+//! mounted under `/identity`: discovery here, then [`auth`] (tokens, catalog), [`projects`]
+//! (domains, projects), [`users`], [`roles`] and [`grants`] (role assignments). Errors leave in
+//! Keystone's body (`{"error": {"code", "title", "message"}}`).
+
+mod auth;
+mod grants;
+mod projects;
+mod roles;
+mod users;
+
+use crate::bootstrap;
+use crate::settings::AuthSettings;
+use crate::tokens::{Claims, NewToken, RoleRef, TokenService};
+use actix_web::{web, HttpRequest, HttpResponse};
+use api_toolkit::policy::KEYSTONE;
+use api_toolkit::{ApiError, ApiResult, FaultFormat};
+use nova_db::identity::{self as store, Project, Role, User};
+use nova_db::{Db, DbError};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// What the identity handlers share.
+pub struct IdentityState {
+    pub db: Db,
+    pub tokens: Arc<TokenService>,
+    pub settings: AuthSettings,
+}
+
+impl IdentityState {
+    /// A project-scoped token for `user` in `project` (names, in the `default` domain), issued
+    /// in-process without a password: for a service that shares this process and has no
+    /// credential of its own (the all-in-one's compute agent fetching images). Returns the
+    /// token and its expiry in seconds since the epoch.
+    pub async fn issue_for(&self, user: &str, project: &str) -> Result<(String, i64), String> {
+        let err = |e: DbError| e.to_string();
+        let user = store::user_by_name(&self.db, "default", user)
+            .await
+            .map_err(err)?
+            .filter(|u| u.enabled)
+            .ok_or_else(|| format!("no enabled user {user} in the default domain"))?;
+        let project = store::project_by_name(&self.db, "default", project)
+            .await
+            .map_err(err)?
+            .filter(|p| p.enabled)
+            .ok_or_else(|| format!("no enabled project {project} in the default domain"))?;
+        let roles = store::roles_of(&self.db, &user.id, &project.id, "")
+            .await
+            .map_err(err)?
+            .into_iter()
+            .map(|r| RoleRef {
+                id: r.id,
+                name: r.name,
+            })
+            .collect();
+        let (token, claims) = self.tokens.issue(NewToken {
+            user_id: &user.id,
+            methods: vec!["password".into()],
+            project_id: Some(project.id),
+            domain_id: None,
+            roles,
+            parent: None,
+        })?;
+        Ok((token, claims.exp))
+    }
+}
+
+/// Keystone's 401 for a request without a valid token.
+fn unauthorized() -> ApiError {
+    ApiError::Unauthorized("The request you have made requires authentication.".into())
+}
+
+/// A store error: a unique constraint means the name is taken (Keystone's 409).
+fn conflict_or_internal(e: DbError) -> ApiError {
+    let text = e.to_string();
+    if text.contains("UNIQUE") || text.contains("unique") || text.contains("duplicate key") {
+        return ApiError::Conflict(
+            "Conflict occurred attempting to store the resource: duplicate entry.".into(),
+        );
+    }
+    ApiError::from(e)
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::BadRequest(msg.into())
+}
+
+/// The public base URL (configured, else the request's scheme and host).
+fn base_url(req: &HttpRequest, settings: &AuthSettings) -> String {
+    match &settings.public_url {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => {
+            let info = req.connection_info();
+            format!("{}://{}", info.scheme(), info.host())
+        }
+    }
+}
+
+fn v3_url(req: &HttpRequest, s: &AuthSettings) -> String {
+    format!("{}/identity/v3", base_url(req, s))
+}
+
+/// Keystone's timestamps: microseconds and Z.
+fn keystone_time(seconds: i64) -> String {
+    nova_core::time::to_datetime(seconds * 1000)
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
+fn json_body(raw: &[u8]) -> ApiResult<Value> {
+    serde_json::from_slice(raw).map_err(|_| bad("Expecting to find valid JSON in request body."))
+}
+
+fn v3_version(req: &HttpRequest, s: &AuthSettings) -> Value {
+    json!({
+        "id": "v3.14",
+        "status": "stable",
+        "updated": "2020-04-07T00:00:00Z",
+        "links": [{"rel": "self", "href": format!("{}/", v3_url(req, s))}],
+        "media-types": [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}],
+    })
+}
+
+async fn versions(req: HttpRequest, st: web::Data<IdentityState>) -> HttpResponse {
+    HttpResponse::MultipleChoices()
+        .json(json!({"versions": {"values": [v3_version(&req, &st.settings)]}}))
+}
+
+async fn version(req: HttpRequest, st: web::Data<IdentityState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({"version": v3_version(&req, &st.settings)}))
+}
+
+/// The caller's validated token (`X-Auth-Token`).
+fn caller(req: &HttpRequest, st: &IdentityState) -> ApiResult<Claims> {
+    let token = req
+        .headers()
+        .get("X-Auth-Token")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(unauthorized)?;
+    st.tokens.validate(token).map_err(|_| unauthorized())
+}
+
+fn has_role(c: &Claims, role: &str) -> bool {
+    c.openstack_roles.iter().any(|r| r.name == role)
+}
+
+/// Keystone's default policy for the admin API: the `admin` role (writes), `admin` or
+/// `reader` (reads).
+fn require_admin(req: &HttpRequest, st: &IdentityState, action: &str) -> ApiResult<Claims> {
+    let c = caller(req, st)?;
+    if has_role(&c, "admin") {
+        Ok(c)
+    } else {
+        Err(KEYSTONE.denied(action))
+    }
+}
+
+fn require_reader(req: &HttpRequest, st: &IdentityState, action: &str) -> ApiResult<Claims> {
+    let c = caller(req, st)?;
+    if has_role(&c, "admin") || has_role(&c, "reader") {
+        Ok(c)
+    } else {
+        Err(KEYSTONE.denied(action))
+    }
+}
+
+async fn domain_ref(db: &Db, id: &str) -> ApiResult<Value> {
+    let d = store::domain(db, id).await?;
+    Ok(json!({"id": id, "name": d.map(|d| d.name).unwrap_or_default()}))
+}
+
+fn collection(key: &str, items: Vec<Value>, self_url: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .json(json!({key: items, "links": {"self": self_url, "previous": null, "next": null}}))
+}
+
+#[derive(serde::Deserialize, Default)]
+struct NameFilter {
+    name: Option<String>,
+    domain_id: Option<String>,
+}
+
+fn filter(req: &HttpRequest) -> NameFilter {
+    web::Query::<NameFilter>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .unwrap_or_default()
+}
+
+fn string_field<'a>(obj: &'a Value, key: &str) -> ApiResult<Option<&'a str>> {
+    match &obj[key] {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s)),
+        other => Err(bad(format!(
+            "Invalid input for field '{key}': {other} is not a string."
+        ))),
+    }
+}
+
+fn required_name(obj: &Value, what: &str) -> ApiResult<String> {
+    let name = string_field(obj, "name")?
+        .ok_or_else(|| bad(format!("'name' is a required property of {what}.")))?;
+    if name.is_empty() || name.chars().count() > 255 {
+        return Err(bad("The name must be 1 to 255 characters."));
+    }
+    Ok(name.to_owned())
+}
+
+/// Mounts the identity API under `/identity`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/identity")
+            .wrap(FaultFormat::Keystone.errors())
+            .route("", web::get().to(versions))
+            .route("/", web::get().to(versions))
+            .route("/v3", web::get().to(version))
+            .route("/v3/", web::get().to(version))
+            .route("/v3/auth/tokens", web::post().to(auth::issue_token))
+            .route("/v3/auth/tokens", web::get().to(auth::validate_token))
+            .route("/v3/auth/tokens", web::head().to(auth::check_token))
+            .route("/v3/auth/tokens", web::delete().to(auth::revoke_token))
+            .route("/v3/auth/catalog", web::get().to(auth::auth_catalog))
+            .route("/v3/auth/projects", web::get().to(auth::auth_projects))
+            .route("/v3/domains", web::get().to(projects::list_domains))
+            .route("/v3/domains/{id}", web::get().to(projects::show_domain))
+            .route(
+                "/v3/domains/{d}/users/{u}/roles/{r}",
+                web::put().to(grants::add_domain_grant),
+            )
+            .route("/v3/projects", web::get().to(projects::list_projects))
+            .route("/v3/projects", web::post().to(projects::create_project))
+            .route("/v3/projects/{id}", web::get().to(projects::show_project))
+            .route(
+                "/v3/projects/{id}",
+                web::delete().to(projects::delete_project),
+            )
+            .route(
+                "/v3/projects/{p}/users/{u}/roles",
+                web::get().to(grants::list_grants),
+            )
+            .route(
+                "/v3/projects/{p}/users/{u}/roles/{r}",
+                web::put().to(grants::add_grant),
+            )
+            .route(
+                "/v3/projects/{p}/users/{u}/roles/{r}",
+                web::head().to(grants::check_grant),
+            )
+            .route(
+                "/v3/projects/{p}/users/{u}/roles/{r}",
+                web::get().to(grants::check_grant),
+            )
+            .route(
+                "/v3/projects/{p}/users/{u}/roles/{r}",
+                web::delete().to(grants::remove_grant),
+            )
+            .route("/v3/users", web::get().to(users::list_users))
+            .route("/v3/users", web::post().to(users::create_user))
+            .route("/v3/users/{id}", web::get().to(users::show_user))
+            .route("/v3/users/{id}", web::delete().to(users::delete_user))
+            .route(
+                "/v3/users/{id}/projects",
+                web::get().to(users::user_projects),
+            )
+            .route("/v3/roles", web::get().to(roles::list_roles))
+            .route("/v3/roles", web::post().to(roles::create_role))
+            .route("/v3/roles/{id}", web::get().to(roles::show_role))
+            .route("/v3/roles/{id}", web::delete().to(roles::delete_role))
+            .route(
+                "/v3/role_assignments",
+                web::get().to(grants::role_assignments),
+            ),
+    );
+}
+
+/// Sets up identity for a process that serves it: keys, bootstrap, revocation refresh.
+pub async fn start(
+    db: &Db,
+    settings: &AuthSettings,
+) -> Result<(Arc<TokenService>, bootstrap::Generated), String> {
+    let keys = crate::keys::KeyRing::load_or_create(&settings.key_repository)
+        .map_err(|e| e.to_string())?;
+    let tokens = TokenService::new(keys, settings.token_lifetime_s, db.clone());
+    let generated = bootstrap::bootstrap(db, settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokens.refresh().await.map_err(|e| e.to_string())?;
+    tokio::spawn(
+        tokens
+            .clone()
+            .refresh_loop(std::time::Duration::from_secs(2)),
+    );
+    Ok((tokens, generated))
+}

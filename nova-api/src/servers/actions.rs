@@ -1,0 +1,365 @@
+//! `DELETE /servers/{id}` and `POST /servers/{id}/action`: the state-changing actions (stop,
+//! start, reboot, delete), each a task for the conductor; lock and unlock; and the console
+//! output, asked of the server's host.
+
+use super::{not_found, publish_task, visible};
+use crate::versions::ApiVersion;
+use crate::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use api_toolkit::body::{self, invalid};
+use api_toolkit::policy::NOVA;
+use api_toolkit::{bad, ApiError, ApiResult, RequestContext};
+use nova_core::ids::InstanceUuid;
+use nova_core::model::{LockedBy, TaskState, VmState};
+use nova_core::rpc::{CallReply, ComputeCommand, Envelope, TaskKind};
+use nova_db::actions::Requester;
+use nova_db::instances::{self, TransitionError, TransitionRule};
+use serde_json::{json, Value};
+
+/// Starts an action (delete included) if the server is in a state that allows it.
+pub(super) async fn begin(
+    state: &AppState,
+    ctx: &RequestContext,
+    id: &str,
+    action: &str,
+    rule: TransitionRule,
+    kind: TaskKind,
+) -> ApiResult<()> {
+    let uuid: InstanceUuid = id.parse().map_err(|_| not_found(id))?;
+    let project = if ctx.is_admin() {
+        None
+    } else {
+        Some(ctx.project_id.as_str())
+    };
+    let who = Requester {
+        request_id: &ctx.request_id,
+        project_id: &ctx.project_id,
+        user_id: &ctx.user_id,
+    };
+    match instances::begin_action(&state.db, uuid, project, ctx.is_admin(), rule, kind, &who).await
+    {
+        Ok(task) => {
+            publish_task(state, task, uuid, &ctx.request_id).await;
+            Ok(())
+        }
+        Err(TransitionError::NotFound) => Err(not_found(id)),
+        // Nova's InstanceIsLocked.
+        Err(TransitionError::Locked) => Err(ApiError::Conflict(format!("Instance {id} is locked"))),
+        // Nova's message for InstanceInvalidState / InstanceInvalidTaskState.
+        Err(TransitionError::Conflict {
+            vm_state,
+            task_state: Some(t),
+        }) if rule.from_vm_states.contains(&vm_state) => Err(ApiError::Conflict(format!(
+            "Cannot '{action}' instance {id} while it is in task_state {t}"
+        ))),
+        Err(TransitionError::Conflict { vm_state, .. }) => Err(ApiError::Conflict(format!(
+            "Cannot '{action}' instance {id} while it is in vm_state {vm_state}"
+        ))),
+        Err(TransitionError::Db(e)) => Err(e.into()),
+    }
+}
+
+pub(super) const ALL_LIVE_STATES: &[VmState] = &[
+    VmState::Building,
+    VmState::Active,
+    VmState::Stopped,
+    VmState::Paused,
+    VmState::Suspended,
+    VmState::Rescued,
+    VmState::Resized,
+    VmState::SoftDeleted,
+    VmState::Error,
+    VmState::Shelved,
+    VmState::ShelvedOffloaded,
+];
+
+pub(super) async fn delete(
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    NOVA.require_write(&ctx, "os_compute_api:servers:delete")?;
+    let rule = TransitionRule {
+        from_vm_states: ALL_LIVE_STATES,
+        task_state: TaskState::Deleting,
+    };
+    begin(&state, &ctx, &id, "delete", rule, TaskKind::Delete).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The `lock` action: the owner's lock, or an admin's that only an admin undoes; from 2.73
+/// with a reason. Recorded as an instance action, as Nova does.
+pub(super) async fn lock(
+    req: &HttpRequest,
+    ctx: &RequestContext,
+    state: &AppState,
+    id: &str,
+    arg: &Value,
+) -> ApiResult<()> {
+    NOVA.require_write(ctx, "os_compute_api:os-lock-server:lock")?;
+    let reason = match arg {
+        Value::Null => None,
+        Value::Object(o) if ApiVersion::of(req).at_least(73) => {
+            body::only(o, &["locked_reason"])?;
+            match o.get("locked_reason") {
+                None => None,
+                Some(r) => match r.as_str() {
+                    Some(s) if s.chars().count() <= 255 => Some(s.to_owned()),
+                    _ => return Err(invalid("locked_reason", r, "is not a valid reason")),
+                },
+            }
+        }
+        other => return Err(invalid("lock", other, "None is the only accepted value")),
+    };
+    let uuid: InstanceUuid = id.parse().map_err(|_| not_found(id))?;
+    let project = (!ctx.is_admin()).then_some(ctx.project_id.as_str());
+    let who = Requester {
+        request_id: &ctx.request_id,
+        project_id: &ctx.project_id,
+        user_id: &ctx.user_id,
+    };
+    instances::modify(
+        &state.db,
+        uuid,
+        project,
+        instances::Record::IfChanged("lock", &who),
+        |i| {
+            let owner = i.project_id == ctx.project_id;
+            // As Nova: an owner's second lock changes nothing; an admin's lock replaces it.
+            if i.locked_by.is_some() && owner {
+                return Ok::<(), ApiError>(());
+            }
+            i.locked_by = Some(if owner {
+                LockedBy::Owner
+            } else {
+                LockedBy::Admin
+            });
+            i.locked_reason = reason;
+            Ok(())
+        },
+    )
+    .await?
+    .ok_or_else(|| not_found(id))?;
+    Ok(())
+}
+
+/// The `unlock` action: an admin's lock needs an admin (`unlock_override`).
+pub(super) async fn unlock(
+    ctx: &RequestContext,
+    state: &AppState,
+    id: &str,
+    arg: &Value,
+) -> ApiResult<()> {
+    NOVA.require_write(ctx, "os_compute_api:os-lock-server:unlock")?;
+    if !arg.is_null() {
+        return Err(invalid("unlock", arg, "None is the only accepted value"));
+    }
+    let uuid: InstanceUuid = id.parse().map_err(|_| not_found(id))?;
+    let project = (!ctx.is_admin()).then_some(ctx.project_id.as_str());
+    let who = Requester {
+        request_id: &ctx.request_id,
+        project_id: &ctx.project_id,
+        user_id: &ctx.user_id,
+    };
+    instances::modify(&state.db, uuid, project, instances::Record::Always("unlock", &who), |i| {
+        let expected = if i.project_id == ctx.project_id {
+            LockedBy::Owner
+        } else {
+            LockedBy::Admin
+        };
+        if i.locked_by.is_some_and(|by| by != expected) && !ctx.is_admin() {
+            return Err(ApiError::Forbidden(
+                "Policy doesn't allow os_compute_api:os-lock-server:unlock:unlock_override to be performed."
+                    .into(),
+            ));
+        }
+        i.locked_by = None;
+        i.locked_reason = None;
+        Ok(())
+    })
+    .await?
+    .ok_or_else(|| not_found(id))?;
+    Ok(())
+}
+
+/// How long the API waits for a compute host to send a console log.
+pub(super) const CONSOLE_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Nova's `length` of `os-getConsoleOutput`: an integer (or a string of one) from -1, where -1
+/// or none means the whole log.
+pub(super) fn parse_console_length(arg: &Value) -> ApiResult<Option<usize>> {
+    let obj = match arg {
+        Value::Null => return Ok(None),
+        Value::Object(o) => o,
+        other => {
+            return Err(invalid(
+                "os-getConsoleOutput",
+                other,
+                &format!("{other} is not of type 'object'"),
+            ))
+        }
+    };
+    body::only(obj, &["length"])?;
+    let Some(v) = obj.get("length") else {
+        return Ok(None);
+    };
+    let n = match v {
+        Value::Null => return Ok(None),
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.parse::<i64>().ok(),
+        _ => None,
+    };
+    match n {
+        Some(-1) => Ok(None),
+        Some(n) if n >= 0 => Ok(Some(usize::try_from(n).unwrap_or(usize::MAX))),
+        Some(_) => Err(invalid("length", v, "is less than the minimum of -1")),
+        None => Err(invalid("length", v, "does not match '^-?[0-9]+$'")),
+    }
+}
+
+/// The `os-getConsoleOutput` action: the log comes from the server's host, asked over the
+/// bus and answered directly (request/reply), as Nova's RPC call to nova-compute.
+pub(super) async fn console_output(
+    ctx: &RequestContext,
+    state: &AppState,
+    id: &str,
+    arg: &Value,
+) -> ApiResult<String> {
+    NOVA.require_write(ctx, "os_compute_api:os-console-output")?;
+    let length = parse_console_length(arg)?;
+    let instance = visible(state, ctx, id).await?;
+    if instance.task_state == Some(TaskState::Deleting) {
+        return Err(ApiError::Conflict(format!(
+            "Cannot 'get_console_output' instance {id} while it is in task_state deleting"
+        )));
+    }
+    // Nova's check_instance_host: no host yet, no console.
+    let host = instance
+        .host
+        .as_deref()
+        .ok_or_else(|| ApiError::Conflict(format!("Instance {id} is not ready")))?;
+    let call = Envelope::new(
+        Some(ctx.request_id.clone()),
+        ComputeCommand::ConsoleOutput {
+            instance: instance.uuid,
+            length,
+        },
+    );
+    let queue = state.queues.compute(host);
+    let answer = match state
+        .bus
+        .call(&queue, call.encode(), CONSOLE_CALL_TIMEOUT)
+        .await
+    {
+        Ok(bytes) => bytes,
+        Err(nova_core::bus::BusError::Timeout(_)) => {
+            return Err(ApiError::Unavailable(format!(
+                "The compute host {host} did not send the console output in time; try again later."
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match serde_json::from_slice::<CallReply>(&answer) {
+        // As Nova: ASCII control characters other than tab and newline are removed.
+        Ok(CallReply::ConsoleOutput { output }) => Ok(output
+            .chars()
+            .filter(|c| !matches!(c, '\x00'..='\x08' | '\x0B'..='\x1F'))
+            .collect()),
+        Ok(CallReply::NotFound) => Err(ApiError::NotFound(
+            "Guest does not have a console available.".into(),
+        )),
+        Ok(CallReply::NotSupported { message }) => Err(ApiError::NotImplemented(message)),
+        Ok(CallReply::Failed { message }) => Err(ApiError::Internal(format!(
+            "console output of {id} on {host}: {message}"
+        ))),
+        Err(e) => Err(ApiError::Internal(format!("unreadable console reply: {e}"))),
+    }
+}
+
+pub(super) async fn action(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    raw: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let body = body::json(&raw)?;
+    let obj = body
+        .as_object()
+        .filter(|o| o.len() == 1)
+        .ok_or_else(|| bad("The action body must be an object with exactly one action."))?;
+    let (name, arg) = obj.iter().next().ok_or_else(|| bad("No action given."))?;
+    match name.as_str() {
+        "lock" => {
+            lock(&req, &ctx, &state, &id, arg).await?;
+            return Ok(HttpResponse::Accepted().finish());
+        }
+        "unlock" => {
+            unlock(&ctx, &state, &id, arg).await?;
+            return Ok(HttpResponse::Accepted().finish());
+        }
+        "os-getConsoleOutput" => {
+            let output = console_output(&ctx, &state, &id, arg).await?;
+            return Ok(HttpResponse::Ok().json(json!({ "output": output })));
+        }
+        _ => {}
+    }
+    let (action, rule, kind) = match name.as_str() {
+        "os-stop" => (
+            "stop",
+            TransitionRule {
+                from_vm_states: &[VmState::Active, VmState::Error],
+                task_state: TaskState::PoweringOff,
+            },
+            TaskKind::Stop,
+        ),
+        "os-start" => (
+            "start",
+            TransitionRule {
+                from_vm_states: &[VmState::Stopped],
+                task_state: TaskState::PoweringOn,
+            },
+            TaskKind::Start,
+        ),
+        "reboot" => {
+            let kind = arg
+                .get("type")
+                .and_then(Value::as_str)
+                .map(str::to_ascii_uppercase)
+                .filter(|t| t == "SOFT" || t == "HARD")
+                .ok_or_else(|| {
+                    invalid(
+                        "type",
+                        arg.get("type").unwrap_or(&Value::Null),
+                        "is not one of ['HARD', 'Hard', 'hard', 'SOFT', 'Soft', 'soft']",
+                    )
+                })?;
+            if kind == "HARD" {
+                (
+                    "reboot",
+                    TransitionRule {
+                        from_vm_states: &[VmState::Active, VmState::Stopped, VmState::Error],
+                        task_state: TaskState::RebootingHard,
+                    },
+                    TaskKind::Reboot { hard: true },
+                )
+            } else {
+                (
+                    "reboot",
+                    TransitionRule {
+                        from_vm_states: &[VmState::Active],
+                        task_state: TaskState::Rebooting,
+                    },
+                    TaskKind::Reboot { hard: false },
+                )
+            }
+        }
+        other => return Err(bad(format!("There is no such action: {other}"))),
+    };
+    NOVA.require_write(&ctx, &format!("os_compute_api:servers:{action}"))?;
+    if matches!(name.as_str(), "os-stop" | "os-start") && !arg.is_null() {
+        return Err(invalid(name, arg, "None is the only accepted value"));
+    }
+    begin(&state, &ctx, &id, action, rule, kind).await?;
+    Ok(HttpResponse::Accepted().finish())
+}

@@ -1,0 +1,705 @@
+//! `POST /servers`: the request checked as Nova's schema checks it, its flavor, image, key
+//! pair, networks and quota looked up, and the servers written with their build tasks in one
+//! transaction, then published for the conductor.
+
+use super::params::{last_segment, parse_description, parse_hostname, parse_metadata, parse_name};
+use super::publish_task;
+use crate::versions::ApiVersion;
+use crate::{views, AppState};
+use actix_web::{web, HttpRequest, HttpResponse};
+use api_toolkit::body::{self, invalid};
+use api_toolkit::links::PublicUrl;
+use api_toolkit::policy::NOVA;
+use api_toolkit::{bad, ApiError, ApiResult, RequestContext};
+use base64::Engine;
+use nova_core::model::{ChosenNetwork, NetworkRequest, SchedulerHints};
+use nova_db::flavors;
+use nova_db::instances::{self, NewInstance};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+/// Nova's default for the number of servers one request may create (`max_count`).
+pub(super) const MAX_COUNT: i64 = 100;
+
+/// Server properties Nova's 2.1 schema knows that this deployment cannot honour yet; they get a
+/// clear 400 instead of being ignored.
+pub(super) const NOT_YET_SUPPORTED: &[&str] = &[
+    "block_device_mapping",
+    "personality",
+    "config_drive",
+    "adminPass",
+    "accessIPv4",
+    "accessIPv6",
+    "return_reservation_id",
+];
+pub(super) const KNOWN: &[&str] = &[
+    "name",
+    "imageRef",
+    "block_device_mapping_v2",
+    "networks",
+    "flavorRef",
+    "metadata",
+    "user_data",
+    "availability_zone",
+    "min_count",
+    "max_count",
+    "OS-DCF:diskConfig",
+    "security_groups",
+    "key_name",
+];
+
+pub(super) fn parse_count(server: &Map<String, Value>, key: &str) -> ApiResult<Option<i64>> {
+    let Some(v) = server.get(key) else {
+        return Ok(None);
+    };
+    // Nova accepts an integer or a string of digits.
+    let n = match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.parse::<i64>().ok(),
+        _ => None,
+    };
+    match n {
+        Some(n) if n >= 1 => Ok(Some(n)),
+        Some(_) => Err(invalid(key, v, "is less than the minimum of 1")),
+        None => Err(invalid(
+            key,
+            v,
+            &format!("{v} is not of type 'integer', 'string'"),
+        )),
+    }
+}
+
+/// The image of a block device mapping that boots from an image onto local disk (what the
+/// `openstack` CLI sends with `--image`). Volumes and other mappings need the block storage
+/// work and are refused with a clear 400 until then.
+pub(super) fn boot_image_of(bdms: &Value) -> ApiResult<Option<String>> {
+    let list = bdms.as_array().ok_or_else(|| {
+        invalid(
+            "block_device_mapping_v2",
+            bdms,
+            &format!("{bdms} is not of type 'array'"),
+        )
+    })?;
+    let mut image = None;
+    for bdm in list {
+        let source = bdm.get("source_type").and_then(Value::as_str);
+        let destination = bdm
+            .get("destination_type")
+            .and_then(Value::as_str)
+            .unwrap_or("local");
+        let boot_index = bdm
+            .get("boot_index")
+            .and_then(|b| b.as_i64().or_else(|| b.as_str()?.parse().ok()));
+        match (source, destination, boot_index) {
+            (Some("image"), "local", Some(0)) => {
+                let id = bdm
+                    .get("uuid")
+                    .and_then(Value::as_str)
+                    .filter(|u| uuid::Uuid::parse_str(u).is_ok())
+                    .ok_or_else(|| invalid("block_device_mapping_v2/uuid", bdm, "is not a 'uuid'"))?;
+                image = Some(id.to_owned());
+            }
+            _ => {
+                return Err(bad(
+                    "Only a block device mapping that boots an image on local disk is supported by this deployment yet.",
+                ))
+            }
+        }
+    }
+    Ok(image)
+}
+
+/// A validated create request.
+pub(super) struct CreateRequest {
+    scheduler_hints: SchedulerHints,
+    name: String,
+    image_ref: String,
+    flavor_ref: String,
+    metadata: BTreeMap<String, String>,
+    user_data: Option<String>,
+    availability_zone: Option<String>,
+    description: Option<String>,
+    key_name: Option<String>,
+    tags: Vec<String>,
+    hostname: Option<String>,
+    networks: NetworkRequest,
+    /// Networks chosen by uuid, in order (then they replace `networks`).
+    network_ids: Vec<String>,
+    count: i64,
+}
+
+/// The uuids of a `networks` list (Nova's checks: objects with a uuid in proper format; ports,
+/// fixed IPs and device tags need a networking service with ports, which this one has not).
+pub(super) fn parse_network_list(list: &[Value]) -> ApiResult<Vec<String>> {
+    let mut ids = Vec::new();
+    for entry in list {
+        let object = entry.as_object().ok_or_else(|| {
+            invalid(
+                "networks",
+                entry,
+                &format!("{entry} is not of type 'object'"),
+            )
+        })?;
+        for key in object.keys() {
+            match key.as_str() {
+                "uuid" => {}
+                "port" if object[key].is_null() => {}
+                "port" | "fixed_ip" | "tag" => {
+                    return Err(bad(format!(
+                        "'{key}' in networks is not supported by this deployment: it has \
+                         networks but no ports; choose networks by uuid."
+                    )))
+                }
+                other => return Err(body::unexpected(other)),
+            }
+        }
+        let uuid = match object.get("uuid") {
+            Some(Value::String(s)) => s,
+            Some(other) => {
+                return Err(invalid(
+                    "uuid",
+                    other,
+                    &format!("{other} is not of type 'string'"),
+                ))
+            }
+            None => return Err(bad("Bad network format: missing 'uuid'")),
+        };
+        let Ok(parsed) = uuid::Uuid::parse_str(uuid) else {
+            return Err(bad(format!(
+                "Bad networks format: network uuid is not in proper format ({uuid})"
+            )));
+        };
+        // Networks are stored by their hyphenated lower-case form.
+        ids.push(parsed.hyphenated().to_string());
+    }
+    Ok(ids)
+}
+
+pub(super) fn chosen(n: nova_db::networks::Network) -> ChosenNetwork {
+    ChosenNetwork {
+        id: n.id,
+        name: n.name,
+        backend: n.backend,
+    }
+}
+
+/// What the server will be on. Networks chosen by uuid as the caller may use them: each one
+/// theirs or shared (Nova's 400 for one the networking service does not show the caller), and
+/// no two the same network on the hosts (a container has one interface per host network).
+/// For `auto`, as Nova: the one network the project may use, a 409 when there are several,
+/// and (where Nova would allocate a network for the project) the hosts' own when there is none.
+pub(super) async fn resolve_networks(
+    state: &AppState,
+    ctx: &RequestContext,
+    asked: &NetworkRequest,
+    ids: &[String],
+) -> ApiResult<NetworkRequest> {
+    use nova_db::networks;
+    if ids.is_empty() {
+        if *asked != NetworkRequest::Auto {
+            return Ok(asked.clone());
+        }
+        let mut usable: Vec<_> = networks::list(&state.db)
+            .await?
+            .into_iter()
+            .filter(|n| networks::visible_to(n, viewer(ctx)))
+            .collect();
+        return match usable.len() {
+            0 => Ok(NetworkRequest::Auto),
+            1 => Ok(NetworkRequest::Chosen(vec![chosen(usable.remove(0))])),
+            _ => Err(ApiError::Conflict(
+                "More than one possible network found. Specify network ID(s) to select \
+                 which one(s) to connect to."
+                    .into(),
+            )),
+        };
+    }
+    let mut picked: Vec<ChosenNetwork> = Vec::with_capacity(ids.len());
+    for id in ids {
+        let network = networks::get_visible(&state.db, id, viewer(ctx))
+            .await?
+            .ok_or_else(|| bad(format!("Network {id} could not be found.")))?;
+        if let Some(same) = picked.iter().find(|p| p.backend == network.backend) {
+            return Err(bad(format!(
+                "Networks {} and {id} are the same network on the hosts ({}): a server is on \
+                 each host network once.",
+                same.id, network.backend
+            )));
+        }
+        picked.push(chosen(network));
+    }
+    Ok(NetworkRequest::Chosen(picked))
+}
+
+/// Where a create's scheduler hints are (Nova's `os:scheduler_hints`, and the name of the
+/// extension it came from, which Nova still accepts).
+pub(super) const HINTS: &str = "os:scheduler_hints";
+pub(super) const HINTS_OLD_NAME: &str = "OS-SCH-HNT:scheduler_hints";
+
+/// Nova's scheduler hints. `same_host` and `different_host` (a server's uuid or a list of
+/// them) are honoured by placement; `group` names a server group, of which this deployment has
+/// none; Nova's other hints are for filters this scheduler does not have (a 400 rather than
+/// ignored); hints no filter knows are ignored, as Nova ignores them (its schema allows any).
+pub(super) fn parse_hints(root: &serde_json::Map<String, Value>) -> ApiResult<SchedulerHints> {
+    let Some(hints_v) = root.get(HINTS).or_else(|| root.get(HINTS_OLD_NAME)) else {
+        return Ok(SchedulerHints::default());
+    };
+    let hints = hints_v.as_object().ok_or_else(|| {
+        invalid(
+            HINTS,
+            hints_v,
+            &format!("{hints_v} is not of type 'object'"),
+        )
+    })?;
+    let uuids = |key: &str, v: &Value| -> ApiResult<Vec<String>> {
+        let list = match v {
+            Value::String(_) => vec![v.clone()],
+            Value::Array(items) => items.clone(),
+            other => {
+                return Err(invalid(
+                    key,
+                    other,
+                    &format!("{other} is not valid under any of the given schemas"),
+                ))
+            }
+        };
+        list.iter()
+            .map(|item| {
+                item.as_str()
+                    .and_then(|s| uuid::Uuid::parse_str(s).ok())
+                    .map(|u| u.hyphenated().to_string())
+                    .ok_or_else(|| invalid(key, item, &format!("{item} is not a 'uuid'")))
+            })
+            .collect()
+    };
+    let mut out = SchedulerHints::default();
+    for (key, value) in hints {
+        match key.as_str() {
+            "same_host" => out.same_host = uuids(key, value)?,
+            "different_host" => out.different_host = uuids(key, value)?,
+            "group" => {
+                return Err(bad(
+                    "Server groups are not supported by this deployment yet.",
+                ))
+            }
+            "query" | "target_cell" | "different_cell" | "build_near_host_ip" | "cidr" => {
+                return Err(bad(format!(
+                    "The scheduler hint '{key}' is not supported by this deployment."
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<CreateRequest> {
+    let root = body
+        .as_object()
+        .ok_or_else(|| bad("The request body must be a JSON object."))?;
+    body::only(root, &["server", HINTS, HINTS_OLD_NAME])?;
+    let scheduler_hints = parse_hints(root)?;
+    let server_v = root.get("server").ok_or_else(|| {
+        bad(format!("Invalid input for field/attribute server. Value: {body}. 'server' is a required property"))
+    })?;
+    let server = server_v.as_object().ok_or_else(|| {
+        invalid(
+            "server",
+            server_v,
+            &format!("{server_v} is not of type 'object'"),
+        )
+    })?;
+    // Properties later microversions added are unknown before them, as in Nova's schemas.
+    let known_from = |key: &str| match key {
+        "description" => 19,
+        "tags" => 52,
+        "hostname" => 90,
+        _ => 1,
+    };
+    for key in server.keys() {
+        if !version.at_least(known_from(key)) {
+            return Err(body::unexpected(key));
+        }
+        if matches!(key.as_str(), "description" | "tags" | "hostname") {
+            continue;
+        }
+        if NOT_YET_SUPPORTED.contains(&key.as_str()) {
+            return Err(bad(format!(
+                "'{key}' is not supported by this deployment yet."
+            )));
+        }
+        if !KNOWN.contains(&key.as_str()) {
+            return Err(body::unexpected(key));
+        }
+    }
+    // From 2.37 a server says what network it wants, if only "auto" or "none" (as Nova).
+    let required: &[&str] = if version.at_least(37) {
+        &["name", "flavorRef", "networks"]
+    } else {
+        &["name", "flavorRef"]
+    };
+    for &required in required {
+        if !server.contains_key(required) {
+            return Err(invalid(
+                "server",
+                server_v,
+                &format!("'{required}' is a required property"),
+            ));
+        }
+    }
+    let name = parse_name(&server["name"])?;
+    let flavor_v = &server["flavorRef"];
+    let flavor_ref = match flavor_v {
+        Value::String(s) if !s.is_empty() => last_segment(s).to_owned(),
+        Value::Number(n) => n.to_string(),
+        _ => {
+            return Err(invalid(
+                "flavorRef",
+                flavor_v,
+                "is not a valid flavor reference",
+            ))
+        }
+    };
+    // "none", "auto" (an empty list too, as the openstack CLI sends it without --network, and
+    // no `networks` at all before 2.37: the network the host's driver gives servers), or a list
+    // of networks by uuid, looked up in the networking service once the body is valid.
+    let (networks, network_ids) = match server.get("networks") {
+        None => (NetworkRequest::Auto, Vec::new()),
+        Some(Value::Array(list)) if list.is_empty() => (NetworkRequest::Auto, Vec::new()),
+        Some(Value::Array(list)) => (NetworkRequest::Auto, parse_network_list(list)?),
+        // "auto" and "none" came with 2.37; before, `networks` is a list (as Nova's schema).
+        Some(n) if !version.at_least(37) => {
+            return Err(invalid(
+                "networks",
+                n,
+                &format!("{n} is not of type 'array'"),
+            ))
+        }
+        Some(n) => match n.as_str().and_then(NetworkRequest::parse) {
+            Some(request) => (request, Vec::new()),
+            None => {
+                return Err(invalid(
+                    "networks",
+                    n,
+                    &format!("{n} is not valid under any of the given schemas"),
+                ))
+            }
+        },
+    };
+    let boot_image = match server.get("block_device_mapping_v2") {
+        None => None,
+        Some(bdms) => boot_image_of(bdms)?,
+    };
+    // As Nova: without a block device mapping to boot from, an image is required.
+    let image_ref = match (server.get("imageRef"), boot_image) {
+        (Some(image_v), from_bdm) => {
+            let id = image_v
+                .as_str()
+                .map(last_segment)
+                .filter(|s| uuid::Uuid::parse_str(s).is_ok())
+                .ok_or_else(|| invalid("imageRef", image_v, "is not a 'uuid'"))?
+                .to_owned();
+            if from_bdm.as_ref().is_some_and(|b| *b != id) {
+                return Err(bad(
+                    "imageRef and the boot block device name different images.",
+                ));
+            }
+            id
+        }
+        (None, Some(id)) => id,
+        (None, None) => return Err(bad("Missing imageRef attribute")),
+    };
+    let metadata = match server.get("metadata") {
+        None => BTreeMap::new(),
+        Some(v) => parse_metadata(v)?,
+    };
+    let user_data = match server.get("user_data") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let s = v
+                .as_str()
+                .ok_or_else(|| invalid("user_data", v, &format!("{v} is not of type 'string'")))?;
+            if s.len() > 65535 {
+                return Err(invalid("user_data", v, "is too long"));
+            }
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|_| bad("User data needs to be valid base 64."))?;
+            Some(s.to_owned())
+        }
+    };
+    let availability_zone = match server.get("availability_zone") {
+        None => None,
+        Some(v) => match v.as_str() {
+            Some(s) if (1..=255).contains(&s.chars().count()) => Some(s.to_owned()),
+            _ => {
+                return Err(invalid(
+                    "availability_zone",
+                    v,
+                    "is not a valid availability zone",
+                ))
+            }
+        },
+    };
+    if let Some(v) = server.get("OS-DCF:diskConfig") {
+        if !matches!(v.as_str(), Some("AUTO" | "MANUAL")) {
+            return Err(invalid(
+                "OS-DCF:diskConfig",
+                v,
+                "is not one of ['AUTO', 'MANUAL']",
+            ));
+        }
+    }
+    if let Some(v) = server.get("security_groups") {
+        let only_default = v.as_array().is_some_and(|groups| {
+            groups
+                .iter()
+                .all(|g| g.get("name").and_then(Value::as_str) == Some("default"))
+        });
+        if !only_default {
+            return Err(bad(
+                "Only the 'default' security group is supported by this deployment yet.",
+            ));
+        }
+    }
+    let description = match server.get("description") {
+        None => None,
+        Some(v) => parse_description(v)?,
+    };
+    let key_name = match server.get("key_name") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_str() {
+            Some(s) if (1..=255).contains(&s.chars().count()) => Some(s.to_owned()),
+            _ => return Err(invalid("key_name", v, "is not a valid key pair name")),
+        },
+    };
+    let tags = match server.get("tags") {
+        None => Vec::new(),
+        Some(v) => super::tags::parse_tags(v)?,
+    };
+    let hostname = match server.get("hostname") {
+        None => None,
+        Some(v) => Some(parse_hostname(v, version)?),
+    };
+    let min = parse_count(server, "min_count")?.unwrap_or(1);
+    let max = parse_count(server, "max_count")?.unwrap_or(min);
+    if min > max {
+        return Err(bad("min_count must be <= max_count"));
+    }
+    if max > MAX_COUNT {
+        return Err(bad(format!("max_count must be <= {MAX_COUNT}")));
+    }
+    if hostname.is_some() && max > 1 {
+        // One hostname cannot name several servers (Nova refuses the same).
+        return Err(bad(
+            "Cannot set the hostname of more than one server: drop 'hostname' or create one.",
+        ));
+    }
+    Ok(CreateRequest {
+        name,
+        image_ref,
+        flavor_ref,
+        metadata,
+        user_data,
+        availability_zone,
+        description,
+        key_name,
+        tags,
+        hostname,
+        networks,
+        network_ids,
+        count: max,
+        scheduler_hints,
+    })
+}
+
+pub(super) async fn create(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    raw: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    NOVA.require_write(&ctx, "os_compute_api:servers:create")?;
+    let body = body::json(&raw)?;
+    let request = parse_create(&body, ApiVersion::of(&req))?;
+    // The lookups do not depend on each other: they run together (each on its own pooled
+    // connection), and their errors are reported in a fixed order.
+    let flavor = async {
+        match flavors::get(&state.db, &request.flavor_ref).await? {
+            Some(f) if !f.disabled && crate::flavors::usable_by(&state, &ctx, &f).await? => {
+                ApiResult::Ok(f)
+            }
+            _ => Err(bad(format!(
+                "Flavor {} could not be found.",
+                request.flavor_ref
+            ))),
+        }
+    };
+    let image = image_for_server(&state, &ctx, &request.image_ref);
+    // As Nova: a key pair is the caller's own, and its public key is copied onto the server.
+    let key_data = async {
+        match &request.key_name {
+            None => ApiResult::Ok(None),
+            Some(name) => Ok(Some(
+                nova_db::keypairs::get(&state.db, &ctx.user_id, name)
+                    .await?
+                    .ok_or_else(|| bad("Invalid key_name provided."))?
+                    .public_key,
+            )),
+        }
+    };
+    let quota = crate::quotas::ProjectQuota::of(&state.db, &ctx.project_id);
+    let networks = resolve_networks(&state, &ctx, &request.networks, &request.network_ids);
+    let (flavor, image, key_data, quota, networks) =
+        futures::join!(flavor, image, key_data, quota, networks);
+    let flavor = flavor?;
+    let node_type = flavor.node_type().map_err(bad)?;
+    let image = image?;
+    let (container, disk) = (
+        image.container_format.as_deref().unwrap_or_default(),
+        image.disk_format.as_deref().unwrap_or_default(),
+    );
+    if !node_type.boots(container, disk) {
+        return Err(bad(format!(
+            "Image {} (container_format {container}, disk_format {disk}) cannot boot on a \
+             {node_type} node.",
+            image.id
+        )));
+    }
+    let key_data = key_data?;
+    let networks = networks?;
+    let quota = quota?;
+    quota.check_metadata_items(request.metadata.len())?;
+    quota.check_server_create(request.count, flavor.vcpus, flavor.memory_mb)?;
+    tracing::debug!("create: flavor, image, quota and networks checked");
+    let url = PublicUrl::of(&req);
+    let mut news = Vec::new();
+    for n in 1..=request.count {
+        // As Nova: several servers from one request are named name-1, name-2, …
+        let name = if request.count > 1 {
+            format!("{}-{n}", request.name)
+        } else {
+            request.name.clone()
+        };
+        let new = NewInstance {
+            name,
+            project_id: ctx.project_id.clone(),
+            user_id: ctx.user_id.clone(),
+            node_type,
+            flavor: flavor.clone(),
+            image_ref: request.image_ref.clone(),
+            metadata: request.metadata.clone(),
+            user_data: request.user_data.clone(),
+            availability_zone: request.availability_zone.clone(),
+            description: request.description.clone(),
+            key_name: request.key_name.clone(),
+            key_data: key_data.clone(),
+            tags: request.tags.clone(),
+            hostname: request.hostname.clone(),
+            networks: networks.clone(),
+            scheduler_hints: request.scheduler_hints.clone(),
+        };
+        news.push(new);
+    }
+    // The check above answers most requests early; this one, on the usage read again under
+    // the project's lock, is the one concurrent creates cannot slip past (Nova rechecks after
+    // creating instead, and deletes what went over).
+    let created = instances::create_with_build_tasks(&state.db, &news, &ctx.request_id, |u| {
+        quota.with_server_usage(u).check_server_create(
+            request.count,
+            flavor.vcpus,
+            flavor.memory_mb,
+        )
+    })
+    .await?;
+    tracing::debug!("create: servers and their build tasks written");
+    let mut first = None;
+    for (instance, task) in created {
+        publish_task(&state, task, instance.uuid, &ctx.request_id).await;
+        tracing::info!(instance = %instance.uuid, "server accepted");
+        first.get_or_insert(instance);
+    }
+    let instance = first.ok_or_else(|| ApiError::Internal("no server created".into()))?;
+    let id = instance.uuid.to_string();
+    let links = views::links(&url, "servers", &id);
+    let location = links[0]["href"].as_str().unwrap_or_default().to_owned();
+    Ok(HttpResponse::Accepted()
+        .insert_header(("Location", location))
+        .json(json!({
+            "server": {
+                "id": id,
+                "links": links,
+                "OS-DCF:diskConfig": "MANUAL",
+                "security_groups": [{"name": "default"}],
+                "adminPass": admin_pass(),
+            }
+        })))
+}
+
+/// Who the caller is, for the visibility of what projects share (images, networks).
+fn viewer(ctx: &RequestContext) -> nova_db::Viewer<'_> {
+    nova_db::Viewer {
+        project: &ctx.project_id,
+        admin: ctx.is_admin(),
+    }
+}
+
+/// The image a server create names, checked as Nova checks it: visible to the caller (the
+/// image service's rules) and active.
+async fn image_for_server(
+    state: &AppState,
+    ctx: &RequestContext,
+    id: &str,
+) -> ApiResult<nova_db::images::Image> {
+    let image = nova_db::images::get_visible(&state.db, id, viewer(ctx))
+        .await?
+        .ok_or_else(|| bad(format!("Image {id} could not be found.")))?;
+    if image.status != "active" {
+        return Err(bad(format!("Image {id} is not active.")));
+    }
+    Ok(image)
+}
+
+/// A random administrator password, as Nova returns at create (12 characters).
+pub(super) fn admin_pass() -> String {
+    use rand::distributions::{Alphanumeric, DistString};
+    Alphanumeric.sample_string(&mut rand::thread_rng(), 12)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_requires_name_and_flavor_and_rejects_unknown_fields() {
+        let ok = json!({"server": {"name": "a", "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b", "flavorRef": "1"}});
+        assert!(parse_create(&ok, ApiVersion(2, 1)).is_ok());
+        let no_name = json!({"server": {"imageRef": "70a599e0-31e7-49b7-b260-868f441e862b", "flavorRef": "1"}});
+        let e = parse_create(&no_name, ApiVersion(2, 1))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("'name' is a required property"), "{e}");
+        let extra = json!({"server": {"name": "a", "flavorRef": "1", "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b", "bogus": 1}});
+        let e = parse_create(&extra, ApiVersion(2, 1))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("'bogus' was unexpected"), "{e}");
+        let spaced = json!({"server": {"name": " a", "flavorRef": "1", "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b"}});
+        assert!(parse_create(&spaced, ApiVersion(2, 1)).is_err());
+    }
+
+    #[test]
+    fn references_may_be_urls() {
+        let r = json!({"server": {"name": "a", "flavorRef": "http://x/flavors/42",
+            "imageRef": "http://x/images/70a599e0-31e7-49b7-b260-868f441e862b"}});
+        let c = parse_create(&r, ApiVersion(2, 1))
+            .ok()
+            .map(|c| (c.flavor_ref, c.image_ref));
+        assert_eq!(
+            c,
+            Some(("42".into(), "70a599e0-31e7-49b7-b260-868f441e862b".into()))
+        );
+    }
+}

@@ -1,0 +1,124 @@
+//! `/servers` and what hangs off a server: [`create`], [`list`], [`show`], [`update`],
+//! [`actions`] (stop, start, reboot, delete, lock, console output), [`addresses`],
+//! [`metadata`] and [`tags`]. Each write is one transaction that also records the task; the
+//! task is published after the commit, and a lost publish is re-driven by the conductor's
+//! reconciler, so a 202 always means the request will be carried out.
+
+mod actions;
+mod addresses;
+mod create;
+mod list;
+mod metadata;
+mod params;
+mod show;
+pub mod tags;
+mod update;
+
+use crate::versions::ApiVersion;
+use crate::{views, AppState};
+use actix_web::web;
+use api_toolkit::{ApiError, ApiResult, RequestContext};
+use nova_core::ids::{InstanceUuid, TaskId};
+use nova_core::rpc::{Envelope, TaskSubmitted};
+use nova_db::instances;
+use std::collections::HashMap;
+
+/// How long a request waits for the broker to take its task. The task row is committed
+/// already: if the broker is down, the conductor's reconciler re-drives the task later, so the
+/// client need not wait for the broker to come back.
+pub(super) const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+pub(super) async fn publish_task(
+    state: &AppState,
+    task_id: TaskId,
+    instance: InstanceUuid,
+    request_id: &str,
+) {
+    let env = Envelope::new(
+        Some(request_id.to_owned()),
+        TaskSubmitted { task_id, instance },
+    );
+    let queue = state.queues.conductor_tasks();
+    let publish = state.bus.publish(&queue, env.encode());
+    match tokio::time::timeout(PUBLISH_WAIT, publish).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, %instance, "task not published; the reconciler will re-drive it")
+        }
+        Err(_) => {
+            tracing::warn!(%instance, "broker slow or down; the reconciler will re-drive the task")
+        }
+    }
+}
+
+/// `{"server": …}`.
+#[derive(serde::Serialize)]
+pub(super) struct OneServer<'a> {
+    server: views::ServerDetail<'a>,
+}
+
+/// Nova's `host_status` of every compute host, when the view shows it (2.16, admins): UP,
+/// DOWN from the heartbeats, MAINTENANCE when the service is disabled.
+pub(super) async fn host_status(
+    state: &AppState,
+    ctx: &RequestContext,
+    version: ApiVersion,
+) -> ApiResult<HashMap<String, &'static str>> {
+    if !(ctx.is_admin() && version.at_least(16)) {
+        return Ok(HashMap::new());
+    }
+    let now = nova_core::time::now_ms();
+    Ok(nova_db::nodes::services(&state.db)
+        .await?
+        .into_iter()
+        .filter(|s| s.binary == nova_core::model::COMPUTE_BINARY)
+        .map(|s| {
+            let status = if s.disabled {
+                "MAINTENANCE"
+            } else if s.is_up(now, state.service_down_ms) {
+                "UP"
+            } else {
+                "DOWN"
+            };
+            (s.host, status)
+        })
+        .collect())
+}
+
+pub(crate) fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("Instance {id} could not be found."))
+}
+
+/// The instance with this id if the caller may see it: another project's server is a 404, as
+/// in Nova, so that ids do not leak.
+pub(crate) async fn visible(
+    state: &AppState,
+    ctx: &RequestContext,
+    id: &str,
+) -> ApiResult<nova_core::model::Instance> {
+    let uuid: InstanceUuid = id.parse().map_err(|_| not_found(id))?;
+    let instance = instances::get(&state.db, uuid)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    if !ctx.is_admin() && instance.project_id != ctx.project_id {
+        return Err(not_found(id));
+    }
+    Ok(instance)
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/servers", web::post().to(create::create))
+        .route("/servers", web::get().to(list::list))
+        .route("/servers/detail", web::get().to(list::detail))
+        .route("/servers/{id}", web::get().to(show::show))
+        .route("/servers/{id}", web::put().to(update::update))
+        .route("/servers/{id}/ips", web::get().to(addresses::ips))
+        .route(
+            "/servers/{id}/ips/{network}",
+            web::get().to(addresses::ips_of_network),
+        )
+        .route("/servers/{id}", web::delete().to(actions::delete))
+        .route("/servers/{id}/action", web::post().to(actions::action))
+        .configure(metadata::configure)
+        .configure(tags::configure);
+}

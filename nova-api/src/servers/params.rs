@@ -1,0 +1,119 @@
+//! The server attributes that both a create and an update take, checked as Nova's schemas check them.
+
+use crate::versions::ApiVersion;
+use api_toolkit::body::invalid;
+use api_toolkit::ApiResult;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// A server name as Nova's `name` format wants it: 1–255 characters, no leading or trailing
+/// whitespace.
+pub(super) fn parse_name(v: &Value) -> ApiResult<String> {
+    let s = v
+        .as_str()
+        .ok_or_else(|| invalid("name", v, &format!("{v} is not of type 'string'")))?;
+    let len = s.chars().count();
+    if len == 0 {
+        return Err(invalid("name", v, "'' is too short"));
+    }
+    if len > 255 {
+        return Err(invalid("name", v, "is too long"));
+    }
+    if s.trim() != s {
+        return Err(invalid(
+            "name",
+            v,
+            "Leading/trailing whitespace is not allowed",
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// A server description (2.19): `null` or up to 255 printable characters (Nova's
+/// `description` parameter type).
+pub(super) fn parse_description(v: &Value) -> ApiResult<Option<String>> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) => {
+            if s.chars().count() > 255 {
+                return Err(invalid("description", v, "is too long"));
+            }
+            if s.chars()
+                .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+            {
+                return Err(invalid(
+                    "description",
+                    v,
+                    "Invalid characters in the description",
+                ));
+            }
+            Ok(Some(s.clone()))
+        }
+        _ => Err(invalid(
+            "description",
+            v,
+            &format!("{v} is not of type 'string', 'null'"),
+        )),
+    }
+}
+
+/// Nova's hostname parameter (2.90): one DNS label of letters, digits and hyphens that neither
+/// starts nor ends with a hyphen, 2 to 63 characters; from 2.94 a fully qualified name of such
+/// labels (up to 255 characters).
+pub(super) fn parse_hostname(v: &Value, version: ApiVersion) -> ApiResult<String> {
+    let s = v
+        .as_str()
+        .ok_or_else(|| invalid("hostname", v, &format!("{v} is not of type 'string'")))?;
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let ok = if version.at_least(94) {
+        (1..=255).contains(&s.len()) && s.split('.').all(label_ok)
+    } else {
+        s.len() >= 2 && label_ok(s)
+    };
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(invalid("hostname", v, "is not a valid hostname"))
+    }
+}
+
+/// A reference is an id or a URL ending in one (Nova takes the last path segment).
+pub(super) fn last_segment(s: &str) -> &str {
+    s.trim_end_matches('/').rsplit('/').next().unwrap_or(s)
+}
+
+pub(super) fn parse_metadata(v: &Value) -> ApiResult<BTreeMap<String, String>> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| invalid("metadata", v, &format!("{v} is not of type 'object'")))?;
+    let mut out = BTreeMap::new();
+    for (k, val) in obj {
+        let key_ok = (1..=255).contains(&k.chars().count())
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_:. ".contains(c));
+        if !key_ok {
+            return Err(invalid(
+                "metadata",
+                v,
+                &format!("'{k}' does not match any of the regexes: '^[a-zA-Z0-9-_:. ]{{1,255}}$'"),
+            ));
+        }
+        let s = val.as_str().ok_or_else(|| {
+            invalid(
+                &format!("metadata/{k}"),
+                val,
+                &format!("{val} is not of type 'string'"),
+            )
+        })?;
+        if s.chars().count() > 255 {
+            return Err(invalid(&format!("metadata/{k}"), val, "is too long"));
+        }
+        out.insert(k.clone(), s.to_owned());
+    }
+    Ok(out)
+}

@@ -1,0 +1,30 @@
+//! `GET /servers/{id}`.
+
+use super::{host_status, visible, OneServer};
+use crate::versions::ApiVersion;
+use crate::{views, AppState};
+use actix_web::{web, HttpRequest, HttpResponse};
+use api_toolkit::links::PublicUrl;
+use api_toolkit::{ApiResult, RequestContext};
+
+pub(super) async fn show(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let instance = visible(&state, &ctx, &id).await?;
+    let url = PublicUrl::of(&req);
+    let version = ApiVersion::of(&req);
+    let host_status = host_status(&state, &ctx, version).await?;
+    let viewer = views::ServerViewer {
+        url: &url,
+        ctx: &ctx,
+        version,
+        host_status: &host_status,
+        kind: views::ViewKind::Show,
+    };
+    Ok(HttpResponse::Ok().json(&OneServer {
+        server: views::server_detail(&viewer, &instance),
+    }))
+}
