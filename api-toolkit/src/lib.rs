@@ -14,6 +14,7 @@ pub mod body;
 pub mod context;
 pub mod error;
 pub mod links;
+pub mod listing;
 pub mod policy;
 pub mod server;
 

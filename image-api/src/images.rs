@@ -5,10 +5,12 @@ use crate::ImageState;
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{web, HttpRequest, HttpResponse};
 use api_toolkit::body;
+use api_toolkit::listing::{NextLink, Query};
 use api_toolkit::policy::GLANCE;
 use api_toolkit::{bad, ApiError, ApiResult, RequestContext};
 use nova_core::time::{iso8601_z, now_ms};
-use nova_db::images::{self as store, Image};
+use nova_db::images::{self as store, Image, Offers};
+use nova_db::listing::{self, Arg, Column, Cond, Dir, Kind, Listing, TagFilter};
 use serde_json::{json, Map, Value};
 
 pub const CONTAINER_FORMATS: &[&str] = &[
@@ -55,13 +57,6 @@ pub(crate) async fn visible_image(
     id: &str,
 ) -> ApiResult<Option<Image>> {
     Ok(store::get_visible(&state.db, id, viewer(ctx)).await?)
-}
-
-fn visible(ctx: &RequestContext, i: &Image, offered: bool) -> bool {
-    ctx.is_admin()
-        || i.owner == ctx.project_id
-        || matches!(i.visibility.as_str(), "public" | "community")
-        || (i.visibility == "shared" && offered)
 }
 
 pub(crate) fn viewer(ctx: &RequestContext) -> nova_db::Viewer<'_> {
@@ -268,154 +263,142 @@ pub(crate) async fn create(
         .json(view(&image)))
 }
 
-#[derive(serde::Deserialize, Default)]
-pub(crate) struct ListQuery {
-    limit: Option<String>,
-    marker: Option<String>,
-    name: Option<String>,
-    id: Option<String>,
-    status: Option<String>,
-    visibility: Option<String>,
-    os_hidden: Option<String>,
-    container_format: Option<String>,
-    disk_format: Option<String>,
-    owner: Option<String>,
-    sort_key: Option<String>,
-    sort_dir: Option<String>,
-    sort: Option<String>,
-    member_status: Option<String>,
-}
-
-pub(crate) fn sort_value(i: &Image, key: &str) -> String {
+/// The keys Glance sorts images by, as columns; others sort by `created_at`.
+fn sort_column(key: &str) -> Column {
+    let text = |expr| Column {
+        expr,
+        kind: Kind::Text,
+    };
+    let int = |expr| Column {
+        expr,
+        kind: Kind::Int,
+    };
     match key {
-        "name" => i.name.clone().unwrap_or_default(),
-        "status" => i.status.clone(),
-        "size" => format!("{:020}", i.size.unwrap_or(-1)),
-        "id" => i.id.clone(),
-        "updated_at" => format!("{:020}", i.updated_at),
-        _ => format!("{:020}", i.created_at),
+        "name" => text("COALESCE(name, '')"),
+        "status" => text("status"),
+        "size" => int("COALESCE(size, -1)"),
+        "id" => store::TABLE.id,
+        "updated_at" => int("updated_at"),
+        _ => int("created_at"),
     }
 }
 
+/// `GET /v2/images`: what the caller may see (shared images offered to it once accepted, or
+/// with the answer `member_status` asks for; community images only when asked for, or to
+/// their owner), filtered by `name`, `id` (`in:` a list), `status`, `visibility`, `os_hidden`,
+/// `owner`, the formats and repeated `tag`s; sorted by `sort=key:dir` or `sort_key` and
+/// `sort_dir`; paged by `limit` (25 by default, at most 1,000) and `marker`. One statement
+/// ([`nova_db::listing`]).
 pub(crate) async fn list(
     req: HttpRequest,
     ctx: RequestContext,
     state: web::Data<ImageState>,
 ) -> ApiResult<HttpResponse> {
-    let q = web::Query::<ListQuery>::from_query(req.query_string())
-        .map_err(|e| bad(format!("Invalid query: {e}")))?;
-    // Repeated `tag` parameters: every one must be on the image.
-    let tags: Vec<String> = form_urlencoded::parse(req.query_string().as_bytes())
-        .filter(|(k, _)| k == "tag")
-        .map(|(_, v)| v.into_owned())
-        .collect();
-    let limit = match &q.limit {
+    let q = Query::of(&req);
+    let limit = match q.last("limit") {
         None => 25,
         Some(l) => l
-            .parse::<usize>()
+            .parse::<u64>()
             .map_err(|_| bad("limit param must be an integer"))?
             .min(1000),
     };
-    let ids: Option<Vec<&str>> =
-        q.id.as_deref()
-            .map(|v| v.strip_prefix("in:").unwrap_or(v).split(',').collect());
-    let hidden = matches!(q.os_hidden.as_deref(), Some("true" | "True" | "1"));
-    // Shared images offered to the caller are listed once accepted, or with the answer asked
-    // for (`member_status`), as Glance lists them.
-    let wanted_answer = q.member_status.as_deref().unwrap_or("accepted");
+    let limit = i64::try_from(limit).unwrap_or(1000);
+    let wanted_answer = q.last("member_status").unwrap_or("accepted");
     if !matches!(wanted_answer, "accepted" | "pending" | "rejected" | "all") {
         return Err(bad(format!("Invalid status value: {wanted_answer}")));
     }
-    let answers: std::collections::HashMap<String, String> =
-        store::memberships(&state.db, &ctx.project_id)
-            .await?
-            .into_iter()
-            .map(|m| (m.image_id, m.status))
-            .collect();
-    let mut images: Vec<Image> = store::list(&state.db)
-        .await?
-        .into_iter()
-        .filter(|i| {
-            let listed_offer = answers
-                .get(&i.id)
-                .is_some_and(|a| wanted_answer == "all" || a == wanted_answer);
-            visible(&ctx, i, listed_offer)
-        })
-        // Community images are listed only when asked for, or to their owner (as Glance).
-        .filter(|i| {
-            i.visibility != "community"
-                || q.visibility.as_deref() == Some("community")
-                || i.owner == ctx.project_id
-        })
-        .filter(|i| {
-            q.visibility
-                .as_deref()
-                .is_none_or(|v| v == "all" || i.visibility == v)
-        })
-        .filter(|i| i.os_hidden == hidden)
-        .filter(|i| {
-            q.name
-                .as_deref()
-                .is_none_or(|n| i.name.as_deref() == Some(n))
-        })
-        .filter(|i| ids.as_ref().is_none_or(|ids| ids.contains(&i.id.as_str())))
-        .filter(|i| q.status.as_deref().is_none_or(|s| i.status == s))
-        .filter(|i| q.owner.as_deref().is_none_or(|o| i.owner == o))
-        .filter(|i| {
-            q.container_format
-                .as_deref()
-                .is_none_or(|c| i.container_format.as_deref() == Some(c))
-        })
-        .filter(|i| {
-            q.disk_format
-                .as_deref()
-                .is_none_or(|d| i.disk_format.as_deref() == Some(d))
-        })
-        .filter(|i| tags.iter().all(|t| i.tags.contains(t)))
-        .collect();
-    let (key, dir) = match &q.sort {
+    let offers = if wanted_answer == "all" {
+        Offers::Any
+    } else {
+        Offers::Answered(wanted_answer)
+    };
+    let visible = vec![store::live(), store::visible_to(viewer(&ctx), offers)];
+    let mut conds = visible.clone();
+    let text = |v: &str| Arg::Text(v.to_owned());
+    let visibility = q.last("visibility");
+    // Community images are listed only when asked for, or to their owner (as Glance).
+    if visibility != Some("community") {
+        conds.push(Cond::any(vec![
+            Cond::sql("visibility <> 'community'", Vec::new()),
+            Cond::eq("owner", text(&ctx.project_id)),
+        ]));
+    }
+    if let Some(v) = visibility.filter(|v| *v != "all") {
+        conds.push(Cond::eq("visibility", text(v)));
+    }
+    let hidden = matches!(q.last("os_hidden"), Some("true" | "True" | "1"));
+    conds.push(Cond::eq("os_hidden", Arg::Bool(hidden)));
+    for (key, column) in [
+        ("name", "name"),
+        ("status", "status"),
+        ("owner", "owner"),
+        ("container_format", "container_format"),
+        ("disk_format", "disk_format"),
+    ] {
+        if let Some(v) = q.last(key) {
+            conds.push(Cond::eq(column, text(v)));
+        }
+    }
+    if let Some(ids) = q.last("id") {
+        let ids = ids.strip_prefix("in:").unwrap_or(ids);
+        conds.push(Cond::any_of("id", ids.split(',').map(text).collect()));
+    }
+    // Repeated `tag` parameters: every one must be on the image.
+    let tags = TagFilter {
+        all: q.all("tag").into_iter().map(str::to_owned).collect(),
+        ..TagFilter::default()
+    };
+    let (key, dir) = match q.last("sort") {
         Some(s) => {
-            let (k, d) = s
-                .split(',')
-                .next()
-                .unwrap_or("created_at")
-                .split_once(':')
-                .unwrap_or((s.as_str(), "desc"));
+            let first = s.split(',').next().unwrap_or("created_at");
+            let (k, d) = first.split_once(':').unwrap_or((first, "desc"));
             (k.to_owned(), d.to_owned())
         }
         None => (
-            q.sort_key.clone().unwrap_or_else(|| "created_at".into()),
-            q.sort_dir.clone().unwrap_or_else(|| "desc".into()),
+            q.last("sort_key").unwrap_or("created_at").to_owned(),
+            q.last("sort_dir").unwrap_or("desc").to_owned(),
         ),
     };
-    if !matches!(dir.as_str(), "asc" | "desc") {
-        return Err(bad(format!("Invalid sort direction: {dir}")));
+    let dir = match dir.as_str() {
+        "asc" => Dir::Asc,
+        "desc" => Dir::Desc,
+        _ => return Err(bad(format!("Invalid sort direction: {dir}"))),
+    };
+    let rule = NextLink::WhenMore;
+    let mut listing = Listing {
+        table: &store::TABLE,
+        conds,
+        tags,
+        order: vec![(sort_column(&key), dir)],
+        after: None,
+        limit: Some(rule.ask(limit)),
+    };
+    if let Some(marker) = q.last("marker") {
+        let order = listing.total_order();
+        let after = listing::marker(&state.db, &store::TABLE, text(marker), visible, &order)
+            .await?
+            .ok_or_else(|| {
+                bad(format!(
+                    "Invalid marker. Image {marker} could not be found."
+                ))
+            })?;
+        listing.after = Some(after);
     }
-    images.sort_by(|a, b| {
-        let o = sort_value(a, &key)
-            .cmp(&sort_value(b, &key))
-            .then(a.id.cmp(&b.id));
-        if dir == "desc" {
-            o.reverse()
-        } else {
-            o
-        }
+    let page = rule.page(store::page(&state.db, &listing).await?, limit);
+    let mut body = json!({
+        "images": page.rows.iter().map(view).collect::<Vec<_>>(),
+        "first": "/v2/images",
+        "schema": "/v2/schemas/images",
     });
-    if let Some(marker) = &q.marker {
-        let pos = images.iter().position(|i| &i.id == marker).ok_or_else(|| {
-            bad(format!(
-                "Invalid marker. Image {marker} could not be found."
-            ))
-        })?;
-        images.drain(..=pos);
-    }
-    let more = images.len() > limit;
-    images.truncate(limit);
-    let mut body = json!({"images": images.iter().map(view).collect::<Vec<_>>(), "first": "/v2/images", "schema": "/v2/schemas/images"});
-    if more {
-        if let Some(last) = images.last() {
-            body["next"] = json!(format!("/v2/images?marker={}&limit={limit}", last.id));
+    if let Some(last) = page.rows.last().filter(|_| page.next) {
+        // The same query from the page's last image on (Glance's `next`, relative).
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("marker", &last.id);
+        query.append_pair("limit", &limit.to_string());
+        for (k, v) in q.pairs().filter(|(k, _)| !matches!(*k, "marker" | "limit")) {
+            query.append_pair(k, v);
         }
+        body["next"] = json!(format!("/v2/images?{}", query.finish()));
     }
     Ok(HttpResponse::Ok().json(body))
 }

@@ -16,10 +16,12 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use api_toolkit::body;
-use api_toolkit::links::PublicUrl;
+use api_toolkit::links::{next_page, PublicUrl};
+use api_toolkit::listing::{NextLink, Query};
 use api_toolkit::policy::NEUTRON;
 use api_toolkit::{bad, ApiError, ApiResult, FaultFormat, RequestContext};
 use nova_core::time::{iso8601_z, now_ms};
+use nova_db::listing::{self, Arg, Column, Cond, Dir, Kind, Listing};
 use nova_db::networks::{self as store, Network};
 use nova_db::quotas;
 use nova_db::Db;
@@ -39,10 +41,6 @@ fn viewer(ctx: &RequestContext) -> nova_db::Viewer<'_> {
         project: &ctx.project_id,
         admin: ctx.is_admin(),
     }
-}
-
-fn visible(ctx: &RequestContext, n: &Network) -> bool {
-    store::visible_to(n, viewer(ctx))
 }
 
 /// The network if the caller may see it, or 404.
@@ -124,62 +122,109 @@ const BOOLEAN_FILTERS: &[&str] = &[
     "port_security_enabled",
 ];
 
-/// Whether a view's attribute equals one of the filter's values, compared as Neutron converts
-/// them (booleans from `true`/`false` in any case, or 1/0).
-fn matches(value: Option<&Value>, wanted: &[String]) -> bool {
-    wanted.iter().any(|w| match value {
-        Some(Value::Bool(b)) => match w.to_ascii_lowercase().as_str() {
-            "true" | "1" => *b,
-            "false" | "0" => !*b,
-            _ => false,
-        },
-        Some(Value::String(s)) => s == w,
-        _ => false,
-    })
+/// A filter's value as a boolean, as Neutron converts them (`true`/`false` in any case, 1/0).
+fn boolean(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
+    }
 }
 
+/// The condition of a filter (an attribute and the values it may have), as Neutron compares
+/// the attribute the caller's view of a network shows: attributes this service holds one
+/// value of match that value or nothing, and provider attributes, which only admins see,
+/// match nothing for others.
+fn filter_cond(ctx: &RequestContext, key: &str, wanted: &[String]) -> Cond {
+    let texts = || wanted.iter().cloned().map(Arg::Text).collect();
+    let booleans = || {
+        wanted
+            .iter()
+            .filter_map(|w| boolean(w))
+            .map(Arg::Bool)
+            .collect()
+    };
+    let constant = |holds: bool| {
+        if holds {
+            Cond::all(Vec::new())
+        } else {
+            Cond::never()
+        }
+    };
+    match key {
+        "id" | "name" | "description" | "project_id" => Cond::any_of(key, texts()),
+        "tenant_id" => Cond::any_of("project_id", texts()),
+        "admin_state_up" | "shared" => Cond::any_of(key, booleans()),
+        "status" => constant(wanted.iter().any(|w| w == "ACTIVE")),
+        "router:external" | "port_security_enabled" => {
+            constant(wanted.iter().any(|w| boolean(w) == Some(false)))
+        }
+        "provider:network_type" => constant(ctx.is_admin() && wanted.iter().any(|w| w == "flat")),
+        "provider:physical_network" if ctx.is_admin() => Cond::any_of("backend", texts()),
+        _ => Cond::never(),
+    }
+}
+
+/// The keys networks sort by.
+fn sort_column(key: &str) -> Column {
+    match key {
+        "name" => Column {
+            expr: "name",
+            kind: Kind::Text,
+        },
+        "created_at" => CREATED_AT,
+        "updated_at" => Column {
+            expr: "updated_at",
+            kind: Kind::Int,
+        },
+        _ => store::TABLE.id,
+    }
+}
+
+const CREATED_AT: Column = Column {
+    expr: "created_at",
+    kind: Kind::Int,
+};
+
+/// `GET /v2.0/networks`: the networks the caller may see, filtered by Neutron's attributes
+/// and tags, sorted by one key, paged by `limit` and `marker` (without a limit, every
+/// network, as Neutron's default), each with the `fields` asked for. One statement
+/// ([`nova_db::listing`]).
 async fn list(
     req: HttpRequest,
     ctx: RequestContext,
     state: web::Data<NetworkState>,
 ) -> ApiResult<HttpResponse> {
+    let q = Query::of(&req);
     let mut filters: Vec<(String, Vec<String>)> = Vec::new();
     let mut fields = Vec::new();
     let (mut limit, mut marker, mut sort_key, mut descending) = (None, None, None, false);
     let mut sort_dirs = 0;
-    // Neutron's tag filters, each a comma-separated list.
-    let mut tag_filters: Vec<(String, Vec<String>)> = Vec::new();
-    for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
-        let (k, v) = (k.into_owned(), v.into_owned());
-        if BOOLEAN_FILTERS.contains(&k.as_str())
-            && !matches!(
-                v.to_ascii_lowercase().as_str(),
-                "true" | "false" | "1" | "0"
-            )
-        {
+    for (k, v) in q.pairs() {
+        if BOOLEAN_FILTERS.contains(&k) && boolean(v).is_none() {
             return Err(bad(format!(
                 "Invalid input for operation: '{v}' cannot be converted to boolean."
             )));
         }
-        match k.as_str() {
+        match k {
             // Neutron drops empty values.
             "fields" if v.is_empty() => {}
-            "fields" => fields.push(v),
+            "fields" => fields.push(v.to_owned()),
             "limit" => {
-                limit = Some(v.parse::<usize>().map_err(|_| {
+                limit = Some(v.parse::<u64>().map_err(|_| {
                     bad(format!(
                         "Bad limit request: Limit must be an integer 0 or greater and not '{v}'."
                     ))
                 })?)
             }
-            "marker" => marker = Some(v),
+            "marker" => marker = Some(v.to_owned()),
             "sort_key" => {
-                if !matches!(v.as_str(), "id" | "name" | "created_at" | "updated_at") {
+                if !matches!(v, "id" | "name" | "created_at" | "updated_at") {
                     return Err(bad(format!("['{v}'] is invalid attribute for sort_keys")));
                 }
-                sort_key = Some(v);
+                sort_key = Some(v.to_owned());
             }
-            "sort_dir" => match v.as_str() {
+            "sort_dir" => match v {
                 "asc" | "desc" => {
                     descending = v == "desc";
                     sort_dirs += 1;
@@ -190,13 +235,10 @@ async fn list(
                     )))
                 }
             },
-            "page_reverse" => {}
-            "tags" | "tags-any" | "not-tags" | "not-tags-any" => {
-                tag_filters.push((k, v.split(',').map(str::to_owned).collect()));
-            }
-            key if FILTERS.contains(&key) => match filters.iter_mut().find(|(f, _)| *f == k) {
-                Some((_, values)) => values.push(v),
-                None => filters.push((k, vec![v])),
+            "page_reverse" | "tags" | "tags-any" | "not-tags" | "not-tags-any" => {}
+            key if FILTERS.contains(&key) => match filters.iter_mut().find(|(f, _)| f == k) {
+                Some((_, values)) => values.push(v.to_owned()),
+                None => filters.push((k.to_owned(), vec![v.to_owned()])),
             },
             key if PAGING.contains(&key) => {}
             key => return Err(bad(format!("['{key}'] is invalid attribute for filtering"))),
@@ -205,82 +247,69 @@ async fn list(
     if sort_dirs != usize::from(sort_key.is_some()) {
         return Err(bad("The number of sort_keys and sort_dirs must be same"));
     }
-    // Networks are few (an admin creates each): filtered here rather than in SQL.
-    let mut networks: Vec<Network> = store::list(&state.db)
-        .await?
-        .into_iter()
-        .filter(|n| visible(&ctx, n))
-        .collect();
-    if let Some(key) = &sort_key {
-        networks.sort_by(|a, b| match key.as_str() {
-            "name" => a.name.cmp(&b.name),
-            "created_at" => a.created_at.cmp(&b.created_at),
-            "updated_at" => a.updated_at.cmp(&b.updated_at),
-            _ => a.id.cmp(&b.id),
-        });
-    }
-    if descending {
-        networks.reverse();
-    }
-    let mut views: Vec<Map<String, Value>> = networks
-        .iter()
-        .map(|n| view(&ctx, n))
-        .filter(|v| filters.iter().all(|(k, wanted)| matches(v.get(k), wanted)))
-        .filter(|v| {
-            let tags: Vec<&str> = v
-                .get("tags")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            tag_filters.iter().all(|(kind, wanted)| {
-                let has = |t: &String| tags.contains(&t.as_str());
-                match kind.as_str() {
-                    "tags" => wanted.iter().all(has),
-                    "tags-any" => wanted.iter().any(has),
-                    "not-tags" => !wanted.iter().all(has),
-                    _ => !wanted.iter().any(has),
-                }
-            })
-        })
-        .collect();
-    // As Neutron: a marker only means something with a limit.
-    if let Some(marker) = marker.as_ref().filter(|_| limit.is_some_and(|l| l > 0)) {
-        let at = views
+    let visible = vec![store::visible_cond(viewer(&ctx))];
+    let mut conds = visible.clone();
+    conds.extend(
+        filters
             .iter()
-            .position(|v| v.get("id").and_then(Value::as_str) == Some(marker))
-            .ok_or_else(|| not_found(marker))?;
-        views.drain(..=at);
+            .map(|(k, wanted)| filter_cond(&ctx, k, wanted)),
+    );
+    // By the key asked for, then by creation, in one direction (Neutron's default: creation).
+    let dir = if descending { Dir::Desc } else { Dir::Asc };
+    let mut order = Vec::new();
+    if let Some(key) = &sort_key {
+        order.push((sort_column(key), dir));
     }
-    let mut links = Vec::new();
-    if let Some(limit) = limit.filter(|l| *l > 0) {
-        if views.len() > limit {
-            views.truncate(limit);
-            let last = views
-                .last()
-                .and_then(|v| v.get("id"))
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            // The same query, with the page's last network as the marker (as Neutron).
-            let mut query = form_urlencoded::Serializer::new(String::new());
-            for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
-                if k != "marker" && k != "page_reverse" {
-                    query.append_pair(&k, &v);
-                }
-            }
-            query.append_pair("marker", last);
-            let base = PublicUrl::of(&req).0;
-            links.push(json!({
-                "rel": "next",
-                "href": format!("{base}/network/v2.0/networks?{}", query.finish()),
-            }));
-        }
+    if !order.iter().any(|(c, _)| *c == CREATED_AT) {
+        order.push((CREATED_AT, dir));
     }
-    let networks: Vec<Value> = views.into_iter().map(|v| select(v, &fields)).collect();
-    let mut body = json!({ "networks": networks });
-    if !links.is_empty() {
-        body["networks_links"] = Value::Array(links);
+    // As Neutron: a limit of 0 is none, and a marker only means something with a limit.
+    let limit = limit
+        .filter(|l| *l > 0)
+        .map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+    let rule = NextLink::WhenMore;
+    let mut listing = Listing {
+        table: &store::TABLE,
+        conds,
+        tags: q.tag_filter(),
+        order,
+        after: None,
+        limit: limit.map(|l| rule.ask(l)),
+    };
+    if let Some(marker) = marker.filter(|_| limit.is_some()) {
+        let order = listing.total_order();
+        listing.after = Some(
+            listing::marker(
+                &state.db,
+                &store::TABLE,
+                Arg::Text(marker.clone()),
+                visible,
+                &order,
+            )
+            .await?
+            .ok_or_else(|| not_found(&marker))?,
+        );
+    }
+    let networks = store::page(&state.db, &listing).await?;
+    let page = match limit {
+        Some(limit) => rule.page(networks, limit),
+        None => api_toolkit::listing::Page {
+            rows: networks,
+            next: false,
+        },
+    };
+    let mut body = json!({
+        "networks": page.rows.iter().map(|n| select(view(&ctx, n), &fields)).collect::<Vec<_>>(),
+    });
+    if let Some(last) = page.rows.last().filter(|_| page.next) {
+        // The same query, with the page's last network as the marker (as Neutron).
+        let href = next_page(
+            &req,
+            "/network/v2.0/networks",
+            &["marker", "page_reverse"],
+            &[("marker", &last.id)],
+        );
+        body["networks_links"] = json!([{"rel": "next", "href": href}]);
     }
     Ok(HttpResponse::Ok().json(body))
 }

@@ -14,6 +14,9 @@ macro_rules! string_enum {
         pub enum $name { $(#[serde(rename = $s)] $variant),+ }
 
         impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$(Self::$variant),+];
+
             pub fn as_str(&self) -> &'static str {
                 match self { $(Self::$variant => $s),+ }
             }

@@ -1,5 +1,6 @@
 //! Images: their records and tags. The data lives in the image store (nova-api's `images`).
 
+use crate::listing::{self, Arg, Column, Cond, Kind, Listing, Tags};
 use crate::{on_pool, Db, DbResult, Viewer};
 use nova_core::time::now_ms;
 
@@ -71,55 +72,107 @@ pub async fn get(db: &Db, id: &str) -> DbResult<Option<Image>> {
     }
 }
 
-/// Glance's visibility rules as SQL on `images`, with the viewer's project as `$n`: admins see
-/// every image; others public and community images, their project's, and shared images
-/// offered to their project (whatever its answer).
-fn visible_sql(n: usize) -> String {
-    format!(
-        "(owner = ${n} OR visibility IN ('public', 'community') OR (visibility = 'shared' \
-         AND EXISTS (SELECT 1 FROM image_members m WHERE m.image_id = images.id \
-         AND m.member_id = ${n})))"
-    )
+/// Which offers of a shared image make it visible to the projects offered it.
+#[derive(Clone, Copy, Debug)]
+pub enum Offers<'a> {
+    /// Any offer, whatever its answer (to look at one image).
+    Any,
+    /// Offers with this answer (a listing's `member_status`, `accepted` by default).
+    Answered(&'a str),
+}
+
+/// Glance's visibility rules as a condition: admins see every image; others public and
+/// community images, their project's, and shared images offered to their project.
+pub fn visible_to(viewer: Viewer<'_>, offers: Offers<'_>) -> Cond {
+    if viewer.admin {
+        return Cond::all(Vec::new());
+    }
+    let project = || Arg::Text(viewer.project.to_owned());
+    let offered = match offers {
+        Offers::Any => Cond::sql(
+            "EXISTS (SELECT 1 FROM image_members m WHERE m.image_id = images.id \
+             AND m.member_id = ?)",
+            vec![project()],
+        ),
+        Offers::Answered(answer) => Cond::sql(
+            "EXISTS (SELECT 1 FROM image_members m WHERE m.image_id = images.id \
+             AND m.member_id = ? AND m.status = ?)",
+            vec![project(), Arg::Text(answer.to_owned())],
+        ),
+    };
+    Cond::any(vec![
+        Cond::eq("owner", project()),
+        Cond::sql("visibility IN ('public', 'community')", Vec::new()),
+        Cond::all(vec![
+            Cond::sql("visibility = 'shared'", Vec::new()),
+            offered,
+        ]),
+    ])
+}
+
+/// Images that are not deleted.
+pub fn live() -> Cond {
+    Cond::sql("status <> 'deleted'", Vec::new())
 }
 
 /// An image that is not deleted, if `viewer` may see it.
 pub async fn get_visible(db: &Db, id: &str, viewer: Viewer<'_>) -> DbResult<Option<Image>> {
-    if viewer.admin {
-        return get(db, id).await;
-    }
-    let sql = format!(
-        "SELECT {COLUMNS} FROM images WHERE id = $1 AND status <> 'deleted' AND {}",
-        visible_sql(2)
-    );
-    let row: Option<Image> = on_pool!(db, p => {
-        sqlx::query_as(&sql).bind(id).bind(viewer.project).fetch_optional(p).await?
-    });
-    match row {
-        None => Ok(None),
-        Some(mut i) => {
-            i.tags = tags(db, &i.id).await?;
-            Ok(Some(i))
-        }
-    }
+    let listing = Listing {
+        table: &TABLE,
+        conds: vec![
+            Cond::eq("id", Arg::Text(id.to_owned())),
+            live(),
+            visible_to(viewer, Offers::Any),
+        ],
+        tags: Default::default(),
+        order: Vec::new(),
+        after: None,
+        limit: Some(1),
+    };
+    Ok(page(db, &listing).await?.pop())
 }
 
-/// Every image that is not deleted, with its tags (the API filters and pages).
-pub async fn list(db: &Db) -> DbResult<Vec<Image>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM images WHERE status <> 'deleted' ORDER BY created_at DESC, id DESC"
-    );
-    let mut rows: Vec<Image> = on_pool!(db, p => sqlx::query_as(&sql).fetch_all(p).await?);
-    let all_tags: Vec<(String, String)> = on_pool!(db, p => {
-        sqlx::query_as("SELECT image_id, tag FROM image_tags ORDER BY tag").fetch_all(p).await?
-    });
-    for i in &mut rows {
-        i.tags = all_tags
-            .iter()
-            .filter(|(id, _)| *id == i.id)
-            .map(|(_, t)| t.clone())
-            .collect();
+/// Images as the list engine sees them.
+pub const TABLE: listing::Table = listing::Table {
+    name: "images",
+    columns: COLUMNS,
+    id: Column {
+        expr: "id",
+        kind: Kind::Text,
+    },
+    tags: Some(Tags::Table {
+        table: "image_tags",
+        key: "image_id",
+    }),
+};
+
+/// A page of an image listing, with the images' tags (one more query, for the page only).
+pub async fn page(db: &Db, listing: &Listing<'_>) -> DbResult<Vec<Image>> {
+    let mut images: Vec<Image> = listing::page(db, listing).await?;
+    if images.is_empty() {
+        return Ok(images);
     }
-    Ok(rows)
+    let marks: Vec<String> = (1..=images.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT image_id, tag FROM image_tags WHERE image_id IN ({}) ORDER BY tag",
+        marks.join(", ")
+    );
+    let tags: Vec<(String, String)> = on_pool!(db, p => {
+        let mut q = sqlx::query_as(&sql);
+        for i in &images {
+            q = q.bind(&i.id);
+        }
+        q.fetch_all(p).await?
+    });
+    let mut by_image: std::collections::HashMap<String, Vec<String>> =
+        std::collections::HashMap::new();
+    for (id, tag) in tags {
+        by_image.entry(id).or_default().push(tag);
+    }
+    for i in &mut images {
+        i.tags = by_image.remove(&i.id).unwrap_or_default();
+    }
+    Ok(images)
 }
 
 /// Writes the mutable fields of an image (a PATCH).

@@ -9,6 +9,7 @@ pub mod identity;
 pub mod images;
 pub mod instances;
 pub mod keypairs;
+pub mod listing;
 pub mod networks;
 pub mod nodes;
 pub mod quotas;
@@ -37,6 +38,9 @@ pub enum DbError {
     Corrupt(String),
     #[error("unsupported database url (expected postgres:// or sqlite://): {0}")]
     Url(String),
+    /// A listing's regular expression that the database could not use.
+    #[error("invalid regular expression: {0}")]
+    BadPattern(String),
 }
 
 pub type DbResult<T> = Result<T, DbError>;
@@ -188,6 +192,8 @@ impl Db {
             let options = SqliteConnectOptions::from_str(url)?
                 .journal_mode(SqliteJournalMode::Wal)
                 .foreign_keys(true)
+                // `REGEXP` for the listings' name filters (the regex crate's syntax).
+                .with_regexp()
                 .busy_timeout(Duration::from_secs(10));
             // One connection: SQLite serialises writers anyway, and a single connection avoids
             // SQLITE_BUSY on lock upgrades inside transactions. Statements are short.

@@ -1,6 +1,7 @@
 //! Networks (a Neutron subset): what a server create may choose by id. A network is a name for
 //! a network that compute hosts provide (`backend`: for Docker, an engine network).
 
+use crate::listing::{self, Arg, Column, Cond, Kind, Listing, Tags};
 use crate::{on_pool, on_tx, Db, DbResult, Tx, Viewer};
 
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
@@ -90,15 +91,36 @@ pub fn visible_to(n: &Network, viewer: Viewer<'_>) -> bool {
     viewer.admin || n.shared || n.project_id == viewer.project
 }
 
+/// [`visible_to`] as a condition of a listing.
+pub fn visible_cond(viewer: Viewer<'_>) -> Cond {
+    if viewer.admin {
+        return Cond::all(Vec::new());
+    }
+    Cond::any(vec![
+        Cond::sql("shared", Vec::new()),
+        Cond::eq("project_id", Arg::Text(viewer.project.to_owned())),
+    ])
+}
+
 /// A network, if `viewer` may see it.
 pub async fn get_visible(db: &Db, id: &str, viewer: Viewer<'_>) -> DbResult<Option<Network>> {
     Ok(get(db, id).await?.filter(|n| visible_to(n, viewer)))
 }
 
-/// Every network, by creation (callers filter what a project may see).
-pub async fn list(db: &Db) -> DbResult<Vec<Network>> {
-    let sql = format!("SELECT {COLUMNS} FROM networks ORDER BY created_at, id");
-    Ok(on_pool!(db, p => { sqlx::query_as(&sql).fetch_all(p).await? }))
+/// Networks as the list engine sees them; their tags are a JSON list in the row.
+pub const TABLE: listing::Table = listing::Table {
+    name: "networks",
+    columns: COLUMNS,
+    id: Column {
+        expr: "id",
+        kind: Kind::Text,
+    },
+    tags: Some(Tags::JsonColumn("tags")),
+};
+
+/// A page of a network listing.
+pub async fn page(db: &Db, listing: &Listing<'_>) -> DbResult<Vec<Network>> {
+    listing::page(db, listing).await
 }
 
 /// Writes the fields a network update may change.

@@ -199,11 +199,16 @@ pub(super) async fn resolve_networks(
         if *asked != NetworkRequest::Auto {
             return Ok(asked.clone());
         }
-        let mut usable: Vec<_> = networks::list(&state.db)
-            .await?
-            .into_iter()
-            .filter(|n| networks::visible_to(n, viewer(ctx)))
-            .collect();
+        // Two are enough to know whether there is one.
+        let listing = nova_db::listing::Listing {
+            table: &networks::TABLE,
+            conds: vec![networks::visible_cond(viewer(ctx))],
+            tags: Default::default(),
+            order: Vec::new(),
+            after: None,
+            limit: Some(2),
+        };
+        let mut usable = networks::page(&state.db, &listing).await?;
         return match usable.len() {
             0 => Ok(NetworkRequest::Auto),
             1 => Ok(NetworkRequest::Chosen(vec![chosen(usable.remove(0))])),

@@ -5,11 +5,14 @@ use crate::versions::ApiVersion;
 use crate::{views, AppState};
 use actix_web::{web, HttpRequest, HttpResponse};
 use api_toolkit::links::PublicUrl;
+use api_toolkit::listing::{NextLink, Query};
+use api_toolkit::policy::NOVA;
 use api_toolkit::{bad, ApiError, ApiResult, RequestContext};
 use nova_core::ids::InstanceUuid;
-use nova_db::instances::{self};
+use nova_db::instances::{self, SortKey};
+use nova_db::listing::{self, Arg, Column, Cond, Dir, Listing, TagFilter};
+use nova_db::DbError;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 
 /// Nova's `max_limit`: the most servers one page returns.
 pub(super) const MAX_LIMIT: i64 = 1000;
@@ -22,20 +25,17 @@ pub(super) struct Page {
 }
 
 /// `GET /servers` and `/servers/detail` with Nova's filters: `name` (a regular expression,
-/// matched anywhere), `status`, `image`, `flavor`, `changes-since`, and for admins `host` and
-/// `all_tenants`; `limit` (at most 1,000) and `marker` paging, newest first. Filters Nova
-/// reserves for admins are ignored for others, as Nova does; unknown ones too.
+/// matched anywhere), `status`, `image`, `flavor`, `changes-since`, the tag filters (2.26),
+/// and for admins `host` and `all_tenants`; `limit` (at most 1,000) and `marker` paging,
+/// newest first. Filters Nova reserves for admins are ignored for others, as Nova does;
+/// unknown ones too. All of it is one statement ([`nova_db::listing`]).
 pub(super) async fn list_instances(
     req: &HttpRequest,
     ctx: &RequestContext,
     state: &AppState,
 ) -> ApiResult<Page> {
-    let mut q: HashMap<String, Vec<String>> = HashMap::new();
-    for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
-        q.entry(k.into_owned()).or_default().push(v.into_owned());
-    }
-    let one = |k: &str| q.get(k).and_then(|v| v.last()).map(String::as_str);
-    let limit = match one("limit") {
+    let q = Query::of(req);
+    let limit = match q.last("limit") {
         None => MAX_LIMIT,
         Some(s) => match s.parse::<i64>() {
             Ok(n) if n >= 0 => n.min(MAX_LIMIT),
@@ -43,7 +43,7 @@ pub(super) async fn list_instances(
         },
     };
     // As Nova: `all_tenants` without a value means true, and it is for admins only (403).
-    let all = match one("all_tenants") {
+    let all = match q.last("all_tenants") {
         None => false,
         Some(v) => !matches!(
             v.to_ascii_lowercase().as_str(),
@@ -51,112 +51,101 @@ pub(super) async fn list_instances(
         ),
     };
     if all && !ctx.is_admin() {
-        return Err(ApiError::Forbidden(
-            "Policy doesn't allow os_compute_api:servers:index:get_all_tenants to be performed."
-                .into(),
-        ));
+        return Err(NOVA.denied("os_compute_api:servers:index:get_all_tenants"));
     }
-    let project = if all {
-        None
-    } else {
-        Some(ctx.project_id.as_str())
-    };
-    let changes_since = match one("changes-since") {
-        None => None,
-        Some(t) => Some(nova_core::time::parse_iso8601(t).ok_or_else(|| {
+    // Only the filters given become conditions: `($1 IS NULL OR …)` would keep PostgreSQL's
+    // generic plans from using the (project, deleted, created_at) index.
+    let mut conds = vec![Cond::sql("NOT deleted", Vec::new())];
+    let mut marker_conds = Vec::new();
+    if !all {
+        let mine = Cond::eq("project_id", Arg::Text(ctx.project_id.clone()));
+        conds.push(mine.clone());
+        if !ctx.is_admin() {
+            marker_conds.push(mine);
+        }
+    } else if !ctx.is_admin() {
+        marker_conds.push(Cond::eq("project_id", Arg::Text(ctx.project_id.clone())));
+    }
+    if let Some(host) = q.last("host").filter(|_| ctx.is_admin()) {
+        conds.push(Cond::eq("host", Arg::Text(host.to_owned())));
+    }
+    if let Some(image) = q.last("image") {
+        let id = image.rsplit('/').next().unwrap_or(image);
+        conds.push(Cond::eq("image_ref", Arg::Text(id.to_owned())));
+    }
+    if let Some(flavor) = q.last("flavor") {
+        let id = flavor.rsplit('/').next().unwrap_or(flavor);
+        conds.push(Cond::eq("flavor_id", Arg::Text(id.to_owned())));
+    }
+    if let Some(t) = q.last("changes-since") {
+        let since = nova_core::time::parse_iso8601(t).ok_or_else(|| {
             bad(format!(
                 "Invalid input for query parameters changes-since. Value: {t}."
             ))
-        })?),
-    };
-    let name = match one("name") {
-        None => None,
-        Some(n) => Some(regex::Regex::new(n).map_err(|_| {
-            bad(format!(
-                "Invalid input for query parameters name. Value: {n}."
-            ))
-        })?),
-    };
-    let statuses: Option<Vec<String>> = q
-        .get("status")
-        .map(|v| v.iter().map(|s| s.to_ascii_uppercase()).collect());
-    let flavor = one("flavor").map(|f| f.rsplit('/').next().unwrap_or(f).to_owned());
-    let image = one("image").map(|i| i.rsplit('/').next().unwrap_or(i).to_owned());
-    let host = one("host").filter(|_| ctx.is_admin());
-    let after = match one("marker") {
-        None => None,
-        Some(m) => {
-            // As Nova (read_deleted='yes'): a marker deleted since the last page still marks
-            // the place.
-            let found = match m.parse::<InstanceUuid>().ok() {
-                Some(u) => instances::get_any(&state.db, u).await?,
-                None => None,
-            };
-            let found = found
-                .filter(|i| ctx.is_admin() || i.project_id == ctx.project_id)
-                .ok_or_else(|| bad(format!("marker [{m}] not found")))?;
-            Some(found)
-        }
-    };
-    let sort = sort_params(&q, ctx)?;
-    // Tag filters (2.26), each a comma-separated list: all of `tags`, any of `tags-any`, not
-    // all of `not-tags`, none of `not-tags-any` (Nova's semantics).
-    let tag_list = |key: &str| -> Option<Vec<String>> {
-        if !ApiVersion::of(req).at_least(26) {
-            return None;
-        }
-        one(key).map(|v| v.split(',').map(str::to_owned).collect())
-    };
-    let (tags_all, tags_any) = (tag_list("tags"), tag_list("tags-any"));
-    let (not_tags, not_tags_any) = (tag_list("not-tags"), tag_list("not-tags-any"));
-    let keep = |i: &nova_core::model::Instance| {
-        let has = |t: &String| i.tags.contains(t);
-        tags_all.as_ref().is_none_or(|ts| ts.iter().all(has))
-            && tags_any.as_ref().is_none_or(|ts| ts.iter().any(has))
-            && not_tags.as_ref().is_none_or(|ts| !ts.iter().all(has))
-            && not_tags_any.as_ref().is_none_or(|ts| !ts.iter().any(has))
-            && name.as_ref().is_none_or(|r| r.is_match(&i.name))
-            && statuses.as_ref().is_none_or(|s| {
-                s.iter()
-                    .any(|s| s == nova_core::model::api_status(i.vm_state, i.task_state))
-            })
-            && flavor.as_ref().is_none_or(|f| *f == i.flavor.flavorid)
-    };
-    // The database pages; filters it cannot apply are applied here, reading on page by page
-    // until the page is full or the servers run out.
-    let mut out = Vec::new();
-    let mut cursor = after;
-    loop {
-        let chunk = instances::list_page(
-            &state.db,
-            &instances::ListQuery {
-                project,
-                host,
-                image_ref: image.as_deref(),
-                changes_since,
-                sort: sort.clone(),
-                after: cursor,
-                limit: limit.max(1),
-            },
-        )
-        .await?;
-        let exhausted = i64::try_from(chunk.len()).unwrap_or(i64::MAX) < limit.max(1);
-        cursor = chunk.last().cloned();
-        for i in chunk {
-            if i64::try_from(out.len()).unwrap_or(i64::MAX) < limit && keep(&i) {
-                out.push(i);
-            }
-        }
-        if exhausted || i64::try_from(out.len()).unwrap_or(i64::MAX) >= limit {
-            break;
-        }
+        })?;
+        conds.push(Cond::at_least("updated_at", Arg::Int(since)));
     }
+    let bad_name = |n: &str| {
+        bad(format!(
+            "Invalid input for query parameters name. Value: {n}."
+        ))
+    };
+    if let Some(name) = q.last("name") {
+        regex::Regex::new(name).map_err(|_| bad_name(name))?;
+        conds.push(Cond::matches("name", name));
+    }
+    let statuses: Vec<String> = q
+        .all("status")
+        .iter()
+        .map(|s| s.to_ascii_uppercase())
+        .collect();
+    if !statuses.is_empty() {
+        conds.push(instances::status_is(&statuses));
+    }
+    let tags = if ApiVersion::of(req).at_least(26) {
+        q.tag_filter()
+    } else {
+        TagFilter::default()
+    };
+    let order = sort_params(&q, ctx)?;
+    let mut listing = Listing {
+        table: &instances::TABLE,
+        conds,
+        tags,
+        order,
+        after: None,
+        limit: Some(NextLink::WhenFull.ask(limit)),
+    };
+    if let Some(m) = q.last("marker") {
+        // As Nova (read_deleted='yes'): a marker deleted since the last page still marks the
+        // place.
+        let not_found = || bad(format!("marker [{m}] not found"));
+        let uuid: InstanceUuid = m.parse().map_err(|_| not_found())?;
+        let order = listing.total_order();
+        listing.after = Some(
+            listing::marker(
+                &state.db,
+                &instances::TABLE,
+                Arg::Uuid(uuid.0),
+                marker_conds,
+                &order,
+            )
+            .await?
+            .ok_or_else(not_found)?,
+        );
+    }
+    let servers = match instances::page(&state.db, &listing).await {
+        Err(DbError::BadPattern(_)) => return Err(bad_name(q.last("name").unwrap_or_default())),
+        other => other?,
+    };
+    let page = NextLink::WhenFull.page(servers, limit);
     // As Nova: a full page gets a link to the next one (which may turn out empty).
-    let next = (limit > 0 && i64::try_from(out.len()).unwrap_or(0) == limit)
-        .then(|| out.last().map(|i| i.uuid.to_string()))
+    let next = page
+        .next
+        .then(|| page.rows.last().map(|i| i.uuid.to_string()))
         .flatten();
     Ok(Page {
-        servers: out,
+        servers: page.rows,
         next,
         limit,
     })
@@ -203,17 +192,13 @@ pub(super) const SORT_KEYS_WITHOUT_EFFECT: &[&str] = &[
 /// `sort_key`/`sort_dir` pairs as Nova reads them (nova.api.openstack.common.get_sort_params):
 /// the n-th direction goes with the n-th key; a key without one gets the first direction given
 /// (descending when none). Sorting by `host` or `node` is for admins (403).
-pub(super) fn sort_params(
-    q: &HashMap<String, Vec<String>>,
-    ctx: &RequestContext,
-) -> ApiResult<Vec<(instances::SortKey, instances::SortDir)>> {
-    let keys = q.get("sort_key").cloned().unwrap_or_default();
-    let dirs = q.get("sort_dir").cloned().unwrap_or_default();
-    let mut parsed_dirs = Vec::with_capacity(dirs.len());
-    for d in &dirs {
-        parsed_dirs.push(match d.as_str() {
-            "asc" => instances::SortDir::Asc,
-            "desc" => instances::SortDir::Desc,
+pub(super) fn sort_params(q: &Query, ctx: &RequestContext) -> ApiResult<Vec<(Column, Dir)>> {
+    let keys = q.all("sort_key");
+    let mut dirs = Vec::new();
+    for d in q.all("sort_dir") {
+        dirs.push(match d {
+            "asc" => Dir::Asc,
+            "desc" => Dir::Desc,
             other => {
                 return Err(bad(format!(
                     "Invalid input for query parameters sort_dir. Value: {other}. '{other}' is not one of ['asc', 'desc']"
@@ -221,21 +206,18 @@ pub(super) fn sort_params(
             }
         });
     }
-    let default = parsed_dirs
-        .first()
-        .copied()
-        .unwrap_or(instances::SortDir::Desc);
-    let mut sort = Vec::new();
+    let default = dirs.first().copied().unwrap_or(Dir::Desc);
+    let mut sort: Vec<(SortKey, Dir)> = Vec::new();
     for (n, key) in keys.iter().enumerate() {
-        if (key == "host" || key == "node") && !ctx.is_admin() {
+        if (*key == "host" || *key == "node") && !ctx.is_admin() {
             return Err(ApiError::Forbidden(format!(
                 "Only administrators can sort servers by {key}"
             )));
         }
-        let dir = parsed_dirs.get(n).copied().unwrap_or(default);
-        match instances::SortKey::parse(key) {
+        let dir = dirs.get(n).copied().unwrap_or(default);
+        match SortKey::parse(key) {
             Some(k) => sort.push((k, dir)),
-            None if SORT_KEYS_WITHOUT_EFFECT.contains(&key.as_str()) => {}
+            None if SORT_KEYS_WITHOUT_EFFECT.contains(key) => {}
             None => {
                 return Err(bad(format!(
                     "Invalid input for query parameters sort_key. Value: {key}."
@@ -243,11 +225,14 @@ pub(super) fn sort_params(
             }
         }
     }
-    if sort.is_empty() && !parsed_dirs.is_empty() {
-        // Directions without keys apply to Nova's default key.
-        sort.push((instances::SortKey::CreatedAt, default));
+    // As Nova's `process_sort_params`: the keys asked for, then `created_at` and the id (here
+    // the uuid, which the list engine adds) unless already there, in the first direction
+    // asked for (default descending) — a total order, which keyset paging needs.
+    let default = sort.first().map_or(default, |(_, d)| *d);
+    if !sort.iter().any(|(k, _)| *k == SortKey::CreatedAt) {
+        sort.push((SortKey::CreatedAt, default));
     }
-    Ok(sort)
+    Ok(sort.into_iter().map(|(k, d)| (k.column(), d)).collect())
 }
 
 /// `servers_links` for a full page: the same query with `marker` set to the page's last.

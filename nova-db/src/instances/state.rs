@@ -1,0 +1,278 @@
+//! State changes: the transitions a user action starts (compare-and-set inside one
+//! transaction with its action and task) and the compare-and-set updates the conductor applies.
+//! Every update names the state it expects, so a late or duplicated message cannot move a
+//! server backwards.
+
+use crate::actions::{self, Requester};
+use crate::{corrupt, on_pool, on_tx, tasks, Db, DbError, DbResult, Tx};
+use nova_core::ids::{InstanceUuid, TaskId};
+use nova_core::model::{Address, Fault, PowerState, TaskState, VmState};
+use nova_core::rpc::TaskKind;
+use nova_core::time::now_ms;
+
+/// Which states a user action may start from, and the task state it sets.
+#[derive(Clone, Copy, Debug)]
+pub struct TransitionRule {
+    pub from_vm_states: &'static [VmState],
+    pub task_state: TaskState,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransitionError {
+    #[error("instance not found")]
+    NotFound,
+    #[error("instance is in vm_state {vm_state} and task_state {task_state:?}")]
+    Conflict {
+        vm_state: VmState,
+        task_state: Option<TaskState>,
+    },
+    /// The server is locked and the caller may not override the lock (Nova's
+    /// `check_instance_lock`).
+    #[error("instance is locked")]
+    Locked,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Starts a user action: sets the task state if the server is in one of the rule's vm states
+/// with no task running, and writes the action and task rows, all in one transaction.
+/// `project` limits the lookup to one project (`None`: any, for admins); a locked server
+/// refuses unless `lock_override` (admins, as Nova).
+pub async fn begin_action(
+    db: &Db,
+    uuid: InstanceUuid,
+    project: Option<&str>,
+    lock_override: bool,
+    rule: TransitionRule,
+    kind: TaskKind,
+    who: &Requester<'_>,
+) -> Result<TaskId, TransitionError> {
+    let mut tx = db.begin().await?;
+    let current = lock_current(&mut tx, uuid, project).await?;
+    let Some((vm_state, task_state, locked)) = current else {
+        return Err(TransitionError::NotFound);
+    };
+    if locked && !lock_override {
+        return Err(TransitionError::Locked);
+    }
+    // Delete may interrupt any task but another delete (Nova allows deleting a server that is
+    // building, stopping, …); every other action needs the server idle.
+    let idle_ok = task_state.is_none()
+        || (rule.task_state == TaskState::Deleting && task_state != Some(TaskState::Deleting));
+    if !rule.from_vm_states.contains(&vm_state) || !idle_ok {
+        return Err(TransitionError::Conflict {
+            vm_state,
+            task_state,
+        });
+    }
+    on_tx!(&mut tx, c => {
+        sqlx::query("UPDATE instances SET task_state = $2, updated_at = $3 WHERE uuid = $1")
+            .bind(uuid.0)
+            .bind(rule.task_state.as_str())
+            .bind(now_ms())
+            .execute(&mut *c)
+            .await
+            .map_err(DbError::from)?;
+    });
+    let action_id = actions::start(&mut tx, uuid, kind.action_name(), who).await?;
+    let task = tasks::insert(&mut tx, uuid, kind, who.request_id, action_id).await?;
+    tx.commit().await?;
+    Ok(task)
+}
+
+/// Reads the states (and whether it is locked) of a live instance inside `tx`; on PostgreSQL
+/// the row is locked so that two concurrent actions cannot both pass the check (SQLite
+/// serialises writers anyway).
+async fn lock_current(
+    tx: &mut Tx,
+    uuid: InstanceUuid,
+    project: Option<&str>,
+) -> DbResult<Option<(VmState, Option<TaskState>, bool)>> {
+    let lock = if matches!(tx, Tx::Pg(_)) {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT vm_state, task_state, locked_by FROM instances WHERE uuid = $1 AND NOT deleted \
+         AND ($2 IS NULL OR project_id = $2){lock}"
+    );
+    let row: Option<(String, Option<String>, Option<String>)> = on_tx!(tx, c => {
+        sqlx::query_as(&sql)
+            .bind(uuid.0)
+            .bind(project)
+            .fetch_optional(&mut *c)
+            .await?
+    });
+    let Some((vm, task, locked_by)) = row else {
+        return Ok(None);
+    };
+    let vm = VmState::parse(&vm).ok_or_else(|| corrupt(format!("vm_state {vm}")))?;
+    let task = match task {
+        None => None,
+        Some(t) => Some(TaskState::parse(&t).ok_or_else(|| corrupt(format!("task_state {t}")))?),
+    };
+    Ok(Some((vm, task, locked_by.is_some())))
+}
+
+/// The states an update expects to find; a mismatch makes it a no-op.
+#[derive(Clone, Copy, Debug)]
+pub struct Expect {
+    pub vm_state: Option<VmState>,
+    pub task_state: Option<TaskState>,
+}
+
+/// The states an update sets.
+#[derive(Clone, Debug)]
+pub struct SetStates {
+    pub vm_state: VmState,
+    pub task_state: Option<TaskState>,
+    pub power_state: Option<PowerState>,
+    /// Sets `launched_at` to now (a build or a start finished).
+    pub launched: bool,
+    /// Replaces the server's addresses (a build finished).
+    pub addresses: Option<Vec<Address>>,
+}
+
+/// Compare-and-set of the states of a live instance; true when it matched and changed.
+pub async fn transition(
+    tx: &mut Tx,
+    uuid: InstanceUuid,
+    expect: Expect,
+    set: SetStates,
+) -> DbResult<bool> {
+    let now = now_ms();
+    let addresses = match &set.addresses {
+        Some(a) => Some(serde_json::to_string(a).map_err(|e| corrupt(e.to_string()))?),
+        None => None,
+    };
+    let n = on_tx!(tx, c => {
+        sqlx::query(
+            "UPDATE instances SET vm_state = $2, task_state = $3, \
+             power_state = COALESCE($4, power_state), \
+             launched_at = CASE WHEN $5 THEN $6 ELSE launched_at END, updated_at = $6, \
+             addresses = COALESCE($9, addresses) \
+             WHERE uuid = $1 AND NOT deleted \
+             AND ($7 IS NULL OR vm_state = $7) AND ($8 IS NULL OR task_state = $8)",
+        )
+        .bind(uuid.0)
+        .bind(set.vm_state.as_str())
+        .bind(set.task_state.map(|t| t.as_str()))
+        .bind(set.power_state.map(PowerState::code))
+        .bind(set.launched)
+        .bind(now)
+        .bind(expect.vm_state.map(|v| v.as_str()))
+        .bind(expect.task_state.map(|t| t.as_str()))
+        .bind(&addresses)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// Records where the scheduler placed a building instance and moves it to spawning; false when
+/// it is no longer building/scheduling (deleted meanwhile, or a duplicate message).
+pub async fn assign_host(
+    tx: &mut Tx,
+    uuid: InstanceUuid,
+    host: &str,
+    node: &str,
+) -> DbResult<bool> {
+    let n = on_tx!(tx, c => {
+        sqlx::query(
+            "UPDATE instances SET host = $2, node = $3, task_state = $4, updated_at = $5 \
+             WHERE uuid = $1 AND NOT deleted AND vm_state = $6 AND task_state = $7",
+        )
+        .bind(uuid.0)
+        .bind(host)
+        .bind(node)
+        .bind(TaskState::Spawning.as_str())
+        .bind(now_ms())
+        .bind(VmState::Building.as_str())
+        .bind(TaskState::Scheduling.as_str())
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// Puts a live instance in ERROR with a fault. The fault is written only when the state
+/// changed, so a duplicate failure report does not pile up faults.
+pub async fn set_error(
+    tx: &mut Tx,
+    uuid: InstanceUuid,
+    expect: Expect,
+    fault: &Fault,
+    host: Option<&str>,
+) -> DbResult<bool> {
+    let set = SetStates {
+        vm_state: VmState::Error,
+        task_state: None,
+        power_state: None,
+        launched: false,
+        addresses: None,
+    };
+    if !transition(tx, uuid, expect, set).await? {
+        return Ok(false);
+    }
+    add_fault(tx, uuid, fault, host).await?;
+    Ok(true)
+}
+
+/// Records a fault without changing states (a failed stop keeps the server ACTIVE, as Nova).
+pub async fn add_fault(
+    tx: &mut Tx,
+    uuid: InstanceUuid,
+    fault: &Fault,
+    host: Option<&str>,
+) -> DbResult<()> {
+    on_tx!(tx, c => {
+        sqlx::query(
+            "INSERT INTO instance_faults (instance_uuid, code, message, details, host, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(uuid.0)
+        .bind(fault.code)
+        .bind(&fault.message)
+        .bind(&fault.details)
+        .bind(host)
+        .bind(fault.created_at)
+        .execute(&mut *c)
+        .await?;
+    });
+    Ok(())
+}
+
+/// Marks an instance deleted (soft delete, as Nova keeps the row); false if it already was.
+pub async fn mark_deleted(tx: &mut Tx, uuid: InstanceUuid) -> DbResult<bool> {
+    let now = now_ms();
+    let n = on_tx!(tx, c => {
+        sqlx::query(
+            "UPDATE instances SET vm_state = $2, task_state = NULL, deleted = $3, \
+             deleted_at = $4, terminated_at = $4, updated_at = $4 WHERE uuid = $1 AND NOT deleted",
+        )
+        .bind(uuid.0)
+        .bind(VmState::Deleted.as_str())
+        .bind(true)
+        .bind(now)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// Records the power state the sync loop observed.
+pub async fn set_power_state(db: &Db, uuid: InstanceUuid, power: PowerState) -> DbResult<()> {
+    on_pool!(db, p => {
+        sqlx::query("UPDATE instances SET power_state = $2, updated_at = $3 WHERE uuid = $1")
+            .bind(uuid.0)
+            .bind(power.code())
+            .bind(now_ms())
+            .execute(p)
+            .await?;
+    });
+    Ok(())
+}

@@ -1,0 +1,503 @@
+//! The SQL half of the one list engine every API's listings use (servers, images, networks):
+//! a [`Listing`] of one [`Table`] — conditions, tag filters, an order made total by the
+//! table's id, and keyset paging after a marker — built as one statement. Nothing loads more
+//! rows than the page it returns. The HTTP half (query parameters, next links) is
+//! `api_toolkit::listing`.
+//!
+//! Conditions are SQL fragments with `?` for their arguments; the builder numbers them.
+
+use crate::{on_pool, Db, DbError, DbResult};
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{FromRow, Row};
+use uuid::Uuid;
+
+/// A value bound to a statement.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Arg {
+    Text(String),
+    Int(i64),
+    Bool(bool),
+    Uuid(Uuid),
+}
+
+/// The type of a sort column's values (to read a marker's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    Int,
+    Bool,
+    Uuid,
+}
+
+/// Something a listing can be ordered by: an SQL expression over the table's row. Nullable
+/// columns are given as `COALESCE(col, …)` so that both backends order and compare them alike
+/// (PostgreSQL and SQLite put NULLs at opposite ends).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Column {
+    pub expr: &'static str,
+    pub kind: Kind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    Asc,
+    Desc,
+}
+
+/// Where a row's tags are.
+#[derive(Clone, Copy, Debug)]
+pub enum Tags {
+    /// A table of `(key, tag)` rows whose key is the listed table's id.
+    Table {
+        table: &'static str,
+        key: &'static str,
+    },
+    /// A JSON array of strings in a column of the row.
+    JsonColumn(&'static str),
+}
+
+/// A table that can be listed.
+#[derive(Clone, Copy, Debug)]
+pub struct Table {
+    pub name: &'static str,
+    /// The column list a page selects.
+    pub columns: &'static str,
+    /// The id: the last key of every order, which makes it total.
+    pub id: Column,
+    pub tags: Option<Tags>,
+}
+
+/// One condition of a listing: an SQL fragment with a `?` for each argument.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cond {
+    sql: String,
+    args: Vec<Arg>,
+    /// A regular-expression match, whose operator depends on the backend.
+    regex: bool,
+}
+
+impl Cond {
+    pub fn sql(sql: impl Into<String>, args: Vec<Arg>) -> Self {
+        Self {
+            sql: sql.into(),
+            args,
+            regex: false,
+        }
+    }
+
+    pub fn eq(expr: &str, arg: Arg) -> Self {
+        Self::sql(format!("{expr} = ?"), vec![arg])
+    }
+
+    /// `expr` is one of `args`; none is a condition nothing meets.
+    pub fn any_of(expr: &str, args: Vec<Arg>) -> Self {
+        if args.is_empty() {
+            return Self::never();
+        }
+        let marks = vec!["?"; args.len()].join(", ");
+        Self::sql(format!("{expr} IN ({marks})"), args)
+    }
+
+    pub fn at_least(expr: &str, arg: Arg) -> Self {
+        Self::sql(format!("{expr} >= ?"), vec![arg])
+    }
+
+    pub fn at_most(expr: &str, arg: Arg) -> Self {
+        Self::sql(format!("{expr} <= ?"), vec![arg])
+    }
+
+    /// `expr` matches the regular expression somewhere (PostgreSQL's `~`, SQLite's `REGEXP`
+    /// with the regex crate's syntax).
+    pub fn matches(expr: &str, pattern: &str) -> Self {
+        Self {
+            sql: expr.to_owned(),
+            args: vec![Arg::Text(pattern.to_owned())],
+            regex: true,
+        }
+    }
+
+    /// A condition no row meets (a filter on a value the service never has).
+    pub fn never() -> Self {
+        Self::sql("1 = 0", Vec::new())
+    }
+
+    /// All of `conds` (an empty list: every row).
+    pub fn all(conds: Vec<Cond>) -> Self {
+        if conds.is_empty() {
+            return Self::sql("1 = 1", Vec::new());
+        }
+        let mut sql = Vec::new();
+        let mut args = Vec::new();
+        for c in conds {
+            let (s, a) = c.resolved_later();
+            sql.push(format!("({s})"));
+            args.extend(a);
+        }
+        Self::sql(sql.join(" AND "), args)
+    }
+
+    /// Any of `conds` (an empty list: no row).
+    pub fn any(conds: Vec<Cond>) -> Self {
+        if conds.is_empty() {
+            return Self::never();
+        }
+        let mut sql = Vec::new();
+        let mut args = Vec::new();
+        for c in conds {
+            let (s, a) = c.resolved_later();
+            sql.push(format!("({s})"));
+            args.extend(a);
+        }
+        Self::sql(sql.join(" OR "), args)
+    }
+
+    /// The fragment, a regular-expression match left as a marker for [`Sql::push_cond`].
+    fn resolved_later(self) -> (String, Vec<Arg>) {
+        if self.regex {
+            (format!("{} \u{1}REGEX\u{1} ?", self.sql), self.args)
+        } else {
+            (self.sql, self.args)
+        }
+    }
+}
+
+/// Nova's and Neutron's four tag filters (all given as lists; empty means absent): the row has
+/// every tag of `all`, one of `any`, not every one of `not_all`, none of `not_any`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TagFilter {
+    pub all: Vec<String>,
+    pub any: Vec<String>,
+    pub not_all: Vec<String>,
+    pub not_any: Vec<String>,
+}
+
+impl TagFilter {
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty()
+            && self.any.is_empty()
+            && self.not_all.is_empty()
+            && self.not_any.is_empty()
+    }
+}
+
+/// A page to list.
+#[derive(Clone, Debug)]
+pub struct Listing<'a> {
+    pub table: &'a Table,
+    pub conds: Vec<Cond>,
+    pub tags: TagFilter,
+    /// The order asked for; the table's id is appended when absent, in the first key's
+    /// direction (ascending when there is none).
+    pub order: Vec<(Column, Dir)>,
+    /// The values of [`Listing::total_order`]'s columns for the row the page starts after
+    /// ([`marker`]).
+    pub after: Option<Vec<Arg>>,
+    /// `None`: every row.
+    pub limit: Option<i64>,
+}
+
+impl Listing<'_> {
+    /// The order as asked, then the id: total, which keyset paging needs.
+    pub fn total_order(&self) -> Vec<(Column, Dir)> {
+        let mut order = self.order.clone();
+        if !order.iter().any(|(c, _)| *c == self.table.id) {
+            let dir = order.first().map_or(Dir::Asc, |(_, d)| *d);
+            order.push((self.table.id, dir));
+        }
+        order
+    }
+}
+
+/// An SQL statement under construction, for one backend.
+struct Sql {
+    text: String,
+    args: Vec<Arg>,
+    pg: bool,
+}
+
+impl Sql {
+    fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+    }
+
+    /// Appends a fragment, numbering its `?`s.
+    fn push_fragment(&mut self, fragment: &str, args: Vec<Arg>) {
+        let regex = if self.pg { "~" } else { "REGEXP" };
+        let fragment = fragment.replace("\u{1}REGEX\u{1}", regex);
+        let mut args = args.into_iter();
+        for (i, part) in fragment.split('?').enumerate() {
+            if i > 0 {
+                let arg = args.next().unwrap_or(Arg::Bool(false));
+                self.args.push(arg);
+                self.text.push_str(&format!("${}", self.args.len()));
+            }
+            self.text.push_str(part);
+        }
+    }
+
+    fn push_cond(&mut self, cond: Cond) {
+        let (sql, args) = cond.resolved_later();
+        self.push(" AND (");
+        self.push_fragment(&sql, args);
+        self.push(")");
+    }
+
+    /// `(SELECT tag …)` of the current row of `table`.
+    fn tag_set(&self, table: &Table, tags: Tags) -> String {
+        match tags {
+            Tags::Table { table: t, key } => {
+                format!(
+                    "SELECT tag FROM {t} WHERE {t}.{key} = {}.{}",
+                    table.name, table.id.expr
+                )
+            }
+            Tags::JsonColumn(column) if self.pg => format!(
+                "SELECT tag FROM json_array_elements_text({}.{column}::json) AS t(tag)",
+                table.name
+            ),
+            Tags::JsonColumn(column) => {
+                format!(
+                    "SELECT value AS tag FROM json_each({}.{column})",
+                    table.name
+                )
+            }
+        }
+    }
+
+    fn push_tags(&mut self, table: &Table, filter: &TagFilter) {
+        let Some(tags) = table.tags else {
+            if !filter.is_empty() {
+                self.push(" AND 1 = 0");
+            }
+            return;
+        };
+        let set = self.tag_set(table, tags);
+        let marks = |n: usize| vec!["?"; n].join(", ");
+        let texts = |ts: &[String]| ts.iter().cloned().map(Arg::Text).collect::<Vec<_>>();
+        let distinct = |list: &[String]| {
+            let mut v = list.to_vec();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let has_all = |n: usize| {
+            format!(
+                "(SELECT COUNT(DISTINCT tag) FROM ({set}) AS s WHERE tag IN ({})) = {n}",
+                marks(n)
+            )
+        };
+        let has_any = |n: usize| {
+            format!(
+                "EXISTS (SELECT 1 FROM ({set}) AS s WHERE tag IN ({}))",
+                marks(n)
+            )
+        };
+        let all = distinct(&filter.all);
+        if !all.is_empty() {
+            let sql = format!(" AND {}", has_all(all.len()));
+            self.push_fragment(&sql, texts(&all));
+        }
+        if !filter.any.is_empty() {
+            let sql = format!(" AND {}", has_any(filter.any.len()));
+            self.push_fragment(&sql, texts(&filter.any));
+        }
+        let not_all = distinct(&filter.not_all);
+        if !not_all.is_empty() {
+            let sql = format!(" AND NOT {}", has_all(not_all.len()));
+            self.push_fragment(&sql, texts(&not_all));
+        }
+        if !filter.not_any.is_empty() {
+            let sql = format!(" AND NOT {}", has_any(filter.not_any.len()));
+            self.push_fragment(&sql, texts(&filter.not_any));
+        }
+    }
+}
+
+/// The statement of a page: `SELECT … WHERE conds AND tags AND after ORDER BY … LIMIT …`.
+fn page_sql(listing: &Listing<'_>, pg: bool) -> Sql {
+    let table = listing.table;
+    let mut sql = Sql {
+        text: format!("SELECT {} FROM {} WHERE 1 = 1", table.columns, table.name),
+        args: Vec::new(),
+        pg,
+    };
+    for cond in &listing.conds {
+        sql.push_cond(cond.clone());
+    }
+    sql.push_tags(table, &listing.tags);
+    let order = listing.total_order();
+    if let Some(after) = &listing.after {
+        // (k1 > v1) OR (k1 = v1 AND k2 > v2) OR …, with < for descending keys.
+        let mut alternatives = Vec::new();
+        let mut args = Vec::new();
+        for (n, (column, dir)) in order.iter().enumerate() {
+            let mut terms: Vec<String> = Vec::new();
+            for (i, (c, _)) in order[..n].iter().enumerate() {
+                terms.push(format!("{} = ?", c.expr));
+                args.push(after.get(i).cloned().unwrap_or(Arg::Bool(false)));
+            }
+            let op = if *dir == Dir::Asc { ">" } else { "<" };
+            terms.push(format!("{} {op} ?", column.expr));
+            args.push(after.get(n).cloned().unwrap_or(Arg::Bool(false)));
+            alternatives.push(format!("({})", terms.join(" AND ")));
+        }
+        sql.push(" AND (");
+        sql.push_fragment(&alternatives.join(" OR "), args);
+        sql.push(")");
+    }
+    let order_by: Vec<String> = order
+        .iter()
+        .map(|(c, d)| format!("{} {}", c.expr, if *d == Dir::Asc { "ASC" } else { "DESC" }))
+        .collect();
+    sql.push(&format!(" ORDER BY {}", order_by.join(", ")));
+    if let Some(limit) = listing.limit {
+        sql.push_fragment(" LIMIT ?", vec![Arg::Int(limit)]);
+    }
+    sql
+}
+
+/// Binds `args` to a query of either backend.
+macro_rules! bind_all {
+    ($query:expr, $args:expr) => {{
+        let mut q = $query;
+        for a in $args {
+            q = match a {
+                Arg::Text(t) => q.bind(t.as_str()),
+                Arg::Int(i) => q.bind(*i),
+                Arg::Bool(b) => q.bind(*b),
+                Arg::Uuid(u) => q.bind(*u),
+            };
+        }
+        q
+    }};
+}
+
+/// The rows of a page, in order.
+pub async fn page<R>(db: &Db, listing: &Listing<'_>) -> DbResult<Vec<R>>
+where
+    R: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+{
+    let sql = page_sql(listing, matches!(db, Db::Pg(_)));
+    let rows: Vec<R> = on_pool!(db, p => {
+        bind_all!(sqlx::query_as::<_, R>(&sql.text), &sql.args)
+            .fetch_all(p)
+            .await
+            .map_err(bad_pattern)?
+    });
+    Ok(rows)
+}
+
+/// A regular expression the database refused (PostgreSQL's invalid_regular_expression, or
+/// SQLite's REGEXP function failing) is the caller's error, not the service's.
+fn bad_pattern(e: sqlx::Error) -> DbError {
+    let refused = match &e {
+        sqlx::Error::Database(d) => {
+            d.code().as_deref() == Some("2201B") || d.message().contains("regex")
+        }
+        _ => false,
+    };
+    if refused {
+        DbError::BadPattern(e.to_string())
+    } else {
+        DbError::Sqlx(e)
+    }
+}
+
+/// The values of `order`'s columns for the row of `table` whose id is `id` and which meets
+/// `conds` (the rows a caller may page from): where a page after it starts. `None` when there
+/// is no such row.
+pub async fn marker(
+    db: &Db,
+    table: &Table,
+    id: Arg,
+    conds: Vec<Cond>,
+    order: &[(Column, Dir)],
+) -> DbResult<Option<Vec<Arg>>> {
+    let exprs: Vec<&str> = order.iter().map(|(c, _)| c.expr).collect();
+    let mut sql = Sql {
+        text: format!(
+            "SELECT {} FROM {} WHERE 1 = 1",
+            exprs.join(", "),
+            table.name
+        ),
+        args: Vec::new(),
+        pg: matches!(db, Db::Pg(_)),
+    };
+    sql.push_cond(Cond::eq(table.id.expr, id));
+    for cond in conds {
+        sql.push_cond(cond);
+    }
+    macro_rules! read {
+        ($row:expr) => {{
+            let row = $row;
+            let mut values = Vec::with_capacity(order.len());
+            for (i, (c, _)) in order.iter().enumerate() {
+                values.push(match c.kind {
+                    Kind::Text => Arg::Text(row.try_get::<String, _>(i)?),
+                    Kind::Int => Arg::Int(row.try_get::<i64, _>(i)?),
+                    Kind::Bool => Arg::Bool(row.try_get::<bool, _>(i)?),
+                    Kind::Uuid => Arg::Uuid(row.try_get::<Uuid, _>(i)?),
+                });
+            }
+            values
+        }};
+    }
+    let values = on_pool!(db, p => {
+        match bind_all!(sqlx::query(&sql.text), &sql.args).fetch_optional(p).await? {
+            Some(row) => Some(read!(row)),
+            None => None,
+        }
+    });
+    Ok(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Table = Table {
+        name: "things",
+        columns: "id, name",
+        id: Column {
+            expr: "id",
+            kind: Kind::Text,
+        },
+        tags: Some(Tags::Table {
+            table: "thing_tags",
+            key: "thing_id",
+        }),
+    };
+    const NAME: Column = Column {
+        expr: "name",
+        kind: Kind::Text,
+    };
+
+    #[test]
+    fn a_page_after_a_marker_is_one_statement_with_numbered_arguments() {
+        let listing = Listing {
+            table: &T,
+            conds: vec![
+                Cond::eq("owner", Arg::Text("p".into())),
+                Cond::any(vec![Cond::matches("name", "^a"), Cond::never()]),
+            ],
+            tags: TagFilter {
+                any: vec!["x".into(), "y".into()],
+                ..Default::default()
+            },
+            order: vec![(NAME, Dir::Desc)],
+            after: Some(vec![Arg::Text("n".into()), Arg::Text("i".into())]),
+            limit: Some(10),
+        };
+        let pg = page_sql(&listing, true);
+        assert_eq!(
+            pg.text,
+            "SELECT id, name FROM things WHERE 1 = 1 AND (owner = $1) AND ((name ~ $2) OR (1 = 0)) \
+             AND EXISTS (SELECT 1 FROM (SELECT tag FROM thing_tags WHERE thing_tags.thing_id = \
+             things.id) AS s WHERE tag IN ($3, $4)) AND ((name < $5) OR (name = $6 AND id < $7)) \
+             ORDER BY name DESC, id DESC LIMIT $8"
+        );
+        assert_eq!(pg.args.len(), 8);
+        assert!(page_sql(&listing, false).text.contains("name REGEXP $2"));
+    }
+}
