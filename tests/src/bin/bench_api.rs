@@ -1,10 +1,11 @@
 //! Read benchmark: `GET /servers/detail` in pages of 1,000 over 10,000 servers, and
-//! `GET /servers/{id}`, through the distributed stack's API (2 workers, PostgreSQL) with
-//! Keystone tokens (every request validates its token). Prints requests per second and
-//! latency percentiles.
+//! `GET /servers/{id}`, then `GET /image/v2/images` in pages of 1,000 over 10,000 images (each
+//! with a tag), through the distributed stack's API (2 workers, PostgreSQL) with Keystone
+//! tokens (every request validates its token). Prints requests per second and latency
+//! percentiles.
 //!
-//! `cargo run --release -p e2e --bin bench-api -- [--servers N] [--seconds S] [--concurrency C]
-//! [--all-in-one]`
+//! `cargo run --release -p e2e --bin bench-api -- [--servers N] [--images N] [--seconds S]
+//! [--concurrency C] [--all-in-one]`
 //!
 //! The servers are booted through the API with the fake driver first. The load client runs in
 //! the same process, on the same two cores as the API and PostgreSQL. When `wrk` (Debian's
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 
 struct Args {
     servers: usize,
+    images: usize,
     seconds: u64,
     concurrency: usize,
     /// The embedded default (SQLite, in-process bus) instead of the distributed shape.
@@ -32,6 +34,7 @@ struct Args {
 fn args() -> anyhow::Result<Args> {
     let mut a = Args {
         servers: 10_000,
+        images: 10_000,
         seconds: 10,
         concurrency: 8,
         all_in_one: false,
@@ -40,6 +43,7 @@ fn args() -> anyhow::Result<Args> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--servers" => a.servers = it.next().unwrap_or_default().parse()?,
+            "--images" => a.images = it.next().unwrap_or_default().parse()?,
             "--seconds" => a.seconds = it.next().unwrap_or_default().parse()?,
             "--concurrency" => a.concurrency = it.next().unwrap_or_default().parse()?,
             "--all-in-one" => a.all_in_one = true,
@@ -338,5 +342,78 @@ async fn main() -> anyhow::Result<()> {
     } else {
         println!("(wrk is not installed: `apt-get install wrk` adds its figures)");
     }
+    if a.images > 0 {
+        images(&a, &http, &url, &token).await?;
+    }
     Ok(())
+}
+
+/// Creates `--images` image records (each tagged), then walks their listing in pages of
+/// 1,000 by the `next` links, as a client would.
+async fn images(a: &Args, http: &reqwest::Client, url: &str, token: &str) -> anyhow::Result<()> {
+    let t = Instant::now();
+    let creates = futures::stream::iter(0..a.images)
+        .map(|i| {
+            let (http, token) = (http.clone(), token.to_owned());
+            let url = format!("{url}/image/v2/images");
+            async move {
+                let body = serde_json::json!({
+                    "name": format!("bench-image-{i}"),
+                    "disk_format": "qcow2",
+                    "container_format": "bare",
+                    "tags": [format!("t{}", i % 10)],
+                });
+                let r = http
+                    .post(&url)
+                    .header("X-Auth-Token", &token)
+                    .json(&body)
+                    .send()
+                    .await?;
+                anyhow::ensure!(r.status() == 201, "image create: {}", r.status());
+                Ok(())
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    creates.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    println!(
+        "{} images created in {:.1} s",
+        a.images,
+        t.elapsed().as_secs_f64()
+    );
+    let mut pages = vec![format!("{url}/image/v2/images?limit=1000")];
+    loop {
+        let last = pages.last().cloned().unwrap_or_default();
+        let body: serde_json::Value = http
+            .get(&last)
+            .header("X-Auth-Token", token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        match body["next"].as_str() {
+            Some(next) => pages.push(format!("{url}/image{next}")),
+            None => break,
+        }
+    }
+    println!("{} pages of images", pages.len());
+    run(
+        "GET /image/v2/images?limit=1000 (1 conn)",
+        http,
+        token,
+        &pages,
+        a.seconds,
+        1,
+    )
+    .await?;
+    run(
+        "GET /image/v2/images?limit=1000",
+        http,
+        token,
+        &pages,
+        a.seconds,
+        a.concurrency.min(4),
+    )
+    .await
 }
