@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs (from Debian's packages) and starts the services the tests and the distributed mode
 # need: PostgreSQL, RabbitMQ and the Docker Engine (with busybox-static, from which the tests
-# build their container image). Idempotent: what is installed and running is left alone.
+# build their container image); and what the build needs beyond Rust (OpenSSL's headers). Idempotent: what is installed and running is left alone.
 # Creates the PostgreSQL role `nova` (password `nova`, may create databases).
 set -euo pipefail
 
@@ -10,6 +10,9 @@ command -v rabbitmq-server >/dev/null 2>&1 || need+=(rabbitmq-server)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 [ -x /bin/busybox ] || need+=(busybox-static)
+# The build: the image service hashes uploads with OpenSSL's md5 and sha512.
+dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 if [ ${#need[@]} -gt 0 ]; then
     echo "services: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

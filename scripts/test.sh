@@ -22,8 +22,9 @@ runuser -u postgres -- psql -qAtc "SELECT datname FROM pg_database WHERE datname
 rustup component list --installed 2>/dev/null | grep -q rustfmt && cargo fmt --all -- --check
 rustup component list --installed 2>/dev/null | grep -q clippy && cargo clippy -q --all-targets -- -D warnings
 
-# The real OpenStack clients (tests/tests/identity.rs, images.rs) and tempest, whose response
-# schemas check every Compute API response the tests see (tests/schema/validate.py), in a
+# The real OpenStack clients (tests/tests/identity.rs, images.rs), tempest, whose response
+# schemas check every Compute API response the tests see (tests/schema/validate.py), and moto,
+# whose server mode is the S3-compatible object store of the image store's S3 test, in a
 # virtualenv of the project's.
 if [ ! -x .venv/bin/python ]; then
     if ! python3 -m venv .venv 2>/dev/null; then
@@ -31,11 +32,13 @@ if [ ! -x .venv/bin/python ]; then
         python3 -m venv .venv
     fi
 fi
-if [ ! -x .venv/bin/openstack ] || ! .venv/bin/python -c 'import tempest.lib' 2>/dev/null; then
-    .venv/bin/pip install -q --disable-pip-version-check python-openstackclient tempest
+if [ ! -x .venv/bin/openstack ] || [ ! -x .venv/bin/moto_server ] \
+    || ! .venv/bin/python -c 'import tempest.lib' 2>/dev/null; then
+    .venv/bin/pip install -q --disable-pip-version-check python-openstackclient tempest 'moto[server]'
 fi
 export NOVA_TEST_OPENSTACK="$PWD/.venv/bin/openstack"
 export NOVA_TEST_PYTHON="$PWD/.venv/bin/python"
+export NOVA_TEST_MOTO="$PWD/.venv/bin/moto_server"
 
 # tests/tests/processes.rs runs the service binaries as processes.
 cargo build -q --workspace --bins

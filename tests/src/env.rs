@@ -104,7 +104,10 @@ pub fn delete_queues(names: Vec<String>) {
 /// Registers the public test images ([`crate::client::IMAGE`], [`crate::client::DOCKER_IMAGE`])
 /// as active images with a little data each in the image store at `store` (the fake driver
 /// boots nothing, but compute hosts fetch and verify the data all the same).
-pub async fn register_test_images(db: &nova_db::Db, store: &std::path::Path) -> anyhow::Result<()> {
+pub async fn register_test_images(
+    db: &nova_db::Db,
+    store: &dyn image_api::store::ImageStore,
+) -> anyhow::Result<()> {
     use nova_db::images::{self, Image};
     use sha2::Digest as _;
     for (id, name, container, disk) in [
@@ -115,8 +118,9 @@ pub async fn register_test_images(db: &nova_db::Db, store: &std::path::Path) -> 
             continue;
         }
         let data = format!("test image {name}\n").repeat(1000);
-        std::fs::create_dir_all(store)?;
-        std::fs::write(store.join(id), &data)?;
+        let mut upload = store.start_upload(id).await?;
+        upload.write(data.clone().into()).await?;
+        upload.commit().await?;
         let md5 = format!("{:x}", md5::compute(data.as_bytes()));
         let sha512 = format!("{:x}", sha2::Sha512::digest(data.as_bytes()));
         let now = nova_core::time::now_ms();

@@ -8,11 +8,14 @@
 //! - [`client`]: HTTP calls the way an OpenStack client makes them, every response checked
 //!   against tempest's schema for its microversion ([`schema`]); [`cli`]: the real
 //!   `openstack` CLI.
+//! - [`object_store`]: an S3-compatible object store (moto) for the image store's S3 backend.
+//! - [`wait_until`]: how tests wait — for a condition, with a deadline, never for a time.
 
 pub mod cli;
 pub mod client;
 pub mod docker;
 pub mod env;
+pub mod object_store;
 pub mod schema;
 pub mod stack;
 
@@ -66,4 +69,28 @@ pub fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
     )]
     let idx = ((sorted.len() as f64 - 1.0) * p.clamp(0.0, 1.0)).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
+}
+
+/// Waits until `condition` holds, checking it every 20 ms, for at most `within`; the error
+/// names `what`. Tests wait for conditions (a state, an event), never for a span of time.
+pub async fn wait_until<F, Fut>(
+    within: std::time::Duration,
+    what: &str,
+    mut condition: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if condition().await? {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not so after {within:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

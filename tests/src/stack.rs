@@ -41,6 +41,8 @@ pub struct Options {
     pub auth: Option<AuthSettings>,
     /// The image service's size limit, when a test needs a small one.
     pub image_size_cap: Option<i64>,
+    /// Where the image service keeps data, when not in the test's own directory.
+    pub image_store: Option<image_api::store::StoreSettings>,
 }
 
 impl Default for Options {
@@ -60,6 +62,7 @@ impl Default for Options {
             prefetch: 64,
             auth: None,
             image_size_cap: None,
+            image_store: None,
         }
     }
 }
@@ -88,10 +91,15 @@ impl Options {
         }
     }
 
-    fn image(&self) -> image_api::ImageSettings {
+    /// The image service's settings, its data in `dir` unless the test chose a store.
+    fn image(&self, dir: std::path::PathBuf) -> image_api::ImageSettings {
         let mut image = image_api::ImageSettings::default();
         if let Some(cap) = self.image_size_cap {
             image.size_cap = cap;
+        }
+        match &self.image_store {
+            Some(store) => image.store = store.clone(),
+            None => image.store.dir = dir,
         }
         image
     }
@@ -241,7 +249,8 @@ impl Distributed {
         let images_dir = tempfile::tempdir()?;
         let store = images_dir.path().join("store");
         std::fs::create_dir_all(&store)?;
-        env::register_test_images(&db, &store).await?;
+        let image = options.image(store.clone());
+        env::register_test_images(&db, image_api::store::open(&image.store)?.as_ref()).await?;
         env::lift_quotas(&db).await?;
         let queues = Queues::new(&env::queue_prefix());
         let (driver, fake) = compute_agent::driver_from_settings(&options.agent()).await?;
@@ -270,8 +279,7 @@ impl Distributed {
         auth.key_repository = images_dir.path().join("keys");
         let api = {
             let settings = options.api();
-            let mut image = options.image();
-            image.store.dir = store.clone();
+            let image = image.clone();
             let (database, queues) = (database.clone(), queues.clone());
             Component::spawn("api", move |stop| async move {
                 let db = Db::connect(&database).await?;
@@ -495,13 +503,13 @@ impl AllInOneStack {
             ..Default::default()
         };
         settings.database.url = url;
-        settings.image = options.image();
-        settings.image.store.dir = dir.path().join("images");
+        settings.image = options.image(dir.path().join("images"));
         settings.agent.images.cache_dir = dir.path().join("image-cache");
         settings.bus.prefetch = options.prefetch;
+        let store = image_api::store::open(&settings.image.store)?;
         let aio = allinone::AllInOne::start(settings).await?;
         let db = aio.db.clone();
-        env::register_test_images(&db, &dir.path().join("images")).await?;
+        env::register_test_images(&db, store.as_ref()).await?;
         env::lift_quotas(&db).await?;
         wait_for_node(&db).await?;
         Ok(Self {

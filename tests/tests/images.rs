@@ -528,3 +528,182 @@ async fn a_shared_image_is_for_the_projects_it_is_offered_to() -> anyhow::Result
     );
     Ok(())
 }
+
+/// The S3 backend against a real S3-compatible server (moto on loopback): uploads land in the
+/// bucket as one object per image (a multipart upload, visible only once complete), the CLI
+/// saves them back, a server boots from one (its host fetches it through the API), a second
+/// API process on the same database and bucket — a replica — serves the same data, an
+/// interrupted upload leaves no object and no open multipart upload, and a delete removes the
+/// object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_in_an_s3_bucket_are_shared_by_api_replicas() -> anyhow::Result<()> {
+    let s3 = e2e::object_store::ObjectStore::start().await?;
+    s3.create_bucket("glance").await?;
+    let auth = AuthSettings {
+        strategy: Strategy::Keystone,
+        admin_password: Some(ADMIN_PASSWORD.into()),
+        demo_password: Some(DEMO_PASSWORD.into()),
+        ..Default::default()
+    };
+    let store = s3.settings("glance");
+    let stack = AllInOneStack::start(Options {
+        auth: Some(auth),
+        image_store: Some(store.clone()),
+        ..Options::default()
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let disk = dir.path().join("disk.qcow2");
+    // More than one part of the multipart upload (8 MiB).
+    let data: Vec<u8> = (0..9_500_000u32)
+        .map(|i| u8::try_from(i % 253).unwrap_or(0))
+        .collect();
+    std::fs::write(&disk, &data)?;
+    let created = cli_json(
+        &stack,
+        &[
+            "image",
+            "create",
+            "--file",
+            disk.to_str().unwrap_or_default(),
+            "--disk-format",
+            "qcow2",
+            "--container-format",
+            "bare",
+            "in-s3",
+        ],
+    )
+    .await?;
+    assert_eq!(created["status"], json!("active"));
+    assert_eq!(created["checksum"], json!(format!("{:x}", md5_of(&data))));
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    let key = format!("images/{id}");
+    assert_eq!(s3.object("glance", &key).await?.as_deref(), Some(&data[..]));
+
+    let back = dir.path().join("back");
+    cli(
+        &stack,
+        &[
+            "image",
+            "save",
+            "--file",
+            back.to_str().unwrap_or_default(),
+            "in-s3",
+        ],
+    )
+    .await?;
+    assert_eq!(std::fs::read(&back)?, data, "the download is the upload");
+    let server = cli_json(
+        &stack,
+        &[
+            "server", "create", "--image", "in-s3", "--flavor", "m1.tiny", "--wait", "from-s3",
+        ],
+    )
+    .await?;
+    assert_eq!(server["status"], json!("ACTIVE"));
+
+    // A replica: the image API alone, in a process of its own, on the same database and
+    // bucket, validating the same tokens.
+    let replica = {
+        let db = stack.db().clone();
+        let identity = stack.identity.clone();
+        let image = image_api::ImageSettings {
+            store: store.clone(),
+            ..Default::default()
+        };
+        let settings = api_server::ApiSettings {
+            bind: "127.0.0.1:0".into(),
+            services: vec![api_server::ApiName::Image],
+            ..Default::default()
+        };
+        let running = api_server::start(
+            &settings,
+            &image,
+            api_server::Backends {
+                db,
+                bus: std::sync::Arc::new(nova_core::bus::inproc::InProcBus::default()),
+                queues: nova_core::rpc::Queues::new("replica"),
+                identity,
+            },
+        )?;
+        let addr = running.addr;
+        let handle = running.server.handle();
+        tokio::spawn(running.server);
+        (addr, handle)
+    };
+    let url = stack.api_url().to_owned();
+    let demo = password_token(&url, "demo", DEMO_PASSWORD, "demo").await?;
+    let http = reqwest::Client::new();
+    let from_replica = http
+        .get(format!("http://{}/image/v2/images/{id}/file", replica.0))
+        .header("X-Auth-Token", &demo)
+        .send()
+        .await?;
+    assert_eq!(from_replica.status().as_u16(), 200);
+    assert_eq!(from_replica.bytes().await?.to_vec(), data);
+
+    // Interrupted: no object, no multipart upload left open, the image queued again.
+    let v2 = format!("{url}/image/v2/images");
+    let img: Value = http
+        .post(&v2)
+        .header("X-Auth-Token", &demo)
+        .json(&json!({"name": "cut", "container_format": "bare", "disk_format": "raw"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let cut = img["id"].as_str().unwrap_or_default().to_owned();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+        Ok(vec![1u8; 5 << 20]),
+        Ok(vec![2u8; 5 << 20]),
+        Err(std::io::Error::other("cable pulled")),
+    ];
+    let r = http
+        .put(format!("{v2}/{cut}/file"))
+        .header("X-Auth-Token", &demo)
+        .header("Content-Type", "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await;
+    assert!(r.is_err() || r.as_ref().is_ok_and(|r| r.status().as_u16() >= 400));
+    let status = |id: String| {
+        let (http, v2, demo) = (http.clone(), v2.clone(), demo.clone());
+        async move {
+            let v: Value = http
+                .get(format!("{v2}/{id}"))
+                .header("X-Auth-Token", &demo)
+                .send()
+                .await?
+                .json()
+                .await?;
+            anyhow::Ok(v["status"].clone())
+        }
+    };
+    e2e::wait_until(
+        Duration::from_secs(10),
+        "the cut upload queued again",
+        || {
+            let status = status(cut.clone());
+            async move { Ok(status.await? == json!("queued")) }
+        },
+    )
+    .await?;
+    e2e::wait_until(
+        Duration::from_secs(10),
+        "the cut upload aborted",
+        || async { Ok(s3.open_uploads("glance").await? == 0) },
+    )
+    .await?;
+    assert_eq!(s3.object("glance", &format!("images/{cut}")).await?, None);
+
+    // Deleting the image deletes its object.
+    let r = http
+        .delete(format!("{v2}/{id}"))
+        .header("X-Auth-Token", &demo)
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(s3.object("glance", &key).await?, None);
+    replica.1.stop(false).await;
+    Ok(())
+}

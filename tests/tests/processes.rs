@@ -49,7 +49,8 @@ async fn three_processes_boot_and_delete_servers() -> anyhow::Result<()> {
             max_connections: 1,
         };
         let db = nova_db::Db::connect(&settings).await?;
-        env::register_test_images(&db, &store).await?;
+        let local = image_api::store::local::LocalStore::new(store.clone());
+        env::register_test_images(&db, &local).await?;
         db.close().await;
     }
     let keys = tempfile::tempdir()?;

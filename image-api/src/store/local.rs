@@ -6,7 +6,6 @@ use actix_web::web::Bytes;
 use futures::StreamExt;
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use tokio::task::JoinHandle;
 
 /// How much an upload gathers before it writes, and how much a read takes at once: large
 /// writes and reads keep the per-call overhead (a hop to the blocking pool) small against the
@@ -38,15 +37,7 @@ impl ImageStore for LocalStore {
             std::fs::File::create(&path)
         })
         .await?;
-        Ok(Box::new(LocalUpload {
-            file: Some(file),
-            writing: None,
-            gathered: Vec::new(),
-            gathered_len: 0,
-            partial,
-            target: self.path(id),
-            committed: false,
-        }))
+        Ok(Box::new(LocalUpload::new(file, partial, self.path(id))?))
     }
 
     async fn read(&self, id: &str) -> Result<ImageData, StoreError> {
@@ -80,43 +71,91 @@ async fn blocking<T: Send + 'static>(
         .map_err(std::io::Error::other)??)
 }
 
-/// An upload to `<id>.partial`. Chunks are gathered as they came (no copy) and written a
-/// batch at a time on the blocking pool, one batch in flight while the next is gathered.
+/// How much written data an upload lets the kernel hold before it asks for it on disk: the
+/// final sync before the image becomes active then waits for little, as the disk has kept up
+/// during the upload (the kernel's own writeback would start only at gigabytes here).
+const SYNC_EVERY: usize = 32 << 20;
+
+/// Batches waiting for the writer thread: bounded, so an upload's memory stays bounded.
+const QUEUE: usize = 16;
+
+/// An upload to `<id>.partial`. Chunks are gathered as they came (no copy) and handed to a
+/// writer thread of the upload's own a batch at a time; it writes them and syncs every
+/// [`SYNC_EVERY`], while the network, the hashers and this side go on.
 struct LocalUpload {
-    /// The file, when no write has it.
-    file: Option<std::fs::File>,
-    /// The write in flight, which gives the file back.
-    writing: Option<JoinHandle<std::io::Result<std::fs::File>>>,
     gathered: Vec<Bytes>,
     gathered_len: usize,
+    /// `None` once the writer was told the end.
+    batches: Option<tokio::sync::mpsc::Sender<Vec<Bytes>>>,
+    writer: Option<std::thread::JoinHandle<std::io::Result<std::fs::File>>>,
     partial: PathBuf,
     target: PathBuf,
     committed: bool,
 }
 
 impl LocalUpload {
-    /// The file, once the write in flight (if any) is done.
-    async fn take_file(&mut self) -> Result<std::fs::File, StoreError> {
-        if let Some(writing) = self.writing.take() {
-            return Ok(writing.await.map_err(std::io::Error::other)??);
-        }
-        self.file
-            .take()
-            .ok_or_else(|| StoreError::Io(std::io::Error::other("upload file lost")))
+    fn new(file: std::fs::File, partial: PathBuf, target: PathBuf) -> std::io::Result<Self> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(QUEUE);
+        let writer = std::thread::Builder::new()
+            .name("image-writer".into())
+            .spawn(move || {
+                let mut file = file;
+                let mut unsynced = 0;
+                while let Some(batch) = rx.blocking_recv() {
+                    for chunk in &batch {
+                        file.write_all(chunk)?;
+                        unsynced += chunk.len();
+                    }
+                    if unsynced >= SYNC_EVERY {
+                        file.sync_data()?;
+                        unsynced = 0;
+                    }
+                }
+                Ok(file)
+            })?;
+        Ok(Self {
+            gathered: Vec::new(),
+            gathered_len: 0,
+            batches: Some(tx),
+            writer: Some(writer),
+            partial,
+            target,
+            committed: false,
+        })
     }
 
-    /// Starts writing what was gathered.
-    async fn write_gathered(&mut self) -> Result<(), StoreError> {
-        let mut file = self.take_file().await?;
-        let chunks = std::mem::take(&mut self.gathered);
+    /// Hands what was gathered to the writer.
+    async fn send_gathered(&mut self) -> Result<(), StoreError> {
+        let batch = std::mem::take(&mut self.gathered);
         self.gathered_len = 0;
-        self.writing = Some(tokio::task::spawn_blocking(move || {
-            for chunk in &chunks {
-                file.write_all(chunk)?;
-            }
-            Ok(file)
-        }));
-        Ok(())
+        let sent = match &self.batches {
+            Some(tx) => tx.send(batch).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The writer stopped: its error says why.
+        Err(self
+            .finish_writer()
+            .await
+            .err()
+            .unwrap_or_else(|| StoreError::Io(std::io::Error::other("the image writer stopped"))))
+    }
+
+    /// Tells the writer the end and waits for it: the file, all written.
+    async fn finish_writer(&mut self) -> Result<std::fs::File, StoreError> {
+        self.batches = None;
+        let writer = self
+            .writer
+            .take()
+            .ok_or_else(|| StoreError::Io(std::io::Error::other("upload file lost")))?;
+        blocking(move || {
+            writer
+                .join()
+                .map_err(|_| std::io::Error::other("the image writer panicked"))?
+        })
+        .await
     }
 }
 
@@ -126,14 +165,14 @@ impl Upload for LocalUpload {
         self.gathered_len += chunk.len();
         self.gathered.push(chunk);
         if self.gathered_len >= BATCH {
-            self.write_gathered().await?;
+            self.send_gathered().await?;
         }
         Ok(())
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
-        self.write_gathered().await?;
-        let file = self.take_file().await?;
+        self.send_gathered().await?;
+        let file = self.finish_writer().await?;
         let (partial, target) = (self.partial.clone(), self.target.clone());
         blocking(move || {
             file.sync_all()?;
@@ -152,9 +191,9 @@ impl Upload for LocalUpload {
 impl Drop for LocalUpload {
     fn drop(&mut self) {
         if !self.committed {
-            if let Some(writing) = self.writing.take() {
-                writing.abort();
-            }
+            // The writer ends when its queue closes; the file it may still write to is
+            // unlinked here.
+            self.batches = None;
             let _ = std::fs::remove_file(&self.partial);
         }
     }
