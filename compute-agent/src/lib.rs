@@ -52,6 +52,9 @@ pub struct Agent {
     /// that seems stuck; a copy that arrives while the first still runs is dropped, so that a
     /// driver never runs two spawns of one instance at once.
     running: Mutex<HashSet<TaskId>>,
+    /// How many power-state sync rounds have completed: a restarted agent has re-adopted what
+    /// its driver runs once its first round is done, which tests wait for.
+    sync_rounds: tokio::sync::watch::Sender<u64>,
 }
 
 impl Agent {
@@ -70,7 +73,13 @@ impl Agent {
             images,
             reported: Mutex::new(HashMap::new()),
             running: Mutex::new(HashSet::new()),
+            sync_rounds: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// The number of completed power-state sync rounds, as it changes.
+    pub fn sync_rounds(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.sync_rounds.subscribe()
     }
 
     /// Registers, then serves commands, heartbeats and syncs power states until dropped.
@@ -192,6 +201,7 @@ impl Agent {
                 }
                 self.remember(instance, power_state);
             }
+            self.sync_rounds.send_modify(|n| *n += 1);
         }
     }
 

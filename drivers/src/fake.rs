@@ -1,7 +1,9 @@
 //! A stateful fake driver: it keeps its instances in memory, follows the same contract as the
 //! real drivers (idempotent spawn/destroy, power states), and can be told to fail or hang at a
-//! given step for a given instance, so that tests of the control plane can walk every path.
-//! It is the only fake in the project; tests that are about a driver use the real one.
+//! given step for a given instance ([`Rule`]), or to stop a call at a [`Gate`] that the test
+//! then releases or fails — so that tests of the control plane can walk every path, and wait
+//! for a call to arrive instead of for a span of time. It is the only fake in the project;
+//! tests that are about a driver use the real one.
 
 use crate::{Compute, DriverError, DriverInstance, RebootKind};
 use async_trait::async_trait;
@@ -11,7 +13,7 @@ use nova_core::rpc::InstanceSpec;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The driver calls a rule can target.
@@ -33,8 +35,6 @@ pub enum Misbehaviour {
     Fail(String),
     /// Never return (until the call is dropped).
     Hang,
-    /// Take this many milliseconds, then do the work.
-    Delay(u64),
 }
 
 /// Which instances a rule applies to.
@@ -97,11 +97,63 @@ struct FakeInstance {
     console: String,
 }
 
+/// What a test decided for the calls held at a gate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Decision {
+    Release,
+    Fail(String),
+}
+
+/// A gate on a driver call ([`FakeDriver::hold`]): the calls it matches stop there until the
+/// test releases them (they do their work) or fails them (they fail with its message); calls
+/// after the decision meet it at once.
+pub struct Gate {
+    state: Arc<GateState>,
+}
+
+struct GateState {
+    step: Step,
+    target: Target,
+    /// How many calls have reached the gate.
+    reached: tokio::sync::watch::Sender<u64>,
+    decision: tokio::sync::watch::Sender<Option<Decision>>,
+}
+
+impl Gate {
+    /// Waits until a call has reached the gate, for at most `within`.
+    pub async fn reached(&self, within: Duration) -> Result<(), DriverError> {
+        let mut rx = self.state.reached.subscribe();
+        tokio::time::timeout(within, rx.wait_for(|n| *n > 0))
+            .await
+            .map_err(|_| {
+                DriverError::Backend(format!(
+                    "no {:?} call reached the gate within {within:?}",
+                    self.state.step
+                ))
+            })?
+            .map_err(|_| DriverError::Backend("gate closed".into()))?;
+        Ok(())
+    }
+
+    /// Lets the held calls (and later ones) do their work.
+    pub fn release(&self) {
+        self.state.decision.send_replace(Some(Decision::Release));
+    }
+
+    /// Fails the held calls (and later ones) with `message`.
+    pub fn fail(&self, message: &str) {
+        self.state
+            .decision
+            .send_replace(Some(Decision::Fail(message.to_owned())));
+    }
+}
+
 pub struct FakeDriver {
     host: String,
     settings: FakeSettings,
     instances: Mutex<HashMap<InstanceUuid, FakeInstance>>,
     rules: Mutex<Vec<Rule>>,
+    gates: Mutex<Vec<Arc<GateState>>>,
     spawn_calls: Mutex<u64>,
 }
 
@@ -113,6 +165,7 @@ impl FakeDriver {
             settings,
             instances: Mutex::new(HashMap::new()),
             rules: Mutex::new(rules),
+            gates: Mutex::new(Vec::new()),
             spawn_calls: Mutex::new(0),
         }
     }
@@ -124,6 +177,19 @@ impl FakeDriver {
 
     pub fn clear_rules(&self) {
         lock(&self.rules).clear();
+    }
+
+    /// Holds the calls of `step` for `target` at a gate, which the test then releases or
+    /// fails. A call matching several gates stops at the first one set.
+    pub fn hold(&self, step: Step, target: Target) -> Gate {
+        let state = Arc::new(GateState {
+            step,
+            target,
+            reached: tokio::sync::watch::Sender::new(0),
+            decision: tokio::sync::watch::Sender::new(None),
+        });
+        lock(&self.gates).push(state.clone());
+        Gate { state }
     }
 
     /// Changes an instance's power state behind the service's back (a guest that shut itself
@@ -186,24 +252,35 @@ impl FakeDriver {
             Some(n) => Some(n.to_owned()),
             None => lock(&self.instances).get(&uuid).map(|i| i.name.clone()),
         };
+        let matches = |target: &Target| match target {
+            Target::Any => true,
+            Target::Instance(u) => *u == uuid,
+            Target::NameContains(s) => name.as_deref().is_some_and(|n| n.contains(s)),
+        };
+        let gate = lock(&self.gates)
+            .iter()
+            .find(|g| g.step == step && matches(&g.target))
+            .cloned();
+        if let Some(gate) = gate {
+            let mut decision = gate.decision.subscribe();
+            gate.reached.send_modify(|n| *n += 1);
+            tracing::info!(%uuid, ?step, "fake driver call held at a gate");
+            let decided = decision
+                .wait_for(Option::is_some)
+                .await
+                .map(|d| d.clone())
+                .map_err(|_| DriverError::Backend("gate dropped".into()))?;
+            if let Some(Decision::Fail(message)) = decided {
+                return Err(DriverError::Backend(message));
+            }
+        }
         let hit = lock(&self.rules)
             .iter()
-            .find(|r| {
-                r.step == step
-                    && match &r.target {
-                        Target::Any => true,
-                        Target::Instance(u) => *u == uuid,
-                        Target::NameContains(s) => name.as_deref().is_some_and(|n| n.contains(s)),
-                    }
-            })
+            .find(|r| r.step == step && matches(&r.target))
             .map(|r| r.misbehaviour.clone());
         match hit {
             None => Ok(()),
             Some(Misbehaviour::Fail(msg)) => Err(DriverError::Backend(msg)),
-            Some(Misbehaviour::Delay(ms)) => {
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                Ok(())
-            }
             Some(Misbehaviour::Hang) => {
                 tracing::info!(%uuid, ?step, "fake driver hangs as told");
                 std::future::pending::<()>().await;

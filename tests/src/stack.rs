@@ -229,6 +229,8 @@ pub struct Distributed {
     pub queues: Queues,
     pub options: Options,
     agent: Option<Component>,
+    /// The running agent's count of power-state sync rounds, once it has started.
+    agent_rounds: Arc<std::sync::Mutex<Option<tokio::sync::watch::Receiver<u64>>>>,
     /// Agents on other hosts ([`Distributed::start_agent_on`]), with their hosts.
     more_agents: Vec<(String, Component)>,
     conductor: Option<Component>,
@@ -346,6 +348,7 @@ impl Distributed {
             queues,
             options,
             agent: None,
+            agent_rounds: Arc::default(),
             more_agents: Vec::new(),
             conductor: Some(conductor),
             api: Some(api),
@@ -367,14 +370,38 @@ impl Distributed {
             self.images.clone(),
             self.options.prefetch,
         );
+        let rounds = self.agent_rounds.clone();
+        *rounds.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.agent = Some(Component::spawn("agent", move |stop| async move {
             let bus = Arc::new(AmqpBus::connect(&env::amqp_url()).await?);
-            until_stopped(
-                Agent::new(settings, bus, queues, driver, images).run(prefetch),
-                stop,
-            )
-            .await
+            let agent = Agent::new(settings, bus, queues, driver, images);
+            *rounds.lock().unwrap_or_else(|e| e.into_inner()) = Some(agent.sync_rounds());
+            until_stopped(agent.run(prefetch), stop).await
         }));
+    }
+
+    /// Waits until the agent started last has completed `rounds` power-state sync rounds.
+    pub async fn wait_for_agent_sync_rounds(
+        &self,
+        rounds: u64,
+        within: Duration,
+    ) -> anyhow::Result<()> {
+        let slot = self.agent_rounds.clone();
+        tokio::time::timeout(within, async move {
+            let mut rx = loop {
+                let current = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                match current {
+                    Some(rx) => break rx,
+                    None => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            };
+            rx.wait_for(|n| *n >= rounds).await.map(|_| ())
+        })
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!("the agent did not sync {rounds} times within {within:?}")
+        })??;
+        Ok(())
     }
 
     /// Starts a compute agent on another host, with a driver of its own, and waits until its

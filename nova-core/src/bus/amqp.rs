@@ -215,6 +215,31 @@ impl AmqpBus {
         Ok(())
     }
 
+    /// How many messages wait in a queue that exists (operators' and tests' view of a
+    /// backlog).
+    pub async fn message_count(&self, queue: &str) -> Result<u32, BusError> {
+        // A channel of its own: a passive declare of a missing queue closes its channel.
+        let channel = {
+            self.channel_for(None).await?;
+            let guard = self.link.lock().await;
+            let link = guard.as_ref().ok_or(BusError::NotConfirmed)?;
+            link.connection
+                .create_channel()
+                .await
+                .map_err(unavailable)?
+        };
+        let options = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let q = channel
+            .queue_declare(queue, options, FieldTable::default())
+            .await
+            .map_err(unavailable)?;
+        let _ = channel.close(200, "done").await;
+        Ok(q.message_count())
+    }
+
     async fn publish_once(&self, queue: &str, payload: &[u8]) -> Result<(), BusError> {
         let channel = self.channel_for(Some(queue)).await?;
         let confirm = channel

@@ -22,7 +22,12 @@ async fn calls_are_answered_by_the_consumer_or_time_out() -> anyhow::Result<()> 
     assert!(matches!(r, Err(BusError::Timeout(_))), "{r:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
     // The unanswered call expires instead of waiting for a consumer (per-message TTL).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    e2e::wait_until(
+        Duration::from_secs(10),
+        "the unanswered call expired",
+        || async { Ok(bus.message_count(&queue).await? == 0) },
+    )
+    .await?;
 
     let sub = bus.subscribe(&queue, 8).await?;
     let stale = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -62,18 +67,25 @@ async fn calls_are_answered_by_the_consumer_or_time_out() -> anyhow::Result<()> 
     );
 
     // A call that waits in a busy consumer's backlog past its caller's timeout says so when
-    // its turn comes (the deadline travels in a header).
+    // its turn comes (the deadline travels in a header). The consumer is busy with "slow"
+    // until the test lets it go, after "late" has timed out behind it.
     let sub = bus.subscribe(&queue, 8).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let server = tokio::spawn(nova_core::bus::consume(sub, 1, move |mut d| {
-        let tx = tx.clone();
-        async move {
-            if d.payload == b"slow" {
-                tokio::time::sleep(Duration::from_millis(800)).await;
+    let busy = Arc::new(tokio::sync::Notify::new());
+    let (let_go, go) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(nova_core::bus::consume(sub, 1, {
+        let busy = busy.clone();
+        move |mut d| {
+            let (tx, busy, mut go) = (tx.clone(), busy.clone(), go.clone());
+            async move {
+                if d.payload == b"slow" {
+                    busy.notify_one();
+                    let _ = go.wait_for(|go| *go).await;
+                }
+                let _ = tx.send((d.payload.clone(), d.call_expired()));
+                d.reply(b"done".to_vec()).await;
+                d.ack().await;
             }
-            let _ = tx.send((d.payload.clone(), d.call_expired()));
-            d.reply(b"done".to_vec()).await;
-            d.ack().await;
         }
     }));
     let slow = {
@@ -84,11 +96,12 @@ async fn calls_are_answered_by_the_consumer_or_time_out() -> anyhow::Result<()> 
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::timeout(Duration::from_secs(10), busy.notified()).await?;
     let late = bus
         .call(&queue, b"late".to_vec(), Duration::from_millis(300))
         .await;
     assert!(matches!(late, Err(BusError::Timeout(_))), "{late:?}");
+    let_go.send_replace(true);
     assert_eq!(slow.await??, b"done");
     let mut seen = Vec::new();
     while seen.len() < 2 {

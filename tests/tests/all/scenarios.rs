@@ -351,32 +351,25 @@ on_both_shapes!(
 async fn a_server_deleted_while_it_builds_leaves_nothing_behind(
     stack: &dyn Stack,
 ) -> anyhow::Result<()> {
-    stack.driver().add_rule(Rule {
-        step: Step::Spawn,
-        target: Target::NameContains("slow".into()),
-        misbehaviour: Misbehaviour::Delay(1500),
-    });
+    let gate = stack
+        .driver()
+        .hold(Step::Spawn, Target::NameContains("slow".into()));
     let c = client(stack);
     let id = c.create_server("slow", "1").await?;
-    // Wait until the spawn is under way on the host, then delete.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while c.server(&id).await?.body["server"]["OS-EXT-STS:task_state"] != json!("spawning") {
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "never spawning");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // The spawn is under way on the host (held at the gate); the server is deleted meanwhile.
+    gate.reached(WAIT).await?;
     let r = c.delete(&format!("/servers/{id}")).await?;
     assert_eq!(r.status, 204);
     c.wait_gone(&id, WAIT).await?;
-    // The spawn finishes after the delete (its delay is 1.5 s); what it built must go too.
-    tokio::time::sleep(Duration::from_millis(1700)).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while stack.driver().has_instance(uuid(&id)?) {
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "the late build stayed on the host"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The spawn finishes after the delete; what it built must go too.
+    gate.release();
+    let fake = stack.driver().clone();
+    let uuid = uuid(&id)?;
+    e2e::wait_until(WAIT, "the late build removed from the host", || {
+        let fake = fake.clone();
+        async move { Ok(!fake.has_instance(uuid) && fake.spawn_calls() > 0) }
+    })
+    .await?;
     assert_eq!(nodes::allocation_count(stack.db()).await?, 0);
     Ok(())
 }
@@ -1020,13 +1013,15 @@ async fn a_silent_host_is_reported_down_and_gets_no_builds() -> anyhow::Result<(
     let now = nova_core::time::now_ms();
     assert!(service.is_some_and(|s| s.is_up(now, 1000)));
     stack.stop_agent();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let service = nodes::service(stack.db(), "compute-1", "nova-compute").await?;
-    let now = nova_core::time::now_ms();
-    assert!(
-        service.is_some_and(|s| !s.is_up(now, 1000)),
-        "the service should be down"
-    );
+    let db = stack.db().clone();
+    e2e::wait_until(WAIT, "the silent service reported down", || {
+        let db = db.clone();
+        async move {
+            let service = nodes::service(&db, "compute-1", "nova-compute").await?;
+            Ok(service.is_some_and(|s| !s.is_up(nova_core::time::now_ms(), 1000)))
+        }
+    })
+    .await?;
     let c = client(&stack);
     let id = c.create_server("nowhere", "1").await?;
     let server = c.wait_error(&id, WAIT).await?;
@@ -1036,18 +1031,14 @@ async fn a_silent_host_is_reported_down_and_gets_no_builds() -> anyhow::Result<(
         .starts_with("No valid host"));
     // Back up: builds go through again.
     stack.start_agent();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let s = nodes::service(stack.db(), "compute-1", "nova-compute").await?;
-        if s.is_some_and(|s| s.is_up(nova_core::time::now_ms(), 1000)) {
-            break;
+    e2e::wait_until(WAIT, "the service back up", || {
+        let db = db.clone();
+        async move {
+            let s = nodes::service(&db, "compute-1", "nova-compute").await?;
+            Ok(s.is_some_and(|s| s.is_up(nova_core::time::now_ms(), 1000)))
         }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "service never came back"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await?;
     let id = c.create_server("somewhere", "1").await?;
     c.wait_status(&id, "ACTIVE", WAIT).await?;
     Ok(())
@@ -1063,8 +1054,9 @@ async fn a_restarted_agent_adopts_its_instances_instead_of_duplicating_them() ->
     let spawns = stack.driver().spawn_calls();
     stack.stop_agent();
     stack.start_agent();
-    // Give the new agent a few sync rounds.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The new agent's first power-state sync has re-adopted what its driver runs; a second
+    // round would have seen anything rebuilt.
+    stack.wait_for_agent_sync_rounds(2, WAIT).await?;
     assert_eq!(stack.driver().instance_count(), 1);
     assert_eq!(
         stack.driver().spawn_calls(),

@@ -126,19 +126,25 @@ async fn three_processes_boot_and_delete_servers() -> anyhow::Result<()> {
         &e2e::client::password_token(&url, "demo", "demo-pw", "demo").await?,
     );
     // The agent registers through the conductor; until then builds find no host, so wait for
-    // the node through the API's own view of it: a build that goes ACTIVE.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let first = loop {
-        let id = c.create_server("probe", "1").await?;
-        match c.wait_status(&id, "ACTIVE", Duration::from_secs(30)).await {
-            Ok(_) => break id,
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                tracing::info!(error = %e, "node not registered yet; trying again");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    };
+    // the node through the API's own view of it: the hypervisor an admin sees.
+    let admin = Client::new(
+        &url,
+        &e2e::client::password_token(&url, "admin", "admin-pw", "admin").await?,
+    );
+    e2e::wait_until(
+        Duration::from_secs(60),
+        "the agent's node registered",
+        || async {
+            let r = admin.get("/os-hypervisors").await?;
+            Ok(r.body["hypervisors"]
+                .as_array()
+                .is_some_and(|h| !h.is_empty()))
+        },
+    )
+    .await?;
+    let first = c.create_server("probe", "1").await?;
+    c.wait_status(&first, "ACTIVE", Duration::from_secs(30))
+        .await?;
     let mut ids = vec![first];
     for i in 0..5 {
         ids.push(c.create_server(&format!("proc-{i}"), "1").await?);
