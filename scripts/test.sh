@@ -22,7 +22,16 @@ runuser -u postgres -- psql -qAtc "SELECT datname FROM pg_database WHERE datname
 rustup component list --installed 2>/dev/null | grep -q rustfmt && cargo fmt --all -- --check
 rustup component list --installed 2>/dev/null | grep -q clippy && cargo clippy -q --all-targets -- -D warnings
 
-# The real OpenStack clients (tests/tests/identity.rs, images.rs), tempest, whose response
+# The compute agent and the drivers never touch the database: their dependency graph has no
+# database layer in it.
+for crate in compute-agent drivers; do
+    if cargo tree -q -e normal -p "$crate" | grep -E '\b(sqlx|nova-db) v'; then
+        echo "$crate depends on the database layer" >&2
+        exit 1
+    fi
+done
+
+# The real OpenStack clients (tests/tests/all/identity.rs, images.rs), tempest, whose response
 # schemas check every Compute API response the tests see (tests/schema/validate.py), and moto,
 # whose server mode is the S3-compatible object store of the image store's S3 test, in a
 # virtualenv of the project's.
@@ -40,7 +49,7 @@ export NOVA_TEST_OPENSTACK="$PWD/.venv/bin/openstack"
 export NOVA_TEST_PYTHON="$PWD/.venv/bin/python"
 export NOVA_TEST_MOTO="$PWD/.venv/bin/moto_server"
 
-# tests/tests/processes.rs runs the service binaries as processes.
+# tests/tests/all/processes.rs runs the service binaries as processes.
 cargo build -q --workspace --bins
 
 # cargo runs test binaries one after another; broker_restart restarts the shared broker, so

@@ -1,0 +1,521 @@
+//! Networks: list (Neutron's filters, tags, sorting and paging, in SQL), show, create,
+//! update and delete, with Neutron's visibility and policy.
+
+use crate::quotas::network_limit;
+use crate::NetworkState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use api_toolkit::body;
+use api_toolkit::links::next_page;
+use api_toolkit::listing::{NextLink, Query};
+use api_toolkit::policy::NEUTRON;
+use api_toolkit::{bad, ApiError, ApiResult, RequestContext};
+use nova_core::time::{iso8601_z, now_ms};
+use nova_db::listing::{self, Arg, Column, Cond, Dir, Kind, Listing};
+use nova_db::networks::{self as store, Network};
+use serde_json::{json, Map, Value};
+
+pub(crate) fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("Network {id} could not be found.")).named("NetworkNotFound")
+}
+
+pub(crate) fn denied(rule: &str) -> ApiError {
+    NEUTRON.denied(rule)
+}
+
+/// Who the caller is, for Neutron's visibility of networks.
+pub(crate) fn viewer(ctx: &RequestContext) -> nova_db::Viewer<'_> {
+    nova_db::Viewer {
+        project: &ctx.project_id,
+        admin: ctx.is_admin(),
+    }
+}
+
+/// The network if the caller may see it, or 404.
+pub(crate) async fn find(
+    state: &NetworkState,
+    ctx: &RequestContext,
+    id: &str,
+) -> ApiResult<Network> {
+    store::get_visible(&state.db, id, viewer(ctx))
+        .await?
+        .ok_or_else(|| not_found(id))
+}
+
+/// Neutron's network view with the extensions served here: provider attributes (for admins,
+/// as Neutron shows them), external-net and the standard attributes' timestamps and
+/// description.
+pub(crate) fn view(ctx: &RequestContext, n: &Network) -> Map<String, Value> {
+    let mut v = json!({
+        "id": n.id,
+        "name": n.name,
+        "description": n.description,
+        "project_id": n.project_id,
+        "tenant_id": n.project_id,
+        "status": "ACTIVE",
+        "admin_state_up": n.admin_state_up,
+        "shared": n.shared,
+        "subnets": [],
+        "tags": n.tag_list(),
+        "router:external": false,
+        // Docker's networks do not filter spoofed traffic: no port security here.
+        "port_security_enabled": false,
+        "created_at": iso8601_z(n.created_at),
+        "updated_at": iso8601_z(n.updated_at),
+    });
+    let map = v.as_object_mut().expect("a JSON object");
+    if ctx.is_admin() {
+        map.insert("provider:network_type".into(), json!("flat"));
+        map.insert("provider:physical_network".into(), json!(n.backend));
+        map.insert("provider:segmentation_id".into(), Value::Null);
+    }
+    std::mem::take(map)
+}
+
+/// Only the `fields` asked for, when any were (Neutron's field selection).
+pub(crate) fn select(mut view: Map<String, Value>, fields: &[String]) -> Value {
+    if !fields.is_empty() {
+        view.retain(|k, _| fields.iter().any(|f| f == k));
+    }
+    Value::Object(view)
+}
+
+/// Query parameters that are not filters.
+pub(crate) const PAGING: &[&str] = &[
+    "fields",
+    "limit",
+    "marker",
+    "page_reverse",
+    "sort_key",
+    "sort_dir",
+];
+/// Attributes a list may be filtered by (Neutron rejects the others).
+pub(crate) const FILTERS: &[&str] = &[
+    "id",
+    "name",
+    "description",
+    "project_id",
+    "tenant_id",
+    "status",
+    "admin_state_up",
+    "shared",
+    "router:external",
+    "provider:network_type",
+    "provider:physical_network",
+    "provider:segmentation_id",
+    "port_security_enabled",
+];
+
+/// Boolean filters, whose values Neutron converts (and refuses when they are not booleans).
+pub(crate) const BOOLEAN_FILTERS: &[&str] = &[
+    "admin_state_up",
+    "shared",
+    "router:external",
+    "port_security_enabled",
+];
+
+/// A filter's value as a boolean, as Neutron converts them (`true`/`false` in any case, 1/0).
+pub(crate) fn boolean(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// The condition of a filter (an attribute and the values it may have), as Neutron compares
+/// the attribute the caller's view of a network shows: attributes this service holds one
+/// value of match that value or nothing, and provider attributes, which only admins see,
+/// match nothing for others.
+pub(crate) fn filter_cond(ctx: &RequestContext, key: &str, wanted: &[String]) -> Cond {
+    let texts = || wanted.iter().cloned().map(Arg::Text).collect();
+    let booleans = || {
+        wanted
+            .iter()
+            .filter_map(|w| boolean(w))
+            .map(Arg::Bool)
+            .collect()
+    };
+    let constant = |holds: bool| {
+        if holds {
+            Cond::all(Vec::new())
+        } else {
+            Cond::never()
+        }
+    };
+    match key {
+        "id" | "name" | "description" | "project_id" => Cond::any_of(key, texts()),
+        "tenant_id" => Cond::any_of("project_id", texts()),
+        "admin_state_up" | "shared" => Cond::any_of(key, booleans()),
+        "status" => constant(wanted.iter().any(|w| w == "ACTIVE")),
+        "router:external" | "port_security_enabled" => {
+            constant(wanted.iter().any(|w| boolean(w) == Some(false)))
+        }
+        "provider:network_type" => constant(ctx.is_admin() && wanted.iter().any(|w| w == "flat")),
+        "provider:physical_network" if ctx.is_admin() => Cond::any_of("backend", texts()),
+        _ => Cond::never(),
+    }
+}
+
+/// The keys networks sort by.
+pub(crate) fn sort_column(key: &str) -> Column {
+    match key {
+        "name" => Column {
+            expr: "name",
+            kind: Kind::Text,
+        },
+        "created_at" => CREATED_AT,
+        "updated_at" => Column {
+            expr: "updated_at",
+            kind: Kind::Int,
+        },
+        _ => store::TABLE.id,
+    }
+}
+
+pub(crate) const CREATED_AT: Column = Column {
+    expr: "created_at",
+    kind: Kind::Int,
+};
+
+/// `GET /v2.0/networks`: the networks the caller may see, filtered by Neutron's attributes
+/// and tags, sorted by one key, paged by `limit` and `marker` (without a limit, every
+/// network, as Neutron's default), each with the `fields` asked for. One statement
+/// ([`nova_db::listing`]).
+pub(crate) async fn list(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<NetworkState>,
+) -> ApiResult<HttpResponse> {
+    let q = Query::of(&req);
+    let mut filters: Vec<(String, Vec<String>)> = Vec::new();
+    let mut fields = Vec::new();
+    let (mut limit, mut marker, mut sort_key, mut descending) = (None, None, None, false);
+    let mut sort_dirs = 0;
+    for (k, v) in q.pairs() {
+        if BOOLEAN_FILTERS.contains(&k) && boolean(v).is_none() {
+            return Err(bad(format!(
+                "Invalid input for operation: '{v}' cannot be converted to boolean."
+            )));
+        }
+        match k {
+            // Neutron drops empty values.
+            "fields" if v.is_empty() => {}
+            "fields" => fields.push(v.to_owned()),
+            "limit" => {
+                limit = Some(v.parse::<u64>().map_err(|_| {
+                    bad(format!(
+                        "Bad limit request: Limit must be an integer 0 or greater and not '{v}'."
+                    ))
+                })?)
+            }
+            "marker" => marker = Some(v.to_owned()),
+            "sort_key" => {
+                if !matches!(v, "id" | "name" | "created_at" | "updated_at") {
+                    return Err(bad(format!("['{v}'] is invalid attribute for sort_keys")));
+                }
+                sort_key = Some(v.to_owned());
+            }
+            "sort_dir" => match v {
+                "asc" | "desc" => {
+                    descending = v == "desc";
+                    sort_dirs += 1;
+                }
+                _ => {
+                    return Err(bad(format!(
+                        "{v} is invalid value for sort_dirs, valid value is 'asc' and 'desc'"
+                    )))
+                }
+            },
+            "page_reverse" | "tags" | "tags-any" | "not-tags" | "not-tags-any" => {}
+            key if FILTERS.contains(&key) => match filters.iter_mut().find(|(f, _)| f == k) {
+                Some((_, values)) => values.push(v.to_owned()),
+                None => filters.push((k.to_owned(), vec![v.to_owned()])),
+            },
+            key if PAGING.contains(&key) => {}
+            key => return Err(bad(format!("['{key}'] is invalid attribute for filtering"))),
+        }
+    }
+    if sort_dirs != usize::from(sort_key.is_some()) {
+        return Err(bad("The number of sort_keys and sort_dirs must be same"));
+    }
+    let visible = vec![store::visible_cond(viewer(&ctx))];
+    let mut conds = visible.clone();
+    conds.extend(
+        filters
+            .iter()
+            .map(|(k, wanted)| filter_cond(&ctx, k, wanted)),
+    );
+    // By the key asked for, then by creation, in one direction (Neutron's default: creation).
+    let dir = if descending { Dir::Desc } else { Dir::Asc };
+    let mut order = Vec::new();
+    if let Some(key) = &sort_key {
+        order.push((sort_column(key), dir));
+    }
+    if !order.iter().any(|(c, _)| *c == CREATED_AT) {
+        order.push((CREATED_AT, dir));
+    }
+    // As Neutron: a limit of 0 is none, and a marker only means something with a limit.
+    let limit = limit
+        .filter(|l| *l > 0)
+        .map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+    let rule = NextLink::WhenMore;
+    let mut listing = Listing {
+        table: &store::TABLE,
+        conds,
+        tags: q.tag_filter(),
+        order,
+        after: None,
+        limit: limit.map(|l| rule.ask(l)),
+    };
+    if let Some(marker) = marker.filter(|_| limit.is_some()) {
+        let order = listing.total_order();
+        listing.after = Some(
+            listing::marker(
+                &state.db,
+                &store::TABLE,
+                Arg::Text(marker.clone()),
+                visible,
+                &order,
+            )
+            .await?
+            .ok_or_else(|| not_found(&marker))?,
+        );
+    }
+    let networks = store::page(&state.db, &listing).await?;
+    let page = match limit {
+        Some(limit) => rule.page(networks, limit),
+        None => api_toolkit::listing::Page {
+            rows: networks,
+            next: false,
+        },
+    };
+    let mut body = json!({
+        "networks": page.rows.iter().map(|n| select(view(&ctx, n), &fields)).collect::<Vec<_>>(),
+    });
+    if let Some(last) = page.rows.last().filter(|_| page.next) {
+        // The same query, with the page's last network as the marker (as Neutron).
+        let href = next_page(
+            &req,
+            "/network/v2.0/networks",
+            &["marker", "page_reverse"],
+            &[("marker", &last.id)],
+        );
+        body["networks_links"] = json!([{"rel": "next", "href": href}]);
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+pub(crate) async fn show(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<NetworkState>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let fields: Vec<String> = form_urlencoded::parse(req.query_string().as_bytes())
+        .filter(|(k, _)| k == "fields")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    let network = find(&state, &ctx, &id).await?;
+    Ok(HttpResponse::Ok().json(json!({"network": select(view(&ctx, &network), &fields)})))
+}
+
+/// The `network` object of a create or update body.
+pub(crate) fn network_body(raw: &[u8]) -> ApiResult<Map<String, Value>> {
+    let body = body::json(raw)?;
+    match body.get("network") {
+        Some(Value::Object(n)) => Ok(n.clone()),
+        _ => Err(bad("Resource body required")),
+    }
+}
+
+pub(crate) fn string_of(key: &str, v: &Value, max: usize) -> ApiResult<String> {
+    match v.as_str() {
+        Some(s) if s.chars().count() <= max => Ok(s.to_owned()),
+        Some(s) => Err(bad(format!(
+            "Invalid input for {key}. Reason: '{s}' exceeds maximum length of {max}."
+        ))),
+        None => Err(bad(format!(
+            "Invalid input for {key}. Reason: '{v}' is not a valid string."
+        ))),
+    }
+}
+
+pub(crate) fn bool_of(key: &str, v: &Value) -> ApiResult<bool> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
+        other => Err(bad(format!(
+            "Invalid input for {key}. Reason: '{other}' cannot be converted to boolean."
+        ))),
+    }
+}
+
+/// Applies the attributes both create and update may set; `false` for a key it does not know.
+pub(crate) fn apply_common(n: &mut Network, key: &str, value: &Value) -> ApiResult<bool> {
+    match key {
+        "name" => n.name = string_of(key, value, 255)?,
+        "description" => n.description = string_of(key, value, 255)?,
+        "admin_state_up" => n.admin_state_up = bool_of(key, value)?,
+        "shared" => n.shared = bool_of(key, value)?,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// What a create may ask of the attributes this service has one answer to: accepted when the
+/// value is that answer, refused otherwise rather than silently ignored.
+pub(crate) fn check_fixed(key: &str, value: &Value) -> ApiResult<bool> {
+    let accepted = match key {
+        "provider:network_type" => value.is_null() || value == "flat",
+        "provider:segmentation_id" => value.is_null(),
+        "router:external" | "is_default" => value == &Value::Bool(false) || value == "false",
+        "port_security_enabled" => value == &Value::Bool(false) || value == "false",
+        "availability_zone_hints" => value.as_array().is_some_and(Vec::is_empty),
+        _ => return Ok(false),
+    };
+    if accepted {
+        Ok(true)
+    } else {
+        Err(bad(format!(
+            "Invalid input for {key}: {value} is not supported by this deployment; networks \
+             here are flat provider networks of the compute hosts."
+        )))
+    }
+}
+
+pub(crate) async fn create(
+    ctx: RequestContext,
+    state: web::Data<NetworkState>,
+    raw: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    if !ctx.is_admin() {
+        return Err(denied("create_network"));
+    }
+    let body = network_body(&raw)?;
+    let now = now_ms();
+    let mut network = Network {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: String::new(),
+        description: String::new(),
+        project_id: ctx.project_id.clone(),
+        shared: false,
+        admin_state_up: true,
+        backend: String::new(),
+        tags: "[]".into(),
+        created_at: now,
+        updated_at: now,
+    };
+    let mut backend = None;
+    for (key, value) in &body {
+        if apply_common(&mut network, key, value)? || check_fixed(key, value)? {
+            continue;
+        }
+        match key.as_str() {
+            "project_id" | "tenant_id" => network.project_id = string_of(key, value, 255)?,
+            "provider:physical_network" if !value.is_null() => {
+                backend = Some(string_of(key, value, 64)?)
+            }
+            "provider:physical_network" => {}
+            other => return Err(bad(format!("Unrecognized attribute(s) '{other}'"))),
+        }
+    }
+    // Without a physical network, the hosts' network of the same name.
+    network.backend = match backend {
+        Some(b) if !b.is_empty() => b,
+        _ if !network.name.is_empty() => network.name.clone(),
+        _ => {
+            return Err(bad(
+                "A network needs a name or provider:physical_network: the network the \
+                 compute hosts know it by.",
+            ))
+        }
+    };
+    // Docker's modes that are not networks: the host's own stack, none, another container's.
+    if matches!(network.backend.as_str(), "host" | "none")
+        || network.backend.starts_with("container:")
+    {
+        return Err(bad(format!(
+            "Invalid input for provider:physical_network: '{}' is not a network of the \
+             hosts.",
+            network.backend
+        )));
+    }
+    // The project's network quota (Neutron counts it for admins' creates too).
+    let limit = network_limit(&state, &network.project_id).await?;
+    if !store::create_within_quota(&state.db, &network, limit).await? {
+        return Err(
+            ApiError::Conflict("Quota exceeded for resources: ['network'].".into())
+                .named("OverQuota"),
+        );
+    }
+    Ok(HttpResponse::Created().json(json!({"network": view(&ctx, &network)})))
+}
+
+pub(crate) async fn update(
+    ctx: RequestContext,
+    state: web::Data<NetworkState>,
+    id: web::Path<String>,
+    raw: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let mut network = find_own(&state, &ctx, &id, "update_network").await?;
+    let body = network_body(&raw)?;
+    for (key, value) in &body {
+        if key == "shared" && !ctx.is_admin() {
+            return Err(denied("update_network:shared"));
+        }
+        if apply_common(&mut network, key, value)? || check_fixed(key, value)? {
+            continue;
+        }
+        return Err(bad(match key.as_str() {
+            "id"
+            | "project_id"
+            | "tenant_id"
+            | "status"
+            | "subnets"
+            | "created_at"
+            | "updated_at"
+            | "provider:physical_network" => {
+                format!("Cannot update read-only attribute {key}")
+            }
+            other => format!("Unrecognized attribute(s) '{other}'"),
+        }));
+    }
+    network.updated_at = now_ms();
+    if !store::update(&state.db, &network).await? {
+        return Err(not_found(&id));
+    }
+    Ok(HttpResponse::Ok().json(json!({"network": view(&ctx, &network)})))
+}
+
+pub(crate) async fn delete(
+    ctx: RequestContext,
+    state: web::Data<NetworkState>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    find_own(&state, &ctx, &id, "delete_network").await?;
+    match store::delete_unless_in_use(&state.db, &id).await? {
+        store::Deleted::Yes => Ok(HttpResponse::NoContent().finish()),
+        store::Deleted::Missing => Err(not_found(&id)),
+        store::Deleted::InUse => Err(ApiError::Conflict(format!(
+            "Unable to complete operation on network {id}. There are one or more ports \
+                 still in use on the network."
+        ))
+        .named("NetworkInUse")),
+    }
+}
+
+/// A network the caller may change (its project's, or any for admins): 404 if invisible,
+/// 403 if visible but not theirs.
+pub(crate) async fn find_own(
+    state: &NetworkState,
+    ctx: &RequestContext,
+    id: &str,
+    rule: &str,
+) -> ApiResult<Network> {
+    let network = find(state, ctx, id).await?;
+    if !(ctx.is_admin() || (network.project_id == ctx.project_id && ctx.can_write())) {
+        return Err(denied(rule));
+    }
+    Ok(network)
+}
