@@ -4,8 +4,12 @@
 # services.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+started=$SECONDS
+# Where the time goes, in the log: each phase's end, in seconds from the start.
+phase() { echo "test.sh: $1 done at $((SECONDS - started)) s"; }
 
 scripts/services.sh
+phase services
 
 # A clean checkout builds once: incremental state would only take disk (over a GB) that CI's
 # machine may not have.
@@ -21,6 +25,7 @@ runuser -u postgres -- psql -qAtc "SELECT datname FROM pg_database WHERE datname
 
 rustup component list --installed 2>/dev/null | grep -q rustfmt && cargo fmt --all -- --check
 rustup component list --installed 2>/dev/null | grep -q clippy && cargo clippy -q --all-targets -- -D warnings
+phase "fmt and clippy"
 
 # The compute agent and the drivers never touch the database: their dependency graph has no
 # database layer in it.
@@ -48,9 +53,12 @@ fi
 export NOVA_TEST_OPENSTACK="$PWD/.venv/bin/openstack"
 export NOVA_TEST_PYTHON="$PWD/.venv/bin/python"
 export NOVA_TEST_MOTO="$PWD/.venv/bin/moto_server"
+phase "Python clients"
 
 # tests/tests/all/processes.rs runs the service binaries as processes.
 cargo build -q --workspace --bins
+cargo test -q --workspace --tests --no-run
+phase build
 
 # cargo runs test binaries one after another; broker_restart restarts the shared broker, so
 # it must stay a binary of its own.
@@ -60,8 +68,9 @@ status=0
 # The test targets only: no doc tests (the docs have no examples, and each rustdoc run costs
 # seconds) and no test harness for the binaries (`test = false`: they have no tests).
 cargo test --workspace --tests --no-fail-fast 2>&1 | tee "$log" || status=$?
-# One closing line for the whole run (the last of cargo's own lines may be an empty doc-test
-# binary).
+# One closing line for the whole run (the last of cargo's own lines is only the last test
+# binary's).
+phase tests
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "summary: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"
