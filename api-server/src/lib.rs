@@ -41,6 +41,11 @@ pub struct ApiSettings {
     pub service_down_time_s: u64,
     /// The APIs this process serves (all by default).
     pub services: Vec<ApiName>,
+    /// Deprecated spelling of `image.store.dir`, still honoured (with a warning) so that an
+    /// older configuration does not silently lose its images.
+    pub image_store_dir: Option<std::path::PathBuf>,
+    /// Deprecated spelling of `image.size_cap`, still honoured (with a warning).
+    pub image_size_cap: Option<i64>,
 }
 
 impl Default for ApiSettings {
@@ -57,6 +62,8 @@ impl Default for ApiSettings {
                 ApiName::Network,
                 ApiName::Identity,
             ],
+            image_store_dir: None,
+            image_size_cap: None,
         }
     }
 }
@@ -75,6 +82,15 @@ pub fn start(
     image: &ImageSettings,
     backends: Backends,
 ) -> anyhow::Result<RunningServer> {
+    let mut image = image.clone();
+    if let Some(dir) = &settings.image_store_dir {
+        tracing::warn!("api.image_store_dir is deprecated: use image.store.dir");
+        image.store.dir = dir.clone();
+    }
+    if let Some(cap) = settings.image_size_cap {
+        tracing::warn!("api.image_size_cap is deprecated: use image.size_cap");
+        image.size_cap = cap;
+    }
     let service_down_ms =
         i64::try_from(settings.service_down_time_s.saturating_mul(1000)).unwrap_or(i64::MAX);
     let mut services: Vec<Arc<dyn Service>> = Vec::new();
@@ -88,7 +104,7 @@ pub fn start(
             ))),
             ApiName::Image => services.push(Arc::new(image_api::ImageApi::new(
                 backends.db.clone(),
-                image,
+                &image,
             )?)),
             ApiName::Network => {
                 services.push(Arc::new(network_api::NetworkApi::new(backends.db.clone())))

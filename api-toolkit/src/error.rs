@@ -84,6 +84,9 @@ impl From<DbError> for ApiError {
                 tracing::error!(error = %sqlx_error, "database unavailable");
                 ApiError::Unavailable("The database is unavailable; try again later.".into())
             }
+            DbError::BadInput(_) | DbError::BadPattern(_) => {
+                ApiError::BadRequest("Invalid input for query parameters.".into())
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

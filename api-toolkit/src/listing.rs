@@ -48,20 +48,37 @@ impl Query {
         self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
-    /// Nova's and Neutron's tag filters (`tags`, `tags-any`, `not-tags`, `not-tags-any`), each
-    /// a comma-separated list (the last one given of each).
+    /// Nova's tag filters (`tags`, `tags-any`, `not-tags`, `not-tags-any`), each a
+    /// comma-separated list; of a filter given twice, the last (Nova reads one value).
     pub fn tag_filter(&self) -> TagFilter {
         let list = |key: &str| -> Vec<String> {
             self.last(key)
                 .map(|v| v.split(',').map(str::to_owned).collect())
                 .unwrap_or_default()
         };
-        TagFilter {
-            all: list("tags"),
-            any: list("tags-any"),
-            not_all: list("not-tags"),
-            not_any: list("not-tags-any"),
-        }
+        tags_by(list)
+    }
+
+    /// Neutron's tag filters: the same four, each one list of every tag given in every
+    /// occurrence (Neutron's `_get_tag_list` joins them).
+    pub fn tag_filter_merged(&self) -> TagFilter {
+        let list = |key: &str| -> Vec<String> {
+            self.all(key)
+                .into_iter()
+                .flat_map(|v| v.split(','))
+                .map(str::to_owned)
+                .collect()
+        };
+        tags_by(list)
+    }
+}
+
+fn tags_by(list: impl Fn(&str) -> Vec<String>) -> TagFilter {
+    TagFilter {
+        all: list("tags"),
+        any: list("tags-any"),
+        not_all: list("not-tags"),
+        not_any: list("not-tags-any"),
     }
 }
 

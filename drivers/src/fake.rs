@@ -155,6 +155,8 @@ pub struct FakeDriver {
     rules: Mutex<Vec<Rule>>,
     gates: Mutex<Vec<Arc<GateState>>>,
     spawn_calls: Mutex<u64>,
+    /// Spawns that did their work (the instance is on the fake's books), as it changes.
+    spawns_done: tokio::sync::watch::Sender<u64>,
 }
 
 impl FakeDriver {
@@ -167,6 +169,7 @@ impl FakeDriver {
             rules: Mutex::new(rules),
             gates: Mutex::new(Vec::new()),
             spawn_calls: Mutex::new(0),
+            spawns_done: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -231,6 +234,12 @@ impl FakeDriver {
     /// How many times spawn ran its work (idempotent repeats included).
     pub fn spawn_calls(&self) -> u64 {
         *lock(&self.spawn_calls)
+    }
+
+    /// How many spawns have done their work, as it changes (a test waits for a held spawn to
+    /// finish with it).
+    pub fn spawns_done(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.spawns_done.subscribe()
     }
 
     fn node_name(&self, i: u32) -> String {
@@ -365,13 +374,16 @@ impl Compute for FakeDriver {
                 spec.name, spec.uuid
             ),
         });
-        Ok(DriverInstance {
+        let done = DriverInstance {
             uuid: spec.uuid,
             node: i.node.clone(),
             power_state: i.power_state,
             // It connects nothing.
             addresses: Vec::new(),
-        })
+        };
+        drop(instances);
+        self.spawns_done.send_modify(|n| *n += 1);
+        Ok(done)
     }
 
     async fn destroy(&self, uuid: InstanceUuid) -> Result<(), DriverError> {

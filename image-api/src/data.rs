@@ -157,7 +157,14 @@ pub(crate) async fn upload(
             image.status
         )));
     }
-    match receive(&state, &id, &mut payload).await {
+    let mut saving = Saving {
+        db: state.db.clone(),
+        id: id.clone(),
+        settled: false,
+    };
+    let received = receive(&state, &id, &mut payload).await;
+    saving.settled = true;
+    match received {
         Ok((size, md5, sha)) => {
             if !store::finish_upload(&state.db, &id, size, &md5, &sha).await? {
                 // Deleted meanwhile.
@@ -172,6 +179,31 @@ pub(crate) async fn upload(
             store::set_status(&state.db, &id, &["saving"], "queued").await?;
             tracing::warn!(image = %id, error = %e, "upload failed; the image is queued again");
             Err(e)
+        }
+    }
+}
+
+/// An image whose upload is under way: if the request goes away before it is settled (the
+/// handler dropped, as when the client's connection closes or the server stops), the image
+/// goes back to `queued` rather than staying `saving`.
+struct Saving {
+    db: nova_db::Db,
+    id: String,
+    settled: bool,
+}
+
+impl Drop for Saving {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let (db, id) = (self.db.clone(), self.id.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = store::set_status(&db, &id, &["saving"], "queued").await {
+                    tracing::warn!(image = %id, error = %e, "an abandoned upload stays saving");
+                }
+            });
         }
     }
 }

@@ -262,7 +262,7 @@ pub(crate) async fn list(
     let mut listing = Listing {
         table: &store::TABLE,
         conds,
-        tags: q.tag_filter(),
+        tags: q.tag_filter_merged(),
         order,
         after: None,
         limit: limit.map(|l| rule.ask(l)),

@@ -41,6 +41,9 @@ pub enum DbError {
     /// A listing's regular expression that the database could not use.
     #[error("invalid regular expression: {0}")]
     BadPattern(String),
+    /// A listing's value the database cannot hold (a NUL on PostgreSQL).
+    #[error("invalid input: {0}")]
+    BadInput(String),
 }
 
 pub type DbResult<T> = Result<T, DbError>;

@@ -214,6 +214,8 @@ struct Sql {
     text: String,
     args: Vec<Arg>,
     pg: bool,
+    /// A fragment had more or fewer `?`s than arguments (a bug in its maker).
+    mismatch: bool,
 }
 
 impl Sql {
@@ -228,12 +230,38 @@ impl Sql {
         let mut args = args.into_iter();
         for (i, part) in fragment.split('?').enumerate() {
             if i > 0 {
-                let arg = args.next().unwrap_or(Arg::Bool(false));
-                self.args.push(arg);
+                match args.next() {
+                    Some(arg) => self.args.push(arg),
+                    None => self.mismatch = true,
+                }
                 self.text.push_str(&format!("${}", self.args.len()));
             }
             self.text.push_str(part);
         }
+        if args.next().is_some() {
+            self.mismatch = true;
+        }
+    }
+
+    /// `column` as the statement orders and compares it: text byte by byte on both backends
+    /// (SQLite's default; PostgreSQL's "C" collation), so that a listing's order does not
+    /// depend on the database's locale.
+    fn ordered(&self, column: &Column) -> String {
+        if self.pg && column.kind == Kind::Text {
+            format!("({}) COLLATE \"C\"", column.expr)
+        } else {
+            column.expr.to_owned()
+        }
+    }
+
+    fn finish(self) -> DbResult<Sql> {
+        if self.mismatch {
+            return Err(DbError::Corrupt(format!(
+                "listing statement with arguments that do not fit it: {}",
+                self.text
+            )));
+        }
+        Ok(self)
     }
 
     fn push_cond(&mut self, cond: Cond) {
@@ -315,12 +343,13 @@ impl Sql {
 }
 
 /// The statement of a page: `SELECT … WHERE conds AND tags AND after ORDER BY … LIMIT …`.
-fn page_sql(listing: &Listing<'_>, pg: bool) -> Sql {
+fn page_sql(listing: &Listing<'_>, pg: bool) -> DbResult<Sql> {
     let table = listing.table;
     let mut sql = Sql {
         text: format!("SELECT {} FROM {} WHERE 1 = 1", table.columns, table.name),
         args: Vec::new(),
         pg,
+        mismatch: false,
     };
     for cond in &listing.conds {
         sql.push_cond(cond.clone());
@@ -331,15 +360,18 @@ fn page_sql(listing: &Listing<'_>, pg: bool) -> Sql {
         // (k1 > v1) OR (k1 = v1 AND k2 > v2) OR …, with < for descending keys.
         let mut alternatives = Vec::new();
         let mut args = Vec::new();
+        if after.len() != order.len() {
+            sql.mismatch = true;
+        }
         for (n, (column, dir)) in order.iter().enumerate() {
             let mut terms: Vec<String> = Vec::new();
             for (i, (c, _)) in order[..n].iter().enumerate() {
-                terms.push(format!("{} = ?", c.expr));
-                args.push(after.get(i).cloned().unwrap_or(Arg::Bool(false)));
+                terms.push(format!("{} = ?", sql.ordered(c)));
+                args.extend(after.get(i).cloned());
             }
             let op = if *dir == Dir::Asc { ">" } else { "<" };
-            terms.push(format!("{} {op} ?", column.expr));
-            args.push(after.get(n).cloned().unwrap_or(Arg::Bool(false)));
+            terms.push(format!("{} {op} ?", sql.ordered(column)));
+            args.extend(after.get(n).cloned());
             alternatives.push(format!("({})", terms.join(" AND ")));
         }
         sql.push(" AND (");
@@ -348,13 +380,16 @@ fn page_sql(listing: &Listing<'_>, pg: bool) -> Sql {
     }
     let order_by: Vec<String> = order
         .iter()
-        .map(|(c, d)| format!("{} {}", c.expr, if *d == Dir::Asc { "ASC" } else { "DESC" }))
+        .map(|(c, d)| {
+            let dir = if *d == Dir::Asc { "ASC" } else { "DESC" };
+            format!("{} {dir}", sql.ordered(c))
+        })
         .collect();
     sql.push(&format!(" ORDER BY {}", order_by.join(", ")));
     if let Some(limit) = listing.limit {
         sql.push_fragment(" LIMIT ?", vec![Arg::Int(limit)]);
     }
-    sql
+    sql.finish()
 }
 
 /// Binds `args` to a query of either backend.
@@ -378,29 +413,34 @@ pub async fn page<R>(db: &Db, listing: &Listing<'_>) -> DbResult<Vec<R>>
 where
     R: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
 {
-    let sql = page_sql(listing, matches!(db, Db::Pg(_)));
+    let sql = page_sql(listing, matches!(db, Db::Pg(_)))?;
+    let has_pattern = listing
+        .conds
+        .iter()
+        .any(|c| c.sql.contains('\u{1}') || c.regex);
     let rows: Vec<R> = on_pool!(db, p => {
         bind_all!(sqlx::query_as::<_, R>(&sql.text), &sql.args)
             .fetch_all(p)
             .await
-            .map_err(bad_pattern)?
+            .map_err(|e| refused_input(e, has_pattern))?
     });
     Ok(rows)
 }
 
-/// A regular expression the database refused (PostgreSQL's invalid_regular_expression, or
-/// SQLite's REGEXP function failing) is the caller's error, not the service's.
-fn bad_pattern(e: sqlx::Error) -> DbError {
-    let refused = match &e {
-        sqlx::Error::Database(d) => {
-            d.code().as_deref() == Some("2201B") || d.message().contains("regex")
-        }
-        _ => false,
+/// What the database refuses of a listing's input is the caller's error, not the service's:
+/// a regular expression it cannot use (PostgreSQL's invalid_regular_expression; SQLite's
+/// REGEXP function failing, SQLITE_CONSTRAINT_FUNCTION), or a value it cannot hold
+/// (PostgreSQL's character_not_in_repertoire: a NUL).
+fn refused_input(e: sqlx::Error, has_pattern: bool) -> DbError {
+    let code = match &e {
+        sqlx::Error::Database(d) => d.code().map(|c| c.into_owned()),
+        _ => None,
     };
-    if refused {
-        DbError::BadPattern(e.to_string())
-    } else {
-        DbError::Sqlx(e)
+    match code.as_deref() {
+        Some("2201B") => DbError::BadPattern(e.to_string()),
+        Some("1811") if has_pattern => DbError::BadPattern(e.to_string()),
+        Some("22021") => DbError::BadInput(e.to_string()),
+        _ => DbError::Sqlx(e),
     }
 }
 
@@ -423,11 +463,13 @@ pub async fn marker(
         ),
         args: Vec::new(),
         pg: matches!(db, Db::Pg(_)),
+        mismatch: false,
     };
     sql.push_cond(Cond::eq(table.id.expr, id));
     for cond in conds {
         sql.push_cond(cond);
     }
+    let sql = sql.finish()?;
     macro_rules! read {
         ($row:expr) => {{
             let row = $row;
@@ -444,7 +486,11 @@ pub async fn marker(
         }};
     }
     let values = on_pool!(db, p => {
-        match bind_all!(sqlx::query(&sql.text), &sql.args).fetch_optional(p).await? {
+        match bind_all!(sqlx::query(&sql.text), &sql.args)
+            .fetch_optional(p)
+            .await
+            .map_err(|e| refused_input(e, false))?
+        {
             Some(row) => Some(read!(row)),
             None => None,
         }
@@ -489,15 +535,28 @@ mod tests {
             after: Some(vec![Arg::Text("n".into()), Arg::Text("i".into())]),
             limit: Some(10),
         };
-        let pg = page_sql(&listing, true);
+        let pg = page_sql(&listing, true).expect("a statement");
         assert_eq!(
             pg.text,
             "SELECT id, name FROM things WHERE 1 = 1 AND (owner = $1) AND ((name ~ $2) OR (1 = 0)) \
              AND EXISTS (SELECT 1 FROM (SELECT tag FROM thing_tags WHERE thing_tags.thing_id = \
-             things.id) AS s WHERE tag IN ($3, $4)) AND ((name < $5) OR (name = $6 AND id < $7)) \
-             ORDER BY name DESC, id DESC LIMIT $8"
+             things.id) AS s WHERE tag IN ($3, $4)) AND (((name) COLLATE \"C\" < $5) OR \
+             ((name) COLLATE \"C\" = $6 AND (id) COLLATE \"C\" < $7)) \
+             ORDER BY (name) COLLATE \"C\" DESC, (id) COLLATE \"C\" DESC LIMIT $8"
         );
         assert_eq!(pg.args.len(), 8);
-        assert!(page_sql(&listing, false).text.contains("name REGEXP $2"));
+        let sqlite = page_sql(&listing, false).expect("a statement");
+        assert!(sqlite.text.contains("name REGEXP $2"));
+        assert!(sqlite
+            .text
+            .ends_with("ORDER BY name DESC, id DESC LIMIT $8"));
+        let short = Listing {
+            after: Some(vec![Arg::Text("n".into())]),
+            ..listing
+        };
+        assert!(
+            page_sql(&short, true).is_err(),
+            "a marker without every key's value"
+        );
     }
 }

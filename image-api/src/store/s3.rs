@@ -108,3 +108,19 @@ impl Upload for S3Upload {
         }
     }
 }
+
+impl Drop for S3Upload {
+    /// An upload dropped unfinished (its request went away) is aborted all the same, so that
+    /// the store keeps no parts of it.
+    fn drop(&mut self) {
+        if let Some(write) = self.write.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if let Err(e) = write.abort().await {
+                        tracing::warn!(error = %e, "abandoned multipart upload not aborted");
+                    }
+                });
+            }
+        }
+    }
+}

@@ -261,9 +261,9 @@ async fn changes_behind_the_services_back_are_noticed_and_a_restarted_agent_adop
     // The agent restarts while both run: it adopts them, it does not build them again.
     stack.stop_agent();
     stack.start_agent();
-    // Its first power-state sync has re-adopted what the engine runs; a second round would
-    // have seen anything rebuilt.
-    stack.wait_for_agent_sync_rounds(2, WAIT).await?;
+    // Its first power-state sync has re-adopted what the engine runs; the rounds after it
+    // would have seen anything rebuilt.
+    stack.wait_for_agent_sync_rounds(3, WAIT).await?;
     for id in [&a, &b] {
         assert_eq!(containers_of(&docker, id).await?, 1);
         assert_eq!(

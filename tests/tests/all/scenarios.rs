@@ -361,13 +361,17 @@ async fn a_server_deleted_while_it_builds_leaves_nothing_behind(
     let r = c.delete(&format!("/servers/{id}")).await?;
     assert_eq!(r.status, 204);
     c.wait_gone(&id, WAIT).await?;
-    // The spawn finishes after the delete; what it built must go too.
+    // The spawn finishes after the delete: it puts the instance on the host, and what it
+    // built must go too.
+    let mut done = stack.driver().spawns_done();
+    let before = *done.borrow();
     gate.release();
+    tokio::time::timeout(WAIT, done.wait_for(|n| *n > before)).await??;
     let fake = stack.driver().clone();
     let uuid = uuid(&id)?;
     e2e::wait_until(WAIT, "the late build removed from the host", || {
         let fake = fake.clone();
-        async move { Ok(!fake.has_instance(uuid) && fake.spawn_calls() > 0) }
+        async move { Ok(!fake.has_instance(uuid)) }
     })
     .await?;
     assert_eq!(nodes::allocation_count(stack.db()).await?, 0);
@@ -1054,9 +1058,9 @@ async fn a_restarted_agent_adopts_its_instances_instead_of_duplicating_them() ->
     let spawns = stack.driver().spawn_calls();
     stack.stop_agent();
     stack.start_agent();
-    // The new agent's first power-state sync has re-adopted what its driver runs; a second
-    // round would have seen anything rebuilt.
-    stack.wait_for_agent_sync_rounds(2, WAIT).await?;
+    // The new agent's first power-state sync has re-adopted what its driver runs; the rounds
+    // after it would have seen anything rebuilt.
+    stack.wait_for_agent_sync_rounds(3, WAIT).await?;
     assert_eq!(stack.driver().instance_count(), 1);
     assert_eq!(
         stack.driver().spawn_calls(),
