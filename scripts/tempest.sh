@@ -90,7 +90,7 @@ sed -e "s|@URL@|$url|g" \
     tests/tempest/tempest.conf.in >"$work/tempest.conf"
 
 cd "$work"
-"$root/.venv/bin/tempest" init run >/dev/null 2>&1
+"$root/.venv/bin/tempest" init --workspace-path "$work/workspace.yaml" --name this-tree run >/dev/null
 cp "$work/tempest.conf" run/etc/tempest.conf
 cd run
 status=0
