@@ -36,7 +36,8 @@ for crate in compute-agent drivers; do
     fi
 done
 
-# The real OpenStack clients (tests/tests/all/identity.rs, images.rs), tempest, whose response
+# The real OpenStack clients (tests/tests/all/identity.rs, images.rs; python-glanceclient, which
+# Horizon uses), tempest, whose response
 # schemas check every Compute API response the tests see (tests/schema/validate.py), and moto,
 # whose server mode is the S3-compatible object store of the image store's S3 test, in a
 # virtualenv of the project's.
@@ -46,9 +47,10 @@ if [ ! -x .venv/bin/python ]; then
         python3 -m venv .venv
     fi
 fi
-if [ ! -x .venv/bin/openstack ] || [ ! -x .venv/bin/moto_server ] \
+if [ ! -x .venv/bin/openstack ] || [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/glance ] \
     || ! .venv/bin/python -c 'import tempest.lib' 2>/dev/null; then
-    .venv/bin/pip install -q --disable-pip-version-check python-openstackclient tempest 'moto[server]'
+    .venv/bin/pip install -q --disable-pip-version-check python-openstackclient \
+        python-glanceclient tempest 'moto[server]'
 fi
 export NOVA_TEST_OPENSTACK="$PWD/.venv/bin/openstack"
 export NOVA_TEST_PYTHON="$PWD/.venv/bin/python"

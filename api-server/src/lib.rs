@@ -101,6 +101,8 @@ pub fn start(
                 backends.bus.clone(),
                 backends.queues.clone(),
                 service_down_ms,
+                // Projects live here when this service issues the tokens.
+                backends.identity.api.is_some(),
             ))),
             ApiName::Image => services.push(Arc::new(image_api::ImageApi::new(
                 backends.db.clone(),

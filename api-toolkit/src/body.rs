@@ -37,3 +37,42 @@ pub fn invalid(field: &str, value: &Value, why: &str) -> ApiError {
         "Invalid input for field/attribute {field}. Value: {value}. {why}"
     ))
 }
+
+/// The spellings of a boolean that OpenStack's JSON schemas accept (Nova's
+/// `parameter_types.boolean`): JSON booleans and these strings.
+const TRUE_SPELLINGS: &[&str] = &[
+    "True", "TRUE", "true", "1", "ON", "On", "on", "YES", "Yes", "yes", "y", "t",
+];
+const FALSE_SPELLINGS: &[&str] = &[
+    "False", "FALSE", "false", "0", "OFF", "Off", "off", "NO", "No", "no", "n", "f",
+];
+
+/// A boolean as Nova's schemas take it; Nova's 400 for anything else.
+pub fn boolean(field: &str, value: &Value) -> Result<bool, ApiError> {
+    match value {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) if TRUE_SPELLINGS.contains(&s.as_str()) => Ok(true),
+        Value::String(s) if FALSE_SPELLINGS.contains(&s.as_str()) => Ok(false),
+        other => Err(invalid(
+            field,
+            other,
+            &format!("{other} is not one of [True, 'True', 'TRUE', 'true', '1', 'ON', 'On', 'on', 'YES', 'Yes', 'yes', 'y', 't', False, 'False', 'FALSE', 'false', '0', 'OFF', 'Off', 'off', 'NO', 'No', 'no', 'n', 'f']"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn booleans_take_novas_spellings_and_nothing_else() {
+        assert!(boolean("b", &json!("True")).unwrap_or(false));
+        assert!(boolean("b", &json!("1")).unwrap_or(false));
+        assert!(!boolean("b", &json!("false")).unwrap_or(true));
+        assert!(!boolean("b", &json!(false)).unwrap_or(true));
+        assert!(boolean("b", &json!("maybe")).is_err());
+        assert!(boolean("b", &json!(1)).is_err());
+    }
+}

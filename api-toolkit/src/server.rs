@@ -2,7 +2,7 @@
 //! ([`Service`]) behind one listener, each request with its request id and every error the
 //! framework makes on its own (no route, wrong method, body too large) in a fault body.
 
-use crate::context::{Authenticate, RequestId};
+use crate::context::{Authenticate, RequestContext, RequestId, Unauthorized};
 use crate::error::FaultFormat;
 use crate::links::ConfiguredPublicUrl;
 use actix_web::body::MessageBody;
@@ -10,7 +10,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::{from_fn, ErrorHandlerResponse, ErrorHandlers, Next};
-use actix_web::{web, App, HttpMessage, HttpResponse, HttpServer};
+use actix_web::{web, App, FromRequest, HttpMessage, HttpRequest, HttpResponse, HttpServer};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -85,19 +85,32 @@ fn framework_fault<B: MessageBody + 'static>(
         413 => "Request is too large.".to_owned(),
         _ => status.canonical_reason().unwrap_or("Error").to_owned(),
     };
-    let (req, _) = res.into_parts();
-    let response = HttpResponse::build(status).json(FaultFormat::Nova.body(status, &message, None));
+    let (req, old) = res.into_parts();
+    let mut response =
+        HttpResponse::build(status).json(FaultFormat::Nova.body(status, &message, None));
+    // What the framework said besides (a 405's `Allow`) stays.
+    for (name, value) in old.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
     Ok(ErrorHandlerResponse::Response(
         ServiceResponse::new(req, response).map_into_right_body(),
     ))
 }
 
-async fn not_found() -> HttpResponse {
-    HttpResponse::NotFound().json(FaultFormat::Nova.body(
+/// A path no API serves: 404 — to a caller that authenticated. As in Nova, where the token
+/// is checked before the route is looked up, an unauthenticated request gets the 401 (so a
+/// path's existence is not told to strangers); identity's own paths need no token.
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, Unauthorized> {
+    if !req.path().starts_with("/identity") {
+        RequestContext::extract(&req).await?;
+    }
+    Ok(HttpResponse::NotFound().json(FaultFormat::Nova.body(
         StatusCode::NOT_FOUND,
         "The resource could not be found.",
         None,
-    ))
+    )))
 }
 
 /// A running HTTP server.

@@ -213,7 +213,7 @@ impl Agent {
         };
     }
 
-    async fn handle(self: Arc<Self>, delivery: Delivery) {
+    async fn handle(self: Arc<Self>, mut delivery: Delivery) {
         let envelope = match Envelope::<ComputeCommand>::decode(&delivery.payload) {
             Ok(e) => e,
             Err(e) => {
@@ -224,6 +224,20 @@ impl Agent {
             }
         };
         let command = envelope.body;
+        if let ComputeCommand::HostUptime = command {
+            let reply = match host_uptime() {
+                Ok(uptime) => CallReply::Uptime { uptime },
+                Err(e) => CallReply::Failed {
+                    message: format!("host uptime: {e}"),
+                },
+            };
+            match serde_json::to_vec(&reply) {
+                Ok(bytes) => delivery.reply(bytes).await,
+                Err(e) => tracing::error!(error = %e, "uptime reply not encoded"),
+            }
+            delivery.ack().await;
+            return;
+        }
         if let ComputeCommand::ConsoleOutput { instance, length } = command {
             if delivery.call_expired() {
                 // It waited behind tasks longer than its caller did.
@@ -284,10 +298,16 @@ impl Agent {
         command: ComputeCommand,
         request_id: Option<String>,
     ) -> Option<Delivery> {
+        // Every command that runs as a task is about an instance; questions about the host
+        // are answered in `handle`.
+        let Some(instance) = command.instance() else {
+            delivery.ack().await;
+            return None;
+        };
         let span = tracing::info_span!(
             "command",
             request_id = request_id.as_deref().unwrap_or("-"),
-            instance = %command.instance(),
+            instance = %instance,
         );
         let (task_id, outcome) = self.execute(&command).instrument(span.clone()).await;
         // What the conductor will know of the instance's power once this result reaches it.
@@ -299,14 +319,14 @@ impl Agent {
         let event = AgentEvent::TaskResult {
             host: self.settings.host.clone(),
             task_id,
-            instance: command.instance(),
+            instance,
             outcome,
         };
         match self.report(event, request_id).instrument(span).await {
             Ok(()) => {
                 tracing::debug!("result reported");
                 if let Some(p) = observed {
-                    self.remember(command.instance(), p);
+                    self.remember(instance, p);
                 }
                 delivery.ack().await;
                 None
@@ -392,7 +412,7 @@ impl Agent {
                 )
             }
             // Calls are answered in `handle` and never run as tasks.
-            ComputeCommand::ConsoleOutput { .. } => (
+            ComputeCommand::ConsoleOutput { .. } | ComputeCommand::HostUptime => (
                 None,
                 Err(DriverError::Invalid("a call is not a task".into())),
             ),
@@ -445,4 +465,30 @@ fn no_addresses(
     r: Result<PowerState, DriverError>,
 ) -> Result<(PowerState, Vec<nova_core::model::Address>), DriverError> {
     r.map(|p| (p, Vec::new()))
+}
+
+/// The host's uptime as `uptime` prints it (what Nova's drivers answer): the time, how long
+/// the host has been up, and the load averages, from /proc.
+fn host_uptime() -> std::io::Result<String> {
+    let up = std::fs::read_to_string("/proc/uptime")?;
+    let seconds = up
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse::<f64>().ok())
+        .ok_or_else(|| std::io::Error::other("unreadable /proc/uptime"))?;
+    let load = std::fs::read_to_string("/proc/loadavg")?;
+    let loads: Vec<&str> = load.split_whitespace().take(3).collect();
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let total = seconds as u64;
+    let (days, hours, minutes) = (total / 86_400, total % 86_400 / 3_600, total % 3_600 / 60);
+    let since = if days > 0 {
+        format!("{days} days, {hours:2}:{minutes:02}")
+    } else {
+        format!("{hours:2}:{minutes:02}")
+    };
+    Ok(format!(
+        " {} up {since},  load average: {}",
+        chrono::Utc::now().format("%H:%M:%S"),
+        loads.join(", ")
+    ))
 }

@@ -66,6 +66,11 @@ impl Scheduler {
             candidates.retain(|node| {
                 (hints.same_host.is_empty() || same.contains(&node.host))
                     && !different.contains(&node.host)
+                    && hints.host.as_ref().is_none_or(|h| *h == node.host)
+                    && hints
+                        .node
+                        .as_ref()
+                        .is_none_or(|n| *n == node.inventory.name)
             });
             if candidates.is_empty() {
                 return Ok(Placement::NoValidHost);

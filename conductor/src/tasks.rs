@@ -415,5 +415,6 @@ fn spec_from(
         key_data: instance.key_data.clone(),
         hostname: Some(instance.hostname.clone()),
         networks: instance.networks.clone(),
+        config_drive: instance.config_drive,
     })
 }

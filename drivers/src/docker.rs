@@ -65,6 +65,10 @@ pub struct DockerSettings {
     /// How long a soft reboot waits for the container to stop before killing it (Nova's
     /// libvirt `wait_soft_reboot_seconds`).
     pub soft_reboot_timeout_s: u64,
+    /// Every container gets a config drive, whether its server asked for one or not (Nova's
+    /// `force_config_drive`). On by default: there is no metadata service here, so the config
+    /// drive is the only way a guest learns its metadata, user data and key.
+    pub force_config_drive: bool,
 }
 
 impl Default for DockerSettings {
@@ -78,6 +82,7 @@ impl Default for DockerSettings {
             network_mode: "none".into(),
             state_dir: "docker-state".into(),
             soft_reboot_timeout_s: 120,
+            force_config_drive: true,
         }
     }
 }
@@ -337,9 +342,16 @@ impl DockerDriver {
 
     async fn create(&self, spec: &InstanceSpec, image_id: &str) -> Result<Created, DriverError> {
         let networks = self.networks_of(spec);
-        let drive = self.write_config_drive(spec)?;
-        let drive = std::fs::canonicalize(&drive)
-            .map_err(|e| DriverError::Backend(format!("config drive: {e}")))?;
+        // A config drive when the server asked for one (`config_drive`), or always when the
+        // host is configured so.
+        let binds = if spec.config_drive || self.settings.force_config_drive {
+            let drive = self.write_config_drive(spec)?;
+            let drive = std::fs::canonicalize(&drive)
+                .map_err(|e| DriverError::Backend(format!("config drive: {e}")))?;
+            Some(vec![format!("{}:{CONFIG_DRIVE_MOUNT}:ro", drive.display())])
+        } else {
+            None
+        };
         let labels = HashMap::from([
             (LABEL_INSTANCE.to_owned(), spec.uuid.to_string()),
             (LABEL_PROJECT.to_owned(), spec.project_id.clone()),
@@ -361,7 +373,7 @@ impl DockerDriver {
                         .first()
                         .map_or_else(|| "none".to_owned(), |(backend, _)| backend.clone()),
                 ),
-                binds: Some(vec![format!("{}:{CONFIG_DRIVE_MOUNT}:ro", drive.display())]),
+                binds,
                 ..Default::default()
             }),
             ..Default::default()

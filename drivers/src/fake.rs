@@ -478,6 +478,7 @@ mod tests {
             key_data: None,
             hostname: None,
             networks: nova_core::model::NetworkRequest::None,
+            config_drive: false,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The image service (a Glance v2 subset) under `/image`: [`images`] (records, visibility,
-//! JSON-patch updates), [`tags`], [`members`], and [`data`], kept in an image store
+//! JSON-patch updates), [`tags`], [`members`], [`schemas`] (Glance's schema documents), and
+//! [`data`], kept in an image store
 //! ([`store`]: a local directory, or an S3-compatible object store that API replicas share).
 //!
 //! Errors leave in Glance's body (webob's JSON error: `{"code", "title", "message"}`).
@@ -7,6 +8,7 @@
 mod data;
 mod images;
 mod members;
+mod schemas;
 pub mod store;
 mod tags;
 
@@ -87,40 +89,50 @@ fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/image")
             .wrap(FaultFormat::Glance.errors())
-            .route("", web::get().to(versions))
-            .route("/", web::get().to(versions))
-            .route("/versions", web::get().to(versions))
-            .route("/v2/images", web::get().to(images::list))
-            .route("/v2/images", web::post().to(images::create))
-            .route("/v2/images/{id}", web::get().to(images::show))
-            .route("/v2/images/{id}", web::patch().to(images::update))
-            .route("/v2/images/{id}", web::delete().to(images::delete))
-            .route("/v2/images/{id}/file", web::put().to(data::upload))
-            .route("/v2/images/{id}/file", web::get().to(data::download))
-            .route("/v2/images/{id}/tags/{tag}", web::put().to(tags::add_tag))
-            .route(
-                "/v2/images/{id}/tags/{tag}",
-                web::delete().to(tags::remove_tag),
+            .service(web::resource("").route(web::get().to(versions)))
+            .service(web::resource("/").route(web::get().to(versions)))
+            .service(web::resource("/versions").route(web::get().to(versions)))
+            .service(web::resource("/v2/schemas/image").route(web::get().to(schemas::image_schema)))
+            .service(
+                web::resource("/v2/schemas/images").route(web::get().to(schemas::images_schema)),
             )
-            .route(
-                "/v2/images/{id}/members",
-                web::get().to(members::list_members),
+            .service(
+                web::resource("/v2/schemas/member").route(web::get().to(schemas::member_schema)),
             )
-            .route(
-                "/v2/images/{id}/members",
-                web::post().to(members::add_member),
+            .service(
+                web::resource("/v2/schemas/members").route(web::get().to(schemas::members_schema)),
             )
-            .route(
-                "/v2/images/{id}/members/{member}",
-                web::get().to(members::show_member),
+            .service(
+                web::resource("/v2/images")
+                    .route(web::get().to(images::list))
+                    .route(web::post().to(images::create)),
             )
-            .route(
-                "/v2/images/{id}/members/{member}",
-                web::put().to(members::answer_member),
+            .service(
+                web::resource("/v2/images/{id}")
+                    .route(web::get().to(images::show))
+                    .route(web::patch().to(images::update))
+                    .route(web::delete().to(images::delete)),
             )
-            .route(
-                "/v2/images/{id}/members/{member}",
-                web::delete().to(members::remove_member),
+            .service(
+                web::resource("/v2/images/{id}/file")
+                    .route(web::put().to(data::upload))
+                    .route(web::get().to(data::download)),
+            )
+            .service(
+                web::resource("/v2/images/{id}/tags/{tag}")
+                    .route(web::put().to(tags::add_tag))
+                    .route(web::delete().to(tags::remove_tag)),
+            )
+            .service(
+                web::resource("/v2/images/{id}/members")
+                    .route(web::get().to(members::list_members))
+                    .route(web::post().to(members::add_member)),
+            )
+            .service(
+                web::resource("/v2/images/{id}/members/{member}")
+                    .route(web::get().to(members::show_member))
+                    .route(web::put().to(members::answer_member))
+                    .route(web::delete().to(members::remove_member)),
             ),
     );
 }

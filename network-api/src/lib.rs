@@ -92,58 +92,52 @@ fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/network")
             .wrap(FaultFormat::Neutron.errors())
-            .route("", web::get().to(versions))
-            .route("/", web::get().to(versions))
-            .route("/v2.0", web::get().to(resources))
-            .route("/v2.0/", web::get().to(resources))
-            .route("/v2.0/extensions", web::get().to(extensions))
-            .route("/v2.0/networks", web::get().to(networks::list))
-            .route("/v2.0/networks", web::post().to(networks::create))
-            .route("/v2.0/networks/{id}", web::get().to(networks::show))
-            .route("/v2.0/networks/{id}", web::put().to(networks::update))
-            .route("/v2.0/networks/{id}", web::delete().to(networks::delete))
-            .route("/v2.0/networks/{id}/tags", web::get().to(tags::list_tags))
-            .route(
-                "/v2.0/networks/{id}/tags",
-                web::put().to(tags::replace_tags),
+            .service(web::resource("").route(web::get().to(versions)))
+            .service(web::resource("/").route(web::get().to(versions)))
+            .service(web::resource("/v2.0").route(web::get().to(resources)))
+            .service(web::resource("/v2.0/").route(web::get().to(resources)))
+            .service(web::resource("/v2.0/extensions").route(web::get().to(extensions)))
+            .service(
+                web::resource("/v2.0/networks")
+                    .route(web::get().to(networks::list))
+                    .route(web::post().to(networks::create)),
             )
-            .route(
-                "/v2.0/networks/{id}/tags",
-                web::delete().to(tags::remove_tags),
+            .service(
+                web::resource("/v2.0/networks/{id}")
+                    .route(web::get().to(networks::show))
+                    .route(web::put().to(networks::update))
+                    .route(web::delete().to(networks::delete)),
             )
-            .route(
-                "/v2.0/networks/{id}/tags/{tag}",
-                web::get().to(tags::show_tag),
+            .service(
+                web::resource("/v2.0/networks/{id}/tags")
+                    .route(web::get().to(tags::list_tags))
+                    .route(web::put().to(tags::replace_tags))
+                    .route(web::delete().to(tags::remove_tags)),
             )
-            .route(
-                "/v2.0/networks/{id}/tags/{tag}",
-                web::put().to(tags::add_tag),
+            .service(
+                web::resource("/v2.0/networks/{id}/tags/{tag}")
+                    .route(web::get().to(tags::show_tag))
+                    .route(web::put().to(tags::add_tag))
+                    .route(web::delete().to(tags::remove_tag)),
             )
-            .route(
-                "/v2.0/networks/{id}/tags/{tag}",
-                web::delete().to(tags::remove_tag),
+            .service(web::resource("/v2.0/quotas").route(web::get().to(quotas::list_quotas)))
+            .service(
+                web::resource("/v2.0/quotas/{project}")
+                    .route(web::get().to(quotas::show_quota))
+                    .route(web::put().to(quotas::update_quota))
+                    .route(web::delete().to(quotas::reset_quota)),
             )
-            .route("/v2.0/quotas", web::get().to(quotas::list_quotas))
-            .route("/v2.0/quotas/{project}", web::get().to(quotas::show_quota))
-            .route(
-                "/v2.0/quotas/{project}",
-                web::put().to(quotas::update_quota),
+            .service(
+                web::resource("/v2.0/quotas/{project}/default")
+                    .route(web::get().to(quotas::default_quota)),
             )
-            .route(
-                "/v2.0/quotas/{project}",
-                web::delete().to(quotas::reset_quota),
+            .service(
+                web::resource("/v2.0/quotas/{project}/details")
+                    .route(web::get().to(quotas::quota_details)),
             )
-            .route(
-                "/v2.0/quotas/{project}/default",
-                web::get().to(quotas::default_quota),
-            )
-            .route(
-                "/v2.0/quotas/{project}/details",
-                web::get().to(quotas::quota_details),
-            )
-            .route(
-                "/v2.0/quotas/{project}/details.json",
-                web::get().to(quotas::quota_details),
+            .service(
+                web::resource("/v2.0/quotas/{project}/details.json")
+                    .route(web::get().to(quotas::quota_details)),
             ),
     );
 }

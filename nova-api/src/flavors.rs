@@ -6,12 +6,14 @@ use crate::versions::ApiVersion;
 use crate::views;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
-use api_toolkit::links::PublicUrl;
+use api_toolkit::links::{next_page, PublicUrl};
+use api_toolkit::listing::{NextLink, Query};
 use api_toolkit::policy::NOVA;
 use api_toolkit::RequestContext;
 use api_toolkit::{bad, ApiError, ApiResult};
 use nova_core::model::Flavor;
 use nova_db::flavors;
+use nova_db::listing::{Arg, Cond, Dir, Listing};
 use serde_json::{json, Value};
 
 fn flavor_not_found(id: &str) -> ApiError {
@@ -39,19 +41,21 @@ pub async fn visible(state: &AppState, ctx: &RequestContext, id: &str) -> ApiRes
 /// `GET /flavors` (summaries) and `/flavors/detail`, as Nova chooses: a member sees enabled
 /// public flavors and the private ones shared with their project; an admin chooses with
 /// `is_public` (default: public ones and those shared with the admin's project; `none`: all).
+/// Filtered by `minRam` and `minDisk`, sorted by `sort_key`/`sort_dir` (default: flavor id,
+/// ascending), paged by `limit` (at most 1,000) and `marker`; one statement
+/// ([`nova_db::listing`]).
 async fn listing(
     req: HttpRequest,
     ctx: RequestContext,
     state: web::Data<AppState>,
     view: fn(&PublicUrl, ApiVersion, &nova_core::model::Flavor) -> serde_json::Value,
+    path: &str,
 ) -> ApiResult<HttpResponse> {
     let url = PublicUrl::of(&req);
     let version = ApiVersion::of(&req);
+    let q = Query::of(&req);
     let is_public = if ctx.is_admin() {
-        let param = form_urlencoded::parse(req.query_string().as_bytes())
-            .find(|(k, _)| k == "is_public")
-            .map(|(_, v)| v.to_ascii_lowercase());
-        match param.as_deref() {
+        match q.last("is_public").map(str::to_ascii_lowercase).as_deref() {
             None => Some(true),
             Some("none") => None,
             Some("true" | "t" | "1" | "yes" | "y" | "on") => Some(true),
@@ -61,32 +65,93 @@ async fn listing(
     } else {
         Some(true)
     };
-    let shared: std::collections::HashSet<String> = flavors::access_all(&state.db)
-        .await?
-        .into_iter()
-        .filter(|(_, project)| *project == ctx.project_id)
-        .map(|(flavor, _)| flavor)
-        .collect();
-    let all = flavors::list_all(&state.db).await?;
-    let items: Vec<_> = all
-        .iter()
-        .filter(|f| ctx.is_admin() || !f.disabled)
-        .filter(|f| match is_public {
-            None => true,
-            Some(true) => f.is_public || shared.contains(&f.flavorid),
-            Some(false) => !f.is_public,
-        })
-        .map(|f| view(&url, version, f))
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "flavors": items })))
+    let mut conds = flavors::visible_cond(&ctx.project_id, ctx.is_admin(), is_public);
+    let marker_conds = conds.clone();
+    for (param, column) in [("minRam", "memory_mb"), ("minDisk", "root_gb")] {
+        if let Some(v) = q.last(param) {
+            let n = v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                bad(format!(
+                    "Invalid input for query parameters {param}. Value: {v}."
+                ))
+            })?;
+            conds.push(Cond::at_least(column, Arg::Int(n)));
+        }
+    }
+    let limit = match q.last("limit") {
+        None => MAX_LIMIT,
+        Some(s) => s
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| {
+                bad(format!(
+                    "Invalid input for query parameters limit. Value: {s}."
+                ))
+            })?
+            .min(MAX_LIMIT),
+    };
+    let key = q.last("sort_key").unwrap_or("flavorid");
+    let column = flavors::sort_column(key).ok_or_else(|| {
+        bad(format!(
+            "Invalid input for query parameters sort_key. Value: {key}."
+        ))
+    })?;
+    let dir = match q.last("sort_dir").unwrap_or("asc") {
+        "asc" => Dir::Asc,
+        "desc" => Dir::Desc,
+        other => {
+            return Err(bad(format!(
+                "Invalid input for query parameters sort_dir. Value: {other}."
+            )))
+        }
+    };
+    let rule = NextLink::WhenFull;
+    let mut listing = Listing {
+        table: &flavors::TABLE,
+        conds,
+        tags: Default::default(),
+        order: vec![(column, dir)],
+        after: None,
+        limit: Some(rule.ask(limit)),
+    };
+    if let Some(marker) = q.last("marker") {
+        let order = listing.total_order();
+        listing.after = Some(
+            nova_db::listing::marker(
+                &state.db,
+                &flavors::TABLE,
+                Arg::Text(marker.to_owned()),
+                marker_conds,
+                &order,
+            )
+            .await?
+            .ok_or_else(|| bad(format!("marker [{marker}] not found")))?,
+        );
+    }
+    let page = rule.page(flavors::page(&state.db, &listing).await?, limit);
+    let items: Vec<_> = page.rows.iter().map(|f| view(&url, version, f)).collect();
+    let mut body = json!({ "flavors": items });
+    if let Some(last) = page.rows.last().filter(|_| page.next) {
+        let href = next_page(
+            &req,
+            &format!("/v2.1/{path}"),
+            &["marker"],
+            &[("marker", &last.flavorid)],
+        );
+        body["flavors_links"] = json!([{"rel": "next", "href": href}]);
+    }
+    Ok(HttpResponse::Ok().json(body))
 }
+
+/// Nova's `max_limit`.
+const MAX_LIMIT: i64 = 1000;
 
 async fn list(
     req: HttpRequest,
     ctx: RequestContext,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    listing(req, ctx, state, views::flavor_summary).await
+    listing(req, ctx, state, views::flavor_summary, "flavors").await
 }
 
 async fn detail(
@@ -94,7 +159,7 @@ async fn detail(
     ctx: RequestContext,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    listing(req, ctx, state, views::flavor_detail).await
+    listing(req, ctx, state, views::flavor_detail, "flavors/detail").await
 }
 
 async fn show(
@@ -267,8 +332,7 @@ async fn create(
         },
         rxtx_factor: rxtx,
         is_public: f.get("os-flavor-access:is_public").map_or(Ok(true), |v| {
-            v.as_bool()
-                .ok_or_else(|| bad("os-flavor-access:is_public must be a boolean"))
+            api_toolkit::body::boolean("os-flavor-access:is_public", v)
         })?,
         disabled: false,
         description,
@@ -395,6 +459,20 @@ fn spec_value(k: &str, v: &Value) -> ApiResult<String> {
             )))
         }
     };
+    // Nova's schema: keys of 1 to 255 letters, digits and `-_:. /`, values up to 255.
+    let key_ok = (1..=255).contains(&k.chars().count())
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_:. /".contains(c));
+    if !key_ok {
+        return Err(bad(format!(
+            "Invalid input for field/attribute extra_specs. Value: {k}. '{k}' does not match any of the regexes: '^[a-zA-Z0-9-_:. /]{{1,255}}$'"
+        )));
+    }
+    if v.chars().count() > 255 {
+        return Err(bad(format!(
+            "Invalid input for field/attribute extra_specs/{k}. Value: {v}. '{v}' is too long"
+        )));
+    }
     if k == nova_core::model::NODE_TYPE_EXTRA_SPEC
         && nova_core::model::NodeType::parse(&v).is_none()
     {
@@ -470,6 +548,9 @@ async fn flavor_action(
     let flavor = flavors::get(&state.db, &id)
         .await?
         .ok_or_else(|| flavor_not_found(&id))?;
+    if add {
+        state.check_project(tenant).await?;
+    }
     if add && flavor.is_public {
         return Err(ApiError::Conflict(
             "Can not add access to a public flavor.".into(),
@@ -513,32 +594,29 @@ async fn set_extra_specs(
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/flavors", web::get().to(list))
-        .route("/flavors", web::post().to(create))
-        .route("/flavors/detail", web::get().to(detail))
-        .route("/flavors/{id}", web::get().to(show))
-        .route("/flavors/{id}", web::put().to(update))
-        .route("/flavors/{id}", web::delete().to(delete))
-        .route("/flavors/{id}/action", web::post().to(flavor_action))
-        .route("/flavors/{id}/os-flavor-access", web::get().to(list_access))
-        .route(
-            "/flavors/{id}/os-extra_specs/{key}",
-            web::get().to(show_extra_spec),
-        )
-        .route(
-            "/flavors/{id}/os-extra_specs/{key}",
-            web::put().to(set_extra_spec),
-        )
-        .route(
-            "/flavors/{id}/os-extra_specs/{key}",
-            web::delete().to(delete_extra_spec),
-        )
-        .route(
-            "/flavors/{id}/os-extra_specs",
-            web::get().to(show_extra_specs),
-        )
-        .route(
-            "/flavors/{id}/os-extra_specs",
-            web::post().to(set_extra_specs),
-        );
+    cfg.service(
+        web::resource("/flavors")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(web::resource("/flavors/detail").route(web::get().to(detail)))
+    .service(
+        web::resource("/flavors/{id}")
+            .route(web::get().to(show))
+            .route(web::put().to(update))
+            .route(web::delete().to(delete)),
+    )
+    .service(web::resource("/flavors/{id}/action").route(web::post().to(flavor_action)))
+    .service(web::resource("/flavors/{id}/os-flavor-access").route(web::get().to(list_access)))
+    .service(
+        web::resource("/flavors/{id}/os-extra_specs/{key}")
+            .route(web::get().to(show_extra_spec))
+            .route(web::put().to(set_extra_spec))
+            .route(web::delete().to(delete_extra_spec)),
+    )
+    .service(
+        web::resource("/flavors/{id}/os-extra_specs")
+            .route(web::get().to(show_extra_specs))
+            .route(web::post().to(set_extra_specs)),
+    );
 }

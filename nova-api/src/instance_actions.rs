@@ -207,9 +207,9 @@ async fn show(
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/servers/{id}/os-instance-actions", web::get().to(index))
-        .route(
-            "/servers/{id}/os-instance-actions/{request_id}",
-            web::get().to(show),
+    cfg.service(web::resource("/servers/{id}/os-instance-actions").route(web::get().to(index)))
+        .service(
+            web::resource("/servers/{id}/os-instance-actions/{request_id}")
+                .route(web::get().to(show)),
         );
 }

@@ -4,8 +4,10 @@
 //! user's key pairs for admins with `user_id` from 2.10, `limit`/`marker` paging from 2.35,
 //! names with `@` and `.` and no more generated keys from 2.92. Fingerprints are Nova's: the
 //! MD5 of the key's wire encoding, as colon-separated hex (what `ssh-keygen -l -E md5`
-//! prints). A generated key is RSA 2048, as Nova's, returned once in OpenSSH format.
-//! `x509` keys are not accepted yet.
+//! prints). A generated key is RSA 2048, as Nova's, returned once in OpenSSH format. An
+//! `x509` key pair is a PEM certificate (generated: a self-signed RSA 2048 certificate for the
+//! user, as Nova's); its fingerprint is the certificate's SHA-1, colon-separated. A public key
+//! is kept and returned exactly as given (clients compare it byte for byte).
 
 use crate::versions::ApiVersion;
 use crate::AppState;
@@ -37,6 +39,47 @@ pub fn fingerprint(public_key: &str) -> Option<String> {
             .collect::<Vec<_>>()
             .join(":"),
     )
+}
+
+/// Nova's fingerprint of an x509 key pair: the SHA-1 of the PEM certificate's DER form.
+fn x509_fingerprint(pem: &str) -> Option<String> {
+    let cert = openssl::x509::X509::from_pem(pem.trim().as_bytes()).ok()?;
+    let digest = cert.digest(openssl::hash::MessageDigest::sha1()).ok()?;
+    Some(
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+    )
+}
+
+/// A new x509 key pair, as Nova's `generate_x509_cert`: a self-signed certificate for
+/// `user` over an RSA 2048 key, valid ten years: (certificate PEM, private key PEM).
+fn generate_x509(user: &str) -> Result<(String, String), openssl::error::ErrorStack> {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::PKey;
+    use openssl::rsa::Rsa;
+    use openssl::x509::{X509Builder, X509NameBuilder};
+    let key = PKey::from_rsa(Rsa::generate(2048)?)?;
+    let mut name = X509NameBuilder::new()?;
+    name.append_entry_by_text("CN", user)?;
+    let name = name.build();
+    let mut cert = X509Builder::new()?;
+    cert.set_version(2)?;
+    let serial = BigNum::from_u32(rand::random::<u32>())?.to_asn1_integer()?;
+    cert.set_serial_number(&serial)?;
+    cert.set_subject_name(&name)?;
+    cert.set_issuer_name(&name)?;
+    cert.set_pubkey(&key)?;
+    cert.set_not_before(Asn1Time::days_from_now(0)?.as_ref())?;
+    cert.set_not_after(Asn1Time::days_from_now(3650)?.as_ref())?;
+    cert.sign(&key, MessageDigest::sha256())?;
+    let pem = String::from_utf8_lossy(&cert.build().to_pem()?).into_owned();
+    let private = String::from_utf8_lossy(&key.private_key_to_pem_pkcs8()?).into_owned();
+    Ok((pem, private))
 }
 
 /// A new RSA 2048 key pair: (public key line, private key in OpenSSH format).
@@ -227,9 +270,7 @@ async fn create(
     let key_type = match k.get("type") {
         None => "ssh",
         Some(Value::String(t)) if t == "ssh" => "ssh",
-        Some(Value::String(t)) if t == "x509" => {
-            return Err(bad("Keypair type x509 is not supported by this deployment yet."))
-        }
+        Some(Value::String(t)) if t == "x509" => "x509",
         Some(other) => {
             return Err(bad(format!(
                 "Invalid input for field/attribute type. Value: {other}. It must be one of ['ssh', 'x509']"
@@ -238,7 +279,8 @@ async fn create(
     };
     let user = target_user(&ctx, v, k.get("user_id").and_then(Value::as_str))?;
     let (public_key, private_key) = match k.get("public_key") {
-        Some(Value::String(pk)) => (pk.trim().to_owned(), None),
+        // Kept as given, trailing newline and all, as Nova keeps it.
+        Some(Value::String(pk)) => (pk.clone(), None),
         Some(other) => {
             return Err(bad(format!(
             "Invalid input for field/attribute public_key. Value: {other}. is not of type 'string'"
@@ -249,6 +291,14 @@ async fn create(
                 "Invalid input for field/attribute keypair. 'public_key' is a required property",
             ))
         }
+        None if key_type == "x509" => {
+            let subject = user.clone();
+            let (public, private) = web::block(move || generate_x509(&subject))
+                .await
+                .map_err(|e| ApiError::Internal(format!("key generation: {e}")))?
+                .map_err(|e| ApiError::Internal(format!("key generation: {e}")))?;
+            (public, Some(private))
+        }
         None => {
             let (public, private) = web::block(move || generate("Generated-by-Nova"))
                 .await
@@ -257,8 +307,12 @@ async fn create(
         }
     };
     crate::quotas::check_keypair_create(&state.db, &ctx.project_id, &user).await?;
-    let fingerprint = fingerprint(&public_key)
-        .ok_or_else(|| bad("Keypair data is invalid: failed to generate fingerprint"))?;
+    let fingerprint = if key_type == "x509" {
+        x509_fingerprint(&public_key)
+    } else {
+        fingerprint(&public_key)
+    }
+    .ok_or_else(|| bad("Keypair data is invalid: failed to generate fingerprint"))?;
     let stored = keypairs::create(&state.db, &user, name, key_type, &public_key, &fingerprint)
         .await?
         .ok_or_else(|| ApiError::Conflict(format!("Key pair '{name}' already exists.")))?;
@@ -295,10 +349,16 @@ async fn delete(
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/os-keypairs", web::get().to(list))
-        .route("/os-keypairs", web::post().to(create))
-        .route("/os-keypairs/{name}", web::get().to(show))
-        .route("/os-keypairs/{name}", web::delete().to(delete));
+    cfg.service(
+        web::resource("/os-keypairs")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(
+        web::resource("/os-keypairs/{name}")
+            .route(web::get().to(show))
+            .route(web::delete().to(delete)),
+    );
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod os_hypervisors;
 pub mod os_services;
 pub mod quotas;
 pub mod servers;
+pub mod simple_tenant_usage;
 pub mod versions;
 pub mod views;
 
@@ -31,6 +32,26 @@ pub struct AppState {
     pub service_down_ms: i64,
     pub bus: Arc<dyn Bus>,
     pub queues: Queues,
+    /// Whether the projects a request names can be checked: identity is this service's own.
+    /// Nova asks Keystone and refuses a project it does not know (400); with a remote Keystone
+    /// or noauth2 they are taken as given, as Nova takes them when Keystone cannot say.
+    pub projects_known: bool,
+}
+
+impl AppState {
+    /// Nova's `verify_project_id`: a project named in a request must exist.
+    pub async fn check_project(&self, project: &str) -> api_toolkit::ApiResult<()> {
+        if self.projects_known
+            && nova_db::identity::project(&self.db, project)
+                .await?
+                .is_none()
+        {
+            return Err(api_toolkit::bad(format!(
+                "Project ID {project} is not a valid project."
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// The Compute API, to serve.
@@ -39,13 +60,20 @@ pub struct ComputeApi {
 }
 
 impl ComputeApi {
-    pub fn new(db: Db, bus: Arc<dyn Bus>, queues: Queues, service_down_ms: i64) -> Self {
+    pub fn new(
+        db: Db,
+        bus: Arc<dyn Bus>,
+        queues: Queues,
+        service_down_ms: i64,
+        projects_known: bool,
+    ) -> Self {
         Self {
             state: web::Data::new(AppState {
                 db,
                 service_down_ms,
                 bus,
                 queues,
+                projects_known,
             }),
         }
     }
@@ -64,8 +92,8 @@ fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/v2.1")
             .wrap(from_fn(versions::negotiate))
-            .route("", web::get().to(versions::v2_1))
-            .route("/", web::get().to(versions::v2_1))
+            .service(web::resource("").route(web::get().to(versions::v2_1)))
+            .service(web::resource("/").route(web::get().to(versions::v2_1)))
             .configure(servers::configure)
             .configure(instance_actions::configure)
             .configure(flavors::configure)
@@ -73,6 +101,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .configure(os_hypervisors::configure)
             .configure(keypairs::configure)
             .configure(quotas::configure)
-            .configure(os_availability_zone::configure),
+            .configure(os_availability_zone::configure)
+            .configure(simple_tenant_usage::configure),
     );
 }

@@ -52,6 +52,6 @@ async fn detail(ctx: RequestContext, state: web::Data<AppState>) -> ApiResult<Ht
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/os-availability-zone", web::get().to(list))
-        .route("/os-availability-zone/detail", web::get().to(detail));
+    cfg.service(web::resource("/os-availability-zone").route(web::get().to(list)))
+        .service(web::resource("/os-availability-zone/detail").route(web::get().to(detail)));
 }

@@ -278,9 +278,147 @@ async fn statistics(
     }})))
 }
 
+/// The hypervisors whose host name contains `pattern` (Nova's search, a `LIKE %pattern%`);
+/// Nova's 404 when none does.
+async fn matching(
+    state: &AppState,
+    pattern: &str,
+    with_servers: bool,
+) -> ApiResult<Vec<Hypervisor>> {
+    let found: Vec<Hypervisor> = hypervisors(state, with_servers)
+        .await?
+        .into_iter()
+        .filter(|h| h.node.inventory.name.contains(pattern))
+        .collect();
+    if found.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "No hypervisor matching '{pattern}' could be found."
+        )));
+    }
+    Ok(found)
+}
+
+/// The routes 2.53 removed (`/search`, `/servers`, and `/uptime` from 2.88): Nova's 404 at
+/// those versions, as for a path that does not exist.
+fn removed_at(v: ApiVersion, minor: u16) -> ApiResult<()> {
+    if v.at_least(minor) {
+        return Err(ApiError::NotFound(
+            "The resource could not be found.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `GET /os-hypervisors/{pattern}/search` (below 2.53).
+async fn search(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    pattern: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let v = ApiVersion::of(&req);
+    removed_at(v, 53)?;
+    NOVA.require_admin(&ctx, "os_compute_api:os-hypervisors:search")?;
+    let items: Vec<Value> = matching(&state, &pattern, false)
+        .await?
+        .iter()
+        .map(|h| summary(h, v, state.service_down_ms))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "hypervisors": items })))
+}
+
+/// `GET /os-hypervisors/{pattern}/servers` (below 2.53): each match with its servers.
+async fn servers(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    pattern: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let v = ApiVersion::of(&req);
+    removed_at(v, 53)?;
+    NOVA.require_admin(&ctx, "os_compute_api:os-hypervisors:servers")?;
+    let items: Vec<Value> = matching(&state, &pattern, true)
+        .await?
+        .iter()
+        .map(|h| {
+            let mut out = summary(h, v, state.service_down_ms);
+            // As Nova: the key only when the hypervisor has servers.
+            if !h.servers.is_empty() {
+                add_servers(&mut out, h);
+            }
+            out
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "hypervisors": items })))
+}
+
+/// How long the hypervisor's host waits for an uptime question.
+const UPTIME_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// `GET /os-hypervisors/{id}/uptime` (until 2.87): asked of the host's agent over the bus, as
+/// Nova asks nova-compute.
+async fn uptime(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let v = ApiVersion::of(&req);
+    removed_at(v, 88)?;
+    NOVA.require_admin(&ctx, "os_compute_api:os-hypervisors:uptime")?;
+    let id = id.into_inner();
+    let not_found = || ApiError::NotFound(format!("Hypervisor with ID {id} could not be found."));
+    if v.at_least(53) && uuid::Uuid::parse_str(&id).is_err() {
+        return Err(ApiError::BadRequest(format!("Invalid uuid {id}")));
+    }
+    let all = hypervisors(&state, false).await?;
+    let h = all
+        .iter()
+        .find(|h| id_of(h, v).to_string().trim_matches('"') == id)
+        .ok_or_else(not_found)?;
+    let host = &h.node.host;
+    let call = nova_core::rpc::Envelope::new(
+        Some(ctx.request_id.clone()),
+        nova_core::rpc::ComputeCommand::HostUptime,
+    );
+    let answer = match state
+        .bus
+        .call(
+            &state.queues.compute(host),
+            call.encode(),
+            UPTIME_CALL_TIMEOUT,
+        )
+        .await
+    {
+        Ok(bytes) => bytes,
+        Err(nova_core::bus::BusError::Timeout(_)) => {
+            return Err(ApiError::Unavailable(format!(
+                "The compute host {host} did not answer in time; try again later."
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let uptime = match serde_json::from_slice::<nova_core::rpc::CallReply>(&answer) {
+        Ok(nova_core::rpc::CallReply::Uptime { uptime }) => uptime,
+        Ok(other) => return Err(ApiError::Internal(format!("uptime of {host}: {other:?}"))),
+        Err(e) => return Err(ApiError::Internal(format!("unreadable uptime reply: {e}"))),
+    };
+    let (state_, status) = state_and_status(h, state.service_down_ms);
+    Ok(HttpResponse::Ok().json(json!({"hypervisor": {
+        "id": id_of(h, v),
+        "hypervisor_hostname": h.node.inventory.name,
+        "state": state_,
+        "status": status,
+        "uptime": uptime,
+    }})))
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/os-hypervisors", web::get().to(list))
-        .route("/os-hypervisors/detail", web::get().to(list_detail))
-        .route("/os-hypervisors/statistics", web::get().to(statistics))
-        .route("/os-hypervisors/{id}", web::get().to(show));
+    cfg.service(web::resource("/os-hypervisors").route(web::get().to(list)))
+        .service(web::resource("/os-hypervisors/detail").route(web::get().to(list_detail)))
+        .service(web::resource("/os-hypervisors/statistics").route(web::get().to(statistics)))
+        .service(web::resource("/os-hypervisors/{id}").route(web::get().to(show)))
+        .service(web::resource("/os-hypervisors/{id}/uptime").route(web::get().to(uptime)))
+        .service(web::resource("/os-hypervisors/{pattern}/search").route(web::get().to(search)))
+        .service(web::resource("/os-hypervisors/{pattern}/servers").route(web::get().to(servers)));
 }

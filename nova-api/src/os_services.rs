@@ -260,7 +260,10 @@ async fn delete(
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/os-services", web::get().to(list))
-        .route("/os-services/{id}", web::put().to(update))
-        .route("/os-services/{id}", web::delete().to(delete));
+    cfg.service(web::resource("/os-services").route(web::get().to(list)))
+        .service(
+            web::resource("/os-services/{id}")
+                .route(web::put().to(update))
+                .route(web::delete().to(delete)),
+        );
 }

@@ -109,6 +109,18 @@ impl ProjectQuota {
         Ok(())
     }
 
+    /// Refuses more injected files than the `injected_files` quota (Nova's
+    /// `OnsetFileLimitExceeded`, 403).
+    pub fn check_injected_files(&self, files: usize) -> ApiResult<()> {
+        let limit = self.limits["injected_files"];
+        if limit >= 0 && i64::try_from(files).unwrap_or(i64::MAX) > limit {
+            return Err(ApiError::Forbidden(
+                "Personality file limit exceeded".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Refuses more metadata items on a server than the `metadata_items` quota, with Nova's
     /// `MetadataLimitExceeded` (403).
     pub fn check_metadata_items(&self, items: usize) -> ApiResult<()> {
@@ -216,6 +228,7 @@ async fn update(
     raw: web::Bytes,
 ) -> ApiResult<HttpResponse> {
     NOVA.require_admin(&ctx, "os_compute_api:os-quota-sets:update")?;
+    state.check_project(&project).await?;
     let v = ApiVersion::of(&req);
     let body = api_toolkit::body::json(&raw)?;
     let set = body
@@ -340,10 +353,13 @@ async fn limits(
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/limits", web::get().to(limits))
-        .route("/os-quota-sets/{project}", web::get().to(show))
-        .route("/os-quota-sets/{project}", web::put().to(update))
-        .route("/os-quota-sets/{project}", web::delete().to(reset))
-        .route("/os-quota-sets/{project}/defaults", web::get().to(defaults))
-        .route("/os-quota-sets/{project}/detail", web::get().to(detail));
+    cfg.service(web::resource("/limits").route(web::get().to(limits)))
+        .service(
+            web::resource("/os-quota-sets/{project}")
+                .route(web::get().to(show))
+                .route(web::put().to(update))
+                .route(web::delete().to(reset)),
+        )
+        .service(web::resource("/os-quota-sets/{project}/defaults").route(web::get().to(defaults)))
+        .service(web::resource("/os-quota-sets/{project}/detail").route(web::get().to(detail)));
 }

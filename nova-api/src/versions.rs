@@ -66,6 +66,28 @@ pub async fn root(req: HttpRequest) -> HttpResponse {
     }))
 }
 
+/// `GET /v2/`: the legacy v2.0 version document (Nova serves v2.0 as v2.1 without
+/// microversions; here the version document answers, for clients that follow every link of
+/// `GET /`).
+pub async fn v2_0(req: HttpRequest) -> HttpResponse {
+    let base = PublicUrl::of(&req).0;
+    HttpResponse::Ok().json(json!({ "version": {
+        "id": "v2.0",
+        "status": "SUPPORTED",
+        "version": "",
+        "min_version": "",
+        "updated": "2011-01-21T11:33:21Z",
+        "links": [
+            {"rel": "self", "href": format!("{base}/v2/")},
+            {"rel": "describedby", "type": "text/html", "href": "http://docs.openstack.org/"},
+        ],
+        "media-types": [{
+            "base": "application/json",
+            "type": "application/vnd.openstack.compute+json;version=2",
+        }],
+    }}))
+}
+
 /// `GET /v2.1/`: this version in detail.
 pub async fn v2_1(req: HttpRequest) -> HttpResponse {
     let base = PublicUrl::of(&req).0;
@@ -163,5 +185,7 @@ pub async fn negotiate(
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(root));
+    cfg.service(web::resource("/").route(web::get().to(root)))
+        .service(web::resource("/v2").route(web::get().to(v2_0)))
+        .service(web::resource("/v2/").route(web::get().to(v2_0)));
 }

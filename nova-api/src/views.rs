@@ -245,9 +245,9 @@ pub struct ServerDetail<'a> {
     updated: String,
     addresses: std::collections::BTreeMap<&'a str, Vec<AddressView<'a>>>,
     #[serde(rename = "accessIPv4")]
-    access_ipv4: &'static str,
+    access_ipv4: &'a str,
     #[serde(rename = "accessIPv6")]
-    access_ipv6: &'static str,
+    access_ipv6: &'a str,
     links: [Link; 2],
     #[serde(rename = "OS-DCF:diskConfig")]
     disk_config: &'static str,
@@ -272,7 +272,7 @@ pub struct ServerDetail<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     tags: Option<&'a [String]>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    trusted_image_certificates: Option<Option<[&'static str; 0]>>,
+    trusted_image_certificates: Option<Option<&'a [String]>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     server_groups: Option<[&'static str; 0]>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -292,7 +292,8 @@ pub fn server_detail<'a>(viewer: &ServerViewer<'a>, i: &'a Instance) -> ServerDe
     let full = viewer.kind != ViewKind::Update;
     let extended = full.then(|| Extended {
         availability_zone: i.availability_zone.as_deref().unwrap_or("nova"),
-        config_drive: "",
+        // Nova's view: "True" when the server has a config drive, else empty.
+        config_drive: if i.config_drive { "True" } else { "" },
         key_name: i.key_name.as_deref(),
         launched_at: i.launched_at.map(iso8601_naive_micros),
         terminated_at: i.terminated_at.map(iso8601_naive_micros),
@@ -355,8 +356,8 @@ pub fn server_detail<'a>(viewer: &ServerViewer<'a>, i: &'a Instance) -> ServerDe
         created: iso8601_z(i.created_at),
         updated: iso8601_z(i.updated_at),
         addresses: addresses(&i.addresses, full),
-        access_ipv4: "",
-        access_ipv6: "",
+        access_ipv4: i.access_ip_v4.as_deref().unwrap_or_default(),
+        access_ipv6: i.access_ip_v6.as_deref().unwrap_or_default(),
         links,
         disk_config: "MANUAL",
         progress: matches!(
@@ -371,7 +372,9 @@ pub fn server_detail<'a>(viewer: &ServerViewer<'a>, i: &'a Instance) -> ServerDe
         locked: version.at_least(9).then_some(i.locked_by.is_some()),
         description: version.at_least(19).then_some(i.description.as_deref()),
         tags: version.at_least(26).then_some(i.tags.as_slice()),
-        trusted_image_certificates: version.at_least(63).then_some(None),
+        trusted_image_certificates: version
+            .at_least(63)
+            .then_some(i.trusted_image_certificates.as_deref()),
         server_groups: server_groups_shown.then_some([]),
         locked_reason: version.at_least(73).then_some(i.locked_reason.as_deref()),
         // The zone the user asked for at create, if any.

@@ -274,6 +274,15 @@ pub struct Instance {
     pub addresses: Vec<Address>,
     /// The create's scheduler hints that placement honours.
     pub scheduler_hints: SchedulerHints,
+    /// The addresses the user says the server is reached at (`accessIPv4`, `accessIPv6`), as
+    /// given; Nova shows them and does nothing else with them.
+    pub access_ip_v4: Option<String>,
+    pub access_ip_v6: Option<String>,
+    /// Whether the create asked for a config drive.
+    pub config_drive: bool,
+    /// The trusted image certificate ids the create gave (2.63); kept and shown, as Nova with
+    /// image signature verification off does nothing else with them.
+    pub trusted_image_certificates: Option<Vec<String>>,
 }
 
 /// Nova's `same_host` and `different_host` scheduler hints (its SameHostFilter and
@@ -284,11 +293,21 @@ pub struct SchedulerHints {
     pub same_host: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub different_host: Vec<String>,
+    /// The compute host an admin asked the server to be built on (2.74's `host`; Nova's
+    /// requested destination).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The compute node an admin asked for (2.74's `hypervisor_hostname`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl SchedulerHints {
     pub fn is_empty(&self) -> bool {
-        self.same_host.is_empty() && self.different_host.is_empty()
+        self.same_host.is_empty()
+            && self.different_host.is_empty()
+            && self.host.is_none()
+            && self.node.is_none()
     }
 }
 

@@ -117,6 +117,10 @@ pub struct InstanceSpec {
     /// whatever the host gives, as it was).
     #[serde(default)]
     pub networks: NetworkRequest,
+    /// Whether the create asked for a config drive (a driver that can writes one then, or
+    /// always when its host is configured to).
+    #[serde(default)]
+    pub config_drive: bool,
 }
 
 /// An image as a compute host needs it: where to fetch it and how to check what it fetched.
@@ -163,6 +167,9 @@ pub enum ComputeCommand {
         instance: InstanceUuid,
         length: Option<usize>,
     },
+    /// API → agent, a call: how long the host has been up, as `uptime` prints it (Nova's
+    /// `get_host_uptime`). The answer is a [`CallReply::Uptime`].
+    HostUptime,
 }
 
 /// An agent's answer to a call.
@@ -171,6 +178,9 @@ pub enum ComputeCommand {
 pub enum CallReply {
     ConsoleOutput {
         output: String,
+    },
+    Uptime {
+        uptime: String,
     },
     /// The driver has no such instance on this host.
     NotFound,
@@ -192,18 +202,20 @@ impl ComputeCommand {
             | Self::PowerOn { task_id, .. }
             | Self::Reboot { task_id, .. } => Some(*task_id),
             Self::Destroy { task_id, .. } => *task_id,
-            Self::ConsoleOutput { .. } => None,
+            Self::ConsoleOutput { .. } | Self::HostUptime => None,
         }
     }
 
-    pub fn instance(&self) -> InstanceUuid {
+    /// The instance the command is about (none for questions about the host).
+    pub fn instance(&self) -> Option<InstanceUuid> {
         match self {
-            Self::Spawn { spec, .. } => spec.uuid,
+            Self::Spawn { spec, .. } => Some(spec.uuid),
             Self::Destroy { instance, .. }
             | Self::PowerOff { instance, .. }
             | Self::PowerOn { instance, .. }
             | Self::Reboot { instance, .. }
-            | Self::ConsoleOutput { instance, .. } => *instance,
+            | Self::ConsoleOutput { instance, .. } => Some(*instance),
+            Self::HostUptime => None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Flavors and their extra specs.
 
+use crate::listing::{self, Arg, Column, Cond, Kind, Listing};
 use crate::rows::FlavorRow;
 use crate::{on_pool, Db, DbResult};
 use nova_core::model::Flavor;
@@ -28,6 +29,102 @@ pub async fn get(db: &Db, flavorid: &str) -> DbResult<Option<Flavor>> {
     let mut flavor = row.into_model();
     flavor.extra_specs = specs;
     Ok(Some(flavor))
+}
+
+/// Flavors as the list engine sees them.
+pub const TABLE: listing::Table = listing::Table {
+    name: "flavors",
+    columns: COLUMNS,
+    id: Column {
+        expr: "flavorid",
+        kind: Kind::Text,
+    },
+    tags: None,
+};
+
+/// The keys Nova sorts flavors by (its `VALID_SORT_KEYS` for flavors), as columns; `None` for
+/// one it does not know.
+pub fn sort_column(key: &str) -> Option<Column> {
+    let (expr, kind) = match key {
+        "flavorid" => return Some(TABLE.id),
+        // The row's own id: the order flavors were created in.
+        "id" | "created_at" => ("id", Kind::Int),
+        "name" => ("name", Kind::Text),
+        "description" => ("COALESCE(description, '')", Kind::Text),
+        "memory_mb" => ("memory_mb", Kind::Int),
+        "vcpus" => ("vcpus", Kind::Int),
+        "root_gb" => ("root_gb", Kind::Int),
+        "ephemeral_gb" => ("ephemeral_gb", Kind::Int),
+        "swap" => ("swap", Kind::Int),
+        "is_public" => ("is_public", Kind::Bool),
+        "disabled" => ("disabled", Kind::Bool),
+        // Flavors here are never updated in ways Nova stamps, and have no vcpu weight or
+        // rxtx ordering of their own beyond their values.
+        "rxtx_factor" => ("CAST(rxtx_factor * 1000000 AS BIGINT)", Kind::Int),
+        "updated_at" | "vcpu_weight" => ("id", Kind::Int),
+        _ => return None,
+    };
+    Some(Column { expr, kind })
+}
+
+/// Flavors the caller may see, for a listing: a non-admin sees public flavors and the private
+/// ones shared with `project` (enabled ones only); `public` chooses as Nova's `is_public`
+/// (`None`: all).
+pub fn visible_cond(project: &str, admin: bool, public: Option<bool>) -> Vec<Cond> {
+    let shared = || {
+        Cond::sql(
+            "EXISTS (SELECT 1 FROM flavor_projects a WHERE a.flavor_id = flavors.id \
+             AND a.project_id = ?)",
+            vec![Arg::Text(project.to_owned())],
+        )
+    };
+    let mut conds = Vec::new();
+    if !admin {
+        conds.push(Cond::sql("NOT disabled", Vec::new()));
+    }
+    match public {
+        None => {}
+        Some(true) => conds.push(Cond::any(vec![
+            Cond::sql("is_public", Vec::new()),
+            shared(),
+        ])),
+        Some(false) => conds.push(Cond::sql("NOT is_public", Vec::new())),
+    }
+    conds
+}
+
+/// A page of a flavor listing, with the flavors' extra specs (one more query, for the page).
+pub async fn page(db: &Db, listing: &Listing<'_>) -> DbResult<Vec<Flavor>> {
+    let rows: Vec<FlavorRow> = listing::page(db, listing).await?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks: Vec<String> = (1..=rows.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT flavor_id, key, value FROM flavor_extra_specs WHERE flavor_id IN ({})",
+        marks.join(", ")
+    );
+    let specs: Vec<(i64, String, String)> = on_pool!(db, p => {
+        let mut q = sqlx::query_as(&sql);
+        for r in &rows {
+            q = q.bind(r.id);
+        }
+        q.fetch_all(p).await?
+    });
+    let mut by_flavor: std::collections::HashMap<i64, BTreeMap<String, String>> =
+        std::collections::HashMap::new();
+    for (id, k, v) in specs {
+        by_flavor.entry(id).or_default().insert(k, v);
+    }
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let specs = by_flavor.remove(&row.id).unwrap_or_default();
+            let mut flavor = row.into_model();
+            flavor.extra_specs = specs;
+            flavor
+        })
+        .collect())
 }
 
 /// Public flavors, ordered as Nova orders them by default (by flavor id).

@@ -40,6 +40,10 @@ pub(super) struct InstanceRow {
     pub networks: Option<String>,
     pub addresses: String,
     pub scheduler_hints: String,
+    pub access_ip_v4: Option<String>,
+    pub access_ip_v6: Option<String>,
+    pub config_drive: bool,
+    pub trusted_image_certificates: Option<String>,
 }
 
 /// The column list matching [`InstanceRow`], for `SELECT`s.
@@ -47,7 +51,8 @@ pub(super) const INSTANCE_COLUMNS: &str = "uuid, name, project_id, user_id, vm_s
     task_state, power_state, host, node, node_type, flavor, image_ref, metadata, user_data, \
     availability_zone, launched_at, terminated_at, created_at, updated_at, deleted, \
     description, key_name, key_data, locked_by, locked_reason, tags, hostname, networks, \
-    addresses, scheduler_hints";
+    addresses, scheduler_hints, access_ip_v4, access_ip_v6, config_drive, \
+    trusted_image_certificates";
 
 impl InstanceRow {
     pub fn into_model(self, fault: Option<Fault>) -> DbResult<Instance> {
@@ -108,6 +113,16 @@ impl InstanceRow {
                 .map_err(|e| corrupt(format!("addresses: {e}")))?,
             scheduler_hints: serde_json::from_str(&self.scheduler_hints)
                 .map_err(|e| corrupt(format!("scheduler_hints: {e}")))?,
+            access_ip_v4: self.access_ip_v4,
+            access_ip_v6: self.access_ip_v6,
+            config_drive: self.config_drive,
+            trusted_image_certificates: match self.trusted_image_certificates.as_deref() {
+                None => None,
+                Some(t) => Some(
+                    serde_json::from_str(t)
+                        .map_err(|e| corrupt(format!("trusted_image_certificates: {e}")))?,
+                ),
+            },
         })
     }
 }

@@ -210,64 +210,72 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/identity")
             .wrap(FaultFormat::Keystone.errors())
-            .route("", web::get().to(versions))
-            .route("/", web::get().to(versions))
-            .route("/v3", web::get().to(version))
-            .route("/v3/", web::get().to(version))
-            .route("/v3/auth/tokens", web::post().to(auth::issue_token))
-            .route("/v3/auth/tokens", web::get().to(auth::validate_token))
-            .route("/v3/auth/tokens", web::head().to(auth::check_token))
-            .route("/v3/auth/tokens", web::delete().to(auth::revoke_token))
-            .route("/v3/auth/catalog", web::get().to(auth::auth_catalog))
-            .route("/v3/auth/projects", web::get().to(auth::auth_projects))
-            .route("/v3/domains", web::get().to(projects::list_domains))
-            .route("/v3/domains/{id}", web::get().to(projects::show_domain))
-            .route(
-                "/v3/domains/{d}/users/{u}/roles/{r}",
-                web::put().to(grants::add_domain_grant),
+            .service(web::resource("").route(web::get().to(versions)))
+            .service(web::resource("/").route(web::get().to(versions)))
+            .service(web::resource("/v3").route(web::get().to(version)))
+            .service(web::resource("/v3/").route(web::get().to(version)))
+            .service(
+                web::resource("/v3/auth/tokens")
+                    .route(web::post().to(auth::issue_token))
+                    .route(web::get().to(auth::validate_token))
+                    .route(web::head().to(auth::check_token))
+                    .route(web::delete().to(auth::revoke_token)),
             )
-            .route("/v3/projects", web::get().to(projects::list_projects))
-            .route("/v3/projects", web::post().to(projects::create_project))
-            .route("/v3/projects/{id}", web::get().to(projects::show_project))
-            .route(
-                "/v3/projects/{id}",
-                web::delete().to(projects::delete_project),
+            .service(web::resource("/v3/auth/catalog").route(web::get().to(auth::auth_catalog)))
+            .service(web::resource("/v3/auth/projects").route(web::get().to(auth::auth_projects)))
+            .service(web::resource("/v3/domains").route(web::get().to(projects::list_domains)))
+            .service(web::resource("/v3/domains/{id}").route(web::get().to(projects::show_domain)))
+            .service(
+                web::resource("/v3/domains/{d}/users/{u}/roles/{r}")
+                    .route(web::put().to(grants::add_domain_grant)),
             )
-            .route(
-                "/v3/projects/{p}/users/{u}/roles",
-                web::get().to(grants::list_grants),
+            .service(
+                web::resource("/v3/projects")
+                    .route(web::get().to(projects::list_projects))
+                    .route(web::post().to(projects::create_project)),
             )
-            .route(
-                "/v3/projects/{p}/users/{u}/roles/{r}",
-                web::put().to(grants::add_grant),
+            .service(
+                web::resource("/v3/projects/{id}")
+                    .route(web::get().to(projects::show_project))
+                    .route(web::delete().to(projects::delete_project)),
             )
-            .route(
-                "/v3/projects/{p}/users/{u}/roles/{r}",
-                web::head().to(grants::check_grant),
+            .service(
+                web::resource("/v3/projects/{p}/users/{u}/roles")
+                    .route(web::get().to(grants::list_grants)),
             )
-            .route(
-                "/v3/projects/{p}/users/{u}/roles/{r}",
-                web::get().to(grants::check_grant),
+            .service(
+                web::resource("/v3/projects/{p}/users/{u}/roles/{r}")
+                    .route(web::put().to(grants::add_grant))
+                    .route(web::head().to(grants::check_grant))
+                    .route(web::get().to(grants::check_grant))
+                    .route(web::delete().to(grants::remove_grant)),
             )
-            .route(
-                "/v3/projects/{p}/users/{u}/roles/{r}",
-                web::delete().to(grants::remove_grant),
+            .service(
+                web::resource("/v3/users")
+                    .route(web::get().to(users::list_users))
+                    .route(web::post().to(users::create_user)),
             )
-            .route("/v3/users", web::get().to(users::list_users))
-            .route("/v3/users", web::post().to(users::create_user))
-            .route("/v3/users/{id}", web::get().to(users::show_user))
-            .route("/v3/users/{id}", web::delete().to(users::delete_user))
-            .route(
-                "/v3/users/{id}/projects",
-                web::get().to(users::user_projects),
+            .service(
+                web::resource("/v3/users/{id}")
+                    .route(web::get().to(users::show_user))
+                    .route(web::delete().to(users::delete_user)),
             )
-            .route("/v3/roles", web::get().to(roles::list_roles))
-            .route("/v3/roles", web::post().to(roles::create_role))
-            .route("/v3/roles/{id}", web::get().to(roles::show_role))
-            .route("/v3/roles/{id}", web::delete().to(roles::delete_role))
-            .route(
-                "/v3/role_assignments",
-                web::get().to(grants::role_assignments),
+            .service(
+                web::resource("/v3/users/{id}/projects").route(web::get().to(users::user_projects)),
+            )
+            .service(
+                web::resource("/v3/roles")
+                    .route(web::get().to(roles::list_roles))
+                    .route(web::post().to(roles::create_role)),
+            )
+            .service(
+                web::resource("/v3/roles/{id}")
+                    .route(web::get().to(roles::show_role))
+                    .route(web::delete().to(roles::delete_role)),
+            )
+            .service(
+                web::resource("/v3/role_assignments")
+                    .route(web::get().to(grants::role_assignments)),
             ),
     );
 }

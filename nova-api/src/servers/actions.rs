@@ -98,7 +98,7 @@ pub(super) async fn lock(
 ) -> ApiResult<()> {
     NOVA.require_write(ctx, "os_compute_api:os-lock-server:lock")?;
     let reason = match arg {
-        Value::Null => None,
+        v if no_argument(v) => None,
         Value::Object(o) if ApiVersion::of(req).at_least(73) => {
             body::only(o, &["locked_reason"])?;
             match o.get("locked_reason") {
@@ -151,7 +151,7 @@ pub(super) async fn unlock(
     arg: &Value,
 ) -> ApiResult<()> {
     NOVA.require_write(ctx, "os_compute_api:os-lock-server:unlock")?;
-    if !arg.is_null() {
+    if !no_argument(arg) {
         return Err(invalid("unlock", arg, "None is the only accepted value"));
     }
     let uuid: InstanceUuid = id.parse().map_err(|_| not_found(id))?;
@@ -272,6 +272,7 @@ pub(super) async fn console_output(
         Ok(CallReply::Failed { message }) => Err(ApiError::Internal(format!(
             "console output of {id} on {host}: {message}"
         ))),
+        Ok(other) => Err(ApiError::Internal(format!("console reply: {other:?}"))),
         Err(e) => Err(ApiError::Internal(format!("unreadable console reply: {e}"))),
     }
 }
@@ -357,9 +358,15 @@ pub(super) async fn action(
         other => return Err(bad(format!("There is no such action: {other}"))),
     };
     NOVA.require_write(&ctx, &format!("os_compute_api:servers:{action}"))?;
-    if matches!(name.as_str(), "os-stop" | "os-start") && !arg.is_null() {
+    if matches!(name.as_str(), "os-stop" | "os-start") && !no_argument(arg) {
         return Err(invalid(name, arg, "None is the only accepted value"));
     }
     begin(&state, &ctx, &id, action, rule, kind).await?;
     Ok(HttpResponse::Accepted().finish())
+}
+
+/// An action that takes no argument: Nova takes `null` and, as clients send it, an empty
+/// object (`{"os-stop": {}}`).
+fn no_argument(arg: &Value) -> bool {
+    arg.is_null() || arg.as_object().is_some_and(serde_json::Map::is_empty)
 }

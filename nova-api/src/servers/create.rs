@@ -2,7 +2,9 @@
 //! pair, networks and quota looked up, and the servers written with their build tasks in one
 //! transaction, then published for the conductor.
 
-use super::params::{last_segment, parse_description, parse_hostname, parse_metadata, parse_name};
+use super::params::{
+    access_ip, last_segment, parse_description, parse_hostname, parse_metadata, parse_name,
+};
 use super::publish_task;
 use crate::versions::ApiVersion;
 use crate::{views, AppState};
@@ -21,32 +23,64 @@ use std::collections::BTreeMap;
 /// Nova's default for the number of servers one request may create (`max_count`).
 pub(super) const MAX_COUNT: i64 = 100;
 
-/// Server properties Nova's 2.1 schema knows that this deployment cannot honour yet; they get a
-/// clear 400 instead of being ignored.
-pub(super) const NOT_YET_SUPPORTED: &[&str] = &[
-    "block_device_mapping",
-    "personality",
-    "config_drive",
-    "adminPass",
-    "accessIPv4",
-    "accessIPv6",
-    "return_reservation_id",
+/// The properties of a server in Nova's create schema, with the microversions that know them
+/// (from, and until inclusive): an unknown one, or one outside its range, is Nova's
+/// "Additional properties are not allowed". What each one does here is in the README's table.
+const PROPERTIES: &[(&str, u16, u16)] = &[
+    ("name", 1, u16::MAX),
+    ("imageRef", 1, u16::MAX),
+    ("flavorRef", 1, u16::MAX),
+    ("adminPass", 1, u16::MAX),
+    ("metadata", 1, u16::MAX),
+    ("networks", 1, u16::MAX),
+    ("OS-DCF:diskConfig", 1, u16::MAX),
+    ("accessIPv4", 1, u16::MAX),
+    ("accessIPv6", 1, u16::MAX),
+    ("personality", 1, 56),
+    ("block_device_mapping", 1, u16::MAX),
+    ("block_device_mapping_v2", 1, u16::MAX),
+    ("config_drive", 1, u16::MAX),
+    ("key_name", 1, u16::MAX),
+    ("min_count", 1, u16::MAX),
+    ("max_count", 1, u16::MAX),
+    ("return_reservation_id", 1, u16::MAX),
+    ("security_groups", 1, u16::MAX),
+    ("user_data", 1, u16::MAX),
+    ("availability_zone", 1, u16::MAX),
+    ("description", 19, u16::MAX),
+    ("tags", 52, u16::MAX),
+    ("trusted_image_certificates", 63, u16::MAX),
+    ("host", 74, u16::MAX),
+    ("hypervisor_hostname", 74, u16::MAX),
+    ("hostname", 90, u16::MAX),
 ];
-pub(super) const KNOWN: &[&str] = &[
-    "name",
-    "imageRef",
-    "block_device_mapping_v2",
-    "networks",
-    "flavorRef",
-    "metadata",
-    "user_data",
-    "availability_zone",
-    "min_count",
-    "max_count",
-    "OS-DCF:diskConfig",
-    "security_groups",
-    "key_name",
-];
+
+/// Nova's `personality` (until 2.56): files to inject, each a path and base64 contents.
+/// Checked as Nova checks them; this deployment injects no files (as Nova with file injection
+/// off and no config drive), so they are not written anywhere.
+fn check_personality(v: &Value) -> ApiResult<usize> {
+    let files = v
+        .as_array()
+        .ok_or_else(|| invalid("personality", v, &format!("{v} is not of type 'array'")))?;
+    for f in files {
+        let obj = f
+            .as_object()
+            .ok_or_else(|| invalid("personality", f, &format!("{f} is not of type 'object'")))?;
+        body::only(obj, &["path", "contents"])?;
+        let path = obj.get("path").and_then(Value::as_str);
+        if !path.is_some_and(|p| (1..=255).contains(&p.chars().count())) {
+            return Err(invalid("personality/path", f, "is not a valid path"));
+        }
+        let contents = obj
+            .get("contents")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid("personality/contents", f, "is not of type 'string'"))?;
+        base64::engine::general_purpose::STANDARD
+            .decode(contents)
+            .map_err(|_| bad("Personality content for / cannot be decoded"))?;
+    }
+    Ok(files.len())
+}
 
 pub(super) fn parse_count(server: &Map<String, Value>, key: &str) -> ApiResult<Option<i64>> {
     let Some(v) = server.get(key) else {
@@ -126,6 +160,15 @@ pub(super) struct CreateRequest {
     /// Networks chosen by uuid, in order (then they replace `networks`).
     network_ids: Vec<String>,
     count: i64,
+    /// The administrator password asked for: returned as given (no driver here sets one).
+    admin_pass: Option<String>,
+    access_ip_v4: Option<String>,
+    access_ip_v6: Option<String>,
+    config_drive: bool,
+    return_reservation_id: bool,
+    trusted_image_certificates: Option<Vec<String>>,
+    /// How many files `personality` named (counted against the injected-files quota).
+    personality_files: usize,
 }
 
 /// The uuids of a `networks` list (Nova's checks: objects with a uuid in proper format; ports,
@@ -314,26 +357,13 @@ pub(super) fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<Creat
             &format!("{server_v} is not of type 'object'"),
         )
     })?;
-    // Properties later microversions added are unknown before them, as in Nova's schemas.
-    let known_from = |key: &str| match key {
-        "description" => 19,
-        "tags" => 52,
-        "hostname" => 90,
-        _ => 1,
-    };
+    // Properties later microversions added are unknown before them, and those they removed
+    // after, as in Nova's schemas.
     for key in server.keys() {
-        if !version.at_least(known_from(key)) {
-            return Err(body::unexpected(key));
-        }
-        if matches!(key.as_str(), "description" | "tags" | "hostname") {
-            continue;
-        }
-        if NOT_YET_SUPPORTED.contains(&key.as_str()) {
-            return Err(bad(format!(
-                "'{key}' is not supported by this deployment yet."
-            )));
-        }
-        if !KNOWN.contains(&key.as_str()) {
+        let known = PROPERTIES.iter().any(|(name, from, until)| {
+            name == key && version.at_least(*from) && !version.at_least(until.saturating_add(1))
+        });
+        if !known {
             return Err(body::unexpected(key));
         }
     }
@@ -486,6 +516,103 @@ pub(super) fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<Creat
         None => None,
         Some(v) => Some(parse_hostname(v, version)?),
     };
+    let admin_pass = match server.get("adminPass") {
+        None => None,
+        Some(Value::String(p)) => Some(p.clone()),
+        Some(v) => {
+            return Err(invalid(
+                "adminPass",
+                v,
+                &format!("{v} is not of type 'string'"),
+            ))
+        }
+    };
+    let access_ip_v4 = match server.get("accessIPv4") {
+        None => None,
+        Some(v) => Some(access_ip("accessIPv4", v)?),
+    };
+    let access_ip_v6 = match server.get("accessIPv6") {
+        None => None,
+        Some(v) => Some(access_ip("accessIPv6", v)?),
+    };
+    let config_drive = match server.get("config_drive") {
+        None => false,
+        Some(v) => body::boolean("config_drive", v)?,
+    };
+    let return_reservation_id = match server.get("return_reservation_id") {
+        None => false,
+        Some(v) => body::boolean("return_reservation_id", v)?,
+    };
+    let personality_files = match server.get("personality") {
+        None => 0,
+        Some(v) => check_personality(v)?,
+    };
+    // The legacy block device mapping: only an empty one boots as without (volumes need a
+    // block storage service, which this deployment has not: Nova's answer without one).
+    if let Some(v) = server.get("block_device_mapping") {
+        match v.as_array() {
+            Some(list) if list.is_empty() => {}
+            Some(_) => {
+                return Err(bad(
+                    "Block Device Mapping is Invalid: there is no block storage service for its volumes.",
+                ))
+            }
+            None => {
+                return Err(invalid(
+                    "block_device_mapping",
+                    v,
+                    &format!("{v} is not of type 'array'"),
+                ))
+            }
+        }
+    }
+    let trusted_image_certificates = match server.get("trusted_image_certificates") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(ids)) => {
+            let mut out = Vec::new();
+            for id in ids {
+                match id.as_str() {
+                    Some(s) if !s.is_empty() && !out.iter().any(|o| o == s) => {
+                        out.push(s.to_owned())
+                    }
+                    _ => {
+                        return Err(invalid(
+                            "trusted_image_certificates",
+                            id,
+                            "is not a unique, non-empty string",
+                        ))
+                    }
+                }
+            }
+            if out.is_empty() || out.len() > 50 {
+                return Err(invalid(
+                    "trusted_image_certificates",
+                    &Value::Array(ids.clone()),
+                    "must hold 1 to 50 certificate ids",
+                ));
+            }
+            Some(out)
+        }
+        Some(v) => {
+            return Err(invalid(
+                "trusted_image_certificates",
+                v,
+                &format!("{v} is not of type 'array', 'null'"),
+            ))
+        }
+    };
+    let mut scheduler_hints = scheduler_hints;
+    for (key, slot) in [
+        ("host", &mut scheduler_hints.host),
+        ("hypervisor_hostname", &mut scheduler_hints.node),
+    ] {
+        if let Some(v) = server.get(key) {
+            match v.as_str() {
+                Some(s) if (1..=255).contains(&s.chars().count()) => *slot = Some(s.to_owned()),
+                _ => return Err(invalid(key, v, "is not a valid host name")),
+            }
+        }
+    }
     let min = parse_count(server, "min_count")?.unwrap_or(1);
     let max = parse_count(server, "max_count")?.unwrap_or(min);
     if min > max {
@@ -515,6 +642,13 @@ pub(super) fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<Creat
         network_ids,
         count: max,
         scheduler_hints,
+        admin_pass,
+        access_ip_v4,
+        access_ip_v6,
+        config_drive,
+        return_reservation_id,
+        trusted_image_certificates,
+        personality_files,
     })
 }
 
@@ -527,6 +661,7 @@ pub(super) async fn create(
     NOVA.require_write(&ctx, "os_compute_api:servers:create")?;
     let body = body::json(&raw)?;
     let request = parse_create(&body, ApiVersion::of(&req))?;
+    check_requested_destination(&state, &ctx, &request.scheduler_hints).await?;
     // The lookups do not depend on each other: they run together (each on its own pooled
     // connection), and their errors are reported in a fixed order.
     let flavor = async {
@@ -571,10 +706,12 @@ pub(super) async fn create(
             image.id
         )));
     }
+    image_fits_flavor(&image, &flavor)?;
     let key_data = key_data?;
     let networks = networks?;
     let quota = quota?;
     quota.check_metadata_items(request.metadata.len())?;
+    quota.check_injected_files(request.personality_files)?;
     quota.check_server_create(request.count, flavor.vcpus, flavor.memory_mb)?;
     tracing::debug!("create: flavor, image, quota and networks checked");
     let url = PublicUrl::of(&req);
@@ -603,6 +740,10 @@ pub(super) async fn create(
             hostname: request.hostname.clone(),
             networks: networks.clone(),
             scheduler_hints: request.scheduler_hints.clone(),
+            access_ip_v4: request.access_ip_v4.clone(),
+            access_ip_v6: request.access_ip_v6.clone(),
+            config_drive: request.config_drive,
+            trusted_image_certificates: request.trusted_image_certificates.clone(),
         };
         news.push(new);
     }
@@ -626,6 +767,13 @@ pub(super) async fn create(
     }
     let instance = first.ok_or_else(|| ApiError::Internal("no server created".into()))?;
     let id = instance.uuid.to_string();
+    if request.return_reservation_id {
+        // As Nova: the request's reservation id instead of a server (the first server's, as
+        // the servers' views show it).
+        return Ok(
+            HttpResponse::Accepted().json(json!({"reservation_id": format!("r-{}", &id[..8])}))
+        );
+    }
     let links = views::links(&url, "servers", &id);
     let location = links[0]["href"].as_str().unwrap_or_default().to_owned();
     Ok(HttpResponse::Accepted()
@@ -636,7 +784,7 @@ pub(super) async fn create(
                 "links": links,
                 "OS-DCF:diskConfig": "MANUAL",
                 "security_groups": [{"name": "default"}],
-                "adminPass": admin_pass(),
+                "adminPass": request.admin_pass.clone().unwrap_or_else(admin_pass),
             }
         })))
 }
@@ -663,6 +811,62 @@ async fn image_for_server(
         return Err(bad(format!("Image {id} is not active.")));
     }
     Ok(image)
+}
+
+/// 2.74's `host` and `hypervisor_hostname`: for admins (Nova's
+/// `servers:create:requested_destination`), and they must name a compute host or node that
+/// exists (Nova's `ComputeHostNotFound`, 400).
+async fn check_requested_destination(
+    state: &AppState,
+    ctx: &RequestContext,
+    hints: &SchedulerHints,
+) -> ApiResult<()> {
+    if hints.host.is_none() && hints.node.is_none() {
+        return Ok(());
+    }
+    NOVA.require_admin(ctx, "os_compute_api:servers:create:requested_destination")?;
+    let nodes = nova_db::nodes::nodes(&state.db).await?;
+    if let Some(host) = &hints.host {
+        if !nodes.iter().any(|n| n.host == *host) {
+            return Err(bad(format!("Compute host {host} could not be found.")));
+        }
+    }
+    if let Some(node) = &hints.node {
+        if !nodes.iter().any(|n| n.inventory.name == *node) {
+            return Err(bad(format!("Compute host {node} could not be found.")));
+        }
+    }
+    Ok(())
+}
+
+/// Nova's checks of an image against the flavor (`_check_requested_image`): its `min_ram`
+/// within the flavor's memory; its `min_disk` and its size within the flavor's root disk,
+/// unless the root disk is 0 (no limit).
+fn image_fits_flavor(
+    image: &nova_db::images::Image,
+    flavor: &nova_core::model::Flavor,
+) -> ApiResult<()> {
+    if image.min_ram > flavor.memory_mb {
+        return Err(bad("Flavor's memory is too small for requested image."));
+    }
+    const GIB: i64 = 1 << 30;
+    if flavor.root_gb > 0 {
+        let flavor_size = flavor.root_gb.saturating_mul(GIB);
+        let min_disk = image.min_disk.saturating_mul(GIB);
+        if min_disk > flavor_size {
+            return Err(bad(format!(
+                "Flavor's disk is too small for requested image. Flavor disk is {flavor_size} \
+                 bytes, minimum size is {min_disk} bytes."
+            )));
+        }
+        if let Some(size) = image.size.filter(|s| *s > flavor_size) {
+            return Err(bad(format!(
+                "Flavor's disk is too small for requested image. Flavor disk is {flavor_size} \
+                 bytes, image is {size} bytes."
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A random administrator password, as Nova returns at create (12 characters).

@@ -188,13 +188,16 @@ async fn delete_item(
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/servers/{id}/metadata", web::get().to(index))
-        .route("/servers/{id}/metadata", web::post().to(merge))
-        .route("/servers/{id}/metadata", web::put().to(replace))
-        .route("/servers/{id}/metadata/{key}", web::get().to(show_item))
-        .route("/servers/{id}/metadata/{key}", web::put().to(set_item))
-        .route(
-            "/servers/{id}/metadata/{key}",
-            web::delete().to(delete_item),
-        );
+    cfg.service(
+        web::resource("/servers/{id}/metadata")
+            .route(web::get().to(index))
+            .route(web::post().to(merge))
+            .route(web::put().to(replace)),
+    )
+    .service(
+        web::resource("/servers/{id}/metadata/{key}")
+            .route(web::get().to(show_item))
+            .route(web::put().to(set_item))
+            .route(web::delete().to(delete_item)),
+    );
 }

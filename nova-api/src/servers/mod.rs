@@ -1,6 +1,6 @@
 //! `/servers` and what hangs off a server: [`create`], [`list`], [`show`], [`update`],
 //! [`actions`] (stop, start, reboot, delete, lock, console output), [`addresses`],
-//! [`metadata`] and [`tags`]. Each write is one transaction that also records the task; the
+//! [`metadata`], [`tags`] and [`volumes`] (none attached: there is no block storage). Each write is one transaction that also records the task; the
 //! task is published after the commit, and a lost publish is re-driven by the conductor's
 //! reconciler, so a 202 always means the request will be carried out.
 
@@ -13,6 +13,7 @@ mod params;
 mod show;
 pub mod tags;
 mod update;
+mod volumes;
 
 use crate::versions::ApiVersion;
 use crate::{views, AppState};
@@ -107,18 +108,31 @@ pub(crate) async fn visible(
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/servers", web::post().to(create::create))
-        .route("/servers", web::get().to(list::list))
-        .route("/servers/detail", web::get().to(list::detail))
-        .route("/servers/{id}", web::get().to(show::show))
-        .route("/servers/{id}", web::put().to(update::update))
-        .route("/servers/{id}/ips", web::get().to(addresses::ips))
-        .route(
-            "/servers/{id}/ips/{network}",
-            web::get().to(addresses::ips_of_network),
-        )
-        .route("/servers/{id}", web::delete().to(actions::delete))
-        .route("/servers/{id}/action", web::post().to(actions::action))
-        .configure(metadata::configure)
-        .configure(tags::configure);
+    cfg.service(
+        web::resource("/servers")
+            .route(web::post().to(create::create))
+            .route(web::get().to(list::list)),
+    )
+    .service(web::resource("/servers/detail").route(web::get().to(list::detail)))
+    .service(
+        web::resource("/servers/{id}")
+            .route(web::get().to(show::show))
+            .route(web::put().to(update::update))
+            .route(web::delete().to(actions::delete)),
+    )
+    .service(web::resource("/servers/{id}/ips").route(web::get().to(addresses::ips)))
+    .service(
+        web::resource("/servers/{id}/ips/{network}")
+            .route(web::get().to(addresses::ips_of_network)),
+    )
+    .service(web::resource("/servers/{id}/action").route(web::post().to(actions::action)))
+    .service(
+        web::resource("/servers/{id}/os-volume_attachments").route(web::get().to(volumes::list)),
+    )
+    .service(
+        web::resource("/servers/{id}/os-volume_attachments/{volume}")
+            .route(web::get().to(volumes::show)),
+    )
+    .configure(metadata::configure)
+    .configure(tags::configure);
 }

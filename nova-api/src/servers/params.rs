@@ -117,3 +117,23 @@ pub(super) fn parse_metadata(v: &Value) -> ApiResult<BTreeMap<String, String>> {
     }
     Ok(out)
 }
+
+/// An IP address of the family `field` names (Nova's `accessIPv4`/`accessIPv6` formats).
+pub(super) fn access_ip(field: &str, v: &Value) -> ApiResult<String> {
+    let ok = v.as_str().is_some_and(|s| {
+        if field == "accessIPv4" {
+            s.parse::<std::net::Ipv4Addr>().is_ok()
+        } else {
+            s.parse::<std::net::Ipv6Addr>().is_ok()
+        }
+    });
+    if !ok {
+        let kind = if field == "accessIPv4" {
+            "ipv4"
+        } else {
+            "ipv6"
+        };
+        return Err(invalid(field, v, &format!("{v} is not a '{kind}'")));
+    }
+    Ok(v.as_str().unwrap_or_default().to_owned())
+}

@@ -267,10 +267,16 @@ async fn remove(
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/servers/{id}/tags", web::get().to(index))
-        .route("/servers/{id}/tags", web::put().to(replace))
-        .route("/servers/{id}/tags", web::delete().to(delete_all))
-        .route("/servers/{id}/tags/{tag}", web::get().to(check))
-        .route("/servers/{id}/tags/{tag}", web::put().to(add))
-        .route("/servers/{id}/tags/{tag}", web::delete().to(remove));
+    cfg.service(
+        web::resource("/servers/{id}/tags")
+            .route(web::get().to(index))
+            .route(web::put().to(replace))
+            .route(web::delete().to(delete_all)),
+    )
+    .service(
+        web::resource("/servers/{id}/tags/{tag}")
+            .route(web::get().to(check))
+            .route(web::put().to(add))
+            .route(web::delete().to(remove)),
+    );
 }

@@ -1,6 +1,6 @@
 //! `PUT /servers/{id}`: rename, description, hostname.
 
-use super::params::{parse_description, parse_hostname, parse_name};
+use super::params::{access_ip, parse_description, parse_hostname, parse_name};
 use super::{host_status, not_found, OneServer};
 use crate::versions::ApiVersion;
 use crate::{views, AppState};
@@ -41,21 +41,20 @@ pub(super) async fn update(
     let mut name = None;
     let mut description = None;
     let mut hostname = None;
+    let mut access_v4 = None;
+    let mut access_v6 = None;
     for (key, v) in server {
         match key.as_str() {
             "name" => name = Some(parse_name(v)?),
             "description" if version.at_least(19) => description = Some(parse_description(v)?),
             "hostname" if version.at_least(90) => hostname = Some(parse_hostname(v, version)?),
-            // Accepted by Nova's schema; this deployment has no access IPs and one disk
-            // config, so the values are checked and otherwise have no effect.
+            "accessIPv4" => access_v4 = Some(access_ip(key, v)?),
+            "accessIPv6" => access_v6 = Some(access_ip(key, v)?),
+            // Accepted by Nova's schema; this deployment has one disk config, so the value is
+            // checked and otherwise has no effect.
             "OS-DCF:diskConfig" if matches!(v.as_str(), Some("AUTO" | "MANUAL")) => {}
             "OS-DCF:diskConfig" => {
                 return Err(invalid(key, v, "is not one of ['AUTO', 'MANUAL']"));
-            }
-            "accessIPv4" | "accessIPv6" => {
-                return Err(bad(format!(
-                    "'{key}' is not supported by this deployment yet."
-                )));
             }
             other => return Err(body::unexpected(other)),
         }
@@ -71,6 +70,12 @@ pub(super) async fn update(
         }
         if let Some(hostname) = hostname {
             i.hostname = hostname;
+        }
+        if let Some(v4) = access_v4 {
+            i.access_ip_v4 = Some(v4);
+        }
+        if let Some(v6) = access_v6 {
+            i.access_ip_v6 = Some(v6);
         }
         Ok::<(), ApiError>(())
     })

@@ -80,14 +80,19 @@ async fn insert_with_build_task(
         .clone()
         .unwrap_or_else(|| nova_core::model::sanitize_hostname(&new.name));
     let hints = serde_json::to_string(&new.scheduler_hints).map_err(|e| corrupt(e.to_string()))?;
+    let trusted = match &new.trusted_image_certificates {
+        None => None,
+        Some(t) => Some(serde_json::to_string(t).map_err(|e| corrupt(e.to_string()))?),
+    };
     on_tx!(tx, c => {
         sqlx::query(
             "INSERT INTO instances (uuid, name, project_id, user_id, vm_state, task_state, \
              power_state, node_type, flavor, image_ref, metadata, user_data, availability_zone, \
              created_at, updated_at, deleted, description, key_name, key_data, tags, vcpus, \
-             memory_mb, hostname, networks, scheduler_hints, flavor_id) \
+             memory_mb, hostname, networks, scheduler_hints, flavor_id, access_ip_v4, \
+             access_ip_v6, config_drive, trusted_image_certificates) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, \
-             $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)",
+             $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)",
         )
         .bind(uuid.0)
         .bind(&new.name)
@@ -114,6 +119,10 @@ async fn insert_with_build_task(
         .bind(new.networks.to_column())
         .bind(&hints)
         .bind(&new.flavor.flavorid)
+        .bind(&new.access_ip_v4)
+        .bind(&new.access_ip_v6)
+        .bind(new.config_drive)
+        .bind(&trusted)
         .execute(&mut *c)
         .await?;
     });
@@ -156,6 +165,10 @@ async fn insert_with_build_task(
         networks: new.networks.clone(),
         addresses: Vec::new(),
         scheduler_hints: new.scheduler_hints.clone(),
+        access_ip_v4: new.access_ip_v4.clone(),
+        access_ip_v6: new.access_ip_v6.clone(),
+        config_drive: new.config_drive,
+        trusted_image_certificates: new.trusted_image_certificates.clone(),
     };
     Ok((instance, task))
 }

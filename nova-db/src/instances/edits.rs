@@ -82,7 +82,8 @@ where
     on_tx!(&mut tx, c => {
         sqlx::query(
             "UPDATE instances SET name = $2, description = $3, metadata = $4, tags = $5, \
-             locked_by = $6, locked_reason = $7, updated_at = $8, hostname = $9 WHERE uuid = $1",
+             locked_by = $6, locked_reason = $7, updated_at = $8, hostname = $9, \
+             access_ip_v4 = $10, access_ip_v6 = $11 WHERE uuid = $1",
         )
         .bind(uuid.0)
         .bind(&instance.name)
@@ -93,6 +94,8 @@ where
         .bind(&instance.locked_reason)
         .bind(instance.updated_at)
         .bind(&instance.hostname)
+        .bind(&instance.access_ip_v4)
+        .bind(&instance.access_ip_v6)
         .execute(&mut *c)
         .await
         .map_err(DbError::from)?;

@@ -36,6 +36,10 @@ pub struct NewInstance {
     pub hostname: Option<String>,
     pub networks: NetworkRequest,
     pub scheduler_hints: SchedulerHints,
+    pub access_ip_v4: Option<String>,
+    pub access_ip_v6: Option<String>,
+    pub config_drive: bool,
+    pub trusted_image_certificates: Option<Vec<String>>,
 }
 
 /// What a project's servers use: how many, their vcpus and their memory (MB).

@@ -547,6 +547,7 @@ async fn every_driver_call_is_idempotent() -> anyhow::Result<()> {
         key_data: None,
         hostname: None,
         networks: nova_core::model::NetworkRequest::None,
+        config_drive: true,
     };
     let id = spec.uuid.to_string();
     let first = driver.spawn(&spec, Some(&image.archive)).await?;
@@ -582,4 +583,60 @@ async fn every_driver_call_is_idempotent() -> anyhow::Result<()> {
 fn base64_encode(data: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+/// `config_drive` honoured: on a host that does not force one, a server that asks for a
+/// config drive gets it (mounted read-only, with its metadata) and shows `config_drive` "True";
+/// one that does not ask (the Terraform provider's `false`) gets none and shows "".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_drive_is_there_when_asked_for() -> anyhow::Result<()> {
+    let (mut options, state, _cleanup) = options()?;
+    options.docker.force_config_drive = false;
+    let stack = Distributed::start(options).await?;
+    let docker = engine()?;
+    let c = Client::new(stack.api_url(), "demo:demo").at_microversion("2.52");
+    container_flavor(&stack, "cd1", 64, 1).await?;
+    let image = docker_image(&c).await?;
+    let with = create_server(
+        &c,
+        json!({"name": "with", "imageRef": image, "flavorRef": "cd1", "networks": "none",
+               "config_drive": true, "metadata": {"role": "db"}}),
+    )
+    .await?;
+    let without = create_server(
+        &c,
+        json!({"name": "without", "imageRef": image, "flavorRef": "cd1", "networks": "none",
+               "config_drive": false, "user_data": ""}),
+    )
+    .await?;
+    for id in [&with, &without] {
+        c.wait_status(id, "ACTIVE", WAIT).await?;
+    }
+    let mounted = |inspect: &ContainerInspectResponse| {
+        inspect
+            .mounts
+            .clone()
+            .unwrap_or_default()
+            .iter()
+            .any(|m| m.destination.as_deref() == Some("/mnt/config"))
+    };
+    assert!(mounted(&inspect_of(&docker, &with).await?));
+    let meta: Value = serde_json::from_slice(&std::fs::read(
+        state
+            .path()
+            .join(&with)
+            .join("openstack/latest/meta_data.json"),
+    )?)?;
+    assert_eq!(meta["meta"]["role"], json!("db"));
+    assert!(!mounted(&inspect_of(&docker, &without).await?));
+    assert!(!state.path().join(&without).exists());
+    let shown = c.server(&with).await?.body["server"]["config_drive"].clone();
+    assert_eq!(shown, json!("True"));
+    let shown = c.server(&without).await?.body["server"]["config_drive"].clone();
+    assert_eq!(shown, json!(""));
+    for id in [&with, &without] {
+        assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 204);
+        c.wait_gone(id, WAIT).await?;
+    }
+    Ok(())
 }

@@ -707,3 +707,91 @@ async fn images_in_an_s3_bucket_are_shared_by_api_replicas() -> anyhow::Result<(
     replica.1.stop(false).await;
     Ok(())
 }
+
+/// python-glanceclient, which Horizon uses for images: it reads Glance's schema documents
+/// before it lists, shows or updates, and validates what it gets against them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_glanceclient_reads_the_schemas_and_the_images() -> anyhow::Result<()> {
+    let stack = start(None).await?;
+    let url = stack.api_url().to_owned();
+    let glance = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/glance");
+    anyhow::ensure!(
+        glance.exists(),
+        "{} missing: scripts/test.sh installs python-glanceclient",
+        glance.display()
+    );
+    let run = |args: Vec<String>| {
+        let (glance, url) = (glance.clone(), url.clone());
+        async move {
+            let out = tokio::process::Command::new(glance)
+                .args(&args)
+                .env("OS_AUTH_URL", format!("{url}/identity/v3"))
+                .env("OS_USERNAME", "demo")
+                .env("OS_PASSWORD", DEMO_PASSWORD)
+                .env("OS_PROJECT_NAME", "demo")
+                .env("OS_USER_DOMAIN_NAME", "Default")
+                .env("OS_PROJECT_DOMAIN_NAME", "Default")
+                .env("OS_IMAGE_API_VERSION", "2")
+                .output()
+                .await?;
+            anyhow::ensure!(
+                out.status.success(),
+                "glance {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            anyhow::Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+    };
+    let dir = tempfile::tempdir()?;
+    let disk = dir.path().join("disk.raw");
+    std::fs::write(&disk, b"a small disk")?;
+    let created = run(vec![
+        "image-create".into(),
+        "--name".into(),
+        "from-glanceclient".into(),
+        "--disk-format".into(),
+        "raw".into(),
+        "--container-format".into(),
+        "bare".into(),
+        "--file".into(),
+        disk.display().to_string(),
+        "--property".into(),
+        "os_distro=busybox".into(),
+    ])
+    .await?;
+    assert!(created.contains("from-glanceclient"), "{created}");
+    assert!(created.contains("active"), "{created}");
+    let listed = run(vec!["image-list".into()]).await?;
+    assert!(listed.contains("from-glanceclient"), "{listed}");
+    let id = listed
+        .lines()
+        .find(|l| l.contains("from-glanceclient"))
+        .and_then(|l| l.split('|').nth(1))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    // An update is a JSON patch the client builds from the schema.
+    run(vec![
+        "image-update".into(),
+        "--min-ram".into(),
+        "64".into(),
+        "--property".into(),
+        "os_version=1".into(),
+        id.clone(),
+    ])
+    .await?;
+    let shown = run(vec!["image-show".into(), id]).await?;
+    for expected in ["os_distro", "busybox", "os_version", "min_ram", "64"] {
+        assert!(shown.contains(expected), "{expected} in {shown}");
+    }
+    let members = run(vec![
+        "member-list".into(),
+        "--image-id".into(),
+        IMAGE_NOT_SHARED.into(),
+    ])
+    .await;
+    assert!(members.is_err(), "a public image has no members");
+    Ok(())
+}
+
+/// A public image of the test stacks (it has no members: only shared images do).
+const IMAGE_NOT_SHARED: &str = e2e::client::IMAGE;

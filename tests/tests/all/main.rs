@@ -3,6 +3,7 @@
 //! `image_memory` measures a process's memory with nothing else running beside it.
 
 mod bus;
+mod compatibility;
 mod compute_cli;
 mod config_samples;
 mod docker;

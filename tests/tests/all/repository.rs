@@ -71,6 +71,10 @@ async fn new_instance(
         hostname: None,
         networks: NetworkRequest::Auto,
         scheduler_hints: Default::default(),
+        access_ip_v4: None,
+        access_ip_v6: None,
+        config_drive: false,
+        trusted_image_certificates: None,
     };
     let created = instances::create_with_build_tasks(db, &[new], "req-test", |_| {
         Ok::<(), nova_db::DbError>(())

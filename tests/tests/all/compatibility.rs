@@ -1,0 +1,613 @@
+//! What real clients send and read, accepted and answered as Nova answers it: the Terraform
+//! OpenStack provider's create body, Tempest's request shapes (string booleans, `{}` as an
+//! action's argument, flavor paging and filters, x509 key pairs, the hypervisor routes before
+//! 2.53, the version documents), what Horizon reads (usage, volume attachments, Glance's
+//! schemas through python-glanceclient), and the inputs Nova refuses.
+
+use e2e::client::{Client, IMAGE};
+use e2e::on_both_shapes;
+use e2e::stack::{AllInOneStack, Options, Stack};
+use keystone_auth::{AuthSettings, Strategy};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn admin(stack: &dyn Stack) -> Client {
+    Client::new(stack.api_url(), "admin:admin")
+}
+
+fn demo(stack: &dyn Stack, version: &str) -> Client {
+    Client::new(stack.api_url(), "demo:demo").at_microversion(version)
+}
+
+on_both_shapes!(
+    the_terraform_providers_create_body_is_accepted,
+    Options::default()
+);
+async fn the_terraform_providers_create_body_is_accepted(stack: &dyn Stack) -> anyhow::Result<()> {
+    let c = demo(stack, "2.52");
+    let network = admin(stack)
+        .create_network(json!({"name": "tf-net", "shared": true}))
+        .await?;
+    // Imported with its trailing newline, as the provider reads a key file.
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl tf@example\n";
+    let r = c
+        .post(
+            "/os-keypairs",
+            &json!({"keypair": {"name": "tf-key", "public_key": key}}),
+        )
+        .await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["keypair"]["public_key"], json!(key));
+    let r = c.get("/os-keypairs/tf-key").await?;
+    assert_eq!(r.body["keypair"]["public_key"], json!(key), "byte for byte");
+    // The provider's body, as it sends it for a server with a network, a key pair, metadata
+    // and tags.
+    let body = json!({"server": {
+        "name": "tf-server",
+        "imageRef": IMAGE,
+        "flavorRef": "1",
+        "key_name": "tf-key",
+        "metadata": {"owner": "terraform"},
+        "networks": [{"uuid": network}],
+        "config_drive": false,
+        "user_data": "",
+        "security_groups": [{"name": "default"}],
+        "tags": ["tf"],
+    }});
+    let r = c.post("/servers", &body).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.body["server"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let s = c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(s["key_name"], json!("tf-key"));
+    assert_eq!(s["metadata"]["owner"], json!("terraform"));
+    assert_eq!(s["tags"], json!(["tf"]));
+    assert_eq!(s["config_drive"], json!(""));
+    let chosen = nova_db::instances::get(stack.db(), id.parse()?)
+        .await?
+        .map(|i| i.networks);
+    assert!(
+        matches!(&chosen, Some(nova_core::model::NetworkRequest::Chosen(n)) if n[0].id == network),
+        "{chosen:?}"
+    );
+    Ok(())
+}
+
+on_both_shapes!(create_fields_nova_accepts_are_accepted, Options::default());
+async fn create_fields_nova_accepts_are_accepted(stack: &dyn Stack) -> anyhow::Result<()> {
+    let c = demo(stack, "2.1");
+    // adminPass is returned as given; access IPs are kept and shown; config_drive shows.
+    let r = c
+        .post(
+            "/servers",
+            &json!({"server": {"name": "fields", "imageRef": IMAGE, "flavorRef": "1",
+                "adminPass": "s3cret!", "accessIPv4": "192.0.2.7", "accessIPv6": "2001:db8::7",
+                "config_drive": "True", "personality": [], "block_device_mapping": []}}),
+        )
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.body["server"]["adminPass"], json!("s3cret!"));
+    let id = r.body["server"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let s = c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(s["accessIPv4"], json!("192.0.2.7"));
+    assert_eq!(s["accessIPv6"], json!("2001:db8::7"));
+    assert_eq!(s["config_drive"], json!("True"));
+    let r = c
+        .put(
+            &format!("/servers/{id}"),
+            &json!({"server": {"accessIPv4": "192.0.2.8"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["server"]["accessIPv4"], json!("192.0.2.8"));
+    // Bad values are still Nova's 400, with nothing written.
+    for bad in [
+        json!({"accessIPv4": "not-an-address"}),
+        json!({"accessIPv6": "192.0.2.1"}),
+        json!({"config_drive": "maybe"}),
+        json!({"personality": [{"path": "/etc/x", "contents": "%%%"}]}),
+    ] {
+        let mut server = json!({"name": "bad", "imageRef": IMAGE, "flavorRef": "1"});
+        for (k, v) in bad.as_object().into_iter().flatten() {
+            server[k] = v.clone();
+        }
+        let r = c.post("/servers", &json!({ "server": server })).await?;
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+    }
+    // personality is gone from 2.57.
+    let r = demo(stack, "2.57")
+        .post(
+            "/servers",
+            &json!({"server": {"name": "p", "imageRef": IMAGE, "flavorRef": "1",
+                "networks": "none", "personality": []}}),
+        )
+        .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    // return_reservation_id: the reservation instead of a server.
+    let r = c
+        .post(
+            "/servers",
+            &json!({"server": {"name": "rsv", "imageRef": IMAGE, "flavorRef": "1",
+                "min_count": 2, "return_reservation_id": true}}),
+        )
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert!(r.body["reservation_id"]
+        .as_str()
+        .is_some_and(|r| r.starts_with("r-")));
+    // trusted_image_certificates (2.63): kept and shown.
+    let c63 = demo(stack, "2.63");
+    let r = c63
+        .post(
+            "/servers",
+            &json!({"server": {"name": "certs", "imageRef": IMAGE, "flavorRef": "1",
+                "networks": "none", "trusted_image_certificates": ["cert-1", "cert-2"]}}),
+        )
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.body["server"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let s = c63.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(s["trusted_image_certificates"], json!(["cert-1", "cert-2"]));
+    // host (2.74) is for admins, and must name a host.
+    let body = json!({"server": {"name": "h", "imageRef": IMAGE, "flavorRef": "1",
+        "networks": "none", "host": "no-such-host"}});
+    let r = demo(stack, "2.74").post("/servers", &body).await?;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = admin(stack)
+        .at_microversion("2.74")
+        .post("/servers", &body)
+        .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        json!("Compute host no-such-host could not be found.")
+    );
+    Ok(())
+}
+
+on_both_shapes!(
+    an_image_too_big_for_the_flavor_is_refused,
+    Options::default()
+);
+async fn an_image_too_big_for_the_flavor_is_refused(stack: &dyn Stack) -> anyhow::Result<()> {
+    let c = demo(stack, "2.1");
+    let flavor = admin(stack)
+        .post(
+            "/flavors",
+            &json!({"flavor": {"name": "small", "id": "small", "ram": 256, "vcpus": 1, "disk": 1}}),
+        )
+        .await?;
+    assert_eq!(flavor.status, 200, "{}", flavor.body);
+    let http = reqwest::Client::new();
+    let images = format!("{}/image/v2/images", stack.api_url());
+    for (field, value, message) in [
+        ("min_ram", 512, "Flavor's memory is too small for requested image."),
+        ("min_disk", 2, "Flavor's disk is too small for requested image. Flavor disk is 1073741824 bytes, minimum size is 2147483648 bytes."),
+    ] {
+        let created: Value = http
+            .post(&images)
+            .header("X-Auth-Token", "demo:demo")
+            .json(&json!({"name": field, "container_format": "bare", "disk_format": "raw",
+                          field: value}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let id = created["id"].as_str().unwrap_or_default().to_owned();
+        let r = http
+            .put(format!("{images}/{id}/file"))
+            .header("X-Auth-Token", "demo:demo")
+            .header("Content-Type", "application/octet-stream")
+            .body(b"disk".to_vec())
+            .send()
+            .await?;
+        assert_eq!(r.status().as_u16(), 204);
+        let before = nova_db::instances::count_all(stack.db()).await?;
+        let r = c
+            .post(
+                "/servers",
+                &json!({"server": {"name": "big", "imageRef": id, "flavorRef": "small"}}),
+            )
+            .await?;
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert_eq!(r.body["badRequest"]["message"], json!(message));
+        assert_eq!(nova_db::instances::count_all(stack.db()).await?, before);
+    }
+    Ok(())
+}
+
+on_both_shapes!(
+    flavors_are_listed_and_made_as_tempest_asks,
+    Options::default()
+);
+async fn flavors_are_listed_and_made_as_tempest_asks(stack: &dyn Stack) -> anyhow::Result<()> {
+    let a = admin(stack);
+    // is_public in any of Nova's boolean spellings.
+    for (n, spelling, public) in [
+        (1, json!("True"), true),
+        (2, json!("false"), false),
+        (3, json!("1"), true),
+        (4, json!("no"), false),
+    ] {
+        let r = a
+            .post(
+                "/flavors",
+                &json!({"flavor": {"name": format!("pub-{n}"), "id": format!("pub-{n}"),
+                    "ram": 64 * n, "vcpus": 1, "disk": n, "os-flavor-access:is_public": spelling}}),
+            )
+            .await?;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(
+            r.body["flavor"]["os-flavor-access:is_public"],
+            json!(public)
+        );
+    }
+    let r = a
+        .post(
+            "/flavors",
+            &json!({"flavor": {"name": "pub-x", "ram": 64, "vcpus": 1, "disk": 1,
+                "os-flavor-access:is_public": "perhaps"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let ids = |r: &Value| -> Vec<String> {
+        r["flavors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f["id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let all = ids(&a.get("/flavors?is_public=none").await?.body);
+    // Paged by limit and marker, by flavor id.
+    let r = a.get("/flavors?is_public=none&limit=2").await?;
+    assert_eq!(ids(&r.body), all[..2]);
+    assert!(r.body["flavors_links"][0]["href"]
+        .as_str()
+        .is_some_and(|h| h.contains(&format!("marker={}", all[1]))));
+    let r = a
+        .get(&format!("/flavors/detail?is_public=none&marker={}", all[1]))
+        .await?;
+    assert_eq!(ids(&r.body), all[2..]);
+    // minRam and minDisk.
+    let r = a
+        .get("/flavors/detail?is_public=none&minRam=192&minDisk=3")
+        .await?;
+    let detail = r.body["flavors"].as_array().cloned().unwrap_or_default();
+    assert!(!detail.is_empty());
+    assert!(detail
+        .iter()
+        .all(|f| f["ram"].as_i64() >= Some(192) && f["disk"].as_i64() >= Some(3)));
+    // Sorted by a key Nova knows; one it does not is a 400.
+    let r = a
+        .get("/flavors?is_public=none&sort_key=memory_mb&sort_dir=desc")
+        .await?;
+    assert_eq!(r.status, 200);
+    assert_eq!(a.get("/flavors?sort_key=bogus").await?.status, 400);
+    assert_eq!(a.get("/flavors?marker=no-such-flavor").await?.status, 400);
+    // An extra spec value over 255 characters is refused.
+    let r = a
+        .post(
+            "/flavors/pub-1/os-extra_specs",
+            &json!({"extra_specs": {"hw:long": "x".repeat(256)}}),
+        )
+        .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    Ok(())
+}
+
+on_both_shapes!(tempests_request_shapes_are_accepted, Options::default());
+async fn tempests_request_shapes_are_accepted(stack: &dyn Stack) -> anyhow::Result<()> {
+    let c = demo(stack, "2.1");
+    let id = c.create_server("shapes", "1").await?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    // {"os-stop": {}}: Tempest's empty argument.
+    assert_eq!(c.action(&id, &json!({"os-stop": {}})).await?.status, 202);
+    c.wait_status(&id, "SHUTOFF", WAIT).await?;
+    assert_eq!(c.action(&id, &json!({"os-start": {}})).await?.status, 202);
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(
+        c.action(&id, &json!({"os-stop": {"x": 1}})).await?.status,
+        400
+    );
+    // x509 key pairs (2.2): generated, and imported.
+    let c22 = demo(stack, "2.2");
+    let r = c22
+        .post(
+            "/os-keypairs",
+            &json!({"keypair": {"name": "cert", "type": "x509"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["keypair"]["type"], json!("x509"));
+    let pem = r.body["keypair"]["public_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+    assert_eq!(
+        r.body["keypair"]["fingerprint"]
+            .as_str()
+            .map(|f| f.split(':').count()),
+        Some(20),
+        "a SHA-1 fingerprint"
+    );
+    let r = c22
+        .post(
+            "/os-keypairs",
+            &json!({"keypair": {"name": "cert2", "type": "x509", "public_key": pem}}),
+        )
+        .await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    // The version documents every link of `GET /` leads to.
+    let http = reqwest::Client::new();
+    let root: Value = http.get(stack.api_url()).send().await?.json().await?;
+    for v in root["versions"].as_array().into_iter().flatten() {
+        let href = v["links"][0]["href"].as_str().unwrap_or_default();
+        let r = http
+            .get(href)
+            .header("X-Auth-Token", "demo:demo")
+            .send()
+            .await?;
+        assert_eq!(r.status().as_u16(), 200, "{href}");
+        let doc: Value = r.json().await?;
+        assert_eq!(doc["version"]["id"], v["id"]);
+    }
+    Ok(())
+}
+
+on_both_shapes!(
+    the_hypervisor_routes_follow_the_microversion,
+    Options::default()
+);
+async fn the_hypervisor_routes_follow_the_microversion(stack: &dyn Stack) -> anyhow::Result<()> {
+    let a = admin(stack).at_microversion("2.52");
+    let id = demo(stack, "2.1").create_server("on-node", "1").await?;
+    demo(stack, "2.1").wait_status(&id, "ACTIVE", WAIT).await?;
+    let list = a.get("/os-hypervisors").await?.body;
+    let hypervisor = list["hypervisors"][0].clone();
+    let name = hypervisor["hypervisor_hostname"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let r = a.get(&format!("/os-hypervisors/{name}/search")).await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["hypervisors"][0]["hypervisor_hostname"], json!(name));
+    let r = a.get(&format!("/os-hypervisors/{name}/servers")).await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let servers = r.body["hypervisors"][0]["servers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(servers.iter().any(|s| s["uuid"] == json!(id)), "{}", r.body);
+    assert_eq!(
+        a.get("/os-hypervisors/no-such-node/search").await?.status,
+        404
+    );
+    let member = demo(stack, "2.52");
+    assert_eq!(
+        member
+            .get(&format!("/os-hypervisors/{name}/search"))
+            .await?
+            .status,
+        403
+    );
+    // Gone from 2.53, as in Nova.
+    let a53 = admin(stack).at_microversion("2.53");
+    assert_eq!(
+        a53.get(&format!("/os-hypervisors/{name}/search"))
+            .await?
+            .status,
+        404
+    );
+    // The uptime, asked of the host: for admins, from the host's agent.
+    let hid = hypervisor["id"].to_string();
+    assert_eq!(
+        member
+            .get(&format!("/os-hypervisors/{hid}/uptime"))
+            .await?
+            .status,
+        403
+    );
+    let r = a.get(&format!("/os-hypervisors/{hid}/uptime")).await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body["hypervisor"]["uptime"]
+        .as_str()
+        .is_some_and(|u| u.contains(" up ") && u.contains("load average")));
+    Ok(())
+}
+
+on_both_shapes!(
+    horizon_reads_usage_and_volume_attachments,
+    Options::default()
+);
+async fn horizon_reads_usage_and_volume_attachments(stack: &dyn Stack) -> anyhow::Result<()> {
+    let c = demo(stack, "2.40");
+    let old = demo(stack, "2.1");
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let id = old.create_server(&format!("used-{n}"), "1").await?;
+        c.wait_status(&id, "ACTIVE", WAIT).await?;
+        ids.push(id);
+    }
+    assert_eq!(c.delete(&format!("/servers/{}", ids[2])).await?.status, 204);
+    c.wait_gone(&ids[2], WAIT).await?;
+    let window = "start=2000-01-01T00:00:00&end=2100-01-01T00:00:00";
+    // One project's usage: every server that ran in the period, the deleted one too.
+    let r = c
+        .get(&format!("/os-simple-tenant-usage/demo?{window}"))
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let usage = &r.body["tenant_usage"];
+    assert_eq!(usage["tenant_id"], json!("demo"));
+    let servers = usage["server_usages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(servers.len(), 3, "{usage}");
+    assert!(servers
+        .iter()
+        .any(|s| s["state"] == json!("terminated") && s["ended_at"].is_string()));
+    assert!(usage["total_hours"].as_f64().is_some_and(|h| h > 0.0));
+    // Paged by server from 2.40.
+    let r = c
+        .get(&format!("/os-simple-tenant-usage/demo?{window}&limit=2"))
+        .await?;
+    let page = r.body["tenant_usage"]["server_usages"]
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(page, Some(2));
+    assert!(r.body["tenant_usage_links"][0]["href"].is_string());
+    // All projects for admins, detailed on request; members may not.
+    let a = admin(stack).at_microversion("2.40");
+    let r = a
+        .get(&format!("/os-simple-tenant-usage?{window}&detailed=1"))
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body["tenant_usages"]
+        .as_array()
+        .is_some_and(|u| u.iter().any(|t| t["tenant_id"] == json!("demo"))));
+    assert_eq!(
+        c.get(&format!("/os-simple-tenant-usage?{window}"))
+            .await?
+            .status,
+        403
+    );
+    assert_eq!(
+        c.get("/os-simple-tenant-usage/demo?start=2100-01-01T00:00:00&end=2000-01-01T00:00:00")
+            .await?
+            .status,
+        400
+    );
+    assert_eq!(
+        c.get("/os-simple-tenant-usage/demo?start=yesterday")
+            .await?
+            .status,
+        400
+    );
+    assert_eq!(
+        c.get("/os-simple-tenant-usage/someone-else").await?.status,
+        403
+    );
+    // No block storage: no volumes attached, and any one is not found.
+    let r = c
+        .get(&format!("/servers/{}/os-volume_attachments", ids[0]))
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, json!({"volumeAttachments": []}));
+    let r = c
+        .get(&format!("/servers/{}/os-volume_attachments/vol-1", ids[0]))
+        .await?;
+    assert_eq!(r.status, 404);
+    Ok(())
+}
+
+on_both_shapes!(routes_answer_as_novas_do, Options::default());
+async fn routes_answer_as_novas_do(stack: &dyn Stack) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let url = stack.api_url();
+    // Without a token, a path that does not exist is a 401, as Nova's auth runs first.
+    let r = http.get(format!("{url}/v2.1/no-such-thing")).send().await?;
+    assert_eq!(r.status().as_u16(), 401);
+    let r = http
+        .get(format!("{url}/v2.1/no-such-thing"))
+        .header("X-Auth-Token", "demo:demo")
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 404);
+    // A method a path does not take: 405 with Allow, in Nova's fault body.
+    let r = http
+        .request(
+            reqwest::Method::from_bytes(b"TRACE")?,
+            format!("{url}/v2.1/flavors"),
+        )
+        .header("X-Auth-Token", "demo:demo")
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 405);
+    let allow = r
+        .headers()
+        .get("allow")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+    let body: Value = r.json().await?;
+    assert_eq!(body["badMethod"]["code"], json!(405));
+    Ok(())
+}
+
+/// With identity here, a project named in a request must exist (Nova asks Keystone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projects_named_in_requests_must_exist() -> anyhow::Result<()> {
+    let stack = AllInOneStack::start(Options {
+        auth: Some(AuthSettings {
+            strategy: Strategy::Keystone,
+            admin_password: Some("admin-pw".into()),
+            demo_password: Some("demo-pw".into()),
+            ..Default::default()
+        }),
+        ..Options::default()
+    })
+    .await?;
+    let url = stack.api_url().to_owned();
+    let token = e2e::client::password_token(&url, "admin", "admin-pw", "admin").await?;
+    let a = Client::new(&url, &token);
+    let r = a
+        .put(
+            "/os-quota-sets/no-such-project",
+            &json!({"quota_set": {"instances": 5}}),
+        )
+        .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        json!("Project ID no-such-project is not a valid project.")
+    );
+    let r = a
+        .post(
+            "/flavors",
+            &json!({"flavor": {"name": "priv", "id": "priv", "ram": 64, "vcpus": 1, "disk": 1,
+                "os-flavor-access:is_public": false}}),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = a
+        .post(
+            "/flavors/priv/action",
+            &json!({"addTenantAccess": {"tenant": "no-such-project"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    // A project that exists is fine.
+    let demo = nova_db::identity::projects(stack.db(), Some("demo"), None)
+        .await?
+        .first()
+        .map(|p| p.id.clone())
+        .unwrap_or_default();
+    let r = a
+        .put(
+            &format!("/os-quota-sets/{demo}"),
+            &json!({"quota_set": {"instances": 5}}),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = a
+        .post(
+            "/flavors/priv/action",
+            &json!({"addTenantAccess": {"tenant": demo}}),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    Ok(())
+}
