@@ -310,6 +310,35 @@ impl FakeDriver {
     }
 }
 
+/// An address in 10.0.0.0/8 and a locally administered MAC for each chosen network, the same
+/// every time for the same instance and network.
+fn fake_addresses(spec: &InstanceSpec) -> Vec<nova_core::model::Address> {
+    let nova_core::model::NetworkRequest::Chosen(networks) = &spec.networks else {
+        return Vec::new();
+    };
+    networks
+        .iter()
+        .enumerate()
+        .map(|(n, network)| {
+            let b = spec.uuid.0.as_bytes();
+            let host = [
+                b[13],
+                b[14],
+                b[15].wrapping_add(u8::try_from(n).unwrap_or(0)),
+            ];
+            nova_core::model::Address {
+                network: network.name.clone(),
+                addr: format!("10.{}.{}.{}", host[0], host[1], host[2].max(2)),
+                version: 4,
+                mac: Some(format!(
+                    "fa:16:3e:{:02x}:{:02x}:{:02x}",
+                    host[0], host[1], host[2]
+                )),
+            }
+        })
+        .collect()
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -378,8 +407,10 @@ impl Compute for FakeDriver {
             uuid: spec.uuid,
             node: i.node.clone(),
             power_state: i.power_state,
-            // It connects nothing.
-            addresses: Vec::new(),
+            // It connects nothing, but reports an address on each network the server chose,
+            // made from the instance and the network (as Nova's fake driver reports fake
+            // network information), so that address views have something to show.
+            addresses: fake_addresses(spec),
         };
         drop(instances);
         self.spawns_done.send_modify(|n| *n += 1);

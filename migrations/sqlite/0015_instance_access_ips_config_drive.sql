@@ -5,3 +5,5 @@ ALTER TABLE instances ADD COLUMN access_ip_v6 TEXT;
 ALTER TABLE instances ADD COLUMN config_drive INTEGER NOT NULL DEFAULT 0;
 -- The trusted image certificate ids a create gave (2.63), a JSON list; NULL when none.
 ALTER TABLE instances ADD COLUMN trusted_image_certificates TEXT;
+-- The disk configuration the create (or an update) chose: AUTO when true, MANUAL when false.
+ALTER TABLE instances ADD COLUMN auto_disk_config INTEGER NOT NULL DEFAULT 0;

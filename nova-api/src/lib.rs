@@ -6,12 +6,17 @@
 //! compute host. Errors of every kind leave as Nova's fault body (`api_toolkit::ApiError`'s own
 //! rendering).
 
+pub mod extensions;
 pub mod flavors;
 pub mod instance_actions;
+pub mod instance_usage_audit_log;
 pub mod keypairs;
 pub mod os_availability_zone;
+pub mod os_hosts;
 pub mod os_hypervisors;
+pub mod os_networks;
 pub mod os_services;
+pub mod quota_classes;
 pub mod quotas;
 pub mod servers;
 pub mod simple_tenant_usage;
@@ -102,6 +107,11 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .configure(keypairs::configure)
             .configure(quotas::configure)
             .configure(os_availability_zone::configure)
-            .configure(simple_tenant_usage::configure),
+            .configure(simple_tenant_usage::configure)
+            .configure(extensions::configure)
+            .configure(os_hosts::configure)
+            .configure(os_networks::configure)
+            .configure(instance_usage_audit_log::configure)
+            .configure(quota_classes::configure),
     );
 }

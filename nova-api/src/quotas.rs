@@ -44,12 +44,35 @@ fn shown(until: Option<u16>, v: ApiVersion) -> bool {
     until.is_none_or(|last| v <= ApiVersion(2, last))
 }
 
-/// The project's limit of every resource (its own, else the default).
-pub async fn limits_of(db: &Db, project: &str) -> ApiResult<BTreeMap<&'static str, i64>> {
-    let set = quotas::limits(db, project).await?;
+/// Where the `default` quota class's limits are kept: in the quota table, under a key no
+/// project id can be (ids are hex).
+pub(crate) const DEFAULT_CLASS: &str = "class:default";
+
+/// Every resource the quotas know, with Nova's default and the last microversion a project's
+/// quota set shows it in.
+pub(crate) fn resources() -> &'static [(&'static str, i64, Option<u16>)] {
+    RESOURCES
+}
+
+/// The default limit of every resource: the `default` quota class's where an admin set one
+/// (`os-quota-class-sets`), else Nova's.
+pub async fn defaults_of(db: &Db) -> ApiResult<BTreeMap<&'static str, i64>> {
+    let class = quotas::limits(db, DEFAULT_CLASS).await?;
     Ok(RESOURCES
         .iter()
-        .map(|(r, default, _)| (*r, set.get(*r).copied().unwrap_or(*default)))
+        .map(|(r, default, _)| (*r, class.get(*r).copied().unwrap_or(*default)))
+        .collect())
+}
+
+/// The project's limit of every resource (its own, else the default).
+pub async fn limits_of(db: &Db, project: &str) -> ApiResult<BTreeMap<&'static str, i64>> {
+    let (set, defaults) = futures::try_join!(
+        async { Ok::<_, ApiError>(quotas::limits(db, project).await?) },
+        defaults_of(db)
+    )?;
+    Ok(defaults
+        .into_iter()
+        .map(|(r, default)| (r, set.get(r).copied().unwrap_or(default)))
         .collect())
 }
 
@@ -185,10 +208,11 @@ async fn show(
 async fn defaults(
     req: HttpRequest,
     _ctx: RequestContext,
+    state: web::Data<AppState>,
     project: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let v = ApiVersion::of(&req);
-    let limits: BTreeMap<&str, i64> = RESOURCES.iter().map(|(r, d, _)| (*r, *d)).collect();
+    let limits = defaults_of(&state.db).await?;
     let mut set = quota_set(&limits, v);
     set.insert("id".into(), json!(project.as_str()));
     Ok(HttpResponse::Ok().json(json!({ "quota_set": set })))

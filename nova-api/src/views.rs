@@ -359,7 +359,7 @@ pub fn server_detail<'a>(viewer: &ServerViewer<'a>, i: &'a Instance) -> ServerDe
         access_ipv4: i.access_ip_v4.as_deref().unwrap_or_default(),
         access_ipv6: i.access_ip_v6.as_deref().unwrap_or_default(),
         links,
-        disk_config: "MANUAL",
+        disk_config: if i.auto_disk_config { "AUTO" } else { "MANUAL" },
         progress: matches!(
             status,
             "ACTIVE" | "BUILD" | "REBUILD" | "RESIZE" | "VERIFY_RESIZE" | "MIGRATING"

@@ -283,6 +283,9 @@ pub struct Instance {
     /// The trusted image certificate ids the create gave (2.63); kept and shown, as Nova with
     /// image signature verification off does nothing else with them.
     pub trusted_image_certificates: Option<Vec<String>>,
+    /// `OS-DCF:diskConfig`: AUTO (true) or MANUAL (false). One disk configuration is done
+    /// here whichever is chosen; the choice is kept and shown, as Nova shows it.
+    pub auto_disk_config: bool,
 }
 
 /// Nova's `same_host` and `different_host` scheduler hints (its SameHostFilter and

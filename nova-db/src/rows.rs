@@ -44,6 +44,7 @@ pub(super) struct InstanceRow {
     pub access_ip_v6: Option<String>,
     pub config_drive: bool,
     pub trusted_image_certificates: Option<String>,
+    pub auto_disk_config: bool,
 }
 
 /// The column list matching [`InstanceRow`], for `SELECT`s.
@@ -52,7 +53,7 @@ pub(super) const INSTANCE_COLUMNS: &str = "uuid, name, project_id, user_id, vm_s
     availability_zone, launched_at, terminated_at, created_at, updated_at, deleted, \
     description, key_name, key_data, locked_by, locked_reason, tags, hostname, networks, \
     addresses, scheduler_hints, access_ip_v4, access_ip_v6, config_drive, \
-    trusted_image_certificates";
+    trusted_image_certificates, auto_disk_config";
 
 impl InstanceRow {
     pub fn into_model(self, fault: Option<Fault>) -> DbResult<Instance> {
@@ -123,6 +124,7 @@ impl InstanceRow {
                         .map_err(|e| corrupt(format!("trusted_image_certificates: {e}")))?,
                 ),
             },
+            auto_disk_config: self.auto_disk_config,
         })
     }
 }

@@ -79,12 +79,21 @@ pub(super) async fn delete(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     NOVA.require_write(&ctx, "os_compute_api:servers:delete")?;
+    delete_server(&ctx, &state, &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Starts deleting a server, from whatever state it is in.
+pub(super) async fn delete_server(
+    ctx: &RequestContext,
+    state: &AppState,
+    id: &str,
+) -> ApiResult<()> {
     let rule = TransitionRule {
         from_vm_states: ALL_LIVE_STATES,
         task_state: TaskState::Deleting,
     };
-    begin(&state, &ctx, &id, "delete", rule, TaskKind::Delete).await?;
-    Ok(HttpResponse::NoContent().finish())
+    begin(state, ctx, id, "delete", rule, TaskKind::Delete).await
 }
 
 /// The `lock` action: the owner's lock, or an admin's that only an admin undoes; from 2.73
@@ -305,6 +314,9 @@ pub(super) async fn action(
         }
         _ => {}
     }
+    if let Some(done) = super::admin_actions::handle(&ctx, &state, &id, name, arg).await? {
+        return Ok(done);
+    }
     let (action, rule, kind) = match name.as_str() {
         "os-stop" => (
             "stop",
@@ -367,6 +379,6 @@ pub(super) async fn action(
 
 /// An action that takes no argument: Nova takes `null` and, as clients send it, an empty
 /// object (`{"os-stop": {}}`).
-fn no_argument(arg: &Value) -> bool {
+pub(super) fn no_argument(arg: &Value) -> bool {
     arg.is_null() || arg.as_object().is_some_and(serde_json::Map::is_empty)
 }

@@ -169,6 +169,7 @@ pub(super) struct CreateRequest {
     trusted_image_certificates: Option<Vec<String>>,
     /// How many files `personality` named (counted against the injected-files quota).
     personality_files: usize,
+    auto_disk_config: bool,
 }
 
 /// The uuids of a `networks` list (Nova's checks: objects with a uuid in proper format; ports,
@@ -476,15 +477,20 @@ pub(super) fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<Creat
             }
         },
     };
-    if let Some(v) = server.get("OS-DCF:diskConfig") {
-        if !matches!(v.as_str(), Some("AUTO" | "MANUAL")) {
-            return Err(invalid(
-                "OS-DCF:diskConfig",
-                v,
-                "is not one of ['AUTO', 'MANUAL']",
-            ));
-        }
-    }
+    let auto_disk_config = match server.get("OS-DCF:diskConfig") {
+        None => false,
+        Some(v) => match v.as_str() {
+            Some("AUTO") => true,
+            Some("MANUAL") => false,
+            _ => {
+                return Err(invalid(
+                    "OS-DCF:diskConfig",
+                    v,
+                    "is not one of ['AUTO', 'MANUAL']",
+                ))
+            }
+        },
+    };
     if let Some(v) = server.get("security_groups") {
         let only_default = v.as_array().is_some_and(|groups| {
             groups
@@ -649,6 +655,7 @@ pub(super) fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<Creat
         return_reservation_id,
         trusted_image_certificates,
         personality_files,
+        auto_disk_config,
     })
 }
 
@@ -744,6 +751,7 @@ pub(super) async fn create(
             access_ip_v6: request.access_ip_v6.clone(),
             config_drive: request.config_drive,
             trusted_image_certificates: request.trusted_image_certificates.clone(),
+            auto_disk_config: request.auto_disk_config,
         };
         news.push(new);
     }
@@ -782,7 +790,7 @@ pub(super) async fn create(
             "server": {
                 "id": id,
                 "links": links,
-                "OS-DCF:diskConfig": "MANUAL",
+                "OS-DCF:diskConfig": if request.auto_disk_config { "AUTO" } else { "MANUAL" },
                 "security_groups": [{"name": "default"}],
                 "adminPass": request.admin_pass.clone().unwrap_or_else(admin_pass),
             }

@@ -65,6 +65,10 @@ pub(super) async fn list_instances(
         }
     } else if !ctx.is_admin() {
         marker_conds.push(Cond::eq("project_id", Arg::Text(ctx.project_id.clone())));
+    } else if let Some(project) = q.last("tenant_id").or_else(|| q.last("project_id")) {
+        // As Nova: with `all_tenants`, an admin may name the project (`tenant_id`, which
+        // Nova maps to `project_id`); without it, the filter is ignored.
+        conds.push(Cond::eq("project_id", Arg::Text(project.to_owned())));
     }
     if let Some(host) = q.last("host").filter(|_| ctx.is_admin()) {
         conds.push(Cond::eq("host", Arg::Text(host.to_owned())));

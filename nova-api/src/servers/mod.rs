@@ -6,10 +6,12 @@
 
 mod actions;
 mod addresses;
+mod admin_actions;
 mod create;
 mod list;
 mod metadata;
 mod params;
+mod password;
 mod show;
 pub mod tags;
 mod update;
@@ -132,6 +134,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/servers/{id}/os-volume_attachments/{volume}")
             .route(web::get().to(volumes::show)),
+    )
+    .service(
+        web::resource("/servers/{id}/os-server-password")
+            .route(web::get().to(password::show))
+            .route(web::delete().to(password::clear)),
     )
     .configure(metadata::configure)
     .configure(tags::configure);

@@ -43,6 +43,7 @@ pub(super) async fn update(
     let mut hostname = None;
     let mut access_v4 = None;
     let mut access_v6 = None;
+    let mut disk_config = None;
     for (key, v) in server {
         match key.as_str() {
             "name" => name = Some(parse_name(v)?),
@@ -50,11 +51,13 @@ pub(super) async fn update(
             "hostname" if version.at_least(90) => hostname = Some(parse_hostname(v, version)?),
             "accessIPv4" => access_v4 = Some(access_ip(key, v)?),
             "accessIPv6" => access_v6 = Some(access_ip(key, v)?),
-            // Accepted by Nova's schema; this deployment has one disk config, so the value is
-            // checked and otherwise has no effect.
-            "OS-DCF:diskConfig" if matches!(v.as_str(), Some("AUTO" | "MANUAL")) => {}
+            // Kept and shown; one disk configuration is done whichever is chosen.
             "OS-DCF:diskConfig" => {
-                return Err(invalid(key, v, "is not one of ['AUTO', 'MANUAL']"));
+                disk_config = Some(match v.as_str() {
+                    Some("AUTO") => true,
+                    Some("MANUAL") => false,
+                    _ => return Err(invalid(key, v, "is not one of ['AUTO', 'MANUAL']")),
+                })
             }
             other => return Err(body::unexpected(other)),
         }
@@ -76,6 +79,9 @@ pub(super) async fn update(
         }
         if let Some(v6) = access_v6 {
             i.access_ip_v6 = Some(v6);
+        }
+        if let Some(auto) = disk_config {
+            i.auto_disk_config = auto;
         }
         Ok::<(), ApiError>(())
     })

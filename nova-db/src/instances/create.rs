@@ -90,9 +90,9 @@ async fn insert_with_build_task(
              power_state, node_type, flavor, image_ref, metadata, user_data, availability_zone, \
              created_at, updated_at, deleted, description, key_name, key_data, tags, vcpus, \
              memory_mb, hostname, networks, scheduler_hints, flavor_id, access_ip_v4, \
-             access_ip_v6, config_drive, trusted_image_certificates) \
+             access_ip_v6, config_drive, trusted_image_certificates, auto_disk_config) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, \
-             $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)",
+             $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)",
         )
         .bind(uuid.0)
         .bind(&new.name)
@@ -123,6 +123,7 @@ async fn insert_with_build_task(
         .bind(&new.access_ip_v6)
         .bind(new.config_drive)
         .bind(&trusted)
+        .bind(new.auto_disk_config)
         .execute(&mut *c)
         .await?;
     });
@@ -169,6 +170,7 @@ async fn insert_with_build_task(
         access_ip_v6: new.access_ip_v6.clone(),
         config_drive: new.config_drive,
         trusted_image_certificates: new.trusted_image_certificates.clone(),
+        auto_disk_config: new.auto_disk_config,
     };
     Ok((instance, task))
 }

@@ -83,7 +83,7 @@ where
         sqlx::query(
             "UPDATE instances SET name = $2, description = $3, metadata = $4, tags = $5, \
              locked_by = $6, locked_reason = $7, updated_at = $8, hostname = $9, \
-             access_ip_v4 = $10, access_ip_v6 = $11 WHERE uuid = $1",
+             access_ip_v4 = $10, access_ip_v6 = $11, auto_disk_config = $12 WHERE uuid = $1",
         )
         .bind(uuid.0)
         .bind(&instance.name)
@@ -96,6 +96,7 @@ where
         .bind(&instance.hostname)
         .bind(&instance.access_ip_v4)
         .bind(&instance.access_ip_v6)
+        .bind(instance.auto_disk_config)
         .execute(&mut *c)
         .await
         .map_err(DbError::from)?;

@@ -40,6 +40,7 @@ pub struct NewInstance {
     pub access_ip_v6: Option<String>,
     pub config_drive: bool,
     pub trusted_image_certificates: Option<Vec<String>>,
+    pub auto_disk_config: bool,
 }
 
 /// What a project's servers use: how many, their vcpus and their memory (MB).

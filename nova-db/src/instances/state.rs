@@ -264,6 +264,24 @@ pub async fn mark_deleted(tx: &mut Tx, uuid: InstanceUuid) -> DbResult<bool> {
     Ok(n == 1)
 }
 
+/// An admin's `os-resetState`: the server's vm state becomes `vm_state` and its task state is
+/// cleared, whatever they were (Nova's reset_state); false when there is no such live server.
+pub async fn reset_state(db: &Db, uuid: InstanceUuid, vm_state: VmState) -> DbResult<bool> {
+    let n = on_pool!(db, p => {
+        sqlx::query(
+            "UPDATE instances SET vm_state = $2, task_state = NULL, updated_at = $3 \
+             WHERE uuid = $1 AND NOT deleted",
+        )
+        .bind(uuid.0)
+        .bind(vm_state.as_str())
+        .bind(now_ms())
+        .execute(p)
+        .await?
+        .rows_affected()
+    });
+    Ok(n == 1)
+}
+
 /// Records the power state the sync loop observed.
 pub async fn set_power_state(db: &Db, uuid: InstanceUuid, power: PowerState) -> DbResult<()> {
     on_pool!(db, p => {

@@ -75,6 +75,7 @@ async fn new_instance(
         access_ip_v6: None,
         config_drive: false,
         trusted_image_certificates: None,
+        auto_disk_config: false,
     };
     let created = instances::create_with_build_tasks(db, &[new], "req-test", |_| {
         Ok::<(), nova_db::DbError>(())

@@ -1,0 +1,114 @@
+//! `/os-hosts` (admin, until 2.42, as Nova): every service's host, and a compute host's
+//! resources — its totals, what its servers use now, and per project.
+
+use crate::versions::ApiVersion;
+use crate::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use api_toolkit::listing::Query;
+use api_toolkit::policy::NOVA;
+use api_toolkit::{ApiError, ApiResult, RequestContext};
+use nova_core::model::COMPUTE_BINARY;
+use nova_db::{instances, nodes};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// Gone from 2.43: Nova's 404, as for a path that does not exist.
+fn removed_at_2_43(req: &HttpRequest) -> ApiResult<()> {
+    if ApiVersion::of(req).at_least(43) {
+        return Err(ApiError::NotFound(
+            "The resource could not be found.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A service's name and zone as os-hosts shows them: compute hosts in the default zone,
+/// the control plane's services in `internal`.
+fn service_and_zone(binary: &str) -> (String, &'static str) {
+    let service = binary.strip_prefix("nova-").unwrap_or(binary).to_owned();
+    let zone = if binary == COMPUTE_BINARY {
+        "nova"
+    } else {
+        "internal"
+    };
+    (service, zone)
+}
+
+async fn list(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    removed_at_2_43(&req)?;
+    NOVA.require_admin(&ctx, "os_compute_api:os-hosts:list")?;
+    let zone = Query::of(&req).last("zone").map(str::to_owned);
+    let hosts: Vec<Value> = nodes::services(&state.db)
+        .await?
+        .iter()
+        .filter_map(|s| {
+            let (service, z) = service_and_zone(&s.binary);
+            // As Nova: an empty zone filters nothing.
+            let wanted = zone.as_deref().is_none_or(|w| w.is_empty() || w == z);
+            wanted.then(|| json!({"host_name": s.host, "service": service, "zone": z}))
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "hosts": hosts })))
+}
+
+async fn show(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    host: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    removed_at_2_43(&req)?;
+    NOVA.require_admin(&ctx, "os_compute_api:os-hosts:show")?;
+    let on_host: Vec<_> = nodes::nodes(&state.db)
+        .await?
+        .into_iter()
+        .filter(|n| n.host == *host)
+        .collect();
+    if on_host.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "Compute host {host} could not be found."
+        )));
+    }
+    let resource = |project: &str, cpu: i64, memory_mb: i64, disk_gb: i64| {
+        json!({"resource": {"host": *host, "project": project, "cpu": cpu,
+                            "memory_mb": memory_mb, "disk_gb": disk_gb}})
+    };
+    let sum =
+        |f: &dyn Fn(&nova_core::model::ComputeNode) -> i64| on_host.iter().map(f).sum::<i64>();
+    let total = (
+        sum(&|n| n.inventory.total.vcpus),
+        sum(&|n| n.inventory.total.memory_mb),
+        sum(&|n| n.inventory.total.disk_gb),
+    );
+    let used = (
+        sum(&|n| n.used.vcpus),
+        sum(&|n| n.used.memory_mb),
+        sum(&|n| n.used.disk_gb),
+    );
+    let mut by_project: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
+    for i in instances::on_host(&state.db, &host).await? {
+        let e = by_project.entry(i.project_id.clone()).or_default();
+        e.0 += i.flavor.vcpus;
+        e.1 += i.flavor.memory_mb;
+        e.2 += i.flavor.root_gb + i.flavor.ephemeral_gb;
+    }
+    let mut resources = vec![
+        resource("(total)", total.0, total.1, total.2),
+        resource("(used_now)", used.0, used.1, used.2),
+        // Nothing here claims more than it uses: the most is what is used.
+        resource("(used_max)", used.0, used.1, used.2),
+    ];
+    for (project, (cpu, mem, disk)) in by_project {
+        resources.push(resource(&project, cpu, mem, disk));
+    }
+    Ok(HttpResponse::Ok().json(json!({ "host": resources })))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/os-hosts").route(web::get().to(list)))
+        .service(web::resource("/os-hosts/{host}").route(web::get().to(show)));
+}

@@ -1,0 +1,97 @@
+//! The server actions beyond the life cycle's tasks: an admin's `os-resetState` and
+//! `injectNetworkInfo`, and the deferred-delete pair `forceDelete` and `restore`.
+//!
+//! Deletes here are never deferred (Nova's `reclaim_instance_interval` is 0): a server is
+//! never SOFT_DELETED, so `restore` finds nothing to restore (Nova's 409), and `forceDelete`
+//! deletes at once, as a delete does.
+
+use super::actions::{delete_server, no_argument};
+use super::{not_found, visible};
+use crate::AppState;
+use actix_web::HttpResponse;
+use api_toolkit::body::invalid;
+use api_toolkit::policy::NOVA;
+use api_toolkit::{ApiError, ApiResult, RequestContext};
+use nova_core::ids::InstanceUuid;
+use nova_core::model::VmState;
+use nova_db::instances;
+use serde_json::Value;
+
+/// Handles `name` if it is one of these actions; `None` otherwise.
+pub(super) async fn handle(
+    ctx: &RequestContext,
+    state: &AppState,
+    id: &str,
+    name: &str,
+    arg: &Value,
+) -> ApiResult<Option<HttpResponse>> {
+    match name {
+        "os-resetState" => reset_state(ctx, state, id, arg).await?,
+        "injectNetworkInfo" => inject_network_info(ctx, state, id, arg).await?,
+        "forceDelete" => {
+            NOVA.require_write(ctx, "os_compute_api:os-deferred-delete:force")?;
+            if !no_argument(arg) {
+                return Err(invalid(name, arg, "None is the only accepted value"));
+            }
+            delete_server(ctx, state, id).await?;
+        }
+        "restore" => {
+            NOVA.require_write(ctx, "os_compute_api:os-deferred-delete:restore")?;
+            let instance = visible(state, ctx, id).await?;
+            return Err(ApiError::Conflict(format!(
+                "Cannot 'restore' instance {id} while it is in vm_state {}",
+                instance.vm_state
+            )));
+        }
+        _ => return Ok(None),
+    }
+    Ok(Some(HttpResponse::Accepted().finish()))
+}
+
+/// `os-resetState` (admin): `active` or `error`, the task state cleared.
+async fn reset_state(
+    ctx: &RequestContext,
+    state: &AppState,
+    id: &str,
+    arg: &Value,
+) -> ApiResult<()> {
+    NOVA.require_admin(ctx, "os_compute_api:os-admin-actions:reset_state")?;
+    let wanted = arg.get("state").unwrap_or(&Value::Null);
+    let vm_state = match (arg.as_object().map(|o| o.len()), wanted.as_str()) {
+        (Some(1), Some("active")) => VmState::Active,
+        (Some(1), Some("error")) => VmState::Error,
+        _ => {
+            return Err(invalid(
+                "state",
+                wanted,
+                "is not one of ['active', 'error']",
+            ))
+        }
+    };
+    let uuid: InstanceUuid = id.parse().map_err(|_| not_found(id))?;
+    if !instances::reset_state(&state.db, uuid, vm_state).await? {
+        return Err(not_found(id));
+    }
+    Ok(())
+}
+
+/// `injectNetworkInfo` (admin): no driver here keeps network configuration inside the guest
+/// to inject into (as most of Nova's drivers, for which it is a no-op), so it is accepted for
+/// a server that exists and changes nothing.
+async fn inject_network_info(
+    ctx: &RequestContext,
+    state: &AppState,
+    id: &str,
+    arg: &Value,
+) -> ApiResult<()> {
+    NOVA.require_admin(ctx, "os_compute_api:os-admin-actions:inject_network_info")?;
+    if !no_argument(arg) {
+        return Err(invalid(
+            "injectNetworkInfo",
+            arg,
+            "None is the only accepted value",
+        ));
+    }
+    visible(state, ctx, id).await?;
+    Ok(())
+}
