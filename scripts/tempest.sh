@@ -79,6 +79,9 @@ image_ref_alt=$(os image create --public --disk-format qcow2 --container-format 
     --file "$work/disk.img" -f value -c id tempest-image-alt)
 flavor_ref=$(os flavor create --ram 128 --vcpus 1 --disk 1 -f value -c id m1.tempest)
 flavor_ref_alt=$(os flavor create --ram 192 --vcpus 1 --disk 1 -f value -c id m1.tempest-alt)
+# The network Tempest's servers are on (a shared provider network; the fake driver boots
+# nothing, but reports an address on it).
+os network create --share tempest-net >/dev/null
 
 sed -e "s|@URL@|$url|g" \
     -e "s|@ADMIN_PASSWORD@|$admin_password|g" \

@@ -93,6 +93,8 @@ pub fn start(
     }
     let service_down_ms =
         i64::try_from(settings.service_down_time_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    // One store for the image API and the compute API's image proxy.
+    let image_data = image_api::store::open(&image.store)?;
     let mut services: Vec<Arc<dyn Service>> = Vec::new();
     for name in &settings.services {
         match name {
@@ -103,11 +105,13 @@ pub fn start(
                 service_down_ms,
                 // Projects live here when this service issues the tokens.
                 backends.identity.api.is_some(),
+                image_data.clone(),
             ))),
             ApiName::Image => services.push(Arc::new(image_api::ImageApi::new(
                 backends.db.clone(),
                 &image,
-            )?)),
+                image_data.clone(),
+            ))),
             ApiName::Network => {
                 services.push(Arc::new(network_api::NetworkApi::new(backends.db.clone())))
             }

@@ -1,6 +1,7 @@
 //! Image records: create, list, show, JSON-patch update and delete, with Glance's visibility
 //! rules and checks.
 
+use crate::store::ImageStore;
 use crate::ImageState;
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -11,6 +12,7 @@ use api_toolkit::{bad, ApiError, ApiResult, RequestContext};
 use nova_core::time::{iso8601_z, now_ms};
 use nova_db::images::{self as store, Image, Offers};
 use nova_db::listing::{self, Arg, Column, Cond, Dir, Kind, Listing, TagFilter};
+use nova_db::Db;
 use serde_json::{json, Map, Value};
 
 pub const CONTAINER_FORMATS: &[&str] = &[
@@ -479,10 +481,16 @@ pub(crate) async fn delete(
             "Image {id} is protected and cannot be deleted."
         )));
     }
-    store::delete(&state.db, &id).await?;
-    if let Err(e) = state.store.delete(&id).await {
+    delete_image(&state.db, state.store.as_ref(), &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Deletes an image's record, then its data (also the compute API's `/images` proxy).
+pub async fn delete_image(db: &Db, data: &dyn ImageStore, id: &str) -> ApiResult<()> {
+    store::delete(db, id).await?;
+    if let Err(e) = data.delete(id).await {
         // The record is gone; the data is only garbage now.
         tracing::warn!(image = %id, error = %e, "image data not removed");
     }
-    Ok(HttpResponse::NoContent().finish())
+    Ok(())
 }

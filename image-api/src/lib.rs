@@ -7,6 +7,7 @@
 
 mod data;
 mod images;
+pub use images::delete_image;
 mod members;
 mod schemas;
 pub mod store;
@@ -54,14 +55,16 @@ pub struct ImageApi {
 }
 
 impl ImageApi {
-    pub fn new(db: Db, settings: &ImageSettings) -> Result<Self, store::StoreError> {
-        Ok(Self {
+    /// `store` is [`store::open`]ed from `settings.store` by the caller, who may share it
+    /// (the compute API's image proxy deletes through it).
+    pub fn new(db: Db, settings: &ImageSettings, store: Arc<dyn ImageStore>) -> Self {
+        Self {
             state: web::Data::new(ImageState {
                 db,
-                store: store::open(&settings.store)?,
+                store,
                 size_cap: settings.size_cap,
             }),
-        })
+        }
     }
 }
 

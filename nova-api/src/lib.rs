@@ -8,6 +8,7 @@
 
 pub mod extensions;
 pub mod flavors;
+pub mod images;
 pub mod instance_actions;
 pub mod instance_usage_audit_log;
 pub mod keypairs;
@@ -25,6 +26,7 @@ pub mod views;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;
+use image_api::store::ImageStore;
 use nova_core::bus::Bus;
 use nova_core::rpc::Queues;
 use nova_db::Db;
@@ -41,6 +43,8 @@ pub struct AppState {
     /// Nova asks Keystone and refuses a project it does not know (400); with a remote Keystone
     /// or noauth2 they are taken as given, as Nova takes them when Keystone cannot say.
     pub projects_known: bool,
+    /// Image data, which the deprecated `/images` proxy deletes with the image.
+    pub image_data: Arc<dyn ImageStore>,
 }
 
 impl AppState {
@@ -71,6 +75,7 @@ impl ComputeApi {
         queues: Queues,
         service_down_ms: i64,
         projects_known: bool,
+        image_data: Arc<dyn ImageStore>,
     ) -> Self {
         Self {
             state: web::Data::new(AppState {
@@ -79,6 +84,7 @@ impl ComputeApi {
                 bus,
                 queues,
                 projects_known,
+                image_data,
             }),
         }
     }
@@ -102,6 +108,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .configure(servers::configure)
             .configure(instance_actions::configure)
             .configure(flavors::configure)
+            .configure(images::configure)
             .configure(os_services::configure)
             .configure(os_hypervisors::configure)
             .configure(keypairs::configure)

@@ -611,3 +611,95 @@ async fn projects_named_in_requests_must_exist() -> anyhow::Result<()> {
     assert_eq!(r.status, 200, "{}", r.body);
     Ok(())
 }
+
+on_both_shapes!(
+    the_image_proxy_answers_until_its_microversion,
+    Options::default()
+);
+/// The compute API's `/images` proxy (until 2.35) and image metadata (until 2.38), as the
+/// Tempest image tests and older novaclients use them.
+async fn the_image_proxy_answers_until_its_microversion(stack: &dyn Stack) -> anyhow::Result<()> {
+    let old = demo(stack, "2.35");
+    let id = old
+        .create_image("proxied", "bare", "raw", b"0123456789".to_vec())
+        .await?;
+    assert!(stack.image_store().join(&id).exists());
+    let r = old.get(&format!("/images/{id}")).await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["image"]["status"], json!("ACTIVE"));
+    assert_eq!(r.body["image"]["OS-EXT-IMG-SIZE:size"], json!(10));
+    let r = old.get("/images/detail?name=proxied").await?;
+    let ids: Vec<&Value> = r.body["images"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| &i["id"])
+        .collect();
+    assert_eq!(ids, vec![&json!(id)], "{}", r.body);
+    let r = old.get("/images?status=SAVING").await?;
+    assert_eq!(r.body["images"], json!([]), "active images are not saving");
+
+    let r = demo(stack, "2.36").get(&format!("/images/{id}")).await?;
+    assert_eq!(r.status, 404, "gone at 2.36: {}", r.body);
+
+    // Metadata stays until 2.38, within the metadata_items quota.
+    let meta = demo(stack, "2.38");
+    let r = meta
+        .post(
+            &format!("/images/{id}/metadata"),
+            &json!({"metadata": {"os_distro": "busybox"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = meta
+        .get(&format!("/images/{id}/metadata/os_distro"))
+        .await?;
+    assert_eq!(r.body, json!({"meta": {"os_distro": "busybox"}}));
+    let r = meta
+        .put(
+            &format!("/images/{id}/metadata/other"),
+            &json!({"meta": {"os_distro": "x"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 400, "body and URI mismatch: {}", r.body);
+    let r = meta
+        .delete(&format!("/images/{id}/metadata/missing"))
+        .await?;
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.body["itemNotFound"]["message"],
+        json!("Invalid metadata key")
+    );
+    let many: serde_json::Map<String, Value> =
+        (0..129).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let r = meta
+        .put(
+            &format!("/images/{id}/metadata"),
+            &json!({"metadata": many}),
+        )
+        .await?;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        r.body["forbidden"]["message"],
+        json!("Image metadata limit exceeded")
+    );
+    let r = meta.get(&format!("/images/{id}/metadata")).await?;
+    assert_eq!(
+        r.body,
+        json!({"metadata": {"os_distro": "busybox"}}),
+        "unchanged"
+    );
+    let r = demo(stack, "2.39")
+        .get(&format!("/images/{id}/metadata"))
+        .await?;
+    assert_eq!(r.status, 404);
+
+    // Another project can neither see nor delete it; its owner deletes record and data.
+    let other = Client::new(stack.api_url(), "eve:other").at_microversion("2.1");
+    assert_eq!(other.delete(&format!("/images/{id}")).await?.status, 404);
+    let r = old.delete(&format!("/images/{id}")).await?;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(old.get(&format!("/images/{id}")).await?.status, 404);
+    assert!(!stack.image_store().join(&id).exists(), "its data is gone");
+    Ok(())
+}
