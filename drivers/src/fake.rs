@@ -399,7 +399,7 @@ impl Compute for FakeDriver {
             image: image.map(Path::to_path_buf),
             key_data: spec.key_data.clone(),
             console: format!(
-                "fake: booting {} ({})\nfake: login: \n",
+                "fake: booting {} ({})\nfake: kernel started\nfake: init started\nfake: login: \n",
                 spec.name, spec.uuid
             ),
         });
@@ -561,7 +561,8 @@ mod tests {
         d.spawn(&s, None).await.unwrap();
         d.power_off(s.uuid, Duration::ZERO).await.unwrap();
         d.power_on(s.uuid).await.unwrap();
-        let out = d.console_output(s.uuid, Some(2)).await.unwrap();
+        // Split at newlines as Nova does: the empty piece after the last one counts.
+        let out = d.console_output(s.uuid, Some(3)).await.unwrap();
         assert_eq!(out, "fake: powered off\nfake: powered on\n");
     }
 }

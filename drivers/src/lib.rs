@@ -113,17 +113,15 @@ pub fn last_bytes(bytes: &[u8], max: usize) -> &[u8] {
 }
 
 /// The last `lines` lines of `text` (all of it for `None`), as `os-getConsoleOutput` returns.
+/// As Nova's `_tail_log`, the text is split at each newline, so the empty piece after a final
+/// newline counts as a line: clients (Tempest) count lines the same way.
 pub fn tail_lines(text: &str, lines: Option<usize>) -> String {
     match lines {
         None => text.to_owned(),
+        Some(0) => String::new(),
         Some(n) => {
-            let all: Vec<&str> = text.lines().collect();
-            let start = all.len().saturating_sub(n);
-            let mut out = all[start..].join("\n");
-            if !out.is_empty() && text.ends_with('\n') {
-                out.push('\n');
-            }
-            out
+            let all: Vec<&str> = text.split('\n').collect();
+            all[all.len().saturating_sub(n)..].join("\n")
         }
     }
 }
@@ -144,7 +142,10 @@ mod tests {
 
     #[test]
     fn tail_lines_counts_from_the_end() {
-        assert_eq!(tail_lines("a\nb\nc\n", Some(2)), "b\nc\n");
+        assert_eq!(tail_lines("a\nb\nc\n", Some(3)), "b\nc\n");
+        assert_eq!(tail_lines("a\nb\nc\n", Some(2)), "c\n");
+        assert_eq!(tail_lines("a\nb", Some(5)), "a\nb");
+        assert_eq!(tail_lines("a\nb", Some(0)), "");
         assert_eq!(tail_lines("a\nb\nc", None), "a\nb\nc");
     }
 }

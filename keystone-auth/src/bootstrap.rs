@@ -1,5 +1,6 @@
 //! The first start, as `keystone-manage bootstrap`: the `default` domain, the roles `admin`,
-//! `member` and `reader`, an `admin` project and user with all three roles, and a non-admin
+//! `manager`, `member`, `reader` and `service` (the first four implying each next one, see
+//! [`IMPLIED_ROLES`]), an `admin` project and user with all three roles, and a non-admin
 //! `demo` project and user (member, reader). Idempotent: what exists is left as it is.
 
 use crate::password;
@@ -13,6 +14,35 @@ use nova_db::{Db, DbError};
 pub struct Generated {
     pub admin_password: Option<String>,
     pub demo_password: Option<String>,
+}
+
+/// The role implications `keystone-manage bootstrap` records: admin ⇒ manager ⇒ member ⇒
+/// reader. A token carries the roles its assignments imply, as Keystone's do. This service has
+/// no implied-role API, so these are the only implications.
+pub const IMPLIED_ROLES: &[(&str, &str)] = &[
+    ("admin", "manager"),
+    ("manager", "member"),
+    ("member", "reader"),
+];
+
+/// `roles` with every role they imply ([`IMPLIED_ROLES`]) that exists, in name order.
+pub async fn with_implied(
+    db: &Db,
+    mut roles: Vec<store::Role>,
+) -> Result<Vec<store::Role>, DbError> {
+    let mut i = 0;
+    while i < roles.len() {
+        for (prior, implied) in IMPLIED_ROLES {
+            if roles[i].name == *prior && !roles.iter().any(|r| r.name == *implied) {
+                if let Some(r) = store::role_by_name(db, implied).await? {
+                    roles.push(r);
+                }
+            }
+        }
+        i += 1;
+    }
+    roles.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(roles)
 }
 
 async fn role(db: &Db, name: &str) -> Result<String, DbError> {
@@ -76,6 +106,8 @@ pub async fn bootstrap(db: &Db, settings: &AuthSettings) -> Result<Generated, Db
     let admin_role = role(db, "admin").await?;
     let member_role = role(db, "member").await?;
     let reader_role = role(db, "reader").await?;
+    role(db, "manager").await?;
+    role(db, "service").await?;
     let admin_project = project(db, "admin").await?;
     let demo_project = project(db, "demo").await?;
     let (admin, admin_password) = user(

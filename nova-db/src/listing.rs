@@ -117,6 +117,26 @@ impl Cond {
         }
     }
 
+    /// Some object of the JSON array in `column` has the integer `int_field` equal to `value`
+    /// and a text `text_field` that the regular expression matches from its start (Python's
+    /// `re.match`, as Nova's `ip`/`ip6` filters match each fixed address).
+    pub fn element_matches(
+        column: &str,
+        int_field: &str,
+        value: i64,
+        text_field: &str,
+        pattern: &str,
+    ) -> Self {
+        Self::sql(
+            format!(
+                "EXISTS (SELECT 1 FROM \u{1}ELEMENTS\u{1}{column}\u{1} \
+                 WHERE CAST(\u{1}FIELD\u{1}{int_field}\u{1} AS INTEGER) = ? \
+                 AND \u{1}FIELD\u{1}{text_field}\u{1} \u{1}REGEX\u{1} ?)"
+            ),
+            vec![Arg::Int(value), Arg::Text(format!("^(?:{pattern})"))],
+        )
+    }
+
     /// A condition no row meets (a filter on a value the service never has).
     pub fn never() -> Self {
         Self::sql("1 = 0", Vec::new())
@@ -226,7 +246,7 @@ impl Sql {
     /// Appends a fragment, numbering its `?`s.
     fn push_fragment(&mut self, fragment: &str, args: Vec<Arg>) {
         let regex = if self.pg { "~" } else { "REGEXP" };
-        let fragment = fragment.replace("\u{1}REGEX\u{1}", regex);
+        let fragment = self.json_markers(&fragment.replace("\u{1}REGEX\u{1}", regex));
         let mut args = args.into_iter();
         for (i, part) in fragment.split('?').enumerate() {
             if i > 0 {
@@ -241,6 +261,43 @@ impl Sql {
         if args.next().is_some() {
             self.mismatch = true;
         }
+    }
+
+    /// The backend's spelling of [`Cond::element_matches`]'s markers: the elements of a JSON
+    /// array column as rows (`\u{1}ELEMENTS\u{1}column\u{1}`) and a field of the current
+    /// element as text (`\u{1}FIELD\u{1}name\u{1}`).
+    fn json_markers(&self, fragment: &str) -> String {
+        let mut out = String::new();
+        let mut rest = fragment;
+        while let Some(at) = rest.find('\u{1}') {
+            out.push_str(&rest[..at]);
+            let tail = &rest[at + 1..];
+            let parsed = tail.split_once('\u{1}').and_then(|(kind, after)| {
+                let (name, after) = after.split_once('\u{1}')?;
+                let spelled = match (kind, self.pg) {
+                    ("ELEMENTS", true) => {
+                        format!("jsonb_array_elements(CAST({name} AS jsonb)) AS elements(e)")
+                    }
+                    ("ELEMENTS", false) => format!("json_each({name}) AS elements"),
+                    ("FIELD", true) => format!("(elements.e ->> '{name}')"),
+                    ("FIELD", false) => format!("json_extract(elements.value, '$.{name}')"),
+                    _ => return None,
+                };
+                Some((spelled, after))
+            });
+            match parsed {
+                Some((spelled, after)) => {
+                    out.push_str(&spelled);
+                    rest = after;
+                }
+                None => {
+                    out.push('\u{1}');
+                    rest = tail;
+                }
+            }
+        }
+        out.push_str(rest);
+        out
     }
 
     /// `column` as the statement orders and compares it: text byte by byte on both backends

@@ -85,7 +85,9 @@ pub(super) async fn resolve_scope(db: &Db, user: &str, scope: &Value) -> ApiResu
             return Err(bad("A project scope needs an id, or a name and a domain."));
         };
         let project = project.filter(|p| p.enabled).ok_or_else(unauthorized)?;
-        let roles = store::roles_of(db, user, &project.id, "").await?;
+        let roles =
+            crate::bootstrap::with_implied(db, store::roles_of(db, user, &project.id, "").await?)
+                .await?;
         if roles.is_empty() {
             return Err(unauthorized());
         }
@@ -97,7 +99,8 @@ pub(super) async fn resolve_scope(db: &Db, user: &str, scope: &Value) -> ApiResu
     }
     if scope["domain"].is_object() {
         let d = find_domain(db, &scope["domain"]).await?;
-        let roles = store::roles_of(db, user, "", &d).await?;
+        let roles =
+            crate::bootstrap::with_implied(db, store::roles_of(db, user, "", &d).await?).await?;
         if roles.is_empty() {
             return Err(unauthorized());
         }

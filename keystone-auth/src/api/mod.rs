@@ -44,7 +44,10 @@ impl IdentityState {
             .map_err(err)?
             .filter(|p| p.enabled)
             .ok_or_else(|| format!("no enabled project {project} in the default domain"))?;
-        let roles = store::roles_of(&self.db, &user.id, &project.id, "")
+        let assigned = store::roles_of(&self.db, &user.id, &project.id, "")
+            .await
+            .map_err(err)?;
+        let roles = crate::bootstrap::with_implied(&self.db, assigned)
             .await
             .map_err(err)?
             .into_iter()

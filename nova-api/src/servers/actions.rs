@@ -43,6 +43,12 @@ pub(super) async fn begin(
             Ok(())
         }
         Err(TransitionError::NotFound) => Err(not_found(id)),
+        // As Nova's `_delete`: a server already being deleted takes a second delete as done
+        // ("Instance is already in deleting state, ignoring this request").
+        Err(TransitionError::Conflict {
+            task_state: Some(TaskState::Deleting),
+            ..
+        }) if kind == TaskKind::Delete => Ok(()),
         // Nova's InstanceIsLocked.
         Err(TransitionError::Locked) => Err(ApiError::Conflict(format!("Instance {id} is locked"))),
         // Nova's message for InstanceInvalidState / InstanceInvalidTaskState.

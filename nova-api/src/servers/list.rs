@@ -98,6 +98,24 @@ pub(super) async fn list_instances(
         regex::Regex::new(name).map_err(|_| bad_name(name))?;
         conds.push(Cond::matches("name", name));
     }
+    // Nova's `ip` and `ip6`: a regular expression matched from the start of each fixed
+    // address of that version (a prefix such as `10.0.0.1` also finds `10.0.0.12`).
+    for (param, version) in [("ip", 4), ("ip6", 6)] {
+        if let Some(pattern) = q.last(param) {
+            regex::Regex::new(pattern).map_err(|_| {
+                bad(format!(
+                    "Invalid input for query parameters {param}. Value: {pattern}."
+                ))
+            })?;
+            conds.push(Cond::element_matches(
+                "addresses",
+                "version",
+                version,
+                "addr",
+                pattern,
+            ));
+        }
+    }
     let statuses: Vec<String> = q
         .all("status")
         .iter()

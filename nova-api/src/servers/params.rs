@@ -118,22 +118,24 @@ pub(super) fn parse_metadata(v: &Value) -> ApiResult<BTreeMap<String, String>> {
     Ok(out)
 }
 
-/// An IP address of the family `field` names (Nova's `accessIPv4`/`accessIPv6` formats).
+/// An IP address of the family `field` names (Nova's `accessIPv4`/`accessIPv6` formats), in
+/// its canonical spelling: Nova keeps it as an address object, so
+/// `0000:…:babe:220.12.22.2` reads back as `::babe:dc0c:1602` (Tempest checks this).
 pub(super) fn access_ip(field: &str, v: &Value) -> ApiResult<String> {
-    let ok = v.as_str().is_some_and(|s| {
+    let canonical = v.as_str().and_then(|s| {
         if field == "accessIPv4" {
-            s.parse::<std::net::Ipv4Addr>().is_ok()
+            s.parse::<std::net::Ipv4Addr>().ok().map(|a| a.to_string())
         } else {
-            s.parse::<std::net::Ipv6Addr>().is_ok()
+            s.parse::<std::net::Ipv6Addr>().ok().map(|a| a.to_string())
         }
     });
-    if !ok {
+    let Some(canonical) = canonical else {
         let kind = if field == "accessIPv4" {
             "ipv4"
         } else {
             "ipv6"
         };
         return Err(invalid(field, v, &format!("{v} is not a '{kind}'")));
-    }
-    Ok(v.as_str().unwrap_or_default().to_owned())
+    };
+    Ok(canonical)
 }

@@ -196,8 +196,9 @@ async fn a_container_server_lives_its_whole_life_through_the_api() -> anyhow::Re
     };
     assert!(console.contains("hello from web-server-1"), "{console}");
     assert!(console.contains("configured by user data"), "{console}");
-    // Nova's `length`: the last lines only.
-    let last = console_of(json!(1)).await?;
+    // Nova's `length`: the last lines only, counted as Nova splits them (the empty piece after
+    // the final newline is one).
+    let last = console_of(json!(2)).await?;
     assert_eq!(last, "echo configured by user data\n");
 
     // Stop, start, reboot soft and hard.

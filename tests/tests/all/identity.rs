@@ -337,6 +337,64 @@ async fn roles_decide_what_a_caller_may_do() -> anyhow::Result<()> {
         rita_c.action(&id, &json!({"os-stop": null})).await?.status,
         403
     );
+
+    // As keystone-manage bootstrap records: manager implies member, which implies reader, and a
+    // token carries the implied roles.
+    let roles: Value = http
+        .get(format!("{v3}/roles?name=manager"))
+        .header("X-Auth-Token", &admin_token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let manager = roles["roles"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        !manager.is_empty(),
+        "bootstrap made the manager role: {roles}"
+    );
+    let r = http
+        .delete(format!(
+            "{v3}/projects/{demo_project}/users/{rita}/roles/{reader}"
+        ))
+        .header("X-Auth-Token", &admin_token)
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 204);
+    let r = http
+        .put(format!(
+            "{v3}/projects/{demo_project}/users/{rita}/roles/{manager}"
+        ))
+        .header("X-Auth-Token", &admin_token)
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 204);
+    let managers = token(&url, "rita", "pw-r", "demo").await?;
+    let body: Value = http
+        .get(format!("{v3}/auth/tokens"))
+        .header("X-Auth-Token", &admin_token)
+        .header("X-Subject-Token", &managers)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let mut names: Vec<&str> = body["token"]["roles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, vec!["manager", "member", "reader"], "{body}");
+    let r = Client::new(&url, &managers)
+        .post(
+            "/servers",
+            &json!({"server": {"name": "managed", "imageRef": e2e::client::IMAGE, "flavorRef": "1"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 202, "a manager is a member: {}", r.body);
     Ok(())
 }
 

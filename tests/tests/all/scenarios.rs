@@ -378,6 +378,30 @@ async fn a_server_deleted_while_it_builds_leaves_nothing_behind(
     Ok(())
 }
 
+on_both_shapes!(
+    a_second_delete_while_deleting_is_accepted,
+    Options::default()
+);
+/// As Nova's `_delete`: a server already being deleted takes another delete as done (204),
+/// and one task removes it.
+async fn a_second_delete_while_deleting_is_accepted(stack: &dyn Stack) -> anyhow::Result<()> {
+    let c = client(stack);
+    let id = c.create_server("twice", "1").await?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    let gate = stack
+        .driver()
+        .hold(Step::Destroy, Target::NameContains("twice".into()));
+    assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 204);
+    gate.reached(WAIT).await?;
+    let r = c.delete(&format!("/servers/{id}")).await?;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let s = c.server(&id).await?;
+    assert_eq!(s.body["server"]["OS-EXT-STS:task_state"], json!("deleting"));
+    gate.release();
+    c.wait_gone(&id, WAIT).await?;
+    Ok(())
+}
+
 on_both_shapes!(admin_apis_are_for_admins, Options::default());
 async fn admin_apis_are_for_admins(stack: &dyn Stack) -> anyhow::Result<()> {
     let admin = Client::new(stack.api_url(), "admin:admin");
