@@ -39,7 +39,7 @@ pub enum DriverKind {
 impl Default for AgentSettings {
     fn default() -> Self {
         Self {
-            host: default_host(),
+            host: nova_core::settings::default_host(),
             my_ip: None,
             heartbeat_interval_ms: 10_000,
             sync_interval_ms: 10_000,
@@ -51,14 +51,6 @@ impl Default for AgentSettings {
             images: Default::default(),
         }
     }
-}
-
-fn default_host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 impl AgentSettings {

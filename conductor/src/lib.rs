@@ -12,6 +12,7 @@ pub mod settings;
 pub mod tasks;
 
 use nova_core::bus::{self, Bus, BusError};
+use nova_core::model::CONDUCTOR_BINARY;
 use nova_core::rpc::{AgentEvent, ComputeCommand, Envelope, Queues, TaskSubmitted};
 use nova_db::{Db, DbError};
 pub use settings::ConductorSettings;
@@ -64,7 +65,10 @@ impl Conductor {
             .bus
             .subscribe(&self.queues.conductor_events(), prefetch)
             .await?;
-        tracing::info!(database = self.db.backend(), "conductor serving");
+        // A service like Nova's conductor: listed by os-services, heard from each reconciler
+        // pass.
+        nova_db::nodes::register(&self.db, &self.settings.host, CONDUCTOR_BINARY, &[]).await?;
+        tracing::info!(database = self.db.backend(), host = %self.settings.host, "conductor serving");
         let reconciler = tokio::spawn(reconciler::run(self.clone()));
         let tasks = serve(
             self.clone(),

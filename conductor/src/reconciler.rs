@@ -3,7 +3,7 @@
 
 use crate::tasks::event_name;
 use crate::{Conductor, Result};
-use nova_core::model::{Fault, Instance, VmState, COMPUTE_BINARY};
+use nova_core::model::{Fault, Instance, VmState, COMPUTE_BINARY, CONDUCTOR_BINARY};
 use nova_core::rpc::{ComputeCommand, TaskKind};
 use nova_core::time::now_ms;
 use nova_db::tasks::{self as task_rows, TaskState as RowState};
@@ -26,6 +26,10 @@ pub async fn run(conductor: Arc<Conductor>) {
 
 async fn pass(c: &Conductor, down: &mut HashSet<String>) -> Result<()> {
     let now = now_ms();
+    // The conductor's own heartbeat; registered again if an admin deleted its service.
+    if !nodes::heartbeat(&c.db, &c.settings.host, CONDUCTOR_BINARY).await? {
+        nodes::register(&c.db, &c.settings.host, CONDUCTOR_BINARY, &[]).await?;
+    }
     for instance in
         instances::builds_started_before(&c.db, now - c.settings.build_timeout_ms()).await?
     {

@@ -5,6 +5,8 @@ use serde::Deserialize;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default)]
 pub struct ConductorSettings {
+    /// The name this conductor registers its service under (`nova-conductor` on this host).
+    pub host: String,
     /// A build still running after this long ends in ERROR (Nova's `instance_build_timeout`,
     /// which Nova leaves off; here it is on by default so that nothing stays in BUILD).
     pub build_timeout_s: u64,
@@ -21,6 +23,7 @@ pub struct ConductorSettings {
 impl Default for ConductorSettings {
     fn default() -> Self {
         Self {
+            host: nova_core::settings::default_host(),
             build_timeout_s: 600,
             service_down_time_s: 60,
             reconcile_interval_ms: 5_000,

@@ -1,9 +1,12 @@
 //! `/os-hosts` (admin, until 2.42, as Nova): every service's host, and a compute host's
-//! resources — its totals, what its servers use now, and per project.
+//! resources — its totals, what its servers use now, and per project. Enabling, maintenance
+//! and power actions on a host are checked as Nova checks them and then answered as Nova's
+//! libvirt driver answers them: 501, not supported (os-services disables a host).
 
 use crate::versions::ApiVersion;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
+use api_toolkit::body::{self, invalid};
 use api_toolkit::listing::Query;
 use api_toolkit::policy::NOVA;
 use api_toolkit::{ApiError, ApiResult, RequestContext};
@@ -108,7 +111,90 @@ async fn show(
     Ok(HttpResponse::Ok().json(json!({ "host": resources })))
 }
 
+/// The host must be a compute host (Nova's HostNotFound, 404).
+async fn compute_host(state: &AppState, host: &str) -> ApiResult<()> {
+    let known = nodes::service(&state.db, host, COMPUTE_BINARY)
+        .await?
+        .is_some();
+    if !known {
+        return Err(ApiError::NotFound(format!(
+            "Compute host {host} could not be found."
+        )));
+    }
+    Ok(())
+}
+
+fn not_supported() -> ApiError {
+    ApiError::NotImplemented("The requested functionality is not supported.".into())
+}
+
+/// `PUT /os-hosts/{host}`: Nova's schema (`status` and/or `maintenance_mode`, each
+/// enable/disable), then the host, then the driver's answer.
+async fn update(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    host: web::Path<String>,
+    raw: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    removed_at_2_43(&req)?;
+    let body = body::json(&raw)?;
+    let obj = body
+        .as_object()
+        .ok_or_else(|| invalid("body", &body, "is not of type 'object'"))?;
+    body::only(obj, &["status", "maintenance_mode"])?;
+    const SPELLINGS: &[&str] = &[
+        "enable", "disable", "Enable", "Disable", "ENABLE", "DISABLE",
+    ];
+    for key in ["status", "maintenance_mode"] {
+        if let Some(v) = obj.get(key) {
+            if !v.as_str().is_some_and(|s| SPELLINGS.contains(&s)) {
+                return Err(invalid(key, v, &format!("{v} is not one of {SPELLINGS:?}")));
+            }
+        }
+    }
+    if !obj.contains_key("status") && !obj.contains_key("maintenance_mode") {
+        return Err(invalid(
+            "body",
+            &body,
+            "is not valid under any of the given schemas",
+        ));
+    }
+    NOVA.require_admin(&ctx, "os_compute_api:os-hosts:update")?;
+    compute_host(&state, &host).await?;
+    Err(not_supported())
+}
+
+/// `GET /os-hosts/{host}/{startup,shutdown,reboot}`.
+async fn power_action(
+    req: HttpRequest,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    removed_at_2_43(&req)?;
+    let (host, action) = path.into_inner();
+    let rule = match action.as_str() {
+        "startup" => "os_compute_api:os-hosts:start",
+        "shutdown" => "os_compute_api:os-hosts:shutdown",
+        "reboot" => "os_compute_api:os-hosts:reboot",
+        _ => {
+            return Err(ApiError::NotFound(
+                "The resource could not be found.".into(),
+            ))
+        }
+    };
+    NOVA.require_admin(&ctx, rule)?;
+    compute_host(&state, &host).await?;
+    Err(not_supported())
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/os-hosts").route(web::get().to(list)))
-        .service(web::resource("/os-hosts/{host}").route(web::get().to(show)));
+        .service(
+            web::resource("/os-hosts/{host}")
+                .route(web::get().to(show))
+                .route(web::put().to(update)),
+        )
+        .service(web::resource("/os-hosts/{host}/{action}").route(web::get().to(power_action)));
 }

@@ -488,6 +488,10 @@ impl Service {
 /// The binary name under which compute agents register, as Nova's does.
 pub const COMPUTE_BINARY: &str = "nova-compute";
 
+/// The binary name under which conductors register (Nova's `nova-conductor`, which os-services
+/// and os-hosts list in the `internal` zone).
+pub const CONDUCTOR_BINARY: &str = "nova-conductor";
+
 #[cfg(test)]
 mod tests {
     use super::*;

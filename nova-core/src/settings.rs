@@ -54,6 +54,15 @@ pub fn load<T: DeserializeOwned>(file: Option<&Path>) -> Result<T, SettingsError
 }
 
 /// Logging for a service process: `RUST_LOG` or `info`, to stderr.
+/// The machine's host name (the default name a service registers under), or `localhost`.
+pub fn default_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 pub fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -70,6 +70,7 @@ impl Default for Options {
 impl Options {
     fn conductor(&self) -> ConductorSettings {
         ConductorSettings {
+            host: self.host.clone(),
             build_timeout_s: self.build_timeout_s,
             service_down_time_s: self.service_down_s,
             reconcile_interval_ms: self.reconcile_ms,

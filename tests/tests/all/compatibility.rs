@@ -764,3 +764,196 @@ async fn servers_are_found_by_their_addresses(stack: &dyn Stack) -> anyhow::Resu
     assert_eq!(r.status, 400, "{}", r.body);
     Ok(())
 }
+
+on_both_shapes!(the_legacy_admin_apis_answer_as_novas_do, Options::default());
+/// The deprecated proxies and admin APIs Tempest still tests: os-hosts (until 2.42),
+/// os-networks and os-tenant-networks (until 2.35), the usage audit log, quota classes,
+/// server passwords, os-resetState, forceDelete/restore and the extension list.
+async fn the_legacy_admin_apis_answer_as_novas_do(stack: &dyn Stack) -> anyhow::Result<()> {
+    let a = admin(stack).at_microversion("2.42");
+    let member = demo(stack, "2.42");
+
+    // os-hosts: the compute host and the conductor (internal zone).
+    let r = a.get("/os-hosts").await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let hosts = r.body["hosts"].as_array().cloned().unwrap_or_default();
+    assert!(
+        hosts.contains(&json!({"host_name": "compute-1", "service": "compute", "zone": "nova"})),
+        "{hosts:?}"
+    );
+    assert!(
+        hosts.contains(
+            &json!({"host_name": "compute-1", "service": "conductor", "zone": "internal"})
+        ),
+        "{hosts:?}"
+    );
+    let r = a.get("/os-hosts?zone=internal").await?;
+    assert_eq!(
+        r.body["hosts"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        r.body
+    );
+    let r = a.get("/os-hosts/compute-1").await?;
+    assert_eq!(r.body["host"][0]["resource"]["project"], json!("(total)"));
+    assert_eq!(member.get("/os-hosts").await?.status, 403);
+    assert_eq!(
+        admin(stack)
+            .at_microversion("2.43")
+            .get("/os-hosts")
+            .await?
+            .status,
+        404
+    );
+    // Updates: Nova's schema first, then policy, then the host; enabling a host this way is
+    // not supported (as with Nova's libvirt driver): os-services does it.
+    for (body, status) in [
+        (json!({}), 400),
+        (json!({"status": "maybe"}), 400),
+        (json!({"maintenance_mode": "on"}), 400),
+        (json!({"status": "enable", "other": 1}), 400),
+        (json!({"status": "enable"}), 501),
+        (json!({"maintenance_mode": "DISABLE"}), 501),
+    ] {
+        let r = a.put("/os-hosts/compute-1", &body).await?;
+        assert_eq!(r.status, status, "{body}: {}", r.body);
+    }
+    assert_eq!(
+        a.put("/os-hosts/nowhere", &json!({"status": "enable"}))
+            .await?
+            .status,
+        404
+    );
+    assert_eq!(
+        member
+            .put("/os-hosts/compute-1", &json!({"status": "enable"}))
+            .await?
+            .status,
+        403
+    );
+    for action in ["startup", "shutdown", "reboot"] {
+        let path = format!("/os-hosts/compute-1/{action}");
+        assert_eq!(member.get(&path).await?.status, 403);
+        let r = a.get(&path).await?;
+        assert_eq!(r.status, 501, "{}", r.body);
+        assert_eq!(
+            r.body["notImplemented"]["message"],
+            json!("The requested functionality is not supported.")
+        );
+        assert_eq!(
+            a.get(&format!("/os-hosts/nowhere/{action}")).await?.status,
+            404
+        );
+    }
+
+    // os-networks / os-tenant-networks: the networks the caller sees, until 2.35.
+    let network = a
+        .create_network(json!({"name": "legacy-net", "shared": true}))
+        .await?;
+    let r = demo(stack, "2.35").get("/os-tenant-networks").await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body["networks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|n| n["id"] == json!(network)));
+    let r = admin(stack)
+        .at_microversion("2.35")
+        .get(&format!("/os-networks/{network}"))
+        .await?;
+    assert_eq!(r.body["network"]["label"], json!("legacy-net"));
+    assert_eq!(
+        demo(stack, "2.36").get("/os-tenant-networks").await?.status,
+        404
+    );
+
+    // The usage audit log: no audit has run.
+    let r = a.get("/os-instance_usage_audit_log").await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.body["instance_usage_audit_logs"]["total_instances"],
+        json!(0)
+    );
+    assert_eq!(
+        member.get("/os-instance_usage_audit_log").await?.status,
+        403
+    );
+
+    // Quota classes: the default class is every project's defaults.
+    let r = a
+        .put(
+            "/os-quota-class-sets/default",
+            &json!({"quota_class_set": {"instances": 33}}),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = member.get("/os-quota-sets/demo/defaults").await?;
+    assert_eq!(r.body["quota_set"]["instances"], json!(33), "{}", r.body);
+    assert_eq!(
+        a.put(
+            "/os-quota-class-sets/default",
+            &json!({"quota_class_set": {"bogus": 1}})
+        )
+        .await?
+        .status,
+        400
+    );
+
+    // A server: its (empty) password, an admin's reset, a forced delete; nothing to restore.
+    let member = demo(stack, "2.1");
+    let id = member.create_server("legacy", "1").await?;
+    member.wait_status(&id, "ACTIVE", WAIT).await?;
+    let r = member
+        .get(&format!("/servers/{id}/os-server-password"))
+        .await?;
+    assert_eq!(r.body, json!({"password": ""}));
+    assert_eq!(
+        member
+            .delete(&format!("/servers/{id}/os-server-password"))
+            .await?
+            .status,
+        204
+    );
+    assert_eq!(
+        member
+            .action(&id, &json!({"os-resetState": {"state": "error"}}))
+            .await?
+            .status,
+        403
+    );
+    assert_eq!(
+        a.action(&id, &json!({"os-resetState": {"state": "paused"}}))
+            .await?
+            .status,
+        400
+    );
+    assert_eq!(
+        a.action(&id, &json!({"os-resetState": {"state": "error"}}))
+            .await?
+            .status,
+        202
+    );
+    member.wait_status(&id, "ERROR", WAIT).await?;
+    let r = member.action(&id, &json!({"restore": null})).await?;
+    assert_eq!(r.status, 409, "never soft-deleted: {}", r.body);
+    assert_eq!(
+        member
+            .action(&id, &json!({"forceDelete": null}))
+            .await?
+            .status,
+        202
+    );
+    member.wait_gone(&id, WAIT).await?;
+
+    // The frozen extension list.
+    let r = member.get("/extensions").await?;
+    assert!(r.body["extensions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|e| e["alias"] == json!("OS-DCF")));
+    let r = member.get("/extensions/OS-DCF").await?;
+    assert_eq!(r.body["extension"]["name"], json!("DiskConfig"));
+    assert_eq!(member.get("/extensions/nope").await?.status, 404);
+    Ok(())
+}

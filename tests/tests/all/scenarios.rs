@@ -474,6 +474,17 @@ async fn admin_apis_are_for_admins(stack: &dyn Stack) -> anyhow::Result<()> {
 
     let services = admin.get("/os-services").await?;
     assert_eq!(services.status, 200);
+    // The conductor is a service too, in the internal zone, as Nova's.
+    let conductor: Vec<&Value> = services.body["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["binary"] == json!("nova-conductor"))
+        .collect();
+    assert_eq!(conductor.len(), 1, "{}", services.body);
+    assert_eq!(conductor[0]["zone"], json!("internal"));
+    assert_eq!(conductor[0]["state"], json!("up"));
+    let services = admin.get("/os-services?binary=nova-compute").await?;
     let compute = &services.body["services"][0];
     assert_eq!(compute["binary"], json!("nova-compute"));
     assert_eq!(compute["host"], json!("compute-1"));
