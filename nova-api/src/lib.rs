@@ -19,6 +19,7 @@ pub mod os_networks;
 pub mod os_services;
 pub mod quota_classes;
 pub mod quotas;
+pub mod server_external_events;
 pub mod servers;
 pub mod simple_tenant_usage;
 pub mod versions;
@@ -119,6 +120,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .configure(os_hosts::configure)
             .configure(os_networks::configure)
             .configure(instance_usage_audit_log::configure)
-            .configure(quota_classes::configure),
+            .configure(quota_classes::configure)
+            .configure(server_external_events::configure),
     );
 }

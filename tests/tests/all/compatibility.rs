@@ -957,3 +957,87 @@ async fn the_legacy_admin_apis_answer_as_novas_do(stack: &dyn Stack) -> anyhow::
     assert_eq!(member.get("/extensions/nope").await?.status, 404);
     Ok(())
 }
+
+/// `os-server-external-events`, for the service role only, each event answered as Nova does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_events_are_for_services() -> anyhow::Result<()> {
+    use nova_db::identity as ids;
+    let stack = AllInOneStack::start(Options {
+        auth: Some(AuthSettings {
+            strategy: Strategy::Keystone,
+            admin_password: Some("admin-pw".into()),
+            demo_password: Some("demo-pw".into()),
+            ..Default::default()
+        }),
+        ..Options::default()
+    })
+    .await?;
+    let url = stack.api_url().to_owned();
+    let admin_token = e2e::client::password_token(&url, "admin", "admin-pw", "admin").await?;
+    let a = Client::new(&url, &admin_token);
+    let id = a.create_server("evented", "1").await?;
+    a.wait_status(&id, "ACTIVE", WAIT).await?;
+    let events = json!({"events": [
+        {"name": "network-changed", "server_uuid": id},
+        {"name": "network-vif-plugged", "server_uuid": "9c6b84cc-6b8b-4c0a-8f5e-000000000000",
+         "tag": "port"},
+    ]});
+    // An admin without the service role may not (Nova's policy is the service role).
+    let r = a.post("/os-server-external-events", &events).await?;
+    assert_eq!(r.status, 403, "{}", r.body);
+
+    let db = stack.db();
+    let admin_user = ids::user_by_name(db, "default", "admin")
+        .await?
+        .map(|u| u.id)
+        .unwrap_or_default();
+    let project = ids::project_by_name(db, "default", "admin")
+        .await?
+        .map(|p| p.id)
+        .unwrap_or_default();
+    let service = ids::role_by_name(db, "service")
+        .await?
+        .map(|r| r.id)
+        .unwrap_or_default();
+    ids::grant(db, &admin_user, &service, &project, "").await?;
+    let s = Client::new(
+        &url,
+        &e2e::client::password_token(&url, "admin", "admin-pw", "admin").await?,
+    );
+    let r = s.post("/os-server-external-events", &events).await?;
+    assert_eq!(r.status, 207, "one unknown server: {}", r.body);
+    assert_eq!(r.body["events"][0]["code"], json!(200));
+    assert_eq!(r.body["events"][0]["status"], json!("completed"));
+    assert_eq!(r.body["events"][1]["code"], json!(404));
+    let r = s
+        .post(
+            "/os-server-external-events",
+            &json!({"events": [{"name": "network-changed", "server_uuid": id}]}),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // power-update needs 2.76 and a tag.
+    let power = json!({"events": [{"name": "power-update", "server_uuid": id}]});
+    assert_eq!(
+        s.post("/os-server-external-events", &power).await?.status,
+        400
+    );
+    let r = s
+        .at_microversion("2.76")
+        .post("/os-server-external-events", &power)
+        .await?;
+    assert_eq!(r.status, 207, "{}", r.body);
+    assert_eq!(r.body["events"][0]["code"], json!(400));
+    for bad in [
+        json!({"events": []}),
+        json!({"events": [{"name": "network-changed"}]}),
+        json!({"events": [{"name": "network-changed", "server_uuid": "x"}]}),
+    ] {
+        assert_eq!(
+            s.post("/os-server-external-events", &bad).await?.status,
+            400,
+            "{bad}"
+        );
+    }
+    Ok(())
+}
