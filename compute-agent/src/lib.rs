@@ -238,14 +238,16 @@ impl Agent {
             delivery.ack().await;
             return;
         }
-        if let ComputeCommand::ConsoleOutput { instance, length } = command {
+        if let ComputeCommand::ConsoleOutput { instance, .. }
+        | ComputeCommand::Diagnostics { instance } = command
+        {
             if delivery.call_expired() {
                 // It waited behind tasks longer than its caller did.
-                tracing::info!(%instance, "console call expired before its turn; dropped");
+                tracing::info!(%instance, "call expired before its turn; dropped");
                 delivery.ack().await;
                 return;
             }
-            self.answer_console_output(delivery, instance, length).await;
+            self.answer_instance_call(delivery, command).await;
             return;
         }
         let task = command.task_id();
@@ -270,24 +272,32 @@ impl Agent {
         }
     }
 
-    /// Answers a console-output call. A call is a question, not a task: it is acked once
-    /// answered and never retried (the caller has a timeout).
-    async fn answer_console_output(
-        &self,
-        mut delivery: Delivery,
-        instance: InstanceUuid,
-        length: Option<usize>,
-    ) {
+    /// Answers a call about one instance (console output, diagnostics). A call is a question,
+    /// not a task: it is acked once answered and never retried (the caller has a timeout).
+    async fn answer_instance_call(&self, mut delivery: Delivery, command: ComputeCommand) {
         let limit = self.settings.operation_timeout();
-        let reply = match bounded(limit, self.driver.console_output(instance, length)).await {
-            Ok(output) => CallReply::ConsoleOutput { output },
+        let answer = match command {
+            ComputeCommand::ConsoleOutput { instance, length } => {
+                bounded(limit, self.driver.console_output(instance, length))
+                    .await
+                    .map(|output| CallReply::ConsoleOutput { output })
+            }
+            ComputeCommand::Diagnostics { instance } => {
+                bounded(limit, self.driver.diagnostics(instance))
+                    .await
+                    .map(|diagnostics| CallReply::Diagnostics { diagnostics })
+            }
+            _ => Err(DriverError::Invalid("not a call about an instance".into())),
+        };
+        let reply = match answer {
+            Ok(reply) => reply,
             Err(DriverError::NotFound(_)) => CallReply::NotFound,
             Err(DriverError::Invalid(message)) => CallReply::NotSupported { message },
             Err(DriverError::Backend(message)) => CallReply::Failed { message },
         };
         match serde_json::to_vec(&reply) {
             Ok(bytes) => delivery.reply(bytes).await,
-            Err(e) => tracing::error!(error = %e, "console reply not encodable"),
+            Err(e) => tracing::error!(error = %e, "call reply not encodable"),
         }
         delivery.ack().await;
     }
@@ -412,7 +422,9 @@ impl Agent {
                 )
             }
             // Calls are answered in `handle` and never run as tasks.
-            ComputeCommand::ConsoleOutput { .. } | ComputeCommand::HostUptime => (
+            ComputeCommand::ConsoleOutput { .. }
+            | ComputeCommand::HostUptime
+            | ComputeCommand::Diagnostics { .. } => (
                 None,
                 Err(DriverError::Invalid("a call is not a task".into())),
             ),

@@ -23,13 +23,14 @@ use bollard::models::{
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ImportImageOptions, ListContainersOptionsBuilder,
     LogsOptionsBuilder, RemoveContainerOptionsBuilder, RestartContainerOptionsBuilder,
-    StopContainerOptionsBuilder,
+    StatsOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures::StreamExt;
 use nova_core::ids::{InstanceUuid, NodeUuid};
 use nova_core::model::{
-    sanitize_hostname, Address, NetworkRequest, NodeInventory, NodeType, PowerState, Resources,
+    sanitize_hostname, Address, CpuDiagnostics, Diagnostics, DiskDiagnostics, NetworkRequest,
+    NicDiagnostics, NodeInventory, NodeType, PowerState, Resources,
 };
 use nova_core::rpc::InstanceSpec;
 use serde::Deserialize;
@@ -634,6 +635,135 @@ impl Compute for DockerDriver {
         let text = String::from_utf8_lossy(last_bytes(&end, MAX_CONSOLE_BYTES));
         // The engine's tail counts lines of both streams; cut again for an exact count.
         Ok(tail_lines(&text, lines))
+    }
+
+    /// From the engine's inspect (state, start time, limits) and one stats sample (CPU time,
+    /// memory, each network's and block device's counters). A container engine is not one of
+    /// Nova's hypervisor drivers, so `driver` is unset.
+    async fn diagnostics(&self, uuid: InstanceUuid) -> Result<Diagnostics, DriverError> {
+        let name = container_name(uuid);
+        let c = self
+            .docker
+            .inspect_container(&name, None)
+            .await
+            .map_err(|e| Self::not_found_or(uuid, e))?;
+        let state = c.state.unwrap_or_default();
+        let power = power_of_status(state.status);
+        let uptime_s = state
+            .started_at
+            .filter(|_| power == PowerState::Running)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds());
+        let host = c.host_config.unwrap_or_default();
+        let options = StatsOptionsBuilder::new()
+            .stream(false)
+            .one_shot(true)
+            .build();
+        let stats = self
+            .docker
+            .stats(&name, Some(options))
+            .next()
+            .await
+            .transpose()
+            .map_err(|e| Self::not_found_or(uuid, e))?
+            .unwrap_or_default();
+        let int = |v: Option<u64>| v.and_then(|v| i64::try_from(v).ok());
+        let cpu = stats.cpu_stats.unwrap_or_default();
+        let online = cpu.online_cpus.map_or(0, i64::from);
+        // The container may use every CPU of the host unless limited (nano_cpus).
+        let limit_cpus = host
+            .nano_cpus
+            .filter(|n| *n > 0)
+            .map(|n| (n + 999_999_999) / 1_000_000_000);
+        let num_cpus = limit_cpus.unwrap_or(online).max(1);
+        let usage = cpu.cpu_usage.unwrap_or_default();
+        let per_cpu = usage.percpu_usage.unwrap_or_default();
+        let cpus = if per_cpu.is_empty() {
+            // cgroup v2 reports only the total.
+            vec![CpuDiagnostics {
+                id: Some(0),
+                time_ns: int(usage.total_usage),
+                utilisation: None,
+            }]
+        } else {
+            per_cpu
+                .iter()
+                .enumerate()
+                .map(|(id, t)| CpuDiagnostics {
+                    id: i64::try_from(id).ok(),
+                    time_ns: int(Some(*t)),
+                    utilisation: None,
+                })
+                .collect()
+        };
+        let memory = stats.memory_stats.unwrap_or_default();
+        let mb = |bytes: Option<u64>| int(bytes.map(|b| b / (1024 * 1024)));
+        let memory_max_mb = host
+            .memory
+            .filter(|m| *m > 0)
+            .map(|m| m / (1024 * 1024))
+            .or_else(|| mb(memory.limit));
+        let mut nics: Vec<NicDiagnostics> = stats
+            .networks
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, n)| NicDiagnostics {
+                name,
+                mac_address: None,
+                rx_octets: int(n.rx_bytes),
+                rx_errors: int(n.rx_errors),
+                rx_drop: int(n.rx_dropped),
+                rx_packets: int(n.rx_packets),
+                tx_octets: int(n.tx_bytes),
+                tx_errors: int(n.tx_errors),
+                tx_drop: int(n.tx_dropped),
+                tx_packets: int(n.tx_packets),
+            })
+            .collect();
+        nics.sort_by(|a, b| a.name.cmp(&b.name));
+        // The stats name interfaces, the inspect names networks: a MAC is only certain to
+        // be an interface's when there is one of each.
+        let endpoints: Vec<_> = c
+            .network_settings
+            .and_then(|n| n.networks)
+            .unwrap_or_default()
+            .into_values()
+            .collect();
+        if let ([nic], [endpoint]) = (nics.as_mut_slice(), endpoints.as_slice()) {
+            nic.mac_address = endpoint.mac_address.clone().filter(|m| !m.is_empty());
+        }
+        let blkio = stats.blkio_stats.unwrap_or_default();
+        let sum = |entries: &Option<Vec<bollard::models::ContainerBlkioStatEntry>>, op: &str| {
+            entries.as_ref().map(|es| {
+                es.iter()
+                    .filter(|e| e.op.as_deref().is_some_and(|o| o.eq_ignore_ascii_case(op)))
+                    .filter_map(|e| int(e.value))
+                    .sum::<i64>()
+            })
+        };
+        let disks = vec![DiskDiagnostics {
+            name: "rootfs".into(),
+            read_bytes: sum(&blkio.io_service_bytes_recursive, "read"),
+            read_requests: sum(&blkio.io_serviced_recursive, "read"),
+            write_bytes: sum(&blkio.io_service_bytes_recursive, "write"),
+            write_requests: sum(&blkio.io_serviced_recursive, "write"),
+            errors_count: None,
+        }];
+        Ok(Diagnostics {
+            driver: None,
+            power_state: Some(power),
+            hypervisor: Some("docker".into()),
+            hypervisor_os: Some("linux".into()),
+            uptime_s,
+            memory_max_mb,
+            memory_used_mb: mb(memory.usage),
+            cpus: cpus
+                .into_iter()
+                .take(usize::try_from(num_cpus).unwrap_or(1).max(1))
+                .collect(),
+            nics,
+            disks,
+        })
     }
 }
 

@@ -8,7 +8,10 @@
 use crate::{Compute, DriverError, DriverInstance, RebootKind};
 use async_trait::async_trait;
 use nova_core::ids::{InstanceUuid, NodeUuid};
-use nova_core::model::{NodeInventory, NodeType, PowerState, Resources};
+use nova_core::model::{
+    CpuDiagnostics, Diagnostics, DiskDiagnostics, NicDiagnostics, NodeInventory, NodeType,
+    PowerState, Resources,
+};
 use nova_core::rpc::InstanceSpec;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -95,6 +98,11 @@ struct FakeInstance {
     /// The public key the spec carried (the server's key pair).
     key_data: Option<String>,
     console: String,
+    vcpus: i64,
+    memory_mb: i64,
+    /// The fake NICs' MACs (one per chosen network).
+    macs: Vec<String>,
+    started: std::time::Instant,
 }
 
 /// What a test decided for the calls held at a gate.
@@ -402,6 +410,13 @@ impl Compute for FakeDriver {
                 "fake: booting {} ({})\nfake: kernel started\nfake: init started\nfake: login: \n",
                 spec.name, spec.uuid
             ),
+            vcpus: spec.flavor.vcpus,
+            memory_mb: spec.flavor.memory_mb,
+            macs: fake_addresses(spec)
+                .into_iter()
+                .filter_map(|a| a.mac)
+                .collect(),
+            started: std::time::Instant::now(),
         });
         let done = DriverInstance {
             uuid: spec.uuid,
@@ -471,6 +486,52 @@ impl Compute for FakeDriver {
         self.with_instance(uuid, |i| {
             let end = crate::last_bytes(i.console.as_bytes(), crate::MAX_CONSOLE_BYTES);
             crate::tail_lines(&String::from_utf8_lossy(end), lines)
+        })
+    }
+
+    /// Made up from the flavor and the fake NICs, as Nova's fake driver makes up a libvirt
+    /// guest's diagnostics (it names itself `libvirt`, so that 2.48's format can show it).
+    async fn diagnostics(&self, uuid: InstanceUuid) -> Result<Diagnostics, DriverError> {
+        self.with_instance(uuid, |i| Diagnostics {
+            driver: Some("libvirt".into()),
+            power_state: Some(i.power_state),
+            hypervisor: Some("fake".into()),
+            hypervisor_os: Some("linux".into()),
+            uptime_s: i64::try_from(i.started.elapsed().as_secs()).ok(),
+            memory_max_mb: Some(i.memory_mb),
+            memory_used_mb: Some(0),
+            cpus: (0..i.vcpus)
+                .map(|id| CpuDiagnostics {
+                    id: Some(id),
+                    time_ns: Some(0),
+                    utilisation: Some(0),
+                })
+                .collect(),
+            nics: i
+                .macs
+                .iter()
+                .enumerate()
+                .map(|(n, mac)| NicDiagnostics {
+                    name: format!("eth{n}"),
+                    mac_address: Some(mac.clone()),
+                    rx_octets: Some(0),
+                    rx_errors: Some(0),
+                    rx_drop: Some(0),
+                    rx_packets: Some(0),
+                    tx_octets: Some(0),
+                    tx_errors: Some(0),
+                    tx_drop: Some(0),
+                    tx_packets: Some(0),
+                })
+                .collect(),
+            disks: vec![DiskDiagnostics {
+                name: "vda".into(),
+                read_bytes: Some(0),
+                read_requests: Some(0),
+                write_bytes: Some(0),
+                write_requests: Some(0),
+                errors_count: Some(0),
+            }],
         })
     }
 }

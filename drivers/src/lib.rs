@@ -21,7 +21,7 @@ pub mod fake;
 
 use async_trait::async_trait;
 use nova_core::ids::InstanceUuid;
-use nova_core::model::{Address, NodeInventory, PowerState};
+use nova_core::model::{Address, Diagnostics, NodeInventory, PowerState};
 use nova_core::rpc::InstanceSpec;
 use std::path::Path;
 use std::time::Duration;
@@ -96,6 +96,11 @@ pub trait Compute: Send + Sync + 'static {
         uuid: InstanceUuid,
         lines: Option<usize>,
     ) -> Result<String, DriverError>;
+
+    /// What the driver can read about the running instance (Nova's
+    /// `get_instance_diagnostics`). `Invalid` where the driver cannot tell (Nova's
+    /// NotImplementedError).
+    async fn diagnostics(&self, uuid: InstanceUuid) -> Result<Diagnostics, DriverError>;
 }
 
 /// The most of a console log that is returned, its end (Nova's libvirt driver keeps the same

@@ -77,7 +77,7 @@ fn check_event(event: &Value, names: &[&str]) -> ApiResult<()> {
         }
     }
     if let Some(t) = obj.get("tag") {
-        if !t.as_str().is_some_and(|t| t.chars().count() <= 255) {
+        if t.as_str().is_none_or(|t| t.chars().count() > 255) {
             return Err(invalid(
                 "tag",
                 t,

@@ -485,6 +485,58 @@ impl Service {
     }
 }
 
+/// What a driver can tell about a running instance (Nova's `Diagnostics` object): shown by
+/// `GET /servers/{id}/diagnostics`. Counters a driver cannot read are `None`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Diagnostics {
+    /// Nova's name for the kind of driver (`libvirt`, `ironic`, …) when it is one of Nova's;
+    /// `None` for the others (a container engine), which 2.48's format cannot show.
+    pub driver: Option<String>,
+    pub power_state: Option<PowerState>,
+    pub hypervisor: Option<String>,
+    pub hypervisor_os: Option<String>,
+    pub uptime_s: Option<i64>,
+    pub memory_max_mb: Option<i64>,
+    pub memory_used_mb: Option<i64>,
+    pub cpus: Vec<CpuDiagnostics>,
+    pub nics: Vec<NicDiagnostics>,
+    pub disks: Vec<DiskDiagnostics>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuDiagnostics {
+    pub id: Option<i64>,
+    /// CPU time used, in nanoseconds.
+    pub time_ns: Option<i64>,
+    /// Percent.
+    pub utilisation: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NicDiagnostics {
+    /// The interface's name in the guest or on the host (legacy view keys).
+    pub name: String,
+    pub mac_address: Option<String>,
+    pub rx_octets: Option<i64>,
+    pub rx_errors: Option<i64>,
+    pub rx_drop: Option<i64>,
+    pub rx_packets: Option<i64>,
+    pub tx_octets: Option<i64>,
+    pub tx_errors: Option<i64>,
+    pub tx_drop: Option<i64>,
+    pub tx_packets: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DiskDiagnostics {
+    pub name: String,
+    pub read_bytes: Option<i64>,
+    pub read_requests: Option<i64>,
+    pub write_bytes: Option<i64>,
+    pub write_requests: Option<i64>,
+    pub errors_count: Option<i64>,
+}
+
 /// The binary name under which compute agents register, as Nova's does.
 pub const COMPUTE_BINARY: &str = "nova-compute";
 

@@ -170,6 +170,9 @@ pub enum ComputeCommand {
     /// API → agent, a call: how long the host has been up, as `uptime` prints it (Nova's
     /// `get_host_uptime`). The answer is a [`CallReply::Uptime`].
     HostUptime,
+    /// API → agent, a call: the instance's diagnostics (Nova's `get_instance_diagnostics`).
+    /// The answer is a [`CallReply::Diagnostics`].
+    Diagnostics { instance: InstanceUuid },
 }
 
 /// An agent's answer to a call.
@@ -181,6 +184,9 @@ pub enum CallReply {
     },
     Uptime {
         uptime: String,
+    },
+    Diagnostics {
+        diagnostics: crate::model::Diagnostics,
     },
     /// The driver has no such instance on this host.
     NotFound,
@@ -202,7 +208,7 @@ impl ComputeCommand {
             | Self::PowerOn { task_id, .. }
             | Self::Reboot { task_id, .. } => Some(*task_id),
             Self::Destroy { task_id, .. } => *task_id,
-            Self::ConsoleOutput { .. } | Self::HostUptime => None,
+            Self::ConsoleOutput { .. } | Self::HostUptime | Self::Diagnostics { .. } => None,
         }
     }
 
@@ -214,7 +220,8 @@ impl ComputeCommand {
             | Self::PowerOff { instance, .. }
             | Self::PowerOn { instance, .. }
             | Self::Reboot { instance, .. }
-            | Self::ConsoleOutput { instance, .. } => Some(*instance),
+            | Self::ConsoleOutput { instance, .. }
+            | Self::Diagnostics { instance } => Some(*instance),
             Self::HostUptime => None,
         }
     }

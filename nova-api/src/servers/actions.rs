@@ -11,7 +11,7 @@ use api_toolkit::policy::NOVA;
 use api_toolkit::{bad, ApiError, ApiResult, RequestContext};
 use nova_core::ids::InstanceUuid;
 use nova_core::model::{LockedBy, TaskState, VmState};
-use nova_core::rpc::{CallReply, ComputeCommand, Envelope, TaskKind};
+use nova_core::rpc::{CallReply, ComputeCommand, TaskKind};
 use nova_db::actions::Requester;
 use nova_db::instances::{self, TransitionError, TransitionRule};
 use serde_json::{json, Value};
@@ -197,9 +197,6 @@ pub(super) async fn unlock(
     Ok(())
 }
 
-/// How long the API waits for a compute host to send a console log.
-pub(super) const CONSOLE_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
-
 /// Nova's `length` of `os-getConsoleOutput`: an integer (or a string of one) from -1, where -1
 /// or none means the whole log.
 pub(super) fn parse_console_length(arg: &Value) -> ApiResult<Option<usize>> {
@@ -243,52 +240,22 @@ pub(super) async fn console_output(
     NOVA.require_write(ctx, "os_compute_api:os-console-output")?;
     let length = parse_console_length(arg)?;
     let instance = visible(state, ctx, id).await?;
-    if instance.task_state == Some(TaskState::Deleting) {
-        return Err(ApiError::Conflict(format!(
-            "Cannot 'get_console_output' instance {id} while it is in task_state deleting"
-        )));
-    }
-    // Nova's check_instance_host: no host yet, no console.
-    let host = instance
-        .host
-        .as_deref()
-        .ok_or_else(|| ApiError::Conflict(format!("Instance {id} is not ready")))?;
-    let call = Envelope::new(
-        Some(ctx.request_id.clone()),
-        ComputeCommand::ConsoleOutput {
-            instance: instance.uuid,
-            length,
-        },
-    );
-    let queue = state.queues.compute(host);
-    let answer = match state
-        .bus
-        .call(&queue, call.encode(), CONSOLE_CALL_TIMEOUT)
-        .await
-    {
-        Ok(bytes) => bytes,
-        Err(nova_core::bus::BusError::Timeout(_)) => {
-            return Err(ApiError::Unavailable(format!(
-                "The compute host {host} did not send the console output in time; try again later."
-            )))
-        }
-        Err(e) => return Err(e.into()),
+    let command = ComputeCommand::ConsoleOutput {
+        instance: instance.uuid,
+        length,
     };
-    match serde_json::from_slice::<CallReply>(&answer) {
+    match super::host_call::ask(state, ctx, &instance, "get_console_output", command).await {
         // As Nova: ASCII control characters other than tab and newline are removed.
         Ok(CallReply::ConsoleOutput { output }) => Ok(output
             .chars()
             .filter(|c| !matches!(c, '\x00'..='\x08' | '\x0B'..='\x1F'))
             .collect()),
-        Ok(CallReply::NotFound) => Err(ApiError::NotFound(
+        // Nova's answer when the guest has no console log.
+        Err(ApiError::NotFound(_)) => Err(ApiError::NotFound(
             "Guest does not have a console available.".into(),
         )),
-        Ok(CallReply::NotSupported { message }) => Err(ApiError::NotImplemented(message)),
-        Ok(CallReply::Failed { message }) => Err(ApiError::Internal(format!(
-            "console output of {id} on {host}: {message}"
-        ))),
         Ok(other) => Err(ApiError::Internal(format!("console reply: {other:?}"))),
-        Err(e) => Err(ApiError::Internal(format!("unreadable console reply: {e}"))),
+        Err(e) => Err(e),
     }
 }
 

@@ -8,6 +8,8 @@ mod actions;
 mod addresses;
 mod admin_actions;
 mod create;
+mod diagnostics;
+mod host_call;
 mod list;
 mod metadata;
 mod params;
@@ -123,6 +125,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(actions::delete)),
     )
     .service(web::resource("/servers/{id}/ips").route(web::get().to(addresses::ips)))
+    .service(web::resource("/servers/{id}/diagnostics").route(web::get().to(diagnostics::show)))
     .service(
         web::resource("/servers/{id}/ips/{network}")
             .route(web::get().to(addresses::ips_of_network)),

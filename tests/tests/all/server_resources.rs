@@ -616,6 +616,87 @@ async fn the_console_output_comes_from_the_host(stack: &dyn Stack) -> anyhow::Re
     Ok(())
 }
 
+on_both_shapes!(diagnostics_come_from_the_host, Options::default());
+/// `GET /servers/{id}/diagnostics`: admins only, asked of the host, in the driver's keys
+/// before 2.48 and in Nova's common format from it (Tempest's response schema's fields).
+async fn diagnostics_come_from_the_host(stack: &dyn Stack) -> anyhow::Result<()> {
+    let c = demo(stack, "2.1");
+    let network = admin(stack, "2.1")
+        .create_network(json!({"name": "diag-net", "shared": true}))
+        .await?;
+    let r = c
+        .post(
+            "/servers",
+            &json!({"server": {"name": "diag", "imageRef": IMAGE, "flavorRef": "1",
+                               "networks": [{"uuid": network}]}}),
+        )
+        .await?;
+    let id = r.body["server"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    let path = format!("/servers/{id}/diagnostics");
+    let r = c.get(&path).await?;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        Client::new(stack.api_url(), "eve:other")
+            .get(&path)
+            .await?
+            .status,
+        404
+    );
+    let legacy = admin(stack, "2.47").get(&path).await?;
+    assert_eq!(legacy.status, 200, "{}", legacy.body);
+    assert!(legacy.body.get("cpu0_time").is_some(), "{}", legacy.body);
+    assert!(legacy.body.get("eth0_rx").is_some(), "{}", legacy.body);
+    let r = admin(stack, "2.48").get(&path).await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let d = &r.body;
+    assert_eq!(d["state"], json!("running"));
+    assert_eq!(
+        d["driver"],
+        json!("libvirt"),
+        "the fake poses as libvirt, as Nova's"
+    );
+    assert_eq!(d["num_cpus"], json!(1));
+    assert_eq!(d["num_nics"], json!(1));
+    assert_eq!(
+        d["memory_details"]["maximum"],
+        json!(512),
+        "the flavor's: {d}"
+    );
+    assert_eq!(d["config_drive"], json!(false));
+    for key in [
+        "hypervisor",
+        "hypervisor_os",
+        "uptime",
+        "num_disks",
+        "cpu_details",
+        "nic_details",
+        "disk_details",
+    ] {
+        assert!(d.get(key).is_some(), "{key}: {d}");
+    }
+    let mac = &d["nic_details"][0]["mac_address"];
+    assert!(
+        mac.as_str().is_some_and(|m| m.starts_with("fa:16:3e:")),
+        "{d}"
+    );
+    // Only a running guest is asked (Nova's compute manager).
+    assert_eq!(c.action(&id, &json!({"os-stop": null})).await?.status, 202);
+    c.wait_status(&id, "SHUTOFF", WAIT).await?;
+    let r = admin(stack, "2.48").get(&path).await?;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(
+        r.body["conflictingRequest"]["message"],
+        json!(format!(
+            "Cannot 'get_diagnostics' instance {id} while it is in power state shutdown"
+        ))
+    );
+    Ok(())
+}
+
 on_both_shapes!(
     servers_are_listed_in_the_order_asked_for,
     Options::default()
