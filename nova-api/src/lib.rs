@@ -12,6 +12,7 @@ pub mod images;
 pub mod instance_actions;
 pub mod instance_usage_audit_log;
 pub mod keypairs;
+pub mod migrations;
 pub mod os_availability_zone;
 pub mod os_hosts;
 pub mod os_hypervisors;
@@ -121,6 +122,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .configure(os_networks::configure)
             .configure(instance_usage_audit_log::configure)
             .configure(quota_classes::configure)
-            .configure(server_external_events::configure),
+            .configure(server_external_events::configure)
+            .configure(migrations::configure),
     );
 }

@@ -1,5 +1,10 @@
 //! The server actions beyond the life cycle's tasks: an admin's `os-resetState` and
-//! `injectNetworkInfo`, and the deferred-delete pair `forceDelete` and `restore`.
+//! `injectNetworkInfo`, the deferred-delete pair `forceDelete` and `restore`, and the
+//! migrations `migrate` and `os-migrateLive`.
+//!
+//! Moving a server between hosts is not built yet (it waits for the multi-host work), so the
+//! migrations are switched off the way a Nova operator switches them off: by policy. The
+//! server is looked up first, as Nova does (404), and then no one is allowed (403).
 //!
 //! Deletes here are never deferred (Nova's `reclaim_instance_interval` is 0): a server is
 //! never SOFT_DELETED, so `restore` finds nothing to restore (Nova's 409), and `forceDelete`
@@ -42,6 +47,15 @@ pub(super) async fn handle(
                 "Cannot 'restore' instance {id} while it is in vm_state {}",
                 instance.vm_state
             )));
+        }
+        "migrate" | "os-migrateLive" => {
+            visible(state, ctx, id).await?;
+            let rule = if name == "migrate" {
+                "os_compute_api:os-migrate-server:migrate"
+            } else {
+                "os_compute_api:os-migrate-server:migrate_live"
+            };
+            return Err(NOVA.denied(rule));
         }
         _ => return Ok(None),
     }
