@@ -60,11 +60,20 @@ impl Scheduler {
                 instances::hosts_of(db, &hints.different_host).await?,
             )
         };
+        // Nova's availability zone filter: a requested zone takes only its hosts.
+        let zones = match &instance.availability_zone {
+            Some(_) => nova_db::aggregates::host_zones(db).await?,
+            None => Default::default(),
+        };
         for _ in 0..attempts.max(1) {
             let mut candidates =
                 nodes::candidates(db, instance.node_type, need, alive_since).await?;
             candidates.retain(|node| {
-                (hints.same_host.is_empty() || same.contains(&node.host))
+                instance
+                    .availability_zone
+                    .as_deref()
+                    .is_none_or(|z| nova_db::aggregates::zone_of(&zones, &node.host) == z)
+                    && (hints.same_host.is_empty() || same.contains(&node.host))
                     && !different.contains(&node.host)
                     && hints.host.as_ref().is_none_or(|h| *h == node.host)
                     && hints

@@ -56,6 +56,11 @@ const EXTENSIONS: &[(&str, &str, &str)] = &[
         "Enable admin-only server actions.",
     ),
     (
+        "os-aggregates",
+        "Aggregates",
+        "Admin-only aggregate administration.",
+    ),
+    (
         "os-availability-zone",
         "AvailabilityZone",
         "1. Add availability_zone to the Create Server API. 2. Add availability zones describing.",
@@ -83,6 +88,17 @@ const EXTENSIONS: &[(&str, &str, &str)] = &[
         "Flavor create/delete API support.",
     ),
     ("os-hosts", "Hosts", "Admin-only host administration."),
+    (
+        "os-server-diagnostics",
+        "ServerDiagnostics",
+        "Allow Admins to view server diagnostics through server action.",
+    ),
+    (
+        "os-server-external-events",
+        "ServerExternalEvents",
+        "Server External Event Triggers.",
+    ),
+    ("os-migrations", "Migrations", "Provide data on migrations."),
     (
         "os-hypervisors",
         "Hypervisors",

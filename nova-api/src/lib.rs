@@ -6,6 +6,7 @@
 //! compute host. Errors of every kind leave as Nova's fault body (`api_toolkit::ApiError`'s own
 //! rendering).
 
+pub mod aggregates;
 pub mod extensions;
 pub mod flavors;
 pub mod images;
@@ -123,6 +124,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .configure(instance_usage_audit_log::configure)
             .configure(quota_classes::configure)
             .configure(server_external_events::configure)
-            .configure(migrations::configure),
+            .configure(migrations::configure)
+            .configure(aggregates::configure),
     );
 }

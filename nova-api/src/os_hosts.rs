@@ -25,18 +25,6 @@ fn removed_at_2_43(req: &HttpRequest) -> ApiResult<()> {
     Ok(())
 }
 
-/// A service's name and zone as os-hosts shows them: compute hosts in the default zone,
-/// the control plane's services in `internal`.
-fn service_and_zone(binary: &str) -> (String, &'static str) {
-    let service = binary.strip_prefix("nova-").unwrap_or(binary).to_owned();
-    let zone = if binary == COMPUTE_BINARY {
-        "nova"
-    } else {
-        "internal"
-    };
-    (service, zone)
-}
-
 async fn list(
     req: HttpRequest,
     ctx: RequestContext,
@@ -45,11 +33,14 @@ async fn list(
     removed_at_2_43(&req)?;
     NOVA.require_admin(&ctx, "os_compute_api:os-hosts:list")?;
     let zone = Query::of(&req).last("zone").map(str::to_owned);
+    let zones = crate::os_availability_zone::host_zones(&state.db).await?;
     let hosts: Vec<Value> = nodes::services(&state.db)
         .await?
         .iter()
         .filter_map(|s| {
-            let (service, z) = service_and_zone(&s.binary);
+            // Compute hosts in their availability zone, the control plane in `internal`.
+            let service = s.binary.strip_prefix("nova-").unwrap_or(&s.binary);
+            let z = crate::os_services::zone(&zones, s);
             // As Nova: an empty zone filters nothing.
             let wanted = zone.as_deref().is_none_or(|w| w.is_empty() || w == z);
             wanted.then(|| json!({"host_name": s.host, "service": service, "zone": z}))

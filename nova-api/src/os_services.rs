@@ -3,6 +3,7 @@
 //! service is named by host and binary on `PUT /os-services/{enable,disable,...}` and by its
 //! integer id on delete; from 2.53 by its uuid on `PUT`/`DELETE /os-services/{uuid}`.
 
+use crate::os_availability_zone::{host_zones, zone_of, INTERNAL_ZONE};
 use crate::versions::ApiVersion;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -16,15 +17,31 @@ use nova_core::model::{Service, COMPUTE_BINARY};
 use nova_core::time::{iso8601_naive_micros, now_ms};
 use nova_db::nodes::{self, ServiceChange, ServiceDeletion, ServiceKey};
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 
-fn view(state: &AppState, version: ApiVersion, s: &Service, now: i64) -> Value {
+/// A service's zone: a compute host's availability zone, `internal` for the others.
+pub(crate) fn zone<'a>(zones: &'a HashMap<String, String>, s: &Service) -> &'a str {
+    if s.binary == COMPUTE_BINARY {
+        zone_of(zones, &s.host)
+    } else {
+        INTERNAL_ZONE
+    }
+}
+
+fn view(
+    state: &AppState,
+    version: ApiVersion,
+    s: &Service,
+    now: i64,
+    zones: &HashMap<String, String>,
+) -> Value {
     // Up/down from the last heartbeat, as Nova's DB servicegroup driver; the id is the
     // service's uuid from 2.53, `forced_down` is shown from 2.11.
     let mut v = json!({
         "id": if version.at_least(53) { json!(s.uuid) } else { json!(s.id) },
         "binary": s.binary,
         "host": s.host,
-        "zone": if s.binary == COMPUTE_BINARY { "nova" } else { "internal" },
+        "zone": zone(zones, s),
         "status": if s.disabled { "disabled" } else { "enabled" },
         "state": if s.is_up(now, state.service_down_ms) { "up" } else { "down" },
         "updated_at": s.last_seen_at.map(iso8601_naive_micros),
@@ -48,13 +65,14 @@ async fn list(
             .into_owned()
             .collect();
     let now = now_ms();
+    let zones = host_zones(&state.db).await?;
     let services: Vec<_> = nodes::services(&state.db)
         .await?
         .iter()
         // Nova's list filters.
         .filter(|s| q.get("host").is_none_or(|h| *h == s.host))
         .filter(|s| q.get("binary").is_none_or(|b| *b == s.binary))
-        .map(|s| view(&state, version, s, now))
+        .map(|s| view(&state, version, s, now, &zones))
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "services": services })))
 }
@@ -217,7 +235,9 @@ async fn update_by_uuid(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("Service {id} could not be found.")))?;
     let version = ApiVersion::of(&req);
-    Ok(HttpResponse::Ok().json(json!({ "service": view(&state, version, &service, now_ms()) })))
+    let zones = host_zones(&state.db).await?;
+    Ok(HttpResponse::Ok()
+        .json(json!({ "service": view(&state, version, &service, now_ms(), &zones) })))
 }
 
 async fn update(

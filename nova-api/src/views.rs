@@ -95,6 +95,8 @@ pub struct ServerViewer<'a> {
     pub version: ApiVersion,
     /// `host_status` by host (2.16, for admins): `UP`, `DOWN`, `MAINTENANCE`.
     pub host_status: &'a HashMap<String, &'static str>,
+    /// Each compute host's availability zone (`nova_db::aggregates::host_zones`).
+    pub host_zones: &'a HashMap<String, String>,
     pub kind: ViewKind,
 }
 
@@ -291,7 +293,12 @@ pub fn server_detail<'a>(viewer: &ServerViewer<'a>, i: &'a Instance) -> ServerDe
     let admin = ctx.is_admin();
     let full = viewer.kind != ViewKind::Update;
     let extended = full.then(|| Extended {
-        availability_zone: i.availability_zone.as_deref().unwrap_or("nova"),
+        // As Nova's `get_instance_availability_zone`: the host's zone once it has one, the
+        // requested zone before, else empty.
+        availability_zone: match &i.host {
+            Some(h) => nova_db::aggregates::zone_of(viewer.host_zones, h),
+            None => i.availability_zone.as_deref().unwrap_or(""),
+        },
         // Nova's view: "True" when the server has a config drive, else empty.
         config_drive: if i.config_drive { "True" } else { "" },
         key_name: i.key_name.as_deref(),

@@ -4,6 +4,7 @@
 //! [`nova_core::model`] types.
 
 pub mod actions;
+pub mod aggregates;
 pub mod flavors;
 pub mod identity;
 pub mod images;

@@ -152,6 +152,9 @@ pub(super) struct CreateRequest {
     metadata: BTreeMap<String, String>,
     user_data: Option<String>,
     availability_zone: Option<String>,
+    /// The zone named a host or node (`zone:host`, `zone:host:node`, `zone::node`): Nova's
+    /// forced host, for admins.
+    forced_host: bool,
     description: Option<String>,
     key_name: Option<String>,
     tags: Vec<String>,
@@ -477,6 +480,24 @@ pub(super) fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<Creat
             }
         },
     };
+    // Nova's `_handle_availability_zone`: `zone:host`, `zone:host:node` or `zone::node`.
+    let mut forced = (None, None);
+    let availability_zone = match availability_zone {
+        Some(z) if z.contains(':') => {
+            let parts: Vec<&str> = z.split(':').collect();
+            let (zone, host, node) = match parts[..] {
+                [zone, host] => (zone, host, ""),
+                [zone, host, node] => (zone, host, node),
+                _ => return Err(bad("Unable to parse availability_zone")),
+            };
+            forced = (
+                (!host.is_empty()).then(|| host.to_owned()),
+                (!node.is_empty()).then(|| node.to_owned()),
+            );
+            (!zone.is_empty()).then(|| zone.to_owned())
+        }
+        other => other,
+    };
     let auto_disk_config = match server.get("OS-DCF:diskConfig") {
         None => false,
         Some(v) => match v.as_str() {
@@ -608,6 +629,11 @@ pub(super) fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<Creat
         }
     };
     let mut scheduler_hints = scheduler_hints;
+    let forced_host = forced.0.is_some() || forced.1.is_some();
+    if forced_host {
+        scheduler_hints.host = forced.0;
+        scheduler_hints.node = forced.1;
+    }
     for (key, slot) in [
         ("host", &mut scheduler_hints.host),
         ("hypervisor_hostname", &mut scheduler_hints.node),
@@ -640,6 +666,7 @@ pub(super) fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<Creat
         metadata,
         user_data,
         availability_zone,
+        forced_host,
         description,
         key_name,
         tags,
@@ -668,7 +695,12 @@ pub(super) async fn create(
     NOVA.require_write(&ctx, "os_compute_api:servers:create")?;
     let body = body::json(&raw)?;
     let request = parse_create(&body, ApiVersion::of(&req))?;
-    check_requested_destination(&state, &ctx, &request.scheduler_hints).await?;
+    if request.forced_host {
+        NOVA.require_admin(&ctx, "os_compute_api:servers:create:forced_host")?;
+    }
+    check_requested_destination(&state, &ctx, &request.scheduler_hints, request.forced_host)
+        .await?;
+    check_availability_zone(&state, request.availability_zone.as_deref()).await?;
     // The lookups do not depend on each other: they run together (each on its own pooled
     // connection), and their errors are reported in a fixed order.
     let flavor = async {
@@ -828,11 +860,14 @@ async fn check_requested_destination(
     state: &AppState,
     ctx: &RequestContext,
     hints: &SchedulerHints,
+    forced: bool,
 ) -> ApiResult<()> {
     if hints.host.is_none() && hints.node.is_none() {
         return Ok(());
     }
-    NOVA.require_admin(ctx, "os_compute_api:servers:create:requested_destination")?;
+    if !forced {
+        NOVA.require_admin(ctx, "os_compute_api:servers:create:requested_destination")?;
+    }
     let nodes = nova_db::nodes::nodes(&state.db).await?;
     if let Some(host) = &hints.host {
         if !nodes.iter().any(|n| n.host == *host) {
@@ -843,6 +878,19 @@ async fn check_requested_destination(
         if !nodes.iter().any(|n| n.inventory.name == *node) {
             return Err(bad(format!("Compute host {node} could not be found.")));
         }
+    }
+    Ok(())
+}
+
+/// A requested zone must be one of the available compute zones (Nova's
+/// `_validate_and_build_base_options`).
+async fn check_availability_zone(state: &AppState, zone: Option<&str>) -> ApiResult<()> {
+    let Some(zone) = zone else {
+        return Ok(());
+    };
+    let zones = crate::os_availability_zone::compute_zones(state).await?;
+    if zones.get(zone) != Some(&true) {
+        return Err(bad("The requested availability zone is not available"));
     }
     Ok(())
 }

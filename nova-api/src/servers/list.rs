@@ -308,11 +308,13 @@ pub(super) async fn detail(
     let version = ApiVersion::of(&req);
     let page = list_instances(&req, &ctx, &state).await?;
     let host_status = host_status(&state, &ctx, version).await?;
+    let host_zones = nova_db::aggregates::host_zones(&state.db).await?;
     let viewer = views::ServerViewer {
         url: &url,
         ctx: &ctx,
         version,
         host_status: &host_status,
+        host_zones: &host_zones,
         kind: views::ViewKind::List,
     };
     let items: Vec<_> = page

@@ -17,11 +17,13 @@ pub(super) async fn show(
     let url = PublicUrl::of(&req);
     let version = ApiVersion::of(&req);
     let host_status = host_status(&state, &ctx, version).await?;
+    let host_zones = nova_db::aggregates::host_zones(&state.db).await?;
     let viewer = views::ServerViewer {
         url: &url,
         ctx: &ctx,
         version,
         host_status: &host_status,
+        host_zones: &host_zones,
         kind: views::ViewKind::Show,
     };
     Ok(HttpResponse::Ok().json(&OneServer {

@@ -95,11 +95,13 @@ pub(super) async fn update(
         views::ViewKind::Update
     };
     let host_status = host_status(&state, &ctx, version).await?;
+    let host_zones = nova_db::aggregates::host_zones(&state.db).await?;
     let viewer = views::ServerViewer {
         url: &url,
         ctx: &ctx,
         version,
         host_status: &host_status,
+        host_zones: &host_zones,
         kind,
     };
     Ok(HttpResponse::Ok().json(&OneServer {

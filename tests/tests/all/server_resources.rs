@@ -1359,3 +1359,208 @@ async fn scheduler_hints_place_a_server_with_or_away_from_others() -> anyhow::Re
     assert_eq!(a.get("/servers").await?.body["servers"], before);
     Ok(())
 }
+
+/// Host aggregates as Nova's os-aggregates, and the availability zones they make: a zone's
+/// servers land on its hosts, show its name, and a zone without an enabled host is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregates_make_availability_zones_that_placement_honours() -> anyhow::Result<()> {
+    let mut stack = e2e::stack::Distributed::start(Options::default()).await?;
+    stack.start_agent_on("compute-2").await?;
+    let a = admin(&stack, "2.41");
+    let member = demo(&stack, "2.41");
+
+    // Admins only; Nova's schema, messages and codes.
+    assert_eq!(member.get("/os-aggregates").await?.status, 403);
+    let r = member
+        .post("/os-aggregates", &json!({"aggregate": {"name": "x"}}))
+        .await?;
+    assert_eq!(r.status, 403, "{}", r.body);
+    for bad in [
+        json!({"aggregate": {"name": ""}}),
+        json!({"aggregate": {"name": "n".repeat(256)}}),
+        json!({"aggregate": {"name": " padded "}}),
+        json!({"aggregate": {"name": "ok", "availability_zone": "a:b"}}),
+        json!({"aggregate": {"name": "ok", "other": 1}}),
+        json!({"aggregate": {}}),
+    ] {
+        assert_eq!(a.post("/os-aggregates", &bad).await?.status, 400, "{bad}");
+    }
+    let r = a
+        .post(
+            "/os-aggregates",
+            &json!({"aggregate": {"name": "rack-b", "availability_zone": "zone-b"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let agg = r.body["aggregate"].clone();
+    assert_eq!(agg["availability_zone"], json!("zone-b"));
+    assert!(
+        agg["uuid"].is_string() && agg.get("hosts").is_none(),
+        "{agg}"
+    );
+    let id = agg["id"].as_i64().unwrap_or_default();
+    let path = format!("/os-aggregates/{id}");
+    let action = format!("{path}/action");
+    let r = a
+        .post("/os-aggregates", &json!({"aggregate": {"name": "rack-b"}}))
+        .await?;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(
+        r.body["conflictingRequest"]["message"],
+        json!("Aggregate rack-b already exists.")
+    );
+    assert_eq!(a.get("/os-aggregates/999999").await?.status, 404);
+    assert_eq!(a.get("/os-aggregates/abc").await?.status, 400);
+
+    // Hosts: a compute host, once.
+    let r = a
+        .post(&action, &json!({"add_host": {"host": "nowhere"}}))
+        .await?;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = a
+        .post(&action, &json!({"add_host": {"host": "compute-2"}}))
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["aggregate"]["hosts"], json!(["compute-2"]));
+    assert_eq!(
+        r.body["aggregate"]["metadata"],
+        json!({"availability_zone": "zone-b"})
+    );
+    let r = a
+        .post(&action, &json!({"add_host": {"host": "compute-2"}}))
+        .await?;
+    assert_eq!(r.status, 409, "{}", r.body);
+    let r = a
+        .post(&action, &json!({"remove_host": {"host": "compute-1"}}))
+        .await?;
+    assert_eq!(r.status, 404, "{}", r.body);
+    // A host is in one zone only.
+    let other = a
+        .post(
+            "/os-aggregates",
+            &json!({"aggregate": {"name": "other", "availability_zone": "zone-c"}}),
+        )
+        .await?;
+    let other_id = other.body["aggregate"]["id"].as_i64().unwrap_or_default();
+    let r = a
+        .post(
+            &format!("/os-aggregates/{other_id}/action"),
+            &json!({"add_host": {"host": "compute-2"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(
+        a.delete(&format!("/os-aggregates/{other_id}"))
+            .await?
+            .status,
+        200
+    );
+
+    // The zones: zone-b (compute-2) and nova (compute-1); the conductor is internal.
+    let r = member.get("/os-availability-zone").await?;
+    let names: Vec<&Value> = r.body["availabilityZoneInfo"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|z| &z["zoneName"])
+        .collect();
+    assert_eq!(names, vec![&json!("nova"), &json!("zone-b")], "{}", r.body);
+    let r = a.get("/os-availability-zone/detail").await?;
+    assert_eq!(
+        r.body["availabilityZoneInfo"][0]["zoneName"],
+        json!("internal"),
+        "{}",
+        r.body
+    );
+    let r = a
+        .get("/os-services?binary=nova-compute&host=compute-2")
+        .await?;
+    assert_eq!(r.body["services"][0]["zone"], json!("zone-b"));
+
+    // Placement honours the zone; the server shows its host's zone.
+    let in_zone = |zone: Option<&str>| {
+        let member = member.clone();
+        let zone = zone.map(str::to_owned);
+        async move {
+            let mut server =
+                json!({"name": "z", "imageRef": IMAGE, "flavorRef": "1", "networks": "none"});
+            if let Some(z) = zone {
+                server["availability_zone"] = json!(z);
+            }
+            member.post("/servers", &json!({ "server": server })).await
+        }
+    };
+    for (zone, host) in [("zone-b", "compute-2"), ("nova", "compute-1")] {
+        for _ in 0..2 {
+            let r = in_zone(Some(zone)).await?;
+            assert_eq!(r.status, 202, "{}", r.body);
+            let id = r.body["server"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let s = member.wait_status(&id, "ACTIVE", WAIT).await?;
+            assert_eq!(s["OS-EXT-AZ:availability_zone"], json!(zone));
+            let s = a.server(&id).await?.body;
+            assert_eq!(s["server"]["OS-EXT-SRV-ATTR:host"], json!(host), "{zone}");
+        }
+    }
+    let r = in_zone(Some("zone-x")).await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        json!("The requested availability zone is not available")
+    );
+    let r = in_zone(Some("zone-b:compute-2")).await?;
+    assert_eq!(r.status, 403, "a forced host is for admins: {}", r.body);
+
+    // A zone with servers keeps its hosts and its name.
+    let r = a
+        .post(&action, &json!({"remove_host": {"host": "compute-2"}}))
+        .await?;
+    assert_eq!(r.status, 409, "{}", r.body);
+    let r = a
+        .put(
+            &path,
+            &json!({"aggregate": {"availability_zone": "zone-z"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = a
+        .post(
+            &action,
+            &json!({"set_metadata": {"metadata": {"availability_zone": "zone-z"}}}),
+        )
+        .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    // Other metadata and the name change freely; null removes a key.
+    let r = a
+        .post(
+            &action,
+            &json!({"set_metadata": {"metadata": {"ssd": "true"}}}),
+        )
+        .await?;
+    assert_eq!(
+        r.body["aggregate"]["metadata"],
+        json!({"availability_zone": "zone-b", "ssd": "true"})
+    );
+    let r = a
+        .post(
+            &action,
+            &json!({"set_metadata": {"metadata": {"ssd": null}}}),
+        )
+        .await?;
+    assert_eq!(
+        r.body["aggregate"]["metadata"],
+        json!({"availability_zone": "zone-b"})
+    );
+    let r = a
+        .put(&path, &json!({"aggregate": {"name": "rack-b2"}}))
+        .await?;
+    assert_eq!(r.body["aggregate"]["name"], json!("rack-b2"), "{}", r.body);
+    // An aggregate with hosts is not deleted.
+    let r = a.delete(&path).await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = a.get("/os-aggregates").await?;
+    assert_eq!(r.body["aggregates"].as_array().map(Vec::len), Some(1));
+    Ok(())
+}
