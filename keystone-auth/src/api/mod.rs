@@ -147,8 +147,10 @@ fn has_role(c: &Claims, role: &str) -> bool {
     c.openstack_roles.iter().any(|r| r.name == role)
 }
 
-/// Keystone's default policy for the admin API: the `admin` role (writes), `admin` or
-/// `reader` (reads).
+/// Keystone's default policy for the admin API: the `admin` role (writes); reads also for a
+/// reader with a domain-scoped token (Keystone's domain reader, limited to that domain by the
+/// callers, see [`domain_limit`]). A project-scoped reader is not a system reader: Keystone
+/// gives system scope to none of this service's tokens, so it lists no users or projects.
 fn require_admin(req: &HttpRequest, st: &IdentityState, action: &str) -> ApiResult<Claims> {
     let c = caller(req, st)?;
     if has_role(&c, "admin") {
@@ -160,10 +162,19 @@ fn require_admin(req: &HttpRequest, st: &IdentityState, action: &str) -> ApiResu
 
 fn require_reader(req: &HttpRequest, st: &IdentityState, action: &str) -> ApiResult<Claims> {
     let c = caller(req, st)?;
-    if has_role(&c, "admin") || has_role(&c, "reader") {
+    if has_role(&c, "admin") || (has_role(&c, "reader") && c.openstack_domain_id.is_some()) {
         Ok(c)
     } else {
         Err(KEYSTONE.denied(action))
+    }
+}
+
+/// The domain a non-admin reader's listing is limited to (its token's domain), or `asked`.
+fn domain_limit(c: &Claims, asked: Option<String>) -> Option<String> {
+    if has_role(c, "admin") {
+        asked
+    } else {
+        c.openstack_domain_id.clone()
     }
 }
 

@@ -14,7 +14,8 @@ pub(super) async fn list_domains(
     req: HttpRequest,
     st: web::Data<IdentityState>,
 ) -> ApiResult<HttpResponse> {
-    require_reader(&req, &st, "identity:list_domains")?;
+    // Keystone's system reader only.
+    require_admin(&req, &st, "identity:list_domains")?;
     let f = filter(&req);
     let base = v3_url(&req, &st.settings);
     let items = store::domains(&st.db)
@@ -32,7 +33,18 @@ pub(super) async fn show_domain(
     st: web::Data<IdentityState>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    require_reader(&req, &st, "identity:get_domain")?;
+    // Keystone's: a system reader, or a token scoped to the domain or to one of its projects.
+    let c = caller(&req, &st)?;
+    let own_project_domain = match &c.openstack_project_id {
+        Some(p) => store::project(&st.db, p).await?.map(|p| p.domain_id),
+        None => None,
+    };
+    let allowed = has_role(&c, "admin")
+        || c.openstack_domain_id.as_deref() == Some(id.as_str())
+        || own_project_domain.as_deref() == Some(id.as_str());
+    if !allowed {
+        return Err(KEYSTONE.denied("identity:get_domain"));
+    }
     let base = v3_url(&req, &st.settings);
     let d = store::domain(&st.db, &id)
         .await?
@@ -60,9 +72,16 @@ pub(super) async fn create_project(
             "Could not find domain: {domain_id}."
         )));
     }
+    let name = required_name(p, "project")?;
+    // Keystone's project schema: names of at most 64 characters.
+    if name.chars().count() > 64 {
+        return Err(bad(format!(
+            "Invalid input for field 'name': '{name}' is too long (more than 64 characters)."
+        )));
+    }
     let project = Project {
         id: store::new_id(),
-        name: required_name(p, "project")?,
+        name,
         domain_id,
         description: string_field(p, "description")?
             .unwrap_or_default()
@@ -80,10 +99,11 @@ pub(super) async fn list_projects(
     req: HttpRequest,
     st: web::Data<IdentityState>,
 ) -> ApiResult<HttpResponse> {
-    require_reader(&req, &st, "identity:list_projects")?;
+    let c = require_reader(&req, &st, "identity:list_projects")?;
     let f = filter(&req);
+    let domain = domain_limit(&c, f.domain_id);
     let base = v3_url(&req, &st.settings);
-    let items = store::projects(&st.db, f.name.as_deref(), f.domain_id.as_deref())
+    let items = store::projects(&st.db, f.name.as_deref(), domain.as_deref())
         .await?
         .iter()
         .map(|p| project_view(p, &base))
@@ -97,16 +117,17 @@ pub(super) async fn show_project(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let c = caller(&req, &st)?;
-    // A member may see their own project.
-    if !(has_role(&c, "admin")
-        || has_role(&c, "reader")
-        || c.openstack_project_id.as_deref() == Some(id.as_str()))
-    {
+    // A member may see their own project; a domain reader its domain's.
+    let p = store::project(&st.db, &id).await?;
+    let allowed = has_role(&c, "admin")
+        || c.openstack_project_id.as_deref() == Some(id.as_str())
+        || (has_role(&c, "reader")
+            && c.openstack_domain_id.is_some()
+            && p.as_ref().map(|p| &p.domain_id) == c.openstack_domain_id.as_ref());
+    if !allowed {
         return Err(KEYSTONE.denied("identity:get_project"));
     }
-    let p = store::project(&st.db, &id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("Could not find project: {id}.")))?;
+    let p = p.ok_or_else(|| ApiError::NotFound(format!("Could not find project: {id}.")))?;
     Ok(HttpResponse::Ok().json(json!({"project": project_view(&p, &v3_url(&req, &st.settings))})))
 }
 

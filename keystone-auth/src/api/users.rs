@@ -25,7 +25,7 @@ pub(super) async fn user_projects(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let c = caller(&req, &st)?;
-    if c.sub != *id && !has_role(&c, "admin") && !has_role(&c, "reader") {
+    if c.sub != *id && !has_role(&c, "admin") {
         return Err(KEYSTONE.denied("identity:list_user_projects"));
     }
     let base = v3_url(&req, &st.settings);
@@ -86,10 +86,11 @@ pub(super) async fn list_users(
     req: HttpRequest,
     st: web::Data<IdentityState>,
 ) -> ApiResult<HttpResponse> {
-    require_reader(&req, &st, "identity:list_users")?;
+    let c = require_reader(&req, &st, "identity:list_users")?;
     let f = filter(&req);
+    let domain = domain_limit(&c, f.domain_id);
     let base = v3_url(&req, &st.settings);
-    let items = store::users(&st.db, f.name.as_deref(), f.domain_id.as_deref())
+    let items = store::users(&st.db, f.name.as_deref(), domain.as_deref())
         .await?
         .iter()
         .map(|u| user_view(u, &base))
@@ -103,12 +104,16 @@ pub(super) async fn show_user(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let c = caller(&req, &st)?;
-    if !(has_role(&c, "admin") || has_role(&c, "reader") || c.sub == *id) {
+    let u = store::user(&st.db, &id).await?;
+    let allowed = has_role(&c, "admin")
+        || c.sub == *id
+        || (has_role(&c, "reader")
+            && c.openstack_domain_id.is_some()
+            && u.as_ref().map(|u| &u.domain_id) == c.openstack_domain_id.as_ref());
+    if !allowed {
         return Err(KEYSTONE.denied("identity:get_user"));
     }
-    let u = store::user(&st.db, &id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("Could not find user: {id}.")))?;
+    let u = u.ok_or_else(|| ApiError::NotFound(format!("Could not find user: {id}.")))?;
     Ok(HttpResponse::Ok().json(json!({"user": user_view(&u, &v3_url(&req, &st.settings))})))
 }
 

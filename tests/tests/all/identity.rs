@@ -333,6 +333,32 @@ async fn roles_decide_what_a_caller_may_do() -> anyhow::Result<()> {
         .await?;
     assert_eq!(r.status, 403, "a reader does not create: {}", r.body);
     assert_eq!(rita_c.delete(&format!("/servers/{id}")).await?.status, 403);
+    // A project's reader is not Keystone's system reader: no listing of users or projects, but
+    // its own user and project.
+    let rita_token = token(&url, "rita", "pw-r", "demo").await?;
+    for (path, status) in [
+        ("projects".to_owned(), 403),
+        ("users".to_owned(), 403),
+        ("domains".to_owned(), 403),
+        (format!("users/{rita}"), 200),
+        (format!("projects/{demo_project}"), 200),
+        ("domains/default".to_owned(), 200),
+    ] {
+        let r = http
+            .get(format!("{v3}/{path}"))
+            .header("X-Auth-Token", &rita_token)
+            .send()
+            .await?;
+        assert_eq!(r.status().as_u16(), status, "{path}");
+    }
+    // Keystone's project names are at most 64 characters.
+    let r = http
+        .post(format!("{v3}/projects"))
+        .header("X-Auth-Token", &admin_token)
+        .json(&json!({"project": {"name": "p".repeat(65)}}))
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 400);
     assert_eq!(
         rita_c.action(&id, &json!({"os-stop": null})).await?.status,
         403

@@ -1411,6 +1411,8 @@ async fn aggregates_make_availability_zones_that_placement_honours() -> anyhow::
     );
     assert_eq!(a.get("/os-aggregates/999999").await?.status, 404);
     assert_eq!(a.get("/os-aggregates/abc").await?.status, 400);
+    assert_eq!(a.get("/os-aggregates/-1").await?.status, 404);
+    assert_eq!(a.delete("/os-aggregates/-1").await?.status, 404);
 
     // Hosts: a compute host, once.
     let r = a
