@@ -215,7 +215,13 @@ pub(crate) async fn download(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let image = find(&state, &ctx, &id).await?;
-    if image.status != "active" {
+    // As Glance: a deactivated image's data is for admins only.
+    if image.status == "deactivated" && !ctx.is_admin() {
+        return Err(ApiError::Forbidden(
+            "The requested image has been deactivated. Image data download is prohibited.".into(),
+        ));
+    }
+    if image.status != "active" && image.status != "deactivated" {
         return Ok(HttpResponse::NoContent().finish());
     }
     let data = state

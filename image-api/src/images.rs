@@ -39,7 +39,6 @@ pub(crate) const READ_ONLY: &[&str] = &[
     "os_hash_value",
     "created_at",
     "updated_at",
-    "owner",
     "self",
     "file",
     "schema",
@@ -47,6 +46,8 @@ pub(crate) const READ_ONLY: &[&str] = &[
     "locations",
 ];
 pub(crate) const PATCH_MEDIA_TYPE: &str = "application/openstack-images-v2.1-json-patch";
+/// The older JSON-patch draft Glance also takes.
+pub(crate) const PATCH_MEDIA_TYPE_V20: &str = "application/openstack-images-v2.0-json-patch";
 
 pub(crate) fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("No image found with ID {id}"))
@@ -165,6 +166,19 @@ pub(crate) fn set_field(
                 ));
             }
             i.visibility = v;
+        }
+        // As Glance: an admin gives an image to any project; others only to their own.
+        "owner" => {
+            let owner = string(value)?;
+            if owner.is_empty() || owner.chars().count() > 255 {
+                return Err(bad(format!("Invalid value for 'owner': {value}")));
+            }
+            if !ctx.is_admin() && owner != ctx.project_id {
+                return Err(ApiError::Forbidden(format!(
+                    "You are not permitted to create images owned by '{owner}'."
+                )));
+            }
+            i.owner = owner;
         }
         "protected" => i.protected = boolean(value)?,
         "os_hidden" => i.os_hidden = boolean(value)?,
@@ -425,9 +439,12 @@ pub(crate) async fn update(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if !media.starts_with(PATCH_MEDIA_TYPE) {
+    // Glance takes both: v2.1 is RFC 6902 (`{"op": …, "path": …}`), v2.0 the older draft
+    // (`{"replace": "/name", "value": …}`), which Tempest's client still sends.
+    let draft4 = media.starts_with(PATCH_MEDIA_TYPE_V20);
+    if !draft4 && !media.starts_with(PATCH_MEDIA_TYPE) {
         return Err(ApiError::UnsupportedMediaType(format!(
-            "Unsupported media type; use {PATCH_MEDIA_TYPE}."
+            "Image PATCH expects Content-Type one of: {PATCH_MEDIA_TYPE_V20}, {PATCH_MEDIA_TYPE}"
         )));
     }
     let mut image = find_own(&state, &ctx, &id).await?;
@@ -440,10 +457,24 @@ pub(crate) async fn update(
         _ => Map::new(),
     };
     for op in ops {
-        let kind = op["op"]
-            .as_str()
-            .ok_or_else(|| bad("Each operation needs an 'op'."))?;
-        let path = op["path"]
+        let (kind, path) = if draft4 {
+            let named: Vec<&str> = ["add", "remove", "replace"]
+                .into_iter()
+                .filter(|k| op.get(*k).is_some())
+                .collect();
+            let [kind] = named[..] else {
+                return Err(bad(
+                    "Operation objects must contain exactly one member named \"add\", \"remove\", or \"replace\".",
+                ));
+            };
+            (kind, &op[kind])
+        } else {
+            let kind = op["op"]
+                .as_str()
+                .ok_or_else(|| bad("Each operation needs an 'op'."))?;
+            (kind, &op["path"])
+        };
+        let path = path
             .as_str()
             .and_then(|p| p.strip_prefix('/'))
             .ok_or_else(|| bad("Each operation needs a 'path' starting with '/'."))?;
@@ -482,6 +513,38 @@ pub(crate) async fn delete(
         )));
     }
     delete_image(&state.db, state.store.as_ref(), &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /v2/images/{id}/actions/{deactivate,reactivate}` (the owner's members and admins):
+/// an active image's data withheld from all but admins, and given back. Either is a no-op in
+/// the state it leads to; from any other state it is Glance's 403.
+pub(crate) async fn image_action(
+    ctx: RequestContext,
+    state: web::Data<ImageState>,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let (id, action) = path.into_inner();
+    let (from, to) = match action.as_str() {
+        "deactivate" => ("active", "deactivated"),
+        "reactivate" => ("deactivated", "active"),
+        _ => {
+            return Err(ApiError::NotFound(
+                "The resource could not be found.".into(),
+            ))
+        }
+    };
+    GLANCE.require_write(&ctx, &action)?;
+    let image = find_own(&state, &ctx, &id).await?;
+    if image.status == to {
+        return Ok(HttpResponse::NoContent().finish());
+    }
+    if image.status != from || !store::set_status(&state.db, &id, &[from], to).await? {
+        return Err(ApiError::Forbidden(format!(
+            "Not allowed to {action} image in status '{}'",
+            image.status
+        )));
+    }
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -117,6 +117,10 @@ fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::delete().to(images::delete)),
             )
             .service(
+                web::resource("/v2/images/{id}/actions/{action}")
+                    .route(web::post().to(images::image_action)),
+            )
+            .service(
                 web::resource("/v2/images/{id}/file")
                     .route(web::put().to(data::upload))
                     .route(web::get().to(data::download)),

@@ -1,7 +1,7 @@
 //! The image service end to end: the real `openstack` CLI (images, then a server from an image
 //! by name), and the failure paths of uploads and visibility.
 
-use e2e::client::password_token;
+use e2e::client::{password_token, Client};
 use e2e::stack::{AllInOneStack, Options, Stack};
 use keystone_auth::{AuthSettings, Strategy};
 use serde_json::{json, Value};
@@ -795,3 +795,120 @@ async fn python_glanceclient_reads_the_schemas_and_the_images() -> anyhow::Resul
 
 /// A public image of the test stacks (it has no members: only shared images do).
 const IMAGE_NOT_SHARED: &str = e2e::client::IMAGE;
+
+/// What Tempest's image tests found missing: the older JSON-patch draft, an admin's `owner`,
+/// and deactivating an image (its data for admins only, no server booted from it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_are_patched_given_away_and_deactivated_as_glance_does() -> anyhow::Result<()> {
+    let stack = start(None).await?;
+    let url = stack.api_url().to_owned();
+    let demo = password_token(&url, "demo", DEMO_PASSWORD, "demo").await?;
+    let admin = password_token(&url, "admin", ADMIN_PASSWORD, "admin").await?;
+    let http = reqwest::Client::new();
+    let v2 = format!("{url}/image/v2/images");
+    let c = Client::new(&url, &demo);
+    let id = c
+        .create_image("patched", "bare", "raw", b"disk".to_vec())
+        .await?;
+    let patch = |token: &str, media: &str, ops: Value| {
+        http.patch(format!("{v2}/{id}"))
+            .header("X-Auth-Token", token)
+            .header("Content-Type", media)
+            .body(ops.to_string())
+            .send()
+    };
+    // The v2.0 draft: the operation's name holds the path.
+    let r = patch(
+        &demo,
+        "application/openstack-images-v2.0-json-patch",
+        json!([{"replace": "/name", "value": "renamed"}, {"add": "/color", "value": "red"}]),
+    )
+    .await?;
+    assert_eq!(r.status().as_u16(), 200);
+    let body: Value = r.json().await?;
+    assert_eq!(
+        (body["name"].clone(), body["color"].clone()),
+        (json!("renamed"), json!("red"))
+    );
+    let r = patch(
+        &demo,
+        "application/openstack-images-v2.0-json-patch",
+        json!([{"replace": "/name", "add": "/x", "value": "y"}]),
+    )
+    .await?;
+    assert_eq!(r.status().as_u16(), 400);
+
+    // Owner: an admin gives the image away; a member may not.
+    let projects = nova_db::identity::projects(stack.db(), Some("admin"), None).await?;
+    let admin_project = projects.first().map(|p| p.id.clone()).unwrap_or_default();
+    let r = patch(
+        &demo,
+        "application/openstack-images-v2.1-json-patch",
+        json!([{"op": "replace", "path": "/owner", "value": admin_project}]),
+    )
+    .await?;
+    assert_eq!(r.status().as_u16(), 403);
+    let r = http
+        .post(&v2)
+        .header("X-Auth-Token", &admin)
+        .json(&json!({"name": "given", "owner": "some-project"}))
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(r.json::<Value>().await?["owner"], json!("some-project"));
+
+    // Deactivated: no download but for admins, no server booted from it; reactivated: back.
+    let action = |token: &str, what: &str| {
+        http.post(format!("{v2}/{id}/actions/{what}"))
+            .header("X-Auth-Token", token)
+            .send()
+    };
+    let download = |token: &str| {
+        http.get(format!("{v2}/{id}/file"))
+            .header("X-Auth-Token", token)
+            .send()
+    };
+    assert_eq!(action(&demo, "deactivate").await?.status().as_u16(), 204);
+    assert_eq!(
+        action(&demo, "deactivate").await?.status().as_u16(),
+        204,
+        "a no-op"
+    );
+    let r = http
+        .get(format!("{v2}/{id}"))
+        .header("X-Auth-Token", &demo)
+        .send()
+        .await?;
+    assert_eq!(r.json::<Value>().await?["status"], json!("deactivated"));
+    assert_eq!(download(&demo).await?.status().as_u16(), 403);
+    let r = download(&admin).await?;
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.bytes().await?.as_ref(), b"disk");
+    let r = c
+        .post(
+            "/servers",
+            &json!({"server": {"name": "no", "imageRef": id, "flavorRef": "1"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(action(&demo, "reactivate").await?.status().as_u16(), 204);
+    assert_eq!(download(&demo).await?.status().as_u16(), 200);
+    // A queued image can be neither.
+    let r = http
+        .post(&v2)
+        .header("X-Auth-Token", &demo)
+        .json(&json!({"name": "empty"}))
+        .send()
+        .await?;
+    let empty = r.json::<Value>().await?["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let r = http
+        .post(format!("{v2}/{empty}/actions/deactivate"))
+        .header("X-Auth-Token", &demo)
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 403);
+    Ok(())
+}
