@@ -22,9 +22,9 @@ mod tags;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use api_toolkit::links::PublicUrl;
-use api_toolkit::FaultFormat;
+use api_toolkit::{ApiError, ApiResult, FaultFormat};
 use nova_db::Db;
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// What the networking handlers share.
 pub struct NetworkState {
@@ -52,12 +52,12 @@ impl api_toolkit::Service for NetworkApi {
 }
 
 /// The extensions whose attributes the views above carry (Neutron's aliases).
-async fn extensions() -> HttpResponse {
+fn extension_list() -> Vec<Value> {
     let ext = |alias: &str, name: &str, description: &str| {
         json!({"alias": alias, "name": name, "description": description,
                "updated": "2013-01-01T10:00:00-00:00", "links": []})
     };
-    HttpResponse::Ok().json(json!({"extensions": [
+    vec![
         ext("provider", "Provider Network", "Expose mapping of virtual networks to physical networks"),
         ext("external-net", "Neutron external network", "Adds external network attribute to network resource."),
         ext("standard-attr-description", "standard-attr-description", "Extension to add descriptions to standard attributes"),
@@ -65,7 +65,25 @@ async fn extensions() -> HttpResponse {
         ext("quota_details", "Quota details extension", "Expose functions for quotas usage statistics per project"),
         ext("standard-attr-tag", "Tag support for resources with standard attribute: network", "Enables to set tag on resources with standard attribute."),
         ext("standard-attr-timestamp", "Resource timestamps", "Adds created_at and updated_at fields to all Neutron resources that have Neutron standard attributes."),
-    ]}))
+    ]
+}
+
+async fn extensions() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "extensions": extension_list() }))
+}
+
+/// `GET /v2.0/extensions/{alias}`: one of them, or Neutron's 404.
+async fn extension(alias: web::Path<String>) -> ApiResult<HttpResponse> {
+    extension_list()
+        .into_iter()
+        .find(|e| e["alias"] == json!(alias.as_str()))
+        .map(|e| HttpResponse::Ok().json(json!({ "extension": e })))
+        .ok_or_else(|| {
+            ApiError::named(
+                ApiError::NotFound(format!("Extension with alias {alias} does not exist")),
+                "ExtensionNotFound",
+            )
+        })
 }
 
 /// Neutron's version document at the service's root.
@@ -97,6 +115,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .service(web::resource("/v2.0").route(web::get().to(resources)))
             .service(web::resource("/v2.0/").route(web::get().to(resources)))
             .service(web::resource("/v2.0/extensions").route(web::get().to(extensions)))
+            .service(web::resource("/v2.0/extensions/{alias}").route(web::get().to(extension)))
             .service(
                 web::resource("/v2.0/networks")
                     .route(web::get().to(networks::list))

@@ -547,6 +547,27 @@ async fn routes_answer_as_novas_do(stack: &dyn Stack) -> anyhow::Result<()> {
     assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
     let body: Value = r.json().await?;
     assert_eq!(body["badMethod"]["code"], json!(405));
+    // Neutron's extension list and each extension by alias (Tempest, Horizon).
+    let get = |path: &str| {
+        http.get(format!("{url}/network/v2.0/{path}"))
+            .header("X-Auth-Token", "demo:demo")
+            .send()
+    };
+    let all: Value = get("extensions").await?.json().await?;
+    assert!(
+        all["extensions"].as_array().is_some_and(|e| !e.is_empty()),
+        "{all}"
+    );
+    let one: Value = get("extensions/provider").await?.json().await?;
+    assert_eq!(one["extension"]["alias"], json!("provider"));
+    let r = get("extensions/no-such").await?;
+    assert_eq!(r.status().as_u16(), 404);
+    let body: Value = r.json().await?;
+    assert_eq!(
+        body["NeutronError"]["type"],
+        json!("ExtensionNotFound"),
+        "{body}"
+    );
     Ok(())
 }
 
