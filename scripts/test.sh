@@ -73,6 +73,13 @@ cargo test --workspace --tests --no-fail-fast 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run (the last of cargo's own lines is only the last test
 # binary's).
 phase tests
+
+# Tempest's representative part (tests/tempest/smoke.txt) against an all-in-one of this tree,
+# on the debug build made above; the whole Tempest run is scripts/tempest.sh, its figures in
+# the README.
+scripts/tempest.sh --smoke --debug || status=1
+phase "tempest smoke"
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "summary: %d passed, %d failed\n", p, f }' "$log"
+echo "tempest smoke: $(grep -E ' - (Passed|Failed|Skipped)' var/tempest/results.txt | tr -d ' -' | paste -sd ' ')"
 exit "$status"

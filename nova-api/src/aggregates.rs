@@ -40,9 +40,9 @@ fn answer(req: &HttpRequest, a: &Aggregate) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "aggregate": view(req, a) }))
 }
 
-/// Nova's `validate_integer(id, 'id')`.
+/// Nova's `validate_integer(id, 'id')`: any integer (a negative one is simply not found).
 fn aggregate_id(id: &str) -> ApiResult<i64> {
-    id.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+    id.parse::<i64>().ok().ok_or_else(|| {
         bad(format!(
             "Invalid input for field/attribute id. Value: {id}. id must be an integer"
         ))
