@@ -230,7 +230,20 @@ async fn update(
             "is not valid under any of the given schemas",
         ));
     }
-    let name = obj.get("name").map(|v| name_of("name", v)).transpose()?;
+    // Nova's update schema takes a name with leading or trailing spaces, then strips them.
+    let name = obj
+        .get("name")
+        .map(|v| match v.as_str() {
+            Some(s) if (1..=255).contains(&s.chars().count()) && !s.trim().is_empty() => {
+                Ok(s.trim().to_owned())
+            }
+            _ => Err(invalid(
+                "name",
+                v,
+                "is not a valid name (1 to 255 characters)",
+            )),
+        })
+        .transpose()?;
     let zone = obj.get("availability_zone").map(zone_of).transpose()?;
     NOVA.require_admin(&ctx, "os_compute_api:os-aggregates:update")?;
     let id = aggregate_id(&id)?;
@@ -260,13 +273,14 @@ async fn delete(
 ) -> ApiResult<HttpResponse> {
     NOVA.require_admin(&ctx, "os_compute_api:os-aggregates:delete")?;
     let id = aggregate_id(&id)?;
-    let a = find(&state, id).await?;
-    if !a.hosts.is_empty() {
+    find(&state, id).await?;
+    if !store::delete_empty(&state.db, id).await? {
+        // Still there with hosts (or deleted meanwhile: then not found).
+        find(&state, id).await?;
         return Err(bad(format!(
             "Cannot remove host from aggregate {id}. Reason: Host aggregate is not empty."
         )));
     }
-    store::delete(&state.db, id).await?;
     Ok(HttpResponse::Ok().finish())
 }
 

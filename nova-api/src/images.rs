@@ -59,7 +59,7 @@ fn status(glance: &str) -> (&'static str, i64) {
     match glance {
         "active" => ("ACTIVE", 100),
         "queued" => ("SAVING", 25),
-        "saving" | "uploading" | "importing" => ("SAVING", 50),
+        "saving" => ("SAVING", 50),
         "deleted" | "pending_delete" => ("DELETED", 0),
         "killed" => ("ERROR", 0),
         _ => ("UNKNOWN", 0),
@@ -81,7 +81,8 @@ fn summary(url: &PublicUrl, i: &Image) -> Value {
 
 fn detail(url: &PublicUrl, i: &Image) -> Value {
     let (status, progress) = status(&i.status);
-    json!({
+    let props = properties(i);
+    let mut v = json!({
         "id": i.id,
         "name": i.name,
         "status": status,
@@ -93,7 +94,26 @@ fn detail(url: &PublicUrl, i: &Image) -> Value {
         "updated": iso8601_z(i.updated_at),
         "OS-EXT-IMG-SIZE:size": i.size,
         "links": links(url, &i.id),
-    })
+    });
+    // As Nova's image view: a snapshot names its server, and the disk configuration shows
+    // when the image says.
+    if let Some(server) = props.get("instance_uuid").and_then(Value::as_str) {
+        v["server"] = json!({
+            "id": server,
+            "links": [
+                {"rel": "self", "href": format!("{}/v2.1/servers/{server}", url.0)},
+                {"rel": "bookmark", "href": format!("{}/servers/{server}", url.0)},
+            ],
+        });
+    }
+    if let Some(auto) = props.get("auto_disk_config").and_then(Value::as_str) {
+        let on = matches!(
+            auto.to_ascii_lowercase().as_str(),
+            "true" | "1" | "yes" | "on"
+        );
+        v["OS-DCF:diskConfig"] = json!(if on { "AUTO" } else { "MANUAL" });
+    }
+    v
 }
 
 async fn listing(
@@ -110,21 +130,36 @@ async fn listing(
         store::visible_to(viewer(ctx), Offers::Answered("accepted")),
     ];
     let mut conds = visible.clone();
+    // What Glance's default list holds: no other project's community images, no hidden ones.
+    conds.push(Cond::any(vec![
+        Cond::sql("visibility <> 'community'", Vec::new()),
+        Cond::eq("owner", Arg::Text(ctx.project_id.clone())),
+    ]));
+    conds.push(Cond::eq("os_hidden", Arg::Bool(false)));
     if let Some(name) = q.last("name") {
         conds.push(Cond::eq("name", Arg::Text(name.to_owned())));
     }
+    // Nova passes the status to Glance lowercased.
     if let Some(s) = q.last("status") {
-        let glance: &[&str] = match s.to_ascii_uppercase().as_str() {
-            "ACTIVE" => &["active"],
-            "SAVING" => &["queued", "saving"],
-            "DELETED" => &["deleted"],
-            "ERROR" => &["killed"],
-            _ => &[],
+        conds.push(Cond::eq("status", Arg::Text(s.to_ascii_lowercase())));
+    }
+    // Nova's property filters: `server` (a snapshot's instance_uuid, the last segment of a
+    // URL too), `type` (image_type) and any `property-<key>`.
+    for (param, value) in q.pairs() {
+        let key = match param {
+            "server" => "instance_uuid",
+            "type" => "image_type",
+            p => match p.strip_prefix("property-") {
+                Some(k) if !k.is_empty() => k,
+                _ => continue,
+            },
         };
-        conds.push(Cond::any_of(
-            "status",
-            glance.iter().map(|g| Arg::Text((*g).to_owned())).collect(),
-        ));
+        let value = if param == "server" {
+            value.rsplit('/').next().unwrap_or(value)
+        } else {
+            value
+        };
+        conds.push(Cond::object_field_eq("properties", key, value));
     }
     for (param, column) in [("minRam", "min_ram"), ("minDisk", "min_disk")] {
         if let Some(v) = q.last(param) {

@@ -43,14 +43,7 @@ async fn index(
 ) -> ApiResult<HttpResponse> {
     let v = ApiVersion::of(&req);
     let q = Query::of(&req);
-    // Nova's index: a project's manager for their own project, admins for any.
-    if !(ctx.is_admin() || ctx.has_role("manager")) {
-        return Err(NOVA.denied("os_compute_api:os-migrations:index"));
-    }
-    let own = v.at_least(80) && q.last("project_id") == Some(ctx.project_id.as_str());
-    if !own && !ctx.is_admin() {
-        return Err(NOVA.denied("os_compute_api:os-migrations:index:all_projects"));
-    }
+    // Nova's query schema first (400), then its policy (403).
     if v.at_least(59) {
         let keys = allowed(v);
         if let Some((k, _)) = q.pairs().find(|(k, _)| !keys.contains(k)) {
@@ -83,10 +76,18 @@ async fn index(
                 ));
             }
         }
-        // There are no migrations, so no marker names one.
-        if let Some(m) = q.last("marker") {
-            return Err(bad(format!("Marker {m} could not be found.")));
-        }
+    }
+    // Nova's index: a project's manager for their own project, admins for any.
+    if !(ctx.is_admin() || ctx.has_role("manager")) {
+        return Err(NOVA.denied("os_compute_api:os-migrations:index"));
+    }
+    let own = q.last("project_id") == Some(ctx.project_id.as_str());
+    if !own && !ctx.is_admin() {
+        return Err(NOVA.denied("os_compute_api:os-migrations:index:all_projects"));
+    }
+    // There are no migrations, so no marker names one.
+    if let Some(m) = q.last("marker").filter(|_| v.at_least(59)) {
+        return Err(bad(format!("Marker {m} could not be found.")));
     }
     Ok(HttpResponse::Ok().json(json!({ "migrations": [] })))
 }
@@ -104,7 +105,10 @@ async fn server_index(
         ));
     }
     visible_server(&state, &ctx, &id).await?;
-    NOVA.require_admin(&ctx, "os_compute_api:servers:migrations:index")?;
+    // Nova's PROJECT_MANAGER_OR_ADMIN (the lookup above keeps a manager to their project).
+    if !(ctx.is_admin() || ctx.has_role("manager")) {
+        return Err(NOVA.denied("os_compute_api:servers:migrations:index"));
+    }
     Ok(HttpResponse::Ok().json(json!({ "migrations": [] })))
 }
 
@@ -121,7 +125,9 @@ async fn server_show(
     }
     let (id, migration) = path.into_inner();
     visible_server(&state, &ctx, &id).await?;
-    NOVA.require_admin(&ctx, "os_compute_api:servers:migrations:show")?;
+    if !(ctx.is_admin() || ctx.has_role("manager")) {
+        return Err(NOVA.denied("os_compute_api:servers:migrations:show"));
+    }
     Err(ApiError::NotFound(format!(
         "In-progress live migration {migration} is not found for server {id}."
     )))

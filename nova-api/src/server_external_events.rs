@@ -1,4 +1,5 @@
-//! `POST /os-server-external-events` (the `service` role, as Nova's policy): other services
+//! `POST /os-server-external-events` (the `service` role or an admin, Nova's
+//! `service_or_admin`): other services
 //! telling the compute service that something happened to a server. Each event is answered
 //! as Nova answers it — 200 for a server on a host, 404 for an unknown server, 422 for one
 //! not on a host yet, 400 for a missing required tag — and the whole with 207 when any failed.
@@ -108,7 +109,7 @@ async fn create(
     for e in events {
         check_event(e, &names)?;
     }
-    if !ctx.has_role("service") {
+    if !(ctx.has_role("service") || ctx.is_admin()) {
         return Err(NOVA.denied("os_compute_api:os-server-external-events:create"));
     }
     let mut answered = Vec::with_capacity(events.len());

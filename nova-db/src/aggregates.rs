@@ -109,17 +109,17 @@ pub async fn create(
     get(db, id).await
 }
 
-/// Renames; `false` when another aggregate has the name.
+/// Renames; `false` when another aggregate has the name (the unique name decides, so two
+/// concurrent renames to one name cannot both pass).
 pub async fn rename(db: &Db, id: i64, name: &str) -> DbResult<bool> {
-    let taken: Option<i64> = on_pool!(db, p => sqlx::query_scalar(
-        "SELECT id FROM aggregates WHERE name = $1 AND id <> $2")
-        .bind(name).bind(id).fetch_optional(p).await?);
-    if taken.is_some() {
-        return Ok(false);
+    let result = on_pool!(db, p => sqlx::query(
+        "UPDATE aggregates SET name = $2, updated_at = $3 WHERE id = $1")
+        .bind(id).bind(name).bind(nova_core::time::now_ms()).execute(p).await.map(|_| ()));
+    match result {
+        Ok(()) => Ok(true),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+        Err(e) => Err(e.into()),
     }
-    on_pool!(db, p => sqlx::query("UPDATE aggregates SET name = $2, updated_at = $3 WHERE id = $1")
-        .bind(id).bind(name).bind(nova_core::time::now_ms()).execute(p).await?.rows_affected());
-    Ok(true)
 }
 
 /// Sets metadata keys (a `None` value removes the key), as Nova's `update_metadata`.
@@ -130,30 +130,36 @@ pub async fn update_metadata(
 ) -> DbResult<()> {
     let mut tx = db.begin().await?;
     for (k, v) in changes {
-        on_tx!(&mut tx, c => sqlx::query(
-            "DELETE FROM aggregate_metadata WHERE aggregate_id = $1 AND key = $2")
-            .bind(id).bind(k).execute(&mut *c).await?.rows_affected());
-        if let Some(v) = v {
-            on_tx!(&mut tx, c => sqlx::query(
-                "INSERT INTO aggregate_metadata (aggregate_id, key, value) VALUES ($1, $2, $3)")
-                .bind(id).bind(k).bind(v).execute(&mut *c).await?.rows_affected());
-        }
+        match v {
+            Some(v) => on_tx!(&mut tx, c => sqlx::query(
+                "INSERT INTO aggregate_metadata (aggregate_id, key, value) VALUES ($1, $2, $3) \
+                 ON CONFLICT (aggregate_id, key) DO UPDATE SET value = excluded.value")
+                .bind(id).bind(k).bind(v).execute(&mut *c).await?.rows_affected()),
+            None => on_tx!(&mut tx, c => sqlx::query(
+                "DELETE FROM aggregate_metadata WHERE aggregate_id = $1 AND key = $2")
+                .bind(id).bind(k).execute(&mut *c).await?.rows_affected()),
+        };
     }
     on_tx!(&mut tx, c => sqlx::query("UPDATE aggregates SET updated_at = $2 WHERE id = $1")
         .bind(id).bind(nova_core::time::now_ms()).execute(&mut *c).await?.rows_affected());
     tx.commit().await
 }
 
-pub async fn delete(db: &Db, id: i64) -> DbResult<bool> {
-    let n = on_pool!(db, p => sqlx::query("DELETE FROM aggregates WHERE id = $1")
+/// Deletes an aggregate that has no hosts; `false` when it has (or is gone). One statement,
+/// so a host added meanwhile is never deleted with it.
+pub async fn delete_empty(db: &Db, id: i64) -> DbResult<bool> {
+    let n = on_pool!(db, p => sqlx::query(
+        "DELETE FROM aggregates WHERE id = $1 \
+         AND NOT EXISTS (SELECT 1 FROM aggregate_hosts WHERE aggregate_id = $1)")
         .bind(id).execute(p).await?.rows_affected());
     Ok(n == 1)
 }
 
-/// Adds a host; `false` when it is already in the aggregate.
+/// Adds a host; `false` when it is already in the aggregate or the aggregate is gone.
 pub async fn add_host(db: &Db, id: i64, host: &str) -> DbResult<bool> {
     let n = on_pool!(db, p => sqlx::query(
-        "INSERT INTO aggregate_hosts (aggregate_id, host, created_at) VALUES ($1, $2, $3) \
+        "INSERT INTO aggregate_hosts (aggregate_id, host, created_at) \
+         SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM aggregates WHERE id = $1) \
          ON CONFLICT (aggregate_id, host) DO NOTHING")
         .bind(id).bind(host).bind(nova_core::time::now_ms()).execute(p).await?.rows_affected());
     Ok(n == 1)

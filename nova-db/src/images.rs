@@ -181,11 +181,11 @@ pub async fn update(db: &Db, i: &Image) -> DbResult<()> {
         sqlx::query(
             "UPDATE images SET name = $2, visibility = $3, protected = $4, os_hidden = $5, \
              container_format = $6, disk_format = $7, min_disk = $8, min_ram = $9, properties = $10, \
-             updated_at = $11 WHERE id = $1",
+             updated_at = $11, owner = $12 WHERE id = $1",
         )
         .bind(&i.id).bind(&i.name).bind(&i.visibility).bind(i.protected).bind(i.os_hidden)
         .bind(&i.container_format).bind(&i.disk_format).bind(i.min_disk).bind(i.min_ram)
-        .bind(&i.properties).bind(now_ms())
+        .bind(&i.properties).bind(now_ms()).bind(&i.owner)
         .execute(p).await?;
     });
     let current = tags(db, &i.id).await?;

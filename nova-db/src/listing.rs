@@ -133,7 +133,16 @@ impl Cond {
                  WHERE CAST(\u{1}FIELD\u{1}{int_field}\u{1} AS INTEGER) = ? \
                  AND \u{1}FIELD\u{1}{text_field}\u{1} \u{1}REGEX\u{1} ?)"
             ),
-            vec![Arg::Int(value), Arg::Text(format!("^(?:{pattern})"))],
+            vec![Arg::Int(value), Arg::Text(anchored(pattern))],
+        )
+    }
+
+    /// The JSON object in `column` has `key` with the text `value` (the key is an argument,
+    /// never part of the statement).
+    pub fn object_field_eq(column: &str, key: &str, value: &str) -> Self {
+        Self::sql(
+            format!("\u{1}OBJFIELD\u{1}{column}\u{1} = ?"),
+            vec![Arg::Text(key.to_owned()), Arg::Text(value.to_owned())],
         )
     }
 
@@ -180,6 +189,12 @@ impl Cond {
             (self.sql, self.args)
         }
     }
+}
+
+/// `pattern` matched from the start only, as [`Cond::element_matches`] sends it (validate this
+/// form, not the bare pattern: a comment in `(?x)` mode would swallow the closing parenthesis).
+pub fn anchored(pattern: &str) -> String {
+    format!("^(?:{pattern})")
 }
 
 /// Nova's and Neutron's four tag filters (all given as lists; empty means absent): the row has
@@ -281,6 +296,11 @@ impl Sql {
                     ("ELEMENTS", false) => format!("json_each({name}) AS elements"),
                     ("FIELD", true) => format!("(elements.e ->> '{name}')"),
                     ("FIELD", false) => format!("json_extract(elements.value, '$.{name}')"),
+                    // The key is the next `?`.
+                    ("OBJFIELD", true) => {
+                        format!("jsonb_extract_path_text(CAST({name} AS jsonb), ?)")
+                    }
+                    ("OBJFIELD", false) => format!("json_extract({name}, '$.' || json_quote(?))"),
                     _ => return None,
                 };
                 Some((spelled, after))

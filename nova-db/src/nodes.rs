@@ -391,6 +391,11 @@ pub async fn delete_service(db: &Db, key: ServiceKey<'_>) -> DbResult<ServiceDel
                 .bind(&service.host)
                 .execute(&mut *c)
                 .await?;
+            // As Nova: the host leaves its aggregates (and so its zone).
+            sqlx::query("DELETE FROM aggregate_hosts WHERE host = $1")
+                .bind(&service.host)
+                .execute(&mut *c)
+                .await?;
         }
         sqlx::query("DELETE FROM services WHERE id = $1")
             .bind(service.id)

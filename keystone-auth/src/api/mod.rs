@@ -169,13 +169,16 @@ fn require_reader(req: &HttpRequest, st: &IdentityState, action: &str) -> ApiRes
     }
 }
 
-/// The domain a non-admin reader's listing is limited to (its token's domain), or `asked`.
-fn domain_limit(c: &Claims, asked: Option<String>) -> Option<String> {
+/// The domain a non-admin reader's listing is limited to (its token's domain), or `asked`;
+/// a domain reader asking for another domain is refused, as Keystone's policy does.
+fn domain_limit(c: &Claims, asked: Option<String>, action: &str) -> ApiResult<Option<String>> {
     if has_role(c, "admin") {
-        asked
-    } else {
-        c.openstack_domain_id.clone()
+        return Ok(asked);
     }
+    if asked.is_some() && asked != c.openstack_domain_id {
+        return Err(KEYSTONE.denied(action));
+    }
+    Ok(c.openstack_domain_id.clone())
 }
 
 async fn domain_ref(db: &Db, id: &str) -> ApiResult<Value> {

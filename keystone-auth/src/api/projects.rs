@@ -101,7 +101,7 @@ pub(super) async fn list_projects(
 ) -> ApiResult<HttpResponse> {
     let c = require_reader(&req, &st, "identity:list_projects")?;
     let f = filter(&req);
-    let domain = domain_limit(&c, f.domain_id);
+    let domain = domain_limit(&c, f.domain_id, "identity:list_projects")?;
     let base = v3_url(&req, &st.settings);
     let items = store::projects(&st.db, f.name.as_deref(), domain.as_deref())
         .await?

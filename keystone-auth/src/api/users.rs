@@ -25,7 +25,11 @@ pub(super) async fn user_projects(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let c = caller(&req, &st)?;
-    if c.sub != *id && !has_role(&c, "admin") {
+    // Keystone's: the user, an admin, or a reader of the user's domain.
+    let domain_reader = has_role(&c, "reader")
+        && c.openstack_domain_id.is_some()
+        && store::user(&st.db, &id).await?.map(|u| u.domain_id) == c.openstack_domain_id;
+    if c.sub != *id && !has_role(&c, "admin") && !domain_reader {
         return Err(KEYSTONE.denied("identity:list_user_projects"));
     }
     let base = v3_url(&req, &st.settings);
@@ -88,7 +92,7 @@ pub(super) async fn list_users(
 ) -> ApiResult<HttpResponse> {
     let c = require_reader(&req, &st, "identity:list_users")?;
     let f = filter(&req);
-    let domain = domain_limit(&c, f.domain_id);
+    let domain = domain_limit(&c, f.domain_id, "identity:list_users")?;
     let base = v3_url(&req, &st.settings);
     let items = store::users(&st.db, f.name.as_deref(), domain.as_deref())
         .await?

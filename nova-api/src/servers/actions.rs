@@ -240,6 +240,12 @@ pub(super) async fn console_output(
     NOVA.require_write(ctx, "os_compute_api:os-console-output")?;
     let length = parse_console_length(arg)?;
     let instance = visible(state, ctx, id).await?;
+    // Nova's get_console_output refuses a server being deleted.
+    if instance.task_state == Some(TaskState::Deleting) {
+        return Err(ApiError::Conflict(format!(
+            "Cannot 'get_console_output' instance {id} while it is in task_state deleting"
+        )));
+    }
     let command = ComputeCommand::ConsoleOutput {
         instance: instance.uuid,
         length,

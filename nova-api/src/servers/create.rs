@@ -494,7 +494,14 @@ pub(super) fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<Creat
                 (!host.is_empty()).then(|| host.to_owned()),
                 (!node.is_empty()).then(|| node.to_owned()),
             );
-            (!zone.is_empty()).then(|| zone.to_owned())
+            // As Nova: a forced host skips the zone's check and every scheduler filter, so
+            // the zone is not kept as a placement constraint (the server shows its host's).
+            let zone = (!zone.is_empty()).then(|| zone.to_owned());
+            if forced.0.is_some() || forced.1.is_some() {
+                None
+            } else {
+                zone
+            }
         }
         other => other,
     };

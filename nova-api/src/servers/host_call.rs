@@ -3,7 +3,7 @@
 
 use crate::AppState;
 use api_toolkit::{ApiError, ApiResult, RequestContext};
-use nova_core::model::{Instance, TaskState};
+use nova_core::model::Instance;
 use nova_core::rpc::{CallReply, ComputeCommand, Envelope};
 use std::time::Duration;
 
@@ -21,11 +21,6 @@ pub(super) async fn ask(
     command: ComputeCommand,
 ) -> ApiResult<CallReply> {
     let id = instance.uuid;
-    if instance.task_state == Some(TaskState::Deleting) {
-        return Err(ApiError::Conflict(format!(
-            "Cannot '{method}' instance {id} while it is in task_state deleting"
-        )));
-    }
     // Nova's check_instance_host: no host yet, nothing to ask.
     let host = instance
         .host

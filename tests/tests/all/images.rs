@@ -856,6 +856,35 @@ async fn images_are_patched_given_away_and_deactivated_as_glance_does() -> anyho
         .await?;
     assert_eq!(r.status().as_u16(), 201);
     assert_eq!(r.json::<Value>().await?["owner"], json!("some-project"));
+    let r = patch(
+        &admin,
+        "application/openstack-images-v2.1-json-patch",
+        json!([{"op": "replace", "path": "/owner", "value": admin_project}]),
+    )
+    .await?;
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.json::<Value>().await?["owner"], json!(admin_project));
+    let stored = nova_db::images::get(stack.db(), &id)
+        .await?
+        .map(|i| i.owner);
+    assert_eq!(
+        stored,
+        Some(admin_project.clone()),
+        "written, not only shown"
+    );
+    // Given back to demo's project for what follows.
+    let demo_project = nova_db::identity::projects(stack.db(), Some("demo"), None)
+        .await?
+        .first()
+        .map(|p| p.id.clone())
+        .unwrap_or_default();
+    let r = patch(
+        &admin,
+        "application/openstack-images-v2.1-json-patch",
+        json!([{"op": "replace", "path": "/owner", "value": demo_project}]),
+    )
+    .await?;
+    assert_eq!(r.status().as_u16(), 200);
 
     // Deactivated: no download but for admins, no server booted from it; reactivated: back.
     let action = |token: &str, what: &str| {

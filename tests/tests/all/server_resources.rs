@@ -589,10 +589,9 @@ async fn the_console_output_comes_from_the_host(stack: &dyn Stack) -> anyhow::Re
     assert!(text.starts_with("fake: booting talkative"), "{text}");
     assert_eq!(console(json!({"length": -1})).await?.body, all.body);
     assert_eq!(console(json!({"length": "-1"})).await?.body, all.body);
-    // Lines as Nova splits them (and Tempest counts them): the piece after the last newline
-    // is one.
-    let last = console(json!({"length": 2})).await?;
-    assert_eq!(last.body["output"], json!("fake: login: \n"));
+    // Lines as Nova splits them (and Tempest counts them): at each newline.
+    let last = console(json!({"length": 1})).await?;
+    assert_eq!(last.body["output"], json!("fake: login: "));
     let three = console(json!({"length": 3})).await?;
     let text3 = three.body["output"].as_str().unwrap_or_default();
     assert_eq!(text3.split('\n').count(), 3, "{text3}");
