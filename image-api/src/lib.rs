@@ -75,6 +75,17 @@ impl api_toolkit::Service for ImageApi {
     }
 }
 
+/// `GET /v2/info/import`: Glance's discovery of the interoperable import methods. Images
+/// here are uploaded with `PUT …/file`; no import method is enabled (Glance's answer with an
+/// empty `enabled_import_methods`).
+async fn import_info(_ctx: api_toolkit::RequestContext) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"import-methods": {
+        "description": "Import methods available.",
+        "type": "array",
+        "value": [],
+    }}))
+}
+
 async fn versions(req: HttpRequest) -> HttpResponse {
     let base = PublicUrl::of(&req).0;
     let href = format!("{base}/image/v2/");
@@ -95,6 +106,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .service(web::resource("").route(web::get().to(versions)))
             .service(web::resource("/").route(web::get().to(versions)))
             .service(web::resource("/versions").route(web::get().to(versions)))
+            .service(web::resource("/v2/info/import").route(web::get().to(import_info)))
             .service(web::resource("/v2/schemas/image").route(web::get().to(schemas::image_schema)))
             .service(
                 web::resource("/v2/schemas/images").route(web::get().to(schemas::images_schema)),

@@ -183,6 +183,18 @@ pub(super) async fn issue_token(
             ))
         }
     };
+    // As Keystone: a token made from a token keeps the methods that made the first, and adds
+    // `token`.
+    let methods = match &parent {
+        Some(p) => {
+            let mut all = p.openstack_methods.clone();
+            if !all.iter().any(|m| m == "token") {
+                all.push("token".into());
+            }
+            all
+        }
+        None => methods,
+    };
     let scope = resolve_scope(&st.db, &user.id, &body["auth"]["scope"]).await?;
     let roles: Vec<RoleRef> = scope
         .roles

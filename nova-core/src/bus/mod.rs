@@ -101,7 +101,8 @@ impl Delivery {
         self.replier.is_some()
             && self
                 .reply_deadline_ms
-                .is_some_and(|d| crate::time::now_ms() > d)
+                // At the deadline's millisecond the caller may already have given up.
+                .is_some_and(|d| crate::time::now_ms() >= d)
     }
 
     /// Whether the sender waits for an answer ([`Bus::call`]).

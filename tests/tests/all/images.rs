@@ -939,5 +939,14 @@ async fn images_are_patched_given_away_and_deactivated_as_glance_does() -> anyho
         .send()
         .await?;
     assert_eq!(r.status().as_u16(), 403);
+    // No interoperable import method: uploads are `PUT …/file` (Glance's discovery says so).
+    let info: Value = http
+        .get(format!("{url}/image/v2/info/import"))
+        .header("X-Auth-Token", &demo)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(info["import-methods"]["value"], json!([]), "{info}");
     Ok(())
 }
