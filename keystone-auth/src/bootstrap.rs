@@ -1,11 +1,12 @@
 //! The first start, as `keystone-manage bootstrap`: the `default` domain, the roles `admin`,
 //! `manager`, `member`, `reader` and `service` (the first four implying each next one, see
-//! [`IMPLIED_ROLES`]), an `admin` project and user with all three roles, and a non-admin
+//! [`IMPLIED_ROLES`]), an `admin` project and user with all three roles (and `admin` on the
+//! system, as Keystone's bootstrap gives it), and a non-admin
 //! `demo` project and user (member, reader). Idempotent: what exists is left as it is.
 
 use crate::password;
 use crate::settings::AuthSettings;
-use nova_db::identity::{self as store, Project, User, DEFAULT_DOMAIN_ID};
+use nova_db::identity::{self as store, Domain, Project, User, DEFAULT_DOMAIN_ID};
 use nova_db::{Db, DbError};
 
 /// Passwords the bootstrap generated (to show once); `None` where the account existed or the
@@ -94,6 +95,7 @@ async fn user(
         email: None,
         default_project_id: Some(project_id.into()),
         password_hash: Some(hash),
+        extra: "{}".into(),
     };
     store::create_user(db, &u).await?;
     Ok((u.id, generated))
@@ -101,7 +103,16 @@ async fn user(
 
 pub async fn bootstrap(db: &Db, settings: &AuthSettings) -> Result<Generated, DbError> {
     if store::domain(db, DEFAULT_DOMAIN_ID).await?.is_none() {
-        store::create_domain(db, DEFAULT_DOMAIN_ID, "Default", "The default domain").await?;
+        store::create_domain(
+            db,
+            &Domain {
+                id: DEFAULT_DOMAIN_ID.into(),
+                name: "Default".into(),
+                description: "The default domain".into(),
+                enabled: true,
+            },
+        )
+        .await?;
     }
     let admin_role = role(db, "admin").await?;
     let member_role = role(db, "member").await?;
@@ -125,6 +136,7 @@ pub async fn bootstrap(db: &Db, settings: &AuthSettings) -> Result<Generated, Db
     for r in [&member_role, &reader_role] {
         store::grant(db, &demo, r, &demo_project, "").await?;
     }
+    store::grant_system(db, &admin, &admin_role).await?;
     Ok(Generated {
         admin_password,
         demo_password,

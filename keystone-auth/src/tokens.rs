@@ -39,8 +39,20 @@ pub struct Claims {
     pub openstack_project_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub openstack_domain_id: Option<String>,
+    /// Keystone's system scope (`all`), for a token scoped to the whole deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openstack_system: Option<String>,
     #[serde(default)]
     pub openstack_roles: Vec<RoleRef>,
+}
+
+impl Claims {
+    /// Whether the token has a scope (a project, a domain or the system), and so roles.
+    pub fn is_scoped(&self) -> bool {
+        self.openstack_project_id.is_some()
+            || self.openstack_domain_id.is_some()
+            || self.openstack_system.is_some()
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -55,13 +67,15 @@ pub enum TokenError {
     Revoked,
 }
 
-/// Revocation events in memory: audit ids, and per user the times before which tokens
-/// (of a project, or all) are revoked.
+/// Revocation events in memory: audit ids, per user the times before which tokens (of a
+/// project, or all) are revoked, and per scope (a project or a domain, disabled or deleted) the
+/// time before which every token scoped to it is revoked.
 #[derive(Default)]
 struct Revocations {
     last_id: i64,
     audit_ids: HashSet<String>,
     by_user: HashMap<String, Vec<(Option<String>, i64)>>,
+    by_scope: HashMap<String, i64>,
 }
 
 impl Revocations {
@@ -70,11 +84,17 @@ impl Revocations {
         if let Some(a) = &e.audit_id {
             self.audit_ids.insert(a.clone());
         }
-        if let Some(u) = &e.user_id {
-            self.by_user
+        match (&e.user_id, &e.project_id) {
+            (Some(u), _) => self
+                .by_user
                 .entry(u.clone())
                 .or_default()
-                .push((e.project_id.clone(), e.issued_before));
+                .push((e.project_id.clone(), e.issued_before)),
+            (None, Some(scope)) => {
+                let before = self.by_scope.entry(scope.clone()).or_default();
+                *before = (*before).max(e.issued_before);
+            }
+            (None, None) => {}
         }
     }
 
@@ -83,6 +103,14 @@ impl Revocations {
             .iter()
             .any(|a| self.audit_ids.contains(a))
         {
+            return true;
+        }
+        let scope_revoked = |id: &Option<String>| {
+            id.as_ref()
+                .and_then(|id| self.by_scope.get(id))
+                .is_some_and(|before| c.openstack_issued_at_ms <= *before)
+        };
+        if scope_revoked(&c.openstack_project_id) || scope_revoked(&c.openstack_domain_id) {
             return true;
         }
         self.by_user.get(&c.sub).is_some_and(|events| {
@@ -96,7 +124,9 @@ impl Revocations {
     }
 
     fn len(&self) -> usize {
-        self.audit_ids.len() + self.by_user.values().map(Vec::len).sum::<usize>()
+        self.audit_ids.len()
+            + self.by_user.values().map(Vec::len).sum::<usize>()
+            + self.by_scope.len()
     }
 }
 
@@ -106,6 +136,7 @@ pub struct NewToken<'a> {
     pub methods: Vec<String>,
     pub project_id: Option<String>,
     pub domain_id: Option<String>,
+    pub system: Option<String>,
     pub roles: Vec<RoleRef>,
     /// The token this one is made from (the `token` method): its audit id chains on and its
     /// expiry bounds the new one.
@@ -163,6 +194,7 @@ impl TokenService {
             openstack_audit_ids: audit_ids,
             openstack_project_id: req.project_id,
             openstack_domain_id: req.domain_id,
+            openstack_system: req.system,
             openstack_roles: req.roles,
         };
         let mut header = Header::new(Algorithm::ES256);
@@ -242,6 +274,14 @@ impl TokenService {
     ) -> Result<(), DbError> {
         let until = now_ms() + self.lifetime_s * 1000;
         identity::add_revocation(&self.db, None, Some(user_id), project_id, until).await?;
+        self.refresh().await
+    }
+
+    /// Revokes every token scoped to a project or a domain (by its id) issued until now: the
+    /// scope was disabled or deleted. Recorded as an event with a project and no user.
+    pub async fn revoke_scope(&self, scope_id: &str) -> Result<(), DbError> {
+        let until = now_ms() + self.lifetime_s * 1000;
+        identity::add_revocation(&self.db, None, None, Some(scope_id), until).await?;
         self.refresh().await
     }
 

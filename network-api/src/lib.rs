@@ -86,6 +86,13 @@ async fn extension(alias: web::Path<String>) -> ApiResult<HttpResponse> {
         })
 }
 
+/// `GET /v2.0/agents`: Neutron's agents (DHCP, L3, Open vSwitch…) do not exist here, since each
+/// compute driver wires its own networks, so the list is empty for every caller. The `agent`
+/// extension is not advertised: there is nothing to manage.
+async fn agents() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"agents": []}))
+}
+
 /// Neutron's version document at the service's root.
 async fn versions(req: HttpRequest) -> HttpResponse {
     let base = PublicUrl::of(&req).0;
@@ -116,6 +123,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .service(web::resource("/v2.0/").route(web::get().to(resources)))
             .service(web::resource("/v2.0/extensions").route(web::get().to(extensions)))
             .service(web::resource("/v2.0/extensions/{alias}").route(web::get().to(extension)))
+            .service(web::resource("/v2.0/agents").route(web::get().to(agents)))
             .service(
                 web::resource("/v2.0/networks")
                     .route(web::get().to(networks::list))

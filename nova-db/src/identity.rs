@@ -31,6 +31,8 @@ pub struct User {
     pub default_project_id: Option<String>,
     /// The argon2 PHC string; never leaves the identity service.
     pub password_hash: Option<String>,
+    /// Keystone's `extra`: `description` and any other attribute given, as a JSON object.
+    pub extra: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, sqlx::FromRow)]
@@ -48,6 +50,24 @@ pub struct Assignment {
     pub project_id: String,
     /// Empty when the assignment is on a project.
     pub domain_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct Group {
+    pub id: String,
+    pub name: String,
+    pub domain_id: String,
+    pub description: String,
+}
+
+/// One role grant to a group: on a project, a domain, or the system (`system` = `all`).
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct GroupAssignment {
+    pub group_id: String,
+    pub role_id: String,
+    pub project_id: String,
+    pub domain_id: String,
+    pub system: String,
 }
 
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
@@ -70,18 +90,55 @@ pub const DEFAULT_DOMAIN_ID: &str = "default";
 
 // Domains.
 
-pub async fn create_domain(db: &Db, id: &str, name: &str, description: &str) -> DbResult<Domain> {
+pub async fn create_domain(db: &Db, d: &Domain) -> DbResult<()> {
     on_pool!(db, p => {
         sqlx::query("INSERT INTO domains (id, name, description, enabled, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(id).bind(name).bind(description).bind(true).bind(now_ms())
+            .bind(&d.id).bind(&d.name).bind(&d.description).bind(d.enabled).bind(now_ms())
             .execute(p).await?;
     });
-    Ok(Domain {
-        id: id.into(),
-        name: name.into(),
-        description: description.into(),
-        enabled: true,
-    })
+    Ok(())
+}
+
+/// Writes a domain's name, description and enabled flag; false when there is no such domain.
+pub async fn update_domain(db: &Db, d: &Domain) -> DbResult<bool> {
+    let n = on_pool!(db, p => {
+        sqlx::query("UPDATE domains SET name = $2, description = $3, enabled = $4 WHERE id = $1")
+            .bind(&d.id).bind(&d.name).bind(&d.description).bind(d.enabled)
+            .execute(p).await?.rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// Deletes a domain with everything in it, as Keystone does: its projects and users, and every
+/// grant on them or held by them.
+pub async fn delete_domain(db: &Db, id: &str) -> DbResult<bool> {
+    let mut tx = db.begin().await?;
+    let n = super::on_tx!(&mut tx, c => {
+        sqlx::query(
+            "DELETE FROM role_assignments WHERE domain_id = $1 \
+             OR project_id IN (SELECT id FROM projects WHERE domain_id = $1) \
+             OR user_id IN (SELECT id FROM users WHERE domain_id = $1)",
+        ).bind(id).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM system_role_assignments WHERE user_id IN (SELECT id FROM users WHERE domain_id = $1)")
+            .bind(id).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM project_tags WHERE project_id IN (SELECT id FROM projects WHERE domain_id = $1)")
+            .bind(id).execute(&mut *c).await?;
+        sqlx::query(
+            "DELETE FROM group_role_assignments WHERE domain_id = $1 \
+             OR project_id IN (SELECT id FROM projects WHERE domain_id = $1) \
+             OR group_id IN (SELECT id FROM user_groups WHERE domain_id = $1)",
+        ).bind(id).execute(&mut *c).await?;
+        sqlx::query(
+            "DELETE FROM group_members WHERE group_id IN (SELECT id FROM user_groups WHERE domain_id = $1) \
+             OR user_id IN (SELECT id FROM users WHERE domain_id = $1)",
+        ).bind(id).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM user_groups WHERE domain_id = $1").bind(id).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM users WHERE domain_id = $1").bind(id).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM projects WHERE domain_id = $1").bind(id).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM domains WHERE id = $1").bind(id).execute(&mut *c).await?.rows_affected()
+    });
+    tx.commit().await?;
+    Ok(n == 1)
 }
 
 pub async fn domain(db: &Db, id: &str) -> DbResult<Option<Domain>> {
@@ -138,11 +195,64 @@ pub async fn projects(
     Ok(on_pool!(db, p => sqlx::query_as(&sql).bind(name).bind(domain_id).fetch_all(p).await?))
 }
 
-/// Projects on which the user has at least one role.
+/// Writes a project's name, description and enabled flag; false when there is no such project.
+pub async fn update_project(db: &Db, p_: &Project) -> DbResult<bool> {
+    let n = on_pool!(db, p => {
+        sqlx::query("UPDATE projects SET name = $2, description = $3, enabled = $4 WHERE id = $1")
+            .bind(&p_.id).bind(&p_.name).bind(&p_.description).bind(p_.enabled)
+            .execute(p).await?.rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// The tags of the given projects, each project's sorted.
+pub async fn project_tags(
+    db: &Db,
+    project_ids: &[String],
+) -> DbResult<std::collections::HashMap<String, Vec<String>>> {
+    let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
+    if project_ids.is_empty() {
+        return Ok(out);
+    }
+    let marks: Vec<String> = (1..=project_ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT project_id, tag FROM project_tags WHERE project_id IN ({}) ORDER BY project_id, tag",
+        marks.join(", ")
+    );
+    let rows: Vec<(String, String)> = on_pool!(db, p => {
+        let mut q = sqlx::query_as(&sql);
+        for id in project_ids {
+            q = q.bind(id);
+        }
+        q.fetch_all(p).await?
+    });
+    for (project, tag) in rows {
+        out.entry(project).or_default().push(tag);
+    }
+    Ok(out)
+}
+
+/// Replaces a project's tags.
+pub async fn set_project_tags(db: &Db, project_id: &str, tags: &[String]) -> DbResult<()> {
+    let mut tx = db.begin().await?;
+    super::on_tx!(&mut tx, c => {
+        sqlx::query("DELETE FROM project_tags WHERE project_id = $1").bind(project_id).execute(&mut *c).await?;
+        for t in tags {
+            sqlx::query("INSERT INTO project_tags (project_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(project_id).bind(t).execute(&mut *c).await?;
+        }
+    });
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Projects on which the user has at least one role, of their own or of one of their groups.
 pub async fn projects_of_user(db: &Db, user_id: &str) -> DbResult<Vec<Project>> {
     let sql = format!(
         "SELECT {PROJECT_COLUMNS} FROM projects WHERE id IN \
-         (SELECT project_id FROM role_assignments WHERE user_id = $1) ORDER BY name"
+         (SELECT project_id FROM role_assignments WHERE user_id = $1 \
+          UNION SELECT g.project_id FROM group_role_assignments g \
+          JOIN group_members m ON m.group_id = g.group_id WHERE m.user_id = $1) ORDER BY name"
     );
     Ok(on_pool!(db, p => sqlx::query_as(&sql).bind(user_id).fetch_all(p).await?))
 }
@@ -151,6 +261,8 @@ pub async fn delete_project(db: &Db, id: &str) -> DbResult<bool> {
     let mut tx = db.begin().await?;
     let n = super::on_tx!(&mut tx, c => {
         sqlx::query("DELETE FROM role_assignments WHERE project_id = $1").bind(id).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM project_tags WHERE project_id = $1").bind(id).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM group_role_assignments WHERE project_id = $1").bind(id).execute(&mut *c).await?;
         sqlx::query("DELETE FROM projects WHERE id = $1").bind(id).execute(&mut *c).await?.rows_affected()
     });
     tx.commit().await?;
@@ -159,19 +271,34 @@ pub async fn delete_project(db: &Db, id: &str) -> DbResult<bool> {
 
 // Users.
 
-const USER_COLUMNS: &str = "id, name, domain_id, enabled, email, default_project_id, password_hash";
+const USER_COLUMNS: &str =
+    "id, name, domain_id, enabled, email, default_project_id, password_hash, extra";
 
 pub async fn create_user(db: &Db, u: &User) -> DbResult<()> {
     on_pool!(db, p => {
         sqlx::query(
-            "INSERT INTO users (id, name, domain_id, password_hash, email, enabled, default_project_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO users (id, name, domain_id, password_hash, email, enabled, default_project_id, created_at, extra) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&u.id).bind(&u.name).bind(&u.domain_id).bind(&u.password_hash).bind(&u.email)
-        .bind(u.enabled).bind(&u.default_project_id).bind(now_ms())
+        .bind(u.enabled).bind(&u.default_project_id).bind(now_ms()).bind(&u.extra)
         .execute(p).await?;
     });
     Ok(())
+}
+
+/// Writes every attribute of a user but its id and domain; false when there is no such user.
+pub async fn update_user(db: &Db, u: &User) -> DbResult<bool> {
+    let n = on_pool!(db, p => {
+        sqlx::query(
+            "UPDATE users SET name = $2, password_hash = $3, email = $4, enabled = $5, \
+             default_project_id = $6, extra = $7 WHERE id = $1",
+        )
+        .bind(&u.id).bind(&u.name).bind(&u.password_hash).bind(&u.email).bind(u.enabled)
+        .bind(&u.default_project_id).bind(&u.extra)
+        .execute(p).await?.rows_affected()
+    });
+    Ok(n == 1)
 }
 
 pub async fn user(db: &Db, id: &str) -> DbResult<Option<User>> {
@@ -196,6 +323,8 @@ pub async fn delete_user(db: &Db, id: &str) -> DbResult<bool> {
     let mut tx = db.begin().await?;
     let n = super::on_tx!(&mut tx, c => {
         sqlx::query("DELETE FROM role_assignments WHERE user_id = $1").bind(id).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM system_role_assignments WHERE user_id = $1").bind(id).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM group_members WHERE user_id = $1").bind(id).execute(&mut *c).await?;
         sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&mut *c).await?.rows_affected()
     });
     tx.commit().await?;
@@ -237,6 +366,8 @@ pub async fn delete_role(db: &Db, id: &str) -> DbResult<bool> {
     let mut tx = db.begin().await?;
     let n = super::on_tx!(&mut tx, c => {
         sqlx::query("DELETE FROM role_assignments WHERE role_id = $1").bind(id).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM system_role_assignments WHERE role_id = $1").bind(id).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM group_role_assignments WHERE role_id = $1").bind(id).execute(&mut *c).await?;
         sqlx::query("DELETE FROM roles WHERE id = $1").bind(id).execute(&mut *c).await?.rows_affected()
     });
     tx.commit().await?;
@@ -277,7 +408,29 @@ pub async fn revoke_grant(
     Ok(n == 1)
 }
 
-/// The roles of a user on a project (`project_id`) or a domain (`domain_id`).
+/// A user's effective roles on a project (`project_id`), a domain (`domain_id`) or the system
+/// (`system` = `all`, both others empty): their own grants and their groups'.
+pub async fn effective_roles_of(
+    db: &Db,
+    user_id: &str,
+    project_id: &str,
+    domain_id: &str,
+    system: &str,
+) -> DbResult<Vec<Role>> {
+    Ok(on_pool!(db, p => {
+        sqlx::query_as(
+            "SELECT r.id, r.name FROM roles r WHERE r.id IN ( \
+               SELECT role_id FROM role_assignments WHERE $4 = '' AND user_id = $1 AND project_id = $2 AND domain_id = $3 \
+               UNION SELECT role_id FROM system_role_assignments WHERE $4 <> '' AND user_id = $1 \
+               UNION SELECT g.role_id FROM group_role_assignments g JOIN group_members m ON m.group_id = g.group_id \
+                 WHERE m.user_id = $1 AND g.project_id = $2 AND g.domain_id = $3 AND g.system = $4) \
+             ORDER BY r.name",
+        )
+        .bind(user_id).bind(project_id).bind(domain_id).bind(system).fetch_all(p).await?
+    }))
+}
+
+/// The roles granted to a user directly on a project (`project_id`) or a domain (`domain_id`).
 pub async fn roles_of(
     db: &Db,
     user_id: &str,
@@ -293,18 +446,189 @@ pub async fn roles_of(
     }))
 }
 
+/// Project and domain assignments, optionally of one user, one role, one project, one domain.
 pub async fn assignments(
     db: &Db,
     user_id: Option<&str>,
+    role_id: Option<&str>,
     project_id: Option<&str>,
+    domain_id: Option<&str>,
 ) -> DbResult<Vec<Assignment>> {
     Ok(on_pool!(db, p => {
         sqlx::query_as(
             "SELECT user_id, role_id, project_id, domain_id FROM role_assignments \
-             WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR project_id = $2) \
+             WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR role_id = $2) \
+             AND ($3 IS NULL OR project_id = $3) AND ($4 IS NULL OR domain_id = $4) \
              ORDER BY user_id, project_id, domain_id, role_id",
         )
-        .bind(user_id).bind(project_id).fetch_all(p).await?
+        .bind(user_id).bind(role_id).bind(project_id).bind(domain_id).fetch_all(p).await?
+    }))
+}
+
+// System role assignments (Keystone's system scope, `all`).
+
+/// Grants a role on the system; idempotent.
+pub async fn grant_system(db: &Db, user_id: &str, role_id: &str) -> DbResult<()> {
+    on_pool!(db, p => {
+        sqlx::query("INSERT INTO system_role_assignments (user_id, role_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(user_id).bind(role_id).execute(p).await?;
+    });
+    Ok(())
+}
+
+pub async fn revoke_system(db: &Db, user_id: &str, role_id: &str) -> DbResult<bool> {
+    let n = on_pool!(db, p => {
+        sqlx::query("DELETE FROM system_role_assignments WHERE user_id = $1 AND role_id = $2")
+            .bind(user_id).bind(role_id).execute(p).await?.rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// A user's roles on the system.
+pub async fn system_roles_of(db: &Db, user_id: &str) -> DbResult<Vec<Role>> {
+    Ok(on_pool!(db, p => {
+        sqlx::query_as(
+            "SELECT r.id, r.name FROM roles r JOIN system_role_assignments a ON a.role_id = r.id \
+             WHERE a.user_id = $1 ORDER BY r.name",
+        )
+        .bind(user_id).fetch_all(p).await?
+    }))
+}
+
+/// System assignments as (user, role), optionally of one user.
+pub async fn system_assignments(db: &Db, user_id: Option<&str>) -> DbResult<Vec<(String, String)>> {
+    Ok(on_pool!(db, p => {
+        sqlx::query_as(
+            "SELECT user_id, role_id FROM system_role_assignments WHERE ($1 IS NULL OR user_id = $1) \
+             ORDER BY user_id, role_id",
+        )
+        .bind(user_id).fetch_all(p).await?
+    }))
+}
+
+// Groups.
+
+const GROUP_COLUMNS: &str = "id, name, domain_id, description";
+
+pub async fn create_group(db: &Db, g: &Group) -> DbResult<()> {
+    on_pool!(db, p => {
+        sqlx::query("INSERT INTO user_groups (id, name, domain_id, description) VALUES ($1, $2, $3, $4)")
+            .bind(&g.id).bind(&g.name).bind(&g.domain_id).bind(&g.description).execute(p).await?;
+    });
+    Ok(())
+}
+
+pub async fn group(db: &Db, id: &str) -> DbResult<Option<Group>> {
+    let sql = format!("SELECT {GROUP_COLUMNS} FROM user_groups WHERE id = $1");
+    Ok(on_pool!(db, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await?))
+}
+
+pub async fn groups(db: &Db, name: Option<&str>, domain_id: Option<&str>) -> DbResult<Vec<Group>> {
+    let sql = format!(
+        "SELECT {GROUP_COLUMNS} FROM user_groups WHERE ($1 IS NULL OR name = $1) \
+         AND ($2 IS NULL OR domain_id = $2) ORDER BY name"
+    );
+    Ok(on_pool!(db, p => sqlx::query_as(&sql).bind(name).bind(domain_id).fetch_all(p).await?))
+}
+
+pub async fn update_group(db: &Db, g: &Group) -> DbResult<bool> {
+    let n = on_pool!(db, p => {
+        sqlx::query("UPDATE user_groups SET name = $2, description = $3 WHERE id = $1")
+            .bind(&g.id).bind(&g.name).bind(&g.description).execute(p).await?.rows_affected()
+    });
+    Ok(n == 1)
+}
+
+pub async fn delete_group(db: &Db, id: &str) -> DbResult<bool> {
+    let mut tx = db.begin().await?;
+    let n = super::on_tx!(&mut tx, c => {
+        sqlx::query("DELETE FROM group_role_assignments WHERE group_id = $1").bind(id).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM group_members WHERE group_id = $1").bind(id).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM user_groups WHERE id = $1").bind(id).execute(&mut *c).await?.rows_affected()
+    });
+    tx.commit().await?;
+    Ok(n == 1)
+}
+
+/// Adds a user to a group; idempotent.
+pub async fn add_member(db: &Db, group_id: &str, user_id: &str) -> DbResult<()> {
+    on_pool!(db, p => {
+        sqlx::query("INSERT INTO group_members (group_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(group_id).bind(user_id).execute(p).await?;
+    });
+    Ok(())
+}
+
+pub async fn remove_member(db: &Db, group_id: &str, user_id: &str) -> DbResult<bool> {
+    let n = on_pool!(db, p => {
+        sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
+            .bind(group_id).bind(user_id).execute(p).await?.rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// The members of a group.
+pub async fn group_members(db: &Db, group_id: &str) -> DbResult<Vec<User>> {
+    let sql = format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE id IN \
+         (SELECT user_id FROM group_members WHERE group_id = $1) ORDER BY name"
+    );
+    Ok(on_pool!(db, p => sqlx::query_as(&sql).bind(group_id).fetch_all(p).await?))
+}
+
+/// The groups a user is a member of.
+pub async fn groups_of_user(db: &Db, user_id: &str) -> DbResult<Vec<Group>> {
+    let sql = format!(
+        "SELECT {GROUP_COLUMNS} FROM user_groups WHERE id IN \
+         (SELECT group_id FROM group_members WHERE user_id = $1) ORDER BY name"
+    );
+    Ok(on_pool!(db, p => sqlx::query_as(&sql).bind(user_id).fetch_all(p).await?))
+}
+
+/// Grants a role to a group on a project, a domain or the system (`system` = `all`); idempotent.
+pub async fn grant_group(db: &Db, a: &GroupAssignment) -> DbResult<()> {
+    on_pool!(db, p => {
+        sqlx::query(
+            "INSERT INTO group_role_assignments (group_id, role_id, project_id, domain_id, system) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(&a.group_id).bind(&a.role_id).bind(&a.project_id).bind(&a.domain_id).bind(&a.system)
+        .execute(p).await?;
+    });
+    Ok(())
+}
+
+pub async fn revoke_group(db: &Db, a: &GroupAssignment) -> DbResult<bool> {
+    let n = on_pool!(db, p => {
+        sqlx::query(
+            "DELETE FROM group_role_assignments WHERE group_id = $1 AND role_id = $2 \
+             AND project_id = $3 AND domain_id = $4 AND system = $5",
+        )
+        .bind(&a.group_id).bind(&a.role_id).bind(&a.project_id).bind(&a.domain_id).bind(&a.system)
+        .execute(p).await?.rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// Group grants, each filter optional (`system`: `all` for the system's only).
+pub async fn group_assignments(
+    db: &Db,
+    group_id: Option<&str>,
+    role_id: Option<&str>,
+    project_id: Option<&str>,
+    domain_id: Option<&str>,
+    system: Option<&str>,
+) -> DbResult<Vec<GroupAssignment>> {
+    Ok(on_pool!(db, p => {
+        sqlx::query_as(
+            "SELECT group_id, role_id, project_id, domain_id, system FROM group_role_assignments \
+             WHERE ($1 IS NULL OR group_id = $1) AND ($2 IS NULL OR role_id = $2) \
+             AND ($3 IS NULL OR project_id = $3) AND ($4 IS NULL OR domain_id = $4) \
+             AND ($5 IS NULL OR system = $5) \
+             ORDER BY group_id, project_id, domain_id, system, role_id",
+        )
+        .bind(group_id).bind(role_id).bind(project_id).bind(domain_id).bind(system)
+        .fetch_all(p).await?
     }))
 }
 

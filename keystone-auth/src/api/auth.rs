@@ -1,7 +1,7 @@
 //! Tokens (`/v3/auth/tokens`: issue by password or token, validate, check, revoke) and what
 //! a token shows of itself: its catalog and the projects its user may scope to.
 
-use super::projects::project_view;
+use super::projects::project_views;
 use super::*;
 use crate::catalog::catalog;
 use crate::password;
@@ -42,6 +42,13 @@ pub(super) async fn password_user(db: &Db, v: &Value) -> ApiResult<User> {
     } else {
         return Err(bad("A user needs an id, or a name and a domain."));
     };
+    let user = match user {
+        Some(u) if !domain_enabled(db, &u.domain_id).await? => {
+            password::verify_nothing(secret);
+            return Err(unauthorized());
+        }
+        u => u,
+    };
     match user {
         Some(user)
             if user.enabled
@@ -60,9 +67,16 @@ pub(super) async fn password_user(db: &Db, v: &Value) -> ApiResult<User> {
     }
 }
 
+/// Whether a domain exists and is enabled: nothing in a disabled domain authenticates or is
+/// scoped to (Keystone's rule).
+pub(super) async fn domain_enabled(db: &Db, id: &str) -> ApiResult<bool> {
+    Ok(store::domain(db, id).await?.is_some_and(|d| d.enabled))
+}
+
 pub(super) struct Scope {
     project: Option<Project>,
     domain_id: Option<String>,
+    system: bool,
     roles: Vec<Role>,
 }
 
@@ -71,6 +85,7 @@ pub(super) async fn resolve_scope(db: &Db, user: &str, scope: &Value) -> ApiResu
         return Ok(Scope {
             project: None,
             domain_id: None,
+            system: false,
             roles: vec![],
         });
     }
@@ -85,32 +100,65 @@ pub(super) async fn resolve_scope(db: &Db, user: &str, scope: &Value) -> ApiResu
             return Err(bad("A project scope needs an id, or a name and a domain."));
         };
         let project = project.filter(|p| p.enabled).ok_or_else(unauthorized)?;
-        let roles =
-            crate::bootstrap::with_implied(db, store::roles_of(db, user, &project.id, "").await?)
-                .await?;
+        if !domain_enabled(db, &project.domain_id).await? {
+            return Err(unauthorized());
+        }
+        let roles = crate::bootstrap::with_implied(
+            db,
+            store::effective_roles_of(db, user, &project.id, "", "").await?,
+        )
+        .await?;
         if roles.is_empty() {
             return Err(unauthorized());
         }
         return Ok(Scope {
             project: Some(project),
             domain_id: None,
+            system: false,
             roles,
         });
     }
     if scope["domain"].is_object() {
         let d = find_domain(db, &scope["domain"]).await?;
-        let roles =
-            crate::bootstrap::with_implied(db, store::roles_of(db, user, "", &d).await?).await?;
+        if !domain_enabled(db, &d).await? {
+            return Err(unauthorized());
+        }
+        let roles = crate::bootstrap::with_implied(
+            db,
+            store::effective_roles_of(db, user, "", &d, "").await?,
+        )
+        .await?;
         if roles.is_empty() {
             return Err(unauthorized());
         }
         return Ok(Scope {
             project: None,
             domain_id: Some(d),
+            system: false,
             roles,
         });
     }
-    Err(bad("Only project, domain or no scope is supported."))
+    if scope["system"].is_object() {
+        // Keystone's one system: `{"all": true}`.
+        if scope["system"]["all"] != json!(true) {
+            return Err(bad("The system scope is {\"all\": true}."));
+        }
+        let roles = crate::bootstrap::with_implied(
+            db,
+            store::effective_roles_of(db, user, "", "", "all").await?,
+        )
+        .await?;
+        if roles.is_empty() {
+            return Err(unauthorized());
+        }
+        return Ok(Scope {
+            project: None,
+            domain_id: None,
+            system: true,
+            roles,
+        });
+    }
+    Err(bad("A scope is a project, a domain or the system."))
 }
 
 /// The token body Keystone returns for `claims`.
@@ -142,7 +190,10 @@ pub(super) async fn token_body(
     if let Some(did) = &c.openstack_domain_id {
         t["domain"] = domain_ref(&st.db, did).await?;
     }
-    if c.openstack_project_id.is_some() || c.openstack_domain_id.is_some() {
+    if c.openstack_system.is_some() {
+        t["system"] = json!({"all": true});
+    }
+    if c.is_scoped() {
         t["roles"] = json!(c.openstack_roles);
         if with_catalog {
             t["catalog"] = catalog(&base_url(req, &st.settings), &st.settings);
@@ -195,7 +246,17 @@ pub(super) async fn issue_token(
         }
         None => methods,
     };
-    let scope = resolve_scope(&st.db, &user.id, &body["auth"]["scope"]).await?;
+    let mut scope = resolve_scope(&st.db, &user.id, &body["auth"]["scope"]).await?;
+    // As Keystone: a password auth without a scope is scoped to the user's default project, if
+    // the user holds a role there; otherwise it stays unscoped.
+    if body["auth"]["scope"].is_null() && parent.is_none() {
+        if let Some(p) = &user.default_project_id {
+            let asked = json!({"project": {"id": p}});
+            if let Ok(s) = resolve_scope(&st.db, &user.id, &asked).await {
+                scope = s;
+            }
+        }
+    }
     let roles: Vec<RoleRef> = scope
         .roles
         .iter()
@@ -211,6 +272,7 @@ pub(super) async fn issue_token(
             methods,
             project_id: scope.project.map(|p| p.id),
             domain_id: scope.domain_id,
+            system: scope.system.then(|| "all".to_owned()),
             roles,
             parent: parent.as_ref(),
         })
@@ -295,7 +357,7 @@ pub(super) async fn auth_catalog(
     st: web::Data<IdentityState>,
 ) -> ApiResult<HttpResponse> {
     let c = caller(&req, &st)?;
-    if c.openstack_project_id.is_none() && c.openstack_domain_id.is_none() {
+    if !c.is_scoped() {
         return Err(KEYSTONE.denied("an unscoped token has no catalog"));
     }
     let base = base_url(&req, &st.settings);
@@ -311,11 +373,8 @@ pub(super) async fn auth_projects(
 ) -> ApiResult<HttpResponse> {
     let c = caller(&req, &st)?;
     let base = v3_url(&req, &st.settings);
-    let items = store::projects_of_user(&st.db, &c.sub)
-        .await?
-        .iter()
-        .map(|p| project_view(p, &base))
-        .collect();
+    let projects = store::projects_of_user(&st.db, &c.sub).await?;
+    let items = project_views(&st.db, &projects, &base).await?;
     Ok(collection(
         "projects",
         items,

@@ -1,7 +1,9 @@
-//! Role assignments: grants of a role to a user on a project or a domain, and their listing.
+//! Role assignments: grants of a role to a user on a project, a domain or the system (Keystone's
+//! system scope, `all`), and their listing.
 
 use super::roles::role_view;
 use super::*;
+use nova_db::identity::GroupAssignment;
 
 /// Checks that the project, user and role of a grant exist.
 pub(super) async fn grant_parts(
@@ -40,6 +42,30 @@ pub(super) async fn add_grant(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Checks that the user and role of a grant exist.
+async fn user_and_role(st: &IdentityState, user: &str, role: &str) -> ApiResult<()> {
+    if store::user(&st.db, user).await?.is_none() {
+        return Err(ApiError::NotFound(format!("Could not find user: {user}.")));
+    }
+    if store::role(&st.db, role).await?.is_none() {
+        return Err(ApiError::NotFound(format!("Could not find role: {role}.")));
+    }
+    Ok(())
+}
+
+async fn existing_domain(st: &IdentityState, domain: &str) -> ApiResult<()> {
+    match store::domain(&st.db, domain).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::NotFound(format!(
+            "Could not find domain: {domain}."
+        ))),
+    }
+}
+
+fn no_assignment() -> ApiError {
+    ApiError::NotFound("Could not find role assignment.".into())
+}
+
 pub(super) async fn add_domain_grant(
     req: HttpRequest,
     st: web::Data<IdentityState>,
@@ -47,21 +73,137 @@ pub(super) async fn add_domain_grant(
 ) -> ApiResult<HttpResponse> {
     require_admin(&req, &st, "identity:create_grant")?;
     let (domain, user, role) = path.into_inner();
-    if store::domain(&st.db, &domain).await?.is_none() {
-        return Err(ApiError::NotFound(format!(
-            "Could not find domain: {domain}."
-        )));
-    }
-    if store::user(&st.db, &user).await?.is_none() {
-        return Err(ApiError::NotFound(format!("Could not find user: {user}.")));
-    }
-    if store::role(&st.db, &role).await?.is_none() {
-        return Err(ApiError::NotFound(format!("Could not find role: {role}.")));
-    }
+    existing_domain(&st, &domain).await?;
+    user_and_role(&st, &user, &role).await?;
     store::grant(&st.db, &user, &role, "", &domain)
         .await
         .map_err(conflict_or_internal)?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+pub(super) async fn check_domain_grant(
+    req: HttpRequest,
+    st: web::Data<IdentityState>,
+    path: web::Path<(String, String, String)>,
+) -> ApiResult<HttpResponse> {
+    require_reader(&req, &st, "identity:check_grant")?;
+    let (domain, user, role) = path.into_inner();
+    let has = store::roles_of(&st.db, &user, "", &domain)
+        .await?
+        .iter()
+        .any(|r| r.id == role);
+    if has {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(no_assignment())
+    }
+}
+
+pub(super) async fn remove_domain_grant(
+    req: HttpRequest,
+    st: web::Data<IdentityState>,
+    path: web::Path<(String, String, String)>,
+) -> ApiResult<HttpResponse> {
+    require_admin(&req, &st, "identity:revoke_grant")?;
+    let (domain, user, role) = path.into_inner();
+    if !store::revoke_grant(&st.db, &user, &role, "", &domain).await? {
+        return Err(no_assignment());
+    }
+    // Its domain-scoped tokens named the role; they end (the user's others with them, as
+    // revocation by user does not tell scopes apart).
+    st.tokens.revoke_user(&user, None).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub(super) async fn list_domain_grants(
+    req: HttpRequest,
+    st: web::Data<IdentityState>,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    require_reader(&req, &st, "identity:list_grants")?;
+    let (domain, user) = path.into_inner();
+    existing_domain(&st, &domain).await?;
+    let base = v3_url(&req, &st.settings);
+    let items = store::roles_of(&st.db, &user, "", &domain)
+        .await?
+        .iter()
+        .map(|r| role_view(r, &base))
+        .collect();
+    Ok(collection(
+        "roles",
+        items,
+        format!("{base}/domains/{domain}/users/{user}/roles"),
+    ))
+}
+
+pub(super) async fn add_system_grant(
+    req: HttpRequest,
+    st: web::Data<IdentityState>,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    require_admin(&req, &st, "identity:create_system_grant_for_user")?;
+    let (user, role) = path.into_inner();
+    user_and_role(&st, &user, &role).await?;
+    store::grant_system(&st.db, &user, &role).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub(super) async fn check_system_grant(
+    req: HttpRequest,
+    st: web::Data<IdentityState>,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let c = caller(&req, &st)?;
+    if !cloud_reader(&c) {
+        return Err(KEYSTONE.denied("identity:check_system_grant_for_user"));
+    }
+    let (user, role) = path.into_inner();
+    let has = store::system_roles_of(&st.db, &user)
+        .await?
+        .iter()
+        .any(|r| r.id == role);
+    if has {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(no_assignment())
+    }
+}
+
+pub(super) async fn remove_system_grant(
+    req: HttpRequest,
+    st: web::Data<IdentityState>,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    require_admin(&req, &st, "identity:revoke_system_grant_for_user")?;
+    let (user, role) = path.into_inner();
+    if !store::revoke_system(&st.db, &user, &role).await? {
+        return Err(no_assignment());
+    }
+    // Its system-scoped tokens named the role; they end (with the user's others, as above).
+    st.tokens.revoke_user(&user, None).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub(super) async fn list_system_grants(
+    req: HttpRequest,
+    st: web::Data<IdentityState>,
+    user: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let c = caller(&req, &st)?;
+    if !cloud_reader(&c) {
+        return Err(KEYSTONE.denied("identity:list_system_grants_for_user"));
+    }
+    let base = v3_url(&req, &st.settings);
+    let items = store::system_roles_of(&st.db, &user)
+        .await?
+        .iter()
+        .map(|r| role_view(r, &base))
+        .collect();
+    Ok(collection(
+        "roles",
+        items,
+        format!("{base}/system/users/{user}/roles"),
+    ))
 }
 
 pub(super) async fn check_grant(
@@ -116,38 +258,352 @@ pub(super) async fn list_grants(
     ))
 }
 
+/// One row of `/v3/role_assignments`.
+struct Listed {
+    actor: Value,
+    role: String,
+    scope: Value,
+    /// The grant's path under `/v3`, for its `assignment` link.
+    path: String,
+    /// For an effective assignment that a group gives: the group.
+    via_group: Option<(String, String)>,
+}
+
+fn grant_scope(project: &str, domain: &str, system: &str) -> (Value, String) {
+    if !system.is_empty() {
+        (json!({"system": {"all": true}}), "system".into())
+    } else if !project.is_empty() {
+        (
+            json!({"project": {"id": project}}),
+            format!("projects/{project}"),
+        )
+    } else {
+        (
+            json!({"domain": {"id": domain}}),
+            format!("domains/{domain}"),
+        )
+    }
+}
+
+/// `GET /v3/role_assignments`, with Keystone's filters (`user.id`, `group.id`, `role.id`,
+/// `scope.project.id`, `scope.domain.id`, `scope.system`) and `effective`, which replaces a
+/// group's grants by one per member.
 pub(super) async fn role_assignments(
     req: HttpRequest,
     st: web::Data<IdentityState>,
 ) -> ApiResult<HttpResponse> {
-    require_reader(&req, &st, "identity:list_role_assignments")?;
+    let c = require_reader(&req, &st, "identity:list_role_assignments")?;
     #[derive(serde::Deserialize, Default)]
     struct Q {
         #[serde(rename = "user.id")]
         user: Option<String>,
+        #[serde(rename = "group.id")]
+        group: Option<String>,
+        #[serde(rename = "role.id")]
+        role: Option<String>,
         #[serde(rename = "scope.project.id")]
         project: Option<String>,
+        #[serde(rename = "scope.domain.id")]
+        domain: Option<String>,
+        #[serde(rename = "scope.system")]
+        system: Option<String>,
+        effective: Option<String>,
     }
     let q = web::Query::<Q>::from_query(req.query_string())
-        .map(|q| q.into_inner())
-        .unwrap_or_default();
+        .map_err(|e| bad(format!("Invalid query: {e}")))?
+        .into_inner();
+    let effective = q.effective.is_some();
+    let scoped = q.project.is_some() || q.domain.is_some();
+    // A domain reader sees the assignments on its domain and on the domain's projects only.
+    let own_domain = c.openstack_domain_id.clone();
+    let visible_projects: Option<Vec<String>> = if cloud_reader(&c) {
+        None
+    } else {
+        if q.domain.is_some() && q.domain != own_domain {
+            return Err(KEYSTONE.denied("identity:list_role_assignments"));
+        }
+        Some(
+            store::projects(&st.db, None, own_domain.as_deref())
+                .await?
+                .into_iter()
+                .map(|p| p.id)
+                .collect(),
+        )
+    };
+    let visible = |project: &str, domain: &str, system: &str| match &visible_projects {
+        None => true,
+        Some(v) => {
+            system.is_empty()
+                && (own_domain.as_deref() == Some(domain) || v.iter().any(|p| p == project))
+        }
+    };
+    let mut rows: Vec<Listed> = Vec::new();
+    if q.group.is_none() {
+        if q.system.is_none() {
+            for a in store::assignments(
+                &st.db,
+                q.user.as_deref(),
+                q.role.as_deref(),
+                q.project.as_deref(),
+                q.domain.as_deref(),
+            )
+            .await?
+            {
+                if !visible(&a.project_id, &a.domain_id, "") {
+                    continue;
+                }
+                let (scope, target) = grant_scope(&a.project_id, &a.domain_id, "");
+                rows.push(Listed {
+                    actor: json!({"user": {"id": a.user_id}}),
+                    path: format!("{target}/users/{}/roles/{}", a.user_id, a.role_id),
+                    role: a.role_id,
+                    scope,
+                    via_group: None,
+                });
+            }
+        }
+        if !scoped && visible("", "", "all") {
+            for (user, role) in store::system_assignments(&st.db, q.user.as_deref()).await? {
+                if q.role.as_ref().is_some_and(|r| *r != role) {
+                    continue;
+                }
+                rows.push(Listed {
+                    actor: json!({"user": {"id": user}}),
+                    path: format!("system/users/{user}/roles/{role}"),
+                    role,
+                    scope: json!({"system": {"all": true}}),
+                    via_group: None,
+                });
+            }
+        }
+    }
+    // Group grants: listed as the group's, or (effective) as each member's.
+    if effective || q.user.is_none() {
+        let system = q.system.as_ref().map(|_| "all");
+        let groups = store::group_assignments(
+            &st.db,
+            q.group.as_deref(),
+            q.role.as_deref(),
+            q.project.as_deref(),
+            q.domain.as_deref(),
+            system,
+        )
+        .await?;
+        for g in groups {
+            if (scoped && !g.system.is_empty()) || !visible(&g.project_id, &g.domain_id, &g.system)
+            {
+                continue;
+            }
+            let (scope, target) = grant_scope(&g.project_id, &g.domain_id, &g.system);
+            let path = format!("{target}/groups/{}/roles/{}", g.group_id, g.role_id);
+            if !effective {
+                rows.push(Listed {
+                    actor: json!({"group": {"id": g.group_id}}),
+                    role: g.role_id,
+                    scope,
+                    path,
+                    via_group: None,
+                });
+                continue;
+            }
+            for m in store::group_members(&st.db, &g.group_id).await? {
+                if q.user.as_ref().is_some_and(|u| *u != m.id) {
+                    continue;
+                }
+                rows.push(Listed {
+                    actor: json!({"user": {"id": m.id}}),
+                    role: g.role_id.clone(),
+                    scope: scope.clone(),
+                    path: path.clone(),
+                    via_group: Some((g.group_id.clone(), m.id.clone())),
+                });
+            }
+        }
+    }
     let base = v3_url(&req, &st.settings);
-    let items = store::assignments(&st.db, q.user.as_deref(), q.project.as_deref())
-        .await?
+    let items = rows
         .into_iter()
-        .map(|a| {
-            let scope = if a.project_id.is_empty() {
-                json!({"domain": {"id": a.domain_id}})
-            } else {
-                json!({"project": {"id": a.project_id}})
-            };
-            json!({"user": {"id": a.user_id}, "role": {"id": a.role_id}, "scope": scope,
-                   "links": {"assignment": format!("{base}/role_assignments")}})
+        .map(|r| {
+            let mut links = json!({"assignment": format!("{base}/{}", r.path)});
+            if let Some((group, user)) = &r.via_group {
+                links["membership"] = json!(format!("{base}/groups/{group}/users/{user}"));
+            }
+            let mut v = json!({"role": {"id": r.role}, "scope": r.scope, "links": links});
+            if let (Value::Object(m), Value::Object(actor)) = (&mut v, r.actor) {
+                m.extend(actor);
+            }
+            v
         })
         .collect();
     Ok(collection(
         "role_assignments",
         items,
         format!("{base}/role_assignments"),
+    ))
+}
+
+// Group grants: `/v3/{projects/{p}|domains/{d}|system}/groups/{g}/roles[/{r}]`. One handler per
+// method; the target comes from the route's parameters (`p`, `d`, or neither for the system).
+
+/// Where a group's grant applies.
+enum Target {
+    Project(String),
+    Domain(String),
+    System,
+}
+
+impl Target {
+    fn of(req: &HttpRequest) -> Target {
+        let m = req.match_info();
+        match (m.get("p"), m.get("d")) {
+            (Some(p), _) => Target::Project(p.to_owned()),
+            (None, Some(d)) => Target::Domain(d.to_owned()),
+            (None, None) => Target::System,
+        }
+    }
+
+    fn assignment(&self, group: &str, role: &str) -> GroupAssignment {
+        let (project_id, domain_id, system) = match self {
+            Target::Project(p) => (p.clone(), String::new(), String::new()),
+            Target::Domain(d) => (String::new(), d.clone(), String::new()),
+            Target::System => (String::new(), String::new(), "all".to_owned()),
+        };
+        GroupAssignment {
+            group_id: group.to_owned(),
+            role_id: role.to_owned(),
+            project_id,
+            domain_id,
+            system,
+        }
+    }
+
+    fn path(&self) -> String {
+        match self {
+            Target::Project(p) => format!("projects/{p}"),
+            Target::Domain(d) => format!("domains/{d}"),
+            Target::System => "system".to_owned(),
+        }
+    }
+
+    async fn check_exists(&self, st: &IdentityState) -> ApiResult<()> {
+        match self {
+            Target::Project(p) => {
+                if store::project(&st.db, p).await?.is_none() {
+                    return Err(ApiError::NotFound(format!("Could not find project: {p}.")));
+                }
+            }
+            Target::Domain(d) => existing_domain(st, d).await?,
+            Target::System => {}
+        }
+        Ok(())
+    }
+}
+
+fn group_and_role(req: &HttpRequest) -> (String, String) {
+    let m = req.match_info();
+    (
+        m.get("g").unwrap_or_default().to_owned(),
+        m.get("r").unwrap_or_default().to_owned(),
+    )
+}
+
+async fn existing_group(st: &IdentityState, group: &str) -> ApiResult<()> {
+    match store::group(&st.db, group).await? {
+        Some(_) => Ok(()),
+        None => Err(super::groups::not_found(group)),
+    }
+}
+
+pub(super) async fn add_group_grant(
+    req: HttpRequest,
+    st: web::Data<IdentityState>,
+) -> ApiResult<HttpResponse> {
+    require_admin(&req, &st, "identity:create_grant")?;
+    let target = Target::of(&req);
+    let (group, role) = group_and_role(&req);
+    target.check_exists(&st).await?;
+    existing_group(&st, &group).await?;
+    if store::role(&st.db, &role).await?.is_none() {
+        return Err(ApiError::NotFound(format!("Could not find role: {role}.")));
+    }
+    store::grant_group(&st.db, &target.assignment(&group, &role)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub(super) async fn check_group_grant(
+    req: HttpRequest,
+    st: web::Data<IdentityState>,
+) -> ApiResult<HttpResponse> {
+    require_reader(&req, &st, "identity:check_grant")?;
+    let target = Target::of(&req);
+    let (group, role) = group_and_role(&req);
+    let a = target.assignment(&group, &role);
+    let found = store::group_assignments(
+        &st.db,
+        Some(&a.group_id),
+        Some(&a.role_id),
+        Some(&a.project_id),
+        Some(&a.domain_id),
+        Some(&a.system),
+    )
+    .await?;
+    if found.is_empty() {
+        Err(no_assignment())
+    } else {
+        Ok(HttpResponse::NoContent().finish())
+    }
+}
+
+pub(super) async fn remove_group_grant(
+    req: HttpRequest,
+    st: web::Data<IdentityState>,
+) -> ApiResult<HttpResponse> {
+    require_admin(&req, &st, "identity:revoke_grant")?;
+    let target = Target::of(&req);
+    let (group, role) = group_and_role(&req);
+    if !store::revoke_group(&st.db, &target.assignment(&group, &role)).await? {
+        return Err(no_assignment());
+    }
+    // The members' tokens that named the role end: those of the project, or all of theirs.
+    let project = match &target {
+        Target::Project(p) => Some(p.as_str()),
+        _ => None,
+    };
+    for m in store::group_members(&st.db, &group).await? {
+        st.tokens.revoke_user(&m.id, project).await?;
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub(super) async fn list_group_grants(
+    req: HttpRequest,
+    st: web::Data<IdentityState>,
+) -> ApiResult<HttpResponse> {
+    require_reader(&req, &st, "identity:list_grants")?;
+    let target = Target::of(&req);
+    let (group, _) = group_and_role(&req);
+    target.check_exists(&st).await?;
+    existing_group(&st, &group).await?;
+    let a = target.assignment(&group, "");
+    let base = v3_url(&req, &st.settings);
+    let mut items = Vec::new();
+    for g in store::group_assignments(
+        &st.db,
+        Some(&group),
+        None,
+        Some(&a.project_id),
+        Some(&a.domain_id),
+        Some(&a.system),
+    )
+    .await?
+    {
+        if let Some(r) = store::role(&st.db, &g.role_id).await? {
+            items.push(role_view(&r, &base));
+        }
+    }
+    Ok(collection(
+        "roles",
+        items,
+        format!("{base}/{}/groups/{group}/roles", target.path()),
     ))
 }

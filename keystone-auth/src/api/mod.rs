@@ -1,10 +1,13 @@
 //! The identity API (a Keystone v3 subset) that the `openstack` CLI and keystoneauth use,
-//! mounted under `/identity`: discovery here, then [`auth`] (tokens, catalog), [`projects`]
-//! (domains, projects), [`users`], [`roles`] and [`grants`] (role assignments). Errors leave in
+//! mounted under `/identity`: discovery here, then [`auth`] (tokens, catalog), [`domains`],
+//! [`projects`] (and their tags), [`users`], [`groups`], [`roles`] and [`grants`] (role
+//! assignments of users and groups on projects, domains and the system). Errors leave in
 //! Keystone's body (`{"error": {"code", "title", "message"}}`).
 
 mod auth;
+mod domains;
 mod grants;
+mod groups;
 mod projects;
 mod roles;
 mod users;
@@ -44,7 +47,7 @@ impl IdentityState {
             .map_err(err)?
             .filter(|p| p.enabled)
             .ok_or_else(|| format!("no enabled project {project} in the default domain"))?;
-        let assigned = store::roles_of(&self.db, &user.id, &project.id, "")
+        let assigned = store::effective_roles_of(&self.db, &user.id, &project.id, "", "")
             .await
             .map_err(err)?;
         let roles = crate::bootstrap::with_implied(&self.db, assigned)
@@ -61,6 +64,7 @@ impl IdentityState {
             methods: vec!["password".into()],
             project_id: Some(project.id),
             domain_id: None,
+            system: None,
             roles,
             parent: None,
         })?;
@@ -147,10 +151,16 @@ fn has_role(c: &Claims, role: &str) -> bool {
     c.openstack_roles.iter().any(|r| r.name == role)
 }
 
+/// Keystone's `ADMIN_OR_SYSTEM_READER`: the `admin` role, or `reader` on the system scope. Such
+/// a caller reads every domain's users, projects and grants.
+fn cloud_reader(c: &Claims) -> bool {
+    has_role(c, "admin") || (has_role(c, "reader") && c.openstack_system.is_some())
+}
+
 /// Keystone's default policy for the admin API: the `admin` role (writes); reads also for a
-/// reader with a domain-scoped token (Keystone's domain reader, limited to that domain by the
-/// callers, see [`domain_limit`]). A project-scoped reader is not a system reader: Keystone
-/// gives system scope to none of this service's tokens, so it lists no users or projects.
+/// system reader, and for a reader with a domain-scoped token (Keystone's domain reader,
+/// limited to that domain by the callers, see [`domain_limit`]). A project-scoped reader is
+/// neither: it lists no users or projects.
 fn require_admin(req: &HttpRequest, st: &IdentityState, action: &str) -> ApiResult<Claims> {
     let c = caller(req, st)?;
     if has_role(&c, "admin") {
@@ -162,7 +172,7 @@ fn require_admin(req: &HttpRequest, st: &IdentityState, action: &str) -> ApiResu
 
 fn require_reader(req: &HttpRequest, st: &IdentityState, action: &str) -> ApiResult<Claims> {
     let c = caller(req, st)?;
-    if has_role(&c, "admin") || (has_role(&c, "reader") && c.openstack_domain_id.is_some()) {
+    if cloud_reader(&c) || (has_role(&c, "reader") && c.openstack_domain_id.is_some()) {
         Ok(c)
     } else {
         Err(KEYSTONE.denied(action))
@@ -172,7 +182,7 @@ fn require_reader(req: &HttpRequest, st: &IdentityState, action: &str) -> ApiRes
 /// The domain a non-admin reader's listing is limited to (its token's domain), or `asked`;
 /// a domain reader asking for another domain is refused, as Keystone's policy does.
 fn domain_limit(c: &Claims, asked: Option<String>, action: &str) -> ApiResult<Option<String>> {
-    if has_role(c, "admin") {
+    if cloud_reader(c) {
         return Ok(asked);
     }
     if asked.is_some() && asked != c.openstack_domain_id {
@@ -195,6 +205,17 @@ fn collection(key: &str, items: Vec<Value>, self_url: String) -> HttpResponse {
 struct NameFilter {
     name: Option<String>,
     domain_id: Option<String>,
+    enabled: Option<String>,
+}
+
+impl NameFilter {
+    /// The `enabled` filter, with Keystone's truthiness: `0` and `false` (any case) are false,
+    /// anything else true.
+    fn enabled(&self) -> Option<bool> {
+        self.enabled
+            .as_deref()
+            .map(|v| !(v == "0" || v.eq_ignore_ascii_case("false")))
+    }
 }
 
 fn filter(req: &HttpRequest) -> NameFilter {
@@ -222,6 +243,38 @@ fn required_name(obj: &Value, what: &str) -> ApiResult<String> {
     Ok(name.to_owned())
 }
 
+/// A JSON boolean (Keystone's schema accepts no other spelling).
+fn bool_field(obj: &Value, key: &str) -> ApiResult<Option<bool>> {
+    match &obj[key] {
+        Value::Null => Ok(None),
+        Value::Bool(b) => Ok(Some(*b)),
+        other => Err(bad(format!(
+            "Invalid input for field '{key}': {other} is not of type 'boolean'."
+        ))),
+    }
+}
+
+/// The object under `key` of a request body (`{"user": {…}}`), or Keystone's 400.
+fn body_object<'a>(body: &'a Value, key: &str) -> ApiResult<&'a serde_json::Map<String, Value>> {
+    body[key]
+        .as_object()
+        .ok_or_else(|| bad(format!("'{key}' is a required property.")))
+}
+
+/// A name of 1 to `max` characters, as Keystone's schemas bound them.
+fn checked_name(name: &str, max: usize) -> ApiResult<String> {
+    let n = name.chars().count();
+    if n == 0 {
+        return Err(bad("Invalid input for field 'name': '' is too short."));
+    }
+    if n > max {
+        return Err(bad(format!(
+            "Invalid input for field 'name': '{name}' is too long (more than {max} characters)."
+        )));
+    }
+    Ok(name.to_owned())
+}
+
 /// Mounts the identity API under `/identity`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -240,11 +293,81 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             )
             .service(web::resource("/v3/auth/catalog").route(web::get().to(auth::auth_catalog)))
             .service(web::resource("/v3/auth/projects").route(web::get().to(auth::auth_projects)))
-            .service(web::resource("/v3/domains").route(web::get().to(projects::list_domains)))
-            .service(web::resource("/v3/domains/{id}").route(web::get().to(projects::show_domain)))
+            .service(
+                web::resource("/v3/domains")
+                    .route(web::get().to(domains::list_domains))
+                    .route(web::post().to(domains::create_domain)),
+            )
+            .service(
+                web::resource("/v3/domains/{id}")
+                    .route(web::get().to(domains::show_domain))
+                    .route(web::patch().to(domains::update_domain))
+                    .route(web::delete().to(domains::delete_domain)),
+            )
+            .service(
+                web::resource("/v3/domains/{d}/users/{u}/roles")
+                    .route(web::get().to(grants::list_domain_grants)),
+            )
             .service(
                 web::resource("/v3/domains/{d}/users/{u}/roles/{r}")
-                    .route(web::put().to(grants::add_domain_grant)),
+                    .route(web::put().to(grants::add_domain_grant))
+                    .route(web::head().to(grants::check_domain_grant))
+                    .route(web::get().to(grants::check_domain_grant))
+                    .route(web::delete().to(grants::remove_domain_grant)),
+            )
+            .service(
+                web::resource("/v3/groups")
+                    .route(web::get().to(groups::list_groups))
+                    .route(web::post().to(groups::create_group)),
+            )
+            .service(
+                web::resource("/v3/groups/{id}")
+                    .route(web::get().to(groups::show_group))
+                    .route(web::patch().to(groups::update_group))
+                    .route(web::delete().to(groups::delete_group)),
+            )
+            .service(
+                web::resource("/v3/groups/{id}/users").route(web::get().to(groups::list_members)),
+            )
+            .service(
+                web::resource("/v3/groups/{g}/users/{u}")
+                    .route(web::put().to(groups::add_member))
+                    .route(web::head().to(groups::check_member))
+                    .route(web::get().to(groups::check_member))
+                    .route(web::delete().to(groups::remove_member)),
+            )
+            .service(
+                web::resource("/v3/users/{id}/groups").route(web::get().to(groups::groups_of_user)),
+            )
+            .service(
+                web::resource([
+                    "/v3/projects/{p}/groups/{g}/roles",
+                    "/v3/domains/{d}/groups/{g}/roles",
+                    "/v3/system/groups/{g}/roles",
+                ])
+                .route(web::get().to(grants::list_group_grants)),
+            )
+            .service(
+                web::resource([
+                    "/v3/projects/{p}/groups/{g}/roles/{r}",
+                    "/v3/domains/{d}/groups/{g}/roles/{r}",
+                    "/v3/system/groups/{g}/roles/{r}",
+                ])
+                .route(web::put().to(grants::add_group_grant))
+                .route(web::head().to(grants::check_group_grant))
+                .route(web::get().to(grants::check_group_grant))
+                .route(web::delete().to(grants::remove_group_grant)),
+            )
+            .service(
+                web::resource("/v3/system/users/{u}/roles")
+                    .route(web::get().to(grants::list_system_grants)),
+            )
+            .service(
+                web::resource("/v3/system/users/{u}/roles/{r}")
+                    .route(web::put().to(grants::add_system_grant))
+                    .route(web::head().to(grants::check_system_grant))
+                    .route(web::get().to(grants::check_system_grant))
+                    .route(web::delete().to(grants::remove_system_grant)),
             )
             .service(
                 web::resource("/v3/projects")
@@ -254,7 +377,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/v3/projects/{id}")
                     .route(web::get().to(projects::show_project))
+                    .route(web::patch().to(projects::update_project))
                     .route(web::delete().to(projects::delete_project)),
+            )
+            .service(
+                web::resource("/v3/projects/{id}/tags")
+                    .route(web::get().to(projects::list_tags))
+                    .route(web::put().to(projects::replace_tags))
+                    .route(web::delete().to(projects::delete_tags)),
+            )
+            .service(
+                web::resource("/v3/projects/{id}/tags/{tag}")
+                    .route(web::get().to(projects::check_tag))
+                    .route(web::head().to(projects::check_tag))
+                    .route(web::put().to(projects::add_tag))
+                    .route(web::delete().to(projects::delete_tag)),
             )
             .service(
                 web::resource("/v3/projects/{p}/users/{u}/roles")
@@ -275,7 +412,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/v3/users/{id}")
                     .route(web::get().to(users::show_user))
+                    .route(web::patch().to(users::update_user))
                     .route(web::delete().to(users::delete_user)),
+            )
+            .service(
+                web::resource("/v3/users/{id}/password")
+                    .route(web::post().to(users::change_password)),
             )
             .service(
                 web::resource("/v3/users/{id}/projects").route(web::get().to(users::user_projects)),

@@ -1,15 +1,42 @@
 //! Users, and the projects a user has roles in.
 
-use super::projects::project_view;
+use super::projects::project_views;
 use super::*;
 use crate::password;
 
+/// Attributes with columns of their own, or that Keystone never stores as `extra`.
+const FIXED: [&str; 9] = [
+    "id",
+    "name",
+    "domain_id",
+    "enabled",
+    "password",
+    "email",
+    "default_project_id",
+    "options",
+    "links",
+];
+
+/// Keystone's user names: 1 to 255 characters.
+const NAME_MAX: usize = 255;
+
 pub(super) fn user_view(u: &User, base: &str) -> Value {
-    let mut v = json!({
-        "id": u.id, "name": u.name, "domain_id": u.domain_id, "enabled": u.enabled,
-        "password_expires_at": null, "options": {},
-        "links": {"self": format!("{base}/users/{}", u.id)},
-    });
+    // Keystone shows `extra` (description and any other attribute given) at the top level.
+    let mut v = match serde_json::from_str::<Value>(&u.extra) {
+        Ok(Value::Object(m)) => Value::Object(m),
+        _ => json!({}),
+    };
+    for (k, val) in [
+        ("id", json!(u.id)),
+        ("name", json!(u.name)),
+        ("domain_id", json!(u.domain_id)),
+        ("enabled", json!(u.enabled)),
+        ("password_expires_at", Value::Null),
+        ("options", json!({})),
+        ("links", json!({"self": format!("{base}/users/{}", u.id)})),
+    ] {
+        v[k] = val;
+    }
     if let Some(e) = &u.email {
         v["email"] = json!(e);
     }
@@ -17,6 +44,46 @@ pub(super) fn user_view(u: &User, base: &str) -> Value {
         v["default_project_id"] = json!(p);
     }
     v
+}
+
+/// Writes the attributes of a create or update body onto `u`: the fixed ones checked, the others
+/// into `extra` (`null` removes one).
+fn apply(u: &mut User, body: &serde_json::Map<String, Value>) -> ApiResult<()> {
+    let obj = Value::Object(body.clone());
+    if let Some(n) = string_field(&obj, "name")? {
+        u.name = checked_name(n, NAME_MAX)?;
+    }
+    if let Some(e) = bool_field(&obj, "enabled")? {
+        u.enabled = e;
+    }
+    if body.contains_key("email") {
+        u.email = string_field(&obj, "email")?.map(str::to_owned);
+    }
+    if body.contains_key("default_project_id") {
+        u.default_project_id = string_field(&obj, "default_project_id")?.map(str::to_owned);
+    }
+    if body.contains_key("password") {
+        u.password_hash = match string_field(&obj, "password")? {
+            Some(p) => Some(password::hash(p).map_err(ApiError::Internal)?),
+            None => None,
+        };
+    }
+    let mut extra = match serde_json::from_str::<Value>(&u.extra) {
+        Ok(Value::Object(m)) => m,
+        _ => Default::default(),
+    };
+    for (k, v) in body {
+        if FIXED.contains(&k.as_str()) {
+            continue;
+        }
+        if v.is_null() {
+            extra.remove(k);
+        } else {
+            extra.insert(k.clone(), v.clone());
+        }
+    }
+    u.extra = Value::Object(extra).to_string();
+    Ok(())
 }
 
 pub(super) async fn user_projects(
@@ -29,15 +96,12 @@ pub(super) async fn user_projects(
     let domain_reader = has_role(&c, "reader")
         && c.openstack_domain_id.is_some()
         && store::user(&st.db, &id).await?.map(|u| u.domain_id) == c.openstack_domain_id;
-    if c.sub != *id && !has_role(&c, "admin") && !domain_reader {
+    if c.sub != *id && !cloud_reader(&c) && !domain_reader {
         return Err(KEYSTONE.denied("identity:list_user_projects"));
     }
     let base = v3_url(&req, &st.settings);
-    let items = store::projects_of_user(&st.db, &id)
-        .await?
-        .iter()
-        .map(|p| project_view(p, &base))
-        .collect();
+    let projects = store::projects_of_user(&st.db, &id).await?;
+    let items = project_views(&st.db, &projects, &base).await?;
     Ok(collection(
         "projects",
         items,
@@ -52,11 +116,9 @@ pub(super) async fn create_user(
 ) -> ApiResult<HttpResponse> {
     require_admin(&req, &st, "identity:create_user")?;
     let body = json_body(&raw)?;
-    let u = &body["user"];
-    if !u.is_object() {
-        return Err(bad("'user' is a required property."));
-    }
-    let domain_id = string_field(u, "domain_id")?
+    let u = body_object(&body, "user")?;
+    let obj = Value::Object(u.clone());
+    let domain_id = string_field(&obj, "domain_id")?
         .unwrap_or(store::DEFAULT_DOMAIN_ID)
         .to_owned();
     if store::domain(&st.db, &domain_id).await?.is_none() {
@@ -64,19 +126,20 @@ pub(super) async fn create_user(
             "Could not find domain: {domain_id}."
         )));
     }
-    let password_hash = match string_field(u, "password")? {
-        Some(p) => Some(password::hash(p).map_err(ApiError::Internal)?),
-        None => None,
-    };
-    let user = User {
+    if string_field(&obj, "name")?.is_none() {
+        return Err(bad("'name' is a required property."));
+    }
+    let mut user = User {
         id: store::new_id(),
-        name: required_name(u, "user")?,
+        name: String::new(),
         domain_id,
-        enabled: u["enabled"].as_bool().unwrap_or(true),
-        email: string_field(u, "email")?.map(str::to_owned),
-        default_project_id: string_field(u, "default_project_id")?.map(str::to_owned),
-        password_hash,
+        enabled: true,
+        email: None,
+        default_project_id: None,
+        password_hash: None,
+        extra: "{}".into(),
     };
+    apply(&mut user, u)?;
     store::create_user(&st.db, &user)
         .await
         .map_err(conflict_or_internal)?;
@@ -86,17 +149,88 @@ pub(super) async fn create_user(
     )
 }
 
+pub(super) async fn update_user(
+    req: HttpRequest,
+    st: web::Data<IdentityState>,
+    id: web::Path<String>,
+    raw: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    require_admin(&req, &st, "identity:update_user")?;
+    let body = json_body(&raw)?;
+    let patch = body_object(&body, "user")?;
+    let mut user = store::user(&st.db, &id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("Could not find user: {id}.")))?;
+    if let Some(d) = patch.get("domain_id").and_then(Value::as_str) {
+        if d != user.domain_id {
+            return Err(bad("Cannot change Domain ID."));
+        }
+    }
+    let was_enabled = user.enabled;
+    apply(&mut user, patch)?;
+    if !store::update_user(&st.db, &user)
+        .await
+        .map_err(conflict_or_internal)?
+    {
+        return Err(ApiError::NotFound(format!("Could not find user: {id}.")));
+    }
+    // As Keystone: a disabled user's tokens, and those issued before a password change, end.
+    if (was_enabled && !user.enabled) || patch.contains_key("password") {
+        st.tokens.revoke_user(&user.id, None).await?;
+    }
+    Ok(HttpResponse::Ok().json(json!({"user": user_view(&user, &v3_url(&req, &st.settings))})))
+}
+
+/// `POST /v3/users/{id}/password`: a user changes their own password, proving the old one
+/// (Keystone's self-service change; the old password is the authentication, so a token is not
+/// needed). Every token of the user issued before ends.
+pub(super) async fn change_password(
+    st: web::Data<IdentityState>,
+    id: web::Path<String>,
+    raw: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let body = json_body(&raw)?;
+    let u = Value::Object(body_object(&body, "user")?.clone());
+    let original = string_field(&u, "original_password")?
+        .ok_or_else(|| bad("'original_password' is a required property."))?;
+    let new =
+        string_field(&u, "password")?.ok_or_else(|| bad("'password' is a required property."))?;
+    let user = store::user(&st.db, &id).await?;
+    let mut user = match user {
+        Some(user)
+            if user.enabled
+                && user
+                    .password_hash
+                    .as_deref()
+                    .is_some_and(|h| password::verify(original, h)) =>
+        {
+            user
+        }
+        Some(_) => return Err(unauthorized()),
+        None => {
+            password::verify_nothing(original);
+            return Err(unauthorized());
+        }
+    };
+    user.password_hash = Some(password::hash(new).map_err(ApiError::Internal)?);
+    store::update_user(&st.db, &user).await?;
+    st.tokens.revoke_user(&user.id, None).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
 pub(super) async fn list_users(
     req: HttpRequest,
     st: web::Data<IdentityState>,
 ) -> ApiResult<HttpResponse> {
     let c = require_reader(&req, &st, "identity:list_users")?;
     let f = filter(&req);
-    let domain = domain_limit(&c, f.domain_id, "identity:list_users")?;
+    let domain = domain_limit(&c, f.domain_id.clone(), "identity:list_users")?;
     let base = v3_url(&req, &st.settings);
+    let enabled = f.enabled();
     let items = store::users(&st.db, f.name.as_deref(), domain.as_deref())
         .await?
         .iter()
+        .filter(|u| enabled.is_none_or(|e| e == u.enabled))
         .map(|u| user_view(u, &base))
         .collect();
     Ok(collection("users", items, format!("{base}/users")))
@@ -109,7 +243,7 @@ pub(super) async fn show_user(
 ) -> ApiResult<HttpResponse> {
     let c = caller(&req, &st)?;
     let u = store::user(&st.db, &id).await?;
-    let allowed = has_role(&c, "admin")
+    let allowed = cloud_reader(&c)
         || c.sub == *id
         || (has_role(&c, "reader")
             && c.openstack_domain_id.is_some()

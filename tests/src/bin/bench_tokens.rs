@@ -76,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
                     methods: vec!["password".into()],
                     project_id: Some(format!("project-{i}")),
                     domain_id: None,
+                    system: None,
                     roles: roles.clone(),
                     parent: None,
                 })

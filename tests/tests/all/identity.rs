@@ -213,6 +213,7 @@ async fn bad_tokens_are_refused() -> anyhow::Result<()> {
             methods: vec!["password".into()],
             project_id: claims["openstack_project_id"].as_str().map(str::to_owned),
             domain_id: None,
+            system: None,
             roles: vec![RoleRef {
                 id: "x".into(),
                 name: "member".into(),
@@ -439,6 +440,7 @@ async fn a_rotated_key_keeps_older_tokens_valid() -> anyhow::Result<()> {
             methods: vec!["password".into()],
             project_id: Some("p".into()),
             domain_id: None,
+            system: None,
             roles: vec![],
             parent: None,
         })
@@ -607,9 +609,22 @@ async fn the_token_api_follows_keystone() -> anyhow::Result<()> {
         .await?;
     assert_eq!(head.status().as_u16(), 200);
 
-    // Unscoped, then rescoped with the token method: same user, chained audit ids.
+    // Without a scope, as Keystone: the user's default project.
     let body = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
         "name": "demo", "domain": {"name": "Default"}, "password": DEMO_PASSWORD}}}}});
+    let res = http
+        .post(format!("{v3}/auth/tokens"))
+        .json(&body)
+        .send()
+        .await?;
+    assert_eq!(res.status().as_u16(), 201);
+    let body: Value = res.json().await?;
+    assert_eq!(body["token"]["project"]["name"], json!("demo"));
+
+    // Explicitly unscoped, then rescoped with the token method: same user, chained audit ids.
+    let body = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": "demo", "domain": {"name": "Default"}, "password": DEMO_PASSWORD}}},
+        "scope": "unscoped"}});
     let res = http
         .post(format!("{v3}/auth/tokens"))
         .json(&body)
@@ -690,5 +705,329 @@ async fn the_token_api_follows_keystone() -> anyhow::Result<()> {
         .send()
         .await?;
     assert_eq!(res.status().as_u16(), 401);
+    Ok(())
+}
+
+/// A token by password for a user of `domain`, with the given scope (`{"project": …}`,
+/// `{"system": …}`, …): the status, and the token when issued.
+async fn scoped_token(
+    url: &str,
+    user: &str,
+    password: &str,
+    domain: &str,
+    scope: Value,
+) -> anyhow::Result<(u16, Option<String>, Value)> {
+    let body = json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": user, "domain": {"name": domain}, "password": password}}},
+        "scope": scope}});
+    let res = reqwest::Client::new()
+        .post(format!("{url}/identity/v3/auth/tokens"))
+        .json(&body)
+        .send()
+        .await?;
+    let status = res.status().as_u16();
+    let token = res
+        .headers()
+        .get("X-Subject-Token")
+        .and_then(|t| t.to_str().ok())
+        .map(str::to_owned);
+    let body = res.json::<Value>().await.unwrap_or(Value::Null);
+    Ok((status, token, body))
+}
+
+/// Domains, groups, system roles, user and project updates and project tags, as an admin drives
+/// them with the `openstack` CLI, and the tokens each change must end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_administers_domains_groups_and_system_roles() -> anyhow::Result<()> {
+    let stack = start().await?;
+    let url = e2e::stack::Stack::api_url(&stack).to_owned();
+    let v3 = format!("{url}/identity/v3");
+    let admin = |args: &'static [&'static str]| cli_json(&stack, "admin", args);
+
+    let domain = admin(&["domain", "create", "--description", "Team A", "team-a"]).await?;
+    assert_eq!(domain["enabled"], json!(true));
+    let project = admin(&[
+        "project", "create", "--domain", "team-a", "--tag", "blue", "--tag", "gold", "apps",
+    ])
+    .await?;
+    let tags = project["tags"].as_array().cloned().unwrap_or_default();
+    assert!(
+        tags.contains(&json!("blue")) && tags.contains(&json!("gold")),
+        "{project}"
+    );
+    let listed = admin(&["project", "list", "--tags-any", "gold,green"]).await?;
+    assert!(
+        listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["Name"] == json!("apps")),
+        "{listed}"
+    );
+    let listed = admin(&["project", "list", "--not-tags", "blue"]).await?;
+    assert!(
+        !listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["Name"] == json!("apps")),
+        "{listed}"
+    );
+    let user = admin(&[
+        "user",
+        "create",
+        "--domain",
+        "team-a",
+        "--password",
+        "pw-1",
+        "--description",
+        "on call",
+        "--email",
+        "bob@example.com",
+        "bob",
+    ])
+    .await?;
+    assert_eq!(user["description"], json!("on call"));
+    admin(&["group", "create", "--domain", "team-a", "oncall"]).await?;
+    cli(
+        &stack,
+        "admin",
+        &[
+            "group",
+            "add",
+            "user",
+            "--group-domain",
+            "team-a",
+            "--user-domain",
+            "team-a",
+            "oncall",
+            "bob",
+        ],
+    )
+    .await?;
+    cli(
+        &stack,
+        "admin",
+        &[
+            "role",
+            "add",
+            "--group",
+            "oncall",
+            "--group-domain",
+            "team-a",
+            "--project",
+            "apps",
+            "--project-domain",
+            "team-a",
+            "member",
+        ],
+    )
+    .await?;
+
+    // The group's role is bob's: he scopes to the project, with member and the reader it implies.
+    let apps = json!({"project": {"name": "apps", "domain": {"name": "team-a"}}});
+    let (status, bob, body) = scoped_token(&url, "bob", "pw-1", "team-a", apps.clone()).await?;
+    assert_eq!(status, 201, "{body}");
+    let bob = bob.unwrap_or_default();
+    let roles: Vec<&str> = body["token"]["roles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert!(
+        roles.contains(&"member") && roles.contains(&"reader"),
+        "{roles:?}"
+    );
+    assert_eq!(Client::new(&url, &bob).get("/servers").await?.status, 200);
+    let assignments = admin(&[
+        "role",
+        "assignment",
+        "list",
+        "--user",
+        "bob",
+        "--user-domain",
+        "team-a",
+        "--effective",
+    ])
+    .await?;
+    assert_eq!(
+        assignments.as_array().map(Vec::len),
+        Some(1),
+        "{assignments}"
+    );
+
+    // A disabled project ends its tokens at once, and cannot be scoped to.
+    cli(
+        &stack,
+        "admin",
+        &["project", "set", "--domain", "team-a", "--disable", "apps"],
+    )
+    .await?;
+    assert_eq!(Client::new(&url, &bob).get("/servers").await?.status, 401);
+    assert_eq!(
+        scoped_token(&url, "bob", "pw-1", "team-a", apps.clone())
+            .await?
+            .0,
+        401
+    );
+    cli(
+        &stack,
+        "admin",
+        &["project", "set", "--domain", "team-a", "--enable", "apps"],
+    )
+    .await?;
+    let (status, bob, _) = scoped_token(&url, "bob", "pw-1", "team-a", apps.clone()).await?;
+    assert_eq!(status, 201);
+    let bob = bob.unwrap_or_default();
+
+    // Leaving the group takes the role, and the token that named it.
+    cli(
+        &stack,
+        "admin",
+        &[
+            "group",
+            "remove",
+            "user",
+            "--group-domain",
+            "team-a",
+            "--user-domain",
+            "team-a",
+            "oncall",
+            "bob",
+        ],
+    )
+    .await?;
+    assert_eq!(Client::new(&url, &bob).get("/servers").await?.status, 401);
+    assert_eq!(
+        scoped_token(&url, "bob", "pw-1", "team-a", apps.clone())
+            .await?
+            .0,
+        401
+    );
+
+    // A system reader reads the whole cloud's identity and changes none of it.
+    cli(
+        &stack,
+        "admin",
+        &[
+            "role",
+            "add",
+            "--system",
+            "all",
+            "--user",
+            "bob",
+            "--user-domain",
+            "team-a",
+            "reader",
+        ],
+    )
+    .await?;
+    let system = json!({"system": {"all": true}});
+    let (status, sys, body) = scoped_token(&url, "bob", "pw-1", "team-a", system.clone()).await?;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["token"]["system"], json!({"all": true}));
+    assert!(body["token"].get("project").is_none());
+    let sys = sys.unwrap_or_default();
+    let http = reqwest::Client::new();
+    let r = http
+        .get(format!("{v3}/users"))
+        .header("X-Auth-Token", &sys)
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 200);
+    let users: Value = r.json().await?;
+    assert!(
+        users["users"].as_array().is_some_and(|u| u.len() >= 3),
+        "{users}"
+    );
+    let r = http
+        .post(format!("{v3}/projects"))
+        .header("X-Auth-Token", &sys)
+        .json(&json!({"project": {"name": "nope"}}))
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 403);
+    // Project-scoped, the same user reads nothing of the cloud's.
+    let demo = token(&url, "demo", DEMO_PASSWORD, "demo").await?;
+    let r = http
+        .get(format!("{v3}/users"))
+        .header("X-Auth-Token", &demo)
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 403);
+
+    // Updating a user: a password change ends the user's tokens; the old password stops working.
+    cli(
+        &stack,
+        "admin",
+        &[
+            "user",
+            "set",
+            "--domain",
+            "team-a",
+            "--password",
+            "pw-2",
+            "--description",
+            "retired",
+            "bob",
+        ],
+    )
+    .await?;
+    let r = http
+        .get(format!("{v3}/users"))
+        .header("X-Auth-Token", &sys)
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(
+        scoped_token(&url, "bob", "pw-1", "team-a", system.clone())
+            .await?
+            .0,
+        401
+    );
+    let shown = admin(&["user", "show", "--domain", "team-a", "bob"]).await?;
+    assert_eq!(shown["description"], json!("retired"));
+    // The user's own change proves the old password.
+    let bob_id = shown["id"].as_str().unwrap_or_default().to_owned();
+    let change = |old: &str, new: &str| {
+        http.post(format!("{v3}/users/{bob_id}/password"))
+            .json(&json!({"user": {"original_password": old, "password": new}}))
+            .send()
+    };
+    assert_eq!(change("wrong", "pw-3").await?.status().as_u16(), 401);
+    assert_eq!(change("pw-2", "pw-3").await?.status().as_u16(), 204);
+    let (status, sys, _) = scoped_token(&url, "bob", "pw-3", "team-a", system.clone()).await?;
+    assert_eq!(status, 201);
+    let sys = sys.unwrap_or_default();
+
+    // An enabled domain is not deleted; disabling it ends its users' tokens and logins.
+    let out = e2e::cli::run(&stack, "admin", &["domain", "delete", "team-a"]).await;
+    assert!(out.is_err(), "an enabled domain was deleted: {out:?}");
+    cli(&stack, "admin", &["domain", "set", "--disable", "team-a"]).await?;
+    let r = http
+        .get(format!("{v3}/users"))
+        .header("X-Auth-Token", &sys)
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(
+        scoped_token(&url, "bob", "pw-3", "team-a", system).await?.0,
+        401
+    );
+    cli(&stack, "admin", &["domain", "delete", "team-a"]).await?;
+    let admin_token = token(&url, "admin", ADMIN_PASSWORD, "admin").await?;
+    for path in [
+        format!("users/{bob_id}"),
+        format!("projects/{}", project["id"].as_str().unwrap_or_default()),
+    ] {
+        let r = http
+            .get(format!("{v3}/{path}"))
+            .header("X-Auth-Token", &admin_token)
+            .send()
+            .await?;
+        assert_eq!(r.status().as_u16(), 404, "{path} outlived its domain");
+    }
     Ok(())
 }

@@ -402,3 +402,105 @@ async fn old_servers_get_their_hostname_at_start_sqlite() -> anyhow::Result<()> 
     let (_dir, url) = e2e::env::fresh_sqlite_database()?;
     old_servers_get_their_hostname_at_start(&url).await
 }
+
+/// Identity's effective roles (own, the groups', the system's), tags and a domain's cascade
+/// delete, in the SQL both backends run.
+async fn identity_roles_groups_tags_and_domain_delete(db: Db) -> anyhow::Result<()> {
+    use nova_db::identity::{self as id, Domain, Group, GroupAssignment, Project, User};
+    id::create_domain(
+        &db,
+        &Domain {
+            id: "d1".into(),
+            name: "d1".into(),
+            description: String::new(),
+            enabled: true,
+        },
+    )
+    .await?;
+    id::create_project(
+        &db,
+        &Project {
+            id: "p1".into(),
+            name: "p1".into(),
+            domain_id: "d1".into(),
+            description: String::new(),
+            enabled: true,
+        },
+    )
+    .await?;
+    id::create_user(
+        &db,
+        &User {
+            id: "u1".into(),
+            name: "u1".into(),
+            domain_id: "d1".into(),
+            enabled: true,
+            email: None,
+            default_project_id: None,
+            password_hash: None,
+            extra: r#"{"description":"x"}"#.into(),
+        },
+    )
+    .await?;
+    let member = id::create_role(&db, "r-member", "member").await?;
+    let reader = id::create_role(&db, "r-reader", "reader").await?;
+    id::grant(&db, "u1", &reader.id, "p1", "").await?;
+    id::create_group(
+        &db,
+        &Group {
+            id: "g1".into(),
+            name: "g1".into(),
+            domain_id: "d1".into(),
+            description: String::new(),
+        },
+    )
+    .await?;
+    let via_group = GroupAssignment {
+        group_id: "g1".into(),
+        role_id: member.id.clone(),
+        project_id: "p1".into(),
+        domain_id: String::new(),
+        system: String::new(),
+    };
+    id::grant_group(&db, &via_group).await?;
+    let names = |roles: Vec<id::Role>| roles.into_iter().map(|r| r.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(id::effective_roles_of(&db, "u1", "p1", "", "").await?),
+        ["reader"]
+    );
+    id::add_member(&db, "g1", "u1").await?;
+    assert_eq!(
+        names(id::effective_roles_of(&db, "u1", "p1", "", "").await?),
+        ["member", "reader"]
+    );
+    assert_eq!(
+        names(id::roles_of(&db, "u1", "p1", "").await?),
+        ["reader"],
+        "direct grants only"
+    );
+    assert!(id::effective_roles_of(&db, "u1", "", "", "all")
+        .await?
+        .is_empty());
+    id::grant_system(&db, "u1", &reader.id).await?;
+    assert_eq!(
+        names(id::effective_roles_of(&db, "u1", "", "", "all").await?),
+        ["reader"]
+    );
+    assert_eq!(id::projects_of_user(&db, "u1").await?.len(), 1);
+
+    id::set_project_tags(&db, "p1", &["a".into(), "b".into()]).await?;
+    let tags = id::project_tags(&db, &["p1".into(), "nope".into()]).await?;
+    assert_eq!(tags.get("p1").cloned().unwrap_or_default(), ["a", "b"]);
+    assert!(!tags.contains_key("nope"));
+
+    assert!(id::delete_domain(&db, "d1").await?);
+    assert!(id::user(&db, "u1").await?.is_none());
+    assert!(id::project(&db, "p1").await?.is_none());
+    assert!(id::group(&db, "g1").await?.is_none());
+    assert!(id::system_assignments(&db, Some("u1")).await?.is_empty());
+    assert!(id::group_assignments(&db, None, None, None, None, None)
+        .await?
+        .is_empty());
+    Ok(())
+}
+on_both_backends!(identity_roles_groups_tags_and_domain_delete);
