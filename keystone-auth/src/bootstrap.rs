@@ -18,26 +18,25 @@ pub struct Generated {
 }
 
 /// The role implications `keystone-manage bootstrap` records: admin ⇒ manager ⇒ member ⇒
-/// reader. A token carries the roles its assignments imply, as Keystone's do. This service has
-/// no implied-role API, so these are the only implications.
+/// reader. Written at the first start (when there are no inference rules at all); from then on
+/// the implied-roles API changes them. A token carries the roles its assignments imply, as
+/// Keystone's do.
 pub const IMPLIED_ROLES: &[(&str, &str)] = &[
     ("admin", "manager"),
     ("manager", "member"),
     ("member", "reader"),
 ];
 
-/// `roles` with every role they imply ([`IMPLIED_ROLES`]) that exists, in name order.
+/// `roles` with every role they imply, transitively, in name order.
 pub async fn with_implied(
     db: &Db,
     mut roles: Vec<store::Role>,
 ) -> Result<Vec<store::Role>, DbError> {
     let mut i = 0;
     while i < roles.len() {
-        for (prior, implied) in IMPLIED_ROLES {
-            if roles[i].name == *prior && !roles.iter().any(|r| r.name == *implied) {
-                if let Some(r) = store::role_by_name(db, implied).await? {
-                    roles.push(r);
-                }
+        for r in store::implied_by(db, &roles[i].id).await? {
+            if !roles.iter().any(|x| x.id == r.id) {
+                roles.push(r);
             }
         }
         i += 1;
@@ -137,6 +136,13 @@ pub async fn bootstrap(db: &Db, settings: &AuthSettings) -> Result<Generated, Db
         store::grant(db, &demo, r, &demo_project, "").await?;
     }
     store::grant_system(db, &admin, &admin_role).await?;
+    if store::implied_roles(db).await?.is_empty() {
+        for (prior, implied) in IMPLIED_ROLES {
+            let prior = role(db, prior).await?;
+            let implied = role(db, implied).await?;
+            store::add_implied_role(db, &prior, &implied).await?;
+        }
+    }
     Ok(Generated {
         admin_password,
         demo_password,

@@ -39,6 +39,9 @@ pub struct User {
 pub struct Role {
     pub id: String,
     pub name: String,
+    /// Read by the role queries of the roles API only (elsewhere `None`).
+    #[sqlx(default)]
+    pub description: Option<String>,
 }
 
 /// One role assignment: a user's role on a project or a domain.
@@ -195,6 +198,19 @@ pub async fn projects(
     Ok(on_pool!(db, p => sqlx::query_as(&sql).bind(name).bind(domain_id).fetch_all(p).await?))
 }
 
+/// Domains on which the user has at least one role, of their own or of one of their groups.
+pub async fn domains_of_user(db: &Db, user_id: &str) -> DbResult<Vec<Domain>> {
+    Ok(on_pool!(db, p => {
+        sqlx::query_as(
+            "SELECT id, name, description, enabled FROM domains WHERE id IN \
+             (SELECT domain_id FROM role_assignments WHERE user_id = $1 \
+              UNION SELECT g.domain_id FROM group_role_assignments g \
+              JOIN group_members m ON m.group_id = g.group_id WHERE m.user_id = $1) ORDER BY name",
+        )
+        .bind(user_id).fetch_all(p).await?
+    }))
+}
+
 /// Writes a project's name, description and enabled flag; false when there is no such project.
 pub async fn update_project(db: &Db, p_: &Project) -> DbResult<bool> {
     let n = on_pool!(db, p => {
@@ -341,25 +357,71 @@ pub async fn create_role(db: &Db, id: &str, name: &str) -> DbResult<Role> {
     Ok(Role {
         id: id.into(),
         name: name.into(),
+        description: None,
     })
 }
 
 pub async fn role(db: &Db, id: &str) -> DbResult<Option<Role>> {
     Ok(
-        on_pool!(db, p => sqlx::query_as("SELECT id, name FROM roles WHERE id = $1").bind(id).fetch_optional(p).await?),
+        on_pool!(db, p => sqlx::query_as("SELECT id, name, description FROM roles WHERE id = $1").bind(id).fetch_optional(p).await?),
     )
 }
 
 pub async fn role_by_name(db: &Db, name: &str) -> DbResult<Option<Role>> {
     Ok(
-        on_pool!(db, p => sqlx::query_as("SELECT id, name FROM roles WHERE name = $1").bind(name).fetch_optional(p).await?),
+        on_pool!(db, p => sqlx::query_as("SELECT id, name, description FROM roles WHERE name = $1").bind(name).fetch_optional(p).await?),
     )
 }
 
 pub async fn roles(db: &Db, name: Option<&str>) -> DbResult<Vec<Role>> {
     Ok(
-        on_pool!(db, p => sqlx::query_as("SELECT id, name FROM roles WHERE ($1 IS NULL OR name = $1) ORDER BY name").bind(name).fetch_all(p).await?),
+        on_pool!(db, p => sqlx::query_as("SELECT id, name, description FROM roles WHERE ($1 IS NULL OR name = $1) ORDER BY name").bind(name).fetch_all(p).await?),
     )
+}
+
+/// Writes a role's name and description; false when there is no such role.
+pub async fn update_role(db: &Db, r: &Role) -> DbResult<bool> {
+    let n = on_pool!(db, p => {
+        sqlx::query("UPDATE roles SET name = $2, description = $3 WHERE id = $1")
+            .bind(&r.id).bind(&r.name).bind(&r.description).execute(p).await?.rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// Records that `prior` implies `implied`; idempotent.
+pub async fn add_implied_role(db: &Db, prior: &str, implied: &str) -> DbResult<()> {
+    on_pool!(db, p => {
+        sqlx::query("INSERT INTO implied_roles (prior_role_id, implied_role_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(prior).bind(implied).execute(p).await?;
+    });
+    Ok(())
+}
+
+pub async fn remove_implied_role(db: &Db, prior: &str, implied: &str) -> DbResult<bool> {
+    let n = on_pool!(db, p => {
+        sqlx::query("DELETE FROM implied_roles WHERE prior_role_id = $1 AND implied_role_id = $2")
+            .bind(prior).bind(implied).execute(p).await?.rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// The roles `prior` implies directly.
+pub async fn implied_by(db: &Db, prior: &str) -> DbResult<Vec<Role>> {
+    Ok(on_pool!(db, p => {
+        sqlx::query_as(
+            "SELECT r.id, r.name, r.description FROM roles r JOIN implied_roles i ON i.implied_role_id = r.id \
+             WHERE i.prior_role_id = $1 ORDER BY r.name",
+        )
+        .bind(prior).fetch_all(p).await?
+    }))
+}
+
+/// Every inference rule, as (prior, implied) role ids.
+pub async fn implied_roles(db: &Db) -> DbResult<Vec<(String, String)>> {
+    Ok(on_pool!(db, p => {
+        sqlx::query_as("SELECT prior_role_id, implied_role_id FROM implied_roles ORDER BY prior_role_id, implied_role_id")
+            .fetch_all(p).await?
+    }))
 }
 
 pub async fn delete_role(db: &Db, id: &str) -> DbResult<bool> {
@@ -368,6 +430,7 @@ pub async fn delete_role(db: &Db, id: &str) -> DbResult<bool> {
         sqlx::query("DELETE FROM role_assignments WHERE role_id = $1").bind(id).execute(&mut *c).await?;
         sqlx::query("DELETE FROM system_role_assignments WHERE role_id = $1").bind(id).execute(&mut *c).await?;
         sqlx::query("DELETE FROM group_role_assignments WHERE role_id = $1").bind(id).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM implied_roles WHERE prior_role_id = $1 OR implied_role_id = $1").bind(id).execute(&mut *c).await?;
         sqlx::query("DELETE FROM roles WHERE id = $1").bind(id).execute(&mut *c).await?.rows_affected()
     });
     tx.commit().await?;

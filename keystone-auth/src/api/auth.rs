@@ -381,3 +381,41 @@ pub(super) async fn auth_projects(
         format!("{base}/auth/projects"),
     ))
 }
+
+/// `GET /v3/auth/domains`: the enabled domains the token's user may scope to.
+pub(super) async fn auth_domains(
+    req: HttpRequest,
+    st: web::Data<IdentityState>,
+) -> ApiResult<HttpResponse> {
+    let c = caller(&req, &st)?;
+    let base = v3_url(&req, &st.settings);
+    let items = store::domains_of_user(&st.db, &c.sub)
+        .await?
+        .into_iter()
+        .filter(|d| d.enabled)
+        .map(|d| {
+            json!({"id": d.id, "name": d.name, "description": d.description, "enabled": d.enabled,
+                        "links": {"self": format!("{base}/domains/{}", d.id)}})
+        })
+        .collect();
+    Ok(collection("domains", items, format!("{base}/auth/domains")))
+}
+
+/// `GET /v3/auth/system`: the system, if the token's user holds a role on it.
+pub(super) async fn auth_system(
+    req: HttpRequest,
+    st: web::Data<IdentityState>,
+) -> ApiResult<HttpResponse> {
+    let c = caller(&req, &st)?;
+    let base = v3_url(&req, &st.settings);
+    let has = !store::effective_roles_of(&st.db, &c.sub, "", "", "all")
+        .await?
+        .is_empty();
+    let system: Vec<Value> = if has {
+        vec![json!({"all": true})]
+    } else {
+        vec![]
+    };
+    Ok(HttpResponse::Ok().json(json!({"system": system,
+        "links": {"self": format!("{base}/auth/system")}})))
+}

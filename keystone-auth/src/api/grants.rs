@@ -267,6 +267,8 @@ struct Listed {
     path: String,
     /// For an effective assignment that a group gives: the group.
     via_group: Option<(String, String)>,
+    /// For an effective assignment that a role implies: the role granted.
+    prior_role: Option<String>,
 }
 
 fn grant_scope(project: &str, domain: &str, system: &str) -> (Value, String) {
@@ -359,6 +361,7 @@ pub(super) async fn role_assignments(
                     role: a.role_id,
                     scope,
                     via_group: None,
+                    prior_role: None,
                 });
             }
         }
@@ -373,6 +376,7 @@ pub(super) async fn role_assignments(
                     role,
                     scope: json!({"system": {"all": true}}),
                     via_group: None,
+                    prior_role: None,
                 });
             }
         }
@@ -403,6 +407,7 @@ pub(super) async fn role_assignments(
                     scope,
                     path,
                     via_group: None,
+                    prior_role: None,
                 });
                 continue;
             }
@@ -416,8 +421,40 @@ pub(super) async fn role_assignments(
                     scope: scope.clone(),
                     path: path.clone(),
                     via_group: Some((g.group_id.clone(), m.id.clone())),
+                    prior_role: None,
                 });
             }
+        }
+    }
+    // Effective: each grant also gives the roles its role implies, transitively (Keystone lists
+    // them with a `prior_role` link).
+    if effective {
+        let rules = store::implied_roles(&st.db).await?;
+        let mut i = 0;
+        while i < rows.len() {
+            let implied: Vec<String> = rules
+                .iter()
+                .filter(|(prior, _)| *prior == rows[i].role)
+                .map(|(_, implied)| implied.clone())
+                .collect();
+            for role in implied {
+                let dup = rows.iter().any(|r| {
+                    r.role == role && r.actor == rows[i].actor && r.scope == rows[i].scope
+                });
+                if dup || q.role.as_ref().is_some_and(|want| *want != role) {
+                    continue;
+                }
+                let from = &rows[i];
+                rows.push(Listed {
+                    actor: from.actor.clone(),
+                    role,
+                    scope: from.scope.clone(),
+                    path: from.path.clone(),
+                    via_group: from.via_group.clone(),
+                    prior_role: Some(from.role.clone()),
+                });
+            }
+            i += 1;
         }
     }
     let base = v3_url(&req, &st.settings);
@@ -427,6 +464,9 @@ pub(super) async fn role_assignments(
             let mut links = json!({"assignment": format!("{base}/{}", r.path)});
             if let Some((group, user)) = &r.via_group {
                 links["membership"] = json!(format!("{base}/groups/{group}/users/{user}"));
+            }
+            if let Some(prior) = &r.prior_role {
+                links["prior_role"] = json!(format!("{base}/roles/{prior}"));
             }
             let mut v = json!({"role": {"id": r.role}, "scope": r.scope, "links": links});
             if let (Value::Object(m), Value::Object(actor)) = (&mut v, r.actor) {

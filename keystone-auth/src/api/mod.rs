@@ -293,6 +293,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             )
             .service(web::resource("/v3/auth/catalog").route(web::get().to(auth::auth_catalog)))
             .service(web::resource("/v3/auth/projects").route(web::get().to(auth::auth_projects)))
+            .service(web::resource("/v3/auth/domains").route(web::get().to(auth::auth_domains)))
+            .service(web::resource("/v3/auth/system").route(web::get().to(auth::auth_system)))
             .service(
                 web::resource("/v3/domains")
                     .route(web::get().to(domains::list_domains))
@@ -430,7 +432,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/v3/roles/{id}")
                     .route(web::get().to(roles::show_role))
+                    .route(web::patch().to(roles::update_role))
                     .route(web::delete().to(roles::delete_role)),
+            )
+            .service(
+                web::resource("/v3/roles/{id}/implies").route(web::get().to(roles::list_implied)),
+            )
+            .service(
+                web::resource("/v3/roles/{p}/implies/{i}")
+                    .route(web::put().to(roles::create_inference))
+                    .route(web::get().to(roles::show_inference))
+                    .route(web::head().to(roles::show_inference))
+                    .route(web::delete().to(roles::delete_inference)),
+            )
+            .service(
+                web::resource("/v3/role_inferences").route(web::get().to(roles::list_inferences)),
             )
             .service(
                 web::resource("/v3/role_assignments")

@@ -1,9 +1,10 @@
-//! Roles.
+//! Roles, and Keystone's implied roles (inference rules: a role that brings others with it).
+//! Roles are global: domain-specific roles are refused at create, not made global.
 
 use super::*;
 
 pub(super) fn role_view(r: &Role, base: &str) -> Value {
-    json!({"id": r.id, "name": r.name, "domain_id": null, "description": null, "options": {},
+    json!({"id": r.id, "name": r.name, "domain_id": null, "description": r.description, "options": {},
            "links": {"self": format!("{base}/roles/{}", r.id)}})
 }
 
@@ -18,9 +19,18 @@ pub(super) async fn create_role(
     if !r.is_object() {
         return Err(bad("'role' is a required property."));
     }
-    let role = store::create_role(&st.db, &store::new_id(), &required_name(r, "role")?)
+    if string_field(r, "domain_id")?.is_some() {
+        return Err(bad(
+            "Domain-specific roles are not supported by this deployment: roles are global.",
+        ));
+    }
+    let mut role = store::create_role(&st.db, &store::new_id(), &required_name(r, "role")?)
         .await
         .map_err(conflict_or_internal)?;
+    if let Some(d) = string_field(r, "description")? {
+        role.description = Some(d.to_owned());
+        store::update_role(&st.db, &role).await?;
+    }
     Ok(
         HttpResponse::Created()
             .json(json!({"role": role_view(&role, &v3_url(&req, &st.settings))})),
@@ -34,6 +44,10 @@ pub(super) async fn list_roles(
     require_reader(&req, &st, "identity:list_roles")?;
     let f = filter(&req);
     let base = v3_url(&req, &st.settings);
+    // Roles of a domain: there are none, every role being global.
+    if f.domain_id.is_some() {
+        return Ok(collection("roles", vec![], format!("{base}/roles")));
+    }
     let items = store::roles(&st.db, f.name.as_deref())
         .await?
         .iter()
@@ -64,4 +78,167 @@ pub(super) async fn delete_role(
         return Err(ApiError::NotFound(format!("Could not find role: {id}.")));
     }
     Ok(HttpResponse::NoContent().finish())
+}
+
+fn role_not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("Could not find role: {id}."))
+}
+
+async fn existing_role(st: &IdentityState, id: &str) -> ApiResult<Role> {
+    store::role(&st.db, id)
+        .await?
+        .ok_or_else(|| role_not_found(id))
+}
+
+pub(super) async fn update_role(
+    req: HttpRequest,
+    st: web::Data<IdentityState>,
+    id: web::Path<String>,
+    raw: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    require_admin(&req, &st, "identity:update_role")?;
+    let body = json_body(&raw)?;
+    let patch = Value::Object(body_object(&body, "role")?.clone());
+    let mut role = existing_role(&st, &id).await?;
+    if string_field(&patch, "domain_id")?.is_some() {
+        return Err(bad("Cannot change the domain of a role."));
+    }
+    if let Some(n) = string_field(&patch, "name")? {
+        role.name = checked_name(n, 255)?;
+    }
+    if patch.get("description").is_some() {
+        role.description = string_field(&patch, "description")?.map(str::to_owned);
+    }
+    if !store::update_role(&st.db, &role)
+        .await
+        .map_err(conflict_or_internal)?
+    {
+        return Err(role_not_found(&id));
+    }
+    Ok(HttpResponse::Ok().json(json!({"role": role_view(&role, &v3_url(&req, &st.settings))})))
+}
+
+/// A role as an inference rule shows it: id, name and link.
+fn role_ref(r: &Role, base: &str) -> Value {
+    json!({"id": r.id, "name": r.name, "links": {"self": format!("{base}/roles/{}", r.id)}})
+}
+
+/// The rule `prior` ⇒ `implied`, both roles existing.
+async fn rule(st: &IdentityState, prior: &str, implied: &str) -> ApiResult<(Role, Role)> {
+    Ok((
+        existing_role(st, prior).await?,
+        existing_role(st, implied).await?,
+    ))
+}
+
+fn rule_view(prior: &Role, implied: &Role, base: &str) -> Value {
+    json!({"role_inference": {"prior_role": role_ref(prior, base), "implies": role_ref(implied, base)},
+           "links": {"self": format!("{base}/roles/{}/implies/{}", prior.id, implied.id)}})
+}
+
+pub(super) async fn create_inference(
+    req: HttpRequest,
+    st: web::Data<IdentityState>,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    require_admin(&req, &st, "identity:create_implied_role")?;
+    let (prior, implied) = path.into_inner();
+    let (p, i) = rule(&st, &prior, &implied).await?;
+    // Keystone's `prohibited_implied_role` default: no role brings `admin` with it.
+    if i.name == "admin" {
+        return Err(ApiError::Forbidden(format!(
+            "{implied} cannot be an implied role."
+        )));
+    }
+    if p.id == i.id {
+        return Err(bad("A role cannot imply itself."));
+    }
+    store::add_implied_role(&st.db, &p.id, &i.id).await?;
+    Ok(HttpResponse::Created().json(rule_view(&p, &i, &v3_url(&req, &st.settings))))
+}
+
+/// `GET` (the rule) and `HEAD` (204) of `/v3/roles/{prior}/implies/{implied}`.
+pub(super) async fn show_inference(
+    req: HttpRequest,
+    st: web::Data<IdentityState>,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    require_reader(&req, &st, "identity:get_implied_role")?;
+    let (prior, implied) = path.into_inner();
+    let (p, i) = rule(&st, &prior, &implied).await?;
+    if !store::implied_by(&st.db, &p.id)
+        .await?
+        .iter()
+        .any(|r| r.id == i.id)
+    {
+        return Err(ApiError::NotFound(format!(
+            "{prior} does not imply {implied}."
+        )));
+    }
+    if req.method() == actix_web::http::Method::HEAD {
+        return Ok(HttpResponse::NoContent().finish());
+    }
+    Ok(HttpResponse::Ok().json(rule_view(&p, &i, &v3_url(&req, &st.settings))))
+}
+
+pub(super) async fn delete_inference(
+    req: HttpRequest,
+    st: web::Data<IdentityState>,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    require_admin(&req, &st, "identity:delete_implied_role")?;
+    let (prior, implied) = path.into_inner();
+    rule(&st, &prior, &implied).await?;
+    if !store::remove_implied_role(&st.db, &prior, &implied).await? {
+        return Err(ApiError::NotFound(format!(
+            "{prior} does not imply {implied}."
+        )));
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /v3/roles/{prior}/implies`: the roles `prior` implies directly.
+pub(super) async fn list_implied(
+    req: HttpRequest,
+    st: web::Data<IdentityState>,
+    prior: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    require_reader(&req, &st, "identity:list_implied_roles")?;
+    let p = existing_role(&st, &prior).await?;
+    let base = v3_url(&req, &st.settings);
+    let implies: Vec<Value> = store::implied_by(&st.db, &p.id)
+        .await?
+        .iter()
+        .map(|r| role_ref(r, &base))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "role_inference": {"prior_role": role_ref(&p, &base), "implies": implies},
+        "links": {"self": format!("{base}/roles/{}/implies", p.id)}})))
+}
+
+/// `GET /v3/role_inferences`: every rule, grouped by prior role.
+pub(super) async fn list_inferences(
+    req: HttpRequest,
+    st: web::Data<IdentityState>,
+) -> ApiResult<HttpResponse> {
+    require_reader(&req, &st, "identity:list_role_inference_rules")?;
+    let base = v3_url(&req, &st.settings);
+    let roles = store::roles(&st.db, None).await?;
+    let by_id = |id: &str| roles.iter().find(|r| r.id == id);
+    let mut out: Vec<Value> = Vec::new();
+    let mut current: Option<String> = None;
+    for (prior, implied) in store::implied_roles(&st.db).await? {
+        let (Some(p), Some(i)) = (by_id(&prior), by_id(&implied)) else {
+            continue;
+        };
+        if current.as_deref() != Some(prior.as_str()) {
+            out.push(json!({"prior_role": role_ref(p, &base), "implies": []}));
+            current = Some(prior.clone());
+        }
+        if let Some(Value::Array(list)) = out.last_mut().map(|v| &mut v["implies"]) {
+            list.push(role_ref(i, &base));
+        }
+    }
+    Ok(HttpResponse::Ok().json(json!({"role_inferences": out,
+        "links": {"self": format!("{base}/role_inferences")}})))
 }

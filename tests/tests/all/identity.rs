@@ -852,9 +852,10 @@ async fn the_cli_administers_domains_groups_and_system_roles() -> anyhow::Result
         "--effective",
     ])
     .await?;
+    // Effective: the group's member role, and the reader role that member implies.
     assert_eq!(
         assignments.as_array().map(Vec::len),
-        Some(1),
+        Some(2),
         "{assignments}"
     );
 
@@ -1001,6 +1002,79 @@ async fn the_cli_administers_domains_groups_and_system_roles() -> anyhow::Result
     let (status, sys, _) = scoped_token(&url, "bob", "pw-3", "team-a", system.clone()).await?;
     assert_eq!(status, 201);
     let sys = sys.unwrap_or_default();
+
+    // Implied roles: a new role that brings member (and so reader) with it, until it no longer
+    // does.
+    cli(&stack, "admin", &["role", "create", "lead"]).await?;
+    cli(
+        &stack,
+        "admin",
+        &[
+            "implied",
+            "role",
+            "create",
+            "lead",
+            "--implied-role",
+            "member",
+        ],
+    )
+    .await?;
+    let rules = admin(&["implied", "role", "list"]).await?;
+    assert!(
+        rules
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r["Prior Role Name"] == json!("lead")
+                && r["Implied Role Name"] == json!("member")),
+        "{rules}"
+    );
+    cli(
+        &stack,
+        "admin",
+        &["user", "create", "--password", "pw-c", "carol"],
+    )
+    .await?;
+    cli(
+        &stack,
+        "admin",
+        &[
+            "role",
+            "add",
+            "--project",
+            "demo",
+            "--user",
+            "carol",
+            "lead",
+        ],
+    )
+    .await?;
+    let demo_scope = json!({"project": {"name": "demo", "domain": {"id": "default"}}});
+    let role_names = |body: &Value| -> Vec<String> {
+        body["token"]["roles"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let (_, _, body) = scoped_token(&url, "carol", "pw-c", "Default", demo_scope.clone()).await?;
+    assert_eq!(role_names(&body), ["lead", "member", "reader"]);
+    cli(
+        &stack,
+        "admin",
+        &[
+            "implied",
+            "role",
+            "delete",
+            "lead",
+            "--implied-role",
+            "member",
+        ],
+    )
+    .await?;
+    let (_, _, body) = scoped_token(&url, "carol", "pw-c", "Default", demo_scope).await?;
+    assert_eq!(role_names(&body), ["lead"]);
 
     // An enabled domain is not deleted; disabling it ends its users' tokens and logins.
     let out = e2e::cli::run(&stack, "admin", &["domain", "delete", "team-a"]).await;
