@@ -227,23 +227,23 @@ pub async fn project_tags(
     project_ids: &[String],
 ) -> DbResult<std::collections::HashMap<String, Vec<String>>> {
     let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
-    if project_ids.is_empty() {
-        return Ok(out);
-    }
-    let marks: Vec<String> = (1..=project_ids.len()).map(|i| format!("${i}")).collect();
-    let sql = format!(
-        "SELECT project_id, tag FROM project_tags WHERE project_id IN ({}) ORDER BY project_id, tag",
-        marks.join(", ")
-    );
-    let rows: Vec<(String, String)> = on_pool!(db, p => {
-        let mut q = sqlx::query_as(&sql);
-        for id in project_ids {
-            q = q.bind(id);
+    // In chunks: both backends bound the parameters of one statement.
+    for chunk in project_ids.chunks(500) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT project_id, tag FROM project_tags WHERE project_id IN ({}) ORDER BY project_id, tag",
+            marks.join(", ")
+        );
+        let rows: Vec<(String, String)> = on_pool!(db, p => {
+            let mut q = sqlx::query_as(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.fetch_all(p).await?
+        });
+        for (project, tag) in rows {
+            out.entry(project).or_default().push(tag);
         }
-        q.fetch_all(p).await?
-    });
-    for (project, tag) in rows {
-        out.entry(project).or_default().push(tag);
     }
     Ok(out)
 }
@@ -377,6 +377,21 @@ pub async fn roles(db: &Db, name: Option<&str>) -> DbResult<Vec<Role>> {
     Ok(
         on_pool!(db, p => sqlx::query_as("SELECT id, name, description FROM roles WHERE ($1 IS NULL OR name = $1) ORDER BY name").bind(name).fetch_all(p).await?),
     )
+}
+
+/// Every user holding a role: granted directly (on a project, a domain or the system) or through
+/// a group.
+pub async fn holders_of_role(db: &Db, role_id: &str) -> DbResult<Vec<String>> {
+    let rows: Vec<(String,)> = on_pool!(db, p => {
+        sqlx::query_as(
+            "SELECT user_id FROM role_assignments WHERE role_id = $1 \
+             UNION SELECT user_id FROM system_role_assignments WHERE role_id = $1 \
+             UNION SELECT m.user_id FROM group_members m JOIN group_role_assignments g \
+               ON g.group_id = m.group_id WHERE g.role_id = $1",
+        )
+        .bind(role_id).fetch_all(p).await?
+    });
+    Ok(rows.into_iter().map(|(u,)| u).collect())
 }
 
 /// Writes a role's name and description; false when there is no such role.

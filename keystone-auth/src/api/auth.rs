@@ -300,9 +300,10 @@ pub(super) fn subject(req: &HttpRequest, st: &IdentityState) -> ApiResult<Claims
     })
 }
 
-/// A token may inspect or revoke itself; admins may any.
+/// A token may inspect or revoke itself; admins, system readers and services may any
+/// (Keystone's `ADMIN_OR_SYSTEM_USER_OR_SERVICE_OR_TOKEN_SUBJECT`).
 pub(super) fn may_see(caller: &Claims, subject: &Claims) -> bool {
-    caller.sub == subject.sub || has_role(caller, "admin") || has_role(caller, "service")
+    caller.sub == subject.sub || cloud_reader(caller) || has_role(caller, "service")
 }
 
 pub(super) async fn validate_token(
@@ -345,7 +346,9 @@ pub(super) async fn revoke_token(
 ) -> ApiResult<HttpResponse> {
     let c = caller(&req, &st)?;
     let s = subject(&req, &st)?;
-    if !may_see(&c, &s) {
+    // Reading is not revoking: a system reader may not revoke another's token.
+    let may_revoke = c.sub == s.sub || has_role(&c, "admin") || has_role(&c, "service");
+    if !may_revoke {
         return Err(KEYSTONE.denied("identity:revoke_token"));
     }
     st.tokens.revoke(&s).await?;

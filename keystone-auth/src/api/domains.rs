@@ -22,9 +22,14 @@ pub(super) async fn list_domains(
     st: web::Data<IdentityState>,
 ) -> ApiResult<HttpResponse> {
     let c = caller(&req, &st)?;
-    if !cloud_reader(&c) {
+    // A cloud reader lists every domain; a domain reader its own (Keystone's policy).
+    let only: Option<String> = if cloud_reader(&c) {
+        None
+    } else if has_role(&c, "reader") && c.openstack_domain_id.is_some() {
+        c.openstack_domain_id.clone()
+    } else {
         return Err(KEYSTONE.denied("identity:list_domains"));
-    }
+    };
     let q = filter(&req);
     let enabled = q.enabled();
     let base = v3_url(&req, &st.settings);
@@ -33,6 +38,7 @@ pub(super) async fn list_domains(
         .iter()
         .filter(|d| q.name.as_ref().is_none_or(|n| *n == d.name))
         .filter(|d| enabled.is_none_or(|e| e == d.enabled))
+        .filter(|d| only.as_ref().is_none_or(|o| *o == d.id))
         .map(|d| domain_view(d, &base))
         .collect();
     Ok(collection("domains", items, format!("{base}/domains")))
@@ -103,7 +109,6 @@ pub(super) async fn update_domain(
     let mut d = store::domain(&st.db, &id)
         .await?
         .ok_or_else(|| not_found(&id))?;
-    let was_enabled = d.enabled;
     if let Some(n) = string_field(&patch, "name")? {
         d.name = checked_name(n, NAME_MAX)?;
     }
@@ -119,7 +124,9 @@ pub(super) async fn update_domain(
     {
         return Err(not_found(&id));
     }
-    if was_enabled && !d.enabled {
+    // Whenever the result is disabled (not only on the change): a revocation that failed
+    // before is made by sending the same update again.
+    if !d.enabled {
         end_tokens_of_domain(&st, &d.id).await?;
     }
     Ok(HttpResponse::Ok().json(json!({"domain": domain_view(&d, &v3_url(&req, &st.settings))})))
@@ -140,7 +147,8 @@ pub(super) async fn delete_domain(
             "Cannot delete a domain that is enabled, please disable it first.".into(),
         ));
     }
-    // Its tokens ended when it was disabled; what was granted on it goes with it.
+    // Its tokens ended when it was disabled; ended again here, in case that failed.
+    end_tokens_of_domain(&st, &id).await?;
     if !store::delete_domain(&st.db, &id).await? {
         return Err(not_found(&id));
     }

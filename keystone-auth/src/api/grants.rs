@@ -86,8 +86,14 @@ pub(super) async fn check_domain_grant(
     st: web::Data<IdentityState>,
     path: web::Path<(String, String, String)>,
 ) -> ApiResult<HttpResponse> {
-    require_reader(&req, &st, "identity:check_grant")?;
     let (domain, user, role) = path.into_inner();
+    require_grant_reader(
+        &req,
+        &st,
+        &Target::Domain(domain.clone()),
+        "identity:check_grant",
+    )
+    .await?;
     let has = store::roles_of(&st.db, &user, "", &domain)
         .await?
         .iter()
@@ -120,8 +126,14 @@ pub(super) async fn list_domain_grants(
     st: web::Data<IdentityState>,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
-    require_reader(&req, &st, "identity:list_grants")?;
     let (domain, user) = path.into_inner();
+    require_grant_reader(
+        &req,
+        &st,
+        &Target::Domain(domain.clone()),
+        "identity:list_grants",
+    )
+    .await?;
     existing_domain(&st, &domain).await?;
     let base = v3_url(&req, &st.settings);
     let items = store::roles_of(&st.db, &user, "", &domain)
@@ -211,8 +223,14 @@ pub(super) async fn check_grant(
     st: web::Data<IdentityState>,
     path: web::Path<(String, String, String)>,
 ) -> ApiResult<HttpResponse> {
-    require_reader(&req, &st, "identity:check_grant")?;
     let (project, user, role) = path.into_inner();
+    require_grant_reader(
+        &req,
+        &st,
+        &Target::Project(project.clone()),
+        "identity:check_grant",
+    )
+    .await?;
     let has = store::roles_of(&st.db, &user, &project, "")
         .await?
         .iter()
@@ -243,8 +261,14 @@ pub(super) async fn list_grants(
     st: web::Data<IdentityState>,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
-    require_reader(&req, &st, "identity:list_grants")?;
     let (project, user) = path.into_inner();
+    require_grant_reader(
+        &req,
+        &st,
+        &Target::Project(project.clone()),
+        "identity:list_grants",
+    )
+    .await?;
     let base = v3_url(&req, &st.settings);
     let items = store::roles_of(&st.db, &user, &project, "")
         .await?
@@ -314,7 +338,26 @@ pub(super) async fn role_assignments(
     let q = web::Query::<Q>::from_query(req.query_string())
         .map_err(|e| bad(format!("Invalid query: {e}")))?
         .into_inner();
-    let effective = q.effective.is_some();
+    // Keystone's truthiness: `effective` alone, or any value but `0`/`false`.
+    let effective = q
+        .effective
+        .as_deref()
+        .is_some_and(|v| !(v == "0" || v.eq_ignore_ascii_case("false")));
+    // Keystone's refusals of filters that cannot hold together.
+    let scopes = [q.project.is_some(), q.domain.is_some(), q.system.is_some()];
+    if scopes.iter().filter(|s| **s).count() > 1 {
+        return Err(bad(
+            "Specify one of domain, project or system as the scope.",
+        ));
+    }
+    if q.user.is_some() && q.group.is_some() {
+        return Err(bad("Specify a user or group, not both."));
+    }
+    if effective && q.group.is_some() {
+        return Err(bad(
+            "Combining effective and group filter will always result in an empty list.",
+        ));
+    }
     let scoped = q.project.is_some() || q.domain.is_some();
     // A domain reader sees the assignments on its domain and on the domain's projects only.
     let own_domain = c.openstack_domain_id.clone();
@@ -539,6 +582,30 @@ impl Target {
     }
 }
 
+/// Keystone's grant reads: a cloud reader any; a domain reader those on its own domain or on one
+/// of the domain's projects. Grants on the system are a cloud reader's only.
+async fn require_grant_reader(
+    req: &HttpRequest,
+    st: &IdentityState,
+    target: &Target,
+    action: &str,
+) -> ApiResult<()> {
+    let c = require_reader(req, st, action)?;
+    if cloud_reader(&c) {
+        return Ok(());
+    }
+    let domain = match target {
+        Target::Project(p) => store::project(&st.db, p).await?.map(|p| p.domain_id),
+        Target::Domain(d) => Some(d.clone()),
+        Target::System => None,
+    };
+    if domain.is_some() && domain == c.openstack_domain_id {
+        Ok(())
+    } else {
+        Err(KEYSTONE.denied(action))
+    }
+}
+
 fn group_and_role(req: &HttpRequest) -> (String, String) {
     let m = req.match_info();
     (
@@ -574,8 +641,8 @@ pub(super) async fn check_group_grant(
     req: HttpRequest,
     st: web::Data<IdentityState>,
 ) -> ApiResult<HttpResponse> {
-    require_reader(&req, &st, "identity:check_grant")?;
     let target = Target::of(&req);
+    require_grant_reader(&req, &st, &target, "identity:check_grant").await?;
     let (group, role) = group_and_role(&req);
     let a = target.assignment(&group, &role);
     let found = store::group_assignments(
@@ -619,8 +686,8 @@ pub(super) async fn list_group_grants(
     req: HttpRequest,
     st: web::Data<IdentityState>,
 ) -> ApiResult<HttpResponse> {
-    require_reader(&req, &st, "identity:list_grants")?;
     let target = Target::of(&req);
+    require_grant_reader(&req, &st, &target, "identity:list_grants").await?;
     let (group, _) = group_and_role(&req);
     target.check_exists(&st).await?;
     existing_group(&st, &group).await?;

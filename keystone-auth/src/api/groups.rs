@@ -167,8 +167,14 @@ pub(super) async fn check_member(
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     let (group, user) = path.into_inner();
-    readable_group(&req, &st, &group, "identity:check_user_in_group").await?;
+    let g = readable_group(&req, &st, &group, "identity:check_user_in_group").await?;
     group_and_user(&st, &group, &user).await?;
+    // Keystone's: a domain reader checks users of its own domain only.
+    let c = caller(&req, &st)?;
+    let user_domain = store::user(&st.db, &user).await?.map(|u| u.domain_id);
+    if !cloud_reader(&c) && user_domain.as_deref() != Some(g.domain_id.as_str()) {
+        return Err(KEYSTONE.denied("identity:check_user_in_group"));
+    }
     if store::group_members(&st.db, &group)
         .await?
         .iter()
@@ -226,12 +232,15 @@ pub(super) async fn groups_of_user(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let c = caller(&req, &st)?;
-    if c.sub != *id && !cloud_reader(&c) {
+    let user = store::user(&st.db, &id).await?;
+    // The user, a cloud reader, or a reader of the user's domain (Keystone's policy).
+    let domain_reader = has_role(&c, "reader")
+        && c.openstack_domain_id.is_some()
+        && user.as_ref().map(|u| &u.domain_id) == c.openstack_domain_id.as_ref();
+    if c.sub != *id && !cloud_reader(&c) && !domain_reader {
         return Err(KEYSTONE.denied("identity:list_groups_for_user"));
     }
-    store::user(&st.db, &id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("Could not find user: {id}.")))?;
+    user.ok_or_else(|| ApiError::NotFound(format!("Could not find user: {id}.")))?;
     let base = v3_url(&req, &st.settings);
     let items = store::groups_of_user(&st.db, &id)
         .await?

@@ -63,9 +63,13 @@ fn checked_tags(v: &Value) -> ApiResult<Vec<String>> {
             .as_str()
             .ok_or_else(|| bad("Invalid input for field 'tags': a tag is a string."))?;
         let t = checked_tag(t)?;
-        if !tags.contains(&t) {
-            tags.push(t);
+        // Keystone's schema: unique items.
+        if tags.contains(&t) {
+            return Err(bad(format!(
+                "Invalid input for field 'tags': '{t}' is given twice."
+            )));
         }
+        tags.push(t);
     }
     if tags.len() > TAGS_MAX {
         return Err(bad(format!(
@@ -231,7 +235,6 @@ pub(super) async fn update_project(
     if bool_field(&patch, "is_domain")? == Some(true) {
         return Err(bad("Cannot change is_domain of a project."));
     }
-    let was_enabled = p.enabled;
     if let Some(n) = string_field(&patch, "name")? {
         p.name = checked_name(n, NAME_MAX)?;
     }
@@ -254,8 +257,9 @@ pub(super) async fn update_project(
     if let Some(tags) = &tags {
         store::set_project_tags(&st.db, &p.id, tags).await?;
     }
-    // A disabled project's tokens end at once (Keystone's revocation on disable).
-    if was_enabled && !p.enabled {
+    // A disabled project's tokens end at once (Keystone's revocation on disable); whenever the
+    // result is disabled, so that sending it again repairs a revocation that failed.
+    if !p.enabled {
         st.tokens.revoke_scope(&p.id).await?;
     }
     let base = v3_url(&req, &st.settings);
@@ -291,7 +295,11 @@ pub(super) async fn list_tags(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     readable_project(&req, &st, &id, "identity:list_project_tags").await?;
-    Ok(HttpResponse::Ok().json(json!({"tags": tags_of(&st.db, &id).await?})))
+    let base = v3_url(&req, &st.settings);
+    Ok(
+        HttpResponse::Ok().json(json!({"tags": tags_of(&st.db, &id).await?,
+        "links": {"self": format!("{base}/projects/{id}/tags")}})),
+    )
 }
 
 pub(super) async fn check_tag(
@@ -332,7 +340,11 @@ pub(super) async fn replace_tags(
     let body = json_body(&raw)?;
     let tags = checked_tags(&body["tags"])?;
     store::set_project_tags(&st.db, &id, &tags).await?;
-    Ok(HttpResponse::Ok().json(json!({"tags": tags_of(&st.db, &id).await?})))
+    let base = v3_url(&req, &st.settings);
+    Ok(
+        HttpResponse::Ok().json(json!({"tags": tags_of(&st.db, &id).await?,
+        "links": {"self": format!("{base}/projects/{id}/tags")}})),
+    )
 }
 
 pub(super) async fn add_tag(

@@ -74,6 +74,11 @@ pub(super) async fn delete_role(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     require_admin(&req, &st, "identity:delete_role")?;
+    // Tokens carry their roles: every token that could name this one ends with it. Revoked
+    // first, so that a failed delete leaves nothing valid that should not be.
+    for user in store::holders_of_role(&st.db, &id).await? {
+        st.tokens.revoke_user(&user, None).await?;
+    }
     if !store::delete_role(&st.db, &id).await? {
         return Err(ApiError::NotFound(format!("Could not find role: {id}.")));
     }

@@ -166,7 +166,6 @@ pub(super) async fn update_user(
             return Err(bad("Cannot change Domain ID."));
         }
     }
-    let was_enabled = user.enabled;
     apply(&mut user, patch)?;
     if !store::update_user(&st.db, &user)
         .await
@@ -175,7 +174,8 @@ pub(super) async fn update_user(
         return Err(ApiError::NotFound(format!("Could not find user: {id}.")));
     }
     // As Keystone: a disabled user's tokens, and those issued before a password change, end.
-    if (was_enabled && !user.enabled) || patch.contains_key("password") {
+    // Whenever the result is disabled, so that sending it again repairs a failed revocation.
+    if !user.enabled || patch.contains_key("password") {
         st.tokens.revoke_user(&user.id, None).await?;
     }
     Ok(HttpResponse::Ok().json(json!({"user": user_view(&user, &v3_url(&req, &st.settings))})))

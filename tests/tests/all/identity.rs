@@ -1073,8 +1073,13 @@ async fn the_cli_administers_domains_groups_and_system_roles() -> anyhow::Result
         ],
     )
     .await?;
-    let (_, _, body) = scoped_token(&url, "carol", "pw-c", "Default", demo_scope).await?;
+    let (_, carol, body) = scoped_token(&url, "carol", "pw-c", "Default", demo_scope).await?;
     assert_eq!(role_names(&body), ["lead"]);
+    // A deleted role ends the tokens that carried it.
+    let carol = carol.unwrap_or_default();
+    assert_eq!(Client::new(&url, &carol).get("/flavors").await?.status, 200);
+    cli(&stack, "admin", &["role", "delete", "lead"]).await?;
+    assert_eq!(Client::new(&url, &carol).get("/flavors").await?.status, 401);
 
     // An enabled domain is not deleted; disabling it ends its users' tokens and logins.
     let out = e2e::cli::run(&stack, "admin", &["domain", "delete", "team-a"]).await;
