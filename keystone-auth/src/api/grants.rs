@@ -334,6 +334,7 @@ pub(super) async fn role_assignments(
         #[serde(rename = "scope.system")]
         system: Option<String>,
         effective: Option<String>,
+        include_names: Option<String>,
     }
     let q = web::Query::<Q>::from_query(req.query_string())
         .map_err(|e| bad(format!("Invalid query: {e}")))?
@@ -501,7 +502,7 @@ pub(super) async fn role_assignments(
         }
     }
     let base = v3_url(&req, &st.settings);
-    let items = rows
+    let mut items: Vec<Value> = rows
         .into_iter()
         .map(|r| {
             let mut links = json!({"assignment": format!("{base}/{}", r.path)});
@@ -518,11 +519,67 @@ pub(super) async fn role_assignments(
             v
         })
         .collect();
+    let truthy = |v: &Option<String>| {
+        v.as_deref()
+            .is_some_and(|v| !(v == "0" || v.eq_ignore_ascii_case("false")))
+    };
+    if truthy(&q.include_names) {
+        with_names(&st.db, &mut items).await?;
+    }
     Ok(collection(
         "role_assignments",
         items,
         format!("{base}/role_assignments"),
     ))
+}
+
+/// Keystone's `include_names`: the names of each assignment's user or group (with its domain),
+/// role and scope, as `openstack role assignment list --names` shows them.
+async fn with_names(db: &Db, items: &mut [Value]) -> ApiResult<()> {
+    use std::collections::HashMap;
+    let mut domains: HashMap<String, String> = HashMap::new();
+    let mut domain_ref = async |id: &str| -> ApiResult<Value> {
+        if !domains.contains_key(id) {
+            let name = store::domain(db, id)
+                .await?
+                .map(|d| d.name)
+                .unwrap_or_default();
+            domains.insert(id.to_owned(), name);
+        }
+        Ok(json!({"id": id, "name": domains[id]}))
+    };
+    let roles: HashMap<String, String> = store::roles(db, None)
+        .await?
+        .into_iter()
+        .map(|r| (r.id, r.name))
+        .collect();
+    for v in items.iter_mut() {
+        if let Some(id) = v["role"]["id"].as_str().map(str::to_owned) {
+            v["role"]["name"] = json!(roles.get(&id).cloned().unwrap_or_default());
+        }
+        if let Some(id) = v["user"]["id"].as_str().map(str::to_owned) {
+            if let Some(u) = store::user(db, &id).await? {
+                v["user"]["name"] = json!(u.name);
+                v["user"]["domain"] = domain_ref(&u.domain_id).await?;
+            }
+        }
+        if let Some(id) = v["group"]["id"].as_str().map(str::to_owned) {
+            if let Some(g) = store::group(db, &id).await? {
+                v["group"]["name"] = json!(g.name);
+                v["group"]["domain"] = domain_ref(&g.domain_id).await?;
+            }
+        }
+        if let Some(id) = v["scope"]["project"]["id"].as_str().map(str::to_owned) {
+            if let Some(p) = store::project(db, &id).await? {
+                v["scope"]["project"]["name"] = json!(p.name);
+                v["scope"]["project"]["domain"] = domain_ref(&p.domain_id).await?;
+            }
+        }
+        if let Some(id) = v["scope"]["domain"]["id"].as_str().map(str::to_owned) {
+            v["scope"]["domain"] = domain_ref(&id).await?;
+        }
+    }
+    Ok(())
 }
 
 // Group grants: `/v3/{projects/{p}|domains/{d}|system}/groups/{g}/roles[/{r}]`. One handler per

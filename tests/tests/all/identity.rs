@@ -859,6 +859,27 @@ async fn the_cli_administers_domains_groups_and_system_roles() -> anyhow::Result
         "{assignments}"
     );
 
+    // With names, as the CLI shows them (`name@domain`).
+    let named = admin(&[
+        "role",
+        "assignment",
+        "list",
+        "--names",
+        "--group",
+        "oncall",
+        "--group-domain",
+        "team-a",
+    ])
+    .await?;
+    let row = named
+        .as_array()
+        .and_then(|a| a.first())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(row["Role"], json!("member"), "{named}");
+    assert_eq!(row["Group"], json!("oncall@team-a"), "{named}");
+    assert_eq!(row["Project"], json!("apps@team-a"), "{named}");
+
     // A disabled project ends its tokens at once, and cannot be scoped to.
     cli(
         &stack,
