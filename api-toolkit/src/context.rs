@@ -87,8 +87,22 @@ pub trait Authenticate: Send + Sync {
     ) -> Result<RequestContext, Unauthorized>;
 }
 
+/// The refusal of a token that is valid but scoped to no project (a domain or the system), or
+/// not scoped at all: compute, image and network resources belong to projects, and Nova's,
+/// Glance's and Neutron's policies accept project scope only (oslo.policy's `InvalidScope`,
+/// answered as a 403). Rendered in the service's own fault body by its routes' error handlers.
+fn no_project() -> crate::error::ApiError {
+    crate::error::ApiError::Forbidden(
+        "This API acts on a project's resources and needs a token scoped to a project; \
+         this token is scoped to a domain, to the system or to nothing."
+            .into(),
+    )
+}
+
+/// A context extracted by an API handler always has a project: see [`no_project`]. (The
+/// identity API reads its tokens itself.)
 impl FromRequest for RequestContext {
-    type Error = Unauthorized;
+    type Error = actix_web::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
@@ -113,9 +127,16 @@ impl FromRequest for RequestContext {
                 return Err(Unauthorized {
                     message: "no authenticator configured".into(),
                     identity_url: None,
-                });
+                }
+                .into());
             };
-            auth.authenticate(token.as_deref(), request_id, &here).await
+            let ctx = auth
+                .authenticate(token.as_deref(), request_id, &here)
+                .await?;
+            if ctx.project_id.is_empty() {
+                return Err(no_project().into());
+            }
+            Ok(ctx)
         })
     }
 }

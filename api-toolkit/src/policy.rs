@@ -4,6 +4,7 @@
 
 use crate::context::RequestContext;
 use crate::error::{ApiError, ApiResult, FaultFormat};
+use actix_web::dev::ServiceRequest;
 
 /// One service's role checks.
 #[derive(Clone, Copy, Debug)]
@@ -27,6 +28,37 @@ impl Policy {
             Ok(())
         } else {
             Err(self.denied(rule))
+        }
+    }
+
+    /// `PROJECT_READER_OR_ADMIN` for a read (GET or HEAD) under one of `prefixes`: the reader
+    /// role, or one that Keystone's bootstrap makes imply it (member, manager, admin; a token of
+    /// another Keystone may carry them without it). A caller with only a custom role is refused
+    /// `rule`. Called by a service's middleware before routing; `None` lets the request on (a
+    /// missing or bad token is refused by the handler's own extraction).
+    pub async fn reader_check(
+        self,
+        req: &mut ServiceRequest,
+        prefixes: &[&str],
+        rule: &str,
+    ) -> Option<ApiError> {
+        let read = matches!(req.method().as_str(), "GET" | "HEAD");
+        let path = req.path();
+        let under = prefixes.iter().any(|p| {
+            path == *p
+                || path
+                    .strip_prefix(p)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        });
+        if !read || !under {
+            return None;
+        }
+        let ctx = req.extract::<RequestContext>().await.ok()?;
+        let reads = ["reader", "member", "manager", "admin"];
+        if reads.iter().any(|r| ctx.has_role(r)) {
+            None
+        } else {
+            Some(self.denied(rule))
         }
     }
 

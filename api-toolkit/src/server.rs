@@ -102,9 +102,15 @@ fn framework_fault<B: MessageBody + 'static>(
 /// A path no API serves: 404 — to a caller that authenticated. As in Nova, where the token
 /// is checked before the route is looked up, an unauthenticated request gets the 401 (so a
 /// path's existence is not told to strangers); identity's own paths need no token.
-async fn not_found(req: HttpRequest) -> Result<HttpResponse, Unauthorized> {
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
     if !req.path().starts_with("/identity") {
-        RequestContext::extract(&req).await?;
+        // Only the authentication decides here: a token without a project still learns that
+        // the path does not exist, as any valid token does.
+        if let Err(e) = RequestContext::extract(&req).await {
+            if e.as_error::<Unauthorized>().is_some() {
+                return Err(e);
+            }
+        }
     }
     Ok(HttpResponse::NotFound().json(FaultFormat::Nova.body(
         StatusCode::NOT_FOUND,

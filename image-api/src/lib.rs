@@ -99,10 +99,29 @@ async fn versions(req: HttpRequest) -> HttpResponse {
     HttpResponse::MultipleChoices().json(json!({ "versions": values }))
 }
 
+/// Glance's read policy on images (`get_images`, `get_image`, `download_image`, members):
+/// a caller with only a custom role reads none of them. (Outside the fault re-rendering, so
+/// the refusal is worded and shaped as Glance's here.)
+async fn readers_only(
+    mut req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    if let Some(e) = api_toolkit::policy::GLANCE
+        .reader_check(&mut req, &["/image/v2/images"], "get_images")
+        .await
+    {
+        let response = FaultFormat::Glance.response(&e);
+        let (http, _) = req.into_parts();
+        return Ok(actix_web::dev::ServiceResponse::new(http, response));
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
 fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/image")
             .wrap(FaultFormat::Glance.errors())
+            .wrap(actix_web::middleware::from_fn(readers_only))
             .service(web::resource("").route(web::get().to(versions)))
             .service(web::resource("/").route(web::get().to(versions)))
             .service(web::resource("/versions").route(web::get().to(versions)))

@@ -83,8 +83,8 @@ impl Authenticator {
             Strategy::Keystone => {
                 let service = self.tokens.as_ref().ok_or_else(|| self.unauthorized())?;
                 let claims = service.validate(token).map_err(|_| self.unauthorized())?;
-                // Compute calls are project-scoped; a domain-scoped or unscoped token has no
-                // project to act in.
+                // A domain-, system- or un-scoped token has no project: the empty id, which the
+                // context's extraction refuses for every project resource (api_toolkit).
                 let project_id = claims.openstack_project_id.clone().unwrap_or_default();
                 Ok(RequestContext {
                     request_id,

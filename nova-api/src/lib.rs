@@ -29,6 +29,7 @@ pub mod views;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;
+use api_toolkit::policy::NOVA;
 use image_api::store::ImageStore;
 use nova_core::bus::Bus;
 use nova_core::rpc::Queues;
@@ -100,12 +101,30 @@ impl api_toolkit::Service for ComputeApi {
     }
 }
 
+/// Nova's read policy on servers (and everything under them) and the image proxy: a caller
+/// with only a custom role reads none of them. Flavors, limits and availability zones stay
+/// readable by any role, as in Nova.
+async fn readers_only(
+    mut req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let prefixes = ["/v2.1/servers", "/v2.1/images"];
+    if let Some(e) = NOVA
+        .reader_check(&mut req, &prefixes, "os_compute_api:servers:show")
+        .await
+    {
+        return Ok(req.error_response(e));
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
 /// The routes of the Compute API: version discovery at the root, the rest under `/v2.1`.
 fn routes(cfg: &mut web::ServiceConfig) {
     versions::configure(cfg);
     cfg.service(
         web::scope("/v2.1")
             .wrap(from_fn(versions::negotiate))
+            .wrap(from_fn(readers_only))
             .service(web::resource("").route(web::get().to(versions::v2_1)))
             .service(web::resource("/").route(web::get().to(versions::v2_1)))
             .configure(servers::configure)

@@ -1131,3 +1131,135 @@ async fn the_cli_administers_domains_groups_and_system_roles() -> anyhow::Result
     }
     Ok(())
 }
+
+/// #15: a token scoped to a domain, to the system or to nothing acts on no project's
+/// resources (it used to act as project `""`), and a custom role alone reads no servers or
+/// images — Nova's and Glance's project-scoped, reader-or-better defaults.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_project_readers_touch_project_resources() -> anyhow::Result<()> {
+    let stack = start().await?;
+    let url = e2e::stack::Stack::api_url(&stack).to_owned();
+    let v3 = format!("{url}/identity/v3");
+    let http = reqwest::Client::new();
+    let admin_token = token(&url, "admin", ADMIN_PASSWORD, "admin").await?;
+    let demo = Client::new(&url, &token(&url, "demo", DEMO_PASSWORD, "demo").await?);
+    let id = demo.create_server("mine", "1").await?;
+    let admin_get = |path: &str| {
+        let req = http
+            .get(format!("{v3}/{path}"))
+            .header("X-Auth-Token", admin_token.clone());
+        async move { anyhow::Ok(req.send().await?.json::<Value>().await?) }
+    };
+    let demo_id = admin_get("users?name=demo").await?["users"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let member = admin_get("roles?name=member").await?["roles"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let r = http
+        .put(format!(
+            "{v3}/domains/default/users/{demo_id}/roles/{member}"
+        ))
+        .header("X-Auth-Token", &admin_token)
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 204);
+
+    let domain_scope = json!({"domain": {"id": "default"}});
+    let (status, domain_token, _) =
+        scoped_token(&url, "demo", DEMO_PASSWORD, "Default", domain_scope).await?;
+    assert_eq!(status, 201);
+    let (status, unscoped, _) =
+        scoped_token(&url, "demo", DEMO_PASSWORD, "Default", json!("unscoped")).await?;
+    assert_eq!(status, 201);
+    let system = json!({"system": {"all": true}});
+    let (status, system_token, _) =
+        scoped_token(&url, "admin", ADMIN_PASSWORD, "Default", system).await?;
+    assert_eq!(status, 201);
+    let image = e2e::client::IMAGE;
+    for t in [domain_token, unscoped, system_token] {
+        let t = t.unwrap_or_default();
+        let c = Client::new(&url, &t);
+        assert_eq!(c.get("/servers").await?.status, 403);
+        assert_eq!(c.get(&format!("/servers/{id}")).await?.status, 403);
+        assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 403);
+        assert_eq!(
+            c.get(&format!("/images/{image}/metadata")).await?.status,
+            403
+        );
+        for path in [
+            format!("/image/v2/images/{image}/file"),
+            "/image/v2/images".to_owned(),
+            "/network/v2.0/networks".to_owned(),
+        ] {
+            let r = http
+                .get(format!("{url}{path}"))
+                .header("X-Auth-Token", &t)
+                .send()
+                .await?;
+            assert_eq!(r.status().as_u16(), 403, "{path}");
+        }
+        // A valid token still learns that a path does not exist.
+        assert_eq!(c.get("/no-such-thing").await?.status, 404);
+    }
+    assert_eq!(
+        demo.server(&id).await?.status,
+        200,
+        "the server is still there"
+    );
+
+    // A custom role alone: no servers, no images; flavors are anyone's, as in Nova.
+    let r = http
+        .post(format!("{v3}/roles"))
+        .header("X-Auth-Token", &admin_token)
+        .json(&json!({"role": {"name": "auditor"}}))
+        .send()
+        .await?;
+    let auditor = r.json::<Value>().await?["role"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let r = http
+        .post(format!("{v3}/users"))
+        .header("X-Auth-Token", &admin_token)
+        .json(&json!({"user": {"name": "cara", "password": "pw-c"}}))
+        .send()
+        .await?;
+    let cara = r.json::<Value>().await?["user"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let demo_project = admin_get("projects?name=demo").await?["projects"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let r = http
+        .put(format!(
+            "{v3}/projects/{demo_project}/users/{cara}/roles/{auditor}"
+        ))
+        .header("X-Auth-Token", &admin_token)
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 204);
+    let cara_token = token(&url, "cara", "pw-c", "demo").await?;
+    let c = Client::new(&url, &cara_token);
+    assert_eq!(c.get("/servers").await?.status, 403);
+    assert_eq!(c.get(&format!("/servers/{id}")).await?.status, 403);
+    assert_eq!(c.get("/flavors").await?.status, 200);
+    let r = http
+        .get(format!("{url}/image/v2/images"))
+        .header("X-Auth-Token", &cara_token)
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 403);
+    let body: Value = r.json().await?;
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("get_images")),
+        "Glance's words: {body}"
+    );
+    Ok(())
+}
