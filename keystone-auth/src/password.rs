@@ -30,6 +30,52 @@ pub fn verify_nothing(password: &str) {
     let _ = verify(password, stored);
 }
 
+/// Hashing and checking off the request-serving threads, at most [`pool_size`] at a time: an
+/// argon2 check costs tens of milliseconds of CPU, and a flood of wrong passwords must not
+/// stall every other API call (it waits here instead, behind the semaphore).
+fn pool() -> &'static tokio::sync::Semaphore {
+    static POOL: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| tokio::sync::Semaphore::new(pool_size()))
+}
+
+/// One core fewer than the machine has (at least one), so that password checks never take
+/// all of it.
+pub fn pool_size() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get().saturating_sub(1))
+        .unwrap_or(1)
+        .max(1)
+}
+
+async fn off_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let _permit = pool().acquire().await.ok()?;
+    tokio::task::spawn_blocking(work).await.ok()
+}
+
+/// Checks `password` against `stored` in the pool. With no stored hash (an unknown, locked or
+/// password-less user) a fixed hash is checked instead and the answer is false: every refusal
+/// costs what a wrong password costs, so the time to answer tells nothing.
+pub async fn check(password: &str, stored: Option<String>) -> bool {
+    let password = password.to_owned();
+    off_thread(move || match stored {
+        Some(h) => verify(&password, &h),
+        None => {
+            verify_nothing(&password);
+            false
+        }
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// [`hash`], in the pool.
+pub async fn hash_off_thread(password: &str) -> Result<String, String> {
+    let password = password.to_owned();
+    off_thread(move || hash(&password))
+        .await
+        .unwrap_or_else(|| Err("the password pool is closed".into()))
+}
+
 /// A random password for bootstrap accounts (shown once).
 pub fn generate() -> String {
     use rand::distributions::{Alphanumeric, DistString};

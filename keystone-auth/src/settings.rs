@@ -31,6 +31,12 @@ pub struct AuthSettings {
     /// Bootstrap passwords; unset, they are generated and printed once.
     pub admin_password: Option<String>,
     pub demo_password: Option<String>,
+    /// Keystone's `[security_compliance] lockout_failure_attempts`: after this many failed
+    /// password checks in a row a user is locked out for `lockout_duration_s`. Unset (as in
+    /// Keystone): no lockout.
+    pub lockout_failure_attempts: Option<u32>,
+    /// Keystone's `lockout_duration` (its default, 1800 s).
+    pub lockout_duration_s: u64,
     /// Remote mode: the Keystone to validate against and the service account to do it with.
     pub remote: RemoteSettings,
 }
@@ -74,6 +80,8 @@ impl Default for AuthSettings {
             image_url: None,
             admin_password: None,
             demo_password: None,
+            lockout_failure_attempts: None,
+            lockout_duration_s: 1800,
             remote: RemoteSettings::default(),
         }
     }

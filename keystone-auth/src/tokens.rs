@@ -12,7 +12,7 @@ use nova_core::time::now_ms;
 use nova_db::identity::{self, RevocationEvent};
 use nova_db::{Db, DbError};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -32,8 +32,8 @@ pub struct Claims {
     /// Issued at in milliseconds, for revocation events (which are finer than a second).
     pub openstack_issued_at_ms: i64,
     pub openstack_methods: Vec<String>,
-    /// The first is this token's own; the second, when present, that of the token it was made
-    /// from (Keystone's audit chain).
+    /// The first is this token's own; the second, when present, the root of the chain of tokens
+    /// it was made from (Keystone's audit chain id).
     pub openstack_audit_ids: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub openstack_project_id: Option<String>,
@@ -69,54 +69,77 @@ pub enum TokenError {
 
 /// Revocation events in memory: audit ids, per user the times before which tokens (of a
 /// project, or all) are revoked, and per scope (a project or a domain, disabled or deleted) the
-/// time before which every token scoped to it is revoked.
+/// time before which every token scoped to it is revoked. Each entry keeps its event's
+/// `expires_at` (no token it could match is valid after it), so that it can be forgotten then.
 #[derive(Default)]
 struct Revocations {
     last_id: i64,
-    audit_ids: HashSet<String>,
-    by_user: HashMap<String, Vec<(Option<String>, i64)>>,
-    by_scope: HashMap<String, i64>,
+    audit_ids: HashMap<String, i64>,
+    by_user: HashMap<String, Vec<UserRevocation>>,
+    by_scope: HashMap<String, (i64, i64)>,
+}
+
+struct UserRevocation {
+    project: Option<String>,
+    issued_before: i64,
+    expires_at: i64,
 }
 
 impl Revocations {
     fn add(&mut self, e: &RevocationEvent) {
         self.last_id = self.last_id.max(e.id);
         if let Some(a) = &e.audit_id {
-            self.audit_ids.insert(a.clone());
+            let expires = self.audit_ids.entry(a.clone()).or_default();
+            *expires = (*expires).max(e.expires_at);
         }
         match (&e.user_id, &e.project_id) {
             (Some(u), _) => self
                 .by_user
                 .entry(u.clone())
                 .or_default()
-                .push((e.project_id.clone(), e.issued_before)),
+                .push(UserRevocation {
+                    project: e.project_id.clone(),
+                    issued_before: e.issued_before,
+                    expires_at: e.expires_at,
+                }),
             (None, Some(scope)) => {
-                let before = self.by_scope.entry(scope.clone()).or_default();
+                let (before, expires) = self.by_scope.entry(scope.clone()).or_default();
                 *before = (*before).max(e.issued_before);
+                *expires = (*expires).max(e.expires_at);
             }
             (None, None) => {}
         }
     }
 
+    /// Forgets what can no longer match a valid token at `now`.
+    fn prune(&mut self, now: i64) {
+        self.audit_ids.retain(|_, expires| *expires > now);
+        self.by_scope.retain(|_, (_, expires)| *expires > now);
+        for events in self.by_user.values_mut() {
+            events.retain(|e| e.expires_at > now);
+        }
+        self.by_user.retain(|_, events| !events.is_empty());
+    }
+
     fn revokes(&self, c: &Claims) -> bool {
         if c.openstack_audit_ids
             .iter()
-            .any(|a| self.audit_ids.contains(a))
+            .any(|a| self.audit_ids.contains_key(a))
         {
             return true;
         }
         let scope_revoked = |id: &Option<String>| {
             id.as_ref()
                 .and_then(|id| self.by_scope.get(id))
-                .is_some_and(|before| c.openstack_issued_at_ms <= *before)
+                .is_some_and(|(before, _)| c.openstack_issued_at_ms <= *before)
         };
         if scope_revoked(&c.openstack_project_id) || scope_revoked(&c.openstack_domain_id) {
             return true;
         }
         self.by_user.get(&c.sub).is_some_and(|events| {
-            events.iter().any(|(project, before)| {
-                c.openstack_issued_at_ms <= *before
-                    && project
+            events.iter().any(|e| {
+                c.openstack_issued_at_ms <= e.issued_before
+                    && e.project
                         .as_ref()
                         .is_none_or(|p| c.openstack_project_id.as_ref() == Some(p))
             })
@@ -154,6 +177,9 @@ pub struct TokenService {
     db: Db,
 }
 
+/// Refreshes between two prunes of expired revocation events (a minute at the usual 2 s).
+const PRUNE_EVERY: u32 = 30;
+
 /// Verified tokens kept at most; past this the cache starts afresh (a bound on memory).
 const VERIFIED_MAX: usize = 100_000;
 
@@ -178,10 +204,13 @@ impl TokenService {
     pub fn issue(&self, req: NewToken<'_>) -> Result<(String, Claims), String> {
         let now_ms = now_ms();
         let now = now_ms / 1000;
+        // Keystone's audit chain: a token's own id, then its chain's root (the last of the
+        // parent's ids: its root if it had one, else its own), so that revoking the root
+        // revokes every token made from it, however deep.
         let mut audit_ids = vec![audit_id()];
         audit_ids.extend(
             req.parent
-                .and_then(|p| p.openstack_audit_ids.first().cloned()),
+                .and_then(|p| p.openstack_audit_ids.last().cloned()),
         );
         let exp = now + self.lifetime_s;
         let claims = Claims {
@@ -302,6 +331,18 @@ impl TokenService {
         Ok(())
     }
 
+    /// Forgets the revocation events that can no longer match a valid token at `now` (each
+    /// one's `expires_at` has passed): deleted from the database and dropped from memory.
+    /// Returns how many rows were deleted. Safe on every replica at once.
+    pub async fn prune(&self, now: nova_core::time::Millis) -> Result<u64, DbError> {
+        let deleted = identity::prune_revocations(&self.db, now).await?;
+        self.revocations
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .prune(now);
+        Ok(deleted)
+    }
+
     pub fn revocation_count(&self) -> usize {
         self.revocations
             .read()
@@ -309,13 +350,23 @@ impl TokenService {
             .len()
     }
 
-    /// Keeps the in-memory revocations in step with other replicas.
+    /// Keeps the in-memory revocations in step with other replicas, and prunes the expired
+    /// ones every [`PRUNE_EVERY`] refreshes.
     pub async fn refresh_loop(self: Arc<Self>, every: std::time::Duration) {
         let mut tick = tokio::time::interval(every);
+        let mut n: u32 = 0;
         loop {
             tick.tick().await;
             if let Err(e) = self.refresh().await {
                 tracing::warn!(error = %e, "revocation refresh failed");
+            }
+            n = n.wrapping_add(1);
+            if n.is_multiple_of(PRUNE_EVERY) {
+                match self.prune(now_ms()).await {
+                    Ok(0) => {}
+                    Ok(deleted) => tracing::debug!(deleted, "expired revocation events pruned"),
+                    Err(e) => tracing::warn!(error = %e, "revocation prune failed"),
+                }
             }
         }
     }

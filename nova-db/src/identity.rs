@@ -303,6 +303,34 @@ pub async fn create_user(db: &Db, u: &User) -> DbResult<()> {
     Ok(())
 }
 
+/// A user's failed password checks in a row, and the time of the last one (Keystone's lockout).
+pub async fn auth_failures(db: &Db, user_id: &str) -> DbResult<(i64, Option<Millis>)> {
+    let row: Option<(i64, Option<i64>)> = on_pool!(db, p => {
+        sqlx::query_as("SELECT CAST(failed_auth_count AS BIGINT), failed_auth_at FROM users WHERE id = $1")
+            .bind(user_id).fetch_optional(p).await?
+    });
+    Ok(row.unwrap_or((0, None)))
+}
+
+/// Counts one more failed password check, at `now` (one statement: concurrent failures all
+/// count).
+pub async fn record_failed_auth(db: &Db, user_id: &str, now: Millis) -> DbResult<()> {
+    on_pool!(db, p => {
+        sqlx::query("UPDATE users SET failed_auth_count = failed_auth_count + 1, failed_auth_at = $2 WHERE id = $1")
+            .bind(user_id).bind(now).execute(p).await?;
+    });
+    Ok(())
+}
+
+/// Forgets a user's failed password checks (a success, or a lockout that ran out).
+pub async fn reset_failed_auth(db: &Db, user_id: &str) -> DbResult<()> {
+    on_pool!(db, p => {
+        sqlx::query("UPDATE users SET failed_auth_count = 0, failed_auth_at = NULL WHERE id = $1")
+            .bind(user_id).execute(p).await?;
+    });
+    Ok(())
+}
+
 /// Writes every attribute of a user but its id and domain; false when there is no such user.
 pub async fn update_user(db: &Db, u: &User) -> DbResult<bool> {
     let n = on_pool!(db, p => {
@@ -727,6 +755,14 @@ pub async fn add_revocation(
         .bind(audit_id).bind(user_id).bind(project_id).bind(now_ms()).bind(expires_at).execute(p).await?;
     });
     Ok(())
+}
+
+/// Deletes the revocation events that expired by `now` (no token they match is still valid).
+pub async fn prune_revocations(db: &Db, now: Millis) -> DbResult<u64> {
+    Ok(on_pool!(db, p => {
+        sqlx::query("DELETE FROM revocation_events WHERE expires_at <= $1")
+            .bind(now).execute(p).await?.rows_affected()
+    }))
 }
 
 /// Revocation events after `after_id` that still matter, oldest first.

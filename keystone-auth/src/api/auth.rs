@@ -21,8 +21,12 @@ pub(super) async fn find_domain(db: &Db, v: &Value) -> ApiResult<String> {
     Err(bad("A domain needs an id or a name."))
 }
 
-/// The user of a password auth, checked. A wrong user and a wrong password give the same 401.
-pub(super) async fn password_user(db: &Db, v: &Value) -> ApiResult<User> {
+/// The user of a password auth, checked. An unknown user, a wrong password, a disabled user or
+/// domain and a locked account all get the same 401 after the same work (one argon2 check, in
+/// the password pool), so that neither the answer nor its time tells them apart. With
+/// Keystone's lockout configured, failed checks in a row lock the account for a while.
+pub(super) async fn password_user(st: &IdentityState, v: &Value) -> ApiResult<User> {
+    let db = &st.db;
     let u = &v["user"];
     let secret = u["password"]
         .as_str()
@@ -42,29 +46,39 @@ pub(super) async fn password_user(db: &Db, v: &Value) -> ApiResult<User> {
     } else {
         return Err(bad("A user needs an id, or a name and a domain."));
     };
-    let user = match user {
-        Some(u) if !domain_enabled(db, &u.domain_id).await? => {
-            password::verify_nothing(secret);
-            return Err(unauthorized());
-        }
-        u => u,
+    let Some(user) = user else {
+        password::check(secret, None).await;
+        return Err(unauthorized());
     };
-    match user {
-        Some(user)
-            if user.enabled
-                && user
-                    .password_hash
-                    .as_deref()
-                    .is_some_and(|h| password::verify(secret, h)) =>
-        {
-            Ok(user)
+    let now = nova_core::time::now_ms();
+    let lockout = st.settings.lockout_failure_attempts.map(i64::from);
+    let (failures, last_failure) = match lockout {
+        Some(_) => store::auth_failures(db, &user.id).await?,
+        None => (0, None),
+    };
+    // Keystone's: locked while the failures reach the limit and the duration has not passed.
+    let lock_ends = last_failure.map(|at| at + st.settings.lockout_duration_s as i64 * 1000);
+    let locked =
+        lockout.is_some_and(|max| failures >= max) && lock_ends.is_some_and(|end| now < end);
+    let domain_ok = domain_enabled(db, &user.domain_id).await?;
+    let stored = if locked || !domain_ok {
+        None
+    } else {
+        user.password_hash.clone()
+    };
+    if !password::check(secret, stored).await {
+        if lockout.is_some() && !locked && domain_ok {
+            store::record_failed_auth(db, &user.id, now).await?;
         }
-        Some(_) => Err(unauthorized()),
-        None => {
-            password::verify_nothing(secret);
-            Err(unauthorized())
-        }
+        return Err(unauthorized());
     }
+    if failures > 0 {
+        store::reset_failed_auth(db, &user.id).await?;
+    }
+    if !user.enabled {
+        return Err(unauthorized());
+    }
+    Ok(user)
 }
 
 /// Whether a domain exists and is enabled: nothing in a disabled domain authenticates or is
@@ -216,7 +230,7 @@ pub(super) async fn issue_token(
         .filter_map(|m| m.as_str().map(str::to_owned))
         .collect();
     let (user, parent) = match methods.as_slice() {
-        [m] if m == "password" => (password_user(&st.db, &identity["password"]).await?, None),
+        [m] if m == "password" => (password_user(&st, &identity["password"]).await?, None),
         [m] if m == "token" => {
             let old = identity["token"]["id"]
                 .as_str()

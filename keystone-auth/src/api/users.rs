@@ -47,8 +47,9 @@ pub(super) fn user_view(u: &User, base: &str) -> Value {
 }
 
 /// Writes the attributes of a create or update body onto `u`: the fixed ones checked, the others
-/// into `extra` (`null` removes one).
-fn apply(u: &mut User, body: &serde_json::Map<String, Value>) -> ApiResult<()> {
+/// into `extra` (`null` removes one). Returns the password given, if any (`Some(None)`: none
+/// any more), for the caller to hash in the password pool.
+fn apply(u: &mut User, body: &serde_json::Map<String, Value>) -> ApiResult<Option<Option<String>>> {
     let obj = Value::Object(body.clone());
     if let Some(n) = string_field(&obj, "name")? {
         u.name = checked_name(n, NAME_MAX)?;
@@ -62,12 +63,11 @@ fn apply(u: &mut User, body: &serde_json::Map<String, Value>) -> ApiResult<()> {
     if body.contains_key("default_project_id") {
         u.default_project_id = string_field(&obj, "default_project_id")?.map(str::to_owned);
     }
-    if body.contains_key("password") {
-        u.password_hash = match string_field(&obj, "password")? {
-            Some(p) => Some(password::hash(p).map_err(ApiError::Internal)?),
-            None => None,
-        };
-    }
+    let password = if body.contains_key("password") {
+        Some(string_field(&obj, "password")?.map(str::to_owned))
+    } else {
+        None
+    };
     let mut extra = match serde_json::from_str::<Value>(&u.extra) {
         Ok(Value::Object(m)) => m,
         _ => Default::default(),
@@ -83,6 +83,21 @@ fn apply(u: &mut User, body: &serde_json::Map<String, Value>) -> ApiResult<()> {
         }
     }
     u.extra = Value::Object(extra).to_string();
+    Ok(password)
+}
+
+/// Sets the hash of a password that [`apply`] returned.
+async fn set_password(u: &mut User, password: Option<Option<String>>) -> ApiResult<()> {
+    if let Some(p) = password {
+        u.password_hash = match p {
+            Some(p) => Some(
+                password::hash_off_thread(&p)
+                    .await
+                    .map_err(ApiError::Internal)?,
+            ),
+            None => None,
+        };
+    }
     Ok(())
 }
 
@@ -139,7 +154,8 @@ pub(super) async fn create_user(
         password_hash: None,
         extra: "{}".into(),
     };
-    apply(&mut user, u)?;
+    let password = apply(&mut user, u)?;
+    set_password(&mut user, password).await?;
     store::create_user(&st.db, &user)
         .await
         .map_err(conflict_or_internal)?;
@@ -166,7 +182,8 @@ pub(super) async fn update_user(
             return Err(bad("Cannot change Domain ID."));
         }
     }
-    apply(&mut user, patch)?;
+    let password = apply(&mut user, patch)?;
+    set_password(&mut user, password).await?;
     if !store::update_user(&st.db, &user)
         .await
         .map_err(conflict_or_internal)?
@@ -195,24 +212,19 @@ pub(super) async fn change_password(
         .ok_or_else(|| bad("'original_password' is a required property."))?;
     let new =
         string_field(&u, "password")?.ok_or_else(|| bad("'password' is a required property."))?;
+    // The same work whether the user exists or not (see auth::password_user).
     let user = store::user(&st.db, &id).await?;
+    let stored = user.as_ref().and_then(|u| u.password_hash.clone());
+    let matches = password::check(original, stored).await;
     let mut user = match user {
-        Some(user)
-            if user.enabled
-                && user
-                    .password_hash
-                    .as_deref()
-                    .is_some_and(|h| password::verify(original, h)) =>
-        {
-            user
-        }
-        Some(_) => return Err(unauthorized()),
-        None => {
-            password::verify_nothing(original);
-            return Err(unauthorized());
-        }
+        Some(user) if matches && user.enabled => user,
+        _ => return Err(unauthorized()),
     };
-    user.password_hash = Some(password::hash(new).map_err(ApiError::Internal)?);
+    user.password_hash = Some(
+        password::hash_off_thread(new)
+            .await
+            .map_err(ApiError::Internal)?,
+    );
     store::update_user(&st.db, &user).await?;
     st.tokens.revoke_user(&user.id, None).await?;
     Ok(HttpResponse::NoContent().finish())

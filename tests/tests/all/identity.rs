@@ -651,7 +651,7 @@ async fn the_token_api_follows_keystone() -> anyhow::Result<()> {
         (status, projects["projects"].as_array().map(Vec::len)),
         (200, Some(1))
     );
-    let body = json!({"auth": {"identity": {"methods": ["token"], "token": {"id": unscoped}},
+    let body = json!({"auth": {"identity": {"methods": ["token"], "token": {"id": unscoped.clone()}},
         "scope": {"project": {"name": "demo", "domain": {"id": "default"}}}}});
     let res = http
         .post(format!("{v3}/auth/tokens"))
@@ -669,6 +669,61 @@ async fn the_token_api_follows_keystone() -> anyhow::Result<()> {
     let (status, catalog) = get(format!("{v3}/auth/catalog"), admin.clone(), None).await?;
     assert_eq!(status, 200);
     assert!(catalog["catalog"].as_array().is_some_and(|c| c.len() >= 2));
+
+    // The audit chain: a token made from a token made from `unscoped` carries the root's audit
+    // id, and revoking the root ends them all, however deep (Keystone's audit chain).
+    let rescope = |from: String| {
+        let http = http.clone();
+        let url = format!("{v3}/auth/tokens");
+        async move {
+            let body = json!({"auth": {"identity": {"methods": ["token"], "token": {"id": from}},
+                "scope": {"project": {"name": "demo", "domain": {"id": "default"}}}}});
+            let res = http.post(url).json(&body).send().await?;
+            let status = res.status().as_u16();
+            let token = res
+                .headers()
+                .get("X-Subject-Token")
+                .and_then(|t| t.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let body = res.json::<Value>().await.unwrap_or(Value::Null);
+            anyhow::Ok((status, token, body))
+        }
+    };
+    let (_, child, _) = rescope(unscoped.clone()).await?;
+    let (status, grandchild, body) = rescope(child.clone()).await?;
+    assert_eq!(status, 201);
+    let (_, root) = get(
+        format!("{v3}/auth/tokens"),
+        admin.clone(),
+        Some(unscoped.clone()),
+    )
+    .await?;
+    assert_eq!(
+        body["token"]["audit_ids"][1], root["token"]["audit_ids"][0],
+        "the grandchild names the chain's root"
+    );
+    assert_eq!(
+        Client::new(&url, &grandchild).get("/servers").await?.status,
+        200
+    );
+    let r = http
+        .delete(format!("{v3}/auth/tokens"))
+        .header("X-Auth-Token", &admin)
+        .header("X-Subject-Token", &unscoped)
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(
+        Client::new(&url, &grandchild).get("/servers").await?.status,
+        401
+    );
+    assert_eq!(Client::new(&url, &child).get("/servers").await?.status, 401);
+    assert_eq!(
+        rescope(grandchild).await?.0,
+        401,
+        "a revoked chain mints no more"
+    );
 
     // Domain scope, once the user has a role on the domain.
     let (_, roles) = get(format!("{v3}/roles?name=admin"), admin.clone(), None).await?;
@@ -1261,5 +1316,111 @@ async fn only_project_readers_touch_project_resources() -> anyhow::Result<()> {
             .is_some_and(|m| m.contains("get_images")),
         "Glance's words: {body}"
     );
+    Ok(())
+}
+
+/// #15: revocation events are forgotten once no token they could match can still be valid —
+/// in memory and in the database — and not before.
+#[tokio::test]
+async fn expired_revocations_are_pruned() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (_db_dir, url) = e2e::env::fresh_sqlite_database()?;
+    let db = nova_db::Db::connect(&nova_db::DatabaseSettings {
+        url,
+        max_connections: 1,
+    })
+    .await?;
+    let lifetime_s = 3600;
+    let svc = TokenService::new(KeyRing::load_or_create(dir.path())?, lifetime_s, db.clone());
+    let (token, claims) = svc
+        .issue(NewToken {
+            user_id: "u",
+            methods: vec!["password".into()],
+            project_id: Some("p".into()),
+            domain_id: None,
+            system: None,
+            roles: vec![],
+            parent: None,
+        })
+        .map_err(anyhow::Error::msg)?;
+    svc.revoke(&claims).await?;
+    svc.revoke_user("u", None).await?;
+    svc.revoke_scope("p").await?;
+    assert_eq!(svc.revocation_count(), 3);
+    assert!(svc.validate(&token).is_err());
+
+    // Before the events' expiry nothing goes, so the token stays revoked.
+    let now = nova_core::time::now_ms();
+    assert_eq!(svc.prune(now).await?, 0);
+    assert_eq!(svc.revocation_count(), 3);
+    assert!(svc.validate(&token).is_err());
+
+    // Past every token's possible expiry: all forgotten, and another replica starting from
+    // the database loads none.
+    let later = now + (lifetime_s + 1) * 1000;
+    assert_eq!(svc.prune(later).await?, 3);
+    assert_eq!(svc.revocation_count(), 0);
+    let replica = TokenService::new(KeyRing::load_or_create(dir.path())?, lifetime_s, db);
+    replica.refresh().await?;
+    assert_eq!(replica.revocation_count(), 0);
+    Ok(())
+}
+
+/// #15: Keystone's lockout. Failed password checks in a row lock the account (the right
+/// password is refused, with the same 401) until the duration passes; a success in between
+/// starts the count again; other users are not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_passwords_lock_the_account_for_a_while() -> anyhow::Result<()> {
+    let mut auth = keystone();
+    auth.lockout_failure_attempts = Some(3);
+    auth.lockout_duration_s = 2;
+    let stack = AllInOneStack::start(Options {
+        auth: Some(auth),
+        ..Options::default()
+    })
+    .await?;
+    let url = e2e::stack::Stack::api_url(&stack).to_owned();
+    let login = |password: &'static str| {
+        let url = url.clone();
+        async move {
+            anyhow::Ok(
+                scoped_token(&url, "demo", password, "Default", json!("unscoped"))
+                    .await?
+                    .0,
+            )
+        }
+    };
+    // Two failures, a success: the count starts again.
+    for _ in 0..2 {
+        assert_eq!(login("wrong").await?, 401);
+    }
+    assert_eq!(login(DEMO_PASSWORD).await?, 201);
+    for _ in 0..2 {
+        assert_eq!(login("wrong").await?, 401);
+    }
+    assert_eq!(login(DEMO_PASSWORD).await?, 201, "two in a row do not lock");
+    // Three in a row do: the right password is refused as a wrong one is.
+    for _ in 0..3 {
+        assert_eq!(login("wrong").await?, 401);
+    }
+    let locked = scoped_token(&url, "demo", DEMO_PASSWORD, "Default", json!("unscoped")).await?;
+    let wrong = scoped_token(&url, "demo", "wrong", "Default", json!("unscoped")).await?;
+    assert_eq!(
+        (locked.0, &locked.2),
+        (401, &wrong.2),
+        "a lock looks like a wrong password"
+    );
+    // Others log in.
+    assert_eq!(
+        scoped_token(&url, "admin", ADMIN_PASSWORD, "Default", json!("unscoped"))
+            .await?
+            .0,
+        201
+    );
+    // Once the duration has passed, the right password works again.
+    e2e::wait_until(Duration::from_secs(10), "the lockout ran out", || async {
+        Ok(login(DEMO_PASSWORD).await? == 201)
+    })
+    .await?;
     Ok(())
 }
