@@ -231,6 +231,21 @@ pub(super) const SORT_KEYS_WITHOUT_EFFECT: &[&str] = &[
 /// (descending when none). Sorting by `host` or `node` is for admins (403).
 pub(super) fn sort_params(q: &Query, ctx: &RequestContext) -> ApiResult<Vec<(Column, Dir)>> {
     let keys = q.all("sort_key");
+    // Each key once (a repeated one orders nothing more, and keyset paging costs the square of
+    // the keys' count), and so at most as many keys as there are; at most one direction each.
+    let mut seen = std::collections::HashSet::with_capacity(keys.len());
+    for key in &keys {
+        if !seen.insert(*key) {
+            return Err(bad(format!(
+                "Invalid input for query parameters sort_key. Value: {key}. It is given more than once."
+            )));
+        }
+    }
+    if q.all("sort_dir").len() > keys.len().max(1) {
+        return Err(bad(
+            "Invalid input for query parameters sort_dir: more directions than sort keys.",
+        ));
+    }
     let mut dirs = Vec::new();
     for d in q.all("sort_dir") {
         dirs.push(match d {
