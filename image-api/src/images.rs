@@ -152,7 +152,14 @@ pub(crate) fn set_field(
             i.name = if value.is_null() {
                 None
             } else {
-                Some(string(value)?).filter(|n| n.chars().count() <= 255)
+                let name = string(value)?;
+                if name.chars().count() > 255 {
+                    return Err(bad(format!(
+                        "Provided object does not match schema 'image': '{name}' is too long \
+                         (the name is at most 255 characters)"
+                    )));
+                }
+                Some(name)
             }
         }
         "visibility" => {
@@ -217,6 +224,44 @@ pub(crate) fn set_field(
     Ok(())
 }
 
+/// An image id as Glance's schema takes it: a UUID in its hyphenated form (any case), written
+/// in lower case, so that one UUID never names two images. Braces, `urn:uuid:` and the simple
+/// form are refused.
+fn canonical_id(v: &Value) -> ApiResult<String> {
+    let refused = || {
+        bad(format!("Provided object does not match schema 'image': {v} is not a valid UUID in the form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"))
+    };
+    let s = v.as_str().ok_or_else(refused)?;
+    if s.len() != 36 {
+        return Err(refused());
+    }
+    let id = uuid::Uuid::try_parse(s).map_err(|_| refused())?;
+    Ok(id.hyphenated().to_string())
+}
+
+/// Glance's per-image quotas on tags and properties (413 past them).
+pub(crate) fn within_quotas(
+    state: &ImageState,
+    image: &Image,
+    props: &Map<String, Value>,
+) -> ApiResult<()> {
+    if image.tags.len() > state.tag_quota {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "Maximum number of tags exceeded: {} (attempted {})",
+            state.tag_quota,
+            image.tags.len()
+        )));
+    }
+    if props.len() > state.property_quota {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "Maximum number of image properties exceeded: {} (attempted {})",
+            state.property_quota,
+            props.len()
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) async fn create(
     ctx: RequestContext,
     state: web::Data<ImageState>,
@@ -230,11 +275,7 @@ pub(crate) async fn create(
     let now = now_ms();
     let id = match obj.get("id") {
         None => uuid::Uuid::new_v4().to_string(),
-        Some(v) => v
-            .as_str()
-            .filter(|s| uuid::Uuid::parse_str(s).is_ok())
-            .ok_or_else(|| bad("id must be a uuid"))?
-            .to_owned(),
+        Some(v) => canonical_id(v)?,
     };
     let mut image = Image {
         id,
@@ -263,14 +304,21 @@ pub(crate) async fn create(
             set_field(&mut image, &ctx, k, v, &mut props)?;
         }
     }
+    within_quotas(&state, &image, &props)?;
     image.properties = Value::Object(props).to_string();
+    // A deleted image keeps its id (as in Glance): taken is taken, 409 either way.
+    let taken =
+        |id: &str| ApiError::Conflict(format!("Image with identifier {id} already exists!"));
     if store::get(&state.db, &image.id).await?.is_some() {
-        return Err(ApiError::Conflict(format!(
-            "Image with identifier {} already exists!",
-            image.id
-        )));
+        return Err(taken(&image.id));
     }
-    store::create(&state.db, &image).await?;
+    store::create(&state.db, &image).await.map_err(|e| {
+        if e.is_unique_violation() {
+            taken(&image.id)
+        } else {
+            e.into()
+        }
+    })?;
     let image = store::get(&state.db, &image.id)
         .await?
         .ok_or_else(|| not_found(&image.id))?;
@@ -493,6 +541,7 @@ pub(crate) async fn update(
             other => return Err(bad(format!("Unsupported operation '{other}'."))),
         }
     }
+    within_quotas(&state, &image, &props)?;
     image.properties = Value::Object(props).to_string();
     store::update(&state.db, &image).await?;
     let image = store::get(&state.db, &id)

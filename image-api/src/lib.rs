@@ -31,6 +31,11 @@ pub struct ImageSettings {
     /// The largest image accepted, in bytes (Glance's `image_size_cap`, 1 TiB by default).
     pub size_cap: i64,
     pub store: store::StoreSettings,
+    /// Glance's `image_tag_quota`, `image_member_quota` and `image_property_quota`: at most
+    /// this many of each per image (128 by default); past it, 413.
+    pub tag_quota: usize,
+    pub member_quota: usize,
+    pub property_quota: usize,
 }
 
 impl Default for ImageSettings {
@@ -38,6 +43,9 @@ impl Default for ImageSettings {
         Self {
             size_cap: 1 << 40,
             store: store::StoreSettings::default(),
+            tag_quota: 128,
+            member_quota: 128,
+            property_quota: 128,
         }
     }
 }
@@ -47,6 +55,9 @@ pub struct ImageState {
     pub db: Db,
     pub store: Arc<dyn ImageStore>,
     pub size_cap: i64,
+    pub tag_quota: usize,
+    pub member_quota: usize,
+    pub property_quota: usize,
 }
 
 /// The image API, to serve ([`api_toolkit::server::serve`]).
@@ -63,6 +74,9 @@ impl ImageApi {
                 db,
                 store,
                 size_cap: settings.size_cap,
+                tag_quota: settings.tag_quota,
+                member_quota: settings.member_quota,
+                property_quota: settings.property_quota,
             }),
         }
     }

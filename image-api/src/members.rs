@@ -78,6 +78,13 @@ pub(crate) async fn add_member(
         .and_then(Value::as_str)
         .filter(|m| (1..=255).contains(&m.chars().count()))
         .ok_or_else(|| bad("Member to be added not specified"))?;
+    let members = store::members(&state.db, &id).await?;
+    if !members.iter().any(|m| m.member_id == member) && members.len() >= state.member_quota {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "Maximum number of image members exceeded: {}",
+            state.member_quota
+        )));
+    }
     let created = store::add_member(&state.db, &id, member)
         .await?
         .ok_or_else(|| {

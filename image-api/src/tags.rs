@@ -12,7 +12,13 @@ pub(crate) async fn add_tag(
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     let (id, tag) = path.into_inner();
-    find_own(&state, &ctx, &id).await?;
+    let image = find_own(&state, &ctx, &id).await?;
+    if !image.tags.contains(&tag) && image.tags.len() >= state.tag_quota {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "Maximum number of tags exceeded: {}",
+            state.tag_quota
+        )));
+    }
     store::add_tag(&state.db, &id, &tag).await?;
     Ok(HttpResponse::NoContent().finish())
 }

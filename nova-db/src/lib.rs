@@ -47,6 +47,13 @@ pub enum DbError {
     BadInput(String),
 }
 
+impl DbError {
+    /// Whether a unique constraint refused the write (a key already taken), on either backend.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, DbError::Sqlx(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+}
+
 pub type DbResult<T> = Result<T, DbError>;
 
 /// The driver error inside [`DbError::Sqlx`], for callers that tell outages from bugs.

@@ -950,3 +950,120 @@ async fn images_are_patched_given_away_and_deactivated_as_glance_does() -> anyho
     assert_eq!(info["import-methods"]["value"], json!([]), "{info}");
     Ok(())
 }
+
+/// #15: one UUID names one image whatever its spelling; a deleted image's id stays taken (409);
+/// a name is at most 255 characters; tags, members and properties stop at Glance's quotas
+/// (128 each by default) with 413.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_ids_names_and_quotas_are_glances() -> anyhow::Result<()> {
+    let stack = start(None).await?;
+    let url = stack.api_url().to_owned();
+    let demo = password_token(&url, "demo", DEMO_PASSWORD, "demo").await?;
+    let http = reqwest::Client::new();
+    let v2 = format!("{url}/image/v2/images");
+    let create = |body: Value| {
+        http.post(&v2)
+            .header("X-Auth-Token", &demo)
+            .json(&body)
+            .send()
+    };
+    let id = "6f1c0e1a-7d3b-4c55-9a8e-2b4f7a9d0c11";
+    let r = create(json!({"id": id.to_uppercase(), "name": "upper"})).await?;
+    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(
+        r.json::<Value>().await?["id"],
+        json!(id),
+        "written in lower case"
+    );
+    for other in [
+        id.to_owned(),
+        format!("{{{id}}}"),
+        format!("urn:uuid:{id}"),
+        id.replace('-', ""),
+    ] {
+        let r = create(json!({"id": other, "name": "again"})).await?;
+        let status = r.status().as_u16();
+        assert!(status == 409 || status == 400, "{other}: {status}");
+    }
+    let r = http
+        .delete(format!("{v2}/{id}"))
+        .header("X-Auth-Token", &demo)
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 204);
+    let r = create(json!({"id": id, "name": "reborn"})).await?;
+    assert_eq!(r.status().as_u16(), 409, "a deleted image's id stays taken");
+
+    let r = create(json!({"name": "n".repeat(256)})).await?;
+    assert_eq!(r.status().as_u16(), 400);
+    let r = create(json!({"name": "n".repeat(255)})).await?;
+    assert_eq!(r.status().as_u16(), 201);
+    let image = r.json::<Value>().await?["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    // Tags: 128 fit, the 129th does not.
+    for i in 0..128 {
+        let r = http
+            .put(format!("{v2}/{image}/tags/t{i}"))
+            .header("X-Auth-Token", &demo)
+            .send()
+            .await?;
+        assert_eq!(r.status().as_u16(), 204, "tag {i}");
+    }
+    let r = http
+        .put(format!("{v2}/{image}/tags/t128"))
+        .header("X-Auth-Token", &demo)
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 413);
+    let r = http
+        .put(format!("{v2}/{image}/tags/t0"))
+        .header("X-Auth-Token", &demo)
+        .send()
+        .await?;
+    assert_eq!(
+        r.status().as_u16(),
+        204,
+        "a tag already there is no new one"
+    );
+    // Properties, in one patch.
+    let ops: Vec<Value> = (0..129)
+        .map(|i| json!({"op": "add", "path": format!("/p{i}"), "value": "v"}))
+        .collect();
+    let r = http
+        .patch(format!("{v2}/{image}"))
+        .header("X-Auth-Token", &demo)
+        .header(
+            "Content-Type",
+            "application/openstack-images-v2.1-json-patch",
+        )
+        .body(Value::Array(ops).to_string())
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 413);
+    // Members, once shared.
+    let r = http
+        .patch(format!("{v2}/{image}"))
+        .header("X-Auth-Token", &demo)
+        .header(
+            "Content-Type",
+            "application/openstack-images-v2.1-json-patch",
+        )
+        .body(json!([{"op": "replace", "path": "/visibility", "value": "shared"}]).to_string())
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 200);
+    for i in 0..=128 {
+        let r = http
+            .post(format!("{v2}/{image}/members"))
+            .header("X-Auth-Token", &demo)
+            .json(&json!({"member": format!("project-{i}")}))
+            .send()
+            .await?;
+        let want = if i < 128 { 200 } else { 413 };
+        assert_eq!(r.status().as_u16(), want, "member {i}");
+    }
+    Ok(())
+}
