@@ -2,7 +2,7 @@
 //! instead of the framework's plain-text error, and checked key by key as the services'
 //! JSON schemas check them.
 
-use crate::error::{bad, ApiError};
+use crate::error::{bad, ApiError, ApiResult};
 use serde_json::{Map, Value};
 
 /// The most a request body may hold (oslo.middleware's `max_request_body_size`, 114688 bytes).
@@ -36,6 +36,46 @@ pub fn invalid(field: &str, value: &Value, why: &str) -> ApiError {
     bad(format!(
         "Invalid input for field/attribute {field}. Value: {value}. {why}"
     ))
+}
+
+/// Nova's printable character (`parameter_types._is_printable`): none of Unicode's "other"
+/// categories (control, format, private use, unassigned) and, of the separators, only spaces.
+/// So no terminal escape sequence (ESC is a control character) reaches a name.
+pub fn is_printable(c: char) -> bool {
+    use unicode_general_category::{get_general_category, GeneralCategory as G};
+    !matches!(
+        get_general_category(c),
+        G::Control
+            | G::Format
+            | G::PrivateUse
+            | G::Surrogate
+            | G::Unassigned
+            | G::LineSeparator
+            | G::ParagraphSeparator
+    )
+}
+
+/// Nova's `name` format: 1 to 255 printable characters, without leading or trailing
+/// whitespace ("printable characters. Can not start or end with whitespace.").
+pub fn nova_name(field: &str, v: &Value) -> ApiResult<String> {
+    let s = v
+        .as_str()
+        .ok_or_else(|| invalid(field, v, &format!("{v} is not of type 'string'")))?;
+    let len = s.chars().count();
+    if len == 0 {
+        return Err(invalid(field, v, "'' is too short"));
+    }
+    if len > 255 {
+        return Err(invalid(field, v, "is too long"));
+    }
+    if s.trim() != s || !s.chars().all(is_printable) {
+        return Err(invalid(
+            field,
+            v,
+            "printable characters. Can not start or end with whitespace.",
+        ));
+    }
+    Ok(s.to_owned())
 }
 
 /// The spellings of a boolean that OpenStack's JSON schemas accept (Nova's

@@ -55,16 +55,9 @@ async fn find(state: &AppState, id: i64) -> ApiResult<Aggregate> {
         .ok_or_else(|| ApiError::NotFound(format!("Aggregate {id} could not be found.")))
 }
 
-/// Nova's `name` format: 1 to 255 characters, no leading or trailing whitespace.
+/// Nova's `name` format: 1 to 255 printable characters, no leading or trailing whitespace.
 fn name_of(field: &str, v: &Value) -> ApiResult<String> {
-    match v.as_str() {
-        Some(s) if (1..=255).contains(&s.chars().count()) && s.trim() == s => Ok(s.to_owned()),
-        _ => Err(invalid(
-            field,
-            v,
-            "is not a valid name (1 to 255 characters, no leading or trailing whitespace)",
-        )),
-    }
+    api_toolkit::body::nova_name(field, v)
 }
 
 /// Nova's `az_name`: a name without `:` (which separates a zone from a host at create).

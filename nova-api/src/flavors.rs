@@ -298,9 +298,13 @@ async fn create(
     let name = f["name"]
         .as_str()
         .map(str::trim)
-        .filter(|n| !n.is_empty() && n.chars().count() <= 255)
+        .filter(|n| {
+            !n.is_empty()
+                && n.chars().count() <= 255
+                && n.chars().all(api_toolkit::body::is_printable)
+        })
         .ok_or_else(|| {
-            bad("Invalid input for field/attribute name. The name must be 1 to 255 characters.")
+            bad("Invalid input for field/attribute name. The name must be 1 to 255 printable characters.")
         })?;
     let flavorid = match f.get("id") {
         None | Some(Value::Null) => uuid::Uuid::new_v4().to_string(),

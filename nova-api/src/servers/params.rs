@@ -6,27 +6,10 @@ use api_toolkit::ApiResult;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// A server name as Nova's `name` format wants it: 1–255 characters, no leading or trailing
-/// whitespace.
+/// A server name as Nova's `name` format wants it: 1–255 printable characters, no leading or
+/// trailing whitespace.
 pub(super) fn parse_name(v: &Value) -> ApiResult<String> {
-    let s = v
-        .as_str()
-        .ok_or_else(|| invalid("name", v, &format!("{v} is not of type 'string'")))?;
-    let len = s.chars().count();
-    if len == 0 {
-        return Err(invalid("name", v, "'' is too short"));
-    }
-    if len > 255 {
-        return Err(invalid("name", v, "is too long"));
-    }
-    if s.trim() != s {
-        return Err(invalid(
-            "name",
-            v,
-            "Leading/trailing whitespace is not allowed",
-        ));
-    }
-    Ok(s.to_owned())
+    api_toolkit::body::nova_name("name", v)
 }
 
 /// A server description (2.19): `null` or up to 255 printable characters (Nova's
@@ -39,7 +22,7 @@ pub(super) fn parse_description(v: &Value) -> ApiResult<Option<String>> {
                 return Err(invalid("description", v, "is too long"));
             }
             if s.chars()
-                .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+                .any(|c| !api_toolkit::body::is_printable(c) && !matches!(c, '\t' | '\n' | '\r'))
             {
                 return Err(invalid(
                     "description",

@@ -1142,3 +1142,40 @@ async fn external_events_are_for_services() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+on_both_shapes!(names_are_printable_as_nova_wants_them, Options::default());
+/// #15: control characters (a terminal escape sequence among them), format characters and line
+/// separators are refused in the names Nova checks — servers, flavors, aggregates — and in a
+/// server's description; what Nova accepts (any script, symbols, inner spaces) is accepted.
+async fn names_are_printable_as_nova_wants_them(stack: &dyn Stack) -> anyhow::Result<()> {
+    let c = demo(stack, "2.19");
+    let a = admin(stack);
+    let server =
+        |name: &str| json!({"server": {"name": name, "imageRef": IMAGE, "flavorRef": "1"}});
+    for bad in [
+        "evil\u{1b}[31mred",
+        "tab\there",
+        "zero\u{200b}width",
+        "line\u{2028}sep",
+    ] {
+        let r = c.post("/servers", &server(bad)).await?;
+        assert_eq!(r.status, 400, "server name {bad:?}: {}", r.body);
+        let r = a
+            .post(
+                "/flavors",
+                &json!({"flavor": {"name": bad, "ram": 64, "vcpus": 1, "disk": 1}}),
+            )
+            .await?;
+        assert_eq!(r.status, 400, "flavor name {bad:?}: {}", r.body);
+        let r = a
+            .post("/os-aggregates", &json!({"aggregate": {"name": bad}}))
+            .await?;
+        assert_eq!(r.status, 400, "aggregate name {bad:?}: {}", r.body);
+    }
+    let mut described = server("described");
+    described["server"]["description"] = json!("bell\u{7}");
+    assert_eq!(c.post("/servers", &described).await?.status, 400);
+    let r = c.post("/servers", &server("Zürich • 東京 web-1")).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    Ok(())
+}
