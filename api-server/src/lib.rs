@@ -36,6 +36,9 @@ pub struct ApiSettings {
     pub public_url: Option<String>,
     /// HTTP worker threads (0: one per core).
     pub workers: usize,
+    /// Proxies whose forwarding headers are believed for links when `public_url` is unset
+    /// (empty: links use the address the connection reached, never a client's `Host`).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// A compute service silent this long shows as down (Nova's `service_down_time`; keep it
     /// equal to the conductor's).
     pub service_down_time_s: u64,
@@ -55,6 +58,7 @@ impl Default for ApiSettings {
             bind: http.bind,
             public_url: http.public_url,
             workers: http.workers,
+            trusted_proxies: http.trusted_proxies,
             service_down_time_s: 60,
             services: vec![
                 ApiName::Compute,
@@ -127,6 +131,7 @@ pub fn start(
         bind: settings.bind.clone(),
         public_url: settings.public_url.clone(),
         workers: settings.workers,
+        trusted_proxies: settings.trusted_proxies.clone(),
     };
     Ok(api_toolkit::server::serve(
         &http,

@@ -120,8 +120,7 @@ impl FromRequest for RequestContext {
             .0;
         // Without a configured public URL, the identity endpoint is on the host the client
         // reached (the all-in-one serves both).
-        let info = req.connection_info();
-        let here = format!("{}://{}/identity", info.scheme(), info.host());
+        let here = format!("{}/identity", crate::links::PublicUrl::of(req).0);
         Box::pin(async move {
             let Some(auth) = auth else {
                 return Err(Unauthorized {

@@ -31,6 +31,10 @@ pub struct HttpSettings {
     pub public_url: Option<String>,
     /// HTTP worker threads (0: one per core).
     pub workers: usize,
+    /// Proxies (IP addresses) whose `Forwarded`/`X-Forwarded-*`/`Host` headers are believed
+    /// for links when `public_url` is unset. Empty (the default): links use the address the
+    /// connection reached.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for HttpSettings {
@@ -39,6 +43,7 @@ impl Default for HttpSettings {
             bind: "127.0.0.1:8774".into(),
             public_url: None,
             workers: 0,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -132,10 +137,12 @@ pub fn serve(
     services: Vec<Arc<dyn Service>>,
 ) -> std::io::Result<RunningServer> {
     let public_url = ConfiguredPublicUrl(settings.public_url.clone());
+    let trusted = crate::links::TrustedProxies(settings.trusted_proxies.clone());
     let mut server = HttpServer::new(move || {
         let mut app = App::new()
             .app_data(authenticator.clone())
             .app_data(public_url.clone())
+            .app_data(trusted.clone())
             .app_data(web::PayloadConfig::new(crate::body::MAX_BODY));
         for service in &services {
             let service = service.clone();
@@ -144,6 +151,14 @@ pub fn serve(
         app.wrap(ErrorHandlers::new().default_handler(framework_fault))
             .wrap(from_fn(request_id))
             .default_service(web::to(not_found))
+    })
+    // Each connection's own local address, for links (see `links::PublicUrl`).
+    .on_connect(|conn, data| {
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            if let Ok(addr) = tcp.local_addr() {
+                data.insert(crate::links::LocalAddr(addr));
+            }
+        }
     })
     .bind(&settings.bind)?;
     if settings.workers > 0 {

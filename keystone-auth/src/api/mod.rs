@@ -96,10 +96,9 @@ fn bad(msg: impl Into<String>) -> ApiError {
 fn base_url(req: &HttpRequest, settings: &AuthSettings) -> String {
     match &settings.public_url {
         Some(u) => u.trim_end_matches('/').to_owned(),
-        None => {
-            let info = req.connection_info();
-            format!("{}://{}", info.scheme(), info.host())
-        }
+        // The server's own rule (its configured public URL, trusted proxies, else the address
+        // the connection reached), never a client's Host header.
+        None => api_toolkit::links::PublicUrl::of(req).0,
     }
 }
 

@@ -1424,3 +1424,55 @@ async fn failed_passwords_lock_the_account_for_a_while() -> anyhow::Result<()> {
     .await?;
     Ok(())
 }
+
+/// #15: without a configured public URL, links, the catalog and `WWW-Authenticate` name the
+/// address the connection reached; a client's `Host` or `X-Forwarded-Host` (no proxy is
+/// trusted by default) is never echoed into them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_host_header_is_not_echoed_into_links() -> anyhow::Result<()> {
+    let stack = start().await?;
+    let url = e2e::stack::Stack::api_url(&stack).to_owned();
+    let http = reqwest::Client::new();
+    let evil = [
+        ("Host", "evil.example"),
+        ("X-Forwarded-Host", "evil.example"),
+    ];
+    let with_evil =
+        |req: reqwest::RequestBuilder| evil.iter().fold(req, |r, (k, v)| r.header(*k, *v));
+    let body = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": "demo", "domain": {"id": "default"}, "password": DEMO_PASSWORD}}},
+        "scope": {"project": {"name": "demo", "domain": {"id": "default"}}}}});
+    let r = with_evil(
+        http.post(format!("{url}/identity/v3/auth/tokens"))
+            .json(&body),
+    )
+    .send()
+    .await?;
+    assert_eq!(r.status().as_u16(), 201);
+    let token = r.headers()["X-Subject-Token"].to_str()?.to_owned();
+    let text = r.text().await?;
+    assert!(!text.contains("evil.example"), "catalog: {text}");
+    assert!(text.contains(&url), "the catalog names {url}: {text}");
+    for path in [
+        "/v2.1/",
+        "/v2.1/servers",
+        "/image/v2/images",
+        "/identity/v3",
+    ] {
+        let r = with_evil(
+            http.get(format!("{url}{path}"))
+                .header("X-Auth-Token", &token),
+        )
+        .send()
+        .await?;
+        let text = r.text().await?;
+        assert!(!text.contains("evil.example"), "{path}: {text}");
+    }
+    let r = with_evil(http.get(format!("{url}/v2.1/servers")))
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 401);
+    let auth = r.headers()["WWW-Authenticate"].to_str()?.to_owned();
+    assert_eq!(auth, format!("Keystone uri=\"{url}/identity\""));
+    Ok(())
+}
