@@ -278,6 +278,9 @@ async fn create(
         }
     };
     let user = target_user(&ctx, v, k.get("user_id").and_then(Value::as_str))?;
+    // The quota before any key is generated (an RSA key costs tens of milliseconds of CPU);
+    // the insert checks it again, atomically.
+    let limit = crate::quotas::check_keypair_create(&state.db, &ctx.project_id, &user).await?;
     let (public_key, private_key) = match k.get("public_key") {
         // Kept as given, trailing newline and all, as Nova keeps it.
         Some(Value::String(pk)) => (pk.clone(), None),
@@ -306,16 +309,31 @@ async fn create(
             (public, Some(private))
         }
     };
-    crate::quotas::check_keypair_create(&state.db, &ctx.project_id, &user).await?;
     let fingerprint = if key_type == "x509" {
         x509_fingerprint(&public_key)
     } else {
         fingerprint(&public_key)
     }
     .ok_or_else(|| bad("Keypair data is invalid: failed to generate fingerprint"))?;
-    let stored = keypairs::create(&state.db, &user, name, key_type, &public_key, &fingerprint)
-        .await?
-        .ok_or_else(|| ApiError::Conflict(format!("Key pair '{name}' already exists.")))?;
+    let stored = match keypairs::create_within_quota(
+        &state.db,
+        &user,
+        name,
+        key_type,
+        &public_key,
+        &fingerprint,
+        limit,
+    )
+    .await?
+    {
+        keypairs::Created::Created(k) => k,
+        keypairs::Created::NameTaken => {
+            return Err(ApiError::Conflict(format!(
+                "Key pair '{name}' already exists."
+            )))
+        }
+        keypairs::Created::OverQuota => return Err(crate::quotas::keypair_quota_exceeded()),
+    };
     let mut out = summary(&stored, v);
     out["user_id"] = json!(stored.user_id);
     if let Some(private) = private_key {

@@ -163,14 +163,19 @@ pub fn check_metadata_items(limit: i64, items: usize) -> ApiResult<()> {
 
 /// Refuses a key pair beyond the user's `key_pairs` quota (Nova's limit is per user, set on
 /// the project).
-pub async fn check_keypair_create(db: &Db, project: &str, user: &str) -> ApiResult<()> {
+/// The project's key pair limit, and whether `user` is already at it (checked before any key
+/// is generated; the create checks again, atomically, see `keypairs::create_within_quota`).
+pub async fn check_keypair_create(db: &Db, project: &str, user: &str) -> ApiResult<i64> {
     let limit = limits_of(db, project).await?["key_pairs"];
     if limit >= 0 && quotas::keypair_count(db, user).await? >= limit {
-        return Err(ApiError::Forbidden(
-            "Quota exceeded, too many key pairs.".into(),
-        ));
+        return Err(keypair_quota_exceeded());
     }
-    Ok(())
+    Ok(limit)
+}
+
+/// Nova's refusal of a key pair over the quota.
+pub fn keypair_quota_exceeded() -> ApiError {
+    ApiError::Forbidden("Quota exceeded, too many key pairs.".into())
 }
 
 /// Members read their own project's quotas; admins any project's.

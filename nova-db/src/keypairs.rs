@@ -16,32 +16,62 @@ pub struct KeyPair {
 
 const COLUMNS: &str = "id, user_id, name, key_type, public_key, fingerprint, created_at";
 
-/// Stores a new key pair; `false` when the user already has one of this name.
-pub async fn create(
+/// What a create under a quota came to.
+#[derive(Debug)]
+pub enum Created {
+    Created(KeyPair),
+    /// The user already has a key pair of this name.
+    NameTaken,
+    /// The user has `limit` key pairs already.
+    OverQuota,
+}
+
+/// The class of the PostgreSQL advisory locks that serialise one user's key pair creates.
+const KEYPAIR_LOCK_CLASS: i32 = 0x4b45_5953; // "KEYS"
+
+/// Stores a new key pair unless the user already holds `limit` (negative: no limit), in one
+/// transaction in which the user's creates are serialised (an advisory lock on PostgreSQL;
+/// SQLite has one writer): concurrent creates cannot together pass the quota.
+pub async fn create_within_quota(
     db: &Db,
     user_id: &str,
     name: &str,
     key_type: &str,
     public_key: &str,
     fingerprint: &str,
-) -> DbResult<Option<KeyPair>> {
+    limit: i64,
+) -> DbResult<Created> {
+    let mut tx = db.begin().await?;
+    if let crate::Tx::Pg(t) = &mut tx {
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(KEYPAIR_LOCK_CLASS)
+            .bind(user_id)
+            .execute(&mut **t)
+            .await?;
+    }
+    let count: i64 = crate::on_tx!(&mut tx, c => {
+        sqlx::query_scalar("SELECT COUNT(*) FROM keypairs WHERE user_id = $1")
+            .bind(user_id).fetch_one(&mut *c).await?
+    });
+    if limit >= 0 && count >= limit {
+        return Ok(Created::OverQuota);
+    }
     let now = nova_core::time::now_ms();
     let sql = format!(
         "INSERT INTO keypairs (user_id, name, key_type, public_key, fingerprint, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id, name) DO NOTHING \
          RETURNING {COLUMNS}"
     );
-    Ok(on_pool!(db, p => {
+    let row: Option<KeyPair> = crate::on_tx!(&mut tx, c => {
         sqlx::query_as(&sql)
-            .bind(user_id)
-            .bind(name)
-            .bind(key_type)
-            .bind(public_key)
-            .bind(fingerprint)
-            .bind(now)
-            .fetch_optional(p)
-            .await?
-    }))
+            .bind(user_id).bind(name).bind(key_type).bind(public_key).bind(fingerprint).bind(now)
+            .fetch_optional(&mut *c).await?
+    });
+    tx.commit().await?;
+    Ok(match row {
+        Some(k) => Created::Created(k),
+        None => Created::NameTaken,
+    })
 }
 
 pub async fn get(db: &Db, user_id: &str, name: &str) -> DbResult<Option<KeyPair>> {
