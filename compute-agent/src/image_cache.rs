@@ -36,6 +36,11 @@ pub struct ImageSettings {
     /// (Nova's `remove_unused_original_minimum_age_seconds`).
     pub max_unused_age_s: u64,
     pub eviction_interval_s: u64,
+    /// A fetch that receives nothing (no answer, no data) for this long fails, so that a stalled
+    /// download does not hold every build of that image on this host (they wait for its flight).
+    pub stall_timeout_s: u64,
+    /// Connecting to the image service.
+    pub connect_timeout_s: u64,
     pub auth: crate::credential::CredentialSettings,
 }
 
@@ -46,6 +51,8 @@ impl Default for ImageSettings {
             endpoint: None,
             max_unused_age_s: 86_400,
             eviction_interval_s: 600,
+            stall_timeout_s: 30,
+            connect_timeout_s: 10,
             auth: Default::default(),
         }
     }
@@ -95,7 +102,12 @@ impl ImageCache {
                 .as_ref()
                 .map(|e| e.trim_end_matches('/').to_owned()),
             credential: credential.or_else(|| settings.auth.build()),
-            client: reqwest::Client::new(),
+            // reqwest's read timeout restarts at every read: it bounds a stall, not a download.
+            client: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(settings.connect_timeout_s))
+                .read_timeout(Duration::from_secs(settings.stall_timeout_s))
+                .build()
+                .map_err(std::io::Error::other)?,
             flights: Default::default(),
             fetches: AtomicU64::new(0),
         })
@@ -341,6 +353,50 @@ mod tests {
             hash_algo: algo.into(),
             hash_value: value.into(),
         }
+    }
+
+    struct Fixed;
+
+    #[async_trait::async_trait]
+    impl crate::credential::Credential for Fixed {
+        async fn token(&self, _renew: bool) -> Result<String, String> {
+            Ok("t".into())
+        }
+    }
+
+    /// A stalled download fails once nothing arrives for the stall timeout (and leaves no
+    /// partial file), so the builds waiting for that image are not held for ever.
+    #[tokio::test]
+    async fn a_stalled_fetch_fails_after_the_stall_timeout() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Answers the headers and the first byte of ten, then sends nothing more.
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            let _ = sock
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nx")
+                .await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let settings = ImageSettings {
+            cache_dir: dir.path().to_owned(),
+            endpoint: Some(format!("http://{addr}")),
+            stall_timeout_s: 1,
+            ..ImageSettings::default()
+        };
+        let cache = ImageCache::open(&settings, Some(Arc::new(Fixed))).unwrap();
+        let mut spec = image("sha512", &"ab".repeat(64));
+        spec.size = 10;
+        let started = std::time::Instant::now();
+        let got = cache.acquire(&spec, InstanceUuid::new_v4()).await;
+        assert!(matches!(got, Err(CacheError::Fetch { .. })), "{got:?}");
+        assert!(started.elapsed() < Duration::from_secs(20), "bounded by the stall timeout");
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        server.abort();
     }
 
     #[test]
