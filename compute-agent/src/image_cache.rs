@@ -394,8 +394,14 @@ mod tests {
         let started = std::time::Instant::now();
         let got = cache.acquire(&spec, InstanceUuid::new_v4()).await;
         assert!(matches!(got, Err(CacheError::Fetch { .. })), "{got:?}");
-        assert!(started.elapsed() < Duration::from_secs(20), "bounded by the stall timeout");
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "bounded by the stall timeout"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
         server.abort();
     }
 

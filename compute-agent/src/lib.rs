@@ -361,12 +361,19 @@ impl Agent {
                             self.images
                                 .acquire(image, spec.uuid)
                                 .await
-                                // Nova's BuildAbortException message.
+                                // Nova's BuildAbortException message. Data that fails
+                                // verification is the image's (the project's) problem, told
+                                // as it is; a failed fetch is the host's, its details for
+                                // admins.
                                 .map_err(|e| {
-                                    DriverError::Backend(format!(
-                                        "Build of instance {} aborted: {e}",
-                                        spec.uuid
-                                    ))
+                                    let text =
+                                        format!("Build of instance {} aborted: {e}", spec.uuid);
+                                    match e {
+                                        image_cache::CacheError::Verify { .. } => {
+                                            DriverError::Invalid(text)
+                                        }
+                                        _ => DriverError::Backend(text),
+                                    }
                                 })?,
                         ),
                         None => None,
@@ -437,8 +444,8 @@ impl Agent {
             Err(e) => {
                 tracing::warn!(error = %e, "driver call failed");
                 Outcome::Failed {
-                    message: e.to_string(),
-                    details: None,
+                    message: e.public_message(),
+                    details: e.internal_details(),
                 }
             }
         };

@@ -223,10 +223,10 @@ impl Conductor {
         .await?
         {
             if let Some(action) = task.action_id {
-                let error = match (changed, failure) {
-                    (_, Some((_, message))) => Some(message),
-                    (false, None) => Some("the instance changed while the task ran"),
-                    (true, None) => None,
+                let (error, traceback) = match (changed, failure) {
+                    (_, Some((fault, message))) => (Some(message), fault.details.as_deref()),
+                    (false, None) => (Some("the instance changed while the task ran"), None),
+                    (true, None) => (None, None),
                 };
                 actions::record_event(
                     &mut tx,
@@ -234,6 +234,7 @@ impl Conductor {
                     event_name(task.kind),
                     task.created_at,
                     error,
+                    traceback,
                     Some(host),
                 )
                 .await?;

@@ -98,6 +98,7 @@ async fn time_out_build(c: &Conductor, instance: &Instance) -> Result<()> {
                     event_name(task.kind),
                     task.created_at,
                     Some(&message),
+                    None,
                     instance.host.as_deref(),
                 )
                 .await?;

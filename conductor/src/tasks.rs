@@ -148,6 +148,7 @@ impl Conductor {
                     event,
                     task.created_at,
                     Some(&message),
+                    fault.details.as_deref(),
                     host,
                 )
                 .await?;
@@ -222,6 +223,7 @@ impl Conductor {
                 action,
                 event_name(task.kind),
                 task.created_at,
+                None,
                 None,
                 host,
             )

@@ -127,6 +127,21 @@ fn is_no_such(e: &DockerError, what: &str) -> bool {
         if message.starts_with(&format!("No such {what}")))
 }
 
+/// The engine's 404 about a network (at create or at start): the host lacks a network of the
+/// server. That is the request's problem, told to the project in the engine's words, which
+/// name only that network; other engine errors are for admins.
+fn missing_network(e: &DockerError) -> Option<DriverError> {
+    match e {
+        DockerError::DockerResponseServerError {
+            status_code: 404,
+            message,
+        } if message.contains("network") => Some(DriverError::Invalid(format!(
+            "a network of this server does not exist on this host ({message})"
+        ))),
+        _ => None,
+    }
+}
+
 fn container_name(uuid: InstanceUuid) -> String {
     format!("nova-{uuid}")
 }
@@ -205,8 +220,15 @@ impl DockerDriver {
             self.docker
                 .connect_network(backend, request)
                 .await
-                .map_err(|e| {
-                    DriverError::Backend(format!("connecting to network {backend}: {e}"))
+                .map_err(|e| match e {
+                    // A network the host lacks is the request's problem, and its name is the
+                    // user's own: say so to the project (other engine errors are for admins).
+                    bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404, ..
+                    } => DriverError::Invalid(format!(
+                        "the network {backend} does not exist on this host"
+                    )),
+                    e => DriverError::Backend(format!("connecting to network {backend}: {e}")),
                 })?;
         }
         Ok(())
@@ -389,7 +411,7 @@ impl DockerDriver {
             // The engine's 404 is about the image or (on newer engines) a network; only the
             // first is ours to fix.
             Err(e) if is_no_such(&e, "image") => Ok(Created::NoImage),
-            Err(e) => Err(backend(e)),
+            Err(e) => Err(missing_network(&e).unwrap_or_else(|| backend(e))),
         }
     }
 
@@ -412,7 +434,7 @@ impl DockerDriver {
         if is_no_such(&e, "container") {
             DriverError::NotFound(uuid)
         } else {
-            backend(e)
+            missing_network(&e).unwrap_or_else(|| backend(e))
         }
     }
 }

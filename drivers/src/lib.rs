@@ -39,6 +39,32 @@ pub enum DriverError {
     Backend(String),
 }
 
+impl DriverError {
+    /// What the server's project may be told of the failure (the fault's message, an event's
+    /// details). A backend's own words (a hypervisor's, an engine's, a BMC's: paths, addresses,
+    /// internal states) are not for it: they go in the fault's details and the event's traceback,
+    /// which only admins see, as Nova shows them.
+    pub fn public_message(&self) -> String {
+        match self {
+            DriverError::NotFound(uuid) => {
+                format!("Instance {uuid} could not be found on its host.")
+            }
+            DriverError::Invalid(message) => message.clone(),
+            DriverError::Backend(_) => {
+                "The compute host could not carry out the request (a driver error).".into()
+            }
+        }
+    }
+
+    /// The failure in full, when it says more than [`Self::public_message`].
+    pub fn internal_details(&self) -> Option<String> {
+        match self {
+            DriverError::Backend(message) => Some(message.clone()),
+            _ => None,
+        }
+    }
+}
+
 /// Soft asks the guest to restart; hard resets it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RebootKind {

@@ -186,8 +186,9 @@ async fn show(
                     "result": e.result,
                 });
                 if admin {
-                    // Nova's traceback; this service records the error message there.
-                    ev["traceback"] = json!(e.details);
+                    // Nova's traceback: the failure in full (a driver's or an engine's words),
+                    // for admins only; else what a project reads.
+                    ev["traceback"] = json!(e.traceback.as_ref().or(e.details.as_ref()));
                 }
                 if version.at_least(62) {
                     ev["hostId"] = json!(host_id_of(&instance.project_id, e.host.as_deref()));

@@ -12,7 +12,10 @@ pub struct ActionEvent {
     /// `Success` or `Error`, as Nova records it.
     pub result: Option<String>,
     pub host: Option<String>,
+    /// What a project may read of a failure.
     pub details: Option<String>,
+    /// The failure in full (Nova's traceback): for admins.
+    pub traceback: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -60,13 +63,15 @@ pub async fn start(
 }
 
 /// Records one finished event (`compute__do_build_and_run_instance`, …) and, when it failed,
-/// the action's message, as Nova's "Error" action records do.
+/// the action's message, as Nova's "Error" action records do: `error` what a project may read,
+/// `traceback` the failure in full (for admins).
 pub async fn record_event(
     tx: &mut Tx,
     action_id: i64,
     event: &str,
     started: Millis,
     error: Option<&str>,
+    traceback: Option<&str>,
     host: Option<&str>,
 ) -> DbResult<()> {
     let now = now_ms();
@@ -74,7 +79,7 @@ pub async fn record_event(
     on_tx!(tx, c => {
         sqlx::query(
             "INSERT INTO instance_action_events (action_id, event, start_time, finish_time, \
-             result, host, details) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             result, host, details, traceback) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(action_id)
         .bind(event)
@@ -83,6 +88,7 @@ pub async fn record_event(
         .bind(result)
         .bind(host)
         .bind(error)
+        .bind(traceback)
         .execute(&mut *c)
         .await?;
         sqlx::query(
@@ -123,7 +129,7 @@ pub async fn list(db: &Db, instance: InstanceUuid) -> DbResult<Vec<Action>> {
     for (id, action, request_id, project_id, user_id, start_time, finish_time, message) in rows {
         let events: Vec<ActionEvent> = on_pool!(db, p => {
             sqlx::query_as(
-                "SELECT event, start_time, finish_time, result, host, details \
+                "SELECT event, start_time, finish_time, result, host, details, traceback \
                  FROM instance_action_events WHERE action_id = $1 ORDER BY id",
             )
             .bind(id)

@@ -104,7 +104,7 @@ where
     if let Some((action, who)) = action {
         let id = actions::start(&mut tx, uuid, action, who).await?;
         let event = format!("api_{action}");
-        actions::record_event(&mut tx, id, &event, now_ms(), None, None).await?;
+        actions::record_event(&mut tx, id, &event, now_ms(), None, None, None).await?;
     }
     tx.commit().await?;
     Ok(get(db, uuid).await?)

@@ -110,7 +110,10 @@ async fn calls_are_answered_by_the_consumer_or_time_out() -> anyhow::Result<()> 
         };
         seen.push(item);
     }
-    assert_eq!(seen, [(b"slow".to_vec(), false), (b"late".to_vec(), true)]);
+    // Which of the two the consumer reports first is not the point (under load a delivery
+    // may be handled beside another): the slow call was in time, the late one expired.
+    seen.sort();
+    assert_eq!(seen, [(b"late".to_vec(), true), (b"slow".to_vec(), false)]);
     server.abort();
     e2e::env::delete_queues(vec![queue]);
     Ok(())

@@ -87,8 +87,38 @@ async fn a_driver_failure_ends_in_error_with_a_fault_and_no_claim(
     let id = c.create_server("doomed", "1").await?;
     let server = c.wait_error(&id, WAIT).await?;
     assert_eq!(server["fault"]["code"], json!(500));
-    assert_eq!(server["fault"]["message"], json!("the hypervisor said no"));
+    // #15: the driver's own words are for admins (the fault's details, the event's traceback);
+    // the project reads that the host could not do it.
+    let public = "The compute host could not carry out the request (a driver error).";
+    assert_eq!(server["fault"]["message"], json!(public));
+    assert!(server["fault"].get("details").is_none(), "{server}");
     assert!(server["fault"]["created"].is_string());
+    let admin = Client::new(stack.api_url(), "admin:admin");
+    let shown = admin.get(&format!("/servers/{id}")).await?;
+    assert_eq!(
+        shown.body["server"]["fault"]["details"],
+        json!("the hypervisor said no")
+    );
+    let events = |c: &Client| {
+        let c = c.clone().at_microversion("2.84");
+        let id = id.clone();
+        async move {
+            let r = c.get(&format!("/servers/{id}/os-instance-actions")).await?;
+            let request = r.body["instanceActions"][0]["request_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let r = c
+                .get(&format!("/servers/{id}/os-instance-actions/{request}"))
+                .await?;
+            anyhow::Ok(r.body["instanceAction"]["events"][0].clone())
+        }
+    };
+    let seen = events(&c).await?;
+    assert_eq!(seen["details"], json!(public), "{seen}");
+    assert!(seen.get("traceback").is_none(), "{seen}");
+    let seen = events(&admin).await?;
+    assert_eq!(seen["traceback"], json!("the hypervisor said no"), "{seen}");
     assert_eq!(nodes::allocation(stack.db(), uuid(&id)?).await?, None);
     assert_eq!(nodes::allocation_count(stack.db()).await?, 0);
     let recorded = actions::list(stack.db(), uuid(&id)?).await?;
