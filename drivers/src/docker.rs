@@ -70,6 +70,79 @@ pub struct DockerSettings {
     /// `force_config_drive`). On by default: there is no metadata service here, so the config
     /// drive is the only way a guest learns its metadata, user data and key.
     pub force_config_drive: bool,
+    /// The most processes a container may have (a fork bomb stops there); a flavor's
+    /// `docker:pids_limit` extra spec sets its own.
+    pub pids_limit: i64,
+}
+
+/// The capabilities a container keeps by default: Docker's default set without those a
+/// server rarely needs and an attacker likes (`NET_RAW`, `MKNOD`, `AUDIT_WRITE`, `SETFCAP`,
+/// `SETPCAP`, `SYS_CHROOT`). A flavor's `docker:cap_add` extra spec (comma-separated) gives
+/// back any of [`DOCKER_DEFAULT_CAPS`], never more.
+pub const KEPT_CAPS: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "NET_BIND_SERVICE",
+    "SETGID",
+    "SETUID",
+];
+
+/// Docker's own default capability set: what a flavor may give back.
+pub const DOCKER_DEFAULT_CAPS: &[&str] = &[
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "NET_RAW",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+];
+
+/// A container's confinement from its flavor: capabilities to add back and its pids limit.
+fn confinement(
+    flavor: &nova_core::model::Flavor,
+    default_pids: i64,
+) -> Result<(Vec<String>, i64), DriverError> {
+    let mut caps: Vec<String> = KEPT_CAPS.iter().map(|c| (*c).to_owned()).collect();
+    if let Some(list) = flavor.extra_specs.get("docker:cap_add") {
+        for cap in list.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            let cap = cap.to_ascii_uppercase();
+            let cap = cap.strip_prefix("CAP_").unwrap_or(&cap).to_owned();
+            if !DOCKER_DEFAULT_CAPS.contains(&cap.as_str()) {
+                return Err(DriverError::Invalid(format!(
+                    "the flavor's docker:cap_add names {cap}, which a container may not have \
+                     (one of Docker's default capabilities only)"
+                )));
+            }
+            if !caps.contains(&cap) {
+                caps.push(cap);
+            }
+        }
+    }
+    let pids = match flavor.extra_specs.get("docker:pids_limit") {
+        None => default_pids,
+        Some(v) => v
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                DriverError::Invalid(format!(
+                    "the flavor's docker:pids_limit is {v}, not a positive number"
+                ))
+            })?,
+    };
+    Ok((caps, pids))
 }
 
 impl Default for DockerSettings {
@@ -84,6 +157,7 @@ impl Default for DockerSettings {
             state_dir: "docker-state".into(),
             soft_reboot_timeout_s: 120,
             force_config_drive: true,
+            pids_limit: 1024,
         }
     }
 }
@@ -382,6 +456,7 @@ impl DockerDriver {
             (LABEL_HOST.to_owned(), self.host.clone()),
         ]);
         let memory = spec.flavor.memory_mb * 1024 * 1024;
+        let (caps, pids) = confinement(&spec.flavor, self.settings.pids_limit)?;
         let body = ContainerCreateBody {
             image: Some(image_id.to_owned()),
             hostname: Some(hostname_of(spec)),
@@ -397,6 +472,12 @@ impl DockerDriver {
                         .map_or_else(|| "none".to_owned(), |(backend, _)| backend.clone()),
                 ),
                 binds,
+                // Confined by default: no privilege gained through setuid binaries, a bounded
+                // number of processes, a reduced capability set.
+                security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
+                pids_limit: Some(pids),
+                cap_drop: Some(vec!["ALL".to_owned()]),
+                cap_add: Some(caps),
                 ..Default::default()
             }),
             ..Default::default()
@@ -849,14 +930,49 @@ pub fn image_id_of_archive(path: &Path) -> Result<String, DriverError> {
             )));
         };
         let name = only.config.rsplit('/').next().unwrap_or_default();
-        let hex = name.strip_suffix(".json").unwrap_or(name);
+        let hex = name
+            .strip_suffix(".json")
+            .unwrap_or(name)
+            .to_ascii_lowercase();
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(corrupt(format!("unexpected config {}", only.config)));
         }
+        // The image id is the digest of the config blob, which must be in this archive: a
+        // manifest that names an image the archive does not hold (another project's, that the
+        // engine may have) would otherwise run it without loading anything.
+        config_blob_matches(path, &only.config, &hex).map_err(corrupt)?;
         return Ok(format!("sha256:{hex}"));
     }
     Err(corrupt(
         "no manifest.json (not a docker save archive)".into(),
+    ))
+}
+
+/// Whether the archive holds `config` and its sha256 is `hex`; else why not.
+fn config_blob_matches(path: &Path, config: &str, hex: &str) -> Result<(), String> {
+    use sha2::{Digest, Sha256};
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut archive = tar::Archive::new(file);
+    for entry in archive.entries_with_seek().map_err(|e| e.to_string())? {
+        let mut entry = entry.map_err(|e| e.to_string())?;
+        let named = entry
+            .path()
+            .map(|p| p.as_ref() == Path::new(config))
+            .unwrap_or(false);
+        if !named {
+            continue;
+        }
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut entry, &mut hasher).map_err(|e| e.to_string())?;
+        let got = format!("{:x}", hasher.finalize());
+        return if got == hex {
+            Ok(())
+        } else {
+            Err(format!("{config} does not match its digest"))
+        };
+    }
+    Err(format!(
+        "the manifest names {config}, which the archive does not contain"
     ))
 }
 

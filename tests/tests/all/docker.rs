@@ -666,3 +666,122 @@ async fn a_config_drive_is_there_when_asked_for() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// #15: containers are confined by default (no new privileges, a pids limit, a reduced
+/// capability set), a flavor gives back only Docker's own default capabilities, and an archive
+/// whose manifest names an image it does not hold (one the engine already has, say another
+/// project's) is refused instead of run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_are_confined_and_archives_must_hold_their_image() -> anyhow::Result<()> {
+    let (options, _state, _cleanup) = options()?;
+    let stack = Distributed::start(options).await?;
+    let docker = engine()?;
+    let c = Client::new(stack.api_url(), "demo:demo");
+    let admin = Client::new(stack.api_url(), "admin:admin");
+    container_flavor(&stack, "cf", 128, 1).await?;
+    let image = docker_image(&c).await?;
+
+    let id = create_server(
+        &c,
+        json!({"name": "confined", "imageRef": image, "flavorRef": "cf"}),
+    )
+    .await?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    let host = inspect_of(&docker, &id)
+        .await?
+        .host_config
+        .unwrap_or_default();
+    assert!(
+        host.security_opt
+            .unwrap_or_default()
+            .iter()
+            .any(|o| o.starts_with("no-new-privileges")),
+        "no-new-privileges"
+    );
+    assert_eq!(host.pids_limit, Some(1024));
+    assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+    let mut caps = host.cap_add.unwrap_or_default();
+    caps.sort();
+    assert_eq!(caps, drivers::docker::KEPT_CAPS);
+
+    // A flavor gives back NET_RAW and sets its own pids limit.
+    container_flavor(&stack, "cr", 128, 1).await?;
+    let r = admin
+        .post(
+            "/flavors/cr/os-extra_specs",
+            &json!({"extra_specs": {"docker:cap_add": "net_raw", "docker:pids_limit": "64"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let raw = create_server(
+        &c,
+        json!({"name": "raw", "imageRef": image, "flavorRef": "cr"}),
+    )
+    .await?;
+    c.wait_status(&raw, "ACTIVE", WAIT).await?;
+    let host = inspect_of(&docker, &raw)
+        .await?
+        .host_config
+        .unwrap_or_default();
+    assert_eq!(host.pids_limit, Some(64));
+    assert!(host
+        .cap_add
+        .unwrap_or_default()
+        .contains(&"NET_RAW".to_owned()));
+    // More than Docker's defaults: refused, nothing runs.
+    container_flavor(&stack, "cx", 128, 1).await?;
+    admin
+        .post(
+            "/flavors/cx/os-extra_specs",
+            &json!({"extra_specs": {"docker:cap_add": "SYS_ADMIN"}}),
+        )
+        .await?;
+    let root = create_server(
+        &c,
+        json!({"name": "root", "imageRef": image, "flavorRef": "cx"}),
+    )
+    .await?;
+    let s = c.wait_error(&root, WAIT).await?;
+    assert!(
+        s["fault"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("SYS_ADMIN"),
+        "{s}"
+    );
+    assert_eq!(containers_of(&docker, &root).await?, 0);
+
+    // A one-file archive whose manifest names the image above, which the engine has.
+    let archive = std::fs::read(&e2e::docker::test_image().await?.archive)?;
+    let mut manifest = Vec::new();
+    for entry in tar::Archive::new(archive.as_slice()).entries()? {
+        let mut entry = entry?;
+        if entry.path()?.as_ref() == std::path::Path::new("manifest.json") {
+            std::io::Read::read_to_end(&mut entry, &mut manifest)?;
+        }
+    }
+    anyhow::ensure!(!manifest.is_empty(), "the test image has a manifest");
+    let mut forged = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(manifest.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    forged.append_data(&mut header, "manifest.json", manifest.as_slice())?;
+    let forged = forged.into_inner()?;
+    let forged = c.create_image("forged", "docker", "raw", forged).await?;
+    let stolen = create_server(
+        &c,
+        json!({"name": "stolen", "imageRef": forged, "flavorRef": "cf"}),
+    )
+    .await?;
+    let s = c.wait_error(&stolen, WAIT).await?;
+    let message = s["fault"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("does not contain"), "{s}");
+    assert_eq!(containers_of(&docker, &stolen).await?, 0);
+
+    for server in [&id, &raw, &root, &stolen] {
+        assert_eq!(c.delete(&format!("/servers/{server}")).await?.status, 204);
+        c.wait_gone(server, WAIT).await?;
+    }
+    Ok(())
+}
