@@ -39,6 +39,10 @@ pub struct ApiSettings {
     /// Proxies whose forwarding headers are believed for links when `public_url` is unset
     /// (empty: links use the address the connection reached, never a client's `Host`).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// A request body read whole must arrive within this; a streamed upload (image data) must
+    /// not stall this long and, past it, must average `upload_min_rate` bytes per second.
+    pub body_timeout_s: u64,
+    pub upload_min_rate: u64,
     /// A compute service silent this long shows as down (Nova's `service_down_time`; keep it
     /// equal to the conductor's).
     pub service_down_time_s: u64,
@@ -59,6 +63,8 @@ impl Default for ApiSettings {
             public_url: http.public_url,
             workers: http.workers,
             trusted_proxies: http.trusted_proxies,
+            body_timeout_s: http.body_timeout_s,
+            upload_min_rate: http.upload_min_rate,
             service_down_time_s: 60,
             services: vec![
                 ApiName::Compute,
@@ -132,6 +138,8 @@ pub fn start(
         public_url: settings.public_url.clone(),
         workers: settings.workers,
         trusted_proxies: settings.trusted_proxies.clone(),
+        body_timeout_s: settings.body_timeout_s,
+        upload_min_rate: settings.upload_min_rate,
     };
     Ok(api_toolkit::server::serve(
         &http,

@@ -8,7 +8,8 @@
 //!   filters, next links); its SQL half is `nova_db::listing`;
 //! - [`policy`]: role checks;
 //! - [`links`]: links from the configured public URL;
-//! - [`server`]: the HTTP server that serves one or several APIs.
+//! - [`server`]: the HTTP server that serves one or several APIs;
+//! - [`slow_bodies`]: request bodies read against the clock.
 
 pub mod body;
 pub mod context;
@@ -17,6 +18,7 @@ pub mod links;
 pub mod listing;
 pub mod policy;
 pub mod server;
+pub mod slow_bodies;
 
 pub use context::{Authenticate, RequestContext, RequestId, Unauthorized};
 pub use error::{bad, ApiError, ApiResult, FaultFormat};

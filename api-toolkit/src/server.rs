@@ -35,6 +35,10 @@ pub struct HttpSettings {
     /// for links when `public_url` is unset. Empty (the default): links use the address the
     /// connection reached.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// A request body read whole must arrive within this; a streamed upload must not stall
+    /// this long, and past it must average `upload_min_rate` bytes per second.
+    pub body_timeout_s: u64,
+    pub upload_min_rate: u64,
 }
 
 impl Default for HttpSettings {
@@ -44,6 +48,8 @@ impl Default for HttpSettings {
             public_url: None,
             workers: 0,
             trusted_proxies: Vec::new(),
+            body_timeout_s: 30,
+            upload_min_rate: 1024,
         }
     }
 }
@@ -138,17 +144,23 @@ pub fn serve(
 ) -> std::io::Result<RunningServer> {
     let public_url = ConfiguredPublicUrl(settings.public_url.clone());
     let trusted = crate::links::TrustedProxies(settings.trusted_proxies.clone());
+    let body_limits = web::Data::new(crate::slow_bodies::BodyLimits {
+        timeout: std::time::Duration::from_secs(settings.body_timeout_s),
+        min_rate: settings.upload_min_rate,
+    });
     let mut server = HttpServer::new(move || {
         let mut app = App::new()
             .app_data(authenticator.clone())
             .app_data(public_url.clone())
             .app_data(trusted.clone())
+            .app_data(body_limits.clone())
             .app_data(web::PayloadConfig::new(crate::body::MAX_BODY));
         for service in &services {
             let service = service.clone();
             app = app.configure(move |cfg| service.configure(cfg));
         }
         app.wrap(ErrorHandlers::new().default_handler(framework_fault))
+            .wrap(from_fn(crate::slow_bodies::limit_body_reads))
             .wrap(from_fn(request_id))
             .default_service(web::to(not_found))
     })

@@ -43,6 +43,8 @@ pub struct Options {
     pub image_size_cap: Option<i64>,
     /// Where the image service keeps data, when not in the test's own directory.
     pub image_store: Option<image_api::store::StoreSettings>,
+    /// The API's limit on reading a request body (`api.body_timeout_s`).
+    pub body_timeout_s: u64,
 }
 
 impl Default for Options {
@@ -63,6 +65,7 @@ impl Default for Options {
             auth: None,
             image_size_cap: None,
             image_store: None,
+            body_timeout_s: 30,
         }
     }
 }
@@ -111,6 +114,7 @@ impl Options {
             public_url: None,
             workers: 2,
             service_down_time_s: self.service_down_s,
+            body_timeout_s: self.body_timeout_s,
             ..ApiSettings::default()
         }
     }

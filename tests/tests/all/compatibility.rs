@@ -1179,3 +1179,52 @@ async fn names_are_printable_as_nova_wants_them(stack: &dyn Stack) -> anyhow::Re
     assert_eq!(r.status, 202, "{}", r.body);
     Ok(())
 }
+
+on_both_shapes!(
+    a_client_that_trickles_its_body_is_cut_off,
+    Options {
+        body_timeout_s: 2,
+        ..Options::default()
+    }
+);
+/// #15: a request body sent one byte every few seconds is cut off once the body timeout has
+/// passed (the connection answered and closed), and the service goes on answering others.
+async fn a_client_that_trickles_its_body_is_cut_off(stack: &dyn Stack) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = stack.api_url().trim_start_matches("http://").to_owned();
+    let mut sock = tokio::net::TcpStream::connect(&addr).await?;
+    let head = format!(
+        "POST /v2.1/servers HTTP/1.1\r\nHost: {addr}\r\nX-Auth-Token: demo:demo\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
+    );
+    sock.write_all(head.as_bytes()).await?;
+    let started = std::time::Instant::now();
+    let trickle = async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if sock.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+    };
+    let mut answer = Vec::new();
+    // A well-behaved client is served meanwhile.
+    let other = demo(stack, "2.1").get("/flavors").await?;
+    assert_eq!(other.status, 200);
+    tokio::select! {
+        _ = trickle => {}
+        _ = tokio::time::sleep(Duration::from_secs(20)) => {}
+    }
+    let elapsed = started.elapsed();
+    let _ = tokio::time::timeout(Duration::from_secs(5), sock.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.starts_with("HTTP/1.1 4"),
+        "cut off with an error: {text:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(15),
+        "cut off near the timeout: {elapsed:?}"
+    );
+    Ok(())
+}
