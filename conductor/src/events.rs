@@ -63,20 +63,34 @@ impl Conductor {
             }
         };
         let (task, read) = tokio::join!(task, instances::get_any(&self.db, uuid));
+        let task = task?;
+        let closed_kind = task
+            .as_ref()
+            .filter(|t| !matches!(t.state, RowState::Pending | RowState::Dispatched))
+            .map(|t| t.kind);
         let Some(task) =
-            task?.filter(|t| matches!(t.state, RowState::Pending | RowState::Dispatched))
+            task.filter(|t| matches!(t.state, RowState::Pending | RowState::Dispatched))
         else {
             // A clean-up the conductor ordered itself, a duplicate result, or the late result
-            // of a task that was superseded (a build the user deleted meanwhile): whatever now
-            // runs for an instance that is gone must go.
+            // of a task that was superseded (a build the user deleted meanwhile, or one given
+            // up at the build timeout): whatever now runs for an instance that is gone, or
+            // that its build no longer stands for, must go.
             tracing::debug!(?outcome, "result without an open task");
             if matches!(outcome, Outcome::Done { .. }) {
                 // Read again, after the task: the instance read above may predate the delete
                 // that closed the task, and would hide that the server is gone.
-                let gone = instances::get_any(&self.db, uuid)
-                    .await?
-                    .is_none_or(|i| i.deleted);
-                if gone {
+                let current = instances::get_any(&self.db, uuid).await?;
+                let gone = current.as_ref().is_none_or(|i| i.deleted);
+                // A build that succeeded after it was given up: the server is in ERROR and its
+                // claim was freed, so what now runs on the host is an orphan, however late.
+                let abandoned_build = closed_kind == Some(TaskKind::Build)
+                    && current.as_ref().is_some_and(|i| {
+                        i.vm_state != VmState::Active || i.host.as_deref() != Some(host)
+                    });
+                if gone || abandoned_build {
+                    if abandoned_build {
+                        tracing::warn!(%uuid, %host, "a build finished after it was given up; removing it");
+                    }
                     let command = ComputeCommand::Destroy {
                         task_id: None,
                         instance: uuid,

@@ -409,6 +409,50 @@ async fn a_server_deleted_while_it_builds_leaves_nothing_behind(
 }
 
 on_both_shapes!(
+    a_build_that_succeeds_after_its_timeout_leaves_no_orphan,
+    Options {
+        build_timeout_s: 2,
+        ..Options::default()
+    }
+);
+/// #15: a build given up at the build timeout (ERROR, its claim freed) whose spawn then
+/// succeeds on the host: the late result removes what it built, and the server stays in ERROR.
+async fn a_build_that_succeeds_after_its_timeout_leaves_no_orphan(
+    stack: &dyn Stack,
+) -> anyhow::Result<()> {
+    let gate = stack
+        .driver()
+        .hold(Step::Spawn, Target::NameContains("tardy".into()));
+    let c = client(stack);
+    let id = c.create_server("tardy", "1").await?;
+    gate.reached(WAIT).await?;
+    let server = c.wait_error(&id, WAIT).await?;
+    assert!(
+        server["fault"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("did not finish within"),
+        "{server}"
+    );
+    assert_eq!(nodes::allocation_count(stack.db()).await?, 0);
+    let mut done = stack.driver().spawns_done();
+    let before = *done.borrow();
+    gate.release();
+    tokio::time::timeout(WAIT, done.wait_for(|n| *n > before)).await??;
+    let fake = stack.driver().clone();
+    let uuid = uuid(&id)?;
+    e2e::wait_until(WAIT, "the late build removed from the host", || {
+        let fake = fake.clone();
+        async move { Ok(!fake.has_instance(uuid)) }
+    })
+    .await?;
+    let r = c.get(&format!("/servers/{id}")).await?;
+    assert_eq!(r.body["server"]["status"], json!("ERROR"), "not revived");
+    assert_eq!(nodes::allocation_count(stack.db()).await?, 0);
+    Ok(())
+}
+
+on_both_shapes!(
     a_second_delete_while_deleting_is_accepted,
     Options::default()
 );
