@@ -36,6 +36,11 @@ async fn pass(c: &Conductor, down: &mut HashSet<String>) -> Result<()> {
         time_out_build(c, &instance).await?;
     }
     for task in task_rows::stale(&c.db, now - c.settings.redrive_after_ms(), 200).await? {
+        let limit = i32::try_from(c.settings.task_attempts).unwrap_or(i32::MAX);
+        if task.kind != TaskKind::Build && task.attempts >= limit {
+            give_up(c, &task).await?;
+            continue;
+        }
         task_rows::touch(&c.db, task.id).await?;
         match task.state {
             RowState::Pending => c.resubmit(&task).await?,
@@ -54,6 +59,73 @@ async fn pass(c: &Conductor, down: &mut HashSet<String>) -> Result<()> {
             tracing::info!(host = %service.host, "compute service is up again");
         }
     }
+    Ok(())
+}
+
+/// Ends a task sent `conductor.task_attempts` times without an answer, rather than sending it
+/// for ever: its server gets a fault and its task state back, as Nova's `reverts_task_state`
+/// leaves it (a delete: ERROR, so that the user sees it and can delete again), and the action
+/// records the failure.
+async fn give_up(c: &Conductor, task: &task_rows::Task) -> Result<()> {
+    let instance = instances::get_any(&c.db, task.instance).await?;
+    let message = format!(
+        "{} of instance {} was sent {} times without an answer from its host; given up",
+        event_name(task.kind),
+        task.instance,
+        task.attempts
+    );
+    let mut tx = c.db.begin().await?;
+    if !task_rows::advance(
+        &mut tx,
+        task.id,
+        &[RowState::Pending, RowState::Dispatched],
+        RowState::Failed,
+    )
+    .await?
+    {
+        return Ok(());
+    }
+    let host = instance.as_ref().and_then(|i| i.host.clone());
+    if let Some(instance) = instance.filter(|i| !i.deleted) {
+        let fault = Fault {
+            code: 500,
+            message: message.clone(),
+            details: None,
+            created_at: now_ms(),
+        };
+        let expect = instances::Expect {
+            vm_state: Some(instance.vm_state),
+            task_state: instance.task_state,
+        };
+        if task.kind == TaskKind::Delete {
+            instances::set_error(&mut tx, instance.uuid, expect, &fault, host.as_deref()).await?;
+        } else {
+            let set = instances::SetStates {
+                vm_state: instance.vm_state,
+                task_state: None,
+                power_state: None,
+                launched: false,
+                addresses: None,
+            };
+            if instances::transition(&mut tx, instance.uuid, expect, set).await? {
+                instances::add_fault(&mut tx, instance.uuid, &fault, host.as_deref()).await?;
+            }
+        }
+    }
+    if let Some(action) = task.action_id {
+        actions::record_event(
+            &mut tx,
+            action,
+            event_name(task.kind),
+            task.created_at,
+            Some(&message),
+            None,
+            host.as_deref(),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    tracing::warn!(instance = %task.instance, kind = ?task.kind, attempts = task.attempts, "task given up");
     Ok(())
 }
 

@@ -18,6 +18,9 @@ pub struct ConductorSettings {
     pub redrive_after_s: u64,
     /// Optimistic claim attempts before a build gives up with "no valid host".
     pub claim_attempts: u32,
+    /// A task other than a build (which has its timeout) sent this many times without an
+    /// answer ends: its server gets a fault and its task state back (a delete: ERROR).
+    pub task_attempts: u32,
 }
 
 impl Default for ConductorSettings {
@@ -29,6 +32,7 @@ impl Default for ConductorSettings {
             reconcile_interval_ms: 5_000,
             redrive_after_s: 60,
             claim_attempts: 10,
+            task_attempts: 5,
         }
     }
 }

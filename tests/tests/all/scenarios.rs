@@ -453,6 +453,53 @@ async fn a_build_that_succeeds_after_its_timeout_leaves_no_orphan(
 }
 
 on_both_shapes!(
+    a_task_its_host_never_answers_ends_after_its_attempts,
+    Options {
+        redrive_after_s: 1,
+        ..Options::default()
+    }
+);
+/// #15: a stop that its host never carries out is sent a bounded number of times
+/// (`conductor.task_attempts`, 5), then ends: the server gets a fault and its task state back,
+/// and the action records the failure — it is not re-sent for ever.
+async fn a_task_its_host_never_answers_ends_after_its_attempts(
+    stack: &dyn Stack,
+) -> anyhow::Result<()> {
+    stack.driver().add_rule(Rule {
+        step: Step::PowerOff,
+        target: Target::NameContains("stubborn".into()),
+        misbehaviour: Misbehaviour::Hang,
+    });
+    let c = client(stack);
+    let id = c.create_server("stubborn", "1").await?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(c.action(&id, &json!({"os-stop": null})).await?.status, 202);
+    let path = format!("/servers/{id}");
+    let c2 = c.clone();
+    e2e::wait_until(WAIT, "the stop given up", || {
+        let c = c2.clone();
+        let path = path.clone();
+        async move {
+            let r = c.get(&path).await?;
+            Ok(r.body["server"]["OS-EXT-STS:task_state"].is_null())
+        }
+    })
+    .await?;
+    let r = c.get(&path).await?;
+    assert_eq!(r.body["server"]["status"], json!("ACTIVE"), "{}", r.body);
+    // As Nova, a fault is recorded (shown once a server is in ERROR); the action tells why.
+    let recorded = actions::list(stack.db(), uuid(&id)?).await?;
+    let stop = recorded
+        .iter()
+        .find(|a| a.action == "stop")
+        .expect("a stop action");
+    assert_eq!(stop.events[0].result.as_deref(), Some("Error"));
+    let why = stop.events[0].details.clone().unwrap_or_default();
+    assert!(why.contains("given up"), "{why}");
+    Ok(())
+}
+
+on_both_shapes!(
     a_second_delete_while_deleting_is_accepted,
     Options::default()
 );
