@@ -43,7 +43,9 @@ impl Policy {
         rule: &str,
     ) -> Option<ApiError> {
         let read = matches!(req.method().as_str(), "GET" | "HEAD");
-        let path = req.path();
+        // Decoded, as the router matches it: `/v2.1/%73ervers` is `/v2.1/servers`.
+        let decoded = percent_encoding::percent_decode_str(req.path()).decode_utf8_lossy();
+        let path = decoded.as_ref();
         let under = prefixes.iter().any(|p| {
             path == *p
                 || path

@@ -224,35 +224,42 @@ pub(crate) fn set_field(
     Ok(())
 }
 
-/// An image id as Glance's schema takes it: a UUID in its hyphenated form (any case), written
-/// in lower case, so that one UUID never names two images. Braces, `urn:uuid:` and the simple
-/// form are refused.
+/// An image id as Glance's schema takes it, in its one spelling: a UUID, hyphenated, in lower
+/// case, so that one UUID never names two images. Braces, `urn:uuid:`, the simple form and
+/// upper case are refused (400) rather than rewritten: a rewritten id would not find the image
+/// under the id the client chose.
 fn canonical_id(v: &Value) -> ApiResult<String> {
     let refused = || {
-        bad(format!("Provided object does not match schema 'image': {v} is not a valid UUID in the form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"))
+        bad(format!("Provided object does not match schema 'image': {v} is not a valid UUID in the form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx (lower case)"))
     };
     let s = v.as_str().ok_or_else(refused)?;
-    if s.len() != 36 {
+    let id = uuid::Uuid::try_parse(s).map_err(|_| refused())?;
+    if id.hyphenated().to_string() != s {
         return Err(refused());
     }
-    let id = uuid::Uuid::try_parse(s).map_err(|_| refused())?;
-    Ok(id.hyphenated().to_string())
+    Ok(s.to_owned())
 }
 
-/// Glance's per-image quotas on tags and properties (413 past them).
+/// Glance's per-image quotas on tags and properties (413 past them; a negative quota is no
+/// limit). Checked only where a count grew (`before`: the counts until now), as Glance does, so
+/// that an image already over a lowered quota can still lose tags and properties.
 pub(crate) fn within_quotas(
     state: &ImageState,
     image: &Image,
     props: &Map<String, Value>,
+    before: (usize, usize),
 ) -> ApiResult<()> {
-    if image.tags.len() > state.tag_quota {
+    let over = |quota: i64, n: usize, was: usize| {
+        quota >= 0 && n > was && i64::try_from(n).unwrap_or(i64::MAX) > quota
+    };
+    if over(state.tag_quota, image.tags.len(), before.0) {
         return Err(ApiError::PayloadTooLarge(format!(
             "Maximum number of tags exceeded: {} (attempted {})",
             state.tag_quota,
             image.tags.len()
         )));
     }
-    if props.len() > state.property_quota {
+    if over(state.property_quota, props.len(), before.1) {
         return Err(ApiError::PayloadTooLarge(format!(
             "Maximum number of image properties exceeded: {} (attempted {})",
             state.property_quota,
@@ -304,7 +311,7 @@ pub(crate) async fn create(
             set_field(&mut image, &ctx, k, v, &mut props)?;
         }
     }
-    within_quotas(&state, &image, &props)?;
+    within_quotas(&state, &image, &props, (0, 0))?;
     image.properties = Value::Object(props).to_string();
     // A deleted image keeps its id (as in Glance): taken is taken, 409 either way.
     let taken =
@@ -504,6 +511,7 @@ pub(crate) async fn update(
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     };
+    let before = (image.tags.len(), props.len());
     for op in ops {
         let (kind, path) = if draft4 {
             let named: Vec<&str> = ["add", "remove", "replace"]
@@ -541,7 +549,7 @@ pub(crate) async fn update(
             other => return Err(bad(format!("Unsupported operation '{other}'."))),
         }
     }
-    within_quotas(&state, &image, &props)?;
+    within_quotas(&state, &image, &props, before)?;
     image.properties = Value::Object(props).to_string();
     store::update(&state.db, &image).await?;
     let image = store::get(&state.db, &id)

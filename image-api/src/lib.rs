@@ -32,10 +32,10 @@ pub struct ImageSettings {
     pub size_cap: i64,
     pub store: store::StoreSettings,
     /// Glance's `image_tag_quota`, `image_member_quota` and `image_property_quota`: at most
-    /// this many of each per image (128 by default); past it, 413.
-    pub tag_quota: usize,
-    pub member_quota: usize,
-    pub property_quota: usize,
+    /// this many of each per image (128 by default); past it, 413. Negative: no limit.
+    pub tag_quota: i64,
+    pub member_quota: i64,
+    pub property_quota: i64,
 }
 
 impl Default for ImageSettings {
@@ -55,9 +55,9 @@ pub struct ImageState {
     pub db: Db,
     pub store: Arc<dyn ImageStore>,
     pub size_cap: i64,
-    pub tag_quota: usize,
-    pub member_quota: usize,
-    pub property_quota: usize,
+    pub tag_quota: i64,
+    pub member_quota: i64,
+    pub property_quota: i64,
 }
 
 /// The image API, to serve ([`api_toolkit::server::serve`]).

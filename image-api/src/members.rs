@@ -79,7 +79,9 @@ pub(crate) async fn add_member(
         .filter(|m| (1..=255).contains(&m.chars().count()))
         .ok_or_else(|| bad("Member to be added not specified"))?;
     let members = store::members(&state.db, &id).await?;
-    if !members.iter().any(|m| m.member_id == member) && members.len() >= state.member_quota {
+    let full = state.member_quota >= 0
+        && i64::try_from(members.len()).unwrap_or(i64::MAX) >= state.member_quota;
+    if !members.iter().any(|m| m.member_id == member) && full {
         return Err(ApiError::PayloadTooLarge(format!(
             "Maximum number of image members exceeded: {}",
             state.member_quota

@@ -13,7 +13,9 @@ pub(crate) async fn add_tag(
 ) -> ApiResult<HttpResponse> {
     let (id, tag) = path.into_inner();
     let image = find_own(&state, &ctx, &id).await?;
-    if !image.tags.contains(&tag) && image.tags.len() >= state.tag_quota {
+    let full = state.tag_quota >= 0
+        && i64::try_from(image.tags.len()).unwrap_or(i64::MAX) >= state.tag_quota;
+    if !image.tags.contains(&tag) && full {
         return Err(ApiError::PayloadTooLarge(format!(
             "Maximum number of tags exceeded: {}",
             state.tag_quota

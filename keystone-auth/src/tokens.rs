@@ -35,6 +35,11 @@ pub struct Claims {
     /// The first is this token's own; the second, when present, the root of the chain of tokens
     /// it was made from (Keystone's audit chain id).
     pub openstack_audit_ids: Vec<String>,
+    /// The audit ids of every token this one was made from (parent first), so that revoking
+    /// any of them ends this one too, not only revoking the chain's root. Not shown in the
+    /// token body, which keeps Keystone's `[own, root]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub openstack_ancestors: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub openstack_project_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -124,6 +129,7 @@ impl Revocations {
     fn revokes(&self, c: &Claims) -> bool {
         if c.openstack_audit_ids
             .iter()
+            .chain(&c.openstack_ancestors)
             .any(|a| self.audit_ids.contains_key(a))
         {
             return true;
@@ -177,6 +183,9 @@ pub struct TokenService {
     db: Db,
 }
 
+/// The longest chain of tokens made from tokens (each carries its ancestors' audit ids).
+pub const MAX_CHAIN: usize = 32;
+
 /// Refreshes between two prunes of expired revocation events (a minute at the usual 2 s).
 const PRUNE_EVERY: u32 = 30;
 
@@ -212,6 +221,21 @@ impl TokenService {
             req.parent
                 .and_then(|p| p.openstack_audit_ids.last().cloned()),
         );
+        let ancestors: Vec<String> = match req.parent {
+            Some(p) => p
+                .openstack_audit_ids
+                .first()
+                .into_iter()
+                .chain(&p.openstack_ancestors)
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        };
+        if ancestors.len() > MAX_CHAIN {
+            return Err(format!(
+                "a token can be made from a chain of at most {MAX_CHAIN} tokens"
+            ));
+        }
         let exp = now + self.lifetime_s;
         let claims = Claims {
             sub: req.user_id.to_owned(),
@@ -221,6 +245,7 @@ impl TokenService {
             openstack_issued_at_ms: now_ms,
             openstack_methods: req.methods,
             openstack_audit_ids: audit_ids,
+            openstack_ancestors: ancestors,
             openstack_project_id: req.project_id,
             openstack_domain_id: req.domain_id,
             openstack_system: req.system,

@@ -101,14 +101,22 @@ impl api_toolkit::Service for ComputeApi {
     }
 }
 
-/// Nova's read policy on servers (and everything under them) and the image proxy: a caller
-/// with only a custom role reads none of them. Flavors, limits and availability zones stay
-/// readable by any role, as in Nova.
+/// Nova's read policy (`PROJECT_READER_OR_ADMIN`) on servers (and everything under them), the
+/// image proxy, usage, quotas and networks: a caller with only a custom role reads none of
+/// them. Flavors, limits, key pairs (the owner's) and availability zones stay readable by any
+/// role, as in Nova.
 async fn readers_only(
     mut req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
-    let prefixes = ["/v2.1/servers", "/v2.1/images"];
+    let prefixes = [
+        "/v2.1/servers",
+        "/v2.1/images",
+        "/v2.1/os-simple-tenant-usage",
+        "/v2.1/os-quota-sets",
+        "/v2.1/os-tenant-networks",
+        "/v2.1/os-networks",
+    ];
     if let Some(e) = NOVA
         .reader_check(&mut req, &prefixes, "os_compute_api:servers:show")
         .await

@@ -303,23 +303,28 @@ pub async fn create_user(db: &Db, u: &User) -> DbResult<()> {
     Ok(())
 }
 
-/// A user's failed password checks in a row, and the time of the last one (Keystone's lockout).
-pub async fn auth_failures(db: &Db, user_id: &str) -> DbResult<(i64, Option<Millis>)> {
-    let row: Option<(i64, Option<i64>)> = on_pool!(db, p => {
-        sqlx::query_as("SELECT CAST(failed_auth_count AS BIGINT), failed_auth_at FROM users WHERE id = $1")
-            .bind(user_id).fetch_optional(p).await?
+/// Reserves one password check of a user under Keystone's lockout, in one statement so that
+/// concurrent guesses cannot all pass the limit: the check counts as a failure until a success
+/// resets the count. A lock whose duration has passed starts the count again (Keystone's
+/// `_is_account_locked`). False, writing nothing, while the account is locked: `max` checks
+/// in a row reserved, the last less than `duration` ago.
+pub async fn reserve_auth_attempt(
+    db: &Db,
+    user_id: &str,
+    now: Millis,
+    max: i64,
+    duration: Millis,
+) -> DbResult<bool> {
+    let row: Option<(i64,)> = on_pool!(db, p => {
+        sqlx::query_as(
+            "UPDATE users SET failed_auth_count = CASE WHEN failed_auth_count >= $3 THEN 1 \
+             ELSE failed_auth_count + 1 END, failed_auth_at = $2 \
+             WHERE id = $1 AND NOT (failed_auth_count >= $3 AND failed_auth_at IS NOT NULL \
+             AND failed_auth_at > $2 - $4) RETURNING CAST(failed_auth_count AS BIGINT)",
+        )
+        .bind(user_id).bind(now).bind(max).bind(duration).fetch_optional(p).await?
     });
-    Ok(row.unwrap_or((0, None)))
-}
-
-/// Counts one more failed password check, at `now` (one statement: concurrent failures all
-/// count).
-pub async fn record_failed_auth(db: &Db, user_id: &str, now: Millis) -> DbResult<()> {
-    on_pool!(db, p => {
-        sqlx::query("UPDATE users SET failed_auth_count = failed_auth_count + 1, failed_auth_at = $2 WHERE id = $1")
-            .bind(user_id).bind(now).execute(p).await?;
-    });
-    Ok(())
+    Ok(row.is_some())
 }
 
 /// Forgets a user's failed password checks (a success, or a lockout that ran out).

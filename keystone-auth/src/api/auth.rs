@@ -50,16 +50,31 @@ pub(super) async fn password_user(st: &IdentityState, v: &Value) -> ApiResult<Us
         password::check(secret, None).await;
         return Err(unauthorized());
     };
+    if !password_matches(st, &user, secret).await? || !user.enabled {
+        return Err(unauthorized());
+    }
+    Ok(user)
+}
+
+/// Checks `secret` against `user`'s password as every password check here must: under
+/// Keystone's lockout when configured (the check reserved atomically first, so that parallel
+/// guesses cannot pass the limit; a locked account is refused whatever the password), never
+/// for a user of a disabled domain, and always with one argon2 check in the pool, so that the
+/// time to answer tells nothing. A success resets the failures.
+pub(super) async fn password_matches(
+    st: &IdentityState,
+    user: &User,
+    secret: &str,
+) -> ApiResult<bool> {
+    let db = &st.db;
     let now = nova_core::time::now_ms();
     let lockout = st.settings.lockout_failure_attempts.map(i64::from);
-    let (failures, last_failure) = match lockout {
-        Some(_) => store::auth_failures(db, &user.id).await?,
-        None => (0, None),
+    let duration =
+        i64::try_from(st.settings.lockout_duration_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let locked = match lockout {
+        Some(max) => !store::reserve_auth_attempt(db, &user.id, now, max, duration).await?,
+        None => false,
     };
-    // Keystone's: locked while the failures reach the limit and the duration has not passed.
-    let lock_ends = last_failure.map(|at| at + st.settings.lockout_duration_s as i64 * 1000);
-    let locked =
-        lockout.is_some_and(|max| failures >= max) && lock_ends.is_some_and(|end| now < end);
     let domain_ok = domain_enabled(db, &user.domain_id).await?;
     let stored = if locked || !domain_ok {
         None
@@ -67,18 +82,12 @@ pub(super) async fn password_user(st: &IdentityState, v: &Value) -> ApiResult<Us
         user.password_hash.clone()
     };
     if !password::check(secret, stored).await {
-        if lockout.is_some() && !locked && domain_ok {
-            store::record_failed_auth(db, &user.id, now).await?;
-        }
-        return Err(unauthorized());
+        return Ok(false);
     }
-    if failures > 0 {
+    if lockout.is_some() {
         store::reset_failed_auth(db, &user.id).await?;
     }
-    if !user.enabled {
-        return Err(unauthorized());
-    }
-    Ok(user)
+    Ok(true)
 }
 
 /// Whether a domain exists and is enabled: nothing in a disabled domain authenticates or is
@@ -279,6 +288,16 @@ pub(super) async fn issue_token(
             name: r.name.clone(),
         })
         .collect();
+    // Each token carries its ancestors' audit ids (for revocation): chains are bounded.
+    if parent
+        .as_ref()
+        .is_some_and(|p| p.openstack_ancestors.len() >= crate::tokens::MAX_CHAIN)
+    {
+        return Err(ApiError::Forbidden(format!(
+            "A token can be made from a chain of at most {} tokens; authenticate again.",
+            crate::tokens::MAX_CHAIN
+        )));
+    }
     let (token, claims) = st
         .tokens
         .issue(NewToken {

@@ -212,14 +212,15 @@ pub(super) async fn change_password(
         .ok_or_else(|| bad("'original_password' is a required property."))?;
     let new =
         string_field(&u, "password")?.ok_or_else(|| bad("'password' is a required property."))?;
-    // The same work whether the user exists or not (see auth::password_user).
-    let user = store::user(&st.db, &id).await?;
-    let stored = user.as_ref().and_then(|u| u.password_hash.clone());
-    let matches = password::check(original, stored).await;
-    let mut user = match user {
-        Some(user) if matches && user.enabled => user,
-        _ => return Err(unauthorized()),
+    // The same checks as a login (lockout, disabled domain, the same work whether the user
+    // exists or not): the old password is this call's authentication.
+    let Some(mut user) = store::user(&st.db, &id).await? else {
+        password::check(original, None).await;
+        return Err(unauthorized());
     };
+    if !super::auth::password_matches(&st, &user, original).await? || !user.enabled {
+        return Err(unauthorized());
+    }
     user.password_hash = Some(
         password::hash_off_thread(new)
             .await

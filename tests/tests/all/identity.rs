@@ -707,6 +707,27 @@ async fn the_token_api_follows_keystone() -> anyhow::Result<()> {
         Client::new(&url, &grandchild).get("/servers").await?.status,
         200
     );
+    // Revoking a token in the middle of the chain ends what was made from it, not its parent.
+    let (_, child2, _) = rescope(unscoped.clone()).await?;
+    let (_, grandchild2, _) = rescope(child2.clone()).await?;
+    let r = http
+        .delete(format!("{v3}/auth/tokens"))
+        .header("X-Auth-Token", &admin)
+        .header("X-Subject-Token", &child2)
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(
+        Client::new(&url, &grandchild2)
+            .get("/servers")
+            .await?
+            .status,
+        401
+    );
+    assert_eq!(
+        Client::new(&url, &grandchild).get("/servers").await?.status,
+        200
+    );
     let r = http
         .delete(format!("{v3}/auth/tokens"))
         .header("X-Auth-Token", &admin)
@@ -1303,6 +1324,22 @@ async fn only_project_readers_touch_project_resources() -> anyhow::Result<()> {
     assert_eq!(c.get("/servers").await?.status, 403);
     assert_eq!(c.get(&format!("/servers/{id}")).await?.status, 403);
     assert_eq!(c.get("/flavors").await?.status, 200);
+    // Nor in another spelling of the path, nor usage, quotas or networks.
+    for path in [
+        "/%73ervers".to_owned(),
+        "/servers/detail".to_owned(),
+        format!("/os-simple-tenant-usage/{demo_project}"),
+        format!("/os-quota-sets/{demo_project}"),
+        "/os-tenant-networks".to_owned(),
+    ] {
+        assert_eq!(c.get(&path).await?.status, 403, "{path}");
+    }
+    let r = http
+        .get(format!("{url}/image/v2/%69mages"))
+        .header("X-Auth-Token", &cara_token)
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 403);
     let r = http
         .get(format!("{url}/image/v2/images"))
         .header("X-Auth-Token", &cara_token)
@@ -1474,5 +1511,54 @@ async fn a_clients_host_header_is_not_echoed_into_links() -> anyhow::Result<()> 
     assert_eq!(r.status().as_u16(), 401);
     let auth = r.headers()["WWW-Authenticate"].to_str()?.to_owned();
     assert_eq!(auth, format!("Keystone uri=\"{url}/identity\""));
+    Ok(())
+}
+
+/// #15 (review): parallel guesses cannot pass the lockout's limit, a lock that ran out starts
+/// the count again, and the self-service password change is under the same lockout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lockout_holds_against_parallel_guesses_and_password_changes() -> anyhow::Result<()> {
+    let mut auth = keystone();
+    auth.lockout_failure_attempts = Some(3);
+    auth.lockout_duration_s = 3600;
+    let stack = AllInOneStack::start(Options {
+        auth: Some(auth),
+        ..Options::default()
+    })
+    .await?;
+    let url = e2e::stack::Stack::api_url(&stack).to_owned();
+    let admin = token(&url, "admin", ADMIN_PASSWORD, "admin").await?;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{url}/identity/v3/users"))
+        .header("X-Auth-Token", &admin)
+        .json(&json!({"user": {"name": "eve-target", "password": "right"}}))
+        .send()
+        .await?;
+    let user: Value = r.json().await?;
+    let user_id = user["user"]["id"].as_str().unwrap_or_default().to_owned();
+
+    // Forty guesses at once: at most three are checked, then the account is locked.
+    let guesses = (0..40).map(|i| {
+        let url = url.clone();
+        async move {
+            let password = if i == 39 { "right" } else { "wrong" };
+            scoped_token(&url, "eve-target", password, "Default", json!("unscoped")).await
+        }
+    });
+    for r in futures::future::join_all(guesses).await {
+        let (status, _, _) = r?;
+        assert!(status == 401 || status == 201);
+    }
+    let (status, _, _) =
+        scoped_token(&url, "eve-target", "right", "Default", json!("unscoped")).await?;
+    assert_eq!(status, 401, "locked after the burst");
+    // The password change is no way around it, not even with the right old password.
+    let change = |old: &str| {
+        http.post(format!("{url}/identity/v3/users/{user_id}/password"))
+            .json(&json!({"user": {"original_password": old, "password": "new"}}))
+            .send()
+    };
+    assert_eq!(change("right").await?.status().as_u16(), 401);
     Ok(())
 }
