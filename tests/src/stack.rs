@@ -45,6 +45,8 @@ pub struct Options {
     pub image_store: Option<image_api::store::StoreSettings>,
     /// The API's limit on reading a request body (`api.body_timeout_s`).
     pub body_timeout_s: u64,
+    /// Sends of a task before the conductor gives it up (`conductor.task_attempts`).
+    pub task_attempts: u32,
 }
 
 impl Default for Options {
@@ -66,6 +68,7 @@ impl Default for Options {
             image_size_cap: None,
             image_store: None,
             body_timeout_s: 30,
+            task_attempts: 5,
         }
     }
 }
@@ -78,6 +81,7 @@ impl Options {
             service_down_time_s: self.service_down_s,
             reconcile_interval_ms: self.reconcile_ms,
             redrive_after_s: self.redrive_after_s,
+            task_attempts: self.task_attempts,
             ..Default::default()
         }
     }

@@ -1183,7 +1183,7 @@ async fn names_are_printable_as_nova_wants_them(stack: &dyn Stack) -> anyhow::Re
 on_both_shapes!(
     a_client_that_trickles_its_body_is_cut_off,
     Options {
-        body_timeout_s: 2,
+        body_timeout_s: 1,
         ..Options::default()
     }
 );

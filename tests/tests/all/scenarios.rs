@@ -456,11 +456,12 @@ on_both_shapes!(
     a_task_its_host_never_answers_ends_after_its_attempts,
     Options {
         redrive_after_s: 1,
+        task_attempts: 2,
         ..Options::default()
     }
 );
 /// #15: a stop that its host never carries out is sent a bounded number of times
-/// (`conductor.task_attempts`, 5), then ends: the server gets a fault and its task state back,
+/// (`conductor.task_attempts`, 5 by default, 2 here), then ends: the server gets a fault and its task state back,
 /// and the action records the failure — it is not re-sent for ever.
 async fn a_task_its_host_never_answers_ends_after_its_attempts(
     stack: &dyn Stack,
