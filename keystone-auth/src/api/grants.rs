@@ -1,285 +1,15 @@
-//! Role assignments: grants of a role to a user on a project, a domain or the system (Keystone's
-//! system scope, `all`), and their listing.
+//! Role assignments: grants of a role to a user or a group on a project, a domain or the
+//! system (Keystone's system scope, `all`), and their listing. The six route families
+//! (`/v3/{projects/{p}|domains/{d}|system}/{users/{u}|groups/{g}}/roles[/{r}]`) share one handler
+//! per method: who holds the grant ([`Actor`]) and where it applies ([`Target`]) come from the
+//! route's parameters.
 
 use super::roles::role_view;
 use super::*;
 use nova_db::identity::GroupAssignment;
 
-/// Checks that the project, user and role of a grant exist.
-pub(super) async fn grant_parts(
-    st: &IdentityState,
-    project: &str,
-    user: &str,
-    role: &str,
-) -> ApiResult<()> {
-    if store::project(&st.db, project).await?.is_none() {
-        return Err(ApiError::NotFound(format!(
-            "Could not find project: {project}."
-        )));
-    }
-    if store::user(&st.db, user).await?.is_none() {
-        return Err(ApiError::NotFound(format!("Could not find user: {user}.")));
-    }
-    if store::role(&st.db, role).await?.is_none() {
-        return Err(ApiError::NotFound(format!("Could not find role: {role}.")));
-    }
-    Ok(())
-}
-
-pub(super) async fn add_grant(
-    req: HttpRequest,
-    st: web::Data<IdentityState>,
-    path: web::Path<(String, String, String)>,
-) -> ApiResult<HttpResponse> {
-    require_admin(&req, &st, "identity:create_grant")?;
-    let (project, user, role) = path.into_inner();
-    grant_parts(&st, &project, &user, &role).await?;
-    store::grant(&st.db, &user, &role, &project, "")
-        .await
-        .map_err(conflict_or_internal)?;
-    // Tokens carry their roles: the user's tokens for this project are replaced.
-    st.tokens.revoke_user(&user, Some(&project)).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-/// Checks that the user and role of a grant exist.
-async fn user_and_role(st: &IdentityState, user: &str, role: &str) -> ApiResult<()> {
-    if store::user(&st.db, user).await?.is_none() {
-        return Err(ApiError::NotFound(format!("Could not find user: {user}.")));
-    }
-    if store::role(&st.db, role).await?.is_none() {
-        return Err(ApiError::NotFound(format!("Could not find role: {role}.")));
-    }
-    Ok(())
-}
-
-async fn existing_domain(st: &IdentityState, domain: &str) -> ApiResult<()> {
-    match store::domain(&st.db, domain).await? {
-        Some(_) => Ok(()),
-        None => Err(ApiError::NotFound(format!(
-            "Could not find domain: {domain}."
-        ))),
-    }
-}
-
 fn no_assignment() -> ApiError {
     ApiError::NotFound("Could not find role assignment.".into())
-}
-
-pub(super) async fn add_domain_grant(
-    req: HttpRequest,
-    st: web::Data<IdentityState>,
-    path: web::Path<(String, String, String)>,
-) -> ApiResult<HttpResponse> {
-    require_admin(&req, &st, "identity:create_grant")?;
-    let (domain, user, role) = path.into_inner();
-    existing_domain(&st, &domain).await?;
-    user_and_role(&st, &user, &role).await?;
-    store::grant(&st.db, &user, &role, "", &domain)
-        .await
-        .map_err(conflict_or_internal)?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-pub(super) async fn check_domain_grant(
-    req: HttpRequest,
-    st: web::Data<IdentityState>,
-    path: web::Path<(String, String, String)>,
-) -> ApiResult<HttpResponse> {
-    let (domain, user, role) = path.into_inner();
-    require_grant_reader(
-        &req,
-        &st,
-        &Target::Domain(domain.clone()),
-        "identity:check_grant",
-    )
-    .await?;
-    let has = store::roles_of(&st.db, &user, "", &domain)
-        .await?
-        .iter()
-        .any(|r| r.id == role);
-    if has {
-        Ok(HttpResponse::NoContent().finish())
-    } else {
-        Err(no_assignment())
-    }
-}
-
-pub(super) async fn remove_domain_grant(
-    req: HttpRequest,
-    st: web::Data<IdentityState>,
-    path: web::Path<(String, String, String)>,
-) -> ApiResult<HttpResponse> {
-    require_admin(&req, &st, "identity:revoke_grant")?;
-    let (domain, user, role) = path.into_inner();
-    if !store::revoke_grant(&st.db, &user, &role, "", &domain).await? {
-        return Err(no_assignment());
-    }
-    // Its domain-scoped tokens named the role; they end (the user's others with them, as
-    // revocation by user does not tell scopes apart).
-    st.tokens.revoke_user(&user, None).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-pub(super) async fn list_domain_grants(
-    req: HttpRequest,
-    st: web::Data<IdentityState>,
-    path: web::Path<(String, String)>,
-) -> ApiResult<HttpResponse> {
-    let (domain, user) = path.into_inner();
-    require_grant_reader(
-        &req,
-        &st,
-        &Target::Domain(domain.clone()),
-        "identity:list_grants",
-    )
-    .await?;
-    existing_domain(&st, &domain).await?;
-    let base = v3_url(&req, &st.settings);
-    let items = store::roles_of(&st.db, &user, "", &domain)
-        .await?
-        .iter()
-        .map(|r| role_view(r, &base))
-        .collect();
-    Ok(collection(
-        "roles",
-        items,
-        format!("{base}/domains/{domain}/users/{user}/roles"),
-    ))
-}
-
-pub(super) async fn add_system_grant(
-    req: HttpRequest,
-    st: web::Data<IdentityState>,
-    path: web::Path<(String, String)>,
-) -> ApiResult<HttpResponse> {
-    require_admin(&req, &st, "identity:create_system_grant_for_user")?;
-    let (user, role) = path.into_inner();
-    user_and_role(&st, &user, &role).await?;
-    store::grant_system(&st.db, &user, &role).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-pub(super) async fn check_system_grant(
-    req: HttpRequest,
-    st: web::Data<IdentityState>,
-    path: web::Path<(String, String)>,
-) -> ApiResult<HttpResponse> {
-    let c = caller(&req, &st)?;
-    if !cloud_reader(&c) {
-        return Err(KEYSTONE.denied("identity:check_system_grant_for_user"));
-    }
-    let (user, role) = path.into_inner();
-    let has = store::system_roles_of(&st.db, &user)
-        .await?
-        .iter()
-        .any(|r| r.id == role);
-    if has {
-        Ok(HttpResponse::NoContent().finish())
-    } else {
-        Err(no_assignment())
-    }
-}
-
-pub(super) async fn remove_system_grant(
-    req: HttpRequest,
-    st: web::Data<IdentityState>,
-    path: web::Path<(String, String)>,
-) -> ApiResult<HttpResponse> {
-    require_admin(&req, &st, "identity:revoke_system_grant_for_user")?;
-    let (user, role) = path.into_inner();
-    if !store::revoke_system(&st.db, &user, &role).await? {
-        return Err(no_assignment());
-    }
-    // Its system-scoped tokens named the role; they end (with the user's others, as above).
-    st.tokens.revoke_user(&user, None).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-pub(super) async fn list_system_grants(
-    req: HttpRequest,
-    st: web::Data<IdentityState>,
-    user: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    let c = caller(&req, &st)?;
-    if !cloud_reader(&c) {
-        return Err(KEYSTONE.denied("identity:list_system_grants_for_user"));
-    }
-    let base = v3_url(&req, &st.settings);
-    let items = store::system_roles_of(&st.db, &user)
-        .await?
-        .iter()
-        .map(|r| role_view(r, &base))
-        .collect();
-    Ok(collection(
-        "roles",
-        items,
-        format!("{base}/system/users/{user}/roles"),
-    ))
-}
-
-pub(super) async fn check_grant(
-    req: HttpRequest,
-    st: web::Data<IdentityState>,
-    path: web::Path<(String, String, String)>,
-) -> ApiResult<HttpResponse> {
-    let (project, user, role) = path.into_inner();
-    require_grant_reader(
-        &req,
-        &st,
-        &Target::Project(project.clone()),
-        "identity:check_grant",
-    )
-    .await?;
-    let has = store::roles_of(&st.db, &user, &project, "")
-        .await?
-        .iter()
-        .any(|r| r.id == role);
-    if has {
-        Ok(HttpResponse::NoContent().finish())
-    } else {
-        Err(ApiError::NotFound("Could not find role assignment.".into()))
-    }
-}
-
-pub(super) async fn remove_grant(
-    req: HttpRequest,
-    st: web::Data<IdentityState>,
-    path: web::Path<(String, String, String)>,
-) -> ApiResult<HttpResponse> {
-    require_admin(&req, &st, "identity:revoke_grant")?;
-    let (project, user, role) = path.into_inner();
-    if !store::revoke_grant(&st.db, &user, &role, &project, "").await? {
-        return Err(ApiError::NotFound("Could not find role assignment.".into()));
-    }
-    st.tokens.revoke_user(&user, Some(&project)).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-pub(super) async fn list_grants(
-    req: HttpRequest,
-    st: web::Data<IdentityState>,
-    path: web::Path<(String, String)>,
-) -> ApiResult<HttpResponse> {
-    let (project, user) = path.into_inner();
-    require_grant_reader(
-        &req,
-        &st,
-        &Target::Project(project.clone()),
-        "identity:list_grants",
-    )
-    .await?;
-    let base = v3_url(&req, &st.settings);
-    let items = store::roles_of(&st.db, &user, &project, "")
-        .await?
-        .iter()
-        .map(|r| role_view(r, &base))
-        .collect();
-    Ok(collection(
-        "roles",
-        items,
-        format!("{base}/projects/{project}/users/{user}/roles"),
-    ))
 }
 
 /// One row of `/v3/role_assignments`.
@@ -582,14 +312,19 @@ async fn with_names(db: &Db, items: &mut [Value]) -> ApiResult<()> {
     Ok(())
 }
 
-// Group grants: `/v3/{projects/{p}|domains/{d}|system}/groups/{g}/roles[/{r}]`. One handler per
-// method; the target comes from the route's parameters (`p`, `d`, or neither for the system).
+// Grants.
 
-/// Where a group's grant applies.
+/// Where a grant applies.
 enum Target {
     Project(String),
     Domain(String),
     System,
+}
+
+/// Who holds a grant.
+enum Actor {
+    User(String),
+    Group(String),
 }
 
 impl Target {
@@ -602,7 +337,17 @@ impl Target {
         }
     }
 
-    fn assignment(&self, group: &str, role: &str) -> GroupAssignment {
+    /// The (project, domain) columns of a user grant here; `None` on the system, whose grants
+    /// are a table of their own, as Keystone keeps them.
+    fn columns(&self) -> Option<(&str, &str)> {
+        match self {
+            Target::Project(p) => Some((p, "")),
+            Target::Domain(d) => Some(("", d)),
+            Target::System => None,
+        }
+    }
+
+    fn group_assignment(&self, group: &str, role: &str) -> GroupAssignment {
         let (project_id, domain_id, system) = match self {
             Target::Project(p) => (p.clone(), String::new(), String::new()),
             Target::Domain(d) => (String::new(), d.clone(), String::new()),
@@ -625,6 +370,15 @@ impl Target {
         }
     }
 
+    /// The project whose tokens name this grant's roles: a grant elsewhere may be named by any
+    /// of the holder's tokens (revocation by user does not tell domain and system scopes apart).
+    fn token_project(&self) -> Option<&str> {
+        match self {
+            Target::Project(p) => Some(p),
+            _ => None,
+        }
+    }
+
     async fn check_exists(&self, st: &IdentityState) -> ApiResult<()> {
         match self {
             Target::Project(p) => {
@@ -632,8 +386,108 @@ impl Target {
                     return Err(ApiError::NotFound(format!("Could not find project: {p}.")));
                 }
             }
-            Target::Domain(d) => existing_domain(st, d).await?,
+            Target::Domain(d) => {
+                if store::domain(&st.db, d).await?.is_none() {
+                    return Err(ApiError::NotFound(format!("Could not find domain: {d}.")));
+                }
+            }
             Target::System => {}
+        }
+        Ok(())
+    }
+}
+
+impl Actor {
+    fn of(req: &HttpRequest) -> Actor {
+        let m = req.match_info();
+        match m.get("g") {
+            Some(g) => Actor::Group(g.to_owned()),
+            None => Actor::User(m.get("u").unwrap_or_default().to_owned()),
+        }
+    }
+
+    fn path(&self) -> String {
+        match self {
+            Actor::User(u) => format!("users/{u}"),
+            Actor::Group(g) => format!("groups/{g}"),
+        }
+    }
+
+    async fn check_exists(&self, st: &IdentityState) -> ApiResult<()> {
+        match self {
+            Actor::User(u) => {
+                if store::user(&st.db, u).await?.is_none() {
+                    return Err(ApiError::NotFound(format!("Could not find user: {u}.")));
+                }
+            }
+            Actor::Group(g) => {
+                if store::group(&st.db, g).await?.is_none() {
+                    return Err(super::groups::not_found(g));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The roles granted to this holder directly on `target`.
+    async fn roles_on(&self, st: &IdentityState, target: &Target) -> ApiResult<Vec<Role>> {
+        Ok(match (self, target.columns()) {
+            (Actor::User(u), Some((p, d))) => store::roles_of(&st.db, u, p, d).await?,
+            (Actor::User(u), None) => store::system_roles_of(&st.db, u).await?,
+            (Actor::Group(g), _) => {
+                let a = target.group_assignment(g, "");
+                let mut roles = Vec::new();
+                for found in store::group_assignments(
+                    &st.db,
+                    Some(g),
+                    None,
+                    Some(&a.project_id),
+                    Some(&a.domain_id),
+                    Some(&a.system),
+                )
+                .await?
+                {
+                    roles.extend(store::role(&st.db, &found.role_id).await?);
+                }
+                roles
+            }
+        })
+    }
+
+    async fn grant(&self, st: &IdentityState, target: &Target, role: &str) -> ApiResult<()> {
+        match (self, target.columns()) {
+            (Actor::User(u), Some((p, d))) => store::grant(&st.db, u, role, p, d)
+                .await
+                .map_err(conflict_or_internal)?,
+            (Actor::User(u), None) => store::grant_system(&st.db, u, role).await?,
+            (Actor::Group(g), _) => {
+                store::grant_group(&st.db, &target.group_assignment(g, role)).await?
+            }
+        }
+        Ok(())
+    }
+
+    async fn revoke(&self, st: &IdentityState, target: &Target, role: &str) -> ApiResult<bool> {
+        Ok(match (self, target.columns()) {
+            (Actor::User(u), Some((p, d))) => store::revoke_grant(&st.db, u, role, p, d).await?,
+            (Actor::User(u), None) => store::revoke_system(&st.db, u, role).await?,
+            (Actor::Group(g), _) => {
+                store::revoke_group(&st.db, &target.group_assignment(g, role)).await?
+            }
+        })
+    }
+
+    /// Ends the tokens that may name a role this holder had on `target`: the user's, or every
+    /// member's (tokens carry their roles).
+    async fn end_tokens(&self, st: &IdentityState, target: &Target) -> ApiResult<()> {
+        let project = target.token_project();
+        match self {
+            Actor::User(u) => st.tokens.revoke_user(u, project).await?,
+            Actor::Group(g) => {
+                for m in store::group_members(&st.db, g).await? {
+                    st.tokens.revoke_user(&m.id, project).await?;
+                }
+            }
         }
         Ok(())
     }
@@ -663,111 +517,78 @@ async fn require_grant_reader(
     }
 }
 
-fn group_and_role(req: &HttpRequest) -> (String, String) {
-    let m = req.match_info();
-    (
-        m.get("g").unwrap_or_default().to_owned(),
-        m.get("r").unwrap_or_default().to_owned(),
-    )
+fn role_param(req: &HttpRequest) -> String {
+    req.match_info().get("r").unwrap_or_default().to_owned()
 }
 
-async fn existing_group(st: &IdentityState, group: &str) -> ApiResult<()> {
-    match store::group(&st.db, group).await? {
-        Some(_) => Ok(()),
-        None => Err(super::groups::not_found(group)),
-    }
-}
-
-pub(super) async fn add_group_grant(
+/// `PUT …/roles/{r}`: grants the role (idempotent).
+pub(super) async fn add_grant(
     req: HttpRequest,
     st: web::Data<IdentityState>,
 ) -> ApiResult<HttpResponse> {
     require_admin(&req, &st, "identity:create_grant")?;
-    let target = Target::of(&req);
-    let (group, role) = group_and_role(&req);
+    let (target, actor, role) = (Target::of(&req), Actor::of(&req), role_param(&req));
     target.check_exists(&st).await?;
-    existing_group(&st, &group).await?;
+    actor.check_exists(&st).await?;
     if store::role(&st.db, &role).await?.is_none() {
         return Err(ApiError::NotFound(format!("Could not find role: {role}.")));
     }
-    store::grant_group(&st.db, &target.assignment(&group, &role)).await?;
+    actor.grant(&st, &target, &role).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub(super) async fn check_group_grant(
+/// `HEAD`/`GET …/roles/{r}`: 204 when the role is granted, else 404.
+pub(super) async fn check_grant(
     req: HttpRequest,
     st: web::Data<IdentityState>,
 ) -> ApiResult<HttpResponse> {
-    let target = Target::of(&req);
+    let (target, actor, role) = (Target::of(&req), Actor::of(&req), role_param(&req));
     require_grant_reader(&req, &st, &target, "identity:check_grant").await?;
-    let (group, role) = group_and_role(&req);
-    let a = target.assignment(&group, &role);
-    let found = store::group_assignments(
-        &st.db,
-        Some(&a.group_id),
-        Some(&a.role_id),
-        Some(&a.project_id),
-        Some(&a.domain_id),
-        Some(&a.system),
-    )
-    .await?;
-    if found.is_empty() {
-        Err(no_assignment())
-    } else {
+    if actor
+        .roles_on(&st, &target)
+        .await?
+        .iter()
+        .any(|r| r.id == role)
+    {
         Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(no_assignment())
     }
 }
 
-pub(super) async fn remove_group_grant(
+/// `DELETE …/roles/{r}`: removes the grant, and the tokens that named it.
+pub(super) async fn remove_grant(
     req: HttpRequest,
     st: web::Data<IdentityState>,
 ) -> ApiResult<HttpResponse> {
     require_admin(&req, &st, "identity:revoke_grant")?;
-    let target = Target::of(&req);
-    let (group, role) = group_and_role(&req);
-    if !store::revoke_group(&st.db, &target.assignment(&group, &role)).await? {
+    let (target, actor, role) = (Target::of(&req), Actor::of(&req), role_param(&req));
+    if !actor.revoke(&st, &target, &role).await? {
         return Err(no_assignment());
     }
-    // The members' tokens that named the role end: those of the project, or all of theirs.
-    let project = match &target {
-        Target::Project(p) => Some(p.as_str()),
-        _ => None,
-    };
-    for m in store::group_members(&st.db, &group).await? {
-        st.tokens.revoke_user(&m.id, project).await?;
-    }
+    actor.end_tokens(&st, &target).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub(super) async fn list_group_grants(
+/// `GET …/roles`: the roles granted directly.
+pub(super) async fn list_grants(
     req: HttpRequest,
     st: web::Data<IdentityState>,
 ) -> ApiResult<HttpResponse> {
-    let target = Target::of(&req);
+    let (target, actor) = (Target::of(&req), Actor::of(&req));
     require_grant_reader(&req, &st, &target, "identity:list_grants").await?;
-    let (group, _) = group_and_role(&req);
     target.check_exists(&st).await?;
-    existing_group(&st, &group).await?;
-    let a = target.assignment(&group, "");
+    actor.check_exists(&st).await?;
     let base = v3_url(&req, &st.settings);
-    let mut items = Vec::new();
-    for g in store::group_assignments(
-        &st.db,
-        Some(&group),
-        None,
-        Some(&a.project_id),
-        Some(&a.domain_id),
-        Some(&a.system),
-    )
-    .await?
-    {
-        if let Some(r) = store::role(&st.db, &g.role_id).await? {
-            items.push(role_view(&r, &base));
-        }
-    }
+    let items = actor
+        .roles_on(&st, &target)
+        .await?
+        .iter()
+        .map(|r| role_view(r, &base))
+        .collect();
     Ok(collection(
         "roles",
         items,
-        format!("{base}/{}/groups/{group}/roles", target.path()),
+        format!("{base}/{}/{}/roles", target.path(), actor.path()),
     ))
 }

@@ -306,17 +306,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::delete().to(domains::delete_domain)),
             )
             .service(
-                web::resource("/v3/domains/{d}/users/{u}/roles")
-                    .route(web::get().to(grants::list_domain_grants)),
-            )
-            .service(
-                web::resource("/v3/domains/{d}/users/{u}/roles/{r}")
-                    .route(web::put().to(grants::add_domain_grant))
-                    .route(web::head().to(grants::check_domain_grant))
-                    .route(web::get().to(grants::check_domain_grant))
-                    .route(web::delete().to(grants::remove_domain_grant)),
-            )
-            .service(
                 web::resource("/v3/groups")
                     .route(web::get().to(groups::list_groups))
                     .route(web::post().to(groups::create_group)),
@@ -341,36 +330,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 web::resource("/v3/users/{id}/groups").route(web::get().to(groups::groups_of_user)),
             )
             .service(
-                web::resource([
-                    "/v3/projects/{p}/groups/{g}/roles",
-                    "/v3/domains/{d}/groups/{g}/roles",
-                    "/v3/system/groups/{g}/roles",
-                ])
-                .route(web::get().to(grants::list_group_grants)),
-            )
-            .service(
-                web::resource([
-                    "/v3/projects/{p}/groups/{g}/roles/{r}",
-                    "/v3/domains/{d}/groups/{g}/roles/{r}",
-                    "/v3/system/groups/{g}/roles/{r}",
-                ])
-                .route(web::put().to(grants::add_group_grant))
-                .route(web::head().to(grants::check_group_grant))
-                .route(web::get().to(grants::check_group_grant))
-                .route(web::delete().to(grants::remove_group_grant)),
-            )
-            .service(
-                web::resource("/v3/system/users/{u}/roles")
-                    .route(web::get().to(grants::list_system_grants)),
-            )
-            .service(
-                web::resource("/v3/system/users/{u}/roles/{r}")
-                    .route(web::put().to(grants::add_system_grant))
-                    .route(web::head().to(grants::check_system_grant))
-                    .route(web::get().to(grants::check_system_grant))
-                    .route(web::delete().to(grants::remove_system_grant)),
-            )
-            .service(
                 web::resource("/v3/projects")
                     .route(web::get().to(projects::list_projects))
                     .route(web::post().to(projects::create_project)),
@@ -393,17 +352,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::head().to(projects::check_tag))
                     .route(web::put().to(projects::add_tag))
                     .route(web::delete().to(projects::delete_tag)),
-            )
-            .service(
-                web::resource("/v3/projects/{p}/users/{u}/roles")
-                    .route(web::get().to(grants::list_grants)),
-            )
-            .service(
-                web::resource("/v3/projects/{p}/users/{u}/roles/{r}")
-                    .route(web::put().to(grants::add_grant))
-                    .route(web::head().to(grants::check_grant))
-                    .route(web::get().to(grants::check_grant))
-                    .route(web::delete().to(grants::remove_grant)),
             )
             .service(
                 web::resource("/v3/users")
@@ -446,6 +394,31 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             )
             .service(
                 web::resource("/v3/role_inferences").route(web::get().to(roles::list_inferences)),
+            )
+            .service(
+                web::resource([
+                    "/v3/projects/{p}/users/{u}/roles",
+                    "/v3/domains/{d}/users/{u}/roles",
+                    "/v3/system/users/{u}/roles",
+                    "/v3/projects/{p}/groups/{g}/roles",
+                    "/v3/domains/{d}/groups/{g}/roles",
+                    "/v3/system/groups/{g}/roles",
+                ])
+                .route(web::get().to(grants::list_grants)),
+            )
+            .service(
+                web::resource([
+                    "/v3/projects/{p}/users/{u}/roles/{r}",
+                    "/v3/domains/{d}/users/{u}/roles/{r}",
+                    "/v3/system/users/{u}/roles/{r}",
+                    "/v3/projects/{p}/groups/{g}/roles/{r}",
+                    "/v3/domains/{d}/groups/{g}/roles/{r}",
+                    "/v3/system/groups/{g}/roles/{r}",
+                ])
+                .route(web::put().to(grants::add_grant))
+                .route(web::head().to(grants::check_grant))
+                .route(web::get().to(grants::check_grant))
+                .route(web::delete().to(grants::remove_grant)),
             )
             .service(
                 web::resource("/v3/role_assignments")
