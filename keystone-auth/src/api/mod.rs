@@ -79,8 +79,7 @@ fn unauthorized() -> ApiError {
 
 /// A store error: a unique constraint means the name is taken (Keystone's 409).
 fn conflict_or_internal(e: DbError) -> ApiError {
-    let text = e.to_string();
-    if text.contains("UNIQUE") || text.contains("unique") || text.contains("duplicate key") {
+    if e.is_unique_violation() {
         return ApiError::Conflict(
             "Conflict occurred attempting to store the resource: duplicate entry.".into(),
         );

@@ -17,6 +17,20 @@ fn admin(stack: &dyn Stack) -> Client {
     Client::new(stack.api_url(), "admin:admin")
 }
 
+/// The all-in-one with Keystone tokens issued here (passwords `admin-pw`, `demo-pw`).
+async fn keystone_stack() -> anyhow::Result<AllInOneStack> {
+    AllInOneStack::start(Options {
+        auth: Some(AuthSettings {
+            strategy: Strategy::Keystone,
+            admin_password: Some("admin-pw".into()),
+            demo_password: Some("demo-pw".into()),
+            ..Default::default()
+        }),
+        ..Options::default()
+    })
+    .await
+}
+
 fn demo(stack: &dyn Stack, version: &str) -> Client {
     Client::new(stack.api_url(), "demo:demo").at_microversion(version)
 }
@@ -574,16 +588,7 @@ async fn routes_answer_as_novas_do(stack: &dyn Stack) -> anyhow::Result<()> {
 /// With identity here, a project named in a request must exist (Nova asks Keystone).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn projects_named_in_requests_must_exist() -> anyhow::Result<()> {
-    let stack = AllInOneStack::start(Options {
-        auth: Some(AuthSettings {
-            strategy: Strategy::Keystone,
-            admin_password: Some("admin-pw".into()),
-            demo_password: Some("demo-pw".into()),
-            ..Default::default()
-        }),
-        ..Options::default()
-    })
-    .await?;
+    let stack = keystone_stack().await?;
     let url = stack.api_url().to_owned();
     let token = e2e::client::password_token(&url, "admin", "admin-pw", "admin").await?;
     let a = Client::new(&url, &token);
@@ -1057,16 +1062,7 @@ async fn the_legacy_admin_apis_answer_as_novas_do(stack: &dyn Stack) -> anyhow::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_events_are_for_services() -> anyhow::Result<()> {
     use nova_db::identity as ids;
-    let stack = AllInOneStack::start(Options {
-        auth: Some(AuthSettings {
-            strategy: Strategy::Keystone,
-            admin_password: Some("admin-pw".into()),
-            demo_password: Some("demo-pw".into()),
-            ..Default::default()
-        }),
-        ..Options::default()
-    })
-    .await?;
+    let stack = keystone_stack().await?;
     let url = stack.api_url().to_owned();
     let admin_token = e2e::client::password_token(&url, "admin", "admin-pw", "admin").await?;
     let a = Client::new(&url, &admin_token);

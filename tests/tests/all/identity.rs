@@ -36,6 +36,17 @@ fn b64(data: &[u8]) -> String {
 
 use e2e::client::password_token as token;
 
+/// A fresh SQLite database of the schema (its directory goes when the first is dropped).
+async fn fresh_db() -> anyhow::Result<(tempfile::TempDir, nova_db::Db)> {
+    let (dir, url) = e2e::env::fresh_sqlite_database()?;
+    let db = nova_db::Db::connect(&nova_db::DatabaseSettings {
+        url,
+        max_connections: 1,
+    })
+    .await?;
+    Ok((dir, db))
+}
+
 async fn cli(stack: &AllInOneStack, cloud: &str, args: &[&str]) -> anyhow::Result<String> {
     e2e::cli::run(stack, cloud, args).await
 }
@@ -428,12 +439,7 @@ async fn roles_decide_what_a_caller_may_do() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_rotated_key_keeps_older_tokens_valid() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let (_db_dir, url) = e2e::env::fresh_sqlite_database()?;
-    let db = nova_db::Db::connect(&nova_db::DatabaseSettings {
-        url,
-        max_connections: 1,
-    })
-    .await?;
+    let (_db_dir, db) = fresh_db().await?;
     let issue = |svc: &TokenService| {
         svc.issue(NewToken {
             user_id: "u",
@@ -1361,12 +1367,7 @@ async fn only_project_readers_touch_project_resources() -> anyhow::Result<()> {
 #[tokio::test]
 async fn expired_revocations_are_pruned() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let (_db_dir, url) = e2e::env::fresh_sqlite_database()?;
-    let db = nova_db::Db::connect(&nova_db::DatabaseSettings {
-        url,
-        max_connections: 1,
-    })
-    .await?;
+    let (_db_dir, db) = fresh_db().await?;
     let lifetime_s = 3600;
     let svc = TokenService::new(KeyRing::load_or_create(dir.path())?, lifetime_s, db.clone());
     let (token, claims) = svc
