@@ -317,17 +317,28 @@ impl Bus for AmqpBus {
         timeout: Duration,
     ) -> Result<Vec<u8>, BusError> {
         // The whole call is bounded, not only the wait for the answer: a broker that stops
-        // answering mid-call must not hold the caller.
-        let result =
-            match tokio::time::timeout(timeout, self.call_once(queue, &payload, timeout)).await {
-                Ok(r) => r,
-                Err(_) => Err(BusError::Timeout(timeout)),
-            };
-        if matches!(result, Err(BusError::Unavailable(_))) {
-            // Open a fresh connection next time, as a failed publish does.
-            *self.link.lock().await = None;
+        // answering mid-call must not hold the caller. A channel the broker closed under the
+        // call (seen under load) costs one more try on a fresh connection within the same
+        // bound: calls only ask (console, diagnostics, uptime), so asking twice is harmless.
+        let bounded = async {
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                let result = self.call_once(queue, &payload, timeout).await;
+                if matches!(result, Err(BusError::Unavailable(_))) {
+                    // Open a fresh connection next time, as a failed publish does.
+                    *self.link.lock().await = None;
+                    if tries < 2 {
+                        continue;
+                    }
+                }
+                return result;
+            }
+        };
+        match tokio::time::timeout(timeout, bounded).await {
+            Ok(r) => r,
+            Err(_) => Err(BusError::Timeout(timeout)),
         }
-        result
     }
 }
 
