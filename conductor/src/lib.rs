@@ -144,14 +144,20 @@ where
     .await
 }
 
-/// Acks a handled message; puts it back (after a pause, so a database outage is not a busy
-/// loop) when the handler failed.
+/// Acks a handled message; puts it back when the handler failed, after a pause that doubles
+/// with each delivery (from 0.5 s, at most 30 s): a database outage is not a busy loop, and the
+/// queue's delivery limit (which dead-letters the message) spans minutes of outage, not
+/// seconds. What a dead-lettered task message asked for is re-driven from its task row by the
+/// reconciler.
 async fn settle(d: bus::Delivery, result: Result<()>) {
     match result {
         Ok(()) => d.ack().await,
         Err(e) => {
-            tracing::warn!(error = %e, "handler failed; the message will be retried");
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            let pause = Duration::from_millis(500)
+                .saturating_mul(1 << d.delivery_count.min(6))
+                .min(Duration::from_secs(30));
+            tracing::warn!(error = %e, ?pause, "handler failed; the message will be retried");
+            tokio::time::sleep(pause).await;
             d.requeue().await;
         }
     }

@@ -21,6 +21,9 @@ pub struct BusSettings {
     pub queue_prefix: String,
     /// Unacked deliveries per consumer.
     pub prefetch: u16,
+    /// Deliveries of one message before it goes to its queue's dead-letter queue
+    /// (`<queue>.dead-letter`): a quorum queue's `x-delivery-limit`.
+    pub delivery_limit: u32,
 }
 
 impl Default for BusSettings {
@@ -30,6 +33,7 @@ impl Default for BusSettings {
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
             queue_prefix: String::new(),
             prefetch: 64,
+            delivery_limit: crate::bus::DEFAULT_DELIVERY_LIMIT,
         }
     }
 }

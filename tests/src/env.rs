@@ -96,6 +96,9 @@ pub fn delete_queues(names: Vec<String>) {
             .ok()?;
         for name in &names {
             let _ = bus.delete_queue(name).await;
+            let _ = bus
+                .delete_queue(&nova_core::bus::dead_letter_queue(name))
+                .await;
         }
         Some(())
     });

@@ -8,6 +8,11 @@
 //!   limit so that one consumer never hoards a queue.
 //! - A lost connection is re-opened with exponential backoff, for publishers and consumers
 //!   alike; an unacked delivery of the old connection is redelivered by the broker.
+//! - Each queue has a delivery limit (`x-delivery-limit`): a message handed out that many
+//!   times without an ack (its handler fails or kills the consumer every time) is
+//!   dead-lettered to `<queue>.dead-letter` instead of being redelivered for ever. Only
+//!   durable messages reach it: they carry their queue's name in a header that the
+//!   dead-letter exchange (a headers exchange) routes on, and expired calls do not.
 //! - Calls (request/reply) use RabbitMQ's direct reply-to: the caller consumes the
 //!   `amq.rabbitmq.reply-to` pseudo-queue on a channel of its own and the consumer answers
 //!   there; the request is transient and expires with the caller's timeout.
@@ -17,7 +22,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
@@ -36,6 +41,15 @@ const PERSISTENT: u8 = 2;
 const REPLY_TO: &str = "amq.rabbitmq.reply-to";
 /// A call's deadline (ms since the epoch), set by the caller.
 const DEADLINE_HEADER: &str = "x-nova-deadline-ms";
+/// The queue a durable message was published to; the dead-letter exchange routes on it.
+// (Not `x-`: a headers exchange ignores `x-` headers when it matches.)
+const ORIGIN_HEADER: &str = "nova-origin";
+/// Where queues send what they dead-letter.
+const DEAD_LETTER_EXCHANGE: &str = "nova.dead-letter";
+/// A quorum queue's count of earlier deliveries of a message.
+const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
+/// AMQP's reply code for a declaration that contradicts the existing queue.
+const PRECONDITION_FAILED: u16 = 406;
 
 struct Link {
     connection: Connection,
@@ -46,6 +60,7 @@ struct Link {
 pub struct AmqpBus {
     url: String,
     link: Mutex<Option<Link>>,
+    delivery_limit: u32,
 }
 
 fn props() -> ConnectionProperties {
@@ -54,24 +69,102 @@ fn props() -> ConnectionProperties {
         .with_reactor(tokio_reactor_trait::Tokio)
 }
 
-fn queue_args() -> FieldTable {
+fn text(value: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(value))
+}
+
+fn quorum_args() -> FieldTable {
     let mut args = FieldTable::default();
-    args.insert(
-        ShortString::from("x-queue-type"),
-        AMQPValue::LongString(LongString::from("quorum")),
-    );
+    args.insert(ShortString::from("x-queue-type"), text("quorum"));
     args
 }
 
-async fn declare(channel: &Channel, queue: &str) -> Result<(), lapin::Error> {
-    let options = QueueDeclareOptions {
+/// Declares `queue` (a durable quorum queue with a delivery limit) and its dead-letter queue,
+/// on a channel of their own: a declaration the broker refuses closes its channel.
+async fn declare(connection: &Connection, queue: &str, limit: u32) -> Result<(), lapin::Error> {
+    let channel = connection.create_channel().await?;
+    let durable = QueueDeclareOptions {
         durable: true,
         ..Default::default()
     };
+    let dead_letters = super::dead_letter_queue(queue);
     channel
-        .queue_declare(queue, options, queue_args())
-        .await
-        .map(|_| ())
+        .exchange_declare(
+            DEAD_LETTER_EXCHANGE,
+            lapin::ExchangeKind::Headers,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_declare(&dead_letters, durable, quorum_args())
+        .await?;
+    let mut binding = FieldTable::default();
+    binding.insert(ShortString::from("x-match"), text("all"));
+    binding.insert(ShortString::from(ORIGIN_HEADER), text(queue));
+    channel
+        .queue_bind(
+            &dead_letters,
+            DEAD_LETTER_EXCHANGE,
+            "",
+            QueueBindOptions::default(),
+            binding,
+        )
+        .await?;
+    let mut args = quorum_args();
+    args.insert(
+        ShortString::from("x-delivery-limit"),
+        AMQPValue::LongLongInt(i64::from(limit)),
+    );
+    args.insert(
+        ShortString::from("x-dead-letter-exchange"),
+        text(DEAD_LETTER_EXCHANGE),
+    );
+    match channel.queue_declare(queue, durable, args).await {
+        Ok(_) => {
+            let _ = channel.close(200, "declared").await;
+            Ok(())
+        }
+        // A queue declared before it had a delivery limit (or with another one) keeps its
+        // arguments until it is deleted; use it as it is, and say how to fix it.
+        Err(lapin::Error::ProtocolError(e)) if e.get_id() == PRECONDITION_FAILED => {
+            tracing::warn!(
+                queue,
+                error = %e.get_message(),
+                "the queue exists with other arguments (no delivery limit?): poison messages \
+                 may be redelivered for ever; delete the queue while the services are stopped, \
+                 or set a RabbitMQ policy with delivery-limit and dead-letter-exchange"
+            );
+            let channel = connection.create_channel().await?;
+            let passive = QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            channel
+                .queue_declare(queue, passive, FieldTable::default())
+                .await?;
+            let _ = channel.close(200, "declared").await;
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The number of earlier deliveries a quorum queue counted, from its header.
+fn delivery_count(headers: Option<&FieldTable>) -> Option<u32> {
+    let value = headers?.inner().get(DELIVERY_COUNT_HEADER)?;
+    let count = match value {
+        AMQPValue::LongLongInt(n) => *n,
+        AMQPValue::LongInt(n) => i64::from(*n),
+        AMQPValue::ShortInt(n) => i64::from(*n),
+        AMQPValue::LongUInt(n) => i64::from(*n),
+        AMQPValue::ShortShortInt(n) => i64::from(*n),
+        _ => return None,
+    };
+    u32::try_from(count).ok()
 }
 
 fn unavailable(e: lapin::Error) -> BusError {
@@ -81,9 +174,15 @@ fn unavailable(e: lapin::Error) -> BusError {
 impl AmqpBus {
     /// Connects once to check the URL and the broker; later outages are retried.
     pub async fn connect(url: &str) -> Result<Self, BusError> {
+        Self::connect_with(url, super::DEFAULT_DELIVERY_LIMIT).await
+    }
+
+    /// [`connect`](Self::connect), with queues that hand a message out at most `limit` times.
+    pub async fn connect_with(url: &str, delivery_limit: u32) -> Result<Self, BusError> {
         let bus = Self {
             url: url.to_owned(),
             link: Mutex::new(None),
+            delivery_limit: delivery_limit.max(1),
         };
         bus.channel_for(None).await?;
         Ok(bus)
@@ -115,7 +214,9 @@ impl AmqpBus {
         let link = guard.as_mut().ok_or(BusError::NotConfirmed)?;
         if let Some(queue) = queue {
             if !link.declared.contains(queue) {
-                declare(&link.channel, queue).await.map_err(unavailable)?;
+                declare(&link.connection, queue, self.delivery_limit)
+                    .await
+                    .map_err(unavailable)?;
                 link.declared.insert(queue.to_owned());
             }
         }
@@ -242,6 +343,8 @@ impl AmqpBus {
 
     async fn publish_once(&self, queue: &str, payload: &[u8]) -> Result<(), BusError> {
         let channel = self.channel_for(Some(queue)).await?;
+        let mut headers = FieldTable::default();
+        headers.insert(ShortString::from(ORIGIN_HEADER), text(queue));
         let confirm = channel
             .basic_publish(
                 "",
@@ -250,7 +353,8 @@ impl AmqpBus {
                 payload,
                 BasicProperties::default()
                     .with_delivery_mode(PERSISTENT)
-                    .with_content_type(ShortString::from("application/json")),
+                    .with_content_type(ShortString::from("application/json"))
+                    .with_headers(headers),
             )
             .await
             .map_err(unavailable)?
@@ -289,6 +393,7 @@ impl Bus for AmqpBus {
         let (tx, rx) = async_channel::bounded(usize::from(prefetch.max(1)));
         let url = self.url.clone();
         let queue = queue.to_owned();
+        let limit = self.delivery_limit;
         // Consume once here so that the caller learns about a broker it cannot use — after
         // retrying for as long as a publish would: a broker that is still starting (its
         // quorum queues recovering after a restart answer INTERNAL_ERROR for a moment) is not
@@ -296,7 +401,7 @@ impl Bus for AmqpBus {
         let deadline = tokio::time::Instant::now() + PUBLISH_DEADLINE;
         let mut backoff = BACKOFF_START;
         let first = loop {
-            match open_consumer(&url, &queue, prefetch).await {
+            match open_consumer(&url, &queue, prefetch, limit).await {
                 Ok(c) => break c,
                 Err(e) if tokio::time::Instant::now() + backoff < deadline => {
                     tracing::warn!(queue, error = %e, ?backoff, "cannot consume yet, retrying");
@@ -306,7 +411,7 @@ impl Bus for AmqpBus {
                 Err(e) => return Err(unavailable(e)),
             }
         };
-        tokio::spawn(consume_forever(url, queue, prefetch, first, tx));
+        tokio::spawn(consume_forever(url, queue, prefetch, limit, first, tx));
         Ok(Subscription::new(rx))
     }
 
@@ -349,13 +454,18 @@ struct Consumer {
     consumer: lapin::Consumer,
 }
 
-async fn open_consumer(url: &str, queue: &str, prefetch: u16) -> Result<Consumer, lapin::Error> {
+async fn open_consumer(
+    url: &str,
+    queue: &str,
+    prefetch: u16,
+    limit: u32,
+) -> Result<Consumer, lapin::Error> {
     let connection = Connection::connect(url, props()).await?;
+    declare(&connection, queue, limit).await?;
     let channel = connection.create_channel().await?;
     channel
         .basic_qos(prefetch.max(1), BasicQosOptions::default())
         .await?;
-    declare(&channel, queue).await?;
     let consumer = channel
         .basic_consume(
             queue,
@@ -377,6 +487,7 @@ async fn consume_forever(
     url: String,
     queue: String,
     prefetch: u16,
+    limit: u32,
     first: Consumer,
     tx: async_channel::Sender<Delivery>,
 ) {
@@ -389,7 +500,7 @@ async fn consume_forever(
             mut consumer,
         } = match current.take() {
             Some(c) => c,
-            None => match open_consumer(&url, &queue, prefetch).await {
+            None => match open_consumer(&url, &queue, prefetch, limit).await {
                 Ok(c) => {
                     tracing::info!(queue, "consumer reconnected");
                     backoff = BACKOFF_START;
@@ -416,8 +527,20 @@ async fn consume_forever(
                             _ => None,
                         }
                     });
+                    let count = delivery_count(d.properties.headers().as_ref())
+                        .unwrap_or(u32::from(d.redelivered));
+                    if count + 1 >= limit {
+                        tracing::error!(
+                            queue,
+                            delivery = count + 1,
+                            limit,
+                            "last delivery of a message that failed every time: it goes to \
+                             the dead-letter queue unless acked now"
+                        );
+                    }
                     let acker = Box::new(AmqpAcker(d.acker));
-                    let mut delivery = Delivery::new(d.data, d.redelivered, acker);
+                    let mut delivery =
+                        Delivery::new(d.data, d.redelivered, acker).with_delivery_count(count);
                     if let Some(reply_to) = reply_to {
                         delivery = delivery.with_replier(
                             Box::new(AmqpReplier {

@@ -12,12 +12,27 @@ type Queue = (
     async_channel::Receiver<Delivery>,
 );
 
-#[derive(Default)]
 pub struct InProcBus {
     queues: Mutex<HashMap<String, Queue>>,
+    delivery_limit: u32,
+}
+
+impl Default for InProcBus {
+    fn default() -> Self {
+        Self::with_delivery_limit(super::DEFAULT_DELIVERY_LIMIT)
+    }
 }
 
 impl InProcBus {
+    /// A bus whose queues hand a message out at most `limit` times, as the AMQP bus's quorum
+    /// queues do, then move it to the queue's dead-letter queue.
+    pub fn with_delivery_limit(limit: u32) -> Self {
+        Self {
+            queues: Mutex::new(HashMap::new()),
+            delivery_limit: limit.max(1),
+        }
+    }
+
     fn queue(&self, name: &str) -> Queue {
         let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
         queues
@@ -25,20 +40,56 @@ impl InProcBus {
             .or_insert_with(async_channel::unbounded)
             .clone()
     }
+
+    fn acker(&self, queue: &str) -> Box<InProcAcker> {
+        let (requeue_to, _) = self.queue(queue);
+        let (dead_letter_to, _) = self.queue(&super::dead_letter_queue(queue));
+        Box::new(InProcAcker {
+            queue: queue.to_owned(),
+            requeue_to,
+            dead_letter_to,
+            deliveries: 1,
+            limit: self.delivery_limit,
+        })
+    }
+
+    /// How many messages wait in `queue` (what an admin sees of a dead-letter queue).
+    pub fn message_count(&self, queue: &str) -> usize {
+        self.queue(queue).0.len()
+    }
 }
 
 struct InProcAcker {
+    queue: String,
     requeue_to: async_channel::Sender<Delivery>,
+    dead_letter_to: async_channel::Sender<Delivery>,
+    /// How many times the message was handed out, this time included.
+    deliveries: u32,
+    limit: u32,
 }
 
 #[async_trait]
 impl Acker for InProcAcker {
     async fn ack(self: Box<Self>) {}
 
-    async fn requeue(self: Box<Self>, payload: Vec<u8>) {
+    async fn requeue(mut self: Box<Self>, payload: Vec<u8>) {
+        // The queues are unbounded and live as long as the bus: the sends cannot block.
+        if self.deliveries >= self.limit {
+            tracing::error!(
+                queue = %self.queue,
+                deliveries = self.deliveries,
+                "message failed at every delivery; moved to the dead-letter queue"
+            );
+            let sender = self.dead_letter_to.clone();
+            let _ = sender.send(Delivery::new(payload, false, self)).await;
+            return;
+        }
+        let count = self.deliveries;
+        self.deliveries += 1;
         let sender = self.requeue_to.clone();
-        // The queue is unbounded and lives as long as the bus: the send cannot block.
-        let _ = sender.send(Delivery::new(payload, true, self)).await;
+        let _ = sender
+            .send(Delivery::new(payload, true, self).with_delivery_count(count))
+            .await;
     }
 }
 
@@ -56,10 +107,7 @@ impl Replier for InProcReplier {
 impl Bus for InProcBus {
     async fn publish(&self, queue: &str, payload: Vec<u8>) -> Result<(), BusError> {
         let (tx, _) = self.queue(queue);
-        let acker = Box::new(InProcAcker {
-            requeue_to: tx.clone(),
-        });
-        tx.send(Delivery::new(payload, false, acker))
+        tx.send(Delivery::new(payload, false, self.acker(queue)))
             .await
             .map_err(|_| BusError::Unavailable("in-process queue closed".into()))
     }
@@ -78,9 +126,7 @@ impl Bus for InProcBus {
     ) -> Result<Vec<u8>, BusError> {
         let (tx, _) = self.queue(queue);
         let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
-        let acker = Box::new(InProcAcker {
-            requeue_to: tx.clone(),
-        });
+        let acker = self.acker(queue);
         let deadline = crate::time::now_ms()
             .saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
         let delivery = Delivery::new(payload, false, acker)
@@ -112,6 +158,27 @@ mod tests {
         assert_eq!(d.payload, b"one");
         assert!(d.redelivered);
         d.ack().await;
+    }
+
+    #[tokio::test]
+    async fn a_message_that_fails_every_delivery_ends_in_the_dead_letter_queue() {
+        let bus = InProcBus::with_delivery_limit(3);
+        bus.publish("q", b"poison".to_vec()).await.unwrap();
+        let sub = bus.subscribe("q", 1).await.unwrap();
+        for count in 0..3 {
+            let d = sub.next().await.unwrap();
+            assert_eq!(d.delivery_count, count);
+            if count == 1 {
+                drop(d); // a handler that panicked: requeued too, and counted
+                tokio::task::yield_now().await;
+            } else {
+                d.requeue().await;
+            }
+        }
+        assert_eq!(bus.message_count("q"), 0);
+        assert_eq!(bus.message_count("q.dead-letter"), 1);
+        let dead = bus.subscribe("q.dead-letter", 1).await.unwrap();
+        assert_eq!(dead.next().await.unwrap().payload, b"poison");
     }
 
     #[tokio::test]

@@ -62,12 +62,26 @@ impl Subscription {
     }
 }
 
-/// One message. Ack it once its effects are committed; drop or nack it to have it come back.
+/// How many times a queue hands out one message before it goes to the queue's dead-letter
+/// queue: a message whose handling fails every time, or kills its consumer, must not be
+/// redelivered for ever (a "poison" message).
+pub const DEFAULT_DELIVERY_LIMIT: u32 = 20;
+
+/// Where a queue's poison messages go, for an admin to look at (`rabbitmqctl list_queues`).
+pub fn dead_letter_queue(queue: &str) -> String {
+    format!("{queue}.dead-letter")
+}
+
+/// One message. Ack it once its effects are committed; requeue it, or drop it unsettled (a
+/// handler that panicked), to have it come back.
 pub struct Delivery {
     pub payload: Vec<u8>,
     /// True when the bus delivered this message before (the previous consumer did not ack).
     pub redelivered: bool,
-    acker: Box<dyn Acker>,
+    /// How many times it was delivered before this one (RabbitMQ's `x-delivery-count`).
+    pub delivery_count: u32,
+    /// `None` once settled.
+    acker: Option<Box<dyn Acker>>,
     /// Where the answer goes when the message is a [`Bus::call`].
     replier: Option<Box<dyn Replier>>,
     /// When the caller stops waiting (ms since the epoch), for a call that says so.
@@ -79,7 +93,8 @@ impl Delivery {
         Self {
             payload,
             redelivered,
-            acker,
+            delivery_count: u32::from(redelivered),
+            acker: Some(acker),
             replier: None,
             reply_deadline_ms: None,
         }
@@ -118,13 +133,43 @@ impl Delivery {
         }
     }
 
-    pub async fn ack(self) {
-        self.acker.ack().await;
+    pub(crate) fn with_delivery_count(mut self, count: u32) -> Self {
+        self.delivery_count = count;
+        self
     }
 
-    /// Hands the message back to the queue for another try.
-    pub async fn requeue(self) {
-        self.acker.requeue(self.payload).await;
+    pub async fn ack(mut self) {
+        if let Some(acker) = self.acker.take() {
+            acker.ack().await;
+        }
+    }
+
+    /// Hands the message back to the queue for another try (counted against the queue's
+    /// delivery limit).
+    pub async fn requeue(mut self) {
+        if let Some(acker) = self.acker.take() {
+            acker.requeue(std::mem::take(&mut self.payload)).await;
+        }
+    }
+}
+
+impl Drop for Delivery {
+    /// A delivery dropped unsettled (its handler panicked or forgot it) goes back to the
+    /// queue at once. Left alone it would hold a prefetch slot until the connection closed.
+    fn drop(&mut self) {
+        let Some(acker) = self.acker.take() else {
+            return;
+        };
+        let payload = std::mem::take(&mut self.payload);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                tracing::warn!("a delivery was dropped unsettled; requeueing it");
+                runtime.spawn(acker.requeue(payload));
+            }
+            // No runtime (the process is ending): the broker redelivers once the connection
+            // closes.
+            Err(_) => {}
+        }
     }
 }
 
@@ -163,9 +208,11 @@ where
 /// Which bus a process uses, from its configuration.
 pub async fn connect(settings: &crate::settings::BusSettings) -> Result<Arc<dyn Bus>, BusError> {
     match settings.kind {
-        crate::settings::BusKind::Amqp => {
-            Ok(Arc::new(amqp::AmqpBus::connect(&settings.amqp_url).await?))
-        }
-        crate::settings::BusKind::InProcess => Ok(Arc::new(inproc::InProcBus::default())),
+        crate::settings::BusKind::Amqp => Ok(Arc::new(
+            amqp::AmqpBus::connect_with(&settings.amqp_url, settings.delivery_limit).await?,
+        )),
+        crate::settings::BusKind::InProcess => Ok(Arc::new(
+            inproc::InProcBus::with_delivery_limit(settings.delivery_limit),
+        )),
     }
 }

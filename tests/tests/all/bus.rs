@@ -1,7 +1,8 @@
 //! The AMQP bus's request/reply against the real RabbitMQ: a call gets the consumer's answer
 //! (direct reply-to), concurrent calls get their own answers, a call nobody answers ends at its
 //! timeout instead of hanging, and one that outwaited its caller in a consumer's backlog is
-//! known to be stale.
+//! known to be stale. A message that fails at every delivery, or whose handler panics, ends in
+//! its queue's dead-letter queue after the delivery limit; an expired call does not.
 
 use nova_core::bus::amqp::AmqpBus;
 use nova_core::bus::{Bus, BusError};
@@ -115,6 +116,89 @@ async fn calls_are_answered_by_the_consumer_or_time_out() -> anyhow::Result<()> 
     seen.sort();
     assert_eq!(seen, [(b"late".to_vec(), true), (b"slow".to_vec(), false)]);
     server.abort();
+    e2e::env::delete_queues(vec![queue]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_end_in_the_dead_letter_queue() -> anyhow::Result<()> {
+    e2e::init_logging();
+    let queue = format!("{}poison", e2e::env::queue_prefix());
+    let dead = nova_core::bus::dead_letter_queue(&queue);
+    e2e::env::delete_queues(vec![queue.clone()]);
+    let limit = 3;
+    let bus = Arc::new(AmqpBus::connect_with(&e2e::env::amqp_url(), limit).await?);
+    bus.publish(&queue, b"fails".to_vec()).await?;
+    bus.publish(&queue, b"panics".to_vec()).await?;
+    bus.publish(&queue, b"fine".to_vec()).await?;
+    // An unanswered call expires in the queue: expiry is no poison, and must not land there.
+    let r = bus
+        .call(&queue, b"call".to_vec(), Duration::from_millis(100))
+        .await;
+    assert!(matches!(r, Err(BusError::Timeout(_))), "{r:?}");
+    // (A quorum queue drops an expired message when it reaches the queue's head.)
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let sub = bus.subscribe(&queue, 4).await?;
+    let consumer = tokio::spawn(nova_core::bus::consume(sub, 4, move |d| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send((d.payload.clone(), d.delivery_count));
+            match d.payload.as_slice() {
+                b"fails" => d.requeue().await,
+                b"panics" => panic!("a handler that panics on this message"),
+                _ => d.ack().await,
+            }
+        }
+    }));
+    e2e::wait_until(
+        Duration::from_secs(30),
+        "both poison messages were dead-lettered",
+        || async { Ok(bus.message_count(&dead).await? == 2) },
+    )
+    .await?;
+    // Nothing more comes: the consumer has nothing left to take.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    consumer.abort();
+    let mut seen: Vec<(Vec<u8>, u32)> = Vec::new();
+    while let Ok(item) = rx.try_recv() {
+        seen.push(item);
+    }
+    for poison in [&b"fails"[..], b"panics"] {
+        let counts: Vec<u32> = seen
+            .iter()
+            .filter(|(p, _)| p == poison)
+            .map(|(_, c)| *c)
+            .collect();
+        // RabbitMQ dead-letters a message once it was delivered more than `limit` times;
+        // each delivery says how many came before it.
+        assert_eq!(
+            counts,
+            (0..=limit).collect::<Vec<_>>(),
+            "{}",
+            String::from_utf8_lossy(poison)
+        );
+    }
+    assert_eq!(
+        seen.iter().filter(|(p, _)| p == b"fine").count(),
+        1,
+        "{seen:?}"
+    );
+    assert!(!seen.iter().any(|(p, _)| p == b"call"), "{seen:?}");
+    assert_eq!(bus.message_count(&queue).await?, 0);
+
+    // What reached the dead-letter queue is the two poison messages, as they were sent.
+    let sub = bus.subscribe(&dead, 4).await?;
+    let mut dead_payloads = Vec::new();
+    for _ in 0..2 {
+        let d = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await?
+            .expect("a dead letter");
+        dead_payloads.push(d.payload.clone());
+        d.ack().await;
+    }
+    dead_payloads.sort();
+    assert_eq!(dead_payloads, [b"fails".to_vec(), b"panics".to_vec()]);
     e2e::env::delete_queues(vec![queue]);
     Ok(())
 }
