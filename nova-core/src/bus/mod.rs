@@ -161,14 +161,11 @@ impl Drop for Delivery {
             return;
         };
         let payload = std::mem::take(&mut self.payload);
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                tracing::warn!("a delivery was dropped unsettled; requeueing it");
-                runtime.spawn(acker.requeue(payload));
-            }
-            // No runtime (the process is ending): the broker redelivers once the connection
-            // closes.
-            Err(_) => {}
+        // Without a runtime (the process is ending) the broker redelivers once the
+        // connection closes.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            tracing::warn!("a delivery was dropped unsettled; requeueing it");
+            runtime.spawn(acker.requeue(payload));
         }
     }
 }
