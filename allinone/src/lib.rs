@@ -114,7 +114,13 @@ impl AllInOne {
             queues,
             driver.clone(),
             images.clone(),
-        );
+        )
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "agent state directory {}: {e}",
+                settings.agent.state_dir.display()
+            )
+        })?;
         let url = settings
             .api
             .public_url

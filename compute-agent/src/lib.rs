@@ -4,12 +4,14 @@
 //! event queue. It holds no database connection: the conductor writes.
 
 pub mod credential;
+pub mod finished_tasks;
 pub mod image_cache;
 pub mod settings;
 
 use drivers::docker::DockerDriver;
 use drivers::fake::FakeDriver;
 use drivers::{Compute, DriverError, RebootKind};
+use finished_tasks::{Finished, FinishedTasks};
 use image_cache::ImageCache;
 use nova_core::bus::{self, Bus, BusError, Delivery};
 use nova_core::ids::{InstanceUuid, TaskId};
@@ -50,8 +52,11 @@ pub struct Agent {
     reported: Mutex<HashMap<InstanceUuid, PowerState>>,
     /// Tasks whose command is running here now. The conductor re-sends the command of a task
     /// that seems stuck; a copy that arrives while the first still runs is dropped, so that a
-    /// driver never runs two spawns of one instance at once.
+    /// driver never runs two spawns of one instance at once. Heartbeats name them.
     running: Mutex<HashSet<TaskId>>,
+    /// The tasks this agent finished, durably: a command re-sent after it finished is
+    /// answered from here, not run twice.
+    finished: FinishedTasks,
     /// How many power-state sync rounds have completed: a restarted agent has re-adopted what
     /// its driver runs once its first round is done, which tests wait for.
     sync_rounds: tokio::sync::watch::Sender<u64>,
@@ -64,8 +69,9 @@ impl Agent {
         queues: Queues,
         driver: Arc<dyn Compute>,
         images: Arc<ImageCache>,
-    ) -> Arc<Self> {
-        Arc::new(Self {
+    ) -> std::io::Result<Arc<Self>> {
+        let finished = FinishedTasks::open(&settings.state_dir.join("finished-tasks"))?;
+        Ok(Arc::new(Self {
             settings,
             bus,
             queues,
@@ -73,8 +79,9 @@ impl Agent {
             images,
             reported: Mutex::new(HashMap::new()),
             running: Mutex::new(HashSet::new()),
+            finished,
             sync_rounds: tokio::sync::watch::Sender::new(0),
-        })
+        }))
     }
 
     /// The number of completed power-state sync rounds, as it changes.
@@ -114,6 +121,10 @@ impl Agent {
             if let Err(e) = self.images.evict(age).await {
                 tracing::warn!(error = %e, "image cache eviction failed");
             }
+            let retention = Duration::from_secs(self.settings.finished_task_retention_s);
+            if let Err(e) = self.finished.prune(retention) {
+                tracing::warn!(error = %e, "finished-task records not pruned");
+            }
         }
     }
 
@@ -150,6 +161,7 @@ impl Agent {
             } else {
                 let event = AgentEvent::Heartbeat {
                     host: self.settings.host.clone(),
+                    running: lock(&self.running).iter().copied().collect(),
                 };
                 self.report(event, None).await.map_err(|e| e.to_string())
             };
@@ -252,23 +264,40 @@ impl Agent {
         }
         let task = command.task_id();
         if let Some(task) = task {
+            if let Some(finished) = self.finished.get(task) {
+                tracing::info!(%task, "command finished here before; reporting its outcome again");
+                let event = AgentEvent::TaskResult {
+                    host: self.settings.host.clone(),
+                    task_id: Some(task),
+                    instance: finished.instance,
+                    outcome: finished.outcome,
+                };
+                match self.report(event, envelope.request_id).await {
+                    Ok(()) => delivery.ack().await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "outcome not reported again; requeueing");
+                        delivery.requeue().await;
+                    }
+                }
+                return;
+            }
             if !lock(&self.running).insert(task) {
                 tracing::info!(%task, "command already running here; dropping the copy");
                 delivery.ack().await;
                 return;
             }
         }
-        let retry = self
-            .clone()
-            .handle_command(delivery, command, envelope.request_id)
+        // The command is this agent's now: its delivery is acked before the driver call, so
+        // that a long call (a slow shutdown, a bare-metal deploy) never holds it past the
+        // broker's consumer timeout. Were the agent to die before it reports, the task stays
+        // dispatched and the conductor's reconciler sends it again; while it runs, heartbeats
+        // tell the conductor so.
+        delivery.ack().await;
+        self.clone()
+            .handle_command(command, envelope.request_id)
             .await;
         if let Some(task) = task {
             lock(&self.running).remove(&task);
-        }
-        // Requeued only now, so that the copy is not mistaken for a duplicate of itself.
-        if let Some(delivery) = retry {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            delivery.requeue().await;
         }
     }
 
@@ -302,17 +331,11 @@ impl Agent {
         delivery.ack().await;
     }
 
-    async fn handle_command(
-        self: Arc<Self>,
-        delivery: Delivery,
-        command: ComputeCommand,
-        request_id: Option<String>,
-    ) -> Option<Delivery> {
+    async fn handle_command(self: Arc<Self>, command: ComputeCommand, request_id: Option<String>) {
         // Every command that runs as a task is about an instance; questions about the host
         // are answered in `handle`.
         let Some(instance) = command.instance() else {
-            delivery.ack().await;
-            return None;
+            return;
         };
         let span = tracing::info_span!(
             "command",
@@ -326,6 +349,22 @@ impl Agent {
             Outcome::Destroyed => Some(None),
             Outcome::Failed { .. } => None,
         };
+        if let Some(task) = task_id {
+            // Recorded before it is reported: a re-sent command must find it.
+            let finished = Finished {
+                instance,
+                outcome: outcome.clone(),
+            };
+            let journal = self.clone();
+            let recorded =
+                tokio::task::spawn_blocking(move || journal.finished.record(task, &finished))
+                    .await
+                    .map_err(std::io::Error::other)
+                    .and_then(|r| r);
+            if let Err(e) = recorded {
+                tracing::error!(parent: &span, %task, error = %e, "finished task not recorded");
+            }
+        }
         let event = AgentEvent::TaskResult {
             host: self.settings.host.clone(),
             task_id,
@@ -338,14 +377,10 @@ impl Agent {
                 if let Some(p) = observed {
                     self.remember(instance, p);
                 }
-                delivery.ack().await;
-                None
             }
-            // The result did not reach the conductor; run the (idempotent) command again later.
-            Err(e) => {
-                tracing::warn!(error = %e, "result not reported; requeueing the command");
-                Some(delivery)
-            }
+            // The conductor sends the command again when it hears nothing; the record above
+            // answers it then.
+            Err(e) => tracing::warn!(error = %e, "result not reported"),
         }
     }
 

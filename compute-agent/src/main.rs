@@ -27,7 +27,9 @@ async fn main() -> anyhow::Result<()> {
     let (driver, _) = compute_agent::driver_from_settings(&settings.agent).await?;
     let queues = Queues::new(&settings.bus.queue_prefix);
     let images = Arc::new(ImageCache::open(&settings.agent.images, None)?);
+    let state_dir = settings.agent.state_dir.clone();
     Agent::new(settings.agent, bus, queues, driver, images)
+        .map_err(|e| anyhow::anyhow!("agent state directory {}: {e}", state_dir.display()))?
         .run(settings.bus.prefetch)
         .await
 }

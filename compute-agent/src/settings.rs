@@ -19,6 +19,11 @@ pub struct AgentSettings {
     pub graceful_shutdown_timeout_s: u64,
     /// A driver call that takes longer fails.
     pub operation_timeout_s: u64,
+    /// The agent's own state: the record of the tasks it finished (see
+    /// [`crate::finished_tasks`]).
+    pub state_dir: std::path::PathBuf,
+    /// How long a finished task's record is kept.
+    pub finished_task_retention_s: u64,
     pub driver: DriverKind,
     pub fake: FakeSettings,
     pub docker: DockerSettings,
@@ -45,6 +50,8 @@ impl Default for AgentSettings {
             sync_interval_ms: 10_000,
             graceful_shutdown_timeout_s: 60,
             operation_timeout_s: 3600,
+            state_dir: "agent-state".into(),
+            finished_task_retention_s: 86_400,
             driver: DriverKind::Fake,
             fake: FakeSettings::default(),
             docker: DockerSettings::default(),

@@ -27,10 +27,12 @@ impl Conductor {
                 tracing::info!(%host, nodes = inventory.len(), "service registered");
                 Ok(())
             }
-            AgentEvent::Heartbeat { host } => {
+            AgentEvent::Heartbeat { host, running } => {
                 if !nodes::heartbeat(&self.db, &host, nova_core::model::COMPUTE_BINARY).await? {
                     tracing::warn!(%host, "heartbeat from an unregistered service");
                 }
+                // A task whose command still runs is not stuck: the reconciler leaves it be.
+                task_rows::keep_alive(&self.db, &running).await?;
                 Ok(())
             }
             AgentEvent::TaskResult {

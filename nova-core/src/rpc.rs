@@ -262,6 +262,10 @@ pub enum AgentEvent {
     },
     Heartbeat {
         host: String,
+        /// The tasks whose commands run on the host now: the conductor does not send them
+        /// again while they do (a long driver call is not a lost one).
+        #[serde(default)]
+        running: Vec<TaskId>,
     },
     /// A command from the conductor finished.
     TaskResult {

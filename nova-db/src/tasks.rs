@@ -178,6 +178,27 @@ pub async fn touch(db: &Db, id: TaskId) -> DbResult<()> {
     Ok(())
 }
 
+/// Marks dispatched tasks as heard from now, without counting an attempt (their agent says
+/// their commands are running).
+pub async fn keep_alive(db: &Db, ids: &[TaskId]) -> DbResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let now = now_ms();
+    for id in ids {
+        on_pool!(db, p => {
+            sqlx::query(
+                "UPDATE tasks SET updated_at = $2 WHERE id = $1 AND state = 'dispatched'",
+            )
+            .bind(id.0)
+            .bind(now)
+            .execute(p)
+            .await?;
+        });
+    }
+    Ok(())
+}
+
 /// The open task of an instance, if any (tests and the API's conflict messages use it).
 pub async fn open_for(db: &Db, instance: InstanceUuid) -> DbResult<Vec<Task>> {
     let sql = format!(

@@ -47,6 +47,8 @@ pub struct Options {
     pub body_timeout_s: u64,
     /// Sends of a task before the conductor gives it up (`conductor.task_attempts`).
     pub task_attempts: u32,
+    /// The agent's bound on one driver call (`agent.operation_timeout_s`).
+    pub operation_timeout_s: u64,
 }
 
 impl Default for Options {
@@ -69,6 +71,7 @@ impl Default for Options {
             image_store: None,
             body_timeout_s: 30,
             task_attempts: 5,
+            operation_timeout_s: 3600,
         }
     }
 }
@@ -95,6 +98,7 @@ impl Options {
             driver: self.driver,
             docker: self.docker.clone(),
             graceful_shutdown_timeout_s: self.graceful_shutdown_s,
+            operation_timeout_s: self.operation_timeout_s,
             ..Default::default()
         }
     }
@@ -372,18 +376,20 @@ impl Distributed {
     /// and the driver still holds the instances it had (the fake keeps them in memory; the
     /// Docker driver keeps nothing of its own, the engine has them).
     pub fn start_agent(&mut self) {
-        let (queues, settings, driver, images, prefetch) = (
+        let (queues, mut settings, driver, images, prefetch) = (
             self.queues.clone(),
             self.options.agent(),
             self.driver.clone(),
             self.images.clone(),
             self.options.prefetch,
         );
+        // The same state directory across restarts of this host's agent.
+        settings.state_dir = self._images_dir.path().join("agent-state");
         let rounds = self.agent_rounds.clone();
         *rounds.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.agent = Some(Component::spawn("agent", move |stop| async move {
             let bus = Arc::new(AmqpBus::connect(&env::amqp_url()).await?);
-            let agent = Agent::new(settings, bus, queues, driver, images);
+            let agent = Agent::new(settings, bus, queues, driver, images)?;
             *rounds.lock().unwrap_or_else(|e| e.into_inner()) = Some(agent.sync_rounds());
             until_stopped(agent.run(prefetch), stop).await
         }));
@@ -418,6 +424,7 @@ impl Distributed {
     pub async fn start_agent_on(&mut self, host: &str) -> anyhow::Result<()> {
         let mut settings = self.options.agent();
         settings.host = host.to_owned();
+        settings.state_dir = self._images_dir.path().join(format!("agent-state-{host}"));
         let (driver, _) = compute_agent::driver_from_settings(&settings).await?;
         let (queues, images, prefetch) = (
             self.queues.clone(),
@@ -427,7 +434,7 @@ impl Distributed {
         let agent = Component::spawn("agent", move |stop| async move {
             let bus = Arc::new(AmqpBus::connect(&env::amqp_url()).await?);
             until_stopped(
-                Agent::new(settings, bus, queues, driver, images).run(prefetch),
+                Agent::new(settings, bus, queues, driver, images)?.run(prefetch),
                 stop,
             )
             .await
@@ -541,6 +548,7 @@ impl AllInOneStack {
         settings.database.url = url;
         settings.image = options.image(dir.path().join("images"));
         settings.agent.images.cache_dir = dir.path().join("image-cache");
+        settings.agent.state_dir = dir.path().join("agent-state");
         settings.bus.prefetch = options.prefetch;
         let store = image_api::store::open(&settings.image.store)?;
         let aio = allinone::AllInOne::start(settings).await?;

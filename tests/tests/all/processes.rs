@@ -43,6 +43,7 @@ async fn three_processes_boot_and_delete_servers() -> anyhow::Result<()> {
     let images = tempfile::tempdir()?;
     let store = images.path().join("store");
     let cache = images.path().join("cache");
+    let state = images.path().join("agent-state");
     {
         let settings = nova_db::DatabaseSettings {
             url: db_url.clone(),
@@ -109,6 +110,7 @@ async fn three_processes_boot_and_delete_servers() -> anyhow::Result<()> {
                 "NOVA__AGENT__IMAGES__CACHE_DIR",
                 &cache.display().to_string(),
             ),
+            ("NOVA__AGENT__STATE_DIR", &state.display().to_string()),
             ("NOVA__AGENT__IMAGES__ENDPOINT", &format!("{url}/image")),
             ("NOVA__AGENT__IMAGES__AUTH__METHOD", "password"),
             (

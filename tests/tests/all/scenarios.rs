@@ -453,19 +453,18 @@ async fn a_build_that_succeeds_after_its_timeout_leaves_no_orphan(
 }
 
 on_both_shapes!(
-    a_task_its_host_never_answers_ends_after_its_attempts,
+    a_hung_driver_call_ends_at_the_operation_timeout,
     Options {
         redrive_after_s: 1,
         task_attempts: 2,
+        operation_timeout_s: 2,
         ..Options::default()
     }
 );
-/// #15: a stop that its host never carries out is sent a bounded number of times
-/// (`conductor.task_attempts`, 5 by default, 2 here), then ends: the server gets a fault and its task state back,
-/// and the action records the failure — it is not re-sent for ever.
-async fn a_task_its_host_never_answers_ends_after_its_attempts(
-    stack: &dyn Stack,
-) -> anyhow::Result<()> {
+/// #15: a stop that hangs in the driver is not sent again while it runs (the agent's
+/// heartbeats say it runs, however many redrive intervals pass); it ends at the agent's
+/// operation timeout with the server's task state back and the failure in its action.
+async fn a_hung_driver_call_ends_at_the_operation_timeout(stack: &dyn Stack) -> anyhow::Result<()> {
     stack.driver().add_rule(Rule {
         step: Step::PowerOff,
         target: Target::NameContains("stubborn".into()),
@@ -475,11 +474,25 @@ async fn a_task_its_host_never_answers_ends_after_its_attempts(
     let id = c.create_server("stubborn", "1").await?;
     c.wait_status(&id, "ACTIVE", WAIT).await?;
     assert_eq!(c.action(&id, &json!({"os-stop": null})).await?.status, 202);
+    wait_for_failed_action(stack, &c, &id, "stop").await?;
+    let recorded = actions::list(stack.db(), uuid(&id)?).await?;
+    let stop = recorded.iter().find(|a| a.action == "stop").expect("stop");
+    let full = stop.events[0].traceback.clone().unwrap_or_default();
+    assert!(full.contains("timed out after 2s"), "{full}");
+    Ok(())
+}
+
+/// Waits until the server's task state is back, then returns the details of the failed
+/// `action`'s event; the server stays ACTIVE.
+async fn wait_for_failed_action(
+    stack: &dyn Stack,
+    c: &Client,
+    id: &str,
+    action: &str,
+) -> anyhow::Result<String> {
     let path = format!("/servers/{id}");
-    let c2 = c.clone();
-    e2e::wait_until(WAIT, "the stop given up", || {
-        let c = c2.clone();
-        let path = path.clone();
+    e2e::wait_until(WAIT, "the task ended", || {
+        let (c, path) = (c.clone(), path.clone());
         async move {
             let r = c.get(&path).await?;
             Ok(r.body["server"]["OS-EXT-STS:task_state"].is_null())
@@ -489,13 +502,33 @@ async fn a_task_its_host_never_answers_ends_after_its_attempts(
     let r = c.get(&path).await?;
     assert_eq!(r.body["server"]["status"], json!("ACTIVE"), "{}", r.body);
     // As Nova, a fault is recorded (shown once a server is in ERROR); the action tells why.
-    let recorded = actions::list(stack.db(), uuid(&id)?).await?;
-    let stop = recorded
+    let recorded = actions::list(stack.db(), uuid(id)?).await?;
+    let found = recorded
         .iter()
-        .find(|a| a.action == "stop")
-        .expect("a stop action");
-    assert_eq!(stop.events[0].result.as_deref(), Some("Error"));
-    let why = stop.events[0].details.clone().unwrap_or_default();
+        .find(|a| a.action == action)
+        .unwrap_or_else(|| panic!("no {action} action"));
+    assert_eq!(found.events[0].result.as_deref(), Some("Error"));
+    Ok(found.events[0].details.clone().unwrap_or_default())
+}
+
+/// #15: a stop whose host never answers (its agent is gone) is sent a bounded number of
+/// times (`conductor.task_attempts`, 5 by default, 2 here), then ends: the server gets a
+/// fault and its task state back, and the action records the failure — it is not re-sent for
+/// ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_its_host_never_answers_ends_after_its_attempts() -> anyhow::Result<()> {
+    let mut stack = Distributed::start(Options {
+        redrive_after_s: 1,
+        task_attempts: 2,
+        ..Options::default()
+    })
+    .await?;
+    let c = client(&stack);
+    let id = c.create_server("stubborn", "1").await?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    stack.stop_agent();
+    assert_eq!(c.action(&id, &json!({"os-stop": null})).await?.status, 202);
+    let why = wait_for_failed_action(&stack, &c, &id, "stop").await?;
     assert!(why.contains("given up"), "{why}");
     Ok(())
 }
@@ -1273,5 +1306,103 @@ async fn a_delete_sent_to_a_host_that_died_completes_locally() -> anyhow::Result
     assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 204);
     c.wait_gone(&id, WAIT).await?;
     assert_eq!(nodes::allocation_count(stack.db()).await?, 0);
+    Ok(())
+}
+
+/// A command is the agent's once it starts: its delivery is acked at once (a long driver call
+/// never holds it past the broker's consumer timeout), heartbeats keep its task from being
+/// sent again while it runs, and a copy sent after it finished — before or after an agent
+/// restart — is answered from the agent's record instead of running again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_runs_once_however_long_it_takes_and_however_often_it_is_sent(
+) -> anyhow::Result<()> {
+    use nova_core::bus::Bus;
+    use nova_core::rpc::{ComputeCommand, Envelope};
+    let mut stack = Distributed::start(Options {
+        heartbeat_ms: 200,
+        reconcile_ms: 200,
+        redrive_after_s: 1,
+        ..Options::default()
+    })
+    .await?;
+    let c = client(&stack);
+    let id = c.create_server("once", "1").await?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    let instance = uuid(&id)?;
+    let gate = stack
+        .driver()
+        .hold(Step::Reboot, Target::Instance(instance));
+    let r = c.action(&id, &json!({"reboot": {"type": "HARD"}})).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    gate.reached(WAIT).await?;
+    let task = nova_db::tasks::open_for(stack.db(), instance)
+        .await?
+        .pop()
+        .expect("the reboot's task");
+
+    // Held three times as long as the redrive interval: still one attempt, nothing unacked.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let now = nova_db::tasks::get(stack.db(), task.id)
+        .await?
+        .expect("task");
+    assert_eq!(now.attempts, task.attempts, "a running task was sent again");
+    let queue = stack.queues.compute(&stack.options.host);
+    let out = tokio::process::Command::new("rabbitmqctl")
+        .args(["list_queues", "-q", "name", "messages_unacknowledged"])
+        .output()
+        .await?;
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let unacked = listing
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{queue}\t")))
+        .unwrap_or_else(|| panic!("{queue} not listed: {listing}"));
+    assert_eq!(
+        unacked.trim(),
+        "0",
+        "the running command's delivery is held"
+    );
+    gate.release();
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    e2e::wait_until(WAIT, "the reboot's task is done", || async {
+        let t = nova_db::tasks::get(stack.db(), task.id).await?;
+        Ok(t.is_some_and(|t| t.state == nova_db::tasks::TaskState::Done))
+    })
+    .await?;
+
+    let reboots = |stack: &Distributed| {
+        let driver = stack.driver().clone();
+        async move {
+            let console = drivers::Compute::console_output(&*driver, instance, None).await?;
+            anyhow::Ok(console.matches("Hard reboot").count())
+        }
+    };
+    assert_eq!(reboots(&stack).await?, 1);
+    let bus = nova_core::bus::amqp::AmqpBus::connect(&e2e::env::amqp_url()).await?;
+    let copy = Envelope::new(
+        None,
+        ComputeCommand::Reboot {
+            task_id: task.id,
+            instance,
+            hard: true,
+        },
+    );
+    for restart in [false, true] {
+        if restart {
+            stack.stop_agent();
+            stack.start_agent();
+            stack.wait_for_agent_sync_rounds(1, WAIT).await?;
+        }
+        bus.publish(&queue, copy.encode()).await?;
+        e2e::wait_until(WAIT, "the copy was taken", || async {
+            Ok(bus.message_count(&queue).await? == 0)
+        })
+        .await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            reboots(&stack).await?,
+            1,
+            "a re-sent reboot ran again (after a restart: {restart})"
+        );
+    }
     Ok(())
 }
