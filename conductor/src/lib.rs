@@ -37,6 +37,9 @@ pub struct Conductor {
     pub(crate) bus: Arc<dyn Bus>,
     pub(crate) queues: Queues,
     pub(crate) scheduler: scheduler::Scheduler,
+    /// This process among the conductors (replicas may share a host name): the reconciler
+    /// lease's holder.
+    pub(crate) replica: String,
 }
 
 impl Conductor {
@@ -46,12 +49,14 @@ impl Conductor {
         bus: Arc<dyn Bus>,
         queues: Queues,
     ) -> Arc<Self> {
+        let replica = format!("{}/{}", settings.host, uuid::Uuid::new_v4());
         Arc::new(Self {
             settings,
             db,
             bus,
             queues,
             scheduler: Default::default(),
+            replica,
         })
     }
 

@@ -7,10 +7,13 @@ use nova_core::model::{Fault, Instance, VmState, COMPUTE_BINARY, CONDUCTOR_BINAR
 use nova_core::rpc::{ComputeCommand, TaskKind};
 use nova_core::time::now_ms;
 use nova_db::tasks::{self as task_rows, TaskState as RowState};
-use nova_db::{actions, instances, nodes};
+use nova_db::{actions, instances, leases, nodes};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The lease that lets one conductor of many reconcile at a time.
+const LEASE: &str = "conductor.reconciler";
 
 pub async fn run(conductor: Arc<Conductor>) {
     let period = Duration::from_millis(conductor.settings.reconcile_interval_ms.max(50));
@@ -24,30 +27,60 @@ pub async fn run(conductor: Arc<Conductor>) {
     }
 }
 
-async fn pass(c: &Conductor, down: &mut HashSet<String>) -> Result<()> {
+/// One reconciler pass, as the timer runs it; false when another conductor holds the lease
+/// (then this one only heartbeats).
+pub async fn pass_once(c: &Conductor) -> Result<bool> {
+    pass(c, &mut HashSet::new()).await
+}
+
+async fn pass(c: &Conductor, down: &mut HashSet<String>) -> Result<bool> {
     let now = now_ms();
     // The conductor's own heartbeat; registered again if an admin deleted its service.
     if !nodes::heartbeat(&c.db, &c.settings.host, CONDUCTOR_BINARY).await? {
         nodes::register(&c.db, &c.settings.host, CONDUCTOR_BINARY, &[]).await?;
     }
+    // Replicas would otherwise each re-send every stale task (twice the messages, twice the
+    // attempts counted). The lease outlives a few missed passes, then another takes over.
+    let ttl = i64::try_from(c.settings.reconcile_interval_ms.max(50).saturating_mul(3))
+        .unwrap_or(i64::MAX)
+        .max(1000);
+    if !leases::acquire(&c.db, LEASE, &c.replica, ttl).await? {
+        return Ok(false);
+    }
+    // One item that fails (its row, its host's queue) is logged and left for the next pass;
+    // the others go on.
     for instance in
         instances::builds_started_before(&c.db, now - c.settings.build_timeout_ms()).await?
     {
-        time_out_build(c, &instance).await?;
+        if let Err(e) = time_out_build(c, &instance).await {
+            tracing::warn!(instance = %instance.uuid, error = %e, "build not timed out; next pass");
+        }
     }
     for task in task_rows::stale(&c.db, now - c.settings.redrive_after_ms(), 200).await? {
-        let limit = i32::try_from(c.settings.task_attempts).unwrap_or(i32::MAX);
-        if task.kind != TaskKind::Build && task.attempts >= limit {
-            give_up(c, &task).await?;
-            continue;
-        }
-        task_rows::touch(&c.db, task.id).await?;
-        match task.state {
-            RowState::Pending => c.resubmit(&task).await?,
-            RowState::Dispatched => c.redispatch(&task).await?,
-            RowState::Done | RowState::Failed => {}
+        if let Err(e) = redrive(c, &task).await {
+            tracing::warn!(task = %task.id, error = %e, "task not re-driven; next pass");
         }
     }
+    report_services(c, now, down).await?;
+    Ok(true)
+}
+
+/// Sends a stale task's message again, or gives it up after its attempts.
+async fn redrive(c: &Conductor, task: &task_rows::Task) -> Result<()> {
+    let limit = i32::try_from(c.settings.task_attempts).unwrap_or(i32::MAX);
+    if task.kind != TaskKind::Build && task.attempts >= limit {
+        return give_up(c, task).await;
+    }
+    task_rows::touch(&c.db, task.id).await?;
+    match task.state {
+        RowState::Pending => c.resubmit(task).await,
+        RowState::Dispatched => c.redispatch(task).await,
+        RowState::Done | RowState::Failed => Ok(()),
+    }
+}
+
+/// Logs compute services that went silent or came back.
+async fn report_services(c: &Conductor, now: i64, down: &mut HashSet<String>) -> Result<()> {
     for service in nodes::services(&c.db).await? {
         if service.binary != COMPUTE_BINARY {
             continue;

@@ -10,6 +10,7 @@ pub mod identity;
 pub mod images;
 pub mod instances;
 pub mod keypairs;
+pub mod leases;
 pub mod listing;
 pub mod networks;
 pub mod nodes;

@@ -365,6 +365,35 @@ async fn services_heartbeat_and_go_down_when_silent(db: Db) -> anyhow::Result<()
     Ok(())
 }
 
+on_both_backends!(a_lease_has_one_holder_until_it_expires_or_is_released);
+async fn a_lease_has_one_holder_until_it_expires_or_is_released(db: Db) -> anyhow::Result<()> {
+    use nova_db::leases;
+    // Asked for at once by many: exactly one gets it.
+    let asks = (0..8).map(|i| {
+        let db = db.clone();
+        async move { leases::acquire(&db, "reconciler", &format!("c{i}"), 60_000).await }
+    });
+    let got = futures::future::try_join_all(asks).await?;
+    assert_eq!(got.iter().filter(|g| **g).count(), 1, "{got:?}");
+    let holder = format!("c{}", got.iter().position(|g| *g).unwrap_or(0));
+    let other = if holder == "c0" { "c1" } else { "c0" };
+    assert!(
+        leases::acquire(&db, "reconciler", &holder, 60_000).await?,
+        "renewed"
+    );
+    assert!(!leases::acquire(&db, "reconciler", other, 60_000).await?);
+    // Another lease is another name.
+    assert!(leases::acquire(&db, "other", other, 60_000).await?);
+    // Released: the next one takes it.
+    leases::release(&db, "reconciler", &holder).await?;
+    assert!(leases::acquire(&db, "reconciler", other, 1).await?);
+    // Expired: taken over, and the old holder has lost it.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert!(leases::acquire(&db, "reconciler", &holder, 60_000).await?);
+    assert!(!leases::acquire(&db, "reconciler", other, 60_000).await?);
+    Ok(())
+}
+
 #[test]
 fn test_env_defaults_point_at_loopback() {
     assert!(env::pg_admin_url().contains("127.0.0.1") || std::env::var("NOVA_TEST_PG_URL").is_ok());

@@ -1406,3 +1406,70 @@ async fn a_command_runs_once_however_long_it_takes_and_however_often_it_is_sent(
     }
     Ok(())
 }
+
+/// #15: the reconciler runs on one conductor of many (a lease in the database), and one item
+/// that fails does not stop its pass: a build whose row cannot be written (a trigger refuses
+/// it) is left for later while the build after it still times out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reconciler_runs_once_across_replicas_and_past_a_failing_item() -> anyhow::Result<()> {
+    let stack = Distributed::start(Options {
+        build_timeout_s: 2,
+        ..Options::default()
+    })
+    .await?;
+    stack.driver().add_rule(Rule {
+        step: Step::Spawn,
+        target: Target::NameContains("stuck".into()),
+        misbehaviour: Misbehaviour::Hang,
+    });
+    // A second conductor on the same database: the stack's own holds the lease.
+    let replica = conductor::Conductor::new(
+        conductor::ConductorSettings::default(),
+        nova_db::Db::connect(&nova_db::DatabaseSettings {
+            url: stack.db_url.clone(),
+            ..Default::default()
+        })
+        .await?,
+        std::sync::Arc::new(nova_core::bus::inproc::InProcBus::default()),
+        stack.queues.clone(),
+    );
+    let pg = sqlx::PgPool::connect(&stack.db_url).await?;
+    e2e::wait_until(WAIT, "the stack's conductor took the lease", || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM leases")
+            .fetch_one(&pg)
+            .await?;
+        Ok(n == 1)
+    })
+    .await?;
+    assert!(
+        !conductor::reconciler::pass_once(&replica).await?,
+        "two conductors reconciled at once"
+    );
+
+    let c = client(&stack);
+    let first = c.create_server("stuck-1", "1").await?;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let second = c.create_server("stuck-2", "1").await?;
+    sqlx::query(&format!(
+        "CREATE FUNCTION refuse_first() RETURNS trigger AS $$ BEGIN \
+         IF NEW.uuid = '{first}' THEN RAISE EXCEPTION 'injected failure'; END IF; \
+         RETURN NEW; END $$ LANGUAGE plpgsql"
+    ))
+    .execute(&pg)
+    .await?;
+    sqlx::query(
+        "CREATE TRIGGER refuse_first BEFORE UPDATE ON instances \
+         FOR EACH ROW EXECUTE FUNCTION refuse_first()",
+    )
+    .execute(&pg)
+    .await?;
+    // The first build (earliest, so first in the pass) fails to time out; the second does.
+    c.wait_status(&second, "ERROR", WAIT).await?;
+    let r = c.get(&format!("/servers/{first}")).await?;
+    assert_eq!(r.body["server"]["status"], json!("BUILD"), "{}", r.body);
+    sqlx::query("DROP TRIGGER refuse_first ON instances")
+        .execute(&pg)
+        .await?;
+    c.wait_status(&first, "ERROR", WAIT).await?;
+    Ok(())
+}
