@@ -121,6 +121,7 @@ pub fn start(
                 backends.db.clone(),
                 &image,
                 image_data.clone(),
+                std::time::Duration::from_secs(settings.body_timeout_s),
             ))),
             ApiName::Network => {
                 services.push(Arc::new(network_api::NetworkApi::new(backends.db.clone())))

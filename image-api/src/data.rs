@@ -82,7 +82,7 @@ async fn receive(
     payload: &mut web::Payload,
 ) -> ApiResult<(i64, String, String)> {
     let mut upload = state.store.start_upload(id).await.map_err(store_failed)?;
-    match pump(state, upload.as_mut(), payload).await {
+    match pump(state, id, upload.as_mut(), payload).await {
         Ok(received) => {
             upload.commit().await.map_err(store_failed)?;
             Ok(received)
@@ -97,9 +97,11 @@ async fn receive(
 /// Feeds the payload to the upload and the hashers.
 async fn pump(
     state: &ImageState,
+    id: &str,
     upload: &mut dyn Upload,
     payload: &mut web::Payload,
 ) -> ApiResult<(i64, String, String)> {
+    let mut touched = std::time::Instant::now();
     let md5 = Hasher::start(MessageDigest::md5());
     let sha = Hasher::start(MessageDigest::sha512());
     let mut size: i64 = 0;
@@ -107,7 +109,15 @@ async fn pump(
     let mut batch_len = 0;
     let mut ended = false;
     while !ended {
-        match payload.next().await {
+        let next = payload.next().await;
+        // An upload that is alive says so now and then (checked at every chunk: a slow client
+        // fills no batch for a long time); one that stops saying it died with its process, and
+        // is recovered (see `uploads`).
+        if touched.elapsed() >= state.upload_clock.touch_every {
+            store::touch_saving(&state.db, id).await?;
+            touched = std::time::Instant::now();
+        }
+        match next {
             Some(chunk) => {
                 let chunk = chunk.map_err(|e| bad(format!("The upload was interrupted: {e}")))?;
                 size += i64::try_from(chunk.len()).unwrap_or(i64::MAX);

@@ -12,6 +12,7 @@ mod members;
 mod schemas;
 pub mod store;
 mod tags;
+pub mod uploads;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use api_toolkit::links::PublicUrl;
@@ -58,6 +59,7 @@ pub struct ImageState {
     pub tag_quota: i64,
     pub member_quota: i64,
     pub property_quota: i64,
+    pub upload_clock: uploads::UploadClock,
 }
 
 /// The image API, to serve ([`api_toolkit::server::serve`]).
@@ -68,7 +70,17 @@ pub struct ImageApi {
 impl ImageApi {
     /// `store` is [`store::open`]ed from `settings.store` by the caller, who may share it
     /// (the compute API's image proxy deletes through it).
-    pub fn new(db: Db, settings: &ImageSettings, store: Arc<dyn ImageStore>) -> Self {
+    ///
+    /// `body_timeout` is the server's request-body timeout: it tells a dead upload from a
+    /// slow one ([`uploads`]), whose recovery starts here.
+    pub fn new(
+        db: Db,
+        settings: &ImageSettings,
+        store: Arc<dyn ImageStore>,
+        body_timeout: std::time::Duration,
+    ) -> Self {
+        let upload_clock = uploads::UploadClock::for_body_timeout(body_timeout);
+        uploads::spawn_recovery(db.clone(), store.clone(), upload_clock);
         Self {
             state: web::Data::new(ImageState {
                 db,
@@ -77,6 +89,7 @@ impl ImageApi {
                 tag_quota: settings.tag_quota,
                 member_quota: settings.member_quota,
                 property_quota: settings.property_quota,
+                upload_clock,
             }),
         }
     }

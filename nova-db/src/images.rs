@@ -2,7 +2,7 @@
 
 use crate::listing::{self, Arg, Column, Cond, Kind, Listing, Tags};
 use crate::{on_pool, Db, DbResult, Viewer};
-use nova_core::time::now_ms;
+use nova_core::time::{now_ms, Millis};
 
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct Image {
@@ -212,6 +212,43 @@ pub async fn set_status(db: &Db, id: &str, from: &[&str], to: &str) -> DbResult<
         }
         q.execute(p).await?.rows_affected()
     });
+    Ok(n == 1)
+}
+
+/// Marks an upload in progress as alive (its `updated_at`, which `saving` set at its start).
+pub async fn touch_saving(db: &Db, id: &str) -> DbResult<()> {
+    on_pool!(db, p => {
+        sqlx::query("UPDATE images SET updated_at = $2 WHERE id = $1 AND status = 'saving'")
+            .bind(id)
+            .bind(now_ms())
+            .execute(p)
+            .await?;
+    });
+    Ok(())
+}
+
+/// The images `saving` whose upload has not said it is alive since `before`.
+pub async fn stale_uploads(db: &Db, before: Millis) -> DbResult<Vec<String>> {
+    Ok(on_pool!(db, p => sqlx::query_scalar(
+        "SELECT id FROM images WHERE status = 'saving' AND updated_at < $1 ORDER BY updated_at",
+    )
+    .bind(before)
+    .fetch_all(p)
+    .await?))
+}
+
+/// Puts a stale upload's image back to `queued`, if it is still saving and still stale.
+pub async fn requeue_stale_upload(db: &Db, id: &str, before: Millis) -> DbResult<bool> {
+    let n = on_pool!(db, p => sqlx::query(
+        "UPDATE images SET status = 'queued', updated_at = $3 \
+         WHERE id = $1 AND status = 'saving' AND updated_at < $2",
+    )
+    .bind(id)
+    .bind(before)
+    .bind(now_ms())
+    .execute(p)
+    .await?
+    .rows_affected());
     Ok(n == 1)
 }
 

@@ -54,11 +54,15 @@ impl ImageStore for LocalStore {
         })
     }
 
+    /// Removes the data and any partial data (an upload that died with its process).
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
-        match tokio::fs::remove_file(self.path(id)).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
+        for path in [self.path(id), self.dir.join(format!("{id}.partial"))] {
+            match tokio::fs::remove_file(path).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
         }
+        Ok(())
     }
 }
 

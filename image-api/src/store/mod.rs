@@ -41,7 +41,8 @@ pub trait ImageStore: Send + Sync {
     async fn start_upload(&self, id: &str) -> Result<Box<dyn Upload>, StoreError>;
     /// The committed data of image `id`.
     async fn read(&self, id: &str) -> Result<ImageData, StoreError>;
-    /// Removes the data of image `id`, if there is any.
+    /// Removes the data of image `id`, and any partial data of an upload that died, if there
+    /// is any.
     async fn delete(&self, id: &str) -> Result<(), StoreError>;
 }
 

@@ -1064,3 +1064,94 @@ async fn image_ids_names_and_quotas_are_glances() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// #15: an upload whose process died (the image left `saving`, partial data beside it) is
+/// recovered: the image is `queued` again with no data left, and can be uploaded anew. A live
+/// upload slower than the recovery's bound is not taken for a dead one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_that_died_with_its_process_is_recovered() -> anyhow::Result<()> {
+    let stack = AllInOneStack::start(Options {
+        auth: Some(AuthSettings {
+            strategy: Strategy::Keystone,
+            admin_password: Some(ADMIN_PASSWORD.into()),
+            demo_password: Some(DEMO_PASSWORD.into()),
+            ..Default::default()
+        }),
+        // Touched every second, dead after three silent ones.
+        body_timeout_s: 1,
+        ..Options::default()
+    })
+    .await?;
+    let url = stack.api_url().to_owned();
+    let demo = password_token(&url, "demo", DEMO_PASSWORD, "demo").await?;
+    let http = reqwest::Client::new();
+    let v2 = format!("{url}/image/v2/images");
+    let mut ids = Vec::new();
+    for name in ["dead", "slow"] {
+        let r = http
+            .post(&v2)
+            .header("X-Auth-Token", &demo)
+            .json(&json!({"name": name, "container_format": "bare", "disk_format": "raw"}))
+            .send()
+            .await?;
+        assert_eq!(r.status().as_u16(), 201);
+        ids.push(
+            r.json::<Value>().await?["id"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+        );
+    }
+    let (dead, slow) = (ids[0].clone(), ids[1].clone());
+    // What a process killed mid-upload leaves: `saving`, a partial file, and (killed between
+    // the rename and the database update) the data itself.
+    assert!(nova_db::images::set_status(stack.db(), &dead, &["queued"], "saving").await?);
+    let store = stack.image_store();
+    std::fs::write(store.join(format!("{dead}.partial")), b"half")?;
+    std::fs::write(store.join(&dead), b"whole")?;
+
+    // Meanwhile a live upload that takes longer than the bound: 12 chunks, 0.4 s apart.
+    let chunks = futures::StreamExt::then(futures::stream::iter(0..12u8), |i| async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        Ok::<_, std::io::Error>(vec![i; 4096])
+    });
+    let upload = http
+        .put(format!("{v2}/{slow}/file"))
+        .header("X-Auth-Token", &demo)
+        .header("Content-Type", "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send();
+    let status_of = |id: String| {
+        let (http, v2, demo) = (http.clone(), v2.clone(), demo.clone());
+        async move {
+            let r = http
+                .get(format!("{v2}/{id}"))
+                .header("X-Auth-Token", demo)
+                .send()
+                .await?;
+            anyhow::Ok(r.json::<Value>().await?["status"].clone())
+        }
+    };
+    let watch_dead = e2e::wait_until(Duration::from_secs(20), "the dead upload recovered", || {
+        let id = dead.clone();
+        let status_of = &status_of;
+        async move { Ok(status_of(id).await? == json!("queued")) }
+    });
+    let (r, recovered) = tokio::join!(upload, watch_dead);
+    recovered?;
+    assert!(!store.join(&dead).exists(), "the dead upload's data stays");
+    assert!(!store.join(format!("{dead}.partial")).exists());
+    assert_eq!(r?.status().as_u16(), 204, "the slow upload was cut");
+    assert_eq!(status_of(slow.clone()).await?, json!("active"));
+    // The recovered image takes an upload again.
+    let r = http
+        .put(format!("{v2}/{dead}/file"))
+        .header("X-Auth-Token", &demo)
+        .header("Content-Type", "application/octet-stream")
+        .body(vec![9u8; 1000])
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(status_of(dead).await?, json!("active"));
+    Ok(())
+}
