@@ -43,6 +43,9 @@ pub struct ApiSettings {
     /// not stall this long and, past it, must average `upload_min_rate` bytes per second.
     pub body_timeout_s: u64,
     pub upload_min_rate: u64,
+    /// How long `POST /servers` remembers an `Idempotency-Key`: the same key and body within
+    /// it get the same server.
+    pub idempotency_key_ttl_s: u64,
     /// A compute service silent this long shows as down (Nova's `service_down_time`; keep it
     /// equal to the conductor's).
     pub service_down_time_s: u64,
@@ -65,6 +68,7 @@ impl Default for ApiSettings {
             trusted_proxies: http.trusted_proxies,
             body_timeout_s: http.body_timeout_s,
             upload_min_rate: http.upload_min_rate,
+            idempotency_key_ttl_s: 86_400,
             service_down_time_s: 60,
             services: vec![
                 ApiName::Compute,
@@ -116,6 +120,8 @@ pub fn start(
                 // Projects live here when this service issues the tokens.
                 backends.identity.api.is_some(),
                 image_data.clone(),
+                i64::try_from(settings.idempotency_key_ttl_s.saturating_mul(1000))
+                    .unwrap_or(i64::MAX),
             ))),
             ApiName::Image => services.push(Arc::new(image_api::ImageApi::new(
                 backends.db.clone(),

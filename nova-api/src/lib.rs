@@ -49,6 +49,8 @@ pub struct AppState {
     pub projects_known: bool,
     /// Image data, which the deprecated `/images` proxy deletes with the image.
     pub image_data: Arc<dyn ImageStore>,
+    /// How long a server create's `Idempotency-Key` is remembered.
+    pub idempotency_key_ttl_ms: i64,
 }
 
 impl AppState {
@@ -80,6 +82,7 @@ impl ComputeApi {
         service_down_ms: i64,
         projects_known: bool,
         image_data: Arc<dyn ImageStore>,
+        idempotency_key_ttl_ms: i64,
     ) -> Self {
         Self {
             state: web::Data::new(AppState {
@@ -89,6 +92,7 @@ impl ComputeApi {
                 queues,
                 projects_known,
                 image_data,
+                idempotency_key_ttl_ms,
             }),
         }
     }

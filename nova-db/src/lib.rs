@@ -6,6 +6,7 @@
 pub mod actions;
 pub mod aggregates;
 pub mod flavors;
+pub mod idempotency;
 pub mod identity;
 pub mod images;
 pub mod instances;

@@ -15,6 +15,8 @@ pub struct Client {
     http: reqwest::Client,
     /// The compute microversion asked for (`OpenStack-API-Version: compute X.Y`); none: 2.1.
     microversion: Option<String>,
+    /// More headers on every request.
+    headers: Vec<(String, String)>,
 }
 
 /// A response: status and JSON body (`Null` when there is none).
@@ -51,6 +53,7 @@ impl Client {
             base: format!("{api_url}/v2.1"),
             token: token.to_owned(),
             microversion: None,
+            headers: Vec::new(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .pool_max_idle_per_host(64)
@@ -63,6 +66,16 @@ impl Client {
     pub fn at_microversion(&self, version: &str) -> Self {
         Self {
             microversion: Some(version.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// The same client sending header `name: value` too.
+    pub fn with_header(&self, name: &str, value: &str) -> Self {
+        let mut headers = self.headers.clone();
+        headers.push((name.to_owned(), value.to_owned()));
+        Self {
+            headers,
             ..self.clone()
         }
     }
@@ -84,6 +97,9 @@ impl Client {
             .header("Accept", "application/json");
         if let Some(v) = &self.microversion {
             req = req.header("OpenStack-API-Version", format!("compute {v}"));
+        }
+        for (name, value) in &self.headers {
+            req = req.header(name, value);
         }
         let request: Option<Value> = body.as_deref().and_then(|b| serde_json::from_slice(b).ok());
         if let Some(b) = body {

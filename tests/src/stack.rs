@@ -49,6 +49,8 @@ pub struct Options {
     pub task_attempts: u32,
     /// The agent's bound on one driver call (`agent.operation_timeout_s`).
     pub operation_timeout_s: u64,
+    /// How long a server create's `Idempotency-Key` lives (`api.idempotency_key_ttl_s`).
+    pub idempotency_key_ttl_s: u64,
 }
 
 impl Default for Options {
@@ -72,6 +74,7 @@ impl Default for Options {
             body_timeout_s: 30,
             task_attempts: 5,
             operation_timeout_s: 3600,
+            idempotency_key_ttl_s: 86_400,
         }
     }
 }
@@ -123,6 +126,7 @@ impl Options {
             workers: 2,
             service_down_time_s: self.service_down_s,
             body_timeout_s: self.body_timeout_s,
+            idempotency_key_ttl_s: self.idempotency_key_ttl_s,
             ..ApiSettings::default()
         }
     }

@@ -5,7 +5,7 @@
 use super::params::{
     access_ip, last_segment, parse_description, parse_hostname, parse_metadata, parse_name,
 };
-use super::publish_task;
+use super::{idempotency, publish_task};
 use crate::versions::ApiVersion;
 use crate::{views, AppState};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -702,6 +702,15 @@ pub(super) async fn create(
     NOVA.require_write(&ctx, "os_compute_api:servers:create")?;
     let body = body::json(&raw)?;
     let request = parse_create(&body, ApiVersion::of(&req))?;
+    let ttl = state.idempotency_key_ttl_ms;
+    let idempotency_key = idempotency::key_of(&req, &ctx, &body, ttl)?;
+    if let Some(key) = &idempotency_key {
+        idempotency::prune_now_and_then(&state.db, ttl).await;
+        if let Some(recorded) = nova_db::idempotency::lookup(&state.db, key).await? {
+            let first = idempotency::replayed(key, &recorded)?;
+            return Ok(accepted(&req, &request, &first.to_string(), None, true));
+        }
+    }
     if request.forced_host {
         NOVA.require_admin(&ctx, "os_compute_api:servers:create:forced_host")?;
     }
@@ -760,7 +769,6 @@ pub(super) async fn create(
     quota.check_injected_files(request.personality_files)?;
     quota.check_server_create(request.count, flavor.vcpus, flavor.memory_mb)?;
     tracing::debug!("create: flavor, image, quota and networks checked");
-    let url = PublicUrl::of(&req);
     let mut news = Vec::new();
     for n in 1..=request.count {
         // As Nova: several servers from one request are named name-1, name-2, …
@@ -797,14 +805,32 @@ pub(super) async fn create(
     // The check above answers most requests early; this one, on the usage read again under
     // the project's lock, is the one concurrent creates cannot slip past (Nova rechecks after
     // creating instead, and deletes what went over).
-    let created = instances::create_with_build_tasks(&state.db, &news, &ctx.request_id, |u| {
-        quota.with_server_usage(u).check_server_create(
-            request.count,
-            flavor.vcpus,
-            flavor.memory_mb,
-        )
-    })
-    .await?;
+    let written = instances::create_with_build_tasks(
+        &state.db,
+        &news,
+        &ctx.request_id,
+        idempotency_key.as_ref(),
+        |u| {
+            quota
+                .with_server_usage(u)
+                .check_server_create(request.count, flavor.vcpus, flavor.memory_mb)
+                .map_err(CreateError::Api)
+        },
+    )
+    .await;
+    let created = match (written, &idempotency_key) {
+        (Ok(created), _) => created,
+        // A request with the same key committed first: its servers are this request's.
+        (Err(CreateError::Db(e)), Some(key)) if e.is_unique_violation() => {
+            let recorded = nova_db::idempotency::lookup(&state.db, key)
+                .await?
+                .ok_or_else(|| ApiError::from(e))?;
+            let first = idempotency::replayed(key, &recorded)?;
+            return Ok(accepted(&req, &request, &first.to_string(), None, true));
+        }
+        (Err(CreateError::Db(e)), _) => return Err(e.into()),
+        (Err(CreateError::Api(e)), _) => return Err(e),
+    };
     tracing::debug!("create: servers and their build tasks written");
     let mut first = None;
     for (instance, task) in created {
@@ -813,27 +839,64 @@ pub(super) async fn create(
         first.get_or_insert(instance);
     }
     let instance = first.ok_or_else(|| ApiError::Internal("no server created".into()))?;
-    let id = instance.uuid.to_string();
+    let password = request.admin_pass.clone().unwrap_or_else(admin_pass);
+    Ok(accepted(
+        &req,
+        &request,
+        &instance.uuid.to_string(),
+        Some(password),
+        false,
+    ))
+}
+
+/// Why writing a create's servers failed: the database (whose unique violation may be a
+/// racing request with the same idempotency key), or the quota under the project's lock.
+enum CreateError {
+    Db(nova_db::DbError),
+    Api(ApiError),
+}
+
+impl From<nova_db::DbError> for CreateError {
+    fn from(e: nova_db::DbError) -> Self {
+        CreateError::Db(e)
+    }
+}
+
+/// The 202 of a create whose first server is `id`. A replay (an idempotency key seen before)
+/// says so, and has no `adminPass`: a generated one is not kept, and Nova's schema lets the
+/// member be absent (as with `enable_instance_password` off).
+fn accepted(
+    req: &HttpRequest,
+    request: &CreateRequest,
+    id: &str,
+    admin_pass: Option<String>,
+    replayed: bool,
+) -> HttpResponse {
+    let mut response = HttpResponse::Accepted();
+    if replayed {
+        response.insert_header((idempotency::REPLAYED, "true"));
+    }
     if request.return_reservation_id {
         // As Nova: the request's reservation id instead of a server (the first server's, as
         // the servers' views show it).
-        return Ok(
-            HttpResponse::Accepted().json(json!({"reservation_id": format!("r-{}", &id[..8])}))
-        );
+        return response.json(json!({"reservation_id": format!("r-{}", &id[..8])}));
     }
-    let links = views::links(&url, "servers", &id);
+    let url = PublicUrl::of(req);
+    let links = views::links(&url, "servers", id);
     let location = links[0]["href"].as_str().unwrap_or_default().to_owned();
-    Ok(HttpResponse::Accepted()
+    let mut server = json!({
+        "id": id,
+        "links": links,
+        "OS-DCF:diskConfig": if request.auto_disk_config { "AUTO" } else { "MANUAL" },
+        "security_groups": [{"name": "default"}],
+    });
+    // Replayed, a password the client chose is its own to see again.
+    if let Some(password) = admin_pass.or_else(|| request.admin_pass.clone()) {
+        server["adminPass"] = json!(password);
+    }
+    response
         .insert_header(("Location", location))
-        .json(json!({
-            "server": {
-                "id": id,
-                "links": links,
-                "OS-DCF:diskConfig": if request.auto_disk_config { "AUTO" } else { "MANUAL" },
-                "security_groups": [{"name": "default"}],
-                "adminPass": request.admin_pass.clone().unwrap_or_else(admin_pass),
-            }
-        })))
+        .json(json!({ "server": server }))
 }
 
 /// Who the caller is, for the visibility of what projects share (images, networks).

@@ -15,10 +15,15 @@ use nova_core::time::now_ms;
 /// lock on PostgreSQL; SQLite has one writer), so concurrent requests cannot together go over a
 /// quota that each alone fits; a refusal writes nothing. The caller publishes the tasks after
 /// the commit.
+///
+/// With an `idempotency` key, the key is recorded in the same transaction for the first
+/// server: a live record of the key (a concurrent request with it) fails the whole write with
+/// a unique violation, and nothing is created twice.
 pub async fn create_with_build_tasks<E, F>(
     db: &Db,
     news: &[NewInstance],
     request_id: &str,
+    idempotency: Option<&crate::idempotency::IdempotencyKey>,
     admit: F,
 ) -> Result<Vec<(Instance, TaskId)>, E>
 where
@@ -55,6 +60,9 @@ where
     let mut created = Vec::with_capacity(news.len());
     for new in news {
         created.push(insert_with_build_task(&mut tx, new, request_id).await?);
+    }
+    if let (Some(key), Some((first, _))) = (idempotency, created.first()) {
+        crate::idempotency::record(&mut tx, key, first.uuid).await?;
     }
     tx.commit().await?;
     Ok(created)

@@ -77,7 +77,7 @@ async fn new_instance(
         trusted_image_certificates: None,
         auto_disk_config: false,
     };
-    let created = instances::create_with_build_tasks(db, &[new], "req-test", |_| {
+    let created = instances::create_with_build_tasks(db, &[new], "req-test", None, |_| {
         Ok::<(), nova_db::DbError>(())
     })
     .await?;

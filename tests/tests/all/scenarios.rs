@@ -1473,3 +1473,84 @@ async fn the_reconciler_runs_once_across_replicas_and_past_a_failing_item() -> a
     c.wait_status(&first, "ERROR", WAIT).await?;
     Ok(())
 }
+
+on_both_shapes!(
+    an_idempotency_key_makes_a_server_once,
+    Options {
+        idempotency_key_ttl_s: 2,
+        ..Options::default()
+    }
+);
+/// #15: `POST /servers` with an `Idempotency-Key` returns the same server for the same key and
+/// body (also when the requests race), 409 for the key with another body; keys are checked
+/// and expire.
+async fn an_idempotency_key_makes_a_server_once(stack: &dyn Stack) -> anyhow::Result<()> {
+    let c = client(stack);
+    let servers = |c: Client| async move {
+        let r = c.get("/servers").await?;
+        anyhow::Ok(r.body["servers"].as_array().map_or(0, Vec::len))
+    };
+    let body =
+        json!({"server": {"name": "once", "imageRef": e2e::client::IMAGE, "flavorRef": "1"}});
+    let keyed = c.with_header("Idempotency-Key", "create-once-1");
+    let first = keyed.post("/servers", &body).await?;
+    assert_eq!(first.status, 202, "{}", first.body);
+    let id = first.body["server"]["id"].as_str().unwrap_or("").to_owned();
+    assert!(first.body["server"]["adminPass"].is_string());
+    assert!(first.headers.get("idempotent-replayed").is_none());
+
+    // Sent again (its members in another order): the same server, said to be a replay.
+    let again: Value = serde_json::from_str(&format!(
+        r#"{{"server": {{"flavorRef": "1", "imageRef": "{}", "name": "once"}}}}"#,
+        e2e::client::IMAGE
+    ))?;
+    let r = keyed.post("/servers", &again).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.body["server"]["id"], json!(id));
+    assert_eq!(r.headers["idempotent-replayed"], "true");
+    assert_eq!(servers(c.clone()).await?, 1);
+
+    // The key with another body.
+    let other =
+        json!({"server": {"name": "other", "imageRef": e2e::client::IMAGE, "flavorRef": "1"}});
+    let r = keyed.post("/servers", &other).await?;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body["conflictingRequest"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("another request body")));
+
+    // Racing requests with one key: one server.
+    let racing = c.with_header("Idempotency-Key", "create-once-2");
+    let sends = (0..6).map(|_| {
+        let (racing, other) = (racing.clone(), other.clone());
+        async move { racing.post("/servers", &other).await }
+    });
+    let replies = futures::future::try_join_all(sends).await?;
+    let ids: std::collections::HashSet<String> = replies
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status, 202, "{}", r.body);
+            r.body["server"]["id"].as_str().unwrap_or("").to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(servers(c.clone()).await?, 2);
+
+    // A key is printable ASCII, at most 255 characters.
+    for bad in ["", &"k".repeat(256), "tab\there"] {
+        let r = c
+            .with_header("Idempotency-Key", bad)
+            .post("/servers", &body)
+            .await?;
+        assert_eq!(r.status, 400, "{bad:?}: {}", r.body);
+    }
+    assert_eq!(servers(c.clone()).await?, 2);
+
+    // Expired (2 s here): the key makes a new server.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let r = keyed.post("/servers", &body).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_ne!(r.body["server"]["id"], json!(id));
+    assert_eq!(servers(c).await?, 3);
+    Ok(())
+}
