@@ -92,13 +92,20 @@ impl From<DbError> for ApiError {
     }
 }
 
+/// Whether the database is out of reach rather than refusing this request: the pool, the
+/// connection, or PostgreSQL saying it is shutting down or starting (SQLSTATE class 08,
+/// connection exceptions, and 57P01–57P03: the connection a restart ended). A client may try
+/// again later (503), as it may when Nova's database is restarting.
 fn is_unavailable(e: &nova_db::SqlxError) -> bool {
-    matches!(
-        e,
+    match e {
         nova_db::SqlxError::PoolTimedOut
-            | nova_db::SqlxError::PoolClosed
-            | nova_db::SqlxError::Io(_)
-    )
+        | nova_db::SqlxError::PoolClosed
+        | nova_db::SqlxError::Io(_) => true,
+        nova_db::SqlxError::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
 }
 
 impl From<BusError> for ApiError {

@@ -41,6 +41,10 @@ pub struct ImageSettings {
     pub stall_timeout_s: u64,
     /// Connecting to the image service.
     pub connect_timeout_s: u64,
+    /// Tries of a fetch that failed on the way (no connection, a 5xx, a transfer cut short),
+    /// one second apart and then doubling: the image service restarting does not fail the
+    /// builds waiting for it (Nova's `[glance] num_retries`, 3, is 4 tries).
+    pub fetch_attempts: u32,
     pub auth: crate::credential::CredentialSettings,
 }
 
@@ -53,6 +57,7 @@ impl Default for ImageSettings {
             eviction_interval_s: 600,
             stall_timeout_s: 30,
             connect_timeout_s: 10,
+            fetch_attempts: 4,
             auth: Default::default(),
         }
     }
@@ -65,7 +70,12 @@ pub enum CacheError {
     #[error("image {0} has no usable sha512 hash")]
     NoHash(String),
     #[error("image {id} could not be fetched: {reason}")]
-    Fetch { id: String, reason: String },
+    Fetch {
+        id: String,
+        reason: String,
+        /// Whether another try may succeed (the service was out of reach, not refusing).
+        transient: bool,
+    },
     #[error("image {id} failed verification: {reason}")]
     Verify { id: String, reason: String },
     #[error("image cache: {0}")]
@@ -80,6 +90,7 @@ pub struct ImageCache {
     /// One lock per hash being fetched or checked: the single flight.
     flights: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     fetches: AtomicU64,
+    fetch_attempts: u32,
 }
 
 impl ImageCache {
@@ -110,6 +121,7 @@ impl ImageCache {
                 .map_err(std::io::Error::other)?,
             flights: Default::default(),
             fetches: AtomicU64::new(0),
+            fetch_attempts: settings.fetch_attempts.max(1),
         })
     }
 
@@ -137,7 +149,7 @@ impl ImageCache {
                 .await
                 .is_ok_and(|m| m.len() == image.size);
             if !present {
-                self.fetch(image, &hash, &path).await?;
+                self.fetch_with_retries(image, &hash, &path).await?;
             }
             touch(&path)?;
             // Recorded while the turn is held, so that eviction (which takes the same turn)
@@ -215,11 +227,37 @@ impl ImageCache {
         }
     }
 
+    async fn fetch_with_retries(
+        &self,
+        image: &ImageSpec,
+        hash: &str,
+        path: &Path,
+    ) -> Result<(), CacheError> {
+        let mut pause = Duration::from_secs(1);
+        let mut attempt = 1;
+        loop {
+            match self.fetch(image, hash, path).await {
+                Err(CacheError::Fetch {
+                    transient: true,
+                    reason,
+                    ..
+                }) if attempt < self.fetch_attempts => {
+                    tracing::warn!(image = %image.id, attempt, %reason, ?pause, "image fetch failed; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
     async fn fetch(&self, image: &ImageSpec, hash: &str, path: &Path) -> Result<(), CacheError> {
         let id = image.id.clone();
         let fail = |reason: String| CacheError::Fetch {
             id: id.clone(),
             reason,
+            transient: true,
         };
         let endpoint = self.endpoint.as_deref().ok_or(CacheError::NotConfigured)?;
         let credential = self.credential.as_ref().ok_or(CacheError::NotConfigured)?;
@@ -242,10 +280,11 @@ impl ImageCache {
             break resp;
         };
         if resp.status() != reqwest::StatusCode::OK {
-            return Err(fail(format!(
-                "the image service answered {}",
-                resp.status()
-            )));
+            return Err(CacheError::Fetch {
+                id: image.id.clone(),
+                reason: format!("the image service answered {}", resp.status()),
+                transient: resp.status().is_server_error(),
+            });
         }
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let tmp = self
@@ -282,6 +321,7 @@ impl ImageCache {
             let chunk = chunk.map_err(|e| CacheError::Fetch {
                 id: image.id.clone(),
                 reason: format!("transfer cut short: {e}"),
+                transient: true,
             })?;
             size += chunk.len() as u64;
             if size > image.size {
@@ -386,6 +426,7 @@ mod tests {
             cache_dir: dir.path().to_owned(),
             endpoint: Some(format!("http://{addr}")),
             stall_timeout_s: 1,
+            fetch_attempts: 1,
             ..ImageSettings::default()
         };
         let cache = ImageCache::open(&settings, Some(Arc::new(Fixed))).unwrap();
@@ -403,6 +444,61 @@ mod tests {
             0
         );
         server.abort();
+    }
+
+    /// An image service that is briefly out of reach (a 503 while it restarts, then a refused
+    /// connection) costs tries, not the build; a refusal (404) is not tried again.
+    #[tokio::test]
+    async fn a_fetch_is_tried_again_while_the_service_is_out_of_reach() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let data = b"0123456789";
+        let hash = format!("{:x}", Sha512::digest(data));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let answers: Vec<Vec<u8>> = vec![
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n".to_vec(),
+            [
+                &b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n"[..],
+                &data[..],
+            ]
+            .concat(),
+            b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n".to_vec(),
+        ];
+        let server = tokio::spawn(async move {
+            for answer in answers {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let _ = sock.write_all(&answer).await;
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let settings = ImageSettings {
+            cache_dir: dir.path().to_owned(),
+            endpoint: Some(format!("http://{addr}")),
+            ..ImageSettings::default()
+        };
+        let cache = ImageCache::open(&settings, Some(Arc::new(Fixed))).unwrap();
+        let mut spec = image("sha512", &hash);
+        spec.size = 10;
+        let path = cache.acquire(&spec, InstanceUuid::new_v4()).await.unwrap();
+        assert_eq!(std::fs::read(path).unwrap(), data);
+        assert_eq!(cache.fetches(), 1);
+        // The third answer, a 404, ends the next fetch at once.
+        let mut other = image("sha512", &"cd".repeat(64));
+        other.size = 10;
+        let got = cache.acquire(&other, InstanceUuid::new_v4()).await;
+        assert!(
+            matches!(
+                got,
+                Err(CacheError::Fetch {
+                    transient: false,
+                    ..
+                })
+            ),
+            "{got:?}"
+        );
+        server.await.unwrap();
     }
 
     #[test]

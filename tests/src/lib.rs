@@ -13,6 +13,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod deployment;
 pub mod docker;
 pub mod env;
 pub mod object_store;
