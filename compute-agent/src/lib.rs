@@ -56,7 +56,9 @@ pub struct Agent {
     running: Mutex<HashSet<TaskId>>,
     /// The tasks this agent finished, durably: a command re-sent after it finished is
     /// answered from here, not run twice.
-    finished: FinishedTasks,
+    finished: Arc<FinishedTasks>,
+    /// How many commands run their driver calls at once (the bus prefetch).
+    driver_slots: tokio::sync::Semaphore,
     /// How many power-state sync rounds have completed: a restarted agent has re-adopted what
     /// its driver runs once its first round is done, which tests wait for.
     sync_rounds: tokio::sync::watch::Sender<u64>,
@@ -70,7 +72,9 @@ impl Agent {
         driver: Arc<dyn Compute>,
         images: Arc<ImageCache>,
     ) -> std::io::Result<Arc<Self>> {
-        let finished = FinishedTasks::open(&settings.state_dir.join("finished-tasks"))?;
+        let finished = Arc::new(FinishedTasks::open(
+            &settings.state_dir.join("finished-tasks"),
+        )?);
         Ok(Arc::new(Self {
             settings,
             bus,
@@ -80,6 +84,8 @@ impl Agent {
             reported: Mutex::new(HashMap::new()),
             running: Mutex::new(HashSet::new()),
             finished,
+            // Opened by `run`, which knows the prefetch.
+            driver_slots: tokio::sync::Semaphore::new(0),
             sync_rounds: tokio::sync::watch::Sender::new(0),
         }))
     }
@@ -100,8 +106,12 @@ impl Agent {
         let heartbeat = tokio::spawn(self.clone().heartbeat_loop());
         let sync = tokio::spawn(self.clone().sync_loop());
         let eviction = tokio::spawn(self.clone().eviction_loop());
+        self.driver_slots.add_permits(usize::from(prefetch.max(1)));
         let me = self.clone();
-        bus::consume(sub, usize::from(prefetch), move |d| {
+        // Deliveries are taken (and commands acked) well beyond the driver slots: a delivery
+        // left waiting unacked behind hung driver calls would outlive the broker's consumer
+        // timeout.
+        bus::consume(sub, usize::from(prefetch).saturating_mul(16), move |d| {
             let me = me.clone();
             async move { me.handle(d).await }
         })
@@ -176,12 +186,20 @@ impl Agent {
     /// afterwards only changes and disappearances.
     async fn sync_loop(self: Arc<Self>) {
         let mut tick = tokio::time::interval(self.settings.sync_interval());
+        let mut rounds: u64 = 0;
         loop {
             tick.tick().await;
+            rounds += 1;
             // What was reported before the driver is asked: a command that finishes while the
             // list is being made updates `reported` with an instance the list may not show,
-            // and must not be mistaken for one that vanished.
-            let before: HashMap<InstanceUuid, PowerState> = lock(&self.reported).clone();
+            // and must not be mistaken for one that vanished. Every 30th round reports every
+            // state again: a report the conductor could not apply (dead-lettered through a
+            // long database outage) is not lost for good.
+            let before: HashMap<InstanceUuid, PowerState> = if rounds.is_multiple_of(30) {
+                HashMap::new()
+            } else {
+                lock(&self.reported).clone()
+            };
             let now: HashMap<InstanceUuid, PowerState> = match self.driver.list_instances().await {
                 Ok(list) => list.into_iter().map(|i| (i.uuid, i.power_state)).collect(),
                 Err(e) => {
@@ -215,6 +233,15 @@ impl Agent {
             }
             self.sync_rounds.send_modify(|n| *n += 1);
         }
+    }
+
+    /// The recorded end of `task`, read off the async threads.
+    async fn finished_record(&self, task: TaskId) -> Option<Finished> {
+        let finished = self.finished.clone();
+        tokio::task::spawn_blocking(move || finished.get(task))
+            .await
+            .ok()
+            .flatten()
     }
 
     fn remember(&self, instance: InstanceUuid, power_state: Option<PowerState>) {
@@ -264,7 +291,15 @@ impl Agent {
         }
         let task = command.task_id();
         if let Some(task) = task {
-            if let Some(finished) = self.finished.get(task) {
+            // Marked running before the record is read: the first copy records its end
+            // before it stops running, so a copy sees one or the other, never neither.
+            if !lock(&self.running).insert(task) {
+                tracing::info!(%task, "command already running here; dropping the copy");
+                delivery.ack().await;
+                return;
+            }
+            if let Some(finished) = self.finished_record(task).await {
+                lock(&self.running).remove(&task);
                 tracing::info!(%task, "command finished here before; reporting its outcome again");
                 let event = AgentEvent::TaskResult {
                     host: self.settings.host.clone(),
@@ -281,11 +316,6 @@ impl Agent {
                 }
                 return;
             }
-            if !lock(&self.running).insert(task) {
-                tracing::info!(%task, "command already running here; dropping the copy");
-                delivery.ack().await;
-                return;
-            }
         }
         // The command is this agent's now: its delivery is acked before the driver call, so
         // that a long call (a slow shutdown, a bare-metal deploy) never holds it past the
@@ -293,9 +323,14 @@ impl Agent {
         // dispatched and the conductor's reconciler sends it again; while it runs, heartbeats
         // tell the conductor so.
         delivery.ack().await;
-        self.clone()
-            .handle_command(command, envelope.request_id)
-            .await;
+        {
+            // Accepted commands wait here, acked, for a driver slot; deliveries never wait
+            // unacked behind slow driver calls.
+            let _slot = self.driver_slots.acquire().await;
+            self.clone()
+                .handle_command(command, envelope.request_id)
+                .await;
+        }
         if let Some(task) = task {
             lock(&self.running).remove(&task);
         }
@@ -355,12 +390,11 @@ impl Agent {
                 instance,
                 outcome: outcome.clone(),
             };
-            let journal = self.clone();
-            let recorded =
-                tokio::task::spawn_blocking(move || journal.finished.record(task, &finished))
-                    .await
-                    .map_err(std::io::Error::other)
-                    .and_then(|r| r);
+            let journal = self.finished.clone();
+            let recorded = tokio::task::spawn_blocking(move || journal.record(task, &finished))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|r| r);
             if let Err(e) = recorded {
                 tracing::error!(parent: &span, %task, error = %e, "finished task not recorded");
             }

@@ -105,6 +105,7 @@ impl Conductor {
         );
         tokio::join!(tasks, events);
         reconciler.abort();
+        reconciler::release(&self).await;
         Ok(())
     }
 

@@ -27,6 +27,14 @@ pub async fn run(conductor: Arc<Conductor>) {
     }
 }
 
+/// Gives the reconciler's lease up (a conductor that stops), so that another takes over
+/// without waiting for it to expire.
+pub async fn release(c: &Conductor) {
+    if let Err(e) = leases::release(&c.db, LEASE, &c.replica).await {
+        tracing::warn!(error = %e, "reconciler lease not released");
+    }
+}
+
 /// One reconciler pass, as the timer runs it; false when another conductor holds the lease
 /// (then this one only heartbeats).
 pub async fn pass_once(c: &Conductor) -> Result<bool> {
@@ -44,20 +52,29 @@ async fn pass(c: &Conductor, down: &mut HashSet<String>) -> Result<bool> {
     let ttl = i64::try_from(c.settings.reconcile_interval_ms.max(50).saturating_mul(3))
         .unwrap_or(i64::MAX)
         .max(1000);
-    if !leases::acquire(&c.db, LEASE, &c.replica, ttl).await? {
+    let mut lease = Lease::take(c, ttl).await?;
+    if !lease.held {
         return Ok(false);
     }
     // One item that fails (its row, its host's queue) is logged and left for the next pass;
-    // the others go on.
+    // the others go on. A pass that outlives half its lease renews it, and stops if another
+    // conductor has taken it meanwhile.
     for instance in
         instances::builds_started_before(&c.db, now - c.settings.build_timeout_ms()).await?
     {
+        if !lease.renew_if_due(c).await? {
+            return Ok(false);
+        }
         if let Err(e) = time_out_build(c, &instance).await {
             tracing::warn!(instance = %instance.uuid, error = %e, "build not timed out; next pass");
         }
     }
-    for task in task_rows::stale(&c.db, now - c.settings.redrive_after_ms(), 200).await? {
-        if let Err(e) = redrive(c, &task).await {
+    let stale_before = now - c.settings.redrive_after_ms();
+    for task in task_rows::stale(&c.db, stale_before, 200).await? {
+        if !lease.renew_if_due(c).await? {
+            return Ok(false);
+        }
+        if let Err(e) = redrive(c, &task, stale_before).await {
             tracing::warn!(task = %task.id, error = %e, "task not re-driven; next pass");
         }
     }
@@ -65,13 +82,45 @@ async fn pass(c: &Conductor, down: &mut HashSet<String>) -> Result<bool> {
     Ok(true)
 }
 
-/// Sends a stale task's message again, or gives it up after its attempts.
-async fn redrive(c: &Conductor, task: &task_rows::Task) -> Result<()> {
+/// The reconciler's lease as this pass holds it.
+struct Lease {
+    held: bool,
+    ttl_ms: i64,
+    taken: std::time::Instant,
+}
+
+impl Lease {
+    async fn take(c: &Conductor, ttl_ms: i64) -> Result<Self> {
+        Ok(Self {
+            held: leases::acquire(&c.db, LEASE, &c.replica, ttl_ms).await?,
+            ttl_ms,
+            taken: std::time::Instant::now(),
+        })
+    }
+
+    /// Renews the lease once half of it has passed; false when it is lost.
+    async fn renew_if_due(&mut self, c: &Conductor) -> Result<bool> {
+        let half = Duration::from_millis(u64::try_from(self.ttl_ms / 2).unwrap_or(0));
+        if self.taken.elapsed() >= half {
+            *self = Self::take(c, self.ttl_ms).await?;
+            if !self.held {
+                tracing::warn!("the reconciler's lease was taken over; pass ended");
+            }
+        }
+        Ok(self.held)
+    }
+}
+
+/// Sends a stale task's message again, or gives it up after its attempts — unless it is no
+/// longer as stale as it was found.
+async fn redrive(c: &Conductor, task: &task_rows::Task, stale_before: i64) -> Result<()> {
     let limit = i32::try_from(c.settings.task_attempts).unwrap_or(i32::MAX);
     if task.kind != TaskKind::Build && task.attempts >= limit {
         return give_up(c, task).await;
     }
-    task_rows::touch(&c.db, task.id).await?;
+    if !task_rows::touch(&c.db, task.id, stale_before).await? {
+        return Ok(());
+    }
     match task.state {
         RowState::Pending => c.resubmit(task).await,
         RowState::Dispatched => c.redispatch(task).await,

@@ -82,7 +82,7 @@ async fn receive(
     payload: &mut web::Payload,
 ) -> ApiResult<(i64, String, String)> {
     let mut upload = state.store.start_upload(id).await.map_err(store_failed)?;
-    match pump(state, id, upload.as_mut(), payload).await {
+    match pump(state, upload.as_mut(), payload).await {
         Ok(received) => {
             upload.commit().await.map_err(store_failed)?;
             Ok(received)
@@ -97,11 +97,9 @@ async fn receive(
 /// Feeds the payload to the upload and the hashers.
 async fn pump(
     state: &ImageState,
-    id: &str,
     upload: &mut dyn Upload,
     payload: &mut web::Payload,
 ) -> ApiResult<(i64, String, String)> {
-    let mut touched = std::time::Instant::now();
     let md5 = Hasher::start(MessageDigest::md5());
     let sha = Hasher::start(MessageDigest::sha512());
     let mut size: i64 = 0;
@@ -109,15 +107,7 @@ async fn pump(
     let mut batch_len = 0;
     let mut ended = false;
     while !ended {
-        let next = payload.next().await;
-        // An upload that is alive says so now and then (checked at every chunk: a slow client
-        // fills no batch for a long time); one that stops saying it died with its process, and
-        // is recovered (see `uploads`).
-        if touched.elapsed() >= state.upload_clock.touch_every {
-            store::touch_saving(&state.db, id).await?;
-            touched = std::time::Instant::now();
-        }
-        match next {
+        match payload.next().await {
             Some(chunk) => {
                 let chunk = chunk.map_err(|e| bad(format!("The upload was interrupted: {e}")))?;
                 size += i64::try_from(chunk.len()).unwrap_or(i64::MAX);
@@ -172,6 +162,7 @@ pub(crate) async fn upload(
         id: id.clone(),
         settled: false,
     };
+    let _alive = Alive::start(&state, &id);
     let received = receive(&state, &id, &mut payload).await;
     saving.settled = true;
     match received {
@@ -190,6 +181,37 @@ pub(crate) async fn upload(
             tracing::warn!(image = %id, error = %e, "upload failed; the image is queued again");
             Err(e)
         }
+    }
+}
+
+/// Says that an upload is alive, on a timer, from its start until its end (receiving, storing,
+/// recording): an upload that stops saying so died with its process, and is recovered (see
+/// `uploads`). A timer, not the data: a slow client or a slow store is not a dead process.
+struct Alive(tokio::task::JoinHandle<()>);
+
+impl Alive {
+    fn start(state: &ImageState, id: &str) -> Self {
+        let (db, id, every) = (
+            state.db.clone(),
+            id.to_owned(),
+            state.upload_clock.touch_every,
+        );
+        Self(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await; // `saving` was set just now
+            loop {
+                tick.tick().await;
+                if let Err(e) = store::touch_saving(&db, &id).await {
+                    tracing::warn!(image = %id, error = %e, "upload not marked alive");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

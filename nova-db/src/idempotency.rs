@@ -23,21 +23,37 @@ pub struct Recorded {
     pub instance: InstanceUuid,
 }
 
-/// The live record of `key`, if any.
-pub async fn lookup(db: &Db, key: &IdempotencyKey) -> DbResult<Option<Recorded>> {
-    let row: Option<(String, Uuid)> = on_pool!(db, p => sqlx::query_as(
-        "SELECT request_digest, instance_uuid FROM idempotency_keys \
-         WHERE project_id = $1 AND key = $2 AND created_at >= $3",
-    )
-    .bind(&key.project_id)
-    .bind(&key.key)
-    .bind(key.not_before)
-    .fetch_optional(p)
-    .await?);
-    Ok(row.map(|(request_digest, uuid)| Recorded {
+const LOOKUP: &str = "SELECT request_digest, instance_uuid FROM idempotency_keys \
+                      WHERE project_id = $1 AND key = $2 AND created_at >= $3";
+
+fn recorded(row: Option<(String, Uuid)>) -> Option<Recorded> {
+    row.map(|(request_digest, uuid)| Recorded {
         request_digest,
         instance: InstanceUuid(uuid),
-    }))
+    })
+}
+
+/// The live record of `key`, if any.
+pub async fn lookup(db: &Db, key: &IdempotencyKey) -> DbResult<Option<Recorded>> {
+    let row: Option<(String, Uuid)> = on_pool!(db, p => sqlx::query_as(LOOKUP)
+        .bind(&key.project_id)
+        .bind(&key.key)
+        .bind(key.not_before)
+        .fetch_optional(p)
+        .await?);
+    Ok(recorded(row))
+}
+
+/// [`lookup`] inside the creating transaction.
+pub(crate) async fn lookup_tx(tx: &mut Tx, key: &IdempotencyKey) -> DbResult<Option<Recorded>> {
+    let row: Option<(String, Uuid)> = on_tx!(tx, c => sqlx::query_as(LOOKUP)
+        .bind(&key.project_id)
+        .bind(&key.key)
+        .bind(key.not_before)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(DbError::from)?);
+    Ok(recorded(row))
 }
 
 /// Records `key` for `instance` in the creating transaction. A record of the key that is

@@ -166,16 +166,22 @@ pub async fn stale(db: &Db, before: Millis, limit: i64) -> DbResult<Vec<Task>> {
     rows.into_iter().map(TaskRow::into_model).collect()
 }
 
-/// Marks the task as touched now (it was re-driven), so that the reconciler waits again.
-pub async fn touch(db: &Db, id: TaskId) -> DbResult<()> {
-    on_pool!(db, p => {
-        sqlx::query("UPDATE tasks SET updated_at = $2, attempts = attempts + 1 WHERE id = $1")
-            .bind(id.0)
-            .bind(now_ms())
-            .execute(p)
-            .await?;
-    });
-    Ok(())
+/// Marks the task as re-driven now (an attempt more), so that the reconciler waits again —
+/// if it is still as stale as it was found (`updated_at` before `before`). False when
+/// something touched it since (its agent said it runs, another pass re-drove it): then it is
+/// not re-driven.
+pub async fn touch(db: &Db, id: TaskId, before: Millis) -> DbResult<bool> {
+    let n = on_pool!(db, p => sqlx::query(
+        "UPDATE tasks SET updated_at = $2, attempts = attempts + 1 \
+         WHERE id = $1 AND updated_at < $3",
+    )
+    .bind(id.0)
+    .bind(now_ms())
+    .bind(before)
+    .execute(p)
+    .await?
+    .rows_affected());
+    Ok(n == 1)
 }
 
 /// Marks dispatched tasks as heard from now, without counting an attempt (their agent says

@@ -707,8 +707,7 @@ pub(super) async fn create(
     if let Some(key) = &idempotency_key {
         idempotency::prune_now_and_then(&state.db, ttl).await;
         if let Some(recorded) = nova_db::idempotency::lookup(&state.db, key).await? {
-            let first = idempotency::replayed(key, &recorded)?;
-            return Ok(accepted(&req, &request, &first.to_string(), None, true));
+            return replay(&req, &request, key, &recorded);
         }
     }
     if request.forced_host {
@@ -767,7 +766,16 @@ pub(super) async fn create(
     let quota = quota?;
     quota.check_metadata_items(request.metadata.len())?;
     quota.check_injected_files(request.personality_files)?;
-    quota.check_server_create(request.count, flavor.vcpus, flavor.memory_mb)?;
+    if let Err(refused) = quota.check_server_create(request.count, flavor.vcpus, flavor.memory_mb) {
+        // The usage may be this very request's, made by a copy with its key that committed
+        // since the lookup above.
+        if let Some(key) = &idempotency_key {
+            if let Some(recorded) = nova_db::idempotency::lookup(&state.db, key).await? {
+                return replay(&req, &request, key, &recorded);
+            }
+        }
+        return Err(refused);
+    }
     tracing::debug!("create: flavor, image, quota and networks checked");
     let mut news = Vec::new();
     for n in 1..=request.count {
@@ -819,14 +827,21 @@ pub(super) async fn create(
     )
     .await;
     let created = match (written, &idempotency_key) {
-        (Ok(created), _) => created,
-        // A request with the same key committed first: its servers are this request's.
+        (Ok(instances::Created::Servers(created)), _) => created,
+        // A request with the same key made its servers while this one waited its turn.
+        (Ok(instances::Created::Replay(recorded)), Some(key)) => {
+            return replay(&req, &request, key, &recorded);
+        }
+        (Ok(instances::Created::Replay(_)), None) => {
+            return Err(ApiError::Internal("a replay without a key".into()))
+        }
+        // A request with the same key committed first (a backend that let both in): its
+        // servers are this request's.
         (Err(CreateError::Db(e)), Some(key)) if e.is_unique_violation() => {
             let recorded = nova_db::idempotency::lookup(&state.db, key)
                 .await?
                 .ok_or_else(|| ApiError::from(e))?;
-            let first = idempotency::replayed(key, &recorded)?;
-            return Ok(accepted(&req, &request, &first.to_string(), None, true));
+            return replay(&req, &request, key, &recorded);
         }
         (Err(CreateError::Db(e)), _) => return Err(e.into()),
         (Err(CreateError::Api(e)), _) => return Err(e),
@@ -847,6 +862,17 @@ pub(super) async fn create(
         Some(password),
         false,
     ))
+}
+
+/// The answer to a request whose idempotency key made servers before (409 for another body).
+fn replay(
+    req: &HttpRequest,
+    request: &CreateRequest,
+    key: &nova_db::idempotency::IdempotencyKey,
+    recorded: &nova_db::idempotency::Recorded,
+) -> ApiResult<HttpResponse> {
+    let first = idempotency::replayed(key, recorded)?;
+    Ok(accepted(req, request, &first.to_string(), None, true))
 }
 
 /// Why writing a create's servers failed: the database (whose unique violation may be a

@@ -87,6 +87,12 @@ async fn declare(connection: &Connection, queue: &str, limit: u32) -> Result<(),
         durable: true,
         ..Default::default()
     };
+    if queue.ends_with(super::DEAD_LETTER_SUFFIX) {
+        // A dead-letter queue (an admin reading it through the bus) has no limit of its own.
+        channel.queue_declare(queue, durable, quorum_args()).await?;
+        let _ = channel.close(200, "declared").await;
+        return Ok(());
+    }
     let dead_letters = super::dead_letter_queue(queue);
     channel
         .exchange_declare(
@@ -115,9 +121,11 @@ async fn declare(connection: &Connection, queue: &str, limit: u32) -> Result<(),
         )
         .await?;
     let mut args = quorum_args();
+    // RabbitMQ dead-letters a message once it was delivered more than `x-delivery-limit`
+    // times: one less than the number of deliveries allowed.
     args.insert(
         ShortString::from("x-delivery-limit"),
-        AMQPValue::LongLongInt(i64::from(limit)),
+        AMQPValue::LongLongInt(i64::from(limit.saturating_sub(1))),
     );
     args.insert(
         ShortString::from("x-dead-letter-exchange"),
@@ -128,15 +136,17 @@ async fn declare(connection: &Connection, queue: &str, limit: u32) -> Result<(),
             let _ = channel.close(200, "declared").await;
             Ok(())
         }
-        // A queue declared before it had a delivery limit (or with another one) keeps its
-        // arguments until it is deleted; use it as it is, and say how to fix it.
+        // A queue declared before it had a delivery limit (or as another type) keeps its
+        // arguments until it is deleted; use it as it is, and say how to fix it. (A changed
+        // limit alone is not refused: RabbitMQ keeps the one the queue was declared with.)
         Err(lapin::Error::ProtocolError(e)) if e.get_id() == PRECONDITION_FAILED => {
             tracing::warn!(
                 queue,
                 error = %e.get_message(),
-                "the queue exists with other arguments (no delivery limit?): poison messages \
-                 may be redelivered for ever; delete the queue while the services are stopped, \
-                 or set a RabbitMQ policy with delivery-limit and dead-letter-exchange"
+                "the queue exists with other arguments (declared before it had a delivery \
+                 limit, or of another type): poison messages may be redelivered for ever; \
+                 delete the queue while the services are stopped, or set a RabbitMQ policy \
+                 with delivery-limit and dead-letter-exchange"
             );
             let channel = connection.create_channel().await?;
             let passive = QueueDeclareOptions {

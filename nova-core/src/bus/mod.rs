@@ -67,9 +67,11 @@ impl Subscription {
 /// redelivered for ever (a "poison" message).
 pub const DEFAULT_DELIVERY_LIMIT: u32 = 20;
 
+pub(crate) const DEAD_LETTER_SUFFIX: &str = ".dead-letter";
+
 /// Where a queue's poison messages go, for an admin to look at (`rabbitmqctl list_queues`).
 pub fn dead_letter_queue(queue: &str) -> String {
-    format!("{queue}.dead-letter")
+    format!("{queue}{DEAD_LETTER_SUFFIX}")
 }
 
 /// One message. Ack it once its effects are committed; requeue it, or drop it unsettled (a

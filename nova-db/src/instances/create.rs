@@ -16,23 +16,24 @@ use nova_core::time::now_ms;
 /// quota that each alone fits; a refusal writes nothing. The caller publishes the tasks after
 /// the commit.
 ///
-/// With an `idempotency` key, the key is recorded in the same transaction for the first
-/// server: a live record of the key (a concurrent request with it) fails the whole write with
-/// a unique violation, and nothing is created twice.
+/// With an `idempotency` key, the key is looked up under the project's serialisation, before
+/// the quota is checked (a request that made its servers already must not be refused for the
+/// usage they added), and recorded in the same transaction for the first server: a request
+/// with a live key creates nothing and answers what the key made.
 pub async fn create_with_build_tasks<E, F>(
     db: &Db,
     news: &[NewInstance],
     request_id: &str,
     idempotency: Option<&crate::idempotency::IdempotencyKey>,
     admit: F,
-) -> Result<Vec<(Instance, TaskId)>, E>
+) -> Result<Created, E>
 where
     E: From<DbError>,
     F: FnOnce(ServerUsage) -> Result<(), E>,
 {
     // One request's servers are all of one project.
     let Some(project) = news.first().map(|n| n.project_id.as_str()) else {
-        return Ok(Vec::new());
+        return Ok(Created::Servers(Vec::new()));
     };
     let mut tx = db.begin().await?;
     if let Tx::Pg(t) = &mut tx {
@@ -42,6 +43,11 @@ where
             .execute(&mut **t)
             .await
             .map_err(DbError::from)?;
+    }
+    if let Some(key) = idempotency {
+        if let Some(recorded) = crate::idempotency::lookup_tx(&mut tx, key).await? {
+            return Ok(Created::Replay(recorded));
+        }
     }
     let (instances, cores, ram): (i64, i64, i64) = on_tx!(&mut tx, c => {
         sqlx::query_as(crate::quotas::SERVER_USAGE_SQL)
@@ -65,7 +71,16 @@ where
         crate::idempotency::record(&mut tx, key, first.uuid).await?;
     }
     tx.commit().await?;
-    Ok(created)
+    Ok(Created::Servers(created))
+}
+
+/// What a create request's write did.
+#[derive(Debug)]
+pub enum Created {
+    /// Its servers, each with its build task.
+    Servers(Vec<(Instance, TaskId)>),
+    /// Nothing: its idempotency key made servers before.
+    Replay(crate::idempotency::Recorded),
 }
 
 /// The class of the PostgreSQL advisory locks that serialise one project's server creates

@@ -8,7 +8,7 @@ mod edits;
 mod query;
 mod state;
 
-pub use create::create_with_build_tasks;
+pub use create::{create_with_build_tasks, Created};
 pub use edits::{backfill_hostnames, modify, Record};
 pub use query::*;
 pub use state::*;

@@ -81,6 +81,9 @@ async fn new_instance(
         Ok::<(), nova_db::DbError>(())
     })
     .await?;
+    let instances::Created::Servers(created) = created else {
+        anyhow::bail!("a replay without a key");
+    };
     let (i, t) = created
         .into_iter()
         .next()

@@ -1536,6 +1536,46 @@ async fn an_idempotency_key_makes_a_server_once(stack: &dyn Stack) -> anyhow::Re
     assert_eq!(ids.len(), 1, "{ids:?}");
     assert_eq!(servers(c.clone()).await?, 2);
 
+    // At the quota's edge (room for one more server), the requests that lose the race to the
+    // one that took the room get its server, not a quota refusal.
+    let admin = Client::new(stack.api_url(), "admin:admin");
+    let quota = |instances: i64| {
+        let admin = admin.clone();
+        async move {
+            let r = admin
+                .put(
+                    "/os-quota-sets/demo",
+                    &json!({"quota_set": {"instances": instances}}),
+                )
+                .await?;
+            anyhow::ensure!(r.status == 200, "quota: {} {}", r.status, r.body);
+            anyhow::Ok(())
+        }
+    };
+    quota(3).await?;
+    let edge = c.with_header("Idempotency-Key", "create-once-3");
+    let sends = (0..6).map(|_| {
+        let (edge, body) = (edge.clone(), body.clone());
+        async move { edge.post("/servers", &body).await }
+    });
+    let replies = futures::future::try_join_all(sends).await?;
+    let ids: std::collections::HashSet<String> = replies
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status, 202, "{}", r.body);
+            r.body["server"]["id"].as_str().unwrap_or("").to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    quota(-1).await?;
+    // A key is its project's: another project's request with it is its own.
+    let alt =
+        Client::new(stack.api_url(), "alt:alt").with_header("Idempotency-Key", "create-once-3");
+    let r = alt.post("/servers", &body).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert!(!ids.contains(r.body["server"]["id"].as_str().unwrap_or("")));
+    assert_eq!(servers(c.clone()).await?, 3);
+
     // A key is printable ASCII, at most 255 characters.
     for bad in ["", &"k".repeat(256), "tab\there"] {
         let r = c
@@ -1544,13 +1584,13 @@ async fn an_idempotency_key_makes_a_server_once(stack: &dyn Stack) -> anyhow::Re
             .await?;
         assert_eq!(r.status, 400, "{bad:?}: {}", r.body);
     }
-    assert_eq!(servers(c.clone()).await?, 2);
+    assert_eq!(servers(c.clone()).await?, 3);
 
     // Expired (2 s here): the key makes a new server.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let r = keyed.post("/servers", &body).await?;
     assert_eq!(r.status, 202, "{}", r.body);
     assert_ne!(r.body["server"]["id"], json!(id));
-    assert_eq!(servers(c).await?, 3);
+    assert_eq!(servers(c).await?, 4);
     Ok(())
 }
