@@ -219,6 +219,13 @@ async fn case(fault: Fault) -> anyhow::Result<()> {
         )
         .await?;
     anyhow::ensure!(r.status == 200, "extra specs: {} {}", r.status, r.body);
+    let r = admin
+        .put(
+            "/os-quota-sets/admin",
+            &json!({"quota_set": {"instances": -1, "cores": -1, "ram": -1}}),
+        )
+        .await?;
+    anyhow::ensure!(r.status == 200, "quota: {} {}", r.status, r.body);
     let archive = std::fs::read(&e2e::docker::test_image().await?.archive)?;
     let image = admin.create_image("km", "docker", "raw", archive).await?;
 
@@ -252,7 +259,7 @@ async fn case(fault: Fault) -> anyhow::Result<()> {
             d.start(API).await?;
         }
         _ => {
-            e2e::wait_until(
+            let third = e2e::wait_until(
                 Duration::from_secs(120),
                 "a third of the servers active",
                 || {
@@ -260,7 +267,14 @@ async fn case(fault: Fault) -> anyhow::Result<()> {
                     async move { Ok(active(admin).await.unwrap_or(0) >= n.div_ceil(3)) }
                 },
             )
-            .await?;
+            .await;
+            if let Err(e) = third {
+                // The creates' own failure, if that is why.
+                if creates.is_finished() {
+                    creates.await??;
+                }
+                return Err(e);
+            }
             match fault {
                 Fault::KillConductor | Fault::KillAgent => {
                     let process = if fault == Fault::KillAgent {
