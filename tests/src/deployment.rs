@@ -68,7 +68,12 @@ impl Deployment {
             ("NOVA__BUS__AMQP_URL", &env::amqp_url()),
             ("NOVA__BUS__QUEUE_PREFIX", &queue_prefix),
             ("NOVA__AUTH__STRATEGY", "noauth2"),
-            ("RUST_LOG", "warn"),
+            // `NOVA_TEST_PROCESS_LOG` sets the processes' log filter (e.g.
+            // `warn,conductor=info,compute_agent=info`).
+            (
+                "RUST_LOG",
+                &std::env::var("NOVA_TEST_PROCESS_LOG").unwrap_or_else(|_| "warn".into()),
+            ),
         ]);
         let mut agent = owned(&[
             ("NOVA__AGENT__HOST", host),

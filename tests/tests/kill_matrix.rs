@@ -336,7 +336,7 @@ async fn case(fault: Fault) -> anyhow::Result<()> {
         .map(|(id, _)| id)
         .collect();
     // The engine agrees (a destroy of a failed build may still be on its way).
-    e2e::wait_until(
+    let agrees = e2e::wait_until(
         Duration::from_secs(60),
         "one container per ACTIVE server",
         || {
@@ -349,7 +349,24 @@ async fn case(fault: Fault) -> anyhow::Result<()> {
             }
         },
     )
-    .await?;
+    .await;
+    if let Err(e) = agrees {
+        let on_engine = containers(&host).await?;
+        let orphans: Vec<(&String, Option<&String>)> = on_engine
+            .keys()
+            .filter(|id| !active_ids.contains(id))
+            .map(|id| (id, all.get(id).map(|(st, _)| st)))
+            .collect();
+        let missing: Vec<&&String> = active_ids
+            .iter()
+            .filter(|id| !on_engine.contains_key(**id))
+            .collect();
+        let doubled: Vec<(&String, &usize)> = on_engine.iter().filter(|(_, n)| **n > 1).collect();
+        anyhow::bail!(
+            "{e}: containers of no ACTIVE server {orphans:?}; ACTIVE servers without one \
+             {missing:?}; several containers {doubled:?}"
+        );
+    }
     let db = nova_db::Db::connect(&nova_db::DatabaseSettings {
         url: d.db_url.clone(),
         max_connections: 2,
