@@ -241,11 +241,13 @@ impl AmqpBus {
         link.connection.create_channel().await.map_err(unavailable)
     }
 
+    /// One try of a call whose caller gives up at `deadline_ms` (ms since the epoch).
     async fn call_once(
         &self,
         queue: &str,
         payload: &[u8],
         timeout: Duration,
+        deadline_ms: i64,
     ) -> Result<Vec<u8>, BusError> {
         let channel = self.call_channel(queue).await?;
         let result = async {
@@ -264,15 +266,17 @@ impl AmqpBus {
                 .await
                 .map_err(unavailable)?;
             let correlation = uuid::Uuid::new_v4().to_string();
-            let expiration = timeout.as_millis().to_string();
             // The broker drops the call when it expires in the queue; the deadline tells a
             // consumer that already holds it (in its prefetch backlog) not to answer late.
-            let deadline = crate::time::now_ms()
-                .saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
+            // Both are the caller's own: the time spent opening the channel is spent already.
+            let expiration = deadline_ms
+                .saturating_sub(crate::time::now_ms())
+                .max(1)
+                .to_string();
             let mut headers = FieldTable::default();
             headers.insert(
                 ShortString::from(DEADLINE_HEADER),
-                AMQPValue::LongLongInt(deadline),
+                AMQPValue::LongLongInt(deadline_ms),
             );
             channel
                 .basic_publish(
@@ -435,11 +439,13 @@ impl Bus for AmqpBus {
         // answering mid-call must not hold the caller. A channel the broker closed under the
         // call (seen under load) costs one more try on a fresh connection within the same
         // bound: calls only ask (console, diagnostics, uptime), so asking twice is harmless.
+        let deadline_ms = crate::time::now_ms()
+            .saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
         let bounded = async {
             let mut tries = 0;
             loop {
                 tries += 1;
-                let result = self.call_once(queue, &payload, timeout).await;
+                let result = self.call_once(queue, &payload, timeout, deadline_ms).await;
                 if matches!(result, Err(BusError::Unavailable(_))) {
                     // Open a fresh connection next time, as a failed publish does.
                     *self.link.lock().await = None;
