@@ -25,6 +25,8 @@ for side in before after; do
     else
         git worktree add -q --detach "$work/$side" "$commit"
     fi
+    # The benchmarks' client checks responses with tempest's schemas, from the project's venv.
+    ln -sfn "$PWD/.venv" "$work/$side/.venv"
     echo "bench-compare: building $side ($(git log -1 --format='%h %s' "$commit" | cut -c1-72))"
     (cd "$work/$side" && CARGO_TARGET_DIR="$PWD/../target-$side" \
         cargo build -q --release -p e2e --bin bench-boot --bin bench-api)
