@@ -384,8 +384,14 @@ impl Agent {
             Outcome::Destroyed => Some(None),
             Outcome::Failed { .. } => None,
         };
-        if let Some(task) = task_id {
-            // Recorded before it is reported: a re-sent command must find it.
+        // Recorded (synced to disk) while it is reported, not before: the sync stays off the
+        // path to ACTIVE. A copy of the command is sent only after the redrive interval, and
+        // the task stays `running` (copies dropped) until the record is written; only a crash
+        // between the report and the record's sync could let a copy run again.
+        let record = async {
+            let Some(task) = task_id else {
+                return;
+            };
             let finished = Finished {
                 instance,
                 outcome: outcome.clone(),
@@ -396,16 +402,18 @@ impl Agent {
                 .map_err(std::io::Error::other)
                 .and_then(|r| r);
             if let Err(e) = recorded {
-                tracing::error!(parent: &span, %task, error = %e, "finished task not recorded");
+                tracing::error!(%task, error = %e, "finished task not recorded");
             }
-        }
+        };
         let event = AgentEvent::TaskResult {
             host: self.settings.host.clone(),
             task_id,
             instance,
-            outcome,
+            outcome: outcome.clone(),
         };
-        match self.report(event, request_id).instrument(span).await {
+        let report = self.report(event, request_id).instrument(span.clone());
+        let ((), reported) = tokio::join!(record.instrument(span), report);
+        match reported {
             Ok(()) => {
                 tracing::debug!("result reported");
                 if let Some(p) = observed {
