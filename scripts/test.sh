@@ -41,6 +41,20 @@ done
 # schemas check every Compute API response the tests see (tests/schema/validate.py), and moto,
 # whose server mode is the S3-compatible object store of the image store's S3 test, in a
 # virtualenv of the project's.
+# A clone without one links its `.venv` to one in the user's cache, so that a clean clone on a
+# machine that ran the tests before finds the clients installed, as cargo finds its crates
+# (`NOVA_VENV_CACHE` elsewhere).
+if [ ! -e .venv ]; then
+    cache="${NOVA_VENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nova-venv}"
+    mkdir -p "$(dirname "$cache")"
+    if [ ! -x "$cache/bin/python" ]; then
+        if ! python3 -m venv "$cache" 2>/dev/null; then
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+            python3 -m venv "$cache"
+        fi
+    fi
+    ln -s "$cache" .venv
+fi
 if [ ! -x .venv/bin/python ]; then
     if ! python3 -m venv .venv 2>/dev/null; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
