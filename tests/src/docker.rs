@@ -89,6 +89,22 @@ fn build() -> anyhow::Result<TestImage> {
     })
 }
 
+/// Every container of an agent host (by the driver's host label), whatever its state.
+pub async fn containers_of_host(
+    docker: &bollard::Docker,
+    host: &str,
+) -> anyhow::Result<Vec<bollard::models::ContainerSummary>> {
+    let filters = std::collections::HashMap::from([(
+        "label".to_owned(),
+        vec![format!("{}={host}", drivers::docker::LABEL_HOST)],
+    )]);
+    let options = bollard::query_parameters::ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    Ok(docker.list_containers(Some(options)).await?)
+}
+
 /// Removes every container of an agent host when dropped, so that a failed test leaves no
 /// containers behind on the shared engine.
 pub struct RemoveContainersOf(pub String);
@@ -98,15 +114,7 @@ impl Drop for RemoveContainersOf {
         let host = self.0.clone();
         crate::env::clean_up(async move {
             let docker = bollard::Docker::connect_with_local_defaults().ok()?;
-            let filters = std::collections::HashMap::from([(
-                "label".to_owned(),
-                vec![format!("{}={host}", drivers::docker::LABEL_HOST)],
-            )]);
-            let options = bollard::query_parameters::ListContainersOptionsBuilder::default()
-                .all(true)
-                .filters(&filters)
-                .build();
-            for c in docker.list_containers(Some(options)).await.ok()? {
+            for c in containers_of_host(&docker, &host).await.ok()? {
                 let Some(id) = c.id else { continue };
                 let remove = bollard::query_parameters::RemoveContainerOptionsBuilder::default()
                     .force(true)

@@ -93,16 +93,8 @@ async fn servers(admin: &Client) -> anyhow::Result<HashMap<String, (String, Opti
 /// The containers of `host` on the engine: instance uuid → how many.
 async fn containers(host: &str) -> anyhow::Result<HashMap<String, usize>> {
     let docker = bollard::Docker::connect_with_local_defaults()?;
-    let filters = HashMap::from([(
-        "label".to_owned(),
-        vec![format!("{}={host}", drivers::docker::LABEL_HOST)],
-    )]);
-    let options = bollard::query_parameters::ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
     let mut by_instance = HashMap::new();
-    for c in docker.list_containers(Some(options)).await? {
+    for c in e2e::docker::containers_of_host(&docker, host).await? {
         let uuid = c
             .labels
             .as_ref()

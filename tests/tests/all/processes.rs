@@ -3,27 +3,11 @@
 //! and PostgreSQL. `scripts/test.sh` builds the binaries first (`cargo build --bins`).
 
 use e2e::client::Client;
+use e2e::deployment::binary;
 use e2e::env;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-/// The workspace's binaries sit next to the `deps/` folder this test runs from.
-fn binary(name: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .ok_or_else(|| anyhow::anyhow!("no target dir"))?;
-    let path = dir.join(name);
-    anyhow::ensure!(
-        path.exists(),
-        "{} is missing: run `cargo build --bins` first",
-        path.display()
-    );
-    Ok(path)
-}
 
 /// Child processes that are killed when the test ends, however it ends.
 struct Processes(Vec<Child>);

@@ -1481,6 +1481,27 @@ on_both_shapes!(
         ..Options::default()
     }
 );
+/// Six creates at once with one `Idempotency-Key`, each answered 202; the server ids they got.
+async fn racing_creates(
+    c: &Client,
+    key: &str,
+    body: &Value,
+) -> anyhow::Result<std::collections::HashSet<String>> {
+    let keyed = c.with_header("Idempotency-Key", key);
+    let sends = (0..6).map(|_| {
+        let keyed = keyed.clone();
+        async move { keyed.post("/servers", body).await }
+    });
+    let replies = futures::future::try_join_all(sends).await?;
+    Ok(replies
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status, 202, "{}", r.body);
+            r.body["server"]["id"].as_str().unwrap_or("").to_owned()
+        })
+        .collect())
+}
+
 /// #15: `POST /servers` with an `Idempotency-Key` returns the same server for the same key and
 /// body (also when the requests race), 409 for the key with another body; keys are checked
 /// and expire.
@@ -1520,19 +1541,7 @@ async fn an_idempotency_key_makes_a_server_once(stack: &dyn Stack) -> anyhow::Re
         .is_some_and(|m| m.contains("another request body")));
 
     // Racing requests with one key: one server.
-    let racing = c.with_header("Idempotency-Key", "create-once-2");
-    let sends = (0..6).map(|_| {
-        let (racing, other) = (racing.clone(), other.clone());
-        async move { racing.post("/servers", &other).await }
-    });
-    let replies = futures::future::try_join_all(sends).await?;
-    let ids: std::collections::HashSet<String> = replies
-        .iter()
-        .map(|r| {
-            assert_eq!(r.status, 202, "{}", r.body);
-            r.body["server"]["id"].as_str().unwrap_or("").to_owned()
-        })
-        .collect();
+    let ids = racing_creates(&c, "create-once-2", &other).await?;
     assert_eq!(ids.len(), 1, "{ids:?}");
     assert_eq!(servers(c.clone()).await?, 2);
 
@@ -1553,19 +1562,7 @@ async fn an_idempotency_key_makes_a_server_once(stack: &dyn Stack) -> anyhow::Re
         }
     };
     quota(3).await?;
-    let edge = c.with_header("Idempotency-Key", "create-once-3");
-    let sends = (0..6).map(|_| {
-        let (edge, body) = (edge.clone(), body.clone());
-        async move { edge.post("/servers", &body).await }
-    });
-    let replies = futures::future::try_join_all(sends).await?;
-    let ids: std::collections::HashSet<String> = replies
-        .iter()
-        .map(|r| {
-            assert_eq!(r.status, 202, "{}", r.body);
-            r.body["server"]["id"].as_str().unwrap_or("").to_owned()
-        })
-        .collect();
+    let ids = racing_creates(&c, "create-once-3", &body).await?;
     assert_eq!(ids.len(), 1, "{ids:?}");
     quota(-1).await?;
     // A key is its project's: another project's request with it is its own.
