@@ -2,9 +2,9 @@
 # Fuzzes the Compute API of an all-in-one of this tree with schemathesis, driven by the reference
 # OpenAPI description (/work/shared/reference/openapi/compute-v2.104.yaml, read only).
 #
-#   scripts/fuzz.sh [--short]
+#   scripts/fuzz.sh [--short] [--debug]
 #
-# Builds the all-in-one (release), starts its own on a free loopback port with a fresh state
+# Builds the all-in-one (release; --debug: the debug build, as the test script has made it), starts its own on a free loopback port with a fresh state
 # directory var/fuzz/run.XXXXXX (SQLite, the in-process bus, the fake driver), gets a Keystone
 # token for the bootstrap admin and makes a few real resources (tests/fuzz/seed.py: a server, a
 # flavor, an image, a network, …, whose ids the fuzzer uses for half of its path parameters),
@@ -30,11 +30,13 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 short=
+profile=release
 for a in "$@"; do
     case "$a" in
         --short) short=1 ;;
+        --debug) profile=debug ;;
         -h | --help) awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; exit 0 ;;
-        *) echo "usage: $0 [--short]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--short] [--debug]" >&2; exit 2 ;;
     esac
 done
 
@@ -56,7 +58,11 @@ fi
 if ! dpkg -s libssl-dev >/dev/null 2>&1 || ! command -v pkg-config >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev pkg-config >/dev/null
 fi
-cargo build -q --release -p allinone --bin nova-aio
+if [ "$profile" = release ]; then
+    cargo build -q --release -p allinone --bin nova-aio
+else
+    cargo build -q -p allinone --bin nova-aio
+fi
 
 mkdir -p var/fuzz
 # The five latest runs are kept.
@@ -94,7 +100,7 @@ trap 'exit 130' INT TERM
         NOVA__AGENT__HEARTBEAT_INTERVAL_MS=1000 \
         NOVA__AGENT__SYNC_INTERVAL_MS=1000 \
         RUST_LOG=${RUST_LOG:-warn} \
-        exec "$root/target/release/nova-aio" "$root/etc/all-in-one.toml"
+        exec "$root/target/$profile/nova-aio" "$root/etc/all-in-one.toml"
 ) >"$work/aio.log" 2>&1 &
 aio=$!
 up() { curl -sf -o /dev/null --max-time 5 "$url/v2.1/"; }

@@ -39,8 +39,8 @@ done
 # The real OpenStack clients (tests/tests/all/identity.rs, images.rs; python-glanceclient, which
 # Horizon uses), tempest, whose response
 # schemas check every Compute API response the tests see (tests/schema/validate.py), and moto,
-# whose server mode is the S3-compatible object store of the image store's S3 test, in a
-# virtualenv of the project's.
+# whose server mode is the S3-compatible object store of the image store's S3 test, and
+# schemathesis (the fuzzing), in a virtualenv of the project's.
 # A clone without one links its `.venv` to one in the user's cache, so that a clean clone on a
 # machine that ran the tests before finds the clients installed, as cargo finds its crates
 # (`NOVA_VENV_CACHE` elsewhere).
@@ -61,10 +61,13 @@ if [ ! -x .venv/bin/python ]; then
         python3 -m venv .venv
     fi
 fi
+# schemathesis for the short fuzzing, at the version scripts/fuzz.sh pins.
+schemathesis=$(sed -n 's/^SCHEMATHESIS_VERSION=//p' scripts/fuzz.sh)
 if [ ! -x .venv/bin/openstack ] || [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/glance ] \
-    || ! .venv/bin/python -c 'import tempest.lib' 2>/dev/null; then
+    || ! .venv/bin/python -c 'import tempest.lib' 2>/dev/null \
+    || [ "$(.venv/bin/schemathesis --version 2>/dev/null | awk '{print $NF}')" != "$schemathesis" ]; then
     .venv/bin/pip install -q --disable-pip-version-check python-openstackclient \
-        python-glanceclient tempest 'moto[server]'
+        python-glanceclient tempest 'moto[server]' "schemathesis==$schemathesis"
 fi
 export NOVA_TEST_OPENSTACK="$PWD/.venv/bin/openstack"
 export NOVA_TEST_PYTHON="$PWD/.venv/bin/python"
@@ -92,10 +95,23 @@ phase tests
 
 # Tempest's representative part (tests/tempest/smoke.txt) against an all-in-one of this tree,
 # on the debug build made above; the whole Tempest run is scripts/tempest.sh, its figures in
-# the README.
+# the README. Beside it, on an all-in-one of its own, the short version of the fuzzing
+# (scripts/fuzz.sh --short: one round of a few hundred schemathesis requests, no 5xx); the
+# whole one is scripts/fuzz.sh, its figures in the README too. Both mostly wait on Python,
+# so side by side they take little more than the longer of the two.
+fuzz_log=$(mktemp)
+trap 'rm -f "$log" "$fuzz_log"' EXIT
+scripts/fuzz.sh --short --debug >"$fuzz_log" 2>&1 &
+fuzz=$!
 scripts/tempest.sh --smoke --debug || status=1
 phase "tempest smoke"
+fuzz_status=0
+wait "$fuzz" || fuzz_status=$?
+cat "$fuzz_log"
+[ "$fuzz_status" -eq 0 ] || status=1
+phase "fuzzing (short)"
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "summary: %d passed, %d failed\n", p, f }' "$log"
 echo "tempest smoke: $(grep -E ' - (Passed|Failed|Skipped)' var/tempest/results.txt | tr -d ' -' | paste -sd ' ')"
+grep '^fuzz summary:' "$fuzz_log" || echo "fuzz summary: none (the short fuzzing failed before its summary)"
 exit "$status"

@@ -34,13 +34,10 @@ fn field<'a>(v: &'a Value, name: &str) -> &'a Value {
     &v[name]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_openstack_cli_drives_the_compute_api() -> anyhow::Result<()> {
-    let stack = start().await?;
-
-    // Flavors: create (admin), set a property, list, show.
-    let flavor = admin(
-        &stack,
+/// Creates flavor `cli.small` (256 MiB, 1 vCPU, 1 GB) as the admin.
+async fn create_flavor(stack: &AllInOneStack) -> anyhow::Result<Value> {
+    admin(
+        stack,
         &[
             "flavor",
             "create",
@@ -55,7 +52,20 @@ async fn the_openstack_cli_drives_the_compute_api() -> anyhow::Result<()> {
             "cli.small",
         ],
     )
-    .await?;
+    .await
+}
+
+// The CLI's ground is split in two tests that run side by side: the server's half waits
+// (the CLI's `--wait` polls every 5 s), and one test holding both halves was the longest of
+// the whole suite.
+
+/// Flavors, key pairs, and the admin views (services, hypervisors, limits, quotas, zones).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openstack_cli_manages_flavors_key_pairs_and_quotas() -> anyhow::Result<()> {
+    let stack = start().await?;
+
+    // Flavors: create (admin), set a property, list, show.
+    let flavor = create_flavor(&stack).await?;
     assert_eq!(field(&flavor, "name"), &json!("cli.small"));
     e2e::cli::run(
         &stack,
@@ -107,6 +117,61 @@ async fn the_openstack_cli_drives_the_compute_api() -> anyhow::Result<()> {
     e2e::cli::run(&stack, "demo", &["keypair", "delete", "mine"]).await?;
     let keys = demo(&stack, &["keypair", "list"]).await?;
     assert_eq!(keys, json!([]));
+
+    // The admin views.
+    let services = admin(&stack, &["compute", "service", "list"]).await?;
+    assert!(services.as_array().is_some_and(|l| l
+        .iter()
+        .any(|s| s["Binary"] == json!("nova-compute") && s["State"] == json!("up"))));
+    let hypervisors = admin(&stack, &["hypervisor", "list"]).await?;
+    assert_eq!(
+        hypervisors.as_array().map(Vec::len),
+        Some(1),
+        "{hypervisors}"
+    );
+    assert_eq!(hypervisors[0]["State"], json!("up"));
+    // Limits and quotas.
+    let limits = demo(&stack, &["limits", "show", "--absolute"]).await?;
+    assert!(
+        limits
+            .as_array()
+            // openstacksdk's names, or novaclient's.
+            .is_some_and(
+                |l| l.iter().any(|x| x["Name"] == json!("max_total_instances")
+                    || x["Name"] == json!("maxTotalInstances"))
+            ),
+        "{limits}"
+    );
+    e2e::cli::run(
+        &stack,
+        "admin",
+        &["quota", "set", "--instances", "7", "demo"],
+    )
+    .await?;
+    let quota = admin(&stack, &["quota", "show", "demo"]).await?;
+    assert!(quota.to_string().contains("\"instances\""), "{quota}");
+    let instances = quota
+        .as_array()
+        .and_then(|l| l.iter().find(|x| x["Resource"] == json!("instances")))
+        .map(|x| x["Limit"].clone())
+        .or_else(|| quota.get("instances").cloned());
+    assert_eq!(instances, Some(json!(7)), "{quota}");
+
+    let zones = demo(&stack, &["availability", "zone", "list", "--compute"]).await?;
+    assert!(
+        zones
+            .as_array()
+            .is_some_and(|l| l.iter().any(|z| z["Zone Name"] == json!("nova"))),
+        "{zones}"
+    );
+    Ok(())
+}
+
+/// A network, then a server's life by image, flavor and network names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openstack_cli_drives_a_servers_life() -> anyhow::Result<()> {
+    let stack = start().await?;
+    create_flavor(&stack).await?;
 
     // A network an admin offers every project; the CLI finds it by name in the networking
     // service before it asks for the server.
@@ -270,53 +335,6 @@ async fn the_openstack_cli_drives_the_compute_api() -> anyhow::Result<()> {
     assert_eq!(demo(&stack, &["server", "list"]).await?, json!([]));
     e2e::cli::run(&stack, "admin", &["network", "delete", "cli-net"]).await?;
     assert_eq!(demo(&stack, &["network", "list"]).await?, json!([]));
-
-    // The admin views.
-    let services = admin(&stack, &["compute", "service", "list"]).await?;
-    assert!(services.as_array().is_some_and(|l| l
-        .iter()
-        .any(|s| s["Binary"] == json!("nova-compute") && s["State"] == json!("up"))));
-    let hypervisors = admin(&stack, &["hypervisor", "list"]).await?;
-    assert_eq!(
-        hypervisors.as_array().map(Vec::len),
-        Some(1),
-        "{hypervisors}"
-    );
-    assert_eq!(hypervisors[0]["State"], json!("up"));
-    // Limits and quotas.
-    let limits = demo(&stack, &["limits", "show", "--absolute"]).await?;
-    assert!(
-        limits
-            .as_array()
-            // openstacksdk's names, or novaclient's.
-            .is_some_and(
-                |l| l.iter().any(|x| x["Name"] == json!("max_total_instances")
-                    || x["Name"] == json!("maxTotalInstances"))
-            ),
-        "{limits}"
-    );
-    e2e::cli::run(
-        &stack,
-        "admin",
-        &["quota", "set", "--instances", "7", "demo"],
-    )
-    .await?;
-    let quota = admin(&stack, &["quota", "show", "demo"]).await?;
-    assert!(quota.to_string().contains("\"instances\""), "{quota}");
-    let instances = quota
-        .as_array()
-        .and_then(|l| l.iter().find(|x| x["Resource"] == json!("instances")))
-        .map(|x| x["Limit"].clone())
-        .or_else(|| quota.get("instances").cloned());
-    assert_eq!(instances, Some(json!(7)), "{quota}");
-
-    let zones = demo(&stack, &["availability", "zone", "list", "--compute"]).await?;
-    assert!(
-        zones
-            .as_array()
-            .is_some_and(|l| l.iter().any(|z| z["Zone Name"] == json!("nova"))),
-        "{zones}"
-    );
     Ok(())
 }
 
