@@ -93,9 +93,10 @@ fn network_view(n: &Network) -> Value {
     v
 }
 
-/// The tenant network view: id, label and cidr (no subnets here: none).
+/// The tenant network view: id, label and cidr. A Neutron network has no cidr of its own, and
+/// Nova's view prints the missing one with Python's `str(None)`: the string "None".
 fn tenant_view(n: &Network) -> Value {
-    json!({"id": n.id, "label": n.name, "cidr": Value::Null})
+    json!({"id": n.id, "label": n.name, "cidr": "None"})
 }
 
 async fn list(

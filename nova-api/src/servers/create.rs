@@ -703,10 +703,10 @@ pub(super) async fn create(
     let body = body::json(&raw)?;
     let request = parse_create(&body, ApiVersion::of(&req))?;
     let ttl = state.idempotency_key_ttl_ms;
-    let idempotency_key = idempotency::key_of(&req, &ctx, &body, ttl)?;
-    if let Some(key) = &idempotency_key {
+    let keyed = idempotency::key_of(&req, &ctx, &body, ttl)?;
+    if let Some(key) = &keyed {
         idempotency::prune_now_and_then(&state.db, ttl).await;
-        if let Some(recorded) = nova_db::idempotency::lookup(&state.db, key).await? {
+        if let Some(recorded) = nova_db::idempotency::lookup(&state.db, &key.record).await? {
             return replay(&req, &request, key, &recorded);
         }
     }
@@ -769,8 +769,8 @@ pub(super) async fn create(
     if let Err(refused) = quota.check_server_create(request.count, flavor.vcpus, flavor.memory_mb) {
         // The usage may be this very request's, made by a copy with its key that committed
         // since the lookup above.
-        if let Some(key) = &idempotency_key {
-            if let Some(recorded) = nova_db::idempotency::lookup(&state.db, key).await? {
+        if let Some(key) = &keyed {
+            if let Some(recorded) = nova_db::idempotency::lookup(&state.db, &key.record).await? {
                 return replay(&req, &request, key, &recorded);
             }
         }
@@ -817,7 +817,7 @@ pub(super) async fn create(
         &state.db,
         &news,
         &ctx.request_id,
-        idempotency_key.as_ref(),
+        keyed.as_ref().map(|k| &k.record),
         |u| {
             quota
                 .with_server_usage(u)
@@ -826,7 +826,7 @@ pub(super) async fn create(
         },
     )
     .await;
-    let created = match (written, &idempotency_key) {
+    let created = match (written, &keyed) {
         (Ok(instances::Created::Servers(created)), _) => created,
         // A request with the same key made its servers while this one waited its turn.
         (Ok(instances::Created::Replay(recorded)), Some(key)) => {
@@ -838,7 +838,7 @@ pub(super) async fn create(
         // A request with the same key committed first (a backend that let both in): its
         // servers are this request's.
         (Err(CreateError::Db(e)), Some(key)) if e.is_unique_violation() => {
-            let recorded = nova_db::idempotency::lookup(&state.db, key)
+            let recorded = nova_db::idempotency::lookup(&state.db, &key.record)
                 .await?
                 .ok_or_else(|| ApiError::from(e))?;
             return replay(&req, &request, key, &recorded);
@@ -868,7 +868,7 @@ pub(super) async fn create(
 fn replay(
     req: &HttpRequest,
     request: &CreateRequest,
-    key: &nova_db::idempotency::IdempotencyKey,
+    key: &idempotency::Keyed,
     recorded: &nova_db::idempotency::Recorded,
 ) -> ApiResult<HttpResponse> {
     let first = idempotency::replayed(key, recorded)?;

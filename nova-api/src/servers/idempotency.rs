@@ -7,6 +7,10 @@
 //! The key is recorded in the transaction that creates the servers (see
 //! [`nova_db::instances::create_with_build_tasks`]), so two requests racing with one key make
 //! servers once: the loser finds the winner's record.
+//!
+//! The record holds a salted digest of the body, never the body: a body may carry an
+//! `adminPass` or secrets in `user_data`, and an unsalted digest of a guessable body would let
+//! whoever reads the table test guesses offline, one hash each.
 
 use actix_web::HttpRequest;
 use api_toolkit::{bad, ApiError, ApiResult, RequestContext};
@@ -21,13 +25,20 @@ pub(super) const HEADER: &str = "Idempotency-Key";
 pub(super) const REPLAYED: &str = "Idempotent-Replayed";
 const MAX_LEN: usize = 255;
 
+/// A request's key: the record to look up or write, and the body it came with (canonical), to
+/// compare with a recorded digest under that record's salt.
+pub(super) struct Keyed {
+    pub record: IdempotencyKey,
+    canonical: String,
+}
+
 /// The request's key, if it has one: printable ASCII, 1 to 255 characters.
 pub(super) fn key_of(
     req: &HttpRequest,
     ctx: &RequestContext,
     body: &Value,
     ttl_ms: i64,
-) -> ApiResult<Option<IdempotencyKey>> {
+) -> ApiResult<Option<Keyed>> {
     let Some(value) = req.headers().get(HEADER) else {
         return Ok(None);
     };
@@ -41,23 +52,48 @@ pub(super) fn key_of(
                 "Invalid {HEADER} header: 1 to {MAX_LEN} printable ASCII characters."
             ))
         })?;
-    Ok(Some(IdempotencyKey {
-        project_id: ctx.project_id.clone(),
-        key: key.to_owned(),
-        request_digest: digest(body),
-        not_before: nova_core::time::now_ms().saturating_sub(ttl_ms),
+    let mut canonical = String::new();
+    write_canonical(body, &mut canonical);
+    let salt: [u8; 16] = rand::random();
+    Ok(Some(Keyed {
+        record: IdempotencyKey {
+            project_id: ctx.project_id.clone(),
+            key: key.to_owned(),
+            request_digest: salted_digest(&salt, &canonical),
+            not_before: nova_core::time::now_ms().saturating_sub(ttl_ms),
+        },
+        canonical,
     }))
 }
 
 /// The server an earlier request with `key` made, or 409 when that request had another body.
-pub(super) fn replayed(key: &IdempotencyKey, recorded: &Recorded) -> ApiResult<InstanceUuid> {
-    if recorded.request_digest != key.request_digest {
+pub(super) fn replayed(key: &Keyed, recorded: &Recorded) -> ApiResult<InstanceUuid> {
+    if !same_body(&key.canonical, &recorded.request_digest) {
         return Err(ApiError::Conflict(format!(
             "{HEADER} {} was already used with another request body.",
-            key.key
+            key.record.key
         )));
     }
     Ok(recorded.instance)
+}
+
+/// Whether `canonical` is the body whose digest was recorded: `s1:<salt>:<sha256(salt ‖ body)>`
+/// in hex, or (records written before salting, until they expire) the bare SHA-256.
+fn same_body(canonical: &str, recorded: &str) -> bool {
+    match recorded.strip_prefix("s1:").and_then(|r| r.split_once(':')) {
+        Some((salt, _)) => match hex::decode(salt) {
+            Ok(salt) => salted_digest(&salt, canonical) == recorded,
+            Err(_) => false,
+        },
+        None => hex::encode(Sha256::digest(canonical.as_bytes())) == recorded,
+    }
+}
+
+fn salted_digest(salt: &[u8], canonical: &str) -> String {
+    let mut hash = Sha256::new();
+    hash.update(salt);
+    hash.update(canonical.as_bytes());
+    format!("s1:{}:{}", hex::encode(salt), hex::encode(hash.finalize()))
 }
 
 /// Removes expired records, at most once a minute per process.
@@ -77,19 +113,7 @@ pub(super) async fn prune_now_and_then(db: &nova_db::Db, ttl_ms: i64) {
     }
 }
 
-/// A digest of the body that does not depend on the order of its members or its spacing.
-fn digest(body: &Value) -> String {
-    let mut canonical = String::new();
-    write_canonical(body, &mut canonical);
-    Sha256::digest(canonical.as_bytes())
-        .iter()
-        .fold(String::with_capacity(64), |mut out, b| {
-            use std::fmt::Write;
-            let _ = write!(out, "{b:02x}");
-            out
-        })
-}
-
+/// The body in a form that does not depend on the order of its members or its spacing.
 fn write_canonical(v: &Value, out: &mut String) {
     match v {
         Value::Object(map) => {
@@ -125,15 +149,45 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn canonical(v: &Value) -> String {
+        let mut out = String::new();
+        write_canonical(v, &mut out);
+        out
+    }
+
     #[test]
-    fn the_digest_ignores_member_order_but_not_values() {
+    fn the_canonical_body_ignores_member_order_but_not_values() {
         let a: Value =
             serde_json::from_str(r#"{"server": {"name": "a", "flavorRef": "1", "x": [1, 2]}}"#)
                 .unwrap();
         let b: Value =
             serde_json::from_str(r#"{"server":{"x":[1,2],"flavorRef":"1","name":"a"}}"#).unwrap();
-        assert_eq!(digest(&a), digest(&b));
-        assert_ne!(digest(&a), digest(&json!({"server": {"name": "b"}})));
-        assert_ne!(digest(&json!({"x": [1, 2]})), digest(&json!({"x": [2, 1]})));
+        assert_eq!(canonical(&a), canonical(&b));
+        assert_ne!(canonical(&a), canonical(&json!({"server": {"name": "b"}})));
+        assert_ne!(
+            canonical(&json!({"x": [1, 2]})),
+            canonical(&json!({"x": [2, 1]}))
+        );
+    }
+
+    #[test]
+    fn a_recorded_digest_is_salted_and_matches_only_its_body() {
+        let body = canonical(&json!({"server": {"name": "a", "adminPass": "hunter2"}}));
+        let (one, two) = (
+            salted_digest(&rand::random::<[u8; 16]>(), &body),
+            salted_digest(&rand::random::<[u8; 16]>(), &body),
+        );
+        // Two records of one body share nothing a guess could be checked against at once.
+        assert_ne!(one, two);
+        assert!(!one.contains(&hex::encode(Sha256::digest(body.as_bytes()))));
+        assert!(same_body(&body, &one) && same_body(&body, &two));
+        let other = canonical(&json!({"server": {"name": "a", "adminPass": "hunter3"}}));
+        assert!(!same_body(&other, &one));
+        assert!(!same_body(&body, "s1:zz:00"));
+        // A record written before salting still matches until it expires.
+        assert!(same_body(
+            &body,
+            &hex::encode(Sha256::digest(body.as_bytes()))
+        ));
     }
 }

@@ -918,11 +918,19 @@ async fn the_legacy_admin_apis_answer_as_novas_do(stack: &dyn Stack) -> anyhow::
         .await?;
     let r = demo(stack, "2.35").get("/os-tenant-networks").await?;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert!(r.body["networks"]
+    let listed = r.body["networks"]
         .as_array()
         .into_iter()
         .flatten()
-        .any(|n| n["id"] == json!(network)));
+        .find(|n| n["id"] == json!(network))
+        .cloned();
+    // Nova prints a Neutron network's missing cidr with Python's `str(None)`.
+    assert_eq!(
+        listed,
+        Some(json!({"id": network, "label": "legacy-net", "cidr": "None"})),
+        "{}",
+        r.body
+    );
     let r = admin(stack)
         .at_microversion("2.35")
         .get(&format!("/os-networks/{network}"))
