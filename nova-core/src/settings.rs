@@ -24,6 +24,17 @@ pub struct BusSettings {
     /// Deliveries of one message before it goes to its queue's dead-letter queue
     /// (`<queue>.dead-letter`): a quorum queue's `x-delivery-limit`.
     pub delivery_limit: u32,
+    /// Messages a dead-letter queue keeps; beyond, the oldest are dropped (`x-max-length`).
+    pub dead_letter_max_length: u32,
+}
+
+impl BusSettings {
+    pub fn queue_limits(&self) -> crate::bus::QueueLimits {
+        crate::bus::QueueLimits {
+            delivery_limit: self.delivery_limit,
+            dead_letter_max_length: self.dead_letter_max_length,
+        }
+    }
 }
 
 impl Default for BusSettings {
@@ -34,6 +45,7 @@ impl Default for BusSettings {
             queue_prefix: String::new(),
             prefetch: 64,
             delivery_limit: crate::bus::DEFAULT_DELIVERY_LIMIT,
+            dead_letter_max_length: crate::bus::DEFAULT_DEAD_LETTER_MAX_LENGTH,
         }
     }
 }

@@ -12,12 +12,14 @@
 //!   times without an ack (its handler fails or kills the consumer every time) is
 //!   dead-lettered to `<queue>.dead-letter` instead of being redelivered for ever. Only
 //!   durable messages reach it: they carry their queue's name in a header that the
-//!   dead-letter exchange (a headers exchange) routes on, and expired calls do not.
+//!   dead-letter exchange (a headers exchange) routes on, and expired calls do not. A
+//!   dead-letter queue keeps the newest `dead_letter_max_length` messages (`x-max-length`,
+//!   dropping from the head).
 //! - Calls (request/reply) use RabbitMQ's direct reply-to: the caller consumes the
 //!   `amq.rabbitmq.reply-to` pseudo-queue on a channel of its own and the consumer answers
 //!   there; the request is transient and expires with the caller's timeout.
 
-use super::{Acker, Bus, BusError, Delivery, Replier, Subscription};
+use super::{Acker, Bus, BusError, Delivery, QueueLimits, Replier, Subscription};
 use async_trait::async_trait;
 use futures::StreamExt;
 use lapin::options::{
@@ -60,7 +62,7 @@ struct Link {
 pub struct AmqpBus {
     url: String,
     link: Mutex<Option<Link>>,
-    delivery_limit: u32,
+    limits: QueueLimits,
 }
 
 fn props() -> ConnectionProperties {
@@ -79,21 +81,30 @@ fn quorum_args() -> FieldTable {
     args
 }
 
-/// Declares `queue` (a durable quorum queue with a delivery limit) and its dead-letter queue,
-/// on a channel of their own: a declaration the broker refuses closes its channel.
-async fn declare(connection: &Connection, queue: &str, limit: u32) -> Result<(), lapin::Error> {
-    let channel = connection.create_channel().await?;
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
+/// A dead-letter queue's arguments: no delivery limit of its own (an admin reads it through
+/// the bus), and a length bound that drops the oldest.
+fn dead_letter_args(limits: QueueLimits) -> FieldTable {
+    let mut args = quorum_args();
+    args.insert(
+        ShortString::from("x-max-length"),
+        AMQPValue::LongLongInt(i64::from(limits.dead_letter_max_length)),
+    );
+    args.insert(ShortString::from("x-overflow"), text("drop-head"));
+    args
+}
+
+/// Declares `queue` (a durable quorum queue with a delivery limit) and its dead-letter queue.
+async fn declare(
+    connection: &Connection,
+    queue: &str,
+    limits: QueueLimits,
+) -> Result<(), lapin::Error> {
     if queue.ends_with(super::DEAD_LETTER_SUFFIX) {
-        // A dead-letter queue (an admin reading it through the bus) has no limit of its own.
-        channel.queue_declare(queue, durable, quorum_args()).await?;
-        let _ = channel.close(200, "declared").await;
-        return Ok(());
+        return declare_or_keep(connection, queue, dead_letter_args(limits)).await;
     }
     let dead_letters = super::dead_letter_queue(queue);
+    declare_or_keep(connection, &dead_letters, dead_letter_args(limits)).await?;
+    let channel = connection.create_channel().await?;
     channel
         .exchange_declare(
             DEAD_LETTER_EXCHANGE,
@@ -104,9 +115,6 @@ async fn declare(connection: &Connection, queue: &str, limit: u32) -> Result<(),
             },
             FieldTable::default(),
         )
-        .await?;
-    channel
-        .queue_declare(&dead_letters, durable, quorum_args())
         .await?;
     let mut binding = FieldTable::default();
     binding.insert(ShortString::from("x-match"), text("all"));
@@ -125,28 +133,46 @@ async fn declare(connection: &Connection, queue: &str, limit: u32) -> Result<(),
     // times: one less than the number of deliveries allowed.
     args.insert(
         ShortString::from("x-delivery-limit"),
-        AMQPValue::LongLongInt(i64::from(limit.saturating_sub(1))),
+        AMQPValue::LongLongInt(i64::from(limits.delivery_limit.saturating_sub(1))),
     );
     args.insert(
         ShortString::from("x-dead-letter-exchange"),
         text(DEAD_LETTER_EXCHANGE),
     );
+    let _ = channel.close(200, "declared").await;
+    declare_or_keep(connection, queue, args).await
+}
+
+/// Declares a durable `queue` with `args`, on a channel of its own (a declaration the broker
+/// refuses closes its channel). A queue that exists with other arguments is used as it is.
+async fn declare_or_keep(
+    connection: &Connection,
+    queue: &str,
+    args: FieldTable,
+) -> Result<(), lapin::Error> {
+    let channel = connection.create_channel().await?;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
     match channel.queue_declare(queue, durable, args).await {
         Ok(_) => {
             let _ = channel.close(200, "declared").await;
             Ok(())
         }
-        // A queue declared before it had a delivery limit (or as another type) keeps its
-        // arguments until it is deleted; use it as it is, and say how to fix it. (A changed
-        // limit alone is not refused: RabbitMQ keeps the one the queue was declared with.)
+        // A queue declared before it had its limits (or as another type) keeps its arguments
+        // until it is deleted; use it as it is, and say how to fix it. (A changed value alone
+        // is not refused: RabbitMQ keeps the one the queue was declared with.)
         Err(lapin::Error::ProtocolError(e)) if e.get_id() == PRECONDITION_FAILED => {
             tracing::warn!(
                 queue,
                 error = %e.get_message(),
-                "the queue exists with other arguments (declared before it had a delivery \
-                 limit, or of another type): poison messages may be redelivered for ever; \
-                 delete the queue while the services are stopped, or set a RabbitMQ policy \
-                 with delivery-limit and dead-letter-exchange"
+                "the queue exists with other arguments (declared before it had its delivery \
+                 limit or length bound, or of another type): poison messages may be \
+                 redelivered for ever, or dead letters kept without bound; delete the queue \
+                 while the services are stopped, or set a RabbitMQ policy with \
+                 delivery-limit and dead-letter-exchange (max-length and overflow for a \
+                 dead-letter queue)"
             );
             let channel = connection.create_channel().await?;
             let passive = QueueDeclareOptions {
@@ -184,15 +210,15 @@ fn unavailable(e: lapin::Error) -> BusError {
 impl AmqpBus {
     /// Connects once to check the URL and the broker; later outages are retried.
     pub async fn connect(url: &str) -> Result<Self, BusError> {
-        Self::connect_with(url, super::DEFAULT_DELIVERY_LIMIT).await
+        Self::connect_with(url, QueueLimits::default()).await
     }
 
-    /// [`connect`](Self::connect), with queues that hand a message out at most `limit` times.
-    pub async fn connect_with(url: &str, delivery_limit: u32) -> Result<Self, BusError> {
+    /// [`connect`](Self::connect), with queues of the given limits.
+    pub async fn connect_with(url: &str, limits: QueueLimits) -> Result<Self, BusError> {
         let bus = Self {
             url: url.to_owned(),
             link: Mutex::new(None),
-            delivery_limit: delivery_limit.max(1),
+            limits: limits.sane(),
         };
         bus.channel_for(None).await?;
         Ok(bus)
@@ -224,7 +250,7 @@ impl AmqpBus {
         let link = guard.as_mut().ok_or(BusError::NotConfirmed)?;
         if let Some(queue) = queue {
             if !link.declared.contains(queue) {
-                declare(&link.connection, queue, self.delivery_limit)
+                declare(&link.connection, queue, self.limits)
                     .await
                     .map_err(unavailable)?;
                 link.declared.insert(queue.to_owned());
@@ -407,7 +433,7 @@ impl Bus for AmqpBus {
         let (tx, rx) = async_channel::bounded(usize::from(prefetch.max(1)));
         let url = self.url.clone();
         let queue = queue.to_owned();
-        let limit = self.delivery_limit;
+        let limits = self.limits;
         // Consume once here so that the caller learns about a broker it cannot use — after
         // retrying for as long as a publish would: a broker that is still starting (its
         // quorum queues recovering after a restart answer INTERNAL_ERROR for a moment) is not
@@ -415,7 +441,7 @@ impl Bus for AmqpBus {
         let deadline = tokio::time::Instant::now() + PUBLISH_DEADLINE;
         let mut backoff = BACKOFF_START;
         let first = loop {
-            match open_consumer(&url, &queue, prefetch, limit).await {
+            match open_consumer(&url, &queue, prefetch, limits).await {
                 Ok(c) => break c,
                 Err(e) if tokio::time::Instant::now() + backoff < deadline => {
                     tracing::warn!(queue, error = %e, ?backoff, "cannot consume yet, retrying");
@@ -425,7 +451,7 @@ impl Bus for AmqpBus {
                 Err(e) => return Err(unavailable(e)),
             }
         };
-        tokio::spawn(consume_forever(url, queue, prefetch, limit, first, tx));
+        tokio::spawn(consume_forever(url, queue, prefetch, limits, first, tx));
         Ok(Subscription::new(rx))
     }
 
@@ -474,10 +500,10 @@ async fn open_consumer(
     url: &str,
     queue: &str,
     prefetch: u16,
-    limit: u32,
+    limits: QueueLimits,
 ) -> Result<Consumer, lapin::Error> {
     let connection = Connection::connect(url, props()).await?;
-    declare(&connection, queue, limit).await?;
+    declare(&connection, queue, limits).await?;
     let channel = connection.create_channel().await?;
     channel
         .basic_qos(prefetch.max(1), BasicQosOptions::default())
@@ -503,7 +529,7 @@ async fn consume_forever(
     url: String,
     queue: String,
     prefetch: u16,
-    limit: u32,
+    limits: QueueLimits,
     first: Consumer,
     tx: async_channel::Sender<Delivery>,
 ) {
@@ -516,7 +542,7 @@ async fn consume_forever(
             mut consumer,
         } = match current.take() {
             Some(c) => c,
-            None => match open_consumer(&url, &queue, prefetch, limit).await {
+            None => match open_consumer(&url, &queue, prefetch, limits).await {
                 Ok(c) => {
                     tracing::info!(queue, "consumer reconnected");
                     backoff = BACKOFF_START;
@@ -545,11 +571,11 @@ async fn consume_forever(
                     });
                     let count = delivery_count(d.properties.headers().as_ref())
                         .unwrap_or(u32::from(d.redelivered));
-                    if count + 1 >= limit {
+                    if count + 1 >= limits.delivery_limit {
                         tracing::error!(
                             queue,
                             delivery = count + 1,
-                            limit,
+                            limit = limits.delivery_limit,
                             "last delivery of a message that failed every time: it goes to \
                              the dead-letter queue unless acked now"
                         );

@@ -2,7 +2,7 @@
 //! process (an unacked delivery comes back), nothing survives a restart — the database does,
 //! and the conductor's reconciler re-drives whatever was in flight.
 
-use super::{Acker, Bus, BusError, Delivery, Replier, Subscription};
+use super::{Acker, Bus, BusError, Delivery, QueueLimits, Replier, Subscription};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,22 +14,23 @@ type Queue = (
 
 pub struct InProcBus {
     queues: Mutex<HashMap<String, Queue>>,
-    delivery_limit: u32,
+    limits: QueueLimits,
 }
 
 impl Default for InProcBus {
     fn default() -> Self {
-        Self::with_delivery_limit(super::DEFAULT_DELIVERY_LIMIT)
+        Self::with_limits(QueueLimits::default())
     }
 }
 
 impl InProcBus {
-    /// A bus whose queues hand a message out at most `limit` times, as the AMQP bus's quorum
-    /// queues do, then move it to the queue's dead-letter queue.
-    pub fn with_delivery_limit(limit: u32) -> Self {
+    /// A bus whose queues hand a message out at most `delivery_limit` times, as the AMQP bus's
+    /// quorum queues do, then move it to the queue's dead-letter queue, which keeps the newest
+    /// `dead_letter_max_length`.
+    pub fn with_limits(limits: QueueLimits) -> Self {
         Self {
             queues: Mutex::new(HashMap::new()),
-            delivery_limit: limit.max(1),
+            limits: limits.sane(),
         }
     }
 
@@ -43,13 +44,12 @@ impl InProcBus {
 
     fn acker(&self, queue: &str) -> Box<InProcAcker> {
         let (requeue_to, _) = self.queue(queue);
-        let (dead_letter_to, _) = self.queue(&super::dead_letter_queue(queue));
         Box::new(InProcAcker {
             queue: queue.to_owned(),
             requeue_to,
-            dead_letter_to,
+            dead_letters: self.queue(&super::dead_letter_queue(queue)),
             deliveries: 1,
-            limit: self.delivery_limit,
+            limits: self.limits,
         })
     }
 
@@ -62,10 +62,10 @@ impl InProcBus {
 struct InProcAcker {
     queue: String,
     requeue_to: async_channel::Sender<Delivery>,
-    dead_letter_to: async_channel::Sender<Delivery>,
+    dead_letters: Queue,
     /// How many times the message was handed out, this time included.
     deliveries: u32,
-    limit: u32,
+    limits: QueueLimits,
 }
 
 #[async_trait]
@@ -74,13 +74,21 @@ impl Acker for InProcAcker {
 
     async fn requeue(mut self: Box<Self>, payload: Vec<u8>) {
         // The queues are unbounded and live as long as the bus: the sends cannot block.
-        if self.deliveries >= self.limit {
+        if self.deliveries >= self.limits.delivery_limit {
             tracing::error!(
                 queue = %self.queue,
                 deliveries = self.deliveries,
                 "message failed at every delivery; moved to the dead-letter queue"
             );
-            let sender = self.dead_letter_to.clone();
+            let (sender, oldest) = self.dead_letters.clone();
+            // The queue keeps the newest, as RabbitMQ's `x-overflow: drop-head` does.
+            while sender.len()
+                >= usize::try_from(self.limits.dead_letter_max_length).unwrap_or(usize::MAX)
+            {
+                if oldest.try_recv().is_err() {
+                    break;
+                }
+            }
             let _ = sender.send(Delivery::new(payload, false, self)).await;
             return;
         }
@@ -162,7 +170,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_message_that_fails_every_delivery_ends_in_the_dead_letter_queue() {
-        let bus = InProcBus::with_delivery_limit(3);
+        let bus = InProcBus::with_limits(QueueLimits {
+            delivery_limit: 3,
+            ..QueueLimits::default()
+        });
         bus.publish("q", b"poison".to_vec()).await.unwrap();
         let sub = bus.subscribe("q", 1).await.unwrap();
         for count in 0..3 {
@@ -179,6 +190,23 @@ mod tests {
         assert_eq!(bus.message_count("q.dead-letter"), 1);
         let dead = bus.subscribe("q.dead-letter", 1).await.unwrap();
         assert_eq!(dead.next().await.unwrap().payload, b"poison");
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_queue_keeps_the_newest_messages() {
+        let bus = InProcBus::with_limits(QueueLimits {
+            delivery_limit: 1,
+            dead_letter_max_length: 2,
+        });
+        let sub = bus.subscribe("q", 1).await.unwrap();
+        for poison in [b"a", b"b", b"c"] {
+            bus.publish("q", poison.to_vec()).await.unwrap();
+            sub.next().await.unwrap().requeue().await;
+        }
+        assert_eq!(bus.message_count("q.dead-letter"), 2);
+        let dead = bus.subscribe("q.dead-letter", 1).await.unwrap();
+        assert_eq!(dead.next().await.unwrap().payload, b"b");
+        assert_eq!(dead.next().await.unwrap().payload, b"c");
     }
 
     #[tokio::test]

@@ -67,6 +67,39 @@ impl Subscription {
 /// redelivered for ever (a "poison" message).
 pub const DEFAULT_DELIVERY_LIMIT: u32 = 20;
 
+/// How many messages a dead-letter queue keeps: beyond, the oldest are dropped. A flood of
+/// poison (one bad client, a bug in a handler) must not fill the broker's disk, and an admin
+/// learns what is wrong from the newest as well as from all of them.
+pub const DEFAULT_DEAD_LETTER_MAX_LENGTH: u32 = 10_000;
+
+/// The limits of a bus's queues.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueLimits {
+    /// Deliveries of one message before it goes to its queue's dead-letter queue.
+    pub delivery_limit: u32,
+    /// Messages a dead-letter queue keeps (the newest).
+    pub dead_letter_max_length: u32,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        Self {
+            delivery_limit: DEFAULT_DELIVERY_LIMIT,
+            dead_letter_max_length: DEFAULT_DEAD_LETTER_MAX_LENGTH,
+        }
+    }
+}
+
+impl QueueLimits {
+    /// Both limits at least 1.
+    fn sane(self) -> Self {
+        Self {
+            delivery_limit: self.delivery_limit.max(1),
+            dead_letter_max_length: self.dead_letter_max_length.max(1),
+        }
+    }
+}
+
 pub(crate) const DEAD_LETTER_SUFFIX: &str = ".dead-letter";
 
 /// Where a queue's poison messages go, for an admin to look at (`rabbitmqctl list_queues`).
@@ -208,10 +241,10 @@ where
 pub async fn connect(settings: &crate::settings::BusSettings) -> Result<Arc<dyn Bus>, BusError> {
     match settings.kind {
         crate::settings::BusKind::Amqp => Ok(Arc::new(
-            amqp::AmqpBus::connect_with(&settings.amqp_url, settings.delivery_limit).await?,
+            amqp::AmqpBus::connect_with(&settings.amqp_url, settings.queue_limits()).await?,
         )),
-        crate::settings::BusKind::InProcess => Ok(Arc::new(
-            inproc::InProcBus::with_delivery_limit(settings.delivery_limit),
-        )),
+        crate::settings::BusKind::InProcess => Ok(Arc::new(inproc::InProcBus::with_limits(
+            settings.queue_limits(),
+        ))),
     }
 }

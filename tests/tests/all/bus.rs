@@ -2,10 +2,11 @@
 //! (direct reply-to), concurrent calls get their own answers, a call nobody answers ends at its
 //! timeout instead of hanging, and one that outwaited its caller in a consumer's backlog is
 //! known to be stale. A message that fails at every delivery, or whose handler panics, ends in
-//! its queue's dead-letter queue after the delivery limit; an expired call does not.
+//! its queue's dead-letter queue after the delivery limit; an expired call does not; and a
+//! dead-letter queue keeps only the newest poison messages.
 
 use nova_core::bus::amqp::AmqpBus;
-use nova_core::bus::{Bus, BusError};
+use nova_core::bus::{Bus, BusError, QueueLimits};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -127,7 +128,11 @@ async fn poison_messages_end_in_the_dead_letter_queue() -> anyhow::Result<()> {
     let dead = nova_core::bus::dead_letter_queue(&queue);
     e2e::env::delete_queues(vec![queue.clone()]);
     let limit = 3;
-    let bus = Arc::new(AmqpBus::connect_with(&e2e::env::amqp_url(), limit).await?);
+    let limits = QueueLimits {
+        delivery_limit: limit,
+        ..QueueLimits::default()
+    };
+    let bus = Arc::new(AmqpBus::connect_with(&e2e::env::amqp_url(), limits).await?);
     bus.publish(&queue, b"fails".to_vec()).await?;
     bus.publish(&queue, b"panics".to_vec()).await?;
     bus.publish(&queue, b"fine".to_vec()).await?;
@@ -198,6 +203,56 @@ async fn poison_messages_end_in_the_dead_letter_queue() -> anyhow::Result<()> {
     }
     dead_payloads.sort();
     assert_eq!(dead_payloads, [b"fails".to_vec(), b"panics".to_vec()]);
+    e2e::env::delete_queues(vec![queue]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_queue_keeps_only_the_newest_messages() -> anyhow::Result<()> {
+    e2e::init_logging();
+    let queue = format!("{}poison-flood", e2e::env::queue_prefix());
+    let dead = nova_core::bus::dead_letter_queue(&queue);
+    e2e::env::delete_queues(vec![queue.clone()]);
+    let limits = QueueLimits {
+        delivery_limit: 2,
+        dead_letter_max_length: 2,
+    };
+    let bus = Arc::new(AmqpBus::connect_with(&e2e::env::amqp_url(), limits).await?);
+    let poison: Vec<Vec<u8>> = (0..5).map(|i| format!("poison-{i}").into_bytes()).collect();
+    let sub = bus.subscribe(&queue, 1).await?;
+    // One at a time, so that they are dead-lettered in the order they were sent.
+    for p in &poison {
+        bus.publish(&queue, p.clone()).await?;
+        for _ in 0..limits.delivery_limit {
+            let d = tokio::time::timeout(Duration::from_secs(10), sub.next())
+                .await?
+                .expect("a delivery");
+            assert_eq!(&d.payload, p);
+            d.requeue().await;
+        }
+        let dead_lettered = poison.iter().position(|q| q == p).unwrap_or(0) + 1;
+        e2e::wait_until(
+            Duration::from_secs(10),
+            "the message was dead-lettered",
+            || async {
+                Ok(bus.message_count(&queue).await? == 0
+                    && bus.message_count(&dead).await?
+                        == u32::try_from(dead_lettered.min(2)).unwrap_or(0))
+            },
+        )
+        .await?;
+    }
+    drop(sub);
+    let sub = bus.subscribe(&dead, 4).await?;
+    let mut kept = Vec::new();
+    for _ in 0..2 {
+        let d = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await?
+            .expect("a dead letter");
+        kept.push(d.payload.clone());
+        d.ack().await;
+    }
+    assert_eq!(kept, poison[3..].to_vec());
     e2e::env::delete_queues(vec![queue]);
     Ok(())
 }
