@@ -898,22 +898,55 @@ fn power_of_summary(state: Option<ContainerSummaryStateEnum>) -> PowerState {
 struct ManifestEntry {
     #[serde(rename = "Config")]
     config: String,
+    #[serde(rename = "Layers", default)]
+    layers: Vec<String>,
 }
 
-/// The image id (`sha256:<hex>`) that a `docker save` archive holds, from its `manifest.json`.
-/// The config blob's name is its digest, which is the image id, in both the classic layout
-/// (`<hex>.json`) and the OCI one (`blobs/sha256/<hex>`).
+/// The part of an image config that names its layers' content (`docker inspect`'s
+/// `RootFS.Layers`): the sha256 of each uncompressed layer tar.
+#[derive(Deserialize)]
+struct ImageConfig {
+    rootfs: RootFs,
+}
+
+#[derive(Deserialize)]
+struct RootFs {
+    #[serde(default)]
+    diff_ids: Vec<String>,
+}
+
+/// The largest image config read (they are a few KB).
+const MAX_CONFIG_BYTES: u64 = 8 << 20;
+
+/// The image id (`sha256:<hex>`) that a `docker save` archive holds, from its `manifest.json`,
+/// once the archive is checked to hold the whole image: the config blob the manifest names
+/// (whose digest is the image id, in both the classic layout, `<hex>.json`, and the OCI one,
+/// `blobs/sha256/<hex>`) and every layer the config lists, each matching its digest.
+///
+/// Checked here because the engine does not: `docker load` of an archive that holds only a
+/// manifest and the config of an image the engine already has (another project's) succeeds
+/// without reading a layer, and would run that image.
 pub fn image_id_of_archive(path: &Path) -> Result<String, DriverError> {
     let corrupt =
         |why: String| DriverError::Invalid(format!("the image archive is corrupt: {why}"));
-    let file = std::fs::File::open(path)
-        .map_err(|e| DriverError::Backend(format!("{}: {e}", path.display())))?;
+    let manifest = read_manifest(path).map_err(corrupt)?;
+    let name = manifest.config.rsplit('/').next().unwrap_or_default();
+    let hex = name
+        .strip_suffix(".json")
+        .unwrap_or(name)
+        .to_ascii_lowercase();
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(corrupt(format!("unexpected config {}", manifest.config)));
+    }
+    check_contents(path, &manifest, &hex).map_err(corrupt)?;
+    Ok(format!("sha256:{hex}"))
+}
+
+fn read_manifest(path: &Path) -> Result<ManifestEntry, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut archive = tar::Archive::new(file);
-    let entries = archive
-        .entries_with_seek()
-        .map_err(|e| corrupt(e.to_string()))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| corrupt(e.to_string()))?;
+    for entry in archive.entries_with_seek().map_err(|e| e.to_string())? {
+        let entry = entry.map_err(|e| e.to_string())?;
         let is_manifest = entry
             .path()
             .map(|p| p.as_ref() == Path::new("manifest.json"))
@@ -922,63 +955,219 @@ pub fn image_id_of_archive(path: &Path) -> Result<String, DriverError> {
             continue;
         }
         let manifest: Vec<ManifestEntry> =
-            serde_json::from_reader(entry).map_err(|e| corrupt(format!("manifest.json: {e}")))?;
-        let [only] = manifest.as_slice() else {
-            return Err(corrupt(format!(
-                "manifest.json lists {} images; one is expected",
-                manifest.len()
-            )));
+            serde_json::from_reader(entry).map_err(|e| format!("manifest.json: {e}"))?;
+        let mut manifest = manifest.into_iter();
+        return match (manifest.next(), manifest.next()) {
+            (Some(only), None) => Ok(only),
+            _ => Err("manifest.json must list exactly one image".into()),
         };
-        let name = only.config.rsplit('/').next().unwrap_or_default();
-        let hex = name
-            .strip_suffix(".json")
-            .unwrap_or(name)
-            .to_ascii_lowercase();
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(corrupt(format!("unexpected config {}", only.config)));
-        }
-        // The image id is the digest of the config blob, which must be in this archive: a
-        // manifest that names an image the archive does not hold (another project's, that the
-        // engine may have) would otherwise run it without loading anything.
-        config_blob_matches(path, &only.config, &hex).map_err(corrupt)?;
-        return Ok(format!("sha256:{hex}"));
     }
-    Err(corrupt(
-        "no manifest.json (not a docker save archive)".into(),
-    ))
+    Err("no manifest.json (not a docker save archive)".into())
 }
 
-/// Whether the archive holds `config` and its sha256 is `hex`; else why not.
-fn config_blob_matches(path: &Path, config: &str, hex: &str) -> Result<(), String> {
+/// Whether the archive holds the config blob `config`, whose sha256 is `hex`, and every layer
+/// of the manifest, whose sha256s are the config's `rootfs.diff_ids` in order; else why not.
+fn check_contents(path: &Path, manifest: &ManifestEntry, hex: &str) -> Result<(), String> {
     use sha2::{Digest, Sha256};
+    use std::collections::HashMap;
+    use std::io::Read;
+    // Each wanted file's sha256, and the config's bytes; a layer may be a symlink to another
+    // entry (`docker save` links a layer that an image holds twice).
+    let mut digests: HashMap<String, String> = HashMap::new();
+    let mut links: HashMap<String, String> = HashMap::new();
+    let mut config_bytes = Vec::new();
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let mut archive = tar::Archive::new(file);
     for entry in archive.entries_with_seek().map_err(|e| e.to_string())? {
         let mut entry = entry.map_err(|e| e.to_string())?;
-        let named = entry
+        let name = entry
             .path()
-            .map(|p| p.as_ref() == Path::new(config))
-            .unwrap_or(false);
-        if !named {
+            .map_err(|e| e.to_string())?
+            .to_string_lossy()
+            .into_owned();
+        if entry.header().entry_type().is_symlink() {
+            if let Ok(Some(target)) = entry.link_name() {
+                let base = Path::new(&name).parent().unwrap_or(Path::new(""));
+                let target = normalise(&base.join(target));
+                links.insert(name, target);
+            }
+            continue;
+        }
+        if !entry.header().entry_type().is_file() {
             continue;
         }
         let mut hasher = Sha256::new();
-        std::io::copy(&mut entry, &mut hasher).map_err(|e| e.to_string())?;
-        let got = format!("{:x}", hasher.finalize());
-        return if got == hex {
-            Ok(())
+        if name == manifest.config {
+            (&mut entry)
+                .take(MAX_CONFIG_BYTES)
+                .read_to_end(&mut config_bytes)
+                .map_err(|e| e.to_string())?;
+            hasher.update(&config_bytes);
         } else {
-            Err(format!("{config} does not match its digest"))
-        };
+            // Every file: a layer, or one that a layer's symlink (before or after it) names.
+            // The layers are nearly all of an archive's bytes anyway.
+            std::io::copy(&mut entry, &mut hasher).map_err(|e| e.to_string())?;
+        }
+        digests.insert(name, format!("{:x}", hasher.finalize()));
     }
-    Err(format!(
-        "the manifest names {config}, which the archive does not contain"
-    ))
+    let digest_of = |name: &str| -> Option<&String> {
+        let mut name = name.to_owned();
+        // A bounded walk along symlinks (a loop is corrupt).
+        for _ in 0..8 {
+            if let Some(d) = digests.get(&name) {
+                return Some(d);
+            }
+            name = links.get(&name)?.clone();
+        }
+        None
+    };
+    match digest_of(&manifest.config) {
+        None => {
+            return Err(format!(
+                "the manifest names {}, which the archive does not contain",
+                manifest.config
+            ))
+        }
+        Some(got) if got != hex => {
+            return Err(format!("{} does not match its digest", manifest.config))
+        }
+        Some(_) => {}
+    }
+    let config: ImageConfig =
+        serde_json::from_slice(&config_bytes).map_err(|e| format!("{}: {e}", manifest.config))?;
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        return Err(format!(
+            "the manifest lists {} layers and the image config {}",
+            manifest.layers.len(),
+            config.rootfs.diff_ids.len()
+        ));
+    }
+    for (layer, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
+        let got = digest_of(layer).ok_or_else(|| {
+            format!("the manifest names layer {layer}, which the archive does not contain")
+        })?;
+        if diff_id.strip_prefix("sha256:") != Some(got.as_str()) {
+            return Err(format!(
+                "layer {layer} does not match its digest in the image config (layers must \
+                 be uncompressed, as `docker save` writes them)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `a/../b/./c` as `b/c`: a symlink's target inside the archive.
+fn normalise(path: &Path) -> String {
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                parts.pop();
+            }
+            std::path::Component::Normal(p) => parts.push(p),
+            _ => {}
+        }
+    }
+    parts
+        .iter()
+        .map(|p| p.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `docker save`-like archive: the config listing `diff_ids`, the manifest listing
+    /// `layers`, and the `files` (a `None` body is a symlink to the named target).
+    fn archive(
+        diff_ids: &[String],
+        layers: &[&str],
+        files: &[(&str, Result<&[u8], &str>)],
+    ) -> (tempfile::NamedTempFile, String) {
+        use sha2::{Digest, Sha256};
+        let config = serde_json::to_vec(&serde_json::json!({"rootfs": {"type": "layers",
+            "diff_ids": diff_ids}}))
+        .unwrap();
+        let hex = format!("{:x}", Sha256::digest(&config));
+        let config_name = format!("{hex}.json");
+        let manifest = serde_json::to_vec(&serde_json::json!([{"Config": config_name,
+            "RepoTags": null, "Layers": layers}]))
+        .unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut add = |path: &str, body: Result<&[u8], &str>| {
+            let mut header = tar::Header::new_gnu();
+            header.set_mode(0o644);
+            match body {
+                Ok(bytes) => {
+                    header.set_size(bytes.len() as u64);
+                    header.set_cksum();
+                    tar.append_data(&mut header, path, bytes).unwrap();
+                }
+                Err(target) => {
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_size(0);
+                    tar.append_link(&mut header, path, target).unwrap();
+                }
+            }
+        };
+        for (path, body) in files {
+            add(path, *body);
+        }
+        add(&config_name, Ok(&config));
+        add("manifest.json", Ok(&manifest));
+        let bytes = tar.into_inner().unwrap();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), bytes).unwrap();
+        (file, format!("sha256:{hex}"))
+    }
+
+    fn diff_id(bytes: &[u8]) -> String {
+        use sha2::{Digest, Sha256};
+        format!("sha256:{:x}", Sha256::digest(bytes))
+    }
+
+    #[test]
+    fn an_archive_must_hold_every_layer_its_config_names() {
+        let (one, two) = (&b"layer one"[..], &b"layer two"[..]);
+        // Whole, with a layer held twice through a symlink (as `docker save` writes it).
+        let (file, id) = archive(
+            &[diff_id(one), diff_id(two), diff_id(one)],
+            &["a/layer.tar", "b/layer.tar", "c/layer.tar"],
+            &[
+                ("a/layer.tar", Ok(one)),
+                ("b/layer.tar", Ok(two)),
+                ("c/layer.tar", Err("../a/layer.tar")),
+            ],
+        );
+        assert_eq!(image_id_of_archive(file.path()).unwrap(), id);
+        // A layer missing, one of other content, one too few in the manifest.
+        let (file, _) = archive(
+            &[diff_id(one), diff_id(two)],
+            &["a/layer.tar", "b/layer.tar"],
+            &[("a/layer.tar", Ok(one))],
+        );
+        let err = image_id_of_archive(file.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("b/layer.tar, which the archive does not contain"),
+            "{err}"
+        );
+        let (file, _) = archive(
+            &[diff_id(one)],
+            &["a/layer.tar"],
+            &[("a/layer.tar", Ok(two))],
+        );
+        let err = image_id_of_archive(file.path()).unwrap_err().to_string();
+        assert!(err.contains("does not match its digest"), "{err}");
+        let (file, _) = archive(
+            &[diff_id(one), diff_id(two)],
+            &["a/layer.tar"],
+            &[("a/layer.tar", Ok(one)), ("b/layer.tar", Ok(two))],
+        );
+        let err = image_id_of_archive(file.path()).unwrap_err().to_string();
+        assert!(err.contains("lists 1 layers"), "{err}");
+    }
 
     #[test]
     fn an_archive_without_a_manifest_is_corrupt() {

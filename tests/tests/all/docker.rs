@@ -751,35 +751,59 @@ async fn containers_are_confined_and_archives_must_hold_their_image() -> anyhow:
     );
     assert_eq!(containers_of(&docker, &root).await?, 0);
 
-    // A one-file archive whose manifest names the image above, which the engine has.
+    // Archives that name the image above, which the engine has, without holding all of it: the
+    // manifest alone, and the manifest with the image's config but none of its layers (which
+    // `docker load` itself accepts when the engine has the layers).
     let archive = std::fs::read(&e2e::docker::test_image().await?.archive)?;
     let mut manifest = Vec::new();
+    let mut config = None;
     for entry in tar::Archive::new(archive.as_slice()).entries()? {
         let mut entry = entry?;
-        if entry.path()?.as_ref() == std::path::Path::new("manifest.json") {
+        let path = entry.path()?.to_string_lossy().into_owned();
+        if path == "manifest.json" {
             std::io::Read::read_to_end(&mut entry, &mut manifest)?;
+        } else if path.ends_with(".json") && !path.contains('/') {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut bytes)?;
+            config = Some((path, bytes));
         }
     }
     anyhow::ensure!(!manifest.is_empty(), "the test image has a manifest");
-    let mut forged = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_size(manifest.len() as u64);
-    header.set_mode(0o644);
-    header.set_cksum();
-    forged.append_data(&mut header, "manifest.json", manifest.as_slice())?;
-    let forged = forged.into_inner()?;
-    let forged = c.create_image("forged", "docker", "raw", forged).await?;
-    let stolen = create_server(
-        &c,
-        json!({"name": "stolen", "imageRef": forged, "flavorRef": "cf"}),
-    )
-    .await?;
-    let s = c.wait_error(&stolen, WAIT).await?;
-    let message = s["fault"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("does not contain"), "{s}");
-    assert_eq!(containers_of(&docker, &stolen).await?, 0);
+    let (config_name, config) = config.ok_or_else(|| anyhow::anyhow!("no config blob"))?;
+    let mut stolen = Vec::new();
+    for (name, files) in [
+        ("manifest-only", vec![("manifest.json", manifest.clone())]),
+        (
+            "no-layers",
+            vec![
+                (config_name.as_str(), config.clone()),
+                ("manifest.json", manifest.clone()),
+            ],
+        ),
+    ] {
+        let mut forged = tar::Builder::new(Vec::new());
+        for (path, bytes) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            forged.append_data(&mut header, path, bytes.as_slice())?;
+        }
+        let forged = forged.into_inner()?;
+        let forged = c.create_image(name, "docker", "raw", forged).await?;
+        let server = create_server(
+            &c,
+            json!({"name": name, "imageRef": forged, "flavorRef": "cf"}),
+        )
+        .await?;
+        let s = c.wait_error(&server, WAIT).await?;
+        let message = s["fault"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("does not contain"), "{name}: {s}");
+        assert_eq!(containers_of(&docker, &server).await?, 0, "{name}");
+        stolen.push(server);
+    }
 
-    for server in [&id, &raw, &root, &stolen] {
+    for server in [&id, &raw, &root].into_iter().chain(&stolen) {
         assert_eq!(c.delete(&format!("/servers/{server}")).await?.status, 204);
         c.wait_gone(server, WAIT).await?;
     }
