@@ -39,6 +39,10 @@ pub struct ImageSettings {
     /// A fetch that receives nothing (no answer, no data) for this long fails, so that a stalled
     /// download does not hold every build of that image on this host (they wait for its flight).
     pub stall_timeout_s: u64,
+    /// The slowest download a fetch accepts, on average: a fetch fails once it took longer than
+    /// the stall timeout plus the image's size at this rate. The stall timeout alone restarts
+    /// at every byte, so a service (or a path) that trickles would hold the builds for ever.
+    pub min_rate_kib_s: u64,
     /// Connecting to the image service.
     pub connect_timeout_s: u64,
     /// Tries of a fetch that failed on the way (no connection, a 5xx, a transfer cut short),
@@ -56,6 +60,7 @@ impl Default for ImageSettings {
             max_unused_age_s: 86_400,
             eviction_interval_s: 600,
             stall_timeout_s: 30,
+            min_rate_kib_s: 1024,
             connect_timeout_s: 10,
             fetch_attempts: 4,
             auth: Default::default(),
@@ -91,6 +96,8 @@ pub struct ImageCache {
     flights: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     fetches: AtomicU64,
     fetch_attempts: u32,
+    stall_timeout: Duration,
+    min_rate_bytes_s: u64,
 }
 
 impl ImageCache {
@@ -122,6 +129,8 @@ impl ImageCache {
             flights: Default::default(),
             fetches: AtomicU64::new(0),
             fetch_attempts: settings.fetch_attempts.max(1),
+            stall_timeout: Duration::from_secs(settings.stall_timeout_s),
+            min_rate_bytes_s: settings.min_rate_kib_s.max(1).saturating_mul(1024),
         })
     }
 
@@ -317,7 +326,25 @@ impl ImageCache {
         let mut hasher = Sha512::new();
         let mut size: u64 = 0;
         let mut body = resp.bytes_stream();
-        while let Some(chunk) = body.next().await {
+        let allowed = self.stall_timeout + Duration::from_secs(image.size / self.min_rate_bytes_s);
+        let deadline = tokio::time::Instant::now() + allowed;
+        loop {
+            let Ok(next) = tokio::time::timeout_at(deadline, body.next()).await else {
+                // Not transient: a path this slow stays slow, and another try would hold the
+                // builds waiting for this image as long again.
+                return Err(CacheError::Fetch {
+                    id: image.id.clone(),
+                    reason: format!(
+                        "the download took longer than {}s ({size} of {} bytes received; \
+                         agent.images.min_rate_kib_s is {})",
+                        allowed.as_secs(),
+                        image.size,
+                        self.min_rate_bytes_s / 1024
+                    ),
+                    transient: false,
+                });
+            };
+            let Some(chunk) = next else { break };
             let chunk = chunk.map_err(|e| CacheError::Fetch {
                 id: image.id.clone(),
                 reason: format!("transfer cut short: {e}"),
@@ -438,6 +465,61 @@ mod tests {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "bounded by the stall timeout"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+        server.abort();
+    }
+
+    /// A download that trickles (a byte now and then, so the stall timeout never fires) fails
+    /// once it took longer than the stall timeout plus the image's size at the minimum rate.
+    #[tokio::test]
+    async fn a_trickling_fetch_fails_at_the_minimum_rate() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // 2048 bytes, one every 100 ms (200 s in all).
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            let _ = sock
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2048\r\n\r\n")
+                .await;
+            for _ in 0..2048 {
+                if sock.write_all(b"x").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let settings = ImageSettings {
+            cache_dir: dir.path().to_owned(),
+            endpoint: Some(format!("http://{addr}")),
+            stall_timeout_s: 1,
+            // 2048 bytes at 1 KiB/s: 2 s, plus the stall timeout.
+            min_rate_kib_s: 1,
+            fetch_attempts: 2,
+            ..ImageSettings::default()
+        };
+        let cache = ImageCache::open(&settings, Some(Arc::new(Fixed))).unwrap();
+        let mut spec = image("sha512", &"ab".repeat(64));
+        spec.size = 2048;
+        let started = std::time::Instant::now();
+        let got = cache.acquire(&spec, InstanceUuid::new_v4()).await;
+        let elapsed = started.elapsed();
+        assert!(
+            matches!(&got, Err(CacheError::Fetch { reason, transient: false, .. })
+                if reason.contains("took longer than 3s")),
+            "{got:?}"
+        );
+        // Once (not tried again), at about 3 s.
+        assert!(
+            elapsed >= Duration::from_secs(3) && elapsed < Duration::from_secs(10),
+            "{elapsed:?}"
         );
         assert_eq!(
             std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
