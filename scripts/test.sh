@@ -100,13 +100,16 @@ phase tests
 # whole one is scripts/fuzz.sh, its figures in the README too. Both mostly wait on Python,
 # so side by side they take little more than the longer of the two.
 fuzz_log=$(mktemp)
-trap 'rm -f "$log" "$fuzz_log"' EXIT
+# (A background job's SIGINT is ignored: the trap ends it with SIGTERM, which fuzz.sh's own
+# trap turns into its clean-up.)
+trap 'kill "${fuzz:-}" 2>/dev/null; rm -f "$log" "$fuzz_log"' EXIT
 scripts/fuzz.sh --short --debug >"$fuzz_log" 2>&1 &
 fuzz=$!
 scripts/tempest.sh --smoke --debug || status=1
 phase "tempest smoke"
 fuzz_status=0
 wait "$fuzz" || fuzz_status=$?
+fuzz=
 cat "$fuzz_log"
 [ "$fuzz_status" -eq 0 ] || status=1
 phase "fuzzing (short)"

@@ -46,6 +46,12 @@ pub struct ApiSettings {
     /// How long `POST /servers` remembers an `Idempotency-Key`: the same key and body within
     /// it get the same server.
     pub idempotency_key_ttl_s: u64,
+    /// The key of the keyed digest (HMAC-SHA256) that an `Idempotency-Key`'s record holds of
+    /// its request body, which may carry an `adminPass`: 32 random bytes, created when missing.
+    /// Every API process must read the same file. Unset: `idempotency.key` in the key
+    /// repository where this process issues tokens; else (a remote Keystone, noauth2) the
+    /// records hold a salted digest, which a reader of the database can test guesses against.
+    pub idempotency_secret_file: Option<std::path::PathBuf>,
     /// A compute service silent this long shows as down (Nova's `service_down_time`; keep it
     /// equal to the conductor's).
     pub service_down_time_s: u64,
@@ -69,6 +75,7 @@ impl Default for ApiSettings {
             body_timeout_s: http.body_timeout_s,
             upload_min_rate: http.upload_min_rate,
             idempotency_key_ttl_s: 86_400,
+            idempotency_secret_file: None,
             service_down_time_s: 60,
             services: vec![
                 ApiName::Compute,
@@ -109,6 +116,30 @@ pub fn start(
         i64::try_from(settings.service_down_time_s.saturating_mul(1000)).unwrap_or(i64::MAX);
     // One store for the image API and the compute API's image proxy.
     let image_data = image_api::store::open(&image.store)?;
+    let idempotency_secret = settings.idempotency_secret_file.clone().or_else(|| {
+        backends
+            .identity
+            .api
+            .as_ref()
+            .map(|api| api.settings.key_repository.join("idempotency.key"))
+    });
+    let idempotency = nova_api::IdempotencySettings {
+        ttl_ms: i64::try_from(settings.idempotency_key_ttl_s.saturating_mul(1000))
+            .unwrap_or(i64::MAX),
+        secret: match idempotency_secret {
+            Some(path) if settings.services.contains(&ApiName::Compute) => Some(
+                nova_api::load_or_create_secret(&path)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            ),
+            _ => None,
+        },
+    };
+    if idempotency.secret.is_none() && settings.services.contains(&ApiName::Compute) {
+        tracing::warn!(
+            "api.idempotency_secret_file is unset and this process issues no tokens: \
+             idempotency records hold a salted, unkeyed digest of their request bodies"
+        );
+    }
     let mut services: Vec<Arc<dyn Service>> = Vec::new();
     for name in &settings.services {
         match name {
@@ -120,8 +151,7 @@ pub fn start(
                 // Projects live here when this service issues the tokens.
                 backends.identity.api.is_some(),
                 image_data.clone(),
-                i64::try_from(settings.idempotency_key_ttl_s.saturating_mul(1000))
-                    .unwrap_or(i64::MAX),
+                idempotency.clone(),
             ))),
             ApiName::Image => services.push(Arc::new(image_api::ImageApi::new(
                 backends.db.clone(),

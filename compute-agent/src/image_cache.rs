@@ -87,13 +87,19 @@ pub enum CacheError {
     Io(#[from] std::io::Error),
 }
 
+/// One image's single flight: its turn, and how the last fetch failed (when).
+#[derive(Default)]
+struct Flight {
+    failed: Option<(tokio::time::Instant, String)>,
+}
+
 pub struct ImageCache {
     dir: PathBuf,
     endpoint: Option<String>,
     credential: Option<Arc<dyn Credential>>,
     client: reqwest::Client,
     /// One lock per hash being fetched or checked: the single flight.
-    flights: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    flights: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Flight>>>>,
     fetches: AtomicU64,
     fetch_attempts: u32,
     stall_timeout: Duration,
@@ -152,21 +158,39 @@ impl ImageCache {
         let hash = checked_hash(image)?;
         let path = self.dir.join(&hash);
         let flight = self.flight(&hash);
-        {
-            let _turn = flight.lock().await;
+        let waiting_since = tokio::time::Instant::now();
+        let result = async {
+            let mut turn = flight.lock().await;
             let present = tokio::fs::metadata(&path)
                 .await
                 .is_ok_and(|m| m.len() == image.size);
             if !present {
-                self.fetch_with_retries(image, &hash, &path).await?;
+                // The builds that waited for a fetch share its failure: each trying again in
+                // turn would hold the last one for as many fetches as there were builds.
+                if let Some((at, why)) = &turn.failed {
+                    if *at >= waiting_since {
+                        return Err(CacheError::Fetch {
+                            id: image.id.clone(),
+                            reason: format!("the fetch this build waited for failed: {why}"),
+                            transient: false,
+                        });
+                    }
+                }
+                if let Err(e) = self.fetch_with_retries(image, &hash, &path).await {
+                    turn.failed = Some((tokio::time::Instant::now(), e.to_string()));
+                    return Err(e);
+                }
+                turn.failed = None;
             }
             touch(&path)?;
             // Recorded while the turn is held, so that eviction (which takes the same turn)
             // never removes an image between its fetch and its first user.
             std::fs::write(self.dir.join("instances").join(instance.to_string()), &hash)?;
+            Ok(())
         }
+        .await;
         self.forget_flight(&hash, flight);
-        Ok(path)
+        result.map(|()| path)
     }
 
     /// The instance no longer uses its image (it was destroyed).
@@ -222,13 +246,13 @@ impl ImageCache {
         Ok(evicted)
     }
 
-    fn flight(&self, hash: &str) -> Arc<tokio::sync::Mutex<()>> {
+    fn flight(&self, hash: &str) -> Arc<tokio::sync::Mutex<Flight>> {
         let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
         flights.entry(hash.to_owned()).or_default().clone()
     }
 
     /// Drops the lock of `hash` from the map once nobody else holds or waits for it.
-    fn forget_flight(&self, hash: &str, flight: Arc<tokio::sync::Mutex<()>>) {
+    fn forget_flight(&self, hash: &str, flight: Arc<tokio::sync::Mutex<Flight>>) {
         let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
         // The map's reference and ours: nobody else has it.
         if Arc::strong_count(&flight) == 2 {
@@ -326,8 +350,14 @@ impl ImageCache {
         let mut hasher = Sha512::new();
         let mut size: u64 = 0;
         let mut body = resp.bytes_stream();
-        let allowed = self.stall_timeout + Duration::from_secs(image.size / self.min_rate_bytes_s);
-        let deadline = tokio::time::Instant::now() + allowed;
+        let allowed = self
+            .stall_timeout
+            .saturating_add(Duration::from_secs(image.size / self.min_rate_bytes_s));
+        // (A year stands for "never" where the settings ask for more than an Instant holds.)
+        let now = tokio::time::Instant::now();
+        let deadline = now
+            .checked_add(allowed)
+            .unwrap_or(now + Duration::from_secs(365 * 86_400));
         loop {
             let Ok(next) = tokio::time::timeout_at(deadline, body.next()).await else {
                 // Not transient: a path this slow stays slow, and another try would hold the
@@ -474,25 +504,33 @@ mod tests {
     }
 
     /// A download that trickles (a byte now and then, so the stall timeout never fires) fails
-    /// once it took longer than the stall timeout plus the image's size at the minimum rate.
+    /// once it took longer than the stall timeout plus the image's size at the minimum rate,
+    /// for every build that waited for it.
     #[tokio::test]
     async fn a_trickling_fetch_fails_at_the_minimum_rate() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        // 2048 bytes, one every 100 ms (200 s in all).
+        // 2048 bytes, one every 100 ms (200 s in all), to every connection; counted.
+        let connections = Arc::new(AtomicU64::new(0));
+        let counted = connections.clone();
         let server = tokio::spawn(async move {
-            let (mut sock, _) = listener.accept().await.unwrap();
-            let mut buf = [0u8; 4096];
-            let _ = sock.read(&mut buf).await;
-            let _ = sock
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2048\r\n\r\n")
-                .await;
-            for _ in 0..2048 {
-                if sock.write_all(b"x").await.is_err() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            loop {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                counted.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = sock.read(&mut buf).await;
+                    let _ = sock
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2048\r\n\r\n")
+                        .await;
+                    for _ in 0..2048 {
+                        if sock.write_all(b"x").await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                });
             }
         });
         let dir = tempfile::tempdir().unwrap();
@@ -509,16 +547,24 @@ mod tests {
         let mut spec = image("sha512", &"ab".repeat(64));
         spec.size = 2048;
         let started = std::time::Instant::now();
-        let got = cache.acquire(&spec, InstanceUuid::new_v4()).await;
-        let elapsed = started.elapsed();
-        assert!(
-            matches!(&got, Err(CacheError::Fetch { reason, transient: false, .. })
-                if reason.contains("took longer than 3s")),
-            "{got:?}"
+        // Two builds of the image: the second waits for the first one's fetch, and shares its
+        // failure instead of fetching (and waiting) again.
+        let (got, other) = tokio::join!(
+            cache.acquire(&spec, InstanceUuid::new_v4()),
+            cache.acquire(&spec, InstanceUuid::new_v4())
         );
-        // Once (not tried again), at about 3 s.
+        let elapsed = started.elapsed();
+        for got in [&got, &other] {
+            assert!(
+                matches!(got, Err(CacheError::Fetch { reason, transient: false, .. })
+                    if reason.contains("took longer than 3s")),
+                "{got:?}"
+            );
+        }
+        // One fetch (not tried again, not repeated by the waiting build), at about 3 s.
+        assert_eq!(connections.load(Ordering::Relaxed), 1);
         assert!(
-            elapsed >= Duration::from_secs(3) && elapsed < Duration::from_secs(10),
+            elapsed >= Duration::from_secs(3) && elapsed < Duration::from_secs(6),
             "{elapsed:?}"
         );
         assert_eq!(

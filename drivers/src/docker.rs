@@ -915,6 +915,9 @@ struct RootFs {
     diff_ids: Vec<String>,
 }
 
+/// Recorded for a zstd-compressed file in place of its digest.
+const ZSTD: &str = "zstd";
+
 /// The largest image config read (they are a few KB).
 const MAX_CONFIG_BYTES: u64 = 8 << 20;
 
@@ -998,6 +1001,7 @@ fn check_contents(path: &Path, manifest: &ManifestEntry, hex: &str) -> Result<()
         }
         let mut hasher = Sha256::new();
         if name == manifest.config {
+            config_bytes.clear();
             (&mut entry)
                 .take(MAX_CONFIG_BYTES)
                 .read_to_end(&mut config_bytes)
@@ -1005,8 +1009,26 @@ fn check_contents(path: &Path, manifest: &ManifestEntry, hex: &str) -> Result<()
             hasher.update(&config_bytes);
         } else {
             // Every file: a layer, or one that a layer's symlink (before or after it) names.
-            // The layers are nearly all of an archive's bytes anyway.
-            std::io::copy(&mut entry, &mut hasher).map_err(|e| e.to_string())?;
+            // The layers are nearly all of an archive's bytes anyway. A layer's diff id is the
+            // digest of its tar uncompressed: `docker save` with the containerd image store
+            // writes layers gzip-compressed, as they were pulled.
+            let mut magic = Vec::with_capacity(4);
+            (&mut entry)
+                .take(4)
+                .read_to_end(&mut magic)
+                .map_err(|e| e.to_string())?;
+            let whole = magic.as_slice().chain(&mut entry);
+            let copied = match magic.as_slice() {
+                [0x1f, 0x8b, ..] => {
+                    std::io::copy(&mut flate2::read::MultiGzDecoder::new(whole), &mut hasher)
+                }
+                [0x28, 0xb5, 0x2f, 0xfd] => {
+                    digests.insert(name, ZSTD.to_owned());
+                    continue;
+                }
+                _ => std::io::copy(&mut { whole }, &mut hasher),
+            };
+            copied.map_err(|e| format!("{name}: {e}"))?;
         }
         digests.insert(name, format!("{:x}", hasher.finalize()));
     }
@@ -1046,10 +1068,15 @@ fn check_contents(path: &Path, manifest: &ManifestEntry, hex: &str) -> Result<()
         let got = digest_of(layer).ok_or_else(|| {
             format!("the manifest names layer {layer}, which the archive does not contain")
         })?;
+        if got == ZSTD {
+            return Err(format!(
+                "layer {layer} is zstd-compressed, which this driver cannot check; save the \
+                 image with uncompressed or gzip layers"
+            ));
+        }
         if diff_id.strip_prefix("sha256:") != Some(got.as_str()) {
             return Err(format!(
-                "layer {layer} does not match its digest in the image config (layers must \
-                 be uncompressed, as `docker save` writes them)"
+                "layer {layer} does not match its digest in the image config"
             ));
         }
     }
@@ -1140,6 +1167,16 @@ mod tests {
                 ("b/layer.tar", Ok(two)),
                 ("c/layer.tar", Err("../a/layer.tar")),
             ],
+        );
+        assert_eq!(image_id_of_archive(file.path()).unwrap(), id);
+        // A gzip-compressed layer (the containerd image store saves layers as pulled).
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, two).unwrap();
+        let gz = gz.finish().unwrap();
+        let (file, id) = archive(
+            &[diff_id(one), diff_id(two)],
+            &["blobs/sha256/a", "blobs/sha256/b"],
+            &[("blobs/sha256/a", Ok(one)), ("blobs/sha256/b", Ok(&gz))],
         );
         assert_eq!(image_id_of_archive(file.path()).unwrap(), id);
         // A layer missing, one of other content, one too few in the manifest.

@@ -37,6 +37,8 @@ use nova_db::Db;
 use std::sync::Arc;
 
 /// What every handler shares.
+pub use servers::idempotency::{load_or_create_secret, IdempotencySettings};
+
 pub struct AppState {
     pub db: Db,
     /// A compute service silent this long shows as down.
@@ -49,8 +51,8 @@ pub struct AppState {
     pub projects_known: bool,
     /// Image data, which the deprecated `/images` proxy deletes with the image.
     pub image_data: Arc<dyn ImageStore>,
-    /// How long a server create's `Idempotency-Key` is remembered.
-    pub idempotency_key_ttl_ms: i64,
+    /// How a server create's `Idempotency-Key` is remembered.
+    pub idempotency: IdempotencySettings,
 }
 
 impl AppState {
@@ -82,7 +84,7 @@ impl ComputeApi {
         service_down_ms: i64,
         projects_known: bool,
         image_data: Arc<dyn ImageStore>,
-        idempotency_key_ttl_ms: i64,
+        idempotency: IdempotencySettings,
     ) -> Self {
         Self {
             state: web::Data::new(AppState {
@@ -92,7 +94,7 @@ impl ComputeApi {
                 queues,
                 projects_known,
                 image_data,
-                idempotency_key_ttl_ms,
+                idempotency,
             }),
         }
     }

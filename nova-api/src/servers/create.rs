@@ -702,8 +702,8 @@ pub(super) async fn create(
     NOVA.require_write(&ctx, "os_compute_api:servers:create")?;
     let body = body::json(&raw)?;
     let request = parse_create(&body, ApiVersion::of(&req))?;
-    let ttl = state.idempotency_key_ttl_ms;
-    let keyed = idempotency::key_of(&req, &ctx, &body, ttl)?;
+    let ttl = state.idempotency.ttl_ms;
+    let keyed = idempotency::key_of(&req, &ctx, &body, &state.idempotency)?;
     if let Some(key) = &keyed {
         idempotency::prune_now_and_then(&state.db, ttl).await;
         if let Some(recorded) = nova_db::idempotency::lookup(&state.db, &key.record).await? {

@@ -10,7 +10,7 @@ mod admin_actions;
 mod create;
 mod diagnostics;
 mod host_call;
-mod idempotency;
+pub mod idempotency;
 mod list;
 mod metadata;
 mod params;

@@ -85,8 +85,10 @@ impl Acker for InProcAcker {
             while sender.len()
                 >= usize::try_from(self.limits.dead_letter_max_length).unwrap_or(usize::MAX)
             {
-                if oldest.try_recv().is_err() {
-                    break;
+                // Settled before it goes: a delivery dropped unsettled hands itself back.
+                match oldest.try_recv() {
+                    Ok(dropped) => dropped.ack().await,
+                    Err(_) => break,
                 }
             }
             let _ = sender.send(Delivery::new(payload, false, self)).await;
@@ -203,10 +205,13 @@ mod tests {
             bus.publish("q", poison.to_vec()).await.unwrap();
             sub.next().await.unwrap().requeue().await;
         }
+        // Nothing dropped comes back (a dropped delivery left unsettled would requeue itself).
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         assert_eq!(bus.message_count("q.dead-letter"), 2);
         let dead = bus.subscribe("q.dead-letter", 1).await.unwrap();
         assert_eq!(dead.next().await.unwrap().payload, b"b");
         assert_eq!(dead.next().await.unwrap().payload, b"c");
+        assert_eq!(bus.message_count("q.dead-letter"), 0);
     }
 
     #[tokio::test]

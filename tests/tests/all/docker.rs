@@ -755,21 +755,24 @@ async fn containers_are_confined_and_archives_must_hold_their_image() -> anyhow:
     // manifest alone, and the manifest with the image's config but none of its layers (which
     // `docker load` itself accepts when the engine has the layers).
     let archive = std::fs::read(&e2e::docker::test_image().await?.archive)?;
-    let mut manifest = Vec::new();
-    let mut config = None;
+    let mut files = std::collections::HashMap::new();
     for entry in tar::Archive::new(archive.as_slice()).entries()? {
         let mut entry = entry?;
         let path = entry.path()?.to_string_lossy().into_owned();
-        if path == "manifest.json" {
-            std::io::Read::read_to_end(&mut entry, &mut manifest)?;
-        } else if path.ends_with(".json") && !path.contains('/') {
-            let mut bytes = Vec::new();
-            std::io::Read::read_to_end(&mut entry, &mut bytes)?;
-            config = Some((path, bytes));
-        }
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes)?;
+        files.insert(path, bytes);
     }
-    anyhow::ensure!(!manifest.is_empty(), "the test image has a manifest");
-    let (config_name, config) = config.ok_or_else(|| anyhow::anyhow!("no config blob"))?;
+    let manifest = files
+        .get("manifest.json")
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("the test image has no manifest"))?;
+    let parsed: Value = serde_json::from_slice(&manifest)?;
+    let config_name = parsed[0]["Config"].as_str().unwrap_or_default().to_owned();
+    let config = files
+        .get(&config_name)
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no config blob {config_name}"))?;
     let mut stolen = Vec::new();
     for (name, files) in [
         ("manifest-only", vec![("manifest.json", manifest.clone())]),
@@ -798,7 +801,16 @@ async fn containers_are_confined_and_archives_must_hold_their_image() -> anyhow:
         .await?;
         let s = c.wait_error(&server, WAIT).await?;
         let message = s["fault"]["message"].as_str().unwrap_or_default();
-        assert!(message.contains("does not contain"), "{name}: {s}");
+        let missing = if name == "no-layers" {
+            "layer"
+        } else {
+            config_name.as_str()
+        };
+        assert!(
+            message.contains(&format!("names {missing}"))
+                && message.contains("which the archive does not contain"),
+            "{name}: {s}"
+        );
         assert_eq!(containers_of(&docker, &server).await?, 0, "{name}");
         stolen.push(server);
     }
