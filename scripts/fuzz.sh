@@ -66,7 +66,8 @@ fi
 
 mkdir -p var/fuzz
 # The five latest runs are kept.
-ls -1dt var/fuzz/run.* 2>/dev/null | tail -n +5 | xargs -r rm -rf
+# (None yet on a fresh clone: ls fails, which pipefail would make fatal.)
+{ ls -1dt var/fuzz/run.* 2>/dev/null || true; } | tail -n +5 | xargs -r rm -rf
 work=$(mktemp -d "$root/var/fuzz/run.XXXXXX")
 ln -sfn "$(basename "$work")" var/fuzz/last
 mkdir -p "$work/aio"
