@@ -83,9 +83,10 @@ cleanup() {
     [ -n "$st" ] && kill "$st" 2>/dev/null
     [ -n "$sampler" ] && kill "$sampler" 2>/dev/null
     if [ -n "$aio" ] && kill -0 "$aio" 2>/dev/null; then
-        kill -INT "$aio" 2>/dev/null
+        kill -INT "$aio" 2>/dev/null || true
         for _ in $(seq 1 50); do kill -0 "$aio" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$aio" 2>/dev/null
+        # (Gone already, as a clean stop is: errexit holds in a trap too.)
+        kill -KILL "$aio" 2>/dev/null || true
     fi
     wait 2>/dev/null || true
 }
