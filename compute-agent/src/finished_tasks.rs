@@ -5,8 +5,9 @@
 //! was lost, or came after the reconciler looked). Commands are not all harmless twice: a
 //! reboot re-run reboots the guest again. So an agent that finds a command's task here does
 //! not run it again; it reports the recorded outcome once more, which is what the conductor
-//! was missing. The record survives an agent restart: it is written (and synced) before the
-//! result is reported.
+//! was missing. The record survives an agent restart: it is written while the result is
+//! reported, and synced when a second run would repeat something (a reboot; see
+//! `ComputeCommand::repeats_harmlessly`).
 //!
 //! One journal with group commit, not a file per task: a file per task cost two fsyncs per
 //! command (the file and its directory), which took a tenth of the boot benchmark's burst
@@ -132,8 +133,9 @@ impl FinishedTasks {
             .map(|(_, finished)| finished.clone())
     }
 
-    /// Records `task` and returns once the record is on disk.
-    pub fn record(&self, task: TaskId, finished: &Finished) -> std::io::Result<()> {
+    /// Records `task`; with `sync`, returns once the record is on disk (else it is in the
+    /// page cache: it survives the agent's death, not the machine's).
+    pub fn record(&self, task: TaskId, finished: &Finished, sync: bool) -> std::io::Result<()> {
         let at_ms = nova_core::time::now_ms();
         let mut line = serde_json::to_vec(&Entry {
             task,
@@ -149,6 +151,9 @@ impl FinishedTasks {
             state.index.insert(task, (at_ms, finished.clone()));
             (state.appended, state.journal.try_clone()?)
         };
+        if !sync {
+            return Ok(());
+        }
         // Group commit: whoever holds `synced` syncs everything appended so far, and those who
         // waited for it find their record durable already.
         let mut synced = lock(&self.synced);
@@ -222,7 +227,7 @@ mod tests {
         let task = TaskId::new_v4();
         assert_eq!(tasks.get(task), None);
         let finished = done();
-        tasks.record(task, &finished).unwrap();
+        tasks.record(task, &finished, true).unwrap();
         drop(tasks);
         // A torn last line (an agent killed while appending) is dropped; a leftover partial
         // journal is removed.
@@ -236,7 +241,7 @@ mod tests {
         assert!(!dir.path().join("journal.jsonl.partial").exists());
         // Appends after the torn line are read back.
         let later = TaskId::new_v4();
-        tasks.record(later, &finished).unwrap();
+        tasks.record(later, &finished, false).unwrap();
         let tasks = FinishedTasks::open(dir.path()).unwrap();
         assert_eq!(tasks.get(later), Some(finished.clone()));
         assert_eq!(tasks.prune(Duration::from_secs(3600)).unwrap(), 0);
@@ -278,7 +283,7 @@ mod tests {
                 let (tasks, chunk) = (tasks.clone(), chunk.to_vec());
                 std::thread::spawn(move || {
                     for task in chunk {
-                        tasks.record(task, &done()).unwrap();
+                        tasks.record(task, &done(), true).unwrap();
                     }
                 })
             })

@@ -212,6 +212,21 @@ impl ComputeCommand {
         }
     }
 
+    /// Whether running the command a second time changes nothing: it sets a state (built,
+    /// gone, off, on) that the driver's calls reach idempotently, as the `Compute` contract
+    /// requires. A reboot is not: a second one reboots the guest again.
+    pub fn repeats_harmlessly(&self) -> bool {
+        match self {
+            Self::Spawn { .. }
+            | Self::Destroy { .. }
+            | Self::PowerOff { .. }
+            | Self::PowerOn { .. } => true,
+            Self::Reboot { .. } => false,
+            // Questions: nothing changes at all.
+            Self::ConsoleOutput { .. } | Self::HostUptime | Self::Diagnostics { .. } => true,
+        }
+    }
+
     /// The instance the command is about (none for questions about the host).
     pub fn instance(&self) -> Option<InstanceUuid> {
         match self {
