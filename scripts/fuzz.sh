@@ -80,12 +80,12 @@ aio=
 sampler=
 st=
 cleanup() {
-    [ -n "$st" ] && kill "$st" 2>/dev/null
-    [ -n "$sampler" ] && kill "$sampler" 2>/dev/null
+    # (errexit holds in a trap: a process already gone must not end the clean-up.)
+    [ -z "$st" ] || kill "$st" 2>/dev/null || true
+    [ -z "$sampler" ] || kill "$sampler" 2>/dev/null || true
     if [ -n "$aio" ] && kill -0 "$aio" 2>/dev/null; then
         kill -INT "$aio" 2>/dev/null || true
         for _ in $(seq 1 50); do kill -0 "$aio" 2>/dev/null || break; sleep 0.1; done
-        # (Gone already, as a clean stop is: errexit holds in a trap too.)
         kill -KILL "$aio" 2>/dev/null || true
     fi
     wait 2>/dev/null || true

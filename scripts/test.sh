@@ -102,7 +102,7 @@ phase tests
 fuzz_log=$(mktemp)
 # (A background job's SIGINT is ignored: the trap ends it with SIGTERM, which fuzz.sh's own
 # trap turns into its clean-up.)
-trap 'kill "${fuzz:-}" 2>/dev/null; rm -f "$log" "$fuzz_log"' EXIT
+trap '[ -z "${fuzz:-}" ] || kill "$fuzz" 2>/dev/null || true; rm -f "$log" "$fuzz_log"' EXIT
 scripts/fuzz.sh --short --debug >"$fuzz_log" 2>&1 &
 fuzz=$!
 scripts/tempest.sh --smoke --debug || status=1

@@ -116,28 +116,36 @@ pub fn start(
         i64::try_from(settings.service_down_time_s.saturating_mul(1000)).unwrap_or(i64::MAX);
     // One store for the image API and the compute API's image proxy.
     let image_data = image_api::store::open(&image.store)?;
-    let idempotency_secret = settings.idempotency_secret_file.clone().or_else(|| {
-        backends
-            .identity
-            .api
-            .as_ref()
-            .map(|api| api.settings.key_repository.join("idempotency.key"))
-    });
+    let serves_compute = settings.services.contains(&ApiName::Compute);
+    let secret =
+        match (&settings.idempotency_secret_file, &backends.identity.api) {
+            _ if !serves_compute => None,
+            // Configured: it must work.
+            (Some(path), _) => Some(nova_api::load_or_create_secret(path).map_err(|e| {
+                anyhow::anyhow!("api.idempotency_secret_file {}: {e}", path.display())
+            })?),
+            // The default, in the key repository: a repository mounted read-only (keys made
+            // elsewhere) must not stop the API; the digests are salted instead.
+            (None, Some(api)) => {
+                let path = api.settings.key_repository.join("idempotency.key");
+                nova_api::load_or_create_secret(&path)
+                .inspect_err(|e| {
+                    tracing::warn!(path = %path.display(), error = %e, "no idempotency key")
+                })
+                .ok()
+            }
+            (None, None) => None,
+        };
     let idempotency = nova_api::IdempotencySettings {
         ttl_ms: i64::try_from(settings.idempotency_key_ttl_s.saturating_mul(1000))
             .unwrap_or(i64::MAX),
-        secret: match idempotency_secret {
-            Some(path) if settings.services.contains(&ApiName::Compute) => Some(
-                nova_api::load_or_create_secret(&path)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
-            ),
-            _ => None,
-        },
+        secret,
     };
-    if idempotency.secret.is_none() && settings.services.contains(&ApiName::Compute) {
+    if idempotency.secret.is_none() && serves_compute {
         tracing::warn!(
-            "api.idempotency_secret_file is unset and this process issues no tokens: \
-             idempotency records hold a salted, unkeyed digest of their request bodies"
+            "no idempotency key (api.idempotency_secret_file unset, and none in a key \
+             repository of this process): idempotency records hold a salted, unkeyed digest \
+             of their request bodies"
         );
     }
     let mut services: Vec<Arc<dyn Service>> = Vec::new();

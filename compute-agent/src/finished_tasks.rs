@@ -56,6 +56,10 @@ pub struct FinishedTasks {
 struct State {
     index: HashMap<TaskId, (i64, Finished)>,
     journal: File,
+    /// Why the journal can no longer be trusted to keep what is appended (an fsync failed,
+    /// whose pages Linux may have dropped; a rewrite left the handle on an unlinked file):
+    /// every later record fails instead of claiming a durability it lacks.
+    broken: Option<String>,
     /// How many records were appended to the journal since it was opened.
     appended: u64,
 }
@@ -120,6 +124,7 @@ impl FinishedTasks {
             state: Mutex::new(State {
                 index,
                 journal,
+                broken: None,
                 appended: 0,
             }),
             synced: Mutex::new(0),
@@ -144,22 +149,41 @@ impl FinishedTasks {
         })
         .map_err(std::io::Error::other)?;
         line.push(b'\n');
-        let (mine, journal) = {
+        let mine = {
             let mut state = lock(&self.state);
-            state.journal.write_all(&line)?;
+            if let Some(why) = &state.broken {
+                return Err(std::io::Error::other(format!(
+                    "the journal is broken: {why}"
+                )));
+            }
+            let length = state.journal.metadata()?.len();
+            if let Err(e) = state.journal.write_all(&line) {
+                // A line half written (a full disk) would swallow the next record's start.
+                if let Err(t) = state.journal.set_len(length) {
+                    state.broken = Some(format!("a partial record not removed: {t}"));
+                }
+                return Err(e);
+            }
             state.appended += 1;
             state.index.insert(task, (at_ms, finished.clone()));
-            (state.appended, state.journal.try_clone()?)
+            state.appended
         };
         if !sync {
             return Ok(());
         }
         // Group commit: whoever holds `synced` syncs everything appended so far, and those who
-        // waited for it find their record durable already.
+        // waited for it find their record durable already. (Locked in this order only, `synced`
+        // then `state`; a rewrite by `prune` holds `state` alone.)
         let mut synced = lock(&self.synced);
         if *synced < mine {
-            let appended = lock(&self.state).appended;
-            journal.sync_data()?;
+            let (appended, journal) = {
+                let state = lock(&self.state);
+                (state.appended, state.journal.try_clone()?)
+            };
+            if let Err(e) = journal.sync_data() {
+                lock(&self.state).broken = Some(format!("fsync failed: {e}"));
+                return Err(e);
+            }
             *synced = appended;
         }
         Ok(())
@@ -174,13 +198,22 @@ impl FinishedTasks {
         state.index.retain(|_, (at_ms, _)| *at_ms >= oldest);
         let removed = before - state.index.len();
         if removed > 0 {
-            // Everything appended so far is in the rewritten journal, synced.
-            write_journal(&self.dir, &state.index)?;
-            state.journal = std::fs::OpenOptions::new()
+            // Everything appended so far is in the rewritten journal, synced; appends go to the
+            // new file from here (they take `state`, which this holds).
+            let renamed = write_journal(&self.dir, &state.index);
+            match std::fs::OpenOptions::new()
                 .append(true)
-                .open(self.dir.join(JOURNAL))?;
-            let appended = state.appended;
-            *lock(&self.synced) = appended;
+                .open(self.dir.join(JOURNAL))
+            {
+                Ok(journal) => state.journal = journal,
+                Err(e) if renamed.is_ok() => {
+                    state.broken = Some(format!("the rewritten journal does not open: {e}"));
+                    return Err(e);
+                }
+                // Not renamed: the handle is still on the journal.
+                Err(_) => {}
+            }
+            renamed?;
         }
         Ok(removed)
     }
@@ -270,6 +303,52 @@ mod tests {
             FinishedTasks::open(dir.path()).unwrap().get(task),
             Some(finished)
         );
+    }
+
+    /// Synced records and rewrites of the journal, side by side: neither waits for the other
+    /// for ever, and what was recorded after the last rewrite is read back.
+    #[test]
+    fn records_and_prunes_run_side_by_side() {
+        let dir = tempfile::tempdir().unwrap();
+        let tasks = std::sync::Arc::new(FinishedTasks::open(dir.path()).unwrap());
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let recorded: Vec<TaskId> = (0..200).map(|_| TaskId::new_v4()).collect();
+        let writers: Vec<_> = recorded
+            .chunks(50)
+            .map(|chunk| {
+                let (tasks, chunk, done_tx) = (tasks.clone(), chunk.to_vec(), done_tx.clone());
+                std::thread::spawn(move || {
+                    for task in chunk {
+                        tasks.record(task, &done(), true).unwrap();
+                    }
+                    done_tx.send(()).unwrap();
+                })
+            })
+            .collect();
+        let pruner = {
+            let (tasks, done_tx) = (tasks.clone(), done_tx.clone());
+            std::thread::spawn(move || {
+                for _ in 0..200 {
+                    // Every record is younger than an hour: each prune removes nothing, so
+                    // make one to remove, then prune.
+                    let old = TaskId::new_v4();
+                    lock(&tasks.state).index.insert(old, (0, done()));
+                    tasks.prune(Duration::from_secs(3600)).unwrap();
+                }
+                done_tx.send(()).unwrap();
+            })
+        };
+        for _ in 0..5 {
+            done_rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("a record or a prune waits for ever");
+        }
+        for t in writers.into_iter().chain([pruner]) {
+            t.join().unwrap();
+        }
+        drop(tasks);
+        let tasks = FinishedTasks::open(dir.path()).unwrap();
+        assert!(recorded.iter().all(|t| tasks.get(*t).is_some()));
     }
 
     #[test]

@@ -132,8 +132,12 @@ impl Agent {
                 tracing::warn!(error = %e, "image cache eviction failed");
             }
             let retention = Duration::from_secs(self.settings.finished_task_retention_s);
-            if let Err(e) = self.finished.prune(retention) {
-                tracing::warn!(error = %e, "finished-task records not pruned");
+            // A rewrite of the journal: off the async threads.
+            let finished = self.finished.clone();
+            match tokio::task::spawn_blocking(move || finished.prune(retention)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "finished-task records not pruned"),
+                Err(e) => tracing::warn!(error = %e, "finished-task records not pruned"),
             }
         }
     }

@@ -65,7 +65,12 @@ pub fn load_or_create_secret(path: &Path) -> std::io::Result<Arc<[u8]>> {
     let linked = std::fs::hard_link(&tmp, path);
     let _ = std::fs::remove_file(&tmp);
     match linked {
-        Ok(()) => {}
+        // The name made durable too: a key lost in a power cut would turn retries into 409s.
+        Ok(()) => {
+            if let Some(dir) = path.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+        }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e),
     }
