@@ -15,5 +15,13 @@ export NOVA_TEST_AMQP_URL="${NOVA_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:56
 export KILL_MATRIX_BUILDS="${1:-100}"
 cargo build -q --workspace --bins
 cargo test -q -p e2e --test kill_matrix --no-run
+status=0
 cargo test -q -p e2e --test kill_matrix -- --nocapture --test-threads=1 2>&1 \
-    | tee var/kill-matrix.log | grep -E '^kill-matrix:|^test result|FAILED|panicked'
+    | tee var/kill-matrix.log | grep -E '^kill-matrix:|^test result|FAILED|panicked' || status=$?
+# A failed run's whole log is kept (the next run overwrites var/kill-matrix.log).
+if [ "$status" -ne 0 ] || grep -q '^test result: FAILED' var/kill-matrix.log; then
+    kept=var/kill-matrix.failed.$(date +%Y%m%dT%H%M%S).log
+    cp var/kill-matrix.log "$kept"
+    echo "kill-matrix: FAILED; the log is kept in $kept" >&2
+    exit 1
+fi
