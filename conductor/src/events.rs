@@ -79,26 +79,7 @@ impl Conductor {
             // that its build no longer stands for, must go.
             tracing::debug!(?outcome, "result without an open task");
             if matches!(outcome, Outcome::Done { .. }) {
-                // Read again, after the task: the instance read above may predate the delete
-                // that closed the task, and would hide that the server is gone.
-                let current = instances::get_any(&self.db, uuid).await?;
-                let gone = current.as_ref().is_none_or(|i| i.deleted);
-                // A build that succeeded after it was given up: the server is in ERROR and its
-                // claim was freed, so what now runs on the host is an orphan, however late.
-                let abandoned_build = closed_kind == Some(TaskKind::Build)
-                    && current.as_ref().is_some_and(|i| {
-                        i.vm_state != VmState::Active || i.host.as_deref() != Some(host)
-                    });
-                if gone || abandoned_build {
-                    if abandoned_build {
-                        tracing::warn!(%uuid, %host, "a build finished after it was given up; removing it");
-                    }
-                    let command = ComputeCommand::Destroy {
-                        task_id: None,
-                        instance: uuid,
-                    };
-                    self.send_to_host(host, command, None).await?;
-                }
+                self.settle_late_done(host, uuid, closed_kind).await?;
             }
             return Ok(());
         };
@@ -127,7 +108,16 @@ impl Conductor {
                     vm_state: Some(VmState::Building),
                     task_state: Some(TaskState::Spawning),
                 };
-                if !self.finish(&task, expect, set, None, host).await? {
+                let applied = self.finish(&task, expect, set, None, host).await?;
+                if applied == Applied::TaskClosedMeanwhile {
+                    // A copy of this result (or a timeout, or a delete) closed the task first:
+                    // decide as for any result of a closed task. Destroying here took the
+                    // container of the server that the first copy had just made ACTIVE.
+                    return self
+                        .settle_late_done(host, uuid, Some(TaskKind::Build))
+                        .await;
+                }
+                if applied == Applied::Unchanged {
                     // Timed out, or deleted while it was built: make sure nothing stays behind
                     // unless a delete is already on its way to the host.
                     if instance.task_state != Some(TaskState::Deleting) {
@@ -209,9 +199,46 @@ impl Conductor {
         }
     }
 
+    /// A `Done` result for a task already closed: a clean-up the conductor ordered itself, a
+    /// copy of a result applied already, or the late result of a task that was superseded (a
+    /// build the user deleted meanwhile, or one given up at the build timeout). Whatever now
+    /// runs for an instance that is gone, or that its build no longer stands for, must go;
+    /// an instance that this very build made ACTIVE on `host` stays.
+    async fn settle_late_done(
+        &self,
+        host: &str,
+        uuid: InstanceUuid,
+        closed_kind: Option<TaskKind>,
+    ) -> Result<()> {
+        // Read again, after the task: an instance read before may predate the delete that
+        // closed the task, and would hide that the server is gone.
+        let current = instances::get_any(&self.db, uuid).await?;
+        let gone = current.as_ref().is_none_or(|i| i.deleted);
+        // A build that succeeded after it was given up: the server is in ERROR and its claim
+        // was freed, so what now runs on the host is an orphan, however late.
+        let abandoned_build = closed_kind == Some(TaskKind::Build)
+            && current
+                .as_ref()
+                .is_some_and(|i| i.vm_state != VmState::Active || i.host.as_deref() != Some(host));
+        if gone || abandoned_build {
+            if abandoned_build {
+                tracing::warn!(%uuid, %host, "a build finished after it was given up; removing it");
+            }
+            let command = ComputeCommand::Destroy {
+                task_id: None,
+                instance: uuid,
+            };
+            self.send_to_host(host, command, None).await?;
+        }
+        Ok(())
+    }
+
     /// Applies the result of a task in one transaction: the state change (compare-and-set),
-    /// the fault if any, the task row, the action event. False when the instance was not in the
-    /// expected state (the task is closed as failed then).
+    /// the fault if any, the task row, the action event. Says whether the instance changed, or
+    /// was not in the expected state (the task is closed as failed then), or whether the task
+    /// had been closed meanwhile: by a copy of this very result, applied first (the agent
+    /// answers a re-sent command with its recorded outcome, and both results may be handled at
+    /// once), or by a timeout or a delete.
     async fn finish(
         &self,
         task: &Task,
@@ -219,7 +246,7 @@ impl Conductor {
         set: instances::SetStates,
         failure: Option<(&Fault, &str)>,
         host: &str,
-    ) -> Result<bool> {
+    ) -> Result<Applied> {
         let mut tx = self.db.begin().await?;
         let changed = instances::transition(&mut tx, task.instance, expect, set).await?;
         let to = if changed && failure.is_none() {
@@ -230,14 +257,14 @@ impl Conductor {
         if let Some((fault, _)) = failure.filter(|_| changed) {
             instances::add_fault(&mut tx, task.instance, fault, Some(host)).await?;
         }
-        if task_rows::advance(
+        let closed = task_rows::advance(
             &mut tx,
             task.id,
             &[RowState::Pending, RowState::Dispatched],
             to,
         )
-        .await?
-        {
+        .await?;
+        if closed {
             if let Some(action) = task.action_id {
                 let (error, traceback) = match (changed, failure) {
                     (_, Some((fault, message))) => (Some(message), fault.details.as_deref()),
@@ -257,7 +284,11 @@ impl Conductor {
             }
         }
         tx.commit().await?;
-        Ok(changed)
+        Ok(match (changed, closed) {
+            (true, _) => Applied::Changed,
+            (false, true) => Applied::Unchanged,
+            (false, false) => Applied::TaskClosedMeanwhile,
+        })
     }
 
     /// The power-state sync, as Nova's `_sync_instance_power_state`: instances with a task in
@@ -324,4 +355,15 @@ impl Conductor {
         }
         Ok(())
     }
+}
+
+/// What applying a task's result did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Applied {
+    /// The instance changed as the result says, and the task closed.
+    Changed,
+    /// The instance was not in the expected state: the task closed as failed.
+    Unchanged,
+    /// The task was closed before this result was applied; nothing changed.
+    TaskClosedMeanwhile,
 }
