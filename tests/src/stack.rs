@@ -140,6 +140,20 @@ fn noauth2() -> AuthSettings {
     }
 }
 
+/// The distributed shape's conductor, on a thread of its own.
+fn spawn_conductor(database: DatabaseSettings, queues: Queues, options: &Options) -> Component {
+    let (settings, prefetch) = (options.conductor(), options.prefetch);
+    Component::spawn("conductor", move |stop| async move {
+        let db = Db::connect(&database).await?;
+        let bus = Arc::new(AmqpBus::connect(&env::amqp_url()).await?);
+        until_stopped(
+            Conductor::new(settings, db, bus, queues).run(prefetch),
+            stop,
+        )
+        .await
+    })
+}
+
 /// What a test needs of a running service, whatever its shape.
 pub trait Stack: Send + Sync {
     fn api_url(&self) -> &str;
@@ -274,23 +288,7 @@ impl Distributed {
         let queues = Queues::new(&env::queue_prefix());
         let (driver, fake) = compute_agent::driver_from_settings(&options.agent()).await?;
 
-        let conductor = {
-            let (database, queues, settings, prefetch) = (
-                database.clone(),
-                queues.clone(),
-                options.conductor(),
-                options.prefetch,
-            );
-            Component::spawn("conductor", move |stop| async move {
-                let db = Db::connect(&database).await?;
-                let bus = Arc::new(AmqpBus::connect(&env::amqp_url()).await?);
-                until_stopped(
-                    Conductor::new(settings, db, bus, queues).run(prefetch),
-                    stop,
-                )
-                .await
-            })
-        };
+        let conductor = spawn_conductor(database.clone(), queues.clone(), &options);
 
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         // noauth2 unless the test asks for Keystone (whose keys live with the images).
@@ -399,6 +397,16 @@ impl Distributed {
         }));
     }
 
+    /// How many power-state sync rounds the agent started last has completed (0 before it
+    /// started).
+    pub fn agent_sync_rounds(&self) -> u64 {
+        self.agent_rounds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(0, |rx| *rx.borrow())
+    }
+
     /// Waits until the agent started last has completed `rounds` power-state sync rounds.
     pub async fn wait_for_agent_sync_rounds(
         &self,
@@ -453,6 +461,26 @@ impl Distributed {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         anyhow::bail!("no compute node of {host} registered within 30 s")
+    }
+
+    /// Stops the conductor (its queues keep what arrives meanwhile).
+    pub fn stop_conductor(&mut self) {
+        if let Some(c) = self.conductor.take() {
+            c.stop();
+        }
+    }
+
+    /// Starts the conductor again, on the same database and queues.
+    pub fn start_conductor(&mut self) {
+        let database = DatabaseSettings {
+            url: self.db_url.clone(),
+            max_connections: 8,
+        };
+        self.conductor = Some(spawn_conductor(
+            database,
+            self.queues.clone(),
+            &self.options,
+        ));
     }
 
     pub fn stop_agent(&mut self) {

@@ -1591,3 +1591,74 @@ async fn an_idempotency_key_makes_a_server_once(stack: &dyn Stack) -> anyhow::Re
     assert_eq!(servers(c).await?, 4);
     Ok(())
 }
+
+/// Copies of one build result handled at once (the agent answers a re-sent command with its
+/// recorded outcome, and a conductor that was away finds the original and the copies queued
+/// together): the first makes the server ACTIVE, and the others leave its instance alone. Seen
+/// in the kill matrix after a PostgreSQL restart: a copy that found the task still open when
+/// it read it, and closed when it wrote, destroyed the container of the ACTIVE server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_of_a_build_result_handled_at_once_keep_the_server() -> anyhow::Result<()> {
+    use nova_core::bus::Bus as _;
+    use nova_core::rpc::{AgentEvent, Envelope, Outcome};
+    let mut stack = Distributed::start(Options::default()).await?;
+    let c = client(&stack);
+    let gate = stack
+        .driver()
+        .hold(Step::Spawn, Target::NameContains("twin".into()));
+    let id = c.create_server("twin", "1").await?;
+    gate.reached(WAIT).await?;
+    let uuid = uuid(&id)?;
+    let task = nova_db::tasks::open_for(stack.db(), uuid)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no open build task"))?;
+    let host = instances::get_any(stack.db(), uuid)
+        .await?
+        .and_then(|i| i.host)
+        .ok_or_else(|| anyhow::anyhow!("not scheduled"))?;
+    // The conductor away: the build's own result and its copies wait in its queue together.
+    stack.stop_conductor();
+    let mut done = stack.driver().spawns_done();
+    let before = *done.borrow();
+    gate.release();
+    tokio::time::timeout(WAIT, done.wait_for(|n| *n > before)).await??;
+    let bus = nova_core::bus::amqp::AmqpBus::connect(&e2e::env::amqp_url()).await?;
+    for _ in 0..15 {
+        let copy = Envelope::new(
+            None,
+            AgentEvent::TaskResult {
+                host: host.clone(),
+                task_id: Some(task.id),
+                instance: uuid,
+                outcome: Outcome::Done {
+                    power_state: PowerState::Running,
+                    addresses: Vec::new(),
+                },
+            },
+        );
+        bus.publish(&stack.queues.conductor_events(), copy.encode())
+            .await?;
+    }
+    stack.start_conductor();
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    // Every copy handled (the queue empty), and any destroy that one sent taken by the agent
+    // (its queue empty too; it acks a command as it starts it) and run before two more of its
+    // sync rounds end.
+    let events = stack.queues.conductor_events();
+    e2e::wait_until(WAIT, "every copy handled", || {
+        let (bus, events) = (&bus, events.clone());
+        async move { Ok(bus.message_count(&events).await? == 0) }
+    })
+    .await?;
+    let rounds = stack.agent_sync_rounds();
+    stack.wait_for_agent_sync_rounds(rounds + 2, WAIT).await?;
+    assert!(
+        stack.driver().has_instance(uuid),
+        "a copy of the result destroyed the ACTIVE server's instance"
+    );
+    let s = c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(s["OS-EXT-STS:power_state"], json!(1));
+    Ok(())
+}
