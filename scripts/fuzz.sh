@@ -27,6 +27,7 @@
 # reference is stricter than Nova); violations are listed in the report but do not fail the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/aio.sh
 root=$PWD
 
 short=
@@ -70,7 +71,6 @@ mkdir -p var/fuzz
 { ls -1dt var/fuzz/run.* 2>/dev/null || true; } | tail -n +5 | xargs -r rm -rf
 work=$(mktemp -d "$root/var/fuzz/run.XXXXXX")
 ln -sfn "$(basename "$work")" var/fuzz/last
-mkdir -p "$work/aio"
 port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 url=http://127.0.0.1:$port
 admin_password=fuzz-admin-$RANDOM$RANDOM
@@ -93,18 +93,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-(
-    cd "$work/aio"
-    NOVA__API__BIND=127.0.0.1:$port \
-        NOVA__AUTH__ADMIN_PASSWORD=$admin_password \
-        NOVA__AUTH__DEMO_PASSWORD=fuzz-demo-$RANDOM$RANDOM \
-        NOVA__CONDUCTOR__BUILD_TIMEOUT_S=60 \
-        NOVA__AGENT__HEARTBEAT_INTERVAL_MS=1000 \
-        NOVA__AGENT__SYNC_INTERVAL_MS=1000 \
-        RUST_LOG=${RUST_LOG:-warn} \
-        exec "$root/target/$profile/nova-aio" "$root/etc/all-in-one.toml"
-) >"$work/aio.log" 2>&1 &
-aio=$!
+start_aio "$work" "$port" "$admin_password" "fuzz-demo-$RANDOM$RANDOM" "$profile"
 up() { curl -sf -o /dev/null --max-time 5 "$url/v2.1/"; }
 for _ in $(seq 1 150); do
     up && break

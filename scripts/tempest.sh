@@ -13,6 +13,7 @@
 # the subunit stream in var/tempest/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/aio.sh
 root=$PWD
 
 smoke=
@@ -58,18 +59,7 @@ if [ "$profile" = release ]; then
 else
     cargo build -q -p allinone --bin nova-aio
 fi
-(
-    cd "$work/aio"
-    NOVA__API__BIND=127.0.0.1:$port \
-        NOVA__AUTH__ADMIN_PASSWORD=$admin_password \
-        NOVA__AUTH__DEMO_PASSWORD=tempest-demo \
-        NOVA__CONDUCTOR__BUILD_TIMEOUT_S=60 \
-        NOVA__AGENT__HEARTBEAT_INTERVAL_MS=1000 \
-        NOVA__AGENT__SYNC_INTERVAL_MS=1000 \
-        RUST_LOG=${RUST_LOG:-warn} \
-        exec "$root/target/$profile/nova-aio" "$root/etc/all-in-one.toml"
-) >"$work/aio.log" 2>&1 &
-aio=$!
+start_aio "$work" "$port" "$admin_password" "tempest-demo" "$profile"
 trap 'kill $aio 2>/dev/null; wait $aio 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
     .venv/bin/python -c "import urllib.request as u; u.urlopen('$url/identity/v3', timeout=2)" \
