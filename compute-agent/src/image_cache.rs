@@ -185,7 +185,21 @@ impl ImageCache {
             touch(&path)?;
             // Recorded while the turn is held, so that eviction (which takes the same turn)
             // never removes an image between its fetch and its first user.
-            std::fs::write(self.dir.join("instances").join(instance.to_string()), &hash)?;
+            // One line per image the instance uses (a VM booted directly uses three).
+            let record = self.dir.join("instances").join(instance.to_string());
+            let mut hashes = match std::fs::read_to_string(&record) {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(e) => return Err(e.into()),
+            };
+            if !hashes.lines().any(|h| h.trim() == hash) {
+                if !hashes.is_empty() && !hashes.ends_with('\n') {
+                    hashes.push('\n');
+                }
+                hashes.push_str(&hash);
+                hashes.push('\n');
+                std::fs::write(&record, hashes)?;
+            }
             Ok(())
         }
         .await;
@@ -206,8 +220,8 @@ impl ImageCache {
     pub async fn evict(&self, max_unused_age: Duration) -> std::io::Result<Vec<String>> {
         let mut in_use = HashSet::new();
         for entry in std::fs::read_dir(self.dir.join("instances"))? {
-            if let Ok(hash) = std::fs::read_to_string(entry?.path()) {
-                in_use.insert(hash.trim().to_owned());
+            if let Ok(hashes) = std::fs::read_to_string(entry?.path()) {
+                in_use.extend(hashes.lines().map(|h| h.trim().to_owned()));
             }
         }
         let now = SystemTime::now();
@@ -233,7 +247,7 @@ impl ImageCache {
             let taken = self.dir.join("instances").read_dir()?.any(|e| {
                 e.ok()
                     .and_then(|e| std::fs::read_to_string(e.path()).ok())
-                    .is_some_and(|h| h.trim() == name)
+                    .is_some_and(|hashes| hashes.lines().any(|h| h.trim() == name))
             });
             if age >= max_unused_age && !taken {
                 std::fs::remove_file(entry.path())?;

@@ -10,6 +10,7 @@ pub mod settings;
 
 use drivers::docker::DockerDriver;
 use drivers::fake::FakeDriver;
+use drivers::libvirt::LibvirtDriver;
 use drivers::{Compute, DriverError, RebootKind};
 use finished_tasks::{Finished, FinishedTasks};
 use image_cache::ImageCache;
@@ -37,6 +38,10 @@ pub async fn driver_from_settings(
         DriverKind::Docker => {
             let docker = DockerDriver::connect(&settings.host, settings.docker.clone()).await?;
             (Arc::new(docker), None)
+        }
+        DriverKind::Libvirt => {
+            let libvirt = LibvirtDriver::connect(&settings.host, settings.libvirt.clone()).await?;
+            (Arc::new(libvirt), None)
         }
     })
 }
@@ -437,6 +442,31 @@ impl Agent {
         }
     }
 
+    /// The verified data of `image` in the host's cache, fetched if missing.
+    async fn acquire(
+        &self,
+        image: Option<&nova_core::rpc::ImageSpec>,
+        instance: InstanceUuid,
+    ) -> Result<Option<std::path::PathBuf>, DriverError> {
+        let Some(image) = image else {
+            return Ok(None);
+        };
+        self.images
+            .acquire(image, instance)
+            .await
+            .map(Some)
+            // Nova's BuildAbortException message. Data that fails verification is the image's
+            // (the project's) problem, told as it is; a failed fetch is the host's, its
+            // details for admins.
+            .map_err(|e| {
+                let text = format!("Build of instance {instance} aborted: {e}");
+                match e {
+                    image_cache::CacheError::Verify { .. } => DriverError::Invalid(text),
+                    _ => DriverError::Backend(text),
+                }
+            })
+    }
+
     async fn execute(&self, command: &ComputeCommand) -> (Option<nova_core::ids::TaskId>, Outcome) {
         let limit = self.settings.operation_timeout();
         let driver = &self.driver;
@@ -444,30 +474,13 @@ impl Agent {
             ComputeCommand::Spawn { task_id, spec } => {
                 tracing::info!(node = %spec.node, "spawning");
                 let r = bounded(limit, async {
-                    let image = match &spec.image {
-                        Some(image) => Some(
-                            self.images
-                                .acquire(image, spec.uuid)
-                                .await
-                                // Nova's BuildAbortException message. Data that fails
-                                // verification is the image's (the project's) problem, told
-                                // as it is; a failed fetch is the host's, its details for
-                                // admins.
-                                .map_err(|e| {
-                                    let text =
-                                        format!("Build of instance {} aborted: {e}", spec.uuid);
-                                    match e {
-                                        image_cache::CacheError::Verify { .. } => {
-                                            DriverError::Invalid(text)
-                                        }
-                                        _ => DriverError::Backend(text),
-                                    }
-                                })?,
-                        ),
-                        None => None,
+                    let images = drivers::BootImages {
+                        disk: self.acquire(spec.image.as_ref(), spec.uuid).await?,
+                        kernel: self.acquire(spec.kernel.as_ref(), spec.uuid).await?,
+                        ramdisk: self.acquire(spec.ramdisk.as_ref(), spec.uuid).await?,
                     };
                     tracing::debug!("image ready");
-                    driver.spawn(spec, image.as_deref()).await
+                    driver.spawn(spec, &images).await
                 })
                 .await
                 .map(|i| (i.power_state, i.addresses));

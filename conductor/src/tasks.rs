@@ -81,7 +81,9 @@ impl Conductor {
         match placement? {
             Placement::Placed { host, node } => {
                 tracing::info!(%host, %node, "scheduled");
-                let spec = match spec_from(instance, &node, image?) {
+                let image = image?;
+                let direct = direct_boot(&self.db, image.as_ref()).await?;
+                let spec = match spec_from(instance, &node, image, direct) {
                     Ok(spec) => spec,
                     Err(message) => {
                         return self
@@ -369,11 +371,67 @@ async fn spec(
     instance: &Instance,
     node: &str,
 ) -> Result<std::result::Result<InstanceSpec, String>> {
-    Ok(spec_from(
-        instance,
-        node,
-        images::get(db, &instance.image_ref).await?,
-    ))
+    let image = images::get(db, &instance.image_ref).await?;
+    let direct = direct_boot(db, image.as_ref()).await?;
+    Ok(spec_from(instance, node, image, direct))
+}
+
+/// The kernel and ramdisk an image names in its `kernel_id` and `ramdisk_id` properties (a VM
+/// boots them directly, as Nova's libvirt driver does), and its `os_command_line`; each image
+/// as read now (`None` inside: named but gone).
+#[derive(Default)]
+struct DirectBoot {
+    kernel: Option<(String, Option<images::Image>)>,
+    ramdisk: Option<(String, Option<images::Image>)>,
+    os_command_line: Option<String>,
+}
+
+async fn direct_boot(db: &Db, image: Option<&images::Image>) -> Result<DirectBoot> {
+    let Some(image) = image else {
+        return Ok(DirectBoot::default());
+    };
+    let properties: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&image.properties).unwrap_or_default();
+    let text = |key: &str| {
+        properties
+            .get(key)
+            .and_then(|v| v.as_str())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let mut direct = DirectBoot {
+        os_command_line: text("os_command_line"),
+        ..Default::default()
+    };
+    if let Some(id) = text("kernel_id") {
+        direct.kernel = Some((id.clone(), images::get(db, &id).await?));
+    }
+    if let Some(id) = text("ramdisk_id") {
+        direct.ramdisk = Some((id.clone(), images::get(db, &id).await?));
+    }
+    Ok(direct)
+}
+
+/// An image record as the agent needs it, or the fault message when it cannot be booted.
+fn image_spec(image: Option<images::Image>, id: &str) -> std::result::Result<ImageSpec, String> {
+    let image = match image {
+        Some(i) if i.status == "active" => i,
+        _ => return Err(format!("Image {id} could not be found.")),
+    };
+    let (Some(hash_algo), Some(hash_value), Some(size)) =
+        (image.os_hash_algo, image.os_hash_value, image.size)
+    else {
+        return Err(format!("Image {id} has no data to boot from."));
+    };
+    Ok(ImageSpec {
+        id: image.id,
+        container_format: image.container_format,
+        disk_format: image.disk_format,
+        size: u64::try_from(size).unwrap_or(0),
+        hash_algo,
+        hash_value,
+    })
 }
 
 /// [`spec`] with the image's record (`None`: deleted) already read.
@@ -381,26 +439,16 @@ fn spec_from(
     instance: &Instance,
     node: &str,
     image: Option<images::Image>,
+    direct: DirectBoot,
 ) -> std::result::Result<InstanceSpec, String> {
-    let image = match image {
-        Some(i) if i.status == "active" => i,
-        _ => return Err(format!("Image {} could not be found.", instance.image_ref)),
+    let image = image_spec(image, &instance.image_ref)?;
+    let kernel = match direct.kernel {
+        Some((id, kernel)) => Some(image_spec(kernel, &id)?),
+        None => None,
     };
-    let (Some(hash_algo), Some(hash_value), Some(size)) =
-        (image.os_hash_algo, image.os_hash_value, image.size)
-    else {
-        return Err(format!(
-            "Image {} has no data to boot from.",
-            instance.image_ref
-        ));
-    };
-    let image = ImageSpec {
-        id: image.id,
-        container_format: image.container_format,
-        disk_format: image.disk_format,
-        size: u64::try_from(size).unwrap_or(0),
-        hash_algo,
-        hash_value,
+    let ramdisk = match direct.ramdisk {
+        Some((id, ramdisk)) => Some(image_spec(ramdisk, &id)?),
+        None => None,
     };
     Ok(InstanceSpec {
         uuid: instance.uuid,
@@ -418,5 +466,8 @@ fn spec_from(
         hostname: Some(instance.hostname.clone()),
         networks: instance.networks.clone(),
         config_drive: instance.config_drive,
+        kernel,
+        ramdisk,
+        os_command_line: direct.os_command_line,
     })
 }

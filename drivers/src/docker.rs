@@ -11,7 +11,8 @@
 //! Nova's config drive (`/mnt/config/openstack/latest/{meta_data.json,user_data}`).
 
 use crate::{
-    last_bytes, tail_lines, Compute, DriverError, DriverInstance, RebootKind, MAX_CONSOLE_BYTES,
+    last_bytes, tail_lines, BootImages, Compute, DriverError, DriverInstance, RebootKind,
+    MAX_CONSOLE_BYTES,
 };
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -563,8 +564,9 @@ impl Compute for DockerDriver {
     async fn spawn(
         &self,
         spec: &InstanceSpec,
-        image: Option<&Path>,
+        images: &BootImages,
     ) -> Result<DriverInstance, DriverError> {
+        let image = images.disk.as_deref();
         let instance = |power_state, addresses| DriverInstance {
             uuid: spec.uuid,
             node: self.host.clone(),

@@ -5,7 +5,7 @@
 //! for a call to arrive instead of for a span of time. It is the only fake in the project;
 //! tests that are about a driver use the real one.
 
-use crate::{Compute, DriverError, DriverInstance, RebootKind};
+use crate::{BootImages, Compute, DriverError, DriverInstance, RebootKind};
 use async_trait::async_trait;
 use nova_core::ids::{InstanceUuid, NodeUuid};
 use nova_core::model::{
@@ -385,8 +385,9 @@ impl Compute for FakeDriver {
     async fn spawn(
         &self,
         spec: &InstanceSpec,
-        image: Option<&Path>,
+        images: &BootImages,
     ) -> Result<DriverInstance, DriverError> {
+        let image = images.disk.as_deref();
         *lock(&self.spawn_calls) += 1;
         self.misbehave(Step::Spawn, spec.uuid, Some(&spec.name))
             .await?;
@@ -572,6 +573,9 @@ mod tests {
             hostname: None,
             networks: nova_core::model::NetworkRequest::None,
             config_drive: false,
+            kernel: None,
+            ramdisk: None,
+            os_command_line: None,
         }
     }
 
@@ -579,10 +583,10 @@ mod tests {
     async fn spawn_and_destroy_are_idempotent() {
         let d = FakeDriver::new("h", FakeSettings::default());
         let s = spec("a");
-        d.spawn(&s, None).await.unwrap();
+        d.spawn(&s, &BootImages::default()).await.unwrap();
         d.power_off(s.uuid, Duration::ZERO).await.unwrap();
         // A second spawn finds the instance as it is, it does not make another.
-        let again = d.spawn(&s, None).await.unwrap();
+        let again = d.spawn(&s, &BootImages::default()).await.unwrap();
         assert_eq!(again.power_state, PowerState::Shutdown);
         assert_eq!(d.instance_count(), 1);
         d.destroy(s.uuid).await.unwrap();
@@ -607,11 +611,17 @@ mod tests {
             target: Target::NameContains("slow".into()),
             misbehaviour: Misbehaviour::Hang,
         });
-        assert!(d.spawn(&spec("good"), None).await.is_ok());
-        let err = d.spawn(&spec("bad-1"), None).await.unwrap_err();
+        assert!(d.spawn(&spec("good"), &BootImages::default()).await.is_ok());
+        let err = d
+            .spawn(&spec("bad-1"), &BootImages::default())
+            .await
+            .unwrap_err();
         assert_eq!(err.to_string(), "no luck");
-        let hung =
-            tokio::time::timeout(Duration::from_millis(50), d.spawn(&spec("slow"), None)).await;
+        let hung = tokio::time::timeout(
+            Duration::from_millis(50),
+            d.spawn(&spec("slow"), &BootImages::default()),
+        )
+        .await;
         assert!(hung.is_err(), "the call should still be hanging");
         assert_eq!(d.instance_count(), 1);
     }
@@ -620,7 +630,7 @@ mod tests {
     async fn console_output_keeps_the_last_lines() {
         let d = FakeDriver::new("h", FakeSettings::default());
         let s = spec("a");
-        d.spawn(&s, None).await.unwrap();
+        d.spawn(&s, &BootImages::default()).await.unwrap();
         d.power_off(s.uuid, Duration::ZERO).await.unwrap();
         d.power_on(s.uuid).await.unwrap();
         let out = d.console_output(s.uuid, Some(2)).await.unwrap();

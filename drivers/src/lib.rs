@@ -18,12 +18,13 @@
 
 pub mod docker;
 pub mod fake;
+pub mod libvirt;
 
 use async_trait::async_trait;
 use nova_core::ids::InstanceUuid;
 use nova_core::model::{Address, Diagnostics, NodeInventory, PowerState};
 use nova_core::rpc::InstanceSpec;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +73,26 @@ pub enum RebootKind {
     Hard,
 }
 
+/// The image data a spawn boots from, each a file in the host's image cache: the server's
+/// image, and the kernel and ramdisk it names when it boots them directly
+/// ([`InstanceSpec::kernel`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BootImages {
+    pub disk: Option<PathBuf>,
+    pub kernel: Option<PathBuf>,
+    pub ramdisk: Option<PathBuf>,
+}
+
+impl BootImages {
+    /// The server's image alone.
+    pub fn disk(path: impl Into<PathBuf>) -> Self {
+        Self {
+            disk: Some(path.into()),
+            ..Self::default()
+        }
+    }
+}
+
 /// An instance as the driver sees it on its host.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DriverInstance {
@@ -88,13 +109,13 @@ pub trait Compute: Send + Sync + 'static {
     /// one; a bare-metal pool has one per machine.
     async fn inventory(&self) -> Result<Vec<NodeInventory>, DriverError>;
 
-    /// Creates and starts the instance on `spec.node` from `image`, the image's data in the
+    /// Creates and starts the instance on `spec.node` from `images`, each image's data in the
     /// host's image cache (verified against its hash; shared with other instances, so never
     /// written to). Idempotent.
     async fn spawn(
         &self,
         spec: &InstanceSpec,
-        image: Option<&Path>,
+        images: &BootImages,
     ) -> Result<DriverInstance, DriverError>;
 
     /// Stops and removes the instance and everything it created on the host. Idempotent:

@@ -121,6 +121,15 @@ pub struct InstanceSpec {
     /// always when its host is configured to).
     #[serde(default)]
     pub config_drive: bool,
+    /// The kernel and ramdisk a VM boots directly, and its kernel command line: the image's
+    /// `kernel_id`, `ramdisk_id` and `os_command_line` properties, as Nova's libvirt driver
+    /// reads them. Absent for other images and in messages from before they were passed.
+    #[serde(default)]
+    pub kernel: Option<ImageSpec>,
+    #[serde(default)]
+    pub ramdisk: Option<ImageSpec>,
+    #[serde(default)]
+    pub os_command_line: Option<String>,
 }
 
 /// An image as a compute host needs it: where to fetch it and how to check what it fetched.

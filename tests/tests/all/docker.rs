@@ -574,10 +574,17 @@ async fn every_driver_call_is_idempotent() -> anyhow::Result<()> {
         hostname: None,
         networks: nova_core::model::NetworkRequest::None,
         config_drive: true,
+        kernel: None,
+        ramdisk: None,
+        os_command_line: None,
     };
     let id = spec.uuid.to_string();
-    let first = driver.spawn(&spec, Some(&image.archive)).await?;
-    let second = driver.spawn(&spec, Some(&image.archive)).await?;
+    let first = driver
+        .spawn(&spec, &drivers::BootImages::disk(&image.archive))
+        .await?;
+    let second = driver
+        .spawn(&spec, &drivers::BootImages::disk(&image.archive))
+        .await?;
     assert_eq!(first, second);
     assert_eq!(containers_of(&docker, &id).await?, 1);
     for _ in 0..2 {
@@ -585,7 +592,9 @@ async fn every_driver_call_is_idempotent() -> anyhow::Result<()> {
         assert_eq!(driver.power_state(spec.uuid).await?, PowerState::Shutdown);
     }
     // A spawn of a stopped instance finds it as it is.
-    let again = driver.spawn(&spec, Some(&image.archive)).await?;
+    let again = driver
+        .spawn(&spec, &drivers::BootImages::disk(&image.archive))
+        .await?;
     assert_eq!(again.power_state, PowerState::Shutdown);
     for _ in 0..2 {
         driver.power_on(spec.uuid).await?;
