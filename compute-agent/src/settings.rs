@@ -2,6 +2,7 @@
 
 use drivers::docker::DockerSettings;
 use drivers::fake::FakeSettings;
+use drivers::libvirt::LibvirtSettings;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ pub struct AgentSettings {
     pub driver: DriverKind,
     pub fake: FakeSettings,
     pub docker: DockerSettings,
+    pub libvirt: LibvirtSettings,
     /// The image cache and how to reach the image service (`[agent.images]`).
     pub images: crate::image_cache::ImageSettings,
 }
@@ -39,6 +41,8 @@ pub enum DriverKind {
     Fake,
     /// Containers on the local Docker Engine.
     Docker,
+    /// Virtual machines on libvirt/QEMU.
+    Libvirt,
 }
 
 impl Default for AgentSettings {
@@ -55,6 +59,7 @@ impl Default for AgentSettings {
             driver: DriverKind::Fake,
             fake: FakeSettings::default(),
             docker: DockerSettings::default(),
+            libvirt: LibvirtSettings::default(),
             images: Default::default(),
         }
     }

@@ -1,0 +1,1288 @@
+//! Virtual machines on libvirt/QEMU, through libvirt's C API (the `virt` crate). One node per
+//! host, of type `vm`, `hypervisor_type` `QEMU`.
+//!
+//! An instance is the persistent domain named `instance-<uuid>` with the instance's uuid as
+//! its own, and its files in `<instances_path>/<uuid>/`, as Nova lays them out:
+//! - `disk`: a qcow2 overlay on the cached image (the cache's file is only ever read);
+//! - `kernel`, `ramdisk`: copies of the images the server's image names in `kernel_id` and
+//!   `ramdisk_id`, booted directly with `os_command_line`;
+//! - `disk.config`: the config drive (ISO 9660, label `config-2`);
+//! - `console.log`: the serial console.
+//!
+//! An agent owns the domains whose directory is in its `instances_path`: several agents (a
+//! test's) can share one libvirtd without seeing each other's guests, and an agent that
+//! restarts finds its running domains again by their uuid.
+//!
+//! Every libvirt call blocks, so each runs on tokio's blocking threads.
+
+use crate::{
+    last_bytes, tail_lines, BootImages, Compute, DriverError, DriverInstance, RebootKind,
+    MAX_CONSOLE_BYTES,
+};
+use async_trait::async_trait;
+use base64::Engine as _;
+use nova_core::ids::{InstanceUuid, NodeUuid};
+use nova_core::model::{
+    sanitize_hostname, Address, CpuDiagnostics, Diagnostics, NetworkRequest, NodeInventory,
+    NodeType, PowerState, Resources,
+};
+use nova_core::rpc::InstanceSpec;
+use serde::Deserialize;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use virt::connect::Connect;
+use virt::domain::Domain;
+use virt::error::ErrorNumber;
+use virt::sys;
+
+/// `[agent.libvirt]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct LibvirtSettings {
+    /// libvirt's connection URI (Nova's `connection_uri`); `test:///default` is libvirt's
+    /// in-memory test driver, which boots nothing.
+    pub uri: String,
+    /// Where each instance's directory is (Nova's `instances_path`). QEMU runs as its own
+    /// user, which must be able to reach it: not under a home directory.
+    pub instances_path: PathBuf,
+    /// Nova's `initial_*_allocation_ratio` defaults.
+    pub cpu_allocation_ratio: f64,
+    pub ram_allocation_ratio: f64,
+    pub disk_allocation_ratio: f64,
+    /// Memory kept for the host itself (Nova's `reserved_host_memory_mb`).
+    pub reserved_host_memory_mb: i64,
+    /// The libvirt network a server with `networks: auto` joins; `none` for no NIC.
+    pub network: String,
+    /// How long a spawn waits for the guest's first DHCP lease, so that the server's
+    /// addresses are known when it turns ACTIVE. 0: the addresses are whatever is leased when
+    /// the domain has started (often none yet).
+    pub lease_wait_s: u64,
+    /// How long a soft reboot waits for the guest to shut down before it resets it (Nova's
+    /// `wait_soft_reboot_seconds`).
+    pub soft_reboot_timeout_s: u64,
+    /// Every guest gets a config drive (Nova's `force_config_drive`). Without it, a guest gets
+    /// one when its server asked for one or has user data, metadata or a key.
+    pub force_config_drive: bool,
+    /// The kernel command line of a guest whose image names a kernel but no
+    /// `os_command_line` (Nova's default).
+    pub default_command_line: String,
+}
+
+impl Default for LibvirtSettings {
+    fn default() -> Self {
+        Self {
+            uri: "qemu:///system".into(),
+            instances_path: "/var/lib/nova/instances".into(),
+            cpu_allocation_ratio: 4.0,
+            ram_allocation_ratio: 1.0,
+            disk_allocation_ratio: 1.0,
+            reserved_host_memory_mb: 512,
+            network: "default".into(),
+            lease_wait_s: 0,
+            soft_reboot_timeout_s: 120,
+            force_config_drive: false,
+            default_command_line: "root=/dev/vda console=tty0 console=ttyS0".into(),
+        }
+    }
+}
+
+/// Nova's namespace for the metadata it writes into a domain.
+pub const NOVA_XMLNS: &str = "http://openstack.org/xmlns/libvirt/nova/1.1";
+
+pub struct LibvirtDriver {
+    host: String,
+    settings: LibvirtSettings,
+    /// `kvm`, `qemu` or `test`: detected once at connect.
+    virt_type: String,
+    connection: Mutex<Option<Arc<Connect>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn backend(what: &str, e: impl std::fmt::Display) -> DriverError {
+    DriverError::Backend(format!("libvirt: {what}: {e}"))
+}
+
+fn domain_name(uuid: InstanceUuid) -> String {
+    format!("instance-{uuid}")
+}
+
+/// Whether KVM can run guests here: `/dev/kvm` opens for reading and writing and the CPU has
+/// hardware virtualisation (what Debian's `kvm-ok` checks). libvirt's capabilities list `kvm`
+/// whenever `/dev/kvm` exists, which is not enough: a nested machine may have the device and
+/// no VT-x, and a `kvm` guest then never runs.
+pub fn kvm_works() -> bool {
+    let device = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|info| {
+        info.lines()
+            .filter(|l| l.starts_with("flags"))
+            .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"))
+    });
+    device && cpu
+}
+
+impl LibvirtDriver {
+    /// Connects to libvirt and checks that it answers.
+    pub async fn connect(host: &str, settings: LibvirtSettings) -> Result<Self, DriverError> {
+        std::fs::create_dir_all(&settings.instances_path)
+            .map_err(|e| backend("instances_path", e))?;
+        // libvirt prints every error to stderr by default; the driver reports its own.
+        virt::error::clear_error_callback();
+        let uri = settings.uri.clone();
+        let connection =
+            blocking(move || Connect::open(Some(&uri)).map_err(|e| backend("cannot connect", e)))
+                .await?;
+        let virt_type = if settings.uri.starts_with("test:") {
+            "test".to_owned()
+        } else if kvm_works() {
+            "kvm".to_owned()
+        } else {
+            "qemu".to_owned()
+        };
+        tracing::info!(uri = %settings.uri, %virt_type, "libvirt connected");
+        Ok(Self {
+            host: host.to_owned(),
+            settings,
+            virt_type,
+            connection: Mutex::new(Some(Arc::new(connection))),
+        })
+    }
+
+    /// The domain type guests get: `kvm`, `qemu` (TCG) or `test`.
+    pub fn virt_type(&self) -> &str {
+        &self.virt_type
+    }
+
+    pub fn settings(&self) -> &LibvirtSettings {
+        &self.settings
+    }
+
+    fn node_uuid(&self) -> NodeUuid {
+        NodeUuid(uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_OID,
+            format!("libvirt-node:{}", self.host).as_bytes(),
+        ))
+    }
+
+    /// The instance's own directory.
+    pub fn instance_dir(&self, uuid: InstanceUuid) -> PathBuf {
+        self.settings.instances_path.join(uuid.to_string())
+    }
+
+    /// The open connection, opened again when libvirtd restarted since.
+    async fn conn(&self) -> Result<Arc<Connect>, DriverError> {
+        let current = lock(&self.connection).clone();
+        if let Some(c) = current {
+            let probe = c.clone();
+            if blocking(move || Ok(probe.is_alive().unwrap_or(false))).await? {
+                return Ok(c);
+            }
+        }
+        let uri = self.settings.uri.clone();
+        let fresh = Arc::new(
+            blocking(move || Connect::open(Some(&uri)).map_err(|e| backend("cannot connect", e)))
+                .await?,
+        );
+        *lock(&self.connection) = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// Runs `f` on the connection on a blocking thread.
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connect) -> Result<T, DriverError> + Send + 'static,
+    ) -> Result<T, DriverError> {
+        let conn = self.conn().await?;
+        blocking(move || f(&conn)).await
+    }
+
+    /// The instance's domain, `None` when there is none; runs `f` on it.
+    async fn with_domain<T: Send + 'static>(
+        &self,
+        uuid: InstanceUuid,
+        f: impl FnOnce(&Domain) -> Result<T, DriverError> + Send + 'static,
+    ) -> Result<Option<T>, DriverError> {
+        self.with_conn(move |c| match lookup(c, uuid)? {
+            Some(d) => f(&d).map(Some),
+            None => Ok(None),
+        })
+        .await
+    }
+
+    /// The libvirt networks a server's NICs join, each with the name its addresses are shown
+    /// under: none when the create asked for none; the configured network for `auto`; each
+    /// chosen network's `provider:physical_network`, which names a libvirt network.
+    fn networks_of(&self, spec: &InstanceSpec) -> Vec<(String, String)> {
+        match &spec.networks {
+            NetworkRequest::None => Vec::new(),
+            NetworkRequest::Auto if self.settings.network == "none" => Vec::new(),
+            NetworkRequest::Auto => {
+                vec![(self.settings.network.clone(), self.settings.network.clone())]
+            }
+            NetworkRequest::Chosen(chosen) => chosen
+                .iter()
+                .map(|n| (n.backend.clone(), n.name.clone()))
+                .collect(),
+        }
+    }
+
+    /// Whether the guest gets a config drive.
+    fn wants_config_drive(&self, spec: &InstanceSpec) -> bool {
+        self.settings.force_config_drive
+            || spec.config_drive
+            || spec.user_data.is_some()
+            || !spec.metadata.is_empty()
+            || spec.key_data.is_some()
+    }
+
+    /// Makes the instance's directory and files: the overlay, the kernel and ramdisk, the
+    /// config drive. Returns the domain XML.
+    async fn prepare(
+        &self,
+        spec: &InstanceSpec,
+        images: &BootImages,
+    ) -> Result<String, DriverError> {
+        let base = images.disk.as_deref().ok_or_else(|| {
+            DriverError::Invalid(format!(
+                "Build of instance {} aborted: a virtual machine boots from an image (booting \
+                 from a volume is not supported).",
+                spec.uuid
+            ))
+        })?;
+        let dir = self.instance_dir(spec.uuid);
+        let io = |what: &str, e: std::io::Error| backend(what, e);
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| io("instance directory", e))?;
+        let format = spec
+            .image
+            .as_ref()
+            .and_then(|i| i.disk_format.clone())
+            .unwrap_or_else(|| "raw".into());
+        let disk = dir.join("disk");
+        create_overlay(spec, base, &format, &disk).await?;
+        let mut files = GuestFiles {
+            dir: dir.clone(),
+            disk,
+            kernel: None,
+            ramdisk: None,
+            config_drive: None,
+            console_log: dir.join("console.log"),
+        };
+        // Copies, as Nova makes them: libvirt relabels what a guest uses, and the cache's
+        // files are shared.
+        if let Some(kernel) = &images.kernel {
+            let to = dir.join("kernel");
+            tokio::fs::copy(kernel, &to)
+                .await
+                .map_err(|e| io("kernel", e))?;
+            files.kernel = Some(to);
+        }
+        if let Some(ramdisk) = &images.ramdisk {
+            let to = dir.join("ramdisk");
+            tokio::fs::copy(ramdisk, &to)
+                .await
+                .map_err(|e| io("ramdisk", e))?;
+            files.ramdisk = Some(to);
+        }
+        if self.wants_config_drive(spec) {
+            files.config_drive = Some(write_config_drive(spec, &dir).await?);
+        }
+        let networks = self.networks_of(spec);
+        Ok(domain_xml(
+            spec,
+            &self.virt_type,
+            &files,
+            &networks,
+            &self.settings.default_command_line,
+        ))
+    }
+
+    /// Removes the instance's directory (idempotent).
+    async fn remove_files(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+        match tokio::fs::remove_dir_all(self.instance_dir(uuid)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(backend("instance directory not removed", e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Undefines and stops the domain if it exists.
+    async fn remove_domain(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+        self.with_domain(uuid, |d| {
+            if d.is_active().unwrap_or(false) {
+                if let Err(e) = d.destroy() {
+                    if e.code() != ErrorNumber::OperationInvalid {
+                        return Err(backend("destroy", e));
+                    }
+                }
+            }
+            match d.undefine_flags(
+                sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | sys::VIR_DOMAIN_UNDEFINE_NVRAM,
+            ) {
+                Ok(()) => Ok(()),
+                Err(e) if e.code() == ErrorNumber::NoDomain => Ok(()),
+                // The test driver knows no NVRAM flag; a plain undefine then.
+                Err(_) => match d.undefine() {
+                    Err(e) if e.code() != ErrorNumber::NoDomain => Err(backend("undefine", e)),
+                    _ => Ok(()),
+                },
+            }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// The guest's addresses from libvirt's DHCP leases, named by the network each NIC is on.
+    async fn addresses(
+        &self,
+        uuid: InstanceUuid,
+        networks: &[(String, String)],
+    ) -> Result<Vec<Address>, DriverError> {
+        if networks.is_empty() || self.virt_type == "test" {
+            return Ok(Vec::new());
+        }
+        let leased = self
+            .with_domain(uuid, |d| {
+                let xml = d.get_xml_desc(0).map_err(|e| backend("domain XML", e))?;
+                let nics = nics_of_xml(&xml);
+                // No lease yet is not an error.
+                let leases = d
+                    .interface_addresses(sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, 0)
+                    .unwrap_or_default();
+                Ok((nics, leases))
+            })
+            .await?;
+        let Some((nics, leases)) = leased else {
+            return Ok(Vec::new());
+        };
+        let mut addresses = Vec::new();
+        for (mac, network) in nics {
+            let shown = networks
+                .iter()
+                .find(|(backend, _)| *backend == network)
+                .map_or(network.clone(), |(_, name)| name.clone());
+            for lease in leases
+                .iter()
+                .filter(|l| l.hwaddr.eq_ignore_ascii_case(&mac))
+            {
+                for ip in &lease.addrs {
+                    addresses.push(Address {
+                        network: shown.clone(),
+                        addr: ip.addr.clone(),
+                        version: if ip.addr.contains(':') { 6 } else { 4 },
+                        mac: Some(mac.clone()),
+                    });
+                }
+            }
+        }
+        Ok(addresses)
+    }
+
+    /// Waits up to `limit` for the domain to be off; whether it is.
+    async fn wait_off(&self, uuid: InstanceUuid, limit: Duration) -> Result<bool, DriverError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match self.power_state(uuid).await? {
+                PowerState::Shutdown | PowerState::Crashed => return Ok(true),
+                _ if tokio::time::Instant::now() >= deadline => return Ok(false),
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+
+    async fn start(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+        let started = self
+            .with_domain(uuid, |d| {
+                if d.is_active().unwrap_or(false) {
+                    return Ok(());
+                }
+                match d.create() {
+                    Ok(_) => Ok(()),
+                    // Started meanwhile.
+                    Err(e) if e.code() == ErrorNumber::OperationInvalid => Ok(()),
+                    Err(e) => Err(backend("start", e)),
+                }
+            })
+            .await?;
+        started.ok_or(DriverError::NotFound(uuid))
+    }
+}
+
+/// Runs a blocking libvirt call off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DriverError> + Send + 'static,
+) -> Result<T, DriverError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| DriverError::Backend(format!("libvirt call failed: {e}")))?
+}
+
+fn lookup(c: &Connect, uuid: InstanceUuid) -> Result<Option<Domain>, DriverError> {
+    match Domain::lookup_by_uuid_string(c, &uuid.to_string()) {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if e.code() == ErrorNumber::NoDomain => Ok(None),
+        Err(e) => Err(backend("lookup", e)),
+    }
+}
+
+/// libvirt's domain state as Nova maps it (`nova.virt.libvirt.guest.LIBVIRT_POWER_STATE`).
+fn power_of(state: sys::virDomainState) -> PowerState {
+    match state {
+        sys::VIR_DOMAIN_RUNNING | sys::VIR_DOMAIN_BLOCKED => PowerState::Running,
+        sys::VIR_DOMAIN_PAUSED => PowerState::Paused,
+        // Shutting down: Nova maps it to SHUTDOWN, as the guest is on its way off.
+        sys::VIR_DOMAIN_SHUTDOWN | sys::VIR_DOMAIN_SHUTOFF => PowerState::Shutdown,
+        sys::VIR_DOMAIN_CRASHED => PowerState::Crashed,
+        sys::VIR_DOMAIN_PMSUSPENDED => PowerState::Suspended,
+        _ => PowerState::NoState,
+    }
+}
+
+/// What `qemu-img info` says of an image file.
+#[derive(Deserialize)]
+struct ImageInfo {
+    format: String,
+    #[serde(rename = "virtual-size")]
+    virtual_size: u64,
+    #[serde(rename = "backing-filename")]
+    backing_filename: Option<String>,
+}
+
+async fn qemu_img(args: &[&std::ffi::OsStr]) -> Result<Vec<u8>, String> {
+    let out = tokio::process::Command::new("qemu-img")
+        .args(args)
+        .output()
+        .await
+        .map_err(|e| format!("qemu-img: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+    }
+    Ok(out.stdout)
+}
+
+/// Checks the cached image against its declared format and the flavor's root disk, then
+/// creates the instance's qcow2 overlay on it (sized to the root disk when it is larger).
+async fn create_overlay(
+    spec: &InstanceSpec,
+    base: &Path,
+    format: &str,
+    disk: &Path,
+) -> Result<(), DriverError> {
+    let invalid = |why: String| {
+        DriverError::Invalid(format!("Build of instance {} aborted: {why}", spec.uuid))
+    };
+    let image_id = spec.image.as_ref().map_or("", |i| i.id.as_str());
+    // The format is given, never guessed: a raw image probed as qcow2 could name a backing
+    // file on the host (the reason Nova passes the format too).
+    let info = qemu_img(&[
+        "info".as_ref(),
+        "--output=json".as_ref(),
+        "-f".as_ref(),
+        format.as_ref(),
+        base.as_os_str(),
+    ])
+    .await
+    .map_err(|e| {
+        invalid(format!(
+            "Image {image_id} is not a valid {format} image: {e}"
+        ))
+    })?;
+    let info: ImageInfo = serde_json::from_slice(&info).map_err(|e| backend("qemu-img info", e))?;
+    if info.format != format {
+        return Err(invalid(format!(
+            "Image {image_id} is not a valid {format} image."
+        )));
+    }
+    if info.backing_filename.is_some() {
+        return Err(invalid(format!(
+            "Image {image_id} has a backing file, which is not allowed."
+        )));
+    }
+    let root = spec.flavor.root_gb.max(0) as u64 * (1 << 30);
+    if root > 0 && info.virtual_size > root {
+        // Nova's FlavorDiskSmallerThanImage.
+        return Err(invalid(format!(
+            "Flavor's disk is too small for requested image. Flavor disk is {root} bytes, \
+             image is {} bytes.",
+            info.virtual_size
+        )));
+    }
+    let size = if root > info.virtual_size {
+        root.to_string()
+    } else {
+        info.virtual_size.to_string()
+    };
+    let partial = disk.with_extension("part");
+    qemu_img(&[
+        "create".as_ref(),
+        "-q".as_ref(),
+        "-f".as_ref(),
+        "qcow2".as_ref(),
+        "-F".as_ref(),
+        format.as_ref(),
+        "-b".as_ref(),
+        base.as_os_str(),
+        partial.as_os_str(),
+        size.as_ref(),
+    ])
+    .await
+    .map_err(|e| backend("qemu-img create", e))?;
+    tokio::fs::rename(&partial, disk)
+        .await
+        .map_err(|e| backend("overlay", e))
+}
+
+/// Writes the config drive as Nova does: an ISO 9660 image labelled `config-2` with
+/// `openstack/latest/meta_data.json`, `user_data` and `network_data.json`.
+async fn write_config_drive(spec: &InstanceSpec, dir: &Path) -> Result<PathBuf, DriverError> {
+    let tree = dir.join("config-drive");
+    let latest = tree.join("openstack").join("latest");
+    let io = |e: std::io::Error| backend("config drive", e);
+    let _ = tokio::fs::remove_dir_all(&tree).await;
+    tokio::fs::create_dir_all(&latest).await.map_err(io)?;
+    let hostname = spec
+        .hostname
+        .clone()
+        .unwrap_or_else(|| sanitize_hostname(&spec.name));
+    let mut meta = serde_json::json!({
+        "uuid": spec.uuid.to_string(),
+        "name": spec.name,
+        "hostname": hostname,
+        "project_id": spec.project_id,
+        "availability_zone": "nova",
+        "launch_index": 0,
+        "meta": spec.metadata,
+    });
+    if let (Some(name), Some(key)) = (&spec.key_name, &spec.key_data) {
+        meta["public_keys"] = serde_json::json!({ name: key });
+    }
+    tokio::fs::write(latest.join("meta_data.json"), meta.to_string())
+        .await
+        .map_err(io)?;
+    // The guest configures its NICs by DHCP: the links, and no static networks.
+    let network = serde_json::json!({ "links": [], "networks": [], "services": [] });
+    tokio::fs::write(latest.join("network_data.json"), network.to_string())
+        .await
+        .map_err(io)?;
+    if let Some(data) = &spec.user_data {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .map_err(|e| DriverError::Invalid(format!("user_data is not base64: {e}")))?;
+        tokio::fs::write(latest.join("user_data"), bytes)
+            .await
+            .map_err(io)?;
+    }
+    let iso = dir.join("disk.config");
+    // Nova's genisoimage call (nova.virt.configdrive).
+    let out = tokio::process::Command::new("genisoimage")
+        .args([
+            "-o".as_ref(),
+            iso.as_os_str(),
+            "-ldots".as_ref(),
+            "-allow-lowercase".as_ref(),
+            "-allow-multidot".as_ref(),
+            "-l".as_ref(),
+            "-V".as_ref(),
+            "config-2".as_ref(),
+            "-J".as_ref(),
+            "-r".as_ref(),
+            "-quiet".as_ref(),
+            tree.as_os_str(),
+        ])
+        .output()
+        .await
+        .map_err(|e| backend("genisoimage (package genisoimage)", e))?;
+    if !out.status.success() {
+        return Err(backend(
+            "genisoimage",
+            String::from_utf8_lossy(&out.stderr).trim(),
+        ));
+    }
+    let _ = tokio::fs::remove_dir_all(&tree).await;
+    Ok(iso)
+}
+
+/// The files a guest's domain names.
+pub struct GuestFiles {
+    pub dir: PathBuf,
+    pub disk: PathBuf,
+    pub kernel: Option<PathBuf>,
+    pub ramdisk: Option<PathBuf>,
+    pub config_drive: Option<PathBuf>,
+    pub console_log: PathBuf,
+}
+
+/// XML-escapes text and attribute values.
+fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn path_text(p: &Path) -> String {
+    esc(&p.to_string_lossy())
+}
+
+/// A MAC in OpenStack's range (`fa:16:3e`, Neutron's default base), random below it.
+fn new_mac() -> String {
+    let b = uuid::Uuid::new_v4();
+    let b = b.as_bytes();
+    format!("fa:16:3e:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
+}
+
+/// The domain of a guest: the flavor's vCPUs and memory, the overlay as its virtio disk, the
+/// config drive as a CD-ROM, one virtio NIC per network, the serial console into a file and
+/// Nova's metadata (`nova:instance`), as Nova's libvirt driver writes them.
+pub fn domain_xml(
+    spec: &InstanceSpec,
+    virt_type: &str,
+    files: &GuestFiles,
+    networks: &[(String, String)],
+    default_command_line: &str,
+) -> String {
+    let f = &spec.flavor;
+    let mut x = String::new();
+    let _ = write!(
+        x,
+        "<domain type='{virt_type}'>\n  <name>{name}</name>\n  <uuid>{uuid}</uuid>\n",
+        virt_type = esc(virt_type),
+        name = domain_name(spec.uuid),
+        uuid = spec.uuid,
+    );
+    let created = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S");
+    let _ = write!(
+        x,
+        "  <metadata>\n    <nova:instance xmlns:nova=\"{NOVA_XMLNS}\">\n      \
+         <nova:package version=\"{version}\"/>\n      <nova:name>{name}</nova:name>\n      \
+         <nova:creationTime>{created}</nova:creationTime>\n      \
+         <nova:flavor name=\"{flavor}\" id=\"{flavor_id}\">\n        \
+         <nova:memory>{memory}</nova:memory>\n        <nova:disk>{disk}</nova:disk>\n        \
+         <nova:swap>{swap}</nova:swap>\n        <nova:ephemeral>{ephemeral}</nova:ephemeral>\n        \
+         <nova:vcpus>{vcpus}</nova:vcpus>\n      </nova:flavor>\n      <nova:owner>\n        \
+         <nova:user uuid=\"{user}\"/>\n        <nova:project uuid=\"{project}\"/>\n      \
+         </nova:owner>\n      <nova:root type=\"image\" uuid=\"{image}\"/>\n    \
+         </nova:instance>\n  </metadata>\n",
+        version = env!("CARGO_PKG_VERSION"),
+        name = esc(&spec.name),
+        flavor = esc(&f.name),
+        flavor_id = esc(&f.flavorid),
+        memory = f.memory_mb,
+        disk = f.root_gb,
+        swap = f.swap,
+        ephemeral = f.ephemeral_gb,
+        vcpus = f.vcpus,
+        user = esc(&spec.user_id),
+        project = esc(&spec.project_id),
+        image = esc(&spec.image_ref),
+    );
+    let _ = write!(
+        x,
+        "  <memory unit='MiB'>{}</memory>\n  <vcpu>{}</vcpu>\n",
+        f.memory_mb.max(1),
+        f.vcpus.max(1)
+    );
+    x.push_str("  <os>\n    <type arch='x86_64' machine='pc'>hvm</type>\n");
+    if let Some(kernel) = &files.kernel {
+        let _ = writeln!(x, "    <kernel>{}</kernel>", path_text(kernel));
+        if let Some(ramdisk) = &files.ramdisk {
+            let _ = writeln!(x, "    <initrd>{}</initrd>", path_text(ramdisk));
+        }
+        let cmdline = spec
+            .os_command_line
+            .as_deref()
+            .unwrap_or(default_command_line);
+        let _ = writeln!(x, "    <cmdline>{}</cmdline>", esc(cmdline));
+    } else {
+        x.push_str("    <boot dev='hd'/>\n");
+    }
+    x.push_str("  </os>\n  <features>\n    <acpi/>\n    <apic/>\n  </features>\n");
+    if virt_type == "kvm" {
+        x.push_str("  <cpu mode='host-passthrough'/>\n");
+    }
+    // Off is off: a guest that powers itself off stays off (Nova's `on_poweroff` is
+    // `destroy`), and the domain stays defined.
+    x.push_str(
+        "  <clock offset='utc'/>\n  <on_poweroff>destroy</on_poweroff>\n  \
+         <on_reboot>restart</on_reboot>\n  <on_crash>destroy</on_crash>\n  <devices>\n",
+    );
+    let _ = write!(
+        x,
+        "    <disk type='file' device='disk'>\n      <driver name='qemu' type='qcow2'/>\n      \
+         <source file='{}'/>\n      <target dev='vda' bus='virtio'/>\n    </disk>\n",
+        path_text(&files.disk)
+    );
+    if let Some(drive) = &files.config_drive {
+        let _ = write!(
+            x,
+            "    <disk type='file' device='cdrom'>\n      <driver name='qemu' type='raw'/>\n      \
+             <source file='{}'/>\n      <target dev='hdd' bus='ide'/>\n      <readonly/>\n    \
+             </disk>\n",
+            path_text(drive)
+        );
+    }
+    for (network, _) in networks {
+        let _ = write!(
+            x,
+            "    <interface type='network'>\n      <mac address='{}'/>\n      \
+             <source network='{}'/>\n      <model type='virtio'/>\n    </interface>\n",
+            new_mac(),
+            esc(network)
+        );
+    }
+    let _ = write!(
+        x,
+        "    <serial type='file'>\n      <source path='{}' append='on'/>\n      \
+         <target port='0'/>\n    </serial>\n",
+        path_text(&files.console_log)
+    );
+    x.push_str("  </devices>\n</domain>\n");
+    x
+}
+
+/// The (MAC, libvirt network) of each NIC in a domain's XML.
+fn nics_of_xml(xml: &str) -> Vec<(String, String)> {
+    let mut nics = Vec::new();
+    let mut rest = xml;
+    while let Some(start) = rest.find("<interface type='network'") {
+        let after = &rest[start..];
+        let end = after.find("</interface>").unwrap_or(after.len());
+        let block = &after[..end];
+        let attr = |tag: &str, name: &str| {
+            let i = block.find(tag)?;
+            let t = &block[i..];
+            let key = format!("{name}='");
+            let j = t.find(&key)? + key.len();
+            let k = t[j..].find('\'')?;
+            Some(t[j..j + k].to_owned())
+        };
+        if let (Some(mac), Some(net)) = (attr("<mac ", "address"), attr("<source ", "network")) {
+            nics.push((mac, net));
+        }
+        rest = &after[end..];
+    }
+    nics
+}
+
+#[async_trait]
+impl Compute for LibvirtDriver {
+    async fn inventory(&self) -> Result<Vec<NodeInventory>, DriverError> {
+        let (info, version) = self
+            .with_conn(|c| {
+                let info = c.get_node_info().map_err(|e| backend("node info", e))?;
+                let version = c.get_hyp_version().unwrap_or(0);
+                Ok((info, version))
+            })
+            .await?;
+        let memory_mb = i64::try_from(info.memory / 1024).unwrap_or(i64::MAX);
+        let disk_gb = rustix::fs::statvfs(&self.settings.instances_path)
+            .map(|s| s.f_blocks.saturating_mul(s.f_frsize) / (1024 * 1024 * 1024))
+            .unwrap_or(0);
+        Ok(vec![NodeInventory {
+            uuid: self.node_uuid(),
+            name: self.host.clone(),
+            node_type: NodeType::Vm,
+            // Nova's libvirt driver reports the QEMU driver as `QEMU` whether KVM or TCG
+            // runs the guests.
+            hypervisor_type: "QEMU".into(),
+            // libvirt already encodes it as Nova does (major * 1,000,000 + minor * 1,000 +
+            // micro).
+            hypervisor_version: i64::from(version),
+            total: Resources {
+                vcpus: i64::from(info.cpus),
+                memory_mb: (memory_mb - self.settings.reserved_host_memory_mb).max(0),
+                disk_gb: i64::try_from(disk_gb).unwrap_or(i64::MAX),
+            },
+            cpu_allocation_ratio: self.settings.cpu_allocation_ratio,
+            ram_allocation_ratio: self.settings.ram_allocation_ratio,
+            disk_allocation_ratio: self.settings.disk_allocation_ratio,
+        }])
+    }
+
+    async fn spawn(
+        &self,
+        spec: &InstanceSpec,
+        images: &BootImages,
+    ) -> Result<DriverInstance, DriverError> {
+        let networks = self.networks_of(spec);
+        let uuid = spec.uuid;
+        let instance = |power_state, addresses| DriverInstance {
+            uuid,
+            node: self.host.clone(),
+            power_state,
+            addresses,
+        };
+        // Idempotent: a domain that exists is the instance, as it is.
+        if let Some(state) = self
+            .with_domain(uuid, |d| Ok(d.get_state().map(|s| s.0).unwrap_or(0)))
+            .await?
+        {
+            let addresses = self.addresses(uuid, &networks).await?;
+            return Ok(instance(power_of(state), addresses));
+        }
+        let xml = match self.prepare(spec, images).await {
+            Ok(xml) => xml,
+            Err(e) => {
+                // Nothing is left of a build that failed here.
+                let _ = self.remove_files(uuid).await;
+                return Err(e);
+            }
+        };
+        let defined = self
+            .with_conn(move |c| {
+                let d = Domain::define_xml(c, &xml).map_err(|e| backend("define", e))?;
+                if let Err(e) = d.create() {
+                    let _ = d.undefine();
+                    return Err(backend("start", e));
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = defined {
+            let _ = self.remove_domain(uuid).await;
+            let _ = self.remove_files(uuid).await;
+            return Err(e);
+        }
+        let mut addresses = self.addresses(uuid, &networks).await?;
+        if addresses.is_empty() && !networks.is_empty() && self.settings.lease_wait_s > 0 {
+            let deadline =
+                tokio::time::Instant::now() + Duration::from_secs(self.settings.lease_wait_s);
+            while addresses.is_empty() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                addresses = self.addresses(uuid, &networks).await?;
+            }
+        }
+        let state = self.power_state(uuid).await?;
+        Ok(instance(state, addresses))
+    }
+
+    async fn destroy(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+        self.remove_domain(uuid).await?;
+        self.remove_files(uuid).await
+    }
+
+    /// An ACPI shutdown, then off by force when the guest has not stopped within `timeout`.
+    async fn power_off(&self, uuid: InstanceUuid, timeout: Duration) -> Result<(), DriverError> {
+        let asked = self
+            .with_domain(uuid, |d| {
+                if !d.is_active().unwrap_or(false) {
+                    return Ok(false);
+                }
+                match d.shutdown() {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.code() == ErrorNumber::OperationInvalid => Ok(false),
+                    Err(e) => Err(backend("shutdown", e)),
+                }
+            })
+            .await?
+            .ok_or(DriverError::NotFound(uuid))?;
+        if asked && !timeout.is_zero() && self.wait_off(uuid, timeout).await? {
+            return Ok(());
+        }
+        self.with_domain(uuid, |d| match d.destroy() {
+            Ok(()) => Ok(()),
+            // Off already.
+            Err(e) if e.code() == ErrorNumber::OperationInvalid => Ok(()),
+            Err(e) => Err(backend("destroy", e)),
+        })
+        .await?
+        .ok_or(DriverError::NotFound(uuid))
+    }
+
+    async fn power_on(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+        self.start(uuid).await
+    }
+
+    /// Soft: an ACPI shutdown and a start once the guest is off (Nova's `_soft_reboot`),
+    /// a reset when it does not stop in time. Hard: a reset of a running guest, a start of
+    /// a stopped one.
+    async fn reboot(&self, uuid: InstanceUuid, kind: RebootKind) -> Result<(), DriverError> {
+        let running = self.power_state(uuid).await? == PowerState::Running;
+        if !running {
+            return self.start(uuid).await;
+        }
+        if kind == RebootKind::Soft {
+            let asked = self
+                .with_domain(uuid, |d| Ok(d.shutdown().is_ok()))
+                .await?
+                .ok_or(DriverError::NotFound(uuid))?;
+            let limit = Duration::from_secs(self.settings.soft_reboot_timeout_s);
+            if asked && self.wait_off(uuid, limit).await? {
+                return self.start(uuid).await;
+            }
+            tracing::info!(instance = %uuid, "guest did not stop for a soft reboot: resetting");
+        }
+        self.with_domain(uuid, |d| match d.reset() {
+            Ok(_) => Ok(()),
+            // Stopped meanwhile: started below.
+            Err(e) if e.code() == ErrorNumber::OperationInvalid => Ok(()),
+            Err(e) => Err(backend("reset", e)),
+        })
+        .await?
+        .ok_or(DriverError::NotFound(uuid))?;
+        self.start(uuid).await
+    }
+
+    async fn power_state(&self, uuid: InstanceUuid) -> Result<PowerState, DriverError> {
+        self.with_domain(uuid, |d| {
+            d.get_state()
+                .map(|s| power_of(s.0))
+                .map_err(|e| backend("state", e))
+        })
+        .await?
+        .ok_or(DriverError::NotFound(uuid))
+    }
+
+    async fn list_instances(&self) -> Result<Vec<DriverInstance>, DriverError> {
+        let root = self.settings.instances_path.clone();
+        let host = self.host.clone();
+        self.with_conn(move |c| {
+            let domains = c
+                .list_all_domains(0)
+                .map_err(|e| backend("list domains", e))?;
+            let mut out = Vec::new();
+            for d in domains {
+                let Ok(name) = d.get_name() else { continue };
+                let Some(uuid) = name
+                    .strip_prefix("instance-")
+                    .and_then(|u| u.parse::<uuid::Uuid>().ok())
+                else {
+                    continue;
+                };
+                // Another agent's guest on a shared libvirtd.
+                if !root.join(uuid.to_string()).is_dir() {
+                    continue;
+                }
+                let state = d.get_state().map(|s| s.0).unwrap_or(0);
+                out.push(DriverInstance {
+                    uuid: InstanceUuid(uuid),
+                    node: host.clone(),
+                    power_state: power_of(state),
+                    addresses: Vec::new(),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn console_output(
+        &self,
+        uuid: InstanceUuid,
+        lines: Option<usize>,
+    ) -> Result<String, DriverError> {
+        if self.with_domain(uuid, |_| Ok(())).await?.is_none() {
+            return Err(DriverError::NotFound(uuid));
+        }
+        let path = self.instance_dir(uuid).join("console.log");
+        let bytes = match tokio::fs::read(&path).await {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(backend("console log", e)),
+        };
+        let text = String::from_utf8_lossy(last_bytes(&bytes, MAX_CONSOLE_BYTES)).into_owned();
+        Ok(tail_lines(&text, lines))
+    }
+
+    /// From the domain's info (state, memory, CPU time) as Nova's libvirt driver reports it.
+    async fn diagnostics(&self, uuid: InstanceUuid) -> Result<Diagnostics, DriverError> {
+        let virt_type = self.virt_type.clone();
+        let info = self
+            .with_domain(uuid, |d| {
+                d.get_info().map_err(|e| backend("domain info", e))
+            })
+            .await?
+            .ok_or(DriverError::NotFound(uuid))?;
+        let mb = |kib: u64| i64::try_from(kib / 1024).ok();
+        Ok(Diagnostics {
+            driver: Some("libvirt".into()),
+            power_state: Some(power_of(info.state)),
+            hypervisor: Some(virt_type),
+            hypervisor_os: Some("linux".into()),
+            uptime_s: None,
+            memory_max_mb: mb(info.max_mem),
+            memory_used_mb: mb(info.memory),
+            cpus: vec![CpuDiagnostics {
+                id: Some(0),
+                time_ns: i64::try_from(info.cpu_time).ok(),
+                utilisation: None,
+            }],
+            nics: Vec::new(),
+            disks: Vec::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nova_core::model::Flavor;
+
+    fn spec() -> InstanceSpec {
+        InstanceSpec {
+            uuid: InstanceUuid::new_v4(),
+            name: "a <b> & 'c'".into(),
+            project_id: "p".into(),
+            user_id: "u".into(),
+            node: "h".into(),
+            flavor: Flavor {
+                flavorid: "1".into(),
+                name: "m1.tiny".into(),
+                memory_mb: 128,
+                vcpus: 2,
+                root_gb: 1,
+                ephemeral_gb: 0,
+                swap: 0,
+                rxtx_factor: 1.0,
+                is_public: true,
+                disabled: false,
+                description: None,
+                extra_specs: Default::default(),
+            },
+            image_ref: "img".into(),
+            image: None,
+            metadata: Default::default(),
+            user_data: None,
+            key_name: None,
+            key_data: None,
+            hostname: None,
+            networks: NetworkRequest::None,
+            config_drive: false,
+            kernel: None,
+            ramdisk: None,
+            os_command_line: Some("console=ttyS0 x=\"y\"".into()),
+        }
+    }
+
+    fn files(kernel: bool) -> GuestFiles {
+        GuestFiles {
+            dir: "/i".into(),
+            disk: "/i/disk".into(),
+            kernel: kernel.then(|| "/i/kernel".into()),
+            ramdisk: kernel.then(|| "/i/ramdisk".into()),
+            config_drive: Some("/i/disk.config".into()),
+            console_log: "/i/console.log".into(),
+        }
+    }
+
+    #[test]
+    fn the_domain_holds_the_flavor_the_files_and_novas_metadata() {
+        let s = spec();
+        let nets = vec![("default".to_owned(), "private".to_owned())];
+        let xml = domain_xml(&s, "qemu", &files(true), &nets, "root=/dev/vda");
+        assert!(xml.starts_with("<domain type='qemu'>"));
+        assert!(xml.contains(&format!("<name>instance-{}</name>", s.uuid)));
+        assert!(xml.contains(&format!("<uuid>{}</uuid>", s.uuid)));
+        assert!(xml.contains("<memory unit='MiB'>128</memory>"));
+        assert!(xml.contains("<vcpu>2</vcpu>"));
+        assert!(xml.contains(NOVA_XMLNS));
+        assert!(xml.contains("<nova:name>a &lt;b&gt; &amp; &apos;c&apos;</nova:name>"));
+        assert!(xml.contains("<nova:flavor name=\"m1.tiny\" id=\"1\">"));
+        assert!(xml.contains("<nova:project uuid=\"p\"/>"));
+        assert!(xml.contains("<kernel>/i/kernel</kernel>"));
+        assert!(xml.contains("<initrd>/i/ramdisk</initrd>"));
+        assert!(xml.contains("<cmdline>console=ttyS0 x=&quot;y&quot;</cmdline>"));
+        assert!(xml.contains("<source file='/i/disk'/>"));
+        assert!(xml.contains("<source file='/i/disk.config'/>"));
+        assert!(xml.contains("<source path='/i/console.log' append='on'/>"));
+        assert!(xml.contains("<source network='default'/>"));
+        assert!(xml.contains("<on_poweroff>destroy</on_poweroff>"));
+        assert!(!xml.contains("host-passthrough"));
+        let nics = nics_of_xml(&xml);
+        assert_eq!(nics.len(), 1);
+        assert!(nics[0].0.starts_with("fa:16:3e:"));
+        assert_eq!(nics[0].1, "default");
+    }
+
+    /// The driver on libvirt's in-memory test driver (no daemon), with its own instances
+    /// directory, and a real qcow2 base image.
+    async fn test_driver() -> (LibvirtDriver, tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let settings = LibvirtSettings {
+            uri: "test:///default".into(),
+            instances_path: tmp.path().join("instances"),
+            ..Default::default()
+        };
+        let base = tmp.path().join("base.qcow2");
+        qemu_img(&[
+            "create".as_ref(),
+            "-q".as_ref(),
+            "-f".as_ref(),
+            "qcow2".as_ref(),
+            base.as_os_str(),
+            "16M".as_ref(),
+        ])
+        .await
+        .unwrap();
+        let d = LibvirtDriver::connect("h", settings).await.unwrap();
+        (d, tmp, base)
+    }
+
+    fn qcow2_spec() -> InstanceSpec {
+        let mut s = spec();
+        s.image = Some(nova_core::rpc::ImageSpec {
+            id: "img".into(),
+            container_format: Some("bare".into()),
+            disk_format: Some("qcow2".into()),
+            size: 0,
+            hash_algo: "sha512".into(),
+            hash_value: String::new(),
+        });
+        s
+    }
+
+    #[tokio::test]
+    async fn every_call_is_idempotent_and_ends_in_the_state_it_names() {
+        let (d, _tmp, base) = test_driver().await;
+        assert_eq!(d.virt_type(), "test");
+        let s = qcow2_spec();
+        let images = BootImages::disk(&base);
+        let first = d.spawn(&s, &images).await.unwrap();
+        assert_eq!(first.power_state, PowerState::Running);
+        let again = d.spawn(&s, &images).await.unwrap();
+        assert_eq!(again.power_state, PowerState::Running);
+        let dir = d.instance_dir(s.uuid);
+        assert!(
+            dir.join("disk").is_file(),
+            "the overlay is in the instance's directory"
+        );
+        let listed = d.list_instances().await.unwrap();
+        assert_eq!(listed.iter().filter(|i| i.uuid == s.uuid).count(), 1);
+        // The test driver's own domain `test` is not an instance.
+        assert!(listed
+            .iter()
+            .all(|i| dir.parent().unwrap().join(i.uuid.to_string()).is_dir()));
+
+        for _ in 0..2 {
+            d.power_off(s.uuid, Duration::from_secs(5)).await.unwrap();
+            assert_eq!(d.power_state(s.uuid).await.unwrap(), PowerState::Shutdown);
+        }
+        for _ in 0..2 {
+            d.power_on(s.uuid).await.unwrap();
+            assert_eq!(d.power_state(s.uuid).await.unwrap(), PowerState::Running);
+        }
+        d.reboot(s.uuid, RebootKind::Hard).await.unwrap();
+        assert_eq!(d.power_state(s.uuid).await.unwrap(), PowerState::Running);
+        d.reboot(s.uuid, RebootKind::Soft).await.unwrap();
+        assert_eq!(d.power_state(s.uuid).await.unwrap(), PowerState::Running);
+        d.power_off(s.uuid, Duration::ZERO).await.unwrap();
+        d.reboot(s.uuid, RebootKind::Soft).await.unwrap();
+        assert_eq!(d.power_state(s.uuid).await.unwrap(), PowerState::Running);
+        let diag = d.diagnostics(s.uuid).await.unwrap();
+        assert_eq!(diag.driver.as_deref(), Some("libvirt"));
+        assert_eq!(d.console_output(s.uuid, Some(5)).await.unwrap(), "");
+
+        for _ in 0..2 {
+            d.destroy(s.uuid).await.unwrap();
+            assert!(matches!(
+                d.power_state(s.uuid).await,
+                Err(DriverError::NotFound(_))
+            ));
+            assert!(!dir.exists(), "destroy leaves no file");
+        }
+        assert!(matches!(
+            d.power_on(s.uuid).await,
+            Err(DriverError::NotFound(_))
+        ));
+        assert!(matches!(
+            d.console_output(s.uuid, None).await,
+            Err(DriverError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_bad_image_fails_the_spawn_and_leaves_nothing() {
+        let (d, tmp, base) = test_driver().await;
+        // Not a qcow2 file while the image says qcow2.
+        let junk = tmp.path().join("junk");
+        std::fs::write(&junk, b"this is not a disk image").unwrap();
+        let s = qcow2_spec();
+        let err = d.spawn(&s, &BootImages::disk(&junk)).await.unwrap_err();
+        let DriverError::Invalid(message) = &err else {
+            panic!("{err:?}")
+        };
+        assert!(message.contains("not a valid qcow2 image"), "{message}");
+        assert!(!d.instance_dir(s.uuid).exists());
+        assert!(matches!(
+            d.power_state(s.uuid).await,
+            Err(DriverError::NotFound(_))
+        ));
+
+        // Larger than the flavor's root disk.
+        let big = tmp.path().join("big.qcow2");
+        qemu_img(&[
+            "create".as_ref(),
+            "-q".as_ref(),
+            "-f".as_ref(),
+            "qcow2".as_ref(),
+            big.as_os_str(),
+            "2G".as_ref(),
+        ])
+        .await
+        .unwrap();
+        let err = d.spawn(&s, &BootImages::disk(&big)).await.unwrap_err();
+        assert!(
+            err.public_message().contains("Flavor's disk is too small"),
+            "{err:?}"
+        );
+        assert!(!d.instance_dir(s.uuid).exists());
+
+        // No image at all.
+        let err = d.spawn(&s, &BootImages::default()).await.unwrap_err();
+        assert!(matches!(err, DriverError::Invalid(_)), "{err:?}");
+        drop(base);
+    }
+
+    #[tokio::test]
+    async fn inventory_is_one_qemu_node_and_another_agents_guests_are_not_listed() {
+        let (d, _tmp, base) = test_driver().await;
+        let (other, _tmp2, _) = test_driver().await;
+        let nodes = d.inventory().await.unwrap();
+        assert_eq!(nodes.len(), 1);
+        assert_eq!(nodes[0].node_type, NodeType::Vm);
+        assert_eq!(nodes[0].hypervisor_type, "QEMU");
+        assert!(nodes[0].total.vcpus > 0);
+        let s = qcow2_spec();
+        other.spawn(&s, &BootImages::disk(&base)).await.unwrap();
+        assert!(d
+            .list_instances()
+            .await
+            .unwrap()
+            .iter()
+            .all(|i| i.uuid != s.uuid));
+        assert!(other
+            .list_instances()
+            .await
+            .unwrap()
+            .iter()
+            .any(|i| i.uuid == s.uuid));
+        other.destroy(s.uuid).await.unwrap();
+    }
+
+    #[test]
+    fn without_a_kernel_the_guest_boots_its_disk() {
+        let xml = domain_xml(&spec(), "kvm", &files(false), &[], "x");
+        assert!(xml.contains("<boot dev='hd'/>"));
+        assert!(!xml.contains("<kernel>"));
+        assert!(!xml.contains("<interface"));
+        assert!(xml.contains("<cpu mode='host-passthrough'/>"));
+    }
+}
