@@ -282,9 +282,26 @@ impl Client {
         disk_format: &str,
         data: Vec<u8>,
     ) -> anyhow::Result<String> {
+        self.create_image_with(name, container_format, disk_format, json!({}), data)
+            .await
+    }
+
+    /// [`Self::create_image`] with more of the image's fields and properties (`extra`, an
+    /// object) in its create.
+    pub async fn create_image_with(
+        &self,
+        name: &str,
+        container_format: &str,
+        disk_format: &str,
+        extra: Value,
+        data: Vec<u8>,
+    ) -> anyhow::Result<String> {
         let images = format!("{}/image/v2/images", self.base.trim_end_matches("/v2.1"));
-        let body = json!({"name": name, "container_format": container_format,
-                          "disk_format": disk_format});
+        let mut body = json!({"name": name, "container_format": container_format,
+                              "disk_format": disk_format});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
         let res = self
             .http
             .post(&images)

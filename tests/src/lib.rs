@@ -19,6 +19,7 @@ pub mod env;
 pub mod object_store;
 pub mod schema;
 pub mod stack;
+pub mod vm;
 
 /// Runs an async scenario `fn $name(&dyn Stack) -> anyhow::Result<()>` on both shapes of the
 /// service, each started with `$options`: a module `$name` with tests `distributed` and

@@ -9,6 +9,7 @@ use compute_agent::{Agent, AgentSettings};
 use conductor::{Conductor, ConductorSettings};
 use drivers::docker::DockerSettings;
 use drivers::fake::{FakeDriver, FakeSettings};
+use drivers::libvirt::LibvirtSettings;
 use drivers::Compute;
 use keystone_auth::{AuthSettings, Identity, Strategy};
 
@@ -34,6 +35,7 @@ pub struct Options {
     /// `Fake` unless a test is about a real driver.
     pub driver: DriverKind,
     pub docker: DockerSettings,
+    pub libvirt: LibvirtSettings,
     pub graceful_shutdown_s: u64,
     pub host: String,
     pub prefetch: u16,
@@ -65,6 +67,7 @@ impl Default for Options {
             fake: FakeSettings::default(),
             driver: DriverKind::Fake,
             docker: DockerSettings::default(),
+            libvirt: LibvirtSettings::default(),
             graceful_shutdown_s: 60,
             host: "compute-1".into(),
             prefetch: 64,
@@ -100,6 +103,7 @@ impl Options {
             fake: self.fake.clone(),
             driver: self.driver,
             docker: self.docker.clone(),
+            libvirt: self.libvirt.clone(),
             graceful_shutdown_timeout_s: self.graceful_shutdown_s,
             operation_timeout_s: self.operation_timeout_s,
             ..Default::default()

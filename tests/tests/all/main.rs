@@ -9,6 +9,7 @@ mod config_samples;
 mod docker;
 mod identity;
 mod images;
+mod libvirt;
 mod processes;
 mod repository;
 mod scenarios;

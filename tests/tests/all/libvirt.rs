@@ -1,0 +1,323 @@
+//! The libvirt driver through the whole service (distributed shape: API, conductor and agent
+//! over RabbitMQ and PostgreSQL) against the real libvirtd and QEMU that `scripts/test.sh`
+//! starts (`scripts/libvirt.sh`; TCG where KVM does not work). The guest is Debian's kernel
+//! with a busybox initramfs (`scripts/guest-image.sh`), booted directly as Nova boots an
+//! image with `kernel_id` and `ramdisk_id`; it prints a marker on its serial console and
+//! powers off on the ACPI power button. The guests have no NIC: nothing here sends traffic to
+//! a guest.
+
+use compute_agent::settings::DriverKind;
+use drivers::libvirt::LibvirtSettings;
+use e2e::client::Client;
+use e2e::stack::{Distributed, Options, Stack};
+use e2e::vm::{domain_exists, domain_state, upload_guest, virsh, Instances, MARKER};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// A boot under TCG on a busy two-core machine takes seconds; a graceful stop is one more.
+const WAIT: Duration = Duration::from_secs(120);
+
+fn options(instances: &Instances) -> Options {
+    Options {
+        driver: DriverKind::Libvirt,
+        libvirt: LibvirtSettings {
+            instances_path: instances.path().to_owned(),
+            network: "none".into(),
+            soft_reboot_timeout_s: 30,
+            ..Default::default()
+        },
+        graceful_shutdown_s: 30,
+        host: format!("vm-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+        ..Options::default()
+    }
+}
+
+/// A flavor for VMs (no `node:type`: a VM), created as an admin.
+async fn vm_flavor(stack: &dyn Stack, id: &str, ram: u64, disk: u64) -> anyhow::Result<()> {
+    let admin = Client::new(stack.api_url(), "admin:admin");
+    let r = admin
+        .post(
+            "/flavors",
+            &json!({"flavor": {"name": format!("m-{id}"), "id": id, "ram": ram,
+                               "vcpus": 1, "disk": disk}}),
+        )
+        .await?;
+    anyhow::ensure!(r.status == 200, "flavor create: {} {}", r.status, r.body);
+    Ok(())
+}
+
+async fn create_server(c: &Client, body: Value) -> anyhow::Result<String> {
+    let r = c.post("/servers", &json!({ "server": body })).await?;
+    anyhow::ensure!(r.status == 202, "create: {} {}", r.status, r.body);
+    Ok(r.body["server"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+async fn console(c: &Client, id: &str) -> anyhow::Result<String> {
+    let r = c
+        .action(id, &json!({"os-getConsoleOutput": {"length": null}}))
+        .await?;
+    anyhow::ensure!(r.status == 200, "console: {} {}", r.status, r.body);
+    Ok(r.body["output"].as_str().unwrap_or_default().to_owned())
+}
+
+/// Waits until the guest's console shows the marker `times` times (once per boot: the log
+/// is appended to across boots).
+async fn wait_for_boots(c: &Client, id: &str, times: usize) -> anyhow::Result<()> {
+    e2e::wait_until(
+        WAIT,
+        &format!("marker {times}x on {id}'s console"),
+        || async { Ok(console(c, id).await?.matches(MARKER).count() >= times) },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_lives_its_whole_life_through_the_api() -> anyhow::Result<()> {
+    let instances = Instances::new()?;
+    let stack = Distributed::start(options(&instances)).await?;
+    let c = Client::new(stack.api_url(), "demo:demo").at_microversion("2.37");
+    vm_flavor(&stack, "v1", 128, 1).await?;
+
+    // The node is QEMU, at libvirt's version of it in Nova's encoding.
+    let admin = Client::new(stack.api_url(), "admin:admin");
+    let hypervisors = admin.get("/os-hypervisors/detail").await?;
+    let h = &hypervisors.body["hypervisors"][0];
+    assert_eq!(h["hypervisor_type"], json!("QEMU"));
+    let running = virsh(&["version"]).await?;
+    let qemu = running
+        .lines()
+        .find_map(|l| l.strip_prefix("Running hypervisor: QEMU "))
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    assert_eq!(
+        h["hypervisor_version"],
+        json!(nova_core::model::version_to_int(&qemu)),
+        "{running}"
+    );
+
+    let image = upload_guest(&c, "").await?;
+    let user_data = "#!/bin/sh\necho configured by user data\n";
+    let id = create_server(
+        &c,
+        json!({"name": "vm-1", "imageRef": image, "flavorRef": "v1", "networks": "none",
+               "metadata": {"role": "test"},
+               "user_data": base64_of(user_data)}),
+    )
+    .await?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    wait_for_boots(&c, &id, 1).await?;
+    assert_eq!(domain_state(&id).await?, "running");
+
+    // The domain as Nova's libvirt driver writes it: the flavor, Nova's metadata, the
+    // kernel booted directly, the overlay and the config drive in the instance's directory.
+    let xml = virsh(&["dumpxml", &format!("instance-{id}")]).await?;
+    let dir = instances.path().join(&id);
+    for expected in [
+        format!("<uuid>{id}</uuid>"),
+        "<memory unit='KiB'>131072</memory>".to_owned(),
+        "http://openstack.org/xmlns/libvirt/nova/1.1".to_owned(),
+        "<nova:flavor name=\"m-v1\"".to_owned(),
+        format!("<kernel>{}</kernel>", dir.join("kernel").display()),
+        format!("<initrd>{}</initrd>", dir.join("ramdisk").display()),
+        "<cmdline>console=ttyS0</cmdline>".to_owned(),
+        format!("{}", dir.join("disk.config").display()),
+        format!("{}", dir.join("console.log").display()),
+    ] {
+        assert!(xml.contains(&expected), "{expected} not in\n{xml}");
+    }
+    // The overlay stands on the cached image, which it never writes.
+    let info = std::process::Command::new("qemu-img")
+        .args(["info", "-U", "--output=json"])
+        .arg(dir.join("disk"))
+        .output()?;
+    let info: Value = serde_json::from_slice(&info.stdout)?;
+    assert_eq!(info["format"], json!("qcow2"));
+    assert_eq!(info["backing-filename-format"], json!("qcow2"));
+    assert_eq!(
+        info["virtual-size"],
+        json!(1u64 << 30),
+        "sized to the root disk"
+    );
+    // The config drive is an ISO labelled config-2.
+    let iso = std::fs::read(dir.join("disk.config"))?;
+    assert_eq!(&iso[0x8001..0x8006], b"CD001");
+    assert_eq!(&iso[0x8028..0x8030], b"config-2");
+
+    // length: the last lines only.
+    let r = c
+        .action(&id, &json!({"os-getConsoleOutput": {"length": 3}}))
+        .await?;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body["output"]
+            .as_str()
+            .unwrap_or_default()
+            .split('\n')
+            .count()
+            <= 3
+    );
+
+    // Stop: an ACPI shutdown, which the guest answers.
+    let r = c.action(&id, &json!({"os-stop": null})).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    c.wait_status(&id, "SHUTOFF", WAIT).await?;
+    assert_eq!(domain_state(&id).await?, "shut off");
+    let r = c.action(&id, &json!({"os-start": null})).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    wait_for_boots(&c, &id, 2).await?;
+
+    for (kind, boots) in [("SOFT", 3), ("HARD", 4)] {
+        let r = c.action(&id, &json!({"reboot": {"type": kind}})).await?;
+        assert_eq!(r.status, 202, "{}", r.body);
+        wait_for_boots(&c, &id, boots).await?;
+        c.wait_status(&id, "ACTIVE", WAIT).await?;
+    }
+
+    // Delete leaves no domain and no file.
+    let r = c.delete(&format!("/servers/{id}")).await?;
+    assert_eq!(r.status, 204);
+    c.wait_gone(&id, WAIT).await?;
+    assert!(!domain_exists(&id).await, "the domain is gone");
+    assert!(!dir.exists(), "the instance's directory is gone");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_that_powers_off_is_shutoff_and_a_restarted_agent_readopts_the_rest(
+) -> anyhow::Result<()> {
+    let instances = Instances::new()?;
+    let mut stack = Distributed::start(options(&instances)).await?;
+    let c = Client::new(stack.api_url(), "demo:demo").at_microversion("2.37");
+    vm_flavor(&stack, "v2", 128, 1).await?;
+    let stays = upload_guest(&c, "").await?;
+    let leaves = upload_guest(&c, "nova.selfoff").await?;
+    let a = create_server(
+        &c,
+        json!({"name": "stays", "imageRef": stays, "flavorRef": "v2", "networks": "none"}),
+    )
+    .await?;
+    let b = create_server(
+        &c,
+        json!({"name": "leaves", "imageRef": leaves, "flavorRef": "v2", "networks": "none"}),
+    )
+    .await?;
+    c.wait_status(&a, "ACTIVE", WAIT).await?;
+    wait_for_boots(&c, &a, 1).await?;
+    // The guest powers itself off after its marker: the service sees it, as Nova's power
+    // state sync does, and the server is SHUTOFF.
+    c.wait_status(&b, "SHUTOFF", WAIT).await?;
+    assert_eq!(domain_state(&b).await?, "shut off");
+
+    // The agent restarts while `a` runs: it adopts it, it does not build it again.
+    let uuid_before = virsh(&["domuuid", &format!("instance-{a}")]).await?;
+    stack.stop_agent();
+    stack.start_agent();
+    stack.wait_for_agent_sync_rounds(3, WAIT).await?;
+    assert_eq!(
+        c.server(&a).await?.body["server"]["status"],
+        json!("ACTIVE")
+    );
+    assert_eq!(domain_state(&a).await?, "running");
+    assert_eq!(
+        virsh(&["domuuid", &format!("instance-{a}")]).await?,
+        uuid_before
+    );
+    // Still one boot: the guest was not started again.
+    assert_eq!(console(&c, &a).await?.matches(MARKER).count(), 1);
+    for id in [&a, &b] {
+        assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 204);
+    }
+    for id in [&a, &b] {
+        c.wait_gone(id, WAIT).await?;
+        assert!(!domain_exists(id).await);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_images_fail_clearly_and_leave_nothing_behind() -> anyhow::Result<()> {
+    let instances = Instances::new()?;
+    let stack = Distributed::start(options(&instances)).await?;
+    let c = Client::new(stack.api_url(), "demo:demo").at_microversion("2.37");
+    vm_flavor(&stack, "v3", 128, 1).await?;
+
+    // Not a qcow2 file, while the image says qcow2: ERROR with a fault that says so.
+    let junk = c
+        .create_image(
+            "junk",
+            "bare",
+            "qcow2",
+            b"this is not a disk image".to_vec(),
+        )
+        .await?;
+    let id = create_server(
+        &c,
+        json!({"name": "junk", "imageRef": junk, "flavorRef": "v3", "networks": "none"}),
+    )
+    .await?;
+    let server = c.wait_error(&id, WAIT).await?;
+    let message = server["fault"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("not a valid qcow2 image"), "{server}");
+    assert!(!domain_exists(&id).await);
+    assert!(!instances.path().join(&id).exists());
+
+    // A qcow2 image whose virtual size is larger than the flavor's root disk: Nova's
+    // FlavorDiskSmallerThanImage, at the host (the file itself is small).
+    let big = tempfile::tempdir()?;
+    let path = big.path().join("big.qcow2");
+    let ok = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&path)
+        .arg("3G")
+        .status()?;
+    assert!(ok.success());
+    let large = c
+        .create_image("large", "bare", "qcow2", std::fs::read(&path)?)
+        .await?;
+    let id = create_server(
+        &c,
+        json!({"name": "large", "imageRef": large, "flavorRef": "v3", "networks": "none"}),
+    )
+    .await?;
+    let server = c.wait_error(&id, WAIT).await?;
+    let message = server["fault"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("Flavor's disk is too small for requested image"),
+        "{server}"
+    );
+    assert!(!domain_exists(&id).await);
+    assert!(!instances.path().join(&id).exists());
+
+    // An image whose min_disk is above the flavor's disk: 400 before anything is queued.
+    let r = c
+        .post(
+            "/servers",
+            &json!({"server": {"name": "x", "imageRef": image_with_min_disk(&c).await?,
+                               "flavorRef": "v3", "networks": "none"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    Ok(())
+}
+
+async fn image_with_min_disk(c: &Client) -> anyhow::Result<String> {
+    let g = e2e::vm::guest().await?;
+    c.create_image_with(
+        "needs-5g",
+        "bare",
+        "qcow2",
+        json!({"min_disk": 5}),
+        std::fs::read(&g.disk)?,
+    )
+    .await
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
