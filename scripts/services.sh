@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs (from Debian's packages) and starts the services the tests and the distributed mode
-# need: PostgreSQL, RabbitMQ and the Docker Engine (with busybox-static, from which the tests
-# build their container image); and what the build needs beyond Rust (OpenSSL's headers). Idempotent: what is installed and running is left alone.
+# need: PostgreSQL, RabbitMQ, the Docker Engine (with busybox-static, from which the tests
+# build their container image) and libvirt with QEMU (scripts/libvirt.sh); and what the build
+# needs beyond Rust (OpenSSL's and libvirt's headers). Idempotent: what is installed and running is left alone.
 # Creates the PostgreSQL role `nova` (password `nova`, may create databases).
 set -euo pipefail
 
@@ -13,6 +14,8 @@ command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 # The build: the image service hashes uploads with OpenSSL's md5 and sha512.
 dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+# The libvirt driver links libvirt's C library.
+dpkg -s libvirt-dev >/dev/null 2>&1 || need+=(libvirt-dev)
 if [ ${#need[@]} -gt 0 ]; then
     echo "services: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -66,3 +69,9 @@ if ! docker info >/dev/null 2>&1; then
     docker info >/dev/null 2>&1 || { echo "services: dockerd did not start; see /var/log/dockerd.log" >&2; exit 1; }
 fi
 echo "services: PostgreSQL, RabbitMQ and Docker are up"
+
+# libvirt with QEMU (scripts/libvirt.sh), unless the caller starts it itself (scripts/test.sh
+# does, while the build runs).
+if [ -z "${NOVA_LIBVIRT_LATER:-}" ]; then
+    "$(dirname "$0")/libvirt.sh"
+fi

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Runs every check and test on a fresh machine: installs and starts PostgreSQL and RabbitMQ
-# (scripts/services.sh), checks formatting and lints, then runs all tests against the real
-# services.
+# Runs every check and test on a fresh machine: installs and starts PostgreSQL, RabbitMQ,
+# Docker (scripts/services.sh) and libvirt with QEMU (scripts/libvirt.sh), checks formatting
+# and lints, then runs all tests against the real services.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
 # Where the time goes, in the log: each phase's end, in seconds from the start.
 phase() { echo "test.sh: $1 done at $((SECONDS - started)) s"; }
 
-scripts/services.sh
+NOVA_LIBVIRT_LATER=1 scripts/services.sh
 phase services
+# libvirt, QEMU and the test guest (Debian's kernel, a busybox initramfs) are installed,
+# started and built while the build runs: most of it is waiting on downloads and dpkg.
+libvirt_log=$(mktemp)
+(scripts/libvirt.sh && scripts/guest-image.sh var/guest) >"$libvirt_log" 2>&1 &
+libvirt_job=$!
 
 # A clean checkout builds once: incremental state would only take disk (over a GB) that CI's
 # machine may not have.
@@ -78,6 +83,14 @@ phase "Python clients"
 cargo build -q --workspace --bins
 cargo test -q --workspace --tests --no-run
 phase build
+if ! wait "$libvirt_job"; then
+    cat "$libvirt_log" >&2
+    echo "test.sh: libvirt or the test guest could not be set up" >&2
+    exit 1
+fi
+cat "$libvirt_log"
+rm -f "$libvirt_log"
+phase "libvirt and the test guest"
 
 # cargo runs test binaries one after another; broker_restart restarts the shared broker, so
 # it must stay a binary of its own.

@@ -2,15 +2,18 @@
 //! in-process bus and (by default) a SQLite database. The same code runs as separate processes
 //! over RabbitMQ and PostgreSQL in the distributed mode.
 //!
-//! Drivers: `agent.driver` picks one; `fake` (the default until the libvirt driver lands)
-//! registers one node of the configured type and boots nothing, `docker` runs containers on
-//! the local Docker Engine.
+//! Drivers: `agent.driver = "auto"` (etc/all-in-one.toml) runs one compute agent per pool that
+//! works on the machine, each its own compute service and host, as Nova runs one nova-compute
+//! per driver: `<host>-vm` on libvirt when libvirtd answers, `<host>-container` on Docker when
+//! the engine answers, and the `fake` driver (which boots nothing) only when neither does.
+//! Naming one driver (`fake`, `docker`, `libvirt`) runs that one alone under `<host>`.
 
 use api_server::{ApiSettings, Backends};
 use compute_agent::credential::{
     Credential, CredentialSettings, Issued, KeystonePassword, PasswordSettings, StaticToken,
 };
 use compute_agent::image_cache::ImageCache;
+use compute_agent::settings::DriverKind;
 use compute_agent::{Agent, AgentSettings};
 use conductor::{Conductor, ConductorSettings};
 use drivers::fake::FakeDriver;
@@ -62,7 +65,11 @@ impl Default for Settings {
 pub struct AllInOne {
     pub api_addr: SocketAddr,
     pub db: Db,
+    /// The first pool's driver.
     pub driver: Arc<dyn Compute>,
+    /// The compute agents this process runs, and for `auto` why the others do not run.
+    pub pools: Vec<Pool>,
+    pub missing_pools: Vec<String>,
     /// The driver again when it is the fake one, for tests that steer it.
     pub fake: Option<Arc<FakeDriver>>,
     pub images: Arc<ImageCache>,
@@ -81,7 +88,11 @@ impl AllInOne {
         let bus: Arc<dyn Bus> = Arc::new(InProcBus::default());
         let queues = Queues::new(&settings.bus.queue_prefix);
         let prefetch = settings.bus.prefetch;
-        let (driver, fake) = compute_agent::driver_from_settings(&settings.agent).await?;
+        let (pools, missing_pools, fake) = pools(&settings.agent).await?;
+        let driver = pools[0].driver.clone();
+        if settings.agent.driver == DriverKind::Auto {
+            bootstrap_flavors(&db, &pools).await?;
+        }
 
         let conductor = Conductor::new(
             settings.conductor.clone(),
@@ -108,19 +119,23 @@ impl AllInOne {
             },
         )?;
         let images = image_cache(&settings, &identity, api.addr)?;
-        let agent = Agent::new(
-            settings.agent.clone(),
-            bus,
-            queues,
-            driver.clone(),
-            images.clone(),
-        )
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "agent state directory {}: {e}",
-                settings.agent.state_dir.display()
+        let mut agents = Vec::new();
+        for pool in &pools {
+            let agent = Agent::new(
+                pool.settings.clone(),
+                bus.clone(),
+                queues.clone(),
+                pool.driver.clone(),
+                images.clone(),
             )
-        })?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "agent state directory {}: {e}",
+                    pool.settings.state_dir.display()
+                )
+            })?;
+            agents.push(agent);
+        }
         let url = settings
             .api
             .public_url
@@ -128,15 +143,10 @@ impl AllInOne {
             .unwrap_or_else(|| format!("http://{}", api.addr));
         let clouds_yaml = write_clouds_yaml(&settings, &identity, &url)?;
         let api_handle = api.server.handle();
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(async move {
                 if let Err(e) = conductor.run(prefetch).await {
                     tracing::error!(error = %e, "conductor stopped");
-                }
-            }),
-            tokio::spawn(async move {
-                if let Err(e) = agent.run(prefetch).await {
-                    tracing::error!(error = %e, "compute agent stopped");
                 }
             }),
             tokio::spawn(async move {
@@ -145,10 +155,19 @@ impl AllInOne {
                 }
             }),
         ];
+        for agent in agents {
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = agent.run(prefetch).await {
+                    tracing::error!(error = %e, "compute agent stopped");
+                }
+            }));
+        }
         Ok(Self {
             api_addr: api.addr,
             db,
             driver,
+            pools,
+            missing_pools,
             fake,
             images,
             url,
@@ -174,6 +193,124 @@ impl Drop for AllInOne {
             t.abort();
         }
     }
+}
+
+/// A compute agent of the all-in-one: its driver and its own settings (host, state).
+pub struct Pool {
+    pub kind: DriverKind,
+    pub settings: AgentSettings,
+    pub driver: Arc<dyn Compute>,
+}
+
+/// The pools to run: the one driver `agent.driver` names, or for `auto` every pool that works
+/// here (each under `<host>-<type>`, its state in `<state_dir>/<type>`), with the reasons
+/// the others do not. The fake driver runs only when nothing else does.
+async fn pools(
+    agent: &AgentSettings,
+) -> anyhow::Result<(Vec<Pool>, Vec<String>, Option<Arc<FakeDriver>>)> {
+    if agent.driver != DriverKind::Auto {
+        let (driver, fake) = compute_agent::driver_from_settings(agent).await?;
+        let pool = Pool {
+            kind: agent.driver,
+            settings: agent.clone(),
+            driver,
+        };
+        return Ok((vec![pool], Vec::new(), fake));
+    }
+    let mut pools = Vec::new();
+    let mut missing = Vec::new();
+    let for_pool = |kind: DriverKind, node_type: &str| {
+        let mut s = agent.clone();
+        s.driver = kind;
+        s.host = format!("{}-{node_type}", agent.host);
+        s.state_dir = agent.state_dir.join(node_type);
+        s
+    };
+    // Each probe is bounded: a daemon that accepts and never answers must not hold the start.
+    const PROBE: std::time::Duration = std::time::Duration::from_secs(15);
+    let probes = [
+        (
+            DriverKind::Libvirt,
+            "vm",
+            "libvirtd answers on qemu:///system (scripts/services.sh installs and starts \
+             libvirt with QEMU)",
+        ),
+        (
+            DriverKind::Docker,
+            "container",
+            "the Docker Engine answers (scripts/services.sh installs and starts it)",
+        ),
+    ];
+    for (kind, node_type, needs) in probes {
+        let settings = for_pool(kind, node_type);
+        match tokio::time::timeout(PROBE, compute_agent::driver_from_settings(&settings)).await {
+            Ok(Ok((driver, _))) => pools.push(Pool {
+                kind,
+                settings,
+                driver,
+            }),
+            Ok(Err(e)) => missing.push(format!(
+                "{node_type} pool ({}) is off: {e}. It runs when {needs}.",
+                kind.name()
+            )),
+            Err(_) => missing.push(format!(
+                "{node_type} pool ({}) is off: no answer within {PROBE:?}. It runs when {needs}.",
+                kind.name()
+            )),
+        }
+    }
+    let mut fake = None;
+    if pools.is_empty() {
+        let settings = for_pool(DriverKind::Fake, "fake");
+        let (driver, f) = compute_agent::driver_from_settings(&settings).await?;
+        fake = f;
+        missing
+            .push("No real pool works here: the fake driver runs, and boots nothing.".to_owned());
+        pools.push(Pool {
+            kind: DriverKind::Fake,
+            settings,
+            driver,
+        });
+    }
+    Ok((pools, missing, fake))
+}
+
+/// The flavors of each pool that is up, created when missing: `m1.*` (VMs) come with the
+/// database; `c1.*` ask for containers (`node:type=container`).
+async fn bootstrap_flavors(db: &Db, pools: &[Pool]) -> anyhow::Result<()> {
+    if !pools.iter().any(|p| p.kind == DriverKind::Docker) {
+        return Ok(());
+    }
+    let existing = nova_db::flavors::list_all(db).await?;
+    for (id, name, memory_mb, vcpus, root_gb) in [
+        ("c1.tiny", "c1.tiny", 128, 1, 1),
+        ("c1.small", "c1.small", 512, 1, 10),
+        ("c1.medium", "c1.medium", 2048, 2, 20),
+    ] {
+        if existing.iter().any(|f| f.flavorid == id || f.name == name) {
+            continue;
+        }
+        let flavor = nova_core::model::Flavor {
+            flavorid: id.into(),
+            name: name.into(),
+            memory_mb,
+            vcpus,
+            root_gb,
+            ephemeral_gb: 0,
+            swap: 0,
+            rxtx_factor: 1.0,
+            is_public: true,
+            disabled: false,
+            description: Some("A container (node:type=container).".into()),
+            extra_specs: [(
+                nova_core::model::NODE_TYPE_EXTRA_SPEC.to_owned(),
+                "container".to_owned(),
+            )]
+            .into(),
+        };
+        nova_db::flavors::create(db, &flavor).await?;
+    }
+    Ok(())
 }
 
 /// The agent's image cache, fetching from this process's own image service unless another is

@@ -17,6 +17,21 @@ async fn main() -> anyhow::Result<()> {
         "Compute API listening on {url}/v2.1 (database: {})",
         settings.database.url
     );
+    for pool in &aio.pools {
+        println!(
+            "Compute pool up: {} ({} driver) as compute host {}",
+            match pool.kind {
+                compute_agent::settings::DriverKind::Libvirt => "vm",
+                compute_agent::settings::DriverKind::Docker => "container",
+                _ => "fake",
+            },
+            pool.kind.name(),
+            pool.settings.host
+        );
+    }
+    for why in &aio.missing_pools {
+        println!("{why}");
+    }
     if aio.identity.api.is_some() {
         println!("Identity API (Keystone v3) at {url}/identity/v3");
     }

@@ -43,6 +43,13 @@ pub async fn driver_from_settings(
             let libvirt = LibvirtDriver::connect(&settings.host, settings.libvirt.clone()).await?;
             (Arc::new(libvirt), None)
         }
+        DriverKind::Auto => {
+            return Err(DriverError::Invalid(
+                "agent.driver = \"auto\" is for the all-in-one, which runs one agent per pool; \
+                 a compute agent runs one driver: fake, docker or libvirt"
+                    .into(),
+            ))
+        }
     })
 }
 

@@ -43,6 +43,20 @@ pub enum DriverKind {
     Docker,
     /// Virtual machines on libvirt/QEMU.
     Libvirt,
+    /// The all-in-one only: one agent per pool that works on the machine (libvirt when
+    /// libvirtd answers, Docker when the engine answers, `fake` when neither does).
+    Auto,
+}
+
+impl DriverKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DriverKind::Fake => "fake",
+            DriverKind::Docker => "docker",
+            DriverKind::Libvirt => "libvirt",
+            DriverKind::Auto => "auto",
+        }
+    }
 }
 
 impl Default for AgentSettings {

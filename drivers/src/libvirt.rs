@@ -131,8 +131,11 @@ pub fn kvm_works() -> bool {
 
 impl LibvirtDriver {
     /// Connects to libvirt and checks that it answers.
-    pub async fn connect(host: &str, settings: LibvirtSettings) -> Result<Self, DriverError> {
+    pub async fn connect(host: &str, mut settings: LibvirtSettings) -> Result<Self, DriverError> {
         std::fs::create_dir_all(&settings.instances_path)
+            .map_err(|e| backend("instances_path", e))?;
+        // The domain names its files by absolute paths.
+        settings.instances_path = std::fs::canonicalize(&settings.instances_path)
             .map_err(|e| backend("instances_path", e))?;
         // libvirt prints every error to stderr by default; the driver reports its own.
         virt::error::clear_error_callback();
@@ -478,6 +481,11 @@ async fn create_overlay(
     format: &str,
     disk: &Path,
 ) -> Result<(), DriverError> {
+    // The overlay names its base by an absolute path (a relative one would be read from the
+    // overlay's own directory).
+    let base = &tokio::fs::canonicalize(base)
+        .await
+        .map_err(|e| backend("cached image", e))?;
     let invalid = |why: String| {
         DriverError::Invalid(format!("Build of instance {} aborted: {why}", spec.uuid))
     };

@@ -9,8 +9,9 @@
 use compute_agent::settings::DriverKind;
 use drivers::libvirt::LibvirtSettings;
 use e2e::client::Client;
-use e2e::stack::{Distributed, Options, Stack};
+use e2e::stack::{AllInOneStack, Distributed, Options, Stack};
 use e2e::vm::{domain_exists, domain_state, upload_guest, virsh, Instances, MARKER};
+use keystone_auth::{AuthSettings, Strategy};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -320,4 +321,117 @@ async fn image_with_min_disk(c: &Client) -> anyhow::Result<String> {
 fn base64_of(text: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// The README's path with the default configuration (`agent.driver = "auto"`): the
+/// all-in-one runs a vm pool on libvirt and a container pool on Docker, each its own compute
+/// host; `scripts/guest-image.sh --upload` uploads the guest with the `openstack` CLI, and the
+/// CLI boots it on the vm pool and reads its console.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openstack_cli_boots_a_vm_on_the_all_in_one_by_default() -> anyhow::Result<()> {
+    let instances = Instances::new()?;
+    let docker_state = tempfile::tempdir()?;
+    let host = format!("aio-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let stack = AllInOneStack::start(Options {
+        driver: DriverKind::Auto,
+        libvirt: LibvirtSettings {
+            instances_path: instances.path().to_owned(),
+            ..Default::default()
+        },
+        docker: drivers::docker::DockerSettings {
+            state_dir: docker_state.path().to_owned(),
+            ..Default::default()
+        },
+        auth: Some(AuthSettings {
+            strategy: Strategy::Keystone,
+            admin_password: Some("admin-secret".into()),
+            demo_password: Some("demo-secret".into()),
+            ..Default::default()
+        }),
+        host: host.clone(),
+        ..Options::default()
+    })
+    .await?;
+
+    // Both pools are up, each a compute host of its own, and each has its flavors.
+    let hypervisors =
+        e2e::cli::run_json(&stack, "admin", &["hypervisor", "list", "--long"]).await?;
+    let mut types: Vec<(String, String)> = hypervisors
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            (
+                h["Hypervisor Hostname"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                h["Hypervisor Type"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        vec![
+            (format!("{host}-container"), "docker".to_owned()),
+            (format!("{host}-vm"), "QEMU".to_owned()),
+        ]
+    );
+    let flavors = e2e::cli::run(
+        &stack,
+        "demo",
+        &["flavor", "list", "-f", "value", "-c", "Name"],
+    )
+    .await?;
+    for name in ["m1.nano", "m1.tiny", "c1.tiny", "c1.small"] {
+        assert!(flavors.lines().any(|l| l == name), "{name} in {flavors}");
+    }
+
+    // The README's guest: built and uploaded by the script, with the CLI.
+    let clouds = stack.clouds_yaml.clone().expect("clouds.yaml");
+    let openstack = std::env::var("NOVA_TEST_OPENSTACK")
+        .unwrap_or_else(|_| format!("{}/../.venv/bin/openstack", env!("CARGO_MANIFEST_DIR")));
+    let script = format!("{}/../scripts/guest-image.sh", env!("CARGO_MANIFEST_DIR"));
+    let guest_dir = format!("{}/../var/guest", env!("CARGO_MANIFEST_DIR"));
+    let out = tokio::process::Command::new(&script)
+        .args(["--upload", &guest_dir])
+        .env("OPENSTACK", &openstack)
+        .env("OS_CLIENT_CONFIG_FILE", &clouds)
+        .env("OS_CLOUD", "admin")
+        .output()
+        .await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "guest-image.sh --upload: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let server = e2e::cli::run_json(
+        &stack,
+        "demo",
+        &[
+            "server", "create", "--image", "tiny", "--flavor", "m1.nano", "--wait", "first-vm",
+        ],
+    )
+    .await?;
+    assert_eq!(server["status"], json!("ACTIVE"), "{server}");
+    let id = server["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(domain_state(&id).await?, "running");
+    // On the vm pool's host, with a NIC on libvirt's default network (`auto`).
+    let xml = virsh(&["dumpxml", &format!("instance-{id}")]).await?;
+    assert!(xml.contains("<source network='default'"), "{xml}");
+    e2e::wait_until(
+        WAIT,
+        "the marker in `openstack console log show`",
+        || async {
+            let log = e2e::cli::run(&stack, "demo", &["console", "log", "show", &id]).await?;
+            Ok(log.contains(MARKER))
+        },
+    )
+    .await?;
+    e2e::cli::run(&stack, "demo", &["server", "delete", "--wait", &id]).await?;
+    assert!(!domain_exists(&id).await);
+    assert!(!instances.path().join(&id).exists());
+    Ok(())
 }
