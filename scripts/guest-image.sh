@@ -27,19 +27,30 @@ need=()
 command -v cpio >/dev/null 2>&1 || need+=(cpio)
 command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
 if [ ${#need[@]} -gt 0 ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 "${need[@]}" >/dev/null
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq -o DPkg::Lock::Timeout=300 "${need[@]}" >/dev/null 2>&1 \
+        || { apt-get update -qq -o DPkg::Lock::Timeout=300 \
+             && apt-get install -y -qq -o DPkg::Lock::Timeout=300 "${need[@]}" >/dev/null; }
 fi
+
+# One build at a time (tests may ask for the guest at once).
+exec 9>"$out/.lock"
+flock 9
 
 if [ ! -s "$out/kernel" ] || [ ! -s "$out/ramdisk" ] || [ ! -s "$out/disk.qcow2" ]; then
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
     # The kernel package linux-image-amd64 points at, taken apart rather than installed: an
     # install would build an initramfs for this machine, which takes long and is not needed.
-    kver=$(apt-cache depends linux-image-amd64 | sed -n 's/.*Depends: linux-image-//p' | head -n1)
+    kernel_version() {
+        apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/.*Depends: linux-image-//p' | head -n1 || true
+    }
+    kver=$(kernel_version)
     if [ -z "$kver" ]; then
-        apt-get update -qq
-        kver=$(apt-cache depends linux-image-amd64 | sed -n 's/.*Depends: linux-image-//p' | head -n1)
+        apt-get update -qq -o DPkg::Lock::Timeout=300
+        kver=$(kernel_version)
     fi
+    [ -n "$kver" ] || { echo "guest-image: no linux-image-amd64 in the package lists" >&2; exit 1; }
     (cd "$work" && apt-get download -q "linux-image-$kver" >/dev/null 2>&1) \
         || { apt-get update -qq && (cd "$work" && apt-get download -q "linux-image-$kver" >/dev/null); }
     dpkg-deb --fsys-tarfile "$work"/linux-image-*.deb \

@@ -62,9 +62,15 @@ if ! virsh -q -c qemu:///system version >/dev/null 2>&1; then
     virsh -q -c qemu:///system version >/dev/null 2>&1 \
         || { echo "libvirt: libvirtd did not start" >&2; exit 1; }
 fi
-if ! virsh -q -c qemu:///system net-info default >/dev/null 2>&1; then
-    echo "libvirt: the default network is missing" >&2
-elif ! [[ "$(virsh -q -c qemu:///system net-info default)" =~ Active:\ +yes ]]; then
-    virsh -q -c qemu:///system net-start default >/dev/null
+# The `default` NAT network, which servers that ask for `auto` join: defined from libvirt's own
+# file when missing, and started. A machine where it cannot start (no iptables, no bridge)
+# still runs guests without NICs; the reason is shown.
+if ! virsh -q -c qemu:///system net-info default >/dev/null 2>&1 \
+    && [ -f /usr/share/libvirt/networks/default.xml ]; then
+    virsh -q -c qemu:///system net-define /usr/share/libvirt/networks/default.xml >/dev/null || true
+fi
+if ! [[ "$(virsh -q -c qemu:///system net-info default 2>/dev/null)" =~ Active:\ +yes ]]; then
+    virsh -q -c qemu:///system net-start default >/dev/null \
+        || echo "libvirt: the default network did not start; servers asking for 'auto' will fail (set agent.libvirt.network = \"none\")" >&2
 fi
 echo "libvirt: libvirtd and virtlogd are up ($(virsh -q -c qemu:///system version | sed -n 's/^Running hypervisor: //p'))"

@@ -9,7 +9,6 @@ set -euo pipefail
 need=()
 command -v rabbitmq-server >/dev/null 2>&1 || need+=(rabbitmq-server)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
-command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 [ -x /bin/busybox ] || need+=(busybox-static)
 # The build: the image service hashes uploads with OpenSSL's md5 and sha512.
 dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
@@ -56,18 +55,7 @@ if ! rabbitmqctl -q status >/dev/null 2>&1; then
 fi
 rabbitmqctl -q await_startup --timeout 120 >/dev/null
 
-# Docker Engine: its init script where it works, else dockerd by hand (the init script's ulimit
-# is refused in some containers).
-if ! docker info >/dev/null 2>&1; then
-    echo "services: starting the Docker Engine"
-    service docker start >/dev/null 2>&1 || true
-    for _ in $(seq 1 20); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
-    if ! docker info >/dev/null 2>&1; then
-        nohup dockerd >/var/log/dockerd.log 2>&1 &
-        for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
-    fi
-    docker info >/dev/null 2>&1 || { echo "services: dockerd did not start; see /var/log/dockerd.log" >&2; exit 1; }
-fi
+"$(dirname "$0")/docker.sh"
 echo "services: PostgreSQL, RabbitMQ and Docker are up"
 
 # libvirt with QEMU (scripts/libvirt.sh), unless the caller starts it itself (scripts/test.sh

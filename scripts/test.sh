@@ -15,6 +15,8 @@ phase services
 libvirt_log=$(mktemp)
 (scripts/libvirt.sh && scripts/guest-image.sh var/guest) >"$libvirt_log" 2>&1 &
 libvirt_job=$!
+# An early exit (fmt, clippy, the build) stops it.
+trap '[ -z "${libvirt_job:-}" ] || kill "$libvirt_job" 2>/dev/null || true; rm -f "$libvirt_log"' EXIT
 
 # A clean checkout builds once: incremental state would only take disk (over a GB) that CI's
 # machine may not have.
@@ -54,7 +56,7 @@ if [ ! -e .venv ]; then
     mkdir -p "$(dirname "$cache")"
     if [ ! -x "$cache/bin/python" ]; then
         if ! python3 -m venv "$cache" 2>/dev/null; then
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 python3-venv >/dev/null
             python3 -m venv "$cache"
         fi
     fi
@@ -62,7 +64,7 @@ if [ ! -e .venv ]; then
 fi
 if [ ! -x .venv/bin/python ]; then
     if ! python3 -m venv .venv 2>/dev/null; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 python3-venv >/dev/null
         python3 -m venv .venv
     fi
 fi
@@ -83,7 +85,10 @@ phase "Python clients"
 cargo build -q --workspace --bins
 cargo test -q --workspace --tests --no-run
 phase build
-if ! wait "$libvirt_job"; then
+libvirt_status=0
+wait "$libvirt_job" || libvirt_status=$?
+libvirt_job=
+if [ "$libvirt_status" -ne 0 ]; then
     cat "$libvirt_log" >&2
     echo "test.sh: libvirt or the test guest could not be set up" >&2
     exit 1

@@ -198,7 +198,11 @@ impl ImageCache {
                 }
                 hashes.push_str(&hash);
                 hashes.push('\n');
-                std::fs::write(&record, hashes)?;
+                // Replaced whole, never truncated in place: eviction reads it meanwhile, and
+                // losing a line would let it remove an image a guest's disk stands on.
+                let partial = record.with_extension("part");
+                std::fs::write(&partial, hashes)?;
+                std::fs::rename(&partial, &record)?;
             }
             Ok(())
         }

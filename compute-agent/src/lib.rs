@@ -182,6 +182,13 @@ impl Agent {
             beats += 1;
             // Re-register now and then so that a conductor that lost the service (a database
             // restored from backup, say) learns it again and inventory changes reach it.
+            // No beat while the hypervisor does not answer: the service goes down after the
+            // conductor's window, and builds go to other hosts (Nova's compute service stops
+            // reporting in the same way when its driver hangs).
+            if let Err(e) = self.driver.healthy().await {
+                tracing::warn!(error = %e, "hypervisor not answering: heartbeat withheld");
+                continue;
+            }
             let result = if beats.is_multiple_of(60) {
                 self.register().await.map_err(|e| e.to_string())
             } else {
@@ -203,8 +210,28 @@ impl Agent {
     async fn sync_loop(self: Arc<Self>) {
         let mut tick = tokio::time::interval(self.settings.sync_interval());
         let mut rounds: u64 = 0;
+        let mut events = self.driver.events();
         loop {
-            tick.tick().await;
+            if let Some(rx) = events.as_mut() {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    event = rx.recv() => {
+                        match event {
+                            Ok(instance) => self.sync_one(instance).await,
+                            // Events were missed: a whole round finds what they said.
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                                tick.reset_immediately();
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                events = None;
+                            }
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                tick.tick().await;
+            }
             rounds += 1;
             // What was reported before the driver is asked: a command that finishes while the
             // list is being made updates `reported` with an instance the list may not show,
@@ -248,6 +275,34 @@ impl Agent {
                 self.remember(instance, power_state);
             }
             self.sync_rounds.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Reports the state of one instance that the driver says changed, when it differs from
+    /// what was reported last (the sync loop's rule, for one instance).
+    async fn sync_one(&self, instance: InstanceUuid) {
+        let before = lock(&self.reported).get(&instance).copied();
+        let now = match self.driver.power_state(instance).await {
+            Ok(p) => Some(p),
+            // Gone: reported only when it had been reported as there.
+            Err(DriverError::NotFound(_)) if before.is_some() => None,
+            Err(DriverError::NotFound(_)) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, %instance, "power-state event: state not read");
+                return;
+            }
+        };
+        if now == before {
+            return;
+        }
+        let event = AgentEvent::PowerObserved {
+            host: self.settings.host.clone(),
+            instance,
+            power_state: now,
+        };
+        match self.report(event, None).await {
+            Ok(()) => self.remember(instance, now),
+            Err(e) => tracing::warn!(error = %e, "power-state event: report not sent"),
         }
     }
 

@@ -390,24 +390,22 @@ async fn direct_boot(db: &Db, image: Option<&images::Image>) -> Result<DirectBoo
     let Some(image) = image else {
         return Ok(DirectBoot::default());
     };
+    let (kernel, ramdisk) = nova_core::model::kernel_and_ramdisk(&image.properties);
     let properties: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&image.properties).unwrap_or_default();
-    let text = |key: &str| {
-        properties
-            .get(key)
+    let mut direct = DirectBoot {
+        os_command_line: properties
+            .get("os_command_line")
             .and_then(|v| v.as_str())
             .map(str::trim)
             .filter(|v| !v.is_empty())
-            .map(str::to_owned)
-    };
-    let mut direct = DirectBoot {
-        os_command_line: text("os_command_line"),
+            .map(str::to_owned),
         ..Default::default()
     };
-    if let Some(id) = text("kernel_id") {
+    if let Some(id) = kernel {
         direct.kernel = Some((id.clone(), images::get(db, &id).await?));
     }
-    if let Some(id) = text("ramdisk_id") {
+    if let Some(id) = ramdisk {
         direct.ramdisk = Some((id.clone(), images::get(db, &id).await?));
     }
     Ok(direct)

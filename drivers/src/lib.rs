@@ -148,6 +148,20 @@ pub trait Compute: Send + Sync + 'static {
     /// `get_instance_diagnostics`). `Invalid` where the driver cannot tell (Nova's
     /// NotImplementedError).
     async fn diagnostics(&self, uuid: InstanceUuid) -> Result<Diagnostics, DriverError>;
+
+    /// Instances whose state the hypervisor says changed (libvirt's lifecycle events), for the
+    /// agent to read and report at once; the periodic sync stays the backstop. `None`: the
+    /// driver has no such events.
+    fn events(&self) -> Option<tokio::sync::broadcast::Receiver<InstanceUuid>> {
+        None
+    }
+
+    /// Whether the hypervisor answers now. The agent heartbeats only while it does, so that
+    /// the host's service goes down (and the scheduler passes it by) when its hypervisor
+    /// hangs or stops.
+    async fn healthy(&self) -> Result<(), DriverError> {
+        Ok(())
+    }
 }
 
 /// The most of a console log that is returned, its end (Nova's libvirt driver keeps the same

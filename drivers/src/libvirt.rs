@@ -97,6 +97,29 @@ pub struct LibvirtDriver {
     /// `kvm`, `qemu` or `test`: detected once at connect.
     virt_type: String,
     connection: Mutex<Option<Arc<Connect>>>,
+    /// The instances libvirt's lifecycle events name (see [`watch_events`]).
+    events: tokio::sync::broadcast::Sender<InstanceUuid>,
+    watcher: Option<tokio::task::JoinHandle<()>>,
+    /// A health probe is under way.
+    probing: Arc<std::sync::atomic::AtomicBool>,
+    turns: Mutex<std::collections::HashMap<InstanceUuid, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Clears the probe flag when the probe's thread is done, however it ends.
+struct ProbeDone(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for ProbeDone {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl Drop for LibvirtDriver {
+    fn drop(&mut self) {
+        if let Some(w) = &self.watcher {
+            w.abort();
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -151,11 +174,24 @@ impl LibvirtDriver {
             "qemu".to_owned()
         };
         tracing::info!(uri = %settings.uri, %virt_type, "libvirt connected");
+        let (events, _) = tokio::sync::broadcast::channel(1024);
+        // The test driver's state is per process: a `virsh` beside it would see another.
+        let watcher = (virt_type != "test").then(|| {
+            tokio::spawn(watch_events(
+                settings.uri.clone(),
+                settings.instances_path.clone(),
+                events.clone(),
+            ))
+        });
         Ok(Self {
             host: host.to_owned(),
             settings,
             virt_type,
             connection: Mutex::new(Some(Arc::new(connection))),
+            events,
+            watcher,
+            probing: Arc::default(),
+            turns: Mutex::default(),
         })
     }
 
@@ -392,33 +428,116 @@ impl LibvirtDriver {
     }
 
     /// Waits up to `limit` for the domain to be off; whether it is.
+    /// Waits up to `limit` for the domain to be inactive (QEMU gone; a guest that is shutting
+    /// down is not off yet); whether it is.
     async fn wait_off(&self, uuid: InstanceUuid, limit: Duration) -> Result<bool, DriverError> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            match self.power_state(uuid).await? {
-                PowerState::Shutdown | PowerState::Crashed => return Ok(true),
-                _ if tokio::time::Instant::now() >= deadline => return Ok(false),
-                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            let active = self
+                .with_domain(uuid, |d| Ok(d.is_active().unwrap_or(true)))
+                .await?
+                .ok_or(DriverError::NotFound(uuid))?;
+            if !active {
+                return Ok(true);
             }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
+    /// Leaves the domain running: started when off, resumed when paused.
     async fn start(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
         let started = self
             .with_domain(uuid, |d| {
-                if d.is_active().unwrap_or(false) {
-                    return Ok(());
-                }
-                match d.create() {
-                    Ok(_) => Ok(()),
-                    // Started meanwhile.
-                    Err(e) if e.code() == ErrorNumber::OperationInvalid => Ok(()),
-                    Err(e) => Err(backend("start", e)),
+                let state = d
+                    .get_state()
+                    .map(|s| s.0)
+                    .unwrap_or(sys::VIR_DOMAIN_NOSTATE);
+                let result = match state {
+                    sys::VIR_DOMAIN_RUNNING | sys::VIR_DOMAIN_BLOCKED => return Ok(()),
+                    sys::VIR_DOMAIN_PAUSED => d.resume().map(|_| ()),
+                    sys::VIR_DOMAIN_PMSUSPENDED => d.pm_wakeup(0).map(|_| ()),
+                    // Still shutting down: off at once, then started.
+                    sys::VIR_DOMAIN_SHUTDOWN => {
+                        let _ = d.destroy();
+                        d.create().map(|_| ())
+                    }
+                    _ => d.create().map(|_| ()),
+                };
+                result.map_err(|e| backend("start", e))?;
+                match d.get_state().map(|s| s.0) {
+                    Ok(sys::VIR_DOMAIN_RUNNING | sys::VIR_DOMAIN_BLOCKED) => Ok(()),
+                    other => Err(DriverError::Backend(format!(
+                        "libvirt: the domain is not running after a start ({other:?})"
+                    ))),
                 }
             })
             .await?;
         started.ok_or(DriverError::NotFound(uuid))
     }
+
+    /// The turn of one instance: spawn, destroy and the power calls of one instance do not
+    /// overlap (a destroy that ran between a spawn's checks and its define would leave a
+    /// domain with no files; Nova serialises them with a lock per instance too).
+    async fn turn(&self, uuid: InstanceUuid) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut turns = lock(&self.turns);
+            turns.retain(|_, l| Arc::strong_count(l) > 1);
+            turns.entry(uuid).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+}
+
+/// Follows libvirt's domain lifecycle events (started, stopped, suspended, …) and sends the
+/// uuid of each of this agent's instances they name. The `virt` crate has no safe binding for
+/// event callbacks (and the workspace forbids `unsafe`), so libvirt's own client does the
+/// listening: `virsh event --loop`, one line per event, started again whenever it ends (a
+/// libvirtd restart ends it).
+async fn watch_events(
+    uri: String,
+    instances_path: PathBuf,
+    events: tokio::sync::broadcast::Sender<InstanceUuid>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    loop {
+        let child = tokio::process::Command::new("virsh")
+            .args(["-q", "-c", &uri, "event", "--loop", "--event", "lifecycle"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn();
+        match child {
+            Ok(mut child) => {
+                if let Some(out) = child.stdout.take() {
+                    let mut lines = tokio::io::BufReader::new(out).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        if let Some(uuid) = instance_of_event(&line) {
+                            if instances_path.join(uuid.to_string()).is_dir() {
+                                let _ = events.send(uuid);
+                            }
+                        }
+                    }
+                }
+                let _ = child.kill().await;
+            }
+            Err(e) => tracing::warn!(error = %e, "libvirt events: virsh did not start"),
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// The instance a `virsh event` line names:
+/// `event 'lifecycle' for domain 'instance-<uuid>': Stopped Shutdown`.
+fn instance_of_event(line: &str) -> Option<InstanceUuid> {
+    let rest = line.split("for domain '").nth(1)?;
+    let name = rest.split('\'').next()?;
+    name.strip_prefix("instance-")?
+        .parse::<uuid::Uuid>()
+        .ok()
+        .map(InstanceUuid)
 }
 
 /// Runs a blocking libvirt call off the async threads.
@@ -459,6 +578,19 @@ struct ImageInfo {
     virtual_size: u64,
     #[serde(rename = "backing-filename")]
     backing_filename: Option<String>,
+    #[serde(rename = "format-specific")]
+    format_specific: Option<serde_json::Value>,
+}
+
+/// The format QEMU reads an image of this Glance `disk_format` in: a VM boots qcow2 and raw
+/// disks (`ami` is a raw disk, as Nova reads it). Other formats are refused rather than
+/// handed to QEMU's probing.
+fn qemu_format(disk_format: &str) -> Option<&'static str> {
+    match disk_format {
+        "qcow2" => Some("qcow2"),
+        "raw" | "ami" => Some("raw"),
+        _ => None,
+    }
 }
 
 async fn qemu_img(args: &[&std::ffi::OsStr]) -> Result<Vec<u8>, String> {
@@ -490,25 +622,53 @@ async fn create_overlay(
         DriverError::Invalid(format!("Build of instance {} aborted: {why}", spec.uuid))
     };
     let image_id = spec.image.as_ref().map_or("", |i| i.id.as_str());
+    let disk_format = format;
+    let Some(format) = qemu_format(disk_format) else {
+        return Err(invalid(format!(
+            "Image {image_id} has disk_format {disk_format}, which a virtual machine here \
+             cannot boot (qcow2, raw or ami)."
+        )));
+    };
     // The format is given, never guessed: a raw image probed as qcow2 could name a backing
-    // file on the host (the reason Nova passes the format too).
-    let info = qemu_img(&[
-        "info".as_ref(),
-        "--output=json".as_ref(),
-        "-f".as_ref(),
-        format.as_ref(),
-        base.as_os_str(),
-    ])
-    .await
-    .map_err(|e| {
-        invalid(format!(
-            "Image {image_id} is not a valid {format} image: {e}"
-        ))
-    })?;
+    // file on the host (the reason Nova passes the format too). The image is the project's
+    // data: `qemu-img` reads it within Nova's limits (30 s of CPU, 1 GiB of address space).
+    let out = tokio::process::Command::new("prlimit")
+        .args([
+            "--cpu=30",
+            "--as=1073741824",
+            "qemu-img",
+            "info",
+            "--output=json",
+            "-f",
+        ])
+        .arg(format)
+        .arg(base)
+        .output()
+        .await
+        .map_err(|e| backend("prlimit qemu-img info", e))?;
+    if !out.status.success() {
+        return Err(invalid(format!(
+            "Image {image_id} is not a valid {disk_format} image: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let info = out.stdout;
     let info: ImageInfo = serde_json::from_slice(&info).map_err(|e| backend("qemu-img info", e))?;
     if info.format != format {
         return Err(invalid(format!(
-            "Image {image_id} is not a valid {format} image."
+            "Image {image_id} is not a valid {disk_format} image."
+        )));
+    }
+    // A qcow2 external data file names a host file that QEMU would read as the guest's disk
+    // (CVE-2024-32498; Nova refuses it the same way).
+    let data_file = info
+        .format_specific
+        .as_ref()
+        .and_then(|f| f.get("data"))
+        .and_then(|d| d.get("data-file"));
+    if data_file.is_some() {
+        return Err(invalid(format!(
+            "Image {image_id} has a data file, which is not allowed."
         )));
     }
     if info.backing_filename.is_some() {
@@ -577,11 +737,9 @@ async fn write_config_drive(spec: &InstanceSpec, dir: &Path) -> Result<PathBuf, 
     tokio::fs::write(latest.join("meta_data.json"), meta.to_string())
         .await
         .map_err(io)?;
-    // The guest configures its NICs by DHCP: the links, and no static networks.
-    let network = serde_json::json!({ "links": [], "networks": [], "services": [] });
-    tokio::fs::write(latest.join("network_data.json"), network.to_string())
-        .await
-        .map_err(io)?;
+    // No network_data.json: an empty one would tell cloud-init that the guest has no
+    // network, where without it the guest asks DHCP on its NICs (static addresses come with
+    // ports, #18).
     if let Some(data) = &spec.user_data {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(data.trim())
@@ -832,19 +990,19 @@ impl Compute for LibvirtDriver {
     ) -> Result<DriverInstance, DriverError> {
         let networks = self.networks_of(spec);
         let uuid = spec.uuid;
+        let _turn = self.turn(uuid).await;
         let instance = |power_state, addresses| DriverInstance {
             uuid,
             node: self.host.clone(),
             power_state,
             addresses,
         };
-        // Idempotent: a domain that exists is the instance, as it is.
-        if let Some(state) = self
-            .with_domain(uuid, |d| Ok(d.get_state().map(|s| s.0).unwrap_or(0)))
-            .await?
-        {
+        // Idempotent: a domain that exists is the instance; one defined and never started
+        // (an agent stopped between the two) is started.
+        if self.with_domain(uuid, |_| Ok(())).await?.is_some() {
+            self.start(uuid).await?;
             let addresses = self.addresses(uuid, &networks).await?;
-            return Ok(instance(power_of(state), addresses));
+            return Ok(instance(self.power_state(uuid).await?, addresses));
         }
         let xml = match self.prepare(spec, images).await {
             Ok(xml) => xml,
@@ -869,36 +1027,44 @@ impl Compute for LibvirtDriver {
             let _ = self.remove_files(uuid).await;
             return Err(e);
         }
-        let mut addresses = self.addresses(uuid, &networks).await?;
-        if addresses.is_empty() && !networks.is_empty() && self.settings.lease_wait_s > 0 {
-            let deadline =
-                tokio::time::Instant::now() + Duration::from_secs(self.settings.lease_wait_s);
-            while addresses.is_empty() && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                addresses = self.addresses(uuid, &networks).await?;
+        let started = async {
+            let mut addresses = self.addresses(uuid, &networks).await?;
+            if addresses.is_empty() && !networks.is_empty() && self.settings.lease_wait_s > 0 {
+                let deadline =
+                    tokio::time::Instant::now() + Duration::from_secs(self.settings.lease_wait_s);
+                while addresses.is_empty() && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    addresses = self.addresses(uuid, &networks).await?;
+                }
+            }
+            Ok::<_, DriverError>((self.power_state(uuid).await?, addresses))
+        }
+        .await;
+        match started {
+            Ok((state, addresses)) => Ok(instance(state, addresses)),
+            Err(e) => {
+                // A build that failed leaves nothing running.
+                let _ = self.remove_domain(uuid).await;
+                let _ = self.remove_files(uuid).await;
+                Err(e)
             }
         }
-        let state = self.power_state(uuid).await?;
-        Ok(instance(state, addresses))
     }
 
     async fn destroy(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+        let _turn = self.turn(uuid).await;
         self.remove_domain(uuid).await?;
         self.remove_files(uuid).await
     }
 
     /// An ACPI shutdown, then off by force when the guest has not stopped within `timeout`.
     async fn power_off(&self, uuid: InstanceUuid, timeout: Duration) -> Result<(), DriverError> {
+        let _turn = self.turn(uuid).await;
+        // A guest that does not take the ACPI request is forced off all the same (Nova's
+        // power_off ignores the shutdown's errors and destroys).
         let asked = self
-            .with_domain(uuid, |d| {
-                if !d.is_active().unwrap_or(false) {
-                    return Ok(false);
-                }
-                match d.shutdown() {
-                    Ok(_) => Ok(true),
-                    Err(e) if e.code() == ErrorNumber::OperationInvalid => Ok(false),
-                    Err(e) => Err(backend("shutdown", e)),
-                }
+            .with_domain(uuid, move |d| {
+                Ok(!timeout.is_zero() && d.is_active().unwrap_or(false) && d.shutdown().is_ok())
             })
             .await?
             .ok_or(DriverError::NotFound(uuid))?;
@@ -916,6 +1082,7 @@ impl Compute for LibvirtDriver {
     }
 
     async fn power_on(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+        let _turn = self.turn(uuid).await;
         self.start(uuid).await
     }
 
@@ -923,6 +1090,7 @@ impl Compute for LibvirtDriver {
     /// a reset when it does not stop in time. Hard: a reset of a running guest, a start of
     /// a stopped one.
     async fn reboot(&self, uuid: InstanceUuid, kind: RebootKind) -> Result<(), DriverError> {
+        let _turn = self.turn(uuid).await;
         let running = self.power_state(uuid).await? == PowerState::Running;
         if !running {
             return self.start(uuid).await;
@@ -1008,6 +1176,36 @@ impl Compute for LibvirtDriver {
         };
         let text = String::from_utf8_lossy(last_bytes(&bytes, MAX_CONSOLE_BYTES)).into_owned();
         Ok(tail_lines(&text, lines))
+    }
+
+    fn events(&self) -> Option<tokio::sync::broadcast::Receiver<InstanceUuid>> {
+        self.watcher.as_ref().map(|_| self.events.subscribe())
+    }
+
+    /// libvirtd answers a call on a connection of its own within a few seconds: the shared
+    /// one may be busy with a long call, and a hung daemon must not hang the heartbeat.
+    async fn healthy(&self) -> Result<(), DriverError> {
+        // One probe at a time: a probe stuck in a hung daemon holds its thread, and a new one
+        // every heartbeat would pile them up.
+        if self.probing.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return Err(DriverError::Backend(
+                "libvirt: the last health probe has not returned".into(),
+            ));
+        }
+        let probing = self.probing.clone();
+        let uri = self.settings.uri.clone();
+        let probe = tokio::task::spawn_blocking(move || {
+            let _done = ProbeDone(probing);
+            let mut c = Connect::open(Some(&uri)).map_err(|e| backend("cannot connect", e))?;
+            let answered = c.get_lib_version().map_err(|e| backend("no answer", e));
+            let _ = c.close();
+            answered.map(|_| ())
+        });
+        match tokio::time::timeout(Duration::from_secs(5), probe).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(backend("health probe", e)),
+            Err(_) => Err(DriverError::Backend("libvirt: no answer within 5 s".into())),
+        }
     }
 
     /// From the domain's info (state, memory, CPU time) as Nova's libvirt driver reports it.
@@ -1253,6 +1451,37 @@ mod tests {
         );
         assert!(!d.instance_dir(s.uuid).exists());
 
+        // A qcow2 whose data lives in an external file (a host path QEMU would read).
+        let data = tmp.path().join("data.raw");
+        let with_data = tmp.path().join("with-data.qcow2");
+        let opt = format!("data_file={}", data.display());
+        qemu_img(&[
+            "create".as_ref(),
+            "-q".as_ref(),
+            "-f".as_ref(),
+            "qcow2".as_ref(),
+            "-o".as_ref(),
+            opt.as_ref(),
+            with_data.as_os_str(),
+            "16M".as_ref(),
+        ])
+        .await
+        .unwrap();
+        let err = d
+            .spawn(&s, &BootImages::disk(&with_data))
+            .await
+            .unwrap_err();
+        assert!(err.public_message().contains("has a data file"), "{err:?}");
+        assert!(!d.instance_dir(s.uuid).exists());
+
+        // A format a VM here does not boot.
+        let mut vmdk = s.clone();
+        if let Some(i) = vmdk.image.as_mut() {
+            i.disk_format = Some("vmdk".into());
+        }
+        let err = d.spawn(&vmdk, &BootImages::disk(&base)).await.unwrap_err();
+        assert!(err.public_message().contains("disk_format vmdk"), "{err:?}");
+
         // No image at all.
         let err = d.spawn(&s, &BootImages::default()).await.unwrap_err();
         assert!(matches!(err, DriverError::Invalid(_)), "{err:?}");
@@ -1283,6 +1512,18 @@ mod tests {
             .iter()
             .any(|i| i.uuid == s.uuid));
         other.destroy(s.uuid).await.unwrap();
+    }
+
+    #[test]
+    fn an_event_line_names_its_instance() {
+        let u = uuid::Uuid::new_v4();
+        let line = format!("event 'lifecycle' for domain 'instance-{u}': Stopped Shutdown");
+        assert_eq!(instance_of_event(&line), Some(InstanceUuid(u)));
+        assert_eq!(
+            instance_of_event("event 'lifecycle' for domain 'probe': Started Booted"),
+            None
+        );
+        assert_eq!(instance_of_event("garbage"), None);
     }
 
     #[test]

@@ -416,6 +416,27 @@ pub struct NodeInventory {
     pub disk_allocation_ratio: f64,
 }
 
+/// The kernel and ramdisk an image's properties (a JSON object, as the image service keeps
+/// them) name for a direct boot, as Nova reads them: `kernel_id`, and `ramdisk_id` only with
+/// a kernel; `kernel_id` `nokernel` names neither.
+pub fn kernel_and_ramdisk(properties: &str) -> (Option<String>, Option<String>) {
+    let properties: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(properties).unwrap_or_default();
+    let text = |key: &str| {
+        properties
+            .get(key)
+            .and_then(|v| v.as_str())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    match text("kernel_id") {
+        None => (None, None),
+        Some(k) if k == "nokernel" => (None, None),
+        Some(k) => (Some(k), text("ramdisk_id")),
+    }
+}
+
 /// A dotted version (`20.10.24+dfsg1`, `9.0.0`) in Nova's integer encoding
 /// (oslo's `convert_version_to_int`: major * 1,000,000 + minor * 1,000 + patch); anything
 /// after the numbers is ignored, 0 when there are none.

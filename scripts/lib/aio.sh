@@ -4,7 +4,8 @@
 #   start_aio DIR PORT ADMIN_PASSWORD DEMO_PASSWORD PROFILE
 #
 # Starts target/PROFILE/nova-aio in the background with its state in DIR/aio (SQLite, the
-# in-process bus, the fake driver) on 127.0.0.1:PORT, its log in DIR/aio.log, with the short
+# in-process bus, the fake driver, whatever pools the machine has: these runs are about the
+# API) on 127.0.0.1:PORT, its log in DIR/aio.log, with the short
 # build timeout and agent intervals a test run wants; sets `aio` to its pid.
 start_aio() {
     local dir=$1 port=$2 admin_password=$3 demo_password=$4 profile=$5
@@ -17,6 +18,7 @@ start_aio() {
             NOVA__AUTH__ADMIN_PASSWORD=$admin_password \
             NOVA__AUTH__DEMO_PASSWORD=$demo_password \
             NOVA__CONDUCTOR__BUILD_TIMEOUT_S=60 \
+            NOVA__AGENT__DRIVER=fake \
             NOVA__AGENT__HEARTBEAT_INTERVAL_MS=1000 \
             NOVA__AGENT__SYNC_INTERVAL_MS=1000 \
             RUST_LOG=${RUST_LOG:-warn} \

@@ -88,9 +88,11 @@ pub async fn virsh(args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Whether the domain of server `id` exists.
-pub async fn domain_exists(id: &str) -> bool {
-    virsh(&["dominfo", &format!("instance-{id}")]).await.is_ok()
+/// Whether the domain of server `id` exists (an error when libvirtd does not answer: a
+/// missing domain must not be mistaken for a missing daemon).
+pub async fn domain_exists(id: &str) -> anyhow::Result<bool> {
+    let names = virsh(&["list", "--all", "--name"]).await?;
+    Ok(names.lines().any(|l| l.trim() == format!("instance-{id}")))
 }
 
 /// The domain's state as `virsh domstate` prints it (`running`, `shut off`).
@@ -133,6 +135,88 @@ impl Drop for Instances {
                     .stderr(std::process::Stdio::null())
                     .status();
             }
+        }
+    }
+}
+
+/// A Unix-socket proxy in front of libvirtd's socket that a test can freeze: from then on it
+/// passes nothing either way and answers no new connection, as a hung libvirtd would.
+pub struct FreezableProxy {
+    pub path: PathBuf,
+    frozen: tokio::sync::watch::Sender<bool>,
+    tasks: std::sync::Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl FreezableProxy {
+    pub async fn start(upstream: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("libvirt-sock");
+        let listener = tokio::net::UnixListener::bind(&path)?;
+        let (frozen, _) = tokio::sync::watch::channel(false);
+        let tasks = std::sync::Arc::new(std::sync::Mutex::new(tokio::task::JoinSet::new()));
+        let upstream = upstream.to_owned();
+        let (flag, set) = (frozen.clone(), tasks.clone());
+        tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .spawn(async move {
+                let mut held = Vec::new();
+                while let Ok((client, _)) = listener.accept().await {
+                    if *flag.borrow() {
+                        held.push(client);
+                        continue;
+                    }
+                    let Ok(server) = tokio::net::UnixStream::connect(&upstream).await else {
+                        continue;
+                    };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    let mut set = set.lock().unwrap_or_else(|e| e.into_inner());
+                    set.spawn(pump(cr, sw, flag.subscribe()));
+                    set.spawn(pump(sr, cw, flag.subscribe()));
+                }
+            });
+        Ok(Self {
+            path,
+            frozen,
+            tasks,
+            _dir: dir,
+        })
+    }
+
+    pub fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+}
+
+impl Drop for FreezableProxy {
+    fn drop(&mut self) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .abort_all();
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::unix::OwnedReadHalf,
+    mut to: tokio::net::unix::OwnedWriteHalf,
+    frozen: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if *frozen.borrow() {
+            // Hung: nothing more passes, and the connection stays open.
+            std::future::pending::<()>().await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
         }
     }
 }

@@ -761,6 +761,7 @@ pub(super) async fn create(
         )));
     }
     image_fits_flavor(&image, &flavor)?;
+    check_kernel_and_ramdisk(&state, &ctx, &image).await?;
     let key_data = key_data?;
     let networks = networks?;
     let quota = quota?;
@@ -947,6 +948,27 @@ async fn image_for_server(
         return Err(bad(format!("Image {id} is not active.")));
     }
     Ok(image)
+}
+
+/// Nova's `_handle_kernel_and_ramdisk`: the kernel and ramdisk an image names in `kernel_id`
+/// and `ramdisk_id` must be images the caller may see (a project must not boot another's
+/// private image as its kernel); 400 "Can not find requested image" otherwise, as Nova's
+/// `ImageNotFound`. `kernel_id` `nokernel` names none.
+async fn check_kernel_and_ramdisk(
+    state: &AppState,
+    ctx: &RequestContext,
+    image: &nova_db::images::Image,
+) -> ApiResult<()> {
+    let (kernel, ramdisk) = nova_core::model::kernel_and_ramdisk(&image.properties);
+    for id in [kernel, ramdisk].into_iter().flatten() {
+        if nova_db::images::get_visible(&state.db, &id, viewer(ctx))
+            .await?
+            .is_none()
+        {
+            return Err(bad("Can not find requested image"));
+        }
+    }
+    Ok(())
 }
 
 /// 2.74's `host` and `hypervisor_hostname`: for admins (Nova's
