@@ -37,7 +37,11 @@ fi
 exec 9>"$out/.lock"
 flock 9
 
-if [ ! -s "$out/kernel" ] || [ ! -s "$out/ramdisk" ] || [ ! -s "$out/disk.qcow2" ]; then
+# Bumped whenever what the guest is made of changes: a guest built by an older script is
+# built again.
+version=2
+if [ ! -s "$out/kernel" ] || [ ! -s "$out/ramdisk" ] || [ ! -s "$out/disk.qcow2" ] \
+    || [ "$(cat "$out/.version" 2>/dev/null)" != "$version" ]; then
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
     # The kernel package linux-image-amd64 points at, taken apart rather than installed: an
@@ -64,7 +68,7 @@ if [ ! -s "$out/kernel" ] || [ ! -s "$out/ramdisk" ] || [ ! -s "$out/disk.qcow2"
     mkdir -p "$root"/{bin,dev,proc,sys,etc,lib/mod,tmp}
     cp /bin/busybox "$root/bin/"
     # In the order they depend on each other.
-    for m in virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover \
+    for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover \
         net_failover virtio_net button evdev; do
         f=$(find "$work/lib/modules" -name "$m.ko*" | head -n1)
         [ -n "$f" ] && cp "$f" "$root/lib/mod/"
@@ -73,7 +77,7 @@ if [ ! -s "$out/kernel" ] || [ ! -s "$out/ramdisk" ] || [ ! -s "$out/disk.qcow2"
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs /dev
-for m in virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover \
+for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover \
     net_failover virtio_net button evdev; do
     for f in /lib/mod/$m.ko*; do [ -e "$f" ] && insmod "$f" 2>/dev/null; done
 done
@@ -95,6 +99,7 @@ EOF
     mv "$out/kernel.new" "$out/kernel"
     mv "$out/ramdisk.new" "$out/ramdisk"
     mv "$out/disk.qcow2.new" "$out/disk.qcow2"
+    echo "$version" >"$out/.version"
 fi
 echo "guest-image: $out/kernel, $out/ramdisk, $out/disk.qcow2" >&2
 

@@ -376,6 +376,8 @@ async fn the_openstack_cli_boots_a_vm_on_the_all_in_one_by_default() -> anyhow::
         driver: DriverKind::Auto,
         libvirt: LibvirtSettings {
             instances_path: instances.path().to_owned(),
+            // The guest's address, leased by libvirt's dnsmasq, shows once ACTIVE.
+            lease_wait_s: 60,
             ..Default::default()
         },
         docker: drivers::docker::DockerSettings {
@@ -461,6 +463,21 @@ async fn the_openstack_cli_boots_a_vm_on_the_all_in_one_by_default() -> anyhow::
     // On the vm pool's host, with a NIC on libvirt's default network (`auto`).
     let xml = virsh(&["dumpxml", &format!("instance-{id}")]).await?;
     assert!(xml.contains("<source network='default'"), "{xml}");
+    // Its address is the one libvirt's DHCP leased to its NIC's MAC, under the network's name
+    // (read from the service and from libvirt; nothing is sent to it).
+    let leases = virsh(&["domifaddr", &format!("instance-{id}"), "--source", "lease"]).await?;
+    let shown = e2e::cli::run_json(&stack, "demo", &["server", "show", &id]).await?;
+    let addresses = shown["addresses"].clone();
+    let ip = addresses["default"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(ip.starts_with("192.168.122."), "{addresses} / {leases}");
+    assert!(
+        leases.contains(&format!("{ip}/24")),
+        "{addresses} / {leases}"
+    );
+    assert!(leases.contains("fa:16:3e:"), "{leases}");
     e2e::wait_until(
         WAIT,
         "the marker in `openstack console log show`",
