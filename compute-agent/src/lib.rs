@@ -546,6 +546,13 @@ impl Agent {
                 })
                 .await
                 .map(|i| (i.power_state, i.addresses));
+                if r.is_err() {
+                    // A failed spawn leaves no disk standing on the cached images (the drivers
+                    // clean up after themselves): they are not held for it.
+                    if let Err(e) = self.images.release(spec.uuid) {
+                        tracing::warn!(error = %e, "image cache: use not released");
+                    }
+                }
                 (Some(*task_id), r)
             }
             ComputeCommand::Destroy { task_id, instance } => {

@@ -540,6 +540,30 @@ fn instance_of_event(line: &str) -> Option<InstanceUuid> {
         .map(InstanceUuid)
 }
 
+/// The last `max` bytes of a file; none when it does not exist.
+async fn read_tail(path: &Path, max: usize) -> Result<Vec<u8>, DriverError> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut f = match tokio::fs::File::open(path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(backend("console log", e)),
+    };
+    let len = f
+        .metadata()
+        .await
+        .map_err(|e| backend("console log", e))?
+        .len();
+    let start = len.saturating_sub(max as u64);
+    f.seek(std::io::SeekFrom::Start(start))
+        .await
+        .map_err(|e| backend("console log", e))?;
+    let mut bytes = Vec::with_capacity(usize::try_from(len - start).unwrap_or(max));
+    f.read_to_end(&mut bytes)
+        .await
+        .map_err(|e| backend("console log", e))?;
+    Ok(bytes)
+}
+
 /// Runs a blocking libvirt call off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, DriverError> + Send + 'static,
@@ -914,9 +938,11 @@ pub fn domain_xml(
             esc(network)
         );
     }
+    // The serial console through virtlogd (Nova's form): a chatty guest cannot fill the disk,
+    // virtlogd rotates the file (`console.log.0`, … at `max_size`).
     let _ = write!(
         x,
-        "    <serial type='file'>\n      <source path='{}' append='on'/>\n      \
+        "    <serial type='pty'>\n      <log file='{}' append='on'/>\n      \
          <target port='0'/>\n    </serial>\n",
         path_text(&files.console_log)
     );
@@ -1168,12 +1194,16 @@ impl Compute for LibvirtDriver {
         if self.with_domain(uuid, |_| Ok(())).await?.is_none() {
             return Err(DriverError::NotFound(uuid));
         }
-        let path = self.instance_dir(uuid).join("console.log");
-        let bytes = match tokio::fs::read(&path).await {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(backend("console log", e)),
-        };
+        let dir = self.instance_dir(uuid);
+        // The end of the current file, after the end of the one virtlogd rotated last when the
+        // current one is short.
+        let mut bytes = read_tail(&dir.join("console.log"), MAX_CONSOLE_BYTES).await?;
+        if bytes.len() < MAX_CONSOLE_BYTES {
+            let mut older =
+                read_tail(&dir.join("console.log.0"), MAX_CONSOLE_BYTES - bytes.len()).await?;
+            older.extend_from_slice(&bytes);
+            bytes = older;
+        }
         let text = String::from_utf8_lossy(last_bytes(&bytes, MAX_CONSOLE_BYTES)).into_owned();
         Ok(tail_lines(&text, lines))
     }
@@ -1308,7 +1338,7 @@ mod tests {
         assert!(xml.contains("<cmdline>console=ttyS0 x=&quot;y&quot;</cmdline>"));
         assert!(xml.contains("<source file='/i/disk'/>"));
         assert!(xml.contains("<source file='/i/disk.config'/>"));
-        assert!(xml.contains("<source path='/i/console.log' append='on'/>"));
+        assert!(xml.contains("<log file='/i/console.log' append='on'/>"));
         assert!(xml.contains("<source network='default'/>"));
         assert!(xml.contains("<on_poweroff>destroy</on_poweroff>"));
         assert!(!xml.contains("host-passthrough"));
@@ -1395,6 +1425,14 @@ mod tests {
         let diag = d.diagnostics(s.uuid).await.unwrap();
         assert_eq!(diag.driver.as_deref(), Some("libvirt"));
         assert_eq!(d.console_output(s.uuid, Some(5)).await.unwrap(), "");
+        // The log virtlogd rotated last comes before the current one.
+        std::fs::write(dir.join("console.log.0"), "one\ntwo\n").unwrap();
+        std::fs::write(dir.join("console.log"), "three\n").unwrap();
+        assert_eq!(
+            d.console_output(s.uuid, None).await.unwrap(),
+            "one\ntwo\nthree\n"
+        );
+        assert_eq!(d.console_output(s.uuid, Some(3)).await.unwrap(), "two\nthree\n");
 
         for _ in 0..2 {
             d.destroy(s.uuid).await.unwrap();
