@@ -1043,6 +1043,15 @@ impl Compute for LibvirtDriver {
                 let d = Domain::define_xml(c, &xml).map_err(|e| backend("define", e))?;
                 if let Err(e) = d.create() {
                     let _ = d.undefine();
+                    // A network the host lacks is the request's problem, and libvirt's words
+                    // name only that network: the project is told (other errors are for
+                    // admins).
+                    if e.code() == ErrorNumber::NoNetwork {
+                        return Err(DriverError::Invalid(format!(
+                            "a network of this server does not exist on this host ({})",
+                            e.message()
+                        )));
+                    }
                     return Err(backend("start", e));
                 }
                 Ok(())
@@ -1432,7 +1441,10 @@ mod tests {
             d.console_output(s.uuid, None).await.unwrap(),
             "one\ntwo\nthree\n"
         );
-        assert_eq!(d.console_output(s.uuid, Some(3)).await.unwrap(), "two\nthree\n");
+        assert_eq!(
+            d.console_output(s.uuid, Some(3)).await.unwrap(),
+            "two\nthree\n"
+        );
 
         for _ in 0..2 {
             d.destroy(s.uuid).await.unwrap();

@@ -204,9 +204,17 @@ async fn a_guest_that_powers_off_is_shutoff_and_a_restarted_agent_readopts_the_r
     vm_flavor(&stack, "v2", 128, 1).await?;
     let stays = upload_guest(&c, "").await?;
     let leaves = upload_guest(&c, "nova.selfoff").await?;
+    // `stays` is on a network chosen by uuid, whose provider:physical_network names libvirt's
+    // `default` network.
+    let admin = Client::new(stack.api_url(), "admin:admin");
+    let net = admin
+        .create_network(json!({"name": "lan", "shared": true,
+                               "provider:physical_network": "default"}))
+        .await?;
     let a = create_server(
         &c,
-        json!({"name": "stays", "imageRef": stays, "flavorRef": "v2", "networks": "none"}),
+        json!({"name": "stays", "imageRef": stays, "flavorRef": "v2",
+               "networks": [{"uuid": net}]}),
     )
     .await?;
     let b = create_server(
@@ -216,10 +224,22 @@ async fn a_guest_that_powers_off_is_shutoff_and_a_restarted_agent_readopts_the_r
     .await?;
     c.wait_status(&a, "ACTIVE", WAIT).await?;
     wait_for_boots(&c, &a, 1).await?;
+    let xml = virsh(&["dumpxml", &format!("instance-{a}")]).await?;
+    assert_eq!(
+        xml.matches("<interface type='network'>").count(),
+        1,
+        "{xml}"
+    );
+    assert!(xml.contains("<source network='default'"), "{xml}");
+    assert!(xml.contains("<mac address='fa:16:3e:"), "{xml}");
     // The guest powers itself off after its marker: libvirt's event tells the service, as
     // Nova's lifecycle events do, and the server is SHUTOFF.
     c.wait_status(&b, "SHUTOFF", WAIT).await?;
-    assert_eq!(domain_state(&b).await?, "shut off");
+    // (libvirt says "in shutdown" for a moment first, which Nova maps to SHUTDOWN too.)
+    e2e::wait_until(WAIT, "the domain shut off", || async {
+        Ok(domain_state(&b).await? == "shut off")
+    })
+    .await?;
 
     // The agent restarts while `a` runs: it adopts it, it does not build it again.
     // The domain's id changes whenever QEMU starts it again.
@@ -302,6 +322,29 @@ async fn bad_images_fail_clearly_and_leave_nothing_behind() -> anyhow::Result<()
     );
     assert!(!domain_exists(&id).await?);
     assert!(!instances.path().join(&id).exists());
+
+    // A network the host does not have: ERROR with a fault that names it, nothing left.
+    let admin = Client::new(stack.api_url(), "admin:admin");
+    let missing = format!(
+        "nova-missing-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let ghost = admin
+        .create_network(json!({"name": "ghost", "shared": true,
+                               "provider:physical_network": missing}))
+        .await?;
+    let image = upload_guest(&c, "").await?;
+    let lost = create_server(
+        &c,
+        json!({"name": "lost", "imageRef": image, "flavorRef": "v3",
+               "networks": [{"uuid": ghost}]}),
+    )
+    .await?;
+    let server = c.wait_error(&lost, WAIT).await?;
+    let message = server["fault"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&missing), "{server}");
+    assert!(!domain_exists(&lost).await?);
+    assert!(!instances.path().join(&lost).exists());
 
     // Another project's private image as the kernel: 400 at create, as Nova answers a kernel
     // the caller cannot see; and a kernel_id naming no image at all.
