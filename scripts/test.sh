@@ -30,8 +30,8 @@ export NOVA_TEST_AMQP_URL="${NOVA_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:56
 runuser -u postgres -- psql -qAtc "SELECT datname FROM pg_database WHERE datname LIKE 'nova_test_%'" \
     | while read -r db; do runuser -u postgres -- psql -qc "DROP DATABASE IF EXISTS $db" >/dev/null; done
 
-rustup component list --installed 2>/dev/null | grep -q rustfmt && cargo fmt --all -- --check
-rustup component list --installed 2>/dev/null | grep -q clippy && cargo clippy -q --all-targets -- -D warnings
+rustup component list --installed 2>/dev/null | grep rustfmt >/dev/null && cargo fmt --all -- --check
+rustup component list --installed 2>/dev/null | grep clippy >/dev/null && cargo clippy -q --all-targets -- -D warnings
 phase "fmt and clippy"
 
 # The compute agent and the drivers never touch the database: their dependency graph has no

@@ -103,7 +103,12 @@ pub struct LibvirtDriver {
     /// A health probe is under way.
     probing: Arc<std::sync::atomic::AtomicBool>,
     turns: Mutex<std::collections::HashMap<InstanceUuid, Arc<tokio::sync::Mutex<()>>>>,
+    /// Cached images already checked (see [`LibvirtDriver::checked_base`]).
+    checked: Mutex<std::collections::HashMap<CheckedKey, CheckedBase>>,
 }
+
+/// A cached image file as checked: its path, declared format, size and modification time.
+type CheckedKey = (PathBuf, String, u64, Option<std::time::SystemTime>);
 
 /// Clears the probe flag when the probe's thread is done, however it ends.
 struct ProbeDone(Arc<std::sync::atomic::AtomicBool>);
@@ -192,6 +197,7 @@ impl LibvirtDriver {
             watcher,
             probing: Arc::default(),
             turns: Mutex::default(),
+            checked: Mutex::default(),
         })
     }
 
@@ -297,44 +303,60 @@ impl LibvirtDriver {
             ))
         })?;
         let dir = self.instance_dir(spec.uuid);
-        let io = |what: &str, e: std::io::Error| backend(what, e);
         tokio::fs::create_dir_all(&dir)
             .await
-            .map_err(|e| io("instance directory", e))?;
+            .map_err(|e| backend("instance directory", e))?;
         let format = spec
             .image
             .as_ref()
             .and_then(|i| i.disk_format.clone())
             .unwrap_or_else(|| "raw".into());
+        // The overlay names its base by an absolute path (a relative one would be read from
+        // the overlay's own directory).
+        let base = tokio::fs::canonicalize(base)
+            .await
+            .map_err(|e| backend("cached image", e))?;
         let disk = dir.join("disk");
-        create_overlay(spec, base, &format, &disk).await?;
-        let mut files = GuestFiles {
-            dir: dir.clone(),
-            disk,
-            kernel: None,
-            ramdisk: None,
-            config_drive: None,
-            console_log: dir.join("console.log"),
+        let overlay = async {
+            let checked = self.checked_base(spec, &base, &format).await?;
+            create_overlay(spec, &base, checked, &disk).await
         };
         // Copies, as Nova makes them: libvirt relabels what a guest uses, and the cache's
         // files are shared.
-        if let Some(kernel) = &images.kernel {
-            let to = dir.join("kernel");
-            tokio::fs::copy(kernel, &to)
-                .await
-                .map_err(|e| io("kernel", e))?;
-            files.kernel = Some(to);
-        }
-        if let Some(ramdisk) = &images.ramdisk {
-            let to = dir.join("ramdisk");
-            tokio::fs::copy(ramdisk, &to)
-                .await
-                .map_err(|e| io("ramdisk", e))?;
-            files.ramdisk = Some(to);
-        }
-        if self.wants_config_drive(spec) {
-            files.config_drive = Some(write_config_drive(spec, &dir).await?);
-        }
+        let copy = |from: Option<PathBuf>, name: &'static str| {
+            let to = dir.join(name);
+            async move {
+                match from {
+                    Some(from) => tokio::fs::copy(&from, &to)
+                        .await
+                        .map(|_| Some(to))
+                        .map_err(|e| backend(name, e)),
+                    None => Ok(None),
+                }
+            }
+        };
+        let drive = async {
+            if self.wants_config_drive(spec) {
+                write_config_drive(spec, &dir).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        // Each is its own file: made side by side.
+        let ((), kernel, ramdisk, config_drive) = tokio::try_join!(
+            overlay,
+            copy(images.kernel.clone(), "kernel"),
+            copy(images.ramdisk.clone(), "ramdisk"),
+            drive
+        )?;
+        let files = GuestFiles {
+            dir: dir.clone(),
+            disk,
+            kernel,
+            ramdisk,
+            config_drive,
+            console_log: dir.join("console.log"),
+        };
         let networks = self.networks_of(spec);
         Ok(domain_xml(
             spec,
@@ -343,6 +365,36 @@ impl LibvirtDriver {
             &networks,
             &self.settings.default_command_line,
         ))
+    }
+
+    /// [`check_base`], once per cached file: the cache's files are named by their content's
+    /// hash and never change, so a base checked once stays checked (while its size and
+    /// modification time are the same).
+    async fn checked_base(
+        &self,
+        spec: &InstanceSpec,
+        base: &Path,
+        format: &str,
+    ) -> Result<CheckedBase, DriverError> {
+        let meta = tokio::fs::metadata(base)
+            .await
+            .map_err(|e| backend("cached image", e))?;
+        let key = (
+            base.to_owned(),
+            format.to_owned(),
+            meta.len(),
+            meta.modified().ok(),
+        );
+        if let Some(checked) = lock(&self.checked).get(&key) {
+            return Ok(*checked);
+        }
+        let checked = check_base(spec, base, format).await?;
+        let mut known = lock(&self.checked);
+        if known.len() >= 1024 {
+            known.clear();
+        }
+        known.insert(key, checked);
+        Ok(checked)
     }
 
     /// Removes the instance's directory (idempotent).
@@ -631,17 +683,20 @@ async fn qemu_img(args: &[&std::ffi::OsStr]) -> Result<Vec<u8>, String> {
 
 /// Checks the cached image against its declared format and the flavor's root disk, then
 /// creates the instance's qcow2 overlay on it (sized to the root disk when it is larger).
-async fn create_overlay(
+/// What checking a cached base image found: the format QEMU reads it in and its virtual size.
+#[derive(Clone, Copy)]
+struct CheckedBase {
+    format: &'static str,
+    virtual_size: u64,
+}
+
+/// Checks a cached image against its declared format: a format a VM here boots, a file that
+/// is what it says, no backing or external data file.
+async fn check_base(
     spec: &InstanceSpec,
     base: &Path,
     format: &str,
-    disk: &Path,
-) -> Result<(), DriverError> {
-    // The overlay names its base by an absolute path (a relative one would be read from the
-    // overlay's own directory).
-    let base = &tokio::fs::canonicalize(base)
-        .await
-        .map_err(|e| backend("cached image", e))?;
+) -> Result<CheckedBase, DriverError> {
     let invalid = |why: String| {
         DriverError::Invalid(format!("Build of instance {} aborted: {why}", spec.uuid))
     };
@@ -700,6 +755,24 @@ async fn create_overlay(
             "Image {image_id} has a backing file, which is not allowed."
         )));
     }
+    Ok(CheckedBase {
+        format,
+        virtual_size: info.virtual_size,
+    })
+}
+
+/// Creates the instance's qcow2 overlay on the checked base (sized to the root disk when it
+/// is larger), after Nova's check of the flavor's root disk against the image.
+async fn create_overlay(
+    spec: &InstanceSpec,
+    base: &Path,
+    checked: CheckedBase,
+    disk: &Path,
+) -> Result<(), DriverError> {
+    let invalid = |why: String| {
+        DriverError::Invalid(format!("Build of instance {} aborted: {why}", spec.uuid))
+    };
+    let (format, info) = (checked.format, checked);
     let root = spec.flavor.root_gb.max(0) as u64 * (1 << 30);
     if root > 0 && info.virtual_size > root {
         // Nova's FlavorDiskSmallerThanImage.
