@@ -13,10 +13,11 @@ phase services
 # libvirt, QEMU and the test guest (Debian's kernel, a busybox initramfs) are installed,
 # started and built while the build runs: most of it is waiting on downloads and dpkg.
 libvirt_log=$(mktemp)
-(scripts/libvirt.sh && scripts/guest-image.sh var/guest) >"$libvirt_log" 2>&1 &
+# In a process group of its own, so that an early exit (fmt, clippy, the build) stops all of
+# it, apt and dpkg included.
+setsid bash -c 'scripts/libvirt.sh && scripts/guest-image.sh var/guest' >"$libvirt_log" 2>&1 &
 libvirt_job=$!
-# An early exit (fmt, clippy, the build) stops it.
-trap '[ -z "${libvirt_job:-}" ] || kill "$libvirt_job" 2>/dev/null || true; rm -f "$libvirt_log"' EXIT
+trap '[ -z "${libvirt_job:-}" ] || kill -- "-$libvirt_job" 2>/dev/null || true; rm -f "$libvirt_log"' EXIT
 
 # A clean checkout builds once: incremental state would only take disk (over a GB) that CI's
 # machine may not have.

@@ -300,9 +300,12 @@ impl Agent {
             instance,
             power_state: now,
         };
-        match self.report(event, None).await {
-            Ok(()) => self.remember(instance, now),
-            Err(e) => tracing::warn!(error = %e, "power-state event: report not sent"),
+        // Not remembered as reported: the conductor drops a report while the instance has a
+        // task open (a stop that crosses the guest's own power-off), so the next periodic
+        // round reports it again, and the change is never lost to a report that raced a
+        // command's result.
+        if let Err(e) = self.report(event, None).await {
+            tracing::warn!(error = %e, "power-state event: report not sent");
         }
     }
 
@@ -546,13 +549,6 @@ impl Agent {
                 })
                 .await
                 .map(|i| (i.power_state, i.addresses));
-                if r.is_err() {
-                    // A failed spawn leaves no disk standing on the cached images (the drivers
-                    // clean up after themselves): they are not held for it.
-                    if let Err(e) = self.images.release(spec.uuid) {
-                        tracing::warn!(error = %e, "image cache: use not released");
-                    }
-                }
                 (Some(*task_id), r)
             }
             ComputeCommand::Destroy { task_id, instance } => {

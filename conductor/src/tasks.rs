@@ -82,7 +82,7 @@ impl Conductor {
             Placement::Placed { host, node } => {
                 tracing::info!(%host, %node, "scheduled");
                 let image = image?;
-                let direct = direct_boot(&self.db, image.as_ref()).await?;
+                let direct = direct_boot(&self.db, &instance.project_id, image.as_ref()).await?;
                 let spec = match spec_from(instance, &node, image, direct) {
                     Ok(spec) => spec,
                     Err(message) => {
@@ -372,7 +372,7 @@ async fn spec(
     node: &str,
 ) -> Result<std::result::Result<InstanceSpec, String>> {
     let image = images::get(db, &instance.image_ref).await?;
-    let direct = direct_boot(db, image.as_ref()).await?;
+    let direct = direct_boot(db, &instance.project_id, image.as_ref()).await?;
     Ok(spec_from(instance, node, image, direct))
 }
 
@@ -386,7 +386,11 @@ struct DirectBoot {
     os_command_line: Option<String>,
 }
 
-async fn direct_boot(db: &Db, image: Option<&images::Image>) -> Result<DirectBoot> {
+async fn direct_boot(
+    db: &Db,
+    project_id: &str,
+    image: Option<&images::Image>,
+) -> Result<DirectBoot> {
     let Some(image) = image else {
         return Ok(DirectBoot::default());
     };
@@ -402,11 +406,19 @@ async fn direct_boot(db: &Db, image: Option<&images::Image>) -> Result<DirectBoo
             .map(str::to_owned),
         ..Default::default()
     };
+    // As the project sees them now: the image's properties may have been changed since the
+    // API checked them, and a project must not boot another's private image as its kernel.
+    // (An admin's server in its own project is held to that project's view too.)
+    let viewer = nova_db::Viewer {
+        project: project_id,
+        admin: false,
+    };
+    // The ramdisk only with a kernel, as Nova's libvirt driver fetches it.
     if let Some(id) = kernel {
-        direct.kernel = Some((id.clone(), images::get(db, &id).await?));
-    }
-    if let Some(id) = ramdisk {
-        direct.ramdisk = Some((id.clone(), images::get(db, &id).await?));
+        direct.kernel = Some((id.clone(), images::get_visible(db, &id, viewer).await?));
+        if let Some(id) = ramdisk {
+            direct.ramdisk = Some((id.clone(), images::get_visible(db, &id, viewer).await?));
+        }
     }
     Ok(direct)
 }

@@ -107,8 +107,9 @@ pub struct LibvirtDriver {
     checked: Mutex<std::collections::HashMap<CheckedKey, CheckedBase>>,
 }
 
-/// A cached image file as checked: its path, declared format, size and modification time.
-type CheckedKey = (PathBuf, String, u64, Option<std::time::SystemTime>);
+/// A cached image file as checked: its path, declared format, size and inode (a new file
+/// arrives in the cache by a rename, so it is a new inode).
+type CheckedKey = (PathBuf, String, u64, (u64, u64));
 
 /// Clears the probe flag when the probe's thread is done, however it ends.
 struct ProbeDone(Arc<std::sync::atomic::AtomicBool>);
@@ -342,13 +343,16 @@ impl LibvirtDriver {
                 Ok(None)
             }
         };
-        // Each is its own file: made side by side.
-        let ((), kernel, ramdisk, config_drive) = tokio::try_join!(
+        // Each is its own file: made side by side, and all finished (none cancelled half
+        // way while writing into the directory) before a failure is acted on.
+        let (overlay, kernel, ramdisk, config_drive) = tokio::join!(
             overlay,
             copy(images.kernel.clone(), "kernel"),
             copy(images.ramdisk.clone(), "ramdisk"),
             drive
-        )?;
+        );
+        overlay?;
+        let (kernel, ramdisk, config_drive) = (kernel?, ramdisk?, config_drive?);
         let files = GuestFiles {
             dir: dir.clone(),
             disk,
@@ -379,11 +383,13 @@ impl LibvirtDriver {
         let meta = tokio::fs::metadata(base)
             .await
             .map_err(|e| backend("cached image", e))?;
+        // Not the modification time: the image cache touches a file at every use.
+        use std::os::unix::fs::MetadataExt;
         let key = (
             base.to_owned(),
             format.to_owned(),
             meta.len(),
-            meta.modified().ok(),
+            (meta.dev(), meta.ino()),
         );
         if let Some(checked) = lock(&self.checked).get(&key) {
             return Ok(*checked);
@@ -557,6 +563,8 @@ async fn watch_events(
     loop {
         let child = tokio::process::Command::new("virsh")
             .args(["-q", "-c", &uri, "event", "--loop", "--event", "lifecycle"])
+            // The lines are parsed: untranslated.
+            .env("LC_ALL", "C")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
@@ -848,6 +856,7 @@ async fn write_config_drive(spec: &InstanceSpec, dir: &Path) -> Result<PathBuf, 
     let iso = dir.join("disk.config");
     // Nova's genisoimage call (nova.virt.configdrive).
     let out = tokio::process::Command::new("genisoimage")
+        .kill_on_drop(true)
         .args([
             "-o".as_ref(),
             iso.as_os_str(),
@@ -1199,8 +1208,20 @@ impl Compute for LibvirtDriver {
     /// a stopped one.
     async fn reboot(&self, uuid: InstanceUuid, kind: RebootKind) -> Result<(), DriverError> {
         let _turn = self.turn(uuid).await;
-        let running = self.power_state(uuid).await? == PowerState::Running;
-        if !running {
+        let state = self.power_state(uuid).await?;
+        if kind == RebootKind::Hard && state != PowerState::Running {
+            // A hard reboot of a paused, suspended or crashed guest boots it afresh (Nova's
+            // _hard_reboot destroys and creates the domain).
+            self.with_domain(uuid, |d| {
+                if d.is_active().unwrap_or(false) {
+                    let _ = d.destroy();
+                }
+                Ok(())
+            })
+            .await?;
+            return self.start(uuid).await;
+        }
+        if state != PowerState::Running {
             return self.start(uuid).await;
         }
         if kind == RebootKind::Soft {
@@ -1304,10 +1325,11 @@ impl Compute for LibvirtDriver {
                 "libvirt: the last health probe has not returned".into(),
             ));
         }
-        let probing = self.probing.clone();
+        // Cleared however the probe ends, even if its thread never starts.
+        let done = ProbeDone(self.probing.clone());
         let uri = self.settings.uri.clone();
         let probe = tokio::task::spawn_blocking(move || {
-            let _done = ProbeDone(probing);
+            let _done = done;
             let mut c = Connect::open(Some(&uri)).map_err(|e| backend("cannot connect", e))?;
             let answered = c.get_lib_version().map_err(|e| backend("no answer", e));
             let _ = c.close();

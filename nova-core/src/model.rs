@@ -417,8 +417,9 @@ pub struct NodeInventory {
 }
 
 /// The kernel and ramdisk an image's properties (a JSON object, as the image service keeps
-/// them) name for a direct boot, as Nova reads them: `kernel_id`, and `ramdisk_id` only with
-/// a kernel; `kernel_id` `nokernel` names neither.
+/// them) name for a direct boot, as Nova's `_handle_kernel_and_ramdisk` reads them:
+/// `kernel_id` and `ramdisk_id`, each checked on its own; `kernel_id` `nokernel` names neither.
+/// (A VM boots the ramdisk only with a kernel.)
 pub fn kernel_and_ramdisk(properties: &str) -> (Option<String>, Option<String>) {
     let properties: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(properties).unwrap_or_default();
@@ -431,9 +432,8 @@ pub fn kernel_and_ramdisk(properties: &str) -> (Option<String>, Option<String>) 
             .map(str::to_owned)
     };
     match text("kernel_id") {
-        None => (None, None),
         Some(k) if k == "nokernel" => (None, None),
-        Some(k) => (Some(k), text("ramdisk_id")),
+        kernel => (kernel, text("ramdisk_id")),
     }
 }
 
