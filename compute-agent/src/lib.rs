@@ -62,6 +62,8 @@ pub struct Agent {
     /// The power state of every instance as last reported to the conductor, by a command's
     /// result or by the sync loop; the sync loop reports only differences from it.
     reported: Mutex<HashMap<InstanceUuid, PowerState>>,
+    /// The addresses last reported by the sync loop, per instance.
+    addresses: Mutex<HashMap<InstanceUuid, Vec<nova_core::model::Address>>>,
     /// Tasks whose command is running here now. The conductor re-sends the command of a task
     /// that seems stuck; a copy that arrives while the first still runs is dropped, so that a
     /// driver never runs two spawns of one instance at once. Heartbeats name them.
@@ -94,6 +96,7 @@ impl Agent {
             driver,
             images,
             reported: Mutex::new(HashMap::new()),
+            addresses: Mutex::new(HashMap::new()),
             running: Mutex::new(HashSet::new()),
             finished,
             // Opened by `run`, which knows the prefetch.
@@ -243,13 +246,19 @@ impl Agent {
             } else {
                 lock(&self.reported).clone()
             };
-            let now: HashMap<InstanceUuid, PowerState> = match self.driver.list_instances().await {
-                Ok(list) => list.into_iter().map(|i| (i.uuid, i.power_state)).collect(),
+            let listed = match self.driver.list_instances().await {
+                Ok(list) => list,
                 Err(e) => {
                     tracing::warn!(error = %e, "power-state sync: cannot list instances");
                     continue;
                 }
             };
+            self.sync_addresses(&listed, rounds.is_multiple_of(30))
+                .await;
+            let now: HashMap<InstanceUuid, PowerState> = listed
+                .into_iter()
+                .map(|i| (i.uuid, i.power_state))
+                .collect();
             let mut changes: Vec<(InstanceUuid, Option<PowerState>)> = now
                 .iter()
                 .filter(|(u, p)| before.get(u) != Some(p))
@@ -275,6 +284,37 @@ impl Agent {
                 self.remember(instance, power_state);
             }
             self.sync_rounds.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Reports the addresses a listing shows for an instance when they differ from those
+    /// reported last (a DHCP lease that came after the build); `all`: every one again. A
+    /// driver whose listing shows none (it tells them at spawn) reports nothing here.
+    async fn sync_addresses(&self, listed: &[drivers::DriverInstance], all: bool) {
+        let mut changed = Vec::new();
+        {
+            let mut known = lock(&self.addresses);
+            known.retain(|u, _| listed.iter().any(|i| i.uuid == *u));
+            for i in listed.iter().filter(|i| !i.addresses.is_empty()) {
+                let mut addresses = i.addresses.clone();
+                addresses.sort_by(|a, b| (&a.network, &a.addr).cmp(&(&b.network, &b.addr)));
+                if all || known.get(&i.uuid) != Some(&addresses) {
+                    known.insert(i.uuid, addresses.clone());
+                    changed.push((i.uuid, addresses));
+                }
+            }
+        }
+        for (instance, addresses) in changed {
+            let event = AgentEvent::AddressesObserved {
+                host: self.settings.host.clone(),
+                instance,
+                addresses,
+            };
+            if let Err(e) = self.report(event, None).await {
+                tracing::warn!(error = %e, "address sync: report not sent");
+                // Tried again next round.
+                lock(&self.addresses).remove(&instance);
+            }
         }
     }
 

@@ -46,7 +46,48 @@ impl Conductor {
                 instance,
                 power_state,
             } => self.apply_observed(&host, instance, power_state).await,
+            AgentEvent::AddressesObserved {
+                host,
+                instance,
+                addresses,
+            } => self.apply_addresses(&host, instance, addresses).await,
         }
+    }
+
+    /// Addresses a host saw its instance take after the build (a DHCP lease): shown under the
+    /// names of the server's networks, for a live server on that host with no task running.
+    async fn apply_addresses(
+        &self,
+        host: &str,
+        uuid: InstanceUuid,
+        addresses: Vec<nova_core::model::Address>,
+    ) -> Result<()> {
+        let Some(instance) = instances::get_any(&self.db, uuid).await? else {
+            return Ok(());
+        };
+        if instance.deleted
+            || instance.host.as_deref() != Some(host)
+            || instance.task_state.is_some()
+            || !matches!(instance.vm_state, VmState::Active | VmState::Stopped)
+        {
+            return Ok(());
+        }
+        let named: Vec<nova_core::model::Address> = addresses
+            .into_iter()
+            .map(|mut a| {
+                if let nova_core::model::NetworkRequest::Chosen(chosen) = &instance.networks {
+                    if let Some(n) = chosen.iter().find(|n| n.backend == a.network) {
+                        a.network = n.name.clone();
+                    }
+                }
+                a
+            })
+            .collect();
+        if named != instance.addresses {
+            instances::set_addresses(&self.db, uuid, &named).await?;
+            tracing::info!(%uuid, "addresses observed on the host");
+        }
+        Ok(())
     }
 
     async fn apply_result(

@@ -449,43 +449,23 @@ impl LibvirtDriver {
             return Ok(Vec::new());
         }
         let leased = self
-            .with_domain(uuid, |d| {
-                let xml = d.get_xml_desc(0).map_err(|e| backend("domain XML", e))?;
-                let nics = nics_of_xml(&xml);
-                // No lease yet is not an error.
-                let leases = d
-                    .interface_addresses(sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, 0)
-                    .unwrap_or_default();
-                Ok((nics, leases))
-            })
-            .await?;
-        let Some((nics, leases)) = leased else {
-            return Ok(Vec::new());
-        };
-        let mut addresses = Vec::new();
-        for (mac, network) in nics {
-            let shown = networks
-                .iter()
-                .find(|(backend, _)| *backend == network)
-                .map_or(network.clone(), |(_, name)| name.clone());
-            for lease in leases
-                .iter()
-                .filter(|l| l.hwaddr.eq_ignore_ascii_case(&mac))
-            {
-                for ip in &lease.addrs {
-                    addresses.push(Address {
-                        network: shown.clone(),
-                        addr: ip.addr.clone(),
-                        version: if ip.addr.contains(':') { 6 } else { 4 },
-                        mac: Some(mac.clone()),
-                    });
+            .with_domain(uuid, |d| Ok(leased_addresses(d)))
+            .await?
+            .unwrap_or_default();
+        // Under the names the server's networks have.
+        let addresses = leased
+            .into_iter()
+            .map(|mut a| {
+                if let Some((_, name)) = networks.iter().find(|(backend, _)| *backend == a.network)
+                {
+                    a.network = name.clone();
                 }
-            }
-        }
+                a
+            })
+            .collect();
         Ok(addresses)
     }
 
-    /// Waits up to `limit` for the domain to be off; whether it is.
     /// Waits up to `limit` for the domain to be inactive (QEMU gone; a guest that is shutting
     /// down is not off yet); whether it is.
     async fn wait_off(&self, uuid: InstanceUuid, limit: Duration) -> Result<bool, DriverError> {
@@ -1032,6 +1012,38 @@ pub fn domain_xml(
     x
 }
 
+/// The addresses libvirt's DHCP leases give a domain's NICs, keyed by each NIC's libvirt
+/// network (none when it has no NIC or no lease yet).
+fn leased_addresses(d: &Domain) -> Vec<Address> {
+    let Ok(xml) = d.get_xml_desc(0) else {
+        return Vec::new();
+    };
+    let nics = nics_of_xml(&xml);
+    if nics.is_empty() {
+        return Vec::new();
+    }
+    let leases = d
+        .interface_addresses(sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, 0)
+        .unwrap_or_default();
+    let mut addresses = Vec::new();
+    for (mac, network) in nics {
+        for lease in leases
+            .iter()
+            .filter(|l| l.hwaddr.eq_ignore_ascii_case(&mac))
+        {
+            for ip in &lease.addrs {
+                addresses.push(Address {
+                    network: network.clone(),
+                    addr: ip.addr.clone(),
+                    version: if ip.addr.contains(':') { 6 } else { 4 },
+                    mac: Some(mac.clone()),
+                });
+            }
+        }
+    }
+    addresses
+}
+
 /// The (MAC, libvirt network) of each NIC in a domain's XML.
 fn nics_of_xml(xml: &str) -> Vec<(String, String)> {
     let mut nics = Vec::new();
@@ -1259,6 +1271,7 @@ impl Compute for LibvirtDriver {
     async fn list_instances(&self) -> Result<Vec<DriverInstance>, DriverError> {
         let root = self.settings.instances_path.clone();
         let host = self.host.clone();
+        let leases = self.virt_type != "test";
         self.with_conn(move |c| {
             let domains = c
                 .list_all_domains(0)
@@ -1277,11 +1290,18 @@ impl Compute for LibvirtDriver {
                     continue;
                 }
                 let state = d.get_state().map(|s| s.0).unwrap_or(0);
+                // The addresses its NICs hold now, keyed by the libvirt network: a lease
+                // that came after the build reaches the server this way.
+                let addresses = if leases && d.is_active().unwrap_or(false) {
+                    leased_addresses(&d)
+                } else {
+                    Vec::new()
+                };
                 out.push(DriverInstance {
                     uuid: InstanceUuid(uuid),
                     node: host.clone(),
                     power_state: power_of(state),
-                    addresses: Vec::new(),
+                    addresses,
                 });
             }
             Ok(out)

@@ -304,6 +304,14 @@ pub enum AgentEvent {
         instance: InstanceUuid,
         power_state: Option<PowerState>,
     },
+    /// The sync loop saw the instance's addresses change (a DHCP lease that came after the
+    /// build). Each is keyed by the host's network (`ChosenNetwork::backend`); the conductor
+    /// names them as the server's networks are named.
+    AddressesObserved {
+        host: String,
+        instance: InstanceUuid,
+        addresses: Vec<Address>,
+    },
 }
 
 /// The queue names. A prefix keeps deployments (and parallel tests) sharing a broker apart.

@@ -283,6 +283,20 @@ pub async fn reset_state(db: &Db, uuid: InstanceUuid, vm_state: VmState) -> DbRe
 }
 
 /// Records the power state the sync loop observed.
+/// Replaces a live server's addresses (seen on its host after the build).
+pub async fn set_addresses(db: &Db, uuid: InstanceUuid, addresses: &[Address]) -> DbResult<()> {
+    let text = serde_json::to_string(addresses).map_err(|e| corrupt(e.to_string()))?;
+    on_pool!(db, p => {
+        sqlx::query("UPDATE instances SET addresses = $2, updated_at = $3 WHERE uuid = $1 AND NOT deleted")
+            .bind(uuid.0)
+            .bind(&text)
+            .bind(now_ms())
+            .execute(p)
+            .await?;
+    });
+    Ok(())
+}
+
 pub async fn set_power_state(db: &Db, uuid: InstanceUuid, power: PowerState) -> DbResult<()> {
     on_pool!(db, p => {
         sqlx::query("UPDATE instances SET power_state = $2, updated_at = $3 WHERE uuid = $1")

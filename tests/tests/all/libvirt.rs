@@ -102,9 +102,15 @@ async fn a_vm_lives_its_whole_life_through_the_api() -> anyhow::Result<()> {
 
     let image = upload_guest(&c, "").await?;
     let user_data = "#!/bin/sh\necho configured by user data\n";
+    // On a network chosen by uuid whose provider:physical_network is libvirt's `default`.
+    let lan = admin
+        .create_network(json!({"name": "lan", "shared": true,
+                               "provider:physical_network": "default"}))
+        .await?;
     let id = create_server(
         &c,
-        json!({"name": "vm-1", "imageRef": image, "flavorRef": "v1", "networks": "none",
+        json!({"name": "vm-1", "imageRef": image, "flavorRef": "v1",
+               "networks": [{"uuid": lan}],
                "metadata": {"role": "test"},
                "user_data": base64_of(user_data)}),
     )
@@ -112,6 +118,25 @@ async fn a_vm_lives_its_whole_life_through_the_api() -> anyhow::Result<()> {
     c.wait_status(&id, "ACTIVE", WAIT).await?;
     wait_for_boots(&c, &id, 1).await?;
     assert_eq!(domain_state(&id).await?, "running");
+    // The address libvirt's DHCP leases the guest after it booted reaches the server, under
+    // the network's own name (`lan`), with the NIC's MAC (read, never sent to).
+    e2e::wait_until(WAIT, "the leased address under `lan`", || async {
+        let server = c.server(&id).await?.body;
+        Ok(server["server"]["addresses"]["lan"][0]["addr"].is_string())
+    })
+    .await?;
+    let server = c.server(&id).await?.body;
+    let lease = &server["server"]["addresses"]["lan"][0];
+    let leases = virsh(&["domifaddr", &format!("instance-{id}"), "--source", "lease"]).await?;
+    let addr = lease["addr"].as_str().unwrap_or_default();
+    assert!(leases.contains(&format!("{addr}/")), "{lease} / {leases}");
+    let mac = lease["OS-EXT-IPS-MAC:mac_addr"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        mac.starts_with("fa:16:3e:") && leases.contains(mac),
+        "{lease} / {leases}"
+    );
 
     // The domain as Nova's libvirt driver writes it: the flavor, Nova's metadata, the
     // kernel booted directly, the overlay and the config drive in the instance's directory.
@@ -419,8 +444,6 @@ async fn the_openstack_cli_boots_a_vm_on_the_all_in_one_by_default() -> anyhow::
         driver: DriverKind::Auto,
         libvirt: LibvirtSettings {
             instances_path: instances.path().to_owned(),
-            // The guest's address, leased by libvirt's dnsmasq, shows once ACTIVE.
-            lease_wait_s: 60,
             ..Default::default()
         },
         docker: drivers::docker::DockerSettings {
@@ -508,9 +531,20 @@ async fn the_openstack_cli_boots_a_vm_on_the_all_in_one_by_default() -> anyhow::
     assert!(xml.contains("<source network='default'"), "{xml}");
     // Its address is the one libvirt's DHCP leased to its NIC's MAC, under the network's name
     // (read from the service and from libvirt; nothing is sent to it).
-    let leases = virsh(&["domifaddr", &format!("instance-{id}"), "--source", "lease"]).await?;
+    // The lease comes seconds after ACTIVE (the guest boots first): the agent's sync sees it
+    // and the server shows it.
+    e2e::wait_until(
+        WAIT,
+        "the guest's leased address in `server show`",
+        || async {
+            let shown = e2e::cli::run_json(&stack, "demo", &["server", "show", &id]).await?;
+            Ok(shown["addresses"]["default"][0].is_string())
+        },
+    )
+    .await?;
     let shown = e2e::cli::run_json(&stack, "demo", &["server", "show", &id]).await?;
     let addresses = shown["addresses"].clone();
+    let leases = virsh(&["domifaddr", &format!("instance-{id}"), "--source", "lease"]).await?;
     let ip = addresses["default"][0]
         .as_str()
         .unwrap_or_default()
