@@ -542,7 +542,19 @@ async fn watch_events(
     use tokio::io::AsyncBufReadExt;
     loop {
         let child = tokio::process::Command::new("virsh")
-            .args(["-q", "-c", &uri, "event", "--loop", "--event", "lifecycle"])
+            .args([
+                "-q",
+                "-c",
+                &uri,
+                "event",
+                "--loop",
+                "--event",
+                "lifecycle",
+                // Ended now and then and started again: a virsh left behind by an agent that
+                // was killed (no one to kill it) lives at most this long.
+                "--timeout",
+                "300",
+            ])
             // The lines are parsed: untranslated.
             .env("LC_ALL", "C")
             .stdout(std::process::Stdio::piped())

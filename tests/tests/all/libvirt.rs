@@ -613,3 +613,77 @@ async fn a_hung_libvirtd_takes_its_host_down() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `nova-compute` as a real process with the libvirt driver, killed (`SIGKILL`) while its guest
+/// runs and started again: the new process finds the domain by its uuid and serves it (console,
+/// stop, delete) without booting it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nova_compute_readopts_its_running_vm() -> anyhow::Result<()> {
+    use e2e::deployment::{Deployment, COMPUTE};
+    let instances = Instances::new()?;
+    let host = format!("vmp-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let path = instances.path().display().to_string();
+    let mut d = Deployment::new(
+        &host,
+        &[
+            ("NOVA__AGENT__DRIVER", "libvirt"),
+            ("NOVA__AGENT__LIBVIRT__INSTANCES_PATH", &path),
+            ("NOVA__AGENT__LIBVIRT__NETWORK", "none"),
+        ],
+    )
+    .await?;
+    d.start_all().await?;
+    let admin = Client::new(&d.url, "admin:admin");
+    let c = Client::new(&d.url, "demo:demo").at_microversion("2.37");
+    e2e::wait_until(WAIT, "the compute service up", || async {
+        let r = admin.get("/os-services?binary=nova-compute").await?;
+        Ok(r.body["services"][0]["state"] == json!("up"))
+    })
+    .await?;
+    let r = admin
+        .post(
+            "/flavors",
+            &json!({"flavor": {"name": "m-p", "id": "vp", "ram": 128, "vcpus": 1, "disk": 1}}),
+        )
+        .await?;
+    anyhow::ensure!(r.status == 200, "flavor: {}", r.body);
+    let image = upload_guest(&c, "").await?;
+    let id = create_server(
+        &c,
+        json!({"name": "survivor", "imageRef": image, "flavorRef": "vp", "networks": "none"}),
+    )
+    .await?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    wait_for_boots(&c, &id, 1).await?;
+    let domid = virsh(&["domid", &format!("instance-{id}")]).await?;
+
+    d.kill(COMPUTE);
+    d.start(COMPUTE).await?;
+    // The new process answers for the guest: its console comes through it.
+    e2e::wait_until(WAIT, "the console through the new process", || async {
+        let r = c
+            .action(&id, &json!({"os-getConsoleOutput": {"length": null}}))
+            .await?;
+        Ok(r.status == 200)
+    })
+    .await?;
+    assert_eq!(
+        console(&c, &id).await?.matches(MARKER).count(),
+        1,
+        "not booted again"
+    );
+    assert_eq!(virsh(&["domid", &format!("instance-{id}")]).await?, domid);
+    assert_eq!(
+        c.server(&id).await?.body["server"]["status"],
+        json!("ACTIVE")
+    );
+    let r = c.action(&id, &json!({"os-stop": null})).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    c.wait_status(&id, "SHUTOFF", WAIT).await?;
+    assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 204);
+    c.wait_gone(&id, WAIT).await?;
+    assert!(!domain_exists(&id).await?);
+    assert!(!instances.path().join(&id).exists());
+    e2e::env::delete_queues(d.queues(&host));
+    Ok(())
+}
