@@ -532,6 +532,9 @@ impl Agent {
             instance,
             outcome: outcome.clone(),
         };
+        // The conductor skips address reports while the instance's task runs (and a result
+        // may set addresses): the next sync round reports the instance's addresses afresh.
+        lock(&self.addresses).remove(&instance);
         let report = self.report(event, request_id).instrument(span.clone());
         let ((), reported) = tokio::join!(record.instrument(span), report);
         match reported {

@@ -72,19 +72,29 @@ impl Conductor {
         {
             return Ok(());
         }
-        let named: Vec<nova_core::model::Address> = addresses
-            .into_iter()
-            .map(|mut a| {
-                if let nova_core::model::NetworkRequest::Chosen(chosen) = &instance.networks {
-                    if let Some(n) = chosen.iter().find(|n| n.backend == a.network) {
-                        a.network = n.name.clone();
-                    }
-                }
-                a
-            })
+        // The NICs reported replace their own addresses; the others' stay (a lease that
+        // lapsed on one NIC does not take the address of the others).
+        let macs: Vec<Option<String>> = addresses.iter().map(|a| a.mac.clone()).collect();
+        let mut named: Vec<nova_core::model::Address> = instance
+            .addresses
+            .iter()
+            .filter(|a| a.mac.is_none() || !macs.contains(&a.mac))
+            .cloned()
             .collect();
-        if named != instance.addresses {
-            instances::set_addresses(&self.db, uuid, &named).await?;
+        named.extend(addresses.into_iter().map(|mut a| {
+            if let nova_core::model::NetworkRequest::Chosen(chosen) = &instance.networks {
+                if let Some(n) = chosen.iter().find(|n| n.backend == a.network) {
+                    a.network = n.name.clone();
+                }
+            }
+            a
+        }));
+        let key = |a: &nova_core::model::Address| (a.network.clone(), a.addr.clone());
+        named.sort_by_key(key);
+        let mut before = instance.addresses.clone();
+        before.sort_by_key(key);
+        if named != before {
+            instances::set_addresses(&self.db, uuid, host, &named).await?;
             tracing::info!(%uuid, "addresses observed on the host");
         }
         Ok(())

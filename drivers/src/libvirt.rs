@@ -542,19 +542,9 @@ async fn watch_events(
     use tokio::io::AsyncBufReadExt;
     loop {
         let child = tokio::process::Command::new("virsh")
-            .args([
-                "-q",
-                "-c",
-                &uri,
-                "event",
-                "--loop",
-                "--event",
-                "lifecycle",
-                // Ended now and then and started again: a virsh left behind by an agent that
-                // was killed (no one to kill it) lives at most this long.
-                "--timeout",
-                "300",
-            ])
+            .args(["-q", "-c", &uri, "event", "--loop", "--event", "lifecycle"])
+            // A virsh left behind by an agent that was killed (no one kills it then) ends at
+            // its next event, when writing to the closed pipe (SIGPIPE).
             // The lines are parsed: untranslated.
             .env("LC_ALL", "C")
             .stdout(std::process::Stdio::piped())
@@ -1304,7 +1294,8 @@ impl Compute for LibvirtDriver {
                 let state = d.get_state().map(|s| s.0).unwrap_or(0);
                 // The addresses its NICs hold now, keyed by the libvirt network: a lease
                 // that came after the build reaches the server this way.
-                let addresses = if leases && d.is_active().unwrap_or(false) {
+                let running = matches!(state, sys::VIR_DOMAIN_RUNNING | sys::VIR_DOMAIN_BLOCKED);
+                let addresses = if leases && running {
                     leased_addresses(&d)
                 } else {
                     Vec::new()

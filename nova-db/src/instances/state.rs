@@ -282,21 +282,31 @@ pub async fn reset_state(db: &Db, uuid: InstanceUuid, vm_state: VmState) -> DbRe
     Ok(n == 1)
 }
 
-/// Records the power state the sync loop observed.
-/// Replaces a live server's addresses (seen on its host after the build).
-pub async fn set_addresses(db: &Db, uuid: InstanceUuid, addresses: &[Address]) -> DbResult<()> {
+/// Replaces the addresses of a live server on `host` with no task running (seen on its host
+/// after the build); the conditions are checked in the write itself.
+pub async fn set_addresses(
+    db: &Db,
+    uuid: InstanceUuid,
+    host: &str,
+    addresses: &[Address],
+) -> DbResult<()> {
     let text = serde_json::to_string(addresses).map_err(|e| corrupt(e.to_string()))?;
     on_pool!(db, p => {
-        sqlx::query("UPDATE instances SET addresses = $2, updated_at = $3 WHERE uuid = $1 AND NOT deleted")
-            .bind(uuid.0)
-            .bind(&text)
-            .bind(now_ms())
-            .execute(p)
-            .await?;
+        sqlx::query(
+            "UPDATE instances SET addresses = $2, updated_at = $3 WHERE uuid = $1 AND NOT deleted \
+             AND host = $4 AND task_state IS NULL AND vm_state IN ('active', 'stopped')",
+        )
+        .bind(uuid.0)
+        .bind(&text)
+        .bind(now_ms())
+        .bind(host)
+        .execute(p)
+        .await?;
     });
     Ok(())
 }
 
+/// Records the power state the sync loop observed.
 pub async fn set_power_state(db: &Db, uuid: InstanceUuid, power: PowerState) -> DbResult<()> {
     on_pool!(db, p => {
         sqlx::query("UPDATE instances SET power_state = $2, updated_at = $3 WHERE uuid = $1")

@@ -137,6 +137,14 @@ async fn a_vm_lives_its_whole_life_through_the_api() -> anyhow::Result<()> {
         mac.starts_with("fa:16:3e:") && leases.contains(mac),
         "{lease} / {leases}"
     );
+    let shown = server["server"]["addresses"].clone();
+    assert_eq!(
+        shown
+            .as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>()),
+        Some(vec!["lan".to_owned()]),
+        "{shown}"
+    );
 
     // The domain as Nova's libvirt driver writes it: the flavor, Nova's metadata, the
     // kernel booted directly, the overlay and the config drive in the instance's directory.
@@ -193,6 +201,8 @@ async fn a_vm_lives_its_whole_life_through_the_api() -> anyhow::Result<()> {
     assert_eq!(r.status, 202, "{}", r.body);
     c.wait_status(&id, "SHUTOFF", WAIT).await?;
     assert_eq!(domain_state(&id).await?, "shut off");
+    // A stopped guest holds no lease in the listing; its address stays the server's.
+    assert_eq!(c.server(&id).await?.body["server"]["addresses"], shown);
     let r = c.action(&id, &json!({"os-start": null})).await?;
     assert_eq!(r.status, 202, "{}", r.body);
     c.wait_status(&id, "ACTIVE", WAIT).await?;
