@@ -97,6 +97,9 @@ struct FakeInstance {
     image: Option<PathBuf>,
     /// The public key the spec carried (the server's key pair).
     key_data: Option<String>,
+    /// What a listing shows of its addresses, keyed by the host's networks (none until a
+    /// test says: as a driver that tells addresses at spawn only).
+    listed_addresses: Vec<nova_core::model::Address>,
     console: String,
     vcpus: i64,
     memory_mb: i64,
@@ -208,6 +211,18 @@ impl FakeDriver {
     pub fn set_power_state_externally(&self, uuid: InstanceUuid, power: PowerState) {
         if let Some(i) = lock(&self.instances).get_mut(&uuid) {
             i.power_state = power;
+        }
+    }
+
+    /// Makes the listing show these addresses for the instance (a DHCP lease the guest took
+    /// after the build), each keyed by the host's network name.
+    pub fn set_addresses_externally(
+        &self,
+        uuid: InstanceUuid,
+        addresses: Vec<nova_core::model::Address>,
+    ) {
+        if let Some(i) = lock(&self.instances).get_mut(&uuid) {
+            i.listed_addresses = addresses;
         }
     }
 
@@ -407,6 +422,7 @@ impl Compute for FakeDriver {
             power_state: PowerState::Running,
             image: image.map(Path::to_path_buf),
             key_data: spec.key_data.clone(),
+            listed_addresses: Vec::new(),
             console: format!(
                 // Like a guest's serial console: lines, the last one (a prompt) unterminated.
                 "fake: booting {} ({})\nfake: kernel started\nfake: init started\nfake: login: ",
@@ -475,7 +491,7 @@ impl Compute for FakeDriver {
                 uuid: *uuid,
                 node: i.node.clone(),
                 power_state: i.power_state,
-                addresses: Vec::new(),
+                addresses: i.listed_addresses.clone(),
             })
             .collect())
     }

@@ -375,6 +375,95 @@ async fn the_power_sync_notices_what_happens_behind_the_services_back(
 }
 
 on_both_shapes!(
+    addresses_a_host_sees_after_the_build_reach_the_server,
+    Options::default()
+);
+/// A lease taken after the build (the libvirt driver's case): the host's listing shows it,
+/// keyed by the host's network, and the server shows it under its network's name; a NIC's
+/// new address replaces its old one, the other NICs' addresses stay.
+async fn addresses_a_host_sees_after_the_build_reach_the_server(
+    stack: &dyn Stack,
+) -> anyhow::Result<()> {
+    use nova_core::model::Address;
+    let admin = Client::new(stack.api_url(), "admin:admin");
+    let net = admin
+        .create_network(json!({"name": "lan", "shared": true,
+                               "provider:physical_network": "host-lan"}))
+        .await?;
+    let c = client(stack);
+    let r = c
+        .post(
+            "/servers",
+            &json!({"server": {"name": "leases", "imageRef": e2e::client::IMAGE, "flavorRef": "1",
+                               "networks": [{"uuid": net}]}}),
+        )
+        .await?;
+    anyhow::ensure!(r.status == 202, "create: {} {}", r.status, r.body);
+    let id = r.body["server"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    // The build's own address (the fake driver gives one per chosen network).
+    let built = c.server(&id).await?.body["server"]["addresses"]["lan"][0].clone();
+    let built_mac = built["OS-EXT-IPS-MAC:mac_addr"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let lease = |addr: &str, mac: &str| Address {
+        network: "host-lan".into(),
+        addr: addr.into(),
+        version: 4,
+        mac: Some(mac.into()),
+    };
+    // A second NIC's lease: shown beside the first.
+    stack
+        .driver()
+        .set_addresses_externally(uuid(&id)?, vec![lease("192.0.2.7", "fa:16:3e:00:00:07")]);
+    let shown = |c: Client, id: String| async move {
+        let s = c.server(&id).await?.body;
+        let mut addrs: Vec<String> = s["server"]["addresses"]["lan"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| a["addr"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        addrs.sort();
+        Ok::<_, anyhow::Error>((addrs, s["server"]["addresses"].as_object().map(|o| o.len())))
+    };
+    let mut expected = vec![
+        built["addr"].as_str().unwrap_or_default().to_owned(),
+        "192.0.2.7".to_owned(),
+    ];
+    expected.sort();
+    e2e::wait_until(WAIT, "the later lease beside the build's address", || {
+        let (c, id, expected) = (c.clone(), id.clone(), expected.clone());
+        async move { Ok(shown(c, id).await? == (expected, Some(1))) }
+    })
+    .await?;
+    // The first NIC's new address replaces its old one.
+    stack.driver().set_addresses_externally(
+        uuid(&id)?,
+        vec![
+            lease("192.0.2.7", "fa:16:3e:00:00:07"),
+            lease("192.0.2.8", &built_mac),
+        ],
+    );
+    e2e::wait_until(WAIT, "the first NIC's new address", || {
+        let (c, id) = (c.clone(), id.clone());
+        async move {
+            Ok(shown(c, id).await?
+                == (
+                    vec!["192.0.2.7".to_owned(), "192.0.2.8".to_owned()],
+                    Some(1),
+                ))
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+on_both_shapes!(
     a_server_deleted_while_it_builds_leaves_nothing_behind,
     Options::default()
 );
