@@ -11,6 +11,7 @@
 //! - [`object_store`]: an S3-compatible object store (moto) for the image store's S3 backend.
 //! - [`wait_until`]: how tests wait — for a condition, with a deadline, never for a time.
 
+pub mod activations;
 pub mod cli;
 pub mod client;
 pub mod deployment;

@@ -14,14 +14,13 @@ use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 use compute_agent::settings::DriverKind;
 use drivers::docker::{DockerSettings, LABEL_HOST};
+use e2e::activations::Activations;
 use e2e::client::Client;
 use e2e::docker::{test_image, RemoveContainersOf};
 use e2e::stack::{Distributed, Options, Stack};
 use serde_json::json;
-use sqlx::Connection;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 fn boots() -> anyhow::Result<usize> {
     let mut n = 30;
@@ -39,40 +38,6 @@ const MEMORY_MB: i64 = 128;
 
 /// The pause before each boot (see the loop in `main`).
 const SETTLE: Duration = Duration::from_millis(100);
-
-/// When a server's build commits ACTIVE: the server's id and the moment the notification
-/// arrived.
-type Activations = UnboundedReceiver<(String, Instant)>;
-
-/// Watches the stack's database for servers becoming ACTIVE. A trigger (added to this run's own
-/// database, not to the schema) notifies when `launched_at` is first set; PostgreSQL delivers a
-/// notification only once its transaction has committed, so the moment it arrives is after
-/// ACTIVE is durable — the end of POST → ACTIVE, without a polling loop loading the two cores
-/// while the engine starts the container.
-async fn watch_activations(db_url: &str) -> anyhow::Result<Activations> {
-    let mut conn = sqlx::PgConnection::connect(db_url).await?;
-    sqlx::raw_sql(
-        "CREATE FUNCTION bench_notify_active() RETURNS trigger LANGUAGE plpgsql AS $$ \
-         BEGIN PERFORM pg_notify('bench_active', NEW.uuid::text); RETURN NEW; END $$; \
-         CREATE TRIGGER bench_active AFTER UPDATE ON instances FOR EACH ROW \
-         WHEN (OLD.launched_at IS NULL AND NEW.launched_at IS NOT NULL) \
-         EXECUTE FUNCTION bench_notify_active();",
-    )
-    .execute(&mut conn)
-    .await?;
-    let mut listener = sqlx::postgres::PgListener::connect(db_url).await?;
-    listener.listen("bench_active").await?;
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok(n) = listener.recv().await {
-            let at = Instant::now();
-            if tx.send((n.payload().to_owned(), at)).is_err() {
-                break;
-            }
-        }
-    });
-    Ok(rx)
-}
 
 /// One boot through the service; returns POST → ACTIVE in ms.
 async fn boot_through_stack(
@@ -96,17 +61,7 @@ async fn boot_through_stack(
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let active = async {
-        while let Some((server, at)) = activations.recv().await {
-            if server == id {
-                return Ok(at);
-            }
-        }
-        anyhow::bail!("the database stopped sending notifications")
-    };
-    let at = tokio::time::timeout(Duration::from_secs(60), active)
-        .await
-        .map_err(|_| anyhow::anyhow!("server {id} not ACTIVE in 60 s"))??;
+    let at = activations.of(&id, Duration::from_secs(60)).await?;
     let elapsed = at.duration_since(t0).as_secs_f64() * 1000.0;
     tracing::debug!(i, elapsed, "boot through the service");
     assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 204);
@@ -173,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
         ..Options::default()
     };
     let stack = Distributed::start(options).await?;
-    let mut activations = watch_activations(&stack.db_url).await?;
+    let mut activations = Activations::watch(&stack.db_url).await?;
     let docker = bollard::Docker::connect_with_local_defaults()?;
     let admin = Client::new(stack.api_url(), "admin:admin");
     let r = admin

@@ -14,14 +14,13 @@
 
 use compute_agent::settings::DriverKind;
 use drivers::libvirt::{domain_xml, GuestFiles, LibvirtSettings};
+use e2e::activations::Activations;
 use e2e::client::Client;
 use e2e::stack::{Distributed, Options, Stack};
 use e2e::vm::{guest, upload_guest, virsh, Instances, MARKER};
 use serde_json::json;
-use sqlx::Connection;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 fn boots() -> anyhow::Result<usize> {
     let mut n = 10;
@@ -37,34 +36,6 @@ fn boots() -> anyhow::Result<usize> {
 
 const MEMORY_MB: i64 = 128;
 const LIMIT: Duration = Duration::from_secs(120);
-
-type Activations = UnboundedReceiver<(String, Instant)>;
-
-/// Servers becoming ACTIVE, from a trigger on this run's own database (see bench-docker).
-async fn watch_activations(db_url: &str) -> anyhow::Result<Activations> {
-    let mut conn = sqlx::PgConnection::connect(db_url).await?;
-    sqlx::raw_sql(
-        "CREATE FUNCTION bench_notify_active() RETURNS trigger LANGUAGE plpgsql AS $$ \
-         BEGIN PERFORM pg_notify('bench_active', NEW.uuid::text); RETURN NEW; END $$; \
-         CREATE TRIGGER bench_active AFTER UPDATE ON instances FOR EACH ROW \
-         WHEN (OLD.launched_at IS NULL AND NEW.launched_at IS NOT NULL) \
-         EXECUTE FUNCTION bench_notify_active();",
-    )
-    .execute(&mut conn)
-    .await?;
-    let mut listener = sqlx::postgres::PgListener::connect(db_url).await?;
-    listener.listen("bench_active").await?;
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok(n) = listener.recv().await {
-            let at = Instant::now();
-            if tx.send((n.payload().to_owned(), at)).is_err() {
-                break;
-            }
-        }
-    });
-    Ok(rx)
-}
 
 /// Waits until the console log at `path` holds the marker; the moment it did.
 async fn marker_in(path: &Path) -> anyhow::Result<Instant> {
@@ -101,17 +72,7 @@ async fn boot_through_stack(
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let active = async {
-        while let Some((server, at)) = activations.recv().await {
-            if server == id {
-                return Ok(at);
-            }
-        }
-        anyhow::bail!("the database stopped sending notifications")
-    };
-    let active = tokio::time::timeout(LIMIT, active)
-        .await
-        .map_err(|_| anyhow::anyhow!("server {id} not ACTIVE in {LIMIT:?}"))??;
+    let active = activations.of(&id, LIMIT).await?;
     let marker = marker_in(&instances.join(&id).join("console.log")).await?;
     let ms = |at: Instant| at.duration_since(t0).as_secs_f64() * 1000.0;
     assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 204);
@@ -227,7 +188,7 @@ async fn main() -> anyhow::Result<()> {
         ..Options::default()
     };
     let stack = Distributed::start(options).await?;
-    let mut activations = watch_activations(&stack.db_url).await?;
+    let mut activations = Activations::watch(&stack.db_url).await?;
     let admin = Client::new(stack.api_url(), "admin:admin");
     let r = admin
         .post(
