@@ -219,11 +219,11 @@ async fn pools(
     }
     let mut pools = Vec::new();
     let mut missing = Vec::new();
-    let for_pool = |kind: DriverKind, node_type: &str| {
+    let for_pool = |kind: DriverKind| {
         let mut s = agent.clone();
         s.driver = kind;
-        s.host = format!("{}-{node_type}", agent.host);
-        s.state_dir = agent.state_dir.join(node_type);
+        s.host = format!("{}-{}", agent.host, kind.pool());
+        s.state_dir = agent.state_dir.join(kind.pool());
         s
     };
     // Each probe is bounded: a daemon that accepts and never answers must not hold the start.
@@ -231,18 +231,17 @@ async fn pools(
     let probes = [
         (
             DriverKind::Libvirt,
-            "vm",
             "libvirtd answers on qemu:///system (scripts/services.sh installs and starts \
              libvirt with QEMU)",
         ),
         (
             DriverKind::Docker,
-            "container",
             "the Docker Engine answers (scripts/services.sh installs and starts it)",
         ),
     ];
-    for (kind, node_type, needs) in probes {
-        let settings = for_pool(kind, node_type);
+    for (kind, needs) in probes {
+        let settings = for_pool(kind);
+        let pool = kind.pool();
         match tokio::time::timeout(PROBE, compute_agent::driver_from_settings(&settings)).await {
             Ok(Ok((driver, _))) => pools.push(Pool {
                 kind,
@@ -250,18 +249,18 @@ async fn pools(
                 driver,
             }),
             Ok(Err(e)) => missing.push(format!(
-                "{node_type} pool ({}) is off: {e}. It runs when {needs}.",
+                "{pool} pool ({}) is off: {e}. It runs when {needs}.",
                 kind.name()
             )),
             Err(_) => missing.push(format!(
-                "{node_type} pool ({}) is off: no answer within {PROBE:?}. It runs when {needs}.",
+                "{pool} pool ({}) is off: no answer within {PROBE:?}. It runs when {needs}.",
                 kind.name()
             )),
         }
     }
     let mut fake = None;
     if pools.is_empty() {
-        let settings = for_pool(DriverKind::Fake, "fake");
+        let settings = for_pool(DriverKind::Fake);
         let (driver, f) = compute_agent::driver_from_settings(&settings).await?;
         fake = f;
         missing

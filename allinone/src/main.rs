@@ -20,11 +20,7 @@ async fn main() -> anyhow::Result<()> {
     for pool in &aio.pools {
         println!(
             "Compute pool up: {} ({} driver) as compute host {}",
-            match pool.kind {
-                compute_agent::settings::DriverKind::Libvirt => "vm",
-                compute_agent::settings::DriverKind::Docker => "container",
-                _ => "fake",
-            },
+            pool.kind.pool(),
             pool.kind.name(),
             pool.settings.host
         );

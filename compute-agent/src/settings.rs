@@ -57,6 +57,15 @@ impl DriverKind {
             DriverKind::Auto => "auto",
         }
     }
+
+    /// The pool a driver's agent serves, as the all-in-one names it (and its host `<host>-<pool>`).
+    pub fn pool(self) -> &'static str {
+        match self {
+            DriverKind::Libvirt => "vm",
+            DriverKind::Docker => "container",
+            DriverKind::Fake | DriverKind::Auto => "fake",
+        }
+    }
 }
 
 impl Default for AgentSettings {

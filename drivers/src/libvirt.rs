@@ -207,10 +207,6 @@ impl LibvirtDriver {
         &self.virt_type
     }
 
-    pub fn settings(&self) -> &LibvirtSettings {
-        &self.settings
-    }
-
     fn node_uuid(&self) -> NodeUuid {
         NodeUuid(uuid::Uuid::new_v5(
             &uuid::Uuid::NAMESPACE_OID,
@@ -354,7 +350,6 @@ impl LibvirtDriver {
         overlay?;
         let (kernel, ramdisk, config_drive) = (kernel?, ramdisk?, config_drive?);
         let files = GuestFiles {
-            dir: dir.clone(),
             disk,
             kernel,
             ramdisk,
@@ -868,7 +863,6 @@ async fn write_config_drive(spec: &InstanceSpec, dir: &Path) -> Result<PathBuf, 
 
 /// The files a guest's domain names.
 pub struct GuestFiles {
-    pub dir: PathBuf,
     pub disk: PathBuf,
     pub kernel: Option<PathBuf>,
     pub ramdisk: Option<PathBuf>,
@@ -1437,7 +1431,6 @@ mod tests {
 
     fn files(kernel: bool) -> GuestFiles {
         GuestFiles {
-            dir: "/i".into(),
             disk: "/i/disk".into(),
             kernel: kernel.then(|| "/i/kernel".into()),
             ramdisk: kernel.then(|| "/i/ramdisk".into()),

@@ -98,7 +98,6 @@ async fn boot_raw(spec: &nova_core::rpc::InstanceSpec, dir: &Path) -> anyhow::Re
     tokio::fs::copy(&g.kernel, dir.join("kernel")).await?;
     tokio::fs::copy(&g.ramdisk, dir.join("ramdisk")).await?;
     let files = GuestFiles {
-        dir: dir.to_owned(),
         disk,
         kernel: Some(dir.join("kernel")),
         ramdisk: Some(dir.join("ramdisk")),
