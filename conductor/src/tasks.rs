@@ -394,16 +394,10 @@ async fn direct_boot(
     let Some(image) = image else {
         return Ok(DirectBoot::default());
     };
-    let (kernel, ramdisk) = nova_core::model::kernel_and_ramdisk(&image.properties);
-    let properties: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(&image.properties).unwrap_or_default();
+    let boot = nova_core::model::DirectBoot::of_properties(&image.properties);
+    let (kernel, ramdisk) = (boot.kernel_id, boot.ramdisk_id);
     let mut direct = DirectBoot {
-        os_command_line: properties
-            .get("os_command_line")
-            .and_then(|v| v.as_str())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::to_owned),
+        os_command_line: boot.os_command_line,
         ..Default::default()
     };
     // As the project sees them now: the image's properties may have been changed since the

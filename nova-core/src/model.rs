@@ -416,24 +416,41 @@ pub struct NodeInventory {
     pub disk_allocation_ratio: f64,
 }
 
-/// The kernel and ramdisk an image's properties (a JSON object, as the image service keeps
-/// them) name for a direct boot, as Nova's `_handle_kernel_and_ramdisk` reads them:
-/// `kernel_id` and `ramdisk_id`, each checked on its own; `kernel_id` `nokernel` names neither.
-/// (A VM boots the ramdisk only with a kernel.)
-pub fn kernel_and_ramdisk(properties: &str) -> (Option<String>, Option<String>) {
-    let properties: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(properties).unwrap_or_default();
-    let text = |key: &str| {
-        properties
-            .get(key)
-            .and_then(|v| v.as_str())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::to_owned)
-    };
-    match text("kernel_id") {
-        Some(k) if k == "nokernel" => (None, None),
-        kernel => (kernel, text("ramdisk_id")),
+/// What an image's properties (a JSON object, as the image service keeps them) say of a
+/// direct boot, as Nova reads them (`_handle_kernel_and_ramdisk`, the libvirt driver's
+/// `os_command_line`): `kernel_id` and `ramdisk_id`, each checked on its own at create;
+/// `kernel_id` `nokernel` names neither. (A VM boots the ramdisk only with a kernel.)
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DirectBoot {
+    pub kernel_id: Option<String>,
+    pub ramdisk_id: Option<String>,
+    pub os_command_line: Option<String>,
+}
+
+impl DirectBoot {
+    pub fn of_properties(properties: &str) -> Self {
+        let properties: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(properties).unwrap_or_default();
+        let text = |key: &str| {
+            properties
+                .get(key)
+                .and_then(|v| v.as_str())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let os_command_line = text("os_command_line");
+        match text("kernel_id") {
+            Some(k) if k == "nokernel" => Self {
+                os_command_line,
+                ..Self::default()
+            },
+            kernel_id => Self {
+                kernel_id,
+                ramdisk_id: text("ramdisk_id"),
+                os_command_line,
+            },
+        }
     }
 }
 
@@ -568,6 +585,25 @@ pub const CONDUCTOR_BINARY: &str = "nova-conductor";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn direct_boot_reads_the_properties_as_nova_does() {
+        let boot = DirectBoot::of_properties(
+            r#"{"kernel_id": "k", "ramdisk_id": " r ", "os_command_line": "console=ttyS0"}"#,
+        );
+        assert_eq!(boot.kernel_id.as_deref(), Some("k"));
+        assert_eq!(boot.ramdisk_id.as_deref(), Some("r"));
+        assert_eq!(boot.os_command_line.as_deref(), Some("console=ttyS0"));
+        let none = DirectBoot::of_properties(r#"{"kernel_id": "nokernel", "ramdisk_id": "r"}"#);
+        assert_eq!((none.kernel_id, none.ramdisk_id), (None, None));
+        // A ramdisk alone is still checked at create (Nova checks each on its own).
+        let ramdisk = DirectBoot::of_properties(r#"{"ramdisk_id": "r", "kernel_id": ""}"#);
+        assert_eq!(
+            (ramdisk.kernel_id, ramdisk.ramdisk_id.as_deref()),
+            (None, Some("r"))
+        );
+        assert_eq!(DirectBoot::of_properties("not json"), DirectBoot::default());
+    }
 
     #[test]
     fn status_follows_novas_map() {

@@ -959,8 +959,8 @@ async fn check_kernel_and_ramdisk(
     ctx: &RequestContext,
     image: &nova_db::images::Image,
 ) -> ApiResult<()> {
-    let (kernel, ramdisk) = nova_core::model::kernel_and_ramdisk(&image.properties);
-    for id in [kernel, ramdisk].into_iter().flatten() {
+    let boot = nova_core::model::DirectBoot::of_properties(&image.properties);
+    for id in [boot.kernel_id, boot.ramdisk_id].into_iter().flatten() {
         if nova_db::images::get_visible(&state.db, &id, viewer(ctx))
             .await?
             .is_none()
