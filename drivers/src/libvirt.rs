@@ -793,7 +793,7 @@ async fn create_overlay(
 }
 
 /// Writes the config drive as Nova does: an ISO 9660 image labelled `config-2` with
-/// `openstack/latest/meta_data.json`, `user_data` and `network_data.json`.
+/// `openstack/latest/meta_data.json` and `user_data`.
 async fn write_config_drive(spec: &InstanceSpec, dir: &Path) -> Result<PathBuf, DriverError> {
     let tree = dir.join("config-drive");
     let latest = tree.join("openstack").join("latest");
