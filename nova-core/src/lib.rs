@@ -4,9 +4,11 @@
 //! is `nova-db` and HTTP lives in the API crates: the compute agent, which uses this crate,
 //! can reach neither.
 
+pub mod baremetal;
 pub mod bus;
 pub mod ids;
 pub mod model;
 pub mod rpc;
+pub mod secret;
 pub mod settings;
 pub mod time;

@@ -5,6 +5,7 @@
 
 pub mod actions;
 pub mod aggregates;
+pub mod baremetal;
 pub mod flavors;
 pub mod idempotency;
 pub mod identity;

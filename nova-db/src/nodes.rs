@@ -406,3 +406,44 @@ pub async fn delete_service(db: &Db, key: ServiceKey<'_>) -> DbResult<ServiceDel
     tx.commit().await?;
     Ok(outcome)
 }
+
+/// Records the enrolment drivers a service runs machines of (a bare-metal agent's `redfish`).
+pub async fn set_node_drivers(
+    db: &Db,
+    host: &str,
+    binary: &str,
+    drivers: &[String],
+) -> DbResult<()> {
+    let list = (!drivers.is_empty()).then(|| serde_json::to_string(drivers).unwrap_or_default());
+    on_pool!(db, p => {
+        sqlx::query("UPDATE services SET node_drivers = $3 WHERE host = $1 AND binary_name = $2")
+            .bind(host)
+            .bind(binary)
+            .bind(list)
+            .execute(p)
+            .await?;
+    });
+    Ok(())
+}
+
+/// The hosts whose enabled, live (heard from since `alive_since`) services run machines of
+/// `driver`, each with the number of nodes it runs, fewest first.
+pub async fn node_driver_hosts(
+    db: &Db,
+    driver: &str,
+    alive_since: Millis,
+) -> DbResult<Vec<(String, i64)>> {
+    let pattern = format!("%\"{}\"%", driver.replace(['"', '%', '_', '\\'], ""));
+    Ok(on_pool!(db, p => {
+        sqlx::query_as(
+            "SELECT s.host, (SELECT COUNT(*) FROM baremetal_nodes b WHERE b.conductor = s.host) \
+             AS n FROM services s WHERE s.node_drivers LIKE $1 AND s.disabled = $2 \
+             AND s.forced_down = $2 AND s.last_seen_at >= $3 ORDER BY n, s.host",
+        )
+        .bind(&pattern)
+        .bind(false)
+        .bind(alive_since)
+        .fetch_all(p)
+        .await?
+    }))
+}

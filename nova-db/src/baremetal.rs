@@ -1,0 +1,400 @@
+//! Bare-metal machines enrolled through the bare-metal API (an Ironic v1 subset), and the one
+//! operation that may run on each (Ironic's node reservation).
+//!
+//! States are Ironic's strings (`enroll`, `verifying`, `manageable`, `cleaning`, `available`,
+//! …). Every state change is one conditional statement: an operation starts only where none
+//! runs and the node is in a state it may start from; it ends only by the result that names
+//! it. So two requests racing on one node cannot both start, and a late result of a timed-out
+//! operation changes nothing.
+
+use crate::listing::{self, Column, Kind, Listing};
+use crate::{on_pool, Db, DbResult};
+
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct Node {
+    pub uuid: String,
+    pub name: Option<String>,
+    pub driver: String,
+    /// JSON object, without the BMC password.
+    pub driver_info: String,
+    /// The BMC password, sealed (`nova_core::secret::Sealed`).
+    pub bmc_password: Option<String>,
+    /// JSON object.
+    pub properties: String,
+    /// JSON object.
+    pub extra: String,
+    pub resource_class: Option<String>,
+    pub description: Option<String>,
+    pub provision_state: String,
+    pub target_provision_state: Option<String>,
+    pub power_state: Option<String>,
+    pub target_power_state: Option<String>,
+    pub maintenance: bool,
+    pub maintenance_reason: Option<String>,
+    pub fault: Option<String>,
+    pub last_error: Option<String>,
+    pub instance_uuid: Option<String>,
+    /// The bare-metal agent (a compute host) that runs the node's operations.
+    pub conductor: Option<String>,
+    pub operation: Option<String>,
+    pub operation_kind: Option<String>,
+    pub operation_deadline: Option<i64>,
+    /// JSON of the step running now (Ironic's `clean_step`), or NULL.
+    pub clean_step: Option<String>,
+    pub created_at: i64,
+    pub updated_at: Option<i64>,
+    pub provision_updated_at: Option<i64>,
+}
+
+pub const COLUMNS: &str = "uuid, name, driver, driver_info, bmc_password, properties, extra, \
+    resource_class, description, provision_state, target_provision_state, power_state, \
+    target_power_state, maintenance, maintenance_reason, fault, last_error, instance_uuid, \
+    conductor, operation, operation_kind, operation_deadline, clean_step, created_at, \
+    updated_at, provision_updated_at";
+
+/// Nodes as the list engine sees them.
+pub const TABLE: listing::Table = listing::Table {
+    name: "baremetal_nodes",
+    columns: COLUMNS,
+    id: Column {
+        expr: "uuid",
+        kind: Kind::Text,
+    },
+    tags: None,
+};
+
+/// Ironic's default order: enrolment.
+pub const CREATED_AT: Column = Column {
+    expr: "created_at",
+    kind: Kind::Int,
+};
+
+/// Stores a new node; `false` when its name is taken.
+pub async fn insert(db: &Db, n: &Node) -> DbResult<bool> {
+    let sql = format!(
+        "INSERT INTO baremetal_nodes ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+         $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)"
+    );
+    let done = on_pool!(db, p => {
+        sqlx::query(&sql)
+            .bind(&n.uuid)
+            .bind(&n.name)
+            .bind(&n.driver)
+            .bind(&n.driver_info)
+            .bind(&n.bmc_password)
+            .bind(&n.properties)
+            .bind(&n.extra)
+            .bind(&n.resource_class)
+            .bind(&n.description)
+            .bind(&n.provision_state)
+            .bind(&n.target_provision_state)
+            .bind(&n.power_state)
+            .bind(&n.target_power_state)
+            .bind(n.maintenance)
+            .bind(&n.maintenance_reason)
+            .bind(&n.fault)
+            .bind(&n.last_error)
+            .bind(&n.instance_uuid)
+            .bind(&n.conductor)
+            .bind(&n.operation)
+            .bind(&n.operation_kind)
+            .bind(n.operation_deadline)
+            .bind(&n.clean_step)
+            .bind(n.created_at)
+            .bind(n.updated_at)
+            .bind(n.provision_updated_at)
+            .execute(p)
+            .await
+            .map(|_| ())
+    });
+    match done {
+        Ok(()) => Ok(true),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn get(db: &Db, uuid: &str) -> DbResult<Option<Node>> {
+    let sql = format!("SELECT {COLUMNS} FROM baremetal_nodes WHERE uuid = $1");
+    Ok(on_pool!(db, p => {
+        sqlx::query_as(&sql).bind(uuid).fetch_optional(p).await?
+    }))
+}
+
+/// A node by its uuid or, failing that, its name (Ironic's node identifier).
+pub async fn find(db: &Db, ident: &str) -> DbResult<Option<Node>> {
+    let sql = format!("SELECT {COLUMNS} FROM baremetal_nodes WHERE uuid = $1 OR name = $1");
+    let rows: Vec<Node> = on_pool!(db, p => {
+        sqlx::query_as(&sql).bind(ident).fetch_all(p).await?
+    });
+    Ok(rows
+        .iter()
+        .find(|n| n.uuid == ident)
+        .or_else(|| rows.first())
+        .cloned())
+}
+
+/// A page of a node listing.
+pub async fn page(db: &Db, listing: &Listing<'_>) -> DbResult<Vec<Node>> {
+    listing::page(db, listing).await
+}
+
+/// What an update did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Updated {
+    Yes,
+    /// An operation runs on the node (Ironic's NodeLocked).
+    Locked,
+    NameTaken,
+    Missing,
+}
+
+/// Writes the fields a PATCH may change, unless an operation runs on the node.
+pub async fn update_fields(db: &Db, n: &Node) -> DbResult<Updated> {
+    let done = on_pool!(db, p => {
+        sqlx::query(
+            "UPDATE baremetal_nodes SET name = $2, driver_info = $3, bmc_password = $4, \
+             properties = $5, extra = $6, resource_class = $7, description = $8, \
+             updated_at = $9 WHERE uuid = $1 AND operation IS NULL",
+        )
+        .bind(&n.uuid)
+        .bind(&n.name)
+        .bind(&n.driver_info)
+        .bind(&n.bmc_password)
+        .bind(&n.properties)
+        .bind(&n.extra)
+        .bind(&n.resource_class)
+        .bind(&n.description)
+        .bind(n.updated_at)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected())
+    });
+    match done {
+        Ok(rows) if rows > 0 => Ok(Updated::Yes),
+        Ok(_) => Ok(match get(db, &n.uuid).await? {
+            Some(_) => Updated::Locked,
+            None => Updated::Missing,
+        }),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(Updated::NameTaken),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Sets or clears maintenance (and its reason), whatever runs on the node: Ironic allows it
+/// on a locked node, since it is how an admin stops a node from being used.
+pub async fn set_maintenance(
+    db: &Db,
+    uuid: &str,
+    on: bool,
+    reason: Option<&str>,
+    now: i64,
+) -> DbResult<bool> {
+    let done = on_pool!(db, p => {
+        sqlx::query(
+            "UPDATE baremetal_nodes SET maintenance = $2, maintenance_reason = $3, \
+             fault = CASE WHEN $2 THEN fault ELSE NULL END, updated_at = $4 WHERE uuid = $1",
+        )
+        .bind(uuid)
+        .bind(on)
+        .bind(reason)
+        .bind(now)
+        .execute(p)
+        .await?
+        .rows_affected()
+    });
+    Ok(done > 0)
+}
+
+/// An operation to start on a node: what it is, the states it may start from, and what the
+/// node shows while it runs.
+#[derive(Clone, Debug)]
+pub struct Start<'a> {
+    pub operation: &'a str,
+    pub kind: &'a str,
+    /// The provision states it may start from.
+    pub from: &'a [&'a str],
+    /// The provision state while it runs, and the one it aims at (`None`: unchanged).
+    pub provision_state: Option<&'a str>,
+    pub target_provision_state: Option<&'a str>,
+    /// The power it aims at (`None`: unchanged).
+    pub target_power_state: Option<&'a str>,
+    pub deadline: i64,
+    pub now: i64,
+}
+
+/// What a start did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Started {
+    Yes,
+    /// Another operation runs on the node.
+    Locked,
+    /// The node is not in a state the operation starts from.
+    WrongState,
+    Missing,
+}
+
+/// Starts an operation on the node: one statement, so that of two racing requests one starts
+/// and the other is told the node is locked.
+pub async fn start_operation(db: &Db, uuid: &str, s: &Start<'_>) -> DbResult<Started> {
+    // The states are Ironic's fixed words, never the caller's text: listing them in the
+    // statement keeps it one round trip on both backends.
+    let from = s
+        .from
+        .iter()
+        .map(|st| format!("'{}'", st.replace('\'', "")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "UPDATE baremetal_nodes SET operation = $2, operation_kind = $3, \
+         operation_deadline = $4, \
+         provision_state = COALESCE($5, provision_state), \
+         target_provision_state = CASE WHEN $5 IS NULL THEN target_provision_state ELSE $6 END, \
+         target_power_state = $7, last_error = NULL, updated_at = $8, \
+         provision_updated_at = CASE WHEN $5 IS NULL THEN provision_updated_at ELSE $8 END \
+         WHERE uuid = $1 AND operation IS NULL AND provision_state IN ({from})"
+    );
+    let done = on_pool!(db, p => {
+        sqlx::query(&sql)
+            .bind(uuid)
+            .bind(s.operation)
+            .bind(s.kind)
+            .bind(s.deadline)
+            .bind(s.provision_state)
+            .bind(s.target_provision_state)
+            .bind(s.target_power_state)
+            .bind(s.now)
+            .execute(p)
+            .await?
+            .rows_affected()
+    });
+    if done > 0 {
+        return Ok(Started::Yes);
+    }
+    Ok(match get(db, uuid).await? {
+        None => Started::Missing,
+        Some(n) if n.operation.is_some() => Started::Locked,
+        Some(_) => Started::WrongState,
+    })
+}
+
+/// How an operation ended, as the node shows it afterwards.
+#[derive(Clone, Debug, Default)]
+pub struct End {
+    pub provision_state: Option<String>,
+    pub power_state: Option<String>,
+    /// Ironic's `last_error` (`None` clears it).
+    pub last_error: Option<String>,
+    /// Facts the BMC told (`manage`), merged into the node's properties where it has none.
+    pub properties: Option<String>,
+}
+
+/// Ends the operation `operation` on the node with `end`; `false` when it is not the one
+/// running (it ended already, or timed out).
+pub async fn end_operation(
+    db: &Db,
+    uuid: &str,
+    operation: &str,
+    end: &End,
+    now: i64,
+) -> DbResult<bool> {
+    let done = on_pool!(db, p => {
+        sqlx::query(
+            "UPDATE baremetal_nodes SET operation = NULL, operation_kind = NULL, \
+             operation_deadline = NULL, clean_step = NULL, \
+             provision_state = COALESCE($3, provision_state), \
+             target_provision_state = CASE WHEN $3 IS NULL THEN target_provision_state \
+                 WHEN $3 LIKE '% failed' THEN target_provision_state ELSE NULL END, \
+             power_state = COALESCE($4, power_state), target_power_state = NULL, \
+             last_error = $5, properties = COALESCE($6, properties), updated_at = $7, \
+             provision_updated_at = CASE WHEN $3 IS NULL THEN provision_updated_at ELSE $7 END \
+             WHERE uuid = $1 AND operation = $2",
+        )
+        .bind(uuid)
+        .bind(operation)
+        .bind(&end.provision_state)
+        .bind(&end.power_state)
+        .bind(&end.last_error)
+        .bind(&end.properties)
+        .bind(now)
+        .execute(p)
+        .await?
+        .rows_affected()
+    });
+    Ok(done > 0)
+}
+
+/// Records the step an operation has reached (progress), while it runs.
+pub async fn set_step(db: &Db, uuid: &str, operation: &str, step: &str, now: i64) -> DbResult<()> {
+    on_pool!(db, p => {
+        sqlx::query(
+            "UPDATE baremetal_nodes SET clean_step = $3, updated_at = $4 \
+             WHERE uuid = $1 AND operation = $2",
+        )
+        .bind(uuid)
+        .bind(operation)
+        .bind(step)
+        .bind(now)
+        .execute(p)
+        .await?;
+    });
+    Ok(())
+}
+
+/// Nodes whose operation has passed its deadline.
+pub async fn overdue(db: &Db, now: i64, limit: i64) -> DbResult<Vec<Node>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM baremetal_nodes WHERE operation IS NOT NULL \
+         AND operation_deadline < $1 ORDER BY operation_deadline LIMIT $2"
+    );
+    Ok(on_pool!(db, p => {
+        sqlx::query_as(&sql).bind(now).bind(limit).fetch_all(p).await?
+    }))
+}
+
+/// What a delete did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deleted {
+    Yes,
+    Locked,
+    /// The node's provision state does not allow it (an `active` node).
+    WrongState,
+    Missing,
+}
+
+/// Deletes the node if it is in one of `from` (or in maintenance, in any state, as Ironic
+/// allows), with no instance and nothing running on it.
+pub async fn delete(db: &Db, uuid: &str, from: &[&str]) -> DbResult<Deleted> {
+    let from_sql = from
+        .iter()
+        .map(|st| format!("'{}'", st.replace('\'', "")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "DELETE FROM baremetal_nodes WHERE uuid = $1 AND operation IS NULL \
+         AND instance_uuid IS NULL AND (maintenance = $2 OR provision_state IN ({from_sql}))"
+    );
+    let done = on_pool!(db, p => {
+        sqlx::query(&sql).bind(uuid).bind(true).execute(p).await?.rows_affected()
+    });
+    if done > 0 {
+        return Ok(Deleted::Yes);
+    }
+    Ok(match get(db, uuid).await? {
+        None => Deleted::Missing,
+        Some(n) if n.operation.is_some() => Deleted::Locked,
+        Some(_) => Deleted::WrongState,
+    })
+}
+
+/// How many nodes each bare-metal agent runs, for placing a new node on the least loaded.
+pub async fn count_by_conductor(db: &Db) -> DbResult<Vec<(String, i64)>> {
+    Ok(on_pool!(db, p => {
+        sqlx::query_as(
+            "SELECT conductor, COUNT(*) FROM baremetal_nodes WHERE conductor IS NOT NULL \
+             GROUP BY conductor",
+        )
+        .fetch_all(p)
+        .await?
+    }))
+}
