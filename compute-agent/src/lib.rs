@@ -6,6 +6,7 @@
 pub mod credential;
 pub mod finished_tasks;
 pub mod image_cache;
+pub mod node_operations;
 pub mod settings;
 
 use drivers::docker::DockerDriver;
@@ -43,14 +44,40 @@ pub async fn driver_from_settings(
             let libvirt = LibvirtDriver::connect(&settings.host, settings.libvirt.clone()).await?;
             (Arc::new(libvirt), None)
         }
+        DriverKind::Baremetal => (Arc::new(drivers::baremetal::BaremetalPool), None),
         DriverKind::Auto => {
             return Err(DriverError::Invalid(
                 "agent.driver = \"auto\" is for the all-in-one, which runs one agent per pool; \
-                 a compute agent runs one driver: fake, docker or libvirt"
+                 a compute agent runs one driver: fake, docker, libvirt or baremetal"
                     .into(),
             ))
         }
     })
+}
+
+/// What a bare-metal agent runs its machines' operations with (`None` for other drivers).
+pub fn node_manager_from_settings(
+    settings: &AgentSettings,
+) -> Result<Option<node_operations::NodeManager>, DriverError> {
+    if settings.driver != DriverKind::Baremetal {
+        return Ok(None);
+    }
+    let Some(path) = &settings.baremetal.key_file else {
+        return Err(DriverError::Invalid(
+            "agent.baremetal.key_file is required for driver = \"baremetal\": the bare-metal \
+             API's key, which opens the BMC passwords"
+                .into(),
+        ));
+    };
+    let key = nova_core::secret::SealingKey::load_or_create(path)
+        .map_err(|e| DriverError::Invalid(format!("agent.baremetal.key_file: {e}")))?;
+    Ok(Some(node_operations::NodeManager {
+        driver: Arc::new(drivers::redfish::RedfishDriver::new(
+            settings.baremetal.redfish.clone(),
+        )),
+        key,
+        drivers: vec!["redfish".to_owned()],
+    }))
 }
 
 pub struct Agent {
@@ -76,6 +103,8 @@ pub struct Agent {
     /// How many power-state sync rounds have completed: a restarted agent has re-adopted what
     /// its driver runs once its first round is done, which tests wait for.
     sync_rounds: tokio::sync::watch::Sender<u64>,
+    /// A bare-metal agent's operations on its free machines.
+    nodes: Option<node_operations::NodeManager>,
 }
 
 impl Agent {
@@ -85,6 +114,18 @@ impl Agent {
         queues: Queues,
         driver: Arc<dyn Compute>,
         images: Arc<ImageCache>,
+    ) -> std::io::Result<Arc<Self>> {
+        Self::with_nodes(settings, bus, queues, driver, images, None)
+    }
+
+    /// An agent that also runs operations on enrolled machines (a bare-metal pool).
+    pub fn with_nodes(
+        settings: AgentSettings,
+        bus: Arc<dyn Bus>,
+        queues: Queues,
+        driver: Arc<dyn Compute>,
+        images: Arc<ImageCache>,
+        nodes: Option<node_operations::NodeManager>,
     ) -> std::io::Result<Arc<Self>> {
         let finished = Arc::new(FinishedTasks::open(
             &settings.state_dir.join("finished-tasks"),
@@ -102,6 +143,7 @@ impl Agent {
             // Opened by `run`, which knows the prefetch.
             driver_slots: tokio::sync::Semaphore::new(0),
             sync_rounds: tokio::sync::watch::Sender::new(0),
+            nodes,
         }))
     }
 
@@ -172,6 +214,11 @@ impl Agent {
             binary: COMPUTE_BINARY.to_owned(),
             nodes,
             host_ip: Some(self.settings.my_ip()),
+            node_drivers: self
+                .nodes
+                .as_ref()
+                .map(|n| n.drivers.clone())
+                .unwrap_or_default(),
         };
         self.report(event, None).await?;
         Ok(())
@@ -403,6 +450,14 @@ impl Agent {
             self.answer_instance_call(delivery, command).await;
             return;
         }
+        if let ComputeCommand::NodeOperation(node_command) = command {
+            // Acked at once: an operation runs for minutes, and the node row's deadline, not
+            // a redelivery, ends one whose agent died.
+            delivery.ack().await;
+            self.run_node_operation(*node_command, envelope.request_id)
+                .await;
+            return;
+        }
         let task = command.task_id();
         if let Some(task) = task {
             // Marked running before the record is read: the first copy records its end
@@ -478,6 +533,62 @@ impl Agent {
             Err(e) => tracing::error!(error = %e, "call reply not encodable"),
         }
         delivery.ack().await;
+    }
+
+    async fn run_node_operation(
+        &self,
+        command: nova_core::rpc::NodeCommand,
+        request_id: Option<String>,
+    ) {
+        let span = tracing::info_span!(
+            "node_operation",
+            request_id = request_id.as_deref().unwrap_or("-"),
+            node = %command.node,
+            kind = command.kind.name(),
+        );
+        let host = self.settings.host.clone();
+        let outcome = match &self.nodes {
+            None => nova_core::rpc::NodeOutcome::Failed {
+                message: format!("The compute host {host} runs no bare-metal machines."),
+            },
+            Some(manager) => {
+                // Steps are reported as they start; a lost one only makes the progress less
+                // precise.
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+                let step = move |name: &str| {
+                    let _ = tx.send(name.to_owned());
+                };
+                let reporter = async {
+                    while let Some(name) = rx.recv().await {
+                        let event = AgentEvent::NodeStep(node_operations::step_report(
+                            &host, &command, &name,
+                        ));
+                        if let Err(e) = self.report(event, request_id.clone()).await {
+                            tracing::warn!(error = %e, "node step not reported");
+                        }
+                    }
+                };
+                let run = async {
+                    let outcome = manager.run(&command, &step).await;
+                    drop(step);
+                    outcome
+                };
+                let (outcome, ()) = tokio::join!(run, reporter);
+                outcome
+            }
+        };
+        if let nova_core::rpc::NodeOutcome::Failed { message } = &outcome {
+            tracing::warn!(parent: &span, %message, "node operation failed");
+        }
+        let event = AgentEvent::NodeOperationEnded(node_operations::end_report(
+            &self.settings.host,
+            &command,
+            outcome,
+        ));
+        // Not reported: the row's deadline ends the operation (as failed) instead.
+        if let Err(e) = self.report(event, request_id).instrument(span).await {
+            tracing::warn!(error = %e, "node operation's end not reported");
+        }
     }
 
     async fn handle_command(self: Arc<Self>, command: ComputeCommand, request_id: Option<String>) {
@@ -640,7 +751,8 @@ impl Agent {
             // Calls are answered in `handle` and never run as tasks.
             ComputeCommand::ConsoleOutput { .. }
             | ComputeCommand::HostUptime
-            | ComputeCommand::Diagnostics { .. } => (
+            | ComputeCommand::Diagnostics { .. }
+            | ComputeCommand::NodeOperation(_) => (
                 None,
                 Err(DriverError::Invalid("a call is not a task".into())),
             ),

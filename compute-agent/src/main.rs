@@ -28,7 +28,8 @@ async fn main() -> anyhow::Result<()> {
     let queues = Queues::new(&settings.bus.queue_prefix);
     let images = Arc::new(ImageCache::open(&settings.agent.images, None)?);
     let state_dir = settings.agent.state_dir.clone();
-    Agent::new(settings.agent, bus, queues, driver, images)
+    let nodes = compute_agent::node_manager_from_settings(&settings.agent)?;
+    Agent::with_nodes(settings.agent, bus, queues, driver, images, nodes)
         .map_err(|e| anyhow::anyhow!("agent state directory {}: {e}", state_dir.display()))?
         .run(settings.bus.prefetch)
         .await

@@ -29,6 +29,8 @@ pub struct AgentSettings {
     pub fake: FakeSettings,
     pub docker: DockerSettings,
     pub libvirt: LibvirtSettings,
+    /// `[agent.baremetal]`: the bare-metal pool (`driver = "baremetal"`, and in the all-in-one).
+    pub baremetal: BaremetalSettings,
     /// The image cache and how to reach the image service (`[agent.images]`).
     pub images: crate::image_cache::ImageSettings,
 }
@@ -43,6 +45,8 @@ pub enum DriverKind {
     Docker,
     /// Virtual machines on libvirt/QEMU.
     Libvirt,
+    /// Enrolled bare-metal machines, through their BMCs (Redfish).
+    Baremetal,
     /// The all-in-one only: one agent per pool that works on the machine (libvirt when
     /// libvirtd answers, Docker when the engine answers, `fake` when neither does).
     Auto,
@@ -54,6 +58,7 @@ impl DriverKind {
             DriverKind::Fake => "fake",
             DriverKind::Docker => "docker",
             DriverKind::Libvirt => "libvirt",
+            DriverKind::Baremetal => "baremetal",
             DriverKind::Auto => "auto",
         }
     }
@@ -63,6 +68,7 @@ impl DriverKind {
         match self {
             DriverKind::Libvirt => "vm",
             DriverKind::Docker => "container",
+            DriverKind::Baremetal => "baremetal",
             DriverKind::Fake | DriverKind::Auto => "fake",
         }
     }
@@ -83,6 +89,7 @@ impl Default for AgentSettings {
             fake: FakeSettings::default(),
             docker: DockerSettings::default(),
             libvirt: LibvirtSettings::default(),
+            baremetal: BaremetalSettings::default(),
             images: Default::default(),
         }
     }
@@ -116,4 +123,19 @@ impl AgentSettings {
     pub fn operation_timeout(&self) -> Duration {
         Duration::from_secs(self.operation_timeout_s.max(1))
     }
+}
+
+/// `[agent.baremetal]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct BaremetalSettings {
+    /// The key that opens the BMC passwords the bare-metal API sealed: the API's
+    /// `api.baremetal.key_file` (by default `baremetal.key` in its key repository). Required
+    /// for `driver = "baremetal"`; the all-in-one fills it in.
+    pub key_file: Option<std::path::PathBuf>,
+    /// The all-in-one runs a bare-metal pool (`<host>-baremetal`) beside the driver it names;
+    /// `auto` always does.
+    pub pool: bool,
+    /// Requests to BMCs.
+    pub redfish: drivers::redfish::RedfishSettings,
 }

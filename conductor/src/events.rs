@@ -19,8 +19,10 @@ impl Conductor {
                 binary,
                 nodes: inventory,
                 host_ip,
+                node_drivers,
             } => {
                 nodes::register(&self.db, &host, &binary, &inventory).await?;
+                nodes::set_node_drivers(&self.db, &host, &binary, &node_drivers).await?;
                 if let Some(ip) = host_ip {
                     nodes::set_host_ip(&self.db, &host, &binary, &ip).await?;
                 }
@@ -51,6 +53,8 @@ impl Conductor {
                 instance,
                 addresses,
             } => self.apply_addresses(&host, instance, addresses).await,
+            AgentEvent::NodeStep(report) => self.apply_node_step(report).await,
+            AgentEvent::NodeOperationEnded(report) => self.apply_node_end(report).await,
         }
     }
 

@@ -5,6 +5,7 @@
 //! its transaction committed and its follow-up message was confirmed. A duplicate finds the work
 //! done and does nothing; a lost message is sent again by the [`reconciler`].
 
+mod baremetal;
 pub mod events;
 pub mod reconciler;
 pub mod scheduler;

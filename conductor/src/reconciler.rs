@@ -78,6 +78,7 @@ async fn pass(c: &Conductor, down: &mut HashSet<String>) -> Result<bool> {
             tracing::warn!(task = %task.id, error = %e, "task not re-driven; next pass");
         }
     }
+    crate::baremetal::time_out_operations(c, now).await?;
     report_services(c, now, down).await?;
     Ok(true)
 }

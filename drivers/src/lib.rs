@@ -16,9 +16,12 @@
 //!   them with timeouts, and the conductor's build timeout bounds a build as a whole.
 //! - Errors carry a message meant for the user: it becomes the server's fault.
 
+pub mod baremetal;
 pub mod docker;
 pub mod fake;
 pub mod libvirt;
+pub mod nodes;
+pub mod redfish;
 
 use async_trait::async_trait;
 use nova_core::ids::InstanceUuid;

@@ -182,6 +182,98 @@ pub enum ComputeCommand {
     /// API → agent, a call: the instance's diagnostics (Nova's `get_instance_diagnostics`).
     /// The answer is a [`CallReply::Diagnostics`].
     Diagnostics { instance: InstanceUuid },
+    /// API → bare-metal agent: run an operation on an enrolled machine that carries no
+    /// instance. The node row names the operation; the agent reports
+    /// [`AgentEvent::NodeStep`]s and one [`AgentEvent::NodeOperationEnded`], and the
+    /// conductor's reconciler ends an operation that outlives its deadline.
+    NodeOperation(Box<NodeCommand>),
+}
+
+/// A bare-metal node's BMC as the bus carries it: the password sealed with the key repository's
+/// `baremetal.key` for the node's uuid (`nova_core::secret`), so that neither the broker's
+/// store nor a log of messages holds it in clear.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BmcInfo {
+    pub address: String,
+    pub system_id: String,
+    pub username: String,
+    pub password: crate::secret::Sealed,
+    /// Ironic's `redfish_verify_ca`: `true`, `false` or a CA bundle's path.
+    pub verify_ca: VerifyCa,
+}
+
+/// Ironic's `redfish_verify_ca`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum VerifyCa {
+    Flag(bool),
+    Bundle(String),
+}
+
+/// What an operation on a free node does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeOperationKind {
+    /// `manage`: the BMC answers and accepts the credentials.
+    Verify,
+    /// `provide`, or the end of an instance: the machine back to a clean free state.
+    Clean,
+    /// A power request (Ironic's `states/power` targets).
+    PowerOn,
+    PowerOff,
+    SoftPowerOff,
+    Reboot,
+    SoftReboot,
+}
+
+impl NodeOperationKind {
+    /// The name the node row keeps (`operation_kind`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Verify => "verify",
+            Self::Clean => "clean",
+            Self::PowerOn => "power_on",
+            Self::PowerOff => "power_off",
+            Self::SoftPowerOff => "soft_power_off",
+            Self::Reboot => "reboot",
+            Self::SoftReboot => "soft_reboot",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeCommand {
+    pub node: String,
+    /// The operation's id, as the node row holds it.
+    pub operation: String,
+    pub kind: NodeOperationKind,
+    pub bmc: BmcInfo,
+    /// How long the operation may take on the agent (the row's deadline is a little later).
+    pub timeout_s: u64,
+}
+
+/// How a node operation ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum NodeOutcome {
+    /// It did what it asked; the machine's power as the BMC reports it (Ironic's words),
+    /// and what the BMC told of the machine (a verify).
+    Done {
+        power_state: Option<String>,
+        #[serde(default)]
+        facts: Option<NodeFactsReport>,
+    },
+    Failed {
+        message: String,
+    },
+}
+
+/// What a BMC told of its machine.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeFactsReport {
+    pub cpus: Option<u32>,
+    pub memory_mb: Option<u64>,
+    pub cpu_arch: Option<String>,
 }
 
 /// An agent's answer to a call.
@@ -217,7 +309,10 @@ impl ComputeCommand {
             | Self::PowerOn { task_id, .. }
             | Self::Reboot { task_id, .. } => Some(*task_id),
             Self::Destroy { task_id, .. } => *task_id,
-            Self::ConsoleOutput { .. } | Self::HostUptime | Self::Diagnostics { .. } => None,
+            Self::ConsoleOutput { .. }
+            | Self::HostUptime
+            | Self::Diagnostics { .. }
+            | Self::NodeOperation(_) => None,
         }
     }
 
@@ -233,6 +328,9 @@ impl ComputeCommand {
             Self::Reboot { .. } => false,
             // Questions: nothing changes at all.
             Self::ConsoleOutput { .. } | Self::HostUptime | Self::Diagnostics { .. } => true,
+            // Not a task: the node row's operation id, not the finished-task journal, keeps
+            // a result from counting twice.
+            Self::NodeOperation(_) => false,
         }
     }
 
@@ -246,7 +344,7 @@ impl ComputeCommand {
             | Self::Reboot { instance, .. }
             | Self::ConsoleOutput { instance, .. }
             | Self::Diagnostics { instance } => Some(*instance),
-            Self::HostUptime => None,
+            Self::HostUptime | Self::NodeOperation(_) => None,
         }
     }
 }
@@ -283,6 +381,10 @@ pub enum AgentEvent {
         /// The host's address (Nova's `my_ip`); absent from agents of earlier builds.
         #[serde(default)]
         host_ip: Option<String>,
+        /// The enrolment drivers whose machines this agent runs (`redfish` for a bare-metal
+        /// agent); absent from agents of earlier builds and from the others.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        node_drivers: Vec<String>,
     },
     Heartbeat {
         host: String,
@@ -312,6 +414,28 @@ pub enum AgentEvent {
         instance: InstanceUuid,
         addresses: Vec<Address>,
     },
+    /// A node operation reached a step.
+    NodeStep(NodeStepReport),
+    /// A node operation ended.
+    NodeOperationEnded(NodeEndReport),
+}
+
+/// The step a node operation has reached (its progress).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeStepReport {
+    pub host: String,
+    pub node: String,
+    pub operation: String,
+    pub step: String,
+}
+
+/// A node operation ended.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeEndReport {
+    pub host: String,
+    pub node: String,
+    pub operation: String,
+    pub outcome: NodeOutcome,
 }
 
 /// The queue names. A prefix keeps deployments (and parallel tests) sharing a broker apart.

@@ -1,0 +1,135 @@
+//! Operations on enrolled bare-metal machines that carry no instance (the
+//! [`NodeManagement`] contract): verify a BMC, set a machine's power, clean it. The API starts
+//! one on the node's row and sends it here; this runs it, reports each step as it starts and
+//! the end, and the conductor writes what the node becomes.
+//!
+//! The BMC's password comes sealed (`nova_core::secret`) and is opened here, with the key
+//! repository's `baremetal.key`, only to be sent to the BMC.
+
+use drivers::nodes::{BmcAccess, NodeManagement, PowerAction, TlsVerify};
+use drivers::DriverError;
+use nova_core::rpc::{
+    BmcInfo, NodeCommand, NodeEndReport, NodeFactsReport, NodeOperationKind, NodeOutcome,
+    NodeStepReport, VerifyCa,
+};
+use nova_core::secret::SealingKey;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a bare-metal agent runs node operations with.
+pub struct NodeManager {
+    pub driver: Arc<dyn NodeManagement>,
+    /// Opens the BMC passwords the API sealed.
+    pub key: SealingKey,
+    /// The enrolment drivers it runs machines of (`redfish`).
+    pub drivers: Vec<String>,
+}
+
+impl NodeManager {
+    /// The BMC of a command, its password opened.
+    pub fn access(&self, node: &str, bmc: &BmcInfo) -> Result<BmcAccess, DriverError> {
+        let password = self.key.open(&bmc.password, node).map_err(|e| {
+            DriverError::Invalid(format!(
+                "The BMC password of node {node} cannot be read on this host: {e}. Every \
+                 process must use the same baremetal.key."
+            ))
+        })?;
+        Ok(BmcAccess {
+            address: bmc.address.clone(),
+            system_id: bmc.system_id.clone(),
+            username: bmc.username.clone(),
+            password,
+            verify: match &bmc.verify_ca {
+                VerifyCa::Flag(true) => TlsVerify::System,
+                VerifyCa::Flag(false) => TlsVerify::Off,
+                VerifyCa::Bundle(path) => TlsVerify::CaBundle(path.into()),
+            },
+        })
+    }
+
+    /// Runs `command`, bounded by its timeout, reporting steps through `step`.
+    pub async fn run(
+        &self,
+        command: &NodeCommand,
+        step: &(dyn Fn(&str) + Send + Sync),
+    ) -> NodeOutcome {
+        let limit = Duration::from_secs(command.timeout_s.max(1));
+        let work = async {
+            let bmc = self.access(&command.node, &command.bmc)?;
+            let power = |action| self.driver.set_power(&bmc, action, limit);
+            Ok::<_, DriverError>(match command.kind {
+                NodeOperationKind::Verify => {
+                    let facts = self.driver.verify(&bmc).await?;
+                    NodeOutcome::Done {
+                        power_state: Some(facts.power.ironic().to_owned()),
+                        facts: Some(NodeFactsReport {
+                            cpus: facts.cpus,
+                            memory_mb: facts.memory_mb,
+                            cpu_arch: facts.cpu_arch,
+                        }),
+                    }
+                }
+                NodeOperationKind::Clean => {
+                    self.driver.clean(&bmc, step).await?;
+                    let power = self.driver.power_state(&bmc).await?;
+                    NodeOutcome::Done {
+                        power_state: Some(power.ironic().to_owned()),
+                        facts: None,
+                    }
+                }
+                kind => {
+                    let action = match kind {
+                        NodeOperationKind::PowerOn => PowerAction::On,
+                        NodeOperationKind::PowerOff => PowerAction::Off,
+                        NodeOperationKind::SoftPowerOff => PowerAction::SoftOff,
+                        NodeOperationKind::Reboot => PowerAction::Reboot,
+                        _ => PowerAction::SoftReboot,
+                    };
+                    let now = power(action).await?;
+                    NodeOutcome::Done {
+                        power_state: Some(now.ironic().to_owned()),
+                        facts: None,
+                    }
+                }
+            })
+        };
+        match tokio::time::timeout(limit, work).await {
+            Ok(Ok(outcome)) => outcome,
+            // Ironic's last_error is for admins (only they see nodes): the BMC's own words
+            // help them, and never hold the password (the driver's errors do not carry it).
+            Ok(Err(e)) => NodeOutcome::Failed {
+                message: match e.internal_details() {
+                    Some(details) => details,
+                    None => e.public_message(),
+                },
+            },
+            Err(_) => NodeOutcome::Failed {
+                message: format!(
+                    "Timeout reached while waiting for the {} of the node to end ({} s).",
+                    command.kind.name(),
+                    limit.as_secs()
+                ),
+            },
+        }
+    }
+}
+
+/// The end of an operation, as reported.
+pub fn end_report(host: &str, command: &NodeCommand, outcome: NodeOutcome) -> NodeEndReport {
+    NodeEndReport {
+        host: host.to_owned(),
+        node: command.node.clone(),
+        operation: command.operation.clone(),
+        outcome,
+    }
+}
+
+/// A step, as reported.
+pub fn step_report(host: &str, command: &NodeCommand, step: &str) -> NodeStepReport {
+    NodeStepReport {
+        host: host.to_owned(),
+        node: command.node.clone(),
+        operation: command.operation.clone(),
+        step: step.to_owned(),
+    }
+}

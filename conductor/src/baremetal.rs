@@ -1,0 +1,106 @@
+//! What bare-metal agents report of operations on free machines (a step reached, an end), and
+//! the deadline of those operations. The API started each on the node's row; this ends it
+//! there, and only the operation the row names: a late end of one that timed out changes
+//! nothing.
+
+use crate::{Conductor, Result};
+use nova_core::baremetal;
+use nova_core::rpc::{NodeEndReport, NodeOutcome, NodeStepReport};
+use nova_core::time::now_ms;
+use nova_db::baremetal::{self as store, End};
+use serde_json::{json, Value};
+
+impl Conductor {
+    pub(crate) async fn apply_node_step(&self, r: NodeStepReport) -> Result<()> {
+        // Ironic shows the running step as an object; this service's steps are named only.
+        let step = json!({"step": r.step, "interface": "management", "priority": 0});
+        store::set_step(&self.db, &r.node, &r.operation, &step.to_string(), now_ms()).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn apply_node_end(&self, r: NodeEndReport) -> Result<()> {
+        let Some(node) = store::get(&self.db, &r.node).await? else {
+            return Ok(());
+        };
+        if node.operation.as_deref() != Some(r.operation.as_str()) {
+            tracing::info!(node = %r.node, "end of an operation that no longer runs; ignored");
+            return Ok(());
+        }
+        let kind = node
+            .operation_kind
+            .as_deref()
+            .and_then(baremetal::kind_named);
+        let during = node.provision_state.as_str();
+        let end = match (&r.outcome, kind) {
+            (NodeOutcome::Done { power_state, facts }, Some(kind)) => End {
+                provision_state: baremetal::success_state(kind, during).map(str::to_owned),
+                power_state: power_state.clone(),
+                last_error: None,
+                properties: facts
+                    .as_ref()
+                    .map(|f| learned_properties(&node.properties, f)),
+            },
+            (NodeOutcome::Failed { message }, kind) => End {
+                provision_state: kind
+                    .and_then(|k| baremetal::failure_state(k, during))
+                    .map(str::to_owned),
+                power_state: None,
+                last_error: Some(message.clone()),
+                properties: None,
+            },
+            (NodeOutcome::Done { power_state, .. }, None) => End {
+                power_state: power_state.clone(),
+                ..End::default()
+            },
+        };
+        let ended = store::end_operation(&self.db, &r.node, &r.operation, &end, now_ms()).await?;
+        tracing::info!(node = %r.node, host = %r.host, ended, error = ?end.last_error, "node operation ended");
+        Ok(())
+    }
+}
+
+/// The node's properties with what the BMC told filled in where the admin gave none (Ironic's
+/// inspection would overwrite them; an admin's own values win here).
+fn learned_properties(current: &str, facts: &nova_core::rpc::NodeFactsReport) -> String {
+    let mut props: serde_json::Map<String, Value> =
+        serde_json::from_str(current).unwrap_or_default();
+    let mut learn = |key: &str, value: Option<Value>| {
+        if let Some(v) = value {
+            props.entry(key.to_owned()).or_insert(v);
+        }
+    };
+    learn("cpus", facts.cpus.map(|c| json!(c)));
+    learn("memory_mb", facts.memory_mb.map(|m| json!(m)));
+    learn("cpu_arch", facts.cpu_arch.clone().map(Value::String));
+    Value::Object(props).to_string()
+}
+
+/// Ends the operations that outlived their deadline as failed, with Ironic's timeout wording.
+pub(crate) async fn time_out_operations(c: &Conductor, now: i64) -> Result<()> {
+    for node in store::overdue(&c.db, now, 200).await? {
+        let (Some(operation), Some(kind)) = (
+            node.operation.as_deref(),
+            node.operation_kind
+                .as_deref()
+                .and_then(baremetal::kind_named),
+        ) else {
+            continue;
+        };
+        let end = End {
+            provision_state: baremetal::failure_state(kind, &node.provision_state)
+                .map(str::to_owned),
+            last_error: Some(format!(
+                "Timeout reached while waiting for the {} of node {} to end; the bare-metal \
+                 agent {} did not report it.",
+                kind.name(),
+                node.uuid,
+                node.conductor.as_deref().unwrap_or("(none)")
+            )),
+            ..End::default()
+        };
+        if store::end_operation(&c.db, &node.uuid, operation, &end, now).await? {
+            tracing::warn!(node = %node.uuid, kind = kind.name(), "node operation timed out");
+        }
+    }
+    Ok(())
+}
