@@ -88,7 +88,17 @@ impl AllInOne {
         let bus: Arc<dyn Bus> = Arc::new(InProcBus::default());
         let queues = Queues::new(&settings.bus.queue_prefix);
         let prefetch = settings.bus.prefetch;
-        let (pools, missing_pools, fake) = pools(&settings.agent).await?;
+        let mut agent_settings = settings.agent.clone();
+        // The bare-metal pool opens the BMC passwords with the API's key.
+        if agent_settings.baremetal.key_file.is_none() {
+            agent_settings.baremetal.key_file = settings
+                .api
+                .baremetal
+                .key_file
+                .clone()
+                .or_else(|| Some(settings.auth.key_repository.join("baremetal.key")));
+        }
+        let (pools, missing_pools, fake) = pools(&agent_settings).await?;
         let driver = pools[0].driver.clone();
         if settings.agent.driver == DriverKind::Auto {
             bootstrap_flavors(&db, &pools).await?;
@@ -121,12 +131,14 @@ impl AllInOne {
         let images = image_cache(&settings, &identity, api.addr)?;
         let mut agents = Vec::new();
         for pool in &pools {
-            let agent = Agent::new(
+            let nodes = compute_agent::node_manager_from_settings(&pool.settings)?;
+            let agent = Agent::with_nodes(
                 pool.settings.clone(),
                 bus.clone(),
                 queues.clone(),
                 pool.driver.clone(),
                 images.clone(),
+                nodes,
             )
             .map_err(|e| {
                 anyhow::anyhow!(
@@ -208,17 +220,6 @@ pub struct Pool {
 async fn pools(
     agent: &AgentSettings,
 ) -> anyhow::Result<(Vec<Pool>, Vec<String>, Option<Arc<FakeDriver>>)> {
-    if agent.driver != DriverKind::Auto {
-        let (driver, fake) = compute_agent::driver_from_settings(agent).await?;
-        let pool = Pool {
-            kind: agent.driver,
-            settings: agent.clone(),
-            driver,
-        };
-        return Ok((vec![pool], Vec::new(), fake));
-    }
-    let mut pools = Vec::new();
-    let mut missing = Vec::new();
     let for_pool = |kind: DriverKind| {
         let mut s = agent.clone();
         s.driver = kind;
@@ -226,6 +227,31 @@ async fn pools(
         s.state_dir = agent.state_dir.join(kind.pool());
         s
     };
+    // Enrolled machines need nothing on this host (their BMCs are reached over the network):
+    // the bare-metal pool runs with `auto`, and beside a named driver when asked.
+    let baremetal = || {
+        let settings = for_pool(DriverKind::Baremetal);
+        Pool {
+            kind: DriverKind::Baremetal,
+            settings,
+            driver: Arc::new(drivers::baremetal::BaremetalPool),
+        }
+    };
+    if agent.driver != DriverKind::Auto {
+        let (driver, fake) = compute_agent::driver_from_settings(agent).await?;
+        let pool = Pool {
+            kind: agent.driver,
+            settings: agent.clone(),
+            driver,
+        };
+        let mut pools = vec![pool];
+        if agent.baremetal.pool && agent.driver != DriverKind::Baremetal {
+            pools.push(baremetal());
+        }
+        return Ok((pools, Vec::new(), fake));
+    }
+    let mut pools = Vec::new();
+    let mut missing = Vec::new();
     // Each probe is bounded: a daemon that accepts and never answers must not hold the start.
     const PROBE: std::time::Duration = std::time::Duration::from_secs(15);
     let probes = [
@@ -271,6 +297,7 @@ async fn pools(
             driver,
         });
     }
+    pools.push(baremetal());
     Ok((pools, missing, fake))
 }
 

@@ -24,6 +24,8 @@ pub enum ApiName {
     Network,
     /// The identity service (`/identity`), with the `keystone` auth strategy.
     Identity,
+    /// The bare-metal service (`/baremetal`, an Ironic v1 subset).
+    Baremetal,
 }
 
 /// `[api]`.
@@ -62,6 +64,8 @@ pub struct ApiSettings {
     pub image_store_dir: Option<std::path::PathBuf>,
     /// Deprecated spelling of `image.size_cap`, still honoured (with a warning).
     pub image_size_cap: Option<i64>,
+    /// `[api.baremetal]`: the bare-metal API's key and operation timeouts.
+    pub baremetal: baremetal_api::BaremetalSettings,
 }
 
 impl Default for ApiSettings {
@@ -82,9 +86,11 @@ impl Default for ApiSettings {
                 ApiName::Image,
                 ApiName::Network,
                 ApiName::Identity,
+                ApiName::Baremetal,
             ],
             image_store_dir: None,
             image_size_cap: None,
+            baremetal: baremetal_api::BaremetalSettings::default(),
         }
     }
 }
@@ -169,6 +175,35 @@ pub fn start(
             ))),
             ApiName::Network => {
                 services.push(Arc::new(network_api::NetworkApi::new(backends.db.clone())))
+            }
+            ApiName::Baremetal => {
+                // BMC passwords are sealed with a key every API process and bare-metal agent
+                // shares: the configured file, else the key repository's.
+                let path = settings.baremetal.key_file.clone().or_else(|| {
+                    backends
+                        .identity
+                        .api
+                        .as_ref()
+                        .map(|api| api.settings.key_repository.join("baremetal.key"))
+                });
+                let Some(path) = path else {
+                    tracing::warn!(
+                        "bare-metal API not served: api.baremetal.key_file is unset and this \
+                         process has no key repository"
+                    );
+                    continue;
+                };
+                let key = nova_core::secret::SealingKey::load_or_create(&path)
+                    .map_err(|e| anyhow::anyhow!("bare-metal API: {e}"))?;
+                services.push(Arc::new(baremetal_api::BaremetalApi::new(
+                    baremetal_api::BaremetalState {
+                        db: backends.db.clone(),
+                        bus: backends.bus.clone(),
+                        queues: backends.queues.clone(),
+                        key,
+                        settings: settings.baremetal.clone(),
+                    },
+                )))
             }
             // Served where this process issues tokens; with a remote Keystone there is none.
             ApiName::Identity => {

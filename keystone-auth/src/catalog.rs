@@ -1,4 +1,4 @@
-//! The service catalog in tokens: identity, compute, image and network, each with a
+//! The service catalog in tokens: identity, compute, image, network and bare metal, each with a
 //! public and an internal endpoint in the configured region.
 
 use crate::settings::AuthSettings;
@@ -45,6 +45,13 @@ pub fn catalog(base: &str, settings: &AuthSettings) -> Value {
         "network",
         "neutron",
         &format!("{base}/network"),
+        region,
+    ));
+    // Enrolment of bare-metal machines (an Ironic subset), served next to compute.
+    services.push(service(
+        "baremetal",
+        "ironic",
+        &format!("{base}/baremetal"),
         region,
     ));
     Value::Array(services)

@@ -12,6 +12,7 @@
 //! - [`wait_until`]: how tests wait — for a condition, with a deadline, never for a time.
 
 pub mod activations;
+pub mod bmc;
 pub mod cli;
 pub mod client;
 pub mod deployment;

@@ -53,6 +53,8 @@ pub struct Options {
     pub operation_timeout_s: u64,
     /// How long a server create's `Idempotency-Key` lives (`api.idempotency_key_ttl_s`).
     pub idempotency_key_ttl_s: u64,
+    /// The all-in-one runs a bare-metal pool beside its driver (`agent.baremetal.pool`).
+    pub baremetal_pool: bool,
 }
 
 impl Default for Options {
@@ -78,6 +80,7 @@ impl Default for Options {
             task_attempts: 5,
             operation_timeout_s: 3600,
             idempotency_key_ttl_s: 86_400,
+            baremetal_pool: false,
         }
     }
 }
@@ -586,6 +589,7 @@ impl AllInOneStack {
         settings.agent.images.cache_dir = dir.path().join("image-cache");
         settings.agent.state_dir = dir.path().join("agent-state");
         settings.bus.prefetch = options.prefetch;
+        settings.agent.baremetal.pool = options.baremetal_pool;
         let store = image_api::store::open(&settings.image.store)?;
         let aio = allinone::AllInOne::start(settings).await?;
         let db = aio.db.clone();

@@ -2,6 +2,7 @@
 //! per file). Two run apart: `broker_restart` restarts the broker every test shares, and
 //! `image_memory` measures a process's memory with nothing else running beside it.
 
+mod baremetal;
 mod bus;
 mod compatibility;
 mod compute_cli;

@@ -1,0 +1,555 @@
+//! Bare-metal enrolment (the Ironic v1 subset under `/baremetal`) through the real
+//! `openstack baremetal` CLI (python-ironicclient), against the all-in-one with its bare-metal
+//! pool and a real Redfish BMC (sushy-tools' emulator, fake backend).
+
+use e2e::bmc::{Bmc, FakeSystem};
+use e2e::cli;
+use e2e::stack::{AllInOneStack, Options};
+use keystone_auth::{AuthSettings, Strategy};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn start(baremetal_pool: bool) -> anyhow::Result<AllInOneStack> {
+    let auth = AuthSettings {
+        strategy: Strategy::Keystone,
+        admin_password: Some("admin-secret".into()),
+        demo_password: Some("demo-secret".into()),
+        ..Default::default()
+    };
+    AllInOneStack::start(Options {
+        auth: Some(auth),
+        baremetal_pool,
+        ..Options::default()
+    })
+    .await
+}
+
+async fn admin(stack: &AllInOneStack, args: &[&str]) -> anyhow::Result<Value> {
+    cli::run_json(stack, "admin", args).await
+}
+
+/// `openstack ARGS` as the admin, expected to fail: its stderr.
+async fn admin_fails(stack: &AllInOneStack, args: &[&str]) -> anyhow::Result<String> {
+    match cli::run(stack, "admin", args).await {
+        Ok(out) => anyhow::bail!("openstack {args:?} succeeded: {out}"),
+        Err(e) => Ok(e.to_string()),
+    }
+}
+
+/// Enrols `system` of `bmc` as `name` with `password`.
+async fn enrol(
+    stack: &AllInOneStack,
+    bmc: &Bmc,
+    system: &FakeSystem,
+    name: &str,
+    password: &str,
+) -> anyhow::Result<Value> {
+    let address = format!("redfish_address={}", bmc.url);
+    let system_id = format!("redfish_system_id={}", system.system_id());
+    let username = format!("redfish_username={}", bmc.username);
+    let password = format!("redfish_password={password}");
+    admin(
+        stack,
+        &[
+            "baremetal",
+            "node",
+            "create",
+            "--driver",
+            "redfish",
+            "--driver-info",
+            &address,
+            "--driver-info",
+            &system_id,
+            "--driver-info",
+            &username,
+            "--driver-info",
+            &password,
+            "--property",
+            "cpus=2",
+            "--property",
+            "memory_mb=1024",
+            "--property",
+            "local_gb=10",
+            "--property",
+            "cpu_arch=x86_64",
+            "--resource-class",
+            "baremetal-small",
+            "--name",
+            name,
+        ],
+    )
+    .await
+}
+
+async fn show(stack: &AllInOneStack, node: &str) -> anyhow::Result<Value> {
+    admin(stack, &["baremetal", "node", "show", node]).await
+}
+
+/// Waits until the node's `field` is `want` (a power change of the fake BMC takes 1–11 s).
+async fn wait_field(
+    stack: &AllInOneStack,
+    node: &str,
+    field: &str,
+    want: &str,
+) -> anyhow::Result<Value> {
+    let last = std::sync::Mutex::new(Value::Null);
+    let what = format!("node {node}: {field} = {want}");
+    let done = e2e::wait_until(Duration::from_secs(60), &what, || async {
+        let node = show(stack, node).await?;
+        let reached = node[field] == json!(want);
+        *last.lock().expect("not poisoned") = node;
+        Ok(reached)
+    })
+    .await;
+    let last = last.into_inner().expect("not poisoned");
+    done.map_err(|e| anyhow::anyhow!("{e}; last: {last}"))?;
+    Ok(last)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_enrols_manages_provides_powers_and_maintains_a_machine() -> anyhow::Result<()> {
+    let systems = [
+        FakeSystem::new("machine-1", "On"),
+        FakeSystem::new("machine-2", "Off"),
+    ];
+    let bmc = Bmc::start_fake(&systems).await?;
+    let [machine, other] = &systems;
+    let stack = start(true).await?;
+
+    // Enrolment: `enroll`, the password masked in what the API shows.
+    let created = enrol(&stack, &bmc, machine, "bm-1", &bmc.password).await?;
+    assert_eq!(created["provision_state"], "enroll", "{created}");
+    assert_eq!(created["driver_info"]["redfish_password"], "******");
+    assert_eq!(created["resource_class"], "baremetal-small");
+    let uuid = created["uuid"].as_str().unwrap_or_default().to_owned();
+
+    // manage: the BMC answers and takes the credentials → manageable, its power known.
+    cli::run(
+        &stack,
+        "admin",
+        &["baremetal", "node", "manage", "bm-1", "--wait", "60"],
+    )
+    .await?;
+    let node = show(&stack, "bm-1").await?;
+    assert_eq!(node["provision_state"], "manageable", "{node}");
+    assert_eq!(node["power_state"], "power on", "{node}");
+    assert_eq!(node["last_error"], Value::Null);
+
+    // provide: cleaning (power off, no media, no boot override) → available.
+    cli::run(
+        &stack,
+        "admin",
+        &["baremetal", "node", "provide", "bm-1", "--wait", "90"],
+    )
+    .await?;
+    let node = show(&stack, &uuid).await?;
+    assert_eq!(node["provision_state"], "available", "{node}");
+    assert_eq!(node["power_state"], "power off", "{node}");
+    let system = bmc.system(machine).await?;
+    assert_eq!(system["PowerState"], "Off", "{system}");
+    // (The emulator shows every override as `Continuous`: its target is what tells.)
+    assert_eq!(
+        system["Boot"]["BootSourceOverrideTarget"], "Hdd",
+        "{system}"
+    );
+
+    // list, with the provision state filter.
+    let list = admin(
+        &stack,
+        &[
+            "baremetal",
+            "node",
+            "list",
+            "--provision-state",
+            "available",
+        ],
+    )
+    .await?;
+    let names: Vec<&str> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["name"].as_str())
+        .collect();
+    assert_eq!(names, ["bm-1"], "{list}");
+
+    // power on and off, as the BMC then reports it.
+    cli::run(
+        &stack,
+        "admin",
+        &["baremetal", "node", "power", "on", "bm-1"],
+    )
+    .await?;
+    wait_field(&stack, "bm-1", "power_state", "power on").await?;
+    assert_eq!(bmc.system(machine).await?["PowerState"], "On");
+    cli::run(
+        &stack,
+        "admin",
+        &["baremetal", "node", "power", "off", "bm-1"],
+    )
+    .await?;
+    wait_field(&stack, "bm-1", "power_state", "power off").await?;
+    assert_eq!(bmc.system(machine).await?["PowerState"], "Off");
+
+    // maintenance, with its reason, and back.
+    cli::run(
+        &stack,
+        "admin",
+        &[
+            "baremetal",
+            "node",
+            "maintenance",
+            "set",
+            "bm-1",
+            "--reason",
+            "disk swap",
+        ],
+    )
+    .await?;
+    let node = show(&stack, "bm-1").await?;
+    assert_eq!(node["maintenance"], true);
+    assert_eq!(node["maintenance_reason"], "disk swap");
+    cli::run(
+        &stack,
+        "admin",
+        &["baremetal", "node", "maintenance", "unset", "bm-1"],
+    )
+    .await?;
+    assert_eq!(show(&stack, "bm-1").await?["maintenance"], false);
+
+    // Bad input, each refused with the reason and nothing changed:
+    // a wrong BMC password at manage: back in enroll, the BMC's refusal in last_error;
+    enrol(&stack, &bmc, other, "bm-bad", "not-the-password").await?;
+    let err = admin_fails(
+        &stack,
+        &["baremetal", "node", "manage", "bm-bad", "--wait", "60"],
+    )
+    .await?;
+    let node = show(&stack, "bm-bad").await?;
+    assert_eq!(node["provision_state"], "enroll", "{node}\n{err}");
+    let last_error = node["last_error"].as_str().unwrap_or_default();
+    assert!(last_error.contains("refused the credentials"), "{node}");
+    // provide from enroll: Ironic's 409 for a transition its machine does not have;
+    let err = admin_fails(&stack, &["baremetal", "node", "provide", "bm-bad"]).await?;
+    assert!(
+        err.contains("can not be performed") && err.contains("enroll"),
+        "{err}"
+    );
+    // an unknown driver;
+    let err = admin_fails(
+        &stack,
+        &[
+            "baremetal",
+            "node",
+            "create",
+            "--driver",
+            "ipmi",
+            "--name",
+            "bm-ipmi",
+        ],
+    )
+    .await?;
+    assert!(
+        err.contains("No valid host was found") && err.contains("driver ipmi"),
+        "{err}"
+    );
+    // a node without the BMC's system: manage names what is missing, and the node stays;
+    admin(
+        &stack,
+        &[
+            "baremetal",
+            "node",
+            "create",
+            "--driver",
+            "redfish",
+            "--name",
+            "bm-empty",
+            "--driver-info",
+            &format!("redfish_address={}", bmc.url),
+        ],
+    )
+    .await?;
+    let err = admin_fails(&stack, &["baremetal", "node", "manage", "bm-empty"]).await?;
+    assert!(err.contains("redfish_system_id"), "{err}");
+    assert_eq!(show(&stack, "bm-empty").await?["provision_state"], "enroll");
+
+    // The password is nowhere in clear: not in what the API shows, not in the database.
+    let shown = admin(&stack, &["baremetal", "node", "list", "--long"])
+        .await?
+        .to_string();
+    assert!(!shown.contains(&bmc.password), "{shown}");
+    // (The all-in-one's SQLite database, with its journal, is in the stack's directory.)
+    let dir = stack
+        .key_repository
+        .parent()
+        .expect("the stack's directory");
+    assert!(
+        !in_files(dir, bmc.password.as_bytes())?,
+        "the BMC password is in a file of the service in clear"
+    );
+
+    // delete: gone from the list.
+    for name in ["bm-1", "bm-bad", "bm-empty"] {
+        cli::run(&stack, "admin", &["baremetal", "node", "delete", name]).await?;
+    }
+    let list = admin(&stack, &["baremetal", "node", "list"]).await?;
+    assert_eq!(list, json!([]));
+    Ok(())
+}
+
+/// Whether `needle` is in any file under `dir`.
+fn in_files(dir: &std::path::Path, needle: &[u8]) -> anyhow::Result<bool> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            if in_files(&path, needle)? {
+                return Ok(true);
+            }
+        } else if std::fs::read(&path)?
+            .windows(needle.len())
+            .any(|w| w == needle)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Child processes, killed when the test ends, however it ends.
+struct Processes(Vec<std::process::Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The BMC password in the distributed shape (`nova-api`, `nova-conductor` and a bare-metal
+/// `nova-compute` as processes, over RabbitMQ and PostgreSQL), logging at debug: in no log,
+/// no response and no database column in clear, through enrolment, `manage` (which sends it
+/// to the agent, sealed, and from there to the BMC) and a password change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bmc_password_is_in_no_log_response_or_database_row() -> anyhow::Result<()> {
+    use e2e::deployment::binary;
+    use e2e::env;
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    let systems = [FakeSystem::new("machine-1", "Off")];
+    let bmc = Bmc::start_fake(&systems).await?;
+    let db_url = env::fresh_pg_database().await?;
+    let db = nova_db::Db::connect(&nova_db::DatabaseSettings {
+        url: db_url.clone(),
+        max_connections: 2,
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let keys = dir.path().join("keys");
+    let prefix = env::queue_prefix();
+    let amqp = env::amqp_url();
+    let common = [
+        ("NOVA__DATABASE__URL", db_url.as_str()),
+        ("NOVA__BUS__KIND", "amqp"),
+        ("NOVA__BUS__QUEUE_PREFIX", prefix.as_str()),
+        ("NOVA__BUS__AMQP_URL", amqp.as_str()),
+        ("RUST_LOG", "debug"),
+    ];
+    // Every line each process writes (its logs go to stdout), in a file of its own.
+    let spawn = |name: &str,
+                 extra: &[(&str, String)]|
+     -> anyhow::Result<(std::process::Child, std::path::PathBuf)> {
+        let log = dir.path().join(format!("{name}.log"));
+        let mut child = Command::new(binary(name)?)
+            .envs(common)
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(
+                dir.path().join(format!("{name}.err")),
+            )?)
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        let mut file = std::fs::File::create(&log)?;
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = writeln!(file, "{line}");
+            }
+        });
+        Ok((child, log))
+    };
+    let mut procs = Processes(Vec::new());
+    let mut logs = Vec::new();
+    let (api, api_log) = spawn(
+        "nova-api",
+        &[
+            ("NOVA__API__BIND", "127.0.0.1:0".into()),
+            (
+                "NOVA__IMAGE__STORE__DIR",
+                dir.path().join("images").display().to_string(),
+            ),
+            ("NOVA__AUTH__KEY_REPOSITORY", keys.display().to_string()),
+            ("NOVA__AUTH__ADMIN_PASSWORD", "admin-pw".into()),
+            ("NOVA__AUTH__DEMO_PASSWORD", "demo-pw".into()),
+        ],
+    )?;
+    procs.0.push(api);
+    logs.push(api_log.clone());
+    let mut url = String::new();
+    e2e::wait_until(Duration::from_secs(30), "nova-api listening", || {
+        let found = std::fs::read_to_string(&api_log)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("Compute API listening on")
+                    .map(|u| u.trim().trim_end_matches("/v2.1").to_owned())
+            });
+        if let Some(u) = &found {
+            url = u.clone();
+        }
+        async move { Ok(found.is_some()) }
+    })
+    .await?;
+    for (name, extra) in [
+        ("nova-conductor", vec![]),
+        (
+            "nova-compute",
+            vec![
+                ("NOVA__AGENT__HOST", "bm-host".to_owned()),
+                ("NOVA__AGENT__DRIVER", "baremetal".to_owned()),
+                ("NOVA__AGENT__HEARTBEAT_INTERVAL_MS", "500".to_owned()),
+                (
+                    "NOVA__AGENT__STATE_DIR",
+                    dir.path().join("agent").display().to_string(),
+                ),
+                (
+                    "NOVA__AGENT__BAREMETAL__KEY_FILE",
+                    keys.join("baremetal.key").display().to_string(),
+                ),
+            ],
+        ),
+    ] {
+        let (child, log) = spawn(name, &extra)?;
+        procs.0.push(child);
+        logs.push(log);
+    }
+    let token = e2e::client::password_token(&url, "admin", "admin-pw", "admin").await?;
+    let http = reqwest::Client::new();
+    let mut shown = String::new();
+    let call = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut r = http
+            .request(method, format!("{url}/baremetal/v1{path}"))
+            .header("X-Auth-Token", &token)
+            .header("X-OpenStack-Ironic-API-Version", "1.46");
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        async move {
+            let r = r.send().await?;
+            let status = r.status().as_u16();
+            let text = r.text().await?;
+            anyhow::Ok((status, text))
+        }
+    };
+    // The bare-metal agent registered its driver.
+    e2e::wait_until(
+        Duration::from_secs(60),
+        "the bare-metal agent registered",
+        || async {
+            let (_, text) = call(reqwest::Method::GET, "/drivers", None).await?;
+            Ok(text.contains("bm-host"))
+        },
+    )
+    .await?;
+    let (status, text) = call(
+        reqwest::Method::POST,
+        "/nodes",
+        Some(json!({
+            "driver": "redfish",
+            "name": "bm-secret",
+            "driver_info": {
+                "redfish_address": bmc.url,
+                "redfish_system_id": systems[0].system_id(),
+                "redfish_username": bmc.username,
+                "redfish_password": bmc.password,
+            },
+        })),
+    )
+    .await?;
+    assert_eq!(status, 201, "{text}");
+    shown.push_str(&text);
+    let (status, text) = call(
+        reqwest::Method::PUT,
+        "/nodes/bm-secret/states/provision",
+        Some(json!({"target": "manage"})),
+    )
+    .await?;
+    assert_eq!(status, 202, "{text}");
+    e2e::wait_until(Duration::from_secs(60), "the node manageable", || async {
+        let (_, text) = call(reqwest::Method::GET, "/nodes/bm-secret", None).await?;
+        let node: Value = serde_json::from_str(&text)?;
+        anyhow::ensure!(node["last_error"].is_null(), "manage failed: {node}");
+        Ok(node["provision_state"] == "manageable")
+    })
+    .await?;
+    // A new password through a patch: shown masked, sealed anew.
+    let second = format!("second-{}", uuid::Uuid::new_v4().simple());
+    let (status, text) = call(
+        reqwest::Method::PATCH,
+        "/nodes/bm-secret",
+        Some(json!([{"op": "add", "path": "/driver_info/redfish_password", "value": second}])),
+    )
+    .await?;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"redfish_password\":\"******\""), "{text}");
+    shown.push_str(&text);
+    for path in [
+        "/nodes/bm-secret",
+        "/nodes/detail",
+        "/nodes/bm-secret/states",
+        "/nodes/bm-secret/validate",
+    ] {
+        let (_, text) = call(reqwest::Method::GET, path, None).await?;
+        shown.push_str(&text);
+    }
+    drop(procs);
+    // The whole row, every column.
+    let row = nova_db::baremetal::find(&db, "bm-secret")
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the node's row is gone"))?;
+    let stored = format!("{row:?}");
+    assert!(
+        row.bmc_password
+            .as_deref()
+            .is_some_and(|p| p.starts_with("v1:")),
+        "{stored}"
+    );
+    let mut all_logs = String::new();
+    for log in &logs {
+        all_logs.push_str(&std::fs::read_to_string(log)?);
+    }
+    // The logs do tell of the node's operation (so they are the logs that would show it).
+    assert!(all_logs.contains("node operation ended"), "{all_logs}");
+    for secret in [bmc.password.as_str(), second.as_str()] {
+        assert!(
+            !shown.contains(secret),
+            "a response holds a BMC password: {shown}"
+        );
+        assert!(
+            !stored.contains(secret),
+            "the database holds a BMC password: {stored}"
+        );
+        assert!(!all_logs.contains(secret), "a log holds a BMC password");
+    }
+    let queues = nova_core::rpc::Queues::new(&prefix);
+    env::delete_queues(vec![
+        queues.conductor_tasks(),
+        queues.conductor_events(),
+        queues.compute("bm-host"),
+    ]);
+    Ok(())
+}
