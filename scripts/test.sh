@@ -71,15 +71,20 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # schemathesis for the short fuzzing, at the version scripts/fuzz.sh pins.
 schemathesis=$(sed -n 's/^SCHEMATHESIS_VERSION=//p' scripts/fuzz.sh)
+# python-ironicclient gives the CLI its `openstack baremetal` commands, and sushy-tools is the
+# Redfish BMC emulator the bare-metal tests enrol machines of (tests/src/bmc.rs).
 if [ ! -x .venv/bin/openstack ] || [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/glance ] \
-    || ! .venv/bin/python -c 'import tempest.lib' 2>/dev/null \
+    || [ ! -x .venv/bin/sushy-emulator ] \
+    || ! .venv/bin/python -c 'import tempest.lib, ironicclient' 2>/dev/null \
     || [ "$(.venv/bin/schemathesis --version 2>/dev/null | awk '{print $NF}')" != "$schemathesis" ]; then
     .venv/bin/pip install -q --disable-pip-version-check python-openstackclient \
-        python-glanceclient tempest 'moto[server]' "schemathesis==$schemathesis"
+        python-glanceclient python-ironicclient sushy-tools tempest 'moto[server]' \
+        "schemathesis==$schemathesis"
 fi
 export NOVA_TEST_OPENSTACK="$PWD/.venv/bin/openstack"
 export NOVA_TEST_PYTHON="$PWD/.venv/bin/python"
 export NOVA_TEST_MOTO="$PWD/.venv/bin/moto_server"
+export NOVA_TEST_SUSHY="$PWD/.venv/bin/sushy-emulator"
 phase "Python clients"
 
 # tests/tests/all/processes.rs runs the service binaries as processes.

@@ -20,8 +20,6 @@ use serde_json::{json, Map, Value};
 /// The one hardware type served.
 pub const DRIVER: &str = "redfish";
 
-/// The driver_info keys Redfish needs, as Ironic's redfish driver requires them.
-pub const REQUIRED_INFO: &[&str] = &["redfish_address", "redfish_system_id"];
 pub const PASSWORD_KEY: &str = "redfish_password";
 
 /// The interfaces a `redfish` node has here: Ironic's names for what this service does (virtual
@@ -208,6 +206,7 @@ fn placeholder() -> Node {
         operation_kind: None,
         operation_deadline: None,
         clean_step: None,
+        power_failures: 0,
         created_at: 0,
         updated_at: None,
         provision_updated_at: None,
@@ -314,7 +313,7 @@ fn split_driver_info(
                 text(&format!("driver_info/{k}"), v, 255)?;
             }
             "redfish_verify_ca" => {
-                verify_ca(v).ok_or_else(|| {
+                nova_core::baremetal::verify_ca(v).ok_or_else(|| {
                     bad(format!(
                         "Invalid value {v} set in driver_info/redfish_verify_ca on node {uuid}. \
                          The value should be a Boolean or the path to a file/directory, not \
@@ -339,21 +338,6 @@ fn valid_address(a: &str) -> bool {
         && !a.contains(char::is_whitespace)
         && !host.contains('@')
         && (a.starts_with("http://") || a.starts_with("https://") || !a.contains("://"))
-}
-
-/// Ironic's `redfish_verify_ca`: a boolean (or its spelling), or a path.
-pub(crate) fn verify_ca(v: &Value) -> Option<nova_core::rpc::VerifyCa> {
-    use nova_core::rpc::VerifyCa;
-    match v {
-        Value::Bool(b) => Some(VerifyCa::Flag(*b)),
-        Value::String(s) => match s.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Some(VerifyCa::Flag(true)),
-            "false" | "0" | "no" | "off" => Some(VerifyCa::Flag(false)),
-            _ if s.starts_with('/') => Some(VerifyCa::Bundle(s.clone())),
-            _ => None,
-        },
-        _ => None,
-    }
 }
 
 /// An `*_interface` field at create or update: only the one this service runs.

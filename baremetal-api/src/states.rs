@@ -3,19 +3,18 @@
 //! and sends it to the node's bare-metal agent; the answer is Ironic's 202, and the node shows
 //! the operation's progress and end.
 
-use crate::nodes::{self, find, locked, DRIVER, PASSWORD_KEY, REQUIRED_INFO};
+use crate::nodes::{self, find, locked, DRIVER, PASSWORD_KEY};
 use crate::versions::IronicVersion;
 use crate::BaremetalState;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use api_toolkit::links::PublicUrl;
 use api_toolkit::policy::IRONIC;
 use api_toolkit::{bad, body, ApiError, ApiResult, RequestContext};
-use nova_core::baremetal::{self, Verb, STABLE};
+use nova_core::baremetal::{self, BmcInfoError, Verb, STABLE};
 use nova_core::rpc::{BmcInfo, ComputeCommand, Envelope, NodeCommand, NodeOperationKind};
-use nova_core::secret::Sealed;
 use nova_core::time::{iso8601_z, now_ms};
 use nova_db::baremetal::{self as store, End, Node, Start, Started};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 /// `GET /v1/nodes/{node}/states`.
 pub(crate) async fn show(
@@ -41,49 +40,21 @@ pub(crate) async fn show(
 /// The node's BMC as an operation needs it, or the 400 Ironic's redfish driver gives when
 /// driver_info lacks what it requires.
 fn bmc_info(node: &Node) -> ApiResult<BmcInfo> {
-    let info: Map<String, Value> = serde_json::from_str(&node.driver_info).unwrap_or_default();
-    let missing: Vec<&str> = REQUIRED_INFO
-        .iter()
-        .copied()
-        .filter(|k| {
-            info.get(*k)
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-        })
-        .collect();
-    if !missing.is_empty() {
+    match baremetal::bmc_info(&node.driver_info, node.bmc_password.as_deref()) {
+        Ok(info) => Ok(info),
         // Ironic finds this while verifying (and leaves the node in enroll with it as
         // last_error); here the request itself is refused, and the node does not change.
-        return Err(bad(format!(
+        Err(BmcInfoError::Missing(missing)) => Err(bad(format!(
             "Failed to validate power driver interface for node {0}. Error: Missing the \
              following Redfish properties in node {0} driver_info: {1:?}",
             node.uuid, missing
-        )));
-    }
-    let text = |k: &str| {
-        info.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let verify_ca = match info.get("redfish_verify_ca") {
-        None => nova_core::rpc::VerifyCa::Flag(true),
-        Some(v) => nodes::verify_ca(v).unwrap_or(nova_core::rpc::VerifyCa::Flag(true)),
-    };
-    let Some(password) = node.bmc_password.clone() else {
-        return Err(bad(format!(
+        ))),
+        Err(BmcInfoError::NoPassword) => Err(bad(format!(
             "Missing the following Redfish properties in node {} driver_info: \
-             redfish_username, {PASSWORD_KEY}",
+             ['{PASSWORD_KEY}']",
             node.uuid
-        )));
-    };
-    Ok(BmcInfo {
-        address: text("redfish_address"),
-        system_id: text("redfish_system_id"),
-        username: text("redfish_username"),
-        password: Sealed(password),
-        verify_ca,
-    })
+        ))),
+    }
 }
 
 /// Starts `kind` on the node (one statement; the node must be in one of `from` with nothing

@@ -450,6 +450,11 @@ impl Agent {
             self.answer_instance_call(delivery, command).await;
             return;
         }
+        if let ComputeCommand::SyncNodes { nodes } = command {
+            delivery.ack().await;
+            self.sync_nodes(nodes).await;
+            return;
+        }
         if let ComputeCommand::NodeOperation(node_command) = command {
             // Acked at once: an operation runs for minutes, and the node row's deadline, not
             // a redelivery, ends one whose agent died.
@@ -533,6 +538,29 @@ impl Agent {
             Err(e) => tracing::error!(error = %e, "call reply not encodable"),
         }
         delivery.ack().await;
+    }
+
+    /// Reads each machine's power from its BMC, a few at a time, and reports it (or why the
+    /// BMC did not answer).
+    async fn sync_nodes(&self, nodes: Vec<nova_core::rpc::NodeBmc>) {
+        use futures::StreamExt as _;
+        let Some(manager) = &self.nodes else {
+            return;
+        };
+        let host = &self.settings.host;
+        futures::stream::iter(nodes)
+            .for_each_concurrent(8, |n| async move {
+                let power = manager.power(&n).await;
+                let event = AgentEvent::NodePowerObserved(nova_core::rpc::NodePowerReport {
+                    host: host.clone(),
+                    node: n.node.clone(),
+                    power,
+                });
+                if let Err(e) = self.report(event, None).await {
+                    tracing::warn!(node = %n.node, error = %e, "node power not reported");
+                }
+            })
+            .await;
     }
 
     async fn run_node_operation(
@@ -752,7 +780,8 @@ impl Agent {
             ComputeCommand::ConsoleOutput { .. }
             | ComputeCommand::HostUptime
             | ComputeCommand::Diagnostics { .. }
-            | ComputeCommand::NodeOperation(_) => (
+            | ComputeCommand::NodeOperation(_)
+            | ComputeCommand::SyncNodes { .. } => (
                 None,
                 Err(DriverError::Invalid("a call is not a task".into())),
             ),

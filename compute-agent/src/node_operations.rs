@@ -9,7 +9,7 @@
 use drivers::nodes::{BmcAccess, NodeManagement, PowerAction, TlsVerify};
 use drivers::DriverError;
 use nova_core::rpc::{
-    BmcInfo, NodeCommand, NodeEndReport, NodeFactsReport, NodeOperationKind, NodeOutcome,
+    BmcInfo, NodeBmc, NodeCommand, NodeEndReport, NodeFactsReport, NodeOperationKind, NodeOutcome,
     NodeStepReport, VerifyCa,
 };
 use nova_core::secret::SealingKey;
@@ -45,6 +45,18 @@ impl NodeManager {
                 VerifyCa::Bundle(path) => TlsVerify::CaBundle(path.into()),
             },
         })
+    }
+
+    /// A machine's power as its BMC tells it (Ironic's words), or why it does not, within the
+    /// driver's own request timeouts and retries.
+    pub async fn power(&self, node: &NodeBmc) -> Result<String, String> {
+        let bmc = self
+            .access(&node.node, &node.bmc)
+            .map_err(|e| e.to_string())?;
+        match self.driver.power_state(&bmc).await {
+            Ok(power) => Ok(power.ironic().to_owned()),
+            Err(e) => Err(e.internal_details().unwrap_or_else(|| e.public_message())),
+        }
     }
 
     /// Runs `command`, bounded by its timeout, reporting steps through `step`.

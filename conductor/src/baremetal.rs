@@ -5,12 +5,37 @@
 
 use crate::{Conductor, Result};
 use nova_core::baremetal;
-use nova_core::rpc::{NodeEndReport, NodeOutcome, NodeStepReport};
+use nova_core::rpc::{
+    ComputeCommand, Envelope, NodeBmc, NodeEndReport, NodeOutcome, NodePowerReport, NodeStepReport,
+};
 use nova_core::time::now_ms;
 use nova_db::baremetal::{self as store, End};
 use serde_json::{json, Value};
 
 impl Conductor {
+    /// A power sync's answer for one machine.
+    pub(crate) async fn apply_node_power(&self, r: NodePowerReport) -> Result<()> {
+        let now = now_ms();
+        match r.power {
+            Ok(power) => store::record_power(&self.db, &r.node, &power, now).await?,
+            Err(error) => {
+                let max =
+                    i32::try_from(self.settings.baremetal_sync_max_failures).unwrap_or(i32::MAX);
+                // Ironic's words when its power sync gives up on a BMC.
+                let reason = format!(
+                    "During sync_power_state, max retries exceeded for node {}, node state \
+                     None does not match expected state 'None'. Updating DB state to 'None' \
+                     Switching node to maintenance mode. Error: {error}",
+                    r.node
+                );
+                if store::record_power_failure(&self.db, &r.node, max, &reason, now).await? {
+                    tracing::warn!(node = %r.node, host = %r.host, %error, "BMC not answering: node in maintenance");
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) async fn apply_node_step(&self, r: NodeStepReport) -> Result<()> {
         // Ironic shows the running step as an object; this service's steps are named only.
         let step = json!({"step": r.step, "interface": "management", "priority": 0});
@@ -100,6 +125,38 @@ pub(crate) async fn time_out_operations(c: &Conductor, now: i64) -> Result<()> {
         };
         if store::end_operation(&c.db, &node.uuid, operation, &end, now).await? {
             tracing::warn!(node = %node.uuid, kind = kind.name(), "node operation timed out");
+        }
+    }
+    Ok(())
+}
+
+/// Asks each bare-metal agent for the power of the machines it runs (Ironic's power-state
+/// sync). The answers come back as [`NodePowerReport`]s.
+pub(crate) async fn sync_power(c: &Conductor) -> Result<()> {
+    let mut by_host: std::collections::BTreeMap<String, Vec<NodeBmc>> = Default::default();
+    for node in store::syncable(&c.db).await? {
+        let (Some(host), Ok(bmc)) = (
+            node.conductor.clone(),
+            baremetal::bmc_info(&node.driver_info, node.bmc_password.as_deref()),
+        ) else {
+            continue;
+        };
+        by_host.entry(host).or_default().push(NodeBmc {
+            node: node.uuid,
+            bmc,
+        });
+    }
+    for (host, nodes) in by_host {
+        let command = ComputeCommand::SyncNodes { nodes };
+        if let Err(e) = c
+            .bus
+            .publish(
+                &c.queues.compute(&host),
+                Envelope::new(None, command).encode(),
+            )
+            .await
+        {
+            tracing::warn!(%host, error = %e, "node power sync not sent");
         }
     }
     Ok(())

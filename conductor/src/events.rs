@@ -55,6 +55,7 @@ impl Conductor {
             } => self.apply_addresses(&host, instance, addresses).await,
             AgentEvent::NodeStep(report) => self.apply_node_step(report).await,
             AgentEvent::NodeOperationEnded(report) => self.apply_node_end(report).await,
+            AgentEvent::NodePowerObserved(report) => self.apply_node_power(report).await,
         }
     }
 

@@ -41,6 +41,8 @@ pub struct Conductor {
     /// This process among the conductors (replicas may share a host name): the reconciler
     /// lease's holder.
     pub(crate) replica: String,
+    /// When the reconciler last asked the bare-metal agents for their machines' power.
+    last_node_sync: std::sync::Mutex<i64>,
 }
 
 impl Conductor {
@@ -58,7 +60,23 @@ impl Conductor {
             queues,
             scheduler: Default::default(),
             replica,
+            last_node_sync: std::sync::Mutex::new(0),
         })
+    }
+
+    /// Whether the bare-metal power sync is due at `now` (and, if so, it counts as done now).
+    pub(crate) fn node_sync_due(&self, now: i64) -> bool {
+        let every = i64::try_from(self.settings.baremetal_sync_interval_s.saturating_mul(1000))
+            .unwrap_or(i64::MAX);
+        let mut last = self
+            .last_node_sync
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if now - *last < every {
+            return false;
+        }
+        *last = now;
+        true
     }
 
     /// Consumes tasks and events and runs the reconciler until dropped.

@@ -79,6 +79,9 @@ async fn pass(c: &Conductor, down: &mut HashSet<String>) -> Result<bool> {
         }
     }
     crate::baremetal::time_out_operations(c, now).await?;
+    if c.node_sync_due(now) {
+        crate::baremetal::sync_power(c).await?;
+    }
     report_services(c, now, down).await?;
     Ok(true)
 }

@@ -21,6 +21,12 @@ pub struct ConductorSettings {
     /// A task other than a build (which has its timeout) sent this many times without an
     /// answer ends: its server gets a fault and its task state back (a delete: ERROR).
     pub task_attempts: u32,
+    /// How often the bare-metal agents are asked for their machines' power (Ironic's
+    /// `sync_power_state_interval`).
+    pub baremetal_sync_interval_s: u64,
+    /// Syncs in a row a BMC may fail before its node goes into maintenance (Ironic's
+    /// `power_state_sync_max_retries`).
+    pub baremetal_sync_max_failures: u32,
 }
 
 impl Default for ConductorSettings {
@@ -33,6 +39,8 @@ impl Default for ConductorSettings {
             redrive_after_s: 60,
             claim_attempts: 10,
             task_attempts: 5,
+            baremetal_sync_interval_s: 60,
+            baremetal_sync_max_failures: 3,
         }
     }
 }

@@ -32,6 +32,9 @@ CREATE TABLE baremetal_nodes (
     operation_kind         TEXT,
     operation_deadline     BIGINT,
     clean_step             TEXT,
+    -- Power syncs in a row whose BMC did not answer; at the conductor's limit the node goes
+    -- into maintenance (fault `power failure`), as Ironic's power-state sync puts it.
+    power_failures         INTEGER NOT NULL DEFAULT 0,
     created_at             BIGINT NOT NULL,
     updated_at             BIGINT,
     provision_updated_at   BIGINT

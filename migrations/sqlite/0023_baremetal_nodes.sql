@@ -32,6 +32,9 @@ CREATE TABLE baremetal_nodes (
     operation_kind         TEXT,
     operation_deadline     INTEGER,
     clean_step             TEXT,
+    -- Power syncs in a row whose BMC did not answer; at the conductor's limit the node goes
+    -- into maintenance (fault `power failure`), as Ironic's power-state sync puts it.
+    power_failures         INTEGER NOT NULL DEFAULT 0,
     created_at             INTEGER NOT NULL,
     updated_at             INTEGER,
     provision_updated_at   INTEGER

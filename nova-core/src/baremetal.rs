@@ -3,7 +3,9 @@
 //! makes of the node. The API starts operations and the conductor ends them; both read it
 //! here.
 
-use crate::rpc::NodeOperationKind;
+use crate::rpc::{BmcInfo, NodeOperationKind, VerifyCa};
+use crate::secret::Sealed;
+use serde_json::{Map, Value};
 
 /// Ironic's provision states (ironic/common/states.py).
 pub mod state {
@@ -128,6 +130,64 @@ pub fn kind_named(name: &str) -> Option<NodeOperationKind> {
     ]
     .into_iter()
     .find(|k| k.name() == name)
+}
+
+/// The driver_info keys a Redfish BMC needs here (Ironic treats `redfish_system_id` as
+/// optional, for BMCs of one system; this service always names the system).
+pub const REQUIRED_INFO: &[&str] = &["redfish_address", "redfish_system_id"];
+
+/// Ironic's `redfish_verify_ca`: a boolean (or its spelling), or a path.
+pub fn verify_ca(v: &Value) -> Option<VerifyCa> {
+    match v {
+        Value::Bool(b) => Some(VerifyCa::Flag(*b)),
+        Value::String(s) => match s.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Some(VerifyCa::Flag(true)),
+            "false" | "0" | "no" | "off" => Some(VerifyCa::Flag(false)),
+            _ if s.starts_with('/') => Some(VerifyCa::Bundle(s.clone())),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Why a node's BMC cannot be reached as enrolled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BmcInfoError {
+    /// The driver_info keys it lacks.
+    Missing(Vec<&'static str>),
+    /// No password was given.
+    NoPassword,
+}
+
+/// A node's BMC as an operation needs it, from its stored `driver_info` (JSON) and sealed
+/// password.
+pub fn bmc_info(driver_info: &str, sealed_password: Option<&str>) -> Result<BmcInfo, BmcInfoError> {
+    let info: Map<String, Value> = serde_json::from_str(driver_info).unwrap_or_default();
+    let text = |k: &str| {
+        info.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let missing: Vec<&'static str> = REQUIRED_INFO
+        .iter()
+        .copied()
+        .filter(|k| text(k).is_empty())
+        .collect();
+    if !missing.is_empty() {
+        return Err(BmcInfoError::Missing(missing));
+    }
+    let password = sealed_password.ok_or(BmcInfoError::NoPassword)?;
+    Ok(BmcInfo {
+        address: text("redfish_address"),
+        system_id: text("redfish_system_id"),
+        username: text("redfish_username"),
+        password: Sealed(password.to_owned()),
+        verify_ca: info
+            .get("redfish_verify_ca")
+            .and_then(verify_ca)
+            .unwrap_or(VerifyCa::Flag(true)),
+    })
 }
 
 #[cfg(test)]

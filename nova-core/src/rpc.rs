@@ -187,6 +187,16 @@ pub enum ComputeCommand {
     /// [`AgentEvent::NodeStep`]s and one [`AgentEvent::NodeOperationEnded`], and the
     /// conductor's reconciler ends an operation that outlives its deadline.
     NodeOperation(Box<NodeCommand>),
+    /// Conductor → bare-metal agent: the machines it runs, with their BMCs, whose power it is
+    /// to read and report ([`AgentEvent::NodePowerObserved`]), as Ironic's power-state sync.
+    SyncNodes { nodes: Vec<NodeBmc> },
+}
+
+/// One machine and its BMC.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeBmc {
+    pub node: String,
+    pub bmc: BmcInfo,
 }
 
 /// A bare-metal node's BMC as the bus carries it: the password sealed with the key repository's
@@ -312,7 +322,8 @@ impl ComputeCommand {
             Self::ConsoleOutput { .. }
             | Self::HostUptime
             | Self::Diagnostics { .. }
-            | Self::NodeOperation(_) => None,
+            | Self::NodeOperation(_)
+            | Self::SyncNodes { .. } => None,
         }
     }
 
@@ -331,6 +342,7 @@ impl ComputeCommand {
             // Not a task: the node row's operation id, not the finished-task journal, keeps
             // a result from counting twice.
             Self::NodeOperation(_) => false,
+            Self::SyncNodes { .. } => true,
         }
     }
 
@@ -344,7 +356,7 @@ impl ComputeCommand {
             | Self::Reboot { instance, .. }
             | Self::ConsoleOutput { instance, .. }
             | Self::Diagnostics { instance } => Some(*instance),
-            Self::HostUptime | Self::NodeOperation(_) => None,
+            Self::HostUptime | Self::NodeOperation(_) | Self::SyncNodes { .. } => None,
         }
     }
 }
@@ -418,6 +430,17 @@ pub enum AgentEvent {
     NodeStep(NodeStepReport),
     /// A node operation ended.
     NodeOperationEnded(NodeEndReport),
+    /// A machine's power as its BMC told it in a sync, or why the BMC did not.
+    NodePowerObserved(NodePowerReport),
+}
+
+/// What a power sync saw of one machine.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodePowerReport {
+    pub host: String,
+    pub node: String,
+    /// Ironic's words (`power on`, `power off`), or the BMC's failure.
+    pub power: Result<String, String>,
 }
 
 /// The step a node operation has reached (its progress).

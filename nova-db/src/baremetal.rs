@@ -41,6 +41,8 @@ pub struct Node {
     pub operation_deadline: Option<i64>,
     /// JSON of the step running now (Ironic's `clean_step`), or NULL.
     pub clean_step: Option<String>,
+    /// Power syncs in a row whose BMC did not answer.
+    pub power_failures: i32,
     pub created_at: i64,
     pub updated_at: Option<i64>,
     pub provision_updated_at: Option<i64>,
@@ -49,8 +51,8 @@ pub struct Node {
 pub const COLUMNS: &str = "uuid, name, driver, driver_info, bmc_password, properties, extra, \
     resource_class, description, provision_state, target_provision_state, power_state, \
     target_power_state, maintenance, maintenance_reason, fault, last_error, instance_uuid, \
-    conductor, operation, operation_kind, operation_deadline, clean_step, created_at, \
-    updated_at, provision_updated_at";
+    conductor, operation, operation_kind, operation_deadline, clean_step, power_failures, \
+    created_at, updated_at, provision_updated_at";
 
 /// Nodes as the list engine sees them.
 pub const TABLE: listing::Table = listing::Table {
@@ -73,7 +75,8 @@ pub const CREATED_AT: Column = Column {
 pub async fn insert(db: &Db, n: &Node) -> DbResult<bool> {
     let sql = format!(
         "INSERT INTO baremetal_nodes ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-         $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)"
+         $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, \
+         $27)"
     );
     let done = on_pool!(db, p => {
         sqlx::query(&sql)
@@ -100,6 +103,7 @@ pub async fn insert(db: &Db, n: &Node) -> DbResult<bool> {
             .bind(&n.operation_kind)
             .bind(n.operation_deadline)
             .bind(&n.clean_step)
+            .bind(n.power_failures)
             .bind(n.created_at)
             .bind(n.updated_at)
             .bind(n.provision_updated_at)
@@ -397,4 +401,81 @@ pub async fn count_by_conductor(db: &Db) -> DbResult<Vec<(String, i64)>> {
         .fetch_all(p)
         .await?
     }))
+}
+
+/// The fault of a node whose BMC stopped answering (Ironic's `power failure`).
+pub const POWER_FAILURE: &str = "power failure";
+
+/// The nodes each agent runs whose BMC can be asked (a sealed password stored), for the power
+/// sync.
+pub async fn syncable(db: &Db) -> DbResult<Vec<Node>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM baremetal_nodes WHERE conductor IS NOT NULL \
+         AND bmc_password IS NOT NULL ORDER BY conductor, uuid"
+    );
+    Ok(on_pool!(db, p => sqlx::query_as(&sql).fetch_all(p).await?))
+}
+
+/// A power sync's answer: the power, unless an operation runs (its end tells); the failure
+/// count back to zero; and a node that maintenance took for a power failure back in service,
+/// as Ironic does when its BMC answers again.
+pub async fn record_power(db: &Db, uuid: &str, power: &str, now: i64) -> DbResult<()> {
+    on_pool!(db, p => {
+        sqlx::query(
+            "UPDATE baremetal_nodes SET \
+             power_state = CASE WHEN operation IS NULL THEN $2 ELSE power_state END, \
+             power_failures = 0, \
+             maintenance = CASE WHEN fault = $3 THEN $4 ELSE maintenance END, \
+             maintenance_reason = CASE WHEN fault = $3 THEN NULL ELSE maintenance_reason END, \
+             fault = CASE WHEN fault = $3 THEN NULL ELSE fault END, \
+             updated_at = $5 WHERE uuid = $1",
+        )
+        .bind(uuid)
+        .bind(power)
+        .bind(POWER_FAILURE)
+        .bind(false)
+        .bind(now)
+        .execute(p)
+        .await?;
+    });
+    Ok(())
+}
+
+/// A power sync the BMC did not answer: counted, and at `max` in a row the node goes into
+/// maintenance with `reason` (fault `power failure`) and an unknown power. `true` when this
+/// one put it there.
+pub async fn record_power_failure(
+    db: &Db,
+    uuid: &str,
+    max: i32,
+    reason: &str,
+    now: i64,
+) -> DbResult<bool> {
+    // One statement: the SET expressions all read the row as it was.
+    on_pool!(db, p => {
+        sqlx::query(
+            "UPDATE baremetal_nodes SET power_failures = power_failures + 1, \
+             maintenance = CASE WHEN maintenance = $3 AND power_failures + 1 >= $4 \
+                 THEN $5 ELSE maintenance END, \
+             fault = CASE WHEN maintenance = $3 AND power_failures + 1 >= $4 \
+                 THEN $6 ELSE fault END, \
+             maintenance_reason = CASE WHEN maintenance = $3 AND power_failures + 1 >= $4 \
+                 THEN $7 ELSE maintenance_reason END, \
+             power_state = CASE WHEN maintenance = $3 AND power_failures + 1 >= $4 \
+                 THEN NULL ELSE power_state END, \
+             updated_at = $2 WHERE uuid = $1",
+        )
+        .bind(uuid)
+        .bind(now)
+        .bind(false)
+        .bind(max)
+        .bind(true)
+        .bind(POWER_FAILURE)
+        .bind(reason)
+        .execute(p)
+        .await?;
+    });
+    Ok(get(db, uuid)
+        .await?
+        .is_some_and(|n| n.power_failures == max && n.fault.as_deref() == Some(POWER_FAILURE)))
 }

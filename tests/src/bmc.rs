@@ -14,7 +14,9 @@ pub struct Bmc {
     pub password: String,
     /// Where its log goes (its requests), for assertions.
     pub log: PathBuf,
-    child: Child,
+    config: PathBuf,
+    port: u16,
+    child: Option<Child>,
     _dir: tempfile::TempDir,
 }
 
@@ -102,30 +104,46 @@ impl Bmc {
             .local_addr()?
             .port();
         let log = dir.path().join("emulator.log");
-        let child = Command::new(venv_bin("sushy-emulator")?)
-            .args([
-                "--config",
-                &config.display().to_string(),
-                "--fake",
-                "-i",
-                "127.0.0.1",
-            ])
-            .args(["-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log)?)
-            .stderr(std::fs::File::options().append(true).open(&log)?)
-            .spawn()?;
-        let bmc = Self {
+        let mut bmc = Self {
             url: format!("http://127.0.0.1:{port}"),
             username,
             password,
             log,
-            child,
+            config,
+            port,
+            child: None,
             _dir: dir,
         };
+        bmc.start().await?;
+        Ok(bmc)
+    }
+
+    /// Stops the emulator: its BMC no longer answers.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it (again), on its port, with its machines as it left them.
+    pub async fn start(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new(venv_bin("sushy-emulator")?)
+            .args(["--config", &self.config.display().to_string()])
+            .args(["--fake", "-i", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
         // Up once the service root answers (it is not behind the credentials).
         let http = reqwest::Client::new();
-        let root = format!("{}/redfish/v1/", bmc.url);
+        let root = format!("{}/redfish/v1/", self.url);
         crate::wait_until(
             Duration::from_secs(30),
             "sushy-emulator to answer",
@@ -141,10 +159,9 @@ impl Bmc {
         .map_err(|e| {
             anyhow::anyhow!(
                 "sushy-emulator did not answer: {e}\n{}",
-                std::fs::read_to_string(&bmc.log).unwrap_or_default()
+                std::fs::read_to_string(&self.log).unwrap_or_default()
             )
-        })?;
-        Ok(bmc)
+        })
     }
 
     /// A system's state as the emulator tells it (with the test's credentials).
@@ -161,7 +178,6 @@ impl Bmc {
 
 impl Drop for Bmc {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }

@@ -94,6 +94,9 @@ impl Options {
             reconcile_interval_ms: self.reconcile_ms,
             redrive_after_s: self.redrive_after_s,
             task_attempts: self.task_attempts,
+            // Bare-metal power syncs cost nothing without machines; tests with one want them
+            // soon.
+            baremetal_sync_interval_s: 1,
             ..Default::default()
         }
     }

@@ -553,3 +553,328 @@ async fn the_bmc_password_is_in_no_log_response_or_database_row() -> anyhow::Res
     ]);
     Ok(())
 }
+
+/// The bare-metal API over HTTP, as a client without the CLI sees it.
+struct Ironic {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Ironic {
+    async fn new(stack: &AllInOneStack, user: &str, password: &str) -> anyhow::Result<Self> {
+        let url = e2e::stack::Stack::api_url(stack).to_owned();
+        let token = e2e::client::password_token(&url, user, password, user).await?;
+        Ok(Self {
+            http: reqwest::Client::new(),
+            base: format!("{url}/baremetal"),
+            token,
+        })
+    }
+
+    /// `METHOD path` at version 1.46: the status, the headers and the body (JSON, or null).
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        version: &str,
+    ) -> anyhow::Result<(u16, reqwest::header::HeaderMap, Value)> {
+        let mut r = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("X-Auth-Token", &self.token)
+            .header("X-OpenStack-Ironic-API-Version", version);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await?;
+        let (status, headers) = (r.status().as_u16(), r.headers().clone());
+        let text = r.text().await?;
+        Ok((
+            status,
+            headers,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+        ))
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
+        let (s, _, b) = self.call(reqwest::Method::GET, path, None, "1.46").await?;
+        Ok((s, b))
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> anyhow::Result<(u16, Value)> {
+        let (s, _, b) = self.call(method, path, Some(body), "1.46").await?;
+        Ok((s, b))
+    }
+}
+
+/// Ironic's error body: the faultstring inside `error_message`'s JSON text.
+fn fault(body: &Value) -> String {
+    let inner: Value =
+        serde_json::from_str(body["error_message"].as_str().unwrap_or("{}")).unwrap_or(Value::Null);
+    inner["faultstring"]
+        .as_str()
+        .or(inner["description"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A BMC that stops answering puts its node into maintenance with the reason (Ironic's power
+/// sync), and the node comes back when it answers again; bad requests get Ironic's answers
+/// and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_bmc_puts_its_node_in_maintenance_and_bad_requests_change_nothing(
+) -> anyhow::Result<()> {
+    use reqwest::Method;
+    let systems = [FakeSystem::new("machine-1", "Off")];
+    let mut bmc = Bmc::start_fake(&systems).await?;
+    let stack = start(true).await?;
+    let admin = Ironic::new(&stack, "admin", "admin-secret").await?;
+    let node = json!({
+        "driver": "redfish",
+        "name": "bm-sync",
+        "driver_info": {
+            "redfish_address": bmc.url,
+            "redfish_system_id": systems[0].system_id(),
+            "redfish_username": bmc.username,
+            "redfish_password": bmc.password,
+        },
+    });
+    let (status, created) = admin.send(Method::POST, "/v1/nodes", node.clone()).await?;
+    assert_eq!(status, 201, "{created}");
+    let (status, body) = admin
+        .send(
+            Method::PUT,
+            "/v1/nodes/bm-sync/states/provision",
+            json!({"target": "manage"}),
+        )
+        .await?;
+    assert_eq!(status, 202, "{body}");
+    let wait = |want: &'static str| {
+        let admin = &admin;
+        async move {
+            e2e::wait_until(Duration::from_secs(60), want, || async {
+                let (_, node) = admin.get("/v1/nodes/bm-sync").await?;
+                Ok(match want {
+                    "manageable" => node["provision_state"] == "manageable",
+                    "maintenance" => node["maintenance"] == true,
+                    _ => node["maintenance"] == false && node["power_state"] == "power off",
+                })
+            })
+            .await
+        }
+    };
+    wait("manageable").await?;
+
+    // The BMC goes silent: after the sync's retries, maintenance with the reason.
+    bmc.stop();
+    wait("maintenance").await?;
+    let (_, shown) = admin.get("/v1/nodes/bm-sync").await?;
+    assert_eq!(shown["fault"], "power failure", "{shown}");
+    assert_eq!(shown["power_state"], Value::Null, "{shown}");
+    let reason = shown["maintenance_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("sync_power_state") && reason.contains("did not answer"),
+        "{shown}"
+    );
+    // It answers again: back in service, its power known.
+    bmc.start().await?;
+    wait("back").await?;
+    let (_, shown) = admin.get("/v1/nodes/bm-sync").await?;
+    assert_eq!(shown["fault"], Value::Null, "{shown}");
+
+    // Versions: out of range → 406 naming the range; unreadable → 406 without it.
+    let (status, headers, body) = admin.call(Method::GET, "/v1/nodes", None, "1.115").await?;
+    assert_eq!(status, 406, "{body}");
+    assert_eq!(headers["x-openstack-ironic-api-maximum-version"], "1.46");
+    assert_eq!(headers["x-openstack-ironic-api-minimum-version"], "1.11");
+    assert!(fault(&body).contains("[1.11, 1.46]"), "{body}");
+    let (status, headers, _) = admin
+        .call(Method::GET, "/v1/nodes", None, "garbage")
+        .await?;
+    assert_eq!(status, 406);
+    assert!(!headers.contains_key("x-openstack-ironic-api-maximum-version"));
+    let (status, headers, _) = admin.call(Method::GET, "/v1", None, "1.46").await?;
+    assert_eq!(
+        (status, &headers["x-openstack-ironic-api-version"]),
+        (200, &"1.46".parse()?)
+    );
+
+    // Members may not touch nodes (Ironic's admin-only policy).
+    let demo = Ironic::new(&stack, "demo", "demo-secret").await?;
+    let (status, body) = demo.get("/v1/nodes").await?;
+    assert_eq!(status, 403, "{body}");
+    assert!(!fault(&body).is_empty(), "{body}");
+
+    // Bad requests, each with Ironic's status and words; the node stays as it was.
+    let before = admin.get("/v1/nodes/bm-sync").await?.1;
+    let mut dup = node.clone();
+    dup["name"] = json!("bm-sync");
+    let cases: Vec<(Method, &str, Value, u16, &str)> = vec![
+        (
+            Method::POST,
+            "/v1/nodes",
+            dup,
+            409,
+            "A node with name bm-sync already exists.",
+        ),
+        (
+            Method::POST,
+            "/v1/nodes",
+            json!({"driver": "redfish", "bogus": 1}),
+            400,
+            "('bogus' was unexpected)",
+        ),
+        (
+            Method::POST,
+            "/v1/nodes",
+            json!({"name": "x"}),
+            400,
+            "'driver' is a required property",
+        ),
+        (
+            Method::POST,
+            "/v1/nodes",
+            json!({"driver": "redfish", "name": "bad name"}),
+            400,
+            "invalid name",
+        ),
+        (
+            Method::POST,
+            "/v1/nodes",
+            json!({"driver": "redfish", "driver_info": {"snmp_password": "x"}}),
+            400,
+            "would be stored in clear",
+        ),
+        (
+            Method::PATCH,
+            "/v1/nodes/bm-sync",
+            json!([{"op": "replace", "path": "/provision_state", "value": "active"}]),
+            400,
+            "Cannot patch /provision_state",
+        ),
+        (
+            Method::PATCH,
+            "/v1/nodes/bm-sync",
+            json!([{"op": "remove", "path": "/properties/none"}]),
+            400,
+            "can't remove a non-existent object 'none'",
+        ),
+        (
+            Method::PATCH,
+            "/v1/nodes/bm-sync",
+            json!([{"op": "move", "path": "/name"}]),
+            400,
+            "is not one of ['add', 'replace', 'remove']",
+        ),
+        (
+            Method::PUT,
+            "/v1/nodes/bm-sync/states/provision",
+            json!({"target": "manage"}),
+            400,
+            "can not be performed on node",
+        ),
+        (
+            Method::PUT,
+            "/v1/nodes/bm-sync/states/power",
+            json!({"target": "sideways"}),
+            400,
+            "can not be performed on node",
+        ),
+        (
+            Method::PUT,
+            "/v1/nodes/bm-sync/states/power",
+            json!({"target": "power on", "timeout": 0}),
+            400,
+            "timeout has to be positive integer",
+        ),
+        (
+            Method::PUT,
+            "/v1/nodes/nosuch/states/power",
+            json!({"target": "power on"}),
+            404,
+            "Node nosuch could not be found.",
+        ),
+    ];
+    for (method, path, body, want_status, want_text) in cases {
+        let (status, answer) = admin.send(method.clone(), path, body.clone()).await?;
+        assert_eq!(status, want_status, "{method} {path} {body}: {answer}");
+        assert!(
+            fault(&answer).contains(want_text),
+            "{method} {path} {body}: {answer}"
+        );
+    }
+    for (path, want_status, want_text) in [
+        (
+            "/v1/nodes?marker=nosuch",
+            400,
+            "Expected UUID for marker: nosuch",
+        ),
+        (
+            "/v1/nodes?provision_state=bogus",
+            400,
+            "Provision state \"bogus\" is not valid",
+        ),
+        (
+            "/v1/nodes?maintenance=maybe",
+            400,
+            "Unrecognized value 'maybe'",
+        ),
+        (
+            "/v1/nodes?sort_key=driver_info",
+            400,
+            "invalid field for sorting",
+        ),
+        (
+            "/v1/nodes/detail?fields=uuid",
+            400,
+            "Unexpected arguments: fields",
+        ),
+        (
+            "/v1/nodes/bad%20name",
+            400,
+            "Expected UUID or name for node",
+        ),
+    ] {
+        let (status, answer) = admin.get(path).await?;
+        assert_eq!(status, want_status, "{path}: {answer}");
+        assert!(fault(&answer).contains(want_text), "{path}: {answer}");
+    }
+    let after = admin.get("/v1/nodes/bm-sync").await?.1;
+    for key in [
+        "provision_state",
+        "name",
+        "properties",
+        "driver_info",
+        "maintenance",
+    ] {
+        assert_eq!(before[key], after[key], "{key} changed");
+    }
+    // Deleting a manageable node works; the next read is Ironic's 404.
+    let (status, _, _) = admin
+        .call(Method::DELETE, "/v1/nodes/bm-sync", None, "1.46")
+        .await?;
+    assert_eq!(status, 204);
+    let (status, body) = admin.get("/v1/nodes/bm-sync").await?;
+    assert_eq!(
+        (status, fault(&body).as_str()),
+        (404, "Node bm-sync could not be found.")
+    );
+
+    // Without a bare-metal agent, nothing can be enrolled (Ironic's "no conductor").
+    let lone = start(false).await?;
+    let admin = Ironic::new(&lone, "admin", "admin-secret").await?;
+    let (status, body) = admin.send(Method::POST, "/v1/nodes", node).await?;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        fault(&body).contains("No conductor service registered which supports driver redfish"),
+        "{body}"
+    );
+    Ok(())
+}
