@@ -98,12 +98,6 @@ impl AllInOne {
                 .clone()
                 .or_else(|| Some(settings.auth.key_repository.join("baremetal.key")));
         }
-        let (pools, missing_pools, fake) = pools(&agent_settings).await?;
-        let driver = pools[0].driver.clone();
-        if settings.agent.driver == DriverKind::Auto {
-            bootstrap_flavors(&db, &pools).await?;
-        }
-
         let conductor = Conductor::new(
             settings.conductor.clone(),
             db.clone(),
@@ -129,9 +123,21 @@ impl AllInOne {
             },
         )?;
         let images = image_cache(&settings, &identity, api.addr)?;
+        // The BMCs fetch the ISOs they boot from this process's image service.
+        if agent_settings.baremetal.image_url.is_none() {
+            agent_settings.baremetal.image_url = Some(match &settings.api.public_url {
+                Some(url) => format!("{}/image", url.trim_end_matches('/')),
+                None => format!("http://{}/image", api.addr),
+            });
+        }
+        let (pools, missing_pools, fake) = pools(&agent_settings).await?;
+        let driver = pools[0].driver.clone();
+        if settings.agent.driver == DriverKind::Auto {
+            bootstrap_flavors(&db, &pools).await?;
+        }
         let mut agents = Vec::new();
         for pool in &pools {
-            let nodes = compute_agent::node_manager_from_settings(&pool.settings)?;
+            let nodes = pool.nodes.lock().unwrap_or_else(|e| e.into_inner()).take();
             let agent = Agent::with_nodes(
                 pool.settings.clone(),
                 bus.clone(),
@@ -212,6 +218,19 @@ pub struct Pool {
     pub kind: DriverKind,
     pub settings: AgentSettings,
     pub driver: Arc<dyn Compute>,
+    /// A bare-metal pool's machine operations (taken by its agent at start).
+    nodes: std::sync::Mutex<Option<compute_agent::node_operations::NodeManager>>,
+}
+
+impl Pool {
+    fn of(kind: DriverKind, settings: AgentSettings, drivers: compute_agent::Drivers) -> Self {
+        Self {
+            kind,
+            settings,
+            driver: drivers.compute,
+            nodes: std::sync::Mutex::new(drivers.nodes),
+        }
+    }
 }
 
 /// The pools to run: the one driver `agent.driver` names, or for `auto` every pool that works
@@ -229,24 +248,17 @@ async fn pools(
     };
     // Enrolled machines need nothing on this host (their BMCs are reached over the network):
     // the bare-metal pool runs with `auto`, and beside a named driver when asked.
-    let baremetal = || {
+    let baremetal = || async {
         let settings = for_pool(DriverKind::Baremetal);
-        Pool {
-            kind: DriverKind::Baremetal,
-            settings,
-            driver: Arc::new(drivers::baremetal::BaremetalPool),
-        }
+        let drivers = compute_agent::driver_from_settings(&settings).await?;
+        anyhow::Ok(Pool::of(DriverKind::Baremetal, settings, drivers))
     };
     if agent.driver != DriverKind::Auto {
-        let (driver, fake) = compute_agent::driver_from_settings(agent).await?;
-        let pool = Pool {
-            kind: agent.driver,
-            settings: agent.clone(),
-            driver,
-        };
-        let mut pools = vec![pool];
+        let drivers = compute_agent::driver_from_settings(agent).await?;
+        let fake = drivers.fake.clone();
+        let mut pools = vec![Pool::of(agent.driver, agent.clone(), drivers)];
         if agent.baremetal.pool && agent.driver != DriverKind::Baremetal {
-            pools.push(baremetal());
+            pools.push(baremetal().await?);
         }
         return Ok((pools, Vec::new(), fake));
     }
@@ -269,11 +281,7 @@ async fn pools(
         let settings = for_pool(kind);
         let pool = kind.pool();
         match tokio::time::timeout(PROBE, compute_agent::driver_from_settings(&settings)).await {
-            Ok(Ok((driver, _))) => pools.push(Pool {
-                kind,
-                settings,
-                driver,
-            }),
+            Ok(Ok(drivers)) => pools.push(Pool::of(kind, settings, drivers)),
             Ok(Err(e)) => missing.push(format!(
                 "{pool} pool ({}) is off: {e}. It runs when {needs}.",
                 kind.name()
@@ -287,17 +295,13 @@ async fn pools(
     let mut fake = None;
     if pools.is_empty() {
         let settings = for_pool(DriverKind::Fake);
-        let (driver, f) = compute_agent::driver_from_settings(&settings).await?;
-        fake = f;
+        let drivers = compute_agent::driver_from_settings(&settings).await?;
+        fake = drivers.fake.clone();
         missing
             .push("No real pool works here: the fake driver runs, and boots nothing.".to_owned());
-        pools.push(Pool {
-            kind: DriverKind::Fake,
-            settings,
-            driver,
-        });
+        pools.push(Pool::of(DriverKind::Fake, settings, drivers));
     }
-    pools.push(baremetal());
+    pools.push(baremetal().await?);
     Ok((pools, missing, fake))
 }
 

@@ -154,6 +154,15 @@ pub fn start(
              of their request bodies"
         );
     }
+    // The bare-metal key (BMC passwords, and the image URLs BMCs fetch): the configured file,
+    // else the key repository's.
+    let baremetal_key = settings.baremetal.key_file.clone().or_else(|| {
+        backends
+            .identity
+            .api
+            .as_ref()
+            .map(|api| api.settings.key_repository.join("baremetal.key"))
+    });
     let mut services: Vec<Arc<dyn Service>> = Vec::new();
     for name in &settings.services {
         match name {
@@ -167,26 +176,29 @@ pub fn start(
                 image_data.clone(),
                 idempotency.clone(),
             ))),
-            ApiName::Image => services.push(Arc::new(image_api::ImageApi::new(
-                backends.db.clone(),
-                &image,
-                image_data.clone(),
-                std::time::Duration::from_secs(settings.body_timeout_s),
-            ))),
+            ApiName::Image => {
+                let signer = match &baremetal_key {
+                    Some(path) => Some(
+                        nova_core::secret::UrlSigner::load_or_create(path)
+                            .map_err(|e| anyhow::anyhow!("image API, bare-metal key: {e}"))?,
+                    ),
+                    None => None,
+                };
+                services.push(Arc::new(image_api::ImageApi::new(
+                    backends.db.clone(),
+                    &image,
+                    image_data.clone(),
+                    std::time::Duration::from_secs(settings.body_timeout_s),
+                    signer,
+                )))
+            }
             ApiName::Network => {
                 services.push(Arc::new(network_api::NetworkApi::new(backends.db.clone())))
             }
             ApiName::Baremetal => {
                 // BMC passwords are sealed with a key every API process and bare-metal agent
-                // shares: the configured file, else the key repository's.
-                let path = settings.baremetal.key_file.clone().or_else(|| {
-                    backends
-                        .identity
-                        .api
-                        .as_ref()
-                        .map(|api| api.settings.key_repository.join("baremetal.key"))
-                });
-                let Some(path) = path else {
+                // shares.
+                let Some(path) = baremetal_key.clone() else {
                     tracing::warn!(
                         "bare-metal API not served: api.baremetal.key_file is unset and this \
                          process has no key repository"

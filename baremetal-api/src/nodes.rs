@@ -474,6 +474,8 @@ pub(crate) async fn create(
             (None, None) => ApiError::Conflict("The node already exists.".into()),
         });
     }
+    // One hypervisor per machine, on its agent's host, as Nova shows Ironic's nodes.
+    store::sync_compute_node(&state.db, &uuid).await?;
     tracing::info!(node = %uuid, host = ?node.conductor, "node enrolled");
     let base = PublicUrl::of(&req).0;
     Ok(HttpResponse::Created()
@@ -928,6 +930,8 @@ pub(crate) async fn update(
         }
         store::Updated::Missing => return Err(not_found(&ident)),
     }
+    // Its capacity may have changed (properties).
+    store::sync_compute_node(&state.db, &node.uuid).await?;
     let node = find(&state, &node.uuid).await?;
     Ok(HttpResponse::Ok().json(Value::Object(full_view(&req, &node))))
 }
@@ -947,7 +951,10 @@ pub(crate) async fn delete(
         )));
     }
     match store::delete(&state.db, &node.uuid, DELETABLE).await? {
-        store::Deleted::Yes => Ok(HttpResponse::NoContent().finish()),
+        store::Deleted::Yes => {
+            store::sync_compute_node(&state.db, &node.uuid).await?;
+            Ok(HttpResponse::NoContent().finish())
+        }
         store::Deleted::Missing => Err(not_found(&ident)),
         store::Deleted::Locked => Err(locked(&node)),
         store::Deleted::WrongState => Err(ApiError::Conflict(format!(

@@ -26,25 +26,52 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::Instrument;
 
-/// The driver the settings name; the fake one is also returned as itself, for tests that
-/// steer it.
-pub async fn driver_from_settings(
-    settings: &AgentSettings,
-) -> Result<(Arc<dyn Compute>, Option<Arc<FakeDriver>>), DriverError> {
+/// What an agent runs: its driver; the fake one again as itself, for tests that steer it;
+/// and for a bare-metal pool, its machines' own operations.
+pub struct Drivers {
+    pub compute: Arc<dyn Compute>,
+    pub fake: Option<Arc<FakeDriver>>,
+    pub nodes: Option<node_operations::NodeManager>,
+}
+
+impl Drivers {
+    fn only(compute: Arc<dyn Compute>) -> Self {
+        Self {
+            compute,
+            fake: None,
+            nodes: None,
+        }
+    }
+}
+
+/// The driver the settings name.
+pub async fn driver_from_settings(settings: &AgentSettings) -> Result<Drivers, DriverError> {
     Ok(match settings.driver {
         DriverKind::Fake => {
             let fake = Arc::new(FakeDriver::new(&settings.host, settings.fake.clone()));
-            (fake.clone(), Some(fake))
+            Drivers {
+                compute: fake.clone(),
+                fake: Some(fake),
+                nodes: None,
+            }
         }
-        DriverKind::Docker => {
-            let docker = DockerDriver::connect(&settings.host, settings.docker.clone()).await?;
-            (Arc::new(docker), None)
+        DriverKind::Docker => Drivers::only(Arc::new(
+            DockerDriver::connect(&settings.host, settings.docker.clone()).await?,
+        )),
+        DriverKind::Libvirt => Drivers::only(Arc::new(
+            LibvirtDriver::connect(&settings.host, settings.libvirt.clone()).await?,
+        )),
+        DriverKind::Baremetal => {
+            let pool = Arc::new(baremetal_pool(settings)?);
+            Drivers {
+                compute: pool.clone(),
+                fake: None,
+                nodes: Some(node_operations::NodeManager {
+                    pool,
+                    drivers: vec!["redfish".to_owned()],
+                }),
+            }
         }
-        DriverKind::Libvirt => {
-            let libvirt = LibvirtDriver::connect(&settings.host, settings.libvirt.clone()).await?;
-            (Arc::new(libvirt), None)
-        }
-        DriverKind::Baremetal => (Arc::new(drivers::baremetal::BaremetalPool), None),
         DriverKind::Auto => {
             return Err(DriverError::Invalid(
                 "agent.driver = \"auto\" is for the all-in-one, which runs one agent per pool; \
@@ -55,29 +82,40 @@ pub async fn driver_from_settings(
     })
 }
 
-/// What a bare-metal agent runs its machines' operations with (`None` for other drivers).
-pub fn node_manager_from_settings(
+/// The bare-metal pool the settings describe: its key (which opens the BMC passwords and signs
+/// the image URLs) and the image service as BMCs reach it.
+fn baremetal_pool(
     settings: &AgentSettings,
-) -> Result<Option<node_operations::NodeManager>, DriverError> {
-    if settings.driver != DriverKind::Baremetal {
-        return Ok(None);
-    }
-    let Some(path) = &settings.baremetal.key_file else {
+) -> Result<drivers::baremetal::BaremetalPool, DriverError> {
+    let b = &settings.baremetal;
+    let Some(path) = &b.key_file else {
         return Err(DriverError::Invalid(
             "agent.baremetal.key_file is required for driver = \"baremetal\": the bare-metal \
              API's key, which opens the BMC passwords"
                 .into(),
         ));
     };
-    let key = nova_core::secret::SealingKey::load_or_create(path)
-        .map_err(|e| DriverError::Invalid(format!("agent.baremetal.key_file: {e}")))?;
-    Ok(Some(node_operations::NodeManager {
-        driver: Arc::new(drivers::redfish::RedfishDriver::new(
-            settings.baremetal.redfish.clone(),
-        )),
+    let bad_key = |e| DriverError::Invalid(format!("agent.baremetal.key_file: {e}"));
+    let key = nova_core::secret::SealingKey::load_or_create(path).map_err(bad_key)?;
+    let signer = nova_core::secret::UrlSigner::load_or_create(path).map_err(bad_key)?;
+    let Some(image_url) = b
+        .image_url
+        .clone()
+        .or_else(|| settings.images.endpoint.clone())
+    else {
+        return Err(DriverError::Invalid(
+            "agent.baremetal.image_url (or agent.images.endpoint) is required for driver = \
+             \"baremetal\": the image service as the BMCs reach it"
+                .into(),
+        ));
+    };
+    Ok(drivers::baremetal::BaremetalPool::new(
+        drivers::redfish::RedfishDriver::new(b.redfish.clone()),
         key,
-        drivers: vec!["redfish".to_owned()],
-    }))
+        signer,
+        image_url,
+        Duration::from_secs(b.image_url_ttl_s.max(60)),
+    ))
 }
 
 pub struct Agent {
@@ -452,6 +490,9 @@ impl Agent {
         }
         if let ComputeCommand::SyncNodes { nodes } = command {
             delivery.ack().await;
+            if let Some(manager) = &self.nodes {
+                manager.pool.learn(&nodes);
+            }
             self.sync_nodes(nodes).await;
             return;
         }
@@ -721,10 +762,15 @@ impl Agent {
             ComputeCommand::Spawn { task_id, spec } => {
                 tracing::info!(node = %spec.node, "spawning");
                 let r = bounded(limit, async {
-                    let images = drivers::BootImages {
-                        disk: self.acquire(spec.image.as_ref(), spec.uuid).await?,
-                        kernel: self.acquire(spec.kernel.as_ref(), spec.uuid).await?,
-                        ramdisk: self.acquire(spec.ramdisk.as_ref(), spec.uuid).await?,
+                    // A bare-metal machine's BMC fetches its image itself, by URL.
+                    let images = if spec.bmc.is_some() {
+                        drivers::BootImages::default()
+                    } else {
+                        drivers::BootImages {
+                            disk: self.acquire(spec.image.as_ref(), spec.uuid).await?,
+                            kernel: self.acquire(spec.kernel.as_ref(), spec.uuid).await?,
+                            ramdisk: self.acquire(spec.ramdisk.as_ref(), spec.uuid).await?,
+                        }
                     };
                     tracing::debug!("image ready");
                     driver.spawn(spec, &images).await

@@ -24,13 +24,19 @@ async fn main() -> anyhow::Result<()> {
     nova_core::settings::init_logging();
     let settings: Settings = nova_core::settings::load_from_args()?;
     let bus = nova_core::bus::connect(&settings.bus).await?;
-    let (driver, _) = compute_agent::driver_from_settings(&settings.agent).await?;
+    let drivers = compute_agent::driver_from_settings(&settings.agent).await?;
     let queues = Queues::new(&settings.bus.queue_prefix);
     let images = Arc::new(ImageCache::open(&settings.agent.images, None)?);
     let state_dir = settings.agent.state_dir.clone();
-    let nodes = compute_agent::node_manager_from_settings(&settings.agent)?;
-    Agent::with_nodes(settings.agent, bus, queues, driver, images, nodes)
-        .map_err(|e| anyhow::anyhow!("agent state directory {}: {e}", state_dir.display()))?
-        .run(settings.bus.prefetch)
-        .await
+    Agent::with_nodes(
+        settings.agent,
+        bus,
+        queues,
+        drivers.compute,
+        images,
+        drivers.nodes,
+    )
+    .map_err(|e| anyhow::anyhow!("agent state directory {}: {e}", state_dir.display()))?
+    .run(settings.bus.prefetch)
+    .await
 }

@@ -6,21 +6,19 @@
 //! The BMC's password comes sealed (`nova_core::secret`) and is opened here, with the key
 //! repository's `baremetal.key`, only to be sent to the BMC.
 
-use drivers::nodes::{BmcAccess, NodeManagement, PowerAction, TlsVerify};
+use drivers::baremetal::BaremetalPool;
+use drivers::nodes::{BmcAccess, NodeManagement, PowerAction};
 use drivers::DriverError;
 use nova_core::rpc::{
     BmcInfo, NodeBmc, NodeCommand, NodeEndReport, NodeFactsReport, NodeOperationKind, NodeOutcome,
-    NodeStepReport, VerifyCa,
+    NodeStepReport,
 };
-use nova_core::secret::SealingKey;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// What a bare-metal agent runs node operations with.
+/// What a bare-metal agent runs node operations with: its pool, whose BMC driver does them.
 pub struct NodeManager {
-    pub driver: Arc<dyn NodeManagement>,
-    /// Opens the BMC passwords the API sealed.
-    pub key: SealingKey,
+    pub pool: Arc<BaremetalPool>,
     /// The enrolment drivers it runs machines of (`redfish`).
     pub drivers: Vec<String>,
 }
@@ -28,23 +26,7 @@ pub struct NodeManager {
 impl NodeManager {
     /// The BMC of a command, its password opened.
     pub fn access(&self, node: &str, bmc: &BmcInfo) -> Result<BmcAccess, DriverError> {
-        let password = self.key.open(&bmc.password, node).map_err(|e| {
-            DriverError::Invalid(format!(
-                "The BMC password of node {node} cannot be read on this host: {e}. Every \
-                 process must use the same baremetal.key."
-            ))
-        })?;
-        Ok(BmcAccess {
-            address: bmc.address.clone(),
-            system_id: bmc.system_id.clone(),
-            username: bmc.username.clone(),
-            password,
-            verify: match &bmc.verify_ca {
-                VerifyCa::Flag(true) => TlsVerify::System,
-                VerifyCa::Flag(false) => TlsVerify::Off,
-                VerifyCa::Bundle(path) => TlsVerify::CaBundle(path.into()),
-            },
-        })
+        self.pool.open(node, bmc)
     }
 
     /// A machine's power as its BMC tells it (Ironic's words), or why it does not, within the
@@ -53,7 +35,7 @@ impl NodeManager {
         let bmc = self
             .access(&node.node, &node.bmc)
             .map_err(|e| e.to_string())?;
-        match self.driver.power_state(&bmc).await {
+        match self.pool.nodes().power_state(&bmc).await {
             Ok(power) => Ok(power.ironic().to_owned()),
             Err(e) => Err(e.internal_details().unwrap_or_else(|| e.public_message())),
         }
@@ -68,10 +50,10 @@ impl NodeManager {
         let limit = Duration::from_secs(command.timeout_s.max(1));
         let work = async {
             let bmc = self.access(&command.node, &command.bmc)?;
-            let power = |action| self.driver.set_power(&bmc, action, limit);
+            let power = |action| self.pool.nodes().set_power(&bmc, action, limit);
             Ok::<_, DriverError>(match command.kind {
                 NodeOperationKind::Verify => {
-                    let facts = self.driver.verify(&bmc).await?;
+                    let facts = self.pool.nodes().verify(&bmc).await?;
                     NodeOutcome::Done {
                         power_state: Some(facts.power.ironic().to_owned()),
                         facts: Some(NodeFactsReport {
@@ -82,8 +64,8 @@ impl NodeManager {
                     }
                 }
                 NodeOperationKind::Clean => {
-                    self.driver.clean(&bmc, step).await?;
-                    let power = self.driver.power_state(&bmc).await?;
+                    self.pool.nodes().clean(&bmc, step).await?;
+                    let power = self.pool.nodes().power_state(&bmc).await?;
                     NodeOutcome::Done {
                         power_state: Some(power.ironic().to_owned()),
                         facts: None,

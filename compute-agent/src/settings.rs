@@ -126,7 +126,7 @@ impl AgentSettings {
 }
 
 /// `[agent.baremetal]`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(default)]
 pub struct BaremetalSettings {
     /// The key that opens the BMC passwords the bare-metal API sealed: the API's
@@ -138,4 +138,21 @@ pub struct BaremetalSettings {
     pub pool: bool,
     /// Requests to BMCs.
     pub redfish: drivers::redfish::RedfishSettings,
+    /// The image service as the BMCs reach it, for the signed URLs of the ISOs they boot
+    /// (`http://…/image`); unset: `agent.images.endpoint`.
+    pub image_url: Option<String>,
+    /// How long such a URL works.
+    pub image_url_ttl_s: u64,
+}
+
+impl Default for BaremetalSettings {
+    fn default() -> Self {
+        Self {
+            key_file: None,
+            pool: false,
+            redfish: Default::default(),
+            image_url: None,
+            image_url_ttl_s: 3600,
+        }
+    }
 }

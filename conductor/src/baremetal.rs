@@ -144,6 +144,7 @@ pub(crate) async fn sync_power(c: &Conductor) -> Result<()> {
         by_host.entry(host).or_default().push(NodeBmc {
             node: node.uuid,
             bmc,
+            instance: node.instance_uuid,
         });
     }
     for (host, nodes) in by_host {

@@ -23,6 +23,10 @@ impl Conductor {
             } => {
                 nodes::register(&self.db, &host, &binary, &inventory).await?;
                 nodes::set_node_drivers(&self.db, &host, &binary, &node_drivers).await?;
+                if !node_drivers.is_empty() {
+                    // A bare-metal agent (re)starting learns its machines at once.
+                    crate::baremetal::sync_power(self).await?;
+                }
                 if let Some(ip) = host_ip {
                     nodes::set_host_ip(&self.db, &host, &binary, &ip).await?;
                 }
@@ -187,6 +191,14 @@ impl Conductor {
                     }
                 } else {
                     tracing::info!("active");
+                    if instance.node_type == nova_core::model::NodeType::Baremetal {
+                        let power = if power_state == PowerState::Running {
+                            "power on"
+                        } else {
+                            "power off"
+                        };
+                        nova_db::baremetal::activate(&self.db, uuid, power, now_ms()).await?;
+                    }
                 }
                 Ok(())
             }

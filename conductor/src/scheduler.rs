@@ -65,9 +65,32 @@ impl Scheduler {
             Some(_) => nova_db::aggregates::host_zones(db).await?,
             None => Default::default(),
         };
+        // A bare-metal server takes a whole machine of its flavor's class, exactly: the
+        // machines free now whose class is the one asked for.
+        let baremetal = instance.node_type == nova_core::model::NodeType::Baremetal;
+        let wanted_class = instance.flavor.baremetal_class().map(str::to_owned);
         for _ in 0..attempts.max(1) {
-            let mut candidates =
-                nodes::candidates(db, instance.node_type, need, alive_since).await?;
+            let mut candidates = if baremetal {
+                let Some(class) = &wanted_class else {
+                    return Ok(Placement::NoValidHost);
+                };
+                let free: std::collections::HashSet<String> = nova_db::baremetal::free_nodes(db)
+                    .await?
+                    .into_iter()
+                    .filter(|(_, c)| {
+                        c.as_deref()
+                            .is_some_and(|c| nova_core::model::resource_class_name(c) == *class)
+                    })
+                    .map(|(uuid, _)| uuid)
+                    .collect();
+                let mut all =
+                    nodes::candidates(db, instance.node_type, Default::default(), alive_since)
+                        .await?;
+                all.retain(|n| free.contains(&n.inventory.name));
+                all
+            } else {
+                nodes::candidates(db, instance.node_type, need, alive_since).await?
+            };
             candidates.retain(|node| {
                 instance
                     .availability_zone
@@ -101,6 +124,12 @@ impl Scheduler {
                     }
                 };
                 loop {
+                    // A machine is claimed whole: all it has, so that nothing else fits.
+                    let need = if baremetal {
+                        node.inventory.total
+                    } else {
+                        need
+                    };
                     if !fits(&node, need) {
                         continue 'candidates;
                     }
@@ -125,6 +154,15 @@ impl Scheduler {
                         need,
                     )
                     .await?;
+                    let claimed = claimed
+                        && (!baremetal
+                            || nova_db::baremetal::take(
+                                &mut tx,
+                                &node.inventory.name,
+                                instance.uuid,
+                                nova_core::time::now_ms(),
+                            )
+                            .await?);
                     if !claimed {
                         // The node changed; the transaction rolls back on drop.
                         tracing::debug!(node = %node.inventory.uuid, "claim lost a race");

@@ -84,7 +84,10 @@ impl Conductor {
                 let image = image?;
                 let direct = direct_boot(&self.db, &instance.project_id, image.as_ref()).await?;
                 let spec = match spec_from(instance, &node, image, direct) {
-                    Ok(spec) => spec,
+                    Ok(mut spec) => {
+                        spec.bmc = machine_bmc(&self.db, instance, &node).await?;
+                        spec
+                    }
                     Err(message) => {
                         return self
                             .fail_build(task, instance, SCHEDULE_EVENT, message, None, None)
@@ -335,9 +338,10 @@ pub(crate) async fn command_for(
             if instance.vm_state != VmState::Building {
                 return Ok(None);
             }
-            let Ok(spec) = spec(db, instance, node).await? else {
+            let Ok(mut spec) = spec(db, instance, node).await? else {
                 return Ok(None);
             };
+            spec.bmc = machine_bmc(db, instance, node).await?;
             ComputeCommand::Spawn {
                 task_id,
                 spec: Box::new(spec),
@@ -360,6 +364,21 @@ pub(crate) async fn command_for(
             instance: uuid,
             hard,
         },
+    }))
+}
+
+/// The BMC of the bare-metal machine `node` a server of `instance`'s type deploys onto (none
+/// for other types).
+async fn machine_bmc(
+    db: &Db,
+    instance: &Instance,
+    node: &str,
+) -> Result<Option<nova_core::rpc::BmcInfo>> {
+    if instance.node_type != nova_core::model::NodeType::Baremetal {
+        return Ok(None);
+    }
+    Ok(nova_db::baremetal::get(db, node).await?.and_then(|n| {
+        nova_core::baremetal::bmc_info(&n.driver_info, n.bmc_password.as_deref()).ok()
     }))
 }
 
@@ -473,5 +492,6 @@ fn spec_from(
         kernel,
         ramdisk,
         os_command_line: direct.os_command_line,
+        bmc: None,
     })
 }

@@ -592,6 +592,7 @@ mod tests {
             kernel: None,
             ramdisk: None,
             os_command_line: None,
+            bmc: None,
         }
     }
 

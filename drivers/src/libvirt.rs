@@ -1426,6 +1426,7 @@ mod tests {
             kernel: None,
             ramdisk: None,
             os_command_line: Some("console=ttyS0 x=\"y\"".into()),
+            bmc: None,
         }
     }
 

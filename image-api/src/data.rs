@@ -275,3 +275,40 @@ pub(crate) async fn download(
     }
     Ok(res)
 }
+
+/// `GET /v2/bmc-images/{id}/{expires}/{signature}/image.iso`: an image's data for a BMC, which
+/// has no token: the URL itself is the permission, signed by the bare-metal agent with the
+/// key repository's key for this image until `expires` (ms since the epoch). Only active
+/// images; a bad or expired signature is refused as Glance refuses a forbidden download.
+pub(crate) async fn download_signed(
+    state: web::Data<ImageState>,
+    path: web::Path<(String, i64, String)>,
+) -> ApiResult<HttpResponse> {
+    let (id, expires, signature) = path.into_inner();
+    let Some(signer) = &state.bmc_signer else {
+        return Err(ApiError::NotFound("Not Found".into()));
+    };
+    if !signer.verify(&id, expires, &signature, nova_core::time::now_ms()) {
+        return Err(ApiError::Forbidden(
+            "The image URL is not valid, or it has expired.".into(),
+        ));
+    }
+    let Some(image) = nova_db::images::get(&state.db, &id).await? else {
+        return Err(ApiError::NotFound(format!("No image found with ID {id}")));
+    };
+    if image.status != "active" {
+        return Err(ApiError::Forbidden(format!(
+            "Image {id} is {}: its data is not served.",
+            image.status
+        )));
+    }
+    let data = state
+        .store
+        .read(&id)
+        .await
+        .map_err(|e| ApiError::Internal(format!("image data of {id}: {e}")))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .no_chunking(data.len)
+        .streaming(data.chunks))
+}

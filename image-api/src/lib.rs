@@ -60,6 +60,8 @@ pub struct ImageState {
     pub member_quota: i64,
     pub property_quota: i64,
     pub upload_clock: uploads::UploadClock,
+    /// Checks the signed URLs BMCs fetch ISOs from (none: that route answers 404).
+    pub bmc_signer: Option<nova_core::secret::UrlSigner>,
 }
 
 /// The image API, to serve ([`api_toolkit::server::serve`]).
@@ -71,6 +73,9 @@ impl ImageApi {
     /// `store` is [`store::open`]ed from `settings.store` by the caller, who may share it
     /// (the compute API's image proxy deletes through it).
     ///
+    /// `bmc_signer` checks the URLs BMCs fetch ISOs from (a bare-metal deploy); none: that
+    /// route answers 404.
+    ///
     /// `body_timeout` is the server's request-body timeout: it tells a dead upload from a
     /// slow one ([`uploads`]), whose recovery starts here.
     pub fn new(
@@ -78,6 +83,7 @@ impl ImageApi {
         settings: &ImageSettings,
         store: Arc<dyn ImageStore>,
         body_timeout: std::time::Duration,
+        bmc_signer: Option<nova_core::secret::UrlSigner>,
     ) -> Self {
         let upload_clock = uploads::UploadClock::for_body_timeout(body_timeout);
         uploads::spawn_recovery(db.clone(), store.clone(), upload_clock);
@@ -90,6 +96,7 @@ impl ImageApi {
                 member_quota: settings.member_quota,
                 property_quota: settings.property_quota,
                 upload_clock,
+                bmc_signer,
             }),
         }
     }
@@ -182,6 +189,10 @@ fn routes(cfg: &mut web::ServiceConfig) {
                 web::resource("/v2/images/{id}/file")
                     .route(web::put().to(data::upload))
                     .route(web::get().to(data::download)),
+            )
+            .service(
+                web::resource("/v2/bmc-images/{id}/{expires}/{signature}/image.iso")
+                    .route(web::get().to(data::download_signed)),
             )
             .service(
                 web::resource("/v2/images/{id}/tags/{tag}")

@@ -77,8 +77,8 @@ string_enum!(
 
 impl NodeType {
     /// Whether an image of these formats boots on this node type: a `docker save` archive on a
-    /// container node, a disk image (`bare`/`ovf` with a disk format) on a VM, a whole-disk
-    /// image on a bare-metal node (written to the machine's disk as it is).
+    /// container node, a disk image (`bare`/`ovf` with a disk format) on a VM, an ISO on a
+    /// bare-metal machine (booted through its BMC's virtual media, as Ironic's ramdisk deploy).
     pub fn boots(self, container_format: &str, disk_format: &str) -> bool {
         match self {
             NodeType::Container => container_format == "docker",
@@ -89,9 +89,7 @@ impl NodeType {
                         "qcow2" | "raw" | "vmdk" | "vdi" | "vhd" | "vhdx" | "iso"
                     )
             }
-            NodeType::Baremetal => {
-                container_format == "bare" && matches!(disk_format, "raw" | "qcow2")
-            }
+            NodeType::Baremetal => container_format == "bare" && disk_format == "iso",
         }
     }
 }
@@ -190,9 +188,12 @@ pub struct Flavor {
 }
 
 impl Flavor {
-    /// The node type this flavor asks for: its `node:type` extra spec, `vm` without one.
+    /// The node type this flavor asks for: its `node:type` extra spec; without one, `baremetal`
+    /// when it asks for a custom resource class (as flavors for Nova's Ironic driver do), else
+    /// `vm`.
     pub fn node_type(&self) -> Result<NodeType, String> {
         match self.extra_specs.get(NODE_TYPE_EXTRA_SPEC) {
+            None if self.baremetal_class().is_some() => Ok(NodeType::Baremetal),
             None => Ok(NodeType::Vm),
             Some(v) => NodeType::parse(v).ok_or_else(|| {
                 format!(
@@ -203,6 +204,16 @@ impl Flavor {
         }
     }
 
+    /// The resource class of the bare-metal machine this flavor asks for, as Nova's flavors for
+    /// Ironic ask for one: `resources:CUSTOM_<CLASS>=1` (the class as Placement names it,
+    /// [`resource_class_name`]).
+    pub fn baremetal_class(&self) -> Option<&str> {
+        self.extra_specs.iter().find_map(|(k, v)| {
+            k.strip_prefix("resources:")
+                .filter(|class| class.starts_with("CUSTOM_") && v.trim() == "1")
+        })
+    }
+
     /// The resources a server of this flavor claims on a node.
     pub fn resources(&self) -> Resources {
         Resources {
@@ -211,6 +222,23 @@ impl Flavor {
             disk_gb: self.root_gb + self.ephemeral_gb,
         }
     }
+}
+
+/// A bare-metal node's resource class as Placement names it, and as a flavor asks for it:
+/// upper case, every character other than a letter, a digit or `_` made `_`, and `CUSTOM_`
+/// in front (Nova's Ironic driver, `_node_resource_class`).
+pub fn resource_class_name(class: &str) -> String {
+    let normalized: String = class
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("CUSTOM_{normalized}")
 }
 
 /// An amount of the resources a node offers and an instance claims.

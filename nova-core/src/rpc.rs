@@ -130,6 +130,10 @@ pub struct InstanceSpec {
     pub ramdisk: Option<ImageSpec>,
     #[serde(default)]
     pub os_command_line: Option<String>,
+    /// The BMC of the bare-metal machine (`node`) the server deploys onto; absent for other
+    /// node types.
+    #[serde(default)]
+    pub bmc: Option<BmcInfo>,
 }
 
 /// An image as a compute host needs it: where to fetch it and how to check what it fetched.
@@ -197,6 +201,9 @@ pub enum ComputeCommand {
 pub struct NodeBmc {
     pub node: String,
     pub bmc: BmcInfo,
+    /// The instance deployed on it, if any.
+    #[serde(default)]
+    pub instance: Option<String>,
 }
 
 /// A bare-metal node's BMC as the bus carries it: the password sealed with the key repository's

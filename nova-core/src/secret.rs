@@ -169,6 +169,56 @@ impl SealingKey {
     }
 }
 
+/// Signs and checks the URLs a BMC fetches an image from without a token: an HMAC-SHA256 (key
+/// derived from the key repository's `baremetal.key`, for this purpose only) of the image and
+/// the time the URL expires.
+pub struct UrlSigner {
+    key: ring::hmac::Key,
+}
+
+impl std::fmt::Debug for UrlSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UrlSigner(******)")
+    }
+}
+
+impl UrlSigner {
+    /// The signer whose key derives from the file at `path` (as [`SealingKey::load_or_create`]).
+    pub fn load_or_create(path: &Path) -> Result<Self, SealError> {
+        // The file is created as the sealing key's; its bytes are read again here.
+        SealingKey::load_or_create(path)?;
+        let bytes = std::fs::read(path).map_err(|e| SealError::Key {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let root = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &bytes);
+        let derived = ring::hmac::sign(&root, b"nova image url for a BMC, v1");
+        Ok(Self {
+            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref()),
+        })
+    }
+
+    fn message(image: &str, expires: i64) -> String {
+        format!("{image}\n{expires}")
+    }
+
+    /// The signature (URL-safe base64) of `image` until `expires` (ms since the epoch).
+    pub fn sign(&self, image: &str, expires: i64) -> String {
+        let tag = ring::hmac::sign(&self.key, Self::message(image, expires).as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
+    }
+
+    /// Whether `signature` is this signer's for `image` until `expires`, and `now` is before
+    /// `expires` (constant time in the signature).
+    pub fn verify(&self, image: &str, expires: i64, signature: &str, now: i64) -> bool {
+        let Ok(tag) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(signature) else {
+            return false;
+        };
+        now < expires
+            && ring::hmac::verify(&self.key, Self::message(image, expires).as_bytes(), &tag).is_ok()
+    }
+}
+
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
@@ -210,5 +260,17 @@ mod tests {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+
+        let signer = UrlSigner::load_or_create(&path).unwrap();
+        let sig = signer.sign("img-1", 2_000);
+        assert!(signer.verify("img-1", 2_000, &sig, 1_999));
+        assert!(!signer.verify("img-1", 2_000, &sig, 2_000), "expired");
+        assert!(!signer.verify("img-2", 2_000, &sig, 1_000), "another image");
+        assert!(
+            !signer.verify("img-1", 3_000, &sig, 1_000),
+            "another expiry"
+        );
+        let other = UrlSigner::load_or_create(&dir.path().join("other.key")).unwrap();
+        assert!(!other.verify("img-1", 2_000, &sig, 1_000), "another key");
     }
 }

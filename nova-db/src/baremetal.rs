@@ -8,7 +8,8 @@
 //! operation changes nothing.
 
 use crate::listing::{self, Column, Kind, Listing};
-use crate::{on_pool, Db, DbResult};
+use crate::{on_pool, on_tx, Db, DbResult, Tx};
+use nova_core::ids::InstanceUuid;
 
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Node {
@@ -478,4 +479,143 @@ pub async fn record_power_failure(
     Ok(get(db, uuid)
         .await?
         .is_some_and(|n| n.power_failures == max && n.fault.as_deref() == Some(POWER_FAILURE)))
+}
+
+/// A whole number in a node's properties (the CLI sends `cpus=2` as a number; a string of
+/// digits counts too), 0 when absent.
+fn property(properties: &serde_json::Map<String, serde_json::Value>, key: &str) -> i64 {
+    match properties.get(key) {
+        Some(serde_json::Value::Number(n)) => n.as_i64().unwrap_or(0),
+        Some(serde_json::Value::String(s)) => s.trim().parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Shows the node as a compute node of type `baremetal` on its agent's host (one hypervisor per
+/// machine, named by its uuid, as Nova shows Ironic's nodes), its capacity from its properties;
+/// or, once the node is gone, removes that compute node unless an instance still holds it.
+/// Whether the scheduler may place a server on it is the node's own state ([`free_nodes`]).
+pub async fn sync_compute_node(db: &Db, uuid: &str) -> DbResult<()> {
+    let Ok(id) = uuid::Uuid::parse_str(uuid) else {
+        return Ok(());
+    };
+    let node = get(db, uuid).await?;
+    let now = nova_core::time::now_ms();
+    on_pool!(db, p => {
+        match node.as_ref().and_then(|n| n.conductor.clone().map(|host| (n, host))) {
+            Some((n, host)) => {
+                let props: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(&n.properties).unwrap_or_default();
+                sqlx::query(
+                    "INSERT INTO compute_nodes (uuid, host, name, node_type, hypervisor_type, \
+                     vcpus, memory_mb, local_gb, cpu_allocation_ratio, ram_allocation_ratio, \
+                     disk_allocation_ratio, generation, created_at, updated_at, \
+                     hypervisor_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1.0, 1.0, 1.0, \
+                     0, $9, $9, 1) \
+                     ON CONFLICT (uuid) DO UPDATE SET host = excluded.host, \
+                     vcpus = excluded.vcpus, memory_mb = excluded.memory_mb, \
+                     local_gb = excluded.local_gb, generation = compute_nodes.generation + 1, \
+                     updated_at = excluded.updated_at",
+                )
+                .bind(id)
+                .bind(&host)
+                .bind(&n.uuid)
+                .bind(nova_core::model::NodeType::Baremetal.as_str())
+                .bind("ironic")
+                .bind(property(&props, "cpus"))
+                .bind(property(&props, "memory_mb"))
+                .bind(property(&props, "local_gb"))
+                .bind(now)
+                .execute(p)
+                .await?;
+            }
+            None => {
+                sqlx::query(
+                    "DELETE FROM compute_nodes WHERE uuid = $1 AND node_type = $2 \
+                     AND NOT EXISTS (SELECT 1 FROM allocations WHERE node_uuid = $1)",
+                )
+                .bind(id)
+                .bind(nova_core::model::NodeType::Baremetal.as_str())
+                .execute(p)
+                .await?;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// The machines a server may be placed on now, with their resource classes: available, not in
+/// maintenance, no instance, no operation running.
+pub async fn free_nodes(db: &Db) -> DbResult<Vec<(String, Option<String>)>> {
+    Ok(on_pool!(db, p => {
+        sqlx::query_as(
+            "SELECT uuid, resource_class FROM baremetal_nodes WHERE provision_state = $1 \
+             AND maintenance = $2 AND instance_uuid IS NULL AND operation IS NULL",
+        )
+        .bind(nova_core::baremetal::state::AVAILABLE)
+        .bind(false)
+        .fetch_all(p)
+        .await?
+    }))
+}
+
+/// Takes the machine for `instance` in the claim's transaction: only a free machine, so that
+/// of two claims racing for one, one wins and the other finds it taken. `false` then.
+pub async fn take(tx: &mut Tx, node: &str, instance: InstanceUuid, now: i64) -> DbResult<bool> {
+    let taken = on_tx!(tx, c => {
+        sqlx::query(
+            "UPDATE baremetal_nodes SET instance_uuid = $2, provision_state = $3, \
+             target_provision_state = $4, provision_updated_at = $5, updated_at = $5 \
+             WHERE uuid = $1 AND instance_uuid IS NULL AND provision_state = $6 \
+             AND maintenance = $7 AND operation IS NULL",
+        )
+        .bind(node)
+        .bind(instance.0.to_string())
+        .bind(nova_core::baremetal::state::DEPLOYING)
+        .bind(nova_core::baremetal::state::ACTIVE)
+        .bind(now)
+        .bind(nova_core::baremetal::state::AVAILABLE)
+        .bind(false)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(taken == 1)
+}
+
+/// Gives back the machine `instance` held (its claim released: the server is gone, or its
+/// deploy failed and the driver cleaned the machine): available again.
+pub async fn give_back(tx: &mut Tx, instance: InstanceUuid, now: i64) -> DbResult<()> {
+    on_tx!(tx, c => {
+        sqlx::query(
+            "UPDATE baremetal_nodes SET instance_uuid = NULL, provision_state = $2, \
+             target_provision_state = NULL, provision_updated_at = $3, updated_at = $3 \
+             WHERE instance_uuid = $1",
+        )
+        .bind(instance.0.to_string())
+        .bind(nova_core::baremetal::state::AVAILABLE)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+    });
+    Ok(())
+}
+
+/// The machine of `instance` is deployed: `active`.
+pub async fn activate(db: &Db, instance: InstanceUuid, power: &str, now: i64) -> DbResult<()> {
+    on_pool!(db, p => {
+        sqlx::query(
+            "UPDATE baremetal_nodes SET provision_state = $2, target_provision_state = NULL, \
+             power_state = $3, last_error = NULL, provision_updated_at = $4, updated_at = $4 \
+             WHERE instance_uuid = $1 AND provision_state = $5",
+        )
+        .bind(instance.0.to_string())
+        .bind(nova_core::baremetal::state::ACTIVE)
+        .bind(power)
+        .bind(now)
+        .bind(nova_core::baremetal::state::DEPLOYING)
+        .execute(p)
+        .await?;
+    });
+    Ok(())
 }

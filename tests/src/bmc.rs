@@ -164,6 +164,23 @@ impl Bmc {
         })
     }
 
+    /// A resource of the emulator (with the test's credentials).
+    pub async fn get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let r = reqwest::Client::new()
+            .get(format!("{}{path}", self.url))
+            .basic_auth(&self.username, Some(&self.password))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(r.json().await?)
+    }
+
+    /// The system's CD drive as the emulator tells it (its `Image`, `Inserted`).
+    pub async fn cd(&self, system: &FakeSystem) -> anyhow::Result<serde_json::Value> {
+        self.get(&format!("{}/VirtualMedia/Cd", system.system_id()))
+            .await
+    }
+
     /// A system's state as the emulator tells it (with the test's credentials).
     pub async fn system(&self, system: &FakeSystem) -> anyhow::Result<serde_json::Value> {
         let r = reqwest::Client::new()

@@ -296,7 +296,8 @@ impl Distributed {
         env::register_test_images(&db, image_api::store::open(&image.store)?.as_ref()).await?;
         env::lift_quotas(&db).await?;
         let queues = Queues::new(&env::queue_prefix());
-        let (driver, fake) = compute_agent::driver_from_settings(&options.agent()).await?;
+        let drivers = compute_agent::driver_from_settings(&options.agent()).await?;
+        let (driver, fake) = (drivers.compute, drivers.fake);
 
         let conductor = spawn_conductor(database.clone(), queues.clone(), &options);
 
@@ -447,7 +448,9 @@ impl Distributed {
         let mut settings = self.options.agent();
         settings.host = host.to_owned();
         settings.state_dir = self._images_dir.path().join(format!("agent-state-{host}"));
-        let (driver, _) = compute_agent::driver_from_settings(&settings).await?;
+        let driver = compute_agent::driver_from_settings(&settings)
+            .await?
+            .compute;
         let (queues, images, prefetch) = (
             self.queues.clone(),
             self.images.clone(),

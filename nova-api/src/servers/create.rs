@@ -753,6 +753,24 @@ pub(super) async fn create(
         image.container_format.as_deref().unwrap_or_default(),
         image.disk_format.as_deref().unwrap_or_default(),
     );
+    if node_type == nova_core::model::NodeType::Baremetal {
+        if flavor.baremetal_class().is_none() {
+            return Err(bad(format!(
+                "Flavor {} is for bare metal but asks for no machine: a bare-metal flavor names \
+                 its machines' resource class as resources:CUSTOM_<CLASS>=1.",
+                flavor.flavorid
+            )));
+        }
+        if container == "bare" && disk != "iso" {
+            return Err(bad(format!(
+                "Image {} is a whole-disk image (disk_format {disk}): a bare-metal server boots \
+                 an ISO (disk_format iso) through its BMC's virtual media here. Writing a \
+                 whole-disk image to a machine's disk needs Ironic's agent ramdisk, which this \
+                 service does not have.",
+                image.id
+            )));
+        }
+    }
     if !node_type.boots(container, disk) {
         return Err(bad(format!(
             "Image {} (container_format {container}, disk_format {disk}) cannot boot on a \

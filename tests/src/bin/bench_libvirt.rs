@@ -155,6 +155,7 @@ fn raw_spec() -> nova_core::rpc::InstanceSpec {
         kernel: None,
         ramdisk: None,
         os_command_line: Some("console=ttyS0".into()),
+        bmc: None,
     }
 }
 

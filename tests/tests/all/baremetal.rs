@@ -878,3 +878,225 @@ async fn a_silent_bmc_puts_its_node_in_maintenance_and_bad_requests_change_nothi
     );
     Ok(())
 }
+
+/// A server of a bare-metal flavor, through the `openstack` CLI: it takes the one machine of
+/// its class whole (one hypervisor per machine), which boots its ISO from the BMC's virtual
+/// media; a second finds no machine; the delete cleans the machine back into the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_of_a_baremetal_flavor_deploys_its_iso_on_the_machine() -> anyhow::Result<()> {
+    let systems = [FakeSystem::new("machine-1", "Off")];
+    let bmc = Bmc::start_fake(&systems).await?;
+    let machine = &systems[0];
+    let stack = start(true).await?;
+    let node = enrol(&stack, &bmc, machine, "bm-deploy", &bmc.password).await?;
+    let node_uuid = node["uuid"].as_str().unwrap_or_default().to_owned();
+    cli::run(
+        &stack,
+        "admin",
+        &["baremetal", "node", "manage", "bm-deploy", "--wait", "60"],
+    )
+    .await?;
+    cli::run(
+        &stack,
+        "admin",
+        &["baremetal", "node", "provide", "bm-deploy", "--wait", "90"],
+    )
+    .await?;
+
+    // One hypervisor per machine, named by its uuid, as Nova shows Ironic's nodes.
+    let hypervisors = admin(&stack, &["hypervisor", "list"]).await?;
+    let ours = hypervisors
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|h| h["Hypervisor Hostname"] == json!(node_uuid))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(ours["Hypervisor Type"], "ironic", "{hypervisors}");
+
+    // A flavor as Nova's for Ironic: the class, standard resources zeroed.
+    admin(
+        &stack,
+        &[
+            "flavor",
+            "create",
+            "--ram",
+            "1024",
+            "--vcpus",
+            "2",
+            "--disk",
+            "10",
+            "--property",
+            "resources:CUSTOM_BAREMETAL_SMALL=1",
+            "--property",
+            "resources:VCPU=0",
+            "--property",
+            "resources:MEMORY_MB=0",
+            "--property",
+            "resources:DISK_GB=0",
+            "bm.small",
+        ],
+    )
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let iso = dir.path().join("boot.iso");
+    std::fs::write(&iso, b"an ISO image for the test\n".repeat(100))?;
+    let iso_path = iso.display().to_string();
+    admin(
+        &stack,
+        &[
+            "image",
+            "create",
+            "--disk-format",
+            "iso",
+            "--container-format",
+            "bare",
+            "--file",
+            &iso_path,
+            "--public",
+            "boot-iso",
+        ],
+    )
+    .await?;
+    let raw = dir.path().join("disk.raw");
+    std::fs::write(&raw, b"a whole disk\n".repeat(100))?;
+    let raw_path = raw.display().to_string();
+    admin(
+        &stack,
+        &[
+            "image",
+            "create",
+            "--disk-format",
+            "raw",
+            "--container-format",
+            "bare",
+            "--file",
+            &raw_path,
+            "--public",
+            "whole-disk",
+        ],
+    )
+    .await?;
+
+    // A whole-disk image is refused, with why.
+    let err = admin_fails(
+        &stack,
+        &[
+            "server",
+            "create",
+            "--flavor",
+            "bm.small",
+            "--image",
+            "whole-disk",
+            "--nic",
+            "none",
+            "bm-raw",
+        ],
+    )
+    .await?;
+    assert!(
+        err.contains("whole-disk image") && err.contains("agent ramdisk"),
+        "{err}"
+    );
+
+    let server = admin(
+        &stack,
+        &[
+            "server",
+            "create",
+            "--flavor",
+            "bm.small",
+            "--image",
+            "boot-iso",
+            "--nic",
+            "none",
+            "--wait",
+            "bm-server",
+        ],
+    )
+    .await?;
+    assert_eq!(server["status"], "ACTIVE", "{server}");
+    let server_id = server["id"].as_str().unwrap_or_default().to_owned();
+    let shown = admin(&stack, &["server", "show", "bm-server"]).await?;
+    assert_eq!(
+        shown["OS-EXT-SRV-ATTR:hypervisor_hostname"],
+        json!(node_uuid),
+        "{shown}"
+    );
+    let node = show(&stack, "bm-deploy").await?;
+    assert_eq!(node["provision_state"], "active", "{node}");
+    assert_eq!(node["instance_uuid"], json!(server_id), "{node}");
+    // On the BMC: powered on, booting once from the CD, the ISO inserted from a signed URL.
+    let system = bmc.system(machine).await?;
+    assert_eq!(system["PowerState"], "On", "{system}");
+    assert_eq!(system["Boot"]["BootSourceOverrideTarget"], "Cd", "{system}");
+    let cd = bmc.cd(machine).await?;
+    assert_eq!(cd["Inserted"], true, "{cd}");
+    let url = cd["Image"].as_str().unwrap_or_default().to_owned();
+    assert!(url.contains("/image/v2/bmc-images/"), "{cd}");
+    // The URL works without a token, and only as signed.
+    let http = reqwest::Client::new();
+    let fetched = http.get(&url).send().await?;
+    assert_eq!(fetched.status(), 200);
+    assert_eq!(
+        fetched.bytes().await?.as_ref(),
+        std::fs::read(&iso)?.as_slice()
+    );
+    let (head, signature) = url
+        .rsplit_once("/image.iso")
+        .map(|(h, _)| h.rsplit_once('/'))
+        .flatten()
+        .ok_or_else(|| anyhow::anyhow!("no signature in {url}"))?;
+    let forged = format!("{head}/{}A/image.iso", &signature[..signature.len() - 1]);
+    assert_eq!(http.get(&forged).send().await?.status(), 403);
+
+    // The only machine of the class is taken: a second server finds none.
+    let second = admin(
+        &stack,
+        &[
+            "server",
+            "create",
+            "--flavor",
+            "bm.small",
+            "--image",
+            "boot-iso",
+            "--nic",
+            "none",
+            "bm-second",
+        ],
+    )
+    .await?;
+    let second_id = second["id"].as_str().unwrap_or_default().to_owned();
+    let c = e2e::client::Client::new(
+        e2e::stack::Stack::api_url(&stack),
+        &e2e::client::password_token(
+            e2e::stack::Stack::api_url(&stack),
+            "admin",
+            "admin-secret",
+            "admin",
+        )
+        .await?,
+    );
+    let failed = c.wait_error(&second_id, Duration::from_secs(60)).await?;
+    let message = failed["fault"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("No valid host was found"), "{failed}");
+
+    // The delete cleans the machine: off, no media, no boot override; available again.
+    cli::run(
+        &stack,
+        "admin",
+        &["server", "delete", "--wait", "bm-server"],
+    )
+    .await?;
+    let node = show(&stack, "bm-deploy").await?;
+    assert_eq!(node["provision_state"], "available", "{node}");
+    assert_eq!(node["instance_uuid"], Value::Null, "{node}");
+    let system = bmc.system(machine).await?;
+    assert_eq!(system["PowerState"], "Off", "{system}");
+    assert_eq!(
+        system["Boot"]["BootSourceOverrideTarget"], "Hdd",
+        "{system}"
+    );
+    assert_eq!(bmc.cd(machine).await?["Inserted"], false);
+    Ok(())
+}

@@ -577,6 +577,7 @@ async fn every_driver_call_is_idempotent() -> anyhow::Result<()> {
         kernel: None,
         ramdisk: None,
         os_command_line: None,
+        bmc: None,
     };
     let id = spec.uuid.to_string();
     let first = driver
