@@ -53,7 +53,7 @@ pub(crate) fn locked(node: &Node) -> ApiError {
 
 /// The node named by uuid or name, or Ironic's 404 (400 for what can be neither).
 pub(crate) async fn find(state: &BaremetalState, ident: &str) -> ApiResult<Node> {
-    if uuid::Uuid::parse_str(ident).is_err() && !valid_name(ident) {
+    if !valid_ident(ident) {
         return Err(bad(format!("Expected UUID or name for node: {ident}")));
     }
     store::find(&state.db, ident)
@@ -207,6 +207,7 @@ fn placeholder() -> Node {
         operation_deadline: None,
         clean_step: None,
         power_failures: 0,
+        power_updated_at: None,
         created_at: 0,
         updated_at: None,
         provision_updated_at: None,
@@ -224,7 +225,14 @@ pub(crate) async fn driver_hosts(
 }
 
 /// Ironic's logical name: RFC 3986's unreserved characters.
+/// Ironic's logical name: RFC 3986's unreserved characters, and not a uuid (a uuid names a
+/// node by its uuid only).
 fn valid_name(name: &str) -> bool {
+    uuid::Uuid::parse_str(name).is_err() && valid_ident(name)
+}
+
+/// What a node may be named by in a path: a uuid or a logical name.
+fn valid_ident(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
         && name
@@ -281,6 +289,8 @@ fn split_driver_info(
         None => None,
         Some(Value::Null) => Some(None),
         Some(Value::String(s)) => Some(Some(Secret::new(s))),
+        // The CLI reads `redfish_password=123456` as JSON: a number, which Ironic keeps.
+        Some(Value::Number(n)) => Some(Some(Secret::new(n.to_string()))),
         Some(other) => {
             return Err(bad(format!(
                 "Invalid input for driver_info/{PASSWORD_KEY}: a string is expected, not {}",
@@ -288,6 +298,11 @@ fn split_driver_info(
             )))
         }
     };
+    // A user name the CLI read as a number is a name all the same.
+    if let Some(Value::Number(n)) = info.get("redfish_username") {
+        let name = n.to_string();
+        info.insert("redfish_username".into(), Value::String(name));
+    }
     for (k, v) in &info {
         let lower = k.to_ascii_lowercase();
         if ["password", "secret", "token", "_key"]
@@ -303,9 +318,15 @@ fn split_driver_info(
             "redfish_address" => {
                 let address = text("driver_info/redfish_address", v, 255)?;
                 if !valid_address(&address) {
+                    // Not repeated when it may hold credentials (`user:password@host`).
+                    let shown = if address.contains('@') {
+                        "(an address with credentials in it)"
+                    } else {
+                        address.as_str()
+                    };
                     return Err(bad(format!(
-                        "Invalid Redfish address {address} set in driver_info/redfish_address \
-                         on node {uuid}"
+                        "Invalid Redfish address {shown} set in driver_info/redfish_address \
+                         on node {uuid}: a BMC is named http(s)://host[:port], or by its host"
                     )));
                 }
             }
@@ -327,14 +348,16 @@ fn split_driver_info(
     Ok((info, password))
 }
 
-/// `http://host[:port]`, `https://…`, or a bare host (https).
+/// `http://host[:port]`, `https://…`, or a bare host (https), as the Redfish driver takes it:
+/// no credentials, no path.
 fn valid_address(a: &str) -> bool {
     let rest = a
         .strip_prefix("https://")
         .or_else(|| a.strip_prefix("http://"))
         .unwrap_or(a);
-    let host = rest.split('/').next().unwrap_or("");
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
     !host.is_empty()
+        && path.is_empty()
         && !a.contains(char::is_whitespace)
         && !host.contains('@')
         && (a.starts_with("http://") || a.starts_with("https://") || !a.contains("://"))
@@ -770,7 +793,11 @@ fn apply_patch(
         return Err(bad(format!("Invalid patch: '{path}' needs a value")));
     }
     let segments: Vec<&str> = path.trim_start_matches('/').splitn(2, '/').collect();
-    let (top, key) = (segments[0], segments.get(1).copied());
+    // A key's `/` and `~` are escaped in a JSON pointer (RFC 6901).
+    let key_owned = segments
+        .get(1)
+        .map(|k| k.replace("~1", "/").replace("~0", "~"));
+    let (top, key) = (segments[0], key_owned.as_deref());
     let set_map = |text: &mut String, key: Option<&str>| -> ApiResult<()> {
         let mut m = object(text);
         match (key, kind) {
@@ -783,6 +810,12 @@ fn apply_patch(
                          can't remove a non-existent object '{k}'"
                     )));
                 }
+            }
+            (Some(k), "replace") if !m.contains_key(k) => {
+                return Err(bad(format!(
+                    "Couldn't apply patch '{{'op': 'replace', 'path': '{path}'}}'. Reason: \
+                     can't replace a non-existent object '{k}'"
+                )));
             }
             (Some(k), _) => {
                 m.insert(k.to_owned(), value.cloned().unwrap_or(Value::Null));
@@ -818,6 +851,12 @@ fn apply_patch(
         }
         "driver_info" => {
             if key == Some(PASSWORD_KEY) {
+                if kind == "remove" && node.bmc_password.is_none() {
+                    return Err(bad(format!(
+                        "Couldn't apply patch '{{'op': 'remove', 'path': '{path}'}}'. Reason: \
+                         can't remove a non-existent object '{PASSWORD_KEY}'"
+                    )));
+                }
                 *password = Some(match (kind, value) {
                     ("remove", _) | (_, Some(Value::Null)) => None,
                     (_, Some(Value::String(s))) => Some(Secret::new(s.clone())),

@@ -65,6 +65,7 @@ async fn start(
     req: &HttpRequest,
     state: &BaremetalState,
     node: &Node,
+    verb: &str,
     kind: NodeOperationKind,
     from: &[&str],
     during: Option<&str>,
@@ -73,11 +74,25 @@ async fn start(
     timeout_s: u64,
 ) -> ApiResult<()> {
     let bmc = bmc_info(node)?;
-    let Some(host) = node.conductor.clone() else {
-        return Err(bad(format!(
-            "No valid host was found. Reason: No conductor service registered which supports \
-             driver {DRIVER} for conductor group \"\"."
-        )));
+    // The node's agent, or (when it is gone) the live one that runs fewest machines: a node
+    // is not tied to an agent that died.
+    let live = nodes::driver_hosts(state, DRIVER).await?;
+    let host = match &node.conductor {
+        Some(host) if live.iter().any(|(h, _)| h == host) => host.clone(),
+        _ => {
+            let Some((host, _)) = live.into_iter().next() else {
+                return Err(bad(format!(
+                    "No valid host was found. Reason: No conductor service registered which \
+                     supports driver {DRIVER} for conductor group \"\"."
+                )));
+            };
+            if !store::reassign(&state.db, &node.uuid, &host, now_ms()).await? {
+                return Err(locked(node));
+            }
+            store::sync_compute_node(&state.db, &node.uuid).await?;
+            tracing::info!(node = %node.uuid, %host, "node moved to a live bare-metal agent");
+            host
+        }
     };
     let operation = uuid::Uuid::new_v4().to_string();
     let now = now_ms();
@@ -105,11 +120,9 @@ async fn start(
         Started::Missing => return Err(nodes::not_found(&node.uuid)),
         Started::WrongState => {
             return Err(bad(format!(
-                "The requested action \"{}\" can not be performed on node \"{}\" while it is \
-                 in state \"{}\".",
-                kind.name(),
-                node.uuid,
-                node.provision_state
+                "The requested action \"{verb}\" can not be performed on node \"{}\" while it \
+                 is in state \"{}\".",
+                node.uuid, node.provision_state
             )))
         }
     }
@@ -119,6 +132,7 @@ async fn start(
         kind,
         bmc,
         timeout_s,
+        deadline_ms: Some(deadline - 5_000),
     }));
     let request_id = req
         .extensions()
@@ -206,33 +220,18 @@ pub(crate) async fn provision(
             node.uuid, node.provision_state
         ))),
         Some(Verb::Immediate { to }) => {
-            // Nothing to ask of the machine: an operation that starts and ends at once keeps
-            // the one-at-a-time rule.
-            let op = uuid::Uuid::new_v4().to_string();
-            let now = now_ms();
-            let started = store::start_operation(
+            // Nothing to ask of the machine: one conditional statement.
+            if !store::set_provision_state(
                 &state.db,
                 &node.uuid,
-                &Start {
-                    operation: &op,
-                    kind: "state",
-                    from: &[node.provision_state.as_str()],
-                    provision_state: None,
-                    target_provision_state: None,
-                    target_power_state: None,
-                    deadline: now,
-                    now,
-                },
+                &node.provision_state,
+                to,
+                now_ms(),
             )
-            .await?;
-            if started != Started::Yes {
+            .await?
+            {
                 return Err(locked(&node));
             }
-            let end = End {
-                provision_state: Some(to.to_owned()),
-                ..End::default()
-            };
-            store::end_operation(&state.db, &node.uuid, &op, &end, now).await?;
             Ok(accepted(&req, &node))
         }
         Some(Verb::Operation {
@@ -249,6 +248,7 @@ pub(crate) async fn provision(
                 &req,
                 &state,
                 &node,
+                &verb,
                 kind,
                 &[node.provision_state.as_str()],
                 Some(during),
@@ -315,6 +315,7 @@ pub(crate) async fn power(
         &req,
         &state,
         &node,
+        &target,
         kind,
         STABLE,
         None,

@@ -96,8 +96,10 @@ fn baremetal_pool(
         ));
     };
     let bad_key = |e| DriverError::Invalid(format!("agent.baremetal.key_file: {e}"));
-    let key = nova_core::secret::SealingKey::load_or_create(path).map_err(bad_key)?;
-    let signer = nova_core::secret::UrlSigner::load_or_create(path).map_err(bad_key)?;
+    // Made by the API (which seals the passwords), never here: an agent that made a key of its
+    // own would open nothing it is sent.
+    let key = nova_core::secret::SealingKey::load(path).map_err(bad_key)?;
+    let signer = nova_core::secret::UrlSigner::load(path).map_err(bad_key)?;
     let Some(image_url) = b
         .image_url
         .clone()
@@ -143,6 +145,8 @@ pub struct Agent {
     sync_rounds: tokio::sync::watch::Sender<u64>,
     /// A bare-metal agent's operations on its free machines.
     nodes: Option<node_operations::NodeManager>,
+    /// Whether a power sync of the machines runs now.
+    syncing_nodes: std::sync::atomic::AtomicBool,
 }
 
 impl Agent {
@@ -182,6 +186,7 @@ impl Agent {
             driver_slots: tokio::sync::Semaphore::new(0),
             sync_rounds: tokio::sync::watch::Sender::new(0),
             nodes,
+            syncing_nodes: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -488,12 +493,24 @@ impl Agent {
             self.answer_instance_call(delivery, command).await;
             return;
         }
-        if let ComputeCommand::SyncNodes { nodes } = command {
+        if let ComputeCommand::SyncNodes { nodes, sent_at } = command {
             delivery.ack().await;
             if let Some(manager) = &self.nodes {
                 manager.pool.learn(&nodes);
             }
-            self.sync_nodes(nodes).await;
+            // One round at a time: a round that outlives the interval (dead BMCs take their
+            // retries) makes the next one skip, not pile up behind it.
+            use std::sync::atomic::Ordering;
+            if self
+                .syncing_nodes
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                self.sync_nodes(nodes, sent_at).await;
+                self.syncing_nodes.store(false, Ordering::Release);
+            } else {
+                tracing::info!("a node power sync is still running; this one is skipped");
+            }
             return;
         }
         if let ComputeCommand::NodeOperation(node_command) = command {
@@ -583,7 +600,7 @@ impl Agent {
 
     /// Reads each machine's power from its BMC, a few at a time, and reports it (or why the
     /// BMC did not answer).
-    async fn sync_nodes(&self, nodes: Vec<nova_core::rpc::NodeBmc>) {
+    async fn sync_nodes(&self, nodes: Vec<nova_core::rpc::NodeBmc>, asked_at: i64) {
         use futures::StreamExt as _;
         let Some(manager) = &self.nodes else {
             return;
@@ -596,6 +613,7 @@ impl Agent {
                     host: host.clone(),
                     node: n.node.clone(),
                     power,
+                    asked_at,
                 });
                 if let Err(e) = self.report(event, None).await {
                     tracing::warn!(node = %n.node, error = %e, "node power not reported");

@@ -47,7 +47,20 @@ impl NodeManager {
         command: &NodeCommand,
         step: &(dyn Fn(&str) + Send + Sync),
     ) -> NodeOutcome {
-        let limit = Duration::from_secs(command.timeout_s.max(1));
+        let mut limit = Duration::from_secs(command.timeout_s.max(1));
+        if let Some(deadline) = command.deadline_ms {
+            // Ended already (the agent was down or busy when it was due): not run at all.
+            let left = deadline - nova_core::time::now_ms();
+            if left <= 0 {
+                return NodeOutcome::Failed {
+                    message: format!(
+                        "The {} of the node reached the bare-metal agent after its deadline.",
+                        command.kind.name()
+                    ),
+                };
+            }
+            limit = limit.min(Duration::from_millis(u64::try_from(left).unwrap_or(0)));
+        }
         let work = async {
             let bmc = self.access(&command.node, &command.bmc)?;
             let power = |action| self.pool.nodes().set_power(&bmc, action, limit);

@@ -17,7 +17,7 @@ impl Conductor {
     pub(crate) async fn apply_node_power(&self, r: NodePowerReport) -> Result<()> {
         let now = now_ms();
         match r.power {
-            Ok(power) => store::record_power(&self.db, &r.node, &power, now).await?,
+            Ok(power) => store::record_power(&self.db, &r.node, &power, r.asked_at, now).await?,
             Err(error) => {
                 let max =
                     i32::try_from(self.settings.baremetal_sync_max_failures).unwrap_or(i32::MAX);
@@ -103,28 +103,30 @@ fn learned_properties(current: &str, facts: &nova_core::rpc::NodeFactsReport) ->
 /// Ends the operations that outlived their deadline as failed, with Ironic's timeout wording.
 pub(crate) async fn time_out_operations(c: &Conductor, now: i64) -> Result<()> {
     for node in store::overdue(&c.db, now, 200).await? {
-        let (Some(operation), Some(kind)) = (
-            node.operation.as_deref(),
-            node.operation_kind
-                .as_deref()
-                .and_then(baremetal::kind_named),
-        ) else {
+        let Some(operation) = node.operation.as_deref() else {
             continue;
         };
+        // An operation of a kind this build does not know still ends (a node is never locked
+        // for good); only its failure state is unknown, and the provision state stays.
+        let kind = node
+            .operation_kind
+            .as_deref()
+            .and_then(baremetal::kind_named);
         let end = End {
-            provision_state: baremetal::failure_state(kind, &node.provision_state)
+            provision_state: kind
+                .and_then(|k| baremetal::failure_state(k, &node.provision_state))
                 .map(str::to_owned),
             last_error: Some(format!(
                 "Timeout reached while waiting for the {} of node {} to end; the bare-metal \
                  agent {} did not report it.",
-                kind.name(),
+                node.operation_kind.as_deref().unwrap_or("operation"),
                 node.uuid,
                 node.conductor.as_deref().unwrap_or("(none)")
             )),
             ..End::default()
         };
         if store::end_operation(&c.db, &node.uuid, operation, &end, now).await? {
-            tracing::warn!(node = %node.uuid, kind = kind.name(), "node operation timed out");
+            tracing::warn!(node = %node.uuid, kind = ?node.operation_kind, "node operation timed out");
         }
     }
     Ok(())
@@ -133,6 +135,7 @@ pub(crate) async fn time_out_operations(c: &Conductor, now: i64) -> Result<()> {
 /// Asks each bare-metal agent for the power of the machines it runs (Ironic's power-state
 /// sync). The answers come back as [`NodePowerReport`]s.
 pub(crate) async fn sync_power(c: &Conductor) -> Result<()> {
+    let sent_at = now_ms();
     let mut by_host: std::collections::BTreeMap<String, Vec<NodeBmc>> = Default::default();
     for node in store::syncable(&c.db).await? {
         let (Some(host), Ok(bmc)) = (
@@ -148,7 +151,7 @@ pub(crate) async fn sync_power(c: &Conductor) -> Result<()> {
         });
     }
     for (host, nodes) in by_host {
-        let command = ComputeCommand::SyncNodes { nodes };
+        let command = ComputeCommand::SyncNodes { nodes, sent_at };
         if let Err(e) = c
             .bus
             .publish(

@@ -35,6 +35,8 @@ CREATE TABLE baremetal_nodes (
     -- Power syncs in a row whose BMC did not answer; at the conductor's limit the node goes
     -- into maintenance (fault `power failure`), as Ironic's power-state sync puts it.
     power_failures         INTEGER NOT NULL DEFAULT 0,
+    -- When `power_state` was last set from the BMC: a sync's answer read before that is stale.
+    power_updated_at       BIGINT,
     created_at             BIGINT NOT NULL,
     updated_at             BIGINT,
     provision_updated_at   BIGINT

@@ -193,7 +193,12 @@ pub enum ComputeCommand {
     NodeOperation(Box<NodeCommand>),
     /// Conductor → bare-metal agent: the machines it runs, with their BMCs, whose power it is
     /// to read and report ([`AgentEvent::NodePowerObserved`]), as Ironic's power-state sync.
-    SyncNodes { nodes: Vec<NodeBmc> },
+    SyncNodes {
+        nodes: Vec<NodeBmc>,
+        /// When the conductor sent it (ms): its answers are not newer than this.
+        #[serde(default)]
+        sent_at: i64,
+    },
 }
 
 /// One machine and its BMC.
@@ -267,6 +272,10 @@ pub struct NodeCommand {
     pub bmc: BmcInfo,
     /// How long the operation may take on the agent (the row's deadline is a little later).
     pub timeout_s: u64,
+    /// The row's deadline (ms since the epoch): past it the operation has been failed, and an
+    /// agent that receives the command only then (it was down, or busy) drops it.
+    #[serde(default)]
+    pub deadline_ms: Option<i64>,
 }
 
 /// How a node operation ended.
@@ -448,6 +457,9 @@ pub struct NodePowerReport {
     pub node: String,
     /// Ironic's words (`power on`, `power off`), or the BMC's failure.
     pub power: Result<String, String>,
+    /// The sync's `sent_at`.
+    #[serde(default)]
+    pub asked_at: i64,
 }
 
 /// The step a node operation has reached (its progress).

@@ -83,6 +83,19 @@ impl SealingKey {
         }
     }
 
+    /// Reads the key at `path` (32 bytes); a missing file is an error.
+    pub fn load(path: &Path) -> Result<Self, SealError> {
+        if !path.exists() {
+            return Err(SealError::Key {
+                path: path.display().to_string(),
+                reason: "missing (the API that seals the secrets creates it; this process only \
+                         reads it)"
+                    .into(),
+            });
+        }
+        Self::load_or_create(path)
+    }
+
     /// Reads the key at `path` (32 bytes), creating it (mode 0600, atomically) when missing.
     /// Every process that seals or opens secrets must read the same file.
     pub fn load_or_create(path: &Path) -> Result<Self, SealError> {
@@ -183,10 +196,17 @@ impl std::fmt::Debug for UrlSigner {
 }
 
 impl UrlSigner {
-    /// The signer whose key derives from the file at `path` (as [`SealingKey::load_or_create`]).
+    /// The signer whose key derives from the file at `path`, created as
+    /// [`SealingKey::load_or_create`] creates it when missing.
     pub fn load_or_create(path: &Path) -> Result<Self, SealError> {
-        // The file is created as the sealing key's; its bytes are read again here.
         SealingKey::load_or_create(path)?;
+        Self::load(path)
+    }
+
+    /// The signer whose key derives from the file at `path`, which must exist.
+    pub fn load(path: &Path) -> Result<Self, SealError> {
+        // Checks the file (its length) as the sealing key does; its bytes are read again here.
+        SealingKey::load(path)?;
         let bytes = std::fs::read(path).map_err(|e| SealError::Key {
             path: path.display().to_string(),
             reason: e.to_string(),

@@ -44,6 +44,8 @@ pub struct Node {
     pub clean_step: Option<String>,
     /// Power syncs in a row whose BMC did not answer.
     pub power_failures: i32,
+    /// When `power_state` was last set from what the BMC told.
+    pub power_updated_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: Option<i64>,
     pub provision_updated_at: Option<i64>,
@@ -53,7 +55,7 @@ pub const COLUMNS: &str = "uuid, name, driver, driver_info, bmc_password, proper
     resource_class, description, provision_state, target_provision_state, power_state, \
     target_power_state, maintenance, maintenance_reason, fault, last_error, instance_uuid, \
     conductor, operation, operation_kind, operation_deadline, clean_step, power_failures, \
-    created_at, updated_at, provision_updated_at";
+    power_updated_at, created_at, updated_at, provision_updated_at";
 
 /// Nodes as the list engine sees them.
 pub const TABLE: listing::Table = listing::Table {
@@ -77,7 +79,7 @@ pub async fn insert(db: &Db, n: &Node) -> DbResult<bool> {
     let sql = format!(
         "INSERT INTO baremetal_nodes ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
          $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, \
-         $27)"
+         $27, $28)"
     );
     let done = on_pool!(db, p => {
         sqlx::query(&sql)
@@ -105,6 +107,7 @@ pub async fn insert(db: &Db, n: &Node) -> DbResult<bool> {
             .bind(n.operation_deadline)
             .bind(&n.clean_step)
             .bind(n.power_failures)
+            .bind(n.power_updated_at)
             .bind(n.created_at)
             .bind(n.updated_at)
             .bind(n.provision_updated_at)
@@ -311,6 +314,7 @@ pub async fn end_operation(
              target_provision_state = CASE WHEN $3 IS NULL THEN target_provision_state \
                  WHEN $3 LIKE '% failed' THEN target_provision_state ELSE NULL END, \
              power_state = COALESCE($4, power_state), target_power_state = NULL, \
+             power_updated_at = CASE WHEN $4 IS NULL THEN power_updated_at ELSE $7 END, \
              last_error = $5, properties = COALESCE($6, properties), updated_at = $7, \
              provision_updated_at = CASE WHEN $3 IS NULL THEN provision_updated_at ELSE $7 END \
              WHERE uuid = $1 AND operation = $2",
@@ -408,38 +412,101 @@ pub async fn count_by_conductor(db: &Db) -> DbResult<Vec<(String, i64)>> {
 pub const POWER_FAILURE: &str = "power failure";
 
 /// The nodes each agent runs whose BMC can be asked (a sealed password stored), for the power
-/// sync.
+/// sync. As Ironic's: not those in `enroll` (their credentials are not known to work: asking
+/// again and again may lock the BMC's account), not those with an operation running (its end
+/// tells), and of those in maintenance only the ones it put there for a power failure (to see
+/// them answer again).
 pub async fn syncable(db: &Db) -> DbResult<Vec<Node>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM baremetal_nodes WHERE conductor IS NOT NULL \
-         AND bmc_password IS NOT NULL ORDER BY conductor, uuid"
+         AND bmc_password IS NOT NULL AND provision_state <> $1 AND operation IS NULL \
+         AND (maintenance = $2 OR fault = $3) ORDER BY conductor, uuid"
     );
-    Ok(on_pool!(db, p => sqlx::query_as(&sql).fetch_all(p).await?))
+    Ok(on_pool!(db, p => sqlx::query_as(&sql)
+        .bind(nova_core::baremetal::state::ENROLL)
+        .bind(false)
+        .bind(POWER_FAILURE)
+        .fetch_all(p)
+        .await?))
 }
 
 /// A power sync's answer: the power, unless an operation runs (its end tells); the failure
 /// count back to zero; and a node that maintenance took for a power failure back in service,
 /// as Ironic does when its BMC answers again.
-pub async fn record_power(db: &Db, uuid: &str, power: &str, now: i64) -> DbResult<()> {
+///
+/// `asked_at` is when the sync was sent: an answer read before an operation set the power is
+/// stale, and changes nothing.
+pub async fn record_power(
+    db: &Db,
+    uuid: &str,
+    power: &str,
+    asked_at: i64,
+    now: i64,
+) -> DbResult<()> {
     on_pool!(db, p => {
         sqlx::query(
-            "UPDATE baremetal_nodes SET \
-             power_state = CASE WHEN operation IS NULL THEN $2 ELSE power_state END, \
+            "UPDATE baremetal_nodes SET power_state = $2, power_updated_at = $5, \
              power_failures = 0, \
              maintenance = CASE WHEN fault = $3 THEN $4 ELSE maintenance END, \
              maintenance_reason = CASE WHEN fault = $3 THEN NULL ELSE maintenance_reason END, \
              fault = CASE WHEN fault = $3 THEN NULL ELSE fault END, \
-             updated_at = $5 WHERE uuid = $1",
+             updated_at = $5 WHERE uuid = $1 AND operation IS NULL \
+             AND (power_updated_at IS NULL OR power_updated_at <= $6)",
         )
         .bind(uuid)
         .bind(power)
         .bind(POWER_FAILURE)
         .bind(false)
         .bind(now)
+        .bind(asked_at)
         .execute(p)
         .await?;
     });
     Ok(())
+}
+
+/// A verb that changes the provision state at once (`manage` from `available`): one
+/// statement, only from `from` and with no operation running; `false` otherwise.
+pub async fn set_provision_state(
+    db: &Db,
+    uuid: &str,
+    from: &str,
+    to: &str,
+    now: i64,
+) -> DbResult<bool> {
+    let done = on_pool!(db, p => {
+        sqlx::query(
+            "UPDATE baremetal_nodes SET provision_state = $3, target_provision_state = NULL, \
+             provision_updated_at = $4, updated_at = $4 \
+             WHERE uuid = $1 AND provision_state = $2 AND operation IS NULL",
+        )
+        .bind(uuid)
+        .bind(from)
+        .bind(to)
+        .bind(now)
+        .execute(p)
+        .await?
+        .rows_affected()
+    });
+    Ok(done > 0)
+}
+
+/// Moves the node to the bare-metal agent `host` (its own died or was removed), unless an
+/// operation runs on it.
+pub async fn reassign(db: &Db, uuid: &str, host: &str, now: i64) -> DbResult<bool> {
+    let done = on_pool!(db, p => {
+        sqlx::query(
+            "UPDATE baremetal_nodes SET conductor = $2, updated_at = $3 \
+             WHERE uuid = $1 AND operation IS NULL",
+        )
+        .bind(uuid)
+        .bind(host)
+        .bind(now)
+        .execute(p)
+        .await?
+        .rows_affected()
+    });
+    Ok(done > 0)
 }
 
 /// A power sync the BMC did not answer: counted, and at `max` in a row the node goes into
