@@ -6,6 +6,8 @@
 #   ramdisk      the initramfs (disk_format=ari)
 #   disk.qcow2   an empty 64 MiB qcow2 root disk (upload as qcow2 with kernel_id, ramdisk_id
 #                and os_command_line, so that Nova boots the kernel directly)
+#   boot.iso     the kernel and the initramfs on a BIOS-bootable ISO (isolinux, serial console):
+#                what a bare-metal machine boots from its BMC's virtual media
 # The guest prints NOVA-TEST-GUEST-UP on its serial console once up, answers the ACPI power
 # button (a graceful stop or a soft reboot) and takes an address by DHCP when it has a NIC.
 # Booted with `nova.selfoff` on its command line it powers itself off a second after the marker.
@@ -26,6 +28,9 @@ need=()
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v cpio >/dev/null 2>&1 || need+=(cpio)
 command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
+command -v genisoimage >/dev/null 2>&1 || need+=(genisoimage)
+[ -e /usr/lib/ISOLINUX/isolinux.bin ] || need+=(isolinux)
+[ -e /usr/lib/syslinux/modules/bios/ldlinux.c32 ] || need+=(syslinux-common)
 if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y -qq -o DPkg::Lock::Timeout=300 "${need[@]}" >/dev/null 2>&1 \
@@ -101,7 +106,21 @@ EOF
     mv "$out/disk.qcow2.new" "$out/disk.qcow2"
     echo "$version" >"$out/.version"
 fi
-echo "guest-image: $out/kernel, $out/ramdisk, $out/disk.qcow2" >&2
+# The ISO, made again whenever the kernel or the initramfs is newer.
+if [ ! -s "$out/boot.iso" ] || [ "$out/boot.iso" -ot "$out/ramdisk" ] || [ "$out/boot.iso" -ot "$out/kernel" ]; then
+    iso=$(mktemp -d)
+    mkdir -p "$iso/isolinux"
+    cp /usr/lib/ISOLINUX/isolinux.bin /usr/lib/syslinux/modules/bios/ldlinux.c32 "$iso/isolinux/"
+    cp "$out/kernel" "$iso/kernel"
+    cp "$out/ramdisk" "$iso/ramdisk"
+    printf '%s\n' 'SERIAL 0 115200' 'DEFAULT guest' 'PROMPT 0' 'TIMEOUT 1' 'LABEL guest' \
+        '  KERNEL /kernel' '  INITRD /ramdisk' '  APPEND console=ttyS0' >"$iso/isolinux/isolinux.cfg"
+    genisoimage -quiet -o "$out/boot.iso.new" -b isolinux/isolinux.bin -c isolinux/boot.cat \
+        -no-emul-boot -boot-load-size 4 -boot-info-table -R -J -V NOVA-GUEST "$iso"
+    rm -rf "$iso"
+    mv "$out/boot.iso.new" "$out/boot.iso"
+fi
+echo "guest-image: $out/kernel, $out/ramdisk, $out/disk.qcow2, $out/boot.iso" >&2
 
 if [ "$upload" = 1 ]; then
     os=${OPENSTACK:-openstack}

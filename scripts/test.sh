@@ -10,12 +10,17 @@ phase() { echo "test.sh: $1 done at $((SECONDS - started)) s"; }
 
 NOVA_LIBVIRT_LATER=1 scripts/services.sh
 phase services
-# libvirt, QEMU and the test guest (Debian's kernel, a busybox initramfs) are installed,
-# started and built while the build runs: most of it is waiting on downloads and dpkg.
+# libvirt, QEMU and the test guest (Debian's kernel, a busybox initramfs, and the ISO of both)
+# are installed, started and built while the build runs, and so is the Redfish BMC emulator
+# with its libvirt backend (scripts/sushy-libvirt.sh): most of it is waiting on downloads and
+# dpkg.
 libvirt_log=$(mktemp)
 # In a process group of its own, so that an early exit (fmt, clippy, the build) stops all of
 # it, apt and dpkg included.
-setsid bash -c 'scripts/libvirt.sh && scripts/guest-image.sh var/guest' >"$libvirt_log" 2>&1 &
+mkdir -p var
+rm -f var/sushy-libvirt.path
+setsid bash -c 'scripts/libvirt.sh && scripts/guest-image.sh var/guest \
+    && scripts/sushy-libvirt.sh >var/sushy-libvirt.path' >"$libvirt_log" 2>&1 &
 libvirt_job=$!
 trap '[ -z "${libvirt_job:-}" ] || kill -- "-$libvirt_job" 2>/dev/null || true; rm -f "$libvirt_log"' EXIT
 
@@ -101,6 +106,8 @@ if [ "$libvirt_status" -ne 0 ]; then
 fi
 cat "$libvirt_log"
 rm -f "$libvirt_log"
+NOVA_TEST_SUSHY_LIBVIRT="$(cat var/sushy-libvirt.path)"
+export NOVA_TEST_SUSHY_LIBVIRT
 phase "libvirt and the test guest"
 
 # cargo runs test binaries one after another; broker_restart restarts the shared broker, so

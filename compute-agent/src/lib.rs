@@ -606,7 +606,7 @@ impl Agent {
             return;
         };
         let host = &self.settings.host;
-        futures::stream::iter(nodes)
+        futures::stream::iter(nodes.into_iter().filter(|n| n.read_power))
             .for_each_concurrent(8, |n| async move {
                 let power = manager.power(&n).await;
                 let event = AgentEvent::NodePowerObserved(nova_core::rpc::NodePowerReport {

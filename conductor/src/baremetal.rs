@@ -137,7 +137,7 @@ pub(crate) async fn time_out_operations(c: &Conductor, now: i64) -> Result<()> {
 pub(crate) async fn sync_power(c: &Conductor) -> Result<()> {
     let sent_at = now_ms();
     let mut by_host: std::collections::BTreeMap<String, Vec<NodeBmc>> = Default::default();
-    for node in store::syncable(&c.db).await? {
+    for (node, read_power) in store::syncable(&c.db).await? {
         let (Some(host), Ok(bmc)) = (
             node.conductor.clone(),
             baremetal::bmc_info(&node.driver_info, node.bmc_password.as_deref()),
@@ -148,6 +148,7 @@ pub(crate) async fn sync_power(c: &Conductor) -> Result<()> {
             node: node.uuid,
             bmc,
             instance: node.instance_uuid,
+            read_power,
         });
     }
     for (host, nodes) in by_host {

@@ -97,7 +97,8 @@ impl BaremetalPool {
         })
     }
 
-    /// The conductor's list of this pool's machines: which instance each carries.
+    /// The conductor's list of this pool's machines: which instance each carries (all of them,
+    /// those in maintenance too: a server on one is still there).
     pub fn learn(&self, nodes: &[NodeBmc]) {
         let mut m = lock(&self.machines);
         m.listed = true;

@@ -209,6 +209,13 @@ pub struct NodeBmc {
     /// The instance deployed on it, if any.
     #[serde(default)]
     pub instance: Option<String>,
+    /// Whether its power is to be read now (not for a node in maintenance, nor in `enroll`).
+    #[serde(default = "yes")]
+    pub read_power: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A bare-metal node's BMC as the bus carries it: the password sealed with the key repository's

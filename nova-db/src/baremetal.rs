@@ -411,23 +411,27 @@ pub async fn count_by_conductor(db: &Db) -> DbResult<Vec<(String, i64)>> {
 /// The fault of a node whose BMC stopped answering (Ironic's `power failure`).
 pub const POWER_FAILURE: &str = "power failure";
 
-/// The nodes each agent runs whose BMC can be asked (a sealed password stored), for the power
-/// sync. As Ironic's: not those in `enroll` (their credentials are not known to work: asking
+/// The nodes each agent runs whose BMC can be asked (a sealed password stored), for the list
+/// the agents are sent, each with whether its power is to be read in the power sync. As
+/// Ironic's: not those in `enroll` (their credentials are not known to work: asking
 /// again and again may lock the BMC's account), not those with an operation running (its end
 /// tells), and of those in maintenance only the ones it put there for a power failure (to see
 /// them answer again).
-pub async fn syncable(db: &Db) -> DbResult<Vec<Node>> {
+pub async fn syncable(db: &Db) -> DbResult<Vec<(Node, bool)>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM baremetal_nodes WHERE conductor IS NOT NULL \
-         AND bmc_password IS NOT NULL AND provision_state <> $1 AND operation IS NULL \
-         AND (maintenance = $2 OR fault = $3) ORDER BY conductor, uuid"
+         AND bmc_password IS NOT NULL ORDER BY conductor, uuid"
     );
-    Ok(on_pool!(db, p => sqlx::query_as(&sql)
-        .bind(nova_core::baremetal::state::ENROLL)
-        .bind(false)
-        .bind(POWER_FAILURE)
-        .fetch_all(p)
-        .await?))
+    let nodes: Vec<Node> = on_pool!(db, p => sqlx::query_as(&sql).fetch_all(p).await?);
+    Ok(nodes
+        .into_iter()
+        .map(|n| {
+            let read = n.provision_state != nova_core::baremetal::state::ENROLL
+                && n.operation.is_none()
+                && (!n.maintenance || n.fault.as_deref() == Some(POWER_FAILURE));
+            (n, read)
+        })
+        .collect())
 }
 
 /// A power sync's answer: the power, unless an operation runs (its end tells); the failure

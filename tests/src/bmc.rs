@@ -16,6 +16,9 @@ pub struct Bmc {
     pub log: PathBuf,
     config: PathBuf,
     port: u16,
+    /// The emulator and its backend's flag (`--fake`, or `--libvirt-uri …`).
+    program: PathBuf,
+    backend: Vec<String>,
     child: Option<Child>,
     _dir: tempfile::TempDir,
 }
@@ -56,30 +59,35 @@ fn venv_bin(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// A user and a password of the test's own, and sushy's htpasswd file (bcrypt) holding them.
+fn credentials(dir: &std::path::Path) -> anyhow::Result<(String, String, PathBuf)> {
+    let username = "bmc-admin".to_owned();
+    let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
+    let hash = Command::new(venv_bin("python")?)
+        .args([
+            "-c",
+            "import bcrypt, sys; print(bcrypt.hashpw(sys.argv[1].encode(), bcrypt.gensalt(4)).decode())",
+            &password,
+        ])
+        .output()?;
+    anyhow::ensure!(
+        hash.status.success(),
+        "bcrypt: {}",
+        String::from_utf8_lossy(&hash.stderr)
+    );
+    let htpasswd = dir.join("htpasswd");
+    std::fs::write(
+        &htpasswd,
+        format!("{username}:{}", String::from_utf8(hash.stdout)?.trim()),
+    )?;
+    Ok((username, password, htpasswd))
+}
+
 impl Bmc {
     /// An emulator with the fake backend holding `systems`.
     pub async fn start_fake(systems: &[FakeSystem]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let username = "bmc-admin".to_owned();
-        let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
-        // sushy's Basic auth reads an htpasswd file (bcrypt hashes).
-        let hash = Command::new(venv_bin("python")?)
-            .args([
-                "-c",
-                "import bcrypt, sys; print(bcrypt.hashpw(sys.argv[1].encode(), bcrypt.gensalt(4)).decode())",
-                &password,
-            ])
-            .output()?;
-        anyhow::ensure!(
-            hash.status.success(),
-            "bcrypt: {}",
-            String::from_utf8_lossy(&hash.stderr)
-        );
-        let htpasswd = dir.path().join("htpasswd");
-        std::fs::write(
-            &htpasswd,
-            format!("{username}:{}", String::from_utf8(hash.stdout)?.trim()),
-        )?;
+        let (username, password, htpasswd) = credentials(dir.path())?;
         let systems_py: Vec<String> = systems
             .iter()
             .map(|s| {
@@ -100,6 +108,49 @@ impl Bmc {
                 systems_py.join(", ")
             ),
         )?;
+        Self::launch(
+            dir,
+            username,
+            password,
+            config,
+            venv_bin("sushy-emulator")?,
+            vec!["--fake".into()],
+        )
+        .await
+    }
+
+    /// An emulator whose machines are libvirt domains of `qemu:///system` (the ones whose uuids
+    /// are in `domains`): power is the domain's, and an inserted ISO is uploaded to libvirt's
+    /// `default` pool and attached as the domain's CD-ROM. `program` is the emulator of a
+    /// virtualenv with libvirt-python (scripts/sushy-libvirt.sh prints it).
+    pub async fn start_libvirt(program: PathBuf, domains: &[String]) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let (username, password, htpasswd) = credentials(dir.path())?;
+        let allowed: Vec<String> = domains.iter().map(|d| format!("'{d}'")).collect();
+        let config = dir.path().join("emulator.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "SUSHY_EMULATOR_AUTH_FILE = '{}'\nSUSHY_EMULATOR_STATE_DIR = '{}'\n\
+                 SUSHY_EMULATOR_ALLOWED_INSTANCES = [{}]\n\
+                 SUSHY_EMULATOR_STORAGE_POOL = 'default'\n",
+                htpasswd.display(),
+                dir.path().join("state").display(),
+                allowed.join(", ")
+            ),
+        )?;
+        let backend = vec!["--libvirt-uri".into(), "qemu:///system".into()];
+        Self::launch(dir, username, password, config, program, backend).await
+    }
+
+    async fn launch(
+        dir: tempfile::TempDir,
+        username: String,
+        password: String,
+        config: PathBuf,
+        program: PathBuf,
+        backend: Vec<String>,
+    ) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -111,6 +162,8 @@ impl Bmc {
             log,
             config,
             port,
+            program,
+            backend,
             child: None,
             _dir: dir,
         };
@@ -133,9 +186,10 @@ impl Bmc {
             .create(true)
             .append(true)
             .open(&self.log)?;
-        let child = Command::new(venv_bin("sushy-emulator")?)
+        let child = Command::new(&self.program)
             .args(["--config", &self.config.display().to_string()])
-            .args(["--fake", "-i", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(&self.backend)
+            .args(["-i", "127.0.0.1", "-p", &self.port.to_string()])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

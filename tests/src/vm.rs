@@ -14,6 +14,8 @@ pub struct Guest {
     pub kernel: PathBuf,
     pub ramdisk: PathBuf,
     pub disk: PathBuf,
+    /// The kernel and initramfs on a BIOS-bootable ISO (what a bare-metal machine boots).
+    pub iso: PathBuf,
 }
 
 static GUEST: OnceCell<Guest> = OnceCell::const_new();
@@ -43,6 +45,7 @@ pub async fn guest() -> anyhow::Result<&'static Guest> {
                 kernel: dir.join("kernel"),
                 ramdisk: dir.join("ramdisk"),
                 disk: dir.join("disk.qcow2"),
+                iso: dir.join("boot.iso"),
             })
         })
         .await
