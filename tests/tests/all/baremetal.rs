@@ -1160,6 +1160,10 @@ impl Drop for Domain {
     fn drop(&mut self) {
         let _ = virsh(&["destroy", &self.name]);
         let _ = virsh(&["undefine", &self.name]);
+        // The ISO the emulator copied into libvirt's pool for the domain (it names it after
+        // the URL's file and the domain).
+        let volume = format!("image-iso-{}.img", self.uuid);
+        let _ = virsh(&["vol-delete", "--pool", "default", &volume]);
     }
 }
 
