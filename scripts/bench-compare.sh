@@ -28,8 +28,11 @@ for side in before after; do
     # The benchmarks' client checks responses with tempest's schemas, from the project's venv.
     ln -sfn "$PWD/.venv" "$work/$side/.venv"
     echo "bench-compare: building $side ($(git log -1 --format='%h %s' "$commit" | cut -c1-72))"
+    # The benchmarks' package: `e2e-bench` (tests/bench) since it moved out of `e2e`.
+    package=e2e-bench
+    [ -e "$work/$side/tests/bench/Cargo.toml" ] || package=e2e
     (cd "$work/$side" && CARGO_TARGET_DIR="$PWD/../target-$side" \
-        cargo build -q --release -p e2e --bin bench-boot --bin bench-api)
+        cargo build -q --release -p "$package" --bin bench-boot --bin bench-api)
 done
 for round in $(seq 1 "$rounds"); do
     for side in before after; do

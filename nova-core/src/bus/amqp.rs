@@ -241,6 +241,15 @@ impl AmqpBus {
     /// connection.
     async fn channel_for(&self, queue: Option<&str>) -> Result<Channel, BusError> {
         let mut guard = self.link.lock().await;
+        Ok(self.ensure_link(&mut guard, queue).await?.channel.clone())
+    }
+
+    /// The link in `guard`, opened again when it is gone or dead, with `queue` declared on it.
+    async fn ensure_link<'a>(
+        &self,
+        guard: &'a mut Option<Link>,
+        queue: Option<&str>,
+    ) -> Result<&'a mut Link, BusError> {
         let alive = guard
             .as_ref()
             .is_some_and(|l| l.connection.status().connected() && l.channel.status().connected());
@@ -256,14 +265,15 @@ impl AmqpBus {
                 link.declared.insert(queue.to_owned());
             }
         }
-        Ok(link.channel.clone())
+        Ok(link)
     }
 
-    /// A fresh channel on the publishing connection (for a call), with `queue` declared.
+    /// A fresh channel on the publishing connection (for a call), with `queue` declared: under
+    /// one hold of the link, so that a concurrent call that finds the connection dead and opens
+    /// another cannot leave this one without a link between the two steps.
     async fn call_channel(&self, queue: &str) -> Result<Channel, BusError> {
-        self.channel_for(Some(queue)).await?;
-        let guard = self.link.lock().await;
-        let link = guard.as_ref().ok_or(BusError::NotConfirmed)?;
+        let mut guard = self.link.lock().await;
+        let link = self.ensure_link(&mut guard, Some(queue)).await?;
         link.connection.create_channel().await.map_err(unavailable)
     }
 
@@ -473,8 +483,16 @@ impl Bus for AmqpBus {
                 tries += 1;
                 let result = self.call_once(queue, &payload, timeout, deadline_ms).await;
                 if matches!(result, Err(BusError::Unavailable(_))) {
-                    // Open a fresh connection next time, as a failed publish does.
-                    *self.link.lock().await = None;
+                    // A fresh channel next time; a fresh connection only when this one is down
+                    // (dropping a live one would fail the other calls on it as well).
+                    let mut link = self.link.lock().await;
+                    if link
+                        .as_ref()
+                        .is_some_and(|l| !l.connection.status().connected())
+                    {
+                        *link = None;
+                    }
+                    drop(link);
                     if tries < 2 {
                         continue;
                     }
