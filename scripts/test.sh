@@ -98,21 +98,22 @@ export NOVA_TEST_MOTO="$PWD/.venv/bin/moto_server"
 export NOVA_TEST_SUSHY="$PWD/.venv/bin/sushy-emulator"
 phase "Python clients"
 
-# The service binaries, which tests run as processes (tests/tests/all/processes.rs, the kill
-# matrix, Tempest and the fuzzing on the debug all-in-one); not the benchmarks (tests/bench).
-cargo build -q --bins -p api-server -p conductor -p compute-agent -p allinone
-cargo test -q --workspace --exclude e2e-bench --tests --no-run
-phase build
-# Clippy runs beside the tests, at the lowest priority, in a target directory of its own (so
-# that it holds no lock the tests' cargo waits on): the tests mostly wait on services,
-# processes and clients, and clippy takes the cores they leave. Its verdict counts at the end.
-clippy_log=$(mktemp)
-clippy_job=
+# Clippy's lints run inside the build, as `cargo clippy` runs them (clippy-driver wraps rustc
+# for the workspace's crates): the dependencies are compiled once, for the build, instead of a
+# second time for a separate check. `-D warnings` makes every lint and warning of the
+# workspace's crates an error (cargo caps the dependencies' lints). The same as
+# `cargo clippy --all-targets -- -D warnings`, without its separate check of every dependency.
 if rustup component list --installed 2>/dev/null | grep clippy >/dev/null; then
-    CARGO_TARGET_DIR="$PWD/target/clippy" nice -n 19 cargo clippy -q --all-targets -- -D warnings \
-        >"$clippy_log" 2>&1 &
-    clippy_job=$!
+    RUSTC_WORKSPACE_WRAPPER="$(rustup which clippy-driver)"
+    export RUSTC_WORKSPACE_WRAPPER
+    export RUSTFLAGS="${RUSTFLAGS:-} -D warnings"
 fi
+# The service binaries, which tests run as processes (tests/tests/all/processes.rs, the kill
+# matrix, Tempest and the fuzzing on the debug all-in-one), and the benchmarks (built here to
+# be linted).
+cargo build -q --bins -p api-server -p conductor -p compute-agent -p allinone -p e2e-bench
+cargo test -q --workspace --exclude e2e-bench --tests --no-run
+phase "build (with clippy's lints)"
 libvirt_status=0
 wait "$libvirt_job" || libvirt_status=$?
 libvirt_job=
@@ -127,16 +128,46 @@ NOVA_TEST_SUSHY_LIBVIRT="$(cat var/sushy-libvirt.path)"
 export NOVA_TEST_SUSHY_LIBVIRT
 phase "libvirt and the test guest"
 
-# cargo runs test binaries one after another; broker_restart restarts the shared broker, so
-# it must stay a binary of its own.
+# The test binaries, run by this script rather than one after another as `cargo test` would:
+# the big one (tests/tests/all) with four test threads on two cores (most tests wait: on
+# services, processes, the CLI), beside it the others one after another, and broker_restart,
+# which restarts the shared broker, alone at the end. Each runs in its package's directory, as
+# cargo runs it. The test targets only: no doc tests, no harness for the binaries.
 log=$(mktemp)
-trap '[ -z "${clippy_job:-}" ] || kill "$clippy_job" 2>/dev/null || true; rm -f "$log"' EXIT
+others_log=$(mktemp)
+trap 'rm -f "$log" "$others_log"' EXIT
 status=0
-# The test targets only: no doc tests (the docs have no examples, and each rustdoc run costs
-# seconds) and no test harness for the binaries (`test = false`: they have no tests).
-# Four test threads on two cores: most tests wait (on services, processes, the CLI), and four
-# at a time take about a third less time than two.
-cargo test --workspace --exclude e2e-bench --tests --no-fail-fast -- --test-threads=4 2>&1 | tee "$log" || status=$?
+cargo test -q --workspace --exclude e2e-bench --tests --no-run --message-format=json 2>/dev/null \
+    | python3 -c '
+import json, os, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("profile", {}).get("test") and m.get("executable"):
+        print(m["target"]["name"], os.path.dirname(m["manifest_path"]), m["executable"])
+' >var/test-binaries
+run_binary() { # name dir executable threads
+    echo "     Running $1 ($3)"
+    (cd "$2" && "$3" --test-threads="$4")
+}
+main_status=0
+others_status=0
+(
+    s=0
+    while read -r name dir exe; do
+        [ "$name" = all ] || [ "$name" = broker_restart ] && continue
+        run_binary "$name" "$dir" "$exe" 4 || s=1
+    done <var/test-binaries
+    exit "$s"
+) >"$others_log" 2>&1 &
+others=$!
+read -r name dir exe < <(grep '^all ' var/test-binaries)
+run_binary "$name" "$dir" "$exe" 4 2>&1 | tee "$log" || main_status=$?
+wait "$others" || others_status=$?
+cat "$others_log" | tee -a "$log"
+if read -r name dir exe < <(grep '^broker_restart ' var/test-binaries); then
+    run_binary "$name" "$dir" "$exe" 1 2>&1 | tee -a "$log" || status=1
+fi
+[ "$main_status" -eq 0 ] && [ "$others_status" -eq 0 ] || status=1
 # One closing line for the whole run (the last of cargo's own lines is only the last test
 # binary's).
 phase tests
@@ -150,7 +181,7 @@ phase tests
 fuzz_log=$(mktemp)
 # (A background job's SIGINT is ignored: the trap ends it with SIGTERM, which fuzz.sh's own
 # trap turns into its clean-up.)
-trap '[ -z "${fuzz:-}" ] || kill "$fuzz" 2>/dev/null || true; [ -z "${clippy_job:-}" ] || kill "$clippy_job" 2>/dev/null || true; rm -f "$log" "$fuzz_log"' EXIT
+trap '[ -z "${fuzz:-}" ] || kill "$fuzz" 2>/dev/null || true; rm -f "$log" "$fuzz_log"' EXIT
 scripts/fuzz.sh --short --debug >"$fuzz_log" 2>&1 &
 fuzz=$!
 scripts/tempest.sh --smoke --debug || status=1
@@ -161,18 +192,7 @@ fuzz=
 cat "$fuzz_log"
 [ "$fuzz_status" -eq 0 ] || status=1
 phase "fuzzing (short)"
-clippy_status=0
-if [ -n "$clippy_job" ]; then
-    wait "$clippy_job" || clippy_status=$?
-    clippy_job=
-fi
-cat "$clippy_log"
-rm -f "$clippy_log"
-if [ "$clippy_status" -ne 0 ]; then
-    echo "test.sh: cargo clippy --all-targets -D warnings failed" >&2
-    status=1
-fi
-phase clippy
+
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "summary: %d passed, %d failed\n", p, f }' "$log"
 echo "tempest smoke: $(grep -E ' - (Passed|Failed|Skipped)' var/tempest/results.txt | tr -d ' -' | paste -sd ' ')"

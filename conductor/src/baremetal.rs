@@ -12,7 +12,74 @@ use nova_core::time::now_ms;
 use nova_db::baremetal::{self as store, End};
 use serde_json::{json, Value};
 
+/// A machine freed by its instance, to clean: its node and the operation.
+pub(crate) struct Released {
+    node: String,
+    operation: String,
+}
+
 impl Conductor {
+    /// In `tx`, which releases `instance`'s claim: its machine, if it had one, starts cleaning
+    /// ([`Self::send_clean`] sends it once `tx` committed).
+    pub(crate) async fn release_machine(
+        &self,
+        tx: &mut nova_db::Tx,
+        instance: nova_core::ids::InstanceUuid,
+    ) -> Result<Option<Released>> {
+        let now = now_ms();
+        let timeout_ms =
+            i64::try_from(self.settings.baremetal_clean_timeout_s.saturating_mul(1000))
+                .unwrap_or(i64::MAX);
+        let operation = uuid::Uuid::new_v4().to_string();
+        let deadline = now.saturating_add(timeout_ms).saturating_add(30_000);
+        Ok(
+            store::release_machine(tx, instance, &operation, deadline, now)
+                .await?
+                .map(|node| Released { node, operation }),
+        )
+    }
+
+    /// Sends the cleaning of a machine its instance freed to the machine's agent. One that
+    /// cannot be sent ends at its deadline (`clean failed`), as an unanswered one does.
+    pub(crate) async fn send_clean(&self, released: Option<Released>) -> Result<()> {
+        let Some(Released { node, operation }) = released else {
+            return Ok(());
+        };
+        let Some(row) = store::get(&self.db, &node).await? else {
+            return Ok(());
+        };
+        let bmc = baremetal::bmc_info(&row.driver_info, row.bmc_password.as_deref());
+        let (Some(host), Ok(bmc)) = (row.conductor.clone(), bmc) else {
+            let end = End {
+                provision_state: Some(baremetal::state::CLEAN_FAILED.to_owned()),
+                last_error: Some("The machine has no agent or no BMC to clean it with.".into()),
+                ..End::default()
+            };
+            store::end_operation(&self.db, &node, &operation, &end, now_ms()).await?;
+            return Ok(());
+        };
+        let timeout_s = self.settings.baremetal_clean_timeout_s;
+        let command = ComputeCommand::NodeOperation(Box::new(nova_core::rpc::NodeCommand {
+            node: node.clone(),
+            operation,
+            kind: nova_core::rpc::NodeOperationKind::Clean,
+            bmc,
+            timeout_s,
+            deadline_ms: row.operation_deadline.map(|d| d - 5_000),
+        }));
+        if let Err(e) = self
+            .bus
+            .publish(
+                &self.queues.compute(&host),
+                Envelope::new(None, command).encode(),
+            )
+            .await
+        {
+            tracing::warn!(%node, %host, error = %e, "cleaning not sent; it ends at its deadline");
+        }
+        Ok(())
+    }
+
     /// A power sync's answer for one machine.
     pub(crate) async fn apply_node_power(&self, r: NodePowerReport) -> Result<()> {
         let now = now_ms();

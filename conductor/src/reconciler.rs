@@ -240,6 +240,7 @@ async fn time_out_build(c: &Conductor, instance: &Instance) -> Result<()> {
     )
     .await?;
     nodes::release(&mut tx, instance.uuid).await?;
+    let released = c.release_machine(&mut tx, instance.uuid).await?;
     for task in task_rows::open_for_tx(&mut tx, instance.uuid).await? {
         if task.kind == TaskKind::Build {
             task_rows::advance(
@@ -264,6 +265,7 @@ async fn time_out_build(c: &Conductor, instance: &Instance) -> Result<()> {
         }
     }
     tx.commit().await?;
+    c.send_clean(released).await?;
     if changed {
         tracing::warn!(instance = %instance.uuid, "build timed out");
         if let Some(host) = &instance.host {

@@ -27,6 +27,9 @@ pub struct ConductorSettings {
     /// Syncs in a row a BMC may fail before its node goes into maintenance (Ironic's
     /// `power_state_sync_max_retries`).
     pub baremetal_sync_max_failures: u32,
+    /// How long cleaning a machine after its instance may take (the API's own cleanings have
+    /// `api.baremetal.clean_timeout_s`).
+    pub baremetal_clean_timeout_s: u64,
 }
 
 impl Default for ConductorSettings {
@@ -41,6 +44,7 @@ impl Default for ConductorSettings {
             task_attempts: 5,
             baremetal_sync_interval_s: 60,
             baremetal_sync_max_failures: 3,
+            baremetal_clean_timeout_s: 1800,
         }
     }
 }

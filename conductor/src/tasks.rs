@@ -138,6 +138,7 @@ impl Conductor {
         let mut tx = self.db.begin().await?;
         instances::set_error(&mut tx, instance.uuid, expect, &fault, host).await?;
         nodes::release(&mut tx, instance.uuid).await?;
+        let released = self.release_machine(&mut tx, instance.uuid).await?;
         if task_rows::advance(
             &mut tx,
             task.id,
@@ -160,6 +161,7 @@ impl Conductor {
             }
         }
         tx.commit().await?;
+        self.send_clean(released).await?;
         Ok(())
     }
 
@@ -213,6 +215,7 @@ impl Conductor {
         let mut tx = self.db.begin().await?;
         instances::mark_deleted(&mut tx, instance.uuid).await?;
         nodes::release(&mut tx, instance.uuid).await?;
+        let released = self.release_machine(&mut tx, instance.uuid).await?;
         task_rows::advance(
             &mut tx,
             task.id,
@@ -235,6 +238,7 @@ impl Conductor {
             .await?;
         }
         tx.commit().await?;
+        self.send_clean(released).await?;
         tracing::info!("deleted");
         Ok(())
     }

@@ -654,22 +654,36 @@ pub async fn take(tx: &mut Tx, node: &str, instance: InstanceUuid, now: i64) -> 
     Ok(taken == 1)
 }
 
-/// Gives back the machine `instance` held (its claim released: the server is gone, or its
-/// deploy failed and the driver cleaned the machine): available again.
-pub async fn give_back(tx: &mut Tx, instance: InstanceUuid, now: i64) -> DbResult<()> {
-    on_tx!(tx, c => {
-        sqlx::query(
+/// Frees the machine `instance` held, in the transaction that releases its claim (the server
+/// is gone, or its deploy failed), and starts its cleaning as Ironic does after an instance
+/// (`cleaning`, aiming at `available`): the operation `operation`, which the conductor sends
+/// after the commit and which fails at `deadline`. The machine's node, if there was one.
+pub async fn release_machine(
+    tx: &mut Tx,
+    instance: InstanceUuid,
+    operation: &str,
+    deadline: i64,
+    now: i64,
+) -> DbResult<Option<String>> {
+    let released: Option<(String,)> = on_tx!(tx, c => {
+        sqlx::query_as(
             "UPDATE baremetal_nodes SET instance_uuid = NULL, provision_state = $2, \
-             target_provision_state = NULL, provision_updated_at = $3, updated_at = $3 \
-             WHERE instance_uuid = $1",
+             target_provision_state = $3, operation = $4, operation_kind = $5, \
+             operation_deadline = $6, last_error = NULL, target_power_state = NULL, \
+             provision_updated_at = $7, updated_at = $7 WHERE instance_uuid = $1 \
+             RETURNING uuid",
         )
         .bind(instance.0.to_string())
+        .bind(nova_core::baremetal::state::CLEANING)
         .bind(nova_core::baremetal::state::AVAILABLE)
+        .bind(operation)
+        .bind(nova_core::rpc::NodeOperationKind::Clean.name())
+        .bind(deadline)
         .bind(now)
-        .execute(&mut *c)
-        .await?;
+        .fetch_optional(&mut *c)
+        .await?
     });
-    Ok(())
+    Ok(released.map(|(uuid,)| uuid))
 }
 
 /// The machine of `instance` is deployed: `active`.

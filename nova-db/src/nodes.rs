@@ -209,7 +209,7 @@ pub async fn claim(
 /// Gives back what `instance` claimed; a no-op when it holds nothing (idempotent).
 pub async fn release(tx: &mut Tx, instance: InstanceUuid) -> DbResult<bool> {
     let now = now_ms();
-    let released = on_tx!(tx, c => {
+    on_tx!(tx, c => {
         let gone: Option<(Uuid, i64, i64, i64)> = sqlx::query_as(
             "DELETE FROM allocations WHERE instance_uuid = $1 \
              RETURNING node_uuid, vcpus, memory_mb, disk_gb",
@@ -230,13 +230,8 @@ pub async fn release(tx: &mut Tx, instance: InstanceUuid) -> DbResult<bool> {
         .bind(now)
         .execute(&mut *c)
         .await?;
-        Ok::<bool, crate::DbError>(true)
-    })?;
-    if released {
-        // A bare-metal machine is free again with its claim.
-        crate::baremetal::give_back(tx, instance, now).await?;
-    }
-    Ok(released)
+        Ok(true)
+    })
 }
 
 /// What `instance` holds, if anything.

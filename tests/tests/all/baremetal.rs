@@ -81,8 +81,36 @@ async fn enrol(
     .await
 }
 
+/// The node as the API shows it to the admin (over HTTP: tests poll it, and each run of the
+/// CLI costs a second of CPU).
 async fn show(stack: &AllInOneStack, node: &str) -> anyhow::Result<Value> {
-    admin(stack, &["baremetal", "node", "show", node]).await
+    static TOKENS: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+    let url = e2e::stack::Stack::api_url(stack).to_owned();
+    let cached = TOKENS
+        .lock()
+        .expect("not poisoned")
+        .iter()
+        .find(|(u, _)| *u == url)
+        .map(|(_, t)| t.clone());
+    let token = match cached {
+        Some(t) => t,
+        None => {
+            let t = e2e::client::password_token(&url, "admin", "admin-secret", "admin").await?;
+            TOKENS
+                .lock()
+                .expect("not poisoned")
+                .push((url.clone(), t.clone()));
+            t
+        }
+    };
+    let r = reqwest::Client::new()
+        .get(format!("{url}/baremetal/v1/nodes/{node}"))
+        .header("X-Auth-Token", token)
+        .header("X-OpenStack-Ironic-API-Version", "1.46")
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "node {node}: {}", r.status());
+    Ok(r.json().await?)
 }
 
 /// Waits until the node's `field` is `want` (a power change of the fake BMC takes 1–11 s).
@@ -130,7 +158,7 @@ async fn the_cli_enrols_manages_provides_powers_and_maintains_a_machine() -> any
         &["baremetal", "node", "manage", "bm-1", "--wait", "60"],
     )
     .await?;
-    let node = show(&stack, "bm-1").await?;
+    let node = admin(&stack, &["baremetal", "node", "show", "bm-1"]).await?;
     assert_eq!(node["provision_state"], "manageable", "{node}");
     assert_eq!(node["power_state"], "power on", "{node}");
     assert_eq!(node["last_error"], Value::Null);
@@ -889,7 +917,7 @@ async fn a_silent_bmc_puts_its_node_in_maintenance_and_bad_requests_change_nothi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_of_a_baremetal_flavor_deploys_its_iso_on_the_machine() -> anyhow::Result<()> {
     let systems = [FakeSystem::new("machine-1", "Off")];
-    let bmc = Bmc::start_fake(&systems).await?;
+    let mut bmc = Bmc::start_fake(&systems).await?;
     let machine = &systems[0];
     let stack = start(true).await?;
     let node = enrol(&stack, &bmc, machine, "bm-deploy", &bmc.password).await?;
@@ -1084,6 +1112,42 @@ async fn a_server_of_a_baremetal_flavor_deploys_its_iso_on_the_machine() -> anyh
     let message = failed["fault"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("No valid host was found"), "{failed}");
 
+    // An active node is not deleted (Ironic's 409 for a node with an instance), and stays.
+    let ironic = Ironic::new(&stack, "admin", "admin-secret").await?;
+    let (status, _, body) = ironic
+        .call(reqwest::Method::DELETE, "/v1/nodes/bm-deploy", None, "1.46")
+        .await?;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        fault(&body).contains(&format!("is associated with instance {server_id}")),
+        "{body}"
+    );
+    // Its BMC goes silent: the node goes into maintenance, and the server on it is not lost:
+    // ACTIVE all along (the agent's syncs do not take a machine that does not answer for one
+    // that is gone). Back in service when the BMC answers.
+    bmc.stop();
+    e2e::wait_until(
+        Duration::from_secs(60),
+        "the node in maintenance",
+        || async {
+            let s = c.server(&server_id).await?;
+            anyhow::ensure!(s.body["server"]["status"] == "ACTIVE", "server: {}", s.body);
+            Ok(ironic.get("/v1/nodes/bm-deploy").await?.1["maintenance"] == true)
+        },
+    )
+    .await?;
+    bmc.start().await?;
+    e2e::wait_until(
+        Duration::from_secs(60),
+        "the node back in service",
+        || async { Ok(ironic.get("/v1/nodes/bm-deploy").await?.1["maintenance"] == false) },
+    )
+    .await?;
+    assert_eq!(
+        c.server(&server_id).await?.body["server"]["status"],
+        "ACTIVE"
+    );
+
     // The delete cleans the machine: off, no media, no boot override; available again.
     cli::run(
         &stack,
@@ -1091,8 +1155,8 @@ async fn a_server_of_a_baremetal_flavor_deploys_its_iso_on_the_machine() -> anyh
         &["server", "delete", "--wait", "bm-server"],
     )
     .await?;
-    let node = show(&stack, "bm-deploy").await?;
-    assert_eq!(node["provision_state"], "available", "{node}");
+    // (Ironic's way: cleaning, then available.)
+    let node = wait_field(&stack, "bm-deploy", "provision_state", "available").await?;
     assert_eq!(node["instance_uuid"], Value::Null, "{node}");
     let system = bmc.system(machine).await?;
     assert_eq!(system["PowerState"], "Off", "{system}");
@@ -1101,6 +1165,39 @@ async fn a_server_of_a_baremetal_flavor_deploys_its_iso_on_the_machine() -> anyh
         "{system}"
     );
     assert_eq!(bmc.cd(machine).await?["Inserted"], false);
+
+    // A deploy that fails (the BMC silent): the server in ERROR with a fault, and the machine
+    // no longer held by it.
+    bmc.stop();
+    let failing = admin(
+        &stack,
+        &[
+            "server", "create", "--flavor", "bm.small", "--image", "boot-iso", "--nic", "none",
+            "bm-fails",
+        ],
+    )
+    .await?;
+    let failing_id = failing["id"].as_str().unwrap_or_default().to_owned();
+    let failed = c.wait_error(&failing_id, Duration::from_secs(120)).await?;
+    assert!(failed["fault"]["message"].is_string(), "{failed}");
+    // The machine is cleaned as after any instance; with its BMC silent that fails, and the
+    // node waits in `clean failed` (not `available`) for an admin, as in Ironic.
+    let node = wait_field(&stack, "bm-deploy", "provision_state", "clean failed").await?;
+    assert_eq!(node["instance_uuid"], Value::Null, "{node}");
+    assert!(node["last_error"].is_string(), "{node}");
+    bmc.start().await?;
+    cli::run(
+        &stack,
+        "admin",
+        &["baremetal", "node", "manage", "bm-deploy", "--wait", "60"],
+    )
+    .await?;
+    cli::run(
+        &stack,
+        "admin",
+        &["baremetal", "node", "provide", "bm-deploy", "--wait", "90"],
+    )
+    .await?;
     Ok(())
 }
 
@@ -1329,6 +1426,6 @@ async fn a_server_boots_its_iso_on_a_libvirt_domain_behind_a_redfish_bmc() -> an
     )
     .await?;
     assert_eq!(domain.state()?, "shut off");
-    assert_eq!(show(&stack, "bm-vm").await?["provision_state"], "available");
+    wait_field(&stack, "bm-vm", "provision_state", "available").await?;
     Ok(())
 }
