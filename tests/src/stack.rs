@@ -55,6 +55,8 @@ pub struct Options {
     pub idempotency_key_ttl_s: u64,
     /// The all-in-one runs a bare-metal pool beside its driver (`agent.baremetal.pool`).
     pub baremetal_pool: bool,
+    /// How often the conductor has the machines' power read (`conductor.baremetal_sync_interval_s`).
+    pub baremetal_sync_interval_s: u64,
 }
 
 impl Default for Options {
@@ -81,6 +83,8 @@ impl Default for Options {
             operation_timeout_s: 3600,
             idempotency_key_ttl_s: 86_400,
             baremetal_pool: false,
+            // Power syncs cost nothing without machines; tests with one want them soon.
+            baremetal_sync_interval_s: 1,
         }
     }
 }
@@ -94,9 +98,7 @@ impl Options {
             reconcile_interval_ms: self.reconcile_ms,
             redrive_after_s: self.redrive_after_s,
             task_attempts: self.task_attempts,
-            // Bare-metal power syncs cost nothing without machines; tests with one want them
-            // soon.
-            baremetal_sync_interval_s: 1,
+            baremetal_sync_interval_s: self.baremetal_sync_interval_s,
             ..Default::default()
         }
     }

@@ -285,6 +285,9 @@ async fn main() -> anyhow::Result<()> {
     let stack = AllInOneStack::start(Options {
         auth: Some(auth),
         baremetal_pool: true,
+        // Ironic's default: a power sync of a thousand machines every second would be the
+        // load measured.
+        baremetal_sync_interval_s: 60,
         ..Options::default()
     })
     .await?;
@@ -432,13 +435,15 @@ async fn main() -> anyhow::Result<()> {
             let (status, body) = api.send(reqwest::Method::GET, path, None).await?;
             lat.push(ms(t.elapsed()));
             anyhow::ensure!(
-                status == 200 && body["nodes"].as_array().map_or(0, Vec::len) > a.nodes,
+                // One page: Ironic's largest is 1,000.
+                status == 200
+                    && body["nodes"].as_array().map_or(0, Vec::len) == (a.nodes + 1).min(1000),
                 "{path}: {status}"
             );
         }
         lat.sort_by(f64::total_cmp);
         println!(
-            "GET {path} ({} nodes): p50 {:.1} ms, p90 {:.1} ms",
+            "GET {path} ({} nodes enrolled, a page of at most 1,000): p50 {:.1} ms, p90 {:.1} ms",
             a.nodes + 1,
             percentile(&lat, 0.5),
             percentile(&lat, 0.9)
