@@ -81,6 +81,23 @@ async fn enrol(
     .await
 }
 
+/// `openstack baremetal node manage` then `provide`, each waiting for its state.
+async fn manage_and_provide(stack: &AllInOneStack, node: &str) -> anyhow::Result<()> {
+    cli::run(
+        stack,
+        "admin",
+        &["baremetal", "node", "manage", node, "--wait", "60"],
+    )
+    .await?;
+    cli::run(
+        stack,
+        "admin",
+        &["baremetal", "node", "provide", node, "--wait", "120"],
+    )
+    .await?;
+    Ok(())
+}
+
 /// The node as the API shows it to the admin (over HTTP: tests poll it, and each run of the
 /// CLI costs a second of CPU).
 async fn show(stack: &AllInOneStack, node: &str) -> anyhow::Result<Value> {
@@ -922,18 +939,7 @@ async fn a_server_of_a_baremetal_flavor_deploys_its_iso_on_the_machine() -> anyh
     let stack = start(true).await?;
     let node = enrol(&stack, &bmc, machine, "bm-deploy", &bmc.password).await?;
     let node_uuid = node["uuid"].as_str().unwrap_or_default().to_owned();
-    cli::run(
-        &stack,
-        "admin",
-        &["baremetal", "node", "manage", "bm-deploy", "--wait", "60"],
-    )
-    .await?;
-    cli::run(
-        &stack,
-        "admin",
-        &["baremetal", "node", "provide", "bm-deploy", "--wait", "90"],
-    )
-    .await?;
+    manage_and_provide(&stack, "bm-deploy").await?;
 
     // One hypervisor per machine, named by its uuid, as Nova shows Ironic's nodes.
     let hypervisors = admin(&stack, &["hypervisor", "list"]).await?;
@@ -1186,18 +1192,7 @@ async fn a_server_of_a_baremetal_flavor_deploys_its_iso_on_the_machine() -> anyh
     assert_eq!(node["instance_uuid"], Value::Null, "{node}");
     assert!(node["last_error"].is_string(), "{node}");
     bmc.start().await?;
-    cli::run(
-        &stack,
-        "admin",
-        &["baremetal", "node", "manage", "bm-deploy", "--wait", "60"],
-    )
-    .await?;
-    cli::run(
-        &stack,
-        "admin",
-        &["baremetal", "node", "provide", "bm-deploy", "--wait", "90"],
-    )
-    .await?;
+    manage_and_provide(&stack, "bm-deploy").await?;
     Ok(())
 }
 
@@ -1332,18 +1327,7 @@ async fn a_server_boots_its_iso_on_a_libvirt_domain_behind_a_redfish_bmc() -> an
         ],
     )
     .await?;
-    cli::run(
-        &stack,
-        "admin",
-        &["baremetal", "node", "manage", "bm-vm", "--wait", "60"],
-    )
-    .await?;
-    cli::run(
-        &stack,
-        "admin",
-        &["baremetal", "node", "provide", "bm-vm", "--wait", "120"],
-    )
-    .await?;
+    manage_and_provide(&stack, "bm-vm").await?;
     admin(
         &stack,
         &[
