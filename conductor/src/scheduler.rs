@@ -28,6 +28,10 @@ pub enum Placement {
     Superseded,
 }
 
+/// How many free machines of a class a bare-metal build considers: the first it can claim wins,
+/// and more only matter to builds racing for the same class (they take the next attempt's).
+const BAREMETAL_CANDIDATES: i64 = 32;
+
 #[derive(Default)]
 pub struct Scheduler {
     node_locks: Mutex<HashMap<NodeUuid, Arc<tokio::sync::Mutex<()>>>>,
@@ -74,20 +78,7 @@ impl Scheduler {
                 let Some(class) = &wanted_class else {
                     return Ok(Placement::NoValidHost);
                 };
-                let free: std::collections::HashSet<String> = nova_db::baremetal::free_nodes(db)
-                    .await?
-                    .into_iter()
-                    .filter(|(_, c)| {
-                        c.as_deref()
-                            .is_some_and(|c| nova_core::model::resource_class_name(c) == *class)
-                    })
-                    .map(|(uuid, _)| uuid)
-                    .collect();
-                let mut all =
-                    nodes::candidates(db, instance.node_type, Default::default(), alive_since)
-                        .await?;
-                all.retain(|n| free.contains(&n.inventory.name));
-                all
+                nodes::free_machines(db, class, alive_since, BAREMETAL_CANDIDATES).await?
             } else {
                 nodes::candidates(db, instance.node_type, need, alive_since).await?
             };
@@ -107,7 +98,12 @@ impl Scheduler {
             if candidates.is_empty() {
                 return Ok(Placement::NoValidHost);
             }
-            'candidates: for candidate in candidates {
+            // Each candidate with whether it may still be put off: any free machine of the
+            // class will do, so one whose turn another build holds (most likely taking it) is
+            // tried after the others rather than waited for.
+            let mut queue: std::collections::VecDeque<(ComputeNode, bool)> =
+                candidates.into_iter().map(|c| (c, baremetal)).collect();
+            'candidates: while let Some((candidate, may_wait_later)) = queue.pop_front() {
                 let lock = self.lock_for(candidate.inventory.uuid);
                 // Uncontended, the listed row is usually current (the claim is a compare-and-set
                 // on the node's generation anyway); after waiting for the turn it may be stale,
@@ -115,6 +111,10 @@ impl Scheduler {
                 // the node between the list and the turn) is retried once on a fresh read.
                 let (_turn, mut node, mut fresh) = match lock.clone().try_lock_owned() {
                     Ok(turn) => (turn, candidate, false),
+                    Err(_) if may_wait_later => {
+                        queue.push_back((candidate, false));
+                        continue;
+                    }
                     Err(_) => {
                         let turn = lock.lock_owned().await;
                         let Some(node) = nodes::node(db, candidate.inventory.uuid).await? else {

@@ -74,12 +74,46 @@ pub const CREATED_AT: Column = Column {
     kind: Kind::Int,
 };
 
+/// The node's class in placement's form, as flavors ask for it (`CUSTOM_BAREMETAL_SMALL`).
+fn placement_class(n: &Node) -> Option<String> {
+    n.resource_class
+        .as_deref()
+        .map(nova_core::model::resource_class_name)
+}
+
+/// Fills in `placement_class` for nodes stored before it existed (migration 0024): the
+/// normalisation is the service's, not SQL's.
+pub async fn backfill_placement_classes(db: &Db) -> DbResult<()> {
+    let rows: Vec<(String, String)> = on_pool!(db, p => {
+        sqlx::query_as(
+            "SELECT uuid, resource_class FROM baremetal_nodes \
+             WHERE resource_class IS NOT NULL AND placement_class IS NULL",
+        )
+        .fetch_all(p)
+        .await?
+    });
+    for (uuid, class) in rows {
+        on_pool!(db, p => {
+            sqlx::query(
+                "UPDATE baremetal_nodes SET placement_class = $2 \
+                 WHERE uuid = $1 AND resource_class = $3",
+            )
+            .bind(&uuid)
+            .bind(nova_core::model::resource_class_name(&class))
+            .bind(&class)
+            .execute(p)
+            .await?;
+        });
+    }
+    Ok(())
+}
+
 /// Stores a new node; `false` when its name is taken.
 pub async fn insert(db: &Db, n: &Node) -> DbResult<bool> {
     let sql = format!(
-        "INSERT INTO baremetal_nodes ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-         $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, \
-         $27, $28)"
+        "INSERT INTO baremetal_nodes ({COLUMNS}, placement_class) VALUES ($1, $2, $3, $4, $5, \
+         $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, \
+         $24, $25, $26, $27, $28, $29)"
     );
     let done = on_pool!(db, p => {
         sqlx::query(&sql)
@@ -111,6 +145,7 @@ pub async fn insert(db: &Db, n: &Node) -> DbResult<bool> {
             .bind(n.created_at)
             .bind(n.updated_at)
             .bind(n.provision_updated_at)
+            .bind(placement_class(n))
             .execute(p)
             .await
             .map(|_| ())
@@ -163,7 +198,7 @@ pub async fn update_fields(db: &Db, n: &Node) -> DbResult<Updated> {
         sqlx::query(
             "UPDATE baremetal_nodes SET name = $2, driver_info = $3, bmc_password = $4, \
              properties = $5, extra = $6, resource_class = $7, description = $8, \
-             updated_at = $9 WHERE uuid = $1 AND operation IS NULL",
+             updated_at = $9, placement_class = $10 WHERE uuid = $1 AND operation IS NULL",
         )
         .bind(&n.uuid)
         .bind(&n.name)
@@ -174,6 +209,7 @@ pub async fn update_fields(db: &Db, n: &Node) -> DbResult<Updated> {
         .bind(&n.resource_class)
         .bind(&n.description)
         .bind(n.updated_at)
+        .bind(placement_class(n))
         .execute(p)
         .await
         .map(|r| r.rows_affected())
@@ -565,7 +601,8 @@ fn property(properties: &serde_json::Map<String, serde_json::Value>, key: &str) 
 /// Shows the node as a compute node of type `baremetal` on its agent's host (one hypervisor per
 /// machine, named by its uuid, as Nova shows Ironic's nodes), its capacity from its properties;
 /// or, once the node is gone, removes that compute node unless an instance still holds it.
-/// Whether the scheduler may place a server on it is the node's own state ([`free_nodes`]).
+/// Whether the scheduler may place a server on it is the node's own state
+/// ([`crate::nodes::free_machines`]).
 pub async fn sync_compute_node(db: &Db, uuid: &str) -> DbResult<()> {
     let Ok(id) = uuid::Uuid::parse_str(uuid) else {
         return Ok(());
@@ -613,21 +650,6 @@ pub async fn sync_compute_node(db: &Db, uuid: &str) -> DbResult<()> {
         }
     });
     Ok(())
-}
-
-/// The machines a server may be placed on now, with their resource classes: available, not in
-/// maintenance, no instance, no operation running.
-pub async fn free_nodes(db: &Db) -> DbResult<Vec<(String, Option<String>)>> {
-    Ok(on_pool!(db, p => {
-        sqlx::query_as(
-            "SELECT uuid, resource_class FROM baremetal_nodes WHERE provision_state = $1 \
-             AND maintenance = $2 AND instance_uuid IS NULL AND operation IS NULL",
-        )
-        .bind(nova_core::baremetal::state::AVAILABLE)
-        .bind(false)
-        .fetch_all(p)
-        .await?
-    }))
 }
 
 /// Takes the machine for `instance` in the claim's transaction: only a free machine, so that

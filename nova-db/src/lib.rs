@@ -222,6 +222,7 @@ impl Db {
             return Err(DbError::Url(url.to_owned()));
         };
         instances::backfill_hostnames(&db).await?;
+        baremetal::backfill_placement_classes(&db).await?;
         Ok(db)
     }
 

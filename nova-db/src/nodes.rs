@@ -145,6 +145,40 @@ pub async fn candidates(
     rows.into_iter().map(NodeRow::into_model).collect()
 }
 
+/// The free machines of a bare-metal class, as compute nodes: available, not in maintenance,
+/// no instance, no operation, nothing claimed, on a live enabled agent; at most `limit`, in one
+/// indexed query (the scheduler takes the first it can claim, so it never reads them all).
+pub async fn free_machines(
+    db: &Db,
+    placement_class: &str,
+    alive_since: Millis,
+    limit: i64,
+) -> DbResult<Vec<ComputeNode>> {
+    let sql = format!(
+        "SELECT {NODE_COLUMNS} FROM baremetal_nodes b \
+         JOIN compute_nodes n ON n.name = b.uuid AND n.node_type = $1 \
+         JOIN services s ON s.host = n.host AND s.binary_name = $2 \
+         WHERE b.placement_class = $3 AND b.provision_state = $4 AND b.maintenance = $5 \
+         AND b.instance_uuid IS NULL AND b.operation IS NULL \
+         AND NOT s.disabled AND NOT s.forced_down AND s.last_seen_at >= $6 \
+         AND n.vcpus_used = 0 AND n.memory_mb_used = 0 AND n.local_gb_used = 0 \
+         ORDER BY b.uuid LIMIT $7"
+    );
+    let rows: Vec<NodeRow> = on_pool!(db, p => {
+        sqlx::query_as(&sql)
+            .bind(NodeType::Baremetal.as_str())
+            .bind(nova_core::model::COMPUTE_BINARY)
+            .bind(placement_class)
+            .bind(nova_core::baremetal::state::AVAILABLE)
+            .bind(false)
+            .bind(alive_since)
+            .bind(limit)
+            .fetch_all(p)
+            .await?
+    });
+    rows.into_iter().map(NodeRow::into_model).collect()
+}
+
 pub async fn node(db: &Db, uuid: NodeUuid) -> DbResult<Option<ComputeNode>> {
     let sql = format!("SELECT {NODE_COLUMNS} FROM compute_nodes n WHERE n.uuid = $1");
     let row: Option<NodeRow> =
