@@ -59,11 +59,7 @@ fi
 if ! dpkg -s libssl-dev >/dev/null 2>&1 || ! command -v pkg-config >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev pkg-config >/dev/null
 fi
-if [ "$profile" = release ]; then
-    cargo build -q --release -p allinone --bin nova-aio
-else
-    cargo build -q -p allinone --bin nova-aio
-fi
+build_aio "$profile"
 
 mkdir -p var/fuzz
 # The five latest runs are kept.

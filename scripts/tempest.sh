@@ -54,11 +54,7 @@ port=${TEMPEST_PORT:-18774}
 url=http://127.0.0.1:$port
 admin_password=tempest-admin
 
-if [ "$profile" = release ]; then
-    cargo build -q --release -p allinone --bin nova-aio
-else
-    cargo build -q -p allinone --bin nova-aio
-fi
+build_aio "$profile"
 start_aio "$work" "$port" "$admin_password" "tempest-demo" "$profile"
 trap 'kill $aio 2>/dev/null; wait $aio 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do

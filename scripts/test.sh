@@ -114,6 +114,30 @@ fi
 # matrix, Tempest and the fuzzing on the debug all-in-one), and the benchmarks (built here to
 # be linted).
 cargo build -q --bins -p api-server -p conductor -p compute-agent -p allinone -p e2e-bench
+phase "build of the binaries"
+
+# Tempest's representative part (tests/tempest/smoke.txt) against an all-in-one of this tree,
+# on the debug build made above; the whole Tempest run is scripts/tempest.sh, its figures in
+# the README. Beside it, on an all-in-one of its own, the short version of the fuzzing
+# (scripts/fuzz.sh --short: one round of a few hundred schemathesis requests, no 5xx); the
+# whole one is scripts/fuzz.sh, its figures in the README too. Both start now, while cargo
+# builds the test binaries (its last steps, the big test binary and its link, leave a core
+# idle), and run on into the tests: each all-in-one has its own SQLite, in-process bus and
+# port, so nothing of the tests' services (the kill matrix restarts PostgreSQL, the broker
+# test RabbitMQ) is theirs.
+tempest_log=$(mktemp)
+fuzz_log=$(mktemp)
+# (A background job's SIGINT is ignored: the trap ends them with SIGTERM, which their own traps
+# turn into their clean-up.)
+trap '[ -z "${libvirt_job:-}" ] || kill -- "-$libvirt_job" 2>/dev/null || true
+      [ -z "${tempest:-}" ] || kill "$tempest" 2>/dev/null || true
+      [ -z "${fuzz:-}" ] || kill "$fuzz" 2>/dev/null || true
+      rm -f "$libvirt_log" "$tempest_log" "$fuzz_log" "${log:-}"' EXIT
+NOVA_AIO_BUILT=1 scripts/tempest.sh --smoke --debug >"$tempest_log" 2>&1 &
+tempest=$!
+NOVA_AIO_BUILT=1 scripts/fuzz.sh --short --debug >"$fuzz_log" 2>&1 &
+fuzz=$!
+
 cargo test -q --workspace --exclude e2e-bench --tests --no-run
 phase "build (with clippy's lints)"
 libvirt_status=0
@@ -134,7 +158,6 @@ phase "libvirt and the test guest"
 # the kill matrix restarts PostgreSQL, so neither may run beside other tests (and two binaries
 # side by side take no less time on two cores).
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
 status=0
 # The test targets only: no doc tests (the docs have no examples, and each rustdoc run costs
 # seconds) and no test harness for the binaries (`test = false`: they have no tests).
@@ -145,19 +168,12 @@ cargo test --workspace --exclude e2e-bench --tests --no-fail-fast -- --test-thre
 # binary's).
 phase tests
 
-# Tempest's representative part (tests/tempest/smoke.txt) against an all-in-one of this tree,
-# on the debug build made above; the whole Tempest run is scripts/tempest.sh, its figures in
-# the README. Beside it, on an all-in-one of its own, the short version of the fuzzing
-# (scripts/fuzz.sh --short: one round of a few hundred schemathesis requests, no 5xx); the
-# whole one is scripts/fuzz.sh, its figures in the README too. Both mostly wait on Python,
-# so side by side they take little more than the longer of the two.
-fuzz_log=$(mktemp)
-# (A background job's SIGINT is ignored: the trap ends it with SIGTERM, which fuzz.sh's own
-# trap turns into its clean-up.)
-trap '[ -z "${fuzz:-}" ] || kill "$fuzz" 2>/dev/null || true; rm -f "$log" "$fuzz_log"' EXIT
-scripts/fuzz.sh --short --debug >"$fuzz_log" 2>&1 &
-fuzz=$!
-scripts/tempest.sh --smoke --debug || status=1
+# Tempest's smoke run and the short fuzzing, started after the binaries' build.
+tempest_status=0
+wait "$tempest" || tempest_status=$?
+tempest=
+cat "$tempest_log"
+[ "$tempest_status" -eq 0 ] || status=1
 phase "tempest smoke"
 fuzz_status=0
 wait "$fuzz" || fuzz_status=$?

@@ -1,6 +1,11 @@
 # Sourced by the scripts that run an all-in-one of this tree for a client (scripts/fuzz.sh,
 # scripts/tempest.sh).
 #
+#   build_aio PROFILE
+#
+# Builds target/PROFILE/nova-aio, unless NOVA_AIO_BUILT is set: scripts/test.sh has built it
+# and runs these scripts while cargo builds the tests (a second cargo would wait for the first).
+#
 #   start_aio DIR PORT ADMIN_PASSWORD DEMO_PASSWORD PROFILE
 #
 # Starts target/PROFILE/nova-aio in the background with its state in DIR/aio (SQLite, the
@@ -25,4 +30,14 @@ start_aio() {
             exec "$root/target/$profile/nova-aio" "$root/etc/all-in-one.toml"
     ) >"$dir/aio.log" 2>&1 &
     aio=$!
+}
+
+build_aio() {
+    local profile=$1
+    [ -z "${NOVA_AIO_BUILT:-}" ] || return 0
+    if [ "$profile" = release ]; then
+        cargo build -q --release -p allinone --bin nova-aio
+    else
+        cargo build -q -p allinone --bin nova-aio
+    fi
 }
