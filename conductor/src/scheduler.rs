@@ -78,7 +78,13 @@ impl Scheduler {
                 let Some(class) = &wanted_class else {
                     return Ok(Placement::NoValidHost);
                 };
-                nodes::free_machines(db, class, alive_since, BAREMETAL_CANDIDATES).await?
+                // The first few do, unless hints or a zone filter them below: then all.
+                let limit = if hints.is_empty() && instance.availability_zone.is_none() {
+                    BAREMETAL_CANDIDATES
+                } else {
+                    i64::MAX
+                };
+                nodes::free_machines(db, class, alive_since, limit).await?
             } else {
                 nodes::candidates(db, instance.node_type, need, alive_since).await?
             };
