@@ -165,6 +165,7 @@ impl Scheduler {
                             || nova_db::baremetal::take(
                                 &mut tx,
                                 &node.inventory.name,
+                                wanted_class.as_deref().unwrap_or_default(),
                                 instance.uuid,
                                 nova_core::time::now_ms(),
                             )

@@ -225,20 +225,23 @@ impl Flavor {
 }
 
 /// A bare-metal node's resource class as Placement names it, and as a flavor asks for it:
-/// upper case, every character other than a letter, a digit or `_` made `_`, and `CUSTOM_`
-/// in front (Nova's Ironic driver, `_node_resource_class`).
+/// each run of characters other than ASCII letters and digits (`_` included) made one `_`,
+/// upper case, `CUSTOM_` in front (os-resource-classes' `normalize_name`, which Nova's Ironic
+/// driver applies to the node's `resource_class`).
 pub fn resource_class_name(class: &str) -> String {
-    let normalized: String = class
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("CUSTOM_{normalized}")
+    let mut normalized = String::with_capacity(class.len() + 7);
+    normalized.push_str("CUSTOM_");
+    let mut in_run = false;
+    for c in class.chars() {
+        if c.is_ascii_alphanumeric() {
+            normalized.push(c.to_ascii_uppercase());
+            in_run = false;
+        } else if !in_run {
+            normalized.push('_');
+            in_run = true;
+        }
+    }
+    normalized
 }
 
 /// An amount of the resources a node offers and an instance claims.
@@ -613,6 +616,22 @@ pub const CONDUCTOR_BINARY: &str = "nova-conductor";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// As os-resource-classes' `normalize_name`: runs of other characters, `_` included,
+    /// become one `_`.
+    #[test]
+    fn resource_classes_are_named_as_placement_names_them() {
+        for (class, name) in [
+            ("baremetal-small", "CUSTOM_BAREMETAL_SMALL"),
+            ("BAREMETAL_SMALL", "CUSTOM_BAREMETAL_SMALL"),
+            ("gpu__large", "CUSTOM_GPU_LARGE"),
+            ("bm-.gold", "CUSTOM_BM_GOLD"),
+            ("bm.gold_", "CUSTOM_BM_GOLD_"),
+            ("été", "CUSTOM__T_"),
+        ] {
+            assert_eq!(resource_class_name(class), name, "{class}");
+        }
+    }
 
     #[test]
     fn direct_boot_reads_the_properties_as_nova_does() {

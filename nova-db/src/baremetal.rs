@@ -81,25 +81,30 @@ fn placement_class(n: &Node) -> Option<String> {
         .map(nova_core::model::resource_class_name)
 }
 
-/// Fills in `placement_class` for nodes stored before it existed (migration 0024): the
-/// normalisation is the service's, not SQL's.
+/// Brings `placement_class` in line with `resource_class` for every node, at start: nodes
+/// stored before the column existed (migration 0024), or by a binary that named classes
+/// otherwise. The normalisation is the service's, not SQL's; there are few machines.
 pub async fn backfill_placement_classes(db: &Db) -> DbResult<()> {
-    let rows: Vec<(String, String)> = on_pool!(db, p => {
+    let rows: Vec<(String, String, Option<String>)> = on_pool!(db, p => {
         sqlx::query_as(
-            "SELECT uuid, resource_class FROM baremetal_nodes \
-             WHERE resource_class IS NOT NULL AND placement_class IS NULL",
+            "SELECT uuid, resource_class, placement_class FROM baremetal_nodes \
+             WHERE resource_class IS NOT NULL",
         )
         .fetch_all(p)
         .await?
     });
-    for (uuid, class) in rows {
+    for (uuid, class, stored) in rows {
+        let name = nova_core::model::resource_class_name(&class);
+        if stored.as_deref() == Some(name.as_str()) {
+            continue;
+        }
         on_pool!(db, p => {
             sqlx::query(
                 "UPDATE baremetal_nodes SET placement_class = $2 \
                  WHERE uuid = $1 AND resource_class = $3",
             )
             .bind(&uuid)
-            .bind(nova_core::model::resource_class_name(&class))
+            .bind(&name)
             .bind(&class)
             .execute(p)
             .await?;
@@ -652,15 +657,22 @@ pub async fn sync_compute_node(db: &Db, uuid: &str) -> DbResult<()> {
     Ok(())
 }
 
-/// Takes the machine for `instance` in the claim's transaction: only a free machine, so that
-/// of two claims racing for one, one wins and the other finds it taken. `false` then.
-pub async fn take(tx: &mut Tx, node: &str, instance: InstanceUuid, now: i64) -> DbResult<bool> {
+/// Takes the machine for `instance` in the claim's transaction: only a free machine still of
+/// the class asked for (a PATCH may have changed it since the scheduler read it), so that of
+/// two claims racing for one, one wins and the other finds it taken. `false` then.
+pub async fn take(
+    tx: &mut Tx,
+    node: &str,
+    placement_class: &str,
+    instance: InstanceUuid,
+    now: i64,
+) -> DbResult<bool> {
     let taken = on_tx!(tx, c => {
         sqlx::query(
             "UPDATE baremetal_nodes SET instance_uuid = $2, provision_state = $3, \
              target_provision_state = $4, provision_updated_at = $5, updated_at = $5 \
              WHERE uuid = $1 AND instance_uuid IS NULL AND provision_state = $6 \
-             AND maintenance = $7 AND operation IS NULL",
+             AND maintenance = $7 AND operation IS NULL AND placement_class = $8",
         )
         .bind(node)
         .bind(instance.0.to_string())
@@ -669,6 +681,7 @@ pub async fn take(tx: &mut Tx, node: &str, instance: InstanceUuid, now: i64) -> 
         .bind(now)
         .bind(nova_core::baremetal::state::AVAILABLE)
         .bind(false)
+        .bind(placement_class)
         .execute(&mut *c)
         .await?
         .rows_affected()
