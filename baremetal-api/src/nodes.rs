@@ -948,11 +948,25 @@ pub(crate) async fn update(
     })?;
     let version = IronicVersion::of(&req);
     let mut password = None;
+    let class_before = node.resource_class.clone();
     for op in ops {
         let op = op
             .as_object()
             .ok_or_else(|| bad("Invalid patch: each operation is an object"))?;
         apply_patch(&mut node, op, &mut password, version)?;
+    }
+    // Ironic's rule (its conductor's update_node): a class once set changes only while no
+    // server can hold the machine; 409 (InvalidState) with Ironic's words.
+    if class_before.is_some()
+        && node.resource_class != class_before
+        && !nova_core::baremetal::CLASS_CHANGEABLE.contains(&node.provision_state.as_str())
+    {
+        return Err(ApiError::Conflict(format!(
+            "Node {} can not have resource_class updated unless it is in one of allowed ({}) \
+             states.",
+            node.uuid,
+            nova_core::baremetal::CLASS_CHANGEABLE.join(", ")
+        )));
     }
     if let Some(pw) = password {
         node.bmc_password = pw.map(|p| state.key.seal(&p, &node.uuid).0);

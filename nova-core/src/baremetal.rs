@@ -37,6 +37,11 @@ pub const STABLE: &[&str] = &[
 /// its `allow_deleting_available_nodes` default has it; `adopt failed` does not occur here).
 pub const DELETABLE: &[&str] = &[state::MANAGEABLE, state::ENROLL, state::AVAILABLE];
 
+/// The states in which a node's resource class, once set, may change (Ironic's
+/// `allowed_update_states`, less the inspection states this service does not have): once a
+/// server may hold the machine, Nova would keep its claim under the old class.
+pub const CLASS_CHANGEABLE: &[&str] = &[state::ENROLL, state::MANAGEABLE, state::AVAILABLE];
+
 /// What a provision verb does from where it may start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verb {

@@ -197,13 +197,15 @@ pub enum Updated {
     Missing,
 }
 
-/// Writes the fields a PATCH may change, unless an operation runs on the node.
+/// Writes the fields a PATCH may change, unless an operation runs on the node or its state
+/// moved since the caller read it (the caller's checks were for that state): `Locked` then.
 pub async fn update_fields(db: &Db, n: &Node) -> DbResult<Updated> {
     let done = on_pool!(db, p => {
         sqlx::query(
             "UPDATE baremetal_nodes SET name = $2, driver_info = $3, bmc_password = $4, \
              properties = $5, extra = $6, resource_class = $7, description = $8, \
-             updated_at = $9, placement_class = $10 WHERE uuid = $1 AND operation IS NULL",
+             updated_at = $9, placement_class = $10 WHERE uuid = $1 AND operation IS NULL \
+             AND provision_state = $11",
         )
         .bind(&n.uuid)
         .bind(&n.name)
@@ -215,6 +217,7 @@ pub async fn update_fields(db: &Db, n: &Node) -> DbResult<Updated> {
         .bind(&n.description)
         .bind(n.updated_at)
         .bind(placement_class(n))
+        .bind(&n.provision_state)
         .execute(p)
         .await
         .map(|r| r.rows_affected())

@@ -1128,6 +1128,26 @@ async fn a_server_of_a_baremetal_flavor_deploys_its_iso_on_the_machine() -> anyh
         fault(&body).contains(&format!("is associated with instance {server_id}")),
         "{body}"
     );
+    // Nor does its class change while it holds a server (Ironic's 409, InvalidState).
+    let reclass =
+        |class: &str| json!([{"op": "replace", "path": "/resource_class", "value": class}]);
+    let (status, _, body) = ironic
+        .call(
+            reqwest::Method::PATCH,
+            "/v1/nodes/bm-deploy",
+            Some(reclass("baremetal-other")),
+            "1.46",
+        )
+        .await?;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        fault(&body).contains("can not have resource_class updated"),
+        "{body}"
+    );
+    assert_eq!(
+        show(&stack, "bm-deploy").await?["resource_class"],
+        "baremetal-small"
+    );
     // Its BMC goes silent: the node goes into maintenance, and the server on it is not lost:
     // ACTIVE all along (the agent's syncs do not take a machine that does not answer for one
     // that is gone). Back in service when the BMC answers.
@@ -1171,6 +1191,42 @@ async fn a_server_of_a_baremetal_flavor_deploys_its_iso_on_the_machine() -> anyh
         "{system}"
     );
     assert_eq!(bmc.cd(machine).await?["Inserted"], false);
+
+    // Available, its class may change; a flavor of the old class then finds no machine.
+    let (status, _, body) = ironic
+        .call(
+            reqwest::Method::PATCH,
+            "/v1/nodes/bm-deploy",
+            Some(reclass("baremetal-other")),
+            "1.46",
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let other = admin(
+        &stack,
+        &[
+            "server", "create", "--flavor", "bm.small", "--image", "boot-iso", "--nic", "none",
+            "bm-other",
+        ],
+    )
+    .await?;
+    let other_id = other["id"].as_str().unwrap_or_default().to_owned();
+    let failed = c.wait_error(&other_id, Duration::from_secs(60)).await?;
+    let message = failed["fault"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("No valid host was found"), "{failed}");
+    assert_eq!(
+        show(&stack, "bm-deploy").await?["provision_state"],
+        "available"
+    );
+    let (status, _, body) = ironic
+        .call(
+            reqwest::Method::PATCH,
+            "/v1/nodes/bm-deploy",
+            Some(reclass("baremetal-small")),
+            "1.46",
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
 
     // A deploy that fails (the BMC silent): the server in ERROR with a fault, and the machine
     // no longer held by it.
