@@ -64,15 +64,29 @@ async fn console(c: &Client, id: &str) -> anyhow::Result<String> {
     Ok(r.body["output"].as_str().unwrap_or_default().to_owned())
 }
 
+/// How long a guest may take to print its marker. A boot takes seconds on an idle machine;
+/// twice in a day's runs a first boot took over 120 s while the suite loaded both cores (cause
+/// not found yet: a failure now shows the console's last lines).
+const BOOT_WAIT: Duration = Duration::from_secs(240);
+
 /// Waits until the guest's console shows the marker `times` times (once per boot: the log
 /// is appended to across boots).
 async fn wait_for_boots(c: &Client, id: &str, times: usize) -> anyhow::Result<()> {
-    e2e::wait_until(
-        WAIT,
+    let waited = e2e::wait_until(
+        BOOT_WAIT,
         &format!("marker {times}x on {id}'s console"),
         || async { Ok(console(c, id).await?.matches(MARKER).count() >= times) },
     )
-    .await
+    .await;
+    if let Err(e) = waited {
+        let log = console(c, id)
+            .await
+            .unwrap_or_else(|e| format!("(no console: {e})"));
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        anyhow::bail!("{e}; the console's last lines:\n{}", tail.join("\n"));
+    }
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
