@@ -151,6 +151,30 @@ async fn wait_field(
     Ok(last)
 }
 
+/// `openstack server create` of a `bm.small` server of the `boot-iso` image, without waiting:
+/// its id.
+async fn create_bm_server(stack: &AllInOneStack, name: &str) -> anyhow::Result<String> {
+    let server = admin(
+        stack,
+        &[
+            "server", "create", "--flavor", "bm.small", "--image", "boot-iso", "--nic", "none",
+            name,
+        ],
+    )
+    .await?;
+    Ok(server["id"].as_str().unwrap_or_default().to_owned())
+}
+
+/// Sets `node`'s resource class by a JSON patch through the bare-metal API: status and body.
+async fn set_class(ironic: &Ironic, node: &str, class: &str) -> anyhow::Result<(u16, Value)> {
+    let patch = json!([{"op": "replace", "path": "/resource_class", "value": class}]);
+    let path = format!("/v1/nodes/{node}");
+    let (status, _, body) = ironic
+        .call(reqwest::Method::PATCH, &path, Some(patch), "1.46")
+        .await?;
+    Ok((status, body))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_enrols_manages_provides_powers_and_maintains_a_machine() -> anyhow::Result<()> {
     let systems = [
@@ -1088,22 +1112,7 @@ async fn a_server_of_a_baremetal_flavor_deploys_its_iso_on_the_machine() -> anyh
     assert_eq!(http.get(&forged).send().await?.status(), 403);
 
     // The only machine of the class is taken: a second server finds none.
-    let second = admin(
-        &stack,
-        &[
-            "server",
-            "create",
-            "--flavor",
-            "bm.small",
-            "--image",
-            "boot-iso",
-            "--nic",
-            "none",
-            "bm-second",
-        ],
-    )
-    .await?;
-    let second_id = second["id"].as_str().unwrap_or_default().to_owned();
+    let second_id = create_bm_server(&stack, "bm-second").await?;
     let c = e2e::client::Client::new(
         e2e::stack::Stack::api_url(&stack),
         &e2e::client::password_token(
@@ -1129,16 +1138,7 @@ async fn a_server_of_a_baremetal_flavor_deploys_its_iso_on_the_machine() -> anyh
         "{body}"
     );
     // Nor does its class change while it holds a server (Ironic's 409, InvalidState).
-    let reclass =
-        |class: &str| json!([{"op": "replace", "path": "/resource_class", "value": class}]);
-    let (status, _, body) = ironic
-        .call(
-            reqwest::Method::PATCH,
-            "/v1/nodes/bm-deploy",
-            Some(reclass("baremetal-other")),
-            "1.46",
-        )
-        .await?;
+    let (status, body) = set_class(&ironic, "bm-deploy", "baremetal-other").await?;
     assert_eq!(status, 409, "{body}");
     assert!(
         fault(&body).contains("can not have resource_class updated"),
@@ -1193,24 +1193,9 @@ async fn a_server_of_a_baremetal_flavor_deploys_its_iso_on_the_machine() -> anyh
     assert_eq!(bmc.cd(machine).await?["Inserted"], false);
 
     // Available, its class may change; a flavor of the old class then finds no machine.
-    let (status, _, body) = ironic
-        .call(
-            reqwest::Method::PATCH,
-            "/v1/nodes/bm-deploy",
-            Some(reclass("baremetal-other")),
-            "1.46",
-        )
-        .await?;
+    let (status, body) = set_class(&ironic, "bm-deploy", "baremetal-other").await?;
     assert_eq!(status, 200, "{body}");
-    let other = admin(
-        &stack,
-        &[
-            "server", "create", "--flavor", "bm.small", "--image", "boot-iso", "--nic", "none",
-            "bm-other",
-        ],
-    )
-    .await?;
-    let other_id = other["id"].as_str().unwrap_or_default().to_owned();
+    let other_id = create_bm_server(&stack, "bm-other").await?;
     let failed = c.wait_error(&other_id, Duration::from_secs(60)).await?;
     let message = failed["fault"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("No valid host was found"), "{failed}");
@@ -1218,28 +1203,13 @@ async fn a_server_of_a_baremetal_flavor_deploys_its_iso_on_the_machine() -> anyh
         show(&stack, "bm-deploy").await?["provision_state"],
         "available"
     );
-    let (status, _, body) = ironic
-        .call(
-            reqwest::Method::PATCH,
-            "/v1/nodes/bm-deploy",
-            Some(reclass("baremetal-small")),
-            "1.46",
-        )
-        .await?;
+    let (status, body) = set_class(&ironic, "bm-deploy", "baremetal-small").await?;
     assert_eq!(status, 200, "{body}");
 
     // A deploy that fails (the BMC silent): the server in ERROR with a fault, and the machine
     // no longer held by it.
     bmc.stop();
-    let failing = admin(
-        &stack,
-        &[
-            "server", "create", "--flavor", "bm.small", "--image", "boot-iso", "--nic", "none",
-            "bm-fails",
-        ],
-    )
-    .await?;
-    let failing_id = failing["id"].as_str().unwrap_or_default().to_owned();
+    let failing_id = create_bm_server(&stack, "bm-fails").await?;
     let failed = c.wait_error(&failing_id, Duration::from_secs(120)).await?;
     assert!(failed["fault"]["message"].is_string(), "{failed}");
     // The machine is cleaned as after any instance; with its BMC silent that fails, and the
