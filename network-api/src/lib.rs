@@ -1,28 +1,33 @@
-//! The networking service's networks (a Neutron v2.0 subset) under `/network`: what a server
-//! create may choose by id (`networks: [{"uuid": …}]`), and what clients look a network up in
-//! by name (`openstack server create --network NAME` asks here before it asks for a server).
+//! The networking service (a Neutron v2.0 subset) under `/network`: networks, their subnets
+//! and ports, tags and quotas.
 //!
 //! A network is a name for a network the compute hosts provide (a provider network, in
 //! Neutron's terms): `provider:physical_network` names it on the hosts (for Docker, an engine
-//! network), and it defaults to the network's name. There are no subnets, ports or routers:
-//! addresses come from the host's network when a server starts. Because a network must exist
-//! on the hosts, creating one is for admins, as Neutron's policy has it for provider networks.
+//! network), and it defaults to the network's name. Because a network must exist on the
+//! hosts, creating one is for admins, as Neutron's policy has it for provider networks.
+//! Subnets give a network its address ranges; ports hold a MAC and addresses from them, handed
+//! out by this service (IPAM: `nova_core::ipam`, `nova_db::ports`). There are no routers,
+//! floating IPs or subnet pools: their paths answer Neutron's 404 for an unknown resource.
 //!
-//! Quotas (`/v2.0/quotas`) limit the networks of a project, which `openstack quota show` reads
-//! from every networking service in the catalog.
+//! Quotas (`/v2.0/quotas`) limit a project's networks, subnets and ports; `openstack quota
+//! show` reads them from every networking service in the catalog.
 //!
-//! The handlers: [`networks`], [`tags`], [`quotas`]; discovery and the routes here.
+//! The handlers: [`networks`], [`subnets`], [`ports`], [`tags`], [`quotas`], with the list
+//! queries of [`listing`]; discovery and the routes here.
 //!
 //! Errors leave in Neutron's body (`{"NeutronError": {"type", "message", "detail"}}`), with
 //! Neutron's exception names ([`ApiError::named`]).
 
+mod listing;
 mod networks;
+mod ports;
 mod quotas;
+mod subnets;
 mod tags;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use api_toolkit::links::PublicUrl;
-use api_toolkit::{ApiError, ApiResult, FaultFormat};
+use api_toolkit::{ApiError, ApiResult, FaultFormat, RequestContext};
 use nova_db::Db;
 use serde_json::{json, Value};
 
@@ -51,20 +56,31 @@ impl api_toolkit::Service for NetworkApi {
     }
 }
 
-/// The extensions whose attributes the views above carry (Neutron's aliases).
+/// The extensions whose attributes and resources are served here, with Neutron's aliases,
+/// names, descriptions and dates. Those of features that do not exist (routers, floating IPs,
+/// security groups until they are enforced, DNS integration, availability zones…) are not
+/// listed: clients such as Horizon and Nova call more when they see them.
 fn extension_list() -> Vec<Value> {
-    let ext = |alias: &str, name: &str, description: &str| {
+    let ext = |alias: &str, name: &str, description: &str, updated: &str| {
         json!({"alias": alias, "name": name, "description": description,
-               "updated": "2013-01-01T10:00:00-00:00", "links": []})
+               "updated": updated, "links": []})
     };
     vec![
-        ext("provider", "Provider Network", "Expose mapping of virtual networks to physical networks"),
-        ext("external-net", "Neutron external network", "Adds external network attribute to network resource."),
-        ext("standard-attr-description", "standard-attr-description", "Extension to add descriptions to standard attributes"),
-        ext("quotas", "Quota management support", "Expose functions for quotas management per project"),
-        ext("quota_details", "Quota details extension", "Expose functions for quotas usage statistics per project"),
-        ext("standard-attr-tag", "Tag support for resources with standard attribute: network", "Enables to set tag on resources with standard attribute."),
-        ext("standard-attr-timestamp", "Resource timestamps", "Adds created_at and updated_at fields to all Neutron resources that have Neutron standard attributes."),
+        ext("provider", "Provider Network", "Expose mapping of virtual networks to physical networks", "2012-09-07T10:00:00-00:00"),
+        ext("external-net", "Neutron external network", "Adds external network attribute to network resource.", "2013-01-14T10:00:00-00:00"),
+        ext("standard-attr-description", "standard-attr-description", "Extension to add descriptions to standard attributes", "2016-02-10T10:00:00-00:00"),
+        ext("quotas", "Quota management support", "Expose functions for quotas management per project", "2012-07-29T10:00:00-00:00"),
+        ext("quota_details", "Quota details management support", "Expose functions for quotas usage statistics per project", "2017-02-10T10:00:00-00:00"),
+        ext("standard-attr-tag", "Tag support for resources with standard attribute: network, subnet, port", "Enables to set tag on resources with standard attribute.", "2017-01-01T00:00:00-00:00"),
+        ext("standard-attr-timestamp", "Resource timestamps", "Adds created_at and updated_at fields to all Neutron resources that have Neutron standard attributes.", "2016-09-12T10:00:00-00:00"),
+        ext("standard-attr-revisions", "Resource revision numbers", "This extension will display the revision number of neutron resources.", "2016-04-11T10:00:00-00:00"),
+        ext("project-id", "project_id field enabled", "Extension that indicates that project_id field is enabled.", "2016-09-09T09:09:09-09:09"),
+        ext("binding", "Port Binding", "Expose port bindings of a virtual port to external application", "2014-02-03T10:00:00-00:00"),
+        ext("sorting", "Sorting support", "Extension that indicates that sorting is enabled.", "2016-06-12T00:00:00-00:00"),
+        ext("pagination", "Pagination support", "Extension that indicates that pagination is enabled.", "2016-06-12T00:00:00-00:00"),
+        ext("filter-validation", "Filter parameters validation", "Provides validation on filter parameters.", "2018-07-04T10:00:00-00:00"),
+        ext("ip-substring-filtering", "IP address substring filtering", "Provides IP address substring filtering when listing ports", "2017-11-28T09:00:00-00:00"),
+        ext("empty-string-filtering", "Empty String Filtering Extension", "Allow filtering by attributes with empty string value", "2018-05-01T10:00:00-00:00"),
     ]
 }
 
@@ -103,14 +119,31 @@ async fn versions(req: HttpRequest) -> HttpResponse {
     }]}))
 }
 
-/// The resources of v2.0, as Neutron lists them at `/v2.0/`.
+/// The resources of v2.0, as Neutron lists them at `/v2.0/` (less subnet pools, which do
+/// not exist here).
 async fn resources(req: HttpRequest) -> HttpResponse {
     let base = PublicUrl::of(&req).0;
-    HttpResponse::Ok().json(json!({"resources": [{
-        "name": "network",
-        "collection": "networks",
-        "links": [{"rel": "self", "href": format!("{base}/network/v2.0/networks")}],
-    }]}))
+    let list: Vec<Value> = [
+        ("network", "networks"),
+        ("subnet", "subnets"),
+        ("port", "ports"),
+    ]
+    .iter()
+    .map(|(name, collection)| {
+        json!({"name": name, "collection": collection, "links": [
+                {"rel": "self", "href": format!("{base}/network/v2.0/{collection}")}]})
+    })
+    .collect();
+    HttpResponse::Ok().json(json!({ "resources": list }))
+}
+
+/// Neutron's answer for a resource that does not exist here (routers, floating IPs…: their
+/// service plugins are not loaded), whatever the method.
+/// The caller is authenticated first, as keystonemiddleware does before Neutron routes.
+async fn unknown_resource(_ctx: RequestContext) -> ApiResult<HttpResponse> {
+    Err(ApiError::NotFound(
+        "The resource could not be found.".into(),
+    ))
 }
 
 fn routes(cfg: &mut web::ServiceConfig) {
@@ -136,13 +169,35 @@ fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::delete().to(networks::delete)),
             )
             .service(
-                web::resource("/v2.0/networks/{id}/tags")
+                web::resource("/v2.0/subnets")
+                    .route(web::get().to(subnets::list))
+                    .route(web::post().to(subnets::create)),
+            )
+            .service(
+                web::resource("/v2.0/subnets/{id}")
+                    .route(web::get().to(subnets::show))
+                    .route(web::put().to(subnets::update))
+                    .route(web::delete().to(subnets::delete)),
+            )
+            .service(
+                web::resource("/v2.0/ports")
+                    .route(web::get().to(ports::list))
+                    .route(web::post().to(ports::create)),
+            )
+            .service(
+                web::resource("/v2.0/ports/{id}")
+                    .route(web::get().to(ports::show))
+                    .route(web::put().to(ports::update))
+                    .route(web::delete().to(ports::delete)),
+            )
+            .service(
+                web::resource("/v2.0/{collection:networks|subnets|ports}/{id}/tags")
                     .route(web::get().to(tags::list_tags))
                     .route(web::put().to(tags::replace_tags))
                     .route(web::delete().to(tags::remove_tags)),
             )
             .service(
-                web::resource("/v2.0/networks/{id}/tags/{tag}")
+                web::resource("/v2.0/{collection:networks|subnets|ports}/{id}/tags/{tag}")
                     .route(web::get().to(tags::show_tag))
                     .route(web::put().to(tags::add_tag))
                     .route(web::delete().to(tags::remove_tag)),
@@ -165,6 +220,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/v2.0/quotas/{project}/details.json")
                     .route(web::get().to(quotas::quota_details)),
-            ),
+            )
+            .default_service(web::to(unknown_resource)),
     );
 }

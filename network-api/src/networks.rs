@@ -1,16 +1,15 @@
 //! Networks: list (Neutron's filters, tags, sorting and paging, in SQL), show, create,
 //! update and delete, with Neutron's visibility and policy.
 
+use crate::listing::{self, boolean, select, Collection, CREATED_AT};
 use crate::quotas::network_limit;
 use crate::NetworkState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use api_toolkit::body;
-use api_toolkit::links::next_page;
-use api_toolkit::listing::{NextLink, Query};
 use api_toolkit::policy::NEUTRON;
 use api_toolkit::{bad, ApiError, ApiResult, RequestContext};
 use nova_core::time::{iso8601_z, now_ms};
-use nova_db::listing::{self, Arg, Column, Cond, Dir, Kind, Listing};
+use nova_db::listing::{Arg, Column, Cond, Kind};
 use nova_db::networks::{self as store, Network};
 use serde_json::{json, Map, Value};
 
@@ -44,7 +43,7 @@ pub(crate) async fn find(
 /// Neutron's network view with the extensions served here: provider attributes (for admins,
 /// as Neutron shows them), external-net and the standard attributes' timestamps and
 /// description.
-pub(crate) fn view(ctx: &RequestContext, n: &Network) -> Map<String, Value> {
+pub(crate) fn view(ctx: &RequestContext, n: &Network, subnets: &[String]) -> Map<String, Value> {
     let mut v = json!({
         "id": n.id,
         "name": n.name,
@@ -54,7 +53,7 @@ pub(crate) fn view(ctx: &RequestContext, n: &Network) -> Map<String, Value> {
         "status": "ACTIVE",
         "admin_state_up": n.admin_state_up,
         "shared": n.shared,
-        "subnets": [],
+        "subnets": subnets,
         "tags": n.tag_list(),
         "router:external": false,
         // Docker's networks do not filter spoofed traffic: no port security here.
@@ -71,25 +70,8 @@ pub(crate) fn view(ctx: &RequestContext, n: &Network) -> Map<String, Value> {
     std::mem::take(map)
 }
 
-/// Only the `fields` asked for, when any were (Neutron's field selection).
-pub(crate) fn select(mut view: Map<String, Value>, fields: &[String]) -> Value {
-    if !fields.is_empty() {
-        view.retain(|k, _| fields.iter().any(|f| f == k));
-    }
-    Value::Object(view)
-}
-
-/// Query parameters that are not filters.
-pub(crate) const PAGING: &[&str] = &[
-    "fields",
-    "limit",
-    "marker",
-    "page_reverse",
-    "sort_key",
-    "sort_dir",
-];
-/// Attributes a list may be filtered by (Neutron rejects the others).
-pub(crate) const FILTERS: &[&str] = &[
+/// Attributes networks may be filtered by (Neutron refuses the others).
+const FILTERS: &[&str] = &[
     "id",
     "name",
     "description",
@@ -105,22 +87,35 @@ pub(crate) const FILTERS: &[&str] = &[
     "port_security_enabled",
 ];
 
-/// Boolean filters, whose values Neutron converts (and refuses when they are not booleans).
-pub(crate) const BOOLEAN_FILTERS: &[&str] = &[
-    "admin_state_up",
-    "shared",
-    "router:external",
-    "port_security_enabled",
-];
-
-/// A filter's value as a boolean, as Neutron converts them (`true`/`false` in any case, 1/0).
-pub(crate) fn boolean(v: &str) -> Option<bool> {
-    match v.to_ascii_lowercase().as_str() {
-        "true" | "1" => Some(true),
-        "false" | "0" => Some(false),
-        _ => None,
-    }
-}
+pub(crate) const COLLECTION: Collection = Collection {
+    name: "networks",
+    table: &store::TABLE,
+    filters: FILTERS,
+    booleans: &[
+        "admin_state_up",
+        "shared",
+        "router:external",
+        "port_security_enabled",
+    ],
+    sort_keys: &[
+        ("id", store::TABLE.id),
+        (
+            "name",
+            Column {
+                expr: "name",
+                kind: Kind::Text,
+            },
+        ),
+        ("created_at", CREATED_AT),
+        (
+            "updated_at",
+            Column {
+                expr: "updated_at",
+                kind: Kind::Int,
+            },
+        ),
+    ],
+};
 
 /// The condition of a filter (an attribute and the values it may have), as Neutron compares
 /// the attribute the caller's view of a network shows: attributes this service holds one
@@ -156,153 +151,42 @@ pub(crate) fn filter_cond(ctx: &RequestContext, key: &str, wanted: &[String]) ->
     }
 }
 
-/// The keys networks sort by.
-pub(crate) fn sort_column(key: &str) -> Column {
-    match key {
-        "name" => Column {
-            expr: "name",
-            kind: Kind::Text,
-        },
-        "created_at" => CREATED_AT,
-        "updated_at" => Column {
-            expr: "updated_at",
-            kind: Kind::Int,
-        },
-        _ => store::TABLE.id,
-    }
-}
-
-pub(crate) const CREATED_AT: Column = Column {
-    expr: "created_at",
-    kind: Kind::Int,
-};
-
 /// `GET /v2.0/networks`: the networks the caller may see, filtered by Neutron's attributes
 /// and tags, sorted by one key, paged by `limit` and `marker` (without a limit, every
-/// network, as Neutron's default), each with the `fields` asked for. One statement
-/// ([`nova_db::listing`]).
+/// network, as Neutron's default), each with the `fields` asked for and its subnets' ids.
 pub(crate) async fn list(
     req: HttpRequest,
     ctx: RequestContext,
     state: web::Data<NetworkState>,
 ) -> ApiResult<HttpResponse> {
-    let q = Query::of(&req);
-    let mut filters: Vec<(String, Vec<String>)> = Vec::new();
-    let mut fields = Vec::new();
-    let (mut limit, mut marker, mut sort_key, mut descending) = (None, None, None, false);
-    let mut sort_dirs = 0;
-    for (k, v) in q.pairs() {
-        if BOOLEAN_FILTERS.contains(&k) && boolean(v).is_none() {
-            return Err(bad(format!(
-                "Invalid input for operation: '{v}' cannot be converted to boolean."
-            )));
-        }
-        match k {
-            // Neutron drops empty values.
-            "fields" if v.is_empty() => {}
-            "fields" => fields.push(v.to_owned()),
-            "limit" => {
-                limit = Some(v.parse::<u64>().map_err(|_| {
-                    bad(format!(
-                        "Bad limit request: Limit must be an integer 0 or greater and not '{v}'."
-                    ))
-                })?)
-            }
-            "marker" => marker = Some(v.to_owned()),
-            "sort_key" => {
-                if !matches!(v, "id" | "name" | "created_at" | "updated_at") {
-                    return Err(bad(format!("['{v}'] is invalid attribute for sort_keys")));
-                }
-                sort_key = Some(v.to_owned());
-            }
-            "sort_dir" => match v {
-                "asc" | "desc" => {
-                    descending = v == "desc";
-                    sort_dirs += 1;
-                }
-                _ => {
-                    return Err(bad(format!(
-                        "{v} is invalid value for sort_dirs, valid value is 'asc' and 'desc'"
-                    )))
-                }
-            },
-            "page_reverse" | "tags" | "tags-any" | "not-tags" | "not-tags-any" => {}
-            key if FILTERS.contains(&key) => match filters.iter_mut().find(|(f, _)| f == k) {
-                Some((_, values)) => values.push(v.to_owned()),
-                None => filters.push((k.to_owned(), vec![v.to_owned()])),
-            },
-            key if PAGING.contains(&key) => {}
-            key => return Err(bad(format!("['{key}'] is invalid attribute for filtering"))),
-        }
-    }
-    if sort_dirs != usize::from(sort_key.is_some()) {
-        return Err(bad("The number of sort_keys and sort_dirs must be same"));
-    }
-    let visible = vec![store::visible_cond(viewer(&ctx))];
-    let mut conds = visible.clone();
-    conds.extend(
-        filters
-            .iter()
-            .map(|(k, wanted)| filter_cond(&ctx, k, wanted)),
-    );
-    // By the key asked for, then by creation, in one direction (Neutron's default: creation).
-    let dir = if descending { Dir::Desc } else { Dir::Asc };
-    let mut order = Vec::new();
-    if let Some(key) = &sort_key {
-        order.push((sort_column(key), dir));
-    }
-    if !order.iter().any(|(c, _)| *c == CREATED_AT) {
-        order.push((CREATED_AT, dir));
-    }
-    // As Neutron: a limit of 0 is none, and a marker only means something with a limit.
-    let limit = limit
-        .filter(|l| *l > 0)
-        .map(|l| i64::try_from(l).unwrap_or(i64::MAX));
-    let rule = NextLink::WhenMore;
-    let mut listing = Listing {
-        table: &store::TABLE,
+    let asked = listing::parse(&req, &COLLECTION)?;
+    let conds = asked
+        .filters
+        .iter()
+        .map(|(k, wanted)| filter_cond(&ctx, k, wanted))
+        .collect();
+    let visible = store::visible_cond(viewer(&ctx));
+    let (networks, next) = listing::fetch(
+        &state.db,
+        &req,
+        &COLLECTION,
+        &asked,
+        visible,
         conds,
-        tags: q.tag_filter_merged(),
-        order,
-        after: None,
-        limit: limit.map(|l| rule.ask(l)),
-    };
-    if let Some(marker) = marker.filter(|_| limit.is_some()) {
-        let order = listing.total_order();
-        listing.after = Some(
-            listing::marker(
-                &state.db,
-                &store::TABLE,
-                Arg::Text(marker.clone()),
-                visible,
-                &order,
-            )
-            .await?
-            .ok_or_else(|| not_found(&marker))?,
-        );
-    }
-    let networks = store::page(&state.db, &listing).await?;
-    let page = match limit {
-        Some(limit) => rule.page(networks, limit),
-        None => api_toolkit::listing::Page {
-            rows: networks,
-            next: false,
-        },
-    };
-    let mut body = json!({
-        "networks": page.rows.iter().map(|n| select(view(&ctx, n), &fields)).collect::<Vec<_>>(),
-    });
-    if let Some(last) = page.rows.last().filter(|_| page.next) {
-        // The same query, with the page's last network as the marker (as Neutron).
-        let href = next_page(
-            &req,
-            "/network/v2.0/networks",
-            &["marker", "page_reverse"],
-            &[("marker", &last.id)],
-        );
-        body["networks_links"] = json!([{"rel": "next", "href": href}]);
-    }
-    Ok(HttpResponse::Ok().json(body))
+        |n: &Network| n.id.as_str(),
+        not_found,
+    )
+    .await?;
+    let ids: Vec<&str> = networks.iter().map(|n| n.id.as_str()).collect();
+    let mut subnets = nova_db::subnets::ids_by_network(&state.db, &ids).await?;
+    let views = networks
+        .iter()
+        .map(|n| {
+            let subnets = subnets.remove(&n.id).unwrap_or_default();
+            select(view(&ctx, n, &subnets), &asked.fields)
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(listing::body(&COLLECTION, views, next)))
 }
 
 pub(crate) async fn show(
@@ -311,12 +195,11 @@ pub(crate) async fn show(
     state: web::Data<NetworkState>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let fields: Vec<String> = form_urlencoded::parse(req.query_string().as_bytes())
-        .filter(|(k, _)| k == "fields")
-        .map(|(_, v)| v.into_owned())
-        .collect();
     let network = find(&state, &ctx, &id).await?;
-    Ok(HttpResponse::Ok().json(json!({"network": select(view(&ctx, &network), &fields)})))
+    let subnets = subnet_ids(&state, &network.id).await?;
+    Ok(HttpResponse::Ok().json(
+        json!({"network": select(view(&ctx, &network, &subnets), &listing::fields_of(&req))}),
+    ))
 }
 
 /// The `network` object of a create or update body.
@@ -449,7 +332,7 @@ pub(crate) async fn create(
                 .named("OverQuota"),
         );
     }
-    Ok(HttpResponse::Created().json(json!({"network": view(&ctx, &network)})))
+    Ok(HttpResponse::Created().json(json!({"network": view(&ctx, &network, &[])})))
 }
 
 pub(crate) async fn update(
@@ -485,7 +368,8 @@ pub(crate) async fn update(
     if !store::update(&state.db, &network).await? {
         return Err(not_found(&id));
     }
-    Ok(HttpResponse::Ok().json(json!({"network": view(&ctx, &network)})))
+    let subnets = subnet_ids(&state, &network.id).await?;
+    Ok(HttpResponse::Ok().json(json!({"network": view(&ctx, &network, &subnets)})))
 }
 
 pub(crate) async fn delete(
@@ -497,12 +381,28 @@ pub(crate) async fn delete(
     match store::delete_unless_in_use(&state.db, &id).await? {
         store::Deleted::Yes => Ok(HttpResponse::NoContent().finish()),
         store::Deleted::Missing => Err(not_found(&id)),
-        store::Deleted::InUse => Err(ApiError::Conflict(format!(
-            "Unable to complete operation on network {id}. There are one or more ports \
+        store::Deleted::InUse(ports) => Err(ApiError::Conflict(if ports.is_empty() {
+            format!(
+                "Unable to complete operation on network {id}. There are one or more ports \
                  still in use on the network."
-        ))
+            )
+        } else {
+            format!(
+                "Unable to complete operation on network {id}. There are one or more ports \
+                 still in use on the network, id for these ports is: {}.",
+                ports.join(",")
+            )
+        })
         .named("NetworkInUse")),
     }
+}
+
+/// The ids of a network's subnets, oldest first.
+pub(crate) async fn subnet_ids(state: &NetworkState, network: &str) -> ApiResult<Vec<String>> {
+    Ok(nova_db::subnets::ids_by_network(&state.db, &[network])
+        .await?
+        .remove(network)
+        .unwrap_or_default())
 }
 
 /// A network the caller may change (its project's, or any for admins): 404 if invisible,

@@ -1,5 +1,6 @@
-//! Quotas (`/v2.0/quotas`): the network limit of a project, which `openstack quota show` reads
-//! from every networking service in the catalog.
+//! Quotas (`/v2.0/quotas`): a project's limits of networks, subnets and ports, which
+//! `openstack quota show` reads from every networking service in the catalog, and Horizon's
+//! Overview from `details`.
 
 use crate::networks::denied;
 use crate::NetworkState;
@@ -7,19 +8,56 @@ use actix_web::{web, HttpResponse};
 use api_toolkit::body;
 use api_toolkit::{bad, ApiResult, RequestContext};
 use nova_db::quotas;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
-/// Neutron's default limit of networks per project (`quota_network`).
-pub(crate) const DEFAULT_NETWORK_QUOTA: i64 = 100;
 /// The resource's name in the quota table and in Neutron's quota bodies.
 pub(crate) const NETWORK: &str = "network";
+pub(crate) const SUBNET: &str = "subnet";
+pub(crate) const PORT: &str = "port";
 
-pub(crate) async fn network_limit(state: &NetworkState, project: &str) -> ApiResult<i64> {
+/// The resources with quotas here, with Neutron's default limits (neutron/conf/quota.py).
+const RESOURCES: &[(&str, i64)] = &[(NETWORK, 100), (SUBNET, 100), (PORT, 500)];
+
+fn default_of(resource: &str) -> i64 {
+    RESOURCES
+        .iter()
+        .find(|(r, _)| *r == resource)
+        .map_or(-1, |(_, d)| *d)
+}
+
+/// A project's limit of one resource (negative: none).
+pub(crate) async fn limit_of(
+    state: &NetworkState,
+    project: &str,
+    resource: &str,
+) -> ApiResult<i64> {
     Ok(quotas::limits(&state.db, project)
         .await?
-        .get(NETWORK)
+        .get(resource)
         .copied()
-        .unwrap_or(DEFAULT_NETWORK_QUOTA))
+        .unwrap_or_else(|| default_of(resource)))
+}
+
+pub(crate) async fn network_limit(state: &NetworkState, project: &str) -> ApiResult<i64> {
+    limit_of(state, project, NETWORK).await
+}
+
+/// Every resource's limit for a project.
+async fn all_limits(state: &NetworkState, project: &str) -> ApiResult<Map<String, Value>> {
+    let set = quotas::limits(&state.db, project).await?;
+    Ok(RESOURCES
+        .iter()
+        .map(|(r, d)| ((*r).to_owned(), json!(set.get(*r).copied().unwrap_or(*d))))
+        .collect())
+}
+
+/// What a project uses of a resource.
+async fn used(state: &NetworkState, project: &str, resource: &str) -> ApiResult<i64> {
+    Ok(match resource {
+        NETWORK => quotas::network_count(&state.db, project).await?,
+        SUBNET => nova_db::subnets::count(&state.db, project).await?,
+        _ => nova_db::ports::count(&state.db, project).await?,
+    })
 }
 
 /// Neutron's policy for reading a quota: an admin, or the project's own.
@@ -31,7 +69,7 @@ pub(crate) fn may_read_quota(ctx: &RequestContext, project: &str) -> ApiResult<(
     }
 }
 
-/// `GET /v2.0/quotas`: the projects with a limit of their own (admins).
+/// `GET /v2.0/quotas`: the projects with a limit of their own (admins), each with all limits.
 pub(crate) async fn list_quotas(
     ctx: RequestContext,
     state: web::Data<NetworkState>,
@@ -39,23 +77,30 @@ pub(crate) async fn list_quotas(
     if !ctx.is_admin() {
         return Err(denied("get_quota"));
     }
-    let quotas: Vec<Value> = quotas::projects_with(&state.db, NETWORK)
-        .await?
-        .into_iter()
-        .map(|(project, limit)| json!({"network": limit, "project_id": project, "tenant_id": project}))
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "quotas": quotas })))
+    let mut projects = std::collections::BTreeSet::new();
+    for (resource, _) in RESOURCES {
+        for (project, _) in quotas::projects_with(&state.db, resource).await? {
+            projects.insert(project);
+        }
+    }
+    let mut list = Vec::new();
+    for project in projects {
+        let mut q = all_limits(&state, &project).await?;
+        q.insert("project_id".into(), json!(project));
+        q.insert("tenant_id".into(), json!(project));
+        list.push(Value::Object(q));
+    }
+    Ok(HttpResponse::Ok().json(json!({ "quotas": list })))
 }
 
-/// `GET /v2.0/quotas/{project}`: the limits of the resources this service has: networks.
+/// `GET /v2.0/quotas/{project}`: the limits of the resources this service has.
 pub(crate) async fn show_quota(
     ctx: RequestContext,
     state: web::Data<NetworkState>,
     project: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     may_read_quota(&ctx, &project)?;
-    let limit = network_limit(&state, &project).await?;
-    Ok(HttpResponse::Ok().json(json!({"quota": {NETWORK: limit}})))
+    Ok(HttpResponse::Ok().json(json!({"quota": all_limits(&state, &project).await?})))
 }
 
 pub(crate) async fn default_quota(
@@ -63,7 +108,11 @@ pub(crate) async fn default_quota(
     project: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     may_read_quota(&ctx, &project)?;
-    Ok(HttpResponse::Ok().json(json!({"quota": {NETWORK: DEFAULT_NETWORK_QUOTA}})))
+    let defaults: Map<String, Value> = RESOURCES
+        .iter()
+        .map(|(r, d)| ((*r).to_owned(), json!(d)))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "quota": defaults })))
 }
 
 /// `GET /v2.0/quotas/{project}/details.json`: limit, use and reservations (none here).
@@ -73,11 +122,16 @@ pub(crate) async fn quota_details(
     project: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     may_read_quota(&ctx, &project)?;
-    let limit = network_limit(&state, &project).await?;
-    let used = quotas::network_count(&state.db, &project).await?;
-    Ok(HttpResponse::Ok().json(json!({"quota": {
-        NETWORK: {"limit": limit, "used": used, "reserved": 0},
-    }})))
+    let limits = all_limits(&state, &project).await?;
+    let mut details = Map::new();
+    for (resource, limit) in limits {
+        let used = used(&state, &project, &resource).await?;
+        details.insert(
+            resource,
+            json!({"limit": limit, "used": used, "reserved": 0}),
+        );
+    }
+    Ok(HttpResponse::Ok().json(json!({ "quota": details })))
 }
 
 pub(crate) async fn update_quota(
@@ -100,34 +154,35 @@ pub(crate) async fn update_quota(
         .is_some_and(|f| f == &Value::Bool(true) || f == "true" || f == "True");
     for (key, value) in quota {
         match key.as_str() {
-            NETWORK => {
+            // As Neutron since 2025.1: a limit under what the project uses is refused unless
+            // forced (`check_limit` is the older spelling of not forcing).
+            "force" | "check_limit" => {}
+            resource if RESOURCES.iter().any(|(r, _)| *r == resource) => {
                 let limit = value
                     .as_i64()
                     .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
                     .filter(|l| *l >= -1)
                     .ok_or_else(|| {
-                        bad(format!("Invalid input for network. Reason: '{value}' is not an integer of -1 or more."))
+                        bad(format!("Invalid input for {resource}. Reason: '{value}' is not an integer of -1 or more."))
                     })?;
-                limits.insert(NETWORK.to_owned(), limit);
+                limits.insert(resource.to_owned(), limit);
             }
-            // As Neutron since 2025.1: a limit under what the project uses is refused unless
-            // forced (`check_limit` is the older spelling of not forcing).
-            "force" | "check_limit" => {}
             other => return Err(bad(format!("Unrecognized attribute(s) '{other}'"))),
         }
     }
-    if let Some(&limit) = limits.get(NETWORK).filter(|l| **l >= 0 && !force) {
-        let used = quotas::network_count(&state.db, &project).await?;
-        if limit < used {
-            return Err(bad(format!(
-                "Quota limit {limit} for network must be greater than or equal to already \
-                 used {used}"
-            )));
+    if !force {
+        for (resource, &limit) in limits.iter().filter(|(_, l)| **l >= 0) {
+            let used = used(&state, &project, resource).await?;
+            if limit < used {
+                return Err(bad(format!(
+                    "Quota limit {limit} for {resource} must be greater than or equal to \
+                     already used {used}"
+                )));
+            }
         }
     }
     quotas::set(&state.db, &project, &limits).await?;
-    let limit = network_limit(&state, &project).await?;
-    Ok(HttpResponse::Ok().json(json!({"quota": {NETWORK: limit}})))
+    Ok(HttpResponse::Ok().json(json!({"quota": all_limits(&state, &project).await?})))
 }
 
 pub(crate) async fn reset_quota(
@@ -138,6 +193,7 @@ pub(crate) async fn reset_quota(
     if !ctx.is_admin() {
         return Err(denied("delete_quota"));
     }
-    quotas::reset(&state.db, &project, &[NETWORK]).await?;
+    let resources: Vec<&str> = RESOURCES.iter().map(|(r, _)| *r).collect();
+    quotas::reset(&state.db, &project, &resources).await?;
     Ok(HttpResponse::NoContent().finish())
 }

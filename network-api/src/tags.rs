@@ -1,12 +1,12 @@
-//! Network tags (Neutron's standard-attr-tag): list, check, replace, add, remove.
+//! Tags of networks, subnets and ports (Neutron's standard-attr-tag): list, check, replace,
+//! add, remove, under `/v2.0/{collection}/{id}/tags`.
 
-use crate::networks::{find, find_own, not_found};
 use crate::NetworkState;
 use actix_web::{web, HttpResponse};
 use api_toolkit::body;
 use api_toolkit::{bad, ApiError, ApiResult, RequestContext};
 use nova_core::time::now_ms;
-use nova_db::networks::{self as store, Network};
+use nova_db::networks::{set_tags, Tagged};
 use serde_json::{json, Value};
 
 /// Neutron's limit on a tag's length.
@@ -22,57 +22,121 @@ pub(crate) fn check_tag(tag: &str) -> ApiResult<()> {
     Ok(())
 }
 
-pub(crate) async fn write_tags(
+fn tagged(collection: &str) -> ApiResult<Tagged> {
+    match collection {
+        "networks" => Ok(Tagged::Network),
+        "subnets" => Ok(Tagged::Subnet),
+        "ports" => Ok(Tagged::Port),
+        _ => Err(ApiError::NotFound(
+            "The resource could not be found.".into(),
+        )),
+    }
+}
+
+fn singular(what: Tagged) -> &'static str {
+    match what {
+        Tagged::Network => "network",
+        Tagged::Subnet => "subnet",
+        Tagged::Port => "port",
+    }
+}
+
+/// The resource's tags, if the caller may see it (and change it, for `write`): Neutron's
+/// 404 for one they may not see, 403 for one they may see but not change.
+async fn tags_of(
     state: &NetworkState,
-    mut network: Network,
+    ctx: &RequestContext,
+    what: Tagged,
+    id: &str,
+    write: bool,
+) -> ApiResult<Vec<String>> {
+    let rule = format!("update_{}s_tags", singular(what));
+    Ok(match what {
+        Tagged::Network => if write {
+            crate::networks::find_own(state, ctx, id, &rule).await?
+        } else {
+            crate::networks::find(state, ctx, id).await?
+        }
+        .tag_list(),
+        Tagged::Subnet => crate::subnets::find_for_tags(state, ctx, id, write)
+            .await?
+            .tag_list(),
+        Tagged::Port => if write {
+            crate::ports::find_own(state, ctx, id, &rule).await?
+        } else {
+            crate::ports::find(state, ctx, id).await?
+        }
+        .tag_list(),
+    })
+}
+
+async fn write_tags(
+    state: &NetworkState,
+    what: Tagged,
+    id: &str,
     tags: &[String],
 ) -> ApiResult<()> {
-    network.tags = serde_json::to_string(tags).map_err(|e| ApiError::Internal(e.to_string()))?;
-    network.updated_at = now_ms();
-    if !store::update(&state.db, &network).await? {
-        return Err(not_found(&network.id));
+    let text = serde_json::to_string(tags).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if !set_tags(&state.db, what, id, &text, now_ms()).await? {
+        return Err(ApiError::NotFound(format!(
+            "{} {id} could not be found.",
+            match what {
+                Tagged::Network => "Network",
+                Tagged::Subnet => "Subnet",
+                Tagged::Port => "Port",
+            }
+        )));
     }
     Ok(())
 }
 
-/// `GET /v2.0/networks/{id}/tags`.
-pub(crate) async fn list_tags(
-    ctx: RequestContext,
-    state: web::Data<NetworkState>,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    let network = find(&state, &ctx, &id).await?;
-    Ok(HttpResponse::Ok().json(json!({"tags": network.tag_list()})))
+fn tag_not_found(what: Tagged, tag: &str, id: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "Tag {tag} could not be found for {} {id}.",
+        singular(what)
+    ))
+    .named("TagNotFound")
 }
 
-/// `GET /v2.0/networks/{id}/tags/{tag}`: 204 when the network has it.
-pub(crate) async fn show_tag(
+/// `GET /v2.0/{collection}/{id}/tags`.
+pub(crate) async fn list_tags(
     ctx: RequestContext,
     state: web::Data<NetworkState>,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
-    let (id, tag) = path.into_inner();
-    let network = find(&state, &ctx, &id).await?;
-    if network.tag_list().contains(&tag) {
+    let (collection, id) = path.into_inner();
+    let tags = tags_of(&state, &ctx, tagged(&collection)?, &id, false).await?;
+    Ok(HttpResponse::Ok().json(json!({ "tags": tags })))
+}
+
+/// `GET /v2.0/{collection}/{id}/tags/{tag}`: 204 when the resource has it.
+pub(crate) async fn show_tag(
+    ctx: RequestContext,
+    state: web::Data<NetworkState>,
+    path: web::Path<(String, String, String)>,
+) -> ApiResult<HttpResponse> {
+    let (collection, id, tag) = path.into_inner();
+    let what = tagged(&collection)?;
+    if tags_of(&state, &ctx, what, &id, false)
+        .await?
+        .contains(&tag)
+    {
         Ok(HttpResponse::NoContent().finish())
     } else {
-        Err(tag_not_found(&tag, &id))
+        Err(tag_not_found(what, &tag, &id))
     }
 }
 
-pub(crate) fn tag_not_found(tag: &str, id: &str) -> ApiError {
-    ApiError::NotFound(format!("Tag {tag} could not be found for network {id}."))
-        .named("TagNotFound")
-}
-
-/// `PUT /v2.0/networks/{id}/tags`: replaces them all.
+/// `PUT /v2.0/{collection}/{id}/tags`: replaces them all.
 pub(crate) async fn replace_tags(
     ctx: RequestContext,
     state: web::Data<NetworkState>,
-    id: web::Path<String>,
+    path: web::Path<(String, String)>,
     raw: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    let network = find_own(&state, &ctx, &id, "update_networks_tags").await?;
+    let (collection, id) = path.into_inner();
+    let what = tagged(&collection)?;
+    tags_of(&state, &ctx, what, &id, true).await?;
     let body = body::json(&raw)?;
     let tags = body
         .get("tags")
@@ -90,52 +154,54 @@ pub(crate) async fn replace_tags(
             list.push(tag.to_owned());
         }
     }
-    write_tags(&state, network, &list).await?;
+    write_tags(&state, what, &id, &list).await?;
     Ok(HttpResponse::Ok().json(json!({ "tags": list })))
 }
 
-/// `PUT /v2.0/networks/{id}/tags/{tag}`: adds one (201).
+/// `PUT /v2.0/{collection}/{id}/tags/{tag}`: adds one (201).
 pub(crate) async fn add_tag(
     ctx: RequestContext,
     state: web::Data<NetworkState>,
-    path: web::Path<(String, String)>,
+    path: web::Path<(String, String, String)>,
 ) -> ApiResult<HttpResponse> {
-    let (id, tag) = path.into_inner();
+    let (collection, id, tag) = path.into_inner();
+    let what = tagged(&collection)?;
     check_tag(&tag)?;
-    let network = find_own(&state, &ctx, &id, "update_networks_tags").await?;
-    let mut tags = network.tag_list();
+    let mut tags = tags_of(&state, &ctx, what, &id, true).await?;
     if !tags.contains(&tag) {
         tags.push(tag);
-        write_tags(&state, network, &tags).await?;
+        write_tags(&state, what, &id, &tags).await?;
     }
     Ok(HttpResponse::Created().finish())
 }
 
-/// `DELETE /v2.0/networks/{id}/tags`: removes them all.
+/// `DELETE /v2.0/{collection}/{id}/tags`: removes them all.
 pub(crate) async fn remove_tags(
-    ctx: RequestContext,
-    state: web::Data<NetworkState>,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    let network = find_own(&state, &ctx, &id, "delete_networks_tags").await?;
-    write_tags(&state, network, &[]).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-/// `DELETE /v2.0/networks/{id}/tags/{tag}`.
-pub(crate) async fn remove_tag(
     ctx: RequestContext,
     state: web::Data<NetworkState>,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
-    let (id, tag) = path.into_inner();
-    let network = find_own(&state, &ctx, &id, "delete_networks_tags").await?;
-    let mut tags = network.tag_list();
+    let (collection, id) = path.into_inner();
+    let what = tagged(&collection)?;
+    tags_of(&state, &ctx, what, &id, true).await?;
+    write_tags(&state, what, &id, &[]).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `DELETE /v2.0/{collection}/{id}/tags/{tag}`.
+pub(crate) async fn remove_tag(
+    ctx: RequestContext,
+    state: web::Data<NetworkState>,
+    path: web::Path<(String, String, String)>,
+) -> ApiResult<HttpResponse> {
+    let (collection, id, tag) = path.into_inner();
+    let what = tagged(&collection)?;
+    let mut tags = tags_of(&state, &ctx, what, &id, true).await?;
     let before = tags.len();
     tags.retain(|t| *t != tag);
     if tags.len() == before {
-        return Err(tag_not_found(&tag, &id));
+        return Err(tag_not_found(what, &tag, &id));
     }
-    write_tags(&state, network, &tags).await?;
+    write_tags(&state, what, &id, &tags).await?;
     Ok(HttpResponse::NoContent().finish())
 }

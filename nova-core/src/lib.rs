@@ -7,6 +7,7 @@
 pub mod baremetal;
 pub mod bus;
 pub mod ids;
+pub mod ipam;
 pub mod model;
 pub mod rpc;
 pub mod secret;

@@ -16,8 +16,10 @@ pub mod leases;
 pub mod listing;
 pub mod networks;
 pub mod nodes;
+pub mod ports;
 pub mod quotas;
 mod rows;
+pub mod subnets;
 pub mod tasks;
 
 use serde::Deserialize;

@@ -486,10 +486,18 @@ macro_rules! bind_all {
 }
 
 /// The rows of a page, in order.
-pub async fn page<R>(db: &Db, listing: &Listing<'_>) -> DbResult<Vec<R>>
-where
-    R: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+/// A row type a listing reads: one that either backend's rows make.
+pub trait ListedRow:
+    for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin
 {
+}
+
+impl<T> ListedRow for T where
+    T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin
+{
+}
+
+pub async fn page<R: ListedRow>(db: &Db, listing: &Listing<'_>) -> DbResult<Vec<R>> {
     let sql = page_sql(listing, matches!(db, Db::Pg(_)))?;
     let has_pattern = listing
         .conds

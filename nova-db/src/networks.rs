@@ -145,40 +145,86 @@ pub async fn update(db: &Db, n: &Network) -> DbResult<bool> {
 }
 
 /// What a network delete did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Deleted {
     Yes,
-    /// A server that is not deleted chose the network: it stays.
-    InUse,
+    /// Ports are on it (their ids), or a server that is not deleted chose it: it stays.
+    InUse(Vec<String>),
     Missing,
 }
 
-/// Deletes the network unless a server that is not deleted chose it, in one statement.
-/// Servers keep the networks they chose as a JSON list with their ids; a network's id is a
-/// uuid, which appears in that text only when a server chose it.
-///
-/// A create that chose the network and commits while this runs is not seen (it read the
-/// network before): that server keeps its snapshot of the network and works, but the network
-/// is no longer listed.
+/// Deletes the network and its subnets unless a port is on it or a server that is not
+/// deleted chose it, in one transaction under the network's lock (no port can be made on it
+/// meanwhile). Servers keep the networks they chose as a JSON list with their ids; a
+/// network's id is a uuid, which appears in that text only when a server chose it.
 pub async fn delete_unless_in_use(db: &Db, id: &str) -> DbResult<Deleted> {
-    let pattern = format!("%\"{id}\"%");
-    let done = on_pool!(db, p => {
-        sqlx::query(
-            "DELETE FROM networks WHERE id = $1 AND NOT EXISTS \
-             (SELECT 1 FROM instances WHERE deleted = $2 AND networks LIKE $3)",
-        )
-        .bind(id)
-        .bind(false)
-        .bind(&pattern)
-        .execute(p)
-        .await?
-        .rows_affected()
-    });
-    if done > 0 {
-        Ok(Deleted::Yes)
-    } else if get(db, id).await?.is_some() {
-        Ok(Deleted::InUse)
-    } else {
-        Ok(Deleted::Missing)
+    let mut tx = db.begin().await?;
+    if !crate::subnets::lock_network(&mut tx, id).await? {
+        return Ok(Deleted::Missing);
     }
+    let ports: Vec<(String,)> = on_tx!(&mut tx, c => {
+        sqlx::query_as("SELECT id FROM ports WHERE network_id = $1 ORDER BY created_at, id")
+            .bind(id)
+            .fetch_all(&mut *c)
+            .await?
+    });
+    if !ports.is_empty() {
+        return Ok(Deleted::InUse(ports.into_iter().map(|(p,)| p).collect()));
+    }
+    let pattern = format!("%\"{id}\"%");
+    let (chosen,): (i64,) = on_tx!(&mut tx, c => {
+        sqlx::query_as("SELECT COUNT(*) FROM instances WHERE deleted = $1 AND networks LIKE $2")
+            .bind(false)
+            .bind(&pattern)
+            .fetch_one(&mut *c)
+            .await?
+    });
+    if chosen > 0 {
+        return Ok(Deleted::InUse(Vec::new()));
+    }
+    on_tx!(&mut tx, c => {
+        sqlx::query("DELETE FROM subnets WHERE network_id = $1")
+            .bind(id)
+            .execute(&mut *c)
+            .await?;
+        sqlx::query("DELETE FROM networks WHERE id = $1")
+            .bind(id)
+            .execute(&mut *c)
+            .await?;
+    });
+    tx.commit().await?;
+    Ok(Deleted::Yes)
+}
+
+/// The networking resources that have tags (Neutron's standard-attr-tag).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tagged {
+    Network,
+    Subnet,
+    Port,
+}
+
+/// Replaces a resource's tags (a JSON list); `false` if it is gone.
+pub async fn set_tags(db: &Db, what: Tagged, id: &str, tags: &str, now: i64) -> DbResult<bool> {
+    let sql = match what {
+        Tagged::Network => "UPDATE networks SET tags = $2, updated_at = $3 WHERE id = $1",
+        Tagged::Subnet => {
+            "UPDATE subnets SET tags = $2, updated_at = $3, \
+             revision_number = revision_number + 1 WHERE id = $1"
+        }
+        Tagged::Port => {
+            "UPDATE ports SET tags = $2, updated_at = $3, \
+             revision_number = revision_number + 1 WHERE id = $1"
+        }
+    };
+    let done = on_pool!(db, p => {
+        sqlx::query(sql)
+            .bind(id)
+            .bind(tags)
+            .bind(now)
+            .execute(p)
+            .await?
+            .rows_affected()
+    });
+    Ok(done > 0)
 }

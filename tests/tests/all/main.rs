@@ -11,6 +11,7 @@ mod docker;
 mod identity;
 mod images;
 mod libvirt;
+mod networking;
 mod processes;
 mod repository;
 mod scenarios;

@@ -1,0 +1,537 @@
+//! Ports (Neutron's) and their addresses: the IPAM. A port's addresses are rows of
+//! `ip_allocations`, whose primary key (subnet, address) is what keeps two ports from holding
+//! one address. Allocation runs in the port's transaction under its network's row lock on
+//! PostgreSQL (SQLite has one writer), so concurrent creates on one network take turns: each
+//! sees the others' addresses, and a full subnet is told from a lost race.
+
+use crate::listing::{self, Column, Kind, Listing, Tags};
+use crate::subnets::{lock_network, lock_project, of_network_tx, Subnet};
+use crate::{on_pool, on_tx, Db, DbResult, Tx};
+use nova_core::ipam::{self, Refusal};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct Port {
+    pub id: String,
+    pub network_id: String,
+    pub project_id: String,
+    pub name: String,
+    pub description: String,
+    pub mac_address: String,
+    pub admin_state_up: bool,
+    /// Neutron's `DOWN` until a server's host has it, `ACTIVE` then.
+    pub status: String,
+    pub device_id: String,
+    pub device_owner: String,
+    /// Neutron's `binding:host_id`.
+    pub host_id: String,
+    /// Made by the compute service for a server (deleted with it), not by the user.
+    pub compute_owned: bool,
+    pub tags: String,
+    pub revision_number: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub(crate) const COLUMNS: &str = "id, network_id, project_id, name, description, mac_address, \
+    admin_state_up, status, device_id, device_owner, host_id, compute_owned, tags, \
+    revision_number, created_at, updated_at";
+
+impl Port {
+    pub fn tag_list(&self) -> Vec<String> {
+        serde_json::from_str(&self.tags).unwrap_or_default()
+    }
+}
+
+/// One of a port's addresses.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FixedIp {
+    pub subnet_id: String,
+    pub ip_address: String,
+}
+
+/// An address a port asks for: on a subnet, a given address, or both.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IpRequest {
+    pub subnet_id: Option<String>,
+    pub ip_address: Option<IpAddr>,
+}
+
+/// What the port's addresses are to be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Addresses {
+    /// Neutron's default: one address of each family the network has subnets of.
+    Default,
+    Asked(Vec<IpRequest>),
+}
+
+pub const TABLE: listing::Table = listing::Table {
+    name: "ports",
+    columns: COLUMNS,
+    id: Column {
+        expr: "id",
+        kind: Kind::Text,
+    },
+    tags: Some(Tags::JsonColumn("tags")),
+};
+
+pub async fn page(db: &Db, listing: &Listing<'_>) -> DbResult<Vec<Port>> {
+    listing::page(db, listing).await
+}
+
+pub async fn get(db: &Db, id: &str) -> DbResult<Option<Port>> {
+    let sql = format!("SELECT {COLUMNS} FROM ports WHERE id = $1");
+    Ok(on_pool!(db, p => {
+        sqlx::query_as(&sql).bind(id).fetch_optional(p).await?
+    }))
+}
+
+/// The ports of a device (a server's), oldest first.
+pub async fn of_device(db: &Db, device_id: &str) -> DbResult<Vec<Port>> {
+    let sql = format!("SELECT {COLUMNS} FROM ports WHERE device_id = $1 ORDER BY created_at, id");
+    Ok(on_pool!(db, p => {
+        sqlx::query_as(&sql).bind(device_id).fetch_all(p).await?
+    }))
+}
+
+/// The addresses of each of `ports`, in each port's order.
+pub async fn fixed_ips(db: &Db, ports: &[&str]) -> DbResult<BTreeMap<String, Vec<FixedIp>>> {
+    let mut out: BTreeMap<String, Vec<FixedIp>> = BTreeMap::new();
+    if ports.is_empty() {
+        return Ok(out);
+    }
+    let marks: Vec<String> = (1..=ports.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT port_id, subnet_id, ip_address FROM ip_allocations WHERE port_id IN ({}) \
+         ORDER BY port_id, position",
+        marks.join(", ")
+    );
+    let rows: Vec<(String, String, String)> = on_pool!(db, p => {
+        let mut q = sqlx::query_as(&sql);
+        for id in ports {
+            q = q.bind(*id);
+        }
+        q.fetch_all(p).await?
+    });
+    for (port, subnet_id, ip_address) in rows {
+        out.entry(port).or_default().push(FixedIp {
+            subnet_id,
+            ip_address,
+        });
+    }
+    Ok(out)
+}
+
+/// The addresses of a subnet that ports hold.
+async fn taken(tx: &mut Tx, subnet: &str) -> DbResult<BTreeSet<u128>> {
+    let rows: Vec<(String,)> = on_tx!(tx, c => {
+        sqlx::query_as("SELECT ip_address FROM ip_allocations WHERE subnet_id = $1")
+            .bind(subnet)
+            .fetch_all(&mut *c)
+            .await?
+    });
+    Ok(rows
+        .into_iter()
+        .filter_map(|(a,)| a.parse::<IpAddr>().ok())
+        .map(ipam::to_u128)
+        .collect())
+}
+
+fn refusal(kind: &'static str, conflict: bool, message: String) -> Refusal {
+    Refusal {
+        kind,
+        conflict,
+        message,
+    }
+}
+
+/// A random number for the choices of addresses and MACs.
+fn random() -> u128 {
+    uuid::Uuid::new_v4().as_u128()
+}
+
+/// Chooses the port's addresses on its network's subnets (in the transaction that will hold
+/// them), as Neutron's IPAM: given addresses checked and free, a subnet's next free address
+/// otherwise. `kept` are addresses the port holds already, which a request may keep.
+async fn choose(
+    tx: &mut Tx,
+    network_id: &str,
+    subnets: &[Subnet],
+    addresses: &Addresses,
+    kept: &[FixedIp],
+) -> DbResult<Result<Vec<FixedIp>, Refusal>> {
+    let mut chosen: Vec<FixedIp> = Vec::new();
+    let mut taken_of: BTreeMap<String, BTreeSet<u128>> = BTreeMap::new();
+    let requests: Vec<IpRequest> = match addresses {
+        Addresses::Asked(r) => r.clone(),
+        Addresses::Default => {
+            // One address of each family the network has subnets of, from the first of them
+            // with room (Neutron's default); a family whose subnets are all full fails the
+            // port.
+            for version in [4, 6] {
+                let mut family = subnets
+                    .iter()
+                    .filter(|s| s.ip_version == version)
+                    .peekable();
+                if family.peek().is_none() {
+                    continue;
+                }
+                let mut found = None;
+                for s in family {
+                    let taken = taken(tx, &s.id).await?;
+                    if let Some(ip) = ipam::pick_free(&s.pools(), &taken, random()) {
+                        found = Some(FixedIp {
+                            subnet_id: s.id.clone(),
+                            ip_address: ip.to_string(),
+                        });
+                        break;
+                    }
+                }
+                match found {
+                    Some(ip) => chosen.push(ip),
+                    None => {
+                        return Ok(Err(refusal(
+                            "IpAddressGenerationFailure",
+                            true,
+                            format!("No more IP addresses available on network {network_id}."),
+                        )))
+                    }
+                }
+            }
+            return Ok(Ok(chosen));
+        }
+    };
+    if !requests.is_empty() && subnets.is_empty() {
+        return Ok(Err(refusal(
+            "InvalidInput",
+            false,
+            format!(
+                "Invalid input for operation: Failed to create port on network {network_id}, \
+                 because fixed_ips included invalid subnet None."
+            ),
+        )));
+    }
+    for r in &requests {
+        let subnet = match (&r.subnet_id, r.ip_address) {
+            (Some(id), _) => match subnets.iter().find(|s| &s.id == id) {
+                Some(s) => s,
+                None => {
+                    return Ok(Err(refusal(
+                        "InvalidInput",
+                        false,
+                        format!(
+                            "Invalid input for operation: Failed to create port on network \
+                             {network_id}, because fixed_ips included invalid subnet {id}."
+                        ),
+                    )))
+                }
+            },
+            (None, Some(ip)) => {
+                match subnets
+                    .iter()
+                    .find(|s| s.net().is_some_and(|n| ipam::check_subnet_ip(&n, ip)))
+                {
+                    Some(s) => s,
+                    None => {
+                        return Ok(Err(refusal(
+                            "InvalidIpForNetwork",
+                            false,
+                            format!(
+                                "IP address {ip} is not a valid IP for any of the subnets on \
+                                 the specified network."
+                            ),
+                        )))
+                    }
+                }
+            }
+            (None, None) => continue,
+        };
+        if !taken_of.contains_key(&subnet.id) {
+            let t = taken(tx, &subnet.id).await?;
+            taken_of.insert(subnet.id.clone(), t);
+        }
+        let kept_here: Vec<&FixedIp> = kept.iter().filter(|k| k.subnet_id == subnet.id).collect();
+        let taken = taken_of.get_mut(&subnet.id).expect("just inserted");
+        // The port's own addresses are free for it.
+        for k in &kept_here {
+            if let Ok(ip) = k.ip_address.parse::<IpAddr>() {
+                taken.remove(&ipam::to_u128(ip));
+            }
+        }
+        let ip = match r.ip_address {
+            Some(ip) => {
+                let valid = subnet.net().is_some_and(|n| ipam::check_subnet_ip(&n, ip));
+                if !valid {
+                    return Ok(Err(refusal(
+                        "InvalidIpForSubnet",
+                        false,
+                        format!("IP address {ip} is not a valid IP for the specified subnet."),
+                    )));
+                }
+                if taken.contains(&ipam::to_u128(ip)) {
+                    return Ok(Err(refusal(
+                        "IpAddressAlreadyAllocated",
+                        true,
+                        format!("IP address {ip} already allocated in subnet {}", subnet.id),
+                    )));
+                }
+                ip
+            }
+            None => {
+                // A subnet asked for again keeps the address the port has on it (Neutron's
+                // update); else the subnet's next free one.
+                let again = kept_here
+                    .iter()
+                    .filter_map(|k| k.ip_address.parse::<IpAddr>().ok())
+                    .find(|ip| {
+                        !taken.contains(&ipam::to_u128(*ip))
+                            && !chosen.iter().any(|c| c.ip_address == ip.to_string())
+                    });
+                match again.or_else(|| ipam::pick_free(&subnet.pools(), taken, random())) {
+                    Some(ip) => ip,
+                    None => {
+                        return Ok(Err(refusal(
+                            "IpAddressGenerationFailure",
+                            true,
+                            format!("No more IP addresses available for subnet {}.", subnet.id),
+                        )))
+                    }
+                }
+            }
+        };
+        taken.insert(ipam::to_u128(ip));
+        chosen.push(FixedIp {
+            subnet_id: subnet.id.clone(),
+            ip_address: ip.to_string(),
+        });
+    }
+    Ok(Ok(chosen))
+}
+
+async fn insert_allocations(tx: &mut Tx, port: &str, ips: &[FixedIp]) -> DbResult<()> {
+    for (position, ip) in ips.iter().enumerate() {
+        on_tx!(tx, c => {
+            sqlx::query(
+                "INSERT INTO ip_allocations (subnet_id, ip_address, port_id, position) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&ip.subnet_id)
+            .bind(&ip.ip_address)
+            .bind(port)
+            .bind(i64::try_from(position).unwrap_or(i64::MAX))
+            .execute(&mut *c)
+            .await?;
+        });
+    }
+    Ok(())
+}
+
+const PORT_LOCK_CLASS: i32 = 0x504f_5254; // "PORT"
+
+/// Whether a MAC address is taken on the network.
+async fn mac_taken(tx: &mut Tx, network: &str, mac: &str) -> DbResult<bool> {
+    let found: Option<(String,)> = on_tx!(tx, c => {
+        sqlx::query_as("SELECT id FROM ports WHERE network_id = $1 AND mac_address = $2")
+            .bind(network)
+            .bind(mac)
+            .fetch_optional(&mut *c)
+            .await?
+    });
+    Ok(found.is_some())
+}
+
+/// Stores a new port with its addresses, in one transaction: the MAC given (unique on the
+/// network) or a random one, the addresses as [`choose`] finds them, within the project's
+/// port quota (`limit`, negative: none). A refusal writes nothing.
+pub async fn create(
+    db: &Db,
+    port: &mut Port,
+    mac_given: bool,
+    addresses: &Addresses,
+    limit: i64,
+) -> DbResult<Result<Vec<FixedIp>, Refusal>> {
+    let mut tx = db.begin().await?;
+    if !lock_network(&mut tx, &port.network_id).await? {
+        return Ok(Err(refusal(
+            "NetworkNotFound",
+            false,
+            format!("Network {} could not be found.", port.network_id),
+        )));
+    }
+    lock_project(&mut tx, PORT_LOCK_CLASS, &port.project_id).await?;
+    let (count,): (i64,) = on_tx!(&mut tx, c => {
+        sqlx::query_as("SELECT COUNT(*) FROM ports WHERE project_id = $1")
+            .bind(&port.project_id)
+            .fetch_one(&mut *c)
+            .await?
+    });
+    if limit >= 0 && count >= limit {
+        return Ok(Err(refusal(
+            "OverQuota",
+            true,
+            "Quota exceeded for resources: ['port'].".into(),
+        )));
+    }
+    if mac_given {
+        if mac_taken(&mut tx, &port.network_id, &port.mac_address).await? {
+            return Ok(Err(refusal(
+                "MacAddressInUse",
+                true,
+                format!(
+                    "Unable to complete operation for network {}. The mac address {} is in use.",
+                    port.network_id, port.mac_address
+                ),
+            )));
+        }
+    } else {
+        while mac_taken(&mut tx, &port.network_id, &port.mac_address).await? {
+            port.mac_address = ipam::random_mac(random());
+        }
+    }
+    let subnets = of_network_tx(&mut tx, &port.network_id).await?;
+    let ips = match choose(&mut tx, &port.network_id, &subnets, addresses, &[]).await? {
+        Ok(ips) => ips,
+        Err(r) => return Ok(Err(r)),
+    };
+    let sql = format!(
+        "INSERT INTO ports ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+         $12, $13, $14, $15, $16)"
+    );
+    on_tx!(&mut tx, c => {
+        sqlx::query(&sql)
+            .bind(&port.id)
+            .bind(&port.network_id)
+            .bind(&port.project_id)
+            .bind(&port.name)
+            .bind(&port.description)
+            .bind(&port.mac_address)
+            .bind(port.admin_state_up)
+            .bind(&port.status)
+            .bind(&port.device_id)
+            .bind(&port.device_owner)
+            .bind(&port.host_id)
+            .bind(port.compute_owned)
+            .bind(&port.tags)
+            .bind(port.revision_number)
+            .bind(port.created_at)
+            .bind(port.updated_at)
+            .execute(&mut *c)
+            .await?;
+    });
+    insert_allocations(&mut tx, &port.id, &ips).await?;
+    tx.commit().await?;
+    Ok(Ok(ips))
+}
+
+/// Writes what an update may change, and, when `addresses` is given, replaces the port's
+/// addresses as [`choose`] finds them (keeping those asked for again); `Ok(None)` if the port
+/// is gone.
+pub async fn update(
+    db: &Db,
+    port: &Port,
+    addresses: Option<&Addresses>,
+) -> DbResult<Result<Option<Vec<FixedIp>>, Refusal>> {
+    let mut tx = db.begin().await?;
+    lock_network(&mut tx, &port.network_id).await?;
+    let done = on_tx!(&mut tx, c => {
+        sqlx::query(
+            "UPDATE ports SET name = $2, description = $3, admin_state_up = $4, status = $5, \
+             device_id = $6, device_owner = $7, host_id = $8, tags = $9, updated_at = $10, \
+             revision_number = revision_number + 1 WHERE id = $1",
+        )
+        .bind(&port.id)
+        .bind(&port.name)
+        .bind(&port.description)
+        .bind(port.admin_state_up)
+        .bind(&port.status)
+        .bind(&port.device_id)
+        .bind(&port.device_owner)
+        .bind(&port.host_id)
+        .bind(&port.tags)
+        .bind(port.updated_at)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    if done == 0 {
+        return Ok(Ok(None));
+    }
+    let ips = match addresses {
+        None => None,
+        Some(addresses) => {
+            let kept: Vec<FixedIp> = {
+                let rows: Vec<(String, String)> = on_tx!(&mut tx, c => {
+                    sqlx::query_as(
+                        "SELECT subnet_id, ip_address FROM ip_allocations WHERE port_id = $1 \
+                         ORDER BY position",
+                    )
+                    .bind(&port.id)
+                    .fetch_all(&mut *c)
+                    .await?
+                });
+                rows.into_iter()
+                    .map(|(subnet_id, ip_address)| FixedIp {
+                        subnet_id,
+                        ip_address,
+                    })
+                    .collect()
+            };
+            let subnets = of_network_tx(&mut tx, &port.network_id).await?;
+            let ips = match choose(&mut tx, &port.network_id, &subnets, addresses, &kept).await? {
+                Ok(ips) => ips,
+                Err(r) => return Ok(Err(r)),
+            };
+            on_tx!(&mut tx, c => {
+                sqlx::query("DELETE FROM ip_allocations WHERE port_id = $1")
+                    .bind(&port.id)
+                    .execute(&mut *c)
+                    .await?;
+            });
+            insert_allocations(&mut tx, &port.id, &ips).await?;
+            Some(ips)
+        }
+    };
+    tx.commit().await?;
+    Ok(Ok(Some(ips.unwrap_or_default())))
+}
+
+/// Deletes a port and its addresses; `false` if it was gone.
+pub async fn delete(db: &Db, id: &str) -> DbResult<bool> {
+    let mut tx = db.begin().await?;
+    let done = on_tx!(&mut tx, c => {
+        sqlx::query("DELETE FROM ip_allocations WHERE port_id = $1")
+            .bind(id)
+            .execute(&mut *c)
+            .await?;
+        sqlx::query("DELETE FROM ports WHERE id = $1")
+            .bind(id)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+    });
+    tx.commit().await?;
+    Ok(done > 0)
+}
+
+/// How many ports a project has (its quota's use).
+pub async fn count(db: &Db, project: &str) -> DbResult<i64> {
+    let (n,): (i64,) = on_pool!(db, p => {
+        sqlx::query_as("SELECT COUNT(*) FROM ports WHERE project_id = $1")
+            .bind(project)
+            .fetch_one(p)
+            .await?
+    });
+    Ok(n)
+}
+
+/// The ids of the ports on a network (those that keep it from being deleted).
+pub async fn ids_on_network(db: &Db, network: &str) -> DbResult<Vec<String>> {
+    let rows: Vec<(String,)> = on_pool!(db, p => {
+        sqlx::query_as("SELECT id FROM ports WHERE network_id = $1 ORDER BY created_at, id")
+            .bind(network)
+            .fetch_all(p)
+            .await?
+    });
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
