@@ -98,6 +98,7 @@ impl Conductor {
             }
             a
         }));
+        let mut named = self.with_port_addresses(&instance, named).await?;
         let key = |a: &nova_core::model::Address| (a.network.clone(), a.addr.clone());
         named.sort_by_key(key);
         let mut before = instance.addresses.clone();
@@ -107,6 +108,48 @@ impl Conductor {
             tracing::info!(%uuid, "addresses observed on the host");
         }
         Ok(())
+    }
+
+    /// A server's addresses: those its ports hold (the networking service's, which Nova
+    /// shows from its network info rather than from the hypervisor), then what the host
+    /// reported of its NICs without such a port (a network without subnets, whose addresses
+    /// the host's network gives).
+    async fn with_port_addresses(
+        &self,
+        instance: &nova_core::model::Instance,
+        reported: Vec<nova_core::model::Address>,
+    ) -> Result<Vec<nova_core::model::Address>> {
+        let nova_core::model::NetworkRequest::Chosen(chosen) = &instance.networks else {
+            return Ok(reported);
+        };
+        let ports = nova_db::ports::of_device(&self.db, &instance.uuid.0.to_string()).await?;
+        let nics = nova_db::ports::nics(&self.db, &ports).await?;
+        let mut out = Vec::new();
+        for nic in nics.iter().filter(|n| !n.ips.is_empty()) {
+            let network = chosen
+                .iter()
+                .find(|c| c.id == nic.network_id)
+                .map_or_else(|| nic.network_id.clone(), |c| c.name.clone());
+            for ip in &nic.ips {
+                out.push(nova_core::model::Address {
+                    network: network.clone(),
+                    addr: ip.address.clone(),
+                    version: ip.version,
+                    mac: Some(nic.mac.clone()),
+                });
+            }
+        }
+        let held: Vec<&str> = nics
+            .iter()
+            .filter(|n| !n.ips.is_empty())
+            .map(|n| n.mac.as_str())
+            .collect();
+        out.extend(
+            reported
+                .into_iter()
+                .filter(|a| a.mac.as_deref().is_none_or(|m| !held.contains(&m))),
+        );
+        Ok(out)
     }
 
     async fn apply_result(
@@ -157,6 +200,7 @@ impl Conductor {
                     addresses,
                 },
             ) => {
+                let addresses = self.with_port_addresses(&instance, addresses).await?;
                 let set = instances::SetStates {
                     vm_state: VmState::Active,
                     task_state: None,

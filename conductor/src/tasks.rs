@@ -4,10 +4,13 @@ use crate::scheduler::Placement;
 use crate::{Conductor, Result};
 use nova_core::ids::{InstanceUuid, TaskId};
 use nova_core::model::{Fault, Instance, TaskState, VmState, COMPUTE_BINARY};
-use nova_core::rpc::{ComputeCommand, Envelope, ImageSpec, InstanceSpec, TaskKind, TaskSubmitted};
+use nova_core::rpc::{
+    ComputeCommand, Envelope, ImageSpec, InstanceSpec, Nic, TaskKind, TaskSubmitted,
+};
 use nova_core::time::now_ms;
+use nova_db::ports::{self, NicRequest};
 use nova_db::tasks::{self as task_rows, Task, TaskState as RowState};
-use nova_db::{actions, images, instances, nodes, Db};
+use nova_db::{actions, images, instances, nodes, quotas, Db};
 
 /// Nova's event names in the instance-action record.
 pub(crate) fn event_name(kind: TaskKind) -> &'static str {
@@ -82,8 +85,23 @@ impl Conductor {
             Placement::Placed { host, node } => {
                 tracing::info!(%host, %node, "scheduled");
                 let image = image?;
+                let nics = match self.allocate_ports(instance, &host).await? {
+                    Ok(nics) => nics,
+                    Err((message, details)) => {
+                        return self
+                            .fail_build(
+                                task,
+                                instance,
+                                event_name(TaskKind::Build),
+                                message,
+                                Some(details),
+                                None,
+                            )
+                            .await
+                    }
+                };
                 let direct = direct_boot(&self.db, &instance.project_id, image.as_ref()).await?;
-                let spec = match spec_from(instance, &node, image, direct) {
+                let spec = match spec_from(instance, &node, image, direct, nics) {
                     Ok(mut spec) => {
                         spec.bmc = machine_bmc(&self.db, instance, &node).await?;
                         spec
@@ -115,6 +133,60 @@ impl Conductor {
         }
     }
 
+    /// Gives the server its ports on its chosen networks on `host` (Nova's
+    /// allocate_for_instance), or the build's fault (Nova's words, and the networking
+    /// service's as its details) when the networking service refuses.
+    async fn allocate_ports(
+        &self,
+        instance: &Instance,
+        host: &str,
+    ) -> Result<std::result::Result<Vec<Nic>, (String, String)>> {
+        let requests = nic_requests(instance);
+        if requests.is_empty() {
+            return Ok(Ok(Vec::new()));
+        }
+        let device = instance.uuid.0.to_string();
+        let owner = format!(
+            "compute:{}",
+            instance.availability_zone.as_deref().unwrap_or("nova")
+        );
+        let binding = ports::Binding {
+            device_id: &device,
+            project_id: &instance.project_id,
+            device_owner: &owner,
+            host,
+        };
+        let limit = quotas::limits(&self.db, &instance.project_id)
+            .await?
+            .get("port")
+            .copied()
+            .unwrap_or(ports::DEFAULT_PORT_QUOTA);
+        match ports::allocate_for_instance(&self.db, &binding, &requests, limit).await? {
+            Ok(made) => Ok(Ok(ports::nics(&self.db, &made).await?)),
+            Err((i, refusal)) => {
+                tracing::info!(kind = refusal.kind, message = %refusal.message, "ports refused");
+                let uuid = instance.uuid.0;
+                let message = if refusal.kind == "IpAddressGenerationFailure" {
+                    format!(
+                        "Build of instance {uuid} aborted: Failed to allocate the network(s) \
+                         with error No fixed IP addresses available for network: {}, not \
+                         rescheduling.",
+                        requests[i].network_id
+                    )
+                } else {
+                    format!(
+                        "Build of instance {uuid} aborted: Failed to allocate the network(s), \
+                         not rescheduling."
+                    )
+                };
+                Ok(Err((
+                    message,
+                    format!("{}: {}", refusal.kind, refusal.message),
+                )))
+            }
+        }
+    }
+
     /// Ends a build in ERROR with a fault, gives back its claim and closes its task.
     pub(crate) async fn fail_build(
         &self,
@@ -138,6 +210,8 @@ impl Conductor {
         let mut tx = self.db.begin().await?;
         instances::set_error(&mut tx, instance.uuid, expect, &fault, host).await?;
         nodes::release(&mut tx, instance.uuid).await?;
+        // As Nova when a build is not rescheduled: its ports go (the user's are unbound).
+        ports::release_for_instance(&mut tx, &instance.uuid.0.to_string()).await?;
         let released = self.release_machine(&mut tx, instance.uuid).await?;
         if task_rows::advance(
             &mut tx,
@@ -215,6 +289,7 @@ impl Conductor {
         let mut tx = self.db.begin().await?;
         instances::mark_deleted(&mut tx, instance.uuid).await?;
         nodes::release(&mut tx, instance.uuid).await?;
+        ports::release_for_instance(&mut tx, &instance.uuid.0.to_string()).await?;
         let released = self.release_machine(&mut tx, instance.uuid).await?;
         task_rows::advance(
             &mut tx,
@@ -396,7 +471,25 @@ async fn spec(
 ) -> Result<std::result::Result<InstanceSpec, String>> {
     let image = images::get(db, &instance.image_ref).await?;
     let direct = direct_boot(db, &instance.project_id, image.as_ref()).await?;
-    Ok(spec_from(instance, node, image, direct))
+    let made =
+        ports::of_instance(db, &instance.uuid.0.to_string(), &nic_requests(instance)).await?;
+    let nics = ports::nics(db, &made).await?;
+    Ok(spec_from(instance, node, image, direct, nics))
+}
+
+/// The ports a server's chosen networks ask for, in order.
+fn nic_requests(instance: &Instance) -> Vec<NicRequest> {
+    let nova_core::model::NetworkRequest::Chosen(chosen) = &instance.networks else {
+        return Vec::new();
+    };
+    chosen
+        .iter()
+        .map(|n| NicRequest {
+            network_id: n.id.clone(),
+            port_id: n.port.clone(),
+            fixed_ip: n.fixed_ip.as_deref().and_then(|ip| ip.parse().ok()),
+        })
+        .collect()
 }
 
 /// The kernel and ramdisk an image names in its `kernel_id` and `ramdisk_id` properties (a VM
@@ -467,6 +560,7 @@ fn spec_from(
     node: &str,
     image: Option<images::Image>,
     direct: DirectBoot,
+    nics: Vec<Nic>,
 ) -> std::result::Result<InstanceSpec, String> {
     let image = image_spec(image, &instance.image_ref)?;
     let kernel = match direct.kernel {
@@ -497,5 +591,6 @@ fn spec_from(
         ramdisk,
         os_command_line: direct.os_command_line,
         bmc: None,
+        nics,
     })
 }

@@ -333,8 +333,9 @@ impl FakeDriver {
     }
 }
 
-/// An address in 10.0.0.0/8 and a locally administered MAC for each chosen network, the same
-/// every time for the same instance and network.
+/// For each chosen network, its port's MAC and addresses when the port has some (as a real
+/// driver sets them); otherwise an address in 10.0.0.0/8 and a MAC, the same every time for
+/// the same instance and network (as a host network's own DHCP would give).
 fn fake_addresses(spec: &InstanceSpec) -> Vec<nova_core::model::Address> {
     let nova_core::model::NetworkRequest::Chosen(networks) = &spec.networks else {
         return Vec::new();
@@ -342,24 +343,43 @@ fn fake_addresses(spec: &InstanceSpec) -> Vec<nova_core::model::Address> {
     networks
         .iter()
         .enumerate()
-        .map(|(n, network)| {
-            let b = spec.uuid.0.as_bytes();
-            let host = [
-                b[13],
-                b[14],
-                b[15].wrapping_add(u8::try_from(n).unwrap_or(0)),
-            ];
-            nova_core::model::Address {
-                network: network.name.clone(),
-                addr: format!("10.{}.{}.{}", host[0], host[1], host[2].max(2)),
-                version: 4,
-                mac: Some(format!(
-                    "fa:16:3e:{:02x}:{:02x}:{:02x}",
-                    host[0], host[1], host[2]
-                )),
-            }
+        .flat_map(|(n, network)| match spec.nic(&network.id) {
+            Some(nic) if !nic.ips.is_empty() => nic
+                .ips
+                .iter()
+                .map(|ip| nova_core::model::Address {
+                    network: network.name.clone(),
+                    addr: ip.address.clone(),
+                    version: ip.version,
+                    mac: Some(nic.mac.clone()),
+                })
+                .collect::<Vec<_>>(),
+            _ => vec![host_address(spec, n, network)],
         })
         .collect()
+}
+
+/// A host network's address for the `n`th chosen network (a port without addresses).
+fn host_address(
+    spec: &InstanceSpec,
+    n: usize,
+    network: &nova_core::model::ChosenNetwork,
+) -> nova_core::model::Address {
+    let b = spec.uuid.0.as_bytes();
+    let host = [
+        b[13],
+        b[14],
+        b[15].wrapping_add(u8::try_from(n).unwrap_or(0)),
+    ];
+    nova_core::model::Address {
+        network: network.name.clone(),
+        addr: format!("10.{}.{}.{}", host[0], host[1], host[2].max(2)),
+        version: 4,
+        mac: Some(format!(
+            "fa:16:3e:{:02x}:{:02x}:{:02x}",
+            host[0], host[1], host[2]
+        )),
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -593,6 +613,7 @@ mod tests {
             ramdisk: None,
             os_command_line: None,
             bmc: None,
+            nics: Vec::new(),
         }
     }
 

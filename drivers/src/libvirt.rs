@@ -1427,6 +1427,7 @@ mod tests {
             ramdisk: None,
             os_command_line: Some("console=ttyS0 x=\"y\"".into()),
             bmc: None,
+            nics: Vec::new(),
         }
     }
 

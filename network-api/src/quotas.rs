@@ -16,7 +16,11 @@ pub(crate) const SUBNET: &str = "subnet";
 pub(crate) const PORT: &str = "port";
 
 /// The resources with quotas here, with Neutron's default limits (neutron/conf/quota.py).
-const RESOURCES: &[(&str, i64)] = &[(NETWORK, 100), (SUBNET, 100), (PORT, 500)];
+const RESOURCES: &[(&str, i64)] = &[
+    (NETWORK, 100),
+    (SUBNET, 100),
+    (PORT, nova_db::ports::DEFAULT_PORT_QUOTA),
+];
 
 fn default_of(resource: &str) -> i64 {
     RESOURCES

@@ -364,6 +364,13 @@ pub struct ChosenNetwork {
     pub id: String,
     pub name: String,
     pub backend: String,
+    /// The user's own port the server is to use on it (`networks: [{"port": …}]`): bound at
+    /// build, unbound (not deleted) with the server, as Nova does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// The address asked for on it (`networks: [{"uuid": …, "fixed_ip": …}]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed_ip: Option<String>,
 }
 
 impl NetworkRequest {
@@ -775,7 +782,13 @@ mod network_request_tests {
             id: "5a0c6f7e-1b7e-4c35-8d3c-2f4bb7b3d0a1".into(),
             name: "front".into(),
             backend: "br-front".into(),
+            port: None,
+            fixed_ip: Some("10.0.0.5".into()),
         }]);
+        // A column from before ports and fixed IPs reads as none of either.
+        let old = r#"[{"id":"n","name":"front","backend":"br-front"}]"#;
+        assert!(matches!(NetworkRequest::from_column(old),
+            Some(NetworkRequest::Chosen(c)) if c[0].port.is_none() && c[0].fixed_ip.is_none()));
         for request in [NetworkRequest::None, NetworkRequest::Auto, chosen] {
             assert_eq!(
                 NetworkRequest::from_column(&request.to_column()),

@@ -134,6 +134,47 @@ pub struct InstanceSpec {
     /// node types.
     #[serde(default)]
     pub bmc: Option<BmcInfo>,
+    /// The server's ports on its chosen networks, in the order chosen: the MAC and addresses
+    /// the networking service gave each NIC, for the driver to set. A chosen network without
+    /// subnets has a port without addresses (the host's network gives one, as before ports
+    /// existed). Absent in messages from before ports.
+    #[serde(default)]
+    pub nics: Vec<Nic>,
+}
+
+/// A server's NIC on one network: its port, MAC and addresses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nic {
+    pub network_id: String,
+    pub port_id: String,
+    pub mac: String,
+    pub ips: Vec<NicIp>,
+}
+
+/// One address of a NIC, with what its subnet says about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicIp {
+    pub address: String,
+    /// The subnet's CIDR (canonical) and gateway.
+    pub cidr: String,
+    pub gateway: Option<String>,
+    pub version: u8,
+}
+
+impl NicIp {
+    pub fn prefix_len(&self) -> u8 {
+        self.cidr
+            .rsplit_once('/')
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or(if self.version == 4 { 32 } else { 128 })
+    }
+}
+
+impl InstanceSpec {
+    /// The NIC of a chosen network, if it has a port.
+    pub fn nic(&self, network_id: &str) -> Option<&Nic> {
+        self.nics.iter().find(|n| n.network_id == network_id)
+    }
 }
 
 /// An image as a compute host needs it: where to fetch it and how to check what it fetched.

@@ -170,11 +170,11 @@ async fn choose(
             // with room (Neutron's default); a family whose subnets are all full fails the
             // port.
             for version in [4, 6] {
-                let mut family = subnets
-                    .iter()
-                    .filter(|s| s.ip_version == version)
-                    .peekable();
-                if family.peek().is_none() {
+                // Collected: an iterator's closure held across an await makes the future
+                // not Send.
+                let family: Vec<&Subnet> =
+                    subnets.iter().filter(|s| s.ip_version == version).collect();
+                if family.is_empty() {
                     continue;
                 }
                 let mut found = None;
@@ -534,4 +534,216 @@ pub async fn ids_on_network(db: &Db, network: &str) -> DbResult<Vec<String>> {
             .await?
     });
     Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
+/// Neutron's default limit of ports per project (`quota_port`).
+pub const DEFAULT_PORT_QUOTA: i64 = 500;
+
+/// A NIC a server asked for: a network (with an address, perhaps), or a port of the user's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NicRequest {
+    pub network_id: String,
+    pub port_id: Option<String>,
+    pub fixed_ip: Option<IpAddr>,
+}
+
+/// Whom the ports of a server are bound to.
+#[derive(Clone, Debug)]
+pub struct Binding<'a> {
+    /// The server's uuid (the ports' `device_id`).
+    pub device_id: &'a str,
+    pub project_id: &'a str,
+    /// `compute:<availability zone>`, as Nova sets it.
+    pub device_owner: &'a str,
+    pub host: &'a str,
+}
+
+/// Gives a server its ports, in the order asked: binds the user's ports, and makes one port
+/// (with the address asked for, or the network's defaults) for each network asked for. It
+/// may run again for the same server (a build handed out twice): the ports it made and bound
+/// before are used again. A refusal (with the index of the request refused) leaves the ports
+/// of this call made and bound, for [`release_for_instance`] to undo with the server's build.
+pub async fn allocate_for_instance(
+    db: &Db,
+    binding: &Binding<'_>,
+    requests: &[NicRequest],
+    limit: i64,
+) -> DbResult<Result<Vec<Port>, (usize, Refusal)>> {
+    let mut out: Vec<Port> = Vec::new();
+    let existing = of_device(db, binding.device_id).await?;
+    let now = nova_core::time::now_ms();
+    for (i, r) in requests.iter().enumerate() {
+        if let Some(port_id) = &r.port_id {
+            let done = on_pool!(db, p => {
+                sqlx::query(
+                    "UPDATE ports SET device_id = $2, device_owner = $3, host_id = $4, \
+                     status = 'ACTIVE', updated_at = $5, revision_number = revision_number + 1 \
+                     WHERE id = $1 AND (device_id = '' OR device_id = $2)",
+                )
+                .bind(port_id)
+                .bind(binding.device_id)
+                .bind(binding.device_owner)
+                .bind(binding.host)
+                .bind(now)
+                .execute(p)
+                .await?
+                .rows_affected()
+            });
+            match (done, get(db, port_id).await?) {
+                (1, Some(port)) => out.push(port),
+                (_, None) => {
+                    return Ok(Err((
+                        i,
+                        refusal(
+                            "PortNotFound",
+                            false,
+                            format!("Port {port_id} could not be found."),
+                        ),
+                    )))
+                }
+                (_, Some(_)) => {
+                    return Ok(Err((
+                        i,
+                        refusal(
+                            "PortInUse",
+                            true,
+                            format!("Port {port_id} is still in use."),
+                        ),
+                    )))
+                }
+            }
+            continue;
+        }
+        // A port this server was given before on this network, not yet taken by an earlier
+        // request of the list.
+        if let Some(port) = existing.iter().find(|p| {
+            p.compute_owned && p.network_id == r.network_id && !out.iter().any(|o| o.id == p.id)
+        }) {
+            out.push(port.clone());
+            continue;
+        }
+        let mut port = Port {
+            id: uuid::Uuid::new_v4().to_string(),
+            network_id: r.network_id.clone(),
+            project_id: binding.project_id.to_owned(),
+            name: String::new(),
+            description: String::new(),
+            mac_address: ipam::random_mac(random()),
+            admin_state_up: true,
+            status: "ACTIVE".into(),
+            device_id: binding.device_id.to_owned(),
+            device_owner: binding.device_owner.to_owned(),
+            host_id: binding.host.to_owned(),
+            compute_owned: true,
+            tags: "[]".into(),
+            revision_number: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        let addresses = match r.fixed_ip {
+            Some(ip) => Addresses::Asked(vec![IpRequest {
+                subnet_id: None,
+                ip_address: Some(ip),
+            }]),
+            None => Addresses::Default,
+        };
+        match create(db, &mut port, false, &addresses, limit).await? {
+            Ok(_) => out.push(port),
+            Err(refusal) => return Ok(Err((i, refusal))),
+        }
+    }
+    Ok(Ok(out))
+}
+
+/// Undoes a server's ports, in the transaction that deletes the server or fails its build:
+/// the ports made for it are deleted with their addresses, the user's are unbound and kept
+/// (Nova's preserve_on_delete).
+pub async fn release_for_instance(tx: &mut Tx, device_id: &str) -> DbResult<()> {
+    on_tx!(tx, c => {
+        sqlx::query(
+            "DELETE FROM ip_allocations WHERE port_id IN \
+             (SELECT id FROM ports WHERE device_id = $1 AND compute_owned = $2)",
+        )
+        .bind(device_id)
+        .bind(true)
+        .execute(&mut *c)
+        .await?;
+        sqlx::query("DELETE FROM ports WHERE device_id = $1 AND compute_owned = $2")
+            .bind(device_id)
+            .bind(true)
+            .execute(&mut *c)
+            .await?;
+        sqlx::query(
+            "UPDATE ports SET device_id = '', device_owner = '', host_id = '', \
+             status = 'DOWN', revision_number = revision_number + 1 WHERE device_id = $1",
+        )
+        .bind(device_id)
+        .execute(&mut *c)
+        .await?;
+    });
+    Ok(())
+}
+
+/// The NICs of `ports` as a driver needs them: MAC, and each address with its subnet's CIDR
+/// and gateway.
+pub async fn nics(db: &Db, ports: &[Port]) -> DbResult<Vec<nova_core::rpc::Nic>> {
+    let ids: Vec<&str> = ports.iter().map(|p| p.id.as_str()).collect();
+    let mut ips = fixed_ips(db, &ids).await?;
+    let mut subnets: BTreeMap<String, Option<Subnet>> = BTreeMap::new();
+    let mut out = Vec::new();
+    for port in ports {
+        let mut nic_ips = Vec::new();
+        for ip in ips.remove(&port.id).unwrap_or_default() {
+            if !subnets.contains_key(&ip.subnet_id) {
+                let s = crate::subnets::get(db, &ip.subnet_id).await?;
+                subnets.insert(ip.subnet_id.clone(), s);
+            }
+            if let Some(Some(s)) = subnets.get(&ip.subnet_id) {
+                nic_ips.push(nova_core::rpc::NicIp {
+                    address: ip.ip_address,
+                    cidr: s.cidr.clone(),
+                    gateway: s.gateway_ip.clone(),
+                    version: u8::try_from(s.ip_version).unwrap_or(4),
+                });
+            }
+        }
+        out.push(nova_core::rpc::Nic {
+            network_id: port.network_id.clone(),
+            port_id: port.id.clone(),
+            mac: port.mac_address.clone(),
+            ips: nic_ips,
+        });
+    }
+    Ok(out)
+}
+
+/// The ports a server was given, in the order of its requests (as [`allocate_for_instance`]
+/// returned them): each user's port by id, else the next port made for it on the network.
+pub async fn of_instance(db: &Db, device_id: &str, requests: &[NicRequest]) -> DbResult<Vec<Port>> {
+    let existing = of_device(db, device_id).await?;
+    let mut out: Vec<Port> = Vec::new();
+    for r in requests {
+        let found = existing.iter().find(|p| match &r.port_id {
+            Some(id) => &p.id == id,
+            None => {
+                p.compute_owned && p.network_id == r.network_id && !out.iter().any(|o| o.id == p.id)
+            }
+        });
+        if let Some(p) = found {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// The port that holds an address of a subnet, if one does.
+pub async fn holder_of(db: &Db, subnet: &str, address: &str) -> DbResult<Option<Port>> {
+    let sql = format!(
+        "SELECT {} FROM ports WHERE id = (SELECT port_id FROM ip_allocations \
+         WHERE subnet_id = $1 AND ip_address = $2)",
+        COLUMNS
+    );
+    Ok(on_pool!(db, p => {
+        sqlx::query_as(&sql).bind(subnet).bind(address).fetch_optional(p).await?
+    }))
 }

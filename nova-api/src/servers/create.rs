@@ -160,8 +160,8 @@ pub(super) struct CreateRequest {
     tags: Vec<String>,
     hostname: Option<String>,
     networks: NetworkRequest,
-    /// Networks chosen by uuid, in order (then they replace `networks`).
-    network_ids: Vec<String>,
+    /// Networks chosen by uuid or port, in order (then they replace `networks`).
+    network_ids: Vec<NicAsk>,
     count: i64,
     /// The administrator password asked for: returned as given (no driver here sets one).
     admin_pass: Option<String>,
@@ -175,10 +175,20 @@ pub(super) struct CreateRequest {
     auto_disk_config: bool,
 }
 
-/// The uuids of a `networks` list (Nova's checks: objects with a uuid in proper format; ports,
-/// fixed IPs and device tags need a networking service with ports, which this one has not).
-pub(super) fn parse_network_list(list: &[Value]) -> ApiResult<Vec<String>> {
-    let mut ids = Vec::new();
+/// One entry of a create's `networks` list: a network by uuid (with an address, perhaps), or
+/// a port of the user's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct NicAsk {
+    pub network: Option<String>,
+    pub port: Option<String>,
+    pub fixed_ip: Option<std::net::IpAddr>,
+}
+
+/// A `networks` list, with Nova's checks (`_get_requested_networks`): objects with a uuid in
+/// proper format or a port; a fixed IP a valid address, and not with a port. Device tags need
+/// a driver that passes them to the guest, which none here does.
+pub(super) fn parse_network_list(list: &[Value]) -> ApiResult<Vec<NicAsk>> {
+    let mut asks = Vec::new();
     for entry in list {
         let object = entry.as_object().ok_or_else(|| {
             invalid(
@@ -189,27 +199,55 @@ pub(super) fn parse_network_list(list: &[Value]) -> ApiResult<Vec<String>> {
         })?;
         for key in object.keys() {
             match key.as_str() {
-                "uuid" => {}
-                "port" if object[key].is_null() => {}
-                "port" | "fixed_ip" | "tag" => {
-                    return Err(bad(format!(
-                        "'{key}' in networks is not supported by this deployment: it has \
-                         networks but no ports; choose networks by uuid."
-                    )))
+                "uuid" | "port" | "fixed_ip" => {}
+                "tag" => {
+                    return Err(bad(
+                        "'tag' in networks is not supported by this deployment: no driver \
+                         here passes device tags to the guest.",
+                    ))
                 }
                 other => return Err(body::unexpected(other)),
             }
         }
-        let uuid = match object.get("uuid") {
-            Some(Value::String(s)) => s,
-            Some(other) => {
-                return Err(invalid(
-                    "uuid",
+        let text = |key: &str| -> ApiResult<Option<&str>> {
+            match object.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.as_str())),
+                Some(other) => Err(invalid(
+                    key,
                     other,
                     &format!("{other} is not of type 'string'"),
-                ))
+                )),
             }
-            None => return Err(bad("Bad network format: missing 'uuid'")),
+        };
+        let fixed_ip = match text("fixed_ip")? {
+            None => None,
+            Some(ip) => Some(
+                ip.parse::<std::net::IpAddr>()
+                    .map_err(|_| bad(format!("Invalid fixed IP address ({ip})")))?,
+            ),
+        };
+        if let Some(port) = text("port")? {
+            let Ok(parsed) = uuid::Uuid::parse_str(port) else {
+                return Err(bad(format!(
+                    "Bad networks format: port uuid is not in proper format ({port})"
+                )));
+            };
+            if let Some(ip) = fixed_ip {
+                return Err(bad(format!(
+                    "Specified Fixed IP '{ip}' cannot be used with port '{port}': the two \
+                     cannot be specified together."
+                )));
+            }
+            asks.push(NicAsk {
+                network: None,
+                port: Some(parsed.hyphenated().to_string()),
+                fixed_ip: None,
+            });
+            continue;
+        }
+        let Some(uuid) = text("uuid")? else {
+            return Err(bad("Bad network format: missing 'uuid'"));
         };
         let Ok(parsed) = uuid::Uuid::parse_str(uuid) else {
             return Err(bad(format!(
@@ -217,9 +255,13 @@ pub(super) fn parse_network_list(list: &[Value]) -> ApiResult<Vec<String>> {
             )));
         };
         // Networks are stored by their hyphenated lower-case form.
-        ids.push(parsed.hyphenated().to_string());
+        asks.push(NicAsk {
+            network: Some(parsed.hyphenated().to_string()),
+            port: None,
+            fixed_ip,
+        });
     }
-    Ok(ids)
+    Ok(asks)
 }
 
 pub(super) fn chosen(n: nova_db::networks::Network) -> ChosenNetwork {
@@ -227,6 +269,8 @@ pub(super) fn chosen(n: nova_db::networks::Network) -> ChosenNetwork {
         id: n.id,
         name: n.name,
         backend: n.backend,
+        port: None,
+        fixed_ip: None,
     }
 }
 
@@ -239,7 +283,7 @@ pub(super) async fn resolve_networks(
     state: &AppState,
     ctx: &RequestContext,
     asked: &NetworkRequest,
-    ids: &[String],
+    ids: &[NicAsk],
 ) -> ApiResult<NetworkRequest> {
     use nova_db::networks;
     if ids.is_empty() {
@@ -267,20 +311,87 @@ pub(super) async fn resolve_networks(
         };
     }
     let mut picked: Vec<ChosenNetwork> = Vec::with_capacity(ids.len());
-    for id in ids {
-        let network = networks::get_visible(&state.db, id, viewer(ctx))
-            .await?
-            .ok_or_else(|| bad(format!("Network {id} could not be found.")))?;
-        if let Some(same) = picked.iter().find(|p| p.backend == network.backend) {
+    for ask in ids {
+        let mut choice = match (&ask.port, &ask.network) {
+            (Some(port), _) => port_choice(state, ctx, port).await?,
+            (None, Some(id)) => {
+                let network = networks::get_visible(&state.db, id, viewer(ctx))
+                    .await?
+                    .ok_or_else(|| bad(format!("Network {id} could not be found.")))?;
+                chosen(network)
+            }
+            (None, None) => return Err(bad("Bad network format: missing 'uuid'")),
+        };
+        if let Some(ip) = ask.fixed_ip {
+            check_fixed_ip(state, &choice.id, ip).await?;
+            choice.fixed_ip = Some(ip.to_string());
+        }
+        if let Some(same) = picked.iter().find(|p| p.backend == choice.backend) {
             return Err(bad(format!(
-                "Networks {} and {id} are the same network on the hosts ({}): a server is on \
+                "Networks {} and {} are the same network on the hosts ({}): a server is on \
                  each host network once.",
-                same.id, network.backend
+                same.id, choice.id, choice.backend
             )));
         }
-        picked.push(chosen(network));
+        picked.push(choice);
     }
     Ok(NetworkRequest::Chosen(picked))
+}
+
+/// A user's port as a server's NIC, with Nova's checks (`_validate_requested_port_ids`):
+/// visible to the caller (else 400), theirs unless they are an admin, not bound to another
+/// device (409), and holding an address.
+async fn port_choice(state: &AppState, ctx: &RequestContext, id: &str) -> ApiResult<ChosenNetwork> {
+    let not_found = || bad(format!("Port id {id} could not be found."));
+    let port = nova_db::ports::get(&state.db, id)
+        .await?
+        .ok_or_else(not_found)?;
+    if !ctx.is_admin() && port.project_id != ctx.project_id {
+        return Err(not_found());
+    }
+    if !port.device_id.is_empty() {
+        return Err(ApiError::Conflict(format!("Port {id} is still in use.")));
+    }
+    let ips = nova_db::ports::fixed_ips(&state.db, &[id]).await?;
+    if ips.get(id).is_none_or(Vec::is_empty) {
+        return Err(bad(format!(
+            "Port {id} requires a FixedIP in order to be used."
+        )));
+    }
+    let network = nova_db::networks::get(&state.db, &port.network_id)
+        .await?
+        .ok_or_else(|| bad(format!("Network {} could not be found.", port.network_id)))?;
+    let mut choice = chosen(network);
+    choice.port = Some(port.id);
+    Ok(choice)
+}
+
+/// A fixed IP asked for on a network, with Nova's checks (`validate_networks`): the network
+/// has a subnet, and no port holds the address; and, before the build rather than in it, the
+/// address is one of a subnet's.
+async fn check_fixed_ip(state: &AppState, network: &str, ip: std::net::IpAddr) -> ApiResult<()> {
+    let subnets = nova_db::subnets::of_network(&state.db, network).await?;
+    if subnets.is_empty() {
+        return Err(bad(format!(
+            "Network {network} requires a subnet in order to boot instances on."
+        )));
+    }
+    let Some(subnet) = subnets.iter().find(|s| {
+        s.net()
+            .is_some_and(|n| nova_core::ipam::check_subnet_ip(&n, ip))
+    }) else {
+        return Err(bad(format!(
+            "Invalid input for field/attribute fixed_ip. Value: {ip}. IP address {ip} is not \
+             a valid IP for any of the subnets on network {network}."
+        )));
+    };
+    if let Some(holder) = nova_db::ports::holder_of(&state.db, &subnet.id, &ip.to_string()).await? {
+        return Err(bad(format!(
+            "Fixed IP address {ip} is already in use on instance {}.",
+            holder.device_id
+        )));
+    }
+    Ok(())
 }
 
 /// Where a create's scheduler hints are (Nova's `os:scheduler_hints`, and the name of the
@@ -659,6 +770,18 @@ pub(super) fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<Creat
     }
     if max > MAX_COUNT {
         return Err(bad(format!("max_count must be <= {MAX_COUNT}")));
+    }
+    // Nova's MultiplePortsNotApplicable and InvalidFixedIpAndMaxCountRequest.
+    if max > 1 && network_ids.iter().any(|n| n.port.is_some()) {
+        return Err(bad(
+            "Unable to launch multiple instances with a single configured port ID. Please \
+             launch your instance one by one with different ports.",
+        ));
+    }
+    if max > 1 && network_ids.iter().any(|n| n.fixed_ip.is_some()) {
+        return Err(bad(
+            "max_count cannot be greater than 1 if an fixed_ip is specified.",
+        ));
     }
     if hostname.is_some() && max > 1 {
         // One hostname cannot name several servers (Nova refuses the same).

@@ -156,6 +156,7 @@ fn raw_spec() -> nova_core::rpc::InstanceSpec {
         ramdisk: None,
         os_command_line: Some("console=ttyS0".into()),
         bmc: None,
+        nics: Vec::new(),
     }
 }
 

@@ -578,6 +578,7 @@ async fn every_driver_call_is_idempotent() -> anyhow::Result<()> {
         ramdisk: None,
         os_command_line: None,
         bmc: None,
+        nics: Vec::new(),
     };
     let id = spec.uuid.to_string();
     let first = driver

@@ -128,6 +128,21 @@ async fn subnets_and_ports_have_neutrons_ipam(stack: &dyn Stack) -> anyhow::Resu
         1
     );
 
+    // A given address: the network owner's to choose, once, inside the subnet (first, so
+    // that no random choice takes it).
+    let r = post(
+        &admin,
+        "/ports",
+        "port",
+        json!({"network_id": net,
+        "fixed_ips": [{"ip_address": "10.20.0.9"}]}),
+    )
+    .await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        r.body["port"]["fixed_ips"],
+        json!([{"subnet_id": subnet, "ip_address": "10.20.0.9"}])
+    );
     // A member's port on the shared network: a MAC under fa:16:3e, an address of the pool,
     // DOWN until a server's host has it.
     let r = post(
@@ -154,20 +169,6 @@ async fn subnets_and_ports_have_neutrons_ipam(stack: &dyn Stack) -> anyhow::Resu
         .to_owned();
     assert!(p.get("binding:host_id").is_none(), "admin-only: {p}");
 
-    // A given address: the network owner's to choose, once, inside the subnet.
-    let r = post(
-        &admin,
-        "/ports",
-        "port",
-        json!({"network_id": net,
-        "fixed_ips": [{"ip_address": "10.20.0.9"}]}),
-    )
-    .await?;
-    assert_eq!(r.status, 201, "{}", r.body);
-    assert_eq!(
-        r.body["port"]["fixed_ips"],
-        json!([{"subnet_id": subnet, "ip_address": "10.20.0.9"}])
-    );
     let r = post(
         &admin,
         "/ports",
@@ -470,6 +471,255 @@ async fn subnets_and_ports_have_neutrons_ipam(stack: &dyn Stack) -> anyhow::Resu
     assert!(
         aliases.contains(&"binding") && !aliases.contains(&"router"),
         "{aliases:?}"
+    );
+    Ok(())
+}
+
+/// Polls the project's servers until none is building; returns them.
+async fn settled(c: &Client, within: std::time::Duration) -> anyhow::Result<Vec<Value>> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let r = c.get("/servers/detail").await?;
+        anyhow::ensure!(r.status == 200, "{} {}", r.status, r.body);
+        let servers = r.body["servers"].as_array().cloned().unwrap_or_default();
+        if servers.iter().all(|s| s["status"] != "BUILD") {
+            return Ok(servers);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "still building: {}",
+            r.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+on_both_shapes!(
+    servers_get_ports_with_addresses_of_their_subnets,
+    Options::default()
+);
+/// A server on a network with a subnet gets a port (made at build, deleted with it) whose MAC
+/// and address its `addresses` show; a user's port is bound and then kept; a fixed IP is
+/// honoured once; and 50 concurrent creates on a /28 give exactly its 13 addresses, the rest
+/// ERROR with Nova's fault.
+async fn servers_get_ports_with_addresses_of_their_subnets(
+    stack: &dyn Stack,
+) -> anyhow::Result<()> {
+    let wait = std::time::Duration::from_secs(60);
+    let (admin, demo) = (client(stack, "admin"), client(stack, "demo"));
+    let net = admin
+        .create_network(json!({"name": "port-net", "shared": true}))
+        .await?;
+    let r = post(
+        &admin,
+        "/subnets",
+        "subnet",
+        json!({"network_id": net, "ip_version": 4, "cidr": "10.30.0.0/28"}),
+    )
+    .await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let subnet = r.body["subnet"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    // A server on the network: its port, and its addresses from it.
+    let r = demo
+        .post(
+            "/servers",
+            &json!({"server": {"name": "p1", "imageRef": e2e::client::IMAGE,
+        "flavorRef": "1", "networks": [{"uuid": net}]}}),
+        )
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let first = r.body["server"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let server = demo.wait_status(&first, "ACTIVE", wait).await?;
+    let r = admin
+        .networking(Method::GET, &format!("/ports?device_id={first}"), None)
+        .await?;
+    let port = r.body["ports"][0].clone();
+    assert_eq!(
+        r.body["ports"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        r.body
+    );
+    assert_eq!(port["device_owner"], "compute:nova", "{port}");
+    assert_eq!(port["status"], "ACTIVE");
+    assert_eq!(
+        port["binding:host_id"],
+        server["OS-EXT-SRV-ATTR:host"]
+            .clone()
+            .as_str()
+            .map_or(json!(port["binding:host_id"]), |h| json!(h))
+    );
+    assert_eq!(port["fixed_ips"][0]["subnet_id"], json!(subnet));
+    let ip = port["fixed_ips"][0]["ip_address"].clone();
+    assert_eq!(
+        server["addresses"]["port-net"],
+        json!([{"addr": ip, "version": 4,
+        "OS-EXT-IPS:type": "fixed", "OS-EXT-IPS-MAC:mac_addr": port["mac_address"]}]),
+        "{server}"
+    );
+    let r = demo.get(&format!("/servers/{first}/ips/port-net")).await?;
+    assert_eq!(r.body["port-net"][0]["addr"], ip, "{}", r.body);
+
+    // The user's own port: bound while the server lives, then unbound and kept.
+    let r = post(
+        &demo,
+        "/ports",
+        "port",
+        json!({"network_id": net, "name": "own"}),
+    )
+    .await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let own = r.body["port"]["id"].as_str().unwrap_or_default().to_owned();
+    let own_ip = r.body["port"]["fixed_ips"][0]["ip_address"].clone();
+    let r = demo
+        .post(
+            "/servers",
+            &json!({"server": {"name": "p2", "imageRef": e2e::client::IMAGE,
+        "flavorRef": "1", "networks": [{"port": own}]}}),
+        )
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let second = r.body["server"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let server = demo.wait_status(&second, "ACTIVE", wait).await?;
+    assert_eq!(
+        server["addresses"]["port-net"][0]["addr"], own_ip,
+        "{server}"
+    );
+    let r = demo
+        .post(
+            "/servers",
+            &json!({"server": {"name": "p3", "imageRef": e2e::client::IMAGE,
+        "flavorRef": "1", "networks": [{"port": own}]}}),
+        )
+        .await?;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(
+        r.body["conflictingRequest"]["message"],
+        json!(format!("Port {own} is still in use."))
+    );
+
+    // A fixed IP (one the random choices above did not take): honoured, then in use.
+    let fixed = ["10.30.0.14", "10.30.0.13", "10.30.0.12"]
+        .into_iter()
+        .find(|f| json!(f) != ip && json!(f) != own_ip)
+        .unwrap_or_default();
+    let r = admin
+        .post(
+            "/servers",
+            &json!({"server": {"name": "p4", "imageRef": e2e::client::IMAGE,
+        "flavorRef": "1", "networks": [{"uuid": net, "fixed_ip": fixed}]}}),
+        )
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let fourth = r.body["server"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let server = admin.wait_status(&fourth, "ACTIVE", wait).await?;
+    assert_eq!(
+        server["addresses"]["port-net"][0]["addr"], fixed,
+        "{server}"
+    );
+    let r = admin
+        .post(
+            "/servers",
+            &json!({"server": {"name": "p5", "imageRef": e2e::client::IMAGE,
+        "flavorRef": "1", "networks": [{"uuid": net, "fixed_ip": fixed}]}}),
+        )
+        .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        json!(format!(
+            "Fixed IP address {fixed} is already in use on instance {fourth}."
+        ))
+    );
+
+    // Deleting the servers: the port made for the first goes, the user's stays, unbound.
+    for id in [&first, &second] {
+        assert_eq!(demo.delete(&format!("/servers/{id}")).await?.status, 204);
+        demo.wait_gone(id, wait).await?;
+    }
+    assert_eq!(
+        count(&admin, &format!("/ports?device_id={first}"), "ports").await?,
+        0
+    );
+    let r = demo
+        .networking(Method::GET, &format!("/ports/{own}"), None)
+        .await?;
+    assert_eq!(
+        (&r.body["port"]["device_id"], &r.body["port"]["status"]),
+        (&json!(""), &json!("DOWN")),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        demo.networking(Method::DELETE, &format!("/ports/{own}"), None)
+            .await?
+            .status,
+        204
+    );
+    assert_eq!(
+        admin.delete(&format!("/servers/{fourth}")).await?.status,
+        204
+    );
+    admin.wait_gone(&fourth, wait).await?;
+
+    // 50 concurrent creates on the /28: its 13 addresses, once each; the rest ERROR.
+    let r = admin
+        .put(
+            "/os-quota-sets/ipam-race",
+            &json!({"quota_set":
+        {"instances": -1, "cores": -1, "ram": -1}}),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let racer = Client::new(stack.api_url(), "racer:ipam-race");
+    let creates = (0..50).map(|i| {
+        let c = racer.clone();
+        let net = net.clone();
+        async move {
+            c.post(
+                "/servers",
+                &json!({"server": {"name": format!("race{i}"),
+                "imageRef": e2e::client::IMAGE, "flavorRef": "1", "networks": [{"uuid": net}]}}),
+            )
+            .await
+        }
+    });
+    for r in futures::future::try_join_all(creates).await? {
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
+    let servers = settled(&racer, std::time::Duration::from_secs(120)).await?;
+    let active: Vec<&Value> = servers.iter().filter(|s| s["status"] == "ACTIVE").collect();
+    let errors: Vec<&Value> = servers.iter().filter(|s| s["status"] == "ERROR").collect();
+    assert_eq!((active.len(), errors.len()), (13, 37), "{servers:?}");
+    let addresses: BTreeSet<String> = active
+        .iter()
+        .filter_map(|s| {
+            s["addresses"]["port-net"][0]["addr"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(addresses.len(), 13, "each address once: {addresses:?}");
+    for s in errors {
+        assert_eq!(s["fault"]["message"], json!(format!("Build of instance {} aborted: Failed to allocate the network(s) with error No fixed IP addresses available for network: {net}, not rescheduling.", s["id"].as_str().unwrap_or_default())), "{s}");
+    }
+    // A failed build keeps no port; the live servers hold one each.
+    assert_eq!(
+        count(&admin, &format!("/ports?network_id={net}"), "ports").await?,
+        13
     );
     Ok(())
 }
