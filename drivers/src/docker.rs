@@ -9,7 +9,13 @@
 //!
 //! Metadata and user data are offered as a read-only directory in the container, laid out as
 //! Nova's config drive (`/mnt/config/openstack/latest/{meta_data.json,user_data}`).
+//!
+//! A chosen network is an engine network of the same name (`provider:physical_network`). When
+//! the server's port on it has addresses (its network has subnets), the container takes the
+//! port's addresses and MAC, and the engine network is made with the subnets' CIDRs and
+//! gateways if the host lacks it ([`crate::docker_nics`]).
 
+use crate::docker_nics;
 use crate::{
     last_bytes, tail_lines, BootImages, Compute, DriverError, DriverInstance, RebootKind,
     MAX_CONSOLE_BYTES,
@@ -19,7 +25,7 @@ use base64::Engine as _;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
     ContainerCreateBody, ContainerStateStatusEnum, ContainerSummaryStateEnum, HostConfig,
-    NetworkConnectRequest,
+    NetworkConnectRequest, NetworkingConfig,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ImportImageOptions, ListContainersOptionsBuilder,
@@ -33,7 +39,7 @@ use nova_core::model::{
     sanitize_hostname, Address, CpuDiagnostics, Diagnostics, DiskDiagnostics, NetworkRequest,
     NicDiagnostics, NodeInventory, NodeType, PowerState, Resources,
 };
-use nova_core::rpc::InstanceSpec;
+use nova_core::rpc::{InstanceSpec, Nic};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -276,21 +282,37 @@ impl DockerDriver {
         }
     }
 
+    /// The port of each of [`Self::networks_of`]'s networks that has addresses (the
+    /// container takes them, and the port's MAC), in the same order.
+    fn nics_of(spec: &InstanceSpec) -> Vec<Option<Nic>> {
+        match &spec.networks {
+            NetworkRequest::Chosen(chosen) => chosen
+                .iter()
+                .map(|n| spec.nic(&n.id).filter(|nic| !nic.ips.is_empty()).cloned())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Connects the container to the networks after its first, which it joined at create (the
     /// engine takes one network at create before API 1.44), skipping those it is on already.
     async fn connect_more(
         &self,
         uuid: InstanceUuid,
         networks: &[(String, String)],
+        nics: &[Option<Nic>],
         already: &[String],
     ) -> Result<(), DriverError> {
-        for (backend, _) in networks.iter().skip(1) {
+        for (i, (backend, _)) in networks.iter().enumerate().skip(1) {
             if already.contains(backend) {
                 continue;
             }
             let request = NetworkConnectRequest {
                 container: container_name(uuid),
-                endpoint_config: None,
+                endpoint_config: nics
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .map(docker_nics::endpoint),
             };
             self.docker
                 .connect_network(backend, request)
@@ -440,6 +462,14 @@ impl DockerDriver {
 
     async fn create(&self, spec: &InstanceSpec, image_id: &str) -> Result<Created, DriverError> {
         let networks = self.networks_of(spec);
+        let nics = Self::nics_of(spec);
+        // The engine networks the ports' subnets need, made when the host lacks them.
+        for ((backend, _), nic) in networks.iter().zip(&nics) {
+            if let Some(nic) = nic {
+                docker_nics::ensure_network(&self.docker, backend, nic).await?;
+            }
+        }
+        let first_nic = nics.first().and_then(Option::as_ref);
         // A config drive when the server asked for one (`config_drive`), or always when the
         // host is configured so.
         let binds = if spec.config_drive || self.settings.force_config_drive {
@@ -481,12 +511,33 @@ impl DockerDriver {
                 cap_add: Some(caps),
                 ..Default::default()
             }),
+            // The first network's endpoint: the port's addresses and MAC.
+            networking_config: first_nic.zip(networks.first()).map(|(nic, (backend, _))| {
+                NetworkingConfig {
+                    endpoints_config: Some(HashMap::from([(
+                        backend.clone(),
+                        docker_nics::endpoint(nic),
+                    )])),
+                }
+            }),
             ..Default::default()
         };
-        let options = CreateContainerOptionsBuilder::default()
-            .name(&container_name(spec.uuid))
-            .build();
-        match self.docker.create_container(Some(options), body).await {
+        let name = container_name(spec.uuid);
+        let created = match first_nic {
+            // An engine before API 1.44 takes the MAC only as the container's.
+            Some(nic) if !docker_nics::endpoint_macs(&self.docker) => {
+                let socket = docker_nics::socket_path(self.settings.socket.as_deref());
+                docker_nics::create_with_mac(&self.docker, &socket, &name, &body, &nic.mac).await
+            }
+            _ => {
+                let options = CreateContainerOptionsBuilder::default().name(&name).build();
+                self.docker
+                    .create_container(Some(options), body)
+                    .await
+                    .map(|_| ())
+            }
+        };
+        match created {
             Ok(_) => Ok(Created::New),
             // There already (an earlier spawn of this instance): one container all the same.
             Err(e) if status_of(&e) == Some(409) => Ok(Created::Exists),
@@ -603,7 +654,8 @@ impl Compute for DockerDriver {
             Created::Exists => match self.state_and_addresses(spec.uuid, &networks).await? {
                 // Created but never started (the agent stopped in between): finish the job.
                 (PowerState::NoState, _, joined) => {
-                    self.connect_more(spec.uuid, &networks, &joined).await?;
+                    self.connect_more(spec.uuid, &networks, &Self::nics_of(spec), &joined)
+                        .await?;
                 }
                 (state, addresses, _) => return Ok(instance(state, addresses)),
             },
@@ -614,7 +666,8 @@ impl Compute for DockerDriver {
             }
         }
         if created == Created::New {
-            self.connect_more(spec.uuid, &networks, &[]).await?;
+            self.connect_more(spec.uuid, &networks, &Self::nics_of(spec), &[])
+                .await?;
         }
         self.start(spec.uuid).await?;
         tracing::debug!("container started");

@@ -18,6 +18,7 @@
 
 pub mod baremetal;
 pub mod docker;
+mod docker_nics;
 pub mod fake;
 pub mod libvirt;
 pub mod nodes;

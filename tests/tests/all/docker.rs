@@ -535,6 +535,97 @@ async fn a_server_on_chosen_networks_shows_an_address_on_each() -> anyhow::Resul
     Ok(())
 }
 
+/// A network with a subnet: the driver makes its engine network with the subnet's CIDR and
+/// gateway (the host lacked it), and the container takes its port's address and MAC, which
+/// the server's addresses show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_takes_its_ports_address_and_mac() -> anyhow::Result<()> {
+    let random = uuid::Uuid::new_v4();
+    let suffix = &random.simple().to_string()[..8];
+    let engine_network = format!("nova-sub-{suffix}");
+    // Removes the engine network the driver makes, after the containers (dropped last).
+    let _network = TestNetwork(engine_network.clone());
+    let (options, _state, _cleanup) = options()?;
+    let stack = Distributed::start(options).await?;
+    let docker = engine()?;
+    let admin = Client::new(stack.api_url(), "admin:admin");
+    let net = admin
+        .create_network(json!({"name": "subnetted", "shared": true,
+            "provider:physical_network": engine_network}))
+        .await?;
+    // A /28 few hosts use, so that the engine finds it free.
+    let b = random.as_bytes();
+    let cidr = format!("10.239.{}.{}/28", b[0], b[1] & 0xf0);
+    let r = admin
+        .networking(
+            reqwest::Method::POST,
+            "/subnets",
+            Some(&json!({"subnet": {"network_id": net, "ip_version": 4, "cidr": cidr}})),
+        )
+        .await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let gateway = r.body["subnet"]["gateway_ip"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let c = Client::new(stack.api_url(), "demo:demo").at_microversion("2.47");
+    container_flavor(&stack, "cn", 128, 1).await?;
+    let image = docker_image(&c).await?;
+    let id = create_server(
+        &c,
+        json!({"name": "on-subnet", "imageRef": image, "flavorRef": "cn",
+            "networks": [{"uuid": net}]}),
+    )
+    .await?;
+    let server = c.wait_status(&id, "ACTIVE", WAIT).await?;
+    let r = admin
+        .networking(
+            reqwest::Method::GET,
+            &format!("/ports?device_id={id}"),
+            None,
+        )
+        .await?;
+    let port = &r.body["ports"][0];
+    let ip = port["fixed_ips"][0]["ip_address"]
+        .as_str()
+        .unwrap_or_default();
+    let mac = port["mac_address"].as_str().unwrap_or_default();
+    assert!(!ip.is_empty() && mac.starts_with("fa:16:3e:"), "{}", r.body);
+    // The engine's view: the network with the subnet, the endpoint with the port's address
+    // and MAC.
+    let network = docker.inspect_network(&engine_network, None).await?;
+    let ipam = network.ipam.and_then(|i| i.config).unwrap_or_default();
+    assert_eq!(ipam.len(), 1, "{ipam:?}");
+    assert_eq!(ipam[0].subnet.as_deref(), Some(cidr.as_str()));
+    assert_eq!(ipam[0].gateway.as_deref(), Some(gateway.as_str()));
+    let inspect = inspect_of(&docker, &id).await?;
+    let endpoint = inspect
+        .network_settings
+        .and_then(|n| n.networks)
+        .and_then(|mut n| n.remove(&engine_network))
+        .ok_or_else(|| anyhow::anyhow!("the container is not on {engine_network}"))?;
+    assert_eq!(endpoint.ip_address.as_deref(), Some(ip));
+    assert_eq!(endpoint.ip_prefix_len, Some(28));
+    assert_eq!(endpoint.gateway.as_deref(), Some(gateway.as_str()));
+    assert_eq!(endpoint.mac_address.as_deref(), Some(mac));
+    assert_eq!(
+        server["addresses"],
+        json!({"subnetted": [{"version": 4, "addr": ip, "OS-EXT-IPS:type": "fixed",
+            "OS-EXT-IPS-MAC:mac_addr": mac}]})
+    );
+    assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 204);
+    c.wait_gone(&id, WAIT).await?;
+    let r = admin
+        .networking(
+            reqwest::Method::GET,
+            &format!("/ports?device_id={id}"),
+            None,
+        )
+        .await?;
+    assert_eq!(r.body["ports"], json!([]), "the server's port went with it");
+    Ok(())
+}
+
 /// The driver on its own: every call idempotent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_driver_call_is_idempotent() -> anyhow::Result<()> {
