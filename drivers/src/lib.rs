@@ -21,6 +21,7 @@ pub mod docker;
 mod docker_nics;
 pub mod fake;
 pub mod libvirt;
+mod libvirt_nics;
 pub mod nodes;
 pub mod redfish;
 

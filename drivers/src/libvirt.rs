@@ -26,7 +26,7 @@ use nova_core::model::{
     sanitize_hostname, Address, CpuDiagnostics, Diagnostics, NetworkRequest, NodeInventory,
     NodeType, PowerState, Resources,
 };
-use nova_core::rpc::InstanceSpec;
+use nova_core::rpc::{InstanceSpec, Nic};
 use serde::Deserialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -408,8 +408,25 @@ impl LibvirtDriver {
         }
     }
 
-    /// Undefines and stops the domain if it exists.
+    /// Undefines and stops the domain if it exists, and removes its NICs' DHCP entries.
     async fn remove_domain(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+        let nics = self
+            .with_domain(uuid, |d| Ok(d.get_xml_desc(0).map(|x| nics_of_xml(&x))))
+            .await?
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        self.remove_domain_only(uuid).await?;
+        if !nics.is_empty() {
+            self.with_conn(move |c| {
+                crate::libvirt_nics::remove_dhcp_hosts(c, &nics);
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn remove_domain_only(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
         self.with_domain(uuid, |d| {
             if d.is_active().unwrap_or(false) {
                 if let Err(e) = d.destroy() {
@@ -820,8 +837,8 @@ async fn write_config_drive(spec: &InstanceSpec, dir: &Path) -> Result<PathBuf, 
         .await
         .map_err(io)?;
     // No network_data.json: an empty one would tell cloud-init that the guest has no
-    // network, where without it the guest asks DHCP on its NICs (static addresses come with
-    // ports, #18).
+    // network, where without it the guest asks DHCP on its NICs, and libvirt's DHCP has a
+    // static entry for each port's MAC (libvirt_nics).
     if let Some(data) = &spec.user_data {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(data.trim())
@@ -871,7 +888,7 @@ pub struct GuestFiles {
 }
 
 /// XML-escapes text and attribute values.
-fn esc(text: &str) -> String {
+pub(crate) fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -987,12 +1004,18 @@ pub fn domain_xml(
             path_text(drive)
         );
     }
-    for (network, _) in networks {
+    // A NIC with a port has the port's MAC (its DHCP entry is keyed by it), as Nova's VIFs.
+    let ports = crate::libvirt_nics::nics_of(spec);
+    for (i, (network, _)) in networks.iter().enumerate() {
+        let mac = ports
+            .get(i)
+            .and_then(|p| p.as_ref().map(|p| p.mac.clone()))
+            .unwrap_or_else(new_mac);
         let _ = write!(
             x,
             "    <interface type='network'>\n      <mac address='{}'/>\n      \
              <source network='{}'/>\n      <model type='virtio'/>\n    </interface>\n",
-            new_mac(),
+            esc(&mac),
             esc(network)
         );
     }
@@ -1128,8 +1151,19 @@ impl Compute for LibvirtDriver {
                 return Err(e);
             }
         };
+        let ports: Vec<(String, Nic)> = networks
+            .iter()
+            .zip(crate::libvirt_nics::nics_of(spec))
+            .filter_map(|((backend, _), nic)| nic.map(|n| (backend.clone(), n)))
+            .collect();
         let defined = self
             .with_conn(move |c| {
+                // The networks the ports' subnets need, and each port's DHCP entry, before
+                // the guest asks.
+                for (backend, nic) in &ports {
+                    crate::libvirt_nics::ensure_network(c, backend, nic)?;
+                    crate::libvirt_nics::add_dhcp_host(c, backend, nic)?;
+                }
                 let d = Domain::define_xml(c, &xml).map_err(|e| backend("define", e))?;
                 if let Err(e) = d.create() {
                     let _ = d.undefine();

@@ -108,6 +108,22 @@ pub async fn domain_state(id: &str) -> anyhow::Result<String> {
 
 /// A directory for a test agent's instances that QEMU can reach, and on drop the removal of
 /// every domain that has its directory there (a failed test leaves no guest running).
+/// A libvirt network a test makes the driver define (for a port's subnet); destroyed and
+/// undefined when dropped, after the guests on it (declare it first).
+pub struct TestLibvirtNetwork(pub String);
+
+impl Drop for TestLibvirtNetwork {
+    fn drop(&mut self) {
+        for command in ["net-destroy", "net-undefine"] {
+            let _ = std::process::Command::new("virsh")
+                .args(["-q", "-c", "qemu:///system", command, &self.0])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
 pub struct Instances {
     pub dir: tempfile::TempDir,
 }

@@ -3,8 +3,8 @@
 //! starts (`scripts/libvirt.sh`; TCG where KVM does not work). The guest is Debian's kernel
 //! with a busybox initramfs (`scripts/guest-image.sh`), booted directly as Nova boots an
 //! image with `kernel_id` and `ramdisk_id`; it prints a marker on its serial console and
-//! powers off on the ACPI power button. The guests have no NIC: nothing here sends traffic to
-//! a guest.
+//! powers off on the ACPI power button. Nothing here sends traffic to a guest: a guest's
+//! address is read from libvirt's leases.
 
 use compute_agent::settings::DriverKind;
 use drivers::libvirt::LibvirtSettings;
@@ -116,11 +116,26 @@ async fn a_vm_lives_its_whole_life_through_the_api() -> anyhow::Result<()> {
 
     let image = upload_guest(&c, "").await?;
     let user_data = "#!/bin/sh\necho configured by user data\n";
-    // On a network chosen by uuid whose provider:physical_network is libvirt's `default`.
+    // On a network chosen by uuid, with a subnet, whose provider:physical_network names a
+    // libvirt network the host lacks: the driver defines it for the subnet (isolated, the
+    // gateway its address) and gives the port's MAC a static DHCP entry.
+    let random = uuid::Uuid::new_v4();
+    let libvirt_network = format!("nova-lan-{}", &random.simple().to_string()[..8]);
+    let _network = e2e::vm::TestLibvirtNetwork(libvirt_network.clone());
     let lan = admin
         .create_network(json!({"name": "lan", "shared": true,
-                               "provider:physical_network": "default"}))
+                               "provider:physical_network": libvirt_network}))
         .await?;
+    let b = random.as_bytes();
+    let cidr = format!("10.237.{}.{}/28", b[0], b[1] & 0xf0);
+    let r = admin
+        .networking(
+            reqwest::Method::POST,
+            "/subnets",
+            Some(&json!({"subnet": {"network_id": lan, "ip_version": 4, "cidr": cidr}})),
+        )
+        .await?;
+    assert_eq!(r.status, 201, "{}", r.body);
     let id = create_server(
         &c,
         json!({"name": "vm-1", "imageRef": image, "flavorRef": "v1",
@@ -132,15 +147,40 @@ async fn a_vm_lives_its_whole_life_through_the_api() -> anyhow::Result<()> {
     c.wait_status(&id, "ACTIVE", WAIT).await?;
     wait_for_boots(&c, &id, 1).await?;
     assert_eq!(domain_state(&id).await?, "running");
-    // The address libvirt's DHCP leases the guest after it booted reaches the server, under
-    // the network's own name (`lan`), with the NIC's MAC (read, never sent to).
-    e2e::wait_until(WAIT, "the leased address under `lan`", || async {
-        let server = c.server(&id).await?.body;
-        Ok(server["server"]["addresses"]["lan"][0]["addr"].is_string())
-    })
-    .await?;
+    // The server's address is its port's, under the network's own name (`lan`), with the
+    // port's MAC; libvirt's DHCP leases the guest exactly that (read, never sent to).
     let server = c.server(&id).await?.body;
     let lease = &server["server"]["addresses"]["lan"][0];
+    let port = admin
+        .networking(
+            reqwest::Method::GET,
+            &format!("/ports?device_id={id}"),
+            None,
+        )
+        .await?
+        .body["ports"][0]
+        .clone();
+    assert_eq!(lease["addr"], port["fixed_ips"][0]["ip_address"], "{port}");
+    assert_eq!(
+        lease["OS-EXT-IPS-MAC:mac_addr"], port["mac_address"],
+        "{port}"
+    );
+    let net_xml = virsh(&["net-dumpxml", &libvirt_network]).await?;
+    assert!(
+        net_xml.contains(&format!(
+            "<host mac='{}' ip='{}'/>",
+            port["mac_address"].as_str().unwrap_or_default(),
+            lease["addr"].as_str().unwrap_or_default()
+        )),
+        "{net_xml}"
+    );
+    let domain = format!("instance-{id}");
+    let wanted = format!("{}/", lease["addr"].as_str().unwrap_or_default());
+    e2e::wait_until(WAIT, "the port's address leased to the guest", || async {
+        let leases = virsh(&["domifaddr", &domain, "--source", "lease"]).await?;
+        Ok(leases.contains(&wanted))
+    })
+    .await?;
     let leases = virsh(&["domifaddr", &format!("instance-{id}"), "--source", "lease"]).await?;
     let addr = lease["addr"].as_str().unwrap_or_default();
     assert!(leases.contains(&format!("{addr}/")), "{lease} / {leases}");
@@ -235,6 +275,11 @@ async fn a_vm_lives_its_whole_life_through_the_api() -> anyhow::Result<()> {
     c.wait_gone(&id, WAIT).await?;
     assert!(!domain_exists(&id).await?, "the domain is gone");
     assert!(!dir.exists(), "the instance's directory is gone");
+    let net_xml = virsh(&["net-dumpxml", &libvirt_network]).await?;
+    assert!(
+        !net_xml.contains("<host "),
+        "its DHCP entry is gone: {net_xml}"
+    );
     Ok(())
 }
 
