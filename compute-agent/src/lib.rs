@@ -482,7 +482,9 @@ impl Agent {
             return;
         }
         if let ComputeCommand::ConsoleOutput { instance, .. }
-        | ComputeCommand::Diagnostics { instance } = command
+        | ComputeCommand::Diagnostics { instance }
+        | ComputeCommand::AttachInterface { instance, .. }
+        | ComputeCommand::DetachInterface { instance, .. } = command
         {
             if delivery.call_expired() {
                 // It waited behind tasks longer than its caller did.
@@ -582,6 +584,35 @@ impl Agent {
                 bounded(limit, self.driver.diagnostics(instance))
                     .await
                     .map(|diagnostics| CallReply::Diagnostics { diagnostics })
+            }
+            ComputeCommand::AttachInterface {
+                instance,
+                backend,
+                nic,
+            } => {
+                let done = bounded(
+                    limit,
+                    self.driver.attach_interface(instance, &backend, &nic),
+                )
+                .await
+                .map(|()| CallReply::Done);
+                // The next sync round reports the instance's addresses afresh.
+                lock(&self.addresses).remove(&instance);
+                done
+            }
+            ComputeCommand::DetachInterface {
+                instance,
+                backend,
+                nic,
+            } => {
+                let done = bounded(
+                    limit,
+                    self.driver.detach_interface(instance, &backend, &nic),
+                )
+                .await
+                .map(|()| CallReply::Done);
+                lock(&self.addresses).remove(&instance);
+                done
             }
             _ => Err(DriverError::Invalid("not a call about an instance".into())),
         };
@@ -844,6 +875,8 @@ impl Agent {
             ComputeCommand::ConsoleOutput { .. }
             | ComputeCommand::HostUptime
             | ComputeCommand::Diagnostics { .. }
+            | ComputeCommand::AttachInterface { .. }
+            | ComputeCommand::DetachInterface { .. }
             | ComputeCommand::NodeOperation(_)
             | ComputeCommand::SyncNodes { .. } => (
                 None,

@@ -110,46 +110,24 @@ impl Conductor {
         Ok(())
     }
 
-    /// A server's addresses: those its ports hold (the networking service's, which Nova
-    /// shows from its network info rather than from the hypervisor), then what the host
-    /// reported of its NICs without such a port (a network without subnets, whose addresses
-    /// the host's network gives).
+    /// A server's addresses: its ports' ([`nova_db::ports::server_addresses`]), then what
+    /// its host reported of its other NICs.
     async fn with_port_addresses(
         &self,
         instance: &nova_core::model::Instance,
         reported: Vec<nova_core::model::Address>,
     ) -> Result<Vec<nova_core::model::Address>> {
-        let nova_core::model::NetworkRequest::Chosen(chosen) = &instance.networks else {
-            return Ok(reported);
+        let chosen = match &instance.networks {
+            nova_core::model::NetworkRequest::Chosen(chosen) => chosen.as_slice(),
+            _ => &[],
         };
-        let ports = nova_db::ports::of_device(&self.db, &instance.uuid.0.to_string()).await?;
-        let nics = nova_db::ports::nics(&self.db, &ports).await?;
-        let mut out = Vec::new();
-        for nic in nics.iter().filter(|n| !n.ips.is_empty()) {
-            let network = chosen
-                .iter()
-                .find(|c| c.id == nic.network_id)
-                .map_or_else(|| nic.network_id.clone(), |c| c.name.clone());
-            for ip in &nic.ips {
-                out.push(nova_core::model::Address {
-                    network: network.clone(),
-                    addr: ip.address.clone(),
-                    version: ip.version,
-                    mac: Some(nic.mac.clone()),
-                });
-            }
-        }
-        let held: Vec<&str> = nics
-            .iter()
-            .filter(|n| !n.ips.is_empty())
-            .map(|n| n.mac.as_str())
-            .collect();
-        out.extend(
-            reported
-                .into_iter()
-                .filter(|a| a.mac.as_deref().is_none_or(|m| !held.contains(&m))),
-        );
-        Ok(out)
+        Ok(nova_db::ports::server_addresses(
+            &self.db,
+            &instance.uuid.0.to_string(),
+            chosen,
+            reported,
+        )
+        .await?)
     }
 
     async fn apply_result(

@@ -282,14 +282,13 @@ impl DockerDriver {
         }
     }
 
-    /// The port of each of [`Self::networks_of`]'s networks that has addresses (the
-    /// container takes them, and the port's MAC), in the same order.
+    /// The port of each of [`Self::networks_of`]'s networks (the container takes its MAC,
+    /// and its addresses when it has some), in the same order.
     fn nics_of(spec: &InstanceSpec) -> Vec<Option<Nic>> {
         match &spec.networks {
-            NetworkRequest::Chosen(chosen) => chosen
-                .iter()
-                .map(|n| spec.nic(&n.id).filter(|nic| !nic.ips.is_empty()).cloned())
-                .collect(),
+            NetworkRequest::Chosen(chosen) => {
+                chosen.iter().map(|n| spec.nic(&n.id).cloned()).collect()
+            }
             _ => Vec::new(),
         }
     }
@@ -681,6 +680,56 @@ impl Compute for DockerDriver {
         // exits at once is found by the power-state sync, as Nova's finds a guest that shut
         // itself down.
         Ok(instance(PowerState::Running, Vec::new()))
+    }
+
+    /// Connects the container to the engine network with the port's addresses (and MAC, on
+    /// engines that set an endpoint's); one on that network already is left as it is.
+    async fn attach_interface(
+        &self,
+        uuid: InstanceUuid,
+        backend: &str,
+        nic: &Nic,
+    ) -> Result<(), DriverError> {
+        let (_, _, joined) = self.state_and_addresses(uuid, &[]).await?;
+        if joined.iter().any(|j| j == backend) {
+            return Ok(());
+        }
+        docker_nics::ensure_network(&self.docker, backend, nic).await?;
+        let request = NetworkConnectRequest {
+            container: container_name(uuid),
+            endpoint_config: Some(docker_nics::endpoint(nic)),
+        };
+        self.docker
+            .connect_network(backend, request)
+            .await
+            .map_err(|e| match e {
+                DockerError::DockerResponseServerError {
+                    status_code: 404, ..
+                } => DriverError::Invalid(format!(
+                    "the network {backend} does not exist on this host"
+                )),
+                e => DriverError::Backend(format!("connecting to network {backend}: {e}")),
+            })
+    }
+
+    async fn detach_interface(
+        &self,
+        uuid: InstanceUuid,
+        backend: &str,
+        _nic: &Nic,
+    ) -> Result<(), DriverError> {
+        let (_, _, joined) = self.state_and_addresses(uuid, &[]).await?;
+        if !joined.iter().any(|j| j == backend) {
+            return Ok(());
+        }
+        let request = bollard::models::NetworkDisconnectRequest {
+            container: container_name(uuid),
+            force: Some(true),
+        };
+        self.docker
+            .disconnect_network(backend, request)
+            .await
+            .map_err(|e| DriverError::Backend(format!("disconnecting from {backend}: {e}")))
     }
 
     async fn destroy(&self, uuid: InstanceUuid) -> Result<(), DriverError> {

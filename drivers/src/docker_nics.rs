@@ -5,8 +5,9 @@
 //! The engine takes an endpoint's MAC address from API 1.44 on. Older engines (Debian's 20.10
 //! speaks 1.41) take only the container's `MacAddress`, which applies to the network it is
 //! created on, and which the typed client no longer has: for them the create is sent with it
-//! as one raw request over the engine's socket. A container's further networks on such an
-//! engine keep the engine's MAC.
+//! as one raw request over the engine's socket. On such an engine a container's further NICs
+//! (networks after its first, interfaces attached later) have the engine's MAC, not their
+//! port's: a known limit (README), which newer engines do not have.
 
 use crate::DriverError;
 use bollard::errors::Error as DockerError;
@@ -31,7 +32,8 @@ pub fn endpoint(nic: &Nic) -> EndpointSettings {
             .map(|ip| ip.address.clone())
     };
     EndpointSettings {
-        ipam_config: Some(EndpointIpamConfig {
+        // A port without addresses (a network without subnets) takes the engine network's.
+        ipam_config: (!nic.ips.is_empty()).then(|| EndpointIpamConfig {
             ipv4_address: address(4),
             ipv6_address: address(6),
             ..Default::default()

@@ -527,6 +527,29 @@ impl Compute for FakeDriver {
         })
     }
 
+    /// A NIC is its MAC in the instance's list (diagnostics show it); one there already is kept.
+    async fn attach_interface(
+        &self,
+        uuid: InstanceUuid,
+        _backend: &str,
+        nic: &nova_core::rpc::Nic,
+    ) -> Result<(), DriverError> {
+        self.with_instance(uuid, |i| {
+            if !i.macs.contains(&nic.mac) {
+                i.macs.push(nic.mac.clone());
+            }
+        })
+    }
+
+    async fn detach_interface(
+        &self,
+        uuid: InstanceUuid,
+        _backend: &str,
+        nic: &nova_core::rpc::Nic,
+    ) -> Result<(), DriverError> {
+        self.with_instance(uuid, |i| i.macs.retain(|m| *m != nic.mac))
+    }
+
     /// Made up from the flavor and the fake NICs, as Nova's fake driver makes up a libvirt
     /// guest's diagnostics (it names itself `libvirt`, so that 2.48's format can show it).
     async fn diagnostics(&self, uuid: InstanceUuid) -> Result<Diagnostics, DriverError> {

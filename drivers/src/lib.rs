@@ -28,7 +28,7 @@ pub mod redfish;
 use async_trait::async_trait;
 use nova_core::ids::InstanceUuid;
 use nova_core::model::{Address, Diagnostics, NodeInventory, PowerState};
-use nova_core::rpc::InstanceSpec;
+use nova_core::rpc::{InstanceSpec, Nic};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -153,6 +153,32 @@ pub trait Compute: Send + Sync + 'static {
     /// `get_instance_diagnostics`). `Invalid` where the driver cannot tell (Nova's
     /// NotImplementedError).
     async fn diagnostics(&self, uuid: InstanceUuid) -> Result<Diagnostics, DriverError>;
+
+    /// Plugs a NIC into the instance on `backend` (the network as the host knows it) with the
+    /// port's MAC and addresses (Nova's `attach_interface`); a NIC on that network already
+    /// there is left as it is. Drivers that cannot answer as Nova's do without it.
+    async fn attach_interface(
+        &self,
+        _uuid: InstanceUuid,
+        _backend: &str,
+        _nic: &Nic,
+    ) -> Result<(), DriverError> {
+        Err(DriverError::Invalid(
+            "Network driver does not support this function.".into(),
+        ))
+    }
+
+    /// Unplugs the instance's NIC of that port; one that is gone already is fine.
+    async fn detach_interface(
+        &self,
+        _uuid: InstanceUuid,
+        _backend: &str,
+        _nic: &Nic,
+    ) -> Result<(), DriverError> {
+        Err(DriverError::Invalid(
+            "Network driver does not support this function.".into(),
+        ))
+    }
 
     /// Instances whose state the hypervisor says changed (libvirt's lifecycle events), for the
     /// agent to read and report at once; the periodic sync stays the backstop. `None`: the

@@ -907,6 +907,25 @@ fn path_text(p: &Path) -> String {
     esc(&p.to_string_lossy())
 }
 
+/// A virtio NIC on a libvirt network.
+fn interface_xml(mac: &str, network: &str) -> String {
+    format!(
+        "<interface type='network'>\n      <mac address='{}'/>\n      \
+         <source network='{}'/>\n      <model type='virtio'/>\n    </interface>\n",
+        esc(mac),
+        esc(network)
+    )
+}
+
+/// A device change to the guest's definition, and to the running guest when it runs.
+fn affect(d: &Domain) -> u32 {
+    let mut flags = sys::VIR_DOMAIN_AFFECT_CONFIG;
+    if d.is_active().unwrap_or(false) {
+        flags |= sys::VIR_DOMAIN_AFFECT_LIVE;
+    }
+    flags
+}
+
 /// A MAC in OpenStack's range (`fa:16:3e`, Neutron's default base), random below it.
 fn new_mac() -> String {
     let b = uuid::Uuid::new_v4();
@@ -1011,13 +1030,7 @@ pub fn domain_xml(
             .get(i)
             .and_then(|p| p.as_ref().map(|p| p.mac.clone()))
             .unwrap_or_else(new_mac);
-        let _ = write!(
-            x,
-            "    <interface type='network'>\n      <mac address='{}'/>\n      \
-             <source network='{}'/>\n      <model type='virtio'/>\n    </interface>\n",
-            esc(&mac),
-            esc(network)
-        );
+        let _ = write!(x, "    {}", interface_xml(&mac, network));
     }
     // The serial console through virtlogd (Nova's form): a chatty guest cannot fill the disk,
     // virtlogd rotates the file (`console.log.0`, … at `max_size`).
@@ -1208,6 +1221,55 @@ impl Compute for LibvirtDriver {
                 Err(e)
             }
         }
+    }
+
+    /// A virtio NIC with the port's MAC on the libvirt network, hot-plugged into a running
+    /// guest and kept in its definition (Nova's attach_interface), after the network and the
+    /// port's DHCP entry; a NIC with that MAC there already is left as it is.
+    async fn attach_interface(
+        &self,
+        uuid: InstanceUuid,
+        network: &str,
+        nic: &Nic,
+    ) -> Result<(), DriverError> {
+        let _turn = self.turn(uuid).await;
+        let (network, nic) = (network.to_owned(), nic.clone());
+        self.with_conn(move |c| {
+            let d = lookup(c, uuid)?.ok_or(DriverError::NotFound(uuid))?;
+            let xml = d.get_xml_desc(0).map_err(|e| backend("domain XML", e))?;
+            if nics_of_xml(&xml).iter().any(|(mac, _)| *mac == nic.mac) {
+                return Ok(());
+            }
+            crate::libvirt_nics::ensure_network(c, &network, &nic)?;
+            crate::libvirt_nics::add_dhcp_host(c, &network, &nic)?;
+            let device = interface_xml(&nic.mac, &network);
+            d.attach_device_flags(&device, affect(&d))
+                .map_err(|e| backend("attach interface", e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn detach_interface(
+        &self,
+        uuid: InstanceUuid,
+        network: &str,
+        nic: &Nic,
+    ) -> Result<(), DriverError> {
+        let _turn = self.turn(uuid).await;
+        let (network, nic) = (network.to_owned(), nic.clone());
+        self.with_conn(move |c| {
+            let d = lookup(c, uuid)?.ok_or(DriverError::NotFound(uuid))?;
+            let xml = d.get_xml_desc(0).map_err(|e| backend("domain XML", e))?;
+            if nics_of_xml(&xml).iter().any(|(mac, _)| *mac == nic.mac) {
+                let device = interface_xml(&nic.mac, &network);
+                d.detach_device_flags(&device, affect(&d))
+                    .map_err(|e| backend("detach interface", e))?;
+            }
+            crate::libvirt_nics::remove_dhcp_hosts(c, &[(nic.mac.clone(), network.clone())]);
+            Ok(())
+        })
+        .await
     }
 
     async fn destroy(&self, uuid: InstanceUuid) -> Result<(), DriverError> {

@@ -227,6 +227,20 @@ pub enum ComputeCommand {
     /// API → agent, a call: the instance's diagnostics (Nova's `get_instance_diagnostics`).
     /// The answer is a [`CallReply::Diagnostics`].
     Diagnostics { instance: InstanceUuid },
+    /// API → agent, a call: plug a NIC on `backend` (the network as the host knows it) with
+    /// the port's MAC and addresses (Nova's `attach_interface`). The answer is a
+    /// [`CallReply::Done`].
+    AttachInterface {
+        instance: InstanceUuid,
+        backend: String,
+        nic: Nic,
+    },
+    /// API → agent, a call: unplug the NIC of that port (Nova's `detach_interface`).
+    DetachInterface {
+        instance: InstanceUuid,
+        backend: String,
+        nic: Nic,
+    },
     /// API → bare-metal agent: run an operation on an enrolled machine that carries no
     /// instance. The node row names the operation; the agent reports
     /// [`AgentEvent::NodeStep`]s and one [`AgentEvent::NodeOperationEnded`], and the
@@ -363,6 +377,8 @@ pub enum CallReply {
     Diagnostics {
         diagnostics: crate::model::Diagnostics,
     },
+    /// The change asked for is made.
+    Done,
     /// The driver has no such instance on this host.
     NotFound,
     /// The driver cannot do it for this instance (Nova's NotImplementedError).
@@ -386,6 +402,8 @@ impl ComputeCommand {
             Self::ConsoleOutput { .. }
             | Self::HostUptime
             | Self::Diagnostics { .. }
+            | Self::AttachInterface { .. }
+            | Self::DetachInterface { .. }
             | Self::NodeOperation(_)
             | Self::SyncNodes { .. } => None,
         }
@@ -403,6 +421,8 @@ impl ComputeCommand {
             Self::Reboot { .. } => false,
             // Questions: nothing changes at all.
             Self::ConsoleOutput { .. } | Self::HostUptime | Self::Diagnostics { .. } => true,
+            // The drivers plug and unplug idempotently (a NIC that is there is not added).
+            Self::AttachInterface { .. } | Self::DetachInterface { .. } => true,
             // Not a task: the node row's operation id, not the finished-task journal, keeps
             // a result from counting twice.
             Self::NodeOperation(_) => false,
@@ -419,6 +439,8 @@ impl ComputeCommand {
             | Self::PowerOn { instance, .. }
             | Self::Reboot { instance, .. }
             | Self::ConsoleOutput { instance, .. }
+            | Self::AttachInterface { instance, .. }
+            | Self::DetachInterface { instance, .. }
             | Self::Diagnostics { instance } => Some(*instance),
             Self::HostUptime | Self::NodeOperation(_) | Self::SyncNodes { .. } => None,
         }

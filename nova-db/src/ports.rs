@@ -747,3 +747,66 @@ pub async fn holder_of(db: &Db, subnet: &str, address: &str) -> DbResult<Option<
         sqlx::query_as(&sql).bind(subnet).bind(address).fetch_optional(p).await?
     }))
 }
+
+/// A server's addresses: those its ports hold (the networking service's, which Nova shows
+/// from its network info rather than from the hypervisor), each under its network's name as
+/// the server chose it (else as the network is named now), then the `reported` addresses
+/// (from its host) of NICs without such a port, such as a network without subnets whose
+/// addresses the host's network gives.
+pub async fn server_addresses(
+    db: &Db,
+    device_id: &str,
+    chosen: &[nova_core::model::ChosenNetwork],
+    reported: Vec<nova_core::model::Address>,
+) -> DbResult<Vec<nova_core::model::Address>> {
+    let ports = of_device(db, device_id).await?;
+    let nics = nics(db, &ports).await?;
+    let mut out = Vec::new();
+    for nic in nics.iter().filter(|n| !n.ips.is_empty()) {
+        let network = match chosen.iter().find(|c| c.id == nic.network_id) {
+            Some(c) => c.name.clone(),
+            None => crate::networks::get(db, &nic.network_id)
+                .await?
+                .map_or_else(|| nic.network_id.clone(), |n| n.name),
+        };
+        for ip in &nic.ips {
+            out.push(nova_core::model::Address {
+                network: network.clone(),
+                addr: ip.address.clone(),
+                version: ip.version,
+                mac: Some(nic.mac.clone()),
+            });
+        }
+    }
+    let held: Vec<&str> = nics
+        .iter()
+        .filter(|n| !n.ips.is_empty())
+        .map(|n| n.mac.as_str())
+        .collect();
+    let reported: Vec<_> = reported
+        .into_iter()
+        .filter(|a| a.mac.as_deref().is_none_or(|m| !held.contains(&m)))
+        .filter(|a| !out.iter().any(|o| o.addr == a.addr))
+        .collect();
+    out.extend(reported);
+    Ok(out)
+}
+
+/// Undoes one port of a server (an interface detached, or an attach that failed): deleted if
+/// it was made for the server, unbound if it is the user's.
+pub async fn release_port(db: &Db, port: &Port) -> DbResult<()> {
+    if port.compute_owned {
+        delete(db, &port.id).await?;
+        return Ok(());
+    }
+    on_pool!(db, p => {
+        sqlx::query(
+            "UPDATE ports SET device_id = '', device_owner = '', host_id = '', \
+             status = 'DOWN', revision_number = revision_number + 1 WHERE id = $1",
+        )
+        .bind(&port.id)
+        .execute(p)
+        .await?;
+    });
+    Ok(())
+}

@@ -11,6 +11,7 @@ mod create;
 mod diagnostics;
 mod host_call;
 pub mod idempotency;
+mod interfaces;
 mod list;
 mod metadata;
 mod params;
@@ -132,6 +133,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(addresses::ips_of_network)),
     )
     .service(web::resource("/servers/{id}/action").route(web::post().to(actions::action)))
+    .service(
+        web::resource("/servers/{id}/os-interface")
+            .route(web::get().to(interfaces::list))
+            .route(web::post().to(interfaces::attach)),
+    )
+    .service(
+        web::resource("/servers/{id}/os-interface/{port_id}")
+            .route(web::get().to(interfaces::show))
+            .route(web::delete().to(interfaces::detach)),
+    )
     .service(
         web::resource("/servers/{id}/os-volume_attachments").route(web::get().to(volumes::list)),
     )

@@ -318,3 +318,28 @@ pub async fn set_power_state(db: &Db, uuid: InstanceUuid, power: PowerState) -> 
     });
     Ok(())
 }
+
+/// Replaces what a server's networks are (an interface attached or detached), with the
+/// addresses that follow from them, for a live server with no task running.
+pub async fn set_networks(
+    db: &Db,
+    uuid: InstanceUuid,
+    networks: &nova_core::model::NetworkRequest,
+    addresses: &[Address],
+) -> DbResult<bool> {
+    let text = serde_json::to_string(addresses).map_err(|e| corrupt(e.to_string()))?;
+    let done = on_pool!(db, p => {
+        sqlx::query(
+            "UPDATE instances SET networks = $2, addresses = $3, updated_at = $4 \
+             WHERE uuid = $1 AND NOT deleted AND task_state IS NULL",
+        )
+        .bind(uuid.0)
+        .bind(networks.to_column())
+        .bind(&text)
+        .bind(now_ms())
+        .execute(p)
+        .await?
+        .rows_affected()
+    });
+    Ok(done > 0)
+}

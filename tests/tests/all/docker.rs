@@ -613,6 +613,59 @@ async fn a_container_takes_its_ports_address_and_mac() -> anyhow::Result<()> {
         json!({"subnetted": [{"version": 4, "addr": ip, "OS-EXT-IPS:type": "fixed",
             "OS-EXT-IPS-MAC:mac_addr": mac}]})
     );
+
+    // An interface attached on a second network with a subnet: the running container joins
+    // its engine network (made for it) at the port's address; detached, it leaves it.
+    let second_network = format!("nova-sub2-{suffix}");
+    let _second = TestNetwork(second_network.clone());
+    let net2 = admin
+        .create_network(json!({"name": "second", "shared": true,
+            "provider:physical_network": second_network}))
+        .await?;
+    let cidr2 = format!("10.238.{}.{}/28", b[2], b[3] & 0xf0);
+    let r = admin
+        .networking(
+            reqwest::Method::POST,
+            "/subnets",
+            Some(&json!({"subnet": {"network_id": net2, "ip_version": 4, "cidr": cidr2}})),
+        )
+        .await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = c
+        .post(
+            &format!("/servers/{id}/os-interface"),
+            &json!({"interfaceAttachment": {"net_id": net2}}),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let attached = r.body["interfaceAttachment"].clone();
+    let ip2 = attached["fixed_ips"][0]["ip_address"]
+        .as_str()
+        .unwrap_or_default();
+    let endpoints = inspect_of(&docker, &id)
+        .await?
+        .network_settings
+        .and_then(|n| n.networks)
+        .unwrap_or_default();
+    assert_eq!(
+        endpoints
+            .get(&second_network)
+            .and_then(|e| e.ip_address.as_deref()),
+        Some(ip2),
+        "{endpoints:?}"
+    );
+    let port2 = attached["port_id"].as_str().unwrap_or_default();
+    let r = c
+        .delete(&format!("/servers/{id}/os-interface/{port2}"))
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let endpoints = inspect_of(&docker, &id)
+        .await?
+        .network_settings
+        .and_then(|n| n.networks)
+        .unwrap_or_default();
+    assert!(!endpoints.contains_key(&second_network), "{endpoints:?}");
+
     assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 204);
     c.wait_gone(&id, WAIT).await?;
     let r = admin
@@ -622,7 +675,11 @@ async fn a_container_takes_its_ports_address_and_mac() -> anyhow::Result<()> {
             None,
         )
         .await?;
-    assert_eq!(r.body["ports"], json!([]), "the server's port went with it");
+    assert_eq!(
+        r.body["ports"],
+        json!([]),
+        "the server's ports went with it"
+    );
     Ok(())
 }
 

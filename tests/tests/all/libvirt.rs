@@ -250,6 +250,52 @@ async fn a_vm_lives_its_whole_life_through_the_api() -> anyhow::Result<()> {
         "the last lines of the whole log"
     );
 
+    // An interface hot-plugged on a second network with a subnet (its libvirt network made
+    // for it, its DHCP entry there), then unplugged: the domain's NICs say so.
+    let second_network = format!("nova-lan2-{}", &random.simple().to_string()[..8]);
+    let _second = e2e::vm::TestLibvirtNetwork(second_network.clone());
+    let net2 = admin
+        .create_network(json!({"name": "lan2", "shared": true,
+                               "provider:physical_network": second_network}))
+        .await?;
+    let cidr2 = format!("10.236.{}.{}/28", b[2], b[3] & 0xf0);
+    let r = admin
+        .networking(
+            reqwest::Method::POST,
+            "/subnets",
+            Some(&json!({"subnet": {"network_id": net2, "ip_version": 4, "cidr": cidr2}})),
+        )
+        .await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = c
+        .post(
+            &format!("/servers/{id}/os-interface"),
+            &json!({"interfaceAttachment": {"net_id": net2}}),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let attached = r.body["interfaceAttachment"].clone();
+    let mac2 = attached["mac_addr"].as_str().unwrap_or_default().to_owned();
+    let xml = virsh(&["dumpxml", &format!("instance-{id}")]).await?;
+    assert!(xml.contains(&format!("<mac address='{mac2}'/>")), "{xml}");
+    assert!(
+        xml.contains(&format!("<source network='{second_network}'")),
+        "{xml}"
+    );
+    let net_xml = virsh(&["net-dumpxml", &second_network]).await?;
+    assert!(net_xml.contains(&mac2), "{net_xml}");
+    let port2 = attached["port_id"].as_str().unwrap_or_default();
+    let r = c
+        .delete(&format!("/servers/{id}/os-interface/{port2}"))
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    // Gone from the definition at once; from the running guest when it lets go (the guest
+    // acknowledges a PCI unplug in its own time).
+    let xml = virsh(&["dumpxml", "--inactive", &format!("instance-{id}")]).await?;
+    assert!(!xml.contains(&mac2), "{xml}");
+    let net_xml = virsh(&["net-dumpxml", &second_network]).await?;
+    assert!(!net_xml.contains(&mac2), "{net_xml}");
+
     // Stop: an ACPI shutdown, which the guest answers.
     let r = c.action(&id, &json!({"os-stop": null})).await?;
     assert_eq!(r.status, 202, "{}", r.body);

@@ -723,3 +723,152 @@ async fn servers_get_ports_with_addresses_of_their_subnets(
     );
     Ok(())
 }
+
+on_both_shapes!(interfaces_are_attached_and_detached, Options::default());
+/// `os-interface`: a live server's ports listed; a port made on another network (with its
+/// address in the server's addresses) or the user's own attached, then detached: the one made
+/// goes, the user's is unbound and kept. Refusals change nothing.
+async fn interfaces_are_attached_and_detached(stack: &dyn Stack) -> anyhow::Result<()> {
+    let wait = std::time::Duration::from_secs(60);
+    let (admin, demo) = (client(stack, "admin"), client(stack, "demo"));
+    let mut nets = Vec::new();
+    for (name, cidr) in [("if-a", "10.40.0.0/28"), ("if-b", "10.41.0.0/28")] {
+        let net = admin
+            .create_network(json!({"name": name, "shared": true}))
+            .await?;
+        let r = post(
+            &admin,
+            "/subnets",
+            "subnet",
+            json!({"network_id": net, "ip_version": 4, "cidr": cidr}),
+        )
+        .await?;
+        assert_eq!(r.status, 201, "{}", r.body);
+        nets.push(net);
+    }
+    let r = demo
+        .post(
+            "/servers",
+            &json!({"server": {"name": "if", "imageRef": e2e::client::IMAGE,
+        "flavorRef": "1", "networks": [{"uuid": nets[0]}]}}),
+        )
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.body["server"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    demo.wait_status(&id, "ACTIVE", wait).await?;
+    let r = demo.get(&format!("/servers/{id}/os-interface")).await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let first = &r.body["interfaceAttachments"][0];
+    assert_eq!(
+        (&first["net_id"], &first["port_state"]),
+        (&json!(nets[0]), &json!("ACTIVE")),
+        "{}",
+        r.body
+    );
+
+    // A port made on the other network: in the list and the server's addresses.
+    let r = demo
+        .post(
+            &format!("/servers/{id}/os-interface"),
+            &json!({"interfaceAttachment": {"net_id": nets[1]}}),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let attached = r.body["interfaceAttachment"].clone();
+    let port = attached["port_id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(attached["net_id"], json!(nets[1]));
+    let ip = attached["fixed_ips"][0]["ip_address"].clone();
+    let server = demo.server(&id).await?.body["server"].clone();
+    assert_eq!(server["addresses"]["if-b"][0]["addr"], ip, "{server}");
+    assert_eq!(
+        server["addresses"]["if-b"][0]["OS-EXT-IPS-MAC:mac_addr"],
+        attached["mac_addr"]
+    );
+    let r = demo
+        .get(&format!("/servers/{id}/os-interface/{port}"))
+        .await?;
+    assert_eq!(
+        r.body["interfaceAttachment"]["port_id"],
+        json!(port),
+        "{}",
+        r.body
+    );
+    assert_eq!(count(&demo, "/ports", "ports").await?, 2);
+
+    // Refusals: the same network again, both a network and a port, an address without a
+    // network; nothing changes.
+    for (body, message) in [
+        (json!({"interfaceAttachment": {"net_id": nets[1]}}), None),
+        (
+            json!({"interfaceAttachment": {"net_id": nets[1], "port_id": port}}),
+            Some("Must not input both network_id and port_id"),
+        ),
+        (
+            json!({"interfaceAttachment": {"fixed_ips": [{"ip_address": "10.41.0.9"}]}}),
+            Some("Must input network_id when request IP address"),
+        ),
+    ] {
+        let r = demo
+            .post(&format!("/servers/{id}/os-interface"), &body)
+            .await?;
+        assert_eq!(r.status, 400, "{}", r.body);
+        if let Some(m) = message {
+            assert_eq!(r.body["badRequest"]["message"], json!(m));
+        }
+    }
+    assert_eq!(count(&demo, "/ports", "ports").await?, 2);
+
+    // Detached: the port made for it goes, and its address with it.
+    let r = demo
+        .delete(&format!("/servers/{id}/os-interface/{port}"))
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let r = demo
+        .networking(Method::GET, &format!("/ports/{port}"), None)
+        .await?;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let server = demo.server(&id).await?.body["server"].clone();
+    assert!(server["addresses"].get("if-b").is_none(), "{server}");
+    let r = demo
+        .delete(&format!("/servers/{id}/os-interface/{port}"))
+        .await?;
+    assert_eq!(r.status, 404, "{}", r.body);
+
+    // The user's own port: attached with its address, detached and kept, unbound.
+    let r = post(&demo, "/ports", "port", json!({"network_id": nets[1]})).await?;
+    let own = r.body["port"]["id"].as_str().unwrap_or_default().to_owned();
+    let r = demo
+        .post(
+            &format!("/servers/{id}/os-interface"),
+            &json!({"interfaceAttachment": {"port_id": own}}),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = demo
+        .networking(Method::GET, &format!("/ports/{own}"), None)
+        .await?;
+    assert_eq!(r.body["port"]["device_id"], json!(id), "{}", r.body);
+    let r = demo
+        .delete(&format!("/servers/{id}/os-interface/{own}"))
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let r = demo
+        .networking(Method::GET, &format!("/ports/{own}"), None)
+        .await?;
+    assert_eq!(
+        (&r.body["port"]["device_id"], &r.body["port"]["status"]),
+        (&json!(""), &json!("DOWN")),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        demo.get(&format!("/servers/{id}/os-interface")).await?.body["interfaceAttachments"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    Ok(())
+}
