@@ -1,4 +1,5 @@
-//! Quotas (`/v2.0/quotas`): a project's limits of networks, subnets and ports, which
+//! Quotas (`/v2.0/quotas`): a project's limits of networks, subnets, ports, security groups
+//! and their rules, which
 //! `openstack quota show` reads from every networking service in the catalog, and Horizon's
 //! Overview from `details`.
 
@@ -14,12 +15,22 @@ use serde_json::{json, Map, Value};
 pub(crate) const NETWORK: &str = "network";
 pub(crate) const SUBNET: &str = "subnet";
 pub(crate) const PORT: &str = "port";
+pub(crate) const SECURITY_GROUP: &str = "security_group";
+pub(crate) const SECURITY_GROUP_RULE: &str = "security_group_rule";
 
 /// The resources with quotas here, with Neutron's default limits (neutron/conf/quota.py).
 const RESOURCES: &[(&str, i64)] = &[
     (NETWORK, 100),
     (SUBNET, 100),
     (PORT, nova_db::ports::DEFAULT_PORT_QUOTA),
+    (
+        SECURITY_GROUP,
+        nova_db::security_groups::DEFAULT_GROUP_QUOTA,
+    ),
+    (
+        SECURITY_GROUP_RULE,
+        nova_db::security_groups::DEFAULT_RULE_QUOTA,
+    ),
 ];
 
 fn default_of(resource: &str) -> i64 {
@@ -60,7 +71,17 @@ async fn used(state: &NetworkState, project: &str, resource: &str) -> ApiResult<
     Ok(match resource {
         NETWORK => quotas::network_count(&state.db, project).await?,
         SUBNET => nova_db::subnets::count(&state.db, project).await?,
-        _ => nova_db::ports::count(&state.db, project).await?,
+        PORT => nova_db::ports::count(&state.db, project).await?,
+        SECURITY_GROUP => {
+            nova_db::security_groups::counts(&state.db, project)
+                .await?
+                .0
+        }
+        _ => {
+            nova_db::security_groups::counts(&state.db, project)
+                .await?
+                .1
+        }
     })
 }
 

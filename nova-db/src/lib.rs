@@ -19,6 +19,7 @@ pub mod nodes;
 pub mod ports;
 pub mod quotas;
 mod rows;
+pub mod security_groups;
 pub mod subnets;
 pub mod tasks;
 

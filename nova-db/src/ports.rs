@@ -619,7 +619,21 @@ pub async fn allocate_for_instance(
         if let Some(port) = existing.iter().find(|p| {
             p.compute_owned && p.network_id == r.network_id && !out.iter().any(|o| o.id == p.id)
         }) {
-            out.push(port.clone());
+            // Bound to the host the build now goes to (a build handed out again may have been
+            // placed elsewhere).
+            if port.host_id != binding.host {
+                on_pool!(db, p => {
+                    sqlx::query("UPDATE ports SET host_id = $2, updated_at = $3 WHERE id = $1")
+                        .bind(&port.id)
+                        .bind(binding.host)
+                        .bind(now)
+                        .execute(p)
+                        .await?;
+                });
+            }
+            let mut port = port.clone();
+            port.host_id = binding.host.to_owned();
+            out.push(port);
             continue;
         }
         let mut port = Port {

@@ -173,6 +173,8 @@ pub(super) struct CreateRequest {
     /// How many files `personality` named (counted against the injected-files quota).
     personality_files: usize,
     auto_disk_config: bool,
+    /// The security groups asked for, by name or id.
+    security_groups: Vec<String>,
 }
 
 /// One entry of a create's `networks` list: a network by uuid (with an address, perhaps), or
@@ -336,6 +338,31 @@ pub(super) async fn resolve_networks(
         picked.push(choice);
     }
     Ok(NetworkRequest::Chosen(picked))
+}
+
+/// The security groups a create asked for. `default` is what every server has. Another group
+/// is looked up by name or id among the project's (Nova's 400 when it is unknown); found, it
+/// cannot be applied: port security is off on every network until the drivers enforce
+/// groups, and Nova refuses a group on such a network (SecurityGroupCannotBeApplied).
+async fn check_security_groups(
+    state: &AppState,
+    ctx: &RequestContext,
+    asked: &[String],
+) -> ApiResult<()> {
+    let Some(name) = asked.iter().find(|n| n.as_str() != "default") else {
+        return Ok(());
+    };
+    let found =
+        nova_db::security_groups::find_by_name_or_id(&state.db, &ctx.project_id, name).await?;
+    if found.is_empty() {
+        return Err(bad(format!(
+            "Unable to find security_group with name or id '{name}'"
+        )));
+    }
+    Err(bad(
+        "Network requires port_security_enabled and subnet associated in order to apply \
+         security groups.",
+    ))
 }
 
 /// A user's port as a server's NIC, with Nova's checks (`_validate_requested_port_ids`):
@@ -630,16 +657,30 @@ pub(super) fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<Creat
             }
         },
     };
+    // Nova's schema: a list of `{"name": …}` (a name or an id); checked against the
+    // networking service's groups once the body is valid.
+    let mut security_groups = Vec::new();
     if let Some(v) = server.get("security_groups") {
-        let only_default = v.as_array().is_some_and(|groups| {
-            groups
-                .iter()
-                .all(|g| g.get("name").and_then(Value::as_str) == Some("default"))
-        });
-        if !only_default {
-            return Err(bad(
-                "Only the 'default' security group is supported by this deployment yet.",
-            ));
+        let list = v
+            .as_array()
+            .ok_or_else(|| invalid("security_groups", v, &format!("{v} is not of type 'array'")))?;
+        for g in list {
+            match g
+                .as_object()
+                .and_then(|o| o.get("name"))
+                .and_then(Value::as_str)
+            {
+                Some(name) if g.as_object().is_some_and(|o| o.len() == 1) => {
+                    security_groups.push(name.to_owned())
+                }
+                _ => {
+                    return Err(invalid(
+                        "security_groups",
+                        g,
+                        &format!("{g} is not valid under any of the given schemas"),
+                    ))
+                }
+            }
         }
     }
     let description = match server.get("description") {
@@ -813,6 +854,7 @@ pub(super) fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<Creat
         trusted_image_certificates,
         personality_files,
         auto_disk_config,
+        security_groups,
     })
 }
 
@@ -905,6 +947,7 @@ pub(super) async fn create(
     check_kernel_and_ramdisk(&state, &ctx, &image).await?;
     let key_data = key_data?;
     let networks = networks?;
+    check_security_groups(&state, &ctx, &request.security_groups).await?;
     let quota = quota?;
     quota.check_metadata_items(request.metadata.len())?;
     quota.check_injected_files(request.personality_files)?;

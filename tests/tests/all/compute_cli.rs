@@ -1,5 +1,5 @@
 //! The Compute API through the real `openstack` CLI (python-openstackclient in `.venv`), against
-//! the all-in-one with Keystone identity: flavors, key pairs, networks, a server's life, and the admin
+//! the all-in-one with Keystone identity: flavors, key pairs, networks, subnets and ports, a server's life, and the admin
 //! views (services, hypervisors, availability zones). The CLI negotiates its microversion with
 //! the service, as it does against Nova.
 
@@ -204,6 +204,36 @@ async fn the_openstack_cli_drives_a_servers_life() -> anyhow::Result<()> {
         "{networks}"
     );
 
+    // A subnet on it (the admin's, as the network's owner), and the member's own port.
+    let subnet = admin(
+        &stack,
+        &[
+            "subnet",
+            "create",
+            "--network",
+            "cli-net",
+            "--subnet-range",
+            "10.50.0.0/28",
+            "--dns-nameserver",
+            "10.50.0.53",
+            "cli-subnet",
+        ],
+    )
+    .await?;
+    assert_eq!(
+        field(&subnet, "gateway_ip"),
+        &json!("10.50.0.1"),
+        "{subnet}"
+    );
+    let port = demo(
+        &stack,
+        &["port", "create", "--network", "cli-net", "cli-port"],
+    )
+    .await?;
+    let port_id = field(&port, "id").as_str().unwrap_or_default().to_owned();
+    let port_ip = field(&port, "fixed_ips").to_string();
+    assert!(port_ip.contains("10.50.0."), "{port}");
+
     // A server's life, by image, flavor and network names.
     let server = demo(
         &stack,
@@ -227,8 +257,14 @@ async fn the_openstack_cli_drives_a_servers_life() -> anyhow::Result<()> {
     assert!(servers
         .as_array()
         .is_some_and(|l| l.iter().any(|s| s["ID"] == json!(id))));
-    // A scheduler hint, as the CLI sends it (openstacksdk's `OS-SCH-HNT:scheduler_hints`).
+    assert!(
+        field(&server, "addresses").to_string().contains("10.50.0."),
+        "an address of the subnet: {server}"
+    );
+    // A scheduler hint, as the CLI sends it (openstacksdk's `OS-SCH-HNT:scheduler_hints`),
+    // on the member's own port.
     let hint = format!("same_host={id}");
+    let nic = format!("port-id={port_id}");
     let near = demo(
         &stack,
         &[
@@ -238,8 +274,8 @@ async fn the_openstack_cli_drives_a_servers_life() -> anyhow::Result<()> {
             "test-disk",
             "--flavor",
             "cli.small",
-            "--network",
-            "cli-net",
+            "--nic",
+            &nic,
             "--hint",
             &hint,
             "--wait",
@@ -248,6 +284,14 @@ async fn the_openstack_cli_drives_a_servers_life() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!(field(&near, "status"), &json!("ACTIVE"), "{near}");
+    let address = port_ip
+        .split('"')
+        .find(|s| s.starts_with("10.50.0."))
+        .unwrap_or("none");
+    assert!(
+        field(&near, "addresses").to_string().contains(address),
+        "the port's address {address}: {near}"
+    );
     e2e::cli::run(&stack, "demo", &["server", "delete", "--wait", "near"]).await?;
     for (action, status) in [("stop", "SHUTOFF"), ("start", "ACTIVE")] {
         e2e::cli::run(&stack, "demo", &["server", action, "web"]).await?;
@@ -333,6 +377,11 @@ async fn the_openstack_cli_drives_a_servers_life() -> anyhow::Result<()> {
     cli(&["server", "set", "--name", "web", "web2"]).await?;
     e2e::cli::run(&stack, "demo", &["server", "delete", "--wait", "web"]).await?;
     assert_eq!(demo(&stack, &["server", "list"]).await?, json!([]));
+    // The member's port outlived the server it was given to, unbound; it goes, and the
+    // network with its subnet.
+    let port = demo(&stack, &["port", "show", "cli-port"]).await?;
+    assert_eq!(field(&port, "device_id"), &json!(""), "{port}");
+    e2e::cli::run(&stack, "demo", &["port", "delete", "cli-port"]).await?;
     e2e::cli::run(&stack, "admin", &["network", "delete", "cli-net"]).await?;
     assert_eq!(demo(&stack, &["network", "list"]).await?, json!([]));
     Ok(())

@@ -457,7 +457,7 @@ async fn subnets_and_ports_have_neutrons_ipam(stack: &dyn Stack) -> anyhow::Resu
     assert_eq!(r.status, 201, "{}", r.body);
 
     // What is not here answers Neutron's 404; the extensions list does not claim it.
-    for path in ["/routers", "/floatingips", "/security-groups/x"] {
+    for path in ["/routers", "/floatingips", "/trunks"] {
         let r = demo.networking(Method::GET, path, None).await?;
         assert_fault(&r, 404, "HTTPNotFound", "The resource could not be found.");
     }
@@ -869,6 +869,298 @@ async fn interfaces_are_attached_and_detached(stack: &dyn Stack) -> anyhow::Resu
             .as_array()
             .map(Vec::len),
         Some(1)
+    );
+    Ok(())
+}
+
+on_both_shapes!(security_groups_have_neutrons_rules, Options::default());
+/// Security groups and rules as Neutron's: the `default` group made on first use with its
+/// four rules, a new group with its two egress rules, rules normalised, checked and refused
+/// with Neutron's words (nothing written), duplicates, the default's protections, quotas.
+async fn security_groups_have_neutrons_rules(stack: &dyn Stack) -> anyhow::Result<()> {
+    let (admin, demo) = (client(stack, "admin"), client(stack, "demo"));
+    let r = demo
+        .networking(Method::GET, "/security-groups", None)
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let groups = r.body["security_groups"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(groups.len(), 1, "{}", r.body);
+    let default = &groups[0];
+    assert_eq!(
+        (&default["name"], &default["description"]),
+        (&json!("default"), &json!("Default security group"))
+    );
+    let rules = default["security_group_rules"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(rules.len(), 4, "{default}");
+    assert!(rules
+        .iter()
+        .all(|r| r["belongs_to_default_sg"] == json!(true)));
+    let ingress: Vec<&Value> = rules
+        .iter()
+        .filter(|r| r["direction"] == "ingress")
+        .collect();
+    assert!(
+        ingress
+            .iter()
+            .all(|r| r["remote_group_id"] == default["id"]),
+        "{default}"
+    );
+    let default_id = default["id"].as_str().unwrap_or_default().to_owned();
+
+    let r = post(
+        &demo,
+        "/security-groups",
+        "security_group",
+        json!({"name": "web", "description": "front"}),
+    )
+    .await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let web = r.body["security_group"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let egress: Vec<&str> = r.body["security_group"]["security_group_rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["direction"] == "egress")
+        .map(|r| r["ethertype"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(egress, vec!["IPv4", "IPv6"], "{}", r.body);
+    let r = post(
+        &demo,
+        "/security-groups",
+        "security_group",
+        json!({"name": "Default"}),
+    )
+    .await?;
+    assert_fault(
+        &r,
+        409,
+        "SecurityGroupDefaultAlreadyExists",
+        "Default security group already exists.",
+    );
+
+    // A rule as the CLI sends it (any prefix), normalised; the same by number is a duplicate.
+    let r = post(
+        &demo,
+        "/security-group-rules",
+        "security_group_rule",
+        json!({"security_group_id": web,
+        "direction": "ingress", "ethertype": "IPv4", "protocol": "TCP", "port_range_min": 22,
+        "port_range_max": 22, "remote_ip_prefix": "0.0.0.0/0"}),
+    )
+    .await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let ssh = r.body["security_group_rule"].clone();
+    assert_eq!(
+        (
+            &ssh["protocol"],
+            &ssh["normalized_cidr"],
+            &ssh["belongs_to_default_sg"]
+        ),
+        (&json!("tcp"), &json!("0.0.0.0/0"), &json!(false)),
+        "{ssh}"
+    );
+    let r = post(
+        &demo,
+        "/security-group-rules",
+        "security_group_rule",
+        json!({"security_group_id": web,
+        "direction": "ingress", "protocol": "6", "port_range_min": 22, "port_range_max": 22}),
+    )
+    .await?;
+    assert_fault(
+        &r,
+        409,
+        "SecurityGroupRuleExists",
+        &format!(
+            "Security group rule already exists. Rule id is {}.",
+            ssh["id"].as_str().unwrap_or_default()
+        ),
+    );
+    let bad_rules = [
+        (json!({"direction": "sideways"}), "HTTPBadRequest", "Invalid input for direction. Reason: 'sideways' is not in ['ingress', 'egress']."),
+        (json!({"direction": "ingress", "port_range_min": 22}), "SecurityGroupProtocolRequiredWithPorts", "Must also specify protocol if port range is given."),
+        (json!({"direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 22}), "SecurityGroupInvalidPortRange", "For TCP/UDP protocols, port_range_min must be <= port_range_max"),
+        (json!({"direction": "ingress", "protocol": "tcp", "port_range_min": 0, "port_range_max": 22}), "SecurityGroupInvalidPortValue", "Invalid value for port 0"),
+        (json!({"direction": "ingress", "protocol": "gre", "port_range_min": 1, "port_range_max": 2}), "SecurityGroupInvalidProtocolForPort", "Ports cannot be specified for protocol 47. Ports are only supported for DCCP, SCTP, TCP, UDP."),
+        (json!({"direction": "ingress", "protocol": "icmp", "port_range_max": 3}), "SecurityGroupMissingIcmpType", "ICMP code (port-range-max) 3 is provided but ICMP type (port-range-min) is missing."),
+        (json!({"direction": "ingress", "protocol": "icmp", "port_range_min": 256}), "SecurityGroupInvalidIcmpValue", "Invalid value for ICMP type (port-range-min) 256. It must be 0 to 255."),
+        (json!({"direction": "ingress", "protocol": "ipv6-icmp"}), "SecurityGroupEthertypeConflictWithProtocol", "Invalid ethertype IPv4 for protocol ipv6-icmp."),
+        (json!({"direction": "ingress", "remote_ip_prefix": "fd00::/64"}), "SecurityGroupRuleParameterConflict", "Conflicting value ethertype IPv4 for CIDR fd00::/64"),
+        (json!({"direction": "ingress", "remote_ip_prefix": "10.0.0.0/8", "remote_group_id": default_id}), "SecurityGroupMultipleRemoteEntites", "Only one of remote_ip_prefix or remote_group_id or remote_address_group_id may be provided."),
+        (json!({"direction": "ingress", "ethertype": "IPv5"}), "SecurityGroupRuleInvalidEtherType", "Security group rule for ethertype 'IPv5' not supported. Allowed values are ['IPv4', 'IPv6']."),
+    ];
+    for (mut body, kind, message) in bad_rules {
+        body["security_group_id"] = json!(web);
+        let r = post(&demo, "/security-group-rules", "security_group_rule", body).await?;
+        assert_fault(&r, 400, kind, message);
+    }
+    let r = post(
+        &demo,
+        "/security-group-rules",
+        "security_group_rule",
+        json!({"security_group_id": web,
+        "direction": "ingress", "protocol": "bogus"}),
+    )
+    .await?;
+    assert_eq!(
+        r.body["NeutronError"]["type"], "SecurityGroupRuleInvalidProtocol",
+        "{}",
+        r.body
+    );
+    let ghost = uuid::Uuid::new_v4().to_string();
+    let r = post(
+        &demo,
+        "/security-group-rules",
+        "security_group_rule",
+        json!({"security_group_id": web,
+        "direction": "ingress", "remote_group_id": ghost}),
+    )
+    .await?;
+    assert_fault(
+        &r,
+        404,
+        "SecurityGroupNotFound",
+        &format!("Security group {ghost} does not exist"),
+    );
+    assert_eq!(
+        count(
+            &demo,
+            &format!("/security-group-rules?security_group_id={web}"),
+            "security_group_rules"
+        )
+        .await?,
+        3
+    );
+    let r = demo.networking(Method::GET, &format!("/security-group-rules?security_group_id={web}&direction=ingress&fields=port_range_min"), None).await?;
+    assert_eq!(
+        r.body["security_group_rules"],
+        json!([{"port_range_min": 22}]),
+        "{}",
+        r.body
+    );
+
+    // Another project's groups are not seen; the default is kept from rename and delete.
+    let r = admin
+        .networking(Method::GET, "/security-groups?name=default&fields=id", None)
+        .await?;
+    let admins_default = r.body["security_groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|g| g["id"] != json!(default_id))
+        .map(|g| g["id"].clone())
+        .unwrap_or_default();
+    let r = demo
+        .networking(
+            Method::GET,
+            &format!(
+                "/security-groups/{}",
+                admins_default.as_str().unwrap_or_default()
+            ),
+            None,
+        )
+        .await?;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = demo
+        .networking(
+            Method::PUT,
+            &format!("/security-groups/{default_id}"),
+            Some(&json!({"security_group": {"name": "other"}})),
+        )
+        .await?;
+    assert_fault(
+        &r,
+        409,
+        "SecurityGroupCannotUpdateDefault",
+        "Updating default security group not allowed.",
+    );
+    let r = demo
+        .networking(
+            Method::DELETE,
+            &format!("/security-groups/{default_id}"),
+            None,
+        )
+        .await?;
+    assert_fault(
+        &r,
+        409,
+        "SecurityGroupCannotRemoveDefault",
+        "Insufficient rights for removing default security group.",
+    );
+
+    // Quotas count them; a port cannot hold a group while port security is off.
+    let r = demo
+        .networking(Method::GET, "/quotas/demo/details", None)
+        .await?;
+    assert_eq!(
+        r.body["quota"]["security_group"],
+        json!({"limit": 10, "used": 2, "reserved": 0}),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body["quota"]["security_group_rule"]["used"], json!(7));
+    let net = admin
+        .create_network(json!({"name": "sg-net", "shared": true}))
+        .await?;
+    let r = post(
+        &demo,
+        "/ports",
+        "port",
+        json!({"network_id": net, "security_groups": [web]}),
+    )
+    .await?;
+    assert_fault(&r, 400, "PortSecurityAndIPRequiredForSecurityGroups",
+        "Port security must be enabled and port must have an IP address in order to use security groups.");
+
+    // A server asking for a group: Nova's answers for an unknown one, and for one on a
+    // network without port security.
+    for (group, message) in [
+        ("web", "Network requires port_security_enabled and subnet associated in order to apply security groups."),
+        ("nope", "Unable to find security_group with name or id 'nope'"),
+    ] {
+        let r = demo.post("/servers", &json!({"server": {"name": "sg", "imageRef": e2e::client::IMAGE,
+            "flavorRef": "1", "networks": [{"uuid": net}], "security_groups": [{"name": group}]}})).await?;
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert_eq!(r.body["badRequest"]["message"], json!(message));
+    }
+
+    // Deleting the group takes its rules.
+    assert_eq!(
+        demo.networking(
+            Method::DELETE,
+            &format!(
+                "/security-group-rules/{}",
+                ssh["id"].as_str().unwrap_or_default()
+            ),
+            None
+        )
+        .await?
+        .status,
+        204
+    );
+    assert_eq!(
+        demo.networking(Method::DELETE, &format!("/security-groups/{web}"), None)
+            .await?
+            .status,
+        204
+    );
+    assert_eq!(
+        count(
+            &demo,
+            &format!("/security-group-rules?security_group_id={web}"),
+            "security_group_rules"
+        )
+        .await?,
+        0
     );
     Ok(())
 }

@@ -987,7 +987,8 @@ async fn servers_choose_networks_by_uuid(stack: &dyn Stack) -> anyhow::Result<()
         .await?;
     assert_eq!(
         r.body,
-        json!({"quota": {"network": 2, "subnet": 100, "port": 500}}),
+        json!({"quota": {"network": 2, "subnet": 100, "port": 500, "security_group": 10,
+            "security_group_rule": 100}}),
         "{}",
         r.status
     );
@@ -1000,6 +1001,8 @@ async fn servers_choose_networks_by_uuid(stack: &dyn Stack) -> anyhow::Result<()
             "network": {"limit": 2, "used": 2, "reserved": 0},
             "subnet": {"limit": 100, "used": 0, "reserved": 0},
             "port": {"limit": 500, "used": 0, "reserved": 0},
+            "security_group": {"limit": 10, "used": 0, "reserved": 0},
+            "security_group_rule": {"limit": 100, "used": 0, "reserved": 0},
         }})
     );
     let r = a

@@ -1,0 +1,36 @@
+-- Security groups and their rules (Neutron's). A project's `default` group is made on first
+-- use; the partial unique index keeps it one per project under concurrent first uses.
+CREATE TABLE security_groups (
+    id              TEXT PRIMARY KEY,
+    project_id      TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    description     TEXT NOT NULL DEFAULT '',
+    stateful        INTEGER NOT NULL DEFAULT 1,
+    is_default      INTEGER NOT NULL DEFAULT 0,
+    tags            TEXT NOT NULL DEFAULT '[]',
+    revision_number INTEGER NOT NULL DEFAULT 0,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+);
+CREATE INDEX security_groups_project_idx ON security_groups (project_id);
+CREATE UNIQUE INDEX security_groups_default_idx ON security_groups (project_id) WHERE is_default = 1;
+
+CREATE TABLE security_group_rules (
+    id                TEXT PRIMARY KEY,
+    security_group_id TEXT NOT NULL REFERENCES security_groups (id),
+    project_id        TEXT NOT NULL,
+    direction         TEXT NOT NULL,
+    ethertype         TEXT NOT NULL,
+    -- NULL: any protocol; a name (`tcp`) or a number as text (`6`), as given.
+    protocol          TEXT,
+    port_range_min    INTEGER,
+    port_range_max    INTEGER,
+    remote_ip_prefix  TEXT,
+    remote_group_id   TEXT,
+    description       TEXT NOT NULL DEFAULT '',
+    revision_number   INTEGER NOT NULL DEFAULT 0,
+    created_at        INTEGER NOT NULL,
+    updated_at        INTEGER NOT NULL
+);
+CREATE INDEX security_group_rules_group_idx ON security_group_rules (security_group_id);
+CREATE INDEX security_group_rules_remote_idx ON security_group_rules (remote_group_id);
