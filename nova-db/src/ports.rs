@@ -5,7 +5,7 @@
 //! sees the others' addresses, and a full subnet is told from a lost race.
 
 use crate::listing::{self, Column, Kind, Listing, Tags};
-use crate::subnets::{lock_network, lock_project, of_network_tx, Subnet};
+use crate::subnets::{lock_network, of_network_tx, Subnet};
 use crate::{on_pool, on_tx, Db, DbResult, Tx};
 use nova_core::ipam::{self, Refusal};
 use std::collections::{BTreeMap, BTreeSet};
@@ -342,7 +342,7 @@ async fn mac_taken(tx: &mut Tx, network: &str, mac: &str) -> DbResult<bool> {
 }
 
 /// Stores a new port with its addresses, in one transaction: the MAC given (unique on the
-/// network) or a random one, the addresses as [`choose`] finds them, within the project's
+/// network) or a random one (another if it clashes), the addresses as [`choose`] finds them, within the project's
 /// port quota (`limit`, negative: none). A refusal writes nothing.
 pub async fn create(
     db: &Db,
@@ -351,15 +351,51 @@ pub async fn create(
     addresses: &Addresses,
     limit: i64,
 ) -> DbResult<Result<Vec<FixedIp>, Refusal>> {
+    let mut attempts = 0;
+    loop {
+        match create_once(db, port, mac_given, addresses, limit).await {
+            // A random MAC that another port of the network has: another one.
+            Err(e) if e.is_unique_violation() && !mac_given && attempts < 3 => {
+                attempts += 1;
+                port.mac_address = ipam::random_mac(random());
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn create_once(
+    db: &Db,
+    port: &mut Port,
+    mac_given: bool,
+    addresses: &Addresses,
+    limit: i64,
+) -> DbResult<Result<Vec<FixedIp>, Refusal>> {
     let mut tx = db.begin().await?;
-    if !lock_network(&mut tx, &port.network_id).await? {
+    // The network's row lock and the project's port lock, in one round trip on PostgreSQL
+    // (always in this order: every port create takes both with this statement).
+    let found = match &mut tx {
+        Tx::Pg(t) => {
+            let row: Option<(String,)> = sqlx::query_as(
+                "SELECT n.id FROM networks n, \
+                 (SELECT pg_advisory_xact_lock($2, hashtext($3))) AS l WHERE n.id = $1 FOR UPDATE OF n",
+            )
+            .bind(&port.network_id)
+            .bind(PORT_LOCK_CLASS)
+            .bind(&port.project_id)
+            .fetch_optional(&mut **t)
+            .await?;
+            row.is_some()
+        }
+        Tx::Sqlite(_) => lock_network(&mut tx, &port.network_id).await?,
+    };
+    if !found {
         return Ok(Err(refusal(
             "NetworkNotFound",
             false,
             format!("Network {} could not be found.", port.network_id),
         )));
     }
-    lock_project(&mut tx, PORT_LOCK_CLASS, &port.project_id).await?;
     let (count,): (i64,) = on_tx!(&mut tx, c => {
         sqlx::query_as("SELECT COUNT(*) FROM ports WHERE project_id = $1")
             .bind(&port.project_id)
@@ -384,11 +420,10 @@ pub async fn create(
                 ),
             )));
         }
-    } else {
-        while mac_taken(&mut tx, &port.network_id, &port.mac_address).await? {
-            port.mac_address = ipam::random_mac(random());
-        }
     }
+    // A random MAC is not checked first (a query on every port): the one-in-sixteen-million
+    // clash with another port of the network is refused by their unique constraint, and
+    // [`create`] tries another.
     let subnets = of_network_tx(&mut tx, &port.network_id).await?;
     let ips = match choose(&mut tx, &port.network_id, &subnets, addresses, &[]).await? {
         Ok(ips) => ips,
@@ -701,32 +736,73 @@ pub async fn release_for_instance(tx: &mut Tx, device_id: &str) -> DbResult<()> 
 /// The NICs of `ports` as a driver needs them: MAC, and each address with its subnet's CIDR
 /// and gateway.
 pub async fn nics(db: &Db, ports: &[Port]) -> DbResult<Vec<nova_core::rpc::Nic>> {
-    let ids: Vec<&str> = ports.iter().map(|p| p.id.as_str()).collect();
-    let mut ips = fixed_ips(db, &ids).await?;
-    let mut subnets: BTreeMap<String, Option<Subnet>> = BTreeMap::new();
-    let mut out = Vec::new();
-    for port in ports {
-        let mut nic_ips = Vec::new();
-        for ip in ips.remove(&port.id).unwrap_or_default() {
-            if !subnets.contains_key(&ip.subnet_id) {
-                let s = crate::subnets::get(db, &ip.subnet_id).await?;
-                subnets.insert(ip.subnet_id.clone(), s);
-            }
-            if let Some(Some(s)) = subnets.get(&ip.subnet_id) {
-                nic_ips.push(nova_core::rpc::NicIp {
-                    address: ip.ip_address,
-                    cidr: s.cidr.clone(),
-                    gateway: s.gateway_ip.clone(),
-                    version: u8::try_from(s.ip_version).unwrap_or(4),
-                });
-            }
-        }
-        out.push(nova_core::rpc::Nic {
+    let mut addresses = addresses_of(db, AddressesOf::Ports(ports)).await?;
+    Ok(ports
+        .iter()
+        .map(|port| nova_core::rpc::Nic {
             network_id: port.network_id.clone(),
             port_id: port.id.clone(),
             mac: port.mac_address.clone(),
-            ips: nic_ips,
-        });
+            ips: addresses
+                .remove(&port.id)
+                .map(|(_, _, ips)| ips)
+                .unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// Whose addresses [`addresses_of`] reads.
+enum AddressesOf<'a> {
+    Ports(&'a [Port]),
+    Device(&'a str),
+}
+
+/// The addresses of some ports (with their subnets' CIDR and gateway), in one query: each
+/// port's network, MAC and addresses in its order, keyed by the port's id; ports in order of
+/// creation.
+async fn addresses_of(
+    db: &Db,
+    of: AddressesOf<'_>,
+) -> DbResult<BTreeMap<String, (String, String, Vec<nova_core::rpc::NicIp>)>> {
+    let select = "SELECT p.id, p.network_id, p.mac_address, a.ip_address, s.cidr, s.gateway_ip, \
+                  s.ip_version FROM ports p JOIN ip_allocations a ON a.port_id = p.id \
+                  JOIN subnets s ON s.id = a.subnet_id";
+    type Row = (String, String, String, String, String, Option<String>, i64);
+    let rows: Vec<Row> = match of {
+        AddressesOf::Ports([]) => Vec::new(),
+        AddressesOf::Ports(ports) => {
+            let marks: Vec<String> = (1..=ports.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "{select} WHERE p.id IN ({}) ORDER BY p.created_at, p.id, a.position",
+                marks.join(", ")
+            );
+            on_pool!(db, p => {
+                let mut q = sqlx::query_as(&sql);
+                for port in ports {
+                    q = q.bind(&port.id);
+                }
+                q.fetch_all(p).await?
+            })
+        }
+        AddressesOf::Device(device) => {
+            let sql =
+                format!("{select} WHERE p.device_id = $1 ORDER BY p.created_at, p.id, a.position");
+            on_pool!(db, p => {
+                sqlx::query_as(&sql).bind(device).fetch_all(p).await?
+            })
+        }
+    };
+    let mut out: BTreeMap<String, (String, String, Vec<nova_core::rpc::NicIp>)> = BTreeMap::new();
+    for (port, network, mac, address, cidr, gateway, version) in rows {
+        out.entry(port)
+            .or_insert_with(|| (network, mac, Vec::new()))
+            .2
+            .push(nova_core::rpc::NicIp {
+                address,
+                cidr,
+                gateway,
+                version: u8::try_from(version).unwrap_or(4),
+            });
     }
     Ok(out)
 }
@@ -773,30 +849,37 @@ pub async fn server_addresses(
     chosen: &[nova_core::model::ChosenNetwork],
     reported: Vec<nova_core::model::Address>,
 ) -> DbResult<Vec<nova_core::model::Address>> {
-    let ports = of_device(db, device_id).await?;
-    let nics = nics(db, &ports).await?;
+    // One query: the ports of the server that hold addresses, with them.
+    let mut held_by: Vec<(String, String, Vec<nova_core::rpc::NicIp>)> =
+        addresses_of(db, AddressesOf::Device(device_id))
+            .await?
+            .into_values()
+            .collect();
+    // In the order of the server's networks, then the others.
+    held_by.sort_by_key(|(network, _, _)| {
+        chosen
+            .iter()
+            .position(|c| c.id == *network)
+            .unwrap_or(usize::MAX)
+    });
     let mut out = Vec::new();
-    for nic in nics.iter().filter(|n| !n.ips.is_empty()) {
-        let network = match chosen.iter().find(|c| c.id == nic.network_id) {
+    for (network_id, mac, ips) in &held_by {
+        let network = match chosen.iter().find(|c| c.id == *network_id) {
             Some(c) => c.name.clone(),
-            None => crate::networks::get(db, &nic.network_id)
+            None => crate::networks::get(db, network_id)
                 .await?
-                .map_or_else(|| nic.network_id.clone(), |n| n.name),
+                .map_or_else(|| network_id.clone(), |n| n.name),
         };
-        for ip in &nic.ips {
+        for ip in ips {
             out.push(nova_core::model::Address {
                 network: network.clone(),
                 addr: ip.address.clone(),
                 version: ip.version,
-                mac: Some(nic.mac.clone()),
+                mac: Some(mac.clone()),
             });
         }
     }
-    let held: Vec<&str> = nics
-        .iter()
-        .filter(|n| !n.ips.is_empty())
-        .map(|n| n.mac.as_str())
-        .collect();
+    let held: Vec<&str> = held_by.iter().map(|(_, mac, _)| mac.as_str()).collect();
     let reported: Vec<_> = reported
         .into_iter()
         .filter(|a| a.mac.as_deref().is_none_or(|m| !held.contains(&m)))

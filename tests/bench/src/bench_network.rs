@@ -129,8 +129,9 @@ async fn run(stack: &dyn Stack, a: &Args) -> anyhow::Result<()> {
         )
         .await?;
     anyhow::ensure!(r.status == 201, "subnet: {}", r.body);
-    let with_port = Client::new(stack.api_url(), "bench:bench-net");
-    let auto = Client::new(stack.api_url(), "bench:bench-auto");
+    // At 2.37, which `auto` needs.
+    let with_port = Client::new(stack.api_url(), "bench:bench-net").at_microversion("2.37");
+    let auto = Client::new(stack.api_url(), "bench:bench-auto").at_microversion("2.37");
 
     // Warm-up: one of each.
     for (c, networks) in [(&with_port, json!([{"uuid": net}])), (&auto, json!("auto"))] {
