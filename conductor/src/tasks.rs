@@ -133,58 +133,13 @@ impl Conductor {
         }
     }
 
-    /// Gives the server its ports on its chosen networks on `host` (Nova's
-    /// allocate_for_instance), or the build's fault (Nova's words, and the networking
-    /// service's as its details) when the networking service refuses.
+    /// Gives the server its ports on `host` ([`allocate_nics`]).
     async fn allocate_ports(
         &self,
         instance: &Instance,
         host: &str,
     ) -> Result<std::result::Result<Vec<Nic>, (String, String)>> {
-        let requests = nic_requests(instance);
-        if requests.is_empty() {
-            return Ok(Ok(Vec::new()));
-        }
-        let device = instance.uuid.0.to_string();
-        let owner = format!(
-            "compute:{}",
-            instance.availability_zone.as_deref().unwrap_or("nova")
-        );
-        let binding = ports::Binding {
-            device_id: &device,
-            project_id: &instance.project_id,
-            device_owner: &owner,
-            host,
-        };
-        let limit = quotas::limits(&self.db, &instance.project_id)
-            .await?
-            .get("port")
-            .copied()
-            .unwrap_or(ports::DEFAULT_PORT_QUOTA);
-        match ports::allocate_for_instance(&self.db, &binding, &requests, limit).await? {
-            Ok(made) => Ok(Ok(ports::nics(&self.db, &made).await?)),
-            Err((i, refusal)) => {
-                tracing::info!(kind = refusal.kind, message = %refusal.message, "ports refused");
-                let uuid = instance.uuid.0;
-                let message = if refusal.kind == "IpAddressGenerationFailure" {
-                    format!(
-                        "Build of instance {uuid} aborted: Failed to allocate the network(s) \
-                         with error No fixed IP addresses available for network: {}, not \
-                         rescheduling.",
-                        requests[i].network_id
-                    )
-                } else {
-                    format!(
-                        "Build of instance {uuid} aborted: Failed to allocate the network(s), \
-                         not rescheduling."
-                    )
-                };
-                Ok(Err((
-                    message,
-                    format!("{}: {}", refusal.kind, refusal.message),
-                )))
-            }
-        }
+        allocate_nics(&self.db, instance, host).await
     }
 
     /// Ends a build in ERROR with a fault, gives back its claim and closes its task.
@@ -471,10 +426,69 @@ async fn spec(
 ) -> Result<std::result::Result<InstanceSpec, String>> {
     let image = images::get(db, &instance.image_ref).await?;
     let direct = direct_boot(db, &instance.project_id, image.as_ref()).await?;
-    let made =
-        ports::of_instance(db, &instance.uuid.0.to_string(), &nic_requests(instance)).await?;
-    let nics = ports::nics(db, &made).await?;
+    // Allocated again (made before: used again), for a build whose first dispatch may have
+    // stopped before its ports were made.
+    let host = instance.host.as_deref().unwrap_or_default();
+    let nics = match allocate_nics(db, instance, host).await? {
+        Ok(nics) => nics,
+        Err((message, _)) => return Ok(Err(message)),
+    };
     Ok(spec_from(instance, node, image, direct, nics))
+}
+
+/// Gives the server its ports on its chosen networks on `host` (Nova's allocate_for_instance;
+/// again for a build handed out again: the ports made before are used), or the build's fault
+/// (Nova's words, and the networking service's as its details) when the networking service
+/// refuses.
+async fn allocate_nics(
+    db: &Db,
+    instance: &Instance,
+    host: &str,
+) -> Result<std::result::Result<Vec<Nic>, (String, String)>> {
+    let requests = nic_requests(instance);
+    if requests.is_empty() {
+        return Ok(Ok(Vec::new()));
+    }
+    let device = instance.uuid.0.to_string();
+    let owner = format!(
+        "compute:{}",
+        instance.availability_zone.as_deref().unwrap_or("nova")
+    );
+    let binding = ports::Binding {
+        device_id: &device,
+        project_id: &instance.project_id,
+        device_owner: &owner,
+        host,
+    };
+    let limit = quotas::limits(db, &instance.project_id)
+        .await?
+        .get("port")
+        .copied()
+        .unwrap_or(ports::DEFAULT_PORT_QUOTA);
+    match ports::allocate_for_instance(db, &binding, &requests, limit).await? {
+        Ok(made) => Ok(Ok(ports::nics(db, &made).await?)),
+        Err((i, refusal)) => {
+            tracing::info!(kind = refusal.kind, message = %refusal.message, "ports refused");
+            let uuid = instance.uuid.0;
+            let message = if refusal.kind == "IpAddressGenerationFailure" {
+                format!(
+                    "Build of instance {uuid} aborted: Failed to allocate the network(s) \
+                     with error No fixed IP addresses available for network: {}, not \
+                     rescheduling.",
+                    requests[i].network_id
+                )
+            } else {
+                format!(
+                    "Build of instance {uuid} aborted: Failed to allocate the network(s), \
+                     not rescheduling."
+                )
+            };
+            Ok(Err((
+                message,
+                format!("{}: {}", refusal.kind, refusal.message),
+            )))
+        }
+    }
 }
 
 /// The ports a server's chosen networks ask for, in order.

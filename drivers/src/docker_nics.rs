@@ -80,6 +80,15 @@ pub async fn ensure_network(docker: &Docker, backend: &str, nic: &Nic) -> Result
 }
 
 async fn create_network(docker: &Docker, backend: &str, nic: &Nic) -> Result<(), DriverError> {
+    // Without a gateway the engine takes the subnet's first address for its bridge, which
+    // the subnet's pools hand out to ports.
+    if let Some(ip) = nic.ips.iter().find(|ip| ip.gateway.is_none()) {
+        return Err(DriverError::Invalid(format!(
+            "the subnet {} has no gateway: an engine network for it needs one (the engine takes \
+             an address of it for its bridge)",
+            ip.cidr
+        )));
+    }
     let mut cidrs: Vec<&str> = nic.ips.iter().map(|ip| ip.cidr.as_str()).collect();
     cidrs.dedup();
     let config = nic

@@ -907,6 +907,25 @@ fn path_text(p: &Path) -> String {
     esc(&p.to_string_lossy())
 }
 
+/// Defines the domain and starts it; a start that fails undefines it again.
+fn define_and_start(c: &Connect, xml: &str) -> Result<(), DriverError> {
+    let d = Domain::define_xml(c, xml).map_err(|e| backend("define", e))?;
+    if let Err(e) = d.create() {
+        let _ = d.undefine();
+        // A network the host lacks is the request's problem, and libvirt's words
+        // name only that network: the project is told (other errors are for
+        // admins).
+        if e.code() == ErrorNumber::NoNetwork {
+            return Err(DriverError::Invalid(format!(
+                "a network of this server does not exist on this host ({})",
+                e.message()
+            )));
+        }
+        return Err(backend("start", e));
+    }
+    Ok(())
+}
+
 /// A virtio NIC on a libvirt network.
 fn interface_xml(mac: &str, network: &str) -> String {
     format!(
@@ -1173,25 +1192,23 @@ impl Compute for LibvirtDriver {
             .with_conn(move |c| {
                 // The networks the ports' subnets need, and each port's DHCP entry, before
                 // the guest asks.
-                for (backend, nic) in &ports {
-                    crate::libvirt_nics::ensure_network(c, backend, nic)?;
-                    crate::libvirt_nics::add_dhcp_host(c, backend, nic)?;
-                }
-                let d = Domain::define_xml(c, &xml).map_err(|e| backend("define", e))?;
-                if let Err(e) = d.create() {
-                    let _ = d.undefine();
-                    // A network the host lacks is the request's problem, and libvirt's words
-                    // name only that network: the project is told (other errors are for
-                    // admins).
-                    if e.code() == ErrorNumber::NoNetwork {
-                        return Err(DriverError::Invalid(format!(
-                            "a network of this server does not exist on this host ({})",
-                            e.message()
-                        )));
+                let entries: Vec<(String, String)> = ports
+                    .iter()
+                    .map(|(network, nic)| (nic.mac.clone(), network.clone()))
+                    .collect();
+                // A build that fails here leaves no DHCP entry behind (its domain, which
+                // names them, is not there to say so later).
+                let defined = (|| {
+                    for (backend, nic) in &ports {
+                        crate::libvirt_nics::ensure_network(c, backend, nic)?;
+                        crate::libvirt_nics::add_dhcp_host(c, backend, nic)?;
                     }
-                    return Err(backend("start", e));
+                    define_and_start(c, &xml)
+                })();
+                if defined.is_err() {
+                    crate::libvirt_nics::remove_dhcp_hosts(c, &entries);
                 }
-                Ok(())
+                defined
             })
             .await;
         if let Err(e) = defined {
@@ -1243,8 +1260,10 @@ impl Compute for LibvirtDriver {
             crate::libvirt_nics::ensure_network(c, &network, &nic)?;
             crate::libvirt_nics::add_dhcp_host(c, &network, &nic)?;
             let device = interface_xml(&nic.mac, &network);
-            d.attach_device_flags(&device, affect(&d))
-                .map_err(|e| backend("attach interface", e))?;
+            if let Err(e) = d.attach_device_flags(&device, affect(&d)) {
+                crate::libvirt_nics::remove_dhcp_hosts(c, &[(nic.mac.clone(), network.clone())]);
+                return Err(backend("attach interface", e));
+            }
             Ok(())
         })
         .await

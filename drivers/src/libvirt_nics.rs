@@ -125,13 +125,23 @@ pub fn ensure_network(conn: &Connect, name: &str, nic: &Nic) -> Result<(), Drive
 
 const AFFECT: u32 = sys::VIR_NETWORK_UPDATE_AFFECT_LIVE | sys::VIR_NETWORK_UPDATE_AFFECT_CONFIG;
 
-/// The static DHCP entry of the port (its MAC → its IPv4 address), replacing one the MAC had.
+/// The static DHCP entry of the port (its MAC → its IPv4 address), replacing any the MAC or the
+/// address had.
 pub fn add_dhcp_host(conn: &Connect, name: &str, nic: &Nic) -> Result<(), DriverError> {
     let Some(ip) = ipv4(nic) else {
         return Ok(());
     };
     let net = Network::lookup_by_name(conn, name).map_err(|e| backend("network lookup", e))?;
+    // Whatever entry holds the MAC or the address (one a failed build or an earlier port left)
+    // gives way: the port is the address's holder now.
     remove_dhcp_host_of(&net, &nic.mac);
+    let _ = net.update(
+        sys::VIR_NETWORK_UPDATE_COMMAND_DELETE,
+        sys::VIR_NETWORK_SECTION_IP_DHCP_HOST,
+        -1,
+        &format!("<host ip='{}'/>", esc(&ip.address)),
+        AFFECT,
+    );
     let host = format!("<host mac='{}' ip='{}'/>", esc(&nic.mac), esc(&ip.address));
     net.update(
         sys::VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,

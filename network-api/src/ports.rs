@@ -501,6 +501,7 @@ pub(crate) async fn update(
                 if asked.iter().any(|r| r.ip_address.is_some()) && !owner {
                     return Err(denied("update_port:fixed_ips:ip_address"));
                 }
+                in_use_by_server(&port)?;
                 addresses = Some(Addresses::Asked(asked));
             }
             "binding:host_id" => {
@@ -539,12 +540,28 @@ pub(crate) async fn update(
     Ok(HttpResponse::Ok().json(json!({"port": view(&ctx, &port, &ips)})))
 }
 
+/// Neutron's PortInUse, for a port a server's NIC is: its host would keep using the port's
+/// address after the port (or the address) is gone. Nova would then detach the NIC on
+/// Neutron's event; here the server's `os-interface` detach does that, first.
+fn in_use_by_server(port: &Port) -> ApiResult<()> {
+    if port.device_owner.starts_with("compute:") && !port.device_id.is_empty() {
+        return Err(ApiError::Conflict(format!(
+            "Unable to complete operation on port {} for network {}. Port already has an \
+             attached device {}.",
+            port.id, port.network_id, port.device_id
+        ))
+        .named("PortInUse"));
+    }
+    Ok(())
+}
+
 pub(crate) async fn delete(
     ctx: RequestContext,
     state: web::Data<NetworkState>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    find_own(&state, &ctx, &id, "delete_port").await?;
+    let port = find_own(&state, &ctx, &id, "delete_port").await?;
+    in_use_by_server(&port)?;
     if !store::delete(&state.db, &id).await? {
         return Err(not_found(&id));
     }

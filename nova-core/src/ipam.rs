@@ -203,18 +203,20 @@ pub fn validate_pools(net: &IpNet, pools: &[Pool], gateway: Option<IpAddr>) -> R
 }
 
 /// Whether a port may hold `ip` on the subnet (Neutron's check_subnet_ip): inside the CIDR and,
-/// for IPv4 subnets larger than a /31, neither the network nor the broadcast address. It need
+/// for IPv4 subnets larger than a /31, neither the network nor the broadcast address (for
+/// IPv6, not the network address, which is for routers). It need
 /// not be in a pool, and may even be the gateway, as in Neutron.
 pub fn check_subnet_ip(net: &IpNet, ip: IpAddr) -> bool {
     if version_of(ip) != version_of(net.network()) || !net.contains(&ip) {
         return false;
     }
+    let (first, last) = first_last(net);
+    let n = to_u128(ip);
     match net {
-        IpNet::V4(_) if net.prefix_len() < 31 => {
-            let (first, last) = first_last(net);
-            let n = to_u128(ip);
-            n != first && n != last
-        }
+        IpNet::V4(_) if net.prefix_len() < 31 => n != first && n != last,
+        // IPv6's network address is the subnet-router anycast address, for routers only
+        // (there are none here).
+        IpNet::V6(_) if net.prefix_len() < 128 => n != first,
         _ => true,
     }
 }
@@ -382,6 +384,9 @@ mod tests {
         assert!(!check_subnet_ip(&net, ip("10.0.0.15")));
         assert!(!check_subnet_ip(&net, ip("10.0.0.16")));
         assert!(!check_subnet_ip(&net, ip("::1")));
+        let v6 = parse_cidr("fd00::/64").unwrap();
+        assert!(!check_subnet_ip(&v6, ip("fd00::")));
+        assert!(check_subnet_ip(&v6, ip("fd00::1")));
     }
 
     #[test]

@@ -87,9 +87,14 @@ pub async fn get(db: &Db, id: &str) -> DbResult<Option<Port>> {
     }))
 }
 
-/// The ports of a device (a server's), oldest first.
+/// The ports bound to a device (a server's), oldest first. Bound: a host is set, which only
+/// the compute service (and admins) can do; a user's port that merely names the server as its
+/// `device_id` is not the server's.
 pub async fn of_device(db: &Db, device_id: &str) -> DbResult<Vec<Port>> {
-    let sql = format!("SELECT {COLUMNS} FROM ports WHERE device_id = $1 ORDER BY created_at, id");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM ports WHERE device_id = $1 AND host_id <> '' \
+         ORDER BY created_at, id"
+    );
     Ok(on_pool!(db, p => {
         sqlx::query_as(&sql).bind(device_id).fetch_all(p).await?
     }))
@@ -409,17 +414,15 @@ async fn create_once(
             "Quota exceeded for resources: ['port'].".into(),
         )));
     }
-    if mac_given {
-        if mac_taken(&mut tx, &port.network_id, &port.mac_address).await? {
-            return Ok(Err(refusal(
-                "MacAddressInUse",
-                true,
-                format!(
-                    "Unable to complete operation for network {}. The mac address {} is in use.",
-                    port.network_id, port.mac_address
-                ),
-            )));
-        }
+    if mac_given && mac_taken(&mut tx, &port.network_id, &port.mac_address).await? {
+        return Ok(Err(refusal(
+            "MacAddressInUse",
+            true,
+            format!(
+                "Unable to complete operation for network {}. The mac address {} is in use.",
+                port.network_id, port.mac_address
+            ),
+        )));
     }
     // A random MAC is not checked first (a query on every port): the one-in-sixteen-million
     // clash with another port of the network is refused by their unique constraint, and
@@ -459,9 +462,10 @@ async fn create_once(
     Ok(Ok(ips))
 }
 
-/// Writes what an update may change, and, when `addresses` is given, replaces the port's
-/// addresses as [`choose`] finds them (keeping those asked for again); `Ok(None)` if the port
-/// is gone.
+/// Writes what an update may change, if the port is at the revision it was read at (else a
+/// 409 refusal: nothing another writer did meanwhile is undone), and, when `addresses` is
+/// given, replaces the port's addresses as [`choose`] finds them (keeping those asked for
+/// again); `Ok(None)` if the port is gone.
 pub async fn update(
     db: &Db,
     port: &Port,
@@ -473,7 +477,7 @@ pub async fn update(
         sqlx::query(
             "UPDATE ports SET name = $2, description = $3, admin_state_up = $4, status = $5, \
              device_id = $6, device_owner = $7, host_id = $8, tags = $9, updated_at = $10, \
-             revision_number = revision_number + 1 WHERE id = $1",
+             revision_number = revision_number + 1 WHERE id = $1 AND revision_number = $11",
         )
         .bind(&port.id)
         .bind(&port.name)
@@ -485,12 +489,26 @@ pub async fn update(
         .bind(&port.host_id)
         .bind(&port.tags)
         .bind(port.updated_at)
+        .bind(port.revision_number)
         .execute(&mut *c)
         .await?
         .rows_affected()
     });
     if done == 0 {
-        return Ok(Ok(None));
+        // Gone, or changed since it was read (a server's build bound it, say): its fields
+        // were read before, so writing them back could undo that change.
+        drop(tx);
+        return Ok(match get(db, &port.id).await? {
+            None => Ok(None),
+            Some(now) => Err(refusal(
+                "PortChanged",
+                true,
+                format!(
+                    "Port {} changed while it was updated (revision {} now); try again.",
+                    port.id, now.revision_number
+                ),
+            )),
+        });
     }
     let ips = match addresses {
         None => None,
@@ -533,19 +551,15 @@ pub async fn update(
 
 /// Deletes a port and its addresses; `false` if it was gone.
 pub async fn delete(db: &Db, id: &str) -> DbResult<bool> {
-    let mut tx = db.begin().await?;
-    let done = on_tx!(&mut tx, c => {
-        sqlx::query("DELETE FROM ip_allocations WHERE port_id = $1")
-            .bind(id)
-            .execute(&mut *c)
-            .await?;
+    // The port's row only: its addresses go with it (ON DELETE CASCADE), so that every write
+    // takes the port's row before its addresses' (an update does), and none deadlocks.
+    let done = on_pool!(db, p => {
         sqlx::query("DELETE FROM ports WHERE id = $1")
             .bind(id)
-            .execute(&mut *c)
+            .execute(p)
             .await?
             .rows_affected()
     });
-    tx.commit().await?;
     Ok(done > 0)
 }
 
@@ -701,6 +715,25 @@ pub async fn allocate_for_instance(
             Err(refusal) => return Ok(Err((i, refusal))),
         }
     }
+    // A delete of the server that committed meanwhile (its release ran before these ports
+    // were there) must not leave them behind: read the server under a share lock (which waits
+    // for a delete in flight) and undo them if it is gone.
+    if !server_live(db, binding.device_id).await? {
+        let mut tx = db.begin().await?;
+        release_for_instance(&mut tx, binding.device_id).await?;
+        tx.commit().await?;
+        return Ok(Err((
+            0,
+            refusal(
+                "InstanceNotFound",
+                false,
+                format!(
+                    "Instance {} was deleted while its ports were made.",
+                    binding.device_id
+                ),
+            ),
+        )));
+    }
     Ok(Ok(out))
 }
 
@@ -709,14 +742,7 @@ pub async fn allocate_for_instance(
 /// (Nova's preserve_on_delete).
 pub async fn release_for_instance(tx: &mut Tx, device_id: &str) -> DbResult<()> {
     on_tx!(tx, c => {
-        sqlx::query(
-            "DELETE FROM ip_allocations WHERE port_id IN \
-             (SELECT id FROM ports WHERE device_id = $1 AND compute_owned = $2)",
-        )
-        .bind(device_id)
-        .bind(true)
-        .execute(&mut *c)
-        .await?;
+        // Their addresses go with them (ON DELETE CASCADE).
         sqlx::query("DELETE FROM ports WHERE device_id = $1 AND compute_owned = $2")
             .bind(device_id)
             .bind(true)
@@ -724,7 +750,8 @@ pub async fn release_for_instance(tx: &mut Tx, device_id: &str) -> DbResult<()> 
             .await?;
         sqlx::query(
             "UPDATE ports SET device_id = '', device_owner = '', host_id = '', \
-             status = 'DOWN', revision_number = revision_number + 1 WHERE device_id = $1",
+             status = 'DOWN', revision_number = revision_number + 1 \
+             WHERE device_id = $1 AND host_id <> ''",
         )
         .bind(device_id)
         .execute(&mut *c)
@@ -785,8 +812,10 @@ async fn addresses_of(
             })
         }
         AddressesOf::Device(device) => {
-            let sql =
-                format!("{select} WHERE p.device_id = $1 ORDER BY p.created_at, p.id, a.position");
+            let sql = format!(
+                "{select} WHERE p.device_id = $1 AND p.host_id <> '' \
+                 ORDER BY p.created_at, p.id, a.position"
+            );
             on_pool!(db, p => {
                 sqlx::query_as(&sql).bind(device).fetch_all(p).await?
             })
@@ -803,25 +832,6 @@ async fn addresses_of(
                 gateway,
                 version: u8::try_from(version).unwrap_or(4),
             });
-    }
-    Ok(out)
-}
-
-/// The ports a server was given, in the order of its requests (as [`allocate_for_instance`]
-/// returned them): each user's port by id, else the next port made for it on the network.
-pub async fn of_instance(db: &Db, device_id: &str, requests: &[NicRequest]) -> DbResult<Vec<Port>> {
-    let existing = of_device(db, device_id).await?;
-    let mut out: Vec<Port> = Vec::new();
-    for r in requests {
-        let found = existing.iter().find(|p| match &r.port_id {
-            Some(id) => &p.id == id,
-            None => {
-                p.compute_owned && p.network_id == r.network_id && !out.iter().any(|o| o.id == p.id)
-            }
-        });
-        if let Some(p) = found {
-            out.push(p.clone());
-        }
     }
     Ok(out)
 }
@@ -906,4 +916,20 @@ pub async fn release_port(db: &Db, port: &Port) -> DbResult<()> {
         .await?;
     });
     Ok(())
+}
+
+/// Whether the server (a port's device) is not deleted, read under a share lock on
+/// PostgreSQL (one statement: it waits for a delete in flight to commit, then reads it).
+async fn server_live(db: &Db, device_id: &str) -> DbResult<bool> {
+    let Ok(uuid) = uuid::Uuid::parse_str(device_id) else {
+        return Ok(true);
+    };
+    let sql = match db {
+        Db::Pg(_) => "SELECT deleted FROM instances WHERE uuid = $1 FOR SHARE",
+        Db::Sqlite(_) => "SELECT deleted FROM instances WHERE uuid = $1",
+    };
+    let row: Option<(bool,)> = on_pool!(db, p => {
+        sqlx::query_as(sql).bind(uuid).fetch_optional(p).await?
+    });
+    Ok(row.is_some_and(|(deleted,)| !deleted))
 }

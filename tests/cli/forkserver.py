@@ -40,6 +40,9 @@ def run(conn):
         data += chunk
     request = json.loads(data)
     os.environ.update(request.get("env", {}))
+    # Nothing to read, as for a command run with its stdin closed (ours is the tests' pipe).
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -48,7 +51,8 @@ def run(conn):
         try:
             status = shell.main(list(request["args"]))
         except SystemExit as e:
-            status = e.code if isinstance(e.code, int) else 1
+            # As the interpreter reads it: None is success, an int the status, else failure.
+            status = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
         except BaseException:  # the CLI's own crash, as the script would show it
             import traceback
 

@@ -53,10 +53,13 @@ pub(super) async fn list(
 
 /// The server's port `port_id`, or Nova's 404.
 async fn attached(state: &AppState, instance: &Instance, port_id: &str) -> ApiResult<Port> {
+    // Bound to it (a host set), not merely naming it as its device.
     match ports::get(&state.db, port_id).await? {
-        Some(p) if p.device_id == device(instance) => Ok(p),
+        Some(p) if p.device_id == device(instance) && !p.host_id.is_empty() => Ok(p),
+        // Nova's words.
         _ => Err(ApiError::NotFound(format!(
-            "Port {port_id} is not attached"
+            "Instance {} does not have a port with id {port_id}",
+            instance.uuid
         ))),
     }
 }
@@ -167,9 +170,41 @@ pub(super) async fn attach(
     } else {
         NetworkRequest::None
     };
-    let NetworkRequest::Chosen(mut choice) =
-        resolve_networks(&state, &ctx, &request, &asks).await?
-    else {
+    // Nova's attach answers a port or network it cannot find with 404, and an address in use
+    // with 409 (where a server create answers 400 for both).
+    if let Some(ask) = asks.first() {
+        if let Some(port) = &ask.port {
+            let visible = ports::get(&state.db, port)
+                .await?
+                .is_some_and(|p| ctx.is_admin() || p.project_id == ctx.project_id);
+            if !visible {
+                return Err(ApiError::NotFound(format!(
+                    "Port {port} could not be found."
+                )));
+            }
+        }
+        if let Some(net) = &ask.network {
+            let viewer = nova_db::Viewer {
+                project: &ctx.project_id,
+                admin: ctx.is_admin(),
+            };
+            if nova_db::networks::get_visible(&state.db, net, viewer)
+                .await?
+                .is_none()
+            {
+                return Err(ApiError::NotFound(format!(
+                    "Network {net} could not be found."
+                )));
+            }
+        }
+    }
+    let resolved = resolve_networks(&state, &ctx, &request, &asks)
+        .await
+        .map_err(|e| match e {
+            ApiError::BadRequest(m) if m.starts_with("Fixed IP address") => ApiError::Conflict(m),
+            other => other,
+        })?;
+    let NetworkRequest::Chosen(mut choice) = resolved else {
         return Err(bad(
             "No network is available to the project to attach an interface to.",
         ));
@@ -212,22 +247,23 @@ pub(super) async fn attach(
         .get("port")
         .copied()
         .unwrap_or(ports::DEFAULT_PORT_QUOTA);
-    let made =
-        match ports::allocate_for_instance(&state.db, &binding, &[nic_request], limit).await? {
-            Ok(mut made) => made.remove(0),
-            Err((_, refusal)) => {
-                return Err(match refusal.kind {
-                    "IpAddressGenerationFailure" => ApiError::BadRequest(format!(
-                        "No fixed IP addresses available for network: {}",
-                        new.id
-                    )),
-                    "PortInUse" | "IpAddressAlreadyAllocated" | "OverQuota" => {
-                        ApiError::Conflict(refusal.message)
-                    }
-                    _ => ApiError::BadRequest(refusal.message),
-                })
-            }
-        };
+    let made = match ports::allocate_for_instance(&state.db, &binding, &[nic_request], limit)
+        .await?
+    {
+        Ok(mut made) => made.remove(0),
+        Err((_, refusal)) => {
+            return Err(match refusal.kind {
+                "IpAddressGenerationFailure" => ApiError::BadRequest(format!(
+                    "No fixed IP addresses available for network: {}",
+                    new.id
+                )),
+                "PortInUse" | "IpAddressAlreadyAllocated" => ApiError::Conflict(refusal.message),
+                // Nova's PortLimitExceeded.
+                "OverQuota" => ApiError::Forbidden("Maximum number of ports exceeded".into()),
+                _ => ApiError::BadRequest(refusal.message),
+            });
+        }
+    };
     let nic = ports::nics(&state.db, std::slice::from_ref(&made))
         .await?
         .remove(0);

@@ -567,6 +567,14 @@ async fn servers_get_ports_with_addresses_of_their_subnets(
     let r = demo.get(&format!("/servers/{first}/ips/port-net")).await?;
     assert_eq!(r.body["port-net"][0]["addr"], ip, "{}", r.body);
 
+    // A server's port is not deleted (nor its addresses changed) under it: Neutron's
+    // PortInUse; the server's os-interface detach comes first.
+    let port_id = port["id"].as_str().unwrap_or_default();
+    let r = admin
+        .networking(Method::DELETE, &format!("/ports/{port_id}"), None)
+        .await?;
+    assert_fault(&r, 409, "PortInUse", &format!("Unable to complete operation on port {port_id} for network {net}. Port already has an attached device {first}."));
+
     // The user's own port: bound while the server lives, then unbound and kept.
     let r = post(
         &demo,
@@ -797,6 +805,20 @@ async fn interfaces_are_attached_and_detached(stack: &dyn Stack) -> anyhow::Resu
         r.body
     );
     assert_eq!(count(&demo, "/ports", "ports").await?, 2);
+
+    // Nova's 404 for a network or a port it cannot find.
+    let ghost = uuid::Uuid::new_v4();
+    let r = demo
+        .post(
+            &format!("/servers/{id}/os-interface"),
+            &json!({"interfaceAttachment": {"net_id": ghost}}),
+        )
+        .await?;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(
+        r.body["itemNotFound"]["message"],
+        json!(format!("Network {ghost} could not be found."))
+    );
 
     // Refusals: the same network again, both a network and a port, an address without a
     // network; nothing changes.
