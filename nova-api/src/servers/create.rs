@@ -163,6 +163,8 @@ pub(super) struct CreateRequest {
     /// Networks chosen by uuid or port, in order (then they replace `networks`).
     network_ids: Vec<NicAsk>,
     count: i64,
+    /// `min_count`: fewer servers than this is a refusal (quotas may lower `count` to it).
+    min_count: i64,
     /// The administrator password asked for: returned as given (no driver here sets one).
     admin_pass: Option<String>,
     access_ip_v4: Option<String>,
@@ -338,6 +340,48 @@ pub(super) async fn resolve_networks(
         picked.push(choice);
     }
     Ok(NetworkRequest::Chosen(picked))
+}
+
+/// How many of the servers asked for the project's port quota leaves room for (Nova's
+/// `validate_networks`): each server needs a port on each chosen network it does not bring a
+/// port for. Fewer than `min` is Nova's 403 PortLimitExceeded; fewer than `max` makes the
+/// create make fewer servers, as Nova's does.
+async fn ports_fit(
+    state: &AppState,
+    ctx: &RequestContext,
+    networks: &NetworkRequest,
+    min: i64,
+    max: i64,
+) -> ApiResult<i64> {
+    let NetworkRequest::Chosen(chosen) = networks else {
+        return Ok(max);
+    };
+    let per_server =
+        i64::try_from(chosen.iter().filter(|n| n.port.is_none()).count()).unwrap_or(i64::MAX);
+    if per_server == 0 {
+        return Ok(max);
+    }
+    let limit = nova_db::quotas::limits(&state.db, &ctx.project_id)
+        .await?
+        .get("port")
+        .copied()
+        .unwrap_or(nova_db::ports::DEFAULT_PORT_QUOTA);
+    if limit < 0 {
+        return Ok(max);
+    }
+    let used = nova_db::ports::count(&state.db, &ctx.project_id).await?;
+    if used > limit {
+        return Err(ApiError::Forbidden(format!(
+            "The number of defined ports: {used} is over the limit: {limit}"
+        )));
+    }
+    let fits = (limit - used) / per_server;
+    if fits < min {
+        return Err(ApiError::Forbidden(
+            "Maximum number of ports exceeded".into(),
+        ));
+    }
+    Ok(max.min(fits))
 }
 
 /// The security groups a create asked for. `default` is what every server has. Another group
@@ -845,6 +889,7 @@ pub(super) fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<Creat
         networks,
         network_ids,
         count: max,
+        min_count: min,
         scheduler_hints,
         admin_pass,
         access_ip_v4,
@@ -866,7 +911,7 @@ pub(super) async fn create(
 ) -> ApiResult<HttpResponse> {
     NOVA.require_write(&ctx, "os_compute_api:servers:create")?;
     let body = body::json(&raw)?;
-    let request = parse_create(&body, ApiVersion::of(&req))?;
+    let mut request = parse_create(&body, ApiVersion::of(&req))?;
     let ttl = state.idempotency.ttl_ms;
     let keyed = idempotency::key_of(&req, &ctx, &body, &state.idempotency)?;
     if let Some(key) = &keyed {
@@ -948,6 +993,7 @@ pub(super) async fn create(
     let key_data = key_data?;
     let networks = networks?;
     check_security_groups(&state, &ctx, &request.security_groups).await?;
+    request.count = ports_fit(&state, &ctx, &networks, request.min_count, request.count).await?;
     let quota = quota?;
     quota.check_metadata_items(request.metadata.len())?;
     quota.check_injected_files(request.personality_files)?;

@@ -859,6 +859,55 @@ async fn interfaces_are_attached_and_detached(stack: &dyn Stack) -> anyhow::Resu
         .await?;
     assert_eq!(r.status, 404, "{}", r.body);
 
+    // The port quota at create, as Nova: room for one more port makes a create of one to
+    // three servers make one; no room is Nova's 403.
+    let used = i64::try_from(count(&demo, "/ports", "ports").await?)?;
+    let r = admin
+        .networking(
+            Method::PUT,
+            "/quotas/demo",
+            Some(&json!({"quota": {"port": used + 1}})),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = demo
+        .post(
+            "/servers",
+            &json!({"server": {"name": "q", "imageRef": e2e::client::IMAGE,
+        "flavorRef": "1", "networks": [{"uuid": nets[0]}], "min_count": 1, "max_count": 3}}),
+        )
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let listed = demo.get("/servers?name=%5Eq").await?;
+    let made: Vec<String> = listed.body["servers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(made.len(), 1, "{}", listed.body);
+    demo.wait_status(&made[0], "ACTIVE", wait).await?;
+    let r = demo
+        .post(
+            "/servers",
+            &json!({"server": {"name": "q2", "imageRef": e2e::client::IMAGE,
+        "flavorRef": "1", "networks": [{"uuid": nets[0]}]}}),
+        )
+        .await?;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        r.body["forbidden"]["message"],
+        json!("Maximum number of ports exceeded")
+    );
+    admin
+        .networking(Method::DELETE, "/quotas/demo", None)
+        .await?;
+    assert_eq!(
+        demo.delete(&format!("/servers/{}", made[0])).await?.status,
+        204
+    );
+    demo.wait_gone(&made[0], wait).await?;
+
     // The user's own port: attached with its address, detached and kept, unbound.
     let r = post(&demo, "/ports", "port", json!({"network_id": nets[1]})).await?;
     let own = r.body["port"]["id"].as_str().unwrap_or_default().to_owned();
