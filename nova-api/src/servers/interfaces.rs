@@ -5,8 +5,9 @@
 
 use super::create::{parse_network_list, resolve_networks, NicAsk};
 use super::visible;
+use crate::versions::ApiVersion;
 use crate::AppState;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use api_toolkit::body;
 use api_toolkit::policy::NOVA;
 use api_toolkit::{bad, ApiError, ApiResult, RequestContext};
@@ -15,24 +16,29 @@ use nova_core::rpc::{CallReply, ComputeCommand};
 use nova_db::ports::{self, Port};
 use serde_json::{json, Value};
 
-/// Nova's interface attachment view of a port.
-fn view(port: &Port, ips: Vec<ports::FixedIp>) -> Value {
-    json!({
+/// Nova's interface attachment view of a port; from 2.70 with its device `tag` (none here:
+/// no driver passes device tags to the guest).
+fn view(port: &Port, ips: Vec<ports::FixedIp>, version: ApiVersion) -> Value {
+    let mut v = json!({
         "port_id": port.id,
         "net_id": port.network_id,
         "mac_addr": port.mac_address,
         "port_state": port.status,
         "fixed_ips": ips,
-    })
+    });
+    if version.at_least(70) {
+        v["tag"] = Value::Null;
+    }
+    v
 }
 
 /// The views of a server's ports.
-async fn views(state: &AppState, list: &[Port]) -> ApiResult<Vec<Value>> {
+async fn views(state: &AppState, list: &[Port], version: ApiVersion) -> ApiResult<Vec<Value>> {
     let ids: Vec<&str> = list.iter().map(|p| p.id.as_str()).collect();
     let mut ips = ports::fixed_ips(&state.db, &ids).await?;
     Ok(list
         .iter()
-        .map(|port| view(port, ips.remove(&port.id).unwrap_or_default()))
+        .map(|port| view(port, ips.remove(&port.id).unwrap_or_default(), version))
         .collect())
 }
 
@@ -42,13 +48,15 @@ fn device(instance: &Instance) -> String {
 
 /// `GET /servers/{id}/os-interface`.
 pub(super) async fn list(
+    req: HttpRequest,
     ctx: RequestContext,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let instance = visible(&state, &ctx, &id).await?;
     let list = ports::of_device(&state.db, &device(&instance)).await?;
-    Ok(HttpResponse::Ok().json(json!({"interfaceAttachments": views(&state, &list).await?})))
+    let views = views(&state, &list, ApiVersion::of(&req)).await?;
+    Ok(HttpResponse::Ok().json(json!({ "interfaceAttachments": views })))
 }
 
 /// The server's port `port_id`, or Nova's 404.
@@ -66,6 +74,7 @@ async fn attached(state: &AppState, instance: &Instance, port_id: &str) -> ApiRe
 
 /// `GET /servers/{id}/os-interface/{port_id}`.
 pub(super) async fn show(
+    req: HttpRequest,
     ctx: RequestContext,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
@@ -73,7 +82,7 @@ pub(super) async fn show(
     let (id, port_id) = path.into_inner();
     let instance = visible(&state, &ctx, &id).await?;
     let port = attached(&state, &instance, &port_id).await?;
-    let mut v = views(&state, &[port]).await?;
+    let mut v = views(&state, &[port], ApiVersion::of(&req)).await?;
     Ok(HttpResponse::Ok().json(json!({"interfaceAttachment": v.remove(0)})))
 }
 
@@ -156,6 +165,7 @@ fn parse_attach(raw: &[u8]) -> ApiResult<Vec<NicAsk>> {
 
 /// `POST /servers/{id}/os-interface`.
 pub(super) async fn attach(
+    req: HttpRequest,
     ctx: RequestContext,
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -291,7 +301,7 @@ pub(super) async fn attach(
         ports::server_addresses(&state.db, &dev, &chosen, instance.addresses.clone()).await?;
     nova_db::instances::set_networks(&state.db, instance.uuid, &networks, &addresses).await?;
     let made = ports::get(&state.db, &made.id).await?.unwrap_or(made);
-    let mut v = views(&state, &[made]).await?;
+    let mut v = views(&state, &[made], ApiVersion::of(&req)).await?;
     Ok(HttpResponse::Ok().json(json!({"interfaceAttachment": v.remove(0)})))
 }
 

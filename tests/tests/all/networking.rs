@@ -770,6 +770,25 @@ async fn interfaces_are_attached_and_detached(stack: &dyn Stack) -> anyhow::Resu
     let r = demo.get(&format!("/servers/{id}/os-interface")).await?;
     assert_eq!(r.status, 200, "{}", r.body);
     let first = &r.body["interfaceAttachments"][0];
+    // From 2.70 with its device tag (none here), as the schema of that version has it.
+    let r70 = demo
+        .clone()
+        .at_microversion("2.70")
+        .get(&format!("/servers/{id}/os-interface"))
+        .await?;
+    assert_eq!(
+        r70.body["interfaceAttachments"][0]["tag"],
+        Value::Null,
+        "{}",
+        r70.body
+    );
+    assert!(
+        r70.body["interfaceAttachments"][0]
+            .as_object()
+            .is_some_and(|o| o.contains_key("tag")),
+        "{}",
+        r70.body
+    );
     assert_eq!(
         (&first["net_id"], &first["port_state"]),
         (&json!(nets[0]), &json!("ACTIVE")),
