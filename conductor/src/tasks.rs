@@ -10,7 +10,7 @@ use nova_core::rpc::{
 use nova_core::time::now_ms;
 use nova_db::ports::{self, NicRequest};
 use nova_db::tasks::{self as task_rows, Task, TaskState as RowState};
-use nova_db::{actions, images, instances, nodes, quotas, Db};
+use nova_db::{actions, images, instances, nodes, Db};
 
 /// Nova's event names in the instance-action record.
 pub(crate) fn event_name(kind: TaskKind) -> &'static str {
@@ -85,7 +85,7 @@ impl Conductor {
             Placement::Placed { host, node } => {
                 tracing::info!(%host, %node, "scheduled");
                 let image = image?;
-                let nics = match self.allocate_ports(instance, &host).await? {
+                let nics = match allocate_nics(&self.db, instance, &host).await? {
                     Ok(nics) => nics,
                     Err((message, details)) => {
                         return self
@@ -131,15 +131,6 @@ impl Conductor {
             // Another handler took the task (a duplicate message), or the instance moved on.
             Placement::Superseded => Ok(()),
         }
-    }
-
-    /// Gives the server its ports on `host` ([`allocate_nics`]).
-    async fn allocate_ports(
-        &self,
-        instance: &Instance,
-        host: &str,
-    ) -> Result<std::result::Result<Vec<Nic>, (String, String)>> {
-        allocate_nics(&self.db, instance, host).await
     }
 
     /// Ends a build in ERROR with a fault, gives back its claim and closes its task.
@@ -449,23 +440,7 @@ async fn allocate_nics(
     if requests.is_empty() {
         return Ok(Ok(Vec::new()));
     }
-    let device = instance.uuid.0.to_string();
-    let owner = format!(
-        "compute:{}",
-        instance.availability_zone.as_deref().unwrap_or("nova")
-    );
-    let binding = ports::Binding {
-        device_id: &device,
-        project_id: &instance.project_id,
-        device_owner: &owner,
-        host,
-    };
-    let limit = quotas::limits(db, &instance.project_id)
-        .await?
-        .get("port")
-        .copied()
-        .unwrap_or(ports::DEFAULT_PORT_QUOTA);
-    match ports::allocate_for_instance(db, &binding, &requests, limit).await? {
+    match ports::allocate_for_instance(db, instance, host, &requests).await? {
         Ok(made) => Ok(Ok(ports::nics(db, &made).await?)),
         Err((i, refusal)) => {
             tracing::info!(kind = refusal.kind, message = %refusal.message, "ports refused");
@@ -496,14 +471,7 @@ fn nic_requests(instance: &Instance) -> Vec<NicRequest> {
     let nova_core::model::NetworkRequest::Chosen(chosen) = &instance.networks else {
         return Vec::new();
     };
-    chosen
-        .iter()
-        .map(|n| NicRequest {
-            network_id: n.id.clone(),
-            port_id: n.port.clone(),
-            fixed_ip: n.fixed_ip.as_deref().and_then(|ip| ip.parse().ok()),
-        })
-        .collect()
+    chosen.iter().map(NicRequest::of).collect()
 }
 
 /// The kernel and ramdisk an image names in its `kernel_id` and `ramdisk_id` properties (a VM

@@ -244,3 +244,26 @@ pub(crate) fn integers(column: &str, wanted: &[String]) -> Cond {
             .collect(),
     )
 }
+
+/// A filter on an attribute that has one value here: every row when the values asked for
+/// include it, none otherwise.
+pub(crate) fn constant(holds: bool) -> Cond {
+    if holds {
+        Cond::all(Vec::new())
+    } else {
+        Cond::never()
+    }
+}
+
+/// A filter on a boolean attribute that is false on every row here.
+pub(crate) fn always_false(wanted: &[String]) -> Cond {
+    constant(wanted.iter().any(|w| boolean(w) == Some(false)))
+}
+
+/// A text column to sort by.
+pub(crate) const fn text_column(expr: &'static str) -> Column {
+    Column {
+        expr,
+        kind: Kind::Text,
+    }
+}

@@ -1,7 +1,7 @@
 //! Networks: list (Neutron's filters, tags, sorting and paging, in SQL), show, create,
 //! update and delete, with Neutron's visibility and policy.
 
-use crate::listing::{self, boolean, select, Collection, CREATED_AT};
+use crate::listing::{self, boolean, select, text_column, Collection, CREATED_AT};
 use crate::quotas::network_limit;
 use crate::NetworkState;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -99,13 +99,7 @@ pub(crate) const COLLECTION: Collection = Collection {
     ],
     sort_keys: &[
         ("id", store::TABLE.id),
-        (
-            "name",
-            Column {
-                expr: "name",
-                kind: Kind::Text,
-            },
-        ),
+        ("name", text_column("name")),
         ("created_at", CREATED_AT),
         (
             "updated_at",
@@ -130,22 +124,15 @@ pub(crate) fn filter_cond(ctx: &RequestContext, key: &str, wanted: &[String]) ->
             .map(Arg::Bool)
             .collect()
     };
-    let constant = |holds: bool| {
-        if holds {
-            Cond::all(Vec::new())
-        } else {
-            Cond::never()
-        }
-    };
     match key {
         "id" | "name" | "description" | "project_id" => Cond::any_of(key, texts()),
         "tenant_id" => Cond::any_of("project_id", texts()),
         "admin_state_up" | "shared" => Cond::any_of(key, booleans()),
-        "status" => constant(wanted.iter().any(|w| w == "ACTIVE")),
-        "router:external" | "port_security_enabled" => {
-            constant(wanted.iter().any(|w| boolean(w) == Some(false)))
+        "status" => listing::constant(wanted.iter().any(|w| w == "ACTIVE")),
+        "router:external" | "port_security_enabled" => listing::always_false(wanted),
+        "provider:network_type" => {
+            listing::constant(ctx.is_admin() && wanted.iter().any(|w| w == "flat"))
         }
-        "provider:network_type" => constant(ctx.is_admin() && wanted.iter().any(|w| w == "flat")),
         "provider:physical_network" if ctx.is_admin() => Cond::any_of("backend", texts()),
         _ => Cond::never(),
     }

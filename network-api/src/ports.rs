@@ -5,7 +5,7 @@
 //! drivers: ports say `port_security_enabled: false` and hold no security groups, and asking
 //! for either gets Neutron's answer for a network without port security.
 
-use crate::listing::{self, select, texts, Collection, CREATED_AT};
+use crate::listing::{self, select, text_column, texts, Collection, CREATED_AT};
 use crate::networks::{bool_of, denied, string_of};
 use crate::quotas::{limit_of, PORT};
 use crate::subnets::refused;
@@ -15,7 +15,7 @@ use api_toolkit::body;
 use api_toolkit::{bad, ApiError, ApiResult, RequestContext};
 use nova_core::ipam;
 use nova_core::time::{iso8601_z, now_ms};
-use nova_db::listing::{Arg, Column, Cond, Kind};
+use nova_db::listing::{Arg, Cond};
 use nova_db::networks::Network;
 use nova_db::ports::{self as store, Addresses, FixedIp, IpRequest, Port};
 use serde_json::{json, Map, Value};
@@ -141,34 +141,10 @@ const COLLECTION: Collection = Collection {
     booleans: &["admin_state_up", "port_security_enabled"],
     sort_keys: &[
         ("id", store::TABLE.id),
-        (
-            "name",
-            Column {
-                expr: "name",
-                kind: Kind::Text,
-            },
-        ),
-        (
-            "mac_address",
-            Column {
-                expr: "mac_address",
-                kind: Kind::Text,
-            },
-        ),
-        (
-            "network_id",
-            Column {
-                expr: "network_id",
-                kind: Kind::Text,
-            },
-        ),
-        (
-            "device_id",
-            Column {
-                expr: "device_id",
-                kind: Kind::Text,
-            },
-        ),
+        ("name", text_column("name")),
+        ("mac_address", text_column("mac_address")),
+        ("network_id", text_column("network_id")),
+        ("device_id", text_column("device_id")),
         ("created_at", CREATED_AT),
     ],
 };
@@ -213,13 +189,7 @@ fn filter_cond(ctx: &RequestContext, key: &str, wanted: &[String]) -> Cond {
         "revision_number" => listing::integers(key, wanted),
         "fixed_ips" => fixed_ips_cond(wanted),
         // No port has security groups, and none has port security.
-        "port_security_enabled" => {
-            if wanted.iter().any(|w| listing::boolean(w) == Some(false)) {
-                Cond::all(Vec::new())
-            } else {
-                Cond::never()
-            }
-        }
+        "port_security_enabled" => listing::always_false(wanted),
         _ => Cond::never(),
     }
 }

@@ -6,7 +6,7 @@
 //! until the drivers enforce rules, so a port or a server asking for a group gets Neutron's
 //! answer for a port without port security.
 
-use crate::listing::{self, select, texts, Collection, CREATED_AT};
+use crate::listing::{self, select, text_column, texts, Collection, CREATED_AT};
 use crate::networks::{denied, string_of};
 use crate::quotas::{limit_of, SECURITY_GROUP, SECURITY_GROUP_RULE};
 use crate::NetworkState;
@@ -15,7 +15,7 @@ use api_toolkit::body;
 use api_toolkit::{bad, ApiError, ApiResult, RequestContext};
 use nova_core::ipam;
 use nova_core::time::{iso8601_z, now_ms};
-use nova_db::listing::{Arg, Column, Cond, Kind};
+use nova_db::listing::{Arg, Cond};
 use nova_db::security_groups::{self as store, Group, Rule, RuleCreated};
 use serde_json::{json, Map, Value};
 
@@ -471,13 +471,7 @@ const GROUP_COLLECTION: Collection = Collection {
     booleans: &["stateful", "shared"],
     sort_keys: &[
         ("id", store::GROUPS.id),
-        (
-            "name",
-            Column {
-                expr: "name",
-                kind: Kind::Text,
-            },
-        ),
+        ("name", text_column("name")),
         ("created_at", CREATED_AT),
     ],
 };
@@ -489,13 +483,7 @@ fn group_cond(key: &str, wanted: &[String]) -> Cond {
         "stateful" => listing::booleans(key, wanted),
         "revision_number" => listing::integers(key, wanted),
         // No group is shared here (no RBAC).
-        "shared" => {
-            if wanted.iter().any(|w| listing::boolean(w) == Some(false)) {
-                Cond::all(Vec::new())
-            } else {
-                Cond::never()
-            }
-        }
+        "shared" => listing::always_false(wanted),
         _ => Cond::never(),
     }
 }
@@ -720,13 +708,7 @@ const RULE_COLLECTION: Collection = Collection {
     booleans: &[],
     sort_keys: &[
         ("id", store::RULES.id),
-        (
-            "direction",
-            Column {
-                expr: "direction",
-                kind: Kind::Text,
-            },
-        ),
+        ("direction", text_column("direction")),
         ("created_at", CREATED_AT),
     ],
 };

@@ -2,7 +2,7 @@
 //! visibility and policy. The address arithmetic is `nova_core::ipam`; the writes that depend
 //! on a network's other subnets and ports are `nova_db::subnets`.
 
-use crate::listing::{self, select, texts, Collection, CREATED_AT};
+use crate::listing::{self, select, text_column, texts, Collection, CREATED_AT};
 use crate::networks::{bool_of, denied, find as find_network, string_of};
 use crate::quotas::{limit_of, SUBNET};
 use crate::NetworkState;
@@ -136,27 +136,9 @@ const COLLECTION: Collection = Collection {
     booleans: &["enable_dhcp", "shared"],
     sort_keys: &[
         ("id", store::TABLE.id),
-        (
-            "name",
-            Column {
-                expr: "name",
-                kind: Kind::Text,
-            },
-        ),
-        (
-            "cidr",
-            Column {
-                expr: "cidr",
-                kind: Kind::Text,
-            },
-        ),
-        (
-            "network_id",
-            Column {
-                expr: "network_id",
-                kind: Kind::Text,
-            },
-        ),
+        ("name", text_column("name")),
+        ("cidr", text_column("cidr")),
+        ("network_id", text_column("network_id")),
         (
             "ip_version",
             Column {
@@ -192,13 +174,7 @@ fn filter_cond(key: &str, wanted: &[String]) -> Cond {
             )
         }
         // Never set here: matches only the empty filter Neutron's empty-string filtering means.
-        "subnetpool_id" | "segment_id" => {
-            if wanted.iter().any(String::is_empty) {
-                Cond::all(Vec::new())
-            } else {
-                Cond::never()
-            }
-        }
+        "subnetpool_id" | "segment_id" => listing::constant(wanted.iter().any(String::is_empty)),
         _ => Cond::never(),
     }
 }

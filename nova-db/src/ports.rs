@@ -596,28 +596,60 @@ pub struct NicRequest {
     pub fixed_ip: Option<IpAddr>,
 }
 
-/// Whom the ports of a server are bound to.
-#[derive(Clone, Debug)]
-pub struct Binding<'a> {
-    /// The server's uuid (the ports' `device_id`).
-    pub device_id: &'a str,
-    pub project_id: &'a str,
-    /// `compute:<availability zone>`, as Nova sets it.
-    pub device_owner: &'a str,
-    pub host: &'a str,
+/// A project's port quota (Neutron's default when it has none of its own).
+pub async fn port_limit(db: &Db, project: &str) -> DbResult<i64> {
+    Ok(crate::quotas::limits(db, project)
+        .await?
+        .get("port")
+        .copied()
+        .unwrap_or(DEFAULT_PORT_QUOTA))
 }
 
-/// Gives a server its ports, in the order asked: binds the user's ports, and makes one port
-/// (with the address asked for, or the network's defaults) for each network asked for. It
-/// may run again for the same server (a build handed out twice): the ports it made and bound
-/// before are used again. A refusal (with the index of the request refused) leaves the ports
-/// of this call made and bound, for [`release_for_instance`] to undo with the server's build.
+impl NicRequest {
+    /// What a network a server chose asks of its port.
+    pub fn of(chosen: &nova_core::model::ChosenNetwork) -> Self {
+        Self {
+            network_id: chosen.id.clone(),
+            port_id: chosen.port.clone(),
+            fixed_ip: chosen.fixed_ip.as_deref().and_then(|ip| ip.parse().ok()),
+        }
+    }
+}
+
+/// Whom the ports of a server are bound to.
+struct Binding<'a> {
+    /// The server's uuid (the ports' `device_id`).
+    device_id: &'a str,
+    project_id: &'a str,
+    /// `compute:<availability zone>`, as Nova sets it.
+    device_owner: &'a str,
+    host: &'a str,
+}
+
+/// Gives a server its ports on `host`, in the order asked, within its project's port quota:
+/// binds the user's ports, and makes one port (with the address asked for, or the network's
+/// defaults) for each network asked for. It may run again for the same server (a build
+/// handed out twice): the ports it made and bound before are used again. A refusal (with the
+/// index of the request refused) leaves the ports of this call made and bound, for
+/// [`release_for_instance`] to undo with the server's build.
 pub async fn allocate_for_instance(
     db: &Db,
-    binding: &Binding<'_>,
+    instance: &nova_core::model::Instance,
+    host: &str,
     requests: &[NicRequest],
-    limit: i64,
 ) -> DbResult<Result<Vec<Port>, (usize, Refusal)>> {
+    let device = instance.uuid.0.to_string();
+    let owner = format!(
+        "compute:{}",
+        instance.availability_zone.as_deref().unwrap_or("nova")
+    );
+    let binding = &Binding {
+        device_id: &device,
+        project_id: &instance.project_id,
+        device_owner: &owner,
+        host,
+    };
+    let limit = port_limit(db, &instance.project_id).await?;
     let mut out: Vec<Port> = Vec::new();
     let existing = of_device(db, binding.device_id).await?;
     let now = nova_core::time::now_ms();

@@ -274,6 +274,16 @@ impl Client {
             .ok_or_else(|| anyhow::anyhow!("no id in {}", r.body))
     }
 
+    /// Creates an IPv4 subnet of `cidr` on a network; returns the subnet's view.
+    pub async fn create_subnet(&self, network: &str, cidr: &str) -> anyhow::Result<Value> {
+        let body = json!({"subnet": {"network_id": network, "ip_version": 4, "cidr": cidr}});
+        let r = self
+            .networking(reqwest::Method::POST, "/subnets", Some(&body))
+            .await?;
+        anyhow::ensure!(r.status == 201, "subnet create: {} {}", r.status, r.body);
+        Ok(r.body["subnet"].clone())
+    }
+
     /// Creates an image in the image service and uploads `data`; returns its id.
     pub async fn create_image(
         &self,

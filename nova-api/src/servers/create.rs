@@ -361,11 +361,7 @@ async fn ports_fit(
     if per_server == 0 {
         return Ok(max);
     }
-    let limit = nova_db::quotas::limits(&state.db, &ctx.project_id)
-        .await?
-        .get("port")
-        .copied()
-        .unwrap_or(nova_db::ports::DEFAULT_PORT_QUOTA);
+    let limit = nova_db::ports::port_limit(&state.db, &ctx.project_id).await?;
     if limit < 0 {
         return Ok(max);
     }

@@ -237,27 +237,8 @@ pub(super) async fn attach(
         .clone()
         .ok_or_else(|| ApiError::Conflict(format!("Instance {id} is not ready")))?;
     let dev = device(&instance);
-    let owner = format!(
-        "compute:{}",
-        instance.availability_zone.as_deref().unwrap_or("nova")
-    );
-    let binding = ports::Binding {
-        device_id: &dev,
-        project_id: &instance.project_id,
-        device_owner: &owner,
-        host: &host,
-    };
-    let nic_request = ports::NicRequest {
-        network_id: new.id.clone(),
-        port_id: new.port.clone(),
-        fixed_ip: new.fixed_ip.as_deref().and_then(|ip| ip.parse().ok()),
-    };
-    let limit = nova_db::quotas::limits(&state.db, &instance.project_id)
-        .await?
-        .get("port")
-        .copied()
-        .unwrap_or(ports::DEFAULT_PORT_QUOTA);
-    let made = match ports::allocate_for_instance(&state.db, &binding, &[nic_request], limit)
+    let nic_request = ports::NicRequest::of(&new);
+    let made = match ports::allocate_for_instance(&state.db, &instance, &host, &[nic_request])
         .await?
     {
         Ok(mut made) => made.remove(0),

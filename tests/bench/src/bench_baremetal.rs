@@ -23,6 +23,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use e2e::bmc::{Bmc, FakeSystem};
 use e2e::stack::{AllInOneStack, Options, Stack};
+use e2e_bench::{ms, percentile};
 use futures::StreamExt;
 use keystone_auth::{AuthSettings, Strategy};
 use serde_json::{json, Value};
@@ -133,23 +134,6 @@ async fn proxy(upstream: String) -> anyhow::Result<(String, Arc<Mutex<Vec<Record
         }
     });
     Ok((url, log))
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 struct Api {

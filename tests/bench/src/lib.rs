@@ -1,1 +1,23 @@
-//! Nothing shared: each benchmark is a binary of its own (`src/bench_*.rs`).
+//! What the benchmarks share: each benchmark is a binary of its own (`src/bench_*.rs`); the
+//! figures they print are computed here alike.
+
+use std::time::Duration;
+
+/// The value at fraction `p` of `sorted` (nearest rank); NaN for none.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// A duration in milliseconds.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

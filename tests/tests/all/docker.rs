@@ -556,18 +556,8 @@ async fn a_container_takes_its_ports_address_and_mac() -> anyhow::Result<()> {
     // A /28 few hosts use, so that the engine finds it free.
     let b = random.as_bytes();
     let cidr = format!("10.239.{}.{}/28", b[0], b[1] & 0xf0);
-    let r = admin
-        .networking(
-            reqwest::Method::POST,
-            "/subnets",
-            Some(&json!({"subnet": {"network_id": net, "ip_version": 4, "cidr": cidr}})),
-        )
-        .await?;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let gateway = r.body["subnet"]["gateway_ip"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let subnet = admin.create_subnet(&net, &cidr).await?;
+    let gateway = subnet["gateway_ip"].as_str().unwrap_or_default().to_owned();
     let c = Client::new(stack.api_url(), "demo:demo").at_microversion("2.47");
     container_flavor(&stack, "cn", 128, 1).await?;
     let image = docker_image(&c).await?;
@@ -623,14 +613,7 @@ async fn a_container_takes_its_ports_address_and_mac() -> anyhow::Result<()> {
             "provider:physical_network": second_network}))
         .await?;
     let cidr2 = format!("10.238.{}.{}/28", b[2], b[3] & 0xf0);
-    let r = admin
-        .networking(
-            reqwest::Method::POST,
-            "/subnets",
-            Some(&json!({"subnet": {"network_id": net2, "ip_version": 4, "cidr": cidr2}})),
-        )
-        .await?;
-    assert_eq!(r.status, 201, "{}", r.body);
+    admin.create_subnet(&net2, &cidr2).await?;
     let r = c
         .post(
             &format!("/servers/{id}/os-interface"),

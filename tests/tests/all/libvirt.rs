@@ -128,14 +128,7 @@ async fn a_vm_lives_its_whole_life_through_the_api() -> anyhow::Result<()> {
         .await?;
     let b = random.as_bytes();
     let cidr = format!("10.237.{}.{}/28", b[0], b[1] & 0xf0);
-    let r = admin
-        .networking(
-            reqwest::Method::POST,
-            "/subnets",
-            Some(&json!({"subnet": {"network_id": lan, "ip_version": 4, "cidr": cidr}})),
-        )
-        .await?;
-    assert_eq!(r.status, 201, "{}", r.body);
+    admin.create_subnet(&lan, &cidr).await?;
     let id = create_server(
         &c,
         json!({"name": "vm-1", "imageRef": image, "flavorRef": "v1",
@@ -259,14 +252,7 @@ async fn a_vm_lives_its_whole_life_through_the_api() -> anyhow::Result<()> {
                                "provider:physical_network": second_network}))
         .await?;
     let cidr2 = format!("10.236.{}.{}/28", b[2], b[3] & 0xf0);
-    let r = admin
-        .networking(
-            reqwest::Method::POST,
-            "/subnets",
-            Some(&json!({"subnet": {"network_id": net2, "ip_version": 4, "cidr": cidr2}})),
-        )
-        .await?;
-    assert_eq!(r.status, 201, "{}", r.body);
+    admin.create_subnet(&net2, &cidr2).await?;
     let r = c
         .post(
             &format!("/servers/{id}/os-interface"),

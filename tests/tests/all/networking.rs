@@ -38,6 +38,24 @@ async fn count(c: &Client, path: &str, key: &str) -> anyhow::Result<usize> {
     Ok(r.body[key].as_array().map_or(0, Vec::len))
 }
 
+/// `POST /servers` of a server of the test image on flavor 1, with `more` (networks, counts,
+/// security groups…) in its body.
+async fn boot(c: &Client, name: &str, more: Value) -> anyhow::Result<Reply> {
+    let mut server = json!({"name": name, "imageRef": e2e::client::IMAGE, "flavorRef": "1"});
+    if let (Some(s), Some(m)) = (server.as_object_mut(), more.as_object()) {
+        s.extend(m.clone());
+    }
+    c.post("/servers", &json!({ "server": server })).await
+}
+
+/// The id of the server a create answered.
+fn id_of(r: &Reply) -> String {
+    r.body["server"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 on_both_shapes!(subnets_and_ports_have_neutrons_ipam, Options::default());
 async fn subnets_and_ports_have_neutrons_ipam(stack: &dyn Stack) -> anyhow::Result<()> {
     let (admin, demo) = (client(stack, "admin"), client(stack, "demo"));
@@ -524,18 +542,9 @@ async fn servers_get_ports_with_addresses_of_their_subnets(
         .to_owned();
 
     // A server on the network: its port, and its addresses from it.
-    let r = demo
-        .post(
-            "/servers",
-            &json!({"server": {"name": "p1", "imageRef": e2e::client::IMAGE,
-        "flavorRef": "1", "networks": [{"uuid": net}]}}),
-        )
-        .await?;
+    let r = boot(&demo, "p1", json!({"networks": [{"uuid": net}]})).await?;
     assert_eq!(r.status, 202, "{}", r.body);
-    let first = r.body["server"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let first = id_of(&r);
     let server = demo.wait_status(&first, "ACTIVE", wait).await?;
     let r = admin
         .networking(Method::GET, &format!("/ports?device_id={first}"), None)
@@ -586,30 +595,15 @@ async fn servers_get_ports_with_addresses_of_their_subnets(
     assert_eq!(r.status, 201, "{}", r.body);
     let own = r.body["port"]["id"].as_str().unwrap_or_default().to_owned();
     let own_ip = r.body["port"]["fixed_ips"][0]["ip_address"].clone();
-    let r = demo
-        .post(
-            "/servers",
-            &json!({"server": {"name": "p2", "imageRef": e2e::client::IMAGE,
-        "flavorRef": "1", "networks": [{"port": own}]}}),
-        )
-        .await?;
+    let r = boot(&demo, "p2", json!({"networks": [{"port": own}]})).await?;
     assert_eq!(r.status, 202, "{}", r.body);
-    let second = r.body["server"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let second = id_of(&r);
     let server = demo.wait_status(&second, "ACTIVE", wait).await?;
     assert_eq!(
         server["addresses"]["port-net"][0]["addr"], own_ip,
         "{server}"
     );
-    let r = demo
-        .post(
-            "/servers",
-            &json!({"server": {"name": "p3", "imageRef": e2e::client::IMAGE,
-        "flavorRef": "1", "networks": [{"port": own}]}}),
-        )
-        .await?;
+    let r = boot(&demo, "p3", json!({"networks": [{"port": own}]})).await?;
     assert_eq!(r.status, 409, "{}", r.body);
     assert_eq!(
         r.body["conflictingRequest"]["message"],
@@ -621,30 +615,25 @@ async fn servers_get_ports_with_addresses_of_their_subnets(
         .into_iter()
         .find(|f| json!(f) != ip && json!(f) != own_ip)
         .unwrap_or_default();
-    let r = admin
-        .post(
-            "/servers",
-            &json!({"server": {"name": "p4", "imageRef": e2e::client::IMAGE,
-        "flavorRef": "1", "networks": [{"uuid": net, "fixed_ip": fixed}]}}),
-        )
-        .await?;
+    let r = boot(
+        &admin,
+        "p4",
+        json!({"networks": [{"uuid": net, "fixed_ip": fixed}]}),
+    )
+    .await?;
     assert_eq!(r.status, 202, "{}", r.body);
-    let fourth = r.body["server"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let fourth = id_of(&r);
     let server = admin.wait_status(&fourth, "ACTIVE", wait).await?;
     assert_eq!(
         server["addresses"]["port-net"][0]["addr"], fixed,
         "{server}"
     );
-    let r = admin
-        .post(
-            "/servers",
-            &json!({"server": {"name": "p5", "imageRef": e2e::client::IMAGE,
-        "flavorRef": "1", "networks": [{"uuid": net, "fixed_ip": fixed}]}}),
-        )
-        .await?;
+    let r = boot(
+        &admin,
+        "p5",
+        json!({"networks": [{"uuid": net, "fixed_ip": fixed}]}),
+    )
+    .await?;
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(
         r.body["badRequest"]["message"],
@@ -697,10 +686,10 @@ async fn servers_get_ports_with_addresses_of_their_subnets(
         let c = racer.clone();
         let net = net.clone();
         async move {
-            c.post(
-                "/servers",
-                &json!({"server": {"name": format!("race{i}"),
-                "imageRef": e2e::client::IMAGE, "flavorRef": "1", "networks": [{"uuid": net}]}}),
+            boot(
+                &c,
+                &format!("race{i}"),
+                json!({"networks": [{"uuid": net}]}),
             )
             .await
         }
@@ -754,18 +743,9 @@ async fn interfaces_are_attached_and_detached(stack: &dyn Stack) -> anyhow::Resu
         assert_eq!(r.status, 201, "{}", r.body);
         nets.push(net);
     }
-    let r = demo
-        .post(
-            "/servers",
-            &json!({"server": {"name": "if", "imageRef": e2e::client::IMAGE,
-        "flavorRef": "1", "networks": [{"uuid": nets[0]}]}}),
-        )
-        .await?;
+    let r = boot(&demo, "if", json!({"networks": [{"uuid": nets[0]}]})).await?;
     assert_eq!(r.status, 202, "{}", r.body);
-    let id = r.body["server"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let id = id_of(&r);
     demo.wait_status(&id, "ACTIVE", wait).await?;
     let r = demo.get(&format!("/servers/{id}/os-interface")).await?;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -889,13 +869,12 @@ async fn interfaces_are_attached_and_detached(stack: &dyn Stack) -> anyhow::Resu
         )
         .await?;
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = demo
-        .post(
-            "/servers",
-            &json!({"server": {"name": "q", "imageRef": e2e::client::IMAGE,
-        "flavorRef": "1", "networks": [{"uuid": nets[0]}], "min_count": 1, "max_count": 3}}),
-        )
-        .await?;
+    let r = boot(
+        &demo,
+        "q",
+        json!({"networks": [{"uuid": nets[0]}], "min_count": 1, "max_count": 3}),
+    )
+    .await?;
     assert_eq!(r.status, 202, "{}", r.body);
     let listed = demo.get("/servers?name=%5Eq").await?;
     let made: Vec<String> = listed.body["servers"]
@@ -906,13 +885,7 @@ async fn interfaces_are_attached_and_detached(stack: &dyn Stack) -> anyhow::Resu
         .collect();
     assert_eq!(made.len(), 1, "{}", listed.body);
     demo.wait_status(&made[0], "ACTIVE", wait).await?;
-    let r = demo
-        .post(
-            "/servers",
-            &json!({"server": {"name": "q2", "imageRef": e2e::client::IMAGE,
-        "flavorRef": "1", "networks": [{"uuid": nets[0]}]}}),
-        )
-        .await?;
+    let r = boot(&demo, "q2", json!({"networks": [{"uuid": nets[0]}]})).await?;
     assert_eq!(r.status, 403, "{}", r.body);
     assert_eq!(
         r.body["forbidden"]["message"],
@@ -1217,8 +1190,7 @@ async fn security_groups_have_neutrons_rules(stack: &dyn Stack) -> anyhow::Resul
         ("web", "Network requires port_security_enabled and subnet associated in order to apply security groups."),
         ("nope", "Unable to find security_group with name or id 'nope'"),
     ] {
-        let r = demo.post("/servers", &json!({"server": {"name": "sg", "imageRef": e2e::client::IMAGE,
-            "flavorRef": "1", "networks": [{"uuid": net}], "security_groups": [{"name": group}]}})).await?;
+        let r = boot(&demo, "sg", json!({"networks": [{"uuid": net}], "security_groups": [{"name": group}]})).await?;
         assert_eq!(r.status, 400, "{}", r.body);
         assert_eq!(r.body["badRequest"]["message"], json!(message));
     }
