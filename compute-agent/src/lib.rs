@@ -147,6 +147,8 @@ pub struct Agent {
     nodes: Option<node_operations::NodeManager>,
     /// Whether a power sync of the machines runs now.
     syncing_nodes: std::sync::atomic::AtomicBool,
+    /// The `sent_at` of the newest firewall sync applied.
+    firewall_sent_at: Mutex<i64>,
 }
 
 impl Agent {
@@ -187,6 +189,7 @@ impl Agent {
             sync_rounds: tokio::sync::watch::Sender::new(0),
             nodes,
             syncing_nodes: std::sync::atomic::AtomicBool::new(false),
+            firewall_sent_at: Mutex::new(0),
         }))
     }
 
@@ -493,6 +496,22 @@ impl Agent {
                 return;
             }
             self.answer_instance_call(delivery, command).await;
+            return;
+        }
+        if let ComputeCommand::SyncFirewall { ports, sent_at } = command {
+            delivery.ack().await;
+            // The newest wins: a sync overtaken by a newer one (a redelivery, two conductors)
+            // is dropped rather than applied over it.
+            {
+                let mut newest = lock(&self.firewall_sent_at);
+                if sent_at < *newest {
+                    return;
+                }
+                *newest = sent_at;
+            }
+            if let Err(e) = self.driver.sync_firewall(&ports).await {
+                tracing::warn!(error = %e, "packet filter not applied");
+            }
             return;
         }
         if let ComputeCommand::SyncNodes { nodes, sent_at } = command {
@@ -878,7 +897,8 @@ impl Agent {
             | ComputeCommand::AttachInterface { .. }
             | ComputeCommand::DetachInterface { .. }
             | ComputeCommand::NodeOperation(_)
-            | ComputeCommand::SyncNodes { .. } => (
+            | ComputeCommand::SyncNodes { .. }
+            | ComputeCommand::SyncFirewall { .. } => (
                 None,
                 Err(DriverError::Invalid("a call is not a task".into())),
             ),

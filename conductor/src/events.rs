@@ -30,6 +30,8 @@ impl Conductor {
                 if let Some(ip) = host_ip {
                     nodes::set_host_ip(&self.db, &host, &binary, &ip).await?;
                 }
+                // An agent (re)starting learns its ports' filters at once.
+                crate::firewall::push_host(self, &host).await?;
                 tracing::info!(%host, nodes = inventory.len(), "service registered");
                 Ok(())
             }

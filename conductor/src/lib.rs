@@ -7,6 +7,7 @@
 
 mod baremetal;
 pub mod events;
+mod firewall;
 pub mod reconciler;
 pub mod scheduler;
 pub mod settings;
@@ -94,6 +95,7 @@ impl Conductor {
         nova_db::nodes::register(&self.db, &self.settings.host, CONDUCTOR_BINARY, &[]).await?;
         tracing::info!(database = self.db.backend(), host = %self.settings.host, "conductor serving");
         let reconciler = tokio::spawn(reconciler::run(self.clone()));
+        let firewall = tokio::spawn(firewall::run(self.clone()));
         let tasks = serve(
             self.clone(),
             task_sub,
@@ -124,6 +126,7 @@ impl Conductor {
         );
         tokio::join!(tasks, events);
         reconciler.abort();
+        firewall.abort();
         reconciler::release(&self).await;
         Ok(())
     }

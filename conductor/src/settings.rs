@@ -30,6 +30,9 @@ pub struct ConductorSettings {
     /// How long cleaning a machine after its instance may take (the API's own cleanings have
     /// `api.baremetal.clean_timeout_s`).
     pub baremetal_clean_timeout_s: u64,
+    /// How often the firewall generation is read: a change to security groups reaches the
+    /// hosts' packet filters within this.
+    pub firewall_interval_ms: u64,
 }
 
 impl Default for ConductorSettings {
@@ -45,6 +48,7 @@ impl Default for ConductorSettings {
             baremetal_sync_interval_s: 60,
             baremetal_sync_max_failures: 3,
             baremetal_clean_timeout_s: 1800,
+            firewall_interval_ms: 500,
         }
     }
 }

@@ -181,6 +181,8 @@ impl Conductor {
             }
         }
         tx.commit().await?;
+        // Its ports are gone: the filters of the groups it was in change.
+        nova_db::firewall::bump(&self.db).await?;
         self.send_clean(released).await?;
         Ok(())
     }
@@ -259,6 +261,7 @@ impl Conductor {
             .await?;
         }
         tx.commit().await?;
+        nova_db::firewall::bump(&self.db).await?;
         self.send_clean(released).await?;
         tracing::info!("deleted");
         Ok(())
@@ -441,7 +444,16 @@ async fn allocate_nics(
         return Ok(Ok(Vec::new()));
     }
     match ports::allocate_for_instance(db, instance, host, &requests).await? {
-        Ok(made) => Ok(Ok(ports::nics(db, &made).await?)),
+        Ok(made) => {
+            // Each NIC with its filter, which the host puts in place before the NIC carries
+            // traffic.
+            let mut nics = ports::nics(db, &made).await?;
+            let mut filters = nova_db::firewall::of_ports(db, &made).await?.into_iter();
+            for nic in &mut nics {
+                nic.firewall = filters.next().filter(|f| f.port_id == nic.port_id);
+            }
+            Ok(Ok(nics))
+        }
         Err((i, refusal)) => {
             tracing::info!(kind = refusal.kind, message = %refusal.message, "ports refused");
             let uuid = instance.uuid.0;

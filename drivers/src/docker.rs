@@ -80,6 +80,8 @@ pub struct DockerSettings {
     /// The most processes a container may have (a fork bomb stops there); a flavor's
     /// `docker:pids_limit` extra spec sets its own.
     pub pids_limit: i64,
+    /// Security groups in the host's packet filter (`[agent.docker.firewall]`).
+    pub firewall: crate::docker_firewall::FirewallSettings,
 }
 
 /// The capabilities a container keeps by default: Docker's default set without those a
@@ -165,6 +167,7 @@ impl Default for DockerSettings {
             soft_reboot_timeout_s: 120,
             force_config_drive: true,
             pids_limit: 1024,
+            firewall: Default::default(),
         }
     }
 }
@@ -175,6 +178,7 @@ pub struct DockerDriver {
     settings: DockerSettings,
     /// Image ids of cached archives, by path.
     archive_ids: Mutex<HashMap<PathBuf, String>>,
+    firewall: crate::docker_firewall::Firewall,
 }
 
 /// What a container create found.
@@ -240,11 +244,13 @@ impl DockerDriver {
         .map_err(backend)?;
         std::fs::create_dir_all(&settings.state_dir)
             .map_err(|e| DriverError::Backend(format!("{}: {e}", settings.state_dir.display())))?;
+        let firewall = crate::docker_firewall::Firewall::new(settings.firewall.clone());
         Ok(Self {
             docker,
             host: host.to_owned(),
             settings,
             archive_ids: Mutex::new(HashMap::new()),
+            firewall,
         })
     }
 
@@ -668,6 +674,13 @@ impl Compute for DockerDriver {
             self.connect_more(spec.uuid, &networks, &Self::nics_of(spec), &[])
                 .await?;
         }
+        // Its ports' filters are in place before it carries traffic.
+        let filters: Vec<_> = spec
+            .nics
+            .iter()
+            .filter_map(|n| n.firewall.clone())
+            .collect();
+        self.firewall.add(&filters).await?;
         self.start(spec.uuid).await?;
         tracing::debug!("container started");
         if !networks.is_empty() {
@@ -680,6 +693,13 @@ impl Compute for DockerDriver {
         // exits at once is found by the power-state sync, as Nova's finds a guest that shut
         // itself down.
         Ok(instance(PowerState::Running, Vec::new()))
+    }
+
+    async fn sync_firewall(
+        &self,
+        ports: &[nova_core::firewall::PortFirewall],
+    ) -> Result<(), DriverError> {
+        self.firewall.replace(ports).await
     }
 
     /// Connects the container to the engine network with the port's addresses (and MAC, on
@@ -695,6 +715,9 @@ impl Compute for DockerDriver {
             return Ok(());
         }
         docker_nics::ensure_network(&self.docker, backend, nic).await?;
+        if let Some(fw) = &nic.firewall {
+            self.firewall.add(std::slice::from_ref(fw)).await?;
+        }
         let request = NetworkConnectRequest {
             container: container_name(uuid),
             endpoint_config: Some(docker_nics::endpoint(nic)),
@@ -746,6 +769,7 @@ impl Compute for DockerDriver {
             Err(e) if status_of(&e) == Some(404) => {}
             Err(e) => return Err(backend(e)),
         }
+        self.firewall.remove_instance(&uuid.to_string()).await?;
         match std::fs::remove_dir_all(self.drive_dir(uuid)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(DriverError::Backend(
                 format!("config drive not removed: {e}"),

@@ -166,6 +166,9 @@ pub struct FakeDriver {
     rules: Mutex<Vec<Rule>>,
     gates: Mutex<Vec<Arc<GateState>>>,
     spawn_calls: Mutex<u64>,
+    /// The packet filters of the last firewall sync (nothing is filtered here: recorded for
+    /// the tests of what the conductor sends).
+    firewall: Mutex<Vec<nova_core::firewall::PortFirewall>>,
     /// Spawns that did their work (the instance is on the fake's books), as it changes.
     spawns_done: tokio::sync::watch::Sender<u64>,
 }
@@ -180,6 +183,7 @@ impl FakeDriver {
             rules: Mutex::new(rules),
             gates: Mutex::new(Vec::new()),
             spawn_calls: Mutex::new(0),
+            firewall: Mutex::new(Vec::new()),
             spawns_done: tokio::sync::watch::Sender::new(0),
         }
     }
@@ -255,6 +259,11 @@ impl FakeDriver {
     }
 
     /// How many times spawn ran its work (idempotent repeats included).
+    /// The ports' filters of the last firewall sync.
+    pub fn firewall(&self) -> Vec<nova_core::firewall::PortFirewall> {
+        lock(&self.firewall).clone()
+    }
+
     pub fn spawn_calls(&self) -> u64 {
         *lock(&self.spawn_calls)
     }
@@ -388,6 +397,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[async_trait]
 impl Compute for FakeDriver {
+    async fn sync_firewall(
+        &self,
+        ports: &[nova_core::firewall::PortFirewall],
+    ) -> Result<(), DriverError> {
+        *lock(&self.firewall) = ports.to_vec();
+        Ok(())
+    }
+
     async fn inventory(&self) -> Result<Vec<NodeInventory>, DriverError> {
         let s = &self.settings;
         Ok((0..s.nodes.max(1))

@@ -18,9 +18,11 @@
 
 pub mod baremetal;
 pub mod docker;
+pub mod docker_firewall;
 mod docker_nics;
 pub mod fake;
 pub mod libvirt;
+pub mod libvirt_firewall;
 mod libvirt_nics;
 pub mod nodes;
 pub mod redfish;
@@ -178,6 +180,17 @@ pub trait Compute: Send + Sync + 'static {
         Err(DriverError::Invalid(
             "Network driver does not support this function.".into(),
         ))
+    }
+
+    /// The packet filters of the ports bound to this host, the whole of them (a port not
+    /// listed is not filtered any more): its security groups, enforced by the hypervisor's
+    /// or the host's packet filter. Drivers with nothing to filter (fake, bare metal, whose
+    /// machines' switch ports are not the host's) have nothing to do.
+    async fn sync_firewall(
+        &self,
+        _ports: &[nova_core::firewall::PortFirewall],
+    ) -> Result<(), DriverError> {
+        Ok(())
     }
 
     /// Instances whose state the hypervisor says changed (libvirt's lifecycle events), for the

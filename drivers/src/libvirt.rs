@@ -419,6 +419,13 @@ impl LibvirtDriver {
         if !nics.is_empty() {
             self.with_conn(move |c| {
                 crate::libvirt_nics::remove_dhcp_hosts(c, &nics);
+                // The NICs' filters, now that no guest references them.
+                for (mac, _) in &nics {
+                    undefine_filter(
+                        c,
+                        &crate::libvirt_firewall::filter_name(&domain_name(uuid), mac),
+                    );
+                }
                 Ok(())
             })
             .await?;
@@ -926,14 +933,45 @@ fn define_and_start(c: &Connect, xml: &str) -> Result<(), DriverError> {
     Ok(())
 }
 
-/// A virtio NIC on a libvirt network.
-fn interface_xml(mac: &str, network: &str) -> String {
+/// A virtio NIC on a libvirt network, with its port's packet filter when it has one.
+fn interface_xml(mac: &str, network: &str, filter: Option<&str>) -> String {
+    let filterref = filter
+        .map(|f| format!("      <filterref filter='{}'/>\n", esc(f)))
+        .unwrap_or_default();
     format!(
         "<interface type='network'>\n      <mac address='{}'/>\n      \
-         <source network='{}'/>\n      <model type='virtio'/>\n    </interface>\n",
+         <source network='{}'/>\n      <model type='virtio'/>\n{filterref}    </interface>\n",
         esc(mac),
         esc(network)
     )
+}
+
+/// The filter of a NIC with a port, where the connection has nwfilter (libvirt's test
+/// driver has none).
+fn nic_filter(virt_type: &str, uuid: InstanceUuid, nic: &Nic) -> Option<String> {
+    (virt_type != "test" && nic.firewall.is_some())
+        .then(|| crate::libvirt_firewall::filter_name(&domain_name(uuid), &nic.mac))
+}
+
+/// Defines (or redefines: the running guest's rules change at once) the NIC's filter.
+fn define_filter(
+    c: &Connect,
+    name: &str,
+    port: &nova_core::firewall::PortFirewall,
+) -> Result<(), DriverError> {
+    let xml = crate::libvirt_firewall::filter_xml(name, port);
+    virt::nwfilter::NWFilter::define_xml(c, &xml)
+        .map(|_| ())
+        .map_err(|e| backend("define nwfilter", e))
+}
+
+/// Removes a NIC's filter; one that is gone (or still in use: the next sync retries) is left.
+fn undefine_filter(c: &Connect, name: &str) {
+    if let Ok(f) = virt::nwfilter::NWFilter::lookup_by_name(c, name) {
+        if let Err(e) = f.undefine() {
+            tracing::debug!(filter = name, error = %e, "nwfilter not undefined");
+        }
+    }
 }
 
 /// A device change to the guest's definition, and to the running guest when it runs.
@@ -1045,11 +1083,10 @@ pub fn domain_xml(
     // A NIC with a port has the port's MAC (its DHCP entry is keyed by it), as Nova's VIFs.
     let ports = crate::libvirt_nics::nics_of(spec);
     for (i, (network, _)) in networks.iter().enumerate() {
-        let mac = ports
-            .get(i)
-            .and_then(|p| p.as_ref().map(|p| p.mac.clone()))
-            .unwrap_or_else(new_mac);
-        let _ = write!(x, "    {}", interface_xml(&mac, network));
+        let port = ports.get(i).and_then(Option::as_ref);
+        let mac = port.map(|p| p.mac.clone()).unwrap_or_else(new_mac);
+        let filter = port.and_then(|p| nic_filter(virt_type, spec.uuid, p));
+        let _ = write!(x, "    {}", interface_xml(&mac, network, filter.as_deref()));
     }
     // The serial console through virtlogd (Nova's form): a chatty guest cannot fill the disk,
     // virtlogd rotates the file (`console.log.0`, … at `max_size`).
@@ -1188,6 +1225,7 @@ impl Compute for LibvirtDriver {
             .zip(crate::libvirt_nics::nics_of(spec))
             .filter_map(|((backend, _), nic)| nic.map(|n| (backend.clone(), n)))
             .collect();
+        let virt_type = self.virt_type.clone();
         let defined = self
             .with_conn(move |c| {
                 // The networks the ports' subnets need, and each port's DHCP entry, before
@@ -1202,6 +1240,12 @@ impl Compute for LibvirtDriver {
                     for (backend, nic) in &ports {
                         crate::libvirt_nics::ensure_network(c, backend, nic)?;
                         crate::libvirt_nics::add_dhcp_host(c, backend, nic)?;
+                        // The NIC's filter before the guest that references it.
+                        if let (Some(name), Some(fw)) =
+                            (nic_filter(&virt_type, uuid, nic), &nic.firewall)
+                        {
+                            define_filter(c, &name, fw)?;
+                        }
                     }
                     define_and_start(c, &xml)
                 })();
@@ -1251,6 +1295,7 @@ impl Compute for LibvirtDriver {
     ) -> Result<(), DriverError> {
         let _turn = self.turn(uuid).await;
         let (network, nic) = (network.to_owned(), nic.clone());
+        let filter = nic_filter(&self.virt_type, uuid, &nic);
         self.with_conn(move |c| {
             let d = lookup(c, uuid)?.ok_or(DriverError::NotFound(uuid))?;
             let xml = d.get_xml_desc(0).map_err(|e| backend("domain XML", e))?;
@@ -1259,7 +1304,10 @@ impl Compute for LibvirtDriver {
             }
             crate::libvirt_nics::ensure_network(c, &network, &nic)?;
             crate::libvirt_nics::add_dhcp_host(c, &network, &nic)?;
-            let device = interface_xml(&nic.mac, &network);
+            if let (Some(name), Some(fw)) = (&filter, &nic.firewall) {
+                define_filter(c, name, fw)?;
+            }
+            let device = interface_xml(&nic.mac, &network, filter.as_deref());
             if let Err(e) = d.attach_device_flags(&device, affect(&d)) {
                 crate::libvirt_nics::remove_dhcp_hosts(c, &[(nic.mac.clone(), network.clone())]);
                 return Err(backend("attach interface", e));
@@ -1281,11 +1329,38 @@ impl Compute for LibvirtDriver {
             let d = lookup(c, uuid)?.ok_or(DriverError::NotFound(uuid))?;
             let xml = d.get_xml_desc(0).map_err(|e| backend("domain XML", e))?;
             if nics_of_xml(&xml).iter().any(|(mac, _)| *mac == nic.mac) {
-                let device = interface_xml(&nic.mac, &network);
+                let device = interface_xml(&nic.mac, &network, None);
                 d.detach_device_flags(&device, affect(&d))
                     .map_err(|e| backend("detach interface", e))?;
             }
             crate::libvirt_nics::remove_dhcp_hosts(c, &[(nic.mac.clone(), network.clone())]);
+            undefine_filter(
+                c,
+                &crate::libvirt_firewall::filter_name(&domain_name(uuid), &nic.mac),
+            );
+            Ok(())
+        })
+        .await
+    }
+
+    /// Each listed port's NIC filter redefined (which updates the running guest's rules).
+    /// Filters go with their NIC (detach) or their domain (delete).
+    async fn sync_firewall(
+        &self,
+        ports: &[nova_core::firewall::PortFirewall],
+    ) -> Result<(), DriverError> {
+        if self.virt_type == "test" || ports.is_empty() {
+            return Ok(());
+        }
+        let ports = ports.to_vec();
+        self.with_conn(move |c| {
+            for p in &ports {
+                let name = crate::libvirt_firewall::filter_name(
+                    &format!("instance-{}", p.instance),
+                    &p.mac,
+                );
+                define_filter(c, &name, p)?;
+            }
             Ok(())
         })
         .await

@@ -56,8 +56,7 @@ pub(crate) fn view(ctx: &RequestContext, n: &Network, subnets: &[String]) -> Map
         "subnets": subnets,
         "tags": n.tag_list(),
         "router:external": false,
-        // Docker's networks do not filter spoofed traffic: no port security here.
-        "port_security_enabled": false,
+        "port_security_enabled": n.port_security_enabled,
         "created_at": iso8601_z(n.created_at),
         "updated_at": iso8601_z(n.updated_at),
     });
@@ -127,9 +126,9 @@ pub(crate) fn filter_cond(ctx: &RequestContext, key: &str, wanted: &[String]) ->
     match key {
         "id" | "name" | "description" | "project_id" => Cond::any_of(key, texts()),
         "tenant_id" => Cond::any_of("project_id", texts()),
-        "admin_state_up" | "shared" => Cond::any_of(key, booleans()),
+        "admin_state_up" | "shared" | "port_security_enabled" => Cond::any_of(key, booleans()),
         "status" => listing::constant(wanted.iter().any(|w| w == "ACTIVE")),
-        "router:external" | "port_security_enabled" => listing::always_false(wanted),
+        "router:external" => listing::always_false(wanted),
         "provider:network_type" => {
             listing::constant(ctx.is_admin() && wanted.iter().any(|w| w == "flat"))
         }
@@ -228,6 +227,8 @@ pub(crate) fn apply_common(n: &mut Network, key: &str, value: &Value) -> ApiResu
         "description" => n.description = string_of(key, value, 255)?,
         "admin_state_up" => n.admin_state_up = bool_of(key, value)?,
         "shared" => n.shared = bool_of(key, value)?,
+        // What its new ports take when they do not say (Neutron's port-security extension).
+        "port_security_enabled" => n.port_security_enabled = bool_of(key, value)?,
         _ => return Ok(false),
     }
     Ok(true)
@@ -240,7 +241,6 @@ pub(crate) fn check_fixed(key: &str, value: &Value) -> ApiResult<bool> {
         "provider:network_type" => value.is_null() || value == "flat",
         "provider:segmentation_id" => value.is_null(),
         "router:external" | "is_default" => value == &Value::Bool(false) || value == "false",
-        "port_security_enabled" => value == &Value::Bool(false) || value == "false",
         "availability_zone_hints" => value.as_array().is_some_and(Vec::is_empty),
         _ => return Ok(false),
     };
@@ -275,6 +275,7 @@ pub(crate) async fn create(
         tags: "[]".into(),
         created_at: now,
         updated_at: now,
+        port_security_enabled: true,
     };
     let mut backend = None;
     for (key, value) in &body {

@@ -1,9 +1,9 @@
 //! Ports: list, show, create, update and delete, with their MAC and addresses (the IPAM of
 //! `nova_db::ports`), Neutron's attributes, visibility and policy.
 //!
-//! Port security is off on every network here until security groups are enforced by the
-//! drivers: ports say `port_security_enabled: false` and hold no security groups, and asking
-//! for either gets Neutron's answer for a network without port security.
+//! A port with port security (its network's default) holds security groups: those given, or
+//! its project's default group when it has an address (ML2's port security extension); the
+//! hosts enforce them (`nova_db::firewall`).
 
 use crate::listing::{self, select, text_column, texts, Collection, CREATED_AT};
 use crate::networks::{bool_of, denied, string_of};
@@ -74,7 +74,12 @@ pub(crate) async fn find_own(
 }
 
 /// Neutron's port view; the binding's details are for admins, as Neutron's policy has them.
-pub(crate) fn view(ctx: &RequestContext, p: &Port, ips: &[FixedIp]) -> Map<String, Value> {
+pub(crate) fn view(
+    ctx: &RequestContext,
+    p: &Port,
+    ips: &[FixedIp],
+    groups: &[String],
+) -> Map<String, Value> {
     let mut v = json!({
         "id": p.id,
         "name": p.name,
@@ -88,8 +93,8 @@ pub(crate) fn view(ctx: &RequestContext, p: &Port, ips: &[FixedIp]) -> Map<Strin
         "device_id": p.device_id,
         "device_owner": p.device_owner,
         "fixed_ips": ips,
-        "security_groups": [],
-        "port_security_enabled": false,
+        "security_groups": groups,
+        "port_security_enabled": p.port_security_enabled,
         "allowed_address_pairs": [],
         "extra_dhcp_opts": [],
         "binding:vnic_type": "normal",
@@ -188,8 +193,16 @@ fn filter_cond(ctx: &RequestContext, key: &str, wanted: &[String]) -> Cond {
         "admin_state_up" => listing::booleans(key, wanted),
         "revision_number" => listing::integers(key, wanted),
         "fixed_ips" => fixed_ips_cond(wanted),
-        // No port has security groups, and none has port security.
-        "port_security_enabled" => listing::always_false(wanted),
+        "port_security_enabled" => listing::booleans(key, wanted),
+        // Ports holding any of the groups.
+        "security_groups" => Cond::sql(
+            format!(
+                "EXISTS (SELECT 1 FROM port_security_groups b WHERE b.port_id = ports.id \
+                 AND b.security_group_id IN ({}))",
+                vec!["?"; wanted.len()].join(", ")
+            ),
+            wanted.iter().map(|w| Arg::Text(w.clone())).collect(),
+        ),
         _ => Cond::never(),
     }
 }
@@ -203,11 +216,13 @@ async fn views(
 ) -> ApiResult<Vec<Value>> {
     let ids: Vec<&str> = ports.iter().map(|p| p.id.as_str()).collect();
     let mut ips = store::fixed_ips(&state.db, &ids).await?;
+    let mut groups = store::security_groups_of(&state.db, &ids).await?;
     Ok(ports
         .iter()
         .map(|p| {
             let own = ips.remove(&p.id).unwrap_or_default();
-            select(view(ctx, p, &own), fields)
+            let groups = groups.remove(&p.id).unwrap_or_default();
+            select(view(ctx, p, &own, &groups), fields)
         })
         .collect())
 }
@@ -300,23 +315,10 @@ fn fixed_ips_of(v: &Value) -> ApiResult<Vec<IpRequest>> {
     Ok(out)
 }
 
-/// Attributes that have one answer here (port security off, no extra options): accepted when
-/// the value is that answer. Security groups get Neutron's refusal for a port without port
-/// security.
+/// Attributes that have one answer here (no extra options): accepted when the value is that
+/// answer.
 fn check_fixed(key: &str, value: &Value) -> ApiResult<bool> {
     let accepted = match key {
-        "security_groups" => {
-            if value.as_array().is_some_and(Vec::is_empty) || value.is_null() {
-                return Ok(true);
-            }
-            return Err(ApiError::BadRequest(
-                "Port security must be enabled and port must have an IP address in order to \
-                 use security groups."
-                    .into(),
-            )
-            .named("PortSecurityAndIPRequiredForSecurityGroups"));
-        }
-        "port_security_enabled" => value == &Value::Bool(false) || value == "false",
         "allowed_address_pairs" | "extra_dhcp_opts" => {
             value.as_array().is_some_and(Vec::is_empty) || value.is_null()
         }
@@ -329,7 +331,7 @@ fn check_fixed(key: &str, value: &Value) -> ApiResult<bool> {
     } else {
         Err(bad(format!(
             "Invalid input for {key}: {value} is not supported by this deployment (ports here \
-             have no port security, address pairs, DHCP options or other VNIC types yet)."
+             have no address pairs, DHCP options or other VNIC types yet)."
         )))
     }
 }
@@ -373,9 +375,11 @@ pub(crate) async fn create(
         revision_number: 0,
         created_at: now,
         updated_at: now,
+        port_security_enabled: network.port_security_enabled,
     };
     let mut mac_given = false;
     let mut addresses = Addresses::Default;
+    let mut groups: Option<Vec<String>> = None;
     let owner = owns_network(&ctx, &network);
     for (key, value) in &body {
         if check_fixed(key, value)? {
@@ -428,14 +432,39 @@ pub(crate) async fn create(
                 }
                 port.project_id = project;
             }
+            "port_security_enabled" => port.port_security_enabled = bool_of(key, value)?,
+            "security_groups" => groups = Some(group_ids_of(value)?),
             other => return Err(bad(format!("Unrecognized attribute(s) '{other}'"))),
         }
     }
+    // ML2's port security: groups need port security and an address; a port with both and
+    // no groups given gets its project's default group.
+    let has_ip = match &addresses {
+        Addresses::Asked(asked) => !asked.is_empty(),
+        Addresses::Default => !nova_db::subnets::of_network(&state.db, &port.network_id)
+            .await?
+            .is_empty(),
+    };
+    let secured_with_ip = port.port_security_enabled && has_ip;
+    let groups = match groups {
+        Some(g) if !g.is_empty() && !secured_with_ip => {
+            return Err(security_needs_ip())
+        }
+        Some(g) => check_groups(&state, &ctx, &port.project_id, g).await?,
+        None if secured_with_ip => {
+            vec![
+                nova_db::security_groups::default_for(&state.db, &port.project_id)
+                    .await?
+                    .id,
+            ]
+        }
+        None => Vec::new(),
+    };
     let limit = limit_of(&state, &port.project_id, PORT).await?;
-    let ips = store::create(&state.db, &mut port, mac_given, &addresses, limit)
+    let ips = store::create(&state.db, &mut port, mac_given, &addresses, limit, &groups)
         .await?
         .map_err(refused)?;
-    Ok(HttpResponse::Created().json(json!({"port": view(&ctx, &port, &ips)})))
+    Ok(HttpResponse::Created().json(json!({"port": view(&ctx, &port, &ips, &groups)})))
 }
 
 pub(crate) async fn update(
@@ -451,6 +480,7 @@ pub(crate) async fn update(
         .ok_or_else(|| not_found(&id))?;
     let owner = owns_network(&ctx, &network);
     let mut addresses = None;
+    let mut groups: Option<Vec<String>> = None;
     for (key, value) in &body {
         if check_fixed(key, value)? {
             continue;
@@ -486,6 +516,8 @@ pub(crate) async fn update(
                      lifetime by this deployment.",
                 ))
             }
+            "port_security_enabled" => port.port_security_enabled = bool_of(key, value)?,
+            "security_groups" => groups = Some(group_ids_of(value)?),
             "id" | "network_id" | "project_id" | "tenant_id" | "status" | "created_at"
             | "updated_at" | "revision_number" => {
                 return Err(bad(format!("Cannot update read-only attribute {key}")))
@@ -493,8 +525,38 @@ pub(crate) async fn update(
             other => return Err(bad(format!("Unrecognized attribute(s) '{other}'"))),
         }
     }
+    let held = store::security_groups_of(&state.db, &[port.id.as_str()])
+        .await?
+        .remove(&port.id)
+        .unwrap_or_default();
+    let groups = match groups {
+        Some(g) => Some(check_groups(&state, &ctx, &port.project_id, g).await?),
+        None => None,
+    };
+    let has_ip = match &addresses {
+        Some(Addresses::Asked(asked)) => !asked.is_empty(),
+        _ => store::fixed_ips(&state.db, &[port.id.as_str()])
+            .await?
+            .contains_key(&port.id),
+    };
+    let secured_with_ip = port.port_security_enabled && has_ip;
+    match &groups {
+        Some(g) if !g.is_empty() && !secured_with_ip => {
+            return Err(security_needs_ip())
+        }
+        // Neutron's: port security is turned off only on a port without groups.
+        None if !port.port_security_enabled && !held.is_empty() => {
+            return Err(ApiError::Conflict(
+                "Port has security group associated. Cannot disable port security or ip \
+                 address until security group is removed"
+                    .into(),
+            )
+            .named("PortSecurityPortHasSecurityGroup"))
+        }
+        _ => {}
+    }
     port.updated_at = now_ms();
-    let ips = store::update(&state.db, &port, addresses.as_ref())
+    let ips = store::update(&state.db, &port, addresses.as_ref(), groups.as_deref())
         .await?
         .map_err(refused)?
         .ok_or_else(|| not_found(&id))?;
@@ -507,7 +569,59 @@ pub(crate) async fn update(
             .remove(&port.id)
             .unwrap_or_default()
     };
-    Ok(HttpResponse::Ok().json(json!({"port": view(&ctx, &port, &ips)})))
+    let groups = groups.unwrap_or(held);
+    Ok(HttpResponse::Ok().json(json!({"port": view(&ctx, &port, &ips, &groups)})))
+}
+
+fn security_needs_ip() -> ApiError {
+    ApiError::BadRequest(
+        "Port security must be enabled and port must have an IP address in order to use \
+         security groups."
+            .into(),
+    )
+    .named("PortSecurityAndIPRequiredForSecurityGroups")
+}
+
+/// A port's `security_groups` as given: a list of ids, each once.
+fn group_ids_of(value: &Value) -> ApiResult<Vec<String>> {
+    let invalid = || {
+        bad(format!(
+            "Invalid input for security_groups. Reason: '{value}' is not a list of unique \
+             strings."
+        ))
+    };
+    let list = value.as_array().ok_or_else(invalid)?;
+    let mut out: Vec<String> = Vec::new();
+    for v in list {
+        let id = v.as_str().ok_or_else(invalid)?;
+        if out.iter().any(|o| o == id) {
+            return Err(invalid());
+        }
+        out.push(id.to_owned());
+    }
+    Ok(out)
+}
+
+/// The groups a port is to hold, each one of the port's project (an admin's any project's):
+/// Neutron's SecurityGroupNotFound for one that is not.
+async fn check_groups(
+    state: &NetworkState,
+    ctx: &RequestContext,
+    project: &str,
+    ids: Vec<String>,
+) -> ApiResult<Vec<String>> {
+    for id in &ids {
+        match nova_db::security_groups::get_group(&state.db, id).await? {
+            Some(g) if g.project_id == project || ctx.is_admin() => {}
+            _ => {
+                return Err(
+                    ApiError::NotFound(format!("Security group {id} does not exist"))
+                        .named("SecurityGroupNotFound"),
+                )
+            }
+        }
+    }
+    Ok(ids)
 }
 
 /// Neutron's PortInUse, for a port a server's NIC is: its host would keep using the port's

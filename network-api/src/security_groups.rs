@@ -427,29 +427,7 @@ fn template(group: &Group, direction: &str, ethertype: &str, remote_group: bool,
 /// group itself) if it has none. Neutron makes it on a project's first use of groups, and only
 /// for the caller's own project (or by an admin).
 pub(crate) async fn ensure_default(state: &NetworkState, project: &str) -> ApiResult<Group> {
-    if let Some(g) = store::default_of(&state.db, project).await? {
-        return Ok(g);
-    }
-    let now = now_ms();
-    let group = Group {
-        id: uuid::Uuid::new_v4().to_string(),
-        project_id: project.to_owned(),
-        name: "default".into(),
-        description: "Default security group".into(),
-        stateful: true,
-        is_default: true,
-        tags: "[]".into(),
-        revision_number: 0,
-        created_at: now,
-        updated_at: now,
-    };
-    let rules = [
-        template(&group, "egress", "IPv4", false, now),
-        template(&group, "egress", "IPv6", false, now),
-        template(&group, "ingress", "IPv4", true, now),
-        template(&group, "ingress", "IPv6", true, now),
-    ];
-    Ok(store::ensure_default(&state.db, &group, &rules).await?)
+    Ok(store::default_for(&state.db, project).await?)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -678,8 +656,13 @@ pub(crate) async fn delete_group(
         )
         .named("SecurityGroupCannotRemoveDefault"));
     }
-    if !store::delete_group(&state.db, &id).await? {
-        return Err(group_not_found(&id));
+    match store::delete_group(&state.db, &id).await? {
+        store::Deleted::Yes => {}
+        store::Deleted::Gone => return Err(group_not_found(&id)),
+        store::Deleted::InUse => {
+            return Err(ApiError::Conflict(format!("Security Group {id} in use."))
+                .named("SecurityGroupInUse"))
+        }
     }
     Ok(HttpResponse::NoContent().finish())
 }

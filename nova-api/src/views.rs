@@ -97,6 +97,9 @@ pub struct ServerViewer<'a> {
     pub host_status: &'a HashMap<String, &'static str>,
     /// Each compute host's availability zone (`nova_db::aggregates::host_zones`).
     pub host_zones: &'a HashMap<String, String>,
+    /// The security groups of each server's ports, by server id
+    /// (`nova_db::ports::server_security_groups`).
+    pub security_groups: &'a HashMap<String, Vec<String>>,
     pub kind: ViewKind,
 }
 
@@ -120,8 +123,8 @@ struct ImageRef<'a> {
 }
 
 #[derive(Serialize)]
-struct SecurityGroup {
-    name: &'static str,
+struct SecurityGroup<'a> {
+    name: &'a str,
 }
 
 #[derive(Serialize)]
@@ -196,7 +199,9 @@ struct Extended<'a> {
     power_state: i32,
     #[serde(rename = "os-extended-volumes:volumes_attached")]
     volumes_attached: [Empty; 0],
-    security_groups: [SecurityGroup; 1],
+    /// As Nova's view: one per port per group, absent when the server has none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    security_groups: Vec<SecurityGroup<'a>>,
 }
 
 /// `OS-EXT-SRV-ATTR:*` (admins; the 2.3 ones from 2.3).
@@ -308,7 +313,13 @@ pub fn server_detail<'a>(viewer: &ServerViewer<'a>, i: &'a Instance) -> ServerDe
         vm_state: i.vm_state.as_str(),
         power_state: i.power_state.code(),
         volumes_attached: [],
-        security_groups: [SecurityGroup { name: "default" }],
+        security_groups: viewer
+            .security_groups
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .map(|name| SecurityGroup { name })
+            .collect(),
     });
     let attributes = (full && admin).then(|| ServerAttributes {
         host: i.host.as_deref(),

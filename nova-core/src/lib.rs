@@ -6,6 +6,7 @@
 
 pub mod baremetal;
 pub mod bus;
+pub mod firewall;
 pub mod ids;
 pub mod ipam;
 pub mod model;

@@ -371,6 +371,10 @@ pub struct ChosenNetwork {
     /// The address asked for on it (`networks: [{"uuid": …, "fixed_ip": …}]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fixed_ip: Option<String>,
+    /// The security groups (ids) the create asked for, for the port made on it; none: the
+    /// project's default group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_groups: Vec<String>,
 }
 
 impl NetworkRequest {
@@ -784,6 +788,7 @@ mod network_request_tests {
             backend: "br-front".into(),
             port: None,
             fixed_ip: Some("10.0.0.5".into()),
+            security_groups: Vec::new(),
         }]);
         // A column from before ports and fixed IPs reads as none of either.
         let old = r#"[{"id":"n","name":"front","backend":"br-front"}]"#;

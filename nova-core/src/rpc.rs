@@ -149,6 +149,10 @@ pub struct Nic {
     pub port_id: String,
     pub mac: String,
     pub ips: Vec<NicIp>,
+    /// The port's packet filter, in place before the NIC carries traffic. Absent in messages
+    /// from before security groups were enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<crate::firewall::PortFirewall>,
 }
 
 /// One address of a NIC, with what its subnet says about it.
@@ -252,6 +256,12 @@ pub enum ComputeCommand {
         nodes: Vec<NodeBmc>,
         /// When the conductor sent it (ms): its answers are not newer than this.
         #[serde(default)]
+        sent_at: i64,
+    },
+    /// Conductor → agent: the packet filters of every port bound to the host (the whole of
+    /// them: a port not listed is not filtered any more). The newest `sent_at` wins.
+    SyncFirewall {
+        ports: Vec<crate::firewall::PortFirewall>,
         sent_at: i64,
     },
 }
@@ -405,7 +415,8 @@ impl ComputeCommand {
             | Self::AttachInterface { .. }
             | Self::DetachInterface { .. }
             | Self::NodeOperation(_)
-            | Self::SyncNodes { .. } => None,
+            | Self::SyncNodes { .. }
+            | Self::SyncFirewall { .. } => None,
         }
     }
 
@@ -426,7 +437,7 @@ impl ComputeCommand {
             // Not a task: the node row's operation id, not the finished-task journal, keeps
             // a result from counting twice.
             Self::NodeOperation(_) => false,
-            Self::SyncNodes { .. } => true,
+            Self::SyncNodes { .. } | Self::SyncFirewall { .. } => true,
         }
     }
 
@@ -442,7 +453,10 @@ impl ComputeCommand {
             | Self::AttachInterface { instance, .. }
             | Self::DetachInterface { instance, .. }
             | Self::Diagnostics { instance } => Some(*instance),
-            Self::HostUptime | Self::NodeOperation(_) | Self::SyncNodes { .. } => None,
+            Self::HostUptime
+            | Self::NodeOperation(_)
+            | Self::SyncNodes { .. }
+            | Self::SyncFirewall { .. } => None,
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod actions;
 pub mod aggregates;
 pub mod baremetal;
+pub mod firewall;
 pub mod flavors;
 pub mod idempotency;
 pub mod identity;
@@ -57,6 +58,10 @@ impl DbError {
     /// Whether a unique constraint refused the write (a key already taken), on either backend.
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, DbError::Sqlx(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+
+    pub fn is_foreign_key_violation(&self) -> bool {
+        matches!(self, DbError::Sqlx(sqlx::Error::Database(e)) if e.is_foreign_key_violation())
     }
 }
 

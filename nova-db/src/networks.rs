@@ -19,10 +19,12 @@ pub struct Network {
     pub tags: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Neutron's port security: what its new ports take when they do not say.
+    pub port_security_enabled: bool,
 }
 
 const COLUMNS: &str = "id, name, description, project_id, shared, admin_state_up, backend, \
-    tags, created_at, updated_at";
+    tags, created_at, updated_at, port_security_enabled";
 
 impl Network {
     /// The tags, in the order they were set.
@@ -58,7 +60,7 @@ pub async fn create_within_quota(db: &Db, n: &Network, limit: i64) -> DbResult<b
         return Ok(false);
     }
     let sql = format!(
-        "INSERT INTO networks ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        "INSERT INTO networks ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
     );
     on_tx!(&mut tx, c => {
         sqlx::query(&sql)
@@ -72,6 +74,7 @@ pub async fn create_within_quota(db: &Db, n: &Network, limit: i64) -> DbResult<b
             .bind(&n.tags)
             .bind(n.created_at)
             .bind(n.updated_at)
+            .bind(n.port_security_enabled)
             .execute(&mut *c)
             .await?;
     });
@@ -128,7 +131,8 @@ pub async fn update(db: &Db, n: &Network) -> DbResult<bool> {
     let done = on_pool!(db, p => {
         sqlx::query(
             "UPDATE networks SET name = $2, description = $3, shared = $4, \
-             admin_state_up = $5, updated_at = $6, tags = $7 WHERE id = $1",
+             admin_state_up = $5, updated_at = $6, tags = $7, port_security_enabled = $8 \
+             WHERE id = $1",
         )
         .bind(&n.id)
         .bind(&n.name)
@@ -137,6 +141,7 @@ pub async fn update(db: &Db, n: &Network) -> DbResult<bool> {
         .bind(n.admin_state_up)
         .bind(n.updated_at)
         .bind(&n.tags)
+        .bind(n.port_security_enabled)
         .execute(p)
         .await?
         .rows_affected()

@@ -32,11 +32,14 @@ pub struct Port {
     pub revision_number: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Neutron's port security: its security groups filter its traffic (and only its own
+    /// addresses and MAC may leave it). Off: nothing is filtered, and it holds no groups.
+    pub port_security_enabled: bool,
 }
 
 pub(crate) const COLUMNS: &str = "id, network_id, project_id, name, description, mac_address, \
     admin_state_up, status, device_id, device_owner, host_id, compute_owned, tags, \
-    revision_number, created_at, updated_at";
+    revision_number, created_at, updated_at, port_security_enabled";
 
 impl Port {
     pub fn tag_list(&self) -> Vec<String> {
@@ -355,10 +358,11 @@ pub async fn create(
     mac_given: bool,
     addresses: &Addresses,
     limit: i64,
+    groups: &[String],
 ) -> DbResult<Result<Vec<FixedIp>, Refusal>> {
     let mut attempts = 0;
     loop {
-        match create_once(db, port, mac_given, addresses, limit).await {
+        match create_once(db, port, mac_given, addresses, limit, groups).await {
             // A random MAC that another port of the network has: another one.
             Err(e) if e.is_unique_violation() && !mac_given && attempts < 3 => {
                 attempts += 1;
@@ -375,6 +379,7 @@ async fn create_once(
     mac_given: bool,
     addresses: &Addresses,
     limit: i64,
+    groups: &[String],
 ) -> DbResult<Result<Vec<FixedIp>, Refusal>> {
     let mut tx = db.begin().await?;
     // The network's row lock and the project's port lock, in one round trip on PostgreSQL
@@ -434,7 +439,7 @@ async fn create_once(
     };
     let sql = format!(
         "INSERT INTO ports ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-         $12, $13, $14, $15, $16)"
+         $12, $13, $14, $15, $16, $17)"
     );
     on_tx!(&mut tx, c => {
         sqlx::query(&sql)
@@ -454,11 +459,14 @@ async fn create_once(
             .bind(port.revision_number)
             .bind(port.created_at)
             .bind(port.updated_at)
+            .bind(port.port_security_enabled)
             .execute(&mut *c)
             .await?;
     });
     insert_allocations(&mut tx, &port.id, &ips).await?;
+    set_groups(&mut tx, &port.id, groups).await?;
     tx.commit().await?;
+    crate::firewall::bump(db).await?;
     Ok(Ok(ips))
 }
 
@@ -470,6 +478,7 @@ pub async fn update(
     db: &Db,
     port: &Port,
     addresses: Option<&Addresses>,
+    groups: Option<&[String]>,
 ) -> DbResult<Result<Option<Vec<FixedIp>>, Refusal>> {
     let mut tx = db.begin().await?;
     lock_network(&mut tx, &port.network_id).await?;
@@ -477,7 +486,8 @@ pub async fn update(
         sqlx::query(
             "UPDATE ports SET name = $2, description = $3, admin_state_up = $4, status = $5, \
              device_id = $6, device_owner = $7, host_id = $8, tags = $9, updated_at = $10, \
-             revision_number = revision_number + 1 WHERE id = $1 AND revision_number = $11",
+             port_security_enabled = $12, revision_number = revision_number + 1 \
+             WHERE id = $1 AND revision_number = $11",
         )
         .bind(&port.id)
         .bind(&port.name)
@@ -490,6 +500,7 @@ pub async fn update(
         .bind(&port.tags)
         .bind(port.updated_at)
         .bind(port.revision_number)
+        .bind(port.port_security_enabled)
         .execute(&mut *c)
         .await?
         .rows_affected()
@@ -545,7 +556,17 @@ pub async fn update(
             Some(ips)
         }
     };
+    if let Some(groups) = groups {
+        on_tx!(&mut tx, c => {
+            sqlx::query("DELETE FROM port_security_groups WHERE port_id = $1")
+                .bind(&port.id)
+                .execute(&mut *c)
+                .await?;
+        });
+        set_groups(&mut tx, &port.id, groups).await?;
+    }
     tx.commit().await?;
+    crate::firewall::bump(db).await?;
     Ok(Ok(Some(ips.unwrap_or_default())))
 }
 
@@ -553,13 +574,16 @@ pub async fn update(
 pub async fn delete(db: &Db, id: &str) -> DbResult<bool> {
     // The port's row only: its addresses go with it (ON DELETE CASCADE), so that every write
     // takes the port's row before its addresses' (an update does), and none deadlocks.
-    let done = on_pool!(db, p => {
+    let mut tx = db.begin().await?;
+    let done = on_tx!(&mut tx, c => {
         sqlx::query("DELETE FROM ports WHERE id = $1")
             .bind(id)
-            .execute(p)
+            .execute(&mut *c)
             .await?
             .rows_affected()
     });
+    tx.commit().await?;
+    crate::firewall::bump(db).await?;
     Ok(done > 0)
 }
 
@@ -594,6 +618,9 @@ pub struct NicRequest {
     pub network_id: String,
     pub port_id: Option<String>,
     pub fixed_ip: Option<IpAddr>,
+    /// The security groups (ids) of a port made for it; none: the project's default group
+    /// (Neutron's, for a port with port security). A user's port keeps its own.
+    pub security_groups: Vec<String>,
 }
 
 /// A project's port quota (Neutron's default when it has none of its own).
@@ -612,6 +639,7 @@ impl NicRequest {
             network_id: chosen.id.clone(),
             port_id: chosen.port.clone(),
             fixed_ip: chosen.fixed_ip.as_deref().and_then(|ip| ip.parse().ok()),
+            security_groups: chosen.security_groups.clone(),
         }
     }
 }
@@ -670,6 +698,10 @@ pub async fn allocate_for_instance(
                 .await?
                 .rows_affected()
             });
+            if done == 1 {
+                // Its host now filters it.
+                crate::firewall::bump(db).await?;
+            }
             match (done, get(db, port_id).await?) {
                 (1, Some(port)) => out.push(port),
                 (_, None) => {
@@ -717,6 +749,20 @@ pub async fn allocate_for_instance(
             out.push(port);
             continue;
         }
+        // Port security as the network has it (Neutron's default for a port that does not
+        // say), and with it the groups asked for, or the project's default group (ML2's).
+        let secured = crate::networks::get(db, &r.network_id)
+            .await?
+            .is_none_or(|n| n.port_security_enabled);
+        let groups = match (secured, r.security_groups.is_empty()) {
+            (false, _) => Vec::new(),
+            (true, false) => r.security_groups.clone(),
+            (true, true) => vec![
+                crate::security_groups::default_for(db, binding.project_id)
+                    .await?
+                    .id,
+            ],
+        };
         let mut port = Port {
             id: uuid::Uuid::new_v4().to_string(),
             network_id: r.network_id.clone(),
@@ -734,6 +780,7 @@ pub async fn allocate_for_instance(
             revision_number: 0,
             created_at: now,
             updated_at: now,
+            port_security_enabled: secured,
         };
         let addresses = match r.fixed_ip {
             Some(ip) => Addresses::Asked(vec![IpRequest {
@@ -742,7 +789,7 @@ pub async fn allocate_for_instance(
             }]),
             None => Addresses::Default,
         };
-        match create(db, &mut port, false, &addresses, limit).await? {
+        match create(db, &mut port, false, &addresses, limit, &groups).await? {
             Ok(_) => out.push(port),
             Err(refusal) => return Ok(Err((i, refusal))),
         }
@@ -754,6 +801,7 @@ pub async fn allocate_for_instance(
         let mut tx = db.begin().await?;
         release_for_instance(&mut tx, binding.device_id).await?;
         tx.commit().await?;
+        crate::firewall::bump(db).await?;
         return Ok(Err((
             0,
             refusal(
@@ -806,6 +854,7 @@ pub async fn nics(db: &Db, ports: &[Port]) -> DbResult<Vec<nova_core::rpc::Nic>>
                 .remove(&port.id)
                 .map(|(_, _, ips)| ips)
                 .unwrap_or_default(),
+            firewall: None,
         })
         .collect())
 }
@@ -938,15 +987,18 @@ pub async fn release_port(db: &Db, port: &Port) -> DbResult<()> {
         delete(db, &port.id).await?;
         return Ok(());
     }
-    on_pool!(db, p => {
+    let mut tx = db.begin().await?;
+    on_tx!(&mut tx, c => {
         sqlx::query(
             "UPDATE ports SET device_id = '', device_owner = '', host_id = '', \
              status = 'DOWN', revision_number = revision_number + 1 WHERE id = $1",
         )
         .bind(&port.id)
-        .execute(p)
+        .execute(&mut *c)
         .await?;
     });
+    tx.commit().await?;
+    crate::firewall::bump(db).await?;
     Ok(())
 }
 
@@ -964,4 +1016,118 @@ async fn server_live(db: &Db, device_id: &str) -> DbResult<bool> {
         sqlx::query_as(sql).bind(uuid).fetch_optional(p).await?
     });
     Ok(row.is_some_and(|(deleted,)| !deleted))
+}
+
+/// Gives a port these security groups (in its transaction). A group deleted meanwhile is not
+/// given (its delete refuses groups in use, so it cannot vanish from under a port later).
+async fn set_groups(tx: &mut Tx, port: &str, groups: &[String]) -> DbResult<()> {
+    for g in groups {
+        on_tx!(tx, c => {
+            sqlx::query(
+                "INSERT INTO port_security_groups (port_id, security_group_id) \
+                 SELECT $1, id FROM security_groups WHERE id = $2",
+            )
+            .bind(port)
+            .bind(g)
+            .execute(&mut *c)
+            .await?;
+        });
+    }
+    Ok(())
+}
+
+/// The security groups of each of `ports` (ids), oldest group first.
+pub async fn security_groups_of(
+    db: &Db,
+    ports: &[&str],
+) -> DbResult<BTreeMap<String, Vec<String>>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if ports.is_empty() {
+        return Ok(out);
+    }
+    let marks: Vec<String> = (1..=ports.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT b.port_id, b.security_group_id FROM port_security_groups b \
+         JOIN security_groups g ON g.id = b.security_group_id WHERE b.port_id IN ({}) \
+         ORDER BY b.port_id, g.created_at, g.id",
+        marks.join(", ")
+    );
+    let rows: Vec<(String, String)> = on_pool!(db, p => {
+        let mut q = sqlx::query_as(&sql);
+        for id in ports {
+            q = q.bind(*id);
+        }
+        q.fetch_all(p).await?
+    });
+    for (port, group) in rows {
+        out.entry(port).or_default().push(group);
+    }
+    Ok(out)
+}
+
+/// The security groups of each server's ports, as Nova's server view lists them
+/// (`get_instances_security_groups_bindings`): one name per port per group (the id when the
+/// group has no name), its ports in order of creation; servers without ports are absent.
+pub async fn server_security_groups(
+    db: &Db,
+    devices: &[String],
+) -> DbResult<std::collections::HashMap<String, Vec<String>>> {
+    let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
+    if devices.is_empty() {
+        return Ok(out);
+    }
+    let marks: Vec<String> = (1..=devices.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT p.device_id, g.name, g.id FROM ports p \
+         JOIN port_security_groups b ON b.port_id = p.id \
+         JOIN security_groups g ON g.id = b.security_group_id \
+         WHERE p.device_id IN ({}) AND p.host_id <> '' \
+         ORDER BY p.device_id, p.created_at, p.id, g.created_at, g.id",
+        marks.join(", ")
+    );
+    let rows: Vec<(String, String, String)> = on_pool!(db, p => {
+        let mut q = sqlx::query_as(&sql);
+        for d in devices {
+            q = q.bind(d);
+        }
+        q.fetch_all(p).await?
+    });
+    for (device, name, id) in rows {
+        out.entry(device)
+            .or_default()
+            .push(if name.is_empty() { id } else { name });
+    }
+    Ok(out)
+}
+
+/// Adds a security group to a port (nothing if it holds it already).
+pub async fn add_security_group(db: &Db, port: &str, group: &str) -> DbResult<()> {
+    on_pool!(db, p => {
+        sqlx::query(
+            "INSERT INTO port_security_groups (port_id, security_group_id) \
+             SELECT $1, id FROM security_groups WHERE id = $2 \
+             ON CONFLICT (port_id, security_group_id) DO NOTHING",
+        )
+        .bind(port)
+        .bind(group)
+        .execute(p)
+        .await?;
+    });
+    crate::firewall::bump(db).await
+}
+
+/// Takes a security group from a port; `false` if it did not hold it.
+pub async fn remove_security_group(db: &Db, port: &str, group: &str) -> DbResult<bool> {
+    let done = on_pool!(db, p => {
+        sqlx::query(
+            "DELETE FROM port_security_groups WHERE port_id = $1 AND security_group_id = $2",
+        )
+        .bind(port)
+        .bind(group)
+        .execute(p)
+        .await?
+        .rows_affected()
+    });
+    crate::firewall::bump(db).await?;
+    Ok(done > 0)
 }

@@ -188,7 +188,7 @@ async fn insert_rule(tx: &mut Tx, r: &Rule) -> DbResult<()> {
 
 /// The project's default group, made now (with `rules`) if it has none: a concurrent first use
 /// that made it first wins, and its group is returned.
-pub async fn ensure_default(db: &Db, group: &Group, rules: &[Rule]) -> DbResult<Group> {
+async fn ensure_default(db: &Db, group: &Group, rules: &[Rule]) -> DbResult<Group> {
     if let Some(g) = default_of(db, &group.project_id).await? {
         return Ok(g);
     }
@@ -214,6 +214,54 @@ pub async fn ensure_default(db: &Db, group: &Group, rules: &[Rule]) -> DbResult<
         }
         Err(e) => Err(e),
     }
+}
+
+/// One of the project's default group's rules, as Neutron makes them.
+fn default_rule(group: &Group, direction: &str, ethertype: &str, remote_group: bool) -> Rule {
+    Rule {
+        id: uuid::Uuid::new_v4().to_string(),
+        security_group_id: group.id.clone(),
+        project_id: group.project_id.clone(),
+        direction: direction.into(),
+        ethertype: ethertype.into(),
+        protocol: None,
+        port_range_min: None,
+        port_range_max: None,
+        remote_ip_prefix: None,
+        remote_group_id: remote_group.then(|| group.id.clone()),
+        description: String::new(),
+        revision_number: 0,
+        created_at: group.created_at,
+        updated_at: group.created_at,
+    }
+}
+
+/// The project's `default` group, made now with Neutron's rules (all egress; ingress from the
+/// group itself) if it has none. Neutron makes it on a project's first use of groups.
+pub async fn default_for(db: &Db, project: &str) -> DbResult<Group> {
+    if let Some(g) = default_of(db, project).await? {
+        return Ok(g);
+    }
+    let now = nova_core::time::now_ms();
+    let group = Group {
+        id: uuid::Uuid::new_v4().to_string(),
+        project_id: project.to_owned(),
+        name: "default".into(),
+        description: "Default security group".into(),
+        stateful: true,
+        is_default: true,
+        tags: "[]".into(),
+        revision_number: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    let rules = [
+        default_rule(&group, "egress", "IPv4", false),
+        default_rule(&group, "egress", "IPv6", false),
+        default_rule(&group, "ingress", "IPv4", true),
+        default_rule(&group, "ingress", "IPv6", true),
+    ];
+    ensure_default(db, &group, &rules).await
 }
 
 const GROUP_LOCK_CLASS: i32 = 0x5347_5250; // "SGRP"
@@ -263,21 +311,54 @@ pub async fn update_group(db: &Db, g: &Group) -> DbResult<bool> {
 
 /// Deletes a group, its rules, and the rules of other groups that name it as their remote
 /// group (Neutron's cascade); `false` if it was gone.
-pub async fn delete_group(db: &Db, id: &str) -> DbResult<bool> {
+pub async fn delete_group(db: &Db, id: &str) -> DbResult<Deleted> {
     let mut tx = db.begin().await?;
-    let done = on_tx!(&mut tx, c => {
-        sqlx::query("DELETE FROM security_group_rules WHERE security_group_id = $1 OR remote_group_id = $1")
+    // A group that ports hold stays (Neutron's SecurityGroupInUse); the ports' foreign key
+    // refuses it too, should a port take it between this check and the delete.
+    let (used,): (i64,) = on_tx!(&mut tx, c => {
+        sqlx::query_as("SELECT COUNT(*) FROM port_security_groups WHERE security_group_id = $1")
+            .bind(id)
+            .fetch_one(&mut *c)
+            .await?
+    });
+    if used > 0 {
+        return Ok(Deleted::InUse);
+    }
+    let deleted = async {
+        let done = on_tx!(&mut tx, c => {
+            sqlx::query(
+                "DELETE FROM security_group_rules WHERE security_group_id = $1 \
+                 OR remote_group_id = $1",
+            )
             .bind(id)
             .execute(&mut *c)
             .await?;
-        sqlx::query("DELETE FROM security_groups WHERE id = $1")
-            .bind(id)
-            .execute(&mut *c)
-            .await?
-            .rows_affected()
-    });
-    tx.commit().await?;
-    Ok(done > 0)
+            sqlx::query("DELETE FROM security_groups WHERE id = $1")
+                .bind(id)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        });
+        tx.commit().await?;
+        crate::firewall::bump(db).await?;
+        DbResult::Ok(done)
+    }
+    .await;
+    match deleted {
+        Ok(0) => Ok(Deleted::Gone),
+        Ok(_) => Ok(Deleted::Yes),
+        Err(e) if e.is_foreign_key_violation() => Ok(Deleted::InUse),
+        Err(e) => Err(e),
+    }
+}
+
+/// What a group delete did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deleted {
+    Yes,
+    Gone,
+    /// Ports hold it.
+    InUse,
 }
 
 /// What a rule create did.
@@ -346,17 +427,21 @@ pub async fn create_rule(
         .await?;
     });
     tx.commit().await?;
+    crate::firewall::bump(db).await?;
     Ok(RuleCreated::Yes)
 }
 
 pub async fn delete_rule(db: &Db, id: &str) -> DbResult<bool> {
-    let done = on_pool!(db, p => {
+    let mut tx = db.begin().await?;
+    let done = on_tx!(&mut tx, c => {
         sqlx::query("DELETE FROM security_group_rules WHERE id = $1")
             .bind(id)
-            .execute(p)
+            .execute(&mut *c)
             .await?
             .rows_affected()
     });
+    tx.commit().await?;
+    crate::firewall::bump(db).await?;
     Ok(done > 0)
 }
 

@@ -153,3 +153,13 @@ impl Drop for TestNetwork {
         });
     }
 }
+
+/// The Docker driver's packet filter off: stacks of tests about something else leave the
+/// host's iptables alone (several test stacks share one host, and the filter is the host's);
+/// the security-group tests put theirs into a network namespace of their own.
+pub fn no_firewall() -> drivers::docker_firewall::FirewallSettings {
+    drivers::docker_firewall::FirewallSettings {
+        enabled: false,
+        ..Default::default()
+    }
+}

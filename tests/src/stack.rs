@@ -70,7 +70,10 @@ impl Default for Options {
             redrive_after_s: 5,
             fake: FakeSettings::default(),
             driver: DriverKind::Fake,
-            docker: DockerSettings::default(),
+            docker: DockerSettings {
+                firewall: crate::docker::no_firewall(),
+                ..Default::default()
+            },
             libvirt: LibvirtSettings::default(),
             graceful_shutdown_s: 60,
             host: "compute-1".into(),

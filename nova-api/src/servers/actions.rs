@@ -291,6 +291,10 @@ pub(super) async fn action(
             let output = console_output(&ctx, &state, &id, arg).await?;
             return Ok(HttpResponse::Ok().json(json!({ "output": output })));
         }
+        "addSecurityGroup" | "removeSecurityGroup" => {
+            let add = name == "addSecurityGroup";
+            return super::security_groups::action(&ctx, &state, &id, arg, add).await;
+        }
         _ => {}
     }
     if let Some(done) = super::admin_actions::handle(&ctx, &state, &id, name, arg).await? {

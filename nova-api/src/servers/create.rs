@@ -275,6 +275,7 @@ pub(super) fn chosen(n: nova_db::networks::Network) -> ChosenNetwork {
         backend: n.backend,
         port: None,
         fixed_ip: None,
+        security_groups: Vec::new(),
     }
 }
 
@@ -380,29 +381,69 @@ async fn ports_fit(
     Ok(max.min(fits))
 }
 
-/// The security groups a create asked for. `default` is what every server has. Another group
-/// is looked up by name or id among the project's (Nova's 400 when it is unknown); found, it
-/// cannot be applied: port security is off on every network until the drivers enforce
-/// groups, and Nova refuses a group on such a network (SecurityGroupCannotBeApplied).
-async fn check_security_groups(
+/// The security groups a create asked for, as the ids the ports made for it are to hold
+/// (Nova's `_process_security_groups`, here before the build rather than in it): `default`
+/// alone is no request (the project's default group is what a port gets anyway); otherwise
+/// each name is looked up among the project's groups, a name match before an id match.
+/// Nova's answers: unknown, 400; a name that two groups have, 409; groups on a network without
+/// port security or without a subnet, 400 (`SecurityGroupCannotBeApplied`, which Nova raises
+/// in the build).
+async fn resolve_security_groups(
     state: &AppState,
     ctx: &RequestContext,
     asked: &[String],
-) -> ApiResult<()> {
-    let Some(name) = asked.iter().find(|n| n.as_str() != "default") else {
-        return Ok(());
-    };
-    let found =
-        nova_db::security_groups::find_by_name_or_id(&state.db, &ctx.project_id, name).await?;
-    if found.is_empty() {
-        return Err(bad(format!(
-            "Unable to find security_group with name or id '{name}'"
-        )));
+    networks: &NetworkRequest,
+) -> ApiResult<Vec<String>> {
+    if asked.iter().all(|n| n == "default") {
+        return Ok(Vec::new());
     }
-    Err(bad(
-        "Network requires port_security_enabled and subnet associated in order to apply \
-         security groups.",
-    ))
+    let mut ids: Vec<String> = Vec::new();
+    for name in asked {
+        let found =
+            nova_db::security_groups::find_by_name_or_id(&state.db, &ctx.project_id, name).await?;
+        let by_name: Vec<_> = found.iter().filter(|g| &g.name == name).collect();
+        let id = match (by_name.as_slice(), found.as_slice()) {
+            ([one], _) => one.id.clone(),
+            ([], [one]) => one.id.clone(),
+            ([], []) if name == "default" => {
+                nova_db::security_groups::default_for(&state.db, &ctx.project_id)
+                    .await?
+                    .id
+            }
+            ([], []) => {
+                return Err(bad(format!(
+                    "Unable to find security_group with name or id '{name}'"
+                )))
+            }
+            _ => {
+                return Err(ApiError::Conflict(format!(
+                    "Multiple security groups found matching '{name}'. Use an ID to be more \
+                     specific."
+                )))
+            }
+        };
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    if let NetworkRequest::Chosen(chosen) = networks {
+        for c in chosen.iter().filter(|c| c.port.is_none()) {
+            let secured = nova_db::networks::get(&state.db, &c.id)
+                .await?
+                .is_some_and(|n| n.port_security_enabled);
+            if !secured
+                || nova_db::subnets::of_network(&state.db, &c.id)
+                    .await?
+                    .is_empty()
+            {
+                return Err(bad(
+                    "Network requires port_security_enabled and subnet associated in order to \
+                     apply security groups.",
+                ));
+            }
+        }
+    }
+    Ok(ids)
 }
 
 /// A user's port as a server's NIC, with Nova's checks (`_validate_requested_port_ids`):
@@ -988,7 +1029,13 @@ pub(super) async fn create(
     check_kernel_and_ramdisk(&state, &ctx, &image).await?;
     let key_data = key_data?;
     let networks = networks?;
-    check_security_groups(&state, &ctx, &request.security_groups).await?;
+    let mut networks = networks;
+    let groups = resolve_security_groups(&state, &ctx, &request.security_groups, &networks).await?;
+    if let NetworkRequest::Chosen(chosen) = &mut networks {
+        for c in chosen.iter_mut().filter(|c| c.port.is_none()) {
+            c.security_groups = groups.clone();
+        }
+    }
     request.count = ports_fit(&state, &ctx, &networks, request.min_count, request.count).await?;
     let quota = quota?;
     quota.check_metadata_items(request.metadata.len())?;
@@ -1141,7 +1188,16 @@ fn accepted(
         "id": id,
         "links": links,
         "OS-DCF:diskConfig": if request.auto_disk_config { "AUTO" } else { "MANUAL" },
-        "security_groups": [{"name": "default"}],
+        // As Nova's create view: the groups asked for, or `default`.
+        "security_groups": if request.security_groups.is_empty() {
+            json!([{"name": "default"}])
+        } else {
+            request
+                .security_groups
+                .iter()
+                .map(|name| json!({"name": name}))
+                .collect::<Value>()
+        },
     });
     // Replayed, a password the client chose is its own to see again.
     if let Some(password) = admin_pass.or_else(|| request.admin_pass.clone()) {

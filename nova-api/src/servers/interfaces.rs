@@ -255,9 +255,13 @@ pub(super) async fn attach(
             });
         }
     };
-    let nic = ports::nics(&state.db, std::slice::from_ref(&made))
+    let mut nic = ports::nics(&state.db, std::slice::from_ref(&made))
         .await?
         .remove(0);
+    // Its filter, in place before the NIC carries traffic.
+    nic.firewall = nova_db::firewall::of_ports(&state.db, std::slice::from_ref(&made))
+        .await?
+        .pop();
     let command = ComputeCommand::AttachInterface {
         instance: instance.uuid,
         backend: new.backend.clone(),

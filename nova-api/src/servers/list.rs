@@ -339,12 +339,22 @@ pub(super) async fn detail(
     let page = list_instances(&req, &ctx, &state).await?;
     let host_status = host_status(&state, &ctx, version).await?;
     let host_zones = nova_db::aggregates::host_zones(&state.db).await?;
+    let security_groups = nova_db::ports::server_security_groups(
+        &state.db,
+        &page
+            .servers
+            .iter()
+            .map(|i| i.uuid.to_string())
+            .collect::<Vec<_>>(),
+    )
+    .await?;
     let viewer = views::ServerViewer {
         url: &url,
         ctx: &ctx,
         version,
         host_status: &host_status,
         host_zones: &host_zones,
+        security_groups: &security_groups,
         kind: views::ViewKind::List,
     };
     let items: Vec<_> = page

@@ -16,6 +16,7 @@ mod list;
 mod metadata;
 mod params;
 mod password;
+mod security_groups;
 mod show;
 pub mod tags;
 mod update;
@@ -142,6 +143,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/servers/{id}/os-interface/{port_id}")
             .route(web::get().to(interfaces::show))
             .route(web::delete().to(interfaces::detach)),
+    )
+    .service(
+        web::resource("/servers/{id}/os-security-groups")
+            .route(web::get().to(security_groups::list)),
     )
     .service(
         web::resource("/servers/{id}/os-volume_attachments").route(web::get().to(volumes::list)),

@@ -96,12 +96,15 @@ pub(super) async fn update(
     };
     let host_status = host_status(&state, &ctx, version).await?;
     let host_zones = nova_db::aggregates::host_zones(&state.db).await?;
+    let security_groups =
+        nova_db::ports::server_security_groups(&state.db, &[instance.uuid.to_string()]).await?;
     let viewer = views::ServerViewer {
         url: &url,
         ctx: &ctx,
         version,
         host_status: &host_status,
         host_zones: &host_zones,
+        security_groups: &security_groups,
         kind,
     };
     Ok(HttpResponse::Ok().json(&OneServer {

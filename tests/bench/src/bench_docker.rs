@@ -118,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
         driver: DriverKind::Docker,
         docker: DockerSettings {
             state_dir: state.path().to_owned(),
+            firewall: e2e::docker::no_firewall(),
             ..Default::default()
         },
         host: host.clone(),

@@ -27,6 +27,7 @@ fn options() -> anyhow::Result<(Options, tempfile::TempDir, RemoveContainersOf)>
         docker: DockerSettings {
             state_dir: state.path().to_owned(),
             soft_reboot_timeout_s: 10,
+            firewall: e2e::docker::no_firewall(),
             ..Default::default()
         },
         graceful_shutdown_s: 10,

@@ -549,6 +549,7 @@ async fn the_openstack_cli_boots_a_vm_on_the_all_in_one_by_default() -> anyhow::
         },
         docker: drivers::docker::DockerSettings {
             state_dir: docker_state.path().to_owned(),
+            firewall: e2e::docker::no_firewall(),
             ..Default::default()
         },
         auth: Some(AuthSettings {

@@ -1226,3 +1226,347 @@ async fn security_groups_have_neutrons_rules(stack: &dyn Stack) -> anyhow::Resul
     );
     Ok(())
 }
+
+/// Waits until the fake driver's last firewall sync has a port for which `check` holds.
+async fn synced(
+    stack: &dyn Stack,
+    what: &str,
+    check: impl Fn(&[nova_core::firewall::PortFirewall]) -> bool,
+) -> anyhow::Result<Vec<nova_core::firewall::PortFirewall>> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let now = stack.driver().firewall();
+        if check(&now) {
+            return Ok(now);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the host's firewall never got {what}: {now:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+on_both_shapes!(
+    security_groups_apply_to_ports_and_servers,
+    Options::default()
+);
+/// Security groups on ports and servers: a port gets its project's default group (port
+/// security on, an address), groups by name or by id (as Horizon sends them) at server create,
+/// the server's view and `os-security-groups` from its ports, add/removeSecurityGroup with
+/// Nova's refusals, a group in use kept from delete, and each change reaching the host's
+/// filter (the conductor's sync) with remote groups resolved to their members' addresses.
+async fn security_groups_apply_to_ports_and_servers(stack: &dyn Stack) -> anyhow::Result<()> {
+    use nova_core::firewall::Direction;
+    let wait = std::time::Duration::from_secs(60);
+    let (admin, demo) = (client(stack, "admin"), client(stack, "demo"));
+    let net = admin
+        .create_network(json!({"name": "sg-apply", "shared": true}))
+        .await?;
+    admin.create_subnet(&net, "10.60.0.0/24").await?;
+    let r = demo
+        .networking(Method::GET, "/security-groups?name=default", None)
+        .await?;
+    let default = r.body["security_groups"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let r = post(
+        &demo,
+        "/security-groups",
+        "security_group",
+        json!({"name": "web"}),
+    )
+    .await?;
+    let web = r.body["security_group"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let r = post(
+        &demo,
+        "/security-group-rules",
+        "security_group_rule",
+        json!({"security_group_id": web, "direction": "ingress", "protocol": "tcp",
+               "port_range_min": 80, "port_range_max": 80}),
+    )
+    .await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    // A port of the user's: the default group; refused groups change nothing.
+    let r = post(&demo, "/ports", "port", json!({"network_id": net})).await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        (
+            &r.body["port"]["security_groups"],
+            &r.body["port"]["port_security_enabled"]
+        ),
+        (&json!([default]), &json!(true)),
+        "{}",
+        r.body
+    );
+    let own_port = r.body["port"]["id"].as_str().unwrap_or_default().to_owned();
+    let ghost = uuid::Uuid::new_v4().to_string();
+    let r = demo
+        .networking(
+            Method::PUT,
+            &format!("/ports/{own_port}"),
+            Some(&json!({"port": {"security_groups": [ghost]}})),
+        )
+        .await?;
+    assert_fault(
+        &r,
+        404,
+        "SecurityGroupNotFound",
+        &format!("Security group {ghost} does not exist"),
+    );
+    let r = demo
+        .networking(
+            Method::PUT,
+            &format!("/ports/{own_port}"),
+            Some(&json!({"port": {"port_security_enabled": false}})),
+        )
+        .await?;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(
+        r.body["NeutronError"]["type"],
+        "PortSecurityPortHasSecurityGroup"
+    );
+    let r = demo
+        .networking(
+            Method::PUT,
+            &format!("/ports/{own_port}"),
+            Some(&json!({"port": {"security_groups": [web, default]}})),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let held: BTreeSet<&str> = r.body["port"]["security_groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(held, BTreeSet::from([web.as_str(), default.as_str()]));
+    assert_eq!(
+        count(&demo, &format!("/ports?security_groups={web}"), "ports").await?,
+        1
+    );
+
+    // A server in `web` by name, another by the group's id (Horizon's form); the default
+    // group's ingress-from-itself rule lets each in from the other.
+    let r = boot(&demo, "sg-a", json!({"networks": [{"uuid": net}], "security_groups": [{"name": "web"}, {"name": "default"}]})).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(
+        r.body["server"]["security_groups"],
+        json!([{"name": "web"}, {"name": "default"}])
+    );
+    let a = id_of(&r);
+    let r = boot(
+        &demo,
+        "sg-b",
+        json!({"networks": [{"uuid": net}], "security_groups": [{"name": default}]}),
+    )
+    .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let b = id_of(&r);
+    let server_a = demo.wait_status(&a, "ACTIVE", wait).await?;
+    let server_b = demo.wait_status(&b, "ACTIVE", wait).await?;
+    let names = |s: &Value| -> BTreeSet<String> {
+        s["security_groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(
+        names(&server_a),
+        BTreeSet::from(["web".to_owned(), "default".to_owned()])
+    );
+    assert_eq!(names(&server_b), BTreeSet::from(["default".to_owned()]));
+    let ip_of = |s: &Value| {
+        s["addresses"]["sg-apply"][0]["addr"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (ip_a, ip_b) = (ip_of(&server_a), ip_of(&server_b));
+    assert!(
+        !ip_a.is_empty() && !ip_b.is_empty(),
+        "{server_a} {server_b}"
+    );
+
+    // The host's filter: a's port lets in TCP 80 from anywhere and everything from b.
+    let port_a =
+        |fw: &[nova_core::firewall::PortFirewall]| fw.iter().find(|p| p.instance == a).cloned();
+    let fw = synced(stack, "server a's port with b as a member", |fw| {
+        port_a(fw).is_some_and(|p| {
+            p.rules
+                .iter()
+                .any(|r| r.remote.as_deref() == Some(&format!("{ip_b}/32")))
+        })
+    })
+    .await?;
+    let pa = port_a(&fw).expect("found");
+    assert!(pa.enabled && pa.ips == vec![ip_a.clone()], "{pa:?}");
+    assert!(
+        pa.rules.iter().any(|r| r.direction == Direction::Ingress
+            && r.protocol.as_deref() == Some("tcp")
+            && r.port_min == Some(80)
+            && r.remote.is_none()),
+        "{pa:?}"
+    );
+    assert!(
+        !pa.rules
+            .iter()
+            .any(|r| r.remote.as_deref() == Some(&format!("{ip_a}/32"))),
+        "own address: {pa:?}"
+    );
+
+    // `os-security-groups`: one entry per port per group, ingress rules only, Nova's format.
+    let r = demo
+        .get(&format!("/servers/{a}/os-security-groups"))
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let listed = r.body["security_groups"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(listed.len(), 2, "{}", r.body);
+    let web_view = listed
+        .iter()
+        .find(|g| g["name"] == "web")
+        .expect("web listed");
+    assert_eq!(
+        web_view["rules"].as_array().map(Vec::len),
+        Some(1),
+        "{web_view}"
+    );
+    assert_eq!(
+        (
+            &web_view["rules"][0]["ip_protocol"],
+            &web_view["rules"][0]["from_port"],
+            &web_view["rules"][0]["to_port"],
+            &web_view["rules"][0]["ip_range"]
+        ),
+        (
+            &json!("tcp"),
+            &json!(80),
+            &json!(80),
+            &json!({"cidr": "0.0.0.0/0"})
+        )
+    );
+    let default_view = listed
+        .iter()
+        .find(|g| g["name"] == "default")
+        .expect("default listed");
+    assert_eq!(
+        default_view["rules"][0]["group"]["name"],
+        json!("default"),
+        "{default_view}"
+    );
+
+    // A rule added reaches the host.
+    let r = post(
+        &demo,
+        "/security-group-rules",
+        "security_group_rule",
+        json!({"security_group_id": web, "direction": "ingress", "protocol": "icmp",
+               "port_range_min": 8, "port_range_max": 0, "remote_ip_prefix": "192.168.0.0/16"}),
+    )
+    .await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    synced(stack, "the ICMP rule", |fw| {
+        port_a(fw).is_some_and(|p| {
+            p.rules.iter().any(|r| {
+                r.protocol.as_deref() == Some("icmp")
+                    && r.remote.as_deref() == Some("192.168.0.0/16")
+            })
+        })
+    })
+    .await?;
+
+    // add/removeSecurityGroup, and Nova's refusals (nothing changes).
+    let action = |id: &str, body: Value| {
+        let c = demo.clone();
+        let path = format!("/servers/{id}/action");
+        async move { c.post(&path, &body).await }
+    };
+    for (body, status, message) in [
+        (
+            json!({"addSecurityGroup": {}}),
+            400,
+            "Security group not specified".to_owned(),
+        ),
+        (
+            json!({"addSecurityGroup": {"name": " "}}),
+            400,
+            "Security group name cannot be empty".to_owned(),
+        ),
+        (
+            json!({"addSecurityGroup": {"name": "nope"}}),
+            404,
+            "Security group nope is not found for project demo".to_owned(),
+        ),
+        (
+            json!({"removeSecurityGroup": {"name": "web"}}),
+            404,
+            format!("Security group web not associated with the instance {b}"),
+        ),
+    ] {
+        let r = action(&b, body).await?;
+        assert_eq!(r.status, status, "{}", r.body);
+        let fault = r
+            .body
+            .as_object()
+            .and_then(|o| o.values().next())
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(fault["message"], json!(message), "{}", r.body);
+    }
+    let r = action(&b, json!({"addSecurityGroup": {"name": "web"}})).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(
+        names(&demo.server(&b).await?.body["server"]),
+        BTreeSet::from(["web".to_owned(), "default".to_owned()])
+    );
+    synced(stack, "web on server b", |fw| {
+        fw.iter()
+            .any(|p| p.instance == b && p.rules.iter().any(|r| r.port_min == Some(80)))
+    })
+    .await?;
+    let r = action(&b, json!({"removeSecurityGroup": {"name": "web"}})).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(
+        names(&demo.server(&b).await?.body["server"]),
+        BTreeSet::from(["default".to_owned()])
+    );
+
+    // A group that ports hold is not deleted (Neutron's SecurityGroupInUse); with its
+    // servers gone, it is.
+    let r = demo
+        .networking(Method::DELETE, &format!("/security-groups/{web}"), None)
+        .await?;
+    assert_fault(
+        &r,
+        409,
+        "SecurityGroupInUse",
+        &format!("Security Group {web} in use."),
+    );
+    for id in [&a, &b] {
+        assert_eq!(demo.delete(&format!("/servers/{id}")).await?.status, 204);
+        demo.wait_gone(id, wait).await?;
+    }
+    synced(stack, "no port of the deleted servers", |fw| {
+        !fw.iter().any(|p| p.instance == a || p.instance == b)
+    })
+    .await?;
+    let r = demo
+        .networking(Method::DELETE, &format!("/ports/{own_port}"), None)
+        .await?;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = demo
+        .networking(Method::DELETE, &format!("/security-groups/{web}"), None)
+        .await?;
+    assert_eq!(r.status, 204, "{}", r.body);
+    Ok(())
+}

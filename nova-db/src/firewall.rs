@@ -1,0 +1,131 @@
+//! What each host's packet filter is to be, from the ports bound to it, their security groups
+//! and the groups' rules (`nova_core::firewall` resolves them), and the generation that tells
+//! the conductor when it changed. Every write that changes some host's filter bumps the
+//! generation after it commits; the conductor pushes the whole filter again when it moves (and
+//! now and then anyway, which heals a bump lost to a crash).
+
+use crate::ports::{self, Port};
+use crate::{on_pool, Db, DbResult};
+use nova_core::firewall::{expand, Direction, GroupRule, PortFirewall};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Marks every host's filter as to be pushed again.
+pub async fn bump(db: &Db) -> DbResult<()> {
+    on_pool!(db, p => {
+        sqlx::query("UPDATE firewall_generation SET generation = generation + 1 WHERE id = 1")
+            .execute(p)
+            .await?;
+    });
+    Ok(())
+}
+
+pub async fn generation(db: &Db) -> DbResult<i64> {
+    let (g,): (i64,) = on_pool!(db, p => {
+        sqlx::query_as("SELECT generation FROM firewall_generation WHERE id = 1")
+            .fetch_one(p)
+            .await?
+    });
+    Ok(g)
+}
+
+/// The filters of every port bound to `host` (the whole of its filter: a port it does not
+/// list is not to be filtered any more).
+pub async fn of_host(db: &Db, host: &str) -> DbResult<Vec<PortFirewall>> {
+    let sql = format!(
+        "SELECT {} FROM ports WHERE host_id = $1 AND device_id <> '' ORDER BY created_at, id",
+        ports::COLUMNS
+    );
+    let bound: Vec<Port> = on_pool!(db, p => {
+        sqlx::query_as(&sql).bind(host).fetch_all(p).await?
+    });
+    of_ports(db, &bound).await
+}
+
+/// The hosts that have ports bound to them.
+pub async fn hosts_with_ports(db: &Db) -> DbResult<Vec<String>> {
+    let rows: Vec<(String,)> = on_pool!(db, p => {
+        sqlx::query_as("SELECT DISTINCT host_id FROM ports WHERE host_id <> '' ORDER BY host_id")
+            .fetch_all(p)
+            .await?
+    });
+    Ok(rows.into_iter().map(|(h,)| h).collect())
+}
+
+/// The filters of these ports.
+pub async fn of_ports(db: &Db, bound: &[Port]) -> DbResult<Vec<PortFirewall>> {
+    if bound.is_empty() {
+        return Ok(Vec::new());
+    }
+    let nics = ports::nics(db, bound).await?;
+    let ids: Vec<&str> = bound.iter().map(|p| p.id.as_str()).collect();
+    let groups_of = ports::security_groups_of(db, &ids).await?;
+    let all_groups: BTreeSet<&str> = groups_of.values().flatten().map(String::as_str).collect();
+    let all_groups: Vec<&str> = all_groups.into_iter().collect();
+    let rules_of = crate::security_groups::rules_of(db, &all_groups).await?;
+    let remotes: BTreeSet<&str> = rules_of
+        .values()
+        .flatten()
+        .filter_map(|r| r.remote_group_id.as_deref())
+        .collect();
+    let members = members_of(db, &remotes.into_iter().collect::<Vec<_>>()).await?;
+    let mut out = Vec::new();
+    for (port, nic) in bound.iter().zip(nics) {
+        let ips: Vec<String> = nic.ips.iter().map(|i| i.address.clone()).collect();
+        let dhcp_servers: Vec<String> = nic.ips.iter().filter_map(|i| i.gateway.clone()).collect();
+        let rules: Vec<GroupRule> = groups_of
+            .get(&port.id)
+            .into_iter()
+            .flatten()
+            .flat_map(|g| rules_of.get(g).into_iter().flatten())
+            .map(|r| GroupRule {
+                direction: if r.direction == "egress" {
+                    Direction::Egress
+                } else {
+                    Direction::Ingress
+                },
+                ethertype: if r.ethertype == "IPv6" { 6 } else { 4 },
+                protocol: r.protocol.clone(),
+                port_range_min: r.port_range_min,
+                port_range_max: r.port_range_max,
+                remote_ip_prefix: r.remote_ip_prefix.clone(),
+                remote_group_id: r.remote_group_id.clone(),
+            })
+            .collect();
+        out.push(PortFirewall {
+            port_id: port.id.clone(),
+            instance: port.device_id.clone(),
+            mac: port.mac_address.clone(),
+            rules: expand(&ips, &rules, &members),
+            ips,
+            dhcp_servers,
+            enabled: port.port_security_enabled,
+        });
+    }
+    Ok(out)
+}
+
+/// The addresses of the ports in each of `groups` (a remote group's members, on any host).
+async fn members_of(db: &Db, groups: &[&str]) -> DbResult<BTreeMap<String, Vec<String>>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if groups.is_empty() {
+        return Ok(out);
+    }
+    let marks: Vec<String> = (1..=groups.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT b.security_group_id, a.ip_address FROM port_security_groups b \
+         JOIN ip_allocations a ON a.port_id = b.port_id WHERE b.security_group_id IN ({}) \
+         ORDER BY b.security_group_id, a.ip_address",
+        marks.join(", ")
+    );
+    let rows: Vec<(String, String)> = on_pool!(db, p => {
+        let mut q = sqlx::query_as(&sql);
+        for g in groups {
+            q = q.bind(*g);
+        }
+        q.fetch_all(p).await?
+    });
+    for (group, ip) in rows {
+        out.entry(group).or_default().push(ip);
+    }
+    Ok(out)
+}
