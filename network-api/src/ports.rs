@@ -447,9 +447,7 @@ pub(crate) async fn create(
     };
     let secured_with_ip = port.port_security_enabled && has_ip;
     let groups = match groups {
-        Some(g) if !g.is_empty() && !secured_with_ip => {
-            return Err(security_needs_ip())
-        }
+        Some(g) if !g.is_empty() && !secured_with_ip => return Err(security_needs_ip()),
         Some(g) => check_groups(&state, &ctx, &port.project_id, g).await?,
         None if secured_with_ip => {
             vec![
@@ -541,9 +539,7 @@ pub(crate) async fn update(
     };
     let secured_with_ip = port.port_security_enabled && has_ip;
     match &groups {
-        Some(g) if !g.is_empty() && !secured_with_ip => {
-            return Err(security_needs_ip())
-        }
+        Some(g) if !g.is_empty() && !secured_with_ip => return Err(security_needs_ip()),
         // Neutron's: port security is turned off only on a port without groups.
         None if !port.port_security_enabled && !held.is_empty() => {
             return Err(ApiError::Conflict(

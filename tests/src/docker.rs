@@ -163,3 +163,51 @@ pub fn no_firewall() -> drivers::docker_firewall::FirewallSettings {
         ..Default::default()
     }
 }
+
+/// A network namespace of the test's own (`ip netns add`), deleted when dropped: the Docker
+/// driver's packet filter goes there (its iptables are the namespace's), never the host's.
+pub struct TestNetns(pub String);
+
+impl TestNetns {
+    pub fn create() -> anyhow::Result<Self> {
+        let name = format!(
+            "nova-fw-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let status = std::process::Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()?;
+        anyhow::ensure!(status.success(), "ip netns add {name}: {status}");
+        Ok(Self(name))
+    }
+
+    /// The driver's filter settings that write into this namespace.
+    pub fn firewall(&self) -> drivers::docker_firewall::FirewallSettings {
+        drivers::docker_firewall::FirewallSettings {
+            enabled: true,
+            command_prefix: vec!["ip".into(), "netns".into(), "exec".into(), self.0.clone()],
+            ..Default::default()
+        }
+    }
+
+    /// `iptables -S` (or `ip6tables -S`) in the namespace.
+    pub fn rules(&self, program: &str) -> anyhow::Result<String> {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.0, program, "-w", "5", "-S"])
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{program} -S: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}

@@ -193,6 +193,50 @@ async fn a_vm_lives_its_whole_life_through_the_api() -> anyhow::Result<()> {
         "{shown}"
     );
 
+    // Its security group (the project's default) is the NIC's nwfilter, which let the lease
+    // through: the domain references it, and it holds the port's anti-spoofing, DHCP and the
+    // group's rules. A rule added to the group reaches it (a redefinition: the running
+    // guest's rules change).
+    let filter = format!("nova-instance-instance-{id}-{}", mac.replace(':', ""));
+    let xml = virsh(&["dumpxml", &domain]).await?;
+    assert!(
+        xml.contains(&format!("<filterref filter='{filter}'/>")),
+        "{xml}"
+    );
+    let rules = virsh(&["nwfilter-dumpxml", &filter]).await?;
+    for want in [
+        format!("srcipaddr='{addr}'"),
+        "srcportstart='67'".to_owned(),
+        format!("srcmacaddr='{mac}'"),
+        "priority='1000'".to_owned(),
+    ] {
+        assert!(rules.contains(&want), "{want} not in\n{rules}");
+    }
+    assert!(!rules.contains("dstportstart='22'"), "{rules}");
+    let default = c
+        .networking(reqwest::Method::GET, "/security-groups?name=default", None)
+        .await?
+        .body["security_groups"][0]["id"]
+        .clone();
+    let r = c
+        .networking(
+            reqwest::Method::POST,
+            "/security-group-rules",
+            Some(
+                &json!({"security_group_rule": {"security_group_id": default,
+                "direction": "ingress", "protocol": "tcp", "port_range_min": 22,
+                "port_range_max": 22}}),
+            ),
+        )
+        .await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    e2e::wait_until(WAIT, "the new rule in the NIC's filter", || async {
+        Ok(virsh(&["nwfilter-dumpxml", &filter])
+            .await?
+            .contains("dstportstart='22'"))
+    })
+    .await?;
+
     // The domain as Nova's libvirt driver writes it: the flavor, Nova's metadata, the
     // kernel booted directly, the overlay and the config drive in the instance's directory.
     let xml = virsh(&["dumpxml", &format!("instance-{id}")]).await?;
@@ -307,6 +351,11 @@ async fn a_vm_lives_its_whole_life_through_the_api() -> anyhow::Result<()> {
     c.wait_gone(&id, WAIT).await?;
     assert!(!domain_exists(&id).await?, "the domain is gone");
     assert!(!dir.exists(), "the instance's directory is gone");
+    let filters = virsh(&["nwfilter-list"]).await?;
+    assert!(
+        !filters.contains(&filter),
+        "its NIC's filter is gone: {filters}"
+    );
     let net_xml = virsh(&["net-dumpxml", &libvirt_network]).await?;
     assert!(
         !net_xml.contains("<host "),
