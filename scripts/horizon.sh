@@ -17,19 +17,21 @@
 # passwords the all-in-one printed (var/clouds.yaml has them).
 #
 # What it does: puts Horizon (HORIZON_VERSION below, the newest release; it needs Python
-# >= 3.11, Django 5.2 here) in the project's virtualenv `.venv` (made as scripts/test.sh makes
-# it: a link to ~/.cache/nova-venv), next to the clients scripts/test.sh installs there
-# (no conflict: `pip install --dry-run horizon==27.0.0` there only adds packages and changes
-# none of theirs, and `pip check` stays clean after, so no separate virtualenv is needed). It writes a two-line openstack_dashboard/local/local_settings.py
-# into the virtualenv that runs the project's settings, etc/horizon/local_settings.py (named
-# by NOVA_HORIZON_SETTINGS). Static files are collected and compressed offline once per
+# >= 3.11; Django 5.2, the newest on Python 3.11) in the project's virtualenv `.venv` (made as
+# scripts/test.sh makes it: a link to ~/.cache/nova-venv), next to the clients scripts/test.sh
+# installs there. No conflict with them: `pip install --dry-run horizon==27.0.0` there only
+# adds packages and changes none of theirs, and `pip check` stays clean after, so no separate
+# virtualenv is needed. In the virtualenv it writes openstack_dashboard/local/local_settings.py,
+# a few lines that run the project's settings, etc/horizon/local_settings.py (the file that
+# NOVA_HORIZON_SETTINGS names). Static files are collected and compressed offline once per
 # Horizon version and settings file (a stamp in the static directory), into
-# .venv/share/nova-horizon-static (NOVA_HORIZON_STATIC). Sessions, the generated SECRET_KEY
-# (unless NOVA_HORIZON_SECRET_KEY is set), the log (horizon.log) and the pid file are in
-# NOVA_HORIZON_STATE (var/horizon). Horizon is served by Django's own server (`runserver
-# --insecure --noreload`: threaded, serves the static files itself with DEBUG off): a
-# development and test setup, not a production one (that is Apache/mod_wsgi or uWSGI and a
-# web server for the static files).
+# .venv/share/nova-horizon-static (NOVA_HORIZON_STATIC): a clean clone on a machine that ran it
+# before finds them. Sessions, the generated SECRET_KEY (unless NOVA_HORIZON_SECRET_KEY is
+# set), the log (horizon.log, with every API request Horizon makes; NOVA_HORIZON_LOG_HTTP=0
+# for less) and the pid file are in NOVA_HORIZON_STATE (var/horizon). Horizon is served by
+# Django's own server (`runserver --insecure --noreload`: threaded, serves the static files
+# itself with DEBUG off): a development and test setup, not a production one (that is
+# Apache/mod_wsgi or uWSGI with a web server for the static files).
 #
 # Already installed, `start` takes about 2 s (Django starting; 0.2 s when the server already
 # runs), `install` 0.2 s. The first install takes about a minute (pip), the static files 10 s.
@@ -108,20 +110,26 @@ site=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 shim=$site/openstack_dashboard/local/local_settings.py
 stamp="horizon $HORIZON_VERSION settings $(sha256sum "$NOVA_HORIZON_SETTINGS" | cut -c1-16)"
 
+# Horizon reads openstack_dashboard/local/local_settings.py: there, this runs the project's.
+shim_text="# Written by the nova project's scripts/horizon.sh: runs the settings file that
+# NOVA_HORIZON_SETTINGS names (etc/horizon/local_settings.py).
+import os as _os, runpy as _runpy  # noqa: E401
+if _os.environ.get('NOVA_HORIZON_SETTINGS'):
+    globals().update({_k: _v for _k, _v in
+                      _runpy.run_path(_os.environ['NOVA_HORIZON_SETTINGS']).items()
+                      if not _k.startswith('__')})"
+
 # Two runs at once (a test and a person) install once.
 exec 9>"$NOVA_HORIZON_STATE/.install.lock"
 flock 9
-if [ "$("$py" -c 'import importlib.metadata as m; print(m.version("horizon"))' 2>/dev/null)" != "$HORIZON_VERSION" ] \
-    || [ ! -f "$shim" ]; then
+if [ "$("$py" -c 'import importlib.metadata as m; print(m.version("horizon"))' 2>/dev/null)" != "$HORIZON_VERSION" ]; then
     echo "horizon.sh: installing Horizon $HORIZON_VERSION into .venv" >&2
     .venv/bin/pip install -q --disable-pip-version-check "horizon==$HORIZON_VERSION" "$DJANGO_SPEC"
     site=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
     shim=$site/openstack_dashboard/local/local_settings.py
-    cat >"$shim" <<'EOF'
-# Written by the nova project's scripts/horizon.sh: runs the settings file NOVA_HORIZON_SETTINGS names.
-import os as _os, runpy as _runpy  # noqa: E401
-globals().update({k: v for k, v in _runpy.run_path(_os.environ['NOVA_HORIZON_SETTINGS']).items() if not k.startswith('__')})  # noqa: E501
-EOF
+fi
+if [ "$(cat "$shim" 2>/dev/null)" != "$shim_text" ]; then
+    printf '%s\n' "$shim_text" >"$shim"
 fi
 manage() {
     "$py" -m django "$@" --settings=openstack_dashboard.settings

@@ -117,6 +117,9 @@ DEFAULT_BOOT_SOURCE = 'image'
 HORIZON_IMAGES_UPLOAD_MODE = 'legacy'
 IMAGES_ALLOW_LOCATION = False
 OPENSTACK_USE_SIMPLE_TENANT_USAGE = True
+# No placement service in the catalog: the admin's Hypervisors panel shows no resource
+# providers.
+SHOW_RESOURCE_PROVIDER_SUMMARY = False
 OPENSTACK_INSTANCE_RETRIEVE_IP_ADDRESSES = True
 CONSOLE_TYPE = None
 SHOW_OPENRC_FILE = True

@@ -293,6 +293,47 @@ async fn the_openstack_cli_drives_a_servers_life() -> anyhow::Result<()> {
         "the port's address {address}: {near}"
     );
     e2e::cli::run(&stack, "demo", &["server", "delete", "--wait", "near"]).await?;
+    // A security group with a rule, added to the running server and taken off again.
+    e2e::cli::run(&stack, "demo", &["security", "group", "create", "cli-web"]).await?;
+    let rule = demo(
+        &stack,
+        &[
+            "security",
+            "group",
+            "rule",
+            "create",
+            "--protocol",
+            "tcp",
+            "--dst-port",
+            "22",
+            "cli-web",
+        ],
+    )
+    .await?;
+    assert_eq!(field(&rule, "port_range_min"), &json!(22), "{rule}");
+    e2e::cli::run(
+        &stack,
+        "demo",
+        &["server", "add", "security", "group", "web", "cli-web"],
+    )
+    .await?;
+    let s = demo(&stack, &["server", "show", "web"]).await?;
+    assert!(
+        field(&s, "security_groups").to_string().contains("cli-web"),
+        "{s}"
+    );
+    e2e::cli::run(
+        &stack,
+        "demo",
+        &["server", "remove", "security", "group", "web", "cli-web"],
+    )
+    .await?;
+    let s = demo(&stack, &["server", "show", "web"]).await?;
+    assert!(
+        !field(&s, "security_groups").to_string().contains("cli-web"),
+        "{s}"
+    );
+    e2e::cli::run(&stack, "demo", &["security", "group", "delete", "cli-web"]).await?;
     for (action, status) in [("stop", "SHUTOFF"), ("start", "ACTIVE")] {
         e2e::cli::run(&stack, "demo", &["server", action, "web"]).await?;
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
