@@ -1,11 +1,12 @@
 //! Networking benchmark (#18), against the all-in-one (SQLite, in-process bus, the fake
 //! driver), or the distributed shape with `--shape distributed` (PostgreSQL, RabbitMQ):
 //!
-//! - **Server create with a port** against **today's create with `auto`**: `POST /servers` →
-//!   ACTIVE (the instance row read every 0.2 ms), for a server on a network with a subnet
-//!   (its port made and its address allocated by the conductor, the NIC passed to the driver)
-//!   and for one whose project has no network (`auto`: no port), alternating, in the same run.
-//!   The difference at p50 is what ports add to the control plane.
+//! - **Server create with a port and a security group** against **today's create with
+//!   `auto`**: `POST /servers` → ACTIVE (the instance row read every 0.2 ms), for a server on a
+//!   network with a subnet in a group with a rule (its port made with the group, its address
+//!   allocated, its filter resolved by the conductor, the NIC and its filter passed to the
+//!   driver) and for one whose project has no network (`auto`: no port), alternating, in the
+//!   same run. The difference at p50 is what ports and groups add to the control plane.
 //! - **IPAM throughput on one subnet**: `POST /v2.0/ports` on one /16, `--clients` at a time,
 //!   ports a second and the create's p50/p90.
 //!
@@ -116,13 +117,38 @@ async fn run(stack: &dyn Stack, a: &Args) -> anyhow::Result<()> {
     // At 2.37, which `auto` needs.
     let with_port = Client::new(stack.api_url(), "bench:bench-net").at_microversion("2.37");
     let auto = Client::new(stack.api_url(), "bench:bench-auto").at_microversion("2.37");
+    // The servers' group: SSH in from anywhere (and the group's default egress).
+    let r = with_port
+        .networking(
+            reqwest::Method::POST,
+            "/security-groups",
+            Some(&json!({"security_group": {"name": "web"}})),
+        )
+        .await?;
+    anyhow::ensure!(r.status == 201, "group: {}", r.body);
+    let r = with_port
+        .networking(
+            reqwest::Method::POST,
+            "/security-group-rules",
+            Some(
+                &json!({"security_group_rule": {"security_group_id": r.body["security_group"]["id"],
+                "direction": "ingress", "protocol": "tcp", "port_range_min": 22,
+                "port_range_max": 22}}),
+            ),
+        )
+        .await?;
+    anyhow::ensure!(r.status == 201, "rule: {}", r.body);
+    let groups = json!([{"name": "web"}]);
 
     // Warm-up: one of each.
-    for (c, networks) in [(&with_port, json!([{"uuid": net}])), (&auto, json!("auto"))] {
+    for (c, networks, groups) in [
+        (&with_port, json!([{"uuid": net}]), groups.clone()),
+        (&auto, json!("auto"), json!([])),
+    ] {
         let (id, start) = create(
             c,
             json!({"name": "warm", "imageRef": e2e::client::IMAGE, "flavorRef": "1",
-                "networks": networks}),
+                "networks": networks, "security_groups": groups}),
         )
         .await?;
         active(stack.db(), &id, start).await?;
@@ -132,7 +158,7 @@ async fn run(stack: &dyn Stack, a: &Args) -> anyhow::Result<()> {
         let (id, start) = create(
             &with_port,
             json!({"name": format!("p{i}"), "imageRef": e2e::client::IMAGE, "flavorRef": "1",
-                "networks": [{"uuid": net}]}),
+                "networks": [{"uuid": net}], "security_groups": groups}),
         )
         .await?;
         ported.push(ms(active(stack.db(), &id, start).await?));
@@ -147,9 +173,9 @@ async fn run(stack: &dyn Stack, a: &Args) -> anyhow::Result<()> {
     ported.sort_by(f64::total_cmp);
     plain.sort_by(f64::total_cmp);
     println!(
-        "POST /servers → ACTIVE (fake driver), {} servers each: with a port on a subnet p50 \
-         {:.1} ms (p90 {:.1}); `auto` without a network p50 {:.1} ms (p90 {:.1}); added by \
-         the port at p50 {:.1} ms",
+        "POST /servers → ACTIVE (fake driver), {} servers each: with a port on a subnet and a \
+         security group p50 {:.1} ms (p90 {:.1}); `auto` without a network p50 {:.1} ms (p90 \
+         {:.1}); added by the port and the group at p50 {:.1} ms",
         a.servers,
         percentile(&ported, 0.5),
         percentile(&ported, 0.9),

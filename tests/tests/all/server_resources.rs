@@ -1253,7 +1253,7 @@ async fn servers_choose_networks_by_uuid(stack: &dyn Stack) -> anyhow::Result<()
     }
     let r = a.networking(Method::GET, &tags, None).await?;
     assert_eq!(r.body, json!({"tags": ["blue", "green"]}));
-    // Updates: what this service has one answer to is accepted as that answer only.
+    // Updates: port security is the network's to say (what its new ports take).
     let path = format!("/networks/{second}");
     let r = a
         .networking(
@@ -1263,11 +1263,17 @@ async fn servers_choose_networks_by_uuid(stack: &dyn Stack) -> anyhow::Result<()
         )
         .await?;
     assert_eq!(r.body["network"]["name"], json!("2nd"), "{}", r.body);
+    assert_eq!(
+        r.body["network"]["port_security_enabled"],
+        json!(false),
+        "{}",
+        r.body
+    );
     let r = a
         .networking(
             Method::PUT,
             &path,
-            Some(&json!({"network": {"port_security_enabled": true}})),
+            Some(&json!({"network": {"port_security_enabled": "maybe"}})),
         )
         .await?;
     assert_eq!(r.status, 400, "{}", r.body);
