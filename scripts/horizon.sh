@@ -34,7 +34,7 @@
 # Apache/mod_wsgi or uWSGI with a web server for the static files).
 #
 # Already installed, `start` takes about 2 s (Django starting; 0.2 s when the server already
-# runs), `install` 0.2 s. The first install takes about a minute (pip), the static files 10 s.
+# runs), `install` 0.2 s. The first install takes under a minute (pip), the static files 10 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD

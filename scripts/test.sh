@@ -128,19 +128,25 @@ phase "build of the binaries"
 # test RabbitMQ) is theirs.
 tempest_log=$(mktemp)
 fuzz_log=$(mktemp)
+horizon_log=$(mktemp)
 # (A background job's SIGINT is ignored: the trap ends them with SIGTERM, which their own traps
 # turn into their clean-up.)
 trap '[ -z "${libvirt_job:-}" ] || kill -- "-$libvirt_job" 2>/dev/null || true
       [ -z "${tempest:-}" ] || kill -- "-$tempest" 2>/dev/null || true
       [ -z "${fuzz:-}" ] || kill -- "-$fuzz" 2>/dev/null || true
+      [ -z "${horizon:-}" ] || kill -- "-$horizon" 2>/dev/null || true
       [ -z "${dropping:-}" ] || kill "$dropping" 2>/dev/null || true
-      rm -f "$libvirt_log" "$tempest_log" "$fuzz_log" "${log:-}"' EXIT
+      rm -f "$libvirt_log" "$tempest_log" "$fuzz_log" "$horizon_log" "${log:-}"' EXIT
 # Each in a process group of its own, so that an early exit stops all of it (stestr's workers,
 # a CLI call, schemathesis), not only the script.
 NOVA_AIO_BUILT=1 setsid scripts/tempest.sh --smoke --debug >"$tempest_log" 2>&1 &
 tempest=$!
 NOVA_AIO_BUILT=1 setsid scripts/fuzz.sh --short --debug >"$fuzz_log" 2>&1 &
 fuzz=$!
+# And Horizon in headless chromium (scripts/horizon-test.sh: its own all-in-one, Horizon,
+# the browser test of tests/horizon/test_horizon.py).
+NOVA_AIO_BUILT=1 setsid scripts/horizon-test.sh --debug >"$horizon_log" 2>&1 &
+horizon=$!
 
 cargo test -q --workspace --exclude e2e-bench --tests --no-run
 phase "build (with clippy's lints)"
@@ -189,6 +195,13 @@ fuzz=
 cat "$fuzz_log"
 [ "$fuzz_status" -eq 0 ] || status=1
 phase "fuzzing (short)"
+
+horizon_status=0
+wait "$horizon" || horizon_status=$?
+horizon=
+cat "$horizon_log"
+[ "$horizon_status" -eq 0 ] || status=1
+phase "horizon (browser)"
 
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "summary: %d passed, %d failed\n", p, f }' "$log"

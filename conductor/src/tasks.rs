@@ -444,16 +444,9 @@ async fn allocate_nics(
         return Ok(Ok(Vec::new()));
     }
     match ports::allocate_for_instance(db, instance, host, &requests).await? {
-        Ok(made) => {
-            // Each NIC with its filter, which the host puts in place before the NIC carries
-            // traffic.
-            let mut nics = ports::nics(db, &made).await?;
-            let mut filters = nova_db::firewall::of_ports(db, &made).await?.into_iter();
-            for nic in &mut nics {
-                nic.firewall = filters.next().filter(|f| f.port_id == nic.port_id);
-            }
-            Ok(Ok(nics))
-        }
+        // Each NIC with its filter, which the host puts in place before the NIC carries
+        // traffic.
+        Ok(made) => Ok(Ok(nova_db::firewall::nics(db, &made).await?)),
         Err((i, refusal)) => {
             tracing::info!(kind = refusal.kind, message = %refusal.message, "ports refused");
             let uuid = instance.uuid.0;

@@ -53,10 +53,19 @@ pub async fn hosts_with_ports(db: &Db) -> DbResult<Vec<String>> {
 
 /// The filters of these ports.
 pub async fn of_ports(db: &Db, bound: &[Port]) -> DbResult<Vec<PortFirewall>> {
+    Ok(nics(db, bound)
+        .await?
+        .into_iter()
+        .filter_map(|n| n.firewall)
+        .collect())
+}
+
+/// The NICs of these ports as a driver needs them (`ports::nics`), each with its filter.
+pub async fn nics(db: &Db, bound: &[Port]) -> DbResult<Vec<nova_core::rpc::Nic>> {
     if bound.is_empty() {
         return Ok(Vec::new());
     }
-    let nics = ports::nics(db, bound).await?;
+    let mut nics = ports::nics(db, bound).await?;
     let ids: Vec<&str> = bound.iter().map(|p| p.id.as_str()).collect();
     let groups_of = ports::security_groups_of(db, &ids).await?;
     let all_groups: BTreeSet<&str> = groups_of.values().flatten().map(String::as_str).collect();
@@ -68,8 +77,7 @@ pub async fn of_ports(db: &Db, bound: &[Port]) -> DbResult<Vec<PortFirewall>> {
         .filter_map(|r| r.remote_group_id.as_deref())
         .collect();
     let members = members_of(db, &remotes.into_iter().collect::<Vec<_>>()).await?;
-    let mut out = Vec::new();
-    for (port, nic) in bound.iter().zip(nics) {
+    for (port, nic) in bound.iter().zip(nics.iter_mut()) {
         let ips: Vec<String> = nic.ips.iter().map(|i| i.address.clone()).collect();
         let dhcp_servers: Vec<String> = nic.ips.iter().filter_map(|i| i.gateway.clone()).collect();
         let rules: Vec<GroupRule> = groups_of
@@ -91,7 +99,7 @@ pub async fn of_ports(db: &Db, bound: &[Port]) -> DbResult<Vec<PortFirewall>> {
                 remote_group_id: r.remote_group_id.clone(),
             })
             .collect();
-        out.push(PortFirewall {
+        nic.firewall = Some(PortFirewall {
             port_id: port.id.clone(),
             instance: port.device_id.clone(),
             mac: port.mac_address.clone(),
@@ -101,7 +109,7 @@ pub async fn of_ports(db: &Db, bound: &[Port]) -> DbResult<Vec<PortFirewall>> {
             enabled: port.port_security_enabled,
         });
     }
-    Ok(out)
+    Ok(nics)
 }
 
 /// The addresses of the ports in each of `groups` (a remote group's members, on any host).

@@ -466,7 +466,10 @@ async fn create_once(
     insert_allocations(&mut tx, &port.id, &ips).await?;
     set_groups(&mut tx, &port.id, groups).await?;
     tx.commit().await?;
-    crate::firewall::bump(db).await?;
+    // An unbound port is no host's to filter (its binding bumps, when it comes).
+    if !port.host_id.is_empty() {
+        crate::firewall::bump(db).await?;
+    }
     Ok(Ok(ips))
 }
 

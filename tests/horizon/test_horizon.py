@@ -2,9 +2,9 @@
 the all-in-one, as the demo user: log in; open Overview, Instances, Images, Key Pairs,
 Networks and Security Groups; launch an instance through the Launch Instance wizard (image,
 flavor, network, security group); see it Active in the instance table with its address; open
-its detail page and its Log tab; delete it. No page may show an error (Horizon's red
-`alert-danger` messages and toasts, "Error: …"), an error page, or Horizon's login page (where
-Horizon sends a user it finds "not authorized").
+its detail page (its address and security group shown) and its Log tab; delete it. No page
+may show an error (Horizon's red `alert-danger` messages and toasts, "Error: …"), an error
+page, or Horizon's login page (where Horizon sends a user it finds "not authorized").
 
 Run (Horizon from scripts/horizon.sh, the data from tests/horizon/prepare.sh):
 
@@ -454,21 +454,37 @@ def test_instance_active_with_ip(hz):
         hz.check_page('the instance table')
 
 
-def test_instance_detail_and_log(hz):
+def test_instance_detail(hz):
     hz.need('active')
     d = hz.driver
     with hz.step('detail'):
+        if hz.instance_row() is None:  # (the Active step ends on the instance table)
+            hz.open('project/instances/', 'table#instances')
+            hz.wait(lambda d: hz.instance_row(), message=f'{INSTANCE} not listed')
         hz.instance_row().find_element(By.LINK_TEXT, INSTANCE).click()
-        hz.wait(EC.presence_of_element_located((By.CSS_SELECTOR, 'ul.nav-tabs, .nav-tabs')),
+        hz.wait(EC.presence_of_element_located((By.CSS_SELECTOR, 'ul.nav-tabs')),
                 message='no detail page')
         hz.check_page('the instance detail page')
         overview = d_text(hz, '.tab-content')
         assert INSTANCE in overview and hz.instance_ip in overview, overview[:500]
+        # The overview's "Security Groups" section names the instance's groups (from its
+        # ports), each with its rules.
+        groups = [e.text.strip() for e in d.find_elements(
+            By.XPATH, "//h4[normalize-space()='Security Groups']"
+                      "/following-sibling::dl[1]/dt")]
+        assert SECURITY_GROUP in groups, \
+            f'security group {SECURITY_GROUP} not on the detail page (it shows {groups})'
+
+
+def test_instance_log(hz):
+    hz.need('active')
+    d = hz.driver
     with hz.step('log'):
+        hz.open(f'project/instances/{hz.instance_id}/', 'ul.nav-tabs')
         d.find_element(By.XPATH, "//ul[contains(@class, 'nav-tabs')]//a[normalize-space()"
                                  "='Log']").click()
         hz.wait(EC.visibility_of_element_located(
-            (By.CSS_SELECTOR, '.tab-pane.active pre.logs, .tab-pane.active .logs')),
+            (By.CSS_SELECTOR, '.tab-pane.active pre.logs')),
             message='the Log tab shows no log')
         hz.check_page('the Log tab')
 

@@ -255,13 +255,10 @@ pub(super) async fn attach(
             });
         }
     };
-    let mut nic = ports::nics(&state.db, std::slice::from_ref(&made))
+    // With its filter, in place before the NIC carries traffic.
+    let nic = nova_db::firewall::nics(&state.db, std::slice::from_ref(&made))
         .await?
         .remove(0);
-    // Its filter, in place before the NIC carries traffic.
-    nic.firewall = nova_db::firewall::of_ports(&state.db, std::slice::from_ref(&made))
-        .await?
-        .pop();
     let command = ComputeCommand::AttachInterface {
         instance: instance.uuid,
         backend: new.backend.clone(),
