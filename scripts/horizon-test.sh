@@ -26,7 +26,8 @@ horizon_port=${NOVA_HORIZON_PORT:-18796}
 scripts/horizon.sh install >/dev/null
 build_aio "$profile"
 start_aio "$work" "$port" horizon-admin horizon-demo "$profile"
-export NOVA_HORIZON_STATE=$work/horizon NOVA_HORIZON_BIND=127.0.0.1:$horizon_port
+# Its log with every API request Horizon makes (the test's servers only).
+export NOVA_HORIZON_STATE=$work/horizon NOVA_HORIZON_BIND=127.0.0.1:$horizon_port NOVA_HORIZON_LOG_HTTP=1
 trap 'scripts/horizon.sh stop >/dev/null 2>&1 || true; kill $aio 2>/dev/null; wait $aio 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
     curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/identity/v3" 2>/dev/null && break

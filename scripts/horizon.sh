@@ -27,8 +27,8 @@
 # Horizon version and settings file (a stamp in the static directory), into
 # .venv/share/nova-horizon-static (NOVA_HORIZON_STATIC): a clean clone on a machine that ran it
 # before finds them. Sessions, the generated SECRET_KEY (unless NOVA_HORIZON_SECRET_KEY is
-# set), the log (horizon.log, with every API request Horizon makes; NOVA_HORIZON_LOG_HTTP=0
-# for less) and the pid file are in NOVA_HORIZON_STATE (var/horizon). Horizon is served by
+# set), the log (horizon.log; with NOVA_HORIZON_LOG_HTTP=1 every API request Horizon makes,
+# bodies included) and the pid file are in NOVA_HORIZON_STATE (var/horizon). Horizon is served by
 # Django's own server (`runserver --insecure --noreload`: threaded, serves the static files
 # itself with DEBUG off): a development and test setup, not a production one (that is
 # Apache/mod_wsgi or uWSGI with a web server for the static files).

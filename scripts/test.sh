@@ -143,13 +143,15 @@ NOVA_AIO_BUILT=1 setsid scripts/tempest.sh --smoke --debug >"$tempest_log" 2>&1 
 tempest=$!
 NOVA_AIO_BUILT=1 setsid scripts/fuzz.sh --short --debug >"$fuzz_log" 2>&1 &
 fuzz=$!
-# And Horizon in headless chromium (scripts/horizon-test.sh: its own all-in-one, Horizon,
-# the browser test of tests/horizon/test_horizon.py).
-NOVA_AIO_BUILT=1 setsid scripts/horizon-test.sh --debug >"$horizon_log" 2>&1 &
-horizon=$!
 
 cargo test -q --workspace --exclude e2e-bench --tests --no-run
 phase "build (with clippy's lints)"
+# And Horizon in headless chromium (scripts/horizon-test.sh: its own all-in-one, Horizon, the
+# browser test of tests/horizon/test_horizon.py), once the build is done: beside the compile,
+# which keeps both cores busy, the browser made it longer by as much as the test takes; beside
+# the tests, which mostly wait, it costs less.
+NOVA_AIO_BUILT=1 setsid scripts/horizon-test.sh --debug >"$horizon_log" 2>&1 &
+horizon=$!
 libvirt_status=0
 wait "$libvirt_job" || libvirt_status=$?
 libvirt_job=

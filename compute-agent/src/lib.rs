@@ -148,7 +148,7 @@ pub struct Agent {
     /// Whether a power sync of the machines runs now.
     syncing_nodes: std::sync::atomic::AtomicBool,
     /// The `sent_at` of the newest firewall sync applied.
-    firewall_sent_at: Mutex<i64>,
+    firewall_sent_at: tokio::sync::Mutex<i64>,
 }
 
 impl Agent {
@@ -189,7 +189,7 @@ impl Agent {
             sync_rounds: tokio::sync::watch::Sender::new(0),
             nodes,
             syncing_nodes: std::sync::atomic::AtomicBool::new(false),
-            firewall_sent_at: Mutex::new(0),
+            firewall_sent_at: tokio::sync::Mutex::new(0),
         }))
     }
 
@@ -501,14 +501,13 @@ impl Agent {
         if let ComputeCommand::SyncFirewall { ports, sent_at } = command {
             delivery.ack().await;
             // The newest wins: a sync overtaken by a newer one (a redelivery, two conductors)
-            // is dropped rather than applied over it.
-            {
-                let mut newest = lock(&self.firewall_sent_at);
-                if sent_at < *newest {
-                    return;
-                }
-                *newest = sent_at;
+            // is dropped rather than applied over it. One at a time (the lock is held while
+            // it applies), so an older one cannot land after a newer one.
+            let mut newest = self.firewall_sent_at.lock().await;
+            if sent_at < *newest {
+                return;
             }
+            *newest = sent_at;
             if let Err(e) = self.driver.sync_firewall(&ports).await {
                 tracing::warn!(error = %e, "packet filter not applied");
             }

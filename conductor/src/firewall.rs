@@ -40,13 +40,12 @@ pub async fn run(c: Arc<Conductor>) {
     }
 }
 
-/// Sends every live compute host (and every host with ports) its filter.
+/// Sends every live compute host its filter. (Not the hosts that are down: their queues
+/// would fill with filters nobody applies; an agent that comes back is sent its own when it
+/// registers.)
 async fn push_all(c: &Conductor) -> Result<()> {
     let now = now_ms();
-    let mut hosts: BTreeSet<String> = nova_db::firewall::hosts_with_ports(&c.db)
-        .await?
-        .into_iter()
-        .collect();
+    let mut hosts: BTreeSet<String> = BTreeSet::new();
     for s in nova_db::nodes::services(&c.db).await? {
         if s.binary == COMPUTE_BINARY && s.is_up(now, c.settings.service_down_ms()) {
             hosts.insert(s.host);

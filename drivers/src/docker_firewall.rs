@@ -69,6 +69,28 @@ fn family_of(ip: &str) -> u8 {
     }
 }
 
+/// The IPv6 link-local address a MAC gives (EUI-64: `ff:fe` in the middle, the
+/// universal/local bit flipped).
+pub fn link_local(mac: &str) -> Option<std::net::Ipv6Addr> {
+    let b: Vec<u8> = mac
+        .split(':')
+        .map(|x| u8::from_str_radix(x, 16))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let [a, b1, c, d, e, f] = <[u8; 6]>::try_from(b).ok()?;
+    let word = |x: u8, y: u8| u16::from(x) << 8 | u16::from(y);
+    Some(std::net::Ipv6Addr::new(
+        0xfe80,
+        0,
+        0,
+        0,
+        word(a ^ 0x02, b1),
+        word(c, 0xff),
+        word(0xfe, d),
+        word(e, f),
+    ))
+}
+
 /// One allowed flow as iptables arguments (Neutron's `_convert_sgr_to_iptables_rules`).
 fn rule_args(r: &FirewallRule) -> String {
     let mut a = String::new();
@@ -82,13 +104,14 @@ fn rule_args(r: &FirewallRule) -> String {
     if let Some(p) = &r.protocol {
         let _ = write!(a, "-p {p} ");
         match (p.as_str(), r.port_min, r.port_max) {
-            ("tcp" | "udp" | "sctp" | "udplite" | "dccp", Some(min), max) => {
+            // (Protocols come canonical from `nova_core::firewall`: these by name, others by
+            // number, which every iptables takes.)
+            ("tcp" | "udp" | "sctp" | "dccp", Some(min), max) if max.unwrap_or(min) == min => {
+                let _ = write!(a, "-m {p} --dport {min} ");
+            }
+            ("tcp" | "udp" | "sctp" | "dccp" | "udplite", Some(min), max) => {
                 let max = max.unwrap_or(min);
-                if min == max {
-                    let _ = write!(a, "-m {p} --dport {min} ");
-                } else {
-                    let _ = write!(a, "-m multiport --dports {min}:{max} ");
-                }
+                let _ = write!(a, "-m multiport --dports {min}:{max} ");
             }
             ("icmp", Some(t), code) => {
                 let _ = write!(a, "-m icmp --icmp-type {t}");
@@ -112,10 +135,22 @@ fn rule_args(r: &FirewallRule) -> String {
 }
 
 /// The `iptables-restore` input (family 4) or `ip6tables-restore` input (6) for these ports,
-/// deleting the `stale` chains.
-pub fn render(family: u8, dispatcher: &str, ports: &[&PortFirewall], stale: &[String]) -> String {
+/// deleting the `stale` chains. `whole`: the ports are all of the host's, and the dispatcher
+/// is rewritten with their jumps only; otherwise their jumps are appended to it (its other
+/// rules kept).
+pub fn render(
+    family: u8,
+    dispatcher: &str,
+    ports: &[&PortFirewall],
+    stale: &[String],
+    whole: bool,
+) -> String {
     let host_len = if family == 4 { 32 } else { 128 };
-    let mut declared: Vec<String> = vec![dispatcher.to_owned()];
+    let mut declared: Vec<String> = if whole {
+        vec![dispatcher.to_owned()]
+    } else {
+        Vec::new()
+    };
     let mut lines: Vec<String> = Vec::new();
     let mut jumps: Vec<String> = Vec::new();
     for p in ports.iter().filter(|p| p.enabled) {
@@ -163,6 +198,14 @@ pub fn render(family: u8, dispatcher: &str, ports: &[&PortFirewall], stale: &[St
             lines.push(format!(
                 "-A {o} -s 0.0.0.0/32 -d 255.255.255.255/32 -p udp -m udp --sport 68 --dport 67 -j RETURN"
             ));
+        } else {
+            // Duplicate address detection and MLD reports from the unspecified address
+            // (Neutron's ICMPV6_ALLOWED_UNSPEC_ADDR_TYPES).
+            for t in [131, 135, 143] {
+                lines.push(format!(
+                    "-A {o} -s ::/128 -d ff02::/16 -p ipv6-icmp -m icmp6 --icmpv6-type {t} -j RETURN"
+                ));
+            }
         }
         lines.push(format!("-A {o} -j {s}"));
         if family == 4 {
@@ -193,6 +236,12 @@ pub fn render(family: u8, dispatcher: &str, ports: &[&PortFirewall], stale: &[St
         // API 1.44 gives a container's second network its own MAC, not the port's.)
         for ip in &ips {
             lines.push(format!("-A {s} -s {ip}/{host_len} -j RETURN"));
+        }
+        if family == 6 {
+            // And its link-local address (EUI-64 of its MAC), which neighbour discovery uses.
+            if let Some(ll) = link_local(&p.mac) {
+                lines.push(format!("-A {s} -s {ll}/128 -j RETURN"));
+            }
         }
         lines.push(format!("-A {s} -j DROP"));
     }
@@ -244,6 +293,11 @@ struct State {
     /// The port chains in the kernel, per family; `None` until read once (after a restart, the
     /// chains the previous agent left are found from the dispatcher).
     applied: [Option<BTreeSet<String>>; 2],
+    /// A whole sync has come since the start. Before it, the chains a previous run left are
+    /// other ports' (their containers still run): kept and reached, only added to.
+    synced: bool,
+    /// The dispatcher's jump is in its hook chain, per family.
+    hooked: [bool; 2],
 }
 
 impl Firewall {
@@ -277,6 +331,7 @@ impl Firewall {
             .iter()
             .map(|p| (p.port_id.clone(), p.clone()))
             .collect();
+        state.synced = true;
         self.apply(&mut state).await
     }
 
@@ -307,12 +362,14 @@ impl Firewall {
     }
 
     async fn apply(&self, state: &mut State) -> Result<(), DriverError> {
+        let chain = self.settings.chain.clone();
         let ports: Vec<&PortFirewall> = state.ports.values().collect();
+        let whole = state.synced;
         for (slot, family) in [(0usize, 4u8), (1, 6)] {
             let wants_family = ports
                 .iter()
                 .any(|p| p.enabled && p.ips.iter().any(|ip| family_of(ip) == family));
-            let (save, restore) = if family == 4 {
+            let (program, restore) = if family == 4 {
                 ("iptables", "iptables-restore")
             } else {
                 ("ip6tables", "ip6tables-restore")
@@ -320,9 +377,9 @@ impl Firewall {
             let applied = match &state.applied[slot] {
                 Some(a) => a.clone(),
                 None => {
-                    // Chains a previous agent left, found from the dispatcher it jumped from.
+                    // Chains a previous run left, found from the dispatcher it jumped from.
                     let listing = self
-                        .run(save, &["-w", "5", "-S", &self.settings.chain], None)
+                        .run(program, &["-w", "5", "-S", &chain], None)
                         .await
                         .unwrap_or_default();
                     chains_in_listing(&listing)
@@ -336,12 +393,40 @@ impl Firewall {
                 .filter(|p| p.enabled && p.ips.iter().any(|ip| family_of(ip) == family))
                 .flat_map(|p| chain_names(&p.port_id))
                 .collect();
-            let stale: Vec<String> = applied.difference(&desired).cloned().collect();
-            let input = render(family, &self.settings.chain, &ports, &stale);
-            self.run(restore, &["-w", "5", "--noflush"], Some(&input))
-                .await?;
-            self.hook(save).await?;
-            state.applied[slot] = Some(desired);
+            let stale: Vec<String> = if whole {
+                applied.difference(&desired).cloned().collect()
+            } else {
+                // Appended to: the dispatcher must exist (an error when it does is fine).
+                let _ = self.run(program, &["-w", "5", "-N", &chain], None).await;
+                Vec::new()
+            };
+            let input = render(family, &chain, &ports, &stale, whole);
+            let done = async {
+                self.run(restore, &["-w", "5", "--noflush"], Some(&input))
+                    .await?;
+                if !state.hooked[slot] {
+                    self.hook(program).await?;
+                }
+                Ok::<_, DriverError>(())
+            }
+            .await;
+            match done {
+                Ok(()) => {
+                    state.hooked[slot] = true;
+                    state.applied[slot] = Some(if whole {
+                        desired
+                    } else {
+                        applied.union(&desired).cloned().collect()
+                    });
+                }
+                // A family no port has an address of (IPv6 off on the host, no ip6tables):
+                // nothing to filter there, and no reason to fail the others.
+                Err(e) if !wants_family => {
+                    tracing::warn!(error = %e, family, "no packet filter for this family here");
+                    state.applied[slot] = Some(BTreeSet::new());
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }
@@ -452,6 +537,16 @@ mod tests {
     }
 
     #[test]
+    fn a_macs_link_local_address_is_its_eui64() {
+        assert_eq!(
+            link_local("fa:16:3e:11:22:33")
+                .map(|a| a.to_string())
+                .as_deref(),
+            Some("fe80::f816:3eff:fe11:2233")
+        );
+    }
+
+    #[test]
     fn names_fit_iptables() {
         for name in chain_names("3f2a9c1e-7b4d-4e0f-9a1c-0123456789ab") {
             assert!(name.len() <= 28, "{name}");
@@ -476,7 +571,7 @@ mod tests {
             allow(Direction::Ingress, Some("icmp"), (Some(8), Some(0)), None),
             allow(Direction::Egress, None, (None, None), None),
         ]);
-        let text = render(4, "nova-sg", &[&p], &["nova-iold".into()]);
+        let text = render(4, "nova-sg", &[&p], &["nova-iold".into()], true);
         let lines: Vec<&str> = text.lines().collect();
         for want in [
             "*filter",
@@ -511,10 +606,23 @@ mod tests {
     fn a_port_without_port_security_or_family_is_not_filtered() {
         let mut off = port(vec![]);
         off.enabled = false;
-        let text = render(4, "nova-sg", &[&off], &[]);
+        let text = render(4, "nova-sg", &[&off], &[], true);
         assert!(!text.contains("nova-i"), "{text}");
         let v4 = port(vec![]);
-        assert!(!render(6, "nova-sg", &[&v4], &[]).contains("nova-i"));
+        assert!(!render(6, "nova-sg", &[&v4], &[], true).contains("nova-i"));
+    }
+
+    #[test]
+    fn before_a_whole_sync_the_dispatcher_is_appended_to() {
+        let text = render(4, "nova-sg", &[&port(vec![])], &[], false);
+        assert!(
+            !text.contains(":nova-sg "),
+            "the dispatcher is not flushed: {text}"
+        );
+        assert!(
+            text.contains("-A nova-sg -d 10.0.0.5/32 -j nova-i"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -105,6 +105,10 @@ pub struct LibvirtDriver {
     turns: Mutex<std::collections::HashMap<InstanceUuid, Arc<tokio::sync::Mutex<()>>>>,
     /// Cached images already checked (see [`LibvirtDriver::checked_base`]).
     checked: Mutex<std::collections::HashMap<CheckedKey, CheckedBase>>,
+    /// The NIC filters a sync defined, by name, with the XML they were defined with: an
+    /// unchanged one is not defined again (each definition makes libvirt rebuild the rules of
+    /// the guests using it), and one no longer listed is removed.
+    filters: Arc<Mutex<std::collections::HashMap<String, String>>>,
 }
 
 /// A cached image file as checked: its path, declared format, size and inode (a new file
@@ -199,6 +203,7 @@ impl LibvirtDriver {
             probing: Arc::default(),
             turns: Mutex::default(),
             checked: Mutex::default(),
+            filters: Arc::default(),
         })
     }
 
@@ -1343,23 +1348,52 @@ impl Compute for LibvirtDriver {
         .await
     }
 
-    /// Each listed port's NIC filter redefined (which updates the running guest's rules).
-    /// Filters go with their NIC (detach) or their domain (delete).
+    /// Each listed port's NIC filter defined when it changed (which updates the running
+    /// guest's rules at once), for a NIC of a guest here; the filters of ports no longer
+    /// listed that a sync defined are removed (those a guest still uses stay until the next).
+    /// Filters also go with their NIC (detach) or their domain (delete).
     async fn sync_firewall(
         &self,
         ports: &[nova_core::firewall::PortFirewall],
     ) -> Result<(), DriverError> {
-        if self.virt_type == "test" || ports.is_empty() {
+        if self.virt_type == "test" {
             return Ok(());
         }
         let ports = ports.to_vec();
+        let cache = self.filters.clone();
         self.with_conn(move |c| {
+            let mut listed = std::collections::HashSet::new();
             for p in &ports {
-                let name = crate::libvirt_firewall::filter_name(
-                    &format!("instance-{}", p.instance),
-                    &p.mac,
-                );
+                let Ok(uuid) = p.instance.parse::<InstanceUuid>() else {
+                    continue;
+                };
+                let name = crate::libvirt_firewall::filter_name(&domain_name(uuid), &p.mac);
+                listed.insert(name.clone());
+                let xml = crate::libvirt_firewall::filter_xml(&name, p);
+                if lock(&cache).get(&name) == Some(&xml) {
+                    continue;
+                }
+                // Only for a NIC of a guest here (a sync made before a delete committed
+                // would otherwise leave a filter of a gone guest behind).
+                let has_nic = lookup(c, uuid)?
+                    .and_then(|d| d.get_xml_desc(0).ok())
+                    .is_some_and(|x| nics_of_xml(&x).iter().any(|(mac, _)| *mac == p.mac));
+                if !has_nic {
+                    continue;
+                }
                 define_filter(c, &name, p)?;
+                lock(&cache).insert(name, xml);
+            }
+            let gone: Vec<String> = lock(&cache)
+                .keys()
+                .filter(|n| !listed.contains(*n))
+                .cloned()
+                .collect();
+            for name in gone {
+                undefine_filter(c, &name);
+                if virt::nwfilter::NWFilter::lookup_by_name(c, &name).is_err() {
+                    lock(&cache).remove(&name);
+                }
             }
             Ok(())
         })

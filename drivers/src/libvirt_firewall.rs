@@ -26,15 +26,15 @@ fn element(protocol: Option<&str>, family: u8) -> Option<&'static str> {
         (Some("udp"), 4) => "udp",
         (Some("sctp"), 4) => "sctp",
         (Some("icmp"), 4) => "icmp",
-        (Some("esp"), 4) => "esp",
-        (Some("ah"), 4) => "ah",
+        (Some("50"), 4) => "esp",
+        (Some("51"), 4) => "ah",
         (Some("udplite"), 4) => "udplite",
         (Some("tcp"), 6) => "tcp-ipv6",
         (Some("udp"), 6) => "udp-ipv6",
         (Some("sctp"), 6) => "sctp-ipv6",
         (Some("ipv6-icmp"), 6) => "icmpv6",
-        (Some("esp"), 6) => "esp-ipv6",
-        (Some("ah"), 6) => "ah-ipv6",
+        (Some("50"), 6) => "esp-ipv6",
+        (Some("51"), 6) => "ah-ipv6",
         (Some("udplite"), 6) => "udplite-ipv6",
         _ => return None,
     })
@@ -125,10 +125,19 @@ pub fn filter_xml(name: &str, port: &PortFirewall) -> String {
             );
         }
         if has_v6 {
-            // Neighbour discovery, which IPv6 needs to work at all.
+            // Neighbour discovery, which IPv6 needs to work at all (Neutron's allowed ICMPv6:
+            // MLD queries, router advertisements, solicitations and advertisements in; out all
+            // but router advertisements, which a guest may not send).
+            for t in [130, 134, 135, 136] {
+                let _ = writeln!(
+                    x,
+                    "  <rule action='accept' direction='in' priority='200'><icmpv6 type='{t}'/></rule>"
+                );
+            }
             x.push_str(
-                "  <rule action='accept' direction='inout' priority='200'><icmpv6/></rule>\n",
+                "  <rule action='drop' direction='out' priority='190'><icmpv6 type='134'/></rule>\n",
             );
+            x.push_str("  <rule action='accept' direction='out' priority='200'><icmpv6/></rule>\n");
         }
         for r in &port.rules {
             if let Some(rule) = rule_xml(r) {

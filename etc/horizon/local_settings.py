@@ -151,7 +151,8 @@ SECURITY_GROUP_RULES = {
 }
 
 # ---- logging: to stderr (scripts/horizon.sh sends it to its log file) ---------------------
-_HTTP_LEVEL = 'DEBUG' if os.environ.get('NOVA_HORIZON_LOG_HTTP', '1') == '1' else 'WARNING'
+# Off by default: the requests' bodies hold what users send (a server's admin password).
+_HTTP_LEVEL = 'DEBUG' if os.environ.get('NOVA_HORIZON_LOG_HTTP', '0') == '1' else 'WARNING'
 LOGGING = {
     'version': 1,
     'disable_existing_loggers': False,

@@ -2,8 +2,12 @@
 -- generation the conductor watches to push hosts their packet filters again.
 ALTER TABLE networks ADD COLUMN port_security_enabled BOOLEAN NOT NULL DEFAULT TRUE;
 ALTER TABLE ports ADD COLUMN port_security_enabled BOOLEAN NOT NULL DEFAULT TRUE;
--- Ports made before groups were enforced keep their traffic: filtering them now would cut
--- running servers off (their groups were never chosen with filtering in mind).
+-- Networks and ports made before groups were enforced keep their traffic: filtering them
+-- now would cut running servers off (their groups were never chosen with filtering in mind),
+-- and new servers on those networks would be cut off from the old ones. An admin turns port
+-- security on for such a network (`openstack network set --enable-port-security`); networks
+-- made from now on have it, as Neutron's.
+UPDATE networks SET port_security_enabled = FALSE;
 UPDATE ports SET port_security_enabled = FALSE;
 
 CREATE TABLE port_security_groups (

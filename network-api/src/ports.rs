@@ -437,19 +437,12 @@ pub(crate) async fn create(
             other => return Err(bad(format!("Unrecognized attribute(s) '{other}'"))),
         }
     }
-    // ML2's port security: groups need port security and an address; a port with both and
-    // no groups given gets its project's default group.
-    let has_ip = match &addresses {
-        Addresses::Asked(asked) => !asked.is_empty(),
-        Addresses::Default => !nova_db::subnets::of_network(&state.db, &port.network_id)
-            .await?
-            .is_empty(),
-    };
-    let secured_with_ip = port.port_security_enabled && has_ip;
+    // ML2's port security (`_portsec_ext_port_create_processing`): groups need port
+    // security; a port with it and no groups given gets its project's default group.
     let groups = match groups {
-        Some(g) if !g.is_empty() && !secured_with_ip => return Err(security_needs_ip()),
+        Some(g) if !g.is_empty() && !port.port_security_enabled => return Err(security_needs_ip()),
         Some(g) => check_groups(&state, &ctx, &port.project_id, g).await?,
-        None if secured_with_ip => {
+        None if port.port_security_enabled => {
             vec![
                 nova_db::security_groups::default_for(&state.db, &port.project_id)
                     .await?
@@ -531,20 +524,13 @@ pub(crate) async fn update(
         Some(g) => Some(check_groups(&state, &ctx, &port.project_id, g).await?),
         None => None,
     };
-    let has_ip = match &addresses {
-        Some(Addresses::Asked(asked)) => !asked.is_empty(),
-        _ => store::fixed_ips(&state.db, &[port.id.as_str()])
-            .await?
-            .contains_key(&port.id),
-    };
-    let secured_with_ip = port.port_security_enabled && has_ip;
     match &groups {
-        Some(g) if !g.is_empty() && !secured_with_ip => return Err(security_needs_ip()),
+        Some(g) if !g.is_empty() && !port.port_security_enabled => return Err(security_needs_ip()),
         // Neutron's: port security is turned off only on a port without groups.
         None if !port.port_security_enabled && !held.is_empty() => {
             return Err(ApiError::Conflict(
                 "Port has security group associated. Cannot disable port security or ip \
-                 address until security group is removed"
+                 address until security group is removed."
                     .into(),
             )
             .named("PortSecurityPortHasSecurityGroup"))

@@ -52,47 +52,12 @@ async fn find_group(state: &NetworkState, ctx: &RequestContext, id: &str) -> Api
 // Rules: Neutron's validation and normalisation (securitygroups_db.py).
 
 /// The protocol names Neutron takes, with their numbers.
-const PROTOCOLS: &[(&str, u8)] = &[
-    ("ah", 51),
-    ("dccp", 33),
-    ("egp", 8),
-    ("esp", 50),
-    ("gre", 47),
-    ("hopopt", 0),
-    ("icmp", 1),
-    ("igmp", 2),
-    ("ip", 0),
-    ("ipip", 4),
-    ("ipv6-encap", 41),
-    ("ipv6-frag", 44),
-    ("ipv6-icmp", 58),
-    ("icmpv6", 58),
-    ("ipv6-nonxt", 59),
-    ("ipv6-opts", 60),
-    ("ipv6-route", 43),
-    ("ospf", 89),
-    ("pgm", 113),
-    ("rsvp", 46),
-    ("sctp", 132),
-    ("tcp", 6),
-    ("udp", 17),
-    ("udplite", 136),
-    ("vrrp", 112),
-];
+use nova_core::firewall::protocol_number;
 
 /// Protocols with ports (Neutron's SG_PORT_PROTO_NAMES), by number.
 const PORT_PROTOCOLS: &[u8] = &[6, 17, 33, 132];
 /// Protocols only IPv6 has, by number.
 const IPV6_ONLY: &[u8] = &[41, 43, 44, 58, 59, 60];
-
-/// A protocol's number, whether given by name or number.
-fn protocol_number(p: &str) -> Option<u8> {
-    PROTOCOLS
-        .iter()
-        .find(|(name, _)| *name == p)
-        .map(|(_, n)| *n)
-        .or_else(|| p.parse::<u8>().ok())
-}
 
 fn invalid_protocol(p: &str) -> ApiError {
     bad(format!(

@@ -60,23 +60,73 @@ pub struct GroupRule {
     pub remote_group_id: Option<String>,
 }
 
-/// Neutron's protocol numbers for the names it takes, so that rules given either way compare
-/// and render alike.
-fn protocol_name(protocol: &str, ethertype: u8) -> Option<String> {
+/// Neutron's protocol names and their numbers (`neutron_lib.constants.IP_PROTOCOL_MAP`, with
+/// `ip` and the legacy `icmpv6`).
+pub const PROTOCOLS: &[(&str, u8)] = &[
+    ("ah", 51),
+    ("dccp", 33),
+    ("egp", 8),
+    ("esp", 50),
+    ("gre", 47),
+    ("hopopt", 0),
+    ("icmp", 1),
+    ("igmp", 2),
+    ("ip", 0),
+    ("ipip", 4),
+    ("ipv6-encap", 41),
+    ("ipv6-frag", 44),
+    ("ipv6-icmp", 58),
+    ("icmpv6", 58),
+    ("ipv6-nonxt", 59),
+    ("ipv6-opts", 60),
+    ("ipv6-route", 43),
+    ("ospf", 89),
+    ("pgm", 113),
+    ("rsvp", 46),
+    ("sctp", 132),
+    ("tcp", 6),
+    ("udp", 17),
+    ("udplite", 136),
+    ("vrrp", 112),
+];
+
+/// A protocol's number, whether given by name (any case) or number.
+pub fn protocol_number(p: &str) -> Option<u8> {
+    let lower = p.to_ascii_lowercase();
+    PROTOCOLS
+        .iter()
+        .find(|(name, _)| *name == lower)
+        .map(|(_, n)| *n)
+        .or_else(|| lower.parse::<u8>().ok())
+}
+
+/// A rule's protocol as the filters take it: none for any; the name for those with ports or
+/// ICMP types (`tcp`, `udp`, `sctp`, `dccp`, `udplite`, `icmp`, `ipv6-icmp`); otherwise the
+/// number (names differ between `/etc/protocols` and Neutron: `ipv6-encap`, `ipip`, `pgm`).
+fn canonical_protocol(protocol: &str, ethertype: u8) -> Option<String> {
     let lower = protocol.to_ascii_lowercase();
-    let named = match lower.as_str() {
-        "any" | "0" if ethertype == 4 => return None,
-        "any" => return None,
-        "1" => "icmp",
-        "6" => "tcp",
-        "17" => "udp",
-        "132" => "sctp",
-        "58" | "icmpv6" | "ipv6-icmp" => "ipv6-icmp",
-        // Neutron's legacy spelling of ICMPv6 in an IPv6 rule.
-        "icmp" if ethertype == 6 => "ipv6-icmp",
-        other => other,
+    if lower == "any" {
+        return None;
+    }
+    let Some(number) = protocol_number(&lower) else {
+        // Not Neutron's (the API refuses those): as given.
+        return Some(lower);
     };
-    Some(named.to_owned())
+    Some(
+        match (number, ethertype) {
+            (0, _) => return None,
+            (6, _) => "tcp",
+            (17, _) => "udp",
+            (132, _) => "sctp",
+            (33, _) => "dccp",
+            (136, _) => "udplite",
+            (1, 4) => "icmp",
+            // Neutron's legacy spelling of ICMPv6 in an IPv6 rule.
+            (1 | 58, 6) => "ipv6-icmp",
+            (n, _) => return Some(n.to_string()),
+        }
+        .to_owned(),
+    )
 }
 
 /// A port's allowed flows: each rule of its groups, a remote group's as one rule per member
@@ -92,7 +142,7 @@ pub fn expand(
         let protocol = r
             .protocol
             .as_deref()
-            .and_then(|p| protocol_name(p, r.ethertype));
+            .and_then(|p| canonical_protocol(p, r.ethertype));
         let port = |v: Option<i64>| v.and_then(|v| u16::try_from(v).ok());
         let base = FirewallRule {
             direction: r.direction,
@@ -201,6 +251,15 @@ mod tests {
         ];
         let out = expand(&[], &rules, &BTreeMap::new());
         assert_eq!(out.len(), 2, "{out:?}");
+        let numbered = expand(
+            &[],
+            &[GroupRule {
+                protocol: Some("ipv6-encap".into()),
+                ..rule(Direction::Ingress, 4)
+            }],
+            &BTreeMap::new(),
+        );
+        assert_eq!(numbered[0].protocol.as_deref(), Some("41"));
         assert_eq!(out[0].protocol.as_deref(), Some("tcp"));
         assert_eq!(out[0].remote, None);
         assert_eq!(out[1].protocol.as_deref(), Some("ipv6-icmp"));

@@ -41,16 +41,6 @@ pub async fn of_host(db: &Db, host: &str) -> DbResult<Vec<PortFirewall>> {
     of_ports(db, &bound).await
 }
 
-/// The hosts that have ports bound to them.
-pub async fn hosts_with_ports(db: &Db) -> DbResult<Vec<String>> {
-    let rows: Vec<(String,)> = on_pool!(db, p => {
-        sqlx::query_as("SELECT DISTINCT host_id FROM ports WHERE host_id <> '' ORDER BY host_id")
-            .fetch_all(p)
-            .await?
-    });
-    Ok(rows.into_iter().map(|(h,)| h).collect())
-}
-
 /// The filters of these ports.
 pub async fn of_ports(db: &Db, bound: &[Port]) -> DbResult<Vec<PortFirewall>> {
     Ok(nics(db, bound)
@@ -67,10 +57,7 @@ pub async fn nics(db: &Db, bound: &[Port]) -> DbResult<Vec<nova_core::rpc::Nic>>
     }
     let mut nics = ports::nics(db, bound).await?;
     let ids: Vec<&str> = bound.iter().map(|p| p.id.as_str()).collect();
-    let groups_of = ports::security_groups_of(db, &ids).await?;
-    let all_groups: BTreeSet<&str> = groups_of.values().flatten().map(String::as_str).collect();
-    let all_groups: Vec<&str> = all_groups.into_iter().collect();
-    let rules_of = crate::security_groups::rules_of(db, &all_groups).await?;
+    let rules_of = crate::security_groups::rules_of_ports(db, &ids).await?;
     let remotes: BTreeSet<&str> = rules_of
         .values()
         .flatten()
@@ -80,11 +67,10 @@ pub async fn nics(db: &Db, bound: &[Port]) -> DbResult<Vec<nova_core::rpc::Nic>>
     for (port, nic) in bound.iter().zip(nics.iter_mut()) {
         let ips: Vec<String> = nic.ips.iter().map(|i| i.address.clone()).collect();
         let dhcp_servers: Vec<String> = nic.ips.iter().filter_map(|i| i.gateway.clone()).collect();
-        let rules: Vec<GroupRule> = groups_of
+        let rules: Vec<GroupRule> = rules_of
             .get(&port.id)
             .into_iter()
             .flatten()
-            .flat_map(|g| rules_of.get(g).into_iter().flatten())
             .map(|r| GroupRule {
                 direction: if r.direction == "egress" {
                     Direction::Egress
@@ -106,7 +92,10 @@ pub async fn nics(db: &Db, bound: &[Port]) -> DbResult<Vec<nova_core::rpc::Nic>>
             rules: expand(&ips, &rules, &members),
             ips,
             dhcp_servers,
-            enabled: port.port_security_enabled,
+            // A port without an address is not filtered: nothing on the host is keyed to it
+            // (its guest's address, if any, comes from the host's network, whose DHCP a filter
+            // of no address would cut off).
+            enabled: port.port_security_enabled && !nic.ips.is_empty(),
         });
     }
     Ok(nics)

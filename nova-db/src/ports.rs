@@ -464,7 +464,9 @@ async fn create_once(
             .await?;
     });
     insert_allocations(&mut tx, &port.id, &ips).await?;
-    set_groups(&mut tx, &port.id, groups).await?;
+    if let Err(r) = set_groups(&mut tx, &port.id, groups).await? {
+        return Ok(Err(r));
+    }
     tx.commit().await?;
     // An unbound port is no host's to filter (its binding bumps, when it comes).
     if !port.host_id.is_empty() {
@@ -566,7 +568,9 @@ pub async fn update(
                 .execute(&mut *c)
                 .await?;
         });
-        set_groups(&mut tx, &port.id, groups).await?;
+        if let Err(r) = set_groups(&mut tx, &port.id, groups).await? {
+            return Ok(Err(r));
+        }
     }
     tx.commit().await?;
     crate::firewall::bump(db).await?;
@@ -1021,11 +1025,12 @@ async fn server_live(db: &Db, device_id: &str) -> DbResult<bool> {
     Ok(row.is_some_and(|(deleted,)| !deleted))
 }
 
-/// Gives a port these security groups (in its transaction). A group deleted meanwhile is not
-/// given (its delete refuses groups in use, so it cannot vanish from under a port later).
-async fn set_groups(tx: &mut Tx, port: &str, groups: &[String]) -> DbResult<()> {
+/// Gives a port these security groups (in its transaction); Neutron's SecurityGroupNotFound
+/// for one deleted since it was checked (its delete refuses groups in use, so it cannot
+/// vanish from under a port later).
+async fn set_groups(tx: &mut Tx, port: &str, groups: &[String]) -> DbResult<Result<(), Refusal>> {
     for g in groups {
-        on_tx!(tx, c => {
+        let done = on_tx!(tx, c => {
             sqlx::query(
                 "INSERT INTO port_security_groups (port_id, security_group_id) \
                  SELECT $1, id FROM security_groups WHERE id = $2",
@@ -1033,10 +1038,28 @@ async fn set_groups(tx: &mut Tx, port: &str, groups: &[String]) -> DbResult<()> 
             .bind(port)
             .bind(g)
             .execute(&mut *c)
-            .await?;
+            .await
+            .map(|r| r.rows_affected())
         });
+        match done {
+            Ok(1) => {}
+            Ok(_) => return Ok(Err(group_not_found(g))),
+            // PostgreSQL: the group's delete took its row first.
+            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+                return Ok(Err(group_not_found(g)))
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
-    Ok(())
+    Ok(Ok(()))
+}
+
+fn group_not_found(id: &str) -> Refusal {
+    refusal(
+        "SecurityGroupNotFound",
+        false,
+        format!("Security group {id} does not exist"),
+    )
 }
 
 /// The security groups of each of `ports` (ids), oldest group first.

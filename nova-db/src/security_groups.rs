@@ -126,6 +126,44 @@ pub async fn rules_of(db: &Db, groups: &[&str]) -> DbResult<BTreeMap<String, Vec
     Ok(out)
 }
 
+/// The rules of each of `ports`' groups, by port, oldest first (one query: what a port's
+/// filter is made of).
+pub async fn rules_of_ports(db: &Db, ports: &[&str]) -> DbResult<BTreeMap<String, Vec<Rule>>> {
+    #[derive(sqlx::FromRow)]
+    struct PortRule {
+        port_id: String,
+        #[sqlx(flatten)]
+        rule: Rule,
+    }
+    let mut out: BTreeMap<String, Vec<Rule>> = BTreeMap::new();
+    if ports.is_empty() {
+        return Ok(out);
+    }
+    let marks: Vec<String> = (1..=ports.len()).map(|i| format!("${i}")).collect();
+    let columns: Vec<String> = RULE_COLUMNS
+        .split(',')
+        .map(|c| format!("r.{}", c.trim()))
+        .collect();
+    let sql = format!(
+        "SELECT b.port_id, {} FROM port_security_groups b JOIN security_group_rules r \
+         ON r.security_group_id = b.security_group_id WHERE b.port_id IN ({}) \
+         ORDER BY b.port_id, r.created_at, r.id",
+        columns.join(", "),
+        marks.join(", ")
+    );
+    let rows: Vec<PortRule> = on_pool!(db, p => {
+        let mut q = sqlx::query_as(&sql);
+        for id in ports {
+            q = q.bind(*id);
+        }
+        q.fetch_all(p).await?
+    });
+    for r in rows {
+        out.entry(r.port_id).or_default().push(r.rule);
+    }
+    Ok(out)
+}
+
 /// The project's default group, if it has been made.
 pub async fn default_of(db: &Db, project: &str) -> DbResult<Option<Group>> {
     let sql = format!(

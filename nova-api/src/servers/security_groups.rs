@@ -18,8 +18,9 @@ use std::collections::BTreeMap;
 fn rule_view(r: &Rule, remote: Option<&Group>) -> Value {
     let (from, to) = match (&r.protocol, r.port_range_min, r.port_range_max) {
         (Some(p), None, None) => {
+            // Nova's `_convert_to_nova_security_group_rule_format`: by name only.
             let p = p.to_ascii_lowercase();
-            if matches!(p.as_str(), "tcp" | "udp" | "6" | "17") {
+            if matches!(p.as_str(), "tcp" | "udp") {
                 (json!(1), json!(65535))
             } else {
                 (json!(-1), json!(-1))
@@ -91,12 +92,15 @@ pub(super) async fn list(
                 .into_iter()
                 .flatten()
                 .filter(|r| r.direction == "ingress")
-                .map(|r| {
-                    let remote = r
-                        .remote_group_id
-                        .as_ref()
-                        .and_then(|id| remotes.get(id).cloned().flatten());
-                    rule_view(r, remote.as_ref())
+                .filter_map(|r| match &r.remote_group_id {
+                    None => Some(rule_view(r, None)),
+                    // A remote group that cannot be read is left out (as Nova's format does),
+                    // never shown as open to all.
+                    Some(id) => remotes
+                        .get(id)
+                        .cloned()
+                        .flatten()
+                        .map(|g| rule_view(r, Some(&g))),
                 })
                 .collect();
             views.push((
@@ -124,10 +128,10 @@ async fn named_group(state: &AppState, ctx: &RequestContext, arg: &Value) -> Api
         .ok_or_else(|| bad("Missing parameter dict"))?;
     let name = match obj.get("name") {
         None => return Err(bad("Security group not specified")),
-        Some(Value::String(s)) => s.trim(),
+        Some(Value::String(s)) => s.as_str(),
         Some(_) => return Err(bad("Security group name cannot be empty")),
     };
-    if name.is_empty() {
+    if name.trim().is_empty() {
         return Err(bad("Security group name cannot be empty"));
     }
     let found = security_groups::find_by_name_or_id(&state.db, &ctx.project_id, name).await?;

@@ -1178,7 +1178,7 @@ async fn security_groups_have_neutrons_rules(stack: &dyn Stack) -> anyhow::Resul
         &demo,
         "/ports",
         "port",
-        json!({"network_id": net, "security_groups": [web]}),
+        json!({"network_id": net, "port_security_enabled": false, "security_groups": [web]}),
     )
     .await?;
     assert_fault(&r, 400, "PortSecurityAndIPRequiredForSecurityGroups",
@@ -1305,6 +1305,26 @@ async fn security_groups_apply_to_ports_and_servers(stack: &dyn Stack) -> anyhow
         r.body
     );
     let own_port = r.body["port"]["id"].as_str().unwrap_or_default().to_owned();
+    // ML2's port security needs no address: a port on a network without subnets gets the
+    // default group too (its host does not filter it: nothing there is keyed to it).
+    let bare = admin
+        .create_network(json!({"name": "sg-bare", "shared": true}))
+        .await?;
+    let r = post(&demo, "/ports", "port", json!({"network_id": bare})).await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        r.body["port"]["security_groups"],
+        json!([default]),
+        "{}",
+        r.body
+    );
+    let bare_port = r.body["port"]["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        demo.networking(Method::DELETE, &format!("/ports/{bare_port}"), None)
+            .await?
+            .status,
+        204
+    );
     let ghost = uuid::Uuid::new_v4().to_string();
     let r = demo
         .networking(
