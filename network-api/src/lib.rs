@@ -59,9 +59,9 @@ impl api_toolkit::Service for NetworkApi {
 
 /// The extensions whose attributes and resources are served here, with Neutron's aliases,
 /// names, descriptions and dates. Those of features that do not exist (routers, floating IPs,
-/// DNS integration, availability zones, port security…) are not
-/// listed: clients such as Horizon and Nova call more when they see them. Security groups are
-/// served (their rules held and checked); no port holds one until the drivers enforce them.
+/// DNS integration, availability zones…) are not listed: clients such as Horizon and Nova
+/// call more when they see them. Security groups are served and enforced by the hosts, and
+/// ports and networks have port security.
 fn extension_list() -> Vec<Value> {
     let ext = |alias: &str, name: &str, description: &str, updated: &str| {
         json!({"alias": alias, "name": name, "description": description,
@@ -84,6 +84,7 @@ fn extension_list() -> Vec<Value> {
         ext("ip-substring-filtering", "IP address substring filtering", "Provides IP address substring filtering when listing ports", "2017-11-28T09:00:00-00:00"),
         ext("empty-string-filtering", "Empty String Filtering Extension", "Allow filtering by attributes with empty string value", "2018-05-01T10:00:00-00:00"),
         ext("security-group", "security-group", "The security groups extension.", "2012-10-05T10:00:00-00:00"),
+        ext("port-security", "Port Security", "Provides port security", "2012-07-23T10:00:00-00:00"),
         ext("stateful-security-group", "Stateful security group", "Indicates if the security group is stateful or not", "2019-11-26T09:00:00-00:00"),
         ext("security-groups-normalized-cidr", "Normalized CIDR field for security group rules", "Add new field with normalized remote_ip_prefix cidr in SG rule", "2020-07-28T10:00:00-00:00"),
         ext("security-groups-rules-belongs-to-default-sg", "Security group rule belongs to the project's default security group", "Flag to determine if the security group rule belongs to the project's default security group", "2023-05-23T10:00:00-00:00"),

@@ -487,7 +487,9 @@ async fn subnets_and_ports_have_neutrons_ipam(stack: &dyn Stack) -> anyhow::Resu
         .filter_map(|e| e["alias"].as_str())
         .collect();
     assert!(
-        aliases.contains(&"binding") && !aliases.contains(&"router"),
+        aliases.contains(&"binding")
+            && aliases.contains(&"port-security")
+            && !aliases.contains(&"router"),
         "{aliases:?}"
     );
     Ok(())
