@@ -452,9 +452,11 @@ pub(crate) async fn create(
         None => Vec::new(),
     };
     let limit = limit_of(&state, &port.project_id, PORT).await?;
-    let ips = store::create(&state.db, &mut port, mac_given, &addresses, limit, &groups)
-        .await?
-        .map_err(refused)?;
+    let ips = store::create(
+        &state.db, &mut port, mac_given, &addresses, limit, &groups, false,
+    )
+    .await?
+    .map_err(refused)?;
     Ok(HttpResponse::Created().json(json!({"port": view(&ctx, &port, &ips, &groups)})))
 }
 

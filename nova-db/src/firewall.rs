@@ -19,6 +19,17 @@ pub async fn bump(db: &Db) -> DbResult<()> {
     Ok(())
 }
 
+/// [`bump`] without waiting for it, for a caller whose latency counts (a server's build): a
+/// bump that fails is logged, and the conductor's minutely full sync covers it.
+pub fn bump_soon(db: &Db) {
+    let db = db.clone();
+    tokio::spawn(async move {
+        if let Err(e) = bump(&db).await {
+            tracing::warn!(error = %e, "firewall generation not bumped; the next full sync covers it");
+        }
+    });
+}
+
 pub async fn generation(db: &Db) -> DbResult<i64> {
     let (g,): (i64,) = on_pool!(db, p => {
         sqlx::query_as("SELECT generation FROM firewall_generation WHERE id = 1")

@@ -233,3 +233,25 @@ pub async fn set_tags(db: &Db, what: Tagged, id: &str, tags: &str, now: i64) -> 
     });
     Ok(done > 0)
 }
+
+/// Of these networks, those a port made on them could not apply security groups on (Nova's
+/// `SecurityGroupCannotBeApplied`): without port security, or without a subnet. One query.
+pub async fn without_port_security_or_subnet(db: &Db, ids: &[&str]) -> DbResult<Vec<String>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks: Vec<String> = (2..=ids.len() + 1).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT n.id FROM networks n WHERE n.id IN ({}) AND (n.port_security_enabled = $1 \
+         OR NOT EXISTS (SELECT 1 FROM subnets s WHERE s.network_id = n.id))",
+        marks.join(", ")
+    );
+    let rows: Vec<(String,)> = on_pool!(db, p => {
+        let mut q = sqlx::query_as(&sql).bind(false);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        q.fetch_all(p).await?
+    });
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}

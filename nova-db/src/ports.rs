@@ -359,10 +359,21 @@ pub async fn create(
     addresses: &Addresses,
     limit: i64,
     groups: &[String],
+    inherit_security: bool,
 ) -> DbResult<Result<Vec<FixedIp>, Refusal>> {
     let mut attempts = 0;
     loop {
-        match create_once(db, port, mac_given, addresses, limit, groups).await {
+        match create_once(
+            db,
+            port,
+            mac_given,
+            addresses,
+            limit,
+            groups,
+            inherit_security,
+        )
+        .await
+        {
             // A random MAC that another port of the network has: another one.
             Err(e) if e.is_unique_violation() && !mac_given && attempts < 3 => {
                 attempts += 1;
@@ -380,32 +391,48 @@ async fn create_once(
     addresses: &Addresses,
     limit: i64,
     groups: &[String],
+    inherit_security: bool,
 ) -> DbResult<Result<Vec<FixedIp>, Refusal>> {
     let mut tx = db.begin().await?;
     // The network's row lock and the project's port lock, in one round trip on PostgreSQL
-    // (always in this order: every port create takes both with this statement).
-    let found = match &mut tx {
+    // (always in this order: every port create takes both with this statement), with the
+    // network's port security. (SQLite has one writer: reading the row is enough.)
+    let secured: Option<(bool,)> = match &mut tx {
         Tx::Pg(t) => {
-            let row: Option<(String,)> = sqlx::query_as(
-                "SELECT n.id FROM networks n, \
+            sqlx::query_as(
+                "SELECT n.port_security_enabled FROM networks n, \
                  (SELECT pg_advisory_xact_lock($2, hashtext($3))) AS l WHERE n.id = $1 FOR UPDATE OF n",
             )
             .bind(&port.network_id)
             .bind(PORT_LOCK_CLASS)
             .bind(&port.project_id)
             .fetch_optional(&mut **t)
-            .await?;
-            row.is_some()
+            .await?
         }
-        Tx::Sqlite(_) => lock_network(&mut tx, &port.network_id).await?,
+        Tx::Sqlite(t) => {
+            sqlx::query_as("SELECT port_security_enabled FROM networks WHERE id = $1")
+                .bind(&port.network_id)
+                .fetch_optional(&mut **t)
+                .await?
+        }
     };
-    if !found {
+    let Some((secured,)) = secured else {
         return Ok(Err(refusal(
             "NetworkNotFound",
             false,
             format!("Network {} could not be found.", port.network_id),
         )));
+    };
+    // A port that does not say takes its network's port security, and without it no groups
+    // (Neutron's default for the attribute).
+    if inherit_security {
+        port.port_security_enabled = secured;
     }
+    let groups = if port.port_security_enabled {
+        groups
+    } else {
+        &[]
+    };
     let (count,): (i64,) = on_tx!(&mut tx, c => {
         sqlx::query_as("SELECT COUNT(*) FROM ports WHERE project_id = $1")
             .bind(&port.project_id)
@@ -470,7 +497,7 @@ async fn create_once(
     tx.commit().await?;
     // An unbound port is no host's to filter (its binding bumps, when it comes).
     if !port.host_id.is_empty() {
-        crate::firewall::bump(db).await?;
+        crate::firewall::bump_soon(db);
     }
     Ok(Ok(ips))
 }
@@ -707,7 +734,7 @@ pub async fn allocate_for_instance(
             });
             if done == 1 {
                 // Its host now filters it.
-                crate::firewall::bump(db).await?;
+                crate::firewall::bump_soon(db);
             }
             match (done, get(db, port_id).await?) {
                 (1, Some(port)) => out.push(port),
@@ -756,19 +783,16 @@ pub async fn allocate_for_instance(
             out.push(port);
             continue;
         }
-        // Port security as the network has it (Neutron's default for a port that does not
-        // say), and with it the groups asked for, or the project's default group (ML2's).
-        let secured = crate::networks::get(db, &r.network_id)
-            .await?
-            .is_none_or(|n| n.port_security_enabled);
-        let groups = match (secured, r.security_groups.is_empty()) {
-            (false, _) => Vec::new(),
-            (true, false) => r.security_groups.clone(),
-            (true, true) => vec![
+        // The groups asked for, or the project's default group (ML2's); the port's port
+        // security is its network's, read under the network's lock with the port's create.
+        let groups = if r.security_groups.is_empty() {
+            vec![
                 crate::security_groups::default_for(db, binding.project_id)
                     .await?
                     .id,
-            ],
+            ]
+        } else {
+            r.security_groups.clone()
         };
         let mut port = Port {
             id: uuid::Uuid::new_v4().to_string(),
@@ -787,7 +811,7 @@ pub async fn allocate_for_instance(
             revision_number: 0,
             created_at: now,
             updated_at: now,
-            port_security_enabled: secured,
+            port_security_enabled: true,
         };
         let addresses = match r.fixed_ip {
             Some(ip) => Addresses::Asked(vec![IpRequest {
@@ -796,7 +820,7 @@ pub async fn allocate_for_instance(
             }]),
             None => Addresses::Default,
         };
-        match create(db, &mut port, false, &addresses, limit, &groups).await? {
+        match create(db, &mut port, false, &addresses, limit, &groups, true).await? {
             Ok(_) => out.push(port),
             Err(refusal) => return Ok(Err((i, refusal))),
         }

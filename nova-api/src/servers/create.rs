@@ -427,20 +427,17 @@ async fn resolve_security_groups(
         }
     }
     if let NetworkRequest::Chosen(chosen) = networks {
-        for c in chosen.iter().filter(|c| c.port.is_none()) {
-            let secured = nova_db::networks::get(&state.db, &c.id)
-                .await?
-                .is_some_and(|n| n.port_security_enabled);
-            if !secured
-                || nova_db::subnets::of_network(&state.db, &c.id)
-                    .await?
-                    .is_empty()
-            {
-                return Err(bad(
-                    "Network requires port_security_enabled and subnet associated in order to \
-                     apply security groups.",
-                ));
-            }
+        let made_on: Vec<&str> = chosen
+            .iter()
+            .filter(|c| c.port.is_none())
+            .map(|c| c.id.as_str())
+            .collect();
+        let unfit = nova_db::networks::without_port_security_or_subnet(&state.db, &made_on).await?;
+        if !unfit.is_empty() {
+            return Err(bad(
+                "Network requires port_security_enabled and subnet associated in order to \
+                 apply security groups.",
+            ));
         }
     }
     Ok(ids)
