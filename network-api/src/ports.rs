@@ -452,11 +452,17 @@ pub(crate) async fn create(
         None => Vec::new(),
     };
     let limit = limit_of(&state, &port.project_id, PORT).await?;
-    let ips = store::create(
-        &state.db, &mut port, mac_given, &addresses, limit, &groups, false,
-    )
-    .await?
-    .map_err(refused)?;
+    let options = store::CreateOptions {
+        mac_given,
+        addresses: &addresses,
+        limit,
+        groups: &groups,
+        inherit_security: false,
+        server: None,
+    };
+    let ips = store::create(&state.db, &mut port, options)
+        .await?
+        .map_err(refused)?;
     Ok(HttpResponse::Created().json(json!({"port": view(&ctx, &port, &ips, &groups)})))
 }
 

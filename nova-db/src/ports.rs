@@ -349,33 +349,40 @@ async fn mac_taken(tx: &mut Tx, network: &str, mac: &str) -> DbResult<bool> {
     Ok(found.is_some())
 }
 
+/// What a port create is to do besides storing the port.
+#[derive(Clone, Copy, Debug)]
+pub struct CreateOptions<'a> {
+    /// The MAC was given (unique on the network, else refused); otherwise a random one, and
+    /// another if it clashes.
+    pub mac_given: bool,
+    pub addresses: &'a Addresses,
+    /// The project's port quota (negative: none).
+    pub limit: i64,
+    /// Its security groups (when it has port security).
+    pub groups: &'a [String],
+    /// The port takes its network's port security (Neutron's default for a port that does
+    /// not say), read under the network's lock.
+    pub inherit_security: bool,
+    /// The server the port is made for: the create is refused if it is deleted, read under a
+    /// share lock in the same statement as the network's lock, so that a delete committing
+    /// meanwhile (whose release of the server's ports ran before this one existed) waits for
+    /// this transaction and then releases the port too.
+    pub server: Option<uuid::Uuid>,
+}
+
 /// Stores a new port with its addresses, in one transaction: the MAC given (unique on the
-/// network) or a random one (another if it clashes), the addresses as [`choose`] finds them, within the project's
-/// port quota (`limit`, negative: none). A refusal writes nothing.
+/// network) or a random one (another if it clashes), the addresses as [`choose`] finds them,
+/// within the project's port quota. A refusal writes nothing.
 pub async fn create(
     db: &Db,
     port: &mut Port,
-    mac_given: bool,
-    addresses: &Addresses,
-    limit: i64,
-    groups: &[String],
-    inherit_security: bool,
+    options: CreateOptions<'_>,
 ) -> DbResult<Result<Vec<FixedIp>, Refusal>> {
     let mut attempts = 0;
     loop {
-        match create_once(
-            db,
-            port,
-            mac_given,
-            addresses,
-            limit,
-            groups,
-            inherit_security,
-        )
-        .await
-        {
+        match create_once(db, port, options).await {
             // A random MAC that another port of the network has: another one.
-            Err(e) if e.is_unique_violation() && !mac_given && attempts < 3 => {
+            Err(e) if e.is_unique_violation() && !options.mac_given && attempts < 3 => {
                 attempts += 1;
                 port.mac_address = ipam::random_mac(random());
             }
@@ -387,42 +394,63 @@ pub async fn create(
 async fn create_once(
     db: &Db,
     port: &mut Port,
-    mac_given: bool,
-    addresses: &Addresses,
-    limit: i64,
-    groups: &[String],
-    inherit_security: bool,
+    options: CreateOptions<'_>,
 ) -> DbResult<Result<Vec<FixedIp>, Refusal>> {
+    let CreateOptions {
+        mac_given,
+        addresses,
+        limit,
+        groups,
+        inherit_security,
+        server,
+    } = options;
     let mut tx = db.begin().await?;
     // The network's row lock and the project's port lock, in one round trip on PostgreSQL
     // (always in this order: every port create takes both with this statement), with the
-    // network's port security. (SQLite has one writer: reading the row is enough.)
-    let secured: Option<(bool,)> = match &mut tx {
+    // network's port security and the server's share lock. (SQLite has one writer: reading
+    // the rows is enough.)
+    let row: Option<(bool, Option<bool>)> = match &mut tx {
         Tx::Pg(t) => {
             sqlx::query_as(
-                "SELECT n.port_security_enabled FROM networks n, \
-                 (SELECT pg_advisory_xact_lock($2, hashtext($3))) AS l WHERE n.id = $1 FOR UPDATE OF n",
+                "SELECT n.port_security_enabled, i.deleted FROM networks n \
+                 CROSS JOIN (SELECT pg_advisory_xact_lock($2, hashtext($3))) AS l \
+                 LEFT JOIN LATERAL (SELECT deleted FROM instances WHERE uuid = $4 FOR SHARE) i \
+                 ON true WHERE n.id = $1 FOR UPDATE OF n",
             )
             .bind(&port.network_id)
             .bind(PORT_LOCK_CLASS)
             .bind(&port.project_id)
+            .bind(server)
             .fetch_optional(&mut **t)
             .await?
         }
         Tx::Sqlite(t) => {
-            sqlx::query_as("SELECT port_security_enabled FROM networks WHERE id = $1")
-                .bind(&port.network_id)
-                .fetch_optional(&mut **t)
-                .await?
+            sqlx::query_as(
+                "SELECT n.port_security_enabled, \
+                 (SELECT deleted FROM instances WHERE uuid = $2) FROM networks n WHERE n.id = $1",
+            )
+            .bind(&port.network_id)
+            .bind(server)
+            .fetch_optional(&mut **t)
+            .await?
         }
     };
-    let Some((secured,)) = secured else {
+    let Some((secured, deleted)) = row else {
         return Ok(Err(refusal(
             "NetworkNotFound",
             false,
             format!("Network {} could not be found.", port.network_id),
         )));
     };
+    if let Some(uuid) = server {
+        if deleted != Some(false) {
+            return Ok(Err(refusal(
+                "InstanceNotFound",
+                false,
+                format!("Instance {uuid} was deleted while its ports were made."),
+            )));
+        }
+    }
     // A port that does not say takes its network's port security, and without it no groups
     // (Neutron's default for the attribute).
     if inherit_security {
@@ -714,6 +742,8 @@ pub async fn allocate_for_instance(
     let limit = port_limit(db, &instance.project_id).await?;
     let mut out: Vec<Port> = Vec::new();
     let existing = of_device(db, binding.device_id).await?;
+    // Whether a port was bound or used again without the server's share lock (see the end).
+    let mut unchecked = false;
     let now = nova_core::time::now_ms();
     for (i, r) in requests.iter().enumerate() {
         if let Some(port_id) = &r.port_id {
@@ -737,7 +767,10 @@ pub async fn allocate_for_instance(
                 crate::firewall::bump_soon(db);
             }
             match (done, get(db, port_id).await?) {
-                (1, Some(port)) => out.push(port),
+                (1, Some(port)) => {
+                    unchecked = true;
+                    out.push(port)
+                }
                 (_, None) => {
                     return Ok(Err((
                         i,
@@ -781,6 +814,7 @@ pub async fn allocate_for_instance(
             let mut port = port.clone();
             port.host_id = binding.host.to_owned();
             out.push(port);
+            unchecked = true;
             continue;
         }
         // The groups asked for, or the project's default group (ML2's); the port's port
@@ -820,15 +854,25 @@ pub async fn allocate_for_instance(
             }]),
             None => Addresses::Default,
         };
-        match create(db, &mut port, false, &addresses, limit, &groups, true).await? {
+        let options = CreateOptions {
+            mac_given: false,
+            addresses: &addresses,
+            limit,
+            groups: &groups,
+            inherit_security: true,
+            server: Some(instance.uuid.0),
+        };
+        match create(db, &mut port, options).await? {
             Ok(_) => out.push(port),
             Err(refusal) => return Ok(Err((i, refusal))),
         }
     }
     // A delete of the server that committed meanwhile (its release ran before these ports
-    // were there) must not leave them behind: read the server under a share lock (which waits
-    // for a delete in flight) and undo them if it is gone.
-    if !server_live(db, binding.device_id).await? {
+    // were there) must not leave them behind. A port made here checked that under the
+    // server's share lock in its own transaction; a user's port bound (one statement) or a
+    // port of an earlier dispatch used again did not: then read the server under a share
+    // lock (which waits for a delete in flight) and undo them if it is gone.
+    if unchecked && !server_live(db, binding.device_id).await? {
         let mut tx = db.begin().await?;
         release_for_instance(&mut tx, binding.device_id).await?;
         tx.commit().await?;
