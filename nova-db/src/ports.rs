@@ -810,6 +810,8 @@ pub async fn allocate_for_instance(
                         .execute(p)
                         .await?;
                 });
+                // Its old host stops filtering it, its new one starts.
+                crate::firewall::bump_soon(db);
             }
             let mut port = port.clone();
             port.host_id = binding.host.to_owned();
