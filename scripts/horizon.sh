@@ -87,23 +87,8 @@ status) answers && running_pid >/dev/null; exit ;;
 esac
 
 # ---- install (idempotent; one Python start when everything is there) ----------------------
-if [ ! -e .venv ]; then
-    cache="${NOVA_VENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nova-venv}"
-    mkdir -p "$(dirname "$cache")"
-    if [ ! -x "$cache/bin/python" ]; then
-        if ! python3 -m venv "$cache" 2>/dev/null; then
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 python3-venv >/dev/null
-            python3 -m venv "$cache"
-        fi
-    fi
-    ln -s "$cache" .venv
-fi
-if [ ! -x .venv/bin/python ]; then
-    if ! python3 -m venv .venv 2>/dev/null; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 python3-venv >/dev/null
-        python3 -m venv .venv
-    fi
-fi
+. scripts/lib/venv.sh
+ensure_venv
 py=$root/.venv/bin/python
 export NOVA_HORIZON_STATIC=${NOVA_HORIZON_STATIC:-$(cd .venv && pwd -P)/share/nova-horizon-static}
 site=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')

@@ -62,27 +62,10 @@ done
 # Horizon uses), tempest, whose response
 # schemas check every Compute API response the tests see (tests/schema/validate.py), and moto,
 # whose server mode is the S3-compatible object store of the image store's S3 test, and
-# schemathesis (the fuzzing), in a virtualenv of the project's.
-# A clone without one links its `.venv` to one in the user's cache, so that a clean clone on a
-# machine that ran the tests before finds the clients installed, as cargo finds its crates
-# (`NOVA_VENV_CACHE` elsewhere).
-if [ ! -e .venv ]; then
-    cache="${NOVA_VENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nova-venv}"
-    mkdir -p "$(dirname "$cache")"
-    if [ ! -x "$cache/bin/python" ]; then
-        if ! python3 -m venv "$cache" 2>/dev/null; then
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 python3-venv >/dev/null
-            python3 -m venv "$cache"
-        fi
-    fi
-    ln -s "$cache" .venv
-fi
-if [ ! -x .venv/bin/python ]; then
-    if ! python3 -m venv .venv 2>/dev/null; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 python3-venv >/dev/null
-        python3 -m venv .venv
-    fi
-fi
+# schemathesis (the fuzzing), in a virtualenv of the project's (scripts/lib/venv.sh: a clean
+# clone links it to one in the user's cache).
+. scripts/lib/venv.sh
+ensure_venv
 # schemathesis for the short fuzzing, at the version scripts/fuzz.sh pins.
 schemathesis=$(sed -n 's/^SCHEMATHESIS_VERSION=//p' scripts/fuzz.sh)
 # python-ironicclient gives the CLI its `openstack baremetal` commands, and sushy-tools is the

@@ -368,26 +368,6 @@ fn group_view(g: &Group, rules: &[Rule]) -> Map<String, Value> {
     std::mem::take(v.as_object_mut().expect("a JSON object"))
 }
 
-/// A rule of a group made now: any protocol, `direction` and `ethertype`, from `remote_group`.
-fn template(group: &Group, direction: &str, ethertype: &str, remote_group: bool, now: i64) -> Rule {
-    Rule {
-        id: uuid::Uuid::new_v4().to_string(),
-        security_group_id: group.id.clone(),
-        project_id: group.project_id.clone(),
-        direction: direction.into(),
-        ethertype: ethertype.into(),
-        protocol: None,
-        port_range_min: None,
-        port_range_max: None,
-        remote_ip_prefix: None,
-        remote_group_id: remote_group.then(|| group.id.clone()),
-        description: String::new(),
-        revision_number: 0,
-        created_at: now,
-        updated_at: now,
-    }
-}
-
 /// The project's `default` group, made now with Neutron's rules (all egress; ingress from the
 /// group itself) if it has none. Neutron makes it on a project's first use of groups, and only
 /// for the caller's own project (or by an admin).
@@ -539,8 +519,8 @@ pub(crate) async fn create_group(
     ensure_default(&state, &group.project_id).await?;
     // A new group lets everything out (Neutron's two egress rules), nothing in.
     let rules = [
-        template(&group, "egress", "IPv4", false, now),
-        template(&group, "egress", "IPv6", false, now),
+        Rule::of_new_group(&group, "egress", "IPv4", false),
+        Rule::of_new_group(&group, "egress", "IPv6", false),
     ];
     let limit = limit_of(&state, &group.project_id, SECURITY_GROUP).await?;
     if !store::create_group(&state.db, &group, &rules, limit).await? {

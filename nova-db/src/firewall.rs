@@ -49,12 +49,7 @@ pub async fn of_host(db: &Db, host: &str) -> DbResult<Vec<PortFirewall>> {
     let bound: Vec<Port> = on_pool!(db, p => {
         sqlx::query_as(&sql).bind(host).fetch_all(p).await?
     });
-    of_ports(db, &bound).await
-}
-
-/// The filters of these ports.
-pub async fn of_ports(db: &Db, bound: &[Port]) -> DbResult<Vec<PortFirewall>> {
-    Ok(nics(db, bound)
+    Ok(nics(db, &bound)
         .await?
         .into_iter()
         .filter_map(|n| n.firewall)
@@ -118,12 +113,12 @@ async fn members_of(db: &Db, groups: &[&str]) -> DbResult<BTreeMap<String, Vec<S
     if groups.is_empty() {
         return Ok(out);
     }
-    let marks: Vec<String> = (1..=groups.len()).map(|i| format!("${i}")).collect();
+    let marks = crate::placeholders(1, groups.len());
     let sql = format!(
         "SELECT b.security_group_id, a.ip_address FROM port_security_groups b \
          JOIN ip_allocations a ON a.port_id = b.port_id WHERE b.security_group_id IN ({}) \
          ORDER BY b.security_group_id, a.ip_address",
-        marks.join(", ")
+        marks
     );
     let rows: Vec<(String, String)> = on_pool!(db, p => {
         let mut q = sqlx::query_as(&sql);

@@ -99,10 +99,10 @@ pub async fn page(db: &Db, listing: &Listing<'_>) -> DbResult<Vec<Flavor>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let marks: Vec<String> = (1..=rows.len()).map(|i| format!("${i}")).collect();
+    let marks = crate::placeholders(1, rows.len());
     let sql = format!(
         "SELECT flavor_id, key, value FROM flavor_extra_specs WHERE flavor_id IN ({})",
-        marks.join(", ")
+        marks
     );
     let specs: Vec<(i64, String, String)> = on_pool!(db, p => {
         let mut q = sqlx::query_as(&sql);

@@ -229,10 +229,10 @@ pub async fn project_tags(
     let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
     // In chunks: both backends bound the parameters of one statement.
     for chunk in project_ids.chunks(500) {
-        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let marks = crate::placeholders(1, chunk.len());
         let sql = format!(
             "SELECT project_id, tag FROM project_tags WHERE project_id IN ({}) ORDER BY project_id, tag",
-            marks.join(", ")
+            marks
         );
         let rows: Vec<(String, String)> = on_pool!(db, p => {
             let mut q = sqlx::query_as(&sql);

@@ -152,10 +152,10 @@ pub async fn page(db: &Db, listing: &Listing<'_>) -> DbResult<Vec<Image>> {
     if images.is_empty() {
         return Ok(images);
     }
-    let marks: Vec<String> = (1..=images.len()).map(|i| format!("${i}")).collect();
+    let marks = crate::placeholders(1, images.len());
     let sql = format!(
         "SELECT image_id, tag FROM image_tags WHERE image_id IN ({}) ORDER BY tag",
-        marks.join(", ")
+        marks
     );
     let tags: Vec<(String, String)> = on_pool!(db, p => {
         let mut q = sqlx::query_as(&sql);

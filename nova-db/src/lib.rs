@@ -67,6 +67,15 @@ impl DbError {
 
 pub type DbResult<T> = Result<T, DbError>;
 
+/// The bind placeholders of an `IN (…)` list of `count` values, numbered from `first`:
+/// `$1, $2, $3` (both dialects take `$N`).
+pub(crate) fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The driver error inside [`DbError::Sqlx`], for callers that tell outages from bugs.
 pub use sqlx::Error as SqlxError;
 

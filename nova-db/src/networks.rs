@@ -240,11 +240,11 @@ pub async fn without_port_security_or_subnet(db: &Db, ids: &[&str]) -> DbResult<
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let marks: Vec<String> = (2..=ids.len() + 1).map(|i| format!("${i}")).collect();
+    let marks = crate::placeholders(2, ids.len());
     let sql = format!(
         "SELECT n.id FROM networks n WHERE n.id IN ({}) AND (n.port_security_enabled = $1 \
          OR NOT EXISTS (SELECT 1 FROM subnets s WHERE s.network_id = n.id))",
-        marks.join(", ")
+        marks
     );
     let rows: Vec<(String,)> = on_pool!(db, p => {
         let mut q = sqlx::query_as(&sql).bind(false);

@@ -109,11 +109,11 @@ pub async fn fixed_ips(db: &Db, ports: &[&str]) -> DbResult<BTreeMap<String, Vec
     if ports.is_empty() {
         return Ok(out);
     }
-    let marks: Vec<String> = (1..=ports.len()).map(|i| format!("${i}")).collect();
+    let marks = crate::placeholders(1, ports.len());
     let sql = format!(
         "SELECT port_id, subnet_id, ip_address FROM ip_allocations WHERE port_id IN ({}) \
          ORDER BY port_id, position",
-        marks.join(", ")
+        marks
     );
     let rows: Vec<(String, String, String)> = on_pool!(db, p => {
         let mut q = sqlx::query_as(&sql);
@@ -956,10 +956,10 @@ async fn addresses_of(
     let rows: Vec<Row> = match of {
         AddressesOf::Ports([]) => Vec::new(),
         AddressesOf::Ports(ports) => {
-            let marks: Vec<String> = (1..=ports.len()).map(|i| format!("${i}")).collect();
+            let marks = crate::placeholders(1, ports.len());
             let sql = format!(
                 "{select} WHERE p.id IN ({}) ORDER BY p.created_at, p.id, a.position",
-                marks.join(", ")
+                marks
             );
             on_pool!(db, p => {
                 let mut q = sqlx::query_as(&sql);
@@ -1141,12 +1141,12 @@ pub async fn security_groups_of(
     if ports.is_empty() {
         return Ok(out);
     }
-    let marks: Vec<String> = (1..=ports.len()).map(|i| format!("${i}")).collect();
+    let marks = crate::placeholders(1, ports.len());
     let sql = format!(
         "SELECT b.port_id, b.security_group_id FROM port_security_groups b \
          JOIN security_groups g ON g.id = b.security_group_id WHERE b.port_id IN ({}) \
          ORDER BY b.port_id, g.created_at, g.id",
-        marks.join(", ")
+        marks
     );
     let rows: Vec<(String, String)> = on_pool!(db, p => {
         let mut q = sqlx::query_as(&sql);
@@ -1172,14 +1172,14 @@ pub async fn server_security_groups(
     if devices.is_empty() {
         return Ok(out);
     }
-    let marks: Vec<String> = (1..=devices.len()).map(|i| format!("${i}")).collect();
+    let marks = crate::placeholders(1, devices.len());
     let sql = format!(
         "SELECT p.device_id, g.name, g.id FROM ports p \
          JOIN port_security_groups b ON b.port_id = p.id \
          JOIN security_groups g ON g.id = b.security_group_id \
          WHERE p.device_id IN ({}) AND p.host_id <> '' \
          ORDER BY p.device_id, p.created_at, p.id, g.created_at, g.id",
-        marks.join(", ")
+        marks
     );
     let rows: Vec<(String, String, String)> = on_pool!(db, p => {
         let mut q = sqlx::query_as(&sql);

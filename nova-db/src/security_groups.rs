@@ -107,11 +107,11 @@ pub async fn rules_of(db: &Db, groups: &[&str]) -> DbResult<BTreeMap<String, Vec
     if groups.is_empty() {
         return Ok(out);
     }
-    let marks: Vec<String> = (1..=groups.len()).map(|i| format!("${i}")).collect();
+    let marks = crate::placeholders(1, groups.len());
     let sql = format!(
         "SELECT {RULE_COLUMNS} FROM security_group_rules WHERE security_group_id IN ({}) \
          ORDER BY created_at, id",
-        marks.join(", ")
+        marks
     );
     let rows: Vec<Rule> = on_pool!(db, p => {
         let mut q = sqlx::query_as(&sql);
@@ -139,7 +139,7 @@ pub async fn rules_of_ports(db: &Db, ports: &[&str]) -> DbResult<BTreeMap<String
     if ports.is_empty() {
         return Ok(out);
     }
-    let marks: Vec<String> = (1..=ports.len()).map(|i| format!("${i}")).collect();
+    let marks = crate::placeholders(1, ports.len());
     let columns: Vec<String> = RULE_COLUMNS
         .split(',')
         .map(|c| format!("r.{}", c.trim()))
@@ -149,7 +149,7 @@ pub async fn rules_of_ports(db: &Db, ports: &[&str]) -> DbResult<BTreeMap<String
          ON r.security_group_id = b.security_group_id WHERE b.port_id IN ({}) \
          ORDER BY b.port_id, r.created_at, r.id",
         columns.join(", "),
-        marks.join(", ")
+        marks
     );
     let rows: Vec<PortRule> = on_pool!(db, p => {
         let mut q = sqlx::query_as(&sql);
@@ -254,23 +254,32 @@ async fn ensure_default(db: &Db, group: &Group, rules: &[Rule]) -> DbResult<Grou
     }
 }
 
-/// One of the project's default group's rules, as Neutron makes them.
-fn default_rule(group: &Group, direction: &str, ethertype: &str, remote_group: bool) -> Rule {
-    Rule {
-        id: uuid::Uuid::new_v4().to_string(),
-        security_group_id: group.id.clone(),
-        project_id: group.project_id.clone(),
-        direction: direction.into(),
-        ethertype: ethertype.into(),
-        protocol: None,
-        port_range_min: None,
-        port_range_max: None,
-        remote_ip_prefix: None,
-        remote_group_id: remote_group.then(|| group.id.clone()),
-        description: String::new(),
-        revision_number: 0,
-        created_at: group.created_at,
-        updated_at: group.created_at,
+impl Rule {
+    /// A rule of a group made with it (Neutron's default rules): any protocol and port, in
+    /// `direction` for `ethertype`, from the group itself when `remote_group`, else from
+    /// anywhere.
+    pub fn of_new_group(
+        group: &Group,
+        direction: &str,
+        ethertype: &str,
+        remote_group: bool,
+    ) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            security_group_id: group.id.clone(),
+            project_id: group.project_id.clone(),
+            direction: direction.into(),
+            ethertype: ethertype.into(),
+            protocol: None,
+            port_range_min: None,
+            port_range_max: None,
+            remote_ip_prefix: None,
+            remote_group_id: remote_group.then(|| group.id.clone()),
+            description: String::new(),
+            revision_number: 0,
+            created_at: group.created_at,
+            updated_at: group.created_at,
+        }
     }
 }
 
@@ -294,10 +303,10 @@ pub async fn default_for(db: &Db, project: &str) -> DbResult<Group> {
         updated_at: now,
     };
     let rules = [
-        default_rule(&group, "egress", "IPv4", false),
-        default_rule(&group, "egress", "IPv6", false),
-        default_rule(&group, "ingress", "IPv4", true),
-        default_rule(&group, "ingress", "IPv6", true),
+        Rule::of_new_group(&group, "egress", "IPv4", false),
+        Rule::of_new_group(&group, "egress", "IPv6", false),
+        Rule::of_new_group(&group, "ingress", "IPv4", true),
+        Rule::of_new_group(&group, "ingress", "IPv6", true),
     ];
     ensure_default(db, &group, &rules).await
 }

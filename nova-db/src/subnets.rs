@@ -120,10 +120,10 @@ pub async fn ids_by_network(db: &Db, networks: &[&str]) -> DbResult<BTreeMap<Str
     if networks.is_empty() {
         return Ok(out);
     }
-    let marks: Vec<String> = (1..=networks.len()).map(|i| format!("${i}")).collect();
+    let marks = crate::placeholders(1, networks.len());
     let sql = format!(
         "SELECT network_id, id FROM subnets WHERE network_id IN ({}) ORDER BY created_at, id",
-        marks.join(", ")
+        marks
     );
     let rows: Vec<(String, String)> = on_pool!(db, p => {
         let mut q = sqlx::query_as(&sql);
