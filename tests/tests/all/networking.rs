@@ -1545,6 +1545,51 @@ async fn security_groups_apply_to_ports_and_servers(stack: &dyn Stack) -> anyhow
             .unwrap_or_default();
         assert_eq!(fault["message"], json!(message), "{}", r.body);
     }
+    // A name two groups have: Nova's NoUniqueMatch (409), at create and in the action.
+    let mut twins = Vec::new();
+    for _ in 0..2 {
+        let r = post(
+            &demo,
+            "/security-groups",
+            "security_group",
+            json!({"name": "twin"}),
+        )
+        .await?;
+        assert_eq!(r.status, 201, "{}", r.body);
+        twins.push(
+            r.body["security_group"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    let ambiguous =
+        "Multiple security groups found matching 'twin'. Use an ID to be more specific.";
+    let r = boot(
+        &demo,
+        "sg-twin",
+        json!({"networks": [{"uuid": net}], "security_groups": [{"name": "twin"}]}),
+    )
+    .await?;
+    assert_eq!(
+        (r.status, &r.body["conflictingRequest"]["message"]),
+        (409, &json!(ambiguous)),
+        "{}",
+        r.body
+    );
+    let r = action(&b, json!({"addSecurityGroup": {"name": "twin"}})).await?;
+    assert_eq!(
+        (r.status, &r.body["conflictingRequest"]["message"]),
+        (409, &json!(ambiguous)),
+        "{}",
+        r.body
+    );
+    for id in &twins {
+        let r = demo
+            .networking(Method::DELETE, &format!("/security-groups/{id}"), None)
+            .await?;
+        assert_eq!(r.status, 204, "{}", r.body);
+    }
     let r = action(&b, json!({"addSecurityGroup": {"name": "web"}})).await?;
     assert_eq!(r.status, 202, "{}", r.body);
     assert_eq!(
