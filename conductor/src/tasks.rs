@@ -71,7 +71,7 @@ impl Conductor {
         {
             return self.close_task(task, RowState::Failed).await;
         }
-        // The image's record is read while the scheduler places the server: the two do not
+        // The image's records are read while the scheduler places the server: the two do not
         // depend on each other, and the spawn needs both.
         let place = self.scheduler.place(
             &self.db,
@@ -80,12 +80,47 @@ impl Conductor {
             self.alive_since(),
             self.settings.claim_attempts,
         );
-        let (placement, image) = tokio::join!(place, images::get(&self.db, &instance.image_ref));
+        // The server's ports are made while it is scheduled (bound to its host once it has
+        // one), where the database writes both at once: neither depends on the other, and a
+        // build waited for both one after the other. (SQLite has one writer: there the two
+        // would only queue. A user's port is bound with the host: after.)
+        let requests = nic_requests(instance);
+        let early = self.db.writes_side_by_side()
+            && !requests.is_empty()
+            && requests.iter().all(|r| r.port_id.is_none());
+        let ports = async {
+            if early {
+                Some(allocate_ports(&self.db, instance, None, &requests).await)
+            } else {
+                None
+            }
+        };
+        let image = async {
+            let image = images::get(&self.db, &instance.image_ref).await?;
+            let direct = direct_boot(&self.db, &instance.project_id, image.as_ref()).await?;
+            Ok::<_, crate::ConductorError>((image, direct))
+        };
+        let (placement, image, made) = tokio::join!(place, image, ports);
         match placement? {
             Placement::Placed { host, node } => {
                 tracing::info!(%host, %node, "scheduled");
-                let image = image?;
-                let nics = match allocate_nics(&self.db, instance, &host).await? {
+                let (image, direct) = image?;
+                let allocated = match made {
+                    Some(made) => match made? {
+                        Ok(made) => {
+                            // The NICs' filters do not depend on the host: beside the binding.
+                            let uuid = instance.uuid.0.to_string();
+                            let (_, nics) = tokio::try_join!(
+                                ports::bind_to_host(&self.db, &uuid, &host),
+                                nova_db::firewall::nics(&self.db, &made)
+                            )?;
+                            Ok(nics)
+                        }
+                        Err(refused) => Err(refused),
+                    },
+                    None => allocate_requested(&self.db, instance, Some(&host), &requests).await?,
+                };
+                let nics = match allocated {
                     Ok(nics) => nics,
                     Err((message, details)) => {
                         return self
@@ -100,7 +135,6 @@ impl Conductor {
                             .await
                     }
                 };
-                let direct = direct_boot(&self.db, &instance.project_id, image.as_ref()).await?;
                 let spec = match spec_from(instance, &node, image, direct, nics) {
                     Ok(mut spec) => {
                         spec.bmc = machine_bmc(&self.db, instance, &node).await?;
@@ -418,12 +452,17 @@ async fn spec(
     instance: &Instance,
     node: &str,
 ) -> Result<std::result::Result<InstanceSpec, String>> {
-    let image = images::get(db, &instance.image_ref).await?;
-    let direct = direct_boot(db, &instance.project_id, image.as_ref()).await?;
+    let image = async {
+        let image = images::get(db, &instance.image_ref).await?;
+        let direct = direct_boot(db, &instance.project_id, image.as_ref()).await?;
+        Ok((image, direct))
+    };
     // Allocated again (made before: used again), for a build whose first dispatch may have
-    // stopped before its ports were made.
-    let host = instance.host.as_deref().unwrap_or_default();
-    let nics = match allocate_nics(db, instance, host).await? {
+    // stopped before its ports were made. Beside the image's reads: the build's latency
+    // counts, and neither waits on the other.
+    let host = instance.host.as_deref();
+    let ((image, direct), nics) = tokio::try_join!(image, allocate_nics(db, instance, host))?;
+    let nics = match nics {
         Ok(nics) => nics,
         Err((message, _)) => return Ok(Err(message)),
     };
@@ -437,16 +476,39 @@ async fn spec(
 async fn allocate_nics(
     db: &Db,
     instance: &Instance,
-    host: &str,
+    host: Option<&str>,
 ) -> Result<std::result::Result<Vec<Nic>, (String, String)>> {
     let requests = nic_requests(instance);
+    allocate_requested(db, instance, host, &requests).await
+}
+
+/// [`allocate_nics`] for these requests.
+async fn allocate_requested(
+    db: &Db,
+    instance: &Instance,
+    host: Option<&str>,
+    requests: &[NicRequest],
+) -> Result<std::result::Result<Vec<Nic>, (String, String)>> {
     if requests.is_empty() {
         return Ok(Ok(Vec::new()));
     }
-    match ports::allocate_for_instance(db, instance, host, &requests).await? {
+    Ok(match allocate_ports(db, instance, host, requests).await? {
         // Each NIC with its filter, which the host puts in place before the NIC carries
         // traffic.
-        Ok(made) => Ok(Ok(nova_db::firewall::nics(db, &made).await?)),
+        Ok(made) => Ok(nova_db::firewall::nics(db, &made).await?),
+        Err(refused) => Err(refused),
+    })
+}
+
+/// The ports of [`allocate_requested`], or the build's fault.
+async fn allocate_ports(
+    db: &Db,
+    instance: &Instance,
+    host: Option<&str>,
+    requests: &[NicRequest],
+) -> Result<std::result::Result<Vec<ports::Port>, (String, String)>> {
+    match ports::allocate_for_instance(db, instance, host, requests).await? {
+        Ok(made) => Ok(Ok(made)),
         Err((i, refusal)) => {
             tracing::info!(kind = refusal.kind, message = %refusal.message, "ports refused");
             let uuid = instance.uuid.0;

@@ -7,7 +7,6 @@
 
 use crate::listing::{self, select, text_column, texts, Collection, CREATED_AT};
 use crate::networks::{bool_of, denied, string_of};
-use crate::quotas::{limit_of, PORT};
 use crate::subnets::refused;
 use crate::NetworkState;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -451,11 +450,9 @@ pub(crate) async fn create(
         }
         None => Vec::new(),
     };
-    let limit = limit_of(&state, &port.project_id, PORT).await?;
     let options = store::CreateOptions {
         mac_given,
         addresses: &addresses,
-        limit,
         groups: &groups,
         inherit_security: false,
         server: None,

@@ -7,14 +7,22 @@
 use crate::ports::{self, Port};
 use crate::{on_pool, Db, DbResult};
 use nova_core::firewall::{expand, Direction, GroupRule, PortFirewall};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// Marks every host's filter as to be pushed again.
 pub async fn bump(db: &Db) -> DbResult<()> {
+    // On PostgreSQL without waiting for the WAL's flush: a bump lost to a crash is what the
+    // conductor's full sync covers anyway, and a build waits on the flushes of its own writes.
+    let sql = match db {
+        Db::Pg(_) => {
+            "WITH unflushed AS (SELECT set_config('synchronous_commit', 'off', true)) \
+             UPDATE firewall_generation SET generation = generation + 1 FROM unflushed \
+             WHERE id = 1"
+        }
+        Db::Sqlite(_) => "UPDATE firewall_generation SET generation = generation + 1 WHERE id = 1",
+    };
     on_pool!(db, p => {
-        sqlx::query("UPDATE firewall_generation SET generation = generation + 1 WHERE id = 1")
-            .execute(p)
-            .await?;
+        sqlx::query(sql).execute(p).await?;
     });
     Ok(())
 }
@@ -61,15 +69,13 @@ pub async fn nics(db: &Db, bound: &[Port]) -> DbResult<Vec<nova_core::rpc::Nic>>
     if bound.is_empty() {
         return Ok(Vec::new());
     }
-    let mut nics = ports::nics(db, bound).await?;
     let ids: Vec<&str> = bound.iter().map(|p| p.id.as_str()).collect();
-    let rules_of = crate::security_groups::rules_of_ports(db, &ids).await?;
-    let remotes: BTreeSet<&str> = rules_of
-        .values()
-        .flatten()
-        .filter_map(|r| r.remote_group_id.as_deref())
-        .collect();
-    let members = members_of(db, &remotes.into_iter().collect::<Vec<_>>()).await?;
+    // The three at once (a build waits for them).
+    let (mut nics, rules_of, members) = tokio::try_join!(
+        ports::nics(db, bound),
+        crate::security_groups::rules_of_ports(db, &ids),
+        remote_members(db, &ids)
+    )?;
     for (port, nic) in bound.iter().zip(nics.iter_mut()) {
         let ips: Vec<String> = nic.ips.iter().map(|i| i.address.clone()).collect();
         let dhcp_servers: Vec<String> = nic.ips.iter().filter_map(|i| i.gateway.clone()).collect();
@@ -107,26 +113,26 @@ pub async fn nics(db: &Db, bound: &[Port]) -> DbResult<Vec<nova_core::rpc::Nic>>
     Ok(nics)
 }
 
-/// The addresses of the ports in each of `groups` (a remote group's members, on any host).
-async fn members_of(db: &Db, groups: &[&str]) -> DbResult<BTreeMap<String, Vec<String>>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    if groups.is_empty() {
-        return Ok(out);
-    }
-    let marks = crate::placeholders(1, groups.len());
+/// The addresses of the members of every remote group the rules of these ports' groups name
+/// (a remote group's members, on any host), by group.
+async fn remote_members(db: &Db, ports: &[&str]) -> DbResult<BTreeMap<String, Vec<String>>> {
+    let marks = crate::placeholders(1, ports.len());
     let sql = format!(
         "SELECT b.security_group_id, a.ip_address FROM port_security_groups b \
-         JOIN ip_allocations a ON a.port_id = b.port_id WHERE b.security_group_id IN ({}) \
-         ORDER BY b.security_group_id, a.ip_address",
-        marks
+         JOIN ip_allocations a ON a.port_id = b.port_id WHERE b.security_group_id IN \
+         (SELECT r.remote_group_id FROM security_group_rules r JOIN port_security_groups o \
+         ON o.security_group_id = r.security_group_id WHERE o.port_id IN ({marks}) \
+         AND r.remote_group_id IS NOT NULL) \
+         ORDER BY b.security_group_id, a.ip_address"
     );
     let rows: Vec<(String, String)> = on_pool!(db, p => {
         let mut q = sqlx::query_as(&sql);
-        for g in groups {
-            q = q.bind(*g);
+        for port in ports {
+            q = q.bind(*port);
         }
         q.fetch_all(p).await?
     });
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (group, ip) in rows {
         out.entry(group).or_default().push(ip);
     }

@@ -250,6 +250,12 @@ impl Db {
         }
     }
 
+    /// Whether two transactions that write go on side by side (PostgreSQL); SQLite has one
+    /// writer, and a second waits for the first.
+    pub fn writes_side_by_side(&self) -> bool {
+        matches!(self, Db::Pg(_))
+    }
+
     pub async fn begin(&self) -> DbResult<Tx> {
         Ok(match self {
             Db::Pg(p) => Tx::Pg(p.pool.begin().await?),

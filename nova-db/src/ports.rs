@@ -131,19 +131,147 @@ pub async fn fixed_ips(db: &Db, ports: &[&str]) -> DbResult<BTreeMap<String, Vec
     Ok(out)
 }
 
-/// The addresses of a subnet that ports hold.
-async fn taken(tx: &mut Tx, subnet: &str) -> DbResult<BTreeSet<u128>> {
-    let rows: Vec<(String,)> = on_tx!(tx, c => {
-        sqlx::query_as("SELECT ip_address FROM ip_allocations WHERE subnet_id = $1")
-            .bind(subnet)
-            .fetch_all(&mut *c)
-            .await?
-    });
-    Ok(rows
+/// What a port's create or update reads under its network's lock: the network's subnets, the
+/// addresses their ports hold (by subnet), how many ports the project has (its quota's use),
+/// and the port a server already has on the network (for a server's port: two handlers of one
+/// build, a message handed out twice, make one port).
+struct NetworkState {
+    subnets: Vec<Subnet>,
+    taken: BTreeMap<String, BTreeSet<u128>>,
+    project_ports: i64,
+    /// The project's port quota (none of its own: Neutron's default).
+    port_limit: i64,
+    servers_port: Option<String>,
+    /// The server exists and is not deleted (none asked: true).
+    server_live: bool,
+}
+
+fn to_taken(addresses: impl IntoIterator<Item = String>) -> BTreeSet<u128> {
+    addresses
         .into_iter()
-        .filter_map(|(a,)| a.parse::<IpAddr>().ok())
+        .filter_map(|a| a.parse::<IpAddr>().ok())
         .map(ipam::to_u128)
-        .collect())
+        .collect()
+}
+
+/// Reads [`NetworkState`]: on PostgreSQL in one round trip (each subnet with its addresses
+/// as an array and the project's count beside it; the count alone when the network has no
+/// subnet), on SQLite (in process) in three plain queries.
+async fn network_state(
+    tx: &mut Tx,
+    network: &str,
+    project: &str,
+    server: Option<uuid::Uuid>,
+) -> DbResult<NetworkState> {
+    // The project's count and quota, the server's port and whether the server lives; `$1`
+    // the network, `$2` the project, `$3` the server's id as its ports' `device_id`, `$4` the
+    // server (none: no port, no server).
+    const SCALARS: &str = "(SELECT COUNT(*) FROM ports WHERE project_id = $2) AS project_ports, \
+        (SELECT hard_limit FROM quotas WHERE project_id = $2 AND resource = 'port') \
+        AS port_limit, \
+        (SELECT id FROM ports WHERE device_id = $3 AND network_id = $1 AND compute_owned \
+        ORDER BY created_at, id LIMIT 1) AS servers_port, \
+        (SELECT deleted FROM instances WHERE uuid = $4) AS server_deleted";
+    let device = server.map(|u| u.to_string());
+    let live = |deleted: Option<bool>| server.is_none() || deleted == Some(false);
+    let mut taken: BTreeMap<String, BTreeSet<u128>> = BTreeMap::new();
+    match tx {
+        Tx::Pg(t) => {
+            #[derive(sqlx::FromRow)]
+            struct Row {
+                #[sqlx(flatten)]
+                subnet: Subnet,
+                project_ports: i64,
+                port_limit: Option<i64>,
+                servers_port: Option<String>,
+                server_deleted: Option<bool>,
+                taken: Vec<String>,
+            }
+            let sql = format!(
+                "SELECT {}, {SCALARS}, \
+                 ARRAY(SELECT a.ip_address FROM ip_allocations a WHERE a.subnet_id = s.id) \
+                 AS taken FROM subnets s WHERE s.network_id = $1 ORDER BY s.created_at, s.id",
+                crate::subnets::COLUMNS
+            );
+            let rows: Vec<Row> = sqlx::query_as(&sql)
+                .bind(network)
+                .bind(project)
+                .bind(&device)
+                .bind(server)
+                .fetch_all(&mut **t)
+                .await?;
+            let (project_ports, port_limit, servers_port, server_deleted) = match rows.first() {
+                Some(r) => (
+                    r.project_ports,
+                    r.port_limit,
+                    r.servers_port.clone(),
+                    r.server_deleted,
+                ),
+                None => {
+                    sqlx::query_as(&format!("SELECT {SCALARS} WHERE $1 = $1"))
+                        .bind(network)
+                        .bind(project)
+                        .bind(&device)
+                        .bind(server)
+                        .fetch_one(&mut **t)
+                        .await?
+                }
+            };
+            let mut subnets = Vec::with_capacity(rows.len());
+            for r in rows {
+                taken.insert(r.subnet.id.clone(), to_taken(r.taken));
+                subnets.push(r.subnet);
+            }
+            Ok(NetworkState {
+                subnets,
+                taken,
+                project_ports,
+                port_limit: port_limit.unwrap_or(DEFAULT_PORT_QUOTA),
+                servers_port,
+                server_live: live(server_deleted),
+            })
+        }
+        Tx::Sqlite(t) => {
+            let (project_ports, port_limit, servers_port, server_deleted): (
+                i64,
+                Option<i64>,
+                Option<String>,
+                Option<bool>,
+            ) = sqlx::query_as(&format!("SELECT {SCALARS} WHERE $1 = $1"))
+                .bind(network)
+                .bind(project)
+                .bind(&device)
+                .bind(server)
+                .fetch_one(&mut **t)
+                .await?;
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT a.subnet_id, a.ip_address FROM ip_allocations a \
+                 JOIN subnets s ON s.id = a.subnet_id WHERE s.network_id = $1",
+            )
+            .bind(network)
+            .fetch_all(&mut **t)
+            .await?;
+            let mut by_subnet: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for (subnet, address) in rows {
+                by_subnet.entry(subnet).or_default().push(address);
+            }
+            let subnets = of_network_tx(tx, network).await?;
+            for s in &subnets {
+                taken.insert(
+                    s.id.clone(),
+                    to_taken(by_subnet.remove(&s.id).unwrap_or_default()),
+                );
+            }
+            Ok(NetworkState {
+                subnets,
+                taken,
+                project_ports,
+                port_limit: port_limit.unwrap_or(DEFAULT_PORT_QUOTA),
+                servers_port,
+                server_live: live(server_deleted),
+            })
+        }
+    }
 }
 
 fn refusal(kind: &'static str, conflict: bool, message: String) -> Refusal {
@@ -162,15 +290,15 @@ fn random() -> u128 {
 /// Chooses the port's addresses on its network's subnets (in the transaction that will hold
 /// them), as Neutron's IPAM: given addresses checked and free, a subnet's next free address
 /// otherwise. `kept` are addresses the port holds already, which a request may keep.
-async fn choose(
-    tx: &mut Tx,
+fn choose(
     network_id: &str,
-    subnets: &[Subnet],
+    state: &mut NetworkState,
     addresses: &Addresses,
     kept: &[FixedIp],
-) -> DbResult<Result<Vec<FixedIp>, Refusal>> {
+) -> Result<Vec<FixedIp>, Refusal> {
+    let subnets = &state.subnets;
+    let taken_of = &mut state.taken;
     let mut chosen: Vec<FixedIp> = Vec::new();
-    let mut taken_of: BTreeMap<String, BTreeSet<u128>> = BTreeMap::new();
     let requests: Vec<IpRequest> = match addresses {
         Addresses::Asked(r) => r.clone(),
         Addresses::Default => {
@@ -186,9 +314,10 @@ async fn choose(
                     continue;
                 }
                 let mut found = None;
+                let none = BTreeSet::new();
                 for s in family {
-                    let taken = taken(tx, &s.id).await?;
-                    if let Some(ip) = ipam::pick_free(&s.pools(), &taken, random()) {
+                    let taken = taken_of.get(&s.id).unwrap_or(&none);
+                    if let Some(ip) = ipam::pick_free(&s.pools(), taken, random()) {
                         found = Some(FixedIp {
                             subnet_id: s.id.clone(),
                             ip_address: ip.to_string(),
@@ -199,40 +328,40 @@ async fn choose(
                 match found {
                     Some(ip) => chosen.push(ip),
                     None => {
-                        return Ok(Err(refusal(
+                        return Err(refusal(
                             "IpAddressGenerationFailure",
                             true,
                             format!("No more IP addresses available on network {network_id}."),
-                        )))
+                        ))
                     }
                 }
             }
-            return Ok(Ok(chosen));
+            return Ok(chosen);
         }
     };
     if !requests.is_empty() && subnets.is_empty() {
-        return Ok(Err(refusal(
+        return Err(refusal(
             "InvalidInput",
             false,
             format!(
                 "Invalid input for operation: Failed to create port on network {network_id}, \
                  because fixed_ips included invalid subnet None."
             ),
-        )));
+        ));
     }
     for r in &requests {
         let subnet = match (&r.subnet_id, r.ip_address) {
             (Some(id), _) => match subnets.iter().find(|s| &s.id == id) {
                 Some(s) => s,
                 None => {
-                    return Ok(Err(refusal(
+                    return Err(refusal(
                         "InvalidInput",
                         false,
                         format!(
                             "Invalid input for operation: Failed to create port on network \
                              {network_id}, because fixed_ips included invalid subnet {id}."
                         ),
-                    )))
+                    ))
                 }
             },
             (None, Some(ip)) => {
@@ -242,25 +371,21 @@ async fn choose(
                 {
                     Some(s) => s,
                     None => {
-                        return Ok(Err(refusal(
+                        return Err(refusal(
                             "InvalidIpForNetwork",
                             false,
                             format!(
                                 "IP address {ip} is not a valid IP for any of the subnets on \
                                  the specified network."
                             ),
-                        )))
+                        ))
                     }
                 }
             }
             (None, None) => continue,
         };
-        if !taken_of.contains_key(&subnet.id) {
-            let t = taken(tx, &subnet.id).await?;
-            taken_of.insert(subnet.id.clone(), t);
-        }
         let kept_here: Vec<&FixedIp> = kept.iter().filter(|k| k.subnet_id == subnet.id).collect();
-        let taken = taken_of.get_mut(&subnet.id).expect("just inserted");
+        let taken = taken_of.entry(subnet.id.clone()).or_default();
         // The port's own addresses are free for it.
         for k in &kept_here {
             if let Ok(ip) = k.ip_address.parse::<IpAddr>() {
@@ -271,18 +396,18 @@ async fn choose(
             Some(ip) => {
                 let valid = subnet.net().is_some_and(|n| ipam::check_subnet_ip(&n, ip));
                 if !valid {
-                    return Ok(Err(refusal(
+                    return Err(refusal(
                         "InvalidIpForSubnet",
                         false,
                         format!("IP address {ip} is not a valid IP for the specified subnet."),
-                    )));
+                    ));
                 }
                 if taken.contains(&ipam::to_u128(ip)) {
-                    return Ok(Err(refusal(
+                    return Err(refusal(
                         "IpAddressAlreadyAllocated",
                         true,
                         format!("IP address {ip} already allocated in subnet {}", subnet.id),
-                    )));
+                    ));
                 }
                 ip
             }
@@ -299,11 +424,11 @@ async fn choose(
                 match again.or_else(|| ipam::pick_free(&subnet.pools(), taken, random())) {
                     Some(ip) => ip,
                     None => {
-                        return Ok(Err(refusal(
+                        return Err(refusal(
                             "IpAddressGenerationFailure",
                             true,
                             format!("No more IP addresses available for subnet {}.", subnet.id),
-                        )))
+                        ))
                     }
                 }
             }
@@ -314,7 +439,7 @@ async fn choose(
             ip_address: ip.to_string(),
         });
     }
-    Ok(Ok(chosen))
+    Ok(chosen)
 }
 
 async fn insert_allocations(tx: &mut Tx, port: &str, ips: &[FixedIp]) -> DbResult<()> {
@@ -356,17 +481,16 @@ pub struct CreateOptions<'a> {
     /// another if it clashes.
     pub mac_given: bool,
     pub addresses: &'a Addresses,
-    /// The project's port quota (negative: none).
-    pub limit: i64,
     /// Its security groups (when it has port security).
     pub groups: &'a [String],
     /// The port takes its network's port security (Neutron's default for a port that does
     /// not say), read under the network's lock.
     pub inherit_security: bool,
     /// The server the port is made for: the create is refused if it is deleted, read under a
-    /// share lock in the same statement as the network's lock, so that a delete committing
-    /// meanwhile (whose release of the server's ports ran before this one existed) waits for
-    /// this transaction and then releases the port too.
+    /// key-share lock in the same statement as the network's lock, so that a delete in flight
+    /// (whose [`release_for_instance`] locks the row for update) waits for this transaction
+    /// and then releases the port too. (A key-share lock, not a share lock: the scheduler's
+    /// update of the row, beside which the port is made, does not wait for it.)
     pub server: Option<uuid::Uuid>,
 }
 
@@ -378,6 +502,25 @@ pub async fn create(
     port: &mut Port,
     options: CreateOptions<'_>,
 ) -> DbResult<Result<Vec<FixedIp>, Refusal>> {
+    Ok(make(db, port, options).await?.map(|made| match made {
+        Made::New(ips) => ips,
+        // Only a server's port is found made (`options.server`).
+        Made::Existing(_) => Vec::new(),
+    }))
+}
+
+/// What [`make`] did: made the port, with these addresses, or found the one the server
+/// already has on the network.
+enum Made {
+    New(Vec<FixedIp>),
+    Existing(String),
+}
+
+async fn make(
+    db: &Db,
+    port: &mut Port,
+    options: CreateOptions<'_>,
+) -> DbResult<Result<Made, Refusal>> {
     let mut attempts = 0;
     loop {
         match create_once(db, port, options).await {
@@ -395,11 +538,10 @@ async fn create_once(
     db: &Db,
     port: &mut Port,
     options: CreateOptions<'_>,
-) -> DbResult<Result<Vec<FixedIp>, Refusal>> {
+) -> DbResult<Result<Made, Refusal>> {
     let CreateOptions {
         mac_given,
         addresses,
-        limit,
         groups,
         inherit_security,
         server,
@@ -407,15 +549,17 @@ async fn create_once(
     let mut tx = db.begin().await?;
     // The network's row lock and the project's port lock, in one round trip on PostgreSQL
     // (always in this order: every port create takes both with this statement), with the
-    // network's port security and the server's share lock. (SQLite has one writer: reading
-    // the rows is enough.)
-    let row: Option<(bool, Option<bool>)> = match &mut tx {
+    // network's port security and the server's key-share lock. Whether the server is deleted
+    // is read by the next statement ([`network_state`]): a row a sub-select locks after
+    // waiting is still returned as this statement's snapshot saw it, from before a delete
+    // that it waited for. (SQLite has one writer: reading the rows is enough.)
+    let row: Option<(bool, bool)> = match &mut tx {
         Tx::Pg(t) => {
             sqlx::query_as(
-                "SELECT n.port_security_enabled, i.deleted FROM networks n \
+                "SELECT n.port_security_enabled, i.locked IS NOT NULL FROM networks n \
                  CROSS JOIN (SELECT pg_advisory_xact_lock($2, hashtext($3))) AS l \
-                 LEFT JOIN LATERAL (SELECT deleted FROM instances WHERE uuid = $4 FOR SHARE) i \
-                 ON true WHERE n.id = $1 FOR UPDATE OF n",
+                 LEFT JOIN LATERAL (SELECT 1 AS locked FROM instances WHERE uuid = $4 \
+                 FOR KEY SHARE) i ON true WHERE n.id = $1 FOR UPDATE OF n",
             )
             .bind(&port.network_id)
             .bind(PORT_LOCK_CLASS)
@@ -425,31 +569,32 @@ async fn create_once(
             .await?
         }
         Tx::Sqlite(t) => {
-            sqlx::query_as(
-                "SELECT n.port_security_enabled, \
-                 (SELECT deleted FROM instances WHERE uuid = $2) FROM networks n WHERE n.id = $1",
-            )
-            .bind(&port.network_id)
-            .bind(server)
-            .fetch_optional(&mut **t)
-            .await?
+            sqlx::query_as("SELECT port_security_enabled, 1 FROM networks WHERE id = $1")
+                .bind(&port.network_id)
+                .fetch_optional(&mut **t)
+                .await?
         }
     };
-    let Some((secured, deleted)) = row else {
+    let Some((secured, _)) = row else {
         return Ok(Err(refusal(
             "NetworkNotFound",
             false,
             format!("Network {} could not be found.", port.network_id),
         )));
     };
+    let mut state = network_state(&mut tx, &port.network_id, &port.project_id, server).await?;
     if let Some(uuid) = server {
-        if deleted != Some(false) {
+        if !state.server_live {
             return Ok(Err(refusal(
                 "InstanceNotFound",
                 false,
                 format!("Instance {uuid} was deleted while its ports were made."),
             )));
         }
+    }
+    if let Some(id) = state.servers_port.take() {
+        // Made by another handler of the same build (read under the network's lock).
+        return Ok(Ok(Made::Existing(id)));
     }
     // A port that does not say takes its network's port security, and without it no groups
     // (Neutron's default for the attribute).
@@ -461,13 +606,8 @@ async fn create_once(
     } else {
         &[]
     };
-    let (count,): (i64,) = on_tx!(&mut tx, c => {
-        sqlx::query_as("SELECT COUNT(*) FROM ports WHERE project_id = $1")
-            .bind(&port.project_id)
-            .fetch_one(&mut *c)
-            .await?
-    });
-    if limit >= 0 && count >= limit {
+    // The project's port quota, read under its lock (negative: none).
+    if state.port_limit >= 0 && state.project_ports >= state.port_limit {
         return Ok(Err(refusal(
             "OverQuota",
             true,
@@ -487,16 +627,90 @@ async fn create_once(
     // A random MAC is not checked first (a query on every port): the one-in-sixteen-million
     // clash with another port of the network is refused by their unique constraint, and
     // [`create`] tries another.
-    let subnets = of_network_tx(&mut tx, &port.network_id).await?;
-    let ips = match choose(&mut tx, &port.network_id, &subnets, addresses, &[]).await? {
+    let ips = match choose(&port.network_id, &mut state, addresses, &[]) {
         Ok(ips) => ips,
         Err(r) => return Ok(Err(r)),
     };
+    if let Err(r) = insert(&mut tx, port, &ips, groups).await? {
+        return Ok(Err(r));
+    }
+    tx.commit().await?;
+    // An unbound port is no host's to filter (its binding bumps, when it comes).
+    if !port.host_id.is_empty() {
+        crate::firewall::bump_soon(db);
+    }
+    Ok(Ok(Made::New(ips)))
+}
+
+/// Writes a new port with its addresses and groups: on PostgreSQL in one statement (a round
+/// trip each was most of what a port added to a server's build), on SQLite one by one. A
+/// group gone meanwhile is refused.
+async fn insert(
+    tx: &mut Tx,
+    port: &Port,
+    ips: &[FixedIp],
+    groups: &[String],
+) -> DbResult<Result<(), Refusal>> {
+    if let Tx::Pg(t) = tx {
+        let sql = format!(
+            "WITH p AS (INSERT INTO ports ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+             $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id), \
+             a AS (INSERT INTO ip_allocations (subnet_id, ip_address, port_id, position) \
+             SELECT x.subnet_id, x.ip_address, p.id, x.n - 1 FROM p, \
+             unnest($18::text[], $19::text[]) WITH ORDINALITY AS x (subnet_id, ip_address, n)), \
+             g AS (INSERT INTO port_security_groups (port_id, security_group_id) \
+             SELECT p.id, s.id FROM p JOIN security_groups s ON s.id = ANY($20::text[]) \
+             RETURNING security_group_id) \
+             SELECT ARRAY(SELECT security_group_id FROM g)"
+        );
+        let subnet_ids: Vec<&str> = ips.iter().map(|i| i.subnet_id.as_str()).collect();
+        let addresses: Vec<&str> = ips.iter().map(|i| i.ip_address.as_str()).collect();
+        let written: Result<(Vec<String>,), sqlx::Error> = sqlx::query_as(&sql)
+            .bind(&port.id)
+            .bind(&port.network_id)
+            .bind(&port.project_id)
+            .bind(&port.name)
+            .bind(&port.description)
+            .bind(&port.mac_address)
+            .bind(port.admin_state_up)
+            .bind(&port.status)
+            .bind(&port.device_id)
+            .bind(&port.device_owner)
+            .bind(&port.host_id)
+            .bind(port.compute_owned)
+            .bind(&port.tags)
+            .bind(port.revision_number)
+            .bind(port.created_at)
+            .bind(port.updated_at)
+            .bind(port.port_security_enabled)
+            .bind(&subnet_ids)
+            .bind(&addresses)
+            .bind(groups)
+            .fetch_one(&mut **t)
+            .await;
+        return match written {
+            Ok((held,)) => Ok(match groups.iter().find(|g| !held.contains(g)) {
+                None => Ok(()),
+                Some(gone) => Err(group_not_found(gone)),
+            }),
+            // A group's delete took its row first: which one, its key says.
+            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+                let detail = e.message().to_owned();
+                let gone = groups
+                    .iter()
+                    .find(|g| detail.contains(g.as_str()))
+                    .or(groups.first())
+                    .map_or("", String::as_str);
+                Ok(Err(group_not_found(gone)))
+            }
+            Err(e) => Err(e.into()),
+        };
+    }
     let sql = format!(
         "INSERT INTO ports ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
          $12, $13, $14, $15, $16, $17)"
     );
-    on_tx!(&mut tx, c => {
+    on_tx!(&mut *tx, c => {
         sqlx::query(&sql)
             .bind(&port.id)
             .bind(&port.network_id)
@@ -518,16 +732,8 @@ async fn create_once(
             .execute(&mut *c)
             .await?;
     });
-    insert_allocations(&mut tx, &port.id, &ips).await?;
-    if let Err(r) = set_groups(&mut tx, &port.id, groups).await? {
-        return Ok(Err(r));
-    }
-    tx.commit().await?;
-    // An unbound port is no host's to filter (its binding bumps, when it comes).
-    if !port.host_id.is_empty() {
-        crate::firewall::bump_soon(db);
-    }
-    Ok(Ok(ips))
+    insert_allocations(tx, &port.id, ips).await?;
+    set_groups(tx, &port.id, groups).await
 }
 
 /// Writes what an update may change, if the port is at the revision it was read at (else a
@@ -601,8 +807,9 @@ pub async fn update(
                     })
                     .collect()
             };
-            let subnets = of_network_tx(&mut tx, &port.network_id).await?;
-            let ips = match choose(&mut tx, &port.network_id, &subnets, addresses, &kept).await? {
+            let mut state =
+                network_state(&mut tx, &port.network_id, &port.project_id, None).await?;
+            let ips = match choose(&port.network_id, &mut state, addresses, &kept) {
                 Ok(ips) => ips,
                 Err(r) => return Ok(Err(r)),
             };
@@ -685,13 +892,19 @@ pub struct NicRequest {
     pub security_groups: Vec<String>,
 }
 
-/// A project's port quota (Neutron's default when it has none of its own).
-pub async fn port_limit(db: &Db, project: &str) -> DbResult<i64> {
-    Ok(crate::quotas::limits(db, project)
+/// A project's port quota (Neutron's default when it has none of its own; negative: none)
+/// and how many ports it has, in one query.
+pub async fn quota_and_use(db: &Db, project: &str) -> DbResult<(i64, i64)> {
+    let (limit, used): (Option<i64>, i64) = on_pool!(db, p => {
+        sqlx::query_as(
+            "SELECT (SELECT hard_limit FROM quotas WHERE project_id = $1 AND resource = 'port'), \
+             (SELECT COUNT(*) FROM ports WHERE project_id = $1)",
+        )
+        .bind(project)
+        .fetch_one(p)
         .await?
-        .get("port")
-        .copied()
-        .unwrap_or(DEFAULT_PORT_QUOTA))
+    });
+    Ok((limit.unwrap_or(DEFAULT_PORT_QUOTA), used))
 }
 
 impl NicRequest {
@@ -713,19 +926,23 @@ struct Binding<'a> {
     project_id: &'a str,
     /// `compute:<availability zone>`, as Nova sets it.
     device_owner: &'a str,
-    host: &'a str,
+    /// None: not known yet ([`bind_to_host`] binds the ports when it is).
+    host: Option<&'a str>,
 }
 
 /// Gives a server its ports on `host`, in the order asked, within its project's port quota:
 /// binds the user's ports, and makes one port (with the address asked for, or the network's
 /// defaults) for each network asked for. It may run again for the same server (a build
-/// handed out twice): the ports it made and bound before are used again. A refusal (with the
-/// index of the request refused) leaves the ports of this call made and bound, for
+/// handed out twice), or twice at once: the ports made before are used again. A refusal
+/// (with the index of the request refused) leaves the ports of this call made and bound, for
 /// [`release_for_instance`] to undo with the server's build.
+///
+/// `host` None: the ports are made before the server has a host (beside its scheduling), and
+/// [`bind_to_host`] binds them once it has one. A user's port is only bound with its host.
 pub async fn allocate_for_instance(
     db: &Db,
     instance: &nova_core::model::Instance,
-    host: &str,
+    host: Option<&str>,
     requests: &[NicRequest],
 ) -> DbResult<Result<Vec<Port>, (usize, Refusal)>> {
     let device = instance.uuid.0.to_string();
@@ -739,14 +956,22 @@ pub async fn allocate_for_instance(
         device_owner: &owner,
         host,
     };
-    let limit = port_limit(db, &instance.project_id).await?;
     let mut out: Vec<Port> = Vec::new();
-    let existing = of_device(db, binding.device_id).await?;
-    // Whether a port was bound or used again without the server's share lock (see the end).
+    // Whether a user's port was bound without the server's lock (see the end).
     let mut unchecked = false;
     let now = nova_core::time::now_ms();
     for (i, r) in requests.iter().enumerate() {
         if let Some(port_id) = &r.port_id {
+            let Some(host) = binding.host else {
+                return Ok(Err((
+                    i,
+                    refusal(
+                        "PortBindingFailed",
+                        false,
+                        format!("Port {port_id} can only be bound with the server's host."),
+                    ),
+                )));
+            };
             let done = on_pool!(db, p => {
                 sqlx::query(
                     "UPDATE ports SET device_id = $2, device_owner = $3, host_id = $4, \
@@ -756,7 +981,7 @@ pub async fn allocate_for_instance(
                 .bind(port_id)
                 .bind(binding.device_id)
                 .bind(binding.device_owner)
-                .bind(binding.host)
+                .bind(host)
                 .bind(now)
                 .execute(p)
                 .await?
@@ -794,31 +1019,6 @@ pub async fn allocate_for_instance(
             }
             continue;
         }
-        // A port this server was given before on this network, not yet taken by an earlier
-        // request of the list.
-        if let Some(port) = existing.iter().find(|p| {
-            p.compute_owned && p.network_id == r.network_id && !out.iter().any(|o| o.id == p.id)
-        }) {
-            // Bound to the host the build now goes to (a build handed out again may have been
-            // placed elsewhere).
-            if port.host_id != binding.host {
-                on_pool!(db, p => {
-                    sqlx::query("UPDATE ports SET host_id = $2, updated_at = $3 WHERE id = $1")
-                        .bind(&port.id)
-                        .bind(binding.host)
-                        .bind(now)
-                        .execute(p)
-                        .await?;
-                });
-                // Its old host stops filtering it, its new one starts.
-                crate::firewall::bump_soon(db);
-            }
-            let mut port = port.clone();
-            port.host_id = binding.host.to_owned();
-            out.push(port);
-            unchecked = true;
-            continue;
-        }
         // The groups asked for, or the project's default group (ML2's); the port's port
         // security is its network's, read under the network's lock with the port's create.
         let groups = if r.security_groups.is_empty() {
@@ -841,7 +1041,7 @@ pub async fn allocate_for_instance(
             status: "ACTIVE".into(),
             device_id: binding.device_id.to_owned(),
             device_owner: binding.device_owner.to_owned(),
-            host_id: binding.host.to_owned(),
+            host_id: binding.host.unwrap_or_default().to_owned(),
             compute_owned: true,
             tags: "[]".into(),
             revision_number: 0,
@@ -859,21 +1059,35 @@ pub async fn allocate_for_instance(
         let options = CreateOptions {
             mac_given: false,
             addresses: &addresses,
-            limit,
             groups: &groups,
             inherit_security: true,
             server: Some(instance.uuid.0),
         };
-        match create(db, &mut port, options).await? {
-            Ok(_) => out.push(port),
+        match make(db, &mut port, options).await? {
+            Ok(Made::New(_)) => out.push(port),
+            // Made before: by an earlier dispatch of this build, or by another handler of it
+            // meanwhile (read under the network's lock, with the server's key-share lock).
+            Ok(Made::Existing(id)) => match get(db, &id).await? {
+                Some(made) => out.push(rebind(db, made, binding.host, now).await?),
+                None => {
+                    return Ok(Err((
+                        i,
+                        refusal(
+                            "PortNotFound",
+                            false,
+                            format!("Port {id} could not be found."),
+                        ),
+                    )))
+                }
+            },
             Err(refusal) => return Ok(Err((i, refusal))),
         }
     }
     // A delete of the server that committed meanwhile (its release ran before these ports
     // were there) must not leave them behind. A port made here checked that under the
-    // server's share lock in its own transaction; a user's port bound (one statement) or a
-    // port of an earlier dispatch used again did not: then read the server under a share
-    // lock (which waits for a delete in flight) and undo them if it is gone.
+    // server's key-share lock in its own transaction; a user's port bound (one statement) did
+    // not: then read the server under a share lock (which waits for a delete in flight) and
+    // undo them if it is gone.
     if unchecked && !server_live(db, binding.device_id).await? {
         let mut tx = db.begin().await?;
         release_for_instance(&mut tx, binding.device_id).await?;
@@ -894,10 +1108,82 @@ pub async fn allocate_for_instance(
     Ok(Ok(out))
 }
 
+/// A server's port made before, bound to the host the build now goes to (a build handed out
+/// again may have been placed elsewhere); unchanged while the host is not known.
+async fn rebind(db: &Db, mut port: Port, host: Option<&str>, now: i64) -> DbResult<Port> {
+    let Some(host) = host.filter(|h| *h != port.host_id) else {
+        return Ok(port);
+    };
+    on_pool!(db, p => {
+        sqlx::query("UPDATE ports SET host_id = $2, updated_at = $3 WHERE id = $1")
+            .bind(&port.id)
+            .bind(host)
+            .bind(now)
+            .execute(p)
+            .await?;
+    });
+    // Its old host stops filtering it, its new one starts.
+    crate::firewall::bump_soon(db);
+    host.clone_into(&mut port.host_id);
+    Ok(port)
+}
+
+/// Binds the ports made for a server before it had a host ([`allocate_for_instance`] without
+/// one) to the host it was placed on.
+pub async fn bind_to_host(db: &Db, device_id: &str, host: &str) -> DbResult<()> {
+    const BIND: &str = "UPDATE ports SET host_id = $2, updated_at = $3 \
+        WHERE device_id = $1 AND compute_owned = $4 AND host_id <> $2";
+    match db {
+        // With the firewall's bump (their host now filters them) in the same statement: a
+        // build waits for this one.
+        Db::Pg(_) => {
+            let sql = format!(
+                "WITH bound AS ({BIND} RETURNING 1) UPDATE firewall_generation \
+                 SET generation = generation + 1 WHERE id = 1 AND EXISTS (SELECT 1 FROM bound)"
+            );
+            on_pool!(db, p => {
+                sqlx::query(&sql)
+                    .bind(device_id)
+                    .bind(host)
+                    .bind(nova_core::time::now_ms())
+                    .bind(true)
+                    .execute(p)
+                    .await?;
+            });
+        }
+        Db::Sqlite(_) => {
+            let done = on_pool!(db, p => {
+                sqlx::query(BIND)
+                    .bind(device_id)
+                    .bind(host)
+                    .bind(nova_core::time::now_ms())
+                    .bind(true)
+                    .execute(p)
+                    .await?
+                    .rows_affected()
+            });
+            if done > 0 {
+                crate::firewall::bump_soon(db);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Undoes a server's ports, in the transaction that deletes the server or fails its build:
 /// the ports made for it are deleted with their addresses, the user's are unbound and kept
 /// (Nova's preserve_on_delete).
 pub async fn release_for_instance(tx: &mut Tx, device_id: &str) -> DbResult<()> {
+    // The server's row locked for update first (on PostgreSQL): a port made for it meanwhile
+    // holds a key-share lock on it until its transaction ends (a lock the scheduler's update
+    // of the row does not wait for), so this waits for that port, and the delete below sees
+    // it; a port made after finds the server gone.
+    if let (Tx::Pg(t), Ok(uuid)) = (&mut *tx, uuid::Uuid::parse_str(device_id)) {
+        sqlx::query("SELECT 1 FROM instances WHERE uuid = $1 FOR UPDATE")
+            .bind(uuid)
+            .execute(&mut **t)
+            .await?;
+    }
     on_tx!(tx, c => {
         // Their addresses go with them (ON DELETE CASCADE).
         sqlx::query("DELETE FROM ports WHERE device_id = $1 AND compute_owned = $2")

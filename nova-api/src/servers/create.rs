@@ -362,11 +362,10 @@ async fn ports_fit(
     if per_server == 0 {
         return Ok(max);
     }
-    let limit = nova_db::ports::port_limit(&state.db, &ctx.project_id).await?;
+    let (limit, used) = nova_db::ports::quota_and_use(&state.db, &ctx.project_id).await?;
     if limit < 0 {
         return Ok(max);
     }
-    let used = nova_db::ports::count(&state.db, &ctx.project_id).await?;
     if used > limit {
         return Err(ApiError::Forbidden(format!(
             "The number of defined ports: {used} is over the limit: {limit}"
@@ -397,10 +396,22 @@ async fn resolve_security_groups(
     if asked.iter().all(|n| n == "default") {
         return Ok(Vec::new());
     }
+    // The lookups and the networks' check at once (the create's latency counts).
+    let made_on: Vec<&str> = match networks {
+        NetworkRequest::Chosen(chosen) => chosen
+            .iter()
+            .filter(|c| c.port.is_none())
+            .map(|c| c.id.as_str())
+            .collect(),
+        _ => Vec::new(),
+    };
+    let lookups = futures::future::try_join_all(asked.iter().map(|name| {
+        nova_db::security_groups::find_by_name_or_id(&state.db, &ctx.project_id, name)
+    }));
+    let unfit = nova_db::networks::without_port_security_or_subnet(&state.db, &made_on);
+    let (lookups, unfit) = futures::try_join!(lookups, unfit)?;
     let mut ids: Vec<String> = Vec::new();
-    for name in asked {
-        let found =
-            nova_db::security_groups::find_by_name_or_id(&state.db, &ctx.project_id, name).await?;
+    for (name, found) in asked.iter().zip(lookups) {
         let by_name: Vec<_> = found.iter().filter(|g| &g.name == name).collect();
         let id = match (by_name.as_slice(), found.as_slice()) {
             ([one], _) => one.id.clone(),
@@ -426,19 +437,11 @@ async fn resolve_security_groups(
             ids.push(id);
         }
     }
-    if let NetworkRequest::Chosen(chosen) = networks {
-        let made_on: Vec<&str> = chosen
-            .iter()
-            .filter(|c| c.port.is_none())
-            .map(|c| c.id.as_str())
-            .collect();
-        let unfit = nova_db::networks::without_port_security_or_subnet(&state.db, &made_on).await?;
-        if !unfit.is_empty() {
-            return Err(bad(
-                "Network requires port_security_enabled and subnet associated in order to \
-                 apply security groups.",
-            ));
-        }
+    if !unfit.is_empty() {
+        return Err(bad(
+            "Network requires port_security_enabled and subnet associated in order to \
+             apply security groups.",
+        ));
     }
     Ok(ids)
 }
@@ -1027,13 +1030,17 @@ pub(super) async fn create(
     let key_data = key_data?;
     let networks = networks?;
     let mut networks = networks;
-    let groups = resolve_security_groups(&state, &ctx, &request.security_groups, &networks).await?;
+    // Both at once: each is a round trip or two to the database.
+    let (groups, count) = futures::try_join!(
+        resolve_security_groups(&state, &ctx, &request.security_groups, &networks),
+        ports_fit(&state, &ctx, &networks, request.min_count, request.count)
+    )?;
+    request.count = count;
     if let NetworkRequest::Chosen(chosen) = &mut networks {
         for c in chosen.iter_mut().filter(|c| c.port.is_none()) {
             c.security_groups = groups.clone();
         }
     }
-    request.count = ports_fit(&state, &ctx, &networks, request.min_count, request.count).await?;
     let quota = quota?;
     quota.check_metadata_items(request.metadata.len())?;
     quota.check_injected_files(request.personality_files)?;

@@ -238,7 +238,7 @@ pub(super) async fn attach(
         .ok_or_else(|| ApiError::Conflict(format!("Instance {id} is not ready")))?;
     let dev = device(&instance);
     let nic_request = ports::NicRequest::of(&new);
-    let made = match ports::allocate_for_instance(&state.db, &instance, &host, &[nic_request])
+    let made = match ports::allocate_for_instance(&state.db, &instance, Some(&host), &[nic_request])
         .await?
     {
         Ok(mut made) => made.remove(0),

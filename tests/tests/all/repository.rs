@@ -536,3 +536,124 @@ async fn identity_roles_groups_tags_and_domain_delete(db: Db) -> anyhow::Result<
     Ok(())
 }
 on_both_backends!(identity_roles_groups_tags_and_domain_delete);
+
+/// A network of project p1 with a /28 (addresses .2 to .14) and the ports' request for it.
+async fn network_with_subnet(db: &Db) -> anyhow::Result<nova_db::ports::NicRequest> {
+    let now = nova_core::time::now_ms();
+    let network = nova_db::networks::Network {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: "net".into(),
+        description: String::new(),
+        project_id: "p1".into(),
+        shared: false,
+        admin_state_up: true,
+        backend: "net".into(),
+        tags: "[]".into(),
+        created_at: now,
+        updated_at: now,
+        port_security_enabled: true,
+    };
+    assert!(nova_db::networks::create_within_quota(db, &network, -1).await?);
+    let subnet = nova_db::subnets::Subnet {
+        id: uuid::Uuid::new_v4().to_string(),
+        network_id: network.id.clone(),
+        project_id: "p1".into(),
+        name: String::new(),
+        description: String::new(),
+        ip_version: 4,
+        cidr: "10.9.0.0/28".into(),
+        gateway_ip: Some("10.9.0.1".into()),
+        allocation_pools: r#"[{"start":"10.9.0.2","end":"10.9.0.14"}]"#.into(),
+        dns_nameservers: "[]".into(),
+        host_routes: "[]".into(),
+        enable_dhcp: true,
+        ipv6_ra_mode: None,
+        ipv6_address_mode: None,
+        tags: "[]".into(),
+        revision_number: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    assert!(matches!(
+        nova_db::subnets::create(db, &subnet, -1).await?,
+        nova_db::subnets::Created::Yes
+    ));
+    Ok(nova_db::ports::NicRequest {
+        network_id: network.id,
+        port_id: None,
+        fixed_ip: None,
+        security_groups: Vec::new(),
+    })
+}
+
+// A server's ports are made beside its scheduling (no host yet) and again by a build handed
+// out twice: however the calls meet, the server has one port on the network, bound to the
+// host its build went to last.
+on_both_backends!(a_servers_ports_are_made_once_however_often_asked);
+async fn a_servers_ports_are_made_once_however_often_asked(db: Db) -> anyhow::Result<()> {
+    use nova_db::ports;
+    let request = network_with_subnet(&db).await?;
+    let (uuid, _) = new_instance(&db, "a").await?;
+    let instance = instances::get_any(&db, uuid)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("instance gone"))?;
+    let requests = std::slice::from_ref(&request);
+    let (early, placed) = tokio::join!(
+        ports::allocate_for_instance(&db, &instance, None, requests),
+        ports::allocate_for_instance(&db, &instance, Some("h1"), requests)
+    );
+    let (early, placed) = (
+        early?.map_err(|(_, r)| anyhow::anyhow!("{r:?}"))?,
+        placed?.map_err(|(_, r)| anyhow::anyhow!("{r:?}"))?,
+    );
+    assert_eq!(early.len(), 1);
+    assert_eq!(early[0].id, placed[0].id, "one port for both calls");
+    ports::bind_to_host(&db, &uuid.0.to_string(), "h1").await?;
+    let made = ports::of_device(&db, &uuid.0.to_string()).await?;
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(made[0].host_id, "h1");
+    assert_eq!(ports::fixed_ips(&db, &[&made[0].id]).await?.len(), 1);
+    // Handed out again, to another host: the same port, bound there.
+    let again = ports::allocate_for_instance(&db, &instance, Some("h2"), requests)
+        .await?
+        .map_err(|(_, r)| anyhow::anyhow!("{r:?}"))?;
+    assert_eq!(again[0].id, made[0].id);
+    assert_eq!(
+        ports::of_device(&db, &uuid.0.to_string()).await?[0].host_id,
+        "h2"
+    );
+    Ok(())
+}
+
+/// A server's delete in flight (its row locked for update by the release of its ports) makes
+/// a port create for it wait, and then refuse: no port outlives its server. (PostgreSQL:
+/// SQLite has one writer, and the create simply runs after the delete.)
+#[tokio::test]
+async fn a_port_made_while_its_server_is_deleted_does_not_outlive_it() -> anyhow::Result<()> {
+    use nova_db::ports;
+    let db = connect(&env::fresh_pg_database().await?).await?;
+    let request = network_with_subnet(&db).await?;
+    let (uuid, _) = new_instance(&db, "a").await?;
+    let instance = instances::get_any(&db, uuid)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("instance gone"))?;
+    let device = uuid.0.to_string();
+    let mut tx = db.begin().await?;
+    assert!(instances::mark_deleted(&mut tx, uuid).await?);
+    ports::release_for_instance(&mut tx, &device).await?;
+    let allocating = {
+        let (db, instance, request) = (db.clone(), instance.clone(), request.clone());
+        tokio::spawn(
+            async move { ports::allocate_for_instance(&db, &instance, None, &[request]).await },
+        )
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!allocating.is_finished(), "the create waits for the delete");
+    tx.commit().await?;
+    match allocating.await?? {
+        Err((_, refusal)) => assert_eq!(refusal.kind, "InstanceNotFound"),
+        Ok(made) => anyhow::bail!("ports made for a deleted server: {made:?}"),
+    }
+    assert!(ports::of_device(&db, &device).await?.is_empty());
+    Ok(())
+}
