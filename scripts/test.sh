@@ -119,7 +119,8 @@ trap '[ -z "${libvirt_job:-}" ] || kill -- "-$libvirt_job" 2>/dev/null || true
       [ -z "${fuzz:-}" ] || kill -- "-$fuzz" 2>/dev/null || true
       [ -z "${horizon:-}" ] || kill -- "-$horizon" 2>/dev/null || true
       [ -z "${dropping:-}" ] || kill "$dropping" 2>/dev/null || true
-      rm -f "$libvirt_log" "$tempest_log" "$fuzz_log" "$horizon_log" "${log:-}"' EXIT
+      [ -z "${restarts:-}" ] || kill -- "-$restarts" 2>/dev/null || true
+      rm -f "$libvirt_log" "$tempest_log" "$fuzz_log" "$horizon_log" "${log:-}" "${restarts_log:-}"' EXIT
 # Each in a process group of its own, so that an early exit stops all of it (stestr's workers,
 # a CLI call, schemathesis), not only the script.
 NOVA_AIO_BUILT=1 setsid scripts/tempest.sh --smoke --debug >"$tempest_log" 2>&1 &
@@ -127,6 +128,25 @@ tempest=$!
 NOVA_AIO_BUILT=1 setsid scripts/fuzz.sh --short --debug >"$fuzz_log" 2>&1 &
 fuzz=$!
 
+# The kill matrix and the broker's restart (tests/tests/kill_matrix.rs, broker_restart.rs)
+# restart the PostgreSQL and RabbitMQ that the other tests share, so they run apart from them:
+# built first and run (one after the other, mostly waiting on restarts and builds) while cargo
+# builds the other test binaries, which touches neither service. Their binaries are run
+# directly, as cargo runs them (from the package's directory), so that cargo's build lock is
+# the build's alone.
+restarts_log=$(mktemp)
+restart_tests=$(cargo test -p e2e --test kill_matrix --test broker_restart --no-run 2>&1 \
+    | sed -n 's/.*Executable .* (\(.*\))$/\1/p')
+[ "$(echo "$restart_tests" | grep -c .)" -eq 2 ] || { echo "test.sh: the kill matrix and the broker test were not built" >&2; exit 1; }
+restart_paths=()
+for t in $restart_tests; do
+    case "$t" in /*) restart_paths+=("$t") ;; *) restart_paths+=("$PWD/$t") ;; esac
+done
+setsid bash -c 'cd tests && status=0
+    for t in "$@"; do echo "     Running $t"; "$t" --test-threads=4 || status=1; done
+    exit $status' restarts "${restart_paths[@]}" >"$restarts_log" 2>&1 &
+restarts=$!
+phase "the kill matrix and the broker test started"
 cargo test -q --workspace --exclude e2e-bench --tests --no-run
 phase "build (with clippy's lints)"
 # And Horizon in headless chromium (scripts/horizon-test.sh: its own all-in-one, Horizon, the
@@ -153,16 +173,24 @@ phase "libvirt and the test guest"
 # open, only takes disk: the tests make their own.)
 wait "$dropping" || echo "test.sh: some old test databases could not be dropped" >&2
 dropping=
-# cargo runs test binaries one after another; broker_restart restarts the shared broker and
-# the kill matrix restarts PostgreSQL, so neither may run beside other tests (and two binaries
-# side by side take no less time on two cores).
+# The restarts are over before the other tests use the services.
+restarts_status=0
+wait "$restarts" || restarts_status=$?
+restarts=
+phase "the kill matrix and the broker test"
+# cargo runs test binaries one after another (two side by side take no less time on two
+# cores).
 log=$(mktemp)
+cat "$restarts_log" >"$log"
+cat "$restarts_log"
 status=0
+[ "$restarts_status" -eq 0 ] || status=1
 # The test targets only: no doc tests (the docs have no examples, and each rustdoc run costs
 # seconds) and no test harness for the binaries (`test = false`: they have no tests).
 # Four test threads on two cores: most tests wait (on services, processes, the CLI), and four
 # at a time take about a third less time than two.
-cargo test --workspace --exclude e2e-bench --tests --no-fail-fast -- --test-threads=4 2>&1 | tee "$log" || status=$?
+cargo test --workspace --exclude e2e-bench --lib --test all --test image_memory --no-fail-fast \
+    -- --test-threads=4 2>&1 | tee -a "$log" || status=$?
 # One closing line for the whole run (the last of cargo's own lines is only the last test
 # binary's).
 phase tests
