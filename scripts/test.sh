@@ -135,9 +135,10 @@ fuzz=$!
 # directly, as cargo runs them (from the package's directory), so that cargo's build lock is
 # the build's alone.
 restarts_log=$(mktemp)
-restart_tests=$(cargo test -p e2e --test kill_matrix --test broker_restart --no-run 2>&1 \
-    | sed -n 's/.*Executable .* (\(.*\))$/\1/p')
-[ "$(echo "$restart_tests" | grep -c .)" -eq 2 ] || { echo "test.sh: the kill matrix and the broker test were not built" >&2; exit 1; }
+cargo test -p e2e --test kill_matrix --test broker_restart --no-run >"$restarts_log" 2>&1 \
+    || { cat "$restarts_log" >&2; echo "test.sh: the kill matrix and the broker test were not built" >&2; exit 1; }
+restart_tests=$(sed -n 's/.*Executable .* (\(.*\))$/\1/p' "$restarts_log")
+[ "$(echo "$restart_tests" | grep -c .)" -eq 2 ] || { cat "$restarts_log" >&2; echo "test.sh: the two restart test binaries not found" >&2; exit 1; }
 restart_paths=()
 for t in $restart_tests; do
     case "$t" in /*) restart_paths+=("$t") ;; *) restart_paths+=("$PWD/$t") ;; esac

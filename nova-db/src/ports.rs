@@ -142,8 +142,9 @@ struct NetworkState {
     /// The project's port quota (none of its own: Neutron's default).
     port_limit: i64,
     servers_port: Option<String>,
-    /// The server exists and is not deleted (none asked: true).
-    server_live: bool,
+    /// The server's `vm_state`, `deleted` when it is, none when it is not there (or none was
+    /// asked about).
+    server_state: Option<String>,
 }
 
 fn to_taken(addresses: impl IntoIterator<Item = String>) -> BTreeSet<u128> {
@@ -171,9 +172,9 @@ async fn network_state(
         AS port_limit, \
         (SELECT id FROM ports WHERE device_id = $3 AND network_id = $1 AND compute_owned \
         ORDER BY created_at, id LIMIT 1) AS servers_port, \
-        (SELECT deleted FROM instances WHERE uuid = $4) AS server_deleted";
+        (SELECT CASE WHEN deleted THEN 'deleted' ELSE vm_state END FROM instances \
+        WHERE uuid = $4) AS server_state";
     let device = server.map(|u| u.to_string());
-    let live = |deleted: Option<bool>| server.is_none() || deleted == Some(false);
     let mut taken: BTreeMap<String, BTreeSet<u128>> = BTreeMap::new();
     match tx {
         Tx::Pg(t) => {
@@ -184,7 +185,7 @@ async fn network_state(
                 project_ports: i64,
                 port_limit: Option<i64>,
                 servers_port: Option<String>,
-                server_deleted: Option<bool>,
+                server_state: Option<String>,
                 taken: Vec<String>,
             }
             let sql = format!(
@@ -200,12 +201,12 @@ async fn network_state(
                 .bind(server)
                 .fetch_all(&mut **t)
                 .await?;
-            let (project_ports, port_limit, servers_port, server_deleted) = match rows.first() {
+            let (project_ports, port_limit, servers_port, server_state) = match rows.first() {
                 Some(r) => (
                     r.project_ports,
                     r.port_limit,
                     r.servers_port.clone(),
-                    r.server_deleted,
+                    r.server_state.clone(),
                 ),
                 None => {
                     sqlx::query_as(&format!("SELECT {SCALARS} WHERE $1 = $1"))
@@ -228,15 +229,15 @@ async fn network_state(
                 project_ports,
                 port_limit: port_limit.unwrap_or(DEFAULT_PORT_QUOTA),
                 servers_port,
-                server_live: live(server_deleted),
+                server_state,
             })
         }
         Tx::Sqlite(t) => {
-            let (project_ports, port_limit, servers_port, server_deleted): (
+            let (project_ports, port_limit, servers_port, server_state): (
                 i64,
                 Option<i64>,
                 Option<String>,
-                Option<bool>,
+                Option<String>,
             ) = sqlx::query_as(&format!("SELECT {SCALARS} WHERE $1 = $1"))
                 .bind(network)
                 .bind(project)
@@ -268,7 +269,7 @@ async fn network_state(
                 project_ports,
                 port_limit: port_limit.unwrap_or(DEFAULT_PORT_QUOTA),
                 servers_port,
-                server_live: live(server_deleted),
+                server_state,
             })
         }
     }
@@ -584,12 +585,25 @@ async fn create_once(
     };
     let mut state = network_state(&mut tx, &port.network_id, &port.project_id, server).await?;
     if let Some(uuid) = server {
-        if !state.server_live {
-            return Ok(Err(refusal(
-                "InstanceNotFound",
-                false,
-                format!("Instance {uuid} was deleted while its ports were made."),
-            )));
+        match state.server_state.as_deref() {
+            None | Some("deleted") => {
+                return Ok(Err(refusal(
+                    "InstanceNotFound",
+                    false,
+                    format!("Instance {uuid} was deleted while its ports were made."),
+                )))
+            }
+            // A port made before the server has a host is for its build: a build that ended
+            // meanwhile (another handler of it failed it, and released its ports) gets none,
+            // which nothing would release.
+            Some(vm_state) if port.host_id.is_empty() && vm_state != "building" => {
+                return Ok(Err(refusal(
+                    "InstanceInvalidState",
+                    true,
+                    format!("Instance {uuid} is no longer building ({vm_state})."),
+                )))
+            }
+            Some(_) => {}
         }
     }
     if let Some(id) = state.servers_port.take() {
@@ -1038,7 +1052,13 @@ pub async fn allocate_for_instance(
             description: String::new(),
             mac_address: ipam::random_mac(random()),
             admin_state_up: true,
-            status: "ACTIVE".into(),
+            // Neutron's: DOWN until a host has it.
+            status: if binding.host.is_some() {
+                "ACTIVE"
+            } else {
+                "DOWN"
+            }
+            .into(),
             device_id: binding.device_id.to_owned(),
             device_owner: binding.device_owner.to_owned(),
             host_id: binding.host.unwrap_or_default().to_owned(),
@@ -1115,23 +1135,30 @@ async fn rebind(db: &Db, mut port: Port, host: Option<&str>, now: i64) -> DbResu
         return Ok(port);
     };
     on_pool!(db, p => {
-        sqlx::query("UPDATE ports SET host_id = $2, updated_at = $3 WHERE id = $1")
-            .bind(&port.id)
-            .bind(host)
-            .bind(now)
+        sqlx::query(
+            "UPDATE ports SET host_id = $2, status = 'ACTIVE', updated_at = $3, \
+             revision_number = revision_number + 1 WHERE id = $1",
+        )
+        .bind(&port.id)
+        .bind(host)
+        .bind(now)
             .execute(p)
             .await?;
     });
     // Its old host stops filtering it, its new one starts.
     crate::firewall::bump_soon(db);
     host.clone_into(&mut port.host_id);
+    port.status = "ACTIVE".into();
+    port.revision_number += 1;
     Ok(port)
 }
 
 /// Binds the ports made for a server before it had a host ([`allocate_for_instance`] without
 /// one) to the host it was placed on.
 pub async fn bind_to_host(db: &Db, device_id: &str, host: &str) -> DbResult<()> {
-    const BIND: &str = "UPDATE ports SET host_id = $2, updated_at = $3 \
+    // A new revision: an update that read the port unbound must not write it back so.
+    const BIND: &str = "UPDATE ports SET host_id = $2, status = 'ACTIVE', updated_at = $3, \
+        revision_number = revision_number + 1 \
         WHERE device_id = $1 AND compute_owned = $4 AND host_id <> $2";
     match db {
         // With the firewall's bump (their host now filters them) in the same statement: a

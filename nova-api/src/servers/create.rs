@@ -1030,12 +1030,14 @@ pub(super) async fn create(
     let key_data = key_data?;
     let networks = networks?;
     let mut networks = networks;
-    // Both at once: each is a round trip or two to the database.
-    let (groups, count) = futures::try_join!(
+    // Both at once (each is a round trip or two to the database); the groups' refusal first,
+    // whichever finished first.
+    let (groups, count) = futures::join!(
         resolve_security_groups(&state, &ctx, &request.security_groups, &networks),
         ports_fit(&state, &ctx, &networks, request.min_count, request.count)
-    )?;
-    request.count = count;
+    );
+    let groups = groups?;
+    request.count = count?;
     if let NetworkRequest::Chosen(chosen) = &mut networks {
         for c in chosen.iter_mut().filter(|c| c.port.is_none()) {
             c.security_groups = groups.clone();

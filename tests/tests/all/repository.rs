@@ -612,7 +612,13 @@ async fn a_servers_ports_are_made_once_however_often_asked(db: Db) -> anyhow::Re
     let made = ports::of_device(&db, &uuid.0.to_string()).await?;
     assert_eq!(made.len(), 1, "{made:?}");
     assert_eq!(made[0].host_id, "h1");
-    assert_eq!(ports::fixed_ips(&db, &[&made[0].id]).await?.len(), 1);
+    let ips = ports::fixed_ips(&db, &[&made[0].id]).await?;
+    assert_eq!(ips.get(&made[0].id).map(Vec::len), Some(1), "{ips:?}");
+    // And no other port on the network (an unbound one included).
+    assert_eq!(
+        nova_db::ports::ids_on_network(&db, &request.network_id).await?,
+        [made[0].id.clone()]
+    );
     // Handed out again, to another host: the same port, bound there.
     let again = ports::allocate_for_instance(&db, &instance, Some("h2"), requests)
         .await?
@@ -654,6 +660,9 @@ async fn a_port_made_while_its_server_is_deleted_does_not_outlive_it() -> anyhow
         Err((_, refusal)) => assert_eq!(refusal.kind, "InstanceNotFound"),
         Ok(made) => anyhow::bail!("ports made for a deleted server: {made:?}"),
     }
-    assert!(ports::of_device(&db, &device).await?.is_empty());
+    // No port on the network, bound or not.
+    assert!(ports::ids_on_network(&db, &request.network_id)
+        .await?
+        .is_empty());
     Ok(())
 }
