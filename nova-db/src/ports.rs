@@ -656,6 +656,31 @@ async fn create_once(
     Ok(Ok(Made::New(ips)))
 }
 
+/// Binds a port's columns, in [`COLUMNS`]' order, to `$1`…`$17` of a query (the insert on
+/// either backend).
+macro_rules! bind_port {
+    ($q:expr, $port:expr) => {{
+        let port: &Port = $port;
+        $q.bind(&port.id)
+            .bind(&port.network_id)
+            .bind(&port.project_id)
+            .bind(&port.name)
+            .bind(&port.description)
+            .bind(&port.mac_address)
+            .bind(port.admin_state_up)
+            .bind(&port.status)
+            .bind(&port.device_id)
+            .bind(&port.device_owner)
+            .bind(&port.host_id)
+            .bind(port.compute_owned)
+            .bind(&port.tags)
+            .bind(port.revision_number)
+            .bind(port.created_at)
+            .bind(port.updated_at)
+            .bind(port.port_security_enabled)
+    }};
+}
+
 /// Writes a new port with its addresses and groups: on PostgreSQL in one statement (a round
 /// trip each was most of what a port added to a server's build), on SQLite one by one. A
 /// group gone meanwhile is refused.
@@ -679,24 +704,7 @@ async fn insert(
         );
         let subnet_ids: Vec<&str> = ips.iter().map(|i| i.subnet_id.as_str()).collect();
         let addresses: Vec<&str> = ips.iter().map(|i| i.ip_address.as_str()).collect();
-        let written: Result<(Vec<String>,), sqlx::Error> = sqlx::query_as(&sql)
-            .bind(&port.id)
-            .bind(&port.network_id)
-            .bind(&port.project_id)
-            .bind(&port.name)
-            .bind(&port.description)
-            .bind(&port.mac_address)
-            .bind(port.admin_state_up)
-            .bind(&port.status)
-            .bind(&port.device_id)
-            .bind(&port.device_owner)
-            .bind(&port.host_id)
-            .bind(port.compute_owned)
-            .bind(&port.tags)
-            .bind(port.revision_number)
-            .bind(port.created_at)
-            .bind(port.updated_at)
-            .bind(port.port_security_enabled)
+        let written: Result<(Vec<String>,), sqlx::Error> = bind_port!(sqlx::query_as(&sql), port)
             .bind(&subnet_ids)
             .bind(&addresses)
             .bind(groups)
@@ -725,24 +733,7 @@ async fn insert(
          $12, $13, $14, $15, $16, $17)"
     );
     on_tx!(&mut *tx, c => {
-        sqlx::query(&sql)
-            .bind(&port.id)
-            .bind(&port.network_id)
-            .bind(&port.project_id)
-            .bind(&port.name)
-            .bind(&port.description)
-            .bind(&port.mac_address)
-            .bind(port.admin_state_up)
-            .bind(&port.status)
-            .bind(&port.device_id)
-            .bind(&port.device_owner)
-            .bind(&port.host_id)
-            .bind(port.compute_owned)
-            .bind(&port.tags)
-            .bind(port.revision_number)
-            .bind(port.created_at)
-            .bind(port.updated_at)
-            .bind(port.port_security_enabled)
+        bind_port!(sqlx::query(&sql), port)
             .execute(&mut *c)
             .await?;
     });
