@@ -51,8 +51,14 @@ pub async fn guest() -> anyhow::Result<&'static Guest> {
         .await
 }
 
+/// The guest kernel's command line: its console on the serial port, which the driver logs.
+/// `no_timer_check` because under TCG on a loaded host the kernel's IO-APIC timer check can
+/// miss its ticks and panic ("IO-APIC + timer doesn't work!"); cloud images boot with it for
+/// the same reason.
+pub const GUEST_CMDLINE: &str = "console=ttyS0 no_timer_check";
+
 /// Uploads the guest as `c`'s images: its kernel (aki), its ramdisk (ari) and its disk
-/// (qcow2) with `kernel_id`, `ramdisk_id` and `os_command_line` (`console=ttyS0` and
+/// (qcow2) with `kernel_id`, `ramdisk_id` and `os_command_line` ([`GUEST_CMDLINE`] and
 /// `extra_cmdline`); returns the disk image's id.
 pub async fn upload_guest(c: &Client, extra_cmdline: &str) -> anyhow::Result<String> {
     let g = guest().await?;
@@ -67,7 +73,7 @@ pub async fn upload_guest(c: &Client, extra_cmdline: &str) -> anyhow::Result<Str
         "bare",
         "qcow2",
         json!({"kernel_id": kernel, "ramdisk_id": ramdisk,
-               "os_command_line": format!("console=ttyS0 {extra_cmdline}").trim()}),
+               "os_command_line": format!("{GUEST_CMDLINE} {extra_cmdline}").trim()}),
         std::fs::read(&g.disk)?,
     )
     .await

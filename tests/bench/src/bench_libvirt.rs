@@ -17,7 +17,7 @@ use drivers::libvirt::{domain_xml, GuestFiles, LibvirtSettings};
 use e2e::activations::Activations;
 use e2e::client::Client;
 use e2e::stack::{Distributed, Options, Stack};
-use e2e::vm::{guest, upload_guest, virsh, Instances, MARKER};
+use e2e::vm::{guest, upload_guest, virsh, Instances, GUEST_CMDLINE, MARKER};
 use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -109,7 +109,7 @@ async fn boot_raw(spec: &nova_core::rpc::InstanceSpec, dir: &Path) -> anyhow::Re
     } else {
         "qemu"
     };
-    let xml = domain_xml(spec, virt_type, &files, &[], "console=ttyS0");
+    let xml = domain_xml(spec, virt_type, &files, &[], GUEST_CMDLINE);
     let path = dir.join("domain.xml");
     tokio::fs::write(&path, xml).await?;
     let t0 = Instant::now();
@@ -154,7 +154,7 @@ fn raw_spec() -> nova_core::rpc::InstanceSpec {
         config_drive: false,
         kernel: None,
         ramdisk: None,
-        os_command_line: Some("console=ttyS0".into()),
+        os_command_line: Some(GUEST_CMDLINE.into()),
         bmc: None,
         nics: Vec::new(),
     }

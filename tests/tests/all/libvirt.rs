@@ -10,7 +10,7 @@ use compute_agent::settings::DriverKind;
 use drivers::libvirt::LibvirtSettings;
 use e2e::client::Client;
 use e2e::stack::{AllInOneStack, Distributed, Options, Stack};
-use e2e::vm::{domain_exists, domain_state, upload_guest, virsh, Instances, MARKER};
+use e2e::vm::{domain_exists, domain_state, upload_guest, virsh, Instances, GUEST_CMDLINE, MARKER};
 use keystone_auth::{AuthSettings, Strategy};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -248,7 +248,7 @@ async fn a_vm_lives_its_whole_life_through_the_api() -> anyhow::Result<()> {
         "<nova:flavor name=\"m-v1\"".to_owned(),
         format!("<kernel>{}</kernel>", dir.join("kernel").display()),
         format!("<initrd>{}</initrd>", dir.join("ramdisk").display()),
-        "<cmdline>console=ttyS0</cmdline>".to_owned(),
+        format!("<cmdline>{GUEST_CMDLINE}</cmdline>"),
         format!("{}", dir.join("disk.config").display()),
         format!("{}", dir.join("console.log").display()),
     ] {
