@@ -889,6 +889,23 @@ impl Agent {
                     no_addresses(self.then_state(r, *instance).await),
                 )
             }
+            ComputeCommand::Pause { task_id, instance }
+            | ComputeCommand::Unpause { task_id, instance }
+            | ComputeCommand::Suspend { task_id, instance }
+            | ComputeCommand::Resume { task_id, instance } => {
+                // (The trait's calls are boxed futures of one type.)
+                let call = match command {
+                    ComputeCommand::Pause { .. } => driver.pause(*instance),
+                    ComputeCommand::Unpause { .. } => driver.unpause(*instance),
+                    ComputeCommand::Suspend { .. } => driver.suspend(*instance),
+                    _ => driver.resume(*instance),
+                };
+                let r = bounded(limit, call).await;
+                (
+                    Some(*task_id),
+                    no_addresses(self.then_state(r, *instance).await),
+                )
+            }
             // Calls are answered in `handle` and never run as tasks.
             ComputeCommand::ConsoleOutput { .. }
             | ComputeCommand::HostUptime

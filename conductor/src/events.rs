@@ -1,7 +1,7 @@
 //! Applying what the agents report: registrations, heartbeats, results of commands, and power
 //! states the sync loop observed.
 
-use crate::tasks::event_name;
+use crate::tasks::{event_name, host_task_states};
 use crate::{Conductor, Result};
 use nova_core::ids::{InstanceUuid, TaskId};
 use nova_core::model::{Fault, PowerState, TaskState, VmState};
@@ -231,15 +231,9 @@ impl Conductor {
                 self.fail_build(&task, &instance, event, message, details, Some(host))
                     .await
             }
-            (
-                kind @ (TaskKind::Stop | TaskKind::Start | TaskKind::Reboot { .. }),
-                Outcome::Done { power_state, .. },
-            ) => {
-                let (expect_task, vm_state) = match kind {
-                    TaskKind::Stop => (TaskState::PoweringOff, VmState::Stopped),
-                    TaskKind::Start => (TaskState::PoweringOn, VmState::Active),
-                    TaskKind::Reboot { hard: true } => (TaskState::RebootingHard, VmState::Active),
-                    _ => (TaskState::Rebooting, VmState::Active),
+            (kind, Outcome::Done { power_state, .. }) if host_task_states(kind).is_some() => {
+                let Some((expect_task, vm_state)) = host_task_states(kind) else {
+                    return Ok(()); // (the guard)
                 };
                 let set = instances::SetStates {
                     vm_state,
@@ -384,8 +378,9 @@ impl Conductor {
     }
 
     /// The power-state sync, as Nova's `_sync_instance_power_state`: instances with a task in
-    /// flight are left alone; an active instance found shut down becomes SHUTOFF; one that
-    /// vanished from its host becomes ERROR with a fault; a deleted one still running is reaped.
+    /// flight are left alone; an active or paused instance found shut down becomes SHUTOFF;
+    /// one that vanished from its host becomes ERROR with a fault; a deleted one still running
+    /// is reaped.
     async fn apply_observed(
         &self,
         host: &str,
@@ -415,7 +410,7 @@ impl Conductor {
             task_state: None,
         };
         match (instance.vm_state, observed) {
-            (VmState::Active | VmState::Stopped, None) => {
+            (VmState::Active | VmState::Stopped | VmState::Paused | VmState::Suspended, None) => {
                 let fault = Fault {
                     code: 500,
                     message: format!("Instance {uuid} is missing on its host {host}"),
@@ -427,7 +422,12 @@ impl Conductor {
                 tx.commit().await?;
                 tracing::warn!("instance vanished from its host");
             }
-            (VmState::Active, Some(p @ (PowerState::Shutdown | PowerState::Crashed))) => {
+            // As Nova, a paused guest that shut down is stopped too. (A suspended one is shut
+            // off by its suspend; one that an outsider paused is left as it is.)
+            (
+                VmState::Active | VmState::Paused,
+                Some(p @ (PowerState::Shutdown | PowerState::Crashed)),
+            ) => {
                 let set = instances::SetStates {
                     vm_state: VmState::Stopped,
                     task_state: None,

@@ -1,4 +1,5 @@
-//! Carrying out a task the API wrote: build, delete, stop, start, reboot.
+//! Carrying out a task the API wrote: build, delete, and the calls to the server's host
+//! (stop, start, reboot, pause, unpause, suspend, resume).
 
 use crate::scheduler::Placement;
 use crate::{Conductor, Result};
@@ -20,7 +21,28 @@ pub(crate) fn event_name(kind: TaskKind) -> &'static str {
         TaskKind::Stop => "compute_stop_instance",
         TaskKind::Start => "compute_start_instance",
         TaskKind::Reboot { .. } => "compute_reboot_instance",
+        TaskKind::Pause => "compute_pause_instance",
+        TaskKind::Unpause => "compute_unpause_instance",
+        TaskKind::Suspend => "compute_suspend_instance",
+        TaskKind::Resume => "compute_resume_instance",
     }
+}
+
+/// What a task done on the server's host leaves it in: the task state it runs under, and the
+/// vm state it ends in (Nova's compute manager sets the same). `None` for the tasks that are
+/// not one call to the host (build, delete).
+pub(crate) fn host_task_states(kind: TaskKind) -> Option<(TaskState, VmState)> {
+    Some(match kind {
+        TaskKind::Build | TaskKind::Delete => return None,
+        TaskKind::Stop => (TaskState::PoweringOff, VmState::Stopped),
+        TaskKind::Start => (TaskState::PoweringOn, VmState::Active),
+        TaskKind::Reboot { hard: true } => (TaskState::RebootingHard, VmState::Active),
+        TaskKind::Reboot { hard: false } => (TaskState::Rebooting, VmState::Active),
+        TaskKind::Pause => (TaskState::Pausing, VmState::Paused),
+        TaskKind::Unpause => (TaskState::Unpausing, VmState::Active),
+        TaskKind::Suspend => (TaskState::Suspending, VmState::Suspended),
+        TaskKind::Resume => (TaskState::Resuming, VmState::Active),
+    })
 }
 
 const SCHEDULE_EVENT: &str = "conductor_schedule_and_build_instances";
@@ -58,9 +80,7 @@ impl Conductor {
         match task.kind {
             TaskKind::Build => self.build(&task, &instance).await,
             TaskKind::Delete => self.delete(&task, &instance).await,
-            TaskKind::Stop | TaskKind::Start | TaskKind::Reboot { .. } => {
-                self.power_action(&task, &instance).await
-            }
+            _ => self.host_action(&task, &instance).await,
         }
     }
 
@@ -301,7 +321,8 @@ impl Conductor {
         Ok(())
     }
 
-    async fn power_action(&self, task: &Task, instance: &Instance) -> Result<()> {
+    /// A task that is one call to the server's host (stop, start, reboot, pause, …).
+    async fn host_action(&self, task: &Task, instance: &Instance) -> Result<()> {
         let Some(host) = instance.host.clone().filter(|_| !instance.deleted) else {
             return self.close_task(task, RowState::Failed).await;
         };
@@ -425,6 +446,22 @@ pub(crate) async fn command_for(
             task_id,
             instance: uuid,
             hard,
+        },
+        TaskKind::Pause => ComputeCommand::Pause {
+            task_id,
+            instance: uuid,
+        },
+        TaskKind::Unpause => ComputeCommand::Unpause {
+            task_id,
+            instance: uuid,
+        },
+        TaskKind::Suspend => ComputeCommand::Suspend {
+            task_id,
+            instance: uuid,
+        },
+        TaskKind::Resume => ComputeCommand::Resume {
+            task_id,
+            instance: uuid,
         },
     }))
 }

@@ -802,9 +802,34 @@ impl Compute for DockerDriver {
             RebootKind::Soft => i32::try_from(self.settings.soft_reboot_timeout_s).unwrap_or(120),
             RebootKind::Hard => 0,
         };
+        // A paused container is thawed first: the engine's stop signal would wait in its
+        // frozen processes (Nova hard-reboots a paused server).
+        self.unpause(uuid).await?;
         let options = RestartContainerOptionsBuilder::default().t(t).build();
         self.docker
             .restart_container(&container_name(uuid), Some(options))
+            .await
+            .map_err(|e| Self::not_found_or(uuid, e))
+    }
+
+    /// The engine's pause: the container's processes frozen (the cgroup freezer), its memory
+    /// kept.
+    async fn pause(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+        if self.power_state(uuid).await? == PowerState::Paused {
+            return Ok(());
+        }
+        self.docker
+            .pause_container(&container_name(uuid))
+            .await
+            .map_err(|e| Self::not_found_or(uuid, e))
+    }
+
+    async fn unpause(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+        if self.power_state(uuid).await? != PowerState::Paused {
+            return Ok(());
+        }
+        self.docker
+            .unpause_container(&container_name(uuid))
             .await
             .map_err(|e| Self::not_found_or(uuid, e))
     }

@@ -28,6 +28,10 @@ pub enum Step {
     PowerOff,
     PowerOn,
     Reboot,
+    Pause,
+    Unpause,
+    Suspend,
+    Resume,
 }
 
 /// What a rule makes the driver do instead of its work.
@@ -515,6 +519,27 @@ impl Compute for FakeDriver {
             i.power_state = PowerState::Running;
             i.console.push_str(&format!("\nfake: {kind:?} reboot"));
         })
+    }
+
+    async fn pause(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+        self.misbehave(Step::Pause, uuid, None).await?;
+        self.with_instance(uuid, |i| i.power_state = PowerState::Paused)
+    }
+
+    async fn unpause(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+        self.misbehave(Step::Unpause, uuid, None).await?;
+        self.with_instance(uuid, |i| i.power_state = PowerState::Running)
+    }
+
+    /// As Nova's fake driver: SUSPENDED (a real hypervisor's saved guest is shut off).
+    async fn suspend(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+        self.misbehave(Step::Suspend, uuid, None).await?;
+        self.with_instance(uuid, |i| i.power_state = PowerState::Suspended)
+    }
+
+    async fn resume(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+        self.misbehave(Step::Resume, uuid, None).await?;
+        self.with_instance(uuid, |i| i.power_state = PowerState::Running)
     }
 
     async fn power_state(&self, uuid: InstanceUuid) -> Result<PowerState, DriverError> {

@@ -136,6 +136,29 @@ pub trait Compute: Send + Sync + 'static {
 
     async fn reboot(&self, uuid: InstanceUuid, kind: RebootKind) -> Result<(), DriverError>;
 
+    /// Freezes the running guest where it is, its memory kept on the host (Nova's `pause`);
+    /// a paused guest stays paused. Drivers that cannot answer as Nova's do without it (the
+    /// API refuses the action for their node type first: `TaskKind::unsupported_on`).
+    async fn pause(&self, _uuid: InstanceUuid) -> Result<(), DriverError> {
+        Err(not_supported("pause"))
+    }
+
+    /// Lets a paused guest run on; a running one is left as it is.
+    async fn unpause(&self, _uuid: InstanceUuid) -> Result<(), DriverError> {
+        Err(not_supported("unpause"))
+    }
+
+    /// Saves the guest's memory to the host's disk and stops it (Nova's `suspend`); a
+    /// suspended guest stays suspended.
+    async fn suspend(&self, _uuid: InstanceUuid) -> Result<(), DriverError> {
+        Err(not_supported("suspend"))
+    }
+
+    /// Restores a suspended guest from what `suspend` saved; a running one is left as it is.
+    async fn resume(&self, _uuid: InstanceUuid) -> Result<(), DriverError> {
+        Err(not_supported("resume"))
+    }
+
     /// The power state of one instance; `NotFound` when it is gone.
     async fn power_state(&self, uuid: InstanceUuid) -> Result<PowerState, DriverError>;
 
@@ -206,6 +229,13 @@ pub trait Compute: Send + Sync + 'static {
     async fn healthy(&self) -> Result<(), DriverError> {
         Ok(())
     }
+}
+
+/// A driver's answer to a call it has no way to carry out (Nova's NotImplementedError).
+fn not_supported(action: &str) -> DriverError {
+    DriverError::Invalid(format!(
+        "Action {action} is not supported by this host's driver."
+    ))
 }
 
 /// The most of a console log that is returned, its end (Nova's libvirt driver keeps the same

@@ -1448,6 +1448,11 @@ impl Compute for LibvirtDriver {
                 if d.is_active().unwrap_or(false) {
                     let _ = d.destroy();
                 }
+                // A suspended guest's saved memory too: a start would restore it.
+                if d.has_managed_save(0).unwrap_or(false) {
+                    d.managed_save_remove(0)
+                        .map_err(|e| backend("managed save removal", e))?;
+                }
                 Ok(())
             })
             .await?;
@@ -1475,6 +1480,49 @@ impl Compute for LibvirtDriver {
         })
         .await?
         .ok_or(DriverError::NotFound(uuid))?;
+        self.start(uuid).await
+    }
+
+    /// libvirt's suspend: QEMU's vCPUs stopped, the guest's memory kept in the process.
+    async fn pause(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+        let _turn = self.turn(uuid).await;
+        self.with_domain(uuid, |d| match d.get_state().map(|s| s.0) {
+            Ok(sys::VIR_DOMAIN_PAUSED) => Ok(()),
+            _ => d.suspend().map(|_| ()).map_err(|e| backend("pause", e)),
+        })
+        .await?
+        .ok_or(DriverError::NotFound(uuid))
+    }
+
+    async fn unpause(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+        let _turn = self.turn(uuid).await;
+        self.with_domain(uuid, |d| match d.get_state().map(|s| s.0) {
+            Ok(sys::VIR_DOMAIN_PAUSED) => d.resume().map(|_| ()).map_err(|e| backend("unpause", e)),
+            _ => Ok(()),
+        })
+        .await?
+        .ok_or(DriverError::NotFound(uuid))
+    }
+
+    /// A managed save, as Nova's libvirt driver suspends: the guest's memory written beside
+    /// the domain by libvirt and QEMU gone; the domain is shut off until `resume`.
+    async fn suspend(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+        let _turn = self.turn(uuid).await;
+        self.with_domain(uuid, |d| {
+            if d.has_managed_save(0).unwrap_or(false) && !d.is_active().unwrap_or(true) {
+                return Ok(());
+            }
+            d.managed_save(0)
+                .map(|_| ())
+                .map_err(|e| backend("managed save", e))
+        })
+        .await?
+        .ok_or(DriverError::NotFound(uuid))
+    }
+
+    /// Starts the domain, which libvirt restores from its managed save.
+    async fn resume(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+        let _turn = self.turn(uuid).await;
         self.start(uuid).await
     }
 
@@ -1768,6 +1816,36 @@ mod tests {
         d.power_off(s.uuid, Duration::ZERO).await.unwrap();
         d.reboot(s.uuid, RebootKind::Soft).await.unwrap();
         assert_eq!(d.power_state(s.uuid).await.unwrap(), PowerState::Running);
+        for _ in 0..2 {
+            d.pause(s.uuid).await.unwrap();
+            assert_eq!(d.power_state(s.uuid).await.unwrap(), PowerState::Paused);
+        }
+        for _ in 0..2 {
+            d.unpause(s.uuid).await.unwrap();
+            assert_eq!(d.power_state(s.uuid).await.unwrap(), PowerState::Running);
+        }
+        let saved = |d: &LibvirtDriver| {
+            let c = d.connection.lock().unwrap().clone().unwrap();
+            lookup(&c, s.uuid)
+                .unwrap()
+                .unwrap()
+                .has_managed_save(0)
+                .unwrap()
+        };
+        for _ in 0..2 {
+            d.suspend(s.uuid).await.unwrap();
+            assert_eq!(d.power_state(s.uuid).await.unwrap(), PowerState::Shutdown);
+            assert!(saved(&d));
+        }
+        for _ in 0..2 {
+            d.resume(s.uuid).await.unwrap();
+            assert_eq!(d.power_state(s.uuid).await.unwrap(), PowerState::Running);
+        }
+        // A hard reboot of a suspended guest boots it afresh: its saved memory is dropped.
+        d.suspend(s.uuid).await.unwrap();
+        d.reboot(s.uuid, RebootKind::Hard).await.unwrap();
+        assert_eq!(d.power_state(s.uuid).await.unwrap(), PowerState::Running);
+        assert!(!saved(&d));
         let diag = d.diagnostics(s.uuid).await.unwrap();
         assert_eq!(diag.driver.as_deref(), Some("libvirt"));
         assert_eq!(d.console_output(s.uuid, Some(5)).await.unwrap(), "");

@@ -62,6 +62,10 @@ string_enum!(
         PoweringOn => "powering-on",
         Rebooting => "rebooting",
         RebootingHard => "rebooting_hard",
+        Pausing => "pausing",
+        Unpausing => "unpausing",
+        Suspending => "suspending",
+        Resuming => "resuming",
         Deleting => "deleting",
     }
 );

@@ -5,7 +5,7 @@
 //! re-driven by the reconciler and a duplicated one is a no-op.
 
 use crate::ids::{InstanceUuid, TaskId};
-use crate::model::{Address, Flavor, NetworkRequest, NodeInventory, PowerState};
+use crate::model::{Address, Flavor, NetworkRequest, NodeInventory, NodeType, PowerState};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -65,6 +65,10 @@ pub enum TaskKind {
     Stop,
     Start,
     Reboot { hard: bool },
+    Pause,
+    Unpause,
+    Suspend,
+    Resume,
 }
 
 impl TaskKind {
@@ -76,6 +80,30 @@ impl TaskKind {
             Self::Stop => "stop",
             Self::Start => "start",
             Self::Reboot { .. } => "reboot",
+            Self::Pause => "pause",
+            Self::Unpause => "unpause",
+            Self::Suspend => "suspend",
+            Self::Resume => "resume",
+        }
+    }
+
+    /// Why servers of `node_type` cannot have this done, when they cannot: what their driver
+    /// lacks (Nova's drivers raise NotImplementedError for it, and its API answers 400).
+    pub fn unsupported_on(&self, node_type: NodeType) -> Option<&'static str> {
+        match (node_type, self) {
+            // As Nova's Ironic driver, which implements neither.
+            (NodeType::Baremetal, Self::Pause | Self::Unpause) => {
+                Some("a bare-metal machine cannot be paused")
+            }
+            (NodeType::Baremetal, Self::Suspend | Self::Resume) => {
+                Some("a bare-metal machine cannot be suspended")
+            }
+            // The engine can freeze a container (pause) but not save its memory and let go
+            // of it: its checkpoints need CRIU, experimental and not on the hosts.
+            (NodeType::Container, Self::Suspend | Self::Resume) => {
+                Some("a container cannot be suspended (the engine cannot save its memory)")
+            }
+            _ => None,
         }
     }
 }
@@ -218,6 +246,24 @@ pub enum ComputeCommand {
         task_id: TaskId,
         instance: InstanceUuid,
         hard: bool,
+    },
+    /// The guest frozen where it runs (its memory kept on the host), and thawed.
+    Pause {
+        task_id: TaskId,
+        instance: InstanceUuid,
+    },
+    Unpause {
+        task_id: TaskId,
+        instance: InstanceUuid,
+    },
+    /// The guest's memory saved to the host's disk and its processes gone, and restored.
+    Suspend {
+        task_id: TaskId,
+        instance: InstanceUuid,
+    },
+    Resume {
+        task_id: TaskId,
+        instance: InstanceUuid,
     },
     /// API → agent, a call ([`crate::bus::Bus::call`]): the instance's console log, the last
     /// `length` lines when given. No task; the answer is a [`CallReply`].
@@ -407,7 +453,11 @@ impl ComputeCommand {
             Self::Spawn { task_id, .. }
             | Self::PowerOff { task_id, .. }
             | Self::PowerOn { task_id, .. }
-            | Self::Reboot { task_id, .. } => Some(*task_id),
+            | Self::Reboot { task_id, .. }
+            | Self::Pause { task_id, .. }
+            | Self::Unpause { task_id, .. }
+            | Self::Suspend { task_id, .. }
+            | Self::Resume { task_id, .. } => Some(*task_id),
             Self::Destroy { task_id, .. } => *task_id,
             Self::ConsoleOutput { .. }
             | Self::HostUptime
@@ -421,14 +471,18 @@ impl ComputeCommand {
     }
 
     /// Whether running the command a second time changes nothing: it sets a state (built,
-    /// gone, off, on) that the driver's calls reach idempotently, as the `Compute` contract
-    /// requires. A reboot is not: a second one reboots the guest again.
+    /// gone, off, on, paused, suspended) that the driver's calls reach idempotently, as the
+    /// `Compute` contract requires. A reboot is not: a second one reboots the guest again.
     pub fn repeats_harmlessly(&self) -> bool {
         match self {
             Self::Spawn { .. }
             | Self::Destroy { .. }
             | Self::PowerOff { .. }
-            | Self::PowerOn { .. } => true,
+            | Self::PowerOn { .. }
+            | Self::Pause { .. }
+            | Self::Unpause { .. }
+            | Self::Suspend { .. }
+            | Self::Resume { .. } => true,
             Self::Reboot { .. } => false,
             // Questions: nothing changes at all.
             Self::ConsoleOutput { .. } | Self::HostUptime | Self::Diagnostics { .. } => true,
@@ -449,6 +503,10 @@ impl ComputeCommand {
             | Self::PowerOff { instance, .. }
             | Self::PowerOn { instance, .. }
             | Self::Reboot { instance, .. }
+            | Self::Pause { instance, .. }
+            | Self::Unpause { instance, .. }
+            | Self::Suspend { instance, .. }
+            | Self::Resume { instance, .. }
             | Self::ConsoleOutput { instance, .. }
             | Self::AttachInterface { instance, .. }
             | Self::DetachInterface { instance, .. }

@@ -1,5 +1,5 @@
 //! `DELETE /servers/{id}` and `POST /servers/{id}/action`: the state-changing actions (stop,
-//! start, reboot, delete), each a task for the conductor; lock and unlock; and the console
+//! start, reboot, pause, unpause, suspend, resume, delete), each a task for the conductor; lock and unlock; and the console
 //! output, asked of the server's host.
 
 use super::{not_found, publish_task, visible};
@@ -300,9 +300,10 @@ pub(super) async fn action(
     if let Some(done) = super::admin_actions::handle(&ctx, &state, &id, name, arg).await? {
         return Ok(done);
     }
-    let (action, rule, kind) = match name.as_str() {
+    let (action, policy, rule, kind) = match name.as_str() {
         "os-stop" => (
             "stop",
+            "os_compute_api:servers:stop",
             TransitionRule {
                 from_vm_states: &[VmState::Active, VmState::Error],
                 task_state: TaskState::PoweringOff,
@@ -311,6 +312,7 @@ pub(super) async fn action(
         ),
         "os-start" => (
             "start",
+            "os_compute_api:servers:start",
             TransitionRule {
                 from_vm_states: &[VmState::Stopped],
                 task_state: TaskState::PoweringOn,
@@ -333,8 +335,16 @@ pub(super) async fn action(
             if kind == "HARD" {
                 (
                     "reboot",
+                    "os_compute_api:servers:reboot",
+                    // Nova's ALLOW_HARD_REBOOT: a paused or suspended guest boots afresh.
                     TransitionRule {
-                        from_vm_states: &[VmState::Active, VmState::Stopped, VmState::Error],
+                        from_vm_states: &[
+                            VmState::Active,
+                            VmState::Stopped,
+                            VmState::Paused,
+                            VmState::Suspended,
+                            VmState::Error,
+                        ],
                         task_state: TaskState::RebootingHard,
                     },
                     TaskKind::Reboot { hard: true },
@@ -342,6 +352,7 @@ pub(super) async fn action(
             } else {
                 (
                     "reboot",
+                    "os_compute_api:servers:reboot",
                     TransitionRule {
                         from_vm_states: &[VmState::Active],
                         task_state: TaskState::Rebooting,
@@ -350,11 +361,62 @@ pub(super) async fn action(
                 )
             }
         }
+        // Nova's pause_server and suspend_server: from these vm states only, to PAUSED or
+        // SUSPENDED and back to ACTIVE.
+        "pause" => (
+            "pause",
+            "os_compute_api:os-pause-server:pause",
+            TransitionRule {
+                from_vm_states: &[VmState::Active],
+                task_state: TaskState::Pausing,
+            },
+            TaskKind::Pause,
+        ),
+        "unpause" => (
+            "unpause",
+            "os_compute_api:os-pause-server:unpause",
+            TransitionRule {
+                from_vm_states: &[VmState::Paused],
+                task_state: TaskState::Unpausing,
+            },
+            TaskKind::Unpause,
+        ),
+        "suspend" => (
+            "suspend",
+            "os_compute_api:os-suspend-server:suspend",
+            TransitionRule {
+                from_vm_states: &[VmState::Active],
+                task_state: TaskState::Suspending,
+            },
+            TaskKind::Suspend,
+        ),
+        "resume" => (
+            "resume",
+            "os_compute_api:os-suspend-server:resume",
+            TransitionRule {
+                from_vm_states: &[VmState::Suspended],
+                task_state: TaskState::Resuming,
+            },
+            TaskKind::Resume,
+        ),
         other => return Err(bad(format!("There is no such action: {other}"))),
     };
-    NOVA.require_write(&ctx, &format!("os_compute_api:servers:{action}"))?;
-    if matches!(name.as_str(), "os-stop" | "os-start") && !no_argument(arg) {
+    NOVA.require_write(&ctx, policy)?;
+    if name != "reboot" && !no_argument(arg) {
         return Err(invalid(name, arg, "None is the only accepted value"));
+    }
+    if matches!(
+        kind,
+        TaskKind::Pause | TaskKind::Unpause | TaskKind::Suspend | TaskKind::Resume
+    ) {
+        // What the server's node type cannot do is refused before anything changes, as
+        // Nova's API answers a driver's NotImplementedError.
+        let instance = visible(&state, &ctx, &id).await?;
+        if let Some(reason) = kind.unsupported_on(instance.node_type) {
+            return Err(ApiError::NotImplemented(format!(
+                "The requested functionality is not supported: {reason}."
+            )));
+        }
     }
     begin(&state, &ctx, &id, action, rule, kind).await?;
     Ok(HttpResponse::Accepted().finish())

@@ -1085,6 +1085,16 @@ async fn a_server_of_a_baremetal_flavor_deploys_its_iso_on_the_machine() -> anyh
         json!(node_uuid),
         "{shown}"
     );
+    // A machine is neither paused nor suspended: refused (501) as Nova refuses what its
+    // Ironic driver lacks, and the server stays as it is.
+    for action in ["pause", "suspend"] {
+        let err = admin_fails(&stack, &["server", action, "bm-server"]).await?;
+        assert!(
+            err.contains("The requested functionality is not supported")
+                && err.contains("a bare-metal machine cannot be"),
+            "{err}"
+        );
+    }
     let node = show(&stack, "bm-deploy").await?;
     assert_eq!(node["provision_state"], "active", "{node}");
     assert_eq!(node["instance_uuid"], json!(server_id), "{node}");

@@ -334,7 +334,14 @@ async fn the_openstack_cli_drives_a_servers_life() -> anyhow::Result<()> {
         "{s}"
     );
     e2e::cli::run(&stack, "demo", &["security", "group", "delete", "cli-web"]).await?;
-    for (action, status) in [("stop", "SHUTOFF"), ("start", "ACTIVE")] {
+    for (action, status) in [
+        ("stop", "SHUTOFF"),
+        ("start", "ACTIVE"),
+        ("pause", "PAUSED"),
+        ("unpause", "ACTIVE"),
+        ("suspend", "SUSPENDED"),
+        ("resume", "ACTIVE"),
+    ] {
         e2e::cli::run(&stack, "demo", &["server", action, "web"]).await?;
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {

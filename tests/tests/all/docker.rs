@@ -254,7 +254,37 @@ async fn a_container_server_lives_its_whole_life_through_the_api() -> anyhow::Re
         }
     }
 
-    // Delete leaves nothing: no container, no config drive.
+    // Pause is the engine's; a hard reboot thaws a paused container (Nova allows it). The
+    // engine cannot suspend a container: refused as Nova refuses what a driver lacks.
+    let r = c.action(&id, &json!({"pause": null})).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let s = c.wait_status(&id, "PAUSED", WAIT).await?;
+    assert_eq!(s["OS-EXT-STS:power_state"], json!(3));
+    assert_eq!(container_state(&docker, &id).await?.0, "paused");
+    assert_eq!(c.action(&id, &json!({"unpause": null})).await?.status, 202);
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(container_state(&docker, &id).await?.0, "running");
+    assert_eq!(c.action(&id, &json!({"pause": null})).await?.status, 202);
+    c.wait_status(&id, "PAUSED", WAIT).await?;
+    let r = c.action(&id, &json!({"reboot": {"type": "HARD"}})).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(container_state(&docker, &id).await?.0, "running");
+    let r = c.action(&id, &json!({"suspend": null})).await?;
+    assert_eq!(r.status, 501, "{}", r.body);
+    assert_eq!(
+        r.body["notImplemented"]["message"],
+        json!("The requested functionality is not supported: a container cannot be suspended (the engine cannot save its memory).")
+    );
+    assert_eq!(
+        c.server(&id).await?.body["server"]["status"],
+        json!("ACTIVE")
+    );
+
+    // Delete leaves nothing: no container, no config drive. (Paused first: the engine
+    // removes a frozen container too.)
+    assert_eq!(c.action(&id, &json!({"pause": null})).await?.status, 202);
+    c.wait_status(&id, "PAUSED", WAIT).await?;
     assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 204);
     c.wait_gone(&id, WAIT).await?;
     assert_eq!(containers_of(&docker, &id).await?, 0);
@@ -732,6 +762,14 @@ async fn every_driver_call_is_idempotent() -> anyhow::Result<()> {
     assert_eq!(again.power_state, PowerState::Shutdown);
     for _ in 0..2 {
         driver.power_on(spec.uuid).await?;
+        assert_eq!(driver.power_state(spec.uuid).await?, PowerState::Running);
+    }
+    for _ in 0..2 {
+        driver.pause(spec.uuid).await?;
+        assert_eq!(driver.power_state(spec.uuid).await?, PowerState::Paused);
+    }
+    for _ in 0..2 {
+        driver.unpause(spec.uuid).await?;
         assert_eq!(driver.power_state(spec.uuid).await?, PowerState::Running);
     }
     let listed = driver.list_instances().await?;

@@ -345,6 +345,34 @@ async fn a_vm_lives_its_whole_life_through_the_api() -> anyhow::Result<()> {
         c.wait_status(&id, "ACTIVE", WAIT).await?;
     }
 
+    // Pause: libvirt's suspend (the vCPUs stopped). Suspend: a managed save (the guest's
+    // memory on disk, the domain shut off), which resume restores: no new boot.
+    assert_eq!(c.action(&id, &json!({"pause": null})).await?.status, 202);
+    let s = c.wait_status(&id, "PAUSED", WAIT).await?;
+    assert_eq!(s["OS-EXT-STS:power_state"], json!(3));
+    assert_eq!(domain_state(&id).await?, "paused");
+    assert_eq!(c.action(&id, &json!({"unpause": null})).await?.status, 202);
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(domain_state(&id).await?, "running");
+    assert_eq!(c.action(&id, &json!({"suspend": null})).await?.status, 202);
+    let s = c.wait_status(&id, "SUSPENDED", WAIT).await?;
+    assert_eq!(s["OS-EXT-STS:power_state"], json!(4), "shut off, as Nova's");
+    assert_eq!(domain_state(&id).await?, "shut off");
+    let info = virsh(&["dominfo", &format!("instance-{id}")]).await?;
+    assert!(
+        info.lines()
+            .any(|l| l.starts_with("Managed save:") && l.trim_end().ends_with("yes")),
+        "{info}"
+    );
+    assert_eq!(c.action(&id, &json!({"resume": null})).await?.status, 202);
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(domain_state(&id).await?, "running");
+    assert_eq!(
+        console(&c, &id).await?.matches(MARKER).count(),
+        4,
+        "restored, not booted again"
+    );
+
     // Delete leaves no domain and no file.
     let r = c.delete(&format!("/servers/{id}")).await?;
     assert_eq!(r.status, 204);

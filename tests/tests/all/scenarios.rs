@@ -206,6 +206,109 @@ async fn stop_start_and_reboot_follow_novas_states(stack: &dyn Stack) -> anyhow:
     Ok(())
 }
 
+on_both_shapes!(pause_and_suspend_follow_novas_states, Options::default());
+async fn pause_and_suspend_follow_novas_states(stack: &dyn Stack) -> anyhow::Result<()> {
+    let c = client(stack);
+    let id = c.create_server("frozen", "1").await?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    let conflict = |action: &str, state: &str| {
+        json!({"conflictingRequest": {"code": 409, "message": format!(
+            "Cannot '{action}' instance {id} while it is in vm_state {state}"
+        )}})
+    };
+    for (action, state) in [("unpause", "active"), ("resume", "active")] {
+        let r = c.action(&id, &json!({ action: null })).await?;
+        assert_eq!((r.status, &r.body), (409, &conflict(action, state)));
+    }
+    // Nothing but null (or, as clients send it, {}) is an argument.
+    let r = c.action(&id, &json!({"pause": {"now": true}})).await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+
+    assert_eq!(c.action(&id, &json!({"pause": null})).await?.status, 202);
+    let s = c.wait_status(&id, "PAUSED", WAIT).await?;
+    assert_eq!(s["OS-EXT-STS:power_state"], json!(3));
+    assert_eq!(s["OS-EXT-STS:task_state"], Value::Null);
+    assert_eq!(
+        stack.driver().list_power(uuid(&id)?).await,
+        Some(PowerState::Paused)
+    );
+    for (action, body) in [
+        ("pause", json!({"pause": {}})),
+        ("suspend", json!({"suspend": null})),
+        ("stop", json!({"os-stop": null})),
+    ] {
+        let r = c.action(&id, &body).await?;
+        assert_eq!((r.status, &r.body), (409, &conflict(action, "paused")));
+    }
+    assert_eq!(c.action(&id, &json!({"unpause": {}})).await?.status, 202);
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+
+    assert_eq!(c.action(&id, &json!({"suspend": null})).await?.status, 202);
+    let s = c.wait_status(&id, "SUSPENDED", WAIT).await?;
+    assert_eq!(s["OS-EXT-STS:power_state"], json!(7));
+    let r = c.action(&id, &json!({"os-start": null})).await?;
+    assert_eq!((r.status, &r.body), (409, &conflict("start", "suspended")));
+    assert_eq!(c.action(&id, &json!({"resume": null})).await?.status, 202);
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(
+        stack.driver().list_power(uuid(&id)?).await,
+        Some(PowerState::Running)
+    );
+
+    // As Nova, a hard reboot takes a paused server back to ACTIVE.
+    assert_eq!(c.action(&id, &json!({"pause": null})).await?.status, 202);
+    c.wait_status(&id, "PAUSED", WAIT).await?;
+    let r = c.action(&id, &json!({"reboot": {"type": "HARD"}})).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+
+    let recorded = actions::list(stack.db(), uuid(&id)?).await?;
+    let names: Vec<&str> = recorded.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(
+        names,
+        ["create", "pause", "unpause", "suspend", "resume", "pause", "reboot"]
+    );
+
+    // A pause the host fails: the server stays ACTIVE, its task state cleared, and the
+    // action's event says so (Nova's reverts_task_state and the event's result).
+    stack.driver().add_rule(Rule {
+        step: Step::Pause,
+        target: Target::NameContains("stubborn".into()),
+        misbehaviour: Misbehaviour::Fail("the hypervisor would not".into()),
+    });
+    let other = c.create_server("stubborn", "1").await?;
+    c.wait_status(&other, "ACTIVE", WAIT).await?;
+    let r = c.action(&other, &json!({"pause": null})).await?;
+    assert_eq!(r.status, 202);
+    let request_id = r
+        .headers
+        .get("x-compute-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let path = format!("/servers/{other}/os-instance-actions/{request_id}");
+    let v251 = c.at_microversion("2.51");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let event = loop {
+        let r = v251.get(&path).await?;
+        let event = r.body["instanceAction"]["events"][0].clone();
+        if event["finish_time"].is_string() {
+            break event;
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "{}", r.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(event["event"], json!("compute_pause_instance"));
+    assert_eq!(event["result"], json!("Error"), "{event}");
+    let s = c.server(&other).await?.body["server"].clone();
+    assert_eq!(
+        (&s["status"], &s["OS-EXT-STS:task_state"]),
+        (&json!("ACTIVE"), &Value::Null),
+        "{s}"
+    );
+    Ok(())
+}
+
 on_both_shapes!(
     bad_input_gets_novas_fault_and_writes_nothing,
     Options::default()
