@@ -79,7 +79,10 @@ impl Conductor {
         if instance.deleted
             || instance.host.as_deref() != Some(host)
             || instance.task_state.is_some()
-            || !matches!(instance.vm_state, VmState::Active | VmState::Stopped)
+            || !matches!(
+                instance.vm_state,
+                VmState::Active | VmState::Stopped | VmState::Paused | VmState::Suspended
+            )
         {
             return Ok(());
         }
@@ -301,11 +304,13 @@ impl Conductor {
         let current = instances::get_any(&self.db, uuid).await?;
         let gone = current.as_ref().is_none_or(|i| i.deleted);
         // A build that succeeded after it was given up: the server is in ERROR and its claim
-        // was freed, so what now runs on the host is an orphan, however late.
+        // was freed, so what now runs on the host is an orphan, however late. (A server the
+        // build made ACTIVE and the user stopped, paused or suspended since is no orphan: a
+        // late copy of that build's result must leave it be.)
         let abandoned_build = closed_kind == Some(TaskKind::Build)
             && current
                 .as_ref()
-                .is_some_and(|i| i.vm_state != VmState::Active || i.host.as_deref() != Some(host));
+                .is_some_and(|i| i.vm_state == VmState::Error || i.host.as_deref() != Some(host));
         if gone || abandoned_build {
             if abandoned_build {
                 tracing::warn!(%uuid, %host, "a build finished after it was given up; removing it");

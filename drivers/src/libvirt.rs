@@ -452,8 +452,12 @@ impl LibvirtDriver {
             ) {
                 Ok(()) => Ok(()),
                 Err(e) if e.code() == ErrorNumber::NoDomain => Ok(()),
-                // The test driver knows no NVRAM flag; a plain undefine then.
-                Err(_) => match d.undefine() {
+                // The test driver knows no NVRAM flag: the managed save's alone (a plain
+                // undefine refuses a domain with one), then a plain undefine.
+                Err(_) => match d
+                    .undefine_flags(sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
+                    .or_else(|_| d.undefine())
+                {
                     Err(e) if e.code() != ErrorNumber::NoDomain => Err(backend("undefine", e)),
                     _ => Ok(()),
                 },
@@ -509,10 +513,20 @@ impl LibvirtDriver {
         }
     }
 
-    /// Leaves the domain running: started when off, resumed when paused.
-    async fn start(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+    /// Leaves the domain running: started when off, resumed when paused. A domain off with a
+    /// managed save (a suspended guest's memory) is restored from it only for `resume`;
+    /// otherwise the save is dropped first and the guest boots afresh (Nova's power on and
+    /// reboots undefine the domain with its managed save).
+    async fn start(&self, uuid: InstanceUuid, saved: Saved) -> Result<(), DriverError> {
         let started = self
-            .with_domain(uuid, |d| {
+            .with_domain(uuid, move |d| {
+                if saved == Saved::Discard
+                    && !d.is_active().unwrap_or(true)
+                    && d.has_managed_save(0).unwrap_or(false)
+                {
+                    d.managed_save_remove(0)
+                        .map_err(|e| backend("managed save removal", e))?;
+                }
                 let state = d
                     .get_state()
                     .map(|s| s.0)
@@ -551,6 +565,15 @@ impl LibvirtDriver {
         };
         lock.lock_owned().await
     }
+}
+
+/// What a start does with a managed save (a suspended guest's memory).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Saved {
+    /// Restores the guest from it (resume).
+    Restore,
+    /// Drops it: the guest boots afresh.
+    Discard,
 }
 
 /// Follows libvirt's domain lifecycle events (started, stopped, suspended, …) and sends the
@@ -1213,7 +1236,7 @@ impl Compute for LibvirtDriver {
         // Idempotent: a domain that exists is the instance; one defined and never started
         // (an agent stopped between the two) is started.
         if self.with_domain(uuid, |_| Ok(())).await?.is_some() {
-            self.start(uuid).await?;
+            self.start(uuid, Saved::Discard).await?;
             let addresses = self.addresses(uuid, &networks).await?;
             return Ok(instance(self.power_state(uuid).await?, addresses));
         }
@@ -1432,7 +1455,7 @@ impl Compute for LibvirtDriver {
 
     async fn power_on(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
         let _turn = self.turn(uuid).await;
-        self.start(uuid).await
+        self.start(uuid, Saved::Discard).await
     }
 
     /// Soft: an ACPI shutdown and a start once the guest is off (Nova's `_soft_reboot`),
@@ -1448,18 +1471,13 @@ impl Compute for LibvirtDriver {
                 if d.is_active().unwrap_or(false) {
                     let _ = d.destroy();
                 }
-                // A suspended guest's saved memory too: a start would restore it.
-                if d.has_managed_save(0).unwrap_or(false) {
-                    d.managed_save_remove(0)
-                        .map_err(|e| backend("managed save removal", e))?;
-                }
                 Ok(())
             })
             .await?;
-            return self.start(uuid).await;
+            return self.start(uuid, Saved::Discard).await;
         }
         if state != PowerState::Running {
-            return self.start(uuid).await;
+            return self.start(uuid, Saved::Discard).await;
         }
         if kind == RebootKind::Soft {
             let asked = self
@@ -1468,7 +1486,7 @@ impl Compute for LibvirtDriver {
                 .ok_or(DriverError::NotFound(uuid))?;
             let limit = Duration::from_secs(self.settings.soft_reboot_timeout_s);
             if asked && self.wait_off(uuid, limit).await? {
-                return self.start(uuid).await;
+                return self.start(uuid, Saved::Discard).await;
             }
             tracing::info!(instance = %uuid, "guest did not stop for a soft reboot: resetting");
         }
@@ -1480,7 +1498,7 @@ impl Compute for LibvirtDriver {
         })
         .await?
         .ok_or(DriverError::NotFound(uuid))?;
-        self.start(uuid).await
+        self.start(uuid, Saved::Discard).await
     }
 
     /// libvirt's suspend: QEMU's vCPUs stopped, the guest's memory kept in the process.
@@ -1523,7 +1541,7 @@ impl Compute for LibvirtDriver {
     /// Starts the domain, which libvirt restores from its managed save.
     async fn resume(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
         let _turn = self.turn(uuid).await;
-        self.start(uuid).await
+        self.start(uuid, Saved::Restore).await
     }
 
     async fn power_state(&self, uuid: InstanceUuid) -> Result<PowerState, DriverError> {
@@ -1841,9 +1859,14 @@ mod tests {
             d.resume(s.uuid).await.unwrap();
             assert_eq!(d.power_state(s.uuid).await.unwrap(), PowerState::Running);
         }
-        // A hard reboot of a suspended guest boots it afresh: its saved memory is dropped.
+        // A hard reboot of a suspended guest boots it afresh, and so does a power on (an
+        // admin's reset of its state, say): its saved memory is dropped.
         d.suspend(s.uuid).await.unwrap();
         d.reboot(s.uuid, RebootKind::Hard).await.unwrap();
+        assert_eq!(d.power_state(s.uuid).await.unwrap(), PowerState::Running);
+        assert!(!saved(&d));
+        d.suspend(s.uuid).await.unwrap();
+        d.power_on(s.uuid).await.unwrap();
         assert_eq!(d.power_state(s.uuid).await.unwrap(), PowerState::Running);
         assert!(!saved(&d));
         let diag = d.diagnostics(s.uuid).await.unwrap();
@@ -1861,6 +1884,8 @@ mod tests {
             "two\nthree\n"
         );
 
+        // Suspended when destroyed: its save goes with it.
+        d.suspend(s.uuid).await.unwrap();
         for _ in 0..2 {
             d.destroy(s.uuid).await.unwrap();
             assert!(matches!(

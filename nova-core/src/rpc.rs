@@ -88,7 +88,8 @@ impl TaskKind {
     }
 
     /// Why servers of `node_type` cannot have this done, when they cannot: what their driver
-    /// lacks (Nova's drivers raise NotImplementedError for it, and its API answers 400).
+    /// lacks (Nova's drivers raise NotImplementedError for it; the API answers 501, Nova's
+    /// "The requested functionality is not supported", before anything changes).
     pub fn unsupported_on(&self, node_type: NodeType) -> Option<&'static str> {
         match (node_type, self) {
             // As Nova's Ironic driver, which implements neither.

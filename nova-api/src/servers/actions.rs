@@ -402,7 +402,9 @@ pub(super) async fn action(
         other => return Err(bad(format!("There is no such action: {other}"))),
     };
     NOVA.require_write(&ctx, policy)?;
-    if name != "reboot" && !no_argument(arg) {
+    // Nova's schemas take anything as the argument of pause, unpause, suspend and resume
+    // (`{}`: a later microversion may restrict it); os-stop and os-start take none.
+    if matches!(name.as_str(), "os-stop" | "os-start") && !no_argument(arg) {
         return Err(invalid(name, arg, "None is the only accepted value"));
     }
     if matches!(
@@ -410,9 +412,13 @@ pub(super) async fn action(
         TaskKind::Pause | TaskKind::Unpause | TaskKind::Suspend | TaskKind::Resume
     ) {
         // What the server's node type cannot do is refused before anything changes, as
-        // Nova's API answers a driver's NotImplementedError.
+        // Nova's API answers a driver's NotImplementedError (501) — after the state check, as
+        // Nova's driver is reached only then: a server in the wrong state gets the 409.
         let instance = visible(&state, &ctx, &id).await?;
-        if let Some(reason) = kind.unsupported_on(instance.node_type) {
+        let could = rule.from_vm_states.contains(&instance.vm_state)
+            && instance.task_state.is_none()
+            && (instance.locked_by.is_none() || ctx.is_admin());
+        if let Some(reason) = kind.unsupported_on(instance.node_type).filter(|_| could) {
             return Err(ApiError::NotImplemented(format!(
                 "The requested functionality is not supported: {reason}."
             )));

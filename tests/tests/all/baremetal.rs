@@ -1095,6 +1095,18 @@ async fn a_server_of_a_baremetal_flavor_deploys_its_iso_on_the_machine() -> anyh
             "{err}"
         );
     }
+    let after = admin(&stack, &["server", "show", "bm-server"]).await?;
+    assert_eq!(
+        (&after["status"], &after["OS-EXT-STS:task_state"]),
+        (&json!("ACTIVE"), &Value::Null),
+        "{after}"
+    );
+    let events = admin(&stack, &["server", "event", "list", "bm-server"]).await?;
+    assert_eq!(
+        events.as_array().map(Vec::len),
+        Some(1),
+        "only the create is recorded: {events}"
+    );
     let node = show(&stack, "bm-deploy").await?;
     assert_eq!(node["provision_state"], "active", "{node}");
     assert_eq!(node["instance_uuid"], json!(server_id), "{node}");

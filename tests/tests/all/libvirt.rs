@@ -364,6 +364,15 @@ async fn a_vm_lives_its_whole_life_through_the_api() -> anyhow::Result<()> {
             .any(|l| l.starts_with("Managed save:") && l.trim_end().ends_with("yes")),
         "{info}"
     );
+    // The power-state sync (every 300 ms here) leaves a suspended server's shut-off domain
+    // be: what suspend left, not a guest that stopped.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = c.server(&id).await?.body["server"].clone();
+    assert_eq!(
+        (&s["status"], &s["OS-EXT-STS:power_state"]),
+        (&json!("SUSPENDED"), &json!(4)),
+        "{s}"
+    );
     assert_eq!(c.action(&id, &json!({"resume": null})).await?.status, 202);
     c.wait_status(&id, "ACTIVE", WAIT).await?;
     assert_eq!(domain_state(&id).await?, "running");
