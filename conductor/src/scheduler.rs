@@ -1,6 +1,12 @@
 //! Placement of a build: the pool of nodes of the requested type, a filter (enabled, alive,
-//! room for the flavor, the create's `same_host`/`different_host` hints), a weigher (most free
-//! RAM first), then a claim.
+//! room for the flavor, the create's `same_host`/`different_host` hints, its server group's
+//! affinity or anti-affinity), a weigher (a soft group policy's preference, then most free RAM),
+//! then a claim.
+//!
+//! A group's hard policy is checked again inside the claim's transaction, under the group's
+//! row lock (`nova_db::server_groups::lock_and_place`): two members placed at once cannot both
+//! take the host the policy leaves to one of them (Nova checks again on the compute host and
+//! reschedules).
 //!
 //! The claim is optimistic across conductors: a generation compare-and-swap in the same
 //! transaction as the allocation row (see `nova_db::nodes::claim`). Within one conductor,
@@ -10,8 +16,7 @@
 
 use nova_core::ids::NodeUuid;
 use nova_core::model::{ComputeNode, Instance};
-use nova_db::nodes;
-use nova_db::{instances, tasks, Db, DbResult};
+use nova_db::{instances, nodes, server_groups, tasks, Db, DbResult};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -73,7 +78,18 @@ impl Scheduler {
         // machines free now whose class is the one asked for.
         let baremetal = instance.node_type == nova_core::model::NodeType::Baremetal;
         let wanted_class = instance.flavor.baremetal_class().map(str::to_owned);
+        let group = hints
+            .group
+            .as_deref()
+            .and_then(|g| uuid::Uuid::parse_str(g).ok());
         for _ in 0..attempts.max(1) {
+            // Where the group's other members are (a group deleted since: no policy).
+            let mut group_placed = match group {
+                Some(g) => server_groups::placed(db, g, instance.uuid.0)
+                    .await?
+                    .unwrap_or_default(),
+                None => server_groups::Placed::default(),
+            };
             let mut candidates = if baremetal {
                 let Some(class) = &wanted_class else {
                     return Ok(Placement::NoValidHost);
@@ -100,16 +116,22 @@ impl Scheduler {
                         .node
                         .as_ref()
                         .is_none_or(|n| *n == node.inventory.name)
+                    && group_placed.allows(&node.host)
             });
             if candidates.is_empty() {
                 return Ok(Placement::NoValidHost);
             }
+            // A soft policy's preference first; the candidates' own order among equals.
+            candidates.sort_by_key(|node| std::cmp::Reverse(group_placed.preference(&node.host)));
             // Each candidate with whether it may still be put off: any free machine of the
             // class will do, so one whose turn another build holds (most likely taking it) is
             // tried after the others rather than waited for.
             let mut queue: std::collections::VecDeque<(ComputeNode, bool)> =
                 candidates.into_iter().map(|c| (c, baremetal)).collect();
             'candidates: while let Some((candidate, may_wait_later)) = queue.pop_front() {
+                if !group_placed.allows(&candidate.host) {
+                    continue;
+                }
                 let lock = self.lock_for(candidate.inventory.uuid);
                 // Uncontended, the listed row is usually current (the claim is a compare-and-set
                 // on the node's generation anyway); after waiting for the turn it may be stale,
@@ -151,6 +173,19 @@ impl Scheduler {
                     .await?
                     {
                         return Ok(Placement::Superseded);
+                    }
+                    if let (Some(g), true) = (group, group_placed.is_hard()) {
+                        let now = server_groups::lock_and_place(&mut tx, g, instance.uuid.0)
+                            .await?
+                            .unwrap_or_default();
+                        if !now.allows(&node.host) {
+                            // A member placed meanwhile took the host's place: the next
+                            // candidate, as the group is now.
+                            tracing::debug!(host = %node.host, "server group policy: host taken meanwhile");
+                            drop(tx);
+                            group_placed = now;
+                            continue 'candidates;
+                        }
                     }
                     let claimed = nodes::claim(
                         &mut tx,

@@ -126,14 +126,6 @@ SHOW_OPENRC_FILE = True
 SHOW_OPENSTACK_CLOUDS_YAML = True
 OPENSTACK_CLOUDS_YAML_NAME = 'nova-aio'
 
-# Policy overrides of the project's (etc/horizon/nova_policy.d): what Horizon must not offer
-# because the service does not serve it yet.
-_HERE = os.path.dirname(os.environ.get('NOVA_HORIZON_SETTINGS') or os.path.abspath(__file__))
-POLICY_DIRS = {
-    'compute': ['nova_policy.d', os.path.join(_HERE, 'nova_policy.d')],
-    'volume': ['cinder_policy.d'],
-}
-
 TIME_ZONE = 'UTC'
 SITE_BRANDING = 'OpenStack Dashboard'
 EMAIL_BACKEND = 'django.core.mail.backends.console.EmailBackend'

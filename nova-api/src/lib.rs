@@ -22,6 +22,7 @@ pub mod os_services;
 pub mod quota_classes;
 pub mod quotas;
 pub mod server_external_events;
+pub mod server_groups;
 pub mod servers;
 pub mod simple_tenant_usage;
 pub mod versions;
@@ -158,6 +159,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .configure(quota_classes::configure)
             .configure(server_external_events::configure)
             .configure(migrations::configure)
-            .configure(aggregates::configure),
+            .configure(aggregates::configure)
+            .configure(server_groups::configure),
     );
 }

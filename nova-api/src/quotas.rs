@@ -4,9 +4,9 @@
 //! The resources and their defaults are Nova's (`[quota]` in nova.conf). By microversion, as
 //! Nova: the network quotas (floating and fixed IPs, security groups and rules) are gone from
 //! 2.36, the injected-file quotas from 2.57; `/limits` drops `maxImageMeta` from 2.39.
-//! Only instances, cores, RAM and key pairs are counted and enforced here; the others are
-//! shown with their limits and nothing in use (this service has no server groups, injected
-//! files or networks yet).
+//! Instances, cores, RAM, key pairs, server groups and their members are counted and enforced
+//! here (the groups' at their create and at a server create into a group); the others are
+//! shown with their limits and nothing in use.
 //!
 //! Like Nova's, the check at create reads usage and then writes: two creates racing at the
 //! last free slot may both pass (Nova narrows this with a recheck after the write).
@@ -78,11 +78,15 @@ pub async fn limits_of(db: &Db, project: &str) -> ApiResult<BTreeMap<&'static st
 
 /// What the project uses of the resources that are counted.
 async fn usage_of(db: &Db, project: &str) -> ApiResult<BTreeMap<&'static str, i64>> {
-    let (instances, cores, ram) = quotas::server_usage(db, project).await?;
+    let ((instances, cores, ram), groups) = futures::try_join!(
+        quotas::server_usage(db, project),
+        nova_db::server_groups::count(db, project)
+    )?;
     Ok(BTreeMap::from([
         ("instances", instances),
         ("cores", cores),
         ("ram", ram),
+        ("server_groups", groups),
     ]))
 }
 
@@ -128,6 +132,18 @@ impl ProjectQuota {
                     "Quota exceeded for {resource}: Requested {requested}, but already used {in_use} of {limit} {resource}"
                 )));
             }
+        }
+        Ok(())
+    }
+
+    /// Refuses `count` more members of a group that has `members` beyond the
+    /// `server_group_members` quota, with Nova's message (403).
+    pub fn check_group_members(&self, members: i64, count: i64) -> ApiResult<()> {
+        let limit = self.limits["server_group_members"];
+        if limit >= 0 && members + count > limit {
+            return Err(ApiError::Forbidden(
+                "Quota exceeded, too many servers in group".into(),
+            ));
         }
         Ok(())
     }
@@ -362,7 +378,7 @@ async fn limits(
         "totalInstancesUsed": used["instances"],
         "totalCoresUsed": used["cores"],
         "totalRAMUsed": used["ram"],
-        "totalServerGroupsUsed": 0,
+        "totalServerGroupsUsed": used["server_groups"],
     });
     if !v.at_least(36) {
         absolute["maxSecurityGroups"] = json!(l["security_groups"]);

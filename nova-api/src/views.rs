@@ -100,6 +100,8 @@ pub struct ServerViewer<'a> {
     /// The security groups of each server's ports, by server id
     /// (`nova_db::ports::server_security_groups`).
     pub security_groups: &'a HashMap<String, Vec<String>>,
+    /// The server groups the one server shown is in (Show and Update at 2.71 and later).
+    pub server_groups: &'a [String],
     pub kind: ViewKind,
 }
 
@@ -281,7 +283,7 @@ pub struct ServerDetail<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     trusted_image_certificates: Option<Option<&'a [String]>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    server_groups: Option<[&'static str; 0]>,
+    server_groups: Option<&'a [String]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     locked_reason: Option<Option<&'a str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -393,7 +395,7 @@ pub fn server_detail<'a>(viewer: &ServerViewer<'a>, i: &'a Instance) -> ServerDe
         trusted_image_certificates: version
             .at_least(63)
             .then_some(i.trusted_image_certificates.as_deref()),
-        server_groups: server_groups_shown.then_some([]),
+        server_groups: server_groups_shown.then_some(viewer.server_groups),
         locked_reason: version.at_least(73).then_some(i.locked_reason.as_deref()),
         // The zone the user asked for at create, if any.
         pinned_availability_zone: (full && version.at_least(96))

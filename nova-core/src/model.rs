@@ -71,6 +71,16 @@ string_enum!(
 );
 
 string_enum!(
+    /// What a server group asks of its members' hosts (Nova's four policies).
+    ServerGroupPolicy {
+        Affinity => "affinity",
+        AntiAffinity => "anti-affinity",
+        SoftAffinity => "soft-affinity",
+        SoftAntiAffinity => "soft-anti-affinity",
+    }
+);
+
+string_enum!(
     /// The kind of compute node; a flavor's `node:type` extra spec names the one it needs.
     NodeType {
         Vm => "vm",
@@ -323,8 +333,9 @@ pub struct Instance {
     pub auto_disk_config: bool,
 }
 
-/// Nova's `same_host` and `different_host` scheduler hints (its SameHostFilter and
-/// DifferentHostFilter): servers whose host a new server must share, or avoid.
+/// Nova's scheduler hints: `same_host` and `different_host` (its SameHostFilter and
+/// DifferentHostFilter: servers whose host a new server must share, or avoid), `group`, and
+/// the admin's requested destination.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SchedulerHints {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -338,6 +349,10 @@ pub struct SchedulerHints {
     /// The compute node an admin asked for (2.74's `hypervisor_hostname`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// The server group the server is a member of (the `group` hint: its uuid), whose policy
+    /// placement follows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 impl SchedulerHints {
@@ -346,6 +361,7 @@ impl SchedulerHints {
             && self.different_host.is_empty()
             && self.host.is_none()
             && self.node.is_none()
+            && self.group.is_none()
     }
 }
 

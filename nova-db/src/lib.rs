@@ -21,6 +21,7 @@ pub mod ports;
 pub mod quotas;
 mod rows;
 pub mod security_groups;
+pub mod server_groups;
 pub mod subnets;
 pub mod tasks;
 

@@ -548,10 +548,15 @@ pub(super) fn parse_hints(root: &serde_json::Map<String, Value>) -> ApiResult<Sc
         match key.as_str() {
             "same_host" => out.same_host = uuids(key, value)?,
             "different_host" => out.different_host = uuids(key, value)?,
+            // Nova's schema: one uuid; the group is looked up at create (`check_group`).
             "group" => {
-                return Err(bad(
-                    "Server groups are not supported by this deployment yet.",
-                ))
+                out.group = Some(
+                    value
+                        .as_str()
+                        .and_then(|s| uuid::Uuid::parse_str(s).ok())
+                        .map(|u| u.hyphenated().to_string())
+                        .ok_or_else(|| invalid(key, value, &format!("{value} is not a 'uuid'")))?,
+                );
             }
             "query" | "target_cell" | "different_cell" | "build_near_host_ip" | "cidr" => {
                 return Err(bad(format!(
@@ -562,6 +567,21 @@ pub(super) fn parse_hints(root: &serde_json::Map<String, Value>) -> ApiResult<Sc
         }
     }
     Ok(out)
+}
+
+/// Nova's `InstanceGroupNotFound`, which its create answers with 400.
+fn group_not_found(group: &str) -> ApiError {
+    bad(format!("Instance group {group} could not be found."))
+}
+
+/// The `group` hint names a server group of the caller's project (an admin's: any).
+async fn check_group(state: &AppState, ctx: &RequestContext, group: Option<&str>) -> ApiResult<()> {
+    let Some(group) = group else { return Ok(()) };
+    let uuid = uuid::Uuid::parse_str(group).map_err(|_| group_not_found(group))?;
+    match nova_db::server_groups::get(&state.db, uuid).await? {
+        Some(g) if ctx.is_admin() || g.project_id == ctx.project_id => Ok(()),
+        _ => Err(group_not_found(group)),
+    }
 }
 
 pub(super) fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<CreateRequest> {
@@ -963,6 +983,7 @@ pub(super) async fn create(
     check_requested_destination(&state, &ctx, &request.scheduler_hints, request.forced_host)
         .await?;
     check_availability_zone(&state, request.availability_zone.as_deref()).await?;
+    check_group(&state, &ctx, request.scheduler_hints.group.as_deref()).await?;
     // The lookups do not depend on each other: they run together (each on its own pooled
     // connection), and their errors are reported in a fixed order.
     let flavor = async {
@@ -1099,10 +1120,18 @@ pub(super) async fn create(
         &ctx.request_id,
         keyed.as_ref().map(|k| &k.record),
         |u| {
+            let quota = quota.with_server_usage(u);
             quota
-                .with_server_usage(u)
                 .check_server_create(request.count, flavor.vcpus, flavor.memory_mb)
-                .map_err(CreateError::Api)
+                .map_err(CreateError::Api)?;
+            match (&request.scheduler_hints.group, u.group_members) {
+                (None, _) => Ok(()),
+                // Deleted since it was looked up.
+                (Some(group), None) => Err(CreateError::Api(group_not_found(group))),
+                (Some(_), Some(members)) => quota
+                    .check_group_members(members, request.count)
+                    .map_err(CreateError::Api),
+            }
         },
     )
     .await;

@@ -355,6 +355,7 @@ pub(super) async fn detail(
         host_status: &host_status,
         host_zones: &host_zones,
         security_groups: &security_groups,
+        server_groups: &[],
         kind: views::ViewKind::List,
     };
     let items: Vec<_> = page

@@ -163,3 +163,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(metadata::configure)
     .configure(tags::configure);
 }
+
+/// The server groups `instance` is in, shown from 2.71 (none read before).
+pub(super) async fn server_groups_of(
+    state: &AppState,
+    version: crate::versions::ApiVersion,
+    instance: &nova_core::model::Instance,
+) -> ApiResult<Vec<String>> {
+    if !version.at_least(71) {
+        return Ok(Vec::new());
+    }
+    Ok(
+        nova_db::server_groups::of_instance(&state.db, instance.uuid.0)
+            .await?
+            .iter()
+            .map(|g| g.hyphenated().to_string())
+            .collect(),
+    )
+}

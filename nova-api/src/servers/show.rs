@@ -20,6 +20,7 @@ pub(super) async fn show(
     let host_zones = nova_db::aggregates::host_zones(&state.db).await?;
     let security_groups =
         nova_db::ports::server_security_groups(&state.db, &[instance.uuid.to_string()]).await?;
+    let server_groups = super::server_groups_of(&state, version, &instance).await?;
     let viewer = views::ServerViewer {
         url: &url,
         ctx: &ctx,
@@ -27,6 +28,7 @@ pub(super) async fn show(
         host_status: &host_status,
         host_zones: &host_zones,
         security_groups: &security_groups,
+        server_groups: &server_groups,
         kind: views::ViewKind::Show,
     };
     Ok(HttpResponse::Ok().json(&OneServer {

@@ -98,6 +98,7 @@ pub(super) async fn update(
     let host_zones = nova_db::aggregates::host_zones(&state.db).await?;
     let security_groups =
         nova_db::ports::server_security_groups(&state.db, &[instance.uuid.to_string()]).await?;
+    let server_groups = super::server_groups_of(&state, version, &instance).await?;
     let viewer = views::ServerViewer {
         url: &url,
         ctx: &ctx,
@@ -105,6 +106,7 @@ pub(super) async fn update(
         host_status: &host_status,
         host_zones: &host_zones,
         security_groups: &security_groups,
+        server_groups: &server_groups,
         kind,
     };
     Ok(HttpResponse::Ok().json(&OneServer {

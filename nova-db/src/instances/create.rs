@@ -57,15 +57,31 @@ where
         .await
         .map_err(DbError::from)?
     });
+    // The group the servers join, locked until the commit: its member count is the one the
+    // quota is checked against, and a member placed meanwhile waits (see `server_groups`).
+    let group = news
+        .first()
+        .and_then(|n| n.scheduler_hints.group.as_deref())
+        .and_then(|g| uuid::Uuid::parse_str(g).ok());
+    let group_members = match group {
+        Some(g) => crate::server_groups::lock_for_members(&mut tx, g).await?,
+        None => None,
+    };
     let usage = ServerUsage {
         instances,
         cores,
         ram,
+        group_members,
     };
     admit(usage)?;
     let mut created = Vec::with_capacity(news.len());
     for new in news {
         created.push(insert_with_build_task(&mut tx, new, request_id).await?);
+    }
+    if let (Some(g), Some(_)) = (group, group_members) {
+        for (instance, _) in &created {
+            crate::server_groups::add_member(&mut tx, g, instance.uuid.0).await?;
+        }
     }
     if let (Some(key), Some((first, _))) = (idempotency, created.first()) {
         crate::idempotency::record(&mut tx, key, first.uuid).await?;

@@ -157,6 +157,25 @@ async fn the_openstack_cli_manages_flavors_key_pairs_and_quotas() -> anyhow::Res
         .or_else(|| quota.get("instances").cloned());
     assert_eq!(instances, Some(json!(7)), "{quota}");
 
+    // A server group, as the CLI makes, shows and deletes one.
+    let group = demo(
+        &stack,
+        &[
+            "server",
+            "group",
+            "create",
+            "--policy",
+            "anti-affinity",
+            "apart",
+        ],
+    )
+    .await?;
+    assert_eq!(field(&group, "policy"), &json!("anti-affinity"), "{group}");
+    let listed = demo(&stack, &["server", "group", "list"]).await?;
+    assert!(listed.to_string().contains("apart"), "{listed}");
+    e2e::cli::run(&stack, "demo", &["server", "group", "delete", "apart"]).await?;
+    assert_eq!(demo(&stack, &["server", "group", "list"]).await?, json!([]));
+
     let zones = demo(&stack, &["availability", "zone", "list", "--compute"]).await?;
     assert!(
         zones

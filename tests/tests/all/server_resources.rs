@@ -1298,9 +1298,9 @@ async fn servers_choose_networks_by_uuid(stack: &dyn Stack) -> anyhow::Result<()
 }
 
 /// Nova's `same_host` and `different_host` scheduler hints across two hosts: a server follows,
-/// or avoids, the hosts of the servers it names; both at once leave no valid host. A server
-/// group, or a hint for a filter this scheduler lacks, is a 400; a hint no filter knows is
-/// ignored, as in Nova.
+/// or avoids, the hosts of the servers it names; both at once leave no valid host. A group
+/// that does not exist, or a hint for a filter this scheduler lacks, is a 400; a hint no
+/// filter knows is ignored, as in Nova.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduler_hints_place_a_server_with_or_away_from_others() -> anyhow::Result<()> {
     let mut stack = e2e::stack::Distributed::start(Options::default()).await?;
@@ -1598,5 +1598,303 @@ async fn aggregates_make_availability_zones_that_placement_honours() -> anyhow::
     assert_eq!(r.status, 400, "{}", r.body);
     let r = a.get("/os-aggregates").await?;
     assert_eq!(r.body["aggregates"].as_array().map(Vec::len), Some(1));
+    Ok(())
+}
+
+on_both_shapes!(server_groups_follow_novas_api, Options::default());
+/// Server groups as Nova's os-server-groups, on one host: the view by microversion, the
+/// create's checks, the project's own groups, the quotas; a second anti-affinity member has no
+/// valid host and stays a member in ERROR; a deleted group is gone from its servers.
+async fn server_groups_follow_novas_api(stack: &dyn Stack) -> anyhow::Result<()> {
+    let c = demo(stack, "2.64");
+    let create = |c: &Client, group: Value| {
+        let c = c.clone();
+        async move {
+            c.post("/os-server-groups", &json!({ "server_group": group }))
+                .await
+        }
+    };
+    let r = create(&c, json!({"name": "apart", "policy": "anti-affinity"})).await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let apart = r.body["server_group"].clone();
+    let apart_id = apart["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(apart["policy"], json!("anti-affinity"));
+    assert_eq!(apart["rules"], json!({}));
+    assert_eq!(apart["members"], json!([]));
+    assert!(apart.get("policies").is_none() && apart.get("metadata").is_none());
+    let r = create(
+        &c,
+        json!({"name": "two", "policy": "anti-affinity", "rules": {"max_server_per_host": 2}}),
+    )
+    .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.body["server_group"]["rules"],
+        json!({"max_server_per_host": 2})
+    );
+    // Before 2.64 a list of one policy, and an empty metadata; the soft ones from 2.15.
+    let r = create(
+        &c.at_microversion("2.15"),
+        json!({"name": "near", "policies": ["soft-affinity"]}),
+    )
+    .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["server_group"]["policies"], json!(["soft-affinity"]));
+    assert_eq!(r.body["server_group"]["metadata"], json!({}));
+    let old = c.at_microversion("2.1");
+    let r = old.get(&format!("/os-server-groups/{apart_id}")).await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["server_group"]["policies"], json!(["anti-affinity"]));
+    assert!(r.body["server_group"].get("project_id").is_none());
+
+    // Bad input changes nothing.
+    for (c, group, message) in [
+        (
+            &c,
+            json!({"name": "x", "policy": "affinity", "rules": {"max_server_per_host": 2}}),
+            Some("Only anti-affinity policy supports rules."),
+        ),
+        (&c, json!({"name": "x", "policy": "friends"}), None),
+        (&c, json!({"name": "x", "policies": ["affinity"]}), None),
+        (
+            &c,
+            json!({"name": "x", "policy": "anti-affinity", "rules": {"max_server_per_host": 0}}),
+            None,
+        ),
+        (
+            &c,
+            json!({"name": "x", "policy": "anti-affinity", "rules": {"other": 1}}),
+            None,
+        ),
+        (
+            &old,
+            json!({"name": "x", "policies": ["soft-affinity"]}),
+            None,
+        ),
+        (
+            &old,
+            json!({"name": "x", "policies": ["affinity", "anti-affinity"]}),
+            None,
+        ),
+        (&old, json!({"name": "", "policies": ["affinity"]}), None),
+    ] {
+        let r = create(c, group.clone()).await?;
+        assert_eq!(r.status, 400, "{group}: {}", r.body);
+        if let Some(m) = message {
+            assert_eq!(r.body["badRequest"]["message"], json!(m));
+        }
+    }
+    let listed = c.get("/os-server-groups").await?;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let names: Vec<&str> = listed.body["server_groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g["name"].as_str())
+        .collect();
+    assert_eq!(names, ["apart", "two", "near"]);
+    let page = c.get("/os-server-groups?limit=1&offset=1").await?;
+    assert_eq!(page.body["server_groups"][0]["name"], json!("two"));
+    assert_eq!(
+        c.get("/os-server-groups?limit=-1").await?.status,
+        400,
+        "a negative limit"
+    );
+
+    // Another project sees none of them, and may not read or delete one.
+    let other = Client::new(stack.api_url(), "other:other").at_microversion("2.64");
+    assert_eq!(
+        other.get("/os-server-groups").await?.body["server_groups"],
+        json!([])
+    );
+    let path = format!("/os-server-groups/{apart_id}");
+    assert_eq!(other.get(&path).await?.status, 403);
+    assert_eq!(other.delete(&path).await?.status, 403);
+    // An admin lists every project's with all_projects.
+    let a = admin(stack, "2.64");
+    let all = a.get("/os-server-groups?all_projects=True").await?;
+    assert!(all.body["server_groups"]
+        .as_array()
+        .is_some_and(|g| g.len() >= 3));
+    // Nor may it put its servers into them.
+    let server = |name: &str, group: &str| {
+        json!({"server": {"name": name, "imageRef": IMAGE, "flavorRef": "1", "networks": "none"},
+               "os:scheduler_hints": {"group": group}})
+    };
+    let r = other.post("/servers", &server("x", &apart_id)).await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        json!(format!("Instance group {apart_id} could not be found."))
+    );
+
+    // One host: the first member of an anti-affinity group takes it, the second finds no
+    // valid host and is a member all the same, in ERROR (as Nova adds members at create).
+    let r = c.post("/servers", &server("one", &apart_id)).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let one = r.body["server"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    c.wait_status(&one, "ACTIVE", WAIT).await?;
+    let r = c.post("/servers", &server("two", &apart_id)).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let two = r.body["server"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let failed = c.wait_error(&two, WAIT).await?;
+    assert!(
+        failed["fault"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("No valid host was found")),
+        "{failed}"
+    );
+    let shown = c.get(&path).await?.body["server_group"]["members"].clone();
+    assert_eq!(shown, json!([one, two]));
+    let s = c.at_microversion("2.71").server(&one).await?;
+    assert_eq!(s.body["server"]["server_groups"], json!([apart_id]));
+    assert!(c.at_microversion("2.70").server(&one).await?.body["server"]
+        .get("server_groups")
+        .is_none());
+
+    // The quotas: members per group, and groups per project.
+    let r = a
+        .put(
+            "/os-quota-sets/demo",
+            &json!({"quota_set": {"server_group_members": 2, "server_groups": 3}}),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let before = c.get("/servers").await?.body["servers"].clone();
+    let r = c.post("/servers", &server("three", &apart_id)).await?;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        r.body["forbidden"]["message"],
+        json!("Quota exceeded, too many servers in group")
+    );
+    assert_eq!(c.get("/servers").await?.body["servers"], before);
+    let r = create(&c, json!({"name": "fourth", "policy": "affinity"})).await?;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        r.body["forbidden"]["message"],
+        json!("Quota exceeded, too many server groups.")
+    );
+    let limits = c.get("/limits").await?.body["limits"]["absolute"].clone();
+    assert_eq!(
+        (&limits["maxServerGroups"], &limits["totalServerGroupsUsed"]),
+        (&json!(3), &json!(3)),
+        "{limits}"
+    );
+
+    // A deleted member is no member; a deleted group is gone from its servers.
+    assert_eq!(c.delete(&format!("/servers/{two}")).await?.status, 204);
+    c.wait_gone(&two, WAIT).await?;
+    assert_eq!(
+        c.get(&path).await?.body["server_group"]["members"],
+        json!([one])
+    );
+    assert_eq!(c.delete(&path).await?.status, 204);
+    assert_eq!(c.get(&path).await?.status, 404);
+    assert_eq!(c.delete(&path).await?.status, 404);
+    let s = c.at_microversion("2.71").server(&one).await?;
+    assert_eq!(s.body["server"]["server_groups"], json!([]));
+    let r = c.post("/servers", &server("late", &apart_id)).await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    Ok(())
+}
+
+/// A group's policy across two hosts: anti-affinity spreads its members (one per host, or as
+/// many as its rule allows) and refuses a third, even when the members are created at once;
+/// affinity keeps them on one host; the soft policies prefer, and never refuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_groups_place_their_members_together_or_apart() -> anyhow::Result<()> {
+    let mut stack = e2e::stack::Distributed::start(Options::default()).await?;
+    stack.start_agent_on("compute-2").await?;
+    let a = admin(&stack, "2.64");
+    let group = |policy: &str, rules: Value| {
+        let a = a.clone();
+        let body = json!({"server_group": {"name": policy, "policy": policy, "rules": rules}});
+        async move {
+            let r = a.post("/os-server-groups", &body).await?;
+            anyhow::ensure!(r.status == 200, "{}", r.body);
+            Ok::<String, anyhow::Error>(
+                r.body["server_group"]["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        }
+    };
+    // Each member's host once it settled, or None for one in ERROR.
+    let members = |group: String, n: usize| {
+        let a = a.clone();
+        async move {
+            let creates = (0..n).map(|i| {
+                let a = a.clone();
+                let group = group.clone();
+                async move {
+                    let r = a
+                        .post(
+                            "/servers",
+                            &json!({"server": {"name": format!("m{i}"), "imageRef": IMAGE,
+                                               "flavorRef": "1", "networks": "none"},
+                                    "os:scheduler_hints": {"group": group}}),
+                        )
+                        .await?;
+                    anyhow::ensure!(r.status == 202, "{}", r.body);
+                    let id = r.body["server"]["id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let deadline = tokio::time::Instant::now() + WAIT;
+                    loop {
+                        let s = a.server(&id).await?.body["server"].clone();
+                        match s["status"].as_str() {
+                            Some("ACTIVE") => {
+                                return Ok(s["OS-EXT-SRV-ATTR:host"].as_str().map(str::to_owned))
+                            }
+                            Some("ERROR") => return Ok(None),
+                            _ => {}
+                        }
+                        anyhow::ensure!(tokio::time::Instant::now() < deadline, "{s}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            });
+            let mut hosts = futures::future::try_join_all(creates).await?;
+            hosts.sort();
+            Ok::<Vec<Option<String>>, anyhow::Error>(hosts)
+        }
+    };
+    let (one, two) = (Some("compute-1".to_owned()), Some("compute-2".to_owned()));
+    // Created at once: each host takes one, the third has none left.
+    let apart = group("anti-affinity", json!({})).await?;
+    assert_eq!(members(apart, 3).await?, [None, one.clone(), two.clone()]);
+    let two_each = group("anti-affinity", json!({"max_server_per_host": 2})).await?;
+    assert_eq!(
+        members(two_each, 5).await?,
+        [None, one.clone(), one.clone(), two.clone(), two.clone()]
+    );
+    // Together: all on the host the first went to.
+    let together = group("affinity", json!({})).await?;
+    let hosts = members(together, 3).await?;
+    assert!(
+        hosts[0].is_some() && hosts.iter().all(|h| *h == hosts[0]),
+        "{hosts:?}"
+    );
+    // Soft (one after another: a soft policy is a preference, not checked under the group's
+    // lock): spread while they can, and never refused.
+    let spread = group("soft-anti-affinity", json!({})).await?;
+    let first = members(spread.clone(), 1).await?;
+    let second = members(spread.clone(), 1).await?;
+    assert!(
+        first[0].is_some() && second[0].is_some() && first != second,
+        "{first:?} {second:?}"
+    );
+    assert!(members(spread, 1).await?[0].is_some());
+    let near = group("soft-affinity", json!({})).await?;
+    let first = members(near.clone(), 1).await?;
+    assert_eq!(members(near, 1).await?, first);
     Ok(())
 }
