@@ -109,7 +109,7 @@ impl api_toolkit::Service for ComputeApi {
 }
 
 /// Nova's read policy (`PROJECT_READER_OR_ADMIN`) on servers (and everything under them), the
-/// image proxy, usage, quotas and networks: a caller with only a custom role reads none of
+/// image proxy, usage, quotas, networks and server groups: a caller with only a custom role reads none of
 /// them. Flavors, limits, key pairs (the owner's) and availability zones stay readable by any
 /// role, as in Nova.
 async fn readers_only(
@@ -123,6 +123,7 @@ async fn readers_only(
         "/v2.1/os-quota-sets",
         "/v2.1/os-tenant-networks",
         "/v2.1/os-networks",
+        "/v2.1/os-server-groups",
     ];
     if let Some(e) = NOVA
         .reader_check(&mut req, &prefixes, "os_compute_api:servers:show")

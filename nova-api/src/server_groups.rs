@@ -3,7 +3,8 @@
 //! servers created into them with the `group` scheduler hint. As Nova's `ServerGroupController`:
 //! the view by microversion (`policies` and an empty `metadata` before 2.64, `policy` and
 //! `rules` from it, `project_id` and `user_id` from 2.13), live members only, the
-//! `server_groups` quota at create, `all_projects` for admins, `limit` and `offset`.
+//! `server_groups` quota at create, `all_projects` for admins, `limit` and `offset`; another
+//! project's group is not found (404) but for admins.
 
 use crate::versions::ApiVersion;
 use crate::AppState;
@@ -44,22 +45,14 @@ fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("Instance group {id} could not be found."))
 }
 
-/// The group, or Nova's 404; another project's group is refused by policy (Nova reads the
-/// group first, then checks the rule against its project).
-async fn find(
-    state: &AppState,
-    ctx: &RequestContext,
-    id: &str,
-    rule: &str,
-) -> ApiResult<ServerGroup> {
+/// The group, or Nova's 404: also for another project's group unless the caller is an admin
+/// (Nova's group query is scoped to the caller's project for a non-admin).
+async fn find(state: &AppState, ctx: &RequestContext, id: &str) -> ApiResult<ServerGroup> {
     let uuid = uuid::Uuid::parse_str(id).map_err(|_| not_found(id))?;
-    let group = store::get(&state.db, uuid)
+    store::get(&state.db, uuid)
         .await?
-        .ok_or_else(|| not_found(id))?;
-    if !ctx.is_admin() && group.project_id != ctx.project_id {
-        return Err(NOVA.denied(rule));
-    }
-    Ok(group)
+        .filter(|g| ctx.is_admin() || g.project_id == ctx.project_id)
+        .ok_or_else(|| not_found(id))
 }
 
 async fn show(
@@ -75,7 +68,7 @@ async fn show(
             return Err(body::unexpected(key));
         }
     }
-    let group = find(&state, &ctx, &id, "os_compute_api:os-server-groups:show").await?;
+    let group = find(&state, &ctx, &id).await?;
     Ok(HttpResponse::Ok().json(json!({ "server_group": view(&group, v) })))
 }
 
@@ -84,9 +77,8 @@ async fn delete(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let rule = "os_compute_api:os-server-groups:delete";
-    let group = find(&state, &ctx, &id, rule).await?;
-    NOVA.require_write(&ctx, rule)?;
+    let group = find(&state, &ctx, &id).await?;
+    NOVA.require_write(&ctx, "os_compute_api:os-server-groups:delete")?;
     if !store::delete(&state.db, group.uuid).await? {
         return Err(not_found(&id));
     }
@@ -132,9 +124,11 @@ async fn index(
             return Err(body::unexpected(key));
         }
     }
-    let limit = non_negative(&pairs, "limit")?
-        .unwrap_or(MAX_LIMIT)
-        .min(MAX_LIMIT);
+    // As Nova's `limited`: none or 0 is the most.
+    let limit = match non_negative(&pairs, "limit")? {
+        None | Some(0) => MAX_LIMIT,
+        Some(n) => n.min(MAX_LIMIT),
+    };
     let offset = non_negative(&pairs, "offset")?.unwrap_or(0);
     // As Nova: `all_projects` is an admin's; anyone else gets their own project's groups.
     let all = ctx.is_admin() && pairs.iter().any(|(k, _)| k == "all_projects");
@@ -206,12 +200,21 @@ fn max_server_per_host(group: &Map<String, Value>) -> ApiResult<Option<i64>> {
     let Some(max) = obj.get("max_server_per_host") else {
         return Ok(None);
     };
+    // Nova's `positive_integer`: an integer, or a string of digits only.
     let n = match max {
         Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.parse::<i64>().ok(),
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse::<i64>().ok()
+        }
         _ => None,
     };
     match n {
+        // (Stored as Nova stores it, a 32-bit integer.)
+        Some(n) if n > i64::from(i32::MAX) => Err(invalid(
+            "max_server_per_host",
+            max,
+            &format!("is greater than the maximum of {}", i32::MAX),
+        )),
         Some(n) if n >= 1 => Ok(Some(n)),
         Some(_) => Err(invalid(
             "max_server_per_host",

@@ -303,8 +303,9 @@ pub async fn lock_and_place(tx: &mut Tx, group: Uuid, instance: Uuid) -> DbResul
 }
 
 /// Inside a server create's transaction: takes the group's row lock and counts its live
-/// members; `None` when the group is gone.
-pub async fn lock_for_members(tx: &mut Tx, group: Uuid) -> DbResult<Option<i64>> {
+/// members that `user` made (Nova counts the `server_group_members` quota per user); `None`
+/// when the group is gone.
+pub async fn lock_for_members(tx: &mut Tx, group: Uuid, user: &str) -> DbResult<Option<i64>> {
     let sql = match tx {
         Tx::Pg(_) => "SELECT uuid FROM server_groups WHERE uuid = $1 FOR UPDATE",
         Tx::Sqlite(_) => "SELECT uuid FROM server_groups WHERE uuid = $1",
@@ -319,9 +320,9 @@ pub async fn lock_for_members(tx: &mut Tx, group: Uuid) -> DbResult<Option<i64>>
         sqlx::query_scalar(
             "SELECT COUNT(*) FROM server_group_members m \
              JOIN instances i ON i.uuid = m.instance_uuid \
-             WHERE m.group_uuid = $1 AND i.deleted = $2",
+             WHERE m.group_uuid = $1 AND i.deleted = $2 AND i.user_id = $3",
         )
-        .bind(group).bind(false).fetch_one(&mut *c).await?
+        .bind(group).bind(false).bind(user).fetch_one(&mut *c).await?
     });
     Ok(Some(count))
 }

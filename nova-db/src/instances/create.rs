@@ -59,13 +59,15 @@ where
     });
     // The group the servers join, locked until the commit: its member count is the one the
     // quota is checked against, and a member placed meanwhile waits (see `server_groups`).
-    let group = news
-        .first()
+    let first = news.first();
+    let group = first
         .and_then(|n| n.scheduler_hints.group.as_deref())
         .and_then(|g| uuid::Uuid::parse_str(g).ok());
-    let group_members = match group {
-        Some(g) => crate::server_groups::lock_for_members(&mut tx, g).await?,
-        None => None,
+    let group_members = match (group, first) {
+        (Some(g), Some(n)) => {
+            crate::server_groups::lock_for_members(&mut tx, g, &n.user_id).await?
+        }
+        _ => None,
     };
     let usage = ServerUsage {
         instances,

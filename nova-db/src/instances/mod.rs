@@ -49,7 +49,8 @@ pub struct ServerUsage {
     pub instances: i64,
     pub cores: i64,
     pub ram: i64,
-    /// The live members of the server group the servers join (their `group` hint), read
-    /// under the group's lock; `None` without a group, or when the group is gone.
+    /// The live members the creating user has in the server group the servers join (their
+    /// `group` hint; Nova counts that quota per user), read under the group's lock; `None`
+    /// without a group, or when the group is gone.
     pub group_members: Option<i64>,
 }

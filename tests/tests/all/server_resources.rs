@@ -1695,21 +1695,25 @@ async fn server_groups_follow_novas_api(stack: &dyn Stack) -> anyhow::Result<()>
     assert_eq!(names, ["apart", "two", "near"]);
     let page = c.get("/os-server-groups?limit=1&offset=1").await?;
     assert_eq!(page.body["server_groups"][0]["name"], json!("two"));
+    assert_eq!(page.body["server_groups"].as_array().map(Vec::len), Some(1));
+    // As Nova's `limited`, a limit of 0 is the most there is.
+    let all = c.get("/os-server-groups?limit=0").await?;
+    assert_eq!(all.body["server_groups"].as_array().map(Vec::len), Some(3));
     assert_eq!(
         c.get("/os-server-groups?limit=-1").await?.status,
         400,
         "a negative limit"
     );
 
-    // Another project sees none of them, and may not read or delete one.
+    // Another project sees none of them: not found, as Nova scopes a member's lookup.
     let other = Client::new(stack.api_url(), "other:other").at_microversion("2.64");
     assert_eq!(
         other.get("/os-server-groups").await?.body["server_groups"],
         json!([])
     );
     let path = format!("/os-server-groups/{apart_id}");
-    assert_eq!(other.get(&path).await?.status, 403);
-    assert_eq!(other.delete(&path).await?.status, 403);
+    assert_eq!(other.get(&path).await?.status, 404);
+    assert_eq!(other.delete(&path).await?.status, 404);
     // An admin lists every project's with all_projects.
     let a = admin(stack, "2.64");
     let all = a.get("/os-server-groups?all_projects=True").await?;
@@ -1774,6 +1778,16 @@ async fn server_groups_follow_novas_api(stack: &dyn Stack) -> anyhow::Result<()>
         json!("Quota exceeded, too many servers in group")
     );
     assert_eq!(c.get("/servers").await?.body["servers"], before);
+    // Counted per user, as Nova's: another user's member does not use the owner's.
+    let r = a.post("/servers", &server("admins", &apart_id)).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let admins = r.body["server"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    a.wait_error(&admins, WAIT).await?;
+    assert_eq!(a.delete(&format!("/servers/{admins}")).await?.status, 204);
+    a.wait_gone(&admins, WAIT).await?;
     let r = create(&c, json!({"name": "fourth", "policy": "affinity"})).await?;
     assert_eq!(r.status, 403, "{}", r.body);
     assert_eq!(
@@ -1884,7 +1898,8 @@ async fn server_groups_place_their_members_together_or_apart() -> anyhow::Result
         "{hosts:?}"
     );
     // Soft (one after another: a soft policy is a preference, not checked under the group's
-    // lock): spread while they can, and never refused.
+    // lock): spread while they can, and never refused. (The weigher's most-free-RAM order
+    // alone would spread these two too; soft affinity, below, goes against it.)
     let spread = group("soft-anti-affinity", json!({})).await?;
     let first = members(spread.clone(), 1).await?;
     let second = members(spread.clone(), 1).await?;
