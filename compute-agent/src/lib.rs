@@ -18,7 +18,9 @@ use image_cache::ImageCache;
 use nova_core::bus::{self, Bus, BusError, Delivery};
 use nova_core::ids::{InstanceUuid, TaskId};
 use nova_core::model::{PowerState, COMPUTE_BINARY};
-use nova_core::rpc::{AgentEvent, CallReply, ComputeCommand, Envelope, Outcome, Queues};
+use nova_core::rpc::{
+    AgentEvent, CallReply, ComputeCommand, Envelope, InstanceSpec, Outcome, Queues,
+};
 pub use settings::AgentSettings;
 use settings::DriverKind;
 use std::collections::{HashMap, HashSet};
@@ -822,6 +824,19 @@ impl Agent {
             })
     }
 
+    /// The image data a spawn of `spec` boots from, in the host's cache. A bare-metal
+    /// machine's BMC fetches its image itself, by URL: none.
+    async fn boot_images(&self, spec: &InstanceSpec) -> Result<drivers::BootImages, DriverError> {
+        if spec.bmc.is_some() {
+            return Ok(drivers::BootImages::default());
+        }
+        Ok(drivers::BootImages {
+            disk: self.acquire(spec.image.as_ref(), spec.uuid).await?,
+            kernel: self.acquire(spec.kernel.as_ref(), spec.uuid).await?,
+            ramdisk: self.acquire(spec.ramdisk.as_ref(), spec.uuid).await?,
+        })
+    }
+
     async fn execute(&self, command: &ComputeCommand) -> (Option<nova_core::ids::TaskId>, Outcome) {
         let limit = self.settings.operation_timeout();
         let driver = &self.driver;
@@ -829,21 +844,34 @@ impl Agent {
             ComputeCommand::Spawn { task_id, spec } => {
                 tracing::info!(node = %spec.node, "spawning");
                 let r = bounded(limit, async {
-                    // A bare-metal machine's BMC fetches its image itself, by URL.
-                    let images = if spec.bmc.is_some() {
-                        drivers::BootImages::default()
-                    } else {
-                        drivers::BootImages {
-                            disk: self.acquire(spec.image.as_ref(), spec.uuid).await?,
-                            kernel: self.acquire(spec.kernel.as_ref(), spec.uuid).await?,
-                            ramdisk: self.acquire(spec.ramdisk.as_ref(), spec.uuid).await?,
-                        }
-                    };
+                    let images = self.boot_images(spec).await?;
                     tracing::debug!("image ready");
                     driver.spawn(spec, &images).await
                 })
                 .await
                 .map(|i| (i.power_state, i.addresses));
+                (Some(*task_id), r)
+            }
+            ComputeCommand::Rebuild {
+                task_id,
+                spec,
+                stopped,
+            } => {
+                tracing::info!(node = %spec.node, image = %spec.image_ref, "rebuilding");
+                let r = bounded(limit, async {
+                    // (The old image stays recorded as the instance's until its destroy: the
+                    // cache keeps it a little longer, never too short.)
+                    let images = self.boot_images(spec).await?;
+                    let built = driver.rebuild(spec, &images).await?;
+                    if *stopped {
+                        // As Nova: a server rebuilt while SHUTOFF is brought back to it.
+                        driver.power_off(spec.uuid, Duration::ZERO).await?;
+                        let power = driver.power_state(spec.uuid).await?;
+                        return Ok((power, built.addresses));
+                    }
+                    Ok((built.power_state, built.addresses))
+                })
+                .await;
                 (Some(*task_id), r)
             }
             ComputeCommand::Destroy { task_id, instance } => {

@@ -253,6 +253,30 @@ impl Conductor {
                     .await
                     .map(|_| ())
             }
+            // As Nova's rebuild: the old guest is gone, so a failure leaves the server in ERROR
+            // (its claim and ports stay: it can be rebuilt again or deleted).
+            (TaskKind::Rebuild { .. }, Outcome::Failed { message, details }) => {
+                let fault = Fault {
+                    code: 500,
+                    message: message.clone(),
+                    details,
+                    created_at: now_ms(),
+                };
+                let set = instances::SetStates {
+                    vm_state: VmState::Error,
+                    task_state: None,
+                    power_state: None,
+                    launched: false,
+                    addresses: None,
+                };
+                let expect = instances::Expect {
+                    vm_state: Some(instance.vm_state),
+                    task_state: Some(TaskState::Rebuilding),
+                };
+                self.finish(&task, expect, set, Some((&fault, &message)), host)
+                    .await
+                    .map(|_| ())
+            }
             (_, Outcome::Failed { message, details }) => {
                 // As Nova's @reverts_task_state: the task state goes back to none, the vm state
                 // stays, and the failure is recorded as a fault and in the action.

@@ -1,5 +1,5 @@
 //! Carrying out a task the API wrote: build, delete, and the calls to the server's host
-//! (stop, start, reboot, pause, unpause, suspend, resume).
+//! (stop, start, reboot, pause, unpause, suspend, resume, rebuild).
 
 use crate::scheduler::Placement;
 use crate::{Conductor, Result};
@@ -25,6 +25,7 @@ pub(crate) fn event_name(kind: TaskKind) -> &'static str {
         TaskKind::Unpause => "compute_unpause_instance",
         TaskKind::Suspend => "compute_suspend_instance",
         TaskKind::Resume => "compute_resume_instance",
+        TaskKind::Rebuild { .. } => "compute_rebuild_instance",
     }
 }
 
@@ -42,6 +43,8 @@ pub(crate) fn host_task_states(kind: TaskKind) -> Option<(TaskState, VmState)> {
         TaskKind::Unpause => (TaskState::Unpausing, VmState::Active),
         TaskKind::Suspend => (TaskState::Suspending, VmState::Suspended),
         TaskKind::Resume => (TaskState::Resuming, VmState::Active),
+        TaskKind::Rebuild { stopped: true } => (TaskState::Rebuilding, VmState::Stopped),
+        TaskKind::Rebuild { stopped: false } => (TaskState::Rebuilding, VmState::Active),
     })
 }
 
@@ -463,6 +466,21 @@ pub(crate) async fn command_for(
             task_id,
             instance: uuid,
         },
+        TaskKind::Rebuild { stopped } => {
+            let Some(node) = instance.node.as_deref() else {
+                return Ok(None);
+            };
+            // The spec as a build's (its ports found again, not made), from the new image.
+            let Ok(mut spec) = spec(db, instance, node).await? else {
+                return Ok(None);
+            };
+            spec.bmc = machine_bmc(db, instance, node).await?;
+            ComputeCommand::Rebuild {
+                task_id,
+                spec: Box::new(spec),
+                stopped,
+            }
+        }
     }))
 }
 

@@ -129,6 +129,18 @@ pub trait Compute: Send + Sync + 'static {
     /// a missing instance is not an error.
     async fn destroy(&self, uuid: InstanceUuid) -> Result<(), DriverError>;
 
+    /// Builds the instance again from `spec` (its image may be new; its NICs, MACs and
+    /// addresses are the same ports'), discarding its disk (Nova's `rebuild`): a destroy and a
+    /// spawn. Drivers that can keep more of the instance override it.
+    async fn rebuild(
+        &self,
+        spec: &InstanceSpec,
+        images: &BootImages,
+    ) -> Result<DriverInstance, DriverError> {
+        self.destroy(spec.uuid).await?;
+        self.spawn(spec, images).await
+    }
+
     /// Shuts the instance down, gracefully within `timeout`, then forcibly.
     async fn power_off(&self, uuid: InstanceUuid, timeout: Duration) -> Result<(), DriverError>;
 

@@ -66,6 +66,7 @@ string_enum!(
         Unpausing => "unpausing",
         Suspending => "suspending",
         Resuming => "resuming",
+        Rebuilding => "rebuilding",
         Deleting => "deleting",
     }
 );
@@ -166,6 +167,7 @@ pub fn api_status(vm: VmState, task: Option<TaskState>) -> &'static str {
     use TaskState as T;
     use VmState as V;
     match (vm, task) {
+        (V::Active | V::Stopped | V::Error, Some(T::Rebuilding)) => "REBUILD",
         (V::Active, Some(T::Rebooting)) => "REBOOT",
         (V::Active, Some(T::RebootingHard)) => "HARD_REBOOT",
         (V::Active, _) => "ACTIVE",

@@ -64,11 +64,18 @@ pub enum TaskKind {
     Delete,
     Stop,
     Start,
-    Reboot { hard: bool },
+    Reboot {
+        hard: bool,
+    },
     Pause,
     Unpause,
     Suspend,
     Resume,
+    /// The server built again from its (new) image on its host; `stopped`: it was SHUTOFF,
+    /// and is again after (as Nova brings it back to its state).
+    Rebuild {
+        stopped: bool,
+    },
 }
 
 impl TaskKind {
@@ -84,6 +91,7 @@ impl TaskKind {
             Self::Unpause => "unpause",
             Self::Suspend => "suspend",
             Self::Resume => "resume",
+            Self::Rebuild { .. } => "rebuild",
         }
     }
 
@@ -265,6 +273,13 @@ pub enum ComputeCommand {
     Resume {
         task_id: TaskId,
         instance: InstanceUuid,
+    },
+    /// The instance destroyed and spawned again from `spec` (its image may be a new one), with
+    /// the same ports; powered off after when `stopped`.
+    Rebuild {
+        task_id: TaskId,
+        spec: Box<InstanceSpec>,
+        stopped: bool,
     },
     /// API → agent, a call ([`crate::bus::Bus::call`]): the instance's console log, the last
     /// `length` lines when given. No task; the answer is a [`CallReply`].
@@ -458,7 +473,8 @@ impl ComputeCommand {
             | Self::Pause { task_id, .. }
             | Self::Unpause { task_id, .. }
             | Self::Suspend { task_id, .. }
-            | Self::Resume { task_id, .. } => Some(*task_id),
+            | Self::Resume { task_id, .. }
+            | Self::Rebuild { task_id, .. } => Some(*task_id),
             Self::Destroy { task_id, .. } => *task_id,
             Self::ConsoleOutput { .. }
             | Self::HostUptime
@@ -484,7 +500,8 @@ impl ComputeCommand {
             | Self::Unpause { .. }
             | Self::Suspend { .. }
             | Self::Resume { .. } => true,
-            Self::Reboot { .. } => false,
+            // A second rebuild would build the guest again, losing what it wrote since.
+            Self::Reboot { .. } | Self::Rebuild { .. } => false,
             // Questions: nothing changes at all.
             Self::ConsoleOutput { .. } | Self::HostUptime | Self::Diagnostics { .. } => true,
             // The drivers plug and unplug idempotently (a NIC that is there is not added).
@@ -499,7 +516,7 @@ impl ComputeCommand {
     /// The instance the command is about (none for questions about the host).
     pub fn instance(&self) -> Option<InstanceUuid> {
         match self {
-            Self::Spawn { spec, .. } => Some(spec.uuid),
+            Self::Spawn { spec, .. } | Self::Rebuild { spec, .. } => Some(spec.uuid),
             Self::Destroy { instance, .. }
             | Self::PowerOff { instance, .. }
             | Self::PowerOn { instance, .. }

@@ -291,6 +291,7 @@ pub(super) async fn action(
             let output = console_output(&ctx, &state, &id, arg).await?;
             return Ok(HttpResponse::Ok().json(json!({ "output": output })));
         }
+        "rebuild" => return super::rebuild::rebuild(&req, &ctx, &state, &id, arg).await,
         "addSecurityGroup" | "removeSecurityGroup" => {
             let add = name == "addSecurityGroup";
             return super::security_groups::action(&ctx, &state, &id, arg, add).await;

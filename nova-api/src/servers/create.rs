@@ -58,7 +58,7 @@ const PROPERTIES: &[(&str, u16, u16)] = &[
 /// Nova's `personality` (until 2.56): files to inject, each a path and base64 contents.
 /// Checked as Nova checks them; this deployment injects no files (as Nova with file injection
 /// off and no config drive), so they are not written anywhere.
-fn check_personality(v: &Value) -> ApiResult<usize> {
+pub(super) fn check_personality(v: &Value) -> ApiResult<usize> {
     let files = v
         .as_array()
         .ok_or_else(|| invalid("personality", v, &format!("{v} is not of type 'array'")))?;
@@ -692,19 +692,8 @@ pub(super) fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<Creat
         Some(v) => parse_metadata(v)?,
     };
     let user_data = match server.get("user_data") {
-        None | Some(Value::Null) => None,
-        Some(v) => {
-            let s = v
-                .as_str()
-                .ok_or_else(|| invalid("user_data", v, &format!("{v} is not of type 'string'")))?;
-            if s.len() > 65535 {
-                return Err(invalid("user_data", v, "is too long"));
-            }
-            base64::engine::general_purpose::STANDARD
-                .decode(s)
-                .map_err(|_| bad("User data needs to be valid base 64."))?;
-            Some(s.to_owned())
-        }
+        None => None,
+        Some(v) => parse_user_data(v)?,
     };
     let availability_zone = match server.get("availability_zone") {
         None => None,
@@ -746,17 +735,7 @@ pub(super) fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<Creat
     };
     let auto_disk_config = match server.get("OS-DCF:diskConfig") {
         None => false,
-        Some(v) => match v.as_str() {
-            Some("AUTO") => true,
-            Some("MANUAL") => false,
-            _ => {
-                return Err(invalid(
-                    "OS-DCF:diskConfig",
-                    v,
-                    "is not one of ['AUTO', 'MANUAL']",
-                ))
-            }
-        },
+        Some(v) => parse_disk_config(v)?,
     };
     // Nova's schema: a list of `{"name": …}` (a name or an id); checked against the
     // networking service's groups once the body is valid.
@@ -789,11 +768,8 @@ pub(super) fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<Creat
         Some(v) => parse_description(v)?,
     };
     let key_name = match server.get("key_name") {
-        None | Some(Value::Null) => None,
-        Some(v) => match v.as_str() {
-            Some(s) if (1..=255).contains(&s.chars().count()) => Some(s.to_owned()),
-            _ => return Err(invalid("key_name", v, "is not a valid key pair name")),
-        },
+        None => None,
+        Some(v) => parse_key_name(v)?,
     };
     let tags = match server.get("tags") {
         None => Vec::new(),
@@ -854,39 +830,8 @@ pub(super) fn parse_create(body: &Value, version: ApiVersion) -> ApiResult<Creat
         }
     }
     let trusted_image_certificates = match server.get("trusted_image_certificates") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(ids)) => {
-            let mut out = Vec::new();
-            for id in ids {
-                match id.as_str() {
-                    Some(s) if !s.is_empty() && !out.iter().any(|o| o == s) => {
-                        out.push(s.to_owned())
-                    }
-                    _ => {
-                        return Err(invalid(
-                            "trusted_image_certificates",
-                            id,
-                            "is not a unique, non-empty string",
-                        ))
-                    }
-                }
-            }
-            if out.is_empty() || out.len() > 50 {
-                return Err(invalid(
-                    "trusted_image_certificates",
-                    &Value::Array(ids.clone()),
-                    "must hold 1 to 50 certificate ids",
-                ));
-            }
-            Some(out)
-        }
-        Some(v) => {
-            return Err(invalid(
-                "trusted_image_certificates",
-                v,
-                &format!("{v} is not of type 'array', 'null'"),
-            ))
-        }
+        None => None,
+        Some(v) => parse_trusted_certs(v)?,
     };
     let mut scheduler_hints = scheduler_hints;
     let forced_host = forced.0.is_some() || forced.1.is_some();
@@ -1253,7 +1198,7 @@ fn viewer(ctx: &RequestContext) -> nova_db::Viewer<'_> {
 
 /// The image a server create names, checked as Nova checks it: visible to the caller (the
 /// image service's rules) and active.
-async fn image_for_server(
+pub(super) async fn image_for_server(
     state: &AppState,
     ctx: &RequestContext,
     id: &str,
@@ -1271,7 +1216,7 @@ async fn image_for_server(
 /// and `ramdisk_id` must be images the caller may see (a project must not boot another's
 /// private image as its kernel); 400 "Can not find requested image" otherwise, as Nova's
 /// `ImageNotFound`. `kernel_id` `nokernel` names none.
-async fn check_kernel_and_ramdisk(
+pub(super) async fn check_kernel_and_ramdisk(
     state: &AppState,
     ctx: &RequestContext,
     image: &nova_db::images::Image,
@@ -1333,7 +1278,7 @@ async fn check_availability_zone(state: &AppState, zone: Option<&str>) -> ApiRes
 /// Nova's checks of an image against the flavor (`_check_requested_image`): its `min_ram`
 /// within the flavor's memory; its `min_disk` and its size within the flavor's root disk,
 /// unless the root disk is 0 (no limit).
-fn image_fits_flavor(
+pub(super) fn image_fits_flavor(
     image: &nova_db::images::Image,
     flavor: &nova_core::model::Flavor,
 ) -> ApiResult<()> {
@@ -1358,6 +1303,84 @@ fn image_fits_flavor(
         }
     }
     Ok(())
+}
+
+/// Nova's `user_data`: null, or base64 of at most 65535 characters.
+pub(super) fn parse_user_data(v: &Value) -> ApiResult<Option<String>> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    let s = v
+        .as_str()
+        .ok_or_else(|| invalid("user_data", v, &format!("{v} is not of type 'string'")))?;
+    if s.len() > 65535 {
+        return Err(invalid("user_data", v, "is too long"));
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(|_| bad("User data needs to be valid base 64."))?;
+    Ok(Some(s.to_owned()))
+}
+
+/// `OS-DCF:diskConfig`: AUTO (true) or MANUAL (false).
+pub(super) fn parse_disk_config(v: &Value) -> ApiResult<bool> {
+    match v.as_str() {
+        Some("AUTO") => Ok(true),
+        Some("MANUAL") => Ok(false),
+        _ => Err(invalid(
+            "OS-DCF:diskConfig",
+            v,
+            "is not one of ['AUTO', 'MANUAL']",
+        )),
+    }
+}
+
+/// A key pair's name, or null for none.
+pub(super) fn parse_key_name(v: &Value) -> ApiResult<Option<String>> {
+    match v {
+        Value::Null => Ok(None),
+        _ => match v.as_str() {
+            Some(s) if (1..=255).contains(&s.chars().count()) => Ok(Some(s.to_owned())),
+            _ => Err(invalid("key_name", v, "is not a valid key pair name")),
+        },
+    }
+}
+
+/// 2.63's `trusted_image_certificates`: null, or 1 to 50 unique non-empty ids.
+pub(super) fn parse_trusted_certs(v: &Value) -> ApiResult<Option<Vec<String>>> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Array(ids) => {
+            let mut out = Vec::new();
+            for id in ids {
+                match id.as_str() {
+                    Some(s) if !s.is_empty() && !out.iter().any(|o| o == s) => {
+                        out.push(s.to_owned())
+                    }
+                    _ => {
+                        return Err(invalid(
+                            "trusted_image_certificates",
+                            id,
+                            "is not a unique, non-empty string",
+                        ))
+                    }
+                }
+            }
+            if out.is_empty() || out.len() > 50 {
+                return Err(invalid(
+                    "trusted_image_certificates",
+                    v,
+                    "must hold 1 to 50 certificate ids",
+                ));
+            }
+            Ok(Some(out))
+        }
+        _ => Err(invalid(
+            "trusted_image_certificates",
+            v,
+            &format!("{v} is not of type 'array', 'null'"),
+        )),
+    }
 }
 
 /// A random administrator password, as Nova returns at create (12 characters).

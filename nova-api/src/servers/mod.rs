@@ -16,6 +16,7 @@ mod list;
 mod metadata;
 mod params;
 mod password;
+mod rebuild;
 mod security_groups;
 mod show;
 pub mod tags;

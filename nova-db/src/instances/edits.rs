@@ -131,3 +131,101 @@ pub async fn backfill_hostnames(db: &Db) -> DbResult<u64> {
     }
     Ok(u64::try_from(rows.len()).unwrap_or(u64::MAX))
 }
+
+/// Starts a rebuild (Nova's `rebuild`): in one transaction, with the row locked on
+/// PostgreSQL, checks that the server is ACTIVE, SHUTOFF or ERROR with no task running (and not
+/// locked, unless `lock_override`), applies `edit` (the new image and whatever else the request
+/// changes), sets the task state `rebuilding`, and writes the action and the task (which
+/// remembers whether the server was SHUTOFF). The server as it now is, and the task.
+pub async fn begin_rebuild<E, F>(
+    db: &Db,
+    uuid: InstanceUuid,
+    project: Option<&str>,
+    lock_override: bool,
+    who: &Requester<'_>,
+    edit: F,
+) -> Result<(Instance, nova_core::ids::TaskId), E>
+where
+    E: From<DbError> + From<super::TransitionError>,
+    F: FnOnce(&mut Instance) -> Result<(), E>,
+{
+    use nova_core::model::{TaskState, VmState};
+    use nova_core::rpc::TaskKind;
+    let mut tx = db.begin().await?;
+    let lock = if matches!(tx, Tx::Pg(_)) {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE uuid = $1 AND NOT deleted \
+         AND ($2 IS NULL OR project_id = $2){lock}"
+    );
+    let row: Option<InstanceRow> = on_tx!(&mut tx, c => {
+        sqlx::query_as(&sql)
+            .bind(uuid.0)
+            .bind(project)
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(DbError::from)?
+    });
+    let Some(row) = row else {
+        return Err(super::TransitionError::NotFound.into());
+    };
+    let mut instance = row.into_model(None)?;
+    if instance.locked_by.is_some() && !lock_override {
+        return Err(super::TransitionError::Locked.into());
+    }
+    if !matches!(
+        instance.vm_state,
+        VmState::Active | VmState::Stopped | VmState::Error
+    ) || instance.task_state.is_some()
+    {
+        return Err(super::TransitionError::Conflict {
+            vm_state: instance.vm_state,
+            task_state: instance.task_state,
+        }
+        .into());
+    }
+    edit(&mut instance)?;
+    instance.task_state = Some(TaskState::Rebuilding);
+    instance.updated_at = now_ms();
+    let metadata = serde_json::to_string(&instance.metadata).map_err(|e| corrupt(e.to_string()))?;
+    let trusted = match &instance.trusted_image_certificates {
+        Some(t) => Some(serde_json::to_string(t).map_err(|e| corrupt(e.to_string()))?),
+        None => None,
+    };
+    on_tx!(&mut tx, c => {
+        sqlx::query(
+            "UPDATE instances SET image_ref = $2, name = $3, description = $4, metadata = $5, \
+             key_name = $6, key_data = $7, user_data = $8, hostname = $9, access_ip_v4 = $10, \
+             access_ip_v6 = $11, auto_disk_config = $12, trusted_image_certificates = $13, \
+             task_state = $14, updated_at = $15 WHERE uuid = $1",
+        )
+        .bind(uuid.0)
+        .bind(&instance.image_ref)
+        .bind(&instance.name)
+        .bind(&instance.description)
+        .bind(&metadata)
+        .bind(&instance.key_name)
+        .bind(&instance.key_data)
+        .bind(&instance.user_data)
+        .bind(&instance.hostname)
+        .bind(&instance.access_ip_v4)
+        .bind(&instance.access_ip_v6)
+        .bind(instance.auto_disk_config)
+        .bind(&trusted)
+        .bind(TaskState::Rebuilding.as_str())
+        .bind(instance.updated_at)
+        .execute(&mut *c)
+        .await
+        .map_err(DbError::from)?;
+    });
+    let kind = TaskKind::Rebuild {
+        stopped: instance.vm_state == VmState::Stopped,
+    };
+    let action_id = actions::start(&mut tx, uuid, kind.action_name(), who).await?;
+    let task = crate::tasks::insert(&mut tx, uuid, kind, who.request_id, action_id).await?;
+    tx.commit().await?;
+    Ok((instance, task))
+}

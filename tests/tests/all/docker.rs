@@ -281,6 +281,21 @@ async fn a_container_server_lives_its_whole_life_through_the_api() -> anyhow::Re
         json!("ACTIVE")
     );
 
+    // Rebuild: a new container from the image, the server's id and state the same.
+    let before = inspect_of(&docker, &id).await?.id;
+    let r = c
+        .action(
+            &id,
+            &json!({"rebuild": {"imageRef": image, "name": "rebuilt"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    let after = inspect_of(&docker, &id).await?;
+    assert_ne!(after.id, before, "a new container");
+    assert_eq!(container_state(&docker, &id).await?.0, "running");
+    assert_eq!(containers_of(&docker, &id).await?, 1);
+
     // Delete leaves nothing: no container, no config drive. (Paused first: the engine
     // removes a frozen container too.)
     assert_eq!(c.action(&id, &json!({"pause": null})).await?.status, 202);

@@ -382,6 +382,20 @@ async fn a_vm_lives_its_whole_life_through_the_api() -> anyhow::Result<()> {
         "restored, not booted again"
     );
 
+    // Rebuild: the domain defined again on a fresh overlay of the image, booting once more.
+    let overlay = std::fs::metadata(dir.join("disk"))?.modified()?;
+    let r = c
+        .action(&id, &json!({"rebuild": {"imageRef": image}}))
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(domain_state(&id).await?, "running");
+    assert!(
+        std::fs::metadata(dir.join("disk"))?.modified()? > overlay,
+        "a new overlay"
+    );
+    wait_for_boots(&c, &id, 1).await?;
+
     // Delete leaves no domain and no file.
     let r = c.delete(&format!("/servers/{id}")).await?;
     assert_eq!(r.status, 204);

@@ -311,6 +311,123 @@ async fn pause_and_suspend_follow_novas_states(stack: &dyn Stack) -> anyhow::Res
     Ok(())
 }
 
+on_both_shapes!(a_rebuild_follows_novas_states, Options::default());
+/// Rebuild as Nova's: the server built again from a new image on its host, keeping its id;
+/// the request's name, metadata and user data applied; REBUILD while it runs; a SHUTOFF server
+/// SHUTOFF again; the wrong state a 409 and a missing image a 400, changing nothing; a
+/// failed rebuild ERROR with a fault.
+async fn a_rebuild_follows_novas_states(stack: &dyn Stack) -> anyhow::Result<()> {
+    let c = client(stack).at_microversion("2.57");
+    let other = c
+        .create_image("other", "bare", "raw", b"another image".to_vec())
+        .await?;
+    let id = client(stack).create_server("before", "1").await?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    let spawns = stack.driver().spawn_calls();
+    let user_data = "aGVsbG8=";
+    let r = c
+        .action(
+            &id,
+            &json!({"rebuild": {"imageRef": other, "name": "after",
+                                "metadata": {"role": "web"}, "user_data": user_data}}),
+        )
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let shown = &r.body["server"];
+    assert_eq!(shown["id"], json!(id));
+    assert_eq!(shown["status"], json!("REBUILD"));
+    assert_eq!(shown["image"]["id"], json!(other));
+    assert_eq!(shown["name"], json!("after"));
+    assert_eq!(shown["user_data"], json!(user_data));
+    assert!(shown["adminPass"].as_str().is_some_and(|p| !p.is_empty()));
+    let s = c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(
+        (&s["image"]["id"], &s["name"], &s["metadata"]),
+        (&json!(other), &json!("after"), &json!({"role": "web"}))
+    );
+    assert_eq!(stack.driver().spawn_calls(), spawns + 1, "built once more");
+
+    // The wrong state: nothing changes.
+    assert_eq!(c.action(&id, &json!({"pause": null})).await?.status, 202);
+    c.wait_status(&id, "PAUSED", WAIT).await?;
+    let r = c
+        .action(
+            &id,
+            &json!({"rebuild": {"imageRef": e2e::client::IMAGE, "name": "x"}}),
+        )
+        .await?;
+    assert_eq!(
+        (r.status, &r.body["conflictingRequest"]["message"]),
+        (
+            409,
+            &json!(format!(
+                "Cannot 'rebuild' instance {id} while it is in vm_state paused"
+            ))
+        )
+    );
+    assert_eq!(c.action(&id, &json!({"unpause": null})).await?.status, 202);
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    for (body, message) in [
+        (
+            json!({"rebuild": {"imageRef": uuid::Uuid::new_v4()}}),
+            Some("Cannot find image for rebuild"),
+        ),
+        (json!({"rebuild": {"name": "x"}}), None),
+        (
+            json!({"rebuild": {"imageRef": other, "hostname": "h"}}),
+            None,
+        ),
+    ] {
+        let r = c.action(&id, &body).await?;
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        if let Some(m) = message {
+            assert_eq!(r.body["badRequest"]["message"], json!(m));
+        }
+    }
+    let s = c.server(&id).await?.body["server"].clone();
+    assert_eq!(
+        (&s["name"], &s["status"]),
+        (&json!("after"), &json!("ACTIVE"))
+    );
+
+    // A SHUTOFF server is SHUTOFF again after.
+    assert_eq!(c.action(&id, &json!({"os-stop": null})).await?.status, 202);
+    c.wait_status(&id, "SHUTOFF", WAIT).await?;
+    let r = c
+        .action(&id, &json!({"rebuild": {"imageRef": e2e::client::IMAGE}}))
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let s = c.wait_status(&id, "SHUTOFF", WAIT).await?;
+    assert_eq!(s["image"]["id"], json!(e2e::client::IMAGE));
+    assert_eq!(
+        stack.driver().list_power(uuid(&id)?).await,
+        Some(PowerState::Shutdown)
+    );
+
+    // A rebuild its host fails: the old guest is gone, the server ERROR with the fault.
+    stack.driver().add_rule(Rule {
+        step: Step::Spawn,
+        target: Target::NameContains("breaks".into()),
+        misbehaviour: Misbehaviour::Fail("no room for it".into()),
+    });
+    let r = c
+        .action(
+            &id,
+            &json!({"rebuild": {"imageRef": other, "name": "it-breaks"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let s = c.wait_error(&id, WAIT).await?;
+    assert!(s["fault"]["message"].is_string(), "{s}");
+    let recorded = actions::list(stack.db(), uuid(&id)?).await?;
+    let names: Vec<&str> = recorded.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(
+        names,
+        ["create", "rebuild", "pause", "unpause", "stop", "rebuild", "rebuild"]
+    );
+    Ok(())
+}
+
 on_both_shapes!(
     bad_input_gets_novas_fault_and_writes_nothing,
     Options::default()
