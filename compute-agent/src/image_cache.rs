@@ -211,6 +211,23 @@ impl ImageCache {
         result.map(|()| path)
     }
 
+    /// The instance now uses these images only (it was rebuilt from them): the others it used
+    /// are its no longer, and eviction may take them. They were acquired first, so the record
+    /// never lacks an image a guest stands on.
+    pub fn keep_only(&self, instance: InstanceUuid, images: &[&ImageSpec]) -> std::io::Result<()> {
+        let mut text = String::new();
+        for image in images {
+            if let Ok(hash) = checked_hash(image) {
+                text.push_str(&hash);
+                text.push('\n');
+            }
+        }
+        let record = self.dir.join("instances").join(instance.to_string());
+        let partial = record.with_extension("part");
+        std::fs::write(&partial, text)?;
+        std::fs::rename(&partial, &record)
+    }
+
     /// The instance no longer uses its image (it was destroyed).
     pub fn release(&self, instance: InstanceUuid) -> std::io::Result<()> {
         match std::fs::remove_file(self.dir.join("instances").join(instance.to_string())) {

@@ -859,10 +859,22 @@ impl Agent {
             } => {
                 tracing::info!(node = %spec.node, image = %spec.image_ref, "rebuilding");
                 let r = bounded(limit, async {
-                    // (The old image stays recorded as the instance's until its destroy: the
-                    // cache keeps it a little longer, never too short.)
                     let images = self.boot_images(spec).await?;
                     let built = driver.rebuild(spec, &images).await?;
+                    // The old image is this instance's no longer.
+                    let now: Vec<&nova_core::rpc::ImageSpec> =
+                        [&spec.image, &spec.kernel, &spec.ramdisk]
+                            .into_iter()
+                            .flatten()
+                            .collect();
+                    let kept = if spec.bmc.is_some() {
+                        Ok(()) // (a machine's BMC fetched it: nothing in the cache)
+                    } else {
+                        self.images.keep_only(spec.uuid, &now)
+                    };
+                    if let Err(e) = kept {
+                        tracing::warn!(error = %e, "image cache: old image not released");
+                    }
                     if *stopped {
                         // As Nova: a server rebuilt while SHUTOFF is brought back to it.
                         driver.power_off(spec.uuid, Duration::ZERO).await?;

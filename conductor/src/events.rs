@@ -234,6 +234,36 @@ impl Conductor {
                 self.fail_build(&task, &instance, event, message, details, Some(host))
                     .await
             }
+            // As Nova's `_update_instance_after_spawn`: the guest launched anew, and its
+            // addresses as the host reports them (a container on the host's network may get
+            // a new one).
+            (
+                TaskKind::Rebuild { stopped },
+                Outcome::Done {
+                    power_state,
+                    addresses,
+                },
+            ) => {
+                let addresses = self.with_port_addresses(&instance, addresses).await?;
+                let set = instances::SetStates {
+                    vm_state: if stopped {
+                        VmState::Stopped
+                    } else {
+                        VmState::Active
+                    },
+                    task_state: None,
+                    power_state: Some(power_state),
+                    launched: true,
+                    addresses: Some(addresses),
+                };
+                let expect = instances::Expect {
+                    vm_state: None,
+                    task_state: Some(TaskState::Rebuilding),
+                };
+                self.finish(&task, expect, set, None, host)
+                    .await
+                    .map(|_| ())
+            }
             (kind, Outcome::Done { power_state, .. }) if host_task_states(kind).is_some() => {
                 let Some((expect_task, vm_state)) = host_task_states(kind) else {
                     return Ok(()); // (the guard)
@@ -262,10 +292,11 @@ impl Conductor {
                     details,
                     created_at: now_ms(),
                 };
+                // (No guest is left: its power state with it.)
                 let set = instances::SetStates {
                     vm_state: VmState::Error,
                     task_state: None,
-                    power_state: None,
+                    power_state: Some(PowerState::NoState),
                     launched: false,
                     addresses: None,
                 };
@@ -354,7 +385,7 @@ impl Conductor {
     /// had been closed meanwhile: by a copy of this very result, applied first (the agent
     /// answers a re-sent command with its recorded outcome, and both results may be handled at
     /// once), or by a timeout or a delete.
-    async fn finish(
+    pub(crate) async fn finish(
         &self,
         task: &Task,
         expect: instances::Expect,
@@ -480,7 +511,7 @@ impl Conductor {
 
 /// What applying a task's result did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Applied {
+pub(crate) enum Applied {
     /// The instance changed as the result says, and the task closed.
     Changed,
     /// The instance was not in the expected state: the task closed as failed.

@@ -326,8 +326,11 @@ impl Conductor {
 
     /// A task that is one call to the server's host (stop, start, reboot, pause, …).
     async fn host_action(&self, task: &Task, instance: &Instance) -> Result<()> {
-        let Some(host) = instance.host.clone().filter(|_| !instance.deleted) else {
+        if instance.deleted {
             return self.close_task(task, RowState::Failed).await;
+        }
+        let Some(host) = instance.host.clone() else {
+            return self.abort_host_task(task, instance).await;
         };
         let mut tx = self.db.begin().await?;
         let moved =
@@ -335,12 +338,51 @@ impl Conductor {
                 .await?;
         tx.commit().await?;
         if moved {
-            if let Some(command) = command_for(&self.db, task, instance).await? {
-                self.send_to_host(&host, command, Some(task.request_id.clone()))
-                    .await?;
+            match command_for(&self.db, task, instance).await? {
+                Some(command) => {
+                    self.send_to_host(&host, command, Some(task.request_id.clone()))
+                        .await?
+                }
+                None => return self.abort_host_task(task, instance).await,
             }
         }
         Ok(())
+    }
+
+    /// Ends a host task that cannot be sent — the server has no host, or the command cannot
+    /// be made (a rebuild's image deleted since the API took it, say) — as Nova's
+    /// `reverts_task_state` ends one that failed before it changed anything: the task state
+    /// cleared, the vm state kept, a fault, and the action's event an error. (A task state
+    /// left behind would refuse every action but delete for ever.)
+    pub(crate) async fn abort_host_task(&self, task: &Task, instance: &Instance) -> Result<()> {
+        let message = format!(
+            "The {} of instance {} could not be started on its host (its host, node or image \
+             is no longer there).",
+            task.kind.action_name(),
+            instance.uuid
+        );
+        tracing::warn!(%message);
+        let fault = Fault {
+            code: 500,
+            message: message.clone(),
+            details: None,
+            created_at: now_ms(),
+        };
+        let set = instances::SetStates {
+            vm_state: instance.vm_state,
+            task_state: None,
+            power_state: None,
+            launched: false,
+            addresses: None,
+        };
+        let expect = instances::Expect {
+            vm_state: Some(instance.vm_state),
+            task_state: instance.task_state,
+        };
+        let host = instance.host.as_deref().unwrap_or_default();
+        self.finish(task, expect, set, Some((&fault, &message)), host)
+            .await
+            .map(|_| ())
     }
 
     /// Sends the command of a dispatched task again (the reconciler found it stuck; the agent's
@@ -368,6 +410,9 @@ impl Conductor {
                 self.send_to_host(host, command, Some(task.request_id.clone()))
                     .await?;
                 Ok(())
+            }
+            _ if !instance.deleted && host_task_states(task.kind).is_some() => {
+                self.abort_host_task(task, &instance).await
             }
             _ => self.close_task(task, RowState::Failed).await,
         }

@@ -8,9 +8,7 @@ use super::create::{
     check_kernel_and_ramdisk, check_personality, image_fits_flavor, image_for_server,
     parse_disk_config, parse_key_name, parse_trusted_certs, parse_user_data,
 };
-use super::params::{
-    access_ip, last_segment, parse_description, parse_hostname, parse_metadata, parse_name,
-};
+use super::params::{access_ip, parse_description, parse_hostname, parse_metadata, parse_name};
 use super::{not_found, publish_task, visible};
 use crate::versions::ApiVersion;
 use crate::{views, AppState};
@@ -19,6 +17,7 @@ use api_toolkit::body::{self, invalid};
 use api_toolkit::links::PublicUrl;
 use api_toolkit::policy::NOVA;
 use api_toolkit::{bad, ApiError, ApiResult, RequestContext};
+use nova_core::model::VmState;
 use nova_db::actions::Requester;
 use nova_db::instances::{self, TransitionError};
 use serde_json::{json, Value};
@@ -76,9 +75,10 @@ fn parse(arg: &Value, version: ApiVersion) -> ApiResult<Changes> {
     }
     let image = match obj.get("imageRef") {
         None => return Err(invalid("rebuild", arg, "'imageRef' is a required property")),
-        Some(v) => match v.as_str() {
-            Some(s) if !s.trim().is_empty() => last_segment(s).to_owned(),
-            _ => return Err(invalid("imageRef", v, "is not a valid image reference")),
+        // Nova's rebuild schema: an image id (a uuid), not an href.
+        Some(v) => match v.as_str().and_then(|s| uuid::Uuid::parse_str(s).ok()) {
+            Some(u) => u.hyphenated().to_string(),
+            None => return Err(invalid("imageRef", v, &format!("{v} is not a 'uuid'"))),
         },
     };
     let mut c = Changes {
@@ -128,6 +128,28 @@ pub(super) async fn rebuild(
     let changes = parse(arg, version)?;
     let current = visible(state, ctx, id).await?;
     NOVA.require_write(ctx, "os_compute_api:servers:rebuild")?;
+    // The lock and the state first, as Nova's decorators check them before the image (the
+    // transaction below checks them again, atomically).
+    if current.locked_by.is_some() && !ctx.is_admin() {
+        return Err(refused(id, TransitionError::Locked));
+    }
+    if !REBUILDABLE.contains(&current.vm_state) || current.task_state.is_some() {
+        return Err(refused(
+            id,
+            TransitionError::Conflict {
+                vm_state: current.vm_state,
+                task_state: current.task_state,
+            },
+        ));
+    }
+    // A server whose build failed holds no host's resources (its claim went with the build):
+    // there is nothing to rebuild it on. (Nova's conductor would schedule it afresh.)
+    if nova_db::nodes::allocation(&state.db, current.uuid)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::Conflict(format!("Instance {id} is not ready")));
+    }
     // The image as a create checks it, for the server's flavor and node type (Nova's
     // `_check_requested_image`); "Cannot find image for rebuild" when it is not there.
     let image = match image_for_server(state, ctx, &changes.image).await {
@@ -231,9 +253,7 @@ pub(super) async fn rebuild(
     let (instance, task) = started.map_err(|e| refused(id, e))?;
     publish_task(state, task, instance.uuid, &ctx.request_id).await;
     tracing::info!(instance = %instance.uuid, image = %instance.image_ref, "rebuild accepted");
-    let instance = instances::get(&state.db, instance.uuid)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    // The view of the server as the rebuild left it (REBUILD), not as it may be by now.
     let mut view = view(req, ctx, state, version, &instance).await?;
     view["adminPass"] = json!(password);
     if version.at_least(57) {
@@ -283,15 +303,18 @@ async fn view(
     Ok(view)
 }
 
-/// Nova's answers to a rebuild the server's state refuses.
+/// The vm states a rebuild starts from (Nova's `check_instance_state` on `rebuild`).
+const REBUILDABLE: &[VmState] = &[VmState::Active, VmState::Stopped, VmState::Error];
+
+/// Nova's answers to a rebuild the server's state refuses: the vm state's first.
 fn refused(id: &str, e: TransitionError) -> ApiError {
     match e {
         TransitionError::NotFound => not_found(id),
         TransitionError::Locked => ApiError::Conflict(format!("Instance {id} is locked")),
         TransitionError::Conflict {
+            vm_state,
             task_state: Some(t),
-            ..
-        } => ApiError::Conflict(format!(
+        } if REBUILDABLE.contains(&vm_state) => ApiError::Conflict(format!(
             "Cannot 'rebuild' instance {id} while it is in task_state {t}"
         )),
         TransitionError::Conflict { vm_state, .. } => ApiError::Conflict(format!(

@@ -322,7 +322,7 @@ async fn a_rebuild_follows_novas_states(stack: &dyn Stack) -> anyhow::Result<()>
         .create_image("other", "bare", "raw", b"another image".to_vec())
         .await?;
     let id = client(stack).create_server("before", "1").await?;
-    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    let before = c.wait_status(&id, "ACTIVE", WAIT).await?;
     let spawns = stack.driver().spawn_calls();
     let user_data = "aGVsbG8=";
     let r = c
@@ -346,6 +346,15 @@ async fn a_rebuild_follows_novas_states(stack: &dyn Stack) -> anyhow::Result<()>
         (&json!(other), &json!("after"), &json!({"role": "web"}))
     );
     assert_eq!(stack.driver().spawn_calls(), spawns + 1, "built once more");
+    assert_eq!(s["addresses"], before["addresses"], "the same ports");
+
+    // Locked: the owner's rebuild is refused.
+    assert_eq!(c.action(&id, &json!({"lock": null})).await?.status, 202);
+    let r = c
+        .action(&id, &json!({"rebuild": {"imageRef": other}}))
+        .await?;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(c.action(&id, &json!({"unlock": null})).await?.status, 202);
 
     // The wrong state: nothing changes.
     assert_eq!(c.action(&id, &json!({"pause": null})).await?.status, 202);
@@ -399,6 +408,7 @@ async fn a_rebuild_follows_novas_states(stack: &dyn Stack) -> anyhow::Result<()>
     assert_eq!(r.status, 202, "{}", r.body);
     let s = c.wait_status(&id, "SHUTOFF", WAIT).await?;
     assert_eq!(s["image"]["id"], json!(e2e::client::IMAGE));
+    assert_eq!(stack.driver().spawn_calls(), spawns + 2, "built again");
     assert_eq!(
         stack.driver().list_power(uuid(&id)?).await,
         Some(PowerState::Shutdown)
@@ -419,11 +429,42 @@ async fn a_rebuild_follows_novas_states(stack: &dyn Stack) -> anyhow::Result<()>
     assert_eq!(r.status, 202, "{}", r.body);
     let s = c.wait_error(&id, WAIT).await?;
     assert!(s["fault"]["message"].is_string(), "{s}");
+    assert_eq!(s["OS-EXT-STS:power_state"], json!(0), "no guest left");
+    // Its claim and ports stay: it is rebuilt again, on its host.
+    let r = c
+        .action(
+            &id,
+            &json!({"rebuild": {"imageRef": other, "name": "mended"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let s = c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(s["addresses"], before["addresses"]);
     let recorded = actions::list(stack.db(), uuid(&id)?).await?;
     let names: Vec<&str> = recorded.iter().map(|a| a.action.as_str()).collect();
     assert_eq!(
         names,
-        ["create", "rebuild", "pause", "unpause", "stop", "rebuild", "rebuild"]
+        [
+            "create", "rebuild", "lock", "unlock", "pause", "unpause", "stop", "rebuild",
+            "rebuild", "rebuild"
+        ]
+    );
+
+    // A server whose build failed holds nothing to rebuild on (Nova's "not ready").
+    stack.driver().add_rule(Rule {
+        step: Step::Spawn,
+        target: Target::NameContains("never".into()),
+        misbehaviour: Misbehaviour::Fail("no".into()),
+    });
+    let never = client(stack).create_server("never-built", "1").await?;
+    c.wait_error(&never, WAIT).await?;
+    let r = c
+        .action(&never, &json!({"rebuild": {"imageRef": other}}))
+        .await?;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(
+        r.body["conflictingRequest"]["message"],
+        json!(format!("Instance {never} is not ready"))
     );
     Ok(())
 }
