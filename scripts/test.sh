@@ -120,7 +120,9 @@ trap '[ -z "${libvirt_job:-}" ] || kill -- "-$libvirt_job" 2>/dev/null || true
       [ -z "${horizon:-}" ] || kill -- "-$horizon" 2>/dev/null || true
       [ -z "${dropping:-}" ] || kill "$dropping" 2>/dev/null || true
       [ -z "${restarts:-}" ] || kill -- "-$restarts" 2>/dev/null || true
-      rm -f "$libvirt_log" "$tempest_log" "$fuzz_log" "$horizon_log" "${log:-}" "${restarts_log:-}"' EXIT
+      [ -z "${drivers_job:-}" ] || kill "$drivers_job" 2>/dev/null || true
+      rm -f "$libvirt_log" "$tempest_log" "$fuzz_log" "$horizon_log" "${log:-}" "${restarts_log:-}" \
+          "${build_log:-}" "${drivers_log:-}"' EXIT
 # Each in a process group of its own, so that an early exit stops all of it (stestr's workers,
 # a CLI call, schemathesis), not only the script.
 NOVA_AIO_BUILT=1 setsid scripts/tempest.sh --smoke --debug >"$tempest_log" 2>&1 &
@@ -148,7 +150,16 @@ setsid bash -c 'cd tests && status=0
     exit $status' restarts "${restart_paths[@]}" >"$restarts_log" 2>&1 &
 restarts=$!
 phase "the kill matrix and the broker test started"
-cargo test -q --workspace --exclude e2e-bench --tests --no-run
+build_log=$(mktemp)
+cargo test --workspace --exclude e2e-bench --tests --no-run >"$build_log" 2>&1 \
+    || { cat "$build_log" >&2; exit 1; }
+# The drivers' own tests (their Redfish tests mostly wait on the BMC emulator's power changes,
+# a few seconds each) run beside the others rather than before them: cargo runs test binaries
+# one after another. Their binary as the build above made it (asking cargo for it with
+# `-p drivers` alone would unify features differently and build it again).
+drivers_tests=$(sed -n 's/.*Executable unittests src\/lib.rs (\(target\/debug\/deps\/drivers-[0-9a-f]*\))$/\1/p' "$build_log")
+rm -f "$build_log"
+[ -n "$drivers_tests" ] || { echo "test.sh: the drivers' test binary not found" >&2; exit 1; }
 phase "build (with clippy's lints)"
 # And Horizon in headless chromium (scripts/horizon-test.sh: its own all-in-one, Horizon, the
 # browser test of tests/horizon/test_horizon.py), once the build is done: beside the compile,
@@ -192,9 +203,19 @@ status=0
 # at a time take about a third less time than two.
 # (The two that ran during the build are skipped by name: cargo has no way to leave a test
 # binary out, and `--lib` would build the harness of every library, `test = false` or not.)
-cargo test --workspace --exclude e2e-bench --tests --no-fail-fast -- --test-threads=4 \
-    --skip kill_9_of_the_ --skip _restarted_while_servers_build \
+drivers_log=$(mktemp)
+(cd drivers && "../$drivers_tests" --test-threads=4) >"$drivers_log" 2>&1 &
+drivers_job=$!
+cargo test --workspace --exclude e2e-bench --exclude drivers --tests --no-fail-fast -- \
+    --test-threads=4 --skip kill_9_of_the_ --skip _restarted_while_servers_build \
     --skip the_service_rides_through_a_broker_restart 2>&1 | tee -a "$log" || status=$?
+drivers_status=0
+wait "$drivers_job" || drivers_status=$?
+drivers_job=
+echo "     Running unittests src/lib.rs ($drivers_tests), beside the others"
+cat "$drivers_log" | tee -a "$log"
+rm -f "$drivers_log"
+[ "$drivers_status" -eq 0 ] || status=1
 # One closing line for the whole run (the last of cargo's own lines is only the last test
 # binary's).
 phase tests

@@ -345,6 +345,45 @@ async fn a_vm_lives_its_whole_life_through_the_api() -> anyhow::Result<()> {
         c.wait_status(&id, "ACTIVE", WAIT).await?;
     }
 
+    // Delete leaves no domain and no file.
+    let r = c.delete(&format!("/servers/{id}")).await?;
+    assert_eq!(r.status, 204);
+    c.wait_gone(&id, WAIT).await?;
+    assert!(!domain_exists(&id).await?, "the domain is gone");
+    assert!(!dir.exists(), "the instance's directory is gone");
+    let filters = virsh(&["nwfilter-list"]).await?;
+    assert!(
+        !filters.contains(&filter),
+        "its NIC's filter is gone: {filters}"
+    );
+    let net_xml = virsh(&["net-dumpxml", &libvirt_network]).await?;
+    assert!(
+        !net_xml.contains("<host "),
+        "its DHCP entry is gone: {net_xml}"
+    );
+    Ok(())
+}
+
+/// Pause, suspend and rebuild of a VM (#19), on a guest of its own so that it runs beside the
+/// whole-life test: libvirt's suspend and resume; a managed save that the power-state sync
+/// leaves be and that resume restores without a new boot; a rebuild on a fresh overlay that
+/// boots the guest again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_pauses_suspends_and_is_rebuilt() -> anyhow::Result<()> {
+    let instances = Instances::new()?;
+    let stack = Distributed::start(options(&instances)).await?;
+    let c = Client::new(stack.api_url(), "demo:demo").at_microversion("2.37");
+    vm_flavor(&stack, "v1", 128, 1).await?;
+    let image = upload_guest(&c, "").await?;
+    let id = create_server(
+        &c,
+        json!({"name": "vm-2", "imageRef": image, "flavorRef": "v1", "networks": "none"}),
+    )
+    .await?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    wait_for_boots(&c, &id, 1).await?;
+    let dir = instances.path().join(&id);
+
     // Pause: libvirt's suspend (the vCPUs stopped). Suspend: a managed save (the guest's
     // memory on disk, the domain shut off), which resume restores: no new boot.
     assert_eq!(c.action(&id, &json!({"pause": null})).await?.status, 202);
@@ -378,7 +417,7 @@ async fn a_vm_lives_its_whole_life_through_the_api() -> anyhow::Result<()> {
     assert_eq!(domain_state(&id).await?, "running");
     assert_eq!(
         console(&c, &id).await?.matches(MARKER).count(),
-        4,
+        1,
         "restored, not booted again"
     );
 
@@ -395,23 +434,6 @@ async fn a_vm_lives_its_whole_life_through_the_api() -> anyhow::Result<()> {
         "a new overlay"
     );
     wait_for_boots(&c, &id, 1).await?;
-
-    // Delete leaves no domain and no file.
-    let r = c.delete(&format!("/servers/{id}")).await?;
-    assert_eq!(r.status, 204);
-    c.wait_gone(&id, WAIT).await?;
-    assert!(!domain_exists(&id).await?, "the domain is gone");
-    assert!(!dir.exists(), "the instance's directory is gone");
-    let filters = virsh(&["nwfilter-list"]).await?;
-    assert!(
-        !filters.contains(&filter),
-        "its NIC's filter is gone: {filters}"
-    );
-    let net_xml = virsh(&["net-dumpxml", &libvirt_network]).await?;
-    assert!(
-        !net_xml.contains("<host "),
-        "its DHCP entry is gone: {net_xml}"
-    );
     Ok(())
 }
 
