@@ -666,3 +666,60 @@ async fn a_port_made_while_its_server_is_deleted_does_not_outlive_it() -> anyhow
         .is_empty());
     Ok(())
 }
+
+/// The server groups' check at claim (`server_groups::lock_and_place`): a placement that waits
+/// for the group's lock sees the member placed meanwhile, not the rows as they were before its
+/// wait (PostgreSQL answers a statement that waited for a lock with its snapshot from before,
+/// hence the lock and the read are two statements). Without it, two anti-affinity members
+/// placed at once could share a host.
+#[tokio::test]
+async fn a_group_member_placed_while_another_waits_for_the_group_is_seen() -> anyhow::Result<()> {
+    use nova_db::server_groups::{self, NewServerGroup, Policy};
+    let url = e2e::env::fresh_pg_database().await?;
+    let db = connect(&url).await?;
+    let new = NewServerGroup {
+        name: "apart",
+        project_id: "p1",
+        user_id: "u1",
+        policy: Policy::AntiAffinity,
+        max_server_per_host: None,
+    };
+    let group = server_groups::create_within_quota(&db, &new, -1)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no group"))?
+        .uuid;
+    let (a, _) = new_instance(&db, "a").await?;
+    let (b, _) = new_instance(&db, "b").await?;
+    let mut tx = db.begin().await?;
+    server_groups::add_member(&mut tx, group, a.0).await?;
+    server_groups::add_member(&mut tx, group, b.0).await?;
+    tx.commit().await?;
+
+    // a's claim holds the group and takes h1, not committed yet.
+    let mut first = db.begin().await?;
+    let seen = server_groups::lock_and_place(&mut first, group, a.0)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("group gone"))?;
+    assert!(seen.allows("h1"));
+    assert!(instances::assign_host(&mut first, a, "h1", "h1").await?);
+    // b's waits for it...
+    let other = db.clone();
+    let waiting = tokio::spawn(async move {
+        let mut tx = other.begin().await?;
+        let seen = server_groups::lock_and_place(&mut tx, group, b.0).await?;
+        Ok::<_, anyhow::Error>(seen)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "b's claim waits for the group's lock"
+    );
+    first.commit().await?;
+    // ... and then sees a on h1: h1 is taken, h2 free.
+    let seen = waiting
+        .await??
+        .ok_or_else(|| anyhow::anyhow!("group gone"))?;
+    assert_eq!(seen.hosts.get("h1"), Some(&1), "{seen:?}");
+    assert!(!seen.allows("h1") && seen.allows("h2"));
+    Ok(())
+}
