@@ -4,7 +4,7 @@
 use crate::tasks::{event_name, host_task_states};
 use crate::{Conductor, Result};
 use nova_core::ids::{InstanceUuid, TaskId};
-use nova_core::model::{Fault, PowerState, TaskState, VmState};
+use nova_core::model::{Fault, Instance, PowerState, TaskState, VmState};
 use nova_core::rpc::{AgentEvent, ComputeCommand, Outcome, TaskKind};
 use nova_core::time::now_ms;
 use nova_db::tasks::{self as task_rows, Task, TaskState as RowState};
@@ -286,51 +286,25 @@ impl Conductor {
             // As Nova's rebuild: the old guest is gone, so a failure leaves the server in ERROR
             // (its claim and ports stay: it can be rebuilt again or deleted).
             (TaskKind::Rebuild { .. }, Outcome::Failed { message, details }) => {
-                let fault = Fault {
-                    code: 500,
-                    message: message.clone(),
-                    details,
-                    created_at: now_ms(),
-                };
                 // (No guest is left: its power state with it.)
-                let set = instances::SetStates {
-                    vm_state: VmState::Error,
-                    task_state: None,
-                    power_state: Some(PowerState::NoState),
-                    launched: false,
-                    addresses: None,
-                };
-                let expect = instances::Expect {
-                    vm_state: Some(instance.vm_state),
-                    task_state: Some(TaskState::Rebuilding),
-                };
-                self.finish(&task, expect, set, Some((&fault, &message)), host)
-                    .await
-                    .map(|_| ())
-            }
-            (_, Outcome::Failed { message, details }) => {
-                // As Nova's @reverts_task_state: the task state goes back to none, the vm state
-                // stays, and the failure is recorded as a fault and in the action.
-                let fault = Fault {
-                    code: 500,
-                    message: message.clone(),
+                let power = Some(PowerState::NoState);
+                self.end_with_fault(
+                    &task,
+                    &instance,
+                    VmState::Error,
+                    power,
+                    message,
                     details,
-                    created_at: now_ms(),
-                };
-                let set = instances::SetStates {
-                    vm_state: instance.vm_state,
-                    task_state: None,
-                    power_state: None,
-                    launched: false,
-                    addresses: None,
-                };
-                let expect = instances::Expect {
-                    vm_state: Some(instance.vm_state),
-                    task_state: instance.task_state,
-                };
-                self.finish(&task, expect, set, Some((&fault, &message)), host)
+                    host,
+                )
+                .await
+            }
+            // As Nova's @reverts_task_state: the task state goes back to none, the vm state
+            // stays, and the failure is recorded as a fault and in the action.
+            (_, Outcome::Failed { message, details }) => {
+                let vm_state = instance.vm_state;
+                self.end_with_fault(&task, &instance, vm_state, None, message, details, host)
                     .await
-                    .map(|_| ())
             }
             (kind, outcome) => {
                 tracing::warn!(
@@ -377,6 +351,42 @@ impl Conductor {
             self.send_to_host(host, command, None).await?;
         }
         Ok(())
+    }
+
+    /// Ends `task` with a fault: the server's task state cleared, its vm state (and power
+    /// state, when given) as said, the fault recorded and the action's event an error; only if
+    /// the server is still in the states it was read in.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn end_with_fault(
+        &self,
+        task: &Task,
+        instance: &Instance,
+        vm_state: VmState,
+        power_state: Option<PowerState>,
+        message: String,
+        details: Option<String>,
+        host: &str,
+    ) -> Result<()> {
+        let fault = Fault {
+            code: 500,
+            message: message.clone(),
+            details,
+            created_at: now_ms(),
+        };
+        let set = instances::SetStates {
+            vm_state,
+            task_state: None,
+            power_state,
+            launched: false,
+            addresses: None,
+        };
+        let expect = instances::Expect {
+            vm_state: Some(instance.vm_state),
+            task_state: instance.task_state,
+        };
+        self.finish(task, expect, set, Some((&fault, &message)), host)
+            .await
+            .map(|_| ())
     }
 
     /// Applies the result of a task in one transaction: the state change (compare-and-set),

@@ -362,27 +362,9 @@ impl Conductor {
             instance.uuid
         );
         tracing::warn!(%message);
-        let fault = Fault {
-            code: 500,
-            message: message.clone(),
-            details: None,
-            created_at: now_ms(),
-        };
-        let set = instances::SetStates {
-            vm_state: instance.vm_state,
-            task_state: None,
-            power_state: None,
-            launched: false,
-            addresses: None,
-        };
-        let expect = instances::Expect {
-            vm_state: Some(instance.vm_state),
-            task_state: instance.task_state,
-        };
         let host = instance.host.as_deref().unwrap_or_default();
-        self.finish(task, expect, set, Some((&fault, &message)), host)
+        self.end_with_fault(task, instance, instance.vm_state, None, message, None, host)
             .await
-            .map(|_| ())
     }
 
     /// Sends the command of a dispatched task again (the reconciler found it stuck; the agent's
@@ -463,20 +445,13 @@ pub(crate) async fn command_for(
     let (task_id, uuid) = (task.id, instance.uuid);
     Ok(Some(match task.kind {
         TaskKind::Build => {
-            let Some(node) = instance.node.as_deref() else {
-                return Ok(None);
-            };
             if instance.vm_state != VmState::Building {
                 return Ok(None);
             }
-            let Ok(mut spec) = spec(db, instance, node).await? else {
+            let Some(spec) = spec_on_its_node(db, instance).await? else {
                 return Ok(None);
             };
-            spec.bmc = machine_bmc(db, instance, node).await?;
-            ComputeCommand::Spawn {
-                task_id,
-                spec: Box::new(spec),
-            }
+            ComputeCommand::Spawn { task_id, spec }
         }
         TaskKind::Delete => ComputeCommand::Destroy {
             task_id: Some(task_id),
@@ -511,22 +486,31 @@ pub(crate) async fn command_for(
             task_id,
             instance: uuid,
         },
+        // The spec as a build's (its ports found again, not made), from the new image.
         TaskKind::Rebuild { stopped } => {
-            let Some(node) = instance.node.as_deref() else {
+            let Some(spec) = spec_on_its_node(db, instance).await? else {
                 return Ok(None);
             };
-            // The spec as a build's (its ports found again, not made), from the new image.
-            let Ok(mut spec) = spec(db, instance, node).await? else {
-                return Ok(None);
-            };
-            spec.bmc = machine_bmc(db, instance, node).await?;
             ComputeCommand::Rebuild {
                 task_id,
-                spec: Box::new(spec),
+                spec,
                 stopped,
             }
         }
     }))
+}
+
+/// What the agent needs to build `instance` on the node it holds (with the machine's BMC for
+/// bare metal); `None` when it has no node or its image can no longer be used.
+async fn spec_on_its_node(db: &Db, instance: &Instance) -> Result<Option<Box<InstanceSpec>>> {
+    let Some(node) = instance.node.as_deref() else {
+        return Ok(None);
+    };
+    let Ok(mut spec) = spec(db, instance, node).await? else {
+        return Ok(None);
+    };
+    spec.bmc = machine_bmc(db, instance, node).await?;
+    Ok(Some(Box::new(spec)))
 }
 
 /// The BMC of the bare-metal machine `node` a server of `instance`'s type deploys onto (none

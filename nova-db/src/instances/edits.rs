@@ -39,23 +39,7 @@ where
     F: FnOnce(&mut Instance) -> Result<(), E>,
 {
     let mut tx = db.begin().await?;
-    let lock = if matches!(tx, Tx::Pg(_)) {
-        " FOR UPDATE"
-    } else {
-        ""
-    };
-    let sql = format!(
-        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE uuid = $1 AND NOT deleted \
-         AND ($2 IS NULL OR project_id = $2){lock}"
-    );
-    let row: Option<InstanceRow> = on_tx!(&mut tx, c => {
-        sqlx::query_as(&sql)
-            .bind(uuid.0)
-            .bind(project)
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(DbError::from)?
-    });
+    let row = lock_live(&mut tx, uuid, project).await?;
     let Some(row) = row else {
         return Ok(None);
     };
@@ -110,6 +94,31 @@ where
     Ok(get(db, uuid).await?)
 }
 
+/// A live server's row (in `project`, if given), locked for the rest of `tx` on PostgreSQL
+/// (SQLite has one writer).
+async fn lock_live(
+    tx: &mut Tx,
+    uuid: InstanceUuid,
+    project: Option<&str>,
+) -> DbResult<Option<InstanceRow>> {
+    let lock = if matches!(tx, Tx::Pg(_)) {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE uuid = $1 AND NOT deleted \
+         AND ($2 IS NULL OR project_id = $2){lock}"
+    );
+    Ok(on_tx!(tx, c => {
+        sqlx::query_as(&sql)
+            .bind(uuid.0)
+            .bind(project)
+            .fetch_optional(&mut *c)
+            .await?
+    }))
+}
+
 /// Gives servers from before hostnames were kept (migration 0010 left them NULL) the hostname
 /// they have been shown with since, made from their name, so that `sort_key=hostname` orders
 /// and pages them like the others. Run at start-up; a no-op once done.
@@ -152,23 +161,7 @@ where
     use nova_core::model::{TaskState, VmState};
     use nova_core::rpc::TaskKind;
     let mut tx = db.begin().await?;
-    let lock = if matches!(tx, Tx::Pg(_)) {
-        " FOR UPDATE"
-    } else {
-        ""
-    };
-    let sql = format!(
-        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE uuid = $1 AND NOT deleted \
-         AND ($2 IS NULL OR project_id = $2){lock}"
-    );
-    let row: Option<InstanceRow> = on_tx!(&mut tx, c => {
-        sqlx::query_as(&sql)
-            .bind(uuid.0)
-            .bind(project)
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(DbError::from)?
-    });
+    let row = lock_live(&mut tx, uuid, project).await?;
     let Some(row) = row else {
         return Err(super::TransitionError::NotFound.into());
     };
