@@ -1149,6 +1149,35 @@ async fn a_server_of_a_baremetal_flavor_deploys_its_iso_on_the_machine() -> anyh
     let message = failed["fault"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("No valid host was found"), "{failed}");
 
+    // Rebuild (#19): the machine cleaned and the ISO deployed again through its BMC, the
+    // server on the same machine.
+    e2e::cli::run(
+        &stack,
+        "admin",
+        &[
+            "server",
+            "rebuild",
+            "--image",
+            "boot-iso",
+            "--wait",
+            "bm-server",
+        ],
+    )
+    .await?;
+    let rebuilt = admin(&stack, &["server", "show", "bm-server"]).await?;
+    assert_eq!(rebuilt["status"], "ACTIVE", "{rebuilt}");
+    let node = show(&stack, "bm-deploy").await?;
+    assert_eq!(node["instance_uuid"], json!(server_id), "{node}");
+    let system = bmc.system(machine).await?;
+    assert_eq!(system["PowerState"], "On", "{system}");
+    assert_eq!(system["Boot"]["BootSourceOverrideTarget"], "Cd", "{system}");
+    assert_eq!(bmc.cd(machine).await?["Inserted"], true);
+    let log = std::fs::read_to_string(&bmc.log)?;
+    assert!(
+        log.matches("EjectMedia").count() >= 1 && log.matches("InsertMedia").count() >= 2,
+        "ejected and inserted again:\n{log}"
+    );
+
     // An active node is not deleted (Ironic's 409 for a node with an instance), and stays.
     let ironic = Ironic::new(&stack, "admin", "admin-secret").await?;
     let (status, _, body) = ironic
