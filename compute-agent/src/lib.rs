@@ -946,6 +946,46 @@ impl Agent {
                     no_addresses(self.then_state(r, *instance).await),
                 )
             }
+            ComputeCommand::Resize {
+                task_id,
+                instance,
+                flavor,
+            } => {
+                tracing::info!(flavor = %flavor.flavorid, "resizing");
+                let r = bounded(limit, driver.resize(*instance, flavor)).await;
+                (
+                    Some(*task_id),
+                    no_addresses(self.then_state(r, *instance).await),
+                )
+            }
+            ComputeCommand::ConfirmResize { task_id, instance } => {
+                let r = bounded(limit, driver.confirm_resize(*instance)).await;
+                (
+                    Some(*task_id),
+                    no_addresses(self.then_state(r, *instance).await),
+                )
+            }
+            ComputeCommand::RevertResize {
+                task_id,
+                instance,
+                flavor,
+                stopped,
+            } => {
+                tracing::info!(flavor = %flavor.flavorid, "reverting a resize");
+                let r = bounded(limit, async {
+                    driver.revert_resize(*instance, flavor).await?;
+                    // As Nova's finish_revert_resize: running again unless it was SHUTOFF.
+                    if !*stopped {
+                        driver.power_on(*instance).await?;
+                    }
+                    Ok(())
+                })
+                .await;
+                (
+                    Some(*task_id),
+                    no_addresses(self.then_state(r, *instance).await),
+                )
+            }
             // Calls are answered in `handle` and never run as tasks.
             ComputeCommand::ConsoleOutput { .. }
             | ComputeCommand::HostUptime

@@ -176,6 +176,10 @@ impl Conductor {
             (TaskKind::Delete, Outcome::Destroyed) => {
                 self.finish_delete(&task, &instance, Some(host)).await
             }
+            (kind, outcome) if crate::tasks::resizes(kind) => {
+                self.apply_resize_result(&task, &instance, outcome, host)
+                    .await
+            }
             (
                 TaskKind::Build,
                 Outcome::Done {
@@ -403,8 +407,26 @@ impl Conductor {
         failure: Option<(&Fault, &str)>,
         host: &str,
     ) -> Result<Applied> {
+        self.finish_with(task, expect, set, failure, host, None)
+            .await
+    }
+
+    /// [`Self::finish`], with a resize's migration moved on in the same transaction when the
+    /// instance changed.
+    pub(crate) async fn finish_with(
+        &self,
+        task: &Task,
+        expect: instances::Expect,
+        set: instances::SetStates,
+        failure: Option<(&Fault, &str)>,
+        host: &str,
+        step: Option<&crate::resize::MigrationStep>,
+    ) -> Result<Applied> {
         let mut tx = self.db.begin().await?;
         let changed = instances::transition(&mut tx, task.instance, expect, set).await?;
+        if let Some(step) = step.filter(|_| changed) {
+            step.apply(&mut tx, task.instance).await?;
+        }
         let to = if changed && failure.is_none() {
             RowState::Done
         } else {
@@ -480,7 +502,14 @@ impl Conductor {
             task_state: None,
         };
         match (instance.vm_state, observed) {
-            (VmState::Active | VmState::Stopped | VmState::Paused | VmState::Suspended, None) => {
+            (
+                VmState::Active
+                | VmState::Stopped
+                | VmState::Paused
+                | VmState::Suspended
+                | VmState::Resized,
+                None,
+            ) => {
                 let fault = Fault {
                     code: 500,
                     message: format!("Instance {uuid} is missing on its host {host}"),

@@ -9,6 +9,7 @@ mod baremetal;
 pub mod events;
 mod firewall;
 pub mod reconciler;
+mod resize;
 pub mod scheduler;
 pub mod settings;
 pub mod tasks;

@@ -79,6 +79,7 @@ async fn pass(c: &Conductor, down: &mut HashSet<String>) -> Result<bool> {
         }
     }
     crate::baremetal::time_out_operations(c, now).await?;
+    c.confirm_unconfirmed().await?;
     if c.node_sync_due(now) {
         crate::baremetal::sync_power(c).await?;
     }
@@ -160,6 +161,8 @@ async fn give_up(c: &Conductor, task: &task_rows::Task) -> Result<()> {
         task.instance,
         task.attempts
     );
+    // (Read before the transaction: SQLite's pool may have one connection.)
+    let resize_step = crate::resize::given_up(&c.db, task).await?;
     let mut tx = c.db.begin().await?;
     if !task_rows::advance(
         &mut tx,
@@ -195,6 +198,11 @@ async fn give_up(c: &Conductor, task: &task_rows::Task) -> Result<()> {
             };
             if instances::transition(&mut tx, instance.uuid, expect, set).await? {
                 instances::add_fault(&mut tx, instance.uuid, &fault, host.as_deref()).await?;
+                // A resize's migration ends too: a resize without the new flavor, a confirm
+                // or revert left for the user to ask again.
+                if let Some(step) = &resize_step {
+                    step.apply(&mut tx, instance.uuid).await?;
+                }
             }
         }
     }

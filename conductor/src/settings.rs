@@ -33,6 +33,9 @@ pub struct ConductorSettings {
     /// How often the firewall generation is read: a change to security groups reaches the
     /// hosts' packet filters within this.
     pub firewall_interval_ms: u64,
+    /// A resize waiting in VERIFY_RESIZE for longer than this is confirmed by the conductor
+    /// (Nova's `resize_confirm_window`); 0, Nova's default, leaves it to the user.
+    pub resize_confirm_window_s: u64,
 }
 
 impl Default for ConductorSettings {
@@ -49,6 +52,7 @@ impl Default for ConductorSettings {
             baremetal_sync_max_failures: 3,
             baremetal_clean_timeout_s: 1800,
             firewall_interval_ms: 500,
+            resize_confirm_window_s: 0,
         }
     }
 }

@@ -26,15 +26,20 @@ pub(crate) fn event_name(kind: TaskKind) -> &'static str {
         TaskKind::Suspend => "compute_suspend_instance",
         TaskKind::Resume => "compute_resume_instance",
         TaskKind::Rebuild { .. } => "compute_rebuild_instance",
+        TaskKind::Resize => "compute_resize_instance",
+        TaskKind::ConfirmResize => "compute_confirm_resize",
+        TaskKind::RevertResize => "compute_revert_resize",
     }
 }
 
 /// What a task done on the server's host leaves it in: the task state it runs under, and the
 /// vm state it ends in (Nova's compute manager sets the same). `None` for the tasks that are
-/// not one call to the host (build, delete).
+/// not one call to the host (build, delete), and for the resize's, whose states come from
+/// their migration (`crate::resize`).
 pub(crate) fn host_task_states(kind: TaskKind) -> Option<(TaskState, VmState)> {
     Some(match kind {
         TaskKind::Build | TaskKind::Delete => return None,
+        TaskKind::Resize | TaskKind::ConfirmResize | TaskKind::RevertResize => return None,
         TaskKind::Stop => (TaskState::PoweringOff, VmState::Stopped),
         TaskKind::Start => (TaskState::PoweringOn, VmState::Active),
         TaskKind::Reboot { hard: true } => (TaskState::RebootingHard, VmState::Active),
@@ -46,6 +51,14 @@ pub(crate) fn host_task_states(kind: TaskKind) -> Option<(TaskState, VmState)> {
         TaskKind::Rebuild { stopped: true } => (TaskState::Rebuilding, VmState::Stopped),
         TaskKind::Rebuild { stopped: false } => (TaskState::Rebuilding, VmState::Active),
     })
+}
+
+/// Whether a task is a resize's (its migration says what it does).
+pub(crate) fn resizes(kind: TaskKind) -> bool {
+    matches!(
+        kind,
+        TaskKind::Resize | TaskKind::ConfirmResize | TaskKind::RevertResize
+    )
 }
 
 const SCHEDULE_EVENT: &str = "conductor_schedule_and_build_instances";
@@ -83,6 +96,7 @@ impl Conductor {
         match task.kind {
             TaskKind::Build => self.build(&task, &instance).await,
             TaskKind::Delete => self.delete(&task, &instance).await,
+            TaskKind::Resize => self.resize(&task, &instance).await,
             _ => self.host_action(&task, &instance).await,
         }
     }
@@ -355,6 +369,9 @@ impl Conductor {
     /// cleared, the vm state kept, a fault, and the action's event an error. (A task state
     /// left behind would refuse every action but delete for ever.)
     pub(crate) async fn abort_host_task(&self, task: &Task, instance: &Instance) -> Result<()> {
+        if resizes(task.kind) {
+            return self.abort_resize(task, instance).await;
+        }
         let message = format!(
             "The {} of instance {} could not be started on its host (its host, node or image \
              is no longer there).",
@@ -393,7 +410,9 @@ impl Conductor {
                     .await?;
                 Ok(())
             }
-            _ if !instance.deleted && host_task_states(task.kind).is_some() => {
+            _ if !instance.deleted
+                && (host_task_states(task.kind).is_some() || resizes(task.kind)) =>
+            {
                 self.abort_host_task(task, &instance).await
             }
             _ => self.close_task(task, RowState::Failed).await,
@@ -486,6 +505,9 @@ pub(crate) async fn command_for(
             task_id,
             instance: uuid,
         },
+        TaskKind::Resize | TaskKind::ConfirmResize | TaskKind::RevertResize => {
+            return Conductor::resize_command(db, task, instance).await;
+        }
         // The spec as a build's (its ports found again, not made), from the new image.
         TaskKind::Rebuild { stopped } => {
             let Some(spec) = spec_on_its_node(db, instance).await? else {

@@ -36,8 +36,8 @@ use bollard::Docker;
 use futures::StreamExt;
 use nova_core::ids::{InstanceUuid, NodeUuid};
 use nova_core::model::{
-    sanitize_hostname, Address, CpuDiagnostics, Diagnostics, DiskDiagnostics, NetworkRequest,
-    NicDiagnostics, NodeInventory, NodeType, PowerState, Resources,
+    sanitize_hostname, Address, CpuDiagnostics, Diagnostics, DiskDiagnostics, Flavor,
+    NetworkRequest, NicDiagnostics, NodeInventory, NodeType, PowerState, Resources,
 };
 use nova_core::rpc::{InstanceSpec, Nic};
 use serde::Deserialize;
@@ -568,6 +568,23 @@ impl DockerDriver {
 
     /// The engine's 404 as "no such container", unless it is about a network (the engine
     /// checks a container's network when it starts it).
+    /// [`Compute::resize`]'s update of the container's limits to `flavor`'s.
+    async fn set_limits(&self, uuid: InstanceUuid, flavor: &Flavor) -> Result<(), DriverError> {
+        let (_, pids) = confinement(flavor, self.settings.pids_limit)?;
+        let memory = flavor.memory_mb * 1024 * 1024;
+        let body = bollard::models::ContainerUpdateBody {
+            nano_cpus: Some(flavor.vcpus * 1_000_000_000),
+            memory: Some(memory),
+            memory_swap: Some(memory),
+            pids_limit: Some(pids),
+            ..Default::default()
+        };
+        self.docker
+            .update_container(&container_name(uuid), body)
+            .await
+            .map_err(|e| Self::not_found_or(uuid, e))
+    }
+
     fn not_found_or(uuid: InstanceUuid, e: DockerError) -> DriverError {
         if is_no_such(&e, "container") {
             DriverError::NotFound(uuid)
@@ -832,6 +849,19 @@ impl Compute for DockerDriver {
             .unpause_container(&container_name(uuid))
             .await
             .map_err(|e| Self::not_found_or(uuid, e))
+    }
+
+    /// The engine's update of the container's limits: the flavor's vCPUs (as CPU time) and
+    /// memory (with no swap beyond it), and its `docker:pids_limit`, in place, whatever the
+    /// container's state. Nothing needs keeping for a revert: the old flavor's limits are
+    /// set again the same way. (Capabilities are the container's from its creation: the
+    /// engine cannot change them; a container has no disk of the flavor's size.)
+    async fn resize(&self, uuid: InstanceUuid, flavor: &Flavor) -> Result<(), DriverError> {
+        self.set_limits(uuid, flavor).await
+    }
+
+    async fn revert_resize(&self, uuid: InstanceUuid, flavor: &Flavor) -> Result<(), DriverError> {
+        self.set_limits(uuid, flavor).await
     }
 
     async fn power_state(&self, uuid: InstanceUuid) -> Result<PowerState, DriverError> {

@@ -9,7 +9,7 @@ use crate::{BootImages, Compute, DriverError, DriverInstance, RebootKind};
 use async_trait::async_trait;
 use nova_core::ids::{InstanceUuid, NodeUuid};
 use nova_core::model::{
-    CpuDiagnostics, Diagnostics, DiskDiagnostics, NicDiagnostics, NodeInventory, NodeType,
+    CpuDiagnostics, Diagnostics, DiskDiagnostics, Flavor, NicDiagnostics, NodeInventory, NodeType,
     PowerState, Resources,
 };
 use nova_core::rpc::InstanceSpec;
@@ -32,6 +32,8 @@ pub enum Step {
     Unpause,
     Suspend,
     Resume,
+    Resize,
+    RevertResize,
 }
 
 /// What a rule makes the driver do instead of its work.
@@ -93,6 +95,9 @@ impl Default for FakeSettings {
     }
 }
 
+/// A guest's vCPUs and memory (MiB).
+pub type Sizes = (i64, i64);
+
 struct FakeInstance {
     name: String,
     node: String,
@@ -107,6 +112,8 @@ struct FakeInstance {
     console: String,
     vcpus: i64,
     memory_mb: i64,
+    /// The vCPUs and memory from before a resize, until it is confirmed or reverted.
+    before_resize: Option<Sizes>,
     /// The fake NICs' MACs (one per chosen network).
     macs: Vec<String>,
     started: std::time::Instant,
@@ -266,6 +273,13 @@ impl FakeDriver {
     /// The ports' filters of the last firewall sync.
     pub fn firewall(&self) -> Vec<nova_core::firewall::PortFirewall> {
         lock(&self.firewall).clone()
+    }
+
+    /// The vCPUs and memory the instance has now, and those a resize kept for a revert.
+    pub fn sizes_of(&self, uuid: InstanceUuid) -> Option<(Sizes, Option<Sizes>)> {
+        lock(&self.instances)
+            .get(&uuid)
+            .map(|i| ((i.vcpus, i.memory_mb), i.before_resize))
     }
 
     pub fn spawn_calls(&self) -> u64 {
@@ -471,6 +485,7 @@ impl Compute for FakeDriver {
             ),
             vcpus: spec.flavor.vcpus,
             memory_mb: spec.flavor.memory_mb,
+            before_resize: None,
             macs: fake_addresses(spec)
                 .into_iter()
                 .filter_map(|a| a.mac)
@@ -540,6 +555,30 @@ impl Compute for FakeDriver {
     async fn resume(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
         self.misbehave(Step::Resume, uuid, None).await?;
         self.with_instance(uuid, |i| i.power_state = PowerState::Running)
+    }
+
+    /// The flavor's sizes taken; the old ones kept for a revert (a second resize keeps the
+    /// first old ones, as a real driver keeps the disk from before the first).
+    async fn resize(&self, uuid: InstanceUuid, flavor: &Flavor) -> Result<(), DriverError> {
+        self.misbehave(Step::Resize, uuid, None).await?;
+        self.with_instance(uuid, |i| {
+            i.before_resize.get_or_insert((i.vcpus, i.memory_mb));
+            i.vcpus = flavor.vcpus;
+            i.memory_mb = flavor.memory_mb;
+        })
+    }
+
+    async fn confirm_resize(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+        self.with_instance(uuid, |i| i.before_resize = None)
+    }
+
+    async fn revert_resize(&self, uuid: InstanceUuid, flavor: &Flavor) -> Result<(), DriverError> {
+        self.misbehave(Step::RevertResize, uuid, None).await?;
+        self.with_instance(uuid, |i| {
+            i.before_resize = None;
+            i.vcpus = flavor.vcpus;
+            i.memory_mb = flavor.memory_mb;
+        })
     }
 
     async fn power_state(&self, uuid: InstanceUuid) -> Result<PowerState, DriverError> {

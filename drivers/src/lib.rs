@@ -171,6 +171,35 @@ pub trait Compute: Send + Sync + 'static {
         Err(not_supported("resume"))
     }
 
+    /// Gives the instance `flavor`'s vCPUs, memory and root disk on its host (Nova's resize,
+    /// on one host), keeping what [`Compute::revert_resize`] needs to give back the old ones;
+    /// the instance runs after as it ran before. Idempotent: a second call with the same
+    /// flavor changes nothing. A failure leaves the instance as it was (Nova's
+    /// InstanceFaultRollback). Drivers that cannot answer as Nova's Ironic driver does (the
+    /// API refuses it for their node type first).
+    async fn resize(
+        &self,
+        _uuid: InstanceUuid,
+        _flavor: &nova_core::model::Flavor,
+    ) -> Result<(), DriverError> {
+        Err(not_supported("resize"))
+    }
+
+    /// Lets go of what [`Compute::resize`] kept for a revert (Nova's `confirm_migration`).
+    async fn confirm_resize(&self, _uuid: InstanceUuid) -> Result<(), DriverError> {
+        Ok(())
+    }
+
+    /// Gives the instance its old `flavor` back, with what the resize kept (its disk as it
+    /// was before the resize); it runs after as it ran before. Idempotent.
+    async fn revert_resize(
+        &self,
+        _uuid: InstanceUuid,
+        _flavor: &nova_core::model::Flavor,
+    ) -> Result<(), DriverError> {
+        Err(not_supported("revert resize"))
+    }
+
     /// The power state of one instance; `NotFound` when it is gone.
     async fn power_state(&self, uuid: InstanceUuid) -> Result<PowerState, DriverError>;
 

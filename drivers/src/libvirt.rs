@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use nova_core::ids::{InstanceUuid, NodeUuid};
 use nova_core::model::{
-    sanitize_hostname, Address, CpuDiagnostics, Diagnostics, NetworkRequest, NodeInventory,
+    sanitize_hostname, Address, CpuDiagnostics, Diagnostics, Flavor, NetworkRequest, NodeInventory,
     NodeType, PowerState, Resources,
 };
 use nova_core::rpc::{InstanceSpec, Nic};
@@ -496,6 +496,101 @@ impl LibvirtDriver {
 
     /// Waits up to `limit` for the domain to be inactive (QEMU gone; a guest that is shutting
     /// down is not off yet); whether it is.
+    /// Shuts the guest down: an ACPI request, then off by force when it has not stopped
+    /// within `timeout` (at once for none). The caller holds the instance's turn.
+    async fn off(&self, uuid: InstanceUuid, timeout: Duration) -> Result<(), DriverError> {
+        // A guest that does not take the ACPI request is forced off all the same (Nova's
+        // power_off ignores the shutdown's errors and destroys).
+        let asked = self
+            .with_domain(uuid, move |d| {
+                Ok(!timeout.is_zero() && d.is_active().unwrap_or(false) && d.shutdown().is_ok())
+            })
+            .await?
+            .ok_or(DriverError::NotFound(uuid))?;
+        if asked && !timeout.is_zero() && self.wait_off(uuid, timeout).await? {
+            return Ok(());
+        }
+        self.with_domain(uuid, |d| match d.destroy() {
+            Ok(()) => Ok(()),
+            // Off already.
+            Err(e) if e.code() == ErrorNumber::OperationInvalid => Ok(()),
+            Err(e) => Err(backend("destroy", e)),
+        })
+        .await?
+        .ok_or(DriverError::NotFound(uuid))
+    }
+
+    /// The vCPUs and memory (KiB) of the domain's persistent definition.
+    async fn sizes(&self, uuid: InstanceUuid) -> Result<(u32, u64), DriverError> {
+        self.with_domain(uuid, |d| {
+            let config = sys::VIR_DOMAIN_AFFECT_CONFIG;
+            let vcpus = d
+                .get_vcpus_flags(config | sys::VIR_DOMAIN_VCPU_MAXIMUM)
+                .map_err(|e| backend("vcpus", e))?;
+            let xml = d
+                .get_xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)
+                .map_err(|e| backend("domain XML", e))?;
+            let memory = xml_number(&xml, "<memory unit='KiB'>")
+                .ok_or_else(|| DriverError::Backend("libvirt: the domain has no memory".into()))?;
+            Ok((vcpus, memory))
+        })
+        .await?
+        .ok_or(DriverError::NotFound(uuid))
+    }
+
+    /// Sets the flavor's vCPUs and memory in the domain's persistent definition (the guest is
+    /// off), and the flavor in Nova's metadata.
+    async fn set_sizes(&self, uuid: InstanceUuid, flavor: &Flavor) -> Result<(), DriverError> {
+        let vcpus = u32::try_from(flavor.vcpus.max(1)).unwrap_or(1);
+        let memory = u64::try_from(flavor.memory_mb.max(1)).unwrap_or(1) * 1024;
+        self.restore_sizes(uuid, (vcpus, memory)).await?;
+        let metadata = flavor_metadata(flavor);
+        self.with_domain(uuid, move |d| {
+            // Nova's metadata says which flavor the guest has; the sizes are what counts, so a
+            // failure here is told, not fatal.
+            let kind = sys::VIR_DOMAIN_METADATA_ELEMENT as i32;
+            let replaced = d
+                .get_metadata(kind, Some(NOVA_XMLNS), sys::VIR_DOMAIN_AFFECT_CONFIG)
+                .ok()
+                .and_then(|m| replace_between(&m, "<nova:flavor", "</nova:flavor>", &metadata));
+            if let Some(m) = replaced {
+                if let Err(e) = d.set_metadata(
+                    kind,
+                    Some(&m),
+                    Some("nova"),
+                    Some(NOVA_XMLNS),
+                    sys::VIR_DOMAIN_AFFECT_CONFIG,
+                ) {
+                    tracing::warn!(instance = %uuid, error = %e, "flavor metadata not updated");
+                }
+            }
+            Ok(())
+        })
+        .await?
+        .ok_or(DriverError::NotFound(uuid))
+    }
+
+    /// Sets vCPUs and memory (KiB) in the domain's persistent definition: each maximum first
+    /// (libvirt lowers the current value with a lower maximum), then the current value.
+    async fn restore_sizes(
+        &self,
+        uuid: InstanceUuid,
+        (vcpus, memory): (u32, u64),
+    ) -> Result<(), DriverError> {
+        self.with_domain(uuid, move |d| {
+            let config = sys::VIR_DOMAIN_AFFECT_CONFIG;
+            d.set_vcpus_flags(vcpus, config | sys::VIR_DOMAIN_VCPU_MAXIMUM)
+                .and_then(|_| d.set_vcpus_flags(vcpus, config))
+                .map_err(|e| backend("set vcpus", e))?;
+            d.set_memory_flags(memory, config | sys::VIR_DOMAIN_MEM_MAXIMUM)
+                .and_then(|_| d.set_memory_flags(memory, config))
+                .map_err(|e| backend("set memory", e))?;
+            Ok(())
+        })
+        .await?
+        .ok_or(DriverError::NotFound(uuid))
+    }
+
     async fn wait_off(&self, uuid: InstanceUuid, limit: Duration) -> Result<bool, DriverError> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
@@ -1018,6 +1113,66 @@ fn new_mac() -> String {
     format!("fa:16:3e:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
 }
 
+/// Where a resize keeps the disk as it was, for a revert.
+fn kept_disk(disk: &Path) -> PathBuf {
+    disk.with_file_name("disk.resize-kept")
+}
+
+/// The virtual size of a disk file, as `qemu-img info` tells it.
+async fn disk_virtual_size(disk: &Path) -> Result<u64, DriverError> {
+    let info = qemu_img(&[
+        "info".as_ref(),
+        "--output=json".as_ref(),
+        "-U".as_ref(),
+        disk.as_os_str(),
+    ])
+    .await
+    .map_err(|e| backend("qemu-img info", e))?;
+    let info: ImageInfo = serde_json::from_slice(&info).map_err(|e| backend("qemu-img info", e))?;
+    Ok(info.virtual_size)
+}
+
+/// Copies a file through a temporary name, so that the copy is whole or absent.
+async fn copy_file(from: &Path, to: &Path) -> Result<(), DriverError> {
+    let partial = to.with_extension("part");
+    tokio::fs::copy(from, &partial)
+        .await
+        .map_err(|e| backend("disk copy", e))?;
+    tokio::fs::rename(&partial, to)
+        .await
+        .map_err(|e| backend("disk copy", e))
+}
+
+/// The number after `prefix` in `xml`.
+fn xml_number(xml: &str, prefix: &str) -> Option<u64> {
+    let rest = &xml[xml.find(prefix)? + prefix.len()..];
+    rest[..rest.find('<')?].trim().parse().ok()
+}
+
+/// `text` with the part from `start` to the end of `end` replaced by `with`.
+fn replace_between(text: &str, start: &str, end: &str, with: &str) -> Option<String> {
+    let a = text.find(start)?;
+    let b = a + text[a..].find(end)? + end.len();
+    Some(format!("{}{with}{}", &text[..a], &text[b..]))
+}
+
+/// Nova's `nova:flavor` element for a flavor.
+fn flavor_metadata(f: &Flavor) -> String {
+    format!(
+        "<nova:flavor name=\"{name}\" id=\"{id}\"><nova:memory>{memory}</nova:memory>\
+         <nova:disk>{disk}</nova:disk><nova:swap>{swap}</nova:swap>\
+         <nova:ephemeral>{ephemeral}</nova:ephemeral><nova:vcpus>{vcpus}</nova:vcpus>\
+         </nova:flavor>",
+        name = esc(&f.name),
+        id = esc(&f.flavorid),
+        memory = f.memory_mb,
+        disk = f.root_gb,
+        swap = f.swap,
+        ephemeral = f.ephemeral_gb,
+        vcpus = f.vcpus,
+    )
+}
+
 /// The domain of a guest: the flavor's vCPUs and memory, the overlay as its virtio disk, the
 /// config drive as a CD-ROM, one virtio NIC per network, the serial console into a file and
 /// Nova's metadata (`nova:instance`), as Nova's libvirt driver writes them.
@@ -1432,25 +1587,94 @@ impl Compute for LibvirtDriver {
     /// An ACPI shutdown, then off by force when the guest has not stopped within `timeout`.
     async fn power_off(&self, uuid: InstanceUuid, timeout: Duration) -> Result<(), DriverError> {
         let _turn = self.turn(uuid).await;
-        // A guest that does not take the ACPI request is forced off all the same (Nova's
-        // power_off ignores the shutdown's errors and destroys).
-        let asked = self
-            .with_domain(uuid, move |d| {
-                Ok(!timeout.is_zero() && d.is_active().unwrap_or(false) && d.shutdown().is_ok())
-            })
-            .await?
-            .ok_or(DriverError::NotFound(uuid))?;
-        if asked && !timeout.is_zero() && self.wait_off(uuid, timeout).await? {
-            return Ok(());
+        self.off(uuid, timeout).await
+    }
+
+    /// Nova's resize on one host: the guest shut down (cleanly within the soft reboot's
+    /// timeout, as Nova's `migrate_disk_and_power_off`), its disk grown to the flavor's root
+    /// disk with the disk as it was kept beside it for a revert, the domain's vCPUs and memory
+    /// set in its persistent definition, and the guest started again if it ran. A root disk
+    /// smaller than the disk is refused before anything changes (Nova's "Unable to resize disk
+    /// down."); a failure after puts back what it changed.
+    async fn resize(&self, uuid: InstanceUuid, flavor: &Flavor) -> Result<(), DriverError> {
+        let _turn = self.turn(uuid).await;
+        let disk = self.instance_dir(uuid).join("disk");
+        let kept = kept_disk(&disk);
+        let size = disk_virtual_size(&disk).await?;
+        let root = u64::try_from(flavor.root_gb.max(0)).unwrap_or(0) << 30;
+        if root > 0 && root < size && !kept.exists() {
+            return Err(DriverError::Invalid(
+                "Resize error: Unable to resize disk down.".into(),
+            ));
         }
-        self.with_domain(uuid, |d| match d.destroy() {
-            Ok(()) => Ok(()),
-            // Off already.
-            Err(e) if e.code() == ErrorNumber::OperationInvalid => Ok(()),
-            Err(e) => Err(backend("destroy", e)),
-        })
-        .await?
-        .ok_or(DriverError::NotFound(uuid))
+        let was = self.sizes(uuid).await?;
+        let running = self.power_state(uuid).await? == PowerState::Running;
+        let timeout = Duration::from_secs(self.settings.soft_reboot_timeout_s);
+        self.off(uuid, timeout).await?;
+        let changed = async {
+            // The disk from before the first resize is the one a revert gives back.
+            if !kept.exists() {
+                copy_file(&disk, &kept).await?;
+            }
+            if root > size {
+                qemu_img(&[
+                    "resize".as_ref(),
+                    "-q".as_ref(),
+                    disk.as_os_str(),
+                    root.to_string().as_ref(),
+                ])
+                .await
+                .map_err(|e| backend("qemu-img resize", e))?;
+            }
+            self.set_sizes(uuid, flavor).await
+        }
+        .await;
+        if let Err(e) = changed {
+            tracing::warn!(instance = %uuid, error = %e, "resize failed; putting back the old disk and sizes");
+            if kept.exists() {
+                let _ = tokio::fs::rename(&kept, &disk).await;
+            }
+            let _ = self.restore_sizes(uuid, was).await;
+            if running {
+                let _ = self.start(uuid, Saved::Discard).await;
+            }
+            return Err(e);
+        }
+        if running {
+            self.start(uuid, Saved::Discard).await?;
+        }
+        Ok(())
+    }
+
+    /// The disk kept by the resize goes.
+    async fn confirm_resize(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+        let _turn = self.turn(uuid).await;
+        let kept = kept_disk(&self.instance_dir(uuid).join("disk"));
+        match tokio::fs::remove_file(&kept).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(backend("kept disk", e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The guest shut down, the disk kept by the resize put back, the old flavor's vCPUs and
+    /// memory set again, and the guest started if it ran (Nova's `finish_revert_migration`).
+    async fn revert_resize(&self, uuid: InstanceUuid, flavor: &Flavor) -> Result<(), DriverError> {
+        let _turn = self.turn(uuid).await;
+        let disk = self.instance_dir(uuid).join("disk");
+        let kept = kept_disk(&disk);
+        let running = self.power_state(uuid).await? == PowerState::Running;
+        let timeout = Duration::from_secs(self.settings.soft_reboot_timeout_s);
+        self.off(uuid, timeout).await?;
+        if kept.exists() {
+            tokio::fs::rename(&kept, &disk)
+                .await
+                .map_err(|e| backend("kept disk", e))?;
+        }
+        self.set_sizes(uuid, flavor).await?;
+        if running {
+            self.start(uuid, Saved::Discard).await?;
+        }
+        Ok(())
     }
 
     async fn power_on(&self, uuid: InstanceUuid) -> Result<(), DriverError> {

@@ -136,6 +136,21 @@ impl ProjectQuota {
         Ok(())
     }
 
+    /// Refuses a resize whose added vCPUs or memory would go over the quota (Nova's
+    /// `_check_quota_for_upsize`: only the increase counts), with Nova's message (403).
+    pub fn check_upsize(&self, more_vcpus: i64, more_memory_mb: i64) -> ApiResult<()> {
+        for (resource, requested) in [("cores", more_vcpus), ("ram", more_memory_mb)] {
+            let limit = self.limits[resource];
+            let in_use = self.used.get(resource).copied().unwrap_or(0);
+            if requested > 0 && limit >= 0 && in_use + requested > limit {
+                return Err(ApiError::Forbidden(format!(
+                    "Quota exceeded for {resource}: Requested {requested}, but already used {in_use} of {limit} {resource}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses `count` more members of a group that has `members` beyond the
     /// `server_group_members` quota, with Nova's message (403).
     pub fn check_group_members(&self, members: i64, count: i64) -> ApiResult<()> {

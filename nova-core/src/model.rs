@@ -67,6 +67,12 @@ string_enum!(
         Suspending => "suspending",
         Resuming => "resuming",
         Rebuilding => "rebuilding",
+        ResizePrep => "resize_prep",
+        ResizeMigrating => "resize_migrating",
+        ResizeMigrated => "resize_migrated",
+        ResizeFinish => "resize_finish",
+        ResizeReverting => "resize_reverting",
+        ResizeConfirming => "resize_confirming",
         Deleting => "deleting",
     }
 );
@@ -170,6 +176,11 @@ pub fn api_status(vm: VmState, task: Option<TaskState>) -> &'static str {
         (V::Active | V::Stopped | V::Error, Some(T::Rebuilding)) => "REBUILD",
         (V::Active, Some(T::Rebooting)) => "REBOOT",
         (V::Active, Some(T::RebootingHard)) => "HARD_REBOOT",
+        (
+            V::Active | V::Stopped,
+            Some(T::ResizePrep | T::ResizeMigrating | T::ResizeMigrated | T::ResizeFinish),
+        ) => "RESIZE",
+        (V::Resized, Some(T::ResizeReverting)) => "REVERT_RESIZE",
         (V::Active, _) => "ACTIVE",
         (V::Building, _) => "BUILD",
         (V::Stopped, _) => "SHUTOFF",

@@ -76,6 +76,13 @@ pub enum TaskKind {
     Rebuild {
         stopped: bool,
     },
+    /// The server given its migration's new flavor on its host (Nova's `resize`); it waits in
+    /// VERIFY_RESIZE for a confirm or a revert. The flavors are the migration row's.
+    Resize,
+    /// The old flavor's resources let go of (Nova's `confirmResize`).
+    ConfirmResize,
+    /// The server given its old flavor back (Nova's `revertResize`).
+    RevertResize,
 }
 
 impl TaskKind {
@@ -92,6 +99,9 @@ impl TaskKind {
             Self::Suspend => "suspend",
             Self::Resume => "resume",
             Self::Rebuild { .. } => "rebuild",
+            Self::Resize => "resize",
+            Self::ConfirmResize => "confirmResize",
+            Self::RevertResize => "revertResize",
         }
     }
 
@@ -111,6 +121,11 @@ impl TaskKind {
             // of it: its checkpoints need CRIU, experimental and not on the hosts.
             (NodeType::Container, Self::Suspend | Self::Resume) => {
                 Some("a container cannot be suspended (the engine cannot save its memory)")
+            }
+            // As Nova's Ironic driver, which cannot migrate a machine's disk: a machine is
+            // what it is.
+            (NodeType::Baremetal, Self::Resize | Self::ConfirmResize | Self::RevertResize) => {
+                Some("a bare-metal machine cannot be resized")
             }
             _ => None,
         }
@@ -279,6 +294,27 @@ pub enum ComputeCommand {
     Rebuild {
         task_id: TaskId,
         spec: Box<InstanceSpec>,
+        stopped: bool,
+    },
+    /// The instance given `flavor`'s vCPUs, memory and disk on its host (Nova's
+    /// `migrate_disk_and_power_off` and `finish_migration` on one host), what it had kept so
+    /// that a revert can restore it; running again after when it was running.
+    Resize {
+        task_id: TaskId,
+        instance: InstanceUuid,
+        flavor: Box<Flavor>,
+    },
+    /// What the resize kept for a revert is let go of (Nova's `confirm_migration`).
+    ConfirmResize {
+        task_id: TaskId,
+        instance: InstanceUuid,
+    },
+    /// The instance given its old `flavor` back, with what the resize kept (its disk as it
+    /// was; Nova's `finish_revert_migration`); running after unless `stopped`.
+    RevertResize {
+        task_id: TaskId,
+        instance: InstanceUuid,
+        flavor: Box<Flavor>,
         stopped: bool,
     },
     /// API → agent, a call ([`crate::bus::Bus::call`]): the instance's console log, the last
@@ -474,7 +510,10 @@ impl ComputeCommand {
             | Self::Unpause { task_id, .. }
             | Self::Suspend { task_id, .. }
             | Self::Resume { task_id, .. }
-            | Self::Rebuild { task_id, .. } => Some(*task_id),
+            | Self::Rebuild { task_id, .. }
+            | Self::Resize { task_id, .. }
+            | Self::ConfirmResize { task_id, .. }
+            | Self::RevertResize { task_id, .. } => Some(*task_id),
             Self::Destroy { task_id, .. } => *task_id,
             Self::ConsoleOutput { .. }
             | Self::HostUptime
@@ -500,6 +539,9 @@ impl ComputeCommand {
             | Self::Unpause { .. }
             | Self::Suspend { .. }
             | Self::Resume { .. } => true,
+            // The drivers set the flavor's sizes and keep (or restore, or drop) the old disk
+            // once: a second run finds it done.
+            Self::Resize { .. } | Self::ConfirmResize { .. } | Self::RevertResize { .. } => true,
             // A second rebuild would build the guest again, losing what it wrote since.
             Self::Reboot { .. } | Self::Rebuild { .. } => false,
             // Questions: nothing changes at all.
@@ -525,6 +567,9 @@ impl ComputeCommand {
             | Self::Unpause { instance, .. }
             | Self::Suspend { instance, .. }
             | Self::Resume { instance, .. }
+            | Self::Resize { instance, .. }
+            | Self::ConfirmResize { instance, .. }
+            | Self::RevertResize { instance, .. }
             | Self::ConsoleOutput { instance, .. }
             | Self::AttachInterface { instance, .. }
             | Self::DetachInterface { instance, .. }

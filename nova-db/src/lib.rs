@@ -15,6 +15,7 @@ pub mod instances;
 pub mod keypairs;
 pub mod leases;
 pub mod listing;
+pub mod migrations;
 pub mod networks;
 pub mod nodes;
 pub mod ports;

@@ -240,8 +240,10 @@ pub async fn claim(
     Ok(claimed)
 }
 
-/// Gives back what `instance` claimed; a no-op when it holds nothing (idempotent).
+/// Gives back what `instance` claimed, and what a resize of it holds of its old flavor; a no-op
+/// when it holds nothing (idempotent).
 pub async fn release(tx: &mut Tx, instance: InstanceUuid) -> DbResult<bool> {
+    crate::migrations::release_held(tx, instance).await?;
     let now = now_ms();
     on_tx!(tx, c => {
         let gone: Option<(Uuid, i64, i64, i64)> = sqlx::query_as(

@@ -57,6 +57,9 @@ pub struct Options {
     pub baremetal_pool: bool,
     /// How often the conductor has the machines' power read (`conductor.baremetal_sync_interval_s`).
     pub baremetal_sync_interval_s: u64,
+    /// Resizes confirmed by the conductor after this long (`conductor.resize_confirm_window_s`;
+    /// 0: never).
+    pub resize_confirm_window_s: u64,
 }
 
 impl Default for Options {
@@ -88,6 +91,7 @@ impl Default for Options {
             baremetal_pool: false,
             // Power syncs cost nothing without machines; tests with one want them soon.
             baremetal_sync_interval_s: 1,
+            resize_confirm_window_s: 0,
         }
     }
 }
@@ -102,6 +106,7 @@ impl Options {
             redrive_after_s: self.redrive_after_s,
             task_attempts: self.task_attempts,
             baremetal_sync_interval_s: self.baremetal_sync_interval_s,
+            resize_confirm_window_s: self.resize_confirm_window_s,
             ..Default::default()
         }
     }

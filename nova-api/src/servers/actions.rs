@@ -42,26 +42,38 @@ pub(super) async fn begin(
             publish_task(state, task, uuid, &ctx.request_id).await;
             Ok(())
         }
-        Err(TransitionError::NotFound) => Err(not_found(id)),
         // As Nova's `_delete`: a server already being deleted takes a second delete as done
         // ("Instance is already in deleting state, ignoring this request").
         Err(TransitionError::Conflict {
             task_state: Some(TaskState::Deleting),
             ..
         }) if kind == TaskKind::Delete => Ok(()),
-        // Nova's InstanceIsLocked.
-        Err(TransitionError::Locked) => Err(ApiError::Conflict(format!("Instance {id} is locked"))),
-        // Nova's message for InstanceInvalidState / InstanceInvalidTaskState.
-        Err(TransitionError::Conflict {
+        Err(e) => Err(refused_state(e, id, action, rule.from_vm_states)),
+    }
+}
+
+/// Nova's answers for a server that is not there (404), locked (InstanceIsLocked), or in the
+/// wrong state (InstanceInvalidState / InstanceInvalidTaskState), for an action allowed from
+/// the vm states `from`.
+pub(super) fn refused_state(
+    e: TransitionError,
+    id: &str,
+    action: &str,
+    from: &[VmState],
+) -> ApiError {
+    match e {
+        TransitionError::NotFound => not_found(id),
+        TransitionError::Locked => ApiError::Conflict(format!("Instance {id} is locked")),
+        TransitionError::Conflict {
             vm_state,
             task_state: Some(t),
-        }) if rule.from_vm_states.contains(&vm_state) => Err(ApiError::Conflict(format!(
+        } if from.contains(&vm_state) => ApiError::Conflict(format!(
             "Cannot '{action}' instance {id} while it is in task_state {t}"
-        ))),
-        Err(TransitionError::Conflict { vm_state, .. }) => Err(ApiError::Conflict(format!(
+        )),
+        TransitionError::Conflict { vm_state, .. } => ApiError::Conflict(format!(
             "Cannot '{action}' instance {id} while it is in vm_state {vm_state}"
-        ))),
-        Err(TransitionError::Db(e)) => Err(e.into()),
+        )),
+        TransitionError::Db(e) => e.into(),
     }
 }
 
@@ -292,6 +304,9 @@ pub(super) async fn action(
             return Ok(HttpResponse::Ok().json(json!({ "output": output })));
         }
         "rebuild" => return super::rebuild::rebuild(&req, &ctx, &state, &id, arg).await,
+        "resize" => return super::resize::resize(&ctx, &state, &id, arg).await,
+        "confirmResize" => return super::resize::end(&ctx, &state, &id, arg, true).await,
+        "revertResize" => return super::resize::end(&ctx, &state, &id, arg, false).await,
         "addSecurityGroup" | "removeSecurityGroup" => {
             let add = name == "addSecurityGroup";
             return super::security_groups::action(&ctx, &state, &id, arg, add).await;

@@ -17,6 +17,7 @@ mod metadata;
 mod params;
 mod password;
 mod rebuild;
+mod resize;
 mod security_groups;
 mod show;
 pub mod tags;

@@ -96,7 +96,7 @@ where
 
 /// A live server's row (in `project`, if given), locked for the rest of `tx` on PostgreSQL
 /// (SQLite has one writer).
-async fn lock_live(
+pub(crate) async fn lock_live(
     tx: &mut Tx,
     uuid: InstanceUuid,
     project: Option<&str>,

@@ -9,6 +9,7 @@ mod query;
 mod state;
 
 pub use create::{create_with_build_tasks, Created};
+pub(crate) use edits::lock_live;
 pub use edits::{backfill_hostnames, begin_rebuild, modify, Record};
 pub use query::*;
 pub use state::*;

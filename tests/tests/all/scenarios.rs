@@ -2014,3 +2014,287 @@ async fn copies_of_a_build_result_handled_at_once_keep_the_server() -> anyhow::R
     assert_eq!(s["OS-EXT-STS:power_state"], json!(1));
     Ok(())
 }
+
+/// A flavor for the resize tests: `vcpus`, `memory_mb`, `root_gb`, on VM nodes unless
+/// `node_type` says.
+fn resize_flavor(id: &str, vcpus: i64, memory_mb: i64, root_gb: i64, node_type: &str) -> Flavor {
+    let mut extra_specs = std::collections::BTreeMap::new();
+    extra_specs.insert("node:type".into(), node_type.into());
+    Flavor {
+        flavorid: id.into(),
+        name: id.into(),
+        memory_mb,
+        vcpus,
+        root_gb,
+        ephemeral_gb: 0,
+        swap: 0,
+        rxtx_factor: 1.0,
+        is_public: true,
+        disabled: false,
+        description: None,
+        extra_specs,
+    }
+}
+
+/// The memory the one node has claimed in all.
+async fn memory_claimed(stack: &dyn Stack) -> anyhow::Result<i64> {
+    Ok(nodes::nodes(stack.db())
+        .await?
+        .iter()
+        .map(|n| n.used.memory_mb)
+        .sum())
+}
+
+on_both_shapes!(a_resize_follows_novas_states, Options::default());
+/// Resize as Nova's, on the server's host: RESIZE, then VERIFY_RESIZE on the new flavor with
+/// both flavors claimed; a revert gives the old flavor and claim back, a confirm lets the old
+/// claim go; a SHUTOFF server stays SHUTOFF; the wrong state a 409, a bad flavor a 400, no
+/// room or a host failure the server back on its old flavor with a fault.
+async fn a_resize_follows_novas_states(stack: &dyn Stack) -> anyhow::Result<()> {
+    for f in [
+        resize_flavor("r-small", 1, 64, 1, "vm"),
+        resize_flavor("r-big", 2, 128, 2, "vm"),
+        resize_flavor("r-zero", 2, 128, 0, "vm"),
+        resize_flavor("r-container", 1, 64, 1, "container"),
+        resize_flavor("r-half", 1, 32, 600_000, "vm"),
+        resize_flavor("r-half2", 1, 32, 600_001, "vm"),
+    ] {
+        nova_db::flavors::create(stack.db(), &f).await?;
+    }
+    let c = client(stack);
+    let id = c
+        .create_server_from("growing", "r-small", e2e::client::IMAGE)
+        .await?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    let u = uuid(&id)?;
+    assert_eq!(memory_claimed(stack).await?, 64);
+
+    // Bad input: 400 with Nova's words, nothing changes.
+    for (body, message) in [
+        (json!({"resize": {}}), None),
+        (json!({"resize": {"flavorRef": "r-big", "extra": 1}}), None),
+        (json!({"resize": {"flavorRef": ""}}), None),
+        (
+            json!({"resize": {"flavorRef": "r-big", "OS-DCF:diskConfig": "SOMETIMES"}}),
+            None,
+        ),
+        (
+            json!({"resize": {"flavorRef": "nope"}}),
+            Some("Flavor nope could not be found.".to_owned()),
+        ),
+        (
+            json!({"resize": {"flavorRef": "r-small"}}),
+            Some("When resizing, instances must change flavor!".to_owned()),
+        ),
+        (
+            json!({"resize": {"flavorRef": "r-zero"}}),
+            Some("Resize error: Resize to zero disk flavor is not allowed.".to_owned()),
+        ),
+        (
+            json!({"resize": {"flavorRef": "r-container"}}),
+            Some(
+                "Flavor r-container is for container nodes: a server on a vm node cannot be \
+                 resized to it."
+                    .to_owned(),
+            ),
+        ),
+        (
+            json!({"confirmResize": null}),
+            Some("Instance has not been resized.".to_owned()),
+        ),
+        (
+            json!({"revertResize": null}),
+            Some("Instance has not been resized.".to_owned()),
+        ),
+        (json!({"confirmResize": {}}), None),
+    ] {
+        let r = c.action(&id, &body).await?;
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        if let Some(m) = message {
+            assert_eq!(r.body["badRequest"]["message"], json!(m), "{body}");
+        }
+    }
+    assert_eq!(memory_claimed(stack).await?, 64, "nothing claimed");
+
+    // Resize, then revert.
+    let r = c
+        .action(&id, &json!({"resize": {"flavorRef": "r-big"}}))
+        .await?;
+    assert_eq!((r.status, &r.body), (202, &Value::Null));
+    let s = c.wait_status(&id, "VERIFY_RESIZE", WAIT).await?;
+    assert_eq!(s["flavor"]["id"], json!("r-big"));
+    assert_eq!(s["OS-EXT-STS:vm_state"], json!("resized"));
+    assert_eq!(
+        stack.driver().sizes_of(u),
+        Some(((2, 128), Some((1, 64)))),
+        "the guest has the new sizes and the old kept"
+    );
+    assert_eq!(memory_claimed(stack).await?, 64 + 128, "both flavors held");
+    for (action, body) in [
+        ("resize", json!({"resize": {"flavorRef": "r-small"}})),
+        ("stop", json!({"os-stop": null})),
+    ] {
+        let r = c.action(&id, &body).await?;
+        assert_eq!(r.status, 409, "{}", r.body);
+        assert_eq!(
+            r.body["conflictingRequest"]["message"],
+            json!(format!(
+                "Cannot '{action}' instance {id} while it is in vm_state resized"
+            ))
+        );
+    }
+    let r = c.action(&id, &json!({"revertResize": null})).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let s = c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(s["flavor"]["id"], json!("r-small"));
+    assert_eq!(stack.driver().sizes_of(u), Some(((1, 64), None)));
+    assert_eq!(memory_claimed(stack).await?, 64);
+
+    // Resize, then confirm (204).
+    let r = c
+        .action(&id, &json!({"resize": {"flavorRef": "r-big"}}))
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    c.wait_status(&id, "VERIFY_RESIZE", WAIT).await?;
+    let r = c.action(&id, &json!({"confirmResize": null})).await?;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = c.action(&id, &json!({"confirmResize": null})).await?;
+    assert_eq!(r.status, 400, "a second confirm: {}", r.body);
+    let s = c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(s["flavor"]["id"], json!("r-big"));
+    assert_eq!(stack.driver().sizes_of(u), Some(((2, 128), None)));
+    assert_eq!(memory_claimed(stack).await?, 128);
+    // The flavor shown from 2.47 is the new one in full.
+    let s = c.at_microversion("2.47").server(&id).await?.body["server"].clone();
+    assert_eq!(s["flavor"]["original_name"], json!("r-big"));
+    assert_eq!(s["flavor"]["vcpus"], json!(2));
+
+    // A SHUTOFF server is resized off and stays off.
+    assert_eq!(c.action(&id, &json!({"os-stop": null})).await?.status, 202);
+    c.wait_status(&id, "SHUTOFF", WAIT).await?;
+    let r = c.action(&id, &json!({"resize": {"flavorRef": 7}})).await?;
+    assert_eq!(
+        r.status, 400,
+        "an integer flavorRef is looked up: {}",
+        r.body
+    );
+    let r = c
+        .action(&id, &json!({"resize": {"flavorRef": "r-small"}}))
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let s = c.wait_status(&id, "VERIFY_RESIZE", WAIT).await?;
+    assert_eq!(s["OS-EXT-STS:power_state"], json!(4));
+    assert_eq!(
+        c.action(&id, &json!({"confirmResize": null})).await?.status,
+        204
+    );
+    let s = c.wait_status(&id, "SHUTOFF", WAIT).await?;
+    assert_eq!(s["flavor"]["id"], json!("r-small"));
+    assert_eq!(
+        stack.driver().list_power(u).await,
+        Some(PowerState::Shutdown)
+    );
+    let recorded = actions::list(stack.db(), u).await?;
+    let names: Vec<&str> = recorded.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "create",
+            "resize",
+            "revertResize",
+            "resize",
+            "confirmResize",
+            "stop",
+            "resize",
+            "confirmResize"
+        ]
+    );
+
+    // No room for the new flavor beside the old one: back to ACTIVE on the old flavor, the
+    // fault in the action's event (Nova's NoValidHost on resize).
+    let half = c
+        .create_server_from("half", "r-half", e2e::client::IMAGE)
+        .await?;
+    c.wait_status(&half, "ACTIVE", WAIT).await?;
+    let r = c
+        .action(&half, &json!({"resize": {"flavorRef": "r-half2"}}))
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let details = wait_for_failed_action(stack, &c, &half, "resize").await?;
+    assert!(details.starts_with("No valid host was found"), "{details}");
+    let s = c.wait_status(&half, "ACTIVE", WAIT).await?;
+    assert_eq!(s["flavor"]["id"], json!("r-half"));
+    assert_eq!(s["OS-EXT-STS:task_state"], Value::Null);
+    assert!(
+        s["fault"].is_null(),
+        "an ACTIVE server shows no fault, as Nova's: {s}"
+    );
+    assert_eq!(memory_claimed(stack).await?, 64 + 32);
+
+    // A resize its host fails: the driver put back what it changed; the server is ACTIVE on
+    // its old flavor and claim, the failure in the action.
+    stack.driver().add_rule(Rule {
+        step: Step::Resize,
+        target: Target::NameContains("flaky".into()),
+        misbehaviour: Misbehaviour::Fail("the hypervisor would not".into()),
+    });
+    let flaky = c
+        .create_server_from("flaky", "r-small", e2e::client::IMAGE)
+        .await?;
+    c.wait_status(&flaky, "ACTIVE", WAIT).await?;
+    let r = c
+        .action(&flaky, &json!({"resize": {"flavorRef": "r-big"}}))
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    wait_for_failed_action(stack, &c, &flaky, "resize").await?;
+    let recorded = actions::list(stack.db(), uuid(&flaky)?).await?;
+    assert_eq!(recorded[1].events[0].event, "compute_resize_instance");
+    let s = c.wait_status(&flaky, "ACTIVE", WAIT).await?;
+    assert_eq!(s["flavor"]["id"], json!("r-small"));
+    assert_eq!(memory_claimed(stack).await?, 64 + 32 + 64);
+
+    // A server deleted while it waits to be confirmed gives back both claims.
+    let r = c
+        .action(&id, &json!({"resize": {"flavorRef": "r-big"}}))
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    c.wait_status(&id, "VERIFY_RESIZE", WAIT).await?;
+    assert_eq!(memory_claimed(stack).await?, 64 + 128 + 32 + 64);
+    c.delete(&format!("/servers/{id}")).await?;
+    c.wait_gone(&id, WAIT).await?;
+    assert_eq!(memory_claimed(stack).await?, 32 + 64);
+    Ok(())
+}
+
+/// With `resize_confirm_window_s`, the conductor confirms a resize nobody confirmed (Nova's
+/// `_poll_unconfirmed_resizes`), as an action of the user who resized.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resize_nobody_confirms_is_confirmed_after_its_window() -> anyhow::Result<()> {
+    let stack = e2e::stack::AllInOneStack::start(Options {
+        resize_confirm_window_s: 1,
+        ..Options::default()
+    })
+    .await?;
+    for f in [
+        resize_flavor("w-small", 1, 64, 1, "vm"),
+        resize_flavor("w-big", 1, 96, 1, "vm"),
+    ] {
+        nova_db::flavors::create(stack.db(), &f).await?;
+    }
+    let c = client(&stack);
+    let id = c
+        .create_server_from("waiting", "w-small", e2e::client::IMAGE)
+        .await?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    let r = c
+        .action(&id, &json!({"resize": {"flavorRef": "w-big"}}))
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let s = c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(s["flavor"]["id"], json!("w-big"));
+    assert_eq!(memory_claimed(&stack).await?, 96);
+    let recorded = actions::list(stack.db(), uuid(&id)?).await?;
+    let names: Vec<&str> = recorded.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(names, ["create", "resize", "confirmResize"]);
+    Ok(())
+}
