@@ -296,6 +296,36 @@ async fn a_container_server_lives_its_whole_life_through_the_api() -> anyhow::Re
     assert_eq!(container_state(&docker, &id).await?.0, "running");
     assert_eq!(containers_of(&docker, &id).await?, 1);
 
+    // Resize: the engine updates the running container's limits in place; a revert sets the
+    // old ones again, a confirm keeps the new ones.
+    container_flavor(&stack, "c2", 384, 1).await?;
+    let limits = |inspect: &ContainerInspectResponse| {
+        let h = inspect.host_config.clone().unwrap_or_default();
+        (h.memory, h.nano_cpus, h.memory_swap)
+    };
+    let container = inspect_of(&docker, &id).await?.id;
+    let mib = |n: i64| Some(n * 1024 * 1024);
+    for (end, expected) in [
+        ("revertResize", (mib(256), Some(2_000_000_000), mib(256))),
+        ("confirmResize", (mib(384), Some(1_000_000_000), mib(384))),
+    ] {
+        let r = c
+            .action(&id, &json!({"resize": {"flavorRef": "c2"}}))
+            .await?;
+        assert_eq!(r.status, 202, "{}", r.body);
+        c.wait_status(&id, "VERIFY_RESIZE", WAIT).await?;
+        let inspect = inspect_of(&docker, &id).await?;
+        assert_eq!(limits(&inspect), (mib(384), Some(1_000_000_000), mib(384)));
+        assert_eq!(container_state(&docker, &id).await?.0, "running");
+        let r = c.action(&id, &json!({ end: null })).await?;
+        assert!(matches!(r.status, 202 | 204), "{end}: {}", r.body);
+        c.wait_status(&id, "ACTIVE", WAIT).await?;
+        let inspect = inspect_of(&docker, &id).await?;
+        assert_eq!(limits(&inspect), expected, "after {end}");
+        assert_eq!(inspect.id, container, "the same container throughout");
+        assert_eq!(container_state(&docker, &id).await?.0, "running");
+    }
+
     // Delete leaves nothing: no container, no config drive. (Paused first: the engine
     // removes a frozen container too.)
     assert_eq!(c.action(&id, &json!({"pause": null})).await?.status, 202);

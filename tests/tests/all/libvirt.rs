@@ -434,6 +434,77 @@ async fn a_vm_pauses_suspends_and_is_rebuilt() -> anyhow::Result<()> {
         "a new overlay"
     );
     wait_for_boots(&c, &id, 1).await?;
+
+    // Resize: the guest shut down, its disk grown (the disk as it was kept beside it), the
+    // domain's vCPUs and memory set, the guest started again. A revert puts the disk and the
+    // sizes back; a confirm drops the kept disk.
+    let admin = Client::new(stack.api_url(), "admin:admin");
+    let r = admin
+        .post(
+            "/flavors",
+            &json!({"flavor": {"name": "m-v2", "id": "v2", "ram": 192, "vcpus": 2, "disk": 2}}),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let root = instances.path().to_owned();
+    let sizes = |id: String| {
+        let root = root.clone();
+        async move {
+            let xml = virsh(&["dumpxml", &format!("instance-{id}")]).await?;
+            let memory = xml
+                .lines()
+                .find(|l| l.trim_start().starts_with("<memory"))
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+            let vcpus = xml
+                .lines()
+                .find(|l| l.trim_start().starts_with("<vcpu"))
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+            let info = tokio::process::Command::new("qemu-img")
+                .args(["info", "-U", "--output=json"])
+                .arg(root.join(&id).join("disk"))
+                .output()
+                .await?;
+            let info: Value = serde_json::from_slice(&info.stdout)?;
+            anyhow::Ok((
+                memory,
+                vcpus,
+                info["virtual-size"].as_u64().unwrap_or_default(),
+            ))
+        }
+    };
+    const GIB: u64 = 1 << 30;
+    let old = (
+        "<memory unit='KiB'>131072</memory>".to_owned(),
+        "<vcpu placement='static'>1</vcpu>".to_owned(),
+        GIB,
+    );
+    let new = (
+        "<memory unit='KiB'>196608</memory>".to_owned(),
+        "<vcpu placement='static'>2</vcpu>".to_owned(),
+        2 * GIB,
+    );
+    assert_eq!(sizes(id.clone()).await?, old);
+    let kept = dir.join("disk.resize-kept");
+    for (end, after) in [("revertResize", &old), ("confirmResize", &new)] {
+        let r = c
+            .action(&id, &json!({"resize": {"flavorRef": "v2"}}))
+            .await?;
+        assert_eq!(r.status, 202, "{}", r.body);
+        c.wait_status(&id, "VERIFY_RESIZE", WAIT).await?;
+        assert_eq!(domain_state(&id).await?, "running");
+        assert_eq!(sizes(id.clone()).await?, new);
+        assert!(kept.exists(), "the disk from before is kept");
+        let r = c.action(&id, &json!({ end: null })).await?;
+        assert!(matches!(r.status, 202 | 204), "{end}: {}", r.body);
+        c.wait_status(&id, "ACTIVE", WAIT).await?;
+        assert_eq!(domain_state(&id).await?, "running");
+        assert_eq!(&sizes(id.clone()).await?, after, "after {end}");
+        assert!(!kept.exists(), "nothing kept after {end}");
+    }
     Ok(())
 }
 
