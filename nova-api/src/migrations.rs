@@ -1,8 +1,7 @@
-//! `GET /os-migrations` and `/servers/{id}/migrations`: the record of servers moved between
-//! hosts (resizes, cold and live migrations). Nothing here moves a server yet — migration
-//! waits for the multi-host work and is refused by policy (see `servers::admin_actions`) —
-//! so there are no migration records, and the lists are empty by fact, not by stub: the
-//! queries are checked as Nova checks them (policy, parameters, a marker must exist).
+//! `GET /os-migrations` and `/servers/{id}/migrations`: the record of servers moved or
+//! resized. Resizes (on the server's own host) are recorded; cold and live migration wait for
+//! the multi-host work and are refused by policy (see `servers::admin_actions`), so the
+//! server's live-migration list is empty by fact.
 
 use crate::servers::visible as visible_server;
 use crate::versions::ApiVersion;
@@ -39,7 +38,7 @@ fn allowed(v: ApiVersion) -> Vec<&'static str> {
 async fn index(
     req: HttpRequest,
     ctx: RequestContext,
-    _state: web::Data<AppState>,
+    state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let v = ApiVersion::of(&req);
     let q = Query::of(&req);
@@ -85,11 +84,82 @@ async fn index(
     if !own && !ctx.is_admin() {
         return Err(NOVA.denied("os_compute_api:os-migrations:index:all_projects"));
     }
-    // There are no migrations, so no marker names one.
-    if let Some(m) = q.last("marker").filter(|_| v.at_least(59)) {
-        return Err(bad(format!("Marker {m} could not be found.")));
+    let project = q.last("project_id").filter(|_| v.at_least(80));
+    let mut found = nova_db::migrations::list(&state.db, project).await?;
+    let wanted = |key: &str| q.last(key);
+    found.retain(|m| {
+        let same = |key: &str, value: Option<&str>| wanted(key).is_none_or(|w| value == Some(w));
+        let uuid = m.instance.0.to_string();
+        same("instance_uuid", Some(&uuid))
+            && same("source_compute", m.source_compute.as_deref())
+            && same("status", Some(&m.status))
+            && same("migration_type", Some(&m.migration_type))
+            && (!v.at_least(80) || same("user_id", Some(&m.user_id)))
+            && wanted("host").is_none_or(|h| {
+                m.source_compute.as_deref() == Some(h) || m.dest_compute.as_deref() == Some(h)
+            })
+    });
+    if v.at_least(59) {
+        let since = q
+            .last("changes-since")
+            .and_then(nova_core::time::parse_iso8601);
+        let before = q
+            .last("changes-before")
+            .and_then(nova_core::time::parse_iso8601);
+        found.retain(|m| {
+            since.is_none_or(|t| m.updated_at >= t) && before.is_none_or(|t| m.updated_at <= t)
+        });
+        if let Some(marker) = q.last("marker") {
+            let at = found
+                .iter()
+                .position(|m| m.uuid.to_string() == marker)
+                .ok_or_else(|| bad(format!("Marker {marker} could not be found.")))?;
+            found.drain(..=at);
+        }
+        if let Some(limit) = q.last("limit").and_then(|l| l.parse::<usize>().ok()) {
+            found.truncate(limit);
+        }
     }
-    Ok(HttpResponse::Ok().json(json!({ "migrations": [] })))
+    let ids = nova_db::flavors::db_ids(&state.db).await?;
+    let views: Vec<_> = found.iter().map(|m| view(m, v, &ids)).collect();
+    Ok(HttpResponse::Ok().json(json!({ "migrations": views })))
+}
+
+/// Nova's view of a migration at a microversion.
+fn view(
+    m: &nova_db::migrations::Migration,
+    v: ApiVersion,
+    ids: &std::collections::HashMap<String, i64>,
+) -> serde_json::Value {
+    use nova_core::time::iso8601_naive_micros as at;
+    let mut o = json!({
+        "id": m.id,
+        "status": m.status,
+        "instance_uuid": m.instance.0.to_string(),
+        "source_node": m.source_node,
+        "source_compute": m.source_compute,
+        "dest_node": m.dest_node,
+        "dest_compute": m.dest_compute,
+        // The destination's address: a resize stays on its host (Nova's is its my_ip; not
+        // kept with the record here).
+        "dest_host": null,
+        // A deleted flavor has no id any more.
+        "old_instance_type_id": ids.get(&m.old_flavor.flavorid),
+        "new_instance_type_id": ids.get(&m.new_flavor.flavorid),
+        "created_at": at(m.created_at),
+        "updated_at": at(m.updated_at),
+    });
+    if v.at_least(23) {
+        o["migration_type"] = json!(m.migration_type);
+    }
+    if v.at_least(59) {
+        o["uuid"] = json!(m.uuid.to_string());
+    }
+    if v.at_least(80) {
+        o["user_id"] = json!(m.user_id);
+        o["project_id"] = json!(m.project_id);
+    }
+    o
 }
 
 /// `GET /servers/{id}/migrations` (2.23+): the server's live migrations in progress.

@@ -373,6 +373,42 @@ async fn the_openstack_cli_drives_a_servers_life() -> anyhow::Result<()> {
         http.wait_status(&web, status, std::time::Duration::from_secs(60))
             .await?;
     }
+    // Resize, revert, resize, confirm.
+    let mut bigger = nova_db::flavors::get(stack.db(), "cli-1")
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no flavor cli-1"))?;
+    bigger.flavorid = "cli-2".into();
+    bigger.name = "cli.bigger".into();
+    bigger.memory_mb = 512;
+    nova_db::flavors::create(stack.db(), &bigger).await?;
+    for (args, status, flavor) in [
+        (
+            &["server", "resize", "--flavor", "cli.bigger", "web"][..],
+            "VERIFY_RESIZE",
+            "cli-2",
+        ),
+        (
+            &["server", "resize", "revert", "web"][..],
+            "ACTIVE",
+            "cli-1",
+        ),
+        (
+            &["server", "resize", "--flavor", "cli-2", "web"][..],
+            "VERIFY_RESIZE",
+            "cli-2",
+        ),
+        (
+            &["server", "resize", "confirm", "web"][..],
+            "ACTIVE",
+            "cli-2",
+        ),
+    ] {
+        e2e::cli::run(&stack, "demo", args).await?;
+        let s = http
+            .wait_status(&web, status, std::time::Duration::from_secs(60))
+            .await?;
+        assert_eq!(s["flavor"]["id"], json!(flavor), "{args:?}");
+    }
     e2e::cli::run(&stack, "demo", &["server", "reboot", "--wait", "web"]).await?;
     let s = demo(&stack, &["server", "show", "web"]).await?;
     assert_eq!(field(&s, "status"), &json!("ACTIVE"));

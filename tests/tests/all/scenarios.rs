@@ -2253,6 +2253,37 @@ async fn a_resize_follows_novas_states(stack: &dyn Stack) -> anyhow::Result<()> 
     assert_eq!(s["flavor"]["id"], json!("r-small"));
     assert_eq!(memory_claimed(stack).await?, 64 + 32 + 64);
 
+    // The migrations are recorded, newest first, with Nova's view at each microversion.
+    let admin = Client::new(stack.api_url(), "admin:admin");
+    let r = admin
+        .get(&format!("/os-migrations?instance_uuid={id}"))
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let statuses: Vec<&Value> = r.body["migrations"]
+        .as_array()
+        .map(|a| a.iter().map(|m| &m["status"]).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        statuses,
+        [&json!("confirmed"), &json!("confirmed"), &json!("reverted")]
+    );
+    let first = &r.body["migrations"][2];
+    assert!(first.get("migration_type").is_none(), "{first}");
+    assert_eq!(first["source_compute"], first["dest_compute"]);
+    assert!(first["old_instance_type_id"].is_i64(), "{first}");
+    let r = admin
+        .at_microversion("2.80")
+        .get(&format!("/os-migrations?instance_uuid={half}"))
+        .await?;
+    let m = &r.body["migrations"][0];
+    assert_eq!(
+        (&m["status"], &m["migration_type"], &m["user_id"]),
+        (&json!("error"), &json!("resize"), &json!("demo")),
+        "{m}"
+    );
+    assert!(m["uuid"].is_string());
+    assert_eq!(c.get("/os-migrations").await?.status, 403);
+
     // A server deleted while it waits to be confirmed gives back both claims.
     let r = c
         .action(&id, &json!({"resize": {"flavorRef": "r-big"}}))
