@@ -123,13 +123,16 @@ impl<E> From<DbError> for ResizeRefused<E> {
 /// PostgreSQL, checks that it is ACTIVE or SHUTOFF with no task running (and not locked, unless
 /// `lock_override`), asks `check` for the new flavor (its own refusals: the flavor, the quota),
 /// writes the migration (`pre-migrating`), sets the task state `resize_prep`, and writes the
-/// action and the task.
+/// action and the task. The server's `auto_disk_config` becomes `auto_disk_config`, as Nova's
+/// resize sets it (false when the request names none).
+#[allow(clippy::too_many_arguments)]
 pub async fn begin_resize<E, F>(
     db: &crate::Db,
     uuid: InstanceUuid,
     project: Option<&str>,
     lock_override: bool,
     who: &Requester<'_>,
+    auto_disk_config: bool,
     check: F,
 ) -> Result<TaskId, ResizeRefused<E>>
 where
@@ -173,10 +176,14 @@ where
         .execute(&mut *c)
         .await
         .map_err(DbError::from)?;
-        sqlx::query("UPDATE instances SET task_state = $2, updated_at = $3 WHERE uuid = $1")
+        sqlx::query(
+            "UPDATE instances SET task_state = $2, updated_at = $3, auto_disk_config = $4 \
+             WHERE uuid = $1",
+        )
             .bind(uuid.0)
             .bind(TaskState::ResizePrep.as_str())
             .bind(now)
+            .bind(auto_disk_config)
             .execute(&mut *c)
             .await
             .map_err(DbError::from)?;

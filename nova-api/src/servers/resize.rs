@@ -25,7 +25,7 @@ pub(super) async fn resize(
     id: &str,
     arg: &Value,
 ) -> ApiResult<HttpResponse> {
-    let flavor_ref = parse(arg)?;
+    let (flavor_ref, auto_disk_config) = parse(arg)?;
     NOVA.require_write(ctx, "os_compute_api:servers:resize")?;
     let instance = visible(state, ctx, id).await?;
     let uuid = instance.uuid;
@@ -43,27 +43,36 @@ pub(super) async fn resize(
     let (image, quota) = (image?, quota?);
     let who = requester(ctx);
     let project = (!ctx.is_admin()).then_some(ctx.project_id.as_str());
-    let begun = migrations::begin_resize(&state.db, uuid, project, ctx.is_admin(), &who, |i| {
-        // As Nova's Ironic driver, which cannot resize (501, as other actions its driver
-        // lacks).
-        if let Some(reason) = TaskKind::Resize.unsupported_on(i.node_type) {
-            return Err(ApiError::NotImplemented(format!(
-                "The requested functionality is not supported: {reason}."
-            )));
-        }
-        let new = flavor?;
-        check_flavor(&i.flavor, &new, i.node_type)?;
-        quota.check_upsize(
-            new.vcpus - i.flavor.vcpus,
-            new.memory_mb - i.flavor.memory_mb,
-        )?;
-        // As Nova's `_validate_flavor_image_nostatus` with the server's image (as it was
-        // recorded: one deleted since is not checked).
-        if let Some(image) = &image {
-            image_fits_flavor(image, &new)?;
-        }
-        Ok(new)
-    })
+    let lock_override = ctx.is_admin();
+    let begun = migrations::begin_resize(
+        &state.db,
+        uuid,
+        project,
+        lock_override,
+        &who,
+        auto_disk_config,
+        |i| {
+            // As Nova's Ironic driver, which cannot resize (501, as other actions its driver
+            // lacks).
+            if let Some(reason) = TaskKind::Resize.unsupported_on(i.node_type) {
+                return Err(ApiError::NotImplemented(format!(
+                    "The requested functionality is not supported: {reason}."
+                )));
+            }
+            let new = flavor?;
+            check_flavor(&i.flavor, &new, i.node_type)?;
+            quota.check_upsize(
+                new.vcpus - i.flavor.vcpus,
+                new.memory_mb - i.flavor.memory_mb,
+            )?;
+            // As Nova's `_validate_flavor_image_nostatus` with the server's image (as it was
+            // recorded: one deleted since is not checked).
+            if let Some(image) = &image {
+                image_fits_flavor(image, &new)?;
+            }
+            Ok(new)
+        },
+    )
     .await;
     let task = begun.map_err(|e| refused(e, id, "resize"))?;
     publish_task(state, task, uuid, &ctx.request_id).await;
@@ -71,16 +80,17 @@ pub(super) async fn resize(
 }
 
 /// Nova's resize schema: `flavorRef` (a string or an integer), `OS-DCF:diskConfig`, nothing
-/// else.
-fn parse(arg: &Value) -> ApiResult<String> {
+/// else. The flavor, and whether the disk config is `AUTO`.
+fn parse(arg: &Value) -> ApiResult<(String, bool)> {
     let obj = arg
         .as_object()
         .ok_or_else(|| invalid("resize", arg, &format!("{arg} is not of type 'object'")))?;
     body::only(obj, &["flavorRef", "OS-DCF:diskConfig"])?;
-    if let Some(v) = obj.get("OS-DCF:diskConfig") {
-        parse_disk_config(v)?;
-    }
-    match obj.get("flavorRef") {
+    let auto = match obj.get("OS-DCF:diskConfig") {
+        Some(v) => parse_disk_config(v)?,
+        None => false,
+    };
+    let flavor = match obj.get("flavorRef") {
         None => Err(invalid("resize", arg, "'flavorRef' is a required property")),
         Some(Value::String(s)) if s.is_empty() => Err(invalid(
             "flavorRef",
@@ -94,7 +104,8 @@ fn parse(arg: &Value) -> ApiResult<String> {
             v,
             &format!("{v} is not of type 'string', 'integer'"),
         )),
-    }
+    }?;
+    Ok((flavor, auto))
 }
 
 /// Nova's refusals of the new flavor: the same flavor, a zero root disk for a server that has
@@ -136,14 +147,9 @@ pub(super) async fn end(
     } else {
         "revertResize"
     };
-    // Nova's schemas: the action's value is null.
-    if !arg.is_null() {
-        return Err(invalid(
-            action,
-            arg,
-            &format!("{arg} is not of type 'null'"),
-        ));
-    }
+    // Nova's schemas take any value (clients send null or `{}`; a later microversion may
+    // restrict it to null).
+    let _ = arg;
     let policy = if confirm {
         "os_compute_api:servers:confirm_resize"
     } else {

@@ -2106,7 +2106,10 @@ async fn a_resize_follows_novas_states(stack: &dyn Stack) -> anyhow::Result<()> 
             json!({"revertResize": null}),
             Some("Instance has not been resized.".to_owned()),
         ),
-        (json!({"confirmResize": {}}), None),
+        (
+            json!({"revertResize": {"any": "thing"}}),
+            Some("Instance has not been resized.".to_owned()),
+        ),
     ] {
         let r = c.action(&id, &body).await?;
         assert_eq!(r.status, 400, "{body}: {}", r.body);
