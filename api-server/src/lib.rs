@@ -66,6 +66,10 @@ pub struct ApiSettings {
     pub image_size_cap: Option<i64>,
     /// `[api.baremetal]`: the bare-metal API's key and operation timeouts.
     pub baremetal: baremetal_api::BaremetalSettings,
+    /// A deleted server waits this long, SOFT_DELETED and restorable, before the conductor
+    /// deletes it (Nova's `reclaim_instance_interval`; 0, Nova's default: deleted at once).
+    /// The deadline is kept with the server, so this is the one setting of it.
+    pub reclaim_instance_interval_s: u64,
 }
 
 impl Default for ApiSettings {
@@ -91,6 +95,7 @@ impl Default for ApiSettings {
             image_store_dir: None,
             image_size_cap: None,
             baremetal: baremetal_api::BaremetalSettings::default(),
+            reclaim_instance_interval_s: 0,
         }
     }
 }
@@ -166,16 +171,22 @@ pub fn start(
     let mut services: Vec<Arc<dyn Service>> = Vec::new();
     for name in &settings.services {
         match name {
-            ApiName::Compute => services.push(Arc::new(nova_api::ComputeApi::new(
-                backends.db.clone(),
-                backends.bus.clone(),
-                backends.queues.clone(),
-                service_down_ms,
-                // Projects live here when this service issues the tokens.
-                backends.identity.api.is_some(),
-                image_data.clone(),
-                idempotency.clone(),
-            ))),
+            ApiName::Compute => services.push(Arc::new(
+                nova_api::ComputeApi::new(
+                    backends.db.clone(),
+                    backends.bus.clone(),
+                    backends.queues.clone(),
+                    service_down_ms,
+                    // Projects live here when this service issues the tokens.
+                    backends.identity.api.is_some(),
+                    image_data.clone(),
+                    idempotency.clone(),
+                )
+                .with_reclaim(
+                    i64::try_from(settings.reclaim_instance_interval_s.saturating_mul(1000))
+                        .unwrap_or(i64::MAX),
+                ),
+            )),
             ApiName::Image => {
                 let signer = match &baremetal_key {
                     Some(path) => Some(

@@ -80,6 +80,11 @@ async fn pass(c: &Conductor, down: &mut HashSet<String>) -> Result<bool> {
     }
     crate::baremetal::time_out_operations(c, now).await?;
     c.confirm_unconfirmed().await?;
+    for instance in instances::due_for_reclaim(&c.db, now).await? {
+        if let Err(e) = reclaim(c, &instance).await {
+            tracing::warn!(instance = %instance.uuid, error = %e, "not reclaimed; next pass");
+        }
+    }
     if c.node_sync_due(now) {
         crate::baremetal::sync_power(c).await?;
     }
@@ -221,6 +226,50 @@ async fn give_up(c: &Conductor, task: &task_rows::Task) -> Result<()> {
     tx.commit().await?;
     tracing::warn!(instance = %task.instance, kind = ?task.kind, attempts = task.attempts, "task given up");
     Ok(())
+}
+
+/// Deletes a SOFT_DELETED server whose time has come (Nova's `_reclaim_queued_deletes`): a
+/// delete as its owner's, recorded as an action.
+async fn reclaim(c: &Conductor, instance: &Instance) -> Result<()> {
+    let request_id = format!("req-{}", uuid::Uuid::new_v4());
+    let who = nova_db::actions::Requester {
+        request_id: &request_id,
+        project_id: &instance.project_id,
+        user_id: &instance.user_id,
+    };
+    let rule = instances::TransitionRule {
+        from_vm_states: &[VmState::SoftDeleted],
+        task_state: nova_core::model::TaskState::Deleting,
+    };
+    match instances::begin_action(
+        &c.db,
+        instance.uuid,
+        None,
+        true,
+        rule,
+        TaskKind::Delete,
+        &who,
+    )
+    .await
+    {
+        Ok(task) => {
+            tracing::info!(instance = %instance.uuid, "reclaiming a soft-deleted server");
+            let env = nova_core::rpc::Envelope::new(
+                Some(request_id.clone()),
+                nova_core::rpc::TaskSubmitted {
+                    task_id: task,
+                    instance: instance.uuid,
+                },
+            );
+            c.bus
+                .publish(&c.queues.conductor_tasks(), env.encode())
+                .await?;
+            Ok(())
+        }
+        // Restored or deleted meanwhile.
+        Err(instances::TransitionError::Db(e)) => Err(e.into()),
+        Err(_) => Ok(()),
+    }
 }
 
 async fn time_out_build(c: &Conductor, instance: &Instance) -> Result<()> {

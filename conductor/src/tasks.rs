@@ -29,6 +29,8 @@ pub(crate) fn event_name(kind: TaskKind) -> &'static str {
         TaskKind::Resize => "compute_resize_instance",
         TaskKind::ConfirmResize => "compute_confirm_resize",
         TaskKind::RevertResize => "compute_revert_resize",
+        TaskKind::SoftDelete { .. } => "compute_soft_delete_instance",
+        TaskKind::Restore => "compute_restore_instance",
     }
 }
 
@@ -50,6 +52,8 @@ pub(crate) fn host_task_states(kind: TaskKind) -> Option<(TaskState, VmState)> {
         TaskKind::Resume => (TaskState::Resuming, VmState::Active),
         TaskKind::Rebuild { stopped: true } => (TaskState::Rebuilding, VmState::Stopped),
         TaskKind::Rebuild { stopped: false } => (TaskState::Rebuilding, VmState::Active),
+        TaskKind::SoftDelete { .. } => (TaskState::SoftDeleting, VmState::SoftDeleted),
+        TaskKind::Restore => (TaskState::Restoring, VmState::Active),
     })
 }
 
@@ -476,11 +480,13 @@ pub(crate) async fn command_for(
             task_id: Some(task_id),
             instance: uuid,
         },
-        TaskKind::Stop => ComputeCommand::PowerOff {
+        // As Nova's compute manager for a driver without soft_delete and restore (none of
+        // Nova's in-tree drivers but one has them): a power off, and a power on.
+        TaskKind::Stop | TaskKind::SoftDelete { .. } => ComputeCommand::PowerOff {
             task_id,
             instance: uuid,
         },
-        TaskKind::Start => ComputeCommand::PowerOn {
+        TaskKind::Start | TaskKind::Restore => ComputeCommand::PowerOn {
             task_id,
             instance: uuid,
         },

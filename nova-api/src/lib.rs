@@ -54,6 +54,9 @@ pub struct AppState {
     pub image_data: Arc<dyn ImageStore>,
     /// How a server create's `Idempotency-Key` is remembered.
     pub idempotency: IdempotencySettings,
+    /// How long a deleted server waits, SOFT_DELETED, before it is deleted (Nova's
+    /// `reclaim_instance_interval`); 0: a delete is not deferred.
+    pub reclaim_ms: i64,
 }
 
 impl AppState {
@@ -96,7 +99,20 @@ impl ComputeApi {
                 projects_known,
                 image_data,
                 idempotency,
+                reclaim_ms: 0,
             }),
+        }
+    }
+
+    /// Deletes deferred by `reclaim_ms` (Nova's soft delete); 0: none.
+    pub fn with_reclaim(self, reclaim_ms: i64) -> Self {
+        let mut state = self.state.into_inner();
+        // (Just made by `new`: not shared yet.)
+        if let Some(s) = Arc::get_mut(&mut state) {
+            s.reclaim_ms = reclaim_ms;
+        }
+        Self {
+            state: web::Data::from(state),
         }
     }
 }

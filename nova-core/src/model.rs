@@ -73,6 +73,8 @@ string_enum!(
         ResizeFinish => "resize_finish",
         ResizeReverting => "resize_reverting",
         ResizeConfirming => "resize_confirming",
+        SoftDeleting => "soft-deleting",
+        Restoring => "restoring",
         Deleting => "deleting",
     }
 );

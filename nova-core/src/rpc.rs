@@ -83,6 +83,14 @@ pub enum TaskKind {
     ConfirmResize,
     /// The server given its old flavor back (Nova's `revertResize`).
     RevertResize,
+    /// A delete deferred (Nova's soft delete, with `reclaim_instance_interval`): the guest
+    /// powered off and the server SOFT_DELETED until `reclaim_at` (ms), when the conductor
+    /// deletes it, unless it is restored first.
+    SoftDelete {
+        reclaim_at: i64,
+    },
+    /// A SOFT_DELETED server powered on again (Nova's `restore`).
+    Restore,
 }
 
 impl TaskKind {
@@ -102,6 +110,9 @@ impl TaskKind {
             Self::Resize => "resize",
             Self::ConfirmResize => "confirmResize",
             Self::RevertResize => "revertResize",
+            // As Nova records them: a soft delete is a delete; a restore its own.
+            Self::SoftDelete { .. } => "delete",
+            Self::Restore => "restore",
         }
     }
 

@@ -72,11 +72,12 @@ pub async fn network_count(db: &Db, project_id: &str) -> DbResult<i64> {
 }
 
 /// A project's servers, their vcpus and memory (`$1` the project, `$2` false). SUM is NULL over
-/// no rows; COALESCE keeps the type a BIGINT on both backends.
+/// no rows; COALESCE keeps the type a BIGINT on both backends. As Nova's counts, SOFT_DELETED
+/// servers do not count (a restore checks the quota again).
 pub(crate) const SERVER_USAGE_SQL: &str =
     "SELECT COUNT(*), CAST(COALESCE(SUM(vcpus), 0) AS BIGINT), \
      CAST(COALESCE(SUM(memory_mb), 0) AS BIGINT) \
-     FROM instances WHERE project_id = $1 AND deleted = $2";
+     FROM instances WHERE project_id = $1 AND deleted = $2 AND vm_state <> 'soft-delete'";
 
 /// What a project's live servers use: (instances, vcpus, RAM in MB), from the flavors they
 /// were created with (kept on each server as columns).

@@ -60,6 +60,8 @@ pub struct Options {
     /// Resizes confirmed by the conductor after this long (`conductor.resize_confirm_window_s`;
     /// 0: never).
     pub resize_confirm_window_s: u64,
+    /// Deletes deferred this long (`api.reclaim_instance_interval_s`; 0: none).
+    pub reclaim_instance_interval_s: u64,
 }
 
 impl Default for Options {
@@ -92,6 +94,7 @@ impl Default for Options {
             // Power syncs cost nothing without machines; tests with one want them soon.
             baremetal_sync_interval_s: 1,
             resize_confirm_window_s: 0,
+            reclaim_instance_interval_s: 0,
         }
     }
 }
@@ -147,6 +150,7 @@ impl Options {
             service_down_time_s: self.service_down_s,
             body_timeout_s: self.body_timeout_s,
             idempotency_key_ttl_s: self.idempotency_key_ttl_s,
+            reclaim_instance_interval_s: self.reclaim_instance_interval_s,
             ..ApiSettings::default()
         }
     }

@@ -101,12 +101,65 @@ pub(super) async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Starts deleting a server, from whatever state it is in.
+/// Starts deleting a server, from whatever state it is in; deferred when
+/// `api.reclaim_instance_interval_s` is set (Nova's soft delete): the server powered off and
+/// SOFT_DELETED, deleted by the conductor once the interval has passed unless restored first.
+/// As Nova's, only an idle server that has run and has a host is soft-deleted; any other (one
+/// building, one with a task running, one SOFT_DELETED already) is deleted now.
 pub(super) async fn delete_server(
     ctx: &RequestContext,
     state: &AppState,
     id: &str,
 ) -> ApiResult<()> {
+    if state.reclaim_ms > 0 {
+        let instance = super::visible(state, ctx, id).await?;
+        if instance.launched_at.is_some() && instance.host.is_some() {
+            let rule = TransitionRule {
+                from_vm_states: &[
+                    VmState::Active,
+                    VmState::Stopped,
+                    VmState::Paused,
+                    VmState::Suspended,
+                    VmState::Error,
+                ],
+                task_state: TaskState::SoftDeleting,
+            };
+            let kind = TaskKind::SoftDelete {
+                reclaim_at: nova_core::time::now_ms() + state.reclaim_ms,
+            };
+            let who = Requester {
+                request_id: &ctx.request_id,
+                project_id: &ctx.project_id,
+                user_id: &ctx.user_id,
+            };
+            let project = (!ctx.is_admin()).then_some(ctx.project_id.as_str());
+            let begun = instances::begin_action(
+                &state.db,
+                instance.uuid,
+                project,
+                ctx.is_admin(),
+                rule,
+                kind,
+                &who,
+            )
+            .await;
+            match begun {
+                Ok(task) => {
+                    publish_task(state, task, instance.uuid, &ctx.request_id).await;
+                    return Ok(());
+                }
+                // Nova's InstanceInvalidState from soft_delete: deleted now instead.
+                Err(TransitionError::Conflict { .. }) => {}
+                Err(e) => return Err(refused_state(e, id, "delete", rule.from_vm_states)),
+            }
+        }
+    }
+    hard_delete(ctx, state, id).await
+}
+
+/// Starts deleting a server now, from whatever state it is in (DELETE without a reclaim
+/// interval, and `forceDelete`).
+pub(super) async fn hard_delete(ctx: &RequestContext, state: &AppState, id: &str) -> ApiResult<()> {
     let rule = TransitionRule {
         from_vm_states: ALL_LIVE_STATES,
         task_state: TaskState::Deleting,

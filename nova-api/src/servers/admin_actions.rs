@@ -10,16 +10,18 @@
 //! never SOFT_DELETED, so `restore` finds nothing to restore (Nova's 409), and `forceDelete`
 //! deletes at once, as a delete does.
 
-use super::actions::{delete_server, no_argument};
+use super::actions::{begin, hard_delete, no_argument};
 use super::{not_found, visible};
 use crate::AppState;
 use actix_web::HttpResponse;
 use api_toolkit::body::invalid;
 use api_toolkit::policy::NOVA;
-use api_toolkit::{ApiError, ApiResult, RequestContext};
+use api_toolkit::{ApiResult, RequestContext};
 use nova_core::ids::InstanceUuid;
-use nova_core::model::VmState;
+use nova_core::model::{TaskState, VmState};
+use nova_core::rpc::TaskKind;
 use nova_db::instances;
+use nova_db::instances::TransitionRule;
 use serde_json::Value;
 
 /// Handles `name` if it is one of these actions; `None` otherwise.
@@ -38,15 +40,27 @@ pub(super) async fn handle(
             if !no_argument(arg) {
                 return Err(invalid(name, arg, "None is the only accepted value"));
             }
-            delete_server(ctx, state, id).await?;
+            // Never deferred: a SOFT_DELETED server (or any other) goes now.
+            hard_delete(ctx, state, id).await?;
         }
         "restore" => {
             NOVA.require_write(ctx, "os_compute_api:os-deferred-delete:restore")?;
+            if !no_argument(arg) {
+                return Err(invalid(name, arg, "None is the only accepted value"));
+            }
             let instance = visible(state, ctx, id).await?;
-            return Err(ApiError::Conflict(format!(
-                "Cannot 'restore' instance {id} while it is in vm_state {}",
-                instance.vm_state
-            )));
+            // As Nova's restore: the server counts against the quota again (a SOFT_DELETED
+            // one does not).
+            if instance.vm_state == VmState::SoftDeleted {
+                let quota =
+                    crate::quotas::ProjectQuota::of(&state.db, &instance.project_id).await?;
+                quota.check_server_create(1, instance.flavor.vcpus, instance.flavor.memory_mb)?;
+            }
+            let rule = TransitionRule {
+                from_vm_states: &[VmState::SoftDeleted],
+                task_state: TaskState::Restoring,
+            };
+            begin(state, ctx, id, "restore", rule, TaskKind::Restore).await?;
         }
         "migrate" | "os-migrateLive" => {
             visible(state, ctx, id).await?;

@@ -249,6 +249,24 @@ pub async fn builds_started_before(db: &Db, before: Millis) -> DbResult<Vec<Inst
     rows.into_iter().map(|r| r.into_model(None)).collect()
 }
 
+/// SOFT_DELETED servers with no task running whose `reclaim_at` has passed (the conductor
+/// deletes them: Nova's `_reclaim_queued_deletes`).
+pub async fn due_for_reclaim(db: &Db, now: Millis) -> DbResult<Vec<Instance>> {
+    let sql = format!(
+        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE NOT deleted AND vm_state = $1 \
+         AND task_state IS NULL AND reclaim_at IS NOT NULL AND reclaim_at <= $2 \
+         ORDER BY reclaim_at LIMIT 200"
+    );
+    let rows: Vec<InstanceRow> = on_pool!(db, p => {
+        sqlx::query_as(&sql)
+            .bind(VmState::SoftDeleted.as_str())
+            .bind(now)
+            .fetch_all(p)
+            .await?
+    });
+    rows.into_iter().map(|r| r.into_model(None)).collect()
+}
+
 /// Live instances placed on `host` (power-state sync and re-adoption).
 pub async fn on_host(db: &Db, host: &str) -> DbResult<Vec<Instance>> {
     let sql = format!(

@@ -65,14 +65,25 @@ pub async fn begin_action(
             task_state,
         });
     }
+    // A soft delete sets when the server is reclaimed; a restore clears it.
+    let (touch_reclaim, reclaim_at) = match kind {
+        TaskKind::SoftDelete { reclaim_at } => (true, Some(reclaim_at)),
+        TaskKind::Restore => (true, None),
+        _ => (false, None),
+    };
     on_tx!(&mut tx, c => {
-        sqlx::query("UPDATE instances SET task_state = $2, updated_at = $3 WHERE uuid = $1")
-            .bind(uuid.0)
-            .bind(rule.task_state.as_str())
-            .bind(now_ms())
-            .execute(&mut *c)
-            .await
-            .map_err(DbError::from)?;
+        sqlx::query(
+            "UPDATE instances SET task_state = $2, updated_at = $3, \
+             reclaim_at = CASE WHEN $4 THEN $5 ELSE reclaim_at END WHERE uuid = $1",
+        )
+        .bind(uuid.0)
+        .bind(rule.task_state.as_str())
+        .bind(now_ms())
+        .bind(touch_reclaim)
+        .bind(reclaim_at)
+        .execute(&mut *c)
+        .await
+        .map_err(DbError::from)?;
     });
     let action_id = actions::start(&mut tx, uuid, kind.action_name(), who).await?;
     let task = tasks::insert(&mut tx, uuid, kind, who.request_id, action_id).await?;

@@ -2332,3 +2332,118 @@ async fn a_resize_nobody_confirms_is_confirmed_after_its_window() -> anyhow::Res
     assert_eq!(names, ["create", "resize", "confirmResize"]);
     Ok(())
 }
+
+on_both_shapes!(
+    a_deferred_delete_is_soft_until_restored_or_forced,
+    Options {
+        reclaim_instance_interval_s: 3600,
+        ..Options::default()
+    }
+);
+/// With a reclaim interval, a delete is Nova's soft delete: the guest powered off, the server
+/// SOFT_DELETED and out of the quota's count; `restore` brings it back ACTIVE (and into the
+/// count), `forceDelete` deletes it now; a server that never ran is deleted at once.
+async fn a_deferred_delete_is_soft_until_restored_or_forced(
+    stack: &dyn Stack,
+) -> anyhow::Result<()> {
+    let c = client(stack);
+    let used = |c: Client| async move {
+        let r = c.get("/limits").await?;
+        anyhow::Ok(r.body["limits"]["absolute"]["totalInstancesUsed"].clone())
+    };
+    let id = c.create_server("deferred", "1").await?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(used(c.clone()).await?, json!(1));
+    let r = c.action(&id, &json!({"restore": null})).await?;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(
+        r.body["conflictingRequest"]["message"],
+        json!(format!(
+            "Cannot 'restore' instance {id} while it is in vm_state active"
+        ))
+    );
+    assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 204);
+    let s = c.wait_status(&id, "SOFT_DELETED", WAIT).await?;
+    assert_eq!(s["OS-EXT-STS:vm_state"], json!("soft-delete"));
+    assert_eq!(s["OS-EXT-STS:power_state"], json!(4));
+    assert_eq!(
+        stack.driver().list_power(uuid(&id)?).await,
+        Some(PowerState::Shutdown)
+    );
+    assert_eq!(
+        used(c.clone()).await?,
+        json!(0),
+        "not counted while soft-deleted"
+    );
+    let listed = c.get("/servers").await?;
+    assert!(listed.body.to_string().contains(&id), "still listed");
+    for (body, action) in [
+        (json!({"os-start": null}), "start"),
+        (json!({"reboot": {"type": "HARD"}}), "reboot"),
+    ] {
+        let r = c.action(&id, &body).await?;
+        assert_eq!(r.status, 409, "{action}: {}", r.body);
+    }
+    let r = c.action(&id, &json!({"restore": null})).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(
+        stack.driver().list_power(uuid(&id)?).await,
+        Some(PowerState::Running)
+    );
+    assert_eq!(used(c.clone()).await?, json!(1));
+    let recorded = actions::list(stack.db(), uuid(&id)?).await?;
+    let names: Vec<&str> = recorded.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(names, ["create", "delete", "restore"]);
+    assert_eq!(
+        recorded[1].events[0].event, "compute_soft_delete_instance",
+        "{recorded:?}"
+    );
+
+    // forceDelete: now, whether soft-deleted or not.
+    assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 204);
+    c.wait_status(&id, "SOFT_DELETED", WAIT).await?;
+    let r = c.action(&id, &json!({"forceDelete": null})).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    c.wait_gone(&id, WAIT).await?;
+    assert!(!stack.driver().has_instance(uuid(&id)?));
+
+    // A server that never ran is deleted at once (Nova's soft delete wants a launched one).
+    stack.driver().add_rule(Rule {
+        step: Step::Spawn,
+        target: Target::NameContains("never".into()),
+        misbehaviour: Misbehaviour::Fail("no".into()),
+    });
+    let never = c.create_server("never-ran", "1").await?;
+    c.wait_error(&never, WAIT).await?;
+    assert_eq!(c.delete(&format!("/servers/{never}")).await?.status, 204);
+    c.wait_gone(&never, WAIT).await?;
+    assert_eq!(nodes::allocation_count(stack.db()).await?, 0);
+    Ok(())
+}
+
+/// A soft-deleted server nobody restores is deleted once its reclaim interval has passed
+/// (Nova's `_reclaim_queued_deletes`), with its claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_soft_deleted_server_is_reclaimed_after_its_interval() -> anyhow::Result<()> {
+    let stack = e2e::stack::AllInOneStack::start(Options {
+        reclaim_instance_interval_s: 1,
+        ..Options::default()
+    })
+    .await?;
+    let c = client(&stack);
+    let id = c.create_server("reclaimed", "1").await?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 204);
+    c.wait_gone(&id, WAIT).await?;
+    assert!(!stack.driver().has_instance(uuid(&id)?));
+    assert_eq!(nodes::allocation_count(stack.db()).await?, 0);
+    let recorded = actions::list(stack.db(), uuid(&id)?).await?;
+    let names: Vec<&str> = recorded.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(
+        names,
+        ["create", "delete", "delete"],
+        "a soft delete, then the reclaim"
+    );
+    Ok(())
+}
