@@ -425,7 +425,14 @@ impl Conductor {
         let mut tx = self.db.begin().await?;
         let changed = instances::transition(&mut tx, task.instance, expect, set).await?;
         if let Some(step) = step.filter(|_| changed) {
-            step.apply(&mut tx, task.instance).await?;
+            if !step.apply(&mut tx, task.instance).await? {
+                // The migration moved on first (a copy of this result, or the reconciler):
+                // nothing of this result is applied.
+                drop(tx);
+                tracing::info!("the resize's migration moved on; result not applied");
+                self.close_task(task, RowState::Failed).await?;
+                return Ok(Applied::Unchanged);
+            }
         }
         let to = if changed && failure.is_none() {
             RowState::Done

@@ -79,7 +79,9 @@ async fn pass(c: &Conductor, down: &mut HashSet<String>) -> Result<bool> {
         }
     }
     crate::baremetal::time_out_operations(c, now).await?;
-    c.confirm_unconfirmed().await?;
+    if let Err(e) = c.confirm_unconfirmed().await {
+        tracing::warn!(error = %e, "unconfirmed resizes not confirmed; next pass");
+    }
     for instance in instances::due_for_reclaim(&c.db, now).await? {
         if let Err(e) = reclaim(c, &instance).await {
             tracing::warn!(instance = %instance.uuid, error = %e, "not reclaimed; next pass");
@@ -206,6 +208,7 @@ async fn give_up(c: &Conductor, task: &task_rows::Task) -> Result<()> {
                 // A resize's migration ends too: a resize without the new flavor, a confirm
                 // or revert left for the user to ask again.
                 if let Some(step) = &resize_step {
+                    // (Not moved: a result moved it first; the server's state above stands.)
                     step.apply(&mut tx, instance.uuid).await?;
                 }
             }

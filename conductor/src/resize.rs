@@ -32,40 +32,63 @@ pub(crate) enum MigrationStep {
 }
 
 impl MigrationStep {
+    /// Applies the step in `tx`; false (and nothing moved) when the migration is no longer
+    /// in the status the step starts from (another result, or the reconciler, moved it first).
     pub(crate) async fn apply(
         &self,
         tx: &mut Tx,
         instance: nova_core::ids::InstanceUuid,
-    ) -> Result<()> {
-        match self {
+    ) -> Result<bool> {
+        let moved = match self {
             Self::Finished { id, flavor } => {
-                migrations::set_status(tx, *id, &[status::MIGRATING], status::FINISHED).await?;
-                migrations::set_flavor(tx, instance, flavor).await?;
+                let moved =
+                    migrations::set_status(tx, *id, &[status::MIGRATING], status::FINISHED).await?;
+                if moved {
+                    migrations::set_flavor(tx, instance, flavor).await?;
+                }
+                moved
             }
             Self::Confirmed { id } => {
-                migrations::set_status(tx, *id, &[status::CONFIRMING], status::CONFIRMED).await?;
-                migrations::release_held(tx, instance).await?;
+                let moved =
+                    migrations::set_status(tx, *id, &[status::CONFIRMING], status::CONFIRMED)
+                        .await?;
+                if moved {
+                    migrations::release_held_of(tx, *id).await?;
+                }
+                moved
             }
             Self::Reverted { id, flavor } => {
-                migrations::set_status(tx, *id, &[status::REVERTING], status::REVERTED).await?;
-                migrations::restore_held(tx, *id).await?;
-                migrations::set_flavor(tx, instance, flavor).await?;
+                let moved =
+                    migrations::set_status(tx, *id, &[status::REVERTING], status::REVERTED).await?;
+                if moved {
+                    migrations::restore_held(tx, *id).await?;
+                    migrations::set_flavor(tx, instance, flavor).await?;
+                }
+                moved
             }
             Self::Failed { id, flavor } => {
-                migrations::set_status(tx, *id, status::IN_PROGRESS, status::ERROR).await?;
-                migrations::restore_held(tx, *id).await?;
-                migrations::set_flavor(tx, instance, flavor).await?;
+                let moved =
+                    migrations::set_status(tx, *id, status::IN_PROGRESS, status::ERROR).await?;
+                if moved {
+                    migrations::restore_held(tx, *id).await?;
+                    migrations::set_flavor(tx, instance, flavor).await?;
+                }
+                moved
             }
             Self::Unstarted { id } => {
                 let from = [status::CONFIRMING, status::REVERTING];
-                migrations::set_status(tx, *id, &from, status::FINISHED).await?;
+                migrations::set_status(tx, *id, &from, status::FINISHED).await?
             }
             Self::ConfirmFailed { id } => {
-                migrations::set_status(tx, *id, status::IN_PROGRESS, status::ERROR).await?;
-                migrations::release_held(tx, instance).await?;
+                let moved =
+                    migrations::set_status(tx, *id, status::IN_PROGRESS, status::ERROR).await?;
+                if moved {
+                    migrations::release_held_of(tx, *id).await?;
+                }
+                moved
             }
-        }
-        Ok(())
+        };
+        Ok(moved)
     }
 }
 
@@ -102,7 +125,10 @@ impl Conductor {
                         .end_resize(task, instance, instance.vm_state, None, Some(failure), step)
                         .await;
                 }
-                ResizeClaim::Superseded => return Ok(()),
+                // The server moved on (deleted, or its state reset), or holds no claim (its
+                // build failed): the resize ends without the new flavor (a no-op when the
+                // server is no longer in the states read).
+                ResizeClaim::Superseded => return self.abort_host_task(task, instance).await,
             }
         }
         let mut tx = self.db.begin().await?;
@@ -340,7 +366,10 @@ impl Conductor {
             project_id: &m.project_id,
             user_id: &m.user_id,
         };
-        match migrations::begin_resize_end(&self.db, m.instance, None, true, &who, true).await {
+        let begun =
+            migrations::begin_resize_end(&self.db, m.instance, None, true, &who, true, Some(m.id))
+                .await;
+        match begun {
             Ok(task) => {
                 tracing::info!(instance = %m.instance, "confirming a resize past its window");
                 let env = nova_core::rpc::Envelope::new(
@@ -354,11 +383,21 @@ impl Conductor {
                     .publish(&self.queues.conductor_tasks(), env.encode())
                     .await?;
             }
-            // The server moved on (deleted, a revert started): nothing to confirm.
             Err(migrations::ResizeRefused::State(instances::TransitionError::Db(e))) => {
                 return Err(e.into())
             }
-            Err(_) => {}
+            // The server is no longer waiting for this resize (its state was reset, it went
+            // to ERROR, another resize followed): as Nova's `_poll_unconfirmed_resizes`, the
+            // migration ends in error, and the old claim it holds goes.
+            Err(_) => {
+                tracing::warn!(instance = %m.instance, "an unconfirmed resize whose server moved on; migration in error");
+                let mut tx = self.db.begin().await?;
+                if migrations::set_status(&mut tx, m.id, &[status::FINISHED], status::ERROR).await?
+                {
+                    migrations::release_held_of(&mut tx, m.id).await?;
+                }
+                tx.commit().await?;
+            }
         }
         Ok(())
     }

@@ -311,6 +311,8 @@ impl Conductor {
     ) -> Result<()> {
         let mut tx = self.db.begin().await?;
         instances::mark_deleted(&mut tx, instance.uuid).await?;
+        // A resize under way ends with it (its claims go with the server's below).
+        nova_db::migrations::end_with_server(&mut tx, instance.uuid).await?;
         nodes::release(&mut tx, instance.uuid).await?;
         ports::release_for_instance(&mut tx, &instance.uuid.0.to_string()).await?;
         let released = self.release_machine(&mut tx, instance.uuid).await?;

@@ -566,8 +566,6 @@ impl DockerDriver {
         }
     }
 
-    /// The engine's 404 as "no such container", unless it is about a network (the engine
-    /// checks a container's network when it starts it).
     /// [`Compute::resize`]'s update of the container's limits to `flavor`'s.
     async fn set_limits(&self, uuid: InstanceUuid, flavor: &Flavor) -> Result<(), DriverError> {
         let (_, pids) = confinement(flavor, self.settings.pids_limit)?;
@@ -585,6 +583,8 @@ impl DockerDriver {
             .map_err(|e| Self::not_found_or(uuid, e))
     }
 
+    /// The engine's 404 as "no such container", unless it is about a network (the engine
+    /// checks a container's network when it starts it).
     fn not_found_or(uuid: InstanceUuid, e: DockerError) -> DriverError {
         if is_no_such(&e, "container") {
             DriverError::NotFound(uuid)

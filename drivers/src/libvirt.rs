@@ -494,8 +494,6 @@ impl LibvirtDriver {
         Ok(addresses)
     }
 
-    /// Waits up to `limit` for the domain to be inactive (QEMU gone; a guest that is shutting
-    /// down is not off yet); whether it is.
     /// Shuts the guest down: an ACPI request, then off by force when it has not stopped
     /// within `timeout` (at once for none). The caller holds the instance's turn.
     async fn off(&self, uuid: InstanceUuid, timeout: Duration) -> Result<(), DriverError> {
@@ -591,6 +589,8 @@ impl LibvirtDriver {
         .ok_or(DriverError::NotFound(uuid))
     }
 
+    /// Waits up to `limit` for the domain to be inactive (QEMU gone; a guest that is shutting
+    /// down is not off yet); whether it is.
     async fn wait_off(&self, uuid: InstanceUuid, limit: Duration) -> Result<bool, DriverError> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
@@ -1118,6 +1118,19 @@ fn kept_disk(disk: &Path) -> PathBuf {
     disk.with_file_name("disk.resize-kept")
 }
 
+/// The flavor the kept disk was kept for (see [`LibvirtDriver::resize`]).
+fn kept_stamp(disk: &Path) -> PathBuf {
+    disk.with_file_name("disk.resize-kept.flavor")
+}
+
+/// Removes a file; one that is not there is fine.
+async fn remove_if_there(path: &Path) -> Result<(), DriverError> {
+    match tokio::fs::remove_file(path).await {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(backend("remove", e)),
+        _ => Ok(()),
+    }
+}
+
 /// The virtual size of a disk file, as `qemu-img info` tells it.
 async fn disk_virtual_size(disk: &Path) -> Result<u64, DriverError> {
     let info = qemu_img(&[
@@ -1600,9 +1613,20 @@ impl Compute for LibvirtDriver {
         let _turn = self.turn(uuid).await;
         let disk = self.instance_dir(uuid).join("disk");
         let kept = kept_disk(&disk);
+        let stamp = kept_stamp(&disk);
+        // The kept disk is stamped with the flavor it was kept for: the same command sent
+        // again finds its work done; a kept disk of anything else is what a resize that failed
+        // or was given up left, older than the disk, and goes (a revert must never restore it).
+        if kept.exists() {
+            let stamped = tokio::fs::read_to_string(&stamp).await.unwrap_or_default();
+            if stamped == flavor.flavorid {
+                return Ok(());
+            }
+            remove_if_there(&kept).await?;
+        }
         let size = disk_virtual_size(&disk).await?;
         let root = u64::try_from(flavor.root_gb.max(0)).unwrap_or(0) << 30;
-        if root > 0 && root < size && !kept.exists() {
+        if root > 0 && root < size {
             return Err(DriverError::Invalid(
                 "Resize error: Unable to resize disk down.".into(),
             ));
@@ -1612,10 +1636,7 @@ impl Compute for LibvirtDriver {
         let timeout = Duration::from_secs(self.settings.soft_reboot_timeout_s);
         self.off(uuid, timeout).await?;
         let changed = async {
-            // The disk from before the first resize is the one a revert gives back.
-            if !kept.exists() {
-                copy_file(&disk, &kept).await?;
-            }
+            copy_file(&disk, &kept).await?;
             if root > size {
                 qemu_img(&[
                     "resize".as_ref(),
@@ -1626,22 +1647,28 @@ impl Compute for LibvirtDriver {
                 .await
                 .map_err(|e| backend("qemu-img resize", e))?;
             }
-            self.set_sizes(uuid, flavor).await
+            self.set_sizes(uuid, flavor).await?;
+            if running {
+                self.start(uuid, Saved::Discard).await?;
+            }
+            // Last: the stamp says the resize is whole.
+            tokio::fs::write(&stamp, &flavor.flavorid)
+                .await
+                .map_err(|e| backend("kept disk stamp", e))
         }
         .await;
         if let Err(e) = changed {
             tracing::warn!(instance = %uuid, error = %e, "resize failed; putting back the old disk and sizes");
+            let _ = self.off(uuid, Duration::ZERO).await;
             if kept.exists() {
                 let _ = tokio::fs::rename(&kept, &disk).await;
             }
+            let _ = remove_if_there(&stamp).await;
             let _ = self.restore_sizes(uuid, was).await;
             if running {
                 let _ = self.start(uuid, Saved::Discard).await;
             }
             return Err(e);
-        }
-        if running {
-            self.start(uuid, Saved::Discard).await?;
         }
         Ok(())
     }
@@ -1649,11 +1676,9 @@ impl Compute for LibvirtDriver {
     /// The disk kept by the resize goes.
     async fn confirm_resize(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
         let _turn = self.turn(uuid).await;
-        let kept = kept_disk(&self.instance_dir(uuid).join("disk"));
-        match tokio::fs::remove_file(&kept).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(backend("kept disk", e)),
-            _ => Ok(()),
-        }
+        let disk = self.instance_dir(uuid).join("disk");
+        remove_if_there(&kept_disk(&disk)).await?;
+        remove_if_there(&kept_stamp(&disk)).await
     }
 
     /// The guest shut down, the disk kept by the resize put back, the old flavor's vCPUs and
@@ -1670,6 +1695,7 @@ impl Compute for LibvirtDriver {
                 .await
                 .map_err(|e| backend("kept disk", e))?;
         }
+        remove_if_there(&kept_stamp(&disk)).await?;
         self.set_sizes(uuid, flavor).await?;
         if running {
             self.start(uuid, Saved::Discard).await?;

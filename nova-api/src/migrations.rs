@@ -84,7 +84,13 @@ async fn index(
     if !own && !ctx.is_admin() {
         return Err(NOVA.denied("os_compute_api:os-migrations:index:all_projects"));
     }
-    let project = q.last("project_id").filter(|_| v.at_least(80));
+    // A project's manager sees their own project's only, at every microversion (the
+    // `project_id` filter exists from 2.80; below, the check above passed on it alone).
+    let project = if ctx.is_admin() {
+        q.last("project_id").filter(|_| v.at_least(80))
+    } else {
+        Some(ctx.project_id.as_str())
+    };
     let mut found = nova_db::migrations::list(&state.db, project).await?;
     let wanted = |key: &str| q.last(key);
     found.retain(|m| {
@@ -121,7 +127,21 @@ async fn index(
         }
     }
     let ids = nova_db::flavors::db_ids(&state.db).await?;
-    let views: Vec<_> = found.iter().map(|m| view(m, v, &ids)).collect();
+    let mut views: Vec<_> = found.iter().map(|m| view(m, v, &ids)).collect();
+    // Nova's `os_compute_api:os-migrations:index:host` (admins): others see no hosts.
+    if !ctx.is_admin() {
+        for view in &mut views {
+            for key in [
+                "source_node",
+                "source_compute",
+                "dest_node",
+                "dest_compute",
+                "dest_host",
+            ] {
+                view[key] = serde_json::Value::Null;
+            }
+        }
+    }
     Ok(HttpResponse::Ok().json(json!({ "migrations": views })))
 }
 

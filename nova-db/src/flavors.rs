@@ -136,8 +136,6 @@ pub async fn list(db: &Db) -> DbResult<Vec<Flavor>> {
         .collect())
 }
 
-/// Every flavor, private and disabled ones included, by flavor id; callers filter by what the
-/// asker may see (flavors are few).
 /// Each flavor's database id (Nova's `instance_type_id`), by its flavor id.
 pub async fn db_ids(db: &Db) -> DbResult<std::collections::HashMap<String, i64>> {
     let rows: Vec<(String, i64)> =
@@ -145,6 +143,8 @@ pub async fn db_ids(db: &Db) -> DbResult<std::collections::HashMap<String, i64>>
     Ok(rows.into_iter().collect())
 }
 
+/// Every flavor, private and disabled ones included, by flavor id; callers filter by what the
+/// asker may see (flavors are few).
 pub async fn list_all(db: &Db) -> DbResult<Vec<Flavor>> {
     let sql = format!("SELECT {COLUMNS} FROM flavors ORDER BY flavorid");
     let rows: Vec<FlavorRow> = on_pool!(db, p => sqlx::query_as(&sql).fetch_all(p).await?);

@@ -196,10 +196,11 @@ where
 }
 
 /// Starts the confirm or the revert of a server's finished resize (Nova's `confirm_resize`
-/// and `revert_resize`): the server VERIFY_RESIZE with no task running, its migration
-/// `finished` (else [`ResizeRefused::NotResized`]). A confirm marks the migration `confirming`
-/// and leaves the task state empty, as Nova's; a revert marks it `reverting` and sets the task
-/// state `resize_reverting`.
+/// and `revert_resize`): as Nova checks them, the lock and the state first (VERIFY_RESIZE with
+/// no task running), then a `finished` migration (else [`ResizeRefused::NotResized`]; with
+/// `only`, that migration). A confirm marks the migration `confirming` and leaves the task
+/// state empty, as Nova's; a revert marks it `reverting` and sets the task state
+/// `resize_reverting`.
 pub async fn begin_resize_end(
     db: &crate::Db,
     uuid: InstanceUuid,
@@ -207,16 +208,10 @@ pub async fn begin_resize_end(
     lock_override: bool,
     who: &Requester<'_>,
     confirm: bool,
+    only: Option<i64>,
 ) -> Result<TaskId, ResizeRefused<std::convert::Infallible>> {
     let mut tx = db.begin().await?;
     let instance = live(&mut tx, uuid, project, lock_override).await?;
-    let finished = in_progress(&mut tx, uuid)
-        .await?
-        .filter(|m| m.status == status::FINISHED);
-    // Nova looks for the migration first (MigrationNotFound: 400), then the state (409).
-    let Some(migration) = finished else {
-        return Err(ResizeRefused::NotResized);
-    };
     if instance.vm_state != VmState::Resized || instance.task_state.is_some() {
         return Err(TransitionError::Conflict {
             vm_state: instance.vm_state,
@@ -224,6 +219,12 @@ pub async fn begin_resize_end(
         }
         .into());
     }
+    let finished = in_progress(&mut tx, uuid)
+        .await?
+        .filter(|m| m.status == status::FINISHED && only.is_none_or(|id| id == m.id));
+    let Some(migration) = finished else {
+        return Err(ResizeRefused::NotResized);
+    };
     let (to, task_state, kind) = if confirm {
         (status::CONFIRMING, None, TaskKind::ConfirmResize)
     } else {
@@ -459,6 +460,63 @@ pub async fn release_held(tx: &mut Tx, instance: InstanceUuid) -> DbResult<()> {
             .await?;
             sqlx::query(CLEAR_HELD).bind(id).execute(&mut *c).await?;
         }
+    });
+    Ok(())
+}
+
+/// Lets go of the old flavor's claim one migration holds (a resize that will never be
+/// confirmed or reverted: its server moved on).
+pub async fn release_held_of(tx: &mut Tx, migration_id: i64) -> DbResult<()> {
+    let now = now_ms();
+    on_tx!(tx, c => {
+        let held: Option<(Uuid, i64, i64, i64)> = sqlx::query_as(
+            "SELECT held_node_uuid, held_vcpus, held_memory_mb, held_disk_gb \
+             FROM migrations WHERE id = $1 AND held_node_uuid IS NOT NULL",
+        )
+        .bind(migration_id)
+        .fetch_optional(&mut *c)
+        .await?;
+        if let Some((node, vcpus, memory_mb, disk_gb)) = held {
+            sqlx::query(
+                "UPDATE compute_nodes SET vcpus_used = vcpus_used - $2, \
+                 memory_mb_used = memory_mb_used - $3, local_gb_used = local_gb_used - $4, \
+                 generation = generation + 1, updated_at = $5 WHERE uuid = $1",
+            )
+            .bind(node)
+            .bind(vcpus)
+            .bind(memory_mb)
+            .bind(disk_gb)
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+            sqlx::query(CLEAR_HELD).bind(migration_id).execute(&mut *c).await?;
+        }
+    });
+    Ok(())
+}
+
+/// Ends the migrations under way of a server being deleted (their claims go with the
+/// server's): a finished or confirming resize counts as confirmed, as Nova's
+/// `_confirm_resize_on_deleting`; any other ends in `error`.
+pub async fn end_with_server(tx: &mut Tx, instance: InstanceUuid) -> DbResult<()> {
+    on_tx!(tx, c => {
+        sqlx::query(
+            "UPDATE migrations SET status = CASE WHEN status IN ($2, $3) THEN $4 ELSE $5 END, \
+             updated_at = $6 WHERE instance_uuid = $1 AND status IN ($7, $8, $9, $10, $11)",
+        )
+        .bind(instance.0)
+        .bind(status::FINISHED)
+        .bind(status::CONFIRMING)
+        .bind(status::CONFIRMED)
+        .bind(status::ERROR)
+        .bind(now_ms())
+        .bind(status::IN_PROGRESS[0])
+        .bind(status::IN_PROGRESS[1])
+        .bind(status::IN_PROGRESS[2])
+        .bind(status::IN_PROGRESS[3])
+        .bind(status::IN_PROGRESS[4])
+        .execute(&mut *c)
+        .await?;
     });
     Ok(())
 }

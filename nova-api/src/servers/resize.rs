@@ -159,8 +159,16 @@ pub(super) async fn end(
     let uuid: InstanceUuid = id.parse().map_err(|_| not_found(id))?;
     let who = requester(ctx);
     let project = (!ctx.is_admin()).then_some(ctx.project_id.as_str());
-    let begun =
-        migrations::begin_resize_end(&state.db, uuid, project, ctx.is_admin(), &who, confirm).await;
+    let begun = migrations::begin_resize_end(
+        &state.db,
+        uuid,
+        project,
+        ctx.is_admin(),
+        &who,
+        confirm,
+        None,
+    )
+    .await;
     let task = begun.map_err(|e| match e {
         ResizeRefused::State(e) => refused_state(e, id, action, &[VmState::Resized]),
         ResizeRefused::NotResized => bad("Instance has not been resized."),

@@ -498,12 +498,18 @@ async fn a_vm_pauses_suspends_and_is_rebuilt() -> anyhow::Result<()> {
         assert_eq!(domain_state(&id).await?, "running");
         assert_eq!(sizes(id.clone()).await?, new);
         assert!(kept.exists(), "the disk from before is kept");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("disk.resize-kept.flavor"))?,
+            "v2",
+            "stamped with the flavor it was kept for"
+        );
         let r = c.action(&id, &json!({ end: null })).await?;
         assert!(matches!(r.status, 202 | 204), "{end}: {}", r.body);
         c.wait_status(&id, "ACTIVE", WAIT).await?;
         assert_eq!(domain_state(&id).await?, "running");
         assert_eq!(&sizes(id.clone()).await?, after, "after {end}");
         assert!(!kept.exists(), "nothing kept after {end}");
+        assert!(!dir.join("disk.resize-kept.flavor").exists(), "{end}");
     }
     Ok(())
 }
