@@ -372,6 +372,62 @@ impl ImageCache {
         }
     }
 
+    /// Uploads the file at `path` as the data of the queued image `image_id` (a snapshot's:
+    /// Nova's compute uploads it to Glance with its token too); the image service hashes it and
+    /// makes the image active.
+    pub async fn upload(&self, image_id: &str, path: &Path) -> Result<(), CacheError> {
+        let fail = |reason: String, transient: bool| CacheError::Fetch {
+            id: image_id.to_owned(),
+            reason,
+            transient,
+        };
+        let endpoint = self.endpoint.as_deref().ok_or(CacheError::NotConfigured)?;
+        let credential = self.credential.as_ref().ok_or(CacheError::NotConfigured)?;
+        let url = format!("{endpoint}/v2/images/{image_id}/file");
+        let size = tokio::fs::metadata(path).await?.len();
+        tracing::info!(image = %image_id, size, "uploading a snapshot");
+        let mut renew = false;
+        loop {
+            let token = credential.token(renew).await.map_err(|e| fail(e, true))?;
+            let file = tokio::fs::File::open(path).await?;
+            let chunks = futures::stream::unfold(file, |mut file| async move {
+                use tokio::io::AsyncReadExt as _;
+                let mut buf = vec![0u8; 1 << 20];
+                match file.read(&mut buf).await {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Some((Ok::<_, std::io::Error>(buf), file))
+                    }
+                    Err(e) => Some((Err(e), file)),
+                }
+            });
+            let resp = self
+                .client
+                .put(&url)
+                .header("X-Auth-Token", token)
+                .header("Content-Type", "application/octet-stream")
+                .header("Content-Length", size)
+                .body(reqwest::Body::wrap_stream(chunks))
+                .send()
+                .await
+                .map_err(|e| fail(e.to_string(), true))?;
+            if resp.status() == reqwest::StatusCode::UNAUTHORIZED && !renew {
+                renew = true;
+                continue;
+            }
+            if resp.status() != reqwest::StatusCode::NO_CONTENT {
+                let status = resp.status();
+                let body = resp.text().await.unwrap_or_default();
+                return Err(fail(
+                    format!("the image service answered {status}: {body}"),
+                    status.is_server_error(),
+                ));
+            }
+            return Ok(());
+        }
+    }
+
     /// Streams the body into `tmp`, hashing as it goes, and checks size and hash.
     async fn download(
         &self,

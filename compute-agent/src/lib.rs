@@ -958,6 +958,30 @@ impl Agent {
                     no_addresses(self.then_state(r, *instance).await),
                 )
             }
+            ComputeCommand::Snapshot {
+                task_id,
+                instance,
+                image_id,
+            } => {
+                tracing::info!(image = %image_id, "snapshotting");
+                let file = self
+                    .images
+                    .dir()
+                    .join("tmp")
+                    .join(format!("snapshot-{image_id}"));
+                let r = bounded(limit, async {
+                    driver.snapshot(*instance, &file).await?;
+                    self.images.upload(image_id, &file).await.map_err(|e| {
+                        DriverError::Backend(format!("snapshot {image_id} not uploaded: {e}"))
+                    })
+                })
+                .await;
+                let _ = tokio::fs::remove_file(&file).await;
+                (
+                    Some(*task_id),
+                    no_addresses(self.then_state(r, *instance).await),
+                )
+            }
             ComputeCommand::ConfirmResize { task_id, instance } => {
                 let r = bounded(limit, driver.confirm_resize(*instance)).await;
                 (

@@ -287,6 +287,30 @@ impl Conductor {
                     .await
                     .map(|_| ())
             }
+            // A snapshot leaves the server in the state it was in (its image has its data).
+            (TaskKind::Snapshot { .. }, Outcome::Done { power_state, .. }) => {
+                let set = instances::SetStates {
+                    vm_state: instance.vm_state,
+                    task_state: None,
+                    power_state: Some(power_state),
+                    launched: false,
+                    addresses: None,
+                };
+                let expect = instances::Expect {
+                    vm_state: Some(instance.vm_state),
+                    task_state: Some(TaskState::ImageSnapshot),
+                };
+                self.finish(&task, expect, set, None, host)
+                    .await
+                    .map(|_| ())
+            }
+            // As Nova's: a failed snapshot's image is deleted, the server as it was.
+            (TaskKind::Snapshot { .. }, Outcome::Failed { message, details }) => {
+                self.drop_snapshot_image(&task).await?;
+                let vm_state = instance.vm_state;
+                self.end_with_fault(&task, &instance, vm_state, None, message, details, host)
+                    .await
+            }
             // As Nova's rebuild: the old guest is gone, so a failure leaves the server in ERROR
             // (its claim and ports stay: it can be rebuilt again or deleted).
             (TaskKind::Rebuild { .. }, Outcome::Failed { message, details }) => {

@@ -170,6 +170,8 @@ async fn give_up(c: &Conductor, task: &task_rows::Task) -> Result<()> {
     );
     // (Read before the transaction: SQLite's pool may have one connection.)
     let resize_step = crate::resize::given_up(&c.db, task).await?;
+    // A snapshot given up uploads nothing: its image goes (never queued for ever).
+    c.drop_snapshot_image(task).await?;
     let mut tx = c.db.begin().await?;
     if !task_rows::advance(
         &mut tx,
@@ -240,39 +242,21 @@ async fn reclaim(c: &Conductor, instance: &Instance) -> Result<()> {
         project_id: &instance.project_id,
         user_id: &instance.user_id,
     };
-    let rule = instances::TransitionRule {
-        from_vm_states: &[VmState::SoftDeleted],
-        task_state: nova_core::model::TaskState::Deleting,
+    let Some(task) = instances::begin_reclaim(&c.db, instance.uuid, now_ms(), &who).await? else {
+        return Ok(()); // restored or deleted meanwhile
     };
-    match instances::begin_action(
-        &c.db,
-        instance.uuid,
-        None,
-        true,
-        rule,
-        TaskKind::Delete,
-        &who,
-    )
-    .await
-    {
-        Ok(task) => {
-            tracing::info!(instance = %instance.uuid, "reclaiming a soft-deleted server");
-            let env = nova_core::rpc::Envelope::new(
-                Some(request_id.clone()),
-                nova_core::rpc::TaskSubmitted {
-                    task_id: task,
-                    instance: instance.uuid,
-                },
-            );
-            c.bus
-                .publish(&c.queues.conductor_tasks(), env.encode())
-                .await?;
-            Ok(())
-        }
-        // Restored or deleted meanwhile.
-        Err(instances::TransitionError::Db(e)) => Err(e.into()),
-        Err(_) => Ok(()),
-    }
+    tracing::info!(instance = %instance.uuid, "reclaiming a soft-deleted server");
+    let env = nova_core::rpc::Envelope::new(
+        Some(request_id.clone()),
+        nova_core::rpc::TaskSubmitted {
+            task_id: task,
+            instance: instance.uuid,
+        },
+    );
+    c.bus
+        .publish(&c.queues.conductor_tasks(), env.encode())
+        .await?;
+    Ok(())
 }
 
 async fn time_out_build(c: &Conductor, instance: &Instance) -> Result<()> {

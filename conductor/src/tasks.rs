@@ -31,6 +31,7 @@ pub(crate) fn event_name(kind: TaskKind) -> &'static str {
         TaskKind::RevertResize => "compute_revert_resize",
         TaskKind::SoftDelete { .. } => "compute_soft_delete_instance",
         TaskKind::Restore => "compute_restore_instance",
+        TaskKind::Snapshot { .. } => "compute_snapshot_instance",
     }
 }
 
@@ -42,6 +43,8 @@ pub(crate) fn host_task_states(kind: TaskKind) -> Option<(TaskState, VmState)> {
     Some(match kind {
         TaskKind::Build | TaskKind::Delete => return None,
         TaskKind::Resize | TaskKind::ConfirmResize | TaskKind::RevertResize => return None,
+        // The server stays in its vm state (see `events`).
+        TaskKind::Snapshot { .. } => return None,
         TaskKind::Stop => (TaskState::PoweringOff, VmState::Stopped),
         TaskKind::Start => (TaskState::PoweringOn, VmState::Active),
         TaskKind::Reboot { hard: true } => (TaskState::RebootingHard, VmState::Active),
@@ -55,6 +58,12 @@ pub(crate) fn host_task_states(kind: TaskKind) -> Option<(TaskState, VmState)> {
         TaskKind::SoftDelete { .. } => (TaskState::SoftDeleting, VmState::SoftDeleted),
         TaskKind::Restore => (TaskState::Restoring, VmState::Active),
     })
+}
+
+/// Whether a task is one call to the server's host whose failure ends as a host task's: the
+/// task state cleared, a fault (the resize's and the snapshot's, whose states are their own).
+pub(crate) fn on_host(kind: TaskKind) -> bool {
+    host_task_states(kind).is_some() || resizes(kind) || matches!(kind, TaskKind::Snapshot { .. })
 }
 
 /// Whether a task is a resize's (its migration says what it does).
@@ -323,7 +332,13 @@ impl Conductor {
             RowState::Done,
         )
         .await?;
-        // A delete supersedes whatever else was open (a build that never finished, say).
+        // A delete supersedes whatever else was open (a build that never finished, say); a
+        // snapshot it cut short leaves no queued image.
+        for open in task_rows::open_for_tx(&mut tx, instance.uuid).await? {
+            if let TaskKind::Snapshot { image } = open.kind {
+                images::drop_pending(&mut tx, &image.to_string()).await?;
+            }
+        }
         task_rows::finish_open(&mut tx, instance.uuid, RowState::Failed).await?;
         if let Some(action) = task.action_id {
             actions::record_event(
@@ -352,6 +367,9 @@ impl Conductor {
         let Some(host) = instance.host.clone() else {
             return self.abort_host_task(task, instance).await;
         };
+        if self.soft_deleted_locally(task, &host).await? {
+            return Ok(());
+        }
         let mut tx = self.db.begin().await?;
         let moved =
             task_rows::advance(&mut tx, task.id, &[RowState::Pending], RowState::Dispatched)
@@ -378,6 +396,7 @@ impl Conductor {
         if resizes(task.kind) {
             return self.abort_resize(task, instance).await;
         }
+        self.drop_snapshot_image(task).await?;
         let message = format!(
             "The {} of instance {} could not be started on its host (its host, node or image \
              is no longer there).",
@@ -388,6 +407,17 @@ impl Conductor {
         let host = instance.host.as_deref().unwrap_or_default();
         self.end_with_fault(task, instance, instance.vm_state, None, message, None, host)
             .await
+    }
+
+    /// Deletes the queued image of a snapshot task that will not upload it (Nova deletes the
+    /// image of a snapshot that failed).
+    pub(crate) async fn drop_snapshot_image(&self, task: &Task) -> Result<()> {
+        if let TaskKind::Snapshot { image } = task.kind {
+            let mut tx = self.db.begin().await?;
+            images::drop_pending(&mut tx, &image.to_string()).await?;
+            tx.commit().await?;
+        }
+        Ok(())
     }
 
     /// Sends the command of a dispatched task again (the reconciler found it stuck; the agent's
@@ -406,6 +436,11 @@ impl Conductor {
                 return self.finish_delete(task, &instance, None).await;
             }
         }
+        if let Some(host) = instance.host.as_deref().filter(|_| !instance.deleted) {
+            if self.soft_deleted_locally(task, host).await? {
+                return Ok(());
+            }
+        }
         match (
             &instance.host,
             command_for(&self.db, task, &instance).await?,
@@ -416,13 +451,34 @@ impl Conductor {
                     .await?;
                 Ok(())
             }
-            _ if !instance.deleted
-                && (host_task_states(task.kind).is_some() || resizes(task.kind)) =>
-            {
+            _ if !instance.deleted && on_host(task.kind) => {
                 self.abort_host_task(task, &instance).await
             }
             _ => self.close_task(task, RowState::Failed).await,
         }
+    }
+
+    /// A soft delete whose host is down is done in the database alone, as Nova's soft delete
+    /// is when the compute service is down (the guest is reaped by the power sync when the
+    /// host comes back and the server is gone; restored, it is powered on). Whether it was.
+    async fn soft_deleted_locally(&self, task: &Task, host: &str) -> Result<bool> {
+        if !matches!(task.kind, TaskKind::SoftDelete { .. }) || self.host_is_up(host).await? {
+            return Ok(false);
+        }
+        tracing::warn!(%host, "compute service is down; soft-deleting locally");
+        let set = instances::SetStates {
+            vm_state: VmState::SoftDeleted,
+            task_state: None,
+            power_state: None,
+            launched: false,
+            addresses: None,
+        };
+        let expect = instances::Expect {
+            vm_state: None,
+            task_state: Some(TaskState::SoftDeleting),
+        };
+        self.finish(task, expect, set, None, host).await?;
+        Ok(true)
     }
 
     /// Whether the compute service on `host` is heard from (Nova's servicegroup check).
@@ -516,6 +572,11 @@ pub(crate) async fn command_for(
         TaskKind::Resize | TaskKind::ConfirmResize | TaskKind::RevertResize => {
             return Conductor::resize_command(db, task, instance).await;
         }
+        TaskKind::Snapshot { image } => ComputeCommand::Snapshot {
+            task_id,
+            instance: uuid,
+            image_id: image.to_string(),
+        },
         // The spec as a build's (its ports found again, not made), from the new image.
         TaskKind::Rebuild { stopped } => {
             let Some(spec) = spec_on_its_node(db, instance).await? else {

@@ -864,6 +864,55 @@ impl Compute for DockerDriver {
         self.set_limits(uuid, flavor).await
     }
 
+    /// The engine's commit of the container's filesystem (paused while it is read, the
+    /// engine's default), saved as a `docker save` archive of that image alone, which this
+    /// driver loads as any image; the committed image is then removed from the engine.
+    async fn snapshot(&self, uuid: InstanceUuid, into: &Path) -> Result<(), DriverError> {
+        let repo = format!("nova-snapshot-{uuid}");
+        let options = bollard::query_parameters::CommitContainerOptionsBuilder::default()
+            .container(&container_name(uuid))
+            .repo(&repo)
+            .tag("latest")
+            .pause(true)
+            .build();
+        let committed = self
+            .docker
+            .commit_container(options, bollard::models::ContainerConfig::default())
+            .await
+            .map_err(|e| Self::not_found_or(uuid, e))?;
+        let id = committed.id;
+        use tokio::io::AsyncWriteExt as _;
+        let saved = async {
+            let mut file = tokio::fs::File::create(into)
+                .await
+                .map_err(|e| DriverError::Backend(format!("snapshot file: {e}")))?;
+            let mut stream = self.docker.export_image(&id);
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| DriverError::Backend(format!("docker save: {e}")))?;
+                file.write_all(&chunk)
+                    .await
+                    .map_err(|e| DriverError::Backend(format!("snapshot file: {e}")))?;
+            }
+            file.flush()
+                .await
+                .map_err(|e| DriverError::Backend(format!("snapshot file: {e}")))
+        }
+        .await;
+        // The archive holds it: the engine need not (a server booted from the snapshot loads
+        // it again).
+        let options = bollard::query_parameters::RemoveImageOptionsBuilder::default()
+            .noprune(false)
+            .build();
+        if let Err(e) = self
+            .docker
+            .remove_image(&format!("{repo}:latest"), Some(options), None)
+            .await
+        {
+            tracing::warn!(instance = %uuid, error = %e, "committed snapshot image not removed");
+        }
+        saved
+    }
+
     async fn power_state(&self, uuid: InstanceUuid) -> Result<PowerState, DriverError> {
         self.inspect(uuid).await?.ok_or(DriverError::NotFound(uuid))
     }

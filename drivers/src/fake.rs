@@ -34,6 +34,7 @@ pub enum Step {
     Resume,
     Resize,
     RevertResize,
+    Snapshot,
 }
 
 /// What a rule makes the driver do instead of its work.
@@ -566,6 +567,18 @@ impl Compute for FakeDriver {
             i.vcpus = flavor.vcpus;
             i.memory_mb = flavor.memory_mb;
         })
+    }
+
+    /// The image data it was spawned from (what a real guest's disk starts as), or a line
+    /// naming it when it booted from none.
+    async fn snapshot(&self, uuid: InstanceUuid, into: &Path) -> Result<(), DriverError> {
+        self.misbehave(Step::Snapshot, uuid, None).await?;
+        let image = self.with_instance(uuid, |i| i.image.clone())?;
+        let written = match image {
+            Some(from) => tokio::fs::copy(&from, into).await.map(|_| ()),
+            None => tokio::fs::write(into, format!("fake snapshot of {uuid}\n")).await,
+        };
+        written.map_err(|e| DriverError::Backend(format!("snapshot: {e}")))
     }
 
     async fn confirm_resize(&self, uuid: InstanceUuid) -> Result<(), DriverError> {

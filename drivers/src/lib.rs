@@ -200,6 +200,18 @@ pub trait Compute: Send + Sync + 'static {
         Err(not_supported("revert resize"))
     }
 
+    /// Writes the instance's disk (a VM's, flattened to qcow2) or filesystem (a container's, as
+    /// a `docker save` archive) to the file `into`, consistent as of one moment (Nova's
+    /// `snapshot`); the instance runs on as it ran. Drivers that cannot answer as Nova's
+    /// Ironic driver does (the API refuses it for their node type first).
+    async fn snapshot(
+        &self,
+        _uuid: InstanceUuid,
+        _into: &std::path::Path,
+    ) -> Result<(), DriverError> {
+        Err(not_supported("snapshot"))
+    }
+
     /// The power state of one instance; `NotFound` when it is gone.
     async fn power_state(&self, uuid: InstanceUuid) -> Result<PowerState, DriverError>;
 

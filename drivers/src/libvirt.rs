@@ -1673,6 +1673,47 @@ impl Compute for LibvirtDriver {
         Ok(())
     }
 
+    /// The guest's disk flattened into one qcow2 (its image and what it wrote since), read
+    /// while a running guest is paused, so that it is the disk of one moment (Nova's cold
+    /// snapshot saves the guest's memory instead; a live one needs a block job).
+    async fn snapshot(&self, uuid: InstanceUuid, into: &Path) -> Result<(), DriverError> {
+        let _turn = self.turn(uuid).await;
+        let disk = self.instance_dir(uuid).join("disk");
+        let paused_here = self
+            .with_domain(uuid, |d| match d.get_state().map(|s| s.0) {
+                Ok(sys::VIR_DOMAIN_RUNNING | sys::VIR_DOMAIN_BLOCKED) => d
+                    .suspend()
+                    .map(|_| true)
+                    .map_err(|e| backend("pause for snapshot", e)),
+                _ => Ok(false),
+            })
+            .await?
+            .ok_or(DriverError::NotFound(uuid))?;
+        let partial = into.with_extension("part");
+        let converted = qemu_img(&[
+            "convert".as_ref(),
+            "-U".as_ref(),
+            "-q".as_ref(),
+            "-O".as_ref(),
+            "qcow2".as_ref(),
+            disk.as_os_str(),
+            partial.as_os_str(),
+        ])
+        .await;
+        if paused_here {
+            self.with_domain(uuid, |d| {
+                d.resume()
+                    .map(|_| ())
+                    .map_err(|e| backend("resume after snapshot", e))
+            })
+            .await?;
+        }
+        converted.map_err(|e| backend("qemu-img convert", e))?;
+        tokio::fs::rename(&partial, into)
+            .await
+            .map_err(|e| backend("snapshot file", e))
+    }
+
     /// The disk kept by the resize goes.
     async fn confirm_resize(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
         let _turn = self.turn(uuid).await;

@@ -73,6 +73,7 @@ string_enum!(
         ResizeFinish => "resize_finish",
         ResizeReverting => "resize_reverting",
         ResizeConfirming => "resize_confirming",
+        ImageSnapshot => "image_snapshot",
         SoftDeleting => "soft-deleting",
         Restoring => "restoring",
         Deleting => "deleting",

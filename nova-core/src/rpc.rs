@@ -91,6 +91,11 @@ pub enum TaskKind {
     },
     /// A SOFT_DELETED server powered on again (Nova's `restore`).
     Restore,
+    /// The server's disk (a VM's, flattened) or filesystem (a container's) uploaded as the data
+    /// of the queued image `image` (Nova's `createImage`); the server stays as it is.
+    Snapshot {
+        image: uuid::Uuid,
+    },
 }
 
 impl TaskKind {
@@ -113,6 +118,7 @@ impl TaskKind {
             // As Nova records them: a soft delete is a delete; a restore its own.
             Self::SoftDelete { .. } => "delete",
             Self::Restore => "restore",
+            Self::Snapshot { .. } => "createImage",
         }
     }
 
@@ -137,6 +143,11 @@ impl TaskKind {
             // what it is.
             (NodeType::Baremetal, Self::Resize | Self::ConfirmResize | Self::RevertResize) => {
                 Some("a bare-metal machine cannot be resized")
+            }
+            // As Nova's Ironic driver, which has no snapshot: the machine's disk is not the
+            // host's to read.
+            (NodeType::Baremetal, Self::Snapshot { .. }) => {
+                Some("a bare-metal machine cannot be snapshotted")
             }
             _ => None,
         }
@@ -314,6 +325,13 @@ pub enum ComputeCommand {
         task_id: TaskId,
         instance: InstanceUuid,
         flavor: Box<Flavor>,
+    },
+    /// The instance's disk or filesystem written to a file and uploaded as the data of the
+    /// queued image `image_id` (Nova's `snapshot`).
+    Snapshot {
+        task_id: TaskId,
+        instance: InstanceUuid,
+        image_id: String,
     },
     /// What the resize kept for a revert is let go of (Nova's `confirm_migration`).
     ConfirmResize {
@@ -523,6 +541,7 @@ impl ComputeCommand {
             | Self::Resume { task_id, .. }
             | Self::Rebuild { task_id, .. }
             | Self::Resize { task_id, .. }
+            | Self::Snapshot { task_id, .. }
             | Self::ConfirmResize { task_id, .. }
             | Self::RevertResize { task_id, .. } => Some(*task_id),
             Self::Destroy { task_id, .. } => *task_id,
@@ -553,8 +572,9 @@ impl ComputeCommand {
             // The drivers set the flavor's sizes and keep (or restore, or drop) the old disk
             // once: a second run finds it done.
             Self::Resize { .. } | Self::ConfirmResize { .. } | Self::RevertResize { .. } => true,
-            // A second rebuild would build the guest again, losing what it wrote since.
-            Self::Reboot { .. } | Self::Rebuild { .. } => false,
+            // A second rebuild would build the guest again, losing what it wrote since; a
+            // second snapshot would find its image uploaded already.
+            Self::Reboot { .. } | Self::Rebuild { .. } | Self::Snapshot { .. } => false,
             // Questions: nothing changes at all.
             Self::ConsoleOutput { .. } | Self::HostUptime | Self::Diagnostics { .. } => true,
             // The drivers plug and unplug idempotently (a NIC that is there is not added).
@@ -579,6 +599,7 @@ impl ComputeCommand {
             | Self::Suspend { instance, .. }
             | Self::Resume { instance, .. }
             | Self::Resize { instance, .. }
+            | Self::Snapshot { instance, .. }
             | Self::ConfirmResize { instance, .. }
             | Self::RevertResize { instance, .. }
             | Self::ConsoleOutput { instance, .. }

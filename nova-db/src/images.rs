@@ -279,6 +279,23 @@ pub async fn delete(db: &Db, id: &str) -> DbResult<bool> {
     Ok(n == 1)
 }
 
+/// Deletes a snapshot's image that never got its data (its snapshot failed, or its server went
+/// first), as Nova deletes it: never left queued. An image that got its data stays.
+pub async fn drop_pending(tx: &mut crate::Tx, id: &str) -> DbResult<bool> {
+    let n = crate::on_tx!(tx, c => {
+        sqlx::query(
+            "UPDATE images SET status = 'deleted', updated_at = $2 WHERE id = $1 \
+             AND status IN ('queued', 'saving')",
+        )
+        .bind(id)
+        .bind(now_ms())
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    Ok(n == 1)
+}
+
 pub async fn add_tag(db: &Db, id: &str, tag: &str) -> DbResult<()> {
     on_pool!(db, p => {
         sqlx::query("INSERT INTO image_tags (image_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING")

@@ -284,6 +284,41 @@ impl Client {
         Ok(r.body["subnet"].clone())
     }
 
+    /// The image service's document of an image (`null` body when it is not found).
+    pub async fn image(&self, id: &str) -> anyhow::Result<Reply> {
+        let url = format!(
+            "{}/image/v2/images/{id}",
+            self.base.trim_end_matches("/v2.1")
+        );
+        let res = self
+            .http
+            .get(url)
+            .header("X-Auth-Token", &self.token)
+            .send()
+            .await?;
+        Reply::read(res).await
+    }
+
+    /// Polls until the image has `status`.
+    pub async fn wait_image_status(
+        &self,
+        id: &str,
+        status: &str,
+        within: Duration,
+    ) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut last = Value::Null;
+        while tokio::time::Instant::now() < deadline {
+            let r = self.image(id).await?;
+            if r.body["status"] == json!(status) {
+                return Ok(r.body);
+            }
+            last = r.body;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("image {id} not {status} within {within:?}; last: {last}")
+    }
+
     /// Creates an image in the image service and uploads `data`; returns its id.
     pub async fn create_image(
         &self,

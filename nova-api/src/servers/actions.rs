@@ -105,7 +105,9 @@ pub(super) async fn delete(
 /// `api.reclaim_instance_interval_s` is set (Nova's soft delete): the server powered off and
 /// SOFT_DELETED, deleted by the conductor once the interval has passed unless restored first.
 /// As Nova's, only an idle server that has run and has a host is soft-deleted; any other (one
-/// building, one with a task running, one SOFT_DELETED already) is deleted now.
+/// building, one with a task running) is deleted now. Unlike Nova's, so is one in ERROR (its
+/// guest may be gone: a power-off could only fail) or SOFT_DELETED already (Nova starts its
+/// time again), RESIZED (Nova confirms the resize first), or rescued and shelved ones.
 pub(super) async fn delete_server(
     ctx: &RequestContext,
     state: &AppState,
@@ -120,7 +122,6 @@ pub(super) async fn delete_server(
                     VmState::Stopped,
                     VmState::Paused,
                     VmState::Suspended,
-                    VmState::Error,
                 ],
                 task_state: TaskState::SoftDeleting,
             };
@@ -358,6 +359,7 @@ pub(super) async fn action(
         }
         "rebuild" => return super::rebuild::rebuild(&req, &ctx, &state, &id, arg).await,
         "resize" => return super::resize::resize(&ctx, &state, &id, arg).await,
+        "createImage" => return super::snapshot::create_image(&req, &ctx, &state, &id, arg).await,
         "confirmResize" => return super::resize::end(&ctx, &state, &id, arg, true).await,
         "revertResize" => return super::resize::end(&ctx, &state, &id, arg, false).await,
         "addSecurityGroup" | "removeSecurityGroup" => {

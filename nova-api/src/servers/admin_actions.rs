@@ -6,9 +6,9 @@
 //! migrations are switched off the way a Nova operator switches them off: by policy. The
 //! server is looked up first, as Nova does (404), and then no one is allowed (403).
 //!
-//! Deletes here are never deferred (Nova's `reclaim_instance_interval` is 0): a server is
-//! never SOFT_DELETED, so `restore` finds nothing to restore (Nova's 409), and `forceDelete`
-//! deletes at once, as a delete does.
+//! `restore` powers a SOFT_DELETED server on again (deletes are deferred when
+//! `api.reclaim_instance_interval_s` is set); `forceDelete` deletes at once, whatever the
+//! interval.
 
 use super::actions::{begin, hard_delete, no_argument};
 use super::{not_found, visible};
@@ -36,18 +36,13 @@ pub(super) async fn handle(
         "os-resetState" => reset_state(ctx, state, id, arg).await?,
         "injectNetworkInfo" => inject_network_info(ctx, state, id, arg).await?,
         "forceDelete" => {
+            // (Nova's schema takes any value.)
             NOVA.require_write(ctx, "os_compute_api:os-deferred-delete:force")?;
-            if !no_argument(arg) {
-                return Err(invalid(name, arg, "None is the only accepted value"));
-            }
             // Never deferred: a SOFT_DELETED server (or any other) goes now.
             hard_delete(ctx, state, id).await?;
         }
         "restore" => {
             NOVA.require_write(ctx, "os_compute_api:os-deferred-delete:restore")?;
-            if !no_argument(arg) {
-                return Err(invalid(name, arg, "None is the only accepted value"));
-            }
             let instance = visible(state, ctx, id).await?;
             // As Nova's restore: the server counts against the quota again (a SOFT_DELETED
             // one does not).

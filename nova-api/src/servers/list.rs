@@ -56,6 +56,11 @@ pub(super) async fn list_instances(
     // Only the filters given become conditions: `($1 IS NULL OR …)` would keep PostgreSQL's
     // generic plans from using the (project, deleted, created_at) index.
     let mut conds = vec![Cond::sql("NOT deleted", Vec::new())];
+    // As Nova's listing (`deleted=False` without `soft_deleted`): SOFT_DELETED servers are
+    // left out, unless the list asks what changed since a time.
+    if q.last("changes-since").is_none() && q.last("changes-before").is_none() {
+        conds.push(Cond::sql("vm_state <> 'soft-delete'", Vec::new()));
+    }
     let mut marker_conds = Vec::new();
     if !all {
         let mine = Cond::eq("project_id", Arg::Text(ctx.project_id.clone()));

@@ -20,6 +20,7 @@ mod rebuild;
 mod resize;
 mod security_groups;
 mod show;
+mod snapshot;
 pub mod tags;
 mod update;
 mod volumes;

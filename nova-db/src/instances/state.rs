@@ -65,10 +65,11 @@ pub async fn begin_action(
             task_state,
         });
     }
-    // A soft delete sets when the server is reclaimed; a restore clears it.
+    // A soft delete sets when the server is reclaimed. (A restore leaves it: a restore that
+    // fails leaves the server SOFT_DELETED, to be reclaimed still; once restored, the time
+    // means nothing, as only SOFT_DELETED servers are reclaimed.)
     let (touch_reclaim, reclaim_at) = match kind {
         TaskKind::SoftDelete { reclaim_at } => (true, Some(reclaim_at)),
-        TaskKind::Restore => (true, None),
         _ => (false, None),
     };
     on_tx!(&mut tx, c => {
@@ -89,6 +90,41 @@ pub async fn begin_action(
     let task = tasks::insert(&mut tx, uuid, kind, who.request_id, action_id).await?;
     tx.commit().await?;
     Ok(task)
+}
+
+/// Starts the reclaim of a SOFT_DELETED server whose time has passed (Nova's
+/// `_reclaim_queued_deletes`): in one transaction, only if it is still SOFT_DELETED with no task
+/// running and its `reclaim_at` not after `now` (a restore begun meanwhile wins), the task state
+/// `deleting`, a delete action as its owner's, and the task. `None` when it moved on.
+pub async fn begin_reclaim(
+    db: &Db,
+    uuid: InstanceUuid,
+    now: nova_core::time::Millis,
+    who: &Requester<'_>,
+) -> DbResult<Option<TaskId>> {
+    let mut tx = db.begin().await?;
+    let n = on_tx!(&mut tx, c => {
+        sqlx::query(
+            "UPDATE instances SET task_state = $3, updated_at = $2 WHERE uuid = $1 \
+             AND NOT deleted AND vm_state = $4 AND task_state IS NULL \
+             AND reclaim_at IS NOT NULL AND reclaim_at <= $2",
+        )
+        .bind(uuid.0)
+        .bind(now)
+        .bind(TaskState::Deleting.as_str())
+        .bind(VmState::SoftDeleted.as_str())
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
+    if n != 1 {
+        return Ok(None);
+    }
+    let kind = TaskKind::Delete;
+    let action_id = actions::start(&mut tx, uuid, kind.action_name(), who).await?;
+    let task = tasks::insert(&mut tx, uuid, kind, who.request_id, action_id).await?;
+    tx.commit().await?;
+    Ok(Some(task))
 }
 
 /// Reads the states (and whether it is locked) of a live instance inside `tx`; on PostgreSQL

@@ -2393,8 +2393,11 @@ async fn a_deferred_delete_is_soft_until_restored_or_forced(
         json!(0),
         "not counted while soft-deleted"
     );
+    // As Nova's list: left out, unless asked what changed since a time.
     let listed = c.get("/servers").await?;
-    assert!(listed.body.to_string().contains(&id), "still listed");
+    assert!(!listed.body.to_string().contains(&id), "{}", listed.body);
+    let listed = c.get("/servers?changes-since=2000-01-01T00:00:00Z").await?;
+    assert!(listed.body.to_string().contains(&id), "{}", listed.body);
     for (body, action) in [
         (json!({"os-start": null}), "start"),
         (json!({"reboot": {"type": "HARD"}}), "reboot"),
@@ -2425,6 +2428,18 @@ async fn a_deferred_delete_is_soft_until_restored_or_forced(
     assert_eq!(r.status, 202, "{}", r.body);
     c.wait_gone(&id, WAIT).await?;
     assert!(!stack.driver().has_instance(uuid(&id)?));
+
+    // A restore takes any argument (Nova's schema).
+    let other = c.create_server("deferred-2", "1").await?;
+    c.wait_status(&other, "ACTIVE", WAIT).await?;
+    assert_eq!(c.delete(&format!("/servers/{other}")).await?.status, 204);
+    c.wait_status(&other, "SOFT_DELETED", WAIT).await?;
+    let r = c.action(&other, &json!({"restore": {"now": true}})).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    c.wait_status(&other, "ACTIVE", WAIT).await?;
+    let r = c.action(&other, &json!({"forceDelete": {}})).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    c.wait_gone(&other, WAIT).await?;
 
     // A server that never ran is deleted at once (Nova's soft delete wants a launched one).
     stack.driver().add_rule(Rule {
@@ -2463,5 +2478,129 @@ async fn a_soft_deleted_server_is_reclaimed_after_its_interval() -> anyhow::Resu
         ["create", "delete", "delete"],
         "a soft delete, then the reclaim"
     );
+    Ok(())
+}
+
+on_both_shapes!(a_snapshot_becomes_an_image_that_boots, Options::default());
+/// createImage as Nova's: a queued image in the project's name with the server's image's
+/// properties and the request's metadata, its data uploaded by the host; the server as it was;
+/// the image boots a new server. A snapshot that fails, or whose server is deleted meanwhile,
+/// leaves its image deleted, never queued.
+async fn a_snapshot_becomes_an_image_that_boots(stack: &dyn Stack) -> anyhow::Result<()> {
+    let c = client(stack);
+    let id = c.create_server("snap-source", "1").await?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    for body in [
+        json!({"createImage": {}}),
+        json!({"createImage": {"name": "x", "other": 1}}),
+        json!({"createImage": {"name": "x", "metadata": {"k": 1}}}),
+    ] {
+        let r = c.action(&id, &body).await?;
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+    }
+    let r = c
+        .action(
+            &id,
+            &json!({"createImage": {"name": "snap-1", "metadata": {"purpose": "test"}}}),
+        )
+        .await?;
+    assert_eq!((r.status, &r.body), (202, &Value::Null));
+    let location = r
+        .headers
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let image = location.rsplit('/').next().unwrap_or_default().to_owned();
+    assert!(
+        location.ends_with(&format!("/images/{image}")),
+        "{location}"
+    );
+    let doc = c.wait_image_status(&image, "active", WAIT).await?;
+    assert_eq!(doc["name"], json!("snap-1"));
+    assert_eq!(doc["image_type"], json!("snapshot"), "{doc}");
+    assert_eq!(doc["instance_uuid"], json!(id));
+    assert_eq!(doc["base_image_ref"], json!(e2e::client::IMAGE));
+    assert_eq!(doc["purpose"], json!("test"));
+    assert_eq!(doc["visibility"], json!("private"));
+    assert!(doc["size"].as_u64().unwrap_or_default() > 0, "{doc}");
+    let s = c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(s["OS-EXT-STS:task_state"], Value::Null);
+    // The snapshot boots.
+    let from = c.create_server_from("from-snap", "1", &image).await?;
+    let s = c.wait_status(&from, "ACTIVE", WAIT).await?;
+    assert_eq!(s["image"]["id"], json!(image));
+
+    // From 2.45 the image's id is in the body, with no Location; a SHUTOFF server too.
+    assert_eq!(c.action(&id, &json!({"os-stop": null})).await?.status, 202);
+    c.wait_status(&id, "SHUTOFF", WAIT).await?;
+    let r = c
+        .at_microversion("2.45")
+        .action(&id, &json!({"createImage": {"name": "snap-2"}}))
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert!(r.headers.get("location").is_none());
+    let second = r.body["image_id"].as_str().unwrap_or_default().to_owned();
+    c.wait_image_status(&second, "active", WAIT).await?;
+    c.wait_status(&id, "SHUTOFF", WAIT).await?;
+    let recorded = actions::list(stack.db(), uuid(&id)?).await?;
+    let names: Vec<&str> = recorded.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(names, ["create", "createImage", "stop", "createImage"]);
+
+    // A server in the wrong state: 409, and no image.
+    stack.driver().add_rule(Rule {
+        step: Step::Spawn,
+        target: Target::NameContains("never".into()),
+        misbehaviour: Misbehaviour::Fail("no".into()),
+    });
+    let never = c.create_server("never-built", "1").await?;
+    c.wait_error(&never, WAIT).await?;
+    let r = c
+        .at_microversion("2.45")
+        .action(&never, &json!({"createImage": {"name": "nope"}}))
+        .await?;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(
+        r.body["conflictingRequest"]["message"],
+        json!(format!(
+            "Cannot 'createImage' instance {never} while it is in vm_state error"
+        ))
+    );
+
+    // A snapshot its host fails: the server as it was, the image deleted.
+    stack.driver().add_rule(Rule {
+        step: Step::Snapshot,
+        target: Target::NameContains("flaky".into()),
+        misbehaviour: Misbehaviour::Fail("the disk would not be read".into()),
+    });
+    let flaky = c.create_server("flaky", "1").await?;
+    c.wait_status(&flaky, "ACTIVE", WAIT).await?;
+    let r = c
+        .at_microversion("2.45")
+        .action(&flaky, &json!({"createImage": {"name": "broken"}}))
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let broken = r.body["image_id"].as_str().unwrap_or_default().to_owned();
+    wait_for_failed_action(stack, &c, &flaky, "createImage").await?;
+    assert_eq!(c.image(&broken).await?.status, 404);
+
+    // A server deleted while its snapshot runs: the image is deleted, not left queued.
+    let gate = stack
+        .driver()
+        .hold(Step::Snapshot, Target::NameContains("doomed".into()));
+    let doomed = c.create_server("doomed", "1").await?;
+    c.wait_status(&doomed, "ACTIVE", WAIT).await?;
+    let r = c
+        .at_microversion("2.45")
+        .action(&doomed, &json!({"createImage": {"name": "orphan"}}))
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let orphan = r.body["image_id"].as_str().unwrap_or_default().to_owned();
+    gate.reached(WAIT).await?;
+    assert_eq!(c.image(&orphan).await?.body["status"], json!("queued"));
+    assert_eq!(c.delete(&format!("/servers/{doomed}")).await?.status, 204);
+    c.wait_gone(&doomed, WAIT).await?;
+    gate.release();
+    assert_eq!(c.image(&orphan).await?.status, 404);
     Ok(())
 }
