@@ -326,6 +326,37 @@ async fn a_container_server_lives_its_whole_life_through_the_api() -> anyhow::Re
         assert_eq!(container_state(&docker, &id).await?.0, "running");
     }
 
+    // A snapshot: the container's filesystem committed and saved as an archive image, which
+    // boots as a new server (the engine loads it as any image).
+    let r = c
+        .at_microversion("2.45")
+        .action(&id, &json!({"createImage": {"name": "c-snap"}}))
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let snap = r.body["image_id"].as_str().unwrap_or_default().to_owned();
+    let doc = c.wait_image_status(&snap, "active", WAIT).await?;
+    assert_eq!(
+        (&doc["container_format"], &doc["disk_format"]),
+        (&json!("docker"), &json!("raw"))
+    );
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(container_state(&docker, &id).await?.0, "running");
+    let from = create_server(
+        &c,
+        json!({"name": "from-snap", "imageRef": snap, "flavorRef": "c1", "networks": "none"}),
+    )
+    .await?;
+    c.wait_status(&from, "ACTIVE", WAIT).await?;
+    assert_eq!(container_state(&docker, &from).await?.0, "running");
+    let base = inspect_of(&docker, &id).await?.image;
+    assert_ne!(
+        inspect_of(&docker, &from).await?.image,
+        base,
+        "the snapshot's image, not the base"
+    );
+    assert_eq!(c.delete(&format!("/servers/{from}")).await?.status, 204);
+    c.wait_gone(&from, WAIT).await?;
+
     // Delete leaves nothing: no container, no config drive. (Paused first: the engine
     // removes a frozen container too.)
     assert_eq!(c.action(&id, &json!({"pause": null})).await?.status, 202);

@@ -511,6 +511,34 @@ async fn a_vm_pauses_suspends_and_is_rebuilt() -> anyhow::Result<()> {
         assert!(!kept.exists(), "nothing kept after {end}");
         assert!(!dir.join("disk.resize-kept.flavor").exists(), "{end}");
     }
+
+    // A snapshot: the disk flattened into one qcow2 with the image's kernel and ramdisk as
+    // properties; it boots as a new server.
+    let r = c
+        .at_microversion("2.45")
+        .action(&id, &json!({"createImage": {"name": "vm-snap"}}))
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let snap = r.body["image_id"].as_str().unwrap_or_default().to_owned();
+    let doc = c.wait_image_status(&snap, "active", WAIT).await?;
+    assert_eq!(
+        (&doc["container_format"], &doc["disk_format"]),
+        (&json!("bare"), &json!("qcow2"))
+    );
+    assert!(doc["kernel_id"].is_string(), "inherited: {doc}");
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(
+        domain_state(&id).await?,
+        "running",
+        "resumed after the read"
+    );
+    let from = create_server(
+        &c,
+        json!({"name": "vm-from-snap", "imageRef": snap, "flavorRef": "v2", "networks": "none"}),
+    )
+    .await?;
+    c.wait_status(&from, "ACTIVE", WAIT).await?;
+    wait_for_boots(&c, &from, 1).await?;
     Ok(())
 }
 
