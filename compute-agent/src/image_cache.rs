@@ -428,6 +428,35 @@ impl ImageCache {
         }
     }
 
+    /// Deletes an image (a backup rotated out) through the image service, which deletes its
+    /// data too; one that is gone already is fine.
+    pub async fn delete_image(&self, image_id: &str) -> Result<(), CacheError> {
+        let fail = |reason: String| CacheError::Fetch {
+            id: image_id.to_owned(),
+            reason,
+            transient: true,
+        };
+        let endpoint = self.endpoint.as_deref().ok_or(CacheError::NotConfigured)?;
+        let credential = self.credential.as_ref().ok_or(CacheError::NotConfigured)?;
+        let url = format!("{endpoint}/v2/images/{image_id}");
+        let mut renew = false;
+        loop {
+            let token = credential.token(renew).await.map_err(&fail)?;
+            let resp = self
+                .client
+                .delete(&url)
+                .header("X-Auth-Token", token)
+                .send()
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            match resp.status() {
+                reqwest::StatusCode::UNAUTHORIZED if !renew => renew = true,
+                reqwest::StatusCode::NO_CONTENT | reqwest::StatusCode::NOT_FOUND => return Ok(()),
+                other => return Err(fail(format!("the image service answered {other}"))),
+            }
+        }
+    }
+
     /// Streams the body into `tmp`, hashing as it goes, and checks size and hash.
     async fn download(
         &self,

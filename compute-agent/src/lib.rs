@@ -962,6 +962,7 @@ impl Agent {
                 task_id,
                 instance,
                 image_id,
+                rotate_out,
             } => {
                 tracing::info!(image = %image_id, "snapshotting");
                 let file = self
@@ -973,7 +974,15 @@ impl Agent {
                     driver.snapshot(*instance, &file).await?;
                     self.images.upload(image_id, &file).await.map_err(|e| {
                         DriverError::Backend(format!("snapshot {image_id} not uploaded: {e}"))
-                    })
+                    })?;
+                    // A backup's rotation, after the upload (Nova's `_rotate_backups`): what it
+                    // cannot delete now stays, told in the log.
+                    for old in rotate_out {
+                        if let Err(e) = self.images.delete_image(old).await {
+                            tracing::warn!(image = %old, error = %e, "backup not rotated out");
+                        }
+                    }
+                    Ok(())
                 })
                 .await;
                 let _ = tokio::fs::remove_file(&file).await;

@@ -31,7 +31,10 @@ pub(crate) fn event_name(kind: TaskKind) -> &'static str {
         TaskKind::RevertResize => "compute_revert_resize",
         TaskKind::SoftDelete { .. } => "compute_soft_delete_instance",
         TaskKind::Restore => "compute_restore_instance",
-        TaskKind::Snapshot { .. } => "compute_snapshot_instance",
+        TaskKind::Snapshot { backup: None, .. } => "compute_snapshot_instance",
+        TaskKind::Snapshot {
+            backup: Some(_), ..
+        } => "compute_backup_instance",
     }
 }
 
@@ -335,7 +338,7 @@ impl Conductor {
         // A delete supersedes whatever else was open (a build that never finished, say); a
         // snapshot it cut short leaves no queued image.
         for open in task_rows::open_for_tx(&mut tx, instance.uuid).await? {
-            if let TaskKind::Snapshot { image } = open.kind {
+            if let TaskKind::Snapshot { image, .. } = open.kind {
                 images::drop_pending(&mut tx, &image.to_string()).await?;
             }
         }
@@ -412,7 +415,7 @@ impl Conductor {
     /// Deletes the queued image of a snapshot task that will not upload it (Nova deletes the
     /// image of a snapshot that failed).
     pub(crate) async fn drop_snapshot_image(&self, task: &Task) -> Result<()> {
-        if let TaskKind::Snapshot { image } = task.kind {
+        if let TaskKind::Snapshot { image, .. } = task.kind {
             let mut tx = self.db.begin().await?;
             images::drop_pending(&mut tx, &image.to_string()).await?;
             tx.commit().await?;
@@ -572,11 +575,19 @@ pub(crate) async fn command_for(
         TaskKind::Resize | TaskKind::ConfirmResize | TaskKind::RevertResize => {
             return Conductor::resize_command(db, task, instance).await;
         }
-        TaskKind::Snapshot { image } => ComputeCommand::Snapshot {
-            task_id,
-            instance: uuid,
-            image_id: image.to_string(),
-        },
+        TaskKind::Snapshot { image, backup } => {
+            let image_id = image.to_string();
+            let rotate_out = match backup {
+                Some(rotation) => rotated_out(db, instance, &image_id, rotation).await?,
+                None => Vec::new(),
+            };
+            ComputeCommand::Snapshot {
+                task_id,
+                instance: uuid,
+                image_id,
+                rotate_out,
+            }
+        }
         // The spec as a build's (its ports found again, not made), from the new image.
         TaskKind::Rebuild { stopped } => {
             let Some(spec) = spec_on_its_node(db, instance).await? else {
@@ -589,6 +600,45 @@ pub(crate) async fn command_for(
             }
         }
     }))
+}
+
+/// The backups of `instance` of the new backup's type that its rotation leaves out once the
+/// new one is made (Nova's `_rotate_backups`: the newest `rotation` kept, the new one
+/// included; with 0, the new one goes too).
+async fn rotated_out(
+    db: &Db,
+    instance: &Instance,
+    new: &str,
+    rotation: u32,
+) -> Result<Vec<String>> {
+    let Some(image) = images::get(db, new).await? else {
+        return Ok(Vec::new());
+    };
+    let property = |i: &images::Image, key: &str| {
+        serde_json::from_str::<serde_json::Value>(&i.properties)
+            .ok()
+            .and_then(|p| p.get(key).and_then(|v| v.as_str()).map(str::to_owned))
+    };
+    let backup_type = property(&image, "backup_type");
+    let uuid = instance.uuid.0.to_string();
+    let mut older: Vec<images::Image> = images::with_property(db, "instance_uuid", &uuid)
+        .await?
+        .into_iter()
+        .filter(|i| {
+            i.id != new
+                && property(i, "image_type").as_deref() == Some("backup")
+                && property(i, "backup_type") == backup_type
+        })
+        .collect();
+    older.sort_by_key(|i| std::cmp::Reverse((i.created_at, i.id.clone())));
+    let keep = usize::try_from(rotation)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(1);
+    let mut out: Vec<String> = older.into_iter().skip(keep).map(|i| i.id).collect();
+    if rotation == 0 {
+        out.push(new.to_owned());
+    }
+    Ok(out)
 }
 
 /// What the agent needs to build `instance` on the node it holds (with the machine's BMC for

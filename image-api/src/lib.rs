@@ -181,6 +181,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::patch().to(images::update))
                     .route(web::delete().to(images::delete)),
             )
+            .service(web::resource("/v2/images/{id}/tasks").route(web::get().to(images::tasks)))
             .service(
                 web::resource("/v2/images/{id}/actions/{action}")
                     .route(web::post().to(images::image_action)),

@@ -95,6 +95,10 @@ pub enum TaskKind {
     /// of the queued image `image` (Nova's `createImage`); the server stays as it is.
     Snapshot {
         image: uuid::Uuid,
+        /// A backup's rotation (Nova's `createBackup`): how many of the server's backups of
+        /// its type to keep, the new one included; `None` for a snapshot.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        backup: Option<u32>,
     },
 }
 
@@ -118,7 +122,10 @@ impl TaskKind {
             // As Nova records them: a soft delete is a delete; a restore its own.
             Self::SoftDelete { .. } => "delete",
             Self::Restore => "restore",
-            Self::Snapshot { .. } => "createImage",
+            Self::Snapshot { backup: None, .. } => "createImage",
+            Self::Snapshot {
+                backup: Some(_), ..
+            } => "createBackup",
         }
     }
 
@@ -332,6 +339,10 @@ pub enum ComputeCommand {
         task_id: TaskId,
         instance: InstanceUuid,
         image_id: String,
+        /// Images to delete once the upload is done: a backup's older ones beyond its
+        /// rotation (and its own with a rotation of 0), as Nova's compute rotates them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        rotate_out: Vec<String>,
     },
     /// What the resize kept for a revert is let go of (Nova's `confirm_migration`).
     ConfirmResize {

@@ -279,6 +279,25 @@ pub async fn delete(db: &Db, id: &str) -> DbResult<bool> {
     Ok(n == 1)
 }
 
+/// The images (not deleted) whose extra property `key` is `value` (stored as JSON made by
+/// serde_json: `"key":"value"`; `value` is matched whole, so it must hold no `%` or `_` of
+/// its own — an instance's uuid does not). Callers check the property again.
+pub async fn with_property(db: &Db, key: &str, value: &str) -> DbResult<Vec<Image>> {
+    let pattern = format!(
+        "%{}%",
+        serde_json::json!({ key: value })
+            .to_string()
+            .trim_matches(|c| c == '{' || c == '}')
+    );
+    let sql = format!(
+        "SELECT {COLUMNS} FROM images WHERE status <> 'deleted' AND properties LIKE $1 \
+         ORDER BY created_at DESC"
+    );
+    let rows: Vec<Image> =
+        on_pool!(db, p => sqlx::query_as(&sql).bind(&pattern).fetch_all(p).await?);
+    Ok(rows)
+}
+
 /// Deletes a snapshot's image that never got its data (its snapshot failed, or its server went
 /// first), as Nova deletes it: never left queued. An image that got its data stays.
 pub async fn drop_pending(tx: &mut crate::Tx, id: &str) -> DbResult<bool> {

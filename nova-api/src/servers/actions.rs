@@ -360,6 +360,9 @@ pub(super) async fn action(
         "rebuild" => return super::rebuild::rebuild(&req, &ctx, &state, &id, arg).await,
         "resize" => return super::resize::resize(&ctx, &state, &id, arg).await,
         "createImage" => return super::snapshot::create_image(&req, &ctx, &state, &id, arg).await,
+        "createBackup" => {
+            return super::snapshot::create_backup(&req, &ctx, &state, &id, arg).await
+        }
         "confirmResize" => return super::resize::end(&ctx, &state, &id, arg, true).await,
         "revertResize" => return super::resize::end(&ctx, &state, &id, arg, false).await,
         "addSecurityGroup" | "removeSecurityGroup" => {

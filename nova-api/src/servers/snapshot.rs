@@ -54,7 +54,6 @@ pub(super) async fn create_image(
     id: &str,
     arg: &Value,
 ) -> ApiResult<HttpResponse> {
-    let v = ApiVersion::of(req);
     let obj = arg.as_object().ok_or_else(|| {
         invalid(
             "createImage",
@@ -72,6 +71,82 @@ pub(super) async fn create_image(
         None => BTreeMap::new(),
     };
     NOVA.require_write(ctx, "os_compute_api:servers:create_image")?;
+    start(req, ctx, state, id, name, metadata, None).await
+}
+
+/// The `createBackup` action (Nova's os-create-backup): a snapshot whose image is a backup of
+/// a type (`image_type` `backup`, `backup_type`), after which the server's older backups of
+/// that type beyond `rotation` are deleted.
+pub(super) async fn create_backup(
+    req: &HttpRequest,
+    ctx: &RequestContext,
+    state: &AppState,
+    id: &str,
+    arg: &Value,
+) -> ApiResult<HttpResponse> {
+    let obj = arg.as_object().ok_or_else(|| {
+        invalid(
+            "createBackup",
+            arg,
+            &format!("{arg} is not of type 'object'"),
+        )
+    })?;
+    body::only(obj, &["name", "backup_type", "rotation", "metadata"])?;
+    for required in ["name", "backup_type", "rotation"] {
+        if !obj.contains_key(required) {
+            return Err(invalid(
+                "createBackup",
+                arg,
+                &format!("'{required}' is a required property"),
+            ));
+        }
+    }
+    let name = parse_name(&obj["name"])?;
+    let backup_type = obj["backup_type"]
+        .as_str()
+        .ok_or_else(|| {
+            let v = &obj["backup_type"];
+            invalid("backup_type", v, &format!("{v} is not of type 'string'"))
+        })?
+        .to_owned();
+    // Nova's non_negative_integer: an integer, or a string of digits.
+    let r = &obj["rotation"];
+    let rotation = match r {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse::<u64>().ok()
+        }
+        _ => None,
+    }
+    .and_then(|n| u32::try_from(n).ok())
+    .ok_or_else(|| invalid("rotation", r, &format!("{r} is not a non-negative integer")))?;
+    let mut metadata = match obj.get("metadata") {
+        Some(m) => parse_metadata(m)?,
+        None => BTreeMap::new(),
+    };
+    NOVA.require_write(ctx, "os_compute_api:os-create-backup")?;
+    metadata.insert("image_type".into(), "backup".into());
+    metadata.insert("backup_type".into(), backup_type);
+    start(req, ctx, state, id, name, metadata, Some(rotation)).await
+}
+
+/// A snapshot (`backup`: a backup's rotation) of the server: its image made queued, its task
+/// started, Nova's answer per microversion.
+async fn start(
+    req: &HttpRequest,
+    ctx: &RequestContext,
+    state: &AppState,
+    id: &str,
+    name: String,
+    metadata: BTreeMap<String, String>,
+    backup: Option<u32>,
+) -> ApiResult<HttpResponse> {
+    let v = ApiVersion::of(req);
+    let action = if backup.is_some() {
+        "createBackup"
+    } else {
+        "createImage"
+    };
     let instance = visible(state, ctx, id).await?;
     // Before 2.39 the metadata counts against the metadata quota (Nova's
     // check_img_metadata_properties_quota).
@@ -82,6 +157,7 @@ pub(super) async fn create_image(
     let could = RULE.from_vm_states.contains(&instance.vm_state) && instance.task_state.is_none();
     let probe = TaskKind::Snapshot {
         image: uuid::Uuid::nil(),
+        backup,
     };
     if let Some(reason) = probe.unsupported_on(instance.node_type).filter(|_| could) {
         return Err(ApiError::NotImplemented(format!(
@@ -100,7 +176,10 @@ pub(super) async fn create_image(
         user_id: &ctx.user_id,
     };
     let project = (!ctx.is_admin()).then_some(ctx.project_id.as_str());
-    let kind = TaskKind::Snapshot { image: image_id };
+    let kind = TaskKind::Snapshot {
+        image: image_id,
+        backup,
+    };
     let begun =
         instances::begin_action(&state.db, instance.uuid, project, true, RULE, kind, &who).await;
     let task = match begun {
@@ -108,7 +187,7 @@ pub(super) async fn create_image(
         Err(e) => {
             // No snapshot: no image either.
             nova_db::images::delete(&state.db, &image.id).await?;
-            return Err(refused_state(e, id, "createImage", RULE.from_vm_states));
+            return Err(refused_state(e, id, action, RULE.from_vm_states));
         }
     };
     publish_task(state, task, instance.uuid, &ctx.request_id).await;
@@ -116,11 +195,13 @@ pub(super) async fn create_image(
         return Ok(HttpResponse::Accepted().json(json!({ "image_id": image.id })));
     }
     // Before 2.45, the image's URL (Nova's points at Glance; here the image API's v2 path,
-    // which a client can follow).
-    let location = format!("{}/image/v2/images/{}", PublicUrl::of(req).0, image.id);
-    Ok(HttpResponse::Accepted()
-        .insert_header(("Location", location))
-        .finish())
+    // which a client can follow). A backup with a rotation of 0 has none (it is deleted).
+    let mut response = HttpResponse::Accepted();
+    if backup != Some(0) {
+        let location = format!("{}/image/v2/images/{}", PublicUrl::of(req).0, image.id);
+        response.insert_header(("Location", location));
+    }
+    Ok(response.finish())
 }
 
 /// The snapshot's image record, queued: the project's, private, in the formats the server's
@@ -143,7 +224,7 @@ async fn record(
     properties.retain(|k, _| !NOT_INHERITED.contains(&k.as_str()));
     properties.insert("instance_uuid".into(), json!(instance.uuid.0.to_string()));
     properties.insert("user_id".into(), json!(ctx.user_id));
-    properties.insert("image_type".into(), json!("snapshot"));
+    properties.insert("image_type".into(), json!("snapshot")); // (a backup's metadata says so)
     properties.insert("base_image_ref".into(), json!(instance.image_ref));
     for (k, val) in metadata {
         properties.insert(k, json!(val));

@@ -409,6 +409,17 @@ async fn the_openstack_cli_drives_a_servers_life() -> anyhow::Result<()> {
             .await?;
         assert_eq!(s["flavor"]["id"], json!(flavor), "{args:?}");
     }
+    // A snapshot, waited for by the CLI, listed as an image.
+    e2e::cli::run(
+        &stack,
+        "demo",
+        &[
+            "server", "image", "create", "--name", "web-snap", "--wait", "web",
+        ],
+    )
+    .await?;
+    let image = demo(&stack, &["image", "show", "web-snap"]).await?;
+    assert_eq!(field(&image, "status"), &json!("active"), "{image}");
     e2e::cli::run(&stack, "demo", &["server", "reboot", "--wait", "web"]).await?;
     let s = demo(&stack, &["server", "show", "web"]).await?;
     assert_eq!(field(&s, "status"), &json!("ACTIVE"));

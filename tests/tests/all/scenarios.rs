@@ -2481,6 +2481,20 @@ async fn a_soft_deleted_server_is_reclaimed_after_its_interval() -> anyhow::Resu
     Ok(())
 }
 
+/// The server once its task has ended (a snapshot's image may be active a moment before).
+async fn wait_idle(c: &Client, id: &str) -> anyhow::Result<Value> {
+    let path = format!("/servers/{id}");
+    e2e::wait_until(WAIT, "the task ended", || {
+        let (c, path) = (c.clone(), path.clone());
+        async move {
+            let r = c.get(&path).await?;
+            Ok(r.body["server"]["OS-EXT-STS:task_state"].is_null())
+        }
+    })
+    .await?;
+    Ok(c.get(&path).await?.body["server"].clone())
+}
+
 on_both_shapes!(a_snapshot_becomes_an_image_that_boots, Options::default());
 /// createImage as Nova's: a queued image in the project's name with the server's image's
 /// properties and the request's metadata, its data uploaded by the host; the server as it was;
@@ -2524,8 +2538,8 @@ async fn a_snapshot_becomes_an_image_that_boots(stack: &dyn Stack) -> anyhow::Re
     assert_eq!(doc["purpose"], json!("test"));
     assert_eq!(doc["visibility"], json!("private"));
     assert!(doc["size"].as_u64().unwrap_or_default() > 0, "{doc}");
-    let s = c.wait_status(&id, "ACTIVE", WAIT).await?;
-    assert_eq!(s["OS-EXT-STS:task_state"], Value::Null);
+    let s = wait_idle(&c, &id).await?;
+    assert_eq!(s["status"], json!("ACTIVE"));
     // The snapshot boots.
     let from = c.create_server_from("from-snap", "1", &image).await?;
     let s = c.wait_status(&from, "ACTIVE", WAIT).await?;
@@ -2542,7 +2556,7 @@ async fn a_snapshot_becomes_an_image_that_boots(stack: &dyn Stack) -> anyhow::Re
     assert!(r.headers.get("location").is_none());
     let second = r.body["image_id"].as_str().unwrap_or_default().to_owned();
     c.wait_image_status(&second, "active", WAIT).await?;
-    c.wait_status(&id, "SHUTOFF", WAIT).await?;
+    assert_eq!(wait_idle(&c, &id).await?["status"], json!("SHUTOFF"));
     let recorded = actions::list(stack.db(), uuid(&id)?).await?;
     let names: Vec<&str> = recorded.iter().map(|a| a.action.as_str()).collect();
     assert_eq!(names, ["create", "createImage", "stop", "createImage"]);
@@ -2602,5 +2616,48 @@ async fn a_snapshot_becomes_an_image_that_boots(stack: &dyn Stack) -> anyhow::Re
     c.wait_gone(&doomed, WAIT).await?;
     gate.release();
     assert_eq!(c.image(&orphan).await?.status, 404);
+
+    // Backups: each a snapshot of its type; past the rotation the oldest are deleted.
+    let v245 = c.at_microversion("2.45");
+    let mut backups = Vec::new();
+    for i in 0..3 {
+        let r = v245
+            .action(
+                &id,
+                &json!({"createBackup": {"name": format!("daily-{i}"), "backup_type": "daily",
+                                         "rotation": "2"}}),
+            )
+            .await?;
+        assert_eq!(r.status, 202, "{}", r.body);
+        let b = r.body["image_id"].as_str().unwrap_or_default().to_owned();
+        let doc = c.wait_image_status(&b, "active", WAIT).await?;
+        assert_eq!(
+            (&doc["image_type"], &doc["backup_type"]),
+            (&json!("backup"), &json!("daily"))
+        );
+        assert_eq!(wait_idle(&c, &id).await?["status"], json!("SHUTOFF"));
+        backups.push(b);
+    }
+    assert_eq!(c.image(&backups[0]).await?.status, 404, "rotated out");
+    for kept in &backups[1..] {
+        assert_eq!(c.image(kept).await?.status, 200);
+    }
+    assert_eq!(
+        c.image(&image).await?.status,
+        200,
+        "a snapshot is no backup"
+    );
+    let r = v245
+        .action(
+            &id,
+            &json!({"createBackup": {"name": "x", "backup_type": "daily", "rotation": -1}}),
+        )
+        .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let recorded = actions::list(stack.db(), uuid(&id)?).await?;
+    assert_eq!(
+        recorded.last().map(|a| a.action.as_str()),
+        Some("createBackup")
+    );
     Ok(())
 }
