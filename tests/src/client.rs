@@ -299,6 +299,22 @@ impl Client {
         Reply::read(res).await
     }
 
+    /// Deletes an image through the image service (204 expected).
+    pub async fn delete_image(&self, id: &str) -> anyhow::Result<()> {
+        let url = format!(
+            "{}/image/v2/images/{id}",
+            self.base.trim_end_matches("/v2.1")
+        );
+        let res = self
+            .http
+            .delete(url)
+            .header("X-Auth-Token", &self.token)
+            .send()
+            .await?;
+        anyhow::ensure!(res.status() == 204, "image delete: {}", res.status());
+        Ok(())
+    }
+
     /// Polls until the image has `status`.
     pub async fn wait_image_status(
         &self,
