@@ -991,6 +991,51 @@ impl Agent {
                     no_addresses(self.then_state(r, *instance).await),
                 )
             }
+            ComputeCommand::Shelve {
+                task_id,
+                instance,
+                image_id,
+            } => {
+                tracing::info!(image = %image_id, "shelving");
+                let file = self
+                    .images
+                    .dir()
+                    .join("tmp")
+                    .join(format!("snapshot-{image_id}"));
+                let r = bounded(limit, async {
+                    driver.snapshot(*instance, &file).await?;
+                    self.images.upload(image_id, &file).await.map_err(|e| {
+                        DriverError::Backend(format!("shelved image {image_id} not uploaded: {e}"))
+                    })?;
+                    // Offloaded: the guest goes, and the host's cached image is no longer its.
+                    driver.destroy(*instance).await?;
+                    if let Err(e) = self.images.release(*instance) {
+                        tracing::warn!(error = %e, "image cache: use not released");
+                    }
+                    Ok((nova_core::model::PowerState::NoState, Vec::new()))
+                })
+                .await;
+                let _ = tokio::fs::remove_file(&file).await;
+                (Some(*task_id), r)
+            }
+            ComputeCommand::Unshelve {
+                task_id,
+                spec,
+                shelved_image,
+            } => {
+                tracing::info!(node = %spec.node, image = %shelved_image, "unshelving");
+                let r = bounded(limit, async {
+                    let images = self.boot_images(spec).await?;
+                    let built = driver.spawn(spec, &images).await?;
+                    // As Nova's unshelve: the shelved image goes once the server runs again.
+                    if let Err(e) = self.images.delete_image(shelved_image).await {
+                        tracing::warn!(image = %shelved_image, error = %e, "shelved image not deleted");
+                    }
+                    Ok((built.power_state, built.addresses))
+                })
+                .await;
+                (Some(*task_id), r)
+            }
             ComputeCommand::ConfirmResize { task_id, instance } => {
                 let r = bounded(limit, driver.confirm_resize(*instance)).await;
                 (

@@ -117,7 +117,7 @@ impl Conductor {
 
     /// A server's addresses: its ports' ([`nova_db::ports::server_addresses`]), then what
     /// its host reported of its other NICs.
-    async fn with_port_addresses(
+    pub(crate) async fn with_port_addresses(
         &self,
         instance: &nova_core::model::Instance,
         reported: Vec<nova_core::model::Address>,
@@ -175,6 +175,10 @@ impl Conductor {
         match (task.kind, outcome) {
             (TaskKind::Delete, Outcome::Destroyed) => {
                 self.finish_delete(&task, &instance, Some(host)).await
+            }
+            (TaskKind::Shelve { .. } | TaskKind::Unshelve, outcome) => {
+                self.apply_shelve_result(&task, &instance, outcome, host)
+                    .await
             }
             (kind, outcome) if crate::tasks::resizes(kind) => {
                 self.apply_resize_result(&task, &instance, outcome, host)

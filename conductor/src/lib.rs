@@ -12,6 +12,7 @@ pub mod reconciler;
 mod resize;
 pub mod scheduler;
 pub mod settings;
+mod shelve;
 pub mod tasks;
 
 use nova_core::bus::{self, Bus, BusError};

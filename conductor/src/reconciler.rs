@@ -168,6 +168,21 @@ async fn give_up(c: &Conductor, task: &task_rows::Task) -> Result<()> {
         task.instance,
         task.attempts
     );
+    if task.kind == TaskKind::Unshelve {
+        // An unshelve its host never answered: back to SHELVED_OFFLOADED, its claim given up.
+        if let Some(instance) = instances::get_any(&c.db, task.instance)
+            .await?
+            .filter(|i| !i.deleted)
+        {
+            let message = format!(
+                "{} of instance {} was sent {} times without an answer from its host; given up",
+                event_name(task.kind),
+                task.instance,
+                task.attempts
+            );
+            return c.fail_unshelve(task, &instance, message, None).await;
+        }
+    }
     // (Read before the transaction: SQLite's pool may have one connection.)
     let resize_step = crate::resize::given_up(&c.db, task).await?;
     // A snapshot given up uploads nothing: its image goes (never queued for ever).

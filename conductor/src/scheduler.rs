@@ -58,6 +58,24 @@ impl Scheduler {
         alive_since: i64,
         attempts: u32,
     ) -> DbResult<Placement> {
+        let building = (
+            nova_core::model::VmState::Building,
+            nova_core::model::TaskState::Scheduling,
+        );
+        self.place_from(db, instance, task, alive_since, attempts, building)
+            .await
+    }
+
+    /// [`Self::place`] for an instance in the states `from` (an unshelve's).
+    pub async fn place_from(
+        &self,
+        db: &Db,
+        instance: &Instance,
+        task: nova_core::ids::TaskId,
+        alive_since: i64,
+        attempts: u32,
+        from: (nova_core::model::VmState, nova_core::model::TaskState),
+    ) -> DbResult<Placement> {
         let need = instance.flavor.resources();
         let hints = &instance.scheduler_hints;
         // Nova's SameHostFilter and DifferentHostFilter: the hosts the hinted servers are on.
@@ -218,11 +236,12 @@ impl Scheduler {
                         (node, fresh) = (current, true);
                         continue;
                     }
-                    if !instances::assign_host(
+                    if !instances::assign_host_from(
                         &mut tx,
                         instance.uuid,
                         &node.host,
                         &node.inventory.name,
+                        from,
                     )
                     .await?
                     {

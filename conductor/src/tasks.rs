@@ -35,6 +35,8 @@ pub(crate) fn event_name(kind: TaskKind) -> &'static str {
         TaskKind::Snapshot {
             backup: Some(_), ..
         } => "compute_backup_instance",
+        TaskKind::Shelve { .. } => "compute_shelve_instance",
+        TaskKind::Unshelve => "compute_unshelve_instance",
     }
 }
 
@@ -46,8 +48,9 @@ pub(crate) fn host_task_states(kind: TaskKind) -> Option<(TaskState, VmState)> {
     Some(match kind {
         TaskKind::Build | TaskKind::Delete => return None,
         TaskKind::Resize | TaskKind::ConfirmResize | TaskKind::RevertResize => return None,
-        // The server stays in its vm state (see `events`).
-        TaskKind::Snapshot { .. } => return None,
+        // The server stays in its vm state, or its states are the shelve's (see `events` and
+        // `shelve`).
+        TaskKind::Snapshot { .. } | TaskKind::Shelve { .. } | TaskKind::Unshelve => return None,
         TaskKind::Stop => (TaskState::PoweringOff, VmState::Stopped),
         TaskKind::Start => (TaskState::PoweringOn, VmState::Active),
         TaskKind::Reboot { hard: true } => (TaskState::RebootingHard, VmState::Active),
@@ -66,7 +69,9 @@ pub(crate) fn host_task_states(kind: TaskKind) -> Option<(TaskState, VmState)> {
 /// Whether a task is one call to the server's host whose failure ends as a host task's: the
 /// task state cleared, a fault (the resize's and the snapshot's, whose states are their own).
 pub(crate) fn on_host(kind: TaskKind) -> bool {
-    host_task_states(kind).is_some() || resizes(kind) || matches!(kind, TaskKind::Snapshot { .. })
+    host_task_states(kind).is_some()
+        || resizes(kind)
+        || matches!(kind, TaskKind::Snapshot { .. } | TaskKind::Shelve { .. })
 }
 
 /// Whether a task is a resize's (its migration says what it does).
@@ -113,6 +118,7 @@ impl Conductor {
             TaskKind::Build => self.build(&task, &instance).await,
             TaskKind::Delete => self.delete(&task, &instance).await,
             TaskKind::Resize => self.resize(&task, &instance).await,
+            TaskKind::Unshelve => self.unshelve(&task, &instance).await,
             _ => self.host_action(&task, &instance).await,
         }
     }
@@ -338,7 +344,7 @@ impl Conductor {
         // A delete supersedes whatever else was open (a build that never finished, say); a
         // snapshot it cut short leaves no queued image.
         for open in task_rows::open_for_tx(&mut tx, instance.uuid).await? {
-            if let TaskKind::Snapshot { image, .. } = open.kind {
+            if let Some(image) = crate::shelve::image_of(open.kind) {
                 images::drop_pending(&mut tx, &image.to_string()).await?;
             }
         }
@@ -415,7 +421,7 @@ impl Conductor {
     /// Deletes the queued image of a snapshot task that will not upload it (Nova deletes the
     /// image of a snapshot that failed).
     pub(crate) async fn drop_snapshot_image(&self, task: &Task) -> Result<()> {
-        if let TaskKind::Snapshot { image, .. } = task.kind {
+        if let Some(image) = crate::shelve::image_of(task.kind) {
             let mut tx = self.db.begin().await?;
             images::drop_pending(&mut tx, &image.to_string()).await?;
             tx.commit().await?;
@@ -443,6 +449,29 @@ impl Conductor {
             if self.soft_deleted_locally(task, host).await? {
                 return Ok(());
             }
+        }
+        // An unshelve placed and sent (dispatched): its spawn again, on its new host.
+        if task.kind == TaskKind::Unshelve && !instance.deleted {
+            let command = match &instance.host {
+                Some(_) if instance.task_state == Some(TaskState::Spawning) => {
+                    self.unshelve_command(task, &instance).await?
+                }
+                _ => None,
+            };
+            return match (command, instance.host.as_deref()) {
+                (Some(command), Some(host)) => {
+                    self.send_to_host(host, command, Some(task.request_id.clone()))
+                        .await?;
+                    Ok(())
+                }
+                _ => {
+                    let message = format!(
+                        "The unshelve of instance {} could not be started on a host.",
+                        instance.uuid
+                    );
+                    self.fail_unshelve(task, &instance, message, None).await
+                }
+            };
         }
         match (
             &instance.host,
@@ -575,6 +604,13 @@ pub(crate) async fn command_for(
         TaskKind::Resize | TaskKind::ConfirmResize | TaskKind::RevertResize => {
             return Conductor::resize_command(db, task, instance).await;
         }
+        TaskKind::Shelve { image } => ComputeCommand::Shelve {
+            task_id,
+            instance: uuid,
+            image_id: image.to_string(),
+        },
+        // Placed by the conductor first (see `shelve`): sent from there.
+        TaskKind::Unshelve => return Ok(None),
         TaskKind::Snapshot { image, backup } => {
             let image_id = image.to_string();
             let rotate_out = match backup {
@@ -643,7 +679,10 @@ async fn rotated_out(
 
 /// What the agent needs to build `instance` on the node it holds (with the machine's BMC for
 /// bare metal); `None` when it has no node or its image can no longer be used.
-async fn spec_on_its_node(db: &Db, instance: &Instance) -> Result<Option<Box<InstanceSpec>>> {
+pub(crate) async fn spec_on_its_node(
+    db: &Db,
+    instance: &Instance,
+) -> Result<Option<Box<InstanceSpec>>> {
     let Some(node) = instance.node.as_deref() else {
         return Ok(None);
     };

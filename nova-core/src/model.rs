@@ -74,6 +74,8 @@ string_enum!(
         ResizeReverting => "resize_reverting",
         ResizeConfirming => "resize_confirming",
         ImageSnapshot => "image_snapshot",
+        Shelving => "shelving",
+        Unshelving => "unshelving",
         SoftDeleting => "soft-deleting",
         Restoring => "restoring",
         Deleting => "deleting",

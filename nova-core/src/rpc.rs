@@ -100,6 +100,14 @@ pub enum TaskKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         backup: Option<u32>,
     },
+    /// The server snapshotted into the queued image `image` and let go of its host (Nova's
+    /// `shelve` with `shelved_offload_time` 0, its default): SHELVED_OFFLOADED, no claim.
+    Shelve {
+        image: uuid::Uuid,
+    },
+    /// A SHELVED_OFFLOADED server placed again and spawned from its shelved image (Nova's
+    /// `unshelve`).
+    Unshelve,
 }
 
 impl TaskKind {
@@ -126,6 +134,8 @@ impl TaskKind {
             Self::Snapshot {
                 backup: Some(_), ..
             } => "createBackup",
+            Self::Shelve { .. } => "shelve",
+            Self::Unshelve => "unshelve",
         }
     }
 
@@ -155,6 +165,9 @@ impl TaskKind {
             // host's to read.
             (NodeType::Baremetal, Self::Snapshot { .. }) => {
                 Some("a bare-metal machine cannot be snapshotted")
+            }
+            (NodeType::Baremetal, Self::Shelve { .. } | Self::Unshelve) => {
+                Some("a bare-metal machine cannot be shelved (its disk cannot be snapshotted)")
             }
             _ => None,
         }
@@ -343,6 +356,20 @@ pub enum ComputeCommand {
         /// rotation (and its own with a rotation of 0), as Nova's compute rotates them.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         rotate_out: Vec<String>,
+    },
+    /// The instance snapshotted into the queued image `image_id` (as [`Self::Snapshot`]), then
+    /// destroyed on the host (Nova's `shelve` and `shelve_offload`).
+    Shelve {
+        task_id: TaskId,
+        instance: InstanceUuid,
+        image_id: String,
+    },
+    /// The instance spawned from `spec` (whose image is the shelved one), after which the
+    /// shelved image is deleted through the image service (Nova's `unshelve`).
+    Unshelve {
+        task_id: TaskId,
+        spec: Box<InstanceSpec>,
+        shelved_image: String,
     },
     /// What the resize kept for a revert is let go of (Nova's `confirm_migration`).
     ConfirmResize {
@@ -553,6 +580,8 @@ impl ComputeCommand {
             | Self::Rebuild { task_id, .. }
             | Self::Resize { task_id, .. }
             | Self::Snapshot { task_id, .. }
+            | Self::Shelve { task_id, .. }
+            | Self::Unshelve { task_id, .. }
             | Self::ConfirmResize { task_id, .. }
             | Self::RevertResize { task_id, .. } => Some(*task_id),
             Self::Destroy { task_id, .. } => *task_id,
@@ -586,6 +615,10 @@ impl ComputeCommand {
             // A second rebuild would build the guest again, losing what it wrote since; a
             // second snapshot would find its image uploaded already.
             Self::Reboot { .. } | Self::Rebuild { .. } | Self::Snapshot { .. } => false,
+            // A second shelve would find its image uploaded and the guest gone; a second
+            // unshelve finds the guest there (a spawn is idempotent) and the image gone.
+            Self::Shelve { .. } => false,
+            Self::Unshelve { .. } => true,
             // Questions: nothing changes at all.
             Self::ConsoleOutput { .. } | Self::HostUptime | Self::Diagnostics { .. } => true,
             // The drivers plug and unplug idempotently (a NIC that is there is not added).
@@ -600,7 +633,9 @@ impl ComputeCommand {
     /// The instance the command is about (none for questions about the host).
     pub fn instance(&self) -> Option<InstanceUuid> {
         match self {
-            Self::Spawn { spec, .. } | Self::Rebuild { spec, .. } => Some(spec.uuid),
+            Self::Spawn { spec, .. } | Self::Rebuild { spec, .. } | Self::Unshelve { spec, .. } => {
+                Some(spec.uuid)
+            }
             Self::Destroy { instance, .. }
             | Self::PowerOff { instance, .. }
             | Self::PowerOn { instance, .. }
@@ -611,6 +646,7 @@ impl ComputeCommand {
             | Self::Resume { instance, .. }
             | Self::Resize { instance, .. }
             | Self::Snapshot { instance, .. }
+            | Self::Shelve { instance, .. }
             | Self::ConfirmResize { instance, .. }
             | Self::RevertResize { instance, .. }
             | Self::ConsoleOutput { instance, .. }

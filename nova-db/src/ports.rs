@@ -1188,6 +1188,22 @@ pub async fn bind_to_host(db: &Db, device_id: &str, host: &str) -> DbResult<()> 
     Ok(())
 }
 
+/// Unbinds a server's ports from their host, keeping them and their addresses (a shelved server
+/// let go of its host: Nova's `shelve_offload` unbinds them), in `tx`.
+pub async fn unbind_from_host(tx: &mut Tx, device_id: &str) -> DbResult<()> {
+    on_tx!(tx, c => {
+        sqlx::query(
+            "UPDATE ports SET host_id = '', status = 'DOWN', updated_at = $2, \
+             revision_number = revision_number + 1 WHERE device_id = $1",
+        )
+        .bind(device_id)
+        .bind(nova_core::time::now_ms())
+        .execute(&mut *c)
+        .await?;
+    });
+    Ok(())
+}
+
 /// Undoes a server's ports, in the transaction that deletes the server or fails its build:
 /// the ports made for it are deleted with their addresses, the user's are unbound and kept
 /// (Nova's preserve_on_delete).

@@ -165,7 +165,18 @@ pub(super) async fn hard_delete(ctx: &RequestContext, state: &AppState, id: &str
         from_vm_states: ALL_LIVE_STATES,
         task_state: TaskState::Deleting,
     };
-    begin(state, ctx, id, "delete", rule, TaskKind::Delete).await
+    begin(state, ctx, id, "delete", rule, TaskKind::Delete).await?;
+    // As Nova's delete of a shelved server: its shelved image goes too (data and record).
+    if let Ok(uuid) = id.parse::<InstanceUuid>() {
+        if let Some(image) = instances::shelved_image(&state.db, uuid).await? {
+            if let Err(e) =
+                image_api::delete_image(&state.db, state.image_data.as_ref(), &image).await
+            {
+                tracing::warn!(%image, error = ?e, "shelved image not deleted");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The `lock` action: the owner's lock, or an admin's that only an admin undoes; from 2.73
@@ -363,6 +374,9 @@ pub(super) async fn action(
         "createBackup" => {
             return super::snapshot::create_backup(&req, &ctx, &state, &id, arg).await
         }
+        "shelve" => return super::shelve::shelve(&ctx, &state, &id, arg).await,
+        "shelveOffload" => return super::shelve::shelve_offload(&ctx, &state, &id, arg).await,
+        "unshelve" => return super::shelve::unshelve(&req, &ctx, &state, &id, arg).await,
         "confirmResize" => return super::resize::end(&ctx, &state, &id, arg, true).await,
         "revertResize" => return super::resize::end(&ctx, &state, &id, arg, false).await,
         "addSecurityGroup" | "removeSecurityGroup" => {

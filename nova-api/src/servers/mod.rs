@@ -19,6 +19,7 @@ mod password;
 mod rebuild;
 mod resize;
 mod security_groups;
+mod shelve;
 mod show;
 mod snapshot;
 pub mod tags;

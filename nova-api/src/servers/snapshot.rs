@@ -37,7 +37,7 @@ const NOT_INHERITED: &[&str] = &[
 
 /// Nova's snapshot: from these vm states, with no task running; the lock is not checked
 /// ("lock is intended to prevent accidental change/delete of instances").
-const RULE: TransitionRule = TransitionRule {
+pub(super) const RULE: TransitionRule = TransitionRule {
     from_vm_states: &[
         VmState::Active,
         VmState::Stopped,
@@ -209,7 +209,7 @@ async fn start(
 /// server's image's properties (but those not inherited), its `min_ram`, its `min_disk` at
 /// least the flavor's root disk, `instance_uuid`, `user_id`, `image_type` `snapshot`,
 /// `base_image_ref`, and the request's metadata over them.
-async fn record(
+pub(super) async fn record(
     state: &AppState,
     ctx: &RequestContext,
     instance: &Instance,

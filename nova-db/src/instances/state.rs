@@ -92,6 +92,49 @@ pub async fn begin_action(
     Ok(task)
 }
 
+/// A shelved server's placement, given up or undone: its host and node cleared and its shelved
+/// image recorded (`Some`) or kept (`None`), in `tx` (the caller's transition says the states).
+pub async fn set_offloaded(
+    tx: &mut Tx,
+    uuid: InstanceUuid,
+    shelved_image: Option<&str>,
+) -> DbResult<()> {
+    on_tx!(tx, c => {
+        sqlx::query(
+            "UPDATE instances SET host = NULL, node = NULL, \
+             shelved_image_id = COALESCE($2, shelved_image_id), updated_at = $3 WHERE uuid = $1",
+        )
+        .bind(uuid.0)
+        .bind(shelved_image)
+        .bind(now_ms())
+        .execute(&mut *c)
+        .await?;
+    });
+    Ok(())
+}
+
+/// Forgets a server's shelved image (unshelved).
+pub async fn clear_shelved_image(tx: &mut Tx, uuid: InstanceUuid) -> DbResult<()> {
+    on_tx!(tx, c => {
+        sqlx::query("UPDATE instances SET shelved_image_id = NULL WHERE uuid = $1")
+            .bind(uuid.0)
+            .execute(&mut *c)
+            .await?;
+    });
+    Ok(())
+}
+
+/// The image a shelved server is unshelved from.
+pub async fn shelved_image(db: &Db, uuid: InstanceUuid) -> DbResult<Option<String>> {
+    let row: Option<(Option<String>,)> = on_pool!(db, p => {
+        sqlx::query_as("SELECT shelved_image_id FROM instances WHERE uuid = $1")
+            .bind(uuid.0)
+            .fetch_optional(p)
+            .await?
+    });
+    Ok(row.and_then(|(i,)| i))
+}
+
 /// Starts the reclaim of a SOFT_DELETED server whose time has passed (Nova's
 /// `_reclaim_queued_deletes`): in one transaction, only if it is still SOFT_DELETED with no task
 /// running and its `reclaim_at` not after `now` (a restore begun meanwhile wins), the task state
@@ -226,6 +269,24 @@ pub async fn assign_host(
     host: &str,
     node: &str,
 ) -> DbResult<bool> {
+    assign_host_from(
+        tx,
+        uuid,
+        host,
+        node,
+        (VmState::Building, TaskState::Scheduling),
+    )
+    .await
+}
+
+/// [`assign_host`] for an instance placed from other states (an unshelve's).
+pub async fn assign_host_from(
+    tx: &mut Tx,
+    uuid: InstanceUuid,
+    host: &str,
+    node: &str,
+    (vm_state, task_state): (VmState, TaskState),
+) -> DbResult<bool> {
     let n = on_tx!(tx, c => {
         sqlx::query(
             "UPDATE instances SET host = $2, node = $3, task_state = $4, updated_at = $5 \
@@ -236,8 +297,8 @@ pub async fn assign_host(
         .bind(node)
         .bind(TaskState::Spawning.as_str())
         .bind(now_ms())
-        .bind(VmState::Building.as_str())
-        .bind(TaskState::Scheduling.as_str())
+        .bind(vm_state.as_str())
+        .bind(task_state.as_str())
         .execute(&mut *c)
         .await?
         .rows_affected()

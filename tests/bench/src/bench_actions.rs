@@ -284,13 +284,19 @@ async fn main() -> anyhow::Result<()> {
     for action in ACTIONS {
         let mut s = service.remove(action).unwrap_or_default();
         s.sort_by(f64::total_cmp);
-        let (s50, s90) = (e2e_bench::percentile(&s, 0.5), e2e_bench::percentile(&s, 0.9));
+        let (s50, s90) = (
+            e2e_bench::percentile(&s, 0.5),
+            e2e_bench::percentile(&s, 0.9),
+        );
         match engine.remove(action) {
             Some(mut r) => {
                 r.sort_by(f64::total_cmp);
                 let mut p = paired.remove(action).unwrap_or_default();
                 p.sort_by(f64::total_cmp);
-                let (r50, r90) = (e2e_bench::percentile(&r, 0.5), e2e_bench::percentile(&r, 0.9));
+                let (r50, r90) = (
+                    e2e_bench::percentile(&r, 0.5),
+                    e2e_bench::percentile(&r, 0.9),
+                );
                 let p50 = e2e_bench::percentile(&p, 0.5);
                 println!(
                     "| {action} | {s50:.0} / {s90:.0} ms | {r50:.0} / {r90:.0} ms | {:.0} ms = {:.1} % | {p50:.0} ms |",
@@ -298,9 +304,9 @@ async fn main() -> anyhow::Result<()> {
                     (s50 - r50) / r50 * 100.0
                 );
             }
-            None => println!(
-                "| {action} | {s50:.0} / {s90:.0} ms | (no engine call) | {s50:.0} ms | |"
-            ),
+            None => {
+                println!("| {action} | {s50:.0} / {s90:.0} ms | (no engine call) | {s50:.0} ms | |")
+            }
         }
     }
     Ok(())

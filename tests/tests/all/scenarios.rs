@@ -2661,3 +2661,100 @@ async fn a_snapshot_becomes_an_image_that_boots(stack: &dyn Stack) -> anyhow::Re
     );
     Ok(())
 }
+
+on_both_shapes!(
+    a_shelved_server_lets_go_of_its_host_and_comes_back,
+    Options::default()
+);
+/// Shelve as Nova's with `shelved_offload_time` 0: the server snapshotted into
+/// `<name>-shelved`, its guest and claim gone, SHELVED_OFFLOADED with its addresses; unshelve
+/// places and spawns it again from that image, which then goes; a shelve whose snapshot fails
+/// leaves the server as it was; deleting a shelved server deletes its image.
+async fn a_shelved_server_lets_go_of_its_host_and_comes_back(
+    stack: &dyn Stack,
+) -> anyhow::Result<()> {
+    let c = client(stack);
+    let admin = Client::new(stack.api_url(), "admin:admin");
+    let id = c.create_server("shelf", "1").await?;
+    let before = c.wait_status(&id, "ACTIVE", WAIT).await?;
+    let u = uuid(&id)?;
+    assert_eq!(nodes::allocation_count(stack.db()).await?, 1);
+    let r = c.action(&id, &json!({"shelve": {"now": 1}})).await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    for action in ["shelveOffload", "unshelve"] {
+        let r = c.action(&id, &json!({ action: null })).await?;
+        assert_eq!(r.status, 409, "{}", r.body);
+        assert_eq!(
+            r.body["conflictingRequest"]["message"],
+            json!(format!(
+                "Cannot '{action}' instance {id} while it is in vm_state active"
+            ))
+        );
+    }
+    assert_eq!(c.action(&id, &json!({"shelve": null})).await?.status, 202);
+    let s = c.wait_status(&id, "SHELVED_OFFLOADED", WAIT).await?;
+    assert_eq!(s["OS-EXT-STS:task_state"], Value::Null);
+    assert_eq!(s["addresses"], before["addresses"], "its addresses kept");
+    let s = admin.server(&id).await?.body["server"].clone();
+    assert_eq!(s["OS-EXT-SRV-ATTR:host"], Value::Null, "{s}");
+    assert_eq!(nodes::allocation_count(stack.db()).await?, 0, "no claim");
+    assert!(!stack.driver().has_instance(u), "the guest is gone");
+    let image = instances::shelved_image(stack.db(), u)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no shelved image"))?;
+    let doc = c.wait_image_status(&image, "active", WAIT).await?;
+    assert_eq!(doc["name"], json!("shelf-shelved"));
+    let r = c.action(&id, &json!({"shelveOffload": null})).await?;
+    assert_eq!(r.status, 409, "{}", r.body);
+
+    assert_eq!(c.action(&id, &json!({"unshelve": null})).await?.status, 202);
+    let s = c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(s["addresses"], before["addresses"]);
+    assert_eq!(
+        s["image"]["id"],
+        json!(e2e::client::IMAGE),
+        "its own image still"
+    );
+    assert_eq!(nodes::allocation_count(stack.db()).await?, 1);
+    assert!(stack.driver().has_instance(u));
+    assert_eq!(
+        c.image(&image).await?.status,
+        404,
+        "the shelved image is gone"
+    );
+    assert_eq!(instances::shelved_image(stack.db(), u).await?, None);
+    let recorded = actions::list(stack.db(), u).await?;
+    let names: Vec<&str> = recorded.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(names, ["create", "shelve", "unshelve"]);
+
+    // A shelve whose snapshot fails: the server as it was, on its host, the image deleted.
+    stack.driver().add_rule(Rule {
+        step: Step::Snapshot,
+        target: Target::NameContains("shelf".into()),
+        misbehaviour: Misbehaviour::Fail("the disk would not be read".into()),
+    });
+    assert_eq!(c.action(&id, &json!({"shelve": null})).await?.status, 202);
+    let s = wait_idle(&c, &id).await?;
+    assert_eq!(s["status"], json!("ACTIVE"), "{s}");
+    let recorded = actions::list(stack.db(), u).await?;
+    let last = recorded.last().ok_or_else(|| anyhow::anyhow!("no action"))?;
+    assert_eq!(
+        (last.action.as_str(), last.events[0].result.as_deref()),
+        ("shelve", Some("Error"))
+    );
+    assert!(stack.driver().has_instance(u));
+    assert_eq!(nodes::allocation_count(stack.db()).await?, 1);
+    stack.driver().clear_rules();
+
+    // Deleting a shelved server deletes its shelved image.
+    assert_eq!(c.action(&id, &json!({"shelve": null})).await?.status, 202);
+    c.wait_status(&id, "SHELVED_OFFLOADED", WAIT).await?;
+    let image = instances::shelved_image(stack.db(), u)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no shelved image"))?;
+    assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 204);
+    c.wait_gone(&id, WAIT).await?;
+    assert_eq!(c.image(&image).await?.status, 404);
+    assert_eq!(nodes::allocation_count(stack.db()).await?, 0);
+    Ok(())
+}
