@@ -420,6 +420,11 @@ async fn the_openstack_cli_drives_a_servers_life() -> anyhow::Result<()> {
     .await?;
     let image = demo(&stack, &["image", "show", "web-snap"]).await?;
     assert_eq!(field(&image, "status"), &json!("active"), "{image}");
+    for (action, status) in [("shelve", "SHELVED_OFFLOADED"), ("unshelve", "ACTIVE")] {
+        e2e::cli::run(&stack, "demo", &["server", action, "web"]).await?;
+        http.wait_status(&web, status, std::time::Duration::from_secs(60))
+            .await?;
+    }
     e2e::cli::run(&stack, "demo", &["server", "reboot", "--wait", "web"]).await?;
     let s = demo(&stack, &["server", "show", "web"]).await?;
     assert_eq!(field(&s, "status"), &json!("ACTIVE"));

@@ -357,6 +357,19 @@ async fn a_container_server_lives_its_whole_life_through_the_api() -> anyhow::Re
     assert_eq!(c.delete(&format!("/servers/{from}")).await?.status, 204);
     c.wait_gone(&from, WAIT).await?;
 
+    // Shelve: the container committed into an image and removed; unshelve: a new container
+    // from that image.
+    let before = inspect_of(&docker, &id).await?.id;
+    assert_eq!(c.action(&id, &json!({"shelve": null})).await?.status, 202);
+    c.wait_status(&id, "SHELVED_OFFLOADED", WAIT).await?;
+    assert_eq!(containers_of(&docker, &id).await?, 0, "offloaded");
+    assert_eq!(c.action(&id, &json!({"unshelve": null})).await?.status, 202);
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    let after = inspect_of(&docker, &id).await?;
+    assert_ne!(after.id, before, "a new container");
+    assert_ne!(after.image, base, "from the shelved image");
+    assert_eq!(container_state(&docker, &id).await?.0, "running");
+
     // Delete leaves nothing: no container, no config drive. (Paused first: the engine
     // removes a frozen container too.)
     assert_eq!(c.action(&id, &json!({"pause": null})).await?.status, 202);

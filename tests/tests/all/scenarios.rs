@@ -2737,7 +2737,9 @@ async fn a_shelved_server_lets_go_of_its_host_and_comes_back(
     let s = wait_idle(&c, &id).await?;
     assert_eq!(s["status"], json!("ACTIVE"), "{s}");
     let recorded = actions::list(stack.db(), u).await?;
-    let last = recorded.last().ok_or_else(|| anyhow::anyhow!("no action"))?;
+    let last = recorded
+        .last()
+        .ok_or_else(|| anyhow::anyhow!("no action"))?;
     assert_eq!(
         (last.action.as_str(), last.events[0].result.as_deref()),
         ("shelve", Some("Error"))
