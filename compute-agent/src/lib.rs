@@ -500,6 +500,13 @@ impl Agent {
             self.answer_instance_call(delivery, command).await;
             return;
         }
+        if let ComputeCommand::DeleteImage { image_id } = &command {
+            delivery.ack().await;
+            if let Err(e) = self.images.delete_image(image_id).await {
+                tracing::warn!(image = %image_id, error = %e, "image not deleted");
+            }
+            return;
+        }
         if let ComputeCommand::SyncFirewall { ports, sent_at } = command {
             delivery.ack().await;
             // The newest wins: a sync overtaken by a newer one (a redelivery, two conductors)
@@ -1002,7 +1009,11 @@ impl Agent {
                     .dir()
                     .join("tmp")
                     .join(format!("snapshot-{image_id}"));
+                let graceful = self.settings.graceful_shutdown_timeout();
                 let r = bounded(limit, async {
+                    // As Nova's shelve: the guest shut down first (cleanly within the graceful
+                    // timeout), so that its disk is whole.
+                    driver.power_off(*instance, graceful).await?;
                     driver.snapshot(*instance, &file).await?;
                     self.images.upload(image_id, &file).await.map_err(|e| {
                         DriverError::Backend(format!("shelved image {image_id} not uploaded: {e}"))
@@ -1027,10 +1038,6 @@ impl Agent {
                 let r = bounded(limit, async {
                     let images = self.boot_images(spec).await?;
                     let built = driver.spawn(spec, &images).await?;
-                    // As Nova's unshelve: the shelved image goes once the server runs again.
-                    if let Err(e) = self.images.delete_image(shelved_image).await {
-                        tracing::warn!(image = %shelved_image, error = %e, "shelved image not deleted");
-                    }
                     Ok((built.power_state, built.addresses))
                 })
                 .await;
@@ -1072,7 +1079,8 @@ impl Agent {
             | ComputeCommand::DetachInterface { .. }
             | ComputeCommand::NodeOperation(_)
             | ComputeCommand::SyncNodes { .. }
-            | ComputeCommand::SyncFirewall { .. } => (
+            | ComputeCommand::SyncFirewall { .. }
+            | ComputeCommand::DeleteImage { .. } => (
                 None,
                 Err(DriverError::Invalid("a call is not a task".into())),
             ),

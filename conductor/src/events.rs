@@ -372,6 +372,12 @@ impl Conductor {
             && current
                 .as_ref()
                 .is_some_and(|i| i.vm_state == VmState::Error || i.host.as_deref() != Some(host));
+        // Likewise an unshelve given up (the server SHELVED_OFFLOADED again, or elsewhere).
+        let abandoned_unshelve = closed_kind == Some(TaskKind::Unshelve)
+            && current.as_ref().is_some_and(|i| {
+                i.vm_state == VmState::ShelvedOffloaded || i.host.as_deref() != Some(host)
+            });
+        let abandoned_build = abandoned_build || abandoned_unshelve;
         if gone || abandoned_build {
             if abandoned_build {
                 tracing::warn!(%uuid, %host, "a build finished after it was given up; removing it");

@@ -76,6 +76,7 @@ impl Conductor {
                     vm_state: Some(VmState::ShelvedOffloaded),
                     task_state: Some(TaskState::Spawning),
                 };
+                let shelved = instances::shelved_image(&self.db, instance.uuid).await?;
                 let mut tx = self.db.begin().await?;
                 if !instances::transition(&mut tx, instance.uuid, expect, set).await? {
                     drop(tx);
@@ -86,6 +87,14 @@ impl Conductor {
                     .await?;
                 tx.commit().await?;
                 tracing::info!("unshelved");
+                // As Nova's unshelve: the shelved image goes once the server runs again —
+                // through the image service (its data too), by the host's credential. Only
+                // now: a result lost before this commit is answered again from the host's
+                // journal, and the spawn it re-sends needs the image.
+                if let Some(image_id) = shelved {
+                    self.send_to_host(host, ComputeCommand::DeleteImage { image_id }, None)
+                        .await?;
+                }
                 Ok(())
             }
             (TaskKind::Unshelve, Outcome::Failed { message, details }) => {
@@ -125,6 +134,7 @@ impl Conductor {
                 let mut placed = instance.clone();
                 placed.host = Some(host.clone());
                 placed.node = Some(node);
+                placed.task_state = Some(TaskState::Spawning);
                 match self.unshelve_command(task, &placed).await? {
                     Some(command) => {
                         self.send_to_host(&host, command, Some(task.request_id.clone()))
@@ -183,6 +193,13 @@ impl Conductor {
         message: String,
         details: Option<String>,
     ) -> Result<()> {
+        // Only an unshelve still under way (a delete that interrupted it is left to finish).
+        if !matches!(
+            instance.task_state,
+            Some(TaskState::Unshelving | TaskState::Spawning)
+        ) {
+            return self.close_task(task, RowState::Failed).await;
+        }
         tracing::warn!(%message, "unshelve failed");
         let fault = Fault {
             code: 500,
@@ -199,10 +216,11 @@ impl Conductor {
         };
         let expect = instances::Expect {
             vm_state: Some(VmState::ShelvedOffloaded),
-            task_state: None,
+            task_state: instance.task_state,
         };
         let mut tx = self.db.begin().await?;
-        if instances::transition(&mut tx, instance.uuid, expect, set).await? {
+        let changed = instances::transition(&mut tx, instance.uuid, expect, set).await?;
+        if changed {
             instances::add_fault(&mut tx, instance.uuid, &fault, instance.host.as_deref()).await?;
             instances::set_offloaded(&mut tx, instance.uuid, None).await?;
             nodes::release(&mut tx, instance.uuid).await?;
@@ -218,6 +236,10 @@ impl Conductor {
         )
         .await?;
         tx.commit().await?;
+        if changed {
+            // Its ports left their host: the filters there change.
+            nova_db::firewall::bump(&self.db).await?;
+        }
         Ok(())
     }
 

@@ -657,11 +657,16 @@ async fn rotated_out(
     };
     let backup_type = property(&image, "backup_type");
     let uuid = instance.uuid.0.to_string();
+    // Only the new backup's owner's: anyone may give an image these properties, and the host
+    // deletes with its own credential (Nova rotates with the user's, which can delete only
+    // what the user may).
     let mut older: Vec<images::Image> = images::with_property(db, "instance_uuid", &uuid)
         .await?
         .into_iter()
         .filter(|i| {
             i.id != new
+                && i.owner == image.owner
+                && property(i, "instance_uuid").as_deref() == Some(uuid.as_str())
                 && property(i, "image_type").as_deref() == Some("backup")
                 && property(i, "backup_type") == backup_type
         })

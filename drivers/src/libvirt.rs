@@ -1708,7 +1708,10 @@ impl Compute for LibvirtDriver {
             })
             .await?;
         }
-        converted.map_err(|e| backend("qemu-img convert", e))?;
+        if let Err(e) = converted {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(backend("qemu-img convert", e));
+        }
         tokio::fs::rename(&partial, into)
             .await
             .map_err(|e| backend("snapshot file", e))

@@ -364,13 +364,16 @@ pub enum ComputeCommand {
         instance: InstanceUuid,
         image_id: String,
     },
-    /// The instance spawned from `spec` (whose image is the shelved one), after which the
-    /// shelved image is deleted through the image service (Nova's `unshelve`).
+    /// The instance spawned from `spec`, whose image is the shelved one (Nova's `unshelve`).
     Unshelve {
         task_id: TaskId,
         spec: Box<InstanceSpec>,
         shelved_image: String,
     },
+    /// Conductor → agent: delete an image through the image service, with the agent's
+    /// credential (a shelved image once its server was unshelved: only the image service
+    /// deletes an image's data). No task and no answer; one lost leaves the image.
+    DeleteImage { image_id: String },
     /// What the resize kept for a revert is let go of (Nova's `confirm_migration`).
     ConfirmResize {
         task_id: TaskId,
@@ -592,7 +595,8 @@ impl ComputeCommand {
             | Self::DetachInterface { .. }
             | Self::NodeOperation(_)
             | Self::SyncNodes { .. }
-            | Self::SyncFirewall { .. } => None,
+            | Self::SyncFirewall { .. }
+            | Self::DeleteImage { .. } => None,
         }
     }
 
@@ -615,10 +619,11 @@ impl ComputeCommand {
             // A second rebuild would build the guest again, losing what it wrote since; a
             // second snapshot would find its image uploaded already.
             Self::Reboot { .. } | Self::Rebuild { .. } | Self::Snapshot { .. } => false,
-            // A second shelve would find its image uploaded and the guest gone; a second
-            // unshelve finds the guest there (a spawn is idempotent) and the image gone.
-            Self::Shelve { .. } => false,
-            Self::Unshelve { .. } => true,
+            // A second shelve would find its image uploaded and the guest gone. An unshelve's
+            // spawn is idempotent, but its result is answered from the journal: a re-sent
+            // unshelve needs no image then.
+            Self::Shelve { .. } | Self::Unshelve { .. } => false,
+            Self::DeleteImage { .. } => true,
             // Questions: nothing changes at all.
             Self::ConsoleOutput { .. } | Self::HostUptime | Self::Diagnostics { .. } => true,
             // The drivers plug and unplug idempotently (a NIC that is there is not added).
@@ -656,7 +661,8 @@ impl ComputeCommand {
             Self::HostUptime
             | Self::NodeOperation(_)
             | Self::SyncNodes { .. }
-            | Self::SyncFirewall { .. } => None,
+            | Self::SyncFirewall { .. }
+            | Self::DeleteImage { .. } => None,
         }
     }
 }

@@ -280,18 +280,21 @@ pub async fn delete(db: &Db, id: &str) -> DbResult<bool> {
 }
 
 /// The images (not deleted) whose extra property `key` is `value` (stored as JSON made by
-/// serde_json: `"key":"value"`; `value` is matched whole, so it must hold no `%` or `_` of
-/// its own — an instance's uuid does not). Callers check the property again.
+/// serde_json: `"key":"value"`, found escaped; SQLite's LIKE ignores ASCII case). Callers
+/// check the property again.
 pub async fn with_property(db: &Db, key: &str, value: &str) -> DbResult<Vec<Image>> {
-    let pattern = format!(
-        "%{}%",
-        serde_json::json!({ key: value })
-            .to_string()
-            .trim_matches(|c| c == '{' || c == '}')
-    );
+    let pair = serde_json::json!({ key: value }).to_string();
+    let escaped: String = pair[1..pair.len() - 1]
+        .chars()
+        .flat_map(|c| match c {
+            '!' | '%' | '_' => vec!['!', c],
+            c => vec![c],
+        })
+        .collect();
+    let pattern = format!("%{escaped}%");
     let sql = format!(
         "SELECT {COLUMNS} FROM images WHERE status <> 'deleted' AND properties LIKE $1 \
-         ORDER BY created_at DESC"
+         ESCAPE '!' ORDER BY created_at DESC"
     );
     let rows: Vec<Image> =
         on_pool!(db, p => sqlx::query_as(&sql).bind(&pattern).fetch_all(p).await?);

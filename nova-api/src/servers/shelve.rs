@@ -106,6 +106,10 @@ pub(super) async fn shelve_offload(
         ));
     }
     let instance = visible(state, ctx, id).await?;
+    // Nova's default policy: a project's manager, or an admin.
+    if !(ctx.is_admin() || ctx.has_role("manager")) {
+        return Err(NOVA.denied("os_compute_api:os-shelve:shelve_offload"));
+    }
     Err(ApiError::Conflict(format!(
         "Cannot 'shelveOffload' instance {id} while it is in vm_state {}",
         instance.vm_state
