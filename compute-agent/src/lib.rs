@@ -1013,11 +1013,27 @@ impl Agent {
                 let r = bounded(limit, async {
                     // As Nova's shelve: the guest shut down first (cleanly within the graceful
                     // timeout), so that its disk is whole.
+                    let was = driver.power_state(*instance).await?;
                     driver.power_off(*instance, graceful).await?;
-                    driver.snapshot(*instance, &file).await?;
-                    self.images.upload(image_id, &file).await.map_err(|e| {
-                        DriverError::Backend(format!("shelved image {image_id} not uploaded: {e}"))
-                    })?;
+                    let saved = async {
+                        driver.snapshot(*instance, &file).await?;
+                        self.images.upload(image_id, &file).await.map_err(|e| {
+                            DriverError::Backend(format!(
+                                "shelved image {image_id} not uploaded: {e}"
+                            ))
+                        })
+                    }
+                    .await;
+                    if let Err(e) = saved {
+                        // Not shelved: the guest runs again if it ran (the server is left as
+                        // it was).
+                        if was == nova_core::model::PowerState::Running {
+                            if let Err(e) = driver.power_on(*instance).await {
+                                tracing::warn!(error = %e, "guest not started again after a failed shelve");
+                            }
+                        }
+                        return Err(e);
+                    }
                     // Offloaded: the guest goes, and the host's cached image is no longer its.
                     driver.destroy(*instance).await?;
                     if let Err(e) = self.images.release(*instance) {

@@ -2740,6 +2740,11 @@ async fn a_shelved_server_lets_go_of_its_host_and_comes_back(
     assert_eq!(c.action(&id, &json!({"shelve": null})).await?.status, 202);
     let s = wait_idle(&c, &id).await?;
     assert_eq!(s["status"], json!("ACTIVE"), "{s}");
+    assert_eq!(
+        stack.driver().list_power(u).await,
+        Some(PowerState::Running),
+        "running again after the failed shelve"
+    );
     let recorded = actions::list(stack.db(), u).await?;
     let last = recorded
         .last()
