@@ -2,7 +2,8 @@
 //! `shelved_offload_time` of 0: a shelve snapshots the server into an image
 //! (`<name>-shelved`) and offloads it at once (SHELVED_OFFLOADED: no host, no claim, its ports
 //! kept); an unshelve places it again and spawns it from that image. A server is never left
-//! SHELVED, so `shelveOffload` finds none to offload (Nova's 409 for the state).
+//! SHELVED, so `shelveOffload` (a manager's or an admin's, as Nova's policy) finds none to
+//! offload: Nova's 409 for the state.
 
 use super::actions::{begin, no_argument, refused_state};
 use super::{publish_task, visible};
@@ -89,8 +90,9 @@ pub(super) async fn shelve(
     }
 }
 
-/// `shelveOffload`: only a SHELVED server, which this deployment never leaves (its shelve
-/// offloads at once): Nova's 409 for the state.
+/// `shelveOffload`: a manager's or an admin's (Nova's default policy; 403 otherwise), and only
+/// of a SHELVED server, which this deployment never leaves (its shelve offloads at once):
+/// Nova's 409 for the state.
 pub(super) async fn shelve_offload(
     ctx: &RequestContext,
     state: &AppState,

@@ -224,7 +224,8 @@ pub(super) async fn record(
     properties.retain(|k, _| !NOT_INHERITED.contains(&k.as_str()));
     properties.insert("instance_uuid".into(), json!(instance.uuid.0.to_string()));
     properties.insert("user_id".into(), json!(ctx.user_id));
-    properties.insert("image_type".into(), json!("snapshot")); // (a backup's metadata says so)
+    // A backup's `image_type` (and `backup_type`) come with its metadata, below.
+    properties.insert("image_type".into(), json!("snapshot"));
     properties.insert("base_image_ref".into(), json!(instance.image_ref));
     for (k, val) in metadata {
         properties.insert(k, json!(val));
