@@ -436,31 +436,17 @@ pub async fn claim(db: &crate::Db, migration: &Migration) -> DbResult<ResizeClai
 
 /// Lets go of the old flavor's claim a migration holds (a confirm, or the server's delete).
 pub async fn release_held(tx: &mut Tx, instance: InstanceUuid) -> DbResult<()> {
-    let now = now_ms();
-    on_tx!(tx, c => {
-        let held: Vec<(i64, Uuid, i64, i64, i64)> = sqlx::query_as(
-            "SELECT id, held_node_uuid, held_vcpus, held_memory_mb, held_disk_gb \
-             FROM migrations WHERE instance_uuid = $1 AND held_node_uuid IS NOT NULL",
+    let held: Vec<(i64,)> = on_tx!(tx, c => {
+        sqlx::query_as(
+            "SELECT id FROM migrations WHERE instance_uuid = $1 AND held_node_uuid IS NOT NULL",
         )
         .bind(instance.0)
         .fetch_all(&mut *c)
-        .await?;
-        for (id, node, vcpus, memory_mb, disk_gb) in held {
-            sqlx::query(
-                "UPDATE compute_nodes SET vcpus_used = vcpus_used - $2, \
-                 memory_mb_used = memory_mb_used - $3, local_gb_used = local_gb_used - $4, \
-                 generation = generation + 1, updated_at = $5 WHERE uuid = $1",
-            )
-            .bind(node)
-            .bind(vcpus)
-            .bind(memory_mb)
-            .bind(disk_gb)
-            .bind(now)
-            .execute(&mut *c)
-            .await?;
-            sqlx::query(CLEAR_HELD).bind(id).execute(&mut *c).await?;
-        }
+        .await?
     });
+    for (id,) in held {
+        release_held_of(tx, id).await?;
+    }
     Ok(())
 }
 
@@ -477,11 +463,7 @@ pub async fn release_held_of(tx: &mut Tx, migration_id: i64) -> DbResult<()> {
         .fetch_optional(&mut *c)
         .await?;
         if let Some((node, vcpus, memory_mb, disk_gb)) = held {
-            sqlx::query(
-                "UPDATE compute_nodes SET vcpus_used = vcpus_used - $2, \
-                 memory_mb_used = memory_mb_used - $3, local_gb_used = local_gb_used - $4, \
-                 generation = generation + 1, updated_at = $5 WHERE uuid = $1",
-            )
+            sqlx::query(crate::nodes::GIVE_BACK)
             .bind(node)
             .bind(vcpus)
             .bind(memory_mb)
@@ -544,11 +526,7 @@ pub async fn restore_held(tx: &mut Tx, migration_id: i64) -> DbResult<()> {
             .fetch_optional(&mut *c)
             .await?;
             if let Some((n, v, m, d)) = gone {
-                sqlx::query(
-                    "UPDATE compute_nodes SET vcpus_used = vcpus_used - $2, \
-                     memory_mb_used = memory_mb_used - $3, local_gb_used = local_gb_used - $4, \
-                     generation = generation + 1, updated_at = $5 WHERE uuid = $1",
-                )
+                sqlx::query(crate::nodes::GIVE_BACK)
                 .bind(n)
                 .bind(v)
                 .bind(m)

@@ -240,6 +240,11 @@ pub async fn claim(
     Ok(claimed)
 }
 
+/// Gives a claim's resources back to its node (bound: the node, vCPUs, MiB, GiB, now).
+pub(crate) const GIVE_BACK: &str = "UPDATE compute_nodes SET vcpus_used = vcpus_used - $2, \
+     memory_mb_used = memory_mb_used - $3, local_gb_used = local_gb_used - $4, \
+     generation = generation + 1, updated_at = $5 WHERE uuid = $1";
+
 /// Gives back what `instance` claimed, and what a resize of it holds of its old flavor; a no-op
 /// when it holds nothing (idempotent).
 pub async fn release(tx: &mut Tx, instance: InstanceUuid) -> DbResult<bool> {
@@ -254,11 +259,7 @@ pub async fn release(tx: &mut Tx, instance: InstanceUuid) -> DbResult<bool> {
         .fetch_optional(&mut *c)
         .await?;
         let Some((node, vcpus, memory_mb, disk_gb)) = gone else { return Ok(false) };
-        sqlx::query(
-            "UPDATE compute_nodes SET vcpus_used = vcpus_used - $2, \
-             memory_mb_used = memory_mb_used - $3, local_gb_used = local_gb_used - $4, \
-             generation = generation + 1, updated_at = $5 WHERE uuid = $1",
-        )
+        sqlx::query(GIVE_BACK)
         .bind(node)
         .bind(vcpus)
         .bind(memory_mb)
