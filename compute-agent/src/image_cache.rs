@@ -228,9 +228,36 @@ impl ImageCache {
         std::fs::rename(&partial, &record)
     }
 
-    /// The instance no longer uses its image (it was destroyed).
+    /// The instance no longer uses its image (it was destroyed), nor a rescue image.
     pub fn release(&self, instance: InstanceUuid) -> std::io::Result<()> {
-        match std::fs::remove_file(self.dir.join("instances").join(instance.to_string())) {
+        let record = self.dir.join("instances").join(instance.to_string());
+        remove_if_there(&record.with_extension(RESCUE))?;
+        remove_if_there(&record)
+    }
+
+    /// The instance is to boot a rescue image beside its own: what it used before is kept
+    /// aside (and counts as in use: eviction reads every record) for [`Self::end_rescue`].
+    /// A second call keeps the first's.
+    pub fn begin_rescue(&self, instance: InstanceUuid) -> std::io::Result<()> {
+        let record = self.dir.join("instances").join(instance.to_string());
+        let kept = record.with_extension(RESCUE);
+        if kept.exists() {
+            return Ok(());
+        }
+        let hashes = match std::fs::read_to_string(&record) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            read => read?,
+        };
+        let partial = record.with_extension("part");
+        std::fs::write(&partial, hashes)?;
+        std::fs::rename(&partial, &kept)
+    }
+
+    /// The instance boots its own disk again: it uses what it used before its rescue (the
+    /// rescue image is its no longer). Nothing changes when no rescue was begun.
+    pub fn end_rescue(&self, instance: InstanceUuid) -> std::io::Result<()> {
+        let record = self.dir.join("instances").join(instance.to_string());
+        match std::fs::rename(record.with_extension(RESCUE), &record) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
@@ -553,6 +580,16 @@ fn is_sha512_hex(s: &str) -> bool {
 }
 
 /// Marks the image as used now (its mtime is its last use).
+/// The extension of the record of what an instance used before its rescue.
+const RESCUE: &str = "rescue";
+
+fn remove_if_there(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 fn touch(path: &Path) -> std::io::Result<()> {
     std::fs::File::open(path)?.set_modified(SystemTime::now())
 }

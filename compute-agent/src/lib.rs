@@ -1059,6 +1059,48 @@ impl Agent {
                 .await;
                 (Some(*task_id), r)
             }
+            ComputeCommand::Rescue { task_id, spec } => {
+                tracing::info!(image = %spec.image_ref, "rescuing");
+                let graceful = self.settings.graceful_shutdown_timeout();
+                let r = bounded(limit, async {
+                    // What the server used before is kept aside first, so that the rescue
+                    // image's use is recorded beside it and never in its place.
+                    self.images
+                        .begin_rescue(spec.uuid)
+                        .map_err(|e| DriverError::Backend(format!("image cache: {e}")))?;
+                    let rescued = async {
+                        let images = self.boot_images(spec).await?;
+                        driver.rescue(spec, &images, graceful).await
+                    }
+                    .await;
+                    if rescued.is_err() {
+                        // Not rescued (the driver leaves the instance as it was): it uses
+                        // what it used before.
+                        if let Err(e) = self.images.end_rescue(spec.uuid) {
+                            tracing::warn!(error = %e, "image cache: rescue image not released");
+                        }
+                    }
+                    rescued
+                })
+                .await;
+                (
+                    Some(*task_id),
+                    no_addresses(self.then_state(r, spec.uuid).await),
+                )
+            }
+            ComputeCommand::Unrescue { task_id, instance } => {
+                tracing::info!("unrescuing");
+                let r = bounded(limit, driver.unrescue(*instance)).await;
+                if r.is_ok() {
+                    if let Err(e) = self.images.end_rescue(*instance) {
+                        tracing::warn!(error = %e, "image cache: rescue image not released");
+                    }
+                }
+                (
+                    Some(*task_id),
+                    no_addresses(self.then_state(r, *instance).await),
+                )
+            }
             ComputeCommand::ConfirmResize { task_id, instance } => {
                 let r = bounded(limit, driver.confirm_resize(*instance)).await;
                 (

@@ -81,7 +81,11 @@ impl Conductor {
             || instance.task_state.is_some()
             || !matches!(
                 instance.vm_state,
-                VmState::Active | VmState::Stopped | VmState::Paused | VmState::Suspended
+                VmState::Active
+                    | VmState::Stopped
+                    | VmState::Paused
+                    | VmState::Suspended
+                    | VmState::Rescued
             )
         {
             return Ok(());
@@ -548,7 +552,8 @@ impl Conductor {
                 | VmState::Stopped
                 | VmState::Paused
                 | VmState::Suspended
-                | VmState::Resized,
+                | VmState::Resized
+                | VmState::Rescued,
                 None,
             ) => {
                 let fault = Fault {

@@ -37,6 +37,8 @@ pub(crate) fn event_name(kind: TaskKind) -> &'static str {
         } => "compute_backup_instance",
         TaskKind::Shelve { .. } => "compute_shelve_instance",
         TaskKind::Unshelve => "compute_unshelve_instance",
+        TaskKind::Rescue { .. } => "compute_rescue_instance",
+        TaskKind::Unrescue => "compute_unrescue_instance",
     }
 }
 
@@ -63,6 +65,8 @@ pub(crate) fn host_task_states(kind: TaskKind) -> Option<(TaskState, VmState)> {
         TaskKind::Rebuild { stopped: false } => (TaskState::Rebuilding, VmState::Active),
         TaskKind::SoftDelete { .. } => (TaskState::SoftDeleting, VmState::SoftDeleted),
         TaskKind::Restore => (TaskState::Restoring, VmState::Active),
+        TaskKind::Rescue { .. } => (TaskState::Rescuing, VmState::Rescued),
+        TaskKind::Unrescue => (TaskState::Unrescuing, VmState::Active),
     })
 }
 
@@ -624,6 +628,29 @@ pub(crate) async fn command_for(
                 rotate_out,
             }
         }
+        // The spec as a build's (its ports found again), with the rescue image as its image:
+        // the one asked for, or the server's own (Nova's default without a configured rescue
+        // image).
+        TaskKind::Rescue { image } => {
+            let Some(node) = instance.node.as_deref() else {
+                return Ok(None);
+            };
+            let mut rescued = instance.clone();
+            if let Some(image) = image {
+                rescued.image_ref = image.to_string();
+            }
+            let Ok(spec) = spec(db, &rescued, node).await? else {
+                return Ok(None);
+            };
+            ComputeCommand::Rescue {
+                task_id,
+                spec: Box::new(spec),
+            }
+        }
+        TaskKind::Unrescue => ComputeCommand::Unrescue {
+            task_id,
+            instance: uuid,
+        },
         // The spec as a build's (its ports found again, not made), from the new image.
         TaskKind::Rebuild { stopped } => {
             let Some(spec) = spec_on_its_node(db, instance).await? else {

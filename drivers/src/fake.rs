@@ -35,6 +35,8 @@ pub enum Step {
     Resize,
     RevertResize,
     Snapshot,
+    Rescue,
+    Unrescue,
 }
 
 /// What a rule makes the driver do instead of its work.
@@ -115,6 +117,8 @@ struct FakeInstance {
     memory_mb: i64,
     /// The vCPUs and memory from before a resize, until it is confirmed or reverted.
     before_resize: Option<Sizes>,
+    /// The rescue image's data while it is rescued (it boots from that then).
+    rescue_image: Option<PathBuf>,
     /// The fake NICs' MACs (one per chosen network).
     macs: Vec<String>,
     started: std::time::Instant,
@@ -274,6 +278,11 @@ impl FakeDriver {
     /// The ports' filters of the last firewall sync.
     pub fn firewall(&self) -> Vec<nova_core::firewall::PortFirewall> {
         lock(&self.firewall).clone()
+    }
+
+    /// The rescue image's data the instance boots from while it is rescued.
+    pub fn rescue_image_of(&self, uuid: InstanceUuid) -> Option<PathBuf> {
+        lock(&self.instances).get(&uuid)?.rescue_image.clone()
     }
 
     /// The vCPUs and memory the instance has now, and those a resize kept for a revert.
@@ -487,6 +496,7 @@ impl Compute for FakeDriver {
             vcpus: spec.flavor.vcpus,
             memory_mb: spec.flavor.memory_mb,
             before_resize: None,
+            rescue_image: None,
             macs: fake_addresses(spec)
                 .into_iter()
                 .filter_map(|a| a.mac)
@@ -579,6 +589,39 @@ impl Compute for FakeDriver {
             None => tokio::fs::write(into, format!("fake snapshot of {uuid}\n")).await,
         };
         written.map_err(|e| DriverError::Backend(format!("snapshot: {e}")))
+    }
+
+    /// Booted from the rescue image's data (which must be there, as for a spawn), running.
+    async fn rescue(
+        &self,
+        spec: &InstanceSpec,
+        images: &BootImages,
+        _timeout: Duration,
+    ) -> Result<(), DriverError> {
+        self.misbehave(Step::Rescue, spec.uuid, None).await?;
+        let image = images.disk.clone();
+        if let Some(path) = &image {
+            if !path.is_file() {
+                return Err(DriverError::Invalid(format!(
+                    "rescue image data {} is missing",
+                    path.display()
+                )));
+            }
+        }
+        self.with_instance(spec.uuid, |i| {
+            i.rescue_image = image.or_else(|| i.image.clone());
+            i.power_state = PowerState::Running;
+            i.console.push_str("\nfake: booted the rescue image");
+        })
+    }
+
+    async fn unrescue(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+        self.misbehave(Step::Unrescue, uuid, None).await?;
+        self.with_instance(uuid, |i| {
+            i.rescue_image = None;
+            i.power_state = PowerState::Running;
+            i.console.push_str("\nfake: booted its own disk again");
+        })
     }
 
     async fn confirm_resize(&self, uuid: InstanceUuid) -> Result<(), DriverError> {

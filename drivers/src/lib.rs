@@ -212,6 +212,27 @@ pub trait Compute: Send + Sync + 'static {
         Err(not_supported("snapshot"))
     }
 
+    /// Shuts the guest down (cleanly within `timeout`) and boots it from `spec`'s image, the
+    /// rescue image (`images`, in the host's cache), with its own disk attached as the second
+    /// (Nova's `rescue`); what [`Compute::unrescue`] needs to put it back is kept. Idempotent:
+    /// a rescued instance is left rescued (and running). A failure leaves the instance as it
+    /// was. Drivers that cannot answer as Nova's do without it (the API refuses it for their
+    /// node type first).
+    async fn rescue(
+        &self,
+        _spec: &InstanceSpec,
+        _images: &BootImages,
+        _timeout: Duration,
+    ) -> Result<(), DriverError> {
+        Err(not_supported("rescue"))
+    }
+
+    /// The rescue guest gone and the instance booted from its own disk, running (Nova's
+    /// `unrescue`). Idempotent: an instance that is not rescued is started.
+    async fn unrescue(&self, _uuid: InstanceUuid) -> Result<(), DriverError> {
+        Err(not_supported("unrescue"))
+    }
+
     /// The power state of one instance; `NotFound` when it is gone.
     async fn power_state(&self, uuid: InstanceUuid) -> Result<PowerState, DriverError>;
 

@@ -7,7 +7,10 @@
 //! - `kernel`, `ramdisk`: copies of the images the server's image names in `kernel_id` and
 //!   `ramdisk_id`, booted directly with `os_command_line`;
 //! - `disk.config`: the config drive (ISO 9660, label `config-2`);
-//! - `console.log`: the serial console.
+//! - `console.log`: the serial console;
+//! - while the instance is rescued: `disk.rescue` (an overlay of the rescue image; `kernel.rescue`
+//!   and `ramdisk.rescue` when it names them), and `unrescue.xml`, the instance's own domain
+//!   definition, given back by the unrescue.
 //!
 //! An agent owns the domains whose directory is in its `instances_path`: several agents (a
 //! test's) can share one libvirtd without seeing each other's guests, and an agent that
@@ -297,6 +300,32 @@ impl LibvirtDriver {
         spec: &InstanceSpec,
         images: &BootImages,
     ) -> Result<String, DriverError> {
+        let files = self.prepare_files(spec, images, Use::Own).await?;
+        Ok(self.xml_of(spec, &files))
+    }
+
+    /// The domain XML of `spec` with `files`.
+    fn xml_of(&self, spec: &InstanceSpec, files: &GuestFiles) -> String {
+        let networks = self.networks_of(spec);
+        domain_xml(
+            spec,
+            &self.virt_type,
+            files,
+            &networks,
+            &self.settings.default_command_line,
+        )
+    }
+
+    /// The files of the guest `spec` boots, in the instance's directory: its disk (an overlay
+    /// of `images`' disk), kernel and ramdisk, and its config drive. A rescue's are beside
+    /// the instance's own (`disk.rescue`, …), its own disk attached second, its config drive
+    /// the instance's.
+    async fn prepare_files(
+        &self,
+        spec: &InstanceSpec,
+        images: &BootImages,
+        what: Use,
+    ) -> Result<GuestFiles, DriverError> {
         let base = images.disk.as_deref().ok_or_else(|| {
             DriverError::Invalid(format!(
                 "Build of instance {} aborted: a virtual machine boots from an image (booting \
@@ -318,7 +347,7 @@ impl LibvirtDriver {
         let base = tokio::fs::canonicalize(base)
             .await
             .map_err(|e| backend("cached image", e))?;
-        let disk = dir.join("disk");
+        let disk = dir.join(what.file("disk"));
         let overlay = async {
             let checked = self.checked_base(spec, &base, &format).await?;
             create_overlay(spec, &base, checked, &disk).await
@@ -326,7 +355,7 @@ impl LibvirtDriver {
         // Copies, as Nova makes them: libvirt relabels what a guest uses, and the cache's
         // files are shared.
         let copy = |from: Option<PathBuf>, name: &'static str| {
-            let to = dir.join(name);
+            let to = dir.join(what.file(name));
             async move {
                 match from {
                     Some(from) => tokio::fs::copy(&from, &to)
@@ -338,10 +367,12 @@ impl LibvirtDriver {
             }
         };
         let drive = async {
-            if self.wants_config_drive(spec) {
-                write_config_drive(spec, &dir).await.map(Some)
-            } else {
-                Ok(None)
+            match what {
+                Use::Own if self.wants_config_drive(spec) => {
+                    write_config_drive(spec, &dir).await.map(Some)
+                }
+                Use::Own => Ok(None),
+                Use::Rescue => Ok(Some(config_drive_path(&dir)).filter(|p| p.exists())),
             }
         };
         // Each is its own file: made side by side, and all finished (none cancelled half
@@ -354,21 +385,14 @@ impl LibvirtDriver {
         );
         overlay?;
         let (kernel, ramdisk, config_drive) = (kernel?, ramdisk?, config_drive?);
-        let files = GuestFiles {
+        Ok(GuestFiles {
             disk,
             kernel,
             ramdisk,
             config_drive,
             console_log: dir.join("console.log"),
-        };
-        let networks = self.networks_of(spec);
-        Ok(domain_xml(
-            spec,
-            &self.virt_type,
-            &files,
-            &networks,
-            &self.settings.default_command_line,
-        ))
+            rescued_disk: (what == Use::Rescue).then(|| dir.join("disk")),
+        })
     }
 
     /// [`check_base`], once per cached file: the cache's files are named by their content's
@@ -410,6 +434,19 @@ impl LibvirtDriver {
                 Err(backend("instance directory not removed", e))
             }
             _ => Ok(()),
+        }
+    }
+
+    /// Removes a rescue's files, and its saved definition of the instance's own guest when
+    /// `ended` (last: while it is there, the rescue can be ended again). What cannot be
+    /// removed is told and left (a later rescue makes its files afresh).
+    async fn remove_rescue_files(&self, uuid: InstanceUuid, ended: bool) {
+        let dir = self.instance_dir(uuid);
+        let saved = ended.then_some(UNRESCUE_XML);
+        for name in RESCUE_FILES.iter().copied().chain(saved) {
+            if let Err(e) = remove_if_there(&dir.join(name)).await {
+                tracing::warn!(instance = %uuid, error = %e, file = name, "rescue file not removed");
+            }
         }
     }
 
@@ -977,7 +1014,7 @@ async fn write_config_drive(spec: &InstanceSpec, dir: &Path) -> Result<PathBuf, 
             .await
             .map_err(io)?;
     }
-    let iso = dir.join("disk.config");
+    let iso = config_drive_path(dir);
     // Nova's genisoimage call (nova.virt.configdrive).
     let out = tokio::process::Command::new("genisoimage")
         .kill_on_drop(true)
@@ -1008,6 +1045,11 @@ async fn write_config_drive(spec: &InstanceSpec, dir: &Path) -> Result<PathBuf, 
     Ok(iso)
 }
 
+/// Where an instance's config drive is, in its directory `dir`.
+fn config_drive_path(dir: &Path) -> PathBuf {
+    dir.join("disk.config")
+}
+
 /// The files a guest's domain names.
 pub struct GuestFiles {
     pub disk: PathBuf,
@@ -1015,7 +1057,32 @@ pub struct GuestFiles {
     pub ramdisk: Option<PathBuf>,
     pub config_drive: Option<PathBuf>,
     pub console_log: PathBuf,
+    /// A rescue guest's second disk: the instance's own.
+    pub rescued_disk: Option<PathBuf>,
 }
+
+/// Whose files [`LibvirtDriver::prepare_files`] makes: the instance's own, or a rescue's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Use {
+    Own,
+    Rescue,
+}
+
+impl Use {
+    /// The name of the file `name` of this use (a rescue's have Nova's `.rescue` suffix).
+    fn file(self, name: &str) -> String {
+        match self {
+            Use::Own => name.to_owned(),
+            Use::Rescue => format!("{name}.rescue"),
+        }
+    }
+}
+
+/// The files of a rescue, removed when it ends (its saved definition last).
+const RESCUE_FILES: &[&str] = &["disk.rescue", "kernel.rescue", "ramdisk.rescue"];
+
+/// The instance's own domain definition while it is rescued (Nova's `unrescue.xml`).
+const UNRESCUE_XML: &str = "unrescue.xml";
 
 /// XML-escapes text and attribute values.
 pub(crate) fn esc(text: &str) -> String {
@@ -1261,12 +1328,16 @@ pub fn domain_xml(
         "  <clock offset='utc'/>\n  <on_poweroff>destroy</on_poweroff>\n  \
          <on_reboot>restart</on_reboot>\n  <on_crash>destroy</on_crash>\n  <devices>\n",
     );
-    let _ = write!(
-        x,
-        "    <disk type='file' device='disk'>\n      <driver name='qemu' type='qcow2'/>\n      \
-         <source file='{}'/>\n      <target dev='vda' bus='virtio'/>\n    </disk>\n",
-        path_text(&files.disk)
-    );
+    for (disk, dev) in [(Some(&files.disk), "vda"), (files.rescued_disk.as_ref(), "vdb")] {
+        if let Some(disk) = disk {
+            let _ = write!(
+                x,
+                "    <disk type='file' device='disk'>\n      <driver name='qemu' type='qcow2'/>\n      \
+                 <source file='{}'/>\n      <target dev='{dev}' bus='virtio'/>\n    </disk>\n",
+                path_text(disk)
+            );
+        }
+    }
     if let Some(drive) = &files.config_drive {
         let _ = write!(
             x,
@@ -1717,6 +1788,102 @@ impl Compute for LibvirtDriver {
             .map_err(|e| backend("snapshot file", e))
     }
 
+    /// Nova's libvirt rescue: the guest shut down (cleanly within `timeout`), its definition
+    /// saved (`unrescue.xml`), and the domain defined again to boot the rescue image's
+    /// overlay (`disk.rescue`, its kernel and ramdisk when it names them) with the instance's
+    /// own disk as the second (`vdb`), the same NICs and console. Idempotent: a domain that
+    /// boots `disk.rescue` already is left running. A failure puts the instance back as it was.
+    async fn rescue(
+        &self,
+        spec: &InstanceSpec,
+        images: &BootImages,
+        timeout: Duration,
+    ) -> Result<(), DriverError> {
+        let uuid = spec.uuid;
+        let _turn = self.turn(uuid).await;
+        let dir = self.instance_dir(uuid);
+        let own = self
+            .with_domain(uuid, |d| {
+                d.get_xml_desc(sys::VIR_DOMAIN_XML_INACTIVE | sys::VIR_DOMAIN_XML_SECURE)
+                    .map_err(|e| backend("domain XML", e))
+            })
+            .await?
+            .ok_or(DriverError::NotFound(uuid))?;
+        if own.contains(&path_text(&dir.join(Use::Rescue.file("disk")))) {
+            return self.start(uuid, Saved::Discard).await;
+        }
+        let running = self.power_state(uuid).await? == PowerState::Running;
+        // Everything the rescue guest needs, before the instance's guest is touched.
+        let files = match self.prepare_files(spec, images, Use::Rescue).await {
+            Ok(files) => files,
+            Err(e) => {
+                self.remove_rescue_files(uuid, false).await;
+                return Err(e);
+            }
+        };
+        let xml = self.xml_of(spec, &files);
+        let saved = async {
+            let partial = dir.join(format!("{UNRESCUE_XML}.part"));
+            tokio::fs::write(&partial, &own).await?;
+            tokio::fs::rename(&partial, dir.join(UNRESCUE_XML)).await
+        }
+        .await
+        .map_err(|e| backend("saved domain definition", e));
+        let rescued = async {
+            saved?;
+            self.off(uuid, timeout).await?;
+            self.with_conn(move |c| {
+                let d = Domain::define_xml(c, &xml).map_err(|e| backend("define", e))?;
+                d.create().map(|_| ()).map_err(|e| backend("start", e))
+            })
+            .await
+        }
+        .await;
+        if let Err(e) = rescued {
+            tracing::warn!(instance = %uuid, error = %e, "rescue failed; putting back the instance's own guest");
+            let _ = self.off(uuid, Duration::ZERO).await;
+            let put_back = self
+                .with_conn(move |c| {
+                    Domain::define_xml(c, &own)
+                        .map(|_| ())
+                        .map_err(|e| backend("define", e))
+                })
+                .await;
+            if put_back.is_ok() {
+                self.remove_rescue_files(uuid, true).await;
+                if running {
+                    let _ = self.start(uuid, Saved::Discard).await;
+                }
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Nova's libvirt unrescue: the rescue guest off, the instance's own definition given
+    /// back and started, the rescue's files removed. Idempotent: an instance that is not
+    /// rescued is started.
+    async fn unrescue(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+        let _turn = self.turn(uuid).await;
+        let saved = self.instance_dir(uuid).join(UNRESCUE_XML);
+        let own = match tokio::fs::read_to_string(&saved).await {
+            Ok(xml) => xml,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return self.start(uuid, Saved::Discard).await;
+            }
+            Err(e) => return Err(backend("saved domain definition", e)),
+        };
+        self.off(uuid, Duration::ZERO).await?;
+        self.with_conn(move |c| {
+            Domain::define_xml(c, &own)
+                .map(|_| ())
+                .map_err(|e| backend("define", e))
+        })
+        .await?;
+        self.remove_rescue_files(uuid, true).await;
+        self.start(uuid, Saved::Discard).await
+    }
+
     /// The disk kept by the resize goes.
     async fn confirm_resize(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
         let _turn = self.turn(uuid).await;
@@ -2021,6 +2188,7 @@ mod tests {
             kernel: kernel.then(|| "/i/kernel".into()),
             ramdisk: kernel.then(|| "/i/ramdisk".into()),
             config_drive: Some("/i/disk.config".into()),
+            rescued_disk: None,
             console_log: "/i/console.log".into(),
         }
     }
@@ -2089,6 +2257,51 @@ mod tests {
             hash_value: String::new(),
         });
         s
+    }
+
+    #[tokio::test]
+    async fn a_rescue_boots_the_rescue_disk_beside_the_own_and_an_unrescue_gives_it_back() {
+        let (d, tmp, base) = test_driver().await;
+        let s = qcow2_spec();
+        d.spawn(&s, &BootImages::disk(&base)).await.unwrap();
+        let dir = d.instance_dir(s.uuid);
+        let xml = |d: &LibvirtDriver| {
+            let c = d.connection.lock().unwrap().clone().unwrap();
+            lookup(&c, s.uuid)
+                .unwrap()
+                .unwrap()
+                .get_xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)
+                .unwrap()
+        };
+        let own = xml(&d);
+        let rescue_disk = path_text(&dir.join("disk.rescue"));
+        // A rescue image that cannot be read changes nothing: the guest runs on its own disk.
+        let missing = BootImages::disk(tmp.path().join("missing.qcow2"));
+        assert!(d.rescue(&s, &missing, Duration::ZERO).await.is_err());
+        assert_eq!(xml(&d), own);
+        assert_eq!(d.power_state(s.uuid).await.unwrap(), PowerState::Running);
+        assert!(!dir.join(UNRESCUE_XML).exists() && !dir.join("disk.rescue").exists());
+
+        for _ in 0..2 {
+            d.rescue(&s, &BootImages::disk(&base), Duration::ZERO)
+                .await
+                .unwrap();
+            assert_eq!(d.power_state(s.uuid).await.unwrap(), PowerState::Running);
+            let rescued = xml(&d);
+            assert!(rescued.contains(&rescue_disk), "{rescued}");
+            assert!(
+                rescued.contains(&path_text(&dir.join("disk"))) && rescued.contains("'vdb'"),
+                "its own disk is the second: {rescued}"
+            );
+            assert!(dir.join(UNRESCUE_XML).is_file());
+        }
+        for _ in 0..2 {
+            d.unrescue(s.uuid).await.unwrap();
+            assert_eq!(d.power_state(s.uuid).await.unwrap(), PowerState::Running);
+            assert!(!xml(&d).contains(&rescue_disk));
+            assert!(!dir.join(UNRESCUE_XML).exists() && !dir.join("disk.rescue").exists());
+        }
+        d.destroy(s.uuid).await.unwrap();
     }
 
     #[tokio::test]

@@ -76,6 +76,8 @@ string_enum!(
         ImageSnapshot => "image_snapshot",
         Shelving => "shelving",
         Unshelving => "unshelving",
+        Rescuing => "rescuing",
+        Unrescuing => "unrescuing",
         SoftDeleting => "soft-deleting",
         Restoring => "restoring",
         Deleting => "deleting",

@@ -108,6 +108,14 @@ pub enum TaskKind {
     /// A SHELVED_OFFLOADED server placed again and spawned from its shelved image (Nova's
     /// `unshelve`).
     Unshelve,
+    /// The guest shut down and booted from a rescue image (`image`; `None`: the server's
+    /// own), its own disk attached beside it (Nova's `rescue`): RESCUED.
+    Rescue {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        image: Option<uuid::Uuid>,
+    },
+    /// A RESCUED server booted from its own disk again (Nova's `unrescue`): ACTIVE.
+    Unrescue,
 }
 
 impl TaskKind {
@@ -136,6 +144,8 @@ impl TaskKind {
             } => "createBackup",
             Self::Shelve { .. } => "shelve",
             Self::Unshelve => "unshelve",
+            Self::Rescue { .. } => "rescue",
+            Self::Unrescue => "unrescue",
         }
     }
 
@@ -168,6 +178,15 @@ impl TaskKind {
             }
             (NodeType::Baremetal, Self::Shelve { .. } | Self::Unshelve) => {
                 Some("a bare-metal machine cannot be shelved (its disk cannot be snapshotted)")
+            }
+            // Ironic rescues through a rescue ramdisk and network, which the Redfish driver
+            // does not have.
+            (NodeType::Baremetal, Self::Rescue { .. } | Self::Unrescue) => {
+                Some("a bare-metal machine cannot be rescued")
+            }
+            // A container's filesystem is no disk to attach to another container.
+            (NodeType::Container, Self::Rescue { .. } | Self::Unrescue) => {
+                Some("a container cannot be rescued")
             }
             _ => None,
         }
@@ -369,6 +388,19 @@ pub enum ComputeCommand {
         task_id: TaskId,
         spec: Box<InstanceSpec>,
         shelved_image: String,
+    },
+    /// The guest shut down and booted from `spec`'s image, the rescue image (its kernel and
+    /// ramdisk when it names them), with its own disk attached as the second (Nova's
+    /// `rescue`); idempotent.
+    Rescue {
+        task_id: TaskId,
+        spec: Box<InstanceSpec>,
+    },
+    /// The rescue guest gone and the instance booted from its own disk again (Nova's
+    /// `unrescue`); idempotent.
+    Unrescue {
+        task_id: TaskId,
+        instance: InstanceUuid,
     },
     /// Conductor → agent: delete an image through the image service, with the agent's
     /// credential (a shelved image once its server was unshelved: only the image service
@@ -586,7 +618,9 @@ impl ComputeCommand {
             | Self::Shelve { task_id, .. }
             | Self::Unshelve { task_id, .. }
             | Self::ConfirmResize { task_id, .. }
-            | Self::RevertResize { task_id, .. } => Some(*task_id),
+            | Self::RevertResize { task_id, .. }
+            | Self::Rescue { task_id, .. }
+            | Self::Unrescue { task_id, .. } => Some(*task_id),
             Self::Destroy { task_id, .. } => *task_id,
             Self::ConsoleOutput { .. }
             | Self::HostUptime
@@ -623,6 +657,9 @@ impl ComputeCommand {
             // spawn is idempotent, but its result is answered from the journal: a re-sent
             // unshelve needs no image then.
             Self::Shelve { .. } | Self::Unshelve { .. } => false,
+            // The drivers keep the guest's own definition once, and find it kept (or given
+            // back) on a second run.
+            Self::Rescue { .. } | Self::Unrescue { .. } => true,
             Self::DeleteImage { .. } => true,
             // Questions: nothing changes at all.
             Self::ConsoleOutput { .. } | Self::HostUptime | Self::Diagnostics { .. } => true,
@@ -638,9 +675,10 @@ impl ComputeCommand {
     /// The instance the command is about (none for questions about the host).
     pub fn instance(&self) -> Option<InstanceUuid> {
         match self {
-            Self::Spawn { spec, .. } | Self::Rebuild { spec, .. } | Self::Unshelve { spec, .. } => {
-                Some(spec.uuid)
-            }
+            Self::Spawn { spec, .. }
+            | Self::Rebuild { spec, .. }
+            | Self::Unshelve { spec, .. }
+            | Self::Rescue { spec, .. } => Some(spec.uuid),
             Self::Destroy { instance, .. }
             | Self::PowerOff { instance, .. }
             | Self::PowerOn { instance, .. }
@@ -654,6 +692,7 @@ impl ComputeCommand {
             | Self::Shelve { instance, .. }
             | Self::ConfirmResize { instance, .. }
             | Self::RevertResize { instance, .. }
+            | Self::Unrescue { instance, .. }
             | Self::ConsoleOutput { instance, .. }
             | Self::AttachInterface { instance, .. }
             | Self::DetachInterface { instance, .. }

@@ -377,6 +377,8 @@ pub(super) async fn action(
         "shelve" => return super::shelve::shelve(&ctx, &state, &id, arg).await,
         "shelveOffload" => return super::shelve::shelve_offload(&ctx, &state, &id, arg).await,
         "unshelve" => return super::shelve::unshelve(&req, &ctx, &state, &id, arg).await,
+        "rescue" => return super::rescue::rescue(&ctx, &state, &id, arg).await,
+        "unrescue" => return super::rescue::unrescue(&ctx, &state, &id).await,
         "confirmResize" => return super::resize::end(&ctx, &state, &id, arg, true).await,
         "revertResize" => return super::resize::end(&ctx, &state, &id, arg, false).await,
         "addSecurityGroup" | "removeSecurityGroup" => {

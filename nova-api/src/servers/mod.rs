@@ -17,6 +17,7 @@ mod metadata;
 mod params;
 mod password;
 mod rebuild;
+mod rescue;
 mod resize;
 mod security_groups;
 mod shelve;

@@ -2769,3 +2769,123 @@ async fn a_shelved_server_lets_go_of_its_host_and_comes_back(
     assert_eq!(nodes::allocation_count(stack.db()).await?, 0);
     Ok(())
 }
+
+on_both_shapes!(
+    a_rescue_boots_the_rescue_image_and_an_unrescue_the_own_disk,
+    Options::default()
+);
+/// Rescue and unrescue as Nova's: 200 with the rescue's admin password, RESCUE booted from the
+/// server's own image or the one asked for, nothing else done to a rescued server but
+/// unrescue (and delete), back to ACTIVE; bad input and images that cannot rescue are 400s
+/// that change nothing, a failed rescue leaves the server as it was, and a container cannot
+/// be rescued (501).
+async fn a_rescue_boots_the_rescue_image_and_an_unrescue_the_own_disk(
+    stack: &dyn Stack,
+) -> anyhow::Result<()> {
+    let c = client(stack);
+    let id = c.create_server("rescuee", "1").await?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    let u = uuid(&id)?;
+    let unknown = "9f0d2c4e-0000-4000-8000-000000000000";
+    for (body, status) in [
+        (json!({"rescue": {"other": 1}}), 400),
+        (json!({"rescue": {"adminPass": 1}}), 400),
+        (json!({"rescue": {"rescue_image_ref": "not-a-uuid"}}), 400),
+        (json!({"rescue": {"rescue_image_ref": unknown}}), 400),
+        (json!({"rescue": []}), 400),
+        (json!({"unrescue": null}), 409),
+    ] {
+        let r = c.action(&id, &body).await?;
+        assert_eq!(r.status, status, "{body}: {}", r.body);
+    }
+    let r = c
+        .action(&id, &json!({"rescue": {"rescue_image_ref": unknown}}))
+        .await?;
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        json!(format!("Requested rescue image '{unknown}' is not supported"))
+    );
+    assert_eq!(c.server(&id).await?.body["server"]["status"], json!("ACTIVE"));
+
+    let r = c
+        .action(&id, &json!({"rescue": {"adminPass": "s3cret"}}))
+        .await?;
+    assert_eq!((r.status, &r.body), (200, &json!({"adminPass": "s3cret"})));
+    let s = c.wait_status(&id, "RESCUE", WAIT).await?;
+    assert_eq!(s["OS-EXT-STS:vm_state"], json!("rescued"));
+    assert_eq!(s["OS-EXT-STS:task_state"], Value::Null);
+    let own = stack.driver().image_of(u);
+    assert!(own.is_some());
+    assert_eq!(stack.driver().rescue_image_of(u), own, "its own image");
+    // A rescued server is unrescued or deleted; anything else is Nova's 409.
+    for body in [
+        json!({"rescue": null}),
+        json!({"reboot": {"type": "HARD"}}),
+        json!({"os-stop": null}),
+        json!({"rebuild": {"imageRef": e2e::client::IMAGE}}),
+    ] {
+        let r = c.action(&id, &body).await?;
+        assert_eq!(r.status, 409, "{body}: {}", r.body);
+    }
+    let r = c.action(&id, &json!({"unrescue": null})).await?;
+    assert_eq!((r.status, &r.body), (202, &Value::Null));
+    let s = c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(s["OS-EXT-STS:task_state"], Value::Null);
+    assert_eq!(stack.driver().rescue_image_of(u), None);
+
+    // From SHUTOFF, with a rescue image of its own; a generated password. Unrescued, the
+    // server runs (as Nova's).
+    let rescue_image = c
+        .create_image("rescue-disk", "bare", "qcow2", b"a rescue disk".to_vec())
+        .await?;
+    assert_eq!(c.action(&id, &json!({"os-stop": null})).await?.status, 202);
+    c.wait_status(&id, "SHUTOFF", WAIT).await?;
+    let r = c
+        .action(&id, &json!({"rescue": {"rescue_image_ref": rescue_image}}))
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["adminPass"].as_str().map(str::len), Some(12));
+    c.wait_status(&id, "RESCUE", WAIT).await?;
+    let used = stack.driver().rescue_image_of(u);
+    assert!(used.is_some() && used != own, "the rescue image's data: {used:?}");
+    assert_eq!(c.action(&id, &json!({"unrescue": {}})).await?.status, 202);
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(stack.driver().list_power(u).await, Some(PowerState::Running));
+
+    // A rescue that fails: the server as it was, the action's event an error.
+    stack.driver().add_rule(Rule {
+        step: Step::Rescue,
+        target: Target::NameContains("rescuee".into()),
+        misbehaviour: Misbehaviour::Fail("the rescue disk would not boot".into()),
+    });
+    assert_eq!(c.action(&id, &json!({"rescue": null})).await?.status, 200);
+    let s = wait_idle(&c, &id).await?;
+    assert_eq!(s["status"], json!("ACTIVE"), "{s}");
+    let recorded = actions::list(stack.db(), u).await?;
+    let names: Vec<&str> = recorded.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(
+        names,
+        ["create", "rescue", "unrescue", "stop", "rescue", "unrescue", "rescue"]
+    );
+    let last = recorded
+        .last()
+        .ok_or_else(|| anyhow::anyhow!("no action"))?;
+    assert_eq!(last.events[0].result.as_deref(), Some("Error"));
+    stack.driver().clear_rules();
+    // Deleted while rescued.
+    assert_eq!(c.action(&id, &json!({"rescue": null})).await?.status, 200);
+    c.wait_status(&id, "RESCUE", WAIT).await?;
+    assert_eq!(c.delete(&format!("/servers/{id}")).await?.status, 204);
+    c.wait_gone(&id, WAIT).await?;
+    assert!(!stack.driver().has_instance(u));
+
+    // A container cannot be rescued: 501 (its server in ERROR here: no container host).
+    nova_db::flavors::create(stack.db(), &resize_flavor("rc1", 1, 64, 0, "container")).await?;
+    let box_id = c
+        .create_server_from("rescue-box", "rc1", e2e::client::DOCKER_IMAGE)
+        .await?;
+    c.wait_error(&box_id, WAIT).await?;
+    let r = c.action(&box_id, &json!({"rescue": null})).await?;
+    assert_eq!(r.status, 501, "{}", r.body);
+    Ok(())
+}
