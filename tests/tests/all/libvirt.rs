@@ -435,6 +435,28 @@ async fn a_vm_pauses_suspends_and_is_rebuilt() -> anyhow::Result<()> {
     );
     wait_for_boots(&c, &id, 1).await?;
 
+    // Rescue: the guest shut down and the domain defined again to boot a fresh overlay of the
+    // image (its kernel and ramdisk) with the server's own disk second; unrescue gives the
+    // domain its own definition back and boots it.
+    let r = c.action(&id, &json!({"rescue": null})).await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    c.wait_status(&id, "RESCUE", WAIT).await?;
+    assert_eq!(domain_state(&id).await?, "running");
+    let xml = virsh(&["dumpxml", &format!("instance-{id}")]).await?;
+    for file in ["disk.rescue", "kernel.rescue", "ramdisk.rescue", "disk'"] {
+        let path = format!("{}/{file}", dir.display());
+        assert!(xml.contains(&path), "{path} in {xml}");
+    }
+    assert!(xml.contains("dev='vdb'"), "its own disk second: {xml}");
+    wait_for_boots(&c, &id, 2).await?;
+    assert_eq!(c.action(&id, &json!({"unrescue": null})).await?.status, 202);
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(domain_state(&id).await?, "running");
+    let xml = virsh(&["dumpxml", &format!("instance-{id}")]).await?;
+    assert!(!xml.contains("rescue") && !xml.contains("dev='vdb'"), "{xml}");
+    assert!(!dir.join("disk.rescue").exists() && !dir.join("unrescue.xml").exists());
+    wait_for_boots(&c, &id, 3).await?;
+
     // Resize: the guest shut down, its disk grown (the disk as it was kept beside it), the
     // domain's vCPUs and memory set, the guest started again. A revert puts the disk and the
     // sizes back; a confirm drops the kept disk.
