@@ -1328,7 +1328,10 @@ pub fn domain_xml(
         "  <clock offset='utc'/>\n  <on_poweroff>destroy</on_poweroff>\n  \
          <on_reboot>restart</on_reboot>\n  <on_crash>destroy</on_crash>\n  <devices>\n",
     );
-    for (disk, dev) in [(Some(&files.disk), "vda"), (files.rescued_disk.as_ref(), "vdb")] {
+    for (disk, dev) in [
+        (Some(&files.disk), "vda"),
+        (files.rescued_disk.as_ref(), "vdb"),
+    ] {
         if let Some(disk) = disk {
             let _ = write!(
                 x,

@@ -112,9 +112,7 @@ pub(super) async fn rescue(
     .map_err(|e| refused_state(e, id, "rescue", RESCUE.from_vm_states))?;
     publish_task(state, task, instance.uuid, &ctx.request_id).await;
     // (Nova answers 200, not 202, "for backwards compatibility".)
-    let password = request
-        .admin_pass
-        .unwrap_or_else(super::create::admin_pass);
+    let password = request.admin_pass.unwrap_or_else(super::create::admin_pass);
     Ok(HttpResponse::Ok().json(json!({ "adminPass": password })))
 }
 

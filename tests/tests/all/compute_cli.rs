@@ -420,6 +420,18 @@ async fn the_openstack_cli_drives_a_servers_life() -> anyhow::Result<()> {
     .await?;
     let image = demo(&stack, &["image", "show", "web-snap"]).await?;
     assert_eq!(field(&image, "status"), &json!("active"), "{image}");
+    // Rescued from the snapshot (the CLI sends its id as the rescue image), and back.
+    for (args, status) in [
+        (
+            &["server", "rescue", "--image", "web-snap", "web"][..],
+            "RESCUE",
+        ),
+        (&["server", "unrescue", "web"][..], "ACTIVE"),
+    ] {
+        e2e::cli::run(&stack, "demo", args).await?;
+        http.wait_status(&web, status, std::time::Duration::from_secs(60))
+            .await?;
+    }
     for (action, status) in [("shelve", "SHELVED_OFFLOADED"), ("unshelve", "ACTIVE")] {
         e2e::cli::run(&stack, "demo", &["server", action, "web"]).await?;
         http.wait_status(&web, status, std::time::Duration::from_secs(60))

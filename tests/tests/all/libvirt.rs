@@ -453,7 +453,10 @@ async fn a_vm_pauses_suspends_and_is_rebuilt() -> anyhow::Result<()> {
     c.wait_status(&id, "ACTIVE", WAIT).await?;
     assert_eq!(domain_state(&id).await?, "running");
     let xml = virsh(&["dumpxml", &format!("instance-{id}")]).await?;
-    assert!(!xml.contains("rescue") && !xml.contains("dev='vdb'"), "{xml}");
+    assert!(
+        !xml.contains("rescue") && !xml.contains("dev='vdb'"),
+        "{xml}"
+    );
     assert!(!dir.join("disk.rescue").exists() && !dir.join("unrescue.xml").exists());
     wait_for_boots(&c, &id, 3).await?;
 

@@ -2803,9 +2803,14 @@ async fn a_rescue_boots_the_rescue_image_and_an_unrescue_the_own_disk(
         .await?;
     assert_eq!(
         r.body["badRequest"]["message"],
-        json!(format!("Requested rescue image '{unknown}' is not supported"))
+        json!(format!(
+            "Requested rescue image '{unknown}' is not supported"
+        ))
     );
-    assert_eq!(c.server(&id).await?.body["server"]["status"], json!("ACTIVE"));
+    assert_eq!(
+        c.server(&id).await?.body["server"]["status"],
+        json!("ACTIVE")
+    );
 
     let r = c
         .action(&id, &json!({"rescue": {"adminPass": "s3cret"}}))
@@ -2847,10 +2852,16 @@ async fn a_rescue_boots_the_rescue_image_and_an_unrescue_the_own_disk(
     assert_eq!(r.body["adminPass"].as_str().map(str::len), Some(12));
     c.wait_status(&id, "RESCUE", WAIT).await?;
     let used = stack.driver().rescue_image_of(u);
-    assert!(used.is_some() && used != own, "the rescue image's data: {used:?}");
+    assert!(
+        used.is_some() && used != own,
+        "the rescue image's data: {used:?}"
+    );
     assert_eq!(c.action(&id, &json!({"unrescue": {}})).await?.status, 202);
     c.wait_status(&id, "ACTIVE", WAIT).await?;
-    assert_eq!(stack.driver().list_power(u).await, Some(PowerState::Running));
+    assert_eq!(
+        stack.driver().list_power(u).await,
+        Some(PowerState::Running)
+    );
 
     // A rescue that fails: the server as it was, the action's event an error.
     stack.driver().add_rule(Rule {
