@@ -786,6 +786,47 @@ mod tests {
         server.await.unwrap();
     }
 
+    /// A rescue image is in use beside the instance's own while it is rescued; after the
+    /// unrescue only the own is, and eviction may take the rescue image.
+    #[tokio::test]
+    async fn a_rescue_image_is_in_use_until_the_unrescue() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = ImageSettings {
+            cache_dir: dir.path().to_owned(),
+            ..ImageSettings::default()
+        };
+        let cache = ImageCache::open(&settings, None).unwrap();
+        let (own, rescue) = (
+            image("sha512", &"ab".repeat(64)),
+            image("sha512", &"cd".repeat(64)),
+        );
+        for i in [&own, &rescue] {
+            std::fs::write(dir.path().join(&i.hash_value), "x").unwrap();
+        }
+        let instance = InstanceUuid::new_v4();
+        cache.acquire(&own, instance).await.unwrap();
+        for _ in 0..2 {
+            cache.begin_rescue(instance).unwrap();
+        }
+        cache.acquire(&rescue, instance).await.unwrap();
+        assert!(cache.evict(Duration::ZERO).await.unwrap().is_empty());
+        cache.end_rescue(instance).unwrap();
+        assert_eq!(
+            cache.evict(Duration::ZERO).await.unwrap(),
+            vec![rescue.hash_value.clone()]
+        );
+        assert!(dir.path().join(&own.hash_value).exists());
+        // A rescued instance destroyed: neither record is left.
+        cache.begin_rescue(instance).unwrap();
+        cache.release(instance).unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("instances"))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+
     #[test]
     fn only_a_sha512_hex_digest_names_a_cache_file() {
         let good = "ab".repeat(64);
