@@ -1095,6 +1095,27 @@ async fn a_server_of_a_baremetal_flavor_deploys_its_iso_on_the_machine() -> anyh
             "{err}"
         );
     }
+    // Nor resized, snapshotted, shelved or rescued (over HTTP: a CLI call each costs seconds).
+    let url = e2e::stack::Stack::api_url(&stack).to_owned();
+    let token = e2e::client::password_token(&url, "admin", "admin-secret", "admin").await?;
+    let http = e2e::client::Client::new(&url, &token);
+    for body in [
+        json!({"resize": {"flavorRef": "bm.small"}}),
+        json!({"createImage": {"name": "bm-snap"}}),
+        json!({"createBackup": {"name": "bm-b", "backup_type": "daily", "rotation": 1}}),
+        json!({"shelve": null}),
+        json!({"rescue": null}),
+    ] {
+        let r = http.action(&server_id, &body).await?;
+        assert_eq!(r.status, 501, "{body}: {}", r.body);
+        let message = r.body["notImplemented"]["message"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            message.contains("a bare-metal machine cannot be"),
+            "{body}: {message}"
+        );
+    }
     let after = admin(&stack, &["server", "show", "bm-server"]).await?;
     assert_eq!(
         (&after["status"], &after["OS-EXT-STS:task_state"]),
