@@ -579,7 +579,6 @@ fn is_sha512_hex(s: &str) -> bool {
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
-/// Marks the image as used now (its mtime is its last use).
 /// The extension of the record of what an instance used before its rescue.
 const RESCUE: &str = "rescue";
 
@@ -590,6 +589,7 @@ fn remove_if_there(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Marks the image as used now (its mtime is its last use).
 fn touch(path: &Path) -> std::io::Result<()> {
     std::fs::File::open(path)?.set_modified(SystemTime::now())
 }

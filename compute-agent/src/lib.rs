@@ -1073,14 +1073,27 @@ impl Agent {
                         driver.rescue(spec, &images, graceful).await
                     }
                     .await;
-                    if rescued.is_err() {
-                        // Not rescued (the driver leaves the instance as it was): it uses
-                        // what it used before.
-                        if let Err(e) = self.images.end_rescue(spec.uuid) {
-                            tracing::warn!(error = %e, "image cache: rescue image not released");
+                    let Err(e) = rescued else {
+                        return Ok(());
+                    };
+                    match driver.rescued(spec.uuid).await {
+                        // Put back as it was: it uses what it used before.
+                        Ok(false) => {
+                            if let Err(e) = self.images.end_rescue(spec.uuid) {
+                                tracing::warn!(error = %e, "image cache: rescue image not released");
+                            }
+                            Err(e)
                         }
+                        // Left rescued (the driver could not put it back): the server is
+                        // RESCUED, as it is, for an unrescue to make whole; its rescue image
+                        // stays in use.
+                        Ok(true) => {
+                            tracing::warn!(error = %e, "rescue failed and could not be put back; the instance is left rescued");
+                            Ok(())
+                        }
+                        // Not known: both records kept (nothing it may stand on is evicted).
+                        Err(_) => Err(e),
                     }
-                    rescued
                 })
                 .await;
                 (

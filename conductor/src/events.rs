@@ -160,6 +160,7 @@ impl Conductor {
             .as_ref()
             .filter(|t| !matches!(t.state, RowState::Pending | RowState::Dispatched))
             .map(|t| t.kind);
+        let given_up = task.as_ref().is_some_and(|t| t.state == RowState::Failed);
         let Some(task) =
             task.filter(|t| matches!(t.state, RowState::Pending | RowState::Dispatched))
         else {
@@ -168,8 +169,12 @@ impl Conductor {
             // up at the build timeout): whatever now runs for an instance that is gone, or
             // that its build no longer stands for, must go.
             tracing::debug!(?outcome, "result without an open task");
-            if matches!(outcome, Outcome::Done { .. }) {
+            if let Outcome::Done { power_state, .. } = outcome {
                 self.settle_late_done(host, uuid, closed_kind).await?;
+                if given_up {
+                    self.settle_late_rescue(host, uuid, closed_kind, power_state)
+                        .await?;
+                }
             }
             return Ok(());
         };
@@ -392,6 +397,53 @@ impl Conductor {
             };
             self.send_to_host(host, command, None).await?;
         }
+        Ok(())
+    }
+
+    /// A rescue or an unrescue that was given up (its server left as it was, with a fault)
+    /// and then done on the host after all: the server is told as its guest now is — RESCUED
+    /// or ACTIVE — when nothing was done to it since (no other result would ever say so, and
+    /// the power sync cannot see a rescue).
+    async fn settle_late_rescue(
+        &self,
+        host: &str,
+        uuid: InstanceUuid,
+        closed_kind: Option<TaskKind>,
+        power_state: PowerState,
+    ) -> Result<()> {
+        let (from, to): (&[VmState], VmState) = match closed_kind {
+            Some(TaskKind::Rescue { .. }) => (
+                &[VmState::Active, VmState::Stopped, VmState::Error],
+                VmState::Rescued,
+            ),
+            Some(TaskKind::Unrescue) => (&[VmState::Rescued], VmState::Active),
+            _ => return Ok(()),
+        };
+        let Some(instance) = instances::get_any(&self.db, uuid).await? else {
+            return Ok(());
+        };
+        if instance.deleted
+            || instance.host.as_deref() != Some(host)
+            || instance.task_state.is_some()
+            || !from.contains(&instance.vm_state)
+        {
+            return Ok(());
+        }
+        let expect = instances::Expect {
+            vm_state: Some(instance.vm_state),
+            task_state: None,
+        };
+        let set = instances::SetStates {
+            vm_state: to,
+            task_state: None,
+            power_state: Some(power_state),
+            launched: false,
+            addresses: None,
+        };
+        let mut tx = self.db.begin().await?;
+        instances::transition(&mut tx, uuid, expect, set).await?;
+        tx.commit().await?;
+        tracing::warn!(%uuid, vm_state = %to, "a given-up rescue or unrescue was done on the host after all");
         Ok(())
     }
 

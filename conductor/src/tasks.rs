@@ -630,7 +630,9 @@ pub(crate) async fn command_for(
         }
         // The spec as a build's (its ports found again), with the rescue image as its image:
         // the one asked for, or the server's own (Nova's default without a configured rescue
-        // image).
+        // image). Its kernel and ramdisk are the rescue image's own (Nova's libvirt driver
+        // boots any rescue image with the server's; a whole-disk rescue image boots as it is
+        // here).
         TaskKind::Rescue { image } => {
             let Some(node) = instance.node.as_deref() else {
                 return Ok(None);

@@ -831,24 +831,33 @@ impl Compute for DockerDriver {
 
     /// The engine's pause: the container's processes frozen (the cgroup freezer), its memory
     /// kept.
+    /// The engine's pause; a container paused already is left so. The engine refuses that
+    /// (with a 409 or a 500, by version), so its state is read when it refuses, not before
+    /// every pause (a call more each).
     async fn pause(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
-        if self.power_state(uuid).await? == PowerState::Paused {
-            return Ok(());
+        match self.docker.pause_container(&container_name(uuid)).await {
+            Err(e)
+                if !is_no_such(&e, "container")
+                    && self.power_state(uuid).await? == PowerState::Paused =>
+            {
+                Ok(())
+            }
+            done => done.map_err(|e| Self::not_found_or(uuid, e)),
         }
-        self.docker
-            .pause_container(&container_name(uuid))
-            .await
-            .map_err(|e| Self::not_found_or(uuid, e))
     }
 
+    /// The engine's unpause; a container that is not paused is left as it is (read, as for
+    /// `pause`, when the engine refuses).
     async fn unpause(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
-        if self.power_state(uuid).await? != PowerState::Paused {
-            return Ok(());
+        match self.docker.unpause_container(&container_name(uuid)).await {
+            Err(e)
+                if !is_no_such(&e, "container")
+                    && self.power_state(uuid).await? != PowerState::Paused =>
+            {
+                Ok(())
+            }
+            done => done.map_err(|e| Self::not_found_or(uuid, e)),
         }
-        self.docker
-            .unpause_container(&container_name(uuid))
-            .await
-            .map_err(|e| Self::not_found_or(uuid, e))
     }
 
     /// The engine's update of the container's limits: the flavor's vCPUs (as CPU time) and

@@ -599,20 +599,22 @@ impl Compute for FakeDriver {
         _timeout: Duration,
     ) -> Result<(), DriverError> {
         self.misbehave(Step::Rescue, spec.uuid, None).await?;
-        let image = images.disk.clone();
-        if let Some(path) = &image {
-            if !path.is_file() {
-                return Err(DriverError::Invalid(format!(
-                    "rescue image data {} is missing",
-                    path.display()
-                )));
-            }
-        }
+        let image = images
+            .disk
+            .clone()
+            .filter(|path| path.is_file())
+            .ok_or_else(|| {
+                DriverError::Invalid(format!("rescue image data {:?} is missing", images.disk))
+            })?;
         self.with_instance(spec.uuid, |i| {
-            i.rescue_image = image.or_else(|| i.image.clone());
+            i.rescue_image = Some(image);
             i.power_state = PowerState::Running;
             i.console.push_str("\nfake: booted the rescue image");
         })
+    }
+
+    async fn rescued(&self, uuid: InstanceUuid) -> Result<bool, DriverError> {
+        self.with_instance(uuid, |i| i.rescue_image.is_some())
     }
 
     async fn unrescue(&self, uuid: InstanceUuid) -> Result<(), DriverError> {

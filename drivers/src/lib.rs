@@ -227,6 +227,13 @@ pub trait Compute: Send + Sync + 'static {
         Err(not_supported("rescue"))
     }
 
+    /// Whether the instance is (or may be) left rescued: booting a rescue image, or with
+    /// what [`Compute::unrescue`] needs to put it back, as a rescue that could not be put back
+    /// leaves it. An unrescue then makes it whole.
+    async fn rescued(&self, _uuid: InstanceUuid) -> Result<bool, DriverError> {
+        Ok(false)
+    }
+
     /// The rescue guest gone and the instance booted from its own disk, running (Nova's
     /// `unrescue`). Idempotent: an instance that is not rescued is started.
     async fn unrescue(&self, _uuid: InstanceUuid) -> Result<(), DriverError> {

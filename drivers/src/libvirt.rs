@@ -392,6 +392,7 @@ impl LibvirtDriver {
             config_drive,
             console_log: dir.join("console.log"),
             rescued_disk: (what == Use::Rescue).then(|| dir.join("disk")),
+            known_macs: Vec::new(),
         })
     }
 
@@ -1050,7 +1051,8 @@ fn config_drive_path(dir: &Path) -> PathBuf {
     dir.join("disk.config")
 }
 
-/// The files a guest's domain names.
+/// What a guest's domain names beyond its spec: its files, and the MACs it keeps.
+#[derive(Clone, Debug, Default)]
 pub struct GuestFiles {
     pub disk: PathBuf,
     pub kernel: Option<PathBuf>,
@@ -1059,6 +1061,10 @@ pub struct GuestFiles {
     pub console_log: PathBuf,
     /// A rescue guest's second disk: the instance's own.
     pub rescued_disk: Option<PathBuf>,
+    /// The MACs of the guest's NICs as it was defined, with their libvirt networks: a NIC
+    /// without a port keeps its MAC when the guest is defined again (a rescue), as Nova keeps
+    /// a guest's VIFs. (A port's NIC has the port's MAC.)
+    pub known_macs: Vec<(String, String)>,
 }
 
 /// Whose files [`LibvirtDriver::prepare_files`] makes: the instance's own, or a rescue's.
@@ -1352,9 +1358,21 @@ pub fn domain_xml(
     }
     // A NIC with a port has the port's MAC (its DHCP entry is keyed by it), as Nova's VIFs.
     let ports = crate::libvirt_nics::nics_of(spec);
+    let port_macs: Vec<&str> = ports.iter().flatten().map(|p| p.mac.as_str()).collect();
+    let mut known: Vec<&(String, String)> = files
+        .known_macs
+        .iter()
+        .filter(|(mac, _)| !port_macs.contains(&mac.as_str()))
+        .collect();
     for (i, (network, _)) in networks.iter().enumerate() {
         let port = ports.get(i).and_then(Option::as_ref);
-        let mac = port.map(|p| p.mac.clone()).unwrap_or_else(new_mac);
+        let mac = match port {
+            Some(p) => p.mac.clone(),
+            None => match known.iter().position(|(_, n)| n == network) {
+                Some(k) => known.remove(k).0.clone(),
+                None => new_mac(),
+            },
+        };
         let filter = port.and_then(|p| nic_filter(virt_type, spec.uuid, p));
         let _ = write!(x, "    {}", interface_xml(&mac, network, filter.as_deref()));
     }
@@ -1816,24 +1834,29 @@ impl Compute for LibvirtDriver {
             return self.start(uuid, Saved::Discard).await;
         }
         let running = self.power_state(uuid).await? == PowerState::Running;
-        // Everything the rescue guest needs, before the instance's guest is touched.
-        let files = match self.prepare_files(spec, images, Use::Rescue).await {
-            Ok(files) => files,
+        // Everything the rescue guest needs, and the instance's own definition saved, before
+        // the instance's guest is touched.
+        let prepared = async {
+            let mut files = self.prepare_files(spec, images, Use::Rescue).await?;
+            files.known_macs = nics_of_xml(&own);
+            let partial = dir.join(format!("{UNRESCUE_XML}.part"));
+            let save = async {
+                tokio::fs::write(&partial, &own).await?;
+                tokio::fs::rename(&partial, dir.join(UNRESCUE_XML)).await
+            };
+            save.await
+                .map_err(|e| backend("saved domain definition", e))?;
+            Ok::<_, DriverError>(self.xml_of(spec, &files))
+        }
+        .await;
+        let xml = match prepared {
+            Ok(xml) => xml,
             Err(e) => {
-                self.remove_rescue_files(uuid, false).await;
+                self.remove_rescue_files(uuid, true).await;
                 return Err(e);
             }
         };
-        let xml = self.xml_of(spec, &files);
-        let saved = async {
-            let partial = dir.join(format!("{UNRESCUE_XML}.part"));
-            tokio::fs::write(&partial, &own).await?;
-            tokio::fs::rename(&partial, dir.join(UNRESCUE_XML)).await
-        }
-        .await
-        .map_err(|e| backend("saved domain definition", e));
         let rescued = async {
-            saved?;
             self.off(uuid, timeout).await?;
             self.with_conn(move |c| {
                 let d = Domain::define_xml(c, &xml).map_err(|e| backend("define", e))?;
@@ -1861,6 +1884,11 @@ impl Compute for LibvirtDriver {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// While its own definition is saved: the rescue is not undone yet.
+    async fn rescued(&self, uuid: InstanceUuid) -> Result<bool, DriverError> {
+        Ok(self.instance_dir(uuid).join(UNRESCUE_XML).exists())
     }
 
     /// Nova's libvirt unrescue: the rescue guest off, the instance's own definition given
@@ -2191,8 +2219,8 @@ mod tests {
             kernel: kernel.then(|| "/i/kernel".into()),
             ramdisk: kernel.then(|| "/i/ramdisk".into()),
             config_drive: Some("/i/disk.config".into()),
-            rescued_disk: None,
             console_log: "/i/console.log".into(),
+            ..GuestFiles::default()
         }
     }
 
@@ -2265,7 +2293,9 @@ mod tests {
     #[tokio::test]
     async fn a_rescue_boots_the_rescue_disk_beside_the_own_and_an_unrescue_gives_it_back() {
         let (d, tmp, base) = test_driver().await;
-        let s = qcow2_spec();
+        // On the test driver's network `default`, with no port: a MAC of the driver's.
+        let mut s = qcow2_spec();
+        s.networks = NetworkRequest::Auto;
         d.spawn(&s, &BootImages::disk(&base)).await.unwrap();
         let dir = d.instance_dir(s.uuid);
         let xml = |d: &LibvirtDriver| {
@@ -2277,6 +2307,7 @@ mod tests {
                 .unwrap()
         };
         let own = xml(&d);
+        assert!(!nics_of_xml(&own).is_empty(), "a NIC without a port: {own}");
         let rescue_disk = path_text(&dir.join("disk.rescue"));
         // A rescue image that cannot be read changes nothing: the guest runs on its own disk.
         let missing = BootImages::disk(tmp.path().join("missing.qcow2"));
@@ -2297,13 +2328,21 @@ mod tests {
                 "its own disk is the second: {rescued}"
             );
             assert!(dir.join(UNRESCUE_XML).is_file());
+            assert!(d.rescued(s.uuid).await.unwrap());
+            assert_eq!(
+                nics_of_xml(&rescued),
+                nics_of_xml(&own),
+                "the same NICs and MACs"
+            );
         }
         for _ in 0..2 {
             d.unrescue(s.uuid).await.unwrap();
             assert_eq!(d.power_state(s.uuid).await.unwrap(), PowerState::Running);
             assert!(!xml(&d).contains(&rescue_disk));
             assert!(!dir.join(UNRESCUE_XML).exists() && !dir.join("disk.rescue").exists());
+            assert!(!d.rescued(s.uuid).await.unwrap());
         }
+        assert_eq!(xml(&d), own);
         d.destroy(s.uuid).await.unwrap();
     }
 

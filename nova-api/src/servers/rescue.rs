@@ -116,9 +116,12 @@ pub(super) async fn rescue(
     Ok(HttpResponse::Ok().json(json!({ "adminPass": password })))
 }
 
-/// The image a rescue boots, as Nova's `rescue` checks it: one the caller may see, active, and
-/// (ours) one the server's node type boots; Nova's 400 UnsupportedRescueImage otherwise. A
-/// server that boots from no image (a volume's) cannot be rescued from its own.
+/// The image a rescue boots, as Nova's `rescue` checks it: one asked for must be one the
+/// caller may see (Nova's 400 UnsupportedRescueImage otherwise), with its kernel and ramdisk;
+/// without one, the server's own (which Nova reads from the server's record, whoever may see
+/// the image now). Either must be active — there must be data to boot — and (ours) of a kind
+/// the server's node type boots. A server that boots from no image (a volume's) cannot be
+/// rescued from its own.
 async fn check_rescue_image(
     state: &AppState,
     ctx: &RequestContext,
@@ -136,12 +139,22 @@ async fn check_rescue_image(
         None => instance.image_ref.clone(),
     };
     let unsupported = || bad(format!("Requested rescue image '{id}' is not supported"));
-    let image = super::create::image_for_server(state, ctx, &id)
-        .await
-        .map_err(|e| match e {
-            ApiError::BadRequest(_) => unsupported(),
-            other => other,
-        })?;
+    let image = match asked {
+        Some(_) => {
+            let image = super::create::image_for_server(state, ctx, &id)
+                .await
+                .map_err(|e| match e {
+                    ApiError::BadRequest(_) => unsupported(),
+                    other => other,
+                })?;
+            super::create::check_kernel_and_ramdisk(state, ctx, &image).await?;
+            image
+        }
+        None => nova_db::images::get(&state.db, &id)
+            .await?
+            .filter(|i| i.status == "active")
+            .ok_or_else(unsupported)?,
+    };
     let (container, disk) = (
         image.container_format.as_deref().unwrap_or_default(),
         image.disk_format.as_deref().unwrap_or_default(),
@@ -149,7 +162,7 @@ async fn check_rescue_image(
     if !instance.node_type.boots(container, disk) {
         return Err(unsupported());
     }
-    super::create::check_kernel_and_ramdisk(state, ctx, &image).await
+    Ok(())
 }
 
 /// `unrescue`: Nova's schema takes anything as its argument.

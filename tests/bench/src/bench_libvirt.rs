@@ -103,6 +103,7 @@ async fn boot_raw(spec: &nova_core::rpc::InstanceSpec, dir: &Path) -> anyhow::Re
         ramdisk: Some(dir.join("ramdisk")),
         config_drive: None,
         console_log: dir.join("console.log"),
+        ..GuestFiles::default()
     };
     let virt_type = if drivers::libvirt::kvm_works() {
         "kvm"

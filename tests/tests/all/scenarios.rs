@@ -2827,6 +2827,10 @@ async fn a_rescue_boots_the_rescue_image_and_an_unrescue_the_own_disk(
         json!({"rescue": null}),
         json!({"reboot": {"type": "HARD"}}),
         json!({"os-stop": null}),
+        json!({"pause": null}),
+        json!({"shelve": null}),
+        json!({"createImage": {"name": "rescued-snap"}}),
+        json!({"resize": {"flavorRef": "2"}}),
         json!({"rebuild": {"imageRef": e2e::client::IMAGE}}),
     ] {
         let r = c.action(&id, &body).await?;
@@ -2898,5 +2902,36 @@ async fn a_rescue_boots_the_rescue_image_and_an_unrescue_the_own_disk(
     c.wait_error(&box_id, WAIT).await?;
     let r = c.action(&box_id, &json!({"rescue": null})).await?;
     assert_eq!(r.status, 501, "{}", r.body);
+    Ok(())
+}
+
+/// A rescue given up (its host's heartbeats, which say what it is running, did not come in
+/// time: slowed here to one per half minute) and then done on the host after all: the server
+/// is told RESCUED, as its guest is, and can be unrescued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rescue_done_after_it_was_given_up_leaves_the_server_rescued() -> anyhow::Result<()> {
+    let stack = Distributed::start(Options {
+        heartbeat_ms: 30_000,
+        reconcile_ms: 200,
+        redrive_after_s: 1,
+        task_attempts: 2,
+        ..Options::default()
+    })
+    .await?;
+    let c = client(&stack);
+    let id = c.create_server("slow-rescue", "1").await?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    let gate = stack
+        .driver()
+        .hold(Step::Rescue, Target::NameContains("slow-rescue".into()));
+    assert_eq!(c.action(&id, &json!({"rescue": null})).await?.status, 200);
+    gate.reached(WAIT).await?;
+    let why = wait_for_failed_action(&stack, &c, &id, "rescue").await?;
+    assert!(why.contains("given up"), "{why}");
+    gate.release();
+    c.wait_status(&id, "RESCUE", WAIT).await?;
+    assert!(stack.driver().rescue_image_of(uuid(&id)?).is_some());
+    assert_eq!(c.action(&id, &json!({"unrescue": null})).await?.status, 202);
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
     Ok(())
 }
