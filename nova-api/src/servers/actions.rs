@@ -378,6 +378,10 @@ pub(super) async fn action(
         "shelveOffload" => return super::shelve::shelve_offload(&ctx, &state, &id, arg).await,
         "unshelve" => return super::shelve::unshelve(&req, &ctx, &state, &id, arg).await,
         "rescue" => return super::rescue::rescue(&ctx, &state, &id, arg).await,
+        "changePassword" => {
+            super::admin_password::change_password(&ctx, &state, &id, arg).await?;
+            return Ok(HttpResponse::Accepted().finish());
+        }
         "unrescue" => return super::rescue::unrescue(&ctx, &state, &id).await,
         "confirmResize" => return super::resize::end(&ctx, &state, &id, arg, true).await,
         "revertResize" => return super::resize::end(&ctx, &state, &id, arg, false).await,

@@ -7,6 +7,7 @@
 mod actions;
 mod addresses;
 mod admin_actions;
+mod admin_password;
 mod create;
 mod diagnostics;
 mod host_call;

@@ -226,6 +226,17 @@ async fn a_container_server_lives_its_whole_life_through_the_api() -> anyhow::Re
     );
     let r = admin.at_microversion("2.48").get(&path).await?;
     assert_eq!(r.status, 501, "{}", r.body);
+    // No way to set a container's password (Nova's 501 for a driver without one), nor to
+    // rescue it.
+    let r = c
+        .action(&id, &json!({"changePassword": {"adminPass": "n3w"}}))
+        .await?;
+    assert_eq!(r.status, 501, "{}", r.body);
+    assert_eq!(
+        r.body["notImplemented"]["message"],
+        json!("Unable to set password on instance")
+    );
+    assert_eq!(c.action(&id, &json!({"rescue": null})).await?.status, 501);
 
     // Stop, start, reboot soft and hard.
     let r = c.action(&id, &json!({"os-stop": null})).await?;

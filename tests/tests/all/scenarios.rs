@@ -2812,6 +2812,16 @@ async fn a_rescue_boots_the_rescue_image_and_an_unrescue_the_own_disk(
         json!("ACTIVE")
     );
 
+    // changePassword needs a guest agent, which no guest has here: Nova's 409 without it.
+    let r = c.action(&id, &json!({"changePassword": {}})).await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = c
+        .action(&id, &json!({"changePassword": {"adminPass": "n3w"}}))
+        .await?;
+    assert_eq!(
+        (r.status, &r.body["conflictingRequest"]["message"]),
+        (409, &json!("QEMU guest agent is not enabled"))
+    );
     let r = c
         .action(&id, &json!({"rescue": {"adminPass": "s3cret"}}))
         .await?;
@@ -2831,6 +2841,7 @@ async fn a_rescue_boots_the_rescue_image_and_an_unrescue_the_own_disk(
         json!({"shelve": null}),
         json!({"createImage": {"name": "rescued-snap"}}),
         json!({"resize": {"flavorRef": "2"}}),
+        json!({"changePassword": {"adminPass": "n3w"}}),
         json!({"rebuild": {"imageRef": e2e::client::IMAGE}}),
     ] {
         let r = c.action(&id, &body).await?;
