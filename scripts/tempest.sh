@@ -75,8 +75,10 @@ image_ref_alt=$(os image create --public --disk-format qcow2 --container-format 
 flavor_ref=$(os flavor create --ram 128 --vcpus 1 --disk 1 -f value -c id m1.tempest)
 flavor_ref_alt=$(os flavor create --ram 192 --vcpus 1 --disk 1 -f value -c id m1.tempest-alt)
 # The network Tempest's servers are on (a shared provider network; the fake driver boots
-# nothing, but reports an address on it).
+# nothing, but reports an address on it), with a subnet, so that its ports have addresses and
+# take security groups (Nova refuses a group on a port without).
 os network create --share tempest-net >/dev/null
+os subnet create --network tempest-net --subnet-range 10.254.0.0/16 tempest-subnet >/dev/null
 
 sed -e "s|@URL@|$url|g" \
     -e "s|@ADMIN_PASSWORD@|$admin_password|g" \

@@ -302,23 +302,6 @@ fn normalise_prefix(prefix: &str, ethertype: &str) -> ApiResult<String> {
     Ok(with_mask)
 }
 
-/// Whether two rules are one (Neutron's `_rule_to_key`): the protocol compared by number, and
-/// an any-address prefix the same as none.
-fn same_rule(a: &Rule, b: &Rule) -> bool {
-    let prefix = |r: &Rule| match r.remote_ip_prefix.as_deref() {
-        None | Some("0.0.0.0/0") | Some("::/0") => None,
-        Some(p) => Some(p.to_owned()),
-    };
-    let proto = |r: &Rule| r.protocol.as_deref().and_then(protocol_number);
-    a.direction == b.direction
-        && a.ethertype == b.ethertype
-        && a.port_range_min == b.port_range_min
-        && a.port_range_max == b.port_range_max
-        && proto(a) == proto(b)
-        && a.remote_group_id == b.remote_group_id
-        && prefix(a) == prefix(b)
-}
-
 /// The network of a prefix (Neutron's `normalized_cidr`).
 fn normalized_cidr(prefix: Option<&str>) -> Value {
     prefix
@@ -744,7 +727,7 @@ pub(crate) async fn create_rule(
         find_group(&state, &ctx, remote).await?;
     }
     let limit = limit_of(&state, &rule.project_id, SECURITY_GROUP_RULE).await?;
-    match store::create_rule(&state.db, &rule, limit, same_rule).await? {
+    match store::create_rule(&state.db, &rule, limit, store::same_rule).await? {
         RuleCreated::Yes => {}
         RuleCreated::GroupGone => return Err(group_not_found(&group_id)),
         RuleCreated::OverQuota => {

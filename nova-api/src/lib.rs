@@ -18,6 +18,7 @@ pub mod os_availability_zone;
 pub mod os_hosts;
 pub mod os_hypervisors;
 pub mod os_networks;
+pub mod os_security_groups;
 pub mod os_services;
 pub mod quota_classes;
 pub mod quotas;
@@ -139,6 +140,7 @@ async fn readers_only(
         "/v2.1/os-quota-sets",
         "/v2.1/os-tenant-networks",
         "/v2.1/os-networks",
+        "/v2.1/os-security-groups",
         "/v2.1/os-server-groups",
     ];
     if let Some(e) = NOVA
@@ -172,6 +174,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .configure(extensions::configure)
             .configure(os_hosts::configure)
             .configure(os_networks::configure)
+            .configure(os_security_groups::configure)
             .configure(instance_usage_audit_log::configure)
             .configure(quota_classes::configure)
             .configure(server_external_events::configure)

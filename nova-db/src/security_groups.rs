@@ -418,6 +418,27 @@ pub enum RuleCreated {
     Duplicate(String),
 }
 
+/// Whether two rules are one (Neutron's `_rule_to_key`): the protocol compared by number, and
+/// an any-address prefix the same as none.
+pub fn same_rule(a: &Rule, b: &Rule) -> bool {
+    let prefix = |r: &Rule| match r.remote_ip_prefix.as_deref() {
+        None | Some("0.0.0.0/0") | Some("::/0") => None,
+        Some(p) => Some(p.to_owned()),
+    };
+    let proto = |r: &Rule| {
+        r.protocol
+            .as_deref()
+            .and_then(nova_core::firewall::protocol_number)
+    };
+    a.direction == b.direction
+        && a.ethertype == b.ethertype
+        && a.port_range_min == b.port_range_min
+        && a.port_range_max == b.port_range_max
+        && proto(a) == proto(b)
+        && a.remote_group_id == b.remote_group_id
+        && prefix(a) == prefix(b)
+}
+
 /// Stores a rule unless the group has the same one (`same` tells two rules apart as Neutron's
 /// `_rule_to_key` does) or the project has `limit` rules. Under the group's row lock.
 pub async fn create_rule(

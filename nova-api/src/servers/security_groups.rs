@@ -8,46 +8,10 @@ use super::visible;
 use crate::{AppState, NOVA};
 use actix_web::{web, HttpResponse};
 use api_toolkit::{bad, ApiError, ApiResult, RequestContext};
-use nova_db::security_groups::{Group, Rule};
+use nova_db::security_groups::Group;
 use nova_db::{ports, security_groups};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-
-/// Nova's rule format (`_format_security_group_rule`): ingress rules only, a protocol without
-/// ports as the whole range (TCP/UDP) or -1, the remote as a group or a CIDR.
-fn rule_view(r: &Rule, remote: Option<&Group>) -> Value {
-    let (from, to) = match (&r.protocol, r.port_range_min, r.port_range_max) {
-        (Some(p), None, None) => {
-            // Nova's `_convert_to_nova_security_group_rule_format`: by name only.
-            let p = p.to_ascii_lowercase();
-            if matches!(p.as_str(), "tcp" | "udp") {
-                (json!(1), json!(65535))
-            } else {
-                (json!(-1), json!(-1))
-            }
-        }
-        (_, min, max) => (json!(min), json!(max)),
-    };
-    let (group, ip_range) = match remote {
-        Some(g) => (
-            json!({"name": g.name, "tenant_id": g.project_id}),
-            json!({}),
-        ),
-        None => (
-            json!({}),
-            json!({"cidr": r.remote_ip_prefix.as_deref().unwrap_or("0.0.0.0/0")}),
-        ),
-    };
-    json!({
-        "id": r.id,
-        "parent_group_id": r.security_group_id,
-        "ip_protocol": r.protocol,
-        "from_port": from,
-        "to_port": to,
-        "group": group,
-        "ip_range": ip_range,
-    })
-}
 
 /// `GET /servers/{id}/os-security-groups`: one entry per port per group, as Nova lists them,
 /// sorted by project and name.
@@ -69,53 +33,18 @@ pub(super) async fn list(
             }
         }
     }
-    let group_ids: Vec<&str> = groups.keys().map(String::as_str).collect();
-    let rules = security_groups::rules_of(&state.db, &group_ids).await?;
-    let mut remotes: BTreeMap<String, Option<Group>> = BTreeMap::new();
-    for r in rules.values().flatten() {
-        if let Some(remote) = &r.remote_group_id {
-            if !remotes.contains_key(remote) {
-                let found = match groups.get(remote) {
-                    Some(g) => Some(g.clone()),
-                    None => security_groups::get_group(&state.db, remote).await?,
-                };
-                remotes.insert(remote.clone(), found);
-            }
-        }
-    }
-    let mut views: Vec<(String, String, Value)> = Vec::new();
-    for port in &bound {
-        for gid in held.get(&port.id).into_iter().flatten() {
-            let Some(g) = groups.get(gid) else { continue };
-            let rule_views: Vec<Value> = rules
-                .get(gid)
-                .into_iter()
-                .flatten()
-                .filter(|r| r.direction == "ingress")
-                .filter_map(|r| match &r.remote_group_id {
-                    None => Some(rule_view(r, None)),
-                    // A remote group that cannot be read is left out (as Nova's format does),
-                    // never shown as open to all.
-                    Some(id) => remotes
-                        .get(id)
-                        .cloned()
-                        .flatten()
-                        .map(|g| rule_view(r, Some(&g))),
-                })
-                .collect();
-            views.push((
-                g.project_id.clone(),
-                g.name.clone(),
-                json!({
-                    "id": g.id,
-                    "name": g.name,
-                    "description": g.description,
-                    "tenant_id": g.project_id,
-                    "rules": rule_views,
-                }),
-            ));
-        }
-    }
+    // One entry per port per group, as Nova lists them.
+    let listed: Vec<Group> = bound
+        .iter()
+        .flat_map(|port| held.get(&port.id).into_iter().flatten())
+        .filter_map(|gid| groups.get(gid).cloned())
+        .collect();
+    let shown = crate::os_security_groups::group_views(&state.db, &listed).await?;
+    let mut views: Vec<(String, String, Value)> = listed
+        .iter()
+        .zip(shown)
+        .map(|(g, v)| (g.project_id.clone(), g.name.clone(), v))
+        .collect();
     views.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
     let list: Vec<Value> = views.into_iter().map(|(_, _, v)| v).collect();
     Ok(HttpResponse::Ok().json(json!({ "security_groups": list })))

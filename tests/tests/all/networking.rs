@@ -1637,3 +1637,239 @@ async fn security_groups_apply_to_ports_and_servers(stack: &dyn Stack) -> anyhow
     assert_eq!(r.status, 204, "{}", r.body);
     Ok(())
 }
+
+on_both_shapes!(
+    the_compute_apis_security_group_proxy_answers_until_2_35,
+    Options::default()
+);
+/// Nova's deprecated `os-security-groups` proxy (until 2.35) over the networking service's
+/// groups: Nova's views (ingress rules only, in Nova's format), Nova's rule checks and its
+/// mapping of Neutron's refusals, the same rows as the networking API's, and 404 from 2.36.
+async fn the_compute_apis_security_group_proxy_answers_until_2_35(
+    stack: &dyn Stack,
+) -> anyhow::Result<()> {
+    let c = client(stack, "demo").at_microversion("2.35");
+    let r = c
+        .post(
+            "/os-security-groups",
+            &json!({"security_group": {"name": " web ", "description": "the web"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let group = r.body["security_group"].clone();
+    assert_eq!(
+        (&group["name"], &group["tenant_id"], &group["rules"]),
+        (&json!(" web "), &json!("demo"), &json!([])),
+        "spaces kept, egress rules not shown: {group}"
+    );
+    let web = group["id"].as_str().unwrap_or_default().to_owned();
+    let r = c
+        .post(
+            "/os-security-groups",
+            &json!({"security_group": {"name": "Default", "description": ""}}),
+        )
+        .await?;
+    assert_eq!(
+        r.status, 403,
+        "Neutron's conflict is Nova's 403: {}",
+        r.body
+    );
+    let r = c
+        .post(
+            "/os-security-groups",
+            &json!({"security_group": {"name": "x"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let listed = c.get("/os-security-groups").await?;
+    let names: Vec<&Value> = listed.body["security_groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| &g["name"])
+        .collect();
+    assert_eq!(names, [&json!(" web "), &json!("default")], "by name");
+    let default = listed.body["security_groups"][1]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    let rule = |body: Value| {
+        let c = c.clone();
+        async move {
+            c.post(
+                "/os-security-group-rules",
+                &json!({"security_group_rule": body}),
+            )
+            .await
+        }
+    };
+    let r = rule(json!({"parent_group_id": web, "ip_protocol": "tcp",
+                        "from_port": 22, "to_port": 22}))
+    .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let ssh = r.body["security_group_rule"].clone();
+    assert_eq!(
+        (
+            &ssh["ip_range"],
+            &ssh["group"],
+            &ssh["from_port"],
+            &ssh["parent_group_id"]
+        ),
+        (
+            &json!({"cidr": "0.0.0.0/0"}),
+            &json!({}),
+            &json!(22),
+            &json!(web)
+        )
+    );
+    let unknown = "8c6b7f3e-0000-4000-8000-000000000000";
+    for (body, status, message) in [
+        (
+            json!({"parent_group_id": web, "ip_protocol": "tcp", "from_port": 22, "to_port": 22}),
+            400,
+            format!("This rule already exists in group {web}"),
+        ),
+        (
+            json!({"parent_group_id": web, "ip_protocol": "tcp", "from_port": 22, "to_port": 21}),
+            400,
+            "Invalid port range 22:21. Former value cannot be greater than the later".into(),
+        ),
+        (
+            json!({"parent_group_id": web, "ip_protocol": "tcp", "from_port": 1, "to_port": 65536}),
+            400,
+            "Invalid port range 1:65536. Valid TCP ports should be between 1-65535".into(),
+        ),
+        (
+            json!({"parent_group_id": web, "ip_protocol": "xyz", "from_port": 1, "to_port": 2}),
+            400,
+            "Invalid IP protocol xyz.".into(),
+        ),
+        (
+            json!({"parent_group_id": web, "ip_protocol": "tcp", "from_port": 1, "to_port": 2,
+                   "cidr": "10.0.0.1"}),
+            400,
+            "10.0.0.1 is not a valid IP network.".into(),
+        ),
+        (
+            json!({"parent_group_id": web, "cidr": "10.0.0.0/8"}),
+            400,
+            "Not enough parameters to build a valid rule.".into(),
+        ),
+        (
+            json!({"parent_group_id": unknown, "ip_protocol": "tcp", "from_port": 1,
+                   "to_port": 2}),
+            404,
+            format!("Security group {unknown} does not exist"),
+        ),
+    ] {
+        let r = rule(body.clone()).await?;
+        let key = if status == 400 {
+            "badRequest"
+        } else {
+            "itemNotFound"
+        };
+        assert_eq!(
+            (r.status, &r.body[key]["message"]),
+            (status, &json!(message)),
+            "{body}"
+        );
+    }
+    assert_eq!(rule(json!({"parent_group_id": "nope"})).await?.status, 400);
+    // From a group: ICMP without ports is every type and code.
+    let r =
+        rule(json!({"parent_group_id": web, "group_id": default, "ip_protocol": "icmp"})).await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let from_default = r.body["security_group_rule"].clone();
+    assert_eq!(
+        (&from_default["group"], &from_default["ip_range"]),
+        (&json!({"name": "default", "tenant_id": "demo"}), &json!({}))
+    );
+    assert_eq!(
+        (&from_default["from_port"], &from_default["to_port"]),
+        (&json!(-1), &json!(-1))
+    );
+    // The networking API's rows: the two ingress rules beside Neutron's two egress ones.
+    let r = c
+        .networking(
+            Method::GET,
+            &format!("/security-group-rules?security_group_id={web}"),
+            None,
+        )
+        .await?;
+    let rules = r.body["security_group_rules"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(rules.len(), 4, "{}", r.body);
+    assert!(rules.iter().any(|r| r["protocol"] == json!("tcp")
+        && r["port_range_min"] == json!(22)
+        && r["direction"] == json!("ingress")));
+    let shown = c.get(&format!("/os-security-groups/{web}")).await?;
+    assert_eq!(
+        shown.body["security_group"]["rules"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+
+    let r = c
+        .put(
+            &format!("/os-security-groups/{web}"),
+            &json!({"security_group": {"name": "www", "description": "renamed"}}),
+        )
+        .await?;
+    assert_eq!(
+        (r.status, &r.body["security_group"]["name"]),
+        (200, &json!("www"))
+    );
+    let r = c
+        .put(
+            &format!("/os-security-groups/{default}"),
+            &json!({"security_group": {"name": "other", "description": ""}}),
+        )
+        .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(c.get("/os-security-groups/nope").await?.status, 400);
+    assert_eq!(
+        c.get(&format!("/os-security-groups/{unknown}"))
+            .await?
+            .status,
+        404
+    );
+    let ssh_id = ssh["id"].as_str().unwrap_or_default();
+    assert_eq!(
+        c.delete(&format!("/os-security-group-rules/{ssh_id}"))
+            .await?
+            .status,
+        202
+    );
+    assert_eq!(
+        c.delete(&format!("/os-security-group-rules/{ssh_id}"))
+            .await?
+            .status,
+        404
+    );
+    let r = c.delete(&format!("/os-security-groups/{default}")).await?;
+    assert_eq!(
+        (r.status, &r.body["badRequest"]["message"]),
+        (
+            400,
+            &json!("Insufficient rights for removing default security group.")
+        )
+    );
+    assert_eq!(
+        c.delete(&format!("/os-security-groups/{web}"))
+            .await?
+            .status,
+        202
+    );
+    assert_eq!(
+        c.get(&format!("/os-security-groups/{web}")).await?.status,
+        404
+    );
+    // Gone from 2.36, as in Nova.
+    let r = c.at_microversion("2.36").get("/os-security-groups").await?;
+    assert_eq!(r.status, 404, "{}", r.body);
+    Ok(())
+}
