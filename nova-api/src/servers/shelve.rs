@@ -10,7 +10,7 @@ use super::{publish_task, visible};
 use crate::versions::ApiVersion;
 use crate::AppState;
 use actix_web::{HttpRequest, HttpResponse};
-use api_toolkit::body::invalid;
+use api_toolkit::body::{self, invalid};
 use api_toolkit::policy::NOVA;
 use api_toolkit::{bad, ApiError, ApiResult, RequestContext};
 use nova_core::model::{TaskState, VmState};
@@ -118,8 +118,69 @@ pub(super) async fn shelve_offload(
     )))
 }
 
-/// `unshelve`: a SHELVED_OFFLOADED server placed again. Choosing its zone or host (2.77,
-/// 2.91) is not supported yet: refused rather than ignored.
+/// An unshelve's choice of where (2.77's `availability_zone`, 2.91's `host` and null zone).
+#[derive(Default)]
+struct Destination {
+    /// `Some(None)`: unpinned from its zone (2.91's null).
+    zone: Option<Option<String>>,
+    host: Option<String>,
+}
+
+/// Nova's schemas: before 2.77 anything (`null` is all clients send); at 2.77 `null` or an
+/// object with a zone name and nothing else; from 2.91 `null` or an object with a zone name or
+/// null and a host.
+fn destination(req: &HttpRequest, arg: &Value) -> ApiResult<Destination> {
+    let version = ApiVersion::of(req);
+    if !version.at_least(77) || arg.is_null() {
+        return Ok(Destination::default());
+    }
+    let obj = arg.as_object().ok_or_else(|| {
+        invalid(
+            "unshelve",
+            arg,
+            &format!("{arg} is not of type 'object', 'null'"),
+        )
+    })?;
+    let mut d = Destination::default();
+    if version.at_least(91) {
+        body::only(obj, &["availability_zone", "host"])?;
+        match obj.get("availability_zone") {
+            None => {}
+            Some(Value::Null) => d.zone = Some(None),
+            Some(Value::String(z)) => d.zone = Some(Some(z.clone())),
+            Some(v) => {
+                return Err(invalid(
+                    "availability_zone",
+                    v,
+                    &format!("{v} is not of type 'string', 'null'"),
+                ))
+            }
+        }
+        match obj.get("host") {
+            None => {}
+            Some(Value::String(h)) => d.host = Some(h.clone()),
+            Some(v) => return Err(invalid("host", v, &format!("{v} is not of type 'string'"))),
+        }
+    } else {
+        body::only(obj, &["availability_zone"])?;
+        match obj.get("availability_zone") {
+            Some(v) => d.zone = Some(Some(body::nova_name("availability_zone", v)?)),
+            None => {
+                return Err(invalid(
+                    "unshelve",
+                    arg,
+                    "'availability_zone' is a required property",
+                ))
+            }
+        }
+    }
+    Ok(d)
+}
+
+/// `unshelve`: a SHELVED_OFFLOADED server placed again, in the zone asked for (2.77; from
+/// 2.91 a null zone unpins it) and on the host asked for (2.91, an admin's), as Nova's
+/// `unshelve` checks them: only of a SHELVED_OFFLOADED server (409), a zone that is available
+/// and a host that exists (400), in the zone the server will have (409).
 pub(super) async fn unshelve(
     req: &HttpRequest,
     ctx: &RequestContext,
@@ -127,20 +188,61 @@ pub(super) async fn unshelve(
     id: &str,
     arg: &Value,
 ) -> ApiResult<HttpResponse> {
+    let wanted = destination(req, arg)?;
     NOVA.require_write(ctx, "os_compute_api:os-shelve:unshelve")?;
-    if !no_argument(arg) {
-        if ApiVersion::of(req).at_least(77) && arg.is_object() {
-            return Err(bad(
-                "Choosing the availability zone or host of an unshelve is not supported by \
-                 this deployment.",
-            ));
-        }
-        return Err(invalid("unshelve", arg, "None is the only accepted value"));
-    }
     let rule = TransitionRule {
         from_vm_states: &[VmState::Shelved, VmState::ShelvedOffloaded],
         task_state: TaskState::Unshelving,
     };
+    if wanted.zone.is_none() && wanted.host.is_none() {
+        begin(state, ctx, id, "unshelve", rule, TaskKind::Unshelve).await?;
+        return Ok(HttpResponse::Accepted().finish());
+    }
+    let instance = visible(state, ctx, id).await?;
+    if instance.vm_state != VmState::ShelvedOffloaded {
+        return Err(ApiError::Conflict(format!(
+            "Specifying an availability zone or a host when unshelving server \"{}\" with \
+             status \"{}\" is not supported. The server status must be SHELVED_OFFLOADED.",
+            instance.uuid,
+            nova_core::model::api_status(instance.vm_state, instance.task_state)
+        )));
+    }
+    if let Some(Some(zone)) = &wanted.zone {
+        let zones = crate::os_availability_zone::compute_zones(state).await?;
+        if zones.get(zone) != Some(&true) {
+            return Err(bad("The requested availability zone is not available"));
+        }
+    }
+    let zone = match &wanted.zone {
+        Some(z) => z.clone(),
+        None => instance.availability_zone.clone(),
+    };
+    let mut hints = instance.scheduler_hints.clone();
+    if let Some(host) = &wanted.host {
+        if !ctx.is_admin() {
+            return Err(NOVA.denied("os_compute_api:os-shelve:unshelve_to_host"));
+        }
+        // Nova's `get_first_node_by_host_for_old_compat`: a host with a compute node.
+        let nodes = nova_db::nodes::nodes(&state.db).await?;
+        if !nodes.iter().any(|n| &n.host == host) {
+            return Err(bad(format!("Compute host {host} could not be found.")));
+        }
+        if let Some(zone) = &zone {
+            let zones = crate::os_availability_zone::host_zones(&state.db).await?;
+            if crate::os_availability_zone::zone_of(&zones, host) != zone {
+                return Err(ApiError::Conflict(format!(
+                    "Host \"{host}\" is not in the availability zone \"{zone}\"."
+                )));
+            }
+        }
+        // Nova's requested destination: this placement's, not kept after it (the
+        // conductor forgets it once the server is placed).
+        hints.host = Some(host.clone());
+        hints.node = None;
+    }
+    // As Nova's request spec: the zone is the server's from now on, even if the unshelve
+    // cannot start or place it.
+    instances::set_placement(&state.db, instance.uuid, zone.as_deref(), &hints).await?;
     begin(state, ctx, id, "unshelve", rule, TaskKind::Unshelve).await?;
     Ok(HttpResponse::Accepted().finish())
 }

@@ -113,6 +113,30 @@ pub async fn set_offloaded(
     Ok(())
 }
 
+/// Writes where a server asks to be placed: its availability zone (`None`: any) and its
+/// scheduler hints (an unshelve's zone and host, as Nova's request spec takes them).
+pub async fn set_placement(
+    db: &Db,
+    uuid: InstanceUuid,
+    availability_zone: Option<&str>,
+    hints: &nova_core::model::SchedulerHints,
+) -> DbResult<()> {
+    let hints = serde_json::to_string(hints).map_err(|e| corrupt(e.to_string()))?;
+    on_pool!(db, p => {
+        sqlx::query(
+            "UPDATE instances SET availability_zone = $2, scheduler_hints = $3, updated_at = $4 \
+             WHERE uuid = $1",
+        )
+        .bind(uuid.0)
+        .bind(availability_zone)
+        .bind(hints)
+        .bind(now_ms())
+        .execute(p)
+        .await?;
+    });
+    Ok(())
+}
+
 /// Forgets a server's shelved image (unshelved).
 pub async fn clear_shelved_image(tx: &mut Tx, uuid: InstanceUuid) -> DbResult<()> {
     on_tx!(tx, c => {

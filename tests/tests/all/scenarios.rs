@@ -2946,3 +2946,126 @@ async fn a_rescue_done_after_it_was_given_up_leaves_the_server_rescued() -> anyh
     c.wait_status(&id, "ACTIVE", WAIT).await?;
     Ok(())
 }
+
+/// An unshelve to a zone (2.77) and to a host (2.91, an admin's), with Nova's checks: a zone
+/// that exists, a host that exists and is in the server's zone, only of a SHELVED_OFFLOADED
+/// server; the host asked for is for that placement only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unshelve_goes_to_the_zone_or_host_asked_for() -> anyhow::Result<()> {
+    let mut stack = Distributed::start(Options::default()).await?;
+    stack.start_agent_on("compute-2").await?;
+    let c = client(&stack);
+    let admin = Client::new(stack.api_url(), "admin:admin");
+    let r = admin
+        .at_microversion("2.41")
+        .post(
+            "/os-aggregates",
+            &json!({"aggregate": {"name": "rack-b", "availability_zone": "zone-b"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let action = format!("/os-aggregates/{}/action", r.body["aggregate"]["id"]);
+    let r = admin
+        .post(&action, &json!({"add_host": {"host": "compute-2"}}))
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let id = c.create_server("travels", "1").await?;
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    let host_of = |id: String| {
+        let admin = admin.clone();
+        async move {
+            let s = admin.server(&id).await?.body["server"].clone();
+            anyhow::Ok(
+                s["OS-EXT-SRV-ATTR:host"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        }
+    };
+    let first = host_of(id.clone()).await?;
+    let other = if first == "compute-2" {
+        "compute-1"
+    } else {
+        "compute-2"
+    };
+    // Not SHELVED_OFFLOADED: a zone or a host is Nova's 409.
+    let r = c
+        .at_microversion("2.77")
+        .action(&id, &json!({"unshelve": {"availability_zone": "nova"}}))
+        .await?;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(c.action(&id, &json!({"shelve": null})).await?.status, 202);
+    c.wait_status(&id, "SHELVED_OFFLOADED", WAIT).await?;
+    for (who, version, body, status) in [
+        (
+            &c,
+            "2.77",
+            json!({"unshelve": {"availability_zone": "nowhere"}}),
+            400,
+        ),
+        (&c, "2.77", json!({"unshelve": {}}), 400),
+        (&c, "2.77", json!({"unshelve": {"host": other}}), 400),
+        (&c, "2.91", json!({"unshelve": {"host": other}}), 403),
+        (
+            &admin,
+            "2.91",
+            json!({"unshelve": {"host": "nowhere"}}),
+            400,
+        ),
+        (
+            &admin,
+            "2.91",
+            json!({"unshelve": {"host": "compute-1", "availability_zone": "zone-b"}}),
+            409,
+        ),
+    ] {
+        let r = who.at_microversion(version).action(&id, &body).await?;
+        assert_eq!(r.status, status, "{version} {body}: {}", r.body);
+    }
+    let s = c.server(&id).await?.body["server"].clone();
+    assert_eq!(
+        s["status"],
+        json!("SHELVED_OFFLOADED"),
+        "nothing changed: {s}"
+    );
+
+    // To the other host, by an admin; the host asked for is not kept after.
+    let r = admin
+        .at_microversion("2.91")
+        .action(&id, &json!({"unshelve": {"host": other}}))
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(host_of(id.clone()).await?, other);
+    let kept = instances::get(stack.db(), uuid(&id)?)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no server"))?;
+    assert_eq!(kept.scheduler_hints.host, None);
+
+    // To a zone, by its member: the zone's only host, and the server's zone after.
+    assert_eq!(c.action(&id, &json!({"shelve": null})).await?.status, 202);
+    c.wait_status(&id, "SHELVED_OFFLOADED", WAIT).await?;
+    let r = c
+        .at_microversion("2.77")
+        .action(&id, &json!({"unshelve": {"availability_zone": "zone-b"}}))
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let s = c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(host_of(id.clone()).await?, "compute-2");
+    assert_eq!(s["OS-EXT-AZ:availability_zone"], json!("zone-b"));
+    // 2.91's null zone unpins it.
+    assert_eq!(c.action(&id, &json!({"shelve": null})).await?.status, 202);
+    c.wait_status(&id, "SHELVED_OFFLOADED", WAIT).await?;
+    let r = c
+        .at_microversion("2.91")
+        .action(&id, &json!({"unshelve": {"availability_zone": null}}))
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    let kept = instances::get(stack.db(), uuid(&id)?)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no server"))?;
+    assert_eq!(kept.availability_zone, None);
+    Ok(())
+}
