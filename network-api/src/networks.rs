@@ -259,10 +259,34 @@ pub(crate) async fn create(
     state: web::Data<NetworkState>,
     raw: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    if !ctx.is_admin() {
+    // Neutron's: a project's member makes its own networks; what only admins may set is
+    // refused when set to anything but its default (its `create_network:<attribute>` rules).
+    if !(ctx.is_admin() || ctx.can_write()) {
         return Err(denied("create_network"));
     }
     let body = network_body(&raw)?;
+    if !ctx.is_admin() {
+        for (key, value) in &body {
+            let set = match key.as_str() {
+                "shared" | "router:external" | "is_default" => {
+                    value != &Value::Bool(false) && value != "false"
+                }
+                "provider:physical_network"
+                | "provider:network_type"
+                | "provider:segmentation_id" => !value.is_null(),
+                "project_id" | "tenant_id" => value.as_str() != Some(ctx.project_id.as_str()),
+                _ => false,
+            };
+            if set {
+                let rule = if key.ends_with("_id") {
+                    "create_network".to_owned()
+                } else {
+                    format!("create_network:{key}")
+                };
+                return Err(denied(&rule));
+            }
+        }
+    }
     let now = now_ms();
     let mut network = Network {
         id: uuid::Uuid::new_v4().to_string(),
@@ -291,9 +315,12 @@ pub(crate) async fn create(
             other => return Err(bad(format!("Unrecognized attribute(s) '{other}'"))),
         }
     }
-    // Without a physical network, the hosts' network of the same name.
+    // Without a physical network, the hosts' network of the same name (an admin's); a
+    // project's own network, one of its own, which the drivers make on a host when a port of
+    // it first lands there (never a host network a member names).
     network.backend = match backend {
         Some(b) if !b.is_empty() => b,
+        _ if !ctx.is_admin() => format!("p-{}", &network.id.replace('-', "")[..12]),
         _ if !network.name.is_empty() => network.name.clone(),
         _ => {
             return Err(bad(

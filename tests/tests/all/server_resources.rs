@@ -1038,16 +1038,58 @@ async fn servers_choose_networks_by_uuid(stack: &dyn Stack) -> anyhow::Result<()
     let r = a.networking(Method::GET, "/quotas/admin", None).await?;
     assert_eq!(r.body["quota"]["network"], json!(100), "{}", r.body);
 
-    // Members create no networks here (provider networks are for admins, as in Neutron).
+    // A member makes its project's own networks, as in Neutron, each on a host network of its
+    // own (never a hosts' network it names); what only admins may set is refused.
+    for (body, rule) in [
+        (
+            json!({"name": "mine", "shared": true}),
+            "create_network:shared",
+        ),
+        (
+            json!({"name": "mine", "provider:physical_network": "phys-a"}),
+            "create_network:provider:physical_network",
+        ),
+        (
+            json!({"name": "mine", "project_id": "admin"}),
+            "create_network",
+        ),
+    ] {
+        let r = c
+            .networking(Method::POST, "/networks", Some(&json!({ "network": body })))
+            .await?;
+        assert_eq!(r.status, 403, "{}", r.body);
+        assert_eq!(r.body["NeutronError"]["type"], json!("PolicyNotAuthorized"));
+        assert_eq!(
+            r.body["NeutronError"]["message"],
+            json!(format!("(rule:{rule}) is disallowed by policy"))
+        );
+    }
     let r = c
         .networking(
             Method::POST,
             "/networks",
-            Some(&json!({"network": {"name": "mine"}})),
+            Some(&json!({"network": {"name": "shared-net", "shared": false}})),
         )
         .await?;
-    assert_eq!(r.status, 403, "{}", r.body);
-    assert_eq!(r.body["NeutronError"]["type"], json!("PolicyNotAuthorized"));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mine = r.body["network"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(r.body["network"]["project_id"], json!("demo"));
+    let r = a
+        .networking(Method::GET, &format!("/networks/{mine}"), None)
+        .await?;
+    let backend = r.body["network"]["provider:physical_network"].clone();
+    assert!(
+        backend.as_str().is_some_and(|b| b.starts_with("p-")),
+        "its own host network, not the admins' shared-net: {}",
+        r.body
+    );
+    let r = c
+        .networking(Method::DELETE, &format!("/networks/{mine}"), None)
+        .await?;
+    assert_eq!(r.status, 204, "{}", r.body);
     // Refused values are refused, not ignored.
     let r = a
         .networking(
