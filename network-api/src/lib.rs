@@ -18,6 +18,7 @@
 //! Errors leave in Neutron's body (`{"NeutronError": {"type", "message", "detail"}}`), with
 //! Neutron's exception names ([`ApiError::named`]).
 
+mod bulk;
 mod listing;
 mod networks;
 mod ports;
@@ -153,6 +154,48 @@ async fn unknown_resource(_ctx: RequestContext) -> ApiResult<HttpResponse> {
     ))
 }
 
+async fn bulk_networks(
+    ctx: RequestContext,
+    state: web::Data<NetworkState>,
+    raw: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let kind = bulk::Kind {
+        singular: "network",
+        plural: "networks",
+        create: networks::create,
+        delete: networks::delete,
+    };
+    bulk::create(kind, ctx, state, raw).await
+}
+
+async fn bulk_subnets(
+    ctx: RequestContext,
+    state: web::Data<NetworkState>,
+    raw: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let kind = bulk::Kind {
+        singular: "subnet",
+        plural: "subnets",
+        create: subnets::create,
+        delete: subnets::delete,
+    };
+    bulk::create(kind, ctx, state, raw).await
+}
+
+async fn bulk_ports(
+    ctx: RequestContext,
+    state: web::Data<NetworkState>,
+    raw: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let kind = bulk::Kind {
+        singular: "port",
+        plural: "ports",
+        create: ports::create,
+        delete: ports::delete,
+    };
+    bulk::create(kind, ctx, state, raw).await
+}
+
 fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/network")
@@ -167,7 +210,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/v2.0/networks")
                     .route(web::get().to(networks::list))
-                    .route(web::post().to(networks::create)),
+                    .route(web::post().to(bulk_networks)),
             )
             .service(
                 web::resource("/v2.0/networks/{id}")
@@ -178,7 +221,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/v2.0/subnets")
                     .route(web::get().to(subnets::list))
-                    .route(web::post().to(subnets::create)),
+                    .route(web::post().to(bulk_subnets)),
             )
             .service(
                 web::resource("/v2.0/subnets/{id}")
@@ -189,7 +232,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/v2.0/ports")
                     .route(web::get().to(ports::list))
-                    .route(web::post().to(ports::create)),
+                    .route(web::post().to(bulk_ports)),
             )
             .service(
                 web::resource("/v2.0/ports/{id}")

@@ -1873,3 +1873,66 @@ async fn the_compute_apis_security_group_proxy_answers_until_2_35(
     assert_eq!(r.status, 404, "{}", r.body);
     Ok(())
 }
+
+on_both_shapes!(bulk_creates_make_all_or_none, Options::default());
+/// Neutron's bulk creates of networks, subnets and ports: each made as its own create would
+/// be, all in one answer; one refused, and those made before it are gone again.
+async fn bulk_creates_make_all_or_none(stack: &dyn Stack) -> anyhow::Result<()> {
+    let c = client(stack, "demo");
+    let before = count(&c, "/networks", "networks").await?;
+    let r = post(
+        &c,
+        "/networks",
+        "networks",
+        json!([{"name": "b1"}, {"name": "b2"}]),
+    )
+    .await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let made: Vec<String> = r.body["networks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| n["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(made.len(), 2, "{}", r.body);
+    assert_eq!(r.body["networks"][1]["name"], json!("b2"));
+    let r = post(
+        &c,
+        "/subnets",
+        "subnets",
+        json!([{"network_id": made[0], "cidr": "10.61.0.0/24", "ip_version": 4},
+               {"network_id": made[1], "cidr": "10.62.0.0/24", "ip_version": 4}]),
+    )
+    .await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["subnets"].as_array().map(Vec::len), Some(2));
+    let r = post(
+        &c,
+        "/ports",
+        "ports",
+        json!([{"network_id": made[0]}, {"network_id": made[1]}]),
+    )
+    .await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let address = r.body["ports"][1]["fixed_ips"][0]["ip_address"].clone();
+    assert!(
+        address.as_str().is_some_and(|a| a.starts_with("10.62.0.")),
+        "an address of its own network's subnet: {address}"
+    );
+    // The second refused (a cidr that is not one): the first is not left behind.
+    let subnets = count(&c, "/subnets", "subnets").await?;
+    let r = post(
+        &c,
+        "/subnets",
+        "subnets",
+        json!([{"network_id": made[0], "cidr": "10.63.0.0/24", "ip_version": 4},
+               {"network_id": made[1], "cidr": "bogus", "ip_version": 4}]),
+    )
+    .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(count(&c, "/subnets", "subnets").await?, subnets);
+    let r = post(&c, "/networks", "networks", json!([])).await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(count(&c, "/networks", "networks").await?, before + 2);
+    Ok(())
+}
