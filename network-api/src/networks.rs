@@ -55,7 +55,7 @@ pub(crate) fn view(ctx: &RequestContext, n: &Network, subnets: &[String]) -> Map
         "shared": n.shared,
         "subnets": subnets,
         "tags": n.tag_list(),
-        "router:external": false,
+        "router:external": n.router_external,
         "port_security_enabled": n.port_security_enabled,
         "created_at": iso8601_z(n.created_at),
         "updated_at": iso8601_z(n.updated_at),
@@ -127,8 +127,8 @@ pub(crate) fn filter_cond(ctx: &RequestContext, key: &str, wanted: &[String]) ->
         "id" | "name" | "description" | "project_id" => Cond::any_of(key, texts()),
         "tenant_id" => Cond::any_of("project_id", texts()),
         "admin_state_up" | "shared" | "port_security_enabled" => Cond::any_of(key, booleans()),
+        "router:external" => Cond::any_of("router_external", booleans()),
         "status" => listing::constant(wanted.iter().any(|w| w == "ACTIVE")),
-        "router:external" => listing::always_false(wanted),
         "provider:network_type" => {
             listing::constant(ctx.is_admin() && wanted.iter().any(|w| w == "flat"))
         }
@@ -227,6 +227,9 @@ pub(crate) fn apply_common(n: &mut Network, key: &str, value: &Value) -> ApiResu
         "description" => n.description = string_of(key, value, 255)?,
         "admin_state_up" => n.admin_state_up = bool_of(key, value)?,
         "shared" => n.shared = bool_of(key, value)?,
+        // Neutron's external-net: an external network (what routers' gateways and floating IPs
+        // would use; neither is served here), seen by every project.
+        "router:external" => n.router_external = bool_of(key, value)?,
         // What its new ports take when they do not say (Neutron's port-security extension).
         "port_security_enabled" => n.port_security_enabled = bool_of(key, value)?,
         _ => return Ok(false),
@@ -240,7 +243,7 @@ pub(crate) fn check_fixed(key: &str, value: &Value) -> ApiResult<bool> {
     let accepted = match key {
         "provider:network_type" => value.is_null() || value == "flat",
         "provider:segmentation_id" => value.is_null(),
-        "router:external" | "is_default" => value == &Value::Bool(false) || value == "false",
+        "is_default" => value == &Value::Bool(false) || value == "false",
         "availability_zone_hints" => value.as_array().is_some_and(Vec::is_empty),
         _ => return Ok(false),
     };
@@ -300,6 +303,7 @@ pub(crate) async fn create(
         created_at: now,
         updated_at: now,
         port_security_enabled: true,
+        router_external: false,
     };
     let mut backend = None;
     for (key, value) in &body {
@@ -359,8 +363,8 @@ pub(crate) async fn update(
     let mut network = find_own(&state, &ctx, &id, "update_network").await?;
     let body = network_body(&raw)?;
     for (key, value) in &body {
-        if key == "shared" && !ctx.is_admin() {
-            return Err(denied("update_network:shared"));
+        if matches!(key.as_str(), "shared" | "router:external") && !ctx.is_admin() {
+            return Err(denied(&format!("update_network:{key}")));
         }
         if apply_common(&mut network, key, value)? || check_fixed(key, value)? {
             continue;

@@ -21,10 +21,13 @@ pub struct Network {
     pub updated_at: i64,
     /// Neutron's port security: what its new ports take when they do not say.
     pub port_security_enabled: bool,
+    /// Neutron's `router:external`: seen by every project, used by its owner, admins, or every
+    /// project when also shared.
+    pub router_external: bool,
 }
 
 const COLUMNS: &str = "id, name, description, project_id, shared, admin_state_up, backend, \
-    tags, created_at, updated_at, port_security_enabled";
+    tags, created_at, updated_at, port_security_enabled, router_external";
 
 impl Network {
     /// The tags, in the order they were set.
@@ -60,7 +63,8 @@ pub async fn create_within_quota(db: &Db, n: &Network, limit: i64) -> DbResult<b
         return Ok(false);
     }
     let sql = format!(
-        "INSERT INTO networks ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        "INSERT INTO networks ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+         $12)"
     );
     on_tx!(&mut tx, c => {
         sqlx::query(&sql)
@@ -75,6 +79,7 @@ pub async fn create_within_quota(db: &Db, n: &Network, limit: i64) -> DbResult<b
             .bind(n.created_at)
             .bind(n.updated_at)
             .bind(n.port_security_enabled)
+            .bind(n.router_external)
             .execute(&mut *c)
             .await?;
     });
@@ -89,9 +94,10 @@ pub async fn get(db: &Db, id: &str) -> DbResult<Option<Network>> {
     }))
 }
 
-/// Neutron's visibility: admins see every network; others their project's and shared ones.
+/// Neutron's visibility: admins see every network; others their project's, shared ones and
+/// external ones.
 pub fn visible_to(n: &Network, viewer: Viewer<'_>) -> bool {
-    viewer.admin || n.shared || n.project_id == viewer.project
+    viewer.admin || n.shared || n.router_external || n.project_id == viewer.project
 }
 
 /// [`visible_to`] as a condition of a listing.
@@ -101,6 +107,7 @@ pub fn visible_cond(viewer: Viewer<'_>) -> Cond {
     }
     Cond::any(vec![
         Cond::sql("shared", Vec::new()),
+        Cond::sql("router_external", Vec::new()),
         Cond::eq("project_id", Arg::Text(viewer.project.to_owned())),
     ])
 }
@@ -131,8 +138,8 @@ pub async fn update(db: &Db, n: &Network) -> DbResult<bool> {
     let done = on_pool!(db, p => {
         sqlx::query(
             "UPDATE networks SET name = $2, description = $3, shared = $4, \
-             admin_state_up = $5, updated_at = $6, tags = $7, port_security_enabled = $8 \
-             WHERE id = $1",
+             admin_state_up = $5, updated_at = $6, tags = $7, port_security_enabled = $8, \
+             router_external = $9 WHERE id = $1",
         )
         .bind(&n.id)
         .bind(&n.name)
@@ -142,6 +149,7 @@ pub async fn update(db: &Db, n: &Network) -> DbResult<bool> {
         .bind(n.updated_at)
         .bind(&n.tags)
         .bind(n.port_security_enabled)
+        .bind(n.router_external)
         .execute(p)
         .await?
         .rows_affected()

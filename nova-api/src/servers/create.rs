@@ -323,6 +323,7 @@ pub(super) async fn resolve_networks(
                 let network = networks::get_visible(&state.db, id, viewer(ctx))
                     .await?
                     .ok_or_else(|| bad(format!("Network {id} could not be found.")))?;
+                check_external_attach(ctx, &network)?;
                 chosen(network)
             }
             (None, None) => return Err(bad("Bad network format: missing 'uuid'")),
@@ -1258,6 +1259,21 @@ async fn check_requested_destination(
         if !nodes.iter().any(|n| n.inventory.name == *node) {
             return Err(bad(format!("Compute host {node} could not be found.")));
         }
+    }
+    Ok(())
+}
+
+/// Nova's `_check_external_network_attach`: a network that is external and not shared is
+/// for admins' servers (403 ExternalNetworkAttachForbidden).
+pub(super) fn check_external_attach(
+    ctx: &RequestContext,
+    network: &nova_db::networks::Network,
+) -> ApiResult<()> {
+    if network.router_external && !network.shared && !ctx.is_admin() {
+        return Err(ApiError::Forbidden(format!(
+            "It is not allowed to create an interface on external network {}",
+            network.id
+        )));
     }
     Ok(())
 }

@@ -198,14 +198,13 @@ pub(super) async fn attach(
                 project: &ctx.project_id,
                 admin: ctx.is_admin(),
             };
-            if nova_db::networks::get_visible(&state.db, net, viewer)
-                .await?
-                .is_none()
-            {
+            let Some(network) = nova_db::networks::get_visible(&state.db, net, viewer).await?
+            else {
                 return Err(ApiError::NotFound(format!(
                     "Network {net} could not be found."
                 )));
-            }
+            };
+            super::create::check_external_attach(&ctx, &network)?;
         }
     }
     let resolved = resolve_networks(&state, &ctx, &request, &asks)

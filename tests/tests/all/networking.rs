@@ -1936,3 +1936,87 @@ async fn bulk_creates_make_all_or_none(stack: &dyn Stack) -> anyhow::Result<()> 
     assert_eq!(count(&c, "/networks", "networks").await?, before + 2);
     Ok(())
 }
+
+on_both_shapes!(
+    external_networks_are_seen_by_all_and_used_by_admins,
+    Options::default()
+);
+/// Neutron's external networks (`router:external`): an admin's, seen by every project and
+/// listed by the attribute; a member neither makes one, nor a port or a server on it (Nova's
+/// ExternalNetworkAttachForbidden), unless it is shared too.
+async fn external_networks_are_seen_by_all_and_used_by_admins(
+    stack: &dyn Stack,
+) -> anyhow::Result<()> {
+    let a = client(stack, "admin");
+    let c = client(stack, "demo");
+    let r = post(
+        &a,
+        "/networks",
+        "network",
+        json!({"name": "ext", "router:external": true}),
+    )
+    .await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["network"]["router:external"], json!(true));
+    let ext = r.body["network"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let r = c
+        .networking(Method::GET, "/networks?router:external=true", None)
+        .await?;
+    let ids: Vec<&Value> = r.body["networks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| &n["id"])
+        .collect();
+    assert_eq!(ids, [&json!(ext)], "a member sees it: {}", r.body);
+    let r = post(&c, "/ports", "port", json!({"network_id": ext})).await?;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = boot(&c, "on-ext", json!({"networks": [{"uuid": ext}]})).await?;
+    assert_eq!(
+        (r.status, &r.body["forbidden"]["message"]),
+        (
+            403,
+            &json!(format!(
+                "It is not allowed to create an interface on external network {ext}"
+            ))
+        )
+    );
+    let r = post(
+        &c,
+        "/networks",
+        "network",
+        json!({"name": "x", "router:external": true}),
+    )
+    .await?;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = c
+        .networking(
+            Method::PUT,
+            &format!("/networks/{ext}"),
+            Some(&json!({"network": {"router:external": false}})),
+        )
+        .await?;
+    assert_eq!(r.status, 403, "{}", r.body);
+    // No longer external: an admin's private network again, which members do not see.
+    let r = a
+        .networking(
+            Method::PUT,
+            &format!("/networks/{ext}"),
+            Some(&json!({"network": {"router:external": false}})),
+        )
+        .await?;
+    assert_eq!(
+        r.body["network"]["router:external"],
+        json!(false),
+        "{}",
+        r.body
+    );
+    let r = c
+        .networking(Method::GET, &format!("/networks/{ext}"), None)
+        .await?;
+    assert_eq!(r.status, 404, "{}", r.body);
+    Ok(())
+}

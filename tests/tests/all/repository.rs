@@ -552,6 +552,7 @@ async fn network_with_subnet(db: &Db) -> anyhow::Result<nova_db::ports::NicReque
         created_at: now,
         updated_at: now,
         port_security_enabled: true,
+        router_external: false,
     };
     assert!(nova_db::networks::create_within_quota(db, &network, -1).await?);
     let subnet = nova_db::subnets::Subnet {
