@@ -131,16 +131,6 @@ impl Conductor {
         match placed {
             Placement::Placed { host, node } => {
                 tracing::info!(%host, %node, "unshelve scheduled");
-                // A requested host or node (2.74's at create, 2.91's at unshelve) is for one
-                // placement, as Nova's requested destination, which its request spec does
-                // not keep: a later unshelve goes wherever there is room.
-                let hints = &instance.scheduler_hints;
-                if hints.host.is_some() || hints.node.is_some() {
-                    let mut kept = hints.clone();
-                    (kept.host, kept.node) = (None, None);
-                    let zone = instance.availability_zone.as_deref();
-                    instances::set_placement(&self.db, instance.uuid, zone, &kept).await?;
-                }
                 let mut placed = instance.clone();
                 placed.host = Some(host.clone());
                 placed.node = Some(node);

@@ -55,14 +55,25 @@ where
         match done {
             Ok(view) => made.push(view),
             Err(e) => {
-                // All or none: what this request made goes again, newest first.
+                // All or none: what this request made goes again, newest first. What cannot
+                // go (another request took it meanwhile) makes the answer a 500 naming it:
+                // the caller must not believe nothing was made.
+                let mut left = Vec::new();
                 for view in made.iter().rev() {
                     let id = view["id"].as_str().unwrap_or_default().to_owned();
-                    if let Err(undo) =
-                        (kind.delete)(ctx.clone(), state.clone(), id.clone().into()).await
-                    {
+                    let undone = (kind.delete)(ctx.clone(), state.clone(), id.clone().into()).await;
+                    if let Err(undo) = undone {
                         tracing::warn!(%id, error = %undo, "a bulk create's {} not deleted again", kind.singular);
+                        left.push(id);
                     }
+                }
+                if !left.is_empty() {
+                    return Err(ApiError::Internal(format!(
+                        "A bulk create of {} failed ({e}), and these it made could not be \
+                         deleted again: {}",
+                        kind.plural,
+                        left.join(", ")
+                    )));
                 }
                 return Err(e);
             }

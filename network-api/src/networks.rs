@@ -271,9 +271,8 @@ pub(crate) async fn create(
     if !ctx.is_admin() {
         for (key, value) in &body {
             let set = match key.as_str() {
-                "shared" | "router:external" | "is_default" => {
-                    value != &Value::Bool(false) && value != "false"
-                }
+                // (A value that is no boolean is refused with 400 below.)
+                "shared" | "router:external" | "is_default" => bool_of(key, value).unwrap_or(false),
                 "provider:physical_network"
                 | "provider:network_type"
                 | "provider:segmentation_id" => !value.is_null(),

@@ -86,8 +86,13 @@ pub(crate) fn rule_view(r: &Rule, remote: Option<&Group>) -> Value {
 }
 
 /// Nova's group format: its ingress rules only (Neutron's egress rules are not Nova's); a
-/// rule whose remote group cannot be read is left out, never shown as open to all.
-pub(crate) async fn group_views(db: &nova_db::Db, groups: &[Group]) -> ApiResult<Vec<Value>> {
+/// rule whose remote group the caller cannot read (another project's, for a member) is left
+/// out, never shown as open to all — as Nova reads the remote group as the caller.
+pub(crate) async fn group_views(
+    db: &nova_db::Db,
+    ctx: &RequestContext,
+    groups: &[Group],
+) -> ApiResult<Vec<Value>> {
     let ids: Vec<&str> = groups.iter().map(|g| g.id.as_str()).collect();
     let rules = store::rules_of(db, &ids).await?;
     let mut remotes: BTreeMap<String, Option<Group>> = BTreeMap::new();
@@ -101,7 +106,8 @@ pub(crate) async fn group_views(db: &nova_db::Db, groups: &[Group]) -> ApiResult
                 let found = match groups.iter().find(|g| &g.id == remote) {
                     Some(g) => Some(g.clone()),
                     None => store::get_group(db, remote).await?,
-                };
+                }
+                .filter(|g| ctx.is_admin() || g.project_id == ctx.project_id);
                 remotes.insert(remote.clone(), found);
             }
         }
@@ -134,8 +140,8 @@ pub(crate) async fn group_views(db: &nova_db::Db, groups: &[Group]) -> ApiResult
         .collect())
 }
 
-async fn group_view(state: &AppState, g: &Group) -> ApiResult<Value> {
-    let mut views = group_views(&state.db, std::slice::from_ref(g)).await?;
+async fn group_view(state: &AppState, ctx: &RequestContext, g: &Group) -> ApiResult<Value> {
+    let mut views = group_views(&state.db, ctx, std::slice::from_ref(g)).await?;
     Ok(views.pop().unwrap_or(Value::Null))
 }
 
@@ -193,7 +199,11 @@ async fn list(
             })
             .transpose()
     };
+    // Nova's `limited`: a limit of 0 is no limit.
     let (limit, offset) = (count("limit", &q.limit)?, count("offset", &q.offset)?);
+    let limit = limit.filter(|l| *l > 0);
+    // Neutron makes the project's `default` group when its groups are first listed.
+    store::default_for(&state.db, &ctx.project_id).await?;
     let conds = if ctx.is_admin() && q.all_tenants.is_some() {
         Vec::new()
     } else {
@@ -220,7 +230,7 @@ async fn list(
         .take(limit.unwrap_or(usize::MAX))
         .collect();
     groups.sort_by(|a, b| (&a.project_id, &a.name).cmp(&(&b.project_id, &b.name)));
-    let views = group_views(&state.db, &groups).await?;
+    let views = group_views(&state.db, &ctx, &groups).await?;
     Ok(HttpResponse::Ok().json(json!({ "security_groups": views })))
 }
 
@@ -233,7 +243,7 @@ async fn show(
     removed_at_2_36(&req)?;
     check_id(&id)?;
     let group = find_group(&state, &ctx, &id).await?;
-    Ok(HttpResponse::Ok().json(json!({"security_group": group_view(&state, &group).await?})))
+    Ok(HttpResponse::Ok().json(json!({"security_group": group_view(&state, &ctx, &group).await?})))
 }
 
 /// As Neutron's create with Nova's mapping of its answers: a group named `default` (in any
@@ -279,7 +289,7 @@ async fn create(
             "Quota exceeded for resources: ['security_group'].".into(),
         ));
     }
-    Ok(HttpResponse::Ok().json(json!({"security_group": group_view(&state, &group).await?})))
+    Ok(HttpResponse::Ok().json(json!({"security_group": group_view(&state, &ctx, &group).await?})))
 }
 
 /// A project's limit of groups or rules (negative: none): its quota, or Neutron's default.
@@ -323,7 +333,7 @@ async fn update(
     if !store::update_group(&state.db, &group).await? {
         return Err(group_not_found(&id));
     }
-    Ok(HttpResponse::Ok().json(json!({"security_group": group_view(&state, &group).await?})))
+    Ok(HttpResponse::Ok().json(json!({"security_group": group_view(&state, &ctx, &group).await?})))
 }
 
 /// Neutron's refusals (a group in use, a member's delete of `default`) are Nova's 400.
@@ -448,6 +458,13 @@ fn check_protocol_ports(protocol: &str, from: i64, to: i64) -> ApiResult<()> {
             if !(-1..=255).contains(&from) || !(-1..=255).contains(&to) {
                 return Err(bad(format!(
                     "Invalid port range {from}:{to}. For ICMP, the type:code must be valid"
+                )));
+            }
+            // Neutron's refusal (which Nova passes on) of a code without a type.
+            if from == -1 && to != -1 {
+                return Err(bad(format!(
+                    "ICMP code (port-range-max) {to} is provided but ICMP type \
+                     (port-range-min) is missing."
                 )));
             }
         }

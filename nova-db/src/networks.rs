@@ -112,6 +112,15 @@ pub fn visible_cond(viewer: Viewer<'_>) -> Cond {
     ])
 }
 
+/// The networks a server of `project` is put on when its create names none (Nova's
+/// `_get_available_networks`): the project's own and the shared ones, for admins too.
+pub fn usable_cond(project: &str) -> Cond {
+    Cond::any(vec![
+        Cond::sql("shared", Vec::new()),
+        Cond::eq("project_id", Arg::Text(project.to_owned())),
+    ])
+}
+
 /// A network, if `viewer` may see it.
 pub async fn get_visible(db: &Db, id: &str, viewer: Viewer<'_>) -> DbResult<Option<Network>> {
     Ok(get(db, id).await?.filter(|n| visible_to(n, viewer)))

@@ -295,10 +295,12 @@ pub(super) async fn resolve_networks(
         if *asked != NetworkRequest::Auto {
             return Ok(asked.clone());
         }
-        // Two are enough to know whether there is one.
+        // Two are enough to know whether there is one. Nova's `_get_available_networks`: the
+        // project's own networks and shared ones (not every network an admin sees, nor the
+        // external ones every project sees).
         let listing = nova_db::listing::Listing {
             table: &networks::TABLE,
-            conds: vec![networks::visible_cond(viewer(ctx))],
+            conds: vec![networks::usable_cond(&ctx.project_id)],
             tags: Default::default(),
             order: Vec::new(),
             after: None,
@@ -307,7 +309,11 @@ pub(super) async fn resolve_networks(
         let mut usable = networks::page(&state.db, &listing).await?;
         return match usable.len() {
             0 => Ok(NetworkRequest::Auto),
-            1 => Ok(NetworkRequest::Chosen(vec![chosen(usable.remove(0))])),
+            1 => {
+                let network = usable.remove(0);
+                check_external_attach(ctx, &network)?;
+                Ok(NetworkRequest::Chosen(vec![chosen(network)]))
+            }
             _ => Err(ApiError::Conflict(
                 "More than one possible network found. Specify network ID(s) to select \
                  which one(s) to connect to."
@@ -470,6 +476,7 @@ async fn port_choice(state: &AppState, ctx: &RequestContext, id: &str) -> ApiRes
     let network = nova_db::networks::get(&state.db, &port.network_id)
         .await?
         .ok_or_else(|| bad(format!("Network {} could not be found.", port.network_id)))?;
+    check_external_attach(ctx, &network)?;
     let mut choice = chosen(network);
     choice.port = Some(port.id);
     Ok(choice)

@@ -39,7 +39,7 @@ pub(super) async fn list(
         .flat_map(|port| held.get(&port.id).into_iter().flatten())
         .filter_map(|gid| groups.get(gid).cloned())
         .collect();
-    let shown = crate::os_security_groups::group_views(&state.db, &listed).await?;
+    let shown = crate::os_security_groups::group_views(&state.db, &ctx, &listed).await?;
     let mut views: Vec<(String, String, Value)> = listed
         .iter()
         .zip(shown)

@@ -5,7 +5,7 @@
 //! SHELVED, so `shelveOffload` (a manager's or an admin's, as Nova's policy) finds none to
 //! offload: Nova's 409 for the state.
 
-use super::actions::{begin, no_argument, refused_state};
+use super::actions::{no_argument, refused_state};
 use super::{publish_task, visible};
 use crate::versions::ApiVersion;
 use crate::AppState;
@@ -194,17 +194,14 @@ pub(super) async fn unshelve(
         from_vm_states: &[VmState::Shelved, VmState::ShelvedOffloaded],
         task_state: TaskState::Unshelving,
     };
-    if wanted.zone.is_none() && wanted.host.is_none() {
-        begin(state, ctx, id, "unshelve", rule, TaskKind::Unshelve).await?;
-        return Ok(HttpResponse::Accepted().finish());
-    }
     let instance = visible(state, ctx, id).await?;
-    if instance.vm_state != VmState::ShelvedOffloaded {
+    if (wanted.zone.is_some() || wanted.host.is_some())
+        && instance.vm_state != VmState::ShelvedOffloaded
+    {
         return Err(ApiError::Conflict(format!(
             "Specifying an availability zone or a host when unshelving server \"{}\" with \
              status \"{}\" is not supported. The server status must be SHELVED_OFFLOADED.",
-            instance.uuid,
-            nova_core::model::api_status(instance.vm_state, instance.task_state)
+            instance.uuid, instance.vm_state
         )));
     }
     if let Some(Some(zone)) = &wanted.zone {
@@ -217,7 +214,6 @@ pub(super) async fn unshelve(
         Some(z) => z.clone(),
         None => instance.availability_zone.clone(),
     };
-    let mut hints = instance.scheduler_hints.clone();
     if let Some(host) = &wanted.host {
         if !ctx.is_admin() {
             return Err(NOVA.denied("os_compute_api:os-shelve:unshelve_to_host"));
@@ -235,14 +231,35 @@ pub(super) async fn unshelve(
                 )));
             }
         }
-        // Nova's requested destination: this placement's, not kept after it (the
-        // conductor forgets it once the server is placed).
-        hints.host = Some(host.clone());
-        hints.node = None;
     }
-    // As Nova's request spec: the zone is the server's from now on, even if the unshelve
-    // cannot start or place it.
+    // Nova's requested destination is this placement's alone (its request spec never keeps
+    // one): the host asked for now, or none — not one a create (2.74) or an earlier unshelve
+    // asked for.
+    let mut hints = instance.scheduler_hints.clone();
+    hints.host = wanted.host.clone();
+    hints.node = None;
+    let who = Requester {
+        request_id: &ctx.request_id,
+        project_id: &ctx.project_id,
+        user_id: &ctx.user_id,
+    };
+    let project = (!ctx.is_admin()).then_some(ctx.project_id.as_str());
+    let kind = TaskKind::Unshelve;
+    let task = instances::begin_action(
+        &state.db,
+        instance.uuid,
+        project,
+        ctx.is_admin(),
+        rule,
+        kind,
+        &who,
+    )
+    .await
+    .map_err(|e| refused_state(e, id, "unshelve", rule.from_vm_states))?;
+    // Written once the unshelve is the server's (its state and lock checked under its row),
+    // before the conductor hears of it. As Nova's request spec, the zone stays the server's
+    // even if the unshelve cannot place it.
     instances::set_placement(&state.db, instance.uuid, zone.as_deref(), &hints).await?;
-    begin(state, ctx, id, "unshelve", rule, TaskKind::Unshelve).await?;
+    publish_task(state, task, instance.uuid, &ctx.request_id).await;
     Ok(HttpResponse::Accepted().finish())
 }

@@ -1974,6 +1974,10 @@ async fn external_networks_are_seen_by_all_and_used_by_admins(
     assert_eq!(ids, [&json!(ext)], "a member sees it: {}", r.body);
     let r = post(&c, "/ports", "port", json!({"network_id": ext})).await?;
     assert_eq!(r.status, 403, "{}", r.body);
+    // Not a network a member's server is put on when it names none (Nova's available
+    // networks: the project's own and shared ones).
+    let r = boot(&c, "auto", json!({})).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
     let r = boot(&c, "on-ext", json!({"networks": [{"uuid": ext}]})).await?;
     assert_eq!(
         (r.status, &r.body["forbidden"]["message"]),

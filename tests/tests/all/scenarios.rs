@@ -3024,11 +3024,24 @@ async fn an_unshelve_goes_to_the_zone_or_host_asked_for() -> anyhow::Result<()> 
         assert_eq!(r.status, status, "{version} {body}: {}", r.body);
     }
     let s = c.server(&id).await?.body["server"].clone();
+    // Locked (by its member): refused under the row, and nothing written.
+    assert_eq!(c.action(&id, &json!({"lock": null})).await?.status, 202);
+    let r = c
+        .at_microversion("2.77")
+        .action(&id, &json!({"unshelve": {"availability_zone": "zone-b"}}))
+        .await?;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(c.action(&id, &json!({"unlock": null})).await?.status, 202);
+    let s = c.server(&id).await?.body["server"].clone();
     assert_eq!(
         s["status"],
         json!("SHELVED_OFFLOADED"),
         "nothing changed: {s}"
     );
+    let kept = instances::get(stack.db(), uuid(&id)?)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no server"))?;
+    assert_eq!(kept.availability_zone, None, "the zone not written");
 
     // To the other host, by an admin; the host asked for is not kept after.
     let r = admin
@@ -3038,10 +3051,6 @@ async fn an_unshelve_goes_to_the_zone_or_host_asked_for() -> anyhow::Result<()> 
     assert_eq!(r.status, 202, "{}", r.body);
     c.wait_status(&id, "ACTIVE", WAIT).await?;
     assert_eq!(host_of(id.clone()).await?, other);
-    let kept = instances::get(stack.db(), uuid(&id)?)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no server"))?;
-    assert_eq!(kept.scheduler_hints.host, None);
 
     // To a zone, by its member: the zone's only host, and the server's zone after.
     assert_eq!(c.action(&id, &json!({"shelve": null})).await?.status, 202);
@@ -3054,6 +3063,13 @@ async fn an_unshelve_goes_to_the_zone_or_host_asked_for() -> anyhow::Result<()> 
     let s = c.wait_status(&id, "ACTIVE", WAIT).await?;
     assert_eq!(host_of(id.clone()).await?, "compute-2");
     assert_eq!(s["OS-EXT-AZ:availability_zone"], json!("zone-b"));
+    let kept = instances::get(stack.db(), uuid(&id)?)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no server"))?;
+    assert_eq!(
+        kept.scheduler_hints.host, None,
+        "the host of the unshelve before, not kept"
+    );
     // 2.91's null zone unpins it.
     assert_eq!(c.action(&id, &json!({"shelve": null})).await?.status, 202);
     c.wait_status(&id, "SHELVED_OFFLOADED", WAIT).await?;
