@@ -3023,7 +3023,6 @@ async fn an_unshelve_goes_to_the_zone_or_host_asked_for() -> anyhow::Result<()> 
         let r = who.at_microversion(version).action(&id, &body).await?;
         assert_eq!(r.status, status, "{version} {body}: {}", r.body);
     }
-    let s = c.server(&id).await?.body["server"].clone();
     // Locked (by its member): refused under the row, and nothing written.
     assert_eq!(c.action(&id, &json!({"lock": null})).await?.status, 202);
     let r = c
