@@ -16,6 +16,71 @@ use nova_db::actions::Requester;
 use nova_db::instances::{self, TransitionError, TransitionRule};
 use serde_json::{json, Value};
 
+/// Who asks, as the server's instance actions record them.
+pub(super) fn requester(ctx: &RequestContext) -> Requester<'_> {
+    Requester {
+        request_id: &ctx.request_id,
+        project_id: &ctx.project_id,
+        user_id: &ctx.user_id,
+    }
+}
+
+/// The project a request is held to: a member's own; an admin reaches every server.
+pub(super) fn scope(ctx: &RequestContext) -> Option<&str> {
+    (!ctx.is_admin()).then_some(ctx.project_id.as_str())
+}
+
+/// Records `kind` as the server's task if its vm state, task and lock allow (an admin passes
+/// a lock), under its row; the task is not published yet (the caller may write more first).
+pub(super) async fn begin_task(
+    state: &AppState,
+    ctx: &RequestContext,
+    uuid: InstanceUuid,
+    rule: TransitionRule,
+    kind: TaskKind,
+) -> Result<nova_core::ids::TaskId, TransitionError> {
+    let who = requester(ctx);
+    instances::begin_action(
+        &state.db,
+        uuid,
+        scope(ctx),
+        ctx.is_admin(),
+        rule,
+        kind,
+        &who,
+    )
+    .await
+}
+
+/// Whether `rule` would let the action start now: the server in one of its vm states, no task
+/// running and, when the action heeds locks (`locks`), not locked but for an admin.
+pub(super) fn could_begin(
+    rule: TransitionRule,
+    instance: &nova_core::model::Instance,
+    ctx: &RequestContext,
+    locks: bool,
+) -> bool {
+    rule.from_vm_states.contains(&instance.vm_state)
+        && instance.task_state.is_none()
+        && (!locks || instance.locked_by.is_none() || ctx.is_admin())
+}
+
+/// What the server's node type cannot do is refused before anything changes, as Nova's API
+/// answers a driver's NotImplementedError (501) — only when the action could otherwise begin,
+/// as Nova's driver is reached only then (a server in the wrong state gets the 409).
+pub(super) fn refuse_unsupported(
+    kind: &TaskKind,
+    instance: &nova_core::model::Instance,
+    could: bool,
+) -> ApiResult<()> {
+    match kind.unsupported_on(instance.node_type).filter(|_| could) {
+        Some(reason) => Err(ApiError::NotImplemented(format!(
+            "The requested functionality is not supported: {reason}."
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Starts an action (delete included) if the server is in a state that allows it.
 pub(super) async fn begin(
     state: &AppState,
@@ -26,18 +91,7 @@ pub(super) async fn begin(
     kind: TaskKind,
 ) -> ApiResult<()> {
     let uuid: InstanceUuid = id.parse().map_err(|_| not_found(id))?;
-    let project = if ctx.is_admin() {
-        None
-    } else {
-        Some(ctx.project_id.as_str())
-    };
-    let who = Requester {
-        request_id: &ctx.request_id,
-        project_id: &ctx.project_id,
-        user_id: &ctx.user_id,
-    };
-    match instances::begin_action(&state.db, uuid, project, ctx.is_admin(), rule, kind, &who).await
-    {
+    match begin_task(state, ctx, uuid, rule, kind).await {
         Ok(task) => {
             publish_task(state, task, uuid, &ctx.request_id).await;
             Ok(())
@@ -128,23 +182,7 @@ pub(super) async fn delete_server(
             let kind = TaskKind::SoftDelete {
                 reclaim_at: nova_core::time::now_ms() + state.reclaim_ms,
             };
-            let who = Requester {
-                request_id: &ctx.request_id,
-                project_id: &ctx.project_id,
-                user_id: &ctx.user_id,
-            };
-            let project = (!ctx.is_admin()).then_some(ctx.project_id.as_str());
-            let begun = instances::begin_action(
-                &state.db,
-                instance.uuid,
-                project,
-                ctx.is_admin(),
-                rule,
-                kind,
-                &who,
-            )
-            .await;
-            match begun {
+            match begin_task(state, ctx, instance.uuid, rule, kind).await {
                 Ok(task) => {
                     publish_task(state, task, instance.uuid, &ctx.request_id).await;
                     return Ok(());
@@ -204,12 +242,8 @@ pub(super) async fn lock(
         other => return Err(invalid("lock", other, "None is the only accepted value")),
     };
     let uuid: InstanceUuid = id.parse().map_err(|_| not_found(id))?;
-    let project = (!ctx.is_admin()).then_some(ctx.project_id.as_str());
-    let who = Requester {
-        request_id: &ctx.request_id,
-        project_id: &ctx.project_id,
-        user_id: &ctx.user_id,
-    };
+    let project = scope(ctx);
+    let who = requester(ctx);
     instances::modify(
         &state.db,
         uuid,
@@ -247,12 +281,8 @@ pub(super) async fn unlock(
         return Err(invalid("unlock", arg, "None is the only accepted value"));
     }
     let uuid: InstanceUuid = id.parse().map_err(|_| not_found(id))?;
-    let project = (!ctx.is_admin()).then_some(ctx.project_id.as_str());
-    let who = Requester {
-        request_id: &ctx.request_id,
-        project_id: &ctx.project_id,
-        user_id: &ctx.user_id,
-    };
+    let project = scope(ctx);
+    let who = requester(ctx);
     instances::modify(&state.db, uuid, project, instances::Record::Always("unlock", &who), |i| {
         let expected = if i.project_id == ctx.project_id {
             LockedBy::Owner
@@ -505,18 +535,8 @@ pub(super) async fn action(
         kind,
         TaskKind::Pause | TaskKind::Unpause | TaskKind::Suspend | TaskKind::Resume
     ) {
-        // What the server's node type cannot do is refused before anything changes, as
-        // Nova's API answers a driver's NotImplementedError (501) — after the state check, as
-        // Nova's driver is reached only then: a server in the wrong state gets the 409.
         let instance = visible(&state, &ctx, &id).await?;
-        let could = rule.from_vm_states.contains(&instance.vm_state)
-            && instance.task_state.is_none()
-            && (instance.locked_by.is_none() || ctx.is_admin());
-        if let Some(reason) = kind.unsupported_on(instance.node_type).filter(|_| could) {
-            return Err(ApiError::NotImplemented(format!(
-                "The requested functionality is not supported: {reason}."
-            )));
-        }
+        refuse_unsupported(&kind, &instance, could_begin(rule, &instance, &ctx, true))?;
     }
     begin(&state, &ctx, &id, action, rule, kind).await?;
     Ok(HttpResponse::Accepted().finish())

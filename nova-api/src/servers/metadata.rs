@@ -51,7 +51,7 @@ async fn edit(
     change: impl FnOnce(&mut BTreeMap<String, String>) -> ApiResult<()>,
 ) -> ApiResult<BTreeMap<String, String>> {
     let uuid: InstanceUuid = id.parse().map_err(|_| not_found(id))?;
-    let project = (!ctx.is_admin()).then_some(ctx.project_id.as_str());
+    let project = super::actions::scope(ctx);
     let limit = crate::quotas::limits_of(&state.db, &ctx.project_id).await?["metadata_items"];
     let edited = instances::modify(
         &state.db,

@@ -18,7 +18,6 @@ use api_toolkit::links::PublicUrl;
 use api_toolkit::policy::NOVA;
 use api_toolkit::{bad, ApiError, ApiResult, RequestContext};
 use nova_core::model::VmState;
-use nova_db::actions::Requester;
 use nova_db::instances::{self, TransitionError};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -198,12 +197,8 @@ pub(super) async fn rebuild(
         .admin_pass
         .clone()
         .unwrap_or_else(super::create::admin_pass);
-    let who = Requester {
-        request_id: &ctx.request_id,
-        project_id: &ctx.project_id,
-        user_id: &ctx.user_id,
-    };
-    let project = (!ctx.is_admin()).then_some(ctx.project_id.as_str());
+    let who = super::actions::requester(ctx);
+    let project = super::actions::scope(ctx);
     let image_id = image.id.clone();
     let started = instances::begin_rebuild::<TransitionError, _>(
         &state.db,

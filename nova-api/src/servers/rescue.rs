@@ -4,7 +4,7 @@
 //! with the rescue's admin password (`enable_instance_password` on, Nova's default); as for a
 //! create, the password is the client's to see, not put into the guest.
 
-use super::actions::{begin, refused_state};
+use super::actions::{begin, begin_task, could_begin, refuse_unsupported, refused_state};
 use super::{publish_task, visible};
 use crate::AppState;
 use actix_web::HttpResponse;
@@ -13,8 +13,7 @@ use api_toolkit::policy::NOVA;
 use api_toolkit::{bad, ApiError, ApiResult, RequestContext};
 use nova_core::model::{TaskState, VmState};
 use nova_core::rpc::TaskKind;
-use nova_db::actions::Requester;
-use nova_db::instances::{self, TransitionRule};
+use nova_db::instances::TransitionRule;
 use serde_json::{json, Value};
 
 /// Nova's rescue: from these vm states, not locked, with no task running.
@@ -82,34 +81,13 @@ pub(super) async fn rescue(
     };
     // The checks below are Nova's, after its state and lock checks: a server that cannot be
     // rescued now gets the 409 from the transition.
-    let could = RESCUE.from_vm_states.contains(&instance.vm_state)
-        && instance.task_state.is_none()
-        && (instance.locked_by.is_none() || ctx.is_admin());
-    if could {
-        if let Some(reason) = kind.unsupported_on(instance.node_type) {
-            return Err(ApiError::NotImplemented(format!(
-                "The requested functionality is not supported: {reason}."
-            )));
-        }
+    if could_begin(RESCUE, &instance, ctx, true) {
+        refuse_unsupported(&kind, &instance, true)?;
         check_rescue_image(state, ctx, &instance, request.image).await?;
     }
-    let who = Requester {
-        request_id: &ctx.request_id,
-        project_id: &ctx.project_id,
-        user_id: &ctx.user_id,
-    };
-    let project = (!ctx.is_admin()).then_some(ctx.project_id.as_str());
-    let task = instances::begin_action(
-        &state.db,
-        instance.uuid,
-        project,
-        ctx.is_admin(),
-        RESCUE,
-        kind,
-        &who,
-    )
-    .await
-    .map_err(|e| refused_state(e, id, "rescue", RESCUE.from_vm_states))?;
+    let task = begin_task(state, ctx, instance.uuid, RESCUE, kind)
+        .await
+        .map_err(|e| refused_state(e, id, "rescue", RESCUE.from_vm_states))?;
     publish_task(state, task, instance.uuid, &ctx.request_id).await;
     // (Nova answers 200, not 202, "for backwards compatibility".)
     let password = request.admin_pass.unwrap_or_else(super::create::admin_pass);

@@ -3,7 +3,7 @@
 //! host, waiting in VERIFY_RESIZE until the user (or the conductor, after
 //! `resize_confirm_window_s`) confirms it or reverts it.
 
-use super::actions::refused_state;
+use super::actions::{refused_state, requester};
 use super::create::{image_fits_flavor, parse_disk_config};
 use super::{not_found, publish_task, visible};
 use crate::AppState;
@@ -14,7 +14,6 @@ use api_toolkit::{bad, ApiError, ApiResult, RequestContext};
 use nova_core::ids::InstanceUuid;
 use nova_core::model::{Flavor, VmState};
 use nova_core::rpc::TaskKind;
-use nova_db::actions::Requester;
 use nova_db::migrations::{self, ResizeRefused};
 use serde_json::Value;
 
@@ -42,7 +41,7 @@ pub(super) async fn resize(
     let (flavor, image, quota) = futures::join!(flavor, image, quota);
     let (image, quota) = (image?, quota?);
     let who = requester(ctx);
-    let project = (!ctx.is_admin()).then_some(ctx.project_id.as_str());
+    let project = super::actions::scope(ctx);
     let lock_override = ctx.is_admin();
     let begun = migrations::begin_resize(
         &state.db,
@@ -158,7 +157,7 @@ pub(super) async fn end(
     NOVA.require_write(ctx, policy)?;
     let uuid: InstanceUuid = id.parse().map_err(|_| not_found(id))?;
     let who = requester(ctx);
-    let project = (!ctx.is_admin()).then_some(ctx.project_id.as_str());
+    let project = super::actions::scope(ctx);
     let begun = migrations::begin_resize_end(
         &state.db,
         uuid,
@@ -180,14 +179,6 @@ pub(super) async fn end(
     } else {
         HttpResponse::Accepted().finish()
     })
-}
-
-fn requester(ctx: &RequestContext) -> Requester<'_> {
-    Requester {
-        request_id: &ctx.request_id,
-        project_id: &ctx.project_id,
-        user_id: &ctx.user_id,
-    }
 }
 
 fn refused(e: ResizeRefused<ApiError>, id: &str, action: &str) -> ApiError {

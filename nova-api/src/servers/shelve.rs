@@ -5,7 +5,7 @@
 //! SHELVED, so `shelveOffload` (a manager's or an admin's, as Nova's policy) finds none to
 //! offload: Nova's 409 for the state.
 
-use super::actions::{no_argument, refused_state};
+use super::actions::{begin_task, could_begin, no_argument, refuse_unsupported, refused_state};
 use super::{publish_task, visible};
 use crate::versions::ApiVersion;
 use crate::AppState;
@@ -15,7 +15,6 @@ use api_toolkit::policy::NOVA;
 use api_toolkit::{bad, ApiError, ApiResult, RequestContext};
 use nova_core::model::{TaskState, VmState};
 use nova_core::rpc::TaskKind;
-use nova_db::actions::Requester;
 use nova_db::instances::{self, TransitionRule};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -42,17 +41,10 @@ pub(super) async fn shelve(
         return Err(invalid("shelve", arg, "None is the only accepted value"));
     }
     let instance = visible(state, ctx, id).await?;
-    let could = SHELVE.from_vm_states.contains(&instance.vm_state)
-        && instance.task_state.is_none()
-        && (instance.locked_by.is_none() || ctx.is_admin());
     let probe = TaskKind::Shelve {
         image: uuid::Uuid::nil(),
     };
-    if let Some(reason) = probe.unsupported_on(instance.node_type).filter(|_| could) {
-        return Err(ApiError::NotImplemented(format!(
-            "The requested functionality is not supported: {reason}."
-        )));
-    }
+    refuse_unsupported(&probe, &instance, could_begin(SHELVE, &instance, ctx, true))?;
     // As Nova's: the snapshot is named after the server.
     let name = format!("{}-shelved", instance.name);
     let image = super::snapshot::record(state, ctx, &instance, name, BTreeMap::new()).await?;
@@ -61,24 +53,8 @@ pub(super) async fn shelve(
         .id
         .parse()
         .map_err(|_| ApiError::Internal("image id".into()))?;
-    let who = Requester {
-        request_id: &ctx.request_id,
-        project_id: &ctx.project_id,
-        user_id: &ctx.user_id,
-    };
-    let project = (!ctx.is_admin()).then_some(ctx.project_id.as_str());
     let kind = TaskKind::Shelve { image: image_id };
-    let begun = instances::begin_action(
-        &state.db,
-        instance.uuid,
-        project,
-        ctx.is_admin(),
-        SHELVE,
-        kind,
-        &who,
-    )
-    .await;
-    match begun {
+    match begin_task(state, ctx, instance.uuid, SHELVE, kind).await {
         Ok(task) => {
             publish_task(state, task, instance.uuid, &ctx.request_id).await;
             Ok(HttpResponse::Accepted().finish())
@@ -238,24 +214,9 @@ pub(super) async fn unshelve(
     let mut hints = instance.scheduler_hints.clone();
     hints.host = wanted.host.clone();
     hints.node = None;
-    let who = Requester {
-        request_id: &ctx.request_id,
-        project_id: &ctx.project_id,
-        user_id: &ctx.user_id,
-    };
-    let project = (!ctx.is_admin()).then_some(ctx.project_id.as_str());
-    let kind = TaskKind::Unshelve;
-    let task = instances::begin_action(
-        &state.db,
-        instance.uuid,
-        project,
-        ctx.is_admin(),
-        rule,
-        kind,
-        &who,
-    )
-    .await
-    .map_err(|e| refused_state(e, id, "unshelve", rule.from_vm_states))?;
+    let task = begin_task(state, ctx, instance.uuid, rule, TaskKind::Unshelve)
+        .await
+        .map_err(|e| refused_state(e, id, "unshelve", rule.from_vm_states))?;
     // Written once the unshelve is the server's (its state and lock checked under its row),
     // before the conductor hears of it. As Nova's request spec, the zone stays the server's
     // even if the unshelve cannot place it.

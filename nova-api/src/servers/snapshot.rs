@@ -3,7 +3,7 @@
 //! the server's host uploads (its disk flattened, or its container's filesystem); the server
 //! stays in its state. The image is deleted if the snapshot fails or the server goes first.
 
-use super::actions::refused_state;
+use super::actions::{could_begin, refuse_unsupported, refused_state, requester, scope};
 use super::params::{parse_metadata, parse_name};
 use super::{publish_task, visible};
 use crate::versions::ApiVersion;
@@ -16,7 +16,6 @@ use api_toolkit::{ApiError, ApiResult, RequestContext};
 use nova_core::model::{Instance, NodeType, TaskState, VmState};
 use nova_core::rpc::TaskKind;
 use nova_core::time::now_ms;
-use nova_db::actions::Requester;
 use nova_db::instances::{self, TransitionRule};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -154,34 +153,25 @@ async fn start(
         let quota = crate::quotas::ProjectQuota::of(&state.db, &ctx.project_id).await?;
         quota.check_metadata_items(metadata.len())?;
     }
-    let could = RULE.from_vm_states.contains(&instance.vm_state) && instance.task_state.is_none();
     let probe = TaskKind::Snapshot {
         image: uuid::Uuid::nil(),
         backup,
     };
-    if let Some(reason) = probe.unsupported_on(instance.node_type).filter(|_| could) {
-        return Err(ApiError::NotImplemented(format!(
-            "The requested functionality is not supported: {reason}."
-        )));
-    }
+    // (A lock does not keep a snapshot from being taken.)
+    refuse_unsupported(&probe, &instance, could_begin(RULE, &instance, ctx, false))?;
     let image = record(state, ctx, &instance, name, metadata).await?;
     nova_db::images::create(&state.db, &image).await?;
     let image_id: uuid::Uuid = image
         .id
         .parse()
         .map_err(|_| ApiError::Internal("image id".into()))?;
-    let who = Requester {
-        request_id: &ctx.request_id,
-        project_id: &ctx.project_id,
-        user_id: &ctx.user_id,
-    };
-    let project = (!ctx.is_admin()).then_some(ctx.project_id.as_str());
     let kind = TaskKind::Snapshot {
         image: image_id,
         backup,
     };
+    let who = requester(ctx);
     let begun =
-        instances::begin_action(&state.db, instance.uuid, project, true, RULE, kind, &who).await;
+        instances::begin_action(&state.db, instance.uuid, scope(ctx), true, RULE, kind, &who).await;
     let task = match begun {
         Ok(task) => task,
         Err(e) => {

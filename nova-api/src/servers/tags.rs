@@ -106,7 +106,7 @@ async fn edit<T>(
     change: impl FnOnce(&mut Vec<String>) -> ApiResult<T>,
 ) -> ApiResult<(Vec<String>, T)> {
     let uuid: InstanceUuid = id.parse().map_err(|_| not_found(id))?;
-    let project = (!ctx.is_admin()).then_some(ctx.project_id.as_str());
+    let project = super::actions::scope(ctx);
     let mut out = None;
     let edited = instances::modify(
         &state.db,

@@ -63,7 +63,7 @@ pub(super) async fn update(
         }
     }
     let uuid: InstanceUuid = id.parse().map_err(|_| not_found(&id))?;
-    let project = (!ctx.is_admin()).then_some(ctx.project_id.as_str());
+    let project = super::actions::scope(&ctx);
     let instance = instances::modify(&state.db, uuid, project, instances::Record::No, |i| {
         if let Some(name) = name {
             i.name = name;
