@@ -18,8 +18,7 @@ use bollard::query_parameters::{
     CommitContainerOptionsBuilder, CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder,
     RemoveImageOptionsBuilder, RestartContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
-use compute_agent::settings::DriverKind;
-use drivers::docker::{DockerSettings, LABEL_HOST};
+use drivers::docker::LABEL_HOST;
 use e2e::activations::TaskEnds;
 use e2e::client::Client;
 use e2e::docker::{test_image, RemoveContainersOf};
@@ -183,20 +182,9 @@ async fn main() -> anyhow::Result<()> {
     let host = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let _cleanup = RemoveContainersOf(host.clone());
     let options = Options {
-        driver: DriverKind::Docker,
-        docker: DockerSettings {
-            state_dir: state.path().to_owned(),
-            firewall: e2e::docker::no_firewall(),
-            ..Default::default()
-        },
-        host: host.clone(),
         // A stop without grace, as the raw stop's.
         graceful_shutdown_s: 0,
-        // Production's intervals: the sync loop's engine calls would otherwise compete.
-        heartbeat_ms: 10_000,
-        sync_ms: 10_000,
-        service_down_s: 60,
-        ..Options::default()
+        ..e2e_bench::docker_stack(state.path(), &host)
     };
     let stack = Distributed::start(options).await?;
     let mut ends = TaskEnds::watch(&stack.db_url).await?;

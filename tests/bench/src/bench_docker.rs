@@ -12,12 +12,11 @@
 
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
-use compute_agent::settings::DriverKind;
-use drivers::docker::{DockerSettings, LABEL_HOST};
+use drivers::docker::LABEL_HOST;
 use e2e::activations::Activations;
 use e2e::client::Client;
 use e2e::docker::{test_image, RemoveContainersOf};
-use e2e::stack::{Distributed, Options, Stack};
+use e2e::stack::{Distributed, Stack};
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -114,20 +113,7 @@ async fn main() -> anyhow::Result<()> {
     let state = tempfile::tempdir()?;
     let host = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let _cleanup = RemoveContainersOf(host.clone());
-    let options = Options {
-        driver: DriverKind::Docker,
-        docker: DockerSettings {
-            state_dir: state.path().to_owned(),
-            firewall: e2e::docker::no_firewall(),
-            ..Default::default()
-        },
-        host: host.clone(),
-        // Production's intervals: the sync loop's engine calls would otherwise compete.
-        heartbeat_ms: 10_000,
-        sync_ms: 10_000,
-        service_down_s: 60,
-        ..Options::default()
-    };
+    let options = e2e_bench::docker_stack(state.path(), &host);
     let stack = Distributed::start(options).await?;
     let mut activations = Activations::watch(&stack.db_url).await?;
     let docker = bollard::Docker::connect_with_local_defaults()?;
