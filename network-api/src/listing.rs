@@ -36,10 +36,7 @@ pub(crate) struct Collection {
     pub sort_keys: &'static [(&'static str, Column)],
 }
 
-pub(crate) const CREATED_AT: Column = Column {
-    expr: "created_at",
-    kind: Kind::Int,
-};
+pub(crate) use nova_db::listing::CREATED_AT;
 
 /// A list request, parsed.
 pub(crate) struct Asked {

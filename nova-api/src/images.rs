@@ -12,7 +12,7 @@ use api_toolkit::listing::{NextLink, Query};
 use api_toolkit::{bad, ApiError, ApiResult, RequestContext};
 use nova_core::time::iso8601_z;
 use nova_db::images::{self as store, Image, Offers};
-use nova_db::listing::{self, Arg, Column, Cond, Dir, Kind, Listing};
+use nova_db::listing::{self, Arg, Cond, Dir, Listing};
 use serde_json::{json, Map, Value};
 
 /// Nova's `max_limit`.
@@ -184,10 +184,7 @@ async fn listing(
             .min(MAX_LIMIT),
     };
     let rule = NextLink::WhenFull;
-    let created = Column {
-        expr: "created_at",
-        kind: Kind::Int,
-    };
+    let created = nova_db::listing::CREATED_AT;
     let mut listing = Listing {
         table: &store::TABLE,
         conds,

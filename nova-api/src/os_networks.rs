@@ -33,13 +33,7 @@ async fn visible_networks(state: &AppState, ctx: &RequestContext) -> ApiResult<V
         table: &networks::TABLE,
         conds: vec![networks::visible_cond(viewer(ctx))],
         tags: Default::default(),
-        order: vec![(
-            nova_db::listing::Column {
-                expr: "created_at",
-                kind: nova_db::listing::Kind::Int,
-            },
-            nova_db::listing::Dir::Asc,
-        )],
+        order: vec![(nova_db::listing::CREATED_AT, nova_db::listing::Dir::Asc)],
         after: None,
         limit: None,
     };

@@ -213,13 +213,7 @@ async fn list(
         table: &store::GROUPS,
         conds,
         tags: Default::default(),
-        order: vec![(
-            nova_db::listing::Column {
-                expr: "created_at",
-                kind: nova_db::listing::Kind::Int,
-            },
-            nova_db::listing::Dir::Asc,
-        )],
+        order: vec![(nova_db::listing::CREATED_AT, nova_db::listing::Dir::Asc)],
         after: None,
         limit: None,
     };

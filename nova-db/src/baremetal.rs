@@ -69,10 +69,7 @@ pub const TABLE: listing::Table = listing::Table {
 };
 
 /// Ironic's default order: enrolment.
-pub const CREATED_AT: Column = Column {
-    expr: "created_at",
-    kind: Kind::Int,
-};
+pub const CREATED_AT: Column = crate::listing::CREATED_AT;
 
 /// The node's class in placement's form, as flavors ask for it (`CUSTOM_BAREMETAL_SMALL`).
 fn placement_class(n: &Node) -> Option<String> {

@@ -39,6 +39,12 @@ pub struct Column {
     pub kind: Kind,
 }
 
+/// The creation time (ms), which most tables have and most lists are ordered by.
+pub const CREATED_AT: Column = Column {
+    expr: "created_at",
+    kind: Kind::Int,
+};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dir {
     Asc,
