@@ -163,18 +163,20 @@ async fn network_state(
     network: &str,
     project: &str,
     server: Option<uuid::Uuid>,
+    nth: Option<usize>,
 ) -> DbResult<NetworkState> {
-    // The project's count and quota, the server's port and whether the server lives; `$1`
-    // the network, `$2` the project, `$3` the server's id as its ports' `device_id`, `$4` the
-    // server (none: no port, no server).
+    // The project's count and quota, the server's `nth` port on the network and whether the
+    // server lives; `$1` the network, `$2` the project, `$3` the server's id as its ports'
+    // `device_id` (none: no port), `$4` the server (none: no server), `$5` `nth`.
     const SCALARS: &str = "(SELECT COUNT(*) FROM ports WHERE project_id = $2) AS project_ports, \
         (SELECT hard_limit FROM quotas WHERE project_id = $2 AND resource = 'port') \
         AS port_limit, \
         (SELECT id FROM ports WHERE device_id = $3 AND network_id = $1 AND compute_owned \
-        ORDER BY created_at, id LIMIT 1) AS servers_port, \
+        ORDER BY created_at, id LIMIT 1 OFFSET $5) AS servers_port, \
         (SELECT CASE WHEN deleted THEN 'deleted' ELSE vm_state END FROM instances \
         WHERE uuid = $4) AS server_state";
-    let device = server.map(|u| u.to_string());
+    let device = server.filter(|_| nth.is_some()).map(|u| u.to_string());
+    let offset = i64::try_from(nth.unwrap_or(0)).unwrap_or(i64::MAX);
     let mut taken: BTreeMap<String, BTreeSet<u128>> = BTreeMap::new();
     match tx {
         Tx::Pg(t) => {
@@ -199,6 +201,7 @@ async fn network_state(
                 .bind(project)
                 .bind(&device)
                 .bind(server)
+                .bind(offset)
                 .fetch_all(&mut **t)
                 .await?;
             let (project_ports, port_limit, servers_port, server_state) = match rows.first() {
@@ -214,6 +217,7 @@ async fn network_state(
                         .bind(project)
                         .bind(&device)
                         .bind(server)
+                        .bind(offset)
                         .fetch_one(&mut **t)
                         .await?
                 }
@@ -243,6 +247,7 @@ async fn network_state(
                 .bind(project)
                 .bind(&device)
                 .bind(server)
+                .bind(offset)
                 .fetch_one(&mut **t)
                 .await?;
             let rows: Vec<(String, String)> = sqlx::query_as(
@@ -493,6 +498,10 @@ pub struct CreateOptions<'a> {
     /// and then releases the port too. (A key-share lock, not a share lock: the scheduler's
     /// update of the row, beside which the port is made, does not wait for it.)
     pub server: Option<uuid::Uuid>,
+    /// Which of the server's NICs on the network a build's port is (0 for its first): a port
+    /// made for that NIC before (by an earlier dispatch of the build) is the answer. None (an
+    /// interface attached): always a new port.
+    pub nth: Option<usize>,
 }
 
 /// Stores a new port with its addresses, in one transaction: the MAC given (unique on the
@@ -546,6 +555,7 @@ async fn create_once(
         groups,
         inherit_security,
         server,
+        nth,
     } = options;
     let mut tx = db.begin().await?;
     // The network's row lock and the project's port lock, in one round trip on PostgreSQL
@@ -583,7 +593,7 @@ async fn create_once(
             format!("Network {} could not be found.", port.network_id),
         )));
     };
-    let mut state = network_state(&mut tx, &port.network_id, &port.project_id, server).await?;
+    let mut state = network_state(&mut tx, &port.network_id, &port.project_id, server, nth).await?;
     if let Some(uuid) = server {
         match state.server_state.as_deref() {
             None | Some("deleted") => {
@@ -813,7 +823,7 @@ pub async fn update(
                     .collect()
             };
             let mut state =
-                network_state(&mut tx, &port.network_id, &port.project_id, None).await?;
+                network_state(&mut tx, &port.network_id, &port.project_id, None, None).await?;
             let ips = match choose(&port.network_id, &mut state, addresses, &kept) {
                 Ok(ips) => ips,
                 Err(r) => return Ok(Err(r)),
@@ -895,6 +905,10 @@ pub struct NicRequest {
     /// The security groups (ids) of a port made for it; none: the project's default group
     /// (Neutron's, for a port with port security). A user's port keeps its own.
     pub security_groups: Vec<String>,
+    /// A build's NIC (a port made for it by an earlier dispatch is taken again); false for an
+    /// interface attached, which always gets a new port (a server may have several NICs on
+    /// one network).
+    pub for_build: bool,
 }
 
 /// A project's port quota (Neutron's default when it has none of its own; negative: none)
@@ -920,6 +934,7 @@ impl NicRequest {
             port_id: chosen.port.clone(),
             fixed_ip: chosen.fixed_ip.as_deref().and_then(|ip| ip.parse().ok()),
             security_groups: chosen.security_groups.clone(),
+            for_build: true,
         }
     }
 }
@@ -937,8 +952,9 @@ struct Binding<'a> {
 
 /// Gives a server its ports on `host`, in the order asked, within its project's port quota:
 /// binds the user's ports, and makes one port (with the address asked for, or the network's
-/// defaults) for each network asked for. It may run again for the same server (a build
-/// handed out twice), or twice at once: the ports made before are used again. A refusal
+/// defaults) for each network asked for (one for each time it is asked for). It may run again
+/// for the same server (a build handed out twice), or twice at once: the ports made before for
+/// a build's NICs are used again, the n-th NIC on a network taking the server's n-th port there. A refusal
 /// (with the index of the request refused) leaves the ports of this call made and bound, for
 /// [`release_for_instance`] to undo with the server's build.
 ///
@@ -966,6 +982,11 @@ pub async fn allocate_for_instance(
     let mut unchecked = false;
     let now = nova_core::time::now_ms();
     for (i, r) in requests.iter().enumerate() {
+        // Which of the server's NICs on its network this one is.
+        let nth = requests[..i]
+            .iter()
+            .filter(|o| o.port_id.is_none() && o.network_id == r.network_id)
+            .count();
         if let Some(port_id) = &r.port_id {
             let Some(host) = binding.host else {
                 return Ok(Err((
@@ -1073,6 +1094,7 @@ pub async fn allocate_for_instance(
             groups: &groups,
             inherit_security: true,
             server: Some(instance.uuid.0),
+            nth: r.for_build.then_some(nth),
         };
         match make(db, &mut port, options).await? {
             Ok(Made::New(_)) => out.push(port),

@@ -280,8 +280,8 @@ pub(super) fn chosen(n: nova_db::networks::Network) -> ChosenNetwork {
 }
 
 /// What the server will be on. Networks chosen by uuid as the caller may use them: each one
-/// theirs or shared (Nova's 400 for one the networking service does not show the caller), and
-/// no two the same network on the hosts (a container has one interface per host network).
+/// theirs or shared (Nova's 400 for one the networking service does not show the caller); a
+/// network may come twice (two NICs on it, as Nova allows), a port once.
 /// For `auto`, as Nova: the one network the project may use, a 409 when there are several,
 /// and (where Nova would allocate a network for the project) the hosts' own when there is none.
 pub(super) async fn resolve_networks(
@@ -338,16 +338,34 @@ pub(super) async fn resolve_networks(
             check_fixed_ip(state, &choice.id, ip).await?;
             choice.fixed_ip = Some(ip.to_string());
         }
-        if let Some(same) = picked.iter().find(|p| p.backend == choice.backend) {
-            return Err(bad(format!(
-                "Networks {} and {} are the same network on the hosts ({}): a server is on \
-                 each host network once.",
-                same.id, choice.id, choice.backend
-            )));
+        // One port is one NIC: Nova's PortInUse for a port asked for twice.
+        if let Some(port) = choice.port.as_deref() {
+            if picked.iter().any(|p| p.port.as_deref() == Some(port)) {
+                return Err(ApiError::Conflict(format!("Port {port} is still in use.")));
+            }
         }
         picked.push(choice);
     }
     Ok(NetworkRequest::Chosen(picked))
+}
+
+/// A container joins each host network once (the engine connects a container to a network
+/// once): two of `new` on one host network, or one that a NIC of `had` is on, are refused.
+/// (VMs and bare metal take several NICs on one network, as Nova's drivers do.)
+pub(super) fn once_per_host_network(new: &NetworkRequest, had: &[ChosenNetwork]) -> ApiResult<()> {
+    let NetworkRequest::Chosen(new) = new else {
+        return Ok(());
+    };
+    for (i, n) in new.iter().enumerate() {
+        if let Some(same) = had.iter().chain(&new[..i]).find(|p| p.backend == n.backend) {
+            return Err(bad(format!(
+                "Networks {} and {} are the same network on the hosts ({}): a container is on \
+                 each host network once.",
+                same.id, n.id, n.backend
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// How many of the servers asked for the project's port quota leaves room for (Nova's
@@ -1002,8 +1020,10 @@ pub(super) async fn create(
     image_fits_flavor(&image, &flavor)?;
     check_kernel_and_ramdisk(&state, &ctx, &image).await?;
     let key_data = key_data?;
-    let networks = networks?;
-    let mut networks = networks;
+    let mut networks = networks?;
+    if node_type == nova_core::model::NodeType::Container {
+        once_per_host_network(&networks, &[])?;
+    }
     // Both at once (each is a round trip or two to the database); the groups' refusal first,
     // whichever finished first.
     let (groups, count) = futures::join!(

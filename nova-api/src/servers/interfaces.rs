@@ -223,12 +223,9 @@ pub(super) async fn attach(
         NetworkRequest::Chosen(c) => c.clone(),
         _ => Vec::new(),
     };
-    if let Some(same) = chosen.iter().find(|c| c.backend == new.backend) {
-        return Err(bad(format!(
-            "Network {} is the host network of {} ({}), which the server is on already: a \
-             server is on each host network once.",
-            new.id, same.id, new.backend
-        )));
+    if instance.node_type == nova_core::model::NodeType::Container {
+        let asked = NetworkRequest::Chosen(vec![new.clone()]);
+        super::create::once_per_host_network(&asked, &chosen)?;
     }
     // The port: the user's bound, or one made for the server.
     let host = instance
@@ -236,7 +233,11 @@ pub(super) async fn attach(
         .clone()
         .ok_or_else(|| ApiError::Conflict(format!("Instance {id} is not ready")))?;
     let dev = device(&instance);
-    let nic_request = ports::NicRequest::of(&new);
+    // Always a new port: the server may be on the network already (a second NIC on it).
+    let nic_request = ports::NicRequest {
+        for_build: false,
+        ..ports::NicRequest::of(&new)
+    };
     let made = match ports::allocate_for_instance(&state.db, &instance, Some(&host), &[nic_request])
         .await?
     {

@@ -621,6 +621,20 @@ async fn a_server_on_chosen_networks_shows_an_address_on_each() -> anyhow::Resul
     )
     .await?;
     c.wait_status(&id, "ACTIVE", WAIT).await?;
+    // One network twice: a 400 for a container (one endpoint per engine network).
+    let r = c
+        .post(
+            "/servers",
+            &json!({"server": {"name": "twice", "imageRef": image, "flavorRef": "cn",
+                "networks": [{"uuid": ids[0]}, {"uuid": ids[0]}]}}),
+        )
+        .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let message = r.body["badRequest"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.ends_with("a container is on each host network once."),
+        "{message}"
+    );
     let inspect = inspect_of(&docker, &id).await?;
     assert_eq!(network_mode(&inspect), Some(engine_networks[0].as_str()));
     let mut endpoints = inspect
@@ -767,6 +781,29 @@ async fn a_container_takes_its_ports_address_and_mac() -> anyhow::Result<()> {
             .and_then(|e| e.ip_address.as_deref()),
         Some(ip2),
         "{endpoints:?}"
+    );
+    // A container joins an engine network once: a second NIC on it is refused (a VM would
+    // take it, as Nova's drivers do), and nothing is made.
+    let r = c
+        .post(
+            &format!("/servers/{id}/os-interface"),
+            &json!({"interfaceAttachment": {"net_id": net2}}),
+        )
+        .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        json!(format!(
+            "Networks {net2} and {net2} are the same network on the hosts ({second_network}): \
+             a container is on each host network once."
+        ))
+    );
+    let r = c.get(&format!("/servers/{id}/os-interface")).await?;
+    assert_eq!(
+        r.body["interfaceAttachments"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        r.body
     );
     let port2 = attached["port_id"].as_str().unwrap_or_default();
     let r = c

@@ -821,10 +821,52 @@ async fn interfaces_are_attached_and_detached(stack: &dyn Stack) -> anyhow::Resu
         json!(format!("Network {ghost} could not be found."))
     );
 
-    // Refusals: the same network again, both a network and a port, an address without a
-    // network; nothing changes.
+    // The same network again: a second NIC on it, as Nova's VM drivers take (a container
+    // would refuse: `a_container_joins_a_network_once`); detached again.
+    let r = demo
+        .post(
+            &format!("/servers/{id}/os-interface"),
+            &json!({"interfaceAttachment": {"net_id": nets[1]}}),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let second = r.body["interfaceAttachment"]["port_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_ne!(second, port);
+    let server = demo.server(&id).await?.body["server"].clone();
+    assert_eq!(
+        server["addresses"]["if-b"].as_array().map(Vec::len),
+        Some(2),
+        "{server}"
+    );
+    let r = demo
+        .delete(&format!("/servers/{id}/os-interface/{second}"))
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let server = demo.server(&id).await?.body["server"].clone();
+    assert_eq!(server["addresses"]["if-b"][0]["addr"], ip, "{server}");
+    assert_eq!(
+        server["addresses"]["if-b"].as_array().map(Vec::len),
+        Some(1),
+        "{server}"
+    );
+
+    // Refusals: the server's own port again, both a network and a port, an address without
+    // a network; nothing changes.
+    let r = demo
+        .post(
+            &format!("/servers/{id}/os-interface"),
+            &json!({"interfaceAttachment": {"port_id": port}}),
+        )
+        .await?;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(
+        r.body["conflictingRequest"]["message"],
+        json!(format!("Port {port} is still in use."))
+    );
     for (body, message) in [
-        (json!({"interfaceAttachment": {"net_id": nets[1]}}), None),
         (
             json!({"interfaceAttachment": {"net_id": nets[1], "port_id": port}}),
             Some("Must not input both network_id and port_id"),
@@ -843,6 +885,59 @@ async fn interfaces_are_attached_and_detached(stack: &dyn Stack) -> anyhow::Resu
         }
     }
     assert_eq!(count(&demo, "/ports", "ports").await?, 2);
+
+    // Two NICs on one network at create (Tempest's `test_verify_duplicate_network_nics`):
+    // a port and an address each; one port named twice is Nova's PortInUse.
+    let r = boot(
+        &demo,
+        "dup",
+        json!({"networks": [{"uuid": nets[0]}, {"uuid": nets[1]}, {"uuid": nets[0]}]}),
+    )
+    .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let dup = id_of(&r);
+    demo.wait_status(&dup, "ACTIVE", wait).await?;
+    let server = demo.server(&dup).await?.body["server"].clone();
+    let twice: BTreeSet<&str> = server["addresses"]["if-a"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["addr"].as_str())
+        .collect();
+    assert_eq!(twice.len(), 2, "{server}");
+    assert_eq!(
+        server["addresses"]["if-b"].as_array().map(Vec::len),
+        Some(1),
+        "{server}"
+    );
+    let r = demo.get(&format!("/servers/{dup}/os-interface")).await?;
+    assert_eq!(
+        r.body["interfaceAttachments"].as_array().map(Vec::len),
+        Some(3),
+        "{}",
+        r.body
+    );
+    assert_eq!(demo.delete(&format!("/servers/{dup}")).await?.status, 204);
+    demo.wait_gone(&dup, wait).await?;
+    let r = post(&demo, "/ports", "port", json!({"network_id": nets[0]})).await?;
+    let mine = r.body["port"]["id"].as_str().unwrap_or_default().to_owned();
+    let before = count(&demo, "/ports", "ports").await?;
+    let r = boot(
+        &demo,
+        "dup-port",
+        json!({"networks": [{"port": mine}, {"port": mine}]}),
+    )
+    .await?;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(
+        r.body["conflictingRequest"]["message"],
+        json!(format!("Port {mine} is still in use."))
+    );
+    assert_eq!(count(&demo, "/ports", "ports").await?, before);
+    let r = demo
+        .networking(Method::DELETE, &format!("/ports/{mine}"), None)
+        .await?;
+    assert_eq!(r.status, 204, "{}", r.body);
 
     // Detached: the port made for it goes, and its address with it.
     let r = demo

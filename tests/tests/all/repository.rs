@@ -584,6 +584,7 @@ async fn network_with_subnet(db: &Db) -> anyhow::Result<nova_db::ports::NicReque
         port_id: None,
         fixed_ip: None,
         security_groups: Vec::new(),
+        for_build: true,
     })
 }
 
