@@ -25,7 +25,7 @@ use e2e::docker::{test_image, RemoveContainersOf};
 use e2e::stack::{Distributed, Options, Stack};
 use futures::StreamExt;
 use serde_json::json;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 fn rounds() -> anyhow::Result<usize> {
@@ -57,45 +57,6 @@ const ACTIONS: &[&str] = &[
     "confirmResize",
     "createImage",
 ];
-
-/// An action through the service; returns POST → its task's end, in ms.
-async fn through_stack(
-    ends: &mut TaskEnds,
-    c: &Client,
-    id: &str,
-    action: &str,
-    flavor: &str,
-) -> anyhow::Result<f64> {
-    let body = match action {
-        "stop" => json!({"os-stop": null}),
-        "start" => json!({"os-start": null}),
-        "reboot" => json!({"reboot": {"type": "HARD"}}),
-        "resize" => json!({"resize": {"flavorRef": flavor}}),
-        "createImage" => json!({"createImage": {"name": "bench-snap"}}),
-        other => json!({ other: null }),
-    };
-    ends.clear();
-    let t0 = Instant::now();
-    let r = c.action(id, &body).await?;
-    anyhow::ensure!(
-        matches!(r.status, 202 | 204),
-        "{action}: {} {}",
-        r.status,
-        r.body
-    );
-    let at = ends.of(id, Duration::from_secs(120)).await?;
-    let elapsed = e2e_bench::ms(at.duration_since(t0));
-    // Checked after the clock: the action ended as it should.
-    let s = c.server(id).await?.body["server"].clone();
-    anyhow::ensure!(s["OS-EXT-STS:task_state"].is_null(), "{action}: {s}");
-    if action == "createImage" {
-        let image = r.body["image_id"].as_str().unwrap_or_default().to_owned();
-        c.wait_image_status(&image, "active", Duration::from_secs(60))
-            .await?;
-        c.delete_image(&image).await?;
-    }
-    Ok(elapsed)
-}
 
 /// The engine's call for `action` on the raw container; returns ms.
 async fn raw(
@@ -231,9 +192,7 @@ async fn main() -> anyhow::Result<()> {
     docker.start_container(&name, None).await?;
     let scratch = state.path().join("raw-snapshot.tar");
 
-    let mut service: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    let mut engine: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    let mut paired: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut samples = e2e_bench::actions::Samples::default();
     for round in 0..n {
         // Each round resizes to the other flavor.
         let (target, sizes) = if round % 2 == 0 {
@@ -245,57 +204,29 @@ async fn main() -> anyhow::Result<()> {
             // The order alternates, so that neither side always comes right after the other.
             let (s, r) = if round % 2 == 0 {
                 tokio::time::sleep(SETTLE).await;
-                let s = through_stack(&mut ends, &c, &id, action, target).await?;
+                let s =
+                    e2e_bench::actions::through_stack(&mut ends, &c, &id, action, target).await?;
                 tokio::time::sleep(SETTLE).await;
                 (s, raw(&docker, &name, action, sizes, &scratch).await?)
             } else {
                 tokio::time::sleep(SETTLE).await;
                 let r = raw(&docker, &name, action, sizes, &scratch).await?;
                 tokio::time::sleep(SETTLE).await;
-                (through_stack(&mut ends, &c, &id, action, target).await?, r)
+                (
+                    e2e_bench::actions::through_stack(&mut ends, &c, &id, action, target).await?,
+                    r,
+                )
             };
-            service.entry(action).or_default().push(s);
-            if let Some(r) = r {
-                engine.entry(action).or_default().push(r);
-                paired.entry(action).or_default().push(s - r);
-            }
+            samples.record(action, s, r);
         }
     }
     let remove = RemoveContainerOptionsBuilder::default().force(true).build();
     docker.remove_container(&name, Some(remove)).await?;
 
-    println!("server actions on Docker, {n} rounds, one at a time, alternating:");
-    println!(
-        "| action | through the service p50 / p90 | engine's call p50 / p90 | overhead at p50 | paired median |"
+    samples.print(
+        &format!("server actions on Docker, {n} rounds, one at a time, alternating:"),
+        "engine's call",
+        ACTIONS,
     );
-    println!("|---|---|---|---|---|");
-    for action in ACTIONS {
-        let mut s = service.remove(action).unwrap_or_default();
-        s.sort_by(f64::total_cmp);
-        let (s50, s90) = (
-            e2e_bench::percentile(&s, 0.5),
-            e2e_bench::percentile(&s, 0.9),
-        );
-        match engine.remove(action) {
-            Some(mut r) => {
-                r.sort_by(f64::total_cmp);
-                let mut p = paired.remove(action).unwrap_or_default();
-                p.sort_by(f64::total_cmp);
-                let (r50, r90) = (
-                    e2e_bench::percentile(&r, 0.5),
-                    e2e_bench::percentile(&r, 0.9),
-                );
-                let p50 = e2e_bench::percentile(&p, 0.5);
-                println!(
-                    "| {action} | {s50:.0} / {s90:.0} ms | {r50:.0} / {r90:.0} ms | {:.0} ms = {:.1} % | {p50:.0} ms |",
-                    s50 - r50,
-                    (s50 - r50) / r50 * 100.0
-                );
-            }
-            None => {
-                println!("| {action} | {s50:.0} / {s90:.0} ms | (no engine call) | {s50:.0} ms | |")
-            }
-        }
-    }
     Ok(())
 }

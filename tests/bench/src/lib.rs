@@ -1,6 +1,8 @@
 //! What the benchmarks share: each benchmark is a binary of its own (`src/bench_*.rs`); the
 //! figures they print are computed here alike.
 
+pub mod actions;
+
 use std::time::Duration;
 
 /// The value at fraction `p` of `sorted` (nearest rank); NaN for none.
