@@ -394,14 +394,20 @@ async fn a_vm_lives_its_whole_life_through_the_api() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Pause, suspend and rebuild of a VM (#19), on a guest of its own so that it runs beside the
+/// The rest of a VM's life cycle (#19), on a guest of its own so that it runs beside the
 /// whole-life test: libvirt's suspend and resume; a managed save that the power-state sync
 /// leaves be and that resume restores without a new boot; a rebuild on a fresh overlay that
-/// boots the guest again.
+/// boots the guest again; rescue, resize, a snapshot that boots, backups with their rotation,
+/// shelve and unshelve, and a deferred delete that restore undoes and forceDelete ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vm_pauses_suspends_and_is_rebuilt() -> anyhow::Result<()> {
     let instances = Instances::new()?;
-    let stack = Distributed::start(options(&instances)).await?;
+    let stack = Distributed::start(Options {
+        // Deletes deferred (a soft delete the test restores, then forces).
+        reclaim_instance_interval_s: 3600,
+        ..options(&instances)
+    })
+    .await?;
     let c = Client::new(stack.api_url(), "demo:demo").at_microversion("2.37");
     vm_flavor(&stack, "v1", 128, 1).await?;
     let image = upload_guest(&c, "").await?;
@@ -594,6 +600,66 @@ async fn a_vm_pauses_suspends_and_is_rebuilt() -> anyhow::Result<()> {
     .await?;
     c.wait_status(&from, "ACTIVE", WAIT).await?;
     wait_for_boots(&c, &from, 1).await?;
+
+    // Backups: each a snapshot of its type; past the rotation the oldest is deleted.
+    let mut backups = Vec::new();
+    for i in 0..2 {
+        let r = c
+            .at_microversion("2.45")
+            .action(
+                &from,
+                &json!({"createBackup": {"name": format!("vm-daily-{i}"),
+                                         "backup_type": "daily", "rotation": 1}}),
+            )
+            .await?;
+        assert_eq!(r.status, 202, "{}", r.body);
+        let b = r.body["image_id"].as_str().unwrap_or_default().to_owned();
+        let doc = c.wait_image_status(&b, "active", WAIT).await?;
+        assert_eq!(
+            (&doc["image_type"], &doc["backup_type"], &doc["disk_format"]),
+            (&json!("backup"), &json!("daily"), &json!("qcow2"))
+        );
+        c.wait_status(&from, "ACTIVE", WAIT).await?;
+        backups.push(b);
+    }
+    assert_eq!(c.image(&backups[0]).await?.status, 404, "rotated out");
+    assert_eq!(c.image(&backups[1]).await?.status, 200);
+
+    // Shelve: the disk flattened into an image, the domain and its files gone (offloaded at
+    // once, Nova's default); unshelve: the domain defined again on that image, booting.
+    let from_dir = instances.path().join(&from);
+    assert_eq!(c.action(&from, &json!({"shelve": null})).await?.status, 202);
+    let s = c.wait_status(&from, "SHELVED_OFFLOADED", WAIT).await?;
+    assert!(!domain_exists(&from).await?, "offloaded: {s}");
+    assert!(!from_dir.exists(), "its files went with it");
+    assert_eq!(
+        c.action(&from, &json!({"unshelve": null})).await?.status,
+        202
+    );
+    c.wait_status(&from, "ACTIVE", WAIT).await?;
+    assert_eq!(domain_state(&from).await?, "running");
+    wait_for_boots(&c, &from, 1).await?;
+
+    // A deferred delete: the guest powered off and kept (SOFT_DELETED); restore starts it
+    // again; forceDelete ends it now, domain and files.
+    assert_eq!(c.delete(&format!("/servers/{from}")).await?.status, 204);
+    c.wait_status(&from, "SOFT_DELETED", WAIT).await?;
+    assert_eq!(domain_state(&from).await?, "shut off");
+    assert_eq!(
+        c.action(&from, &json!({"restore": null})).await?.status,
+        202
+    );
+    c.wait_status(&from, "ACTIVE", WAIT).await?;
+    assert_eq!(domain_state(&from).await?, "running");
+    assert_eq!(c.delete(&format!("/servers/{from}")).await?.status, 204);
+    c.wait_status(&from, "SOFT_DELETED", WAIT).await?;
+    assert_eq!(
+        c.action(&from, &json!({"forceDelete": null})).await?.status,
+        202
+    );
+    c.wait_gone(&from, WAIT).await?;
+    assert!(!domain_exists(&from).await?, "the domain is gone");
+    assert!(!from_dir.exists(), "its files are gone");
     Ok(())
 }
 
