@@ -1059,7 +1059,11 @@ impl Agent {
                 .await;
                 (Some(*task_id), r)
             }
-            ComputeCommand::Rescue { task_id, spec } => {
+            ComputeCommand::Rescue {
+                task_id,
+                spec,
+                stable,
+            } => {
                 tracing::info!(image = %spec.image_ref, "rescuing");
                 let graceful = self.settings.graceful_shutdown_timeout();
                 let r = bounded(limit, async {
@@ -1070,7 +1074,7 @@ impl Agent {
                         .map_err(|e| DriverError::Backend(format!("image cache: {e}")))?;
                     let rescued = async {
                         let images = self.boot_images(spec).await?;
-                        driver.rescue(spec, &images, graceful).await
+                        driver.rescue(spec, &images, *stable, graceful).await
                     }
                     .await;
                     let Err(e) = rescued else {

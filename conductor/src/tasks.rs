@@ -644,9 +644,17 @@ pub(crate) async fn command_for(
             let Ok(spec) = spec(db, &rescued, node).await? else {
                 return Ok(None);
             };
+            // A stable device rescue when the rescue image asks for one (the API checked its
+            // properties; an image changed since is rescued the legacy way).
+            let stable = images::get(db, &rescued.image_ref)
+                .await?
+                .and_then(|i| serde_json::from_str(&i.properties).ok())
+                .and_then(|p| nova_core::rpc::StableRescue::of_properties(&p).ok())
+                .flatten();
             ComputeCommand::Rescue {
                 task_id,
                 spec: Box::new(spec),
+                stable,
             }
         }
         TaskKind::Unrescue => ComputeCommand::Unrescue {

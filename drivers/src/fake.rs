@@ -596,6 +596,7 @@ impl Compute for FakeDriver {
         &self,
         spec: &InstanceSpec,
         images: &BootImages,
+        _stable: Option<nova_core::rpc::StableRescue>,
         _timeout: Duration,
     ) -> Result<(), DriverError> {
         self.misbehave(Step::Rescue, spec.uuid, None).await?;

@@ -214,14 +214,16 @@ pub trait Compute: Send + Sync + 'static {
 
     /// Shuts the guest down (cleanly within `timeout`) and boots it from `spec`'s image, the
     /// rescue image (`images`, in the host's cache), with its own disk attached as the second
-    /// (Nova's `rescue`); what [`Compute::unrescue`] needs to put it back is kept. Idempotent:
-    /// a rescued instance is left rescued (and running). A failure leaves the instance as it
-    /// was. Drivers that cannot answer as Nova's do without it (the API refuses it for their
-    /// node type first).
+    /// (Nova's `rescue`) — or, for a `stable` device rescue, with its own devices where they
+    /// were and the rescue disk added after them as that device on that bus, booted first;
+    /// what [`Compute::unrescue`] needs to put it back is kept. Idempotent: a rescued instance
+    /// is left rescued (and running). A failure leaves the instance as it was. Drivers that
+    /// cannot answer as Nova's do without it (the API refuses it for their node type first).
     async fn rescue(
         &self,
         _spec: &InstanceSpec,
         _images: &BootImages,
+        _stable: Option<nova_core::rpc::StableRescue>,
         _timeout: Duration,
     ) -> Result<(), DriverError> {
         Err(not_supported("rescue"))

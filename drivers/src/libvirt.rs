@@ -392,7 +392,7 @@ impl LibvirtDriver {
             config_drive,
             console_log: dir.join("console.log"),
             rescued_disk: (what == Use::Rescue).then(|| dir.join("disk")),
-            known_macs: Vec::new(),
+            ..GuestFiles::default()
         })
     }
 
@@ -1061,6 +1061,9 @@ pub struct GuestFiles {
     pub console_log: PathBuf,
     /// A rescue guest's second disk: the instance's own.
     pub rescued_disk: Option<PathBuf>,
+    /// A stable device rescue: the instance's own disk stays the first (`vda`), and `disk`
+    /// (the rescue's) comes last, as this device on this bus, booted first.
+    pub stable_rescue: Option<nova_core::rpc::StableRescue>,
     /// The MACs of the guest's NICs as it was defined, with their libvirt networks: a NIC
     /// without a port keeps its MAC when the guest is defined again (a rescue), as Nova keeps
     /// a guest's VIFs. (A port's NIC has the port's MAC.)
@@ -1321,7 +1324,9 @@ pub fn domain_xml(
             .as_deref()
             .unwrap_or(default_command_line);
         let _ = writeln!(x, "    <cmdline>{}</cmdline>", esc(cmdline));
-    } else {
+    } else if files.stable_rescue.is_none() {
+        // (A stable rescue boots its disk by the disk's own boot order, which libvirt does
+        // not take beside this.)
         x.push_str("    <boot dev='hd'/>\n");
     }
     x.push_str("  </os>\n  <features>\n    <acpi/>\n    <apic/>\n  </features>\n");
@@ -1334,10 +1339,17 @@ pub fn domain_xml(
         "  <clock offset='utc'/>\n  <on_poweroff>destroy</on_poweroff>\n  \
          <on_reboot>restart</on_reboot>\n  <on_crash>destroy</on_crash>\n  <devices>\n",
     );
-    for (disk, dev) in [
-        (Some(&files.disk), "vda"),
-        (files.rescued_disk.as_ref(), "vdb"),
-    ] {
+    // A stable rescue: the instance's own disk first, where it was; the rescue disk after
+    // the config drive.
+    let stable = files.stable_rescue.filter(|_| files.rescued_disk.is_some());
+    let disks = match stable {
+        Some(_) => [(files.rescued_disk.as_ref(), "vda"), (None, "vdb")],
+        None => [
+            (Some(&files.disk), "vda"),
+            (files.rescued_disk.as_ref(), "vdb"),
+        ],
+    };
+    for (disk, dev) in disks {
         if let Some(disk) = disk {
             let _ = write!(
                 x,
@@ -1355,6 +1367,9 @@ pub fn domain_xml(
              </disk>\n",
             path_text(drive)
         );
+    }
+    if let Some(rescue) = stable {
+        x.push_str(&stable_rescue_disk(&files.disk, rescue));
     }
     // A NIC with a port has the port's MAC (its DHCP entry is keyed by it), as Nova's VIFs.
     let ports = crate::libvirt_nics::nics_of(spec);
@@ -1386,6 +1401,35 @@ pub fn domain_xml(
     );
     x.push_str("  </devices>\n</domain>\n");
     x
+}
+
+/// A stable rescue's disk (Nova's `hw_rescue_device` on `hw_rescue_bus`), booted first: its
+/// target named for its bus after the guest's own (`vda`, the config drive's `hdd`); a SCSI
+/// disk on a virtio-scsi controller, as Nova's libvirt driver gives one.
+fn stable_rescue_disk(disk: &Path, rescue: nova_core::rpc::StableRescue) -> String {
+    use nova_core::rpc::{RescueBus, RescueDevice};
+    let (dev, bus) = match rescue.bus {
+        RescueBus::Virtio => ("vdb", "virtio"),
+        RescueBus::Scsi => ("sda", "scsi"),
+        RescueBus::Usb => ("sda", "usb"),
+        RescueBus::Sata => ("sda", "sata"),
+        RescueBus::Ide => ("hda", "ide"),
+    };
+    let (device, readonly) = match rescue.device {
+        RescueDevice::Disk => ("disk", ""),
+        RescueDevice::Cdrom => ("cdrom", "      <readonly/>\n"),
+    };
+    let controller = if rescue.bus == RescueBus::Scsi {
+        "    <controller type='scsi' index='0' model='virtio-scsi'/>\n"
+    } else {
+        ""
+    };
+    format!(
+        "{controller}    <disk type='file' device='{device}'>\n      \
+         <driver name='qemu' type='qcow2'/>\n      <source file='{}'/>\n      \
+         <target dev='{dev}' bus='{bus}'/>\n{readonly}      <boot order='1'/>\n    </disk>\n",
+        path_text(disk)
+    )
 }
 
 /// The addresses libvirt's DHCP leases give a domain's NICs, keyed by each NIC's libvirt
@@ -1818,6 +1862,7 @@ impl Compute for LibvirtDriver {
         &self,
         spec: &InstanceSpec,
         images: &BootImages,
+        stable: Option<nova_core::rpc::StableRescue>,
         timeout: Duration,
     ) -> Result<(), DriverError> {
         let uuid = spec.uuid;
@@ -1839,6 +1884,7 @@ impl Compute for LibvirtDriver {
         let prepared = async {
             let mut files = self.prepare_files(spec, images, Use::Rescue).await?;
             files.known_macs = nics_of_xml(&own);
+            files.stable_rescue = stable;
             let partial = dir.join(format!("{UNRESCUE_XML}.part"));
             let save = async {
                 tokio::fs::write(&partial, &own).await?;
@@ -2311,13 +2357,13 @@ mod tests {
         let rescue_disk = path_text(&dir.join("disk.rescue"));
         // A rescue image that cannot be read changes nothing: the guest runs on its own disk.
         let missing = BootImages::disk(tmp.path().join("missing.qcow2"));
-        assert!(d.rescue(&s, &missing, Duration::ZERO).await.is_err());
+        assert!(d.rescue(&s, &missing, None, Duration::ZERO).await.is_err());
         assert_eq!(xml(&d), own);
         assert_eq!(d.power_state(s.uuid).await.unwrap(), PowerState::Running);
         assert!(!dir.join(UNRESCUE_XML).exists() && !dir.join("disk.rescue").exists());
 
         for _ in 0..2 {
-            d.rescue(&s, &BootImages::disk(&base), Duration::ZERO)
+            d.rescue(&s, &BootImages::disk(&base), None, Duration::ZERO)
                 .await
                 .unwrap();
             assert_eq!(d.power_state(s.uuid).await.unwrap(), PowerState::Running);
@@ -2343,7 +2389,87 @@ mod tests {
             assert!(!d.rescued(s.uuid).await.unwrap());
         }
         assert_eq!(xml(&d), own);
+
+        // A stable device rescue: its own disk stays `vda`, the rescue disk comes last on the
+        // bus asked for and boots first; unrescue gives the own definition back.
+        let stable = nova_core::rpc::StableRescue {
+            device: nova_core::rpc::RescueDevice::Disk,
+            bus: nova_core::rpc::RescueBus::Usb,
+        };
+        d.rescue(&s, &BootImages::disk(&base), Some(stable), Duration::ZERO)
+            .await
+            .unwrap();
+        let rescued = xml(&d);
+        let own_disk = rescued
+            .find(&path_text(&dir.join("disk")))
+            .expect("its own disk");
+        let rescue_at = rescued.find(&rescue_disk).expect("the rescue disk");
+        assert!(own_disk < rescue_at, "the rescue disk last: {rescued}");
+        assert!(
+            rescued.contains("dev='vda'") && rescued.contains("bus='usb'"),
+            "{rescued}"
+        );
+        assert!(rescued.contains("<boot order='1'/>"), "{rescued}");
+        assert_eq!(nics_of_xml(&rescued), nics_of_xml(&own));
+        d.unrescue(s.uuid).await.unwrap();
+        assert_eq!(xml(&d), own);
         d.destroy(s.uuid).await.unwrap();
+    }
+
+    #[test]
+    fn a_stable_rescue_keeps_the_own_disk_first_and_boots_the_rescue_disk_last() {
+        use nova_core::rpc::{RescueBus, RescueDevice, StableRescue};
+        let mut f = files(false);
+        f.disk = "/i/disk.rescue".into();
+        f.rescued_disk = Some("/i/disk".into());
+        let legacy = domain_xml(&spec(), "qemu", &f, &[], "");
+        assert!(legacy.contains("<boot dev='hd'/>"), "{legacy}");
+        assert!(
+            legacy.find("/i/disk.rescue") < legacy.find("/i/disk'"),
+            "the legacy rescue boots the rescue disk as vda: {legacy}"
+        );
+        for (device, bus, target, controller) in [
+            (
+                RescueDevice::Disk,
+                RescueBus::Virtio,
+                "<target dev='vdb' bus='virtio'/>",
+                false,
+            ),
+            (
+                RescueDevice::Disk,
+                RescueBus::Scsi,
+                "<target dev='sda' bus='scsi'/>",
+                true,
+            ),
+            (
+                RescueDevice::Cdrom,
+                RescueBus::Ide,
+                "<target dev='hda' bus='ide'/>",
+                false,
+            ),
+        ] {
+            f.stable_rescue = Some(StableRescue { device, bus });
+            let x = domain_xml(&spec(), "qemu", &f, &[], "");
+            assert!(!x.contains("<boot dev="), "per-device boot order only: {x}");
+            let own = x.find("<source file='/i/disk'/>").expect("own disk");
+            let drive = x.find("/i/disk.config").expect("config drive");
+            let rescue = x
+                .find("<source file='/i/disk.rescue'/>")
+                .expect("rescue disk");
+            assert!(own < drive && drive < rescue, "{x}");
+            assert!(
+                x[own..].starts_with("<source file='/i/disk'/>\n      <target dev='vda'"),
+                "{x}"
+            );
+            assert!(x[rescue..].contains(target), "{x}");
+            assert!(x[rescue..].contains("<boot order='1'/>"), "{x}");
+            assert_eq!(x.contains("model='virtio-scsi'"), controller, "{x}");
+            assert_eq!(
+                x.contains("device='cdrom'>\n      <driver name='qemu' type='qcow2'/>"),
+                device == RescueDevice::Cdrom,
+                "{x}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -391,10 +391,13 @@ pub enum ComputeCommand {
     },
     /// The guest shut down and booted from `spec`'s image, the rescue image (its kernel and
     /// ramdisk when it names them), with its own disk attached as the second (Nova's
-    /// `rescue`); idempotent.
+    /// `rescue`), or, for a stable device rescue, its own devices kept and the rescue disk
+    /// added after them as `stable` says; idempotent.
     Rescue {
         task_id: TaskId,
         spec: Box<InstanceSpec>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stable: Option<StableRescue>,
     },
     /// The rescue guest gone and the instance booted from its own disk again (Nova's
     /// `unrescue`); idempotent.
@@ -855,5 +858,144 @@ mod tests {
         let err = Envelope::<TaskSubmitted>::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
         assert!(matches!(err, DecodeError::Version(99)));
         assert!(Envelope::<TaskSubmitted>::decode(b"{").is_err());
+    }
+}
+
+/// Nova's stable device rescue (`hw_rescue_device` / `hw_rescue_bus` on the rescue image): the
+/// guest keeps its own devices in their places and the rescue disk is added after them, as
+/// this device on this bus, and booted first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StableRescue {
+    pub device: RescueDevice,
+    pub bus: RescueBus,
+}
+
+/// The rescue disk's device type (those of Nova's `BlockDeviceType` a QEMU guest takes here).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RescueDevice {
+    Disk,
+    Cdrom,
+}
+
+/// The rescue disk's bus (those of Nova's `DiskBus` a QEMU guest takes here).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RescueBus {
+    Virtio,
+    Scsi,
+    Usb,
+    Ide,
+    Sata,
+}
+
+/// Nova's values for the two properties (`BlockDeviceType`, `DiskBus`): any other is not a
+/// value Nova knows.
+const NOVA_RESCUE_DEVICES: &[&str] = &["cdrom", "disk", "floppy", "fs", "lun"];
+const NOVA_DISK_BUSES: &[&str] = &[
+    "fdc", "ide", "sata", "scsi", "usb", "virtio", "xen", "lxc", "uml",
+];
+
+impl StableRescue {
+    /// The stable device rescue an image's properties ask for: none without either property
+    /// (Nova's `check_hw_rescue_props`); a missing one takes its default as Nova's libvirt
+    /// driver does (a disk; virtio for a disk, IDE for a CD-ROM on the `pc` machine). The
+    /// error says why the properties cannot be honoured.
+    pub fn of_properties(
+        properties: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Option<Self>, String> {
+        let text = |key: &str| -> Result<Option<String>, String> {
+            match properties.get(key) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::String(v)) => Ok(Some(v.to_ascii_lowercase())),
+                Some(other) => Err(format!("{key} {other} is not a string")),
+            }
+        };
+        let (device, bus) = (text("hw_rescue_device")?, text("hw_rescue_bus")?);
+        if device.is_none() && bus.is_none() {
+            return Ok(None);
+        }
+        let device = match device.as_deref() {
+            None | Some("disk") => RescueDevice::Disk,
+            Some("cdrom") => RescueDevice::Cdrom,
+            Some(other) if NOVA_RESCUE_DEVICES.contains(&other) => {
+                return Err(format!(
+                    "the rescue device type '{other}' is not supported (disk or cdrom)"
+                ))
+            }
+            Some(other) => {
+                return Err(format!(
+                    "hw_rescue_device '{other}' is not one of {NOVA_RESCUE_DEVICES:?}"
+                ))
+            }
+        };
+        let bus = match (bus.as_deref(), device) {
+            (None, RescueDevice::Disk) | (Some("virtio"), _) => RescueBus::Virtio,
+            (None, RescueDevice::Cdrom) | (Some("ide"), _) => RescueBus::Ide,
+            (Some("scsi"), _) => RescueBus::Scsi,
+            (Some("usb"), _) => RescueBus::Usb,
+            (Some("sata"), _) => RescueBus::Sata,
+            (Some(other), _) if NOVA_DISK_BUSES.contains(&other) => {
+                return Err(format!(
+                    "the rescue bus '{other}' is not supported (virtio, scsi, usb, ide or sata)"
+                ))
+            }
+            (Some(other), _) => {
+                return Err(format!(
+                    "hw_rescue_bus '{other}' is not one of {NOVA_DISK_BUSES:?}"
+                ))
+            }
+        };
+        if device == RescueDevice::Cdrom && bus == RescueBus::Virtio {
+            return Err("a CD-ROM cannot be on the virtio bus".into());
+        }
+        Ok(Some(Self { device, bus }))
+    }
+}
+
+#[cfg(test)]
+mod stable_rescue_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn of(v: serde_json::Value) -> Result<Option<StableRescue>, String> {
+        StableRescue::of_properties(v.as_object().expect("an object"))
+    }
+
+    #[test]
+    fn the_properties_ask_for_a_device_on_a_bus_with_novas_defaults() {
+        assert_eq!(of(json!({"os_distro": "x"})), Ok(None));
+        let disk = |bus| {
+            Ok(Some(StableRescue {
+                device: RescueDevice::Disk,
+                bus,
+            }))
+        };
+        assert_eq!(
+            of(json!({"hw_rescue_bus": "virtio"})),
+            disk(RescueBus::Virtio)
+        );
+        assert_eq!(
+            of(json!({"hw_rescue_device": "disk"})),
+            disk(RescueBus::Virtio)
+        );
+        assert_eq!(of(json!({"hw_rescue_bus": "SCSI"})), disk(RescueBus::Scsi));
+        assert_eq!(of(json!({"hw_rescue_bus": "usb"})), disk(RescueBus::Usb));
+        assert_eq!(
+            of(json!({"hw_rescue_device": "cdrom"})),
+            Ok(Some(StableRescue {
+                device: RescueDevice::Cdrom,
+                bus: RescueBus::Ide
+            }))
+        );
+        for refused in [
+            json!({"hw_rescue_bus": "xen"}),
+            json!({"hw_rescue_bus": "bogus"}),
+            json!({"hw_rescue_device": "floppy"}),
+            json!({"hw_rescue_device": "cdrom", "hw_rescue_bus": "virtio"}),
+            json!({"hw_rescue_bus": 3}),
+        ] {
+            assert!(of(refused.clone()).is_err(), "{refused}");
+        }
     }
 }

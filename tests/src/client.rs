@@ -299,6 +299,28 @@ impl Client {
         Reply::read(res).await
     }
 
+    /// Changes an image through the image service: `ops`, a JSON patch (200 expected).
+    pub async fn patch_image(&self, id: &str, ops: Value) -> anyhow::Result<Value> {
+        let url = format!(
+            "{}/image/v2/images/{id}",
+            self.base.trim_end_matches("/v2.1")
+        );
+        let res = self
+            .http
+            .patch(url)
+            .header("X-Auth-Token", &self.token)
+            .header(
+                "Content-Type",
+                "application/openstack-images-v2.1-json-patch",
+            )
+            .body(ops.to_string())
+            .send()
+            .await?;
+        let r = Reply::read(res).await?;
+        anyhow::ensure!(r.status == 200, "image patch: {} {}", r.status, r.body);
+        Ok(r.body)
+    }
+
     /// Deletes an image through the image service (204 expected).
     pub async fn delete_image(&self, id: &str) -> anyhow::Result<()> {
         let url = format!(

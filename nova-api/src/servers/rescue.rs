@@ -140,6 +140,16 @@ async fn check_rescue_image(
     if !instance.node_type.boots(container, disk) {
         return Err(unsupported());
     }
+    // A stable device rescue the image asks for must be one the guest can take (Nova's
+    // InstanceNotRescuable, a 400).
+    let properties: serde_json::Map<String, Value> =
+        serde_json::from_str(&image.properties).unwrap_or_default();
+    nova_core::rpc::StableRescue::of_properties(&properties).map_err(|reason| {
+        bad(format!(
+            "Instance {} cannot be rescued: {reason}",
+            instance.uuid
+        ))
+    })?;
     Ok(())
 }
 

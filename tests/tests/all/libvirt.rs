@@ -496,6 +496,39 @@ async fn a_vm_pauses_suspends_and_is_rebuilt() -> anyhow::Result<()> {
     assert!(!dir.join("disk.rescue").exists() && !dir.join("unrescue.xml").exists());
     wait_for_boots(&c, &id, 3).await?;
 
+    // A stable device rescue (the rescue image's `hw_rescue_bus`): the guest's own disk stays
+    // `vda`, the rescue disk is added last on a virtio-scsi controller and boots first.
+    c.patch_image(
+        &image,
+        json!([{"op": "add", "path": "/hw_rescue_bus", "value": "scsi"}]),
+    )
+    .await?;
+    let r = c.action(&id, &json!({"rescue": null})).await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    c.wait_status(&id, "RESCUE", WAIT).await?;
+    assert_eq!(domain_state(&id).await?, "running");
+    let xml = virsh(&["dumpxml", &format!("instance-{id}")]).await?;
+    let own_disk = xml
+        .find(&format!("{}/disk'", dir.display()))
+        .ok_or_else(|| anyhow::anyhow!("no own disk: {xml}"))?;
+    let rescue_disk = xml
+        .find(&format!("{}/disk.rescue'", dir.display()))
+        .ok_or_else(|| anyhow::anyhow!("no rescue disk: {xml}"))?;
+    assert!(own_disk < rescue_disk, "the rescue disk last: {xml}");
+    assert!(xml[own_disk..rescue_disk].contains("dev='vda'"), "{xml}");
+    assert!(
+        xml[rescue_disk..].contains("bus='scsi'") && xml.contains("model='virtio-scsi'"),
+        "{xml}"
+    );
+    wait_for_boots(&c, &id, 4).await?;
+    assert_eq!(c.action(&id, &json!({"unrescue": null})).await?.status, 202);
+    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    let xml = virsh(&["dumpxml", &format!("instance-{id}")]).await?;
+    assert!(!xml.contains("rescue") && !xml.contains("scsi"), "{xml}");
+    wait_for_boots(&c, &id, 5).await?;
+    c.patch_image(&image, json!([{"op": "remove", "path": "/hw_rescue_bus"}]))
+        .await?;
+
     // Resize: the guest shut down, its disk grown (the disk as it was kept beside it), the
     // domain's vCPUs and memory set, the guest started again. A revert puts the disk and the
     // sizes back; a confirm drops the kept disk.

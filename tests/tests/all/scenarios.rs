@@ -2853,6 +2853,40 @@ async fn a_rescue_boots_the_rescue_image_and_an_unrescue_the_own_disk(
     assert_eq!(s["OS-EXT-STS:task_state"], Value::Null);
     assert_eq!(stack.driver().rescue_image_of(u), None);
 
+    // A stable device rescue the guest cannot take (Nova's InstanceNotRescuable, 400): a
+    // bus or device this deployment's QEMU guests do not have, or a value Nova does not know.
+    for (props, reason) in [
+        (
+            json!({"hw_rescue_bus": "xen"}),
+            "the rescue bus 'xen' is not supported (virtio, scsi, usb, ide or sata)",
+        ),
+        (
+            json!({"hw_rescue_device": "floppy"}),
+            "the rescue device type 'floppy' is not supported (disk or cdrom)",
+        ),
+        (
+            json!({"hw_rescue_device": "cdrom", "hw_rescue_bus": "virtio"}),
+            "a CD-ROM cannot be on the virtio bus",
+        ),
+    ] {
+        let odd = c
+            .create_image_with("odd-rescue", "bare", "qcow2", props.clone(), b"x".to_vec())
+            .await?;
+        let r = c
+            .action(&id, &json!({"rescue": {"rescue_image_ref": odd}}))
+            .await?;
+        assert_eq!(r.status, 400, "{props}: {}", r.body);
+        assert_eq!(
+            r.body["badRequest"]["message"],
+            json!(format!("Instance {id} cannot be rescued: {reason}"))
+        );
+        c.delete_image(&odd).await?;
+    }
+    assert_eq!(
+        c.server(&id).await?.body["server"]["status"],
+        json!("ACTIVE")
+    );
+
     // From SHUTOFF, with a rescue image of its own; a generated password. Unrescued, the
     // server runs (as Nova's).
     let rescue_image = c
