@@ -291,12 +291,10 @@ impl DockerDriver {
     /// The port of each of [`Self::networks_of`]'s networks (the container takes its MAC,
     /// and its addresses when it has some), in the same order.
     fn nics_of(spec: &InstanceSpec) -> Vec<Option<Nic>> {
-        match &spec.networks {
-            NetworkRequest::Chosen(chosen) => {
-                chosen.iter().map(|n| spec.nic(&n.id).cloned()).collect()
-            }
-            _ => Vec::new(),
-        }
+        spec.nics_by_choice()
+            .into_iter()
+            .map(|n| n.cloned())
+            .collect()
     }
 
     /// Connects the container to the networks after its first, which it joined at create (the

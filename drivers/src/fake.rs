@@ -379,8 +379,9 @@ fn fake_addresses(spec: &InstanceSpec) -> Vec<nova_core::model::Address> {
     };
     networks
         .iter()
+        .zip(spec.nics_by_choice())
         .enumerate()
-        .flat_map(|(n, network)| match spec.nic(&network.id) {
+        .flat_map(|(n, (network, nic))| match nic {
             Some(nic) if !nic.ips.is_empty() => nic
                 .ips
                 .iter()

@@ -2271,6 +2271,61 @@ mod tests {
     }
 
     #[test]
+    fn two_nics_on_one_network_are_two_ports_with_their_own_macs() {
+        use nova_core::model::ChosenNetwork;
+        let chosen = |id: &str, port: Option<&str>| ChosenNetwork {
+            id: id.into(),
+            name: id.into(),
+            backend: format!("lv-{id}"),
+            port: port.map(str::to_owned),
+            fixed_ip: None,
+            security_groups: Vec::new(),
+        };
+        let nic = |network: &str, port: &str, mac: &str| nova_core::rpc::Nic {
+            network_id: network.into(),
+            port_id: port.into(),
+            mac: mac.into(),
+            ips: Vec::new(),
+            firewall: None,
+        };
+        let mut s = spec();
+        // A, B, A again, and the user's port on A (listed first among the ports).
+        s.networks = NetworkRequest::Chosen(vec![
+            chosen("a", None),
+            chosen("b", None),
+            chosen("a", None),
+            chosen("a", Some("mine")),
+        ]);
+        s.nics = vec![
+            nic("a", "mine", "fa:16:3e:00:00:04"),
+            nic("a", "p1", "fa:16:3e:00:00:01"),
+            nic("b", "p2", "fa:16:3e:00:00:02"),
+            nic("a", "p3", "fa:16:3e:00:00:03"),
+        ];
+        let ports: Vec<&str> = s
+            .nics_by_choice()
+            .iter()
+            .map(|n| n.map_or("", |n| n.port_id.as_str()))
+            .collect();
+        assert_eq!(ports, ["p1", "p2", "p3", "mine"]);
+        let networks: Vec<(String, String)> = ["a", "b", "a", "a"]
+            .iter()
+            .map(|n| (format!("lv-{n}"), (*n).to_owned()))
+            .collect();
+        let x = domain_xml(&s, "qemu", &files(false), &networks, "");
+        let macs: Vec<usize> = (1..=4)
+            .map(|i| {
+                x.find(&format!("<mac address='fa:16:3e:00:00:0{i}'/>"))
+                    .unwrap_or_else(|| panic!("MAC {i} in {x}"))
+            })
+            .collect();
+        assert!(
+            macs[0] < macs[1] && macs[1] < macs[2] && macs[2] < macs[3],
+            "in the choice's order: {x}"
+        );
+    }
+
+    #[test]
     fn the_domain_holds_the_flavor_the_files_and_novas_metadata() {
         let s = spec();
         let nets = vec![("default".to_owned(), "private".to_owned())];

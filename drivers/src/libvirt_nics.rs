@@ -6,7 +6,6 @@
 use crate::libvirt::esc;
 use crate::DriverError;
 use nova_core::ipam;
-use nova_core::model::NetworkRequest;
 use nova_core::rpc::{InstanceSpec, Nic, NicIp};
 use virt::connect::Connect;
 use virt::network::Network;
@@ -14,10 +13,10 @@ use virt::sys;
 
 /// The port of each chosen network (the guest's NICs, in order), where it has one.
 pub fn nics_of(spec: &InstanceSpec) -> Vec<Option<Nic>> {
-    match &spec.networks {
-        NetworkRequest::Chosen(chosen) => chosen.iter().map(|n| spec.nic(&n.id).cloned()).collect(),
-        _ => Vec::new(),
-    }
+    spec.nics_by_choice()
+        .into_iter()
+        .map(|n| n.cloned())
+        .collect()
 }
 
 fn backend(what: &str, e: impl std::fmt::Display) -> DriverError {

@@ -456,7 +456,7 @@ pub(crate) async fn create(
         groups: &groups,
         inherit_security: false,
         server: None,
-        nth: None,
+        reuse: None,
     };
     let ips = store::create(&state.db, &mut port, options)
         .await?

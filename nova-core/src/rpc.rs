@@ -288,9 +288,37 @@ impl NicIp {
 }
 
 impl InstanceSpec {
-    /// The NIC of a chosen network, if it has a port.
-    pub fn nic(&self, network_id: &str) -> Option<&Nic> {
-        self.nics.iter().find(|n| n.network_id == network_id)
+    /// The port of each chosen network, in the choice's order (the guest's NICs), where it
+    /// has one: a port the choice names is its own; otherwise each choice of a network takes
+    /// the next of the server's ports there, so that two NICs on one network are two ports
+    /// (as Nova's VIFs, one per port).
+    pub fn nics_by_choice(&self) -> Vec<Option<&Nic>> {
+        let NetworkRequest::Chosen(chosen) = &self.networks else {
+            return Vec::new();
+        };
+        let mut used = vec![false; self.nics.len()];
+        let mut picked: Vec<Option<usize>> = chosen
+            .iter()
+            .map(|c| {
+                let port = c.port.as_deref()?;
+                let k = self.nics.iter().position(|n| n.port_id == port)?;
+                used[k] = true;
+                Some(k)
+            })
+            .collect();
+        for (c, pick) in chosen.iter().zip(picked.iter_mut()) {
+            if pick.is_some() || c.port.is_some() {
+                continue;
+            }
+            *pick = (0..self.nics.len()).find(|&k| !used[k] && self.nics[k].network_id == c.id);
+            if let Some(k) = *pick {
+                used[k] = true;
+            }
+        }
+        picked
+            .into_iter()
+            .map(|k| k.map(|k| &self.nics[k]))
+            .collect()
     }
 }
 
@@ -899,8 +927,9 @@ const NOVA_DISK_BUSES: &[&str] = &[
 impl StableRescue {
     /// The stable device rescue an image's properties ask for: none without either property
     /// (Nova's `check_hw_rescue_props`); a missing one takes its default as Nova's libvirt
-    /// driver does (a disk; virtio for a disk, IDE for a CD-ROM on the `pc` machine). The
-    /// error says why the properties cannot be honoured.
+    /// driver does (a disk; the image's `hw_disk_bus` or `hw_cdrom_bus` for the device, else
+    /// virtio for a disk, IDE for a CD-ROM on the `pc` machine). The error says why the
+    /// properties cannot be honoured.
     pub fn of_properties(
         properties: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Option<Self>, String> {
@@ -911,9 +940,15 @@ impl StableRescue {
                 Some(other) => Err(format!("{key} {other} is not a string")),
             }
         };
-        let (device, bus) = (text("hw_rescue_device")?, text("hw_rescue_bus")?);
+        let (device, mut bus) = (text("hw_rescue_device")?, text("hw_rescue_bus")?);
         if device.is_none() && bus.is_none() {
             return Ok(None);
+        }
+        if bus.is_none() {
+            bus = match device.as_deref() {
+                Some("cdrom") => text("hw_cdrom_bus")?,
+                _ => text("hw_disk_bus")?,
+            };
         }
         let device = match device.as_deref() {
             None | Some("disk") => RescueDevice::Disk,
@@ -981,6 +1016,29 @@ mod stable_rescue_tests {
         );
         assert_eq!(of(json!({"hw_rescue_bus": "SCSI"})), disk(RescueBus::Scsi));
         assert_eq!(of(json!({"hw_rescue_bus": "usb"})), disk(RescueBus::Usb));
+        // Without a rescue bus, the image's bus for the device.
+        assert_eq!(
+            of(json!({"hw_rescue_device": "disk", "hw_disk_bus": "sata", "hw_cdrom_bus": "scsi"})),
+            disk(RescueBus::Sata)
+        );
+        assert_eq!(
+            of(
+                json!({"hw_rescue_device": "cdrom", "hw_disk_bus": "virtio", "hw_cdrom_bus": "scsi"})
+            ),
+            Ok(Some(StableRescue {
+                device: RescueDevice::Cdrom,
+                bus: RescueBus::Scsi
+            }))
+        );
+        assert_eq!(
+            of(json!({"hw_rescue_bus": "usb", "hw_disk_bus": "scsi"})),
+            disk(RescueBus::Usb)
+        );
+        assert_eq!(
+            of(json!({"hw_disk_bus": "scsi"})),
+            Ok(None),
+            "no rescue asked"
+        );
         assert_eq!(
             of(json!({"hw_rescue_device": "cdrom"})),
             Ok(Some(StableRescue {

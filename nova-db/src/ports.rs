@@ -141,7 +141,8 @@ struct NetworkState {
     project_ports: i64,
     /// The project's port quota (none of its own: Neutron's default).
     port_limit: i64,
-    servers_port: Option<String>,
+    /// The server's ports made on the network (for its NICs), oldest first.
+    servers_ports: Vec<String>,
     /// The server's `vm_state`, `deleted` when it is, none when it is not there (or none was
     /// asked about).
     server_state: Option<String>,
@@ -163,20 +164,28 @@ async fn network_state(
     network: &str,
     project: &str,
     server: Option<uuid::Uuid>,
-    nth: Option<usize>,
+    reuse: bool,
 ) -> DbResult<NetworkState> {
-    // The project's count and quota, the server's `nth` port on the network and whether the
-    // server lives; `$1` the network, `$2` the project, `$3` the server's id as its ports'
-    // `device_id` (none: no port), `$4` the server (none: no server), `$5` `nth`.
-    const SCALARS: &str = "(SELECT COUNT(*) FROM ports WHERE project_id = $2) AS project_ports, \
-        (SELECT hard_limit FROM quotas WHERE project_id = $2 AND resource = 'port') \
-        AS port_limit, \
-        (SELECT id FROM ports WHERE device_id = $3 AND network_id = $1 AND compute_owned \
-        ORDER BY created_at, id LIMIT 1 OFFSET $5) AS servers_port, \
-        (SELECT CASE WHEN deleted THEN 'deleted' ELSE vm_state END FROM instances \
-        WHERE uuid = $4) AS server_state";
-    let device = server.filter(|_| nth.is_some()).map(|u| u.to_string());
-    let offset = i64::try_from(nth.unwrap_or(0)).unwrap_or(i64::MAX);
+    // The project's count and quota, the server's ports on the network (their ids joined by
+    // commas, oldest first) and whether the server lives; `$1` the network, `$2` the project,
+    // `$3` the server's id as its ports' `device_id` (none: no ports), `$4` the server (none:
+    // no server). The aggregate is each dialect's own.
+    fn scalars(ports: &str) -> String {
+        format!(
+            "(SELECT COUNT(*) FROM ports WHERE project_id = $2) AS project_ports, \
+             (SELECT hard_limit FROM quotas WHERE project_id = $2 AND resource = 'port') \
+             AS port_limit, {ports} AS servers_ports, \
+             (SELECT CASE WHEN deleted THEN 'deleted' ELSE vm_state END FROM instances \
+             WHERE uuid = $4) AS server_state"
+        )
+    }
+    const OF_SERVER: &str = "FROM ports WHERE device_id = $3 AND network_id = $1 AND compute_owned";
+    let split = |joined: Option<String>| -> Vec<String> {
+        joined
+            .map(|j| j.split(',').map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
+    let device = server.filter(|_| reuse).map(|u| u.to_string());
     let mut taken: BTreeMap<String, BTreeSet<u128>> = BTreeMap::new();
     match tx {
         Tx::Pg(t) => {
@@ -186,12 +195,15 @@ async fn network_state(
                 subnet: Subnet,
                 project_ports: i64,
                 port_limit: Option<i64>,
-                servers_port: Option<String>,
+                servers_ports: Option<String>,
                 server_state: Option<String>,
                 taken: Vec<String>,
             }
+            let scalars = scalars(&format!(
+                "(SELECT string_agg(id, ',' ORDER BY created_at, id) {OF_SERVER})"
+            ));
             let sql = format!(
-                "SELECT {}, {SCALARS}, \
+                "SELECT {}, {scalars}, \
                  ARRAY(SELECT a.ip_address FROM ip_allocations a WHERE a.subnet_id = s.id) \
                  AS taken FROM subnets s WHERE s.network_id = $1 ORDER BY s.created_at, s.id",
                 crate::subnets::COLUMNS
@@ -201,23 +213,21 @@ async fn network_state(
                 .bind(project)
                 .bind(&device)
                 .bind(server)
-                .bind(offset)
                 .fetch_all(&mut **t)
                 .await?;
-            let (project_ports, port_limit, servers_port, server_state) = match rows.first() {
+            let (project_ports, port_limit, servers_ports, server_state) = match rows.first() {
                 Some(r) => (
                     r.project_ports,
                     r.port_limit,
-                    r.servers_port.clone(),
+                    r.servers_ports.clone(),
                     r.server_state.clone(),
                 ),
                 None => {
-                    sqlx::query_as(&format!("SELECT {SCALARS} WHERE $1 = $1"))
+                    sqlx::query_as(&format!("SELECT {scalars} WHERE $1 = $1"))
                         .bind(network)
                         .bind(project)
                         .bind(&device)
                         .bind(server)
-                        .bind(offset)
                         .fetch_one(&mut **t)
                         .await?
                 }
@@ -232,22 +242,26 @@ async fn network_state(
                 taken,
                 project_ports,
                 port_limit: port_limit.unwrap_or(DEFAULT_PORT_QUOTA),
-                servers_port,
+                servers_ports: split(servers_ports),
                 server_state,
             })
         }
         Tx::Sqlite(t) => {
-            let (project_ports, port_limit, servers_port, server_state): (
+            // (SQLite keeps the sub-select's order in its `group_concat`.)
+            let scalars = scalars(&format!(
+                "(SELECT group_concat(id, ',') FROM (SELECT id {OF_SERVER} \
+                 ORDER BY created_at, id))"
+            ));
+            let (project_ports, port_limit, servers_ports, server_state): (
                 i64,
                 Option<i64>,
                 Option<String>,
                 Option<String>,
-            ) = sqlx::query_as(&format!("SELECT {SCALARS} WHERE $1 = $1"))
+            ) = sqlx::query_as(&format!("SELECT {scalars} WHERE $1 = $1"))
                 .bind(network)
                 .bind(project)
                 .bind(&device)
                 .bind(server)
-                .bind(offset)
                 .fetch_one(&mut **t)
                 .await?;
             let rows: Vec<(String, String)> = sqlx::query_as(
@@ -273,7 +287,7 @@ async fn network_state(
                 taken,
                 project_ports,
                 port_limit: port_limit.unwrap_or(DEFAULT_PORT_QUOTA),
-                servers_port,
+                servers_ports: split(servers_ports),
                 server_state,
             })
         }
@@ -498,10 +512,11 @@ pub struct CreateOptions<'a> {
     /// and then releases the port too. (A key-share lock, not a share lock: the scheduler's
     /// update of the row, beside which the port is made, does not wait for it.)
     pub server: Option<uuid::Uuid>,
-    /// Which of the server's NICs on the network a build's port is (0 for its first): a port
-    /// made for that NIC before (by an earlier dispatch of the build) is the answer. None (an
+    /// A build's NIC: the first of the server's ports on the network that is not one of
+    /// these (the ports this build took already) is the answer — made for this NIC by an
+    /// earlier dispatch of the build, or by another handler of it meanwhile. None (an
     /// interface attached): always a new port.
-    pub nth: Option<usize>,
+    pub reuse: Option<&'a [String]>,
 }
 
 /// Stores a new port with its addresses, in one transaction: the MAC given (unique on the
@@ -555,7 +570,7 @@ async fn create_once(
         groups,
         inherit_security,
         server,
-        nth,
+        reuse,
     } = options;
     let mut tx = db.begin().await?;
     // The network's row lock and the project's port lock, in one round trip on PostgreSQL
@@ -593,7 +608,14 @@ async fn create_once(
             format!("Network {} could not be found.", port.network_id),
         )));
     };
-    let mut state = network_state(&mut tx, &port.network_id, &port.project_id, server, nth).await?;
+    let mut state = network_state(
+        &mut tx,
+        &port.network_id,
+        &port.project_id,
+        server,
+        reuse.is_some(),
+    )
+    .await?;
     if let Some(uuid) = server {
         match state.server_state.as_deref() {
             None | Some("deleted") => {
@@ -616,9 +638,11 @@ async fn create_once(
             Some(_) => {}
         }
     }
-    if let Some(id) = state.servers_port.take() {
-        // Made by another handler of the same build (read under the network's lock).
-        return Ok(Ok(Made::Existing(id)));
+    let taken = reuse.unwrap_or_default();
+    if let Some(id) = state.servers_ports.iter().find(|id| !taken.contains(id)) {
+        // Made for this NIC before: by an earlier dispatch of the build, or by another
+        // handler of it meanwhile (read under the network's lock).
+        return Ok(Ok(Made::Existing(id.clone())));
     }
     // A port that does not say takes its network's port security, and without it no groups
     // (Neutron's default for the attribute).
@@ -823,7 +847,7 @@ pub async fn update(
                     .collect()
             };
             let mut state =
-                network_state(&mut tx, &port.network_id, &port.project_id, None, None).await?;
+                network_state(&mut tx, &port.network_id, &port.project_id, None, false).await?;
             let ips = match choose(&port.network_id, &mut state, addresses, &kept) {
                 Ok(ips) => ips,
                 Err(r) => return Ok(Err(r)),
@@ -954,7 +978,8 @@ struct Binding<'a> {
 /// binds the user's ports, and makes one port (with the address asked for, or the network's
 /// defaults) for each network asked for (one for each time it is asked for). It may run again
 /// for the same server (a build handed out twice), or twice at once: the ports made before for
-/// a build's NICs are used again, the n-th NIC on a network taking the server's n-th port there. A refusal
+/// a build's NICs are used again, each NIC taking the first of the server's ports on its
+/// network that no NIC before it took. A refusal
 /// (with the index of the request refused) leaves the ports of this call made and bound, for
 /// [`release_for_instance`] to undo with the server's build.
 ///
@@ -982,11 +1007,6 @@ pub async fn allocate_for_instance(
     let mut unchecked = false;
     let now = nova_core::time::now_ms();
     for (i, r) in requests.iter().enumerate() {
-        // Which of the server's NICs on its network this one is.
-        let nth = requests[..i]
-            .iter()
-            .filter(|o| o.port_id.is_none() && o.network_id == r.network_id)
-            .count();
         if let Some(port_id) = &r.port_id {
             let Some(host) = binding.host else {
                 return Ok(Err((
@@ -1088,13 +1108,14 @@ pub async fn allocate_for_instance(
             }]),
             None => Addresses::Default,
         };
+        let took: Vec<String> = out.iter().map(|p| p.id.clone()).collect();
         let options = CreateOptions {
             mac_given: false,
             addresses: &addresses,
             groups: &groups,
             inherit_security: true,
             server: Some(instance.uuid.0),
-            nth: r.for_build.then_some(nth),
+            reuse: r.for_build.then_some(took.as_slice()),
         };
         match make(db, &mut port, options).await? {
             Ok(Made::New(_)) => out.push(port),

@@ -321,6 +321,17 @@ pub(super) async fn resolve_networks(
             )),
         };
     }
+    // One port is one NIC: Nova's 400 for a port asked for twice, before any lookup.
+    for (i, ask) in ids.iter().enumerate() {
+        if let Some(port) = &ask.port {
+            if ids[..i].iter().any(|a| a.port.as_ref() == Some(port)) {
+                return Err(bad(format!(
+                    "Port ID '{port}' was specified twice: you cannot attach a port multiple \
+                     times."
+                )));
+            }
+        }
+    }
     let mut picked: Vec<ChosenNetwork> = Vec::with_capacity(ids.len());
     for ask in ids {
         let mut choice = match (&ask.port, &ask.network) {
@@ -337,12 +348,6 @@ pub(super) async fn resolve_networks(
         if let Some(ip) = ask.fixed_ip {
             check_fixed_ip(state, &choice.id, ip).await?;
             choice.fixed_ip = Some(ip.to_string());
-        }
-        // One port is one NIC: Nova's PortInUse for a port asked for twice.
-        if let Some(port) = choice.port.as_deref() {
-            if picked.iter().any(|p| p.port.as_deref() == Some(port)) {
-                return Err(ApiError::Conflict(format!("Port {port} is still in use.")));
-            }
         }
         picked.push(choice);
     }

@@ -432,6 +432,45 @@ async fn the_openstack_cli_drives_a_servers_life() -> anyhow::Result<()> {
         http.wait_status(&web, status, std::time::Duration::from_secs(60))
             .await?;
     }
+    // Rebuilt from the snapshot (its id kept), and a backup of it, waited for by the CLI.
+    e2e::cli::run(
+        &stack,
+        "demo",
+        &["server", "rebuild", "--image", "web-snap", "--wait", "web"],
+    )
+    .await?;
+    let s = http.server(&web).await?.body["server"].clone();
+    assert_eq!(
+        (&s["status"], &s["image"]["id"]),
+        (&json!("ACTIVE"), field(&image, "id")),
+        "{s}"
+    );
+    e2e::cli::run(
+        &stack,
+        "demo",
+        &[
+            "server",
+            "backup",
+            "create",
+            "--name",
+            "web-daily",
+            "--type",
+            "daily",
+            "--rotate",
+            "1",
+            "--wait",
+            "web",
+        ],
+    )
+    .await?;
+    let backup = demo(&stack, &["image", "show", "web-daily"]).await?;
+    assert_eq!(field(&backup, "status"), &json!("active"), "{backup}");
+    let properties = field(&backup, "properties");
+    assert_eq!(
+        (&properties["image_type"], &properties["backup_type"]),
+        (&json!("backup"), &json!("daily")),
+        "{backup}"
+    );
     for (action, status) in [("shelve", "SHELVED_OFFLOADED"), ("unshelve", "ACTIVE")] {
         e2e::cli::run(&stack, "demo", &["server", action, "web"]).await?;
         http.wait_status(&web, status, std::time::Duration::from_secs(60))

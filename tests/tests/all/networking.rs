@@ -887,7 +887,7 @@ async fn interfaces_are_attached_and_detached(stack: &dyn Stack) -> anyhow::Resu
     assert_eq!(count(&demo, "/ports", "ports").await?, 2);
 
     // Two NICs on one network at create (Tempest's `test_verify_duplicate_network_nics`):
-    // a port and an address each; one port named twice is Nova's PortInUse.
+    // a port and an address each; one port named twice is Nova's 400.
     let r = boot(
         &demo,
         "dup",
@@ -928,10 +928,12 @@ async fn interfaces_are_attached_and_detached(stack: &dyn Stack) -> anyhow::Resu
         json!({"networks": [{"port": mine}, {"port": mine}]}),
     )
     .await?;
-    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(
-        r.body["conflictingRequest"]["message"],
-        json!(format!("Port {mine} is still in use."))
+        r.body["badRequest"]["message"],
+        json!(format!(
+            "Port ID '{mine}' was specified twice: you cannot attach a port multiple times."
+        ))
     );
     assert_eq!(count(&demo, "/ports", "ports").await?, before);
     let r = demo

@@ -630,6 +630,42 @@ async fn a_servers_ports_are_made_once_however_often_asked(db: Db) -> anyhow::Re
         ports::of_device(&db, &uuid.0.to_string()).await?[0].host_id,
         "h2"
     );
+
+    // Two NICs on the one network: two ports, however the calls meet, each NIC its own and
+    // the same two every time.
+    let (uuid, _) = new_instance(&db, "b").await?;
+    let instance = instances::get_any(&db, uuid)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("instance gone"))?;
+    let twice = [request.clone(), request.clone()];
+    let (early, placed) = tokio::join!(
+        ports::allocate_for_instance(&db, &instance, None, &twice),
+        ports::allocate_for_instance(&db, &instance, Some("h1"), &twice)
+    );
+    let ids = |r: Result<Vec<ports::Port>, (usize, nova_core::ipam::Refusal)>| -> anyhow::Result<Vec<String>> {
+        Ok(r.map_err(|(_, r)| anyhow::anyhow!("{r:?}"))?
+            .into_iter()
+            .map(|p| p.id)
+            .collect())
+    };
+    let (mut early, mut placed) = (ids(early?)?, ids(placed?)?);
+    assert_eq!(early.len(), 2);
+    assert_ne!(early[0], early[1], "a port for each NIC");
+    let made: std::collections::BTreeSet<String> = ports::of_device(&db, &uuid.0.to_string())
+        .await?
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(made.len(), 2, "{made:?}");
+    let again = ids(ports::allocate_for_instance(&db, &instance, Some("h2"), &twice).await?)?;
+    for list in [&mut early, &mut placed] {
+        list.sort();
+    }
+    let mut sorted = again.clone();
+    sorted.sort();
+    assert_eq!(early, placed);
+    assert_eq!(sorted, early, "the same two again");
+    assert_eq!(made.into_iter().collect::<Vec<_>>(), early, "no third port");
     Ok(())
 }
 
