@@ -1097,7 +1097,9 @@ pub async fn allocate_for_instance(
             compute_owned: true,
             tags: "[]".into(),
             revision_number: 0,
-            created_at: now,
+            // A millisecond apart in the NICs' order: the server's ports, oldest first, are
+            // its NICs in order when read again (a rebuild's, a rescue's spec).
+            created_at: now + i64::try_from(i).unwrap_or(0),
             updated_at: now,
             port_security_enabled: true,
         };
