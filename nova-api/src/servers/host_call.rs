@@ -7,8 +7,10 @@ use nova_core::model::Instance;
 use nova_core::rpc::{CallReply, ComputeCommand, Envelope};
 use std::time::Duration;
 
-/// How long the API waits for a host's answer.
-pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the API waits for a host's answer: Nova's `rpc_response_timeout` default. (15 s
+/// was too short for an interface hot-plug on a busy host, whose libvirtd rebuilds every
+/// running guest's filters when a NIC's filter is defined: a 503 where Nova waits.)
+pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Asks the server's host; `method` names the operation in Nova's conflict messages. The
 /// answers every call shares (not found, not supported, failed) become Nova's errors here;

@@ -1198,19 +1198,45 @@ async fn servers_choose_networks_by_uuid(stack: &dyn Stack) -> anyhow::Result<()
         )
         .await?;
     assert_eq!(r.status, 409, "{}", r.body);
-    // Two networks that are one network on the hosts: a 400.
+    // Two networks that are one network on the hosts: a 400 for a container (one endpoint
+    // per engine network; a VM takes two NICs there).
     let alias = a
         .create_network(json!({"name": "alias", "shared": true,
             "provider:physical_network": "phys-a"}))
         .await?;
+    let r = a
+        .post(
+            "/flavors",
+            &json!({"flavor": {"name": "c-alias", "id": "c-alias", "ram": 64, "vcpus": 1,
+                "disk": 1}}),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = a
+        .post(
+            "/flavors/c-alias/os-extra_specs",
+            &json!({"extra_specs": {"node:type": "container"}}),
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let archive = c
+        .create_image("c-img", "docker", "raw", b"an archive".to_vec())
+        .await?;
     let r = c
         .post(
             "/servers",
-            &json!({"server": {"name": "s", "imageRef": IMAGE, "flavorRef": "1",
+            &json!({"server": {"name": "s", "imageRef": archive, "flavorRef": "c-alias",
                 "networks": [{ "uuid": shared }, { "uuid": alias }]}}),
         )
         .await?;
     assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        json!(format!(
+            "Networks {shared} and {alias} are the same network on the hosts (phys-a): a \
+             container is on each host network once."
+        ))
+    );
     assert_eq!(c.get("/servers").await?.body["servers"], json!([]));
     // The next page keeps the query's filters.
     let r = a
