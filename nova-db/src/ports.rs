@@ -247,10 +247,9 @@ async fn network_state(
             })
         }
         Tx::Sqlite(t) => {
-            // (SQLite keeps the sub-select's order in its `group_concat`.)
+            // (An ordered aggregate: SQLite 3.44 and later.)
             let scalars = scalars(&format!(
-                "(SELECT group_concat(id, ',') FROM (SELECT id {OF_SERVER} \
-                 ORDER BY created_at, id))"
+                "(SELECT group_concat(id, ',' ORDER BY created_at, id) {OF_SERVER})"
             ));
             let (project_ports, port_limit, servers_ports, server_state): (
                 i64,
