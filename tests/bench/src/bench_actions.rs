@@ -28,18 +28,6 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-fn rounds() -> anyhow::Result<usize> {
-    let mut n = 20;
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--rounds" => n = it.next().unwrap_or_default().parse()?,
-            other => anyhow::bail!("unknown argument {other}"),
-        }
-    }
-    Ok(n)
-}
-
 /// The flavors' sizes: (vCPUs, MiB).
 const SMALL: (i64, i64) = (1, 128);
 const LARGE: (i64, i64) = (2, 192);
@@ -137,7 +125,7 @@ async fn flavor(admin: &Client, id: &str, (vcpus, ram): (i64, i64)) -> anyhow::R
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let n = rounds()?;
+    let n = e2e_bench::count_arg("--rounds", 20)?;
     e2e::init_logging();
     let state = tempfile::tempdir()?;
     let host = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);

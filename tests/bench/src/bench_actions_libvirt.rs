@@ -17,29 +17,17 @@
 //! service's time includes the upload to the image service).
 
 use compute_agent::settings::DriverKind;
-use drivers::libvirt::{domain_xml, GuestFiles, LibvirtSettings};
+use drivers::libvirt::{domain_xml, LibvirtSettings};
 use e2e::activations::TaskEnds;
 use e2e::client::Client;
 use e2e::stack::{Distributed, Options, Stack};
-use e2e::vm::{guest, upload_guest, Instances, GUEST_CMDLINE};
+use e2e::vm::{upload_guest, Instances, GUEST_CMDLINE};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use virt::connect::Connect;
 use virt::domain::Domain;
-
-fn rounds() -> anyhow::Result<usize> {
-    let mut n = 10;
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--rounds" => n = it.next().unwrap_or_default().parse()?,
-            other => anyhow::bail!("unknown argument {other}"),
-        }
-    }
-    Ok(n)
-}
 
 /// The flavors' sizes: (vCPUs, MiB). One root disk size for both: a resize that grew the
 /// disk could not be resized back down.
@@ -134,27 +122,7 @@ impl Raw {
 /// The raw domain, defined and started from the definition the driver writes for `spec`, its
 /// files (overlay, kernel, ramdisk) in `dir`.
 async fn raw_domain(spec: &nova_core::rpc::InstanceSpec, dir: &Path) -> anyhow::Result<Raw> {
-    let g = guest().await?;
-    tokio::fs::create_dir_all(dir).await?;
-    let disk = dir.join("disk");
-    let ok = tokio::process::Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
-        .arg(std::fs::canonicalize(&g.disk)?)
-        .arg(&disk)
-        .arg("1G")
-        .status()
-        .await?;
-    anyhow::ensure!(ok.success(), "qemu-img create");
-    tokio::fs::copy(&g.kernel, dir.join("kernel")).await?;
-    tokio::fs::copy(&g.ramdisk, dir.join("ramdisk")).await?;
-    let files = GuestFiles {
-        disk,
-        kernel: Some(dir.join("kernel")),
-        ramdisk: Some(dir.join("ramdisk")),
-        config_drive: None,
-        console_log: dir.join("console.log"),
-        ..GuestFiles::default()
-    };
+    let files = e2e_bench::raw_guest_files(dir).await?;
     let virt_type = if drivers::libvirt::kvm_works() {
         "kvm"
     } else {
@@ -174,44 +142,6 @@ async fn raw_domain(spec: &nova_core::rpc::InstanceSpec, dir: &Path) -> anyhow::
     })
     .await??;
     Ok(raw)
-}
-
-fn raw_spec() -> nova_core::rpc::InstanceSpec {
-    nova_core::rpc::InstanceSpec {
-        uuid: nova_core::ids::InstanceUuid::new_v4(),
-        name: "bench-raw".into(),
-        project_id: "bench".into(),
-        user_id: "bench".into(),
-        node: "bench".into(),
-        flavor: nova_core::model::Flavor {
-            flavorid: "bench-small".into(),
-            name: "bench-small".into(),
-            memory_mb: i64::try_from(SMALL.1).unwrap_or(128),
-            vcpus: i64::from(SMALL.0),
-            root_gb: 1,
-            ephemeral_gb: 0,
-            swap: 0,
-            rxtx_factor: 1.0,
-            is_public: true,
-            disabled: false,
-            description: None,
-            extra_specs: Default::default(),
-        },
-        image_ref: "bench".into(),
-        image: None,
-        metadata: Default::default(),
-        user_data: None,
-        key_name: None,
-        key_data: None,
-        hostname: None,
-        networks: nova_core::model::NetworkRequest::None,
-        config_drive: false,
-        kernel: None,
-        ramdisk: None,
-        os_command_line: Some(GUEST_CMDLINE.into()),
-        bmc: None,
-        nics: Vec::new(),
-    }
 }
 
 async fn flavor(admin: &Client, id: &str, (vcpus, mib): (u32, u64)) -> anyhow::Result<()> {
@@ -234,7 +164,7 @@ async fn flavor(admin: &Client, id: &str, (vcpus, mib): (u32, u64)) -> anyhow::R
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let n = rounds()?;
+    let n = e2e_bench::count_arg("--rounds", 10)?;
     e2e::init_logging();
     let instances = Instances::new()?;
     let host = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
@@ -280,7 +210,7 @@ async fn main() -> anyhow::Result<()> {
     // The raw domain in a directory of its own, not the agent's (whose sync would take it for
     // one of its guests); `Instances` removes it should the run fail.
     let raw_instances = Instances::new()?;
-    let spec = raw_spec();
+    let spec = e2e_bench::raw_spec("bench-small", i64::try_from(SMALL.1)?, i64::from(SMALL.0));
     let raw = raw_domain(&spec, &raw_instances.path().join(spec.uuid.to_string())).await?;
 
     let mut samples = e2e_bench::actions::Samples::default();

@@ -13,26 +13,14 @@
 //! ramdisk) are made before its clock starts: it is the hypervisor's own operation.
 
 use compute_agent::settings::DriverKind;
-use drivers::libvirt::{domain_xml, GuestFiles, LibvirtSettings};
+use drivers::libvirt::{domain_xml, LibvirtSettings};
 use e2e::activations::Activations;
 use e2e::client::Client;
 use e2e::stack::{Distributed, Options, Stack};
-use e2e::vm::{guest, upload_guest, virsh, Instances, GUEST_CMDLINE, MARKER};
+use e2e::vm::{upload_guest, virsh, Instances, GUEST_CMDLINE, MARKER};
 use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn boots() -> anyhow::Result<usize> {
-    let mut n = 10;
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--boots" => n = it.next().unwrap_or_default().parse()?,
-            other => anyhow::bail!("unknown argument {other}"),
-        }
-    }
-    Ok(n)
-}
 
 const MEMORY_MB: i64 = 128;
 const LIMIT: Duration = Duration::from_secs(120);
@@ -83,28 +71,7 @@ async fn boot_through_stack(
 /// One raw boot: the same domain as the driver writes, its files made first, then
 /// `virsh create`; (create, create → marker) in ms.
 async fn boot_raw(spec: &nova_core::rpc::InstanceSpec, dir: &Path) -> anyhow::Result<(f64, f64)> {
-    let g = guest().await?;
-    let _ = tokio::fs::remove_dir_all(dir).await;
-    tokio::fs::create_dir_all(dir).await?;
-    let disk = dir.join("disk");
-    let ok = tokio::process::Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
-        .arg(std::fs::canonicalize(&g.disk)?)
-        .arg(&disk)
-        .arg("1G")
-        .status()
-        .await?;
-    anyhow::ensure!(ok.success(), "qemu-img create");
-    tokio::fs::copy(&g.kernel, dir.join("kernel")).await?;
-    tokio::fs::copy(&g.ramdisk, dir.join("ramdisk")).await?;
-    let files = GuestFiles {
-        disk,
-        kernel: Some(dir.join("kernel")),
-        ramdisk: Some(dir.join("ramdisk")),
-        config_drive: None,
-        console_log: dir.join("console.log"),
-        ..GuestFiles::default()
-    };
+    let files = e2e_bench::raw_guest_files(dir).await?;
     let virt_type = if drivers::libvirt::kvm_works() {
         "kvm"
     } else {
@@ -123,44 +90,6 @@ async fn boot_raw(spec: &nova_core::rpc::InstanceSpec, dir: &Path) -> anyhow::Re
     Ok((created, to_marker))
 }
 
-fn raw_spec() -> nova_core::rpc::InstanceSpec {
-    nova_core::rpc::InstanceSpec {
-        uuid: nova_core::ids::InstanceUuid::new_v4(),
-        name: "bench-raw".into(),
-        project_id: "bench".into(),
-        user_id: "bench".into(),
-        node: "bench".into(),
-        flavor: nova_core::model::Flavor {
-            flavorid: "bench-v".into(),
-            name: "bench-v".into(),
-            memory_mb: MEMORY_MB,
-            vcpus: 1,
-            root_gb: 1,
-            ephemeral_gb: 0,
-            swap: 0,
-            rxtx_factor: 1.0,
-            is_public: true,
-            disabled: false,
-            description: None,
-            extra_specs: Default::default(),
-        },
-        image_ref: "bench".into(),
-        image: None,
-        metadata: Default::default(),
-        user_data: None,
-        key_name: None,
-        key_data: None,
-        hostname: None,
-        networks: nova_core::model::NetworkRequest::None,
-        config_drive: false,
-        kernel: None,
-        ramdisk: None,
-        os_command_line: Some(GUEST_CMDLINE.into()),
-        bmc: None,
-        nics: Vec::new(),
-    }
-}
-
 fn report(label: &str, sorted: &[f64]) {
     println!(
         "  {label:<44} p50 {:>6.0} ms, p90 {:>6.0} ms",
@@ -171,7 +100,7 @@ fn report(label: &str, sorted: &[f64]) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let n = boots()?;
+    let n = e2e_bench::count_arg("--boots", 10)?;
     e2e::init_logging();
     let instances = Instances::new()?;
     let host = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
@@ -206,7 +135,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Warm-up: the first boot fetches the images into the host's cache.
     boot_through_stack(&mut activations, &c, &image, instances.path(), 0).await?;
-    let mut spec = raw_spec();
+    let mut spec = e2e_bench::raw_spec("bench-v", MEMORY_MB, 1);
     boot_raw(&spec, &raw_dir).await?;
 
     let (mut active, mut marker, mut raw, mut raw_marker) =
