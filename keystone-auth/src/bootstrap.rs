@@ -1,8 +1,9 @@
 //! The first start, as `keystone-manage bootstrap`: the `default` domain, the roles `admin`,
 //! `manager`, `member`, `reader` and `service` (the first four implying each next one, see
 //! [`IMPLIED_ROLES`]), an `admin` project and user with all three roles (and `admin` on the
-//! system, as Keystone's bootstrap gives it), and a non-admin
-//! `demo` project and user (member, reader). Idempotent: what exists is left as it is.
+//! system, as Keystone's bootstrap gives it), a non-admin `demo` project and user (member,
+//! reader), and the catalog's region and the deployment's own services. Idempotent: what exists
+//! is left as it is (except the own endpoints' URLs, which follow the configuration).
 
 use crate::password;
 use crate::settings::AuthSettings;
@@ -143,6 +144,8 @@ pub async fn bootstrap(db: &Db, settings: &AuthSettings) -> Result<Generated, Db
             store::add_implied_role(db, &prior, &implied).await?;
         }
     }
+    // The region, and the deployment's own services and endpoints in the catalog.
+    crate::catalog::bootstrap(db, settings).await?;
     Ok(Generated {
         admin_password,
         demo_password,

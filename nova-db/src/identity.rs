@@ -780,3 +780,49 @@ pub async fn revocations_since(db: &Db, after_id: i64) -> DbResult<Vec<Revocatio
         .bind(after_id).bind(now_ms()).fetch_all(p).await?
     }))
 }
+
+// Policies (Keystone's policy API: stored blobs, enforced by nobody).
+
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct Policy {
+    pub id: String,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub blob: String,
+    /// Attributes beyond the fixed ones, as a JSON object (Keystone's `extra`).
+    pub extra: String,
+}
+
+pub async fn create_policy(db: &Db, x: &Policy) -> DbResult<()> {
+    on_pool!(db, p => {
+        sqlx::query("INSERT INTO policies (id, type, blob, extra) VALUES ($1, $2, $3, $4)")
+            .bind(&x.id).bind(&x.kind).bind(&x.blob).bind(&x.extra)
+            .execute(p).await?;
+    });
+    Ok(())
+}
+
+pub async fn policy(db: &Db, id: &str) -> DbResult<Option<Policy>> {
+    Ok(
+        on_pool!(db, p => sqlx::query_as("SELECT id, type, blob, extra FROM policies WHERE id = $1")
+        .bind(id).fetch_optional(p).await?),
+    )
+}
+
+pub async fn policies(db: &Db, kind: Option<&str>) -> DbResult<Vec<Policy>> {
+    Ok(on_pool!(db, p => sqlx::query_as(
+        "SELECT id, type, blob, extra FROM policies WHERE ($1 IS NULL OR type = $1) ORDER BY id",
+    ).bind(kind).fetch_all(p).await?))
+}
+
+pub async fn update_policy(db: &Db, x: &Policy) -> DbResult<bool> {
+    let n = on_pool!(db, p => sqlx::query("UPDATE policies SET type = $2, blob = $3, extra = $4 WHERE id = $1")
+        .bind(&x.id).bind(&x.kind).bind(&x.blob).bind(&x.extra)
+        .execute(p).await?.rows_affected());
+    Ok(n == 1)
+}
+
+pub async fn delete_policy(db: &Db, id: &str) -> DbResult<bool> {
+    let n = on_pool!(db, p => sqlx::query("DELETE FROM policies WHERE id = $1").bind(id).execute(p).await?.rows_affected());
+    Ok(n == 1)
+}

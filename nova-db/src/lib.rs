@@ -6,6 +6,7 @@
 pub mod actions;
 pub mod aggregates;
 pub mod baremetal;
+pub mod catalog;
 pub mod firewall;
 pub mod flavors;
 pub mod idempotency;

@@ -219,7 +219,13 @@ pub(super) async fn token_body(
     if c.is_scoped() {
         t["roles"] = json!(c.openstack_roles);
         if with_catalog {
-            t["catalog"] = catalog(&base_url(req, &st.settings), &st.settings);
+            t["catalog"] = catalog(
+                &st.db,
+                &base_url(req, &st.settings),
+                c.openstack_project_id.as_deref(),
+                &c.sub,
+            )
+            .await?;
         }
     }
     Ok(json!({"token": t}))
@@ -397,10 +403,10 @@ pub(super) async fn auth_catalog(
         return Err(KEYSTONE.denied("an unscoped token has no catalog"));
     }
     let base = base_url(&req, &st.settings);
-    Ok(
-        HttpResponse::Ok().json(json!({"catalog": catalog(&base, &st.settings),
-        "links": {"self": format!("{base}/identity/v3/auth/catalog")}})),
-    )
+    Ok(HttpResponse::Ok().json(
+        json!({"catalog": catalog(&st.db, &base, c.openstack_project_id.as_deref(), &c.sub).await?,
+        "links": {"self": format!("{base}/identity/v3/auth/catalog")}}),
+    ))
 }
 
 pub(super) async fn auth_projects(

@@ -1,13 +1,16 @@
 //! The identity API (a Keystone v3 subset) that the `openstack` CLI and keystoneauth use,
-//! mounted under `/identity`: discovery here, then [`auth`] (tokens, catalog), [`domains`],
+//! mounted under `/identity`: discovery here, then [`auth`] (tokens, catalog), [`catalog`]
+//! (regions, services, endpoints), [`policies`], [`domains`],
 //! [`projects`] (and their tags), [`users`], [`groups`], [`roles`] and [`grants`] (role
 //! assignments of users and groups on projects, domains and the system). Errors leave in
 //! Keystone's body (`{"error": {"code", "title", "message"}}`).
 
 mod auth;
+mod catalog;
 mod domains;
 mod grants;
 mod groups;
+mod policies;
 mod projects;
 mod roles;
 mod users;
@@ -273,6 +276,45 @@ fn checked_name(name: &str, max: usize) -> ApiResult<String> {
     Ok(name.to_owned())
 }
 
+/// Keystone's `ADMIN_OR_SYSTEM_READER`.
+fn require_cloud_reader(req: &HttpRequest, st: &IdentityState, action: &str) -> ApiResult<()> {
+    if cloud_reader(&caller(req, st)?) {
+        Ok(())
+    } else {
+        Err(KEYSTONE.denied(action))
+    }
+}
+
+/// The attributes a client gave beyond the fixed ones (Keystone keeps them in `extra` and
+/// shows them back).
+fn extra_of(
+    obj: &serde_json::Map<String, Value>,
+    fixed: &[&str],
+) -> serde_json::Map<String, Value> {
+    obj.iter()
+        .filter(|(k, _)| !fixed.contains(&k.as_str()) && k.as_str() != "links")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn parse_extra(extra: &str) -> serde_json::Map<String, Value> {
+    serde_json::from_str(extra).unwrap_or_default()
+}
+
+/// A string of at most 255 characters, or null (`nullable`), as Keystone's schemas bound them.
+fn short_string(obj: &Value, key: &str, nullable: bool) -> ApiResult<Option<String>> {
+    match &obj[key] {
+        Value::Null if nullable || obj.get(key).is_none() => Ok(None),
+        Value::String(s) if s.chars().count() <= 255 => Ok(Some(s.clone())),
+        Value::String(s) => Err(bad(format!(
+            "Invalid input for field '{key}': '{s}' is too long."
+        ))),
+        other => Err(bad(format!(
+            "Invalid input for field '{key}': {other} is not of type 'string'."
+        ))),
+    }
+}
+
 /// Mounts the identity API under `/identity`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -418,6 +460,51 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::head().to(grants::check_grant))
                 .route(web::get().to(grants::check_grant))
                 .route(web::delete().to(grants::remove_grant)),
+            )
+            .service(
+                web::resource("/v3/regions")
+                    .route(web::get().to(catalog::list_regions))
+                    .route(web::post().to(catalog::create_region)),
+            )
+            .service(
+                web::resource("/v3/regions/{id}")
+                    .route(web::get().to(catalog::show_region))
+                    .route(web::put().to(catalog::put_region))
+                    .route(web::patch().to(catalog::update_region))
+                    .route(web::delete().to(catalog::delete_region)),
+            )
+            .service(
+                web::resource("/v3/services")
+                    .route(web::get().to(catalog::list_services))
+                    .route(web::post().to(catalog::create_service)),
+            )
+            .service(
+                web::resource("/v3/services/{id}")
+                    .route(web::get().to(catalog::show_service))
+                    .route(web::patch().to(catalog::update_service))
+                    .route(web::delete().to(catalog::delete_service)),
+            )
+            .service(
+                web::resource("/v3/endpoints")
+                    .route(web::get().to(catalog::list_endpoints))
+                    .route(web::post().to(catalog::create_endpoint)),
+            )
+            .service(
+                web::resource("/v3/endpoints/{id}")
+                    .route(web::get().to(catalog::show_endpoint))
+                    .route(web::patch().to(catalog::update_endpoint))
+                    .route(web::delete().to(catalog::delete_endpoint)),
+            )
+            .service(
+                web::resource("/v3/policies")
+                    .route(web::get().to(policies::list_policies))
+                    .route(web::post().to(policies::create_policy)),
+            )
+            .service(
+                web::resource("/v3/policies/{id}")
+                    .route(web::get().to(policies::show_policy))
+                    .route(web::patch().to(policies::update_policy))
+                    .route(web::delete().to(policies::delete_policy)),
             )
             .service(
                 web::resource("/v3/role_assignments")

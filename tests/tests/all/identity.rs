@@ -1562,3 +1562,338 @@ async fn the_lockout_holds_against_parallel_guesses_and_password_changes() -> an
     assert_eq!(change("right").await?.status().as_u16(), 401);
     Ok(())
 }
+
+/// Keystone's catalog administration through the `openstack` CLI: a region, a service and an
+/// endpoint made, listed and reflected in tokens' catalogs (with `$(project_id)s` filled in),
+/// a disabled endpoint gone from them, and Keystone's refusals; and the policy API's blobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_administers_the_catalog() -> anyhow::Result<()> {
+    let stack = start().await?;
+    let url = e2e::stack::Stack::api_url(&stack).to_owned();
+    let v3 = format!("{url}/identity/v3");
+    let http = reqwest::Client::new();
+    let admin_token = token(&url, "admin", ADMIN_PASSWORD, "admin").await?;
+    let demo_token = token(&url, "demo", DEMO_PASSWORD, "demo").await?;
+    let call = |method: reqwest::Method, path: String, token: &str, body: Option<Value>| {
+        let mut req = http
+            .request(method, format!("{v3}{path}"))
+            .header("X-Auth-Token", token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move {
+            let res = req.send().await?;
+            let status = res.status().as_u16();
+            let body = res.json::<Value>().await.unwrap_or(Value::Null);
+            anyhow::Ok((status, body))
+        }
+    };
+
+    // The deployment's own services are in the catalog's tables, their URLs following the
+    // address a client reached (no public URL configured).
+    let own = cli_json(
+        &stack,
+        "admin",
+        &[
+            "endpoint",
+            "list",
+            "--service",
+            "compute",
+            "--interface",
+            "public",
+        ],
+    )
+    .await?;
+    assert_eq!(own.as_array().map(Vec::len), Some(1), "{own}");
+    assert_eq!(own[0]["URL"], json!("$(public_url)s/v2.1"), "{own}");
+    assert_eq!(own[0]["Region"], json!("RegionOne"), "{own}");
+
+    let region = cli_json(
+        &stack,
+        "admin",
+        &["region", "create", "--description", "east", "RegionTwo"],
+    )
+    .await?;
+    assert_eq!(
+        (&region["region"], &region["description"]),
+        (&json!("RegionTwo"), &json!("east")),
+        "{region}"
+    );
+    let service = cli_json(
+        &stack,
+        "admin",
+        &[
+            "service",
+            "create",
+            "--name",
+            "cinder",
+            "--description",
+            "block",
+            "volumev3",
+        ],
+    )
+    .await?;
+    assert_eq!(
+        (&service["name"], &service["type"], &service["enabled"]),
+        (&json!("cinder"), &json!("volumev3"), &json!(true)),
+        "{service}"
+    );
+    let endpoint = cli_json(
+        &stack,
+        "admin",
+        &[
+            "endpoint",
+            "create",
+            "--region",
+            "RegionTwo",
+            "volumev3",
+            "public",
+            "https://block.example:8776/v3/$(project_id)s",
+        ],
+    )
+    .await?;
+    let endpoint_id = endpoint["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(endpoint["service_name"], json!("cinder"), "{endpoint}");
+    let listed = cli_json(
+        &stack,
+        "admin",
+        &["endpoint", "list", "--service", "volumev3"],
+    )
+    .await?;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+
+    // A member's token lists it, with its project's id in the URL.
+    let (status, cat) = call(
+        reqwest::Method::GET,
+        "/auth/catalog".into(),
+        &demo_token,
+        None,
+    )
+    .await?;
+    assert_eq!(status, 200, "{cat}");
+    let demo_project = cli_json(&stack, "admin", &["project", "show", "demo"]).await?["id"].clone();
+    let volume = cat["catalog"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["type"] == json!("volumev3"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(volume["name"], json!("cinder"), "{cat}");
+    assert_eq!(
+        volume["endpoints"][0]["url"],
+        json!(format!(
+            "https://block.example:8776/v3/{}",
+            demo_project.as_str().unwrap_or_default()
+        )),
+        "{cat}"
+    );
+    let compute = cat["catalog"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["type"] == json!("compute"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        compute["endpoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|e| e["url"] == json!(format!("{url}/v2.1"))),
+        "the reached address: {compute}"
+    );
+
+    // Disabled, the endpoint leaves the tokens' catalogs but not the endpoint list.
+    cli(
+        &stack,
+        "admin",
+        &["endpoint", "set", "--disable", &endpoint_id],
+    )
+    .await?;
+    let (_, cat) = call(
+        reqwest::Method::GET,
+        "/auth/catalog".into(),
+        &demo_token,
+        None,
+    )
+    .await?;
+    assert!(
+        cat["catalog"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["type"] == json!("volumev3"))
+            .all(|s| s["endpoints"] == json!([])),
+        "{cat}"
+    );
+
+    // Keystone's refusals, each changing nothing.
+    let service_id = service["id"].as_str().unwrap_or_default().to_owned();
+    for (body, what) in [
+        (
+            json!({"endpoint": {"service_id": service_id, "interface": "side", "url": "https://x"}}),
+            "interface",
+        ),
+        (
+            json!({"endpoint": {"service_id": service_id, "interface": "public", "url": "https://x", "enabled": "True"}}),
+            "enabled",
+        ),
+        (
+            json!({"endpoint": {"service_id": "nope", "interface": "public", "url": "https://x"}}),
+            "service_id",
+        ),
+        (
+            json!({"endpoint": {"service_id": service_id, "interface": "public", "url": "no scheme"}}),
+            "url",
+        ),
+    ] {
+        let (status, body) = call(
+            reqwest::Method::POST,
+            "/endpoints".into(),
+            &admin_token,
+            Some(body),
+        )
+        .await?;
+        assert_eq!(status, 400, "{what}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(what),
+            "{what}: {body}"
+        );
+    }
+    let (status, body) = call(
+        reqwest::Method::POST,
+        "/regions".into(),
+        &admin_token,
+        Some(json!({"region": {"parent_region_id": "nowhere"}})),
+    )
+    .await?;
+    assert_eq!(status, 404, "{body}");
+    let (status, _) = call(
+        reqwest::Method::PUT,
+        "/regions/RegionThree".into(),
+        &admin_token,
+        Some(json!({"region": {"parent_region_id": "RegionTwo"}})),
+    )
+    .await?;
+    assert_eq!(status, 201);
+    let (status, body) = call(
+        reqwest::Method::PATCH,
+        "/regions/RegionTwo".into(),
+        &admin_token,
+        Some(json!({"region": {"parent_region_id": "RegionThree"}})),
+    )
+    .await?;
+    assert_eq!(status, 400, "a loop: {body}");
+    let (status, body) = call(
+        reqwest::Method::DELETE,
+        "/regions/RegionTwo".into(),
+        &admin_token,
+        None,
+    )
+    .await?;
+    assert_eq!(status, 403, "an endpoint's region: {body}");
+    let (status, _) = call(reqwest::Method::GET, "/services".into(), &demo_token, None).await?;
+    assert_eq!(status, 403, "services are the admin's and system readers'");
+    let (status, _) = call(
+        reqwest::Method::POST,
+        "/services".into(),
+        &demo_token,
+        Some(json!({"service": {"type": "x"}})),
+    )
+    .await?;
+    assert_eq!(status, 403);
+    let (status, regions) = call(
+        reqwest::Method::GET,
+        "/regions?parent_region_id=RegionTwo".into(),
+        &demo_token,
+        None,
+    )
+    .await?;
+    assert_eq!(status, 200, "regions any caller reads");
+    assert_eq!(
+        regions["regions"].as_array().map(Vec::len),
+        Some(1),
+        "{regions}"
+    );
+    let listed = cli_json(
+        &stack,
+        "admin",
+        &["endpoint", "list", "--service", "volumev3"],
+    )
+    .await?;
+    assert_eq!(
+        listed.as_array().map(Vec::len),
+        Some(1),
+        "nothing made: {listed}"
+    );
+
+    // The service goes with its endpoints; then the regions (the child with its parent).
+    cli(&stack, "admin", &["service", "delete", "volumev3"]).await?;
+    let (status, _) = call(
+        reqwest::Method::GET,
+        format!("/endpoints/{endpoint_id}"),
+        &admin_token,
+        None,
+    )
+    .await?;
+    assert_eq!(status, 404);
+    cli(&stack, "admin", &["region", "delete", "RegionTwo"]).await?;
+    let (status, _) = call(
+        reqwest::Method::GET,
+        "/regions/RegionThree".into(),
+        &admin_token,
+        None,
+    )
+    .await?;
+    assert_eq!(status, 404, "deleted below its parent");
+
+    // Keystone's policy API: a blob stored and read back (enforced by nobody, as in Keystone).
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("policy.json");
+    std::fs::write(&file, r#"{"compute:start": "role:admin"}"#)?;
+    let path = file.to_string_lossy().into_owned();
+    let policy = cli_json(
+        &stack,
+        "admin",
+        &["policy", "create", "--type", "application/json", &path],
+    )
+    .await?;
+    let policy_id = policy["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        policy["rules"],
+        json!(r#"{"compute:start": "role:admin"}"#),
+        "{policy}"
+    );
+    cli(
+        &stack,
+        "admin",
+        &["policy", "set", "--type", "text/plain", &policy_id],
+    )
+    .await?;
+    let shown = cli_json(&stack, "admin", &["policy", "show", &policy_id]).await?;
+    assert_eq!(shown["type"], json!("text/plain"), "{shown}");
+    let (status, _) = call(reqwest::Method::GET, "/policies".into(), &demo_token, None).await?;
+    assert_eq!(status, 403);
+    let (status, body) = call(
+        reqwest::Method::POST,
+        "/policies".into(),
+        &admin_token,
+        Some(json!({"policy": {"type": "x"}})),
+    )
+    .await?;
+    assert_eq!(status, 400, "no blob: {body}");
+    cli(&stack, "admin", &["policy", "delete", &policy_id]).await?;
+    let (status, _) = call(
+        reqwest::Method::GET,
+        format!("/policies/{policy_id}"),
+        &admin_token,
+        None,
+    )
+    .await?;
+    assert_eq!(status, 404);
+    Ok(())
+}

@@ -761,3 +761,94 @@ async fn a_group_member_placed_while_another_waits_for_the_group_is_seen() -> an
     assert!(!seen.allows("h1") && seen.allows("h2"));
     Ok(())
 }
+
+on_both_backends!(the_catalog_keeps_regions_services_and_endpoints);
+/// The catalog's SQL on both backends: filters, the bootstrap's upsert (a URL that follows the
+/// configuration), a region in use kept, a region deleted with the ones below it, a service
+/// with its endpoints, and policies.
+async fn the_catalog_keeps_regions_services_and_endpoints(db: Db) -> anyhow::Result<()> {
+    use nova_db::catalog::{self as cat, Endpoint, EndpointFilter, Region, RegionDelete, Service};
+    let region = |id: &str, parent: Option<&str>| Region {
+        id: id.into(),
+        description: String::new(),
+        parent_region_id: parent.map(str::to_owned),
+        extra: "{}".into(),
+    };
+    assert!(cat::create_region(&db, &region("r1", None)).await?);
+    assert!(
+        !cat::create_region(&db, &region("r1", None)).await?,
+        "taken"
+    );
+    assert!(cat::create_region(&db, &region("r2", Some("r1"))).await?);
+    assert!(cat::create_region(&db, &region("r3", Some("r2"))).await?);
+    assert_eq!(cat::regions(&db, Some("r1")).await?.len(), 1);
+    assert_eq!(cat::regions(&db, None).await?.len(), 3);
+    let service = Service {
+        id: "s1".into(),
+        kind: "volumev3".into(),
+        enabled: true,
+        extra: r#"{"name": "cinder"}"#.into(),
+    };
+    cat::create_service(&db, &service).await?;
+    assert!(!cat::ensure_service(&db, &service).await?, "exists");
+    let endpoint = |id: &str, interface: &str, url: &str| Endpoint {
+        id: id.into(),
+        service_id: "s1".into(),
+        interface: interface.into(),
+        region_id: Some("r3".into()),
+        url: url.into(),
+        enabled: true,
+        extra: "{}".into(),
+    };
+    cat::create_endpoint(&db, &endpoint("e1", "public", "https://a")).await?;
+    cat::ensure_endpoint(&db, &endpoint("e2", "internal", "https://b")).await?;
+    cat::ensure_endpoint(&db, &endpoint("e2", "internal", "https://c")).await?;
+    assert_eq!(
+        cat::endpoint(&db, "e2").await?.map(|e| e.url).as_deref(),
+        Some("https://c"),
+        "the URL follows the configuration"
+    );
+    let f = EndpointFilter {
+        interface: Some("public"),
+        ..Default::default()
+    };
+    assert_eq!(cat::endpoints(&db, &f).await?.len(), 1);
+    let f = EndpointFilter {
+        service_id: Some("s1"),
+        region_id: Some("r3"),
+        ..Default::default()
+    };
+    assert_eq!(cat::endpoints(&db, &f).await?.len(), 2);
+    assert_eq!(cat::enabled_catalog(&db).await?[0].1.len(), 2);
+    assert_eq!(cat::delete_region(&db, "r1").await?, RegionDelete::InUse);
+    assert_eq!(
+        cat::delete_region(&db, "nope").await?,
+        RegionDelete::NotFound
+    );
+    assert!(cat::delete_service(&db, "s1").await?);
+    assert!(
+        cat::endpoint(&db, "e1").await?.is_none(),
+        "gone with its service"
+    );
+    assert_eq!(cat::delete_region(&db, "r1").await?, RegionDelete::Deleted);
+    assert!(
+        cat::regions(&db, None).await?.is_empty(),
+        "the ones below it too"
+    );
+
+    use nova_db::identity::{self as id, Policy};
+    id::create_policy(
+        &db,
+        &Policy {
+            id: "p1".into(),
+            kind: "application/json".into(),
+            blob: "{}".into(),
+            extra: "{}".into(),
+        },
+    )
+    .await?;
+    assert_eq!(id::policies(&db, Some("application/json")).await?.len(), 1);
+    assert!(id::policies(&db, Some("text/plain")).await?.is_empty());
+    assert!(id::delete_policy(&db, "p1").await?);
+    Ok(())
+}
