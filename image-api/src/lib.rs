@@ -1,5 +1,6 @@
 //! The image service (a Glance v2 subset) under `/image`: [`images`] (records, visibility,
-//! JSON-patch updates), [`tags`], [`members`], [`schemas`] (Glance's schema documents), and
+//! JSON-patch updates), [`tags`], [`members`], [`schemas`] (Glance's schema documents),
+//! [`metadefs`] (metadata definitions), and
 //! [`data`], kept in an image store
 //! ([`store`]: a local directory, or an S3-compatible object store that API replicas share).
 //!
@@ -9,6 +10,7 @@ mod data;
 mod images;
 pub use images::delete_image;
 mod members;
+mod metadefs;
 mod schemas;
 pub mod store;
 mod tags;
@@ -107,6 +109,38 @@ impl api_toolkit::Service for ImageApi {
         cfg.app_data(self.state.clone());
         routes(cfg);
     }
+}
+
+/// `/v2/tasks`: Glance's asynchronous tasks (admin only, as Glance's `tasks_api_access`). No
+/// task type runs here — images are uploaded with `PUT …/file`, and no import method is
+/// enabled (`/v2/info/import`) — so a task is refused with 400, as Glance refuses one it cannot
+/// run, and the list is empty.
+async fn list_tasks(ctx: api_toolkit::RequestContext) -> api_toolkit::ApiResult<HttpResponse> {
+    api_toolkit::policy::GLANCE.require_admin(&ctx, "tasks_api_access")?;
+    Ok(HttpResponse::Ok().json(json!({"tasks": [], "first": "/v2/tasks"})))
+}
+
+async fn create_task(
+    ctx: api_toolkit::RequestContext,
+    raw: web::Bytes,
+) -> api_toolkit::ApiResult<HttpResponse> {
+    api_toolkit::policy::GLANCE.require_admin(&ctx, "tasks_api_access")?;
+    let body = api_toolkit::body::json(&raw)?;
+    let kind = body["type"].as_str().unwrap_or_default();
+    Err(api_toolkit::bad(format!(
+        "Task type '{kind}' is not supported by this deployment: images are uploaded with \
+         PUT /v2/images/{{image_id}}/file, and no import method is enabled."
+    )))
+}
+
+async fn show_task(
+    ctx: api_toolkit::RequestContext,
+    id: web::Path<String>,
+) -> api_toolkit::ApiResult<HttpResponse> {
+    api_toolkit::policy::GLANCE.require_admin(&ctx, "tasks_api_access")?;
+    Err(api_toolkit::ApiError::NotFound(format!(
+        "Task with the given id {id} not found"
+    )))
 }
 
 /// `GET /v2/info/import`: Glance's discovery of the interoperable import methods. Images
@@ -210,6 +244,60 @@ fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(members::show_member))
                     .route(web::put().to(members::answer_member))
                     .route(web::delete().to(members::remove_member)),
+            )
+            .service(
+                web::resource("/v2/tasks")
+                    .route(web::get().to(list_tasks))
+                    .route(web::post().to(create_task)),
+            )
+            .service(web::resource("/v2/tasks/{id}").route(web::get().to(show_task)))
+            .service(
+                web::resource("/v2/schemas/metadefs/{name}").route(web::get().to(metadefs::schema)),
+            )
+            .service(
+                web::resource("/v2/metadefs/resource_types")
+                    .route(web::get().to(metadefs::list_resource_types)),
+            )
+            .service(
+                web::resource("/v2/metadefs/namespaces")
+                    .route(web::get().to(metadefs::list_namespaces))
+                    .route(web::post().to(metadefs::create_namespace)),
+            )
+            .service(
+                web::resource("/v2/metadefs/namespaces/{ns}")
+                    .route(web::get().to(metadefs::show_namespace))
+                    .route(web::put().to(metadefs::update_namespace))
+                    .route(web::delete().to(metadefs::delete_namespace)),
+            )
+            // Before the namespace's objects, properties and tags, whose routes would match.
+            .service(
+                web::resource("/v2/metadefs/namespaces/{ns}/resource_types")
+                    .route(web::get().to(metadefs::list_associations))
+                    .route(web::post().to(metadefs::create_association)),
+            )
+            .service(
+                web::resource("/v2/metadefs/namespaces/{ns}/resource_types/{rt}")
+                    .route(web::delete().to(metadefs::delete_association)),
+            )
+            .service(
+                web::resource("/v2/metadefs/namespaces/{ns}/{kind}")
+                    .route(web::get().to(metadefs::list_items))
+                    .route(web::post().to(metadefs::create_items))
+                    .route(web::delete().to(metadefs::delete_items)),
+            )
+            // A tag is also made by its name alone (POST), which objects and properties are not.
+            .service(
+                web::resource("/v2/metadefs/namespaces/{ns}/{kind:tags}/{name}")
+                    .route(web::get().to(metadefs::show_item))
+                    .route(web::post().to(metadefs::create_tag_at))
+                    .route(web::put().to(metadefs::update_item))
+                    .route(web::delete().to(metadefs::delete_item)),
+            )
+            .service(
+                web::resource("/v2/metadefs/namespaces/{ns}/{kind}/{name}")
+                    .route(web::get().to(metadefs::show_item))
+                    .route(web::put().to(metadefs::update_item))
+                    .route(web::delete().to(metadefs::delete_item)),
             ),
     );
 }

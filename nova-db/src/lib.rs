@@ -16,6 +16,7 @@ pub mod instances;
 pub mod keypairs;
 pub mod leases;
 pub mod listing;
+pub mod metadefs;
 pub mod migrations;
 pub mod networks;
 pub mod nodes;

@@ -1155,3 +1155,258 @@ async fn an_upload_that_died_with_its_process_is_recovered() -> anyhow::Result<(
     assert_eq!(status_of(dead).await?, json!("active"));
     Ok(())
 }
+
+/// Glance's metadata definitions through python-glanceclient (which Horizon's "Update Metadata"
+/// uses, and which checks every answer against the schema documents): a namespace made with a
+/// resource type, a property, an object and tags, found by resource type and shown whole; then
+/// Glance's rules over HTTP — only an admin writes, a private namespace is its project's, a
+/// protected one cannot be deleted, bad definitions and duplicates are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_glanceclient_manages_metadata_definitions() -> anyhow::Result<()> {
+    let stack = start(None).await?;
+    let url = stack.api_url().to_owned();
+    let glance = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/glance");
+    let run = |args: &[&str]| {
+        let (glance, url) = (glance.clone(), url.clone());
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        async move {
+            let out = tokio::process::Command::new(glance)
+                .args(&args)
+                .env("OS_AUTH_URL", format!("{url}/identity/v3"))
+                .env("OS_USERNAME", "admin")
+                .env("OS_PASSWORD", ADMIN_PASSWORD)
+                .env("OS_PROJECT_NAME", "admin")
+                .env("OS_USER_DOMAIN_NAME", "Default")
+                .env("OS_PROJECT_DOMAIN_NAME", "Default")
+                .env("OS_IMAGE_API_VERSION", "2")
+                .output()
+                .await?;
+            anyhow::ensure!(
+                out.status.success(),
+                "glance {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            anyhow::Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+    };
+    run(&[
+        "md-namespace-create",
+        "Demo::CPU",
+        "--visibility",
+        "public",
+        "--display-name",
+        "CPU topology",
+        "--description",
+        "Sockets and threads",
+    ])
+    .await?;
+    run(&[
+        "md-resource-type-associate",
+        "Demo::CPU",
+        "--name",
+        "OS::Glance::Image",
+        "--prefix",
+        "hw_",
+    ])
+    .await?;
+    run(&[
+        "md-property-create",
+        "Demo::CPU",
+        "--name",
+        "cpu_sockets",
+        "--title",
+        "Sockets",
+        "--type",
+        "integer",
+        "--schema",
+        r#"{"minimum": 1}"#,
+    ])
+    .await?;
+    run(&[
+        "md-object-create", "Demo::CPU", "--name", "Topology", "--schema",
+        r#"{"description": "The guest's CPU", "properties": {"threads": {"type": "integer", "title": "Threads"}}}"#,
+    ])
+    .await?;
+    run(&["md-tag-create-multiple", "Demo::CPU", "--names", "numa,smt"]).await?;
+    let shown = run(&["md-namespace-show", "Demo::CPU"]).await?;
+    for expected in [
+        "CPU topology",
+        "OS::Glance::Image",
+        "cpu_sockets",
+        "Topology",
+        "numa",
+        "smt",
+    ] {
+        assert!(shown.contains(expected), "{expected} in {shown}");
+    }
+    let listed = run(&["md-namespace-list", "--resource-types", "OS::Glance::Image"]).await?;
+    assert!(listed.contains("Demo::CPU"), "{listed}");
+    let listed = run(&["md-namespace-list", "--resource-types", "OS::Nova::Flavor"]).await?;
+    assert!(!listed.contains("Demo::CPU"), "{listed}");
+    let types = run(&["md-resource-type-list"]).await?;
+    assert!(types.contains("OS::Nova::Flavor"), "{types}");
+
+    let admin_token = password_token(&url, "admin", ADMIN_PASSWORD, "admin").await?;
+    let demo_token = password_token(&url, "demo", DEMO_PASSWORD, "demo").await?;
+    let http = reqwest::Client::new();
+    let md = format!("{url}/image/v2/metadefs/namespaces");
+    let call = |method: reqwest::Method, path: String, token: &str, body: Option<Value>| {
+        let mut req = http.request(method, path).header("X-Auth-Token", token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move {
+            let res = req.send().await?;
+            let status = res.status().as_u16();
+            let body = res.json::<Value>().await.unwrap_or(Value::Null);
+            anyhow::Ok((status, body))
+        }
+    };
+    use reqwest::Method;
+    // A property asked for with its resource type's prefix.
+    let (status, p) = call(
+        Method::GET,
+        format!("{md}/Demo::CPU/properties/hw_cpu_sockets?resource_type=OS::Glance::Image"),
+        &demo_token,
+        None,
+    )
+    .await?;
+    assert_eq!(
+        (status, &p["name"], &p["minimum"]),
+        (200, &json!("hw_cpu_sockets"), &json!(1)),
+        "{p}"
+    );
+    // A member reads the public namespace but writes nothing.
+    let (status, _) = call(Method::GET, format!("{md}/Demo::CPU"), &demo_token, None).await?;
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        Method::POST,
+        md.clone(),
+        &demo_token,
+        Some(json!({"namespace": "Mine"})),
+    )
+    .await?;
+    assert_eq!(status, 403);
+    let (status, _) = call(
+        Method::DELETE,
+        format!("{md}/Demo::CPU/tags/numa"),
+        &demo_token,
+        None,
+    )
+    .await?;
+    assert_eq!(status, 403);
+    // A private namespace is its owner's project's (and the admin's).
+    let (status, _) = call(
+        Method::POST,
+        md.clone(),
+        &admin_token,
+        Some(json!({"namespace": "Admin::Only", "visibility": "private"})),
+    )
+    .await?;
+    assert_eq!(status, 201);
+    let (status, _) = call(Method::GET, format!("{md}/Admin::Only"), &demo_token, None).await?;
+    assert_eq!(status, 404);
+    let (_, listed) = call(Method::GET, md.clone(), &demo_token, None).await?;
+    let names: Vec<&str> = listed["namespaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["namespace"].as_str())
+        .collect();
+    assert_eq!(names, vec!["Demo::CPU"], "{listed}");
+    // Bad input, each changing nothing.
+    for (path, body, want) in [
+        (md.clone(), json!({"namespace": "Demo::CPU"}), 409),
+        (
+            md.clone(),
+            json!({"namespace": "X", "visibility": "shared"}),
+            400,
+        ),
+        (
+            md.clone(),
+            json!({"namespace": "X", "protected": "yes"}),
+            400,
+        ),
+        (
+            format!("{md}/Demo::CPU/properties"),
+            json!({"name": "p", "type": "string"}),
+            400,
+        ),
+        (
+            format!("{md}/Demo::CPU/properties"),
+            json!({"name": "p", "title": "P", "type": "text"}),
+            400,
+        ),
+        (
+            format!("{md}/Demo::CPU/properties"),
+            json!({"name": "cpu_sockets", "title": "S", "type": "integer"}),
+            409,
+        ),
+        (
+            format!("{md}/Demo::CPU/objects"),
+            json!({"name": "Topology"}),
+            409,
+        ),
+        (format!("{md}/Nowhere/objects"), json!({"name": "O"}), 404),
+    ] {
+        let (status, body) = call(Method::POST, path.clone(), &admin_token, Some(body)).await?;
+        assert_eq!(status, want, "{path}: {body}");
+    }
+    let (status, _) = call(
+        Method::GET,
+        format!("{md}?sort_key=bogus"),
+        &demo_token,
+        None,
+    )
+    .await?;
+    assert_eq!(status, 400);
+    // Protected: neither it nor what is in it is deleted.
+    run(&["md-namespace-update", "Demo::CPU", "--protected", "True"]).await?;
+    let (status, body) = call(
+        Method::DELETE,
+        format!("{md}/Demo::CPU"),
+        &admin_token,
+        None,
+    )
+    .await?;
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = call(
+        Method::DELETE,
+        format!("{md}/Demo::CPU/objects/Topology"),
+        &admin_token,
+        None,
+    )
+    .await?;
+    assert_eq!(status, 403);
+    let (_, shown) = call(Method::GET, format!("{md}/Demo::CPU"), &admin_token, None).await?;
+    assert_eq!(
+        shown["objects"].as_array().map(Vec::len),
+        Some(1),
+        "{shown}"
+    );
+    assert_eq!(shown["tags"].as_array().map(Vec::len), Some(2), "{shown}");
+    // Unprotected, it goes with everything in it.
+    run(&["md-namespace-update", "Demo::CPU", "--protected", "False"]).await?;
+    run(&["md-namespace-delete", "Demo::CPU"]).await?;
+
+    // Glance's tasks: no task type runs here (uploads only, no import method), so a task is
+    // refused up front rather than left to fail; an admin's API.
+    let tasks = format!("{url}/image/v2/tasks");
+    let task = json!({"type": "import", "input": {"import_from": "http://example.invalid/x.qcow2",
+        "import_from_format": "qcow2", "image_properties": {"name": "t"}}});
+    let (status, body) = call(
+        Method::POST,
+        tasks.clone(),
+        &admin_token,
+        Some(task.clone()),
+    )
+    .await?;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = call(Method::POST, tasks.clone(), &demo_token, Some(task)).await?;
+    assert_eq!(status, 403);
+    let (status, body) = call(Method::GET, tasks, &admin_token, None).await?;
+    assert_eq!((status, &body["tasks"]), (200, &json!([])), "{body}");
+    let (status, _) = call(Method::GET, format!("{md}/Demo::CPU"), &admin_token, None).await?;
+    assert_eq!(status, 404);
+    Ok(())
+}
