@@ -117,7 +117,51 @@ impl api_toolkit::Service for ImageApi {
 /// run, and the list is empty.
 async fn list_tasks(ctx: api_toolkit::RequestContext) -> api_toolkit::ApiResult<HttpResponse> {
     api_toolkit::policy::GLANCE.require_admin(&ctx, "tasks_api_access")?;
-    Ok(HttpResponse::Ok().json(json!({"tasks": [], "first": "/v2/tasks"})))
+    Ok(HttpResponse::Ok()
+        .json(json!({"tasks": [], "first": "/v2/tasks", "schema": "/v2/schemas/tasks"})))
+}
+
+/// Glance's task schema (what a task would show; none is ever made here).
+fn task_schema() -> Value {
+    let string = |d: &str| json!({"type": "string", "description": d});
+    json!({
+        "name": "task",
+        "properties": {
+            "id": string("An identifier for the task"),
+            "type": {"type": "string", "enum": ["import", "api_image_import", "location_import"],
+                     "description": "The type of task represented by this content"},
+            "status": {"type": "string", "enum": ["pending", "processing", "success", "failure"],
+                       "description": "The current status of this task"},
+            "input": {"type": ["null", "object"], "description": "The parameters required by task, JSON blob"},
+            "result": {"type": ["null", "object"], "description": "The result of current task, JSON blob"},
+            "owner": string("An identifier for the owner of this task"),
+            "message": string("Human-readable informative message only included when appropriate"),
+            "image_id": string("Image associated with the task"),
+            "request_id": string("Request ID of the request that created the task"),
+            "user_id": string("User associated with the task"),
+            "expires_at": {"type": ["null", "string"], "description": "Datetime when this resource would be subject to removal"},
+            "created_at": string("Datetime when this resource was created"),
+            "updated_at": string("Datetime when this resource was updated"),
+            "self": {"type": "string", "readOnly": true},
+            "schema": {"type": "string", "readOnly": true},
+        },
+    })
+}
+
+async fn task_schema_doc(_ctx: api_toolkit::RequestContext) -> HttpResponse {
+    HttpResponse::Ok().json(task_schema())
+}
+
+async fn tasks_schema_doc(_ctx: api_toolkit::RequestContext) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "name": "tasks",
+        "properties": {
+            "tasks": {"type": "array", "items": task_schema()},
+            "first": {"type": "string"}, "next": {"type": "string"}, "schema": {"type": "string"},
+        },
+        "links": [{"rel": "first", "href": "{first}"}, {"rel": "next", "href": "{next}"},
+                  {"rel": "describedby", "href": "{schema}"}],
+    }))
 }
 
 async fn create_task(
@@ -251,6 +295,8 @@ fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::post().to(create_task)),
             )
             .service(web::resource("/v2/tasks/{id}").route(web::get().to(show_task)))
+            .service(web::resource("/v2/schemas/task").route(web::get().to(task_schema_doc)))
+            .service(web::resource("/v2/schemas/tasks").route(web::get().to(tasks_schema_doc)))
             .service(
                 web::resource("/v2/schemas/metadefs/{name}").route(web::get().to(metadefs::schema)),
             )

@@ -227,9 +227,19 @@ pub(crate) async fn delete_association(
 // Objects, properties and tags.
 
 /// The JSON types a property definition may have (Glance's property schema).
-const PROPERTY_TYPES: &[&str] = &[
-    "array", "boolean", "integer", "number", "object", "string", "null",
-];
+const PROPERTY_TYPES: &[&str] = &["array", "boolean", "integer", "number", "object", "string"];
+
+/// A property's definition: a title and one of the JSON types (Glance's property schema).
+fn check_property(obj: &Map<String, Value>) -> ApiResult<()> {
+    required_name(obj, "title", 255)?;
+    match obj.get("type").and_then(Value::as_str) {
+        Some(t) if PROPERTY_TYPES.contains(&t) => Ok(()),
+        _ => Err(bad(format!(
+            "Invalid input for field 'type': must be one of {}",
+            PROPERTY_TYPES.join(", ")
+        ))),
+    }
+}
 
 /// An item from a request body: its name, and its definition without the fields the service
 /// sets.
@@ -240,18 +250,7 @@ fn item_of(kind: Kind, obj: &Map<String, Value>) -> ApiResult<Item> {
         doc.remove(key);
     }
     match kind {
-        Kind::Property => {
-            required_name(obj, "title", 255)?;
-            match obj.get("type").and_then(Value::as_str) {
-                Some(t) if PROPERTY_TYPES.contains(&t) => {}
-                _ => {
-                    return Err(bad(format!(
-                        "Invalid input for field 'type': must be one of {}",
-                        PROPERTY_TYPES.join(", ")
-                    )))
-                }
-            }
-        }
+        Kind::Property => check_property(obj)?,
         Kind::Object => {
             string_of(obj, "description", 500)?;
             if obj.get("required").is_some_and(|r| !r.is_array()) {
@@ -261,12 +260,24 @@ fn item_of(kind: Kind, obj: &Map<String, Value>) -> ApiResult<Item> {
                     "is not of type 'array'",
                 ));
             }
-            if obj.get("properties").is_some_and(|p| !p.is_object()) {
-                return Err(body::invalid(
-                    "properties",
-                    &obj["properties"],
-                    "is not of type 'object'",
-                ));
+            match obj.get("properties") {
+                None | Some(Value::Null) => {}
+                Some(Value::Object(props)) => {
+                    // Each as a property of its own is checked (Glance's PropertyType).
+                    for def in props.values() {
+                        let def = def.as_object().ok_or_else(|| {
+                            body::invalid("properties", def, "is not of type 'object'")
+                        })?;
+                        check_property(def)?;
+                    }
+                }
+                Some(other) => {
+                    return Err(body::invalid(
+                        "properties",
+                        other,
+                        "is not of type 'object'",
+                    ))
+                }
             }
         }
         Kind::Tag => doc.clear(),
@@ -443,8 +454,13 @@ async fn stored_name(
             .into_iter()
             .find(|a| a.resource_type == rt)
             .and_then(|a| a.prefix);
-        if let Some(stripped) = prefix.as_deref().and_then(|p| name.strip_prefix(p)) {
-            return Ok(stripped.to_owned());
+        if let Some(p) = prefix.as_deref() {
+            // Asked for by the resource type's name for it: without the prefix, no such
+            // property (Glance's 404).
+            return name
+                .strip_prefix(p)
+                .map(str::to_owned)
+                .ok_or_else(|| item_not_found(kind, name, &ns.namespace));
         }
     }
     Ok(name.to_owned())
@@ -523,8 +539,13 @@ pub(crate) async fn delete_item(
 ) -> ApiResult<HttpResponse> {
     let (ns, segment, name) = path.into_inner();
     let kind = kind_of(&segment)?;
-    let rule = format!("remove_metadef_{}", item_word(kind));
-    let ns = writable(&state, &ctx, &ns, &rule, Some(kind)).await?;
+    // Glance's policy names.
+    let rule = match kind {
+        Kind::Property => "remove_metadef_property",
+        Kind::Object => "delete_metadef_object",
+        Kind::Tag => "delete_metadef_tag",
+    };
+    let ns = writable(&state, &ctx, &ns, rule, Some(kind)).await?;
     if !store::delete_item(&state.db, kind, &ns.id, &name).await? {
         return Err(item_not_found(kind, &name, &ns.namespace));
     }
@@ -623,13 +644,43 @@ pub(crate) async fn create_namespace(
         updated_at: now,
     };
     // What it is created with: resource types, properties (a map), objects and tags.
-    let mut associations = Vec::new();
+    for (key, array) in [
+        ("resource_type_associations", true),
+        ("objects", true),
+        ("tags", true),
+        ("properties", false),
+    ] {
+        match obj.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(_)) if array => {}
+            Some(Value::Object(_)) if !array => {}
+            Some(other) => {
+                let kind = if array { "array" } else { "object" };
+                return Err(body::invalid(
+                    key,
+                    other,
+                    &format!("is not of type '{kind}'"),
+                ));
+            }
+        }
+    }
+    let mut associations: Vec<Association> = Vec::new();
     if let Some(list) = obj.get("resource_type_associations") {
         for a in list.as_array().into_iter().flatten() {
             let a = a.as_object().ok_or_else(|| {
                 body::invalid("resource_type_associations", a, "is not of type 'object'")
             })?;
-            associations.push(association_of(a)?);
+            let a = association_of(a)?;
+            if associations
+                .iter()
+                .any(|x| x.resource_type == a.resource_type)
+            {
+                return Err(bad(format!(
+                    "Resource type {} is associated twice.",
+                    a.resource_type
+                )));
+            }
+            associations.push(a);
         }
     }
     let mut items = Vec::new();
@@ -751,23 +802,95 @@ pub(crate) async fn list_namespaces(
         "first": BASE,
         "schema": "/v2/schemas/metadefs/namespaces",
     });
+    // `first` and `next` keep the request's parameters (its filters and sort), as Glance's;
+    // `next` with the page's last namespace as the marker.
+    let params: Vec<(String, String)> =
+        web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+            .map(|q| q.into_inner())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(k, _)| k != "marker")
+            .collect();
+    let link = |marker: Option<&str>| {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &params {
+            query.append_pair(k, v);
+        }
+        if let Some(m) = marker {
+            query.append_pair("marker", m);
+        }
+        let query = query.finish();
+        if query.is_empty() {
+            BASE.to_owned()
+        } else {
+            format!("{BASE}?{query}")
+        }
+    };
+    out["first"] = json!(link(None));
     if let (Some(last), true) = (page.last(), page.len() < rest.len()) {
-        out["next"] = json!(format!(
-            "{BASE}?marker={}&limit={}",
-            last.namespace,
-            page.len()
-        ));
+        out["next"] = json!(link(Some(&last.namespace)));
     }
     Ok(HttpResponse::Ok().json(out))
 }
 
+/// `GET …/namespaces/{ns}`; with `?resource_type=`, the names of its properties (and of its
+/// objects' properties and their `required`) carry that resource type's prefix, as Glance
+/// shows them to a client that will write them onto such a resource.
 pub(crate) async fn show_namespace(
+    req: HttpRequest,
     ctx: RequestContext,
     state: web::Data<ImageState>,
     name: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let ns = find(&state, &ctx, &name).await?;
-    Ok(HttpResponse::Ok().json(namespace_view(&state, &ns, true).await?))
+    let q = web::Query::<ItemQuery>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .unwrap_or_default();
+    let mut v = namespace_view(&state, &ns, true).await?;
+    let prefix = match q.resource_type {
+        Some(rt) => store::associations(&state.db, &ns.id)
+            .await?
+            .into_iter()
+            .find(|a| a.resource_type == rt)
+            .and_then(|a| a.prefix),
+        None => None,
+    };
+    if let Some(p) = prefix {
+        prefix_names(&mut v, &p);
+    }
+    Ok(HttpResponse::Ok().json(v))
+}
+
+/// Puts `prefix` before every property name of a namespace's view (Glance's
+/// `_prefix_property_name`).
+fn prefix_names(v: &mut Value, prefix: &str) {
+    let prefixed = |m: &Map<String, Value>| -> Map<String, Value> {
+        m.iter()
+            .map(|(k, v)| (format!("{prefix}{k}"), v.clone()))
+            .collect()
+    };
+    if let Some(props) = v.get("properties").and_then(Value::as_object) {
+        v["properties"] = Value::Object(prefixed(props));
+    }
+    for o in v
+        .get_mut("objects")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(props) = o.get("properties").and_then(Value::as_object) {
+            o["properties"] = Value::Object(prefixed(props));
+        }
+        if let Some(required) = o.get("required").and_then(Value::as_array) {
+            o["required"] = required
+                .iter()
+                .map(|r| match r.as_str() {
+                    Some(r) => json!(format!("{prefix}{r}")),
+                    None => r.clone(),
+                })
+                .collect();
+        }
+    }
 }
 
 pub(crate) async fn update_namespace(

@@ -102,6 +102,12 @@ fn substituted(url: &str, base: &str, project_id: Option<&str>, user_id: &str) -
     (!out.contains("$(")).then_some(out)
 }
 
+/// Whether every `$(…)s` in `url` is a substitution the catalog fills (Keystone refuses an
+/// endpoint naming another at create).
+pub fn substitutions_known(url: &str) -> bool {
+    substituted(url, "b", Some("p"), "u").is_some()
+}
+
 /// A service's `name` (kept in its `extra`, as Keystone keeps it).
 pub fn service_name(s: &Service) -> String {
     serde_json::from_str::<Value>(&s.extra)

@@ -235,13 +235,14 @@ pub async fn ensure_service(db: &Db, s: &Service) -> DbResult<bool> {
     Ok(n == 1)
 }
 
-/// Writes an endpoint of the deployment's own: created when missing, its URL set to the
-/// configured one when it differs (as `keystone-manage bootstrap` does on a second run).
+/// Writes an endpoint of the deployment's own: created when missing, its URL and region set to
+/// the configured ones when they differ (as `keystone-manage bootstrap` does on a second run).
 pub async fn ensure_endpoint(db: &Db, e: &Endpoint) -> DbResult<()> {
     on_pool!(db, p => {
         sqlx::query(
             "INSERT INTO endpoints (id, service_id, interface, region_id, url, enabled, extra) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO UPDATE SET url = excluded.url",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (id) DO UPDATE SET url = excluded.url, region_id = excluded.region_id",
         )
         .bind(&e.id).bind(&e.service_id).bind(&e.interface).bind(&e.region_id).bind(&e.url)
         .bind(e.enabled).bind(&e.extra)

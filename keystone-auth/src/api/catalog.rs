@@ -66,8 +66,9 @@ async fn create_region_with(
             )))
         }
         (Some(p), _) => p.to_owned(),
-        (None, Some(g)) => g,
-        (None, None) => store::new_id(),
+        (None, Some(g)) if !g.is_empty() => g,
+        // Keystone makes one when none (or an empty one) is given.
+        (None, _) => store::new_id(),
     };
     let parent_region_id = short_string(&r, "parent_region_id", true)?;
     if let Some(p) = &parent_region_id {
@@ -232,6 +233,14 @@ fn service_type(obj: &Value) -> ApiResult<Option<String>> {
     }
 }
 
+/// A service's `name`, if given: 1 to 255 characters (Keystone's schema).
+fn service_name_checked(obj: &Value) -> ApiResult<()> {
+    match short_string(obj, "name", false)? {
+        Some(n) if n.is_empty() => Err(bad("Invalid input for field 'name': '' is too short.")),
+        _ => Ok(()),
+    }
+}
+
 pub(super) async fn create_service(
     req: HttpRequest,
     st: web::Data<IdentityState>,
@@ -242,7 +251,7 @@ pub(super) async fn create_service(
     let obj = body_object(&body, "service")?;
     let s = Value::Object(obj.clone());
     let kind = service_type(&s)?.ok_or_else(|| bad("'type' is a required property."))?;
-    short_string(&s, "name", false)?;
+    service_name_checked(&s)?;
     let service = Service {
         id: store::new_id(),
         kind,
@@ -316,7 +325,7 @@ pub(super) async fn update_service(
     if let Some(kind) = service_type(&s)? {
         service.kind = kind;
     }
-    short_string(&s, "name", false)?;
+    service_name_checked(&s)?;
     if let Some(enabled) = bool_field(&s, "enabled")? {
         service.enabled = enabled;
     }
@@ -401,7 +410,15 @@ fn has_scheme(u: &str) -> bool {
 fn checked_url(obj: &Value) -> ApiResult<Option<String>> {
     match &obj["url"] {
         Value::Null if obj.get("url").is_none() => Ok(None),
-        Value::String(u) if u.len() <= 225 && has_scheme(u) => Ok(Some(u.clone())),
+        Value::String(u) if u.len() <= 225 && has_scheme(u) => {
+            if !crate::catalog::substitutions_known(u) {
+                return Err(bad(format!(
+                    "Invalid input for field 'url': {u} names a substitution that is not one of \
+                     $(public_url)s, $(project_id)s, $(tenant_id)s, $(user_id)s."
+                )));
+            }
+            Ok(Some(u.clone()))
+        }
         other => Err(bad(format!(
             "Invalid input for field 'url': {other} is not a valid URL."
         ))),
@@ -490,6 +507,13 @@ pub(super) async fn list_endpoints(
     let q = web::Query::<EndpointQuery>::from_query(req.query_string())
         .map(|q| q.into_inner())
         .unwrap_or_default();
+    if let Some(i) = &q.interface {
+        if !matches!(i.as_str(), "public" | "internal" | "admin") {
+            return Err(bad(format!(
+                "Invalid interface value: {i}. It must be one of admin, internal, public."
+            )));
+        }
+    }
     let base = v3_url(&req, &st.settings);
     let filter = EndpointFilter {
         service_id: q.service_id.as_deref(),

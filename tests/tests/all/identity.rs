@@ -1747,6 +1747,10 @@ async fn the_cli_administers_the_catalog() -> anyhow::Result<()> {
             json!({"endpoint": {"service_id": service_id, "interface": "public", "url": "no scheme"}}),
             "url",
         ),
+        (
+            json!({"endpoint": {"service_id": service_id, "interface": "public", "url": "https://x/$(domain_id)s"}}),
+            "url",
+        ),
     ] {
         let (status, body) = call(
             reqwest::Method::POST,
@@ -1796,6 +1800,14 @@ async fn the_cli_administers_the_catalog() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!(status, 403, "an endpoint's region: {body}");
+    let (status, _) = call(
+        reqwest::Method::GET,
+        "/endpoints?interface=side".into(),
+        &admin_token,
+        None,
+    )
+    .await?;
+    assert_eq!(status, 400, "an interface that is none");
     let (status, _) = call(reqwest::Method::GET, "/services".into(), &demo_token, None).await?;
     assert_eq!(status, 403, "services are the admin's and system readers'");
     let (status, _) = call(

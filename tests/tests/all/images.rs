@@ -1276,6 +1276,67 @@ async fn python_glanceclient_manages_metadata_definitions() -> anyhow::Result<()
         (200, &json!("hw_cpu_sockets"), &json!(1)),
         "{p}"
     );
+    let (status, _) = call(
+        Method::GET,
+        format!("{md}/Demo::CPU/properties/cpu_sockets?resource_type=OS::Glance::Image"),
+        &demo_token,
+        None,
+    )
+    .await?;
+    assert_eq!(status, 404, "without the resource type's prefix");
+    // The namespace for a resource type: its property names, its objects' too, prefixed.
+    let (_, shown) = call(
+        Method::GET,
+        format!("{md}/Demo::CPU?resource_type=OS::Glance::Image"),
+        &demo_token,
+        None,
+    )
+    .await?;
+    assert!(
+        shown["properties"].get("hw_cpu_sockets").is_some(),
+        "{shown}"
+    );
+    assert!(
+        shown["objects"][0]["properties"]
+            .get("hw_threads")
+            .is_some(),
+        "{shown}"
+    );
+    // A page's next link keeps the filter.
+    let (status, _) = call(
+        Method::POST,
+        md.clone(),
+        &admin_token,
+        Some(json!({"namespace": "Demo::Disk",
+        "visibility": "public", "resource_type_associations": [{"name": "OS::Glance::Image"}]})),
+    )
+    .await?;
+    assert_eq!(status, 201);
+    let (_, page) = call(
+        Method::GET,
+        format!("{md}?resource_types=OS::Glance::Image&limit=1&sort_key=namespace&sort_dir=asc"),
+        &demo_token,
+        None,
+    )
+    .await?;
+    assert_eq!(
+        page["namespaces"][0]["namespace"],
+        json!("Demo::CPU"),
+        "{page}"
+    );
+    let next = page["next"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        next.contains("resource_types=OS%3A%3AGlance%3A%3AImage")
+            && next.contains("marker=Demo%3A%3ACPU"),
+        "{page}"
+    );
+    let (_, page) = call(Method::GET, format!("{url}/image{next}"), &demo_token, None).await?;
+    assert_eq!(
+        page["namespaces"][0]["namespace"],
+        json!("Demo::Disk"),
+        "{page}"
+    );
+    assert!(page.get("next").is_none(), "{page}");
     // A member reads the public namespace but writes nothing.
     let (status, _) = call(Method::GET, format!("{md}/Demo::CPU"), &demo_token, None).await?;
     assert_eq!(status, 200);
@@ -1313,7 +1374,11 @@ async fn python_glanceclient_manages_metadata_definitions() -> anyhow::Result<()
         .flatten()
         .filter_map(|n| n["namespace"].as_str())
         .collect();
-    assert_eq!(names, vec!["Demo::CPU"], "{listed}");
+    assert_eq!(
+        names,
+        vec!["Demo::Disk", "Demo::CPU"],
+        "newest first: {listed}"
+    );
     // Bad input, each changing nothing.
     for (path, body, want) in [
         (md.clone(), json!({"namespace": "Demo::CPU"}), 409),
@@ -1346,6 +1411,16 @@ async fn python_glanceclient_manages_metadata_definitions() -> anyhow::Result<()
             format!("{md}/Demo::CPU/objects"),
             json!({"name": "Topology"}),
             409,
+        ),
+        (
+            format!("{md}/Demo::CPU/objects"),
+            json!({"name": "O", "properties": {"p": {"type": "string"}}}),
+            400,
+        ),
+        (
+            md.clone(),
+            json!({"namespace": "X", "tags": {"name": "t"}}),
+            400,
         ),
         (format!("{md}/Nowhere/objects"), json!({"name": "O"}), 404),
     ] {

@@ -808,6 +808,24 @@ async fn the_catalog_keeps_regions_services_and_endpoints(db: Db) -> anyhow::Res
         Some("https://c"),
         "the URL follows the configuration"
     );
+    // So does the region (a renamed `auth.region`).
+    assert!(cat::create_region(&db, &region("r4", None)).await?);
+    cat::ensure_endpoint(
+        &db,
+        &Endpoint {
+            region_id: Some("r4".into()),
+            ..endpoint("e2", "internal", "https://c")
+        },
+    )
+    .await?;
+    assert_eq!(
+        cat::endpoint(&db, "e2")
+            .await?
+            .and_then(|e| e.region_id)
+            .as_deref(),
+        Some("r4")
+    );
+    cat::ensure_endpoint(&db, &endpoint("e2", "internal", "https://c")).await?;
     let f = EndpointFilter {
         interface: Some("public"),
         ..Default::default()
@@ -831,10 +849,12 @@ async fn the_catalog_keeps_regions_services_and_endpoints(db: Db) -> anyhow::Res
         "gone with its service"
     );
     assert_eq!(cat::delete_region(&db, "r1").await?, RegionDelete::Deleted);
-    assert!(
-        cat::regions(&db, None).await?.is_empty(),
-        "the ones below it too"
-    );
+    let left: Vec<String> = cat::regions(&db, None)
+        .await?
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(left, vec!["r4".to_owned()], "the ones below it went too");
 
     use nova_db::identity::{self as id, Policy};
     id::create_policy(
