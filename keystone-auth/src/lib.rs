@@ -186,10 +186,17 @@ impl Identity {
                     remote: None,
                     identity_url,
                 };
+                // Credentials' blobs are sealed under a key beside the token keys (every API
+                // process shares the repository).
+                let credential_key = nova_core::secret::SealingKey::load_or_create(
+                    &settings.key_repository.join("credential.key"),
+                )
+                .map_err(|e| e.to_string())?;
                 let state = api::IdentityState {
                     db: db.clone(),
                     tokens,
                     settings: settings.clone(),
+                    credential_key,
                 };
                 Ok(Self {
                     authenticator: authenticator_data(authenticator),

@@ -279,6 +279,7 @@ pub async fn delete_project(db: &Db, id: &str) -> DbResult<bool> {
         sqlx::query("DELETE FROM role_assignments WHERE project_id = $1").bind(id).execute(&mut *c).await?;
         sqlx::query("DELETE FROM project_tags WHERE project_id = $1").bind(id).execute(&mut *c).await?;
         sqlx::query("DELETE FROM group_role_assignments WHERE project_id = $1").bind(id).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM credentials WHERE project_id = $1").bind(id).execute(&mut *c).await?;
         sqlx::query("DELETE FROM projects WHERE id = $1").bind(id).execute(&mut *c).await?.rows_affected()
     });
     tx.commit().await?;
@@ -374,6 +375,7 @@ pub async fn delete_user(db: &Db, id: &str) -> DbResult<bool> {
         sqlx::query("DELETE FROM role_assignments WHERE user_id = $1").bind(id).execute(&mut *c).await?;
         sqlx::query("DELETE FROM system_role_assignments WHERE user_id = $1").bind(id).execute(&mut *c).await?;
         sqlx::query("DELETE FROM group_members WHERE user_id = $1").bind(id).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM credentials WHERE user_id = $1").bind(id).execute(&mut *c).await?;
         sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&mut *c).await?.rows_affected()
     });
     tx.commit().await?;
@@ -824,5 +826,66 @@ pub async fn update_policy(db: &Db, x: &Policy) -> DbResult<bool> {
 
 pub async fn delete_policy(db: &Db, id: &str) -> DbResult<bool> {
     let n = on_pool!(db, p => sqlx::query("DELETE FROM policies WHERE id = $1").bind(id).execute(p).await?.rows_affected());
+    Ok(n == 1)
+}
+
+// Credentials (Keystone's; the blob sealed by the identity service before it is written).
+
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct Credential {
+    pub id: String,
+    pub user_id: String,
+    pub project_id: Option<String>,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub encrypted_blob: String,
+    pub extra: String,
+}
+
+const CREDENTIAL_COLUMNS: &str = "id, user_id, project_id, type, encrypted_blob, extra";
+
+/// Inserts a credential; false when its id is taken.
+pub async fn create_credential(db: &Db, c_: &Credential) -> DbResult<bool> {
+    let sql = format!(
+        "INSERT INTO credentials ({CREDENTIAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (id) DO NOTHING"
+    );
+    let n = on_pool!(db, p => sqlx::query(&sql)
+        .bind(&c_.id).bind(&c_.user_id).bind(&c_.project_id).bind(&c_.kind)
+        .bind(&c_.encrypted_blob).bind(&c_.extra)
+        .execute(p).await?.rows_affected());
+    Ok(n == 1)
+}
+
+pub async fn credential(db: &Db, id: &str) -> DbResult<Option<Credential>> {
+    let sql = format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE id = $1");
+    Ok(on_pool!(db, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await?))
+}
+
+pub async fn credentials(
+    db: &Db,
+    user_id: Option<&str>,
+    kind: Option<&str>,
+) -> DbResult<Vec<Credential>> {
+    let sql = format!(
+        "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE ($1 IS NULL OR user_id = $1) \
+         AND ($2 IS NULL OR type = $2) ORDER BY id"
+    );
+    Ok(on_pool!(db, p => sqlx::query_as(&sql).bind(user_id).bind(kind).fetch_all(p).await?))
+}
+
+pub async fn update_credential(db: &Db, c_: &Credential) -> DbResult<bool> {
+    let n = on_pool!(db, p => sqlx::query(
+        "UPDATE credentials SET user_id = $2, project_id = $3, type = $4, encrypted_blob = $5, \
+         extra = $6 WHERE id = $1",
+    )
+    .bind(&c_.id).bind(&c_.user_id).bind(&c_.project_id).bind(&c_.kind)
+    .bind(&c_.encrypted_blob).bind(&c_.extra)
+    .execute(p).await?.rows_affected());
+    Ok(n == 1)
+}
+
+pub async fn delete_credential(db: &Db, id: &str) -> DbResult<bool> {
+    let n = on_pool!(db, p => sqlx::query("DELETE FROM credentials WHERE id = $1").bind(id).execute(p).await?.rows_affected());
     Ok(n == 1)
 }

@@ -1,12 +1,13 @@
 //! The identity API (a Keystone v3 subset) that the `openstack` CLI and keystoneauth use,
 //! mounted under `/identity`: discovery here, then [`auth`] (tokens, catalog), [`catalog`]
-//! (regions, services, endpoints), [`policies`], [`domains`],
+//! (regions, services, endpoints), [`credentials`], [`policies`], [`domains`],
 //! [`projects`] (and their tags), [`users`], [`groups`], [`roles`] and [`grants`] (role
 //! assignments of users and groups on projects, domains and the system). Errors leave in
 //! Keystone's body (`{"error": {"code", "title", "message"}}`).
 
 mod auth;
 mod catalog;
+mod credentials;
 mod domains;
 mod grants;
 mod groups;
@@ -31,6 +32,8 @@ pub struct IdentityState {
     pub db: Db,
     pub tokens: Arc<TokenService>,
     pub settings: AuthSettings,
+    /// Seals credentials' blobs (`credentials`).
+    pub credential_key: nova_core::secret::SealingKey,
 }
 
 impl IdentityState {
@@ -494,6 +497,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(catalog::show_endpoint))
                     .route(web::patch().to(catalog::update_endpoint))
                     .route(web::delete().to(catalog::delete_endpoint)),
+            )
+            .service(
+                web::resource("/v3/credentials")
+                    .route(web::get().to(credentials::list_credentials))
+                    .route(web::post().to(credentials::create_credential)),
+            )
+            .service(
+                web::resource("/v3/credentials/{id}")
+                    .route(web::get().to(credentials::show_credential))
+                    .route(web::patch().to(credentials::update_credential))
+                    .route(web::delete().to(credentials::delete_credential)),
             )
             .service(
                 web::resource("/v3/policies")

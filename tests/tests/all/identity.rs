@@ -1909,3 +1909,185 @@ async fn the_cli_administers_the_catalog() -> anyhow::Result<()> {
     assert_eq!(status, 404);
     Ok(())
 }
+
+/// Keystone's credentials through the `openstack` CLI: a member's EC2 key made, listed, shown
+/// and changed (its id the SHA-256 of its access key), its blob sealed in the database (the
+/// secret nowhere in the row); another member sees none of it and changes nothing; an admin
+/// reads it; Keystone's refusals; gone with its user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_keeps_credentials_sealed() -> anyhow::Result<()> {
+    use e2e::stack::Stack;
+    use sha2::Digest;
+    let stack = start().await?;
+    let url = stack.api_url().to_owned();
+    let v3 = format!("{url}/identity/v3");
+    let blob = r#"{"access": "AKIA-demo", "secret": "very-secret-value"}"#;
+    // A member names itself and its project by id: listing users or projects by name is an
+    // admin's (as in Keystone).
+    let demo_user = cli_json(&stack, "admin", &["user", "show", "demo"]).await?["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let demo_project = cli_json(&stack, "admin", &["project", "show", "demo"]).await?["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let made = cli_json(
+        &stack,
+        "demo",
+        &[
+            "credential",
+            "create",
+            "--type",
+            "ec2",
+            "--project",
+            &demo_project,
+            &demo_user,
+            blob,
+        ],
+    )
+    .await?;
+    let id = made["id"].as_str().unwrap_or_default().to_owned();
+    let expected_id: String = sha2::Sha256::digest(b"AKIA-demo")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(id, expected_id, "{made}");
+    assert_eq!(made["blob"], json!(blob), "{made}");
+    let stored: (String,) = match stack.db() {
+        nova_db::Db::Sqlite(p) => {
+            sqlx::query_as("SELECT encrypted_blob FROM credentials WHERE id = $1")
+                .bind(&id)
+                .fetch_one(p)
+                .await?
+        }
+        nova_db::Db::Pg(_) => anyhow::bail!("the all-in-one is SQLite"),
+    };
+    assert!(
+        stored.0.starts_with("v1:") && !stored.0.contains("very-secret"),
+        "sealed: {}",
+        stored.0
+    );
+    let listed = cli_json(&stack, "demo", &["credential", "list"]).await?;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let blob2 = r#"{"access": "AKIA-demo", "secret": "rotated"}"#;
+    cli(
+        &stack,
+        "demo",
+        &[
+            "credential",
+            "set",
+            "--user",
+            &demo_user,
+            "--type",
+            "ec2",
+            "--data",
+            blob2,
+            "--project",
+            &demo_project,
+            &id,
+        ],
+    )
+    .await?;
+    let shown = cli_json(&stack, "admin", &["credential", "show", &id]).await?;
+    assert_eq!(shown["blob"], json!(blob2), "an admin reads it: {shown}");
+
+    // Another user: nothing listed, nothing read or changed.
+    cli(
+        &stack,
+        "admin",
+        &[
+            "user",
+            "create",
+            "--domain",
+            "default",
+            "--password",
+            "pw-2",
+            "bob",
+        ],
+    )
+    .await?;
+    cli(
+        &stack,
+        "admin",
+        &[
+            "role",
+            "add",
+            "--project",
+            "demo",
+            "--user",
+            "bob",
+            "member",
+        ],
+    )
+    .await?;
+    let bob = token(&url, "bob", "pw-2", "demo").await?;
+    let http = reqwest::Client::new();
+    let body: Value = http
+        .get(format!("{v3}/credentials"))
+        .header("X-Auth-Token", &bob)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(body["credentials"], json!([]), "{body}");
+    for req in [
+        http.get(format!("{v3}/credentials/{id}")),
+        http.delete(format!("{v3}/credentials/{id}")),
+        http.patch(format!("{v3}/credentials/{id}"))
+            .json(&json!({"credential": {"blob": "{}"}})),
+    ] {
+        let status = req
+            .header("X-Auth-Token", &bob)
+            .send()
+            .await?
+            .status()
+            .as_u16();
+        assert_eq!(status, 403);
+    }
+    let bob_id = cli_json(&stack, "admin", &["user", "show", "bob"]).await?["id"].clone();
+    let demo_id = cli_json(&stack, "admin", &["user", "show", "demo"]).await?["id"].clone();
+    let demo_token = token(&url, "demo", DEMO_PASSWORD, "demo").await?;
+    for (body, want) in [
+        (
+            json!({"credential": {"type": "ec2", "user_id": demo_id, "blob": "{\"access\": \"x\"}"}}),
+            400,
+        ),
+        (
+            json!({"credential": {"type": "ec2", "user_id": demo_id, "project_id": "x", "blob": "not json"}}),
+            404,
+        ),
+        (
+            json!({"credential": {"type": "totp", "user_id": demo_id}}),
+            400,
+        ),
+        (
+            json!({"credential": {"type": "totp", "user_id": bob_id, "blob": "b"}}),
+            403,
+        ),
+        (
+            json!({"credential": {"type": "ec2", "user_id": demo_id, "project_id": made["project_id"], "blob": blob}}),
+            409,
+        ),
+    ] {
+        let res = http
+            .post(format!("{v3}/credentials"))
+            .header("X-Auth-Token", &demo_token)
+            .json(&body)
+            .send()
+            .await?;
+        assert_eq!(res.status().as_u16(), want, "{body}");
+    }
+    let listed = cli_json(&stack, "admin", &["credential", "list"]).await?;
+    assert_eq!(
+        listed.as_array().map(Vec::len),
+        Some(1),
+        "nothing made: {listed}"
+    );
+
+    // A user's credentials go with the user.
+    cli(&stack, "admin", &["user", "delete", "demo"]).await?;
+    let listed = cli_json(&stack, "admin", &["credential", "list"]).await?;
+    assert_eq!(listed, json!([]), "{listed}");
+    Ok(())
+}
