@@ -63,6 +63,7 @@ async fn project(db: &Db, name: &str) -> Result<String, DbError> {
         domain_id: DEFAULT_DOMAIN_ID.into(),
         description: format!("Bootstrap project {name}"),
         enabled: true,
+        parent_id: None,
     };
     store::create_project(db, &p).await?;
     Ok(p.id)

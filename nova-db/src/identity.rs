@@ -19,6 +19,8 @@ pub struct Project {
     pub domain_id: String,
     pub description: String,
     pub enabled: bool,
+    /// The parent project; `None`: the project is top-level, its parent its domain.
+    pub parent_id: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
@@ -164,12 +166,13 @@ pub async fn domains(db: &Db) -> DbResult<Vec<Domain>> {
 
 // Projects.
 
-const PROJECT_COLUMNS: &str = "id, name, domain_id, description, enabled";
+const PROJECT_COLUMNS: &str = "id, name, domain_id, description, enabled, parent_id";
 
 pub async fn create_project(db: &Db, p_: &Project) -> DbResult<()> {
     on_pool!(db, p => {
-        sqlx::query("INSERT INTO projects (id, name, domain_id, description, enabled, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+        sqlx::query("INSERT INTO projects (id, name, domain_id, description, enabled, created_at, parent_id) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(&p_.id).bind(&p_.name).bind(&p_.domain_id).bind(&p_.description).bind(p_.enabled).bind(now_ms())
+            .bind(&p_.parent_id)
             .execute(p).await?;
     });
     Ok(())

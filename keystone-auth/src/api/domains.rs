@@ -75,20 +75,26 @@ pub(super) async fn create_domain(
     require_admin(&req, &st, "identity:create_domain")?;
     let body = json_body(&raw)?;
     let d = Value::Object(body_object(&body, "domain")?.clone());
-    let name = string_field(&d, "name")?.ok_or_else(|| bad("'name' is a required property."))?;
+    let domain = create(&st, &d).await?;
+    Ok(HttpResponse::Created()
+        .json(json!({"domain": domain_view(&domain, &v3_url(&req, &st.settings))})))
+}
+
+/// Creates a domain from a request's object (a domain's, or an `is_domain` project's).
+pub(super) async fn create(st: &IdentityState, d: &Value) -> ApiResult<Domain> {
+    let name = string_field(d, "name")?.ok_or_else(|| bad("'name' is a required property."))?;
     let domain = Domain {
         id: store::new_id(),
         name: checked_name(name, NAME_MAX)?,
-        description: string_field(&d, "description")?
+        description: string_field(d, "description")?
             .unwrap_or_default()
             .to_owned(),
-        enabled: bool_field(&d, "enabled")?.unwrap_or(true),
+        enabled: bool_field(d, "enabled")?.unwrap_or(true),
     };
     store::create_domain(&st.db, &domain)
         .await
         .map_err(conflict_or_internal)?;
-    Ok(HttpResponse::Created()
-        .json(json!({"domain": domain_view(&domain, &v3_url(&req, &st.settings))})))
+    Ok(domain)
 }
 
 pub(super) async fn update_domain(
@@ -106,30 +112,37 @@ pub(super) async fn update_domain(
     {
         return Err(bad("Cannot change the ID of a domain."));
     }
-    let mut d = store::domain(&st.db, &id)
+    let d = update(&st, &id, &patch).await?;
+    Ok(HttpResponse::Ok().json(json!({"domain": domain_view(&d, &v3_url(&req, &st.settings))})))
+}
+
+/// Applies a request's changes (name, description, enabled) to a domain; a disabled domain's
+/// tokens end.
+pub(super) async fn update(st: &IdentityState, id: &str, patch: &Value) -> ApiResult<Domain> {
+    let mut d = store::domain(&st.db, id)
         .await?
-        .ok_or_else(|| not_found(&id))?;
-    if let Some(n) = string_field(&patch, "name")? {
+        .ok_or_else(|| not_found(id))?;
+    if let Some(n) = string_field(patch, "name")? {
         d.name = checked_name(n, NAME_MAX)?;
     }
-    if let Some(desc) = string_field(&patch, "description")? {
+    if let Some(desc) = string_field(patch, "description")? {
         d.description = desc.to_owned();
     }
-    if let Some(e) = bool_field(&patch, "enabled")? {
+    if let Some(e) = bool_field(patch, "enabled")? {
         d.enabled = e;
     }
     if !store::update_domain(&st.db, &d)
         .await
         .map_err(conflict_or_internal)?
     {
-        return Err(not_found(&id));
+        return Err(not_found(id));
     }
     // Whenever the result is disabled (not only on the change): a revocation that failed
     // before is made by sending the same update again.
     if !d.enabled {
-        end_tokens_of_domain(&st, &d.id).await?;
+        end_tokens_of_domain(st, &d.id).await?;
     }
-    Ok(HttpResponse::Ok().json(json!({"domain": domain_view(&d, &v3_url(&req, &st.settings))})))
+    Ok(d)
 }
 
 pub(super) async fn delete_domain(
@@ -138,9 +151,15 @@ pub(super) async fn delete_domain(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     require_admin(&req, &st, "identity:delete_domain")?;
-    let d = store::domain(&st.db, &id)
+    remove(&st, &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Deletes a disabled domain with everything in it.
+pub(super) async fn remove(st: &IdentityState, id: &str) -> ApiResult<()> {
+    let d = store::domain(&st.db, id)
         .await?
-        .ok_or_else(|| not_found(&id))?;
+        .ok_or_else(|| not_found(id))?;
     // Keystone's guard against deleting a domain in use by mistake.
     if d.enabled {
         return Err(ApiError::Forbidden(
@@ -148,11 +167,11 @@ pub(super) async fn delete_domain(
         ));
     }
     // Its tokens ended when it was disabled; ended again here, in case that failed.
-    end_tokens_of_domain(&st, &id).await?;
-    if !store::delete_domain(&st.db, &id).await? {
-        return Err(not_found(&id));
+    end_tokens_of_domain(st, id).await?;
+    if !store::delete_domain(&st.db, id).await? {
+        return Err(not_found(id));
     }
-    Ok(HttpResponse::NoContent().finish())
+    Ok(())
 }
 
 /// Ends every token scoped to the domain or to one of its projects, and every token of its

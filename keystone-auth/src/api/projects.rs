@@ -1,5 +1,7 @@
-//! Projects and their tags. Projects are flat: each one's parent is its domain (nested projects
-//! and projects acting as domains are refused at create, not ignored).
+//! Projects and their tags, in Keystone's hierarchy: a project's parent is another project of
+//! its domain, or (top-level) the domain, at most [`MAX_DEPTH`] deep. A project with children
+//! is not deleted, a parent with enabled children not disabled, a child of a disabled parent
+//! not enabled. A project acting as a domain (`is_domain`) is a domain, shown as a project.
 
 use super::*;
 
@@ -13,11 +15,63 @@ const NAME_MAX: usize = 64;
 /// Keystone's bound on a project's tags.
 const TAGS_MAX: usize = 80;
 
+/// Keystone's `max_project_tree_depth`: a project at most this many levels below its domain.
+const MAX_DEPTH: usize = 5;
+
+/// `id` and its ancestors, nearest first (the project itself first).
+async fn lineage(db: &Db, id: &str) -> ApiResult<Vec<Project>> {
+    let mut out: Vec<Project> = Vec::new();
+    let mut at = Some(id.to_owned());
+    while let Some(next) = at {
+        if out.iter().any(|p| p.id == next) || out.len() > MAX_DEPTH * 4 {
+            break;
+        }
+        match store::project(db, &next).await? {
+            Some(p) => {
+                at = p.parent_id.clone();
+                out.push(p);
+            }
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+/// The projects below `id`, each with its parent (breadth first).
+async fn descendants(db: &Db, p: &Project) -> ApiResult<Vec<Project>> {
+    let all = store::projects(db, None, Some(&p.domain_id)).await?;
+    let mut out: Vec<Project> = Vec::new();
+    let mut frontier = vec![p.id.clone()];
+    while let Some(parent) = frontier.pop() {
+        for child in all
+            .iter()
+            .filter(|c| c.parent_id.as_deref() == Some(&parent))
+        {
+            if !out.iter().any(|o| o.id == child.id) {
+                frontier.push(child.id.clone());
+                out.push(child.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
 pub(super) fn project_view(p: &Project, tags: &[String], base: &str) -> Value {
     json!({
         "id": p.id, "name": p.name, "domain_id": p.domain_id, "description": p.description,
-        "enabled": p.enabled, "is_domain": false, "parent_id": p.domain_id, "tags": tags,
+        "enabled": p.enabled, "is_domain": false,
+        "parent_id": p.parent_id.as_deref().unwrap_or(&p.domain_id), "tags": tags,
         "options": {}, "links": {"self": format!("{base}/projects/{}", p.id)},
+    })
+}
+
+/// A domain shown as the project it is in Keystone's model (`is_domain`: a project acting as a
+/// domain, with no domain and no parent of its own).
+fn domain_as_project(d: &nova_db::identity::Domain, base: &str) -> Value {
+    json!({
+        "id": d.id, "name": d.name, "domain_id": null, "description": d.description,
+        "enabled": d.enabled, "is_domain": true, "parent_id": null, "tags": [],
+        "options": {}, "links": {"self": format!("{base}/projects/{}", d.id)},
     })
 }
 
@@ -79,6 +133,11 @@ fn checked_tags(v: &Value) -> ApiResult<Vec<String>> {
     Ok(tags)
 }
 
+/// A request's project name, for messages.
+fn name_of(p: &Value) -> String {
+    p["name"].as_str().unwrap_or_default().to_owned()
+}
+
 pub(super) async fn create_project(
     req: HttpRequest,
     st: web::Data<IdentityState>,
@@ -87,24 +146,61 @@ pub(super) async fn create_project(
     require_admin(&req, &st, "identity:create_project")?;
     let body = json_body(&raw)?;
     let p = Value::Object(body_object(&body, "project")?.clone());
-    let domain_id = string_field(&p, "domain_id")?
-        .unwrap_or(store::DEFAULT_DOMAIN_ID)
-        .to_owned();
+    if bool_field(&p, "is_domain")? == Some(true) {
+        // A project acting as a domain is a domain (the domains' table holds it).
+        if string_field(&p, "domain_id")?.is_some() || string_field(&p, "parent_id")?.is_some() {
+            return Err(bad(
+                "A project acting as a domain has no domain_id and no parent_id.",
+            ));
+        }
+        let d = super::domains::create(&st, &p).await?;
+        let base = v3_url(&req, &st.settings);
+        return Ok(HttpResponse::Created().json(json!({"project": domain_as_project(&d, &base)})));
+    }
+    let domain_given = string_field(&p, "domain_id")?.map(str::to_owned);
+    let enabled = bool_field(&p, "enabled")?.unwrap_or(true);
+    // The parent: a project of the same domain (nested), or the domain itself (top-level).
+    let (domain_id, parent_id) = match string_field(&p, "parent_id")? {
+        None => (
+            domain_given.unwrap_or_else(|| store::DEFAULT_DOMAIN_ID.to_owned()),
+            None,
+        ),
+        Some(parent) => match store::project(&st.db, parent).await? {
+            Some(pp) => {
+                if domain_given.as_ref().is_some_and(|d| *d != pp.domain_id) {
+                    return Err(bad(format!(
+                        "Cannot create a project in domain {} under a parent of domain {}.",
+                        domain_given.unwrap_or_default(),
+                        pp.domain_id
+                    )));
+                }
+                if lineage(&st.db, &pp.id).await?.len() + 1 > MAX_DEPTH {
+                    return Err(ApiError::Forbidden(format!(
+                        "Max hierarchy depth reached for {} branch.",
+                        pp.id
+                    )));
+                }
+                if enabled && lineage(&st.db, &pp.id).await?.iter().any(|a| !a.enabled) {
+                    return Err(ApiError::Forbidden(format!(
+                        "Cannot enable project {} since it has disabled parents",
+                        name_of(&p)
+                    )));
+                }
+                (pp.domain_id, Some(pp.id))
+            }
+            None => {
+                let domain = domain_given.unwrap_or_else(|| parent.to_owned());
+                if domain != parent {
+                    return Err(not_found(parent));
+                }
+                (domain, None)
+            }
+        },
+    };
     if store::domain(&st.db, &domain_id).await?.is_none() {
         return Err(ApiError::NotFound(format!(
             "Could not find domain: {domain_id}."
         )));
-    }
-    if string_field(&p, "parent_id")?.is_some_and(|parent| parent != domain_id) {
-        return Err(bad(
-            "Projects nested under other projects are not supported by this deployment: \
-             a project's parent is its domain.",
-        ));
-    }
-    if bool_field(&p, "is_domain")? == Some(true) {
-        return Err(bad(
-            "Projects acting as domains are not supported by this deployment.",
-        ));
     }
     let name = string_field(&p, "name")?.ok_or_else(|| bad("'name' is a required property."))?;
     let tags = match p.get("tags") {
@@ -118,7 +214,8 @@ pub(super) async fn create_project(
         description: string_field(&p, "description")?
             .unwrap_or_default()
             .to_owned(),
-        enabled: bool_field(&p, "enabled")?.unwrap_or(true),
+        enabled,
+        parent_id,
     };
     store::create_project(&st.db, &project)
         .await
@@ -157,6 +254,12 @@ impl TagFilter {
     }
 }
 
+#[derive(serde::Deserialize, Default)]
+struct ParentFilter {
+    parent_id: Option<String>,
+    is_domain: Option<String>,
+}
+
 pub(super) async fn list_projects(
     req: HttpRequest,
     st: web::Data<IdentityState>,
@@ -169,8 +272,32 @@ pub(super) async fn list_projects(
     let domain = domain_limit(&c, f.domain_id.clone(), "identity:list_projects")?;
     let base = v3_url(&req, &st.settings);
     let enabled = f.enabled();
+    let parent = web::Query::<ParentFilter>::from_query(req.query_string())
+        .map(|q| q.into_inner().parent_id)
+        .unwrap_or_default();
+    let is_domain = web::Query::<ParentFilter>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.into_inner().is_domain)
+        .is_some_and(|v| !(v == "0" || v.eq_ignore_ascii_case("false")));
+    if is_domain {
+        // Projects acting as domains: the domains (a cloud reader's list).
+        if !cloud_reader(&c) {
+            return Err(KEYSTONE.denied("identity:list_projects"));
+        }
+        let items = store::domains(&st.db)
+            .await?
+            .iter()
+            .filter(|d| f.name.as_ref().is_none_or(|n| *n == d.name))
+            .filter(|d| enabled.is_none_or(|e| e == d.enabled))
+            .map(|d| domain_as_project(d, &base))
+            .collect();
+        return Ok(collection("projects", items, format!("{base}/projects")));
+    }
     let mut projects = store::projects(&st.db, f.name.as_deref(), domain.as_deref()).await?;
     projects.retain(|p| enabled.is_none_or(|e| e == p.enabled));
+    if let Some(parent) = &parent {
+        projects.retain(|p| p.parent_id.as_deref().unwrap_or(&p.domain_id) == parent);
+    }
     let items = project_views(&st.db, &projects, &base)
         .await?
         .into_iter()
@@ -203,14 +330,110 @@ async fn readable_project(
     p.ok_or_else(|| not_found(id))
 }
 
+/// The domain `id` names when it is no project, for a cloud reader (a project acting as a
+/// domain).
+async fn acting_domain(
+    req: &HttpRequest,
+    st: &IdentityState,
+    id: &str,
+) -> ApiResult<Option<nova_db::identity::Domain>> {
+    if store::project(&st.db, id).await?.is_some() || !cloud_reader(&caller(req, st)?) {
+        return Ok(None);
+    }
+    Ok(store::domain(&st.db, id).await?)
+}
+
+/// Of `projects`, those the caller may see: all for a cloud reader, else those the caller
+/// holds a role on (Keystone's filter of the hierarchy's lists).
+async fn visible_projects(
+    req: &HttpRequest,
+    st: &IdentityState,
+    projects: Vec<Project>,
+) -> ApiResult<Vec<Project>> {
+    let c = caller(req, st)?;
+    if cloud_reader(&c) {
+        return Ok(projects);
+    }
+    let mine = store::projects_of_user(&st.db, &c.sub).await?;
+    Ok(projects
+        .into_iter()
+        .filter(|p| mine.iter().any(|m| m.id == p.id))
+        .collect())
+}
+
 pub(super) async fn show_project(
     req: HttpRequest,
     st: web::Data<IdentityState>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let p = readable_project(&req, &st, &id, "identity:get_project").await?;
     let base = v3_url(&req, &st.settings);
-    Ok(HttpResponse::Ok().json(json!({"project": one_view(&st.db, &p, &base).await?})))
+    if let Some(d) = acting_domain(&req, &st, &id).await? {
+        return Ok(HttpResponse::Ok().json(json!({"project": domain_as_project(&d, &base)})));
+    }
+    let p = readable_project(&req, &st, &id, "identity:get_project").await?;
+    let mut view = one_view(&st.db, &p, &base).await?;
+    // Keystone's views of the hierarchy: `?parents_as_ids` / `?subtree_as_ids` (nested maps
+    // of ids), `?parents_as_list` / `?subtree_as_list` (the projects the caller may see).
+    let flags: Vec<String> = req
+        .query_string()
+        .split('&')
+        .map(|kv| kv.split('=').next().unwrap_or_default().to_owned())
+        .collect();
+    let has = |f: &str| flags.iter().any(|x| x == f);
+    for (list, ids) in [
+        ("parents_as_list", "parents_as_ids"),
+        ("subtree_as_list", "subtree_as_ids"),
+    ] {
+        if has(list) && has(ids) {
+            return Err(bad(format!(
+                "Cannot use {list} and {ids} query params at the same time."
+            )));
+        }
+    }
+    if has("parents_as_ids") || has("parents_as_list") {
+        let parents: Vec<Project> = lineage(&st.db, &p.id).await?.into_iter().skip(1).collect();
+        if has("parents_as_ids") {
+            // Nearest first, each holding the next; the domain at the top.
+            let mut ids = json!({p.domain_id.clone(): null});
+            for parent in parents.iter().rev() {
+                ids = json!({parent.id.clone(): ids});
+            }
+            view["parents"] = ids;
+        } else {
+            let visible = visible_projects(&req, &st, parents).await?;
+            view["parents"] = json!(project_views(&st.db, &visible, &base)
+                .await?
+                .into_iter()
+                .map(|v| json!({"project": v}))
+                .collect::<Vec<_>>());
+        }
+    }
+    if has("subtree_as_ids") || has("subtree_as_list") {
+        let below = descendants(&st.db, &p).await?;
+        if has("subtree_as_ids") {
+            fn tree(of: &str, all: &[Project]) -> Value {
+                let children: serde_json::Map<String, Value> = all
+                    .iter()
+                    .filter(|c| c.parent_id.as_deref() == Some(of))
+                    .map(|c| (c.id.clone(), tree(&c.id, all)))
+                    .collect();
+                if children.is_empty() {
+                    Value::Null
+                } else {
+                    Value::Object(children)
+                }
+            }
+            view["subtree"] = tree(&p.id, &below);
+        } else {
+            let visible = visible_projects(&req, &st, below).await?;
+            view["subtree"] = json!(project_views(&st.db, &visible, &base)
+                .await?
+                .into_iter()
+                .map(|v| json!({"project": v}))
+                .collect::<Vec<_>>());
+        }
+    }
+    Ok(HttpResponse::Ok().json(json!({ "project": view })))
 }
 
 pub(super) async fn update_project(
@@ -222,6 +445,11 @@ pub(super) async fn update_project(
     require_admin(&req, &st, "identity:update_project")?;
     let body = json_body(&raw)?;
     let patch = Value::Object(body_object(&body, "project")?.clone());
+    if acting_domain(&req, &st, &id).await?.is_some() {
+        let d = super::domains::update(&st, &id, &patch).await?;
+        let base = v3_url(&req, &st.settings);
+        return Ok(HttpResponse::Ok().json(json!({"project": domain_as_project(&d, &base)})));
+    }
     let mut p = store::project(&st.db, &id)
         .await?
         .ok_or_else(|| not_found(&id))?;
@@ -229,8 +457,10 @@ pub(super) async fn update_project(
     if string_field(&patch, "domain_id")?.is_some_and(|d| d != p.domain_id) {
         return Err(bad("Cannot change Domain ID."));
     }
-    if string_field(&patch, "parent_id")?.is_some_and(|d| d != p.domain_id) {
-        return Err(bad("Cannot change the parent of a project."));
+    if string_field(&patch, "parent_id")?
+        .is_some_and(|d| d != p.parent_id.as_deref().unwrap_or(&p.domain_id))
+    {
+        return Err(bad("Update of `parent_id` is not allowed."));
     }
     if bool_field(&patch, "is_domain")? == Some(true) {
         return Err(bad("Cannot change is_domain of a project."));
@@ -242,6 +472,25 @@ pub(super) async fn update_project(
         p.description = d.to_owned();
     }
     if let Some(e) = bool_field(&patch, "enabled")? {
+        // The hierarchy stays consistent: no enabled project under a disabled one.
+        if e && !p.enabled
+            && lineage(&st.db, &p.id)
+                .await?
+                .iter()
+                .skip(1)
+                .any(|a| !a.enabled)
+        {
+            return Err(ApiError::Forbidden(format!(
+                "Cannot enable project {} since it has disabled parents",
+                p.id
+            )));
+        }
+        if !e && descendants(&st.db, &p).await?.iter().any(|d| d.enabled) {
+            return Err(ApiError::Forbidden(format!(
+                "Cannot disable project {} since its subtree contains enabled projects.",
+                p.id
+            )));
+        }
         p.enabled = e;
     }
     let tags = match patch.get("tags") {
@@ -272,6 +521,18 @@ pub(super) async fn delete_project(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     require_admin(&req, &st, "identity:delete_project")?;
+    if acting_domain(&req, &st, &id).await?.is_some() {
+        super::domains::remove(&st, &id).await?;
+        return Ok(HttpResponse::NoContent().finish());
+    }
+    if let Some(p) = store::project(&st.db, &id).await? {
+        if !descendants(&st.db, &p).await?.is_empty() {
+            return Err(ApiError::Forbidden(format!(
+                "Cannot delete the project {id} since it is not a leaf in the hierarchy. Use the \
+                 cascade option if you want to delete a whole subtree."
+            )));
+        }
+    }
     if !store::delete_project(&st.db, &id).await? {
         return Err(not_found(&id));
     }

@@ -2091,3 +2091,211 @@ async fn the_cli_keeps_credentials_sealed() -> anyhow::Result<()> {
     assert_eq!(listed, json!([]), "{listed}");
     Ok(())
 }
+
+/// Keystone's project hierarchy through the `openstack` CLI: projects under projects (the
+/// parent shown, `--parents` and `--children`, a listing by parent), and its rules — no delete
+/// of a project with children, no disabled parent over enabled children, no enabled child
+/// under a disabled parent, at most five levels, a parent of the same domain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_nests_projects() -> anyhow::Result<()> {
+    let stack = start().await?;
+    let url = e2e::stack::Stack::api_url(&stack).to_owned();
+    let v3 = format!("{url}/identity/v3");
+    let admin = |args: Vec<&str>| {
+        let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+        let stack = &stack;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            cli_json(stack, "admin", &args).await
+        }
+    };
+    let root = admin(vec![
+        "project",
+        "create",
+        "--domain",
+        "default",
+        "tree-root",
+    ])
+    .await?;
+    assert_eq!(root["parent_id"], json!("default"), "top-level: {root}");
+    let root_id = root["id"].as_str().unwrap_or_default().to_owned();
+    let child = admin(vec![
+        "project",
+        "create",
+        "--parent",
+        "tree-root",
+        "tree-child",
+    ])
+    .await?;
+    assert_eq!(child["parent_id"], json!(root_id), "{child}");
+    assert_eq!(
+        child["domain_id"],
+        json!("default"),
+        "the parent's domain: {child}"
+    );
+    let child_id = child["id"].as_str().unwrap_or_default().to_owned();
+    let grand = admin(vec![
+        "project",
+        "create",
+        "--parent",
+        &child_id,
+        "tree-grandchild",
+    ])
+    .await?;
+    let grand_id = grand["id"].as_str().unwrap_or_default().to_owned();
+    let shown = admin(vec![
+        "project",
+        "show",
+        "--parents",
+        "--children",
+        &child_id,
+    ])
+    .await?;
+    let text = shown.to_string();
+    assert!(
+        text.contains(&root_id) && text.contains(&grand_id),
+        "{shown}"
+    );
+
+    let admin_token = token(&url, "admin", ADMIN_PASSWORD, "admin").await?;
+    let http = reqwest::Client::new();
+    let body: Value = http
+        .get(format!("{v3}/projects?parent_id={root_id}"))
+        .header("X-Auth-Token", &admin_token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let names: Vec<&str> = body["projects"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, vec!["tree-child"], "{body}");
+    let body: Value = http
+        .get(format!("{v3}/projects/{grand_id}?parents_as_ids"))
+        .header("X-Auth-Token", &admin_token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        body["project"]["parents"],
+        json!({child_id.clone(): {root_id.clone(): {"default": null}}}),
+        "{body}"
+    );
+
+    // The hierarchy's rules, each refusing and changing nothing.
+    assert!(cli(&stack, "admin", &["project", "delete", "tree-root"])
+        .await
+        .is_err());
+    assert!(
+        cli(&stack, "admin", &["project", "set", "--disable", &child_id])
+            .await
+            .is_err()
+    );
+    cli(&stack, "admin", &["project", "set", "--disable", &grand_id]).await?;
+    cli(&stack, "admin", &["project", "set", "--disable", &child_id]).await?;
+    assert!(
+        cli(&stack, "admin", &["project", "set", "--enable", &grand_id])
+            .await
+            .is_err()
+    );
+    let post = |body: Value| {
+        let req = http
+            .post(format!("{v3}/projects"))
+            .header("X-Auth-Token", &admin_token)
+            .json(&body);
+        async move { anyhow::Ok(req.send().await?.status().as_u16()) }
+    };
+    assert_eq!(
+        post(json!({"project": {"name": "under-disabled", "parent_id": child_id}})).await?,
+        403,
+        "an enabled project under a disabled one"
+    );
+    cli(&stack, "admin", &["domain", "create", "other"]).await?;
+    assert_eq!(
+        post(json!({"project": {"name": "x", "parent_id": root_id, "domain_id": "other"}})).await?,
+        400,
+        "a parent of another domain"
+    );
+    let mut parent = root_id.clone();
+    for depth in 2..=5 {
+        let made = admin(vec![
+            "project",
+            "create",
+            "--parent",
+            &parent,
+            &format!("deep-{depth}"),
+        ])
+        .await?;
+        parent = made["id"].as_str().unwrap_or_default().to_owned();
+    }
+    assert_eq!(
+        post(json!({"project": {"name": "deep-6", "parent_id": parent}})).await?,
+        403,
+        "more than five levels"
+    );
+    // Leaves first, the root last.
+    cli(&stack, "admin", &["project", "delete", &grand_id]).await?;
+    cli(&stack, "admin", &["project", "delete", &child_id]).await?;
+
+    // A project acting as a domain is a domain, listed, changed and deleted as a project too.
+    let res = http
+        .post(format!("{v3}/projects"))
+        .header("X-Auth-Token", &admin_token)
+        .json(&json!({"project": {"name": "acting", "is_domain": true}}))
+        .send()
+        .await?;
+    assert_eq!(res.status().as_u16(), 201);
+    let made: Value = res.json().await?;
+    let acting = made["project"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        (&made["project"]["is_domain"], &made["project"]["domain_id"]),
+        (&json!(true), &Value::Null),
+        "{made}"
+    );
+    let domains = cli_json(&stack, "admin", &["domain", "list"]).await?;
+    assert!(domains.to_string().contains(&acting), "{domains}");
+    let body: Value = http
+        .get(format!("{v3}/projects?is_domain=true"))
+        .header("X-Auth-Token", &admin_token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert!(body.to_string().contains(&acting), "{body}");
+    let body: Value = http
+        .get(format!("{v3}/projects"))
+        .header("X-Auth-Token", &admin_token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert!(
+        !body.to_string().contains(&acting),
+        "not among projects: {body}"
+    );
+    let delete = || {
+        http.delete(format!("{v3}/projects/{acting}"))
+            .header("X-Auth-Token", &admin_token)
+            .send()
+    };
+    assert_eq!(delete().await?.status().as_u16(), 403, "enabled");
+    let res = http
+        .patch(format!("{v3}/projects/{acting}"))
+        .header("X-Auth-Token", &admin_token)
+        .json(&json!({"project": {"enabled": false}}))
+        .send()
+        .await?;
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(delete().await?.status().as_u16(), 204);
+    assert!(cli(&stack, "admin", &["domain", "show", &acting])
+        .await
+        .is_err());
+    Ok(())
+}

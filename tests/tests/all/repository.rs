@@ -457,6 +457,7 @@ async fn identity_roles_groups_tags_and_domain_delete(db: Db) -> anyhow::Result<
             domain_id: "d1".into(),
             description: String::new(),
             enabled: true,
+            parent_id: None,
         },
     )
     .await?;
