@@ -49,6 +49,27 @@ pub struct Claims {
     pub openstack_system: Option<String>,
     #[serde(default)]
     pub openstack_roles: Vec<RoleRef>,
+    /// The application credential the token was issued with (and every token made from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openstack_app_cred: Option<AppCredClaim>,
+}
+
+/// An application credential, as its tokens name it (Keystone's token body shows the same).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AppCredClaim {
+    pub id: String,
+    pub name: String,
+    /// Restricted: its tokens cannot make application credentials.
+    pub restricted: bool,
+}
+
+/// The audit id every token of an application credential carries among its ancestors, so that
+/// deleting the credential revokes them all (one revocation event).
+pub fn app_cred_audit_id(app_cred_id: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("application_credential:{app_cred_id}").as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
 }
 
 impl Claims {
@@ -211,6 +232,17 @@ impl TokenService {
 
     /// Signs a new token.
     pub fn issue(&self, req: NewToken<'_>) -> Result<(String, Claims), String> {
+        self.issue_with(req, None)
+    }
+
+    /// Signs a new token, issued with an application credential (or made from a token that
+    /// was: it keeps the credential).
+    pub fn issue_with(
+        &self,
+        req: NewToken<'_>,
+        app_cred: Option<AppCredClaim>,
+    ) -> Result<(String, Claims), String> {
+        let app_cred = app_cred.or_else(|| req.parent.and_then(|p| p.openstack_app_cred.clone()));
         let now_ms = now_ms();
         let now = now_ms / 1000;
         // Keystone's audit chain: a token's own id, then its chain's root (the last of the
@@ -221,7 +253,7 @@ impl TokenService {
             req.parent
                 .and_then(|p| p.openstack_audit_ids.last().cloned()),
         );
-        let ancestors: Vec<String> = match req.parent {
+        let mut ancestors: Vec<String> = match req.parent {
             Some(p) => p
                 .openstack_audit_ids
                 .first()
@@ -231,6 +263,12 @@ impl TokenService {
                 .collect(),
             None => Vec::new(),
         };
+        if let Some(a) = &app_cred {
+            let id = app_cred_audit_id(&a.id);
+            if !ancestors.contains(&id) {
+                ancestors.push(id);
+            }
+        }
         if ancestors.len() > MAX_CHAIN {
             return Err(format!(
                 "a token can be made from a chain of at most {MAX_CHAIN} tokens"
@@ -250,6 +288,7 @@ impl TokenService {
             openstack_domain_id: req.domain_id,
             openstack_system: req.system,
             openstack_roles: req.roles,
+            openstack_app_cred: app_cred,
         };
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.keys.signing_kid.clone());
@@ -317,6 +356,14 @@ impl TokenService {
     pub async fn revoke(&self, claims: &Claims) -> Result<(), DbError> {
         let audit = claims.openstack_audit_ids.first().map(String::as_str);
         identity::add_revocation(&self.db, audit, None, None, claims.exp * 1000).await?;
+        self.refresh().await
+    }
+
+    /// Revokes every token issued with an application credential (deleted).
+    pub async fn revoke_app_credential(&self, app_cred_id: &str) -> Result<(), DbError> {
+        let until = now_ms() + self.lifetime_s * 1000;
+        let audit = app_cred_audit_id(app_cred_id);
+        identity::add_revocation(&self.db, Some(&audit), None, None, until).await?;
         self.refresh().await
     }
 

@@ -283,6 +283,7 @@ pub async fn delete_project(db: &Db, id: &str) -> DbResult<bool> {
         sqlx::query("DELETE FROM project_tags WHERE project_id = $1").bind(id).execute(&mut *c).await?;
         sqlx::query("DELETE FROM group_role_assignments WHERE project_id = $1").bind(id).execute(&mut *c).await?;
         sqlx::query("DELETE FROM credentials WHERE project_id = $1").bind(id).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM application_credentials WHERE project_id = $1").bind(id).execute(&mut *c).await?;
         sqlx::query("DELETE FROM projects WHERE id = $1").bind(id).execute(&mut *c).await?.rows_affected()
     });
     tx.commit().await?;
@@ -379,6 +380,7 @@ pub async fn delete_user(db: &Db, id: &str) -> DbResult<bool> {
         sqlx::query("DELETE FROM system_role_assignments WHERE user_id = $1").bind(id).execute(&mut *c).await?;
         sqlx::query("DELETE FROM group_members WHERE user_id = $1").bind(id).execute(&mut *c).await?;
         sqlx::query("DELETE FROM credentials WHERE user_id = $1").bind(id).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM application_credentials WHERE user_id = $1").bind(id).execute(&mut *c).await?;
         sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&mut *c).await?.rows_affected()
     });
     tx.commit().await?;
@@ -890,5 +892,63 @@ pub async fn update_credential(db: &Db, c_: &Credential) -> DbResult<bool> {
 
 pub async fn delete_credential(db: &Db, id: &str) -> DbResult<bool> {
     let n = on_pool!(db, p => sqlx::query("DELETE FROM credentials WHERE id = $1").bind(id).execute(p).await?.rows_affected());
+    Ok(n == 1)
+}
+
+// Application credentials.
+
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct AppCredential {
+    pub id: String,
+    pub name: String,
+    pub user_id: String,
+    pub project_id: String,
+    /// The argon2 PHC string of the secret; never leaves the identity service.
+    pub secret_hash: String,
+    pub description: Option<String>,
+    /// Microseconds since the epoch (Keystone shows it to the microsecond).
+    pub expires_at_us: Option<i64>,
+    pub unrestricted: bool,
+    /// A JSON list of `{"id", "name"}`.
+    pub roles: String,
+}
+
+const APP_CRED_COLUMNS: &str =
+    "id, name, user_id, project_id, secret_hash, description, expires_at_us, unrestricted, roles";
+
+/// Inserts an application credential; false when its user has one of that name.
+pub async fn create_app_credential(db: &Db, a: &AppCredential) -> DbResult<bool> {
+    let sql = format!(
+        "INSERT INTO application_credentials ({APP_CRED_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (user_id, name) DO NOTHING"
+    );
+    let n = on_pool!(db, p => sqlx::query(&sql)
+        .bind(&a.id).bind(&a.name).bind(&a.user_id).bind(&a.project_id).bind(&a.secret_hash)
+        .bind(&a.description).bind(a.expires_at_us).bind(a.unrestricted).bind(&a.roles)
+        .execute(p).await?.rows_affected());
+    Ok(n == 1)
+}
+
+pub async fn app_credential(db: &Db, id: &str) -> DbResult<Option<AppCredential>> {
+    let sql = format!("SELECT {APP_CRED_COLUMNS} FROM application_credentials WHERE id = $1");
+    Ok(on_pool!(db, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await?))
+}
+
+/// A user's application credentials, optionally only the one of this name.
+pub async fn app_credentials(
+    db: &Db,
+    user_id: &str,
+    name: Option<&str>,
+) -> DbResult<Vec<AppCredential>> {
+    let sql = format!(
+        "SELECT {APP_CRED_COLUMNS} FROM application_credentials WHERE user_id = $1 \
+         AND ($2 IS NULL OR name = $2) ORDER BY name"
+    );
+    Ok(on_pool!(db, p => sqlx::query_as(&sql).bind(user_id).bind(name).fetch_all(p).await?))
+}
+
+pub async fn delete_app_credential(db: &Db, id: &str) -> DbResult<bool> {
+    let n = on_pool!(db, p => sqlx::query("DELETE FROM application_credentials WHERE id = $1")
+        .bind(id).execute(p).await?.rows_affected());
     Ok(n == 1)
 }

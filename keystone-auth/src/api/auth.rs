@@ -216,6 +216,10 @@ pub(super) async fn token_body(
     if c.openstack_system.is_some() {
         t["system"] = json!({"all": true});
     }
+    if let Some(a) = &c.openstack_app_cred {
+        t["application_credential"] =
+            json!({"id": a.id, "name": a.name, "restricted": a.restricted});
+    }
     if c.is_scoped() {
         t["roles"] = json!(c.openstack_roles);
         if with_catalog {
@@ -244,25 +248,28 @@ pub(super) async fn issue_token(
         .iter()
         .filter_map(|m| m.as_str().map(str::to_owned))
         .collect();
-    let (user, parent) = match methods.as_slice() {
-        [m] if m == "password" => (password_user(&st, &identity["password"]).await?, None),
-        [m] if m == "token" => {
-            let old = identity["token"]["id"]
-                .as_str()
-                .ok_or_else(|| bad("token.id is required."))?;
-            let claims = st.tokens.validate(old).map_err(|_| unauthorized())?;
-            let user = store::user(&st.db, &claims.sub)
-                .await?
-                .filter(|u| u.enabled)
-                .ok_or_else(unauthorized)?;
-            (user, Some(claims))
-        }
-        _ => {
-            return Err(bad(
-                "Exactly one of the methods 'password' and 'token' is supported.",
-            ))
-        }
-    };
+    if methods.len() == 1 && methods[0] == "application_credential" {
+        return issue_for_app_credential(&req, &st, &body).await;
+    }
+    let (user, parent) =
+        match methods.as_slice() {
+            [m] if m == "password" => (password_user(&st, &identity["password"]).await?, None),
+            [m] if m == "token" => {
+                let old = identity["token"]["id"]
+                    .as_str()
+                    .ok_or_else(|| bad("token.id is required."))?;
+                let claims = st.tokens.validate(old).map_err(|_| unauthorized())?;
+                let user = store::user(&st.db, &claims.sub)
+                    .await?
+                    .filter(|u| u.enabled)
+                    .ok_or_else(unauthorized)?;
+                (user, Some(claims))
+            }
+            _ => return Err(bad(
+                "Exactly one of the methods 'password', 'token' and 'application_credential' is \
+                 supported.",
+            )),
+        };
     // As Keystone: a token made from a token keeps the methods that made the first, and adds
     // `token`.
     let methods = match &parent {
@@ -316,14 +323,62 @@ pub(super) async fn issue_token(
             parent: parent.as_ref(),
         })
         .map_err(ApiError::Internal)?;
+    issued(&req, &st, token, &claims).await
+}
+
+/// The answer to a token issued: its body (with the catalog unless `?nocatalog`), the token
+/// in `X-Subject-Token`.
+async fn issued(
+    req: &HttpRequest,
+    st: &IdentityState,
+    token: String,
+    claims: &Claims,
+) -> ApiResult<HttpResponse> {
     let nocatalog = req
         .query_string()
         .split('&')
         .any(|q| q == "nocatalog" || q.starts_with("nocatalog="));
-    let body = token_body(&req, &st, &claims, !nocatalog).await?;
+    let body = token_body(req, st, claims, !nocatalog).await?;
     Ok(HttpResponse::Created()
         .insert_header(("X-Subject-Token", token))
         .json(body))
+}
+
+/// A token from an application credential: scoped to its project with its roles.
+async fn issue_for_app_credential(
+    req: &HttpRequest,
+    st: &IdentityState,
+    body: &Value,
+) -> ApiResult<HttpResponse> {
+    let (user, project, roles, claim) = super::app_credentials::authenticate(
+        st,
+        &body["auth"]["identity"]["application_credential"],
+        &body["auth"]["scope"],
+    )
+    .await?;
+    let roles = roles
+        .into_iter()
+        .map(|r| RoleRef {
+            id: r.id,
+            name: r.name,
+        })
+        .collect();
+    let (token, claims) = st
+        .tokens
+        .issue_with(
+            NewToken {
+                user_id: &user.id,
+                methods: vec!["application_credential".into()],
+                project_id: Some(project.id),
+                domain_id: None,
+                system: None,
+                roles,
+                parent: None,
+            },
+            Some(claim),
+        )
+        .map_err(ApiError::Internal)?;
+    issued(req, st, token, &claims).await
 }
 
 pub(super) fn subject(req: &HttpRequest, st: &IdentityState) -> ApiResult<Claims> {

@@ -1,10 +1,12 @@
 //! The identity API (a Keystone v3 subset) that the `openstack` CLI and keystoneauth use,
-//! mounted under `/identity`: discovery here, then [`auth`] (tokens, catalog), [`catalog`]
+//! mounted under `/identity`: discovery here, then [`auth`] (tokens, catalog),
+//! [`app_credentials`], [`catalog`]
 //! (regions, services, endpoints), [`credentials`], [`policies`], [`domains`],
 //! [`projects`] (and their tags), [`users`], [`groups`], [`roles`] and [`grants`] (role
 //! assignments of users and groups on projects, domains and the system). Errors leave in
 //! Keystone's body (`{"error": {"code", "title", "message"}}`).
 
+mod app_credentials;
 mod auth;
 mod catalog;
 mod credentials;
@@ -497,6 +499,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(catalog::show_endpoint))
                     .route(web::patch().to(catalog::update_endpoint))
                     .route(web::delete().to(catalog::delete_endpoint)),
+            )
+            .service(
+                web::resource("/v3/users/{user_id}/application_credentials")
+                    .route(web::get().to(app_credentials::list_app_credentials))
+                    .route(web::post().to(app_credentials::create_app_credential)),
+            )
+            .service(
+                web::resource("/v3/users/{user_id}/application_credentials/{id}")
+                    .route(web::get().to(app_credentials::show_app_credential))
+                    .route(web::delete().to(app_credentials::delete_app_credential)),
             )
             .service(
                 web::resource("/v3/credentials")

@@ -2299,3 +2299,175 @@ async fn the_cli_nests_projects() -> anyhow::Result<()> {
         .is_err());
     Ok(())
 }
+
+/// Keystone's application credentials: a member makes one with the CLI (`application
+/// credential create`, the secret shown once), logs in with it (`application_credential`: a
+/// token of its project and roles, naming the credential) and uses the compute API with that
+/// token; a restricted credential's token makes no other; another user reads none of them;
+/// deleted, the credential logs in no more and its tokens end; an expired one logs in no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_credentials_log_in_until_deleted() -> anyhow::Result<()> {
+    let stack = start().await?;
+    let url = e2e::stack::Stack::api_url(&stack).to_owned();
+    let v3 = format!("{url}/identity/v3");
+    let made = cli_json(
+        &stack,
+        "demo",
+        &[
+            "application",
+            "credential",
+            "create",
+            "--role",
+            "reader",
+            "--description",
+            "ci",
+            "ci-job",
+        ],
+    )
+    .await?;
+    let id = made["ID"].as_str().unwrap_or_default().to_owned();
+    let secret = made["Secret"].as_str().unwrap_or_default().to_owned();
+    assert!(!id.is_empty() && secret.len() > 40, "{made}");
+    let listed = cli_json(&stack, "demo", &["application", "credential", "list"]).await?;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert!(
+        !listed.to_string().contains(&secret),
+        "the secret is shown once: {listed}"
+    );
+
+    let http = reqwest::Client::new();
+    let login = |body: Value| {
+        let req = http.post(format!("{v3}/auth/tokens")).json(&body);
+        async move {
+            let res = req.send().await?;
+            let status = res.status().as_u16();
+            let token = res
+                .headers()
+                .get("X-Subject-Token")
+                .and_then(|t| t.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let body = res.json::<Value>().await.unwrap_or(Value::Null);
+            anyhow::Ok((status, token, body))
+        }
+    };
+    let by_id = |secret: &str| {
+        json!({"auth": {"identity": {"methods": ["application_credential"],
+            "application_credential": {"id": id, "secret": secret}}}})
+    };
+    let (status, tok, body) = login(by_id(&secret)).await?;
+    assert_eq!(status, 201, "{body}");
+    let t = &body["token"];
+    assert_eq!(t["methods"], json!(["application_credential"]), "{body}");
+    assert_eq!(t["project"]["name"], json!("demo"), "{body}");
+    assert_eq!(
+        (
+            &t["application_credential"]["id"],
+            &t["application_credential"]["restricted"]
+        ),
+        (&json!(id), &json!(true)),
+        "{body}"
+    );
+    let roles: Vec<&str> = t["roles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(roles, vec!["reader"], "only its roles: {body}");
+    let compute = Client::new(&url, &tok);
+    assert_eq!(compute.get("/servers").await?.status, 200);
+    // By name, with its user.
+    let demo_id = cli_json(&stack, "admin", &["user", "show", "demo"]).await?["id"].clone();
+    let (status, _, body) = login(
+        json!({"auth": {"identity": {"methods": ["application_credential"],
+        "application_credential": {"name": "ci-job", "secret": secret, "user": {"id": demo_id}}}}}),
+    )
+    .await?;
+    assert_eq!(status, 201, "{body}");
+    // Refusals: a wrong secret, another scope, a restricted credential's token making one.
+    let (status, _, _) = login(by_id("wrong")).await?;
+    assert_eq!(status, 401);
+    let mut scoped = by_id(&secret);
+    scoped["auth"]["scope"] = json!({"project": {"id": "elsewhere"}});
+    assert_eq!(login(scoped).await?.0, 401);
+    let demo_user = demo_id.as_str().unwrap_or_default();
+    let res = http
+        .post(format!("{v3}/users/{demo_user}/application_credentials"))
+        .header("X-Auth-Token", &tok)
+        .json(&json!({"application_credential": {"name": "another"}}))
+        .send()
+        .await?;
+    assert_eq!(res.status().as_u16(), 403, "restricted");
+    let demo_token = token(&url, "demo", DEMO_PASSWORD, "demo").await?;
+    for (body, want) in [
+        (json!({"application_credential": {"name": "ci-job"}}), 409),
+        (
+            json!({"application_credential": {"name": "x", "roles": [{"name": "admin"}]}}),
+            400,
+        ),
+        (
+            json!({"application_credential": {"name": "x", "expires_at": "2001-01-01T00:00:00"}}),
+            400,
+        ),
+    ] {
+        let res = http
+            .post(format!("{v3}/users/{demo_user}/application_credentials"))
+            .header("X-Auth-Token", &demo_token)
+            .json(&body)
+            .send()
+            .await?;
+        assert_eq!(res.status().as_u16(), want, "{body}");
+    }
+    let admin_token = token(&url, "admin", ADMIN_PASSWORD, "admin").await?;
+    let res = http
+        .post(format!("{v3}/users/{demo_user}/application_credentials"))
+        .header("X-Auth-Token", &admin_token)
+        .json(&json!({"application_credential": {"name": "for-demo"}}))
+        .send()
+        .await?;
+    assert_eq!(res.status().as_u16(), 403, "only for oneself");
+
+    // An expiry: shown as given, and past it no login.
+    // (Microseconds as Python's isoformat() writes them, which Keystone echoes.)
+    let soon_text = format!(
+        "{}.123456",
+        nova_core::time::to_datetime(nova_core::time::now_ms() + 2000).format("%Y-%m-%dT%H:%M:%S")
+    );
+    let res = http
+        .post(format!("{v3}/users/{demo_user}/application_credentials"))
+        .header("X-Auth-Token", &demo_token)
+        .json(&json!({"application_credential": {"name": "short", "expires_at": soon_text}}))
+        .send()
+        .await?;
+    let short: Value = res.json().await?;
+    assert_eq!(
+        short["application_credential"]["expires_at"],
+        json!(soon_text),
+        "{short}"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, _, _) = login(
+        json!({"auth": {"identity": {"methods": ["application_credential"],
+        "application_credential": {"id": short["application_credential"]["id"],
+                                   "secret": short["application_credential"]["secret"]}}}}),
+    )
+    .await?;
+    assert_eq!(status, 401, "expired");
+
+    // Deleted: no login, and its tokens end.
+    cli(
+        &stack,
+        "demo",
+        &["application", "credential", "delete", "ci-job"],
+    )
+    .await?;
+    assert_eq!(login(by_id(&secret)).await?.0, 401);
+    e2e::wait_until(
+        Duration::from_secs(10),
+        "the credential's token revoked",
+        || async { Ok(compute.get("/servers").await?.status == 401) },
+    )
+    .await?;
+    Ok(())
+}
