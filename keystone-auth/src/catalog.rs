@@ -124,12 +124,19 @@ pub async fn catalog(
     project_id: Option<&str>,
     user_id: &str,
 ) -> Result<Value, DbError> {
+    // A project with endpoint-filter associations sees only those endpoints (and only the
+    // services left with some).
+    let only = match project_id {
+        Some(p) => store::endpoints_of_project(db, p).await?,
+        None => None,
+    };
     let services = store::enabled_catalog(db)
         .await?
         .into_iter()
-        .map(|(s, endpoints)| {
+        .filter_map(|(s, endpoints)| {
             let endpoints: Vec<Value> = endpoints
                 .iter()
+                .filter(|e| only.as_ref().is_none_or(|ids| ids.contains(&e.id)))
                 .filter_map(|e| {
                     let url = substituted(&e.url, base, project_id, user_id)?;
                     Some(json!({
@@ -141,7 +148,10 @@ pub async fn catalog(
                     }))
                 })
                 .collect();
-            json!({"id": s.id, "type": s.kind, "name": service_name(&s), "endpoints": endpoints})
+            if only.is_some() && endpoints.is_empty() {
+                return None;
+            }
+            Some(json!({"id": s.id, "type": s.kind, "name": service_name(&s), "endpoints": endpoints}))
         })
         .collect();
     Ok(Value::Array(services))

@@ -232,15 +232,17 @@ impl TokenService {
 
     /// Signs a new token.
     pub fn issue(&self, req: NewToken<'_>) -> Result<(String, Claims), String> {
-        self.issue_with(req, None)
+        self.issue_with(req, None, None)
     }
 
     /// Signs a new token, issued with an application credential (or made from a token that
-    /// was: it keeps the credential).
+    /// was: it keeps the credential), expiring no later than `not_after` (seconds; the
+    /// credential's own expiry, as Keystone cuts its tokens' back to it).
     pub fn issue_with(
         &self,
         req: NewToken<'_>,
         app_cred: Option<AppCredClaim>,
+        not_after: Option<i64>,
     ) -> Result<(String, Claims), String> {
         let app_cred = app_cred.or_else(|| req.parent.and_then(|p| p.openstack_app_cred.clone()));
         let now_ms = now_ms();
@@ -274,7 +276,7 @@ impl TokenService {
                 "a token can be made from a chain of at most {MAX_CHAIN} tokens"
             ));
         }
-        let exp = now + self.lifetime_s;
+        let exp = (now + self.lifetime_s).min(not_after.unwrap_or(i64::MAX));
         let claims = Claims {
             sub: req.user_id.to_owned(),
             iat: now,

@@ -269,3 +269,146 @@ pub async fn enabled_catalog(db: &Db) -> DbResult<Vec<(Service, Vec<Endpoint>)>>
         })
         .collect())
 }
+
+// The endpoint filter (OS-EP-FILTER).
+
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct EndpointGroup {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// A JSON object of `interface`, `service_id` and `region_id` values an endpoint matches.
+    pub filters: String,
+}
+
+pub async fn create_endpoint_group(db: &Db, g: &EndpointGroup) -> DbResult<()> {
+    on_pool!(db, p => {
+        sqlx::query("INSERT INTO endpoint_groups (id, name, description, filters) VALUES ($1, $2, $3, $4)")
+            .bind(&g.id).bind(&g.name).bind(&g.description).bind(&g.filters)
+            .execute(p).await?;
+    });
+    Ok(())
+}
+
+pub async fn endpoint_group(db: &Db, id: &str) -> DbResult<Option<EndpointGroup>> {
+    Ok(on_pool!(db, p => sqlx::query_as(
+        "SELECT id, name, description, filters FROM endpoint_groups WHERE id = $1",
+    ).bind(id).fetch_optional(p).await?))
+}
+
+pub async fn endpoint_groups(db: &Db) -> DbResult<Vec<EndpointGroup>> {
+    Ok(on_pool!(db, p => sqlx::query_as(
+        "SELECT id, name, description, filters FROM endpoint_groups ORDER BY name, id",
+    ).fetch_all(p).await?))
+}
+
+pub async fn update_endpoint_group(db: &Db, g: &EndpointGroup) -> DbResult<bool> {
+    let n = on_pool!(db, p => sqlx::query(
+        "UPDATE endpoint_groups SET name = $2, description = $3, filters = $4 WHERE id = $1",
+    ).bind(&g.id).bind(&g.name).bind(&g.description).bind(&g.filters)
+    .execute(p).await?.rows_affected());
+    Ok(n == 1)
+}
+
+pub async fn delete_endpoint_group(db: &Db, id: &str) -> DbResult<bool> {
+    let mut tx = db.begin().await?;
+    let n = on_tx!(&mut tx, c => {
+        sqlx::query("DELETE FROM project_endpoint_groups WHERE endpoint_group_id = $1").bind(id).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM endpoint_groups WHERE id = $1").bind(id).execute(&mut *c).await?.rows_affected()
+    });
+    tx.commit().await?;
+    Ok(n == 1)
+}
+
+/// Which association table: a project's endpoint groups or its endpoints.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Association {
+    Group,
+    Endpoint,
+}
+
+impl Association {
+    fn table_and_column(self) -> (&'static str, &'static str) {
+        match self {
+            Association::Group => ("project_endpoint_groups", "endpoint_group_id"),
+            Association::Endpoint => ("project_endpoints", "endpoint_id"),
+        }
+    }
+}
+
+/// Associates `target` (a group or an endpoint) with a project; idempotent.
+pub async fn associate(db: &Db, kind: Association, target: &str, project_id: &str) -> DbResult<()> {
+    let (table, column) = kind.table_and_column();
+    let sql = format!(
+        "INSERT INTO {table} ({column}, project_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+    );
+    on_pool!(db, p => { sqlx::query(&sql).bind(target).bind(project_id).execute(p).await?; });
+    Ok(())
+}
+
+pub async fn dissociate(
+    db: &Db,
+    kind: Association,
+    target: &str,
+    project_id: &str,
+) -> DbResult<bool> {
+    let (table, column) = kind.table_and_column();
+    let sql = format!("DELETE FROM {table} WHERE {column} = $1 AND project_id = $2");
+    let n = on_pool!(db, p => sqlx::query(&sql).bind(target).bind(project_id).execute(p).await?.rows_affected());
+    Ok(n == 1)
+}
+
+/// The (target, project) pairs of an association table, optionally of one target or of one
+/// project.
+pub async fn associations(
+    db: &Db,
+    kind: Association,
+    target: Option<&str>,
+    project_id: Option<&str>,
+) -> DbResult<Vec<(String, String)>> {
+    let (table, column) = kind.table_and_column();
+    let sql = format!(
+        "SELECT {column}, project_id FROM {table} WHERE ($1 IS NULL OR {column} = $1) \
+         AND ($2 IS NULL OR project_id = $2) ORDER BY {column}, project_id"
+    );
+    Ok(on_pool!(db, p => sqlx::query_as(&sql).bind(target).bind(project_id).fetch_all(p).await?))
+}
+
+/// Whether `e` matches an endpoint group's filters (every key given must be equal).
+pub fn matches(filters: &serde_json::Value, e: &Endpoint) -> bool {
+    filters.as_object().is_some_and(|f| {
+        f.iter().all(|(k, v)| {
+            let have = match k.as_str() {
+                "interface" => Some(e.interface.as_str()),
+                "service_id" => Some(e.service_id.as_str()),
+                "region_id" => e.region_id.as_deref(),
+                _ => None,
+            };
+            have.is_some() && v.as_str() == have
+        })
+    })
+}
+
+/// The ids of the endpoints a project's token may list: `None` when the project has no
+/// association (every endpoint), else its endpoints and those of its groups.
+pub async fn endpoints_of_project(db: &Db, project_id: &str) -> DbResult<Option<Vec<String>>> {
+    let direct = associations(db, Association::Endpoint, None, Some(project_id)).await?;
+    let groups = associations(db, Association::Group, None, Some(project_id)).await?;
+    if direct.is_empty() && groups.is_empty() {
+        return Ok(None);
+    }
+    let mut ids: Vec<String> = direct.into_iter().map(|(e, _)| e).collect();
+    let all = endpoints(db, &EndpointFilter::default()).await?;
+    for (g, _) in groups {
+        if let Some(group) = endpoint_group(db, &g).await? {
+            let filters: serde_json::Value =
+                serde_json::from_str(&group.filters).unwrap_or_default();
+            for e in all.iter().filter(|e| matches(&filters, e)) {
+                if !ids.contains(&e.id) {
+                    ids.push(e.id.clone());
+                }
+            }
+        }
+    }
+    Ok(Some(ids))
+}

@@ -128,6 +128,12 @@ pub async fn delete_domain(db: &Db, id: &str) -> DbResult<bool> {
             .bind(id).execute(&mut *c).await?;
         sqlx::query("DELETE FROM project_tags WHERE project_id IN (SELECT id FROM projects WHERE domain_id = $1)")
             .bind(id).execute(&mut *c).await?;
+        for table in ["credentials", "application_credentials", "project_endpoint_groups", "project_endpoints"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE project_id IN (SELECT id FROM projects WHERE domain_id = $1)"
+            ))
+            .bind(id).execute(&mut *c).await?;
+        }
         sqlx::query(
             "DELETE FROM group_role_assignments WHERE domain_id = $1 \
              OR project_id IN (SELECT id FROM projects WHERE domain_id = $1) \
@@ -284,6 +290,8 @@ pub async fn delete_project(db: &Db, id: &str) -> DbResult<bool> {
         sqlx::query("DELETE FROM group_role_assignments WHERE project_id = $1").bind(id).execute(&mut *c).await?;
         sqlx::query("DELETE FROM credentials WHERE project_id = $1").bind(id).execute(&mut *c).await?;
         sqlx::query("DELETE FROM application_credentials WHERE project_id = $1").bind(id).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM project_endpoint_groups WHERE project_id = $1").bind(id).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM project_endpoints WHERE project_id = $1").bind(id).execute(&mut *c).await?;
         sqlx::query("DELETE FROM projects WHERE id = $1").bind(id).execute(&mut *c).await?.rows_affected()
     });
     tx.commit().await?;

@@ -137,22 +137,30 @@ pub(super) async fn create_app_credential(
             )))
         }
     };
-    // Its roles: those asked for (by id or name), each one the user holds on the project now
-    // (Keystone checks the assignments, not the token); by default all of the token's.
+    // Its roles: those asked for (by id or name), each one the caller holds; none asked for,
+    // all of the token's.
     let roles: Vec<crate::tokens::RoleRef> = match &a["roles"] {
         Value::Null => c.openstack_roles.clone(),
+        Value::Array(asked) if asked.is_empty() => c.openstack_roles.clone(),
         Value::Array(asked) => {
-            let now_held: Vec<crate::tokens::RoleRef> = crate::bootstrap::with_implied(
-                &st.db,
-                store::effective_roles_of(&st.db, &c.sub, &project_id, "", "").await?,
-            )
-            .await?
-            .into_iter()
-            .map(|r| crate::tokens::RoleRef {
-                id: r.id,
-                name: r.name,
-            })
-            .collect();
+            // What the caller holds: an application credential's token, its roles only;
+            // otherwise the user's roles on the project now (Keystone's tokens show the
+            // current assignments; ours carry those at issue).
+            let now_held: Vec<crate::tokens::RoleRef> = if c.openstack_app_cred.is_some() {
+                c.openstack_roles.clone()
+            } else {
+                crate::bootstrap::with_implied(
+                    &st.db,
+                    store::effective_roles_of(&st.db, &c.sub, &project_id, "", "").await?,
+                )
+                .await?
+                .into_iter()
+                .map(|r| crate::tokens::RoleRef {
+                    id: r.id,
+                    name: r.name,
+                })
+                .collect()
+            };
             let mut out = Vec::new();
             for r in asked {
                 let held = now_held
@@ -313,14 +321,15 @@ pub(super) async fn delete_app_credential(
 
 /// The `application_credential` auth method: the credential (by id, or by name and its user),
 /// its secret, unexpired, its user enabled and still holding each of its roles on its project,
-/// which must be enabled. Returns the user, the project, the roles (with those they imply) and
-/// the token's claim; any failure is Keystone's 401. A scope may not be asked for (the
+/// which must be enabled (their domains too). Returns the user, the project, the roles (with
+/// those they imply), the token's claim and the credential's expiry in seconds (the token's
+/// latest); any failure is Keystone's 401. A scope may not be asked for (the
 /// credential's project is the scope).
 pub(super) async fn authenticate(
     st: &IdentityState,
     v: &Value,
     scope: &Value,
-) -> ApiResult<(User, Project, Vec<Role>, AppCredClaim)> {
+) -> ApiResult<(User, Project, Vec<Role>, AppCredClaim, Option<i64>)> {
     let secret = v["secret"]
         .as_str()
         .ok_or_else(|| bad("application_credential.secret is required."))?;
@@ -377,6 +386,15 @@ pub(super) async fn authenticate(
         .await?
         .filter(|p| p.enabled)
         .ok_or_else(unauthorized)?;
+    // Their domains too: a disabled domain's users and projects get no tokens.
+    for domain in [&user.domain_id, &project.domain_id] {
+        if !store::domain(&st.db, domain)
+            .await?
+            .is_some_and(|d| d.enabled)
+        {
+            return Err(unauthorized());
+        }
+    }
     let held = crate::bootstrap::with_implied(
         &st.db,
         store::effective_roles_of(&st.db, &user.id, &project.id, "", "").await?,
@@ -392,11 +410,16 @@ pub(super) async fn authenticate(
             .ok_or_else(unauthorized)?;
         roles.push(role);
     }
+    if roles.is_empty() {
+        return Err(unauthorized());
+    }
     let roles = crate::bootstrap::with_implied(&st.db, roles).await?;
     let claim = AppCredClaim {
         id: cred.id.clone(),
         name: cred.name.clone(),
         restricted: !cred.unrestricted,
     };
-    Ok((user, project, roles, claim))
+    // Its tokens expire with it at the latest (whole seconds, rounded down).
+    let not_after = cred.expires_at_us.map(|us| us.div_euclid(1_000_000));
+    Ok((user, project, roles, claim, not_after))
 }

@@ -259,6 +259,15 @@ pub(super) async fn issue_token(
                     .as_str()
                     .ok_or_else(|| bad("token.id is required."))?;
                 let claims = st.tokens.validate(old).map_err(|_| unauthorized())?;
+                // A token of an application credential is the credential's project and roles:
+                // never rescoped, nor widened to the user's own roles (Keystone refuses it too).
+                if claims.openstack_app_cred.is_some() {
+                    return Err(ApiError::Forbidden(
+                        "A token issued with an application credential cannot be used to get \
+                     another token; authenticate with the credential again."
+                            .into(),
+                    ));
+                }
                 let user = store::user(&st.db, &claims.sub)
                     .await?
                     .filter(|u| u.enabled)
@@ -350,7 +359,7 @@ async fn issue_for_app_credential(
     st: &IdentityState,
     body: &Value,
 ) -> ApiResult<HttpResponse> {
-    let (user, project, roles, claim) = super::app_credentials::authenticate(
+    let (user, project, roles, claim, expires_at_s) = super::app_credentials::authenticate(
         st,
         &body["auth"]["identity"]["application_credential"],
         &body["auth"]["scope"],
@@ -376,6 +385,7 @@ async fn issue_for_app_credential(
                 parent: None,
             },
             Some(claim),
+            expires_at_s,
         )
         .map_err(ApiError::Internal)?;
     issued(req, st, token, &claims).await

@@ -363,7 +363,7 @@ const ENDPOINT_FIELDS: &[&str] = &[
     "enabled",
 ];
 
-fn endpoint_view(e: &Endpoint, base: &str) -> Value {
+pub(super) fn endpoint_view(e: &Endpoint, base: &str) -> Value {
     let mut v = parse_extra(&e.extra);
     v.insert("id".into(), json!(e.id));
     v.insert("service_id".into(), json!(e.service_id));

@@ -1,7 +1,8 @@
 //! The identity API (a Keystone v3 subset) that the `openstack` CLI and keystoneauth use,
 //! mounted under `/identity`: discovery here, then [`auth`] (tokens, catalog),
 //! [`app_credentials`], [`catalog`]
-//! (regions, services, endpoints), [`credentials`], [`policies`], [`domains`],
+//! (regions, services, endpoints), [`endpoint_groups`] (OS-EP-FILTER), [`credentials`],
+//! [`policies`], [`domains`],
 //! [`projects`] (and their tags), [`users`], [`groups`], [`roles`] and [`grants`] (role
 //! assignments of users and groups on projects, domains and the system). Errors leave in
 //! Keystone's body (`{"error": {"code", "title", "message"}}`).
@@ -11,6 +12,7 @@ mod auth;
 mod catalog;
 mod credentials;
 mod domains;
+mod endpoint_groups;
 mod grants;
 mod groups;
 mod policies;
@@ -520,6 +522,52 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(credentials::show_credential))
                     .route(web::patch().to(credentials::update_credential))
                     .route(web::delete().to(credentials::delete_credential)),
+            )
+            .service(
+                web::resource("/v3/OS-EP-FILTER/endpoint_groups")
+                    .route(web::get().to(endpoint_groups::list_groups))
+                    .route(web::post().to(endpoint_groups::create_group)),
+            )
+            .service(
+                web::resource("/v3/OS-EP-FILTER/endpoint_groups/{id}")
+                    .route(web::get().to(endpoint_groups::show_group))
+                    .route(web::head().to(endpoint_groups::show_group))
+                    .route(web::patch().to(endpoint_groups::update_group))
+                    .route(web::delete().to(endpoint_groups::delete_group)),
+            )
+            .service(
+                web::resource("/v3/OS-EP-FILTER/endpoint_groups/{id}/endpoints")
+                    .route(web::get().to(endpoint_groups::group_endpoints)),
+            )
+            .service(
+                web::resource("/v3/OS-EP-FILTER/endpoint_groups/{id}/projects")
+                    .route(web::get().to(endpoint_groups::group_projects)),
+            )
+            .service(
+                web::resource("/v3/OS-EP-FILTER/endpoint_groups/{id}/projects/{p}")
+                    .route(web::put().to(endpoint_groups::group_project))
+                    .route(web::get().to(endpoint_groups::group_project))
+                    .route(web::head().to(endpoint_groups::group_project))
+                    .route(web::delete().to(endpoint_groups::group_project)),
+            )
+            .service(
+                web::resource("/v3/OS-EP-FILTER/projects/{p}/endpoint_groups")
+                    .route(web::get().to(endpoint_groups::project_groups)),
+            )
+            .service(
+                web::resource("/v3/OS-EP-FILTER/projects/{p}/endpoints")
+                    .route(web::get().to(endpoint_groups::project_endpoints)),
+            )
+            .service(
+                web::resource("/v3/OS-EP-FILTER/projects/{p}/endpoints/{e}")
+                    .route(web::put().to(endpoint_groups::project_endpoint))
+                    .route(web::head().to(endpoint_groups::project_endpoint))
+                    .route(web::get().to(endpoint_groups::project_endpoint))
+                    .route(web::delete().to(endpoint_groups::project_endpoint)),
+            )
+            .service(
+                web::resource("/v3/OS-EP-FILTER/endpoints/{e}/projects")
+                    .route(web::get().to(endpoint_groups::endpoint_projects)),
             )
             .service(
                 web::resource("/v3/policies")

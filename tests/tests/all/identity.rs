@@ -1704,6 +1704,64 @@ async fn the_cli_administers_the_catalog() -> anyhow::Result<()> {
         "the reached address: {compute}"
     );
 
+    // An endpoint group of the internal interface associated with the member's project: its
+    // tokens' catalogs list those endpoints only; dissociated, every one again.
+    let demo_pid = demo_project.as_str().unwrap_or_default().to_owned();
+    let (status, g) = call(
+        reqwest::Method::POST,
+        "/OS-EP-FILTER/endpoint_groups".into(),
+        &admin_token,
+        Some(json!({"endpoint_group": {"name": "internal-only", "filters": {"interface": "internal"}}})),
+    )
+    .await?;
+    assert_eq!(status, 201, "{g}");
+    let gid = g["endpoint_group"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (status, _) = call(
+        reqwest::Method::POST,
+        "/OS-EP-FILTER/endpoint_groups".into(),
+        &admin_token,
+        Some(json!({"endpoint_group": {"name": "bad", "filters": {"url": "x"}}})),
+    )
+    .await?;
+    assert_eq!(status, 400, "a filter key that is none");
+    let assoc = format!("/OS-EP-FILTER/endpoint_groups/{gid}/projects/{demo_pid}");
+    let (status, _) = call(reqwest::Method::PUT, assoc.clone(), &admin_token, None).await?;
+    assert_eq!(status, 204);
+    let interfaces = |cat: &Value| -> Vec<String> {
+        cat["catalog"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+            .filter_map(|e| e["interface"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let (_, cat) = call(
+        reqwest::Method::GET,
+        "/auth/catalog".into(),
+        &demo_token,
+        None,
+    )
+    .await?;
+    let seen = interfaces(&cat);
+    assert!(
+        !seen.is_empty() && seen.iter().all(|i| i == "internal"),
+        "{cat}"
+    );
+    let (status, _) = call(reqwest::Method::DELETE, assoc, &admin_token, None).await?;
+    assert_eq!(status, 204);
+    let (_, cat) = call(
+        reqwest::Method::GET,
+        "/auth/catalog".into(),
+        &demo_token,
+        None,
+    )
+    .await?;
+    assert!(interfaces(&cat).iter().any(|i| i == "public"), "{cat}");
+
     // Disabled, the endpoint leaves the tokens' catalogs but not the endpoint list.
     cli(
         &stack,
@@ -2391,6 +2449,11 @@ async fn application_credentials_log_in_until_deleted() -> anyhow::Result<()> {
     let mut scoped = by_id(&secret);
     scoped["auth"]["scope"] = json!({"project": {"id": "elsewhere"}});
     assert_eq!(login(scoped).await?.0, 401);
+    // Its token gets no other token (that would leave the credential's project and roles).
+    let (status, _, body) = login(json!({"auth": {"identity": {"methods": ["token"],
+        "token": {"id": tok}}, "scope": {"project": {"name": "demo", "domain": {"id": "default"}}}}}))
+    .await?;
+    assert_eq!(status, 403, "{body}");
     let demo_user = demo_id.as_str().unwrap_or_default();
     let res = http
         .post(format!("{v3}/users/{demo_user}/application_credentials"))
@@ -2445,6 +2508,21 @@ async fn application_credentials_log_in_until_deleted() -> anyhow::Result<()> {
         short["application_credential"]["expires_at"],
         json!(soon_text),
         "{short}"
+    );
+    let (status, _, body) = login(
+        json!({"auth": {"identity": {"methods": ["application_credential"],
+        "application_credential": {"id": short["application_credential"]["id"],
+                                   "secret": short["application_credential"]["secret"]}}}}),
+    )
+    .await?;
+    assert_eq!(status, 201, "{body}");
+    let token_expiry = body["token"]["expires_at"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        token_expiry[..19] <= soon_text[..19],
+        "the token ends with the credential: {token_expiry} after {soon_text}"
     );
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let (status, _, _) = login(
