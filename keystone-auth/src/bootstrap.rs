@@ -28,7 +28,8 @@ pub const IMPLIED_ROLES: &[(&str, &str)] = &[
     ("member", "reader"),
 ];
 
-/// `roles` with every role they imply, transitively, in name order.
+/// `roles` with every role they imply, transitively, in name order, without domain-specific
+/// roles (which only bring what they imply).
 pub async fn with_implied(
     db: &Db,
     mut roles: Vec<store::Role>,
@@ -42,6 +43,9 @@ pub async fn with_implied(
         }
         i += 1;
     }
+    // A domain-specific role is never held itself: it brings the roles it implies (Keystone's).
+    let domain_roles = store::domain_role_ids(db).await?;
+    roles.retain(|r| !domain_roles.contains(&r.id));
     roles.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(roles)
 }
@@ -49,7 +53,11 @@ pub async fn with_implied(
 async fn role(db: &Db, name: &str) -> Result<String, DbError> {
     Ok(match store::role_by_name(db, name).await? {
         Some(r) => r.id,
-        None => store::create_role(db, &store::new_id(), name).await?.id,
+        None => {
+            store::create_role(db, &store::new_id(), name, None)
+                .await?
+                .id
+        }
     })
 }
 

@@ -44,6 +44,10 @@ pub struct Role {
     /// Read by the role queries of the roles API only (elsewhere `None`).
     #[sqlx(default)]
     pub description: Option<String>,
+    /// A domain-specific role's domain (Keystone's); `None`: a global role. Read by the role
+    /// queries of the roles API only (elsewhere `None`).
+    #[sqlx(default)]
+    pub domain_id: Option<String>,
 }
 
 /// One role assignment: a user's role on a project or a domain.
@@ -144,6 +148,17 @@ pub async fn delete_domain(db: &Db, id: &str) -> DbResult<bool> {
              OR user_id IN (SELECT id FROM users WHERE domain_id = $1)",
         ).bind(id).execute(&mut *c).await?;
         sqlx::query("DELETE FROM user_groups WHERE domain_id = $1").bind(id).execute(&mut *c).await?;
+        // Its domain-specific roles, with their grants and inference rules.
+        for sql in [
+            "DELETE FROM role_assignments WHERE role_id IN (SELECT id FROM roles WHERE domain_id = $1)",
+            "DELETE FROM system_role_assignments WHERE role_id IN (SELECT id FROM roles WHERE domain_id = $1)",
+            "DELETE FROM group_role_assignments WHERE role_id IN (SELECT id FROM roles WHERE domain_id = $1)",
+            "DELETE FROM implied_roles WHERE prior_role_id IN (SELECT id FROM roles WHERE domain_id = $1) \
+             OR implied_role_id IN (SELECT id FROM roles WHERE domain_id = $1)",
+            "DELETE FROM roles WHERE domain_id = $1",
+        ] {
+            sqlx::query(sql).bind(id).execute(&mut *c).await?;
+        }
         sqlx::query("DELETE FROM users WHERE domain_id = $1").bind(id).execute(&mut *c).await?;
         sqlx::query("DELETE FROM projects WHERE domain_id = $1").bind(id).execute(&mut *c).await?;
         sqlx::query("DELETE FROM domains WHERE id = $1").bind(id).execute(&mut *c).await?.rows_affected()
@@ -397,34 +412,53 @@ pub async fn delete_user(db: &Db, id: &str) -> DbResult<bool> {
 
 // Roles.
 
-pub async fn create_role(db: &Db, id: &str, name: &str) -> DbResult<Role> {
+/// Creates a role: global (`domain_id` `None`) or of a domain.
+pub async fn create_role(db: &Db, id: &str, name: &str, domain_id: Option<&str>) -> DbResult<Role> {
     on_pool!(db, p => {
-        sqlx::query("INSERT INTO roles (id, name, created_at) VALUES ($1, $2, $3)")
-            .bind(id).bind(name).bind(now_ms()).execute(p).await?;
+        sqlx::query("INSERT INTO roles (id, name, created_at, domain_id) VALUES ($1, $2, $3, $4)")
+            .bind(id).bind(name).bind(now_ms()).bind(domain_id).execute(p).await?;
     });
     Ok(Role {
         id: id.into(),
         name: name.into(),
         description: None,
+        domain_id: domain_id.map(str::to_owned),
     })
 }
 
 pub async fn role(db: &Db, id: &str) -> DbResult<Option<Role>> {
     Ok(
-        on_pool!(db, p => sqlx::query_as("SELECT id, name, description FROM roles WHERE id = $1").bind(id).fetch_optional(p).await?),
+        on_pool!(db, p => sqlx::query_as("SELECT id, name, description, domain_id FROM roles WHERE id = $1").bind(id).fetch_optional(p).await?),
     )
 }
 
+/// A global role by its name.
 pub async fn role_by_name(db: &Db, name: &str) -> DbResult<Option<Role>> {
     Ok(
-        on_pool!(db, p => sqlx::query_as("SELECT id, name, description FROM roles WHERE name = $1").bind(name).fetch_optional(p).await?),
+        on_pool!(db, p => sqlx::query_as("SELECT id, name, description, domain_id FROM roles WHERE name = $1 AND domain_id IS NULL").bind(name).fetch_optional(p).await?),
     )
 }
 
-pub async fn roles(db: &Db, name: Option<&str>) -> DbResult<Vec<Role>> {
-    Ok(
-        on_pool!(db, p => sqlx::query_as("SELECT id, name, description FROM roles WHERE ($1 IS NULL OR name = $1) ORDER BY name").bind(name).fetch_all(p).await?),
-    )
+/// The global roles (`domain_id` `None`) or a domain's, optionally only the one of a name.
+pub async fn roles(db: &Db, name: Option<&str>, domain_id: Option<&str>) -> DbResult<Vec<Role>> {
+    Ok(on_pool!(db, p => sqlx::query_as(
+            "SELECT id, name, description, domain_id FROM roles WHERE ($1 IS NULL OR name = $1) \
+             AND COALESCE(domain_id, '') = COALESCE($2, '') ORDER BY name",
+        ).bind(name).bind(domain_id).fetch_all(p).await?))
+}
+
+/// Every role, global and domain-specific.
+pub async fn all_roles(db: &Db) -> DbResult<Vec<Role>> {
+    Ok(on_pool!(db, p => sqlx::query_as(
+        "SELECT id, name, description, domain_id FROM roles ORDER BY name").fetch_all(p).await?))
+}
+
+/// The ids of every domain-specific role (which tokens and effective assignments leave out:
+/// they only bring the roles they imply, as Keystone's).
+pub async fn domain_role_ids(db: &Db) -> DbResult<Vec<String>> {
+    let rows: Vec<(String,)> = on_pool!(db, p => sqlx::query_as(
+        "SELECT id FROM roles WHERE domain_id IS NOT NULL").fetch_all(p).await?);
+    Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
 /// Every user holding a role: granted directly (on a project, a domain or the system) or through

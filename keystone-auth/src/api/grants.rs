@@ -231,6 +231,11 @@ pub(super) async fn role_assignments(
             i += 1;
         }
     }
+    // Effective: a domain-specific role itself is no one's (it only brings what it implies).
+    if effective {
+        let domain_roles = store::domain_role_ids(&st.db).await?;
+        rows.retain(|r| !domain_roles.contains(&r.role));
+    }
     let base = v3_url(&req, &st.settings);
     let mut items: Vec<Value> = rows
         .into_iter()
@@ -278,7 +283,7 @@ async fn with_names(db: &Db, items: &mut [Value]) -> ApiResult<()> {
         }
         Ok(json!({"id": id, "name": domains[id]}))
     };
-    let roles: HashMap<String, String> = store::roles(db, None)
+    let roles: HashMap<String, String> = store::all_roles(db)
         .await?
         .into_iter()
         .map(|r| (r.id, r.name))
@@ -530,8 +535,23 @@ pub(super) async fn add_grant(
     let (target, actor, role) = (Target::of(&req), Actor::of(&req), role_param(&req));
     target.check_exists(&st).await?;
     actor.check_exists(&st).await?;
-    if store::role(&st.db, &role).await?.is_none() {
+    let Some(r) = store::role(&st.db, &role).await? else {
         return Err(ApiError::NotFound(format!("Could not find role: {role}.")));
+    };
+    // A domain-specific role is granted only within its domain (Keystone's
+    // DomainSpecificRoleMismatch).
+    if let Some(role_domain) = &r.domain_id {
+        let target_domain = match &target {
+            Target::Project(p) => store::project(&st.db, p).await?.map(|p| p.domain_id),
+            Target::Domain(d) => Some(d.clone()),
+            Target::System => None,
+        };
+        if target_domain.as_ref() != Some(role_domain) {
+            return Err(ApiError::Forbidden(format!(
+                "The role {role} is of domain {role_domain}: it is granted only on that domain \
+                 and its projects."
+            )));
+        }
     }
     actor.grant(&st, &target, &role).await?;
     Ok(HttpResponse::NoContent().finish())

@@ -1,10 +1,11 @@
 //! Roles, and Keystone's implied roles (inference rules: a role that brings others with it).
-//! Roles are global: domain-specific roles are refused at create, not made global.
+//! A role is global, or a domain's (domain-specific: granted only on that domain and its
+//! projects, and never in a token itself — it brings the roles it implies, as Keystone's).
 
 use super::*;
 
 pub(super) fn role_view(r: &Role, base: &str) -> Value {
-    json!({"id": r.id, "name": r.name, "domain_id": null, "description": r.description, "options": {},
+    json!({"id": r.id, "name": r.name, "domain_id": r.domain_id, "description": r.description, "options": {},
            "links": {"self": format!("{base}/roles/{}", r.id)}})
 }
 
@@ -19,14 +20,27 @@ pub(super) async fn create_role(
     if !r.is_object() {
         return Err(bad("'role' is a required property."));
     }
-    if string_field(r, "domain_id")?.is_some() {
-        return Err(bad(
-            "Domain-specific roles are not supported by this deployment: roles are global.",
-        ));
+    let domain_id = string_field(r, "domain_id")?;
+    if let Some(d) = domain_id {
+        if store::domain(&st.db, d).await?.is_none() {
+            return Err(ApiError::NotFound(format!("Could not find domain: {d}.")));
+        }
     }
-    let mut role = store::create_role(&st.db, &store::new_id(), &required_name(r, "role")?)
+    let name = required_name(r, "role")?;
+    let mut role = store::create_role(&st.db, &store::new_id(), &name, domain_id)
         .await
-        .map_err(conflict_or_internal)?;
+        .map_err(|e| {
+            if e.is_unique_violation() {
+                // Keystone makes a domain's role names unique within the domain; here they
+                // are unique across the deployment.
+                ApiError::Conflict(format!(
+                    "Conflict occurred attempting to store role - Duplicate entry: role names \
+                     are unique across the deployment, and {name} is taken."
+                ))
+            } else {
+                ApiError::from(e)
+            }
+        })?;
     if let Some(d) = string_field(r, "description")? {
         role.description = Some(d.to_owned());
         store::update_role(&st.db, &role).await?;
@@ -44,11 +58,8 @@ pub(super) async fn list_roles(
     require_reader(&req, &st, "identity:list_roles")?;
     let f = filter(&req);
     let base = v3_url(&req, &st.settings);
-    // Roles of a domain: there are none, every role being global.
-    if f.domain_id.is_some() {
-        return Ok(collection("roles", vec![], format!("{base}/roles")));
-    }
-    let items = store::roles(&st.db, f.name.as_deref())
+    // The global roles, or (`domain_id`) a domain's, as Keystone lists them.
+    let items = store::roles(&st.db, f.name.as_deref(), f.domain_id.as_deref())
         .await?
         .iter()
         .map(|r| role_view(r, &base))
@@ -105,7 +116,7 @@ pub(super) async fn update_role(
     let body = json_body(&raw)?;
     let patch = Value::Object(body_object(&body, "role")?.clone());
     let mut role = existing_role(&st, &id).await?;
-    if string_field(&patch, "domain_id")?.is_some() {
+    if string_field(&patch, "domain_id")?.is_some_and(|d| Some(d) != role.domain_id.as_deref()) {
         return Err(bad("Cannot change the domain of a role."));
     }
     if let Some(n) = string_field(&patch, "name")? {
@@ -157,6 +168,13 @@ pub(super) async fn create_inference(
     }
     if p.id == i.id {
         return Err(bad("A role cannot imply itself."));
+    }
+    // Keystone's: a global role brings no domain-specific one (that would put a domain's role
+    // into tokens of every domain).
+    if p.domain_id.is_none() && i.domain_id.is_some() {
+        return Err(ApiError::Forbidden(format!(
+            "{implied} is a domain-specific role and cannot be implied by the global role {prior}."
+        )));
     }
     store::add_implied_role(&st.db, &p.id, &i.id).await?;
     Ok(HttpResponse::Created().json(rule_view(&p, &i, &v3_url(&req, &st.settings))))
@@ -228,7 +246,7 @@ pub(super) async fn list_inferences(
 ) -> ApiResult<HttpResponse> {
     require_reader(&req, &st, "identity:list_role_inference_rules")?;
     let base = v3_url(&req, &st.settings);
-    let roles = store::roles(&st.db, None).await?;
+    let roles = store::all_roles(&st.db).await?;
     let by_id = |id: &str| roles.iter().find(|r| r.id == id);
     let mut out: Vec<Value> = Vec::new();
     let mut current: Option<String> = None;

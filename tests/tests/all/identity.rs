@@ -2549,3 +2549,159 @@ async fn application_credentials_log_in_until_deleted() -> anyhow::Result<()> {
     .await?;
     Ok(())
 }
+
+/// Keystone's domain-specific roles: a domain's role (names unique across the deployment here),
+/// listed with `domain_id`, granted only within its domain, never in a token
+/// or an effective assignment itself but bringing the roles it implies; a global role implies
+/// none; the domain's delete takes its roles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domain_specific_roles_bring_what_they_imply() -> anyhow::Result<()> {
+    let stack = start().await?;
+    let url = e2e::stack::Stack::api_url(&stack).to_owned();
+    let v3 = format!("{url}/identity/v3");
+    let admin_token = token(&url, "admin", ADMIN_PASSWORD, "admin").await?;
+    let http = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let mut req = http
+            .request(method, format!("{v3}{path}"))
+            .header("X-Auth-Token", &admin_token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move {
+            let res = req.send().await?;
+            let status = res.status().as_u16();
+            let body = res.json::<Value>().await.unwrap_or(Value::Null);
+            anyhow::Ok((status, body))
+        }
+    };
+    use reqwest::Method;
+    let (_, d) = call(
+        Method::POST,
+        "/domains".into(),
+        Some(json!({"domain": {"name": "dom-a"}})),
+    )
+    .await?;
+    let dom = d["domain"]["id"].as_str().unwrap_or_default().to_owned();
+    let (status, r) = call(
+        Method::POST,
+        "/roles".into(),
+        Some(json!({"role": {"name": "dom-a-operator", "domain_id": dom}})),
+    )
+    .await?;
+    assert_eq!(status, 201, "{r}");
+    assert_eq!(r["role"]["domain_id"], json!(dom), "{r}");
+    let drole = r["role"]["id"].as_str().unwrap_or_default().to_owned();
+    let (_, listed) = call(Method::GET, format!("/roles?domain_id={dom}"), None).await?;
+    assert_eq!(
+        listed["roles"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+    let (_, globals) = call(Method::GET, "/roles?name=member".into(), None).await?;
+    assert_eq!(globals["roles"][0]["domain_id"], Value::Null, "{globals}");
+    let (status, _) = call(
+        Method::POST,
+        "/roles".into(),
+        Some(json!({"role": {"name": "member", "domain_id": dom}})),
+    )
+    .await?;
+    assert_eq!(status, 409, "names unique across the deployment here");
+    // It implies the global reader; a global role implies no domain's role.
+    let (_, reader) = call(Method::GET, "/roles?name=reader".into(), None).await?;
+    let reader_id = reader["roles"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (status, _) = call(
+        Method::PUT,
+        format!("/roles/{drole}/implies/{reader_id}"),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 201);
+    let (status, _) = call(
+        Method::PUT,
+        format!("/roles/{reader_id}/implies/{drole}"),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 403);
+    // Granted on a project of its domain (not elsewhere); a token there carries `reader`, not
+    // the domain's role.
+    let (_, p) = call(
+        Method::POST,
+        "/projects".into(),
+        Some(json!({"project": {"name": "dom-a-apps", "domain_id": dom}})),
+    )
+    .await?;
+    let pid = p["project"]["id"].as_str().unwrap_or_default().to_owned();
+    let (_, u) = call(
+        Method::POST,
+        "/users".into(),
+        Some(json!({"user": {"name": "dora",
+        "domain_id": dom, "password": "pw-3"}})),
+    )
+    .await?;
+    let uid = u["user"]["id"].as_str().unwrap_or_default().to_owned();
+    let (status, _) = call(
+        Method::PUT,
+        format!("/projects/{pid}/users/{uid}/roles/{drole}"),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 204);
+    let demo_project = cli_json(&stack, "admin", &["project", "show", "demo"]).await?["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (status, _) = call(
+        Method::PUT,
+        format!("/projects/{demo_project}/users/{uid}/roles/{drole}"),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 403, "another domain's project");
+    let res = http
+        .post(format!("{v3}/auth/tokens"))
+        .json(
+            &json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "id": uid, "password": "pw-3"}}}, "scope": {"project": {"id": pid}}}}),
+        )
+        .send()
+        .await?;
+    assert_eq!(res.status().as_u16(), 201);
+    let t: Value = res.json().await?;
+    let names: Vec<&str> = t["token"]["roles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(names, vec!["reader"], "{t}");
+    let (_, effective) = call(
+        Method::GET,
+        format!("/role_assignments?effective&user.id={uid}&scope.project.id={pid}"),
+        None,
+    )
+    .await?;
+    let roles: Vec<&str> = effective["role_assignments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["role"]["id"].as_str())
+        .collect();
+    assert_eq!(roles, vec![reader_id.as_str()], "{effective}");
+    // The domain goes with its roles.
+    call(
+        Method::PATCH,
+        format!("/domains/{dom}"),
+        Some(json!({"domain": {"enabled": false}})),
+    )
+    .await?;
+    let (status, _) = call(Method::DELETE, format!("/domains/{dom}"), None).await?;
+    assert_eq!(status, 204);
+    let (status, _) = call(Method::GET, format!("/roles/{drole}"), None).await?;
+    assert_eq!(status, 404);
+    Ok(())
+}

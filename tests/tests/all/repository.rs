@@ -475,8 +475,8 @@ async fn identity_roles_groups_tags_and_domain_delete(db: Db) -> anyhow::Result<
         },
     )
     .await?;
-    let member = id::create_role(&db, "r-member", "member").await?;
-    let reader = id::create_role(&db, "r-reader", "reader").await?;
+    let member = id::create_role(&db, "r-member", "member", None).await?;
+    let reader = id::create_role(&db, "r-reader", "reader", None).await?;
     id::grant(&db, "u1", &reader.id, "p1", "").await?;
     id::create_group(
         &db,
