@@ -127,7 +127,10 @@ pub async fn catalog(
     // A project with endpoint-filter associations sees only those endpoints (and only the
     // services left with some).
     let only = match project_id {
-        Some(p) => store::endpoints_of_project(db, p).await?,
+        // Associations that name no endpoint (any more) filter nothing (Keystone's).
+        Some(p) => store::endpoints_of_project(db, p)
+            .await?
+            .filter(|ids| !ids.is_empty()),
         None => None,
     };
     let services = store::enabled_catalog(db)

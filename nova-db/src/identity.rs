@@ -599,7 +599,7 @@ pub async fn roles_of(
 ) -> DbResult<Vec<Role>> {
     Ok(on_pool!(db, p => {
         sqlx::query_as(
-            "SELECT r.id, r.name FROM roles r JOIN role_assignments a ON a.role_id = r.id \
+            "SELECT r.id, r.name, r.description, r.domain_id FROM roles r JOIN role_assignments a ON a.role_id = r.id \
              WHERE a.user_id = $1 AND a.project_id = $2 AND a.domain_id = $3 ORDER BY r.name",
         )
         .bind(user_id).bind(project_id).bind(domain_id).fetch_all(p).await?

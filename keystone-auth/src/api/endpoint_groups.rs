@@ -311,14 +311,20 @@ async fn of_project(
     project_exists(st, project_id).await?;
     let base = v3_url(req, &st.settings);
     let mut items = Vec::new();
-    for (target, _) in cat::associations(&st.db, kind, None, Some(project_id)).await? {
-        match kind {
-            Association::Endpoint => {
-                if let Some(e) = cat::endpoint(&st.db, &target).await? {
+    match kind {
+        // A project's endpoints: its own and its groups' (Keystone's list_endpoints_for_project).
+        Association::Endpoint => {
+            let ids = cat::endpoints_of_project(&st.db, project_id)
+                .await?
+                .unwrap_or_default();
+            for id in ids {
+                if let Some(e) = cat::endpoint(&st.db, &id).await? {
                     items.push(super::catalog::endpoint_view(&e, &base));
                 }
             }
-            Association::Group => {
+        }
+        Association::Group => {
+            for (target, _) in cat::associations(&st.db, kind, None, Some(project_id)).await? {
                 if let Some(g) = cat::endpoint_group(&st.db, &target).await? {
                     items.push(group_view(&g, &base));
                 }

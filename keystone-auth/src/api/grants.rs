@@ -113,13 +113,17 @@ pub(super) async fn role_assignments(
                 && (own_domain.as_deref() == Some(domain) || v.iter().any(|p| p == project))
         }
     };
+    // With `effective`, the role filter applies to what the grants give (implied roles
+    // included, domain-specific ones left out), so it is applied at the end; otherwise to the
+    // grants themselves (Keystone's order).
+    let role_filter = if effective { None } else { q.role.as_deref() };
     let mut rows: Vec<Listed> = Vec::new();
     if q.group.is_none() {
         if q.system.is_none() {
             for a in store::assignments(
                 &st.db,
                 q.user.as_deref(),
-                q.role.as_deref(),
+                role_filter,
                 q.project.as_deref(),
                 q.domain.as_deref(),
             )
@@ -141,7 +145,7 @@ pub(super) async fn role_assignments(
         }
         if !scoped && visible("", "", "all") {
             for (user, role) in store::system_assignments(&st.db, q.user.as_deref()).await? {
-                if q.role.as_ref().is_some_and(|r| *r != role) {
+                if role_filter.is_some_and(|r| r != role) {
                     continue;
                 }
                 rows.push(Listed {
@@ -161,7 +165,7 @@ pub(super) async fn role_assignments(
         let groups = store::group_assignments(
             &st.db,
             q.group.as_deref(),
-            q.role.as_deref(),
+            role_filter,
             q.project.as_deref(),
             q.domain.as_deref(),
             system,
@@ -215,7 +219,7 @@ pub(super) async fn role_assignments(
                 let dup = rows.iter().any(|r| {
                     r.role == role && r.actor == rows[i].actor && r.scope == rows[i].scope
                 });
-                if dup || q.role.as_ref().is_some_and(|want| *want != role) {
+                if dup {
                     continue;
                 }
                 let from = &rows[i];
@@ -231,10 +235,14 @@ pub(super) async fn role_assignments(
             i += 1;
         }
     }
-    // Effective: a domain-specific role itself is no one's (it only brings what it implies).
+    // Effective: a domain-specific role itself is no one's (it only brings what it implies);
+    // then the role filter.
     if effective {
         let domain_roles = store::domain_role_ids(&st.db).await?;
         rows.retain(|r| !domain_roles.contains(&r.role));
+        if let Some(want) = &q.role {
+            rows.retain(|r| r.role == *want);
+        }
     }
     let base = v3_url(&req, &st.settings);
     let mut items: Vec<Value> = rows

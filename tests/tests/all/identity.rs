@@ -2692,6 +2692,18 @@ async fn domain_specific_roles_bring_what_they_imply() -> anyhow::Result<()> {
         .filter_map(|a| a["role"]["id"].as_str())
         .collect();
     assert_eq!(roles, vec![reader_id.as_str()], "{effective}");
+    // The role filter applies to what the grants give.
+    let (_, filtered) = call(
+        Method::GET,
+        format!("/role_assignments?effective&user.id={uid}&role.id={reader_id}"),
+        None,
+    )
+    .await?;
+    assert_eq!(
+        filtered["role_assignments"].as_array().map(Vec::len),
+        Some(1),
+        "{filtered}"
+    );
     // The domain goes with its roles.
     call(
         Method::PATCH,
