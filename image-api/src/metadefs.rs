@@ -490,16 +490,8 @@ pub(crate) async fn create_tag_at(
     state: web::Data<ImageState>,
     path: web::Path<(String, String, String)>,
 ) -> ApiResult<HttpResponse> {
+    // (The middle segment is `tags`: the route matches no other.)
     let (ns, _tags, name) = path.into_inner();
-    create_tag(ctx, state, web::Path::from((ns, name))).await
-}
-
-async fn create_tag(
-    ctx: RequestContext,
-    state: web::Data<ImageState>,
-    path: web::Path<(String, String)>,
-) -> ApiResult<HttpResponse> {
-    let (ns, name) = path.into_inner();
     let ns = writable(&state, &ctx, &ns, "add_metadef_tag", None).await?;
     let mut obj = Map::new();
     obj.insert("name".into(), json!(name));
