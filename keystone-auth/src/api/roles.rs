@@ -79,17 +79,43 @@ pub(super) async fn show_role(
     Ok(HttpResponse::Ok().json(json!({"role": role_view(&r, &v3_url(&req, &st.settings))})))
 }
 
+/// Revokes the tokens of every user holding `role` or a role that implies it, transitively.
+async fn end_tokens_bringing(st: &IdentityState, role: &str) -> ApiResult<()> {
+    let rules = store::implied_roles(&st.db).await?;
+    let mut roles = vec![role.to_owned()];
+    let mut i = 0;
+    while i < roles.len() {
+        for (prior, implied) in &rules {
+            if *implied == roles[i] && !roles.contains(prior) {
+                roles.push(prior.clone());
+            }
+        }
+        i += 1;
+    }
+    let mut users: Vec<String> = Vec::new();
+    for r in &roles {
+        for u in store::holders_of_role(&st.db, r).await? {
+            if !users.contains(&u) {
+                users.push(u);
+            }
+        }
+    }
+    for user in users {
+        st.tokens.revoke_user(&user, None).await?;
+    }
+    Ok(())
+}
+
 pub(super) async fn delete_role(
     req: HttpRequest,
     st: web::Data<IdentityState>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     require_admin(&req, &st, "identity:delete_role")?;
-    // Tokens carry their roles: every token that could name this one ends with it. Revoked
-    // first, so that a failed delete leaves nothing valid that should not be.
-    for user in store::holders_of_role(&st.db, &id).await? {
-        st.tokens.revoke_user(&user, None).await?;
-    }
+    // Tokens carry their roles: every token that could name this one — its holders', and
+    // those of every role that brings it — ends with it. Revoked first, so that a failed
+    // delete leaves nothing valid that should not be.
+    end_tokens_bringing(&st, &id).await?;
     if !store::delete_role(&st.db, &id).await? {
         return Err(ApiError::NotFound(format!("Could not find role: {id}.")));
     }
@@ -212,6 +238,10 @@ pub(super) async fn delete_inference(
     require_admin(&req, &st, "identity:delete_implied_role")?;
     let (prior, implied) = path.into_inner();
     rule(&st, &prior, &implied).await?;
+    // The tokens that got `implied` through this rule end with it: those of every holder of
+    // `prior` or of a role that brings `prior` (tokens carry their roles; Keystone works them
+    // out at each validation).
+    end_tokens_bringing(&st, &prior).await?;
     if !store::remove_implied_role(&st.db, &prior, &implied).await? {
         return Err(ApiError::NotFound(format!(
             "{prior} does not imply {implied}."

@@ -2671,6 +2671,12 @@ async fn domain_specific_roles_bring_what_they_imply() -> anyhow::Result<()> {
         .send()
         .await?;
     assert_eq!(res.status().as_u16(), 201);
+    let dora_token = res
+        .headers()
+        .get("X-Subject-Token")
+        .and_then(|t| t.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let t: Value = res.json().await?;
     let names: Vec<&str> = t["token"]["roles"]
         .as_array()
@@ -2704,6 +2710,21 @@ async fn domain_specific_roles_bring_what_they_imply() -> anyhow::Result<()> {
         Some(1),
         "{filtered}"
     );
+    // The rule that gave `reader` removed, the token that got it through the rule ends.
+    let (status, _) = call(
+        Method::DELETE,
+        format!("/roles/{drole}/implies/{reader_id}"),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 204);
+    let res = http
+        .get(format!("{v3}/auth/tokens"))
+        .header("X-Auth-Token", &admin_token)
+        .header("X-Subject-Token", &dora_token)
+        .send()
+        .await?;
+    assert_eq!(res.status().as_u16(), 404, "revoked with the rule");
     // The domain goes with its roles.
     call(
         Method::PATCH,
