@@ -873,3 +873,178 @@ async fn the_catalog_keeps_regions_services_and_endpoints(db: Db) -> anyhow::Res
     assert!(id::delete_policy(&db, "p1").await?);
     Ok(())
 }
+
+on_both_backends!(identity_and_metadefs_sql_runs_on_both_backends);
+/// The SQL of the twelfth session's identity and image additions on both backends: credentials,
+/// application credentials (a name unique per user), endpoint groups and their associations,
+/// nested projects, and Glance's metadata definitions (a namespace with its association and
+/// items, visibility, a rename, items replaced and the namespace deleted with them).
+async fn identity_and_metadefs_sql_runs_on_both_backends(db: Db) -> anyhow::Result<()> {
+    use nova_db::catalog::{self as cat, Association, EndpointGroup};
+    use nova_db::identity::{self as id, AppCredential, Credential, Domain, Project, User};
+    use nova_db::metadefs::{self as md, Item, Kind, Namespace};
+    id::create_domain(
+        &db,
+        &Domain {
+            id: "default".into(),
+            name: "Default".into(),
+            description: String::new(),
+            enabled: true,
+        },
+    )
+    .await
+    .ok();
+    let project = |pid: &str, parent: Option<&str>| Project {
+        id: pid.into(),
+        name: pid.into(),
+        domain_id: "default".into(),
+        description: String::new(),
+        enabled: true,
+        parent_id: parent.map(str::to_owned),
+    };
+    id::create_project(&db, &project("pa", None)).await?;
+    id::create_project(&db, &project("pb", Some("pa"))).await?;
+    assert_eq!(
+        id::project(&db, "pb")
+            .await?
+            .and_then(|p| p.parent_id)
+            .as_deref(),
+        Some("pa")
+    );
+    id::create_user(
+        &db,
+        &User {
+            id: "u1".into(),
+            name: "u1".into(),
+            domain_id: "default".into(),
+            enabled: true,
+            email: None,
+            default_project_id: None,
+            password_hash: None,
+            extra: "{}".into(),
+        },
+    )
+    .await?;
+    let cred = Credential {
+        id: "c1".into(),
+        user_id: "u1".into(),
+        project_id: Some("pb".into()),
+        kind: "ec2".into(),
+        encrypted_blob: "v1:x".into(),
+        extra: "{}".into(),
+    };
+    assert!(id::create_credential(&db, &cred).await?);
+    assert!(!id::create_credential(&db, &cred).await?, "the id is taken");
+    assert_eq!(
+        id::credentials(&db, Some("u1"), Some("ec2")).await?.len(),
+        1
+    );
+    let app = AppCredential {
+        id: "a1".into(),
+        name: "ci".into(),
+        user_id: "u1".into(),
+        project_id: "pb".into(),
+        secret_hash: "h".into(),
+        description: None,
+        expires_at_us: Some(1),
+        unrestricted: false,
+        roles: "[]".into(),
+    };
+    assert!(id::create_app_credential(&db, &app).await?);
+    assert!(
+        !id::create_app_credential(
+            &db,
+            &AppCredential {
+                id: "a2".into(),
+                ..app.clone()
+            }
+        )
+        .await?,
+        "a name is unique per user"
+    );
+    assert_eq!(id::app_credentials(&db, "u1", Some("ci")).await?.len(), 1);
+    let group = EndpointGroup {
+        id: "g1".into(),
+        name: "internal".into(),
+        description: None,
+        filters: r#"{"interface": "internal"}"#.into(),
+    };
+    cat::create_endpoint_group(&db, &group).await?;
+    cat::associate(&db, Association::Group, "g1", "pb").await?;
+    cat::associate(&db, Association::Group, "g1", "pb").await?;
+    assert_eq!(
+        cat::associations(&db, Association::Group, None, Some("pb"))
+            .await?
+            .len(),
+        1
+    );
+    assert_eq!(cat::endpoints_of_project(&db, "pb").await?, Some(vec![]));
+    // Deleting the project takes its credentials and associations.
+    assert!(id::delete_project(&db, "pb").await?);
+    assert!(id::credentials(&db, Some("u1"), None).await?.is_empty());
+    assert!(id::app_credentials(&db, "u1", None).await?.is_empty());
+    assert_eq!(cat::endpoints_of_project(&db, "pb").await?, None);
+
+    // Metadata definitions.
+    let viewer = |project: &'static str, admin: bool| nova_db::Viewer { project, admin };
+    let ns = Namespace {
+        id: "n1".into(),
+        namespace: "Demo::CPU".into(),
+        display_name: None,
+        description: Some("d".into()),
+        visibility: "private".into(),
+        protected: false,
+        owner: "pa".into(),
+        created_at: 1,
+        updated_at: 1,
+    };
+    let item = |name: &str| Item {
+        name: name.into(),
+        doc: r#"{"title": "T", "type": "string"}"#.into(),
+        created_at: 1,
+        updated_at: 1,
+    };
+    let assoc = md::Association {
+        resource_type: "OS::Glance::Image".into(),
+        prefix: Some("hw_".into()),
+        properties_target: None,
+        created_at: 1,
+        updated_at: 1,
+    };
+    assert!(md::create_namespace(&db, &ns, &[assoc], &[(Kind::Property, item("p1"))]).await?);
+    assert!(
+        !md::create_namespace(&db, &ns, &[], &[]).await?,
+        "the name is taken"
+    );
+    assert!(md::namespace(&db, "Demo::CPU", viewer("other", false))
+        .await?
+        .is_none());
+    assert!(md::namespace(&db, "Demo::CPU", viewer("pa", false))
+        .await?
+        .is_some());
+    let listed = md::namespaces(
+        &db,
+        viewer("x", true),
+        Some("private"),
+        &["OS::Glance::Image".to_owned()],
+    )
+    .await?;
+    assert_eq!(listed.len(), 1);
+    assert!(!md::add_item(&db, Kind::Property, "n1", &item("p1")).await?);
+    assert!(md::add_item(&db, Kind::Tag, "n1", &item("t1")).await?);
+    assert_eq!(
+        md::replace_item(&db, Kind::Property, "n1", "p1", &item("p2")).await?,
+        Some(true)
+    );
+    assert!(md::set_items(&db, Kind::Tag, "n1", &[item("a"), item("b")]).await?);
+    assert_eq!(md::items(&db, Kind::Tag, "n1").await?.len(), 2);
+    assert!(!md::set_items(&db, Kind::Tag, "n1", &[item("a"), item("a")]).await?);
+    assert_eq!(md::items(&db, Kind::Tag, "n1").await?.len(), 2, "unchanged");
+    let mut renamed = ns.clone();
+    renamed.namespace = "Demo::Renamed".into();
+    assert!(md::update_namespace(&db, &renamed).await?);
+    md::delete_namespace(&db, "n1").await?;
+    assert!(md::items(&db, Kind::Property, "n1").await?.is_empty());
+    assert!(md::resource_types(&db).await?.len() >= 4);
+    Ok(())
+}
