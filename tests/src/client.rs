@@ -435,3 +435,22 @@ pub async fn password_token(
     );
     Ok(res.headers()["X-Subject-Token"].to_str()?.to_owned())
 }
+
+/// One request to any of the deployment's APIs (identity, image, …) with `token`, and a JSON
+/// body when given: its status and its JSON answer (`null` when it has none). For the APIs
+/// the compute [`Client`] does not check against a schema.
+pub async fn send_json(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    body: Option<Value>,
+) -> anyhow::Result<(u16, Value)> {
+    let mut req = http.request(method, url).header("X-Auth-Token", token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().await?;
+    let status = res.status().as_u16();
+    Ok((status, res.json::<Value>().await.unwrap_or(Value::Null)))
+}

@@ -1575,18 +1575,8 @@ async fn the_cli_administers_the_catalog() -> anyhow::Result<()> {
     let admin_token = token(&url, "admin", ADMIN_PASSWORD, "admin").await?;
     let demo_token = token(&url, "demo", DEMO_PASSWORD, "demo").await?;
     let call = |method: reqwest::Method, path: String, token: &str, body: Option<Value>| {
-        let mut req = http
-            .request(method, format!("{v3}{path}"))
-            .header("X-Auth-Token", token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        async move {
-            let res = req.send().await?;
-            let status = res.status().as_u16();
-            let body = res.json::<Value>().await.unwrap_or(Value::Null);
-            anyhow::Ok((status, body))
-        }
+        let (http, url, token) = (http.clone(), format!("{v3}{path}"), token.to_owned());
+        async move { e2e::client::send_json(&http, method, &url, &token, body).await }
     };
 
     // The deployment's own services are in the catalog's tables, their URLs following the
@@ -2562,18 +2552,8 @@ async fn domain_specific_roles_bring_what_they_imply() -> anyhow::Result<()> {
     let admin_token = token(&url, "admin", ADMIN_PASSWORD, "admin").await?;
     let http = reqwest::Client::new();
     let call = |method: reqwest::Method, path: String, body: Option<Value>| {
-        let mut req = http
-            .request(method, format!("{v3}{path}"))
-            .header("X-Auth-Token", &admin_token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        async move {
-            let res = req.send().await?;
-            let status = res.status().as_u16();
-            let body = res.json::<Value>().await.unwrap_or(Value::Null);
-            anyhow::Ok((status, body))
-        }
+        let (http, url, token) = (http.clone(), format!("{v3}{path}"), admin_token.clone());
+        async move { e2e::client::send_json(&http, method, &url, &token, body).await }
     };
     use reqwest::Method;
     let (_, d) = call(

@@ -708,38 +708,45 @@ async fn images_in_an_s3_bucket_are_shared_by_api_replicas() -> anyhow::Result<(
     Ok(())
 }
 
+/// Runs python-glanceclient's `glance` (in the project's venv) as `user` of the project of
+/// the same name, against the all-in-one at `url`; its output, or its error.
+async fn glance(url: &str, user: &str, password: &str, args: &[&str]) -> anyhow::Result<String> {
+    let bin = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/glance");
+    anyhow::ensure!(
+        bin.exists(),
+        "{} missing: scripts/test.sh installs python-glanceclient",
+        bin.display()
+    );
+    let out = tokio::process::Command::new(bin)
+        .args(args)
+        .env("OS_AUTH_URL", format!("{url}/identity/v3"))
+        .env("OS_USERNAME", user)
+        .env("OS_PASSWORD", password)
+        .env("OS_PROJECT_NAME", user)
+        .env("OS_USER_DOMAIN_NAME", "Default")
+        .env("OS_PROJECT_DOMAIN_NAME", "Default")
+        .env("OS_IMAGE_API_VERSION", "2")
+        .output()
+        .await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "glance {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// python-glanceclient, which Horizon uses for images: it reads Glance's schema documents
 /// before it lists, shows or updates, and validates what it gets against them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_glanceclient_reads_the_schemas_and_the_images() -> anyhow::Result<()> {
     let stack = start(None).await?;
     let url = stack.api_url().to_owned();
-    let glance = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/glance");
-    anyhow::ensure!(
-        glance.exists(),
-        "{} missing: scripts/test.sh installs python-glanceclient",
-        glance.display()
-    );
     let run = |args: Vec<String>| {
-        let (glance, url) = (glance.clone(), url.clone());
+        let url = url.clone();
         async move {
-            let out = tokio::process::Command::new(glance)
-                .args(&args)
-                .env("OS_AUTH_URL", format!("{url}/identity/v3"))
-                .env("OS_USERNAME", "demo")
-                .env("OS_PASSWORD", DEMO_PASSWORD)
-                .env("OS_PROJECT_NAME", "demo")
-                .env("OS_USER_DOMAIN_NAME", "Default")
-                .env("OS_PROJECT_DOMAIN_NAME", "Default")
-                .env("OS_IMAGE_API_VERSION", "2")
-                .output()
-                .await?;
-            anyhow::ensure!(
-                out.status.success(),
-                "glance {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            anyhow::Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            glance(&url, "demo", DEMO_PASSWORD, &args).await
         }
     };
     let dir = tempfile::tempdir()?;
@@ -1165,70 +1172,73 @@ async fn an_upload_that_died_with_its_process_is_recovered() -> anyhow::Result<(
 async fn python_glanceclient_manages_metadata_definitions() -> anyhow::Result<()> {
     let stack = start(None).await?;
     let url = stack.api_url().to_owned();
-    let glance = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/glance");
-    let run = |args: &[&str]| {
-        let (glance, url) = (glance.clone(), url.clone());
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        async move {
-            let out = tokio::process::Command::new(glance)
-                .args(&args)
-                .env("OS_AUTH_URL", format!("{url}/identity/v3"))
-                .env("OS_USERNAME", "admin")
-                .env("OS_PASSWORD", ADMIN_PASSWORD)
-                .env("OS_PROJECT_NAME", "admin")
-                .env("OS_USER_DOMAIN_NAME", "Default")
-                .env("OS_PROJECT_DOMAIN_NAME", "Default")
-                .env("OS_IMAGE_API_VERSION", "2")
-                .output()
-                .await?;
-            anyhow::ensure!(
-                out.status.success(),
-                "glance {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            anyhow::Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        }
-    };
-    run(&[
-        "md-namespace-create",
-        "Demo::CPU",
-        "--visibility",
-        "public",
-        "--display-name",
-        "CPU topology",
-        "--description",
-        "Sockets and threads",
-    ])
+    glance(
+        &url,
+        "admin",
+        ADMIN_PASSWORD,
+        &[
+            "md-namespace-create",
+            "Demo::CPU",
+            "--visibility",
+            "public",
+            "--display-name",
+            "CPU topology",
+            "--description",
+            "Sockets and threads",
+        ],
+    )
     .await?;
-    run(&[
-        "md-resource-type-associate",
-        "Demo::CPU",
-        "--name",
-        "OS::Glance::Image",
-        "--prefix",
-        "hw_",
-    ])
+    glance(
+        &url,
+        "admin",
+        ADMIN_PASSWORD,
+        &[
+            "md-resource-type-associate",
+            "Demo::CPU",
+            "--name",
+            "OS::Glance::Image",
+            "--prefix",
+            "hw_",
+        ],
+    )
     .await?;
-    run(&[
-        "md-property-create",
-        "Demo::CPU",
-        "--name",
-        "cpu_sockets",
-        "--title",
-        "Sockets",
-        "--type",
-        "integer",
-        "--schema",
-        r#"{"minimum": 1}"#,
-    ])
+    glance(
+        &url,
+        "admin",
+        ADMIN_PASSWORD,
+        &[
+            "md-property-create",
+            "Demo::CPU",
+            "--name",
+            "cpu_sockets",
+            "--title",
+            "Sockets",
+            "--type",
+            "integer",
+            "--schema",
+            r#"{"minimum": 1}"#,
+        ],
+    )
     .await?;
-    run(&[
+    glance(&url, "admin", ADMIN_PASSWORD, &[
         "md-object-create", "Demo::CPU", "--name", "Topology", "--schema",
         r#"{"description": "The guest's CPU", "properties": {"threads": {"type": "integer", "title": "Threads"}}}"#,
     ])
     .await?;
-    run(&["md-tag-create-multiple", "Demo::CPU", "--names", "numa,smt"]).await?;
-    let shown = run(&["md-namespace-show", "Demo::CPU"]).await?;
+    glance(
+        &url,
+        "admin",
+        ADMIN_PASSWORD,
+        &["md-tag-create-multiple", "Demo::CPU", "--names", "numa,smt"],
+    )
+    .await?;
+    let shown = glance(
+        &url,
+        "admin",
+        ADMIN_PASSWORD,
+        &["md-namespace-show", "Demo::CPU"],
+    )
+    .await?;
     for expected in [
         "CPU topology",
         "OS::Glance::Image",
@@ -1239,11 +1249,23 @@ async fn python_glanceclient_manages_metadata_definitions() -> anyhow::Result<()
     ] {
         assert!(shown.contains(expected), "{expected} in {shown}");
     }
-    let listed = run(&["md-namespace-list", "--resource-types", "OS::Glance::Image"]).await?;
+    let listed = glance(
+        &url,
+        "admin",
+        ADMIN_PASSWORD,
+        &["md-namespace-list", "--resource-types", "OS::Glance::Image"],
+    )
+    .await?;
     assert!(listed.contains("Demo::CPU"), "{listed}");
-    let listed = run(&["md-namespace-list", "--resource-types", "OS::Nova::Flavor"]).await?;
+    let listed = glance(
+        &url,
+        "admin",
+        ADMIN_PASSWORD,
+        &["md-namespace-list", "--resource-types", "OS::Nova::Flavor"],
+    )
+    .await?;
     assert!(!listed.contains("Demo::CPU"), "{listed}");
-    let types = run(&["md-resource-type-list"]).await?;
+    let types = glance(&url, "admin", ADMIN_PASSWORD, &["md-resource-type-list"]).await?;
     assert!(types.contains("OS::Nova::Flavor"), "{types}");
 
     let admin_token = password_token(&url, "admin", ADMIN_PASSWORD, "admin").await?;
@@ -1251,16 +1273,8 @@ async fn python_glanceclient_manages_metadata_definitions() -> anyhow::Result<()
     let http = reqwest::Client::new();
     let md = format!("{url}/image/v2/metadefs/namespaces");
     let call = |method: reqwest::Method, path: String, token: &str, body: Option<Value>| {
-        let mut req = http.request(method, path).header("X-Auth-Token", token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        async move {
-            let res = req.send().await?;
-            let status = res.status().as_u16();
-            let body = res.json::<Value>().await.unwrap_or(Value::Null);
-            anyhow::Ok((status, body))
-        }
+        let (http, token) = (http.clone(), token.to_owned());
+        async move { e2e::client::send_json(&http, method, &path, &token, body).await }
     };
     use reqwest::Method;
     // A property asked for with its resource type's prefix.
@@ -1436,7 +1450,13 @@ async fn python_glanceclient_manages_metadata_definitions() -> anyhow::Result<()
     .await?;
     assert_eq!(status, 400);
     // Protected: neither it nor what is in it is deleted.
-    run(&["md-namespace-update", "Demo::CPU", "--protected", "True"]).await?;
+    glance(
+        &url,
+        "admin",
+        ADMIN_PASSWORD,
+        &["md-namespace-update", "Demo::CPU", "--protected", "True"],
+    )
+    .await?;
     let (status, body) = call(
         Method::DELETE,
         format!("{md}/Demo::CPU"),
@@ -1461,8 +1481,20 @@ async fn python_glanceclient_manages_metadata_definitions() -> anyhow::Result<()
     );
     assert_eq!(shown["tags"].as_array().map(Vec::len), Some(2), "{shown}");
     // Unprotected, it goes with everything in it.
-    run(&["md-namespace-update", "Demo::CPU", "--protected", "False"]).await?;
-    run(&["md-namespace-delete", "Demo::CPU"]).await?;
+    glance(
+        &url,
+        "admin",
+        ADMIN_PASSWORD,
+        &["md-namespace-update", "Demo::CPU", "--protected", "False"],
+    )
+    .await?;
+    glance(
+        &url,
+        "admin",
+        ADMIN_PASSWORD,
+        &["md-namespace-delete", "Demo::CPU"],
+    )
+    .await?;
 
     // Glance's tasks: no task type runs here (uploads only, no import method), so a task is
     // refused up front rather than left to fail; an admin's API.
