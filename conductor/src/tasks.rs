@@ -175,7 +175,7 @@ impl Conductor {
                             let uuid = instance.uuid.0.to_string();
                             let (_, nics) = tokio::try_join!(
                                 ports::bind_to_host(&self.db, &uuid, &host),
-                                nova_db::firewall::nics(&self.db, &made)
+                                nova_db::firewall::nics_of(&self.db, &made)
                             )?;
                             Ok(nics)
                         }
@@ -801,7 +801,7 @@ async fn allocate_requested(
     Ok(match allocate_ports(db, instance, host, requests).await? {
         // Each NIC with its filter, which the host puts in place before the NIC carries
         // traffic.
-        Ok(made) => Ok(nova_db::firewall::nics(db, &made).await?),
+        Ok(made) => Ok(nova_db::firewall::nics_of(db, &made).await?),
         Err(refused) => Err(refused),
     })
 }
@@ -812,7 +812,7 @@ async fn allocate_ports(
     instance: &Instance,
     host: Option<&str>,
     requests: &[NicRequest],
-) -> Result<std::result::Result<Vec<ports::Port>, (String, String)>> {
+) -> Result<std::result::Result<Vec<ports::Allocated>, (String, String)>> {
     match ports::allocate_for_instance(db, instance, host, requests).await? {
         Ok(made) => Ok(Ok(made)),
         Err((i, refusal)) => {

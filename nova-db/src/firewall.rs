@@ -77,40 +77,95 @@ pub async fn nics(db: &Db, bound: &[Port]) -> DbResult<Vec<nova_core::rpc::Nic>>
         remote_members(db, &ids)
     )?;
     for (port, nic) in bound.iter().zip(nics.iter_mut()) {
-        let ips: Vec<String> = nic.ips.iter().map(|i| i.address.clone()).collect();
-        let dhcp_servers: Vec<String> = nic.ips.iter().filter_map(|i| i.gateway.clone()).collect();
-        let rules: Vec<GroupRule> = rules_of
-            .get(&port.id)
-            .into_iter()
-            .flatten()
-            .map(|r| GroupRule {
-                direction: if r.direction == "egress" {
-                    Direction::Egress
-                } else {
-                    Direction::Ingress
-                },
-                ethertype: if r.ethertype == "IPv6" { 6 } else { 4 },
-                protocol: r.protocol.clone(),
-                port_range_min: r.port_range_min,
-                port_range_max: r.port_range_max,
-                remote_ip_prefix: r.remote_ip_prefix.clone(),
-                remote_group_id: r.remote_group_id.clone(),
-            })
-            .collect();
-        nic.firewall = Some(PortFirewall {
-            port_id: port.id.clone(),
-            instance: port.device_id.clone(),
-            mac: port.mac_address.clone(),
-            rules: expand(&ips, &rules, &members),
-            ips,
-            dhcp_servers,
-            // A port without an address is not filtered: nothing on the host is keyed to it
-            // (its guest's address, if any, comes from the host's network, whose DHCP a filter
-            // of no address would cut off).
-            enabled: port.port_security_enabled && !nic.ips.is_empty(),
-        });
+        let rules = rules_of.get(&port.id).into_iter().flatten().map(group_rule);
+        nic.firewall = Some(filter_of(port, nic, rules.collect(), &members));
     }
     Ok(nics)
+}
+
+/// The filter of a port with these addresses (`nic`), from its groups' rules and the members
+/// of the remote groups they name.
+pub(crate) fn filter_of(
+    port: &Port,
+    nic: &nova_core::rpc::Nic,
+    rules: Vec<GroupRule>,
+    members: &BTreeMap<String, Vec<String>>,
+) -> PortFirewall {
+    let ips: Vec<String> = nic.ips.iter().map(|i| i.address.clone()).collect();
+    let dhcp_servers: Vec<String> = nic.ips.iter().filter_map(|i| i.gateway.clone()).collect();
+    PortFirewall {
+        port_id: port.id.clone(),
+        instance: port.device_id.clone(),
+        mac: port.mac_address.clone(),
+        rules: expand(&ips, &rules, members),
+        ips,
+        dhcp_servers,
+        // A port without an address is not filtered: nothing on the host is keyed to it (its
+        // guest's address, if any, comes from the host's network, whose DHCP a filter of no
+        // address would cut off).
+        enabled: port.port_security_enabled && !nic.ips.is_empty(),
+    }
+}
+
+/// A stored rule as the filter reads it (Neutron's `direction` and `ethertype` words).
+pub(crate) fn group_rule(r: &crate::security_groups::Rule) -> GroupRule {
+    RuleWords {
+        direction: r.direction.clone(),
+        ethertype: r.ethertype.clone(),
+        protocol: r.protocol.clone(),
+        port_range_min: r.port_range_min,
+        port_range_max: r.port_range_max,
+        remote_ip_prefix: r.remote_ip_prefix.clone(),
+        remote_group_id: r.remote_group_id.clone(),
+    }
+    .into()
+}
+
+/// What of a stored rule the filter reads, as PostgreSQL's `json_agg` of its row gives it
+/// (the port's write reads its groups' rules so, in the same statement).
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct RuleWords {
+    direction: String,
+    ethertype: String,
+    protocol: Option<String>,
+    port_range_min: Option<i64>,
+    port_range_max: Option<i64>,
+    remote_ip_prefix: Option<String>,
+    remote_group_id: Option<String>,
+}
+
+impl From<RuleWords> for GroupRule {
+    fn from(r: RuleWords) -> Self {
+        GroupRule {
+            direction: if r.direction == "egress" {
+                Direction::Egress
+            } else {
+                Direction::Ingress
+            },
+            ethertype: if r.ethertype == "IPv6" { 6 } else { 4 },
+            protocol: r.protocol,
+            port_range_min: r.port_range_min,
+            port_range_max: r.port_range_max,
+            remote_ip_prefix: r.remote_ip_prefix,
+            remote_group_id: r.remote_group_id,
+        }
+    }
+}
+
+/// The NICs of the ports a server was given: as their allocation built them, or read
+/// ([`nics`]) when one of them was not.
+pub async fn nics_of(
+    db: &Db,
+    allocated: &[ports::Allocated],
+) -> DbResult<Vec<nova_core::rpc::Nic>> {
+    let built: Option<Vec<nova_core::rpc::Nic>> = allocated.iter().map(|a| a.nic.clone()).collect();
+    match built {
+        Some(nics) => Ok(nics),
+        None => {
+            let ports: Vec<Port> = allocated.iter().map(|a| a.port.clone()).collect();
+            nics(db, &ports).await
+        }
+    }
 }
 
 /// The addresses of the members of every remote group the rules of these ports' groups name

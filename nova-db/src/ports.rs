@@ -6,7 +6,8 @@
 
 use crate::listing::{self, Column, Kind, Listing, Tags};
 use crate::subnets::{lock_network, of_network_tx, Subnet};
-use crate::{on_pool, on_tx, Db, DbResult, Tx};
+use crate::{on_pool, on_tx, Db, DbError, DbResult, Tx};
+use nova_core::firewall::GroupRule;
 use nova_core::ipam::{self, Refusal};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -527,16 +528,17 @@ pub async fn create(
     options: CreateOptions<'_>,
 ) -> DbResult<Result<Vec<FixedIp>, Refusal>> {
     Ok(make(db, port, options).await?.map(|made| match made {
-        Made::New(ips) => ips,
+        Made::New(ips, _) => ips,
         // Only a server's port is found made (`options.server`).
         Made::Existing(_) => Vec::new(),
     }))
 }
 
-/// What [`make`] did: made the port, with these addresses, or found the one the server
+/// What [`make`] did: made the port, with these addresses (and, for a server's port on
+/// PostgreSQL, its NIC with its filter, read with its write), or found the one the server
 /// already has on the network.
 enum Made {
-    New(Vec<FixedIp>),
+    New(Vec<FixedIp>, Option<Box<nova_core::rpc::Nic>>),
     Existing(String),
 }
 
@@ -678,15 +680,40 @@ async fn create_once(
         Ok(ips) => ips,
         Err(r) => return Ok(Err(r)),
     };
-    if let Err(r) = insert(&mut tx, port, &ips, groups).await? {
-        return Ok(Err(r));
-    }
+    let filter = match insert(&mut tx, port, &ips, groups, server.is_some()).await? {
+        Ok(filter) => filter,
+        Err(r) => return Ok(Err(r)),
+    };
     tx.commit().await?;
     // An unbound port is no host's to filter (its binding bumps, when it comes).
     if !port.host_id.is_empty() {
         crate::firewall::bump_soon(db);
     }
-    Ok(Ok(Made::New(ips)))
+    // The NIC as a driver needs it, from what this transaction read: the subnets of its
+    // addresses, and its groups' rules with the remote groups' members.
+    let nic = filter.map(|(rules, members)| {
+        let mut nic = nova_core::rpc::Nic {
+            network_id: port.network_id.clone(),
+            port_id: port.id.clone(),
+            mac: port.mac_address.clone(),
+            ips: ips
+                .iter()
+                .filter_map(|ip| {
+                    let subnet = state.subnets.iter().find(|s| s.id == ip.subnet_id)?;
+                    Some(nova_core::rpc::NicIp {
+                        address: ip.ip_address.clone(),
+                        cidr: subnet.cidr.clone(),
+                        gateway: subnet.gateway_ip.clone(),
+                        version: u8::try_from(subnet.ip_version).unwrap_or(4),
+                    })
+                })
+                .collect(),
+            firewall: None,
+        };
+        nic.firewall = Some(crate::firewall::filter_of(port, &nic, rules, &members));
+        nic
+    });
+    Ok(Ok(Made::New(ips, nic.map(Box::new))))
 }
 
 /// Binds a port's columns, in [`COLUMNS`]' order, to `$1`…`$17` of a query (the insert on
@@ -714,16 +741,35 @@ macro_rules! bind_port {
     }};
 }
 
+/// What the filter of a new port is made of, read with its write: its groups' rules, and the
+/// addresses of the members of the remote groups they name, by group (without the port's own,
+/// which the statement's snapshot does not hold: a filter's rules leave them out anyway).
+type FilterParts = (Vec<GroupRule>, BTreeMap<String, Vec<String>>);
+
 /// Writes a new port with its addresses and groups: on PostgreSQL in one statement (a round
 /// trip each was most of what a port added to a server's build), on SQLite one by one. A
-/// group gone meanwhile is refused.
+/// group gone meanwhile is refused. With `filter` on PostgreSQL, the same statement reads
+/// what the port's filter is made of (a server's build then reads nothing more for its NIC).
 async fn insert(
     tx: &mut Tx,
     port: &Port,
     ips: &[FixedIp],
     groups: &[String],
-) -> DbResult<Result<(), Refusal>> {
+    filter: bool,
+) -> DbResult<Result<Option<FilterParts>, Refusal>> {
     if let Tx::Pg(t) = tx {
+        // As `security_groups::rules_of_ports` and `firewall::remote_members` read them.
+        let parts = if filter {
+            "(SELECT COALESCE(json_agg(r ORDER BY r.created_at, r.id), '[]')::text \
+             FROM security_group_rules r WHERE r.security_group_id = ANY($20::text[])), \
+             (SELECT COALESCE(json_agg(json_build_array(b.security_group_id, a.ip_address)), \
+             '[]')::text FROM port_security_groups b JOIN ip_allocations a \
+             ON a.port_id = b.port_id WHERE b.security_group_id IN \
+             (SELECT r.remote_group_id FROM security_group_rules r \
+             WHERE r.security_group_id = ANY($20::text[]) AND r.remote_group_id IS NOT NULL))"
+        } else {
+            "NULL::text, NULL::text"
+        };
         let sql = format!(
             "WITH p AS (INSERT INTO ports ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
              $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id), \
@@ -733,19 +779,20 @@ async fn insert(
              g AS (INSERT INTO port_security_groups (port_id, security_group_id) \
              SELECT p.id, s.id FROM p JOIN security_groups s ON s.id = ANY($20::text[]) \
              RETURNING security_group_id) \
-             SELECT ARRAY(SELECT security_group_id FROM g)"
+             SELECT ARRAY(SELECT security_group_id FROM g), {parts}"
         );
         let subnet_ids: Vec<&str> = ips.iter().map(|i| i.subnet_id.as_str()).collect();
         let addresses: Vec<&str> = ips.iter().map(|i| i.ip_address.as_str()).collect();
-        let written: Result<(Vec<String>,), sqlx::Error> = bind_port!(sqlx::query_as(&sql), port)
+        type Written = (Vec<String>, Option<String>, Option<String>);
+        let written: Result<Written, sqlx::Error> = bind_port!(sqlx::query_as(&sql), port)
             .bind(&subnet_ids)
             .bind(&addresses)
             .bind(groups)
             .fetch_one(&mut **t)
             .await;
         return match written {
-            Ok((held,)) => Ok(match groups.iter().find(|g| !held.contains(g)) {
-                None => Ok(()),
+            Ok((held, rules, members)) => Ok(match groups.iter().find(|g| !held.contains(g)) {
+                None => Ok(filter_parts(rules, members)?),
                 Some(gone) => Err(group_not_found(gone)),
             }),
             // A group's delete took its row first: which one, its key says.
@@ -771,7 +818,25 @@ async fn insert(
             .await?;
     });
     insert_allocations(tx, &port.id, ips).await?;
-    set_groups(tx, &port.id, groups).await
+    Ok(set_groups(tx, &port.id, groups).await?.map(|()| None))
+}
+
+/// [`FilterParts`] from the JSON of [`insert`]'s statement (none when it did not read them).
+fn filter_parts(rules: Option<String>, members: Option<String>) -> DbResult<Option<FilterParts>> {
+    let (Some(rules), Some(members)) = (rules, members) else {
+        return Ok(None);
+    };
+    let corrupt = |e: serde_json::Error| DbError::Corrupt(format!("a port's filter: {e}"));
+    let rules: Vec<crate::firewall::RuleWords> = serde_json::from_str(&rules).map_err(corrupt)?;
+    let pairs: Vec<(String, String)> = serde_json::from_str(&members).map_err(corrupt)?;
+    let mut by_group: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (group, address) in pairs {
+        by_group.entry(group).or_default().push(address);
+    }
+    Ok(Some((
+        rules.into_iter().map(Into::into).collect(),
+        by_group,
+    )))
 }
 
 /// Writes what an update may change, if the port is at the revision it was read at (else a
@@ -962,6 +1027,15 @@ impl NicRequest {
     }
 }
 
+/// A server's port as [`allocate_for_instance`] gives it, with its NIC (its addresses and its
+/// filter) when the port's own transaction read what that is made of (a port made on
+/// PostgreSQL): the build then reads nothing more for it (`firewall::nics_of`).
+#[derive(Clone, Debug)]
+pub struct Allocated {
+    pub port: Port,
+    pub nic: Option<nova_core::rpc::Nic>,
+}
+
 /// Whom the ports of a server are bound to.
 struct Binding<'a> {
     /// The server's uuid (the ports' `device_id`).
@@ -989,7 +1063,7 @@ pub async fn allocate_for_instance(
     instance: &nova_core::model::Instance,
     host: Option<&str>,
     requests: &[NicRequest],
-) -> DbResult<Result<Vec<Port>, (usize, Refusal)>> {
+) -> DbResult<Result<Vec<Allocated>, (usize, Refusal)>> {
     let device = instance.uuid.0.to_string();
     let owner = format!(
         "compute:{}",
@@ -1001,7 +1075,7 @@ pub async fn allocate_for_instance(
         device_owner: &owner,
         host,
     };
-    let mut out: Vec<Port> = Vec::new();
+    let mut out: Vec<Allocated> = Vec::new();
     // Whether a user's port was bound without the server's lock (see the end).
     let mut unchecked = false;
     let now = nova_core::time::now_ms();
@@ -1039,7 +1113,7 @@ pub async fn allocate_for_instance(
             match (done, get(db, port_id).await?) {
                 (1, Some(port)) => {
                     unchecked = true;
-                    out.push(port)
+                    out.push(Allocated { port, nic: None })
                 }
                 (_, None) => {
                     return Ok(Err((
@@ -1109,7 +1183,7 @@ pub async fn allocate_for_instance(
             }]),
             None => Addresses::Default,
         };
-        let took: Vec<String> = out.iter().map(|p| p.id.clone()).collect();
+        let took: Vec<String> = out.iter().map(|a| a.port.id.clone()).collect();
         let options = CreateOptions {
             mac_given: false,
             addresses: &addresses,
@@ -1119,11 +1193,17 @@ pub async fn allocate_for_instance(
             reuse: r.for_build.then_some(took.as_slice()),
         };
         match make(db, &mut port, options).await? {
-            Ok(Made::New(_)) => out.push(port),
+            Ok(Made::New(_, nic)) => out.push(Allocated {
+                port,
+                nic: nic.map(|n| *n),
+            }),
             // Made before: by an earlier dispatch of this build, or by another handler of it
             // meanwhile (read under the network's lock, with the server's key-share lock).
             Ok(Made::Existing(id)) => match get(db, &id).await? {
-                Some(made) => out.push(rebind(db, made, binding.host, now).await?),
+                Some(made) => out.push(Allocated {
+                    port: rebind(db, made, binding.host, now).await?,
+                    nic: None,
+                }),
                 None => {
                     return Ok(Err((
                         i,

@@ -256,9 +256,10 @@ pub(super) async fn attach(
         }
     };
     // With its filter, in place before the NIC carries traffic.
-    let nic = nova_db::firewall::nics(&state.db, std::slice::from_ref(&made))
+    let nic = nova_db::firewall::nics_of(&state.db, std::slice::from_ref(&made))
         .await?
         .remove(0);
+    let made = made.port;
     let command = ComputeCommand::AttachInterface {
         instance: instance.uuid,
         backend: new.backend.clone(),

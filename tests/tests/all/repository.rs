@@ -610,7 +610,10 @@ async fn a_servers_ports_are_made_once_however_often_asked(db: Db) -> anyhow::Re
         placed?.map_err(|(_, r)| anyhow::anyhow!("{r:?}"))?,
     );
     assert_eq!(early.len(), 1);
-    assert_eq!(early[0].id, placed[0].id, "one port for both calls");
+    assert_eq!(
+        early[0].port.id, placed[0].port.id,
+        "one port for both calls"
+    );
     ports::bind_to_host(&db, &uuid.0.to_string(), "h1").await?;
     let made = ports::of_device(&db, &uuid.0.to_string()).await?;
     assert_eq!(made.len(), 1, "{made:?}");
@@ -626,7 +629,7 @@ async fn a_servers_ports_are_made_once_however_often_asked(db: Db) -> anyhow::Re
     let again = ports::allocate_for_instance(&db, &instance, Some("h2"), requests)
         .await?
         .map_err(|(_, r)| anyhow::anyhow!("{r:?}"))?;
-    assert_eq!(again[0].id, made[0].id);
+    assert_eq!(again[0].port.id, made[0].id);
     assert_eq!(
         ports::of_device(&db, &uuid.0.to_string()).await?[0].host_id,
         "h2"
@@ -643,10 +646,10 @@ async fn a_servers_ports_are_made_once_however_often_asked(db: Db) -> anyhow::Re
         ports::allocate_for_instance(&db, &instance, None, &twice),
         ports::allocate_for_instance(&db, &instance, Some("h1"), &twice)
     );
-    let ids = |r: Result<Vec<ports::Port>, (usize, nova_core::ipam::Refusal)>| -> anyhow::Result<Vec<String>> {
+    let ids = |r: Result<Vec<ports::Allocated>, (usize, nova_core::ipam::Refusal)>| -> anyhow::Result<Vec<String>> {
         Ok(r.map_err(|(_, r)| anyhow::anyhow!("{r:?}"))?
             .into_iter()
-            .map(|p| p.id)
+            .map(|a| a.port.id)
             .collect())
     };
     let (mut early, mut placed) = (ids(early?)?, ids(placed?)?);
@@ -667,6 +670,59 @@ async fn a_servers_ports_are_made_once_however_often_asked(db: Db) -> anyhow::Re
     assert_eq!(early, placed);
     assert_eq!(sorted, early, "the same two again");
     assert_eq!(made.into_iter().collect::<Vec<_>>(), early, "no third port");
+    Ok(())
+}
+
+// The NIC a server's port carries from its own transaction (on PostgreSQL the port's write
+// reads its groups' rules and the remote groups' members, so that a build reads nothing more)
+// is the NIC, with its filter, that the ports' rows give when read again: what the host's
+// later syncs push. In the project's default group (ingress from its own members), with
+// another member there before it, and on its own.
+on_both_backends!(a_servers_nic_from_its_ports_write_is_the_one_read_again);
+async fn a_servers_nic_from_its_ports_write_is_the_one_read_again(db: Db) -> anyhow::Result<()> {
+    use nova_db::ports;
+    let request = network_with_subnet(&db).await?;
+    let mut nics = Vec::new();
+    for name in ["first", "second"] {
+        let (uuid, _) = new_instance(&db, name).await?;
+        let instance = instances::get_any(&db, uuid)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("instance gone"))?;
+        let made =
+            ports::allocate_for_instance(&db, &instance, None, std::slice::from_ref(&request))
+                .await?
+                .map_err(|(_, r)| anyhow::anyhow!("{r:?}"))?;
+        let built = nova_db::firewall::nics_of(&db, &made).await?;
+        let ports: Vec<ports::Port> = made.iter().map(|a| a.port.clone()).collect();
+        let read = nova_db::firewall::nics(&db, &ports).await?;
+        assert_eq!(built, read, "{name}");
+        if matches!(db, Db::Pg(_)) {
+            assert!(made.iter().all(|a| a.nic.is_some()), "built with the write");
+        }
+        nics.push(
+            read.into_iter()
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("no NIC"))?,
+        );
+    }
+    // The second's filter lets in the first, the group's other member (its own address is
+    // no rule of its own).
+    let (first, second) = (&nics[0], &nics[1]);
+    let filter = second
+        .firewall
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("no filter"))?;
+    assert!(filter.enabled);
+    let from = |ip: &str| Some(format!("{ip}/32"));
+    let remotes: Vec<_> = filter.rules.iter().map(|r| r.remote.clone()).collect();
+    assert!(
+        remotes.contains(&from(&first.ips[0].address)),
+        "{remotes:?}"
+    );
+    assert!(
+        !remotes.contains(&from(&second.ips[0].address)),
+        "{remotes:?}"
+    );
     Ok(())
 }
 
