@@ -1105,9 +1105,13 @@ impl Agent {
                     no_addresses(self.then_state(r, spec.uuid).await),
                 )
             }
-            ComputeCommand::Unrescue { task_id, instance } => {
+            ComputeCommand::Unrescue {
+                task_id,
+                instance,
+                own,
+            } => {
                 tracing::info!("unrescuing");
-                let r = bounded(limit, driver.unrescue(*instance)).await;
+                let r = bounded(limit, driver.unrescue(*instance, own.as_deref())).await;
                 if r.is_ok() {
                     if let Err(e) = self.images.end_rescue(*instance) {
                         tracing::warn!(error = %e, "image cache: rescue image not released");

@@ -641,9 +641,11 @@ pub(crate) async fn command_for(
             if let Some(image) = image {
                 rescued.image_ref = image.to_string();
             }
-            let Ok(spec) = spec(db, &rescued, node).await? else {
+            let Ok(mut spec) = spec(db, &rescued, node).await? else {
                 return Ok(None);
             };
+            // A machine boots the rescue image through its BMC (its ISO is not the host's).
+            spec.bmc = machine_bmc(db, instance, node).await?;
             // A stable device rescue when the rescue image asks for one (the API checked its
             // properties; an image changed since is rescued the legacy way).
             let stable = images::get(db, &rescued.image_ref)
@@ -657,9 +659,21 @@ pub(crate) async fn command_for(
                 stable,
             }
         }
+        // A machine's own ISO deployed again through its BMC: its spec, as a build's.
+        TaskKind::Unrescue if instance.node_type == nova_core::model::NodeType::Baremetal => {
+            let Some(own) = spec_on_its_node(db, instance).await? else {
+                return Ok(None);
+            };
+            ComputeCommand::Unrescue {
+                task_id,
+                instance: uuid,
+                own: Some(own),
+            }
+        }
         TaskKind::Unrescue => ComputeCommand::Unrescue {
             task_id,
             instance: uuid,
+            own: None,
         },
         // The spec as a build's (its ports found again, not made), from the new image.
         TaskKind::Rebuild { stopped } => {

@@ -6,6 +6,10 @@
 //!   from CD, and powers it on. A deploy that fails cleans the machine before it says so.
 //! - A destroy cleans it: power off, media ejected, boot override reset.
 //! - Power calls set the machine's power through its BMC.
+//! - A rescue powers the machine off (cleanly within the timeout) and boots the rescue ISO
+//!   the same way, its local disks as they are for the rescue system to reach (what Ironic's
+//!   rescue gives: the same machine running a rescue system); an unrescue deploys the server's
+//!   own ISO again, which the rescue did not change.
 //!
 //! The machine and its BMC come with the spawn ([`InstanceSpec::bmc`]); later calls find the
 //! machine by the instance, from what spawns and the conductor's node lists
@@ -20,7 +24,7 @@ use nova_core::ids::InstanceUuid;
 use nova_core::model::{Diagnostics, NodeInventory, PowerState};
 use nova_core::rpc::{BmcInfo, InstanceSpec, NodeBmc, VerifyCa};
 use nova_core::secret::{SealingKey, UrlSigner};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -32,6 +36,9 @@ struct Machines {
     listed: bool,
     /// The machine (node uuid and BMC) each instance is on.
     by_instance: HashMap<InstanceUuid, (String, BmcInfo)>,
+    /// The instances whose machines a rescue powered off since this agent started: they run
+    /// the rescue ISO, or nothing, until an unrescue deploys their own again.
+    rescued: HashSet<InstanceUuid>,
 }
 
 /// A bare-metal pool: its machines' BMCs through Redfish.
@@ -225,7 +232,9 @@ impl Compute for BaremetalPool {
         };
         tracing::info!(%node, instance = %uuid, "undeploying");
         self.redfish.clean(&bmc, &quiet).await?;
-        lock(&self.machines).by_instance.remove(&uuid);
+        let mut m = lock(&self.machines);
+        m.by_instance.remove(&uuid);
+        m.rescued.remove(&uuid);
         Ok(())
     }
 
@@ -263,6 +272,54 @@ impl Compute for BaremetalPool {
             .set_power(&bmc, action, Duration::from_secs(300))
             .await
             .map(drop)
+    }
+
+    /// Boots the rescue ISO (`spec`'s image) through the BMC once the machine is off.
+    async fn rescue(
+        &self,
+        spec: &InstanceSpec,
+        _images: &crate::BootImages,
+        _stable: Option<nova_core::rpc::StableRescue>,
+        timeout: Duration,
+    ) -> Result<(), DriverError> {
+        let Some(image) = &spec.image else {
+            return Err(DriverError::Invalid(
+                "A bare-metal server is rescued from an ISO image: it needs one.".into(),
+            ));
+        };
+        let (node, bmc) = self.machine(spec.uuid)?;
+        // Stopped as a stop does; a failure here leaves the server running as it was.
+        self.power_off(spec.uuid, timeout).await?;
+        // From here on the machine no longer runs the server's own ISO: a rescue that fails
+        // later leaves it rescued, for an unrescue to make whole.
+        lock(&self.machines).rescued.insert(spec.uuid);
+        tracing::info!(%node, instance = %spec.uuid, "booting the rescue image");
+        self.deploy(&bmc, &self.image_url(&image.id))
+            .await
+            .map(drop)
+    }
+
+    async fn rescued(&self, uuid: InstanceUuid) -> Result<bool, DriverError> {
+        Ok(lock(&self.machines).rescued.contains(&uuid))
+    }
+
+    /// Deploys the server's own ISO again (`own`, its spec as a build's): the rescue system
+    /// is powered off hard, as a deploy begins.
+    async fn unrescue(
+        &self,
+        uuid: InstanceUuid,
+        own: Option<&InstanceSpec>,
+    ) -> Result<(), DriverError> {
+        let Some(image) = own.and_then(|s| s.image.as_ref()) else {
+            return Err(DriverError::Backend(format!(
+                "the unrescue of instance {uuid} came without its image to deploy again"
+            )));
+        };
+        let (node, bmc) = self.machine(uuid)?;
+        tracing::info!(%node, instance = %uuid, "deploying its own image again");
+        self.deploy(&bmc, &self.image_url(&image.id)).await?;
+        lock(&self.machines).rescued.remove(&uuid);
+        Ok(())
     }
 
     async fn power_state(&self, uuid: InstanceUuid) -> Result<PowerState, DriverError> {

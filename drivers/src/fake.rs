@@ -619,7 +619,11 @@ impl Compute for FakeDriver {
         self.with_instance(uuid, |i| i.rescue_image.is_some())
     }
 
-    async fn unrescue(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+    async fn unrescue(
+        &self,
+        uuid: InstanceUuid,
+        _own: Option<&InstanceSpec>,
+    ) -> Result<(), DriverError> {
         self.misbehave(Step::Unrescue, uuid, None).await?;
         self.with_instance(uuid, |i| {
             i.rescue_image = None;

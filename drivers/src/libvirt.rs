@@ -1940,7 +1940,11 @@ impl Compute for LibvirtDriver {
     /// Nova's libvirt unrescue: the rescue guest off, the instance's own definition given
     /// back and started, the rescue's files removed. Idempotent: an instance that is not
     /// rescued is started.
-    async fn unrescue(&self, uuid: InstanceUuid) -> Result<(), DriverError> {
+    async fn unrescue(
+        &self,
+        uuid: InstanceUuid,
+        _own: Option<&InstanceSpec>,
+    ) -> Result<(), DriverError> {
         let _turn = self.turn(uuid).await;
         let saved = self.instance_dir(uuid).join(UNRESCUE_XML);
         let own = match tokio::fs::read_to_string(&saved).await {
@@ -2437,7 +2441,7 @@ mod tests {
             );
         }
         for _ in 0..2 {
-            d.unrescue(s.uuid).await.unwrap();
+            d.unrescue(s.uuid, None).await.unwrap();
             assert_eq!(d.power_state(s.uuid).await.unwrap(), PowerState::Running);
             assert!(!xml(&d).contains(&rescue_disk));
             assert!(!dir.join(UNRESCUE_XML).exists() && !dir.join("disk.rescue").exists());
@@ -2466,7 +2470,7 @@ mod tests {
         );
         assert!(rescued.contains("<boot order='1'/>"), "{rescued}");
         assert_eq!(nics_of_xml(&rescued), nics_of_xml(&own));
-        d.unrescue(s.uuid).await.unwrap();
+        d.unrescue(s.uuid, None).await.unwrap();
         assert_eq!(xml(&d), own);
         d.destroy(s.uuid).await.unwrap();
     }

@@ -179,11 +179,6 @@ impl TaskKind {
             (NodeType::Baremetal, Self::Shelve { .. } | Self::Unshelve) => {
                 Some("a bare-metal machine cannot be shelved (its disk cannot be snapshotted)")
             }
-            // Ironic rescues through a rescue ramdisk and network, which the Redfish driver
-            // does not have.
-            (NodeType::Baremetal, Self::Rescue { .. } | Self::Unrescue) => {
-                Some("a bare-metal machine cannot be rescued")
-            }
             // A container's filesystem is no disk to attach to another container.
             (NodeType::Container, Self::Rescue { .. } | Self::Unrescue) => {
                 Some("a container cannot be rescued")
@@ -432,6 +427,10 @@ pub enum ComputeCommand {
     Unrescue {
         task_id: TaskId,
         instance: InstanceUuid,
+        /// The instance's own spec, for a driver that boots it again from its image (a
+        /// bare-metal machine's); none for the others, which keep what they need.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        own: Option<Box<InstanceSpec>>,
     },
     /// Conductor → agent: delete an image through the image service, with the agent's
     /// credential (a shelved image once its server was unshelved: only the image service

@@ -1095,7 +1095,7 @@ async fn a_server_of_a_baremetal_flavor_deploys_its_iso_on_the_machine() -> anyh
             "{err}"
         );
     }
-    // Nor resized, snapshotted, shelved or rescued (over HTTP: a CLI call each costs seconds).
+    // Nor resized, snapshotted or shelved (over HTTP: a CLI call each costs seconds).
     let url = e2e::stack::Stack::api_url(&stack).to_owned();
     let token = e2e::client::password_token(&url, "admin", "admin-secret", "admin").await?;
     let http = e2e::client::Client::new(&url, &token);
@@ -1104,7 +1104,6 @@ async fn a_server_of_a_baremetal_flavor_deploys_its_iso_on_the_machine() -> anyh
         json!({"createImage": {"name": "bm-snap"}}),
         json!({"createBackup": {"name": "bm-b", "backup_type": "daily", "rotation": 1}}),
         json!({"shelve": null}),
-        json!({"rescue": null}),
     ] {
         let r = http.action(&server_id, &body).await?;
         assert_eq!(r.status, 501, "{body}: {}", r.body);
@@ -1200,6 +1199,70 @@ async fn a_server_of_a_baremetal_flavor_deploys_its_iso_on_the_machine() -> anyh
     assert!(
         log.matches("EjectMedia").count() >= 1 && log.matches("InsertMedia").count() >= 2,
         "ejected and inserted again:\n{log}"
+    );
+
+    // Rescue (#19): the machine off, then booted from the rescue ISO through its BMC (its
+    // local disks as they are); unrescue deploys the server's own ISO again.
+    let rescue_iso = dir.path().join("rescue.iso");
+    std::fs::write(&rescue_iso, b"a rescue system\n".repeat(100))?;
+    let rescue_path = rescue_iso.display().to_string();
+    let rescue_image = admin(
+        &stack,
+        &[
+            "image",
+            "create",
+            "--disk-format",
+            "iso",
+            "--container-format",
+            "bare",
+            "--file",
+            &rescue_path,
+            "--public",
+            "rescue-iso",
+        ],
+    )
+    .await?;
+    let rescue_id = rescue_image["id"].as_str().unwrap_or_default().to_owned();
+    let own = c.server(&server_id).await?.body;
+    let own_id = own["server"]["image"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!own_id.is_empty(), "{own}");
+    let booted = || async {
+        let cd = bmc.cd(machine).await?;
+        anyhow::ensure!(cd["Inserted"] == true, "{cd}");
+        Ok::<_, anyhow::Error>(cd["Image"].as_str().unwrap_or_default().to_owned())
+    };
+    e2e::cli::run(
+        &stack,
+        "admin",
+        &["server", "rescue", "--image", "rescue-iso", "bm-server"],
+    )
+    .await?;
+    c.wait_status(&server_id, "RESCUE", Duration::from_secs(60))
+        .await?;
+    let url = booted().await?;
+    assert!(url.contains(&format!("/bmc-images/{rescue_id}/")), "{url}");
+    let system = bmc.system(machine).await?;
+    assert_eq!(system["PowerState"], "On", "{system}");
+    assert_eq!(system["Boot"]["BootSourceOverrideTarget"], "Cd", "{system}");
+    e2e::cli::run(&stack, "admin", &["server", "unrescue", "bm-server"]).await?;
+    c.wait_status(&server_id, "ACTIVE", Duration::from_secs(60))
+        .await?;
+    let url = booted().await?;
+    assert!(url.contains(&format!("/bmc-images/{own_id}/")), "{url}");
+    assert_eq!(bmc.system(machine).await?["PowerState"], "On");
+    let events = admin(&stack, &["server", "event", "list", "bm-server"]).await?;
+    let actions: Vec<&str> = events
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["Action"].as_str())
+        .collect();
+    assert!(
+        actions.contains(&"rescue") && actions.contains(&"unrescue"),
+        "{events}"
     );
 
     // An active node is not deleted (Ironic's 409 for a node with an instance), and stays.
