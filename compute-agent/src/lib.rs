@@ -1100,10 +1100,19 @@ impl Agent {
                     }
                 })
                 .await;
-                (
-                    Some(*task_id),
-                    no_addresses(self.then_state(r, spec.uuid).await),
-                )
+                // Done (or left rescued) is what the server now is, whatever a power read
+                // after it says: one that fails (a BMC that stopped answering mid-rescue)
+                // shows no state until the power sync reads one, rather than failing a rescue
+                // that changed the guest.
+                let state = match r {
+                    Ok(()) => Ok(self
+                        .driver
+                        .power_state(spec.uuid)
+                        .await
+                        .unwrap_or(nova_core::model::PowerState::NoState)),
+                    Err(e) => Err(e),
+                };
+                (Some(*task_id), no_addresses(state))
             }
             ComputeCommand::Unrescue {
                 task_id,
@@ -1111,7 +1120,7 @@ impl Agent {
                 own,
             } => {
                 tracing::info!("unrescuing");
-                let r = bounded(limit, driver.unrescue(*instance, own.as_deref())).await;
+                let r = bounded(limit, driver.unrescue(*instance, own.as_ref())).await;
                 if r.is_ok() {
                     if let Err(e) = self.images.end_rescue(*instance) {
                         tracing::warn!(error = %e, "image cache: rescue image not released");

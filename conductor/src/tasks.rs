@@ -659,15 +659,22 @@ pub(crate) async fn command_for(
                 stable,
             }
         }
-        // A machine's own ISO deployed again through its BMC: its spec, as a build's.
+        // A machine's own ISO deployed again through its BMC. Only its image is needed (no
+        // check that it is still active, no ports found again: an unrescue must not be
+        // refused for them; an image gone since is the BMC's failure to fetch, a fault).
         TaskKind::Unrescue if instance.node_type == nova_core::model::NodeType::Baremetal => {
-            let Some(own) = spec_on_its_node(db, instance).await? else {
+            let Some(node) = instance.node.clone() else {
                 return Ok(None);
             };
+            let bmc = machine_bmc(db, instance, &node).await?;
             ComputeCommand::Unrescue {
                 task_id,
                 instance: uuid,
-                own: Some(own),
+                own: Some(nova_core::rpc::OwnImage {
+                    image_id: instance.image_ref.clone(),
+                    node,
+                    bmc,
+                }),
             }
         }
         TaskKind::Unrescue => ComputeCommand::Unrescue {

@@ -147,6 +147,26 @@ impl BaremetalPool {
         }
     }
 
+    /// [`Self::machine`], or before the conductor's node list came, the machine and BMC a
+    /// command names (learnt, as a spawn's): right after the agent starts, a rescue or an
+    /// unrescue need not wait for the list. (Once the list came it is what counts.)
+    fn machine_or(
+        &self,
+        uuid: InstanceUuid,
+        named: Option<(&str, &BmcInfo)>,
+    ) -> Result<(String, BmcAccess), DriverError> {
+        match (self.machine(uuid), named) {
+            (Err(DriverError::Backend(_)), Some((node, bmc))) => {
+                let access = self.open(node, bmc)?;
+                lock(&self.machines)
+                    .by_instance
+                    .insert(uuid, (node.to_owned(), bmc.clone()));
+                Ok((node.to_owned(), access))
+            }
+            (found, _) => found,
+        }
+    }
+
     /// The deploy's steps on `bmc` (Ironic's ramdisk deploy with virtual media).
     async fn deploy(&self, bmc: &BmcAccess, url: &str) -> Result<NodePower, DriverError> {
         let limit = Duration::from_secs(300);
@@ -227,7 +247,10 @@ impl Compute for BaremetalPool {
         let (node, bmc) = match self.machine(uuid) {
             Ok(found) => found,
             // On no machine: nothing to undeploy.
-            Err(DriverError::NotFound(_)) => return Ok(()),
+            Err(DriverError::NotFound(_)) => {
+                lock(&self.machines).rescued.remove(&uuid);
+                return Ok(());
+            }
             Err(e) => return Err(e),
         };
         tracing::info!(%node, instance = %uuid, "undeploying");
@@ -287,7 +310,8 @@ impl Compute for BaremetalPool {
                 "A bare-metal server is rescued from an ISO image: it needs one.".into(),
             ));
         };
-        let (node, bmc) = self.machine(spec.uuid)?;
+        let named = spec.bmc.as_ref().map(|b| (spec.node.as_str(), b));
+        let (node, bmc) = self.machine_or(spec.uuid, named)?;
         // Stopped as a stop does; a failure here leaves the server running as it was.
         self.power_off(spec.uuid, timeout).await?;
         // From here on the machine no longer runs the server's own ISO: a rescue that fails
@@ -303,21 +327,22 @@ impl Compute for BaremetalPool {
         Ok(lock(&self.machines).rescued.contains(&uuid))
     }
 
-    /// Deploys the server's own ISO again (`own`, its spec as a build's): the rescue system
-    /// is powered off hard, as a deploy begins.
+    /// Deploys the server's own ISO again (`own`): the rescue system is powered off hard, as
+    /// a deploy begins.
     async fn unrescue(
         &self,
         uuid: InstanceUuid,
-        own: Option<&InstanceSpec>,
+        own: Option<&nova_core::rpc::OwnImage>,
     ) -> Result<(), DriverError> {
-        let Some(image) = own.and_then(|s| s.image.as_ref()) else {
+        let Some(own) = own else {
             return Err(DriverError::Backend(format!(
                 "the unrescue of instance {uuid} came without its image to deploy again"
             )));
         };
-        let (node, bmc) = self.machine(uuid)?;
+        let named = own.bmc.as_ref().map(|b| (own.node.as_str(), b));
+        let (node, bmc) = self.machine_or(uuid, named)?;
         tracing::info!(%node, instance = %uuid, "deploying its own image again");
-        self.deploy(&bmc, &self.image_url(&image.id)).await?;
+        self.deploy(&bmc, &self.image_url(&own.image_id)).await?;
         lock(&self.machines).rescued.remove(&uuid);
         Ok(())
     }

@@ -622,7 +622,7 @@ impl Compute for FakeDriver {
     async fn unrescue(
         &self,
         uuid: InstanceUuid,
-        _own: Option<&InstanceSpec>,
+        _own: Option<&nova_core::rpc::OwnImage>,
     ) -> Result<(), DriverError> {
         self.misbehave(Step::Unrescue, uuid, None).await?;
         self.with_instance(uuid, |i| {

@@ -238,12 +238,12 @@ pub trait Compute: Send + Sync + 'static {
 
     /// The rescue guest gone and the instance booted from its own disk, running (Nova's
     /// `unrescue`). Idempotent: an instance that is not rescued is started. `own` is the
-    /// instance's own spec, for a driver that boots it again from its image (a bare-metal
+    /// instance's own image, for a driver that boots it again from there (a bare-metal
     /// machine, whose rescue replaced its virtual media); the others keep what they need.
     async fn unrescue(
         &self,
         _uuid: InstanceUuid,
-        _own: Option<&InstanceSpec>,
+        _own: Option<&nova_core::rpc::OwnImage>,
     ) -> Result<(), DriverError> {
         Err(not_supported("unrescue"))
     }

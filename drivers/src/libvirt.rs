@@ -1943,7 +1943,7 @@ impl Compute for LibvirtDriver {
     async fn unrescue(
         &self,
         uuid: InstanceUuid,
-        _own: Option<&InstanceSpec>,
+        _own: Option<&nova_core::rpc::OwnImage>,
     ) -> Result<(), DriverError> {
         let _turn = self.turn(uuid).await;
         let saved = self.instance_dir(uuid).join(UNRESCUE_XML);

@@ -188,6 +188,18 @@ impl TaskKind {
     }
 }
 
+/// A bare-metal server's own image, which its unrescue deploys again through the machine's
+/// BMC (the rescue replaced the machine's virtual media with the rescue image's).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnImage {
+    pub image_id: String,
+    /// The machine (its node's uuid) and its BMC, for an agent that has not learnt its
+    /// machines yet.
+    pub node: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bmc: Option<BmcInfo>,
+}
+
 /// API → conductor: a task row is waiting to be carried out.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TaskSubmitted {
@@ -427,10 +439,10 @@ pub enum ComputeCommand {
     Unrescue {
         task_id: TaskId,
         instance: InstanceUuid,
-        /// The instance's own spec, for a driver that boots it again from its image (a
-        /// bare-metal machine's); none for the others, which keep what they need.
+        /// What a machine boots again (a bare-metal server's); none for the other types,
+        /// whose hosts keep what they need.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        own: Option<Box<InstanceSpec>>,
+        own: Option<OwnImage>,
     },
     /// Conductor → agent: delete an image through the image service, with the agent's
     /// credential (a shelved image once its server was unshelved: only the image service

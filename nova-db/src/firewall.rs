@@ -152,20 +152,19 @@ impl From<RuleWords> for GroupRule {
     }
 }
 
-/// The NICs of the ports a server was given: as their allocation built them, or read
-/// ([`nics`]) when one of them was not.
+/// The NICs of the ports a server was given: as its allocation built it for a server of one
+/// port, else read ([`nics`]). (Several ports are made one after another: the first one's
+/// filter, built before the others were there, would miss their addresses in the groups
+/// they share.)
 pub async fn nics_of(
     db: &Db,
     allocated: &[ports::Allocated],
 ) -> DbResult<Vec<nova_core::rpc::Nic>> {
-    let built: Option<Vec<nova_core::rpc::Nic>> = allocated.iter().map(|a| a.nic.clone()).collect();
-    match built {
-        Some(nics) => Ok(nics),
-        None => {
-            let ports: Vec<Port> = allocated.iter().map(|a| a.port.clone()).collect();
-            nics(db, &ports).await
-        }
+    if let [ports::Allocated { nic: Some(nic), .. }] = allocated {
+        return Ok(vec![nic.clone()]);
     }
+    let ports: Vec<Port> = allocated.iter().map(|a| a.port.clone()).collect();
+    nics(db, &ports).await
 }
 
 /// The addresses of the members of every remote group the rules of these ports' groups name

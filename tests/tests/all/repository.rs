@@ -705,6 +705,28 @@ async fn a_servers_nic_from_its_ports_write_is_the_one_read_again(db: Db) -> any
                 .ok_or_else(|| anyhow::anyhow!("no NIC"))?,
         );
     }
+    // A server of two NICs in the group: each NIC's filter lets in the other's address.
+    let (uuid, _) = new_instance(&db, "two").await?;
+    let instance = instances::get_any(&db, uuid)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("instance gone"))?;
+    let made =
+        ports::allocate_for_instance(&db, &instance, None, &[request.clone(), request.clone()])
+            .await?
+            .map_err(|(_, r)| anyhow::anyhow!("{r:?}"))?;
+    let two = nova_db::firewall::nics_of(&db, &made).await?;
+    let ports: Vec<ports::Port> = made.iter().map(|a| a.port.clone()).collect();
+    assert_eq!(two, nova_db::firewall::nics(&db, &ports).await?);
+    let remotes: Vec<_> = two[0]
+        .firewall
+        .iter()
+        .flat_map(|f| f.rules.iter().map(|r| r.remote.clone()))
+        .collect();
+    assert!(
+        remotes.contains(&Some(format!("{}/32", two[1].ips[0].address))),
+        "{remotes:?}"
+    );
+
     // The second's filter lets in the first, the group's other member (its own address is
     // no rule of its own).
     let (first, second) = (&nics[0], &nics[1]);
