@@ -560,6 +560,9 @@ pub(crate) async fn command_for(
     instance: &Instance,
 ) -> Result<Option<ComputeCommand>> {
     let (task_id, uuid) = (task.id, instance.uuid);
+    if let Some(command) = task.kind.host_command(task_id, uuid) {
+        return Ok(Some(command));
+    }
     Ok(Some(match task.kind {
         TaskKind::Build => {
             if instance.vm_state != VmState::Building {
@@ -576,35 +579,22 @@ pub(crate) async fn command_for(
         },
         // As Nova's compute manager for a driver without soft_delete and restore (none of
         // Nova's in-tree drivers but one has them): a power off, and a power on.
-        TaskKind::Stop | TaskKind::SoftDelete { .. } => ComputeCommand::PowerOff {
+        TaskKind::SoftDelete { .. } => ComputeCommand::PowerOff {
             task_id,
             instance: uuid,
         },
-        TaskKind::Start | TaskKind::Restore => ComputeCommand::PowerOn {
+        TaskKind::Restore => ComputeCommand::PowerOn {
             task_id,
             instance: uuid,
         },
-        TaskKind::Reboot { hard } => ComputeCommand::Reboot {
-            task_id,
-            instance: uuid,
-            hard,
-        },
-        TaskKind::Pause => ComputeCommand::Pause {
-            task_id,
-            instance: uuid,
-        },
-        TaskKind::Unpause => ComputeCommand::Unpause {
-            task_id,
-            instance: uuid,
-        },
-        TaskKind::Suspend => ComputeCommand::Suspend {
-            task_id,
-            instance: uuid,
-        },
-        TaskKind::Resume => ComputeCommand::Resume {
-            task_id,
-            instance: uuid,
-        },
+        // (Their commands are the host's own: above.)
+        TaskKind::Stop
+        | TaskKind::Start
+        | TaskKind::Reboot { .. }
+        | TaskKind::Pause
+        | TaskKind::Unpause
+        | TaskKind::Suspend
+        | TaskKind::Resume => return Ok(None),
         TaskKind::Resize | TaskKind::ConfirmResize | TaskKind::RevertResize => {
             return Conductor::resize_command(db, task, instance).await;
         }

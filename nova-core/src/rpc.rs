@@ -149,6 +149,33 @@ impl TaskKind {
         }
     }
 
+    /// The command of a task that the server's host carries out with nothing but the server
+    /// to go on (a power, pause or suspend action), none for the others. The API sends these
+    /// to the host itself, as Nova's API casts them to nova-compute without its conductor:
+    /// there is nothing to place, read or make first.
+    pub fn host_command(&self, task_id: TaskId, instance: InstanceUuid) -> Option<ComputeCommand> {
+        Some(match *self {
+            Self::Stop => ComputeCommand::PowerOff { task_id, instance },
+            Self::Start => ComputeCommand::PowerOn { task_id, instance },
+            Self::Reboot { hard } => ComputeCommand::Reboot {
+                task_id,
+                instance,
+                hard,
+            },
+            Self::Pause => ComputeCommand::Pause { task_id, instance },
+            Self::Unpause => ComputeCommand::Unpause { task_id, instance },
+            Self::Suspend => ComputeCommand::Suspend { task_id, instance },
+            Self::Resume => ComputeCommand::Resume { task_id, instance },
+            _ => return None,
+        })
+    }
+
+    /// Whether [`Self::host_command`] has a command for this kind.
+    pub fn goes_to_the_host(&self) -> bool {
+        let nil = uuid::Uuid::nil();
+        self.host_command(TaskId(nil), InstanceUuid(nil)).is_some()
+    }
+
     /// Why servers of `node_type` cannot have this done, when they cannot: what their driver
     /// lacks (Nova's drivers raise NotImplementedError for it; the API answers 501, Nova's
     /// "The requested functionality is not supported", before anything changes).

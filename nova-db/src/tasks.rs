@@ -91,13 +91,34 @@ pub(crate) async fn insert(
     request_id: &str,
     action_id: i64,
 ) -> DbResult<TaskId> {
+    insert_as(
+        tx,
+        instance,
+        kind,
+        request_id,
+        action_id,
+        TaskState::Pending,
+    )
+    .await
+}
+
+/// [`insert`] in `state`: dispatched, for a task whose command its writer sends to the host
+/// itself (the reconciler sends it again if it stops moving, as any dispatched task).
+pub(crate) async fn insert_as(
+    tx: &mut Tx,
+    instance: InstanceUuid,
+    kind: TaskKind,
+    request_id: &str,
+    action_id: i64,
+    state: TaskState,
+) -> DbResult<TaskId> {
     let id = TaskId::new_v4();
     let now = now_ms();
     let kind = serde_json::to_string(&kind).map_err(|e| corrupt(e.to_string()))?;
     on_tx!(tx, c => {
         sqlx::query(
             "INSERT INTO tasks (id, instance_uuid, kind, state, request_id, action_id, attempts, \
-             created_at, updated_at) VALUES ($1, $2, $3, 'pending', $4, $5, 0, $6, $6)",
+             created_at, updated_at) VALUES ($1, $2, $3, $7, $4, $5, 0, $6, $6)",
         )
         .bind(id.0)
         .bind(instance.0)
@@ -105,6 +126,7 @@ pub(crate) async fn insert(
         .bind(request_id)
         .bind(action_id)
         .bind(now)
+        .bind(state.as_str())
         .execute(&mut *c)
         .await?;
     });

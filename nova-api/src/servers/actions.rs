@@ -2,7 +2,7 @@
 //! start, reboot, pause, unpause, suspend, resume, delete), each a task for the conductor; lock and unlock; and the console
 //! output, asked of the server's host.
 
-use super::{not_found, publish_task, visible};
+use super::{not_found, submit, visible};
 use crate::versions::ApiVersion;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -38,7 +38,7 @@ pub(super) async fn begin_task(
     uuid: InstanceUuid,
     rule: TransitionRule,
     kind: TaskKind,
-) -> Result<nova_core::ids::TaskId, TransitionError> {
+) -> Result<instances::Begun, TransitionError> {
     let who = requester(ctx);
     instances::begin_action(
         &state.db,
@@ -93,7 +93,7 @@ pub(super) async fn begin(
     let uuid: InstanceUuid = id.parse().map_err(|_| not_found(id))?;
     match begin_task(state, ctx, uuid, rule, kind).await {
         Ok(task) => {
-            publish_task(state, task, uuid, &ctx.request_id).await;
+            submit(state, task, uuid, &ctx.request_id).await;
             Ok(())
         }
         // As Nova's `_delete`: a server already being deleted takes a second delete as done
@@ -184,7 +184,7 @@ pub(super) async fn delete_server(
             };
             match begin_task(state, ctx, instance.uuid, rule, kind).await {
                 Ok(task) => {
-                    publish_task(state, task, instance.uuid, &ctx.request_id).await;
+                    submit(state, task, instance.uuid, &ctx.request_id).await;
                     return Ok(());
                 }
                 // Nova's InstanceInvalidState from soft_delete: deleted now instead.

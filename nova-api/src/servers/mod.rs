@@ -52,8 +52,36 @@ pub(super) async fn publish_task(
         Some(request_id.to_owned()),
         TaskSubmitted { task_id, instance },
     );
-    let queue = state.queues.conductor_tasks();
-    let publish = state.bus.publish(&queue, env.encode());
+    publish(
+        state,
+        &state.queues.conductor_tasks(),
+        env.encode(),
+        instance,
+    )
+    .await;
+}
+
+/// Sends a begun action on: its command to the server's host (the task written dispatched;
+/// as Nova's API casts a power or pause action to nova-compute), or its task to the conductor.
+pub(super) async fn submit(
+    state: &AppState,
+    begun: instances::Begun,
+    instance: InstanceUuid,
+    request_id: &str,
+) {
+    match begun.to_host {
+        Some((host, command)) => {
+            let env = Envelope::new(Some(request_id.to_owned()), command);
+            publish(state, &state.queues.compute(&host), env.encode(), instance).await;
+        }
+        None => publish_task(state, begun.task, instance, request_id).await,
+    }
+}
+
+/// Publishes a committed task's message, waiting [`PUBLISH_WAIT`] at most: a message that is
+/// not sent is the reconciler's to send again.
+async fn publish(state: &AppState, queue: &str, payload: Vec<u8>, instance: InstanceUuid) {
+    let publish = state.bus.publish(queue, payload);
     match tokio::time::timeout(PUBLISH_WAIT, publish).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {

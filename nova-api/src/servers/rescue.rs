@@ -5,7 +5,7 @@
 //! create, the password is the client's to see, not put into the guest.
 
 use super::actions::{begin, begin_task, could_begin, refuse_unsupported, refused_state};
-use super::{publish_task, visible};
+use super::{submit, visible};
 use crate::AppState;
 use actix_web::HttpResponse;
 use api_toolkit::body::{self, invalid};
@@ -88,7 +88,7 @@ pub(super) async fn rescue(
     let task = begin_task(state, ctx, instance.uuid, RESCUE, kind)
         .await
         .map_err(|e| refused_state(e, id, "rescue", RESCUE.from_vm_states))?;
-    publish_task(state, task, instance.uuid, &ctx.request_id).await;
+    submit(state, task, instance.uuid, &ctx.request_id).await;
     // (Nova answers 200, not 202, "for backwards compatibility".)
     let password = request.admin_pass.unwrap_or_else(super::create::admin_pass);
     Ok(HttpResponse::Ok().json(json!({ "adminPass": password })))

@@ -6,7 +6,7 @@
 //! offload: Nova's 409 for the state.
 
 use super::actions::{begin_task, could_begin, no_argument, refuse_unsupported, refused_state};
-use super::{publish_task, visible};
+use super::{submit, visible};
 use crate::versions::ApiVersion;
 use crate::AppState;
 use actix_web::{HttpRequest, HttpResponse};
@@ -56,7 +56,7 @@ pub(super) async fn shelve(
     let kind = TaskKind::Shelve { image: image_id };
     match begin_task(state, ctx, instance.uuid, SHELVE, kind).await {
         Ok(task) => {
-            publish_task(state, task, instance.uuid, &ctx.request_id).await;
+            submit(state, task, instance.uuid, &ctx.request_id).await;
             Ok(HttpResponse::Accepted().finish())
         }
         Err(e) => {
@@ -221,6 +221,6 @@ pub(super) async fn unshelve(
     // before the conductor hears of it. As Nova's request spec, the zone stays the server's
     // even if the unshelve cannot place it.
     instances::set_placement(&state.db, instance.uuid, zone.as_deref(), &hints).await?;
-    publish_task(state, task, instance.uuid, &ctx.request_id).await;
+    submit(state, task, instance.uuid, &ctx.request_id).await;
     Ok(HttpResponse::Accepted().finish())
 }

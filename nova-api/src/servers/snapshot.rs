@@ -5,7 +5,7 @@
 
 use super::actions::{could_begin, refuse_unsupported, refused_state, requester, scope};
 use super::params::{parse_metadata, parse_name};
-use super::{publish_task, visible};
+use super::{submit, visible};
 use crate::versions::ApiVersion;
 use crate::AppState;
 use actix_web::{HttpRequest, HttpResponse};
@@ -180,7 +180,7 @@ async fn start(
             return Err(refused_state(e, id, action, RULE.from_vm_states));
         }
     };
-    publish_task(state, task, instance.uuid, &ctx.request_id).await;
+    submit(state, task, instance.uuid, &ctx.request_id).await;
     if v.at_least(45) {
         return Ok(HttpResponse::Accepted().json(json!({ "image_id": image.id })));
     }

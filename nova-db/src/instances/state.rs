@@ -34,6 +34,15 @@ pub enum TransitionError {
     Db(#[from] DbError),
 }
 
+/// A user action begun: its task, and, when its caller sends the task's command to the
+/// server's host itself ([`TaskKind::host_command`]), the host and the command (the task is
+/// written dispatched). None: the task waits for the conductor (written pending).
+#[derive(Clone, Debug)]
+pub struct Begun {
+    pub task: TaskId,
+    pub to_host: Option<(String, nova_core::rpc::ComputeCommand)>,
+}
+
 /// Starts a user action: sets the task state if the server is in one of the rule's vm states
 /// with no task running, and writes the action and task rows, all in one transaction.
 /// `project` limits the lookup to one project (`None`: any, for admins); a locked server
@@ -46,10 +55,16 @@ pub async fn begin_action(
     rule: TransitionRule,
     kind: TaskKind,
     who: &Requester<'_>,
-) -> Result<TaskId, TransitionError> {
+) -> Result<Begun, TransitionError> {
     let mut tx = db.begin().await?;
     let current = lock_current(&mut tx, uuid, project).await?;
-    let Some((vm_state, task_state, locked)) = current else {
+    let Some(Current {
+        vm_state,
+        task_state,
+        locked,
+        host,
+    }) = current
+    else {
         return Err(TransitionError::NotFound);
     };
     if locked && !lock_override {
@@ -87,9 +102,16 @@ pub async fn begin_action(
         .map_err(DbError::from)?;
     });
     let action_id = actions::start(&mut tx, uuid, kind.action_name(), who).await?;
-    let task = tasks::insert(&mut tx, uuid, kind, who.request_id, action_id).await?;
+    let host = host.filter(|_| kind.goes_to_the_host());
+    let state = if host.is_some() {
+        tasks::TaskState::Dispatched
+    } else {
+        tasks::TaskState::Pending
+    };
+    let task = tasks::insert_as(&mut tx, uuid, kind, who.request_id, action_id, state).await?;
     tx.commit().await?;
-    Ok(task)
+    let to_host = host.and_then(|h| Some((h, kind.host_command(task, uuid)?)));
+    Ok(Begun { task, to_host })
 }
 
 /// A shelved server's placement, given up or undone: its host and node cleared and its shelved
@@ -197,28 +219,37 @@ pub async fn begin_reclaim(
 /// Reads the states (and whether it is locked) of a live instance inside `tx`; on PostgreSQL
 /// the row is locked so that two concurrent actions cannot both pass the check (SQLite
 /// serialises writers anyway).
+/// What [`lock_current`] reads of a live instance.
+struct Current {
+    vm_state: VmState,
+    task_state: Option<TaskState>,
+    locked: bool,
+    host: Option<String>,
+}
+
 async fn lock_current(
     tx: &mut Tx,
     uuid: InstanceUuid,
     project: Option<&str>,
-) -> DbResult<Option<(VmState, Option<TaskState>, bool)>> {
+) -> DbResult<Option<Current>> {
     let lock = if matches!(tx, Tx::Pg(_)) {
         " FOR UPDATE"
     } else {
         ""
     };
     let sql = format!(
-        "SELECT vm_state, task_state, locked_by FROM instances WHERE uuid = $1 AND NOT deleted \
-         AND ($2 IS NULL OR project_id = $2){lock}"
+        "SELECT vm_state, task_state, locked_by, host FROM instances WHERE uuid = $1 \
+         AND NOT deleted AND ($2 IS NULL OR project_id = $2){lock}"
     );
-    let row: Option<(String, Option<String>, Option<String>)> = on_tx!(tx, c => {
+    type Row = (String, Option<String>, Option<String>, Option<String>);
+    let row: Option<Row> = on_tx!(tx, c => {
         sqlx::query_as(&sql)
             .bind(uuid.0)
             .bind(project)
             .fetch_optional(&mut *c)
             .await?
     });
-    let Some((vm, task, locked_by)) = row else {
+    let Some((vm, task, locked_by, host)) = row else {
         return Ok(None);
     };
     let vm = VmState::parse(&vm).ok_or_else(|| corrupt(format!("vm_state {vm}")))?;
@@ -226,7 +257,12 @@ async fn lock_current(
         None => None,
         Some(t) => Some(TaskState::parse(&t).ok_or_else(|| corrupt(format!("task_state {t}")))?),
     };
-    Ok(Some((vm, task, locked_by.is_some())))
+    Ok(Some(Current {
+        vm_state: vm,
+        task_state: task,
+        locked: locked_by.is_some(),
+        host,
+    }))
 }
 
 /// The states an update expects to find; a mismatch makes it a no-op.

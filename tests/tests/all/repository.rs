@@ -6,7 +6,7 @@ use nova_core::model::{
     Address, Fault, NetworkRequest, NodeInventory, NodeType, PowerState, Resources, TaskState,
     VmState,
 };
-use nova_core::rpc::TaskKind;
+use nova_core::rpc::{ComputeCommand, TaskKind};
 use nova_db::actions::Requester;
 use nova_db::instances::{self, Expect, NewInstance, SetStates, TransitionError, TransitionRule};
 use nova_db::tasks::{self, TaskState as RowState};
@@ -306,7 +306,23 @@ async fn transitions_compare_and_set(db: Db) -> anyhow::Result<()> {
     assert_eq!(Some(i.addresses), active.addresses);
     assert_eq!(i.networks, NetworkRequest::Auto);
 
-    instances::begin_action(&db, uuid, Some("p1"), false, stop, TaskKind::Stop, &who()).await?;
+    // A stop goes to the server's host straight from the API: its task is written dispatched
+    // and its command named with the host.
+    let begun =
+        instances::begin_action(&db, uuid, Some("p1"), false, stop, TaskKind::Stop, &who()).await?;
+    match &begun.to_host {
+        Some((host, ComputeCommand::PowerOff { task_id, instance })) => {
+            assert_eq!(
+                (host.as_str(), *task_id, *instance),
+                ("h1", begun.task, uuid)
+            );
+        }
+        other => anyhow::bail!("a stop not sent to its host: {other:?}"),
+    }
+    let task = tasks::get(&db, begun.task)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no task"))?;
+    assert_eq!(task.state, RowState::Dispatched);
     let again =
         instances::begin_action(&db, uuid, Some("p1"), false, stop, TaskKind::Stop, &who()).await;
     assert!(matches!(
