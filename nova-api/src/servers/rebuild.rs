@@ -9,7 +9,7 @@ use super::create::{
     parse_disk_config, parse_key_name, parse_trusted_certs, parse_user_data,
 };
 use super::params::{access_ip, parse_description, parse_hostname, parse_metadata, parse_name};
-use super::{not_found, publish_task, visible};
+use super::{publish_task, visible};
 use crate::versions::ApiVersion;
 use crate::{views, AppState};
 use actix_web::{HttpRequest, HttpResponse};
@@ -303,18 +303,5 @@ const REBUILDABLE: &[VmState] = &[VmState::Active, VmState::Stopped, VmState::Er
 
 /// Nova's answers to a rebuild the server's state refuses: the vm state's first.
 fn refused(id: &str, e: TransitionError) -> ApiError {
-    match e {
-        TransitionError::NotFound => not_found(id),
-        TransitionError::Locked => ApiError::Conflict(format!("Instance {id} is locked")),
-        TransitionError::Conflict {
-            vm_state,
-            task_state: Some(t),
-        } if REBUILDABLE.contains(&vm_state) => ApiError::Conflict(format!(
-            "Cannot 'rebuild' instance {id} while it is in task_state {t}"
-        )),
-        TransitionError::Conflict { vm_state, .. } => ApiError::Conflict(format!(
-            "Cannot 'rebuild' instance {id} while it is in vm_state {vm_state}"
-        )),
-        TransitionError::Db(e) => e.into(),
-    }
+    super::actions::refused_state(e, id, "rebuild", REBUILDABLE)
 }

@@ -30,6 +30,10 @@ pub enum TransitionError {
     /// `check_instance_lock`).
     #[error("instance is locked")]
     Locked,
+    /// The server's node type cannot do the action (Nova's drivers raise
+    /// NotImplementedError): why, as [`TaskKind::unsupported_on`] says.
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -63,6 +67,7 @@ pub async fn begin_action(
         task_state,
         locked,
         host,
+        node_type,
     }) = current
     else {
         return Err(TransitionError::NotFound);
@@ -79,6 +84,11 @@ pub async fn begin_action(
             vm_state,
             task_state,
         });
+    }
+    // What its node type cannot do is refused once the action could begin (Nova reaches its
+    // driver only then: a server in the wrong state gets the 409), before anything is written.
+    if let Some(reason) = kind.unsupported_on(node_type) {
+        return Err(TransitionError::Unsupported(reason));
     }
     // A soft delete sets when the server is reclaimed. (A restore leaves it: a restore that
     // fails leaves the server SOFT_DELETED, to be reclaimed still; once restored, the time
@@ -225,6 +235,7 @@ struct Current {
     task_state: Option<TaskState>,
     locked: bool,
     host: Option<String>,
+    node_type: nova_core::model::NodeType,
 }
 
 async fn lock_current(
@@ -238,10 +249,16 @@ async fn lock_current(
         ""
     };
     let sql = format!(
-        "SELECT vm_state, task_state, locked_by, host FROM instances WHERE uuid = $1 \
+        "SELECT vm_state, task_state, locked_by, host, node_type FROM instances WHERE uuid = $1 \
          AND NOT deleted AND ($2 IS NULL OR project_id = $2){lock}"
     );
-    type Row = (String, Option<String>, Option<String>, Option<String>);
+    type Row = (
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        String,
+    );
     let row: Option<Row> = on_tx!(tx, c => {
         sqlx::query_as(&sql)
             .bind(uuid.0)
@@ -249,7 +266,7 @@ async fn lock_current(
             .fetch_optional(&mut *c)
             .await?
     });
-    let Some((vm, task, locked_by, host)) = row else {
+    let Some((vm, task, locked_by, host, node_type)) = row else {
         return Ok(None);
     };
     let vm = VmState::parse(&vm).ok_or_else(|| corrupt(format!("vm_state {vm}")))?;
@@ -257,11 +274,14 @@ async fn lock_current(
         None => None,
         Some(t) => Some(TaskState::parse(&t).ok_or_else(|| corrupt(format!("task_state {t}")))?),
     };
+    let node_type = nova_core::model::NodeType::parse(&node_type)
+        .ok_or_else(|| corrupt(format!("node_type {node_type}")))?;
     Ok(Some(Current {
         vm_state: vm,
         task_state: task,
         locked: locked_by.is_some(),
         host,
+        node_type,
     }))
 }
 
