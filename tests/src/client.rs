@@ -207,6 +207,21 @@ impl Client {
         anyhow::bail!("server {id} not {status} within {within:?}; last: {last}")
     }
 
+    /// Polls until the server has no task running and returns it (a snapshot's server shows
+    /// ACTIVE while its task still closes: an action then would meet Nova's 409).
+    pub async fn wait_idle(&self, id: &str, within: Duration) -> anyhow::Result<Value> {
+        let path = format!("/servers/{id}");
+        crate::wait_until(within, "the task ended", || {
+            let path = path.clone();
+            async move {
+                let r = self.get(&path).await?;
+                Ok(r.body["server"]["OS-EXT-STS:task_state"].is_null())
+            }
+        })
+        .await?;
+        Ok(self.get(&path).await?.body["server"].clone())
+    }
+
     /// Polls until the server is in ERROR and returns it.
     pub async fn wait_error(&self, id: &str, within: Duration) -> anyhow::Result<Value> {
         let deadline = tokio::time::Instant::now() + within;

@@ -350,7 +350,7 @@ async fn a_container_server_lives_its_whole_life_through_the_api() -> anyhow::Re
         (&doc["container_format"], &doc["disk_format"]),
         (&json!("docker"), &json!("raw"))
     );
-    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(c.wait_idle(&id, WAIT).await?["status"], "ACTIVE");
     assert_eq!(container_state(&docker, &id).await?.0, "running");
     let from = create_server(
         &c,

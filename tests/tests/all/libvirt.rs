@@ -639,7 +639,7 @@ async fn a_vm_is_resized_snapshotted_backed_up_shelved_and_soft_deleted() -> any
         (&json!("bare"), &json!("qcow2"))
     );
     assert!(doc["kernel_id"].is_string(), "inherited: {doc}");
-    c.wait_status(&id, "ACTIVE", WAIT).await?;
+    assert_eq!(c.wait_idle(&id, WAIT).await?["status"], "ACTIVE");
     assert_eq!(
         domain_state(&id).await?,
         "running",
@@ -671,7 +671,7 @@ async fn a_vm_is_resized_snapshotted_backed_up_shelved_and_soft_deleted() -> any
             (&doc["image_type"], &doc["backup_type"], &doc["disk_format"]),
             (&json!("backup"), &json!("daily"), &json!("qcow2"))
         );
-        c.wait_status(&from, "ACTIVE", WAIT).await?;
+        assert_eq!(c.wait_idle(&from, WAIT).await?["status"], "ACTIVE");
         backups.push(b);
     }
     assert_eq!(c.image(&backups[0]).await?.status, 404, "rotated out");

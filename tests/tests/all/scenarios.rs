@@ -2481,20 +2481,6 @@ async fn a_soft_deleted_server_is_reclaimed_after_its_interval() -> anyhow::Resu
     Ok(())
 }
 
-/// The server once its task has ended (a snapshot's image may be active a moment before).
-async fn wait_idle(c: &Client, id: &str) -> anyhow::Result<Value> {
-    let path = format!("/servers/{id}");
-    e2e::wait_until(WAIT, "the task ended", || {
-        let (c, path) = (c.clone(), path.clone());
-        async move {
-            let r = c.get(&path).await?;
-            Ok(r.body["server"]["OS-EXT-STS:task_state"].is_null())
-        }
-    })
-    .await?;
-    Ok(c.get(&path).await?.body["server"].clone())
-}
-
 on_both_shapes!(a_snapshot_becomes_an_image_that_boots, Options::default());
 /// createImage as Nova's: a queued image in the project's name with the server's image's
 /// properties and the request's metadata, its data uploaded by the host; the server as it was;
@@ -2538,7 +2524,7 @@ async fn a_snapshot_becomes_an_image_that_boots(stack: &dyn Stack) -> anyhow::Re
     assert_eq!(doc["purpose"], json!("test"));
     assert_eq!(doc["visibility"], json!("private"));
     assert!(doc["size"].as_u64().unwrap_or_default() > 0, "{doc}");
-    let s = wait_idle(&c, &id).await?;
+    let s = c.wait_idle(&id, WAIT).await?;
     assert_eq!(s["status"], json!("ACTIVE"));
     // The snapshot boots.
     let from = c.create_server_from("from-snap", "1", &image).await?;
@@ -2556,7 +2542,7 @@ async fn a_snapshot_becomes_an_image_that_boots(stack: &dyn Stack) -> anyhow::Re
     assert!(r.headers.get("location").is_none());
     let second = r.body["image_id"].as_str().unwrap_or_default().to_owned();
     c.wait_image_status(&second, "active", WAIT).await?;
-    assert_eq!(wait_idle(&c, &id).await?["status"], json!("SHUTOFF"));
+    assert_eq!(c.wait_idle(&id, WAIT).await?["status"], json!("SHUTOFF"));
     let recorded = actions::list(stack.db(), uuid(&id)?).await?;
     let names: Vec<&str> = recorded.iter().map(|a| a.action.as_str()).collect();
     assert_eq!(names, ["create", "createImage", "stop", "createImage"]);
@@ -2635,7 +2621,7 @@ async fn a_snapshot_becomes_an_image_that_boots(stack: &dyn Stack) -> anyhow::Re
             (&doc["image_type"], &doc["backup_type"]),
             (&json!("backup"), &json!("daily"))
         );
-        assert_eq!(wait_idle(&c, &id).await?["status"], json!("SHUTOFF"));
+        assert_eq!(c.wait_idle(&id, WAIT).await?["status"], json!("SHUTOFF"));
         backups.push(b);
     }
     assert_eq!(c.image(&backups[0]).await?.status, 404, "rotated out");
@@ -2738,7 +2724,7 @@ async fn a_shelved_server_lets_go_of_its_host_and_comes_back(
         misbehaviour: Misbehaviour::Fail("the disk would not be read".into()),
     });
     assert_eq!(c.action(&id, &json!({"shelve": null})).await?.status, 202);
-    let s = wait_idle(&c, &id).await?;
+    let s = c.wait_idle(&id, WAIT).await?;
     assert_eq!(s["status"], json!("ACTIVE"), "{s}");
     assert_eq!(
         stack.driver().list_power(u).await,
@@ -2919,7 +2905,7 @@ async fn a_rescue_boots_the_rescue_image_and_an_unrescue_the_own_disk(
         misbehaviour: Misbehaviour::Fail("the rescue disk would not boot".into()),
     });
     assert_eq!(c.action(&id, &json!({"rescue": null})).await?.status, 200);
-    let s = wait_idle(&c, &id).await?;
+    let s = c.wait_idle(&id, WAIT).await?;
     assert_eq!(s["status"], json!("ACTIVE"), "{s}");
     let recorded = actions::list(stack.db(), u).await?;
     let names: Vec<&str> = recorded.iter().map(|a| a.action.as_str()).collect();
