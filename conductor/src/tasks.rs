@@ -1,5 +1,7 @@
 //! Carrying out a task the API wrote: build, delete, and the calls to the server's host
-//! (stop, start, reboot, pause, unpause, suspend, resume, rebuild).
+//! (rebuild, resize, snapshots, shelve, rescue; stop, start, reboot, pause, unpause, suspend
+//! and resume when the API could not send them to the host itself, and again when the
+//! reconciler finds them stuck).
 
 use crate::scheduler::Placement;
 use crate::{Conductor, Result};
@@ -587,7 +589,7 @@ pub(crate) async fn command_for(
             task_id,
             instance: uuid,
         },
-        // (Their commands are the host's own: above.)
+        // (Unreachable: their commands are the host's own, returned above.)
         TaskKind::Stop
         | TaskKind::Start
         | TaskKind::Reboot { .. }

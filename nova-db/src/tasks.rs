@@ -118,7 +118,7 @@ pub(crate) async fn insert_as(
     on_tx!(tx, c => {
         sqlx::query(
             "INSERT INTO tasks (id, instance_uuid, kind, state, request_id, action_id, attempts, \
-             created_at, updated_at) VALUES ($1, $2, $3, $7, $4, $5, 0, $6, $6)",
+             created_at, updated_at) VALUES ($1, $2, $3, $7, $4, $5, $8, $6, $6)",
         )
         .bind(id.0)
         .bind(instance.0)
@@ -127,6 +127,9 @@ pub(crate) async fn insert_as(
         .bind(action_id)
         .bind(now)
         .bind(state.as_str())
+        // A task written dispatched is sent once already (as the conductor's dispatch counts
+        // one): the reconciler gives up after as many sends either way.
+        .bind(i32::from(state == TaskState::Dispatched))
         .execute(&mut *c)
         .await?;
     });

@@ -1,6 +1,7 @@
-//! `DELETE /servers/{id}` and `POST /servers/{id}/action`: the state-changing actions (stop,
-//! start, reboot, pause, unpause, suspend, resume, delete), each a task for the conductor; lock and unlock; and the console
-//! output, asked of the server's host.
+//! `DELETE /servers/{id}` and `POST /servers/{id}/action`: the state-changing actions, each a
+//! task (stop, start, reboot, pause, unpause, suspend and resume sent to the server's host
+//! itself, delete to the conductor); lock and unlock; and the console output, asked of the
+//! server's host.
 
 use super::{not_found, submit, visible};
 use crate::versions::ApiVersion;
