@@ -119,6 +119,7 @@ pub(super) fn refused_state(
     match e {
         TransitionError::NotFound => not_found(id),
         TransitionError::Locked => ApiError::Conflict(format!("Instance {id} is locked")),
+        TransitionError::NotReady => ApiError::Conflict(format!("Instance {id} is not ready")),
         TransitionError::Unsupported(reason) => ApiError::NotImplemented(format!(
             "The requested functionality is not supported: {reason}."
         )),

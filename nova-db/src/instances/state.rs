@@ -34,6 +34,10 @@ pub enum TransitionError {
     /// NotImplementedError): why, as [`TaskKind::unsupported_on`] says.
     #[error("not supported: {0}")]
     Unsupported(&'static str),
+    /// A stop or start of a server that has no host (its build was never placed): Nova's
+    /// `check_instance_host`, InstanceNotReady.
+    #[error("instance has no host")]
+    NotReady,
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -74,6 +78,10 @@ pub async fn begin_action(
     };
     if locked && !lock_override {
         return Err(TransitionError::Locked);
+    }
+    // Nova checks the host of a stop or start after the lock and before the state.
+    if matches!(kind, TaskKind::Stop | TaskKind::Start) && host.is_none() {
+        return Err(TransitionError::NotReady);
     }
     // Delete may interrupt any task but another delete (Nova allows deleting a server that is
     // building, stopping, …); every other action needs the server idle.

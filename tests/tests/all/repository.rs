@@ -242,8 +242,17 @@ async fn transitions_compare_and_set(db: Db) -> anyhow::Result<()> {
         from_vm_states: &[VmState::Active],
         task_state: TaskState::PoweringOff,
     };
+    // A server not yet placed: a stop is not ready (Nova's host check comes before the
+    // state's), and an action without that check meets the state's conflict.
     let r =
         instances::begin_action(&db, uuid, Some("p1"), false, stop, TaskKind::Stop, &who()).await;
+    assert!(matches!(r, Err(TransitionError::NotReady)), "{r:?}");
+    let pause = TransitionRule {
+        from_vm_states: &[VmState::Active],
+        task_state: TaskState::Pausing,
+    };
+    let r =
+        instances::begin_action(&db, uuid, Some("p1"), false, pause, TaskKind::Pause, &who()).await;
     assert!(matches!(
         r,
         Err(TransitionError::Conflict {

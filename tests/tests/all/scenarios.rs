@@ -606,6 +606,23 @@ async fn a_flavor_no_node_can_hold_gives_no_valid_host(stack: &dyn Stack) -> any
         let server = c.wait_error(&id, WAIT).await?;
         let message = server["fault"]["message"].as_str().unwrap_or_default();
         assert!(message.starts_with("No valid host was found"), "{message}");
+        // Placed nowhere: a stop is refused before anything changes (Nova's
+        // InstanceNotReady from check_instance_host), the fault kept.
+        let r = c.action(&id, &json!({"os-stop": null})).await?;
+        assert_eq!(r.status, 409, "{}", r.body);
+        assert_eq!(
+            r.body["conflictingRequest"]["message"],
+            json!(format!("Instance {id} is not ready"))
+        );
+        let after = c.server(&id).await?.body;
+        assert_eq!(
+            after["server"]["fault"]["message"],
+            server["fault"]["message"]
+        );
+        assert!(
+            after["server"]["OS-EXT-STS:task_state"].is_null(),
+            "{after}"
+        );
     }
     assert_eq!(nodes::allocation_count(stack.db()).await?, 0);
     Ok(())
