@@ -157,3 +157,13 @@ pub async fn run_json(stack: &AllInOneStack, cloud: &str, args: &[&str]) -> anyh
     all.extend(["-f", "json"]);
     Ok(serde_json::from_str(&run(stack, cloud, &all).await?)?)
 }
+
+/// The actions of `openstack server event list -f json`, newest first.
+pub fn event_actions(events: &Value) -> Vec<&str> {
+    events
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["Action"].as_str())
+        .collect()
+}

@@ -28,6 +28,32 @@ async fn admin(stack: &AllInOneStack, args: &[&str]) -> anyhow::Result<Value> {
     cli::run_json(stack, "admin", args).await
 }
 
+/// `openstack image create NAME` of the file at `path`, public, in `disk_format` (bare).
+async fn public_image(
+    stack: &AllInOneStack,
+    path: &std::path::Path,
+    disk_format: &str,
+    name: &str,
+) -> anyhow::Result<Value> {
+    let file = path.display().to_string();
+    admin(
+        stack,
+        &[
+            "image",
+            "create",
+            "--disk-format",
+            disk_format,
+            "--container-format",
+            "bare",
+            "--file",
+            &file,
+            "--public",
+            name,
+        ],
+    )
+    .await
+}
+
 /// `openstack ARGS` as the admin, expected to fail: its stderr.
 async fn admin_fails(stack: &AllInOneStack, args: &[&str]) -> anyhow::Result<String> {
     match cli::run(stack, "admin", args).await {
@@ -1003,42 +1029,10 @@ async fn a_server_of_a_baremetal_flavor_deploys_its_iso_on_the_machine() -> anyh
     let dir = tempfile::tempdir()?;
     let iso = dir.path().join("boot.iso");
     std::fs::write(&iso, b"an ISO image for the test\n".repeat(100))?;
-    let iso_path = iso.display().to_string();
-    admin(
-        &stack,
-        &[
-            "image",
-            "create",
-            "--disk-format",
-            "iso",
-            "--container-format",
-            "bare",
-            "--file",
-            &iso_path,
-            "--public",
-            "boot-iso",
-        ],
-    )
-    .await?;
+    public_image(&stack, &iso, "iso", "boot-iso").await?;
     let raw = dir.path().join("disk.raw");
     std::fs::write(&raw, b"a whole disk\n".repeat(100))?;
-    let raw_path = raw.display().to_string();
-    admin(
-        &stack,
-        &[
-            "image",
-            "create",
-            "--disk-format",
-            "raw",
-            "--container-format",
-            "bare",
-            "--file",
-            &raw_path,
-            "--public",
-            "whole-disk",
-        ],
-    )
-    .await?;
+    public_image(&stack, &raw, "raw", "whole-disk").await?;
 
     // A whole-disk image is refused, with why.
     let err = admin_fails(
@@ -1205,23 +1199,7 @@ async fn a_server_of_a_baremetal_flavor_deploys_its_iso_on_the_machine() -> anyh
     // local disks as they are); unrescue deploys the server's own ISO again.
     let rescue_iso = dir.path().join("rescue.iso");
     std::fs::write(&rescue_iso, b"a rescue system\n".repeat(100))?;
-    let rescue_path = rescue_iso.display().to_string();
-    let rescue_image = admin(
-        &stack,
-        &[
-            "image",
-            "create",
-            "--disk-format",
-            "iso",
-            "--container-format",
-            "bare",
-            "--file",
-            &rescue_path,
-            "--public",
-            "rescue-iso",
-        ],
-    )
-    .await?;
+    let rescue_image = public_image(&stack, &rescue_iso, "iso", "rescue-iso").await?;
     let rescue_id = rescue_image["id"].as_str().unwrap_or_default().to_owned();
     let own = c.server(&server_id).await?.body;
     let own_id = own["server"]["image"]["id"]
@@ -1254,12 +1232,7 @@ async fn a_server_of_a_baremetal_flavor_deploys_its_iso_on_the_machine() -> anyh
     assert!(url.contains(&format!("/bmc-images/{own_id}/")), "{url}");
     assert_eq!(bmc.system(machine).await?["PowerState"], "On");
     let events = admin(&stack, &["server", "event", "list", "bm-server"]).await?;
-    let actions: Vec<&str> = events
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e["Action"].as_str())
-        .collect();
+    let actions = cli::event_actions(&events);
     assert!(
         actions.contains(&"rescue") && actions.contains(&"unrescue"),
         "{events}"
@@ -1509,23 +1482,7 @@ async fn a_server_boots_its_iso_on_a_libvirt_domain_behind_a_redfish_bmc() -> an
         ],
     )
     .await?;
-    let iso = guest.iso.display().to_string();
-    admin(
-        &stack,
-        &[
-            "image",
-            "create",
-            "--disk-format",
-            "iso",
-            "--container-format",
-            "bare",
-            "--file",
-            &iso,
-            "--public",
-            "guest-iso",
-        ],
-    )
-    .await?;
+    public_image(&stack, &guest.iso, "iso", "guest-iso").await?;
     let server = admin(
         &stack,
         &[

@@ -535,12 +535,7 @@ async fn the_openstack_cli_drives_a_servers_life() -> anyhow::Result<()> {
     let log = cli(&["console", "log", "show", "--lines", "1", "web2"]).await?;
     assert_eq!(log.trim(), "fake: Soft reboot", "the last line: {log}");
     let events = demo(&stack, &["server", "event", "list", "web2"]).await?;
-    let actions: Vec<&str> = events
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e["Action"].as_str())
-        .collect();
+    let actions = e2e::cli::event_actions(&events);
     assert!(
         actions.contains(&"lock") && actions.contains(&"create"),
         "{events}"
